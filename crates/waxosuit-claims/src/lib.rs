@@ -1,0 +1,77 @@
+//! Signed capability claims for Waxosuit actors.
+//!
+//! Every actor is a wasm module carrying a JWT in a custom section. The token
+//! says who the actor is (its `M…` module key, the `sub`), who vouches for it
+//! (an `A…` account key, the `iss`), what module it is (a hash of the code),
+//! when it is valid, and which capabilities it may use. A host runs an actor
+//! only after [`Verifier::verify_actor`] returns a [`VerifiedActor`].
+//!
+//! # A guided tour
+//!
+//! * [`keys`]: nkeys identities. [`KeyPair::generate`] makes an account,
+//!   module, server, operator, service, user or cluster key; public keys are
+//!   56 characters, seeds 58 (`SA…`, `SM…`).
+//! * [`jwt`]: [`Claims<T>`] with a [`ClaimsBuilder`], and the metadata kinds
+//!   [`Actor`], [`Account`], [`Operator`], [`Invocation`] and
+//!   [`CapabilityProvider`]. Tokens are bytewise the ones the public `wascap`
+//!   crate writes.
+//! * [`wasm`]: [`embed_claims`] signs a module; [`module_hash`] is what the
+//!   token's `hash` must equal.
+//! * [`Verifier`]: the one door to trust. It fails closed and returns a
+//!   distinct [`ClaimsError`] for each reason: unsigned, malformed, bad
+//!   signature, tampered (hash mismatch), expired, not yet valid, wrong key
+//!   kinds, self-issued, untrusted issuer.
+//!
+//! ```
+//! use waxosuit_claims::{embed_claims, caps, Actor, Claims, KeyKind, KeyPair, Verifier};
+//!
+//! let account = KeyPair::generate(KeyKind::Account);
+//! let module = KeyPair::generate(KeyKind::Module);
+//! let claims = Claims::<Actor>::builder()
+//!     .issuer(account.public_key())
+//!     .subject(module.public_key())
+//!     .metadata(Actor {
+//!         caps: Some(vec![caps::KEY_VALUE.to_string()]),
+//!         ..Actor::named("counter")
+//!     })
+//!     .build();
+//! let wasm = b"\0asm\x01\0\0\0"; // the smallest valid module
+//! let signed = embed_claims(wasm, &claims, &account)?;
+//!
+//! let actor = Verifier::new().verify_actor(&signed)?;
+//! assert_eq!(actor.public_key(), module.public_key());
+//! assert!(actor.has_capability("wascc:keyvalue"));
+//!
+//! // Only accept actors from our own account:
+//! let strict = Verifier::new().trust_issuer(&account.public_key())?;
+//! strict.verify_actor(&signed)?;
+//! # Ok::<(), waxosuit_claims::ClaimsError>(())
+//! ```
+//!
+//! # Trust
+//!
+//! Without a trust list any account may issue actors (development mode). With
+//! [`Verifier::trust_issuer`], [`Verifier::trust_operator`] or
+//! [`Verifier::trust_operator_token`], the issuer must be trusted directly or
+//! through an account token ([`Verifier::with_account_token`]) issued by a
+//! trusted operator, whose subject is the issuer or lists it among its
+//! `valid_signers`: operator → account → actor.
+#![deny(missing_docs)]
+
+pub mod caps;
+mod error;
+pub mod jwt;
+pub mod keys;
+mod time;
+mod verify;
+pub mod wasm;
+
+pub use error::ClaimsError;
+pub use jwt::{
+    Account, Actor, CapabilityProvider, Claims, ClaimsBuilder, Invocation, Operator, TokenKind,
+    WASCAP_REVISION,
+};
+pub use keys::{KeyKind, KeyPair};
+pub use time::{human_date, human_relative};
+pub use verify::{DEFAULT_CLOCK_SKEW, Verified, VerifiedActor, Verifier};
+pub use wasm::{embed_claims, extract, module_hash, strip_signature};

@@ -1,0 +1,354 @@
+//! Fail-closed verification: the only way to get a [`Verified`] value.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use crate::jwt::{self, Account, Actor, Claims, Operator, TokenKind};
+use crate::keys::{KeyKind, KeyPair};
+use crate::{ClaimsError, wasm};
+
+/// Claims that passed every check of a [`Verifier`].
+///
+/// There is no public constructor: holding one proves the signature, the key
+/// roles, the validity window, the module hash (for actors) and, when a trust
+/// list is configured, the issuer's trust were all checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified<T> {
+    claims: Claims<T>,
+    metadata: T,
+    jwt: String,
+}
+
+impl<T> Verified<T> {
+    /// The verified claims.
+    pub fn claims(&self) -> &Claims<T> {
+        &self.claims
+    }
+
+    /// The `wascap` metadata (always present on a verified token).
+    pub fn metadata(&self) -> &T {
+        &self.metadata
+    }
+
+    /// The token as it was signed.
+    pub fn jwt(&self) -> &str {
+        &self.jwt
+    }
+
+    /// `iss`
+    pub fn issuer(&self) -> &str {
+        &self.claims.issuer
+    }
+
+    /// `sub`
+    pub fn subject(&self) -> &str {
+        &self.claims.subject
+    }
+}
+
+/// A verified actor: its module key, issuer and granted capabilities.
+pub type VerifiedActor = Verified<Actor>;
+
+impl Verified<Actor> {
+    /// The actor's identity: its `M…` module public key.
+    pub fn public_key(&self) -> &str {
+        &self.claims.subject
+    }
+
+    /// The actor's name, or its key when unnamed.
+    pub fn name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or(&self.claims.subject)
+    }
+
+    /// Capability ids granted by the signature.
+    pub fn capabilities(&self) -> &[String] {
+        self.metadata.capabilities()
+    }
+
+    /// Whether the signature grants `capid` (or names `capid` as a callable actor).
+    pub fn has_capability(&self, capid: &str) -> bool {
+        self.capabilities().iter().any(|c| c == capid)
+    }
+}
+
+/// Verification policy: clock skew, clock, and (optionally) whom to trust.
+///
+/// With no trusted issuer and no trusted operator configured, any correctly
+/// signed token from an account key is accepted (development mode). As soon as
+/// one is configured, the issuer must be trusted directly or through an account
+/// token issued by a trusted operator.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    clock_skew: Duration,
+    fixed_now: Option<u64>,
+    trusted_issuers: HashSet<String>,
+    trusted_operators: HashSet<String>,
+    account_tokens: Vec<String>,
+}
+
+impl Default for Verifier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Default tolerance for clocks that disagree between signer and host.
+pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(30);
+
+impl Verifier {
+    /// A verifier with the default clock skew and no trust list.
+    pub fn new() -> Self {
+        Verifier {
+            clock_skew: DEFAULT_CLOCK_SKEW,
+            fixed_now: None,
+            trusted_issuers: HashSet::new(),
+            trusted_operators: HashSet::new(),
+            account_tokens: Vec::new(),
+        }
+    }
+
+    /// How far `exp` and `nbf` may be off.
+    pub fn with_clock_skew(mut self, skew: Duration) -> Self {
+        self.clock_skew = skew;
+        self
+    }
+
+    /// Verifies as if the time were `unix_secs` (tests, audits).
+    pub fn at_time(mut self, unix_secs: u64) -> Self {
+        self.fixed_now = Some(unix_secs);
+        self
+    }
+
+    /// Trusts actors issued by this account key.
+    pub fn trust_issuer(mut self, account_key: &str) -> Result<Self, ClaimsError> {
+        expect_kind(account_key, KeyKind::Account, "a trusted issuer")?;
+        self.trusted_issuers.insert(account_key.to_string());
+        Ok(self)
+    }
+
+    /// Trusts accounts issued by this operator key.
+    pub fn trust_operator(mut self, operator_key: &str) -> Result<Self, ClaimsError> {
+        expect_kind(operator_key, KeyKind::Operator, "a trusted operator")?;
+        self.trusted_operators.insert(operator_key.to_string());
+        Ok(self)
+    }
+
+    /// Trusts a self-signed operator token: its key and its `valid_signers`.
+    pub fn trust_operator_token(mut self, jwt: &str) -> Result<Self, ClaimsError> {
+        let op = self.verify_operator(jwt)?;
+        self.trusted_operators.insert(op.subject().to_string());
+        for signer in op.metadata().valid_signers.iter().flatten() {
+            expect_kind(signer, KeyKind::Operator, "an operator's valid signer")?;
+            self.trusted_operators.insert(signer.clone());
+        }
+        Ok(self)
+    }
+
+    /// Offers an account token through which an actor's issuer may chain to a
+    /// trusted operator. It is verified when used, so order does not matter.
+    pub fn with_account_token(mut self, jwt: impl Into<String>) -> Self {
+        self.account_tokens.push(jwt.into());
+        self
+    }
+
+    /// Whether a trust list is configured.
+    pub fn has_trust_list(&self) -> bool {
+        !self.trusted_issuers.is_empty() || !self.trusted_operators.is_empty()
+    }
+
+    fn now(&self) -> u64 {
+        self.fixed_now.unwrap_or_else(crate::time::now_secs)
+    }
+
+    /// Verifies a signed module: extracts its token and checks signature, key
+    /// roles, module hash, validity window and trust.
+    pub fn verify_actor(&self, module: &[u8]) -> Result<VerifiedActor, ClaimsError> {
+        let extracted = wasm::extract(module)?;
+        self.verify_actor_token(&extracted.jwt, &extracted.module_hash)
+    }
+
+    /// Verifies an actor token against the hash of the module it came with.
+    pub fn verify_actor_token(
+        &self,
+        jwt: &str,
+        module_hash: &str,
+    ) -> Result<VerifiedActor, ClaimsError> {
+        let verified =
+            self.check::<Actor>(jwt, KeyKind::Account, KeyKind::Module, Issuance::ByOther)?;
+        if verified.metadata.module_hash != module_hash {
+            return Err(ClaimsError::ModuleHashMismatch {
+                expected: verified.metadata.module_hash.clone(),
+                actual: module_hash.to_string(),
+            });
+        }
+        self.check_window(&verified.claims)?;
+        self.check_actor_trust(verified.issuer())?;
+        Ok(verified)
+    }
+
+    /// Verifies an account token: issued by an operator key to an account key,
+    /// and by a trusted operator if any are configured.
+    pub fn verify_account(&self, jwt: &str) -> Result<Verified<Account>, ClaimsError> {
+        let verified =
+            self.check::<Account>(jwt, KeyKind::Operator, KeyKind::Account, Issuance::ByOther)?;
+        self.check_window(&verified.claims)?;
+        if self.has_trust_list() && !self.trusted_operators.contains(verified.issuer()) {
+            return Err(ClaimsError::UntrustedIssuer {
+                issuer: verified.issuer().to_string(),
+            });
+        }
+        Ok(verified)
+    }
+
+    /// Verifies a self-signed operator token.
+    pub fn verify_operator(&self, jwt: &str) -> Result<Verified<Operator>, ClaimsError> {
+        let verified =
+            self.check::<Operator>(jwt, KeyKind::Operator, KeyKind::Operator, Issuance::BySelf)?;
+        self.check_window(&verified.claims)?;
+        Ok(verified)
+    }
+
+    /// Verifies any other kind of token (invocations, provider archives):
+    /// signature, key roles and validity window. Trust decisions for these
+    /// belong to the caller, who knows which server or account keys count.
+    pub fn verify_token<T: TokenKind>(
+        &self,
+        jwt: &str,
+        issuer_kind: KeyKind,
+        subject_kind: Option<KeyKind>,
+    ) -> Result<Verified<T>, ClaimsError> {
+        let verified = match subject_kind {
+            Some(kind) => self.check::<T>(jwt, issuer_kind, kind, Issuance::ByOther)?,
+            None => self.check_unkeyed_subject::<T>(jwt, issuer_kind)?,
+        };
+        self.check_window(&verified.claims)?;
+        Ok(verified)
+    }
+
+    /// Signature, then who signed for whom, then metadata presence.
+    fn check<T: TokenKind>(
+        &self,
+        jwt: &str,
+        issuer_kind: KeyKind,
+        subject_kind: KeyKind,
+        issuance: Issuance,
+    ) -> Result<Verified<T>, ClaimsError> {
+        let verified = self.check_signature::<T>(jwt)?;
+        let claims = &verified.claims;
+        if issuance == Issuance::ByOther && claims.issuer == claims.subject {
+            return Err(ClaimsError::SelfIssued {
+                key: claims.issuer.clone(),
+            });
+        }
+        expect_kind(&claims.issuer, issuer_kind, issuer_role::<T>())?;
+        expect_kind(&claims.subject, subject_kind, subject_role::<T>())?;
+        Ok(verified)
+    }
+
+    fn check_unkeyed_subject<T: TokenKind>(
+        &self,
+        jwt: &str,
+        issuer_kind: KeyKind,
+    ) -> Result<Verified<T>, ClaimsError> {
+        let verified = self.check_signature::<T>(jwt)?;
+        expect_kind(&verified.claims.issuer, issuer_kind, issuer_role::<T>())?;
+        Ok(verified)
+    }
+
+    /// The signature comes first: nothing a forged token says is worth reading.
+    fn check_signature<T: TokenKind>(&self, jwt: &str) -> Result<Verified<T>, ClaimsError> {
+        let parsed = jwt::parse::<T>(jwt)?;
+        let claims = parsed.claims;
+        let issuer = KeyPair::from_public_key(&claims.issuer)?;
+        if !issuer.verify(parsed.signing_input.as_bytes(), &parsed.signature) {
+            return Err(ClaimsError::BadSignature {
+                issuer: claims.issuer.clone(),
+            });
+        }
+        let metadata = claims.metadata()?.clone();
+        Ok(Verified {
+            jwt: jwt.trim().to_string(),
+            metadata,
+            claims,
+        })
+    }
+
+    fn check_window<T>(&self, claims: &Claims<T>) -> Result<(), ClaimsError> {
+        let now = self.now();
+        let skew = self.clock_skew.as_secs();
+        if let Some(exp) = claims.expires {
+            if exp.saturating_add(skew) < now {
+                return Err(ClaimsError::Expired { expires_at: exp });
+            }
+        }
+        if let Some(nbf) = claims.not_before {
+            if now.saturating_add(skew) < nbf {
+                return Err(ClaimsError::NotYetValid { not_before: nbf });
+            }
+        }
+        Ok(())
+    }
+
+    fn check_actor_trust(&self, issuer: &str) -> Result<(), ClaimsError> {
+        if !self.has_trust_list() || self.trusted_issuers.contains(issuer) {
+            return Ok(());
+        }
+        let vouched = self.account_tokens.iter().any(|jwt| {
+            self.verify_account(jwt).is_ok_and(|account| {
+                account.subject() == issuer
+                    || account
+                        .metadata()
+                        .valid_signers
+                        .iter()
+                        .flatten()
+                        .any(|s| s == issuer)
+            })
+        });
+        if vouched {
+            Ok(())
+        } else {
+            Err(ClaimsError::UntrustedIssuer {
+                issuer: issuer.to_string(),
+            })
+        }
+    }
+}
+
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Issuance {
+    ByOther,
+    BySelf,
+}
+
+fn issuer_role<T: TokenKind>() -> &'static str {
+    match T::KIND {
+        "actor" => "the issuer of an actor token",
+        "account" => "the issuer of an account token",
+        "operator" => "the issuer of an operator token",
+        "invocation" => "the issuer of an invocation token",
+        _ => "the issuer of this token",
+    }
+}
+
+fn subject_role<T: TokenKind>() -> &'static str {
+    match T::KIND {
+        "actor" => "the subject of an actor token",
+        "account" => "the subject of an account token",
+        "operator" => "the subject of an operator token",
+        _ => "the subject of this token",
+    }
+}
+
+fn expect_kind(key: &str, expected: KeyKind, role: &'static str) -> Result<(), ClaimsError> {
+    let actual = KeyKind::of_public_key(key)?;
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(ClaimsError::WrongKeyKind {
+            role,
+            expected,
+            actual,
+            key: key.to_string(),
+        })
+    }
+}
