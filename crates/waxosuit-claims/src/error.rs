@@ -170,9 +170,7 @@ pub enum ClaimsError {
     },
 
     /// Signing was asked with a key pair that is not the issuer named in the claims.
-    #[error(
-        "cannot sign: the claims name issuer `{claimed}` but the signing key is `{actual}`"
-    )]
+    #[error("cannot sign: the claims name issuer `{claimed}` but the signing key is `{actual}`")]
     SignerMismatch {
         /// Issuer in the claims.
         claimed: String,

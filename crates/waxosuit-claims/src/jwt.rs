@@ -256,7 +256,8 @@ pub(crate) struct Parsed<T> {
 pub(crate) fn parse<T: DeserializeOwned>(jwt: &str) -> Result<Parsed<T>, ClaimsError> {
     let jwt = jwt.trim();
     let mut parts = jwt.split('.');
-    let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(c), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(ClaimsError::malformed_token(format!(
             "expected 3 dot-separated segments, found {}",
@@ -430,7 +431,13 @@ mod tests {
 
     #[test]
     fn malformed_tokens_are_typed_errors() {
-        for bad in ["", "a.b", "a.b.c.d", "!!.!!.!!", "eyJ0eXAiOiJqd3QifQ.e30.AA"] {
+        for bad in [
+            "",
+            "a.b",
+            "a.b.c.d",
+            "!!.!!.!!",
+            "eyJ0eXAiOiJqd3QifQ.e30.AA",
+        ] {
             let err = Claims::<Actor>::decode_unverified(bad).unwrap_err();
             assert!(
                 matches!(err, ClaimsError::MalformedToken { .. }),
@@ -443,8 +450,12 @@ mod tests {
     fn other_algorithms_are_refused() {
         let header = BASE64URL_NOPAD.encode(br#"{"typ":"JWT","alg":"HS256"}"#);
         let claims = BASE64URL_NOPAD.encode(br#"{"jti":"x","iat":1,"iss":"A","sub":"M"}"#);
-        let err = Claims::<Actor>::decode_unverified(&format!("{header}.{claims}.AAAA")).unwrap_err();
-        assert!(matches!(err, ClaimsError::UnsupportedHeader { .. }), "{err:?}");
+        let err =
+            Claims::<Actor>::decode_unverified(&format!("{header}.{claims}.AAAA")).unwrap_err();
+        assert!(
+            matches!(err, ClaimsError::UnsupportedHeader { .. }),
+            "{err:?}"
+        );
     }
 
     #[test]

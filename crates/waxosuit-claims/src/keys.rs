@@ -277,7 +277,8 @@ mod tests {
 
     #[test]
     fn bad_seed_is_refused_without_echoing_it() {
-        let err = KeyPair::from_seed("SAXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX").unwrap_err();
+        let err = KeyPair::from_seed("SAXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX")
+            .unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, ClaimsError::InvalidKey { what: "seed", .. }));
         assert!(!text.contains("XXXXXXXX"), "{text}");

@@ -57,6 +57,7 @@
 //! trusted operator, whose subject is the issuer or lists it among its
 //! `valid_signers`: operator → account → actor.
 #![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod caps;
 mod error;

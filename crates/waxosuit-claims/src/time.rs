@@ -24,7 +24,11 @@ pub fn human_relative(secs: u64, now: u64) -> String {
     } else {
         (now - secs, false)
     };
-    let rounded = if delta > 3600 { delta - delta % 60 } else { delta };
+    let rounded = if delta > 3600 {
+        delta - delta % 60
+    } else {
+        delta
+    };
     let span = humantime::format_duration(Duration::from_secs(rounded));
     if future {
         format!("in {span}")

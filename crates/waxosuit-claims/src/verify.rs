@@ -57,7 +57,10 @@ impl Verified<Actor> {
 
     /// The actor's name, or its key when unnamed.
     pub fn name(&self) -> &str {
-        self.metadata.name.as_deref().unwrap_or(&self.claims.subject)
+        self.metadata
+            .name
+            .as_deref()
+            .unwrap_or(&self.claims.subject)
     }
 
     /// Capability ids granted by the signature.
@@ -276,15 +279,15 @@ impl Verifier {
     fn check_window<T>(&self, claims: &Claims<T>) -> Result<(), ClaimsError> {
         let now = self.now();
         let skew = self.clock_skew.as_secs();
-        if let Some(exp) = claims.expires {
-            if exp.saturating_add(skew) < now {
-                return Err(ClaimsError::Expired { expires_at: exp });
-            }
+        if let Some(exp) = claims.expires
+            && exp.saturating_add(skew) < now
+        {
+            return Err(ClaimsError::Expired { expires_at: exp });
         }
-        if let Some(nbf) = claims.not_before {
-            if now.saturating_add(skew) < nbf {
-                return Err(ClaimsError::NotYetValid { not_before: nbf });
-            }
+        if let Some(nbf) = claims.not_before
+            && now.saturating_add(skew) < nbf
+        {
+            return Err(ClaimsError::NotYetValid { not_before: nbf });
         }
         Ok(())
     }

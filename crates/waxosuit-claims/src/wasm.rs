@@ -160,7 +160,10 @@ mod tests {
     #[test]
     fn non_wasm_and_truncated_inputs_are_typed_errors() {
         assert!(matches!(module_hash(b""), Err(ClaimsError::NotWasm)));
-        assert!(matches!(module_hash(b"hello world"), Err(ClaimsError::NotWasm)));
+        assert!(matches!(
+            module_hash(b"hello world"),
+            Err(ClaimsError::NotWasm)
+        ));
         let mut m = wat::parse_str("(module (func (export \"f\")))").unwrap();
         m.truncate(m.len() - 3);
         assert!(matches!(
@@ -172,7 +175,10 @@ mod tests {
     #[test]
     fn components_are_refused() {
         let c = wat::parse_str("(component)").unwrap();
-        assert!(matches!(module_hash(&c), Err(ClaimsError::ComponentNotSupported)));
+        assert!(matches!(
+            module_hash(&c),
+            Err(ClaimsError::ComponentNotSupported)
+        ));
     }
 
     #[test]
@@ -191,7 +197,10 @@ mod tests {
             data: b"x".as_slice().into(),
         }
         .append_to(&mut with_other);
-        assert_ne!(module_hash(&base).unwrap(), module_hash(&with_other).unwrap());
+        assert_ne!(
+            module_hash(&base).unwrap(),
+            module_hash(&with_other).unwrap()
+        );
         assert_eq!(strip_signature(&with_jwt).unwrap(), base);
     }
 

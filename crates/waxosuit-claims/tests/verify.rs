@@ -6,8 +6,8 @@ use std::time::Duration;
 use data_encoding::BASE64URL_NOPAD;
 use proptest::prelude::*;
 use waxosuit_claims::{
-    Account, Actor, Claims, ClaimsError, KeyKind, KeyPair, Operator, Verifier, caps,
-    embed_claims, module_hash, strip_signature,
+    Account, Actor, Claims, ClaimsError, KeyKind, KeyPair, Operator, Verifier, caps, embed_claims,
+    module_hash, strip_signature,
 };
 
 const EMPTY_MODULE: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
@@ -129,13 +129,16 @@ fn golden_vector_13_1_reproduces_byte_for_byte() {
     let verified = Verifier::new().verify_actor(&signed).unwrap();
     assert_eq!(verified.public_key(), module.public_key());
     assert_eq!(verified.name(), "demo");
-    assert_eq!(verified.claims(), &Claims {
-        metadata: Some(Actor {
-            module_hash: expected_hash.into(),
-            ..claims.metadata.clone().unwrap()
-        }),
-        ..claims
-    });
+    assert_eq!(
+        verified.claims(),
+        &Claims {
+            metadata: Some(Actor {
+                module_hash: expected_hash.into(),
+                ..claims.metadata.clone().unwrap()
+            }),
+            ..claims
+        }
+    );
 }
 
 #[test]
@@ -144,7 +147,10 @@ fn signing_a_signed_module_replaces_the_signature() {
     let module = KeyPair::generate(KeyKind::Module);
     let once = sign(&code_module(), &account, &module);
     let twice = sign(&once, &account, &module);
-    assert_eq!(module_hash(&once).unwrap(), module_hash(&code_module()).unwrap());
+    assert_eq!(
+        module_hash(&once).unwrap(),
+        module_hash(&code_module()).unwrap()
+    );
     assert_eq!(strip_signature(&twice).unwrap(), code_module());
     verifier().verify_actor(&twice).unwrap();
 }
@@ -185,7 +191,10 @@ fn flipped_byte_in_code_section_is_a_hash_mismatch() {
         .expect("constant in code");
     signed[at + 1] ^= 0x01;
     let err = verifier().verify_actor(&signed).unwrap_err();
-    assert!(matches!(err, ClaimsError::ModuleHashMismatch { .. }), "{err}");
+    assert!(
+        matches!(err, ClaimsError::ModuleHashMismatch { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("changed after signing"));
 }
 
@@ -196,7 +205,10 @@ fn jwt_moved_from_another_module_is_a_hash_mismatch() {
     let donor = sign(&EMPTY_MODULE, &account, &module);
     let thief = with_token(&code_module(), &token_of(&donor));
     let err = verifier().verify_actor(&thief).unwrap_err();
-    assert!(matches!(err, ClaimsError::ModuleHashMismatch { .. }), "{err}");
+    assert!(
+        matches!(err, ClaimsError::ModuleHashMismatch { .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -285,7 +297,13 @@ fn subject_that_is_not_a_module_key_is_refused() {
     let signed = sign(&code_module(), &account, &server);
     let err = verifier().verify_actor(&signed).unwrap_err();
     assert!(
-        matches!(err, ClaimsError::WrongKeyKind { expected: KeyKind::Module, .. }),
+        matches!(
+            err,
+            ClaimsError::WrongKeyKind {
+                expected: KeyKind::Module,
+                ..
+            }
+        ),
         "{err}"
     );
 }
@@ -343,7 +361,11 @@ fn truncated_module_is_malformed() {
 
 #[test]
 fn non_wasm_file_is_refused() {
-    for junk in [&b""[..], b"#!/bin/sh\necho hi\n", b"\x7fELF\x02\x01\x01\0\0\0"] {
+    for junk in [
+        &b""[..],
+        b"#!/bin/sh\necho hi\n",
+        b"\x7fELF\x02\x01\x01\0\0\0",
+    ] {
         let err = verifier().verify_actor(junk).unwrap_err();
         assert!(matches!(err, ClaimsError::NotWasm), "{err}");
     }

@@ -26,10 +26,7 @@ fn a_module_we_sign_is_accepted_by_wascap_with_identical_claims() {
         .expires_in(std::time::Duration::from_secs(3600))
         .wascap_revision(ours::WASCAP_REVISION)
         .metadata(ours::Actor {
-            caps: Some(vec![
-                "wascc:http_server".into(),
-                "wascc:keyvalue".into(),
-            ]),
+            caps: Some(vec!["wascc:http_server".into(), "wascc:keyvalue".into()]),
             tags: Some(vec!["demo".into()]),
             rev: Some(4),
             ver: Some("1.2.3".into()),
@@ -52,7 +49,12 @@ fn a_module_we_sign_is_accepted_by_wascap_with_identical_claims() {
     assert_eq!(meta.module_hash, ours::module_hash(&module()).unwrap());
     assert_eq!(
         meta.caps.as_deref(),
-        Some(&["wascc:http_server".to_string(), "wascc:keyvalue".to_string()][..])
+        Some(
+            &[
+                "wascc:http_server".to_string(),
+                "wascc:keyvalue".to_string()
+            ][..]
+        )
     );
     assert_eq!(token.claims.subject, subject.public_key());
 }
@@ -87,7 +89,10 @@ fn a_module_wascap_signs_is_verified_and_inspected_by_us() {
     assert_eq!(verified.public_key(), subject.public_key());
     assert_eq!(verified.name(), "wascap-signed");
     assert!(verified.has_capability("acme:inventory"));
-    assert_eq!(verified.metadata().call_alias.as_deref(), Some("acme/thing"));
+    assert_eq!(
+        verified.metadata().call_alias.as_deref(),
+        Some("acme/thing")
+    );
     assert_eq!(verified.jwt(), theirs.jwt);
 
     // Tampering with what wascap signed is caught by us too.
