@@ -1,0 +1,375 @@
+//! The capability provider API of Waxosuit.
+//!
+//! A *capability provider* gives actors a piece of the outside world: an HTTP
+//! server, a key-value store, a message broker. Actors never link against
+//! it; they make waPC host calls naming a capability id (`wascc:keyvalue`)
+//! and a binding name (`default`), and the host routes each call to the
+//! provider registered under that pair, after checking the actor's signed
+//! claims grant the capability.
+//!
+//! # A guided tour
+//!
+//! * [`CapabilityProvider`]: the trait. Its phases, in order:
+//!   [`start`](CapabilityProvider::start) once when the host registers the
+//!   provider (it receives an [`ActorDispatcher`] to call actors back),
+//!   [`bind_actor`](CapabilityProvider::bind_actor) per binding with the
+//!   binding's configuration, [`handle_call`](CapabilityProvider::handle_call)
+//!   for each actor call, [`remove_actor`](CapabilityProvider::remove_actor),
+//!   [`health`](CapabilityProvider::health) periodically, and
+//!   [`shutdown`](CapabilityProvider::shutdown) once.
+//! * [`BindRequest`] and [`ProviderCall`]: what a binding and a call carry.
+//! * [`ProviderError`]: typed failures that reach the actor as host errors;
+//!   [`decode`] and [`encode`] wrap the waSCC codec with errors naming the
+//!   capability and the operation.
+//!
+//! Built-in providers, backends on real servers and dynamically loaded
+//! plugins all implement this one trait, so they share code and behaviour.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use async_trait::async_trait;
+//! use waxosuit_codec::capabilities::CapabilityDescriptor;
+//! use waxosuit_provider::*;
+//!
+//! /// Answers `Ping` with `Pong`.
+//! struct Pinger;
+//!
+//! #[async_trait]
+//! impl CapabilityProvider for Pinger {
+//!     fn descriptor(&self) -> CapabilityDescriptor {
+//!         CapabilityDescriptor::builder()
+//!             .id("acme:ping")
+//!             .name("Pinger")
+//!             .version("1.0.0")
+//!             .build()
+//!     }
+//!     async fn bind_actor(&self, _req: BindRequest) -> Result<(), ProviderError> {
+//!         Ok(())
+//!     }
+//!     async fn remove_actor(&self, _actor: &str, _binding: &str) -> Result<(), ProviderError> {
+//!         Ok(())
+//!     }
+//!     async fn handle_call(&self, call: ProviderCall) -> Result<Vec<u8>, ProviderError> {
+//!         match call.operation.as_str() {
+//!             "Ping" => Ok(b"Pong".to_vec()),
+//!             _ => Err(ProviderError::unknown_operation("acme:ping", &call.operation)),
+//!         }
+//!     }
+//! }
+//! ```
+#![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use waxosuit_codec::capabilities::CapabilityDescriptor;
+
+pub use waxosuit_codec::core::CapabilityConfiguration;
+
+/// A binding of an actor to a provider, with its configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindRequest {
+    /// The actor's `M…` public key.
+    pub actor: String,
+    /// The binding name (`default` unless named).
+    pub binding: String,
+    /// Configuration values from the manifest, plus the `__wascc_issuer`,
+    /// `__wascc_capabilities`, `__wascc_name`, `__wascc_expires` and
+    /// `__wascc_tags` keys the host adds from the actor's claims.
+    pub values: HashMap<String, String>,
+}
+
+impl BindRequest {
+    /// A configuration value, or an error naming the missing key.
+    pub fn require(&self, capid: &str, key: &str) -> Result<&str, ProviderError> {
+        self.values
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| ProviderError::Config {
+                capid: capid.to_string(),
+                actor: self.actor.clone(),
+                key: key.to_string(),
+                reason: format!("missing; add `{key}: …` to this binding's values"),
+            })
+    }
+}
+
+/// One call from an actor to a provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderCall {
+    /// The calling actor's `M…` public key.
+    pub actor: String,
+    /// The binding the call came through.
+    pub binding: String,
+    /// The operation name (`Get`, `Publish`, …).
+    pub operation: String,
+    /// The MessagePack payload.
+    pub payload: Vec<u8>,
+}
+
+/// A provider's health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// Whether the provider can serve.
+    pub healthy: bool,
+    /// Why not, or any note.
+    pub message: String,
+}
+
+impl Health {
+    /// Healthy, no message.
+    pub fn healthy() -> Health {
+        Health {
+            healthy: true,
+            message: String::new(),
+        }
+    }
+
+    /// Unhealthy, with a reason.
+    pub fn unhealthy(message: impl Into<String>) -> Health {
+        Health {
+            healthy: false,
+            message: message.into(),
+        }
+    }
+}
+
+/// Why a provider refused or failed a request. The text reaches the actor
+/// as its host error and the operator in logs, so it names the capability
+/// and says what to do.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProviderError {
+    /// The actor has no binding with this provider.
+    #[error(
+        "actor {actor} is not bound to {capid} (binding `{binding}`); add a binding for it to \
+         the manifest"
+    )]
+    NotBound {
+        /// Capability id.
+        capid: String,
+        /// Actor key.
+        actor: String,
+        /// Binding name.
+        binding: String,
+    },
+    /// The provider does not implement this operation.
+    #[error("{capid} does not support the operation `{operation}`")]
+    UnknownOperation {
+        /// Capability id.
+        capid: String,
+        /// The operation asked for.
+        operation: String,
+    },
+    /// The payload could not be decoded as the operation's request type.
+    #[error("bad payload for {capid} `{operation}`: {reason}")]
+    BadPayload {
+        /// Capability id.
+        capid: String,
+        /// The operation.
+        operation: String,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// A binding's configuration is missing or invalid.
+    #[error("invalid configuration for {capid} binding of actor {actor}: `{key}` {reason}")]
+    Config {
+        /// Capability id.
+        capid: String,
+        /// Actor key.
+        actor: String,
+        /// The configuration key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The backend (server, file system, …) cannot be reached right now.
+    #[error("{capid} backend unavailable: {reason}")]
+    Unavailable {
+        /// Capability id.
+        capid: String,
+        /// Why.
+        reason: String,
+    },
+    /// The backend refused or failed the request.
+    #[error("{capid} backend error: {message}")]
+    Backend {
+        /// Capability id.
+        capid: String,
+        /// What the backend said.
+        message: String,
+    },
+    /// The provider panicked or failed internally; the host caught it.
+    #[error("{capid} provider failed internally: {message}")]
+    Internal {
+        /// Capability id.
+        capid: String,
+        /// What happened.
+        message: String,
+    },
+}
+
+impl ProviderError {
+    /// Shorthand for [`ProviderError::UnknownOperation`].
+    pub fn unknown_operation(capid: &str, operation: &str) -> ProviderError {
+        ProviderError::UnknownOperation {
+            capid: capid.to_string(),
+            operation: operation.to_string(),
+        }
+    }
+
+    /// Shorthand for [`ProviderError::Backend`].
+    pub fn backend(capid: &str, message: impl std::fmt::Display) -> ProviderError {
+        ProviderError::Backend {
+            capid: capid.to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Shorthand for [`ProviderError::NotBound`].
+    pub fn not_bound(capid: &str, actor: &str, binding: &str) -> ProviderError {
+        ProviderError::NotBound {
+            capid: capid.to_string(),
+            actor: actor.to_string(),
+            binding: binding.to_string(),
+        }
+    }
+}
+
+/// Decodes `call`'s payload as `T`, with an error naming capability and operation.
+pub fn decode<T: DeserializeOwned>(capid: &str, call: &ProviderCall) -> Result<T, ProviderError> {
+    waxosuit_codec::deserialize(&call.payload).map_err(|e| ProviderError::BadPayload {
+        capid: capid.to_string(),
+        operation: call.operation.clone(),
+        reason: e.to_string(),
+    })
+}
+
+/// Encodes a reply.
+pub fn encode<T: Serialize>(capid: &str, value: &T) -> Result<Vec<u8>, ProviderError> {
+    waxosuit_codec::serialize(value).map_err(|e| ProviderError::Internal {
+        capid: capid.to_string(),
+        message: format!("cannot encode the reply: {e}"),
+    })
+}
+
+/// Why the host could not deliver a provider's call to an actor.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DispatchError {
+    /// No actor with this key runs in the host.
+    #[error("no actor {actor} is running in this host")]
+    ActorNotFound {
+        /// The actor key.
+        actor: String,
+    },
+    /// The actor is not bound to the dispatching provider.
+    #[error("actor {actor} is not bound to {capid} (binding `{binding}`)")]
+    NotBound {
+        /// The actor key.
+        actor: String,
+        /// Capability id of the dispatching provider.
+        capid: String,
+        /// Binding name.
+        binding: String,
+    },
+    /// The actor returned an error or trapped.
+    #[error("actor {actor} failed to handle `{operation}`: {message}")]
+    Actor {
+        /// The actor key.
+        actor: String,
+        /// The operation.
+        operation: String,
+        /// The error.
+        message: String,
+    },
+    /// The host is stopping and takes no new calls.
+    #[error("the host is shutting down")]
+    ShuttingDown,
+}
+
+/// The host's side of provider → actor calls (`HandleRequest`,
+/// `DeliverMessage`, `ReceiveChunk`, …). The host gives each registered
+/// provider its own dispatcher, which knows the provider's capability id and
+/// binding and only reaches actors bound to it.
+#[async_trait]
+pub trait ActorDispatcher: Send + Sync + 'static {
+    /// Calls `operation` on `actor` with a MessagePack payload.
+    async fn dispatch(
+        &self,
+        actor: &str,
+        operation: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, DispatchError>;
+}
+
+/// A capability provider. See the [crate docs](crate) for the lifecycle.
+///
+/// Every method must be cancel-safe enough that the host can drop a call
+/// that exceeded its deadline; errors are values, and a panic in a method is
+/// caught by the host and reported as [`ProviderError::Internal`].
+#[async_trait]
+pub trait CapabilityProvider: Send + Sync + 'static {
+    /// What the provider is and which operations it supports.
+    fn descriptor(&self) -> CapabilityDescriptor;
+
+    /// Called once when the host registers the provider.
+    async fn start(&self, dispatcher: Arc<dyn ActorDispatcher>) -> Result<(), ProviderError> {
+        let _ = dispatcher;
+        Ok(())
+    }
+
+    /// Binds an actor with its configuration.
+    async fn bind_actor(&self, request: BindRequest) -> Result<(), ProviderError>;
+
+    /// Removes an actor's binding and releases what it held.
+    async fn remove_actor(&self, actor: &str, binding: &str) -> Result<(), ProviderError>;
+
+    /// Handles one call from a bound actor.
+    async fn handle_call(&self, call: ProviderCall) -> Result<Vec<u8>, ProviderError>;
+
+    /// Reports health; called periodically.
+    async fn health(&self) -> Health {
+        Health::healthy()
+    }
+
+    /// Stops serving; called once. In-flight work should be drained.
+    async fn shutdown(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn require_names_the_missing_key() {
+        let req = BindRequest {
+            actor: "MX".into(),
+            binding: "default".into(),
+            values: HashMap::new(),
+        };
+        let err = req.require("wascc:keyvalue", "URL").unwrap_err();
+        assert!(err.to_string().contains("`URL`"), "{err}");
+        assert!(err.to_string().contains("wascc:keyvalue"), "{err}");
+    }
+
+    #[test]
+    fn decode_errors_name_capability_and_operation() {
+        let call = ProviderCall {
+            actor: "MX".into(),
+            binding: "default".into(),
+            operation: "Get".into(),
+            payload: vec![0xc1],
+        };
+        let err =
+            decode::<waxosuit_codec::keyvalue::GetRequest>("wascc:keyvalue", &call).unwrap_err();
+        assert!(
+            matches!(&err, ProviderError::BadPayload { operation, .. } if operation == "Get"),
+            "{err}"
+        );
+    }
+}
