@@ -1,0 +1,174 @@
+//! The host's error type.
+
+use waxosuit_claims::ClaimsError;
+use waxosuit_provider::ProviderError;
+use waxosuit_runtime::RuntimeError;
+
+/// What went wrong in a host operation. Each message names the actor (by
+/// name and key), the capability and binding involved, and what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// The module's signature was refused.
+    #[error("actor module {origin} was refused: {source}")]
+    Claims {
+        /// Where the module came from (a path, or "update of <key>").
+        origin: String,
+        /// Why.
+        #[source]
+        source: ClaimsError,
+    },
+    /// The runtime could not load or run the actor.
+    #[error("actor {name} ({actor}): {source}")]
+    Runtime {
+        /// Actor key.
+        actor: String,
+        /// Actor name.
+        name: String,
+        /// The runtime's error.
+        #[source]
+        source: RuntimeError,
+    },
+    /// An actor with this key already runs here.
+    #[error(
+        "actor {name} ({actor}) is already running in this host; use an update to replace its \
+         module, or remove it first"
+    )]
+    DuplicateActor {
+        /// Actor key.
+        actor: String,
+        /// Actor name.
+        name: String,
+    },
+    /// No actor with this key (or name) runs here.
+    #[error("no actor `{actor}` is running in this host")]
+    ActorNotFound {
+        /// The key or name asked for.
+        actor: String,
+    },
+    /// A name matched several actors.
+    #[error("the name `{name}` matches several actors ({keys}); use the actor's public key")]
+    AmbiguousActorName {
+        /// The name.
+        name: String,
+        /// The matching keys, comma separated.
+        keys: String,
+    },
+    /// The authorizer refused to load the actor.
+    #[error("the host's authorization policy refused to load actor {name} ({actor})")]
+    LoadDenied {
+        /// Actor key.
+        actor: String,
+        /// Actor name.
+        name: String,
+    },
+    /// An update was signed for another module key.
+    #[error(
+        "the update for actor {expected} is signed for module key {got}; an update must be \
+         signed with the same module key as the running actor"
+    )]
+    UpdateKeyMismatch {
+        /// The running actor's key.
+        expected: String,
+        /// The update's key.
+        got: String,
+    },
+    /// The actor's claims do not grant the capability (and no policy allows it).
+    #[error(
+        "actor {name} ({actor}) attempted to call `{operation}` on {capability} (binding \
+         `{binding}`): permission denied, its signed claims do not include {capability}; \
+         re-sign it with `--cap {capability}` if it should have it"
+    )]
+    PermissionDenied {
+        /// Actor key.
+        actor: String,
+        /// Actor name.
+        name: String,
+        /// Capability id or target actor.
+        capability: String,
+        /// Binding name.
+        binding: String,
+        /// The operation.
+        operation: String,
+    },
+    /// The actor has no binding to the capability.
+    #[error(
+        "actor {name} ({actor}) has no binding to {capability} (binding `{binding}`); add \
+         `- {{ actor: {actor}, capability: {capability}, binding: {binding} }}` under \
+         `bindings` in the manifest"
+    )]
+    MissingBinding {
+        /// Actor key.
+        actor: String,
+        /// Actor name.
+        name: String,
+        /// Capability id.
+        capability: String,
+        /// Binding name.
+        binding: String,
+    },
+    /// No provider is registered for the capability and binding.
+    #[error(
+        "no provider for {capability} (binding `{binding}`) is registered in this host; declare \
+         it under `capabilities` in the manifest"
+    )]
+    ProviderNotFound {
+        /// Capability id.
+        capability: String,
+        /// Binding name.
+        binding: String,
+    },
+    /// A provider is already registered for the capability and binding.
+    #[error("a provider for {capability} (binding `{binding}`) is already registered")]
+    DuplicateProvider {
+        /// Capability id.
+        capability: String,
+        /// Binding name.
+        binding: String,
+    },
+    /// The binding exists already; bindings are immutable (remove and re-add).
+    #[error(
+        "actor {actor} is already bound to {capability} (binding `{binding}`); bindings cannot \
+         be changed in place, remove it first"
+    )]
+    DuplicateBinding {
+        /// Actor key.
+        actor: String,
+        /// Capability id.
+        capability: String,
+        /// Binding name.
+        binding: String,
+    },
+    /// The provider failed.
+    #[error("{source}")]
+    Provider {
+        /// The provider's error.
+        #[from]
+        source: ProviderError,
+    },
+    /// A middleware refused the invocation.
+    #[error("middleware refused {operation} on {target}: {message}")]
+    Middleware {
+        /// The target.
+        target: String,
+        /// The operation.
+        operation: String,
+        /// The middleware's reason.
+        message: String,
+    },
+    /// The actor handled the call but returned an error or failed.
+    #[error("actor {name} ({actor}) failed to handle `{operation}`: {message}")]
+    ActorFailed {
+        /// Actor key.
+        actor: String,
+        /// Actor name.
+        name: String,
+        /// The operation.
+        operation: String,
+        /// The error text.
+        message: String,
+    },
+    /// The host is stopping.
+    #[error("the host is shutting down and accepts no new work")]
+    ShuttingDown,
+}

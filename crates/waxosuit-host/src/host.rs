@@ -1,0 +1,1103 @@
+//! [`Host`]: the facade over the actor table, the provider table, policy,
+//! metrics and health.
+
+use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use waxosuit_claims::{VerifiedActor, Verifier};
+use waxosuit_codec::capabilities::CapabilityDescriptor;
+use waxosuit_codec::core as wcore;
+use waxosuit_provider::{BindRequest, CapabilityProvider, ProviderCall, ProviderError};
+use waxosuit_runtime::{Actor, ActorKey, Limits, Runtime, RuntimeConfig, RuntimeError};
+
+use crate::metrics::{Labels, Metrics};
+use crate::policy::{Authorizer, ClaimsOnly, Decision, Entity, Flow, Invocation, Middleware};
+use crate::router::{ProviderDispatcher, Router};
+use crate::{HostError, HostInfo};
+
+/// The binding name used when none is given.
+pub const DEFAULT_BINDING: &str = "default";
+
+/// Poisoned locks only mean another thread panicked while holding one; the
+/// maps stay consistent because every update is a single insert or remove.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A capability id and a binding name: where a provider is registered and
+/// what a binding points to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteKey {
+    /// Capability id.
+    pub capid: String,
+    /// Binding name.
+    pub binding: String,
+}
+
+impl RouteKey {
+    /// A route; an empty binding name means [`DEFAULT_BINDING`].
+    pub fn new(capid: impl Into<String>, binding: impl Into<String>) -> RouteKey {
+        let binding = binding.into();
+        RouteKey {
+            capid: capid.into(),
+            binding: if binding.trim().is_empty() {
+                DEFAULT_BINDING.to_string()
+            } else {
+                binding
+            },
+        }
+    }
+}
+
+pub(crate) struct ActorEntry {
+    pub(crate) claims: RwLock<Arc<VerifiedActor>>,
+    pub(crate) runtime: Actor<Router>,
+    pub(crate) bindings: RwLock<HashMap<RouteKey, BTreeMap<String, String>>>,
+}
+
+impl ActorEntry {
+    pub(crate) fn claims(&self) -> Arc<VerifiedActor> {
+        Arc::clone(&read(&self.claims))
+    }
+
+    pub(crate) fn is_bound(&self, route: &RouteKey) -> bool {
+        read(&self.bindings).contains_key(route)
+    }
+}
+
+struct ProviderEntry {
+    provider: Arc<dyn CapabilityProvider>,
+    descriptor: CapabilityDescriptor,
+}
+
+/// Configures and builds a [`Host`].
+pub struct HostBuilder {
+    runtime: Option<Runtime>,
+    verifier: Verifier,
+    authorizer: Arc<dyn Authorizer>,
+    middlewares: Vec<Arc<dyn Middleware>>,
+    labels: BTreeMap<String, String>,
+    default_limits: Limits,
+    auto_bind: Vec<String>,
+}
+
+impl Default for HostBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HostBuilder {
+    /// Defaults: a runtime with default configuration, a verifier without a
+    /// trust list, the claims-only authorizer, no middleware, default limits.
+    pub fn new() -> HostBuilder {
+        HostBuilder {
+            runtime: None,
+            verifier: Verifier::new(),
+            authorizer: Arc::new(ClaimsOnly),
+            middlewares: Vec::new(),
+            labels: BTreeMap::new(),
+            default_limits: Limits::default(),
+            auto_bind: Vec::new(),
+        }
+    }
+
+    /// Uses this runtime (engine, cache, allocator).
+    pub fn runtime(mut self, runtime: Runtime) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
+    /// Uses this verifier (trust list, clock skew) for actors and updates.
+    pub fn verifier(mut self, verifier: Verifier) -> Self {
+        self.verifier = verifier;
+        self
+    }
+
+    /// Installs a policy hook.
+    pub fn authorizer(mut self, authorizer: impl Authorizer) -> Self {
+        self.authorizer = Arc::new(authorizer);
+        self
+    }
+
+    /// Adds a middleware; they run in the order added.
+    pub fn middleware(mut self, middleware: impl Middleware) -> Self {
+        self.middlewares.push(Arc::new(middleware));
+        self
+    }
+
+    /// Adds a host label.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Limits for actors added without their own.
+    pub fn default_limits(mut self, limits: Limits) -> Self {
+        self.default_limits = limits;
+        self
+    }
+
+    /// Binds every new actor whose claims grant `capid` to the provider
+    /// registered under (`capid`, `default`), without configuration. waSCC
+    /// did this for `wascc:extras`.
+    pub fn auto_bind(mut self, capid: impl Into<String>) -> Self {
+        self.auto_bind.push(capid.into());
+        self
+    }
+
+    /// Builds the host.
+    pub fn build(self) -> Result<Host, HostError> {
+        let runtime = match self.runtime {
+            Some(r) => r,
+            None => {
+                Runtime::new(RuntimeConfig::default()).map_err(|source| HostError::Runtime {
+                    actor: String::new(),
+                    name: "(runtime)".to_string(),
+                    source,
+                })?
+            }
+        };
+        Ok(Host {
+            inner: Arc::new(HostInner {
+                runtime,
+                verifier: self.verifier,
+                authorizer: self.authorizer,
+                middlewares: self.middlewares,
+                labels: self.labels,
+                default_limits: self.default_limits,
+                auto_bind: self.auto_bind,
+                actors: RwLock::new(HashMap::new()),
+                providers: RwLock::new(HashMap::new()),
+                metrics: Metrics::new(),
+                stopping: AtomicBool::new(false),
+                health: RwLock::new(HealthReport::default()),
+                started: Instant::now(),
+            }),
+        })
+    }
+}
+
+pub(crate) struct HostInner {
+    runtime: Runtime,
+    verifier: Verifier,
+    authorizer: Arc<dyn Authorizer>,
+    middlewares: Vec<Arc<dyn Middleware>>,
+    labels: BTreeMap<String, String>,
+    default_limits: Limits,
+    auto_bind: Vec<String>,
+    actors: RwLock<HashMap<String, Arc<ActorEntry>>>,
+    providers: RwLock<HashMap<RouteKey, Arc<ProviderEntry>>>,
+    metrics: Metrics,
+    stopping: AtomicBool,
+    health: RwLock<HealthReport>,
+    started: Instant,
+}
+
+/// The Waxosuit host. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<HostInner>,
+}
+
+/// What the host knows about one running actor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActorInfo {
+    /// Module public key.
+    pub key: String,
+    /// Name from the claims.
+    pub name: String,
+    /// Issuer account key.
+    pub issuer: String,
+    /// Capabilities granted by the claims.
+    pub capabilities: Vec<String>,
+    /// Established bindings.
+    pub bindings: Vec<RouteKey>,
+}
+
+/// What the host knows about one registered provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderInfo {
+    /// Where it is registered.
+    pub route: RouteKey,
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+}
+
+/// Result of the last health round.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthReport {
+    /// Whether a round has run at all.
+    pub checked: bool,
+    /// Actor key, name, healthy, message.
+    pub actors: Vec<(String, String, bool, String)>,
+    /// Provider route, healthy, message.
+    pub providers: Vec<(RouteKey, bool, String)>,
+}
+
+impl HealthReport {
+    /// Every actor and provider healthy.
+    pub fn all_healthy(&self) -> bool {
+        self.actors.iter().all(|a| a.2) && self.providers.iter().all(|p| p.1)
+    }
+}
+
+impl Host {
+    /// A host with default settings (see [`HostBuilder`]).
+    pub fn new() -> Result<Host, HostError> {
+        HostBuilder::new().build()
+    }
+
+    /// Static facts about this host.
+    pub fn info(&self) -> HostInfo {
+        HostInfo {
+            labels: self.inner.labels.clone(),
+            uptime: self.inner.started.elapsed(),
+        }
+    }
+
+    /// Verifies, authorizes and starts an actor. `origin` (a path, a URL)
+    /// appears in error messages.
+    pub async fn add_actor(
+        &self,
+        module: &[u8],
+        origin: &str,
+        limits: Option<Limits>,
+    ) -> Result<ActorInfo, HostError> {
+        let inner = &self.inner;
+        if inner.stopping.load(Ordering::Acquire) {
+            return Err(HostError::ShuttingDown);
+        }
+        let claims = inner
+            .verifier
+            .verify_actor(module)
+            .map_err(|source| HostError::Claims {
+                origin: origin.to_string(),
+                source,
+            })?;
+        let key_text = claims.public_key().to_string();
+        let name = claims.name().to_string();
+        if !inner.authorizer.can_load(&claims) {
+            return Err(HostError::LoadDenied {
+                actor: key_text,
+                name,
+            });
+        }
+        if read(&inner.actors).contains_key(&key_text) {
+            return Err(HostError::DuplicateActor {
+                actor: key_text,
+                name,
+            });
+        }
+        let runtime_err = |source: RuntimeError| HostError::Runtime {
+            actor: key_text.clone(),
+            name: name.clone(),
+            source,
+        };
+        let key = ActorKey::new(key_text.clone()).map_err(runtime_err)?;
+        let router = Arc::new(Router::new(Arc::downgrade(&self.inner)));
+        let runtime = inner
+            .runtime
+            .load(key, module, limits.unwrap_or(inner.default_limits), router)
+            .await
+            .map_err(runtime_err)?;
+        let entry = Arc::new(ActorEntry {
+            claims: RwLock::new(Arc::new(claims)),
+            runtime,
+            bindings: RwLock::new(HashMap::new()),
+        });
+        {
+            let mut actors = write(&inner.actors);
+            if actors.contains_key(&key_text) {
+                return Err(HostError::DuplicateActor {
+                    actor: key_text,
+                    name,
+                });
+            }
+            actors.insert(key_text.clone(), Arc::clone(&entry));
+        }
+        tracing::info!(actor = %key_text, %name, "actor started");
+        let granted = entry.claims();
+        for capid in &inner.auto_bind {
+            let route = RouteKey::new(capid.clone(), DEFAULT_BINDING);
+            if granted.has_capability(capid) && read(&inner.providers).contains_key(&route) {
+                self.set_binding(&key_text, capid, DEFAULT_BINDING, BTreeMap::new())
+                    .await?;
+            }
+        }
+        self.refresh_counts();
+        self.actor_info(&key_text)
+    }
+
+    /// Replaces a running actor's module with a newly verified one signed
+    /// with the same module key, without failing in-flight or queued calls.
+    pub async fn update_actor(&self, module: &[u8]) -> Result<ActorInfo, HostError> {
+        let inner = &self.inner;
+        let claims = inner
+            .verifier
+            .verify_actor(module)
+            .map_err(|source| HostError::Claims {
+                origin: "update".to_string(),
+                source,
+            })?;
+        let key_text = claims.public_key().to_string();
+        let entry = self.entry(&key_text)?;
+        if !inner.authorizer.can_load(&claims) {
+            return Err(HostError::LoadDenied {
+                actor: key_text,
+                name: claims.name().to_string(),
+            });
+        }
+        let key = entry.runtime.key().clone();
+        entry
+            .runtime
+            .replace_module(&key, module)
+            .await
+            .map_err(|source| match source {
+                RuntimeError::KeyMismatch { .. } => HostError::UpdateKeyMismatch {
+                    expected: key.to_string(),
+                    got: key_text.clone(),
+                },
+                source => HostError::Runtime {
+                    actor: key_text.clone(),
+                    name: claims.name().to_string(),
+                    source,
+                },
+            })?;
+        for route in read(&entry.bindings).keys() {
+            if !claims.has_capability(&route.capid) {
+                tracing::warn!(
+                    actor = %key_text,
+                    capability = %route.capid,
+                    "the updated claims no longer grant a bound capability; its calls will be denied"
+                );
+            }
+        }
+        *write(&entry.claims) = Arc::new(claims);
+        tracing::info!(actor = %key_text, "actor updated");
+        self.actor_info(&key_text)
+    }
+
+    /// Stops an actor: removes its bindings (telling each provider) and drops
+    /// it. Calls in flight finish; new calls fail with "not running".
+    pub async fn remove_actor(&self, actor: &str) -> Result<(), HostError> {
+        let key = self.resolve_actor(actor)?;
+        let entry =
+            write(&self.inner.actors)
+                .remove(&key)
+                .ok_or_else(|| HostError::ActorNotFound {
+                    actor: actor.to_string(),
+                })?;
+        let routes: Vec<RouteKey> = write(&entry.bindings).drain().map(|(r, _)| r).collect();
+        for route in routes {
+            if let Some(p) = self.provider(&route)
+                && let Err(e) =
+                    guard_provider(&route, p.provider.remove_actor(&key, &route.binding)).await
+            {
+                tracing::warn!(actor = %key, capability = %route.capid, error = %e, "provider failed to release the actor");
+            }
+        }
+        tracing::info!(actor = %key, "actor removed");
+        self.refresh_counts();
+        Ok(())
+    }
+
+    /// Registers a provider under its descriptor's capability id and
+    /// `binding` (empty = `default`), and starts it.
+    pub async fn add_provider(
+        &self,
+        binding: &str,
+        provider: Arc<dyn CapabilityProvider>,
+    ) -> Result<RouteKey, HostError> {
+        let descriptor = provider.descriptor();
+        let route = RouteKey::new(descriptor.id.clone(), binding);
+        if read(&self.inner.providers).contains_key(&route) {
+            return Err(HostError::DuplicateProvider {
+                capability: route.capid,
+                binding: route.binding,
+            });
+        }
+        let dispatcher = Arc::new(ProviderDispatcher::new(
+            Arc::downgrade(&self.inner),
+            route.clone(),
+        ));
+        guard_provider(&route, provider.start(dispatcher)).await?;
+        let entry = Arc::new(ProviderEntry {
+            provider,
+            descriptor,
+        });
+        {
+            let mut providers = write(&self.inner.providers);
+            if providers.contains_key(&route) {
+                return Err(HostError::DuplicateProvider {
+                    capability: route.capid,
+                    binding: route.binding,
+                });
+            }
+            providers.insert(route.clone(), entry);
+        }
+        tracing::info!(capability = %route.capid, binding = %route.binding, "provider registered");
+        Ok(route)
+    }
+
+    /// Removes a provider: unbinds every actor from it, then shuts it down.
+    pub async fn remove_provider(&self, capid: &str, binding: &str) -> Result<(), HostError> {
+        let route = RouteKey::new(capid, binding);
+        let entry = write(&self.inner.providers).remove(&route).ok_or_else(|| {
+            HostError::ProviderNotFound {
+                capability: route.capid.clone(),
+                binding: route.binding.clone(),
+            }
+        })?;
+        let actors: Vec<Arc<ActorEntry>> = read(&self.inner.actors).values().cloned().collect();
+        for actor in actors {
+            let was_bound = write(&actor.bindings).remove(&route).is_some();
+            if was_bound {
+                let key = actor.runtime.key().to_string();
+                if let Err(e) =
+                    guard_provider(&route, entry.provider.remove_actor(&key, &route.binding)).await
+                {
+                    tracing::warn!(actor = %key, error = %e, "provider failed to release the actor");
+                }
+            }
+        }
+        let _ = AssertUnwindSafe(entry.provider.shutdown())
+            .catch_unwind()
+            .await;
+        self.refresh_counts();
+        Ok(())
+    }
+
+    /// Binds an actor (key or name) to the provider registered under
+    /// (`capid`, `binding`), passing `values` plus the `__wascc_*` claim keys.
+    pub async fn set_binding(
+        &self,
+        actor: &str,
+        capid: &str,
+        binding: &str,
+        values: BTreeMap<String, String>,
+    ) -> Result<(), HostError> {
+        let key = self.resolve_actor(actor)?;
+        let entry = self.entry(&key)?;
+        let claims = entry.claims();
+        let route = RouteKey::new(capid, binding);
+        let target = Entity::Capability {
+            capid: route.capid.clone(),
+            binding: route.binding.clone(),
+        };
+        self.inner.authorize(
+            &claims,
+            &route.capid,
+            &target,
+            wcore::OP_BIND_ACTOR,
+            &route.binding,
+        )?;
+        let provider = self
+            .provider(&route)
+            .ok_or_else(|| HostError::ProviderNotFound {
+                capability: route.capid.clone(),
+                binding: route.binding.clone(),
+            })?;
+        if entry.is_bound(&route) {
+            return Err(HostError::DuplicateBinding {
+                actor: key,
+                capability: route.capid,
+                binding: route.binding,
+            });
+        }
+        let mut config: HashMap<String, String> = values.clone().into_iter().collect();
+        let meta = claims.metadata();
+        let c = claims.claims();
+        config.insert(
+            wcore::CONFIG_WASCC_CLAIMS_ISSUER.to_string(),
+            c.issuer.clone(),
+        );
+        config.insert(
+            wcore::CONFIG_WASCC_CLAIMS_CAPABILITIES.to_string(),
+            meta.capabilities().join(","),
+        );
+        config.insert(
+            wcore::CONFIG_WASCC_CLAIMS_NAME.to_string(),
+            claims.name().to_string(),
+        );
+        config.insert(
+            wcore::CONFIG_WASCC_CLAIMS_EXPIRES.to_string(),
+            c.expires.unwrap_or(0).to_string(),
+        );
+        config.insert(
+            wcore::CONFIG_WASCC_CLAIMS_TAGS.to_string(),
+            meta.tag_list().join(","),
+        );
+        let request = BindRequest {
+            actor: key.clone(),
+            binding: route.binding.clone(),
+            values: config,
+        };
+        guard_provider(&route, provider.provider.bind_actor(request)).await?;
+        write(&entry.bindings).insert(route.clone(), values);
+        tracing::info!(actor = %key, capability = %route.capid, binding = %route.binding, "binding established");
+        self.refresh_counts();
+        Ok(())
+    }
+
+    /// Removes a binding and tells the provider.
+    pub async fn remove_binding(
+        &self,
+        actor: &str,
+        capid: &str,
+        binding: &str,
+    ) -> Result<(), HostError> {
+        let key = self.resolve_actor(actor)?;
+        let entry = self.entry(&key)?;
+        let route = RouteKey::new(capid, binding);
+        if write(&entry.bindings).remove(&route).is_none() {
+            return Err(HostError::MissingBinding {
+                actor: key,
+                name: entry.claims().name().to_string(),
+                capability: route.capid,
+                binding: route.binding,
+            });
+        }
+        if let Some(p) = self.provider(&route) {
+            guard_provider(&route, p.provider.remove_actor(&key, &route.binding)).await?;
+        }
+        self.refresh_counts();
+        Ok(())
+    }
+
+    /// Calls an actor (key or name) from the host itself.
+    pub async fn call_actor(
+        &self,
+        actor: &str,
+        operation: &str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, HostError> {
+        let key = self.resolve_actor(actor)?;
+        let entry = self.entry(&key)?;
+        self.inner
+            .invoke_actor(Entity::Host, &entry, operation, payload)
+            .await
+    }
+
+    /// The running actors.
+    pub fn actors(&self) -> Vec<ActorInfo> {
+        let mut keys: Vec<String> = read(&self.inner.actors).keys().cloned().collect();
+        keys.sort();
+        keys.iter()
+            .filter_map(|k| self.actor_info(k).ok())
+            .collect()
+    }
+
+    /// The registered providers.
+    pub fn providers(&self) -> Vec<ProviderInfo> {
+        let mut out: Vec<ProviderInfo> = read(&self.inner.providers)
+            .iter()
+            .map(|(route, p)| ProviderInfo {
+                route: route.clone(),
+                name: p.descriptor.name.clone(),
+                version: p.descriptor.version.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.route.cmp(&b.route));
+        out
+    }
+
+    /// Resolves an actor reference: a running actor's key, or a unique name.
+    pub fn resolve_actor(&self, reference: &str) -> Result<String, HostError> {
+        let actors = read(&self.inner.actors);
+        if actors.contains_key(reference) {
+            return Ok(reference.to_string());
+        }
+        let mut matches: Vec<String> = actors
+            .iter()
+            .filter(|(_, e)| e.claims().name() == reference)
+            .map(|(k, _)| k.clone())
+            .collect();
+        match matches.len() {
+            0 => Err(HostError::ActorNotFound {
+                actor: reference.to_string(),
+            }),
+            1 => Ok(matches.remove(0)),
+            _ => {
+                matches.sort();
+                Err(HostError::AmbiguousActorName {
+                    name: reference.to_string(),
+                    keys: matches.join(", "),
+                })
+            }
+        }
+    }
+
+    /// Sends a `HealthRequest` to every actor and asks every provider for its
+    /// health; keeps and returns the report.
+    pub async fn check_health(&self) -> HealthReport {
+        let payload = waxosuit_codec::serialize(&wcore::HealthRequest { placeholder: false })
+            .unwrap_or_default();
+        let actors: Vec<Arc<ActorEntry>> = read(&self.inner.actors).values().cloned().collect();
+        let mut report = HealthReport {
+            checked: true,
+            ..HealthReport::default()
+        };
+        for entry in actors {
+            let claims = entry.claims();
+            let result = self
+                .inner
+                .invoke_actor(Entity::Host, &entry, wcore::OP_HEALTH_REQUEST, &payload)
+                .await;
+            let (ok, message) = match result {
+                Ok(_) => (true, String::new()),
+                Err(e) => {
+                    tracing::warn!(actor = %claims.public_key(), name = %claims.name(), error = %e, "actor health check failed");
+                    (false, e.to_string())
+                }
+            };
+            report.actors.push((
+                claims.public_key().to_string(),
+                claims.name().to_string(),
+                ok,
+                message,
+            ));
+        }
+        let providers: Vec<(RouteKey, Arc<ProviderEntry>)> = read(&self.inner.providers)
+            .iter()
+            .map(|(r, p)| (r.clone(), Arc::clone(p)))
+            .collect();
+        for (route, p) in providers {
+            let health = AssertUnwindSafe(p.provider.health())
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| waxosuit_provider::Health::unhealthy("health check panicked"));
+            if !health.healthy {
+                tracing::warn!(capability = %route.capid, binding = %route.binding, reason = %health.message, "provider unhealthy");
+            }
+            report
+                .providers
+                .push((route, health.healthy, health.message));
+        }
+        report.actors.sort();
+        report.providers.sort();
+        *write(&self.inner.health) = report.clone();
+        report
+    }
+
+    /// The last health report.
+    pub fn last_health(&self) -> HealthReport {
+        read(&self.inner.health).clone()
+    }
+
+    /// Runs [`Host::check_health`] every `interval` until the host shuts down.
+    pub fn spawn_health_checks(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                if inner.stopping.load(Ordering::Acquire) {
+                    break;
+                }
+                Host { inner }.check_health().await;
+            }
+        })
+    }
+
+    /// Prometheus text exposition of the host's metrics.
+    pub fn metrics_text(&self) -> String {
+        self.inner.metrics.encode()
+    }
+
+    /// Stops the host: providers first (so servers drain their in-flight
+    /// requests while actors still run), then actors.
+    pub async fn shutdown(&self) {
+        self.inner.stopping.store(true, Ordering::Release);
+        let providers: Vec<(RouteKey, Arc<ProviderEntry>)> =
+            write(&self.inner.providers).drain().collect();
+        for (route, p) in providers {
+            if AssertUnwindSafe(p.provider.shutdown())
+                .catch_unwind()
+                .await
+                .is_err()
+            {
+                tracing::error!(capability = %route.capid, "provider panicked while shutting down");
+            }
+        }
+        let actors: Vec<String> = read(&self.inner.actors).keys().cloned().collect();
+        for key in actors {
+            write(&self.inner.actors).remove(&key);
+        }
+        self.refresh_counts();
+        tracing::info!("host stopped");
+    }
+
+    fn entry(&self, key: &str) -> Result<Arc<ActorEntry>, HostError> {
+        self.inner
+            .actor(key)
+            .ok_or_else(|| HostError::ActorNotFound {
+                actor: key.to_string(),
+            })
+    }
+
+    fn provider(&self, route: &RouteKey) -> Option<Arc<ProviderEntry>> {
+        read(&self.inner.providers).get(route).cloned()
+    }
+
+    fn actor_info(&self, key: &str) -> Result<ActorInfo, HostError> {
+        let entry = self.entry(key)?;
+        let claims = entry.claims();
+        let mut bindings: Vec<RouteKey> = read(&entry.bindings).keys().cloned().collect();
+        bindings.sort();
+        Ok(ActorInfo {
+            key: key.to_string(),
+            name: claims.name().to_string(),
+            issuer: claims.issuer().to_string(),
+            capabilities: claims.capabilities().to_vec(),
+            bindings,
+        })
+    }
+
+    fn refresh_counts(&self) {
+        let actors = read(&self.inner.actors);
+        let bindings: usize = actors.values().map(|e| read(&e.bindings).len()).sum();
+        self.inner.metrics.set_counts(actors.len(), bindings);
+    }
+}
+
+/// Runs a provider future, turning a panic into [`ProviderError::Internal`]
+/// so that a broken provider never takes the host down.
+pub(crate) async fn guard_provider<T>(
+    route: &RouteKey,
+    fut: impl std::future::Future<Output = Result<T, ProviderError>>,
+) -> Result<T, ProviderError> {
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_string());
+            tracing::error!(capability = %route.capid, binding = %route.binding, %message, "provider panicked");
+            Err(ProviderError::Internal {
+                capid: route.capid.clone(),
+                message: format!("panicked: {message}"),
+            })
+        }
+    }
+}
+
+impl HostInner {
+    pub(crate) fn actor(&self, key: &str) -> Option<Arc<ActorEntry>> {
+        read(&self.actors).get(key).cloned()
+    }
+
+    fn provider_for(&self, route: &RouteKey) -> Option<Arc<ProviderEntry>> {
+        read(&self.providers).get(route).cloned()
+    }
+
+    /// Claims, then policy: the namespace must be granted by the claims
+    /// unless the authorizer allows it; the authorizer may also deny.
+    pub(crate) fn authorize(
+        &self,
+        caller: &VerifiedActor,
+        namespace: &str,
+        target: &Entity,
+        operation: &str,
+        binding: &str,
+    ) -> Result<(), HostError> {
+        let by_claims = caller.has_capability(namespace)
+            || matches!(target, Entity::Actor(key) if caller.has_capability(key));
+        let allowed = match self.authorizer.can_invoke(caller, target, operation) {
+            Decision::ByClaims => by_claims,
+            Decision::Allow => true,
+            Decision::Deny => false,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(HostError::PermissionDenied {
+                actor: caller.public_key().to_string(),
+                name: caller.name().to_string(),
+                capability: namespace.to_string(),
+                binding: binding.to_string(),
+                operation: operation.to_string(),
+            })
+        }
+    }
+
+    /// A running actor addressed by key or by `call_alias`.
+    pub(crate) fn actor_by_namespace(&self, namespace: &str) -> Option<Arc<ActorEntry>> {
+        let actors = read(&self.actors);
+        if let Some(e) = actors.get(namespace) {
+            return Some(Arc::clone(e));
+        }
+        if namespace.contains(':') {
+            // Capability ids are `ns:name`; aliases never contain ':'.
+            return None;
+        }
+        actors
+            .values()
+            .find(|e| e.claims().metadata().call_alias.as_deref() == Some(namespace))
+            .cloned()
+    }
+
+    /// Invokes an actor through middleware, with metrics.
+    pub(crate) async fn invoke_actor(
+        &self,
+        origin: Entity,
+        entry: &ActorEntry,
+        operation: &str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, HostError> {
+        let started = Instant::now();
+        let key = entry.runtime.key().as_str();
+        let result = if self.middlewares.is_empty() {
+            self.run_actor(entry, operation, payload).await
+        } else {
+            let inv = Invocation {
+                origin,
+                target: Entity::Actor(key.to_string()),
+                operation: operation.to_string(),
+                payload: payload.to_vec(),
+            };
+            self.actor_chain(entry, inv).await
+        };
+        let labels = Labels {
+            target: "actor",
+            actor: key.to_string(),
+            capability: String::new(),
+            operation: operation.to_string(),
+        };
+        self.metrics
+            .record(&labels, started.elapsed(), result.is_ok());
+        result
+    }
+
+    async fn actor_chain(
+        &self,
+        entry: &ActorEntry,
+        mut inv: Invocation,
+    ) -> Result<Vec<u8>, HostError> {
+        for m in &self.middlewares {
+            inv =
+                m.actor_pre_invoke(inv.clone())
+                    .await
+                    .map_err(|message| HostError::Middleware {
+                        target: inv.target.to_string(),
+                        operation: inv.operation.clone(),
+                        message,
+                    })?;
+        }
+        let mut halted = None;
+        for m in &self.middlewares {
+            if let Flow::Halt(result) = m.actor_invoke(&inv).await {
+                halted = Some(result);
+                break;
+            }
+        }
+        let mut result = match halted {
+            Some(result) => result,
+            None => self
+                .run_actor(entry, &inv.operation, &inv.payload)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        for m in &self.middlewares {
+            result = m.actor_post_invoke(&inv, result).await;
+        }
+        result.map_err(|message| HostError::ActorFailed {
+            actor: entry.runtime.key().to_string(),
+            name: entry.claims().name().to_string(),
+            operation: inv.operation.clone(),
+            message,
+        })
+    }
+
+    async fn run_actor(
+        &self,
+        entry: &ActorEntry,
+        operation: &str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, HostError> {
+        entry
+            .runtime
+            .call(operation, payload)
+            .await
+            .map_err(|source| {
+                let claims = entry.claims();
+                match source {
+                    RuntimeError::GuestError { message, .. } => HostError::ActorFailed {
+                        actor: claims.public_key().to_string(),
+                        name: claims.name().to_string(),
+                        operation: operation.to_string(),
+                        message,
+                    },
+                    source => HostError::Runtime {
+                        actor: claims.public_key().to_string(),
+                        name: claims.name().to_string(),
+                        source,
+                    },
+                }
+            })
+    }
+
+    /// A guest's host call: route, authorize, invoke (spec §4.7).
+    pub(crate) async fn route_host_call(
+        &self,
+        caller_key: &str,
+        binding: &str,
+        namespace: &str,
+        operation: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, HostError> {
+        let caller_entry = self
+            .actor(caller_key)
+            .ok_or_else(|| HostError::ActorNotFound {
+                actor: caller_key.to_string(),
+            })?;
+        let caller = caller_entry.claims();
+        let binding = if binding.trim().is_empty() {
+            DEFAULT_BINDING
+        } else {
+            binding
+        };
+        let is_actor_key = namespace.len() == 56 && namespace.starts_with('M');
+        if is_actor_key || !namespace.contains(':') {
+            let target = Entity::Actor(namespace.to_string());
+            let callee = self.actor_by_namespace(namespace);
+            let target = match &callee {
+                Some(e) => Entity::Actor(e.runtime.key().to_string()),
+                None => target,
+            };
+            self.authorize(&caller, namespace, &target, operation, binding)?;
+            let callee = callee.ok_or_else(|| HostError::ActorNotFound {
+                actor: namespace.to_string(),
+            })?;
+            return self
+                .invoke_actor(
+                    Entity::Actor(caller_key.to_string()),
+                    &callee,
+                    operation,
+                    &payload,
+                )
+                .await;
+        }
+        let route = RouteKey::new(namespace, binding);
+        let target = Entity::Capability {
+            capid: route.capid.clone(),
+            binding: route.binding.clone(),
+        };
+        self.authorize(&caller, namespace, &target, operation, binding)?;
+        if !caller_entry.is_bound(&route) {
+            return Err(HostError::MissingBinding {
+                actor: caller_key.to_string(),
+                name: caller.name().to_string(),
+                capability: route.capid,
+                binding: route.binding,
+            });
+        }
+        let provider = self
+            .provider_for(&route)
+            .ok_or_else(|| HostError::ProviderNotFound {
+                capability: route.capid.clone(),
+                binding: route.binding.clone(),
+            })?;
+        let started = Instant::now();
+        let call = ProviderCall {
+            actor: caller_key.to_string(),
+            binding: route.binding.clone(),
+            operation: operation.to_string(),
+            payload,
+        };
+        let result = if self.middlewares.is_empty() {
+            guard_provider(&route, provider.provider.handle_call(call))
+                .await
+                .map_err(HostError::from)
+        } else {
+            self.capability_chain(&route, &provider, caller_key, call)
+                .await
+        };
+        let labels = Labels {
+            target: "capability",
+            actor: caller_key.to_string(),
+            capability: route.capid.clone(),
+            operation: operation.to_string(),
+        };
+        self.metrics
+            .record(&labels, started.elapsed(), result.is_ok());
+        result
+    }
+
+    async fn capability_chain(
+        &self,
+        route: &RouteKey,
+        provider: &ProviderEntry,
+        caller_key: &str,
+        call: ProviderCall,
+    ) -> Result<Vec<u8>, HostError> {
+        let mut inv = Invocation {
+            origin: Entity::Actor(caller_key.to_string()),
+            target: Entity::Capability {
+                capid: route.capid.clone(),
+                binding: route.binding.clone(),
+            },
+            operation: call.operation,
+            payload: call.payload,
+        };
+        for m in &self.middlewares {
+            inv = m
+                .capability_pre_invoke(inv.clone())
+                .await
+                .map_err(|message| HostError::Middleware {
+                    target: inv.target.to_string(),
+                    operation: inv.operation.clone(),
+                    message,
+                })?;
+        }
+        let mut halted = None;
+        for m in &self.middlewares {
+            if let Flow::Halt(result) = m.capability_invoke(&inv).await {
+                halted = Some(result);
+                break;
+            }
+        }
+        let mut result = match halted {
+            Some(result) => result,
+            None => {
+                let call = ProviderCall {
+                    actor: caller_key.to_string(),
+                    binding: route.binding.clone(),
+                    operation: inv.operation.clone(),
+                    payload: inv.payload.clone(),
+                };
+                guard_provider(route, provider.provider.handle_call(call))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        };
+        for m in &self.middlewares {
+            result = m.capability_post_invoke(&inv, result).await;
+        }
+        result.map_err(|message| HostError::Provider {
+            source: ProviderError::Backend {
+                capid: route.capid.clone(),
+                message,
+            },
+        })
+    }
+}
+
+/// A weak handle for routers and dispatchers, which must not keep the host alive.
+pub(crate) type WeakHost = Weak<HostInner>;

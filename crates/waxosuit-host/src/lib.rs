@@ -1,0 +1,75 @@
+//! The Waxosuit host: signed actors bound, at run time, to the capabilities
+//! their signature grants.
+//!
+//! # A guided tour
+//!
+//! * [`Host`] is the facade. [`Host::add_actor`] verifies a module's signed
+//!   claims (fail closed), asks the [`Authorizer`] whether it may load, and
+//!   starts it on the `waxosuit-runtime` instance pool.
+//!   [`Host::update_actor`] hot-swaps a module signed with the same module key;
+//!   [`Host::remove_actor`] stops one.
+//! * Capability providers (anything implementing
+//!   `waxosuit_provider::CapabilityProvider`) are registered with
+//!   [`Host::add_provider`] under their capability id and a binding name. The
+//!   host itself depends on no backend: key-value stores, servers and brokers
+//!   live in their own crates and are plugged in by the embedder (the CLI).
+//! * [`Host::set_binding`] binds an actor to a provider with per-actor
+//!   configuration. The provider receives the values plus the
+//!   `__wascc_issuer`, `__wascc_capabilities`, `__wascc_name`,
+//!   `__wascc_expires` and `__wascc_tags` keys from the claims. An actor
+//!   cannot reach a provider it is not bound to.
+//! * Guest host calls are routed as waSCC routed them: an empty binding means
+//!   `default`; a 56-character `M…` namespace (or a running actor's
+//!   `call_alias`) is an actor-to-actor call; anything else is a capability
+//!   id. Every call is authorized: the namespace must be in the caller's
+//!   signed `caps`, unless the [`Authorizer`] allows it; the authorizer may
+//!   also deny. Refusals name the actor, capability, binding and operation.
+//! * [`Middleware`] runs around every actor and provider invocation
+//!   (pre-invoke, invoke with short-circuit, post-invoke).
+//! * [`Host::metrics_text`] exposes Prometheus metrics (invocations, errors,
+//!   latency per actor, capability and operation);
+//!   [`Host::check_health`] sends `HealthRequest` to actors and asks providers.
+//!
+//! ```no_run
+//! # async fn demo(module: Vec<u8>, kv: std::sync::Arc<dyn waxosuit_provider::CapabilityProvider>)
+//! # -> Result<(), waxosuit_host::HostError> {
+//! use std::collections::BTreeMap;
+//! use waxosuit_host::Host;
+//!
+//! let host = Host::new()?;
+//! host.add_provider("default", kv).await?;
+//! let actor = host.add_actor(&module, "./counter_signed.wasm", None).await?;
+//! host.set_binding(&actor.key, "wascc:keyvalue", "default", BTreeMap::new()).await?;
+//! let reply = host.call_actor(&actor.key, "HandleRequest", b"...").await?;
+//! # let _ = reply; Ok(()) }
+//! ```
+#![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+mod error;
+mod host;
+mod metrics;
+mod policy;
+mod router;
+
+pub use error::HostError;
+pub use host::{
+    ActorInfo, DEFAULT_BINDING, HealthReport, Host, HostBuilder, ProviderInfo, RouteKey,
+};
+pub use policy::{
+    Authorizer, ClaimsOnly, Decision, Entity, Flow, Invocation, InvocationResult, Middleware,
+};
+pub use router::Router;
+pub use waxosuit_runtime::Limits;
+
+/// Static facts about a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostInfo {
+    /// Labels from the builder (or the manifest).
+    pub labels: BTreeMap<String, String>,
+    /// Time since the host was built.
+    pub uptime: Duration,
+}

@@ -1,0 +1,92 @@
+//! The two directions of traffic: guest host calls ([`Router`], the
+//! runtime's callback) and provider calls into actors ([`ProviderDispatcher`]).
+
+use async_trait::async_trait;
+use waxosuit_provider::{ActorDispatcher, DispatchError};
+use waxosuit_runtime::{ActorKey, HostCall, HostCallHandler};
+
+use crate::HostError;
+use crate::host::{RouteKey, WeakHost};
+use crate::policy::Entity;
+
+/// The runtime's callback for `__host_call`: routes by namespace (actor key,
+/// alias or capability id), authorizes against the caller's claims and
+/// invokes. The error text becomes the guest's host error.
+pub struct Router {
+    host: WeakHost,
+}
+
+impl Router {
+    pub(crate) fn new(host: WeakHost) -> Router {
+        Router { host }
+    }
+}
+
+impl HostCallHandler for Router {
+    async fn host_call(&self, actor: &ActorKey, call: HostCall) -> Result<Vec<u8>, String> {
+        let Some(host) = self.host.upgrade() else {
+            return Err(HostError::ShuttingDown.to_string());
+        };
+        let result = host
+            .route_host_call(
+                actor.as_str(),
+                &call.binding,
+                &call.namespace,
+                &call.operation,
+                call.payload,
+            )
+            .await;
+        result.map_err(|e| {
+            tracing::debug!(actor = %actor, namespace = %call.namespace, operation = %call.operation, error = %e, "host call failed");
+            e.to_string()
+        })
+    }
+}
+
+/// The dispatcher handed to one registered provider: it reaches only actors
+/// bound to that provider's (capability id, binding).
+pub(crate) struct ProviderDispatcher {
+    host: WeakHost,
+    route: RouteKey,
+}
+
+impl ProviderDispatcher {
+    pub(crate) fn new(host: WeakHost, route: RouteKey) -> ProviderDispatcher {
+        ProviderDispatcher { host, route }
+    }
+}
+
+#[async_trait]
+impl ActorDispatcher for ProviderDispatcher {
+    async fn dispatch(
+        &self,
+        actor: &str,
+        operation: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, DispatchError> {
+        let host = self.host.upgrade().ok_or(DispatchError::ShuttingDown)?;
+        let entry = host
+            .actor(actor)
+            .ok_or_else(|| DispatchError::ActorNotFound {
+                actor: actor.to_string(),
+            })?;
+        if !entry.is_bound(&self.route) {
+            return Err(DispatchError::NotBound {
+                actor: actor.to_string(),
+                capid: self.route.capid.clone(),
+                binding: self.route.binding.clone(),
+            });
+        }
+        let origin = Entity::Capability {
+            capid: self.route.capid.clone(),
+            binding: self.route.binding.clone(),
+        };
+        host.invoke_actor(origin, &entry, operation, &payload)
+            .await
+            .map_err(|e| DispatchError::Actor {
+                actor: actor.to_string(),
+                operation: operation.to_string(),
+                message: e.to_string(),
+            })
+    }
+}

@@ -1,0 +1,917 @@
+//! Behaviour of `waxosuit_manifest` seen from a host: what parses into what,
+//! and that each refusal names the file, the field and the problem.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use waxosuit_manifest::{
+    ActorLimits, CapabilitySource, DEFAULT_BINDING, Format, Manifest, ManifestError,
+};
+
+const BASE: &str = "/srv/host";
+const ORIGIN: &str = "host.yaml";
+const KEY: &str = "MB4OLDIC3TCZ4Q4TGGOVAZC43VXFE2JQVRAXQMQFXUCREOOFEKOKZTY2";
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let map: BTreeMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    move |name: &str| map.get(name).cloned()
+}
+
+fn yaml(text: &str) -> Result<Manifest, ManifestError> {
+    Manifest::from_str_with_env(text, Format::Yaml, BASE, ORIGIN, &no_env)
+}
+
+fn yaml_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Manifest, ManifestError> {
+    Manifest::from_str_with_env(text, Format::Yaml, BASE, ORIGIN, env)
+}
+
+/// Asserts a `Field` error at `field` whose message contains `needle`, and
+/// that the rendered error leads with file and field.
+#[track_caller]
+fn assert_field_error(
+    result: Result<Manifest, ManifestError>,
+    field: &str,
+    needle: &str,
+) -> String {
+    let err = match result {
+        Ok(manifest) => panic!("expected an error at {field}, got {manifest:#?}"),
+        Err(err) => err,
+    };
+    let rendered = err.to_string();
+    match &err {
+        ManifestError::Field {
+            file,
+            field: f,
+            message,
+        } => {
+            assert_eq!(file, Path::new(ORIGIN), "{rendered}");
+            assert_eq!(f, field, "{rendered}");
+            assert!(message.contains(needle), "`{needle}` not in: {rendered}");
+        }
+        other => panic!("expected ManifestError::Field at {field}, got {other:?}"),
+    }
+    assert!(
+        rendered.starts_with(&format!("{ORIGIN}: {field}: ")),
+        "does not name file and field: {rendered}"
+    );
+    rendered
+}
+
+const EXAMPLE_YAML: &str = r#"
+labels: { region: local }
+actors:
+  - ./build/kvcounter_signed.wasm
+  - path: ./build/hello_signed.wasm
+    limits: { max_memory_mib: 16, deadline_ms: 500, fuel: 1000000, max_payload_kib: 1024, min_instances: 1, max_instances: 8 }
+capabilities:
+  - id: wascc:http_server
+  - id: wascc:keyvalue
+    binding_name: default
+    provider: memory
+  - path: ./libwascc_redis.so
+    binding_name: cache
+bindings:
+  - actor: MB4OLDIC3TCZ4Q4TGGOVAZC43VXFE2JQVRAXQMQFXUCREOOFEKOKZTY2
+    capability: wascc:http_server
+    binding: default
+    values: { PORT: "8080" }
+  - actor: hello
+    capability: wascc:keyvalue
+  - actor: hello
+    capability: wascc:keyvalue
+    binding_name: cache
+    values: { URL: "redis://127.0.0.1:6379" }
+"#;
+
+const EXAMPLE_JSON: &str = r#"{
+  "labels": { "region": "local" },
+  "actors": [
+    "./build/kvcounter_signed.wasm",
+    { "path": "./build/hello_signed.wasm",
+      "limits": { "max_memory_mib": 16, "deadline_ms": 500, "fuel": 1000000,
+                  "max_payload_kib": 1024, "min_instances": 1, "max_instances": 8 } }
+  ],
+  "capabilities": [
+    { "id": "wascc:http_server" },
+    { "id": "wascc:keyvalue", "binding_name": "default", "provider": "memory" },
+    { "path": "./libwascc_redis.so", "binding_name": "cache" }
+  ],
+  "bindings": [
+    { "actor": "MB4OLDIC3TCZ4Q4TGGOVAZC43VXFE2JQVRAXQMQFXUCREOOFEKOKZTY2",
+      "capability": "wascc:http_server", "binding": "default", "values": { "PORT": "8080" } },
+    { "actor": "hello", "capability": "wascc:keyvalue" },
+    { "actor": "hello", "capability": "wascc:keyvalue", "binding_name": "cache",
+      "values": { "URL": "redis://127.0.0.1:6379" } }
+  ]
+}"#;
+
+fn check_example(m: &Manifest) {
+    assert_eq!(
+        m.labels,
+        BTreeMap::from([("region".to_owned(), "local".to_owned())])
+    );
+
+    assert_eq!(m.actors.len(), 2);
+    assert_eq!(m.actors[0].declared, "./build/kvcounter_signed.wasm");
+    assert_eq!(
+        m.actors[0].path,
+        Path::new("/srv/host/build/kvcounter_signed.wasm")
+    );
+    assert_eq!(m.actors[0].limits, ActorLimits::default());
+    assert_eq!(
+        m.actors[1].path,
+        Path::new("/srv/host/build/hello_signed.wasm")
+    );
+    assert_eq!(
+        m.actors[1].limits,
+        ActorLimits {
+            max_memory_mib: Some(16),
+            deadline_ms: Some(500),
+            fuel: Some(1_000_000),
+            max_payload_kib: Some(1024),
+            min_instances: Some(1),
+            max_instances: Some(8),
+        }
+    );
+
+    assert_eq!(m.capabilities.len(), 3);
+    assert_eq!(
+        m.capabilities[0].kind,
+        CapabilitySource::Builtin {
+            id: "wascc:http_server".into(),
+            provider: None
+        }
+    );
+    assert_eq!(m.capabilities[0].binding_name, DEFAULT_BINDING);
+    assert_eq!(
+        m.capabilities[1].kind,
+        CapabilitySource::Builtin {
+            id: "wascc:keyvalue".into(),
+            provider: Some("memory".into())
+        }
+    );
+    assert_eq!(
+        m.capabilities[2].kind,
+        CapabilitySource::Plugin {
+            path: PathBuf::from("/srv/host/libwascc_redis.so"),
+            declared: "./libwascc_redis.so".into()
+        }
+    );
+    assert_eq!(m.capabilities[2].binding_name, "cache");
+    assert_eq!(m.capabilities[2].id(), None);
+
+    assert_eq!(m.bindings.len(), 3);
+    assert_eq!(m.bindings[0].actor, KEY);
+    assert_eq!(m.bindings[0].capability, "wascc:http_server");
+    assert_eq!(m.bindings[0].binding, "default");
+    assert_eq!(m.bindings[0].values["PORT"], "8080");
+    assert_eq!(m.bindings[1].binding, "default");
+    assert!(m.bindings[1].values.is_empty());
+    assert_eq!(m.bindings[2].binding, "cache");
+    assert_eq!(m.bindings[2].values["URL"], "redis://127.0.0.1:6379");
+
+    // The lookups.
+    assert_eq!(
+        m.capability("wascc:keyvalue", "default").map(|c| &c.kind),
+        Some(&m.capabilities[1].kind)
+    );
+    assert!(m.capability("wascc:keyvalue", "cache").is_none());
+    let hello: Vec<_> = m
+        .bindings_for("hello")
+        .map(|b| b.binding.as_str())
+        .collect();
+    assert_eq!(hello, ["default", "cache"]);
+}
+
+#[test]
+fn example_parses_as_yaml_with_every_field() {
+    let m = yaml(EXAMPLE_YAML).expect("the example is valid");
+    check_example(&m);
+    assert_eq!(m.source, Path::new(ORIGIN));
+}
+
+#[test]
+fn equivalent_json_parses_to_the_same_manifest() {
+    let json = Manifest::from_str_with_env(EXAMPLE_JSON, Format::Json, BASE, ORIGIN, &no_env)
+        .expect("the JSON example is valid");
+    check_example(&json);
+    assert_eq!(json, yaml(EXAMPLE_YAML).expect("valid"));
+}
+
+#[test]
+fn original_wascc_sample_parses() {
+    // examples/sample_manifest.yaml from wascc-host 0.14, plus a binding
+    // without `values` and one using `binding`.
+    let text = r#"---
+labels:
+    sample: "Key-Value Counter"
+actors:
+    - ./examples/.assets/kvcounter.wasm
+capabilities:
+    - path: ./examples/.assets/libwascc_redis.so
+    - path: ./examples/.assets/libwascc_httpsrv.so
+      binding_name: default
+bindings:
+    - actor: "MASCXFM4R6X63UD5MSCDZYCJNPBVSIU6RKMXUPXRKAOSBQ6UY3VT3NPZ"
+      capability: "wascc:keyvalue"
+      values:
+        URL: redis://127.0.0.1:6379
+    - actor: "MASCXFM4R6X63UD5MSCDZYCJNPBVSIU6RKMXUPXRKAOSBQ6UY3VT3NPZ"
+      capability: "wascc:http_server"
+      values:
+        PORT: "8081"
+    - actor: "MASCXFM4R6X63UD5MSCDZYCJNPBVSIU6RKMXUPXRKAOSBQ6UY3VT3NPZ"
+      capability: "wascc:messaging"
+      binding: default
+"#;
+    let m = yaml(text).expect("the waSCC sample is valid");
+    assert_eq!(m.labels["sample"], "Key-Value Counter");
+    assert_eq!(
+        m.actors[0].path,
+        Path::new("/srv/host/examples/.assets/kvcounter.wasm")
+    );
+    assert_eq!(m.capabilities.len(), 2);
+    for cap in &m.capabilities {
+        assert!(
+            matches!(cap.kind, CapabilitySource::Plugin { .. }),
+            "{cap:?}"
+        );
+        assert_eq!(cap.binding_name, "default");
+    }
+    assert_eq!(m.bindings.len(), 3);
+    assert_eq!(m.bindings[0].values["URL"], "redis://127.0.0.1:6379");
+    assert_eq!(m.bindings[1].values["PORT"], "8081");
+    assert!(m.bindings[2].values.is_empty());
+}
+
+#[test]
+fn sections_are_optional_and_may_be_empty() {
+    let m = yaml("{}").expect("an empty mapping is a valid manifest");
+    assert_eq!(
+        m,
+        Manifest {
+            source: ORIGIN.into(),
+            ..Manifest::default()
+        }
+    );
+    let m = yaml("actors: []\ncapabilities:\nbindings:\nlabels:\n").expect("empty sections");
+    assert!(m.actors.is_empty() && m.capabilities.is_empty() && m.bindings.is_empty());
+}
+
+#[test]
+fn an_empty_file_or_a_non_mapping_is_refused() {
+    assert_field_error(yaml(""), "(top level)", "empty");
+    assert_field_error(yaml("# only a comment\n"), "(top level)", "empty");
+    assert_field_error(yaml("- a\n- b\n"), "(top level)", "found a list");
+}
+
+// --- environment expansion ---------------------------------------------------
+
+const ENV_MANIFEST: &str = r#"
+labels: { zone: "${ZONE}", "${ZONE}": key-is-not-expanded }
+actors:
+  - path: ${ACTOR_DIR:./build}/hello.wasm
+    limits: { fuel: "${FUEL:1000}" }
+capabilities:
+  - id: wascc:http_server
+bindings:
+  - actor: hello
+    capability: wascc:http_server
+    values:
+      PORT: ${PORT:8080}
+      HOST: "${HOST:}"
+      LITERAL: $HOME/x
+      MIXED: "http://${HOST:localhost}:${PORT:80}/${PATH_PART:}"
+"#;
+
+#[test]
+fn env_expansion_uses_variables_then_defaults() {
+    let env = env_of(&[("ZONE", "eu-1"), ("PORT", "9090"), ("FUEL", "77")]);
+    let m = yaml_env(ENV_MANIFEST, &env).expect("valid");
+    assert_eq!(m.labels["zone"], "eu-1");
+    assert_eq!(m.labels["${ZONE}"], "key-is-not-expanded");
+    assert_eq!(m.actors[0].declared, "./build/hello.wasm");
+    assert_eq!(m.actors[0].path, Path::new("/srv/host/build/hello.wasm"));
+    assert_eq!(m.actors[0].limits.fuel, Some(77));
+    let values = &m.bindings[0].values;
+    assert_eq!(values["PORT"], "9090");
+    assert_eq!(values["HOST"], "", "an empty default gives an empty string");
+    assert_eq!(
+        values["LITERAL"], "$HOME/x",
+        "$VAR without braces is not expanded"
+    );
+    assert_eq!(values["MIXED"], "http://localhost:9090/");
+
+    let env = env_of(&[
+        ("ZONE", "eu-1"),
+        ("ACTOR_DIR", "/opt/actors"),
+        ("HOST", "h"),
+    ]);
+    let m = yaml_env(ENV_MANIFEST, &env).expect("valid");
+    assert_eq!(m.actors[0].path, Path::new("/opt/actors/hello.wasm"));
+    assert_eq!(m.actors[0].limits.fuel, Some(1000));
+    assert_eq!(m.bindings[0].values["PORT"], "8080");
+    assert_eq!(m.bindings[0].values["HOST"], "h");
+}
+
+#[test]
+fn unset_variable_without_default_is_an_error_naming_field_and_variable() {
+    let err = yaml_env(ENV_MANIFEST, &no_env).expect_err("ZONE is unset");
+    let rendered = err.to_string();
+    match &err {
+        ManifestError::Env { file, field, var } => {
+            assert_eq!(file, Path::new(ORIGIN));
+            assert_eq!(field, "labels.zone");
+            assert_eq!(var, "ZONE");
+        }
+        other => panic!("expected ManifestError::Env, got {other:?}"),
+    }
+    assert!(
+        rendered.starts_with("host.yaml: labels.zone: "),
+        "{rendered}"
+    );
+    assert!(rendered.contains("`ZONE`"), "{rendered}");
+    assert!(rendered.contains("${ZONE:default}"), "{rendered}");
+
+    let err =
+        yaml("bindings: [{ actor: a, capability: wascc:logging, values: { X: [ok, '${NOPE}'] } }]")
+            .expect_err("NOPE is unset");
+    assert_eq!(err.field(), Some("bindings[0].values.X[1]"));
+}
+
+#[test]
+fn expanded_text_cannot_inject_structure() {
+    let env = env_of(&[
+        ("EVIL", "a\nb: c"),
+        ("EVIL_JSON", "\", \"b\": \"c"),
+        ("FLOW", "{x: 1}"),
+    ]);
+    let m = yaml_env(
+        "labels: { l: '${EVIL}', f: '${FLOW}' }\nbindings:\n  - actor: ${EVIL}\n    capability: wascc:extras\n    values: { K: '${EVIL}' }\n",
+        &env,
+    )
+    .expect("valid");
+    assert_eq!(m.labels.len(), 2);
+    assert_eq!(m.labels["l"], "a\nb: c");
+    assert_eq!(m.labels["f"], "{x: 1}");
+    assert_eq!(m.bindings[0].actor, "a\nb: c");
+    assert_eq!(
+        m.bindings[0].values,
+        BTreeMap::from([("K".to_owned(), "a\nb: c".to_owned())])
+    );
+
+    let m = Manifest::from_str_with_env(
+        r#"{"labels": {"a": "${EVIL_JSON}"}}"#,
+        Format::Json,
+        BASE,
+        "host.json",
+        &env,
+    )
+    .expect("valid");
+    assert_eq!(m.labels.len(), 1);
+    assert_eq!(m.labels["a"], "\", \"b\": \"c");
+}
+
+#[test]
+fn expansion_that_is_not_a_number_fails_as_a_typed_field() {
+    let env = env_of(&[("FUEL", "lots")]);
+    let err = yaml_env(
+        "actors: [{ path: a.wasm, limits: { fuel: '${FUEL}' } }]",
+        &env,
+    )
+    .expect_err("not a number");
+    assert!(matches!(err, ManifestError::Field { .. }), "{err:?}");
+    assert_eq!(err.field(), Some("actors[0].limits.fuel"));
+    assert!(err.to_string().contains("lots"), "{err}");
+}
+
+// --- validation rules --------------------------------------------------------
+
+#[test]
+fn reserved_label_prefix_is_refused() {
+    assert_field_error(
+        yaml("labels: { hostcore.os: linux }"),
+        "labels.hostcore.os",
+        "reserved",
+    );
+    assert!(yaml("labels: { myhostcore.os: linux, host: a }").is_ok());
+    assert_field_error(yaml("labels: { '': x }"), "labels", "must not be empty");
+}
+
+#[test]
+fn capability_ids_must_be_namespace_and_name() {
+    for bad in ["keyvalue", "wascc:", ":kv", "wascc:key value", "a:b:c"] {
+        let text = format!("capabilities: [{{ id: '{bad}' }}]");
+        assert_field_error(yaml(&text), "capabilities[0].id", "namespace:name");
+    }
+    assert_field_error(
+        yaml(
+            "capabilities: [{ id: wascc:logging }]\nbindings: [{ actor: a, capability: logging }]",
+        ),
+        "bindings[0].capability",
+        "`logging` is not a capability id",
+    );
+    assert!(yaml("capabilities: [{ id: acme.io:blob-store_2 }]").is_ok());
+}
+
+#[test]
+fn a_capability_has_exactly_one_of_id_and_path() {
+    assert_field_error(
+        yaml("capabilities: [{ id: wascc:keyvalue }, { id: wascc:kv, path: ./x.so }]"),
+        "capabilities[1]",
+        "both `id` and `path`",
+    );
+    assert_field_error(
+        yaml("capabilities: [{ binding_name: cache }]"),
+        "capabilities[0]",
+        "needs either `id`",
+    );
+}
+
+#[test]
+fn provider_applies_only_to_builtins_and_names_must_not_be_empty() {
+    assert_field_error(
+        yaml("capabilities: [{ path: ./x.so, provider: memory }]"),
+        "capabilities[0].provider",
+        "only applies to built-in",
+    );
+    assert_field_error(
+        yaml("capabilities: [{ id: wascc:keyvalue, provider: '' }]"),
+        "capabilities[0].provider",
+        "must not be empty",
+    );
+    assert_field_error(
+        yaml("capabilities: [{ id: wascc:keyvalue, binding_name: ' ' }]"),
+        "capabilities[0].binding_name",
+        "must not be empty",
+    );
+    assert_field_error(
+        yaml("capabilities: [{ path: '' }]"),
+        "capabilities[0].path",
+        "empty",
+    );
+}
+
+#[test]
+fn duplicate_capabilities_name_both_indices() {
+    let text = "capabilities:\n  - id: wascc:keyvalue\n  - id: wascc:http_server\n  - id: wascc:keyvalue\n    binding_name: default\n    provider: redis\n";
+    let rendered = assert_field_error(yaml(text), "capabilities[2]", "duplicates capabilities[0]");
+    assert!(rendered.contains("wascc:keyvalue"), "{rendered}");
+    // Same plugin twice under one binding name.
+    assert_field_error(
+        yaml("capabilities: [{ path: ./a.so }, { path: a.so }]"),
+        "capabilities[1]",
+        "duplicates capabilities[0]",
+    );
+    // Another binding name is another instance.
+    assert!(
+        yaml("capabilities: [{ id: wascc:keyvalue }, { id: wascc:keyvalue, binding_name: cache }]")
+            .is_ok()
+    );
+}
+
+#[test]
+fn bindings_need_a_declared_capability() {
+    let text = "capabilities:\n  - id: wascc:keyvalue\nbindings:\n  - { actor: a, capability: wascc:keyvalue }\n  - { actor: b, capability: wascc:keyvalue }\n  - { actor: a, capability: wascc:keyvalue, binding: cache }\n";
+    let rendered = assert_field_error(yaml(text), "bindings[2].capability", "not declared");
+    assert_eq!(
+        rendered,
+        "host.yaml: bindings[2].capability: capability wascc:keyvalue (binding `cache`) is not \
+         declared under `capabilities`; add `- id: wascc:keyvalue\n  binding_name: cache`"
+    );
+    let rendered = assert_field_error(
+        yaml("bindings: [{ actor: a, capability: wascc:http_server }]"),
+        "bindings[0].capability",
+        "add `- id: wascc:http_server`",
+    );
+    assert!(
+        !rendered.contains("binding_name"),
+        "default binding needs no binding_name: {rendered}"
+    );
+}
+
+#[test]
+fn extras_and_logging_need_no_declaration() {
+    let m = yaml(
+        "bindings:\n  - { actor: a, capability: wascc:extras }\n  - { actor: a, capability: wascc:logging, binding: audit }\n",
+    )
+    .expect("built-ins are always available");
+    assert_eq!(m.bindings.len(), 2);
+    assert!(waxosuit_manifest::is_always_available("wascc:logging"));
+    assert!(!waxosuit_manifest::is_always_available("wascc:keyvalue"));
+}
+
+#[test]
+fn a_plugin_may_provide_any_capability_under_its_binding_name() {
+    let text = "capabilities: [{ path: ./redis.so, binding_name: cache }]\nbindings:\n  - { actor: a, capability: wascc:keyvalue, binding: cache }\n";
+    assert!(yaml(text).is_ok());
+    let text = "capabilities: [{ path: ./redis.so, binding_name: cache }]\nbindings:\n  - { actor: a, capability: wascc:keyvalue }\n";
+    assert_field_error(
+        yaml(text),
+        "bindings[0].capability",
+        "(binding `default`) is not declared",
+    );
+}
+
+#[test]
+fn binding_actor_must_not_be_empty() {
+    assert_field_error(
+        yaml("bindings: [{ actor: '', capability: wascc:extras }]"),
+        "bindings[0].actor",
+        "must not be empty",
+    );
+    assert_field_error(
+        yaml("bindings: [{ actor: '  ', capability: wascc:extras }]"),
+        "bindings[0].actor",
+        "must not be empty",
+    );
+    assert_field_error(
+        yaml("bindings: [{ actor: a, capability: wascc:extras, binding: '' }]"),
+        "bindings[0].binding",
+        "must not be empty",
+    );
+}
+
+#[test]
+fn duplicate_bindings_name_both_indices() {
+    let text = format!(
+        "capabilities: [{{ id: wascc:keyvalue }}]\nbindings:\n  - {{ actor: {KEY}, capability: wascc:keyvalue }}\n  - {{ actor: other, capability: wascc:keyvalue }}\n  - {{ actor: {KEY}, capability: wascc:keyvalue, binding_name: default, values: {{ A: b }} }}\n"
+    );
+    let rendered = assert_field_error(yaml(&text), "bindings[2]", "duplicates bindings[0]");
+    assert!(rendered.contains(KEY), "{rendered}");
+}
+
+#[test]
+fn limits_must_make_sense() {
+    let limit = |body: &str| {
+        yaml(&format!(
+            "actors:\n  - a.wasm\n  - path: b.wasm\n    limits: {{ {body} }}\n"
+        ))
+    };
+    for name in [
+        "max_memory_mib",
+        "deadline_ms",
+        "fuel",
+        "max_payload_kib",
+        "max_instances",
+    ] {
+        assert_field_error(
+            limit(&format!("{name}: 0")),
+            &format!("actors[1].limits.{name}"),
+            "at least 1",
+        );
+    }
+    assert_field_error(
+        limit("min_instances: 4, max_instances: 2"),
+        "actors[1].limits.min_instances",
+        "min_instances (4) is greater than max_instances (2)",
+    );
+    let ok = limit("min_instances: 0, max_instances: 1").expect("scale to zero is allowed");
+    assert_eq!(ok.actors[1].limits.min_instances, Some(0));
+    assert_eq!(
+        limit("min_instances: 3, max_instances: 3")
+            .expect("equal is fine")
+            .actors[1]
+            .limits
+            .max_instances,
+        Some(3)
+    );
+}
+
+#[test]
+fn limit_type_errors_carry_the_field_path() {
+    let err =
+        yaml("actors: [{ path: a.wasm, limits: { deadline_ms: -5 } }]").expect_err("negative");
+    assert_field_error(Err(err), "actors[0].limits.deadline_ms", "-5");
+    // 2^32 does not fit a u32 limit.
+    assert_field_error(
+        yaml("actors: [{ path: a.wasm, limits: { max_memory_mib: 4294967296 } }]"),
+        "actors[0].limits.max_memory_mib",
+        "4294967295",
+    );
+    assert_field_error(
+        yaml("actors: [{ path: a.wasm, limits: { fuel: 1.5 } }]"),
+        "actors[0].limits.fuel",
+        "1.5",
+    );
+}
+
+#[test]
+fn type_errors_and_missing_fields_carry_the_field_path() {
+    assert_field_error(
+        yaml(
+            "capabilities: [{ id: wascc:extras }]\nbindings:\n  - { actor: a, capability: wascc:extras }\n  - { actor: a, capability: [wascc, x] }\n",
+        ),
+        "bindings[1].capability",
+        "expected a string",
+    );
+    assert_field_error(
+        yaml("bindings: [{ actor: a }]"),
+        "bindings[0]",
+        "missing field `capability`",
+    );
+    assert_field_error(yaml("labels: [a, b]"), "labels", "invalid type");
+    assert_field_error(
+        yaml("actors: [42]"),
+        "actors[0]",
+        "a path to a signed actor module",
+    );
+    assert_field_error(
+        yaml("actors: [{ limits: {} }]"),
+        "actors[0]",
+        "missing field `path`",
+    );
+    assert_field_error(yaml("actors: ['']"), "actors[0]", "empty");
+    assert_field_error(yaml("actors: [{ path: '' }]"), "actors[0].path", "empty");
+}
+
+#[test]
+fn numbers_and_booleans_in_values_become_strings() {
+    let m = yaml(
+        "labels: { version: 2, beta: true }\nbindings:\n  - actor: a\n    capability: wascc:logging\n    values: { PORT: 8080, TLS: false, RATIO: 1.0, NEG: -3, 443: https }\n",
+    )
+    .expect("valid");
+    assert_eq!(m.labels["version"], "2");
+    assert_eq!(m.labels["beta"], "true");
+    let values = &m.bindings[0].values;
+    assert_eq!(values["PORT"], "8080");
+    assert_eq!(values["TLS"], "false");
+    assert_eq!(values["RATIO"], "1.0");
+    assert_eq!(values["NEG"], "-3");
+    assert_eq!(values["443"], "https");
+    assert_field_error(
+        yaml("bindings: [{ actor: a, capability: wascc:logging, values: { X: { y: 1 } } }]"),
+        "bindings[0].values.X",
+        "a string, number or boolean",
+    );
+}
+
+#[test]
+fn binding_name_is_accepted_for_binding() {
+    let m = yaml("bindings: [{ actor: a, capability: wascc:logging, binding_name: audit }]")
+        .expect("alias");
+    assert_eq!(m.bindings[0].binding, "audit");
+    assert_field_error(
+        yaml("bindings: [{ actor: a, capability: wascc:logging, binding: x, binding_name: y }]"),
+        "bindings[0]",
+        "duplicate field",
+    );
+}
+
+// --- syntax and unknown fields -------------------------------------------------
+
+#[test]
+fn yaml_syntax_errors_report_line_and_column() {
+    let err = yaml("actors:\n  - a.wasm\nbindings: [\n  { actor: a\n").expect_err("unclosed");
+    match &err {
+        ManifestError::Syntax {
+            file,
+            line: Some(line),
+            column: Some(column),
+            message,
+        } => {
+            assert_eq!(file, Path::new(ORIGIN));
+            assert!(*line >= 4, "line {line}: {message}");
+            assert!(
+                !message.contains(&format!("at line {line} column {column}")),
+                "position said twice: {message}"
+            );
+        }
+        other => panic!("expected a positioned ManifestError::Syntax, got {other:?}"),
+    }
+    let err = yaml("labels:\n  a: b\n   c: d\n").expect_err("bad indentation");
+    let ManifestError::Syntax {
+        line: Some(3),
+        column: Some(_),
+        ..
+    } = err
+    else {
+        panic!("expected a Syntax error on line 3, got {err:?}");
+    };
+    assert!(err.to_string().starts_with("host.yaml:3:"), "{err}");
+}
+
+#[test]
+fn json_syntax_errors_report_line_and_column() {
+    let err = Manifest::from_str_with_env(
+        "{\n  \"actors\": [\"a.wasm\",]\n}",
+        Format::Json,
+        BASE,
+        "host.json",
+        &no_env,
+    )
+    .expect_err("trailing comma");
+    match &err {
+        ManifestError::Syntax {
+            file,
+            line,
+            column,
+            message,
+        } => {
+            assert_eq!(file, Path::new("host.json"));
+            assert_eq!((*line, *column), (Some(2), Some(23)), "{message}");
+            assert_eq!(err.to_string(), format!("host.json:2:23: {message}"));
+        }
+        other => panic!("expected ManifestError::Syntax, got {other:?}"),
+    }
+}
+
+#[test]
+fn duplicate_keys_and_tags_are_syntax_errors() {
+    let err = yaml("labels:\n  a: x\n  a: y\n").expect_err("duplicate key");
+    let ManifestError::Syntax {
+        line: Some(_),
+        message,
+        ..
+    } = &err
+    else {
+        panic!("expected Syntax, got {err:?}");
+    };
+    assert!(message.contains("duplicate key `a`"), "{message}");
+    let err = Manifest::from_str_with_env(
+        r#"{"labels": {"a": "x", "a": "y"}}"#,
+        Format::Json,
+        BASE,
+        "h.json",
+        &no_env,
+    )
+    .expect_err("duplicate key");
+    assert!(matches!(err, ManifestError::Syntax { .. }), "{err:?}");
+    let err = yaml("labels: { a: !secret x }").expect_err("tag");
+    assert!(matches!(err, ManifestError::Syntax { .. }), "{err:?}");
+}
+
+#[test]
+fn unknown_fields_are_refused_with_a_suggestion() {
+    let err = yaml("bindings:\n  - actor: a\n    capability: wascc:logging\n    bindng: audit\n")
+        .expect_err("typo");
+    let rendered = err.to_string();
+    match &err {
+        ManifestError::UnknownField {
+            file,
+            field,
+            name,
+            suggestion,
+            expected,
+        } => {
+            assert_eq!(file, Path::new(ORIGIN));
+            assert_eq!(field, "bindings[0].bindng");
+            assert_eq!(name, "bindng");
+            assert_eq!(suggestion.as_deref(), Some("binding"));
+            assert!(expected.iter().any(|e| e == "values"), "{expected:?}");
+        }
+        other => panic!("expected UnknownField, got {other:?}"),
+    }
+    assert!(
+        rendered.starts_with("host.yaml: bindings[0].bindng: unknown field `bindng`"),
+        "{rendered}"
+    );
+    assert!(rendered.contains("did you mean `binding`?"), "{rendered}");
+
+    let err = yaml("actor: [a.wasm]").expect_err("top-level typo");
+    let ManifestError::UnknownField {
+        field, suggestion, ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        (field.as_str(), suggestion.as_deref()),
+        ("actor", Some("actors"))
+    );
+
+    let err = yaml("actors: [{ path: a.wasm, limits: { deadline: 5 } }]").expect_err("limits typo");
+    let ManifestError::UnknownField {
+        field, suggestion, ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        (field.as_str(), suggestion.as_deref()),
+        ("actors[0].limits.deadline", Some("deadline_ms"))
+    );
+
+    let err =
+        yaml("capabilities: [{ id: wascc:logging, colour: blue }]").expect_err("no close name");
+    let ManifestError::UnknownField {
+        field, suggestion, ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(field, "capabilities[0].colour");
+    assert_eq!(*suggestion, None);
+    assert!(!err.to_string().contains("did you mean"), "{err}");
+}
+
+// --- files -------------------------------------------------------------------
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write manifest");
+    path
+}
+
+#[test]
+fn from_path_resolves_relative_paths_against_the_manifest_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sub = dir.path().join("conf");
+    std::fs::create_dir(&sub).expect("mkdir");
+    let path = write(
+        &sub,
+        "host.yaml",
+        "actors: [./build/a.wasm, ../b.wasm, /opt/c.wasm]\ncapabilities: [{ path: plugins/libkv.so }]\n",
+    );
+    let m = Manifest::from_path_with_env(&path, &no_env).expect("valid");
+    assert_eq!(m.source, path);
+    assert_eq!(m.actors[0].declared, "./build/a.wasm");
+    assert_eq!(m.actors[0].path, sub.join("build").join("a.wasm"));
+    assert_eq!(m.actors[1].path, sub.join("..").join("b.wasm"));
+    assert_eq!(m.actors[2].path, Path::new("/opt/c.wasm"));
+    assert_eq!(
+        m.capabilities[0].kind,
+        CapabilitySource::Plugin {
+            path: sub.join("plugins/libkv.so"),
+            declared: "plugins/libkv.so".into()
+        }
+    );
+}
+
+#[test]
+fn from_path_picks_the_format_by_extension_then_by_content() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = r#"{"labels": {"a": "b"}}"#;
+    let yaml_text = "labels:\n  a: b\n";
+    for (name, text) in [
+        ("m.json", json),
+        ("m.yaml", yaml_text),
+        ("m.yml", yaml_text),
+        ("manifest", yaml_text),
+        ("m.conf", json),
+        ("m.txt", yaml_text),
+    ] {
+        let m = Manifest::from_path_with_env(write(dir.path(), name, text), &no_env).expect(name);
+        assert_eq!(m.labels["a"], "b", "{name}");
+    }
+    // YAML in a `.json` file is a JSON syntax error, not silently accepted.
+    let err = Manifest::from_path_with_env(write(dir.path(), "y.json", yaml_text), &no_env)
+        .expect_err("not JSON");
+    assert!(
+        matches!(err, ManifestError::Syntax { line: Some(1), .. }),
+        "{err:?}"
+    );
+    // Neither format.
+    let path = write(dir.path(), "n.conf", "just some words");
+    let err = Manifest::from_path_with_env(&path, &no_env).expect_err("neither");
+    assert!(
+        matches!(&err, ManifestError::UnrecognizedFormat { file, .. } if *file == path),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("n.conf"), "{err}");
+}
+
+#[test]
+fn errors_from_files_name_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(
+        dir.path(),
+        "host.yaml",
+        "bindings: [{ actor: a, capability: wascc:keyvalue }]\n",
+    );
+    let err = Manifest::from_path_with_env(&path, &no_env).expect_err("undeclared");
+    assert_eq!(err.file(), path);
+    assert_eq!(err.field(), Some("bindings[0].capability"));
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{}: bindings[0].capability: ", path.display())),
+        "{err}"
+    );
+
+    let missing = dir.path().join("missing.yaml");
+    let err = Manifest::from_path(&missing).expect_err("no such file");
+    assert!(
+        matches!(&err, ManifestError::Read { file, .. } if *file == missing),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("missing.yaml"), "{err}");
+}
+
+#[test]
+fn from_path_reads_the_process_environment() {
+    // PATH is set in any environment the tests run in; nothing is mutated.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(dir.path(), "host.yaml", "labels: { p: '${PATH}' }\n");
+    let m = Manifest::from_path(&path).expect("valid");
+    assert_eq!(Some(m.labels["p"].clone()), std::env::var("PATH").ok());
+    let m = Manifest::from_str("labels: { p: '${PATH}' }", Format::Yaml, ".", "inline.yaml")
+        .expect("valid");
+    assert_eq!(Some(m.labels["p"].clone()), std::env::var("PATH").ok());
+}
