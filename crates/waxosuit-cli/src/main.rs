@@ -17,9 +17,13 @@ macro_rules! outln {
     }};
 }
 
+mod admin;
+mod call;
 mod claims;
 mod keys;
 mod keystore;
+mod limits;
+mod up;
 
 /// Waxosuit: a secure host for signed WebAssembly actors.
 #[derive(Debug, Parser)]
@@ -37,6 +41,10 @@ enum Command {
     /// Sign modules, inspect signatures, mint account and operator tokens.
     #[command(subcommand)]
     Claims(claims::ClaimsCommand),
+    /// Verify a signed module and make one call to it (no capabilities bound).
+    Call(Box<call::CallArgs>),
+    /// Start a host from a manifest and serve until Ctrl-C or SIGTERM.
+    Up(Box<up::UpArgs>),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +52,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Keys(cmd) => keys::run(cmd),
         Command::Claims(cmd) => claims::run(cmd),
+        Command::Call(args) => call::run(*args),
+        Command::Up(args) => up::run(*args),
     };
     match result {
         Ok(code) => code,
@@ -53,6 +63,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default (Waxosuit at info).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,waxosuit=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

@@ -10,24 +10,22 @@ use waxosuit_runtime::RuntimeError;
 #[non_exhaustive]
 pub enum HostError {
     /// The module's signature was refused.
-    #[error("actor module {origin} was refused: {source}")]
+    #[error("actor module {origin} was refused: {error}")]
     Claims {
         /// Where the module came from (a path, or "update of <key>").
         origin: String,
-        /// Why.
-        #[source]
-        source: ClaimsError,
+        /// Why (its text is part of this error's message).
+        error: ClaimsError,
     },
     /// The runtime could not load or run the actor.
-    #[error("actor {name} ({actor}): {source}")]
+    #[error("actor `{name}`: {error}")]
     Runtime {
         /// Actor key.
         actor: String,
         /// Actor name.
         name: String,
-        /// The runtime's error.
-        #[source]
-        source: RuntimeError,
+        /// The runtime's error (its text is part of this error's message).
+        error: RuntimeError,
     },
     /// An actor with this key already runs here.
     #[error(
@@ -140,7 +138,7 @@ pub enum HostError {
         binding: String,
     },
     /// The provider failed.
-    #[error("{source}")]
+    #[error(transparent)]
     Provider {
         /// The provider's error.
         #[from]

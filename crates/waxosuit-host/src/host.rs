@@ -161,10 +161,10 @@ impl HostBuilder {
         let runtime = match self.runtime {
             Some(r) => r,
             None => {
-                Runtime::new(RuntimeConfig::default()).map_err(|source| HostError::Runtime {
+                Runtime::new(RuntimeConfig::default()).map_err(|error| HostError::Runtime {
                     actor: String::new(),
                     name: "(runtime)".to_string(),
-                    source,
+                    error,
                 })?
             }
         };
@@ -283,9 +283,9 @@ impl Host {
         let claims = inner
             .verifier
             .verify_actor(module)
-            .map_err(|source| HostError::Claims {
+            .map_err(|error| HostError::Claims {
                 origin: origin.to_string(),
-                source,
+                error,
             })?;
         let key_text = claims.public_key().to_string();
         let name = claims.name().to_string();
@@ -301,10 +301,10 @@ impl Host {
                 name,
             });
         }
-        let runtime_err = |source: RuntimeError| HostError::Runtime {
+        let runtime_err = |error: RuntimeError| HostError::Runtime {
             actor: key_text.clone(),
             name: name.clone(),
-            source,
+            error,
         };
         let key = ActorKey::new(key_text.clone()).map_err(runtime_err)?;
         let router = Arc::new(Router::new(Arc::downgrade(&self.inner)));
@@ -348,9 +348,9 @@ impl Host {
         let claims = inner
             .verifier
             .verify_actor(module)
-            .map_err(|source| HostError::Claims {
+            .map_err(|error| HostError::Claims {
                 origin: "update".to_string(),
-                source,
+                error,
             })?;
         let key_text = claims.public_key().to_string();
         let entry = self.entry(&key_text)?;
@@ -365,15 +365,15 @@ impl Host {
             .runtime
             .replace_module(&key, module)
             .await
-            .map_err(|source| match source {
+            .map_err(|error| match error {
                 RuntimeError::KeyMismatch { .. } => HostError::UpdateKeyMismatch {
                     expected: key.to_string(),
                     got: key_text.clone(),
                 },
-                source => HostError::Runtime {
+                error => HostError::Runtime {
                     actor: key_text.clone(),
                     name: claims.name().to_string(),
-                    source,
+                    error,
                 },
             })?;
         for route in read(&entry.bindings).keys() {
@@ -935,19 +935,19 @@ impl HostInner {
             .runtime
             .call(operation, payload)
             .await
-            .map_err(|source| {
+            .map_err(|error| {
                 let claims = entry.claims();
-                match source {
+                match error {
                     RuntimeError::GuestError { message, .. } => HostError::ActorFailed {
                         actor: claims.public_key().to_string(),
                         name: claims.name().to_string(),
                         operation: operation.to_string(),
                         message,
                     },
-                    source => HostError::Runtime {
+                    error => HostError::Runtime {
                         actor: claims.public_key().to_string(),
                         name: claims.name().to_string(),
-                        source,
+                        error,
                     },
                 }
             })

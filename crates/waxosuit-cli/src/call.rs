@@ -1,0 +1,80 @@
+//! `waxosuit call`: verify a module and make one waPC call, with no
+//! capabilities bound.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use waxosuit_host::{HostBuilder, HostError};
+use waxosuit_runtime::{Limits, Runtime};
+
+use crate::claims::TrustArgs;
+use crate::limits::LimitArgs;
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// The signed actor module.
+    module: PathBuf,
+    /// The operation to call.
+    operation: String,
+    /// Payload given as a string.
+    #[arg(short, long, conflicts_with = "data_file")]
+    data: Option<String>,
+    /// Payload read from a file (`-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    data_file: Option<PathBuf>,
+    #[command(flatten)]
+    limits: LimitArgs,
+    #[command(flatten)]
+    trust: TrustArgs,
+}
+
+pub fn run(args: CallArgs) -> Result<ExitCode> {
+    let module = std::fs::read(&args.module)
+        .with_context(|| format!("cannot read module {}", args.module.display()))?;
+    let payload = match (&args.data, &args.data_file) {
+        (Some(d), _) => d.clone().into_bytes(),
+        (None, Some(f)) if f.as_os_str() == "-" => {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+            buf
+        }
+        (None, Some(f)) => {
+            std::fs::read(f).with_context(|| format!("cannot read payload file {}", f.display()))?
+        }
+        (None, None) => Vec::new(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let engine = Runtime::new(args.limits.runtime_config(false))
+            .context("cannot start the wasm runtime")?;
+        let limits = args.limits.apply(Limits::default()).instances(1, 1);
+        let host = HostBuilder::new()
+            .runtime(engine)
+            .verifier(args.trust.verifier()?)
+            .default_limits(limits)
+            .build()?;
+        let origin = args.module.display().to_string();
+        let actor = host.add_actor(&module, &origin, None).await?;
+        match host.call_actor(&actor.key, &args.operation, &payload).await {
+            Ok(reply) => {
+                std::io::stdout().lock().write_all(&reply)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                let what = match &e {
+                    HostError::ActorFailed { .. } => "guest error",
+                    HostError::Runtime { .. } => "runtime error",
+                    _ => "error",
+                };
+                eprintln!("{what}: {e}");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    })
+}

@@ -1,0 +1,88 @@
+//! Runtime and per-actor limit flags shared by `call` and `up`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use waxosuit_runtime::{Limits, RuntimeConfig};
+
+/// Environment variable naming the compiled-module cache directory.
+pub const CACHE_DIR_ENV: &str = "WAXOSUIT_CACHE";
+
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Maximum linear memory per actor instance, in MiB.
+    #[arg(long, value_name = "MIB")]
+    pub max_memory_mib: Option<u32>,
+    /// Per-call deadline, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub deadline_ms: Option<u64>,
+    /// Fuel (instruction budget) per call; turns on fuel metering.
+    #[arg(long)]
+    pub fuel: Option<u64>,
+    /// Largest request or response payload, in KiB.
+    #[arg(long, value_name = "KIB")]
+    pub max_payload_kib: Option<u32>,
+    /// Compiled-module cache directory (default: $WAXOSUIT_CACHE, else ~/.cache/waxosuit).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Do not use the compiled-module cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl LimitArgs {
+    /// Applies the flags on top of `base`.
+    pub fn apply(&self, mut limits: Limits) -> Limits {
+        if let Some(mib) = self.max_memory_mib {
+            limits = limits.max_memory(mib as usize * 1024 * 1024);
+        }
+        if let Some(ms) = self.deadline_ms {
+            limits = limits.deadline(Duration::from_millis(ms));
+        }
+        if self.fuel.is_some() {
+            limits = limits.fuel(self.fuel);
+        }
+        if let Some(kib) = self.max_payload_kib {
+            limits = limits.max_payload(kib as usize * 1024);
+        }
+        limits
+    }
+
+    /// The runtime configuration these flags ask for.
+    pub fn runtime_config(&self, fuel_anywhere: bool) -> RuntimeConfig {
+        let mut config = RuntimeConfig::default().fuel_metering(self.fuel.is_some() || fuel_anywhere);
+        if !self.no_cache {
+            config = config.cache_dir(self.cache_dir.clone().unwrap_or_else(default_cache_dir));
+        }
+        config
+    }
+}
+
+fn default_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os(CACHE_DIR_ENV) {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".cache").join("waxosuit")
+}
+
+/// Limits from a manifest entry on top of `base`.
+pub fn from_manifest(base: Limits, l: &waxosuit_manifest::ActorLimits) -> Limits {
+    let mut limits = base;
+    if let Some(mib) = l.max_memory_mib {
+        limits = limits.max_memory(mib as usize * 1024 * 1024);
+    }
+    if let Some(ms) = l.deadline_ms {
+        limits = limits.deadline(Duration::from_millis(ms));
+    }
+    if l.fuel.is_some() {
+        limits = limits.fuel(l.fuel);
+    }
+    if let Some(kib) = l.max_payload_kib {
+        limits = limits.max_payload(kib as usize * 1024);
+    }
+    let min = l.min_instances.map_or(limits.min_instances, |v| v as usize);
+    let max = l.max_instances.map_or(limits.max_instances, |v| v as usize);
+    limits.instances(min.min(max), max)
+}

@@ -1,0 +1,261 @@
+//! `waxosuit up MANIFEST`: start a host from a manifest, serve until Ctrl-C
+//! or SIGTERM, then drain and stop.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use waxosuit_cap_extras::ExtrasProvider;
+use waxosuit_cap_http_server::HttpServerProvider;
+use waxosuit_cap_keyvalue_memory::MemoryKeyValue;
+use waxosuit_cap_logging::LoggingProvider;
+use waxosuit_claims::caps;
+use waxosuit_host::{DEFAULT_BINDING, Host, HostBuilder};
+use waxosuit_manifest::{CapabilitySource, Manifest};
+use waxosuit_provider::CapabilityProvider;
+use waxosuit_runtime::{Limits, Runtime};
+
+use crate::admin;
+use crate::claims::TrustArgs;
+use crate::limits::{self, LimitArgs};
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The manifest (YAML or JSON).
+    manifest: PathBuf,
+    /// Serve /livez, /readyz and /metrics on this address (e.g. 127.0.0.1:9090).
+    #[arg(long, value_name = "ADDR", env = "WAXOSUIT_ADMIN")]
+    admin: Option<SocketAddr>,
+    /// Seconds between health checks of actors and providers.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    health_interval: u64,
+    /// Seconds to wait for in-flight requests when stopping.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    drain_timeout: u64,
+    #[command(flatten)]
+    limits: LimitArgs,
+    #[command(flatten)]
+    trust: TrustArgs,
+}
+
+/// Shared with the admin server.
+pub struct Status {
+    pub host: Host,
+    pub started: AtomicBool,
+}
+
+pub fn run(args: UpArgs) -> Result<ExitCode> {
+    crate::init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(args))
+}
+
+/// Which backends this build offers for each capability id.
+fn backend(id: &str, provider: Option<&str>) -> Result<Backend> {
+    let name = provider.unwrap_or("default");
+    let backend = match (id, name) {
+        (caps::HTTP_SERVER, "default" | "hyper" | "builtin") => Backend::Http,
+        (caps::KEY_VALUE, "default" | "memory") => Backend::Other(Arc::new(MemoryKeyValue::new())),
+        (caps::LOGGING, "default" | "builtin" | "tracing") => {
+            Backend::Other(Arc::new(LoggingProvider::new()))
+        }
+        (caps::EXTRAS, "default" | "builtin") => Backend::Other(Arc::new(ExtrasProvider::new())),
+        (caps::HTTP_SERVER, _) => bail!(
+            "no backend `{name}` for {id} in this build; available: hyper (the default)"
+        ),
+        (caps::KEY_VALUE, _) => bail!(
+            "no backend `{name}` for {id} in this build; available: memory (the default)"
+        ),
+        (caps::LOGGING | caps::EXTRAS, _) => {
+            bail!("no backend `{name}` for {id} in this build; it is built in, omit `provider:`")
+        }
+        _ => bail!(
+            "no provider for {id} in this build; the built-in capabilities are {}, {}, {} and {}",
+            caps::HTTP_SERVER,
+            caps::KEY_VALUE,
+            caps::LOGGING,
+            caps::EXTRAS
+        ),
+    };
+    Ok(backend)
+}
+
+enum Backend {
+    Http,
+    Other(Arc<dyn CapabilityProvider>),
+}
+
+async fn serve(args: UpArgs) -> Result<ExitCode> {
+    let manifest = Manifest::from_path(&args.manifest)?;
+    let file = args.manifest.display().to_string();
+    println!("Starting Waxosuit host from {file}");
+
+    let fuel_anywhere = manifest.actors.iter().any(|a| a.limits.fuel.is_some());
+    let engine = Runtime::new(args.limits.runtime_config(fuel_anywhere))
+        .context("cannot start the wasm runtime")?;
+    let default_limits = args.limits.apply(Limits::default());
+    let mut builder = HostBuilder::new()
+        .runtime(engine)
+        .verifier(args.trust.verifier()?)
+        .default_limits(default_limits)
+        .auto_bind(caps::EXTRAS)
+        .auto_bind(caps::LOGGING);
+    for (k, v) in &manifest.labels {
+        builder = builder.label(k, v);
+    }
+    let host = builder.build()?;
+    let status = Arc::new(Status {
+        host: host.clone(),
+        started: AtomicBool::new(false),
+    });
+    let admin_task = match args.admin {
+        Some(addr) => {
+            let (bound, task) = admin::serve(addr, Arc::clone(&status)).await?;
+            println!("  admin       http://{bound}  (/livez /readyz /metrics)");
+            Some(task)
+        }
+        None => None,
+    };
+
+    // Providers: the manifest's, plus the always-available built-ins.
+    let mut http_servers: Vec<(String, Arc<HttpServerProvider>)> = Vec::new();
+    let mut declared: Vec<(String, String)> = Vec::new();
+    for (i, entry) in manifest.capabilities.iter().enumerate() {
+        let (id, provider) = match &entry.kind {
+            CapabilitySource::Builtin { id, provider } => (id.clone(), provider.clone()),
+            CapabilitySource::Plugin { declared, .. } => bail!(
+                "{file}: capabilities[{i}]: `path: {declared}` asks for a native provider plugin, \
+                 which this version of waxosuit cannot load; use a built-in capability (`id: …`)"
+            ),
+        };
+        let backend = backend(&id, provider.as_deref())
+            .with_context(|| format!("{file}: capabilities[{i}]"))?;
+        let provider: Arc<dyn CapabilityProvider> = match backend {
+            Backend::Http => {
+                let http = Arc::new(HttpServerProvider::new());
+                http_servers.push((entry.binding_name.clone(), Arc::clone(&http)));
+                http
+            }
+            Backend::Other(p) => p,
+        };
+        let descriptor = provider.descriptor();
+        host.add_provider(&entry.binding_name, provider)
+            .await
+            .with_context(|| format!("{file}: capabilities[{i}]"))?;
+        println!(
+            "  provider    {id} (binding `{}`): {} {}",
+            entry.binding_name, descriptor.name, descriptor.version
+        );
+        declared.push((id, entry.binding_name.clone()));
+    }
+    for id in [caps::LOGGING, caps::EXTRAS] {
+        if !declared.iter().any(|(d, b)| d == id && b == DEFAULT_BINDING) {
+            let Backend::Other(p) = backend(id, None)? else {
+                continue;
+            };
+            host.add_provider(DEFAULT_BINDING, p).await?;
+        }
+    }
+
+    // Actors.
+    for (i, entry) in manifest.actors.iter().enumerate() {
+        let bytes = std::fs::read(&entry.path).with_context(|| {
+            format!(
+                "{file}: actors[{i}]: cannot read {} (build and sign the actor first)",
+                entry.path.display()
+            )
+        })?;
+        let limits = limits::from_manifest(default_limits, &entry.limits);
+        let info = host
+            .add_actor(&bytes, &entry.declared, Some(limits))
+            .await
+            .with_context(|| format!("{file}: actors[{i}]"))?;
+        let granted: Vec<String> = info.capabilities.iter().map(|c| caps::display_name(c)).collect();
+        println!(
+            "  actor       {} {}  caps: {}",
+            info.name,
+            info.key,
+            if granted.is_empty() {
+                "none".to_string()
+            } else {
+                granted.join(", ")
+            }
+        );
+    }
+
+    // Bindings.
+    for (i, b) in manifest.bindings.iter().enumerate() {
+        let key = host
+            .resolve_actor(&b.actor)
+            .with_context(|| format!("{file}: bindings[{i}].actor"))?;
+        let already = host
+            .actors()
+            .iter()
+            .any(|a| a.key == key && a.bindings.iter().any(|r| r.capid == b.capability && r.binding == b.binding));
+        if already {
+            // Auto-bound built-in (extras, logging): re-bind only to pass values.
+            if b.values.is_empty() {
+                continue;
+            }
+            host.remove_binding(&key, &b.capability, &b.binding).await?;
+        }
+        host.set_binding(&key, &b.capability, &b.binding, b.values.clone())
+            .await
+            .with_context(|| format!("{file}: bindings[{i}]"))?;
+        let name = host.actors().into_iter().find(|a| a.key == key).map(|a| a.name).unwrap_or_default();
+        let listening = http_servers
+            .iter()
+            .filter(|(binding, _)| *binding == b.binding && b.capability == caps::HTTP_SERVER)
+            .find_map(|(_, http)| http.bound_address(&key))
+            .map(|addr| format!("  listening on http://{addr}"))
+            .unwrap_or_default();
+        println!(
+            "  binding     {name} → {} (binding `{}`){listening}",
+            b.capability, b.binding
+        );
+    }
+
+    status.started.store(true, Ordering::Release);
+    let health = host.spawn_health_checks(Duration::from_secs(args.health_interval.max(1)));
+    println!("Ready. Press Ctrl-C to stop.");
+
+    wait_for_signal().await?;
+    println!("Stopping: draining in-flight requests…");
+    let drained = tokio::time::timeout(Duration::from_secs(args.drain_timeout), host.shutdown()).await;
+    health.abort();
+    if let Some(task) = admin_task {
+        task.abort();
+    }
+    match drained {
+        Ok(()) => {
+            println!("Stopped.");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(_) => Err(anyhow!(
+            "in-flight work did not finish within {} s; stopped anyway",
+            args.drain_timeout
+        )),
+    }
+}
+
+async fn wait_for_signal() -> Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("cannot listen for Ctrl-C")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await.context("cannot listen for Ctrl-C")?;
+    Ok(())
+}
