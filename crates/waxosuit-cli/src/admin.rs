@@ -71,7 +71,10 @@ fn route(status: &Status, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 /// round, while every actor and provider reports healthy.
 fn readiness(status: &Status) -> (bool, String) {
     if !status.started.load(Ordering::Acquire) {
-        return (false, "starting: actors and bindings are not all up yet\n".to_string());
+        return (
+            false,
+            "starting: actors and bindings are not all up yet\n".to_string(),
+        );
     }
     let report = status.host.last_health();
     if !report.checked || report.all_healthy() {

@@ -51,7 +51,8 @@ impl LimitArgs {
 
     /// The runtime configuration these flags ask for.
     pub fn runtime_config(&self, fuel_anywhere: bool) -> RuntimeConfig {
-        let mut config = RuntimeConfig::default().fuel_metering(self.fuel.is_some() || fuel_anywhere);
+        let mut config =
+            RuntimeConfig::default().fuel_metering(self.fuel.is_some() || fuel_anywhere);
         if !self.no_cache {
             config = config.cache_dir(self.cache_dir.clone().unwrap_or_else(default_cache_dir));
         }

@@ -67,12 +67,12 @@ fn backend(id: &str, provider: Option<&str>) -> Result<Backend> {
             Backend::Other(Arc::new(LoggingProvider::new()))
         }
         (caps::EXTRAS, "default" | "builtin") => Backend::Other(Arc::new(ExtrasProvider::new())),
-        (caps::HTTP_SERVER, _) => bail!(
-            "no backend `{name}` for {id} in this build; available: hyper (the default)"
-        ),
-        (caps::KEY_VALUE, _) => bail!(
-            "no backend `{name}` for {id} in this build; available: memory (the default)"
-        ),
+        (caps::HTTP_SERVER, _) => {
+            bail!("no backend `{name}` for {id} in this build; available: hyper (the default)")
+        }
+        (caps::KEY_VALUE, _) => {
+            bail!("no backend `{name}` for {id} in this build; available: memory (the default)")
+        }
         (caps::LOGGING | caps::EXTRAS, _) => {
             bail!("no backend `{name}` for {id} in this build; it is built in, omit `provider:`")
         }
@@ -156,7 +156,10 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
         declared.push((id, entry.binding_name.clone()));
     }
     for id in [caps::LOGGING, caps::EXTRAS] {
-        if !declared.iter().any(|(d, b)| d == id && b == DEFAULT_BINDING) {
+        if !declared
+            .iter()
+            .any(|(d, b)| d == id && b == DEFAULT_BINDING)
+        {
             let Backend::Other(p) = backend(id, None)? else {
                 continue;
             };
@@ -177,7 +180,11 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
             .add_actor(&bytes, &entry.declared, Some(limits))
             .await
             .with_context(|| format!("{file}: actors[{i}]"))?;
-        let granted: Vec<String> = info.capabilities.iter().map(|c| caps::display_name(c)).collect();
+        let granted: Vec<String> = info
+            .capabilities
+            .iter()
+            .map(|c| caps::display_name(c))
+            .collect();
         println!(
             "  actor       {} {}  caps: {}",
             info.name,
@@ -195,10 +202,12 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
         let key = host
             .resolve_actor(&b.actor)
             .with_context(|| format!("{file}: bindings[{i}].actor"))?;
-        let already = host
-            .actors()
-            .iter()
-            .any(|a| a.key == key && a.bindings.iter().any(|r| r.capid == b.capability && r.binding == b.binding));
+        let already = host.actors().iter().any(|a| {
+            a.key == key
+                && a.bindings
+                    .iter()
+                    .any(|r| r.capid == b.capability && r.binding == b.binding)
+        });
         if already {
             // Auto-bound built-in (extras, logging): re-bind only to pass values.
             if b.values.is_empty() {
@@ -209,7 +218,12 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
         host.set_binding(&key, &b.capability, &b.binding, b.values.clone())
             .await
             .with_context(|| format!("{file}: bindings[{i}]"))?;
-        let name = host.actors().into_iter().find(|a| a.key == key).map(|a| a.name).unwrap_or_default();
+        let name = host
+            .actors()
+            .into_iter()
+            .find(|a| a.key == key)
+            .map(|a| a.name)
+            .unwrap_or_default();
         let listening = http_servers
             .iter()
             .filter(|(binding, _)| *binding == b.binding && b.capability == caps::HTTP_SERVER)
@@ -228,7 +242,8 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
 
     wait_for_signal().await?;
     println!("Stopping: draining in-flight requests…");
-    let drained = tokio::time::timeout(Duration::from_secs(args.drain_timeout), host.shutdown()).await;
+    let drained =
+        tokio::time::timeout(Duration::from_secs(args.drain_timeout), host.shutdown()).await;
     health.abort();
     if let Some(task) = admin_task {
         task.abort();
@@ -256,6 +271,8 @@ async fn wait_for_signal() -> Result<()> {
         }
     }
     #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await.context("cannot listen for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot listen for Ctrl-C")?;
     Ok(())
 }
