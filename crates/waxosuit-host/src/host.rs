@@ -1,21 +1,23 @@
-//! [`Host`]: the facade over the actor table, the provider table, policy,
-//! metrics and health.
+//! [`Host`]: the facade over the actor table, the provider table and the
+//! bindings. Invocation paths are in `invoke`, health in `health`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::FutureExt;
 use waxosuit_claims::{VerifiedActor, Verifier};
 use waxosuit_codec::capabilities::CapabilityDescriptor;
 use waxosuit_codec::core as wcore;
-use waxosuit_provider::{BindRequest, CapabilityProvider, ProviderCall, ProviderError};
-use waxosuit_runtime::{Actor, ActorKey, Limits, Runtime, RuntimeConfig, RuntimeError};
+use waxosuit_provider::{BindRequest, CapabilityProvider, ProviderError};
+use waxosuit_runtime::{Actor, ActorKey, Limits, Runtime, RuntimeError};
 
-use crate::metrics::{Labels, Metrics};
-use crate::policy::{Authorizer, ClaimsOnly, Decision, Entity, Flow, Invocation, Middleware};
+use crate::builder::HostBuilder;
+use crate::health::HealthReport;
+use crate::metrics::Metrics;
+use crate::policy::{Authorizer, Entity, Middleware};
 use crate::router::{ProviderDispatcher, Router};
 use crate::{HostError, HostInfo};
 
@@ -24,12 +26,12 @@ pub const DEFAULT_BINDING: &str = "default";
 
 /// Poisoned locks only mean another thread panicked while holding one; the
 /// maps stay consistent because every update is a single insert or remove.
-fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     lock.read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -75,139 +77,29 @@ impl ActorEntry {
     }
 }
 
-struct ProviderEntry {
-    provider: Arc<dyn CapabilityProvider>,
-    descriptor: CapabilityDescriptor,
+pub(crate) struct ProviderEntry {
+    pub(crate) provider: Arc<dyn CapabilityProvider>,
+    pub(crate) descriptor: CapabilityDescriptor,
 }
-
-/// Configures and builds a [`Host`].
-pub struct HostBuilder {
-    runtime: Option<Runtime>,
-    verifier: Verifier,
-    authorizer: Arc<dyn Authorizer>,
-    middlewares: Vec<Arc<dyn Middleware>>,
-    labels: BTreeMap<String, String>,
-    default_limits: Limits,
-    auto_bind: Vec<String>,
-}
-
-impl Default for HostBuilder {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl HostBuilder {
-    /// Defaults: a runtime with default configuration, a verifier without a
-    /// trust list, the claims-only authorizer, no middleware, default limits.
-    pub fn new() -> HostBuilder {
-        HostBuilder {
-            runtime: None,
-            verifier: Verifier::new(),
-            authorizer: Arc::new(ClaimsOnly),
-            middlewares: Vec::new(),
-            labels: BTreeMap::new(),
-            default_limits: Limits::default(),
-            auto_bind: Vec::new(),
-        }
-    }
-
-    /// Uses this runtime (engine, cache, allocator).
-    pub fn runtime(mut self, runtime: Runtime) -> Self {
-        self.runtime = Some(runtime);
-        self
-    }
-
-    /// Uses this verifier (trust list, clock skew) for actors and updates.
-    pub fn verifier(mut self, verifier: Verifier) -> Self {
-        self.verifier = verifier;
-        self
-    }
-
-    /// Installs a policy hook.
-    pub fn authorizer(mut self, authorizer: impl Authorizer) -> Self {
-        self.authorizer = Arc::new(authorizer);
-        self
-    }
-
-    /// Adds a middleware; they run in the order added.
-    pub fn middleware(mut self, middleware: impl Middleware) -> Self {
-        self.middlewares.push(Arc::new(middleware));
-        self
-    }
-
-    /// Adds a host label.
-    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.labels.insert(key.into(), value.into());
-        self
-    }
-
-    /// Limits for actors added without their own.
-    pub fn default_limits(mut self, limits: Limits) -> Self {
-        self.default_limits = limits;
-        self
-    }
-
-    /// Binds every new actor whose claims grant `capid` to the provider
-    /// registered under (`capid`, `default`), without configuration. waSCC
-    /// did this for `wascc:extras`.
-    pub fn auto_bind(mut self, capid: impl Into<String>) -> Self {
-        self.auto_bind.push(capid.into());
-        self
-    }
-
-    /// Builds the host.
-    pub fn build(self) -> Result<Host, HostError> {
-        let runtime = match self.runtime {
-            Some(r) => r,
-            None => {
-                Runtime::new(RuntimeConfig::default()).map_err(|error| HostError::Runtime {
-                    actor: String::new(),
-                    name: "(runtime)".to_string(),
-                    error,
-                })?
-            }
-        };
-        Ok(Host {
-            inner: Arc::new(HostInner {
-                runtime,
-                verifier: self.verifier,
-                authorizer: self.authorizer,
-                middlewares: self.middlewares,
-                labels: self.labels,
-                default_limits: self.default_limits,
-                auto_bind: self.auto_bind,
-                actors: RwLock::new(HashMap::new()),
-                providers: RwLock::new(HashMap::new()),
-                metrics: Metrics::new(),
-                stopping: AtomicBool::new(false),
-                health: RwLock::new(HealthReport::default()),
-                started: Instant::now(),
-            }),
-        })
-    }
-}
-
 pub(crate) struct HostInner {
-    runtime: Runtime,
-    verifier: Verifier,
-    authorizer: Arc<dyn Authorizer>,
-    middlewares: Vec<Arc<dyn Middleware>>,
-    labels: BTreeMap<String, String>,
-    default_limits: Limits,
-    auto_bind: Vec<String>,
-    actors: RwLock<HashMap<String, Arc<ActorEntry>>>,
-    providers: RwLock<HashMap<RouteKey, Arc<ProviderEntry>>>,
-    metrics: Metrics,
-    stopping: AtomicBool,
-    health: RwLock<HealthReport>,
-    started: Instant,
+    pub(crate) runtime: Runtime,
+    pub(crate) verifier: Verifier,
+    pub(crate) authorizer: Arc<dyn Authorizer>,
+    pub(crate) middlewares: Vec<Arc<dyn Middleware>>,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) default_limits: Limits,
+    pub(crate) auto_bind: Vec<String>,
+    pub(crate) actors: RwLock<HashMap<String, Arc<ActorEntry>>>,
+    pub(crate) providers: RwLock<HashMap<RouteKey, Arc<ProviderEntry>>>,
+    pub(crate) metrics: Metrics,
+    pub(crate) stopping: AtomicBool,
+    pub(crate) health: RwLock<HealthReport>,
+    pub(crate) started: Instant,
 }
-
 /// The Waxosuit host. Cheap to clone; clones share everything.
 #[derive(Clone)]
 pub struct Host {
-    inner: Arc<HostInner>,
+    pub(crate) inner: Arc<HostInner>,
 }
 
 /// What the host knows about one running actor.
@@ -234,24 +126,6 @@ pub struct ProviderInfo {
     pub name: String,
     /// Its version.
     pub version: String,
-}
-
-/// Result of the last health round.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HealthReport {
-    /// Whether a round has run at all.
-    pub checked: bool,
-    /// Actor key, name, healthy, message.
-    pub actors: Vec<(String, String, bool, String)>,
-    /// Provider route, healthy, message.
-    pub providers: Vec<(RouteKey, bool, String)>,
-}
-
-impl HealthReport {
-    /// Every actor and provider healthy.
-    pub fn all_healthy(&self) -> bool {
-        self.actors.iter().all(|a| a.2) && self.providers.iter().all(|p| p.1)
-    }
 }
 
 impl Host {
@@ -640,80 +514,6 @@ impl Host {
         }
     }
 
-    /// Sends a `HealthRequest` to every actor and asks every provider for its
-    /// health; keeps and returns the report.
-    pub async fn check_health(&self) -> HealthReport {
-        let payload = waxosuit_codec::serialize(&wcore::HealthRequest { placeholder: false })
-            .unwrap_or_default();
-        let actors: Vec<Arc<ActorEntry>> = read(&self.inner.actors).values().cloned().collect();
-        let mut report = HealthReport {
-            checked: true,
-            ..HealthReport::default()
-        };
-        for entry in actors {
-            let claims = entry.claims();
-            let result = self
-                .inner
-                .invoke_actor(Entity::Host, &entry, wcore::OP_HEALTH_REQUEST, &payload)
-                .await;
-            let (ok, message) = match result {
-                Ok(_) => (true, String::new()),
-                Err(e) => {
-                    tracing::warn!(actor = %claims.public_key(), name = %claims.name(), error = %e, "actor health check failed");
-                    (false, e.to_string())
-                }
-            };
-            report.actors.push((
-                claims.public_key().to_string(),
-                claims.name().to_string(),
-                ok,
-                message,
-            ));
-        }
-        let providers: Vec<(RouteKey, Arc<ProviderEntry>)> = read(&self.inner.providers)
-            .iter()
-            .map(|(r, p)| (r.clone(), Arc::clone(p)))
-            .collect();
-        for (route, p) in providers {
-            let health = AssertUnwindSafe(p.provider.health())
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|_| waxosuit_provider::Health::unhealthy("health check panicked"));
-            if !health.healthy {
-                tracing::warn!(capability = %route.capid, binding = %route.binding, reason = %health.message, "provider unhealthy");
-            }
-            report
-                .providers
-                .push((route, health.healthy, health.message));
-        }
-        report.actors.sort();
-        report.providers.sort();
-        *write(&self.inner.health) = report.clone();
-        report
-    }
-
-    /// The last health report.
-    pub fn last_health(&self) -> HealthReport {
-        read(&self.inner.health).clone()
-    }
-
-    /// Runs [`Host::check_health`] every `interval` until the host shuts down.
-    pub fn spawn_health_checks(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
-        let weak = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticker.tick().await;
-                let Some(inner) = weak.upgrade() else { break };
-                if inner.stopping.load(Ordering::Acquire) {
-                    break;
-                }
-                Host { inner }.check_health().await;
-            }
-        })
-    }
-
     /// Prometheus text exposition of the host's metrics.
     pub fn metrics_text(&self) -> String {
         self.inner.metrics.encode()
@@ -774,7 +574,6 @@ impl Host {
         self.inner.metrics.set_counts(actors.len(), bindings);
     }
 }
-
 /// Runs a provider future, turning a panic into [`ProviderError::Internal`]
 /// so that a broken provider never takes the host down.
 pub(crate) async fn guard_provider<T>(
@@ -797,307 +596,5 @@ pub(crate) async fn guard_provider<T>(
         }
     }
 }
-
-impl HostInner {
-    pub(crate) fn actor(&self, key: &str) -> Option<Arc<ActorEntry>> {
-        read(&self.actors).get(key).cloned()
-    }
-
-    fn provider_for(&self, route: &RouteKey) -> Option<Arc<ProviderEntry>> {
-        read(&self.providers).get(route).cloned()
-    }
-
-    /// Claims, then policy: the namespace must be granted by the claims
-    /// unless the authorizer allows it; the authorizer may also deny.
-    pub(crate) fn authorize(
-        &self,
-        caller: &VerifiedActor,
-        namespace: &str,
-        target: &Entity,
-        operation: &str,
-        binding: &str,
-    ) -> Result<(), HostError> {
-        let by_claims = caller.has_capability(namespace)
-            || matches!(target, Entity::Actor(key) if caller.has_capability(key));
-        let allowed = match self.authorizer.can_invoke(caller, target, operation) {
-            Decision::ByClaims => by_claims,
-            Decision::Allow => true,
-            Decision::Deny => false,
-        };
-        if allowed {
-            Ok(())
-        } else {
-            Err(HostError::PermissionDenied {
-                actor: caller.public_key().to_string(),
-                name: caller.name().to_string(),
-                capability: namespace.to_string(),
-                binding: binding.to_string(),
-                operation: operation.to_string(),
-            })
-        }
-    }
-
-    /// A running actor addressed by key or by `call_alias`.
-    pub(crate) fn actor_by_namespace(&self, namespace: &str) -> Option<Arc<ActorEntry>> {
-        let actors = read(&self.actors);
-        if let Some(e) = actors.get(namespace) {
-            return Some(Arc::clone(e));
-        }
-        if namespace.contains(':') {
-            // Capability ids are `ns:name`; aliases never contain ':'.
-            return None;
-        }
-        actors
-            .values()
-            .find(|e| e.claims().metadata().call_alias.as_deref() == Some(namespace))
-            .cloned()
-    }
-
-    /// Invokes an actor through middleware, with metrics.
-    pub(crate) async fn invoke_actor(
-        &self,
-        origin: Entity,
-        entry: &ActorEntry,
-        operation: &str,
-        payload: &[u8],
-    ) -> Result<Vec<u8>, HostError> {
-        let started = Instant::now();
-        let key = entry.runtime.key().as_str();
-        let result = if self.middlewares.is_empty() {
-            self.run_actor(entry, operation, payload).await
-        } else {
-            let inv = Invocation {
-                origin,
-                target: Entity::Actor(key.to_string()),
-                operation: operation.to_string(),
-                payload: payload.to_vec(),
-            };
-            self.actor_chain(entry, inv).await
-        };
-        let labels = Labels {
-            target: "actor",
-            actor: key.to_string(),
-            capability: String::new(),
-            operation: operation.to_string(),
-        };
-        self.metrics
-            .record(&labels, started.elapsed(), result.is_ok());
-        result
-    }
-
-    async fn actor_chain(
-        &self,
-        entry: &ActorEntry,
-        mut inv: Invocation,
-    ) -> Result<Vec<u8>, HostError> {
-        for m in &self.middlewares {
-            inv =
-                m.actor_pre_invoke(inv.clone())
-                    .await
-                    .map_err(|message| HostError::Middleware {
-                        target: inv.target.to_string(),
-                        operation: inv.operation.clone(),
-                        message,
-                    })?;
-        }
-        let mut halted = None;
-        for m in &self.middlewares {
-            if let Flow::Halt(result) = m.actor_invoke(&inv).await {
-                halted = Some(result);
-                break;
-            }
-        }
-        let mut result = match halted {
-            Some(result) => result,
-            None => self
-                .run_actor(entry, &inv.operation, &inv.payload)
-                .await
-                .map_err(|e| e.to_string()),
-        };
-        for m in &self.middlewares {
-            result = m.actor_post_invoke(&inv, result).await;
-        }
-        result.map_err(|message| HostError::ActorFailed {
-            actor: entry.runtime.key().to_string(),
-            name: entry.claims().name().to_string(),
-            operation: inv.operation.clone(),
-            message,
-        })
-    }
-
-    async fn run_actor(
-        &self,
-        entry: &ActorEntry,
-        operation: &str,
-        payload: &[u8],
-    ) -> Result<Vec<u8>, HostError> {
-        entry
-            .runtime
-            .call(operation, payload)
-            .await
-            .map_err(|error| {
-                let claims = entry.claims();
-                match error {
-                    RuntimeError::GuestError { message, .. } => HostError::ActorFailed {
-                        actor: claims.public_key().to_string(),
-                        name: claims.name().to_string(),
-                        operation: operation.to_string(),
-                        message,
-                    },
-                    error => HostError::Runtime {
-                        actor: claims.public_key().to_string(),
-                        name: claims.name().to_string(),
-                        error,
-                    },
-                }
-            })
-    }
-
-    /// A guest's host call: route, authorize, invoke (spec §4.7).
-    pub(crate) async fn route_host_call(
-        &self,
-        caller_key: &str,
-        binding: &str,
-        namespace: &str,
-        operation: &str,
-        payload: Vec<u8>,
-    ) -> Result<Vec<u8>, HostError> {
-        let caller_entry = self
-            .actor(caller_key)
-            .ok_or_else(|| HostError::ActorNotFound {
-                actor: caller_key.to_string(),
-            })?;
-        let caller = caller_entry.claims();
-        let binding = if binding.trim().is_empty() {
-            DEFAULT_BINDING
-        } else {
-            binding
-        };
-        let is_actor_key = namespace.len() == 56 && namespace.starts_with('M');
-        if is_actor_key || !namespace.contains(':') {
-            let target = Entity::Actor(namespace.to_string());
-            let callee = self.actor_by_namespace(namespace);
-            let target = match &callee {
-                Some(e) => Entity::Actor(e.runtime.key().to_string()),
-                None => target,
-            };
-            self.authorize(&caller, namespace, &target, operation, binding)?;
-            let callee = callee.ok_or_else(|| HostError::ActorNotFound {
-                actor: namespace.to_string(),
-            })?;
-            return self
-                .invoke_actor(
-                    Entity::Actor(caller_key.to_string()),
-                    &callee,
-                    operation,
-                    &payload,
-                )
-                .await;
-        }
-        let route = RouteKey::new(namespace, binding);
-        let target = Entity::Capability {
-            capid: route.capid.clone(),
-            binding: route.binding.clone(),
-        };
-        self.authorize(&caller, namespace, &target, operation, binding)?;
-        if !caller_entry.is_bound(&route) {
-            return Err(HostError::MissingBinding {
-                actor: caller_key.to_string(),
-                name: caller.name().to_string(),
-                capability: route.capid,
-                binding: route.binding,
-            });
-        }
-        let provider = self
-            .provider_for(&route)
-            .ok_or_else(|| HostError::ProviderNotFound {
-                capability: route.capid.clone(),
-                binding: route.binding.clone(),
-            })?;
-        let started = Instant::now();
-        let call = ProviderCall {
-            actor: caller_key.to_string(),
-            binding: route.binding.clone(),
-            operation: operation.to_string(),
-            payload,
-        };
-        let result = if self.middlewares.is_empty() {
-            guard_provider(&route, provider.provider.handle_call(call))
-                .await
-                .map_err(HostError::from)
-        } else {
-            self.capability_chain(&route, &provider, caller_key, call)
-                .await
-        };
-        let labels = Labels {
-            target: "capability",
-            actor: caller_key.to_string(),
-            capability: route.capid.clone(),
-            operation: operation.to_string(),
-        };
-        self.metrics
-            .record(&labels, started.elapsed(), result.is_ok());
-        result
-    }
-
-    async fn capability_chain(
-        &self,
-        route: &RouteKey,
-        provider: &ProviderEntry,
-        caller_key: &str,
-        call: ProviderCall,
-    ) -> Result<Vec<u8>, HostError> {
-        let mut inv = Invocation {
-            origin: Entity::Actor(caller_key.to_string()),
-            target: Entity::Capability {
-                capid: route.capid.clone(),
-                binding: route.binding.clone(),
-            },
-            operation: call.operation,
-            payload: call.payload,
-        };
-        for m in &self.middlewares {
-            inv = m
-                .capability_pre_invoke(inv.clone())
-                .await
-                .map_err(|message| HostError::Middleware {
-                    target: inv.target.to_string(),
-                    operation: inv.operation.clone(),
-                    message,
-                })?;
-        }
-        let mut halted = None;
-        for m in &self.middlewares {
-            if let Flow::Halt(result) = m.capability_invoke(&inv).await {
-                halted = Some(result);
-                break;
-            }
-        }
-        let mut result = match halted {
-            Some(result) => result,
-            None => {
-                let call = ProviderCall {
-                    actor: caller_key.to_string(),
-                    binding: route.binding.clone(),
-                    operation: inv.operation.clone(),
-                    payload: inv.payload.clone(),
-                };
-                guard_provider(route, provider.provider.handle_call(call))
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        };
-        for m in &self.middlewares {
-            result = m.capability_post_invoke(&inv, result).await;
-        }
-        result.map_err(|message| HostError::Provider {
-            source: ProviderError::Backend {
-                capid: route.capid.clone(),
-                message,
-            },
-        })
-    }
-}
-
 /// A weak handle for routers and dispatchers, which must not keep the host alive.
 pub(crate) type WeakHost = Weak<HostInner>;

@@ -49,16 +49,19 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+mod builder;
 mod error;
+mod health;
 mod host;
+mod invoke;
 mod metrics;
 mod policy;
 mod router;
 
+pub use builder::HostBuilder;
 pub use error::HostError;
-pub use host::{
-    ActorInfo, DEFAULT_BINDING, HealthReport, Host, HostBuilder, ProviderInfo, RouteKey,
-};
+pub use health::HealthReport;
+pub use host::{ActorInfo, DEFAULT_BINDING, Host, ProviderInfo, RouteKey};
 pub use policy::{
     Authorizer, ClaimsOnly, Decision, Entity, Flow, Invocation, InvocationResult, Middleware,
 };

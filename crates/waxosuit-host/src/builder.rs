@@ -1,0 +1,121 @@
+//! [`HostBuilder`]: how a [`Host`] is configured.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use waxosuit_claims::Verifier;
+use waxosuit_runtime::{Limits, Runtime, RuntimeConfig};
+
+use crate::HostError;
+use crate::health::HealthReport;
+use crate::host::{Host, HostInner};
+use crate::metrics::Metrics;
+use crate::policy::{Authorizer, ClaimsOnly, Middleware};
+
+/// Configures and builds a [`Host`].
+pub struct HostBuilder {
+    runtime: Option<Runtime>,
+    verifier: Verifier,
+    authorizer: Arc<dyn Authorizer>,
+    middlewares: Vec<Arc<dyn Middleware>>,
+    labels: BTreeMap<String, String>,
+    default_limits: Limits,
+    auto_bind: Vec<String>,
+}
+
+impl Default for HostBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HostBuilder {
+    /// Defaults: a runtime with default configuration, a verifier without a
+    /// trust list, the claims-only authorizer, no middleware, default limits.
+    pub fn new() -> HostBuilder {
+        HostBuilder {
+            runtime: None,
+            verifier: Verifier::new(),
+            authorizer: Arc::new(ClaimsOnly),
+            middlewares: Vec::new(),
+            labels: BTreeMap::new(),
+            default_limits: Limits::default(),
+            auto_bind: Vec::new(),
+        }
+    }
+
+    /// Uses this runtime (engine, cache, allocator).
+    pub fn runtime(mut self, runtime: Runtime) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
+    /// Uses this verifier (trust list, clock skew) for actors and updates.
+    pub fn verifier(mut self, verifier: Verifier) -> Self {
+        self.verifier = verifier;
+        self
+    }
+
+    /// Installs a policy hook.
+    pub fn authorizer(mut self, authorizer: impl Authorizer) -> Self {
+        self.authorizer = Arc::new(authorizer);
+        self
+    }
+
+    /// Adds a middleware; they run in the order added.
+    pub fn middleware(mut self, middleware: impl Middleware) -> Self {
+        self.middlewares.push(Arc::new(middleware));
+        self
+    }
+
+    /// Adds a host label.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Limits for actors added without their own.
+    pub fn default_limits(mut self, limits: Limits) -> Self {
+        self.default_limits = limits;
+        self
+    }
+
+    /// Binds every new actor whose claims grant `capid` to the provider
+    /// registered under (`capid`, `default`), without configuration. waSCC
+    /// did this for `wascc:extras`.
+    pub fn auto_bind(mut self, capid: impl Into<String>) -> Self {
+        self.auto_bind.push(capid.into());
+        self
+    }
+
+    /// Builds the host.
+    pub fn build(self) -> Result<Host, HostError> {
+        let runtime = match self.runtime {
+            Some(r) => r,
+            None => Runtime::new(RuntimeConfig::default()).map_err(|error| HostError::Runtime {
+                actor: String::new(),
+                name: "(runtime)".to_string(),
+                error,
+            })?,
+        };
+        Ok(Host {
+            inner: Arc::new(HostInner {
+                runtime,
+                verifier: self.verifier,
+                authorizer: self.authorizer,
+                middlewares: self.middlewares,
+                labels: self.labels,
+                default_limits: self.default_limits,
+                auto_bind: self.auto_bind,
+                actors: RwLock::new(HashMap::new()),
+                providers: RwLock::new(HashMap::new()),
+                metrics: Metrics::new(),
+                stopping: AtomicBool::new(false),
+                health: RwLock::new(HealthReport::default()),
+                started: Instant::now(),
+            }),
+        })
+    }
+}

@@ -1,0 +1,317 @@
+//! The invocation paths: guest host calls routed to providers or actors,
+//! and calls into actors, each through policy, middleware and metrics.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use waxosuit_claims::VerifiedActor;
+use waxosuit_provider::{ProviderCall, ProviderError};
+use waxosuit_runtime::RuntimeError;
+
+use crate::HostError;
+use crate::host::{
+    ActorEntry, DEFAULT_BINDING, HostInner, ProviderEntry, RouteKey, guard_provider, read,
+};
+use crate::metrics::Labels;
+use crate::policy::{Decision, Entity, Flow, Invocation};
+
+impl HostInner {
+    pub(crate) fn actor(&self, key: &str) -> Option<Arc<ActorEntry>> {
+        read(&self.actors).get(key).cloned()
+    }
+
+    fn provider_for(&self, route: &RouteKey) -> Option<Arc<ProviderEntry>> {
+        read(&self.providers).get(route).cloned()
+    }
+
+    /// Claims, then policy: the namespace must be granted by the claims
+    /// unless the authorizer allows it; the authorizer may also deny.
+    pub(crate) fn authorize(
+        &self,
+        caller: &VerifiedActor,
+        namespace: &str,
+        target: &Entity,
+        operation: &str,
+        binding: &str,
+    ) -> Result<(), HostError> {
+        let by_claims = caller.has_capability(namespace)
+            || matches!(target, Entity::Actor(key) if caller.has_capability(key));
+        let allowed = match self.authorizer.can_invoke(caller, target, operation) {
+            Decision::ByClaims => by_claims,
+            Decision::Allow => true,
+            Decision::Deny => false,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(HostError::PermissionDenied {
+                actor: caller.public_key().to_string(),
+                name: caller.name().to_string(),
+                capability: namespace.to_string(),
+                binding: binding.to_string(),
+                operation: operation.to_string(),
+            })
+        }
+    }
+
+    /// A running actor addressed by key or by `call_alias`.
+    pub(crate) fn actor_by_namespace(&self, namespace: &str) -> Option<Arc<ActorEntry>> {
+        let actors = read(&self.actors);
+        if let Some(e) = actors.get(namespace) {
+            return Some(Arc::clone(e));
+        }
+        if namespace.contains(':') {
+            // Capability ids are `ns:name`; aliases never contain ':'.
+            return None;
+        }
+        actors
+            .values()
+            .find(|e| e.claims().metadata().call_alias.as_deref() == Some(namespace))
+            .cloned()
+    }
+
+    /// Invokes an actor through middleware, with metrics.
+    pub(crate) async fn invoke_actor(
+        &self,
+        origin: Entity,
+        entry: &ActorEntry,
+        operation: &str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, HostError> {
+        let started = Instant::now();
+        let key = entry.runtime.key().as_str();
+        let result = if self.middlewares.is_empty() {
+            self.run_actor(entry, operation, payload).await
+        } else {
+            let inv = Invocation {
+                origin,
+                target: Entity::Actor(key.to_string()),
+                operation: operation.to_string(),
+                payload: payload.to_vec(),
+            };
+            self.actor_chain(entry, inv).await
+        };
+        let labels = Labels {
+            target: "actor",
+            actor: key.to_string(),
+            capability: String::new(),
+            operation: operation.to_string(),
+        };
+        self.metrics
+            .record(&labels, started.elapsed(), result.is_ok());
+        result
+    }
+
+    async fn actor_chain(
+        &self,
+        entry: &ActorEntry,
+        mut inv: Invocation,
+    ) -> Result<Vec<u8>, HostError> {
+        for m in &self.middlewares {
+            inv =
+                m.actor_pre_invoke(inv.clone())
+                    .await
+                    .map_err(|message| HostError::Middleware {
+                        target: inv.target.to_string(),
+                        operation: inv.operation.clone(),
+                        message,
+                    })?;
+        }
+        let mut halted = None;
+        for m in &self.middlewares {
+            if let Flow::Halt(result) = m.actor_invoke(&inv).await {
+                halted = Some(result);
+                break;
+            }
+        }
+        let mut result = match halted {
+            Some(result) => result,
+            None => self
+                .run_actor(entry, &inv.operation, &inv.payload)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        for m in &self.middlewares {
+            result = m.actor_post_invoke(&inv, result).await;
+        }
+        result.map_err(|message| HostError::ActorFailed {
+            actor: entry.runtime.key().to_string(),
+            name: entry.claims().name().to_string(),
+            operation: inv.operation.clone(),
+            message,
+        })
+    }
+
+    async fn run_actor(
+        &self,
+        entry: &ActorEntry,
+        operation: &str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, HostError> {
+        entry
+            .runtime
+            .call(operation, payload)
+            .await
+            .map_err(|error| {
+                let claims = entry.claims();
+                match error {
+                    RuntimeError::GuestError { message, .. } => HostError::ActorFailed {
+                        actor: claims.public_key().to_string(),
+                        name: claims.name().to_string(),
+                        operation: operation.to_string(),
+                        message,
+                    },
+                    error => HostError::Runtime {
+                        actor: claims.public_key().to_string(),
+                        name: claims.name().to_string(),
+                        error,
+                    },
+                }
+            })
+    }
+
+    /// A guest's host call: route, authorize, invoke (spec §4.7).
+    pub(crate) async fn route_host_call(
+        &self,
+        caller_key: &str,
+        binding: &str,
+        namespace: &str,
+        operation: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, HostError> {
+        let caller_entry = self
+            .actor(caller_key)
+            .ok_or_else(|| HostError::ActorNotFound {
+                actor: caller_key.to_string(),
+            })?;
+        let caller = caller_entry.claims();
+        let binding = if binding.trim().is_empty() {
+            DEFAULT_BINDING
+        } else {
+            binding
+        };
+        let is_actor_key = namespace.len() == 56 && namespace.starts_with('M');
+        if is_actor_key || !namespace.contains(':') {
+            let target = Entity::Actor(namespace.to_string());
+            let callee = self.actor_by_namespace(namespace);
+            let target = match &callee {
+                Some(e) => Entity::Actor(e.runtime.key().to_string()),
+                None => target,
+            };
+            self.authorize(&caller, namespace, &target, operation, binding)?;
+            let callee = callee.ok_or_else(|| HostError::ActorNotFound {
+                actor: namespace.to_string(),
+            })?;
+            return self
+                .invoke_actor(
+                    Entity::Actor(caller_key.to_string()),
+                    &callee,
+                    operation,
+                    &payload,
+                )
+                .await;
+        }
+        let route = RouteKey::new(namespace, binding);
+        let target = Entity::Capability {
+            capid: route.capid.clone(),
+            binding: route.binding.clone(),
+        };
+        self.authorize(&caller, namespace, &target, operation, binding)?;
+        if !caller_entry.is_bound(&route) {
+            return Err(HostError::MissingBinding {
+                actor: caller_key.to_string(),
+                name: caller.name().to_string(),
+                capability: route.capid,
+                binding: route.binding,
+            });
+        }
+        let provider = self
+            .provider_for(&route)
+            .ok_or_else(|| HostError::ProviderNotFound {
+                capability: route.capid.clone(),
+                binding: route.binding.clone(),
+            })?;
+        let started = Instant::now();
+        let call = ProviderCall {
+            actor: caller_key.to_string(),
+            binding: route.binding.clone(),
+            operation: operation.to_string(),
+            payload,
+        };
+        let result = if self.middlewares.is_empty() {
+            guard_provider(&route, provider.provider.handle_call(call))
+                .await
+                .map_err(HostError::from)
+        } else {
+            self.capability_chain(&route, &provider, caller_key, call)
+                .await
+        };
+        let labels = Labels {
+            target: "capability",
+            actor: caller_key.to_string(),
+            capability: route.capid.clone(),
+            operation: operation.to_string(),
+        };
+        self.metrics
+            .record(&labels, started.elapsed(), result.is_ok());
+        result
+    }
+
+    async fn capability_chain(
+        &self,
+        route: &RouteKey,
+        provider: &ProviderEntry,
+        caller_key: &str,
+        call: ProviderCall,
+    ) -> Result<Vec<u8>, HostError> {
+        let mut inv = Invocation {
+            origin: Entity::Actor(caller_key.to_string()),
+            target: Entity::Capability {
+                capid: route.capid.clone(),
+                binding: route.binding.clone(),
+            },
+            operation: call.operation,
+            payload: call.payload,
+        };
+        for m in &self.middlewares {
+            inv = m
+                .capability_pre_invoke(inv.clone())
+                .await
+                .map_err(|message| HostError::Middleware {
+                    target: inv.target.to_string(),
+                    operation: inv.operation.clone(),
+                    message,
+                })?;
+        }
+        let mut halted = None;
+        for m in &self.middlewares {
+            if let Flow::Halt(result) = m.capability_invoke(&inv).await {
+                halted = Some(result);
+                break;
+            }
+        }
+        let mut result = match halted {
+            Some(result) => result,
+            None => {
+                let call = ProviderCall {
+                    actor: caller_key.to_string(),
+                    binding: route.binding.clone(),
+                    operation: inv.operation.clone(),
+                    payload: inv.payload.clone(),
+                };
+                guard_provider(route, provider.provider.handle_call(call))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        };
+        for m in &self.middlewares {
+            result = m.capability_post_invoke(&inv, result).await;
+        }
+        result.map_err(|message| HostError::Provider {
+            source: ProviderError::Backend {
+                capid: route.capid.clone(),
+                message,
+            },
+        })
+    }
+}
