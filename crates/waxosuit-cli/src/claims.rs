@@ -101,7 +101,7 @@ pub struct TrustArgs {
     /// Trust actors issued by this account key (repeatable). With any trust
     /// option set, untrusted issuers are refused.
     #[arg(long = "trusted-issuer", value_name = "ACCOUNT_KEY")]
-    trusted_issuers: Vec<String>,
+    pub(crate) trusted_issuers: Vec<String>,
     /// Trust accounts issued by this operator: an `O…` key, or a file holding
     /// a self-signed operator token (repeatable).
     #[arg(long = "trusted-operator", value_name = "KEY_OR_FILE")]

@@ -23,6 +23,7 @@ mod claims;
 mod keys;
 mod keystore;
 mod limits;
+mod par;
 mod up;
 
 /// Waxosuit: a secure host for signed WebAssembly actors.
@@ -45,6 +46,9 @@ enum Command {
     Call(Box<call::CallArgs>),
     /// Start a host from a manifest and serve until Ctrl-C or SIGTERM.
     Up(Box<up::UpArgs>),
+    /// Create, extend and inspect signed native provider archives (.par).
+    #[command(subcommand)]
+    Par(par::ParCommand),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         Command::Claims(cmd) => claims::run(cmd),
         Command::Call(args) => call::run(*args),
         Command::Up(args) => up::run(*args),
+        Command::Par(cmd) => par::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -10,9 +10,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
+use waxosuit_cap_blobstore_fs::FsBlobstore;
+use waxosuit_cap_eventstreams_redis::RedisEventStreams;
 use waxosuit_cap_extras::ExtrasProvider;
+use waxosuit_cap_http_client::HttpClientProvider;
 use waxosuit_cap_http_server::HttpServerProvider;
 use waxosuit_cap_keyvalue_memory::MemoryKeyValue;
+use waxosuit_cap_keyvalue_redis::RedisKeyValue;
 use waxosuit_cap_logging::LoggingProvider;
 use waxosuit_claims::caps;
 use waxosuit_host::{DEFAULT_BINDING, Host, HostBuilder};
@@ -41,6 +45,10 @@ pub struct UpArgs {
     limits: LimitArgs,
     #[command(flatten)]
     trust: TrustArgs,
+    /// Load manifest `path:` plugins that are bare libraries, not signed
+    /// .par archives. Development only: nothing vouches for that code.
+    #[arg(long)]
+    allow_unsigned_plugins: bool,
 }
 
 /// Shared with the admin server.
@@ -57,34 +65,58 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
     runtime.block_on(serve(args))
 }
 
-/// Which backends this build offers for each capability id.
+type Factory = fn() -> Arc<dyn CapabilityProvider>;
+
+/// The backends this build offers: capability id, the names a manifest's
+/// `provider:` may use (the first is the embedded default), constructor.
+/// `wascc:http_server` is handled apart because the CLI asks it for the
+/// addresses it listens on.
+const BACKENDS: &[(&str, &[&str], Factory)] = &[
+    (caps::KEY_VALUE, &["memory"], || Arc::new(MemoryKeyValue::new())),
+    (caps::KEY_VALUE, &["redis"], || Arc::new(RedisKeyValue::new())),
+    (caps::EVENTSTREAMS, &["redis"], || Arc::new(RedisEventStreams::new())),
+    (caps::HTTP_CLIENT, &["hyper"], || Arc::new(HttpClientProvider::new())),
+    (caps::BLOB, &["fs"], || Arc::new(FsBlobstore::new())),
+    (caps::LOGGING, &["tracing"], || Arc::new(LoggingProvider::new())),
+    (caps::EXTRAS, &["builtin"], || Arc::new(ExtrasProvider::new())),
+];
+
+/// Picks the backend for a capability entry.
 fn backend(id: &str, provider: Option<&str>) -> Result<Backend> {
-    let name = provider.unwrap_or("default");
-    let backend = match (id, name) {
-        (caps::HTTP_SERVER, "default" | "hyper" | "builtin") => Backend::Http,
-        (caps::KEY_VALUE, "default" | "memory") => Backend::Other(Arc::new(MemoryKeyValue::new())),
-        (caps::LOGGING, "default" | "builtin" | "tracing") => {
-            Backend::Other(Arc::new(LoggingProvider::new()))
+    if id == caps::HTTP_SERVER {
+        return match provider {
+            None | Some("default" | "hyper") => Ok(Backend::Http),
+            Some(other) => bail!(
+                "no backend `{other}` for {id} in this build; available: hyper (the default)"
+            ),
+        };
+    }
+    let offered: Vec<&(&str, &[&str], Factory)> =
+        BACKENDS.iter().filter(|(cap, _, _)| *cap == id).collect();
+    if offered.is_empty() {
+        let known: Vec<&str> = std::iter::once(caps::HTTP_SERVER)
+            .chain(BACKENDS.iter().map(|(cap, _, _)| *cap))
+            .collect();
+        bail!(
+            "no provider for {id} in this build; the built-in capabilities are {}",
+            known.join(", ")
+        );
+    }
+    let wanted = provider.unwrap_or("default");
+    let found = offered.iter().enumerate().find(|(i, (_, names, _))| {
+        names.contains(&wanted) || (wanted == "default" && *i == 0)
+    });
+    match found {
+        Some((_, (_, _, make))) => Ok(Backend::Other(make())),
+        None => {
+            let names: Vec<&str> = offered.iter().flat_map(|(_, n, _)| n.iter().copied()).collect();
+            bail!(
+                "no backend `{wanted}` for {id} in this build; available: {} ({} is the default)",
+                names.join(", "),
+                names.first().copied().unwrap_or("none")
+            )
         }
-        (caps::EXTRAS, "default" | "builtin") => Backend::Other(Arc::new(ExtrasProvider::new())),
-        (caps::HTTP_SERVER, _) => {
-            bail!("no backend `{name}` for {id} in this build; available: hyper (the default)")
-        }
-        (caps::KEY_VALUE, _) => {
-            bail!("no backend `{name}` for {id} in this build; available: memory (the default)")
-        }
-        (caps::LOGGING | caps::EXTRAS, _) => {
-            bail!("no backend `{name}` for {id} in this build; it is built in, omit `provider:`")
-        }
-        _ => bail!(
-            "no provider for {id} in this build; the built-in capabilities are {}, {}, {} and {}",
-            caps::HTTP_SERVER,
-            caps::KEY_VALUE,
-            caps::LOGGING,
-            caps::EXTRAS
-        ),
-    };
-    Ok(backend)
+    }
 }
 
 enum Backend {
@@ -130,10 +162,27 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
     for (i, entry) in manifest.capabilities.iter().enumerate() {
         let (id, provider) = match &entry.kind {
             CapabilitySource::Builtin { id, provider } => (id.clone(), provider.clone()),
-            CapabilitySource::Plugin { declared, .. } => bail!(
-                "{file}: capabilities[{i}]: `path: {declared}` asks for a native provider plugin, \
-                 which this version of waxosuit cannot load; use a built-in capability (`id: …`)"
-            ),
+            CapabilitySource::Plugin {
+                path,
+                declared: shown,
+            } => {
+                let plugin = crate::par::load_plugin(
+                    path,
+                    &args.trust.trusted_issuers,
+                    args.allow_unsigned_plugins,
+                )
+                .with_context(|| format!("{file}: capabilities[{i}]: `path: {shown}`"))?;
+                let d = plugin.descriptor();
+                host.add_provider(&entry.binding_name, plugin)
+                    .await
+                    .with_context(|| format!("{file}: capabilities[{i}]"))?;
+                println!(
+                    "  provider    {} (binding `{}`): {} {} (plugin {shown}, loaded on first binding)",
+                    d.id, entry.binding_name, d.name, d.version
+                );
+                declared.push((d.id, entry.binding_name.clone()));
+                continue;
+            }
         };
         let backend = backend(&id, provider.as_deref())
             .with_context(|| format!("{file}: capabilities[{i}]"))?;

@@ -57,7 +57,8 @@ pub struct StreamResults {
     pub events: Vec<Event>,
 }
 
-/// A time window, in seconds since the Unix epoch.
+/// A time window, in milliseconds since the Unix epoch: the unit of Redis
+/// stream ids, which the original `wascc-streams-redis` provider used as is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TimeRange {

@@ -1,0 +1,769 @@
+//! The Redis-streams `wascc:eventstreams` provider of Waxosuit.
+//!
+//! Actors append events to named streams, query them back by time, and have
+//! new events pushed to them as they arrive, all on Redis streams.
+//!
+//! # A guided tour
+//!
+//! * [`RedisEventStreams::new`] builds the provider with the default
+//!   timeouts; [`RedisEventStreams::with_timeouts`] picks others. Register it
+//!   with the host like any [`CapabilityProvider`]; the host's
+//!   [`start`](CapabilityProvider::start) hands it the [`ActorDispatcher`]
+//!   that `DeliverEvent` goes through.
+//! * **Configuration**, per binding:
+//!
+//!   | Key | Default | Meaning |
+//!   |---|---|---|
+//!   | [`CONFIG_URL`] (`URL`) | [`DEFAULT_URL`] | the server, `redis://[user:password@]host[:port][/db]` |
+//!   | [`CONFIG_STREAMS`] (`STREAMS`) | none | comma-separated streams whose new events are delivered to the actor |
+//!
+//!   A URL that does not parse fails [`bind_actor`](CapabilityProvider::bind_actor)
+//!   with [`ProviderError::Config`]; an unreachable server does not (calls
+//!   fail with [`ProviderError::Unavailable`] until it answers). Stream
+//!   names are Redis keys as given, not namespaced per actor: a stream is
+//!   how actors publish to each other.
+//! * **Operations** (actor → provider):
+//!
+//!   | Operation | Redis | Reply |
+//!   |---|---|---|
+//!   | `WriteEvent` | `XADD stream * field value …` | [`WriteResponse`] with the id Redis assigned |
+//!   | `QueryStream` | `XRANGE stream start end [COUNT n]` | [`StreamResults`], oldest first |
+//!
+//!   `WriteEvent` needs at least one value, since a Redis stream entry
+//!   cannot be empty; the event's `eventId` is ignored. `QueryStream`'s
+//!   `range` selects events by the time in their ids: `minTime` and
+//!   `maxTime` are **milliseconds** since the Unix epoch (the unit of Redis
+//!   stream ids; the 2020 provider handed them to Redis unchanged), both
+//!   inclusive, mapping to ids `minTime-0` and `maxTime-18446744073709551615`.
+//!   `count` `0` means every matching event.
+//! * **Delivery** (provider → actor). For a binding with `STREAMS`, a task
+//!   blocks on `XREAD BLOCK` over those streams and calls `DeliverEvent`
+//!   on the actor with each new event as a MessagePack [`Event`], in stream
+//!   order, one at a time. Delivery starts with the events written after
+//!   `bind_actor` returned when the provider was started and the server
+//!   reachable; a binding made before [`start`](CapabilityProvider::start)
+//!   or while the server is down starts when its task first reaches the
+//!   server. If Redis goes away the task retries with
+//!   a backoff of up to [`MAX_BACKOFF`] and resumes after the last event it
+//!   delivered, so nothing written while it reconnects is skipped. A failed
+//!   dispatch is logged, not retried. The task ends on
+//!   [`remove_actor`](CapabilityProvider::remove_actor) and
+//!   [`shutdown`](CapabilityProvider::shutdown), which wait for it.
+//!
+//! ```no_run
+//! use std::collections::HashMap;
+//! use waxosuit_cap_eventstreams_redis::{CONFIG_STREAMS, CONFIG_URL, RedisEventStreams};
+//! use waxosuit_codec::eventstreams::{CAPABILITY_ID, Event, OP_WRITE_EVENT, WriteResponse};
+//! use waxosuit_provider::{BindRequest, CapabilityProvider, ProviderCall, encode};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let streams = RedisEventStreams::new();
+//! streams
+//!     .bind_actor(BindRequest {
+//!         actor: "MACTOR".into(),
+//!         binding: "default".into(),
+//!         values: HashMap::from([
+//!             (CONFIG_URL.to_string(), "redis://127.0.0.1:6379/".to_string()),
+//!             (CONFIG_STREAMS.to_string(), "orders,payments".to_string()),
+//!         ]),
+//!     })
+//!     .await?;
+//! let event = Event {
+//!     event_id: String::new(),
+//!     stream: "orders".into(),
+//!     values: HashMap::from([("sku".to_string(), "A-1".to_string())]),
+//! };
+//! let reply = streams
+//!     .handle_call(ProviderCall {
+//!         actor: "MACTOR".into(),
+//!         binding: "default".into(),
+//!         operation: OP_WRITE_EVENT.into(),
+//!         payload: encode(CAPABILITY_ID, &event)?,
+//!     })
+//!     .await?;
+//! let WriteResponse { event_id } = waxosuit_codec::deserialize(&reply)?;
+//! # let _ = event_id;
+//! # Ok(())
+//! # }
+//! ```
+#![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
+use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use waxosuit_codec::capabilities::{CapabilityDescriptor, OperationDirection};
+use waxosuit_codec::eventstreams::{
+    CAPABILITY_ID, Event, OP_DELIVER_EVENT, OP_QUERY_STREAM, OP_WRITE_EVENT, StreamQuery,
+    StreamResults, WriteResponse,
+};
+use waxosuit_provider::{
+    ActorDispatcher, BindRequest, CapabilityProvider, Health, ProviderCall, ProviderError, decode,
+    encode,
+};
+
+/// Binding value naming the Redis server.
+pub const CONFIG_URL: &str = "URL";
+/// Binding value listing, comma-separated, the streams delivered to the actor.
+pub const CONFIG_STREAMS: &str = "STREAMS";
+/// The server used when a binding has no [`CONFIG_URL`].
+pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/";
+/// Default bound on one connection attempt and on one command's reply.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest wait between two reconnection attempts of a delivery task.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// How long one `XREAD` blocks. Bounded, rather than forever, so a
+/// connection that silently died is noticed by the reply timeout.
+const BLOCK: Duration = Duration::from_secs(2);
+/// Events fetched by one `XREAD`.
+const READ_BATCH: usize = 100;
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A delivery task and the way to stop it.
+struct Subscription {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+struct Binding {
+    conn: ConnectionManager,
+    client: Client,
+    safe_url: String,
+    streams: Vec<String>,
+    subscription: Option<Subscription>,
+}
+
+#[derive(Default)]
+struct State {
+    dispatcher: Option<Arc<dyn ActorDispatcher>>,
+    /// By (actor, binding).
+    bindings: HashMap<(String, String), Binding>,
+}
+
+/// The Redis `wascc:eventstreams` provider. See the [crate docs](crate).
+pub struct RedisEventStreams {
+    state: Mutex<State>,
+    connection_timeout: Duration,
+    response_timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisEventStreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisEventStreams")
+            .field("connection_timeout", &self.connection_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RedisEventStreams {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What a delivery task needs, cloned out of the provider.
+struct Delivery {
+    actor: String,
+    client: Client,
+    safe_url: String,
+    streams: Vec<String>,
+    dispatcher: Arc<dyn ActorDispatcher>,
+    connection_timeout: Duration,
+    response_timeout: Duration,
+}
+
+impl RedisEventStreams {
+    /// A provider with no bindings and [`DEFAULT_TIMEOUT`] for connecting
+    /// and for each reply.
+    pub fn new() -> Self {
+        Self::with_timeouts(DEFAULT_TIMEOUT, DEFAULT_TIMEOUT)
+    }
+
+    /// A provider bounding each connection attempt by `connection` and each
+    /// command's reply by `response`.
+    pub fn with_timeouts(connection: Duration, response: Duration) -> Self {
+        RedisEventStreams {
+            state: Mutex::default(),
+            connection_timeout: connection,
+            response_timeout: response,
+        }
+    }
+
+    /// Starts the delivery task of a binding that has streams but no task;
+    /// returns a receiver that fires once the task has fixed where delivery
+    /// starts.
+    fn subscribe(
+        &self,
+        state: &mut State,
+        key: &(String, String),
+    ) -> Result<Option<oneshot::Receiver<()>>, ProviderError> {
+        let Some(dispatcher) = state.dispatcher.clone() else {
+            return Ok(None);
+        };
+        let Some(binding) = state.bindings.get_mut(key) else {
+            return Ok(None);
+        };
+        if binding.streams.is_empty() || binding.subscription.is_some() {
+            return Ok(None);
+        }
+        // `tokio::spawn` would panic outside a runtime; say so instead.
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|e| ProviderError::Internal {
+                capid: CAPABILITY_ID.to_string(),
+                message: format!("cannot start the event delivery task: {e}"),
+            })?;
+        let cancel = CancellationToken::new();
+        let (ready, ready_rx) = oneshot::channel();
+        let delivery = Delivery {
+            actor: key.0.clone(),
+            client: binding.client.clone(),
+            safe_url: binding.safe_url.clone(),
+            streams: binding.streams.clone(),
+            dispatcher,
+            connection_timeout: self.connection_timeout,
+            response_timeout: self.response_timeout,
+        };
+        let task = runtime.spawn(delivery.run(cancel.clone(), ready));
+        binding.subscription = Some(Subscription { cancel, task });
+        Ok(Some(ready_rx))
+    }
+
+    fn binding_conn(
+        &self,
+        call: &ProviderCall,
+    ) -> Result<(ConnectionManager, String), ProviderError> {
+        lock(&self.state)
+            .bindings
+            .get(&(call.actor.clone(), call.binding.clone()))
+            .map(|b| (b.conn.clone(), b.safe_url.clone()))
+            .ok_or_else(|| ProviderError::not_bound(CAPABILITY_ID, &call.actor, &call.binding))
+    }
+
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut ConnectionManager,
+        safe_url: &str,
+        cmd: &redis::Cmd,
+    ) -> Result<T, ProviderError> {
+        let deadline = self.connection_timeout + self.response_timeout;
+        match tokio::time::timeout(deadline, cmd.query_async(conn)).await {
+            Ok(result) => result.map_err(|e| map_error(safe_url, &e)),
+            Err(_) => Err(unavailable(
+                safe_url,
+                &format!("no reply within {deadline:?}"),
+            )),
+        }
+    }
+}
+
+impl Delivery {
+    /// Delivers until cancelled, reconnecting with backoff. `ready` fires
+    /// once the starting point is fixed, or is dropped if cancelled first.
+    async fn run(self, cancel: CancellationToken, ready: oneshot::Sender<()>) {
+        let mut ready = Some(ready);
+        // Where each stream's delivery resumes; fixed on the first
+        // successful connection, then advanced past each delivered event.
+        let mut positions: Option<Vec<String>> = None;
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            match self.session(&cancel, &mut positions, &mut ready).await {
+                SessionEnd::Cancelled => return,
+                SessionEnd::Failed { error, delivered } => {
+                    if delivered {
+                        backoff = MIN_BACKOFF;
+                    }
+                    tracing::warn!(actor = %self.actor, url = %self.safe_url, %error,
+                        retry_in = ?backoff, "wascc:eventstreams (redis) delivery interrupted");
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// One connection's worth of delivery; returns why it ended.
+    async fn session(
+        &self,
+        cancel: &CancellationToken,
+        positions: &mut Option<Vec<String>>,
+        ready: &mut Option<oneshot::Sender<()>>,
+    ) -> SessionEnd {
+        let mut delivered = false;
+        let fail = |error: RedisError, delivered| SessionEnd::Failed {
+            error: error.to_string(),
+            delivered,
+        };
+        // A connection of its own: a blocked XREAD holds up every other
+        // command queued on the same connection.
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.connection_timeout))
+            .set_response_timeout(Some(BLOCK + self.response_timeout));
+        let connect = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config);
+        let mut conn = tokio::select! {
+            () = cancel.cancelled() => return SessionEnd::Cancelled,
+            conn = connect => match conn {
+                Ok(conn) => conn,
+                Err(e) => return fail(e, delivered),
+            },
+        };
+        let ids = match positions {
+            Some(ids) => ids,
+            None => {
+                let newest = tokio::select! {
+                    () = cancel.cancelled() => return SessionEnd::Cancelled,
+                    newest = last_ids(&mut conn, &self.streams) => newest,
+                };
+                match newest {
+                    Ok(ids) => positions.insert(ids),
+                    Err(e) => return fail(e, delivered),
+                }
+            }
+        };
+        if let Some(ready) = ready.take() {
+            // The binder may have stopped waiting; nothing to tell then.
+            let _ = ready.send(());
+        }
+        loop {
+            let mut cmd = redis::cmd("XREAD");
+            cmd.arg("COUNT")
+                .arg(READ_BATCH)
+                .arg("BLOCK")
+                .arg(u64::try_from(BLOCK.as_millis()).unwrap_or(u64::MAX))
+                .arg("STREAMS")
+                .arg(&self.streams)
+                .arg(&*ids);
+            let read = cmd.query_async::<Option<StreamReadReply>>(&mut conn);
+            let reply = tokio::select! {
+                () = cancel.cancelled() => return SessionEnd::Cancelled,
+                reply = read => match reply {
+                    Ok(reply) => reply,
+                    Err(e) => return fail(e, delivered),
+                },
+            };
+            for stream_key in reply.map(|r| r.keys).unwrap_or_default() {
+                let Some(index) = self.streams.iter().position(|s| *s == stream_key.key) else {
+                    continue;
+                };
+                for entry in stream_key.ids {
+                    // Stop between events, never inside a dispatch.
+                    if cancel.is_cancelled() {
+                        return SessionEnd::Cancelled;
+                    }
+                    ids[index].clone_from(&entry.id);
+                    delivered = true;
+                    self.deliver(to_event(&stream_key.key, entry)).await;
+                }
+            }
+        }
+    }
+
+    async fn deliver(&self, event: Event) {
+        let id = event.event_id.clone();
+        let payload = match encode(CAPABILITY_ID, &event) {
+            Ok(payload) => payload,
+            Err(error) => {
+                tracing::error!(actor = %self.actor, %error, "cannot encode an event");
+                return;
+            }
+        };
+        if let Err(error) = self
+            .dispatcher
+            .dispatch(&self.actor, OP_DELIVER_EVENT, payload)
+            .await
+        {
+            tracing::warn!(actor = %self.actor, stream = %event.stream, event_id = %id, %error,
+                "wascc:eventstreams (redis) could not deliver an event");
+        }
+    }
+}
+
+enum SessionEnd {
+    Cancelled,
+    Failed { error: String, delivered: bool },
+}
+
+/// The id of each stream's newest entry (`0-0` for an empty or missing
+/// stream), so delivery starts after what exists now; unlike `$`, these ids
+/// stay valid across reconnections.
+async fn last_ids(
+    conn: &mut MultiplexedConnection,
+    streams: &[String],
+) -> Result<Vec<String>, RedisError> {
+    let mut ids = Vec::with_capacity(streams.len());
+    for stream in streams {
+        let newest: StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(conn)
+            .await?;
+        ids.push(
+            newest
+                .ids
+                .into_iter()
+                .next()
+                .map_or_else(|| "0-0".to_string(), |entry| entry.id),
+        );
+    }
+    Ok(ids)
+}
+
+fn to_event(stream: &str, entry: StreamId) -> Event {
+    let values = entry
+        .map
+        .into_iter()
+        .map(|(field, value)| {
+            // Fields written by other applications may hold binary or
+            // numeric values; the contract carries strings.
+            let text = redis::from_redis_value::<String>(value.clone())
+                .unwrap_or_else(|_| format!("{value:?}"));
+            (field, text)
+        })
+        .collect();
+    Event {
+        event_id: entry.id,
+        stream: stream.to_string(),
+        values,
+    }
+}
+
+// A poisoned lock still guards a consistent map: no code panics between
+// two of its mutations.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn unavailable(safe_url: &str, reason: &str) -> ProviderError {
+    ProviderError::Unavailable {
+        capid: CAPABILITY_ID.to_string(),
+        reason: format!("Redis at {safe_url}: {reason}"),
+    }
+}
+
+fn map_error(safe_url: &str, error: &RedisError) -> ProviderError {
+    match error.kind() {
+        ErrorKind::Server(_) | ErrorKind::Extension => {
+            let message = match (error.code(), error.detail()) {
+                (Some(code), Some(detail)) => format!("{code} {detail}"),
+                (Some(code), None) => code.to_string(),
+                _ => error.to_string(),
+            };
+            ProviderError::backend(CAPABILITY_ID, message)
+        }
+        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => ProviderError::Internal {
+            capid: CAPABILITY_ID.to_string(),
+            message: format!("unexpected reply from Redis at {safe_url}: {error}"),
+        },
+        _ => unavailable(safe_url, &error.to_string()),
+    }
+}
+
+/// The URL without user name, password or query, for messages and logs.
+fn redact_url(url: &str) -> String {
+    let without_query = url.split(['?', '#']).next().unwrap_or_default();
+    let Some((scheme, rest)) = without_query.split_once("://") else {
+        return "<unparsable URL>".to_string();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}{path}"),
+        None => format!("{scheme}://{authority}{path}"),
+    }
+}
+
+/// Stops a delivery task and waits for it; a task stuck past the bound is
+/// aborted.
+async fn stop(subscription: Subscription) {
+    subscription.cancel.cancel();
+    let mut task = subscription.task;
+    match tokio::time::timeout(Duration::from_secs(5), &mut task).await {
+        Ok(Err(error)) if error.is_panic() => {
+            tracing::error!(%error, "wascc:eventstreams (redis) delivery task panicked");
+        }
+        Ok(_) => {}
+        Err(_) => task.abort(),
+    }
+}
+
+#[async_trait]
+impl CapabilityProvider for RedisEventStreams {
+    fn descriptor(&self) -> CapabilityDescriptor {
+        CapabilityDescriptor::builder()
+            .id(CAPABILITY_ID)
+            .name("Waxosuit Redis event streams")
+            .version(env!("CARGO_PKG_VERSION"))
+            .revision(1)
+            .long_description(
+                "Append-only event streams on Redis streams: write, query by time, and \
+                 delivery of new events to subscribed actors.",
+            )
+            .with_operation(
+                OP_WRITE_EVENT,
+                OperationDirection::ToProvider,
+                "Appends an event to a stream",
+            )
+            .with_operation(
+                OP_QUERY_STREAM,
+                OperationDirection::ToProvider,
+                "Reads a stream's events, optionally within a time range",
+            )
+            .with_operation(
+                OP_DELIVER_EVENT,
+                OperationDirection::ToActor,
+                "Delivers a new event of a subscribed stream",
+            )
+            .build()
+    }
+
+    /// Keeps the dispatcher and starts delivery for bindings made before.
+    async fn start(&self, dispatcher: Arc<dyn ActorDispatcher>) -> Result<(), ProviderError> {
+        let mut state = lock(&self.state);
+        state.dispatcher = Some(dispatcher);
+        let keys: Vec<_> = state.bindings.keys().cloned().collect();
+        for key in keys {
+            self.subscribe(&mut state, &key)?;
+        }
+        Ok(())
+    }
+
+    /// Validates the configuration and, with `STREAMS`, starts delivery;
+    /// waits (bounded by the timeouts) until delivery has fixed its starting
+    /// point, so events written after this returns reach the actor.
+    async fn bind_actor(&self, request: BindRequest) -> Result<(), ProviderError> {
+        let url = request
+            .values
+            .get(CONFIG_URL)
+            .map_or(DEFAULT_URL, String::as_str);
+        let safe_url = redact_url(url);
+        let config_error = |key: &str, reason: String| ProviderError::Config {
+            capid: CAPABILITY_ID.to_string(),
+            actor: request.actor.clone(),
+            key: key.to_string(),
+            reason,
+        };
+        // The parser's message may quote the URL, password and all.
+        let client = Client::open(url).map_err(|e| {
+            config_error(
+                CONFIG_URL,
+                format!(
+                    "is not a valid Redis URL ({safe_url}: {}); expected \
+                     redis://[user:password@]host[:port][/db]",
+                    e.detail().unwrap_or("unparsable")
+                ),
+            )
+        })?;
+        let streams: Vec<String> = request
+            .values
+            .get(CONFIG_STREAMS)
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if request.values.contains_key(CONFIG_STREAMS) && streams.is_empty() {
+            return Err(config_error(
+                CONFIG_STREAMS,
+                "names no stream; list them comma-separated, e.g. `orders,payments`".into(),
+            ));
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(Some(self.connection_timeout))
+            .set_response_timeout(Some(self.response_timeout));
+        let conn =
+            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(|e| {
+                ProviderError::Internal {
+                    capid: CAPABILITY_ID.to_string(),
+                    message: format!("cannot set up the connection to {safe_url}: {e}"),
+                }
+            })?;
+
+        let key = (request.actor.clone(), request.binding.clone());
+        let (previous, ready) = {
+            let mut state = lock(&self.state);
+            let previous = state.bindings.insert(
+                key.clone(),
+                Binding {
+                    conn,
+                    client,
+                    safe_url,
+                    streams,
+                    subscription: None,
+                },
+            );
+            let ready = self.subscribe(&mut state, &key)?;
+            (previous, ready)
+        };
+        // A re-bind replaces the old configuration and its delivery.
+        if let Some(subscription) = previous.and_then(|b| b.subscription) {
+            stop(subscription).await;
+        }
+        if let Some(ready) = ready {
+            let bound = self.connection_timeout + self.response_timeout * 2;
+            if tokio::time::timeout(bound, ready).await.is_err() {
+                tracing::warn!(actor = %request.actor, "wascc:eventstreams (redis) bound while \
+                    Redis is unreachable; delivery starts when it answers");
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets the binding and stops its delivery, waiting for the task.
+    async fn remove_actor(&self, actor: &str, binding: &str) -> Result<(), ProviderError> {
+        let removed = lock(&self.state)
+            .bindings
+            .remove(&(actor.to_string(), binding.to_string()))
+            .ok_or_else(|| ProviderError::not_bound(CAPABILITY_ID, actor, binding))?;
+        if let Some(subscription) = removed.subscription {
+            stop(subscription).await;
+        }
+        Ok(())
+    }
+
+    async fn handle_call(&self, call: ProviderCall) -> Result<Vec<u8>, ProviderError> {
+        let (mut conn, safe_url) = self.binding_conn(&call)?;
+        match call.operation.as_str() {
+            OP_WRITE_EVENT => {
+                let event: Event = decode(CAPABILITY_ID, &call)?;
+                if event.values.is_empty() {
+                    return Err(ProviderError::backend(
+                        CAPABILITY_ID,
+                        format!(
+                            "ERR an event needs at least one value; stream `{}` got none",
+                            event.stream
+                        ),
+                    ));
+                }
+                // Sorted so the stored field order does not depend on the
+                // hash map's.
+                let mut fields: Vec<_> = event.values.iter().collect();
+                fields.sort();
+                let mut cmd = redis::cmd("XADD");
+                cmd.arg(&event.stream).arg("*");
+                for (field, value) in fields {
+                    cmd.arg(field).arg(value);
+                }
+                let event_id: String = self.query(&mut conn, &safe_url, &cmd).await?;
+                encode(CAPABILITY_ID, &WriteResponse { event_id })
+            }
+            OP_QUERY_STREAM => {
+                let query: StreamQuery = decode(CAPABILITY_ID, &call)?;
+                let (start, end) = match query.range {
+                    Some(range) => (
+                        format!("{}-0", range.min_time),
+                        format!("{}-{}", range.max_time, u64::MAX),
+                    ),
+                    None => ("-".to_string(), "+".to_string()),
+                };
+                let mut cmd = redis::cmd("XRANGE");
+                cmd.arg(&query.stream_id).arg(start).arg(end);
+                if query.count > 0 {
+                    cmd.arg("COUNT").arg(query.count);
+                }
+                let reply: StreamRangeReply = self.query(&mut conn, &safe_url, &cmd).await?;
+                let events = reply
+                    .ids
+                    .into_iter()
+                    .map(|entry| to_event(&query.stream_id, entry))
+                    .collect();
+                encode(CAPABILITY_ID, &StreamResults { events })
+            }
+            other => Err(ProviderError::unknown_operation(CAPABILITY_ID, other)),
+        }
+    }
+
+    /// `PING`s the server of every binding; healthy when all answer.
+    async fn health(&self) -> Health {
+        let servers: Vec<(String, ConnectionManager)> = lock(&self.state)
+            .bindings
+            .values()
+            .map(|b| (b.safe_url.clone(), b.conn.clone()))
+            .collect();
+        let mut failures = Vec::new();
+        for (safe_url, mut conn) in servers {
+            let cmd = redis::cmd("PING");
+            if let Err(e) = self.query::<String>(&mut conn, &safe_url, &cmd).await {
+                failures.push(e.to_string());
+            }
+        }
+        if failures.is_empty() {
+            Health::healthy()
+        } else {
+            Health::unhealthy(failures.join("; "))
+        }
+    }
+
+    /// Stops every delivery task, waiting for them, and drops every binding.
+    async fn shutdown(&self) {
+        let bindings: Vec<Binding> = {
+            let mut state = lock(&self.state);
+            state.dispatcher = None;
+            state.bindings.drain().map(|(_, b)| b).collect()
+        };
+        for subscription in bindings.into_iter().filter_map(|b| b.subscription) {
+            stop(subscription).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_removes_credentials_and_queries() {
+        assert_eq!(
+            redact_url("redis://user:s3cret@db.example:6380/2"),
+            "redis://***@db.example:6380/2"
+        );
+        assert_eq!(
+            redact_url("redis+unix:///run/redis.sock?pass=s3cret"),
+            "redis+unix:///run/redis.sock"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379/"),
+            "redis://127.0.0.1:6379/"
+        );
+    }
+
+    #[test]
+    fn non_string_field_values_are_still_delivered() {
+        let entry = StreamId {
+            id: "1-0".into(),
+            map: HashMap::from([
+                ("n".to_string(), redis::Value::Int(7)),
+                ("s".to_string(), redis::Value::BulkString(b"x".to_vec())),
+            ]),
+            ..StreamId::default()
+        };
+        let event = to_event("st", entry);
+        assert_eq!(event.event_id, "1-0");
+        assert_eq!(event.stream, "st");
+        assert_eq!(event.values["s"], "x");
+        assert_eq!(event.values["n"], "7");
+    }
+}

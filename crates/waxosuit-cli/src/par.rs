@@ -1,0 +1,298 @@
+//! `waxosuit par create|insert|inspect`: signed provider archives (`.par`)
+//! for native capability plugins, and loading them for `waxosuit up`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use waxosuit_claims::{KeyKind, KeyPair, Verifier};
+use waxosuit_par::{ProviderArchive, library_hash};
+use waxosuit_plugin_host::PluginProvider;
+
+use crate::keystore;
+
+#[derive(Debug, Subcommand)]
+pub enum ParCommand {
+    /// Create a signed provider archive from a plugin library.
+    Create(Box<CreateArgs>),
+    /// Add or replace a target's library in an archive, and re-sign it.
+    Insert(InsertArgs),
+    /// Show an archive's claims, targets and hashes, and whether it is valid.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Capability id the plugin implements (`namespace:name`).
+    #[arg(long)]
+    capid: String,
+    /// Who makes the plugin.
+    #[arg(long)]
+    vendor: String,
+    /// Friendly name.
+    #[arg(long)]
+    name: String,
+    /// Version string.
+    #[arg(long)]
+    ver: Option<String>,
+    /// Revision number.
+    #[arg(long)]
+    rev: Option<i32>,
+    /// Target triple of the library (e.g. x86_64-unknown-linux-gnu).
+    #[arg(long)]
+    target: String,
+    /// The plugin library (.so, .dylib, .dll).
+    #[arg(long)]
+    library: PathBuf,
+    /// Account seed (or .nk file) that signs; the keys directory's
+    /// `account.nk` when omitted.
+    #[arg(long, value_name = "SEED_OR_FILE")]
+    issuer: Option<String>,
+    /// Service seed (or .nk file) identifying the provider; generated in the
+    /// keys directory when omitted.
+    #[arg(long, value_name = "SEED_OR_FILE")]
+    subject: Option<String>,
+    /// Where to write the archive.
+    #[arg(short, long, value_name = "OUT.par")]
+    output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct InsertArgs {
+    /// The archive to change (rewritten in place unless `--output` is given).
+    archive: PathBuf,
+    /// Target triple of the library.
+    #[arg(long)]
+    target: String,
+    /// The plugin library.
+    #[arg(long)]
+    library: PathBuf,
+    /// Account seed (or .nk file) that re-signs; the keys directory's
+    /// `account.nk` when omitted.
+    #[arg(long, value_name = "SEED_OR_FILE")]
+    issuer: Option<String>,
+    /// Service seed (or .nk file); the archive's current subject when omitted.
+    #[arg(long, value_name = "SEED_OR_FILE")]
+    subject: Option<String>,
+    /// Write the result here instead of over the input.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The archive.
+    archive: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Account keys to trust (repeatable); without any, the issuer is shown
+    /// but not judged.
+    #[arg(long = "trusted-issuer", value_name = "ACCOUNT_KEY")]
+    trusted_issuers: Vec<String>,
+}
+
+pub fn run(cmd: ParCommand) -> Result<ExitCode> {
+    match cmd {
+        ParCommand::Create(args) => create(*args),
+        ParCommand::Insert(args) => insert(args),
+        ParCommand::Inspect(args) => inspect(args),
+    }
+}
+
+fn key(arg: Option<&str>, role: &str, file: &str, kind: KeyKind) -> Result<KeyPair> {
+    let kp = match arg {
+        Some(arg) => keystore::load(arg, role)?,
+        None => {
+            let (kp, generated) = keystore::load_or_generate(file, kind)?;
+            if let Some(path) = generated {
+                eprintln!(
+                    "Generated {role} key {} in {}",
+                    kp.public_key(),
+                    path.display()
+                );
+            }
+            kp
+        }
+    };
+    if kp.kind() != kind {
+        bail!("--{role} must be {kind} key, got {} key", kp.kind());
+    }
+    Ok(kp)
+}
+
+fn read_library(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read the library {}", path.display()))
+}
+
+fn create(args: CreateArgs) -> Result<ExitCode> {
+    let library = read_library(&args.library)?;
+    let issuer = key(
+        args.issuer.as_deref(),
+        "issuer",
+        "account",
+        KeyKind::Account,
+    )?;
+    let service_file = format!("{}_provider", keystore::slug(&args.capid));
+    let subject = key(
+        args.subject.as_deref(),
+        "subject",
+        &service_file,
+        KeyKind::Service,
+    )?;
+    let mut par = ProviderArchive::create(&args.capid, &args.vendor, &args.name)?;
+    if let Some(ver) = args.ver {
+        par.set_version(ver);
+    }
+    if let Some(rev) = args.rev {
+        par.set_revision(rev);
+    }
+    par.insert(&args.target, library)?;
+    par.sign(&issuer, &subject.public_key())?;
+    par.write_path(&args.output)?;
+    println!(
+        "Wrote {} ({} for {}), signed by {}",
+        args.output.display(),
+        args.capid,
+        args.target,
+        issuer.public_key()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn insert(args: InsertArgs) -> Result<ExitCode> {
+    let mut par = ProviderArchive::read_path(&args.archive)
+        .with_context(|| format!("cannot read {}", args.archive.display()))?;
+    let current = par.claims_unverified()?;
+    let issuer = key(
+        args.issuer.as_deref(),
+        "issuer",
+        "account",
+        KeyKind::Account,
+    )?;
+    let subject = match args.subject.as_deref() {
+        Some(arg) => key(Some(arg), "subject", "", KeyKind::Service)?.public_key(),
+        None => current.subject,
+    };
+    par.insert(&args.target, read_library(&args.library)?)?;
+    par.sign(&issuer, &subject)?;
+    let out = args.output.unwrap_or(args.archive);
+    par.write_path(&out)?;
+    println!(
+        "Wrote {} with targets {}, signed by {}",
+        out.display(),
+        par.targets().join(", "),
+        issuer.public_key()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inspect(args: InspectArgs) -> Result<ExitCode> {
+    let par = ProviderArchive::read_path(&args.archive)
+        .with_context(|| format!("cannot read {}", args.archive.display()))?;
+    let claims = par.claims_unverified()?;
+    let meta = claims.metadata()?.clone();
+    // Without a trust list, judge everything but the issuer.
+    let trusted = if args.trusted_issuers.is_empty() {
+        vec![claims.issuer.clone()]
+    } else {
+        args.trusted_issuers.clone()
+    };
+    let verdict = par.verify(&Verifier::new(), &trusted).map(drop);
+    let targets: Vec<(String, String)> = par
+        .targets()
+        .into_iter()
+        .map(|t| {
+            let hash = par
+                .library_unverified(t)
+                .map(library_hash)
+                .unwrap_or_default();
+            (t.to_string(), hash)
+        })
+        .collect();
+    if args.json {
+        let json = serde_json::json!({
+            "capid": meta.capid,
+            "vendor": meta.vendor,
+            "name": meta.name,
+            "version": meta.ver,
+            "revision": meta.rev,
+            "issuer": claims.issuer,
+            "subject": claims.subject,
+            "targets": targets.iter().map(|(t, h)| serde_json::json!({"target": t, "sha256": h})).collect::<Vec<_>>(),
+            "issuer_checked": !args.trusted_issuers.is_empty(),
+            "valid": verdict.is_ok(),
+            "reason": verdict.as_ref().err().map(ToString::to_string),
+        });
+        outln!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        let mut table = comfy_table::Table::new();
+        table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+        let mut row = |k: &str, v: String| {
+            table.add_row(vec![k.to_string(), v]);
+        };
+        row("Capability", meta.capid.clone());
+        row("Vendor", meta.vendor.clone());
+        row("Name", meta.name.clone().unwrap_or_default());
+        row(
+            "Version",
+            format!(
+                "{} (rev {})",
+                meta.ver.clone().unwrap_or_else(|| "-".into()),
+                meta.rev.unwrap_or(0)
+            ),
+        );
+        row("Issuer", claims.issuer.clone());
+        row("Subject", claims.subject.clone());
+        for (t, h) in &targets {
+            row("Target", format!("{t}\n{h}"));
+        }
+        let status = match (&verdict, args.trusted_issuers.is_empty()) {
+            (Ok(()), false) => "valid (signature, trusted issuer, hashes)".to_string(),
+            (Ok(()), true) => {
+                "valid (signature, hashes); issuer not checked: pass --trusted-issuer".to_string()
+            }
+            (Err(e), _) => format!("INVALID: {e}"),
+        };
+        row("Status", status);
+        outln!("{table}");
+    }
+    Ok(if verdict.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Loads a manifest's `path:` capability for `waxosuit up`: a `.par` archive
+/// is verified (signature, `trusted` issuer, library hash) and registered
+/// lazily; a bare library only with `allow_unsigned`, loudly.
+pub fn load_plugin(
+    path: &Path,
+    trusted: &[String],
+    allow_unsigned: bool,
+) -> Result<Arc<PluginProvider>> {
+    if path.extension().is_some_and(|e| e == "par") {
+        let verified = ProviderArchive::read_path(path)?
+            .verify(&Verifier::new(), trusted)
+            .with_context(|| format!("refusing the provider archive {}", path.display()))?;
+        return Ok(Arc::new(PluginProvider::from_archive(&verified)?));
+    }
+    if !allow_unsigned {
+        bail!(
+            "{} is an unsigned native library; package it with `waxosuit par create` and \
+             declare the .par, or pass --allow-unsigned-plugins (development only)",
+            path.display()
+        );
+    }
+    eprintln!(
+        "WARNING: loading the UNSIGNED native plugin {}: nothing vouches for this code, and it \
+         runs with the host's privileges (--allow-unsigned-plugins)",
+        path.display()
+    );
+    tracing::warn!(path = %path.display(), "loading an unsigned native plugin");
+    let provider = tokio::task::block_in_place(|| PluginProvider::from_unsigned_library(path))?;
+    Ok(Arc::new(provider))
+}

@@ -1,0 +1,245 @@
+//! `waxosuit par` and `path:` plugins in `waxosuit up`, run as a user would.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use waxosuit_claims::{Actor, Claims, KeyKind, KeyPair, embed_claims};
+use waxosuit_plugin_fixtures::plugins;
+
+struct Env {
+    dir: tempfile::TempDir,
+    account: KeyPair,
+    service: KeyPair,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            account: KeyPair::generate(KeyKind::Account),
+            service: KeyPair::generate(KeyKind::Service),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_waxosuit"));
+        c.current_dir(self.dir.path())
+            .env("WAXOSUIT_KEYS", self.path("keys"));
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Packages the acme:inventory plugin as `acme.par`.
+    fn create(&self) -> PathBuf {
+        let (issuer, subject) = (self.account.seed().unwrap(), self.service.seed().unwrap());
+        self.ok(&[
+            "par",
+            "create",
+            "--capid",
+            "acme:inventory",
+            "--vendor",
+            "Acme",
+            "--name",
+            "Inventory",
+            "--ver",
+            "1.0.0",
+            "--rev",
+            "3",
+            "--target",
+            plugins::TARGET,
+            "--library",
+            plugins::ACME_INVENTORY,
+            "--issuer",
+            &issuer,
+            "--subject",
+            &subject,
+            "-o",
+            "acme.par",
+        ]);
+        self.path("acme.par")
+    }
+
+    fn actor(&self, caps: &[&str]) {
+        let module = KeyPair::generate(KeyKind::Module);
+        let claims = Claims::<Actor>::builder()
+            .issuer(self.account.public_key())
+            .subject(module.public_key())
+            .metadata(Actor {
+                caps: Some(caps.iter().map(|c| c.to_string()).collect()),
+                ..Actor::named("inventory-client")
+            })
+            .build();
+        let signed =
+            embed_claims(waxosuit_test_fixtures::wapc_echo(), &claims, &self.account).unwrap();
+        std::fs::write(self.path("client_signed.wasm"), signed).unwrap();
+    }
+
+    fn manifest(&self, capability_path: &str) -> PathBuf {
+        let text = format!(
+            "actors:\n  - ./client_signed.wasm\ncapabilities:\n  - path: {capability_path}\n\
+             bindings:\n  - actor: inventory-client\n    capability: acme:inventory\n"
+        );
+        let p = self.path("host.yaml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+#[test]
+fn create_inspect_and_insert() {
+    let env = Env::new();
+    env.create();
+    let table = env.ok(&[
+        "par",
+        "inspect",
+        "acme.par",
+        "--trusted-issuer",
+        &env.account.public_key(),
+    ]);
+    for needle in [
+        "acme:inventory",
+        "Acme",
+        "1.0.0 (rev 3)",
+        plugins::TARGET,
+        "valid (signature, trusted issuer, hashes)",
+    ] {
+        assert!(table.contains(needle), "missing {needle} in:\n{table}");
+    }
+    let library = std::fs::read(plugins::ACME_INVENTORY).unwrap();
+    assert!(
+        table.contains(&waxosuit_par::library_hash(&library)),
+        "{table}"
+    );
+
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ok(&["par", "inspect", "acme.par", "--json"])).unwrap();
+    assert_eq!(json["valid"], true);
+    assert_eq!(json["issuer_checked"], false);
+    assert_eq!(json["subject"], env.service.public_key());
+
+    // An untrusted issuer makes inspect fail, with the reason.
+    let stranger = KeyPair::generate(KeyKind::Account).public_key();
+    let out = env.run(&["par", "inspect", "acme.par", "--trusted-issuer", &stranger]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("INVALID") && text.contains("not a trusted issuer"),
+        "{text}"
+    );
+
+    // Insert a second target; the archive is re-signed and stays valid.
+    std::fs::write(env.path("mac.dylib"), b"not really a dylib").unwrap();
+    env.ok(&[
+        "par",
+        "insert",
+        "acme.par",
+        "--target",
+        "aarch64-apple-darwin",
+        "--library",
+        "mac.dylib",
+        "--issuer",
+        &env.account.seed().unwrap(),
+    ]);
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ok(&["par", "inspect", "acme.par", "--json"])).unwrap();
+    assert_eq!(json["valid"], true, "{json}");
+    assert_eq!(json["targets"].as_array().unwrap().len(), 2, "{json}");
+    assert_eq!(
+        json["subject"],
+        env.service.public_key(),
+        "insert keeps the subject"
+    );
+}
+
+/// Runs `waxosuit up` until `Ready.` (then SIGTERM) or exit; returns
+/// (became ready, stdout, stderr).
+fn up(env: &Env, manifest: &Path, extra: &[&str]) -> (bool, String, String) {
+    let mut child = env
+        .cmd()
+        .arg("up")
+        .arg(manifest)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr_pipe.read_to_string(&mut s);
+        s
+    });
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut out = String::new();
+    let mut ready = false;
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(120)) {
+        out.push_str(&line);
+        out.push('\n');
+        if line.starts_with("Ready.") {
+            ready = true;
+            let pid = child.id().to_string();
+            Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+            break;
+        }
+    }
+    let _ = child.wait();
+    (ready, out, stderr.join().unwrap())
+}
+
+#[test]
+fn up_loads_a_signed_archive_and_refuses_what_it_cannot_trust() {
+    let env = Env::new();
+    env.create();
+    env.actor(&["acme:inventory"]);
+    let manifest = env.manifest("./acme.par");
+    let trusted = env.account.public_key();
+
+    let (ready, out, err) = up(&env, &manifest, &["--trusted-issuer", &trusted]);
+    assert!(ready, "did not start:\n{out}\n{err}");
+    assert!(out.contains("acme:inventory (binding `default`)"), "{out}");
+    assert!(out.contains("→ acme:inventory"), "{out}");
+
+    // No trusted issuer configured: refused, saying what to pass.
+    let (ready, _, err) = up(&env, &manifest, &[]);
+    assert!(!ready);
+    assert!(err.contains("--trusted-issuer"), "{err}");
+
+    // A bare library needs the explicit opt-in, and is loudly flagged.
+    std::fs::copy(plugins::ACME_INVENTORY, env.path("libacme_inventory.so")).unwrap();
+    let manifest = env.manifest("./libacme_inventory.so");
+    let (ready, _, err) = up(&env, &manifest, &[]);
+    assert!(!ready);
+    assert!(err.contains("--allow-unsigned-plugins"), "{err}");
+    let (ready, out, err) = up(&env, &manifest, &["--allow-unsigned-plugins"]);
+    assert!(ready, "did not start:\n{out}\n{err}");
+    assert!(err.contains("UNSIGNED"), "{err}");
+}
