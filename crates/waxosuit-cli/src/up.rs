@@ -72,13 +72,25 @@ type Factory = fn() -> Arc<dyn CapabilityProvider>;
 /// `wascc:http_server` is handled apart because the CLI asks it for the
 /// addresses it listens on.
 const BACKENDS: &[(&str, &[&str], Factory)] = &[
-    (caps::KEY_VALUE, &["memory"], || Arc::new(MemoryKeyValue::new())),
-    (caps::KEY_VALUE, &["redis"], || Arc::new(RedisKeyValue::new())),
-    (caps::EVENTSTREAMS, &["redis"], || Arc::new(RedisEventStreams::new())),
-    (caps::HTTP_CLIENT, &["hyper"], || Arc::new(HttpClientProvider::new())),
+    (caps::KEY_VALUE, &["memory"], || {
+        Arc::new(MemoryKeyValue::new())
+    }),
+    (caps::KEY_VALUE, &["redis"], || {
+        Arc::new(RedisKeyValue::new())
+    }),
+    (caps::EVENTSTREAMS, &["redis"], || {
+        Arc::new(RedisEventStreams::new())
+    }),
+    (caps::HTTP_CLIENT, &["hyper"], || {
+        Arc::new(HttpClientProvider::new())
+    }),
     (caps::BLOB, &["fs"], || Arc::new(FsBlobstore::new())),
-    (caps::LOGGING, &["tracing"], || Arc::new(LoggingProvider::new())),
-    (caps::EXTRAS, &["builtin"], || Arc::new(ExtrasProvider::new())),
+    (caps::LOGGING, &["tracing"], || {
+        Arc::new(LoggingProvider::new())
+    }),
+    (caps::EXTRAS, &["builtin"], || {
+        Arc::new(ExtrasProvider::new())
+    }),
 ];
 
 /// Picks the backend for a capability entry.
@@ -86,9 +98,9 @@ fn backend(id: &str, provider: Option<&str>) -> Result<Backend> {
     if id == caps::HTTP_SERVER {
         return match provider {
             None | Some("default" | "hyper") => Ok(Backend::Http),
-            Some(other) => bail!(
-                "no backend `{other}` for {id} in this build; available: hyper (the default)"
-            ),
+            Some(other) => {
+                bail!("no backend `{other}` for {id} in this build; available: hyper (the default)")
+            }
         };
     }
     let offered: Vec<&(&str, &[&str], Factory)> =
@@ -103,13 +115,17 @@ fn backend(id: &str, provider: Option<&str>) -> Result<Backend> {
         );
     }
     let wanted = provider.unwrap_or("default");
-    let found = offered.iter().enumerate().find(|(i, (_, names, _))| {
-        names.contains(&wanted) || (wanted == "default" && *i == 0)
-    });
+    let found = offered
+        .iter()
+        .enumerate()
+        .find(|(i, (_, names, _))| names.contains(&wanted) || (wanted == "default" && *i == 0));
     match found {
         Some((_, (_, _, make))) => Ok(Backend::Other(make())),
         None => {
-            let names: Vec<&str> = offered.iter().flat_map(|(_, n, _)| n.iter().copied()).collect();
+            let names: Vec<&str> = offered
+                .iter()
+                .flat_map(|(_, n, _)| n.iter().copied())
+                .collect();
             bail!(
                 "no backend `{wanted}` for {id} in this build; available: {} ({} is the default)",
                 names.join(", "),

@@ -353,3 +353,55 @@ fn binding_a_capability_the_claims_do_not_grant_stops_startup_with_the_reason() 
     );
     assert!(err.contains("permission denied"), "{err}");
 }
+
+#[test]
+fn redis_backed_counter_survives_a_redis_restart() {
+    let mut redis = waxosuit_test_servers::RedisServer::start().unwrap();
+    let dir = Dir::new();
+    dir.actor(
+        waxosuit_test_fixtures::wascc_kvcounter(),
+        "classic",
+        &["wascc:http_server", "wascc:keyvalue"],
+    );
+    let manifest = dir.manifest(&format!(
+        r#"
+actors: [ ./classic.wasm ]
+capabilities:
+  - id: wascc:http_server
+  - {{ id: wascc:keyvalue, provider: redis }}
+bindings:
+  - {{ actor: classic, capability: wascc:http_server, values: {{ PORT: 0, ADDRESS: 127.0.0.1 }} }}
+  - {{ actor: classic, capability: wascc:keyvalue, values: {{ URL: "{}" }} }}
+"#,
+        redis.url()
+    ));
+    let up = Up::start(&dir, &manifest).unwrap();
+    let addr = up.addr("classic");
+    assert_eq!(get(addr, "/c"), (200, r#"{"counter":1}"#.to_string()));
+    assert_eq!(get(addr, "/c"), (200, r#"{"counter":2}"#.to_string()));
+
+    // Redis dies: requests fail cleanly (500), the host stays up.
+    redis.stop();
+    for _ in 0..3 {
+        assert_eq!(get(addr, "/c").0, 500);
+    }
+    // Redis is back (empty: it has no persistence): service resumes within 2 s.
+    redis.restart().unwrap();
+    let back = std::time::Instant::now();
+    let mut last = (0, String::new());
+    while back.elapsed() < Duration::from_secs(2) {
+        last = get(addr, "/c");
+        if last.0 == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        last,
+        (200, r#"{"counter":1}"#.to_string()),
+        "not back within 2 s"
+    );
+    let (ok, _, stderr) = up.terminate();
+    assert!(ok);
+    assert!(stderr.contains("unavailable"), "{stderr}");
+}
