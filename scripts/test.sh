@@ -3,6 +3,17 @@
 # source for wasm32) and the example actors' native handler tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Some tests start real redis-server and nats-server processes on loopback.
+for server in redis-server nats-server; do
+  if ! command -v "$server" >/dev/null; then
+    echo "installing $server (Debian package) for the integration tests" >&2
+    if [ "$(id -u)" = 0 ]; then
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get install -y -qq "$server" >/dev/null
+    else
+      sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$server" >/dev/null
+    fi
+  fi
+done
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
