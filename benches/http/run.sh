@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# HTTP throughput/latency benchmark: wrk against a native hyper hello world
+# (the baseline) and against Waxosuit HTTP serving stacks, one at a time.
+#
+#   benches/http/run.sh                       # defaults: 2 wrk threads, 64 connections, 10 s
+#   DURATION=30s CONNECTIONS=128 benches/http/run.sh
+#
+# Environment: DURATION (10s), CONNECTIONS (64), THREADS (2), WARMUP (2s, "0"
+# to skip), ROUNDS (1), CARGO_TARGET_DIR (target/). Results are printed as a
+# Markdown table; the ratio column is relative to the first target (the native
+# baseline) of the same round. With ROUNDS > 1 the targets run in turn, round
+# after round, so background load hits them alike, and a second table gives
+# each target's medians.
+#
+# Adding a target is one call in the round loop of `main` at the bottom:
+#   port=$(free_port)
+#   bench_target "waxosuit up" "target/release/waxosuit up --port $port ..." "http://127.0.0.1:$port/"
+# CMD runs in the background from the repository root; it must serve URL with
+# a 2xx answer within READY_TIMEOUT seconds (default 60) and stop on SIGTERM.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT"
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+WARMUP=${WARMUP:-2s}
+ROUNDS=${ROUNDS:-1}
+ROUND=1
+READY_TIMEOUT=${READY_TIMEOUT:-60}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+EXAMPLES="$TARGET_DIR/release/examples"
+
+LOG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/waxosuit-http-bench.XXXXXX")
+SERVER_PID=""
+
+# Parallel arrays, one entry per benchmarked target.
+NAMES=()
+ROUND_OF=()
+RPS=()
+P99=()
+CPU=()
+ERRORS=()
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+stop_server() {
+    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        # Give it a moment to drain, then make sure it is gone.
+        for _ in $(seq 50); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    SERVER_PID=""
+}
+trap stop_server EXIT
+trap 'stop_server; exit 130' INT TERM
+
+ensure_wrk() {
+    command -v wrk >/dev/null && return
+    log "wrk not found; installing it with apt-get"
+    if [[ $(id -u) -eq 0 ]]; then
+        apt-get update -qq && apt-get install -y -qq wrk
+    else
+        sudo apt-get update -qq && sudo apt-get install -y -qq wrk
+    fi
+    command -v wrk >/dev/null || die "could not install wrk"
+}
+
+# A free loopback TCP port (the kernel picks it; a race with another process
+# grabbing it before the server does is possible but unlikely).
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_ready() {
+    local url=$1 deadline=$((SECONDS + READY_TIMEOUT))
+    until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
+        kill -0 "$SERVER_PID" 2>/dev/null || die "server exited before answering $url (see $LOG_DIR)"
+        ((SECONDS < deadline)) || die "$url did not answer within ${READY_TIMEOUT}s (see $LOG_DIR)"
+        sleep 0.2
+    done
+}
+
+# utime + stime of a process, in clock ticks.
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+# wrk prints latencies as 812.00us, 1.23ms or 1.05s; normalise to ms.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0
+        if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000
+        printf "%.3f", n
+    }'
+}
+
+# bench_target NAME CMD URL: starts CMD in the background, waits until URL
+# answers, runs wrk against URL, records req/s and p99, stops CMD.
+bench_target() {
+    local name=$1 cmd=$2 url=$3
+    local slug=${name//[^A-Za-z0-9]/_}.r$ROUND
+    log "$name: starting: $cmd"
+    bash -c "exec $cmd" >"$LOG_DIR/$slug.server.log" 2>&1 &
+    SERVER_PID=$!
+    wait_ready "$url"
+    if [[ "$WARMUP" != "0" ]]; then
+        wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$url" >/dev/null
+    fi
+    log "$name: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency $url"
+    local out="$LOG_DIR/$slug.wrk.txt" ticks_before ticks_after
+    # Server CPU time per request is steadier than req/s on a shared
+    # machine: it does not depend on how much CPU wrk or others got.
+    ticks_before=$(cpu_ticks "$SERVER_PID")
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url" | tee "$out" >&2
+    ticks_after=$(cpu_ticks "$SERVER_PID")
+    stop_server
+
+    local rps p99 non2xx sock
+    rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
+    p99=$(awk '$1 == "99%" { print $2 }' "$out")
+    [[ -n "$rps" && -n "$p99" ]] || die "cannot parse wrk output in $out"
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$out")
+    sock=$(awk '/Socket errors:/ { sub(/^.*Socket errors: /, ""); print }' "$out")
+    local requests
+    requests=$(awk '/requests in/ { print $1 }' "$out")
+    NAMES+=("$name")
+    ROUND_OF+=("$ROUND")
+    CPU+=("$(awk -v t=$((ticks_after - ticks_before)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+        'BEGIN { printf "%.2f", t / hz * 1e6 / n }')")
+    RPS+=("$rps")
+    P99+=("$(to_ms "$p99")")
+    ERRORS+=("${non2xx:-0} non-2xx${sock:+; socket errors: $sock}")
+}
+
+# The median of the numbers given as arguments.
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+        if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2
+    }'
+}
+
+print_table() {
+    local baseline=${NAMES[0]} i j base
+    printf '\n| round | target | req/s | p99 latency (ms) | ratio to %s | server CPU µs/request | errors |\n' "$baseline"
+    printf '|---:|---|---:|---:|---:|---:|---|\n'
+    for i in "${!NAMES[@]}"; do
+        base=""
+        for j in "${!NAMES[@]}"; do
+            if [[ "${NAMES[$j]}" == "$baseline" && "${ROUND_OF[$j]}" == "${ROUND_OF[$i]}" ]]; then
+                base=${RPS[$j]}
+            fi
+        done
+        printf '| %s | %s | %s | %s | %s | %s | %s |\n' "${ROUND_OF[$i]}" "${NAMES[$i]}" "${RPS[$i]}" \
+            "${P99[$i]}" "$(awk -v a="${RPS[$i]}" -v b="$base" 'BEGIN { printf "%.3f", a / b }')" \
+            "${CPU[$i]}" "${ERRORS[$i]}"
+    done
+
+    if ((ROUNDS > 1)); then
+        local name rps p99 cpu base_rps=""
+        printf '\nMedians over %s rounds:\n\n' "$ROUNDS"
+        printf '| target | req/s | p99 latency (ms) | ratio to %s | server CPU µs/request |\n' "$baseline"
+        printf '|---|---:|---:|---:|---:|\n'
+        # Target names in first-seen order.
+        local -a seen=()
+        for name in "${NAMES[@]}"; do
+            [[ " ${seen[*]-} " == *" $name "* ]] || seen+=("$name")
+        done
+        for name in "${seen[@]}"; do
+            local -a r=() p=() c=()
+            for i in "${!NAMES[@]}"; do
+                if [[ "${NAMES[$i]}" == "$name" ]]; then
+                    r+=("${RPS[$i]}")
+                    p+=("${P99[$i]}")
+                    c+=("${CPU[$i]}")
+                fi
+            done
+            rps=$(median "${r[@]}")
+            p99=$(median "${p[@]}")
+            cpu=$(median "${c[@]}")
+            [[ -n "$base_rps" ]] || base_rps=$rps
+            printf '| %s | %s | %s | %s | %s |\n' "$name" "$rps" "$p99" \
+                "$(awk -v a="$rps" -v b="$base_rps" 'BEGIN { printf "%.3f", a / b }')" "$cpu"
+        done
+    fi
+
+    printf '\nwrk -t%s -c%s -d%s --latency (warm-up %s), %s round(s); %s CPU(s): %s; wrk and server on the same machine.\n' \
+        "$THREADS" "$CONNECTIONS" "$DURATION" "$WARMUP" "$ROUNDS" "$(nproc)" \
+        "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+    printf 'Raw wrk output and server logs: %s\n' "$LOG_DIR"
+}
+
+main() {
+    ensure_wrk
+    command -v curl >/dev/null || die "curl is needed to wait for servers to come up"
+    log "building release binaries"
+    cargo build --release -p waxosuit-cap-http-server --example native_hello --example provider_echo
+
+    local port
+    for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+        # The baseline must come first: ratios are relative to it.
+        port=$(free_port)
+        bench_target "native hyper" "$EXAMPLES/native_hello $port" "http://127.0.0.1:$port/"
+        port=$(free_port)
+        bench_target "provider + echo dispatcher" "$EXAMPLES/provider_echo $port" "http://127.0.0.1:$port/"
+    done
+
+    print_table
+}
+
+main "$@"

@@ -1,0 +1,346 @@
+//! The `wascc:http_server` capability provider: actors answer HTTP.
+//!
+//! # A guided tour
+//!
+//! * [`HttpServerProvider`] implements [`CapabilityProvider`]. The host calls
+//!   [`start`](waxosuit_provider::CapabilityProvider::start) once with the
+//!   [`ActorDispatcher`] the provider uses to call actors back; each
+//!   [`bind_actor`](waxosuit_provider::CapabilityProvider::bind_actor) then
+//!   opens **one listener for that actor binding**, as waSCC did, on the
+//!   binding's [`ADDRESS`] and [`PORT`].
+//! * Every request becomes a [`Request`](waxosuit_codec::http::Request)
+//!   (method, path, query string without `?`, lower-case headers with
+//!   repeated values joined by `", "`, body), is sent to the actor as
+//!   [`HandleRequest`](waxosuit_codec::http::OP_HANDLE_REQUEST), and the
+//!   actor's [`Response`](waxosuit_codec::http::Response) becomes the HTTP
+//!   response. On this hot path the MessagePack is written and read in
+//!   place rather than through the codec's structs (same bytes, same
+//!   accepted inputs; the codec decides anything unusual), which measurably
+//!   cuts the provider's overhead; see `docs/http-benchmarks.md`.
+//! * Failures never reach the client as actor internals: an actor error or
+//!   trap is `500 Failed to handle request`, a reply that is not a valid
+//!   `Response` is `500 Malformed response from actor`, and the reason is
+//!   logged with `tracing::error!` naming the actor. Limits come from the
+//!   binding values: [`MAX_BODY_BYTES`] (`413`), [`REQUEST_TIMEOUT_MS`]
+//!   (`408` for a slow body, `504` for a slow actor), [`MAX_HEADERS`] and
+//!   [`MAX_HEADER_BYTES`] (`431`), [`HEADER_READ_TIMEOUT_MS`] (slow or idle
+//!   clients are disconnected).
+//! * [`HttpServerProvider::bound_address`] tells the host which address a
+//!   binding actually got, which matters with `PORT=0`.
+//! * [`remove_actor`](waxosuit_provider::CapabilityProvider::remove_actor)
+//!   and [`shutdown`](waxosuit_provider::CapabilityProvider::shutdown) stop
+//!   gracefully: the socket closes at once, requests in flight finish, and
+//!   whatever is still open after [`DRAIN_TIMEOUT_MS`] is closed.
+//!
+//! Connections are served by hyper's HTTP/1.1 server with keep-alive and
+//! `TCP_NODELAY`, on the host's tokio runtime.
+//!
+//! ```no_run
+//! use std::collections::HashMap;
+//! use std::sync::Arc;
+//! use async_trait::async_trait;
+//! use waxosuit_cap_http_server::HttpServerProvider;
+//! use waxosuit_codec::http::Response;
+//! use waxosuit_provider::{ActorDispatcher, BindRequest, CapabilityProvider, DispatchError};
+//!
+//! /// Stands in for the host: every actor answers `200 Hello`.
+//! struct Hello;
+//!
+//! #[async_trait]
+//! impl ActorDispatcher for Hello {
+//!     async fn dispatch(&self, _actor: &str, _op: &str, _payload: Vec<u8>)
+//!         -> Result<Vec<u8>, DispatchError> {
+//!         let reply = Response { body: b"Hello".to_vec(), ..Response::ok() };
+//!         Ok(waxosuit_codec::serialize(&reply).expect("a Response always encodes"))
+//!     }
+//! }
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let provider = HttpServerProvider::new();
+//! provider.start(Arc::new(Hello)).await?;
+//! provider
+//!     .bind_actor(BindRequest {
+//!         actor: "MACTOR".into(),
+//!         binding: "default".into(),
+//!         values: HashMap::from([
+//!             ("ADDRESS".to_string(), "127.0.0.1".to_string()),
+//!             ("PORT".to_string(), "0".to_string()),
+//!         ]),
+//!     })
+//!     .await?;
+//! let addr = provider.bound_address("MACTOR").expect("just bound");
+//! println!("actor MACTOR listening on {addr}");
+//! provider.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! The codec's documentation says a repeated header keeps its last value,
+//! which is what waSCC's actix server did; this provider joins the values
+//! instead, so that nothing the client sent is lost.
+#![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+mod config;
+mod serve;
+mod wire;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use waxosuit_codec::capabilities::{CapabilityDescriptor, OperationDirection};
+use waxosuit_codec::http::{OP_HANDLE_REQUEST, SERVER_CAPABILITY_ID};
+use waxosuit_provider::{
+    ActorDispatcher, BindRequest, CapabilityProvider, Health, ProviderCall, ProviderError,
+};
+
+pub use config::{
+    ADDRESS, DEFAULT_ADDRESS, DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT,
+    DRAIN_TIMEOUT_MS, HEADER_READ_TIMEOUT_MS, MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_HEADERS, PORT,
+    REQUEST_TIMEOUT_MS,
+};
+
+use config::{ListenerConfig, config_error};
+use serve::ActorService;
+
+/// The binding a listener serves: (actor key, binding name).
+type ListenerKey = (String, String);
+
+/// A running listener of one actor binding.
+struct Listener {
+    addr: SocketAddr,
+    /// Sending `true` (or dropping it) starts the graceful stop.
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// The `wascc:http_server` provider. See the [crate docs](crate).
+///
+/// Dropping it without calling
+/// [`shutdown`](CapabilityProvider::shutdown) still stops the listeners
+/// gracefully, in the background.
+pub struct HttpServerProvider {
+    dispatcher: RwLock<Option<Arc<dyn ActorDispatcher>>>,
+    listeners: Mutex<HashMap<ListenerKey, Listener>>,
+}
+
+impl Default for HttpServerProvider {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for HttpServerProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let listeners: Vec<(ListenerKey, SocketAddr)> = self
+            .lock_listeners()
+            .iter()
+            .map(|(key, l)| (key.clone(), l.addr))
+            .collect();
+        f.debug_struct("HttpServerProvider")
+            .field("listeners", &listeners)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpServerProvider {
+    /// A provider with no listeners; they open as actors are bound.
+    #[must_use]
+    pub fn new() -> HttpServerProvider {
+        HttpServerProvider {
+            dispatcher: RwLock::new(None),
+            listeners: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The address `actor` is served on: its `default` binding's, or else
+    /// that of its binding whose name sorts first. `None` if not bound.
+    ///
+    /// With `PORT=0` this is where to learn the port the system picked.
+    pub fn bound_address(&self, actor: &str) -> Option<SocketAddr> {
+        self.bound_addresses(actor)
+            .into_iter()
+            .min_by(|(a, _), (b, _)| (a != "default", a).cmp(&(b != "default", b)))
+            .map(|(_, addr)| addr)
+    }
+
+    /// Every binding of `actor` with the address it is served on, sorted by
+    /// binding name.
+    pub fn bound_addresses(&self, actor: &str) -> Vec<(String, SocketAddr)> {
+        let mut found: Vec<(String, SocketAddr)> = self
+            .lock_listeners()
+            .iter()
+            .filter(|((a, _), _)| a == actor)
+            .map(|((_, binding), l)| (binding.clone(), l.addr))
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// Poisoning is ignored: no code panics while holding the lock, and the
+    /// map is consistent after every single insert or remove anyway.
+    fn lock_listeners(&self) -> MutexGuard<'_, HashMap<ListenerKey, Listener>> {
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn dispatcher(&self) -> Option<Arc<dyn ActorDispatcher>> {
+        self.dispatcher
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Waits for a stopped listener's drain to end; a panic there is logged,
+/// since the listener is gone either way.
+async fn join_listener(key: &ListenerKey, task: JoinHandle<()>) {
+    if let Err(e) = task.await {
+        tracing::error!(actor = %key.0, binding = %key.1, error = %e, "HTTP listener task failed");
+    }
+}
+
+#[async_trait]
+impl CapabilityProvider for HttpServerProvider {
+    fn descriptor(&self) -> CapabilityDescriptor {
+        CapabilityDescriptor::builder()
+            .id(SERVER_CAPABILITY_ID)
+            .name("Waxosuit HTTP Server")
+            .long_description(
+                "Serves HTTP/1.1 on one listener per bound actor (binding values ADDRESS, PORT) \
+                 and delivers each request to the actor as HandleRequest",
+            )
+            .version(env!("CARGO_PKG_VERSION"))
+            .revision(1)
+            .with_operation(
+                OP_HANDLE_REQUEST,
+                OperationDirection::ToActor,
+                "An inbound HTTP request; the actor replies with a Response",
+            )
+            .build()
+    }
+
+    async fn start(&self, dispatcher: Arc<dyn ActorDispatcher>) -> Result<(), ProviderError> {
+        *self
+            .dispatcher
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(dispatcher);
+        Ok(())
+    }
+
+    async fn bind_actor(&self, request: BindRequest) -> Result<(), ProviderError> {
+        let config = ListenerConfig::from_bind(&request)?;
+        let dispatcher = self.dispatcher().ok_or_else(|| ProviderError::Internal {
+            capid: SERVER_CAPABILITY_ID.to_string(),
+            message: "bind_actor was called before start; the provider has no dispatcher yet"
+                .to_string(),
+        })?;
+        let key = (request.actor.clone(), request.binding.clone());
+        // Held across the (non-blocking) bind so two concurrent binds of the
+        // same binding cannot both open a listener.
+        let mut listeners = self.lock_listeners();
+        if let Some(existing) = listeners.get(&key) {
+            return Err(config_error(
+                &request,
+                "binding",
+                format!(
+                    "`{}` is already bound and listening on {}; remove it before binding again",
+                    request.binding, existing.addr
+                ),
+            ));
+        }
+        let listener = serve::bind(config.addr).map_err(|e| {
+            // Blame the value the operator has to change.
+            let key = if e.kind() == std::io::ErrorKind::AddrNotAvailable {
+                ADDRESS
+            } else {
+                PORT
+            };
+            config_error(
+                &request,
+                key,
+                format!("cannot listen on {}: {e}", config.addr),
+            )
+        })?;
+        let addr = listener.local_addr().map_err(|e| {
+            config_error(
+                &request,
+                PORT,
+                format!("cannot read the address bound for {}: {e}", config.addr),
+            )
+        })?;
+        let service = Arc::new(ActorService {
+            actor: Arc::from(request.actor.as_str()),
+            dispatcher,
+            max_body_bytes: config.max_body_bytes,
+            request_timeout: config.request_timeout,
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            serve::run_listener(listener, service, &config, stop_rx).await;
+        });
+        tracing::info!(actor = %request.actor, binding = %request.binding, %addr, "HTTP server listening");
+        listeners.insert(key, Listener { addr, stop, task });
+        Ok(())
+    }
+
+    async fn remove_actor(&self, actor: &str, binding: &str) -> Result<(), ProviderError> {
+        let key = (actor.to_string(), binding.to_string());
+        let listener = self
+            .lock_listeners()
+            .remove(&key)
+            .ok_or_else(|| ProviderError::not_bound(SERVER_CAPABILITY_ID, actor, binding))?;
+        // If this call is cancelled from here on, the listener still drains
+        // in the background: the signal is sent and the task is detached.
+        listener.stop.send_replace(true);
+        join_listener(&key, listener.task).await;
+        tracing::info!(actor, binding, addr = %listener.addr, "HTTP server stopped");
+        Ok(())
+    }
+
+    async fn handle_call(&self, call: ProviderCall) -> Result<Vec<u8>, ProviderError> {
+        // Actors never call this provider; it only calls them.
+        Err(ProviderError::unknown_operation(
+            SERVER_CAPABILITY_ID,
+            &call.operation,
+        ))
+    }
+
+    async fn health(&self) -> Health {
+        // A listener is removed from the map before it is told to stop, so a
+        // finished task still in the map died on its own.
+        let dead: Vec<String> = self
+            .lock_listeners()
+            .iter()
+            .filter(|(_, l)| l.task.is_finished())
+            .map(|((actor, binding), l)| {
+                format!("actor {actor} (binding `{binding}`) on {}", l.addr)
+            })
+            .collect();
+        if dead.is_empty() {
+            Health::healthy()
+        } else {
+            Health::unhealthy(format!(
+                "HTTP listener stopped unexpectedly: {}",
+                dead.join("; ")
+            ))
+        }
+    }
+
+    async fn shutdown(&self) {
+        let all: Vec<(ListenerKey, Listener)> = self.lock_listeners().drain().collect();
+        // Signal every listener before waiting on any, so they drain in
+        // parallel and shutdown takes one drain timeout, not the sum.
+        for (_, listener) in &all {
+            listener.stop.send_replace(true);
+        }
+        for (key, listener) in all {
+            join_listener(&key, listener.task).await;
+        }
+    }
+}
