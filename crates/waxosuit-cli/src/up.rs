@@ -18,6 +18,8 @@ use waxosuit_cap_http_server::HttpServerProvider;
 use waxosuit_cap_keyvalue_memory::MemoryKeyValue;
 use waxosuit_cap_keyvalue_redis::RedisKeyValue;
 use waxosuit_cap_logging::LoggingProvider;
+use waxosuit_cap_messaging_memory::MemoryMessaging;
+use waxosuit_cap_messaging_nats::NatsMessaging;
 use waxosuit_claims::caps;
 use waxosuit_host::{DEFAULT_BINDING, Host, HostBuilder};
 use waxosuit_manifest::{CapabilitySource, Manifest};

@@ -32,11 +32,22 @@ pub fn free_port() -> io::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-fn wait_ready(addr: SocketAddr, child: &mut Child, what: &str) -> io::Result<()> {
+/// Waits until `is_ours` confirms that the server listening on `addr` is
+/// `child` (another test may have grabbed the port between [`free_port`]
+/// releasing it and the server binding it).
+fn wait_ready(
+    addr: SocketAddr,
+    child: &mut Child,
+    what: &str,
+    is_ours: &dyn Fn(&mut TcpStream) -> bool,
+) -> io::Result<()> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(());
+        if let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            if is_ours(&mut stream) {
+                return Ok(());
+            }
         }
         if let Some(status) = child.try_wait()? {
             return Err(io::Error::other(format!(
@@ -45,11 +56,41 @@ fn wait_ready(addr: SocketAddr, child: &mut Child, what: &str) -> io::Result<()>
         }
         if Instant::now() > deadline {
             return Err(io::Error::other(format!(
-                "{what} did not accept connections on {addr} within {READY_TIMEOUT:?}"
+                "{what} did not answer as itself on {addr} within {READY_TIMEOUT:?}"
             )));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Reads from `stream` until `needle` shows up (true) or the peer stops (false).
+fn read_contains(stream: &mut TcpStream, needle: &str) -> bool {
+    use std::io::Read;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while seen.len() < 64 * 1024 {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+        if String::from_utf8_lossy(&seen).contains(needle) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Starts a server on fresh ports until one binds (another test may race us
+/// for a port), trying a few times.
+fn start_on_free_port<T>(mut attempt: impl FnMut(u16) -> io::Result<T>) -> io::Result<T> {
+    let mut last = None;
+    for _ in 0..5 {
+        match attempt(free_port()?) {
+            Ok(server) => return Ok(server),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no attempt made")))
 }
 
 fn spawn(program: &str, args: &[String], dir: &Path, hint: &str) -> io::Result<Child> {
@@ -85,13 +126,15 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server on a free port and waits until it accepts connections.
     pub fn start() -> io::Result<RedisServer> {
-        let mut server = RedisServer {
-            port: free_port()?,
-            dir: tempfile::tempdir()?,
-            child: None,
-        };
-        server.restart()?;
-        Ok(server)
+        start_on_free_port(|port| {
+            let mut server = RedisServer {
+                port,
+                dir: tempfile::tempdir()?,
+                child: None,
+            };
+            server.restart()?;
+            Ok(server)
+        })
     }
 
     /// The port.
@@ -130,11 +173,21 @@ impl RedisServer {
             self.dir.path(),
             "apt-get install redis-server",
         )?;
-        wait_ready(
+        let pid = format!("process_id:{}", child.id());
+        let ready = wait_ready(
             SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)),
             &mut child,
             "redis-server",
-        )?;
+            &|stream| {
+                use std::io::Write;
+                stream.write_all(b"INFO server\r\n").is_ok() && read_contains(stream, &pid)
+            },
+        );
+        if let Err(e) = ready {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
         self.child = Some(child);
         Ok(())
     }
@@ -164,14 +217,16 @@ impl NatsServer {
     /// (e.g. `["--max_payload", "1048576"]`, or `["-js"]` for JetStream;
     /// JetStream's store goes to this server's temporary directory).
     pub fn start_with_args(extra: &[&str]) -> io::Result<NatsServer> {
-        let mut server = NatsServer {
-            port: free_port()?,
-            dir: tempfile::tempdir()?,
-            extra: extra.iter().map(|s| (*s).to_string()).collect(),
-            child: None,
-        };
-        server.restart()?;
-        Ok(server)
+        start_on_free_port(|port| {
+            let mut server = NatsServer {
+                port,
+                dir: tempfile::tempdir()?,
+                extra: extra.iter().map(|s| (*s).to_string()).collect(),
+                child: None,
+            };
+            server.restart()?;
+            Ok(server)
+        })
     }
 
     /// The port.
@@ -192,7 +247,12 @@ impl NatsServer {
     /// Starts the server again on the same port (stopping it first if running).
     pub fn restart(&mut self) -> io::Result<()> {
         self.stop();
+        // A unique name lets readiness tell our server from one that another
+        // test started on the same port.
+        let name = format!("waxosuit-test-{}-{}", std::process::id(), self.port);
         let mut args = vec![
+            "--name".to_string(),
+            name.clone(),
             "--addr".to_string(),
             "127.0.0.1".to_string(),
             "--port".to_string(),
@@ -207,11 +267,18 @@ impl NatsServer {
             self.dir.path(),
             "apt-get install nats-server",
         )?;
-        wait_ready(
+        let needle = format!("\"server_name\":\"{name}\"");
+        let ready = wait_ready(
             SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)),
             &mut child,
             "nats-server",
-        )?;
+            &|stream| read_contains(stream, &needle),
+        );
+        if let Err(e) = ready {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
         self.child = Some(child);
         Ok(())
     }

@@ -1,0 +1,629 @@
+//! The NATS provider against a real `nats-server` per test, with plain
+//! async-nats clients on the other side and a dispatcher standing in for
+//! the actors.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use waxosuit_cap_messaging_nats::NatsMessaging;
+use waxosuit_codec::messaging::{
+    BrokerMessage, CAPABILITY_ID, OP_DELIVER_MESSAGE, OP_PERFORM_REQUEST, OP_PUBLISH_MESSAGE,
+    RequestMessage,
+};
+use waxosuit_provider::{
+    ActorDispatcher, BindRequest, CapabilityProvider, DispatchError, ProviderCall, ProviderError,
+    encode,
+};
+use waxosuit_test_servers::NatsServer;
+
+/// Upper bound for anything that should happen "soon".
+const WAIT: Duration = Duration::from_secs(10);
+/// Upper bound for the client to notice a restarted server and resubscribe
+/// (its reconnect backoff is capped at 4 s per attempt).
+const RECONNECT_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+enum Behaviour {
+    Quiet,
+    Return(Vec<u8>),
+    /// Publishes these bytes to `replyTo` through the provider, as the
+    /// actor's host call would.
+    PublishReply(Vec<u8>),
+}
+
+#[derive(Debug)]
+struct Event {
+    actor: String,
+    operation: String,
+    message: BrokerMessage,
+}
+
+struct Actors {
+    events: mpsc::UnboundedSender<Event>,
+    behaviour: Mutex<HashMap<String, Behaviour>>,
+    provider: OnceLock<Weak<NatsMessaging>>,
+}
+
+#[async_trait]
+impl ActorDispatcher for Actors {
+    async fn dispatch(
+        &self,
+        actor: &str,
+        operation: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, DispatchError> {
+        let message: BrokerMessage = waxosuit_codec::deserialize(&payload).unwrap();
+        let behaviour = self
+            .behaviour
+            .lock()
+            .unwrap()
+            .get(actor)
+            .cloned()
+            .unwrap_or(Behaviour::Quiet);
+        self.events
+            .send(Event {
+                actor: actor.to_string(),
+                operation: operation.to_string(),
+                message: message.clone(),
+            })
+            .unwrap();
+        match behaviour {
+            Behaviour::Quiet => Ok(Vec::new()),
+            Behaviour::Return(bytes) => Ok(bytes),
+            Behaviour::PublishReply(bytes) => {
+                let provider = self.provider.get().unwrap().upgrade().unwrap();
+                publish(&provider, actor, &message.reply_to, "", &bytes)
+                    .await
+                    .unwrap();
+                Ok(Vec::new())
+            }
+        }
+    }
+}
+
+struct Fixture {
+    server: NatsServer,
+    provider: Arc<NatsMessaging>,
+    actors: Arc<Actors>,
+    events: mpsc::UnboundedReceiver<Event>,
+    client: async_nats::Client,
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        let server = NatsServer::start().unwrap();
+        let provider = Arc::new(NatsMessaging::new());
+        let (tx, events) = mpsc::unbounded_channel();
+        let actors = Arc::new(Actors {
+            events: tx,
+            behaviour: Mutex::new(HashMap::new()),
+            provider: OnceLock::new(),
+        });
+        actors.provider.set(Arc::downgrade(&provider)).ok().unwrap();
+        provider.start(actors.clone()).await.unwrap();
+        let client = async_nats::connect(server.url()).await.unwrap();
+        Fixture {
+            server,
+            provider,
+            actors,
+            events,
+            client,
+        }
+    }
+
+    fn behave(&self, actor: &str, behaviour: Behaviour) {
+        self.actors
+            .behaviour
+            .lock()
+            .unwrap()
+            .insert(actor.to_string(), behaviour);
+    }
+
+    async fn bind(&self, actor: &str, values: &[(&str, &str)]) -> Result<(), ProviderError> {
+        let mut values: HashMap<String, String> = values
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        values
+            .entry("URL".to_string())
+            .or_insert_with(|| self.server.url());
+        self.provider
+            .bind_actor(BindRequest {
+                actor: actor.into(),
+                binding: "default".into(),
+                values,
+            })
+            .await
+    }
+
+    async fn next(&mut self) -> Event {
+        tokio::time::timeout(WAIT, self.events.recv())
+            .await
+            .expect("no delivery within the bounded wait")
+            .unwrap()
+    }
+
+    async fn publish_plain(&self, subject: &str, body: &str) {
+        self.client
+            .publish(subject.to_string(), body.to_string().into())
+            .await
+            .unwrap();
+        self.client.flush().await.unwrap();
+    }
+}
+
+/// Returns once the server has processed everything `client` sent (its
+/// subscriptions included): `flush` alone only empties the socket buffer.
+async fn settle(client: &async_nats::Client) {
+    let inbox = client.new_inbox();
+    let mut echo = client.subscribe(inbox.clone()).await.unwrap();
+    client.publish(inbox, "".into()).await.unwrap();
+    tokio::time::timeout(WAIT, echo.next())
+        .await
+        .expect("server did not echo")
+        .unwrap();
+}
+
+/// A request from a plain client with a short deadline, for polling loops.
+async fn quick_request(
+    client: &async_nats::Client,
+    subject: &str,
+) -> Result<async_nats::Message, async_nats::RequestError> {
+    client
+        .send_request(
+            subject.to_string(),
+            async_nats::Request::new().timeout(Some(Duration::from_millis(500))),
+        )
+        .await
+}
+
+fn call(actor: &str, operation: &str, payload: Vec<u8>) -> ProviderCall {
+    ProviderCall {
+        actor: actor.into(),
+        binding: "default".into(),
+        operation: operation.into(),
+        payload,
+    }
+}
+
+async fn publish(
+    provider: &NatsMessaging,
+    actor: &str,
+    subject: &str,
+    reply_to: &str,
+    body: &[u8],
+) -> Result<Vec<u8>, ProviderError> {
+    let message = BrokerMessage {
+        subject: subject.into(),
+        reply_to: reply_to.into(),
+        body: body.to_vec(),
+    };
+    provider
+        .handle_call(call(
+            actor,
+            OP_PUBLISH_MESSAGE,
+            encode(CAPABILITY_ID, &message).unwrap(),
+        ))
+        .await
+}
+
+async fn request(
+    provider: &NatsMessaging,
+    actor: &str,
+    subject: &str,
+    body: &[u8],
+    timeout_ms: i64,
+) -> Result<Vec<u8>, ProviderError> {
+    let message = RequestMessage {
+        subject: subject.into(),
+        body: body.to_vec(),
+        timeout_ms,
+    };
+    provider
+        .handle_call(call(
+            actor,
+            OP_PERFORM_REQUEST,
+            encode(CAPABILITY_ID, &message).unwrap(),
+        ))
+        .await
+}
+
+#[tokio::test]
+async fn an_actor_receives_what_a_plain_client_publishes() {
+    let mut f = Fixture::new().await;
+    f.bind("MSUB", &[("SUBSCRIPTION", "greet.*, other")])
+        .await
+        .unwrap();
+
+    f.publish_plain("greet.world", "hi").await;
+    let e = f.next().await;
+    assert_eq!(e.actor, "MSUB");
+    assert_eq!(e.operation, OP_DELIVER_MESSAGE);
+    assert_eq!(e.message.subject, "greet.world");
+    assert_eq!(e.message.reply_to, "");
+    assert_eq!(e.message.body, b"hi");
+
+    f.publish_plain("other", "second subscription").await;
+    assert_eq!(f.next().await.message.subject, "other");
+}
+
+#[tokio::test]
+async fn an_actor_answers_plain_client_requests() {
+    let mut f = Fixture::new().await;
+    f.bind("MRET", &[("SUBSCRIPTION", "svc.returned")])
+        .await
+        .unwrap();
+    f.bind("MPUB", &[("SUBSCRIPTION", "svc.published")])
+        .await
+        .unwrap();
+    f.behave("MRET", Behaviour::Return(b"pong".to_vec()));
+    f.behave("MPUB", Behaviour::PublishReply(b"explicit".to_vec()));
+
+    let reply = f
+        .client
+        .request("svc.returned", "ping".into())
+        .await
+        .unwrap();
+    assert_eq!(reply.payload.as_ref(), b"pong");
+    let seen = f.next().await;
+    assert_eq!(seen.message.body, b"ping");
+    assert!(!seen.message.reply_to.is_empty(), "{seen:?}");
+
+    let reply = f
+        .client
+        .request("svc.published", "ping".into())
+        .await
+        .unwrap();
+    assert_eq!(reply.payload.as_ref(), b"explicit");
+}
+
+#[tokio::test]
+async fn an_actor_requests_and_a_plain_client_responds() {
+    let f = Fixture::new().await;
+    f.bind("MCLIENT", &[]).await.unwrap();
+    let mut requests = f.client.subscribe("time.now").await.unwrap();
+    settle(&f.client).await;
+    let responder = f.client.clone();
+    let serve = tokio::spawn(async move {
+        while let Some(m) = requests.next().await {
+            let mut answer = b"noon for ".to_vec();
+            answer.extend_from_slice(&m.payload);
+            responder
+                .publish(m.reply.unwrap(), answer.into())
+                .await
+                .unwrap();
+        }
+    });
+
+    let reply = request(&f.provider, "MCLIENT", "time.now", b"me", 5_000)
+        .await
+        .unwrap();
+    assert_eq!(reply, b"noon for me");
+    // 0 means the default timeout, not "expire at once".
+    let reply = request(&f.provider, "MCLIENT", "time.now", b"you", 0)
+        .await
+        .unwrap();
+    assert_eq!(reply, b"noon for you");
+    serve.abort();
+}
+
+#[tokio::test]
+async fn an_actor_publish_carries_its_reply_subject() {
+    let f = Fixture::new().await;
+    f.bind("MPUB", &[]).await.unwrap();
+    let mut watch = f.client.subscribe("events.>").await.unwrap();
+    settle(&f.client).await;
+
+    let reply = publish(&f.provider, "MPUB", "events.a", "", b"plain")
+        .await
+        .unwrap();
+    assert!(reply.is_empty());
+    publish(&f.provider, "MPUB", "events.b", "answers.here", b"asks")
+        .await
+        .unwrap();
+
+    let first = tokio::time::timeout(WAIT, watch.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.subject.as_str(), "events.a");
+    assert_eq!(first.reply, None);
+    assert_eq!(first.payload.as_ref(), b"plain");
+    let second = tokio::time::timeout(WAIT, watch.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.subject.as_str(), "events.b");
+    assert_eq!(
+        second.reply.as_ref().map(|s| s.as_str()),
+        Some("answers.here")
+    );
+}
+
+#[tokio::test]
+async fn request_failures_are_distinct_and_clear() {
+    let f = Fixture::new().await;
+    f.bind("MCLIENT", &[]).await.unwrap();
+
+    let err = request(&f.provider, "MCLIENT", "nobody.home", b"", 5_000)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::Backend { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("no responders for nobody.home"),
+        "{err}"
+    );
+
+    // Subscribed but silent: the request must time out.
+    let _silent = f.client.subscribe("slow").await.unwrap();
+    settle(&f.client).await;
+    let err = request(&f.provider, "MCLIENT", "slow", b"", 200)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::Backend { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("no reply on slow within 200 ms"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_queue_group_gets_each_message_once() {
+    let mut f = Fixture::new().await;
+    for actor in ["MW1", "MW2"] {
+        f.bind(
+            actor,
+            &[("SUBSCRIPTION", "jobs"), ("QUEUEGROUP_NAME", "workers")],
+        )
+        .await
+        .unwrap();
+    }
+    const N: usize = 20;
+    for i in 0..N {
+        f.publish_plain("jobs", &i.to_string()).await;
+    }
+    let mut per_actor: HashMap<String, Vec<String>> = HashMap::new();
+    for _ in 0..N {
+        let e = f.next().await;
+        per_actor
+            .entry(e.actor)
+            .or_default()
+            .push(String::from_utf8(e.message.body).unwrap());
+    }
+    // Both members served (the server picks at random: all 20 to one
+    // member has probability 2^-19).
+    assert_eq!(per_actor.len(), 2, "{per_actor:?}");
+    let mut all: Vec<String> = per_actor.into_values().flatten().collect();
+    all.sort();
+    let mut expected: Vec<String> = (0..N).map(|i| i.to_string()).collect();
+    expected.sort();
+    assert_eq!(all, expected, "each job exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_restart_recovers_the_subscription() {
+    let mut f = Fixture::new().await;
+    f.bind("MSUB", &[("SUBSCRIPTION", "survives")])
+        .await
+        .unwrap();
+    f.behave("MSUB", Behaviour::Return(b"still here".to_vec()));
+    f.publish_plain("survives", "before").await;
+    assert_eq!(f.next().await.message.body, b"before");
+    assert!(f.provider.health().await.healthy);
+
+    tokio::task::block_in_place(|| f.server.stop());
+    // The provider notices the outage.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while f.provider.health().await.healthy {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "health never reported the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let health = f.provider.health().await;
+    assert!(health.message.contains(&f.server.url()), "{health:?}");
+
+    tokio::task::block_in_place(|| f.server.restart()).unwrap();
+    let client = async_nats::connect(f.server.url()).await.unwrap();
+    // Publish until the provider has reconnected and resubscribed; a
+    // message sent before that is lost, as NATS core does.
+    let deadline = tokio::time::Instant::now() + RECONNECT_WAIT;
+    let event = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "subscription not recovered within {RECONNECT_WAIT:?}"
+        );
+        client.publish("survives", "after".into()).await.unwrap();
+        client.flush().await.unwrap();
+        if let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(250), f.events.recv()).await
+        {
+            break e;
+        }
+    };
+    assert_eq!(event.message.body, b"after");
+    // Requests to the recovered subscription are answered too.
+    let reply = client.request("survives", "ask".into()).await.unwrap();
+    assert_eq!(reply.payload.as_ref(), b"still here");
+    assert!(f.provider.health().await.healthy);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_fails_the_bind_naming_the_url() {
+    let f = Fixture::new().await;
+    let port = waxosuit_test_servers::free_port().unwrap();
+    let url = format!("nats://127.0.0.1:{port}");
+    let err = f.bind("MA", &[("URL", &url)]).await.unwrap_err();
+    assert!(matches!(err, ProviderError::Unavailable { .. }), "{err:?}");
+    assert!(err.to_string().contains(&url), "{err}");
+    // Nothing was bound.
+    let err = publish(&f.provider, "MA", "x", "", b"").await.unwrap_err();
+    assert!(matches!(err, ProviderError::NotBound { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn an_unparsable_url_is_a_config_error() {
+    let f = Fixture::new().await;
+    let err = f
+        .bind("MA", &[("URL", "nats://127.0.0.1:notaport")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::Config { key, .. } if key == "URL"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_creds_file_is_a_config_error() {
+    let f = Fixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing.creds");
+    let err = f
+        .bind("MA", &[("CREDSFILE", path.to_str().unwrap())])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::Config { key, .. } if key == "CREDSFILE"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("missing.creds"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unparsable_creds_file_is_a_config_error() {
+    let f = Fixture::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("garbage.creds");
+    std::fs::write(&path, "not a credentials file").unwrap();
+    let err = f
+        .bind("MA", &[("CREDSFILE", path.to_str().unwrap())])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::Config { key, .. } if key == "CREDSFILE"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn invalid_subscriptions_are_config_errors() {
+    let f = Fixture::new().await;
+    let err = f
+        .bind("MA", &[("SUBSCRIPTION", "fine, a..b")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::Config { key, .. } if key == "SUBSCRIPTION"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn unbound_actors_and_bad_payloads_are_refused() {
+    let f = Fixture::new().await;
+    let err = publish(&f.provider, "MSTRANGER", "x", "", b"")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::NotBound { .. }), "{err:?}");
+    let err = request(&f.provider, "MSTRANGER", "x", b"", 10)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::NotBound { .. }), "{err:?}");
+
+    f.bind("MA", &[]).await.unwrap();
+    for op in [OP_PUBLISH_MESSAGE, OP_PERFORM_REQUEST] {
+        let err = f
+            .provider
+            .handle_call(call("MA", op, vec![0xc1]))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ProviderError::BadPayload { operation, .. } if operation == op),
+            "{err:?}"
+        );
+    }
+    let err = f
+        .provider
+        .handle_call(call("MA", "Subscribe", Vec::new()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProviderError::UnknownOperation { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn remove_actor_unsubscribes() {
+    let f = Fixture::new().await;
+    f.bind("MGONE", &[("SUBSCRIPTION", "svc.gone")])
+        .await
+        .unwrap();
+    f.behave("MGONE", Behaviour::Return(b"here".to_vec()));
+    let reply = f.client.request("svc.gone", "".into()).await.unwrap();
+    assert_eq!(reply.payload.as_ref(), b"here");
+
+    f.provider.remove_actor("MGONE", "default").await.unwrap();
+    // The unsubscription reaches the server shortly after `remove_actor`
+    // returns; until then a request may go unanswered, so poll.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match quick_request(&f.client, "svc.gone").await {
+            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => break,
+            other => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "still subscribed after remove_actor: {other:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    let err = publish(&f.provider, "MGONE", "x", "", b"")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::NotBound { .. }), "{err:?}");
+    let err = f
+        .provider
+        .remove_actor("MGONE", "default")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::NotBound { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_binding() {
+    let f = Fixture::new().await;
+    f.bind("MA", &[("SUBSCRIPTION", "svc.a")]).await.unwrap();
+    f.behave("MA", Behaviour::Return(b"a".to_vec()));
+    assert_eq!(
+        f.client
+            .request("svc.a", "".into())
+            .await
+            .unwrap()
+            .payload
+            .as_ref(),
+        b"a"
+    );
+    f.provider.shutdown().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match quick_request(&f.client, "svc.a").await {
+            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => break,
+            other => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "still subscribed after shutdown: {other:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    let err = publish(&f.provider, "MA", "x", "", b"").await.unwrap_err();
+    assert!(matches!(err, ProviderError::NotBound { .. }), "{err:?}");
+}
