@@ -83,6 +83,14 @@ const BACKENDS: &[(&str, &[&str], Factory)] = &[
     (caps::EVENTSTREAMS, &["redis"], || {
         Arc::new(RedisEventStreams::new())
     }),
+    (caps::MESSAGING, &["memory"], || {
+        Arc::new(MemoryMessaging::new())
+    }),
+    (
+        caps::MESSAGING,
+        &["nats"],
+        || Arc::new(NatsMessaging::new()),
+    ),
     (caps::HTTP_CLIENT, &["hyper"], || {
         Arc::new(HttpClientProvider::new())
     }),
