@@ -70,8 +70,9 @@ fn main() {
 
 /// Guest workspaces, built in this order. `guests-legacy` holds modules built
 /// with the original 2020 SDKs, which pin crates (`rmp` 0.8.10) that cannot
-/// share a lock file with the modern guests.
-const WORKSPACES: &[&str] = &["guests", "guests-legacy"];
+/// share a lock file with the modern guests; `examples` are the example
+/// actors, so end-to-end tests run exactly what users run.
+const WORKSPACES: &[&str] = &["guests", "guests-legacy", "examples"];
 
 fn run() -> Result<(), String> {
     let manifest_dir = PathBuf::from(var("CARGO_MANIFEST_DIR")?);

@@ -405,3 +405,237 @@ bindings:
     assert!(ok);
     assert!(stderr.contains("unavailable"), "{stderr}");
 }
+
+/// A NATS request over the raw text protocol: (reply body) or None on timeout.
+fn nats_request(port: u16, subject: &str, body: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let inbox = format!("_INBOX.test.{}", std::process::id());
+    write!(
+        s,
+        "CONNECT {{\"verbose\":false}}\r\nSUB {inbox} 1\r\nPUB {subject} {inbox} {}\r\n{body}\r\nPING\r\n",
+        body.len()
+    )
+    .ok()?;
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        if let Some(at) = seen.find(&format!("MSG {inbox} 1 ")) {
+            let rest = &seen[at..];
+            if let Some((header, payload)) = rest.split_once("\r\n") {
+                let len: usize = header.rsplit(' ').next()?.parse().ok()?;
+                if payload.len() >= len {
+                    return Some(payload[..len].to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn an_actor_subscribed_over_nats_answers_requests_and_survives_a_nats_restart() {
+    let mut nats = waxosuit_test_servers::NatsServer::start().unwrap();
+    let dir = Dir::new();
+    dir.actor(
+        waxosuit_test_fixtures::example("messaging-echo"),
+        "echo",
+        &["wascc:http_server", "wascc:messaging"],
+    );
+    let manifest = dir.manifest(&format!(
+        r#"
+actors: [ ./echo.wasm ]
+capabilities:
+  - id: wascc:http_server
+  - {{ id: wascc:messaging, provider: nats }}
+bindings:
+  - {{ actor: echo, capability: wascc:http_server, values: {{ PORT: 0, ADDRESS: 127.0.0.1 }} }}
+  - {{ actor: echo, capability: wascc:messaging, values: {{ URL: "{}", SUBSCRIPTION: "greet,greet.*" }} }}
+"#,
+        nats.url()
+    ));
+    let up = Up::start(&dir, &manifest).unwrap();
+    // A plain NATS client asks; the wasm actor answers.
+    assert_eq!(
+        nats_request(nats.port(), "greet", "hi").as_deref(),
+        Some("echo: hi")
+    );
+    assert_eq!(
+        nats_request(nats.port(), "greet.fr", "salut").as_deref(),
+        Some("echo: salut")
+    );
+    // The actor itself requests over NATS (and, being subscribed, answers itself).
+    let addr = up.addr("echo");
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /ask/greet HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nConnection: close\r\n\r\nyou"
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("echo: you"), "{response}");
+
+    // NATS restarts on the same port: the subscription comes back.
+    nats.stop();
+    nats.restart().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut answered = None;
+    while std::time::Instant::now() < deadline && answered.is_none() {
+        answered = nats_request(nats.port(), "greet", "again");
+        if answered.is_none() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    assert_eq!(answered.as_deref(), Some("echo: again"));
+    let (ok, _, _) = up.terminate();
+    assert!(ok);
+}
+
+/// Sends a request with a body; (status, body).
+fn send(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn blobstore_event_streams_and_http_client_through_example_actors() {
+    let redis = waxosuit_test_servers::RedisServer::start().unwrap();
+    // A tiny upstream for the HTTP client, on loopback.
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream_addr = upstream.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in upstream.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 2048];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
+            );
+        }
+    });
+
+    let dir = Dir::new();
+    let root = dir.path("blobs");
+    for (example, name, caps) in [
+        (
+            "blob-notes",
+            "notes",
+            &["wascc:http_server", "wascc:blobstore", "wascc:keyvalue"][..],
+        ),
+        (
+            "event-log",
+            "events",
+            &["wascc:http_server", "wascc:eventstreams", "wascc:keyvalue"][..],
+        ),
+        (
+            "http-fetch",
+            "fetch",
+            &["wascc:http_server", "wascc:http_client"][..],
+        ),
+        (
+            "http-fetch",
+            "closed",
+            &["wascc:http_server", "wascc:http_client"][..],
+        ),
+    ] {
+        dir.actor(waxosuit_test_fixtures::example(example), name, caps);
+    }
+    let http = |name: &str| {
+        format!(
+            "  - {{ actor: {name}, capability: wascc:http_server, values: {{ PORT: 0, ADDRESS: 127.0.0.1 }} }}\n"
+        )
+    };
+    let manifest = dir.manifest(&format!(
+        r#"
+actors: [ ./notes.wasm, ./events.wasm, ./fetch.wasm, ./closed.wasm ]
+capabilities:
+  - id: wascc:http_server
+  - {{ id: wascc:blobstore, provider: fs }}
+  - {{ id: wascc:eventstreams, provider: redis }}
+  - id: wascc:keyvalue
+  - id: wascc:http_client
+bindings:
+{}{}{}{}  - {{ actor: notes, capability: wascc:blobstore, values: {{ ROOT: "{}" }} }}
+  - {{ actor: notes, capability: wascc:keyvalue }}
+  - {{ actor: events, capability: wascc:eventstreams, values: {{ URL: "{}" }} }}
+  - {{ actor: events, capability: wascc:keyvalue }}
+  - {{ actor: fetch, capability: wascc:http_client, values: {{ ALLOWED_HOSTS: "127.0.0.1" }} }}
+  - {{ actor: closed, capability: wascc:http_client }}
+"#,
+        http("notes"),
+        http("events"),
+        http("fetch"),
+        http("closed"),
+        root.display(),
+        redis.url()
+    ));
+    let up = Up::start(&dir, &manifest).unwrap();
+
+    // Blob store: a 200 KiB note is uploaded in chunks and lands byte-exact.
+    let note: Vec<u8> = (0..200 * 1024).map(|i| (i % 251) as u8).collect();
+    let (status, body) = send(up.addr("notes"), "PUT", "/notes/n1", &note);
+    assert_eq!(status, 201, "{body}");
+    assert!(body.contains(r#""chunks":4"#), "{body}");
+    assert_eq!(std::fs::read(root.join("notes").join("n1")).unwrap(), note);
+    let (status, body) = send(up.addr("notes"), "GET", "/notes/n1", b"");
+    assert_eq!((status, body.contains("204800")), (200, true), "{body}");
+    // A traversal attempt never leaves ROOT.
+    let (status, _) = send(up.addr("notes"), "PUT", "/notes/..", b"x");
+    assert_eq!(status, 500);
+
+    // Event streams on Redis.
+    for n in ["1", "2"] {
+        let (status, body) = send(
+            up.addr("events"),
+            "POST",
+            "/events/orders",
+            format!(r#"{{"n":"{n}"}}"#).as_bytes(),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, body) = send(up.addr("events"), "GET", "/events/orders", b"");
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(r#""n":"1""#) && body.contains(r#""n":"2""#),
+        "{body}"
+    );
+
+    // HTTP client: allowed upstream answers; a binding without ALLOWED_HOSTS is refused.
+    let url = format!("/fetch?url=http://{upstream_addr}/x");
+    let (status, body) = send(up.addr("fetch"), "GET", &url, b"");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(r#""status":200"#) && body.contains(r#""bytes":5"#),
+        "{body}"
+    );
+    let (status, body) = send(up.addr("closed"), "GET", &url, b"");
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("ALLOWED_HOSTS"), "{body}");
+    let (ok, _, _) = up.terminate();
+    assert!(ok);
+}

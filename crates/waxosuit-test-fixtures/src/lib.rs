@@ -32,6 +32,24 @@ pub fn http_probe() -> &'static [u8] {
     guests::HTTP_PROBE
 }
 
+/// An example actor from `examples/` by crate name (e.g. `"messaging-echo"`).
+///
+/// # Panics
+///
+/// Panics if there is no such example, which is a bug in the calling test.
+pub fn example(name: &str) -> &'static [u8] {
+    match name {
+        "hello" => guests::HELLO,
+        "kvcounter" => guests::KVCOUNTER,
+        "iot-sensor" => guests::IOT_SENSOR,
+        "messaging-echo" => guests::MESSAGING_ECHO,
+        "http-fetch" => guests::HTTP_FETCH,
+        "blob-notes" => guests::BLOB_NOTES,
+        "event-log" => guests::EVENT_LOG,
+        other => panic!("no example actor named {other:?} in examples/"),
+    }
+}
+
 /// The classic waSCC key-value counter built with the public `wascc-actor`
 /// 0.7 SDK (`guests-legacy/kvcounter`): `HandleRequest` → `AtomicAdd` of the
 /// path on `wascc:keyvalue` → `{"counter": N}`.

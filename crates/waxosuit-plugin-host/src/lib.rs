@@ -1,0 +1,416 @@
+//! Native capability provider plugins for the Waxosuit host: signed,
+//! loaded lazily, and only for capabilities an actor was granted.
+//!
+//! # A guided tour
+//!
+//! * [`PluginProvider`] implements
+//!   [`CapabilityProvider`], so the
+//!   host registers it with `Host::add_provider` like any built-in.
+//! * [`PluginProvider::from_archive`] takes a
+//!   [`VerifiedArchive`] (signature, trusted
+//!   issuer and library hashes already checked by `waxosuit-par`). Its
+//!   descriptor comes from the signed claims, so registering the provider
+//!   loads **no code**.
+//! * **Least privilege.** The library is loaded at the first
+//!   `bind_actor`, which the host only issues after checking that the
+//!   actor's signed claims grant the capability, and unloaded when the last
+//!   binding is removed. [`PluginProvider::is_loaded`] and
+//!   [`PluginProvider::load_count`] make that observable.
+//! * Plugin functions block, so every call runs on
+//!   `tokio::task::spawn_blocking`. The plugin's calls back into actors go
+//!   through the host's `ActorDispatcher`, driven from the plugin's thread
+//!   with the host runtime's `Handle`.
+//! * The ABI version is checked before anything else in the plugin's table
+//!   is used ([`PluginError::AbiMismatch`]); plugin panics arrive as
+//!   `ProviderError::Internal` and the plugin keeps serving.
+//! * [`PluginProvider::from_unsigned_library`] loads a bare library without
+//!   any signature: only for development, behind an explicit opt-in.
+//!
+//! ```no_run
+//! # async fn demo(host: waxosuit_host::Host, par_bytes: Vec<u8>, trusted: Vec<String>)
+//! # -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use waxosuit_claims::Verifier;
+//! use waxosuit_par::ProviderArchive;
+//! use waxosuit_plugin_host::PluginProvider;
+//!
+//! let archive = ProviderArchive::from_bytes(&par_bytes)?.verify(&Verifier::new(), &trusted)?;
+//! let plugin = Arc::new(PluginProvider::from_archive(&archive)?);
+//! host.add_provider("default", plugin.clone()).await?;
+//! assert!(!plugin.is_loaded()); // registered, but no actor is bound yet
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+mod ffi;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use waxosuit_codec::capabilities::CapabilityDescriptor;
+use waxosuit_par::{ParError, VerifiedArchive};
+use waxosuit_provider::{
+    ActorDispatcher, BindRequest, CapabilityProvider, Health, ProviderCall, ProviderError,
+};
+
+use crate::ffi::{HostCtx, Loaded};
+
+/// Why a plugin cannot be prepared or loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PluginError {
+    /// The archive has no usable library for this host.
+    #[error(transparent)]
+    Archive(#[from] ParError),
+    /// The library file could not be opened.
+    #[error("cannot load the plugin library {path}: {reason}")]
+    Open {
+        /// The file.
+        path: String,
+        /// What the loader said.
+        reason: String,
+    },
+    /// The library does not export the entry point.
+    #[error(
+        "{path} is not a Waxosuit plugin: it does not export `waxosuit_provider_v1` ({reason})"
+    )]
+    NoEntryPoint {
+        /// The file.
+        path: String,
+        /// What the loader said.
+        reason: String,
+    },
+    /// The plugin speaks another ABI version.
+    #[error(
+        "plugin ABI version mismatch in {path}: the host speaks version {expected}, the plugin \
+         version {found}; rebuild the plugin against waxosuit-plugin-sdk for this host"
+    )]
+    AbiMismatch {
+        /// The file.
+        path: String,
+        /// The host's version.
+        expected: u32,
+        /// The plugin's version.
+        found: u32,
+    },
+    /// The plugin refused the host's ABI version, or failed to initialise.
+    #[error(
+        "the {capid} plugin refused to initialise (host ABI version {version}); see its log lines"
+    )]
+    RefusedHost {
+        /// Capability id.
+        capid: String,
+        /// The host's ABI version.
+        version: u32,
+    },
+    /// The library implements another capability than the claims say.
+    #[error("the plugin implements {actual}, but its signed claims say {claimed}")]
+    CapabilityMismatch {
+        /// From the claims.
+        claimed: String,
+        /// From the library's descriptor.
+        actual: String,
+    },
+    /// The plugin failed while starting or describing itself.
+    #[error("the plugin failed to start: {0}")]
+    Start(#[from] ProviderError),
+    /// The library could not be staged on disk for loading.
+    #[error("cannot stage the plugin library: {0}")]
+    Stage(#[source] std::io::Error),
+    /// Loading needs a tokio runtime (for plugin → actor calls).
+    #[error("plugins must be loaded from within a tokio runtime")]
+    NoRuntime,
+}
+
+/// Where the library comes from.
+enum Source {
+    /// Verified bytes from an archive, staged to a private file at load.
+    Archive(Arc<Vec<u8>>),
+    /// An unsigned file, loaded in place.
+    Unsigned(PathBuf),
+}
+
+/// A capability provider backed by a native plugin library, loaded only
+/// while some actor is bound to it. See the [crate docs](crate).
+pub struct PluginProvider {
+    descriptor: CapabilityDescriptor,
+    source: Source,
+    /// Serializes bind/remove/shutdown, which load and unload the library.
+    bindings: tokio::sync::Mutex<HashSet<(String, String)>>,
+    loaded: Mutex<Option<Arc<Loaded>>>,
+    dispatcher: Mutex<Option<Arc<dyn ActorDispatcher>>>,
+    loads: AtomicUsize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded values stay consistent across a panic (plain replacements).
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl std::fmt::Debug for PluginProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginProvider")
+            .field("capid", &self.descriptor.id)
+            .field("loaded", &self.is_loaded())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginProvider {
+    /// A provider for the host's target library of a verified archive.
+    /// Loads nothing: the descriptor comes from the signed claims.
+    pub fn from_archive(archive: &VerifiedArchive) -> Result<PluginProvider, PluginError> {
+        let library = archive.library_for_host()?.to_vec();
+        let descriptor = CapabilityDescriptor::builder()
+            .id(archive.capid())
+            .name(archive.name())
+            .version(archive.version())
+            .revision(archive.revision())
+            .long_description(format!(
+                "native plugin by {} (issuer {}, service {})",
+                archive.vendor(),
+                archive.issuer(),
+                archive.subject()
+            ))
+            .build();
+        Ok(PluginProvider::new(
+            descriptor,
+            Source::Archive(Arc::new(library)),
+        ))
+    }
+
+    /// A provider for an **unsigned** library file. Nothing vouches for the
+    /// code, and its capability id is only known by asking it, so the
+    /// library is loaded once here (to describe itself, then unloaded) and
+    /// again at the first binding. For development only.
+    ///
+    /// Must be called from within a tokio runtime; it blocks while loading.
+    pub fn from_unsigned_library(path: impl AsRef<Path>) -> Result<PluginProvider, PluginError> {
+        let path = path.as_ref().to_path_buf();
+        let descriptor = probe_library(&path)?;
+        Ok(PluginProvider::new(descriptor, Source::Unsigned(path)))
+    }
+
+    fn new(descriptor: CapabilityDescriptor, source: Source) -> PluginProvider {
+        PluginProvider {
+            descriptor,
+            source,
+            bindings: tokio::sync::Mutex::new(HashSet::new()),
+            loaded: Mutex::new(None),
+            dispatcher: Mutex::new(None),
+            loads: AtomicUsize::new(0),
+        }
+    }
+
+    /// Whether the library is loaded right now.
+    pub fn is_loaded(&self) -> bool {
+        lock(&self.loaded).is_some()
+    }
+
+    /// How many times the library has been loaded.
+    pub fn load_count(&self) -> usize {
+        self.loads.load(Ordering::SeqCst)
+    }
+
+    fn current(&self) -> Option<Arc<Loaded>> {
+        lock(&self.loaded).clone()
+    }
+
+    fn unavailable(&self, e: impl std::fmt::Display) -> ProviderError {
+        ProviderError::Unavailable {
+            capid: self.descriptor.id.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// Loads the library, checks it implements the signed capability, and
+    /// starts it.
+    async fn load(&self) -> Result<Arc<Loaded>, PluginError> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| PluginError::NoRuntime)?;
+        let ctx = HostCtx {
+            capid: self.descriptor.id.clone(),
+            dispatcher: lock(&self.dispatcher).clone(),
+            handle,
+        };
+        let source = match &self.source {
+            Source::Archive(bytes) => Ok(Arc::clone(bytes)),
+            Source::Unsigned(path) => Err(path.clone()),
+        };
+        let claimed = self.descriptor.id.clone();
+        let loaded = blocking(move || -> Result<Loaded, PluginError> {
+            let bytes = match source {
+                Ok(bytes) => bytes,
+                Err(path) => Arc::new(read_library(&path)?),
+            };
+            let (dir, path) = stage(&claimed, &bytes)?;
+            let loaded = Loaded::open(&path, ctx, dir)?;
+            let actual = loaded.describe()?.id;
+            if actual != claimed {
+                return Err(PluginError::CapabilityMismatch { claimed, actual });
+            }
+            loaded.start()?;
+            Ok(loaded)
+        })
+        .await
+        .map_err(PluginError::Start)??;
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        tracing::info!(capability = %self.descriptor.id, "plugin loaded");
+        Ok(Arc::new(loaded))
+    }
+
+    async fn unload(&self) {
+        let Some(loaded) = lock(&self.loaded).take() else {
+            return;
+        };
+        // Dropping the last reference shuts the plugin down and closes the
+        // library; a call still in flight holds a reference and finishes first.
+        let _ = blocking(move || drop(loaded)).await;
+        tracing::info!(capability = %self.descriptor.id, "plugin unloaded (no bindings left)");
+    }
+}
+
+fn read_library(path: &Path) -> Result<Vec<u8>, PluginError> {
+    std::fs::read(path).map_err(|e| PluginError::Open {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Writes the library to a fresh private directory (mode 0700), so no one
+/// else can swap the file between our hash check and `dlopen`. A fresh file
+/// per load also makes every load a distinct library instance with its own
+/// statics, even when two providers use the same plugin file.
+fn stage(capid: &str, bytes: &[u8]) -> Result<(tempfile::TempDir, PathBuf), PluginError> {
+    let dir = tempfile::Builder::new()
+        .prefix("waxosuit-plugin-")
+        .tempdir()
+        .map_err(PluginError::Stage)?;
+    let slug: String = capid
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let path = dir
+        .path()
+        .join(format!("{slug}{}", std::env::consts::DLL_SUFFIX));
+    std::fs::write(&path, bytes).map_err(PluginError::Stage)?;
+    Ok((dir, path))
+}
+
+/// Loads a library, asks it to describe itself, and unloads it. Checks the
+/// entry point and ABI version like a real load.
+///
+/// Must be called from within a tokio runtime; it blocks while loading.
+pub fn probe_library(path: &Path) -> Result<CapabilityDescriptor, PluginError> {
+    let handle = tokio::runtime::Handle::try_current().map_err(|_| PluginError::NoRuntime)?;
+    let ctx = HostCtx {
+        capid: path.display().to_string(),
+        dispatcher: None,
+        handle,
+    };
+    let (dir, staged) = stage("probe", &read_library(path)?)?;
+    let loaded = Loaded::open(&staged, ctx, dir)?;
+    Ok(loaded.describe()?)
+}
+
+/// Runs blocking plugin work off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ProviderError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ProviderError::Internal {
+            capid: String::new(),
+            message: format!("the plugin call thread failed: {e}"),
+        })
+}
+
+#[async_trait]
+impl CapabilityProvider for PluginProvider {
+    fn descriptor(&self) -> CapabilityDescriptor {
+        self.descriptor.clone()
+    }
+
+    async fn start(&self, dispatcher: Arc<dyn ActorDispatcher>) -> Result<(), ProviderError> {
+        // Only remembered: the library is loaded at the first binding.
+        *lock(&self.dispatcher) = Some(dispatcher);
+        Ok(())
+    }
+
+    async fn bind_actor(&self, request: BindRequest) -> Result<(), ProviderError> {
+        let mut bindings = self.bindings.lock().await;
+        let loaded = match self.current() {
+            Some(loaded) => loaded,
+            None => {
+                let loaded = self
+                    .load()
+                    .await
+                    .map_err(|e| self.unavailable(format!("cannot load the plugin: {e}")))?;
+                *lock(&self.loaded) = Some(Arc::clone(&loaded));
+                loaded
+            }
+        };
+        let key = (request.actor.clone(), request.binding.clone());
+        let result = blocking(move || loaded.bind(request)).await.and_then(|r| r);
+        match result {
+            Ok(()) => {
+                bindings.insert(key);
+                Ok(())
+            }
+            Err(e) => {
+                if bindings.is_empty() {
+                    self.unload().await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn remove_actor(&self, actor: &str, binding: &str) -> Result<(), ProviderError> {
+        let mut bindings = self.bindings.lock().await;
+        let was_bound = bindings.remove(&(actor.to_string(), binding.to_string()));
+        let Some(loaded) = self.current().filter(|_| was_bound) else {
+            return Ok(());
+        };
+        let (a, b) = (actor.to_string(), binding.to_string());
+        let result = blocking(move || loaded.remove(&a, &b))
+            .await
+            .and_then(|r| r);
+        if bindings.is_empty() {
+            self.unload().await;
+        }
+        result
+    }
+
+    async fn handle_call(&self, call: ProviderCall) -> Result<Vec<u8>, ProviderError> {
+        let Some(loaded) = self.current() else {
+            return Err(ProviderError::not_bound(
+                &self.descriptor.id,
+                &call.actor,
+                &call.binding,
+            ));
+        };
+        blocking(move || loaded.call(&call)).await.and_then(|r| r)
+    }
+
+    async fn health(&self) -> Health {
+        match self.current() {
+            Some(loaded) => blocking(move || loaded.health())
+                .await
+                .unwrap_or_else(|e| Health::unhealthy(e.to_string())),
+            None => Health {
+                healthy: true,
+                message: "not loaded: no actor is bound".to_string(),
+            },
+        }
+    }
+
+    async fn shutdown(&self) {
+        let mut bindings = self.bindings.lock().await;
+        bindings.clear();
+        self.unload().await;
+    }
+}
