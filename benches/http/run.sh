@@ -197,11 +197,36 @@ print_table() {
     printf 'Raw wrk output and server logs: %s\n' "$LOG_DIR"
 }
 
+# The full host: the `hello` example actor, built from source and signed
+# with throw-away keys, behind `wascc:http_server` via `waxosuit up`.
+prepare_host() {
+    rustup target list --installed | grep -qx wasm32-unknown-unknown ||
+        rustup target add wasm32-unknown-unknown
+    CARGO_TARGET_DIR="$TARGET_DIR/examples" cargo build --release --locked \
+        --target wasm32-unknown-unknown --manifest-path examples/Cargo.toml -p hello
+    WAXOSUIT_KEYS="$LOG_DIR/keys" "$TARGET_DIR/release/waxosuit" claims sign \
+        "$TARGET_DIR/examples/wasm32-unknown-unknown/release/hello.wasm" \
+        -o "$LOG_DIR/hello_signed.wasm" --name hello --http-server 2>/dev/null
+    cat >"$LOG_DIR/host.yaml" <<'YAML'
+actors:
+  - path: ./hello_signed.wasm
+    limits: { max_instances: 8 }
+capabilities:
+  - id: wascc:http_server
+bindings:
+  - actor: hello
+    capability: wascc:http_server
+    values: { ADDRESS: 127.0.0.1, PORT: "${BENCH_PORT}" }
+YAML
+}
+
 main() {
     ensure_wrk
     command -v curl >/dev/null || die "curl is needed to wait for servers to come up"
     log "building release binaries"
     cargo build --release -p waxosuit-cap-http-server --example native_hello --example provider_echo
+    cargo build --release --locked -p waxosuit-cli
+    prepare_host
 
     local port
     for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
@@ -210,6 +235,10 @@ main() {
         bench_target "native hyper" "$EXAMPLES/native_hello $port" "http://127.0.0.1:$port/"
         port=$(free_port)
         bench_target "provider + echo dispatcher" "$EXAMPLES/provider_echo $port" "http://127.0.0.1:$port/"
+        port=$(free_port)
+        bench_target "waxosuit up (hello actor)" \
+            "env BENCH_PORT=$port RUST_LOG=warn WAXOSUIT_CACHE=$LOG_DIR/cache $TARGET_DIR/release/waxosuit up $LOG_DIR/host.yaml" \
+            "http://127.0.0.1:$port/"
     done
 
     print_table

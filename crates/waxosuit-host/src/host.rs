@@ -16,7 +16,7 @@ use waxosuit_runtime::{Actor, ActorKey, Limits, Runtime, RuntimeError};
 
 use crate::builder::HostBuilder;
 use crate::health::HealthReport;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SeriesCache};
 use crate::policy::{Authorizer, Entity, Middleware};
 use crate::router::{ProviderDispatcher, Router};
 use crate::{HostError, HostInfo};
@@ -62,6 +62,7 @@ impl RouteKey {
 }
 
 pub(crate) struct ActorEntry {
+    pub(crate) series: SeriesCache,
     pub(crate) claims: RwLock<Arc<VerifiedActor>>,
     pub(crate) runtime: Actor<Router>,
     pub(crate) bindings: RwLock<HashMap<RouteKey, BTreeMap<String, String>>>,
@@ -188,6 +189,7 @@ impl Host {
             .await
             .map_err(runtime_err)?;
         let entry = Arc::new(ActorEntry {
+            series: SeriesCache::default(),
             claims: RwLock::new(Arc::new(claims)),
             runtime,
             bindings: RwLock::new(HashMap::new()),

@@ -12,7 +12,6 @@ use crate::HostError;
 use crate::host::{
     ActorEntry, DEFAULT_BINDING, HostInner, ProviderEntry, RouteKey, guard_provider, read,
 };
-use crate::metrics::Labels;
 use crate::policy::{Decision, Entity, Flow, Invocation};
 
 impl HostInner {
@@ -91,14 +90,10 @@ impl HostInner {
             };
             self.actor_chain(entry, inv).await
         };
-        let labels = Labels {
-            target: "actor",
-            actor: key.to_string(),
-            capability: String::new(),
-            operation: operation.to_string(),
-        };
-        self.metrics
-            .record(&labels, started.elapsed(), result.is_ok());
+        entry
+            .series
+            .get(&self.metrics, key, "", operation)
+            .record(started.elapsed(), result.is_ok());
         result
     }
 
@@ -246,14 +241,10 @@ impl HostInner {
             self.capability_chain(&route, &provider, caller_key, call)
                 .await
         };
-        let labels = Labels {
-            target: "capability",
-            actor: caller_key.to_string(),
-            capability: route.capid.clone(),
-            operation: operation.to_string(),
-        };
-        self.metrics
-            .record(&labels, started.elapsed(), result.is_ok());
+        caller_entry
+            .series
+            .get(&self.metrics, caller_key, &route.capid, operation)
+            .record(started.elapsed(), result.is_ok());
         result
     }
 

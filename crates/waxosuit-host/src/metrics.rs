@@ -1,6 +1,8 @@
 //! Prometheus metrics: invocations, errors and latency per actor, capability
 //! and operation.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -9,6 +11,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::host::{read, write};
 
 /// Labels of one invocation series. `target` is `actor` for calls into
 /// actors and `capability` for calls into providers.
@@ -70,14 +74,14 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn record(&self, labels: &Labels, elapsed: Duration, ok: bool) {
-        self.invocations.get_or_create(labels).inc();
-        if !ok {
-            self.errors.get_or_create(labels).inc();
+    /// The handles of one series. They share their values with the
+    /// families, so recording through them needs no label set.
+    fn series(&self, labels: &Labels) -> Series {
+        Series {
+            invocations: self.invocations.get_or_create(labels).clone(),
+            errors: self.errors.get_or_create(labels).clone(),
+            latency: self.latency.get_or_create(labels).clone(),
         }
-        self.latency
-            .get_or_create(labels)
-            .observe(elapsed.as_secs_f64());
     }
 
     pub(crate) fn set_counts(&self, actors: usize, bindings: usize) {
@@ -91,5 +95,126 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// One label set's counters and histogram.
+#[derive(Clone)]
+pub(crate) struct Series {
+    invocations: Counter,
+    errors: Counter,
+    latency: Histogram,
+}
+
+impl Series {
+    pub(crate) fn record(&self, elapsed: Duration, ok: bool) {
+        self.invocations.inc();
+        if !ok {
+            self.errors.inc();
+        }
+        self.latency.observe(elapsed.as_secs_f64());
+    }
+}
+
+/// Distinct operations tracked per actor and capability; beyond this (a guest
+/// inventing operation names) calls are counted under `operation="other"`,
+/// so a guest cannot grow the host's memory through its metrics.
+const MAX_OPERATIONS: usize = 256;
+
+/// One actor's series, looked up by capability and operation without
+/// building (or hashing) the full label set on every call: the hot path of
+/// every invocation.
+#[derive(Default)]
+pub(crate) struct SeriesCache {
+    by_capability: RwLock<HashMap<String, HashMap<String, Series>>>,
+}
+
+impl SeriesCache {
+    /// The series for `actor` calling `capability` (empty for calls into the
+    /// actor itself) with `operation`.
+    pub(crate) fn get(
+        &self,
+        metrics: &Metrics,
+        actor: &str,
+        capability: &str,
+        operation: &str,
+    ) -> Series {
+        if let Some(series) = read(&self.by_capability)
+            .get(capability)
+            .and_then(|ops| ops.get(operation))
+        {
+            return series.clone();
+        }
+        let mut map = write(&self.by_capability);
+        let ops = map.entry(capability.to_string()).or_default();
+        let operation = if ops.len() >= MAX_OPERATIONS && !ops.contains_key(operation) {
+            "other"
+        } else {
+            operation
+        };
+        ops.entry(operation.to_string())
+            .or_insert_with(|| {
+                metrics.series(&Labels {
+                    target: if capability.is_empty() {
+                        "actor"
+                    } else {
+                        "capability"
+                    },
+                    actor: actor.to_string(),
+                    capability: capability.to_string(),
+                    operation: operation.to_string(),
+                })
+            })
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_series_share_values_with_the_exposition() {
+        let metrics = Metrics::new();
+        let cache = SeriesCache::default();
+        cache
+            .get(&metrics, "MA", "", "Op")
+            .record(Duration::from_micros(5), true);
+        cache
+            .get(&metrics, "MA", "", "Op")
+            .record(Duration::from_micros(5), false);
+        cache
+            .get(&metrics, "MA", "wascc:keyvalue", "Get")
+            .record(Duration::from_micros(5), true);
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"waxosuit_invocations_total{target="actor",actor="MA",capability="",operation="Op"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"waxosuit_invocation_errors_total{target="actor",actor="MA",capability="",operation="Op"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"target="capability",actor="MA",capability="wascc:keyvalue",operation="Get"} 1"#
+        ));
+    }
+
+    #[test]
+    fn invented_operation_names_cannot_grow_the_metrics_without_bound() {
+        let metrics = Metrics::new();
+        let cache = SeriesCache::default();
+        for i in 0..(MAX_OPERATIONS + 50) {
+            cache
+                .get(&metrics, "MA", "", &format!("op{i}"))
+                .record(Duration::from_micros(1), true);
+        }
+        let text = metrics.encode();
+        assert!(text.contains(r#"operation="other"} 50"#), "{text}");
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("waxosuit_invocations_total{"))
+            .count();
+        assert_eq!(series, MAX_OPERATIONS + 1);
     }
 }

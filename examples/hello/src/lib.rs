@@ -28,11 +28,17 @@ pub fn on_init(actor: &mut Registry) {
 /// Only if the response cannot be encoded, which cannot happen for this
 /// fixed value; the `Result` is the handler signature's.
 pub fn hello(_ctx: &Ctx, _request: &[u8]) -> Result<Vec<u8>> {
+    // The answer never changes: encode it once per instance.
+    static ENCODED: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    if let Some(bytes) = ENCODED.get() {
+        return Ok(bytes.clone());
+    }
     let response = http::Response {
         body: GREETING.as_bytes().to_vec(),
         ..http::Response::ok()
     };
-    Ok(waxosuit_codec::serialize(&response)?)
+    let bytes = waxosuit_codec::serialize(&response)?;
+    Ok(ENCODED.get_or_init(|| bytes).clone())
 }
 
 #[cfg(test)]
