@@ -10,7 +10,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum ManifestError {
     /// The file could not be read.
-    #[error("cannot read manifest {}: {source}", file.display())]
+    #[error("cannot read manifest {}", file.display())]
     Read {
         /// The manifest file.
         file: PathBuf,
