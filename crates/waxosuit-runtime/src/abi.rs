@@ -1,0 +1,731 @@
+//! The waPC host contract: import validation, per-instance state and the
+//! `wapc.*` host functions.
+//!
+//! Every pointer and length coming from the guest is untrusted. Violations
+//! never panic and never trap the host: they are recorded as a [`Fault`] (which
+//! fails the current call and retires the instance) and, where the contract
+//! has an error channel (`__host_call`), reported to the guest as well.
+
+use std::future::Future;
+use std::ops::Range;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+use wasmtime::{Caller, ExternType, FuncType, Linker, Memory, Module, ResourceLimiter, ValType};
+
+use crate::{ActorKey, HostCall, HostCallHandler, RuntimeError};
+
+/// Import module of the waPC host contract.
+pub(crate) const WAPC: &str = "wapc";
+
+/// Which `__host_call` generation a module imports (see the crate docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HostCallAbi {
+    /// `(bd_ptr, bd_len, ns_ptr, ns_len, op_ptr, op_len, ptr, len) -> i32`.
+    Binding,
+    /// `(ns_ptr, ns_len, op_ptr, op_len, ptr, len) -> i32`, binding `"default"`.
+    Namespace,
+    /// `(op_ptr, op_len, ptr, len) -> i32`, operation `"capid!Op"`.
+    Route,
+}
+
+/// Identity shared by all instances of one actor.
+pub(crate) struct Identity<H> {
+    pub(crate) key: ActorKey,
+    pub(crate) handler: Arc<H>,
+}
+
+/// A contract violation or limit breach noticed inside a host function.
+#[derive(Debug, Clone)]
+pub(crate) enum Fault {
+    Protocol(String),
+    PayloadTooLarge { what: &'static str, size: usize },
+}
+
+/// Denies memory growth past the actor's limit and remembers that it did,
+/// so the resulting trap is reported as `MemoryLimit`.
+pub(crate) struct MemoryLimiter {
+    pub(crate) max_memory: usize,
+    pub(crate) denied: bool,
+}
+
+/// Generous bound for funcref tables (Rust guests need a few hundred entries).
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.denied = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        4
+    }
+}
+
+/// Per-instance waPC state (the wasmtime `Store` data).
+pub(crate) struct HostState<H> {
+    pub(crate) ident: Arc<Identity<H>>,
+    /// The guest's exported memory, cached so host functions skip the export lookup.
+    pub(crate) memory: Option<Memory>,
+    pub(crate) max_payload: usize,
+    /// Pending request; buffers are reused across calls.
+    pub(crate) op: Vec<u8>,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) guest_response: Option<Vec<u8>>,
+    pub(crate) guest_error: Option<String>,
+    pub(crate) host_response: Vec<u8>,
+    pub(crate) host_error: Vec<u8>,
+    pub(crate) fault: Option<Fault>,
+    pub(crate) limiter: MemoryLimiter,
+    names: NameCache,
+}
+
+impl<H> HostState<H> {
+    pub(crate) fn new(ident: Arc<Identity<H>>, max_payload: usize, max_memory: usize) -> Self {
+        Self {
+            ident,
+            memory: None,
+            max_payload,
+            op: Vec::new(),
+            payload: Vec::new(),
+            guest_response: None,
+            guest_error: None,
+            host_response: Vec::new(),
+            host_error: Vec::new(),
+            fault: None,
+            limiter: MemoryLimiter {
+                max_memory,
+                denied: false,
+            },
+            names: NameCache::default(),
+        }
+    }
+
+    /// Resets the per-call state and stores the request (step 1 of §1.4).
+    pub(crate) fn begin_call(&mut self, op: &str, payload: &[u8]) {
+        self.op.clear();
+        self.op.extend_from_slice(op.as_bytes());
+        self.payload.clear();
+        self.payload.extend_from_slice(payload);
+        self.guest_response = None;
+        self.guest_error = None;
+        self.host_response.clear();
+        self.host_error.clear();
+        self.fault = None;
+    }
+
+    /// Drops large buffers so an idle instance does not pin a big payload.
+    pub(crate) fn end_call(&mut self) {
+        const KEEP: usize = 64 << 10;
+        for buf in [
+            &mut self.op,
+            &mut self.payload,
+            &mut self.host_response,
+            &mut self.host_error,
+        ] {
+            buf.clear();
+            if buf.capacity() > KEEP {
+                buf.shrink_to(KEEP);
+            }
+        }
+    }
+
+    fn fault(&mut self, fault: Fault) {
+        // The first fault is the cause; later ones are usually consequences.
+        if self.fault.is_none() {
+            self.fault = Some(fault);
+        }
+    }
+
+    fn protocol_fault(&mut self, message: String) {
+        self.fault(Fault::Protocol(message));
+    }
+}
+
+/// Converts a guest `(ptr, len)` pair into a checked range of `memory`.
+fn guest_range(memory_len: usize, ptr: i32, len: i32) -> Option<Range<usize>> {
+    // wasm32 pointers and lengths are unsigned; the ABI passes them as i32.
+    let start = ptr.cast_unsigned() as usize;
+    let end = start.checked_add(len.cast_unsigned() as usize)?;
+    (end <= memory_len).then_some(start..end)
+}
+
+fn func_shape(ty: &FuncType) -> Option<(usize, usize)> {
+    let all_i32 = ty
+        .params()
+        .chain(ty.results())
+        .all(|t| matches!(t, ValType::I32));
+    all_i32.then(|| (ty.params().len(), ty.results().len()))
+}
+
+/// `(params, results)` of each contract function except `__host_call`.
+const CONTRACT: &[(&str, usize, usize)] = &[
+    ("__host_response", 1, 0),
+    ("__host_response_len", 0, 1),
+    ("__host_error", 1, 0),
+    ("__host_error_len", 0, 1),
+    ("__guest_request", 2, 0),
+    ("__guest_response", 2, 0),
+    ("__guest_error", 2, 0),
+    ("__console_log", 2, 0),
+];
+
+fn describe(params: usize, results: usize) -> String {
+    let list = |n: usize| vec!["i32"; n].join(", ");
+    format!("({}) -> ({})", list(params), list(results))
+}
+
+/// Checks the module's imports and exports against the waPC contract.
+pub(crate) fn check_module(module: &Module, actor: &ActorKey) -> Result<HostCallAbi, RuntimeError> {
+    let mut abi = HostCallAbi::Binding;
+    for import in module.imports() {
+        let unknown = |detail: String| RuntimeError::UnknownImport {
+            actor: actor.clone(),
+            module: import.module().to_owned(),
+            name: import.name().to_owned(),
+            detail,
+        };
+        let ExternType::Func(ty) = import.ty() else {
+            return Err(unknown(" (not a function)".to_owned()));
+        };
+        if import.module() != WAPC {
+            return Err(unknown(String::new()));
+        }
+        let shape = func_shape(&ty);
+        if import.name() == "__host_call" {
+            abi = match shape {
+                Some((8, 1)) => HostCallAbi::Binding,
+                Some((6, 1)) => HostCallAbi::Namespace,
+                Some((4, 1)) => HostCallAbi::Route,
+                _ => {
+                    return Err(unknown(format!(
+                        " with signature {ty}, expected 8, 6 or 4 i32 parameters and an i32 result"
+                    )));
+                }
+            };
+            continue;
+        }
+        match CONTRACT.iter().find(|(name, ..)| *name == import.name()) {
+            None => return Err(unknown(String::new())),
+            Some(&(_, params, results)) if shape != Some((params, results)) => {
+                return Err(unknown(format!(
+                    " with signature {ty}, expected {}",
+                    describe(params, results)
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+
+    let load = |message: String| RuntimeError::Load {
+        actor: actor.clone(),
+        message,
+    };
+    match module.get_export("__guest_call") {
+        Some(ExternType::Func(ty)) if func_shape(&ty) == Some((2, 1)) => {}
+        Some(other) => {
+            return Err(load(format!(
+                "export \"__guest_call\" is {other:?}, expected a function (i32, i32) -> (i32)"
+            )));
+        }
+        None => {
+            return Err(load(
+                "the module does not export \"__guest_call\"; it is not a waPC guest".to_owned(),
+            ));
+        }
+    }
+    if !matches!(module.get_export("memory"), Some(ExternType::Memory(_))) {
+        return Err(load(
+            "the module does not export its linear memory as \"memory\"".to_owned(),
+        ));
+    }
+    for start in ["_start", "wapc_init"] {
+        match module.get_export(start) {
+            None => {}
+            Some(ExternType::Func(ty)) if func_shape(&ty) == Some((0, 0)) => {}
+            Some(_) => {
+                return Err(load(format!(
+                    "export \"{start}\" must be a function without parameters or results"
+                )));
+            }
+        }
+    }
+    Ok(abi)
+}
+
+/// Defines the waPC host functions in `linker`, with the `__host_call`
+/// generation the module imports.
+pub(crate) fn define<H: HostCallHandler>(
+    linker: &mut Linker<HostState<H>>,
+    abi: HostCallAbi,
+) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        WAPC,
+        "__guest_request",
+        |mut caller: Caller<'_, HostState<H>>, op_ptr: i32, ptr: i32| {
+            let Some(memory) = caller.data().memory else {
+                return;
+            };
+            let (mem, state) = memory.data_and_store_mut(&mut caller);
+            let op = guest_range(mem.len(), op_ptr, state.op.len().try_into().unwrap_or(-1));
+            let msg = guest_range(mem.len(), ptr, state.payload.len().try_into().unwrap_or(-1));
+            match (op, msg) {
+                (Some(op), Some(msg)) => {
+                    mem[op].copy_from_slice(&state.op);
+                    mem[msg].copy_from_slice(&state.payload);
+                }
+                _ => state.protocol_fault(format!(
+                    "__guest_request buffers (operation at {op_ptr:#x}, payload at {ptr:#x}) \
+                     are outside linear memory"
+                )),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        WAPC,
+        "__guest_response",
+        |mut caller: Caller<'_, HostState<H>>, ptr: i32, len: i32| {
+            let Some(memory) = caller.data().memory else {
+                return;
+            };
+            let (mem, state) = memory.data_and_store_mut(&mut caller);
+            let size = len.cast_unsigned() as usize;
+            if size > state.max_payload {
+                state.fault(Fault::PayloadTooLarge {
+                    what: "guest response",
+                    size,
+                });
+                return;
+            }
+            match guest_range(mem.len(), ptr, len) {
+                Some(range) => state.guest_response = Some(mem[range].to_vec()),
+                None => state.protocol_fault(format!(
+                    "__guest_response range {ptr:#x}+{size} is outside linear memory"
+                )),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        WAPC,
+        "__guest_error",
+        |mut caller: Caller<'_, HostState<H>>, ptr: i32, len: i32| {
+            if let Some(text) = read_text(&mut caller, ptr, len, "__guest_error") {
+                caller.data_mut().guest_error = Some(text);
+            }
+        },
+    )?;
+    linker.func_wrap(
+        WAPC,
+        "__console_log",
+        |mut caller: Caller<'_, HostState<H>>, ptr: i32, len: i32| {
+            if let Some(text) = read_text(&mut caller, ptr, len, "__console_log") {
+                tracing::info!(actor = %caller.data().ident.key, "{text}");
+            }
+        },
+    )?;
+    linker.func_wrap(
+        WAPC,
+        "__host_response_len",
+        |caller: Caller<'_, HostState<H>>| -> i32 {
+            // Bounded by `max_payload`, which `Runtime::load` keeps below i32::MAX.
+            i32::try_from(caller.data().host_response.len()).unwrap_or(0)
+        },
+    )?;
+    linker.func_wrap(
+        WAPC,
+        "__host_error_len",
+        |caller: Caller<'_, HostState<H>>| -> i32 {
+            i32::try_from(caller.data().host_error.len()).unwrap_or(0)
+        },
+    )?;
+    linker.func_wrap(
+        WAPC,
+        "__host_response",
+        |mut caller: Caller<'_, HostState<H>>, ptr: i32| {
+            copy_out(&mut caller, ptr, |s| &s.host_response, "__host_response");
+        },
+    )?;
+    linker.func_wrap(
+        WAPC,
+        "__host_error",
+        |mut caller: Caller<'_, HostState<H>>, ptr: i32| {
+            copy_out(&mut caller, ptr, |s| &s.host_error, "__host_error");
+        },
+    )?;
+
+    // One closure per ABI generation, each in an async flavour (the guest
+    // is suspended on a fiber while the handler awaits) and a blocking one
+    // (the handler's future is driven in place; see `HostCallHandler::BLOCKING`).
+    macro_rules! host_call_fn {
+        ($($arg:ident),* => $args:expr) => {
+            if H::BLOCKING {
+                linker.func_wrap(
+                    WAPC,
+                    "__host_call",
+                    |mut caller: Caller<'_, HostState<H>>, $($arg: i32),*| -> i32 {
+                        let args: HostCallArgs = $args;
+                        let prepared = read_host_call(&mut caller, &args);
+                        let ident = Arc::clone(&caller.data().ident);
+                        let outcome = prepared
+                            .map(|call| block_on(ident.handler.host_call(&ident.key, call)));
+                        finish_host_call(caller.data_mut(), outcome)
+                    },
+                )?
+            } else {
+                linker.func_wrap_async(
+                    WAPC,
+                    "__host_call",
+                    |mut caller: Caller<'_, HostState<H>>, ($($arg,)*): ($(host_call_fn!(@i32 $arg),)*)| {
+                        let args: HostCallArgs = $args;
+                        let prepared = read_host_call(&mut caller, &args);
+                        Box::new(async move {
+                            let outcome = match prepared {
+                                Ok(call) => {
+                                    let ident = Arc::clone(&caller.data().ident);
+                                    Ok(ident.handler.host_call(&ident.key, call).await)
+                                }
+                                Err(fault) => Err(fault),
+                            };
+                            Ok(finish_host_call(caller.data_mut(), outcome))
+                        })
+                    },
+                )?
+            }
+        };
+        (@i32 $arg:ident) => { i32 };
+    }
+    match abi {
+        HostCallAbi::Binding => {
+            host_call_fn!(bd_ptr, bd_len, ns_ptr, ns_len, op_ptr, op_len, ptr, len => HostCallArgs {
+                binding: Some((bd_ptr, bd_len)),
+                namespace: Some((ns_ptr, ns_len)),
+                operation: (op_ptr, op_len),
+                payload: (ptr, len),
+            })
+        }
+        HostCallAbi::Namespace => {
+            host_call_fn!(ns_ptr, ns_len, op_ptr, op_len, ptr, len => HostCallArgs {
+                binding: None,
+                namespace: Some((ns_ptr, ns_len)),
+                operation: (op_ptr, op_len),
+                payload: (ptr, len),
+            })
+        }
+        HostCallAbi::Route => host_call_fn!(op_ptr, op_len, ptr, len => HostCallArgs {
+            binding: None,
+            namespace: None,
+            operation: (op_ptr, op_len),
+            payload: (ptr, len),
+        }),
+    };
+    Ok(())
+}
+
+/// Reads a UTF-8-ish message (lossy: it is only displayed) from the guest.
+fn read_text<H>(
+    caller: &mut Caller<'_, HostState<H>>,
+    ptr: i32,
+    len: i32,
+    func: &str,
+) -> Option<String> {
+    let memory = caller.data().memory?;
+    let (mem, state) = memory.data_and_store_mut(caller);
+    let size = len.cast_unsigned() as usize;
+    if size > state.max_payload {
+        state.fault(Fault::PayloadTooLarge {
+            what: "guest message",
+            size,
+        });
+        return None;
+    }
+    match guest_range(mem.len(), ptr, len) {
+        Some(range) => Some(String::from_utf8_lossy(&mem[range]).into_owned()),
+        None => {
+            state.protocol_fault(format!(
+                "{func} range {ptr:#x}+{size} is outside linear memory"
+            ));
+            None
+        }
+    }
+}
+
+fn copy_out<H>(
+    caller: &mut Caller<'_, HostState<H>>,
+    ptr: i32,
+    source: impl Fn(&HostState<H>) -> &Vec<u8>,
+    func: &str,
+) {
+    let Some(memory) = caller.data().memory else {
+        return;
+    };
+    let (mem, state) = memory.data_and_store_mut(caller);
+    let bytes = source(state);
+    let len = bytes.len().try_into().unwrap_or(-1);
+    match guest_range(mem.len(), ptr, len) {
+        Some(range) => mem[range].copy_from_slice(bytes),
+        None => {
+            let size = bytes.len();
+            state.protocol_fault(format!(
+                "{func} buffer {ptr:#x}+{size} is outside linear memory"
+            ));
+        }
+    }
+}
+
+struct HostCallArgs {
+    binding: Option<(i32, i32)>,
+    namespace: Option<(i32, i32)>,
+    operation: (i32, i32),
+    payload: (i32, i32),
+}
+
+/// Reads and validates the arguments of `__host_call`, or explains why not.
+fn read_host_call<H>(
+    caller: &mut Caller<'_, HostState<H>>,
+    args: &HostCallArgs,
+) -> Result<HostCall, Fault> {
+    let Some(memory) = caller.data().memory else {
+        return Err(Fault::Protocol(
+            "__host_call before memory is available".into(),
+        ));
+    };
+    let (mem, state) = memory.data_and_store_mut(caller);
+    let max_payload = state.max_payload;
+    let names = &mut state.names;
+    let bytes = |(ptr, len): (i32, i32), what: &str| -> Result<&[u8], Fault> {
+        let range = guest_range(mem.len(), ptr, len).ok_or_else(|| {
+            Fault::Protocol(format!(
+                "__host_call {what} range {ptr:#x}+{} is outside linear memory",
+                len.cast_unsigned()
+            ))
+        })?;
+        // Names are short; anything longer than the payload limit is an attack.
+        if range.len() > max_payload {
+            return Err(Fault::PayloadTooLarge {
+                what: "host call name",
+                size: range.len(),
+            });
+        }
+        Ok(&mem[range])
+    };
+    let (binding, namespace, operation) = match (args.binding, args.namespace) {
+        (Some(bd), Some(ns)) => (
+            names.binding.get(bytes(bd, "binding")?, "binding")?,
+            names.namespace.get(bytes(ns, "namespace")?, "namespace")?,
+            names
+                .operation
+                .get(bytes(args.operation, "operation")?, "operation")?,
+        ),
+        (None, Some(ns)) => (
+            names.binding.get(b"default", "binding")?,
+            names.namespace.get(bytes(ns, "namespace")?, "namespace")?,
+            names
+                .operation
+                .get(bytes(args.operation, "operation")?, "operation")?,
+        ),
+        (_, None) => {
+            // waPC v0 routes with "capid!Op" in the operation.
+            let route = bytes(args.operation, "operation")?;
+            let Some(split) = route.iter().position(|&b| b == b'!') else {
+                return Err(Fault::Protocol(format!(
+                    "legacy __host_call operation {:?} is not of the form \"capid!Operation\"",
+                    String::from_utf8_lossy(route)
+                )));
+            };
+            let (namespace, op) = (&route[..split], &route[split + 1..]);
+            (
+                names.binding.get(b"default", "binding")?,
+                names.namespace.get(namespace, "namespace")?,
+                names.operation.get(op, "operation")?,
+            )
+        }
+    };
+    let (ptr, len) = args.payload;
+    let size = len.cast_unsigned() as usize;
+    if size > max_payload {
+        return Err(Fault::PayloadTooLarge {
+            what: "host call payload",
+            size,
+        });
+    }
+    let range = guest_range(mem.len(), ptr, len).ok_or_else(|| {
+        Fault::Protocol(format!(
+            "__host_call payload range {ptr:#x}+{size} is outside linear memory"
+        ))
+    })?;
+    Ok(HostCall {
+        binding,
+        namespace,
+        operation,
+        payload: mem[range].to_vec(),
+    })
+}
+
+/// The last binding, namespace and operation names this instance used.
+///
+/// Guests call the same few routes over and over; reusing the shared string
+/// saves three allocations per host call.
+#[derive(Default)]
+pub(crate) struct NameCache {
+    binding: CachedName,
+    namespace: CachedName,
+    operation: CachedName,
+}
+
+#[derive(Default)]
+struct CachedName(Option<Arc<str>>);
+
+impl CachedName {
+    fn get(&mut self, bytes: &[u8], what: &str) -> Result<Arc<str>, Fault> {
+        if let Some(name) = &self.0
+            && name.as_bytes() == bytes
+        {
+            return Ok(Arc::clone(name));
+        }
+        let name: Arc<str> = std::str::from_utf8(bytes)
+            .map_err(|e| Fault::Protocol(format!("__host_call {what} is not valid UTF-8: {e}")))?
+            .into();
+        self.0 = Some(Arc::clone(&name));
+        Ok(name)
+    }
+}
+
+fn fault_text(fault: &Fault) -> String {
+    match fault {
+        Fault::Protocol(message) => message.clone(),
+        Fault::PayloadTooLarge { what, size } => {
+            format!("{what} of {size} bytes exceeds the payload limit")
+        }
+    }
+}
+
+/// Stores the outcome of a host call in the state and returns the
+/// `__host_call` result code (1 = response, 0 = error).
+fn finish_host_call<H>(
+    state: &mut HostState<H>,
+    outcome: Result<Result<Vec<u8>, String>, Fault>,
+) -> i32 {
+    state.host_response.clear();
+    state.host_error.clear();
+    match outcome {
+        Ok(Ok(response)) if response.len() > state.max_payload => {
+            let fault = Fault::PayloadTooLarge {
+                what: "host response",
+                size: response.len(),
+            };
+            state.host_error = fault_text(&fault).into_bytes();
+            state.fault(fault);
+            0
+        }
+        Ok(Ok(response)) => {
+            state.host_response = response;
+            1
+        }
+        Ok(Err(message)) => {
+            state.host_error = message.into_bytes();
+            0
+        }
+        Err(fault) => {
+            state.host_error = fault_text(&fault).into_bytes();
+            state.fault(fault);
+            0
+        }
+    }
+}
+
+/// Drives a blocking handler's future to completion on this thread.
+///
+/// The first poll uses a no-op waker: handlers declared `BLOCKING` are
+/// expected to be ready immediately, and this keeps the fast path free of
+/// allocations. Should the future still be pending, the thread parks until
+/// the future's waker unparks it.
+fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+        return output;
+    }
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_range_rejects_overflow_and_out_of_bounds() {
+        assert_eq!(guest_range(100, 0, 100), Some(0..100));
+        assert_eq!(guest_range(100, 10, 0), Some(10..10));
+        assert_eq!(guest_range(100, 1, 100), None);
+        assert_eq!(guest_range(100, -1, 2), None);
+        assert_eq!(
+            guest_range(usize::MAX, -1, -1),
+            Some(0xffff_ffff..0x1_ffff_fffe)
+        );
+    }
+
+    #[test]
+    fn block_on_completes_ready_and_pending_futures() {
+        assert_eq!(block_on(async { 7 }), 7);
+        // A future that is pending once and wakes itself from another thread.
+        let mut polled = false;
+        let value = block_on(std::future::poll_fn(|cx| {
+            if polled {
+                return Poll::Ready(42);
+            }
+            polled = true;
+            let waker = cx.waker().clone();
+            std::thread::spawn(move || waker.wake());
+            Poll::Pending
+        }));
+        assert_eq!(value, 42);
+    }
+
+    #[test]
+    fn describe_lists_i32s() {
+        assert_eq!(describe(2, 0), "(i32, i32) -> ()");
+        assert_eq!(describe(0, 1), "() -> (i32)");
+    }
+}

@@ -1,0 +1,665 @@
+//! [`Actor`]: one loaded module, its instance pool and its hot swap.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::Notify;
+use wasmtime::{InstancePre, Linker, Store, Trap, TypedFunc};
+
+use crate::abi::{self, Fault, HostState, Identity};
+use crate::cache::{self, CacheOutcome};
+use crate::runtime::RuntimeInner;
+use crate::{ActorKey, HostCallHandler, Limits, RuntimeError};
+
+/// A loaded actor: a pool of ready instances of one module (one *generation*
+/// per hot swap) serving waPC calls.
+///
+/// Cheap to clone; clones share the pool. Each instance serves one call at a
+/// time; up to [`Limits::max_instances`] calls run concurrently and further
+/// calls wait up to [`Limits::queue_timeout`] for a free instance.
+pub struct Actor<H: HostCallHandler> {
+    inner: Arc<ActorInner<H>>,
+}
+
+impl<H: HostCallHandler> Clone for Actor<H> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<H: HostCallHandler> std::fmt::Debug for Actor<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Actor")
+            .field("key", &self.inner.ident.key)
+            .field("limits", &self.inner.limits)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Counters describing an actor's pool, for monitoring and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ActorStats {
+    /// Ready instances waiting for a call.
+    pub idle_instances: usize,
+    /// Instances created since load (initial, on demand and after swaps).
+    pub instances_created: u64,
+    /// Instances dropped because they trapped, hit a limit, broke the
+    /// protocol, or belonged to a replaced module.
+    pub instances_discarded: u64,
+    /// Module generation: 1 after load, incremented by every hot swap.
+    pub generation: u64,
+    /// SHA-256 (hex) of the current module's bytes.
+    pub module_hash: String,
+    /// How the current module was obtained (compiled or from the cache).
+    pub cache_outcome: CacheOutcome,
+}
+
+struct ActorInner<H: HostCallHandler> {
+    runtime: Arc<RuntimeInner>,
+    ident: Arc<Identity<H>>,
+    limits: Limits,
+    deadline_ticks: u64,
+    current: Mutex<Arc<Generation<H>>>,
+    /// Copy of `current.id`, readable without the lock on the hot path.
+    current_id: AtomicU64,
+    /// Idle instances and busy count under one lock: a call takes it once
+    /// to check out an instance and once to return it.
+    pool: Mutex<Pool<H>>,
+    /// Signalled when a busy slot is released while calls are waiting.
+    released: Notify,
+    /// Serializes hot swaps so generations are published in order.
+    swap: tokio::sync::Mutex<()>,
+    created: AtomicU64,
+    discarded: AtomicU64,
+}
+
+struct Generation<H: HostCallHandler> {
+    id: u64,
+    pre: InstancePre<HostState<H>>,
+    module_hash: String,
+    cache_outcome: CacheOutcome,
+}
+
+struct Pool<H: HostCallHandler> {
+    idle: Vec<Instance<H>>,
+    /// Calls holding a slot (with an instance or about to create one).
+    busy: usize,
+    /// Calls waiting for a slot.
+    waiters: usize,
+}
+
+/// A checked-out slot of the pool; returns its instance (or discards it)
+/// and frees the slot when dropped, including when a call is cancelled.
+struct Slot<'a, H: HostCallHandler> {
+    actor: &'a ActorInner<H>,
+    instance: Option<Instance<H>>,
+    /// Set while the guest runs: an instance whose call was interrupted
+    /// (future dropped) is in an unknown state and must not be reused.
+    in_call: bool,
+}
+
+impl<H: HostCallHandler> Drop for Slot<'_, H> {
+    fn drop(&mut self) {
+        let actor = self.actor;
+        let mut instance = self.instance.take();
+        if self.in_call
+            && let Some(broken) = instance.take()
+        {
+            actor.discard(broken);
+        }
+        let current = actor.current_id.load(Ordering::Acquire);
+        let (rejected, wake) = {
+            let mut pool = lock(&actor.pool);
+            pool.busy -= 1;
+            let rejected = match instance {
+                Some(i)
+                    if i.generation == current && pool.idle.len() < actor.limits.max_instances =>
+                {
+                    pool.idle.push(i);
+                    None
+                }
+                other => other,
+            };
+            (rejected, pool.waiters > 0)
+        };
+        if wake {
+            actor.released.notify_one();
+        }
+        if let Some(instance) = rejected {
+            actor.discard(instance);
+        }
+    }
+}
+
+struct Instance<H: HostCallHandler> {
+    store: Store<HostState<H>>,
+    guest_call: TypedFunc<(i32, i32), i32>,
+    generation: u64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The protected data (a list of instances, an Arc) stays consistent even
+    // if a holder panicked, so poisoning carries no information here.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<H: HostCallHandler> Actor<H> {
+    pub(crate) async fn load(
+        runtime: Arc<RuntimeInner>,
+        key: ActorKey,
+        module: &[u8],
+        limits: Limits,
+        handler: Arc<H>,
+    ) -> Result<Self, RuntimeError> {
+        let ident = Arc::new(Identity { key, handler });
+        let generation = Arc::new(prepare(&runtime, &ident.key, module, 1).await?);
+        let deadline_ticks = runtime.deadline_ticks(limits.deadline);
+        let actor = Self {
+            inner: Arc::new(ActorInner {
+                runtime,
+                ident,
+                limits,
+                deadline_ticks,
+                current: Mutex::new(Arc::clone(&generation)),
+                current_id: AtomicU64::new(1),
+                pool: Mutex::new(Pool {
+                    idle: Vec::with_capacity(limits.max_instances),
+                    busy: 0,
+                    waiters: 0,
+                }),
+                released: Notify::new(),
+                swap: tokio::sync::Mutex::new(()),
+                created: AtomicU64::new(0),
+                discarded: AtomicU64::new(0),
+            }),
+        };
+        let warm = actor
+            .inner
+            .instantiate_many(&generation, limits.min_instances)
+            .await?;
+        lock(&actor.inner.pool).idle.extend(warm);
+        Ok(actor)
+    }
+
+    /// The actor's identity.
+    pub fn key(&self) -> &ActorKey {
+        &self.inner.ident.key
+    }
+
+    /// The limits the actor was loaded with.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Pool counters and the current module generation.
+    pub fn stats(&self) -> ActorStats {
+        let generation = Arc::clone(&lock(&self.inner.current));
+        ActorStats {
+            idle_instances: lock(&self.inner.pool).idle.len(),
+            instances_created: self.inner.created.load(Ordering::Relaxed),
+            instances_discarded: self.inner.discarded.load(Ordering::Relaxed),
+            generation: generation.id,
+            module_hash: generation.module_hash.clone(),
+            cache_outcome: generation.cache_outcome,
+        }
+    }
+
+    /// How the current module was obtained: compiled, or loaded from the
+    /// on-disk cache.
+    pub fn cache_outcome(&self) -> CacheOutcome {
+        lock(&self.inner.current).cache_outcome
+    }
+
+    /// Performs one waPC call: `op` with `payload`, returning the guest's response.
+    ///
+    /// Waits for a free instance if all are busy. A trap or exceeded limit
+    /// drops the instance that served the call; the next call gets a fresh
+    /// one. Dropping the returned future cancels the call and drops its
+    /// instance.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::GuestError`] when the guest reports an error or breaks
+    /// the protocol, [`RuntimeError::Trap`], [`RuntimeError::Deadline`],
+    /// [`RuntimeError::MemoryLimit`], [`RuntimeError::FuelExhausted`],
+    /// [`RuntimeError::PayloadTooLarge`], [`RuntimeError::QueueTimeout`], or
+    /// [`RuntimeError::Instantiate`] when no instance could be created.
+    pub async fn call(&self, op: &str, payload: &[u8]) -> Result<Vec<u8>, RuntimeError> {
+        let inner = &*self.inner;
+        inner.check_payload("request payload", payload.len())?;
+        inner.check_payload("operation name", op.len())?;
+        let mut slot = inner.checkout().await?;
+        let instance = match &mut slot.instance {
+            Some(instance) => instance,
+            empty => {
+                let generation = Arc::clone(&lock(&inner.current));
+                empty.insert(inner.instantiate(&generation).await?)
+            }
+        };
+        slot.in_call = true;
+        let result = inner.invoke(instance, op, payload).await;
+        slot.in_call = false;
+        match result {
+            Ok(response) => Ok(response),
+            Err((error, reusable)) => {
+                if !reusable && let Some(broken) = slot.instance.take() {
+                    inner.discard(broken);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Creates one ready instance of the current module (new store,
+    /// instantiation from the pre-linked module, `_start` and `wapc_init`)
+    /// and parks it in the idle pool, dropping the oldest idle instance if
+    /// the pool is full. Useful to pre-warm after a burst and to measure
+    /// ready-to-call cost.
+    ///
+    /// # Errors
+    ///
+    /// Any error raised while creating the instance (see [`Actor::call`]).
+    pub async fn prewarm(&self) -> Result<(), RuntimeError> {
+        let inner = &*self.inner;
+        let generation = Arc::clone(&lock(&inner.current));
+        let instance = inner.instantiate(&generation).await?;
+        let evicted = {
+            let mut pool = lock(&inner.pool);
+            let evicted =
+                (pool.idle.len() >= inner.limits.max_instances).then(|| pool.idle.remove(0));
+            pool.idle.push(instance);
+            evicted
+        };
+        if let Some(old) = evicted {
+            inner.discard(old);
+        }
+        Ok(())
+    }
+
+    /// Drops idle instances until at most `keep` remain (the most recently
+    /// used are kept), e.g. to return memory under pressure. Returns how many
+    /// were dropped. Busy instances are not affected.
+    pub fn trim_idle(&self, keep: usize) -> usize {
+        let inner = &*self.inner;
+        let dropped = {
+            let mut pool = lock(&inner.pool);
+            let excess = pool.idle.len().saturating_sub(keep);
+            pool.idle.drain(..excess).collect::<Vec<_>>()
+        };
+        let count = dropped.len();
+        for instance in dropped {
+            inner.discard(instance);
+        }
+        count
+    }
+
+    /// Hot swap: replaces the actor's module with `module`, keeping its
+    /// identity, limits and handler.
+    ///
+    /// The new module is compiled and [`Limits::min_instances`] instances of
+    /// it are created *before* it is published, so a module that fails to
+    /// load or initialise leaves the old one serving. After publication new
+    /// calls (including those already queued) use the new module; calls in
+    /// flight finish on their old instance, which is then dropped.
+    ///
+    /// The caller must have verified that `module` is signed for `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::KeyMismatch`] if `key` is not this actor's key, and
+    /// any error of [`Runtime::load`](crate::Runtime::load).
+    pub async fn replace_module(
+        &self,
+        key: &ActorKey,
+        module: &[u8],
+    ) -> Result<CacheOutcome, RuntimeError> {
+        let inner = &*self.inner;
+        if *key != inner.ident.key {
+            return Err(RuntimeError::KeyMismatch {
+                expected: inner.ident.key.clone(),
+                got: key.clone(),
+            });
+        }
+        let _swap = inner.swap.lock().await;
+        let id = inner.current_id.load(Ordering::Acquire) + 1;
+        let generation = Arc::new(prepare(&inner.runtime, key, module, id).await?);
+        let warm = inner
+            .instantiate_many(&generation, inner.limits.min_instances)
+            .await?;
+        let outcome = generation.cache_outcome;
+        *lock(&inner.current) = generation;
+        inner.current_id.store(id, Ordering::Release);
+        let stale = {
+            let mut pool = lock(&inner.pool);
+            std::mem::replace(&mut pool.idle, warm)
+        };
+        for instance in stale {
+            inner.discard(instance);
+        }
+        tracing::info!(actor = %key, generation = id, "actor module replaced");
+        Ok(outcome)
+    }
+}
+
+/// Compiles (or loads from cache) and links one module generation.
+async fn prepare<H: HostCallHandler>(
+    runtime: &Arc<RuntimeInner>,
+    key: &ActorKey,
+    module: &[u8],
+    id: u64,
+) -> Result<Generation<H>, RuntimeError> {
+    let load_error = |message: String| RuntimeError::Load {
+        actor: key.clone(),
+        message,
+    };
+    if !module.starts_with(b"\0asm") {
+        return Err(load_error(
+            "the bytes are not a WebAssembly module (missing the \\0asm header)".into(),
+        ));
+    }
+    let module_hash = cache::module_hash(module);
+    // Compilation takes milliseconds of CPU: keep it off the async workers.
+    let compiled = {
+        let runtime = Arc::clone(runtime);
+        let bytes = module.to_vec();
+        let hash = module_hash.clone();
+        tokio::task::spawn_blocking(move || {
+            runtime
+                .cache
+                .load_or_compile(&runtime.engine, &bytes, &hash)
+        })
+        .await
+        .map_err(|e| load_error(format!("the compilation task failed: {e}")))?
+    };
+    let (module, cache_outcome) =
+        compiled.map_err(|e| load_error(format!("invalid WebAssembly module: {e}")))?;
+    let abi = abi::check_module(&module, key)?;
+    let mut linker = Linker::new(&runtime.engine);
+    abi::define(&mut linker, abi)
+        .map_err(|e| load_error(format!("cannot define the waPC host functions: {e:#}")))?;
+    let pre = linker
+        .instantiate_pre(&module)
+        .map_err(|e| load_error(format!("cannot link the module: {e:#}")))?;
+    Ok(Generation {
+        id,
+        pre,
+        module_hash,
+        cache_outcome,
+    })
+}
+
+impl<H: HostCallHandler> ActorInner<H> {
+    fn check_payload(&self, what: &'static str, size: usize) -> Result<(), RuntimeError> {
+        if size > self.limits.max_payload {
+            return Err(RuntimeError::PayloadTooLarge {
+                actor: self.ident.key.clone(),
+                what,
+                size,
+                limit: self.limits.max_payload,
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes a slot: an idle instance of the current module if there is one,
+    /// otherwise an empty slot (the caller creates the instance) if fewer
+    /// than `max_instances` are busy, otherwise waits up to `queue_timeout`.
+    async fn checkout(&self) -> Result<Slot<'_, H>, RuntimeError> {
+        let mut deadline = None;
+        let mut waiting = false;
+        loop {
+            let current = self.current_id.load(Ordering::Acquire);
+            let mut stale = Vec::new();
+            // Registered (enabled) under the lock when this call has to wait,
+            // so every release that sees `waiters > 0` wakes a distinct waiter.
+            let notified = self.released.notified();
+            let mut notified = std::pin::pin!(notified);
+            let found = {
+                let mut pool = lock(&self.pool);
+                if waiting {
+                    pool.waiters -= 1;
+                }
+                let mut found = None;
+                while let Some(instance) = pool.idle.pop() {
+                    if instance.generation == current {
+                        found = Some(Some(instance));
+                        break;
+                    }
+                    stale.push(instance);
+                }
+                if found.is_none() && pool.busy < self.limits.max_instances {
+                    found = Some(None);
+                }
+                if found.is_some() {
+                    pool.busy += 1;
+                } else {
+                    pool.waiters += 1;
+                    notified.as_mut().enable();
+                }
+                found
+            };
+            // Dropping a store unmaps or resets memory: do it outside the lock.
+            for instance in stale {
+                self.discard(instance);
+            }
+            if let Some(instance) = found {
+                return Ok(Slot {
+                    actor: self,
+                    instance,
+                    in_call: false,
+                });
+            }
+            waiting = true;
+            let deadline = *deadline
+                .get_or_insert_with(|| tokio::time::Instant::now() + self.limits.queue_timeout);
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                lock(&self.pool).waiters -= 1;
+                return Err(RuntimeError::QueueTimeout {
+                    actor: self.ident.key.clone(),
+                    max_instances: self.limits.max_instances,
+                    waited: self.limits.queue_timeout,
+                });
+            }
+        }
+    }
+
+    fn discard(&self, instance: Instance<H>) {
+        self.discarded.fetch_add(1, Ordering::Relaxed);
+        drop(instance);
+    }
+
+    async fn instantiate_many(
+        &self,
+        generation: &Generation<H>,
+        count: usize,
+    ) -> Result<Vec<Instance<H>>, RuntimeError> {
+        let mut instances = Vec::with_capacity(count);
+        for _ in 0..count {
+            instances.push(self.instantiate(generation).await?);
+        }
+        Ok(instances)
+    }
+
+    /// Creates a ready instance: store, instantiation, `_start`, `wapc_init`.
+    async fn instantiate(&self, generation: &Generation<H>) -> Result<Instance<H>, RuntimeError> {
+        let state = HostState::new(
+            Arc::clone(&self.ident),
+            self.limits.max_payload,
+            self.limits.max_memory,
+        );
+        let mut store = Store::new(&self.runtime.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(self.deadline_ticks);
+        self.refuel(&mut store)?;
+        let instantiated = if H::BLOCKING {
+            generation.pre.instantiate(&mut store)
+        } else {
+            generation.pre.instantiate_async(&mut store).await
+        };
+        let instance = match instantiated {
+            Ok(instance) => instance,
+            Err(e) if store.data().limiter.denied => {
+                return Err(self.classify(&e, store.data_mut()));
+            }
+            Err(e) => {
+                return Err(RuntimeError::Instantiate {
+                    actor: self.ident.key.clone(),
+                    message: format!("{e:#}"),
+                });
+            }
+        };
+        let memory = instance.get_memory(&mut store, "memory");
+        let guest_call = instance.get_typed_func::<(i32, i32), i32>(&mut store, "__guest_call");
+        let (Some(memory), Ok(guest_call)) = (memory, guest_call) else {
+            // `abi::check_module` verified both exports before linking.
+            return Err(RuntimeError::Load {
+                actor: self.ident.key.clone(),
+                message: "the instance lacks \"memory\" or \"__guest_call\"".into(),
+            });
+        };
+        store.data_mut().memory = Some(memory);
+        for start in ["_start", "wapc_init"] {
+            let Ok(func) = instance.get_typed_func::<(), ()>(&mut store, start) else {
+                continue;
+            };
+            let result = if H::BLOCKING {
+                func.call(&mut store, ())
+            } else {
+                func.call_async(&mut store, ()).await
+            };
+            let state = store.data_mut();
+            let fault = state.fault.take();
+            match (result, fault) {
+                (Err(e), _) => return Err(self.classify(&e, store.data_mut())),
+                (Ok(()), Some(fault)) => return Err(self.fault_error(fault)),
+                (Ok(()), None) => {}
+            }
+        }
+        store.data_mut().end_call();
+        self.created.fetch_add(1, Ordering::Relaxed);
+        Ok(Instance {
+            store,
+            guest_call,
+            generation: generation.id,
+        })
+    }
+
+    fn refuel(&self, store: &mut Store<HostState<H>>) -> Result<(), RuntimeError> {
+        if self.runtime.config.fuel_metering {
+            store
+                .set_fuel(self.limits.fuel.unwrap_or(u64::MAX))
+                .map_err(|e| RuntimeError::Config(format!("cannot set fuel: {e:#}")))?;
+        }
+        Ok(())
+    }
+
+    /// Runs one waPC conversation on `instance`. On error, also says whether
+    /// the instance may be reused (only after a clean guest-reported error).
+    async fn invoke(
+        &self,
+        instance: &mut Instance<H>,
+        op: &str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, (RuntimeError, bool)> {
+        let store = &mut instance.store;
+        store.data_mut().begin_call(op, payload);
+        store.data_mut().limiter.denied = false;
+        store.set_epoch_deadline(self.deadline_ticks);
+        self.refuel(store).map_err(|e| (e, true))?;
+        // Both lengths are bounded by `max_payload`, which is below i32::MAX.
+        let lengths = (
+            i32::try_from(op.len()).unwrap_or(i32::MAX),
+            i32::try_from(payload.len()).unwrap_or(i32::MAX),
+        );
+        // Without async host functions the store needs no fiber: a plain
+        // call is markedly cheaper (see `HostCallHandler::BLOCKING`).
+        let result = if H::BLOCKING {
+            instance.guest_call.call(&mut *store, lengths)
+        } else {
+            instance.guest_call.call_async(&mut *store, lengths).await
+        };
+        let state = store.data_mut();
+        let outcome = match result {
+            Err(e) => Err((self.classify(&e, state), false)),
+            Ok(code) => {
+                if let Some(fault) = state.fault.take() {
+                    Err((self.fault_error(fault), false))
+                } else if code == 0 {
+                    let message = state
+                        .guest_error
+                        .take()
+                        .unwrap_or_else(|| "No error message set for call failure".to_owned());
+                    Err((self.guest_error(message), true))
+                } else if let Some(response) = state.guest_response.take() {
+                    Ok(response)
+                } else {
+                    let message = state.guest_error.take().unwrap_or_else(|| {
+                        "No error message OR response set for call success".to_owned()
+                    });
+                    Err((self.guest_error(message), true))
+                }
+            }
+        };
+        state.end_call();
+        outcome
+    }
+
+    fn guest_error(&self, message: String) -> RuntimeError {
+        RuntimeError::GuestError {
+            actor: self.ident.key.clone(),
+            message,
+        }
+    }
+
+    fn fault_error(&self, fault: Fault) -> RuntimeError {
+        match fault {
+            Fault::Protocol(message) => self.guest_error(message),
+            Fault::PayloadTooLarge { what, size } => RuntimeError::PayloadTooLarge {
+                actor: self.ident.key.clone(),
+                what,
+                size,
+                limit: self.limits.max_payload,
+            },
+        }
+    }
+
+    /// Maps an engine error to the limit or trap that caused it.
+    fn classify(&self, error: &wasmtime::Error, state: &mut HostState<H>) -> RuntimeError {
+        let actor = self.ident.key.clone();
+        if state.limiter.denied {
+            return RuntimeError::MemoryLimit {
+                actor,
+                limit: self.limits.max_memory,
+            };
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => {
+                return RuntimeError::Deadline {
+                    actor,
+                    limit: self.limits.deadline,
+                };
+            }
+            Some(Trap::OutOfFuel) => {
+                return RuntimeError::FuelExhausted {
+                    actor,
+                    limit: self.limits.fuel.unwrap_or(u64::MAX),
+                };
+            }
+            _ => {}
+        }
+        if let Some(fault) = state.fault.take() {
+            // The guest trapped after a host-detected violation (e.g. it
+            // aborted on a refused payload): the violation is the cause.
+            return self.fault_error(fault);
+        }
+        RuntimeError::Trap {
+            actor,
+            message: format!("{error:#}"),
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! On-disk cache of compiled modules.
+//!
+//! An entry is `<dir>/<sha256(module)>-<engine fingerprint>.cwasm`: the output
+//! of [`Module::serialize`] followed by the SHA-256 of that output. The
+//! fingerprint hashes wasmtime's precompile-compatibility hash (its version
+//! plus every codegen-relevant `Config` setting) and this crate's version, so
+//! an engine never sees an artifact compiled for another configuration.
+//!
+//! This is the only module of the crate that uses `unsafe`:
+//! [`Module::deserialize`] trusts its input to be machine code wasmtime
+//! produced. The trailing checksum guarantees that the bytes are exactly the
+//! ones this process family wrote (a torn or corrupted file is detected and
+//! recompiled); the cache directory itself must be writable only by the host,
+//! like its binaries.
+
+#![expect(
+    unsafe_code,
+    reason = "loading compiled modules from the cache needs Module::deserialize"
+)]
+
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha2::{Digest, Sha256};
+use wasmtime::{Engine, Module};
+
+/// How a module was obtained when an actor was loaded or swapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CacheOutcome {
+    /// The runtime has no cache directory; the module was compiled.
+    Disabled,
+    /// The compiled module was loaded from the cache; no compilation.
+    Hit,
+    /// No entry existed; the module was compiled and the entry written.
+    Miss,
+    /// An entry existed but was unusable (corrupt, truncated, incompatible);
+    /// it was ignored, the module compiled and the entry rewritten.
+    Rewritten,
+}
+
+/// Hex SHA-256 of the module bytes: the cache key and a stable module id.
+pub(crate) fn module_hash(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
+/// Feeds `Hash` output into SHA-256 so the fingerprint is stable across runs
+/// (std's `DefaultHasher` makes no such promise).
+struct ShaHasher(Sha256);
+
+impl Hasher for ShaHasher {
+    fn finish(&self) -> u64 {
+        // Only `write` matters: the digest is taken from the inner state.
+        0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+/// Fingerprint of everything besides the module bytes that the compiled code
+/// depends on.
+pub(crate) fn engine_fingerprint(engine: &Engine) -> String {
+    let mut hasher = ShaHasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    hasher.0.update(env!("CARGO_PKG_VERSION").as_bytes());
+    let digest = hasher.0.finalize();
+    hex(&digest[..8])
+}
+
+/// The compiled-module cache of one engine.
+#[derive(Debug)]
+pub(crate) struct ModuleCache {
+    dir: Option<PathBuf>,
+    fingerprint: String,
+}
+
+impl ModuleCache {
+    pub(crate) fn new(dir: Option<PathBuf>, engine: &Engine) -> Result<Self, String> {
+        if let Some(dir) = &dir {
+            fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create cache directory {}: {e}", dir.display()))?;
+        }
+        Ok(Self {
+            dir,
+            fingerprint: engine_fingerprint(engine),
+        })
+    }
+
+    fn entry_path(&self, dir: &Path, hash: &str) -> PathBuf {
+        dir.join(format!("{hash}-{}.cwasm", self.fingerprint))
+    }
+
+    /// Path of the cache entry for a module hash, if the cache is enabled.
+    pub(crate) fn path_for(&self, hash: &str) -> Option<PathBuf> {
+        self.dir.as_deref().map(|dir| self.entry_path(dir, hash))
+    }
+
+    /// Loads the compiled module for `bytes` from the cache, or compiles it
+    /// (and writes the entry). Compilation errors are returned as text.
+    pub(crate) fn load_or_compile(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        hash: &str,
+    ) -> Result<(Module, CacheOutcome), String> {
+        let Some(path) = self.path_for(hash) else {
+            return compile(engine, bytes).map(|m| (m, CacheOutcome::Disabled));
+        };
+        let outcome = match fs::read(&path) {
+            Ok(entry) => match load_entry(engine, &entry) {
+                Some(module) => return Ok((module, CacheOutcome::Hit)),
+                None => {
+                    tracing::warn!(path = %path.display(), "ignoring unusable compiled-module cache entry");
+                    CacheOutcome::Rewritten
+                }
+            },
+            Err(_) => CacheOutcome::Miss,
+        };
+        let module = compile(engine, bytes)?;
+        // A failed write only costs the next start a compilation.
+        if let Err(e) = write_entry(&path, &module) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write compiled-module cache entry");
+        }
+        Ok((module, outcome))
+    }
+}
+
+fn compile(engine: &Engine, bytes: &[u8]) -> Result<Module, String> {
+    Module::new(engine, bytes).map_err(|e| format!("{e:#}"))
+}
+
+const CHECKSUM_LEN: usize = 32;
+
+fn load_entry(engine: &Engine, entry: &[u8]) -> Option<Module> {
+    let split = entry.len().checked_sub(CHECKSUM_LEN)?;
+    let (artifact, checksum) = entry.split_at(split);
+    if Sha256::digest(artifact).as_slice() != checksum {
+        return None;
+    }
+    // SAFETY: `artifact` is byte-for-byte what `Module::serialize` produced in
+    // `write_entry` for an engine with the same fingerprint (the checksum
+    // above rules out torn writes and corruption), which is the contract of
+    // `Module::deserialize`. wasmtime additionally checks its own header and
+    // rejects artifacts from other versions or configurations.
+    unsafe { Module::deserialize(engine, artifact) }.ok()
+}
+
+fn write_entry(path: &Path, module: &Module) -> Result<(), String> {
+    let artifact = module.serialize().map_err(|e| format!("{e:#}"))?;
+    let checksum = Sha256::digest(&artifact);
+    let dir = path.parent().ok_or("cache path has no parent")?;
+    // Write to a unique temporary file and rename, so concurrent writers and
+    // readers only ever see complete entries.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let tmp = dir.join(format!(
+        ".{}.{}-{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("entry"),
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = fs::File::create(&tmp).and_then(|mut file| {
+        file.write_all(&artifact)?;
+        file.write_all(&checksum)
+    });
+    let result = written.and_then(|()| fs::rename(&tmp, path));
+    if result.is_err() {
+        // Best effort: a leftover temporary file is harmless but untidy.
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_is_lowercase_and_complete() {
+        assert_eq!(hex(&[0x00, 0xab, 0x7f]), "00ab7f");
+        assert_eq!(module_hash(b"").len(), 64);
+    }
+
+    #[test]
+    fn truncated_or_tampered_entries_are_rejected() {
+        let engine = Engine::default();
+        assert!(load_entry(&engine, b"short").is_none());
+        let mut entry = vec![0u8; 64];
+        let digest = Sha256::digest(&entry[..32]);
+        entry[32..].copy_from_slice(&digest);
+        // Checksum matches but the artifact is not a wasmtime artifact.
+        assert!(load_entry(&engine, &entry).is_none());
+        entry[0] = 1;
+        assert!(load_entry(&engine, &entry).is_none());
+    }
+}

@@ -1,0 +1,229 @@
+//! The one error type of the runtime.
+
+use std::time::Duration;
+
+use crate::ActorKey;
+
+/// Everything that can go wrong while loading or calling an actor.
+///
+/// Callers branch on the variant (or on [`RuntimeError::kind`]); the
+/// `Display` text is meant for operators and may change between releases.
+///
+/// An instance that trapped, hit a limit or broke the waPC protocol is
+/// dropped, never reused, and replaced by a fresh one on demand: the actor
+/// itself stays usable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// The actor key is not a 56-character `M…` module public key.
+    #[error(
+        "{key:?} is not an actor key: expected the 56-character module public key \
+         starting with 'M' (base32, A-Z and 2-7)"
+    )]
+    InvalidActorKey {
+        /// The rejected text.
+        key: String,
+    },
+
+    /// The bytes are not a valid wasm module, or it does not export what waPC needs.
+    #[error("cannot load actor {actor}: {message}")]
+    Load {
+        /// The actor being loaded.
+        actor: ActorKey,
+        /// What is wrong with the module.
+        message: String,
+    },
+
+    /// The module imports something outside the waPC host contract.
+    #[error(
+        "actor {actor} imports \"{module}\".\"{name}\"{detail}, which is not part of the waPC \
+         host contract; actors can only reach the world through capabilities"
+    )]
+    UnknownImport {
+        /// The actor being loaded.
+        actor: ActorKey,
+        /// Import module name (e.g. `wasi_snapshot_preview1`).
+        module: String,
+        /// Imported item name (e.g. `fd_write`).
+        name: String,
+        /// Extra detail such as a signature mismatch (empty or starts with a space).
+        detail: String,
+    },
+
+    /// The runtime or the limits are misconfigured.
+    #[error("invalid runtime configuration: {0}")]
+    Config(String),
+
+    /// The guest ran past its per-call deadline and was interrupted.
+    #[error(
+        "actor {actor} ran past its {limit:?} deadline and was stopped; raise \
+         `Limits::deadline` if the work is legitimate, otherwise fix the guest"
+    )]
+    Deadline {
+        /// The actor.
+        actor: ActorKey,
+        /// The configured deadline.
+        limit: Duration,
+    },
+
+    /// The guest tried to grow its linear memory past its limit.
+    #[error(
+        "actor {actor} tried to grow its memory past its {limit} byte limit; raise \
+         `Limits::max_memory` or reduce the guest's memory use"
+    )]
+    MemoryLimit {
+        /// The actor.
+        actor: ActorKey,
+        /// The configured limit in bytes.
+        limit: usize,
+    },
+
+    /// The guest consumed all the fuel it was given for one call.
+    #[error(
+        "actor {actor} used up its fuel budget of {limit} units; raise `Limits::fuel` \
+         or make the guest do less per call"
+    )]
+    FuelExhausted {
+        /// The actor.
+        actor: ActorKey,
+        /// The configured fuel budget.
+        limit: u64,
+    },
+
+    /// A request, response or host-call payload exceeded `Limits::max_payload`.
+    #[error(
+        "actor {actor}: {what} of {size} bytes exceeds the {limit} byte payload limit; \
+         raise `Limits::max_payload` or send smaller messages"
+    )]
+    PayloadTooLarge {
+        /// The actor.
+        actor: ActorKey,
+        /// Which payload (request, guest response, host call payload, ...).
+        what: &'static str,
+        /// Its size in bytes.
+        size: usize,
+        /// The configured limit in bytes.
+        limit: usize,
+    },
+
+    /// The guest trapped (panic, `unreachable`, stack overflow, ...).
+    #[error("actor {actor} trapped: {message}")]
+    Trap {
+        /// The actor.
+        actor: ActorKey,
+        /// The trap and its wasm backtrace, as reported by the engine.
+        message: String,
+    },
+
+    /// The guest reported an error (`__guest_error`), broke the waPC protocol,
+    /// or passed the host invalid pointers or strings.
+    #[error("actor {actor} returned an error: {message}")]
+    GuestError {
+        /// The actor.
+        actor: ActorKey,
+        /// The guest's message, or the host's description of the protocol violation.
+        message: String,
+    },
+
+    /// No instance became free within `Limits::queue_timeout`.
+    #[error(
+        "actor {actor}: all {max_instances} instances stayed busy for {waited:?}; raise \
+         `Limits::max_instances` or `Limits::queue_timeout`, or reduce the load"
+    )]
+    QueueTimeout {
+        /// The actor.
+        actor: ActorKey,
+        /// The configured maximum number of instances.
+        max_instances: usize,
+        /// How long the call waited.
+        waited: Duration,
+    },
+
+    /// `replace_module` was given a different actor key than the running actor's.
+    #[error(
+        "cannot replace the module of actor {expected} with one for {got}: hot swap \
+         keeps the actor identity; load the other actor separately"
+    )]
+    KeyMismatch {
+        /// The running actor's key.
+        expected: ActorKey,
+        /// The key given to `replace_module`.
+        got: ActorKey,
+    },
+
+    /// Creating an instance failed for a reason other than a guest fault
+    /// (for example the pooling allocator has no free slot).
+    #[error("cannot create an instance of actor {actor}: {message}")]
+    Instantiate {
+        /// The actor.
+        actor: ActorKey,
+        /// The engine's explanation.
+        message: String,
+    },
+}
+
+/// The variant of a [`RuntimeError`], without its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// See [`RuntimeError::InvalidActorKey`].
+    InvalidActorKey,
+    /// See [`RuntimeError::Load`].
+    Load,
+    /// See [`RuntimeError::UnknownImport`].
+    UnknownImport,
+    /// See [`RuntimeError::Config`].
+    Config,
+    /// See [`RuntimeError::Deadline`].
+    Deadline,
+    /// See [`RuntimeError::MemoryLimit`].
+    MemoryLimit,
+    /// See [`RuntimeError::FuelExhausted`].
+    FuelExhausted,
+    /// See [`RuntimeError::PayloadTooLarge`].
+    PayloadTooLarge,
+    /// See [`RuntimeError::Trap`].
+    Trap,
+    /// See [`RuntimeError::GuestError`].
+    GuestError,
+    /// See [`RuntimeError::QueueTimeout`].
+    QueueTimeout,
+    /// See [`RuntimeError::KeyMismatch`].
+    KeyMismatch,
+    /// See [`RuntimeError::Instantiate`].
+    Instantiate,
+}
+
+impl RuntimeError {
+    /// The variant, for callers that only need to branch.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::InvalidActorKey { .. } => ErrorKind::InvalidActorKey,
+            Self::Load { .. } => ErrorKind::Load,
+            Self::UnknownImport { .. } => ErrorKind::UnknownImport,
+            Self::Config(_) => ErrorKind::Config,
+            Self::Deadline { .. } => ErrorKind::Deadline,
+            Self::MemoryLimit { .. } => ErrorKind::MemoryLimit,
+            Self::FuelExhausted { .. } => ErrorKind::FuelExhausted,
+            Self::PayloadTooLarge { .. } => ErrorKind::PayloadTooLarge,
+            Self::Trap { .. } => ErrorKind::Trap,
+            Self::GuestError { .. } => ErrorKind::GuestError,
+            Self::QueueTimeout { .. } => ErrorKind::QueueTimeout,
+            Self::KeyMismatch { .. } => ErrorKind::KeyMismatch,
+            Self::Instantiate { .. } => ErrorKind::Instantiate,
+        }
+    }
+
+    /// Whether this error stopped the guest in the middle of a call (a trap or
+    /// an exceeded limit). The instance that served the call was dropped and
+    /// later calls get a fresh one: the actor stays usable.
+    pub fn broke_instance(&self) -> bool {
+        matches!(
+            self.kind(),
+            ErrorKind::Deadline
+                | ErrorKind::MemoryLimit
+                | ErrorKind::FuelExhausted
+                | ErrorKind::Trap
+        )
+    }
+}

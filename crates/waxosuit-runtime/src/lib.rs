@@ -1,0 +1,297 @@
+//! Sandboxed [waPC] runtime for Waxosuit actors, on wasmtime.
+//!
+//! # Guided tour
+//!
+//! * A [`Runtime`] owns one wasmtime engine, a background thread that
+//!   advances the engine epoch (that is how deadlines are enforced), the
+//!   instance allocator (pooling when the host allows it) and the on-disk
+//!   cache of compiled modules.
+//! * [`Runtime::load`] turns module bytes into an [`Actor`]: a pool of ready
+//!   instances of the module, all serving the same [`ActorKey`].
+//! * [`Actor::call`] performs one waPC call (host → guest). While handling
+//!   it the guest may call the host (`__host_call`); every such call goes to
+//!   the single [`HostCallHandler`] the embedder supplied, as a [`HostCall`]
+//!   (binding, namespace, operation, payload). The runtime knows nothing of
+//!   capabilities: routing and authorisation are the handler's job.
+//! * [`Actor::replace_module`] hot-swaps the module without failing calls.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use waxosuit_runtime::{ActorKey, HostCall, HostCallHandler, Limits, Runtime, RuntimeConfig};
+//!
+//! /// Answers every host call with the payload reversed.
+//! struct Reverse;
+//!
+//! impl HostCallHandler for Reverse {
+//!     async fn host_call(&self, _actor: &ActorKey, call: HostCall) -> Result<Vec<u8>, String> {
+//!         Ok(call.payload.iter().rev().copied().collect())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A minimal waPC guest: `__guest_call` echoes its request payload.
+//! let module = wat::parse_str(r#"(module
+//!   (import "wapc" "__guest_request" (func $req (param i32 i32)))
+//!   (import "wapc" "__guest_response" (func $resp (param i32 i32)))
+//!   (memory (export "memory") 1)
+//!   (func (export "__guest_call") (param $op_len i32) (param $len i32) (result i32)
+//!     (call $req (i32.const 0) (i32.const 1024))
+//!     (call $resp (i32.const 1024) (local.get $len))
+//!     (i32.const 1)))"#)?;
+//!
+//! let runtime = Runtime::new(RuntimeConfig::default())?;
+//! let key = ActorKey::new("MB2ZQB6ROOMAYBO4ZCTFYWN7YIVBWA3MTKZYAQKJMTIHE2ELLRW2E3ZW")?;
+//! let actor = runtime
+//!     .load(key, &module, Limits::default(), Arc::new(Reverse))
+//!     .await?;
+//! assert_eq!(actor.call("echo", b"hello").await?, b"hello");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Trust model
+//!
+//! The runtime is claims-agnostic: it does **not** verify signatures, claims
+//! or the module hash against a JWT. Callers (the `waxosuit-claims` crate and
+//! the host) verify the module first and then pass its bytes together with
+//! the actor's identity, its 56-character `M…` module public key.
+//!
+//! The sandbox itself is enforced here: a module may import only the `wapc`
+//! host functions below (no WASI, nothing else), with the right signatures,
+//! or loading fails with [`RuntimeError::UnknownImport`]. Every pointer the
+//! guest hands over is bounds-checked, and strings are validated as UTF-8;
+//! violations fail the call with [`RuntimeError::GuestError`] and never
+//! panic the host.
+//!
+//! # The waPC contract
+//!
+//! Imports (module `wapc`, all `i32`): `__host_call` (8 arguments
+//! `bd_ptr, bd_len, ns_ptr, ns_len, op_ptr, op_len, ptr, len`, returning 1
+//! or 0), `__host_response(ptr)`, `__host_response_len()`,
+//! `__host_error(ptr)`, `__host_error_len()`, `__guest_request(op_ptr, ptr)`,
+//! `__guest_response(ptr, len)`, `__guest_error(ptr, len)`,
+//! `__console_log(ptr, len)`. Exports: `__guest_call(op_len, msg_len) -> i32`
+//! and `memory`; `_start` and then `wapc_init` run once per instance if
+//! exported. Older guests are accepted too: the 6-argument `__host_call`
+//! (`ns, op, payload`; binding `"default"`) and the 4-argument one whose
+//! operation is `"capid!Operation"` (namespace = `capid`).
+//!
+//! Result of a call: when `__guest_call` returns 0 the call fails with the
+//! guest's `__guest_error` message (or "No error message set for call
+//! failure"); otherwise it returns the `__guest_response` bytes, or fails
+//! with the guest error, or "No error message OR response set for call
+//! success".
+//!
+//! # Limits, failures and concurrency
+//!
+//! [`Limits`] bound each actor: linear memory, a per-call wall-clock
+//! deadline, optional fuel, payload sizes, and the number of instances.
+//! Exceeding one yields a typed [`RuntimeError`]; the instance is dropped and
+//! replaced on demand, and the actor (and process) carry on. Instances are
+//! single-threaded and pooled: up to `max_instances` calls of one actor run
+//! concurrently, further calls queue for up to `queue_timeout`.
+//!
+//! Calls use wasmtime's async API, so a [`HostCallHandler`] may await I/O
+//! without blocking a Tokio worker: the guest is suspended on its own fiber
+//! stack meanwhile. Handlers that never wait can set
+//! [`HostCallHandler::BLOCKING`] to skip the fiber and make calls cheaper;
+//! the code path is otherwise the same. The runtime must be used from within
+//! a Tokio runtime (compilation runs on the blocking pool, queueing uses
+//! Tokio timers).
+//!
+//! # Performance
+//!
+//! Instances are created from a pre-linked `InstancePre` with copy-on-write
+//! memory images, from the pooling allocator when its virtual-memory
+//! reservation succeeds (see [`Runtime::allocator`]). Compiled modules are
+//! cached on disk ([`RuntimeConfig::cache_dir`]) keyed by the module's
+//! SHA-256 and the engine's configuration fingerprint, so a restart skips
+//! compilation ([`CacheOutcome`]).
+//!
+//! # Cargo features
+//!
+//! None: the crate has a single configuration.
+//!
+//! [waPC]: https://wapc.io
+
+#![deny(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
+
+mod abi;
+mod actor;
+mod cache;
+mod config;
+mod error;
+mod runtime;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+pub use actor::{Actor, ActorStats};
+pub use cache::CacheOutcome;
+pub use config::{Limits, PoolingConfig, RuntimeConfig};
+pub use error::{ErrorKind, RuntimeError};
+pub use runtime::{AllocatorKind, Runtime};
+
+/// An actor's identity: its 56-character module public key (`M…`, nkeys
+/// base32 encoding).
+///
+/// Only the shape is checked here; the key's signature over the module is
+/// verified by the caller before loading.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ActorKey(Arc<str>);
+
+impl ActorKey {
+    /// Length of an nkeys public key.
+    pub const LEN: usize = 56;
+
+    /// Checks the shape of `key` (56 characters, `M` prefix, base32
+    /// alphabet) and wraps it.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::InvalidActorKey`] if the shape is wrong.
+    pub fn new(key: impl Into<String>) -> Result<Self, RuntimeError> {
+        let key = key.into();
+        let valid = key.len() == Self::LEN
+            && key.starts_with('M')
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b));
+        if valid {
+            Ok(Self(key.into()))
+        } else {
+            Err(RuntimeError::InvalidActorKey { key })
+        }
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ActorKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ActorKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ActorKey({})", self.0)
+    }
+}
+
+impl std::str::FromStr for ActorKey {
+    type Err = RuntimeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+/// One guest → host call (`__host_call`), already decoded and validated.
+///
+/// Names are shared strings because guests reuse a handful of routes: each
+/// instance hands out the same allocation for a repeated name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HostCall {
+    /// Named binding; `"default"` for guests on the older ABIs.
+    pub binding: Arc<str>,
+    /// Namespace: a capability id (e.g. `wascc:keyvalue`) or an actor key,
+    /// by the embedder's convention.
+    pub namespace: Arc<str>,
+    /// Operation name.
+    pub operation: Arc<str>,
+    /// Opaque payload.
+    pub payload: Vec<u8>,
+}
+
+impl HostCall {
+    /// Builds a call, e.g. to exercise a [`HostCallHandler`] in tests.
+    pub fn new(
+        binding: impl Into<Arc<str>>,
+        namespace: impl Into<Arc<str>>,
+        operation: impl Into<Arc<str>>,
+        payload: impl Into<Vec<u8>>,
+    ) -> Self {
+        Self {
+            binding: binding.into(),
+            namespace: namespace.into(),
+            operation: operation.into(),
+            payload: payload.into(),
+        }
+    }
+}
+
+/// The embedder's side of `__host_call`.
+///
+/// `Ok` bytes become the guest's host response (`__host_call` returns 1);
+/// an `Err` message becomes the guest's host error (it returns 0). The
+/// future may await I/O: the guest is suspended meanwhile without blocking a
+/// thread. Responses are subject to [`Limits::max_payload`].
+pub trait HostCallHandler: Send + Sync + 'static {
+    /// Declares that [`host_call`](Self::host_call) completes without waiting
+    /// on I/O or timers (in-memory capabilities, test doubles, routers that
+    /// answer from local state).
+    ///
+    /// The runtime then runs this handler's actors without the fiber stack
+    /// that suspending a guest requires, which makes every call cheaper
+    /// (see `docs/runtime-benchmarks.md`): the handler's future is polled in
+    /// place and, should it be pending after all, driven to completion by
+    /// parking the calling thread until it is woken. That blocks a Tokio
+    /// worker, so handlers doing network I/O must keep the default `false`.
+    /// Guests of blocking handlers run on the calling thread's stack, which
+    /// must leave room for the 512 KiB wasm stack limit (Tokio workers and
+    /// the main thread do).
+    const BLOCKING: bool = false;
+
+    /// Handles one host call made by `actor`.
+    fn host_call(
+        &self,
+        actor: &ActorKey,
+        call: HostCall,
+    ) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_call_new_fills_every_field() {
+        let call = HostCall::new("default", "wascc:keyvalue", "Get", b"k".as_slice());
+        assert_eq!(
+            (
+                &*call.binding,
+                &*call.namespace,
+                &*call.operation,
+                call.payload.as_slice()
+            ),
+            ("default", "wascc:keyvalue", "Get", b"k".as_slice())
+        );
+    }
+
+    #[test]
+    fn actor_key_shape_is_checked() {
+        let good = "MB2ZQB6ROOMAYBO4ZCTFYWN7YIVBWA3MTKZYAQKJMTIHE2ELLRW2E3ZW";
+        assert_eq!(
+            ActorKey::new(good).map(|k| k.to_string()).ok().as_deref(),
+            Some(good)
+        );
+        for bad in [
+            "",
+            &good[1..],
+            "NB2ZQB6ROOMAYBO4ZCTFYWN7YIVBWA3MTKZYAQKJMTIHE2ELLRW2E3ZW",
+            "Mb2ZQB6ROOMAYBO4ZCTFYWN7YIVBWA3MTKZYAQKJMTIHE2ELLRW2E3ZW",
+            "M12ZQB6ROOMAYBO4ZCTFYWN7YIVBWA3MTKZYAQKJMTIHE2ELLRW2E3ZW",
+        ] {
+            let err = ActorKey::new(bad).err().map(|e| e.kind());
+            assert_eq!(err, Some(ErrorKind::InvalidActorKey), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Integration tests of `waxosuit-runtime`, one binary split by topic.
+
+mod blocking;
+mod cache;
+mod common;
+mod concurrency;
+mod echo;
+mod failures;
+mod host_calls;
+mod hot_swap;
+mod pooling;
+mod sandbox;
