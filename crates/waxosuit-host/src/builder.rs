@@ -97,7 +97,7 @@ impl HostBuilder {
             None => Runtime::new(RuntimeConfig::default()).map_err(|error| HostError::Runtime {
                 actor: String::new(),
                 name: "(runtime)".to_string(),
-                error,
+                error: Box::new(error),
             })?,
         };
         Ok(Host {

@@ -15,7 +15,7 @@ pub enum HostError {
         /// Where the module came from (a path, or "update of <key>").
         origin: String,
         /// Why (its text is part of this error's message).
-        error: ClaimsError,
+        error: Box<ClaimsError>,
     },
     /// The runtime could not load or run the actor.
     #[error("actor `{name}`: {error}")]
@@ -25,7 +25,7 @@ pub enum HostError {
         /// Actor name.
         name: String,
         /// The runtime's error (its text is part of this error's message).
-        error: RuntimeError,
+        error: Box<RuntimeError>,
     },
     /// An actor with this key already runs here.
     #[error(

@@ -160,7 +160,7 @@ impl Host {
             .verify_actor(module)
             .map_err(|error| HostError::Claims {
                 origin: origin.to_string(),
-                error,
+                error: Box::new(error),
             })?;
         let key_text = claims.public_key().to_string();
         let name = claims.name().to_string();
@@ -179,7 +179,7 @@ impl Host {
         let runtime_err = |error: RuntimeError| HostError::Runtime {
             actor: key_text.clone(),
             name: name.clone(),
-            error,
+            error: Box::new(error),
         };
         let key = ActorKey::new(key_text.clone()).map_err(runtime_err)?;
         let router = Arc::new(Router::new(Arc::downgrade(&self.inner)));
@@ -226,7 +226,7 @@ impl Host {
             .verify_actor(module)
             .map_err(|error| HostError::Claims {
                 origin: "update".to_string(),
-                error,
+                error: Box::new(error),
             })?;
         let key_text = claims.public_key().to_string();
         let entry = self.entry(&key_text)?;
@@ -249,7 +249,7 @@ impl Host {
                 error => HostError::Runtime {
                     actor: key_text.clone(),
                     name: claims.name().to_string(),
-                    error,
+                    error: Box::new(error),
                 },
             })?;
         for route in read(&entry.bindings).keys() {

@@ -159,7 +159,7 @@ impl HostInner {
                     error => HostError::Runtime {
                         actor: claims.public_key().to_string(),
                         name: claims.name().to_string(),
-                        error,
+                        error: Box::new(error),
                     },
                 }
             })

@@ -108,7 +108,7 @@ impl CapabilityProvider for TestProvider {
     }
 
     async fn bind_actor(&self, request: BindRequest) -> Result<(), ProviderError> {
-        if request.values.get("FAIL").is_some() {
+        if request.values.contains_key("FAIL") {
             return Err(ProviderError::Config {
                 capid: self.id.into(),
                 actor: request.actor,
