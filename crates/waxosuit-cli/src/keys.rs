@@ -19,7 +19,7 @@ pub enum KeysCommand {
 pub struct GenArgs {
     /// account, module, server, operator, service, user or cluster.
     kind: KeyKind,
-    /// Write the seed to DIR/<NAME>.nk (mode 0600) instead of printing it.
+    /// Write the seed to `DIR/NAME.nk` (mode 0600) instead of printing it.
     #[arg(long, value_name = "DIR")]
     output: Option<PathBuf>,
     /// File name (without .nk) for --output; defaults to the kind.

@@ -12,7 +12,7 @@ pub enum HostError {
     /// The module's signature was refused.
     #[error("actor module {origin} was refused: {error}")]
     Claims {
-        /// Where the module came from (a path, or "update of <key>").
+        /// Where the module came from (a path, or "update").
         origin: String,
         /// Why (its text is part of this error's message).
         error: Box<ClaimsError>,
