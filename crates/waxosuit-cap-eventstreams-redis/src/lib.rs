@@ -476,22 +476,6 @@ fn map_error(safe_url: &str, error: &RedisError) -> ProviderError {
     }
 }
 
-/// The URL without user name, password or query, for messages and logs.
-fn redact_url(url: &str) -> String {
-    let without_query = url.split(['?', '#']).next().unwrap_or_default();
-    let Some((scheme, rest)) = without_query.split_once("://") else {
-        return "<unparsable URL>".to_string();
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((_, host)) => format!("{scheme}://***@{host}{path}"),
-        None => format!("{scheme}://{authority}{path}"),
-    }
-}
-
 /// Stops a delivery task and waits for it; a task stuck past the bound is
 /// aborted.
 async fn stop(subscription: Subscription) {
@@ -555,7 +539,7 @@ impl CapabilityProvider for RedisEventStreams {
             .values
             .get(CONFIG_URL)
             .map_or(DEFAULT_URL, String::as_str);
-        let safe_url = redact_url(url);
+        let safe_url = waxosuit_provider::redact_url(url);
         let config_error = |key: &str, reason: String| ProviderError::Config {
             capid: CAPABILITY_ID.to_string(),
             actor: request.actor.clone(),
@@ -733,22 +717,6 @@ impl CapabilityProvider for RedisEventStreams {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redaction_removes_credentials_and_queries() {
-        assert_eq!(
-            redact_url("redis://user:s3cret@db.example:6380/2"),
-            "redis://***@db.example:6380/2"
-        );
-        assert_eq!(
-            redact_url("redis+unix:///run/redis.sock?pass=s3cret"),
-            "redis+unix:///run/redis.sock"
-        );
-        assert_eq!(
-            redact_url("redis://127.0.0.1:6379/"),
-            "redis://127.0.0.1:6379/"
-        );
-    }
 
     #[test]
     fn non_string_field_values_are_still_delivered() {

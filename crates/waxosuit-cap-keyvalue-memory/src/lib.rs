@@ -253,36 +253,7 @@ impl CapabilityProvider for MemoryKeyValue {
                  counters, lists and sets with expiry, isolated per actor binding and lost \
                  when the host stops.",
             )
-            .with_operation(OP_GET, to_provider, "Reads a string value")
-            .with_operation(
-                OP_SET,
-                to_provider,
-                "Writes a string value, with an optional expiry in seconds",
-            )
-            .with_operation(OP_ADD, to_provider, "Atomically adds to an integer value")
-            .with_operation(OP_DEL, to_provider, "Deletes a key of any type")
-            .with_operation(OP_CLEAR, to_provider, "Deletes a list")
-            .with_operation(
-                OP_RANGE,
-                to_provider,
-                "Reads a range of a list, stop inclusive",
-            )
-            .with_operation(
-                OP_PUSH,
-                to_provider,
-                "Pushes an item onto the head of a list",
-            )
-            .with_operation(
-                OP_LIST_DEL,
-                to_provider,
-                "Deletes every occurrence of an item from a list",
-            )
-            .with_operation(OP_SET_ADD, to_provider, "Adds a member to a set")
-            .with_operation(OP_SET_REMOVE, to_provider, "Removes a member from a set")
-            .with_operation(OP_SET_UNION, to_provider, "Unites sets")
-            .with_operation(OP_SET_INTERSECT, to_provider, "Intersects sets")
-            .with_operation(OP_SET_QUERY, to_provider, "Lists the members of a set")
-            .with_operation(OP_KEY_EXISTS, to_provider, "Tells whether a key exists")
+            .with_operations(to_provider, &waxosuit_codec::keyvalue::OPERATIONS)
             .build()
     }
 

@@ -522,23 +522,6 @@ fn map_error(safe_url: &str, what: &str, error: &RedisError) -> ProviderError {
     }
 }
 
-/// The URL without user name, password or query (which may carry a
-/// password), for messages and logs.
-fn redact_url(url: &str) -> String {
-    let without_query = url.split(['?', '#']).next().unwrap_or_default();
-    let Some((scheme, rest)) = without_query.split_once("://") else {
-        return "<unparsable URL>".to_string();
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((_, host)) => format!("{scheme}://***@{host}{path}"),
-        None => format!("{scheme}://{authority}{path}"),
-    }
-}
-
 #[async_trait]
 impl CapabilityProvider for RedisKeyValue {
     fn descriptor(&self) -> CapabilityDescriptor {
@@ -552,36 +535,7 @@ impl CapabilityProvider for RedisKeyValue {
                 "Key-value store on a Redis server: strings, counters, lists and sets with \
                  expiry, namespaced per actor binding.",
             )
-            .with_operation(OP_GET, to_provider, "Reads a string value")
-            .with_operation(
-                OP_SET,
-                to_provider,
-                "Writes a string value, with an optional expiry in seconds",
-            )
-            .with_operation(OP_ADD, to_provider, "Atomically adds to an integer value")
-            .with_operation(OP_DEL, to_provider, "Deletes a key of any type")
-            .with_operation(OP_CLEAR, to_provider, "Deletes a list")
-            .with_operation(
-                OP_RANGE,
-                to_provider,
-                "Reads a range of a list, stop inclusive",
-            )
-            .with_operation(
-                OP_PUSH,
-                to_provider,
-                "Pushes an item onto the head of a list",
-            )
-            .with_operation(
-                OP_LIST_DEL,
-                to_provider,
-                "Deletes every occurrence of an item from a list",
-            )
-            .with_operation(OP_SET_ADD, to_provider, "Adds a member to a set")
-            .with_operation(OP_SET_REMOVE, to_provider, "Removes a member from a set")
-            .with_operation(OP_SET_UNION, to_provider, "Unites sets")
-            .with_operation(OP_SET_INTERSECT, to_provider, "Intersects sets")
-            .with_operation(OP_SET_QUERY, to_provider, "Lists the members of a set")
-            .with_operation(OP_KEY_EXISTS, to_provider, "Tells whether a key exists")
+            .with_operations(to_provider, &waxosuit_codec::keyvalue::OPERATIONS)
             .build()
     }
 
@@ -593,7 +547,7 @@ impl CapabilityProvider for RedisKeyValue {
             .get(CONFIG_URL)
             .map_or(DEFAULT_URL, String::as_str)
             .to_string();
-        let safe_url = redact_url(&url);
+        let safe_url = waxosuit_provider::redact_url(&url);
         let config_error = |reason: String| ProviderError::Config {
             capid: CAPABILITY_ID.to_string(),
             actor: request.actor.clone(),
@@ -678,7 +632,7 @@ impl CapabilityProvider for RedisKeyValue {
             state
                 .connections
                 .iter()
-                .map(|(url, conn)| (redact_url(url), conn.clone()))
+                .map(|(url, conn)| (waxosuit_provider::redact_url(url), conn.clone()))
                 .collect()
         };
         let mut failures = Vec::new();
@@ -714,24 +668,6 @@ impl CapabilityProvider for RedisKeyValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redaction_removes_credentials_and_queries() {
-        assert_eq!(
-            redact_url("redis://user:s3cret@db.example:6380/2"),
-            "redis://***@db.example:6380/2"
-        );
-        assert_eq!(redact_url("redis://:p@ss@host/"), "redis://***@host/");
-        assert_eq!(
-            redact_url("redis+unix:///run/redis.sock?pass=s3cret"),
-            "redis+unix:///run/redis.sock"
-        );
-        assert_eq!(
-            redact_url("redis://127.0.0.1:6379/"),
-            "redis://127.0.0.1:6379/"
-        );
-        assert_eq!(redact_url("nonsense"), "<unparsable URL>");
-    }
 
     #[test]
     fn counts_saturate_instead_of_wrapping() {

@@ -107,6 +107,15 @@ impl CapabilityDescriptorBuilder {
         self
     }
 
+    /// Adds several operations of one direction, e.g. a contract's
+    /// `OPERATIONS` table.
+    pub fn with_operations(mut self, direction: OperationDirection, ops: &[(&str, &str)]) -> Self {
+        for (name, doctext) in ops {
+            self = self.with_operation(*name, direction, *doctext);
+        }
+        self
+    }
+
     /// Returns the finished descriptor.
     #[must_use]
     pub fn build(self) -> CapabilityDescriptor {

@@ -54,6 +54,31 @@ pub const OP_SET_QUERY: &str = "SetQuery";
 /// Whether a key exists.
 pub const OP_KEY_EXISTS: &str = "KeyExists";
 
+/// Every operation of the contract with a one-line description, in the
+/// order providers list them in their descriptors.
+pub const OPERATIONS: [(&str, &str); 14] = [
+    (OP_GET, "Reads a string value"),
+    (
+        OP_SET,
+        "Writes a string value, with an optional expiry in seconds",
+    ),
+    (OP_ADD, "Atomically adds to an integer value"),
+    (OP_DEL, "Deletes a key of any type"),
+    (OP_CLEAR, "Deletes a list"),
+    (OP_RANGE, "Reads a range of a list, stop inclusive"),
+    (OP_PUSH, "Pushes an item onto the head of a list"),
+    (
+        OP_LIST_DEL,
+        "Deletes every occurrence of an item from a list",
+    ),
+    (OP_SET_ADD, "Adds a member to a set"),
+    (OP_SET_REMOVE, "Removes a member from a set"),
+    (OP_SET_UNION, "Unites sets"),
+    (OP_SET_INTERSECT, "Intersects sets"),
+    (OP_SET_QUERY, "Lists the members of a set"),
+    (OP_KEY_EXISTS, "Tells whether a key exists"),
+];
+
 /// Request for [`OP_GET`].
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

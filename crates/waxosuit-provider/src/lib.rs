@@ -240,6 +240,24 @@ impl ProviderError {
     }
 }
 
+/// A backend URL fit for messages and logs: user name, password and query
+/// (which may carry a password, e.g. `?pass=`) removed. Errors that reach
+/// actors and logs must never echo credentials from a binding's `URL`.
+pub fn redact_url(url: &str) -> String {
+    let without_query = url.split(['?', '#']).next().unwrap_or_default();
+    let Some((scheme, rest)) = without_query.split_once("://") else {
+        return "<unparsable URL>".to_string();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}{path}"),
+        None => format!("{scheme}://{authority}{path}"),
+    }
+}
+
 /// Decodes `call`'s payload as `T`, with an error naming capability and operation.
 pub fn decode<T: DeserializeOwned>(capid: &str, call: &ProviderCall) -> Result<T, ProviderError> {
     waxosuit_codec::deserialize(&call.payload).map_err(|e| ProviderError::BadPayload {
@@ -344,6 +362,21 @@ pub trait CapabilityProvider: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redaction_removes_credentials_and_queries() {
+        assert_eq!(
+            redact_url("redis://user:s3cret@db.example:6380/2"),
+            "redis://***@db.example:6380/2"
+        );
+        assert_eq!(redact_url("redis://:p@ss@host/"), "redis://***@host/");
+        assert_eq!(
+            redact_url("redis+unix:///run/redis.sock?pass=s3cret"),
+            "redis+unix:///run/redis.sock"
+        );
+        assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(redact_url("nonsense"), "<unparsable URL>");
+    }
 
     #[test]
     fn require_names_the_missing_key() {
