@@ -2,61 +2,14 @@
 //! the host target and copies each library into `OUT_DIR`, then generates
 //! `plugins.rs` with one `pub const <NAME>: &str` path per library.
 //!
-//! As for the wasm guests, the nested cargo runs with an environment
-//! stripped of everything the outer cargo exported (target dir, flags,
-//! wrappers, jobserver), and with its own target directory
-//! `<target-dir>/plugins` derived from `OUT_DIR`.
+//! The nested cargo (clean environment, own target directory
+//! `<target-dir>/plugins`) is `waxosuit-build-support`'s, as for the guests.
 
-use std::env;
 use std::fmt::Write as _;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
-/// Variables the outer build sets that must not leak into the nested build.
-const STRIPPED_VARS: &[&str] = &[
-    "RUSTC_WORKSPACE_WRAPPER",
-    "RUSTC_WRAPPER",
-    "CARGO_ENCODED_RUSTFLAGS",
-    "RUSTFLAGS",
-    "RUSTDOCFLAGS",
-    "CARGO_TARGET_DIR",
-    "CARGO_MAKEFLAGS",
-    "CARGO_PRIMARY_PACKAGE",
-    "CARGO_MANIFEST_DIR",
-    "CARGO_MANIFEST_PATH",
-    "CARGO_MANIFEST_LINKS",
-    "CARGO_CRATE_NAME",
-    "CARGO_BIN_NAME",
-    "CARGO_RUSTC_CURRENT_DIR",
-    "TARGET",
-    "HOST",
-    "OUT_DIR",
-    "PROFILE",
-    "OPT_LEVEL",
-    "DEBUG",
-    "NUM_JOBS",
-    "RUSTC",
-    "RUSTDOC",
-    "RUSTC_LINKER",
-    "MAKEFLAGS",
-    "MFLAGS",
-    "CLIPPY_ARGS",
-    "CLIPPY_CONF_DIR",
-];
-
-/// Prefixes of variable families the outer build sets (`CARGO_PKG_NAME`,
-/// `CARGO_CFG_TARGET_OS`, `CARGO_FEATURE_*`, `CARGO_BUILD_TARGET`, ...).
-const STRIPPED_PREFIXES: &[&str] = &[
-    "CARGO_BUILD_",
-    "CARGO_PKG_",
-    "CARGO_CFG_",
-    "CARGO_FEATURE_",
-    "CARGO_PROFILE_",
-    "CARGO_TARGET_",
-    "CARGO_ENCODED_",
-    "DEP_",
-];
+use waxosuit_build_support::{cargo_build, repo_root, rerun_if_changed_tree, target_root, var};
 
 fn main() {
     if let Err(message) = run() {
@@ -79,38 +32,14 @@ fn run() -> Result<(), String> {
     let manifest_dir = PathBuf::from(var("CARGO_MANIFEST_DIR")?);
     let out_dir = PathBuf::from(var("OUT_DIR")?);
     let target = var("TARGET")?;
-    let repo = manifest_dir
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("cannot find the repository root above CARGO_MANIFEST_DIR")?;
+    let repo = repo_root(&manifest_dir)?;
     for source in SOURCES {
         rerun_if_changed_tree(&repo.join(source))?;
     }
-    let target_dir = plugin_target_dir(&out_dir, &target)?;
+    let target_dir = target_root(&out_dir)?.join("plugins");
     let manifest = repo.join("plugins").join("Cargo.toml");
 
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--locked", "--target", &target])
-        .arg("--manifest-path")
-        .arg(&manifest);
-    for (key, _) in env::vars_os() {
-        let Some(key) = key.to_str() else { continue };
-        if STRIPPED_VARS.contains(&key) || STRIPPED_PREFIXES.iter().any(|p| key.starts_with(p)) {
-            cmd.env_remove(key);
-        }
-    }
-    // Set after the sweep above removed the outer value.
-    cmd.env("CARGO_TARGET_DIR", &target_dir);
-    let status = cmd
-        .status()
-        .map_err(|e| format!("cannot run cargo for the plugins: {e}"))?;
-    if !status.success() {
-        return Err(format!(
-            "building the plugin workspace {} failed ({status}); see the cargo output above",
-            manifest.display()
-        ));
-    }
+    cargo_build(&manifest, &target, &target_dir)?;
 
     let (prefix, suffix) = library_affixes(&target);
     let artifacts = target_dir.join(&target).join("release");
@@ -146,44 +75,4 @@ fn library_affixes(target: &str) -> (&'static str, &'static str) {
     } else {
         ("lib", ".so")
     }
-}
-
-fn var(name: &str) -> Result<String, String> {
-    env::var(name).map_err(|_| format!("{name} is not set; run this through cargo"))
-}
-
-/// `<target-dir>/plugins`: `OUT_DIR` is `<target-dir>/[<triple>/]<profile>/build/<pkg>-<hash>/out`.
-fn plugin_target_dir(out_dir: &Path, target: &str) -> Result<PathBuf, String> {
-    let layout = || format!("unexpected OUT_DIR layout: {}", out_dir.display());
-    let build_dir = out_dir
-        .ancestors()
-        .find(|p| p.file_name().is_some_and(|n| n == "build"))
-        .ok_or_else(layout)?;
-    let mut root = build_dir
-        .parent()
-        .and_then(Path::parent)
-        .ok_or_else(layout)?;
-    if root.file_name().is_some_and(|n| n == target)
-        && let Some(parent) = root.parent()
-    {
-        root = parent;
-    }
-    Ok(root.join("plugins"))
-}
-
-/// Emits `rerun-if-changed` for every source file, skipping build output.
-fn rerun_if_changed_tree(dir: &Path) -> Result<(), String> {
-    let entries = fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
-    for entry in entries.filter_map(Result::ok) {
-        let path = entry.path();
-        if path.file_name().is_some_and(|n| n == "target") {
-            continue;
-        }
-        if path.is_dir() {
-            rerun_if_changed_tree(&path)?;
-        } else {
-            println!("cargo:rerun-if-changed={}", path.display());
-        }
-    }
-    Ok(())
 }
