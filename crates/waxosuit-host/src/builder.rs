@@ -1,6 +1,8 @@
 //! [`HostBuilder`]: how a [`Host`] is configured.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -109,8 +111,8 @@ impl HostBuilder {
                 labels: self.labels,
                 default_limits: self.default_limits,
                 auto_bind: self.auto_bind,
-                actors: RwLock::new(HashMap::new()),
-                providers: RwLock::new(HashMap::new()),
+                actors: RwLock::new(FxHashMap::default()),
+                providers: RwLock::new(FxHashMap::default()),
                 metrics: Metrics::new(),
                 stopping: AtomicBool::new(false),
                 health: RwLock::new(HealthReport::default()),

@@ -2,6 +2,10 @@
 //! bindings. Invocation paths are in `invoke`, health in `health`.
 
 use std::collections::{BTreeMap, HashMap};
+
+// Internal maps use a fast non-cryptographic hash: their keys are actor keys
+// loaded by the operator and capability routes, not attacker-chosen input.
+use rustc_hash::FxHashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
@@ -65,7 +69,7 @@ pub(crate) struct ActorEntry {
     pub(crate) series: SeriesCache,
     pub(crate) claims: RwLock<Arc<VerifiedActor>>,
     pub(crate) runtime: Actor<Router>,
-    pub(crate) bindings: RwLock<HashMap<RouteKey, BTreeMap<String, String>>>,
+    pub(crate) bindings: RwLock<FxHashMap<RouteKey, BTreeMap<String, String>>>,
 }
 
 impl ActorEntry {
@@ -90,8 +94,8 @@ pub(crate) struct HostInner {
     pub(crate) labels: BTreeMap<String, String>,
     pub(crate) default_limits: Limits,
     pub(crate) auto_bind: Vec<String>,
-    pub(crate) actors: RwLock<HashMap<String, Arc<ActorEntry>>>,
-    pub(crate) providers: RwLock<HashMap<RouteKey, Arc<ProviderEntry>>>,
+    pub(crate) actors: RwLock<FxHashMap<String, Arc<ActorEntry>>>,
+    pub(crate) providers: RwLock<FxHashMap<RouteKey, Arc<ProviderEntry>>>,
     pub(crate) metrics: Metrics,
     pub(crate) stopping: AtomicBool,
     pub(crate) health: RwLock<HealthReport>,
@@ -192,7 +196,7 @@ impl Host {
             series: SeriesCache::default(),
             claims: RwLock::new(Arc::new(claims)),
             runtime,
-            bindings: RwLock::new(HashMap::new()),
+            bindings: RwLock::new(FxHashMap::default()),
         });
         {
             let mut actors = write(&inner.actors);
@@ -460,8 +464,11 @@ impl Host {
         operation: &str,
         payload: &[u8],
     ) -> Result<Vec<u8>, HostError> {
-        let key = self.resolve_actor(actor)?;
-        let entry = self.entry(&key)?;
+        // The common case is a key: one lookup; names are resolved only on a miss.
+        let entry = match self.inner.actor(actor) {
+            Some(entry) => entry,
+            None => self.entry(&self.resolve_actor(actor)?)?,
+        };
         self.inner
             .invoke_actor(Entity::Host, &entry, operation, payload)
             .await

@@ -90,10 +90,14 @@ impl HostInner {
             };
             self.actor_chain(entry, inv).await
         };
-        entry
-            .series
-            .get(&self.metrics, key, "", operation)
-            .record(started.elapsed(), result.is_ok());
+        entry.series.record(
+            &self.metrics,
+            key,
+            "",
+            operation,
+            started.elapsed(),
+            result.is_ok(),
+        );
         result
     }
 
@@ -241,10 +245,14 @@ impl HostInner {
             self.capability_chain(&route, &provider, caller_key, call)
                 .await
         };
-        caller_entry
-            .series
-            .get(&self.metrics, caller_key, &route.capid, operation)
-            .record(started.elapsed(), result.is_ok());
+        caller_entry.series.record(
+            &self.metrics,
+            caller_key,
+            &route.capid,
+            operation,
+            started.elapsed(),
+            result.is_ok(),
+        );
         result
     }
 

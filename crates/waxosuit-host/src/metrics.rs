@@ -1,7 +1,7 @@
 //! Prometheus metrics: invocations, errors and latency per actor, capability
 //! and operation.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -99,7 +99,6 @@ impl Metrics {
 }
 
 /// One label set's counters and histogram.
-#[derive(Clone)]
 pub(crate) struct Series {
     invocations: Counter,
     errors: Counter,
@@ -126,24 +125,27 @@ const MAX_OPERATIONS: usize = 256;
 /// every invocation.
 #[derive(Default)]
 pub(crate) struct SeriesCache {
-    by_capability: RwLock<HashMap<String, HashMap<String, Series>>>,
+    by_capability: RwLock<FxHashMap<String, FxHashMap<String, Series>>>,
 }
 
 impl SeriesCache {
-    /// The series for `actor` calling `capability` (empty for calls into the
-    /// actor itself) with `operation`.
-    pub(crate) fn get(
+    /// Records one invocation of `operation` by `actor` on `capability`
+    /// (empty for calls into the actor itself).
+    pub(crate) fn record(
         &self,
         metrics: &Metrics,
         actor: &str,
         capability: &str,
         operation: &str,
-    ) -> Series {
+        elapsed: Duration,
+        ok: bool,
+    ) {
         if let Some(series) = read(&self.by_capability)
             .get(capability)
             .and_then(|ops| ops.get(operation))
         {
-            return series.clone();
+            series.record(elapsed, ok);
+            return;
         }
         let mut map = write(&self.by_capability);
         let ops = map.entry(capability.to_string()).or_default();
@@ -165,7 +167,7 @@ impl SeriesCache {
                     operation: operation.to_string(),
                 })
             })
-            .clone()
+            .record(elapsed, ok);
     }
 }
 
@@ -177,15 +179,16 @@ mod tests {
     fn cached_series_share_values_with_the_exposition() {
         let metrics = Metrics::new();
         let cache = SeriesCache::default();
-        cache
-            .get(&metrics, "MA", "", "Op")
-            .record(Duration::from_micros(5), true);
-        cache
-            .get(&metrics, "MA", "", "Op")
-            .record(Duration::from_micros(5), false);
-        cache
-            .get(&metrics, "MA", "wascc:keyvalue", "Get")
-            .record(Duration::from_micros(5), true);
+        cache.record(&metrics, "MA", "", "Op", Duration::from_micros(5), true);
+        cache.record(&metrics, "MA", "", "Op", Duration::from_micros(5), false);
+        cache.record(
+            &metrics,
+            "MA",
+            "wascc:keyvalue",
+            "Get",
+            Duration::from_micros(5),
+            true,
+        );
         let text = metrics.encode();
         assert!(
             text.contains(r#"waxosuit_invocations_total{target="actor",actor="MA",capability="",operation="Op"} 2"#),
@@ -205,9 +208,14 @@ mod tests {
         let metrics = Metrics::new();
         let cache = SeriesCache::default();
         for i in 0..(MAX_OPERATIONS + 50) {
-            cache
-                .get(&metrics, "MA", "", &format!("op{i}"))
-                .record(Duration::from_micros(1), true);
+            cache.record(
+                &metrics,
+                "MA",
+                "",
+                &format!("op{i}"),
+                Duration::from_micros(1),
+                true,
+            );
         }
         let text = metrics.encode();
         assert!(text.contains(r#"operation="other"} 50"#), "{text}");
