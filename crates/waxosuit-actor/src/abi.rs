@@ -42,6 +42,11 @@ thread_local! {
     // guest, so a thread-local is the whole actor's state.
     static REGISTRY: RefCell<Registry> = RefCell::new(Registry::new());
     static INITIALISED: Cell<bool> = const { Cell::new(false) };
+    // Reused across calls: every `__guest_call` would otherwise allocate the
+    // operation and payload buffers and the host handle anew.
+    static OPERATION: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static PAYLOAD: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static HOST: Rc<dyn HostCalls> = Rc::new(WapcHost);
 }
 
 /// The waPC host, as seen from inside the module.
@@ -126,23 +131,21 @@ pub fn init(register: fn(&mut Registry)) {
 /// the guest fetches both, dispatches, and reports the result.
 #[unsafe(no_mangle)]
 pub extern "C" fn __guest_call(op_len: i32, msg_len: i32) -> i32 {
-    // A negative length can only come from a broken host; treat it as empty
-    // rather than asking for a 4 GiB buffer.
-    let mut operation = vec![0u8; usize::try_from(op_len).unwrap_or(0)];
-    let mut payload = vec![0u8; usize::try_from(msg_len).unwrap_or(0)];
-    // SAFETY: both buffers are initialised and exactly as long as the sizes
-    // the host passed to this call, which is what it writes.
-    unsafe { __guest_request(operation.as_mut_ptr(), payload.as_mut_ptr()) };
-
-    let result = match std::str::from_utf8(&operation) {
-        Ok(operation) => {
-            let ctx = Ctx::new(Rc::new(WapcHost));
-            // A shared borrow: should a host ever re-enter the guest from a
-            // host call, dispatch still works instead of panicking.
-            REGISTRY.with(|registry| registry.borrow().dispatch(&ctx, operation, &payload))
-        }
-        Err(_) => Err(Error::msg("operation name is not valid UTF-8")),
-    };
+    let op_len = usize::try_from(op_len).unwrap_or(0);
+    let msg_len = usize::try_from(msg_len).unwrap_or(0);
+    let result = OPERATION.with(|operation| {
+        PAYLOAD.with(|payload| {
+            // A handler that calls back into the guest cannot happen (waPC
+            // is not reentrant), but fall back to fresh buffers rather than
+            // panic if the thread-locals are somehow busy.
+            match (operation.try_borrow_mut(), payload.try_borrow_mut()) {
+                (Ok(mut operation), Ok(mut payload)) => {
+                    receive_and_dispatch(&mut operation, &mut payload, op_len, msg_len)
+                }
+                _ => receive_and_dispatch(&mut Vec::new(), &mut Vec::new(), op_len, msg_len),
+            }
+        })
+    });
 
     match result {
         Ok(response) => {
@@ -158,3 +161,36 @@ pub extern "C" fn __guest_call(op_len: i32, msg_len: i32) -> i32 {
         }
     }
 }
+
+/// Fills `operation` and `payload` from the host (zeroed first: the host
+/// writes exactly these lengths) and runs the registered handler.
+fn receive_and_dispatch(
+    operation: &mut Vec<u8>,
+    payload: &mut Vec<u8>,
+    op_len: usize,
+    msg_len: usize,
+) -> Result<Vec<u8>> {
+    operation.clear();
+    operation.resize(op_len, 0);
+    payload.clear();
+    payload.resize(msg_len, 0);
+    // SAFETY: both buffers are initialised and exactly as long as the
+    // lengths the host announced in `__guest_call`, which is what
+    // `__guest_request` writes.
+    unsafe { __guest_request(operation.as_mut_ptr(), payload.as_mut_ptr()) };
+    let result = match std::str::from_utf8(operation) {
+        Ok(operation) => {
+            let ctx = Ctx::new(HOST.with(Rc::clone));
+            REGISTRY.with(|registry| registry.borrow().dispatch(&ctx, operation, payload))
+        }
+        Err(_) => Err(Error::msg("operation name is not valid UTF-8")),
+    };
+    // Keep small buffers for the next call, not the memory of one big request.
+    if payload.capacity() > KEEP_BUFFER_BYTES {
+        *payload = Vec::new();
+    }
+    result
+}
+
+/// Largest payload buffer kept between calls.
+const KEEP_BUFFER_BYTES: usize = 64 * 1024;

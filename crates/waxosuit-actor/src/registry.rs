@@ -1,7 +1,5 @@
 //! Handler registration and dispatch by operation name.
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use waxosuit_codec::blobstore::{self, FileChunk};
@@ -27,7 +25,10 @@ type RawHandler = Box<dyn Fn(&Ctx, &[u8]) -> Result<Vec<u8>>>;
 /// [`dispatch`](Self::dispatch) or [`invoke`](Self::invoke) to unit-test
 /// handlers without compiling to wasm.
 pub struct Registry {
-    handlers: HashMap<String, RawHandler>,
+    // A short list searched linearly: actors register a handful of
+    // operations, and comparing a few short strings in wasm is cheaper than
+    // hashing the name on every call.
+    handlers: Vec<(String, RawHandler)>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -50,7 +51,7 @@ impl Registry {
     /// A registry that only answers `HealthRequest`.
     pub fn new() -> Self {
         let mut registry = Self {
-            handlers: HashMap::new(),
+            handlers: Vec::new(),
         };
         registry.on_health(|_, _| Ok(()));
         registry
@@ -71,8 +72,12 @@ impl Registry {
     where
         F: Fn(&Ctx, &[u8]) -> Result<Vec<u8>> + 'static,
     {
-        self.handlers
-            .insert(operation.to_string(), Box::new(handler));
+        let handler: RawHandler = Box::new(handler);
+        match self.handlers.iter_mut().find(|(op, _)| op == operation) {
+            // Registering an operation again replaces its handler.
+            Some(slot) => slot.1 = handler,
+            None => self.handlers.push((operation.to_string(), handler)),
+        }
         self
     }
 
@@ -164,12 +169,12 @@ impl Registry {
 
     /// The operations this registry answers, in no particular order.
     pub fn operations(&self) -> impl Iterator<Item = &str> {
-        self.handlers.keys().map(String::as_str)
+        self.handlers.iter().map(|(op, _)| op.as_str())
     }
 
     /// Whether a handler is registered for `operation`.
     pub fn handles(&self, operation: &str) -> bool {
-        self.handlers.contains_key(operation)
+        self.handlers.iter().any(|(op, _)| op == operation)
     }
 
     /// Runs the handler for `operation` on `payload`, exactly as an incoming
@@ -183,7 +188,9 @@ impl Registry {
     pub fn dispatch(&self, ctx: &Ctx, operation: &str, payload: &[u8]) -> Result<Vec<u8>> {
         let handler = self
             .handlers
-            .get(operation)
+            .iter()
+            .find(|(op, _)| op == operation)
+            .map(|(_, handler)| handler)
             .ok_or_else(|| Error::UnknownOperation {
                 operation: operation.to_string(),
             })?;
