@@ -117,6 +117,19 @@ fn calls(c: &mut Criterion) {
     c.bench_function("floor/raw-wasmtime-echo-0B", |b| {
         b.iter(|| black_box(floor.echo(b"echo", b"")));
     });
+    // The same minimal host through `call_async`: the cost of entering a
+    // wasmtime fiber, which every call of an async handler's actor pays.
+    c.bench_function("floor/raw-wasmtime-async-echo-0B", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = std::time::Instant::now();
+                for _ in 0..iters {
+                    black_box(floor.echo_async(b"echo", b"").await);
+                }
+                start.elapsed()
+            })
+        });
+    });
 }
 
 const CHUNK: u64 = 100;
@@ -291,14 +304,25 @@ mod floor {
             Self { store, guest_call }
         }
 
-        pub fn echo(&mut self, op: &[u8], payload: &[u8]) -> i32 {
+        fn request(&mut self, op: &[u8], payload: &[u8]) -> (i32, i32) {
             let state = self.store.data_mut();
             state.op.clear();
             state.op.extend_from_slice(op);
             state.payload.clear();
             state.payload.extend_from_slice(payload);
+            (op.len() as i32, payload.len() as i32)
+        }
+
+        pub fn echo(&mut self, op: &[u8], payload: &[u8]) -> i32 {
+            let args = self.request(op, payload);
+            self.guest_call.call(&mut self.store, args).expect("call")
+        }
+
+        pub async fn echo_async(&mut self, op: &[u8], payload: &[u8]) -> i32 {
+            let args = self.request(op, payload);
             self.guest_call
-                .call(&mut self.store, (op.len() as i32, payload.len() as i32))
+                .call_async(&mut self.store, args)
+                .await
                 .expect("call")
         }
     }

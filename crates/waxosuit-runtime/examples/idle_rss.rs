@@ -4,7 +4,11 @@
 //! created, module instantiated, `wapc_init` run) and reports the RSS growth per instance from `/proc/self/statm`, for the
 //! pooling and on-demand allocators and for the public `wapc` host.
 //!
+//! Each measurement runs in its own process, so that heap memory released by
+//! one does not flatter the next.
+//!
 //! Run: `cargo run --release -p waxosuit-runtime --example idle_rss`
+//! (or pass one case name, e.g. `-- pooling`, to run only that one).
 
 use std::sync::Arc;
 
@@ -100,14 +104,43 @@ fn peer() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+/// The measurements, by name. Each runs in a fresh process (see `main`).
+const CASES: [&str; 5] = [
+    "pooling",
+    "on-demand",
+    "pooling-blocking",
+    "on-demand-blocking",
+    "peer",
+];
+
+async fn run(case: &str) -> anyhow::Result<()> {
     let pool = PoolingConfig::default().total_instances(1_100);
     let pooled = RuntimeConfig::default().pooling(Some(pool));
     let on_demand = RuntimeConfig::default().pooling(None);
-    waxosuit("waxosuit pooling", pooled.clone(), Echo).await?;
-    waxosuit("waxosuit on-demand", on_demand.clone(), Echo).await?;
-    waxosuit("waxosuit pooling, blocking", pooled, EchoBlocking).await?;
-    waxosuit("waxosuit on-demand, blocking", on_demand, EchoBlocking).await?;
-    peer()
+    match case {
+        "pooling" => waxosuit("waxosuit pooling", pooled, Echo).await,
+        "on-demand" => waxosuit("waxosuit on-demand", on_demand, Echo).await,
+        "pooling-blocking" => waxosuit("waxosuit pooling, blocking", pooled, EchoBlocking).await,
+        "on-demand-blocking" => {
+            waxosuit("waxosuit on-demand, blocking", on_demand, EchoBlocking).await
+        }
+        "peer" => peer(),
+        other => anyhow::bail!("unknown case {other:?}; expected one of {CASES:?}"),
+    }
+}
+
+/// Without an argument, runs every case in its own child process: memory
+/// freed by one case (e.g. malloc arenas) would otherwise be reused by the
+/// next and hide part of its growth.
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    if let Some(case) = std::env::args().nth(1) {
+        return run(&case).await;
+    }
+    let exe = std::env::current_exe()?;
+    for case in CASES {
+        let status = std::process::Command::new(&exe).arg(case).status()?;
+        anyhow::ensure!(status.success(), "case {case} failed: {status}");
+    }
+    Ok(())
 }

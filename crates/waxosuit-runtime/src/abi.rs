@@ -391,7 +391,9 @@ pub(crate) fn define<H: HostCallHandler>(
                     |mut caller: Caller<'_, HostState<H>>, $($arg: i32),*| -> i32 {
                         let args: HostCallArgs = $args;
                         let prepared = read_host_call(&mut caller, &args);
-                        let ident = Arc::clone(&caller.data().ident);
+                        // Borrowed, not cloned: the future is driven to
+                        // completion before the state is touched again.
+                        let ident = &caller.data().ident;
                         let outcome = prepared
                             .map(|call| block_on(ident.handler.host_call(&ident.key, call)));
                         finish_host_call(caller.data_mut(), outcome)
@@ -407,7 +409,7 @@ pub(crate) fn define<H: HostCallHandler>(
                         Box::new(async move {
                             let outcome = match prepared {
                                 Ok(call) => {
-                                    let ident = Arc::clone(&caller.data().ident);
+                                    let ident = &caller.data().ident;
                                     Ok(ident.handler.host_call(&ident.key, call).await)
                                 }
                                 Err(fault) => Err(fault),

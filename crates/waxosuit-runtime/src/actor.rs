@@ -409,6 +409,23 @@ impl<H: HostCallHandler> ActorInner<H> {
     /// otherwise an empty slot (the caller creates the instance) if fewer
     /// than `max_instances` are busy, otherwise waits up to `queue_timeout`.
     async fn checkout(&self) -> Result<Slot<'_, H>, RuntimeError> {
+        // Fast path: an idle instance of the current module, found without
+        // registering for a wake-up (most calls on an unsaturated actor).
+        {
+            let current = self.current_id.load(Ordering::Acquire);
+            let mut pool = lock(&self.pool);
+            if pool.idle.last().is_some_and(|i| i.generation == current)
+                && let Some(instance) = pool.idle.pop()
+            {
+                pool.busy += 1;
+                drop(pool);
+                return Ok(Slot {
+                    actor: self,
+                    instance: Some(instance),
+                    in_call: false,
+                });
+            }
+        }
         let mut deadline = None;
         let mut waiting = false;
         loop {

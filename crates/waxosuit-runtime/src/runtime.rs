@@ -66,6 +66,9 @@ fn engine_config(config: &RuntimeConfig, pooled: bool) -> wasmtime::Config {
         .cranelift_opt_level(OptLevel::Speed)
         .max_wasm_stack(MAX_WASM_STACK)
         .async_stack_size(ASYNC_STACK)
+        // wasmtime's default, stated because it matters: a fiber stack is
+        // reused as is (no memset or `madvise` per call or per release).
+        .async_stack_zeroing(false)
         // waPC guests are plain core modules: keep the GC and component
         // async machinery out of every store and call.
         .gc_support(false)
