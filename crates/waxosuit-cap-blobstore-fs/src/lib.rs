@@ -118,7 +118,8 @@ use waxosuit_codec::blobstore::{
 };
 use waxosuit_codec::capabilities::{CapabilityDescriptor, OperationDirection};
 use waxosuit_provider::{
-    ActorDispatcher, BindRequest, CapabilityProvider, ProviderCall, ProviderError, decode, encode,
+    ActorDispatcher, BindRequest, Bindings, CapabilityProvider, ProviderCall, ProviderError,
+    decode, encode,
 };
 
 /// Binding value: the directory holding the binding's containers
@@ -140,18 +141,25 @@ const RESERVED_PREFIX: &str = ".waxosuit-";
 const UPLOAD_PREFIX: &str = ".waxosuit-upload-";
 
 /// The file-system `wascc:blobstore` provider. See the [crate docs](crate).
-#[derive(Default)]
 pub struct FsBlobstore {
-    bindings: RwLock<HashMap<(String, String), Arc<Binding>>>,
+    bindings: Bindings<Arc<Binding>>,
     dispatcher: RwLock<Option<Arc<dyn ActorDispatcher>>>,
+}
+
+impl Default for FsBlobstore {
+    fn default() -> Self {
+        FsBlobstore {
+            bindings: Bindings::new(CAPABILITY_ID),
+            dispatcher: RwLock::new(None),
+        }
+    }
 }
 
 impl std::fmt::Debug for FsBlobstore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let roots: Vec<PathBuf> = read(&self.bindings)
-            .values()
-            .map(|b| b.root.clone())
-            .collect();
+        let roots: Vec<PathBuf> = self
+            .bindings
+            .read_all(|map| map.values().map(|b| b.root.clone()).collect());
         f.debug_struct("FsBlobstore")
             .field("roots", &roots)
             .finish_non_exhaustive()
@@ -381,10 +389,7 @@ impl FsBlobstore {
     }
 
     fn binding(&self, actor: &str, binding: &str) -> Result<Arc<Binding>, ProviderError> {
-        read(&self.bindings)
-            .get(&(actor.to_string(), binding.to_string()))
-            .cloned()
-            .ok_or_else(|| ProviderError::not_bound(CAPABILITY_ID, actor, binding))
+        self.bindings.get(actor, binding)
     }
 
     async fn dispatch_op(
@@ -885,7 +890,8 @@ impl CapabilityProvider for FsBlobstore {
             uploads: Mutex::new(HashMap::new()),
             downloads: Mutex::new(Vec::new()),
         };
-        write(&self.bindings).insert((request.actor, request.binding), Arc::new(binding));
+        self.bindings
+            .insert(request.actor, request.binding, Arc::new(binding));
         Ok(())
     }
 
@@ -893,9 +899,7 @@ impl CapabilityProvider for FsBlobstore {
     /// uploads; stored objects stay. An unknown pair is
     /// [`ProviderError::NotBound`].
     async fn remove_actor(&self, actor: &str, binding: &str) -> Result<(), ProviderError> {
-        let removed = write(&self.bindings)
-            .remove(&(actor.to_string(), binding.to_string()))
-            .ok_or_else(|| ProviderError::not_bound(CAPABILITY_ID, actor, binding))?;
+        let removed = self.bindings.remove(actor, binding)?;
         abandon(&removed);
         Ok(())
     }
@@ -906,9 +910,8 @@ impl CapabilityProvider for FsBlobstore {
     }
 
     async fn shutdown(&self) {
-        let bindings: Vec<Arc<Binding>> = write(&self.bindings).drain().map(|(_, b)| b).collect();
-        for binding in &bindings {
-            abandon(binding);
+        for binding in self.bindings.drain() {
+            abandon(&binding);
         }
         write(&self.dispatcher).take();
     }

@@ -110,7 +110,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -128,7 +128,7 @@ use hyper_util::rt::TokioExecutor;
 use waxosuit_codec::capabilities::{CapabilityDescriptor, OperationDirection};
 use waxosuit_codec::http::{CLIENT_CAPABILITY_ID, OP_PERFORM_REQUEST, Request, Response};
 use waxosuit_provider::{
-    BindRequest, CapabilityProvider, ProviderCall, ProviderError, decode, encode,
+    BindRequest, Bindings, CapabilityProvider, ProviderCall, ProviderError, decode, encode,
 };
 
 use crate::policy::{EgressPolicy, EgressRefusal, Host};
@@ -154,19 +154,23 @@ const CAPID: &str = CLIENT_CAPABILITY_ID;
 type HttpsClient = Client<HttpsConnector<HttpConnector<CheckedResolver>>, Full<Bytes>>;
 
 /// The `wascc:http_client` provider. See the [crate docs](crate).
-#[derive(Default)]
 pub struct HttpClientProvider {
-    bindings: RwLock<HashMap<(String, String), Arc<Binding>>>,
+    bindings: Bindings<Arc<Binding>>,
     tls: OnceLock<Result<Arc<rustls::ClientConfig>, String>>,
+}
+
+impl Default for HttpClientProvider {
+    fn default() -> Self {
+        HttpClientProvider {
+            bindings: Bindings::new(CAPID),
+            tls: OnceLock::new(),
+        }
+    }
 }
 
 impl std::fmt::Debug for HttpClientProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let bindings = self
-            .bindings
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len();
+        let bindings = self.bindings.read_all(|map| map.len());
         f.debug_struct("HttpClientProvider")
             .field("bindings", &bindings)
             .finish_non_exhaustive()
@@ -207,12 +211,7 @@ impl HttpClientProvider {
     }
 
     fn binding(&self, actor: &str, binding: &str) -> Result<Arc<Binding>, ProviderError> {
-        self.bindings
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&(actor.to_string(), binding.to_string()))
-            .cloned()
-            .ok_or_else(|| ProviderError::not_bound(CAPID, actor, binding))
+        self.bindings.get(actor, binding)
     }
 }
 
@@ -327,21 +326,14 @@ impl CapabilityProvider for HttpClientProvider {
             client,
         };
         self.bindings
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert((request.actor, request.binding), Arc::new(binding));
+            .insert(request.actor, request.binding, Arc::new(binding));
         Ok(())
     }
 
     /// Drops the pair's client and its pooled connections; an unknown pair
     /// is [`ProviderError::NotBound`].
     async fn remove_actor(&self, actor: &str, binding: &str) -> Result<(), ProviderError> {
-        self.bindings
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&(actor.to_string(), binding.to_string()))
-            .map(drop)
-            .ok_or_else(|| ProviderError::not_bound(CAPID, actor, binding))
+        self.bindings.remove(actor, binding).map(drop)
     }
 
     async fn handle_call(&self, call: ProviderCall) -> Result<Vec<u8>, ProviderError> {
@@ -368,10 +360,7 @@ impl CapabilityProvider for HttpClientProvider {
     }
 
     async fn shutdown(&self) {
-        self.bindings
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        self.bindings.drain();
     }
 }
 

@@ -109,7 +109,8 @@ use waxosuit_codec::messaging::{
     RequestMessage,
 };
 use waxosuit_provider::{
-    ActorDispatcher, BindRequest, CapabilityProvider, Health, ProviderCall, ProviderError, decode,
+    ActorDispatcher, BindRequest, Bindings, CapabilityProvider, Health, ProviderCall,
+    ProviderError, decode,
 };
 
 use crate::subject::{Pattern, SubjectError, check_publish_subject};
@@ -189,7 +190,7 @@ impl MemoryMessaging {
             inner: Arc::new(Inner {
                 capacity: capacity.max(1),
                 dispatcher: RwLock::new(None),
-                bindings: RwLock::new(HashMap::new()),
+                bindings: Bindings::new(CAPABILITY_ID),
                 inboxes: Mutex::new(HashMap::new()),
                 next_inbox: AtomicU64::new(0),
                 next_member: AtomicUsize::new(0),
@@ -200,29 +201,28 @@ impl MemoryMessaging {
     /// How many subscriptions a message published to `subject` would reach
     /// (a queue group counts once).
     pub fn subscriber_count(&self, subject: &str) -> usize {
-        let bindings = read(&self.inner.bindings);
-        let mut groups = BTreeMap::new();
-        let mut plain = 0;
-        for sub in bindings.values().flat_map(|b| &b.subs) {
-            if sub.pattern.matches(subject) {
-                match &sub.queue {
-                    Some(q) => {
-                        groups.insert((sub.pattern.clone(), q.clone()), ());
+        self.inner.bindings.read_all(|bindings| {
+            let mut groups = BTreeMap::new();
+            let mut plain = 0;
+            for sub in bindings.values().flat_map(|b| &b.subs) {
+                if sub.pattern.matches(subject) {
+                    match &sub.queue {
+                        Some(q) => {
+                            groups.insert((sub.pattern.clone(), q.clone()), ());
+                        }
+                        None => plain += 1,
                     }
-                    None => plain += 1,
                 }
             }
-        }
-        plain + groups.len()
+            plain + groups.len()
+        })
     }
 }
-
-type PairKey = (String, String);
 
 struct Inner {
     capacity: usize,
     dispatcher: RwLock<Option<Arc<dyn ActorDispatcher>>>,
-    bindings: RwLock<HashMap<PairKey, BoundPair>>,
+    bindings: Bindings<BoundPair>,
     /// Pending requests by inbox subject; the first publish there answers.
     inboxes: Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>,
     next_inbox: AtomicU64,
@@ -282,36 +282,38 @@ impl Inner {
             subject: message.subject,
             reply_to: message.reply_to,
         };
-        let bindings = read(&self.bindings);
-        let mut groups: BTreeMap<(&Pattern, &str), Vec<&Subscription>> = BTreeMap::new();
-        let mut matched = 0;
-        for sub in bindings.values().flat_map(|b| &b.subs) {
-            if !sub.pattern.matches(subject) {
-                continue;
-            }
-            match &sub.queue {
-                Some(q) => groups.entry((&sub.pattern, q)).or_default().push(sub),
-                None => {
-                    matched += 1;
-                    offer(sub, delivery.clone());
+        let matched = self.bindings.read_all(|bindings| {
+            let mut groups: BTreeMap<(&Pattern, &str), Vec<&Subscription>> = BTreeMap::new();
+            let mut matched = 0;
+            for sub in bindings.values().flat_map(|b| &b.subs) {
+                if !sub.pattern.matches(subject) {
+                    continue;
+                }
+                match &sub.queue {
+                    Some(q) => groups.entry((&sub.pattern, q)).or_default().push(sub),
+                    None => {
+                        matched += 1;
+                        offer(sub, delivery.clone());
+                    }
                 }
             }
-        }
-        for ((pattern, group), members) in groups {
-            matched += 1;
-            let start = self.next_member.fetch_add(1, Ordering::Relaxed);
-            let taken = (0..members.len())
-                .map(|i| members[(start + i) % members.len()])
-                .any(|member| try_offer(member, delivery.clone()));
-            if !taken {
-                tracing::warn!(
-                    subject,
-                    subscription = %pattern,
-                    queue_group = group,
-                    "every member of the queue group is behind; message dropped"
-                );
+            for ((pattern, group), members) in groups {
+                matched += 1;
+                let start = self.next_member.fetch_add(1, Ordering::Relaxed);
+                let taken = (0..members.len())
+                    .map(|i| members[(start + i) % members.len()])
+                    .any(|member| try_offer(member, delivery.clone()));
+                if !taken {
+                    tracing::warn!(
+                        subject,
+                        subscription = %pattern,
+                        queue_group = group,
+                        "every member of the queue group is behind; message dropped"
+                    );
+                }
             }
-        }
+            matched
+        });
         Ok(matched)
     }
 }
@@ -465,7 +467,10 @@ impl CapabilityProvider for MemoryMessaging {
                 }));
             }
         }
-        let previous = write(&self.inner.bindings).insert((request.actor, request.binding), pair);
+        let previous = self
+            .inner
+            .bindings
+            .insert(request.actor, request.binding, pair);
         if let Some(previous) = previous {
             previous.stop();
         }
@@ -475,19 +480,12 @@ impl CapabilityProvider for MemoryMessaging {
     /// Stops the pair's subscriptions; an unknown pair is
     /// [`ProviderError::NotBound`].
     async fn remove_actor(&self, actor: &str, binding: &str) -> Result<(), ProviderError> {
-        let removed = write(&self.inner.bindings).remove(&(actor.to_string(), binding.to_string()));
-        match removed {
-            Some(pair) => {
-                pair.stop();
-                Ok(())
-            }
-            None => Err(ProviderError::not_bound(CAPABILITY_ID, actor, binding)),
-        }
+        self.inner.bindings.remove(actor, binding)?.stop();
+        Ok(())
     }
 
     async fn handle_call(&self, call: ProviderCall) -> Result<Vec<u8>, ProviderError> {
-        let key = (call.actor.clone(), call.binding.clone());
-        if !read(&self.inner.bindings).contains_key(&key) {
+        if !self.inner.bindings.contains(&call.actor, &call.binding) {
             return Err(ProviderError::not_bound(
                 CAPABILITY_ID,
                 &call.actor,
@@ -514,21 +512,19 @@ impl CapabilityProvider for MemoryMessaging {
     }
 
     async fn health(&self) -> Health {
-        let bindings = read(&self.inner.bindings);
-        let subscriptions: usize = bindings.values().map(|b| b.subs.len()).sum();
+        let (count, subscriptions) = self.inner.bindings.read_all(|bindings| {
+            let subscriptions: usize = bindings.values().map(|b| b.subs.len()).sum();
+            (bindings.len(), subscriptions)
+        });
         Health {
             healthy: true,
-            message: format!("{} bindings, {subscriptions} subscriptions", bindings.len()),
+            message: format!("{count} bindings, {subscriptions} subscriptions"),
         }
     }
 
     async fn shutdown(&self) {
         *write(&self.inner.dispatcher) = None;
-        let pairs: Vec<BoundPair> = write(&self.inner.bindings)
-            .drain()
-            .map(|(_, p)| p)
-            .collect();
-        for pair in pairs {
+        for pair in self.inner.bindings.drain() {
             pair.stop();
         }
         // Dropping the senders wakes every waiting request with `ShutDown`.
@@ -579,11 +575,7 @@ impl Drop for MemoryMessaging {
     fn drop(&mut self) {
         // Tasks hold the broker weakly and would end on their own, but only
         // after their current delivery; stop them now.
-        let pairs: Vec<BoundPair> = write(&self.inner.bindings)
-            .drain()
-            .map(|(_, p)| p)
-            .collect();
-        for pair in pairs {
+        for pair in self.inner.bindings.drain() {
             pair.stop();
         }
     }

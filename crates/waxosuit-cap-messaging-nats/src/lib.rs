@@ -78,8 +78,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use async_nats::connection::State;
@@ -93,8 +92,8 @@ use waxosuit_codec::messaging::{
     RequestMessage,
 };
 use waxosuit_provider::{
-    ActorDispatcher, BindRequest, CapabilityProvider, Health, ProviderCall, ProviderError, decode,
-    encode,
+    ActorDispatcher, BindRequest, Bindings, CapabilityProvider, Health, ProviderCall,
+    ProviderError, decode, encode,
 };
 
 /// Binding key: the NATS server URL.
@@ -171,32 +170,29 @@ impl NatsMessaging {
         NatsMessaging {
             inner: Arc::new(Inner {
                 dispatcher: RwLock::new(None),
-                bindings: Mutex::new(HashMap::new()),
+                bindings: Bindings::new(CAPABILITY_ID),
             }),
         }
     }
 
     fn client(&self, actor: &str, binding: &str) -> Result<Client, ProviderError> {
-        lock(&self.inner.bindings)
-            .get(&(actor.to_string(), binding.to_string()))
-            .map(|b| b.client.clone())
-            .ok_or_else(|| ProviderError::not_bound(CAPABILITY_ID, actor, binding))
+        self.inner.bindings.read_all(|map| {
+            map.get(&(actor.to_string(), binding.to_string()))
+                .map(|b| b.client.clone())
+                .ok_or_else(|| ProviderError::not_bound(CAPABILITY_ID, actor, binding))
+        })
     }
 
     fn stop_all(&self) {
-        let bindings: Vec<NatsBinding> =
-            lock(&self.inner.bindings).drain().map(|(_, b)| b).collect();
-        for binding in bindings {
+        for binding in self.inner.bindings.drain() {
             binding.stop();
         }
     }
 }
 
-type PairKey = (String, String);
-
 struct Inner {
     dispatcher: RwLock<Option<Arc<dyn ActorDispatcher>>>,
-    bindings: Mutex<HashMap<PairKey, NatsBinding>>,
+    bindings: Bindings<NatsBinding>,
 }
 
 impl Inner {
@@ -527,7 +523,10 @@ impl CapabilityProvider for NatsMessaging {
             url: config.url,
             tasks,
         };
-        let previous = lock(&self.inner.bindings).insert((request.actor, request.binding), binding);
+        let previous = self
+            .inner
+            .bindings
+            .insert(request.actor, request.binding, binding);
         if let Some(previous) = previous {
             previous.stop();
         }
@@ -537,14 +536,8 @@ impl CapabilityProvider for NatsMessaging {
     /// Stops the pair's subscriptions and closes its connection; an unknown
     /// pair is [`ProviderError::NotBound`].
     async fn remove_actor(&self, actor: &str, binding: &str) -> Result<(), ProviderError> {
-        let removed = lock(&self.inner.bindings).remove(&(actor.to_string(), binding.to_string()));
-        match removed {
-            Some(b) => {
-                b.stop();
-                Ok(())
-            }
-            None => Err(ProviderError::not_bound(CAPABILITY_ID, actor, binding)),
-        }
+        self.inner.bindings.remove(actor, binding)?.stop();
+        Ok(())
     }
 
     async fn handle_call(&self, call: ProviderCall) -> Result<Vec<u8>, ProviderError> {
@@ -576,16 +569,18 @@ impl CapabilityProvider for NatsMessaging {
     }
 
     async fn health(&self) -> Health {
-        let bindings = lock(&self.inner.bindings);
-        let down: Vec<String> = bindings
-            .iter()
-            .filter(|(_, b)| b.client.connection_state() != State::Connected)
-            .map(|((actor, binding), b)| format!("{actor} (binding `{binding}`) to {}", b.url))
-            .collect();
+        let (count, down): (usize, Vec<String>) = self.inner.bindings.read_all(|bindings| {
+            let down = bindings
+                .iter()
+                .filter(|(_, b)| b.client.connection_state() != State::Connected)
+                .map(|((actor, binding), b)| format!("{actor} (binding `{binding}`) to {}", b.url))
+                .collect();
+            (bindings.len(), down)
+        });
         if down.is_empty() {
             Health {
                 healthy: true,
-                message: format!("{} NATS connections up", bindings.len()),
+                message: format!("{count} NATS connections up"),
             }
         } else {
             Health::unhealthy(format!(
@@ -611,14 +606,10 @@ impl Drop for NatsMessaging {
     }
 }
 
-// Every update of the map is a single insert or remove, so a lock poisoned
-// by a panic elsewhere still guards consistent data.
-fn lock<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
-    lock.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     #[test]

@@ -61,7 +61,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -275,6 +275,69 @@ pub fn encode<T: Serialize>(capid: &str, value: &T) -> Result<Vec<u8>, ProviderE
     })
 }
 
+/// A provider's per-binding state, keyed by (actor key, binding name).
+///
+/// Every provider keeps one entry per binding and must answer calls from an
+/// unknown pair with [`ProviderError::NotBound`]; this table does both, so
+/// providers differ only in what they keep per binding.
+#[derive(Debug)]
+pub struct Bindings<T> {
+    capid: &'static str,
+    map: RwLock<HashMap<(String, String), T>>,
+}
+
+impl<T> Bindings<T> {
+    /// An empty table for the capability `capid` (named in its errors).
+    pub fn new(capid: &'static str) -> Bindings<T> {
+        Bindings {
+            capid,
+            map: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Stores `value` for the pair, returning what it replaces.
+    pub fn insert(&self, actor: String, binding: String, value: T) -> Option<T> {
+        self.write().insert((actor, binding), value)
+    }
+
+    /// Removes the pair's state; an unknown pair is [`ProviderError::NotBound`].
+    pub fn remove(&self, actor: &str, binding: &str) -> Result<T, ProviderError> {
+        self.write()
+            .remove(&(actor.to_string(), binding.to_string()))
+            .ok_or_else(|| ProviderError::not_bound(self.capid, actor, binding))
+    }
+
+    /// The pair's state; an unknown pair is [`ProviderError::NotBound`].
+    pub fn get(&self, actor: &str, binding: &str) -> Result<T, ProviderError>
+    where
+        T: Clone,
+    {
+        self.read_all(|map| map.get(&(actor.to_string(), binding.to_string())).cloned())
+            .ok_or_else(|| ProviderError::not_bound(self.capid, actor, binding))
+    }
+
+    /// Whether the pair is bound.
+    pub fn contains(&self, actor: &str, binding: &str) -> bool {
+        self.read_all(|map| map.contains_key(&(actor.to_string(), binding.to_string())))
+    }
+
+    /// Runs `f` over every binding under the read lock (routing, health).
+    pub fn read_all<R>(&self, f: impl FnOnce(&HashMap<(String, String), T>) -> R) -> R {
+        f(&self.map.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Removes and returns every binding (shutdown).
+    pub fn drain(&self) -> Vec<T> {
+        self.write().drain().map(|(_, value)| value).collect()
+    }
+
+    // A poisoned lock only means a panic elsewhere; every update is a single
+    // insert or remove, so the map is still consistent.
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<(String, String), T>> {
+        self.map.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// Why the host could not deliver a provider's call to an actor.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
@@ -376,6 +439,23 @@ mod tests {
         );
         assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
         assert_eq!(redact_url("nonsense"), "<unparsable URL>");
+    }
+
+    #[test]
+    fn bindings_answer_not_bound_for_unknown_pairs() {
+        let table = Bindings::new("acme:thing");
+        assert!(table.insert("MA".into(), "default".into(), 1).is_none());
+        assert_eq!(table.insert("MA".into(), "default".into(), 2), Some(1));
+        assert_eq!(table.get("MA", "default"), Ok(2));
+        assert!(table.contains("MA", "default"));
+        let err = table.get("MA", "cache").unwrap_err();
+        assert_eq!(err, ProviderError::not_bound("acme:thing", "MA", "cache"));
+        assert_eq!(table.remove("MA", "default"), Ok(2));
+        assert!(table.remove("MA", "default").is_err());
+        table.insert("MB".into(), "default".into(), 3);
+        assert_eq!(table.read_all(|m| m.len()), 1);
+        assert_eq!(table.drain(), vec![3]);
+        assert!(!table.contains("MB", "default"));
     }
 
     #[test]
