@@ -49,6 +49,8 @@ struct Up {
     child: Child,
     lines: mpsc::Receiver<String>,
     stderr: std::thread::JoinHandle<String>,
+    /// What the host has written to stderr so far.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
     /// Actor name → HTTP address, from the startup summary.
     listening: Vec<(String, SocketAddr)>,
 }
@@ -68,11 +70,16 @@ impl Up {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        let mut stderr_pipe = child.stderr.take().unwrap();
+        let stderr_pipe = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = std::sync::Arc::clone(&log);
         let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = stderr_pipe.read_to_string(&mut s);
-            s
+            for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+            sink.lock().unwrap().clone()
         });
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -111,6 +118,7 @@ impl Up {
             child,
             lines,
             stderr,
+            log,
             listening,
         })
     }
@@ -121,6 +129,18 @@ impl Up {
             .find(|(n, _)| n == actor)
             .unwrap_or_else(|| panic!("{actor} is not listening: {:?}", self.listening))
             .1
+    }
+
+    /// Waits until the host's stderr holds `needle` at least `count` times.
+    fn wait_for_log(&self, needle: &str, count: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while self.log.lock().unwrap().matches(needle).count() < count {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{needle:?} did not appear {count} times in the host's log"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Sends SIGTERM and waits; returns (exit success, stdout rest, stderr).
@@ -271,7 +291,9 @@ fn sigterm_during_load_lets_in_flight_requests_complete() {
     let requests: Vec<_> = (0..2)
         .map(|_| std::thread::spawn(move || get(addr, &format!("/spin?n={n}"))))
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // SIGTERM only once both requests are inside the actor: a connection
+    // still in the kernel's accept backlog is (rightly) reset, not drained.
+    up.wait_for_log("spin started", 3);
     let (ok, stdout, stderr) = up.terminate();
     for r in requests {
         let (status, body) = r.join().unwrap();

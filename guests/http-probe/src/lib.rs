@@ -4,8 +4,9 @@
 //! * `/error`: the handler returns an error (the host must answer 500)
 //! * `/trap`: the guest panics, i.e. traps (500, and the next request works)
 //! * `/malformed`: replies bytes that are not an HTTP response (500)
-//! * `/spin?n=N`: busy-loops N iterations, then 200 `done` (a slow request
-//!   for drain tests; wasm has no clock, so slowness is counted in work)
+//! * `/spin?n=N`: logs `spin started` to the console, busy-loops N
+//!   iterations, then 200 `done` (a slow request for drain tests; wasm has
+//!   no clock, so slowness is counted in work)
 //! * `/kv`: increments `hits` in `wascc:keyvalue` and returns the count
 
 use waxosuit_actor::{Ctx, Error, Registry, Result, actor};
@@ -25,6 +26,8 @@ fn handle(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>> {
         "/trap" => panic!("the probe was asked to trap"),
         "/malformed" => return Ok(b"\xc1 definitely not msgpack".to_vec()),
         "/spin" => {
+            // Lets drain tests see that the request is being handled.
+            ctx.console_log("spin started");
             let n: u64 = request
                 .query_string
                 .strip_prefix("n=")
