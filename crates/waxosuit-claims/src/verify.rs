@@ -189,6 +189,19 @@ impl Verifier {
         Ok(verified)
     }
 
+    /// Verifies an actor token presented without its module, as another host
+    /// of a lattice presents the claims of an actor it runs: signature, key
+    /// roles, validity window and issuer trust. The module hash cannot be
+    /// checked here; the host that holds the module checked it when it loaded
+    /// the actor, and that host is itself authenticated by the lattice.
+    pub fn verify_remote_actor_token(&self, jwt: &str) -> Result<VerifiedActor, ClaimsError> {
+        let verified =
+            self.check::<Actor>(jwt, KeyKind::Account, KeyKind::Module, Issuance::ByOther)?;
+        self.check_window(&verified.claims)?;
+        self.check_actor_trust(verified.issuer())?;
+        Ok(verified)
+    }
+
     /// Verifies an account token: issued by an operator key to an account key,
     /// and by a trusted operator if any are configured.
     pub fn verify_account(&self, jwt: &str) -> Result<Verified<Account>, ClaimsError> {

@@ -117,6 +117,10 @@ impl HostBuilder {
                 stopping: AtomicBool::new(false),
                 health: RwLock::new(HealthReport::default()),
                 started: Instant::now(),
+                remote: RwLock::new(None),
+                remote_bindings: RwLock::new(FxHashMap::default()),
+                events: tokio::sync::broadcast::channel(1024).0,
+                health_state: RwLock::new(FxHashMap::default()),
             }),
         })
     }

@@ -105,6 +105,17 @@ pub enum HostError {
         /// Binding name.
         binding: String,
     },
+    /// A call to another host of the lattice failed.
+    #[error("call to {target} ({operation}) over the lattice failed: {error}")]
+    Remote {
+        /// The actor or capability called.
+        target: String,
+        /// The operation.
+        operation: String,
+        /// The transport's error (its text is part of this error's message).
+        #[source]
+        error: crate::remote::RemoteError,
+    },
     /// No provider is registered for the capability and binding.
     #[error(
         "no provider for {capability} (binding `{binding}`) is registered in this host; declare \

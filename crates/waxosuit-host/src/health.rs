@@ -77,6 +77,18 @@ impl Host {
                 .providers
                 .push((route, health.healthy, health.message));
         }
+        {
+            let mut known = write(&self.inner.health_state);
+            for (key, _, ok, message) in &report.actors {
+                if known.insert(key.clone(), *ok) != Some(*ok) {
+                    self.emit(crate::HostEvent::ActorHealth {
+                        actor: key.clone(),
+                        healthy: *ok,
+                        message: message.clone(),
+                    });
+                }
+            }
+        }
         report.actors.sort();
         report.providers.sort();
         *write(&self.inner.health) = report.clone();

@@ -19,9 +19,11 @@ use waxosuit_provider::{BindRequest, CapabilityProvider, ProviderError};
 use waxosuit_runtime::{Actor, ActorKey, Limits, Runtime, RuntimeError};
 
 use crate::builder::HostBuilder;
+use crate::events::HostEvent;
 use crate::health::HealthReport;
 use crate::metrics::{Metrics, SeriesCache};
 use crate::policy::{Authorizer, Entity, Middleware};
+use crate::remote::RemoteLink;
 use crate::router::{ProviderDispatcher, Router};
 use crate::{HostError, HostInfo};
 
@@ -100,6 +102,13 @@ pub(crate) struct HostInner {
     pub(crate) stopping: AtomicBool,
     pub(crate) health: RwLock<HealthReport>,
     pub(crate) started: Instant,
+    /// Where calls go that this host cannot serve (a lattice), if anywhere.
+    pub(crate) remote: RwLock<Option<Arc<dyn RemoteLink>>>,
+    /// Actors running elsewhere bound to providers here: (actor, route) → values.
+    pub(crate) remote_bindings: RwLock<FxHashMap<(String, RouteKey), BTreeMap<String, String>>>,
+    pub(crate) events: tokio::sync::broadcast::Sender<HostEvent>,
+    /// Last known health per actor, so that only changes become events.
+    pub(crate) health_state: RwLock<FxHashMap<String, bool>>,
 }
 /// The Waxosuit host. Cheap to clone; clones share everything.
 #[derive(Clone)]
@@ -210,6 +219,11 @@ impl Host {
         }
         tracing::info!(actor = %key_text, %name, "actor started");
         let granted = entry.claims();
+        self.emit(HostEvent::ActorStarted {
+            actor: key_text.clone(),
+            name: name.clone(),
+            claims: granted.jwt().to_string(),
+        });
         for capid in &inner.auto_bind {
             let route = RouteKey::new(capid.clone(), DEFAULT_BINDING);
             if granted.has_capability(capid) && read(&inner.providers).contains_key(&route) {
@@ -265,8 +279,13 @@ impl Host {
                 );
             }
         }
+        let jwt = claims.jwt().to_string();
         *write(&entry.claims) = Arc::new(claims);
         tracing::info!(actor = %key_text, "actor updated");
+        self.emit(HostEvent::ActorUpdated {
+            actor: key_text.clone(),
+            claims: jwt,
+        });
         self.actor_info(&key_text)
     }
 
@@ -290,6 +309,7 @@ impl Host {
             }
         }
         tracing::info!(actor = %key, "actor removed");
+        self.emit(HostEvent::ActorStopped { actor: key.clone() });
         self.refresh_counts();
         Ok(())
     }
@@ -314,6 +334,8 @@ impl Host {
             route.clone(),
         ));
         guard_provider(&route, provider.start(dispatcher)).await?;
+        let (descriptor_name, descriptor_version) =
+            (descriptor.name.clone(), descriptor.version.clone());
         let entry = Arc::new(ProviderEntry {
             provider,
             descriptor,
@@ -329,6 +351,11 @@ impl Host {
             providers.insert(route.clone(), entry);
         }
         tracing::info!(capability = %route.capid, binding = %route.binding, "provider registered");
+        self.emit(HostEvent::ProviderStarted {
+            route: route.clone(),
+            name: descriptor_name,
+            version: descriptor_version,
+        });
         Ok(route)
     }
 
@@ -353,10 +380,12 @@ impl Host {
                 }
             }
         }
+        write(&self.inner.remote_bindings).retain(|(_, r), _| *r != route);
         let _ = AssertUnwindSafe(entry.provider.shutdown())
             .catch_unwind()
             .await;
         self.refresh_counts();
+        self.emit(HostEvent::ProviderStopped { route });
         Ok(())
     }
 
@@ -384,12 +413,13 @@ impl Host {
             wcore::OP_BIND_ACTOR,
             &route.binding,
         )?;
-        let provider = self
-            .provider(&route)
-            .ok_or_else(|| HostError::ProviderNotFound {
+        let provider = self.provider(&route);
+        if provider.is_none() && read(&self.inner.remote).is_none() {
+            return Err(HostError::ProviderNotFound {
                 capability: route.capid.clone(),
                 binding: route.binding.clone(),
-            })?;
+            });
+        }
         if entry.is_bound(&route) {
             return Err(HostError::DuplicateBinding {
                 actor: key,
@@ -397,38 +427,20 @@ impl Host {
                 binding: route.binding,
             });
         }
-        let mut config: HashMap<String, String> = values.clone().into_iter().collect();
-        let meta = claims.metadata();
-        let c = claims.claims();
-        config.insert(
-            wcore::CONFIG_WASCC_CLAIMS_ISSUER.to_string(),
-            c.issuer.clone(),
-        );
-        config.insert(
-            wcore::CONFIG_WASCC_CLAIMS_CAPABILITIES.to_string(),
-            meta.capabilities().join(","),
-        );
-        config.insert(
-            wcore::CONFIG_WASCC_CLAIMS_NAME.to_string(),
-            claims.name().to_string(),
-        );
-        config.insert(
-            wcore::CONFIG_WASCC_CLAIMS_EXPIRES.to_string(),
-            c.expires.unwrap_or(0).to_string(),
-        );
-        config.insert(
-            wcore::CONFIG_WASCC_CLAIMS_TAGS.to_string(),
-            meta.tag_list().join(","),
-        );
-        let request = BindRequest {
-            actor: key.clone(),
-            binding: route.binding.clone(),
-            values: config,
-        };
-        guard_provider(&route, provider.provider.bind_actor(request)).await?;
+        // Without a local provider the binding is recorded only: the
+        // provider's own host binds it when the lattice tells it to.
+        if let Some(provider) = provider {
+            let request = BindRequest {
+                actor: key.clone(),
+                binding: route.binding.clone(),
+                values: bind_values(&claims, &values),
+            };
+            guard_provider(&route, provider.provider.bind_actor(request)).await?;
+        }
         write(&entry.bindings).insert(route.clone(), values);
         tracing::info!(actor = %key, capability = %route.capid, binding = %route.binding, "binding established");
         self.refresh_counts();
+        self.emit(HostEvent::BindingSet { actor: key, route });
         Ok(())
     }
 
@@ -454,6 +466,7 @@ impl Host {
             guard_provider(&route, p.provider.remove_actor(&key, &route.binding)).await?;
         }
         self.refresh_counts();
+        self.emit(HostEvent::BindingRemoved { actor: key, route });
         Ok(())
     }
 
@@ -481,6 +494,14 @@ impl Host {
         keys.iter()
             .filter_map(|k| self.actor_info(k).ok())
             .collect()
+    }
+
+    /// A running actor's signed claims (compact JWT), for other hosts to
+    /// verify without the module.
+    pub fn actor_claims(&self, actor: &str) -> Option<String> {
+        self.inner
+            .actor(actor)
+            .map(|e| e.claims().jwt().to_string())
     }
 
     /// The registered providers.
@@ -583,6 +604,38 @@ impl Host {
         self.inner.metrics.set_counts(actors.len(), bindings);
     }
 }
+/// A binding's configuration as the provider receives it: the manifest's
+/// values plus the `__wascc_*` keys taken from the actor's claims.
+pub(crate) fn bind_values(
+    claims: &VerifiedActor,
+    values: &BTreeMap<String, String>,
+) -> HashMap<String, String> {
+    let mut config: HashMap<String, String> = values.clone().into_iter().collect();
+    let meta = claims.metadata();
+    let c = claims.claims();
+    config.insert(
+        wcore::CONFIG_WASCC_CLAIMS_ISSUER.to_string(),
+        c.issuer.clone(),
+    );
+    config.insert(
+        wcore::CONFIG_WASCC_CLAIMS_CAPABILITIES.to_string(),
+        meta.capabilities().join(","),
+    );
+    config.insert(
+        wcore::CONFIG_WASCC_CLAIMS_NAME.to_string(),
+        claims.name().to_string(),
+    );
+    config.insert(
+        wcore::CONFIG_WASCC_CLAIMS_EXPIRES.to_string(),
+        c.expires.unwrap_or(0).to_string(),
+    );
+    config.insert(
+        wcore::CONFIG_WASCC_CLAIMS_TAGS.to_string(),
+        meta.tag_list().join(","),
+    );
+    config
+}
+
 /// Runs a provider future, turning a panic into [`ProviderError::Internal`]
 /// so that a broken provider never takes the host down.
 pub(crate) async fn guard_provider<T>(

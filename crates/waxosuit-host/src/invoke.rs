@@ -198,9 +198,12 @@ impl HostInner {
                 None => target,
             };
             self.authorize(&caller, namespace, &target, operation, binding)?;
-            let callee = callee.ok_or_else(|| HostError::ActorNotFound {
-                actor: namespace.to_string(),
-            })?;
+            let Some(callee) = callee else {
+                let origin = Entity::Actor(caller_key.to_string());
+                return self
+                    .call_remote_actor(&origin, namespace, operation, payload)
+                    .await;
+            };
             return self
                 .invoke_actor(
                     Entity::Actor(caller_key.to_string()),
@@ -224,12 +227,21 @@ impl HostInner {
                 binding: route.binding,
             });
         }
-        let provider = self
-            .provider_for(&route)
-            .ok_or_else(|| HostError::ProviderNotFound {
-                capability: route.capid.clone(),
-                binding: route.binding.clone(),
-            })?;
+        let Some(provider) = self.provider_for(&route) else {
+            let started = Instant::now();
+            let result = self
+                .call_remote_provider(caller_key, &route, operation, payload)
+                .await;
+            caller_entry.series.record(
+                &self.metrics,
+                caller_key,
+                &route.capid,
+                operation,
+                started.elapsed(),
+                result.is_ok(),
+            );
+            return result;
+        };
         let started = Instant::now();
         let call = ProviderCall {
             actor: caller_key.to_string(),
@@ -254,6 +266,58 @@ impl HostInner {
             result.is_ok(),
         );
         result
+    }
+
+    /// An actor that is not running here: over the remote link if there is
+    /// one. Only full keys travel; aliases name local actors.
+    pub(crate) async fn call_remote_actor(
+        &self,
+        origin: &Entity,
+        actor: &str,
+        operation: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, HostError> {
+        let is_key = actor.len() == 56 && actor.starts_with('M');
+        let link = read(&self.remote).clone();
+        match link {
+            Some(link) if is_key => link
+                .call_actor(origin, actor, operation, payload)
+                .await
+                .map_err(|error| HostError::Remote {
+                    target: format!("actor {actor}"),
+                    operation: operation.to_string(),
+                    error,
+                }),
+            _ => Err(HostError::ActorNotFound {
+                actor: actor.to_string(),
+            }),
+        }
+    }
+
+    /// A provider that is not registered here: over the remote link if
+    /// there is one.
+    async fn call_remote_provider(
+        &self,
+        actor: &str,
+        route: &RouteKey,
+        operation: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, HostError> {
+        let link = read(&self.remote).clone();
+        match link {
+            Some(link) => link
+                .call_provider(actor, route, operation, payload)
+                .await
+                .map_err(|error| HostError::Remote {
+                    target: format!("{} (binding `{}`)", route.capid, route.binding),
+                    operation: operation.to_string(),
+                    error,
+                }),
+            None => Err(HostError::ProviderNotFound {
+                capability: route.capid.clone(),
+                binding: route.binding.clone(),
+            }),
+        }
     }
 
     async fn capability_chain(

@@ -24,6 +24,10 @@
 //!   id. Every call is authorized: the namespace must be in the caller's
 //!   signed `caps`, unless the [`Authorizer`] allows it; the authorizer may
 //!   also deny. Refusals name the actor, capability, binding and operation.
+//! * In a lattice, a [`RemoteLink`] carries calls to actors and providers
+//!   that run on other hosts, and [`Host::invoke_inbound`] /
+//!   [`Host::call_provider_inbound`] serve calls from them;
+//!   [`Host::subscribe`] reports every change as a [`HostEvent`].
 //! * [`Middleware`] runs around every actor and provider invocation
 //!   (pre-invoke, invoke with short-circuit, post-invoke).
 //! * [`Host::metrics_text`] exposes Prometheus metrics (invocations, errors,
@@ -51,20 +55,24 @@ use std::time::Duration;
 
 mod builder;
 mod error;
+mod events;
 mod health;
 mod host;
 mod invoke;
 mod metrics;
 mod policy;
+mod remote;
 mod router;
 
 pub use builder::HostBuilder;
 pub use error::HostError;
+pub use events::HostEvent;
 pub use health::HealthReport;
 pub use host::{ActorInfo, DEFAULT_BINDING, Host, ProviderInfo, RouteKey};
 pub use policy::{
     Authorizer, ClaimsOnly, Decision, Entity, Flow, Invocation, InvocationResult, Middleware,
 };
+pub use remote::{RemoteError, RemoteLink};
 pub use router::Router;
 pub use waxosuit_runtime::Limits;
 

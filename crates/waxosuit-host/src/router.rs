@@ -65,11 +65,26 @@ impl ActorDispatcher for ProviderDispatcher {
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, DispatchError> {
         let host = self.host.upgrade().ok_or(DispatchError::ShuttingDown)?;
-        let entry = host
-            .actor(actor)
-            .ok_or_else(|| DispatchError::ActorNotFound {
-                actor: actor.to_string(),
-            })?;
+        let origin = Entity::Capability {
+            capid: self.route.capid.clone(),
+            binding: self.route.binding.clone(),
+        };
+        let Some(entry) = host.actor(actor) else {
+            // Maybe it runs on another host; that host checks the binding.
+            return host
+                .call_remote_actor(&origin, actor, operation, payload)
+                .await
+                .map_err(|e| match e {
+                    HostError::ActorNotFound { .. } => DispatchError::ActorNotFound {
+                        actor: actor.to_string(),
+                    },
+                    e => DispatchError::Actor {
+                        actor: actor.to_string(),
+                        operation: operation.to_string(),
+                        message: e.to_string(),
+                    },
+                });
+        };
         if !entry.is_bound(&self.route) {
             return Err(DispatchError::NotBound {
                 actor: actor.to_string(),
@@ -77,10 +92,6 @@ impl ActorDispatcher for ProviderDispatcher {
                 binding: self.route.binding.clone(),
             });
         }
-        let origin = Entity::Capability {
-            capid: self.route.capid.clone(),
-            binding: self.route.binding.clone(),
-        };
         host.invoke_actor(origin, &entry, operation, &payload)
             .await
             .map_err(|e| DispatchError::Actor {

@@ -1,0 +1,249 @@
+//! Calls the host cannot serve itself, and calls other hosts make to it.
+//!
+//! A host on its own serves actors and providers registered with it. In a
+//! lattice, an actor may be bound to a provider that runs on another host, and
+//! a provider here may serve an actor that runs elsewhere. The host knows
+//! nothing of the transport: an embedder installs a [`RemoteLink`] (the
+//! `waxosuit-lattice` crate implements one over NATS) and feeds inbound
+//! calls to [`Host::invoke_inbound`] and [`Host::call_provider_inbound`]
+//! after authenticating them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use waxosuit_claims::VerifiedActor;
+use waxosuit_codec::core as wcore;
+use waxosuit_provider::{BindRequest, ProviderCall};
+
+use crate::HostError;
+use crate::events::HostEvent;
+use crate::host::{Host, RouteKey, bind_values, guard_provider, read, write};
+use crate::policy::Entity;
+
+/// A transport error from a [`RemoteLink`], kept whole so callers can look
+/// at its type (timeout, no responders, refused, …).
+pub type RemoteError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Where the host sends calls to actors and providers that are not its own.
+#[async_trait]
+pub trait RemoteLink: Send + Sync + 'static {
+    /// Calls an actor that does not run on this host.
+    async fn call_actor(
+        &self,
+        origin: &Entity,
+        actor: &str,
+        operation: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, RemoteError>;
+
+    /// Calls the provider registered under `route` on some other host, on
+    /// behalf of `actor` (already authorized and bound here).
+    async fn call_provider(
+        &self,
+        actor: &str,
+        route: &RouteKey,
+        operation: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, RemoteError>;
+}
+
+impl Host {
+    /// Installs the link for calls this host cannot serve itself. Without
+    /// one, such calls fail with "not running" / "no provider".
+    pub fn set_remote_link(&self, link: Arc<dyn RemoteLink>) {
+        *write(&self.inner.remote) = Some(link);
+    }
+
+    /// Removes the remote link (when leaving a lattice).
+    pub fn clear_remote_link(&self) {
+        *write(&self.inner.remote) = None;
+    }
+
+    /// Watches what changes in this host.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<HostEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Whether an actor with this key runs here.
+    pub fn has_actor(&self, actor: &str) -> bool {
+        self.inner.actor(actor).is_some()
+    }
+
+    /// Whether a provider is registered here under `route`.
+    pub fn has_provider(&self, route: &RouteKey) -> bool {
+        read(&self.inner.providers).contains_key(route)
+    }
+
+    /// Whether `actor` is bound to `route` here: a local actor's binding, or a
+    /// remote actor's binding to a local provider.
+    pub fn is_bound(&self, actor: &str, route: &RouteKey) -> bool {
+        match self.inner.actor(actor) {
+            Some(entry) => entry.is_bound(route),
+            None => {
+                read(&self.inner.remote_bindings).contains_key(&(actor.to_string(), route.clone()))
+            }
+        }
+    }
+
+    /// Verifies the claims another host presents for an actor it runs.
+    pub fn verify_remote_actor(&self, jwt: &str) -> Result<VerifiedActor, HostError> {
+        self.inner
+            .verifier
+            .verify_remote_actor_token(jwt)
+            .map_err(|error| HostError::Claims {
+                origin: "the lattice".to_string(),
+                error: Box::new(error),
+            })
+    }
+
+    /// Binds an actor that runs on another host to the provider registered
+    /// here under `route`. Idempotent: binding again with the same route is
+    /// a no-op, so re-establishing bindings after a restart is safe.
+    pub async fn bind_remote_actor(
+        &self,
+        claims: &VerifiedActor,
+        route: &RouteKey,
+        values: BTreeMap<String, String>,
+    ) -> Result<(), HostError> {
+        let key = claims.public_key().to_string();
+        let target = Entity::Capability {
+            capid: route.capid.clone(),
+            binding: route.binding.clone(),
+        };
+        self.inner.authorize(
+            claims,
+            &route.capid,
+            &target,
+            wcore::OP_BIND_ACTOR,
+            &route.binding,
+        )?;
+        let provider = read(&self.inner.providers)
+            .get(route)
+            .cloned()
+            .ok_or_else(|| HostError::ProviderNotFound {
+                capability: route.capid.clone(),
+                binding: route.binding.clone(),
+            })?;
+        let slot = (key.clone(), route.clone());
+        if read(&self.inner.remote_bindings).contains_key(&slot) {
+            return Ok(());
+        }
+        let request = BindRequest {
+            actor: key.clone(),
+            binding: route.binding.clone(),
+            values: bind_values(claims, &values),
+        };
+        guard_provider(route, provider.provider.bind_actor(request)).await?;
+        write(&self.inner.remote_bindings).insert(slot, values);
+        tracing::info!(actor = %key, capability = %route.capid, binding = %route.binding, "binding established for a remote actor");
+        self.emit(HostEvent::BindingSet {
+            actor: key,
+            route: route.clone(),
+        });
+        Ok(())
+    }
+
+    /// Releases a remote actor's binding to a local provider.
+    pub async fn unbind_remote_actor(
+        &self,
+        actor: &str,
+        route: &RouteKey,
+    ) -> Result<(), HostError> {
+        let slot = (actor.to_string(), route.clone());
+        if write(&self.inner.remote_bindings).remove(&slot).is_none() {
+            return Ok(());
+        }
+        let provider = read(&self.inner.providers).get(route).cloned();
+        if let Some(p) = provider {
+            guard_provider(route, p.provider.remove_actor(actor, &route.binding)).await?;
+        }
+        self.emit(HostEvent::BindingRemoved {
+            actor: actor.to_string(),
+            route: route.clone(),
+        });
+        Ok(())
+    }
+
+    /// Remote actors bound to local providers: (actor, route, values).
+    pub fn remote_bindings(&self) -> Vec<(String, RouteKey, BTreeMap<String, String>)> {
+        let mut out: Vec<_> = read(&self.inner.remote_bindings)
+            .iter()
+            .map(|((a, r), v)| (a.clone(), r.clone(), v.clone()))
+            .collect();
+        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        out
+    }
+
+    /// A call another host forwarded to an actor running here. The caller
+    /// has authenticated the sending host; a call from a capability must come
+    /// through a binding the actor has.
+    pub async fn invoke_inbound(
+        &self,
+        origin: Entity,
+        actor: &str,
+        operation: &str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, HostError> {
+        let entry = self
+            .inner
+            .actor(actor)
+            .ok_or_else(|| HostError::ActorNotFound {
+                actor: actor.to_string(),
+            })?;
+        if let Entity::Capability { capid, binding } = &origin {
+            let route = RouteKey::new(capid.clone(), binding.clone());
+            if !entry.is_bound(&route) {
+                return Err(HostError::MissingBinding {
+                    actor: actor.to_string(),
+                    name: entry.claims().name().to_string(),
+                    capability: route.capid,
+                    binding: route.binding,
+                });
+            }
+        }
+        self.inner
+            .invoke_actor(origin, &entry, operation, payload)
+            .await
+    }
+
+    /// A call another host forwarded from one of its actors to a provider
+    /// registered here. The actor must be bound to it.
+    pub async fn call_provider_inbound(
+        &self,
+        actor: &str,
+        route: &RouteKey,
+        operation: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, HostError> {
+        let provider = read(&self.inner.providers)
+            .get(route)
+            .cloned()
+            .ok_or_else(|| HostError::ProviderNotFound {
+                capability: route.capid.clone(),
+                binding: route.binding.clone(),
+            })?;
+        if !self.is_bound(actor, route) {
+            return Err(HostError::MissingBinding {
+                actor: actor.to_string(),
+                name: String::from("(remote actor)"),
+                capability: route.capid.clone(),
+                binding: route.binding.clone(),
+            });
+        }
+        let call = ProviderCall {
+            actor: actor.to_string(),
+            binding: route.binding.clone(),
+            operation: operation.to_string(),
+            payload,
+        };
+        guard_provider(route, provider.provider.handle_call(call))
+            .await
+            .map_err(HostError::from)
+    }
+
+    pub(crate) fn emit(&self, event: HostEvent) {
+        // No receiver is the common case on a single host: not an error.
+        let _ = self.inner.events.send(event);
+    }
+}
