@@ -1,7 +1,8 @@
 //! `waxosuit`: one command for keys, signed claims, and running actors.
 //!
 //! The subcommands live in their own modules: [`keys`] (`waxosuit keys gen`),
-//! [`claims`] (`waxosuit claims sign|inspect|token`). Every error a user sees
+//! [`claims`] (`waxosuit claims sign|inspect|token`), [`up`] (a host from a
+//! manifest, alone or in a lattice), [`lattice`] (`waxosuit lattice …`). Every error a user sees
 //! says what failed and what to do; `--json` output is for scripts.
 
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ mod call;
 mod claims;
 mod keys;
 mod keystore;
+mod lattice;
 mod limits;
 mod par;
 mod up;
@@ -49,6 +51,8 @@ enum Command {
     /// Create, extend and inspect signed native provider archives (.par).
     #[command(subcommand)]
     Par(par::ParCommand),
+    /// Look at and steer a lattice of hosts over NATS.
+    Lattice(Box<lattice::LatticeArgs>),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Command::Call(args) => call::run(*args),
         Command::Up(args) => up::run(*args),
         Command::Par(cmd) => par::run(cmd),
+        Command::Lattice(args) => lattice::run(*args),
     };
     match result {
         Ok(code) => code,

@@ -22,6 +22,7 @@ use waxosuit_cap_messaging_memory::MemoryMessaging;
 use waxosuit_cap_messaging_nats::NatsMessaging;
 use waxosuit_claims::caps;
 use waxosuit_host::{DEFAULT_BINDING, Host, HostBuilder};
+use waxosuit_lattice::{Lattice, ProviderFactory};
 use waxosuit_manifest::{CapabilitySource, Manifest};
 use waxosuit_provider::CapabilityProvider;
 use waxosuit_runtime::{Limits, Runtime};
@@ -47,6 +48,8 @@ pub struct UpArgs {
     limits: LimitArgs,
     #[command(flatten)]
     trust: TrustArgs,
+    #[command(flatten)]
+    lattice: crate::lattice::JoinArgs,
     /// Load manifest `path:` plugins that are bare libraries, not signed
     /// .par archives. Development only: nothing vouches for that code.
     #[arg(long)]
@@ -150,6 +153,30 @@ enum Backend {
     Other(Arc<dyn CapabilityProvider>),
 }
 
+/// The built-in backends, for `waxosuit lattice start provider`.
+struct Backends;
+
+impl ProviderFactory for Backends {
+    fn create(
+        &self,
+        capid: &str,
+        name: Option<&str>,
+    ) -> Result<Arc<dyn CapabilityProvider>, String> {
+        match backend(capid, name).map_err(|e| e.to_string())? {
+            Backend::Http => Ok(Arc::new(HttpServerProvider::new())),
+            Backend::Other(p) => Ok(p),
+        }
+    }
+}
+
+/// The `provider:` of a manifest capability that another host of the
+/// lattice serves.
+const LATTICE_PROVIDER: &str = "lattice";
+
+/// How long `up` waits for an actor on another host to announce itself
+/// before reporting its binding as pending.
+const REMOTE_ACTOR_WAIT: Duration = Duration::from_secs(15);
+
 async fn serve(args: UpArgs) -> Result<ExitCode> {
     let manifest = Manifest::from_path(&args.manifest)?;
     let file = args.manifest.display().to_string();
@@ -173,6 +200,30 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
         host: host.clone(),
         started: AtomicBool::new(false),
     });
+    let lattice = match args.lattice.config(Arc::new(Backends))? {
+        Some(config) => {
+            let url = config.url.clone();
+            let prefix = config.prefix.clone();
+            let any = config.trust.trusts_any();
+            let trusted = config.trust.keys().count();
+            let lattice = Lattice::join(host.clone(), config).await?;
+            println!(
+                "  lattice     {url} as host {} (prefix `{prefix}`)",
+                lattice.host_id()
+            );
+            if any {
+                println!("              trusting invocations from ANY host (development only)");
+            } else if trusted == 0 {
+                println!(
+                    "              trusting only itself; add --lattice-trust-host for the other hosts"
+                );
+            } else {
+                println!("              trusting {trusted} other host key(s)");
+            }
+            Some(lattice)
+        }
+        None => None,
+    };
     let admin_task = match args.admin {
         Some(addr) => {
             let (bound, task) = admin::serve(addr, Arc::clone(&status)).await?;
@@ -210,6 +261,22 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
                 continue;
             }
         };
+        if provider.as_deref() == Some(LATTICE_PROVIDER) {
+            // Served by another host of the lattice: nothing to start here.
+            if lattice.is_none() {
+                bail!(
+                    "{file}: capabilities[{i}]: `provider: {LATTICE_PROVIDER}` means another host \
+                     of a lattice provides {id}; start this host with --lattice URL, or pick a \
+                     local backend"
+                );
+            }
+            println!(
+                "  provider    {id} (binding `{}`): on another host of the lattice",
+                entry.binding_name
+            );
+            declared.push((id, entry.binding_name.clone()));
+            continue;
+        }
         let backend = backend(&id, provider.as_deref())
             .with_context(|| format!("{file}: capabilities[{i}]"))?;
         let provider: Arc<dyn CapabilityProvider> = match backend {
@@ -274,14 +341,24 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
 
     // Bindings.
     for (i, b) in manifest.bindings.iter().enumerate() {
-        let key = host
-            .resolve_actor(&b.actor)
-            .with_context(|| format!("{file}: bindings[{i}].actor"))?;
-        let already = host.actors().iter().any(|a| {
-            a.key == key
-                && a.bindings
-                    .iter()
-                    .any(|r| r.capid == b.capability && r.binding == b.binding)
+        let key = match (host.resolve_actor(&b.actor), &lattice) {
+            (Ok(key), _) => key,
+            // Another host of the lattice may run it: only a key names it there.
+            (Err(_), Some(_)) if b.actor.len() == 56 && b.actor.starts_with('M') => b.actor.clone(),
+            (Err(e), lattice) => {
+                let hint = if lattice.is_some() {
+                    "; an actor on another host of the lattice must be named by its module key (M…)"
+                } else {
+                    ""
+                };
+                return Err(anyhow!("{file}: bindings[{i}].actor: {e}{hint}"));
+            }
+        };
+        let local = host.actors().into_iter().find(|a| a.key == key);
+        let already = local.as_ref().is_some_and(|a| {
+            a.bindings
+                .iter()
+                .any(|r| r.capid == b.capability && r.binding == b.binding)
         });
         if already {
             // Auto-bound built-in (extras, logging): re-bind only to pass values.
@@ -290,21 +367,42 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
             }
             host.remove_binding(&key, &b.capability, &b.binding).await?;
         }
-        host.set_binding(&key, &b.capability, &b.binding, b.values.clone())
-            .await
-            .with_context(|| format!("{file}: bindings[{i}]"))?;
-        let name = host
-            .actors()
-            .into_iter()
-            .find(|a| a.key == key)
-            .map(|a| a.name)
-            .unwrap_or_default();
-        let listening = http_servers
+        match &lattice {
+            Some(lattice) => lattice
+                .put_binding(&key, &b.capability, &b.binding, b.values.clone())
+                .await
+                .with_context(|| format!("{file}: bindings[{i}]"))?,
+            None => host
+                .set_binding(&key, &b.capability, &b.binding, b.values.clone())
+                .await
+                .with_context(|| format!("{file}: bindings[{i}]"))?,
+        }
+        let name = match &local {
+            Some(a) => a.name.clone(),
+            None => format!("{key} (on another host)"),
+        };
+        let http: Vec<&Arc<HttpServerProvider>> = http_servers
             .iter()
             .filter(|(binding, _)| *binding == b.binding && b.capability == caps::HTTP_SERVER)
-            .find_map(|(_, http)| http.bound_address(&key))
-            .map(|addr| format!("  listening on http://{addr}"))
-            .unwrap_or_default();
+            .map(|(_, http)| http)
+            .collect();
+        let mut address = http.iter().find_map(|h| h.bound_address(&key));
+        if address.is_none() && local.is_none() && !http.is_empty() {
+            // The listener opens once the actor's host has announced it.
+            println!("  waiting     for actor {key} to appear in the lattice…");
+            let deadline = tokio::time::Instant::now() + REMOTE_ACTOR_WAIT;
+            while address.is_none() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                address = http.iter().find_map(|h| h.bound_address(&key));
+            }
+        }
+        let listening = match address {
+            Some(addr) => format!("  listening on http://{addr}"),
+            None if local.is_none() && !http.is_empty() => {
+                "  (pending: the actor has not appeared in the lattice yet)".to_string()
+            }
+            None => String::new(),
+        };
         println!(
             "  binding     {name} → {} (binding `{}`){listening}",
             b.capability, b.binding
@@ -317,6 +415,10 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
 
     wait_for_signal().await?;
     println!("Stopping: draining in-flight requests…");
+    if let Some(lattice) = &lattice {
+        // Out of the queue groups first, so no new calls arrive from the lattice.
+        lattice.leave().await;
+    }
     let drained =
         tokio::time::timeout(Duration::from_secs(args.drain_timeout), host.shutdown()).await;
     health.abort();

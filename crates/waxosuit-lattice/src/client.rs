@@ -17,6 +17,9 @@ use crate::protocol::{
     HostEntry, InventoryKind, PROTOCOL_VERSION, ProviderEntry, Subjects, decode, encode,
 };
 
+/// The least time a start command is given.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Connects to NATS with the options every Waxosuit connection shares:
 /// unlimited reconnects (a server restart must not end a host), a name that
 /// shows in `nats-server` monitoring, and optional credentials.
@@ -212,9 +215,17 @@ impl LatticeClient {
         command: Command,
     ) -> Result<CommandReply, LatticeError> {
         let subject = self.subjects.control(host);
+        // Starting compiles a module or opens a backend's connections: give
+        // it longer than a lookup, and report its real outcome, not an ack.
+        let timeout = match command {
+            Command::StartActor { .. } | Command::StartProvider { .. } => {
+                self.timeout.max(START_TIMEOUT)
+            }
+            _ => self.timeout,
+        };
         let request = async_nats::Request::new()
             .payload(encode(&command)?.into())
-            .timeout(Some(self.timeout));
+            .timeout(Some(timeout));
         let reply = self
             .client
             .send_request(subject, request)
@@ -225,7 +236,7 @@ impl LatticeClient {
                 },
                 async_nats::RequestErrorKind::TimedOut => LatticeError::Timeout {
                     target: format!("host {host}"),
-                    timeout_ms: self.timeout.as_millis(),
+                    timeout_ms: timeout.as_millis(),
                 },
                 _ => LatticeError::Transport {
                     operation: "command",

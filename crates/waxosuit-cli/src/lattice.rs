@@ -1,0 +1,437 @@
+//! `waxosuit lattice …` (look at and steer a lattice) and the `--lattice`
+//! options of `waxosuit up`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use futures_util::StreamExt;
+use waxosuit_claims::{KeyKind, KeyPair};
+use waxosuit_lattice::protocol::{Command as LatticeCommand, DEFAULT_PREFIX, PROTOCOL_VERSION};
+use waxosuit_lattice::{LatticeClient, LatticeConfig, ProviderFactory, TrustPolicy};
+
+use crate::keystore;
+
+/// `waxosuit up` options for joining a lattice.
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// Join the lattice on this NATS server (e.g. nats://127.0.0.1:4222).
+    #[arg(long = "lattice", value_name = "URL", env = "WAXOSUIT_LATTICE")]
+    pub url: Option<String>,
+    /// Subject prefix: lattices with different prefixes share a server
+    /// without seeing each other.
+    #[arg(long = "lattice-prefix", value_name = "NS", env = "WAXOSUIT_LATTICE_PREFIX", default_value = DEFAULT_PREFIX)]
+    pub prefix: String,
+    /// NATS credentials file (.creds).
+    #[arg(long = "creds", value_name = "FILE", env = "WAXOSUIT_LATTICE_CREDS")]
+    pub creds: Option<PathBuf>,
+    /// Timeout of every call across the lattice, in milliseconds.
+    #[arg(
+        long = "lattice-timeout-ms",
+        value_name = "MS",
+        env = "WAXOSUIT_LATTICE_TIMEOUT_MS",
+        default_value_t = 2000
+    )]
+    pub timeout_ms: u64,
+    /// This host's server key (a seed `SN…` or a .nk file). Invocations it
+    /// sends are signed with it; other hosts must trust its public key.
+    /// Generated for this run when absent.
+    #[arg(
+        long = "host-seed",
+        value_name = "SEED_OR_FILE",
+        env = "WAXOSUIT_HOST_SEED",
+        hide_env_values = true
+    )]
+    pub host_seed: Option<String>,
+    /// Accept invocations from this host key (N…); repeat, or comma-separate
+    /// in WAXOSUIT_LATTICE_TRUST_HOSTS. A host always trusts itself.
+    #[arg(
+        long = "lattice-trust-host",
+        value_name = "KEY",
+        env = "WAXOSUIT_LATTICE_TRUST_HOSTS",
+        value_delimiter = ','
+    )]
+    pub trust_hosts: Vec<String>,
+    /// Accept invocations from any host that signs them (development only:
+    /// anything that can publish on the NATS server can then call actors).
+    #[arg(long = "lattice-trust-any-host")]
+    pub trust_any: bool,
+}
+
+impl JoinArgs {
+    /// The lattice configuration, if `--lattice` was given.
+    pub fn config(
+        &self,
+        providers: std::sync::Arc<dyn ProviderFactory>,
+    ) -> Result<Option<LatticeConfig>> {
+        let Some(url) = &self.url else {
+            return Ok(None);
+        };
+        let identity = match &self.host_seed {
+            Some(seed) => keystore::load(seed, "host")?,
+            None => KeyPair::generate(KeyKind::Server),
+        };
+        if identity.kind() != KeyKind::Server {
+            bail!(
+                "--host-seed must be a server key (SN…), not a {} key; create one with \
+                 `waxosuit keys gen server`",
+                identity.kind()
+            );
+        }
+        let trust = if self.trust_any {
+            TrustPolicy::any_host()
+        } else {
+            TrustPolicy::hosts(self.trust_hosts.iter().filter(|k| !k.trim().is_empty()))?
+        };
+        let mut config = LatticeConfig::new(url.clone(), identity, trust);
+        config.prefix = self.prefix.clone();
+        config.creds = self.creds.clone();
+        config.timeout = Duration::from_millis(self.timeout_ms.max(1));
+        config.providers = Some(providers);
+        Ok(Some(config))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct LatticeArgs {
+    /// NATS server of the lattice.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "WAXOSUIT_LATTICE",
+        default_value = "nats://127.0.0.1:4222",
+        global = true
+    )]
+    url: String,
+    /// Subject prefix of the lattice.
+    #[arg(long, value_name = "NS", env = "WAXOSUIT_LATTICE_PREFIX", default_value = DEFAULT_PREFIX, global = true)]
+    prefix: String,
+    /// NATS credentials file.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "WAXOSUIT_LATTICE_CREDS",
+        global = true
+    )]
+    creds: Option<PathBuf>,
+    /// How long to wait for answers, in milliseconds.
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "WAXOSUIT_LATTICE_TIMEOUT_MS",
+        default_value_t = 1000,
+        global = true
+    )]
+    timeout_ms: u64,
+    /// JSON output for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: LatticeSub,
+}
+
+#[derive(Debug, Subcommand)]
+enum LatticeSub {
+    /// List what the lattice runs.
+    List {
+        #[arg(value_enum)]
+        what: What,
+    },
+    /// Print lattice events as they happen (Ctrl-C to stop).
+    Watch,
+    /// Start an actor or a provider on a host (chosen, or by auction).
+    #[command(subcommand)]
+    Start(StartSub),
+    /// Stop an actor or a provider on a host.
+    #[command(subcommand)]
+    Stop(StopSub),
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum What {
+    Hosts,
+    Actors,
+    Providers,
+    Bindings,
+}
+
+#[derive(Debug, Args)]
+struct Placement {
+    /// The host to run it on (server key N…).
+    #[arg(long, value_name = "HOST", conflicts_with = "constraint")]
+    host: Option<String>,
+    /// Hold an auction among hosts whose labels match (repeatable `key=value`).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_label)]
+    constraint: Vec<(String, String)>,
+}
+
+#[derive(Debug, Subcommand)]
+enum StartSub {
+    /// Start a signed actor module (the host verifies it).
+    Actor {
+        /// The signed module.
+        module: PathBuf,
+        #[command(flatten)]
+        placement: Placement,
+    },
+    /// Start a provider from the host's built-in backends.
+    Provider {
+        /// Capability id (e.g. wascc:keyvalue).
+        capid: String,
+        /// Backend (e.g. memory, redis); the host's default when absent.
+        #[arg(long)]
+        backend: Option<String>,
+        /// Binding name.
+        #[arg(long, default_value = "default")]
+        binding: String,
+        #[command(flatten)]
+        placement: Placement,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StopSub {
+    /// Stop an actor.
+    Actor {
+        /// Module key (M…).
+        actor: String,
+        /// The host running it.
+        #[arg(long, value_name = "HOST")]
+        host: String,
+    },
+    /// Stop a provider.
+    Provider {
+        /// Capability id.
+        capid: String,
+        /// Binding name.
+        #[arg(long, default_value = "default")]
+        binding: String,
+        /// The host running it.
+        #[arg(long, value_name = "HOST")]
+        host: String,
+    },
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
+pub fn run(args: LatticeArgs) -> Result<ExitCode> {
+    crate::init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: LatticeArgs) -> Result<ExitCode> {
+    let client = LatticeClient::connect(
+        &args.url,
+        &args.prefix,
+        args.creds.as_deref(),
+        Duration::from_millis(args.timeout_ms.max(1)),
+    )
+    .await?;
+    match args.command {
+        LatticeSub::List { what } => list(&client, what, args.json).await,
+        LatticeSub::Watch => watch(&client, args.json).await,
+        LatticeSub::Start(StartSub::Actor { module, placement }) => {
+            let bytes = std::fs::read(&module)
+                .with_context(|| format!("cannot read the actor module {}", module.display()))?;
+            let host = place(&client, placement, None).await?;
+            let reply = client.start_actor(&host, bytes).await?;
+            answer(reply)
+        }
+        LatticeSub::Start(StartSub::Provider {
+            capid,
+            backend,
+            binding,
+            placement,
+        }) => {
+            let host = place(&client, placement, None).await?;
+            let reply = client
+                .command(
+                    &host,
+                    LatticeCommand::StartProvider {
+                        v: PROTOCOL_VERSION,
+                        capid,
+                        backend,
+                        binding,
+                    },
+                )
+                .await?;
+            answer(reply)
+        }
+        LatticeSub::Stop(StopSub::Actor { actor, host }) => {
+            let reply = client
+                .command(
+                    &host,
+                    LatticeCommand::StopActor {
+                        v: PROTOCOL_VERSION,
+                        actor,
+                    },
+                )
+                .await?;
+            answer(reply)
+        }
+        LatticeSub::Stop(StopSub::Provider {
+            capid,
+            binding,
+            host,
+        }) => {
+            let reply = client
+                .command(
+                    &host,
+                    LatticeCommand::StopProvider {
+                        v: PROTOCOL_VERSION,
+                        capid,
+                        binding,
+                    },
+                )
+                .await?;
+            answer(reply)
+        }
+    }
+}
+
+/// The host to start something on: the one named, or the auction's winner.
+async fn place(
+    client: &LatticeClient,
+    placement: Placement,
+    actor: Option<String>,
+) -> Result<String> {
+    if let Some(host) = placement.host {
+        return Ok(host);
+    }
+    let constraints: BTreeMap<String, String> = placement.constraint.into_iter().collect();
+    let bids = client.auction(constraints.clone(), actor).await?;
+    let Some(winner) = bids.first() else {
+        let wanted: Vec<String> = constraints
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        bail!(
+            "no host of the lattice bid{}; check `waxosuit lattice list hosts` for their labels",
+            if wanted.is_empty() {
+                String::new()
+            } else {
+                format!(" for {}", wanted.join(", "))
+            }
+        );
+    };
+    eprintln!("auction: {} host(s) bid; chose {}", bids.len(), winner.host);
+    Ok(winner.host.clone())
+}
+
+fn answer(reply: waxosuit_lattice::protocol::CommandReply) -> Result<ExitCode> {
+    if reply.ok {
+        outln!("{} (host {})", reply.message, reply.host);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        bail!("host {} refused: {}", reply.host, reply.message)
+    }
+}
+
+async fn list(client: &LatticeClient, what: What, json: bool) -> Result<ExitCode> {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    let text = match what {
+        What::Hosts => {
+            let hosts = client.hosts().await?;
+            if json {
+                serde_json::to_string_pretty(&hosts)?
+            } else {
+                table.set_header(["host", "uptime", "labels"]);
+                for h in &hosts {
+                    let labels: Vec<String> =
+                        h.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    table.add_row([h.id.clone(), humantime_secs(h.uptime_ms), labels.join(", ")]);
+                }
+                format!("{table}\n{} host(s)", hosts.len())
+            }
+        }
+        What::Actors => {
+            let actors = client.actors().await?;
+            if json {
+                serde_json::to_string_pretty(&actors)?
+            } else {
+                table.set_header(["actor", "key", "host"]);
+                for a in &actors {
+                    table.add_row([a.name.clone(), a.key.clone(), a.host.clone()]);
+                }
+                format!("{table}\n{} instance(s)", actors.len())
+            }
+        }
+        What::Providers => {
+            let providers = client.providers().await?;
+            if json {
+                serde_json::to_string_pretty(&providers)?
+            } else {
+                table.set_header(["capability", "binding", "provider", "host"]);
+                for p in &providers {
+                    table.add_row([
+                        p.capid.clone(),
+                        p.binding.clone(),
+                        format!("{} {}", p.name, p.version),
+                        p.host.clone(),
+                    ]);
+                }
+                format!("{table}\n{} instance(s)", providers.len())
+            }
+        }
+        What::Bindings => {
+            let bindings = client.bindings().await?;
+            if json {
+                serde_json::to_string_pretty(&bindings)?
+            } else {
+                // Values may hold secrets: the table shows their keys only.
+                table.set_header(["actor", "capability", "binding", "values"]);
+                for b in &bindings {
+                    let keys: Vec<&str> = b.values.keys().map(String::as_str).collect();
+                    table.add_row([
+                        b.actor.clone(),
+                        b.capid.clone(),
+                        b.binding.clone(),
+                        keys.join(", "),
+                    ]);
+                }
+                format!("{table}\n{} binding(s)", bindings.len())
+            }
+        }
+    };
+    outln!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn humantime_secs(ms: u64) -> String {
+    humantime::format_duration(Duration::from_secs(ms / 1000)).to_string()
+}
+
+async fn watch(client: &LatticeClient, json: bool) -> Result<ExitCode> {
+    let mut events = client.watch().await?;
+    eprintln!("watching lattice events (Ctrl-C to stop)");
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            event = events.next() => {
+                let Some(event) = event else { bail!("the lattice connection closed") };
+                match event {
+                    Ok(e) if json => outln!("{}", serde_json::to_string(&e)?),
+                    Ok(e) => {
+                        let host = e.source.rsplit('/').next().unwrap_or_default();
+                        let kind = e.kind.strip_prefix("dev.waxosuit.").unwrap_or(&e.kind);
+                        outln!("{}  {kind:<17} {}  (host {host})", e.time, e.subject);
+                    }
+                    Err(e) => eprintln!("warning: {e}"),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! Three `waxosuit up` processes joined over a real nats-server: an HTTP
+//! request on host A reaches an actor on host B that uses the key-value
+//! provider on host C; then C restarts, B dies with a replica on C, a
+//! forged invocation is refused and a 5 MiB payload round-trips.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::{Dir, Up};
+use waxosuit_claims::{KeyKind, KeyPair};
+use waxosuit_host::{HostBuilder, Limits};
+use waxosuit_lattice::protocol::{self, ErrorKind, Invocation, PROTOCOL_VERSION, WireEntity};
+use waxosuit_lattice::{Lattice, LatticeClient, LatticeConfig, TrustPolicy};
+use waxosuit_test_servers::NatsServer;
+
+struct Hosts {
+    nats_url: String,
+    seeds: Vec<String>,
+    keys: Vec<String>,
+}
+
+impl Hosts {
+    /// Server keys for hosts A, B, C and the test itself (D).
+    fn new(nats_url: String) -> Hosts {
+        let pairs: Vec<KeyPair> = (0..4).map(|_| KeyPair::generate(KeyKind::Server)).collect();
+        Hosts {
+            nats_url,
+            seeds: pairs.iter().map(|k| k.seed().unwrap()).collect(),
+            keys: pairs.iter().map(|k| k.public_key()).collect(),
+        }
+    }
+
+    fn up(&self, dir: &Dir, i: usize, manifest: &str) -> Up {
+        let path = dir.manifest_named(&format!("host{i}.yaml"), manifest);
+        let trust = self.keys.join(",");
+        // One compiled-module cache for all hosts: C compiles nothing B did.
+        let cache = dir.path("cache");
+        let cache = cache.to_str().unwrap();
+        Up::start_with(
+            dir,
+            &path,
+            &["--max-payload-kib", "8192", "--max-memory-mib", "64"],
+            &[
+                ("WAXOSUIT_LATTICE", self.nats_url.as_str()),
+                ("WAXOSUIT_HOST_SEED", self.seeds[i].as_str()),
+                ("WAXOSUIT_LATTICE_TRUST_HOSTS", trust.as_str()),
+                ("WAXOSUIT_LATTICE_TIMEOUT_MS", "3000"),
+                ("WAXOSUIT_CACHE", cache),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("host {i}: {e}"))
+    }
+}
+
+/// GET with a bounded wait: `None` when the request failed or timed out.
+fn try_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
+}
+
+/// Retries until the response is 200, for state that settles asynchronously.
+fn get_ok(addr: SocketAddr, path: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = try_get(addr, path);
+        if let Some((200, body)) = &got {
+            return body.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no 200 from {addr}{path} in time; last: {got:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Kills the host processes when the test ends, passing or not.
+struct Reaper(Vec<u32>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+fn waxosuit(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_waxosuit"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn kill9(up: &mut Up) {
+    Command::new("kill")
+        .args(["-KILL", &up.child.id().to_string()])
+        .status()
+        .unwrap();
+    up.child.wait().unwrap();
+}
+
+#[test]
+fn three_hosts_serve_as_one_and_survive_restarts_failures_and_forgeries() {
+    let nats = NatsServer::start().expect("nats-server (apt-get install nats-server)");
+    let hosts = Hosts::new(nats.url());
+    let dir = Dir::new();
+    let counter = dir.actor(
+        waxosuit_test_fixtures::example("kvcounter"),
+        "counter",
+        &["wascc:http_server", "wascc:keyvalue"],
+    );
+    let echo = dir.actor(waxosuit_test_fixtures::wapc_echo(), "echo", &[]);
+
+    // `lattice watch` sees everything from here on.
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_waxosuit"))
+        .args(["lattice", "--url", &nats.url(), "watch"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let watched = Arc::new(Mutex::new(String::new()));
+    {
+        let sink = Arc::clone(&watched);
+        let out = watch.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+    }
+    let mut reaper = Reaper(vec![watch.id()]);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let c_manifest = "capabilities:\n  - id: wascc:keyvalue\n";
+    let mut c = hosts.up(&dir, 2, c_manifest);
+    let mut b = hosts.up(
+        &dir,
+        1,
+        &format!(
+            "actors: [ ./counter.wasm, ./echo.wasm ]\n\
+             capabilities:\n  - {{ id: wascc:keyvalue, provider: lattice }}\n\
+             bindings:\n  - {{ actor: {counter}, capability: wascc:keyvalue }}\n"
+        ),
+    );
+    let a = hosts.up(
+        &dir,
+        0,
+        &format!(
+            "capabilities:\n  - id: wascc:http_server\n\
+             bindings:\n  - {{ actor: {counter}, capability: wascc:http_server, values: {{ PORT: 0, ADDRESS: 127.0.0.1 }} }}\n"
+        ),
+    );
+    reaper.0.extend([a.child.id(), b.child.id(), c.child.id()]);
+    assert!(
+        a.summary
+            .iter()
+            .any(|l| l.contains("lattice") && l.contains(&hosts.keys[0])),
+        "{:?}",
+        a.summary
+    );
+    let addr = a.addr(&counter);
+
+    // A (HTTP) → B (actor) → C (key-value).
+    assert_eq!(
+        get_ok(addr, "/", Duration::from_secs(20)),
+        r#"{"counter":1}"#
+    );
+    assert_eq!(
+        get_ok(addr, "/", Duration::from_secs(5)),
+        r#"{"counter":2}"#
+    );
+
+    let out = waxosuit(&["lattice", "--url", &nats.url(), "--json", "list", "hosts"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
+    let out = waxosuit(&["lattice", "--url", &nats.url(), "list", "bindings"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("wascc:keyvalue") && text.contains("wascc:http_server"),
+        "{text}"
+    );
+    assert!(text.contains("2 binding(s)"), "{text}");
+
+    // A forged invocation (unknown host key) is refused and logged by B.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = LatticeClient::connect(&nats.url(), "waxosuit", None, Duration::from_secs(3))
+            .await
+            .unwrap();
+        let stranger = KeyPair::generate(KeyKind::Server);
+        let origin = WireEntity::Host(stranger.public_key());
+        let target = WireEntity::Actor(echo.clone());
+        let claims =
+            waxosuit_lattice::antiforgery::sign(&stranger, "f1", &origin, &target, "echo", b"x")
+                .unwrap();
+        let inv = Invocation {
+            v: PROTOCOL_VERSION,
+            id: "f1".into(),
+            origin,
+            target,
+            operation: "echo".into(),
+            msg: b"x".to_vec(),
+            encoded_claims: claims,
+            host_id: stranger.public_key(),
+            chunked: None,
+        };
+        let reply = client
+            .nats()
+            .request(
+                client.subjects().actor(&echo),
+                protocol::encode(&inv).unwrap().into(),
+            )
+            .await
+            .unwrap();
+        let response: protocol::Response = protocol::decode("response", &reply.payload).unwrap();
+        assert_eq!(response.error.unwrap().kind, ErrorKind::Forged);
+    });
+    b.wait_for_log("refused a forged invocation", 1);
+
+    // 5 MiB to the echo actor on B and back, from a fourth (in-process) host.
+    rt.block_on(async {
+        let host = HostBuilder::new()
+            .default_limits(Limits::default())
+            .build()
+            .unwrap();
+        let identity = KeyPair::from_seed(&hosts.seeds[3]).unwrap();
+        let trust = TrustPolicy::hosts(&hosts.keys).unwrap();
+        let mut config = LatticeConfig::new(nats.url(), identity, trust);
+        config.timeout = Duration::from_secs(10);
+        let d = Lattice::join(host, config).await.unwrap();
+        let big: Vec<u8> = (0..5 << 20).map(|i: u32| (i % 253) as u8).collect();
+        let back = d.call_actor(&echo, "echo", big.clone()).await.unwrap();
+        assert!(
+            back == big,
+            "the 5 MiB payload came back altered ({} bytes)",
+            back.len()
+        );
+        d.leave().await;
+    });
+
+    // Restart the provider's host: the binding is re-established.
+    kill9(&mut c);
+    let c2 = hosts.up(&dir, 2, c_manifest);
+    reaper.0.push(c2.child.id());
+    let body = get_ok(addr, "/", Duration::from_secs(20));
+    assert_eq!(
+        body, r#"{"counter":1}"#,
+        "a fresh in-memory store behind the same binding"
+    );
+
+    // A replica on C, started by command; then B dies.
+    let c_id = hosts.keys[2].clone();
+    let wasm = dir.path("counter.wasm");
+    let out = waxosuit(&[
+        "lattice",
+        "--url",
+        &nats.url(),
+        "start",
+        "actor",
+        wasm.to_str().unwrap(),
+        "--host",
+        &c_id,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("started actor counter"));
+    std::thread::sleep(Duration::from_millis(500));
+    kill9(&mut b);
+    let mut failures = 0;
+    for _ in 0..10 {
+        match try_get(addr, "/") {
+            Some((200, _)) => {}
+            _ => failures += 1,
+        }
+    }
+    assert!(
+        failures <= 1,
+        "{failures} of 10 requests failed after B died"
+    );
+
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let seen = watched.lock().unwrap().clone();
+    for kind in [
+        "host_started",
+        "actor_started",
+        "provider_started",
+        "binding_set",
+    ] {
+        assert!(
+            seen.contains(kind),
+            "`lattice watch` missed {kind}:\n{seen}"
+        );
+    }
+    drop((a, c2));
+}

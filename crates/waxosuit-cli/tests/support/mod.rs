@@ -1,0 +1,208 @@
+//! Shared by the end-to-end tests: signed actors in a temporary directory,
+//! `waxosuit up` as a child process, a minimal HTTP client.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use waxosuit_claims::{Actor, Claims, KeyKind, KeyPair, embed_claims};
+
+pub struct Dir(pub tempfile::TempDir);
+
+impl Dir {
+    pub fn new() -> Dir {
+        Dir(tempfile::tempdir().unwrap())
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+
+    /// Signs `module` as `name` with these capabilities into `name.wasm`.
+    pub fn actor(&self, module: &[u8], name: &str, caps: &[&str]) -> String {
+        let account = KeyPair::generate(KeyKind::Account);
+        let subject = KeyPair::generate(KeyKind::Module);
+        let claims = Claims::<Actor>::builder()
+            .issuer(account.public_key())
+            .subject(subject.public_key())
+            .metadata(Actor {
+                caps: Some(caps.iter().map(|c| c.to_string()).collect()),
+                ..Actor::named(name)
+            })
+            .build();
+        let signed = embed_claims(module, &claims, &account).unwrap();
+        std::fs::write(self.path(&format!("{name}.wasm")), signed).unwrap();
+        subject.public_key()
+    }
+
+    /// Writes a manifest under another name (several hosts, one directory).
+    pub fn manifest_named(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    pub fn manifest(&self, text: &str) -> PathBuf {
+        let p = self.path("host.yaml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+pub struct Up {
+    pub child: Child,
+    pub lines: mpsc::Receiver<String>,
+    stderr: std::thread::JoinHandle<String>,
+    /// What the host has written to stderr so far.
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Actor name → HTTP address, from the startup summary.
+    pub listening: Vec<(String, SocketAddr)>,
+    /// Every stdout line up to `Ready.`.
+    pub summary: Vec<String>,
+}
+
+impl Up {
+    pub fn start(dir: &Dir, manifest: &PathBuf) -> Result<Up, String> {
+        Up::start_with(dir, manifest, &[], &[])
+    }
+
+    /// Like [`Up::start`], with more arguments and environment variables.
+    pub fn start_with(
+        dir: &Dir,
+        manifest: &PathBuf,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Up, String> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_waxosuit"))
+            .arg("up")
+            .arg(manifest)
+            .args(args)
+            .envs(env.iter().copied())
+            // Generous: CI runs these tests in parallel on two cores, and a drain
+            // cut short by load would look like a host bug.
+            .args(["--no-cache", "--drain-timeout", "180"])
+            .env("RUST_LOG", "warn,waxosuit=info")
+            .current_dir(dir.0.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let stderr_pipe = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = std::sync::Arc::clone(&log);
+        let stderr = std::thread::spawn(move || {
+            for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+            sink.lock().unwrap().clone()
+        });
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut listening = Vec::new();
+        let mut summary = Vec::new();
+        loop {
+            match lines.recv_timeout(Duration::from_secs(120)) {
+                Ok(line) if line.starts_with("Ready.") => break,
+                Ok(line) => {
+                    summary.push(line.clone());
+                    if let Some((before, url)) = line.split_once("listening on http://") {
+                        let name = before
+                            .trim()
+                            .strip_prefix("binding")
+                            .unwrap()
+                            .split_whitespace()
+                            .next()
+                            .unwrap()
+                            .to_string();
+                        listening.push((name, url.trim().parse().unwrap()));
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let status = child.wait().unwrap();
+                    let err = stderr.join().unwrap();
+                    return Err(format!("`waxosuit up` did not start ({status}):\n{err}"));
+                }
+            }
+        }
+        Ok(Up {
+            child,
+            lines,
+            stderr,
+            log,
+            listening,
+            summary,
+        })
+    }
+
+    pub fn addr(&self, actor: &str) -> SocketAddr {
+        self.listening
+            .iter()
+            .find(|(n, _)| n == actor)
+            .unwrap_or_else(|| panic!("{actor} is not listening: {:?}", self.listening))
+            .1
+    }
+
+    /// Waits until the host's stderr holds `needle` at least `count` times.
+    pub fn wait_for_log(&self, needle: &str, count: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while self.log.lock().unwrap().matches(needle).count() < count {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{needle:?} did not appear {count} times in the host's log"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM and waits; returns (exit success, stdout rest, stderr).
+    pub fn terminate(mut self) -> (bool, String, String) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        let rest: Vec<String> = self.lines.try_iter().collect();
+        (
+            status.success(),
+            rest.join("\n"),
+            self.stderr.join().unwrap(),
+        )
+    }
+}
+
+/// A minimal HTTP/1.1 GET: (status, body).
+pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
