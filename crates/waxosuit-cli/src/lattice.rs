@@ -245,7 +245,15 @@ async fn run_async(args: LatticeArgs) -> Result<ExitCode> {
         LatticeSub::Start(StartSub::Actor { module, placement }) => {
             let bytes = std::fs::read(&module)
                 .with_context(|| format!("cannot read the actor module {}", module.display()))?;
-            let host = place(&client, placement, None).await?;
+            // Hosts already running this actor do not bid.
+            let key = waxosuit_claims::extract(&bytes)
+                .ok()
+                .and_then(|e| {
+                    waxosuit_claims::Claims::<waxosuit_claims::Actor>::decode_unverified(&e.jwt)
+                        .ok()
+                })
+                .map(|c| c.subject);
+            let host = place(&client, placement, key).await?;
             let reply = client.start_actor(&host, bytes).await?;
             answer(reply)
         }
