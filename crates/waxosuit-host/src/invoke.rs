@@ -227,35 +227,16 @@ impl HostInner {
                 binding: route.binding,
             });
         }
-        let Some(provider) = self.provider_for(&route) else {
-            let started = Instant::now();
-            let result = self
-                .call_remote_provider(caller_key, &route, operation, payload)
-                .await;
-            caller_entry.series.record(
-                &self.metrics,
-                caller_key,
-                &route.capid,
-                operation,
-                started.elapsed(),
-                result.is_ok(),
-            );
-            return result;
-        };
         let started = Instant::now();
-        let call = ProviderCall {
-            actor: caller_key.to_string(),
-            binding: route.binding.clone(),
-            operation: operation.to_string(),
-            payload,
-        };
-        let result = if self.middlewares.is_empty() {
-            guard_provider(&route, provider.provider.handle_call(call))
-                .await
-                .map_err(HostError::from)
-        } else {
-            self.capability_chain(&route, &provider, caller_key, call)
-                .await
+        let result = match self.provider_for(&route) {
+            Some(provider) => {
+                self.invoke_provider(&route, &provider, caller_key, operation, payload)
+                    .await
+            }
+            None => {
+                self.call_remote_provider(caller_key, &route, operation, payload)
+                    .await
+            }
         };
         caller_entry.series.record(
             &self.metrics,
@@ -266,6 +247,33 @@ impl HostInner {
             result.is_ok(),
         );
         result
+    }
+
+    /// Calls a local provider for `caller_key` (authorized and bound
+    /// already), through middleware when there is any. Local actors and
+    /// actors on other hosts of a lattice come through here alike.
+    pub(crate) async fn invoke_provider(
+        &self,
+        route: &RouteKey,
+        provider: &ProviderEntry,
+        caller_key: &str,
+        operation: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, HostError> {
+        let call = ProviderCall {
+            actor: caller_key.to_string(),
+            binding: route.binding.clone(),
+            operation: operation.to_string(),
+            payload,
+        };
+        if self.middlewares.is_empty() {
+            guard_provider(route, provider.provider.handle_call(call))
+                .await
+                .map_err(HostError::from)
+        } else {
+            self.capability_chain(route, provider, caller_key, call)
+                .await
+        }
     }
 
     /// An actor that is not running here: over the remote link if there is

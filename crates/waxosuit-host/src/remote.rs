@@ -14,7 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use waxosuit_claims::VerifiedActor;
 use waxosuit_codec::core as wcore;
-use waxosuit_provider::{BindRequest, ProviderCall};
+use waxosuit_provider::BindRequest;
 
 use crate::HostError;
 use crate::events::HostEvent;
@@ -208,7 +208,8 @@ impl Host {
     }
 
     /// A call another host forwarded from one of its actors to a provider
-    /// registered here. The actor must be bound to it.
+    /// registered here. The actor must be bound to it; middleware runs as
+    /// for a local actor's call.
     pub async fn call_provider_inbound(
         &self,
         actor: &str,
@@ -231,15 +232,9 @@ impl Host {
                 binding: route.binding.clone(),
             });
         }
-        let call = ProviderCall {
-            actor: actor.to_string(),
-            binding: route.binding.clone(),
-            operation: operation.to_string(),
-            payload,
-        };
-        guard_provider(route, provider.provider.handle_call(call))
+        self.inner
+            .invoke_provider(route, &provider, actor, operation, payload)
             .await
-            .map_err(HostError::from)
     }
 
     pub(crate) fn emit(&self, event: HostEvent) {
