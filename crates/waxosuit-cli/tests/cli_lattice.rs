@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{Dir, Up};
+use support::{Dir, Up, try_get};
 use waxosuit_claims::{KeyKind, KeyPair};
 use waxosuit_host::{HostBuilder, Limits};
 use waxosuit_lattice::protocol::{self, ErrorKind, Invocation, PROTOCOL_VERSION, WireEntity};
@@ -57,30 +57,11 @@ impl Hosts {
     }
 }
 
-/// GET with a bounded wait: `None` when the request failed or timed out.
-fn try_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n")?.1.to_string();
-    Some((status, body))
-}
-
 /// Retries until the response is 200, for state that settles asynchronously.
 fn get_ok(addr: SocketAddr, path: &str, within: Duration) -> String {
     let deadline = Instant::now() + within;
     loop {
-        let got = try_get(addr, path);
+        let got = try_get(addr, path, Duration::from_secs(15));
         if let Some((200, body)) = &got {
             return body.clone();
         }
@@ -297,7 +278,7 @@ fn three_hosts_serve_as_one_and_survive_restarts_failures_and_forgeries() {
     kill9(&mut b);
     let mut failures = 0;
     for _ in 0..10 {
-        match try_get(addr, "/") {
+        match try_get(addr, "/", Duration::from_secs(15)) {
             Some((200, _)) => {}
             _ => failures += 1,
         }

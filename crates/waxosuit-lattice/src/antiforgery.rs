@@ -72,8 +72,15 @@ impl TrustPolicy {
         self
     }
 
-    fn trusts(&self, key: &str) -> bool {
-        self.any || self.hosts.contains(key)
+    /// Whether invocations signed by `key` are accepted; otherwise why not.
+    pub fn check(&self, key: &str) -> Result<(), String> {
+        if self.any || self.hosts.contains(key) {
+            Ok(())
+        } else {
+            Err(format!(
+                "host {key} is not on this host's trust list (add it with --lattice-trust-host)"
+            ))
+        }
     }
 
     /// The trusted keys.
@@ -127,12 +134,7 @@ pub fn verify(
             claims.issuer, inv.host_id
         ));
     }
-    if !trust.trusts(&claims.issuer) {
-        return Err(format!(
-            "host {} is not on this host's trust list (add it with --lattice-trust-host)",
-            claims.issuer
-        ));
-    }
+    trust.check(&claims.issuer)?;
     if claims.subject != inv.id {
         return Err("the claims were issued for another invocation id".to_string());
     }

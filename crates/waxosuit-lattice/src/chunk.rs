@@ -6,7 +6,6 @@
 //! at the receiver) needs no JetStream, keeps at most one chunk in flight
 //! per transfer, and lets the receiver's speed set the pace.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::Client;
@@ -14,6 +13,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use crate::LatticeError;
+use crate::client::request;
 use crate::protocol::{ChunkRef, Subjects, sha256_hex};
 
 /// Room left in each message for headers and the reply subject.
@@ -100,27 +100,16 @@ pub(crate) async fn fetch(
         reason: "length does not fit in memory".to_string(),
     })?;
     let mut out = Vec::with_capacity(len.min(256 * 1024 * 1024));
-    let client = Arc::new(client.clone());
     for i in 0..reference.chunks {
-        let request = async_nats::Request::new()
-            .payload(Bytes::from(i.to_string()))
-            .timeout(Some(timeout));
-        let reply = client
-            .send_request(reference.subject.clone(), request)
-            .await
-            .map_err(|e| match e.kind() {
-                async_nats::RequestErrorKind::TimedOut => LatticeError::Timeout {
-                    target: format!("chunk {i} of {}", reference.subject),
-                    timeout_ms: timeout.as_millis(),
-                },
-                async_nats::RequestErrorKind::NoResponders => LatticeError::NoResponders {
-                    target: format!("chunk {i} of {} (the sender is gone)", reference.subject),
-                },
-                _ => LatticeError::Transport {
-                    operation: "chunk fetch",
-                    reason: e.to_string(),
-                },
-            })?;
+        let reply = request(
+            client,
+            reference.subject.clone(),
+            Bytes::from(i.to_string()),
+            timeout,
+            || format!("chunk {i} of {} (offered by the sender)", reference.subject),
+            "chunk fetch",
+        )
+        .await?;
         out.extend_from_slice(&reply.payload);
         if out.len() > len {
             break;

@@ -73,6 +73,37 @@ pub(crate) async fn connect(
         })
 }
 
+/// One NATS request with a timeout; transport failures become typed errors
+/// naming `target` (what the caller was trying to reach).
+pub(crate) async fn request(
+    client: &Client,
+    subject: String,
+    payload: Bytes,
+    timeout: Duration,
+    target: impl FnOnce() -> String,
+    operation: &'static str,
+) -> Result<Message, LatticeError> {
+    let request = async_nats::Request::new()
+        .payload(payload)
+        .timeout(Some(timeout));
+    client
+        .send_request(subject, request)
+        .await
+        .map_err(|e| match e.kind() {
+            async_nats::RequestErrorKind::TimedOut => LatticeError::Timeout {
+                target: target(),
+                timeout_ms: timeout.as_millis(),
+            },
+            async_nats::RequestErrorKind::NoResponders => {
+                LatticeError::NoResponders { target: target() }
+            }
+            _ => LatticeError::Transport {
+                operation,
+                reason: e.to_string(),
+            },
+        })
+}
+
 /// Publishes `payload` to `subject` and collects every reply that arrives
 /// within `window` (scatter-gather: each host answers once).
 pub(crate) async fn gather(
@@ -223,26 +254,15 @@ impl LatticeClient {
             }
             _ => self.timeout,
         };
-        let request = async_nats::Request::new()
-            .payload(encode(&command)?.into())
-            .timeout(Some(timeout));
-        let reply = self
-            .client
-            .send_request(subject, request)
-            .await
-            .map_err(|e| match e.kind() {
-                async_nats::RequestErrorKind::NoResponders => LatticeError::NoResponders {
-                    target: format!("host {host}"),
-                },
-                async_nats::RequestErrorKind::TimedOut => LatticeError::Timeout {
-                    target: format!("host {host}"),
-                    timeout_ms: timeout.as_millis(),
-                },
-                _ => LatticeError::Transport {
-                    operation: "command",
-                    reason: e.to_string(),
-                },
-            })?;
+        let reply = request(
+            &self.client,
+            subject,
+            encode(&command)?.into(),
+            timeout,
+            || format!("host {host}"),
+            "command",
+        )
+        .await?;
         decode("command reply", &reply.payload)
     }
 

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use waxosuit_provider::CapabilityProvider;
 use crate::LatticeError;
 use crate::antiforgery::{self, TrustPolicy};
 use crate::chunk;
-use crate::client::{connect, gather, merge};
+use crate::client::{connect, gather, merge, request};
 use crate::protocol::{
     ActorEntry, AuctionBid, AuctionRequest, BindingChange, BindingEntry, CloudEvent, Command,
     CommandReply, ErrorKind, HostEntry, InventoryKind, Invocation, PROTOCOL_VERSION, Probe,
@@ -88,6 +89,9 @@ struct Inner {
     trust: TrustPolicy,
     verifier: Verifier,
     timeout: Duration,
+    /// The server's `max_payload`, read at connect and after each reconnect
+    /// (another server of a cluster may differ) rather than on every call.
+    max_payload: AtomicUsize,
     factory: Option<Arc<dyn ProviderFactory>>,
     state: Mutex<State>,
     /// Reconciliation runs one at a time, so a binding is never made twice.
@@ -140,6 +144,7 @@ impl Lattice {
             Some(connected_tx),
         )
         .await?;
+        let max_payload = client.server_info().max_payload;
         let inner = Arc::new(Inner {
             host: host.clone(),
             client,
@@ -149,6 +154,7 @@ impl Lattice {
             host_id,
             verifier: Verifier::new(),
             timeout: config.timeout,
+            max_payload: AtomicUsize::new(max_payload),
             factory: config.providers,
             state: Mutex::new(State::default()),
             reconcile: tokio::sync::Mutex::new(()),
@@ -166,15 +172,7 @@ impl Lattice {
         inner.spawn_task(Arc::clone(inner).follow_events().await?);
         inner.spawn_task(Arc::clone(inner).answer_commands().await?);
         inner.spawn_task(Arc::clone(inner).answer_auctions().await?);
-        for actor in host.actors() {
-            if let Some(jwt) = host.actor_claims(&actor.key) {
-                lock(&inner.state).claims.insert(actor.key.clone(), jwt);
-            }
-            inner.serve(Served::Actor(actor.key)).await?;
-        }
-        for provider in host.providers() {
-            inner.serve(Served::Provider(provider.route)).await?;
-        }
+        inner.serve_local().await?;
         host.set_remote_link(Arc::new(Link {
             inner: Arc::downgrade(inner),
         }));
@@ -193,6 +191,9 @@ impl Lattice {
                     continue;
                 }
                 let Some(inner) = weak.upgrade() else { break };
+                inner
+                    .max_payload
+                    .store(inner.client.server_info().max_payload, Ordering::Relaxed);
                 inner.sync().await;
             }
         });
@@ -499,14 +500,8 @@ impl Inner {
             );
         }
         // Cheap check first: do not fetch chunks for a host nobody trusts.
-        if !self.trust.trusts_any() && !self.trust.keys().any(|k| k == inv.host_id) {
-            return self.refuse(
-                &inv,
-                format!(
-                    "host {} is not on this host's trust list (add it with --lattice-trust-host)",
-                    inv.host_id
-                ),
-            );
+        if let Err(reason) = self.trust.check(&inv.host_id) {
+            return self.refuse(&inv, reason);
         }
         let msg = match &inv.chunked {
             Some(reference) => match chunk::fetch(&self.client, reference, self.timeout).await {
@@ -567,7 +562,7 @@ impl Inner {
     }
 
     async fn reply(&self, id: &str, msg: Vec<u8>) -> Response {
-        let max_payload = self.client.server_info().max_payload;
+        let max_payload = self.max_payload.load(Ordering::Relaxed);
         if msg.len() <= chunk::inline_limit(max_payload) {
             return Response {
                 v: PROTOCOL_VERSION,
@@ -618,7 +613,7 @@ impl Inner {
             WireEntity::Capability { capid, binding } => self.subjects.provider(capid, binding),
             WireEntity::Host(key) => self.subjects.control(key),
         };
-        let max_payload = self.client.server_info().max_payload;
+        let max_payload = self.max_payload.load(Ordering::Relaxed);
         let mut timeout = self.timeout;
         let (msg, chunked) = if payload.len() > chunk::inline_limit(max_payload) {
             let reference = chunk::offer(
@@ -646,26 +641,15 @@ impl Inner {
             host_id: self.host_id.clone(),
             chunked,
         };
-        let request = async_nats::Request::new()
-            .payload(encode(&inv)?.into())
-            .timeout(Some(timeout));
-        let reply = self
-            .client
-            .send_request(subject, request)
-            .await
-            .map_err(|e| match e.kind() {
-                async_nats::RequestErrorKind::TimedOut => LatticeError::Timeout {
-                    target: describe(&target),
-                    timeout_ms: timeout.as_millis(),
-                },
-                async_nats::RequestErrorKind::NoResponders => LatticeError::NoResponders {
-                    target: describe(&target),
-                },
-                _ => LatticeError::Transport {
-                    operation: "request",
-                    reason: e.to_string(),
-                },
-            })?;
+        let reply = request(
+            &self.client,
+            subject,
+            encode(&inv)?.into(),
+            timeout,
+            || describe(&target),
+            "request",
+        )
+        .await?;
         let probe: Probe = decode("response", &reply.payload)?;
         if let Some(got) = probe.v
             && got != PROTOCOL_VERSION
@@ -842,16 +826,25 @@ impl Inner {
 
     /// After missed host events: serve exactly what runs now.
     async fn resync_local(self: &Arc<Self>) {
+        if let Err(e) = self.serve_local().await {
+            tracing::error!(error = %e, "cannot serve this host's actors and providers on the lattice");
+        }
+        self.reconcile_now().await;
+    }
+
+    /// Serves every actor and provider the host runs now (idempotent) and
+    /// records the actors' claims.
+    async fn serve_local(self: &Arc<Self>) -> Result<(), LatticeError> {
         for actor in self.host.actors() {
             if let Some(jwt) = self.host.actor_claims(&actor.key) {
                 lock(&self.state).claims.insert(actor.key.clone(), jwt);
             }
-            let _ = self.serve(Served::Actor(actor.key)).await;
+            self.serve(Served::Actor(actor.key)).await?;
         }
         for provider in self.host.providers() {
-            let _ = self.serve(Served::Provider(provider.route)).await;
+            self.serve(Served::Provider(provider.route)).await?;
         }
-        self.reconcile_now().await;
+        Ok(())
     }
 
     /// Other hosts' events: learn the claims of actors they start.

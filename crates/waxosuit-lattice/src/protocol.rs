@@ -445,18 +445,6 @@ pub enum Command {
     },
 }
 
-impl Command {
-    /// The version field.
-    pub fn version(&self) -> u16 {
-        match self {
-            Command::StartActor { v, .. }
-            | Command::StopActor { v, .. }
-            | Command::StartProvider { v, .. }
-            | Command::StopProvider { v, .. } => *v,
-        }
-    }
-}
-
 /// A host's answer to a [`Command`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandReply {

@@ -182,27 +182,28 @@ impl Up {
     }
 }
 
-/// A minimal HTTP/1.1 GET: (status, body).
+/// A minimal HTTP/1.1 GET: (status, body). Panics if the request fails.
 pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
+    try_get(addr, path, Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("GET {path} from {addr} failed or timed out"))
+}
+
+/// A minimal HTTP/1.1 GET that waits at most `timeout` for the answer:
+/// `None` when the connection or the request failed.
+pub fn try_get(addr: SocketAddr, path: &str, timeout: Duration) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
     )
-    .unwrap();
+    .ok()?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
     let body = response
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
-    (status, body)
+    Some((status, body))
 }
