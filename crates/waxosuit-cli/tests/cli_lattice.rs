@@ -210,6 +210,8 @@ fn three_hosts_serve_as_one_and_survive_restarts_failures_and_forgeries() {
             encoded_claims: claims,
             host_id: stranger.public_key(),
             chunked: None,
+            session: None,
+            session_token: None,
         };
         let reply = client
             .nats()

@@ -140,11 +140,25 @@ fn bench(c: &mut Criterion) {
         encoded_claims: antiforgery::sign(&identity, "id", &origin, &target, "echo", b"").unwrap(),
         host_id: identity.public_key(),
         chunked: None,
+        session: None,
+        session_token: None,
     };
     let verifier = Verifier::new();
     let policy = TrustPolicy::hosts([identity.public_key()]).unwrap();
     group.bench_function("verify", |bch| {
         bch.iter(|| antiforgery::verify(&verifier, &policy, &inv, b"").unwrap())
+    });
+    // What each side pays per call on the session path beyond a small
+    // HMAC: the spec's SHA-256 over the payload.
+    let big = vec![7u8; 64 * 1024];
+    group.bench_function("payload_hash/64KiB", |bch| {
+        bch.iter(|| {
+            waxosuit_lattice::protocol::invocation_hash(
+                "wasmbus://host/N",
+                "wasmbus://M/echo",
+                &big,
+            )
+        })
     });
     group.finish();
 }

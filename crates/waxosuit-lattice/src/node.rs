@@ -23,8 +23,9 @@ use crate::client::{connect, gather, merge, request};
 use crate::protocol::{
     ActorEntry, AuctionBid, AuctionRequest, BindingChange, BindingEntry, CloudEvent, Command,
     CommandReply, ErrorKind, HostEntry, InventoryKind, Invocation, PROTOCOL_VERSION, Probe,
-    ProviderEntry, Response, Subjects, WireEntity, decode, encode,
+    ProviderEntry, Response, Subjects, WireEntity, decode, encode, encode_sized, invocation_hash,
 };
+use crate::session::{Opened, Sessions, Signed};
 
 /// Makes providers on request (`waxosuit lattice start provider`); the
 /// embedder knows which backends exist, the lattice does not.
@@ -88,6 +89,8 @@ struct Inner {
     host_id: String,
     trust: TrustPolicy,
     verifier: Verifier,
+    /// HMAC sessions with the other hosts (the fast path of anti-forgery).
+    sessions: Sessions,
     timeout: Duration,
     /// The server's `max_payload`, read at connect and after each reconnect
     /// (another server of a cluster may differ) rather than on every call.
@@ -97,7 +100,9 @@ struct Inner {
     /// Reconciliation runs one at a time, so a binding is never made twice.
     reconcile: tokio::sync::Mutex<()>,
     /// Subscriptions serving local actors and providers, by subject.
-    serving: Mutex<HashMap<String, JoinHandle<()>>>,
+    serving: Mutex<HashMap<String, Serving>>,
+    /// Held while a subscription is made, so each target is served once.
+    subscribing: tokio::sync::Mutex<()>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -109,6 +114,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Clone)]
 pub struct Lattice {
     inner: Arc<Inner>,
+}
+
+/// A running subscription for a local target.
+struct Serving {
+    /// Asks the task to drain its subscription and end.
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: JoinHandle<()>,
 }
 
 /// What a local subscription serves.
@@ -145,6 +157,9 @@ impl Lattice {
         )
         .await?;
         let max_payload = client.server_info().max_payload;
+        let sessions = Sessions::new(&config.identity).map_err(|e| LatticeError::Config {
+            reason: format!("cannot sign this host's session token: {e}"),
+        })?;
         let inner = Arc::new(Inner {
             host: host.clone(),
             client,
@@ -153,12 +168,14 @@ impl Lattice {
             identity: config.identity,
             host_id,
             verifier: Verifier::new(),
+            sessions,
             timeout: config.timeout,
             max_payload: AtomicUsize::new(max_payload),
             factory: config.providers,
             state: Mutex::new(State::default()),
             reconcile: tokio::sync::Mutex::new(()),
             serving: Mutex::new(HashMap::new()),
+            subscribing: tokio::sync::Mutex::new(()),
             tasks: Mutex::new(Vec::new()),
         });
         let lattice = Lattice { inner };
@@ -283,14 +300,26 @@ impl Lattice {
             .await
     }
 
+    /// The hosts this host shares an HMAC session with (see
+    /// [`crate::session`]), sorted.
+    pub fn session_peers(&self) -> Vec<String> {
+        self.inner.sessions.peers()
+    }
+
     /// Leaves the lattice: stops serving (so this host drops out of every
     /// queue group), announces it, and stops routing calls over NATS.
     pub async fn leave(&self) {
         let inner = &self.inner;
         inner.host.clear_remote_link();
-        for (_, task) in lock(&inner.serving).drain() {
-            task.abort();
+        let serving: Vec<Serving> = lock(&inner.serving).drain().map(|(_, s)| s).collect();
+        let mut draining = Vec::with_capacity(serving.len());
+        for s in serving {
+            let _ = s.stop.send(());
+            draining.push(s.task);
         }
+        // Wait until the server has dropped every subscription (so no call
+        // is routed to this host any more) and what it had sent is taken.
+        let _ = tokio::time::timeout(inner.timeout, futures_util::future::join_all(draining)).await;
         for task in lock(&inner.tasks).drain(..) {
             task.abort();
         }
@@ -356,6 +385,10 @@ impl RemoteLink for Link {
     }
 }
 
+/// How long a call waits for a target nobody serves yet (see
+/// `Inner::exchange`).
+const NO_RESPONDERS_GRACE: Duration = Duration::from_millis(310);
+
 fn left() -> RemoteError {
     Box::new(LatticeError::Transport {
         operation: "call",
@@ -395,6 +428,10 @@ impl Inner {
     /// of its subject so that every host running it shares the calls.
     async fn serve(self: &Arc<Self>, served: Served) -> Result<(), LatticeError> {
         let subject = self.subject_of(&served);
+        // Host events, resyncs and start commands may serve the same target
+        // at once; a second subscription would be dropped again, losing any
+        // call already routed to it.
+        let _guard = self.subscribing.lock().await;
         if lock(&self.serving).contains_key(&subject) {
             return Ok(());
         }
@@ -408,22 +445,39 @@ impl Inner {
             })?;
         let inner = Arc::clone(self);
         let target = served.clone();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            while let Some(msg) = sub.next().await {
-                let inner = Arc::clone(&inner);
-                let target = target.clone();
-                tokio::spawn(async move { inner.handle_invocation(msg, target).await });
+            let mut draining = false;
+            loop {
+                tokio::select! {
+                    msg = sub.next() => {
+                        let Some(msg) = msg else { break };
+                        let inner = Arc::clone(&inner);
+                        let target = target.clone();
+                        tokio::spawn(async move { inner.handle_invocation(msg, target).await });
+                    }
+                    _ = &mut stopped, if !draining => {
+                        // Unsubscribe but answer what the server already
+                        // routed here; the stream ends once it confirms.
+                        draining = true;
+                        if sub.drain().await.is_err() {
+                            break;
+                        }
+                    }
+                }
             }
         });
-        if let Some(old) = lock(&self.serving).insert(subject, task) {
-            old.abort();
+        if let Some(old) = lock(&self.serving).insert(subject, Serving { stop, task }) {
+            old.task.abort();
         }
         Ok(())
     }
 
+    /// Stops serving a target: the server stops routing calls here, and
+    /// calls already on their way are still answered.
     fn unserve(&self, served: &Served) {
-        if let Some(task) = lock(&self.serving).remove(&self.subject_of(served)) {
-            task.abort();
+        if let Some(serving) = lock(&self.serving).remove(&self.subject_of(served)) {
+            let _ = serving.stop.send(());
         }
     }
 
@@ -432,7 +486,7 @@ impl Inner {
             return;
         };
         let response = self.answer(&msg.payload, &served).await;
-        let bytes = match encode(&response) {
+        let bytes = match encode_sized(&response, response.msg.len()) {
             Ok(b) => b,
             Err(e) => match encode(&Response::failure(
                 &response.invocation_id,
@@ -475,7 +529,7 @@ impl Inner {
                 );
             }
         }
-        let inv: Invocation = match decode("invocation", payload) {
+        let mut inv: Invocation = match decode("invocation", payload) {
             Ok(inv) => inv,
             Err(e) => {
                 tracing::warn!(error = %e, "refused a malformed invocation");
@@ -508,11 +562,60 @@ impl Inner {
                 Ok(m) => m,
                 Err(e) => return Response::failure(&inv.id, ErrorKind::Malformed, e.to_string()),
             },
-            None => inv.msg.clone(),
+            None => std::mem::take(&mut inv.msg),
         };
-        if let Err(reason) = antiforgery::verify(&self.verifier, &self.trust, &inv, &msg) {
-            return self.refuse(&inv, reason);
+        if let Some(token) = &inv.session_token {
+            match self.sessions.learn(&self.verifier, &self.trust, token) {
+                Ok(host) if host == inv.host_id => {}
+                Ok(host) => {
+                    return self.refuse(
+                        &inv,
+                        format!("it carries the session token of {host}, not of its sender"),
+                    );
+                }
+                Err(reason) => return self.refuse(&inv, reason),
+            }
         }
+        let origin_url = inv.origin.url();
+        let target_url = format!("{}/{}", inv.target.url(), inv.operation);
+        let signed = Signed {
+            id: &inv.id,
+            origin_url: &origin_url,
+            target_url: &target_url,
+            msg: &msg,
+        };
+        let tagged = match &inv.session {
+            Some(proof) => match self.sessions.open(&inv.host_id, proof, &signed) {
+                Ok(opened) => opened == Opened::Authentic,
+                Err(reason) => return self.refuse(&inv, reason),
+            },
+            None => false,
+        };
+        if !tagged {
+            // Slow path: signed claims, and tell the sender our session so
+            // its next calls can take the fast one.
+            if inv.encoded_claims.is_empty() {
+                let mut response = Response::failure(
+                    &inv.id,
+                    ErrorKind::Session,
+                    "this host shares no session with the sender; send signed claims",
+                );
+                response.session = Some(self.sessions.token().to_string());
+                return response;
+            }
+            if let Err(reason) = antiforgery::verify(&self.verifier, &self.trust, &inv, &msg) {
+                return self.refuse(&inv, reason);
+            }
+        }
+        let mut response = self.run(&inv, msg).await;
+        if !tagged {
+            response.session = Some(self.sessions.token().to_string());
+        }
+        response
+    }
+
+    /// Runs an authenticated invocation.
+    async fn run(&self, inv: &Invocation, msg: Vec<u8>) -> Response {
         let result = match (&inv.target, &inv.origin) {
             (WireEntity::Actor(key), origin) => {
                 let origin = match origin {
@@ -570,6 +673,7 @@ impl Inner {
                 msg,
                 error: None,
                 chunked: None,
+                session: None,
             };
         }
         match chunk::offer(
@@ -587,12 +691,15 @@ impl Inner {
                 msg: Vec::new(),
                 error: None,
                 chunked: Some(reference),
+                session: None,
             },
             Err(e) => Response::failure(id, ErrorKind::Failed, e.to_string()),
         }
     }
 
-    /// Sends one signed invocation and waits for its response.
+    /// Sends one invocation and waits for its response: tagged with the
+    /// sessions of the hosts known to answer on the subject, or signed when
+    /// there are none, or when the host that took it asks for signed claims.
     async fn invoke(
         &self,
         origin: WireEntity,
@@ -601,21 +708,18 @@ impl Inner {
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, LatticeError> {
         let id = nuid::next().to_string();
-        let encoded_claims =
-            antiforgery::sign(&self.identity, &id, &origin, &target, operation, &payload).map_err(
-                |e| LatticeError::Transport {
-                    operation: "signing an invocation",
-                    reason: e.to_string(),
-                },
-            )?;
         let subject = match &target {
             WireEntity::Actor(key) => self.subjects.actor(key),
             WireEntity::Capability { capid, binding } => self.subjects.provider(capid, binding),
             WireEntity::Host(key) => self.subjects.control(key),
         };
+        let origin_url = origin.url();
+        let target_url = format!("{}/{operation}", target.url());
         let max_payload = self.max_payload.load(Ordering::Relaxed);
         let mut timeout = self.timeout;
-        let (msg, chunked) = if payload.len() > chunk::inline_limit(max_payload) {
+        let (msg, chunked, hash) = if payload.len() > chunk::inline_limit(max_payload) {
+            // Signed (below), and the payload is about to leave: hash it now.
+            let hash = invocation_hash(&origin_url, &target_url, &payload);
             let reference = chunk::offer(
                 &self.client,
                 &self.subjects,
@@ -626,40 +730,76 @@ impl Inner {
             .await?;
             // The receiver pulls every chunk before it starts the call.
             timeout += self.timeout * reference.chunks;
-            (Vec::new(), Some(reference))
+            (Vec::new(), Some(reference), Some(hash))
         } else {
-            (payload, None)
+            (payload, None, None)
         };
-        let inv = Invocation {
+        // Chunks are served once, so a chunked call cannot be resent after a
+        // `session` answer: it always carries signed claims (whose cost is
+        // small next to the transfer).
+        let session = match chunked {
+            None => self.sessions.seal(
+                &subject,
+                &Signed {
+                    id: &id,
+                    origin_url: &origin_url,
+                    target_url: &target_url,
+                    msg: &msg,
+                },
+            ),
+            Some(_) => None,
+        };
+        let mut inv = Invocation {
             v: PROTOCOL_VERSION,
             id: id.clone(),
             origin,
-            target: target.clone(),
+            target,
             operation: operation.to_string(),
             msg,
-            encoded_claims,
+            encoded_claims: String::new(),
             host_id: self.host_id.clone(),
             chunked,
+            session,
+            session_token: None,
         };
-        let reply = request(
-            &self.client,
-            subject,
-            encode(&inv)?.into(),
-            timeout,
-            || describe(&target),
-            "request",
-        )
-        .await?;
-        let probe: Probe = decode("response", &reply.payload)?;
-        if let Some(got) = probe.v
-            && got != PROTOCOL_VERSION
-        {
-            return Err(LatticeError::Version {
-                got,
-                supported: PROTOCOL_VERSION,
-            });
-        }
-        let response: Response = decode("response", &reply.payload)?;
+        let mut resent = false;
+        let response = loop {
+            if inv.session.is_none() {
+                let hash = match &hash {
+                    Some(hash) => hash.clone(),
+                    None => invocation_hash(&origin_url, &target_url, &inv.msg),
+                };
+                inv.encoded_claims = antiforgery::sign_hashed(
+                    &self.identity,
+                    &id,
+                    origin_url.clone(),
+                    target_url.clone(),
+                    hash,
+                )
+                .map_err(|e| LatticeError::Transport {
+                    operation: "signing an invocation",
+                    reason: e.to_string(),
+                })?;
+                inv.session_token = Some(self.sessions.token().to_string());
+            }
+            let response = self.exchange(&subject, &inv, timeout).await?;
+            if let Some(token) = &response.session {
+                match self.sessions.learn(&self.verifier, &self.trust, token) {
+                    Ok(host) => self.sessions.responded(&subject, &host),
+                    Err(reason) => {
+                        tracing::debug!(%reason, "not tagging calls for a responder");
+                    }
+                }
+            }
+            match &response.error {
+                Some(error) if error.kind == ErrorKind::Session && !resent => {
+                    resent = true;
+                    inv.session = None;
+                }
+                _ => break response,
+            }
+        };
+        let target = &inv.target;
         if let Some(error) = response.error {
             return Err(match error.kind {
                 ErrorKind::Forged => LatticeError::Forged {
@@ -670,7 +810,7 @@ impl Inner {
                     supported: response.v,
                 },
                 kind => LatticeError::Remote {
-                    target: describe(&target),
+                    target: describe(target),
                     kind,
                     message: error.message,
                 },
@@ -686,6 +826,53 @@ impl Inner {
             Some(reference) => chunk::fetch(&self.client, &reference, self.timeout).await,
             None => Ok(response.msg),
         }
+    }
+
+    /// One request on the bus and its decoded response.
+    ///
+    /// "No responders" is retried for a moment: an actor started a moment
+    /// ago on another host, or a host re-subscribing after a reconnect, is
+    /// not yet known to the server, and a caller would rather wait 200 ms
+    /// than fail. Nothing ran, so the retry is safe.
+    async fn exchange(
+        &self,
+        subject: &str,
+        inv: &Invocation,
+        timeout: Duration,
+    ) -> Result<Response, LatticeError> {
+        let body: Bytes = encode_sized(inv, inv.msg.len())?.into();
+        let mut pause = Duration::from_millis(10);
+        let mut waited = Duration::ZERO;
+        let budget = NO_RESPONDERS_GRACE.min(timeout);
+        let reply = loop {
+            match request(
+                &self.client,
+                subject.to_string(),
+                body.clone(),
+                timeout,
+                || describe(&inv.target),
+                "request",
+            )
+            .await
+            {
+                Err(LatticeError::NoResponders { .. }) if waited + pause <= budget => {
+                    tokio::time::sleep(pause).await;
+                    waited += pause;
+                    pause *= 2;
+                }
+                result => break result?,
+            }
+        };
+        let probe: Probe = decode("response", &reply.payload)?;
+        if let Some(got) = probe.v
+            && got != PROTOCOL_VERSION
+        {
+            return Err(LatticeError::Version {
+                got,
+                supported: PROTOCOL_VERSION,
+            });
+        }
+        decode("response", &reply.payload)
     }
 
     fn publish_event(&self, what: &str, subject: &str, data: serde_json::Value) {
@@ -858,6 +1045,12 @@ impl Inner {
                     continue;
                 };
                 if event.source.ends_with(&self.host_id) {
+                    continue;
+                }
+                if event.kind == "dev.waxosuit.host_stopped"
+                    && let Some(host) = event.source.rsplit('/').next()
+                {
+                    self.sessions.forget(host);
                     continue;
                 }
                 let learned = matches!(
@@ -1122,7 +1315,7 @@ impl Inner {
         })
     }
 
-    async fn run_command(&self, payload: &[u8]) -> Result<String, String> {
+    async fn run_command(self: &Arc<Self>, payload: &[u8]) -> Result<String, String> {
         let probe: Probe = decode("command", payload).map_err(|e| e.to_string())?;
         if let Some(got) = probe.v
             && got != PROTOCOL_VERSION
@@ -1150,6 +1343,12 @@ impl Inner {
                     .add_actor(&module, "a lattice start command", None)
                     .await
                     .map_err(|e| e.to_string())?;
+                // Served before the answer (the host event would do it a
+                // moment later), so whoever started it can call it at once.
+                self.serve(Served::Actor(info.key.clone()))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = self.client.flush().await;
                 Ok(format!("started actor {} ({})", info.name, info.key))
             }
             Command::StopActor { actor, .. } => {
@@ -1175,6 +1374,10 @@ impl Inner {
                     .add_provider(&binding, provider)
                     .await
                     .map_err(|e| e.to_string())?;
+                self.serve(Served::Provider(route.clone()))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = self.client.flush().await;
                 Ok(format!(
                     "started provider {} (binding `{}`)",
                     route.capid, route.binding

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::LatticeError;
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The default subject prefix.
 pub const DEFAULT_PREFIX: &str = "waxosuit";
@@ -96,13 +96,45 @@ pub struct Invocation {
     /// Payload; empty when [`Invocation::chunked`] is set.
     #[serde(with = "serde_bytes")]
     pub msg: Vec<u8>,
-    /// Invocation claims signed by the sending host's server key.
+    /// Invocation claims signed by the sending host's server key; empty
+    /// when [`Invocation::session`] authenticates the call instead.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub encoded_claims: String,
     /// The sending host's server key (`N…`).
     pub host_id: String,
     /// Set when the payload travels in chunks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunked: Option<ChunkRef>,
+    /// HMAC tags for the hosts the sender shares a session with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionProof>,
+    /// The sender's session token, sent with signed claims so that the
+    /// receiver can tag-check its later calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<String>,
+}
+
+/// An invocation's HMAC tags, one per host that may take it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionProof {
+    /// The sender's session id.
+    pub sid: String,
+    /// When the tags were made (seconds since the epoch).
+    pub iat: u64,
+    /// One tag per receiving host.
+    pub tags: Vec<SessionTag>,
+}
+
+/// HMAC-SHA-256 for one receiving host's session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionTag {
+    /// The receiving host's server key.
+    pub to: String,
+    /// The receiving host's session id.
+    pub to_sid: String,
+    /// The tag.
+    #[serde(with = "serde_bytes")]
+    pub mac: Vec<u8>,
 }
 
 /// Why a remote call failed, as the receiving host classifies it.
@@ -119,6 +151,9 @@ pub enum ErrorKind {
     NotFound,
     /// The target ran and failed (actor error, provider error, denial).
     Failed,
+    /// The receiver shares no session with the sender (or was not among
+    /// the tagged hosts); nothing ran, send again with signed claims.
+    Session,
 }
 
 /// A failure carried back to the caller.
@@ -146,6 +181,10 @@ pub struct Response {
     /// Set when the reply travels in chunks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunked: Option<ChunkRef>,
+    /// The responder's session token, when the invocation carried no valid
+    /// tag for it: the sender tags its next calls for this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 impl Response {
@@ -160,6 +199,7 @@ impl Response {
                 message: message.into(),
             }),
             chunked: None,
+            session: None,
         }
     }
 }
@@ -179,10 +219,18 @@ pub struct Probe {
 
 /// Encodes a bus message (MessagePack map keyed by field name).
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, LatticeError> {
-    rmp_serde::to_vec_named(value).map_err(|e| LatticeError::Malformed {
+    encode_sized(value, 0)
+}
+
+/// [`encode`] into a buffer made room for `payload` bytes up front, so a
+/// large payload is copied once rather than on every doubling of the buffer.
+pub fn encode_sized<T: Serialize>(value: &T, payload: usize) -> Result<Vec<u8>, LatticeError> {
+    let mut out = Vec::with_capacity(payload + 512);
+    rmp_serde::encode::write_named(&mut out, value).map_err(|e| LatticeError::Malformed {
         what: "outgoing message",
         reason: e.to_string(),
-    })
+    })?;
+    Ok(out)
 }
 
 /// Decodes a bus message.
@@ -547,6 +595,8 @@ mod tests {
             encoded_claims: String::new(),
             host_id: "N".into(),
             chunked: None,
+            session: None,
+            session_token: None,
         };
         let bytes = encode(&inv).unwrap();
         // 1000 bytes as `bin 16` plus field names; an integer array would

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use waxosuit_claims::{Actor, Claims, KeyKind, KeyPair, embed_claims};
+use waxosuit_claims::{Actor, Claims, KeyKind, KeyPair, Verifier, embed_claims};
 use waxosuit_codec::capabilities::CapabilityDescriptor;
 use waxosuit_host::{Host, HostBuilder, Limits};
 use waxosuit_lattice::protocol::{
@@ -125,8 +125,13 @@ impl Net {
         labels: &[(&str, &str)],
         timeout: Duration,
     ) -> Node {
-        let mut builder = HostBuilder::new()
-            .default_limits(Limits::default().max_payload(8 << 20).max_memory(64 << 20));
+        let mut builder = HostBuilder::new().default_limits(
+            Limits::default()
+                .max_payload(8 << 20)
+                .max_memory(64 << 20)
+                // Short, so the `loop` test burns 2 s of CPU, not 10.
+                .deadline(Duration::from_secs(2)),
+        );
         for (k, v) in labels {
             builder = builder.label(*k, *v);
         }
@@ -277,6 +282,8 @@ fn forged(host: &KeyPair, target: &str, msg: &[u8]) -> Invocation {
         encoded_claims: claims,
         host_id: host.public_key(),
         chunked: None,
+        session: None,
+        session_token: None,
     }
 }
 
@@ -355,6 +362,162 @@ async fn forged_tampered_versioned_and_malformed_messages_get_typed_refusals() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_first_contact_calls_carry_session_tags_that_bind_the_message() {
+    let net = Net::new(2);
+    let a = net.node(0, &[]).await;
+    let b = net.node(1, &[]).await;
+    let (module, key) = echo_actor(&[]);
+    b.host.add_actor(&module, "echo", None).await.unwrap();
+    let client = net.client().await;
+    let subject = client.subjects().actor(&key);
+    // A plain (non-queue) subscriber sees a copy of every call.
+    let mut spy = client.nats().subscribe(subject.clone()).await.unwrap();
+    client.nats().flush().await.unwrap();
+
+    // First contact: signed claims plus A's session token; B answers with its own.
+    assert_eq!(
+        a.lattice
+            .call_actor(&key, "echo", b"one".to_vec())
+            .await
+            .unwrap(),
+        b"one"
+    );
+    let first: Invocation =
+        protocol::decode("invocation", &spy.next().await.unwrap().payload).unwrap();
+    assert!(!first.encoded_claims.is_empty());
+    assert!(first.session.is_none());
+    let token = first.session_token.expect("A introduces its session");
+    let verified = Verifier::new()
+        .verify_token::<waxosuit_lattice::session::HostSession>(&token, KeyKind::Server, None)
+        .unwrap();
+    assert_eq!(verified.issuer(), a.lattice.host_id());
+    assert_eq!(
+        a.lattice.session_peers(),
+        vec![b.lattice.host_id().to_string()]
+    );
+    assert_eq!(
+        b.lattice.session_peers(),
+        vec![a.lattice.host_id().to_string()]
+    );
+
+    // From then on: no signature, one HMAC tag addressed to B.
+    assert_eq!(
+        a.lattice
+            .call_actor(&key, "echo", b"two".to_vec())
+            .await
+            .unwrap(),
+        b"two"
+    );
+    let tagged: Invocation =
+        protocol::decode("invocation", &spy.next().await.unwrap().payload).unwrap();
+    assert!(
+        tagged.encoded_claims.is_empty(),
+        "the fast path signs nothing"
+    );
+    let proof = tagged.session.clone().expect("a session tag");
+    assert_eq!(proof.tags.len(), 1);
+    assert_eq!(proof.tags[0].to, b.lattice.host_id());
+
+    // The tag binds the payload, the operation and the id.
+    let mut changed = tagged.clone();
+    changed.msg = b"TWO".to_vec();
+    let r = send(
+        &client,
+        subject.clone(),
+        protocol::encode(&changed).unwrap(),
+    )
+    .await;
+    let e = r.error.expect("refused");
+    assert_eq!(e.kind, ErrorKind::Forged);
+    assert!(e.message.contains("does not match"), "{}", e.message);
+    let mut changed = tagged.clone();
+    changed.operation = "error".into();
+    let r = send(
+        &client,
+        subject.clone(),
+        protocol::encode(&changed).unwrap(),
+    )
+    .await;
+    assert_eq!(r.error.expect("refused").kind, ErrorKind::Forged);
+    let mut changed = tagged.clone();
+    changed.session.as_mut().unwrap().iat -= 3600;
+    let r = send(
+        &client,
+        subject.clone(),
+        protocol::encode(&changed).unwrap(),
+    )
+    .await;
+    assert_eq!(r.error.expect("refused").kind, ErrorKind::Forged);
+
+    // A session B does not know gets `session` (nothing runs) and B's token.
+    let mut unknown = tagged.clone();
+    unknown.session.as_mut().unwrap().sid = "someone-else".into();
+    let r = send(
+        &client,
+        subject.clone(),
+        protocol::encode(&unknown).unwrap(),
+    )
+    .await;
+    assert_eq!(r.error.expect("told to fall back").kind, ErrorKind::Session);
+    let theirs = r.session.expect("B's session token");
+    let verified = Verifier::new()
+        .verify_token::<waxosuit_lattice::session::HostSession>(&theirs, KeyKind::Server, None)
+        .unwrap();
+    assert_eq!(verified.issuer(), b.lattice.host_id());
+
+    // A session token from a host nobody trusts is refused outright.
+    let stranger = KeyPair::generate(KeyKind::Server);
+    let mut inv = forged(&trusted_key(&net, 0), &key, b"x");
+    inv.session_token = Some(
+        Claims::<waxosuit_lattice::session::HostSession>::builder()
+            .issuer(stranger.public_key())
+            .subject("sid")
+            .metadata(waxosuit_lattice::session::HostSession {
+                xkey: "AAAA".into(),
+            })
+            .build()
+            .encode(&stranger)
+            .unwrap(),
+    );
+    let r = send(&client, subject.clone(), protocol::encode(&inv).unwrap()).await;
+    let e = r.error.expect("refused");
+    assert_eq!(e.kind, ErrorKind::Forged);
+    assert!(e.message.contains("trust list"), "{}", e.message);
+    // Nor may A present another (trusted) host's token as its own.
+    inv.session_token = Some(theirs);
+    let r = send(&client, subject.clone(), protocol::encode(&inv).unwrap()).await;
+    let e = r.error.expect("refused");
+    assert_eq!(e.kind, ErrorKind::Forged);
+    assert!(e.message.contains("session token of"), "{}", e.message);
+
+    // After B restarts its lattice membership (new session), A's stale tags
+    // are answered with `session` and A falls back once, transparently.
+    b.lattice.leave().await;
+    let b2 = Lattice::join(b.host.clone(), net.config(1, Duration::from_secs(5)))
+        .await
+        .unwrap();
+    assert_eq!(
+        a.lattice
+            .call_actor(&key, "echo", b"three".to_vec())
+            .await
+            .unwrap(),
+        b"three"
+    );
+    assert_eq!(
+        a.lattice
+            .call_actor(&key, "echo", b"four".to_vec())
+            .await
+            .unwrap(),
+        b"four"
+    );
+    assert_eq!(b2.session_peers(), vec![a.lattice.host_id().to_string()]);
+}
+
+fn trusted_key(net: &Net, i: usize) -> KeyPair {
+    KeyPair::from_seed(&net.keys[i].seed().unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_and_missing_targets_are_typed_errors() {
     let net = Net::new(2);
     let a = net
@@ -373,7 +536,7 @@ async fn timeouts_and_missing_targets_are_typed_errors() {
     assert!(matches!(err, LatticeError::NoResponders { .. }), "{err:?}");
     assert!(err.to_string().contains(&nobody), "{err}");
 
-    // `loop` spins until the actor's deadline (10 s); the caller gives up at 300 ms.
+    // `loop` spins until the actor's deadline (2 s); the caller gives up at 300 ms.
     let err = a
         .lattice
         .call_actor(&key, "loop", vec![])

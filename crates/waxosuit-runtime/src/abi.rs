@@ -103,6 +103,9 @@ pub(crate) struct HostState<H> {
     pub(crate) host_error: Vec<u8>,
     pub(crate) fault: Option<Fault>,
     pub(crate) limiter: MemoryLimiter,
+    /// Epoch ticks of the current call's deadline not yet handed out as
+    /// slices (async stores run in slices and yield between them).
+    pub(crate) deadline_left: u64,
     names: NameCache,
 }
 
@@ -119,6 +122,7 @@ impl<H> HostState<H> {
             host_response: Vec::new(),
             host_error: Vec::new(),
             fault: None,
+            deadline_left: 0,
             limiter: MemoryLimiter {
                 max_memory,
                 denied: false,

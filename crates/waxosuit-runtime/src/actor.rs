@@ -4,12 +4,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
-use wasmtime::{InstancePre, Linker, Store, Trap, TypedFunc};
+use wasmtime::{InstancePre, Linker, Store, Trap, TypedFunc, UpdateDeadline};
 
 use crate::abi::{self, Fault, HostState, Identity};
 use crate::cache::{self, CacheOutcome};
 use crate::runtime::RuntimeInner;
 use crate::{ActorKey, HostCallHandler, Limits, RuntimeError};
+
+/// Epoch ticks an async guest runs before it yields to the executor (10 ms
+/// at the default 5 ms tick): long enough that yielding costs nothing
+/// measurable, short enough that a busy guest delays no timer noticeably.
+const YIELD_TICKS: u64 = 2;
 
 /// A loaded actor: a pool of ready instances of one module (one *generation*
 /// per hot swap) serving waPC calls.
@@ -510,8 +515,28 @@ impl<H: HostCallHandler> ActorInner<H> {
         );
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|state| &mut state.limiter);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(self.deadline_ticks);
+        if H::BLOCKING {
+            store.epoch_deadline_trap();
+        } else {
+            // A guest that computes for long must not hold an executor
+            // thread for its whole deadline: timers, I/O and other calls
+            // queued behind it on that worker would stall (and tokio cannot
+            // steal a worker's LIFO task). So it runs in slices of the
+            // deadline and yields between them; the deadline stays the sum.
+            store.epoch_deadline_callback(|mut ctx| {
+                let state = ctx.data_mut();
+                if state.deadline_left == 0 {
+                    return Ok(UpdateDeadline::Interrupt);
+                }
+                let slice = state.deadline_left.min(YIELD_TICKS);
+                state.deadline_left -= slice;
+                Ok(UpdateDeadline::YieldCustom(
+                    slice,
+                    Box::pin(tokio::task::yield_now()),
+                ))
+            });
+        }
+        self.arm_deadline(&mut store);
         self.refuel(&mut store)?;
         let instantiated = if H::BLOCKING {
             generation.pre.instantiate(&mut store)
@@ -566,6 +591,18 @@ impl<H: HostCallHandler> ActorInner<H> {
         })
     }
 
+    /// Starts the per-call deadline: all of it at once for a blocking
+    /// store (it traps at the end), the first slice for an async one.
+    fn arm_deadline(&self, store: &mut Store<HostState<H>>) {
+        if H::BLOCKING {
+            store.set_epoch_deadline(self.deadline_ticks);
+        } else {
+            let slice = self.deadline_ticks.min(YIELD_TICKS);
+            store.data_mut().deadline_left = self.deadline_ticks - slice;
+            store.set_epoch_deadline(slice);
+        }
+    }
+
     fn refuel(&self, store: &mut Store<HostState<H>>) -> Result<(), RuntimeError> {
         if self.runtime.config.fuel_metering {
             store
@@ -586,7 +623,7 @@ impl<H: HostCallHandler> ActorInner<H> {
         let store = &mut instance.store;
         store.data_mut().begin_call(op, payload);
         store.data_mut().limiter.denied = false;
-        store.set_epoch_deadline(self.deadline_ticks);
+        self.arm_deadline(store);
         self.refuel(store).map_err(|e| (e, true))?;
         // Both lengths are bounded by `max_payload`, which is below i32::MAX.
         let lengths = (
