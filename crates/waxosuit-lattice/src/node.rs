@@ -784,7 +784,14 @@ impl Inner {
             }
             let response = self.exchange(&subject, &inv, timeout).await?;
             if let Some(token) = &response.session {
-                match self.sessions.learn(&self.verifier, &self.trust, token) {
+                // The trust list says whose calls this host runs, not who may
+                // answer its own: any host in the queue group can take a
+                // call, and tagging for it only saves a round trip. (Its own
+                // calls here still meet the trust check before any tag.)
+                match self
+                    .sessions
+                    .learn(&self.verifier, &TrustPolicy::any_host(), token)
+                {
                     Ok(host) => self.sessions.responded(&subject, &host),
                     Err(reason) => {
                         tracing::debug!(%reason, "not tagging calls for a responder");

@@ -513,6 +513,34 @@ async fn after_first_contact_calls_carry_session_tags_that_bind_the_message() {
     assert_eq!(b2.session_peers(), vec![a.lattice.host_id().to_string()]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_is_one_way_and_a_caller_keeps_sessions_with_hosts_it_does_not_trust() {
+    let net = Net::new(2);
+    // A trusts no other host; B trusts A.
+    let mut config = net.config(0, Duration::from_secs(5));
+    config.trust = TrustPolicy::hosts(Vec::<String>::new()).unwrap();
+    let host_a = HostBuilder::new().build().unwrap();
+    let a = Lattice::join(host_a.clone(), config).await.unwrap();
+    let b = net.node(1, &[]).await;
+    let (module, key) = echo_actor(&[]);
+    b.host.add_actor(&module, "echo", None).await.unwrap();
+    for i in 0..3u8 {
+        assert_eq!(a.call_actor(&key, "echo", vec![i]).await.unwrap(), vec![i]);
+    }
+    // A tags its calls for B (no second round trip per call)...
+    assert_eq!(a.session_peers(), vec![b.lattice.host_id().to_string()]);
+    // ...but does not run B's.
+    let (module, key_a) = echo_actor(&[]);
+    host_a.add_actor(&module, "echo", None).await.unwrap();
+    let err = b
+        .lattice
+        .call_actor(&key_a, "echo", vec![1])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LatticeError::Forged { .. }), "{err:?}");
+    assert!(err.to_string().contains("trust list"), "{err}");
+}
+
 fn trusted_key(net: &Net, i: usize) -> KeyPair {
     KeyPair::from_seed(&net.keys[i].seed().unwrap()).unwrap()
 }
