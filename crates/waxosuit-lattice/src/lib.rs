@@ -13,7 +13,7 @@
 //!   that leaves drops out.
 //! * Every call is an [`protocol::Invocation`] authenticated by the sending
 //!   host: claims signed by its server key ([`antiforgery`]) on first
-//!   contact, then an HMAC under a key the two hosts agreed on once
+//!   contact, then a keyed-BLAKE3 tag under a key the two hosts agreed on once
 //!   ([`session`]), which is ~80 µs cheaper per call. The receiver checks
 //!   either against its [`TrustPolicy`], a list of host keys, and answers
 //!   anything else, another protocol version or an undecodable message with

@@ -89,7 +89,7 @@ struct Inner {
     host_id: String,
     trust: TrustPolicy,
     verifier: Verifier,
-    /// HMAC sessions with the other hosts (the fast path of anti-forgery).
+    /// MAC sessions with the other hosts (the fast path of anti-forgery).
     sessions: Sessions,
     timeout: Duration,
     /// The server's `max_payload`, read at connect and after each reconnect
@@ -300,7 +300,7 @@ impl Lattice {
             .await
     }
 
-    /// The hosts this host shares an HMAC session with (see
+    /// The hosts this host shares a MAC session with (see
     /// [`crate::session`]), sorted.
     pub fn session_peers(&self) -> Vec<String> {
         self.inner.sessions.peers()

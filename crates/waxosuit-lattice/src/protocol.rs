@@ -105,7 +105,7 @@ pub struct Invocation {
     /// Set when the payload travels in chunks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunked: Option<ChunkRef>,
-    /// HMAC tags for the hosts the sender shares a session with.
+    /// Session tags for the hosts the sender shares a session with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<SessionProof>,
     /// The sender's session token, sent with signed claims so that the
@@ -114,7 +114,7 @@ pub struct Invocation {
     pub session_token: Option<String>,
 }
 
-/// An invocation's HMAC tags, one per host that may take it.
+/// An invocation's session tags, one per host that may take it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionProof {
     /// The sender's session id.
@@ -125,7 +125,7 @@ pub struct SessionProof {
     pub tags: Vec<SessionTag>,
 }
 
-/// HMAC-SHA-256 for one receiving host's session.
+/// Keyed-BLAKE3 tag for one receiving host's session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionTag {
     /// The receiving host's server key.

@@ -400,7 +400,7 @@ async fn after_first_contact_calls_carry_session_tags_that_bind_the_message() {
         vec![a.lattice.host_id().to_string()]
     );
 
-    // From then on: no signature, one HMAC tag addressed to B.
+    // From then on: no signature, one session tag addressed to B.
     assert_eq!(
         a.lattice
             .call_actor(&key, "echo", b"two".to_vec())
