@@ -107,8 +107,13 @@ impl Net {
         TrustPolicy::hosts(self.keys.iter().map(|k| k.public_key())).unwrap()
     }
 
+    /// Host `i`'s server key (a copy: `KeyPair` is not `Clone`).
+    fn identity(&self, i: usize) -> KeyPair {
+        KeyPair::from_seed(&self.keys[i].seed().unwrap()).unwrap()
+    }
+
     fn config(&self, i: usize, timeout: Duration) -> LatticeConfig {
-        let identity = KeyPair::from_seed(&self.keys[i].seed().unwrap()).unwrap();
+        let identity = self.identity(i);
         let mut config = LatticeConfig::new(self.nats.url(), identity, self.trust());
         config.timeout = timeout;
         config
@@ -318,7 +323,7 @@ async fn forged_tampered_versioned_and_malformed_messages_get_typed_refusals() {
     assert!(e.message.contains("trust list"), "{}", e.message);
 
     // Signed by a trusted host, payload changed on the way.
-    let trusted = KeyPair::from_seed(&net.keys[0].seed().unwrap()).unwrap();
+    let trusted = net.identity(0);
     let mut inv = forged(&trusted, &key, b"pay 1");
     inv.msg = b"pay 1000".to_vec();
     let r = send(&client, subject.clone(), protocol::encode(&inv).unwrap()).await;
@@ -467,7 +472,7 @@ async fn after_first_contact_calls_carry_session_tags_that_bind_the_message() {
 
     // A session token from a host nobody trusts is refused outright.
     let stranger = KeyPair::generate(KeyKind::Server);
-    let mut inv = forged(&trusted_key(&net, 0), &key, b"x");
+    let mut inv = forged(&net.identity(0), &key, b"x");
     inv.session_token = Some(
         Claims::<waxosuit_lattice::session::HostSession>::builder()
             .issuer(stranger.public_key())
@@ -539,10 +544,6 @@ async fn trust_is_one_way_and_a_caller_keeps_sessions_with_hosts_it_does_not_tru
         .unwrap_err();
     assert!(matches!(err, LatticeError::Forged { .. }), "{err:?}");
     assert!(err.to_string().contains("trust list"), "{err}");
-}
-
-fn trusted_key(net: &Net, i: usize) -> KeyPair {
-    KeyPair::from_seed(&net.keys[i].seed().unwrap()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
