@@ -73,6 +73,6 @@ pub use jwt::{
     WASCAP_REVISION,
 };
 pub use keys::{KeyKind, KeyPair};
-pub use time::{human_date, human_relative};
+pub use time::{human_date, human_relative, now_secs};
 pub use verify::{DEFAULT_CLOCK_SKEW, Verified, VerifiedActor, Verifier};
 pub use wasm::{embed_claims, extract, module_hash, strip_signature};

@@ -11,7 +11,7 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
 use waxosuit_claims::{
     Account, Actor, Claims, ClaimsError, KeyKind, KeyPair, Operator, Verifier, caps, human_date,
-    human_relative,
+    human_relative, now_secs,
 };
 
 use crate::keystore;
@@ -593,11 +593,4 @@ fn when(at: Option<u64>, now: u64, none: &str) -> String {
         None => none.to_string(),
         Some(t) => format!("{} ({})", human_date(t), human_relative(t, now)),
     }
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

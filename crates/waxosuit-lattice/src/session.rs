@@ -29,11 +29,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use data_encoding::BASE64URL_NOPAD;
 use serde::{Deserialize, Serialize};
-use waxosuit_claims::{Claims, ClaimsError, KeyKind, KeyPair, TokenKind, Verifier};
+use waxosuit_claims::{Claims, ClaimsError, KeyKind, KeyPair, TokenKind, Verifier, now_secs};
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use crate::antiforgery::TrustPolicy;
@@ -93,13 +93,6 @@ pub(crate) struct Sessions {
     peers: RwLock<HashMap<String, Arc<Peer>>>,
     /// Subject → hosts seen answering on it, newest last.
     responders: RwLock<HashMap<String, Vec<String>>>,
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
