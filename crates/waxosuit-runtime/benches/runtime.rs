@@ -159,7 +159,8 @@ fn time_prewarm<H: HostCallHandler>(
 }
 
 /// Ready-to-call instance: new store, instantiation from the pre-linked
-/// module, `_start`/`wapc_init`. Instances are created in chunks that stay
+/// module (pre-initialised by default; `-init-per-instance` rows run
+/// `_start`/`wapc_init` in each instance instead). Instances are created in chunks that stay
 /// alive until the chunk is timed, so teardown is not measured (for either
 /// host); the actor stays loaded, as in production, so pool slots keep their
 /// affinity to the module's memory image.
@@ -177,6 +178,19 @@ fn instances(c: &mut Criterion) {
     let blocking_actor = rt
         .block_on(pooled.load(key(), wapc_echo(), limits, Arc::new(PongBlocking)))
         .expect("load");
+    let per_instance = Runtime::new(pool_config().preinitialize(false)).expect("runtime");
+    let per_instance_actor = load_one(&per_instance);
+    let per_instance_blocking = rt
+        .block_on(per_instance.load(key(), wapc_echo(), limits, Arc::new(PongBlocking)))
+        .expect("load");
+    for actor in [&pooled_actor, &on_demand_actor] {
+        assert!(
+            actor.stats().preinitialized,
+            "the guest must be pre-initialised"
+        );
+    }
+    assert!(blocking_actor.stats().preinitialized);
+    assert!(!per_instance_actor.stats().preinitialized);
     group.bench_function("waxosuit-pooling", |b| {
         b.iter_custom(|iters| time_prewarm(&rt, &pooled_actor, iters));
     });
@@ -185,6 +199,12 @@ fn instances(c: &mut Criterion) {
     });
     group.bench_function("waxosuit-on-demand", |b| {
         b.iter_custom(|iters| time_prewarm(&rt, &on_demand_actor, iters));
+    });
+    group.bench_function("waxosuit-pooling-init-per-instance", |b| {
+        b.iter_custom(|iters| time_prewarm(&rt, &per_instance_actor, iters));
+    });
+    group.bench_function("waxosuit-pooling-blocking-init-per-instance", |b| {
+        b.iter_custom(|iters| time_prewarm(&rt, &per_instance_blocking, iters));
     });
     let peer_engine = wasmtime::Engine::default();
     let pre = peer_pre(&peer_engine);
@@ -216,6 +236,10 @@ fn cold_start(c: &mut Criterion) {
     let runtime = Runtime::new(pool_config()).expect("runtime");
     group.bench_function("waxosuit-compile", |b| {
         b.iter(|| black_box(load(&rt, &runtime)));
+    });
+    let per_instance = Runtime::new(pool_config().preinitialize(false)).expect("runtime");
+    group.bench_function("waxosuit-compile-init-per-instance", |b| {
+        b.iter(|| black_box(load(&rt, &per_instance)));
     });
     let dir = tempfile::tempdir().expect("tempdir");
     let cached = Runtime::new(pool_config().cache_dir(dir.path())).expect("runtime");

@@ -1,8 +1,11 @@
 //! Measures the resident memory of idle, ready-to-call instances.
 //!
 //! Creates 1,000 ready-to-call instances of the `wapc-echo` guest (store
-//! created, module instantiated, `wapc_init` run) and reports the RSS growth per instance from `/proc/self/statm`, for the
-//! pooling and on-demand allocators and for the public `wapc` host.
+//! created, module instantiated, initialised) and reports the RSS growth per
+//! instance from `/proc/self/statm`, for the pooling and on-demand
+//! allocators, with pre-initialisation (the default) and with `wapc_init`
+//! run in every instance, and for the public `wapc` host. For async handlers
+//! it also reports the same instances after each has served one call.
 //!
 //! Each measurement runs in its own process, so that heap memory released by
 //! one does not flatter the next.
@@ -23,6 +26,8 @@ struct Echo;
 
 impl HostCallHandler for Echo {
     async fn host_call(&self, _actor: &ActorKey, call: HostCall) -> Result<Vec<u8>, String> {
+        // Suspends once, so concurrent calls each hold their own instance.
+        tokio::task::yield_now().await;
         Ok(call.payload)
     }
 }
@@ -38,15 +43,34 @@ impl HostCallHandler for EchoBlocking {
     }
 }
 
-fn rss_bytes() -> anyhow::Result<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm")?;
-    let resident: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .ok_or_else(|| anyhow::anyhow!("unexpected /proc/self/statm: {statm}"))?
-        .parse()?;
-    // Page size is 4 KiB on the x86-64 and aarch64 Linux hosts we target.
-    Ok(resident * 4096)
+/// Resident and proportional set size of this process, in bytes.
+///
+/// RSS counts every mapped page once per mapping; PSS divides a page shared
+/// by several mappings among them. The two differ for pre-initialised
+/// instances once they have run: each maps the module's shared
+/// copy-on-write image, and the kernel maps up to 16 neighbouring image
+/// pages on every read fault (fault-around). Those pages exist once, but
+/// RSS counts them in every instance.
+#[derive(Clone, Copy)]
+struct Memory {
+    rss: u64,
+    pss: u64,
+}
+
+fn memory() -> anyhow::Result<Memory> {
+    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup")?;
+    let field = |name: &str| -> anyhow::Result<u64> {
+        let line = rollup
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .ok_or_else(|| anyhow::anyhow!("no {name} in /proc/self/smaps_rollup"))?;
+        let kib: u64 = line.trim().trim_end_matches("kB").trim().parse()?;
+        Ok(kib * 1024)
+    };
+    Ok(Memory {
+        rss: field("Rss:")?,
+        pss: field("Pss:")?,
+    })
 }
 
 async fn waxosuit<H: HostCallHandler>(
@@ -62,22 +86,50 @@ async fn waxosuit<H: HostCallHandler>(
         .await?;
     // One warm-up call so lazily initialised runtime state is not counted.
     actor.call("echo", b"warm").await?;
-    let before = rss_bytes()?;
+    let before = memory()?;
     for _ in 0..INSTANCES {
         actor.prewarm().await?;
     }
-    let after = rss_bytes()?;
-    let idle = actor.stats().idle_instances;
-    report(label, idle, before, after);
+    let after = memory()?;
+    let stats = actor.stats();
+    let created = stats.instances_created;
+    let init = if stats.preinitialized {
+        "pre-initialised"
+    } else {
+        "init per instance"
+    };
+    let label = format!("{label}, {init}");
+    report(&label, "ready", stats.idle_instances, before, after);
+    if !H::BLOCKING {
+        // The same instances once each has served a call: the pages a call
+        // writes (shadow stack, heap, fiber stack) are then theirs too.
+        // Blocking handlers cannot hold 1,000 calls in flight on one thread.
+        let calls = (0..INSTANCES)
+            .map(|_| {
+                let actor = actor.clone();
+                tokio::spawn(async move { actor.call("ping", b"used").await })
+            })
+            .collect::<Vec<_>>();
+        for call in calls {
+            call.await??;
+        }
+        let used = memory()?;
+        let stats = actor.stats();
+        anyhow::ensure!(
+            stats.instances_created == created,
+            "the calls created instances instead of using the idle ones"
+        );
+        report(&label, "after one call", stats.idle_instances, before, used);
+    }
     Ok(())
 }
 
-fn report(label: &str, instances: usize, before: u64, after: u64) {
-    let grown = after.saturating_sub(before);
+fn report(label: &str, state: &str, instances: usize, before: Memory, after: Memory) {
+    let per = |a: u64, b: u64| a.saturating_sub(b) as f64 / 1024.0 / instances.max(1) as f64;
     println!(
-        "{label:<28} {instances:>5} idle instances: RSS +{:>8} KiB, {:>6.1} KiB per instance",
-        grown / 1024,
-        grown as f64 / 1024.0 / instances.max(1) as f64
+        "{label:<45} {state:<15} {instances:>5} idle: {:>6.1} KiB RSS, {:>6.1} KiB PSS per instance",
+        per(after.rss, before.rss),
+        per(after.pss, before.pss),
     );
 }
 
@@ -95,28 +147,40 @@ fn peer() -> anyhow::Result<()> {
         Ok(host)
     };
     drop(make()?);
-    let before = rss_bytes()?;
+    let before = memory()?;
     let hosts = (0..INSTANCES)
         .map(|_| make())
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let after = rss_bytes()?;
-    report("wapc peer (on-demand)", hosts.len(), before, after);
+    let after = memory()?;
+    report("wapc peer (on-demand)", "ready", hosts.len(), before, after);
     Ok(())
 }
 
 /// The measurements, by name. Each runs in a fresh process (see `main`).
-const CASES: [&str; 5] = [
+const CASES: [&str; 9] = [
     "pooling",
     "on-demand",
     "pooling-blocking",
     "on-demand-blocking",
+    "pooling-init-per-instance",
+    "on-demand-init-per-instance",
+    "pooling-blocking-init-per-instance",
+    "on-demand-blocking-init-per-instance",
     "peer",
 ];
 
 async fn run(case: &str) -> anyhow::Result<()> {
     let pool = PoolingConfig::default().total_instances(1_100);
-    let pooled = RuntimeConfig::default().pooling(Some(pool));
-    let on_demand = RuntimeConfig::default().pooling(None);
+    let (case, preinit) = match case.strip_suffix("-init-per-instance") {
+        Some(base) => (base, false),
+        None => (case, true),
+    };
+    let pooled = RuntimeConfig::default()
+        .pooling(Some(pool))
+        .preinitialize(preinit);
+    let on_demand = RuntimeConfig::default()
+        .pooling(None)
+        .preinitialize(preinit);
     match case {
         "pooling" => waxosuit("waxosuit pooling", pooled, Echo).await,
         "on-demand" => waxosuit("waxosuit on-demand", on_demand, Echo).await,

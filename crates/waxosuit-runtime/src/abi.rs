@@ -671,7 +671,7 @@ fn finish_host_call<H>(
 /// expected to be ready immediately, and this keeps the fast path free of
 /// allocations. Should the future still be pending, the thread parks until
 /// the future's waker unparks it.
-fn block_on<F: Future>(future: F) -> F::Output {
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     let mut future = std::pin::pin!(future);
     let mut cx = Context::from_waker(Waker::noop());
     if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {

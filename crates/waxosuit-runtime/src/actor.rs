@@ -9,6 +9,7 @@ use wasmtime::{InstancePre, Linker, Store, Trap, TypedFunc, UpdateDeadline};
 use crate::abi::{self, Fault, HostState, Identity};
 use crate::cache::{self, CacheOutcome};
 use crate::runtime::RuntimeInner;
+use crate::snapshot::{self, INIT_EXPORTS, InitLimits};
 use crate::{ActorKey, HostCallHandler, Limits, RuntimeError};
 
 /// Epoch ticks an async guest runs before it yields to the executor (10 ms
@@ -61,6 +62,10 @@ pub struct ActorStats {
     pub module_hash: String,
     /// How the current module was obtained (compiled or from the cache).
     pub cache_outcome: CacheOutcome,
+    /// Whether the current module's `_start`/`wapc_init` ran once at load
+    /// and instances start from its result, rather than each instance
+    /// running them (see [`RuntimeConfig::preinitialize`](crate::RuntimeConfig::preinitialize)).
+    pub preinitialized: bool,
 }
 
 struct ActorInner<H: HostCallHandler> {
@@ -87,6 +92,8 @@ struct Generation<H: HostCallHandler> {
     pre: InstancePre<HostState<H>>,
     module_hash: String,
     cache_outcome: CacheOutcome,
+    /// Initialisation is baked into `pre`: instances skip `_start`/`wapc_init`.
+    preinitialized: bool,
 }
 
 struct Pool<H: HostCallHandler> {
@@ -161,8 +168,9 @@ impl<H: HostCallHandler> Actor<H> {
         handler: Arc<H>,
     ) -> Result<Self, RuntimeError> {
         let ident = Arc::new(Identity { key, handler });
-        let generation = Arc::new(prepare(&runtime, &ident.key, module, 1).await?);
         let deadline_ticks = runtime.deadline_ticks(limits.deadline);
+        let init_limits = init_limits(&runtime, &limits, deadline_ticks);
+        let generation = Arc::new(prepare(&runtime, &ident.key, module, 1, init_limits).await?);
         let actor = Self {
             inner: Arc::new(ActorInner {
                 runtime,
@@ -210,6 +218,7 @@ impl<H: HostCallHandler> Actor<H> {
             generation: generation.id,
             module_hash: generation.module_hash.clone(),
             cache_outcome: generation.cache_outcome,
+            preinitialized: generation.preinitialized,
         }
     }
 
@@ -331,7 +340,8 @@ impl<H: HostCallHandler> Actor<H> {
         }
         let _swap = inner.swap.lock().await;
         let id = inner.current_id.load(Ordering::Acquire) + 1;
-        let generation = Arc::new(prepare(&inner.runtime, key, module, id).await?);
+        let init_limits = init_limits(&inner.runtime, &inner.limits, inner.deadline_ticks);
+        let generation = Arc::new(prepare(&inner.runtime, key, module, id, init_limits).await?);
         let warm = inner
             .instantiate_many(&generation, inner.limits.min_instances)
             .await?;
@@ -350,12 +360,25 @@ impl<H: HostCallHandler> Actor<H> {
     }
 }
 
-/// Compiles (or loads from cache) and links one module generation.
+fn init_limits(runtime: &RuntimeInner, limits: &Limits, deadline_ticks: u64) -> InitLimits {
+    InitLimits {
+        deadline_ticks,
+        max_memory: limits.max_memory,
+        fuel: runtime
+            .config
+            .fuel_metering
+            .then(|| limits.fuel.unwrap_or(u64::MAX)),
+    }
+}
+
+/// Compiles and pre-initialises (or loads from cache) and links one module
+/// generation.
 async fn prepare<H: HostCallHandler>(
     runtime: &Arc<RuntimeInner>,
     key: &ActorKey,
     module: &[u8],
     id: u64,
+    init_limits: InitLimits,
 ) -> Result<Generation<H>, RuntimeError> {
     let load_error = |message: String| RuntimeError::Load {
         actor: key.clone(),
@@ -373,15 +396,18 @@ async fn prepare<H: HostCallHandler>(
         let bytes = module.to_vec();
         let hash = module_hash.clone();
         tokio::task::spawn_blocking(move || {
-            runtime
-                .cache
-                .load_or_compile(&runtime.engine, &bytes, &hash)
+            let engine = &runtime.engine;
+            let enabled = runtime.config.preinitialize;
+            runtime.cache.load_or_build(engine, &hash, || {
+                snapshot::prepare(engine, &runtime.functions, &bytes, enabled, init_limits)
+            })
         })
         .await
         .map_err(|e| load_error(format!("the compilation task failed: {e}")))?
     };
-    let (module, cache_outcome) =
+    let (prepared, cache_outcome) =
         compiled.map_err(|e| load_error(format!("invalid WebAssembly module: {e}")))?;
+    let module = prepared.module;
     let abi = abi::check_module(&module, key)?;
     let mut linker = Linker::new(&runtime.engine);
     abi::define(&mut linker, abi)
@@ -394,6 +420,7 @@ async fn prepare<H: HostCallHandler>(
         pre,
         module_hash,
         cache_outcome,
+        preinitialized: prepared.preinitialized,
     })
 }
 
@@ -565,7 +592,12 @@ impl<H: HostCallHandler> ActorInner<H> {
             });
         };
         store.data_mut().memory = Some(memory);
-        for start in ["_start", "wapc_init"] {
+        let init = if generation.preinitialized {
+            &[][..]
+        } else {
+            &INIT_EXPORTS[..]
+        };
+        for start in init {
             let Ok(func) = instance.get_typed_func::<(), ()>(&mut store, start) else {
                 continue;
             };

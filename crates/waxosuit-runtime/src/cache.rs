@@ -1,7 +1,8 @@
 //! On-disk cache of compiled modules.
 //!
 //! An entry is `<dir>/<sha256(module)>-<engine fingerprint>.cwasm`: the output
-//! of [`Module::serialize`] followed by the SHA-256 of that output. The
+//! of [`Module::serialize`], one byte saying whether the module is the
+//! pre-initialised form (see `snapshot`), and the SHA-256 of both. The
 //! fingerprint hashes wasmtime's precompile-compatibility hash (its version
 //! plus every codegen-relevant `Config` setting) and this crate's version, so
 //! an engine never sees an artifact compiled for another configuration.
@@ -26,6 +27,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 use wasmtime::{Engine, Module};
+
+use crate::snapshot::Prepared;
 
 /// How a module was obtained when an actor was loaded or swapped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -89,16 +92,25 @@ pub(crate) struct ModuleCache {
     fingerprint: String,
 }
 
+/// Entry name suffix for modules prepared with pre-initialisation off, so
+/// runtimes configured either way never share an entry.
+const PLAIN_SUFFIX: &str = "-plain";
+
 impl ModuleCache {
-    pub(crate) fn new(dir: Option<PathBuf>, engine: &Engine) -> Result<Self, String> {
+    pub(crate) fn new(
+        dir: Option<PathBuf>,
+        engine: &Engine,
+        preinitialize: bool,
+    ) -> Result<Self, String> {
         if let Some(dir) = &dir {
             fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create cache directory {}: {e}", dir.display()))?;
         }
-        Ok(Self {
-            dir,
-            fingerprint: engine_fingerprint(engine),
-        })
+        let mut fingerprint = engine_fingerprint(engine);
+        if !preinitialize {
+            fingerprint.push_str(PLAIN_SUFFIX);
+        }
+        Ok(Self { dir, fingerprint })
     }
 
     fn entry_path(&self, dir: &Path, hash: &str) -> PathBuf {
@@ -110,20 +122,20 @@ impl ModuleCache {
         self.dir.as_deref().map(|dir| self.entry_path(dir, hash))
     }
 
-    /// Loads the compiled module for `bytes` from the cache, or compiles it
-    /// (and writes the entry). Compilation errors are returned as text.
-    pub(crate) fn load_or_compile(
+    /// Loads the prepared module for `hash` from the cache, or builds it
+    /// with `build` (and writes the entry). Build errors are returned as text.
+    pub(crate) fn load_or_build(
         &self,
         engine: &Engine,
-        bytes: &[u8],
         hash: &str,
-    ) -> Result<(Module, CacheOutcome), String> {
+        build: impl FnOnce() -> Result<Prepared, String>,
+    ) -> Result<(Prepared, CacheOutcome), String> {
         let Some(path) = self.path_for(hash) else {
-            return compile(engine, bytes).map(|m| (m, CacheOutcome::Disabled));
+            return build().map(|p| (p, CacheOutcome::Disabled));
         };
         let outcome = match fs::read(&path) {
             Ok(entry) => match load_entry(engine, &entry) {
-                Some(module) => return Ok((module, CacheOutcome::Hit)),
+                Some(prepared) => return Ok((prepared, CacheOutcome::Hit)),
                 None => {
                     tracing::warn!(path = %path.display(), "ignoring unusable compiled-module cache entry");
                     CacheOutcome::Rewritten
@@ -131,38 +143,45 @@ impl ModuleCache {
             },
             Err(_) => CacheOutcome::Miss,
         };
-        let module = compile(engine, bytes)?;
+        let prepared = build()?;
         // A failed write only costs the next start a compilation.
-        if let Err(e) = write_entry(&path, &module) {
+        if let Err(e) = write_entry(&path, &prepared) {
             tracing::warn!(path = %path.display(), error = %e, "cannot write compiled-module cache entry");
         }
-        Ok((module, outcome))
+        Ok((prepared, outcome))
     }
-}
-
-fn compile(engine: &Engine, bytes: &[u8]) -> Result<Module, String> {
-    Module::new(engine, bytes).map_err(|e| format!("{e:#}"))
 }
 
 const CHECKSUM_LEN: usize = 32;
 
-fn load_entry(engine: &Engine, entry: &[u8]) -> Option<Module> {
+fn load_entry(engine: &Engine, entry: &[u8]) -> Option<Prepared> {
     let split = entry.len().checked_sub(CHECKSUM_LEN)?;
-    let (artifact, checksum) = entry.split_at(split);
-    if Sha256::digest(artifact).as_slice() != checksum {
+    let (body, checksum) = entry.split_at(split);
+    if Sha256::digest(body).as_slice() != checksum {
         return None;
     }
+    let (&flag, artifact) = body.split_last()?;
+    let preinitialized = match flag {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
     // SAFETY: `artifact` is byte-for-byte what `Module::serialize` produced in
     // `write_entry` for an engine with the same fingerprint (the checksum
     // above rules out torn writes and corruption), which is the contract of
     // `Module::deserialize`. wasmtime additionally checks its own header and
     // rejects artifacts from other versions or configurations.
-    unsafe { Module::deserialize(engine, artifact) }.ok()
+    let module = unsafe { Module::deserialize(engine, artifact) }.ok()?;
+    Some(Prepared {
+        module,
+        preinitialized,
+    })
 }
 
-fn write_entry(path: &Path, module: &Module) -> Result<(), String> {
-    let artifact = module.serialize().map_err(|e| format!("{e:#}"))?;
-    let checksum = Sha256::digest(&artifact);
+fn write_entry(path: &Path, prepared: &Prepared) -> Result<(), String> {
+    let mut body = prepared.module.serialize().map_err(|e| format!("{e:#}"))?;
+    body.push(u8::from(prepared.preinitialized));
+    let checksum = Sha256::digest(&body);
     let dir = path.parent().ok_or("cache path has no parent")?;
     // Write to a unique temporary file and rename, so concurrent writers and
     // readers only ever see complete entries.
@@ -174,7 +193,7 @@ fn write_entry(path: &Path, module: &Module) -> Result<(), String> {
         WRITES.fetch_add(1, Ordering::Relaxed)
     ));
     let written = fs::File::create(&tmp).and_then(|mut file| {
-        file.write_all(&artifact)?;
+        file.write_all(&body)?;
         file.write_all(&checksum)
     });
     let result = written.and_then(|()| fs::rename(&tmp, path));
@@ -206,5 +225,18 @@ mod tests {
         assert!(load_entry(&engine, &entry).is_none());
         entry[0] = 1;
         assert!(load_entry(&engine, &entry).is_none());
+
+        // A real artifact with an intact checksum but an unknown flag byte.
+        let module = Module::new(&engine, b"\0asm\x01\0\0\0").expect("compiles");
+        let mut body = module.serialize().expect("serializes");
+        body.push(2);
+        let mut entry = body.clone();
+        entry.extend_from_slice(&Sha256::digest(&body));
+        assert!(load_entry(&engine, &entry).is_none());
+        let last = body.len() - 1;
+        body[last] = 1;
+        let mut entry = body.clone();
+        entry.extend_from_slice(&Sha256::digest(&body));
+        assert!(load_entry(&engine, &entry).is_some_and(|p| p.preinitialized));
     }
 }

@@ -23,6 +23,12 @@ pub struct RuntimeConfig {
     /// fails the runtime falls back to on-demand allocation (see
     /// [`Runtime::allocator`](crate::Runtime::allocator)).
     pub pooling: Option<PoolingConfig>,
+    /// Run each module's `_start`/`wapc_init` once at load and start every
+    /// instance from the result (copy-on-write), instead of initialising
+    /// each instance. On by default; modules whose initialisation calls the
+    /// host, or that Wizer cannot snapshot, are initialised per instance
+    /// regardless. See [`ActorStats::preinitialized`](crate::ActorStats::preinitialized).
+    pub preinitialize: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -32,6 +38,7 @@ impl Default for RuntimeConfig {
             epoch_tick: Duration::from_millis(5),
             fuel_metering: false,
             pooling: Some(PoolingConfig::default()),
+            preinitialize: true,
         }
     }
 }
@@ -58,6 +65,12 @@ impl RuntimeConfig {
     /// Sets [`RuntimeConfig::pooling`].
     pub fn pooling(mut self, pooling: Option<PoolingConfig>) -> Self {
         self.pooling = pooling;
+        self
+    }
+
+    /// Sets [`RuntimeConfig::preinitialize`].
+    pub fn preinitialize(mut self, enabled: bool) -> Self {
+        self.preinitialize = enabled;
         self
     }
 }

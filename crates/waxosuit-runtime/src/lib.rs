@@ -124,6 +124,7 @@ mod cache;
 mod config;
 mod error;
 mod runtime;
+mod snapshot;
 
 use std::fmt;
 use std::future::Future;

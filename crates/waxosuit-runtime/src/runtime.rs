@@ -9,6 +9,7 @@ use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAll
 
 use crate::actor::Actor;
 use crate::cache::ModuleCache;
+use crate::snapshot::FunctionCache;
 use crate::{ActorKey, HostCallHandler, Limits, RuntimeConfig, RuntimeError};
 
 /// Which instance allocator the engine ended up with.
@@ -46,6 +47,8 @@ pub(crate) struct RuntimeInner {
     pub(crate) cache: ModuleCache,
     pub(crate) config: RuntimeConfig,
     pub(crate) allocator: AllocatorKind,
+    /// The engine's per-function compilation cache (see `snapshot`).
+    pub(crate) functions: Arc<FunctionCache>,
     _ticker: Ticker,
 }
 
@@ -57,7 +60,11 @@ const ASYNC_STACK: usize = 1 << 20;
 /// Dirty bytes per released pool slot reset in place rather than decommitted.
 const KEEP_RESIDENT: usize = 128 << 10;
 
-fn engine_config(config: &RuntimeConfig, pooled: bool) -> wasmtime::Config {
+fn engine_config(
+    config: &RuntimeConfig,
+    pooled: bool,
+    functions: &Arc<FunctionCache>,
+) -> wasmtime::Config {
     let mut c = wasmtime::Config::new();
     c.epoch_interruption(true)
         .consume_fuel(config.fuel_metering)
@@ -74,6 +81,12 @@ fn engine_config(config: &RuntimeConfig, pooled: bool) -> wasmtime::Config {
         .gc_support(false)
         .concurrency_support(false)
         .wasm_gc(false);
+    if config.preinitialize
+        && let Err(e) = c.enable_incremental_compilation(functions.clone())
+    {
+        // Only costs pre-initialisation a second full compilation.
+        tracing::warn!(error = %format!("{e:#}"), "no incremental compilation cache");
+    }
     if pooled && let Some(p) = config.pooling {
         let mut pool = PoolingAllocationConfig::new();
         pool.total_core_instances(p.total_instances)
@@ -108,8 +121,9 @@ impl Runtime {
         if config.epoch_tick.is_zero() {
             return Err(RuntimeError::Config("epoch_tick must not be zero".into()));
         }
+        let functions = Arc::new(FunctionCache::default());
         let (engine, allocator) = if config.pooling.is_some() {
-            match Engine::new(&engine_config(&config, true)) {
+            match Engine::new(&engine_config(&config, true, &functions)) {
                 Ok(engine) => (engine, AllocatorKind::Pooling),
                 Err(e) => {
                     tracing::warn!(
@@ -117,14 +131,20 @@ impl Runtime {
                         "pooling allocator unavailable (virtual memory reservation failed?); \
                          falling back to on-demand instance allocation"
                     );
-                    (build_engine(&config, false)?, AllocatorKind::OnDemand)
+                    (
+                        build_engine(&config, false, &functions)?,
+                        AllocatorKind::OnDemand,
+                    )
                 }
             }
         } else {
-            (build_engine(&config, false)?, AllocatorKind::OnDemand)
+            (
+                build_engine(&config, false, &functions)?,
+                AllocatorKind::OnDemand,
+            )
         };
-        let cache =
-            ModuleCache::new(config.cache_dir.clone(), &engine).map_err(RuntimeError::Config)?;
+        let cache = ModuleCache::new(config.cache_dir.clone(), &engine, config.preinitialize)
+            .map_err(RuntimeError::Config)?;
         let ticker = Ticker::start(engine.clone(), config.epoch_tick)?;
         Ok(Self {
             inner: Arc::new(RuntimeInner {
@@ -132,6 +152,7 @@ impl Runtime {
                 cache,
                 config,
                 allocator,
+                functions,
                 _ticker: ticker,
             }),
         })
@@ -207,8 +228,12 @@ impl Runtime {
     }
 }
 
-fn build_engine(config: &RuntimeConfig, pooled: bool) -> Result<Engine, RuntimeError> {
-    Engine::new(&engine_config(config, pooled))
+fn build_engine(
+    config: &RuntimeConfig,
+    pooled: bool,
+    functions: &Arc<FunctionCache>,
+) -> Result<Engine, RuntimeError> {
+    Engine::new(&engine_config(config, pooled, functions))
         .map_err(|e| RuntimeError::Config(format!("cannot create the wasm engine: {e:#}")))
 }
 

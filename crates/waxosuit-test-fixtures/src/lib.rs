@@ -93,6 +93,11 @@ wat_fixture! {
     wat_wrong_signature => "wrong-signature.wat",
     /// Guest passing out-of-bounds pointers and invalid UTF-8 to the host.
     wat_bad_pointers => "bad-pointers.wat",
+    /// Guest whose `_start`/`wapc_init` leave state in memory and private
+    /// globals without calling the host (`peek`, `poke`).
+    wat_stateful_init => "stateful-init.wat",
+    /// Guest whose `wapc_init` calls the host and keeps the reply.
+    wat_init_host_call => "init-host-call.wat",
 }
 
 #[cfg(test)]
@@ -111,6 +116,8 @@ mod tests {
             ("wat_unknown_wapc_import", wat_unknown_wapc_import()),
             ("wat_wrong_signature", wat_wrong_signature()),
             ("wat_bad_pointers", wat_bad_pointers()),
+            ("wat_stateful_init", wat_stateful_init()),
+            ("wat_init_host_call", wat_init_host_call()),
         ];
         for (name, bytes) in all {
             assert_eq!(&bytes[..4], b"\0asm", "{name} is not a wasm module");

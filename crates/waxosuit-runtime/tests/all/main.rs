@@ -9,4 +9,5 @@ mod failures;
 mod host_calls;
 mod hot_swap;
 mod pooling;
+mod preinit;
 mod sandbox;
