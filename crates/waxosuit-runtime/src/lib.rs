@@ -7,7 +7,9 @@
 //!   instance allocator (pooling when the host allows it) and the on-disk
 //!   cache of compiled modules.
 //! * [`Runtime::load`] turns module bytes into an [`Actor`]: a pool of ready
-//!   instances of the module, all serving the same [`ActorKey`].
+//!   instances of the module, all serving the same [`ActorKey`]. By default
+//!   the module's initialisation runs once, at load, and every instance
+//!   starts from its result (see *Performance*).
 //! * [`Actor::call`] performs one waPC call (host → guest). While handling
 //!   it the guest may call the host (`__host_call`); every such call goes to
 //!   the single [`HostCallHandler`] the embedder supplied, as a [`HostCall`]
@@ -72,8 +74,9 @@
 //! `__host_error(ptr)`, `__host_error_len()`, `__guest_request(op_ptr, ptr)`,
 //! `__guest_response(ptr, len)`, `__guest_error(ptr, len)`,
 //! `__console_log(ptr, len)`. Exports: `__guest_call(op_len, msg_len) -> i32`
-//! and `memory`; `_start` and then `wapc_init` run once per instance if
-//! exported. Older guests are accepted too: the 6-argument `__host_call`
+//! and `memory`; `_start` and then `wapc_init` run once if exported: per
+//! instance, or once at load when the module is pre-initialised, which
+//! gives the same state. Older guests are accepted too: the 6-argument `__host_call`
 //! (`ns, op, payload`; binding `"default"`) and the 4-argument one whose
 //! operation is `"capid!Operation"` (namespace = `capid`).
 //!
@@ -108,6 +111,18 @@
 //! cached on disk ([`RuntimeConfig::cache_dir`]) keyed by the module's
 //! SHA-256 and the engine's configuration fingerprint, so a restart skips
 //! compilation ([`CacheOutcome`]).
+//!
+//! *Pre-initialisation* ([`RuntimeConfig::preinitialize`], on by default):
+//! at load the module is instrumented with Wizer, `_start`/`wapc_init` run
+//! once under the actor's limits in a store whose imports all trap, and the
+//! resulting memory and globals become the initial state of the module the
+//! actor actually runs. A new instance is then just an instantiation from a
+//! shared copy-on-write image: no guest code runs and no page is private
+//! until a call writes one. A module whose initialisation calls the host
+//! (logging, capabilities: effects that belong to each instance) or that
+//! Wizer cannot snapshot is initialised per instance as before
+//! ([`ActorStats::preinitialized`] says which). The cost is a second
+//! compilation on a cache miss.
 //!
 //! # Cargo features
 //!
