@@ -161,3 +161,22 @@ async fn initialisation_failures_are_still_load_errors() -> anyhow::Result<()> {
     assert!(matches!(err, RuntimeError::Deadline { .. }), "{err:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn hot_swap_pre_initialises_the_new_module() -> anyhow::Result<()> {
+    let actor = Runtime::new(config())?
+        .load(
+            key(1),
+            &wat_echo(),
+            Limits::default().instances(1, 2),
+            Arc::new(TestHandler::default()),
+        )
+        .await?;
+    assert!(!actor.stats().preinitialized);
+    actor.replace_module(&key(1), &wat_stateful_init()).await?;
+    let stats = actor.stats();
+    assert_eq!(stats.generation, 2);
+    assert!(stats.preinitialized);
+    assert_eq!(actor.call("peek", b"").await?, peek(b"init-done", 41, 7));
+    Ok(())
+}
