@@ -269,8 +269,8 @@ impl<H: HostCallHandler> Actor<H> {
     }
 
     /// Creates one ready instance of the current module (new store,
-    /// instantiation from the pre-linked module, `_start` and `wapc_init`)
-    /// and parks it in the idle pool, dropping the oldest idle instance if
+    /// instantiation from the pre-linked module, and `_start`/`wapc_init`
+    /// unless the module is pre-initialised) and parks it in the idle pool, dropping the oldest idle instance if
     /// the pool is full. Useful to pre-warm after a burst and to measure
     /// ready-to-call cost.
     ///
@@ -395,11 +395,26 @@ async fn prepare<H: HostCallHandler>(
         let runtime = Arc::clone(runtime);
         let bytes = module.to_vec();
         let hash = module_hash.clone();
+        let actor = key.clone();
         tokio::task::spawn_blocking(move || {
             let engine = &runtime.engine;
             let enabled = runtime.config.preinitialize;
-            runtime.cache.load_or_build(engine, &hash, || {
-                snapshot::prepare(engine, &runtime.functions, &bytes, enabled, init_limits)
+            // A pre-initialised module embodies a run under these limits.
+            let entry = if enabled {
+                format!("{hash}-{}", init_limits.tag())
+            } else {
+                hash
+            };
+            let contract_ok = |module: &wasmtime::Module| abi::check_module(module, &actor).is_ok();
+            runtime.cache.load_or_build(engine, &entry, || {
+                snapshot::prepare(
+                    engine,
+                    &runtime.functions,
+                    &bytes,
+                    enabled,
+                    init_limits,
+                    &contract_ok,
+                )
             })
         })
         .await
@@ -533,7 +548,8 @@ impl<H: HostCallHandler> ActorInner<H> {
         Ok(instances)
     }
 
-    /// Creates a ready instance: store, instantiation, `_start`, `wapc_init`.
+    /// Creates a ready instance: store, instantiation, and `_start`,
+    /// `wapc_init` unless the generation is pre-initialised.
     async fn instantiate(&self, generation: &Generation<H>) -> Result<Instance<H>, RuntimeError> {
         let state = HostState::new(
             Arc::clone(&self.ident),

@@ -81,6 +81,10 @@ pub(crate) fn engine_fingerprint(engine: &Engine) -> String {
     let mut hasher = ShaHasher(Sha256::new());
     engine.precompile_compatibility_hash().hash(&mut hasher);
     hasher.0.update(env!("CARGO_PKG_VERSION").as_bytes());
+    // The entry layout: entries of an older layout must not parse as this one.
+    hasher
+        .0
+        .update(b"entry: artifact, pre-initialised flag, sha256");
     let digest = hasher.0.finalize();
     hex(&digest[..8])
 }
@@ -144,6 +148,9 @@ impl ModuleCache {
             Err(_) => CacheOutcome::Miss,
         };
         let prepared = build()?;
+        if !prepared.cacheable {
+            return Ok((prepared, outcome));
+        }
         // A failed write only costs the next start a compilation.
         if let Err(e) = write_entry(&path, &prepared) {
             tracing::warn!(path = %path.display(), error = %e, "cannot write compiled-module cache entry");
@@ -175,6 +182,7 @@ fn load_entry(engine: &Engine, entry: &[u8]) -> Option<Prepared> {
     Some(Prepared {
         module,
         preinitialized,
+        cacheable: true,
     })
 }
 
@@ -238,5 +246,9 @@ mod tests {
         let mut entry = body.clone();
         entry.extend_from_slice(&Sha256::digest(&body));
         assert!(load_entry(&engine, &entry).is_some_and(|p| p.preinitialized));
+        body[last] = 0;
+        let mut entry = body.clone();
+        entry.extend_from_slice(&Sha256::digest(&body));
+        assert!(load_entry(&engine, &entry).is_some_and(|p| !p.preinitialized));
     }
 }

@@ -169,8 +169,11 @@ impl Runtime {
     }
 
     /// Loads an actor: compiles the module (or loads it from the cache),
-    /// checks it against the waPC contract, and creates
-    /// [`Limits::min_instances`] ready instances.
+    /// checks it against the waPC contract, pre-initialises it if
+    /// [`RuntimeConfig::preinitialize`] is on and it qualifies (its
+    /// initialisation then runs once, here, under `limits`, in a store
+    /// whose imports trap), and creates [`Limits::min_instances`] ready
+    /// instances.
     ///
     /// The runtime does not verify signatures or claims: pass only bytes the
     /// caller has already verified for `key`.
@@ -180,7 +183,8 @@ impl Runtime {
     /// [`RuntimeError::Load`] for invalid modules, [`RuntimeError::UnknownImport`]
     /// for imports outside the waPC contract, [`RuntimeError::Config`] for
     /// unusable limits, and any call error raised by `_start`/`wapc_init`
-    /// while creating the first instances.
+    /// while creating the first instances (a module whose initialisation
+    /// fails is never pre-initialised, so the error is the same either way).
     pub async fn load<H: HostCallHandler>(
         &self,
         key: ActorKey,

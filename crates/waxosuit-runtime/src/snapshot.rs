@@ -15,20 +15,25 @@
 //! initial state of a new module without the initialisation exports' effect
 //! needing to run again.
 //!
-//! It only happens when it cannot change behaviour. Initialisation that calls
-//! the host (a log line, a capability such as a random number) must run per
-//! instance, so any host call traps the snapshot run and the actor falls back
-//! to running the instrumented module's initialisation in every instance, as
-//! does a module Wizer cannot snapshot (one that mutates tables, for
-//! example). Either way the result is a module with the same imports, the
-//! same code and the same observable behaviour as the one that was verified.
+//! It only happens when it cannot change behaviour, and only for modules that
+//! pass the waPC contract check. Initialisation that calls the host (a log
+//! line, a capability such as a random number) must run per instance, so any
+//! host call traps the snapshot run and the actor falls back to running the
+//! instrumented module's initialisation in every instance, as does a module
+//! Wizer cannot snapshot (one that mutates tables, for example) or whose
+//! snapshot would be large. The snapshot run uses the actor's limits, and the
+//! cache keys pre-initialised modules by those limits too, so an actor never
+//! skips an initialisation its own limits would have stopped. Either way the
+//! result has the same imports, the same code and the same waPC behaviour as
+//! the module that was verified (the instrumented form additionally exports
+//! its globals under `__wizer_*` names, which the runtime ignores).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use wasmtime::{CacheStore, Engine, Instance, Linker, Module, Store, Val};
+use wasmtime::{CacheStore, Engine, ExternType, Instance, Linker, Module, Store, Val};
 use wasmtime_wizer::{InstanceState, SnapshotVal, ValType, Wizer};
 
 use crate::abi::{MemoryLimiter, block_on};
@@ -41,6 +46,11 @@ pub(crate) struct Prepared {
     pub(crate) module: Module,
     /// `true`: instances must not run `_start`/`wapc_init` again.
     pub(crate) preinitialized: bool,
+    /// Whether the outcome depends only on the module bytes and the limits,
+    /// so the on-disk cache may keep it. A snapshot run that failed for a
+    /// reason of the moment (no free pool slot, a deadline under load) is
+    /// tried again at the next start instead.
+    pub(crate) cacheable: bool,
 }
 
 /// Limits the snapshot run is held to: the actor's own.
@@ -52,33 +62,57 @@ pub(crate) struct InitLimits {
     pub(crate) fuel: Option<u64>,
 }
 
+impl InitLimits {
+    /// Short stable tag of the limits, for cache entry names.
+    pub(crate) fn tag(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut digest = Sha256::new();
+        digest.update(self.deadline_ticks.to_le_bytes());
+        digest.update((self.max_memory as u64).to_le_bytes());
+        digest.update(self.fuel.map_or([0xff; 8], u64::to_le_bytes));
+        digest.update([u8::from(self.fuel.is_some())]);
+        digest
+            .finalize()
+            .iter()
+            .take(4)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// Largest snapshot kept: a guest that fills its memory during
+/// initialisation would otherwise cost a module (and cache entry) as large
+/// as that memory. Such modules are initialised per instance.
+const MAX_SNAPSHOT_BYTES: usize = 16 << 20;
+
 /// Compiles `bytes`, pre-initialised when `enabled` and possible.
 ///
-/// Errors are compilation errors of the module itself, as text. A module
-/// that compiles but cannot be pre-initialised is returned as is.
+/// `contract_ok` tells whether a compiled module passes the waPC contract
+/// check; guest code runs only for modules that do. Errors are compilation
+/// errors of the module itself, as text. A module that compiles but is not
+/// pre-initialised is returned compiled, instrumented or not, for the
+/// caller's contract check and per-instance initialisation.
 pub(crate) fn prepare(
     engine: &Engine,
     functions: &FunctionCache,
     bytes: &[u8],
     enabled: bool,
     limits: InitLimits,
+    contract_ok: &dyn Fn(&Module) -> bool,
 ) -> Result<Prepared, String> {
-    let prepared = prepare_uncached(engine, bytes, enabled, limits);
-    functions.clear();
-    prepared
-}
-
-fn prepare_uncached(
-    engine: &Engine,
-    bytes: &[u8],
-    enabled: bool,
-    limits: InitLimits,
-) -> Result<Prepared, String> {
+    /// Empties the function cache however `prepare` ends (a panic included).
+    struct Clear<'a>(&'a FunctionCache);
+    impl Drop for Clear<'_> {
+        fn drop(&mut self) {
+            self.0.clear();
+        }
+    }
+    let _clear = Clear(functions);
     let plain = |module| Prepared {
         module,
         preinitialized: false,
+        cacheable: true,
     };
-    let has_init = |module: &Module| INIT_EXPORTS.iter().any(|e| module.get_export(e).is_some());
     if !enabled {
         return compile(engine, bytes).map(plain);
     }
@@ -86,27 +120,39 @@ fn prepare_uncached(
     // Wizer drops this export from the snapshot; instances skip the other
     // one (`Prepared::preinitialized`).
     wizer.init_func("wapc_init");
-    let Ok((cx, instrumented)) = wizer.instrument(bytes) else {
-        // Wizer refuses what it cannot snapshot (and invalid modules, whose
-        // error is better told by the compiler).
+    // Wizer asserts on inputs it does not expect; a hostile module must
+    // cost only its pre-initialisation, never the load.
+    let Some((cx, instrumented)) = unwind_safe(|| wizer.instrument(bytes).ok()) else {
+        // Refused (table mutation, imported memory, ...) or invalid: the
+        // compiler tells the latter best.
         return compile(engine, bytes).map(plain);
     };
-    let module = compile(engine, &instrumented)?;
-    if !has_init(&module) {
+    let Ok(module) = compile(engine, &instrumented) else {
+        return compile(engine, bytes).map(plain);
+    };
+    let has_init = INIT_EXPORTS.iter().any(|e| module.get_export(e).is_some());
+    if !has_init || !contract_ok(&module) {
         return Ok(plain(module));
     }
     let started = Instant::now();
-    let Some((mut store, instance)) = initialise(engine, &module, limits) else {
-        return Ok(plain(module));
+    let (mut store, instance) = match initialise(engine, &module, limits) {
+        Ok(initialised) => initialised,
+        Err(InitFailure::HostCall) => return Ok(plain(module)),
+        Err(InitFailure::Other) => {
+            return Ok(Prepared {
+                cacheable: false,
+                ..plain(module)
+            });
+        }
     };
     let mut state = Snapshotting {
         store: &mut store,
         instance,
         mismatch: false,
     };
-    let snapshot = block_on(wizer.snapshot(&cx, &mut state));
+    let snapshot = unwind_safe(|| block_on(wizer.snapshot(&cx, &mut state)).ok());
     let snapshot = match snapshot {
-        Ok(snapshot) if !state.mismatch => snapshot,
+        Some(snapshot) if !state.mismatch && snapshot.len() <= MAX_SNAPSHOT_BYTES => snapshot,
         _ => return Ok(plain(module)),
     };
     match Module::new(engine, &snapshot) {
@@ -119,6 +165,7 @@ fn prepare_uncached(
             Ok(Prepared {
                 module: snapshotted,
                 preinitialized: true,
+                cacheable: true,
             })
         }
         Err(e) => {
@@ -128,47 +175,91 @@ fn prepare_uncached(
     }
 }
 
+/// Runs `f`, turning a panic into `None`.
+fn unwind_safe<T>(f: impl FnOnce() -> Option<T>) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(None)
+}
+
 fn compile(engine: &Engine, bytes: &[u8]) -> Result<Module, String> {
     Module::new(engine, bytes).map_err(|e| format!("{e:#}"))
 }
 
+/// Why the snapshot run did not complete.
+enum InitFailure {
+    /// Initialisation called the host: it must run in every instance.
+    HostCall,
+    /// A trap, a limit or no free instance slot: per-instance
+    /// initialisation will tell (or succeed, if it was the moment).
+    Other,
+}
+
+/// Store data of the snapshot run.
+struct InitState {
+    limiter: MemoryLimiter,
+    host_called: bool,
+}
+
 /// Instantiates `module` with trapping imports and runs its initialisation
-/// exports. `None` if anything fails: the caller then initialises per
-/// instance, where a genuine failure is reported with the actor's context.
+/// exports.
 fn initialise(
     engine: &Engine,
     module: &Module,
     limits: InitLimits,
-) -> Option<(Store<MemoryLimiter>, Instance)> {
+) -> Result<(Store<InitState>, Instance), InitFailure> {
     let mut store = Store::new(
         engine,
-        MemoryLimiter {
-            max_memory: limits.max_memory,
-            denied: false,
+        InitState {
+            limiter: MemoryLimiter {
+                max_memory: limits.max_memory,
+                denied: false,
+            },
+            host_called: false,
         },
     );
-    store.limiter(|limiter| limiter);
+    store.limiter(|state| &mut state.limiter);
     store.epoch_deadline_trap();
     store.set_epoch_deadline(limits.deadline_ticks);
     if let Some(fuel) = limits.fuel {
-        store.set_fuel(fuel).ok()?;
+        store.set_fuel(fuel).map_err(|_| InitFailure::Other)?;
     }
-    let mut linker = Linker::new(engine);
+    let mut linker = Linker::<InitState>::new(engine);
     // Any host call during initialisation traps: its effect (output, a
     // capability's answer) belongs to each instance, not to a snapshot.
-    linker.define_unknown_imports_as_traps(module).ok()?;
-    let instance = linker.instantiate(&mut store, module).ok()?;
+    for import in module.imports() {
+        let ExternType::Func(ty) = import.ty() else {
+            return Err(InitFailure::Other);
+        };
+        linker
+            .func_new(import.module(), import.name(), ty, |mut caller, _, _| {
+                caller.data_mut().host_called = true;
+                Err(wasmtime::Error::msg("host call during pre-initialisation"))
+            })
+            .map_err(|_| InitFailure::Other)?;
+    }
+    let failed = |store: &Store<InitState>| {
+        if store.data().host_called {
+            InitFailure::HostCall
+        } else {
+            InitFailure::Other
+        }
+    };
+    let instance = match linker.instantiate(&mut store, module) {
+        Ok(instance) => instance,
+        Err(_) => return Err(failed(&store)),
+    };
     for export in INIT_EXPORTS {
-        if let Ok(func) = instance.get_typed_func::<(), ()>(&mut store, export) {
-            func.call(&mut store, ()).ok()?;
+        if let Ok(func) = instance.get_typed_func::<(), ()>(&mut store, export)
+            && func.call(&mut store, ()).is_err()
+        {
+            return Err(failed(&store));
         }
     }
-    Some((store, instance))
+    Ok((store, instance))
 }
 
 /// Wizer's view of the initialised instance.
 struct Snapshotting<'a> {
-    store: &'a mut Store<MemoryLimiter>,
+    store: &'a mut Store<InitState>,
     instance: Instance,
     /// Set if Wizer asked for something the instance does not have; the
     /// snapshot is then discarded rather than trusted.
@@ -176,7 +267,7 @@ struct Snapshotting<'a> {
 }
 
 impl InstanceState for Snapshotting<'_> {
-    async fn global_get(&mut self, name: &str, _type_hint: ValType) -> SnapshotVal {
+    async fn global_get(&mut self, name: &str, type_hint: ValType) -> SnapshotVal {
         // Wizer only asks for the globals its instrumentation exported, and
         // only mutable number globals pass its validation.
         match self
@@ -190,8 +281,16 @@ impl InstanceState for Snapshotting<'_> {
             Some(Val::F64(x)) => SnapshotVal::F64(x),
             Some(Val::V128(x)) => SnapshotVal::V128(x.as_u128()),
             _ => {
+                // A placeholder of the right type keeps Wizer's output
+                // valid; the snapshot is discarded anyway.
                 self.mismatch = true;
-                SnapshotVal::I32(0)
+                match type_hint {
+                    ValType::I64 => SnapshotVal::I64(0),
+                    ValType::F32 => SnapshotVal::F32(0),
+                    ValType::F64 => SnapshotVal::F64(0),
+                    ValType::V128 => SnapshotVal::V128(0),
+                    ValType::I32 | ValType::Ref(_) => SnapshotVal::I32(0),
+                }
             }
         }
     }
@@ -209,8 +308,8 @@ impl InstanceState for Snapshotting<'_> {
 
 /// Cranelift's per-function compilation cache, kept in memory.
 ///
-/// The snapshot module has exactly the instrumented module's code (only data
-/// and global initialisers differ), so with this cache its compilation
+/// The snapshot module has exactly the instrumented module's code (data,
+/// global initialisers and the memory's minimum size differ), so with this cache its compilation
 /// reuses every function compiled moments before instead of compiling the
 /// module a second time. It serves only that: [`prepare`] empties it when
 /// done, so memory is not held and a later load of any module is a true

@@ -180,3 +180,151 @@ async fn hot_swap_pre_initialises_the_new_module() -> anyhow::Result<()> {
     assert_eq!(actor.call("peek", b"").await?, peek(b"init-done", 41, 7));
     Ok(())
 }
+
+/// A guest whose `__guest_call` answers with its private global `$g` (4
+/// bytes, little endian) followed by the byte at address 70000 (in a page
+/// only `memory.grow` provides); `items` adds exports, a start function...
+fn global_guest(items: &str) -> anyhow::Result<Vec<u8>> {
+    Ok(wat::parse_str(format!(
+        r#"(module
+            (import "wapc" "__guest_response" (func $resp (param i32 i32)))
+            (memory (export "memory") 1)
+            (global $g (mut i32) (i32.const 0))
+            (func (export "__guest_call") (param i32 i32) (result i32)
+              (i32.store (i32.const 0) (global.get $g))
+              (if (i32.gt_u (memory.size) (i32.const 1))
+                (then (i32.store8 (i32.const 4) (i32.load8_u (i32.const 70000)))))
+              (call $resp (i32.const 0) (i32.const 5))
+              (i32.const 1))
+            {items})"#
+    ))?)
+}
+
+async fn load_preinit(module: &[u8], limits: Limits) -> anyhow::Result<(bool, Vec<u8>)> {
+    let actor = Runtime::new(config())?
+        .load(key(1), module, limits, Arc::new(TestHandler::default()))
+        .await?;
+    let reply = actor.call("get", b"").await?;
+    // A second instance must see the same state.
+    actor.prewarm().await?;
+    assert_eq!(actor.call("get", b"").await?, reply);
+    Ok((actor.stats().preinitialized, reply))
+}
+
+#[tokio::test]
+async fn start_functions_memory_growth_and_refused_modules() -> anyhow::Result<()> {
+    // A start section runs at instantiation, before `wapc_init`: both are
+    // baked in once (a second run of either would give 15 or 20, not 10).
+    let start = global_guest(
+        r#"(func $s (global.set $g (i32.add (global.get $g) (i32.const 5)))) (start $s)
+           (func (export "wapc_init") (global.set $g (i32.mul (global.get $g) (i32.const 2))))"#,
+    )?;
+    assert_eq!(
+        load_preinit(&start, Limits::default()).await?,
+        (true, vec![10, 0, 0, 0, 0])
+    );
+
+    // Only `_start`, and an initialisation that grows memory and writes there.
+    let grows = global_guest(
+        r#"(func (export "_start")
+             (drop (memory.grow (i32.const 1)))
+             (i32.store8 (i32.const 70000) (i32.const 9))
+             (global.set $g (i32.const 3)))"#,
+    )?;
+    assert_eq!(
+        load_preinit(&grows, Limits::default()).await?,
+        (true, vec![3, 0, 0, 0, 9])
+    );
+
+    // `data.drop` is something Wizer cannot replay: initialised per instance.
+    let refused = global_guest(
+        r#"(data $d "x")
+           (func (export "wapc_init") (data.drop $d) (global.set $g (i32.const 4)))"#,
+    )?;
+    assert_eq!(
+        load_preinit(&refused, Limits::default()).await?,
+        (false, vec![4, 0, 0, 0, 0])
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn contract_violations_are_still_refused() -> anyhow::Result<()> {
+    // A `wapc_init` with parameters: refused as before, although Wizer would
+    // drop the export from a snapshot.
+    let bad_init = global_guest(r#"(func (export "wapc_init") (param i32))"#)?;
+    let err = load_preinit(&bad_init, Limits::default())
+        .await
+        .expect_err("bad wapc_init");
+    assert!(
+        err.to_string()
+            .contains("\"wapc_init\" must be a function without parameters"),
+        "{err:#}"
+    );
+    // An import outside the contract whose start function would call it.
+    let wasi = wat::parse_str(
+        r#"(module
+            (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+            (memory (export "memory") 1)
+            (func $s (call $exit (i32.const 1))) (start $s)
+            (func (export "__guest_call") (param i32 i32) (result i32) i32.const 1))"#,
+    )?;
+    let err = load_preinit(&wasi, Limits::default())
+        .await
+        .expect_err("unknown import");
+    assert!(
+        matches!(
+            err.downcast_ref::<RuntimeError>(),
+            Some(RuntimeError::UnknownImport { .. })
+        ),
+        "{err:#}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn cache_entries_follow_the_limits_and_keep_fallbacks() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let load = |deadline_ms: u64, module: Vec<u8>, handler: Arc<TestHandler>| {
+        let dir = dir.path().to_owned();
+        async move {
+            let actor = Runtime::new(config().cache_dir(dir))?
+                .load(
+                    key(1),
+                    &module,
+                    Limits::default()
+                        .deadline(std::time::Duration::from_millis(deadline_ms))
+                        .instances(2, 2),
+                    handler,
+                )
+                .await?;
+            anyhow::Ok(actor.stats())
+        }
+    };
+    let echo = wapc_echo().to_vec();
+    let handler = || Arc::new(TestHandler::default());
+    use waxosuit_runtime::CacheOutcome::{Hit, Miss};
+    // The snapshot ran under one deadline; another deadline gets its own run.
+    assert_eq!(
+        load(1000, echo.clone(), handler()).await?.cache_outcome,
+        Miss
+    );
+    assert_eq!(
+        load(2000, echo.clone(), handler()).await?.cache_outcome,
+        Miss
+    );
+    assert_eq!(
+        load(1000, echo.clone(), handler()).await?.cache_outcome,
+        Hit
+    );
+
+    // A cached fallback still initialises every instance.
+    for expected in [Miss, Hit] {
+        let recording = handler();
+        let stats = load(1000, wat_init_host_call(), Arc::clone(&recording)).await?;
+        assert_eq!(stats.cache_outcome, expected);
+        assert!(!stats.preinitialized);
+        assert_eq!(recording.calls().len(), 2, "{expected:?}");
+    }
+    Ok(())
+}
