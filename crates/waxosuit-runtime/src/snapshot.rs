@@ -71,12 +71,7 @@ impl InitLimits {
         digest.update((self.max_memory as u64).to_le_bytes());
         digest.update(self.fuel.map_or([0xff; 8], u64::to_le_bytes));
         digest.update([u8::from(self.fuel.is_some())]);
-        digest
-            .finalize()
-            .iter()
-            .take(4)
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::cache::hex(&digest.finalize()[..4])
     }
 }
 

@@ -74,6 +74,19 @@ pub async fn load(module: &[u8], limits: Limits) -> Result<Actor<TestHandler>, R
         .await
 }
 
+/// Loads `module` as `key(1)` with a fresh [`TestHandler`] on a runtime
+/// with `config`.
+pub async fn load_on(
+    config: RuntimeConfig,
+    module: &[u8],
+    limits: Limits,
+) -> Result<Actor<TestHandler>, RuntimeError> {
+    Runtime::new(config)
+        .expect("runtime")
+        .load(key(1), module, limits, Arc::new(TestHandler::default()))
+        .await
+}
+
 pub async fn load_with(
     module: &[u8],
     limits: Limits,

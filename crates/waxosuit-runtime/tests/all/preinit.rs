@@ -6,7 +6,7 @@ use std::sync::Arc;
 use waxosuit_runtime::{Limits, Runtime, RuntimeError};
 use waxosuit_test_fixtures::{wapc_echo, wat_echo, wat_init_host_call, wat_stateful_init};
 
-use crate::common::{TestHandler, config, key};
+use crate::common::{TestHandler, config, key, load_on};
 
 /// What `peek` answers: the 9-byte marker, `$counter`, `$started`.
 fn peek(marker: &[u8; 9], counter: i32, started: i32) -> Vec<u8> {
@@ -19,15 +19,12 @@ fn peek(marker: &[u8; 9], counter: i32, started: i32) -> Vec<u8> {
 #[tokio::test]
 async fn initial_state_is_baked_in_and_each_instance_keeps_its_own() -> anyhow::Result<()> {
     for preinitialize in [true, false] {
-        let runtime = Runtime::new(config().preinitialize(preinitialize))?;
-        let actor = runtime
-            .load(
-                key(1),
-                &wat_stateful_init(),
-                Limits::default().instances(1, 4),
-                Arc::new(TestHandler::default()),
-            )
-            .await?;
+        let actor = load_on(
+            config().preinitialize(preinitialize),
+            &wat_stateful_init(),
+            Limits::default().instances(1, 4),
+        )
+        .await?;
         assert_eq!(actor.stats().preinitialized, preinitialize);
         // Memory written and private globals set by `_start` and
         // `wapc_init`, each applied exactly once.
@@ -107,15 +104,12 @@ async fn public_wapc_guest_is_preinitialized_and_serves_from_the_cache() -> anyh
         assert_eq!(handler.calls().len(), 1);
     }
     // A runtime with pre-initialisation off keeps its own entries.
-    let runtime = Runtime::new(config().cache_dir(dir.path()).preinitialize(false))?;
-    let actor = runtime
-        .load(
-            key(1),
-            wapc_echo(),
-            Limits::default(),
-            Arc::new(TestHandler::default()),
-        )
-        .await?;
+    let actor = load_on(
+        config().cache_dir(dir.path()).preinitialize(false),
+        wapc_echo(),
+        Limits::default(),
+    )
+    .await?;
     let stats = actor.stats();
     assert_eq!(stats.cache_outcome, waxosuit_runtime::CacheOutcome::Miss);
     assert!(!stats.preinitialized);
@@ -132,13 +126,7 @@ async fn initialisation_failures_are_still_load_errors() -> anyhow::Result<()> {
             (func (export "wapc_init") unreachable)
             (func (export "__guest_call") (param i32 i32) (result i32) i32.const 1))"#,
     )?;
-    let err = Runtime::new(config())?
-        .load(
-            key(1),
-            &trapping,
-            Limits::default(),
-            Arc::new(TestHandler::default()),
-        )
+    let err = load_on(config(), &trapping, Limits::default())
         .await
         .expect_err("init traps");
     assert!(matches!(err, RuntimeError::Trap { .. }), "{err:?}");
@@ -149,29 +137,20 @@ async fn initialisation_failures_are_still_load_errors() -> anyhow::Result<()> {
             (func (export "wapc_init") (loop br 0))
             (func (export "__guest_call") (param i32 i32) (result i32) i32.const 1))"#,
     )?;
-    let err = Runtime::new(config())?
-        .load(
-            key(1),
-            &looping,
-            Limits::default().deadline(std::time::Duration::from_millis(50)),
-            Arc::new(TestHandler::default()),
-        )
-        .await
-        .expect_err("init never ends");
+    let err = load_on(
+        config(),
+        &looping,
+        Limits::default().deadline(std::time::Duration::from_millis(50)),
+    )
+    .await
+    .expect_err("init never ends");
     assert!(matches!(err, RuntimeError::Deadline { .. }), "{err:?}");
     Ok(())
 }
 
 #[tokio::test]
 async fn hot_swap_pre_initialises_the_new_module() -> anyhow::Result<()> {
-    let actor = Runtime::new(config())?
-        .load(
-            key(1),
-            &wat_echo(),
-            Limits::default().instances(1, 2),
-            Arc::new(TestHandler::default()),
-        )
-        .await?;
+    let actor = load_on(config(), &wat_echo(), Limits::default().instances(1, 2)).await?;
     assert!(!actor.stats().preinitialized);
     actor.replace_module(&key(1), &wat_stateful_init()).await?;
     let stats = actor.stats();
@@ -201,9 +180,7 @@ fn global_guest(items: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 async fn load_preinit(module: &[u8], limits: Limits) -> anyhow::Result<(bool, Vec<u8>)> {
-    let actor = Runtime::new(config())?
-        .load(key(1), module, limits, Arc::new(TestHandler::default()))
-        .await?;
+    let actor = load_on(config(), module, limits).await?;
     let reply = actor.call("get", b"").await?;
     // A second instance must see the same state.
     actor.prewarm().await?;
