@@ -324,7 +324,8 @@ impl Lattice {
             task.abort();
         }
         inner.publish_event("host_stopped", &inner.host_id, json!({}));
-        let _ = inner.client.flush().await;
+        // Bounded like the drain above: leaving never hangs on the server.
+        let _ = tokio::time::timeout(inner.timeout, inner.client.flush()).await;
         tracing::info!(host = %inner.host_id, "left the lattice");
     }
 }
@@ -1355,7 +1356,8 @@ impl Inner {
                 self.serve(Served::Actor(info.key.clone()))
                     .await
                     .map_err(|e| e.to_string())?;
-                let _ = self.client.flush().await;
+                // Bounded: an answer must not wait on a broken connection.
+                let _ = tokio::time::timeout(self.timeout, self.client.flush()).await;
                 Ok(format!("started actor {} ({})", info.name, info.key))
             }
             Command::StopActor { actor, .. } => {
@@ -1384,7 +1386,8 @@ impl Inner {
                 self.serve(Served::Provider(route.clone()))
                     .await
                     .map_err(|e| e.to_string())?;
-                let _ = self.client.flush().await;
+                // Bounded: an answer must not wait on a broken connection.
+                let _ = tokio::time::timeout(self.timeout, self.client.flush()).await;
                 Ok(format!(
                     "started provider {} (binding `{}`)",
                     route.capid, route.binding

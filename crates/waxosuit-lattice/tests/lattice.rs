@@ -292,6 +292,14 @@ fn forged(host: &KeyPair, target: &str, msg: &[u8]) -> Invocation {
     }
 }
 
+/// The next message a spy subscriber saw, or a failure naming the wait.
+async fn next(spy: &mut async_nats::Subscriber) -> async_nats::Message {
+    tokio::time::timeout(Duration::from_secs(10), spy.next())
+        .await
+        .expect("the spy saw the call within 10 s")
+        .expect("the spy's subscription is open")
+}
+
 async fn send(client: &LatticeClient, subject: String, body: Vec<u8>) -> Response {
     let reply = client
         .nats()
@@ -387,8 +395,7 @@ async fn after_first_contact_calls_carry_session_tags_that_bind_the_message() {
             .unwrap(),
         b"one"
     );
-    let first: Invocation =
-        protocol::decode("invocation", &spy.next().await.unwrap().payload).unwrap();
+    let first: Invocation = protocol::decode("invocation", &next(&mut spy).await.payload).unwrap();
     assert!(!first.encoded_claims.is_empty());
     assert!(first.session.is_none());
     let token = first.session_token.expect("A introduces its session");
@@ -413,8 +420,7 @@ async fn after_first_contact_calls_carry_session_tags_that_bind_the_message() {
             .unwrap(),
         b"two"
     );
-    let tagged: Invocation =
-        protocol::decode("invocation", &spy.next().await.unwrap().payload).unwrap();
+    let tagged: Invocation = protocol::decode("invocation", &next(&mut spy).await.payload).unwrap();
     assert!(
         tagged.encoded_claims.is_empty(),
         "the fast path signs nothing"
@@ -497,10 +503,16 @@ async fn after_first_contact_calls_carry_session_tags_that_bind_the_message() {
 
     // After B restarts its lattice membership (new session), A's stale tags
     // are answered with `session` and A falls back once, transparently.
-    b.lattice.leave().await;
-    let b2 = Lattice::join(b.host.clone(), net.config(1, Duration::from_secs(5)))
+    tokio::time::timeout(Duration::from_secs(20), b.lattice.leave())
         .await
-        .unwrap();
+        .expect("B leaves within 20 s");
+    let b2 = tokio::time::timeout(
+        Duration::from_secs(20),
+        Lattice::join(b.host.clone(), net.config(1, Duration::from_secs(5))),
+    )
+    .await
+    .expect("B joins again within 20 s")
+    .unwrap();
     assert_eq!(
         a.lattice
             .call_actor(&key, "echo", b"three".to_vec())
