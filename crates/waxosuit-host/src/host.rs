@@ -362,12 +362,9 @@ impl Host {
     /// Removes a provider: unbinds every actor from it, then shuts it down.
     pub async fn remove_provider(&self, capid: &str, binding: &str) -> Result<(), HostError> {
         let route = RouteKey::new(capid, binding);
-        let entry = write(&self.inner.providers).remove(&route).ok_or_else(|| {
-            HostError::ProviderNotFound {
-                capability: route.capid.clone(),
-                binding: route.binding.clone(),
-            }
-        })?;
+        let entry = write(&self.inner.providers)
+            .remove(&route)
+            .ok_or_else(|| provider_not_found(&route))?;
         let actors: Vec<Arc<ActorEntry>> = read(&self.inner.actors).values().cloned().collect();
         for actor in actors {
             let was_bound = write(&actor.bindings).remove(&route).is_some();
@@ -415,10 +412,7 @@ impl Host {
         )?;
         let provider = self.provider(&route);
         if provider.is_none() && read(&self.inner.remote).is_none() {
-            return Err(HostError::ProviderNotFound {
-                capability: route.capid.clone(),
-                binding: route.binding.clone(),
-            });
+            return Err(provider_not_found(&route));
         }
         if entry.is_bound(&route) {
             return Err(HostError::DuplicateBinding {
@@ -584,6 +578,15 @@ impl Host {
         read(&self.inner.providers).get(route).cloned()
     }
 
+    /// The provider registered under `route`, or the error that says so.
+    pub(crate) fn registered_provider(
+        &self,
+        route: &RouteKey,
+    ) -> Result<Arc<ProviderEntry>, HostError> {
+        self.provider(route)
+            .ok_or_else(|| provider_not_found(route))
+    }
+
     fn actor_info(&self, key: &str) -> Result<ActorInfo, HostError> {
         let entry = self.entry(key)?;
         let claims = entry.claims();
@@ -660,3 +663,11 @@ pub(crate) async fn guard_provider<T>(
 }
 /// A weak handle for routers and dispatchers, which must not keep the host alive.
 pub(crate) type WeakHost = Weak<HostInner>;
+
+/// The error for a capability and binding no provider is registered under.
+pub(crate) fn provider_not_found(route: &RouteKey) -> HostError {
+    HostError::ProviderNotFound {
+        capability: route.capid.clone(),
+        binding: route.binding.clone(),
+    }
+}

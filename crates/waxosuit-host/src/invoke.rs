@@ -10,7 +10,8 @@ use waxosuit_runtime::RuntimeError;
 
 use crate::HostError;
 use crate::host::{
-    ActorEntry, DEFAULT_BINDING, HostInner, ProviderEntry, RouteKey, guard_provider, read,
+    ActorEntry, DEFAULT_BINDING, HostInner, ProviderEntry, RouteKey, guard_provider,
+    provider_not_found, read,
 };
 use crate::policy::{Decision, Entity, Flow, Invocation};
 
@@ -321,10 +322,7 @@ impl HostInner {
                     operation: operation.to_string(),
                     error,
                 }),
-            None => Err(HostError::ProviderNotFound {
-                capability: route.capid.clone(),
-                binding: route.binding.clone(),
-            }),
+            None => Err(provider_not_found(route)),
         }
     }
 

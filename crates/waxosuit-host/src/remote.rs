@@ -118,13 +118,7 @@ impl Host {
             wcore::OP_BIND_ACTOR,
             &route.binding,
         )?;
-        let provider = read(&self.inner.providers)
-            .get(route)
-            .cloned()
-            .ok_or_else(|| HostError::ProviderNotFound {
-                capability: route.capid.clone(),
-                binding: route.binding.clone(),
-            })?;
+        let provider = self.registered_provider(route)?;
         let slot = (key.clone(), route.clone());
         if read(&self.inner.remote_bindings).contains_key(&slot) {
             return Ok(());
@@ -217,13 +211,7 @@ impl Host {
         operation: &str,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, HostError> {
-        let provider = read(&self.inner.providers)
-            .get(route)
-            .cloned()
-            .ok_or_else(|| HostError::ProviderNotFound {
-                capability: route.capid.clone(),
-                binding: route.binding.clone(),
-            })?;
+        let provider = self.registered_provider(route)?;
         if !self.is_bound(actor, route) {
             return Err(HostError::MissingBinding {
                 actor: actor.to_string(),
