@@ -82,6 +82,7 @@
 
 mod config;
 mod serve;
+mod watchdog;
 mod wire;
 
 use std::collections::HashMap;

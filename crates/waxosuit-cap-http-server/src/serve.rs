@@ -20,7 +20,7 @@ use hyper::header::{
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{StatusCode, ext::ReasonPhrase};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tokio::task::{Id, JoinError, JoinSet};
@@ -29,6 +29,7 @@ use waxosuit_codec::http::{OP_HANDLE_REQUEST, Response};
 use waxosuit_provider::ActorDispatcher;
 
 use crate::config::ListenerConfig;
+use crate::watchdog::{DeadlineTimer, Watchdog};
 use crate::wire;
 
 /// The HTTP response type of every request this provider serves: actor
@@ -102,6 +103,7 @@ pub(crate) async fn run_listener(
                         stream,
                         Arc::clone(&http),
                         Arc::clone(&service),
+                        Watchdog::new(config.header_read_timeout),
                         stop_rx,
                     ));
                     stops.insert(task.id(), stop_connection);
@@ -158,9 +160,9 @@ fn http1_builder(config: &ListenerConfig) -> http1::Builder {
         // The read buffer must hold the largest accepted head; hyper's
         // ~400 KB default would let one client pin that much per connection.
         .max_buf_size(config.max_header_bytes.max(64 * 1024))
-        .timer(TokioTimer::new())
-        // Arms a timer per request (a small but measurable cost), hence the
-        // binding value to turn it off behind a proxy that already guards.
+        // Deadlines checked when the connection's watchdog wakes it, not
+        // tokio timers armed per request; see `watchdog`.
+        .timer(DeadlineTimer)
         .header_read_timeout(config.header_read_timeout);
     // Only when asked: hyper moves the header array to the heap once this is
     // set, which costs every request a few percent.
@@ -200,6 +202,7 @@ async fn serve_connection(
     stream: TcpStream,
     http: Arc<http1::Builder>,
     service: Arc<ActorService>,
+    mut watchdog: Watchdog,
     mut stop: oneshot::Receiver<()>,
 ) {
     // Responses are small and written in one go; Nagle would hold them back
@@ -214,16 +217,22 @@ async fn serve_connection(
     });
     let conn = http.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
-    let result = tokio::select! {
-        // Polling the connection first keeps the common path to one branch.
-        biased;
-        result = conn.as_mut() => result,
-        // A dropped sender means the listener is gone: stop as well.
-        _ = &mut stop => {
-            // Finishes the request in flight (if any), then closes; an idle
-            // keep-alive connection closes at once.
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    let mut stopping = false;
+    let result = loop {
+        tokio::select! {
+            // Polling the connection first keeps the common path to one branch.
+            biased;
+            result = conn.as_mut() => break result,
+            // A dropped sender means the listener is gone: stop as well.
+            _ = &mut stop, if !stopping => {
+                // Finishes the request in flight (if any), then closes; an
+                // idle keep-alive connection closes at once.
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            // Nothing to do: being woken makes hyper re-check its header
+            // deadline on the next turn of the loop.
+            () = watchdog.tick() => {}
         }
     };
     if let Err(e) = result {

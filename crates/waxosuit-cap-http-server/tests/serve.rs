@@ -432,6 +432,55 @@ async fn a_client_trickling_its_head_is_disconnected() {
 }
 
 #[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_but_a_busy_one_is_not() {
+    let (provider, _d, mut calls, addr) = serve(
+        "MIDLE",
+        Behaviour::Reply(Response::ok()),
+        &[("HEADER_READ_TIMEOUT_MS", "300")],
+    )
+    .await;
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    // A client that asks every 100 ms, 12 times (well past the timeout in
+    // total): each head arrives in time, so every request is answered on
+    // the same connection.
+    let mut busy = tokio::net::TcpStream::connect(addr).await.unwrap();
+    for _ in 0..12 {
+        busy.write_all(GET).await.unwrap();
+        let mut answer = [0u8; 512];
+        let n = tokio::time::timeout(PATIENCE, busy.read(&mut answer))
+            .await
+            .expect("no answer")
+            .unwrap();
+        assert!(answer[..n].starts_with(b"HTTP/1.1 200"), "{n} bytes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut seen = 0;
+    while calls.try_recv().is_ok() {
+        seen += 1;
+    }
+    assert_eq!(seen, 12, "every request must reach the actor");
+
+    // One request, then silence: the server closes the connection once the
+    // next head is overdue (300 ms plus at most one watchdog tick).
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    idle.write_all(GET).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(PATIENCE, idle.read_to_end(&mut rest))
+        .await
+        .expect("the server kept an idle connection open")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&rest).starts_with("HTTP/1.1 200"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "closed before the timeout: {:?}",
+        started.elapsed()
+    );
+    provider.shutdown().await;
+}
+
+#[tokio::test]
 async fn port_in_use_is_a_config_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
