@@ -3,11 +3,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::Notify;
 use wasmtime::{InstancePre, Linker, Store, Trap, TypedFunc, UpdateDeadline};
 
 use crate::abi::{self, Fault, HostState, Identity};
 use crate::cache::{self, CacheOutcome};
+use crate::pool::{Busy, Checkout, Pool, Pooled};
 use crate::runtime::RuntimeInner;
 use crate::snapshot::{self, INIT_EXPORTS, InitLimits};
 use crate::{ActorKey, HostCallHandler, Limits, RuntimeError};
@@ -76,11 +76,8 @@ struct ActorInner<H: HostCallHandler> {
     current: Mutex<Arc<Generation<H>>>,
     /// Copy of `current.id`, readable without the lock on the hot path.
     current_id: AtomicU64,
-    /// Idle instances and busy count under one lock: a call takes it once
-    /// to check out an instance and once to return it.
-    pool: Mutex<Pool<H>>,
-    /// Signalled when a busy slot is released while calls are waiting.
-    released: Notify,
+    /// Idle instances, per thread, and the bound on live ones.
+    pool: Pool<Instance<H>>,
     /// Serializes hot swaps so generations are published in order.
     swap: tokio::sync::Mutex<()>,
     created: AtomicU64,
@@ -96,16 +93,9 @@ struct Generation<H: HostCallHandler> {
     preinitialized: bool,
 }
 
-struct Pool<H: HostCallHandler> {
-    idle: Vec<Instance<H>>,
-    /// Calls holding a slot (with an instance or about to create one).
-    busy: usize,
-    /// Calls waiting for a slot.
-    waiters: usize,
-}
-
-/// A checked-out slot of the pool; returns its instance (or discards it)
-/// and frees the slot when dropped, including when a call is cancelled.
+/// A checked-out live slot of the pool; returns its instance (or discards
+/// it) when dropped, including when a call is cancelled, and frees the slot
+/// if no reusable instance is left in it.
 struct Slot<'a, H: HostCallHandler> {
     actor: &'a ActorInner<H>,
     instance: Option<Instance<H>>,
@@ -123,26 +113,16 @@ impl<H: HostCallHandler> Drop for Slot<'_, H> {
         {
             actor.discard(broken);
         }
-        let current = actor.current_id.load(Ordering::Acquire);
-        let (rejected, wake) = {
-            let mut pool = lock(&actor.pool);
-            pool.busy -= 1;
-            let rejected = match instance {
-                Some(i)
-                    if i.generation == current && pool.idle.len() < actor.limits.max_instances =>
-                {
-                    pool.idle.push(i);
-                    None
+        match instance {
+            Some(i) if i.generation == actor.current_id.load(Ordering::Acquire) => {
+                actor.pool.put(i);
+            }
+            stale_or_none => {
+                if let Some(stale) = stale_or_none {
+                    actor.discard(stale);
                 }
-                other => other,
-            };
-            (rejected, pool.waiters > 0)
-        };
-        if wake {
-            actor.released.notify_one();
-        }
-        if let Some(instance) = rejected {
-            actor.discard(instance);
+                actor.pool.release();
+            }
         }
     }
 }
@@ -153,9 +133,15 @@ struct Instance<H: HostCallHandler> {
     generation: u64,
 }
 
+impl<H: HostCallHandler> Pooled for Instance<H> {
+    fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The protected data (a list of instances, an Arc) stays consistent even
-    // if a holder panicked, so poisoning carries no information here.
+    // The protected data (an Arc) stays consistent even if a holder
+    // panicked, so poisoning carries no information here.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -179,12 +165,7 @@ impl<H: HostCallHandler> Actor<H> {
                 deadline_ticks,
                 current: Mutex::new(Arc::clone(&generation)),
                 current_id: AtomicU64::new(1),
-                pool: Mutex::new(Pool {
-                    idle: Vec::with_capacity(limits.max_instances),
-                    busy: 0,
-                    waiters: 0,
-                }),
-                released: Notify::new(),
+                pool: Pool::new(limits.max_instances),
                 swap: tokio::sync::Mutex::new(()),
                 created: AtomicU64::new(0),
                 discarded: AtomicU64::new(0),
@@ -194,7 +175,7 @@ impl<H: HostCallHandler> Actor<H> {
             .inner
             .instantiate_many(&generation, limits.min_instances)
             .await?;
-        lock(&actor.inner.pool).idle.extend(warm);
+        actor.inner.pool.add(warm);
         Ok(actor)
     }
 
@@ -212,7 +193,7 @@ impl<H: HostCallHandler> Actor<H> {
     pub fn stats(&self) -> ActorStats {
         let generation = Arc::clone(&lock(&self.inner.current));
         ActorStats {
-            idle_instances: lock(&self.inner.pool).idle.len(),
+            idle_instances: self.inner.pool.idle_len(),
             instances_created: self.inner.created.load(Ordering::Relaxed),
             instances_discarded: self.inner.discarded.load(Ordering::Relaxed),
             generation: generation.id,
@@ -281,29 +262,19 @@ impl<H: HostCallHandler> Actor<H> {
         let inner = &*self.inner;
         let generation = Arc::clone(&lock(&inner.current));
         let instance = inner.instantiate(&generation).await?;
-        let evicted = {
-            let mut pool = lock(&inner.pool);
-            let evicted =
-                (pool.idle.len() >= inner.limits.max_instances).then(|| pool.idle.remove(0));
-            pool.idle.push(instance);
-            evicted
-        };
-        if let Some(old) = evicted {
+        inner.pool.add([instance]);
+        for old in inner.pool.evict_excess() {
             inner.discard(old);
         }
         Ok(())
     }
 
-    /// Drops idle instances until at most `keep` remain (the most recently
-    /// used are kept), e.g. to return memory under pressure. Returns how many
+    /// Drops idle instances until at most `keep` remain (the least recently
+    /// used go first), e.g. to return memory under pressure. Returns how many
     /// were dropped. Busy instances are not affected.
     pub fn trim_idle(&self, keep: usize) -> usize {
         let inner = &*self.inner;
-        let dropped = {
-            let mut pool = lock(&inner.pool);
-            let excess = pool.idle.len().saturating_sub(keep);
-            pool.idle.drain(..excess).collect::<Vec<_>>()
-        };
+        let dropped = inner.pool.trim(keep);
         let count = dropped.len();
         for instance in dropped {
             inner.discard(instance);
@@ -348,10 +319,10 @@ impl<H: HostCallHandler> Actor<H> {
         let outcome = generation.cache_outcome;
         *lock(&inner.current) = generation;
         inner.current_id.store(id, Ordering::Release);
-        let stale = {
-            let mut pool = lock(&inner.pool);
-            std::mem::replace(&mut pool.idle, warm)
-        };
+        // Calls that find no idle instance between the two steps create one
+        // of the new generation, which is already published.
+        let stale = inner.pool.drain();
+        inner.pool.add(warm);
         for instance in stale {
             inner.discard(instance);
         }
@@ -454,83 +425,35 @@ impl<H: HostCallHandler> ActorInner<H> {
 
     /// Takes a slot: an idle instance of the current module if there is one,
     /// otherwise an empty slot (the caller creates the instance) if fewer
-    /// than `max_instances` are busy, otherwise waits up to `queue_timeout`.
+    /// than `max_instances` are live, otherwise waits up to `queue_timeout`.
     async fn checkout(&self) -> Result<Slot<'_, H>, RuntimeError> {
-        // Fast path: an idle instance of the current module, found without
-        // registering for a wake-up (most calls on an unsaturated actor).
-        {
-            let current = self.current_id.load(Ordering::Acquire);
-            let mut pool = lock(&self.pool);
-            if pool.idle.last().is_some_and(|i| i.generation == current)
-                && let Some(instance) = pool.idle.pop()
-            {
-                pool.busy += 1;
-                drop(pool);
-                return Ok(Slot {
-                    actor: self,
-                    instance: Some(instance),
-                    in_call: false,
-                });
-            }
-        }
-        let mut deadline = None;
-        let mut waiting = false;
-        loop {
-            let current = self.current_id.load(Ordering::Acquire);
-            let mut stale = Vec::new();
-            // Registered (enabled) under the lock when this call has to wait,
-            // so every release that sees `waiters > 0` wakes a distinct waiter.
-            let notified = self.released.notified();
-            let mut notified = std::pin::pin!(notified);
-            let found = {
-                let mut pool = lock(&self.pool);
-                if waiting {
-                    pool.waiters -= 1;
-                }
-                let mut found = None;
-                while let Some(instance) = pool.idle.pop() {
-                    if instance.generation == current {
-                        found = Some(Some(instance));
-                        break;
-                    }
-                    stale.push(instance);
-                }
-                if found.is_none() && pool.busy < self.limits.max_instances {
-                    found = Some(None);
-                }
-                if found.is_some() {
-                    pool.busy += 1;
-                } else {
-                    pool.waiters += 1;
-                    notified.as_mut().enable();
-                }
-                found
-            };
-            // Dropping a store unmaps or resets memory: do it outside the lock.
-            for instance in stale {
-                self.discard(instance);
-            }
-            if let Some(instance) = found {
-                return Ok(Slot {
-                    actor: self,
-                    instance,
-                    in_call: false,
-                });
-            }
-            waiting = true;
-            let deadline = *deadline
-                .get_or_insert_with(|| tokio::time::Instant::now() + self.limits.queue_timeout);
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                lock(&self.pool).waiters -= 1;
+        let current = || self.current_id.load(Ordering::Acquire);
+        let checkout = self
+            .pool
+            .checkout(current, self.limits.queue_timeout, |stale| {
+                self.discard(stale);
+            })
+            .await;
+        let instance = match checkout {
+            Ok(Checkout::Ready(instance)) => Some(instance),
+            Ok(Checkout::Create) => None,
+            Err(Busy) => {
                 return Err(RuntimeError::QueueTimeout {
                     actor: self.ident.key.clone(),
                     max_instances: self.limits.max_instances,
                     waited: self.limits.queue_timeout,
                 });
             }
-        }
+        };
+        Ok(Slot {
+            actor: self,
+            instance,
+            in_call: false,
+        })
     }
 
+    /// Drops an instance that left the pool for good; its live slot is
+    /// freed by whoever removed it.
     fn discard(&self, instance: Instance<H>) {
         self.discarded.fetch_add(1, Ordering::Relaxed);
         drop(instance);

@@ -138,6 +138,7 @@ mod actor;
 mod cache;
 mod config;
 mod error;
+mod pool;
 mod runtime;
 mod snapshot;
 
