@@ -63,7 +63,8 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
-/// What every request of one binding needs, shared by its connections.
+/// What every request of one binding needs.
+#[derive(Clone)]
 pub(crate) struct ActorService {
     pub(crate) actor: Arc<str>,
     pub(crate) dispatcher: Arc<dyn ActorDispatcher>,
@@ -211,6 +212,10 @@ async fn serve_connection(
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
     let actor = Arc::clone(&service.actor);
+    // A copy per connection: each request clones this `Arc`, and a count
+    // shared by all connections would be written from every core on every
+    // request.
+    let service = Arc::new(ActorService::clone(&service));
     let svc = service_fn(move |req| {
         let service = Arc::clone(&service);
         async move { Ok::<_, Infallible>(service.handle(req).await) }

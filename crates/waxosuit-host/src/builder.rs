@@ -15,6 +15,7 @@ use crate::health::HealthReport;
 use crate::host::{Host, HostInner};
 use crate::metrics::Metrics;
 use crate::policy::{Authorizer, ClaimsOnly, Middleware};
+use crate::read_mostly::ReadMostly;
 
 /// Configures and builds a [`Host`].
 pub struct HostBuilder {
@@ -111,8 +112,8 @@ impl HostBuilder {
                 labels: self.labels,
                 default_limits: self.default_limits,
                 auto_bind: self.auto_bind,
-                actors: RwLock::new(FxHashMap::default()),
-                providers: RwLock::new(FxHashMap::default()),
+                actors: ReadMostly::default(),
+                providers: ReadMostly::default(),
                 metrics: Metrics::new(),
                 stopping: AtomicBool::new(false),
                 health: RwLock::new(HealthReport::default()),

@@ -36,7 +36,7 @@ impl Host {
     pub async fn check_health(&self) -> HealthReport {
         let payload = waxosuit_codec::serialize(&wcore::HealthRequest { placeholder: false })
             .unwrap_or_default();
-        let actors: Vec<Arc<ActorEntry>> = read(&self.inner.actors).values().cloned().collect();
+        let actors: Vec<Arc<ActorEntry>> = self.inner.actors.load().values().cloned().collect();
         let mut report = HealthReport {
             checked: true,
             ..HealthReport::default()
@@ -45,7 +45,7 @@ impl Host {
             let claims = entry.claims();
             let result = self
                 .inner
-                .invoke_actor(Entity::Host, &entry, wcore::OP_HEALTH_REQUEST, &payload)
+                .invoke_actor(|| Entity::Host, &entry, wcore::OP_HEALTH_REQUEST, &payload)
                 .await;
             let (ok, message) = match result {
                 Ok(_) => (true, String::new()),
@@ -61,7 +61,10 @@ impl Host {
                 message,
             ));
         }
-        let providers: Vec<(RouteKey, Arc<ProviderEntry>)> = read(&self.inner.providers)
+        let providers: Vec<(RouteKey, Arc<ProviderEntry>)> = self
+            .inner
+            .providers
+            .load()
             .iter()
             .map(|(r, p)| (r.clone(), Arc::clone(p)))
             .collect();

@@ -23,6 +23,7 @@ use crate::events::HostEvent;
 use crate::health::HealthReport;
 use crate::metrics::{Metrics, SeriesCache};
 use crate::policy::{Authorizer, Entity, Middleware};
+use crate::read_mostly::ReadMostly;
 use crate::remote::RemoteLink;
 use crate::router::{ProviderDispatcher, Router};
 use crate::{HostError, HostInfo};
@@ -69,18 +70,18 @@ impl RouteKey {
 
 pub(crate) struct ActorEntry {
     pub(crate) series: SeriesCache,
-    pub(crate) claims: RwLock<Arc<VerifiedActor>>,
+    pub(crate) claims: ReadMostly<VerifiedActor>,
     pub(crate) runtime: Actor<Router>,
-    pub(crate) bindings: RwLock<FxHashMap<RouteKey, BTreeMap<String, String>>>,
+    pub(crate) bindings: ReadMostly<FxHashMap<RouteKey, BTreeMap<String, String>>>,
 }
 
 impl ActorEntry {
     pub(crate) fn claims(&self) -> Arc<VerifiedActor> {
-        Arc::clone(&read(&self.claims))
+        self.claims.load_full()
     }
 
     pub(crate) fn is_bound(&self, route: &RouteKey) -> bool {
-        read(&self.bindings).contains_key(route)
+        self.bindings.load().contains_key(route)
     }
 }
 
@@ -96,8 +97,8 @@ pub(crate) struct HostInner {
     pub(crate) labels: BTreeMap<String, String>,
     pub(crate) default_limits: Limits,
     pub(crate) auto_bind: Vec<String>,
-    pub(crate) actors: RwLock<FxHashMap<String, Arc<ActorEntry>>>,
-    pub(crate) providers: RwLock<FxHashMap<RouteKey, Arc<ProviderEntry>>>,
+    pub(crate) actors: ReadMostly<FxHashMap<String, Arc<ActorEntry>>>,
+    pub(crate) providers: ReadMostly<FxHashMap<RouteKey, Arc<ProviderEntry>>>,
     pub(crate) metrics: Metrics,
     pub(crate) stopping: AtomicBool,
     pub(crate) health: RwLock<HealthReport>,
@@ -183,7 +184,7 @@ impl Host {
                 name,
             });
         }
-        if read(&inner.actors).contains_key(&key_text) {
+        if inner.actors.load().contains_key(&key_text) {
             return Err(HostError::DuplicateActor {
                 actor: key_text,
                 name,
@@ -203,19 +204,22 @@ impl Host {
             .map_err(runtime_err)?;
         let entry = Arc::new(ActorEntry {
             series: SeriesCache::default(),
-            claims: RwLock::new(Arc::new(claims)),
+            claims: ReadMostly::new(claims),
             runtime,
-            bindings: RwLock::new(FxHashMap::default()),
+            bindings: ReadMostly::default(),
         });
-        {
-            let mut actors = write(&inner.actors);
+        let inserted = inner.actors.update(|actors| {
             if actors.contains_key(&key_text) {
-                return Err(HostError::DuplicateActor {
-                    actor: key_text,
-                    name,
-                });
+                return false;
             }
             actors.insert(key_text.clone(), Arc::clone(&entry));
+            true
+        });
+        if !inserted {
+            return Err(HostError::DuplicateActor {
+                actor: key_text,
+                name,
+            });
         }
         tracing::info!(actor = %key_text, %name, "actor started");
         let granted = entry.claims();
@@ -226,7 +230,7 @@ impl Host {
         });
         for capid in &inner.auto_bind {
             let route = RouteKey::new(capid.clone(), DEFAULT_BINDING);
-            if granted.has_capability(capid) && read(&inner.providers).contains_key(&route) {
+            if granted.has_capability(capid) && inner.providers.load().contains_key(&route) {
                 self.set_binding(&key_text, capid, DEFAULT_BINDING, BTreeMap::new())
                     .await?;
             }
@@ -270,7 +274,7 @@ impl Host {
                     error: Box::new(error),
                 },
             })?;
-        for route in read(&entry.bindings).keys() {
+        for route in entry.bindings.load().keys() {
             if !claims.has_capability(&route.capid) {
                 tracing::warn!(
                     actor = %key_text,
@@ -280,7 +284,7 @@ impl Host {
             }
         }
         let jwt = claims.jwt().to_string();
-        *write(&entry.claims) = Arc::new(claims);
+        entry.claims.store(claims);
         tracing::info!(actor = %key_text, "actor updated");
         self.emit(HostEvent::ActorUpdated {
             actor: key_text.clone(),
@@ -293,13 +297,14 @@ impl Host {
     /// it. Calls in flight finish; new calls fail with "not running".
     pub async fn remove_actor(&self, actor: &str) -> Result<(), HostError> {
         let key = self.resolve_actor(actor)?;
-        let entry =
-            write(&self.inner.actors)
-                .remove(&key)
-                .ok_or_else(|| HostError::ActorNotFound {
-                    actor: actor.to_string(),
-                })?;
-        let routes: Vec<RouteKey> = write(&entry.bindings).drain().map(|(r, _)| r).collect();
+        let entry = self
+            .inner
+            .actors
+            .update(|actors| actors.remove(&key))
+            .ok_or_else(|| HostError::ActorNotFound {
+                actor: actor.to_string(),
+            })?;
+        let routes: Vec<RouteKey> = entry.bindings.update(std::mem::take).into_keys().collect();
         for route in routes {
             if let Some(p) = self.provider(&route)
                 && let Err(e) =
@@ -323,7 +328,7 @@ impl Host {
     ) -> Result<RouteKey, HostError> {
         let descriptor = provider.descriptor();
         let route = RouteKey::new(descriptor.id.clone(), binding);
-        if read(&self.inner.providers).contains_key(&route) {
+        if self.inner.providers.load().contains_key(&route) {
             return Err(HostError::DuplicateProvider {
                 capability: route.capid,
                 binding: route.binding,
@@ -340,15 +345,18 @@ impl Host {
             provider,
             descriptor,
         });
-        {
-            let mut providers = write(&self.inner.providers);
+        let inserted = self.inner.providers.update(|providers| {
             if providers.contains_key(&route) {
-                return Err(HostError::DuplicateProvider {
-                    capability: route.capid,
-                    binding: route.binding,
-                });
+                return false;
             }
             providers.insert(route.clone(), entry);
+            true
+        });
+        if !inserted {
+            return Err(HostError::DuplicateProvider {
+                capability: route.capid,
+                binding: route.binding,
+            });
         }
         tracing::info!(capability = %route.capid, binding = %route.binding, "provider registered");
         self.emit(HostEvent::ProviderStarted {
@@ -362,12 +370,14 @@ impl Host {
     /// Removes a provider: unbinds every actor from it, then shuts it down.
     pub async fn remove_provider(&self, capid: &str, binding: &str) -> Result<(), HostError> {
         let route = RouteKey::new(capid, binding);
-        let entry = write(&self.inner.providers)
-            .remove(&route)
+        let entry = self
+            .inner
+            .providers
+            .update(|providers| providers.remove(&route))
             .ok_or_else(|| provider_not_found(&route))?;
-        let actors: Vec<Arc<ActorEntry>> = read(&self.inner.actors).values().cloned().collect();
+        let actors: Vec<Arc<ActorEntry>> = self.inner.actors.load().values().cloned().collect();
         for actor in actors {
-            let was_bound = write(&actor.bindings).remove(&route).is_some();
+            let was_bound = actor.bindings.update(|b| b.remove(&route)).is_some();
             if was_bound {
                 let key = actor.runtime.key().to_string();
                 if let Err(e) =
@@ -431,7 +441,7 @@ impl Host {
             };
             guard_provider(&route, provider.provider.bind_actor(request)).await?;
         }
-        write(&entry.bindings).insert(route.clone(), values);
+        entry.bindings.update(|b| b.insert(route.clone(), values));
         tracing::info!(actor = %key, capability = %route.capid, binding = %route.binding, "binding established");
         self.refresh_counts();
         self.emit(HostEvent::BindingSet { actor: key, route });
@@ -448,7 +458,7 @@ impl Host {
         let key = self.resolve_actor(actor)?;
         let entry = self.entry(&key)?;
         let route = RouteKey::new(capid, binding);
-        if write(&entry.bindings).remove(&route).is_none() {
+        if entry.bindings.update(|b| b.remove(&route)).is_none() {
             return Err(HostError::MissingBinding {
                 actor: key,
                 name: entry.claims().name().to_string(),
@@ -477,13 +487,13 @@ impl Host {
             None => self.entry(&self.resolve_actor(actor)?)?,
         };
         self.inner
-            .invoke_actor(Entity::Host, &entry, operation, payload)
+            .invoke_actor(|| Entity::Host, &entry, operation, payload)
             .await
     }
 
     /// The running actors.
     pub fn actors(&self) -> Vec<ActorInfo> {
-        let mut keys: Vec<String> = read(&self.inner.actors).keys().cloned().collect();
+        let mut keys: Vec<String> = self.inner.actors.load().keys().cloned().collect();
         keys.sort();
         keys.iter()
             .filter_map(|k| self.actor_info(k).ok())
@@ -500,7 +510,10 @@ impl Host {
 
     /// The registered providers.
     pub fn providers(&self) -> Vec<ProviderInfo> {
-        let mut out: Vec<ProviderInfo> = read(&self.inner.providers)
+        let mut out: Vec<ProviderInfo> = self
+            .inner
+            .providers
+            .load()
             .iter()
             .map(|(route, p)| ProviderInfo {
                 route: route.clone(),
@@ -514,7 +527,7 @@ impl Host {
 
     /// Resolves an actor reference: a running actor's key, or a unique name.
     pub fn resolve_actor(&self, reference: &str) -> Result<String, HostError> {
-        let actors = read(&self.inner.actors);
+        let actors = self.inner.actors.load();
         if actors.contains_key(reference) {
             return Ok(reference.to_string());
         }
@@ -547,8 +560,12 @@ impl Host {
     /// requests while actors still run), then actors.
     pub async fn shutdown(&self) {
         self.inner.stopping.store(true, Ordering::Release);
-        let providers: Vec<(RouteKey, Arc<ProviderEntry>)> =
-            write(&self.inner.providers).drain().collect();
+        let providers: Vec<(RouteKey, Arc<ProviderEntry>)> = self
+            .inner
+            .providers
+            .update(std::mem::take)
+            .into_iter()
+            .collect();
         for (route, p) in providers {
             if AssertUnwindSafe(p.provider.shutdown())
                 .catch_unwind()
@@ -558,10 +575,7 @@ impl Host {
                 tracing::error!(capability = %route.capid, "provider panicked while shutting down");
             }
         }
-        let actors: Vec<String> = read(&self.inner.actors).keys().cloned().collect();
-        for key in actors {
-            write(&self.inner.actors).remove(&key);
-        }
+        self.inner.actors.store(FxHashMap::default());
         self.refresh_counts();
         tracing::info!("host stopped");
     }
@@ -575,7 +589,7 @@ impl Host {
     }
 
     fn provider(&self, route: &RouteKey) -> Option<Arc<ProviderEntry>> {
-        read(&self.inner.providers).get(route).cloned()
+        self.inner.providers.load().get(route).cloned()
     }
 
     /// The provider registered under `route`, or the error that says so.
@@ -590,7 +604,7 @@ impl Host {
     fn actor_info(&self, key: &str) -> Result<ActorInfo, HostError> {
         let entry = self.entry(key)?;
         let claims = entry.claims();
-        let mut bindings: Vec<RouteKey> = read(&entry.bindings).keys().cloned().collect();
+        let mut bindings: Vec<RouteKey> = entry.bindings.load().keys().cloned().collect();
         bindings.sort();
         Ok(ActorInfo {
             key: key.to_string(),
@@ -602,8 +616,8 @@ impl Host {
     }
 
     fn refresh_counts(&self) {
-        let actors = read(&self.inner.actors);
-        let bindings: usize = actors.values().map(|e| read(&e.bindings).len()).sum();
+        let actors = self.inner.actors.load();
+        let bindings: usize = actors.values().map(|e| e.bindings.load().len()).sum();
         self.inner.metrics.set_counts(actors.len(), bindings);
     }
 }

@@ -17,11 +17,7 @@ use crate::policy::{Decision, Entity, Flow, Invocation};
 
 impl HostInner {
     pub(crate) fn actor(&self, key: &str) -> Option<Arc<ActorEntry>> {
-        read(&self.actors).get(key).cloned()
-    }
-
-    fn provider_for(&self, route: &RouteKey) -> Option<Arc<ProviderEntry>> {
-        read(&self.providers).get(route).cloned()
+        self.actors.load().get(key).cloned()
     }
 
     /// Claims, then policy: the namespace must be granted by the claims
@@ -56,7 +52,7 @@ impl HostInner {
 
     /// A running actor addressed by key or by `call_alias`.
     pub(crate) fn actor_by_namespace(&self, namespace: &str) -> Option<Arc<ActorEntry>> {
-        let actors = read(&self.actors);
+        let actors = self.actors.load();
         if let Some(e) = actors.get(namespace) {
             return Some(Arc::clone(e));
         }
@@ -73,7 +69,7 @@ impl HostInner {
     /// Invokes an actor through middleware, with metrics.
     pub(crate) async fn invoke_actor(
         &self,
-        origin: Entity,
+        origin: impl FnOnce() -> Entity,
         entry: &ActorEntry,
         operation: &str,
         payload: &[u8],
@@ -84,7 +80,7 @@ impl HostInner {
             self.run_actor(entry, operation, payload).await
         } else {
             let inv = Invocation {
-                origin,
+                origin: origin(),
                 target: Entity::Actor(key.to_string()),
                 operation: operation.to_string(),
                 payload: payload.to_vec(),
@@ -179,12 +175,14 @@ impl HostInner {
         operation: &str,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, HostError> {
-        let caller_entry = self
-            .actor(caller_key)
+        // Snapshots, not clones: nothing shared is written on this path.
+        let actors = self.actors.load();
+        let caller_entry = actors
+            .get(caller_key)
             .ok_or_else(|| HostError::ActorNotFound {
                 actor: caller_key.to_string(),
             })?;
-        let caller = caller_entry.claims();
+        let caller = caller_entry.claims.load();
         let binding = if binding.trim().is_empty() {
             DEFAULT_BINDING
         } else {
@@ -207,7 +205,7 @@ impl HostInner {
             };
             return self
                 .invoke_actor(
-                    Entity::Actor(caller_key.to_string()),
+                    || Entity::Actor(caller_key.to_string()),
                     &callee,
                     operation,
                     &payload,
@@ -229,9 +227,10 @@ impl HostInner {
             });
         }
         let started = Instant::now();
-        let result = match self.provider_for(&route) {
+        let providers = self.providers.load();
+        let result = match providers.get(&route) {
             Some(provider) => {
-                self.invoke_provider(&route, &provider, caller_key, operation, payload)
+                self.invoke_provider(&route, provider, caller_key, operation, payload)
                     .await
             }
             None => {

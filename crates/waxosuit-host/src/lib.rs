@@ -61,6 +61,7 @@ mod host;
 mod invoke;
 mod metrics;
 mod policy;
+mod read_mostly;
 mod remote;
 mod router;
 

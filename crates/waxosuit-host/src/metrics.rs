@@ -1,18 +1,26 @@
 //! Prometheus metrics: invocations, errors and latency per actor, capability
 //! and operation.
+//!
+//! Every invocation records into its series, from whichever core runs it.
+//! A shared atomic counter (or prometheus-client's mutex-guarded histogram)
+//! would move its cache line between cores on every call, which profiling
+//! the HTTP host showed to be a real cost. So each series keeps one cell of
+//! counters per thread slot, on its own cache lines, and the cells are only
+//! added up when `/metrics` is scraped.
 
-use rustc_hash::FxHashMap;
-use std::sync::RwLock;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use rustc_hash::FxHashMap;
 
-use crate::host::{read, write};
+use crate::read_mostly::ReadMostly;
 
 /// Labels of one invocation series. `target` is `actor` for calls into
 /// actors and `capability` for calls into providers.
@@ -24,16 +32,175 @@ pub(crate) struct Labels {
     pub(crate) operation: String,
 }
 
-fn latency_histogram() -> Histogram {
-    // 10 µs … ~40 s: wasm calls are µs, provider I/O can be seconds.
-    Histogram::new(exponential_buckets(0.000_01, 3.0, 14))
+/// Finite latency bucket bounds: 10 µs × 3ⁿ, up to ~40 s (wasm calls take
+/// microseconds, provider I/O can take seconds); `+Inf` follows.
+const BUCKETS: usize = 14;
+const FIRST_BOUND_NANOS: u64 = 10_000;
+
+fn bucket_bounds_nanos() -> [u64; BUCKETS] {
+    let mut bounds = [FIRST_BOUND_NANOS; BUCKETS];
+    for i in 1..BUCKETS {
+        bounds[i] = bounds[i - 1] * 3;
+    }
+    bounds
+}
+
+/// Most cells per series: beyond this many threads, threads share cells.
+const MAX_CELLS: usize = 16;
+
+/// One thread slot's counters of one series.
+#[repr(align(128))]
+#[derive(Default)]
+struct Cell128 {
+    count: AtomicU64,
+    errors: AtomicU64,
+    sum_nanos: AtomicU64,
+    /// Observations per bucket (not cumulative); the last is `+Inf`.
+    buckets: [AtomicU64; BUCKETS + 1],
+}
+
+/// This thread's cell index, assigned round-robin on first use.
+fn thread_slot() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SLOT: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    SLOT.with(|slot| {
+        if slot.get() == usize::MAX {
+            slot.set(NEXT.fetch_add(1, Ordering::Relaxed));
+        }
+        slot.get()
+    })
+}
+
+/// One label set's invocations, errors and latencies.
+pub(crate) struct Series {
+    cells: Box<[Cell128]>,
+    bounds: [u64; BUCKETS],
+}
+
+/// A series added up across its cells.
+struct Totals {
+    count: u64,
+    errors: u64,
+    sum_seconds: f64,
+    buckets: Vec<(f64, u64)>,
+}
+
+impl Series {
+    fn new() -> Series {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Series {
+            cells: (0..threads.clamp(1, MAX_CELLS))
+                .map(|_| Cell128::default())
+                .collect(),
+            bounds: bucket_bounds_nanos(),
+        }
+    }
+
+    pub(crate) fn record(&self, elapsed: Duration, ok: bool) {
+        let cell = &self.cells[thread_slot() % self.cells.len()];
+        cell.count.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            cell.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        cell.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        let bucket = self
+            .bounds
+            .iter()
+            .position(|&bound| nanos <= bound)
+            .unwrap_or(BUCKETS);
+        cell.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn totals(&self) -> Totals {
+        let sum = |f: &dyn Fn(&Cell128) -> &AtomicU64| -> u64 {
+            self.cells
+                .iter()
+                .map(|c| f(c).load(Ordering::Relaxed))
+                .fold(0, u64::wrapping_add)
+        };
+        let upper = |i: usize| {
+            self.bounds
+                .get(i)
+                .map_or(f64::INFINITY, |&nanos| nanos as f64 / 1e9)
+        };
+        Totals {
+            count: sum(&|c| &c.count),
+            errors: sum(&|c| &c.errors),
+            sum_seconds: sum(&|c| &c.sum_nanos) as f64 / 1e9,
+            buckets: (0..=BUCKETS)
+                .map(|i| (upper(i), sum(&|c| &c.buckets[i])))
+                .collect(),
+        }
+    }
+}
+
+/// Every series, for the exposition.
+#[derive(Default)]
+struct SeriesList(Mutex<Vec<(Labels, Arc<Series>)>>);
+
+impl std::fmt::Debug for SeriesList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeriesList").finish_non_exhaustive()
+    }
+}
+
+impl Collector for SeriesList {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let series: Vec<(Labels, Totals)> = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(labels, series)| (labels.clone(), series.totals()))
+            .collect();
+        let mut family = encoder.encode_descriptor(
+            "invocations",
+            "Invocations of actors and capability providers",
+            None,
+            MetricType::Counter,
+        )?;
+        for (labels, totals) in &series {
+            family
+                .encode_family(labels)?
+                .encode_counter::<NoLabelSet, _, u64>(&totals.count, None)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "invocation_errors",
+            "Invocations that ended in an error",
+            None,
+            MetricType::Counter,
+        )?;
+        for (labels, totals) in &series {
+            family
+                .encode_family(labels)?
+                .encode_counter::<NoLabelSet, _, u64>(&totals.errors, None)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "invocation_duration_seconds",
+            "Duration of invocations",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (labels, totals) in &series {
+            family
+                .encode_family(labels)?
+                .encode_histogram::<NoLabelSet>(
+                    totals.sum_seconds,
+                    totals.count,
+                    &totals.buckets,
+                    None,
+                )?;
+        }
+        Ok(())
+    }
 }
 
 pub(crate) struct Metrics {
     registry: Registry,
-    invocations: Family<Labels, Counter>,
-    errors: Family<Labels, Counter>,
-    latency: Family<Labels, Histogram, fn() -> Histogram>,
+    series: Arc<SeriesList>,
     actors: Gauge,
     bindings: Gauge,
 }
@@ -41,47 +208,29 @@ pub(crate) struct Metrics {
 impl Metrics {
     pub(crate) fn new() -> Metrics {
         let mut registry = Registry::with_prefix("waxosuit");
-        let invocations = Family::<Labels, Counter>::default();
-        let errors = Family::<Labels, Counter>::default();
-        let latency =
-            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let series = Arc::new(SeriesList::default());
+        registry.register_collector(Box::new(Arc::clone(&series)));
         let actors = Gauge::default();
         let bindings = Gauge::default();
-        registry.register(
-            "invocations",
-            "Invocations of actors and capability providers",
-            invocations.clone(),
-        );
-        registry.register(
-            "invocation_errors",
-            "Invocations that ended in an error",
-            errors.clone(),
-        );
-        registry.register(
-            "invocation_duration_seconds",
-            "Duration of invocations",
-            latency.clone(),
-        );
         registry.register("actors", "Actors running in this host", actors.clone());
         registry.register("bindings", "Actor-capability bindings", bindings.clone());
         Metrics {
             registry,
-            invocations,
-            errors,
-            latency,
+            series,
             actors,
             bindings,
         }
     }
 
-    /// The handles of one series. They share their values with the
-    /// families, so recording through them needs no label set.
-    fn series(&self, labels: &Labels) -> Series {
-        Series {
-            invocations: self.invocations.get_or_create(labels).clone(),
-            errors: self.errors.get_or_create(labels).clone(),
-            latency: self.latency.get_or_create(labels).clone(),
-        }
+    /// A new series, listed in the exposition from now on.
+    fn series(&self, labels: Labels) -> Arc<Series> {
+        let series = Arc::new(Series::new());
+        self.series
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((labels, Arc::clone(&series)));
+        series
     }
 
     pub(crate) fn set_counts(&self, actors: usize, bindings: usize) {
@@ -98,23 +247,6 @@ impl Metrics {
     }
 }
 
-/// One label set's counters and histogram.
-pub(crate) struct Series {
-    invocations: Counter,
-    errors: Counter,
-    latency: Histogram,
-}
-
-impl Series {
-    pub(crate) fn record(&self, elapsed: Duration, ok: bool) {
-        self.invocations.inc();
-        if !ok {
-            self.errors.inc();
-        }
-        self.latency.observe(elapsed.as_secs_f64());
-    }
-}
-
 /// Distinct operations tracked per actor and capability; beyond this (a guest
 /// inventing operation names) calls are counted under `operation="other"`,
 /// so a guest cannot grow the host's memory through its metrics.
@@ -125,7 +257,7 @@ const MAX_OPERATIONS: usize = 256;
 /// every invocation.
 #[derive(Default)]
 pub(crate) struct SeriesCache {
-    by_capability: RwLock<FxHashMap<String, FxHashMap<String, Series>>>,
+    by_capability: ReadMostly<FxHashMap<String, FxHashMap<String, Arc<Series>>>>,
 }
 
 impl SeriesCache {
@@ -140,23 +272,24 @@ impl SeriesCache {
         elapsed: Duration,
         ok: bool,
     ) {
-        if let Some(series) = read(&self.by_capability)
+        if let Some(series) = self
+            .by_capability
+            .load()
             .get(capability)
             .and_then(|ops| ops.get(operation))
         {
             series.record(elapsed, ok);
             return;
         }
-        let mut map = write(&self.by_capability);
-        let ops = map.entry(capability.to_string()).or_default();
-        let operation = if ops.len() >= MAX_OPERATIONS && !ops.contains_key(operation) {
-            "other"
-        } else {
-            operation
-        };
-        ops.entry(operation.to_string())
-            .or_insert_with(|| {
-                metrics.series(&Labels {
+        let series = self.by_capability.update(|map| {
+            let ops = map.entry(capability.to_string()).or_default();
+            let operation = if ops.len() >= MAX_OPERATIONS && !ops.contains_key(operation) {
+                "other"
+            } else {
+                operation
+            };
+            Arc::clone(ops.entry(operation.to_string()).or_insert_with(|| {
+                metrics.series(Labels {
                     target: if capability.is_empty() {
                         "actor"
                     } else {
@@ -166,8 +299,9 @@ impl SeriesCache {
                     capability: capability.to_string(),
                     operation: operation.to_string(),
                 })
-            })
-            .record(elapsed, ok);
+            }))
+        });
+        series.record(elapsed, ok);
     }
 }
 

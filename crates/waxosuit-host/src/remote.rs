@@ -72,7 +72,7 @@ impl Host {
 
     /// Whether a provider is registered here under `route`.
     pub fn has_provider(&self, route: &RouteKey) -> bool {
-        read(&self.inner.providers).contains_key(route)
+        self.inner.providers.load().contains_key(route)
     }
 
     /// Whether `actor` is bound to `route` here: a local actor's binding, or a
@@ -148,7 +148,7 @@ impl Host {
         if write(&self.inner.remote_bindings).remove(&slot).is_none() {
             return Ok(());
         }
-        let provider = read(&self.inner.providers).get(route).cloned();
+        let provider = self.inner.providers.load().get(route).cloned();
         if let Some(p) = provider {
             guard_provider(route, p.provider.remove_actor(actor, &route.binding)).await?;
         }
@@ -197,7 +197,7 @@ impl Host {
             }
         }
         self.inner
-            .invoke_actor(origin, &entry, operation, payload)
+            .invoke_actor(|| origin, &entry, operation, payload)
             .await
     }
 

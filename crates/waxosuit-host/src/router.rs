@@ -65,14 +65,18 @@ impl ActorDispatcher for ProviderDispatcher {
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, DispatchError> {
         let host = self.host.upgrade().ok_or(DispatchError::ShuttingDown)?;
-        let origin = Entity::Capability {
+        let origin = || Entity::Capability {
             capid: self.route.capid.clone(),
             binding: self.route.binding.clone(),
         };
-        let Some(entry) = host.actor(actor) else {
+        // A snapshot of the table, held for the call: no shared count is
+        // touched on this path (see `read_mostly`).
+        let actors = host.actors.load();
+        let Some(entry) = actors.get(actor) else {
+            drop(actors);
             // Maybe it runs on another host; that host checks the binding.
             return host
-                .call_remote_actor(&origin, actor, operation, payload)
+                .call_remote_actor(&origin(), actor, operation, payload)
                 .await
                 .map_err(|e| match e {
                     HostError::ActorNotFound { .. } => DispatchError::ActorNotFound {
@@ -92,7 +96,7 @@ impl ActorDispatcher for ProviderDispatcher {
                 binding: self.route.binding.clone(),
             });
         }
-        host.invoke_actor(origin, &entry, operation, &payload)
+        host.invoke_actor(origin, entry, operation, &payload)
             .await
             .map_err(|e| DispatchError::Actor {
                 actor: actor.to_string(),
