@@ -45,6 +45,16 @@ fn tokio_rt() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
+/// What `waxosuit up` runs on; actors loaded here run inline (no fiber)
+/// while their host calls answer at once, as `Pong`'s do.
+fn tokio_mt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 fn pool_config() -> RuntimeConfig {
     RuntimeConfig::default().pooling(Some(PoolingConfig::default().total_instances(256)))
 }
@@ -83,8 +93,15 @@ fn peer_pre(engine: &wasmtime::Engine) -> wasmtime_provider::WasmtimeEngineProvi
 
 fn calls(c: &mut Criterion) {
     let rt = tokio_rt();
+    let mt = tokio_mt();
     let runtime = Runtime::new(pool_config()).expect("runtime");
-    let actor = load(&rt, &runtime);
+    let actor = load(&mt, &runtime);
+    assert!(
+        actor.stats().inline,
+        "the default row must measure inline calls"
+    );
+    let fiber = load(&rt, &runtime);
+    assert!(!fiber.stats().inline);
     let blocking = load_with(&rt, &runtime, PongBlocking);
     let peer_engine = wasmtime::Engine::default();
     let peer = peer_host(&peer_pre(&peer_engine));
@@ -95,9 +112,17 @@ fn calls(c: &mut Criterion) {
             let data = vec![0x5a; size];
             group.throughput(Throughput::Bytes(size as u64));
             group.bench_with_input(BenchmarkId::new("waxosuit", label), &data, |b, data| {
-                b.to_async(&rt)
+                b.to_async(&mt)
                     .iter(|| async { black_box(actor.call(op, data).await.expect("call")) });
             });
+            group.bench_with_input(
+                BenchmarkId::new("waxosuit-fiber", label),
+                &data,
+                |b, data| {
+                    b.to_async(&rt)
+                        .iter(|| async { black_box(fiber.call(op, data).await.expect("call")) });
+                },
+            );
             group.bench_with_input(
                 BenchmarkId::new("waxosuit-blocking", label),
                 &data,

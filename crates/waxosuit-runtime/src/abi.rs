@@ -13,7 +13,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use wasmtime::{Caller, ExternType, FuncType, Linker, Memory, Module, ResourceLimiter, ValType};
 
-use crate::{ActorKey, HostCall, HostCallHandler, RuntimeError};
+use crate::{ActorKey, HostCall, HostCallHandler, Name, RuntimeError};
 
 /// Import module of the waPC host contract.
 pub(crate) const WAPC: &str = "wapc";
@@ -106,6 +106,9 @@ pub(crate) struct HostState<H> {
     /// Epoch ticks of the current call's deadline not yet handed out as
     /// slices (async stores run in slices and yield between them).
     pub(crate) deadline_left: u64,
+    /// An inline store had to wait: a host call was pending, or the guest
+    /// ran past one slice. The actor then switches to fiber instances.
+    pub(crate) waited: bool,
     names: NameCache,
 }
 
@@ -123,6 +126,7 @@ impl<H> HostState<H> {
             host_error: Vec::new(),
             fault: None,
             deadline_left: 0,
+            waited: false,
             limiter: MemoryLimiter {
                 max_memory,
                 denied: false,
@@ -285,9 +289,15 @@ pub(crate) fn check_module(module: &Module, actor: &ActorKey) -> Result<HostCall
 
 /// Defines the waPC host functions in `linker`, with the `__host_call`
 /// generation the module imports.
+/// Defines the waPC imports. With `inline`, `__host_call` is a plain host
+/// function that drives the handler's future in place (instances need no
+/// fiber; see [`RuntimeConfig::inline_calls`](crate::RuntimeConfig::inline_calls)),
+/// otherwise an async one that suspends the guest while the handler waits.
+/// Handlers declared [`HostCallHandler::BLOCKING`] always get the former.
 pub(crate) fn define<H: HostCallHandler>(
     linker: &mut Linker<HostState<H>>,
     abi: HostCallAbi,
+    inline: bool,
 ) -> wasmtime::Result<()> {
     linker.func_wrap(
         WAPC,
@@ -384,11 +394,12 @@ pub(crate) fn define<H: HostCallHandler>(
     )?;
 
     // One closure per ABI generation, each in an async flavour (the guest
-    // is suspended on a fiber while the handler awaits) and a blocking one
-    // (the handler's future is driven in place; see `HostCallHandler::BLOCKING`).
+    // is suspended on a fiber while the handler awaits) and an in-place one
+    // (the handler's future is driven on the calling thread; see
+    // `HostCallHandler::BLOCKING` and `RuntimeConfig::inline_calls`).
     macro_rules! host_call_fn {
         ($($arg:ident),* => $args:expr) => {
-            if H::BLOCKING {
+            if H::BLOCKING || inline {
                 linker.func_wrap(
                     WAPC,
                     "__host_call",
@@ -398,9 +409,20 @@ pub(crate) fn define<H: HostCallHandler>(
                         // Borrowed, not cloned: the future is driven to
                         // completion before the state is touched again.
                         let ident = &caller.data().ident;
-                        let outcome = prepared
-                            .map(|call| block_on(ident.handler.host_call(&ident.key, call)));
-                        finish_host_call(caller.data_mut(), outcome)
+                        let mut waited = false;
+                        let outcome = prepared.map(|call| {
+                            let future = ident.handler.host_call(&ident.key, call);
+                            if H::BLOCKING {
+                                block_on(future)
+                            } else {
+                                let (result, had_to_wait) = drive_inline(future);
+                                waited = had_to_wait;
+                                result
+                            }
+                        });
+                        let state = caller.data_mut();
+                        state.waited |= waited;
+                        finish_host_call(state, outcome)
                     },
                 )?
             } else {
@@ -605,19 +627,23 @@ pub(crate) struct NameCache {
 }
 
 #[derive(Default)]
-struct CachedName(Option<Arc<str>>);
+struct CachedName(Option<Name>);
 
 impl CachedName {
-    fn get(&mut self, bytes: &[u8], what: &str) -> Result<Arc<str>, Fault> {
+    // Inlined: returned through memory, the result was reread with wider
+    // loads than it was written with, which stalls (store forwarding).
+    #[inline(always)]
+    fn get(&mut self, bytes: &[u8], what: &str) -> Result<Name, Fault> {
         if let Some(name) = &self.0
             && name.as_bytes() == bytes
         {
-            return Ok(Arc::clone(name));
+            return Ok(name.clone());
         }
-        let name: Arc<str> = std::str::from_utf8(bytes)
-            .map_err(|e| Fault::Protocol(format!("__host_call {what} is not valid UTF-8: {e}")))?
-            .into();
-        self.0 = Some(Arc::clone(&name));
+        let name =
+            Name::new(std::str::from_utf8(bytes).map_err(|e| {
+                Fault::Protocol(format!("__host_call {what} is not valid UTF-8: {e}"))
+            })?);
+        self.0 = Some(name.clone());
         Ok(name)
     }
 }
@@ -663,6 +689,38 @@ fn finish_host_call<H>(
             0
         }
     }
+}
+
+/// Drives a host call's future in place for an inline instance: at once if
+/// it is ready on the first poll (the point of inline instances), otherwise
+/// by blocking this thread, through `block_in_place` so that a Tokio worker
+/// hands its other tasks to another thread first. Also says whether it had
+/// to wait.
+fn drive_inline<F: Future<Output = Result<Vec<u8>, String>>>(
+    future: F,
+) -> (Result<Vec<u8>, String>, bool) {
+    let mut future = std::pin::pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+        return (output, false);
+    }
+    let current_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+    if current_thread {
+        // Parking the only thread of this runtime would stop the very I/O
+        // the future waits for. Inline instances are only made on
+        // multi-threaded runtimes; this is an actor moved to another one.
+        return (
+            Err(
+                "the host call had to wait, but the actor runs inline on a current-thread Tokio \
+                 runtime, where waiting would deadlock; load and call it on a multi-threaded \
+                 runtime, or turn RuntimeConfig::inline_calls off"
+                    .to_owned(),
+            ),
+            true,
+        );
+    }
+    (tokio::task::block_in_place(|| block_on(future)), true)
 }
 
 /// Drives a blocking handler's future to completion on this thread.

@@ -1,6 +1,6 @@
 //! [`Actor`]: one loaded module, its instance pool and its hot swap.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use wasmtime::{InstancePre, Linker, Store, Trap, TypedFunc, UpdateDeadline};
@@ -66,6 +66,11 @@ pub struct ActorStats {
     /// and instances start from its result, rather than each instance
     /// running them (see [`RuntimeConfig::preinitialize`](crate::RuntimeConfig::preinitialize)).
     pub preinitialized: bool,
+    /// Whether new instances run inline, without a fiber (see
+    /// [`RuntimeConfig::inline_calls`](crate::RuntimeConfig::inline_calls)):
+    /// false once a call of the actor had to wait, and for actors loaded
+    /// outside a multi-threaded Tokio runtime.
+    pub inline: bool,
 }
 
 struct ActorInner<H: HostCallHandler> {
@@ -78,6 +83,10 @@ struct ActorInner<H: HostCallHandler> {
     current_id: AtomicU64,
     /// Idle instances, per thread, and the bound on live ones.
     pool: Pool<Box<Instance<H>>>,
+    /// New instances are inline (no fiber; see
+    /// [`RuntimeConfig::inline_calls`](crate::RuntimeConfig::inline_calls)).
+    /// Cleared for good the first time an inline instance had to wait.
+    inline: AtomicBool,
     /// Serializes hot swaps so generations are published in order.
     swap: tokio::sync::Mutex<()>,
     created: AtomicU64,
@@ -86,7 +95,11 @@ struct ActorInner<H: HostCallHandler> {
 
 struct Generation<H: HostCallHandler> {
     id: u64,
+    /// Instances whose host calls may suspend the guest on a fiber.
     pre: InstancePre<HostState<H>>,
+    /// Instances whose host calls are driven in place, if the actor may
+    /// run inline; the same module, linked to the in-place `__host_call`.
+    pre_inline: Option<InstancePre<HostState<H>>>,
     module_hash: String,
     cache_outcome: CacheOutcome,
     /// Initialisation is baked into `pre`: instances skip `_start`/`wapc_init`.
@@ -136,6 +149,8 @@ struct Instance<H: HostCallHandler> {
     store: Store<HostState<H>>,
     guest_call: TypedFunc<(i32, i32), i32>,
     generation: u64,
+    /// Runs without a fiber (see [`ActorInner::inline`]).
+    inline: bool,
 }
 
 impl<H: HostCallHandler> Pooled for Box<Instance<H>> {
@@ -161,7 +176,14 @@ impl<H: HostCallHandler> Actor<H> {
         let ident = Arc::new(Identity { key, handler });
         let deadline_ticks = runtime.deadline_ticks(limits.deadline);
         let init_limits = init_limits(&runtime, &limits, deadline_ticks);
-        let generation = Arc::new(prepare(&runtime, &ident.key, module, 1, init_limits).await?);
+        // Inline instances need a runtime where a waiting host call can hand
+        // its worker's tasks elsewhere (`block_in_place`).
+        let inline = !H::BLOCKING
+            && runtime.config.inline_calls
+            && tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let generation =
+            Arc::new(prepare(&runtime, &ident.key, module, 1, init_limits, inline).await?);
         let actor = Self {
             inner: Arc::new(ActorInner {
                 runtime,
@@ -171,6 +193,7 @@ impl<H: HostCallHandler> Actor<H> {
                 current: Mutex::new(Arc::clone(&generation)),
                 current_id: AtomicU64::new(1),
                 pool: Pool::new(limits.max_instances),
+                inline: AtomicBool::new(inline),
                 swap: tokio::sync::Mutex::new(()),
                 created: AtomicU64::new(0),
                 discarded: AtomicU64::new(0),
@@ -205,6 +228,7 @@ impl<H: HostCallHandler> Actor<H> {
             module_hash: generation.module_hash.clone(),
             cache_outcome: generation.cache_outcome,
             preinitialized: generation.preinitialized,
+            inline: self.inner.inline.load(Ordering::Relaxed),
         }
     }
 
@@ -233,6 +257,13 @@ impl<H: HostCallHandler> Actor<H> {
         inner.check_payload("request payload", payload.len())?;
         inner.check_payload("operation name", op.len())?;
         let mut slot = inner.checkout().await?;
+        if slot.instance.as_ref().is_some_and(|i| i.inline) && !inner.inline.load(Ordering::Relaxed)
+        {
+            // The actor switched to fibers since this instance was made.
+            if let Some(stale) = slot.instance.take() {
+                inner.discard(stale);
+            }
+        }
         let instance = match &mut slot.instance {
             Some(instance) => instance,
             empty => {
@@ -317,7 +348,9 @@ impl<H: HostCallHandler> Actor<H> {
         let _swap = inner.swap.lock().await;
         let id = inner.current_id.load(Ordering::Acquire) + 1;
         let init_limits = init_limits(&inner.runtime, &inner.limits, inner.deadline_ticks);
-        let generation = Arc::new(prepare(&inner.runtime, key, module, id, init_limits).await?);
+        let inline = inner.inline.load(Ordering::Relaxed);
+        let generation =
+            Arc::new(prepare(&inner.runtime, key, module, id, init_limits, inline).await?);
         let warm = inner
             .instantiate_many(&generation, inner.limits.min_instances)
             .await?;
@@ -355,6 +388,7 @@ async fn prepare<H: HostCallHandler>(
     module: &[u8],
     id: u64,
     init_limits: InitLimits,
+    inline: bool,
 ) -> Result<Generation<H>, RuntimeError> {
     let load_error = |message: String| RuntimeError::Load {
         actor: key.clone(),
@@ -400,15 +434,20 @@ async fn prepare<H: HostCallHandler>(
         compiled.map_err(|e| load_error(format!("invalid WebAssembly module: {e}")))?;
     let module = prepared.module;
     let abi = abi::check_module(&module, key)?;
-    let mut linker = Linker::new(&runtime.engine);
-    abi::define(&mut linker, abi)
-        .map_err(|e| load_error(format!("cannot define the waPC host functions: {e:#}")))?;
-    let pre = linker
-        .instantiate_pre(&module)
-        .map_err(|e| load_error(format!("cannot link the module: {e:#}")))?;
+    let link = |inline: bool| {
+        let mut linker = Linker::new(&runtime.engine);
+        abi::define(&mut linker, abi, inline)
+            .map_err(|e| load_error(format!("cannot define the waPC host functions: {e:#}")))?;
+        linker
+            .instantiate_pre(&module)
+            .map_err(|e| load_error(format!("cannot link the module: {e:#}")))
+    };
+    let pre = link(false)?;
+    let pre_inline = if inline { Some(link(true)?) } else { None };
     Ok(Generation {
         id,
         pre,
+        pre_inline,
         module_hash,
         cache_outcome,
         preinitialized: prepared.preinitialized,
@@ -500,8 +539,27 @@ impl<H: HostCallHandler> ActorInner<H> {
         );
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|state| &mut state.limiter);
+        let inline_pre = generation
+            .pre_inline
+            .as_ref()
+            .filter(|_| self.inline.load(Ordering::Relaxed));
+        let inline = inline_pre.is_some();
         if H::BLOCKING {
             store.epoch_deadline_trap();
+        } else if inline {
+            // Sliced like the fiber store below, but an inline guest cannot
+            // yield: it runs on, and its running past a slice moves the
+            // actor to fiber instances for the following calls.
+            store.epoch_deadline_callback(|mut ctx| {
+                let state = ctx.data_mut();
+                if state.deadline_left == 0 {
+                    return Ok(UpdateDeadline::Interrupt);
+                }
+                let slice = state.deadline_left.min(YIELD_TICKS);
+                state.deadline_left -= slice;
+                state.waited = true;
+                Ok(UpdateDeadline::Continue(slice))
+            });
         } else {
             // A guest that computes for long must not hold an executor
             // thread for its whole deadline: timers, I/O and other calls
@@ -523,7 +581,9 @@ impl<H: HostCallHandler> ActorInner<H> {
         }
         self.arm_deadline(&mut store);
         self.refuel(&mut store)?;
-        let instantiated = if H::BLOCKING {
+        let instantiated = if let Some(pre) = inline_pre {
+            pre.instantiate(&mut store)
+        } else if H::BLOCKING {
             generation.pre.instantiate(&mut store)
         } else {
             generation.pre.instantiate_async(&mut store).await
@@ -559,7 +619,7 @@ impl<H: HostCallHandler> ActorInner<H> {
             let Ok(func) = instance.get_typed_func::<(), ()>(&mut store, start) else {
                 continue;
             };
-            let result = if H::BLOCKING {
+            let result = if H::BLOCKING || inline {
                 func.call(&mut store, ())
             } else {
                 func.call_async(&mut store, ()).await
@@ -572,12 +632,17 @@ impl<H: HostCallHandler> ActorInner<H> {
                 (Ok(()), None) => {}
             }
         }
-        store.data_mut().end_call();
+        let state = store.data_mut();
+        state.end_call();
+        if std::mem::take(&mut state.waited) {
+            self.leave_inline("its initialisation had to wait");
+        }
         self.created.fetch_add(1, Ordering::Relaxed);
         Ok(Box::new(Instance {
             store,
             guest_call,
             generation: generation.id,
+            inline,
         }))
     }
 
@@ -621,13 +686,17 @@ impl<H: HostCallHandler> ActorInner<H> {
             i32::try_from(payload.len()).unwrap_or(i32::MAX),
         );
         // Without async host functions the store needs no fiber: a plain
-        // call is markedly cheaper (see `HostCallHandler::BLOCKING`).
-        let result = if H::BLOCKING {
+        // call is markedly cheaper (see `HostCallHandler::BLOCKING` and
+        // `RuntimeConfig::inline_calls`).
+        let result = if H::BLOCKING || instance.inline {
             instance.guest_call.call(&mut *store, lengths)
         } else {
             instance.guest_call.call_async(&mut *store, lengths).await
         };
         let state = store.data_mut();
+        if std::mem::take(&mut state.waited) {
+            self.leave_inline("a call had to wait");
+        }
         let outcome = match result {
             Err(e) => Err((self.classify(&e, state), false)),
             Ok(code) => {
@@ -651,6 +720,14 @@ impl<H: HostCallHandler> ActorInner<H> {
         };
         state.end_call();
         outcome
+    }
+
+    /// Makes new instances fiber instances from now on; idle inline ones
+    /// are replaced as they come out of the pool.
+    fn leave_inline(&self, why: &str) {
+        if self.inline.swap(false, Ordering::Relaxed) {
+            tracing::debug!(actor = %self.ident.key, why, "actor switches to fiber instances");
+        }
     }
 
     fn guest_error(&self, message: String) -> RuntimeError {

@@ -29,6 +29,16 @@ pub struct RuntimeConfig {
     /// host, or that Wizer cannot snapshot, are initialised per instance
     /// regardless. See [`ActorStats::preinitialized`](crate::ActorStats::preinitialized).
     pub preinitialize: bool,
+    /// Run guests on the calling thread's stack and drive their host calls
+    /// in place, instead of on a fiber that can suspend while a host call
+    /// waits. On by default, and only used on multi-threaded Tokio
+    /// runtimes; an actor switches to fibers for good the first time a host
+    /// call of one of its instances has to wait (that call blocks its
+    /// thread through `tokio::task::block_in_place`) or a call runs past
+    /// one deadline slice (which, inline, it cannot yield). Calls that never
+    /// wait, the common case for in-memory capabilities, skip the fiber's
+    /// cost (see `docs/runtime-benchmarks.md`).
+    pub inline_calls: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -39,6 +49,7 @@ impl Default for RuntimeConfig {
             fuel_metering: false,
             pooling: Some(PoolingConfig::default()),
             preinitialize: true,
+            inline_calls: true,
         }
     }
 }
@@ -53,6 +64,12 @@ impl RuntimeConfig {
     /// Sets [`RuntimeConfig::epoch_tick`].
     pub fn epoch_tick(mut self, tick: Duration) -> Self {
         self.epoch_tick = tick;
+        self
+    }
+
+    /// Sets [`RuntimeConfig::inline_calls`].
+    pub fn inline_calls(mut self, enabled: bool) -> Self {
+        self.inline_calls = enabled;
         self
     }
 

@@ -138,6 +138,7 @@ mod actor;
 mod cache;
 mod config;
 mod error;
+mod name;
 mod pool;
 mod runtime;
 mod snapshot;
@@ -150,6 +151,7 @@ pub use actor::{Actor, ActorStats};
 pub use cache::CacheOutcome;
 pub use config::{Limits, PoolingConfig, RuntimeConfig};
 pub use error::{ErrorKind, RuntimeError};
+pub use name::Name;
 pub use runtime::{AllocatorKind, Runtime};
 
 /// An actor's identity: its 56-character module public key (`M…`, nkeys
@@ -212,18 +214,18 @@ impl std::str::FromStr for ActorKey {
 
 /// One guest → host call (`__host_call`), already decoded and validated.
 ///
-/// Names are shared strings because guests reuse a handful of routes: each
-/// instance hands out the same allocation for a repeated name.
+/// Names are [`Name`]s because guests reuse a handful of routes: short ones
+/// are interned, so handing them out costs nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HostCall {
     /// Named binding; `"default"` for guests on the older ABIs.
-    pub binding: Arc<str>,
+    pub binding: Name,
     /// Namespace: a capability id (e.g. `wascc:keyvalue`) or an actor key,
     /// by the embedder's convention.
-    pub namespace: Arc<str>,
+    pub namespace: Name,
     /// Operation name.
-    pub operation: Arc<str>,
+    pub operation: Name,
     /// Opaque payload.
     pub payload: Vec<u8>,
 }
@@ -231,9 +233,9 @@ pub struct HostCall {
 impl HostCall {
     /// Builds a call, e.g. to exercise a [`HostCallHandler`] in tests.
     pub fn new(
-        binding: impl Into<Arc<str>>,
-        namespace: impl Into<Arc<str>>,
-        operation: impl Into<Arc<str>>,
+        binding: impl Into<Name>,
+        namespace: impl Into<Name>,
+        operation: impl Into<Name>,
         payload: impl Into<Vec<u8>>,
     ) -> Self {
         Self {

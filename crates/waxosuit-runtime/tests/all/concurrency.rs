@@ -35,8 +35,15 @@ async fn thousand_concurrent_calls_over_eight_instances() -> anyhow::Result<()> 
     }
     assert_eq!(ok, 1_000);
     let stats = actor.stats();
-    assert!(stats.instances_created <= 8, "{stats:?}");
-    assert_eq!(stats.instances_discarded, 0);
+    // `ping` suspends in the handler, so the actor left inline instances
+    // for fiber ones along the way: those are the only ones dropped, and
+    // never more than eight are alive.
+    assert!(!stats.inline, "{stats:?}");
+    assert!(
+        stats.instances_created - stats.instances_discarded <= 8,
+        "{stats:?}"
+    );
+    assert!(stats.idle_instances <= 8, "{stats:?}");
 
     // Trimming drops idle instances only, and the actor keeps serving.
     let idle = stats.idle_instances;

@@ -8,6 +8,7 @@ mod echo;
 mod failures;
 mod host_calls;
 mod hot_swap;
+mod inline;
 mod pooling;
 mod preinit;
 mod sandbox;
