@@ -106,8 +106,10 @@ pub(crate) struct HostState<H> {
     /// Epoch ticks of the current call's deadline not yet handed out as
     /// slices (async stores run in slices and yield between them).
     pub(crate) deadline_left: u64,
+    /// Epoch ticks the current call has been handed so far.
+    pub(crate) inline_ticks: u64,
     /// An inline store had to wait: a host call was pending, or the guest
-    /// ran past one slice. The actor then switches to fiber instances.
+    /// ran for long. The actor then switches to fiber instances.
     pub(crate) waited: bool,
     names: NameCache,
 }
@@ -126,6 +128,7 @@ impl<H> HostState<H> {
             host_error: Vec::new(),
             fault: None,
             deadline_left: 0,
+            inline_ticks: 0,
             waited: false,
             limiter: MemoryLimiter {
                 max_memory,

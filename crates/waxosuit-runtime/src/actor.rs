@@ -17,6 +17,13 @@ use crate::{ActorKey, HostCallHandler, Limits, RuntimeError};
 /// measurable, short enough that a busy guest delays no timer noticeably.
 const YIELD_TICKS: u64 = 2;
 
+/// Epoch ticks an inline call may run before its actor switches to fiber
+/// instances (50 ms at the default tick). Deadlines count wall time, and a
+/// busy machine can deschedule a thread for a few ticks mid-call; a guest
+/// that is really computing for this long is rare, and the switch is
+/// then worth it.
+const INLINE_PATIENCE_TICKS: u64 = 10;
+
 /// A loaded actor: a pool of ready instances of one module (one *generation*
 /// per hot swap) serving waPC calls.
 ///
@@ -548,8 +555,8 @@ impl<H: HostCallHandler> ActorInner<H> {
             store.epoch_deadline_trap();
         } else if inline {
             // Sliced like the fiber store below, but an inline guest cannot
-            // yield: it runs on, and its running past a slice moves the
-            // actor to fiber instances for the following calls.
+            // yield: it runs on, and its running for long moves the actor to
+            // fiber instances for the following calls.
             store.epoch_deadline_callback(|mut ctx| {
                 let state = ctx.data_mut();
                 if state.deadline_left == 0 {
@@ -557,7 +564,10 @@ impl<H: HostCallHandler> ActorInner<H> {
                 }
                 let slice = state.deadline_left.min(YIELD_TICKS);
                 state.deadline_left -= slice;
-                state.waited = true;
+                state.inline_ticks += slice;
+                if state.inline_ticks >= INLINE_PATIENCE_TICKS {
+                    state.waited = true;
+                }
                 Ok(UpdateDeadline::Continue(slice))
             });
         } else {
@@ -653,7 +663,9 @@ impl<H: HostCallHandler> ActorInner<H> {
             store.set_epoch_deadline(self.deadline_ticks);
         } else {
             let slice = self.deadline_ticks.min(YIELD_TICKS);
-            store.data_mut().deadline_left = self.deadline_ticks - slice;
+            let state = store.data_mut();
+            state.deadline_left = self.deadline_ticks - slice;
+            state.inline_ticks = slice;
             store.set_epoch_deadline(slice);
         }
     }

@@ -34,8 +34,9 @@ pub struct RuntimeConfig {
     /// waits. On by default, and only used on multi-threaded Tokio
     /// runtimes; an actor switches to fibers for good the first time a host
     /// call of one of its instances has to wait (that call blocks its
-    /// thread through `tokio::task::block_in_place`) or a call runs past
-    /// one deadline slice (which, inline, it cannot yield). Calls that never
+    /// thread through `tokio::task::block_in_place`) or a call runs for
+    /// 10 epoch ticks (50 ms by default; inline, it cannot yield to other
+    /// tasks meanwhile). Calls that never
     /// wait, the common case for in-memory capabilities, skip the fiber's
     /// cost (see `docs/runtime-benchmarks.md`).
     pub inline_calls: bool,

@@ -134,7 +134,7 @@ async fn limits_hold_inline_and_a_long_call_moves_the_actor_to_fibers() -> anyho
         assert_eq!(kind(actor.call("loop", b"").await), ErrorKind::Deadline);
         assert!(
             !actor.stats().inline,
-            "a call that ran past a slice moves the actor to fibers"
+            "a call that ran for long moves the actor to fibers"
         );
         assert_eq!(actor.call("echo", b"alive").await?, b"alive");
         assert_eq!(kind(actor.call("loop", b"").await), ErrorKind::Deadline);
