@@ -10,6 +10,7 @@ use std::future::Future;
 use std::ops::Range;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
 
 use wasmtime::{Caller, ExternType, FuncType, Linker, Memory, Module, ResourceLimiter, ValType};
 
@@ -724,6 +725,25 @@ fn drive_inline<F: Future<Output = Result<Vec<u8>, String>>>(
         );
     }
     (tokio::task::block_in_place(|| block_on(future)), true)
+}
+
+/// How long [`hand_off_worker`] gives Tokio to start the thread that takes
+/// over the worker's queue.
+const HAND_OFF_GRACE: Duration = Duration::from_millis(2);
+
+/// Called once when an inline guest has been computing for long: it cannot
+/// yield, so the Tokio worker running it gives its queued tasks (including
+/// the one in its LIFO slot, which others cannot steal) to a new worker
+/// thread, and the guest finishes on this one. `block_in_place` starts that
+/// thread and takes the queue back if it has not started when the closure
+/// returns, hence the grace period; it costs once per long call, which
+/// already took tens of milliseconds.
+pub(crate) fn hand_off_worker() {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(|| std::thread::sleep(HAND_OFF_GRACE));
+    }
 }
 
 /// Drives a blocking handler's future to completion on this thread.

@@ -565,8 +565,9 @@ impl<H: HostCallHandler> ActorInner<H> {
                 let slice = state.deadline_left.min(YIELD_TICKS);
                 state.deadline_left -= slice;
                 state.inline_ticks += slice;
-                if state.inline_ticks >= INLINE_PATIENCE_TICKS {
+                if state.inline_ticks >= INLINE_PATIENCE_TICKS && !state.waited {
                     state.waited = true;
+                    abi::hand_off_worker();
                 }
                 Ok(UpdateDeadline::Continue(slice))
             });

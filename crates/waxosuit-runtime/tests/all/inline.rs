@@ -200,3 +200,32 @@ fn an_inline_actor_called_from_a_current_thread_runtime_fails_the_waiting_call_i
     assert_eq!(single.block_on(actor.call("echo", b"ok"))?, b"ok");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_long_inline_call_does_not_hold_up_other_tasks_for_its_deadline() -> anyhow::Result<()> {
+    let limits = Limits::default().deadline(Duration::from_secs(3));
+    let actor = runtime()
+        .load(key(47), wapc_echo(), limits, Arc::new(Pong::default()))
+        .await?;
+    assert!(actor.stats().inline);
+    let started = std::time::Instant::now();
+    // Spawned from this (the only) worker: the loop and the timer task
+    // below share it until the guest's worker hands its queue on.
+    let spinning = {
+        let actor = actor.clone();
+        tokio::spawn(async move { actor.call("loop", b"").await })
+    };
+    let ticked = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        started.elapsed()
+    });
+    let ticked = ticked.await?;
+    assert!(
+        ticked < Duration::from_secs(1),
+        "a timer task waited {ticked:?} behind a spinning inline guest"
+    );
+    let err = spinning.await?.expect_err("the loop hits its deadline");
+    assert_eq!(err.kind(), ErrorKind::Deadline);
+    assert!(!actor.stats().inline);
+    Ok(())
+}
