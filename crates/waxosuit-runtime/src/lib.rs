@@ -95,13 +95,27 @@
 //! single-threaded and pooled: up to `max_instances` calls of one actor run
 //! concurrently, further calls queue for up to `queue_timeout`.
 //!
-//! Calls use wasmtime's async API, so a [`HostCallHandler`] may await I/O
-//! without blocking a Tokio worker: the guest is suspended on its own fiber
-//! stack meanwhile. Handlers that never wait can set
-//! [`HostCallHandler::BLOCKING`] to skip the fiber and make calls cheaper;
-//! the code path is otherwise the same. The runtime must be used from within
-//! a Tokio runtime (compilation runs on the blocking pool, queueing uses
-//! Tokio timers).
+//! A [`HostCallHandler`] may await I/O. How the guest waits meanwhile
+//! depends on the instance:
+//!
+//! * *Inline* instances ([`RuntimeConfig::inline_calls`], the default on a
+//!   multi-threaded Tokio runtime) run the guest on the caller's stack and
+//!   poll the handler's future in place: cheapest by far when it is ready
+//!   at once, as in-memory capabilities are. The first time one is not (or
+//!   a call computes for long), that call blocks its thread through
+//!   `tokio::task::block_in_place`, which first hands the worker's other
+//!   tasks on, and the actor switches to fiber instances for good
+//!   ([`ActorStats::inline`]).
+//! * *Fiber* instances run the guest on its own wasmtime fiber, which is
+//!   suspended while the handler awaits, so no thread blocks; long guests
+//!   yield to the executor every 10 ms.
+//! * Handlers that promise never to wait set [`HostCallHandler::BLOCKING`]:
+//!   no fiber ever, on any runtime.
+//!
+//! Idle instances are kept per thread (a call reuses an instance its core
+//! already has in cache), and the bound on live instances is shared. The
+//! runtime must be used from within a Tokio runtime (compilation runs on the
+//! blocking pool, queueing uses Tokio timers).
 //!
 //! # Performance
 //!
