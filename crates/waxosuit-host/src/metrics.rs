@@ -156,27 +156,25 @@ impl Collector for SeriesList {
             .iter()
             .map(|(labels, series)| (labels.clone(), series.totals()))
             .collect();
-        let mut family = encoder.encode_descriptor(
-            "invocations",
-            "Invocations of actors and capability providers",
-            None,
-            MetricType::Counter,
-        )?;
-        for (labels, totals) in &series {
-            family
-                .encode_family(labels)?
-                .encode_counter::<NoLabelSet, _, u64>(&totals.count, None)?;
-        }
-        let mut family = encoder.encode_descriptor(
-            "invocation_errors",
-            "Invocations that ended in an error",
-            None,
-            MetricType::Counter,
-        )?;
-        for (labels, totals) in &series {
-            family
-                .encode_family(labels)?
-                .encode_counter::<NoLabelSet, _, u64>(&totals.errors, None)?;
+        let counters: [(&str, &str, fn(&Totals) -> u64); 2] = [
+            (
+                "invocations",
+                "Invocations of actors and capability providers",
+                |t| t.count,
+            ),
+            (
+                "invocation_errors",
+                "Invocations that ended in an error",
+                |t| t.errors,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (labels, totals) in &series {
+                family
+                    .encode_family(labels)?
+                    .encode_counter::<NoLabelSet, _, u64>(&value(totals), None)?;
+            }
         }
         let mut family = encoder.encode_descriptor(
             "invocation_duration_seconds",

@@ -116,6 +116,17 @@ pub(crate) struct HostState<H> {
 }
 
 impl<H> HostState<H> {
+    /// Hands out the next slice (at most `max` ticks) of the call's
+    /// deadline; `None` once it is used up.
+    pub(crate) fn next_slice(&mut self, max: u64) -> Option<u64> {
+        if self.deadline_left == 0 {
+            return None;
+        }
+        let slice = self.deadline_left.min(max);
+        self.deadline_left -= slice;
+        Some(slice)
+    }
+
     pub(crate) fn new(ident: Arc<Identity<H>>, max_payload: usize, max_memory: usize) -> Self {
         Self {
             ident,
@@ -727,23 +738,33 @@ fn drive_inline<F: Future<Output = Result<Vec<u8>, String>>>(
     (tokio::task::block_in_place(|| block_on(future)), true)
 }
 
-/// How long [`hand_off_worker`] gives Tokio to start the thread that takes
-/// over the worker's queue.
-const HAND_OFF_GRACE: Duration = Duration::from_millis(2);
+/// Longest [`hand_off_worker`] waits for another worker to take over.
+const HAND_OFF_PATIENCE: Duration = Duration::from_millis(100);
 
 /// Called once when an inline guest has been computing for long: it cannot
 /// yield, so the Tokio worker running it gives its queued tasks (including
 /// the one in its LIFO slot, which others cannot steal) to a new worker
 /// thread, and the guest finishes on this one. `block_in_place` starts that
-/// thread and takes the queue back if it has not started when the closure
-/// returns, hence the grace period; it costs once per long call, which
-/// already took tens of milliseconds.
+/// thread but takes the queue back if the thread has not started by the
+/// time the closure returns; so the closure waits until a probe task has
+/// run elsewhere (proof that another worker serves the queue), for at most
+/// [`HAND_OFF_PATIENCE`]. That happens once per long call, which already
+/// took tens of milliseconds.
 pub(crate) fn hand_off_worker() {
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi_thread {
-        tokio::task::block_in_place(|| std::thread::sleep(HAND_OFF_GRACE));
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return;
     }
+    tokio::task::block_in_place(|| {
+        let (ran, probe) = std::sync::mpsc::channel();
+        handle.spawn(async move {
+            // The receiver may have given up already; nothing to do then.
+            let _ = ran.send(());
+        });
+        let _ = probe.recv_timeout(HAND_OFF_PATIENCE);
+    });
 }
 
 /// Drives a blocking handler's future to completion on this thread.

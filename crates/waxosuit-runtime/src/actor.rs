@@ -559,11 +559,9 @@ impl<H: HostCallHandler> ActorInner<H> {
             // fiber instances for the following calls.
             store.epoch_deadline_callback(|mut ctx| {
                 let state = ctx.data_mut();
-                if state.deadline_left == 0 {
+                let Some(slice) = state.next_slice(YIELD_TICKS) else {
                     return Ok(UpdateDeadline::Interrupt);
-                }
-                let slice = state.deadline_left.min(YIELD_TICKS);
-                state.deadline_left -= slice;
+                };
                 state.inline_ticks += slice;
                 if state.inline_ticks >= INLINE_PATIENCE_TICKS && !state.waited {
                     state.waited = true;
@@ -578,12 +576,9 @@ impl<H: HostCallHandler> ActorInner<H> {
             // steal a worker's LIFO task). So it runs in slices of the
             // deadline and yields between them; the deadline stays the sum.
             store.epoch_deadline_callback(|mut ctx| {
-                let state = ctx.data_mut();
-                if state.deadline_left == 0 {
+                let Some(slice) = ctx.data_mut().next_slice(YIELD_TICKS) else {
                     return Ok(UpdateDeadline::Interrupt);
-                }
-                let slice = state.deadline_left.min(YIELD_TICKS);
-                state.deadline_left -= slice;
+                };
                 Ok(UpdateDeadline::YieldCustom(
                     slice,
                     Box::pin(tokio::task::yield_now()),

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use waxosuit_runtime::{ActorKey, ErrorKind, HostCall, HostCallHandler, Limits, RuntimeError};
@@ -11,7 +12,8 @@ use waxosuit_test_fixtures::{wapc_echo, wat_echo};
 use crate::common::{config, key, payload, runtime};
 
 /// Replies `pong:` + payload and refuses `fail`; at once, unless `wait` is
-/// set, in which case it first sleeps on a Tokio timer (really pending).
+/// set, in which case it is pending once and woken from another thread a
+/// millisecond later.
 #[derive(Default)]
 struct Pong {
     calls: AtomicUsize,
@@ -22,7 +24,20 @@ impl HostCallHandler for Pong {
     async fn host_call(&self, _actor: &ActorKey, call: HostCall) -> Result<Vec<u8>, String> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if self.wait.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            let mut pending = true;
+            std::future::poll_fn(|cx| {
+                if !pending {
+                    return Poll::Ready(());
+                }
+                pending = false;
+                let waker = cx.waker().clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(1));
+                    waker.wake();
+                });
+                Poll::Pending
+            })
+            .await;
         }
         if call.payload == b"fail" {
             return Err("host says no".into());
