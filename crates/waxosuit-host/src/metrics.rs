@@ -137,6 +137,9 @@ impl Series {
     }
 }
 
+/// A counter family of the exposition: name, help, value of a series.
+type CounterFamily = (&'static str, &'static str, fn(&Totals) -> u64);
+
 /// Every series, for the exposition.
 #[derive(Default)]
 struct SeriesList(Mutex<Vec<(Labels, Arc<Series>)>>);
@@ -156,7 +159,7 @@ impl Collector for SeriesList {
             .iter()
             .map(|(labels, series)| (labels.clone(), series.totals()))
             .collect();
-        let counters: [(&str, &str, fn(&Totals) -> u64); 2] = [
+        let counters: [CounterFamily; 2] = [
             (
                 "invocations",
                 "Invocations of actors and capability providers",
