@@ -411,9 +411,12 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
 
     status.started.store(true, Ordering::Release);
     let health = host.spawn_health_checks(Duration::from_secs(args.health_interval.max(1)));
+    // Handlers first: a supervisor that sends SIGTERM as soon as it reads
+    // "Ready." must get a drain, not the default action (death).
+    let stop = StopSignals::install()?;
     println!("Ready. Press Ctrl-C to stop.");
 
-    wait_for_signal().await?;
+    stop.wait().await;
     println!("Stopping: draining in-flight requests…");
     if let Some(lattice) = &lattice {
         // Out of the queue groups first, so no new calls arrive from the lattice.
@@ -437,19 +440,39 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
     }
 }
 
-async fn wait_for_signal() -> Result<()> {
+/// SIGINT and SIGTERM, listened for from the moment of [`StopSignals::install`].
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<StopSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(StopSignals {
+                interrupt: signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?,
+                terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
+    }
+
+    /// Resolves at the first Ctrl-C or SIGTERM.
+    async fn wait(mut self) {
+        #[cfg(unix)]
         tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("cannot listen for Ctrl-C")?,
-            _ = term.recv() => {}
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = &mut self;
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("cannot listen for Ctrl-C")?;
-    Ok(())
 }

@@ -36,8 +36,8 @@ bindings:
     assert_eq!(get(addr, "/counter"), (200, r#"{"counter":2}"#.to_string()));
     assert_eq!(get(addr, "/other"), (200, r#"{"counter":1}"#.to_string()));
     assert_eq!(get(addr, "/counter"), (200, r#"{"counter":3}"#.to_string()));
-    let (ok, _, _) = up.terminate();
-    assert!(ok);
+    let (ok, _, stderr) = up.terminate();
+    assert!(ok, "{stderr}");
 }
 
 fn probe_manifest(dir: &Dir, with_kv_binding: bool) -> PathBuf {
