@@ -292,6 +292,21 @@ fn forged(host: &KeyPair, target: &str, msg: &[u8]) -> Invocation {
     }
 }
 
+/// Returns once the server has handled everything `nats` sent before (a
+/// subscription, say). `flush` only empties the socket buffer; the server
+/// handles a connection's commands in order, so a message published to a
+/// fresh inbox on the same connection comes back only after the earlier
+/// ones took effect.
+async fn synced_with_server(nats: &async_nats::Client) {
+    let inbox = nats.new_inbox();
+    let mut probe = nats.subscribe(inbox.clone()).await.unwrap();
+    nats.publish(inbox, "sync".into()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), probe.next())
+        .await
+        .expect("the server answered the sync probe within 10 s")
+        .expect("the probe subscription is open");
+}
+
 /// The next message a spy subscriber saw, or a failure naming the wait.
 async fn next(spy: &mut async_nats::Subscriber) -> async_nats::Message {
     tokio::time::timeout(Duration::from_secs(10), spy.next())
@@ -385,7 +400,7 @@ async fn after_first_contact_calls_carry_session_tags_that_bind_the_message() {
     let subject = client.subjects().actor(&key);
     // A plain (non-queue) subscriber sees a copy of every call.
     let mut spy = client.nats().subscribe(subject.clone()).await.unwrap();
-    client.nats().flush().await.unwrap();
+    synced_with_server(client.nats()).await;
 
     // First contact: signed claims plus A's session token; B answers with its own.
     assert_eq!(
