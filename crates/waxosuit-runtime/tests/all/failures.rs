@@ -45,7 +45,14 @@ async fn infinite_loop_hits_the_deadline() -> anyhow::Result<()> {
     let limits = Limits::default().deadline(Duration::from_millis(100));
     for module in [wapc_echo().to_vec(), wat_echo()] {
         let actor = load(&module, limits).await?;
+        let started = std::time::Instant::now();
         let err = actor.call("loop", b"").await.expect_err("must time out");
+        let took = started.elapsed();
+        // The contract: the error comes within the deadline plus 50 ms.
+        assert!(
+            took >= limits.deadline && took <= limits.deadline + Duration::from_millis(50),
+            "the deadline error took {took:?}"
+        );
         match &err {
             RuntimeError::Deadline { limit, .. } => assert_eq!(*limit, limits.deadline),
             other => panic!("expected Deadline, got {other:?}"),

@@ -146,7 +146,13 @@ async fn limits_hold_inline_and_a_long_call_moves_the_actor_to_fibers() -> anyho
             assert_eq!(kind(actor.call("error", b"").await), ErrorKind::GuestError);
             assert!(actor.stats().inline, "quick failures keep the actor inline");
         }
+        let started = std::time::Instant::now();
         assert_eq!(kind(actor.call("loop", b"").await), ErrorKind::Deadline);
+        let took = started.elapsed();
+        assert!(
+            took >= limits.deadline && took <= limits.deadline + Duration::from_millis(50),
+            "the deadline error took {took:?}"
+        );
         assert!(
             !actor.stats().inline,
             "a call that ran for long moves the actor to fibers"
