@@ -2,13 +2,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::Poll;
 use std::time::Duration;
 
 use waxosuit_runtime::{ActorKey, ErrorKind, HostCall, HostCallHandler, Limits, RuntimeError};
 use waxosuit_test_fixtures::{wapc_echo, wat_echo, wat_legacy4};
 
-use crate::common::{key, payload, runtime};
+use crate::common::{key, payload, pending_once, runtime};
 
 /// Replies `pong:` + payload; every other call is pending once and woken
 /// from another thread, to exercise the parking fallback.
@@ -22,20 +21,7 @@ impl HostCallHandler for Blocking {
 
     async fn host_call(&self, _actor: &ActorKey, call: HostCall) -> Result<Vec<u8>, String> {
         if self.calls.fetch_add(1, Ordering::SeqCst) % 2 == 1 {
-            let mut pending = true;
-            std::future::poll_fn(|cx| {
-                if !pending {
-                    return Poll::Ready(());
-                }
-                pending = false;
-                let waker = cx.waker().clone();
-                std::thread::spawn(move || {
-                    std::thread::sleep(Duration::from_millis(1));
-                    waker.wake();
-                });
-                Poll::Pending
-            })
-            .await;
+            pending_once().await;
         }
         if call.payload == b"fail" {
             return Err("host says no".into());

@@ -99,3 +99,23 @@ pub async fn load_with(
 pub fn payload(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 31 % 251) as u8).collect()
 }
+
+/// A future that is pending exactly once and then woken from another
+/// thread a millisecond later: a host call that really has to wait, with
+/// no timer or runtime involved.
+pub async fn pending_once() {
+    let mut pending = true;
+    std::future::poll_fn(|cx| {
+        if !pending {
+            return std::task::Poll::Ready(());
+        }
+        pending = false;
+        let waker = cx.waker().clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            waker.wake();
+        });
+        std::task::Poll::Pending
+    })
+    .await;
+}

@@ -3,13 +3,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::Poll;
 use std::time::Duration;
 
 use waxosuit_runtime::{ActorKey, ErrorKind, HostCall, HostCallHandler, Limits, RuntimeError};
 use waxosuit_test_fixtures::{wapc_echo, wat_echo};
 
-use crate::common::{config, key, payload, runtime};
+use crate::common::{config, key, payload, pending_once, runtime};
 
 /// Replies `pong:` + payload and refuses `fail`; at once, unless `wait` is
 /// set, in which case it is pending once and woken from another thread a
@@ -24,20 +23,7 @@ impl HostCallHandler for Pong {
     async fn host_call(&self, _actor: &ActorKey, call: HostCall) -> Result<Vec<u8>, String> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if self.wait.load(Ordering::SeqCst) {
-            let mut pending = true;
-            std::future::poll_fn(|cx| {
-                if !pending {
-                    return Poll::Ready(());
-                }
-                pending = false;
-                let waker = cx.waker().clone();
-                std::thread::spawn(move || {
-                    std::thread::sleep(Duration::from_millis(1));
-                    waker.wake();
-                });
-                Poll::Pending
-            })
-            .await;
+            pending_once().await;
         }
         if call.payload == b"fail" {
             return Err("host says no".into());
