@@ -89,7 +89,10 @@ struct Totals {
 
 impl Series {
     fn new() -> Series {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Asked once: `available_parallelism` reads cgroup files.
+        static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let threads =
+            *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         Series {
             cells: (0..threads.clamp(1, MAX_CELLS))
                 .map(|_| Cell128::default())
