@@ -34,6 +34,28 @@ pub(crate) enum HostCallAbi {
 pub(crate) struct Identity<H> {
     pub(crate) key: ActorKey,
     pub(crate) handler: Arc<H>,
+    /// New instances are inline (no fiber; see
+    /// [`RuntimeConfig::inline_calls`](crate::RuntimeConfig::inline_calls)).
+    /// Here, not on the actor, so that the host function that finds it has
+    /// to wait switches the actor at once, before other calls pick inline
+    /// instances and block threads too.
+    pub(crate) inline: std::sync::atomic::AtomicBool,
+    /// The engine's epoch tick, to turn the ticks left of a call's deadline
+    /// into the longest an inline host call may block.
+    pub(crate) epoch_tick: Duration,
+}
+
+impl<H> Identity<H> {
+    /// Makes new instances fiber instances from now on; idle inline ones
+    /// are replaced as they come out of the pool.
+    pub(crate) fn leave_inline(&self, why: &str) {
+        if self
+            .inline
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::debug!(actor = %self.key, why, "actor switches to fiber instances");
+        }
+    }
 }
 
 /// A contract violation or limit breach noticed inside a host function.
@@ -423,14 +445,20 @@ pub(crate) fn define<H: HostCallHandler>(
                         let prepared = read_host_call(&mut caller, &args);
                         // Borrowed, not cloned: the future is driven to
                         // completion before the state is touched again.
-                        let ident = &caller.data().ident;
+                        let state = caller.data();
+                        let ident = &state.ident;
+                        // The longest the deadline lets this call block: the
+                        // ticks not yet handed out plus at most one slice.
+                        let patience = ident
+                            .epoch_tick
+                            .saturating_mul(u32::try_from(state.deadline_left + 2).unwrap_or(u32::MAX));
                         let mut waited = false;
                         let outcome = prepared.map(|call| {
                             let future = ident.handler.host_call(&ident.key, call);
                             if H::BLOCKING {
                                 block_on(future)
                             } else {
-                                let (result, had_to_wait) = drive_inline(future);
+                                let (result, had_to_wait) = drive_inline(ident, future, patience);
                                 waited = had_to_wait;
                                 result
                             }
@@ -711,14 +739,21 @@ fn finish_host_call<H>(
 /// by blocking this thread, through `block_in_place` so that a Tokio worker
 /// hands its other tasks to another thread first. Also says whether it had
 /// to wait.
-fn drive_inline<F: Future<Output = Result<Vec<u8>, String>>>(
+///
+/// Waiting switches the actor to fiber instances at once, and lasts at most
+/// `patience` (what is left of the call's deadline): a host call that hangs
+/// then fails with a host error, and the guest meets its deadline next.
+fn drive_inline<H, F: Future<Output = Result<Vec<u8>, String>>>(
+    ident: &Identity<H>,
     future: F,
+    patience: Duration,
 ) -> (Result<Vec<u8>, String>, bool) {
     let mut future = std::pin::pin!(future);
     let mut cx = Context::from_waker(Waker::noop());
     if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
         return (output, false);
     }
+    ident.leave_inline("a host call had to wait");
     let current_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
     if current_thread {
@@ -735,7 +770,13 @@ fn drive_inline<F: Future<Output = Result<Vec<u8>, String>>>(
             true,
         );
     }
-    (tokio::task::block_in_place(|| block_on(future)), true)
+    let outcome = tokio::task::block_in_place(|| block_on_until(future, patience));
+    let result = outcome.unwrap_or_else(|| {
+        Err(format!(
+            "the host call did not complete within the {patience:?} left of the actor's deadline"
+        ))
+    });
+    (result, true)
 }
 
 /// Longest [`hand_off_worker`] waits for another worker to take over.
@@ -779,15 +820,6 @@ pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
         return output;
     }
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-        fn wake_by_ref(self: &Arc<Self>) {
-            self.0.unpark();
-        }
-    }
     let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
     let mut cx = Context::from_waker(&waker);
     loop {
@@ -795,6 +827,36 @@ pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
             return output;
         }
         std::thread::park();
+    }
+}
+
+/// [`block_on`] that gives up after `patience` (`None`).
+fn block_on_until<F: Future>(future: F, patience: Duration) -> Option<F::Output> {
+    let deadline = std::time::Instant::now() + patience;
+    let mut future = std::pin::pin!(future);
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return Some(output);
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        std::thread::park_timeout(left);
+    }
+}
+
+/// Wakes a thread parked in [`block_on`] or [`block_on_until`].
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
     }
 }
 

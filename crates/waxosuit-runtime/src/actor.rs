@@ -90,10 +90,6 @@ struct ActorInner<H: HostCallHandler> {
     current_id: AtomicU64,
     /// Idle instances, per thread, and the bound on live ones.
     pool: Pool<Box<Instance<H>>>,
-    /// New instances are inline (no fiber; see
-    /// [`RuntimeConfig::inline_calls`](crate::RuntimeConfig::inline_calls)).
-    /// Cleared for good the first time an inline instance had to wait.
-    inline: AtomicBool,
     /// Serializes hot swaps so generations are published in order.
     swap: tokio::sync::Mutex<()>,
     created: AtomicU64,
@@ -180,15 +176,20 @@ impl<H: HostCallHandler> Actor<H> {
         limits: Limits,
         handler: Arc<H>,
     ) -> Result<Self, RuntimeError> {
-        let ident = Arc::new(Identity { key, handler });
-        let deadline_ticks = runtime.deadline_ticks(limits.deadline);
-        let init_limits = init_limits(&runtime, &limits, deadline_ticks);
         // Inline instances need a runtime where a waiting host call can hand
         // its worker's tasks elsewhere (`block_in_place`).
         let inline = !H::BLOCKING
             && runtime.config.inline_calls
             && tokio::runtime::Handle::try_current()
                 .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let ident = Arc::new(Identity {
+            key,
+            handler,
+            inline: AtomicBool::new(inline),
+            epoch_tick: runtime.config.epoch_tick,
+        });
+        let deadline_ticks = runtime.deadline_ticks(limits.deadline);
+        let init_limits = init_limits(&runtime, &limits, deadline_ticks);
         let generation =
             Arc::new(prepare(&runtime, &ident.key, module, 1, init_limits, inline).await?);
         let actor = Self {
@@ -200,7 +201,6 @@ impl<H: HostCallHandler> Actor<H> {
                 current: Mutex::new(Arc::clone(&generation)),
                 current_id: AtomicU64::new(1),
                 pool: Pool::new(limits.max_instances),
-                inline: AtomicBool::new(inline),
                 swap: tokio::sync::Mutex::new(()),
                 created: AtomicU64::new(0),
                 discarded: AtomicU64::new(0),
@@ -235,7 +235,7 @@ impl<H: HostCallHandler> Actor<H> {
             module_hash: generation.module_hash.clone(),
             cache_outcome: generation.cache_outcome,
             preinitialized: generation.preinitialized,
-            inline: self.inner.inline.load(Ordering::Relaxed),
+            inline: self.inner.ident.inline.load(Ordering::Relaxed),
         }
     }
 
@@ -264,7 +264,8 @@ impl<H: HostCallHandler> Actor<H> {
         inner.check_payload("request payload", payload.len())?;
         inner.check_payload("operation name", op.len())?;
         let mut slot = inner.checkout().await?;
-        if slot.instance.as_ref().is_some_and(|i| i.inline) && !inner.inline.load(Ordering::Relaxed)
+        if slot.instance.as_ref().is_some_and(|i| i.inline)
+            && !inner.ident.inline.load(Ordering::Relaxed)
         {
             // The actor switched to fibers since this instance was made.
             if let Some(stale) = slot.instance.take() {
@@ -355,7 +356,7 @@ impl<H: HostCallHandler> Actor<H> {
         let _swap = inner.swap.lock().await;
         let id = inner.current_id.load(Ordering::Acquire) + 1;
         let init_limits = init_limits(&inner.runtime, &inner.limits, inner.deadline_ticks);
-        let inline = inner.inline.load(Ordering::Relaxed);
+        let inline = inner.ident.inline.load(Ordering::Relaxed);
         let generation =
             Arc::new(prepare(&inner.runtime, key, module, id, init_limits, inline).await?);
         let warm = inner
@@ -549,7 +550,7 @@ impl<H: HostCallHandler> ActorInner<H> {
         let inline_pre = generation
             .pre_inline
             .as_ref()
-            .filter(|_| self.inline.load(Ordering::Relaxed));
+            .filter(|_| self.ident.inline.load(Ordering::Relaxed));
         let inline = inline_pre.is_some();
         if H::BLOCKING {
             store.epoch_deadline_trap();
@@ -565,6 +566,7 @@ impl<H: HostCallHandler> ActorInner<H> {
                 state.inline_ticks += slice;
                 if state.inline_ticks >= INLINE_PATIENCE_TICKS && !state.waited {
                     state.waited = true;
+                    state.ident.leave_inline("a call computed for long");
                     abi::hand_off_worker();
                 }
                 Ok(UpdateDeadline::Continue(slice))
@@ -641,7 +643,7 @@ impl<H: HostCallHandler> ActorInner<H> {
         let state = store.data_mut();
         state.end_call();
         if std::mem::take(&mut state.waited) {
-            self.leave_inline("its initialisation had to wait");
+            self.ident.leave_inline("its initialisation had to wait");
         }
         self.created.fetch_add(1, Ordering::Relaxed);
         Ok(Box::new(Instance {
@@ -703,7 +705,7 @@ impl<H: HostCallHandler> ActorInner<H> {
         };
         let state = store.data_mut();
         if std::mem::take(&mut state.waited) {
-            self.leave_inline("a call had to wait");
+            self.ident.leave_inline("a call had to wait");
         }
         let outcome = match result {
             Err(e) => Err((self.classify(&e, state), false)),
@@ -728,14 +730,6 @@ impl<H: HostCallHandler> ActorInner<H> {
         };
         state.end_call();
         outcome
-    }
-
-    /// Makes new instances fiber instances from now on; idle inline ones
-    /// are replaced as they come out of the pool.
-    fn leave_inline(&self, why: &str) {
-        if self.inline.swap(false, Ordering::Relaxed) {
-            tracing::debug!(actor = %self.ident.key, why, "actor switches to fiber instances");
-        }
     }
 
     fn guest_error(&self, message: String) -> RuntimeError {

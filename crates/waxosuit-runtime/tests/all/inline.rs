@@ -236,3 +236,42 @@ async fn a_long_inline_call_does_not_hold_up_other_tasks_for_its_deadline() -> a
     assert!(!actor.stats().inline);
     Ok(())
 }
+
+/// A handler whose call never completes.
+struct Hang;
+
+impl HostCallHandler for Hang {
+    async fn host_call(&self, _actor: &ActorKey, _call: HostCall) -> Result<Vec<u8>, String> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_call_that_never_completes_fails_within_the_deadline() -> anyhow::Result<()> {
+    let limits = Limits::default().deadline(Duration::from_millis(200));
+    let actor = runtime()
+        .load(key(48), wapc_echo(), limits, Arc::new(Hang))
+        .await?;
+    assert!(actor.stats().inline);
+    let started = std::time::Instant::now();
+    let err = actor
+        .call("ping", b"x")
+        .await
+        .expect_err("the call cannot succeed");
+    let took = started.elapsed();
+    // Either the host call gives up and the guest reports it, or the
+    // deadline stops the guest; both within the deadline and a little.
+    assert!(
+        matches!(err.kind(), ErrorKind::GuestError | ErrorKind::Deadline),
+        "{err}"
+    );
+    assert!(
+        took <= limits.deadline + Duration::from_millis(100),
+        "the hung host call held the caller for {took:?}"
+    );
+    assert!(
+        !actor.stats().inline,
+        "a waiting host call switches the actor at once"
+    );
+    Ok(())
+}
