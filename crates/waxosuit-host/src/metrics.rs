@@ -52,7 +52,6 @@ const MAX_CELLS: usize = 16;
 #[repr(align(128))]
 #[derive(Default)]
 struct Cell128 {
-    count: AtomicU64,
     errors: AtomicU64,
     sum_nanos: AtomicU64,
     /// Observations per bucket (not cumulative); the last is `+Inf`.
@@ -103,7 +102,6 @@ impl Series {
 
     pub(crate) fn record(&self, elapsed: Duration, ok: bool) {
         let cell = &self.cells[thread_slot() % self.cells.len()];
-        cell.count.fetch_add(1, Ordering::Relaxed);
         if !ok {
             cell.errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -129,13 +127,16 @@ impl Series {
                 .get(i)
                 .map_or(f64::INFINITY, |&nanos| nanos as f64 / 1e9)
         };
+        let buckets: Vec<(f64, u64)> = (0..=BUCKETS)
+            .map(|i| (upper(i), sum(&|c| &c.buckets[i])))
+            .collect();
         Totals {
-            count: sum(&|c| &c.count),
+            // From the buckets read here, so that `_count` and the `+Inf`
+            // bucket always agree (every invocation lands in one bucket).
+            count: buckets.iter().map(|&(_, n)| n).fold(0, u64::wrapping_add),
             errors: sum(&|c| &c.errors),
             sum_seconds: sum(&|c| &c.sum_nanos) as f64 / 1e9,
-            buckets: (0..=BUCKETS)
-                .map(|i| (upper(i), sum(&|c| &c.buckets[i])))
-                .collect(),
+            buckets,
         }
     }
 }
@@ -226,14 +227,18 @@ impl Metrics {
         }
     }
 
-    /// A new series, listed in the exposition from now on.
+    /// The series of `labels`, listed in the exposition from its creation
+    /// on. An actor that is removed and added again finds its old series:
+    /// two series with one label set would make Prometheus reject the scrape.
     fn series(&self, labels: Labels) -> Arc<Series> {
+        let mut list = self.series.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // A linear search, but only when a cache misses: series are created
+        // once per actor, capability and operation.
+        if let Some((_, series)) = list.iter().find(|(l, _)| *l == labels) {
+            return Arc::clone(series);
+        }
         let series = Arc::new(Series::new());
-        self.series
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((labels, Arc::clone(&series)));
+        list.push((labels, Arc::clone(&series)));
         series
     }
 
@@ -339,6 +344,32 @@ mod tests {
         assert!(text.contains(
             r#"target="capability",actor="MA",capability="wascc:keyvalue",operation="Get"} 1"#
         ));
+    }
+
+    #[test]
+    fn an_actor_added_again_keeps_one_series_per_label_set() {
+        let metrics = Metrics::new();
+        for _ in 0..2 {
+            // A fresh cache, as for an actor removed and added again.
+            let cache = SeriesCache::default();
+            cache.record(&metrics, "MA", "", "Op", Duration::from_micros(5), true);
+        }
+        let text = metrics.encode();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("waxosuit_invocations_total{"))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                r#"waxosuit_invocations_total{target="actor",actor="MA",capability="",operation="Op"} 2"#
+            ],
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"waxosuit_invocation_duration_seconds_count{target="actor",actor="MA",capability="",operation="Op"} 2"#),
+            "{text}"
+        );
     }
 
     #[test]
