@@ -132,7 +132,10 @@ impl<H: HostCallHandler> Drop for Slot<'_, H> {
             actor.discard(broken);
         }
         match instance {
-            Some(i) if i.generation == actor.current_id.load(Ordering::Acquire) => {
+            Some(i)
+                if i.generation == actor.current_id.load(Ordering::Acquire)
+                    && !actor.pool.over_capacity() =>
+            {
                 actor.pool.put(self.home, i);
             }
             stale_or_none => {

@@ -47,6 +47,24 @@ pub(crate) enum Checkout<T> {
 #[derive(Debug)]
 pub(crate) struct Busy;
 
+/// A call counted in [`Pool::waiters`]; uncounted when dropped.
+struct Waiting<'a, T> {
+    pool: &'a Pool<T>,
+}
+
+impl<'a, T> Waiting<'a, T> {
+    fn announce(pool: &'a Pool<T>) -> Self {
+        pool.waiters.fetch_add(1, Ordering::SeqCst);
+        Waiting { pool }
+    }
+}
+
+impl<T> Drop for Waiting<'_, T> {
+    fn drop(&mut self) {
+        self.pool.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// One thread slot's idle instances, on its own cache lines so shards of
 /// different threads never share one.
 #[repr(align(128))]
@@ -159,35 +177,31 @@ impl<T: Pooled> Pool<T> {
         discard: &mut impl FnMut(T),
     ) -> Result<Checkout<T>, Busy> {
         let mut deadline = None;
-        let mut waiting = false;
+        // Counted in `waiters` from the announcement on, and uncounted when
+        // dropped, also when the caller gives up on the call meanwhile.
+        let mut waiting: Option<Waiting<'_, T>> = None;
         loop {
             let notified = self.released.notified();
             let mut notified = std::pin::pin!(notified);
-            if waiting {
+            if waiting.is_some() {
                 notified.as_mut().enable();
             }
             if let Some(found) = self.take_or_reserve(home, current(), discard) {
-                if waiting {
-                    self.waiters.fetch_sub(1, Ordering::SeqCst);
-                }
                 return Ok(found);
             }
-            if !waiting {
+            if waiting.is_none() {
                 // Announce the wait, then look once more: a release that
                 // came between the look above and the announcement saw no
                 // waiter and signalled nobody.
-                waiting = true;
-                self.waiters.fetch_add(1, Ordering::SeqCst);
+                waiting = Some(Waiting::announce(self));
                 notified.as_mut().enable();
                 if let Some(found) = self.take_or_reserve(home, current(), discard) {
-                    self.waiters.fetch_sub(1, Ordering::SeqCst);
                     return Ok(found);
                 }
             }
             let deadline =
                 *deadline.get_or_insert_with(|| tokio::time::Instant::now() + queue_timeout);
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                self.waiters.fetch_sub(1, Ordering::SeqCst);
                 return Err(Busy);
             }
         }
@@ -253,25 +267,41 @@ impl<T: Pooled> Pool<T> {
 
     #[inline]
     fn wake(&self) {
+        self.wake_up_to(1);
+    }
+
+    /// Wakes up to `n` waiting calls (one per instance added or slot freed).
+    fn wake_up_to(&self, n: usize) {
         // Read-only in the common case (no waiters): no cache line changes
         // hands.
-        if self.waiters.load(Ordering::SeqCst) > 0 {
+        let waiters = self.waiters.load(Ordering::SeqCst);
+        for _ in 0..n.min(waiters) {
             self.released.notify_one();
         }
+    }
+
+    /// Whether more instances are live than the bound allows (possible for
+    /// a while after a hot swap or a pre-warm); returning instances then
+    /// drop them instead of keeping them idle.
+    #[inline]
+    pub(crate) fn over_capacity(&self) -> bool {
+        self.live.load(Ordering::Relaxed) > self.max
     }
 
     /// Adds fresh instances (load, pre-warm, hot swap) to this thread's
     /// shard, each taking a live slot whether or not one is free (see
     /// [`Pool::evict_excess`]).
     pub(crate) fn add(&self, fresh: impl IntoIterator<Item = T>) {
+        let mut added = 0;
         {
             let mut idle = lock(&self.shards[self.home()].idle);
             for instance in fresh {
                 self.live.fetch_add(1, Ordering::SeqCst);
                 idle.push(instance);
+                added += 1;
             }
         }
-        self.wake();
+        self.wake_up_to(added);
     }
 
     /// While more than `max` instances are live, removes the oldest idle
@@ -304,7 +334,7 @@ impl<T: Pooled> Pool<T> {
             drained.extend(lock(&shard.idle).drain(..));
         }
         self.live.fetch_sub(drained.len(), Ordering::SeqCst);
-        self.wake();
+        self.wake_up_to(drained.len());
         drained
     }
 
@@ -319,7 +349,7 @@ impl<T: Pooled> Pool<T> {
             removed.push(oldest);
         }
         self.live.fetch_sub(removed.len(), Ordering::SeqCst);
-        self.wake();
+        self.wake_up_to(removed.len());
         removed
     }
 
@@ -428,6 +458,37 @@ mod tests {
         assert!(matches!(got, Checkout::Create));
         assert_eq!(discarded.len(), 2);
         assert_eq!(pool.live(), 1, "two stale slots freed, one reserved");
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_wait_is_uncounted_and_several_instances_wake_several_waiters() {
+        let pool = Arc::new(Pool::new(2));
+        for _ in 0..2 {
+            assert!(matches!(checkout(&pool, 1).await, Ok(Checkout::Create)));
+        }
+        // A waiting call dropped mid-wait (its caller gave up).
+        let dropped = tokio::time::timeout(Duration::from_millis(20), checkout(&pool, 1)).await;
+        assert!(dropped.is_err());
+        assert_eq!(pool.waiters.load(Ordering::SeqCst), 0);
+
+        // Two waiters, then two instances returned at once (as a hot swap
+        // adds its fresh instances): both waiters are served.
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let pool = Arc::clone(&pool);
+                tokio::spawn(async move { checkout(&pool, 2).await.is_ok() })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(pool.waiters.load(Ordering::SeqCst), 2);
+        pool.add([item(8, 2), item(9, 2)]);
+        for waiter in waiters {
+            assert!(waiter.await.unwrap());
+        }
+        assert!(
+            pool.over_capacity(),
+            "4 live for a bound of 2 after the add"
+        );
     }
 
     #[test]
