@@ -34,7 +34,8 @@ pub struct RuntimeConfig {
     /// waits. On by default, and only used on multi-threaded Tokio
     /// runtimes; an actor switches to fibers for good the first time a host
     /// call of one of its instances has to wait (that call blocks its
-    /// thread through `tokio::task::block_in_place`) or a call runs for
+    /// thread through `tokio::task::block_in_place`, for at most what is
+    /// left of its deadline) or a call runs for
     /// 10 epoch ticks (50 ms by default; inline, it cannot yield to other
     /// tasks meanwhile). Calls that never
     /// wait, the common case for in-memory capabilities, skip the fiber's
