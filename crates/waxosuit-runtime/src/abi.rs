@@ -820,35 +820,46 @@ pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
         return output;
     }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        std::thread::park();
+    match park_until_ready(future, None) {
+        Some(output) => output,
+        None => unreachable!("without a deadline, parking ends only when the future is ready"),
     }
 }
 
 /// [`block_on`] that gives up after `patience` (`None`).
 fn block_on_until<F: Future>(future: F, patience: Duration) -> Option<F::Output> {
-    let deadline = std::time::Instant::now() + patience;
-    let mut future = std::pin::pin!(future);
+    park_until_ready(
+        std::pin::pin!(future),
+        Some(std::time::Instant::now() + patience),
+    )
+}
+
+/// Polls `future` with a waker that unparks this thread, parking between
+/// polls, until it is ready or `deadline` has passed (`None`).
+fn park_until_ready<F: Future>(
+    mut future: std::pin::Pin<&mut F>,
+    deadline: Option<std::time::Instant>,
+) -> Option<F::Output> {
     let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
     let mut cx = Context::from_waker(&waker);
     loop {
         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
             return Some(output);
         }
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return None;
+        match deadline {
+            None => std::thread::park(),
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    return None;
+                }
+                std::thread::park_timeout(left);
+            }
         }
-        std::thread::park_timeout(left);
     }
 }
 
-/// Wakes a thread parked in [`block_on`] or [`block_on_until`].
+/// Wakes a thread parked in [`park_until_ready`].
 struct Unpark(std::thread::Thread);
 
 impl Wake for Unpark {
