@@ -734,6 +734,13 @@ fn finish_host_call<H>(
     }
 }
 
+/// The flavour of the Tokio runtime this thread runs in, if any.
+pub(crate) fn current_flavor() -> Option<tokio::runtime::RuntimeFlavor> {
+    tokio::runtime::Handle::try_current()
+        .ok()
+        .map(|h| h.runtime_flavor())
+}
+
 /// Drives a host call's future in place for an inline instance: at once if
 /// it is ready on the first poll (the point of inline instances), otherwise
 /// by blocking this thread, through `block_in_place` so that a Tokio worker
@@ -754,9 +761,7 @@ fn drive_inline<H, F: Future<Output = Result<Vec<u8>, String>>>(
         return (output, false);
     }
     ident.leave_inline("a host call had to wait");
-    let current_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
-    if current_thread {
+    if current_flavor() == Some(tokio::runtime::RuntimeFlavor::CurrentThread) {
         // Parking the only thread of this runtime would stop the very I/O
         // the future waits for. Inline instances are only made on
         // multi-threaded runtimes; this is an actor moved to another one.

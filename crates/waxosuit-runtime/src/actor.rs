@@ -183,8 +183,7 @@ impl<H: HostCallHandler> Actor<H> {
         // its worker's tasks elsewhere (`block_in_place`).
         let inline = !H::BLOCKING
             && runtime.config.inline_calls
-            && tokio::runtime::Handle::try_current()
-                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+            && abi::current_flavor() == Some(tokio::runtime::RuntimeFlavor::MultiThread);
         let ident = Arc::new(Identity {
             key,
             handler,
