@@ -13,9 +13,9 @@ use waxosuit_runtime::{Limits, Runtime, RuntimeConfig};
 use crate::HostError;
 use crate::health::HealthReport;
 use crate::host::{Host, HostInner};
-use crate::metrics::Metrics;
 use crate::policy::{Authorizer, ClaimsOnly, Middleware};
 use crate::read_mostly::ReadMostly;
+use crate::table::ActorTable;
 
 /// Configures and builds a [`Host`].
 pub struct HostBuilder {
@@ -108,13 +108,11 @@ impl HostBuilder {
                 runtime,
                 verifier: self.verifier,
                 authorizer: self.authorizer,
-                middlewares: self.middlewares,
                 labels: self.labels,
                 default_limits: self.default_limits,
                 auto_bind: self.auto_bind,
-                actors: ReadMostly::default(),
+                actors: Arc::new(ActorTable::new(self.middlewares)),
                 providers: ReadMostly::default(),
-                metrics: Metrics::new(),
                 stopping: AtomicBool::new(false),
                 health: RwLock::new(HealthReport::default()),
                 started: Instant::now(),

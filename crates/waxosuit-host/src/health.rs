@@ -36,7 +36,7 @@ impl Host {
     pub async fn check_health(&self) -> HealthReport {
         let payload = waxosuit_codec::serialize(&wcore::HealthRequest { placeholder: false })
             .unwrap_or_default();
-        let actors: Vec<Arc<ActorEntry>> = self.inner.actors.load().values().cloned().collect();
+        let actors: Vec<Arc<ActorEntry>> = self.inner.actors.entries.load().values().cloned().collect();
         let mut report = HealthReport {
             checked: true,
             ..HealthReport::default()
@@ -45,6 +45,7 @@ impl Host {
             let claims = entry.claims();
             let result = self
                 .inner
+                .actors
                 .invoke_actor(|| Entity::Host, &entry, wcore::OP_HEALTH_REQUEST, &payload)
                 .await;
             let (ok, message) = match result {

@@ -21,11 +21,12 @@ use waxosuit_runtime::{Actor, ActorKey, Limits, Runtime, RuntimeError};
 use crate::builder::HostBuilder;
 use crate::events::HostEvent;
 use crate::health::HealthReport;
-use crate::metrics::{Metrics, SeriesCache};
-use crate::policy::{Authorizer, Entity, Middleware};
+use crate::metrics::SeriesCache;
+use crate::policy::{Authorizer, Entity};
 use crate::read_mostly::ReadMostly;
 use crate::remote::RemoteLink;
 use crate::router::{ProviderDispatcher, Router};
+use crate::table::ActorTable;
 use crate::{HostError, HostInfo};
 
 /// The binding name used when none is given.
@@ -93,13 +94,12 @@ pub(crate) struct HostInner {
     pub(crate) runtime: Runtime,
     pub(crate) verifier: Verifier,
     pub(crate) authorizer: Arc<dyn Authorizer>,
-    pub(crate) middlewares: Vec<Arc<dyn Middleware>>,
     pub(crate) labels: BTreeMap<String, String>,
     pub(crate) default_limits: Limits,
     pub(crate) auto_bind: Vec<String>,
-    pub(crate) actors: ReadMostly<FxHashMap<String, Arc<ActorEntry>>>,
+    /// Shared with every provider's dispatcher (see `table`).
+    pub(crate) actors: Arc<ActorTable>,
     pub(crate) providers: ReadMostly<FxHashMap<RouteKey, Arc<ProviderEntry>>>,
-    pub(crate) metrics: Metrics,
     pub(crate) stopping: AtomicBool,
     pub(crate) health: RwLock<HealthReport>,
     pub(crate) started: Instant,
@@ -111,6 +111,15 @@ pub(crate) struct HostInner {
     /// Last known health per actor, so that only changes become events.
     pub(crate) health_state: RwLock<FxHashMap<String, bool>>,
 }
+impl Drop for HostInner {
+    fn drop(&mut self) {
+        // Dispatchers of providers that outlive the host (a server task
+        // still draining) hold the table; emptied, it turns their calls
+        // into "shutting down" instead of keeping the actors running.
+        self.actors.entries.store(FxHashMap::default());
+    }
+}
+
 /// The Waxosuit host. Cheap to clone; clones share everything.
 #[derive(Clone)]
 pub struct Host {
@@ -184,7 +193,7 @@ impl Host {
                 name,
             });
         }
-        if inner.actors.load().contains_key(&key_text) {
+        if inner.actors.entries.load().contains_key(&key_text) {
             return Err(HostError::DuplicateActor {
                 actor: key_text,
                 name,
@@ -208,7 +217,7 @@ impl Host {
             runtime,
             bindings: ReadMostly::default(),
         });
-        let inserted = inner.actors.update(|actors| {
+        let inserted = inner.actors.entries.update(|actors| {
             if actors.contains_key(&key_text) {
                 return false;
             }
@@ -300,6 +309,7 @@ impl Host {
         let entry = self
             .inner
             .actors
+            .entries
             .update(|actors| actors.remove(&key))
             .ok_or_else(|| HostError::ActorNotFound {
                 actor: actor.to_string(),
@@ -336,6 +346,7 @@ impl Host {
         }
         let dispatcher = Arc::new(ProviderDispatcher::new(
             Arc::downgrade(&self.inner),
+            Arc::clone(&self.inner.actors),
             route.clone(),
         ));
         guard_provider(&route, provider.start(dispatcher)).await?;
@@ -375,7 +386,7 @@ impl Host {
             .providers
             .update(|providers| providers.remove(&route))
             .ok_or_else(|| provider_not_found(&route))?;
-        let actors: Vec<Arc<ActorEntry>> = self.inner.actors.load().values().cloned().collect();
+        let actors: Vec<Arc<ActorEntry>> = self.inner.actors.entries.load().values().cloned().collect();
         for actor in actors {
             let was_bound = actor.bindings.update(|b| b.remove(&route)).is_some();
             if was_bound {
@@ -487,13 +498,14 @@ impl Host {
             None => self.entry(&self.resolve_actor(actor)?)?,
         };
         self.inner
+            .actors
             .invoke_actor(|| Entity::Host, &entry, operation, payload)
             .await
     }
 
     /// The running actors.
     pub fn actors(&self) -> Vec<ActorInfo> {
-        let mut keys: Vec<String> = self.inner.actors.load().keys().cloned().collect();
+        let mut keys: Vec<String> = self.inner.actors.entries.load().keys().cloned().collect();
         keys.sort();
         keys.iter()
             .filter_map(|k| self.actor_info(k).ok())
@@ -527,7 +539,7 @@ impl Host {
 
     /// Resolves an actor reference: a running actor's key, or a unique name.
     pub fn resolve_actor(&self, reference: &str) -> Result<String, HostError> {
-        let actors = self.inner.actors.load();
+        let actors = self.inner.actors.entries.load();
         if actors.contains_key(reference) {
             return Ok(reference.to_string());
         }
@@ -553,7 +565,7 @@ impl Host {
 
     /// Prometheus text exposition of the host's metrics.
     pub fn metrics_text(&self) -> String {
-        self.inner.metrics.encode()
+        self.inner.actors.metrics.encode()
     }
 
     /// Stops the host: providers first (so servers drain their in-flight
@@ -575,7 +587,7 @@ impl Host {
                 tracing::error!(capability = %route.capid, "provider panicked while shutting down");
             }
         }
-        self.inner.actors.store(FxHashMap::default());
+        self.inner.actors.entries.store(FxHashMap::default());
         self.refresh_counts();
         tracing::info!("host stopped");
     }
@@ -616,9 +628,9 @@ impl Host {
     }
 
     fn refresh_counts(&self) {
-        let actors = self.inner.actors.load();
+        let actors = self.inner.actors.entries.load();
         let bindings: usize = actors.values().map(|e| e.bindings.load().len()).sum();
-        self.inner.metrics.set_counts(actors.len(), bindings);
+        self.inner.actors.metrics.set_counts(actors.len(), bindings);
     }
 }
 /// A binding's configuration as the provider receives it: the manifest's

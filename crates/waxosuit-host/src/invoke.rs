@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use waxosuit_claims::VerifiedActor;
 use waxosuit_provider::{ProviderCall, ProviderError};
-use waxosuit_runtime::RuntimeError;
 
 use crate::HostError;
 use crate::host::{
@@ -17,7 +16,7 @@ use crate::policy::{Decision, Entity, Flow, Invocation};
 
 impl HostInner {
     pub(crate) fn actor(&self, key: &str) -> Option<Arc<ActorEntry>> {
-        self.actors.load().get(key).cloned()
+        self.actors.get(key)
     }
 
     /// Claims, then policy: the namespace must be granted by the claims
@@ -52,7 +51,7 @@ impl HostInner {
 
     /// A running actor addressed by key or by `call_alias`.
     pub(crate) fn actor_by_namespace(&self, namespace: &str) -> Option<Arc<ActorEntry>> {
-        let actors = self.actors.load();
+        let actors = self.actors.entries.load();
         if let Some(e) = actors.get(namespace) {
             return Some(Arc::clone(e));
         }
@@ -66,106 +65,6 @@ impl HostInner {
             .cloned()
     }
 
-    /// Invokes an actor through middleware, with metrics.
-    pub(crate) async fn invoke_actor(
-        &self,
-        origin: impl FnOnce() -> Entity,
-        entry: &ActorEntry,
-        operation: &str,
-        payload: &[u8],
-    ) -> Result<Vec<u8>, HostError> {
-        let started = Instant::now();
-        let key = entry.runtime.key().as_str();
-        let result = if self.middlewares.is_empty() {
-            self.run_actor(entry, operation, payload).await
-        } else {
-            let inv = Invocation {
-                origin: origin(),
-                target: Entity::Actor(key.to_string()),
-                operation: operation.to_string(),
-                payload: payload.to_vec(),
-            };
-            self.actor_chain(entry, inv).await
-        };
-        entry.series.record(
-            &self.metrics,
-            key,
-            "",
-            operation,
-            started.elapsed(),
-            result.is_ok(),
-        );
-        result
-    }
-
-    async fn actor_chain(
-        &self,
-        entry: &ActorEntry,
-        mut inv: Invocation,
-    ) -> Result<Vec<u8>, HostError> {
-        for m in &self.middlewares {
-            inv =
-                m.actor_pre_invoke(inv.clone())
-                    .await
-                    .map_err(|message| HostError::Middleware {
-                        target: inv.target.to_string(),
-                        operation: inv.operation.clone(),
-                        message,
-                    })?;
-        }
-        let mut halted = None;
-        for m in &self.middlewares {
-            if let Flow::Halt(result) = m.actor_invoke(&inv).await {
-                halted = Some(result);
-                break;
-            }
-        }
-        let mut result = match halted {
-            Some(result) => result,
-            None => self
-                .run_actor(entry, &inv.operation, &inv.payload)
-                .await
-                .map_err(|e| e.to_string()),
-        };
-        for m in &self.middlewares {
-            result = m.actor_post_invoke(&inv, result).await;
-        }
-        result.map_err(|message| HostError::ActorFailed {
-            actor: entry.runtime.key().to_string(),
-            name: entry.claims().name().to_string(),
-            operation: inv.operation.clone(),
-            message,
-        })
-    }
-
-    async fn run_actor(
-        &self,
-        entry: &ActorEntry,
-        operation: &str,
-        payload: &[u8],
-    ) -> Result<Vec<u8>, HostError> {
-        entry
-            .runtime
-            .call(operation, payload)
-            .await
-            .map_err(|error| {
-                let claims = entry.claims();
-                match error {
-                    RuntimeError::GuestError { message, .. } => HostError::ActorFailed {
-                        actor: claims.public_key().to_string(),
-                        name: claims.name().to_string(),
-                        operation: operation.to_string(),
-                        message,
-                    },
-                    error => HostError::Runtime {
-                        actor: claims.public_key().to_string(),
-                        name: claims.name().to_string(),
-                        error: Box::new(error),
-                    },
-                }
-            })
-    }
-
     /// A guest's host call: route, authorize, invoke (spec §4.7).
     pub(crate) async fn route_host_call(
         &self,
@@ -176,7 +75,7 @@ impl HostInner {
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, HostError> {
         // Snapshots, not clones: nothing shared is written on this path.
-        let actors = self.actors.load();
+        let actors = self.actors.entries.load();
         let caller_entry = actors
             .get(caller_key)
             .ok_or_else(|| HostError::ActorNotFound {
@@ -204,6 +103,7 @@ impl HostInner {
                     .await;
             };
             return self
+                .actors
                 .invoke_actor(
                     || Entity::Actor(caller_key.to_string()),
                     &callee,
@@ -239,7 +139,7 @@ impl HostInner {
             }
         };
         caller_entry.series.record(
-            &self.metrics,
+            &self.actors.metrics,
             caller_key,
             &route.capid,
             operation,
@@ -266,7 +166,7 @@ impl HostInner {
             operation: operation.to_string(),
             payload,
         };
-        if self.middlewares.is_empty() {
+        if self.actors.middlewares.is_empty() {
             guard_provider(route, provider.provider.handle_call(call))
                 .await
                 .map_err(HostError::from)
@@ -341,7 +241,7 @@ impl HostInner {
             operation: call.operation,
             payload: call.payload,
         };
-        for m in &self.middlewares {
+        for m in &self.actors.middlewares {
             inv = m
                 .capability_pre_invoke(inv.clone())
                 .await
@@ -352,7 +252,7 @@ impl HostInner {
                 })?;
         }
         let mut halted = None;
-        for m in &self.middlewares {
+        for m in &self.actors.middlewares {
             if let Flow::Halt(result) = m.capability_invoke(&inv).await {
                 halted = Some(result);
                 break;
@@ -372,7 +272,7 @@ impl HostInner {
                     .map_err(|e| e.to_string())
             }
         };
-        for m in &self.middlewares {
+        for m in &self.actors.middlewares {
             result = m.capability_post_invoke(&inv, result).await;
         }
         result.map_err(|message| HostError::Provider {

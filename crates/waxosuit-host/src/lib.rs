@@ -64,6 +64,7 @@ mod policy;
 mod read_mostly;
 mod remote;
 mod router;
+mod table;
 
 pub use builder::HostBuilder;
 pub use error::HostError;

@@ -197,6 +197,7 @@ impl Host {
             }
         }
         self.inner
+            .actors
             .invoke_actor(|| origin, &entry, operation, payload)
             .await
     }

@@ -1,6 +1,8 @@
 //! The two directions of traffic: guest host calls ([`Router`], the
 //! runtime's callback) and provider calls into actors ([`ProviderDispatcher`]).
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use waxosuit_provider::{ActorDispatcher, DispatchError};
 use waxosuit_runtime::{ActorKey, HostCall, HostCallHandler};
@@ -8,6 +10,7 @@ use waxosuit_runtime::{ActorKey, HostCall, HostCallHandler};
 use crate::HostError;
 use crate::host::{RouteKey, WeakHost};
 use crate::policy::Entity;
+use crate::table::ActorTable;
 
 /// The runtime's callback for `__host_call`: routes by namespace (actor key,
 /// alias or capability id), authorizes against the caller's claims and
@@ -45,14 +48,27 @@ impl HostCallHandler for Router {
 
 /// The dispatcher handed to one registered provider: it reaches only actors
 /// bound to that provider's (capability id, binding).
+///
+/// It holds the actor table strongly and the host weakly: the table is all
+/// a local call needs, and holding it costs no shared write per request
+/// (see `table`). The host is upgraded only for calls to actors elsewhere.
 pub(crate) struct ProviderDispatcher {
     host: WeakHost,
+    actors: Arc<ActorTable>,
     route: RouteKey,
 }
 
 impl ProviderDispatcher {
-    pub(crate) fn new(host: WeakHost, route: RouteKey) -> ProviderDispatcher {
-        ProviderDispatcher { host, route }
+    pub(crate) fn new(
+        host: WeakHost,
+        actors: Arc<ActorTable>,
+        route: RouteKey,
+    ) -> ProviderDispatcher {
+        ProviderDispatcher {
+            host,
+            actors,
+            route,
+        }
     }
 }
 
@@ -64,17 +80,19 @@ impl ActorDispatcher for ProviderDispatcher {
         operation: &str,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, DispatchError> {
-        let host = self.host.upgrade().ok_or(DispatchError::ShuttingDown)?;
         let origin = || Entity::Capability {
             capid: self.route.capid.clone(),
             binding: self.route.binding.clone(),
         };
         // A snapshot of the table, held for the call: no shared count is
         // touched on this path (see `read_mostly`).
-        let actors = host.actors.load();
+        let actors = self.actors.entries.load();
         let Some(entry) = actors.get(actor) else {
             drop(actors);
             // Maybe it runs on another host; that host checks the binding.
+            // A host that is gone has emptied the table, so this is also
+            // where calls after shutdown end.
+            let host = self.host.upgrade().ok_or(DispatchError::ShuttingDown)?;
             return host
                 .call_remote_actor(&origin(), actor, operation, payload)
                 .await
@@ -96,7 +114,8 @@ impl ActorDispatcher for ProviderDispatcher {
                 binding: self.route.binding.clone(),
             });
         }
-        host.invoke_actor(origin, entry, operation, &payload)
+        self.actors
+            .invoke_actor(origin, entry, operation, &payload)
             .await
             .map_err(|e| DispatchError::Actor {
                 actor: actor.to_string(),

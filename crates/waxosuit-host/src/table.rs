@@ -1,0 +1,145 @@
+//! The running actors and the way into them: the table, and the middleware
+//! and metrics that every call into an actor goes through.
+//!
+//! These live apart from the rest of the host so that a provider's
+//! dispatcher can hold them strongly. The host owns its providers and they
+//! own their dispatchers, so a dispatcher holding the host itself would be
+//! a reference cycle; and upgrading a `Weak` host on every request wrote a
+//! reference count shared by every core, a cache-line transfer per request
+//! under load (`docs/http-benchmarks.md`). Nothing in here owns a provider,
+//! so holding it keeps no cycle alive.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustc_hash::FxHashMap;
+use waxosuit_runtime::RuntimeError;
+
+use crate::HostError;
+use crate::host::ActorEntry;
+use crate::metrics::Metrics;
+use crate::policy::{Entity, Flow, Invocation, Middleware};
+use crate::read_mostly::ReadMostly;
+
+/// The running actors by module key, and what a call into one passes
+/// through.
+pub(crate) struct ActorTable {
+    pub(crate) entries: ReadMostly<FxHashMap<String, Arc<ActorEntry>>>,
+    pub(crate) middlewares: Vec<Arc<dyn Middleware>>,
+    pub(crate) metrics: Metrics,
+}
+
+impl ActorTable {
+    pub(crate) fn new(middlewares: Vec<Arc<dyn Middleware>>) -> ActorTable {
+        ActorTable {
+            entries: ReadMostly::default(),
+            middlewares,
+            metrics: Metrics::new(),
+        }
+    }
+
+    /// A running actor by module key.
+    pub(crate) fn get(&self, key: &str) -> Option<Arc<ActorEntry>> {
+        self.entries.load().get(key).cloned()
+    }
+
+    /// Invokes an actor through middleware, with metrics.
+    pub(crate) async fn invoke_actor(
+        &self,
+        origin: impl FnOnce() -> Entity,
+        entry: &ActorEntry,
+        operation: &str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, HostError> {
+        let started = Instant::now();
+        let key = entry.runtime.key().as_str();
+        let result = if self.middlewares.is_empty() {
+            self.run_actor(entry, operation, payload).await
+        } else {
+            let inv = Invocation {
+                origin: origin(),
+                target: Entity::Actor(key.to_string()),
+                operation: operation.to_string(),
+                payload: payload.to_vec(),
+            };
+            self.actor_chain(entry, inv).await
+        };
+        entry.series.record(
+            &self.metrics,
+            key,
+            "",
+            operation,
+            started.elapsed(),
+            result.is_ok(),
+        );
+        result
+    }
+
+    async fn actor_chain(
+        &self,
+        entry: &ActorEntry,
+        mut inv: Invocation,
+    ) -> Result<Vec<u8>, HostError> {
+        for m in &self.middlewares {
+            inv =
+                m.actor_pre_invoke(inv.clone())
+                    .await
+                    .map_err(|message| HostError::Middleware {
+                        target: inv.target.to_string(),
+                        operation: inv.operation.clone(),
+                        message,
+                    })?;
+        }
+        let mut halted = None;
+        for m in &self.middlewares {
+            if let Flow::Halt(result) = m.actor_invoke(&inv).await {
+                halted = Some(result);
+                break;
+            }
+        }
+        let mut result = match halted {
+            Some(result) => result,
+            None => self
+                .run_actor(entry, &inv.operation, &inv.payload)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        for m in &self.middlewares {
+            result = m.actor_post_invoke(&inv, result).await;
+        }
+        result.map_err(|message| HostError::ActorFailed {
+            actor: entry.runtime.key().to_string(),
+            name: entry.claims().name().to_string(),
+            operation: inv.operation.clone(),
+            message,
+        })
+    }
+
+    async fn run_actor(
+        &self,
+        entry: &ActorEntry,
+        operation: &str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, HostError> {
+        entry
+            .runtime
+            .call(operation, payload)
+            .await
+            .map_err(|error| {
+                let claims = entry.claims();
+                match error {
+                    RuntimeError::GuestError { message, .. } => HostError::ActorFailed {
+                        actor: claims.public_key().to_string(),
+                        name: claims.name().to_string(),
+                        operation: operation.to_string(),
+                        message,
+                    },
+                    error => HostError::Runtime {
+                        actor: claims.public_key().to_string(),
+                        name: claims.name().to_string(),
+                        error: Box::new(error),
+                    },
+                }
+            })
+    }
+}
