@@ -33,7 +33,11 @@
 //!   whatever is still open after [`DRAIN_TIMEOUT_MS`] is closed.
 //!
 //! Connections are served by hyper's HTTP/1.1 server with keep-alive and
-//! `TCP_NODELAY`, on the host's tokio runtime.
+//! `TCP_NODELAY`. Listeners accept on the host's tokio runtime; each
+//! connection is then served, for its whole life, on one of the provider's
+//! *connection threads*: single-worker runtimes, one per core by default
+//! ([`HttpServerProvider::with_connection_threads`]), so that a request and
+//! the actor call it makes stay on one core.
 //!
 //! ```no_run
 //! use std::collections::HashMap;
@@ -82,6 +86,7 @@
 
 mod config;
 mod serve;
+mod threads;
 mod watchdog;
 mod wire;
 
@@ -107,6 +112,7 @@ pub use config::{
 
 use config::{ListenerConfig, config_error};
 use serve::ActorService;
+use threads::ConnectionThreads;
 
 /// The binding a listener serves: (actor key, binding name).
 type ListenerKey = (String, String);
@@ -127,6 +133,12 @@ struct Listener {
 pub struct HttpServerProvider {
     dispatcher: RwLock<Option<Arc<dyn ActorDispatcher>>>,
     listeners: Mutex<HashMap<ListenerKey, Listener>>,
+    /// How many connection threads to start; 0 serves connections on the
+    /// runtime that binds.
+    thread_count: usize,
+    /// Started with the first listener; every listener holds them too, so
+    /// they outlive a provider dropped while its connections drain.
+    threads: Mutex<Option<Arc<ConnectionThreads>>>,
 }
 
 impl Default for HttpServerProvider {
@@ -149,13 +161,39 @@ impl std::fmt::Debug for HttpServerProvider {
 }
 
 impl HttpServerProvider {
-    /// A provider with no listeners; they open as actors are bound.
+    /// A provider with no listeners; they open as actors are bound. Its
+    /// connections are served on one thread per core
+    /// ([`std::thread::available_parallelism`]).
     #[must_use]
     pub fn new() -> HttpServerProvider {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        HttpServerProvider::with_connection_threads(cores)
+    }
+
+    /// A provider whose connections are served on `count` threads of its
+    /// own, each connection on one of them for its whole life; with 0, on
+    /// the tokio runtime that binds the actor instead (which then has to be
+    /// multi-threaded for the host's inline actor calls to be used).
+    #[must_use]
+    pub fn with_connection_threads(count: usize) -> HttpServerProvider {
         HttpServerProvider {
             dispatcher: RwLock::new(None),
             listeners: Mutex::new(HashMap::new()),
+            thread_count: count,
+            threads: Mutex::new(None),
         }
+    }
+
+    /// The connection threads, started on first use.
+    fn threads(&self) -> std::io::Result<Option<Arc<ConnectionThreads>>> {
+        if self.thread_count == 0 {
+            return Ok(None);
+        }
+        let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
+        if threads.is_none() {
+            *threads = Some(Arc::new(ConnectionThreads::start(self.thread_count)?));
+        }
+        Ok(threads.clone())
     }
 
     /// The address `actor` is served on: its `default` binding's, or else
@@ -275,6 +313,13 @@ impl CapabilityProvider for HttpServerProvider {
                 format!("cannot read the address bound for {}: {e}", config.addr),
             )
         })?;
+        let threads = self.threads().map_err(|e| ProviderError::Internal {
+            capid: SERVER_CAPABILITY_ID.to_string(),
+            message: format!(
+                "cannot start {} HTTP connection threads: {e}",
+                self.thread_count
+            ),
+        })?;
         let service = Arc::new(ActorService {
             actor: Arc::from(request.actor.as_str()),
             dispatcher,
@@ -283,7 +328,7 @@ impl CapabilityProvider for HttpServerProvider {
         });
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(async move {
-            serve::run_listener(listener, service, &config, stop_rx).await;
+            serve::run_listener(listener, service, &config, threads, stop_rx).await;
         });
         tracing::info!(actor = %request.actor, binding = %request.binding, %addr, "HTTP server listening");
         listeners.insert(key, Listener { addr, stop, task });
@@ -343,5 +388,10 @@ impl CapabilityProvider for HttpServerProvider {
         for (key, listener) in all {
             join_listener(&key, listener.task).await;
         }
+        // The listeners have dropped theirs: this stops the threads.
+        self.threads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 }

@@ -29,6 +29,7 @@ use waxosuit_codec::http::{OP_HANDLE_REQUEST, Response};
 use waxosuit_provider::ActorDispatcher;
 
 use crate::config::ListenerConfig;
+use crate::threads::ConnectionThreads;
 use crate::watchdog::{DeadlineTimer, Watchdog};
 use crate::wire;
 
@@ -75,11 +76,13 @@ pub(crate) struct ActorService {
 /// Serves `listener` until `stop` turns true (or its sender is dropped),
 /// then stops accepting, asks every connection to finish its in-flight
 /// request and close, and waits up to `drain_timeout` before closing the
-/// rest forcibly.
+/// rest forcibly. Connections run on `threads`, or on the current runtime
+/// without them.
 pub(crate) async fn run_listener(
     listener: TcpListener,
     service: Arc<ActorService>,
     config: &ListenerConfig,
+    threads: Option<Arc<ConnectionThreads>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let http = Arc::new(http1_builder(config));
@@ -99,14 +102,28 @@ pub(crate) async fn run_listener(
             }
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
+                    // Taken off this runtime's reactor: the connection's
+                    // readiness must wake the thread that serves it, not this
+                    // one (which would then have to hand every wake-up over).
+                    let stream = match stream.into_std() {
+                        Ok(stream) => stream,
+                        Err(e) => {
+                            tracing::debug!(actor = %service.actor, error = %e, "cannot hand over an accepted connection");
+                            continue;
+                        }
+                    };
                     let (stop_connection, stop_rx) = oneshot::channel();
-                    let task = connections.spawn(serve_connection(
+                    let connection = serve_connection(
                         stream,
                         Arc::clone(&http),
                         Arc::clone(&service),
-                        Watchdog::new(config.header_read_timeout),
+                        config.header_read_timeout,
                         stop_rx,
-                    ));
+                    );
+                    let task = match &threads {
+                        Some(threads) => threads.spawn(&mut connections, connection),
+                        None => connections.spawn(connection),
+                    };
                     stops.insert(task.id(), stop_connection);
                 }
                 Err(e) if is_per_connection(&e) => {
@@ -200,14 +217,26 @@ fn report_connection_panic<T>(actor: &str, finished: Result<T, JoinError>) {
 }
 
 async fn serve_connection(
-    stream: TcpStream,
+    stream: std::net::TcpStream,
     http: Arc<http1::Builder>,
     service: Arc<ActorService>,
-    mut watchdog: Watchdog,
+    header_read_timeout: Option<Duration>,
     mut stop: oneshot::Receiver<()>,
 ) {
+    // Made here, not by the accept loop: its timer belongs to the runtime
+    // that serves the connection.
+    let mut watchdog = Watchdog::new(header_read_timeout);
     // Responses are small and written in one go; Nagle would hold them back
     // waiting for an ACK and add up to 40 ms of latency on keep-alive.
+    // Registered with the reactor of the runtime serving it; `into_std`
+    // left the socket non-blocking, as this requires.
+    let stream = match TcpStream::from_std(stream) {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::debug!(actor = %service.actor, error = %e, "cannot register an accepted connection");
+            return;
+        }
+    };
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
