@@ -233,6 +233,12 @@ main() {
         # The baseline must come first: ratios are relative to it.
         port=$(free_port)
         bench_target "native hyper" "$EXAMPLES/native_hello $port" "http://127.0.0.1:$port/"
+        # Not a baseline: the stock server above is. This one serves the way
+        # the provider does (a single-worker runtime per core), to show how
+        # much of the gap that architecture closes by itself.
+        port=$(free_port)
+        bench_target "native hyper, per-core" "$EXAMPLES/native_hello $port per-core" \
+            "http://127.0.0.1:$port/"
         port=$(free_port)
         bench_target "provider + echo dispatcher" "$EXAMPLES/provider_echo $port" "http://127.0.0.1:$port/"
         port=$(free_port)

@@ -44,6 +44,11 @@ pub struct UpArgs {
     /// Seconds to wait for in-flight requests when stopping.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     drain_timeout: u64,
+    /// Threads serving HTTP connections, each connection on one of them for
+    /// its whole life (default: one per available core; 0 serves them on
+    /// the host's own worker threads).
+    #[arg(long, value_name = "N", env = "WAXOSUIT_HTTP_THREADS")]
+    http_threads: Option<usize>,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -281,7 +286,10 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
             .with_context(|| format!("{file}: capabilities[{i}]"))?;
         let provider: Arc<dyn CapabilityProvider> = match backend {
             Backend::Http => {
-                let http = Arc::new(HttpServerProvider::new());
+                let http = Arc::new(match args.http_threads {
+                    Some(count) => HttpServerProvider::with_connection_threads(count),
+                    None => HttpServerProvider::new(),
+                });
                 http_servers.push((entry.binding_name.clone(), Arc::clone(&http)));
                 http
             }

@@ -138,6 +138,43 @@ fn sigterm_during_load_lets_in_flight_requests_complete() {
 }
 
 #[test]
+fn a_long_request_does_not_hold_up_other_connections_on_its_thread() {
+    let dir = Dir::new();
+    dir.actor(
+        waxosuit_test_fixtures::http_probe(),
+        "probe",
+        &["wascc:http_server"],
+    );
+    // One connection thread, so both connections below are served by it.
+    let up = Up::start_with(
+        &dir,
+        &probe_manifest(&dir, false),
+        &["--http-threads", "1"],
+        &[],
+    )
+    .unwrap();
+    let addr = up.addr("probe");
+    let started = std::time::Instant::now();
+    assert_eq!(get(addr, "/spin?n=50000000").0, 200);
+    let per_unit = started.elapsed().as_secs_f64() / 50_000_000.0;
+    let n = ((4.0 / per_unit) as u64).clamp(50_000_000, 40_000_000_000);
+
+    let spin = std::thread::spawn(move || get(addr, &format!("/spin?n={n}")));
+    up.wait_for_log("spin started", 2);
+    // The spinning call hands its thread's other connections on to another
+    // thread once it has run for a while; without that, this request would
+    // wait for the spin to end.
+    assert_eq!(get(addr, "/"), (200, "ok".to_string()));
+    assert!(
+        !spin.is_finished(),
+        "the quick request was served only after the spinning one"
+    );
+    assert_eq!(spin.join().unwrap().0, 200);
+    let (ok, _, stderr) = up.terminate();
+    assert!(ok, "{stderr}");
+}
+
+#[test]
 fn malformed_manifest_is_a_clear_error() {
     let dir = Dir::new();
     let manifest = dir.manifest("actors: [ ./x.wasm ]\nbindngs: []\n");

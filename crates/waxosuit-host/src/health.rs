@@ -36,7 +36,8 @@ impl Host {
     pub async fn check_health(&self) -> HealthReport {
         let payload = waxosuit_codec::serialize(&wcore::HealthRequest { placeholder: false })
             .unwrap_or_default();
-        let actors: Vec<Arc<ActorEntry>> = self.inner.actors.entries.load().values().cloned().collect();
+        let actors: Vec<Arc<ActorEntry>> =
+            self.inner.actors.entries.load().values().cloned().collect();
         let mut report = HealthReport {
             checked: true,
             ..HealthReport::default()

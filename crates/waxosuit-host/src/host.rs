@@ -386,7 +386,8 @@ impl Host {
             .providers
             .update(|providers| providers.remove(&route))
             .ok_or_else(|| provider_not_found(&route))?;
-        let actors: Vec<Arc<ActorEntry>> = self.inner.actors.entries.load().values().cloned().collect();
+        let actors: Vec<Arc<ActorEntry>> =
+            self.inner.actors.entries.load().values().cloned().collect();
         for actor in actors {
             let was_bound = actor.bindings.update(|b| b.remove(&route)).is_some();
             if was_bound {
