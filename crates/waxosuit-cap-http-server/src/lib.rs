@@ -34,10 +34,13 @@
 //!
 //! Connections are served by hyper's HTTP/1.1 server with keep-alive and
 //! `TCP_NODELAY`. Listeners accept on the host's tokio runtime; each
-//! connection is then served, for its whole life, on one of the provider's
+//! connection is then served, for its whole life, on one of the
 //! *connection threads*: single-worker runtimes, one per core by default
 //! ([`HttpServerProvider::with_connection_threads`]), so that a request and
-//! the actor call it makes stay on one core.
+//! the actor call it makes stay on one core. The threads are shared by the
+//! process's providers and live as long as the process: actor calls, and the
+//! host calls they make, run on them, so resources other providers open
+//! lazily during a request are registered there too.
 //!
 //! ```no_run
 //! use std::collections::HashMap;
@@ -133,12 +136,9 @@ struct Listener {
 pub struct HttpServerProvider {
     dispatcher: RwLock<Option<Arc<dyn ActorDispatcher>>>,
     listeners: Mutex<HashMap<ListenerKey, Listener>>,
-    /// How many connection threads to start; 0 serves connections on the
-    /// runtime that binds.
+    /// How many connection threads to serve on; 0 serves connections on
+    /// the runtime that binds.
     thread_count: usize,
-    /// Started with the first listener; every listener holds them too, so
-    /// they outlive a provider dropped while its connections drain.
-    threads: Mutex<Option<Arc<ConnectionThreads>>>,
 }
 
 impl Default for HttpServerProvider {
@@ -170,30 +170,28 @@ impl HttpServerProvider {
         HttpServerProvider::with_connection_threads(cores)
     }
 
-    /// A provider whose connections are served on `count` threads of its
-    /// own, each connection on one of them for its whole life; with 0, on
-    /// the tokio runtime that binds the actor instead (which then has to be
-    /// multi-threaded for the host's inline actor calls to be used).
+    /// A provider whose connections are served on `count` connection
+    /// threads, each connection on one of them for its whole life; with 0,
+    /// on the tokio runtime that binds the actor instead (which then has to
+    /// be multi-threaded for the host's inline actor calls to be used).
+    ///
+    /// Providers asking for the same count share one set of threads,
+    /// started with the first listener and kept until the process exits.
     #[must_use]
     pub fn with_connection_threads(count: usize) -> HttpServerProvider {
         HttpServerProvider {
             dispatcher: RwLock::new(None),
             listeners: Mutex::new(HashMap::new()),
             thread_count: count,
-            threads: Mutex::new(None),
         }
     }
 
     /// The connection threads, started on first use.
     fn threads(&self) -> std::io::Result<Option<Arc<ConnectionThreads>>> {
-        if self.thread_count == 0 {
-            return Ok(None);
+        match self.thread_count {
+            0 => Ok(None),
+            count => ConnectionThreads::shared(count).map(Some),
         }
-        let mut threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
-        if threads.is_none() {
-            *threads = Some(Arc::new(ConnectionThreads::start(self.thread_count)?));
-        }
-        Ok(threads.clone())
     }
 
     /// The address `actor` is served on: its `default` binding's, or else
@@ -388,10 +386,5 @@ impl CapabilityProvider for HttpServerProvider {
         for (key, listener) in all {
             join_listener(&key, listener.task).await;
         }
-        // The listeners have dropped theirs: this stops the threads.
-        self.threads
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
     }
 }

@@ -108,7 +108,7 @@ pub(crate) async fn run_listener(
                     let stream = match stream.into_std() {
                         Ok(stream) => stream,
                         Err(e) => {
-                            tracing::debug!(actor = %service.actor, error = %e, "cannot hand over an accepted connection");
+                            tracing::warn!(actor = %service.actor, error = %e, "cannot hand over an accepted connection; it is closed");
                             continue;
                         }
                     };
@@ -233,7 +233,7 @@ async fn serve_connection(
     let stream = match TcpStream::from_std(stream) {
         Ok(stream) => stream,
         Err(e) => {
-            tracing::debug!(actor = %service.actor, error = %e, "cannot register an accepted connection");
+            tracing::warn!(actor = %service.actor, error = %e, "cannot register an accepted connection; it is closed");
             return;
         }
     };

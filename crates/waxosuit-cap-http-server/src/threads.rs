@@ -12,9 +12,19 @@
 //!
 //! So the provider serves connections on a set of single-worker runtimes,
 //! one per core by default, and places each accepted connection on the one
-//! with the fewest open connections. A connection then never changes
-//! thread, its socket is registered with that thread's own `epoll`, and its
-//! timers live in that thread's wheel.
+//! with the fewest open connections. A connection then stays on that
+//! runtime: its socket is registered with the runtime's own `epoll`, its
+//! timers live in the runtime's wheel, and its task is never stolen. (The
+//! runtime's one worker can still move to another OS thread, when an inline
+//! actor call hands it on through `block_in_place`.)
+//!
+//! The sets are shared by every provider of the process that asks for the
+//! same number of threads, and are never stopped. Actor calls run on these
+//! threads, and so do the host calls they make. A provider that opens a
+//! connection or spawns a task lazily while serving such a call (a Redis
+//! connection on first use, a download streamed in the background) has
+//! registered it here. Stopping the threads with one HTTP server would
+//! silently kill resources that other providers still use.
 //!
 //! Each is a multi-threaded runtime with one worker rather than a
 //! current-thread runtime: an actor call that runs inline and then has to
@@ -23,8 +33,8 @@
 
 use std::future::Future;
 use std::io;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::runtime::{Builder, Handle, Runtime};
 use tokio::task::{AbortHandle, JoinSet};
@@ -32,11 +42,14 @@ use tokio::task::{AbortHandle, JoinSet};
 /// A set of single-worker runtimes that connections are spread over.
 ///
 /// Dropped, it stops its runtimes without waiting for them, which is
-/// allowed from async code; the listeners that use it hold it until their
-/// connections have drained.
+/// allowed from async code. Only the tests drop one: the server uses the
+/// process-wide sets of [`ConnectionThreads::shared`].
 pub(crate) struct ConnectionThreads {
     threads: Vec<Thread>,
 }
+
+/// The process's sets, one per thread count asked for.
+static SHARED: Mutex<Vec<Arc<ConnectionThreads>>> = Mutex::new(Vec::new());
 
 struct Thread {
     /// `Some` until dropped; `shutdown_background` takes it by value.
@@ -71,8 +84,20 @@ impl ConnectionThreads {
         Ok(ConnectionThreads { threads })
     }
 
+    /// The process-wide set of `count` threads (at least one), started on
+    /// first use and kept until the process exits.
+    pub(crate) fn shared(count: usize) -> io::Result<Arc<ConnectionThreads>> {
+        let count = count.max(1);
+        let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(threads) = shared.iter().find(|t| t.len() == count) {
+            return Ok(Arc::clone(threads));
+        }
+        let threads = Arc::new(ConnectionThreads::start(count)?);
+        shared.push(Arc::clone(&threads));
+        Ok(threads)
+    }
+
     /// How many runtimes there are.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.threads.len()
     }
@@ -88,12 +113,12 @@ impl ConnectionThreads {
             .iter()
             .min_by_key(|t| t.open.0.load(Ordering::Relaxed))
             .expect("at least one thread, by construction");
-        let open = Arc::clone(&thread.open);
-        open.0.fetch_add(1, Ordering::Relaxed);
+        // Counted up here and down when the task is dropped, however it
+        // ends: aborted before its first poll included.
+        let open = OpenGuard::new(Arc::clone(&thread.open));
         set.spawn_on(
             async move {
-                // Counted down however the task ends, aborted included.
-                let _open = OpenGuard(open);
+                let _open = open;
                 connection.await;
             },
             &thread.handle,
@@ -111,6 +136,13 @@ impl ConnectionThreads {
 }
 
 struct OpenGuard(Arc<Padded>);
+
+impl OpenGuard {
+    fn new(open: Arc<Padded>) -> OpenGuard {
+        open.0.fetch_add(1, Ordering::Relaxed);
+        OpenGuard(open)
+    }
+}
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
@@ -183,6 +215,39 @@ mod tests {
         }
         while set.join_next().await.is_some() {}
         assert_eq!(threads.open_counts(), [0, 0]);
+    }
+
+    #[tokio::test]
+    async fn a_connection_aborted_before_it_ran_is_no_longer_counted() {
+        let threads = ConnectionThreads::start(1).expect("runtime");
+        let mut set = JoinSet::new();
+        let (unblock, blocked) = std::sync::mpsc::channel::<()>();
+        let (started, running) = oneshot::channel();
+        threads.spawn(&mut set, async move {
+            let _ = started.send(());
+            // Holds the only worker, so the next task cannot start.
+            let _ = blocked.recv();
+        });
+        running.await.expect("blocker started");
+        let never_run = threads.spawn(&mut set, async { unreachable!("aborted first") });
+        assert_eq!(threads.open_counts(), [2]);
+        never_run.abort();
+        unblock.send(()).expect("blocker waiting");
+        let mut cancelled = 0;
+        while let Some(ended) = set.join_next().await {
+            cancelled += usize::from(ended.is_err_and(|e| e.is_cancelled()));
+        }
+        assert_eq!(cancelled, 1);
+        assert_eq!(threads.open_counts(), [0]);
+    }
+
+    #[test]
+    fn the_shared_sets_are_one_per_thread_count() {
+        let one = ConnectionThreads::shared(1).expect("runtime");
+        let again = ConnectionThreads::shared(0).expect("at least one thread");
+        assert!(Arc::ptr_eq(&one, &again));
+        let three = ConnectionThreads::shared(3).expect("runtimes");
+        assert_eq!((one.len(), three.len()), (1, 3));
     }
 
     #[tokio::test]

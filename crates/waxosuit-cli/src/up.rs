@@ -45,8 +45,9 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     drain_timeout: u64,
     /// Threads serving HTTP connections, each connection on one of them for
-    /// its whole life (default: one per available core; 0 serves them on
-    /// the host's own worker threads).
+    /// its whole life; all HTTP servers of the host share them (default: one
+    /// per available core; 0 serves connections on the host's own worker
+    /// threads).
     #[arg(long, value_name = "N", env = "WAXOSUIT_HTTP_THREADS")]
     http_threads: Option<usize>,
     #[command(flatten)]
@@ -159,7 +160,17 @@ enum Backend {
 }
 
 /// The built-in backends, for `waxosuit lattice start provider`.
-struct Backends;
+struct Backends {
+    http_threads: Option<usize>,
+}
+
+/// An HTTP server provider with `--http-threads` applied.
+fn http_server(threads: Option<usize>) -> HttpServerProvider {
+    match threads {
+        Some(count) => HttpServerProvider::with_connection_threads(count),
+        None => HttpServerProvider::new(),
+    }
+}
 
 impl ProviderFactory for Backends {
     fn create(
@@ -168,7 +179,7 @@ impl ProviderFactory for Backends {
         name: Option<&str>,
     ) -> Result<Arc<dyn CapabilityProvider>, String> {
         match backend(capid, name).map_err(|e| e.to_string())? {
-            Backend::Http => Ok(Arc::new(HttpServerProvider::new())),
+            Backend::Http => Ok(Arc::new(http_server(self.http_threads))),
             Backend::Other(p) => Ok(p),
         }
     }
@@ -205,7 +216,9 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
         host: host.clone(),
         started: AtomicBool::new(false),
     });
-    let lattice = match args.lattice.config(Arc::new(Backends))? {
+    let lattice = match args.lattice.config(Arc::new(Backends {
+        http_threads: args.http_threads,
+    }))? {
         Some(config) => {
             let url = config.url.clone();
             let prefix = config.prefix.clone();
@@ -286,10 +299,7 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
             .with_context(|| format!("{file}: capabilities[{i}]"))?;
         let provider: Arc<dyn CapabilityProvider> = match backend {
             Backend::Http => {
-                let http = Arc::new(match args.http_threads {
-                    Some(count) => HttpServerProvider::with_connection_threads(count),
-                    None => HttpServerProvider::new(),
-                });
+                let http = Arc::new(http_server(args.http_threads));
                 http_servers.push((entry.binding_name.clone(), Arc::clone(&http)));
                 http
             }

@@ -121,6 +121,11 @@ impl Drop for HostInner {
 }
 
 /// The Waxosuit host. Cheap to clone; clones share everything.
+///
+/// Stop it with [`Host::shutdown`], which lets providers drain the calls
+/// in flight. Dropping the last clone without it stops the host at once:
+/// a provider that is still serving finds no actors, and the host calls of
+/// actor calls already running fail with "the host is shutting down".
 #[derive(Clone)]
 pub struct Host {
     pub(crate) inner: Arc<HostInner>,

@@ -265,6 +265,21 @@ const MAX_OPERATIONS: usize = 256;
 /// Series by operation name.
 type Operations = FxHashMap<String, Arc<Series>>;
 
+/// The operation label of calls beyond [`MAX_OPERATIONS`].
+const OTHER: &str = "other";
+
+/// `operation`'s series, or `other`'s once the map is full: a guest that
+/// keeps inventing names must not make every call copy the map.
+fn cached<'a>(ops: &'a Operations, operation: &str) -> Option<&'a Arc<Series>> {
+    ops.get(operation).or_else(|| {
+        if ops.len() >= MAX_OPERATIONS {
+            ops.get(OTHER)
+        } else {
+            None
+        }
+    })
+}
+
 /// One actor's series, looked up by capability and operation without
 /// building (or hashing) the full label set on every call: the hot path of
 /// every invocation.
@@ -295,14 +310,14 @@ impl SeriesCache {
         // Recorded through the snapshot: cloning the `Arc` would write its
         // count, shared by every core, on each call.
         if capability.is_empty() {
-            if let Some(series) = self.own.load().get(operation) {
+            if let Some(series) = cached(&self.own.load(), operation) {
                 return series.record(elapsed, ok);
             }
         } else if let Some(series) = self
             .by_capability
             .load()
             .get(capability)
-            .and_then(|ops| ops.get(operation))
+            .and_then(|ops| cached(ops, operation))
         {
             return series.record(elapsed, ok);
         }
@@ -321,7 +336,7 @@ impl SeriesCache {
     ) -> Arc<Series> {
         let make = |ops: &mut Operations| {
             let operation = if ops.len() >= MAX_OPERATIONS && !ops.contains_key(operation) {
-                "other"
+                OTHER
             } else {
                 operation
             };
@@ -426,5 +441,41 @@ mod tests {
             .filter(|l| l.starts_with("waxosuit_invocations_total{"))
             .count();
         assert_eq!(series, MAX_OPERATIONS + 1);
+
+        // Once full, new names are counted without copying the map again.
+        let full = cache.own.load_full();
+        cache.record(&metrics, "MA", "", "yet-another", Duration::ZERO, true);
+        assert!(Arc::ptr_eq(&full, &cache.own.load_full()));
+        assert!(metrics.encode().contains(r#"operation="other"} 51"#));
+    }
+
+    #[test]
+    fn host_call_series_are_bounded_per_capability_too() {
+        let metrics = Metrics::new();
+        let cache = SeriesCache::default();
+        for i in 0..(MAX_OPERATIONS + 5) {
+            let op = format!("op{i}");
+            cache.record(&metrics, "MA", "wascc:keyvalue", &op, Duration::ZERO, true);
+        }
+        let full = cache.by_capability.load_full();
+        cache.record(
+            &metrics,
+            "MA",
+            "wascc:keyvalue",
+            "new",
+            Duration::ZERO,
+            true,
+        );
+        assert!(Arc::ptr_eq(&full, &cache.by_capability.load_full()));
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"capability="wascc:keyvalue",operation="other"} 6"#),
+            "{text}"
+        );
+        // The actor's own operations are counted apart.
+        cache.record(&metrics, "MA", "", "op0", Duration::ZERO, true);
+        assert!(metrics.encode().contains(
+            r#"waxosuit_invocations_total{target="actor",actor="MA",capability="",operation="op0"} 1"#
+        ));
     }
 }
