@@ -56,7 +56,8 @@ impl Dir {
 pub struct Up {
     pub child: Child,
     pub lines: mpsc::Receiver<String>,
-    stderr: std::thread::JoinHandle<String>,
+    /// `None` once [`Up::terminate`] has joined it.
+    stderr: Option<std::thread::JoinHandle<String>>,
     /// What the host has written to stderr so far.
     pub log: std::sync::Arc<std::sync::Mutex<String>>,
     /// Actor name → HTTP address, from the startup summary.
@@ -141,7 +142,7 @@ impl Up {
         Ok(Up {
             child,
             lines,
-            stderr,
+            stderr: Some(stderr),
             log,
             listening,
             summary,
@@ -177,8 +178,19 @@ impl Up {
         (
             status.success(),
             rest.join("\n"),
-            self.stderr.join().unwrap(),
+            self.stderr.take().unwrap().join().unwrap(),
         )
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        // A test that failed before `terminate` must not leave its host
+        // running (possibly still spinning in an actor) after the test run.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
