@@ -102,27 +102,22 @@ pub(crate) async fn run_listener(
             }
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    // Taken off this runtime's reactor: the connection's
-                    // readiness must wake the thread that serves it, not this
-                    // one (which would then have to hand every wake-up over).
-                    let stream = match stream.into_std() {
-                        Ok(stream) => stream,
-                        Err(e) => {
-                            tracing::warn!(actor = %service.actor, error = %e, "cannot hand over an accepted connection; it is closed");
-                            continue;
-                        }
-                    };
                     let (stop_connection, stop_rx) = oneshot::channel();
-                    let connection = serve_connection(
-                        stream,
-                        Arc::clone(&http),
-                        Arc::clone(&service),
-                        config.header_read_timeout,
-                        stop_rx,
-                    );
+                    let http = Arc::clone(&http);
+                    let service = Arc::clone(&service);
+                    let timeout = config.header_read_timeout;
                     let task = match &threads {
-                        Some(threads) => threads.spawn(&mut connections, connection),
-                        None => connections.spawn(connection),
+                        Some(threads) => {
+                            let Some(stream) = hand_over(stream, &service.actor) else {
+                                continue;
+                            };
+                            threads.spawn(&mut connections, async move {
+                                if let Some(stream) = take_over(stream, &service.actor) {
+                                    serve_connection(stream, http, service, timeout, stop_rx).await;
+                                }
+                            })
+                        }
+                        None => connections.spawn(serve_connection(stream, http, service, timeout, stop_rx)),
                     };
                     stops.insert(task.id(), stop_connection);
                 }
@@ -216,8 +211,26 @@ fn report_connection_panic<T>(actor: &str, finished: Result<T, JoinError>) {
     }
 }
 
+/// Takes an accepted connection off this runtime's reactor, so that its
+/// readiness wakes the thread that serves it, not this one (which would
+/// then have to hand every wake-up over). `None`, logged, if that fails.
+fn hand_over(stream: TcpStream, actor: &str) -> Option<std::net::TcpStream> {
+    stream
+        .into_std()
+        .inspect_err(|e| tracing::warn!(actor, error = %e, "cannot hand over an accepted connection; it is closed"))
+        .ok()
+}
+
+/// Registers a handed-over connection with the reactor of the runtime
+/// running this; `into_std` left the socket non-blocking, as this requires.
+fn take_over(stream: std::net::TcpStream, actor: &str) -> Option<TcpStream> {
+    TcpStream::from_std(stream)
+        .inspect_err(|e| tracing::warn!(actor, error = %e, "cannot register an accepted connection; it is closed"))
+        .ok()
+}
+
 async fn serve_connection(
-    stream: std::net::TcpStream,
+    stream: TcpStream,
     http: Arc<http1::Builder>,
     service: Arc<ActorService>,
     header_read_timeout: Option<Duration>,
@@ -228,15 +241,6 @@ async fn serve_connection(
     let mut watchdog = Watchdog::new(header_read_timeout);
     // Responses are small and written in one go; Nagle would hold them back
     // waiting for an ACK and add up to 40 ms of latency on keep-alive.
-    // Registered with the reactor of the runtime serving it; `into_std`
-    // left the socket non-blocking, as this requires.
-    let stream = match TcpStream::from_std(stream) {
-        Ok(stream) => stream,
-        Err(e) => {
-            tracing::warn!(actor = %service.actor, error = %e, "cannot register an accepted connection; it is closed");
-            return;
-        }
-    };
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
