@@ -8,8 +8,7 @@
 //! counters per thread slot, on its own cache lines, and the cells are only
 //! added up when `/metrics` is scraped.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -58,20 +57,6 @@ struct Cell128 {
     buckets: [AtomicU64; BUCKETS + 1],
 }
 
-/// This thread's cell index, assigned round-robin on first use.
-fn thread_slot() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static SLOT: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-    SLOT.with(|slot| {
-        if slot.get() == usize::MAX {
-            slot.set(NEXT.fetch_add(1, Ordering::Relaxed));
-        }
-        slot.get()
-    })
-}
-
 /// One label set's invocations, errors and latencies.
 pub(crate) struct Series {
     cells: Box<[Cell128]>,
@@ -102,7 +87,7 @@ impl Series {
 
     pub(crate) fn record(&self, elapsed: Duration, ok: bool) {
         // A power of two long: a mask, not a division, on every invocation.
-        let cell = &self.cells[thread_slot() & (self.cells.len() - 1)];
+        let cell = &self.cells[waxosuit_runtime::thread_slot() & (self.cells.len() - 1)];
         if !ok {
             cell.errors.fetch_add(1, Ordering::Relaxed);
         }

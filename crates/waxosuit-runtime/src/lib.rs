@@ -166,6 +166,7 @@ pub use cache::CacheOutcome;
 pub use config::{Limits, PoolingConfig, RuntimeConfig};
 pub use error::{ErrorKind, RuntimeError};
 pub use name::Name;
+pub use pool::thread_slot;
 pub use runtime::{AllocatorKind, Runtime};
 
 /// An actor's identity: its 56-character module public key (`M…`, nkeys

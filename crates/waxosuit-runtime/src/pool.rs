@@ -92,9 +92,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// This thread's shard slot, assigned round-robin on first use.
+/// A small index for the calling thread, assigned round-robin on first use
+/// and kept for the thread's life.
+///
+/// The instance pool picks a thread's shard with it (masked to the shard
+/// count). Embedders that keep per-thread state of their own, such as the
+/// host's metric cells, use the same index rather than a second counter
+/// and thread-local of their own.
 #[inline]
-fn thread_slot() -> usize {
+pub fn thread_slot() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static SLOT: Cell<usize> = const { Cell::new(usize::MAX) };
