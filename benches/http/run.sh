@@ -6,7 +6,8 @@
 #   DURATION=30s CONNECTIONS=128 benches/http/run.sh
 #
 # Environment: DURATION (10s), CONNECTIONS (64), THREADS (2), WARMUP (2s, "0"
-# to skip), ROUNDS (1), CARGO_TARGET_DIR (target/). Results are printed as a
+# to skip), ROUNDS (1), POLICY (1; "0" skips the policy target),
+# CARGO_TARGET_DIR (target/). Results are printed as a
 # Markdown table; the ratio column is relative to the first target (the native
 # baseline) of the same round. With ROUNDS > 1 the targets run in turn, round
 # after round, so background load hits them alike, and a second table gives
@@ -218,6 +219,20 @@ bindings:
     capability: wascc:http_server
     values: { ADDRESS: 127.0.0.1, PORT: "${BENCH_PORT}" }
 YAML
+    # A per-invocation policy that allows every request: what consulting
+    # policy on each call costs (decisions come from the cache after the
+    # first; docs/policy.md).
+    cat >"$LOG_DIR/allow.rego" <<'REGO'
+package waxosuit.invoke
+
+default allow := false
+
+allow if {
+    input.direction == "inbound"
+    input.capability == "wascc:http_server"
+    input.operation == "HandleRequest"
+}
+REGO
 }
 
 main() {
@@ -241,10 +256,17 @@ main() {
             "http://127.0.0.1:$port/"
         port=$(free_port)
         bench_target "provider + echo dispatcher" "$EXAMPLES/provider_echo $port" "http://127.0.0.1:$port/"
+        # The keys directory that signed the actor: `up` trusts its account.
         port=$(free_port)
         bench_target "waxosuit up (hello actor)" \
-            "env BENCH_PORT=$port RUST_LOG=warn WAXOSUIT_CACHE=$LOG_DIR/cache $TARGET_DIR/release/waxosuit up $LOG_DIR/host.yaml" \
+            "env BENCH_PORT=$port RUST_LOG=warn WAXOSUIT_KEYS=$LOG_DIR/keys WAXOSUIT_CACHE=$LOG_DIR/cache $TARGET_DIR/release/waxosuit up $LOG_DIR/host.yaml" \
             "http://127.0.0.1:$port/"
+        if [[ "${POLICY:-1}" != "0" ]]; then
+            port=$(free_port)
+            bench_target "waxosuit up + allow policy" \
+                "env BENCH_PORT=$port RUST_LOG=warn WAXOSUIT_KEYS=$LOG_DIR/keys WAXOSUIT_CACHE=$LOG_DIR/cache $TARGET_DIR/release/waxosuit up $LOG_DIR/host.yaml --policy $LOG_DIR/allow.rego" \
+                "http://127.0.0.1:$port/"
+        fi
     done
 
     print_table

@@ -14,17 +14,18 @@
 //!
 //!   | Key | Meaning |
 //!   |---|---|
-//!   | [`URL`] | server URL, default [`DEFAULT_URL`] |
+//!   | [`URL`] | server URL, default [`DEFAULT_URL`]; `nats://user:password@host:port` (percent-encoded) or `nats://token@host:port` authenticates |
 //!   | [`SUBSCRIPTION`] | comma-separated subjects to receive (NATS wildcards allowed) |
 //!   | [`QUEUEGROUP_NAME`] | optional; subscribe as a member of this queue group |
-//!   | [`CREDSFILE`] | optional path of a NATS `.creds` file (user JWT and seed) |
+//!   | [`CREDSFILE`] | optional path of a NATS `.creds` file (user JWT and seed); not together with credentials in the `URL` |
 //!
 //!   **Each binding has its own connection**, named [`CONNECTION_NAME`],
 //!   as in `wascc-nats`: bindings never share credentials, and removing one
 //!   closes exactly its connection. Binding again replaces the pair's
 //!   connection and subscriptions.
 //! * **Failures at bind time.** A server that cannot be reached fails the
-//!   bind at once with [`ProviderError::Unavailable`] naming the URL; the
+//!   bind at once with [`ProviderError::Unavailable`] naming the URL
+//!   (without its credentials: errors, health and logs never repeat them); the
 //!   provider does not retry in the background, so a manifest error shows
 //!   up when the host starts rather than as silence later. A URL that does
 //!   not parse, a subject that is not valid, or a `CREDSFILE` that cannot
@@ -43,6 +44,25 @@
 //!     SUBJECT" when the server knows nobody is subscribed, and with "no
 //!     reply on SUBJECT within N ms" when nobody answered in time; both are
 //!     [`ProviderError::Backend`] errors (see [`MessagingError`]).
+//! * **Reserved subjects.** The lattice's own planes (`waxosuit.actor.*`,
+//!   `waxosuit.control.*`, `waxosuit.bindings`, `waxosuit._INBOX.>`, …) are
+//!   out of every actor's reach, even when the provider's server is the
+//!   lattice's: a `Publish`, `replyTo`, `Request` or [`SUBSCRIPTION`]
+//!   subject (queue groups included) that is under a reserved prefix, **or
+//!   as a wildcard could match** a subject under one, is refused, with NATS
+//!   semantics token by token (see [`subject`]): `>`, `*.>`,
+//!   `waxosuit.>` and `*.control.*` are refused, `waxosuitx.a`, `foo.>` and
+//!   `waxosuit` itself are not. [`DEFAULT_RESERVED_PREFIX`] is always
+//!   reserved; [`NatsMessaging::reserve_prefix`] adds the prefix of a
+//!   lattice that uses another. A refused operation is a
+//!   [`ProviderError::Backend`] starting "permission denied" (see
+//!   [`MessagingError::Reserved`]); a refused subscription fails the bind
+//!   with a [`ProviderError::Config`] naming [`SUBSCRIPTION`], and nothing
+//!   is subscribed. Subjects that are not valid NATS subjects (empty tokens,
+//!   whitespace, wildcards where a message is sent) are refused too. The
+//!   provider also does not forward an actor's answer to a reserved reply
+//!   subject. This is defence in depth: give actors a NATS account of
+//!   their own as well ([`NATS_ACCOUNTS_DOC`], `deploy/nats/`).
 //! * **Delivery.** Each subscription has a task that hands its messages, in
 //!   order, to the actor as `DeliverMessage`. If a message carries a reply
 //!   subject and the actor's handler **returns non-empty bytes, they are
@@ -61,7 +81,8 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let nats = NatsMessaging::new();
+//! // The lattice runs under `staging.waxosuit`; `waxosuit` stays reserved.
+//! let nats = NatsMessaging::new().reserve_prefix("staging.waxosuit")?;
 //! nats.bind_actor(BindRequest {
 //!     actor: "MWORKER".into(),
 //!     binding: "default".into(),
@@ -93,8 +114,10 @@ use waxosuit_codec::messaging::{
 };
 use waxosuit_provider::{
     ActorDispatcher, BindRequest, Bindings, CapabilityProvider, Health, ProviderCall,
-    ProviderError, decode, encode,
+    ProviderError, decode, encode, redact_url,
 };
+
+pub mod subject;
 
 /// Binding key: the NATS server URL.
 pub const URL: &str = "URL";
@@ -135,6 +158,44 @@ pub enum MessagingError {
         /// The deadline used, in milliseconds.
         timeout_ms: u128,
     },
+    /// The subject is, or as a wildcard could match, a subject under a
+    /// reserved prefix: the Waxosuit lattice's own control and data planes.
+    #[error(
+        "permission denied: actor {actor} (binding `{binding}`) may not {action} `{subject}`: \
+         {reach}, and those are reserved for the Waxosuit lattice (prefix `{prefix}`). Use a \
+         subject that cannot match `{prefix}.>`, or give actors a NATS account of their own \
+         (see {NATS_ACCOUNTS_DOC})",
+        reach = reach(.subject, .prefix)
+    )]
+    Reserved {
+        /// The actor's key.
+        actor: String,
+        /// The binding the call came through.
+        binding: String,
+        /// What the actor tried.
+        action: SubjectUse,
+        /// The refused subject or pattern.
+        subject: String,
+        /// The reserved prefix it reaches.
+        prefix: String,
+    },
+    /// The subject is not a valid NATS subject for this use.
+    #[error(
+        "actor {actor} (binding `{binding}`) may not {action} `{subject}`: it is not a valid \
+         NATS subject: {reason}"
+    )]
+    InvalidSubject {
+        /// The actor's key.
+        actor: String,
+        /// The binding the call came through.
+        binding: String,
+        /// What the actor tried.
+        action: SubjectUse,
+        /// The subject as given.
+        subject: String,
+        /// What is wrong with it.
+        reason: subject::SubjectError,
+    },
     /// The client refused or failed the operation.
     #[error("{operation} on {subject} failed: {reason}")]
     Client {
@@ -148,14 +209,126 @@ pub enum MessagingError {
 }
 
 impl From<MessagingError> for ProviderError {
+    /// Every messaging failure reaches the actor as [`ProviderError::Backend`]
+    /// (the provider API has no permission variant): the text says what was
+    /// refused and why.
     fn from(e: MessagingError) -> ProviderError {
         ProviderError::backend(CAPABILITY_ID, e)
+    }
+}
+
+/// The prefix of the Waxosuit lattice's own subjects; always reserved.
+pub const DEFAULT_RESERVED_PREFIX: &str = "waxosuit";
+
+/// Where refusals point operators: the page on separate NATS accounts.
+pub const NATS_ACCOUNTS_DOC: &str = "docs/nats-accounts.md";
+
+/// What an actor tried to do with a subject; the text completes "may not …".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubjectUse {
+    /// `Publish`'s subject.
+    Publish,
+    /// `Publish`'s `replyTo`, or the reply subject of a message delivered
+    /// to the actor (the provider publishes the actor's answer there).
+    Reply,
+    /// `Request`'s subject.
+    Request,
+    /// A [`SUBSCRIPTION`] subject (plain or with [`QUEUEGROUP_NAME`]).
+    Subscribe,
+}
+
+impl std::fmt::Display for SubjectUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SubjectUse::Publish => "publish to",
+            SubjectUse::Reply => "send replies to",
+            SubjectUse::Request => "send requests to",
+            SubjectUse::Subscribe => "subscribe to",
+        })
+    }
+}
+
+/// How a refused subject reaches under a reserved prefix, for the error text.
+fn reach(subject: &str, prefix: &str) -> String {
+    if subject::validate_literal(subject).is_ok() {
+        format!("it is a subject under `{prefix}.`")
+    } else {
+        format!("as a wildcard it could match subjects under `{prefix}.`")
+    }
+}
+
+/// A prefix given to [`NatsMessaging::reserve_prefix`] that cannot be one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{prefix}` cannot be reserved: it is not a valid NATS subject without wildcards ({reason}); \
+     pass the lattice prefix itself, e.g. `waxosuit` or `staging.waxosuit`"
+)]
+pub struct InvalidPrefix {
+    /// The prefix as given.
+    pub prefix: String,
+    /// What is wrong with it.
+    pub reason: subject::SubjectError,
+}
+
+/// The reserved prefixes of one provider, the default first.
+#[derive(Debug)]
+struct Reserved {
+    prefixes: Vec<String>,
+}
+
+impl Reserved {
+    fn new() -> Reserved {
+        Reserved {
+            prefixes: vec![DEFAULT_RESERVED_PREFIX.to_string()],
+        }
+    }
+
+    /// Refuses `subject` for `action` by `actor` when it is not a valid
+    /// subject for that use, or is or could match one under a reserved
+    /// prefix. The reservation is checked before the wildcard ban on
+    /// published subjects, so `*.control.x` is reported as the permission
+    /// problem it is, not as a syntax error.
+    fn check(
+        &self,
+        actor: &str,
+        binding: &str,
+        action: SubjectUse,
+        subject: &str,
+    ) -> Result<(), MessagingError> {
+        let invalid = |reason| MessagingError::InvalidSubject {
+            actor: actor.to_string(),
+            binding: binding.to_string(),
+            action,
+            subject: subject.to_string(),
+            reason,
+        };
+        subject::validate(subject).map_err(invalid)?;
+        if let Some(prefix) = self
+            .prefixes
+            .iter()
+            .find(|p| subject::overlaps_prefix(subject, p))
+        {
+            return Err(MessagingError::Reserved {
+                actor: actor.to_string(),
+                binding: binding.to_string(),
+                action,
+                subject: subject.to_string(),
+                prefix: prefix.clone(),
+            });
+        }
+        if action != SubjectUse::Subscribe {
+            subject::validate_literal(subject).map_err(invalid)?;
+        }
+        Ok(())
     }
 }
 
 /// The NATS `wascc:messaging` provider. See the [crate docs](crate).
 pub struct NatsMessaging {
     inner: Arc<Inner>,
+    /// Shared with the delivery tasks, which check reply subjects too.
+    reserved: Arc<Reserved>,
 }
 
 impl Default for NatsMessaging {
@@ -165,14 +338,64 @@ impl Default for NatsMessaging {
 }
 
 impl NatsMessaging {
-    /// A provider with no bindings yet.
+    /// A provider with no bindings yet, reserving
+    /// [`DEFAULT_RESERVED_PREFIX`] only.
     pub fn new() -> NatsMessaging {
         NatsMessaging {
             inner: Arc::new(Inner {
                 dispatcher: RwLock::new(None),
                 bindings: Bindings::new(CAPABILITY_ID),
             }),
+            reserved: Arc::new(Reserved::new()),
         }
+    }
+
+    /// Also refuses actors every subject under `prefix` (e.g. the lattice
+    /// prefix `staging.waxosuit`), on top of [`DEFAULT_RESERVED_PREFIX`],
+    /// which stays reserved. Reserving a prefix twice is harmless.
+    ///
+    /// Call it before binding actors: bindings made earlier were checked
+    /// against the prefixes reserved then.
+    ///
+    /// ```
+    /// use waxosuit_cap_messaging_nats::NatsMessaging;
+    ///
+    /// let nats = NatsMessaging::new().reserve_prefix("staging.waxosuit")?;
+    /// assert_eq!(nats.reserved_prefixes(), ["waxosuit", "staging.waxosuit"]);
+    /// assert!(NatsMessaging::new().reserve_prefix("staging.*").is_err());
+    /// # Ok::<(), waxosuit_cap_messaging_nats::InvalidPrefix>(())
+    /// ```
+    pub fn reserve_prefix(mut self, prefix: &str) -> Result<NatsMessaging, InvalidPrefix> {
+        subject::validate_literal(prefix).map_err(|reason| InvalidPrefix {
+            prefix: prefix.to_string(),
+            reason,
+        })?;
+        if !self.reserved.prefixes.iter().any(|p| p == prefix) {
+            let mut prefixes = self.reserved.prefixes.clone();
+            prefixes.push(prefix.to_string());
+            self.reserved = Arc::new(Reserved { prefixes });
+        }
+        Ok(self)
+    }
+
+    /// [`NatsMessaging::new`] followed by
+    /// [`reserve_prefix`](NatsMessaging::reserve_prefix) for each of
+    /// `prefixes`.
+    pub fn with_reserved_prefixes<I, S>(prefixes: I) -> Result<NatsMessaging, InvalidPrefix>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        prefixes
+            .into_iter()
+            .try_fold(NatsMessaging::new(), |nats, prefix| {
+                nats.reserve_prefix(prefix.as_ref())
+            })
+    }
+
+    /// The reserved prefixes, [`DEFAULT_RESERVED_PREFIX`] first.
+    pub fn reserved_prefixes(&self) -> &[String] {
+        &self.reserved.prefixes
     }
 
     fn client(&self, actor: &str, binding: &str) -> Result<Client, ProviderError> {
@@ -206,6 +429,7 @@ impl Inner {
 
 struct NatsBinding {
     client: Client,
+    /// Redacted: it is shown in health messages.
     url: String,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -227,7 +451,9 @@ struct BindConfig {
     creds: Option<String>,
 }
 
-fn parse_config(request: &BindRequest) -> Result<BindConfig, ProviderError> {
+/// Reads a binding's values. Subscriptions are checked here, before any
+/// connection is made, so a refused subject leaves nothing subscribed.
+fn parse_config(request: &BindRequest, reserved: &Reserved) -> Result<BindConfig, ProviderError> {
     let config_error = |key: &str, reason: String| ProviderError::Config {
         capid: CAPABILITY_ID.to_string(),
         actor: request.actor.clone(),
@@ -244,12 +470,20 @@ fn parse_config(request: &BindRequest) -> Result<BindConfig, ProviderError> {
     let mut subjects = Vec::new();
     if let Some(list) = value(SUBSCRIPTION) {
         for subject in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            check_subject(subject).map_err(|reason| {
-                config_error(
-                    SUBSCRIPTION,
-                    format!("has an invalid subject `{subject}`: {reason}"),
+            reserved
+                .check(
+                    &request.actor,
+                    &request.binding,
+                    SubjectUse::Subscribe,
+                    subject,
                 )
-            })?;
+                .map_err(|e| match e {
+                    MessagingError::InvalidSubject { reason, .. } => config_error(
+                        SUBSCRIPTION,
+                        format!("has an invalid subject `{subject}`: {reason}"),
+                    ),
+                    refused => config_error(SUBSCRIPTION, format!("is refused: {refused}")),
+                })?;
             subjects.push(subject.to_string());
         }
     }
@@ -270,34 +504,16 @@ fn parse_config(request: &BindRequest) -> Result<BindConfig, ProviderError> {
     })
 }
 
-/// The syntax checks a NATS server applies to subscriptions, done here so
-/// the error names the binding key instead of surfacing as a server error.
-fn check_subject(subject: &str) -> Result<(), &'static str> {
-    if subject.chars().any(char::is_whitespace) {
-        return Err("it contains whitespace");
-    }
-    let tokens: Vec<&str> = subject.split('.').collect();
-    for (i, token) in tokens.iter().enumerate() {
-        if token.is_empty() {
-            return Err("it has an empty token");
-        }
-        if *token != "*" && *token != ">" && (token.contains('*') || token.contains('>')) {
-            return Err("`*` and `>` must be whole tokens");
-        }
-        if *token == ">" && i + 1 != tokens.len() {
-            return Err("`>` may only be the last token");
-        }
-    }
-    Ok(())
-}
-
 impl NatsMessaging {
     async fn connect(
         &self,
         request: &BindRequest,
         config: &BindConfig,
     ) -> Result<Client, ProviderError> {
-        let url = config.url.clone();
+        // The URL may carry `user:password@`; nothing shown to actors or
+        // written to logs may repeat it.
+        let shown = redact_url(&config.url);
+        let url = shown.clone();
         let mut options = ConnectOptions::new()
             .name(CONNECTION_NAME)
             .subscription_capacity(SUBSCRIPTION_CAPACITY)
@@ -314,6 +530,28 @@ impl NatsMessaging {
                     }
                 }
             });
+        match (
+            waxosuit_nats::UrlCredentials::from_url(&config.url),
+            &config.creds,
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(ProviderError::Config {
+                    capid: CAPABILITY_ID.to_string(),
+                    actor: request.actor.clone(),
+                    key: CREDSFILE.to_string(),
+                    reason: format!(
+                        "is set while `URL` ({shown}) carries credentials too; use one of them"
+                    ),
+                });
+            }
+            (Some(waxosuit_nats::UrlCredentials::UserPassword(user, password)), None) => {
+                options = options.user_and_password(user, password);
+            }
+            (Some(waxosuit_nats::UrlCredentials::Token(token)), None) => {
+                options = options.token(token)
+            }
+            (None, _) => {}
+        }
         if let Some(path) = &config.creds {
             options = options
                 .credentials_file(path)
@@ -333,11 +571,11 @@ impl NatsMessaging {
                     capid: CAPABILITY_ID.to_string(),
                     actor: request.actor.clone(),
                     key: URL.to_string(),
-                    reason: format!("`{}` is not a NATS server URL: {e}", config.url),
+                    reason: format!("`{shown}` is not a NATS server URL: {e}"),
                 },
                 _ => ProviderError::Unavailable {
                     capid: CAPABILITY_ID.to_string(),
-                    reason: format!("cannot connect to NATS at {}: {e}", config.url),
+                    reason: format!("cannot connect to NATS at {shown}: {e}"),
                 },
             })
     }
@@ -401,8 +639,10 @@ async fn round_trip(client: &Client) -> Result<(), String> {
 /// provider only weakly, so dropping the provider ends it.
 async fn deliver_loop(
     inner: Weak<Inner>,
+    reserved: Arc<Reserved>,
     client: Client,
     actor: String,
+    binding: String,
     mut subscriber: Subscriber,
 ) {
     while let Some(message) = subscriber.next().await {
@@ -431,9 +671,18 @@ async fn deliver_loop(
             .await
         {
             Ok(reply) if !reply.is_empty() => {
-                if let Some(reply_to) = message.reply
-                    && let Err(e) = client.publish(reply_to.clone(), reply.into()).await
+                let Some(reply_to) = message.reply else {
+                    continue;
+                };
+                // Whoever sent the message chose the reply subject; answering
+                // blindly would let any client of the server aim an actor's
+                // output at the lattice's planes.
+                if let Err(refused) = reserved.check(&actor, &binding, SubjectUse::Reply, &reply_to)
                 {
+                    tracing::warn!(%actor, subject = %message.subject, error = %refused, "actor's reply not sent");
+                    continue;
+                }
+                if let Err(e) = client.publish(reply_to.clone(), reply.into()).await {
                     tracing::warn!(%actor, %reply_to, error = %e, "cannot publish the actor's reply");
                 }
             }
@@ -482,7 +731,7 @@ impl CapabilityProvider for NatsMessaging {
     }
 
     async fn bind_actor(&self, request: BindRequest) -> Result<(), ProviderError> {
-        let config = parse_config(&request)?;
+        let config = parse_config(&request, &self.reserved)?;
         let client = self.connect(&request, &config).await?;
         let subscribe_error = |subject: &str, e: &dyn std::fmt::Display| {
             ProviderError::from(MessagingError::Client {
@@ -512,15 +761,17 @@ impl CapabilityProvider for NatsMessaging {
             .map(|subscriber| {
                 tokio::spawn(deliver_loop(
                     Arc::downgrade(&self.inner),
+                    self.reserved.clone(),
                     client.clone(),
                     request.actor.clone(),
+                    request.binding.clone(),
                     subscriber,
                 ))
             })
             .collect();
         let binding = NatsBinding {
             client,
-            url: config.url,
+            url: redact_url(&config.url),
             tasks,
         };
         let previous = self
@@ -545,6 +796,14 @@ impl CapabilityProvider for NatsMessaging {
         match call.operation.as_str() {
             OP_PUBLISH_MESSAGE => {
                 let message: BrokerMessage = decode(CAPABILITY_ID, &call)?;
+                let check = |action, subject: &str| {
+                    self.reserved
+                        .check(&call.actor, &call.binding, action, subject)
+                };
+                check(SubjectUse::Publish, &message.subject)?;
+                if !message.reply_to.is_empty() {
+                    check(SubjectUse::Reply, &message.reply_to)?;
+                }
                 let subject = message.subject.clone();
                 let sent = if message.reply_to.is_empty() {
                     client.publish(message.subject, message.body.into()).await
@@ -562,6 +821,12 @@ impl CapabilityProvider for NatsMessaging {
             }
             OP_PERFORM_REQUEST => {
                 let request: RequestMessage = decode(CAPABILITY_ID, &call)?;
+                self.reserved.check(
+                    &call.actor,
+                    &call.binding,
+                    SubjectUse::Request,
+                    &request.subject,
+                )?;
                 self.request(&client, request).await
             }
             other => Err(ProviderError::unknown_operation(CAPABILITY_ID, other)),
@@ -612,14 +877,141 @@ mod tests {
 
     use super::*;
 
+    fn bind_request(values: &[(&str, &str)]) -> BindRequest {
+        BindRequest {
+            actor: "MA".into(),
+            binding: "default".into(),
+            values: values
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
     #[test]
     fn subjects_are_checked_like_the_server_does() {
-        for ok in ["a", "a.b", "a.*.c", "a.>", ">", "_INBOX.x"] {
-            assert!(check_subject(ok).is_ok(), "{ok}");
+        let reserved = Reserved::new();
+        for ok in ["a", "a.b", "a.*.c", "a.>", "_INBOX.x", "waxosuit"] {
+            assert!(
+                reserved
+                    .check("MA", "default", SubjectUse::Subscribe, ok)
+                    .is_ok(),
+                "{ok}"
+            );
         }
-        for bad in ["a..b", ".a", "a.", "a b", "a.>.b", "a*", "b>"] {
-            assert!(check_subject(bad).is_err(), "{bad}");
+        for bad in ["a..b", ".a", "a.", "a b", "a.>.b", "a*", "b>", ""] {
+            let err = reserved
+                .check("MA", "default", SubjectUse::Subscribe, bad)
+                .unwrap_err();
+            assert!(
+                matches!(err, MessagingError::InvalidSubject { .. }),
+                "{bad}: {err}"
+            );
         }
+    }
+
+    #[test]
+    fn reservation_wins_over_the_wildcard_ban_but_not_over_syntax() {
+        let reserved = Reserved::new();
+        let check = |action, subject| reserved.check("MA", "b1", action, subject);
+        // A wildcard publish that could reach the lattice is a permission
+        // problem first.
+        let err = check(SubjectUse::Publish, "*.control.x").unwrap_err();
+        assert!(matches!(err, MessagingError::Reserved { .. }), "{err}");
+        // One that cannot is still not a valid publish subject.
+        let err = check(SubjectUse::Publish, "jobs.*").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                MessagingError::InvalidSubject {
+                    reason: subject::SubjectError::Wildcard,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(check(SubjectUse::Subscribe, "jobs.*").is_ok());
+        // Broken syntax is reported as such, wherever it points.
+        let err = check(SubjectUse::Request, "waxosuit..control").unwrap_err();
+        assert!(
+            matches!(err, MessagingError::InvalidSubject { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn refusals_say_what_why_and_what_to_do() {
+        let reserved = Reserved::new()
+            .prefixes
+            .into_iter()
+            .chain(["staging.waxosuit".to_string()])
+            .collect();
+        let reserved = Reserved { prefixes: reserved };
+        let literal = reserved
+            .check(
+                "MACTOR",
+                "b1",
+                SubjectUse::Publish,
+                "waxosuit.control.NHOST",
+            )
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "permission denied",
+            "actor MACTOR (binding `b1`)",
+            "may not publish to `waxosuit.control.NHOST`",
+            "it is a subject under `waxosuit.`",
+            "reserved for the Waxosuit lattice (prefix `waxosuit`)",
+            "cannot match `waxosuit.>`",
+            "docs/nats-accounts.md",
+        ] {
+            assert!(
+                literal.contains(needle),
+                "{needle:?} missing from: {literal}"
+            );
+        }
+        let wildcard = reserved
+            .check("MACTOR", "b1", SubjectUse::Subscribe, "staging.*.events")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            wildcard.contains("may not subscribe to `staging.*.events`: as a wildcard it could match subjects under `staging.waxosuit.`"),
+            "{wildcard}"
+        );
+        assert!(
+            wildcard.contains("(prefix `staging.waxosuit`)"),
+            "{wildcard}"
+        );
+    }
+
+    #[test]
+    fn reserved_subscriptions_fail_the_binding_config() {
+        let reserved = Reserved::new();
+        let err = parse_config(&bind_request(&[(SUBSCRIPTION, "fine.one, *.>")]), &reserved)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, ProviderError::Config { key, .. } if key == SUBSCRIPTION),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("`SUBSCRIPTION` is refused: permission denied"),
+            "{text}"
+        );
+        assert!(text.contains("`*.>`"), "{text}");
+    }
+
+    #[test]
+    fn prefixes_must_be_literal_subjects() {
+        for bad in ["", "a..b", "staging.*", ">", "a b", "waxosuit."] {
+            let err = NatsMessaging::new().reserve_prefix(bad).err().unwrap();
+            assert_eq!(err.prefix, bad);
+            assert!(err.to_string().contains("cannot be reserved"), "{err}");
+        }
+        let nats = NatsMessaging::with_reserved_prefixes(["a.b", "waxosuit", "a.b", "c"]).unwrap();
+        assert_eq!(nats.reserved_prefixes(), ["waxosuit", "a.b", "c"]);
+        assert_eq!(NatsMessaging::new().reserved_prefixes(), ["waxosuit"]);
     }
 
     #[test]
@@ -632,7 +1024,7 @@ mod tests {
                 (QUEUEGROUP_NAME.to_string(), "".to_string()),
             ]),
         };
-        let config = parse_config(&request).unwrap();
+        let config = parse_config(&request, &Reserved::new()).unwrap();
         assert_eq!(config.url, DEFAULT_URL);
         assert_eq!(config.subjects, vec!["a", "b.*"]);
         assert_eq!(config.queue, None);

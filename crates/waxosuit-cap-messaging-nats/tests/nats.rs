@@ -95,8 +95,12 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Fixture {
+        Fixture::with_provider(NatsMessaging::new()).await
+    }
+
+    async fn with_provider(provider: NatsMessaging) -> Fixture {
         let server = NatsServer::start().unwrap();
-        let provider = Arc::new(NatsMessaging::new());
+        let provider = Arc::new(provider);
         let (tx, events) = mpsc::unbounded_channel();
         let actors = Arc::new(Actors {
             events: tx,
@@ -626,4 +630,326 @@ async fn shutdown_closes_every_binding() {
     }
     let err = publish(&f.provider, "MA", "x", "", b"").await.unwrap_err();
     assert!(matches!(err, ProviderError::NotBound { .. }), "{err:?}");
+}
+
+// --- Reserved subjects: actors cannot reach the lattice's planes ------------
+
+/// A plain subscriber to every subject, to see what actually reached the
+/// server.
+struct Spy {
+    all: async_nats::Subscriber,
+}
+
+impl Spy {
+    async fn new(client: &async_nats::Client) -> Spy {
+        let all = client.subscribe(">").await.unwrap();
+        settle(client).await;
+        Spy { all }
+    }
+
+    /// Every subject seen until (and without) `probe`. Messages from one
+    /// connection reach a subscriber in the order they were sent, so once
+    /// a probe sent after the refused operations arrives, anything those
+    /// operations had sent would already have been seen.
+    async fn until(&mut self, probe: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let message = tokio::time::timeout(WAIT, self.all.next())
+                .await
+                .expect("the probe never arrived")
+                .unwrap();
+            if message.subject.as_str() == probe {
+                return seen;
+            }
+            seen.push(message.subject.to_string());
+        }
+    }
+}
+
+fn assert_refused(err: &ProviderError, action: &str, subject: &str, prefix: &str) {
+    assert!(matches!(err, ProviderError::Backend { .. }), "{err:?}");
+    let text = err.to_string();
+    for needle in [
+        "permission denied".to_string(),
+        format!("may not {action} `{subject}`"),
+        format!("reserved for the Waxosuit lattice (prefix `{prefix}`)"),
+        "docs/nats-accounts.md".to_string(),
+    ] {
+        assert!(text.contains(&needle), "{needle:?} missing from: {text}");
+    }
+}
+
+fn is_reserved(subject: &str, prefixes: &[&str]) -> bool {
+    prefixes
+        .iter()
+        .any(|p| subject.starts_with(&format!("{p}.")))
+}
+
+#[tokio::test]
+async fn publishes_and_requests_under_the_lattice_prefix_are_refused_and_never_sent() {
+    let f = Fixture::new().await;
+    f.bind("MROGUE", &[]).await.unwrap();
+    let mut spy = Spy::new(&f.client).await;
+
+    for subject in [
+        "waxosuit.control.NHOST",
+        "waxosuit.control.auction",
+        "waxosuit.bindings",
+        "waxosuit.actor.MVICTIM",
+        "waxosuit._INBOX.abc.1",
+        "*.control.NHOST",
+        "waxosuit.*",
+        "waxosuit.>",
+        "*.>",
+        ">",
+    ] {
+        let err = publish(&f.provider, "MROGUE", subject, "", b"stop")
+            .await
+            .unwrap_err();
+        assert_refused(&err, "publish to", subject, "waxosuit");
+        assert!(
+            err.to_string().contains("actor MROGUE (binding `default`)"),
+            "{err}"
+        );
+        let err = request(&f.provider, "MROGUE", subject, b"stop", 200)
+            .await
+            .unwrap_err();
+        assert_refused(&err, "send requests to", subject, "waxosuit");
+    }
+    // An innocent subject with a reply subject in the lattice: whoever
+    // answers would write into the lattice on the actor's behalf.
+    let err = publish(
+        &f.provider,
+        "MROGUE",
+        "jobs.new",
+        "waxosuit.control.NHOST",
+        b"",
+    )
+    .await
+    .unwrap_err();
+    assert_refused(
+        &err,
+        "send replies to",
+        "waxosuit.control.NHOST",
+        "waxosuit",
+    );
+
+    // Not valid subjects at all, reserved or not.
+    for subject in ["waxosuit..control", "", "jobs.*", "jobs.>", "a b"] {
+        let err = publish(&f.provider, "MROGUE", subject, "", b"")
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("is not a valid NATS subject"),
+            "{subject:?}: {err}"
+        );
+    }
+
+    publish(&f.provider, "MROGUE", "probe.done", "", b"")
+        .await
+        .unwrap();
+    let seen = spy.until("probe.done").await;
+    assert!(
+        seen.iter().all(|s| !is_reserved(s, &["waxosuit"])),
+        "reached the server: {seen:?}"
+    );
+    // The refused `jobs.new` was not sent either.
+    assert!(!seen.iter().any(|s| s == "jobs.new"), "{seen:?}");
+}
+
+#[tokio::test]
+async fn reserved_subscriptions_fail_the_bind_and_subscribe_nothing() {
+    let f = Fixture::new().await;
+    let attempts: [&[(&str, &str)]; 6] = [
+        &[("SUBSCRIPTION", "waxosuit.>")],
+        &[("SUBSCRIPTION", "*.control.*")],
+        &[("SUBSCRIPTION", ">")],
+        &[("SUBSCRIPTION", "waxosuit._INBOX.>")],
+        // One refused subject fails the whole binding.
+        &[("SUBSCRIPTION", "mine.ok, waxosuit.control.NHOST")],
+        &[
+            ("SUBSCRIPTION", "mine.ok, *.>"),
+            ("QUEUEGROUP_NAME", "snoopers"),
+        ],
+    ];
+    for values in attempts {
+        let err = f.bind("MSNOOP", values).await.unwrap_err();
+        assert!(
+            matches!(&err, ProviderError::Config { key, .. } if key == "SUBSCRIPTION"),
+            "{values:?}: {err:?}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("actor MSNOOP"), "{text}");
+        assert!(text.contains("permission denied"), "{text}");
+        assert!(text.contains("may not subscribe to `"), "{text}");
+        assert!(text.contains("reserved for the Waxosuit lattice"), "{text}");
+        assert!(text.contains("docs/nats-accounts.md"), "{text}");
+    }
+    // No binding was made, so no connection and no subscription: the
+    // server itself reports nobody listening on the reserved subjects or
+    // on the allowed subject listed beside them.
+    let err = publish(&f.provider, "MSNOOP", "x", "", b"")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProviderError::NotBound { .. }), "{err:?}");
+    for subject in ["waxosuit.control.NHOST", "waxosuit._INBOX.x", "mine.ok"] {
+        match quick_request(&f.client, subject).await {
+            Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => {}
+            other => panic!("someone listens on {subject}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn replies_aimed_at_the_lattice_are_not_sent() {
+    let mut f = Fixture::new().await;
+    f.bind("MECHO", &[("SUBSCRIPTION", "svc.echo")])
+        .await
+        .unwrap();
+    f.behave("MECHO", Behaviour::Return(b"answer".to_vec()));
+    let mut spy = Spy::new(&f.client).await;
+
+    // Any client can choose a message's reply subject; the actor's answer
+    // must not be written there when it is a lattice subject.
+    f.client
+        .publish_with_reply("svc.echo", "waxosuit.control.NHOST", "one".into())
+        .await
+        .unwrap();
+    f.client
+        .publish_with_reply("svc.echo", "probe.reply", "two".into())
+        .await
+        .unwrap();
+    assert_eq!(f.next().await.message.reply_to, "waxosuit.control.NHOST");
+    assert_eq!(f.next().await.message.reply_to, "probe.reply");
+    // One subscription's messages are handled in order, so the second
+    // reply is sent after the first would have been.
+    let seen = spy.until("probe.reply").await;
+    assert!(
+        !seen.iter().any(|s| is_reserved(s, &["waxosuit"])),
+        "reached the server: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn near_misses_and_the_bare_prefix_stay_usable() {
+    let mut f = Fixture::new().await;
+    f.bind(
+        "MNEAR",
+        &[("SUBSCRIPTION", "waxosuitx.>, waxosuit, *, foo.>")],
+    )
+    .await
+    .unwrap();
+    let mut spy = Spy::new(&f.client).await;
+    for subject in [
+        "waxosuitx.a",
+        "waxosuit",
+        "WAXOSUIT.control.x",
+        "foo.bar.baz",
+    ] {
+        publish(&f.provider, "MNEAR", subject, "", b"ok")
+            .await
+            .unwrap();
+    }
+    publish(&f.provider, "MNEAR", "probe.near", "", b"")
+        .await
+        .unwrap();
+    let seen = spy.until("probe.near").await;
+    for subject in [
+        "waxosuitx.a",
+        "waxosuit",
+        "WAXOSUIT.control.x",
+        "foo.bar.baz",
+    ] {
+        assert!(
+            seen.iter().any(|s| s == subject),
+            "{subject} not sent: {seen:?}"
+        );
+    }
+    // And the subscriptions deliver: `waxosuit` twice (to `waxosuit` and
+    // to `*`), the upper-case subject to none (subjects are case-sensitive).
+    let mut delivered = Vec::new();
+    for _ in 0..4 {
+        delivered.push(f.next().await.message.subject);
+    }
+    delivered.sort();
+    assert_eq!(
+        delivered,
+        ["foo.bar.baz", "waxosuit", "waxosuit", "waxosuitx.a"]
+    );
+}
+
+#[tokio::test]
+async fn a_configured_lattice_prefix_is_reserved_too() {
+    let f = Fixture::with_provider(
+        NatsMessaging::new()
+            .reserve_prefix("staging.waxosuit")
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        f.provider.reserved_prefixes(),
+        ["waxosuit", "staging.waxosuit"]
+    );
+    f.bind("MSTAGE", &[("SUBSCRIPTION", "staging.*, staging.other.>")])
+        .await
+        .unwrap();
+    let mut spy = Spy::new(&f.client).await;
+
+    for subject in [
+        "staging.waxosuit.control.NHOST",
+        "staging.*.events",
+        "staging.waxosuit.*",
+    ] {
+        let err = publish(&f.provider, "MSTAGE", subject, "", b"")
+            .await
+            .unwrap_err();
+        assert_refused(&err, "publish to", subject, "staging.waxosuit");
+    }
+    // The default prefix stays reserved, and is named first when a
+    // pattern reaches both (`waxosuit.waxosuit.bindings` is under it).
+    for subject in ["waxosuit.events", "*.waxosuit.bindings"] {
+        let err = publish(&f.provider, "MSTAGE", subject, "", b"")
+            .await
+            .unwrap_err();
+        assert_refused(&err, "publish to", subject, "waxosuit");
+    }
+    let err = f
+        .bind("MSTAGE2", &[("SUBSCRIPTION", "staging.>")])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("(prefix `staging.waxosuit`)"),
+        "{err}"
+    );
+
+    publish(&f.provider, "MSTAGE", "staging.other.x", "", b"")
+        .await
+        .unwrap();
+    publish(&f.provider, "MSTAGE", "probe.stage", "", b"")
+        .await
+        .unwrap();
+    let seen = spy.until("probe.stage").await;
+    assert!(seen.iter().any(|s| s == "staging.other.x"), "{seen:?}");
+    assert!(
+        !seen
+            .iter()
+            .any(|s| is_reserved(s, &["waxosuit", "staging.waxosuit"])),
+        "reached the server: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn credentials_in_the_url_never_reach_the_actor() {
+    let f = Fixture::new().await;
+    let port = waxosuit_test_servers::free_port().unwrap();
+    let url = format!("nats://someone:s3cret-pw@127.0.0.1:{port}");
+    let err = f.bind("MA", &[("URL", &url)]).await.unwrap_err();
+    assert!(matches!(err, ProviderError::Unavailable { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(!text.contains("s3cret-pw"), "{text}");
+    assert!(!text.contains("someone"), "{text}");
+    assert!(
+        text.contains(&format!("nats://***@127.0.0.1:{port}")),
+        "{text}"
+    );
 }

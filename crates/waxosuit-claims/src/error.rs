@@ -158,6 +158,37 @@ pub enum ClaimsError {
         key: String,
     },
 
+    /// A field of the token is outside [`crate::rules`]: a capability id
+    /// that is neither `namespace:name` nor a module key, a tag with control
+    /// characters, an alias shaped like a key, an oversized token, …
+    #[error(
+        "invalid `{field}` in the {kind} token: {value} is not allowed; allowed: {allowed}; \
+         sign the module (or token) again with valid claims"
+    )]
+    InvalidClaim {
+        /// The kind of token: "actor", "account", "operator", "capability provider".
+        kind: &'static str,
+        /// The field, with the index for list entries: `caps[2]`, `tags[0]`,
+        /// `call_alias`, `token` (for its overall size), …
+        field: String,
+        /// The offending value, escaped and cut short for display
+        /// ([`crate::display::quoted`]), or a size such as `300 entries`.
+        value: String,
+        /// What the field may hold.
+        allowed: String,
+    },
+
+    /// Nothing could vouch for the issuer: the verifier trusts no issuer
+    /// (for account tokens: no operator) and was not told to accept any.
+    /// A [`crate::Verifier`] fails closed until it is configured.
+    #[error("{}", no_trusted_issuer_message(what, issuer))]
+    NoTrustedIssuer {
+        /// What was refused: "actor", "capability provider archive", "account token".
+        what: &'static str,
+        /// The (correctly signed) token's issuer.
+        issuer: String,
+    },
+
     /// A trust list is configured and the issuer is not on it, nor chains to a trusted operator.
     #[error(
         "untrusted issuer `{issuer}`: it is not among the trusted issuers and no trusted \
@@ -208,15 +239,40 @@ impl ClaimsError {
             ClaimsError::Expired { .. } => "expired",
             ClaimsError::NotYetValid { .. } => "not_yet_valid",
             ClaimsError::SelfIssued { .. } => "self_issued",
+            ClaimsError::InvalidClaim { .. } => "invalid_claim",
+            ClaimsError::NoTrustedIssuer { .. } => "no_trusted_issuer",
             ClaimsError::UntrustedIssuer { .. } => "untrusted_issuer",
             ClaimsError::SignerMismatch { .. } => "signer_mismatch",
             ClaimsError::CannotSign { .. } => "cannot_sign",
         }
     }
 
-    pub(crate) fn malformed_token(reason: impl Into<String>) -> Self {
+    /// The reason may quote the token (serde names the value it choked on),
+    /// so it is escaped and cut short like any other token text.
+    pub(crate) fn malformed_token(reason: impl AsRef<str>) -> Self {
         Self::MalformedToken {
-            reason: reason.into(),
+            reason: crate::display::escape(reason.as_ref(), MAX_REASON_CHARS),
         }
+    }
+}
+
+/// How much of a parser's complaint a message keeps.
+const MAX_REASON_CHARS: usize = 300;
+
+fn no_trusted_issuer_message(what: &str, issuer: &str) -> String {
+    if what == "account token" {
+        format!(
+            "no operator is trusted, so the account token issued by `{issuer}` is refused: if \
+             you trust that operator, pass `--trusted-operator {issuer}` (or its operator token \
+             file); for development only, `--allow-any-issuer` accepts any operator"
+        )
+    } else {
+        format!(
+            "no issuer is trusted, so the {what} issued by `{issuer}` is refused: if you trust \
+             that account, pass `--trusted-issuer {issuer}` (or `--trusted-operator` with the \
+             account's `--account-token`); or sign it with the local keystore's account \
+             (`waxosuit claims sign` / `waxosuit par create` without `--issuer`), which is \
+             trusted automatically; for development only, `--allow-any-issuer` accepts any issuer"
+        )
     }
 }

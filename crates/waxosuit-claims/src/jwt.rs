@@ -13,7 +13,8 @@ use data_encoding::BASE64URL_NOPAD;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::{ClaimsError, KeyPair};
+use crate::rules::{self, Check};
+use crate::{ClaimsError, KeyKind, KeyPair};
 
 /// The JOSE header every token carries, serialized in this field order.
 #[derive(Debug, Serialize, Deserialize)]
@@ -177,26 +178,107 @@ pub struct CapabilityProvider {
     pub target_hashes: HashMap<String, String>,
 }
 
-/// The name each metadata kind goes by in messages.
+/// A kind of `wascap` metadata: the name it goes by in messages, and what
+/// its fields may hold.
 pub trait TokenKind: Serialize + DeserializeOwned + Clone {
     /// "actor", "account", …
     const KIND: &'static str;
+
+    /// Checks every field against [`crate::rules`], failing with
+    /// [`ClaimsError::InvalidClaim`] for the first one outside them. The
+    /// [`crate::Verifier`] calls it on every token it verifies, once the
+    /// signature and key roles check out; [`crate::embed_claims`] calls it
+    /// before signing. The default accepts anything: kinds whose fields the
+    /// caller compares with values of its own (lattice invocations) need no
+    /// rules here.
+    fn validate(&self) -> Result<(), ClaimsError> {
+        Ok(())
+    }
 }
 
 impl TokenKind for Actor {
     const KIND: &'static str = "actor";
+
+    fn validate(&self) -> Result<(), ClaimsError> {
+        let check = Check::new(Self::KIND);
+        check.optional_text("name", self.name.as_deref(), rules::MAX_NAME_CHARS)?;
+        check.module_hash("hash", &self.module_hash)?;
+        let tags = self.tag_list();
+        check.count("tags", tags.len(), rules::MAX_TAGS)?;
+        for (i, tag) in tags.iter().enumerate() {
+            check.text(&format!("tags[{i}]"), tag, rules::MAX_TAG_CHARS)?;
+        }
+        let caps = self.capabilities();
+        check.count("caps", caps.len(), rules::MAX_CAPS)?;
+        for (i, capid) in caps.iter().enumerate() {
+            check.capability(&format!("caps[{i}]"), capid)?;
+        }
+        check.revision(self.rev)?;
+        check.optional_text("ver", self.ver.as_deref(), rules::MAX_VERSION_CHARS)?;
+        if let Some(alias) = &self.call_alias {
+            check.call_alias(alias)?;
+        }
+        Ok(())
+    }
 }
+
 impl TokenKind for Account {
     const KIND: &'static str = "account";
+
+    fn validate(&self) -> Result<(), ClaimsError> {
+        let check = Check::new(Self::KIND);
+        check.optional_text("name", self.name.as_deref(), rules::MAX_NAME_CHARS)?;
+        signers(&check, self.valid_signers.as_deref(), KeyKind::Account)
+    }
 }
+
 impl TokenKind for Operator {
     const KIND: &'static str = "operator";
+
+    fn validate(&self) -> Result<(), ClaimsError> {
+        let check = Check::new(Self::KIND);
+        check.optional_text("name", self.name.as_deref(), rules::MAX_NAME_CHARS)?;
+        signers(&check, self.valid_signers.as_deref(), KeyKind::Operator)
+    }
 }
+
 impl TokenKind for Invocation {
     const KIND: &'static str = "invocation";
 }
+
 impl TokenKind for CapabilityProvider {
     const KIND: &'static str = "capability provider";
+
+    fn validate(&self) -> Result<(), ClaimsError> {
+        let check = Check::new(Self::KIND);
+        check.optional_text("name", self.name.as_deref(), rules::MAX_NAME_CHARS)?;
+        check.namespaced_capability("capid", &self.capid)?;
+        check.text("vendor", &self.vendor, rules::MAX_NAME_CHARS)?;
+        check.revision(self.rev)?;
+        check.optional_text("ver", self.ver.as_deref(), rules::MAX_VERSION_CHARS)?;
+        check.count(
+            "target_hashes",
+            self.target_hashes.len(),
+            rules::MAX_TARGETS,
+        )?;
+        // Sorted, so the first offender reported is the same every time.
+        let mut targets: Vec<(&String, &String)> = self.target_hashes.iter().collect();
+        targets.sort();
+        for (target, hash) in targets {
+            check.target("target_hashes", target)?;
+            check.library_hash(&format!("target_hashes[{target}]"), hash)?;
+        }
+        Ok(())
+    }
+}
+
+fn signers(check: &Check, signers: Option<&[String]>, kind: KeyKind) -> Result<(), ClaimsError> {
+    let signers = signers.unwrap_or(&[]);
+    check.count("valid_signers", signers.len(), rules::MAX_SIGNERS)?;
+    for (i, key) in signers.iter().enumerate() {
+        check.key(&format!("valid_signers[{i}]"), key, kind)?;
+    }
+    Ok(())
 }
 
 impl<T: TokenKind> Claims<T> {
@@ -208,7 +290,10 @@ impl<T: TokenKind> Claims<T> {
     /// Signs these claims with `issuer`, producing a compact JWT.
     ///
     /// Refuses a key pair whose public key is not the `iss` of the claims,
-    /// because such a token could never verify.
+    /// because such a token could never verify. It does **not** check the
+    /// metadata against [`crate::rules`] (it is the plain JWT encoder, and
+    /// tests use it to mint hostile tokens); [`crate::embed_claims`] does,
+    /// and so does every [`crate::Verifier`] reading the token.
     pub fn encode(&self, issuer: &KeyPair) -> Result<String, ClaimsError> {
         let signer = issuer.public_key();
         if signer != self.issuer {
@@ -267,8 +352,8 @@ pub(crate) fn parse<T: DeserializeOwned>(jwt: &str) -> Result<Parsed<T>, ClaimsE
     let header: Header = from_segment(h, "header")?;
     if header.alg != HEADER_ALG || !header.typ.eq_ignore_ascii_case(HEADER_TYP) {
         return Err(ClaimsError::UnsupportedHeader {
-            alg: header.alg,
-            typ: header.typ,
+            alg: crate::display::escape(&header.alg, crate::display::DISPLAY_CHARS),
+            typ: crate::display::escape(&header.typ, crate::display::DISPLAY_CHARS),
         });
     }
     let claims: Claims<T> = from_segment(c, "claims")?;

@@ -71,12 +71,12 @@ impl KeyKind {
     /// The kind of a public key string, checking its encoding and checksum.
     pub fn of_public_key(key: &str) -> Result<KeyKind, ClaimsError> {
         let kp = nkeys::KeyPair::from_public_key(key).map_err(|e| ClaimsError::InvalidKey {
-            key: key.to_string(),
+            key: shown_key(key),
             what: "public key",
             reason: e.to_string(),
         })?;
         KeyKind::from_nkeys(kp.key_pair_type()).ok_or_else(|| ClaimsError::InvalidKey {
-            key: key.to_string(),
+            key: shown_key(key),
             what: "public key",
             reason: "curve (X) keys cannot sign".to_string(),
         })
@@ -193,7 +193,7 @@ impl KeyPair {
     pub fn from_public_key(key: &str) -> Result<KeyPair, ClaimsError> {
         let kind = KeyKind::of_public_key(key)?;
         let inner = nkeys::KeyPair::from_public_key(key).map_err(|e| ClaimsError::InvalidKey {
-            key: key.to_string(),
+            key: shown_key(key),
             what: "public key",
             reason: e.to_string(),
         })?;
@@ -240,10 +240,16 @@ impl fmt::Debug for KeyPair {
     }
 }
 
+/// A public key as an error shows it: keys come from tokens and arguments,
+/// so a "key" may be any text at all (a valid key is shown unchanged).
+fn shown_key(key: &str) -> String {
+    crate::display::escape(key, 60)
+}
+
 /// Seeds are secrets: errors show only their kind prefix.
 fn redact_seed(seed: &str) -> String {
     let head: String = seed.chars().take(2).collect();
-    format!("{head}… (seed redacted)")
+    format!("{}… (seed redacted)", crate::display::escape(&head, 2))
 }
 
 #[cfg(test)]

@@ -19,8 +19,12 @@
 //!   token's `hash` must equal.
 //! * [`Verifier`]: the one door to trust. It fails closed and returns a
 //!   distinct [`ClaimsError`] for each reason: unsigned, malformed, bad
-//!   signature, tampered (hash mismatch), expired, not yet valid, wrong key
-//!   kinds, self-issued, untrusted issuer.
+//!   signature, a field outside the [`rules`] (invalid claim), tampered
+//!   (hash mismatch), expired, not yet valid, wrong key kinds, self-issued,
+//!   no trusted issuer configured, untrusted issuer.
+//! * [`rules`]: what every field may hold (capability ids, tags, names,
+//!   versions, call aliases, hashes, sizes), and [`display`]: how tools show
+//!   token text without letting it panic them or rewrite the terminal.
 //!
 //! ```
 //! use waxosuit_claims::{embed_claims, caps, Actor, Claims, KeyKind, KeyPair, Verifier};
@@ -38,31 +42,37 @@
 //! let wasm = b"\0asm\x01\0\0\0"; // the smallest valid module
 //! let signed = embed_claims(wasm, &claims, &account)?;
 //!
-//! let actor = Verifier::new().verify_actor(&signed)?;
+//! // A verifier trusts no one until told whom to trust:
+//! let err = Verifier::new().verify_actor(&signed).unwrap_err();
+//! assert_eq!(err.kind(), "no_trusted_issuer");
+//!
+//! // Accept actors from our own account:
+//! let verifier = Verifier::new().trust_issuer(&account.public_key())?;
+//! let actor = verifier.verify_actor(&signed)?;
 //! assert_eq!(actor.public_key(), module.public_key());
 //! assert!(actor.has_capability("wascc:keyvalue"));
-//!
-//! // Only accept actors from our own account:
-//! let strict = Verifier::new().trust_issuer(&account.public_key())?;
-//! strict.verify_actor(&signed)?;
 //! # Ok::<(), waxosuit_claims::ClaimsError>(())
 //! ```
 //!
 //! # Trust
 //!
-//! Without a trust list any account may issue actors (development mode). With
+//! There is no implicit trust: [`Verifier::new`] refuses every actor and
+//! provider archive with [`ClaimsError::NoTrustedIssuer`]. With
 //! [`Verifier::trust_issuer`], [`Verifier::trust_operator`] or
 //! [`Verifier::trust_operator_token`], the issuer must be trusted directly or
 //! through an account token ([`Verifier::with_account_token`]) issued by a
 //! trusted operator, whose subject is the issuer or lists it among its
-//! `valid_signers`: operator → account → actor.
+//! `valid_signers`: operator → account → actor. [`Verifier::allow_any_issuer`]
+//! accepts any correctly signed token, for development only.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod caps;
+pub mod display;
 mod error;
 pub mod jwt;
 pub mod keys;
+pub mod rules;
 mod time;
 mod verify;
 pub mod wasm;

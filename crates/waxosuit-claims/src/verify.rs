@@ -3,15 +3,16 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::jwt::{self, Account, Actor, Claims, Operator, TokenKind};
+use crate::jwt::{self, Account, Actor, CapabilityProvider, Claims, Operator, TokenKind};
 use crate::keys::{KeyKind, KeyPair};
 use crate::{ClaimsError, wasm};
 
 /// Claims that passed every check of a [`Verifier`].
 ///
 /// There is no public constructor: holding one proves the signature, the key
-/// roles, the validity window, the module hash (for actors) and, when a trust
-/// list is configured, the issuer's trust were all checked.
+/// roles, every field against [`crate::rules`], the validity window, the
+/// module hash (for actors) and, for actors, provider archives and account
+/// tokens, the issuer's trust were all checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verified<T> {
     claims: Claims<T>,
@@ -74,12 +75,17 @@ impl Verified<Actor> {
     }
 }
 
-/// Verification policy: clock skew, clock, and (optionally) whom to trust.
+/// Verification policy: clock skew, clock, and whom to trust.
 ///
-/// With no trusted issuer and no trusted operator configured, any correctly
-/// signed token from an account key is accepted (development mode). As soon as
-/// one is configured, the issuer must be trusted directly or through an account
-/// token issued by a trusted operator.
+/// A verifier fails closed: [`Verifier::new`] trusts **no** issuer, so it
+/// refuses every actor and provider archive
+/// ([`ClaimsError::NoTrustedIssuer`]) until told whom to trust. An issuer
+/// is trusted directly ([`trust_issuer`](Verifier::trust_issuer)), or through
+/// an account token ([`with_account_token`](Verifier::with_account_token))
+/// issued by a trusted operator ([`trust_operator`](Verifier::trust_operator),
+/// [`trust_operator_token`](Verifier::trust_operator_token)):
+/// operator → account → actor. [`allow_any_issuer`](Verifier::allow_any_issuer)
+/// accepts any correctly signed token instead, for development.
 #[derive(Debug, Clone)]
 pub struct Verifier {
     clock_skew: Duration,
@@ -87,6 +93,7 @@ pub struct Verifier {
     trusted_issuers: HashSet<String>,
     trusted_operators: HashSet<String>,
     account_tokens: Vec<String>,
+    allow_any_issuer: bool,
 }
 
 impl Default for Verifier {
@@ -99,7 +106,10 @@ impl Default for Verifier {
 pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(30);
 
 impl Verifier {
-    /// A verifier with the default clock skew and no trust list.
+    /// A verifier with the default clock skew that trusts no issuer yet:
+    /// it refuses every actor, provider archive and account token until an
+    /// issuer or operator is trusted, or [`allow_any_issuer`](Self::allow_any_issuer)
+    /// is set.
     pub fn new() -> Self {
         Verifier {
             clock_skew: DEFAULT_CLOCK_SKEW,
@@ -107,7 +117,23 @@ impl Verifier {
             trusted_issuers: HashSet::new(),
             trusted_operators: HashSet::new(),
             account_tokens: Vec::new(),
+            allow_any_issuer: false,
         }
+    }
+
+    /// Accepts actors and provider archives from **any** account, and
+    /// account tokens from any operator, as long as they are correctly
+    /// signed, valid and well-formed. For development only: anyone with a key
+    /// pair can then run code here. Trust lists configured as well are
+    /// ignored.
+    pub fn allow_any_issuer(mut self) -> Self {
+        self.allow_any_issuer = true;
+        self
+    }
+
+    /// Whether [`allow_any_issuer`](Self::allow_any_issuer) is set.
+    pub fn allows_any_issuer(&self) -> bool {
+        self.allow_any_issuer
     }
 
     /// How far `exp` and `nbf` may be off.
@@ -154,7 +180,9 @@ impl Verifier {
         self
     }
 
-    /// Whether a trust list is configured.
+    /// Whether any issuer or operator is trusted (whatever
+    /// [`allows_any_issuer`](Self::allows_any_issuer) says). Without one, and
+    /// without allow-any, every actor is refused.
     pub fn has_trust_list(&self) -> bool {
         !self.trusted_issuers.is_empty() || !self.trusted_operators.is_empty()
     }
@@ -164,7 +192,7 @@ impl Verifier {
     }
 
     /// Verifies a signed module: extracts its token and checks signature, key
-    /// roles, module hash, validity window and trust.
+    /// roles, fields, module hash, validity window and the issuer's trust.
     pub fn verify_actor(&self, module: &[u8]) -> Result<VerifiedActor, ClaimsError> {
         let extracted = wasm::extract(module)?;
         self.verify_actor_token(&extracted.jwt, &extracted.module_hash)
@@ -185,7 +213,7 @@ impl Verifier {
             });
         }
         self.check_window(&verified.claims)?;
-        self.check_actor_trust(verified.issuer())?;
+        self.check_issuer_trust(verified.issuer(), "actor")?;
         Ok(verified)
     }
 
@@ -198,22 +226,48 @@ impl Verifier {
         let verified =
             self.check::<Actor>(jwt, KeyKind::Account, KeyKind::Module, Issuance::ByOther)?;
         self.check_window(&verified.claims)?;
-        self.check_actor_trust(verified.issuer())?;
+        self.check_issuer_trust(verified.issuer(), "actor")?;
         Ok(verified)
     }
 
-    /// Verifies an account token: issued by an operator key to an account key,
-    /// and by a trusted operator if any are configured.
+    /// Verifies a capability provider archive's token: issued by an account
+    /// key to the provider's service (`V…`) key, every field well-formed,
+    /// valid now, and issued by an account trusted exactly as an actor's
+    /// issuer must be. The library hashes it lists are the archive's to
+    /// check (`waxosuit-par` does).
+    pub fn verify_provider(&self, jwt: &str) -> Result<Verified<CapabilityProvider>, ClaimsError> {
+        let verified = self.check::<CapabilityProvider>(
+            jwt,
+            KeyKind::Account,
+            KeyKind::Service,
+            Issuance::ByOther,
+        )?;
+        self.check_window(&verified.claims)?;
+        self.check_issuer_trust(verified.issuer(), "capability provider archive")?;
+        Ok(verified)
+    }
+
+    /// Verifies an account token: issued by an operator key to an account
+    /// key, and by a trusted operator (any operator with
+    /// [`allow_any_issuer`](Self::allow_any_issuer)).
     pub fn verify_account(&self, jwt: &str) -> Result<Verified<Account>, ClaimsError> {
         let verified =
             self.check::<Account>(jwt, KeyKind::Operator, KeyKind::Account, Issuance::ByOther)?;
         self.check_window(&verified.claims)?;
-        if self.has_trust_list() && !self.trusted_operators.contains(verified.issuer()) {
-            return Err(ClaimsError::UntrustedIssuer {
-                issuer: verified.issuer().to_string(),
-            });
+        let issuer = verified.issuer();
+        if self.allow_any_issuer || self.trusted_operators.contains(issuer) {
+            return Ok(verified);
         }
-        Ok(verified)
+        Err(if self.trusted_operators.is_empty() {
+            ClaimsError::NoTrustedIssuer {
+                what: "account token",
+                issuer: issuer.to_string(),
+            }
+        } else {
+            ClaimsError::UntrustedIssuer {
+                issuer: issuer.to_string(),
+            }
+        })
     }
 
     /// Verifies a self-signed operator token.
@@ -224,9 +278,11 @@ impl Verifier {
         Ok(verified)
     }
 
-    /// Verifies any other kind of token (invocations, provider archives):
-    /// signature, key roles and validity window. Trust decisions for these
-    /// belong to the caller, who knows which server or account keys count.
+    /// Verifies any other kind of token (lattice invocations and sessions):
+    /// signature, key roles, fields ([`TokenKind::validate`]) and validity
+    /// window. Trust decisions for these belong to the caller, who knows
+    /// which server keys count; provider archives have
+    /// [`verify_provider`](Self::verify_provider), which decides trust too.
     pub fn verify_token<T: TokenKind>(
         &self,
         jwt: &str,
@@ -241,7 +297,7 @@ impl Verifier {
         Ok(verified)
     }
 
-    /// Signature, then who signed for whom, then metadata presence.
+    /// Signature, then who signed for whom, then what the metadata says.
     fn check<T: TokenKind>(
         &self,
         jwt: &str,
@@ -258,6 +314,7 @@ impl Verifier {
         }
         expect_kind(&claims.issuer, issuer_kind, issuer_role::<T>())?;
         expect_kind(&claims.subject, subject_kind, subject_role::<T>())?;
+        verified.metadata.validate()?;
         Ok(verified)
     }
 
@@ -268,11 +325,15 @@ impl Verifier {
     ) -> Result<Verified<T>, ClaimsError> {
         let verified = self.check_signature::<T>(jwt)?;
         expect_kind(&verified.claims.issuer, issuer_kind, issuer_role::<T>())?;
+        verified.metadata.validate()?;
         Ok(verified)
     }
 
-    /// The signature comes first: nothing a forged token says is worth reading.
+    /// The signature comes first: nothing a forged token says is worth
+    /// reading. Only its size is judged before, so that a huge token costs
+    /// nothing to refuse.
     fn check_signature<T: TokenKind>(&self, jwt: &str) -> Result<Verified<T>, ClaimsError> {
+        crate::rules::Check::new(T::KIND).token_size(jwt.trim().len())?;
         let parsed = jwt::parse::<T>(jwt)?;
         let claims = parsed.claims;
         let issuer = KeyPair::from_public_key(&claims.issuer)?;
@@ -305,8 +366,12 @@ impl Verifier {
         Ok(())
     }
 
-    fn check_actor_trust(&self, issuer: &str) -> Result<(), ClaimsError> {
-        if !self.has_trust_list() || self.trusted_issuers.contains(issuer) {
+    /// Whether the account that issued an actor or a provider archive is
+    /// trusted: anyone with allow-any, else on the trust list, else vouched
+    /// for by an account token from a trusted operator. `what` names the
+    /// refused thing in the error.
+    fn check_issuer_trust(&self, issuer: &str, what: &'static str) -> Result<(), ClaimsError> {
+        if self.allow_any_issuer || self.trusted_issuers.contains(issuer) {
             return Ok(());
         }
         let vouched = self.account_tokens.iter().any(|jwt| {
@@ -322,8 +387,13 @@ impl Verifier {
         });
         if vouched {
             Ok(())
-        } else {
+        } else if self.has_trust_list() {
             Err(ClaimsError::UntrustedIssuer {
+                issuer: issuer.to_string(),
+            })
+        } else {
+            Err(ClaimsError::NoTrustedIssuer {
+                what,
                 issuer: issuer.to_string(),
             })
         }
@@ -342,6 +412,7 @@ fn issuer_role<T: TokenKind>() -> &'static str {
         "account" => "the issuer of an account token",
         "operator" => "the issuer of an operator token",
         "invocation" => "the issuer of an invocation token",
+        "capability provider" => "the issuer of a provider archive",
         _ => "the issuer of this token",
     }
 }
@@ -351,6 +422,7 @@ fn subject_role<T: TokenKind>() -> &'static str {
         "actor" => "the subject of an actor token",
         "account" => "the subject of an account token",
         "operator" => "the subject of an operator token",
+        "capability provider" => "the subject of a provider archive",
         _ => "the subject of this token",
     }
 }

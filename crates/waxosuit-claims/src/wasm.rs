@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use wasm_encoder::Section;
 use wasmparser::{Encoding, Parser, Payload};
 
-use crate::jwt::{Actor, Claims};
+use crate::jwt::{Actor, Claims, TokenKind};
 use crate::{ClaimsError, KeyPair};
 
 /// Section name wascap < 0.9 and waSCC use, and the one we write.
@@ -134,6 +134,11 @@ pub fn extract(module: &[u8]) -> Result<Extracted, ClaimsError> {
 /// Signs `module`: sets the module hash in `claims`, encodes them with
 /// `issuer`, and returns the module with the token as its last section
 /// (replacing any earlier signature).
+///
+/// Claims that no [`Verifier`](crate::Verifier) would accept are refused
+/// before signing: fields outside [`crate::rules`] with
+/// [`ClaimsError::InvalidClaim`], a signer that is not the issuer with
+/// [`ClaimsError::SignerMismatch`].
 pub fn embed_claims(
     module: &[u8],
     claims: &Claims<Actor>,
@@ -143,6 +148,7 @@ pub fn embed_claims(
     let mut claims = claims.clone();
     let mut meta = claims.metadata()?.clone();
     meta.module_hash = hex_sha256(&out);
+    meta.validate()?;
     claims.metadata = Some(meta);
     let jwt = claims.encode(issuer)?;
     wasm_encoder::CustomSection {

@@ -50,13 +50,19 @@ pub fn run(args: CallArgs) -> Result<ExitCode> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    // Said on every run, on stderr (stdout is the reply): whom this call
+    // trusts, and loudly so when it is anyone.
+    let trust = args.trust.resolve()?;
+    for line in &trust.summary {
+        eprintln!("{line}");
+    }
     runtime.block_on(async move {
         let engine = Runtime::new(args.limits.runtime_config(false))
             .context("cannot start the wasm runtime")?;
         let limits = args.limits.apply(Limits::default()).instances(1, 1);
         let host = HostBuilder::new()
             .runtime(engine)
-            .verifier(args.trust.verifier()?)
+            .verifier(trust.verifier)
             .default_limits(limits)
             .build()?;
         let origin = args.module.display().to_string();

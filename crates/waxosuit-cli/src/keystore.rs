@@ -10,6 +10,11 @@ use waxosuit_claims::{KeyKind, KeyPair};
 /// Environment variable that overrides the keys directory.
 pub const KEYS_DIR_ENV: &str = "WAXOSUIT_KEYS";
 
+/// The file (in [`keys_dir`]) holding the account that `claims sign` and
+/// `par create` sign with when `--issuer` is omitted. `up`, `call` and
+/// `inspect` trust it automatically.
+pub const ACCOUNT_FILE: &str = "account.nk";
+
 /// The directory for generated keys: `$WAXOSUIT_KEYS`, else `~/.waxosuit/keys`.
 pub fn keys_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os(KEYS_DIR_ENV) {
@@ -19,15 +24,55 @@ pub fn keys_dir() -> PathBuf {
     home.join(".waxosuit").join("keys")
 }
 
-/// Writes a seed to `path` readable by the owner only.
+/// Writes a seed to `path`, readable by the owner only from the first byte.
+///
+/// The seed goes into a fresh file created with `O_CREAT | O_EXCL` and mode
+/// 0600 next to `path`, which is then renamed over `path`: `O_EXCL` never
+/// follows a symbolic link (POSIX), the file is private before anything is
+/// written, and a reader sees the old key or the new one, never half of one.
+/// A `path` that is itself a symbolic link is refused rather than replaced,
+/// since whoever placed it meant the seed to land somewhere else.
 pub fn write_seed(path: &Path, kp: &KeyPair) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create key directory {}", dir.display()))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    create_private_dir(&dir)?;
+    if let Ok(meta) = fs::symlink_metadata(path)
+        && meta.file_type().is_symlink()
+    {
+        bail!(
+            "refusing to write a seed to {}: it is a symbolic link; remove the link or choose \
+             another file",
+            path.display()
+        );
     }
     let seed = kp.seed()?;
+    let file_name = path
+        .file_name()
+        .with_context(|| format!("{} names no file to write the seed to", path.display()))?;
+    let temp = dir.join(format!(
+        ".{}.{}.tmp",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = write_new_private(&temp, seed.as_bytes()).and_then(|()| {
+        fs::rename(&temp, path)
+            .with_context(|| format!("cannot move the new key file into {}", path.display()))
+    });
+    if written.is_err() {
+        // Leave no stray copy of the seed behind.
+        let _ = fs::remove_file(&temp);
+    }
+    written
+}
+
+/// Creates `path` (it must not exist: a link or a file left there is an
+/// error, never followed) with mode 0600, writes `bytes` and a newline, and
+/// flushes them to disk.
+fn write_new_private(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -35,23 +80,40 @@ pub fn write_seed(path: &Path, kp: &KeyPair) -> Result<()> {
     }
     let mut file = options
         .open(path)
-        .with_context(|| format!("cannot write key file {}", path.display()))?;
-    file.write_all(seed.as_bytes())?;
-    file.write_all(b"\n")?;
+        .with_context(|| format!("cannot create the key file {}", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.write_all(b"\n"))
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write the key file {}", path.display()))
+}
+
+/// Creates the keys directory (and its parents) private to the owner.
+fn create_private_dir(dir: &Path) -> Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
     #[cfg(unix)]
     {
-        // `mode` only applies on creation; an existing file keeps its bits.
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
     }
-    Ok(())
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create key directory {}", dir.display()))
 }
 
 /// Reads a `SEED_OR_FILE` argument: a literal `S…` seed, or a file holding one.
+///
+/// A literal seed that came from the command line (rather than, say, an
+/// environment variable behind the option) still works, but is reported:
+/// every user of the machine can read a process's arguments.
 pub fn load(arg: &str, role: &str) -> Result<KeyPair> {
     let looks_like_seed = arg.len() == 58 && arg.starts_with('S') && !Path::new(arg).exists();
     if looks_like_seed {
-        return KeyPair::from_seed(arg).with_context(|| format!("invalid {role} seed"));
+        let kp = KeyPair::from_seed(arg).with_context(|| format!("invalid {role} seed"))?;
+        if on_command_line(arg) {
+            eprintln!("{}", command_line_seed_warning(role));
+        }
+        return Ok(kp);
     }
     let text = fs::read_to_string(arg).with_context(|| {
         format!(
@@ -59,6 +121,24 @@ pub fn load(arg: &str, role: &str) -> Result<KeyPair> {
         )
     })?;
     KeyPair::from_seed(text.trim()).with_context(|| format!("invalid {role} seed in `{arg}`"))
+}
+
+/// Whether `value` is (the end of) one of this process's arguments:
+/// `--issuer SA…`, `--issuer=SA…` and `-iSA…` all leave it there.
+fn on_command_line(value: &str) -> bool {
+    std::env::args_os()
+        .skip(1)
+        .any(|a| a.to_string_lossy().ends_with(value))
+}
+
+fn command_line_seed_warning(role: &str) -> String {
+    format!(
+        "warning: the {role} seed was given on the command line, where every user of this \
+         machine can read it in the process list (ps, /proc/PID/cmdline) and your shell may keep \
+         it in its history; \
+         pass the path of a file holding it instead (mode 0600, e.g. from `waxosuit keys gen \
+         KIND --output DIR`), or an environment variable where the option reads one"
+    )
 }
 
 /// Loads `name.nk` from the keys directory, generating it on first use.
@@ -82,6 +162,74 @@ pub fn load_or_generate(name: &str, kind: KeyKind) -> Result<(KeyPair, Option<Pa
     Ok((kp, Some(path)))
 }
 
+/// What the keys directory says about the local account ([`ACCOUNT_FILE`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalAccount {
+    /// There is no account file (nothing has been signed here yet).
+    Absent(PathBuf),
+    /// The account file holds this account's seed.
+    Found {
+        /// Its `A…` public key.
+        key: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// There is a file, but it cannot be trusted as the local account.
+    Unusable {
+        /// The file.
+        path: PathBuf,
+        /// Why not.
+        reason: String,
+    },
+}
+
+/// The local account in [`keys_dir`].
+pub fn local_account() -> LocalAccount {
+    local_account_in(&keys_dir())
+}
+
+/// The local account in `dir`: the account `claims sign` uses without
+/// `--issuer`, whose public key hosts trust automatically. A file that is not
+/// an account seed, or that other users could rewrite (and so choose whom
+/// this machine trusts), is reported as unusable instead.
+pub fn local_account_in(dir: &Path) -> LocalAccount {
+    let path = dir.join(ACCOUNT_FILE);
+    let unusable = |reason: String| LocalAccount::Unusable {
+        path: path.clone(),
+        reason,
+    };
+    let meta = match fs::metadata(&path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return LocalAccount::Absent(path),
+        Err(e) => return unusable(e.to_string()),
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode();
+        if mode & 0o022 != 0 {
+            return unusable(format!(
+                "other users may write to it (mode {:o}); `chmod 600` it",
+                mode & 0o777
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) => return unusable(e.to_string()),
+    };
+    match KeyPair::from_seed(text.trim()) {
+        Ok(kp) if kp.kind() == KeyKind::Account => LocalAccount::Found {
+            key: kp.public_key(),
+            path,
+        },
+        Ok(kp) => unusable(format!("it holds {} key, not an account key", kp.kind())),
+        Err(e) => unusable(e.to_string()),
+    }
+}
+
 /// A file-name-safe form of an actor name.
 pub fn slug(name: &str) -> String {
     let s: String = name
@@ -95,4 +243,146 @@ pub fn slug(name: &str) -> String {
         })
         .collect();
     if s.is_empty() { "actor".to_string() } else { s }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn seeds_are_written_private_and_replace_an_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys").join("account.nk");
+        let first = KeyPair::generate(KeyKind::Account);
+        write_seed(&path, &first).unwrap();
+        assert_eq!(
+            KeyPair::from_seed(fs::read_to_string(&path).unwrap().trim())
+                .unwrap()
+                .public_key(),
+            first.public_key()
+        );
+        #[cfg(unix)]
+        {
+            assert_eq!(mode(&path), 0o600);
+            assert_eq!(mode(&dir.path().join("keys")), 0o700);
+            // An existing world-readable file is replaced by a private one,
+            // not rewritten in place with its old mode.
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let second = KeyPair::generate(KeyKind::Account);
+        write_seed(&path, &second).unwrap();
+        assert!(
+            fs::read_to_string(&path)
+                .unwrap()
+                .starts_with(&second.seed().unwrap())
+        );
+        #[cfg(unix)]
+        assert_eq!(mode(&path), 0o600);
+        // No temporary file is left behind.
+        let names: Vec<_> = fs::read_dir(dir.path().join("keys"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("account.nk")]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symbolic_link_is_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere.txt");
+        fs::write(&target, "precious\n").unwrap();
+        let link = dir.path().join("account.nk");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+
+        let err = write_seed(&link, &KeyPair::generate(KeyKind::Account)).unwrap_err();
+        assert!(format!("{err:#}").contains("symbolic link"), "{err:#}");
+        assert_eq!(fs::read_to_string(&target).unwrap(), "precious\n");
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+
+        // A dangling link (where the seed would be created) is refused too.
+        let dangling = dir.path().join("module.nk");
+        std::os::unix::fs::symlink(dir.path().join("not-yet"), &dangling).unwrap();
+        assert!(write_seed(&dangling, &KeyPair::generate(KeyKind::Module)).is_err());
+        assert!(!dir.path().join("not-yet").exists());
+
+        // A link planted where the temporary file goes is not followed either.
+        let path = dir.path().join("server.nk");
+        let planted = dir
+            .path()
+            .join(format!(".server.nk.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&target, &planted).unwrap();
+        assert!(write_seed(&path, &KeyPair::generate(KeyKind::Server)).is_err());
+        assert_eq!(fs::read_to_string(&target).unwrap(), "precious\n");
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn the_local_account_is_found_only_when_it_is_a_private_account_seed() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            local_account_in(dir.path()),
+            LocalAccount::Absent(dir.path().join(ACCOUNT_FILE))
+        );
+        let account = KeyPair::generate(KeyKind::Account);
+        write_seed(&dir.path().join(ACCOUNT_FILE), &account).unwrap();
+        assert_eq!(
+            local_account_in(dir.path()),
+            LocalAccount::Found {
+                key: account.public_key(),
+                path: dir.path().join(ACCOUNT_FILE)
+            }
+        );
+
+        write_seed(
+            &dir.path().join(ACCOUNT_FILE),
+            &KeyPair::generate(KeyKind::Module),
+        )
+        .unwrap();
+        assert!(
+            matches!(local_account_in(dir.path()), LocalAccount::Unusable { reason, .. } if reason.contains("not an account key"))
+        );
+        fs::write(dir.path().join(ACCOUNT_FILE), "garbage").unwrap();
+        assert!(matches!(
+            local_account_in(dir.path()),
+            LocalAccount::Unusable { .. }
+        ));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            write_seed(&dir.path().join(ACCOUNT_FILE), &account).unwrap();
+            fs::set_permissions(
+                dir.path().join(ACCOUNT_FILE),
+                fs::Permissions::from_mode(0o666),
+            )
+            .unwrap();
+            assert!(
+                matches!(local_account_in(dir.path()), LocalAccount::Unusable { reason, .. } if reason.contains("chmod 600"))
+            );
+        }
+    }
+
+    #[test]
+    fn the_command_line_warning_says_why_and_what_to_do() {
+        let text = command_line_seed_warning("account");
+        for needle in ["command line", "ps", "file", "environment variable"] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
+        // Test binaries are not run with seeds as arguments.
+        assert!(!on_command_line(
+            "SAXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+        ));
+    }
 }

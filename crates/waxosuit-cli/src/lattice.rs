@@ -56,21 +56,30 @@ pub struct JoinArgs {
         value_delimiter = ','
     )]
     pub trust_hosts: Vec<String>,
-    /// Accept invocations from any host that signs them (development only:
+    /// Accept commands, inventory questions and binding removals signed by
+    /// this admin key (an operator `O…` or user `U…` public key, e.g. from
+    /// `waxosuit keys gen user`); repeat, or comma-separate in
+    /// WAXOSUIT_LATTICE_TRUST_ADMINS. The `waxosuit lattice` tools sign with it.
+    #[arg(
+        long = "lattice-trust-admin",
+        value_name = "KEY",
+        env = "WAXOSUIT_LATTICE_TRUST_ADMINS",
+        value_delimiter = ','
+    )]
+    pub trust_admins: Vec<String>,
+    /// Accept messages from any host that signs them (development only:
     /// anything that can publish on the NATS server can then call actors).
     #[arg(long = "lattice-trust-any-host")]
     pub trust_any: bool,
 }
 
 impl JoinArgs {
-    /// The lattice configuration, if `--lattice` was given.
-    pub fn config(
-        &self,
-        providers: std::sync::Arc<dyn ProviderFactory>,
-    ) -> Result<Option<LatticeConfig>> {
-        let Some(url) = &self.url else {
+    /// This host's server key, when it joins a lattice: loaded from
+    /// `--host-seed`, or generated for this run.
+    pub fn identity(&self) -> Result<Option<KeyPair>> {
+        if self.url.is_none() {
             return Ok(None);
-        };
+        }
         let identity = match &self.host_seed {
             Some(seed) => keystore::load(seed, "host")?,
             None => KeyPair::generate(KeyKind::Server),
@@ -82,11 +91,24 @@ impl JoinArgs {
                 identity.kind()
             );
         }
+        Ok(Some(identity))
+    }
+
+    /// The lattice configuration for `identity` (from [`JoinArgs::identity`]).
+    pub fn config(
+        &self,
+        identity: KeyPair,
+        providers: std::sync::Arc<dyn ProviderFactory>,
+    ) -> Result<Option<LatticeConfig>> {
+        let Some(url) = &self.url else {
+            return Ok(None);
+        };
         let trust = if self.trust_any {
             TrustPolicy::any_host()
         } else {
             TrustPolicy::hosts(self.trust_hosts.iter().filter(|k| !k.trim().is_empty()))?
-        };
+        }
+        .with_admins(self.trust_admins.iter().filter(|k| !k.trim().is_empty()))?;
         let mut config = LatticeConfig::new(url.clone(), identity, trust);
         config.prefix = self.prefix.clone();
         config.creds = self.creds.clone();
@@ -127,6 +149,33 @@ pub struct LatticeArgs {
         global = true
     )]
     timeout_ms: u64,
+    /// The key that signs every request (a seed `SU…`/`SO…`, or a file
+    /// holding one): an admin key the hosts trust with
+    /// `--lattice-trust-admin`. Prefer a file or the environment: a seed on
+    /// the command line is visible in the process list.
+    #[arg(
+        long,
+        value_name = "SEED_OR_FILE",
+        env = "WAXOSUIT_LATTICE_SEED",
+        hide_env_values = true,
+        global = true
+    )]
+    seed: Option<String>,
+    /// Believe answers and events only from this host key (N…); repeat, or
+    /// comma-separate in WAXOSUIT_LATTICE_TRUST_HOSTS. A command sent to one
+    /// host is believed from that host only.
+    #[arg(
+        long = "lattice-trust-host",
+        value_name = "KEY",
+        env = "WAXOSUIT_LATTICE_TRUST_HOSTS",
+        value_delimiter = ',',
+        global = true
+    )]
+    trust_hosts: Vec<String>,
+    /// Believe answers and events from any host that signs them
+    /// (development only: anyone on the NATS server can run a host).
+    #[arg(long = "lattice-trust-any-host", global = true)]
+    trust_any: bool,
     /// JSON output for scripts.
     #[arg(long, global = true)]
     json: bool,
@@ -232,11 +281,56 @@ pub fn run(args: LatticeArgs) -> Result<ExitCode> {
 }
 
 async fn run_async(args: LatticeArgs) -> Result<ExitCode> {
+    let Some(seed) = &args.seed else {
+        bail!(
+            "lattice requests are signed: pass --seed FILE (or set WAXOSUIT_LATTICE_SEED) with \
+             an admin key the hosts trust. Create one with `waxosuit keys gen user --output \
+             DIR`, then start the hosts with `--lattice-trust-admin U…` (its public key)"
+        );
+    };
+    let identity = keystore::load(seed, "lattice admin")?;
+    // Whom to believe: the hosts named, or anyone (development, loudly).
+    // Commands to one named host need no list: only that host is believed.
+    let needs_list = !matches!(
+        args.command,
+        LatticeSub::Stop(_)
+            | LatticeSub::Start(StartSub::Actor {
+                placement: Placement { host: Some(_), .. },
+                ..
+            })
+            | LatticeSub::Start(StartSub::Provider {
+                placement: Placement { host: Some(_), .. },
+                ..
+            })
+    );
+    let trust = if args.trust_any {
+        eprintln!(
+            "WARNING: believing answers and events from ANY host that signs them \
+             (--lattice-trust-any-host, development only)"
+        );
+        TrustPolicy::any_host()
+    } else {
+        let hosts: Vec<&String> = args
+            .trust_hosts
+            .iter()
+            .filter(|k| !k.trim().is_empty())
+            .collect();
+        if hosts.is_empty() && needs_list {
+            bail!(
+                "whose answers should be believed? pass --lattice-trust-host N… for each host \
+                 (or set WAXOSUIT_LATTICE_TRUST_HOSTS), or --lattice-trust-any-host for \
+                 development; the hosts print their key at start (`lattice … as host N…`)"
+            );
+        }
+        TrustPolicy::hosts(hosts)?
+    };
     let client = LatticeClient::connect(
         &args.url,
         &args.prefix,
         args.creds.as_deref(),
         Duration::from_millis(args.timeout_ms.max(1)),
+        identity,
+        trust,
     )
     .await?;
     match args.command {

@@ -26,6 +26,7 @@ mod keystore;
 mod lattice;
 mod limits;
 mod par;
+mod policy;
 mod up;
 
 /// Waxosuit: a secure host for signed WebAssembly actors.

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use waxosuit_claims::{KeyKind, KeyPair, Verifier};
+use waxosuit_claims::{KeyKind, KeyPair, Verifier, display};
 use waxosuit_par::{ProviderArchive, library_hash};
 use waxosuit_plugin_host::PluginProvider;
 
+use crate::claims::TrustArgs;
 use crate::keystore;
 
 #[derive(Debug, Subcommand)]
@@ -88,10 +89,10 @@ pub struct InspectArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
-    /// Account keys to trust (repeatable); without any, the issuer is shown
-    /// but not judged.
-    #[arg(long = "trusted-issuer", value_name = "ACCOUNT_KEY")]
-    trusted_issuers: Vec<String>,
+    /// Whom to trust as the archive's issuer: judged exactly as `up` would
+    /// judge it before loading the library.
+    #[command(flatten)]
+    trust: TrustArgs,
 }
 
 pub fn run(cmd: ParCommand) -> Result<ExitCode> {
@@ -189,18 +190,16 @@ fn insert(args: InsertArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How many characters of an archive's claims value a table cell shows.
+const CELL_CHARS: usize = 128;
+
 fn inspect(args: InspectArgs) -> Result<ExitCode> {
     let par = ProviderArchive::read_path(&args.archive)
         .with_context(|| format!("cannot read {}", args.archive.display()))?;
     let claims = par.claims_unverified()?;
     let meta = claims.metadata()?.clone();
-    // Without a trust list, judge everything but the issuer.
-    let trusted = if args.trusted_issuers.is_empty() {
-        vec![claims.issuer.clone()]
-    } else {
-        args.trusted_issuers.clone()
-    };
-    let verdict = par.verify(&Verifier::new(), &trusted).map(drop);
+    let verifier = args.trust.verifier()?;
+    let verdict = par.verify(&verifier).map(drop);
     let targets: Vec<(String, String)> = par
         .targets()
         .into_iter()
@@ -222,38 +221,40 @@ fn inspect(args: InspectArgs) -> Result<ExitCode> {
             "issuer": claims.issuer,
             "subject": claims.subject,
             "targets": targets.iter().map(|(t, h)| serde_json::json!({"target": t, "sha256": h})).collect::<Vec<_>>(),
-            "issuer_checked": !args.trusted_issuers.is_empty(),
+            "issuer_checked": !verifier.allows_any_issuer(),
             "valid": verdict.is_ok(),
             "reason": verdict.as_ref().err().map(ToString::to_string),
         });
-        outln!("{}", serde_json::to_string_pretty(&json)?);
+        outln!("{}", crate::claims::safe_json(&json)?);
     } else {
+        // The claims are shown before they are judged: escape them.
+        let cell = |v: &str| display::escape(v, CELL_CHARS);
         let mut table = comfy_table::Table::new();
         table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
         let mut row = |k: &str, v: String| {
             table.add_row(vec![k.to_string(), v]);
         };
-        row("Capability", meta.capid.clone());
-        row("Vendor", meta.vendor.clone());
-        row("Name", meta.name.clone().unwrap_or_default());
+        row("Capability", cell(&meta.capid));
+        row("Vendor", cell(&meta.vendor));
+        row("Name", cell(meta.name.as_deref().unwrap_or_default()));
         row(
             "Version",
             format!(
                 "{} (rev {})",
-                meta.ver.clone().unwrap_or_else(|| "-".into()),
+                meta.ver.as_deref().map_or_else(|| "-".into(), cell),
                 meta.rev.unwrap_or(0)
             ),
         );
-        row("Issuer", claims.issuer.clone());
-        row("Subject", claims.subject.clone());
+        row("Issuer", cell(&claims.issuer));
+        row("Subject", cell(&claims.subject));
         for (t, h) in &targets {
-            row("Target", format!("{t}\n{h}"));
+            row("Target", format!("{}\n{h}", cell(t)));
         }
-        let status = match (&verdict, args.trusted_issuers.is_empty()) {
+        let status = match (&verdict, verifier.allows_any_issuer()) {
             (Ok(()), false) => "valid (signature, trusted issuer, hashes)".to_string(),
-            (Ok(()), true) => {
-                "valid (signature, hashes); issuer not checked: pass --trusted-issuer".to_string()
-            }
+            (Ok(()), true) => "valid (signature, hashes); ANY issuer accepted: \
+                               --allow-any-issuer, development only"
+                .to_string(),
             (Err(e), _) => format!("INVALID: {e}"),
         };
         row("Status", status);
@@ -267,17 +268,26 @@ fn inspect(args: InspectArgs) -> Result<ExitCode> {
 }
 
 /// Loads a manifest's `path:` capability for `waxosuit up`: a `.par` archive
-/// is verified (signature, `trusted` issuer, library hash) and registered
-/// lazily; a bare library only with `allow_unsigned`, loudly.
-pub fn load_plugin(
+/// is verified by `verifier` (signature, fields, the issuer's trust by the
+/// same rules as actors, library hashes) and registered lazily; a bare
+/// library only with `allow_unsigned`, loudly.
+pub fn load_plugin_with(
     path: &Path,
-    trusted: &[String],
+    verifier: &Verifier,
     allow_unsigned: bool,
 ) -> Result<Arc<PluginProvider>> {
     if path.extension().is_some_and(|e| e == "par") {
         let verified = ProviderArchive::read_path(path)?
-            .verify(&Verifier::new(), trusted)
+            .verify(verifier)
             .with_context(|| format!("refusing the provider archive {}", path.display()))?;
+        if verifier.allows_any_issuer() {
+            eprintln!(
+                "WARNING: loading the provider archive {} signed by {}, trusted only because \
+                 --allow-any-issuer accepts ANY issuer (development only)",
+                path.display(),
+                verified.issuer()
+            );
+        }
         return Ok(Arc::new(PluginProvider::from_archive(&verified)?));
     }
     if !allow_unsigned {

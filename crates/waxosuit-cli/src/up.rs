@@ -55,6 +55,8 @@ pub struct UpArgs {
     #[command(flatten)]
     trust: TrustArgs,
     #[command(flatten)]
+    policy: crate::policy::PolicyArgs,
+    #[command(flatten)]
     lattice: crate::lattice::JoinArgs,
     /// Load manifest `path:` plugins that are bare libraries, not signed
     /// .par archives. Development only: nothing vouches for that code.
@@ -76,44 +78,58 @@ pub fn run(args: UpArgs) -> Result<ExitCode> {
     runtime.block_on(serve(args))
 }
 
-type Factory = fn() -> Arc<dyn CapabilityProvider>;
+/// What a backend may need from the host's configuration.
+#[derive(Debug, Clone)]
+struct BackendContext {
+    /// The lattice's subject prefix, which NATS messaging refuses to actors
+    /// (the default one is refused anyway).
+    lattice_prefix: Option<String>,
+}
+
+type Factory = fn(&BackendContext) -> Result<Arc<dyn CapabilityProvider>>;
 
 /// The backends this build offers: capability id, the names a manifest's
 /// `provider:` may use (the first is the embedded default), constructor.
 /// `wascc:http_server` is handled apart because the CLI asks it for the
 /// addresses it listens on.
 const BACKENDS: &[(&str, &[&str], Factory)] = &[
-    (caps::KEY_VALUE, &["memory"], || {
-        Arc::new(MemoryKeyValue::new())
+    (caps::KEY_VALUE, &["memory"], |_| {
+        Ok(Arc::new(MemoryKeyValue::new()))
     }),
-    (caps::KEY_VALUE, &["redis"], || {
-        Arc::new(RedisKeyValue::new())
+    (caps::KEY_VALUE, &["redis"], |_| {
+        Ok(Arc::new(RedisKeyValue::new()))
     }),
-    (caps::EVENTSTREAMS, &["redis"], || {
-        Arc::new(RedisEventStreams::new())
+    (caps::EVENTSTREAMS, &["redis"], |_| {
+        Ok(Arc::new(RedisEventStreams::new()))
     }),
-    (caps::MESSAGING, &["memory"], || {
-        Arc::new(MemoryMessaging::new())
+    (caps::MESSAGING, &["memory"], |_| {
+        Ok(Arc::new(MemoryMessaging::new()))
     }),
-    (
-        caps::MESSAGING,
-        &["nats"],
-        || Arc::new(NatsMessaging::new()),
-    ),
-    (caps::HTTP_CLIENT, &["hyper"], || {
-        Arc::new(HttpClientProvider::new())
+    (caps::MESSAGING, &["nats"], |ctx| {
+        // Actors never reach the host's own planes, whatever server their
+        // binding names.
+        let nats = match &ctx.lattice_prefix {
+            Some(prefix) => NatsMessaging::new()
+                .reserve_prefix(prefix)
+                .with_context(|| format!("cannot reserve the lattice prefix `{prefix}`"))?,
+            None => NatsMessaging::new(),
+        };
+        Ok(Arc::new(nats))
     }),
-    (caps::BLOB, &["fs"], || Arc::new(FsBlobstore::new())),
-    (caps::LOGGING, &["tracing"], || {
-        Arc::new(LoggingProvider::new())
+    (caps::HTTP_CLIENT, &["hyper"], |_| {
+        Ok(Arc::new(HttpClientProvider::new()))
     }),
-    (caps::EXTRAS, &["builtin"], || {
-        Arc::new(ExtrasProvider::new())
+    (caps::BLOB, &["fs"], |_| Ok(Arc::new(FsBlobstore::new()))),
+    (caps::LOGGING, &["tracing"], |_| {
+        Ok(Arc::new(LoggingProvider::new()))
+    }),
+    (caps::EXTRAS, &["builtin"], |_| {
+        Ok(Arc::new(ExtrasProvider::new()))
     }),
 ];
 
 /// Picks the backend for a capability entry.
-fn backend(id: &str, provider: Option<&str>) -> Result<Backend> {
+fn backend(id: &str, provider: Option<&str>, ctx: &BackendContext) -> Result<Backend> {
     if id == caps::HTTP_SERVER {
         return match provider {
             None | Some("default" | "hyper") => Ok(Backend::Http),
@@ -139,7 +155,7 @@ fn backend(id: &str, provider: Option<&str>) -> Result<Backend> {
         .enumerate()
         .find(|(i, (_, names, _))| names.contains(&wanted) || (wanted == "default" && *i == 0));
     match found {
-        Some((_, (_, _, make))) => Ok(Backend::Other(make())),
+        Some((_, (_, _, make))) => Ok(Backend::Other(make(ctx)?)),
         None => {
             let names: Vec<&str> = offered
                 .iter()
@@ -162,6 +178,7 @@ enum Backend {
 /// The built-in backends, for `waxosuit lattice start provider`.
 struct Backends {
     http_threads: Option<usize>,
+    ctx: BackendContext,
 }
 
 /// An HTTP server provider with `--http-threads` applied.
@@ -178,7 +195,7 @@ impl ProviderFactory for Backends {
         capid: &str,
         name: Option<&str>,
     ) -> Result<Arc<dyn CapabilityProvider>, String> {
-        match backend(capid, name).map_err(|e| e.to_string())? {
+        match backend(capid, name, &self.ctx).map_err(|e| format!("{e:#}"))? {
             Backend::Http => Ok(Arc::new(http_server(self.http_threads))),
             Backend::Other(p) => Ok(p),
         }
@@ -198,32 +215,65 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
     let file = args.manifest.display().to_string();
     println!("Starting Waxosuit host from {file}");
 
+    let trust = args.trust.resolve()?;
+    for line in &trust.summary {
+        println!("  trust       {line}");
+    }
+    let identity = args.lattice.identity()?;
+    let host_id = identity.as_ref().map(|k| k.public_key());
+    let policy = args.policy.build(manifest.policy.as_ref(), &file)?;
+    if let Some(policy) = &policy {
+        println!("  policy      {}", policy.summary);
+    }
+    let ctx = BackendContext {
+        lattice_prefix: args
+            .lattice
+            .url
+            .as_ref()
+            .map(|_| args.lattice.prefix.clone()),
+    };
+
     let fuel_anywhere = manifest.actors.iter().any(|a| a.limits.fuel.is_some());
     let engine = Runtime::new(args.limits.runtime_config(fuel_anywhere))
         .context("cannot start the wasm runtime")?;
     let default_limits = args.limits.apply(Limits::default());
     let mut builder = HostBuilder::new()
         .runtime(engine)
-        .verifier(args.trust.verifier()?)
+        .verifier(trust.verifier.clone())
         .default_limits(default_limits)
         .auto_bind(caps::EXTRAS)
         .auto_bind(caps::LOGGING);
     for (k, v) in &manifest.labels {
         builder = builder.label(k, v);
     }
+    if let Some(id) = &host_id {
+        builder = builder.id(id);
+    }
+    if let Some(policy) = &policy {
+        builder = builder.policy(Arc::clone(&policy.policy));
+    }
     let host = builder.build()?;
     let status = Arc::new(Status {
         host: host.clone(),
         started: AtomicBool::new(false),
     });
-    let lattice = match args.lattice.config(Arc::new(Backends {
+    let factory = Arc::new(Backends {
         http_threads: args.http_threads,
-    }))? {
-        Some(config) => {
-            let url = config.url.clone();
+        ctx: ctx.clone(),
+    });
+    let config = match identity {
+        Some(identity) => args.lattice.config(identity, factory)?,
+        None => None,
+    };
+    let lattice = match config {
+        Some(mut config) => {
+            config.policy = policy.as_ref().map(|p| Arc::clone(&p.policy));
+            // Shown, not used: a URL may carry a password.
+            let url = waxosuit_lattice::redact::redact_value("URL", &config.url);
             let prefix = config.prefix.clone();
             let any = config.trust.trusts_any();
             let trusted = config.trust.keys().count();
+            let admins = config.trust.admin_keys().count();
             let lattice = Lattice::join(host.clone(), config).await?;
             println!(
                 "  lattice     {url} as host {} (prefix `{prefix}`)",
@@ -237,6 +287,14 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
                 );
             } else {
                 println!("              trusting {trusted} other host key(s)");
+            }
+            if admins == 0 {
+                println!(
+                    "              no admin key trusted: `waxosuit lattice` commands are refused \
+                     (add --lattice-trust-admin U…)"
+                );
+            } else {
+                println!("              trusting {admins} admin key(s) for commands and inventory");
             }
             Some(lattice)
         }
@@ -261,9 +319,14 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
                 path,
                 declared: shown,
             } => {
-                let plugin = crate::par::load_plugin(
+                if let Some(policy) = &policy {
+                    check_archive(path, &trust.verifier, &policy.policy, &host, shown)
+                        .await
+                        .with_context(|| format!("{file}: capabilities[{i}]: `path: {shown}`"))?;
+                }
+                let plugin = crate::par::load_plugin_with(
                     path,
-                    &args.trust.trusted_issuers,
+                    &trust.verifier,
                     args.allow_unsigned_plugins,
                 )
                 .with_context(|| format!("{file}: capabilities[{i}]: `path: {shown}`"))?;
@@ -295,7 +358,7 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
             declared.push((id, entry.binding_name.clone()));
             continue;
         }
-        let backend = backend(&id, provider.as_deref())
+        let backend = backend(&id, provider.as_deref(), &ctx)
             .with_context(|| format!("{file}: capabilities[{i}]"))?;
         let provider: Arc<dyn CapabilityProvider> = match backend {
             Backend::Http => {
@@ -320,7 +383,7 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
             .iter()
             .any(|(d, b)| d == id && b == DEFAULT_BINDING)
         {
-            let Backend::Other(p) = backend(id, None)? else {
+            let Backend::Other(p) = backend(id, None, &ctx)? else {
                 continue;
             };
             host.add_provider(DEFAULT_BINDING, p).await?;
@@ -456,6 +519,44 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
             args.drain_timeout
         )),
     }
+}
+
+/// `data.waxosuit.provider.allow` for a provider archive, after its
+/// signature, issuer and library hash verified and before its library loads.
+async fn check_archive(
+    path: &std::path::Path,
+    verifier: &waxosuit_claims::Verifier,
+    policy: &waxosuit_policy::Policy,
+    host: &Host,
+    shown: &str,
+) -> Result<()> {
+    if path.extension().is_none_or(|e| e != "par") {
+        // Unsigned libraries have no claims to decide on; loading them at
+        // all takes --allow-unsigned-plugins.
+        return Ok(());
+    }
+    let verified = waxosuit_par::ProviderArchive::read_path(path)?
+        .verify(verifier)
+        .with_context(|| format!("refusing the provider archive {}", path.display()))?;
+    let claims = verified.claims();
+    let info = host.info();
+    let input = waxosuit_policy::input::ProviderInput {
+        token: claims.jwt().to_string(),
+        claims: serde_json::to_value(claims.claims())?,
+        capability: verified.capid().to_string(),
+        source: shown.to_string(),
+        host: waxosuit_policy::input::HostFacts {
+            id: info.id,
+            labels: info.labels,
+        },
+    };
+    policy
+        .check(
+            waxosuit_policy::DecisionPoint::Provider,
+            serde_json::to_value(&input)?,
+        )
+        .await?;
+    Ok(())
 }
 
 /// SIGINT and SIGTERM, listened for from the moment of [`StopSignals::install`].

@@ -1,7 +1,9 @@
 //! Three `waxosuit up` processes joined over a real nats-server: an HTTP
 //! request on host A reaches an actor on host B that uses the key-value
 //! provider on host C; then C restarts, B dies with a replica on C, a
-//! forged invocation is refused and a 5 MiB payload round-trips.
+//! forged invocation is refused and a 5 MiB payload round-trips. The
+//! `waxosuit lattice` tool signs with an admin key the hosts trust; without
+//! one, or with another, nothing it asks for happens.
 
 mod support;
 
@@ -14,25 +16,50 @@ use std::time::{Duration, Instant};
 use support::{Dir, Up, try_get};
 use waxosuit_claims::{KeyKind, KeyPair};
 use waxosuit_host::{HostBuilder, Limits};
+use waxosuit_lattice::antiforgery::{self, Binding};
 use waxosuit_lattice::protocol::{self, ErrorKind, Invocation, PROTOCOL_VERSION, WireEntity};
-use waxosuit_lattice::{Lattice, LatticeClient, LatticeConfig, TrustPolicy};
+use waxosuit_lattice::{Lattice, LatticeConfig, TrustPolicy};
 use waxosuit_test_servers::NatsServer;
 
 struct Hosts {
     nats_url: String,
     seeds: Vec<String>,
     keys: Vec<String>,
+    /// The admin key the hosts trust, and the file its seed is in.
+    admin: String,
+    admin_seed: std::path::PathBuf,
 }
 
 impl Hosts {
     /// Server keys for hosts A, B, C and the test itself (D).
-    fn new(nats_url: String) -> Hosts {
+    fn new(nats_url: String, dir: &Dir) -> Hosts {
         let pairs: Vec<KeyPair> = (0..4).map(|_| KeyPair::generate(KeyKind::Server)).collect();
+        let admin = KeyPair::generate(KeyKind::User);
+        let admin_seed = dir.path("admin.nk");
+        std::fs::write(&admin_seed, admin.seed().unwrap()).unwrap();
         Hosts {
             nats_url,
             seeds: pairs.iter().map(|k| k.seed().unwrap()).collect(),
             keys: pairs.iter().map(|k| k.public_key()).collect(),
+            admin: admin.public_key(),
+            admin_seed,
         }
+    }
+
+    /// `waxosuit lattice ARGS…` as the admin, believing the hosts.
+    fn tool(&self, args: &[&str]) -> std::process::Output {
+        self.tool_as(&self.admin_seed, args)
+    }
+
+    fn tool_as(&self, seed: &std::path::Path, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_waxosuit"))
+            .arg("lattice")
+            .args(args)
+            .env("WAXOSUIT_LATTICE", &self.nats_url)
+            .env("WAXOSUIT_LATTICE_SEED", seed)
+            .env("WAXOSUIT_LATTICE_TRUST_HOSTS", self.keys.join(","))
+            .output()
+            .unwrap()
     }
 
     fn up(&self, dir: &Dir, i: usize, manifest: &str) -> Up {
@@ -49,6 +76,7 @@ impl Hosts {
                 ("WAXOSUIT_LATTICE", self.nats_url.as_str()),
                 ("WAXOSUIT_HOST_SEED", self.seeds[i].as_str()),
                 ("WAXOSUIT_LATTICE_TRUST_HOSTS", trust.as_str()),
+                ("WAXOSUIT_LATTICE_TRUST_ADMINS", self.admin.as_str()),
                 ("WAXOSUIT_LATTICE_TIMEOUT_MS", "3000"),
                 ("WAXOSUIT_CACHE", cache),
             ],
@@ -86,13 +114,6 @@ impl Drop for Reaper {
     }
 }
 
-fn waxosuit(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_waxosuit"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 fn kill9(up: &mut Up) {
     Command::new("kill")
         .args(["-KILL", &up.child.id().to_string()])
@@ -104,8 +125,8 @@ fn kill9(up: &mut Up) {
 #[test]
 fn three_hosts_serve_as_one_and_survive_restarts_failures_and_forgeries() {
     let nats = NatsServer::start().expect("nats-server (apt-get install nats-server)");
-    let hosts = Hosts::new(nats.url());
     let dir = Dir::new();
+    let hosts = Hosts::new(nats.url(), &dir);
     let counter = dir.actor(
         waxosuit_test_fixtures::example("kvcounter"),
         "counter",
@@ -116,6 +137,8 @@ fn three_hosts_serve_as_one_and_survive_restarts_failures_and_forgeries() {
     // `lattice watch` sees everything from here on.
     let mut watch = Command::new(env!("CARGO_BIN_EXE_waxosuit"))
         .args(["lattice", "--url", &nats.url(), "watch"])
+        .env("WAXOSUIT_LATTICE_SEED", &hosts.admin_seed)
+        .env("WAXOSUIT_LATTICE_TRUST_HOSTS", hosts.keys.join(","))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -172,7 +195,7 @@ fn three_hosts_serve_as_one_and_survive_restarts_failures_and_forgeries() {
         r#"{"counter":2}"#
     );
 
-    let out = waxosuit(&["lattice", "--url", &nats.url(), "--json", "list", "hosts"]);
+    let out = hosts.tool(&["--json", "list", "hosts"]);
     assert!(
         out.status.success(),
         "{}",
@@ -180,7 +203,7 @@ fn three_hosts_serve_as_one_and_survive_restarts_failures_and_forgeries() {
     );
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
-    let out = waxosuit(&["lattice", "--url", &nats.url(), "list", "bindings"]);
+    let out = hosts.tool(&["list", "bindings"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("wascc:keyvalue") && text.contains("wascc:http_server"),
@@ -188,43 +211,106 @@ fn three_hosts_serve_as_one_and_survive_restarts_failures_and_forgeries() {
     );
     assert!(text.contains("2 binding(s)"), "{text}");
 
+    // Without a key, with a key the hosts do not trust, or believing no
+    // host, the tool achieves nothing; the actor keeps serving.
+    let stop_echo = [
+        "stop",
+        "actor",
+        echo.as_str(),
+        "--host",
+        hosts.keys[1].as_str(),
+    ];
+    let out = Command::new(env!("CARGO_BIN_EXE_waxosuit"))
+        .args(["lattice", "--url", &nats.url()])
+        .args(stop_echo)
+        .env_remove("WAXOSUIT_LATTICE_SEED")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--seed") && err.contains("--lattice-trust-admin"),
+        "{err}"
+    );
+    let stranger_seed = dir.path("stranger.nk");
+    std::fs::write(
+        &stranger_seed,
+        KeyPair::generate(KeyKind::User).seed().unwrap(),
+    )
+    .unwrap();
+    let out = hosts.tool_as(&stranger_seed, &stop_echo);
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no answer"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    b.wait_for_log("refused a lattice message", 1);
+    let out = Command::new(env!("CARGO_BIN_EXE_waxosuit"))
+        .args(["lattice", "--url", &nats.url(), "list", "actors"])
+        .env("WAXOSUIT_LATTICE_SEED", &hosts.admin_seed)
+        .env_remove("WAXOSUIT_LATTICE_TRUST_HOSTS")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--lattice-trust-host"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(get_ok(addr, "/", Duration::from_secs(5)).contains("counter"));
+
     // A forged invocation (unknown host key) is refused and logged by B.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client = LatticeClient::connect(&nats.url(), "waxosuit", None, Duration::from_secs(3))
-            .await
-            .unwrap();
+        let nats_client = async_nats::connect(nats.url()).await.unwrap();
         let stranger = KeyPair::generate(KeyKind::Server);
-        let origin = WireEntity::Host(stranger.public_key());
-        let target = WireEntity::Actor(echo.clone());
-        let claims =
-            waxosuit_lattice::antiforgery::sign(&stranger, "f1", &origin, &target, "echo", b"x")
-                .unwrap();
-        let inv = Invocation {
+        let subject = waxosuit_lattice::protocol::Subjects::new("waxosuit")
+            .unwrap()
+            .actor(&echo);
+        let inbox = nats_client.new_inbox();
+        let mut answers = nats_client.subscribe(inbox.clone()).await.unwrap();
+        let mut inv = Invocation {
             v: PROTOCOL_VERSION,
             id: "f1".into(),
-            origin,
-            target,
+            origin: WireEntity::Host(stranger.public_key()),
+            target: WireEntity::Actor(echo.clone()),
             operation: "echo".into(),
             msg: b"x".to_vec(),
-            encoded_claims: claims,
+            encoded_claims: String::new(),
             host_id: stranger.public_key(),
             chunked: None,
             session: None,
             session_token: None,
         };
-        let reply = client
-            .nats()
-            .request(
-                client.subjects().actor(&echo),
-                protocol::encode(&inv).unwrap().into(),
-            )
+        inv.encoded_claims = antiforgery::sign(
+            &stranger,
+            &inv,
+            Binding {
+                subject: &subject,
+                reply: &inbox,
+            },
+        )
+        .unwrap();
+        nats_client
+            .publish_with_reply(subject, inbox, protocol::encode(&inv).unwrap().into())
             .await
             .unwrap();
+        let reply = tokio::time::timeout(
+            Duration::from_secs(10),
+            futures_util::StreamExt::next(&mut answers),
+        )
+        .await
+        .unwrap()
+        .unwrap();
         let response: protocol::Response = protocol::decode("response", &reply.payload).unwrap();
         assert_eq!(response.error.unwrap().kind, ErrorKind::Forged);
     });
-    b.wait_for_log("refused a forged invocation", 1);
+    b.wait_for_log("not on this host's trust list", 1);
 
     // 5 MiB to the echo actor on B and back, from a fourth (in-process) host.
     rt.block_on(async {
@@ -260,16 +346,7 @@ fn three_hosts_serve_as_one_and_survive_restarts_failures_and_forgeries() {
     // A replica on C, started by command; then B dies.
     let c_id = hosts.keys[2].clone();
     let wasm = dir.path("counter.wasm");
-    let out = waxosuit(&[
-        "lattice",
-        "--url",
-        &nats.url(),
-        "start",
-        "actor",
-        wasm.to_str().unwrap(),
-        "--host",
-        &c_id,
-    ]);
+    let out = hosts.tool(&["start", "actor", wasm.to_str().unwrap(), "--host", &c_id]);
     assert!(
         out.status.success(),
         "{}",

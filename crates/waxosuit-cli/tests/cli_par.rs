@@ -31,7 +31,8 @@ impl Env {
     fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_waxosuit"));
         c.current_dir(self.dir.path())
-            .env("WAXOSUIT_KEYS", self.path("keys"));
+            .env("WAXOSUIT_KEYS", self.path("keys"))
+            .env_remove("WAXOSUIT_ALLOW_ANY_ISSUER");
         c
     }
 
@@ -132,10 +133,18 @@ fn create_inspect_and_insert() {
         "{table}"
     );
 
-    let json: serde_json::Value =
-        serde_json::from_str(&env.ok(&["par", "inspect", "acme.par", "--json"])).unwrap();
+    let trusted = env.account.public_key();
+    let json: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "par",
+        "inspect",
+        "acme.par",
+        "--json",
+        "--trusted-issuer",
+        &trusted,
+    ]))
+    .unwrap();
     assert_eq!(json["valid"], true);
-    assert_eq!(json["issuer_checked"], false);
+    assert_eq!(json["issuer_checked"], true);
     assert_eq!(json["subject"], env.service.public_key());
 
     // An untrusted issuer makes inspect fail, with the reason.
@@ -144,9 +153,28 @@ fn create_inspect_and_insert() {
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("INVALID") && text.contains("not a trusted issuer"),
+        text.contains("INVALID") && text.contains("untrusted issuer"),
         "{text}"
     );
+    // Trusting no one (the keystore has no account): refused, with the fix.
+    let out = env.run(&["par", "inspect", "acme.par"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("no issuer is trusted") && text.contains("--trusted-issuer"),
+        "{text}"
+    );
+    // Development mode judges everything but the issuer, and says so.
+    let json: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "par",
+        "inspect",
+        "acme.par",
+        "--json",
+        "--allow-any-issuer",
+    ]))
+    .unwrap();
+    assert_eq!(json["valid"], true);
+    assert_eq!(json["issuer_checked"], false);
 
     // Insert a second target; the archive is re-signed and stays valid.
     std::fs::write(env.path("mac.dylib"), b"not really a dylib").unwrap();
@@ -161,8 +189,15 @@ fn create_inspect_and_insert() {
         "--issuer",
         &env.account.seed().unwrap(),
     ]);
-    let json: serde_json::Value =
-        serde_json::from_str(&env.ok(&["par", "inspect", "acme.par", "--json"])).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "par",
+        "inspect",
+        "acme.par",
+        "--json",
+        "--trusted-issuer",
+        &trusted,
+    ]))
+    .unwrap();
     assert_eq!(json["valid"], true, "{json}");
     assert_eq!(json["targets"].as_array().unwrap().len(), 2, "{json}");
     assert_eq!(
@@ -170,6 +205,71 @@ fn create_inspect_and_insert() {
         env.service.public_key(),
         "insert keeps the subject"
     );
+}
+
+#[test]
+fn archives_follow_the_actor_trust_rules() {
+    let env = Env::new();
+    // Signed by the keystore's account (no --issuer): trusted without flags.
+    env.ok(&[
+        "par",
+        "create",
+        "--capid",
+        "acme:inventory",
+        "--vendor",
+        "Acme",
+        "--name",
+        "Inventory",
+        "--target",
+        plugins::TARGET,
+        "--library",
+        plugins::ACME_INVENTORY,
+        "-o",
+        "mine.par",
+    ]);
+    let table = env.ok(&["par", "inspect", "mine.par"]);
+    assert!(
+        table.contains("valid (signature, trusted issuer, hashes)"),
+        "{table}"
+    );
+
+    // Signed by another account, vouched for by a trusted operator.
+    env.create();
+    let operator = KeyPair::generate(KeyKind::Operator);
+    std::fs::write(env.path("op.nk"), operator.seed().unwrap()).unwrap();
+    env.ok(&[
+        "claims",
+        "token",
+        "account",
+        "--name",
+        "Acme",
+        "--issuer",
+        "op.nk",
+        "--subject",
+        &env.account.public_key(),
+        "-o",
+        "acme.jwt",
+    ]);
+    env.ok(&[
+        "par",
+        "inspect",
+        "acme.par",
+        "--trusted-operator",
+        &operator.public_key(),
+        "--account-token",
+        "acme.jwt",
+    ]);
+    // Without the account token the keystore's account is all that is
+    // trusted, and this archive is not its.
+    let out = env.run(&[
+        "par",
+        "inspect",
+        "acme.par",
+        "--trusted-operator",
+        &operator.public_key(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("untrusted issuer"));
 }
 
 /// Runs `waxosuit up` until `Ready.` (then SIGTERM) or exit; returns
@@ -239,7 +339,63 @@ fn up_loads_a_signed_archive_and_refuses_what_it_cannot_trust() {
     let (ready, _, err) = up(&env, &manifest, &[]);
     assert!(!ready);
     assert!(err.contains("--allow-unsigned-plugins"), "{err}");
-    let (ready, out, err) = up(&env, &manifest, &["--allow-unsigned-plugins"]);
+    let (ready, out, err) = up(
+        &env,
+        &manifest,
+        &["--allow-unsigned-plugins", "--trusted-issuer", &trusted],
+    );
     assert!(ready, "did not start:\n{out}\n{err}");
     assert!(err.contains("UNSIGNED"), "{err}");
+}
+
+#[test]
+fn up_trusts_archives_exactly_as_it_trusts_actors() {
+    let env = Env::new();
+    // Archive and actor both signed with the keystore's account: no flags.
+    env.ok(&[
+        "par",
+        "create",
+        "--capid",
+        "acme:inventory",
+        "--vendor",
+        "Acme",
+        "--name",
+        "Inventory",
+        "--target",
+        plugins::TARGET,
+        "--library",
+        plugins::ACME_INVENTORY,
+        "-o",
+        "acme.par",
+    ]);
+    std::fs::write(env.path("client.wasm"), waxosuit_test_fixtures::wapc_echo()).unwrap();
+    env.ok(&[
+        "claims",
+        "sign",
+        "client.wasm",
+        "-o",
+        "client_signed.wasm",
+        "--name",
+        "inventory-client",
+        "--cap",
+        "acme:inventory",
+    ]);
+    let manifest = env.manifest("./acme.par");
+    let (ready, out, err) = up(&env, &manifest, &[]);
+    assert!(ready, "did not start:\n{out}\n{err}");
+    assert!(out.contains("→ acme:inventory"), "{out}");
+
+    // An archive from an account nobody trusts is refused with the fix…
+    env.create();
+    env.actor(&["acme:inventory"]);
+    let (ready, _, err) = up(&env, &manifest, &[]);
+    assert!(!ready);
+    assert!(err.contains("untrusted issuer"), "{err}");
+    // …unless any issuer is allowed, which is said out loud.
+    let (ready, out, err) = up(&env, &manifest, &["--allow-any-issuer"]);
+    assert!(ready, "did not start:\n{out}\n{err}");
+    assert!(
+        err.contains("WARNING: loading the provider archive") && err.contains("--allow-any-issuer"),
+        "{err}"
+    );
 }

@@ -235,6 +235,8 @@ fn binding_a_capability_the_claims_do_not_grant_stops_startup_with_the_reason() 
         .arg("up")
         .arg(probe_manifest(&dir, true))
         .arg("--no-cache")
+        .args(dir.trust_args())
+        .env("WAXOSUIT_KEYS", dir.keys())
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -245,6 +247,90 @@ fn binding_a_capability_the_claims_do_not_grant_stops_startup_with_the_reason() 
         "{err}"
     );
     assert!(err.contains("permission denied"), "{err}");
+}
+
+/// `up` trusts no issuer implicitly: an actor from an account nobody named
+/// stops start-up with the fix; the local keystore's account (what `claims
+/// sign` uses, as `scripts/demo.sh` does) and `--allow-any-issuer` (or its
+/// environment variable) are the ways in without naming a key.
+#[test]
+fn up_runs_only_actors_from_trusted_issuers() {
+    let dir = Dir::new();
+    dir.actor(waxosuit_test_fixtures::wapc_echo(), "echo", &[]);
+    let manifest = dir.manifest("actors: [ ./echo.wasm ]\n");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_waxosuit"))
+        .arg("up")
+        .arg(&manifest)
+        .arg("--no-cache")
+        .env("WAXOSUIT_KEYS", dir.keys())
+        .env_remove("WAXOSUIT_ALLOW_ANY_ISSUER")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("actors[0]"), "{err}");
+    assert!(err.contains("no issuer is trusted"), "{err}");
+    assert!(
+        err.contains(&format!("--trusted-issuer {}", dir.account().public_key())),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    // Development mode, by flag or by environment.
+    for (args, env) in [
+        (&["--allow-any-issuer"][..], &[][..]),
+        (&[][..], &[("WAXOSUIT_ALLOW_ANY_ISSUER", "1")][..]),
+    ] {
+        let up = Up::start_trusting(&dir, &manifest, args, env).unwrap();
+        assert!(
+            up.summary
+                .iter()
+                .any(|l| l
+                    .contains("WARNING: accepting actors and provider archives from ANY issuer")),
+            "{:?}",
+            up.summary
+        );
+        let (ok, _, stderr) = up.terminate();
+        assert!(ok, "{stderr}");
+    }
+
+    // Signed by `waxosuit claims sign` with the keystore: trusted as is.
+    std::fs::write(
+        dir.path("echo.unsigned.wasm"),
+        waxosuit_test_fixtures::wapc_echo(),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_waxosuit"))
+        .args([
+            "claims",
+            "sign",
+            "echo.unsigned.wasm",
+            "-o",
+            "echo.wasm",
+            "--name",
+            "echo",
+        ])
+        .current_dir(dir.0.path())
+        .env("WAXOSUIT_KEYS", dir.keys())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let up = Up::start_trusting(&dir, &manifest, &[], &[]).unwrap();
+    assert!(
+        up.summary
+            .iter()
+            .any(|l| l.contains("trust") && l.contains("the local keystore's account")),
+        "{:?}",
+        up.summary
+    );
+    assert!(!up.summary.iter().any(|l| l.contains("ANY issuer")));
+    let (ok, _, stderr) = up.terminate();
+    assert!(ok, "{stderr}");
 }
 
 #[test]

@@ -9,19 +9,18 @@ use std::collections::HashMap;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use waxosuit_claims::{Actor, Claims, KeyKind, KeyPair, embed_claims};
+use waxosuit_claims::{Actor, Claims, KeyKind, KeyPair, Verifier, embed_claims};
 use waxosuit_codec::http;
-use waxosuit_host::Host;
+use waxosuit_host::HostBuilder;
 
-fn sign(module: &[u8], name: &str) -> Vec<u8> {
-    let account = KeyPair::generate(KeyKind::Account);
+fn sign(account: &KeyPair, module: &[u8], name: &str) -> Vec<u8> {
     let subject = KeyPair::generate(KeyKind::Module);
     let claims = Claims::<Actor>::builder()
         .issuer(account.public_key())
         .subject(subject.public_key())
         .metadata(Actor::named(name))
         .build();
-    embed_claims(module, &claims, &account).expect("sign")
+    embed_claims(module, &claims, account).expect("sign")
 }
 
 fn bench(c: &mut Criterion) {
@@ -30,17 +29,22 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("runtime");
-    let host = Host::new().expect("host");
+    // The host trusts the one account that signs the benchmark's actors.
+    let account = KeyPair::generate(KeyKind::Account);
+    let verifier = Verifier::new()
+        .trust_issuer(&account.public_key())
+        .expect("account key");
+    let host = HostBuilder::new().verifier(verifier).build().expect("host");
     let hello = rt
         .block_on(host.add_actor(
-            &sign(waxosuit_test_fixtures::example("hello"), "hello"),
+            &sign(&account, waxosuit_test_fixtures::example("hello"), "hello"),
             "hello",
             None,
         ))
         .expect("hello");
     let echo = rt
         .block_on(host.add_actor(
-            &sign(waxosuit_test_fixtures::wapc_echo(), "echo"),
+            &sign(&account, waxosuit_test_fixtures::wapc_echo(), "echo"),
             "echo",
             None,
         ))

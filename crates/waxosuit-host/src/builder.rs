@@ -11,6 +11,7 @@ use waxosuit_claims::Verifier;
 use waxosuit_runtime::{Limits, Runtime, RuntimeConfig};
 
 use crate::HostError;
+use crate::gate::Gate;
 use crate::health::HealthReport;
 use crate::host::{Host, HostInner};
 use crate::policy::{Authorizer, ClaimsOnly, Middleware};
@@ -24,6 +25,8 @@ pub struct HostBuilder {
     authorizer: Arc<dyn Authorizer>,
     middlewares: Vec<Arc<dyn Middleware>>,
     labels: BTreeMap<String, String>,
+    id: Option<String>,
+    policy: Option<Arc<waxosuit_policy::Policy>>,
     default_limits: Limits,
     auto_bind: Vec<String>,
 }
@@ -35,8 +38,11 @@ impl Default for HostBuilder {
 }
 
 impl HostBuilder {
-    /// Defaults: a runtime with default configuration, a verifier without a
-    /// trust list, the claims-only authorizer, no middleware, default limits.
+    /// Defaults: a runtime with default configuration, a verifier that
+    /// trusts no issuer until configured (`Verifier::new()`: every actor is
+    /// refused until [`verifier`](Self::verifier) installs one that trusts
+    /// its issuer, or allows any issuer for development), the claims-only
+    /// authorizer, no middleware, default limits.
     pub fn new() -> HostBuilder {
         HostBuilder {
             runtime: None,
@@ -44,6 +50,8 @@ impl HostBuilder {
             authorizer: Arc::new(ClaimsOnly),
             middlewares: Vec::new(),
             labels: BTreeMap::new(),
+            id: None,
+            policy: None,
             default_limits: Limits::default(),
             auto_bind: Vec::new(),
         }
@@ -79,6 +87,21 @@ impl HostBuilder {
         self
     }
 
+    /// The host's identity (its server key in a lattice), as policy inputs
+    /// and `HostInfo` report it.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Consults `policy` before every actor start and on every invocation
+    /// into or out of an actor (`waxosuit-policy`); its decision counts
+    /// appear in [`Host::metrics_text`](crate::Host::metrics_text).
+    pub fn policy(mut self, policy: Arc<waxosuit_policy::Policy>) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
     /// Limits for actors added without their own.
     pub fn default_limits(mut self, limits: Limits) -> Self {
         self.default_limits = limits;
@@ -103,15 +126,27 @@ impl HostBuilder {
                 error: Box::new(error),
             })?,
         };
+        let gate = self.policy.as_ref().map(|policy| {
+            Arc::new(Gate::new(
+                Arc::clone(policy),
+                self.id.clone(),
+                self.labels.clone(),
+            ))
+        });
+        let actors = Arc::new(ActorTable::new(self.middlewares, gate));
+        if let Some(policy) = &self.policy {
+            actors.metrics.register(policy.collector());
+        }
         Ok(Host {
             inner: Arc::new(HostInner {
                 runtime,
                 verifier: self.verifier,
                 authorizer: self.authorizer,
                 labels: self.labels,
+                id: self.id,
                 default_limits: self.default_limits,
                 auto_bind: self.auto_bind,
-                actors: Arc::new(ActorTable::new(self.middlewares)),
+                actors,
                 providers: ReadMostly::default(),
                 stopping: AtomicBool::new(false),
                 health: RwLock::new(HealthReport::default()),

@@ -4,6 +4,21 @@ use waxosuit_claims::ClaimsError;
 use waxosuit_provider::ProviderError;
 use waxosuit_runtime::RuntimeError;
 
+/// How to grant `capability` when re-signing: a capability id or an actor's
+/// module key is passed to `--cap` as is; a call alias is not a grant (the
+/// CLI refuses it), the callee's module key is.
+fn grant_hint(capability: &str) -> String {
+    let is_key = capability.len() == 56 && capability.starts_with('M');
+    if waxosuit_claims::caps::is_valid_capability_id(capability) || is_key {
+        format!("re-sign it with `--cap {capability}` if it should have it")
+    } else {
+        format!(
+            "`{capability}` is a call alias: to let it call that actor, re-sign it with `--cap` \
+             and the callee's module key (M…, shown by `waxosuit claims inspect` on the callee)"
+        )
+    }
+}
+
 /// What went wrong in a host operation. Each message names the actor (by
 /// name and key), the capability and binding involved, and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +52,34 @@ pub enum HostError {
         actor: String,
         /// Actor name.
         name: String,
+    },
+    /// Policy refused (or could not decide, and so refused) a start or an
+    /// invocation.
+    #[error("actor {name} ({actor}): {source}")]
+    Policy {
+        /// Actor key.
+        actor: String,
+        /// Actor name.
+        name: String,
+        /// The decision, naming the point, the policy and the reason.
+        #[source]
+        source: Box<waxosuit_policy::PolicyDenied>,
+    },
+    /// Another actor already answers to this `call_alias`.
+    #[error(
+        "actor {name} ({actor}) claims the call alias `{alias}`, which actor {owner} already \
+         has (in this host or elsewhere in the lattice); an alias must name one actor: sign one \
+         of them with another `--call-alias`, or stop {owner} first"
+    )]
+    DuplicateAlias {
+        /// The alias.
+        alias: String,
+        /// The refused actor's key.
+        actor: String,
+        /// The refused actor's name.
+        name: String,
+        /// The key of the actor that has the alias.
+        owner: String,
     },
     /// No actor with this key (or name) runs here.
     #[error("no actor `{actor}` is running in this host")]
@@ -74,8 +117,8 @@ pub enum HostError {
     /// The actor's claims do not grant the capability (and no policy allows it).
     #[error(
         "actor {name} ({actor}) attempted to call `{operation}` on {capability} (binding \
-         `{binding}`): permission denied, its signed claims do not include {capability}; \
-         re-sign it with `--cap {capability}` if it should have it"
+         `{binding}`): permission denied, its signed claims do not include {capability}; {}",
+        grant_hint(.capability)
     )]
     PermissionDenied {
         /// Actor key.

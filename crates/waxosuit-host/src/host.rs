@@ -86,6 +86,12 @@ impl ActorEntry {
     }
 }
 
+/// A binding of an actor that runs on another host to a provider here.
+pub(crate) struct RemoteBinding {
+    pub(crate) values: BTreeMap<String, String>,
+    pub(crate) claims: Arc<VerifiedActor>,
+}
+
 pub(crate) struct ProviderEntry {
     pub(crate) provider: Arc<dyn CapabilityProvider>,
     pub(crate) descriptor: CapabilityDescriptor,
@@ -95,6 +101,7 @@ pub(crate) struct HostInner {
     pub(crate) verifier: Verifier,
     pub(crate) authorizer: Arc<dyn Authorizer>,
     pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) id: Option<String>,
     pub(crate) default_limits: Limits,
     pub(crate) auto_bind: Vec<String>,
     /// Shared with every provider's dispatcher (see `table`).
@@ -105,8 +112,9 @@ pub(crate) struct HostInner {
     pub(crate) started: Instant,
     /// Where calls go that this host cannot serve (a lattice), if anywhere.
     pub(crate) remote: RwLock<Option<Arc<dyn RemoteLink>>>,
-    /// Actors running elsewhere bound to providers here: (actor, route) → values.
-    pub(crate) remote_bindings: RwLock<FxHashMap<(String, RouteKey), BTreeMap<String, String>>>,
+    /// Actors running elsewhere bound to providers here: (actor, route) →
+    /// values and the actor's verified claims.
+    pub(crate) remote_bindings: RwLock<FxHashMap<(String, RouteKey), RemoteBinding>>,
     pub(crate) events: tokio::sync::broadcast::Sender<HostEvent>,
     /// Last known health per actor, so that only changes become events.
     pub(crate) health_state: RwLock<FxHashMap<String, bool>>,
@@ -166,6 +174,7 @@ impl Host {
     /// Static facts about this host.
     pub fn info(&self) -> HostInfo {
         HostInfo {
+            id: self.inner.id.clone(),
             labels: self.inner.labels.clone(),
             uptime: self.inner.started.elapsed(),
         }
@@ -198,11 +207,17 @@ impl Host {
                 name,
             });
         }
+        if let Some(gate) = &inner.actors.gate {
+            gate.start(&claims, module.len(), origin).await?;
+        }
         if inner.actors.entries.load().contains_key(&key_text) {
             return Err(HostError::DuplicateActor {
                 actor: key_text,
                 name,
             });
+        }
+        if let Some(alias) = claims.metadata().call_alias.as_deref() {
+            self.check_alias(alias, &key_text, &name)?;
         }
         let runtime_err = |error: RuntimeError| HostError::Runtime {
             actor: key_text.clone(),
@@ -242,6 +257,10 @@ impl Host {
             name: name.clone(),
             claims: granted.jwt().to_string(),
         });
+        let link = read(&inner.remote).clone();
+        if let Some(link) = link {
+            link.actor_started(&key_text).await;
+        }
         for capid in &inner.auto_bind {
             let route = RouteKey::new(capid.clone(), DEFAULT_BINDING);
             if granted.has_capability(capid) && inner.providers.load().contains_key(&route) {
@@ -271,6 +290,9 @@ impl Host {
                 actor: key_text,
                 name: claims.name().to_string(),
             });
+        }
+        if let Some(gate) = &inner.actors.gate {
+            gate.start(&claims, module.len(), "update").await?;
         }
         let key = entry.runtime.key().clone();
         entry
@@ -380,6 +402,10 @@ impl Host {
             name: descriptor_name,
             version: descriptor_version,
         });
+        let link = read(&self.inner.remote).clone();
+        if let Some(link) = link {
+            link.provider_started(&route).await;
+        }
         Ok(route)
     }
 
@@ -574,6 +600,23 @@ impl Host {
         self.inner.actors.metrics.encode()
     }
 
+    /// Exposes another part's metrics (the lattice's, policy's) with the
+    /// host's in [`Host::metrics_text`], under the same `waxosuit` prefix.
+    pub fn register_metrics(&self, collector: Box<dyn prometheus_client::collector::Collector>) {
+        self.inner.actors.metrics.register(collector);
+    }
+
+    /// The largest payload `actor` accepts (its limits), or the host's
+    /// default limit when `actor` is `None` or not running here: what a
+    /// transport may deliver to it at most.
+    pub fn payload_limit(&self, actor: Option<&str>) -> usize {
+        actor
+            .and_then(|key| self.inner.actor(key))
+            .map_or(self.inner.default_limits.max_payload, |entry| {
+                entry.runtime.limits().max_payload
+            })
+    }
+
     /// Stops the host: providers first (so servers drain their in-flight
     /// requests while actors still run), then actors.
     pub async fn shutdown(&self) {
@@ -596,6 +639,35 @@ impl Host {
         self.inner.actors.entries.store(FxHashMap::default());
         self.refresh_counts();
         tracing::info!("host stopped");
+    }
+
+    /// A `call_alias` names one actor: refused when another actor (here,
+    /// or elsewhere in the lattice) already has it. Replicas of the same
+    /// module key may share it.
+    fn check_alias(&self, alias: &str, key: &str, name: &str) -> Result<(), HostError> {
+        let local = self
+            .inner
+            .actors
+            .entries
+            .load()
+            .iter()
+            .find(|(k, e)| {
+                k.as_str() != key && e.claims().metadata().call_alias.as_deref() == Some(alias)
+            })
+            .map(|(k, _)| k.clone());
+        let owner = local.or_else(|| {
+            let link = read(&self.inner.remote).clone()?;
+            link.alias_owner(alias).filter(|owner| owner != key)
+        });
+        match owner {
+            Some(owner) => Err(HostError::DuplicateAlias {
+                alias: alias.to_string(),
+                actor: key.to_string(),
+                name: name.to_string(),
+                owner,
+            }),
+            None => Ok(()),
+        }
     }
 
     fn entry(&self, key: &str) -> Result<Arc<ActorEntry>, HostError> {

@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use waxosuit_claims::VerifiedActor;
+use waxosuit_policy::input::Direction;
 use waxosuit_provider::{ProviderCall, ProviderError};
 
 use crate::HostError;
+use crate::gate::Call;
 use crate::host::{
     ActorEntry, DEFAULT_BINDING, HostInner, ProviderEntry, RouteKey, guard_provider,
     provider_not_found, read,
@@ -96,6 +98,20 @@ impl HostInner {
                 None => target,
             };
             self.authorize(&caller, namespace, &target, operation, binding)?;
+            if let Some(gate) = &self.actors.gate {
+                let callee_key = match &target {
+                    Entity::Actor(key) => key.as_str(),
+                    _ => namespace,
+                };
+                gate.invoke(Call {
+                    actor: &caller,
+                    capability: callee_key,
+                    binding,
+                    operation,
+                    direction: Direction::Outbound,
+                })
+                .await?;
+            }
             let Some(callee) = callee else {
                 let origin = Entity::Actor(caller_key.to_string());
                 return self
@@ -125,6 +141,16 @@ impl HostInner {
                 capability: route.capid,
                 binding: route.binding,
             });
+        }
+        if let Some(gate) = &self.actors.gate {
+            gate.invoke(Call {
+                actor: &caller,
+                capability: &route.capid,
+                binding: &route.binding,
+                operation,
+                direction: Direction::Outbound,
+            })
+            .await?;
         }
         let started = Instant::now();
         let providers = self.providers.load();

@@ -38,9 +38,12 @@
 //! # async fn demo(module: Vec<u8>, kv: std::sync::Arc<dyn waxosuit_provider::CapabilityProvider>)
 //! # -> Result<(), waxosuit_host::HostError> {
 //! use std::collections::BTreeMap;
-//! use waxosuit_host::Host;
+//! use waxosuit_claims::Verifier;
+//! use waxosuit_host::HostBuilder;
 //!
-//! let host = Host::new()?;
+//! // A host runs actors only from issuers it trusts.
+//! let verifier = Verifier::new().trust_issuer("AAC…the issuing account")?;
+//! let host = HostBuilder::new().verifier(verifier).build()?;
 //! host.add_provider("default", kv).await?;
 //! let actor = host.add_actor(&module, "./counter_signed.wasm", None).await?;
 //! host.set_binding(&actor.key, "wascc:keyvalue", "default", BTreeMap::new()).await?;
@@ -56,6 +59,7 @@ use std::time::Duration;
 mod builder;
 mod error;
 mod events;
+mod gate;
 mod health;
 mod host;
 mod invoke;
@@ -81,6 +85,8 @@ pub use waxosuit_runtime::Limits;
 /// Static facts about a host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostInfo {
+    /// The host's identity (its server key in a lattice), if it has one.
+    pub id: Option<String>,
     /// Labels from the builder (or the manifest).
     pub labels: BTreeMap<String, String>,
     /// Time since the host was built.

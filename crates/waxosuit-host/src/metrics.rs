@@ -190,7 +190,8 @@ impl Collector for SeriesList {
 }
 
 pub(crate) struct Metrics {
-    registry: Registry,
+    /// Locked only to scrape, and to register another part's collector.
+    registry: Mutex<Registry>,
     series: Arc<SeriesList>,
     actors: Gauge,
     bindings: Gauge,
@@ -206,7 +207,7 @@ impl Metrics {
         registry.register("actors", "Actors running in this host", actors.clone());
         registry.register("bindings", "Actor-capability bindings", bindings.clone());
         Metrics {
-            registry,
+            registry: Mutex::new(registry),
             series,
             actors,
             bindings,
@@ -228,6 +229,14 @@ impl Metrics {
         series
     }
 
+    /// Adds a collector whose metrics appear in every later scrape.
+    pub(crate) fn register(&self, collector: Box<dyn Collector>) {
+        self.registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .register_collector(collector);
+    }
+
     pub(crate) fn set_counts(&self, actors: usize, bindings: usize) {
         self.actors.set(i64::try_from(actors).unwrap_or(i64::MAX));
         self.bindings
@@ -237,7 +246,8 @@ impl Metrics {
     pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
         out
     }
 }

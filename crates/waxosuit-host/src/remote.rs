@@ -16,9 +16,12 @@ use waxosuit_claims::VerifiedActor;
 use waxosuit_codec::core as wcore;
 use waxosuit_provider::BindRequest;
 
+use waxosuit_policy::input::Direction;
+
 use crate::HostError;
 use crate::events::HostEvent;
-use crate::host::{Host, RouteKey, bind_values, guard_provider, read, write};
+use crate::gate::Call;
+use crate::host::{Host, RemoteBinding, RouteKey, bind_values, guard_provider, read, write};
 use crate::policy::Entity;
 
 /// A transport error from a [`RemoteLink`], kept whole so callers can look
@@ -46,6 +49,26 @@ pub trait RemoteLink: Send + Sync + 'static {
         operation: &str,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, RemoteError>;
+
+    /// An actor started here; called before [`Host::add_actor`] returns, so
+    /// that a transport makes it reachable (subscribes, say) before anyone
+    /// is told it runs.
+    async fn actor_started(&self, actor: &str) {
+        let _ = actor;
+    }
+
+    /// A provider was registered here; called before [`Host::add_provider`]
+    /// returns, like [`RemoteLink::actor_started`].
+    async fn provider_started(&self, route: &RouteKey) {
+        let _ = route;
+    }
+
+    /// The module key of an actor running elsewhere that claims `alias` as
+    /// its `call_alias`, if any: an alias must name one actor lattice-wide.
+    fn alias_owner(&self, alias: &str) -> Option<String> {
+        let _ = alias;
+        None
+    }
 }
 
 impl Host {
@@ -129,7 +152,13 @@ impl Host {
             values: bind_values(claims, &values),
         };
         guard_provider(route, provider.provider.bind_actor(request)).await?;
-        write(&self.inner.remote_bindings).insert(slot, values);
+        write(&self.inner.remote_bindings).insert(
+            slot,
+            RemoteBinding {
+                values,
+                claims: Arc::new(claims.clone()),
+            },
+        );
         tracing::info!(actor = %key, capability = %route.capid, binding = %route.binding, "binding established for a remote actor");
         self.emit(HostEvent::BindingSet {
             actor: key,
@@ -163,7 +192,7 @@ impl Host {
     pub fn remote_bindings(&self) -> Vec<(String, RouteKey, BTreeMap<String, String>)> {
         let mut out: Vec<_> = read(&self.inner.remote_bindings)
             .iter()
-            .map(|((a, r), v)| (a.clone(), r.clone(), v.clone()))
+            .map(|((a, r), b)| (a.clone(), r.clone(), b.values.clone()))
             .collect();
         out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         out
@@ -196,6 +225,24 @@ impl Host {
                 });
             }
         }
+        // This host's policy decides for its own actors, whatever the
+        // calling host decided.
+        if let Some(gate) = &self.inner.actors.gate {
+            let claims = entry.claims();
+            let (capability, binding) = match &origin {
+                Entity::Capability { capid, binding } => (capid.as_str(), binding.as_str()),
+                Entity::Actor(key) => (key.as_str(), crate::DEFAULT_BINDING),
+                Entity::Host => ("host", crate::DEFAULT_BINDING),
+            };
+            gate.invoke(Call {
+                actor: &claims,
+                capability,
+                binding,
+                operation,
+                direction: Direction::Inbound,
+            })
+            .await?;
+        }
         self.inner
             .actors
             .invoke_actor(|| origin, &entry, operation, payload)
@@ -213,13 +260,32 @@ impl Host {
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, HostError> {
         let provider = self.registered_provider(route)?;
-        if !self.is_bound(actor, route) {
+        // A replica of an actor that also runs here is bound here as a
+        // local actor; any other caller must hold a remote binding.
+        let claims = match self.inner.actor(actor) {
+            Some(entry) => entry.is_bound(route).then(|| entry.claims()),
+            None => read(&self.inner.remote_bindings)
+                .get(&(actor.to_string(), route.clone()))
+                .map(|b| Arc::clone(&b.claims)),
+        };
+        let Some(claims) = claims else {
             return Err(HostError::MissingBinding {
                 actor: actor.to_string(),
                 name: String::from("(remote actor)"),
                 capability: route.capid.clone(),
                 binding: route.binding.clone(),
             });
+        };
+        // This host's policy decides for its providers too.
+        if let Some(gate) = &self.inner.actors.gate {
+            gate.invoke(Call {
+                actor: &claims,
+                capability: &route.capid,
+                binding: &route.binding,
+                operation,
+                direction: Direction::Outbound,
+            })
+            .await?;
         }
         self.inner
             .invoke_provider(route, &provider, actor, operation, payload)

@@ -7,7 +7,10 @@ use async_trait::async_trait;
 use waxosuit_provider::{ActorDispatcher, DispatchError};
 use waxosuit_runtime::{ActorKey, HostCall, HostCallHandler};
 
+use waxosuit_policy::input::Direction;
+
 use crate::HostError;
+use crate::gate::Call;
 use crate::host::{RouteKey, WeakHost};
 use crate::policy::Entity;
 use crate::table::ActorTable;
@@ -113,6 +116,22 @@ impl ActorDispatcher for ProviderDispatcher {
                 capid: self.route.capid.clone(),
                 binding: self.route.binding.clone(),
             });
+        }
+        if let Some(gate) = &self.actors.gate {
+            let claims = entry.claims.load();
+            gate.invoke(Call {
+                actor: &claims,
+                capability: &self.route.capid,
+                binding: &self.route.binding,
+                operation,
+                direction: Direction::Inbound,
+            })
+            .await
+            .map_err(|e| DispatchError::Actor {
+                actor: actor.to_string(),
+                operation: operation.to_string(),
+                message: e.to_string(),
+            })?;
         }
         self.actors
             .invoke_actor(origin, entry, operation, &payload)

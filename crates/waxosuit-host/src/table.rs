@@ -16,6 +16,7 @@ use rustc_hash::FxHashMap;
 use waxosuit_runtime::RuntimeError;
 
 use crate::HostError;
+use crate::gate::Gate;
 use crate::host::ActorEntry;
 use crate::metrics::Metrics;
 use crate::policy::{Entity, Flow, Invocation, Middleware};
@@ -27,14 +28,20 @@ pub(crate) struct ActorTable {
     pub(crate) entries: ReadMostly<FxHashMap<String, Arc<ActorEntry>>>,
     pub(crate) middlewares: Vec<Arc<dyn Middleware>>,
     pub(crate) metrics: Metrics,
+    /// Policy, consulted on every invocation into or out of an actor.
+    pub(crate) gate: Option<Arc<Gate>>,
 }
 
 impl ActorTable {
-    pub(crate) fn new(middlewares: Vec<Arc<dyn Middleware>>) -> ActorTable {
+    pub(crate) fn new(
+        middlewares: Vec<Arc<dyn Middleware>>,
+        gate: Option<Arc<Gate>>,
+    ) -> ActorTable {
         ActorTable {
             entries: ReadMostly::default(),
             middlewares,
             metrics: Metrics::new(),
+            gate,
         }
     }
 

@@ -2,10 +2,10 @@
 //! crate) and a small in-process test provider.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use async_trait::async_trait;
-use waxosuit_claims::{Actor, Claims, KeyKind, KeyPair, embed_claims};
+use waxosuit_claims::{Actor, Claims, ClaimsError, KeyKind, KeyPair, Verifier, embed_claims};
 use waxosuit_codec::capabilities::CapabilityDescriptor;
 use waxosuit_host::{
     Authorizer, Decision, Entity, Flow, Host, HostBuilder, HostError, Invocation, InvocationResult,
@@ -17,14 +17,35 @@ use waxosuit_provider::{
 
 // ------------------------------------------------------------------ setup --
 
+/// The account every test actor is signed with; the hosts under test trust
+/// exactly this one (a host trusts no issuer by default).
+static TEST_ACCOUNT: LazyLock<KeyPair> = LazyLock::new(|| KeyPair::generate(KeyKind::Account));
+
+/// A verifier trusting [`TEST_ACCOUNT`].
+fn trusting_verifier() -> Verifier {
+    Verifier::new()
+        .trust_issuer(&TEST_ACCOUNT.public_key())
+        .unwrap()
+}
+
+/// A builder whose verifier trusts [`TEST_ACCOUNT`].
+fn builder() -> HostBuilder {
+    HostBuilder::new().verifier(trusting_verifier())
+}
+
+/// A host with default settings except that it trusts [`TEST_ACCOUNT`].
+fn trusting_host() -> Host {
+    builder().build().unwrap()
+}
+
 struct Signer {
-    account: KeyPair,
+    account: &'static KeyPair,
 }
 
 impl Signer {
     fn new() -> Signer {
         Signer {
-            account: KeyPair::generate(KeyKind::Account),
+            account: &TEST_ACCOUNT,
         }
     }
 
@@ -53,7 +74,7 @@ impl Signer {
             })
             .build();
         (
-            embed_claims(module, &claims, &self.account).unwrap(),
+            embed_claims(module, &claims, self.account).unwrap(),
             subject.public_key(),
         )
     }
@@ -143,7 +164,7 @@ impl CapabilityProvider for TestProvider {
 }
 
 async fn host_with_provider() -> (Host, Arc<TestProvider>) {
-    let host = Host::new().unwrap();
+    let host = trusting_host();
     let provider = TestProvider::new();
     host.add_provider("default", provider.clone())
         .await
@@ -244,7 +265,7 @@ async fn missing_binding_says_which_binding_to_add() {
 
 #[tokio::test]
 async fn named_bindings_reach_their_own_provider_instance() {
-    let host = Host::new().unwrap();
+    let host = trusting_host();
     let default = TestProvider::new();
     let cache = TestProvider::new();
     host.add_provider("default", default.clone()).await.unwrap();
@@ -362,8 +383,56 @@ async fn actor_traps_then_serves_the_next_call() {
 }
 
 #[tokio::test]
+async fn a_host_trusts_no_issuer_until_told() {
+    let (module, _) = Signer::new().sign(echo_guest(), "stranger", &[], None);
+
+    // Default settings: refused, saying what to configure.
+    let err = Host::new()
+        .unwrap()
+        .add_actor(&module, "stranger.wasm", None)
+        .await
+        .unwrap_err();
+    match &err {
+        HostError::Claims { origin, error } => {
+            assert_eq!(origin, "stranger.wasm");
+            assert!(
+                matches!(**error, ClaimsError::NoTrustedIssuer { .. }),
+                "{error}"
+            );
+        }
+        other => panic!("expected a claims refusal, got {other}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains("no issuer is trusted"), "{text}");
+    assert!(text.contains("--trusted-issuer"), "{text}");
+    assert!(text.contains(&TEST_ACCOUNT.public_key()), "{text}");
+
+    // Trusting another account: refused as untrusted.
+    let other = KeyPair::generate(KeyKind::Account).public_key();
+    let host = HostBuilder::new()
+        .verifier(Verifier::new().trust_issuer(&other).unwrap())
+        .build()
+        .unwrap();
+    let err = host.add_actor(&module, "s", None).await.unwrap_err();
+    assert!(
+        matches!(&err, HostError::Claims { error, .. } if matches!(**error, ClaimsError::UntrustedIssuer { .. })),
+        "{err}"
+    );
+    assert!(host.actors().is_empty());
+
+    // Development mode, explicitly: accepted.
+    let host = HostBuilder::new()
+        .verifier(Verifier::new().allow_any_issuer())
+        .build()
+        .unwrap();
+    host.add_actor(&module, "s", None).await.unwrap();
+    // And the trusting host used by the other tests accepts it too.
+    trusting_host().add_actor(&module, "s", None).await.unwrap();
+}
+
+#[tokio::test]
 async fn refused_modules_and_duplicates() {
-    let host = Host::new().unwrap();
+    let host = trusting_host();
     let err = host
         .add_actor(echo_guest(), "unsigned.wasm", None)
         .await
@@ -397,7 +466,7 @@ async fn refused_modules_and_duplicates() {
 
 #[tokio::test]
 async fn actor_to_actor_calls_need_the_callee_key_in_caps() {
-    let host = Host::new().unwrap();
+    let host = trusting_host();
     let signer = Signer::new();
     let (callee_module, callee) = signer.sign(echo_guest(), "callee", &[], None);
     host.add_actor(&callee_module, "callee", None)
@@ -545,7 +614,7 @@ impl Middleware for Recording {
 #[tokio::test]
 async fn middleware_runs_around_actor_and_provider_invocations() {
     let recorder = Arc::new(Recorder::default());
-    let host = HostBuilder::new()
+    let host = builder()
         .middleware(Recording(recorder.clone()))
         .build()
         .unwrap();
@@ -608,7 +677,7 @@ impl Authorizer for Policy {
 
 #[tokio::test]
 async fn authorizer_can_refuse_loads_grant_and_veto_calls() {
-    let host = HostBuilder::new().authorizer(Policy).build().unwrap();
+    let host = builder().authorizer(Policy).build().unwrap();
     host.add_provider("default", TestProvider::new())
         .await
         .unwrap();
@@ -642,7 +711,7 @@ async fn authorizer_can_refuse_loads_grant_and_veto_calls() {
 
 #[tokio::test]
 async fn live_update_needs_the_same_module_key() {
-    let host = Host::new().unwrap();
+    let host = trusting_host();
     let signer = Signer::new();
     let key = KeyPair::generate(KeyKind::Module);
     let (v1, pk) = signer.sign(&waxosuit_test_fixtures::wat_echo(), "swap", &[], Some(&key));

@@ -1,172 +1,271 @@
-//! Invocation claims: who sent a call, to whom, with which payload.
+//! Signed invocations and responses: who sent a call, to whom, with which
+//! payload, on which subject, answered on which inbox; and who answered it.
 //!
-//! Every invocation carries a token signed by the sending host's server key
-//! (`N…`) naming the origin and target URLs and a hash over them and the
-//! payload (spec §4.6). The original accepted any host that could sign; here
-//! the receiver also requires the signer to be on its trust list, so a
-//! process that can reach NATS cannot drive actors just by making up a key.
+//! An invocation sent without a session tag (first contact, chunked
+//! payloads, or when the receiver asks) carries a token signed by the
+//! sending host's server key (`N…`). Its claims extend the original's
+//! (spec §4.6: origin and target URLs and a hash over them and the payload)
+//! with the NATS subject and reply inbox it was sent with, and, for a
+//! chunked payload, the chunk reference instead of the payload: the
+//! receiver checks the signature before it fetches a byte. The token's id
+//! is the invocation id, which the receiver remembers until the token
+//! expires, so a captured invocation runs once.
+//!
+//! The receiver also requires the signer to be on its trust list (the
+//! original accepted any host that could sign), and a caller accepts a
+//! signed response only from a host on its own.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use waxosuit_claims::{Claims, ClaimsError, KeyKind, KeyPair, Verifier};
+use serde::{Deserialize, Serialize};
+use waxosuit_claims::{Claims, ClaimsError, KeyKind, KeyPair, TokenKind, Verifier};
 
-use crate::LatticeError;
-use crate::protocol::{Invocation, WireEntity, invocation_hash};
+use crate::auth::{Reason, Refusal, TrustPolicy, check_lifetime, shorten};
+use crate::protocol::{ChunkRef, Invocation, Response, digest, invocation_hash};
 
 /// How long an invocation token is valid: long enough for clock skew and a
-/// chunked transfer, short enough to limit replays of a captured message.
-const TOKEN_LIFETIME: Duration = Duration::from_secs(300);
+/// slow hop, short enough that receivers remember its id only briefly.
+pub(crate) const TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
-/// Which hosts' invocations are accepted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrustPolicy {
-    hosts: BTreeSet<String>,
-    any: bool,
+/// The claims of a signed invocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvocationClaims {
+    /// `wasmbus://` URL of the caller.
+    pub origin_url: String,
+    /// `wasmbus://` URL of the callee plus `/operation`.
+    pub target_url: String,
+    /// For an inline payload, `HEXUPPER(SHA-256(origin_url ‖ target_url ‖
+    /// msg))` (spec §4.6); for a chunked one, [`chunk_hash`].
+    pub hash: String,
+    /// The subject the invocation was published to.
+    pub subject: String,
+    /// The reply inbox it named.
+    pub reply: String,
+    /// The chunk reference, when the payload travels in chunks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<ChunkRef>,
 }
 
-impl TrustPolicy {
-    /// Trust exactly these server keys (a host always trusts itself).
-    pub fn hosts<I, S>(keys: I) -> Result<TrustPolicy, LatticeError>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        let mut hosts = BTreeSet::new();
-        for key in keys {
-            let key = key.as_ref().trim();
-            match KeyKind::of_public_key(key) {
-                Ok(KeyKind::Server) => {
-                    hosts.insert(key.to_string());
-                }
-                _ => {
-                    return Err(LatticeError::Config {
-                        reason: format!(
-                            "`{key}` is not a host (server) public key; host keys start with `N` \
-                             (`waxosuit keys gen server`)"
-                        ),
-                    });
-                }
-            }
-        }
-        Ok(TrustPolicy { hosts, any: false })
-    }
-
-    /// Trust any host that signs correctly, as the original did. For
-    /// development only: anyone who can publish on the bus can call actors.
-    pub fn any_host() -> TrustPolicy {
-        TrustPolicy {
-            hosts: BTreeSet::new(),
-            any: true,
-        }
-    }
-
-    /// Whether every signing host is trusted.
-    pub fn trusts_any(&self) -> bool {
-        self.any
-    }
-
-    /// Adds a key.
-    pub(crate) fn with(mut self, key: &str) -> TrustPolicy {
-        self.hosts.insert(key.to_string());
-        self
-    }
-
-    /// Whether invocations signed by `key` are accepted; otherwise why not.
-    pub fn check(&self, key: &str) -> Result<(), String> {
-        if self.any || self.hosts.contains(key) {
-            Ok(())
-        } else {
-            Err(format!(
-                "host {key} is not on this host's trust list (add it with --lattice-trust-host)"
-            ))
-        }
-    }
-
-    /// The trusted keys.
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.hosts.iter().map(String::as_str)
-    }
+impl TokenKind for InvocationClaims {
+    const KIND: &'static str = "lattice invocation";
 }
 
-/// Signs the claims of an invocation with the host's server key.
-pub fn sign(
-    identity: &KeyPair,
-    id: &str,
-    origin: &WireEntity,
-    target: &WireEntity,
-    operation: &str,
-    msg: &[u8],
-) -> Result<String, ClaimsError> {
-    let origin_url = origin.url();
-    let target_url = format!("{}/{operation}", target.url());
-    let hash = invocation_hash(&origin_url, &target_url, msg);
-    sign_hashed(identity, id, origin_url, target_url, hash)
+/// The claims of a signed response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseClaims {
+    /// The invocation answered.
+    pub re: String,
+    /// [`digest`] of what the response says: its outcome (payload or chunk
+    /// reference, error), inbox, host and session token.
+    pub hash: String,
 }
 
-/// [`sign`] for a caller that already has the URLs and the
-/// [`invocation_hash`] (the payload may have left in chunks).
-pub fn sign_hashed(
-    identity: &KeyPair,
-    id: &str,
-    origin_url: String,
-    target_url: String,
-    hash: String,
-) -> Result<String, ClaimsError> {
-    Claims::<waxosuit_claims::Invocation>::builder()
+impl TokenKind for ResponseClaims {
+    const KIND: &'static str = "lattice response";
+}
+
+/// What the claims of a chunked invocation hash: the URLs and every field of
+/// the chunk reference.
+pub fn chunk_hash(origin_url: &str, target_url: &str, chunk: &ChunkRef) -> String {
+    let parts = chunk.signed_parts();
+    let mut all: Vec<&[u8]> = vec![origin_url.as_bytes(), target_url.as_bytes()];
+    all.extend(parts.iter().map(Vec::as_slice));
+    digest(&all)
+}
+
+/// What an invocation's signature binds besides its own fields.
+pub struct Binding<'a> {
+    /// The subject it is published to.
+    pub subject: &'a str,
+    /// The reply inbox it names.
+    pub reply: &'a str,
+}
+
+/// Signs an invocation (its `msg` or `chunked` as they will be sent) with
+/// the host's server key.
+pub fn sign(identity: &KeyPair, inv: &Invocation, to: Binding<'_>) -> Result<String, ClaimsError> {
+    let origin_url = inv.origin.url();
+    let target_url = format!("{}/{}", inv.target.url(), inv.operation);
+    let hash = match &inv.chunked {
+        Some(chunk) => chunk_hash(&origin_url, &target_url, chunk),
+        None => invocation_hash(&origin_url, &target_url, &inv.msg),
+    };
+    Claims::<InvocationClaims>::builder()
         .issuer(identity.public_key())
-        .subject(id)
+        .subject(&inv.id)
         .expires_in(TOKEN_LIFETIME)
-        .metadata(waxosuit_claims::Invocation {
-            target_url,
+        .metadata(InvocationClaims {
             origin_url,
-            invocation_hash: hash,
+            target_url,
+            hash,
+            subject: to.subject.to_string(),
+            reply: to.reply.to_string(),
+            chunk: inv.chunked.clone(),
         })
         .build()
         .encode(identity)
 }
 
-/// Checks an invocation whose payload is complete (`msg` passed separately
-/// because a chunked payload arrives apart from the invocation): signature,
-/// validity, signer on the trust list, and every signed field matching the
-/// message. Returns why not.
+/// Checks a signed invocation as received (before any chunk is fetched):
+/// signature, validity, signer on the trust list and the sender, and every
+/// signed field matching the message. Returns the token's expiry, for the
+/// replay guard.
 pub fn verify(
     verifier: &Verifier,
     trust: &TrustPolicy,
     inv: &Invocation,
-    msg: &[u8],
-) -> Result<(), String> {
+    to: Binding<'_>,
+) -> Result<u64, String> {
+    verify_refusal(verifier, trust, inv, to).map_err(|r| r.detail)
+}
+
+pub(crate) fn verify_refusal(
+    verifier: &Verifier,
+    trust: &TrustPolicy,
+    inv: &Invocation,
+    to: Binding<'_>,
+) -> Result<u64, Refusal> {
+    let mismatch = |detail: String| Refusal::new(Reason::Mismatch, detail).by(&inv.host_id);
+    // Who claims to have signed comes first: nothing is verified for a
+    // host nobody trusts.
+    trust
+        .check(&inv.host_id)
+        .map_err(|e| Refusal::new(Reason::Untrusted, e).by(&inv.host_id))?;
     let verified = verifier
-        .verify_token::<waxosuit_claims::Invocation>(&inv.encoded_claims, KeyKind::Server, None)
-        .map_err(|e| format!("its claims do not verify: {e}"))?;
+        .verify_token::<InvocationClaims>(&inv.encoded_claims, KeyKind::Server, None)
+        .map_err(|e| {
+            let reason = match e {
+                ClaimsError::Expired { .. } | ClaimsError::NotYetValid { .. } => Reason::Expired,
+                _ => Reason::BadSignature,
+            };
+            Refusal::new(reason, format!("its claims do not verify: {e}")).by(&inv.host_id)
+        })?;
     let claims = verified.claims();
     if claims.issuer != inv.host_id {
-        return Err(format!(
+        return Err(mismatch(format!(
             "signed by {} but sent as host {}",
-            claims.issuer, inv.host_id
+            shorten(&claims.issuer),
+            shorten(&inv.host_id)
+        )));
+    }
+    if claims.subject != inv.id {
+        return Err(mismatch(
+            "the claims were issued for another invocation id".to_string(),
         ));
     }
-    trust.check(&claims.issuer)?;
-    if claims.subject != inv.id {
-        return Err("the claims were issued for another invocation id".to_string());
-    }
+    let expires =
+        check_lifetime(claims.issued_at, claims.expires).map_err(|r| r.by(&inv.host_id))?;
     let meta = verified.metadata();
     let origin_url = inv.origin.url();
     let target_url = format!("{}/{}", inv.target.url(), inv.operation);
     if meta.origin_url != origin_url {
-        return Err(format!(
-            "origin {origin_url} does not match the signed {}",
-            meta.origin_url
-        ));
+        return Err(mismatch(format!(
+            "origin {} does not match the signed {}",
+            shorten(&origin_url),
+            shorten(&meta.origin_url)
+        )));
     }
     if meta.target_url != target_url {
-        return Err(format!(
-            "target {target_url} does not match the signed {}",
-            meta.target_url
+        return Err(mismatch(format!(
+            "target {} does not match the signed {}",
+            shorten(&target_url),
+            shorten(&meta.target_url)
+        )));
+    }
+    if meta.subject != to.subject {
+        return Err(mismatch(format!(
+            "signed for subject {} but received on {}",
+            shorten(&meta.subject),
+            shorten(to.subject)
+        )));
+    }
+    if meta.reply != to.reply {
+        return Err(mismatch(
+            "signed for another reply inbox (re-published by someone else)".to_string(),
         ));
     }
-    if meta.invocation_hash != invocation_hash(&origin_url, &target_url, msg) {
-        return Err("the payload does not match the signed hash".to_string());
+    if meta.chunk != inv.chunked {
+        return Err(mismatch(
+            "its chunk reference does not match the signed one".to_string(),
+        ));
+    }
+    let expected = match &inv.chunked {
+        Some(chunk) => chunk_hash(&origin_url, &target_url, chunk),
+        None => invocation_hash(&origin_url, &target_url, &inv.msg),
+    };
+    if meta.hash != expected {
+        return Err(mismatch(
+            "the payload does not match the signed hash".to_string(),
+        ));
+    }
+    Ok(expires)
+}
+
+/// Signs a response (all its other fields set) for the inbox `reply`.
+pub fn sign_response(
+    identity: &KeyPair,
+    response: &Response,
+    reply: &str,
+) -> Result<String, ClaimsError> {
+    Claims::<ResponseClaims>::builder()
+        .issuer(identity.public_key())
+        .subject(nuid::next().to_string())
+        .expires_in(TOKEN_LIFETIME)
+        .metadata(ResponseClaims {
+            re: response.invocation_id.clone(),
+            hash: response_hash(response, reply),
+        })
+        .build()
+        .encode(identity)
+}
+
+fn response_hash(response: &Response, reply: &str) -> String {
+    let parts = response.signed_parts(reply);
+    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    digest(&refs)
+}
+
+/// Checks a signed response received on `reply` for invocation `id`: signed
+/// by the host it names, which the caller trusts, over exactly this content.
+pub(crate) fn verify_response(
+    verifier: &Verifier,
+    trust: &TrustPolicy,
+    response: &Response,
+    id: &str,
+    reply: &str,
+) -> Result<(), Refusal> {
+    trust
+        .check(&response.host)
+        .map_err(|e| Refusal::new(Reason::Untrusted, format!("a response from {e}")))?;
+    let verified = verifier
+        .verify_token::<ResponseClaims>(&response.jwt, KeyKind::Server, None)
+        .map_err(|e| {
+            Refusal::new(
+                Reason::BadSignature,
+                format!("a response does not verify: {e}"),
+            )
+            .by(&response.host)
+        })?;
+    let claims = verified.claims();
+    if claims.issuer != response.host {
+        return Err(
+            Refusal::new(Reason::Mismatch, "a response is signed by another host")
+                .by(&response.host),
+        );
+    }
+    check_lifetime(claims.issued_at, claims.expires).map_err(|r| r.by(&response.host))?;
+    let meta = verified.metadata();
+    if meta.re != id || response.invocation_id != id {
+        return Err(
+            Refusal::new(Reason::Mismatch, "a response answers another invocation")
+                .by(&response.host),
+        );
+    }
+    if meta.hash != response_hash(response, reply) {
+        return Err(
+            Refusal::new(Reason::Mismatch, "a response does not match its signature")
+                .by(&response.host),
+        );
     }
     Ok(())
 }
@@ -174,24 +273,30 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::PROTOCOL_VERSION;
+    use crate::protocol::{PROTOCOL_VERSION, WireEntity};
 
-    fn invocation(host: &KeyPair, msg: &[u8]) -> Invocation {
-        let origin = WireEntity::Host(host.public_key());
-        let target = WireEntity::Actor("MXYZ".into());
-        let claims = sign(host, "id-1", &origin, &target, "echo", msg).unwrap();
-        Invocation {
+    fn invocation(host: &KeyPair, msg: &[u8], to: Binding<'_>) -> Invocation {
+        let mut inv = Invocation {
             v: PROTOCOL_VERSION,
             id: "id-1".into(),
-            origin,
-            target,
+            origin: WireEntity::Host(host.public_key()),
+            target: WireEntity::Actor("MXYZ".into()),
             operation: "echo".into(),
             msg: msg.to_vec(),
-            encoded_claims: claims,
+            encoded_claims: String::new(),
             host_id: host.public_key(),
             chunked: None,
             session: None,
             session_token: None,
+        };
+        inv.encoded_claims = sign(host, &inv, to).unwrap();
+        inv
+    }
+
+    fn to() -> Binding<'static> {
+        Binding {
+            subject: "waxosuit.actor.MXYZ",
+            reply: "waxosuit._INBOX.a.1",
         }
     }
 
@@ -200,16 +305,21 @@ mod tests {
         let host = KeyPair::generate(KeyKind::Server);
         let trust = TrustPolicy::hosts([host.public_key()]).unwrap();
         let v = Verifier::new();
-        let inv = invocation(&host, b"hello");
-        verify(&v, &trust, &inv, b"hello").unwrap();
+        let inv = invocation(&host, b"hello", to());
+        verify(&v, &trust, &inv, to()).unwrap();
 
-        let err = verify(&v, &trust, &inv, b"hellO").unwrap_err();
-        assert!(err.contains("hash"), "{err}");
+        let mut other = inv.clone();
+        other.msg = b"hellO".to_vec();
+        assert!(
+            verify(&v, &trust, &other, to())
+                .unwrap_err()
+                .contains("hash")
+        );
 
         let mut other = inv.clone();
         other.operation = "delete".into();
         assert!(
-            verify(&v, &trust, &other, b"hello")
+            verify(&v, &trust, &other, to())
                 .unwrap_err()
                 .contains("target")
         );
@@ -217,59 +327,126 @@ mod tests {
         let mut other = inv.clone();
         other.origin = WireEntity::Actor("MROOT".into());
         assert!(
-            verify(&v, &trust, &other, b"hello")
+            verify(&v, &trust, &other, to())
                 .unwrap_err()
                 .contains("origin")
         );
 
         let mut other = inv.clone();
         other.id = "id-2".into();
+        assert!(verify(&v, &trust, &other, to()).unwrap_err().contains("id"));
+
+        let elsewhere = Binding {
+            subject: "waxosuit.actor.MOTHER",
+            reply: to().reply,
+        };
         assert!(
-            verify(&v, &trust, &other, b"hello")
+            verify(&v, &trust, &inv, elsewhere)
                 .unwrap_err()
-                .contains("id")
+                .contains("subject")
+        );
+        let stolen_inbox = Binding {
+            subject: to().subject,
+            reply: "_INBOX.attacker",
+        };
+        assert!(
+            verify(&v, &trust, &inv, stolen_inbox)
+                .unwrap_err()
+                .contains("inbox")
         );
 
         let mut other = inv.clone();
-        other.host_id = KeyPair::generate(KeyKind::Server).public_key();
+        other.chunked = Some(ChunkRef {
+            subject: "waxosuit.chunks.N.x".into(),
+            len: 300 << 20,
+            chunks: 300,
+            chunk: 1 << 20,
+            sha256: "00".into(),
+        });
         assert!(
-            verify(&v, &trust, &other, b"hello")
+            verify(&v, &trust, &other, to())
                 .unwrap_err()
-                .contains("sent as")
+                .contains("chunk")
         );
 
         let mut other = inv;
         other.encoded_claims.push('x');
         assert!(
-            verify(&v, &trust, &other, b"hello")
+            verify(&v, &trust, &other, to())
                 .unwrap_err()
                 .contains("verify")
         );
     }
 
     #[test]
-    fn an_unknown_host_is_refused_unless_any_host_is_trusted() {
+    fn an_unknown_host_is_refused_before_its_signature_is_checked() {
         let stranger = KeyPair::generate(KeyKind::Server);
         let trusted = KeyPair::generate(KeyKind::Server);
-        let inv = invocation(&stranger, b"x");
+        let inv = invocation(&stranger, b"x", to());
         let trust = TrustPolicy::hosts([trusted.public_key()]).unwrap();
-        let err = verify(&Verifier::new(), &trust, &inv, b"x").unwrap_err();
-        assert!(err.contains("trust list"), "{err}");
-        verify(&Verifier::new(), &TrustPolicy::any_host(), &inv, b"x").unwrap();
+        let err = verify_refusal(&Verifier::new(), &trust, &inv, to()).unwrap_err();
+        assert_eq!(err.reason, Reason::Untrusted);
+        assert!(err.detail.contains("trust list"), "{err}");
+        verify(&Verifier::new(), &TrustPolicy::any_host(), &inv, to()).unwrap();
     }
 
     #[test]
-    fn only_server_keys_are_accepted_in_the_trust_list() {
-        let actor = KeyPair::generate(KeyKind::Module).public_key();
-        let err = TrustPolicy::hosts([actor]).unwrap_err();
-        assert!(err.to_string().contains("server"), "{err}");
+    fn a_chunked_invocation_signs_its_chunk_reference_not_the_payload() {
+        let host = KeyPair::generate(KeyKind::Server);
+        let trust = TrustPolicy::hosts([host.public_key()]).unwrap();
+        let mut inv = invocation(&host, b"", to());
+        inv.chunked = Some(ChunkRef {
+            subject: format!("waxosuit.chunks.{}.x", host.public_key()),
+            len: 10,
+            chunks: 1,
+            chunk: 1024,
+            sha256: "AB".into(),
+        });
+        inv.encoded_claims = sign(&host, &inv, to()).unwrap();
+        verify(&Verifier::new(), &trust, &inv, to()).unwrap();
+        let mut bigger = inv.clone();
+        bigger.chunked.as_mut().unwrap().len = 300 << 20;
+        let err = verify(&Verifier::new(), &trust, &bigger, to()).unwrap_err();
+        assert!(err.contains("chunk"), "{err}");
+    }
+
+    #[test]
+    fn a_response_verifies_only_for_its_invocation_inbox_and_content() {
+        let host = KeyPair::generate(KeyKind::Server);
+        let trust = TrustPolicy::hosts([host.public_key()]).unwrap();
+        let v = Verifier::new();
+        let mut response = Response::success("id-1", b"ok".to_vec());
+        response.host = host.public_key();
+        response.jwt = sign_response(&host, &response, "inbox.1").unwrap();
+        verify_response(&v, &trust, &response, "id-1", "inbox.1").unwrap();
+        assert!(verify_response(&v, &trust, &response, "id-2", "inbox.1").is_err());
+        assert!(verify_response(&v, &trust, &response, "id-1", "inbox.2").is_err());
+        let mut changed = response.clone();
+        changed.msg = b"forged".to_vec();
+        assert_eq!(
+            verify_response(&v, &trust, &changed, "id-1", "inbox.1")
+                .unwrap_err()
+                .reason,
+            Reason::Mismatch
+        );
+        let untrusting =
+            TrustPolicy::hosts([KeyPair::generate(KeyKind::Server).public_key()]).unwrap();
+        assert_eq!(
+            verify_response(&v, &untrusting, &response, "id-1", "inbox.1")
+                .unwrap_err()
+                .reason,
+            Reason::Untrusted
+        );
     }
 
     #[test]
     fn an_invocation_signed_by_a_non_server_key_is_refused() {
         let account = KeyPair::generate(KeyKind::Account);
-        let inv = invocation(&account, b"x");
-        let err = verify(&Verifier::new(), &TrustPolicy::any_host(), &inv, b"x").unwrap_err();
-        assert!(err.contains("verify"), "{err}");
+        let inv = invocation(&account, b"x", to());
+        let err = verify(&Verifier::new(), &TrustPolicy::any_host(), &inv, to()).unwrap_err();
+        assert!(
+            err.contains("trust list") || err.contains("verify"),
+            "{err}"
+        );
     }
 }

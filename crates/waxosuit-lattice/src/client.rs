@@ -1,39 +1,54 @@
 //! [`LatticeClient`]: a connection for tools (`waxosuit lattice …`) that
 //! look at and steer a lattice without being a host.
+//!
+//! A tool signs every request with its own key (an admin key the hosts
+//! trust with `--lattice-trust-admin`, or a host key) and believes only
+//! answers and events signed by the hosts on its own trust list; a command
+//! addressed to one host is believed only from that host.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use async_nats::{Client, ConnectOptions, Message};
-use bytes::Bytes;
+use async_nats::{Client, ConnectOptions};
 use futures_util::{Stream, StreamExt};
 use serde::de::DeserializeOwned;
+use waxosuit_claims::{KeyKind, KeyPair, Verifier};
 
 use crate::LatticeError;
+use crate::auth::{self, ReplayGuard, Signers, TrustPolicy};
 use crate::chunk;
+use crate::inventory::merge;
+use crate::metrics::{LatticeMetrics, Plane};
 use crate::protocol::{
     ActorEntry, AuctionBid, AuctionRequest, BindingEntry, CloudEvent, Command, CommandReply,
     HostEntry, InventoryKind, PROTOCOL_VERSION, ProviderEntry, Subjects, decode, encode,
 };
+use crate::replies::Replies;
+use crate::request::{Answerers, Gather, Requester};
 
 /// The least time a start command is given.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Connects to NATS with the options every Waxosuit connection shares:
 /// unlimited reconnects (a server restart must not end a host), a name that
-/// shows in `nats-server` monitoring, and optional credentials.
+/// shows in `nats-server` monitoring, optional credentials, and reply
+/// inboxes under the lattice prefix (so the whole lattice sits under one
+/// prefix that permissions can fence off).
 pub(crate) async fn connect(
     url: &str,
     name: String,
     creds: Option<&Path>,
     timeout: Duration,
+    subjects: &Subjects,
     on_connect: Option<tokio::sync::mpsc::UnboundedSender<()>>,
 ) -> Result<Client, LatticeError> {
-    let shown = url.to_string();
+    // Logged and shown in errors: never the credentials a URL may hold.
+    let shown = crate::redact::redact_value("URL", url);
     let mut options = ConnectOptions::new()
         .name(name)
         .max_reconnects(None)
+        .custom_inbox_prefix(subjects.inbox_prefix())
         .connection_timeout(timeout.max(Duration::from_secs(2)))
         .event_callback(move |event| {
             let url = shown.clone();
@@ -64,160 +79,156 @@ pub(crate) async fn connect(
                 ),
             })?;
     }
-    options
+    waxosuit_nats::with_url_credentials(options, url)
         .connect(url)
         .await
         .map_err(|e| LatticeError::Connect {
-            url: url.to_string(),
+            url: crate::redact::redact_value("URL", url),
             reason: e.to_string(),
         })
-}
-
-/// One NATS request with a timeout; transport failures become typed errors
-/// naming `target` (what the caller was trying to reach).
-pub(crate) async fn request(
-    client: &Client,
-    subject: String,
-    payload: Bytes,
-    timeout: Duration,
-    target: impl FnOnce() -> String,
-    operation: &'static str,
-) -> Result<Message, LatticeError> {
-    let request = async_nats::Request::new()
-        .payload(payload)
-        .timeout(Some(timeout));
-    client
-        .send_request(subject, request)
-        .await
-        .map_err(|e| match e.kind() {
-            async_nats::RequestErrorKind::TimedOut => LatticeError::Timeout {
-                target: target(),
-                timeout_ms: timeout.as_millis(),
-            },
-            async_nats::RequestErrorKind::NoResponders => {
-                LatticeError::NoResponders { target: target() }
-            }
-            _ => LatticeError::Transport {
-                operation,
-                reason: e.to_string(),
-            },
-        })
-}
-
-/// Publishes `payload` to `subject` and collects every reply that arrives
-/// within `window` (scatter-gather: each host answers once).
-pub(crate) async fn gather(
-    client: &Client,
-    subject: String,
-    payload: Bytes,
-    window: Duration,
-) -> Result<Vec<Message>, LatticeError> {
-    let transport = |operation: &'static str| {
-        move |e: Box<dyn std::error::Error + Send + Sync>| LatticeError::Transport {
-            operation,
-            reason: e.to_string(),
-        }
-    };
-    let inbox = client.new_inbox();
-    let mut sub = client
-        .subscribe(inbox.clone())
-        .await
-        .map_err(|e| transport("inventory")(e.into()))?;
-    client
-        .publish_with_reply(subject, inbox, payload)
-        .await
-        .map_err(|e| transport("inventory")(e.into()))?;
-    let deadline = tokio::time::Instant::now() + window;
-    let mut out = Vec::new();
-    while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, sub.next()).await {
-        out.push(msg);
-    }
-    let _ = sub.unsubscribe().await;
-    Ok(out)
-}
-
-/// Decodes JSON list replies from every host into one list.
-pub(crate) fn merge<T: DeserializeOwned>(replies: Vec<Message>) -> Vec<T> {
-    let mut out = Vec::new();
-    for msg in replies {
-        match serde_json::from_slice::<Vec<T>>(&msg.payload) {
-            Ok(items) => out.extend(items),
-            Err(e) => tracing::warn!(error = %e, "ignoring a malformed inventory reply"),
-        }
-    }
-    out
 }
 
 /// A connection for looking at and steering a lattice.
-#[derive(Clone)]
 pub struct LatticeClient {
     client: Client,
     subjects: Subjects,
     timeout: Duration,
+    identity: KeyPair,
+    trust: TrustPolicy,
+    verifier: Verifier,
+    metrics: LatticeMetrics,
+    replies: Replies,
 }
 
 impl LatticeClient {
-    /// Connects. `timeout` bounds requests and inventory windows.
+    /// Connects. `identity` signs every request (hosts accept an admin key
+    /// they trust, or a trusted host key); `trust` says whose answers and
+    /// events to believe. `timeout` bounds requests and inventory windows.
     pub async fn connect(
         url: &str,
         prefix: &str,
         creds: Option<&Path>,
         timeout: Duration,
+        identity: KeyPair,
+        trust: TrustPolicy,
     ) -> Result<LatticeClient, LatticeError> {
+        if !matches!(
+            identity.kind(),
+            KeyKind::Operator | KeyKind::User | KeyKind::Server
+        ) {
+            return Err(LatticeError::Config {
+                reason: format!(
+                    "lattice requests are signed with an admin key (operator `SO…` or user \
+                     `SU…` seed) or a host key (`SN…`), not a {} key; create one with \
+                     `waxosuit keys gen user`",
+                    identity.kind()
+                ),
+            });
+        }
         let subjects = Subjects::new(prefix)?;
-        let client = connect(url, "waxosuit lattice client".into(), creds, timeout, None).await?;
+        let client = connect(
+            url,
+            "waxosuit lattice client".into(),
+            creds,
+            timeout,
+            &subjects,
+            None,
+        )
+        .await?;
+        let replies = Replies::start(&client).await?;
         Ok(LatticeClient {
             client,
             subjects,
             timeout,
+            identity,
+            trust,
+            verifier: Verifier::new(),
+            metrics: LatticeMetrics::new(),
+            replies,
         })
+    }
+
+    /// The key this client signs with.
+    pub fn public_key(&self) -> String {
+        self.identity.public_key()
+    }
+
+    fn requester(&self) -> Requester<'_> {
+        Requester {
+            client: &self.client,
+            replies: &self.replies,
+            identity: &self.identity,
+            verifier: &self.verifier,
+            trust: &self.trust,
+            metrics: &self.metrics,
+        }
     }
 
     async fn inventory<T: DeserializeOwned>(
         &self,
         kind: InventoryKind,
+        host_of: impl Fn(&T) -> Option<&str>,
     ) -> Result<Vec<T>, LatticeError> {
-        let replies = gather(
-            &self.client,
-            self.subjects.inventory(kind),
-            Bytes::new(),
-            self.timeout,
-        )
-        .await?;
-        Ok(merge(replies))
+        let answers = self
+            .requester()
+            .request(
+                self.subjects.inventory(kind),
+                Vec::new(),
+                Answerers::Hosts,
+                Plane::Inventory,
+                self.timeout,
+                Gather::All,
+                || format!("the lattice's {}", kind.as_str()),
+            )
+            .await?;
+        Ok(merge(answers, &self.metrics, host_of))
     }
 
-    /// Every host that answers, sorted by id.
+    /// Every trusted host that answers, sorted by id.
     pub async fn hosts(&self) -> Result<Vec<HostEntry>, LatticeError> {
-        let mut v: Vec<HostEntry> = self.inventory(InventoryKind::Hosts).await?;
+        let mut v: Vec<HostEntry> = self
+            .inventory(InventoryKind::Hosts, |h: &HostEntry| Some(h.id.as_str()))
+            .await?;
         v.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(v)
     }
 
     /// Every actor instance, sorted by name then host.
     pub async fn actors(&self) -> Result<Vec<ActorEntry>, LatticeError> {
-        let mut v: Vec<ActorEntry> = self.inventory(InventoryKind::Actors).await?;
+        let mut v: Vec<ActorEntry> = self
+            .inventory(InventoryKind::Actors, |a: &ActorEntry| {
+                Some(a.host.as_str())
+            })
+            .await?;
         v.sort_by(|a, b| (&a.name, &a.key, &a.host).cmp(&(&b.name, &b.key, &b.host)));
         Ok(v)
     }
 
     /// Every provider instance.
     pub async fn providers(&self) -> Result<Vec<ProviderEntry>, LatticeError> {
-        let mut v: Vec<ProviderEntry> = self.inventory(InventoryKind::Providers).await?;
+        let mut v: Vec<ProviderEntry> = self
+            .inventory(InventoryKind::Providers, |p: &ProviderEntry| {
+                Some(p.host.as_str())
+            })
+            .await?;
         v.sort_by(|a, b| (&a.capid, &a.binding, &a.host).cmp(&(&b.capid, &b.binding, &b.host)));
         Ok(v)
     }
 
     /// The lattice-wide bindings (every host holds the whole table; this
-    /// merges their answers).
+    /// merges their answers). Values that may hold secrets are redacted.
     pub async fn bindings(&self) -> Result<Vec<BindingEntry>, LatticeError> {
-        let mut v: Vec<BindingEntry> = self.inventory(InventoryKind::Bindings).await?;
+        let mut v: Vec<BindingEntry> = self
+            .inventory(InventoryKind::Bindings, |_: &BindingEntry| None)
+            .await?;
         v.sort();
         v.dedup();
         Ok(v)
     }
 
-    /// Events as they are published.
+    /// Events as they are published. An event not signed by a trusted host,
+    /// or signed by another host than its `source`, comes out as an error
+    /// (and is never taken for the event it claims to be).
     pub async fn watch(
         &self,
     ) -> Result<impl Stream<Item = Result<CloudEvent, LatticeError>> + use<>, LatticeError> {
@@ -229,17 +240,36 @@ impl LatticeClient {
                 operation: "watch",
                 reason: e.to_string(),
             })?;
-        Ok(sub.map(|msg| {
-            serde_json::from_slice::<CloudEvent>(&msg.payload).map_err(|e| {
+        let verifier = self.verifier.clone();
+        let trust = self.trust.clone();
+        let replay = ReplayGuard::new(100_000);
+        Ok(sub.map(move |msg| {
+            let signed =
+                auth::verify_message(&verifier, &trust, &replay, &msg, Signers::Hosts, None)
+                    .map_err(|refusal| LatticeError::Forged {
+                        reason: format!("an event was refused: {refusal}"),
+                    })?;
+            let event = serde_json::from_slice::<CloudEvent>(&msg.payload).map_err(|e| {
                 LatticeError::Malformed {
                     what: "event",
                     reason: e.to_string(),
                 }
-            })
+            })?;
+            if event.source != format!("waxosuit://host/{}", signed.signer) {
+                return Err(LatticeError::Forged {
+                    reason: format!(
+                        "an event claiming to come from {} is signed by {}",
+                        auth::shorten(&event.source),
+                        signed.signer
+                    ),
+                });
+            }
+            Ok(event)
         }))
     }
 
-    /// Sends a command to one host and waits for its answer.
+    /// Sends a command to one host and waits for its answer, signed by
+    /// that host.
     pub async fn command(
         &self,
         host: &str,
@@ -254,16 +284,36 @@ impl LatticeClient {
             }
             _ => self.timeout,
         };
-        let reply = request(
-            &self.client,
-            subject,
-            encode(&command)?.into(),
-            timeout,
-            || format!("host {host}"),
-            "command",
-        )
-        .await?;
-        decode("command reply", &reply.payload)
+        let answers = self
+            .requester()
+            .request(
+                subject,
+                encode(&command)?,
+                Answerers::Only(host.to_string()),
+                Plane::Command,
+                timeout,
+                Gather::One,
+                || format!("host {host}"),
+            )
+            .await?;
+        let answer = answers
+            .into_iter()
+            .next()
+            .ok_or_else(|| LatticeError::Timeout {
+                target: format!("host {host}"),
+                timeout_ms: timeout.as_millis(),
+                ignored: None,
+            })?;
+        let reply: CommandReply = decode("command reply", &answer.payload)?;
+        if reply.host != answer.signer {
+            return Err(LatticeError::Forged {
+                reason: format!(
+                    "a command reply signed by {} claims to come from {}",
+                    answer.signer, reply.host
+                ),
+            });
+        }
+        Ok(reply)
     }
 
     /// Starts a signed actor module on `host` (the host verifies it).
@@ -277,9 +327,10 @@ impl LatticeClient {
             let reference = chunk::offer(
                 &self.client,
                 &self.subjects,
+                &self.identity.public_key(),
                 module,
                 max_payload,
-                self.timeout * 4,
+                self.timeout.max(START_TIMEOUT),
             )
             .await?;
             Command::StartActor {
@@ -297,8 +348,8 @@ impl LatticeClient {
         self.command(host, command).await
     }
 
-    /// Hosts whose labels satisfy every constraint (and that do not already
-    /// run `actor`), least loaded first.
+    /// Trusted hosts whose labels satisfy every constraint (and that do not
+    /// already run `actor`), least loaded first.
     pub async fn auction(
         &self,
         constraints: BTreeMap<String, String>,
@@ -310,16 +361,25 @@ impl LatticeClient {
                 reason: e.to_string(),
             }
         })?;
-        let replies = gather(
-            &self.client,
-            self.subjects.auction(),
-            body.into(),
-            self.timeout,
-        )
-        .await?;
-        let mut bids: Vec<AuctionBid> = replies
+        let answers = self
+            .requester()
+            .request(
+                self.subjects.auction(),
+                body,
+                Answerers::Hosts,
+                Plane::Auction,
+                self.timeout,
+                Gather::All,
+                || "an auction".to_string(),
+            )
+            .await?;
+        let mut bids: Vec<AuctionBid> = answers
             .iter()
-            .filter_map(|m| serde_json::from_slice(&m.payload).ok())
+            .filter_map(|a| {
+                serde_json::from_slice::<AuctionBid>(&a.payload)
+                    .ok()
+                    .filter(|bid| bid.host == a.signer)
+            })
             .collect();
         bids.sort_by(|a, b| (a.actors, &a.host).cmp(&(b.actors, &b.host)));
         Ok(bids)

@@ -2,6 +2,16 @@
 
 use crate::protocol::ErrorKind;
 
+fn ignored_note(ignored: &Option<String>) -> String {
+    match ignored {
+        Some(text) => format!(
+            "; an unauthenticated reply was ignored, it said: {}",
+            crate::auth::shorten_to(text, 300)
+        ),
+        None => String::new(),
+    }
+}
+
 /// What went wrong on the lattice. Transport failures are distinct variants
 /// so callers can tell a slow host from a missing one from a refused call.
 #[derive(Debug, thiserror::Error)]
@@ -24,16 +34,19 @@ pub enum LatticeError {
         /// What is wrong and what to do.
         reason: String,
     },
-    /// No answer in time.
+    /// No authenticated answer in time.
     #[error(
         "no answer from {target} within {timeout_ms} ms; the host running it may be overloaded \
-         or gone (raise --lattice-timeout-ms if calls are legitimately slow)"
+         or gone (raise --lattice-timeout-ms if calls are legitimately slow){}",
+        ignored_note(.ignored)
     )]
     Timeout {
         /// What was called.
         target: String,
         /// The timeout.
         timeout_ms: u128,
+        /// What an unauthenticated reply said, if one came (and was ignored).
+        ignored: Option<String>,
     },
     /// Nobody serves the target.
     #[error("no host of the lattice runs {target}; start it on one (`waxosuit lattice start …`)")]

@@ -11,20 +11,30 @@
 //!   or per provider (`{prefix}.provider.{capid}.{binding}`), each with a
 //!   queue group, so instances on several hosts share the load and a host
 //!   that leaves drops out.
-//! * Every call is an [`protocol::Invocation`] authenticated by the sending
-//!   host: claims signed by its server key ([`antiforgery`]) on first
-//!   contact, then a keyed-BLAKE3 tag under a key the two hosts agreed on once
-//!   ([`session`]), which is ~80 µs cheaper per call. The receiver checks
-//!   either against its [`TrustPolicy`], a list of host keys, and answers
-//!   anything else, another protocol version or an undecodable message with
-//!   a typed error, never a panic. Payloads over the server's `max_payload`
-//!   are chunked transparently.
+//! * **Nothing unauthenticated has an effect.** Every call is an
+//!   [`protocol::Invocation`] authenticated by the sending host: claims
+//!   signed by its server key ([`antiforgery`]) on first contact, then a
+//!   keyed-BLAKE3 tag under a key the two hosts agreed on once ([`session`]),
+//!   ~80 µs cheaper per call. Both bind the subject, the reply inbox and the
+//!   payload (or its chunk reference), and carry an id or sequence number
+//!   that is accepted once. Responses are tagged or signed the same way,
+//!   and a caller accepts them only from a host it trusts ([`invoke`]).
+//!   Every other message (commands, binding changes, inventory, events,
+//!   auctions) is signed in a NATS header ([`auth`]) by a trusted host or
+//!   admin. The order of checks puts authentication before any work
+//!   ([`server`]): no chunk is fetched, no session learned, no task spawned
+//!   past a per-target bound, for a message that has not verified.
+//!   Refusals are logged (rate-limited) and counted in `/metrics`
+//!   (`waxosuit_lattice_refused_total{plane,reason}`).
 //! * Bindings are lattice-wide ([`Lattice::put_binding`]): every host keeps
-//!   the table, learns it from the others when it (re)joins, and the hosts
-//!   running a provider bind it, so bindings survive a provider's restart.
+//!   the table, learns it from trusted hosts when it (re)joins, and the
+//!   hosts running a provider bind it, so bindings survive a provider's
+//!   restart. Values travel redacted ([`redact`]); a provider's host gets
+//!   the real ones from the binding's owner, encrypted to it ([`bindings`]).
 //! * Inventory (`{prefix}.inventory.*`), CloudEvents (`{prefix}.events`) and
-//!   commands (`{prefix}.control.{host}`, auctions) are served by every host;
-//!   [`LatticeClient`] is the tools' side of them (`waxosuit lattice …`).
+//!   commands (`{prefix}.control.{host}`, auctions) are served by every host
+//!   to trusted signers; [`LatticeClient`] is the tools' side of them
+//!   (`waxosuit lattice …`), signing with an admin key.
 //!
 //! ```no_run
 //! # async fn demo(host: waxosuit_host::Host) -> Result<(), waxosuit_lattice::LatticeError> {
@@ -32,7 +42,8 @@
 //! use waxosuit_lattice::{Lattice, LatticeConfig, TrustPolicy};
 //!
 //! let identity = KeyPair::generate(KeyKind::Server);
-//! let trust = TrustPolicy::hosts(["NB2…other host's key"])?;
+//! let trust = TrustPolicy::hosts(["NB2…other host's key"])?
+//!     .with_admins(["UADMIN…the operators' key"])?;
 //! let lattice = Lattice::join(host, LatticeConfig::new("nats://127.0.0.1:4222", identity, trust)).await?;
 //! let reply = lattice.call_actor("MB4O…", "echo", b"hi".to_vec()).await?;
 //! # let _ = reply; Ok(()) }
@@ -41,14 +52,25 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod antiforgery;
+pub mod auth;
+pub mod bindings;
 mod chunk;
 mod client;
+mod control;
 mod error;
+mod events;
+mod inventory;
+pub mod invoke;
+mod metrics;
 mod node;
 pub mod protocol;
+pub mod redact;
+mod replies;
+mod request;
+pub mod server;
 pub mod session;
 
-pub use antiforgery::TrustPolicy;
+pub use auth::TrustPolicy;
 pub use client::LatticeClient;
 pub use error::LatticeError;
-pub use node::{Lattice, LatticeConfig, ProviderFactory};
+pub use node::{Lattice, LatticeConfig, LatticeLimits, ProviderFactory};

@@ -6,6 +6,10 @@
 //! message from an incompatible release with a clear error instead of a
 //! decode failure, and `msg` as MessagePack `bin` rather than an array of
 //! integers. Inventory replies and events are JSON, for people and tools.
+//!
+//! Invocations and responses carry their own authentication (a signed JWT or
+//! a session tag, see [`crate::antiforgery`] and [`crate::session`]); every
+//! other message is signed in a NATS header ([`crate::auth`]).
 
 use std::collections::BTreeMap;
 
@@ -16,7 +20,11 @@ use sha2::{Digest, Sha256};
 use crate::LatticeError;
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 2;
+///
+/// Version 3 authenticates every message and response, binds each to its
+/// subject and reply inbox, and numbers session-tagged calls for replay
+/// protection; version-2 hosts get a version error.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The default subject prefix.
 pub const DEFAULT_PREFIX: &str = "waxosuit";
@@ -68,6 +76,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Where the rest of a payload too big for one NATS message can be fetched.
+///
+/// A reference is only ever acted on after the message that carries it was
+/// authenticated, and every field of it is covered by that message's
+/// signature or tag: the receiver knows how much it will fetch, from whom
+/// (the subject is under the sender's own `{prefix}.chunks.{key}.`), and
+/// what the bytes must hash to, before it asks for the first chunk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRef {
     /// Subject that answers a request carrying a chunk index (decimal).
@@ -76,8 +90,34 @@ pub struct ChunkRef {
     pub len: u64,
     /// Number of chunks.
     pub chunks: u32,
+    /// Size of every chunk but the last, in bytes.
+    pub chunk: u32,
     /// Uppercase hex SHA-256 of the whole payload.
     pub sha256: String,
+}
+
+impl ChunkRef {
+    /// The reference as length-prefixed parts, for signatures and tags.
+    pub(crate) fn signed_parts(&self) -> [Vec<u8>; 5] {
+        [
+            self.subject.as_bytes().to_vec(),
+            self.len.to_be_bytes().to_vec(),
+            self.chunks.to_be_bytes().to_vec(),
+            self.chunk.to_be_bytes().to_vec(),
+            self.sha256.as_bytes().to_vec(),
+        ]
+    }
+}
+
+/// `HEXUPPER(SHA-256)` over length-prefixed parts: distinct splits of the
+/// same bytes never hash alike.
+pub fn digest(parts: &[&[u8]]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    HEXUPPER.encode(&hasher.finalize())
 }
 
 /// One call across the lattice.
@@ -96,8 +136,10 @@ pub struct Invocation {
     /// Payload; empty when [`Invocation::chunked`] is set.
     #[serde(with = "serde_bytes")]
     pub msg: Vec<u8>,
-    /// Invocation claims signed by the sending host's server key; empty
-    /// when [`Invocation::session`] authenticates the call instead.
+    /// Invocation claims signed by the sending host's server key (they bind
+    /// the id, origin, target, operation, payload or chunk reference, subject
+    /// and reply inbox); empty when [`Invocation::session`] authenticates the
+    /// call instead.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub encoded_claims: String,
     /// The sending host's server key (`N…`).
@@ -109,7 +151,8 @@ pub struct Invocation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<SessionProof>,
     /// The sender's session token, sent with signed claims so that the
-    /// receiver can tag-check its later calls.
+    /// receiver can tag-check its later calls. Learned only after the
+    /// claims verified, and only when the same host issued it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_token: Option<String>,
 }
@@ -121,6 +164,8 @@ pub struct SessionProof {
     pub sid: String,
     /// When the tags were made (seconds since the epoch).
     pub iat: u64,
+    /// The sender's per-session sequence number: each is accepted once.
+    pub seq: u64,
     /// One tag per receiving host.
     pub tags: Vec<SessionTag>,
 }
@@ -154,6 +199,9 @@ pub enum ErrorKind {
     /// The receiver shares no session with the sender (or was not among
     /// the tagged hosts); nothing ran, send again with signed claims.
     Session,
+    /// The receiver is at its limit of concurrent calls for the target;
+    /// nothing ran.
+    Busy,
 }
 
 /// A failure carried back to the caller.
@@ -166,6 +214,14 @@ pub struct WireError {
 }
 
 /// The answer to an [`Invocation`].
+///
+/// A caller accepts a response only when it is authenticated by a host on
+/// its trust list: tagged under the pair's session key when the invocation
+/// was tagged, or signed ([`Response::jwt`]) otherwise. Refusals of
+/// messages that failed authentication go back unauthenticated (the
+/// refused sender may be anyone, and signing for it would be work done for
+/// an attacker): a caller reports their text in its timeout error, and
+/// nothing else.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Response {
     /// Protocol version of the responder.
@@ -181,14 +237,25 @@ pub struct Response {
     /// Set when the reply travels in chunks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunked: Option<ChunkRef>,
-    /// The responder's session token, when the invocation carried no valid
-    /// tag for it: the sender tags its next calls for this host.
+    /// The responder's session token, sent with a signed response: the
+    /// caller learns it once the response verified and tags its next calls
+    /// for this host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
+    /// The responding host's server key; empty on an unauthenticated refusal.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host: String,
+    /// Keyed-BLAKE3 tag under the pair's session key (responder → caller).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    pub tag: Option<Vec<u8>>,
+    /// Response claims signed by the responder's server key, when the
+    /// invocation came without a session tag.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub jwt: String,
 }
 
 impl Response {
-    /// A failure reply.
+    /// A failure reply (unauthenticated until signed or tagged).
     pub fn failure(invocation_id: &str, kind: ErrorKind, message: impl Into<String>) -> Response {
         Response {
             v: PROTOCOL_VERSION,
@@ -200,7 +267,63 @@ impl Response {
             }),
             chunked: None,
             session: None,
+            host: String::new(),
+            tag: None,
+            jwt: String::new(),
         }
+    }
+
+    /// A successful reply carrying `msg` inline.
+    pub fn success(invocation_id: &str, msg: Vec<u8>) -> Response {
+        Response {
+            v: PROTOCOL_VERSION,
+            invocation_id: invocation_id.to_string(),
+            msg,
+            error: None,
+            chunked: None,
+            session: None,
+            host: String::new(),
+            tag: None,
+            jwt: String::new(),
+        }
+    }
+
+    /// What a response's tag or signature covers, besides the key that made
+    /// it: the invocation answered, the inbox it goes to, the responder, and
+    /// the outcome (payload or chunk reference, error).
+    pub(crate) fn signed_parts(&self, reply: &str) -> Vec<Vec<u8>> {
+        let mut parts = vec![
+            b"waxosuit response".to_vec(),
+            self.invocation_id.as_bytes().to_vec(),
+            reply.as_bytes().to_vec(),
+            self.host.as_bytes().to_vec(),
+            self.msg.clone(),
+        ];
+        match &self.chunked {
+            Some(chunk) => parts.extend(chunk.signed_parts()),
+            None => parts.push(Vec::new()),
+        }
+        match &self.error {
+            Some(error) => {
+                parts.push(error_kind_name(error.kind).as_bytes().to_vec());
+                parts.push(error.message.as_bytes().to_vec());
+            }
+            None => parts.push(Vec::new()),
+        }
+        parts.push(self.session.clone().unwrap_or_default().into_bytes());
+        parts
+    }
+}
+
+fn error_kind_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Forged => "forged",
+        ErrorKind::Version => "version",
+        ErrorKind::Malformed => "malformed",
+        ErrorKind::NotFound => "not_found",
+        ErrorKind::Failed => "failed",
+        ErrorKind::Session => "session",
+        ErrorKind::Busy => "busy",
     }
 }
 
@@ -305,9 +428,28 @@ impl Subjects {
         )
     }
 
-    /// A fresh subject for serving chunks.
-    pub fn chunks(&self) -> String {
-        format!("{}.chunks.{}", self.prefix, nuid::next())
+    /// A fresh subject on which `owner` (a host or admin key) serves the
+    /// chunks of one payload.
+    pub fn chunks(&self, owner: &str) -> String {
+        format!("{}{}", self.chunks_of(owner), nuid::next())
+    }
+
+    /// The prefix (with the trailing dot) of every chunk subject `owner`
+    /// may offer: a receiver fetches only from the sender's own.
+    pub fn chunks_of(&self, owner: &str) -> String {
+        format!("{}.chunks.{}.", self.prefix, token(owner))
+    }
+
+    /// Where a host answers requests for the binding values it holds.
+    pub fn values(&self, host: &str) -> String {
+        format!("{}.values.{}", self.prefix, token(host))
+    }
+
+    /// The prefix of this lattice's reply inboxes, so that the whole lattice
+    /// (inboxes included) sits under one prefix that NATS permissions and
+    /// the messaging provider can fence off.
+    pub fn inbox_prefix(&self) -> String {
+        format!("{}._INBOX", self.prefix)
     }
 
     /// Inventory scatter-gather of one kind.
@@ -418,7 +560,9 @@ pub struct ProviderEntry {
     pub version: String,
 }
 
-/// A lattice-wide binding.
+/// A lattice-wide binding, as it travels: values that may hold secrets are
+/// redacted ([`crate::redact`]); the hosts that serve the provider fetch the
+/// real values from [`BindingEntry::owner`], encrypted to them.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct BindingEntry {
     /// Actor key.
@@ -427,8 +571,53 @@ pub struct BindingEntry {
     pub capid: String,
     /// Binding name.
     pub binding: String,
-    /// Configuration values.
+    /// Configuration values, redacted where they may hold secrets.
     pub values: BTreeMap<String, String>,
+    /// Keys of [`BindingEntry::values`] whose values were redacted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redacted: Vec<String>,
+    /// The host that holds the real values (the one that made the binding).
+    #[serde(default)]
+    pub owner: String,
+    /// Changes whenever the binding is made again with other values.
+    #[serde(default)]
+    pub rev: String,
+}
+
+/// A request for the real values of a binding, signed by a host that serves
+/// its provider (see [`crate::bindings`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValuesRequest {
+    /// Actor key.
+    pub actor: String,
+    /// Capability id.
+    pub capid: String,
+    /// Binding name.
+    pub binding: String,
+    /// The revision asked for.
+    pub rev: String,
+    /// The requester's one-time X25519 public key (base64url): the values
+    /// come back encrypted to it.
+    pub xkey: String,
+}
+
+/// The answer to a [`ValuesRequest`], signed by the owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValuesResponse {
+    /// Whether the owner sent the values.
+    pub ok: bool,
+    /// Why not, when not.
+    #[serde(default)]
+    pub message: String,
+    /// The owner's one-time X25519 public key (base64url).
+    #[serde(default)]
+    pub xkey: String,
+    /// XChaCha20-Poly1305 nonce (base64url).
+    #[serde(default)]
+    pub nonce: String,
+    /// The values as JSON, encrypted (base64url).
+    #[serde(default)]
+    pub sealed: String,
 }
 
 /// A change to the lattice-wide binding table.

@@ -1,184 +1,54 @@
 //! Hosts joined over a real `nats-server` (started per test on a free
-//! port), in one process: remote calls, chunking, anti-forgery, versions,
-//! timeouts, shared bindings, inventory, events and control.
+//! port), in one process: remote calls, chunking, authentication, versions,
+//! timeouts, shared bindings, inventory, events and control. Attacks by a
+//! client holding no trusted key are in `attacks.rs`.
+
+mod common;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
+use common::*;
 use futures_util::StreamExt;
-use waxosuit_claims::{Actor, Claims, KeyKind, KeyPair, Verifier, embed_claims};
-use waxosuit_codec::capabilities::CapabilityDescriptor;
-use waxosuit_host::{Host, HostBuilder, Limits};
+use waxosuit_claims::{Claims, KeyKind, KeyPair, Verifier};
+use waxosuit_host::Host;
+use waxosuit_lattice::antiforgery::{self, Binding};
 use waxosuit_lattice::protocol::{
-    self, Command, ErrorKind, Invocation, PROTOCOL_VERSION, Response, WireEntity,
+    self, Command, ErrorKind, Invocation, PROTOCOL_VERSION, WireEntity,
 };
-use waxosuit_lattice::{Lattice, LatticeClient, LatticeConfig, LatticeError, TrustPolicy};
-use waxosuit_provider::{BindRequest, CapabilityProvider, ProviderCall, ProviderError};
-use waxosuit_test_servers::NatsServer;
+use waxosuit_lattice::{Lattice, LatticeConfig, LatticeError, TrustPolicy};
 
-const PING: &str = "test:ping";
-
-/// Answers `Ping` with `pong from <name>` for bound actors only.
-struct Pinger {
-    name: &'static str,
-    bound: Mutex<Vec<String>>,
+/// An invocation of `echo` on `target` signed by `host` for `subject` and
+/// the reply inbox it will be sent with.
+fn signed(host: &KeyPair, target: &str, msg: &[u8], subject: &str, reply: &str) -> Invocation {
+    let mut inv = Invocation {
+        v: PROTOCOL_VERSION,
+        id: nuid::next().to_string(),
+        origin: WireEntity::Host(host.public_key()),
+        target: WireEntity::Actor(target.to_string()),
+        operation: "echo".into(),
+        msg: msg.to_vec(),
+        encoded_claims: String::new(),
+        host_id: host.public_key(),
+        chunked: None,
+        session: None,
+        session_token: None,
+    };
+    inv.encoded_claims = antiforgery::sign(host, &inv, Binding { subject, reply }).unwrap();
+    inv
 }
 
-impl Pinger {
-    fn new(name: &'static str) -> Arc<Pinger> {
-        Arc::new(Pinger {
-            name,
-            bound: Mutex::new(Vec::new()),
-        })
-    }
-}
+const WAIT: Duration = Duration::from_secs(5);
 
-#[async_trait]
-impl CapabilityProvider for Pinger {
-    fn descriptor(&self) -> CapabilityDescriptor {
-        CapabilityDescriptor::builder()
-            .id(PING)
-            .name("Pinger")
-            .version("1.0.0")
-            .build()
-    }
-    async fn bind_actor(&self, req: BindRequest) -> Result<(), ProviderError> {
-        self.bound.lock().unwrap().push(req.actor);
-        Ok(())
-    }
-    async fn remove_actor(&self, actor: &str, _binding: &str) -> Result<(), ProviderError> {
-        self.bound.lock().unwrap().retain(|a| a != actor);
-        Ok(())
-    }
-    async fn handle_call(&self, call: ProviderCall) -> Result<Vec<u8>, ProviderError> {
-        if !self.bound.lock().unwrap().contains(&call.actor) {
-            return Err(ProviderError::Backend {
-                capid: PING.into(),
-                message: format!("{} is not bound", call.actor),
-            });
-        }
-        Ok(format!("pong from {}", self.name).into_bytes())
-    }
-}
-
-/// The `wapc-echo` guest signed with `caps`; returns (module, key).
-fn echo_actor(caps: &[&str]) -> (Vec<u8>, String) {
-    let account = KeyPair::generate(KeyKind::Account);
-    let module = KeyPair::generate(KeyKind::Module);
-    let claims = Claims::<Actor>::builder()
-        .issuer(account.public_key())
-        .subject(module.public_key())
-        .metadata(Actor {
-            caps: Some(caps.iter().map(|c| c.to_string()).collect()),
-            ..Actor::named("echo")
-        })
-        .build();
-    let signed = embed_claims(waxosuit_test_fixtures::wapc_echo(), &claims, &account).unwrap();
-    (signed, module.public_key())
-}
-
-struct Node {
-    host: Host,
-    lattice: Lattice,
-}
-
-struct Net {
-    nats: NatsServer,
-    keys: Vec<KeyPair>,
-}
-
-impl Net {
-    fn new(hosts: usize) -> Net {
-        Net::with_nats(NatsServer::start().expect("nats-server"), hosts)
-    }
-
-    fn with_nats(nats: NatsServer, hosts: usize) -> Net {
-        Net {
-            nats,
-            keys: (0..hosts)
-                .map(|_| KeyPair::generate(KeyKind::Server))
-                .collect(),
-        }
-    }
-
-    fn trust(&self) -> TrustPolicy {
-        TrustPolicy::hosts(self.keys.iter().map(|k| k.public_key())).unwrap()
-    }
-
-    /// Host `i`'s server key (a copy: `KeyPair` is not `Clone`).
-    fn identity(&self, i: usize) -> KeyPair {
-        KeyPair::from_seed(&self.keys[i].seed().unwrap()).unwrap()
-    }
-
-    fn config(&self, i: usize, timeout: Duration) -> LatticeConfig {
-        let identity = self.identity(i);
-        let mut config = LatticeConfig::new(self.nats.url(), identity, self.trust());
-        config.timeout = timeout;
-        config
-    }
-
-    async fn node(&self, i: usize, labels: &[(&str, &str)]) -> Node {
-        self.node_with_timeout(i, labels, Duration::from_secs(5))
-            .await
-    }
-
-    async fn node_with_timeout(
-        &self,
-        i: usize,
-        labels: &[(&str, &str)],
-        timeout: Duration,
-    ) -> Node {
-        let mut builder = HostBuilder::new().default_limits(
-            Limits::default()
-                .max_payload(8 << 20)
-                .max_memory(64 << 20)
-                // Short, so the `loop` test burns 2 s of CPU, not 10.
-                .deadline(Duration::from_secs(2)),
-        );
-        for (k, v) in labels {
-            builder = builder.label(*k, *v);
-        }
-        let host = builder.build().unwrap();
-        let lattice = Lattice::join(host.clone(), self.config(i, timeout))
-            .await
-            .unwrap();
-        Node { host, lattice }
-    }
-
-    async fn client(&self) -> LatticeClient {
-        LatticeClient::connect(
-            &self.nats.url(),
-            "waxosuit",
-            None,
-            Duration::from_millis(700),
-        )
-        .await
-        .unwrap()
-    }
-}
-
-async fn eventually<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..100 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for: {what}");
-}
+/// Builds a message for the reply inbox it will be sent with.
+type Body = Box<dyn FnOnce(&str) -> Vec<u8> + Send>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_actor_on_another_host_answers_small_and_5_mib_payloads() {
     let net = Net::new(2);
     let a = net.node(0, &[]).await;
     let b = net.node(1, &[]).await;
-    let (module, key) = echo_actor(&[]);
+    let (module, key) = net.echo_actor(&[]);
     b.host.add_actor(&module, "echo", None).await.unwrap();
 
     let reply = a
@@ -223,7 +93,7 @@ async fn an_actor_uses_a_provider_on_another_host_and_the_binding_survives_its_r
         .add_provider("default", pinger.clone())
         .await
         .unwrap();
-    let (module, key) = echo_actor(&[PING]);
+    let (module, key) = net.echo_actor(&[PING]);
     b.host.add_actor(&module, "echo", None).await.unwrap();
 
     // Bound from a third host that runs neither side.
@@ -271,122 +141,109 @@ async fn an_actor_uses_a_provider_on_another_host_and_the_binding_survives_its_r
     assert_eq!(bindings[0].values.get("K").map(String::as_str), Some("V"));
 }
 
-fn forged(host: &KeyPair, target: &str, msg: &[u8]) -> Invocation {
-    let origin = WireEntity::Host(host.public_key());
-    let target = WireEntity::Actor(target.to_string());
-    let id = "forged-1".to_string();
-    let claims =
-        waxosuit_lattice::antiforgery::sign(host, &id, &origin, &target, "echo", msg).unwrap();
-    Invocation {
-        v: PROTOCOL_VERSION,
-        id,
-        origin,
-        target,
-        operation: "echo".into(),
-        msg: msg.to_vec(),
-        encoded_claims: claims,
-        host_id: host.public_key(),
-        chunked: None,
-        session: None,
-        session_token: None,
-    }
-}
-
-/// Returns once the server has handled everything `nats` sent before (a
-/// subscription, say). `flush` only empties the socket buffer; the server
-/// handles a connection's commands in order, so a message published to a
-/// fresh inbox on the same connection comes back only after the earlier
-/// ones took effect.
-async fn synced_with_server(nats: &async_nats::Client) {
-    let inbox = nats.new_inbox();
-    let mut probe = nats.subscribe(inbox.clone()).await.unwrap();
-    nats.publish(inbox, "sync".into()).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(10), probe.next())
-        .await
-        .expect("the server answered the sync probe within 10 s")
-        .expect("the probe subscription is open");
-}
-
-/// The next message a spy subscriber saw, or a failure naming the wait.
-async fn next(spy: &mut async_nats::Subscriber) -> async_nats::Message {
-    tokio::time::timeout(Duration::from_secs(10), spy.next())
-        .await
-        .expect("the spy saw the call within 10 s")
-        .expect("the spy's subscription is open")
-}
-
-async fn send(client: &LatticeClient, subject: String, body: Vec<u8>) -> Response {
-    let reply = client
-        .nats()
-        .request(subject, body.into())
-        .await
-        .expect("an answer, not silence");
-    protocol::decode("response", &reply.payload).expect("a decodable response")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_tampered_versioned_and_malformed_messages_get_typed_refusals() {
     let net = Net::new(1);
     let b = net.node(0, &[]).await;
-    let (module, key) = echo_actor(&[]);
+    let (module, key) = net.echo_actor(&[]);
     b.host.add_actor(&module, "echo", None).await.unwrap();
-    let client = net.client().await;
-    let subject = client.subjects().actor(&key);
+    let nats = net.attacker().await;
+    let subject = b.lattice.subjects().actor(&key);
+    let trusted = net.identity(0);
+    let send = |body: Body| {
+        let nats = nats.clone();
+        let subject = subject.clone();
+        async move {
+            send_raw(&nats, subject, body, WAIT)
+                .await
+                .expect("an answer, not silence")
+        }
+    };
 
     // Signed by a key nobody trusts.
     let stranger = KeyPair::generate(KeyKind::Server);
-    let r = send(
-        &client,
-        subject.clone(),
-        protocol::encode(&forged(&stranger, &key, b"x")).unwrap(),
-    )
+    let (k, s) = (key.clone(), subject.clone());
+    let r = send(Box::new(move |reply| {
+        protocol::encode(&signed(&stranger, &k, b"x", &s, reply)).unwrap()
+    }))
     .await;
     let e = r.error.expect("refused");
     assert_eq!(e.kind, ErrorKind::Forged);
     assert!(e.message.contains("trust list"), "{}", e.message);
+    assert!(
+        r.jwt.is_empty() && r.tag.is_none(),
+        "refusals are not signed"
+    );
 
     // Signed by a trusted host, payload changed on the way.
-    let trusted = net.identity(0);
-    let mut inv = forged(&trusted, &key, b"pay 1");
-    inv.msg = b"pay 1000".to_vec();
-    let r = send(&client, subject.clone(), protocol::encode(&inv).unwrap()).await;
+    let (t, k, s) = (copy(&trusted), key.clone(), subject.clone());
+    let r = send(Box::new(move |reply| {
+        let mut inv = signed(&t, &k, b"pay 1", &s, reply);
+        inv.msg = b"pay 1000".to_vec();
+        protocol::encode(&inv).unwrap()
+    }))
+    .await;
     let e = r.error.expect("refused");
     assert_eq!(e.kind, ErrorKind::Forged);
     assert!(e.message.contains("hash"), "{}", e.message);
 
     // Signed for another actor, sent to this one's subject.
-    let inv = forged(&trusted, "MOTHERACTOR", b"x");
-    let r = send(&client, subject.clone(), protocol::encode(&inv).unwrap()).await;
+    let (t, s) = (copy(&trusted), subject.clone());
+    let r = send(Box::new(move |reply| {
+        protocol::encode(&signed(&t, "MOTHERACTOR", b"x", &s, reply)).unwrap()
+    }))
+    .await;
     assert_eq!(r.error.expect("refused").kind, ErrorKind::Forged);
 
+    // Signed for another reply inbox: re-published by someone else.
+    let (t, k, s) = (copy(&trusted), key.clone(), subject.clone());
+    let r = send(Box::new(move |_| {
+        protocol::encode(&signed(&t, &k, b"x", &s, "_INBOX.someone.else")).unwrap()
+    }))
+    .await;
+    let e = r.error.expect("refused");
+    assert!(e.message.contains("inbox"), "{}", e.message);
+
     // A future protocol version.
-    let mut inv = forged(&trusted, &key, b"x");
-    inv.v = PROTOCOL_VERSION + 1;
-    let r = send(&client, subject.clone(), protocol::encode(&inv).unwrap()).await;
+    let (t, k, s) = (copy(&trusted), key.clone(), subject.clone());
+    let r = send(Box::new(move |reply| {
+        let mut inv = signed(&t, &k, b"x", &s, reply);
+        inv.v = PROTOCOL_VERSION + 1;
+        protocol::encode(&inv).unwrap()
+    }))
+    .await;
     let e = r.error.expect("refused");
     assert_eq!(e.kind, ErrorKind::Version);
     assert!(e.message.contains("version"), "{}", e.message);
 
     // Not MessagePack at all, and MessagePack without a version.
-    let r = send(&client, subject.clone(), b"\xc1garbage".to_vec()).await;
+    let r = send(Box::new(|_| b"\xc1garbage".to_vec())).await;
     assert_eq!(r.error.expect("refused").kind, ErrorKind::Malformed);
-    let r = send(
-        &client,
-        subject.clone(),
-        protocol::encode(&BTreeMap::from([("id", "x")])).unwrap(),
-    )
+    let r = send(Box::new(|_| {
+        protocol::encode(&BTreeMap::from([("id", "x")])).unwrap()
+    }))
     .await;
     assert_eq!(r.error.expect("refused").kind, ErrorKind::Malformed);
 
-    // And the host still serves honest calls.
-    let r = send(
-        &client,
-        subject,
-        protocol::encode(&forged(&trusted, &key, b"ok")).unwrap(),
-    )
+    // And the host still serves honest calls, with a signed answer.
+    let (t, k, s) = (copy(&trusted), key.clone(), subject.clone());
+    let r = send(Box::new(move |reply| {
+        protocol::encode(&signed(&t, &k, b"ok", &s, reply)).unwrap()
+    }))
     .await;
     assert_eq!(r.error, None);
     assert_eq!(r.msg, b"ok");
+    assert_eq!(r.host, b.lattice.host_id());
+    assert!(!r.jwt.is_empty(), "a first-contact answer is signed");
+    assert!(b.lattice.refusals("invocation", "untrusted") >= 1);
+    assert!(b.lattice.refusals("invocation", "mismatch") >= 3);
+    assert!(b.lattice.refusals("invocation", "version") >= 1);
+    let metrics = b.host.metrics_text();
+    assert!(
+        metrics
+            .contains("waxosuit_lattice_refused_total{plane=\"invocation\",reason=\"untrusted\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -394,13 +251,13 @@ async fn after_first_contact_calls_carry_session_tags_that_bind_the_message() {
     let net = Net::new(2);
     let a = net.node(0, &[]).await;
     let b = net.node(1, &[]).await;
-    let (module, key) = echo_actor(&[]);
+    let (module, key) = net.echo_actor(&[]);
     b.host.add_actor(&module, "echo", None).await.unwrap();
-    let client = net.client().await;
-    let subject = client.subjects().actor(&key);
+    let nats = net.attacker().await;
+    let subject = b.lattice.subjects().actor(&key);
     // A plain (non-queue) subscriber sees a copy of every call.
-    let mut spy = client.nats().subscribe(subject.clone()).await.unwrap();
-    synced_with_server(client.nats()).await;
+    let mut spy = nats.subscribe(subject.clone()).await.unwrap();
+    synced_with_server(&nats).await;
 
     // First contact: signed claims plus A's session token; B answers with its own.
     assert_eq!(
@@ -418,6 +275,7 @@ async fn after_first_contact_calls_carry_session_tags_that_bind_the_message() {
         .verify_token::<waxosuit_lattice::session::HostSession>(&token, KeyKind::Server, None)
         .unwrap();
     assert_eq!(verified.issuer(), a.lattice.host_id());
+    assert!(verified.claims().expires.is_some(), "session tokens expire");
     assert_eq!(
         a.lattice.session_peers(),
         vec![b.lattice.host_id().to_string()]
@@ -435,7 +293,9 @@ async fn after_first_contact_calls_carry_session_tags_that_bind_the_message() {
             .unwrap(),
         b"two"
     );
-    let tagged: Invocation = protocol::decode("invocation", &next(&mut spy).await.payload).unwrap();
+    let msg = next(&mut spy).await;
+    let tagged: Invocation = protocol::decode("invocation", &msg.payload).unwrap();
+    let reply = msg.reply.unwrap().to_string();
     assert!(
         tagged.encoded_claims.is_empty(),
         "the fast path signs nothing"
@@ -444,47 +304,46 @@ async fn after_first_contact_calls_carry_session_tags_that_bind_the_message() {
     assert_eq!(proof.tags.len(), 1);
     assert_eq!(proof.tags[0].to, b.lattice.host_id());
 
-    // The tag binds the payload, the operation and the id.
+    // The tag binds the payload, the operation, the issue time, the number
+    // and the reply inbox; the same message again is a replay.
+    // Each variant goes to the inbox the original was tagged for (whose
+    // answers the attacker can read), so only the change itself differs.
+    let publish = |inv: Invocation, to: String| {
+        let nats = nats.clone();
+        let subject = subject.clone();
+        async move { send_on(&nats, subject, to, protocol::encode(&inv).unwrap(), WAIT).await }
+    };
     let mut changed = tagged.clone();
     changed.msg = b"TWO".to_vec();
-    let r = send(
-        &client,
-        subject.clone(),
-        protocol::encode(&changed).unwrap(),
-    )
-    .await;
+    let r = publish(changed, reply.clone()).await.unwrap();
     let e = r.error.expect("refused");
     assert_eq!(e.kind, ErrorKind::Forged);
     assert!(e.message.contains("does not match"), "{}", e.message);
     let mut changed = tagged.clone();
     changed.operation = "error".into();
-    let r = send(
-        &client,
-        subject.clone(),
-        protocol::encode(&changed).unwrap(),
-    )
-    .await;
+    let r = publish(changed, reply.clone()).await.unwrap();
     assert_eq!(r.error.expect("refused").kind, ErrorKind::Forged);
     let mut changed = tagged.clone();
     changed.session.as_mut().unwrap().iat -= 3600;
-    let r = send(
-        &client,
-        subject.clone(),
-        protocol::encode(&changed).unwrap(),
-    )
-    .await;
+    let r = publish(changed, reply.clone()).await.unwrap();
     assert_eq!(r.error.expect("refused").kind, ErrorKind::Forged);
+    // The very same bytes on the very same inbox: a replay.
+    let before = served(&b.host, "echo");
+    nats.publish_with_reply(subject.clone(), reply.clone(), msg.payload.clone())
+        .await
+        .unwrap();
+    eventually("B refuses the replayed tagged call", || async {
+        b.lattice.refusals("invocation", "replayed") >= 1
+    })
+    .await;
+    assert_eq!(served(&b.host, "echo"), before, "a replay ran");
 
-    // A session B does not know gets `session` (nothing runs) and B's token.
+    // A session B does not know gets `session` (signed, nothing runs) and B's token.
     let mut unknown = tagged.clone();
     unknown.session.as_mut().unwrap().sid = "someone-else".into();
-    let r = send(
-        &client,
-        subject.clone(),
-        protocol::encode(&unknown).unwrap(),
-    )
-    .await;
+    let r = publish(unknown, reply.clone()).await.unwrap();
     assert_eq!(r.error.expect("told to fall back").kind, ErrorKind::Session);
+    assert!(!r.jwt.is_empty(), "a `session` answer is signed");
     let theirs = r.session.expect("B's session token");
     let verified = Verifier::new()
         .verify_token::<waxosuit_lattice::session::HostSession>(&theirs, KeyKind::Server, None)
@@ -493,25 +352,46 @@ async fn after_first_contact_calls_carry_session_tags_that_bind_the_message() {
 
     // A session token from a host nobody trusts is refused outright.
     let stranger = KeyPair::generate(KeyKind::Server);
-    let mut inv = forged(&net.identity(0), &key, b"x");
-    inv.session_token = Some(
-        Claims::<waxosuit_lattice::session::HostSession>::builder()
-            .issuer(stranger.public_key())
-            .subject("sid")
-            .metadata(waxosuit_lattice::session::HostSession {
-                xkey: "AAAA".into(),
-            })
-            .build()
-            .encode(&stranger)
-            .unwrap(),
-    );
-    let r = send(&client, subject.clone(), protocol::encode(&inv).unwrap()).await;
+    let stranger_token = Claims::<waxosuit_lattice::session::HostSession>::builder()
+        .issuer(stranger.public_key())
+        .subject("sid")
+        .expires_in(Duration::from_secs(600))
+        .metadata(waxosuit_lattice::session::HostSession {
+            xkey: "AAAA".into(),
+        })
+        .build()
+        .encode(&stranger)
+        .unwrap();
+    let (t, k, s) = (net.identity(0), key.clone(), subject.clone());
+    let r = send_raw(
+        &nats,
+        subject.clone(),
+        move |reply| {
+            let mut inv = signed(&t, &k, b"x", &s, reply);
+            inv.session_token = Some(stranger_token);
+            protocol::encode(&inv).unwrap()
+        },
+        WAIT,
+    )
+    .await
+    .unwrap();
     let e = r.error.expect("refused");
     assert_eq!(e.kind, ErrorKind::Forged);
     assert!(e.message.contains("trust list"), "{}", e.message);
     // Nor may A present another (trusted) host's token as its own.
-    inv.session_token = Some(theirs);
-    let r = send(&client, subject.clone(), protocol::encode(&inv).unwrap()).await;
+    let (t, k, s) = (net.identity(0), key.clone(), subject.clone());
+    let r = send_raw(
+        &nats,
+        subject.clone(),
+        move |reply| {
+            let mut inv = signed(&t, &k, b"x", &s, reply);
+            inv.session_token = Some(theirs);
+            protocol::encode(&inv).unwrap()
+        },
+        WAIT,
+    )
+    .await
+    .unwrap();
     let e = r.error.expect("refused");
     assert_eq!(e.kind, ErrorKind::Forged);
     assert!(e.message.contains("session token of"), "{}", e.message);
@@ -546,41 +426,95 @@ async fn after_first_contact_calls_carry_session_tags_that_bind_the_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trust_is_one_way_and_a_caller_keeps_sessions_with_hosts_it_does_not_trust() {
+async fn a_caller_accepts_answers_only_from_hosts_it_trusts() {
     let net = Net::new(2);
     // A trusts no other host; B trusts A.
-    let mut config = net.config(0, Duration::from_secs(5));
-    config.trust = TrustPolicy::hosts(Vec::<String>::new()).unwrap();
-    let host_a = HostBuilder::new().build().unwrap();
-    let a = Lattice::join(host_a.clone(), config).await.unwrap();
+    let a = net
+        .node_with(0, &[], |config| {
+            config.trust = TrustPolicy::hosts(Vec::<String>::new()).unwrap();
+            config.timeout = Duration::from_millis(800);
+        })
+        .await;
     let b = net.node(1, &[]).await;
-    let (module, key) = echo_actor(&[]);
+    let (module, key) = net.echo_actor(&[]);
     b.host.add_actor(&module, "echo", None).await.unwrap();
-    for i in 0..3u8 {
-        assert_eq!(a.call_actor(&key, "echo", vec![i]).await.unwrap(), vec![i]);
-    }
-    // A tags its calls for B (no second round trip per call)...
-    assert_eq!(a.session_peers(), vec![b.lattice.host_id().to_string()]);
-    // ...but does not run B's.
-    let (module, key_a) = echo_actor(&[]);
-    host_a.add_actor(&module, "echo", None).await.unwrap();
+    // B runs A's call and answers, signed; A refuses the answer of a host
+    // it does not trust and learns no session from it.
+    let err = a
+        .lattice
+        .call_actor(&key, "echo", vec![1])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LatticeError::Timeout { .. }), "{err:?}");
+    assert!(a.lattice.refusals("response", "untrusted") >= 1);
+    assert!(a.lattice.session_peers().is_empty());
+    // The other way round, A refuses B's calls: B ignores A's unsigned
+    // refusal, and reports what it said when it gives up.
+    let (module, key_a) = net.echo_actor(&[]);
+    a.host.add_actor(&module, "echo", None).await.unwrap();
     let err = b
         .lattice
         .call_actor(&key_a, "echo", vec![1])
         .await
         .unwrap_err();
-    assert!(matches!(err, LatticeError::Forged { .. }), "{err:?}");
+    assert!(matches!(err, LatticeError::Timeout { .. }), "{err:?}");
     assert!(err.to_string().contains("trust list"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_at_its_limit_answers_busy_at_once() {
+    let net = Net::new(2);
+    let a = net.node(0, &[]).await;
+    let b = net
+        .node_with(1, &[], |config| config.limits.inbound_per_target = 1)
+        .await;
+    let (module, key) = net.echo_actor(&[]);
+    b.host
+        .add_actor(
+            &module,
+            "echo",
+            Some(waxosuit_host::Limits::default().deadline(Duration::from_millis(1500))),
+        )
+        .await
+        .unwrap();
+    a.lattice.call_actor(&key, "echo", vec![]).await.unwrap();
+    // `loop` spins until the deadline and holds the only slot.
+    let spinning = {
+        let lattice = a.lattice.clone();
+        let key = key.clone();
+        tokio::spawn(async move { lattice.call_actor(&key, "loop", vec![]).await })
+    };
+    let mut busy = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        match a.lattice.call_actor(&key, "echo", vec![]).await {
+            Err(
+                e @ LatticeError::Remote {
+                    kind: ErrorKind::Busy,
+                    ..
+                },
+            ) => {
+                busy = Some(e);
+                break;
+            }
+            Ok(_) => continue,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    let busy = busy.expect("a call while the only slot is taken is turned away");
+    assert!(busy.to_string().contains("limit"), "{busy}");
+    let _ = spinning.await;
+    a.lattice.call_actor(&key, "echo", vec![]).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_and_missing_targets_are_typed_errors() {
     let net = Net::new(2);
     let a = net
-        .node_with_timeout(0, &[], Duration::from_millis(300))
+        .node_with(0, &[], |c| c.timeout = Duration::from_millis(300))
         .await;
     let b = net.node(1, &[]).await;
-    let (module, key) = echo_actor(&[]);
+    let (module, key) = net.echo_actor(&[]);
     b.host.add_actor(&module, "echo", None).await.unwrap();
 
     let nobody = KeyPair::generate(KeyKind::Module).public_key();
@@ -607,7 +541,7 @@ async fn calls_resume_after_nats_server_restarts() {
     let mut net = Net::new(2);
     let a = net.node(0, &[]).await;
     let b = net.node(1, &[]).await;
-    let (module, key) = echo_actor(&[]);
+    let (module, key) = net.echo_actor(&[]);
     b.host.add_actor(&module, "echo", None).await.unwrap();
     assert_eq!(
         a.lattice
@@ -636,23 +570,13 @@ async fn replicas_share_calls_and_a_host_that_leaves_drops_out() {
     let a = net.node(0, &[]).await;
     let b = net.node(1, &[]).await;
     let c = net.node(2, &[]).await;
-    let (module, key) = echo_actor(&[]);
+    let (module, key) = net.echo_actor(&[]);
     b.host.add_actor(&module, "echo", None).await.unwrap();
     c.host.add_actor(&module, "echo", None).await.unwrap();
-    let served = |host: &Host| -> u64 {
-        host.metrics_text()
-            .lines()
-            .filter(|l| {
-                l.starts_with("waxosuit_invocations_total{target=\"actor\"")
-                    && l.contains("operation=\"echo\"")
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64
-    };
     for i in 0..40u8 {
         a.lattice.call_actor(&key, "echo", vec![i]).await.unwrap();
     }
-    let (nb, nc) = (served(&b.host), served(&c.host));
+    let (nb, nc) = (served(&b.host, "echo"), served(&c.host, "echo"));
     assert_eq!(nb + nc, 40, "B {nb} + C {nc}");
     assert!(
         nb > 0 && nc > 0,
@@ -663,8 +587,8 @@ async fn replicas_share_calls_and_a_host_that_leaves_drops_out() {
     for i in 0..20u8 {
         a.lattice.call_actor(&key, "echo", vec![i]).await.unwrap();
     }
-    assert_eq!(served(&b.host), nb, "B served calls after leaving");
-    assert_eq!(served(&c.host), nc + 20);
+    assert_eq!(served(&b.host, "echo"), nb, "B served calls after leaving");
+    assert_eq!(served(&c.host, "echo"), nc + 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -694,7 +618,7 @@ async fn inventory_events_and_control_commands() {
     assert_eq!(bids[0].host, b.lattice.host_id());
 
     // Start an actor on the winner by command; the event and inventory show it.
-    let (module, key) = echo_actor(&[]);
+    let (module, key) = net.echo_actor(&[]);
     let reply = client
         .start_actor(&bids[0].host, module.clone())
         .await
@@ -747,6 +671,17 @@ async fn inventory_events_and_control_commands() {
         !unsigned.ok && unsigned.message.contains("refused"),
         "{}",
         unsigned.message
+    );
+    // A module signed by an account the host does not trust is refused.
+    let (foreign, _) = echo_actor_by(&KeyPair::generate(KeyKind::Account), &[]);
+    let untrusted = client
+        .start_actor(b.lattice.host_id(), foreign)
+        .await
+        .unwrap();
+    assert!(
+        !untrusted.ok && untrusted.message.to_lowercase().contains("trust"),
+        "{}",
+        untrusted.message
     );
 
     // Providers on request need a factory; this host has none.
@@ -810,6 +745,29 @@ async fn inventory_events_and_control_commands() {
         .await
         .unwrap_err();
     assert!(matches!(err, LatticeError::NoResponders { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_alias_names_one_actor_lattice_wide() {
+    let net = Net::new(2);
+    let a = net.node(0, &[]).await;
+    let b = net.node(1, &[]).await;
+    let (first, first_key) = echo_actor_aliased(&net.account, &[], Some("payments"));
+    b.host.add_actor(&first, "first", None).await.unwrap();
+    eventually("A learns B's actor", || async {
+        a.lattice.knows_actor(&first_key)
+    })
+    .await;
+    let (second, second_key) = echo_actor_aliased(&net.account, &[], Some("payments"));
+    let err = a.host.add_actor(&second, "second", None).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("payments") && text.contains(&first_key),
+        "{text}"
+    );
+    assert!(!a.host.has_actor(&second_key));
+    // A replica of the same actor may share its alias.
+    a.host.add_actor(&first, "replica", None).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

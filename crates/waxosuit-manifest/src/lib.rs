@@ -18,8 +18,9 @@
 //! * What comes out is plain data: [`Manifest`] with [`ActorEntry`] (paths
 //!   resolved against the manifest's directory, with their [`ActorLimits`]),
 //!   [`CapabilityEntry`] (a built-in capability by id or a native plugin by
-//!   path) and [`BindingEntry`]. Whether files exist and plugins load is for
-//!   the host to find out.
+//!   path), [`BindingEntry`] and, when the file has a `policy` section, a
+//!   [`PolicySection`] (embedded Rego files or an OPA server). Whether files
+//!   exist and plugins load is for the host to find out.
 //!
 //! ```
 //! use std::path::Path;
@@ -85,7 +86,9 @@ use std::path::{Component, Path, PathBuf};
 
 pub use error::ManifestError;
 
-use schema::{Count, RawActor, RawBinding, RawCapability, RawLimits, RawManifest, Scalar};
+use schema::{
+    Count, RawActor, RawBinding, RawCapability, RawLimits, RawManifest, RawPolicy, Scalar,
+};
 use tree::{DeError, FieldPath, Node, NodeDe, ROOT_FIELD};
 
 /// The binding name used when a capability or binding does not give one.
@@ -142,6 +145,8 @@ pub struct Manifest {
     pub capabilities: Vec<CapabilityEntry>,
     /// Actor-to-capability bindings, in file order.
     pub bindings: Vec<BindingEntry>,
+    /// The `policy` section, if the file has one.
+    pub policy: Option<PolicySection>,
     /// The manifest file, as given (the name errors use).
     pub source: PathBuf,
 }
@@ -229,6 +234,57 @@ pub struct BindingEntry {
     /// Configuration handed to the provider. Numbers and booleans in the file
     /// arrive as their text.
     pub values: BTreeMap<String, String>,
+}
+
+/// The `policy` section: where the host's policy decisions are made (see
+/// `docs/policy.md`).
+///
+/// ```yaml
+/// policy:
+///   policies: [./policies/authz.rego]   # embedded Rego, or instead:
+///   data: [./policies/data.json]        # opa_url: http://127.0.0.1:8181
+///   cache_ttl_ms: 10000                 #   opa_timeout_ms: 1000
+///   decision_log: ./decisions.log       # or `-` for standard output
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySection {
+    /// Which engine decides.
+    pub backend: PolicyBackend,
+    /// `cache_ttl_ms`: how long invocation decisions are reused; `Some(0)`
+    /// disables the cache, `None` takes the host's default.
+    pub cache_ttl_ms: Option<u64>,
+    /// `decision_log`: where evaluated decisions are written, if anywhere.
+    pub decision_log: Option<DecisionLogTarget>,
+}
+
+/// The engine of a [`PolicySection`]; a manifest names exactly one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyBackend {
+    /// Rego policies evaluated in the host (`policies`, `data`).
+    Embedded {
+        /// The `.rego` files, resolved against the manifest's directory, in
+        /// file order. Never empty.
+        policies: Vec<PathBuf>,
+        /// JSON data files merged into `data`, resolved likewise.
+        data: Vec<PathBuf>,
+    },
+    /// An OPA server asked over its Data API (`opa_url`, `opa_timeout_ms`).
+    Opa {
+        /// The server's base URL (`http://…` or `https://…`).
+        url: String,
+        /// Time limit per decision in milliseconds (at least 1); `None`
+        /// takes the host's default.
+        timeout_ms: Option<u64>,
+    },
+}
+
+/// Where a decision log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecisionLogTarget {
+    /// `-`: standard output.
+    Stdout,
+    /// A file, resolved against the manifest's directory, appended to.
+    File(PathBuf),
 }
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -405,7 +461,7 @@ fn build(
             return Err(field_error(
                 ROOT_FIELD.to_owned(),
                 "the manifest is empty; expected a mapping with `actors`, `capabilities`, \
-                 `bindings` and/or `labels`"
+                 `bindings`, `labels` and/or `policy`"
                     .to_owned(),
             ));
         }
@@ -413,8 +469,8 @@ fn build(
             return Err(field_error(
                 ROOT_FIELD.to_owned(),
                 format!(
-                    "expected a mapping with `actors`, `capabilities`, `bindings` and/or \
-                     `labels`, found {}",
+                    "expected a mapping with `actors`, `capabilities`, `bindings`, `labels` \
+                     and/or `policy`, found {}",
                     other.kind()
                 ),
             ));
@@ -502,13 +558,120 @@ impl Validator<'_> {
             .collect::<Result<Vec<_>, _>>()?;
         let capabilities = self.capabilities(raw.capabilities.unwrap_or_default())?;
         let bindings = self.bindings(raw.bindings.unwrap_or_default(), &capabilities)?;
+        let policy = raw.policy.map(|raw| self.policy(raw)).transpose()?;
         Ok(Manifest {
             labels,
             actors,
             capabilities,
             bindings,
+            policy,
             source: self.file.to_path_buf(),
         })
+    }
+
+    fn policy(&self, raw: RawPolicy) -> Result<PolicySection, ManifestError> {
+        let backend = match (raw.policies, raw.opa_url) {
+            (Some(_), Some(_)) => {
+                return Err(self.error(
+                    "policy",
+                    "has both `policies` (Rego evaluated in the host) and `opa_url` (an OPA \
+                     server); choose one backend",
+                ));
+            }
+            (None, None) => {
+                return Err(self.error(
+                    "policy",
+                    "needs `policies` (a list of .rego files evaluated in the host) or \
+                     `opa_url` (an OPA server to ask); remove the section for no policy",
+                ));
+            }
+            (Some(policies), None) => {
+                if raw.opa_timeout_ms.is_some() {
+                    return Err(self.error(
+                        "policy.opa_timeout_ms",
+                        "only applies with `opa_url`; embedded policies are evaluated in the \
+                         host",
+                    ));
+                }
+                if policies.is_empty() {
+                    return Err(self.error(
+                        "policy.policies",
+                        "is empty; list at least one .rego file, or remove the `policy` section",
+                    ));
+                }
+                PolicyBackend::Embedded {
+                    policies: self.files("policy.policies", "policy", policies)?,
+                    data: self.files("policy.data", "data", raw.data.unwrap_or_default())?,
+                }
+            }
+            (None, Some(url)) => {
+                if raw.data.is_some() {
+                    return Err(self.error(
+                        "policy.data",
+                        "only applies to embedded `policies`; an OPA server loads its own data",
+                    ));
+                }
+                let url = url.trim().to_owned();
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(self.error(
+                        "policy.opa_url",
+                        format!(
+                            "`{url}` is not an http:// or https:// URL; give OPA's address, e.g. \
+                             `http://127.0.0.1:8181`"
+                        ),
+                    ));
+                }
+                let timeout_ms = raw.opa_timeout_ms.map(|Count(ms)| ms);
+                if timeout_ms == Some(0) {
+                    return Err(self.error(
+                        "policy.opa_timeout_ms",
+                        "must be at least 1 (every decision would time out); leave it out to \
+                         use the host's default",
+                    ));
+                }
+                PolicyBackend::Opa { url, timeout_ms }
+            }
+        };
+        let decision_log = match raw.decision_log {
+            None => None,
+            Some(target) if target.trim().is_empty() => {
+                return Err(self.error(
+                    "policy.decision_log",
+                    "must not be empty; give a file path, or `-` for standard output",
+                ));
+            }
+            Some(target) if target.trim() == "-" => Some(DecisionLogTarget::Stdout),
+            Some(target) => Some(DecisionLogTarget::File(resolve(self.base_dir, &target))),
+        };
+        Ok(PolicySection {
+            backend,
+            cache_ttl_ms: raw.cache_ttl_ms.map(|Count(ms)| ms),
+            decision_log,
+        })
+    }
+
+    /// A list of file paths, each non-empty, resolved against the manifest's
+    /// directory.
+    fn files(
+        &self,
+        at: &str,
+        what: &str,
+        declared: Vec<String>,
+    ) -> Result<Vec<PathBuf>, ManifestError> {
+        declared
+            .iter()
+            .enumerate()
+            .map(|(index, path)| {
+                if path.trim().is_empty() {
+                    Err(self.error(
+                        format!("{at}[{index}]"),
+                        format!("the {what} path is empty"),
+                    ))
+                } else {
+                    Ok(resolve(self.base_dir, path))
+                }
+            })
+            .collect()
     }
 
     fn labels(

@@ -20,6 +20,7 @@ pub(crate) struct RawManifest {
     pub(crate) actors: Option<Vec<RawActor>>,
     pub(crate) capabilities: Option<Vec<RawCapability>>,
     pub(crate) bindings: Option<Vec<RawBinding>>,
+    pub(crate) policy: Option<RawPolicy>,
 }
 
 /// An actor entry: a bare path, or an object with a path and limits.
@@ -107,6 +108,19 @@ pub(crate) struct RawBinding {
     #[serde(alias = "binding_name")]
     pub(crate) binding: Option<String>,
     pub(crate) values: Option<BTreeMap<String, Scalar>>,
+}
+
+/// The `policy` section. Which fields go together is checked in `lib.rs`,
+/// so that each mistake gets its own message.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    pub(crate) policies: Option<Vec<String>>,
+    pub(crate) data: Option<Vec<String>>,
+    pub(crate) opa_url: Option<String>,
+    pub(crate) opa_timeout_ms: Option<Count<u64>>,
+    pub(crate) cache_ttl_ms: Option<Count<u64>>,
+    pub(crate) decision_log: Option<String>,
 }
 
 /// A string-valued map entry. YAML turns `PORT: 8080` into a number and

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use waxosuit_manifest::{
-    ActorLimits, CapabilitySource, DEFAULT_BINDING, Format, Manifest, ManifestError,
+    ActorLimits, CapabilitySource, DEFAULT_BINDING, DecisionLogTarget, Format, Manifest,
+    ManifestError, PolicyBackend, PolicySection,
 };
 
 const BASE: &str = "/srv/host";
@@ -810,6 +811,186 @@ fn unknown_fields_are_refused_with_a_suggestion() {
     assert_eq!(field, "capabilities[0].colour");
     assert_eq!(*suggestion, None);
     assert!(!err.to_string().contains("did you mean"), "{err}");
+}
+
+// --- policy ------------------------------------------------------------------
+
+#[test]
+fn policy_section_with_embedded_rego() {
+    let m = yaml(
+        "policy:\n  policies: [./policies/authz.rego, /etc/waxosuit/tenants.rego]\n  data: \
+         [policies/data.json]\n  cache_ttl_ms: 2500\n  decision_log: ./log/decisions.jsonl\n",
+    )
+    .expect("valid");
+    assert_eq!(
+        m.policy,
+        Some(PolicySection {
+            backend: PolicyBackend::Embedded {
+                policies: vec![
+                    PathBuf::from("/srv/host/policies/authz.rego"),
+                    PathBuf::from("/etc/waxosuit/tenants.rego"),
+                ],
+                data: vec![PathBuf::from("/srv/host/policies/data.json")],
+            },
+            cache_ttl_ms: Some(2500),
+            decision_log: Some(DecisionLogTarget::File(PathBuf::from(
+                "/srv/host/log/decisions.jsonl"
+            ))),
+        })
+    );
+}
+
+#[test]
+fn policy_section_with_an_opa_server() {
+    let env = env_of(&[("OPA", "http://127.0.0.1:8181"), ("TTL", "0")]);
+    let m = yaml_env(
+        "policy:\n  opa_url: ${OPA}\n  opa_timeout_ms: 250\n  cache_ttl_ms: ${TTL}\n  \
+         decision_log: \"-\"\n",
+        &env,
+    )
+    .expect("valid");
+    assert_eq!(
+        m.policy,
+        Some(PolicySection {
+            backend: PolicyBackend::Opa {
+                url: "http://127.0.0.1:8181".into(),
+                timeout_ms: Some(250),
+            },
+            cache_ttl_ms: Some(0),
+            decision_log: Some(DecisionLogTarget::Stdout),
+        })
+    );
+
+    let json = Manifest::from_str_with_env(
+        r#"{ "policy": { "opa_url": "https://opa.internal" } }"#,
+        Format::Json,
+        BASE,
+        "host.json",
+        &no_env,
+    )
+    .expect("valid");
+    assert_eq!(
+        json.policy,
+        Some(PolicySection {
+            backend: PolicyBackend::Opa {
+                url: "https://opa.internal".into(),
+                timeout_ms: None,
+            },
+            cache_ttl_ms: None,
+            decision_log: None,
+        })
+    );
+}
+
+#[test]
+fn a_missing_or_blank_policy_section_means_no_policy() {
+    assert_eq!(yaml("actors: []").expect("valid").policy, None);
+    assert_eq!(yaml("policy:\n").expect("valid").policy, None);
+}
+
+#[test]
+fn a_policy_section_names_exactly_one_backend() {
+    let both = yaml("policy:\n  policies: [a.rego]\n  opa_url: http://127.0.0.1:8181\n");
+    assert_field_error(both, "policy", "choose one backend");
+    let neither = yaml("policy:\n  cache_ttl_ms: 100\n");
+    assert_field_error(neither, "policy", "needs `policies`");
+}
+
+#[test]
+fn policy_fields_that_do_not_fit_the_backend_are_refused() {
+    assert_field_error(
+        yaml("policy: { opa_url: \"http://opa:8181\", data: [d.json] }"),
+        "policy.data",
+        "an OPA server loads its own data",
+    );
+    assert_field_error(
+        yaml("policy: { policies: [a.rego], opa_timeout_ms: 100 }"),
+        "policy.opa_timeout_ms",
+        "only applies with `opa_url`",
+    );
+    assert_field_error(
+        yaml("policy: { opa_url: \"http://opa:8181\", opa_timeout_ms: 0 }"),
+        "policy.opa_timeout_ms",
+        "at least 1",
+    );
+    assert_field_error(
+        yaml("policy: { opa_url: \"opa:8181\" }"),
+        "policy.opa_url",
+        "not an http:// or https:// URL",
+    );
+    assert_field_error(
+        yaml("policy: { policies: [] }"),
+        "policy.policies",
+        "is empty",
+    );
+    assert_field_error(
+        yaml("policy: { policies: [a.rego, \"\"] }"),
+        "policy.policies[1]",
+        "the policy path is empty",
+    );
+    assert_field_error(
+        yaml("policy: { policies: [a.rego], data: [\" \"] }"),
+        "policy.data[0]",
+        "the data path is empty",
+    );
+    assert_field_error(
+        yaml("policy: { policies: [a.rego], decision_log: \"\" }"),
+        "policy.decision_log",
+        "`-` for standard output",
+    );
+    assert_field_error(
+        yaml("policy: { policies: [a.rego], cache_ttl_ms: -1 }"),
+        "policy.cache_ttl_ms",
+        "whole number",
+    );
+    assert_field_error(
+        yaml("policy: { policies: a.rego }"),
+        "policy.policies",
+        "sequence",
+    );
+}
+
+#[test]
+fn unknown_policy_fields_are_refused_with_a_suggestion() {
+    let err = yaml("policy:\n  opa_url: http://opa:8181\n  opa_timeout: 100\n").expect_err("typo");
+    match &err {
+        ManifestError::UnknownField {
+            field,
+            name,
+            suggestion,
+            expected,
+            ..
+        } => {
+            assert_eq!(field, "policy.opa_timeout");
+            assert_eq!(name, "opa_timeout");
+            assert_eq!(suggestion.as_deref(), Some("opa_timeout_ms"));
+            for known in [
+                "policies",
+                "data",
+                "opa_url",
+                "opa_timeout_ms",
+                "cache_ttl_ms",
+                "decision_log",
+            ] {
+                assert!(
+                    expected.iter().any(|e| e == known),
+                    "{known} in {expected:?}"
+                );
+            }
+        }
+        other => panic!("expected UnknownField, got {other:?}"),
+    }
+    assert!(
+        err.to_string()
+            .starts_with("host.yaml: policy.opa_timeout: unknown field `opa_timeout`"),
+        "{err}"
+    );
+
+    let err = yaml("polcy: { policies: [a.rego] }").expect_err("section typo");
+    let ManifestError::UnknownField { suggestion, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(suggestion.as_deref(), Some("policy"));
 }
 
 // --- files -------------------------------------------------------------------

@@ -14,11 +14,13 @@
 //!   [`ProviderArchive::write`] (or [`to_bytes`](ProviderArchive::to_bytes)).
 //! * Load: [`ProviderArchive::read`] (or
 //!   [`from_bytes`](ProviderArchive::from_bytes)) parses without trusting
-//!   anything; [`ProviderArchive::verify`] checks the signature and key roles
-//!   (through the [`Verifier`]), that the issuer is in the caller's
-//!   trusted-issuer list, and every library's hash, and returns a
-//!   [`VerifiedArchive`]. Only [`VerifiedArchive::library_for`] hands out
-//!   library bytes, re-checking the hash of the target asked for.
+//!   anything; [`ProviderArchive::verify`] checks the signature, key roles,
+//!   every claims field and the issuer's trust through the [`Verifier`]
+//!   (exactly the rules an actor's issuer follows: trusted directly, through
+//!   an operator → account chain, or any issuer in development mode), then
+//!   every library's hash, and returns a [`VerifiedArchive`]. Only
+//!   [`VerifiedArchive::library_for`] hands out library bytes, re-checking the
+//!   hash of the target asked for.
 //! * [`HOST_TARGET`] is the triple this crate was compiled for: the library
 //!   a host loads.
 //!
@@ -34,7 +36,8 @@
 //! let bytes = par.to_bytes()?;
 //!
 //! let read = ProviderArchive::from_bytes(&bytes)?;
-//! let verified = read.verify(&Verifier::new(), &[account.public_key()])?;
+//! let verifier = Verifier::new().trust_issuer(&account.public_key())?;
+//! let verified = read.verify(&verifier)?;
 //! assert_eq!(verified.capid(), "acme:inventory");
 //! assert_eq!(verified.library_for("x86_64-unknown-linux-gnu")?, b"\x7fELF...");
 //! # Ok::<(), waxosuit_par::ParError>(())
@@ -49,7 +52,8 @@ use std::path::Path;
 use data_encoding::HEXUPPER;
 use sha2::{Digest, Sha256};
 use waxosuit_claims::{
-    CapabilityProvider, Claims, ClaimsError, KeyKind, KeyPair, Verified, Verifier,
+    CapabilityProvider, Claims, ClaimsError, KeyKind, KeyPair, TokenKind, Verified, Verifier, caps,
+    rules,
 };
 
 /// The target triple this crate was compiled for.
@@ -74,26 +78,18 @@ pub enum ParError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The claims token is malformed, badly signed, expired, or has the
-    /// wrong key kinds.
+    /// The claims token is malformed, badly signed, expired, has the wrong
+    /// key kinds, or a field outside the claims rules.
     #[error("the archive's claims are invalid: {0}")]
     Claims(#[from] ClaimsError),
+    /// The claims are sound but the verifier does not trust their issuer
+    /// ([`ClaimsError::NoTrustedIssuer`] or [`ClaimsError::UntrustedIssuer`],
+    /// whose message says what to pass).
+    #[error(transparent)]
+    Untrusted(ClaimsError),
     /// The archive holds no claims token.
     #[error("the archive is not signed (no {CLAIMS_ENTRY}); sign it with `waxosuit par create`")]
     Unsigned,
-    /// No trusted issuer is configured: native code is never loaded on a
-    /// signature alone.
-    #[error(
-        "no trusted issuer is configured for provider archives; pass the signing account with \
-         `--trusted-issuer A…`"
-    )]
-    NoTrustedIssuers,
-    /// The issuer is not trusted.
-    #[error("the archive is signed by {issuer}, which is not a trusted issuer")]
-    UntrustedIssuer {
-        /// The signing account.
-        issuer: String,
-    },
     /// A library's hash differs from the one in the signed claims.
     #[error(
         "the {target} library was tampered with: hash mismatch (signed {expected}, actual {actual})"
@@ -121,13 +117,20 @@ pub enum ParError {
         available: String,
     },
     /// A capability id is not `namespace:name`.
-    #[error("invalid capability id `{capid}`: expected `namespace:name`, e.g. `acme:inventory`")]
+    #[error(
+        "invalid capability id `{capid}`: expected `namespace:name` (A-Z a-z 0-9 _ - ., at most \
+         128 characters), e.g. `acme:inventory`"
+    )]
     InvalidCapid {
         /// What was given.
         capid: String,
     },
-    /// A target triple is empty or contains a path separator.
-    #[error("invalid target triple `{target}`")]
+    /// A target triple is empty, too long, or holds something other than
+    /// `A-Z a-z 0-9 _ - .` (it becomes a file name).
+    #[error(
+        "invalid target triple `{target}`: expected 1 to 64 characters of A-Z a-z 0-9 _ - ., \
+         e.g. `x86_64-unknown-linux-gnu`"
+    )]
     InvalidTarget {
         /// What was given.
         target: String,
@@ -176,15 +179,11 @@ pub fn library_file_name(target: &str) -> String {
 }
 
 fn check_target(target: &str) -> Result<(), ParError> {
-    let ok = !target.is_empty()
-        && target
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
-    if ok {
+    if rules::is_valid_target_triple(target) {
         Ok(())
     } else {
         Err(ParError::InvalidTarget {
-            target: target.to_string(),
+            target: waxosuit_claims::display::escape(target, rules::MAX_TARGET_CHARS),
         })
     }
 }
@@ -201,12 +200,9 @@ pub struct ProviderArchive {
 impl ProviderArchive {
     /// An empty, unsigned archive for capability `capid`.
     pub fn create(capid: &str, vendor: &str, name: &str) -> Result<ProviderArchive, ParError> {
-        let valid = capid
-            .split_once(':')
-            .is_some_and(|(ns, n)| !ns.is_empty() && !n.is_empty() && !n.contains(':'));
-        if !valid {
+        if !caps::is_namespaced_capability_id(capid) {
             return Err(ParError::InvalidCapid {
-                capid: capid.to_string(),
+                capid: waxosuit_claims::display::escape(capid, rules::MAX_CAPABILITY_ID_CHARS),
             });
         }
         Ok(ProviderArchive {
@@ -244,7 +240,9 @@ impl ProviderArchive {
 
     /// Signs the archive: `issuer` (an account key) vouches that `subject`
     /// (the provider's `V…` service public key) is the provider with these
-    /// libraries.
+    /// libraries. Claims no verifier would accept (an empty vendor, a name
+    /// with control characters, …) are refused with
+    /// [`ClaimsError::InvalidClaim`] before anything is signed.
     pub fn sign(&mut self, issuer: &KeyPair, subject: &str) -> Result<(), ParError> {
         if issuer.kind() != KeyKind::Account {
             return Err(ParError::WrongKey {
@@ -267,6 +265,7 @@ impl ProviderArchive {
             .iter()
             .map(|(t, bytes)| (t.clone(), library_hash(bytes)))
             .collect();
+        metadata.validate()?;
         let claims = Claims::<CapabilityProvider>::builder()
             .issuer(issuer.public_key())
             .subject(subject)
@@ -411,29 +410,20 @@ impl ProviderArchive {
         })
     }
 
-    /// Verifies the archive: signature, validity window and key roles
-    /// (account → service) with `verifier`; the issuer against
-    /// `trusted_issuers` (which must not be empty); and every library's hash
-    /// against the signed claims.
-    pub fn verify(
-        &self,
-        verifier: &Verifier,
-        trusted_issuers: &[String],
-    ) -> Result<VerifiedArchive, ParError> {
+    /// Verifies the archive with `verifier`
+    /// ([`Verifier::verify_provider`]): signature, validity window, key roles
+    /// (account → service), every claims field, and the issuer's trust, by
+    /// the same rules as an actor's issuer (a default verifier trusts no one:
+    /// [`ParError::Untrusted`]); then every library's hash against the signed
+    /// claims.
+    pub fn verify(&self, verifier: &Verifier) -> Result<VerifiedArchive, ParError> {
         let token = self.token.as_deref().ok_or(ParError::Unsigned)?;
-        let claims = verifier.verify_token::<CapabilityProvider>(
-            token,
-            KeyKind::Account,
-            Some(KeyKind::Service),
-        )?;
-        if trusted_issuers.is_empty() {
-            return Err(ParError::NoTrustedIssuers);
-        }
-        if !trusted_issuers.iter().any(|t| t == claims.issuer()) {
-            return Err(ParError::UntrustedIssuer {
-                issuer: claims.issuer().to_string(),
-            });
-        }
+        let claims = verifier.verify_provider(token).map_err(|e| match e {
+            ClaimsError::NoTrustedIssuer { .. } | ClaimsError::UntrustedIssuer { .. } => {
+                ParError::Untrusted(e)
+            }
+            other => ParError::Claims(other),
+        })?;
         let hashes = &claims.metadata().target_hashes;
         for (target, bytes) in &self.libraries {
             let expected = hashes
@@ -571,6 +561,15 @@ mod tests {
         service: KeyPair,
     }
 
+    impl Keys {
+        /// A verifier trusting exactly this test's account.
+        fn trusting(&self) -> Verifier {
+            Verifier::new()
+                .trust_issuer(&self.account.public_key())
+                .unwrap()
+        }
+    }
+
     fn keys() -> Keys {
         Keys {
             account: KeyPair::generate(KeyKind::Account),
@@ -593,9 +592,7 @@ mod tests {
         let k = keys();
         let bytes = signed(&k).to_bytes().unwrap();
         let par = ProviderArchive::from_bytes(&bytes).unwrap();
-        let v = par
-            .verify(&Verifier::new(), &[k.account.public_key()])
-            .unwrap();
+        let v = par.verify(&k.trusting()).unwrap();
         assert_eq!(v.capid(), "acme:inventory");
         assert_eq!(
             (v.vendor(), v.name(), v.version()),
@@ -617,9 +614,7 @@ mod tests {
         let mut par = ProviderArchive::from_bytes(&signed(&k).to_bytes().unwrap()).unwrap();
         par.insert(T, b"evil".to_vec()).unwrap();
         let tampered = ProviderArchive::from_bytes(&par.to_bytes().unwrap()).unwrap();
-        let err = tampered
-            .verify(&Verifier::new(), &[k.account.public_key()])
-            .unwrap_err();
+        let err = tampered.verify(&k.trusting()).unwrap_err();
         assert!(matches!(err, ParError::HashMismatch { .. }), "{err}");
         assert!(err.to_string().contains("hash mismatch"), "{err}");
     }
@@ -630,9 +625,7 @@ mod tests {
         let mut par = signed(&k);
         par.insert("riscv64gc-unknown-linux-gnu", b"x".to_vec())
             .unwrap();
-        let err = par
-            .verify(&Verifier::new(), &[k.account.public_key()])
-            .unwrap_err();
+        let err = par.verify(&k.trusting()).unwrap_err();
         assert!(matches!(err, ParError::UnsignedLibrary { .. }), "{err}");
     }
 
@@ -647,9 +640,7 @@ mod tests {
         chars[last] = if chars[last] == 'A' { 'B' } else { 'A' };
         let mut forged = par.clone();
         forged.token = Some(chars.into_iter().collect());
-        let err = forged
-            .verify(&Verifier::new(), &[k.account.public_key()])
-            .unwrap_err();
+        let err = forged.verify(&k.trusting()).unwrap_err();
         assert!(
             matches!(err, ParError::Claims(ClaimsError::BadSignature { .. })),
             "{err}"
@@ -661,10 +652,81 @@ mod tests {
         let k = keys();
         let par = signed(&k);
         let other = KeyPair::generate(KeyKind::Account).public_key();
-        let err = par.verify(&Verifier::new(), &[other]).unwrap_err();
-        assert!(matches!(err, ParError::UntrustedIssuer { .. }), "{err}");
-        let err = par.verify(&Verifier::new(), &[]).unwrap_err();
-        assert!(matches!(err, ParError::NoTrustedIssuers), "{err}");
+        let err = par
+            .verify(&Verifier::new().trust_issuer(&other).unwrap())
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ParError::Untrusted(ClaimsError::UntrustedIssuer { .. })
+            ),
+            "{err}"
+        );
+        let err = par.verify(&Verifier::new()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ParError::Untrusted(ClaimsError::NoTrustedIssuer { .. })
+            ),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("--trusted-issuer"), "{text}");
+        assert!(text.contains(&k.account.public_key()), "{text}");
+    }
+
+    #[test]
+    fn operator_chains_and_any_issuer_are_honoured() {
+        let k = keys();
+        let par = signed(&k);
+        par.verify(&Verifier::new().allow_any_issuer()).unwrap();
+        let operator = KeyPair::generate(KeyKind::Operator);
+        let account_token = Claims::<waxosuit_claims::Account>::builder()
+            .issuer(operator.public_key())
+            .subject(k.account.public_key())
+            .metadata(waxosuit_claims::Account::default())
+            .build()
+            .encode(&operator)
+            .unwrap();
+        let chained = Verifier::new()
+            .trust_operator(&operator.public_key())
+            .unwrap()
+            .with_account_token(account_token);
+        assert_eq!(
+            par.verify(&chained).unwrap().issuer(),
+            k.account.public_key()
+        );
+    }
+
+    #[test]
+    fn invalid_claims_are_refused_when_signing_and_when_verifying() {
+        let k = keys();
+        let mut par = ProviderArchive::create("acme:x", "", "X").unwrap();
+        par.insert(T, b"lib".to_vec()).unwrap();
+        let err = par.sign(&k.account, &k.service.public_key()).unwrap_err();
+        assert!(
+            matches!(&err, ParError::Claims(ClaimsError::InvalidClaim { field, .. }) if field == "vendor"),
+            "{err}"
+        );
+        // The same claims signed by hand, as a hostile packager would.
+        let mut hostile = signed(&k);
+        let mut meta = hostile.metadata.clone();
+        meta.vendor = "\u{1b}]0;owned\u{7}".into();
+        hostile.token = Some(
+            Claims::<CapabilityProvider>::builder()
+                .issuer(k.account.public_key())
+                .subject(k.service.public_key())
+                .metadata(meta)
+                .build()
+                .encode(&k.account)
+                .unwrap(),
+        );
+        let err = hostile.verify(&k.trusting()).unwrap_err();
+        assert!(
+            matches!(&err, ParError::Claims(ClaimsError::InvalidClaim { field, .. }) if field == "vendor"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains('\u{1b}'), "{err}");
     }
 
     #[test]
@@ -692,15 +754,27 @@ mod tests {
 
     #[test]
     fn malformed_inputs_are_refused() {
-        assert!(matches!(
-            ProviderArchive::create("nocolon", "v", "n"),
-            Err(ParError::InvalidCapid { .. })
-        ));
+        for capid in [
+            "nocolon",
+            "a:b:c",
+            "a b:c",
+            &format!("a:{}", "b".repeat(200)),
+        ] {
+            assert!(
+                matches!(
+                    ProviderArchive::create(capid, "v", "n"),
+                    Err(ParError::InvalidCapid { .. })
+                ),
+                "{capid}"
+            );
+        }
         let mut par = ProviderArchive::create("a:b", "v", "n").unwrap();
-        assert!(matches!(
-            par.insert("../etc", vec![]),
-            Err(ParError::InvalidTarget { .. })
-        ));
+        for target in ["../etc", "", &"x".repeat(65)] {
+            assert!(matches!(
+                par.insert(target, vec![]),
+                Err(ParError::InvalidTarget { .. })
+            ));
+        }
         assert!(matches!(par.to_bytes(), Err(ParError::Unsigned)));
     }
 

@@ -27,14 +27,16 @@
 //!   any signature: only for development, behind an explicit opt-in.
 //!
 //! ```no_run
-//! # async fn demo(host: waxosuit_host::Host, par_bytes: Vec<u8>, trusted: Vec<String>)
+//! # async fn demo(host: waxosuit_host::Host, par_bytes: Vec<u8>, account_key: &str)
 //! # -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use waxosuit_claims::Verifier;
 //! use waxosuit_par::ProviderArchive;
 //! use waxosuit_plugin_host::PluginProvider;
 //!
-//! let archive = ProviderArchive::from_bytes(&par_bytes)?.verify(&Verifier::new(), &trusted)?;
+//! // Native code runs only if its signer is trusted: here, one account.
+//! let verifier = Verifier::new().trust_issuer(account_key)?;
+//! let archive = ProviderArchive::from_bytes(&par_bytes)?.verify(&verifier)?;
 //! let plugin = Arc::new(PluginProvider::from_archive(&archive)?);
 //! host.add_provider("default", plugin.clone()).await?;
 //! assert!(!plugin.is_loaded()); // registered, but no actor is bound yet

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use waxosuit_claims::{Actor, Claims, ClaimsError, KeyKind, KeyPair, Verifier, embed_claims};
-use waxosuit_host::Host;
+use waxosuit_host::{Host, HostBuilder};
 use waxosuit_manifest::{CapabilitySource, Format, Manifest};
 use waxosuit_par::{HOST_TARGET, ParError, ProviderArchive};
 use waxosuit_plugin_fixtures::plugins;
@@ -30,8 +30,20 @@ impl Keys {
         }
     }
 
-    fn trusted(&self) -> Vec<String> {
-        vec![self.account.public_key()]
+    /// A verifier trusting exactly this test's account: it signs both the
+    /// archives and the actors.
+    fn verifier(&self) -> Verifier {
+        Verifier::new()
+            .trust_issuer(&self.account.public_key())
+            .unwrap()
+    }
+
+    /// A host whose verifier trusts this test's account.
+    fn host(&self) -> Host {
+        HostBuilder::new()
+            .verifier(self.verifier())
+            .build()
+            .unwrap()
     }
 
     /// The wapc-echo guest signed as `name` with these capabilities.
@@ -86,16 +98,20 @@ fn msgpack<T: Serialize>(v: &T) -> Vec<u8> {
     waxosuit_codec::serialize(v).unwrap()
 }
 
-/// Starts a host from `yaml` the way `waxosuit up` does: plugin archives are
-/// verified against `trusted` and registered as lazy [`PluginProvider`]s.
+/// Starts a host from `yaml` the way `waxosuit up` does: plugin archives
+/// and actors are verified by the same `verifier`, and archives are
+/// registered as lazy [`PluginProvider`]s.
 async fn host_from_manifest(
     dir: &Path,
     yaml: &str,
-    trusted: &[String],
+    verifier: &Verifier,
 ) -> (Host, Vec<Arc<PluginProvider>>) {
     let env = |_: &str| None;
     let manifest = Manifest::from_str_with_env(yaml, Format::Yaml, dir, "host.yaml", &env).unwrap();
-    let host = Host::new().unwrap();
+    let host = HostBuilder::new()
+        .verifier(verifier.clone())
+        .build()
+        .unwrap();
     let mut plugins = Vec::new();
     for entry in &manifest.capabilities {
         let CapabilitySource::Plugin { path, .. } = &entry.kind else {
@@ -103,7 +119,7 @@ async fn host_from_manifest(
         };
         let verified = ProviderArchive::read_path(path)
             .unwrap()
-            .verify(&Verifier::new(), trusted)
+            .verify(verifier)
             .unwrap();
         let plugin = Arc::new(PluginProvider::from_archive(&verified).unwrap());
         host.add_provider(&entry.binding_name, plugin.clone())
@@ -151,7 +167,7 @@ async fn an_actor_calls_a_signed_plugin_loaded_from_a_manifest() {
     let keys = Keys::new();
     let dir = tempfile::tempdir().unwrap();
     stage(&keys, dir.path(), &[INVENTORY]);
-    let (host, plugins) = host_from_manifest(dir.path(), MANIFEST, &keys.trusted()).await;
+    let (host, plugins) = host_from_manifest(dir.path(), MANIFEST, &keys.verifier()).await;
     let plugin = &plugins[0];
     assert!(plugin.is_loaded(), "bound, so loaded");
     assert_eq!(plugin.load_count(), 1);
@@ -242,7 +258,7 @@ async fn a_panicking_plugin_call_is_an_error_and_the_host_keeps_serving() {
     let keys = Keys::new();
     let dir = tempfile::tempdir().unwrap();
     stage(&keys, dir.path(), &[INVENTORY]);
-    let (host, plugins) = host_from_manifest(dir.path(), MANIFEST, &keys.trusted()).await;
+    let (host, plugins) = host_from_manifest(dir.path(), MANIFEST, &keys.verifier()).await;
 
     for _ in 0..2 {
         let err = host
@@ -277,7 +293,7 @@ async fn the_plugin_calls_actors_back_through_the_host() {
     let keys = Keys::new();
     let dir = tempfile::tempdir().unwrap();
     stage(&keys, dir.path(), &[INVENTORY]);
-    let (host, plugins) = host_from_manifest(dir.path(), MANIFEST, &keys.trusted()).await;
+    let (host, plugins) = host_from_manifest(dir.path(), MANIFEST, &keys.verifier()).await;
     let key = host.resolve_actor("inventory-client").unwrap();
 
     #[derive(Serialize)]
@@ -309,7 +325,7 @@ async fn an_actor_without_the_capability_is_denied_and_nothing_is_loaded() {
     stage(&keys, dir.path(), &[]);
     let manifest = MANIFEST.replace("bindings:", "unused_bindings:");
     let manifest = manifest.split("unused_bindings:").next().unwrap();
-    let (host, plugins) = host_from_manifest(dir.path(), manifest, &keys.trusted()).await;
+    let (host, plugins) = host_from_manifest(dir.path(), manifest, &keys.verifier()).await;
     let plugin = &plugins[0];
     assert!(!plugin.is_loaded(), "registering loads nothing");
 
@@ -347,9 +363,7 @@ fn a_tampered_library_is_refused() {
     library[last] ^= 0xff;
     par.insert(HOST_TARGET, library).unwrap(); // keeps the old signature
     let tampered = ProviderArchive::from_bytes(&par.to_bytes().unwrap()).unwrap();
-    let err = tampered
-        .verify(&Verifier::new(), &keys.trusted())
-        .unwrap_err();
+    let err = tampered.verify(&keys.verifier()).unwrap_err();
     assert!(matches!(err, ParError::HashMismatch { .. }), "{err}");
     assert!(err.to_string().contains("hash mismatch"), "{err}");
 }
@@ -382,9 +396,7 @@ fn a_bad_archive_signature_is_refused() {
             .unwrap();
     }
     let forged = ProviderArchive::from_bytes(&tar.into_inner().unwrap()).unwrap();
-    let err = forged
-        .verify(&Verifier::new(), &keys.trusted())
-        .unwrap_err();
+    let err = forged.verify(&keys.verifier()).unwrap_err();
     assert!(
         matches!(err, ParError::Claims(ClaimsError::BadSignature { .. })),
         "{err}"
@@ -396,14 +408,36 @@ fn an_untrusted_issuer_is_refused() {
     let keys = Keys::new();
     let par = keys.archive(INVENTORY, plugins::ACME_INVENTORY);
     let stranger = Keys::new();
-    let err = par
-        .verify(&Verifier::new(), &stranger.trusted())
-        .unwrap_err();
-    assert!(matches!(err, ParError::UntrustedIssuer { .. }), "{err}");
+    let err = par.verify(&stranger.verifier()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ParError::Untrusted(ClaimsError::UntrustedIssuer { .. })
+        ),
+        "{err}"
+    );
     assert!(
         err.to_string().contains(&keys.account.public_key()),
         "{err}"
     );
+}
+
+#[test]
+fn a_default_verifier_loads_no_native_code() {
+    let keys = Keys::new();
+    let par = keys.archive(INVENTORY, plugins::ACME_INVENTORY);
+    let err = par.verify(&Verifier::new()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ParError::Untrusted(ClaimsError::NoTrustedIssuer { .. })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("--trusted-issuer"), "{err}");
+    // Development mode is an explicit choice.
+    let verified = par.verify(&Verifier::new().allow_any_issuer()).unwrap();
+    assert_eq!(verified.issuer(), keys.account.public_key());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -427,10 +461,10 @@ async fn an_abi_version_mismatch_is_refused() {
     let keys = Keys::new();
     let verified = keys
         .archive("acme:future", plugins::ABI_MISMATCH)
-        .verify(&Verifier::new(), &keys.trusted())
+        .verify(&keys.verifier())
         .unwrap();
     let plugin = Arc::new(PluginProvider::from_archive(&verified).unwrap());
-    let host = Host::new().unwrap();
+    let host = keys.host();
     host.add_provider("default", plugin.clone()).await.unwrap();
     host.add_actor(
         &keys.actor("future-client", &["acme:future"]),
@@ -454,10 +488,10 @@ async fn the_builtin_keyvalue_provider_runs_as_a_plugin() {
     let keys = Keys::new();
     let verified = keys
         .archive("wascc:keyvalue", plugins::KEYVALUE_MEMORY)
-        .verify(&Verifier::new(), &keys.trusted())
+        .verify(&keys.verifier())
         .unwrap();
     let plugin = Arc::new(PluginProvider::from_archive(&verified).unwrap());
-    let host = Host::new().unwrap();
+    let host = keys.host();
     host.add_provider("default", plugin.clone()).await.unwrap();
     host.add_actor(&keys.actor("kv-client", &["wascc:keyvalue"]), "kv", None)
         .await

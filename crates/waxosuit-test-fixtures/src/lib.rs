@@ -8,7 +8,12 @@
 //! * Hand-written `.wat` guests live in `wat/` and are assembled on demand with
 //!   the `wat` crate, which reports a precise parse error if one is broken.
 //!
+//! * [`hostile`] generates hostile claims (proptest strategies) and signs
+//!   them the way an attacker would, for tests that must not panic on them.
+//!
 //! No binary is checked in: every byte here is reproducible from source.
+
+pub mod hostile;
 
 pub mod guests {
     //! Compiled Rust guests, one constant per `guests/` artifact.

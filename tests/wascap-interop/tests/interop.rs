@@ -43,7 +43,11 @@ fn a_module_we_sign_is_accepted_by_wascap_with_identical_claims() {
     assert!(!validation.expired);
     assert!(!validation.cannot_use_yet);
 
-    let ours_verified = Verifier::new().verify_actor(&signed).unwrap();
+    let ours_verified = Verifier::new()
+        .trust_issuer(&account.public_key())
+        .unwrap()
+        .verify_actor(&signed)
+        .unwrap();
     assert_eq!(json(&token.claims), json(ours_verified.claims()));
     let meta = token.claims.metadata.as_ref().unwrap();
     assert_eq!(meta.module_hash, ours::module_hash(&module()).unwrap());
@@ -100,8 +104,16 @@ fn a_module_wascap_signs_is_verified_and_inspected_by_us() {
     let at = tampered.windows(2).position(|w| w == [0x41, 0x01]).unwrap();
     tampered[at + 1] = 0x00;
     assert!(matches!(
-        Verifier::new().verify_actor(&tampered),
+        Verifier::new()
+            .trust_issuer(&account.public_key())
+            .unwrap()
+            .verify_actor(&tampered),
         Err(ours::ClaimsError::ModuleHashMismatch { .. })
+    ));
+    // And by default, a wascap-signed module is no more trusted than ours.
+    assert!(matches!(
+        Verifier::new().verify_actor(&signed),
+        Err(ours::ClaimsError::NoTrustedIssuer { .. })
     ));
 }
 
@@ -124,5 +136,9 @@ fn tokens_minted_by_either_side_decode_on_the_other() {
     assert!(v.signature_valid);
     let theirs = wascap::jwt::Claims::<wascap::jwt::Account>::decode(&jwt).unwrap();
     assert_eq!(theirs.metadata.unwrap().name.as_deref(), Some("team"));
-    Verifier::new().verify_account(&jwt).unwrap();
+    Verifier::new()
+        .trust_operator(&operator.public_key())
+        .unwrap()
+        .verify_account(&jwt)
+        .unwrap();
 }

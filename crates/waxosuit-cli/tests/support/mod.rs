@@ -11,30 +11,50 @@ use std::time::Duration;
 
 use waxosuit_claims::{Actor, Claims, KeyKind, KeyPair, embed_claims};
 
-pub struct Dir(pub tempfile::TempDir);
+/// A temporary directory with its own account: [`Dir::actor`] signs with
+/// it, and [`Up::start_with`] starts hosts that trust exactly it.
+pub struct Dir(pub tempfile::TempDir, pub KeyPair);
 
 impl Dir {
     pub fn new() -> Dir {
-        Dir(tempfile::tempdir().unwrap())
+        Dir(
+            tempfile::tempdir().unwrap(),
+            KeyPair::generate(KeyKind::Account),
+        )
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.0.path().join(name)
     }
 
+    /// The account that signs this directory's actors.
+    pub fn account(&self) -> &KeyPair {
+        &self.1
+    }
+
+    /// The arguments that make `up` or `call` trust this directory's account.
+    pub fn trust_args(&self) -> Vec<String> {
+        vec!["--trusted-issuer".to_string(), self.1.public_key()]
+    }
+
+    /// A keys directory of this test's own (empty until something signs
+    /// with it), so no test trusts the keystore of whoever runs it.
+    pub fn keys(&self) -> PathBuf {
+        self.path("keys")
+    }
+
     /// Signs `module` as `name` with these capabilities into `name.wasm`.
     pub fn actor(&self, module: &[u8], name: &str, caps: &[&str]) -> String {
-        let account = KeyPair::generate(KeyKind::Account);
         let subject = KeyPair::generate(KeyKind::Module);
         let claims = Claims::<Actor>::builder()
-            .issuer(account.public_key())
+            .issuer(self.1.public_key())
             .subject(subject.public_key())
             .metadata(Actor {
                 caps: Some(caps.iter().map(|c| c.to_string()).collect()),
                 ..Actor::named(name)
             })
             .build();
-        let signed = embed_claims(module, &claims, &account).unwrap();
+        let signed = embed_claims(module, &claims, &self.1).unwrap();
         std::fs::write(self.path(&format!("{name}.wasm")), signed).unwrap();
         subject.public_key()
     }
@@ -72,7 +92,23 @@ impl Up {
     }
 
     /// Like [`Up::start`], with more arguments and environment variables.
+    /// The host trusts the directory's account (`--trusted-issuer`), and
+    /// its keys directory is the directory's own.
     pub fn start_with(
+        dir: &Dir,
+        manifest: &PathBuf,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Up, String> {
+        let mut all: Vec<String> = dir.trust_args();
+        all.extend(args.iter().map(|a| a.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        Up::start_trusting(dir, manifest, &all, env)
+    }
+
+    /// Like [`Up::start_with`], but trusting only what `args` and `env` say
+    /// (and the directory's keys directory, unless `env` names another).
+    pub fn start_trusting(
         dir: &Dir,
         manifest: &PathBuf,
         args: &[&str],
@@ -82,6 +118,9 @@ impl Up {
             .arg("up")
             .arg(manifest)
             .args(args)
+            .env("WAXOSUIT_KEYS", dir.keys())
+            // Whatever the caller's shell says, trust is what the test says.
+            .env_remove("WAXOSUIT_ALLOW_ANY_ISSUER")
             .envs(env.iter().copied())
             // Generous: CI runs these tests in parallel on two cores, and a drain
             // cut short by load would look like a host bug.

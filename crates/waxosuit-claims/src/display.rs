@@ -1,0 +1,124 @@
+//! Showing text that came from a token to a person, safely.
+//!
+//! Everything in a token is chosen by whoever signed it (or forged it), and
+//! tools print it: in error messages, tables, logs. A name holding a terminal
+//! escape sequence, a right-to-left override or a megabyte of text must not
+//! rewrite the screen, reorder what is shown, or drown the message around it.
+//! [`escape`] makes any string printable and bounded; it never panics,
+//! whatever the input (it works on `char`s, never on byte offsets).
+
+/// How many characters of a value messages show before cutting it short.
+pub const DISPLAY_CHARS: usize = 64;
+
+/// `value` made safe to print: control characters, bidirectional and other
+/// invisible formatting characters, combining marks and backslashes are
+/// escaped the way Rust's `escape_debug` writes them (`\n`, `\u{202e}`,
+/// `\\`); quotes are kept. When `value` has more than `max_chars` characters,
+/// the first `max_chars` are kept and `…(N characters)` is appended.
+///
+/// ```
+/// use waxosuit_claims::display::escape;
+///
+/// assert_eq!(escape("counter", 64), "counter");
+/// assert_eq!(escape("evil\u{1b}[2J\u{202e}", 64), "evil\\u{1b}[2J\\u{202e}");
+/// assert_eq!(escape("abcdef", 3), "abc…(6 characters)");
+/// ```
+pub fn escape(value: &str, max_chars: usize) -> String {
+    let mut out = String::with_capacity(value.len().min(max_chars.saturating_mul(4)));
+    let mut chars = value.chars();
+    for (shown, c) in chars.by_ref().enumerate() {
+        if shown == max_chars {
+            // Count what is left without keeping it; the total is what the
+            // reader needs to judge the value.
+            let total = max_chars + 1 + chars.count();
+            out.push_str(&format!("…({total} characters)"));
+            return out;
+        }
+        push_escaped(&mut out, c);
+    }
+    out
+}
+
+/// [`escape`] with [`DISPLAY_CHARS`], wrapped in double quotes: how error
+/// messages show an offending value, so that an empty or blank value is
+/// still visible.
+pub fn quoted(value: &str) -> String {
+    format!("\"{}\"", escape(value, DISPLAY_CHARS))
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        // Quotes are harmless on a terminal and common in names.
+        '"' | '\'' => out.push(c),
+        _ => {
+            let escaped = c.escape_debug();
+            // `escape_debug` leaves printable characters alone; should it
+            // ever consider one of ours printable, it is still escaped.
+            if escaped.len() == 1 && is_unsafe_char(c) {
+                out.extend(c.escape_unicode());
+            } else {
+                out.extend(escaped);
+            }
+        }
+    }
+}
+
+/// Characters that change how surrounding text is shown rather than showing
+/// themselves: controls (C0, DEL, C1), bidirectional embeddings, overrides,
+/// isolates and marks, zero-width characters and the byte-order mark.
+/// Claims text fields may not contain them ([`crate::rules`]), and displays
+/// escape them.
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2028}'..='\u{202E}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{FEFF}'
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_is_unchanged() {
+        for s in [
+            "counter",
+            "Café au lait",
+            "日本語のアクター",
+            "say \"hi\" it's",
+            "",
+        ] {
+            assert_eq!(escape(s, DISPLAY_CHARS), s);
+        }
+    }
+
+    #[test]
+    fn controls_and_direction_overrides_are_escaped() {
+        assert_eq!(escape("a\nb\tc", 64), "a\\nb\\tc");
+        assert_eq!(escape("\u{1b}[31m", 64), "\\u{1b}[31m");
+        assert_eq!(escape("abc\u{202e}fed", 64), "abc\\u{202e}fed");
+        assert_eq!(escape("zero\u{200b}width", 64), "zero\\u{200b}width");
+        assert_eq!(escape("back\\slash", 64), "back\\\\slash");
+        assert_eq!(escape("\u{85}", 64), "\\u{85}");
+    }
+
+    #[test]
+    fn long_values_are_cut_on_characters_not_bytes() {
+        let long = "é".repeat(100);
+        let shown = escape(&long, 10);
+        assert_eq!(shown, format!("{}…(100 characters)", "é".repeat(10)));
+        assert_eq!(escape("abc", 3), "abc");
+        assert_eq!(escape("abcd", 0), "…(4 characters)");
+    }
+
+    #[test]
+    fn quoted_shows_empty_values() {
+        assert_eq!(quoted(""), "\"\"");
+        assert_eq!(quoted(" "), "\" \"");
+    }
+}

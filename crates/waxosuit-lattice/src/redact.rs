@@ -1,0 +1,196 @@
+//! Binding values as they may be shown to the lattice: keys kept, secrets
+//! replaced by [`REDACTED`].
+//!
+//! Binding values configure providers and often hold credentials: a Redis
+//! password in a `URL`, a NATS `CREDSFILE`, an API token. Inventory answers,
+//! binding broadcasts and events carry only this redacted form (and list
+//! which keys were redacted); the real values travel only to the hosts that
+//! serve the provider, encrypted to them ([`crate::bindings`]).
+
+use std::collections::BTreeMap;
+
+/// What a redacted value (or the secret part of one) is replaced by.
+pub const REDACTED: &str = "<redacted>";
+
+/// Key names whose values are secret as a whole (compared upper-case, as
+/// substrings: `REDIS_PASSWORD`, `API_TOKEN`, `NATS_CREDSFILE`…).
+const SECRET_KEYS: [&str; 11] = [
+    "PASSWORD",
+    "PASSWD",
+    "PASS",
+    "SECRET",
+    "TOKEN",
+    "CREDS",
+    "CREDENTIAL",
+    "PRIVATE",
+    "APIKEY",
+    "API_KEY",
+    "SEED",
+];
+
+/// Query parameters of a URL whose values are secret.
+const SECRET_PARAMS: [&str; 8] = [
+    "password",
+    "passwd",
+    "pass",
+    "token",
+    "secret",
+    "key",
+    "auth",
+    "access_token",
+];
+
+/// The redacted form of `values` and the keys whose values were changed.
+pub fn redact(values: &BTreeMap<String, String>) -> (BTreeMap<String, String>, Vec<String>) {
+    let mut out = BTreeMap::new();
+    let mut redacted = Vec::new();
+    for (key, value) in values {
+        let shown = redact_value(key, value);
+        if shown != *value {
+            redacted.push(key.clone());
+        }
+        out.insert(key.clone(), shown);
+    }
+    (out, redacted)
+}
+
+/// One value: wholly redacted under a secret-looking key, otherwise with
+/// URL credentials and secret query parameters redacted.
+pub fn redact_value(key: &str, value: &str) -> String {
+    let upper = key.to_ascii_uppercase();
+    if SECRET_KEYS.iter().any(|s| upper.contains(s)) || upper.ends_with("_KEY") {
+        return if value.is_empty() {
+            String::new()
+        } else {
+            REDACTED.to_string()
+        };
+    }
+    redact_url(value)
+}
+
+/// `scheme://user:password@host/…?token=…` → `scheme://user:<redacted>@host/…?token=<redacted>`;
+/// a user without a password (often a token itself) is redacted too.
+fn redact_url(value: &str) -> String {
+    let Some(scheme_end) = value.find("://") else {
+        return redact_query(value);
+    };
+    let after = scheme_end + 3;
+    let authority_end = value[after..]
+        .find(['/', '?', '#'])
+        .map_or(value.len(), |i| after + i);
+    let authority = &value[after..authority_end];
+    let mut out = String::with_capacity(value.len());
+    out.push_str(&value[..after]);
+    match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => {
+                    out.push_str(user);
+                    out.push(':');
+                    out.push_str(REDACTED);
+                }
+                None => out.push_str(REDACTED),
+            }
+            out.push_str(&authority[at..]);
+        }
+        None => out.push_str(authority),
+    }
+    out.push_str(&redact_query(&value[authority_end..]));
+    out
+}
+
+fn redact_query(rest: &str) -> String {
+    let Some(q) = rest.find('?') else {
+        return rest.to_string();
+    };
+    let (path, query) = rest.split_at(q + 1);
+    let (query, fragment) = match query.find('#') {
+        Some(h) => query.split_at(h),
+        None => (query, ""),
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, v))
+                if !v.is_empty() && SECRET_PARAMS.contains(&name.to_ascii_lowercase().as_str()) =>
+            {
+                format!("{name}={REDACTED}")
+            }
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{path}{}{fragment}", params.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_urls_keys_and_queries_are_redacted_and_the_rest_kept() {
+        for (key, value, shown) in [
+            (
+                "URL",
+                "redis://:hunter2@db:6379/0",
+                "redis://:<redacted>@db:6379/0",
+            ),
+            (
+                "URL",
+                "redis://app:hunter2@db:6379",
+                "redis://app:<redacted>@db:6379",
+            ),
+            (
+                "URL",
+                "nats://s3cr3ttoken@nats:4222",
+                "nats://<redacted>@nats:4222",
+            ),
+            ("URL", "redis://db:6379/0", "redis://db:6379/0"),
+            (
+                "URL",
+                "https://api.example/x?token=abc&page=2#top",
+                "https://api.example/x?token=<redacted>&page=2#top",
+            ),
+            ("CREDSFILE", "/etc/nats/app.creds", "<redacted>"),
+            ("REDIS_PASSWORD", "hunter2", "<redacted>"),
+            ("api_token", "abc", "<redacted>"),
+            ("SIGNING_KEY", "abc", "<redacted>"),
+            ("KEY_PREFIX", "tenant-a:", "tenant-a:"),
+            ("PORT", "8080", "8080"),
+            ("ROOT", "/srv/blobs", "/srv/blobs"),
+            ("ALLOWED_HOSTS", "api.example", "api.example"),
+            ("PASSWORD", "", ""),
+        ] {
+            assert_eq!(redact_value(key, value), shown, "{key}={value}");
+        }
+        let values = BTreeMap::from([
+            ("URL".to_string(), "redis://:pw@db".to_string()),
+            ("PORT".to_string(), "1".to_string()),
+        ]);
+        let (shown, keys) = redact(&values);
+        assert_eq!(keys, vec!["URL".to_string()]);
+        assert_eq!(shown["PORT"], "1");
+        assert!(!shown["URL"].contains("pw"));
+    }
+
+    #[test]
+    fn odd_values_never_panic_and_never_leak_the_userinfo() {
+        for value in [
+            "://",
+            "a://@",
+            "x://:@",
+            "redis://a@b@c/d",
+            "?",
+            "?=&=",
+            "é://ü:ö@ß",
+        ] {
+            let shown = redact_value("URL", value);
+            if let Some(at) = value.rfind('@') {
+                let start = value.find("://").map_or(0, |i| i + 3);
+                if at > start {
+                    assert!(shown.contains(REDACTED), "{value} → {shown}");
+                }
+            }
+        }
+    }
+}

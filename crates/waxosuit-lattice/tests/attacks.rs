@@ -1,0 +1,703 @@
+//! The lattice under attack by a plain NATS client on the same server that
+//! holds no trusted key (or a key of its own nobody trusts): every attack
+//! from the trust-boundary review, each shown to change nothing, and the
+//! same action by a trusted key shown to work.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use futures_util::StreamExt;
+use waxosuit_claims::{KeyKind, KeyPair};
+use waxosuit_host::RouteKey;
+use waxosuit_lattice::LatticeError;
+use waxosuit_lattice::antiforgery::{self, Binding};
+use waxosuit_lattice::auth::{AUTH_HEADER, sign_message};
+use waxosuit_lattice::protocol::{
+    self, ActorEntry, BindingChange, BindingEntry, ChunkRef, CloudEvent, Command, ErrorKind,
+    Invocation, PROTOCOL_VERSION, Response, WireEntity,
+};
+use waxosuit_lattice::redact::REDACTED;
+
+const QUIET: Duration = Duration::from_millis(800);
+
+fn stop(actor: &str) -> Vec<u8> {
+    protocol::encode(&Command::StopActor {
+        v: PROTOCOL_VERSION,
+        actor: actor.to_string(),
+    })
+    .unwrap()
+}
+
+/// Publishes a request and says whether anything answered within [`QUIET`].
+async fn answered(
+    nats: &async_nats::Client,
+    subject: String,
+    headers: Option<async_nats::HeaderMap>,
+    body: Vec<u8>,
+) -> bool {
+    let inbox = nats.new_inbox();
+    let mut sub = nats.subscribe(inbox.clone()).await.unwrap();
+    match headers {
+        Some(h) => nats
+            .publish_with_reply_and_headers(subject, inbox, h, Bytes::from(body))
+            .await
+            .unwrap(),
+        None => nats
+            .publish_with_reply(subject, inbox, Bytes::from(body))
+            .await
+            .unwrap(),
+    }
+    !silent(&mut sub, QUIET).await
+}
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_from_anyone_but_a_trusted_key_change_nothing() {
+    let net = Net::new(2);
+    let a = net.node(0, &[]).await;
+    let b = net.node(1, &[]).await;
+    let (module, key) = net.echo_actor(&[]);
+    b.host.add_actor(&module, "echo", None).await.unwrap();
+    let nats = net.attacker().await;
+    let control = b.lattice.subjects().control(b.lattice.host_id());
+
+    // Unsigned: the project's own tool once sent exactly this.
+    assert!(!answered(&nats, control.clone(), None, stop(&key)).await);
+    // Signed by a key of the attacker's own, user or server.
+    for kind in [KeyKind::User, KeyKind::Server, KeyKind::Operator] {
+        let own = KeyPair::generate(kind);
+        let inbox = nats.new_inbox();
+        let mut sub = nats.subscribe(inbox.clone()).await.unwrap();
+        let headers = sign_message(&own, &control, Some(&inbox), None, &stop(&key)).unwrap();
+        nats.publish_with_reply_and_headers(
+            control.clone(),
+            inbox,
+            headers,
+            Bytes::from(stop(&key)),
+        )
+        .await
+        .unwrap();
+        assert!(silent(&mut sub, QUIET).await, "{kind:?} got an answer");
+    }
+    // Starting a provider (a blob store, say), unsigned.
+    let start = protocol::encode(&Command::StartProvider {
+        v: PROTOCOL_VERSION,
+        capid: "wascc:blobstore".into(),
+        backend: None,
+        binding: "evil".into(),
+    })
+    .unwrap();
+    assert!(!answered(&nats, control.clone(), None, start).await);
+    assert!(b.host.providers().is_empty(), "a provider was started");
+    // Through the tool's own client with an untrusted key.
+    let stranger = net.client_as(KeyPair::generate(KeyKind::User)).await;
+    let err = stranger
+        .command(
+            b.lattice.host_id(),
+            Command::StopActor {
+                v: PROTOCOL_VERSION,
+                actor: key.clone(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, LatticeError::Timeout { .. }), "{err:?}");
+    assert!(b.host.has_actor(&key), "the actor was stopped");
+    assert_eq!(
+        a.lattice
+            .call_actor(&key, "echo", b"still".to_vec())
+            .await
+            .unwrap(),
+        b"still"
+    );
+    assert!(b.lattice.refusals("command", "unsigned") >= 1);
+    assert!(b.lattice.refusals("command", "untrusted") >= 4);
+
+    // The same command signed by the trusted admin is applied, once: the
+    // signed message captured and published again is a replay.
+    let mut spy = nats.subscribe(control.clone()).await.unwrap();
+    synced_with_server(&nats).await;
+    let admin = net.client().await;
+    let reply = admin
+        .command(
+            b.lattice.host_id(),
+            Command::StopActor {
+                v: PROTOCOL_VERSION,
+                actor: key.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(reply.ok, "{}", reply.message);
+    assert!(!b.host.has_actor(&key));
+    let captured = next(&mut spy).await;
+    b.host.add_actor(&module, "echo", None).await.unwrap();
+    nats.publish_with_reply_and_headers(
+        control.clone(),
+        captured.reply.clone().unwrap(),
+        captured.headers.clone().unwrap(),
+        captured.payload.clone(),
+    )
+    .await
+    .unwrap();
+    eventually("B refuses the replayed command", || async {
+        b.lattice.refusals("command", "replayed") >= 1
+    })
+    .await;
+    assert!(b.host.has_actor(&key), "a replayed command was applied");
+    // Re-published with a reply inbox of the attacker's: not what was signed.
+    let inbox = nats.new_inbox();
+    let mut sub = nats.subscribe(inbox.clone()).await.unwrap();
+    nats.publish_with_reply_and_headers(
+        control,
+        inbox,
+        captured.headers.unwrap(),
+        captured.payload,
+    )
+    .await
+    .unwrap();
+    assert!(silent(&mut sub, QUIET).await);
+    assert!(b.host.has_actor(&key));
+    let text = b.host.metrics_text();
+    assert!(
+        text.contains("waxosuit_lattice_refused_total{plane=\"command\",reason=\"replayed\"}"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_binding_changes_inventory_answers_and_events_change_nothing_and_secrets_stay_sealed()
+ {
+    let net = Net::new(3);
+    let b = net.node(1, &[]).await;
+    let c = net.node(2, &[]).await;
+    let pinger = Pinger::new("C");
+    c.host
+        .add_provider("default", pinger.clone())
+        .await
+        .unwrap();
+    let (module, key) = net.echo_actor(&[PING]);
+    b.host.add_actor(&module, "echo", None).await.unwrap();
+    let nats = net.attacker().await;
+    let mut bindings_spy = nats
+        .subscribe(b.lattice.subjects().bindings())
+        .await
+        .unwrap();
+    let mut events_spy = nats.subscribe(b.lattice.subjects().events()).await.unwrap();
+    synced_with_server(&nats).await;
+
+    let secret_url = "redis://:hunter2@db.internal:6379/0";
+    b.lattice
+        .put_binding(
+            &key,
+            PING,
+            "",
+            BTreeMap::from([
+                ("URL".into(), secret_url.into()),
+                ("MODE".into(), "fast".into()),
+            ]),
+        )
+        .await
+        .unwrap();
+    eventually("C binds the actor with the real values", || async {
+        pinger
+            .values
+            .lock()
+            .unwrap()
+            .get(&key)
+            .is_some_and(|v| v.get("URL").map(String::as_str) == Some(secret_url))
+    })
+    .await;
+    assert_eq!(
+        b.host.call_actor(&key, "ping", b"").await.unwrap(),
+        b"pong from C"
+    );
+
+    // What went over the bus: the binding broadcast, redacted and signed.
+    let broadcast = next(&mut bindings_spy).await;
+    let text = String::from_utf8_lossy(&broadcast.payload).to_string();
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains(REDACTED), "{text}");
+    assert!(
+        broadcast
+            .headers
+            .as_ref()
+            .unwrap()
+            .get(AUTH_HEADER)
+            .is_some()
+    );
+    // Inventory, to the trusted admin: redacted, and it says so.
+    let client = net.client().await;
+    let listed = client.bindings().await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].redacted, vec!["URL".to_string()]);
+    assert!(!listed[0].values["URL"].contains("hunter2"));
+    assert_eq!(listed[0].values["MODE"], "fast");
+    assert_eq!(listed[0].owner, b.lattice.host_id());
+    // To anyone else: no answer at all.
+    assert!(
+        !answered(
+            &nats,
+            b.lattice
+                .subjects()
+                .inventory(protocol::InventoryKind::Bindings),
+            None,
+            Vec::new()
+        )
+        .await
+    );
+
+    // Forged binding changes: unsigned, signed by a stranger, and signed by
+    // a trusted host that claims another host's binding.
+    let forged = BindingChange::Put(BindingEntry {
+        actor: key.clone(),
+        capid: PING.into(),
+        binding: "default".into(),
+        values: BTreeMap::from([("URL".into(), "redis://attacker:6379".into())]),
+        redacted: vec![],
+        owner: b.lattice.host_id().to_string(),
+        rev: "forged".into(),
+    });
+    let body = serde_json::to_vec(&forged).unwrap();
+    let subject = b.lattice.subjects().bindings();
+    nats.publish(subject.clone(), body.clone().into())
+        .await
+        .unwrap();
+    let stranger = KeyPair::generate(KeyKind::Server);
+    let h = sign_message(&stranger, &subject, None, None, &body).unwrap();
+    nats.publish_with_headers(subject.clone(), h, body.clone().into())
+        .await
+        .unwrap();
+    let h = sign_message(&net.identity(2), &subject, None, None, &body).unwrap();
+    nats.publish_with_headers(subject.clone(), h, body.clone().into())
+        .await
+        .unwrap();
+    // And a removal, unsigned.
+    let remove = serde_json::to_vec(&BindingChange::Remove {
+        actor: key.clone(),
+        capid: PING.into(),
+        binding: "default".into(),
+    })
+    .unwrap();
+    nats.publish(subject.clone(), remove.into()).await.unwrap();
+    eventually("the forged changes are refused", || async {
+        b.lattice.refusals("binding", "unsigned") >= 2
+            && b.lattice.refusals("binding", "untrusted") >= 1
+            && b.lattice.refusals("binding", "mismatch") >= 1
+    })
+    .await;
+    assert_eq!(
+        pinger.values.lock().unwrap()[&key]["URL"],
+        secret_url,
+        "the provider was repointed"
+    );
+    assert!(pinger.bound.lock().unwrap().contains(&key));
+    assert_eq!(client.bindings().await.unwrap(), listed);
+
+    // Forged inventory answers and events, then a new host joins and syncs.
+    let mut inventory = nats
+        .subscribe(format!("{}.inventory.*", b.lattice.subjects().prefix()))
+        .await
+        .unwrap();
+    let fake_actor = KeyPair::generate(KeyKind::Module).public_key();
+    let (fake_module, fake_key) = net.echo_actor(&[PING]);
+    let _ = fake_module;
+    let liar = nats.clone();
+    let fake = fake_actor.clone();
+    tokio::spawn(async move {
+        while let Some(msg) = inventory.next().await {
+            let Some(reply) = msg.reply else { continue };
+            let body = if msg.subject.ends_with("bindings") {
+                serde_json::to_vec(&[BindingEntry {
+                    actor: fake.clone(),
+                    capid: PING.into(),
+                    binding: "default".into(),
+                    values: BTreeMap::from([("URL".into(), "redis://attacker".into())]),
+                    redacted: vec![],
+                    owner: "NATTACKER".into(),
+                    rev: "x".into(),
+                }])
+                .unwrap()
+            } else {
+                serde_json::to_vec(&[ActorEntry {
+                    host: "NATTACKER".into(),
+                    key: fake.clone(),
+                    name: "fake".into(),
+                    claims: "eyJ.fake.claims".into(),
+                }])
+                .unwrap()
+            };
+            let _ = liar.publish(reply, body.into()).await;
+        }
+    });
+    let started = CloudEvent::new(
+        b.lattice.host_id(),
+        "actor_started",
+        fake_key.clone(),
+        serde_json::json!({ "actor": fake_key, "claims": "eyJ.fake", "host": b.lattice.host_id() }),
+    );
+    nats.publish(
+        b.lattice.subjects().events(),
+        serde_json::to_vec(&started).unwrap().into(),
+    )
+    .await
+    .unwrap();
+    let stopped = CloudEvent::new(
+        b.lattice.host_id(),
+        "host_stopped",
+        b.lattice.host_id(),
+        serde_json::json!({}),
+    );
+    // Signed by C, a trusted host, but claiming to come from B.
+    let body = serde_json::to_vec(&stopped).unwrap();
+    let h = sign_message(
+        &net.identity(2),
+        &b.lattice.subjects().events(),
+        None,
+        None,
+        &body,
+    )
+    .unwrap();
+    nats.publish_with_headers(b.lattice.subjects().events(), h, body.into())
+        .await
+        .unwrap();
+    let a = net.node(0, &[]).await;
+    eventually("the forged events are refused", || async {
+        c.lattice.refusals("event", "unsigned") >= 1 && b.lattice.refusals("event", "mismatch") >= 1
+    })
+    .await;
+    assert!(
+        !a.lattice.knows_actor(&fake_actor),
+        "a forged inventory answer was believed"
+    );
+    assert!(
+        !c.lattice.knows_actor(&fake_key),
+        "a forged event was believed"
+    );
+    let listed_again = client.bindings().await.unwrap();
+    assert_eq!(listed_again.len(), 1, "{listed_again:?}");
+    assert_eq!(listed_again[0].actor, key);
+
+    // Nothing on the bus ever carried the secret in the clear.
+    let mut seen = Vec::new();
+    while let Ok(Some(msg)) =
+        tokio::time::timeout(Duration::from_millis(200), events_spy.next()).await
+    {
+        seen.push(String::from_utf8_lossy(&msg.payload).to_string());
+    }
+    assert!(!seen.is_empty());
+    assert!(seen.iter().all(|e| !e.contains("hunter2")), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_replies_are_never_accepted() {
+    let net = Net::new(2);
+    let a = net
+        .node_with(0, &[], |c| c.timeout = Duration::from_millis(1500))
+        .await;
+    // B takes 150 ms per call, so the forger always answers first.
+    let b = net
+        .join(
+            1,
+            net.builder()
+                .middleware(Delay(Duration::from_millis(150)))
+                .build()
+                .unwrap(),
+        )
+        .await;
+    let (module, key) = net.echo_actor(&[]);
+    b.host.add_actor(&module, "echo", None).await.unwrap();
+    let subject = b.lattice.subjects().actor(&key);
+    let nats = net.attacker().await;
+    let stranger = KeyPair::generate(KeyKind::Server);
+
+    // Racing forged answers to every call's inbox: unsigned, a made-up
+    // session tag in B's name, and a real signature by a stranger in B's name.
+    let mut spy = nats.subscribe(subject.clone()).await.unwrap();
+    synced_with_server(&nats).await;
+    let racer = nats.clone();
+    let b_id = b.lattice.host_id().to_string();
+    let forging = tokio::spawn(async move {
+        while let Some(msg) = spy.next().await {
+            let Some(reply) = msg.reply else { continue };
+            let Ok(inv) = protocol::decode::<Invocation>("invocation", &msg.payload) else {
+                continue;
+            };
+            let mut forged = Response::success(&inv.id, b"FORGED".to_vec());
+            let _ = racer
+                .publish(reply.clone(), protocol::encode(&forged).unwrap().into())
+                .await;
+            forged.host = b_id.clone();
+            forged.tag = Some(vec![7; 32]);
+            let _ = racer
+                .publish(reply.clone(), protocol::encode(&forged).unwrap().into())
+                .await;
+            forged.tag = None;
+            forged.jwt = antiforgery::sign_response(&stranger, &forged, &reply).unwrap();
+            let _ = racer
+                .publish(reply, protocol::encode(&forged).unwrap().into())
+                .await;
+        }
+    });
+    for i in 0..10u8 {
+        let reply = a.lattice.call_actor(&key, "echo", vec![i]).await.unwrap();
+        assert_eq!(reply, vec![i], "a forged answer was accepted");
+    }
+    // Each call ignored three forgeries before its real answer.
+    assert_eq!(a.lattice.refusals("response", "unsigned"), 10);
+    assert_eq!(a.lattice.refusals("response", "mismatch"), 10);
+    // The first call was signed (not tagged for B), the next nine tagged.
+    assert_eq!(a.lattice.refusals("response", "untrusted"), 1);
+    assert_eq!(a.lattice.refusals("response", "bad_signature"), 9);
+    forging.abort();
+
+    // Joining the actor's queue group: the attacker takes some calls and
+    // answers them, but no forged answer is ever accepted (those calls fail).
+    let mut group = nats
+        .queue_subscribe(subject.clone(), subject.clone())
+        .await
+        .unwrap();
+    synced_with_server(&nats).await;
+    let (taken_tx, mut taken_rx) = tokio::sync::mpsc::unbounded_channel();
+    let answering = nats.clone();
+    let hijack = tokio::spawn(async move {
+        while let Some(msg) = group.next().await {
+            let _ = taken_tx.send(msg.payload.len());
+            let Some(reply) = msg.reply else { continue };
+            let Ok(inv) = protocol::decode::<Invocation>("invocation", &msg.payload) else {
+                continue;
+            };
+            let forged = Response::success(&inv.id, b"FORGED".to_vec());
+            let _ = answering
+                .publish(reply, protocol::encode(&forged).unwrap().into())
+                .await;
+        }
+    });
+    let (mut ok, mut failed) = (0, 0);
+    for i in 0..10u8 {
+        match a.lattice.call_actor(&key, "echo", vec![i]).await {
+            Ok(reply) => {
+                assert_eq!(reply, vec![i], "a forged answer was accepted");
+                ok += 1;
+            }
+            Err(LatticeError::Timeout { ignored, .. }) => {
+                assert!(ignored.is_none(), "a success is not a refusal");
+                failed += 1;
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    hijack.abort();
+    let mut taken = 0;
+    while taken_rx.try_recv().is_ok() {
+        taken += 1;
+    }
+    assert_eq!(ok + failed, 10);
+    assert_eq!(
+        failed, taken,
+        "every call the attacker took failed, and only those"
+    );
+    assert!(ok >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captured_signed_invocation_runs_once() {
+    let net = Net::new(2);
+    let a = net.node(0, &[]).await;
+    let b = net.node(1, &[]).await;
+    let (module, key) = net.echo_actor(&[]);
+    b.host.add_actor(&module, "echo", None).await.unwrap();
+    let subject = b.lattice.subjects().actor(&key);
+    let nats = net.attacker().await;
+    let mut spy = nats.subscribe(subject.clone()).await.unwrap();
+    synced_with_server(&nats).await;
+    a.lattice
+        .call_actor(&key, "echo", b"once".to_vec())
+        .await
+        .unwrap();
+    let captured = next(&mut spy).await;
+    let inv: Invocation = protocol::decode("invocation", &captured.payload).unwrap();
+    assert!(!inv.encoded_claims.is_empty(), "first contact is signed");
+    let before = served(&b.host, "echo");
+    for _ in 0..3 {
+        nats.publish_with_reply(
+            subject.clone(),
+            captured.reply.clone().unwrap(),
+            captured.payload.clone(),
+        )
+        .await
+        .unwrap();
+    }
+    // And to an inbox of the attacker's, to read the answer.
+    let r = send_raw(&nats, subject.clone(), |_| captured.payload.to_vec(), QUIET).await;
+    let e = r.expect("refused").error.expect("refused");
+    assert!(e.message.contains("inbox"), "{}", e.message);
+    eventually("B refuses the three replays", || async {
+        b.lattice.refusals("invocation", "replayed") >= 3
+    })
+    .await;
+    assert_eq!(served(&b.host, "echo"), before, "a replayed call ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_chunk_is_fetched_and_no_session_learned_before_a_call_verifies() {
+    let net = Net::new(3);
+    let a = net.node(0, &[]).await;
+    let b = net.node(1, &[]).await;
+    let (module, key) = net.echo_actor(&[]);
+    b.host.add_actor(&module, "echo", None).await.unwrap();
+    let subject = b.lattice.subjects().actor(&key);
+    let nats = net.attacker().await;
+    let a_id = a.lattice.host_id().to_string();
+
+    // Chunk subjects the attacker would like B to pull 300 MB from: its
+    // own, and one made to look like A's.
+    let mut mine = nats.subscribe("attacker.chunks").await.unwrap();
+    let under_a = format!("{}x", b.lattice.subjects().chunks_of(&a_id));
+    let mut posing = nats.subscribe(under_a.clone()).await.unwrap();
+    synced_with_server(&nats).await;
+    let huge = |subject: &str| ChunkRef {
+        subject: subject.to_string(),
+        len: 300 << 20,
+        chunks: 300,
+        chunk: 1 << 20,
+        sha256: "00".into(),
+    };
+    let rss_before = rss_bytes();
+    for chunk_subject in ["attacker.chunks", under_a.as_str()] {
+        // Claiming to be A, with no valid signature.
+        let reference = huge(chunk_subject);
+        let (id, s) = (a_id.clone(), subject.clone());
+        let k = key.clone();
+        let r = send_raw(
+            &nats,
+            subject.clone(),
+            move |_| {
+                let inv = Invocation {
+                    v: PROTOCOL_VERSION,
+                    id: "big-1".into(),
+                    origin: WireEntity::Host(id.clone()),
+                    target: WireEntity::Actor(k),
+                    operation: "echo".into(),
+                    msg: vec![],
+                    encoded_claims: "e30.e30.AAAA".into(),
+                    host_id: id,
+                    chunked: Some(reference),
+                    session: None,
+                    session_token: None,
+                };
+                let _ = s;
+                protocol::encode(&inv).unwrap()
+            },
+            QUIET,
+        )
+        .await
+        .expect("refused");
+        assert_eq!(r.error.unwrap().kind, ErrorKind::Forged);
+    }
+    // Signed by A for real, but offering chunks from a subject that is not
+    // A's own, or more than the actor accepts: refused before any fetch.
+    for reference in [
+        huge("attacker.chunks"),
+        ChunkRef {
+            subject: under_a.clone(),
+            len: 300 << 20,
+            chunks: 300,
+            chunk: 1 << 20,
+            sha256: "00".into(),
+        },
+    ] {
+        let a_key = net.identity(0);
+        let (k, s) = (key.clone(), subject.clone());
+        let r = send_raw(
+            &nats,
+            subject.clone(),
+            move |reply| {
+                let mut inv = Invocation {
+                    v: PROTOCOL_VERSION,
+                    id: nuid::next().to_string(),
+                    origin: WireEntity::Host(a_key.public_key()),
+                    target: WireEntity::Actor(k),
+                    operation: "echo".into(),
+                    msg: vec![],
+                    encoded_claims: String::new(),
+                    host_id: a_key.public_key(),
+                    chunked: Some(reference),
+                    session: None,
+                    session_token: None,
+                };
+                inv.encoded_claims =
+                    antiforgery::sign(&a_key, &inv, Binding { subject: &s, reply }).unwrap();
+                protocol::encode(&inv).unwrap()
+            },
+            QUIET,
+        )
+        .await
+        .expect("an answer");
+        let e = r.error.expect("refused");
+        assert!(
+            e.message.contains("not its sender's own") || e.message.contains("over the limit"),
+            "{}",
+            e.message
+        );
+    }
+    assert!(
+        silent(&mut mine, QUIET).await,
+        "B asked the attacker for a chunk"
+    );
+    assert!(silent(&mut posing, Duration::from_millis(100)).await);
+    let grown = rss_bytes().saturating_sub(rss_before);
+    assert!(grown < 64 << 20, "the process grew by {grown} bytes");
+
+    // A session token is learned only from a call that verified: A's real
+    // token, replayed by the attacker inside a forged call to C, is not.
+    let c = net.node(2, &[]).await;
+    c.host
+        .add_actor(&module, "echo", None)
+        .await
+        .unwrap_or_else(|_| panic!("C runs a replica"));
+    let mut spy = nats.subscribe(subject.clone()).await.unwrap();
+    synced_with_server(&nats).await;
+    b.lattice.leave().await; // so the next first contact goes to C
+    let _ = a.lattice.call_actor(&key, "echo", b"hi".to_vec()).await;
+    let first: Invocation = protocol::decode("invocation", &next(&mut spy).await.payload).unwrap();
+    let token = first.session_token.expect("A's token");
+    let peers_before = c.lattice.session_peers();
+    let (id, k) = (a_id.clone(), key.clone());
+    let _ = send_raw(
+        &nats,
+        subject.clone(),
+        move |_| {
+            protocol::encode(&Invocation {
+                v: PROTOCOL_VERSION,
+                id: "x".into(),
+                origin: WireEntity::Host(id.clone()),
+                target: WireEntity::Actor(k),
+                operation: "echo".into(),
+                msg: vec![],
+                encoded_claims: "e30.e30.AAAA".into(),
+                host_id: id,
+                chunked: None,
+                session: None,
+                session_token: Some(token),
+            })
+            .unwrap()
+        },
+        QUIET,
+    )
+    .await;
+    assert_eq!(c.lattice.session_peers(), peers_before);
+    let _ = RouteKey::new(PING, "");
+}

@@ -1,0 +1,96 @@
+//! NATS connection details that the lattice and the NATS messaging backend
+//! share, so both read a server URL the same way.
+//!
+//! * [`UrlCredentials::from_url`]: `nats://user:password@host` or
+//!   `nats://token@host`. `async-nats` parses such a URL but does not send
+//!   the credentials, so a connection would silently go anonymous; callers
+//!   hand them to `ConnectOptions` themselves, as `nats.go` does.
+//! * [`with_url_credentials`] does exactly that.
+#![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+use async_nats::ConnectOptions;
+
+/// Credentials found in a server URL.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UrlCredentials {
+    /// `user:password@`.
+    UserPassword(String, String),
+    /// `token@`.
+    Token(String),
+}
+
+impl UrlCredentials {
+    /// The credentials in `url`, percent-decoded; `None` when it has none
+    /// (or is not a NATS URL).
+    pub fn from_url(url: &str) -> Option<UrlCredentials> {
+        let addr: async_nats::ServerAddr = url.parse().ok()?;
+        let user = percent_decode(addr.username()?);
+        Some(match addr.password() {
+            Some(password) => UrlCredentials::UserPassword(user, percent_decode(password)),
+            None => UrlCredentials::Token(user),
+        })
+    }
+}
+
+/// `options` with the credentials of `url`, if it has any.
+pub fn with_url_credentials(options: ConnectOptions, url: &str) -> ConnectOptions {
+    match UrlCredentials::from_url(url) {
+        Some(UrlCredentials::UserPassword(user, password)) => {
+            options.user_and_password(user, password)
+        }
+        Some(UrlCredentials::Token(token)) => options.token(token),
+        None => options,
+    }
+}
+
+/// URL userinfo arrives percent-encoded (`p%40ss` for `p@ss`); a `%` not
+/// followed by two hex digits is kept as it is.
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_credentials_are_decoded() {
+        assert_eq!(
+            UrlCredentials::from_url("nats://waxosuit-actors:p%40ss%2Fw0rd@nats:4222"),
+            Some(UrlCredentials::UserPassword(
+                "waxosuit-actors".into(),
+                "p@ss/w0rd".into()
+            ))
+        );
+        assert_eq!(
+            UrlCredentials::from_url("nats://s3cr3t-token@127.0.0.1:4222"),
+            Some(UrlCredentials::Token("s3cr3t-token".into()))
+        );
+        assert_eq!(UrlCredentials::from_url("nats://127.0.0.1:4222"), None);
+        assert_eq!(UrlCredentials::from_url("not a url"), None);
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("a%zzb%4"), "a%zzb%4");
+        assert_eq!(percent_decode("%C3%BC"), "ü");
+    }
+}
