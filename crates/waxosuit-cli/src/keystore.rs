@@ -107,6 +107,12 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 /// environment variable behind the option) still works, but is reported:
 /// every user of the machine can read a process's arguments.
 pub fn load(arg: &str, role: &str) -> Result<KeyPair> {
+    // Env files often leave a newline or a space after the value.
+    let arg = if Path::new(arg).exists() {
+        arg
+    } else {
+        arg.trim()
+    };
     let looks_like_seed = arg.len() == 58 && arg.starts_with('S') && !Path::new(arg).exists();
     if looks_like_seed {
         let kp = KeyPair::from_seed(arg).with_context(|| format!("invalid {role} seed"))?;
@@ -115,9 +121,15 @@ pub fn load(arg: &str, role: &str) -> Result<KeyPair> {
         }
         return Ok(kp);
     }
+    // Never echo something that may be a (mistyped) seed.
+    let shown = if arg.starts_with('S') && arg.len() >= 50 {
+        "(a value that looks like a seed but is not a valid one)"
+    } else {
+        arg
+    };
     let text = fs::read_to_string(arg).with_context(|| {
         format!(
-            "cannot read the {role} key file `{arg}` (pass a seed `S…` or a path to a .nk file)"
+            "cannot read the {role} key file `{shown}` (pass a seed `S…` or a path to a .nk file)"
         )
     })?;
     KeyPair::from_seed(text.trim()).with_context(|| format!("invalid {role} seed in `{arg}`"))

@@ -519,6 +519,10 @@ fn humantime_secs(ms: u64) -> String {
 async fn watch(client: &LatticeClient, json: bool) -> Result<ExitCode> {
     let mut events = client.watch().await?;
     eprintln!("watching lattice events (Ctrl-C to stop)");
+    // Refused events come from whoever can publish on the bus: at most one
+    // warning a second, with a count, so they cannot flood the terminal.
+    let mut refused = 0u64;
+    let mut last_warning: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
@@ -531,7 +535,13 @@ async fn watch(client: &LatticeClient, json: bool) -> Result<ExitCode> {
                         let kind = e.kind.strip_prefix("dev.waxosuit.").unwrap_or(&e.kind);
                         outln!("{}  {kind:<17} {}  (host {host})", e.time, e.subject);
                     }
-                    Err(e) => eprintln!("warning: {e}"),
+                    Err(e) => {
+                        refused += 1;
+                        if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                            eprintln!("warning: {e} ({refused} refused so far)");
+                            last_warning = Some(std::time::Instant::now());
+                        }
+                    }
                 }
             }
         }

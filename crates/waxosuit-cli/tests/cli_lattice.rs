@@ -269,9 +269,9 @@ fn three_hosts_serve_as_one_and_survive_restarts_failures_and_forgeries() {
     rt.block_on(async {
         let nats_client = async_nats::connect(nats.url()).await.unwrap();
         let stranger = KeyPair::generate(KeyKind::Server);
-        let subject = waxosuit_lattice::protocol::Subjects::new("waxosuit")
-            .unwrap()
-            .actor(&echo);
+        // Calls go to the serving host's own subject: B's for the echo actor.
+        let subjects = waxosuit_lattice::protocol::Subjects::new("waxosuit").unwrap();
+        let subject = subjects.at(&subjects.actor(&echo), &hosts.keys[1]);
         let inbox = nats_client.new_inbox();
         let mut answers = nats_client.subscribe(inbox.clone()).await.unwrap();
         let mut inv = Invocation {

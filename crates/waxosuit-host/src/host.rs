@@ -237,18 +237,39 @@ impl Host {
             runtime,
             bindings: ReadMostly::default(),
         });
+        // Checked again where it is decided: two starts with one alias may
+        // have raced through the check above while their modules loaded.
+        let alias = entry.claims().metadata().call_alias.clone();
         let inserted = inner.actors.entries.update(|actors| {
             if actors.contains_key(&key_text) {
-                return false;
+                return Err(None);
+            }
+            if let Some(alias) = &alias
+                && let Some((owner, _)) = actors
+                    .iter()
+                    .find(|(_, e)| e.claims().metadata().call_alias.as_ref() == Some(alias))
+            {
+                return Err(Some(owner.clone()));
             }
             actors.insert(key_text.clone(), Arc::clone(&entry));
-            true
+            Ok(())
         });
-        if !inserted {
-            return Err(HostError::DuplicateActor {
-                actor: key_text,
-                name,
-            });
+        match inserted {
+            Ok(()) => {}
+            Err(None) => {
+                return Err(HostError::DuplicateActor {
+                    actor: key_text,
+                    name,
+                });
+            }
+            Err(Some(owner)) => {
+                return Err(HostError::DuplicateAlias {
+                    alias: alias.unwrap_or_default(),
+                    actor: key_text,
+                    name,
+                    owner,
+                });
+            }
         }
         tracing::info!(actor = %key_text, %name, "actor started");
         let granted = entry.claims();
@@ -285,6 +306,9 @@ impl Host {
             })?;
         let key_text = claims.public_key().to_string();
         let entry = self.entry(&key_text)?;
+        if let Some(alias) = claims.metadata().call_alias.as_deref() {
+            self.check_alias(alias, &key_text, claims.name())?;
+        }
         if !inner.authorizer.can_load(&claims) {
             return Err(HostError::LoadDenied {
                 actor: key_text,

@@ -118,6 +118,18 @@ impl HostInner {
                     .call_remote_actor(&origin, namespace, operation, payload)
                     .await;
             };
+            // The callee's side too, as when the call comes from elsewhere.
+            if let Some(gate) = &self.actors.gate {
+                let claims = callee.claims();
+                gate.invoke(Call {
+                    actor: &claims,
+                    capability: caller_key,
+                    binding,
+                    operation,
+                    direction: Direction::Inbound,
+                })
+                .await?;
+            }
             return self
                 .actors
                 .invoke_actor(

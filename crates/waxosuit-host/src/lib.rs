@@ -36,7 +36,7 @@
 //!
 //! ```no_run
 //! # async fn demo(module: Vec<u8>, kv: std::sync::Arc<dyn waxosuit_provider::CapabilityProvider>)
-//! # -> Result<(), waxosuit_host::HostError> {
+//! # -> Result<(), Box<dyn std::error::Error>> {
 //! use std::collections::BTreeMap;
 //! use waxosuit_claims::Verifier;
 //! use waxosuit_host::HostBuilder;

@@ -27,8 +27,10 @@ use crate::protocol::{ChunkRef, Invocation, Response, digest, invocation_hash};
 /// slow hop, short enough that receivers remember its id only briefly.
 pub(crate) const TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
-/// The claims of a signed invocation.
+/// The claims of a signed invocation. Unknown fields are refused, so a
+/// token of another kind never passes for one of these.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct InvocationClaims {
     /// `wasmbus://` URL of the caller.
     pub origin_url: String,
@@ -44,6 +46,10 @@ pub struct InvocationClaims {
     /// The chunk reference, when the payload travels in chunks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunk: Option<ChunkRef>,
+    /// [`digest`] of the session token sent with the call, so nobody can
+    /// swap in another (older) one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 impl TokenKind for InvocationClaims {
@@ -52,6 +58,7 @@ impl TokenKind for InvocationClaims {
 
 /// The claims of a signed response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ResponseClaims {
     /// The invocation answered.
     pub re: String,
@@ -101,6 +108,10 @@ pub fn sign(identity: &KeyPair, inv: &Invocation, to: Binding<'_>) -> Result<Str
             subject: to.subject.to_string(),
             reply: to.reply.to_string(),
             chunk: inv.chunked.clone(),
+            token: inv
+                .session_token
+                .as_deref()
+                .map(|t| digest(&[t.as_bytes()])),
         })
         .build()
         .encode(identity)
@@ -116,7 +127,9 @@ pub fn verify(
     inv: &Invocation,
     to: Binding<'_>,
 ) -> Result<u64, String> {
-    verify_refusal(verifier, trust, inv, to).map_err(|r| r.detail)
+    verify_refusal(verifier, trust, inv, to)
+        .map(|(_, expires)| expires)
+        .map_err(|r| r.detail)
 }
 
 pub(crate) fn verify_refusal(
@@ -124,7 +137,7 @@ pub(crate) fn verify_refusal(
     trust: &TrustPolicy,
     inv: &Invocation,
     to: Binding<'_>,
-) -> Result<u64, Refusal> {
+) -> Result<(u64, u64), Refusal> {
     let mismatch = |detail: String| Refusal::new(Reason::Mismatch, detail).by(&inv.host_id);
     // Who claims to have signed comes first: nothing is verified for a
     // host nobody trusts.
@@ -189,6 +202,16 @@ pub(crate) fn verify_refusal(
             "its chunk reference does not match the signed one".to_string(),
         ));
     }
+    if meta.token
+        != inv
+            .session_token
+            .as_deref()
+            .map(|t| digest(&[t.as_bytes()]))
+    {
+        return Err(mismatch(
+            "its session token is not the one signed with it".to_string(),
+        ));
+    }
     let expected = match &inv.chunked {
         Some(chunk) => chunk_hash(&origin_url, &target_url, chunk),
         None => invocation_hash(&origin_url, &target_url, &inv.msg),
@@ -198,7 +221,7 @@ pub(crate) fn verify_refusal(
             "the payload does not match the signed hash".to_string(),
         ));
     }
-    Ok(expires)
+    Ok((claims.issued_at, expires))
 }
 
 /// Signs a response (all its other fields set) for the inbox `reply`.
@@ -361,7 +384,7 @@ mod tests {
             len: 300 << 20,
             chunks: 300,
             chunk: 1 << 20,
-            sha256: "00".into(),
+            hashes: vec!["0".repeat(64); 300],
         });
         assert!(
             verify(&v, &trust, &other, to())
@@ -400,7 +423,7 @@ mod tests {
             len: 10,
             chunks: 1,
             chunk: 1024,
-            sha256: "AB".into(),
+            hashes: vec!["AB".repeat(32)],
         });
         inv.encoded_claims = sign(&host, &inv, to()).unwrap();
         verify(&Verifier::new(), &trust, &inv, to()).unwrap();

@@ -73,7 +73,7 @@ impl TrustPolicy {
                         reason: format!(
                             "`{}` is not a host (server) public key; host keys start with `N` \
                              (`waxosuit keys gen server`)",
-                            shorten(key)
+                            shown_key(key)
                         ),
                     });
                 }
@@ -104,7 +104,7 @@ impl TrustPolicy {
                         reason: format!(
                             "`{}` is not an admin key; admin keys are operator (`O…`) or user \
                              (`U…`) public keys (`waxosuit keys gen user`)",
-                            shorten(key)
+                            shown_key(key)
                         ),
                     });
                 }
@@ -169,6 +169,16 @@ impl TrustPolicy {
     }
 }
 
+/// A value given where a public key belongs, as an error may show it: a
+/// seed passed there by mistake is never echoed.
+fn shown_key(key: &str) -> String {
+    if key.starts_with('S') && key.len() >= 50 {
+        "(a seed, which must never be passed as a key: give its public key)".to_string()
+    } else {
+        shorten(key)
+    }
+}
+
 /// A key or id as it may appear in a log line or an error: attacker-chosen
 /// text is cut short and never spans lines.
 pub(crate) fn shorten(text: &str) -> String {
@@ -188,8 +198,10 @@ pub(crate) fn shorten_to(text: &str, max: usize) -> String {
     out
 }
 
-/// What the `Waxosuit-Auth` JWT of a message says about it.
+/// What the `Waxosuit-Auth` JWT of a message says about it. Unknown fields
+/// are refused, so a token of another kind never passes for one of these.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MessageClaims {
     /// The NATS subject it was published to.
     pub subject: String,
@@ -323,7 +335,8 @@ impl Refusal {
         Refusal {
             reason,
             signer: None,
-            detail: detail.into(),
+            // Details quote decoders on attacker input: bounded, one line.
+            detail: shorten_to(&detail.into(), 400),
         }
     }
 
@@ -426,7 +439,7 @@ pub(crate) fn verify_message(
         .by(signer));
     }
     replay
-        .check(signer, &claims.id, expires)
+        .check(signer, &claims.id, claims.issued_at, expires)
         .map_err(|e| e.by(signer))?;
     Ok(Authentic {
         signer: signer.to_string(),
@@ -434,12 +447,19 @@ pub(crate) fn verify_message(
     })
 }
 
-/// A signed token must expire, and within [`MAX_LIFETIME`] of its issue;
-/// returns its expiry.
+/// A signed token must expire, within [`MAX_LIFETIME`] of its issue, and
+/// not be issued in the future (a token from a fast clock would have to be
+/// remembered for as long as the clock is off); returns its expiry.
 pub(crate) fn check_lifetime(issued_at: u64, expires: Option<u64>) -> Result<u64, Refusal> {
     let Some(exp) = expires else {
         return Err(Refusal::new(Reason::Expired, "its signature never expires"));
     };
+    if issued_at > now_secs().saturating_add(SKEW) {
+        return Err(Refusal::new(
+            Reason::Expired,
+            "its signature is issued in the future (check this host's and the sender's clocks)",
+        ));
+    }
     if exp.saturating_sub(issued_at) > MAX_LIFETIME.as_secs() {
         return Err(Refusal::new(
             Reason::Expired,
@@ -462,6 +482,10 @@ pub(crate) fn check_lifetime(issued_at: u64, expires: Option<u64>) -> Result<u64
 pub(crate) struct ReplayGuard {
     seen: Mutex<HashMap<(String, String), u64>>,
     capacity: usize,
+    /// When this guard started remembering: a message signed before then
+    /// (less the clock skew) may have been seen by a previous run of this
+    /// process, whose memory is gone, so it is refused.
+    since: u64,
 }
 
 /// Clock skew allowed past a token's expiry (the verifier's).
@@ -472,11 +496,30 @@ impl ReplayGuard {
         ReplayGuard {
             seen: Mutex::new(HashMap::new()),
             capacity,
+            since: now_secs(),
         }
     }
 
-    /// Records `(signer, id)` valid until `expires`; refuses it if seen.
-    pub(crate) fn check(&self, signer: &str, id: &str, expires: u64) -> Result<(), Refusal> {
+    /// Records `(signer, id)`, issued at `issued`, valid until `expires`;
+    /// refuses it if seen, or if it may have been seen before this guard
+    /// started.
+    pub(crate) fn check(
+        &self,
+        signer: &str,
+        id: &str,
+        issued: u64,
+        expires: u64,
+    ) -> Result<(), Refusal> {
+        if issued.saturating_add(SKEW) < self.since {
+            return Err(Refusal::new(
+                Reason::Replayed,
+                format!(
+                    "message {} was signed before this host started, so it cannot tell it from \
+                     a replay; send it again",
+                    shorten(id)
+                ),
+            ));
+        }
         let now = now_secs();
         let mut seen = self
             .seen
@@ -657,26 +700,33 @@ mod tests {
     fn the_replay_guard_is_bounded_and_fails_closed_when_full() {
         let guard = ReplayGuard::new(2);
         let later = now_secs() + 60;
-        guard.check("N", "1", later).unwrap();
-        guard.check("N", "2", later).unwrap();
+        let now = now_secs();
+        guard.check("N", "1", now, later).unwrap();
+        guard.check("N", "2", now, later).unwrap();
         assert_eq!(
-            guard.check("N", "3", later).unwrap_err().reason,
+            guard.check("N", "3", now, later).unwrap_err().reason,
             Reason::Saturated
         );
         assert_eq!(
-            guard.check("N", "1", later).unwrap_err().reason,
+            guard.check("N", "1", now, later).unwrap_err().reason,
             Reason::Replayed
         );
         // Expired entries make room.
         let guard = ReplayGuard::new(1);
-        guard.check("N", "old", 1).unwrap();
-        guard.check("N", "new", later).unwrap();
+        guard.check("N", "old", now, 1).unwrap();
+        guard.check("N", "new", now, later).unwrap();
+        // Signed before the guard started: it cannot know, so it refuses.
+        let err = guard.check("N", "earlier", now - 600, later).unwrap_err();
+        assert_eq!(err.reason, Reason::Replayed, "{err}");
     }
 
     #[test]
     fn only_server_keys_are_hosts_and_only_operator_or_user_keys_are_admins() {
         let module = KeyPair::generate(KeyKind::Module).public_key();
         assert!(TrustPolicy::hosts([&module]).is_err());
+        let seed = KeyPair::generate(KeyKind::Server).seed().unwrap();
+        let err = TrustPolicy::hosts([&seed]).unwrap_err().to_string();
+        assert!(!err.contains(&seed[5..]), "a seed was echoed: {err}");
         let server = KeyPair::generate(KeyKind::Server).public_key();
         assert!(TrustPolicy::default().with_admins([&server]).is_err());
         let any = TrustPolicy::any_host();

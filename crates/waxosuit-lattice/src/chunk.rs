@@ -9,9 +9,13 @@
 //!
 //! A receiver fetches only what an authenticated message told it to, from
 //! the sender's own chunk subjects, no more bytes than the target accepts,
-//! and with every chunk exactly the announced size: a forged reference, a
-//! subject of someone else's choosing or an oversized transfer costs it
-//! nothing but a refusal.
+//! and takes a chunk only if it hashes to the signed value: a forged
+//! reference, a subject of someone else's choosing, an oversized transfer
+//! or a forger answering first costs it nothing but a refusal.
+//!
+//! The sender serves its chunks until a fixed deadline (not until each was
+//! asked for once, which anyone reading the subject could do first), so a
+//! payload stays in memory for a bounded time whoever asks.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,10 +40,9 @@ pub(crate) fn inline_limit(max_payload: usize) -> usize {
     max_payload.saturating_sub(HEADROOM).max(MIN_CHUNK as usize)
 }
 
-/// Offers `data` on a fresh subject of `owner`'s until every chunk has been
-/// fetched or `ttl` passes without a request. The subscription is made
-/// before this returns, so a receiver told about the subject finds it
-/// served.
+/// Offers `data` on a fresh subject of `owner`'s for `ttl`. The
+/// subscription is made before this returns, so a receiver told about the
+/// subject finds it served.
 pub(crate) async fn offer(
     client: &Client,
     subjects: &Subjects,
@@ -69,33 +72,25 @@ pub(crate) async fn offer(
         len: len as u64,
         chunks,
         chunk: chunk_size,
-        sha256: sha256_hex(&data),
+        hashes: (0..chunks as usize)
+            .map(|i| sha256_hex(&data[i * chunk..((i + 1) * chunk).min(len)]))
+            .collect(),
     };
     let data = Bytes::from(data);
     let client = client.clone();
     tokio::spawn(async move {
-        let mut served = vec![false; chunks as usize];
-        let mut left = chunks as usize;
-        while left > 0 {
-            let Ok(Some(msg)) = tokio::time::timeout(ttl, sub.next()).await else {
-                break;
-            };
+        let deadline = tokio::time::Instant::now() + ttl;
+        while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, sub.next()).await {
             let Some(reply) = msg.reply else { continue };
-            let index = std::str::from_utf8(&msg.payload)
+            let Some(i) = std::str::from_utf8(&msg.payload)
                 .ok()
                 .and_then(|s| s.parse::<usize>().ok())
-                .filter(|i| *i < chunks as usize);
-            let body = match index {
-                Some(i) => {
-                    if !served[i] {
-                        served[i] = true;
-                        left -= 1;
-                    }
-                    let start = i * chunk;
-                    data.slice(start..(start + chunk).min(len))
-                }
-                None => Bytes::new(),
+                .filter(|i| *i < chunks as usize)
+            else {
+                continue;
             };
+            let start = i * chunk;
+            let body = data.slice(start..(start + chunk).min(len));
             if client.publish(reply, body).await.is_err() {
                 break;
             }
@@ -141,12 +136,21 @@ pub(crate) fn check(
             reference.chunks, reference.len, reference.chunk
         ));
     }
+    let hex = |h: &String| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit());
+    if reference.hashes.len() as u64 != expected || !reference.hashes.iter().all(hex) {
+        return Err(format!(
+            "it announces {} chunk hashes for {expected} chunks, or hashes that are not SHA-256",
+            reference.hashes.len()
+        ));
+    }
     Ok(())
 }
 
-/// Fetches a payload [`check`]ed before and verifies its hash. Replies of
-/// any other size than the chunk asked for are ignored (a forger's), so
-/// at most `reference.len` bytes are ever kept.
+/// Fetches a payload [`check`]ed before. A reply is taken only if it hashes
+/// to the signed value of the chunk asked for (anything else, a forger's,
+/// is ignored and the wait goes on), so at most `reference.len` bytes are
+/// ever kept, all of them the sender's. A no-responders status, which
+/// anyone can forge, does not end the wait either.
 pub(crate) async fn fetch(
     client: &Client,
     replies: &Replies,
@@ -162,23 +166,27 @@ pub(crate) async fn fetch(
     for i in 0..reference.chunks {
         let start = i as usize * chunk;
         let want = chunk.min(len.saturating_sub(start));
-        let (tx, rx) = tokio::sync::oneshot::channel::<Result<Bytes, ()>>();
+        let hash = reference
+            .hashes
+            .get(i as usize)
+            .cloned()
+            .unwrap_or_default();
+        let (tx, rx) = tokio::sync::oneshot::channel::<Bytes>();
         let tx = Arc::new(Mutex::new(Some(tx)));
         let deliver = Arc::clone(&tx);
         let inbox = replies.open(move |msg| {
-            let result = if is_no_responders(&msg) {
-                Err(())
-            } else if msg.payload.len() == want {
-                Ok(msg.payload)
-            } else {
+            if is_no_responders(&msg)
+                || msg.payload.len() != want
+                || sha256_hex(&msg.payload) != hash
+            {
                 return Verdict::Ignore;
-            };
+            }
             if let Some(tx) = deliver
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .take()
             {
-                let _ = tx.send(result);
+                let _ = tx.send(msg.payload);
             }
             Verdict::Done
         });
@@ -195,8 +203,7 @@ pub(crate) async fn fetch(
             })?;
         let target = || format!("chunk {i} of {} (offered by the sender)", reference.subject);
         let bytes = match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(Ok(bytes))) => bytes,
-            Ok(Ok(Err(()))) => return Err(LatticeError::NoResponders { target: target() }),
+            Ok(Ok(bytes)) => bytes,
             _ => {
                 return Err(LatticeError::Timeout {
                     target: target(),
@@ -208,13 +215,10 @@ pub(crate) async fn fetch(
         drop(inbox);
         out.extend_from_slice(&bytes);
     }
-    if out.len() != len || sha256_hex(&out) != reference.sha256 {
+    if out.len() != len {
         return Err(LatticeError::Malformed {
             what: "chunked payload",
-            reason: format!(
-                "reassembled {} of {len} bytes with a different SHA-256 than announced",
-                out.len()
-            ),
+            reason: format!("reassembled {} of {len} bytes", out.len()),
         });
     }
     Ok(out)
@@ -230,7 +234,7 @@ mod tests {
             len,
             chunks,
             chunk,
-            sha256: String::new(),
+            hashes: vec!["A".repeat(64); chunks.min(1000) as usize],
         }
     }
 
@@ -249,6 +253,20 @@ mod tests {
             (reference(&own, 3000, 3000, 1), "smaller"),
             (reference(&own, 3000, 1, 1024), "expected"),
             (reference(&own, 3000, u32::MAX, 1024), "expected"),
+            (
+                ChunkRef {
+                    hashes: vec!["A".repeat(64); 2],
+                    ..reference(&own, 3000, 3, 1024)
+                },
+                "hashes",
+            ),
+            (
+                ChunkRef {
+                    hashes: vec!["not hex".into(); 3],
+                    ..reference(&own, 3000, 3, 1024)
+                },
+                "hashes",
+            ),
         ] {
             let err = check(&r, &s, "NOWNER", 4096).unwrap_err();
             assert!(err.contains(what), "{r:?}: {err}");

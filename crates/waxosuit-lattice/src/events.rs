@@ -64,6 +64,7 @@ impl Inner {
                     lock(&self.state)
                         .claims
                         .insert(actor.clone(), claims.clone());
+                    self.routes.add(&self.bus.subjects.actor(&actor), &host);
                     if let Err(e) = self.serve(Served::Actor(actor.clone())).await {
                         tracing::error!(%actor, error = %e, "cannot serve the actor on the lattice");
                     }
@@ -86,6 +87,8 @@ impl Inner {
                 }
                 HostEvent::ActorStopped { actor } => {
                     self.unserve(&Served::Actor(actor.clone()));
+                    self.routes.remove(&self.bus.subjects.actor(&actor), &host);
+                    self.prune_claims();
                     self.publish_event(
                         "actor_stopped",
                         &actor,
@@ -97,6 +100,10 @@ impl Inner {
                     name,
                     version,
                 } => {
+                    self.routes.add(
+                        &self.bus.subjects.provider(&route.capid, &route.binding),
+                        &host,
+                    );
                     if let Err(e) = self.serve(Served::Provider(route.clone())).await {
                         tracing::error!(capability = %route.capid, error = %e, "cannot serve the provider on the lattice");
                     }
@@ -109,6 +116,10 @@ impl Inner {
                 }
                 HostEvent::ProviderStopped { route } => {
                     self.unserve(&Served::Provider(route.clone()));
+                    self.routes.remove(
+                        &self.bus.subjects.provider(&route.capid, &route.binding),
+                        &host,
+                    );
                     self.publish_event(
                         "provider_stopped",
                         &format!("{}/{}", route.capid, route.binding),
@@ -159,12 +170,33 @@ impl Inner {
             if let Some(jwt) = self.host.actor_claims(&actor.key) {
                 lock(&self.state).claims.insert(actor.key.clone(), jwt);
             }
+            self.routes
+                .add(&self.bus.subjects.actor(&actor.key), &self.keys.host_id);
             self.serve(Served::Actor(actor.key)).await?;
         }
         for provider in self.host.providers() {
-            self.serve(Served::Provider(provider.route)).await?;
+            let route = provider.route;
+            self.routes.add(
+                &self.bus.subjects.provider(&route.capid, &route.binding),
+                &self.keys.host_id,
+            );
+            self.serve(Served::Provider(route)).await?;
         }
         Ok(())
+    }
+
+    /// Forgets the claims of actors that run nowhere any more (a trusted
+    /// host said so): a stopped actor's alias is free again, and its
+    /// bindings wait for it to come back.
+    pub(crate) fn prune_claims(&self) {
+        let mut state = lock(&self.state);
+        state.claims.retain(|actor, _| {
+            self.host.has_actor(actor)
+                || !self
+                    .routes
+                    .hosts(&self.bus.subjects.actor(actor))
+                    .is_empty()
+        });
     }
 
     /// Other hosts' events: learn the claims of actors they start, forget
@@ -199,21 +231,42 @@ impl Inner {
                     );
                     continue;
                 }
-                if event.kind == "dev.waxosuit.host_stopped" {
-                    self.keys.sessions.forget(&signed.signer);
-                    continue;
-                }
-                let learned = matches!(
-                    event.kind.as_str(),
-                    "dev.waxosuit.actor_started" | "dev.waxosuit.actor_updated"
-                );
-                let claims = event.data.get("claims").and_then(|c| c.as_str());
-                let actor = event.data.get("actor").and_then(|c| c.as_str());
-                if let (true, Some(actor), Some(claims)) = (learned, actor, claims) {
-                    lock(&self.state)
-                        .claims
-                        .insert(actor.to_string(), claims.to_string());
-                    self.reconcile_now().await;
+                let text = |field: &str| event.data.get(field).and_then(|c| c.as_str());
+                let signer = signed.signer.as_str();
+                match event.kind.as_str() {
+                    "dev.waxosuit.host_stopped" => {
+                        self.keys.sessions.forget(signer);
+                        self.routes.remove_host(signer);
+                        self.prune_claims();
+                    }
+                    "dev.waxosuit.actor_started" | "dev.waxosuit.actor_updated" => {
+                        if let (Some(actor), Some(claims)) = (text("actor"), text("claims")) {
+                            self.routes.add(&self.bus.subjects.actor(actor), signer);
+                            lock(&self.state)
+                                .claims
+                                .insert(actor.to_string(), claims.to_string());
+                            self.reconcile_now().await;
+                        }
+                    }
+                    "dev.waxosuit.actor_stopped" => {
+                        if let Some(actor) = text("actor") {
+                            self.routes.remove(&self.bus.subjects.actor(actor), signer);
+                            self.prune_claims();
+                        }
+                    }
+                    "dev.waxosuit.provider_started" => {
+                        if let (Some(capid), Some(binding)) = (text("capid"), text("binding")) {
+                            self.routes
+                                .add(&self.bus.subjects.provider(capid, binding), signer);
+                        }
+                    }
+                    "dev.waxosuit.provider_stopped" => {
+                        if let (Some(capid), Some(binding)) = (text("capid"), text("binding")) {
+                            self.routes
+                                .remove(&self.bus.subjects.provider(capid, binding), signer);
+                        }
+                    }
+                    _ => {}
                 }
             }
         })

@@ -157,22 +157,42 @@ impl Inner {
             .await
     }
 
-    /// Learns actors' claims and the binding table from trusted hosts.
+    /// Learns actors' claims, who serves what, and the binding table from
+    /// trusted hosts (each about itself).
     pub(crate) async fn sync(self: &Arc<Self>) {
         let window = self.bus.timeout.min(Duration::from_millis(500));
-        match self.ask(InventoryKind::Actors, window).await {
+        let (actors, providers, bindings) = tokio::join!(
+            self.ask(InventoryKind::Actors, window),
+            self.ask(InventoryKind::Providers, window),
+            self.ask(InventoryKind::Bindings, window),
+        );
+        match actors {
             Ok(answers) => {
                 let actors: Vec<ActorEntry> = merge(answers, &self.metrics, |a: &ActorEntry| {
                     Some(a.host.as_str())
                 });
                 let mut state = lock(&self.state);
                 for a in actors {
+                    self.routes.add(&self.bus.subjects.actor(&a.key), &a.host);
                     state.claims.insert(a.key, a.claims);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "could not ask the lattice for its actors"),
         }
-        match self.ask(InventoryKind::Bindings, window).await {
+        match providers {
+            Ok(answers) => {
+                let providers: Vec<ProviderEntry> =
+                    merge(answers, &self.metrics, |p: &ProviderEntry| {
+                        Some(p.host.as_str())
+                    });
+                for p in providers {
+                    self.routes
+                        .add(&self.bus.subjects.provider(&p.capid, &p.binding), &p.host);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not ask the lattice for its providers"),
+        }
+        match bindings {
             Ok(answers) => {
                 let bindings: Vec<BindingEntry> =
                     merge(answers, &self.metrics, |_: &BindingEntry| None);

@@ -1,19 +1,24 @@
 //! Calls out: invocations this host sends, and the host's [`RemoteLink`].
 //!
-//! A call is tagged for the hosts known to answer on its subject (the fast
-//! path) or signed; both bind the subject and the reply inbox. Its answer
-//! is accepted only when authenticated by a host this host trusts: tagged
-//! under that pair's key for a tagged call, signed otherwise. Anything else
+//! A call goes to one host that serves its target: the next one in turn
+//! among those trusted sources named ([`crate::routes`]), or, when none is
+//! known, the one that answers a discovery question on the target's shared
+//! subject. It is tagged under that host's session (the fast path) or
+//! signed; both bind the host's own subject and the reply inbox. Its answer
+//! is accepted only from that host and only when authenticated: tagged
+//! under the pair's key for a tagged call, signed otherwise. Anything else
 //! arriving on the inbox (a forger's answer, an old answer replayed, an
 //! unauthenticated refusal) is counted and ignored, and the call keeps
-//! waiting for the real answer until its timeout.
+//! waiting for the real answer until its timeout. A "no responders"
+//! status (which anyone can forge) takes the host out of the rotation but
+//! never makes a call resend: with replicas, a resend could run it twice.
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use waxosuit_claims::KeyKind;
 use waxosuit_host::{Entity, RemoteError, RemoteLink, RouteKey};
 
 use crate::LatticeError;
@@ -23,16 +28,12 @@ use crate::chunk;
 use crate::metrics::Plane;
 use crate::node::{Inner, lock};
 use crate::protocol::{
-    ErrorKind, Invocation, PROTOCOL_VERSION, Response, WireEntity, decode, encode_sized,
+    Discover, ErrorKind, Here, Invocation, PROTOCOL_VERSION, Response, WireEntity, decode, encode,
+    encode_sized, proof_digest,
 };
 use crate::replies::{Verdict, is_no_responders};
 use crate::server::describe;
-use crate::session::Signed;
-
-/// How long a call waits, after the server said nobody serves its subject,
-/// for an authentic answer anyway: a "no responders" status can be forged
-/// by anyone on the bus, so it only shortens the wait, it never resends.
-const NO_RESPONDERS_GRACE: Duration = Duration::from_millis(310);
+use crate::session::{HostSession, Pair, Signed};
 
 /// The host's [`RemoteLink`]: calls it cannot serve go over NATS.
 pub(crate) struct Link {
@@ -122,15 +123,23 @@ impl RemoteLink for Link {
 struct Expected {
     id: String,
     reply: String,
-    /// The hosts the call was tagged for; empty when it was signed.
-    tagged_for: BTreeSet<String>,
+    /// The one host the call was sent to.
+    host: String,
+    /// The session pair it was tagged under; `None` when it was signed.
+    pair: Option<Pair>,
+    /// [`proof_digest`] of the proof sent, which a `session` refusal must name.
+    proof: Option<String>,
 }
 
+/// How long discovery keeps asking while nobody serves a target yet (an
+/// actor started a moment ago elsewhere): asking has no effect, so it may
+/// be repeated, unlike a call.
+const DISCOVERY_GRACE: Duration = Duration::from_millis(310);
+
 impl Inner {
-    /// Sends one invocation and waits for its authenticated response:
-    /// tagged with the sessions of the hosts known to answer on the
-    /// subject, or signed when there are none, or when the host that took
-    /// it asks for signed claims.
+    /// Sends one invocation to one host serving `target` and waits for its
+    /// authenticated response: tagged under that host's session when there
+    /// is one, signed otherwise, or when the host asks for signed claims.
     pub(crate) async fn invoke(
         self: &Arc<Self>,
         origin: WireEntity,
@@ -138,11 +147,20 @@ impl Inner {
         operation: &str,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, LatticeError> {
-        let subject = match &target {
+        let shared = match &target {
             WireEntity::Actor(key) => self.bus.subjects.actor(key),
             WireEntity::Capability { capid, binding } => self.bus.subjects.provider(capid, binding),
-            WireEntity::Host(key) => self.bus.subjects.control(key),
+            WireEntity::Host(key) => {
+                return Err(LatticeError::Config {
+                    reason: format!("host {} cannot be invoked; call its actors", shorten(key)),
+                });
+            }
         };
+        let host = match self.routes.pick(&shared) {
+            Some(host) => host,
+            None => self.discover(&shared, &target).await?,
+        };
+        let subject = self.bus.subjects.at(&shared, &host);
         let max_payload = self
             .bus
             .max_payload
@@ -159,7 +177,7 @@ impl Inner {
             )
             .await?;
             // The receiver pulls every chunk before it starts the call.
-            timeout += self.bus.timeout * reference.chunks;
+            timeout += self.bus.timeout.saturating_mul(reference.chunks);
             (Vec::new(), Some(reference))
         } else {
             (payload, None)
@@ -177,12 +195,14 @@ impl Inner {
             session: None,
             session_token: None,
         };
-        // Chunks are served once, so a chunked call cannot be resent after a
-        // `session` answer: it always carries signed claims (whose cost is
-        // small next to the transfer).
+        // Chunks are served once per transfer, so a chunked call is not
+        // resent after a `session` answer: it always carries signed claims
+        // (whose cost is small next to the transfer).
         let mut may_tag = inv.chunked.is_none();
         let response = loop {
-            let response = self.attempt(&subject, &mut inv, may_tag, timeout).await?;
+            let response = self
+                .attempt(&shared, &subject, &host, &mut inv, may_tag, timeout)
+                .await?;
             match &response.error {
                 Some(error) if error.kind == ErrorKind::Session && may_tag => {
                     may_tag = false;
@@ -227,10 +247,119 @@ impl Inner {
         }
     }
 
-    /// One request on the bus and its authenticated response.
+    /// Asks a target's shared subject which host serves it, and remembers
+    /// the answer. Only an answer whose session token is signed by a trusted
+    /// host counts (it is not learned here: sessions come from calls).
+    async fn discover(
+        self: &Arc<Self>,
+        shared: &str,
+        target: &WireEntity,
+    ) -> Result<String, LatticeError> {
+        let question = encode(&Discover {
+            v: PROTOCOL_VERSION,
+            discover: true,
+        })?;
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let (tx, rx) = tokio::sync::oneshot::channel::<String>();
+            let mut tx = Some(tx);
+            let nobody = Arc::new(tokio::sync::Notify::new());
+            let inbox = {
+                let inner = Arc::clone(self);
+                let nobody = Arc::clone(&nobody);
+                self.bus.replies.open(move |msg| {
+                    if is_no_responders(&msg) {
+                        nobody.notify_one();
+                        return Verdict::More;
+                    }
+                    let Ok(here) = decode::<Here>("discovery answer", &msg.payload) else {
+                        return Verdict::Ignore;
+                    };
+                    if here.v != PROTOCOL_VERSION {
+                        return Verdict::Ignore;
+                    }
+                    if !inner.keys.trust.is_host(&here.host) {
+                        inner.metrics.refused(
+                            Plane::Response,
+                            &Refusal::new(
+                                Reason::Untrusted,
+                                "a discovery answer from a host this host does not trust",
+                            )
+                            .by(&here.host),
+                        );
+                        return Verdict::Ignore;
+                    }
+                    let signed_by_it = inner
+                        .keys
+                        .verifier
+                        .verify_token::<HostSession>(&here.token, KeyKind::Server, None)
+                        .is_ok_and(|t| t.issuer() == here.host);
+                    if !signed_by_it {
+                        inner.metrics.refused(
+                            Plane::Response,
+                            &Refusal::new(
+                                Reason::BadSignature,
+                                "a discovery answer whose token is not its host's",
+                            )
+                            .by(&here.host),
+                        );
+                        return Verdict::Ignore;
+                    }
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(here.host);
+                    }
+                    Verdict::Done
+                })
+            };
+            self.bus
+                .client
+                .publish_with_reply(
+                    shared.to_string(),
+                    inbox.subject.clone(),
+                    question.clone().into(),
+                )
+                .await
+                .map_err(|e| LatticeError::Transport {
+                    operation: "discovery",
+                    reason: e.to_string(),
+                })?;
+            let deadline = started + self.bus.timeout;
+            tokio::select! {
+                host = rx => {
+                    if let Ok(host) = host {
+                        self.routes.add(shared, &host);
+                        return Ok(host);
+                    }
+                }
+                _ = nobody.notified() => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(LatticeError::Timeout {
+                        target: describe(target),
+                        timeout_ms: self.bus.timeout.as_millis(),
+                        ignored: None,
+                    });
+                }
+            }
+            drop(inbox);
+            // Nobody (or a forger) said nobody serves it: ask again for a
+            // moment, in case it is starting.
+            if started.elapsed() + pause > DISCOVERY_GRACE.min(self.bus.timeout) {
+                return Err(LatticeError::NoResponders {
+                    target: describe(target),
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+        }
+    }
+
+    /// One request to one host on the bus and its authenticated response.
     async fn attempt(
         self: &Arc<Self>,
+        shared: &str,
         subject: &str,
+        host: &str,
         inv: &mut Invocation,
         may_tag: bool,
         timeout: Duration,
@@ -275,45 +404,53 @@ impl Inner {
         let reply = inbox.subject.clone();
         let origin_url = inv.origin.url();
         let target_url = format!("{}/{}", inv.target.url(), inv.operation);
-        inv.session = if may_tag {
-            self.keys.sessions.seal(&Signed {
-                id: &inv.id,
-                origin_url: &origin_url,
-                target_url: &target_url,
-                subject,
-                reply: &reply,
-                msg: &inv.msg,
-            })
+        let sealed = if may_tag {
+            self.keys.sessions.seal(
+                host,
+                &Signed {
+                    id: &inv.id,
+                    origin_url: &origin_url,
+                    target_url: &target_url,
+                    subject,
+                    reply: &reply,
+                    msg: &inv.msg,
+                },
+            )
         } else {
             None
         };
-        let tagged_for: BTreeSet<String> = inv
-            .session
-            .iter()
-            .flat_map(|p| p.tags.iter().map(|t| t.to.clone()))
-            .collect();
-        if inv.session.is_none() {
-            inv.encoded_claims = antiforgery::sign(
-                &self.keys.identity,
-                inv,
-                Binding {
-                    subject,
-                    reply: &reply,
-                },
-            )
-            .map_err(|e| LatticeError::Transport {
-                operation: "signing an invocation",
-                reason: e.to_string(),
-            })?;
-            inv.session_token = Some(self.keys.sessions.token());
-        } else {
-            inv.encoded_claims.clear();
-            inv.session_token = None;
-        }
+        let (pair, proof) = match sealed {
+            Some((proof, pair)) => {
+                let digest = proof_digest(&proof);
+                inv.session = Some(proof);
+                inv.encoded_claims.clear();
+                inv.session_token = None;
+                (Some(pair), Some(digest))
+            }
+            None => {
+                inv.session = None;
+                inv.session_token = Some(self.keys.sessions.token());
+                inv.encoded_claims = antiforgery::sign(
+                    &self.keys.identity,
+                    inv,
+                    Binding {
+                        subject,
+                        reply: &reply,
+                    },
+                )
+                .map_err(|e| LatticeError::Transport {
+                    operation: "signing an invocation",
+                    reason: e.to_string(),
+                })?;
+                (None, None)
+            }
+        };
         *lock(&expected) = Some(Expected {
             id: inv.id.clone(),
             reply: reply.clone(),
-            tagged_for,
+            host: host.to_string(),
+            pair,
+            proof,
         });
         let body: Bytes = encode_sized(&*inv, inv.msg.len())?.into();
         self.bus
@@ -324,7 +461,7 @@ impl Inner {
                 operation: "request",
                 reason: e.to_string(),
             })?;
-        let mut deadline = tokio::time::Instant::now() + timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
         let mut said_nobody = false;
         let response = loop {
             tokio::select! {
@@ -335,9 +472,12 @@ impl Inner {
                         reason: "the reply inbox closed".to_string(),
                     }),
                 },
+                // Anyone can forge a no-responders status: the host leaves
+                // the rotation (discovery brings it back if it serves), but
+                // the call still waits for an authentic answer.
                 _ = nobody.notified(), if !said_nobody => {
                     said_nobody = true;
-                    deadline = deadline.min(tokio::time::Instant::now() + NO_RESPONDERS_GRACE);
+                    self.routes.remove(shared, host);
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     return Err(if said_nobody {
@@ -353,29 +493,15 @@ impl Inner {
             }
         };
         drop(inbox);
-        if let Some(token) = &response.session {
-            // The response verified as this host's: its token is the same
-            // host's, or it is refused.
-            match self
-                .keys
-                .sessions
-                .learn(&self.keys.verifier, &self.keys.trust, token)
-            {
-                Ok(host) if host == response.host => {
-                    self.keys.sessions.responded(subject, &host);
-                }
-                Ok(host) => {
-                    self.metrics.refused(
-                        Plane::Response,
-                        &Refusal::new(
-                            Reason::Mismatch,
-                            format!("a response carried the session token of {}", shorten(&host)),
-                        )
-                        .by(&response.host),
-                    );
-                }
-                Err(refusal) => self.metrics.refused(Plane::Response, &refusal),
-            }
+        if let Some(token) = &response.session
+            && let Err(refusal) = self.keys.sessions.learn(
+                &self.keys.verifier,
+                &self.keys.trust,
+                &response.host,
+                token,
+            )
+        {
+            self.metrics.refused(Plane::Response, &refusal);
         }
         Ok(response)
     }
@@ -415,23 +541,33 @@ impl Inner {
                 "a response to another invocation",
             )));
         }
+        if response.tag.is_none() && response.jwt.is_empty() {
+            let text = response.error.as_ref().map(|e| e.message.clone());
+            self.metrics.refused(
+                Plane::Response,
+                &Refusal::new(Reason::Unsigned, "an unauthenticated response"),
+            );
+            return Err(text);
+        }
+        if response.host != expected.host {
+            return Err(refused(
+                Refusal::new(
+                    Reason::Untrusted,
+                    "a response from another host than the call was sent to",
+                )
+                .by(&response.host),
+            ));
+        }
         if let Some(tag) = &response.tag {
-            if !expected.tagged_for.contains(&response.host) {
-                return Err(refused(
-                    Refusal::new(
-                        Reason::Untrusted,
-                        "a tagged response from a host the call was not tagged for",
-                    )
-                    .by(&response.host),
-                ));
-            }
             let parts = response.signed_parts(&expected.reply);
-            if !self.keys.trust.is_host(&response.host)
-                || !self
-                    .keys
-                    .sessions
-                    .check_response(&response.host, &parts, tag)
-            {
+            let authentic = expected.pair.as_ref().is_some_and(|pair| {
+                self.keys.trust.is_host(&response.host)
+                    && self
+                        .keys
+                        .sessions
+                        .check_response(&response.host, pair, &parts, tag)
+            });
+            if !authentic {
                 return Err(refused(
                     Refusal::new(
                         Reason::BadSignature,
@@ -442,37 +578,36 @@ impl Inner {
             }
             return Ok(response);
         }
-        if !response.jwt.is_empty() {
-            if let Err(refusal) = antiforgery::verify_response(
-                &self.keys.verifier,
-                &self.keys.trust,
-                &response,
-                &expected.id,
-                &expected.reply,
-            ) {
-                return Err(refused(refusal));
-            }
-            let is_session = response
-                .error
-                .as_ref()
-                .is_some_and(|e| e.kind == ErrorKind::Session);
-            if !expected.tagged_for.is_empty() && !is_session {
-                return Err(refused(
-                    Refusal::new(
-                        Reason::Mismatch,
-                        "a session-tagged call was answered without the pair's key",
-                    )
-                    .by(&response.host),
-                ));
-            }
-            return Ok(response);
+        if let Err(refusal) = antiforgery::verify_response(
+            &self.keys.verifier,
+            &self.keys.trust,
+            &response,
+            &expected.id,
+            &expected.reply,
+        ) {
+            return Err(refused(refusal));
         }
-        let text = response.error.as_ref().map(|e| e.message.clone());
-        self.metrics.refused(
-            Plane::Response,
-            &Refusal::new(Reason::Unsigned, "an unauthenticated response"),
-        );
-        Err(text)
+        let is_session = response
+            .error
+            .as_ref()
+            .is_some_and(|e| e.kind == ErrorKind::Session);
+        match (&expected.proof, is_session) {
+            // A signed `session` refusal counts only for the very proof sent.
+            (Some(sent), true) if response.proof.as_ref() == Some(sent) => Ok(response),
+            (Some(_), _) => Err(refused(
+                Refusal::new(
+                    Reason::Mismatch,
+                    "a session-tagged call was answered without the pair's key, or refused for \
+                     a proof it did not carry",
+                )
+                .by(&response.host),
+            )),
+            (None, true) => Err(refused(
+                Refusal::new(Reason::Mismatch, "a signed call refused as untagged")
+                    .by(&response.host),
+            )),
+            (None, false) => Ok(response),
+        }
     }
 
     /// The key of an actor elsewhere in the lattice that claims `alias`.

@@ -7,10 +7,13 @@
 //!   lattice, and calls it cannot serve itself (an actor running elsewhere, a
 //!   provider registered elsewhere) travel over NATS. The host crate knows
 //!   none of this: the lattice installs a [`waxosuit_host::RemoteLink`].
-//! * Calls are NATS request/reply on a subject per actor (`{prefix}.actor.{key}`)
-//!   or per provider (`{prefix}.provider.{capid}.{binding}`), each with a
-//!   queue group, so instances on several hosts share the load and a host
-//!   that leaves drops out.
+//! * Calls are NATS request/reply to one host's own subject for a target
+//!   (`{prefix}.actor.{key}.{host}`, `{prefix}.provider.{capid}.{binding}.{host}`):
+//!   the caller picks the host in turn among those a trusted source says
+//!   serve it ([`routes`]), or asks the target's shared subject, where the
+//!   hosts running it answer in a queue group. Because every call's proof
+//!   covers its subject, a call captured on its way to one replica is
+//!   refused by all others.
 //! * **Nothing unauthenticated has an effect.** Every call is an
 //!   [`protocol::Invocation`] authenticated by the sending host: claims
 //!   signed by its server key ([`antiforgery`]) on first contact, then a
@@ -67,10 +70,11 @@ pub mod protocol;
 pub mod redact;
 mod replies;
 mod request;
+pub mod routes;
 pub mod server;
 pub mod session;
 
 pub use auth::TrustPolicy;
 pub use client::LatticeClient;
 pub use error::LatticeError;
-pub use node::{Lattice, LatticeConfig, LatticeLimits, ProviderFactory};
+pub use node::{Lattice, LatticeConfig, LatticeLimits, MAX_TIMEOUT, ProviderFactory};

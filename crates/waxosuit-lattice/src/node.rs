@@ -25,8 +25,9 @@ use crate::LatticeError;
 use crate::auth::{self, ReplayGuard, TrustPolicy};
 use crate::client::connect;
 use crate::metrics::{LatticeMetrics, Plane};
-use crate::protocol::{BindingChange, BindingEntry, Subjects, WireEntity};
+use crate::protocol::{BindingChange, BindingEntry, CloudEvent, Subjects, WireEntity};
 use crate::replies::Replies;
+use crate::routes::Routes;
 use crate::server::Serving;
 use crate::session::{ROTATE_EVERY, Sessions};
 
@@ -71,6 +72,14 @@ impl Default for LatticeLimits {
         }
     }
 }
+
+/// How long a leaving host keeps serving after announcing it, so that the
+/// others stop picking it before it stops answering.
+const LEAVE_NOTICE: Duration = Duration::from_millis(150);
+
+/// The longest timeout a lattice accepts: longer ones would only keep
+/// memory and tasks of lost calls around (and overflow deadlines).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// How a host joins a lattice.
 pub struct LatticeConfig {
@@ -140,30 +149,39 @@ pub(crate) struct Gates {
     pub(crate) limits: LatticeLimits,
     pub(crate) transfers: Arc<Semaphore>,
     pub(crate) commands: Arc<Semaphore>,
-    /// Signed `session` answers cost a signature each, and anyone can
-    /// trigger one: a token bucket bounds them.
-    signed_refusals: Mutex<(f64, Instant)>,
+    /// Signed `session` and `busy` answers to calls that came without a
+    /// session cost a signature each, and anyone can provoke one in a
+    /// trusted host's name: a token bucket per claimed sender bounds them,
+    /// so a flood in one host's name does not silence the answers to others.
+    signed_refusals: Mutex<HashMap<String, (f64, Instant)>>,
 }
 
-/// Signed `session` answers allowed per second (and in one burst).
-const SIGNED_REFUSALS_PER_SECOND: f64 = 256.0;
+/// Signed refusals allowed per claimed sender per second (and in one burst).
+const SIGNED_REFUSALS_PER_SECOND: f64 = 64.0;
+
+/// Senders whose refusal budgets are remembered; past it they start over.
+const REFUSAL_BUDGETS: usize = 4096;
 
 impl Gates {
-    /// Whether one more signed refusal may be made now.
-    pub(crate) fn may_sign_refusal(&self) -> bool {
-        let mut bucket = lock(&self.signed_refusals);
-        let (tokens, last) = *bucket;
+    /// Whether one more signed refusal to `sender` may be made now.
+    pub(crate) fn may_sign_refusal(&self, sender: &str) -> bool {
+        let mut buckets = lock(&self.signed_refusals);
+        if buckets.len() >= REFUSAL_BUDGETS && !buckets.contains_key(sender) {
+            buckets.clear();
+        }
         let now = Instant::now();
+        let (tokens, last) = *buckets
+            .entry(sender.to_string())
+            .or_insert((SIGNED_REFUSALS_PER_SECOND, now));
         let refilled = (tokens
             + now.duration_since(last).as_secs_f64() * SIGNED_REFUSALS_PER_SECOND)
             .min(SIGNED_REFUSALS_PER_SECOND);
-        if refilled >= 1.0 {
-            *bucket = (refilled - 1.0, now);
-            true
-        } else {
-            *bucket = (refilled, now);
-            false
-        }
+        let allowed = refilled >= 1.0;
+        buckets.insert(
+            sender.to_string(),
+            (if allowed { refilled - 1.0 } else { refilled }, now),
+        );
+        allowed
     }
 }
 
@@ -201,6 +219,8 @@ pub(crate) struct Inner {
     /// Reconciliation runs one at a time, so a binding is never made twice.
     pub(crate) reconcile: tokio::sync::Mutex<()>,
     pub(crate) serving: Serving,
+    /// Which hosts serve which target, for sending each call to one.
+    pub(crate) routes: Routes,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -231,6 +251,15 @@ impl Lattice {
         }
         let subjects = Subjects::new(&config.prefix)?;
         let host_id = config.identity.public_key();
+        if config.timeout.is_zero() || config.timeout > MAX_TIMEOUT {
+            return Err(LatticeError::Config {
+                reason: format!(
+                    "a lattice timeout of {} ms is out of range; use 1 ms to {} s",
+                    config.timeout.as_millis(),
+                    MAX_TIMEOUT.as_secs()
+                ),
+            });
+        }
         let (connected_tx, mut connected_rx) = tokio::sync::mpsc::unbounded_channel();
         let client = connect(
             &config.url,
@@ -271,13 +300,14 @@ impl Lattice {
                 limits,
                 transfers: Arc::new(Semaphore::new(limits.transfers.max(1))),
                 commands: Arc::new(Semaphore::new(limits.commands.max(1))),
-                signed_refusals: Mutex::new((SIGNED_REFUSALS_PER_SECOND, Instant::now())),
+                signed_refusals: Mutex::new(HashMap::new()),
             },
             factory: config.providers,
             policy: config.policy,
             state: Mutex::new(State::default()),
             reconcile: tokio::sync::Mutex::new(()),
             serving: Serving::default(),
+            routes: Routes::default(),
             tasks: Mutex::new(Vec::new()),
         });
         let lattice = Lattice { inner };
@@ -467,16 +497,30 @@ impl Lattice {
         self.inner.metrics.count(plane, reason)
     }
 
-    /// Leaves the lattice: stops serving (so this host drops out of every
-    /// queue group), announces it, and stops routing calls over NATS.
+    /// Leaves the lattice: announces it (so callers stop sending here),
+    /// then stops serving, answering the calls already on their way, and
+    /// stops routing calls over NATS.
     pub async fn leave(&self) {
         let inner = &self.inner;
+        let event = CloudEvent::new(
+            &inner.keys.host_id,
+            "host_stopped",
+            &inner.keys.host_id,
+            json!({}),
+        );
+        if let Ok(body) = serde_json::to_vec(&event) {
+            let subject = inner.bus.subjects.events();
+            let _ = inner.publish_signed(subject, None, None, body).await;
+            inner.round_trip().await;
+            // The others take the event off their queues in a moment; calls
+            // they pick before that still arrive while this host drains.
+            tokio::time::sleep(LEAVE_NOTICE.min(inner.bus.timeout)).await;
+        }
         inner.host.clear_remote_link();
         inner.serving.drain_all(inner.bus.timeout).await;
         for task in lock(&inner.tasks).drain(..) {
             task.abort();
         }
-        inner.publish_event("host_stopped", &inner.keys.host_id, json!({}));
         // Bounded like the drain above: leaving never hangs on the server.
         let _ = tokio::time::timeout(inner.bus.timeout, inner.bus.client.flush()).await;
         tracing::info!(host = %inner.keys.host_id, "left the lattice");

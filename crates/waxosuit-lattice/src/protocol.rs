@@ -81,7 +81,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// authenticated, and every field of it is covered by that message's
 /// signature or tag: the receiver knows how much it will fetch, from whom
 /// (the subject is under the sender's own `{prefix}.chunks.{key}.`), and
-/// what the bytes must hash to, before it asks for the first chunk.
+/// what each chunk must hash to, before it asks for the first one; a chunk
+/// that does not match is ignored, so a forger answering first cannot
+/// spoil a transfer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRef {
     /// Subject that answers a request carrying a chunk index (decimal).
@@ -92,20 +94,21 @@ pub struct ChunkRef {
     pub chunks: u32,
     /// Size of every chunk but the last, in bytes.
     pub chunk: u32,
-    /// Uppercase hex SHA-256 of the whole payload.
-    pub sha256: String,
+    /// Uppercase hex SHA-256 of each chunk, in order.
+    pub hashes: Vec<String>,
 }
 
 impl ChunkRef {
     /// The reference as length-prefixed parts, for signatures and tags.
-    pub(crate) fn signed_parts(&self) -> [Vec<u8>; 5] {
-        [
+    pub(crate) fn signed_parts(&self) -> Vec<Vec<u8>> {
+        let mut parts = vec![
             self.subject.as_bytes().to_vec(),
             self.len.to_be_bytes().to_vec(),
             self.chunks.to_be_bytes().to_vec(),
             self.chunk.to_be_bytes().to_vec(),
-            self.sha256.as_bytes().to_vec(),
-        ]
+        ];
+        parts.extend(self.hashes.iter().map(|h| h.as_bytes().to_vec()));
+        parts
     }
 }
 
@@ -252,6 +255,51 @@ pub struct Response {
     /// invocation came without a session tag.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub jwt: String,
+    /// On a `session` refusal: [`proof_digest`] of the session proof as
+    /// received, so the caller resends only the call it really sent, never
+    /// one an attacker altered to provoke the refusal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
+}
+
+/// What a `session` refusal names: a digest of the proof as received.
+pub fn proof_digest(proof: &SessionProof) -> String {
+    let mut parts: Vec<Vec<u8>> = vec![
+        proof.sid.as_bytes().to_vec(),
+        proof.iat.to_be_bytes().to_vec(),
+        proof.seq.to_be_bytes().to_vec(),
+    ];
+    for tag in &proof.tags {
+        parts.push(tag.to.as_bytes().to_vec());
+        parts.push(tag.to_sid.as_bytes().to_vec());
+        parts.push(tag.mac.clone());
+    }
+    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    digest(&refs)
+}
+
+/// A question on a target's shared subject: which host serves it? Calls
+/// themselves go to one host's own subject (see [`Subjects::actor_at`]),
+/// so a captured call cannot be handed to another replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Discover {
+    /// Protocol version.
+    pub v: u16,
+    /// Always `true`: tells a discovery from anything else on the subject.
+    pub discover: bool,
+}
+
+/// The answer to a [`Discover`]: the host and its current session token,
+/// which is signed by that host; a caller believes it only from a host it
+/// trusts. Replaying an old one only points at a (trusted) host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Here {
+    /// Protocol version.
+    pub v: u16,
+    /// The serving host's server key.
+    pub host: String,
+    /// Its session token.
+    pub token: String,
 }
 
 impl Response {
@@ -270,6 +318,7 @@ impl Response {
             host: String::new(),
             tag: None,
             jwt: String::new(),
+            proof: None,
         }
     }
 
@@ -285,6 +334,7 @@ impl Response {
             host: String::new(),
             tag: None,
             jwt: String::new(),
+            proof: None,
         }
     }
 
@@ -311,6 +361,7 @@ impl Response {
             None => parts.push(Vec::new()),
         }
         parts.push(self.session.clone().unwrap_or_default().into_bytes());
+        parts.push(self.proof.clone().unwrap_or_default().into_bytes());
         parts
     }
 }
@@ -412,13 +463,15 @@ impl Subjects {
         &self.prefix
     }
 
-    /// Calls to an actor; every host running it subscribes with this subject
-    /// as its queue group, so instances share the load.
+    /// An actor's discovery subject: every host running it answers here (in
+    /// a queue group) which host it is; calls then go to that host's own
+    /// subject ([`Subjects::at`]).
     pub fn actor(&self, key: &str) -> String {
         format!("{}.actor.{}", self.prefix, token(key))
     }
 
-    /// Calls to a provider (capability id and binding).
+    /// Calls to a provider (capability id and binding): its discovery
+    /// subject, like [`Subjects::actor`].
     pub fn provider(&self, capid: &str, binding: &str) -> String {
         format!(
             "{}.provider.{}.{}",
@@ -426,6 +479,14 @@ impl Subjects {
             token(capid).replace(':', "."),
             token(binding)
         )
+    }
+
+    /// Where `host` takes calls for the target whose discovery subject is
+    /// `shared` ([`Subjects::actor`] or [`Subjects::provider`]): every
+    /// signature and tag of a call covers its subject, so a call meant for
+    /// one host is refused by any other.
+    pub fn at(&self, shared: &str, host: &str) -> String {
+        format!("{shared}.{}", token(host))
     }
 
     /// A fresh subject on which `owner` (a host or admin key) serves the

@@ -14,7 +14,7 @@ pub const REDACTED: &str = "<redacted>";
 
 /// Key names whose values are secret as a whole (compared upper-case, as
 /// substrings: `REDIS_PASSWORD`, `API_TOKEN`, `NATS_CREDSFILE`…).
-const SECRET_KEYS: [&str; 11] = [
+const SECRET_KEYS: [&str; 16] = [
     "PASSWORD",
     "PASSWD",
     "PASS",
@@ -26,19 +26,16 @@ const SECRET_KEYS: [&str; 11] = [
     "APIKEY",
     "API_KEY",
     "SEED",
+    "AUTH",
+    "NKEY",
+    "JWT",
+    "BEARER",
+    "COOKIE",
 ];
 
-/// Query parameters of a URL whose values are secret.
-const SECRET_PARAMS: [&str; 8] = [
-    "password",
-    "passwd",
-    "pass",
-    "token",
-    "secret",
-    "key",
-    "auth",
-    "access_token",
-];
+/// Query parameter names whose values are secret (compared lower-case, as
+/// substrings: `api_key`, `client_secret`, `X-Amz-Signature`…).
+const SECRET_PARAMS: [&str; 7] = ["pass", "secret", "token", "key", "auth", "sig", "cred"];
 
 /// The redacted form of `values` and the keys whose values were changed.
 pub fn redact(values: &BTreeMap<String, String>) -> (BTreeMap<String, String>, Vec<String>) {
@@ -58,7 +55,10 @@ pub fn redact(values: &BTreeMap<String, String>) -> (BTreeMap<String, String>, V
 /// URL credentials and secret query parameters redacted.
 pub fn redact_value(key: &str, value: &str) -> String {
     let upper = key.to_ascii_uppercase();
-    if SECRET_KEYS.iter().any(|s| upper.contains(s)) || upper.ends_with("_KEY") {
+    if SECRET_KEYS.iter().any(|s| upper.contains(s))
+        || upper.ends_with("_KEY")
+        || looks_like_a_credential(value)
+    {
         return if value.is_empty() {
             String::new()
         } else {
@@ -68,13 +68,29 @@ pub fn redact_value(key: &str, value: &str) -> String {
     redact_url(value)
 }
 
+/// An nkeys seed (`SU…`, `SA…`: 58 base32 characters) or a JWT, whatever key
+/// it is under.
+fn looks_like_a_credential(value: &str) -> bool {
+    let value = value.trim();
+    let base32 = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
+    };
+    let seed = value.len() == 58 && value.starts_with('S') && base32(value);
+    let jwt = value.starts_with("eyJ") && value.split('.').count() == 3;
+    seed || jwt
+}
+
 /// `scheme://user:password@host/…?token=…` → `scheme://user:<redacted>@host/…?token=<redacted>`;
 /// a user without a password (often a token itself) is redacted too.
 fn redact_url(value: &str) -> String {
-    let Some(scheme_end) = value.find("://") else {
-        return redact_query(value);
+    // Without a scheme, `user:password@host` (which NATS clients accept
+    // as `nats://user:password@host`) is still credentials.
+    let after = match value.find("://") {
+        Some(scheme_end) => scheme_end + 3,
+        None if value.contains('@') && !value.contains(char::is_whitespace) => 0,
+        None => return redact_query(value),
     };
-    let after = scheme_end + 3;
     let authority_end = value[after..]
         .find(['/', '?', '#'])
         .map_or(value.len(), |i| after + i);
@@ -113,7 +129,10 @@ fn redact_query(rest: &str) -> String {
         .split('&')
         .map(|pair| match pair.split_once('=') {
             Some((name, v))
-                if !v.is_empty() && SECRET_PARAMS.contains(&name.to_ascii_lowercase().as_str()) =>
+                if !v.is_empty()
+                    && SECRET_PARAMS
+                        .iter()
+                        .any(|s| name.to_ascii_lowercase().contains(s)) =>
             {
                 format!("{name}={REDACTED}")
             }
@@ -160,6 +179,24 @@ mod tests {
             ("ROOT", "/srv/blobs", "/srv/blobs"),
             ("ALLOWED_HOSTS", "api.example", "api.example"),
             ("PASSWORD", "", ""),
+            ("URL", "alice:pw@nats:4222", "alice:<redacted>@nats:4222"),
+            (
+                "URL",
+                "https://x/?client_secret=abc&api_key=d&q=1",
+                "https://x/?client_secret=<redacted>&api_key=<redacted>&q=1",
+            ),
+            ("NATS_AUTH", "abc", "<redacted>"),
+            ("USER_NKEY", "abc", "<redacted>"),
+            (
+                "SOMETHING",
+                "SUAMLK3GZ2W5A6RUSBBEBSA4O7RMSSNMBW7LC6LOD4DEBB52BE4EFZOLDU",
+                "<redacted>",
+            ),
+            (
+                "SOMETHING",
+                "eyJhbGciOiJlZDI1NTE5In0.eyJzdWIiOiJ4In0.c2ln",
+                "<redacted>",
+            ),
         ] {
             assert_eq!(redact_value(key, value), shown, "{key}={value}");
         }

@@ -21,10 +21,6 @@ use crate::metrics::{LatticeMetrics, Plane};
 use crate::node::lock;
 use crate::replies::{Replies, Verdict, is_no_responders};
 
-/// How long a request waits for a verified answer after a no-responders
-/// status.
-const NO_RESPONDERS_GRACE: Duration = Duration::from_millis(310);
-
 /// Whose answers a request accepts.
 #[derive(Debug, Clone)]
 pub(crate) enum Answerers {
@@ -156,16 +152,15 @@ impl Requester<'_> {
                 operation: "request",
                 reason: e.to_string(),
             })?;
-        let mut deadline = tokio::time::Instant::now() + window;
+        let deadline = tokio::time::Instant::now() + window;
         let mut said_nobody = false;
         loop {
             tokio::select! {
                 _ = done.notified(), if gather == Gather::One => break,
-                // Anyone can forge a no-responders status: it only shortens
-                // the wait for a verified answer.
+                // Anyone can forge a no-responders status: it names the
+                // error if no verified answer comes, and ends nothing early.
                 _ = nobody.notified(), if gather == Gather::One && !said_nobody => {
                     said_nobody = true;
-                    deadline = deadline.min(tokio::time::Instant::now() + NO_RESPONDERS_GRACE);
                 }
                 _ = tokio::time::sleep_until(deadline) => break,
             }

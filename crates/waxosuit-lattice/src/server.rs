@@ -1,8 +1,13 @@
 //! Calls in: serving this host's actors and providers to the lattice.
 //!
-//! Each local target has one queue subscription (`{prefix}.actor.{key}` or
-//! `{prefix}.provider.{capid}.{binding}`), so every host running it shares
-//! its calls. Each call is handled under a per-target semaphore: past
+//! Each local target has two subscriptions. On its shared subject
+//! (`{prefix}.actor.{key}` or `{prefix}.provider.{capid}.{binding}`), in a
+//! queue group with every other host running it, this host answers
+//! discovery questions: "here, I serve it" ([`crate::protocol::Here`]). On
+//! its own subject (the shared one plus `.{host key}`) it takes calls: a
+//! call's signature or tag covers that subject, so a call captured on its
+//! way to one replica is refused by every other. Each call is handled
+//! under a per-target semaphore: past
 //! [`crate::LatticeLimits::inbound_per_target`] calls in flight, a call is
 //! authenticated and answered `busy` at once instead of spawning a task.
 //!
@@ -30,10 +35,10 @@ use crate::chunk;
 use crate::metrics::Plane;
 use crate::node::{Inner, lock};
 use crate::protocol::{
-    ErrorKind, Invocation, PROTOCOL_VERSION, Probe, Response, WireEntity, decode, encode,
-    encode_sized,
+    Discover, ErrorKind, Here, Invocation, PROTOCOL_VERSION, Probe, Response, WireEntity, decode,
+    encode, encode_sized, proof_digest,
 };
-use crate::session::{Opened, Signed};
+use crate::session::{Opened, Pair, Signed};
 
 /// What a local subscription serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,9 +91,10 @@ struct Authenticated {
     inv: Invocation,
     /// The inbox to answer on.
     reply: String,
-    /// Whether the call came with a session tag (the answer is tagged too)
-    /// or signed claims (the answer is signed, with this host's token).
-    tagged: bool,
+    /// The session pair the call was tagged under (the answer is tagged
+    /// under it too), or `None` for signed claims (the answer is signed,
+    /// with this host's token).
+    pair: Option<Pair>,
 }
 
 impl Inner {
@@ -99,36 +105,52 @@ impl Inner {
         }
     }
 
-    /// Subscribes to calls for a local actor or provider, in the queue group
-    /// of its subject so that every host running it shares the calls.
+    /// Subscribes to discovery questions for a local actor or provider (in
+    /// the queue group of its shared subject) and to calls on this host's
+    /// own subject for it.
     pub(crate) async fn serve(self: &Arc<Self>, served: Served) -> Result<(), LatticeError> {
-        let subject = self.subject_of(&served);
+        let shared = self.subject_of(&served);
+        let own = self.bus.subjects.at(&shared, &self.keys.host_id);
         // Host events, resyncs and start commands may serve the same target
         // at once; a second subscription would be dropped again, losing any
         // call already routed to it.
         let _guard = self.serving.subscribing.lock().await;
-        if lock(&self.serving.subscriptions).contains_key(&subject) {
+        if lock(&self.serving.subscriptions).contains_key(&shared) {
             return Ok(());
         }
-        let mut sub = self
+        let transport = |e: &dyn std::fmt::Display| LatticeError::Transport {
+            operation: "subscribe",
+            reason: e.to_string(),
+        };
+        let mut questions = self
             .bus
             .client
-            .queue_subscribe(subject.clone(), subject.clone())
+            .queue_subscribe(shared.clone(), shared.clone())
             .await
-            .map_err(|e| LatticeError::Transport {
-                operation: "subscribe",
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| transport(&e))?;
+        let mut calls = self
+            .bus
+            .client
+            .subscribe(own)
+            .await
+            .map_err(|e| transport(&e))?;
         let inner = Arc::clone(self);
         let target = served.clone();
         let permits = Arc::new(Semaphore::new(self.gates.limits.inbound_per_target.max(1)));
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let mut draining = false;
-            loop {
+            let (mut asking, mut calling, mut draining) = (true, true, false);
+            while asking || calling {
                 tokio::select! {
-                    msg = sub.next() => {
-                        let Some(msg) = msg else { break };
+                    msg = questions.next(), if asking => match msg {
+                        Some(msg) => inner.answer_discovery(msg).await,
+                        None => asking = false,
+                    },
+                    msg = calls.next(), if calling => {
+                        let Some(msg) = msg else {
+                            calling = false;
+                            continue;
+                        };
                         match Arc::clone(&permits).try_acquire_owned() {
                             Ok(permit) => {
                                 let inner = Arc::clone(&inner);
@@ -145,21 +167,46 @@ impl Inner {
                     }
                     _ = &mut stopped, if !draining => {
                         // Unsubscribe but answer what the server already
-                        // routed here; the stream ends once it confirms.
+                        // routed here; the streams end once it confirms.
                         draining = true;
-                        if sub.drain().await.is_err() {
-                            break;
+                        if questions.drain().await.is_err() {
+                            asking = false;
+                        }
+                        if calls.drain().await.is_err() {
+                            calling = false;
                         }
                     }
                 }
             }
         });
         if let Some(old) =
-            lock(&self.serving.subscriptions).insert(subject, Subscription { stop, task, served })
+            lock(&self.serving.subscriptions).insert(shared, Subscription { stop, task, served })
         {
             old.task.abort();
         }
         Ok(())
+    }
+
+    /// "Which host serves this?": this one, with its session token (signed
+    /// by this host, so the answer costs no signature per question).
+    async fn answer_discovery(&self, msg: Message) {
+        let Some(reply) = msg.reply.clone() else {
+            return;
+        };
+        let Ok(question) = decode::<Discover>("discovery", &msg.payload) else {
+            return;
+        };
+        if question.v != PROTOCOL_VERSION || !question.discover {
+            return;
+        }
+        let here = Here {
+            v: PROTOCOL_VERSION,
+            host: self.keys.host_id.clone(),
+            token: self.keys.sessions.token(),
+        };
+        if let Ok(body) = encode(&here) {
+            let _ = self.bus.client.publish(reply, body.into()).await;
+        }
     }
 
     /// Serves a target and waits until the NATS server has taken the
@@ -235,7 +282,7 @@ impl Inner {
                     describe(&call.inv.target)
                 );
                 let busy = Response::failure(&call.inv.id, ErrorKind::Busy, message);
-                if !call.tagged && !self.gates.may_sign_refusal() {
+                if call.pair.is_none() && !self.gates.may_sign_refusal(&call.inv.host_id) {
                     return;
                 }
                 self.seal_response(&call, busy)
@@ -371,17 +418,20 @@ impl Inner {
                 msg: &inv.msg,
             };
             match self.keys.sessions.open(&inv.host_id, proof, &signed) {
-                Ok(Opened::Authentic) => {
+                Ok((Opened::Authentic, pair)) => {
                     return Ok(Authenticated {
                         inv,
                         reply: reply.to_string(),
-                        tagged: true,
+                        pair,
                     });
                 }
-                Ok(Opened::Unknown) if inv.encoded_claims.is_empty() => {
+                Ok((Opened::Unknown, _)) if inv.encoded_claims.is_empty() => {
                     // Nothing ran: tell the sender (signed, so it can trust
                     // the answer enough to resend) to use signed claims.
-                    if !self.gates.may_sign_refusal() {
+                    // The answer names the proof as received: a caller
+                    // resends only if it is the one it sent, so nobody can
+                    // provoke a second run by sending an altered copy.
+                    if !self.gates.may_sign_refusal(&inv.host_id) {
                         return Err(None);
                     }
                     let mut response = Response::failure(
@@ -390,9 +440,10 @@ impl Inner {
                         "this host shares no session with the sender; send signed claims",
                     );
                     response.session = Some(self.keys.sessions.token());
+                    response.proof = Some(proof_digest(proof));
                     return Err(Some(Box::new(self.sign_response(response, reply))));
                 }
-                Ok(Opened::Unknown) => {}
+                Ok((Opened::Unknown, _)) => {}
                 Err(refusal) => return Err(refuse(&inv.id, ErrorKind::Forged, refusal)),
             }
         }
@@ -411,43 +462,32 @@ impl Inner {
             subject: &msg.subject,
             reply,
         };
-        let expires =
+        let (issued, expires) =
             match antiforgery::verify_refusal(&self.keys.verifier, &self.keys.trust, &inv, to) {
-                Ok(expires) => expires,
+                Ok(window) => window,
                 Err(refusal) => return Err(refuse(&inv.id, ErrorKind::Forged, refusal)),
             };
-        if let Err(refusal) = self.keys.replay.check(&inv.host_id, &inv.id, expires) {
+        if let Err(refusal) = self
+            .keys
+            .replay
+            .check(&inv.host_id, &inv.id, issued, expires)
+        {
             return Err(refuse(&inv.id, ErrorKind::Forged, refusal.by(&inv.host_id)));
         }
-        // Verified: now its session token may be learned.
-        if let Some(token) = &inv.session_token {
-            match self
-                .keys
-                .sessions
-                .learn(&self.keys.verifier, &self.keys.trust, token)
-            {
-                Ok(host) if host == inv.host_id => {}
-                Ok(host) => {
-                    return Err(refuse(
-                        &inv.id,
-                        ErrorKind::Forged,
-                        Refusal::new(
-                            Reason::Mismatch,
-                            format!(
-                                "it carries the session token of {}, not of its sender",
-                                shorten(&host)
-                            ),
-                        )
-                        .by(&inv.host_id),
-                    ));
-                }
-                Err(refusal) => return Err(refuse(&inv.id, ErrorKind::Forged, refusal)),
-            }
+        // Verified (the token is bound into the claims): now it may be
+        // learned, as its sender's only.
+        if let Some(token) = &inv.session_token
+            && let Err(refusal) =
+                self.keys
+                    .sessions
+                    .learn(&self.keys.verifier, &self.keys.trust, &inv.host_id, token)
+        {
+            return Err(refuse(&inv.id, ErrorKind::Forged, refusal));
         }
         Ok(Authenticated {
             inv,
             reply: reply.to_string(),
-            tagged: false,
+            pair: None,
         })
     }
 
@@ -584,9 +624,13 @@ impl Inner {
     /// pair's session key, or signed with this host's token attached.
     fn seal_response(&self, call: &Authenticated, mut response: Response) -> Response {
         response.host = self.keys.host_id.clone();
-        if call.tagged {
+        if let Some(pair) = &call.pair {
             let parts = response.signed_parts(&call.reply);
-            if let Some(tag) = self.keys.sessions.tag_response(&call.inv.host_id, &parts) {
+            if let Some(tag) = self
+                .keys
+                .sessions
+                .tag_response(&call.inv.host_id, pair, &parts)
+            {
                 response.tag = Some(tag);
                 return response;
             }

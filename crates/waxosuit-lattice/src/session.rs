@@ -14,13 +14,12 @@
 //! the tag covers the whole payload: at 64 KiB it is ~4× faster, and
 //! neither side then needs the spec's SHA-256 of the payload at all.
 //!
-//! The sender does not know which host of a queue group will take a call,
-//! so it tags the invocation once for every host it has seen answer on that
-//! subject. A host that finds no tag for itself, or does not know the
-//! sender's session, answers `session` (signed) without running anything,
-//! and includes its own token; the sender learns it and resends the call
-//! with a signed JWT (the slow path, still always available) plus its own
-//! token.
+//! A call goes to one host's own subject, and carries one tag, for that
+//! host. A host that finds no tag for itself, or does not know the
+//! sender's session, answers `session` (signed, and bound to the proof it
+//! received) without running anything, and includes its own token; the
+//! sender learns it and resends the call with a signed JWT (the slow path,
+//! still always available) plus its own token.
 //!
 //! Tokens are learned only from a message that verified, only from a host
 //! on the trust list, and only until they expire. Each tagged call carries
@@ -57,10 +56,6 @@ pub(crate) const SESSION_LIFETIME: Duration = Duration::from_secs(3600);
 /// How often a host starts a new session: well before its token expires,
 /// so peers never hold an expired one for long.
 pub(crate) const ROTATE_EVERY: Duration = Duration::from_secs(1800);
-
-/// A sender keeps tagging for at most this many hosts per subject; beyond
-/// it the oldest is dropped (it gets the slow path once if still alive).
-const MAX_RESPONDERS: usize = 16;
 
 /// Sequence numbers a receiver remembers per peer session: a tagged call
 /// whose number is this far behind the newest seen is refused. Calls leave
@@ -139,7 +134,8 @@ struct Peer {
     token: String,
     /// Their session id (the token's subject).
     sid: String,
-    /// When their token expires.
+    /// When their token was issued and when it expires.
+    issued: u64,
     expires: u64,
     /// Key for messages from this host to them.
     send: [u8; 32],
@@ -155,15 +151,16 @@ impl Peer {
     }
 }
 
-/// This host's current session.
-struct Own {
+/// One of this host's sessions: its curve key and the pairs agreed under it.
+struct Generation {
     sid: String,
     secret: StaticSecret,
     token: String,
     seq: AtomicU64,
+    peers: RwLock<HashMap<String, Arc<Peer>>>,
 }
 
-/// What the receiver concluded about an invocation's tags.
+/// What the receiver concluded about an invocation's tag.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Opened {
     /// The tag for this host is correct and its number is new.
@@ -173,13 +170,15 @@ pub(crate) enum Opened {
     Unknown,
 }
 
-/// This host's session and what it knows of the others'.
+/// This host's sessions (the current one and the one before, so calls in
+/// flight across a rotation still check) and what it knows of the others'.
 pub(crate) struct Sessions {
     host_id: String,
-    own: ArcSwap<Own>,
-    peers: RwLock<HashMap<String, Arc<Peer>>>,
-    /// Subject → hosts seen answering on it, newest last.
-    responders: RwLock<HashMap<String, Vec<String>>>,
+    current: ArcSwap<Generation>,
+    previous: ArcSwap<Option<Arc<Generation>>>,
+    /// Held while rotating, and while a learned pair is filed, so a pair is
+    /// never filed under a generation that was just replaced.
+    filing: Mutex<()>,
 }
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -188,6 +187,10 @@ fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Feeds length-prefixed parts, so distinct splits of the same bytes never
@@ -214,8 +217,8 @@ fn direction_key(shared: &[u8; 32], from: (&str, &str), to: (&str, &str)) -> [u8
     *hasher.finalize().as_bytes()
 }
 
-/// What an invocation's tag covers, besides the payload's issue time and
-/// sequence number.
+/// What an invocation's tag covers, besides its issue time and sequence
+/// number.
 pub(crate) struct Signed<'a> {
     /// Invocation id.
     pub id: &'a str,
@@ -223,7 +226,8 @@ pub(crate) struct Signed<'a> {
     pub origin_url: &'a str,
     /// `wasmbus://` URL of the target plus `/operation`.
     pub target_url: &'a str,
-    /// The subject the invocation is published to.
+    /// The subject the invocation is published to (which names the one
+    /// host meant to run it).
     pub subject: &'a str,
     /// The reply inbox it names.
     pub reply: &'a str,
@@ -257,7 +261,7 @@ fn tag_parts(key: &[u8; 32], parts: &[Vec<u8>]) -> blake3::Hash {
     hasher.finalize()
 }
 
-fn new_own(identity: &KeyPair) -> Result<Own, ClaimsError> {
+fn generation(identity: &KeyPair) -> Result<Generation, ClaimsError> {
     let secret = StaticSecret::from(rand::random::<[u8; 32]>());
     let xkey = BASE64URL_NOPAD.encode(PublicKey::from(&secret).as_bytes());
     let sid = nuid::next().to_string();
@@ -268,12 +272,21 @@ fn new_own(identity: &KeyPair) -> Result<Own, ClaimsError> {
         .metadata(HostSession { xkey })
         .build()
         .encode(identity)?;
-    Ok(Own {
+    Ok(Generation {
         sid,
         secret,
         token,
         seq: AtomicU64::new(1),
+        peers: RwLock::new(HashMap::new()),
     })
+}
+
+/// The session a caller used for one call: which of its generations, and
+/// the peer's session, so the answer is checked under that very pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pair {
+    pub(crate) own_sid: String,
+    pub(crate) peer_sid: String,
 }
 
 impl Sessions {
@@ -281,42 +294,62 @@ impl Sessions {
     pub(crate) fn new(identity: &KeyPair) -> Result<Sessions, ClaimsError> {
         Ok(Sessions {
             host_id: identity.public_key(),
-            own: ArcSwap::from_pointee(new_own(identity)?),
-            peers: RwLock::new(HashMap::new()),
-            responders: RwLock::new(HashMap::new()),
+            current: ArcSwap::from_pointee(generation(identity)?),
+            previous: ArcSwap::from_pointee(None),
+            filing: Mutex::new(()),
         })
     }
 
-    /// Starts a new session: a fresh curve key and token. Every pair key
-    /// was derived from the old one, so the peers are forgotten; each pair
-    /// takes the signed path once and agrees on new keys.
+    /// Starts a new session: a fresh curve key and token. New pairs are
+    /// agreed under it (each takes the signed path once); the previous
+    /// session stays valid until the next rotation, so calls in flight and
+    /// peers that have not yet heard of the new one keep working.
     pub(crate) fn rotate(&self, identity: &KeyPair) -> Result<(), ClaimsError> {
-        self.own.store(Arc::new(new_own(identity)?));
-        write(&self.peers).clear();
+        let next = Arc::new(generation(identity)?);
+        let _filing = lock(&self.filing);
+        let old = self.current.swap(next);
+        self.previous.store(Arc::new(Some(old)));
         Ok(())
     }
 
-    /// This host's session token.
+    /// This host's current session token.
     pub(crate) fn token(&self) -> String {
-        self.own.load().token.clone()
+        self.current.load().token.clone()
     }
 
-    /// Takes in another host's session token (or this host's own): checks
-    /// its signature, expiry and the trust list once, then derives the
-    /// pair's keys. Returns the host it belongs to.
+    /// The generation with session id `sid`, current or previous.
+    fn generation(&self, sid: &str) -> Option<Arc<Generation>> {
+        let current = self.current.load_full();
+        if current.sid == sid {
+            return Some(current);
+        }
+        self.previous
+            .load()
+            .as_ref()
+            .as_ref()
+            .filter(|g| g.sid == sid)
+            .cloned()
+    }
+
+    /// Takes in the session token of `expected` (another host): checks the
+    /// issuer is that host and trusted, then the signature and expiry, then
+    /// derives the pair's keys under the current session. A token older
+    /// than the one already held is ignored; the same session keeps its
+    /// replay window.
     pub(crate) fn learn(
         &self,
         verifier: &Verifier,
         trust: &TrustPolicy,
+        expected: &str,
         token: &str,
-    ) -> Result<String, Refusal> {
+    ) -> Result<(), Refusal> {
         let now = now_secs();
-        if let Some(host) = read(&self.peers)
-            .iter()
-            .find(|(_, p)| p.token == token && p.live(now))
-            .map(|(h, _)| h.clone())
+        let current = self.current.load_full();
+        if read(&current.peers)
+            .get(expected)
+            .is_some_and(|p| p.token == token && p.live(now))
         {
-            return Ok(host);
+            return Ok(());
         }
         let unverified = Claims::<HostSession>::decode_unverified(token).map_err(|e| {
             Refusal::new(
@@ -324,9 +357,20 @@ impl Sessions {
                 format!("its session token is malformed: {e}"),
             )
         })?;
+        if unverified.issuer != expected {
+            return Err(Refusal::new(
+                Reason::Mismatch,
+                format!(
+                    "it carries the session token of {}, not of {}",
+                    shorten(&unverified.issuer),
+                    shorten(expected)
+                ),
+            )
+            .by(expected));
+        }
         trust
-            .check(&unverified.issuer)
-            .map_err(|e| Refusal::new(Reason::Untrusted, e).by(&unverified.issuer))?;
+            .check(expected)
+            .map_err(|e| Refusal::new(Reason::Untrusted, e).by(expected))?;
         let verified = verifier
             .verify_token::<HostSession>(token, KeyKind::Server, None)
             .map_err(|e| {
@@ -334,20 +378,24 @@ impl Sessions {
                     Reason::BadSignature,
                     format!("its session token does not verify: {e}"),
                 )
-                .by(&unverified.issuer)
+                .by(expected)
             })?;
-        let host = verified.issuer().to_string();
         let claims = verified.claims();
+        let issued = claims.issued_at;
         let expires = match claims.expires {
-            Some(exp) if exp.saturating_sub(claims.issued_at) <= 2 * SESSION_LIFETIME.as_secs() => {
+            Some(exp)
+                if exp.saturating_sub(issued) <= 2 * SESSION_LIFETIME.as_secs()
+                    && issued <= now + waxosuit_claims::DEFAULT_CLOCK_SKEW.as_secs() =>
+            {
                 exp
             }
             _ => {
                 return Err(Refusal::new(
                     Reason::Expired,
-                    "its session token never expires or is valid for too long",
+                    "its session token never expires, is valid for too long, or is issued in \
+                     the future",
                 )
-                .by(&host));
+                .by(expected));
             }
         };
         let their: [u8; 32] = BASE64URL_NOPAD
@@ -359,34 +407,51 @@ impl Sessions {
                     Reason::Malformed,
                     "its session token carries no valid curve key",
                 )
-                .by(&host)
+                .by(expected)
             })?;
-        let own = self.own.load();
-        let shared = own.secret.diffie_hellman(&PublicKey::from(their));
+        let sid = verified.subject().to_string();
+        let _filing = lock(&self.filing);
+        // The generation may have rotated while this token was checked.
+        let current = self.current.load_full();
+        let mut peers = write(&current.peers);
+        if let Some(known) = peers.get(expected) {
+            if known.sid == sid && known.live(now) {
+                // The same session: keep its keys and its replay window.
+                return Ok(());
+            }
+            if known.issued > issued && known.live(now) {
+                // An older token replayed: keep the newer session.
+                return Ok(());
+            }
+        }
+        let shared = current.secret.diffie_hellman(&PublicKey::from(their));
         if !shared.was_contributory() {
             return Err(
-                Refusal::new(Reason::Malformed, "its session key is a low-order point").by(&host),
+                Refusal::new(Reason::Malformed, "its session key is a low-order point")
+                    .by(expected),
             );
         }
-        let sid = verified.subject().to_string();
-        let me = (self.host_id.as_str(), own.sid.as_str());
-        let them = (host.as_str(), sid.as_str());
-        let peer = Peer {
-            send: direction_key(shared.as_bytes(), me, them),
-            recv: direction_key(shared.as_bytes(), them, me),
-            token: token.to_string(),
-            sid,
-            expires,
-            window: Mutex::new(Window::new()),
-        };
-        write(&self.peers).insert(host.clone(), Arc::new(peer));
-        Ok(host)
+        let me = (self.host_id.as_str(), current.sid.as_str());
+        let them = (expected, sid.as_str());
+        peers.insert(
+            expected.to_string(),
+            Arc::new(Peer {
+                send: direction_key(shared.as_bytes(), me, them),
+                recv: direction_key(shared.as_bytes(), them, me),
+                token: token.to_string(),
+                sid,
+                issued,
+                expires,
+                window: Mutex::new(Window::new()),
+            }),
+        );
+        Ok(())
     }
 
-    /// Hosts with a live session here, sorted.
+    /// Hosts with a live session here (current generation), sorted.
     pub(crate) fn peers(&self) -> Vec<String> {
         let now = now_secs();
-        let mut hosts: Vec<String> = read(&self.peers)
+        let mut hosts: Vec<String> = read(&self.current.load().peers)
             .iter()
             .filter(|(_, p)| p.live(now))
             .map(|(h, _)| h.clone())
@@ -395,89 +460,67 @@ impl Sessions {
         hosts
     }
 
-    /// Records that `host` answered on `subject`, so later calls there
-    /// carry a tag for it.
-    pub(crate) fn responded(&self, subject: &str, host: &str) {
-        if read(&self.responders)
-            .get(subject)
-            .is_some_and(|hosts| hosts.iter().any(|h| h == host))
-        {
-            return;
-        }
-        let mut responders = write(&self.responders);
-        let hosts = responders.entry(subject.to_string()).or_default();
-        if !hosts.iter().any(|h| h == host) {
-            if hosts.len() == MAX_RESPONDERS {
-                hosts.remove(0);
-            }
-            hosts.push(host.to_string());
-        }
-    }
-
     /// Forgets a host that left: no more tags for it.
     pub(crate) fn forget(&self, host: &str) {
-        write(&self.peers).remove(host);
-        for hosts in write(&self.responders).values_mut() {
-            hosts.retain(|h| h != host);
+        write(&self.current.load().peers).remove(host);
+        if let Some(previous) = self.previous.load().as_ref() {
+            write(&previous.peers).remove(host);
         }
     }
 
-    /// Tags an invocation for every host known to answer on
-    /// `signed.subject`; `None` when there is none (the caller signs a JWT
-    /// instead).
-    pub(crate) fn seal(&self, signed: &Signed<'_>) -> Option<SessionProof> {
-        let responders = read(&self.responders);
-        let hosts = responders.get(signed.subject)?;
-        let peers = read(&self.peers);
-        let own = self.own.load();
+    /// Tags an invocation for `host`, the one host it is sent to; `None`
+    /// without a live session with it (the caller signs a JWT instead).
+    pub(crate) fn seal(&self, host: &str, signed: &Signed<'_>) -> Option<(SessionProof, Pair)> {
+        let current = self.current.load();
         let iat = now_secs();
-        let seq = own.seq.fetch_add(1, Ordering::Relaxed);
-        let tags: Vec<SessionTag> = hosts
-            .iter()
-            .filter_map(|host| {
-                let peer = peers.get(host).filter(|p| p.live(iat))?;
-                let mac = tag(&peer.send, iat, seq, signed).as_bytes().to_vec();
-                Some(SessionTag {
-                    to: host.clone(),
+        let peer = read(&current.peers)
+            .get(host)
+            .filter(|p| p.live(iat))
+            .cloned()?;
+        let seq = current.seq.fetch_add(1, Ordering::Relaxed);
+        let mac = tag(&peer.send, iat, seq, signed).as_bytes().to_vec();
+        Some((
+            SessionProof {
+                sid: current.sid.clone(),
+                iat,
+                seq,
+                tags: vec![SessionTag {
+                    to: host.to_string(),
                     to_sid: peer.sid.clone(),
                     mac,
-                })
-            })
-            .collect();
-        if tags.is_empty() {
-            return None;
-        }
-        Some(SessionProof {
-            sid: own.sid.clone(),
-            iat,
-            seq,
-            tags,
-        })
+                }],
+            },
+            Pair {
+                own_sid: current.sid.clone(),
+                peer_sid: peer.sid.clone(),
+            },
+        ))
     }
 
     /// Checks the tag addressed to this host, from `sender`, over the
-    /// message as received, then its sequence number (once each).
+    /// message as received, then its sequence number (once each). Returns
+    /// the pair it was made under, for the answer's tag.
     pub(crate) fn open(
         &self,
         sender: &str,
         proof: &SessionProof,
         signed: &Signed<'_>,
-    ) -> Result<Opened, Refusal> {
-        let own = self.own.load();
-        let Some(mine) = proof
-            .tags
-            .iter()
-            .find(|t| t.to == self.host_id && t.to_sid == own.sid)
-        else {
-            return Ok(Opened::Unknown);
+    ) -> Result<(Opened, Option<Pair>), Refusal> {
+        let Some((mine, generation)) = proof.tags.iter().find_map(|t| {
+            (t.to == self.host_id)
+                .then(|| self.generation(&t.to_sid))
+                .flatten()
+                .map(|g| (t, g))
+        }) else {
+            return Ok((Opened::Unknown, None));
         };
         let now = now_secs();
-        let Some(peer) = read(&self.peers)
+        let Some(peer) = read(&generation.peers)
             .get(sender)
             .filter(|p| p.sid == proof.sid && p.live(now))
             .cloned()
         else {
-            return Ok(Opened::Unknown);
+            return Ok((Opened::Unknown, None));
         };
         if proof.iat.abs_diff(now) > MAX_AGE.as_secs() {
             return Err(Refusal::new(
@@ -501,12 +544,7 @@ impl Sessions {
             )
             .by(sender));
         }
-        let fresh = peer
-            .window
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .accept(proof.seq);
-        if !fresh {
+        if !lock(&peer.window).accept(proof.seq) {
             return Err(Refusal::new(
                 Reason::Replayed,
                 format!(
@@ -517,20 +555,48 @@ impl Sessions {
             )
             .by(sender));
         }
-        Ok(Opened::Authentic)
+        Ok((
+            Opened::Authentic,
+            Some(Pair {
+                own_sid: generation.sid.clone(),
+                peer_sid: peer.sid.clone(),
+            }),
+        ))
     }
 
-    /// A tag over a response's signed parts, for the caller `peer`; `None`
-    /// without a live session with it.
-    pub(crate) fn tag_response(&self, peer: &str, parts: &[Vec<u8>]) -> Option<Vec<u8>> {
-        let peers = read(&self.peers);
-        let peer = peers.get(peer).filter(|p| p.live(now_secs()))?;
+    /// The live peer `host` of this host's session `own_sid`, if its session
+    /// is `peer_sid`.
+    fn pair_peer(&self, host: &str, pair: &Pair) -> Option<Arc<Peer>> {
+        let generation = self.generation(&pair.own_sid)?;
+        let peers = read(&generation.peers);
+        peers
+            .get(host)
+            .filter(|p| p.sid == pair.peer_sid && p.live(now_secs()))
+            .cloned()
+    }
+
+    /// A tag over a response's signed parts for the caller `peer`, under
+    /// the pair its call came in on; `None` if that pair is gone.
+    pub(crate) fn tag_response(
+        &self,
+        peer: &str,
+        pair: &Pair,
+        parts: &[Vec<u8>],
+    ) -> Option<Vec<u8>> {
+        let peer = self.pair_peer(peer, pair)?;
         Some(tag_parts(&peer.send, parts).as_bytes().to_vec())
     }
 
-    /// Whether `mac` is `responder`'s tag over a response's signed parts.
-    pub(crate) fn check_response(&self, responder: &str, parts: &[Vec<u8>], mac: &[u8]) -> bool {
-        let Some(peer) = read(&self.peers).get(responder).cloned() else {
+    /// Whether `mac` is `responder`'s tag over a response's signed parts,
+    /// under the pair the call was tagged with.
+    pub(crate) fn check_response(
+        &self,
+        responder: &str,
+        pair: &Pair,
+        parts: &[Vec<u8>],
+        mac: &[u8],
+    ) -> bool {
+        let Some(peer) = self.pair_peer(responder, pair) else {
             return false;
         };
         let expected = tag_parts(&peer.recv, parts);
@@ -563,20 +629,22 @@ mod tests {
         }
     }
 
-    fn introduce(a: &Sessions, b: &Sessions, trust: &TrustPolicy, subject: &str) {
+    fn introduce(a: &Sessions, b: &Sessions, trust: &TrustPolicy) {
         let v = Verifier::new();
-        assert_eq!(b.learn(&v, trust, &a.token()).unwrap(), a.host_id);
-        let host = a.learn(&v, trust, &b.token()).unwrap();
-        assert_eq!(host, b.host_id);
-        a.responded(subject, &host);
+        b.learn(&v, trust, &a.host_id, &a.token()).unwrap();
+        a.learn(&v, trust, &b.host_id, &b.token()).unwrap();
     }
 
     #[test]
     fn a_tag_from_a_known_peer_opens_once_and_any_change_is_caught() {
         let (_, _, a, b, trust) = pair();
-        assert!(a.seal(&m("id", "HASH")).is_none(), "no responders yet");
-        introduce(&a, &b, &trust, "s");
-        let proof = a.seal(&m("id-1", "HASH")).unwrap();
+        assert!(
+            a.seal(&b.host_id, &m("id", "HASH")).is_none(),
+            "no session yet"
+        );
+        introduce(&a, &b, &trust);
+        let (proof, sent) = a.seal(&b.host_id, &m("id-1", "HASH")).unwrap();
+        assert_eq!(proof.tags.len(), 1, "one tag, for the one host");
         let check = |proof: &SessionProof, signed: &Signed<'_>| b.open(&a.host_id, proof, signed);
         for (changed, what) in [
             (m("id-1", "HASX"), "payload"),
@@ -600,7 +668,7 @@ mod tests {
                     subject: "other",
                     ..m("id-1", "HASH")
                 },
-                "subject",
+                "subject (another host's)",
             ),
             (
                 Signed {
@@ -626,18 +694,26 @@ mod tests {
         flipped.tags[0].mac[0] ^= 1;
         assert!(check(&flipped, &m("id-1", "HASH")).is_err());
 
-        assert_eq!(check(&proof, &m("id-1", "HASH")), Ok(Opened::Authentic));
+        let (opened, used) = check(&proof, &m("id-1", "HASH")).unwrap();
+        assert_eq!(opened, Opened::Authentic);
+        assert_eq!(
+            used.unwrap(),
+            Pair {
+                own_sid: sent.peer_sid.clone(),
+                peer_sid: sent.own_sid.clone()
+            }
+        );
         let replay = check(&proof, &m("id-1", "HASH")).unwrap_err();
         assert_eq!(replay.reason, Reason::Replayed, "{replay}");
 
         // The tag A made for B does not pass as one made by B for A.
         let reflected = SessionProof {
-            sid: b.own.load().sid.clone(),
+            sid: b.current.load().sid.clone(),
             iat: proof.iat,
             seq: proof.seq,
             tags: vec![SessionTag {
                 to: a.host_id.clone(),
-                to_sid: a.own.load().sid.clone(),
+                to_sid: a.current.load().sid.clone(),
                 mac: proof.tags[0].mac.clone(),
             }],
         };
@@ -645,16 +721,47 @@ mod tests {
     }
 
     #[test]
-    fn responses_are_tagged_per_direction() {
+    fn responses_are_tagged_per_direction_and_per_pair() {
         let (_, _, a, b, trust) = pair();
-        introduce(&a, &b, &trust, "s");
+        introduce(&a, &b, &trust);
+        let (proof, sent) = a.seal(&b.host_id, &m("id", "x")).unwrap();
+        let (_, received) = b.open(&a.host_id, &proof, &m("id", "x")).unwrap();
+        let received = received.unwrap();
         let parts = vec![b"resp".to_vec(), b"id".to_vec()];
-        let mac = b.tag_response(&a.host_id, &parts).unwrap();
-        assert!(a.check_response(&b.host_id, &parts, &mac));
-        assert!(!a.check_response(&b.host_id, &[b"resp".to_vec()], &mac));
+        let mac = b.tag_response(&a.host_id, &received, &parts).unwrap();
+        assert!(a.check_response(&b.host_id, &sent, &parts, &mac));
+        assert!(!a.check_response(&b.host_id, &sent, &[b"resp".to_vec()], &mac));
         // B cannot take A's response tag for one of A's own.
-        let own = a.tag_response(&b.host_id, &parts).unwrap();
-        assert!(!a.check_response(&b.host_id, &parts, &own));
+        let own = a
+            .tag_response(
+                &b.host_id,
+                &Pair {
+                    own_sid: sent.own_sid.clone(),
+                    peer_sid: sent.peer_sid.clone(),
+                },
+                &parts,
+            )
+            .unwrap();
+        assert!(!a.check_response(&b.host_id, &sent, &parts, &own));
+    }
+
+    #[test]
+    fn a_call_in_flight_across_a_rotation_is_still_answered() {
+        let (a_key, b_key, a, b, trust) = pair();
+        introduce(&a, &b, &trust);
+        let (proof, sent) = a.seal(&b.host_id, &m("id", "x")).unwrap();
+        // Both rotate while the call is on its way.
+        a.rotate(&a_key).unwrap();
+        b.rotate(&b_key).unwrap();
+        let (opened, received) = b.open(&a.host_id, &proof, &m("id", "x")).unwrap();
+        assert_eq!(opened, Opened::Authentic);
+        let parts = vec![b"resp".to_vec()];
+        let mac = b
+            .tag_response(&a.host_id, &received.unwrap(), &parts)
+            .unwrap();
+        assert!(a.check_response(&b.host_id, &sent, &parts, &mac));
+        // New calls go out under the new session: the signed path, once.
+        assert!(a.seal(&b.host_id, &m("id2", "x")).is_none());
     }
 
     #[test]
@@ -671,47 +778,43 @@ mod tests {
         assert!(!w.accept(9), "now behind the window");
         assert!(w.accept(10 + 3 * WINDOW), "a jump clears the window");
         assert!(w.accept(11 + 2 * WINDOW));
+        assert!(w.accept(u64::MAX), "the last number");
+        assert!(!w.accept(u64::MAX));
     }
 
     #[test]
-    fn a_stranger_a_new_session_or_a_rotation_is_told_to_fall_back() {
+    fn a_stranger_or_a_new_session_is_told_to_fall_back() {
         let (_, b_key, a, b, trust) = pair();
-        introduce(&a, &b, &trust, "s");
-        let proof = a.seal(&m("id", "H")).unwrap();
+        introduce(&a, &b, &trust);
+        let (proof, _) = a.seal(&b.host_id, &m("id", "H")).unwrap();
         // B restarted: new session, so the old tags are not for it.
         let b2 = Sessions::new(&b_key).unwrap();
         assert_eq!(
-            b2.open(&a.host_id, &proof, &m("id", "H")),
-            Ok(Opened::Unknown)
-        );
-        // B rotated: the same.
-        b.rotate(&b_key).unwrap();
-        assert_eq!(
-            b.open(&a.host_id, &proof, &m("id", "H")),
-            Ok(Opened::Unknown)
-        );
-        assert!(
-            b.peers().is_empty(),
-            "pair keys of the old session are gone"
+            b2.open(&a.host_id, &proof, &m("id", "H")).unwrap().0,
+            Opened::Unknown
         );
         // A host that never saw A's token.
         let c = Sessions::new(&KeyPair::generate(KeyKind::Server)).unwrap();
         assert_eq!(
-            c.open(&a.host_id, &proof, &m("id", "H")),
-            Ok(Opened::Unknown)
+            c.open(&a.host_id, &proof, &m("id", "H")).unwrap().0,
+            Opened::Unknown
         );
     }
 
     #[test]
-    fn untrusted_forged_expired_or_keyless_tokens_are_refused() {
-        let (_, _, a, b, _) = pair();
+    fn untrusted_foreign_forged_expired_older_or_keyless_tokens_are_refused_or_ignored() {
+        let (a_key, _, a, b, _) = pair();
         let v = Verifier::new();
         let only_b = TrustPolicy::hosts([b.host_id.clone()]).unwrap();
-        let err = b.learn(&v, &only_b, &a.token()).unwrap_err();
+        let err = b.learn(&v, &only_b, &a.host_id, &a.token()).unwrap_err();
         assert_eq!(err.reason, Reason::Untrusted, "{err}");
+        let any = TrustPolicy::any_host();
+        // Another host's token, presented as A's.
+        let err = b.learn(&v, &any, &a.host_id, &b.token()).unwrap_err();
+        assert_eq!(err.reason, Reason::Mismatch, "{err}");
         let mut forged = a.token();
         forged.push('x');
-        assert!(b.learn(&v, &TrustPolicy::any_host(), &forged).is_err());
+        assert!(b.learn(&v, &any, &a.host_id, &forged).is_err());
         let key = KeyPair::generate(KeyKind::Server);
         let token = |xkey: &str, lifetime: Option<Duration>| {
             let mut builder = Claims::<HostSession>::builder()
@@ -725,44 +828,49 @@ mod tests {
         };
         let good_xkey =
             BASE64URL_NOPAD.encode(PublicKey::from(&StaticSecret::from([7u8; 32])).as_bytes());
-        let any = TrustPolicy::any_host();
+        let k = key.public_key();
         let err = b
-            .learn(&v, &any, &token("not a key", Some(SESSION_LIFETIME)))
+            .learn(&v, &any, &k, &token("not a key", Some(SESSION_LIFETIME)))
             .unwrap_err();
         assert!(err.detail.contains("curve key"), "{err}");
-        let err = b.learn(&v, &any, &token(&good_xkey, None)).unwrap_err();
+        let err = b.learn(&v, &any, &k, &token(&good_xkey, None)).unwrap_err();
         assert_eq!(err.reason, Reason::Expired, "{err}");
         let err = b
-            .learn(&v, &any, &token(&good_xkey, Some(SESSION_LIFETIME * 10)))
+            .learn(
+                &v,
+                &any,
+                &k,
+                &token(&good_xkey, Some(SESSION_LIFETIME * 10)),
+            )
             .unwrap_err();
         assert_eq!(err.reason, Reason::Expired, "{err}");
-        b.learn(&v, &any, &token(&good_xkey, Some(SESSION_LIFETIME)))
+        b.learn(&v, &any, &k, &token(&good_xkey, Some(SESSION_LIFETIME)))
             .unwrap();
+
+        // A newer session of A is learned; its older token, replayed, is not.
+        let older = a.token();
+        b.learn(&v, &any, &a.host_id, &older).unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+        a.rotate(&a_key).unwrap();
+        let newer = a.token();
+        b.learn(&v, &any, &a.host_id, &newer).unwrap();
+        b.learn(&v, &any, &a.host_id, &older).unwrap();
+        let held = read(&b.current.load().peers)[&a.host_id].token.clone();
+        assert_eq!(held, newer, "an older token replaced a newer one");
     }
 
     #[test]
-    fn a_sender_tags_every_known_responder_and_forgets_those_that_left() {
+    fn relearning_the_same_session_keeps_its_replay_window() {
         let (_, _, a, b, trust) = pair();
-        let c = Sessions::new(&KeyPair::generate(KeyKind::Server)).unwrap();
-        let trust = trust.with(&c.host_id);
-        introduce(&a, &b, &trust, "s");
-        introduce(&a, &c, &trust, "s");
-        let proof = a.seal(&m("id", "H")).unwrap();
-        assert_eq!(proof.tags.len(), 2);
+        introduce(&a, &b, &trust);
+        let (proof, _) = a.seal(&b.host_id, &m("id", "x")).unwrap();
         assert_eq!(
-            b.open(&a.host_id, &proof, &m("id", "H")),
-            Ok(Opened::Authentic)
+            b.open(&a.host_id, &proof, &m("id", "x")).unwrap().0,
+            Opened::Authentic
         );
-        assert_eq!(
-            c.open(&a.host_id, &proof, &m("id", "H")),
-            Ok(Opened::Authentic)
-        );
-        a.forget(&b.host_id);
-        let proof = a.seal(&m("id", "H")).unwrap();
-        assert_eq!(proof.tags.len(), 1);
-        assert_eq!(
-            b.open(&a.host_id, &proof, &m("id", "H")),
-            Ok(Opened::Unknown)
-        );
+        b.learn(&Verifier::new(), &trust, &a.host_id, &a.token())
+            .unwrap();
+        let err = b.open(&a.host_id, &proof, &m("id", "x")).unwrap_err();
+        assert_eq!(err.reason, Reason::Replayed, "{err}");
     }
 }

@@ -12,13 +12,12 @@ use bytes::Bytes;
 use common::*;
 use futures_util::StreamExt;
 use waxosuit_claims::{KeyKind, KeyPair};
-use waxosuit_host::RouteKey;
 use waxosuit_lattice::LatticeError;
-use waxosuit_lattice::antiforgery::{self, Binding};
+use waxosuit_lattice::antiforgery;
 use waxosuit_lattice::auth::{AUTH_HEADER, sign_message};
 use waxosuit_lattice::protocol::{
-    self, ActorEntry, BindingChange, BindingEntry, ChunkRef, CloudEvent, Command, ErrorKind,
-    Invocation, PROTOCOL_VERSION, Response, WireEntity,
+    self, ActorEntry, BindingChange, BindingEntry, CloudEvent, Command, Invocation,
+    PROTOCOL_VERSION, Response,
 };
 use waxosuit_lattice::redact::REDACTED;
 
@@ -52,15 +51,6 @@ async fn answered(
             .unwrap(),
     }
     !silent(&mut sub, QUIET).await
-}
-
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -403,7 +393,7 @@ async fn forged_binding_changes_inventory_answers_and_events_change_nothing_and_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_replies_are_never_accepted() {
-    let net = Net::new(2);
+    let net = Net::new(3);
     let a = net
         .node_with(0, &[], |c| c.timeout = Duration::from_millis(1500))
         .await;
@@ -419,7 +409,8 @@ async fn forged_replies_are_never_accepted() {
         .await;
     let (module, key) = net.echo_actor(&[]);
     b.host.add_actor(&module, "echo", None).await.unwrap();
-    let subject = b.lattice.subjects().actor(&key);
+    let subject = call_subject(&b, &key);
+    let shared = b.lattice.subjects().actor(&key);
     let nats = net.attacker().await;
     let stranger = KeyPair::generate(KeyKind::Server);
 
@@ -458,246 +449,120 @@ async fn forged_replies_are_never_accepted() {
     // Each call ignored three forgeries before its real answer.
     assert_eq!(a.lattice.refusals("response", "unsigned"), 10);
     assert_eq!(a.lattice.refusals("response", "mismatch"), 10);
-    // The first call was signed (not tagged for B), the next nine tagged.
-    assert_eq!(a.lattice.refusals("response", "untrusted"), 1);
-    assert_eq!(a.lattice.refusals("response", "bad_signature"), 9);
+    // A tag on an answer to a signed call, or the wrong tag on a tagged one.
+    assert_eq!(a.lattice.refusals("response", "bad_signature"), 10);
     forging.abort();
 
-    // Joining the actor's queue group: the attacker takes some calls and
-    // answers them, but no forged answer is ever accepted (those calls fail).
+    // Joining the actor's queue group and answering every discovery
+    // question with a made-up host: calls go to B's own subject, and a
+    // discovery answer counts only with a token signed by a trusted host.
     let mut group = nats
-        .queue_subscribe(subject.clone(), subject.clone())
+        .queue_subscribe(shared.clone(), shared.clone())
         .await
         .unwrap();
     synced_with_server(&nats).await;
-    let (taken_tx, mut taken_rx) = tokio::sync::mpsc::unbounded_channel();
     let answering = nats.clone();
+    let liar = KeyPair::generate(KeyKind::Server);
     let hijack = tokio::spawn(async move {
         while let Some(msg) = group.next().await {
-            let _ = taken_tx.send(msg.payload.len());
             let Some(reply) = msg.reply else { continue };
-            let Ok(inv) = protocol::decode::<Invocation>("invocation", &msg.payload) else {
-                continue;
+            let here = protocol::Here {
+                v: PROTOCOL_VERSION,
+                host: liar.public_key(),
+                token: "e30.e30.AAAA".into(),
             };
-            let forged = Response::success(&inv.id, b"FORGED".to_vec());
             let _ = answering
-                .publish(reply, protocol::encode(&forged).unwrap().into())
+                .publish(reply, protocol::encode(&here).unwrap().into())
                 .await;
         }
     });
-    let (mut ok, mut failed) = (0, 0);
     for i in 0..10u8 {
-        match a.lattice.call_actor(&key, "echo", vec![i]).await {
-            Ok(reply) => {
-                assert_eq!(reply, vec![i], "a forged answer was accepted");
-                ok += 1;
-            }
-            Err(LatticeError::Timeout { ignored, .. }) => {
-                assert!(ignored.is_none(), "a success is not a refusal");
-                failed += 1;
-            }
-            Err(e) => panic!("unexpected {e:?}"),
-        }
+        let reply = a.lattice.call_actor(&key, "echo", vec![i]).await.unwrap();
+        assert_eq!(reply, vec![i], "a forged answer was accepted");
+    }
+    // A host that has never heard of B asks who serves the actor: the
+    // attacker's queue member may answer first, but only B's answer counts.
+    let c = net.node(2, &[]).await;
+    for i in 0..4u8 {
+        let reply = c.lattice.call_actor(&key, "echo", vec![i]).await.unwrap();
+        assert_eq!(reply, vec![i]);
     }
     hijack.abort();
-    let mut taken = 0;
-    while taken_rx.try_recv().is_ok() {
-        taken += 1;
-    }
-    assert_eq!(ok + failed, 10);
-    assert_eq!(
-        failed, taken,
-        "every call the attacker took failed, and only those"
-    );
-    assert!(ok >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_captured_signed_invocation_runs_once() {
-    let net = Net::new(2);
-    let a = net.node(0, &[]).await;
-    let b = net.node(1, &[]).await;
-    let (module, key) = net.echo_actor(&[]);
-    b.host.add_actor(&module, "echo", None).await.unwrap();
-    let subject = b.lattice.subjects().actor(&key);
-    let nats = net.attacker().await;
-    let mut spy = nats.subscribe(subject.clone()).await.unwrap();
-    synced_with_server(&nats).await;
-    a.lattice
-        .call_actor(&key, "echo", b"once".to_vec())
-        .await
-        .unwrap();
-    let captured = next(&mut spy).await;
-    let inv: Invocation = protocol::decode("invocation", &captured.payload).unwrap();
-    assert!(!inv.encoded_claims.is_empty(), "first contact is signed");
-    let before = served(&b.host, "echo");
-    for _ in 0..3 {
-        nats.publish_with_reply(
-            subject.clone(),
-            captured.reply.clone().unwrap(),
-            captured.payload.clone(),
-        )
-        .await
-        .unwrap();
-    }
-    // And to an inbox of the attacker's, to read the answer.
-    let r = send_raw(&nats, subject.clone(), |_| captured.payload.to_vec(), QUIET).await;
-    let e = r.expect("refused").error.expect("refused");
-    assert!(e.message.contains("inbox"), "{}", e.message);
-    eventually("B refuses the three replays", || async {
-        b.lattice.refusals("invocation", "replayed") >= 3
-    })
-    .await;
-    assert_eq!(served(&b.host, "echo"), before, "a replayed call ran");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_chunk_is_fetched_and_no_session_learned_before_a_call_verifies() {
+async fn a_captured_invocation_runs_once_on_one_replica_and_never_on_another() {
     let net = Net::new(3);
     let a = net.node(0, &[]).await;
     let b = net.node(1, &[]).await;
+    let c = net.node(2, &[]).await;
     let (module, key) = net.echo_actor(&[]);
     b.host.add_actor(&module, "echo", None).await.unwrap();
-    let subject = b.lattice.subjects().actor(&key);
+    c.host.add_actor(&module, "echo", None).await.unwrap();
+    let (to_b, to_c) = (call_subject(&b, &key), call_subject(&c, &key));
     let nats = net.attacker().await;
-    let a_id = a.lattice.host_id().to_string();
-
-    // Chunk subjects the attacker would like B to pull 300 MB from: its
-    // own, and one made to look like A's.
-    let mut mine = nats.subscribe("attacker.chunks").await.unwrap();
-    let under_a = format!("{}x", b.lattice.subjects().chunks_of(&a_id));
-    let mut posing = nats.subscribe(under_a.clone()).await.unwrap();
+    let mut spy_b = nats.subscribe(to_b.clone()).await.unwrap();
+    let mut spy_c = nats.subscribe(to_c.clone()).await.unwrap();
     synced_with_server(&nats).await;
-    let huge = |subject: &str| ChunkRef {
-        subject: subject.to_string(),
-        len: 300 << 20,
-        chunks: 300,
-        chunk: 1 << 20,
-        sha256: "00".into(),
-    };
-    let rss_before = rss_bytes();
-    for chunk_subject in ["attacker.chunks", under_a.as_str()] {
-        // Claiming to be A, with no valid signature.
-        let reference = huge(chunk_subject);
-        let (id, s) = (a_id.clone(), subject.clone());
-        let k = key.clone();
-        let r = send_raw(
-            &nats,
-            subject.clone(),
-            move |_| {
-                let inv = Invocation {
-                    v: PROTOCOL_VERSION,
-                    id: "big-1".into(),
-                    origin: WireEntity::Host(id.clone()),
-                    target: WireEntity::Actor(k),
-                    operation: "echo".into(),
-                    msg: vec![],
-                    encoded_claims: "e30.e30.AAAA".into(),
-                    host_id: id,
-                    chunked: Some(reference),
-                    session: None,
-                    session_token: None,
-                };
-                let _ = s;
-                protocol::encode(&inv).unwrap()
-            },
-            QUIET,
-        )
-        .await
-        .expect("refused");
-        assert_eq!(r.error.unwrap().kind, ErrorKind::Forged);
+    // Calls rotate over B and C; the first to each is signed, later ones
+    // tagged: capture one of each kind sent to B.
+    for i in 0..4u8 {
+        a.lattice.call_actor(&key, "echo", vec![i]).await.unwrap();
     }
-    // Signed by A for real, but offering chunks from a subject that is not
-    // A's own, or more than the actor accepts: refused before any fetch.
-    for reference in [
-        huge("attacker.chunks"),
-        ChunkRef {
-            subject: under_a.clone(),
-            len: 300 << 20,
-            chunks: 300,
-            chunk: 1 << 20,
-            sha256: "00".into(),
-        },
-    ] {
-        let a_key = net.identity(0);
-        let (k, s) = (key.clone(), subject.clone());
-        let r = send_raw(
-            &nats,
-            subject.clone(),
-            move |reply| {
-                let mut inv = Invocation {
-                    v: PROTOCOL_VERSION,
-                    id: nuid::next().to_string(),
-                    origin: WireEntity::Host(a_key.public_key()),
-                    target: WireEntity::Actor(k),
-                    operation: "echo".into(),
-                    msg: vec![],
-                    encoded_claims: String::new(),
-                    host_id: a_key.public_key(),
-                    chunked: Some(reference),
-                    session: None,
-                    session_token: None,
-                };
-                inv.encoded_claims =
-                    antiforgery::sign(&a_key, &inv, Binding { subject: &s, reply }).unwrap();
-                protocol::encode(&inv).unwrap()
-            },
-            QUIET,
-        )
+    let signed = next(&mut spy_b).await;
+    let tagged = next(&mut spy_b).await;
+    let first: Invocation = protocol::decode("invocation", &signed.payload).unwrap();
+    assert!(!first.encoded_claims.is_empty(), "first contact is signed");
+    let later: Invocation = protocol::decode("invocation", &tagged.payload).unwrap();
+    assert!(later.session.is_some(), "later calls are tagged");
+    while tokio::time::timeout(Duration::from_millis(200), spy_c.next())
         .await
-        .expect("an answer");
-        let e = r.error.expect("refused");
-        assert!(
-            e.message.contains("not its sender's own") || e.message.contains("over the limit"),
-            "{}",
-            e.message
-        );
+        .is_ok()
+    {}
+    let (b_before, c_before) = (served(&b.host, "echo"), served(&c.host, "echo"));
+    for captured in [&signed, &tagged] {
+        for _ in 0..3 {
+            // The same bytes, to the same host, on the same inbox.
+            nats.publish_with_reply(
+                to_b.clone(),
+                captured.reply.clone().unwrap(),
+                captured.payload.clone(),
+            )
+            .await
+            .unwrap();
+            // And to the other replica.
+            nats.publish_with_reply(
+                to_c.clone(),
+                captured.reply.clone().unwrap(),
+                captured.payload.clone(),
+            )
+            .await
+            .unwrap();
+        }
     }
-    assert!(
-        silent(&mut mine, QUIET).await,
-        "B asked the attacker for a chunk"
-    );
-    assert!(silent(&mut posing, Duration::from_millis(100)).await);
-    let grown = rss_bytes().saturating_sub(rss_before);
-    assert!(grown < 64 << 20, "the process grew by {grown} bytes");
-
-    // A session token is learned only from a call that verified: A's real
-    // token, replayed by the attacker inside a forged call to C, is not.
-    let c = net.node(2, &[]).await;
-    c.host
-        .add_actor(&module, "echo", None)
-        .await
-        .unwrap_or_else(|_| panic!("C runs a replica"));
-    let mut spy = nats.subscribe(subject.clone()).await.unwrap();
-    synced_with_server(&nats).await;
-    b.lattice.leave().await; // so the next first contact goes to C
-    let _ = a.lattice.call_actor(&key, "echo", b"hi".to_vec()).await;
-    let first: Invocation = protocol::decode("invocation", &next(&mut spy).await.payload).unwrap();
-    let token = first.session_token.expect("A's token");
-    let peers_before = c.lattice.session_peers();
-    let (id, k) = (a_id.clone(), key.clone());
-    let _ = send_raw(
-        &nats,
-        subject.clone(),
-        move |_| {
-            protocol::encode(&Invocation {
-                v: PROTOCOL_VERSION,
-                id: "x".into(),
-                origin: WireEntity::Host(id.clone()),
-                target: WireEntity::Actor(k),
-                operation: "echo".into(),
-                msg: vec![],
-                encoded_claims: "e30.e30.AAAA".into(),
-                host_id: id,
-                chunked: None,
-                session: None,
-                session_token: Some(token),
-            })
-            .unwrap()
-        },
-        QUIET,
-    )
+    // To an inbox of the attacker's, to read the answer: refused.
+    let r = send_raw(&nats, to_b.clone(), |_| signed.payload.to_vec(), QUIET).await;
+    let e = r.expect("refused").error.expect("refused");
+    assert!(e.message.contains("inbox"), "{}", e.message);
+    eventually("B refuses the six replays", || async {
+        b.lattice.refusals("invocation", "replayed") >= 6
+    })
     .await;
-    assert_eq!(c.lattice.session_peers(), peers_before);
-    let _ = RouteKey::new(PING, "");
+    eventually("C refuses what was meant for B", || async {
+        c.lattice.refusals("invocation", "mismatch")
+            + c.lattice.refusals("invocation", "bad_signature")
+            >= 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        served(&b.host, "echo"),
+        b_before,
+        "a replayed call ran on B"
+    );
+    assert_eq!(
+        served(&c.host, "echo"),
+        c_before,
+        "a replayed call ran on C"
+    );
 }

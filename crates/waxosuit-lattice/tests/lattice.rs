@@ -148,7 +148,11 @@ async fn forged_tampered_versioned_and_malformed_messages_get_typed_refusals() {
     let (module, key) = net.echo_actor(&[]);
     b.host.add_actor(&module, "echo", None).await.unwrap();
     let nats = net.attacker().await;
-    let subject = b.lattice.subjects().actor(&key);
+    // Calls go to the serving host's own subject.
+    let subject = b
+        .lattice
+        .subjects()
+        .at(&b.lattice.subjects().actor(&key), b.lattice.host_id());
     let trusted = net.identity(0);
     let send = |body: Body| {
         let nats = nats.clone();
@@ -254,8 +258,11 @@ async fn after_first_contact_calls_carry_session_tags_that_bind_the_message() {
     let (module, key) = net.echo_actor(&[]);
     b.host.add_actor(&module, "echo", None).await.unwrap();
     let nats = net.attacker().await;
-    let subject = b.lattice.subjects().actor(&key);
-    // A plain (non-queue) subscriber sees a copy of every call.
+    let subject = b
+        .lattice
+        .subjects()
+        .at(&b.lattice.subjects().actor(&key), b.lattice.host_id());
+    // A plain subscriber on B's own subject sees a copy of every call to B.
     let mut spy = nats.subscribe(subject.clone()).await.unwrap();
     synced_with_server(&nats).await;
 
@@ -350,7 +357,9 @@ async fn after_first_contact_calls_carry_session_tags_that_bind_the_message() {
         .unwrap();
     assert_eq!(verified.issuer(), b.lattice.host_id());
 
-    // A session token from a host nobody trusts is refused outright.
+    // A session token must be the one signed with the call, and its
+    // sender's own: a stranger's, or another trusted host's (B's), signed
+    // in by A, is refused; and any token swapped in after signing is too.
     let stranger = KeyPair::generate(KeyKind::Server);
     let stranger_token = Claims::<waxosuit_lattice::session::HostSession>::builder()
         .issuer(stranger.public_key())
@@ -362,39 +371,37 @@ async fn after_first_contact_calls_carry_session_tags_that_bind_the_message() {
         .build()
         .encode(&stranger)
         .unwrap();
-    let (t, k, s) = (net.identity(0), key.clone(), subject.clone());
-    let r = send_raw(
-        &nats,
-        subject.clone(),
-        move |reply| {
-            let mut inv = signed(&t, &k, b"x", &s, reply);
-            inv.session_token = Some(stranger_token);
-            protocol::encode(&inv).unwrap()
-        },
-        WAIT,
-    )
-    .await
-    .unwrap();
-    let e = r.error.expect("refused");
-    assert_eq!(e.kind, ErrorKind::Forged);
-    assert!(e.message.contains("trust list"), "{}", e.message);
-    // Nor may A present another (trusted) host's token as its own.
-    let (t, k, s) = (net.identity(0), key.clone(), subject.clone());
-    let r = send_raw(
-        &nats,
-        subject.clone(),
-        move |reply| {
-            let mut inv = signed(&t, &k, b"x", &s, reply);
-            inv.session_token = Some(theirs);
-            protocol::encode(&inv).unwrap()
-        },
-        WAIT,
-    )
-    .await
-    .unwrap();
-    let e = r.error.expect("refused");
-    assert_eq!(e.kind, ErrorKind::Forged);
-    assert!(e.message.contains("session token of"), "{}", e.message);
+    for (token, signed_in, expected) in [
+        (stranger_token.clone(), true, "session token of"),
+        (theirs.clone(), true, "session token of"),
+        (stranger_token, false, "not the one signed"),
+    ] {
+        let (t, k, s) = (net.identity(0), key.clone(), subject.clone());
+        let r = send_raw(
+            &nats,
+            subject.clone(),
+            move |reply| {
+                let mut inv = signed(&t, &k, b"x", &s, reply);
+                inv.session_token = Some(token);
+                if signed_in {
+                    inv.encoded_claims =
+                        antiforgery::sign(&t, &inv, Binding { subject: &s, reply }).unwrap();
+                }
+                protocol::encode(&inv).unwrap()
+            },
+            WAIT,
+        )
+        .await
+        .unwrap();
+        let e = r.error.expect("refused");
+        assert_eq!(e.kind, ErrorKind::Forged);
+        assert!(e.message.contains(expected), "{}", e.message);
+    }
+    assert_eq!(
+        b.lattice.session_peers(),
+        vec![a.lattice.host_id().to_string()],
+        "no foreign session was learned"
+    );
 
     // After B restarts its lattice membership (new session), A's stale tags
     // are answered with `session` and A falls back once, transparently.

@@ -313,6 +313,12 @@ pub async fn send_on(
     Some(protocol::decode("response", &msg.payload).expect("a decodable response"))
 }
 
+/// The subject on which `node` takes calls for actor `key`.
+pub fn call_subject(node: &Node, key: &str) -> String {
+    let subjects = node.lattice.subjects();
+    subjects.at(&subjects.actor(key), node.lattice.host_id())
+}
+
 /// Invocations of `operation` counted in `host`'s metrics.
 pub fn served(host: &Host, operation: &str) -> u64 {
     host.metrics_text()
