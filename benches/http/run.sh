@@ -4,6 +4,14 @@
 #
 #   benches/http/run.sh                       # defaults: 2 wrk threads, 64 connections, 10 s
 #   DURATION=30s CONNECTIONS=128 benches/http/run.sh
+#   benches/http/run.sh soak                  # soak: 256 connections x 60 s on the hello actor
+#
+# The soak mode (issue 16; figures in docs/http-benchmarks.md) runs only
+# `waxosuit up` with the hello actor: a 10 s warm-up at the same load, then
+# wrk for SOAK_DURATION (60s) with SOAK_CONNECTIONS (256), sampling the
+# host's RSS every 5 s. It prints requests, errors, p50/p99 and the RSS
+# growth from the end of the warm-up to the end of the run, and exits 1 if
+# there was any error or the RSS grew by 5 % or more.
 #
 # Environment: DURATION (10s), CONNECTIONS (64), THREADS (2), WARMUP (2s, "0"
 # to skip), ROUNDS (1), POLICY (1; "0" skips the policy target),
@@ -235,7 +243,76 @@ allow if {
 REGO
 }
 
+# Resident set size of a process, in KiB.
+rss_kib() {
+    awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"
+}
+
+soak() {
+    local duration=${SOAK_DURATION:-60s} connections=${SOAK_CONNECTIONS:-256}
+    ensure_wrk
+    command -v curl >/dev/null || die "curl is needed to wait for servers to come up"
+    log "building release binaries"
+    cargo build --release --locked -p waxosuit-cli
+    prepare_host
+    local port url
+    port=$(free_port)
+    url="http://127.0.0.1:$port/"
+    env BENCH_PORT="$port" RUST_LOG=warn WAXOSUIT_KEYS="$LOG_DIR/keys" WAXOSUIT_CACHE="$LOG_DIR/cache" \
+        "$TARGET_DIR/release/waxosuit" up "$LOG_DIR/host.yaml" >"$LOG_DIR/soak.server.log" 2>&1 &
+    SERVER_PID=$!
+    wait_ready "$url"
+    log "soak: warm-up wrk -t$THREADS -c$connections -d10s"
+    wrk -t"$THREADS" -c"$connections" -d10s "$url" >/dev/null
+    local rss_start rss_peak rss_end sample out="$LOG_DIR/soak.wrk.txt"
+    rss_start=$(rss_kib "$SERVER_PID")
+    rss_peak=$rss_start
+    log "soak: wrk -t$THREADS -c$connections -d$duration --latency $url (RSS after warm-up: $rss_start KiB)"
+    wrk -t"$THREADS" -c"$connections" -d"$duration" --latency "$url" >"$out" &
+    local wrk_pid=$!
+    while kill -0 "$wrk_pid" 2>/dev/null; do
+        sleep 5
+        sample=$(rss_kib "$SERVER_PID") || die "the host died during the soak (see $LOG_DIR)"
+        ((sample > rss_peak)) && rss_peak=$sample
+        printf '%s RSS %s KiB\n' "$(date -u +%H:%M:%S)" "$sample" >>"$LOG_DIR/soak.rss.txt"
+    done
+    wait "$wrk_pid"
+    rss_end=$(rss_kib "$SERVER_PID")
+    stop_server
+    cat "$out" >&2
+
+    local requests rps p50 p99 non2xx sock growth
+    requests=$(awk '/requests in/ { print $1 }' "$out")
+    rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
+    p50=$(awk '$1 == "50%" { print $2 }' "$out")
+    p99=$(awk '$1 == "99%" { print $2 }' "$out")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$out")
+    sock=$(awk '/Socket errors:/ { sub(/^.*Socket errors: /, ""); print }' "$out")
+    [[ -n "$requests" && -n "$p99" ]] || die "cannot parse wrk output in $out"
+    growth=$(awk -v a="$rss_start" -v b="$rss_end" 'BEGIN { printf "%.2f", (b - a) * 100 / a }')
+    printf '\n| soak | requests | req/s | p50 (ms) | p99 (ms) | errors | RSS after warm-up | RSS peak | RSS at end | growth |\n'
+    printf '|---|---:|---:|---:|---:|---|---:|---:|---:|---:|\n'
+    printf '| wrk -t%s -c%s -d%s | %s | %s | %s | %s | %s non-2xx%s | %s KiB | %s KiB | %s KiB | %s %% |\n' \
+        "$THREADS" "$connections" "$duration" "$requests" "$rps" "$(to_ms "$p50")" "$(to_ms "$p99")" \
+        "${non2xx:-0}" "${sock:+; socket errors: $sock}" "$rss_start" "$rss_peak" "$rss_end" "$growth"
+    printf 'RSS samples and logs: %s\n' "$LOG_DIR"
+    local failed=0
+    if [[ -n "$non2xx" || -n "$sock" ]]; then
+        log "soak FAILED: errors during the run"
+        failed=1
+    fi
+    if awk -v g="$growth" 'BEGIN { exit !(g >= 5) }'; then
+        log "soak FAILED: RSS grew by $growth % (bound: < 5 %)"
+        failed=1
+    fi
+    return "$failed"
+}
+
 main() {
+    if [[ "${1:-}" == soak ]]; then
+        soak
+        return
+    fi
     ensure_wrk
     command -v curl >/dev/null || die "curl is needed to wait for servers to come up"
     log "building release binaries"

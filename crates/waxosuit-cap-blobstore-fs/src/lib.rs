@@ -15,7 +15,13 @@
 //!   |---|---|---|
 //!   | [`ROOT`] | *(required)* | directory holding this binding's containers; created if missing |
 //!   | [`MAX_OBJECT_BYTES`] | `1073741824` (1 GiB) | largest object an upload may announce |
+//!   | [`MAX_CONCURRENT_UPLOADS`] | `64` | uploads in progress at once (each holds an open temporary file) |
+//!   | [`MAX_CONCURRENT_DOWNLOADS`] | `64` | downloads being sent at once (each holds an open file) |
+//!   | [`MAX_BYTES_IN_FLIGHT`] | `4294967296` (4 GiB) | announced sizes of the uploads in progress plus sizes of the downloads being sent |
 //!
+//!   A relative `ROOT` is taken as given, i.e. against the host's working
+//!   directory; `waxosuit up` hands the provider `ROOT` already resolved
+//!   against the manifest's directory (see `waxosuit_manifest::PATH_VALUES`).
 //!   Each (actor, binding) pair sees only its own `ROOT`: a container is a
 //!   subdirectory of it and an object a regular file in a container. Two
 //!   bindings share data only if the operator gives them the same `ROOT`.
@@ -32,13 +38,24 @@
 //!   | `UploadChunk` | [`FileChunk`] with `sequenceNo`, `chunkBytes` | empty |
 //!   | `StartDownload` | [`StreamRequest`] | [`Transfer`], then `ReceiveChunk` calls |
 //!
+//! * **Quotas.** The three `MAX_CONCURRENT_*`/`MAX_BYTES_IN_FLIGHT` values
+//!   bound what one binding holds at once, so one actor cannot exhaust the
+//!   host's file descriptors, disk or memory for the others. An upload
+//!   counts from its `StartUpload` until it completes or is abandoned; a
+//!   download from its `StartDownload` until its last chunk is taken, the
+//!   actor fails a chunk, or the binding goes. A `StartUpload` or
+//!   `StartDownload` that would exceed a quota fails before any file is
+//!   opened with a [`ProviderError::Backend`] naming the quota, the actor,
+//!   the binding and the value to raise; nothing in progress is affected.
 //! * **Uploads** are written to a hidden temporary file in the container
 //!   (`.waxosuit-upload-…`), each chunk at offset `sequenceNo × chunkSize`
 //!   (a retried chunk is written again, not counted twice). When every byte
 //!   of `totalBytes` has arrived the file is synced and renamed over the
 //!   object in one step, so readers see the old object or the whole new
 //!   one, never a part. An upload that never completes — the actor stops
-//!   sending, a new `StartUpload` replaces it, the binding is removed or
+//!   sending, a new `StartUpload` of the same object replaces it (the old
+//!   one is abandoned first, even if the new one then fails, so that
+//!   restarting never needs a second quota slot), the binding is removed or
 //!   the provider shuts down — leaves no object and its temporary file is
 //!   deleted. A chunk must be exactly `chunkSize` bytes, except the last,
 //!   which holds the remainder; `chunkSize` is at most
@@ -128,6 +145,23 @@ pub const ROOT: &str = "ROOT";
 /// Binding value: the largest object, in bytes, an upload may announce;
 /// default 1 GiB.
 pub const MAX_OBJECT_BYTES: &str = "MAX_OBJECT_BYTES";
+/// Binding value: uploads in progress at once, at least 1; default
+/// [`DEFAULT_MAX_CONCURRENT_UPLOADS`].
+pub const MAX_CONCURRENT_UPLOADS: &str = "MAX_CONCURRENT_UPLOADS";
+/// Binding value: downloads being sent at once, at least 1; default
+/// [`DEFAULT_MAX_CONCURRENT_DOWNLOADS`].
+pub const MAX_CONCURRENT_DOWNLOADS: &str = "MAX_CONCURRENT_DOWNLOADS";
+/// Binding value: bytes of the transfers in progress (announced
+/// `totalBytes` of uploads, `totalSize` of downloads), at least 1; default
+/// [`DEFAULT_MAX_BYTES_IN_FLIGHT`].
+pub const MAX_BYTES_IN_FLIGHT: &str = "MAX_BYTES_IN_FLIGHT";
+/// [`MAX_CONCURRENT_UPLOADS`] when the binding does not set it.
+pub const DEFAULT_MAX_CONCURRENT_UPLOADS: usize = 64;
+/// [`MAX_CONCURRENT_DOWNLOADS`] when the binding does not set it.
+pub const DEFAULT_MAX_CONCURRENT_DOWNLOADS: usize = 64;
+/// [`MAX_BYTES_IN_FLIGHT`] when the binding does not set it (4 GiB: four
+/// uploads of the largest default object).
+pub const DEFAULT_MAX_BYTES_IN_FLIGHT: u64 = 4 * 1024 * 1024 * 1024;
 /// The largest chunk, in bytes, of an upload or a download (4 MiB): chunks
 /// pass through the actor's linear memory whole.
 pub const MAX_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
@@ -170,6 +204,9 @@ struct Binding {
     /// Canonical, so prefix checks compare like with like.
     root: PathBuf,
     max_object_bytes: u64,
+    /// Shared with every transfer's [`Slot`]; not the other way round, so
+    /// that a transfer never keeps its binding alive.
+    transfers: Arc<Transfers>,
     /// Keyed by (container, object id).
     uploads: Mutex<HashMap<(String, String), SharedUpload>>,
     downloads: Mutex<Vec<AbortHandle>>,
@@ -187,6 +224,120 @@ impl Drop for Binding {
 /// async lock serialises one upload's chunks without blocking others.
 type SharedUpload = Arc<tokio::sync::Mutex<Upload>>;
 
+/// One binding's quotas and what its transfers hold of them.
+struct Transfers {
+    actor: String,
+    binding: String,
+    max_uploads: usize,
+    max_downloads: usize,
+    max_bytes: u64,
+    held: Mutex<Held>,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    uploads: usize,
+    downloads: usize,
+    bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Upload,
+    Download,
+}
+
+impl Transfers {
+    fn quota_error(&self, quota: &'static str, detail: String) -> BlobError {
+        BlobError::Quota {
+            quota,
+            actor: self.actor.clone(),
+            binding: self.binding.clone(),
+            detail,
+        }
+    }
+
+    /// Takes one transfer of `direction` and `bytes`, or says which quota
+    /// it would exceed. Checked and taken under one lock, so concurrent
+    /// calls cannot all squeeze past the last free place.
+    fn reserve(self: &Arc<Self>, direction: Direction, bytes: u64) -> Result<Slot, BlobError> {
+        let mut held = lock(&self.held);
+        let (count, max, quota, what) = match direction {
+            Direction::Upload => (
+                held.uploads,
+                self.max_uploads,
+                MAX_CONCURRENT_UPLOADS,
+                "uploads are in progress",
+            ),
+            Direction::Download => (
+                held.downloads,
+                self.max_downloads,
+                MAX_CONCURRENT_DOWNLOADS,
+                "downloads are being sent",
+            ),
+        };
+        if count >= max {
+            return Err(self.quota_error(quota, format!("{count} {what}, the most it allows")));
+        }
+        self.check_bytes(&held, bytes)?;
+        match direction {
+            Direction::Upload => held.uploads += 1,
+            Direction::Download => held.downloads += 1,
+        }
+        held.bytes += bytes;
+        Ok(Slot {
+            transfers: Arc::clone(self),
+            direction,
+            bytes,
+        })
+    }
+
+    fn check_bytes(&self, held: &Held, bytes: u64) -> Result<(), BlobError> {
+        if held.bytes.saturating_add(bytes) > self.max_bytes {
+            return Err(self.quota_error(
+                MAX_BYTES_IN_FLIGHT,
+                format!(
+                    "{} bytes are in flight and this transfer needs {bytes} more, over the {} it \
+                     allows",
+                    held.bytes, self.max_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One transfer's share of its binding's quotas, given back when dropped:
+/// with the [`Upload`] (completed or abandoned) or with the download's task
+/// (finished or aborted).
+struct Slot {
+    transfers: Arc<Transfers>,
+    direction: Direction,
+    bytes: u64,
+}
+
+impl Slot {
+    /// Adds `bytes` to the transfer, if the quota allows.
+    fn grow(&mut self, bytes: u64) -> Result<(), BlobError> {
+        let mut held = lock(&self.transfers.held);
+        self.transfers.check_bytes(&held, bytes)?;
+        held.bytes += bytes;
+        self.bytes += bytes;
+        Ok(())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut held = lock(&self.transfers.held);
+        match self.direction {
+            Direction::Upload => held.uploads -= 1,
+            Direction::Download => held.downloads -= 1,
+        }
+        held.bytes -= self.bytes;
+    }
+}
+
 /// An upload in progress. Dropping it deletes its temporary file, which
 /// after completion no longer exists under that name.
 struct Upload {
@@ -196,6 +347,8 @@ struct Upload {
     chunk_size: u64,
     received: HashSet<u64>,
     received_bytes: u64,
+    /// Released after `drop` has deleted the temporary file.
+    _slot: Slot,
 }
 
 impl Drop for Upload {
@@ -253,6 +406,16 @@ enum BlobError {
     },
     #[error("a file system task failed: {0}")]
     Task(String),
+    #[error(
+        "quota {quota} reached for actor {actor} (binding `{binding}`): {detail}; wait for a \
+         transfer in progress to finish, or raise {quota} in this wascc:blobstore binding's values"
+    )]
+    Quota {
+        quota: &'static str,
+        actor: String,
+        binding: String,
+        detail: String,
+    },
 }
 
 impl BlobError {
@@ -559,6 +722,15 @@ async fn start_upload(binding: Arc<Binding>, chunk: FileChunk) -> Result<(), Blo
         ));
     }
     let key = (chunk.container.clone(), chunk.id.clone());
+    // The earlier upload of this object goes first, deleting its temporary
+    // file and freeing its place: restarting an upload at the quota works,
+    // and many StartUploads of one object never hold more than one place
+    // each.
+    let replaced = lock(&binding.uploads).remove(&key);
+    drop(replaced);
+    let slot = binding
+        .transfers
+        .reserve(Direction::Upload, chunk.total_bytes)?;
     let setup = Arc::clone(&binding);
     let FileChunk {
         container,
@@ -591,6 +763,7 @@ async fn start_upload(binding: Arc<Binding>, chunk: FileChunk) -> Result<(), Blo
             chunk_size,
             received: HashSet::new(),
             received_bytes: 0,
+            _slot: slot,
         };
         if total_bytes == 0 {
             finish(&upload, &dir.join(&id))?;
@@ -599,13 +772,17 @@ async fn start_upload(binding: Arc<Binding>, chunk: FileChunk) -> Result<(), Blo
         Ok(Some(upload))
     })
     .await?;
-    let mut uploads = lock(&binding.uploads);
-    match upload {
-        // Replacing drops any earlier upload of the same object, deleting
-        // its temporary file.
-        Some(upload) => uploads.insert(key, Arc::new(tokio::sync::Mutex::new(upload))),
-        None => uploads.remove(&key),
+    let replaced = {
+        let mut uploads = lock(&binding.uploads);
+        match upload {
+            // A concurrent StartUpload of the same object may have got in
+            // first; the last one wins, as before.
+            Some(upload) => uploads.insert(key, Arc::new(tokio::sync::Mutex::new(upload))),
+            None => uploads.remove(&key),
+        }
     };
+    // Dropped outside the lock: it deletes a file.
+    drop(replaced);
     Ok(())
 }
 
@@ -711,6 +888,8 @@ async fn start_download(
         0 => DEFAULT_CHUNK_BYTES,
         n => n.min(MAX_CHUNK_BYTES),
     };
+    // Taken before the file is opened: the quota bounds open descriptors.
+    let mut slot = binding.transfers.reserve(Direction::Download, 0)?;
     let opener = Arc::clone(&binding);
     let (container, id) = (request.container.clone(), request.id.clone());
     let (file, total_size) = blocking(move || {
@@ -724,6 +903,7 @@ async fn start_download(
         Ok((file, len))
     })
     .await?;
+    slot.grow(total_size)?;
     let total_chunks = total_size.div_ceil(chunk_size);
     let transfer = Transfer {
         blob_id: request.id.clone(),
@@ -739,6 +919,7 @@ async fn start_download(
         chunk_size,
         total_size,
         total_chunks,
+        _slot: slot,
     };
     let task = tokio::spawn(stream.send_all(dispatcher, actor));
     let mut downloads = lock(&binding.downloads);
@@ -754,6 +935,8 @@ struct ChunkStream {
     chunk_size: u64,
     total_size: u64,
     total_chunks: u64,
+    /// Released when the task ends or is aborted, with the file.
+    _slot: Slot,
 }
 
 impl ChunkStream {
@@ -875,6 +1058,12 @@ impl CapabilityProvider for FsBlobstore {
                 )
             })?,
         };
+        let max_uploads =
+            positive(&request, MAX_CONCURRENT_UPLOADS)?.unwrap_or(DEFAULT_MAX_CONCURRENT_UPLOADS);
+        let max_downloads = positive(&request, MAX_CONCURRENT_DOWNLOADS)?
+            .unwrap_or(DEFAULT_MAX_CONCURRENT_DOWNLOADS);
+        let max_bytes =
+            positive(&request, MAX_BYTES_IN_FLIGHT)?.unwrap_or(DEFAULT_MAX_BYTES_IN_FLIGHT);
         let canonical = blocking({
             let root = root.clone();
             move || {
@@ -884,14 +1073,29 @@ impl CapabilityProvider for FsBlobstore {
         })
         .await
         .map_err(|e| config_error(ROOT, format!("is `{root}`, which cannot be used: {e}")))?;
+        let transfers = Transfers {
+            actor: request.actor.clone(),
+            binding: request.binding.clone(),
+            max_uploads,
+            max_downloads,
+            max_bytes,
+            held: Mutex::new(Held::default()),
+        };
         let binding = Binding {
             root: canonical,
             max_object_bytes,
+            transfers: Arc::new(transfers),
             uploads: Mutex::new(HashMap::new()),
             downloads: Mutex::new(Vec::new()),
         };
-        self.bindings
+        let replaced = self
+            .bindings
             .insert(request.actor, request.binding, Arc::new(binding));
+        // The old configuration's transfers stop now, rather than running
+        // on outside every quota while a call still holds the old binding.
+        if let Some(replaced) = replaced {
+            abandon(&replaced);
+        }
         Ok(())
     }
 
@@ -917,13 +1121,35 @@ impl CapabilityProvider for FsBlobstore {
     }
 }
 
+/// A whole-number binding value of at least 1, or `None` when unset.
+fn positive<T: std::str::FromStr + PartialEq + From<u8>>(
+    request: &BindRequest,
+    key: &str,
+) -> Result<Option<T>, ProviderError> {
+    let raw = match request.values.get(key).map(|v| v.trim()) {
+        None | Some("") => return Ok(None),
+        Some(raw) => raw,
+    };
+    match raw.parse::<T>() {
+        Ok(value) if value != T::from(0) => Ok(Some(value)),
+        _ => Err(ProviderError::Config {
+            capid: CAPABILITY_ID.to_string(),
+            actor: request.actor.clone(),
+            key: key.to_string(),
+            reason: format!("is `{raw}`; give a whole number of at least 1"),
+        }),
+    }
+}
+
 /// Stops a binding's downloads and drops its uploads (deleting their
 /// temporary files) now, even if a call in flight still holds the binding.
 fn abandon(binding: &Binding) {
     for download in lock(&binding.downloads).drain(..) {
         download.abort();
     }
-    lock(&binding.uploads).clear();
+    let uploads = std::mem::take(&mut *lock(&binding.uploads));
+    // Dropped outside the lock: each deletes a file.
+    drop(uploads);
 }
 
 #[cfg(test)]

@@ -16,12 +16,25 @@
 //!   |---|---|---|
 //!   | [`CONFIG_URL`] (`URL`) | [`DEFAULT_URL`] | the server, `redis://[user:password@]host[:port][/db]` |
 //!   | [`CONFIG_STREAMS`] (`STREAMS`) | none | comma-separated streams whose new events are delivered to the actor |
+//!   | [`CONFIG_STREAM_PREFIX`] (`STREAM_PREFIX`) | `wxs:es:<actor>:<binding>:` | prepended to every stream name the actor uses; may be empty (shared streams) |
 //!
 //!   A URL that does not parse fails [`bind_actor`](CapabilityProvider::bind_actor)
 //!   with [`ProviderError::Config`]; an unreachable server does not (calls
-//!   fail with [`ProviderError::Unavailable`] until it answers). Stream
-//!   names are Redis keys as given, not namespaced per actor: a stream is
-//!   how actors publish to each other.
+//!   fail with [`ProviderError::Unavailable`] until it answers).
+//! * **Isolation.** Stream names are namespaced like the key-value
+//!   provider's keys: by default every stream an actor writes, queries or
+//!   subscribes to lives under `wxs:es:<actor>:<binding>:`, so two actors
+//!   using the same stream name do not see each other's events, and no
+//!   stream name can reach another actor's key-value keys
+//!   (`wxs:<actor>:<binding>:…`, which no `wxs:es:` key can equal) or
+//!   anything else in Redis. Events carry the stream name as the actor
+//!   gave it. **Shared streams** are an explicit opt-out:
+//!   actors whose bindings set the same `STREAM_PREFIX` (e.g. `orders:`)
+//!   share those streams with each other; an empty one uses the names as
+//!   raw Redis keys, for streams written by applications that predate
+//!   Waxosuit, except names starting with [`RESERVED_PREFIX`] (the
+//!   per-actor namespaces of Waxosuit's Redis providers), which are
+//!   refused.
 //! * **Operations** (actor → provider):
 //!
 //!   | Operation | Redis | Reply |
@@ -49,6 +62,16 @@
 //!   dispatch is logged, not retried. The task ends on
 //!   [`remove_actor`](CapabilityProvider::remove_actor) and
 //!   [`shutdown`](CapabilityProvider::shutdown), which wait for it.
+//! * **Recovery.** `WriteEvent` and `QueryStream` use a connection per
+//!   binding, made when a call needs one. The provider notices at once when
+//!   the server closes it (a restart), and a call that finds no open
+//!   connection connects within the call (bounded by the connection
+//!   timeout): the first call after Redis is back succeeds, a call during
+//!   an outage fails fast with the error of its own attempt, and none is
+//!   answered with an earlier outage's error. If the connection drops with
+//!   a command in flight, `QueryStream` is retried once on a new
+//!   connection; `WriteEvent` is not (Redis may have added the event) and
+//!   fails with [`ProviderError::Unavailable`] saying so.
 //!
 //! ```no_run
 //! use std::collections::HashMap;
@@ -91,11 +114,12 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError};
 use tokio::sync::oneshot;
@@ -111,10 +135,21 @@ use waxosuit_provider::{
     encode,
 };
 
+use waxosuit_redis::Link;
+
 /// Binding value naming the Redis server.
 pub const CONFIG_URL: &str = "URL";
 /// Binding value listing, comma-separated, the streams delivered to the actor.
 pub const CONFIG_STREAMS: &str = "STREAMS";
+/// Binding value replacing the per-actor stream namespace
+/// (`wxs:es:<actor>:<binding>:`): bindings with the same value share their
+/// streams; an empty one uses stream names as raw Redis keys.
+pub const CONFIG_STREAM_PREFIX: &str = "STREAM_PREFIX";
+/// The start of every per-actor key Waxosuit's Redis providers make (this
+/// one's streams, the key-value provider's keys). Stream names used as raw
+/// keys (an empty [`CONFIG_STREAM_PREFIX`]) may not start with it, so that
+/// sharing cannot reach into an actor's own data.
+pub const RESERVED_PREFIX: &str = "wxs:";
 /// The server used when a binding has no [`CONFIG_URL`].
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/";
 /// Default bound on one connection attempt and on one command's reply.
@@ -136,11 +171,38 @@ struct Subscription {
 }
 
 struct Binding {
-    conn: ConnectionManager,
+    link: Arc<Link>,
     client: Client,
     safe_url: String,
+    namespace: Namespace,
+    /// Subscribed streams, as the actor names them.
     streams: Vec<String>,
     subscription: Option<Subscription>,
+}
+
+/// Where a binding's streams live in Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Namespace {
+    /// Prepended to every stream name.
+    prefix: String,
+}
+
+impl Namespace {
+    /// The Redis key of `stream`, or why the actor may not use that name.
+    fn key(&self, actor: &str, stream: &str) -> Result<String, String> {
+        if stream.is_empty() {
+            return Err("a stream needs a name".to_string());
+        }
+        if self.prefix.is_empty() && stream.starts_with(RESERVED_PREFIX) {
+            return Err(format!(
+                "stream `{stream}` is refused for actor {actor}: names starting with \
+                 `{RESERVED_PREFIX}` belong to the per-actor namespaces of Waxosuit's Redis \
+                 providers, which shared streams (an empty `{CONFIG_STREAM_PREFIX}`) may not \
+                 reach; use another name"
+            ));
+        }
+        Ok(format!("{}{stream}", self.prefix))
+    }
 }
 
 #[derive(Default)]
@@ -177,7 +239,10 @@ struct Delivery {
     actor: String,
     client: Client,
     safe_url: String,
+    /// Subscribed streams, as the actor names them (events carry these).
     streams: Vec<String>,
+    /// Their Redis keys, in the same order.
+    keys: Vec<String>,
     dispatcher: Arc<dyn ActorDispatcher>,
     connection_timeout: Duration,
     response_timeout: Duration,
@@ -225,11 +290,23 @@ impl RedisEventStreams {
             })?;
         let cancel = CancellationToken::new();
         let (ready, ready_rx) = oneshot::channel();
+        let keys = binding
+            .streams
+            .iter()
+            .map(|stream| binding.namespace.key(&key.0, stream))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|reason| ProviderError::Config {
+                capid: CAPABILITY_ID.to_string(),
+                actor: key.0.clone(),
+                key: CONFIG_STREAMS.to_string(),
+                reason,
+            })?;
         let delivery = Delivery {
             actor: key.0.clone(),
             client: binding.client.clone(),
             safe_url: binding.safe_url.clone(),
             streams: binding.streams.clone(),
+            keys,
             dispatcher,
             connection_timeout: self.connection_timeout,
             response_timeout: self.response_timeout,
@@ -239,32 +316,106 @@ impl RedisEventStreams {
         Ok(Some(ready_rx))
     }
 
-    fn binding_conn(
-        &self,
-        call: &ProviderCall,
-    ) -> Result<(ConnectionManager, String), ProviderError> {
+    fn binding(&self, call: &ProviderCall) -> Result<CallTarget, ProviderError> {
         lock(&self.state)
             .bindings
             .get(&(call.actor.clone(), call.binding.clone()))
-            .map(|b| (b.conn.clone(), b.safe_url.clone()))
+            .map(|b| CallTarget {
+                link: Arc::clone(&b.link),
+                safe_url: b.safe_url.clone(),
+                namespace: b.namespace.clone(),
+            })
             .ok_or_else(|| ProviderError::not_bound(CAPABILITY_ID, &call.actor, &call.binding))
     }
 
+    /// Runs `cmd` for operation `what` on the binding's connection, or on
+    /// one made now (see *Recovery* in the crate docs), bounded overall.
     async fn query<T: redis::FromRedisValue>(
         &self,
-        conn: &mut ConnectionManager,
-        safe_url: &str,
+        target: &CallTarget,
+        what: &str,
+        repeat: Repeat,
         cmd: &redis::Cmd,
     ) -> Result<T, ProviderError> {
-        let deadline = self.connection_timeout + self.response_timeout;
-        match tokio::time::timeout(deadline, cmd.query_async(conn)).await {
-            Ok(result) => result.map_err(|e| map_error(safe_url, &e)),
+        let deadline = (self.connection_timeout + self.response_timeout) * 2;
+        let exchange = run(
+            &target.link,
+            &target.safe_url,
+            what,
+            repeat,
+            |mut conn| async move { cmd.query_async(&mut conn).await },
+        );
+        match tokio::time::timeout(deadline, exchange).await {
+            Ok(result) => result,
             Err(_) => Err(unavailable(
-                safe_url,
+                &target.safe_url,
                 &format!("no reply within {deadline:?}"),
             )),
         }
     }
+}
+
+/// What a call needs of its binding, cloned out of the provider's state.
+struct CallTarget {
+    link: Arc<Link>,
+    safe_url: String,
+    namespace: Namespace,
+}
+
+/// Whether an operation may be sent again after its connection dropped
+/// with the command in flight (Redis may or may not have run it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// Reading: repeating it changes nothing.
+    Safe,
+    /// `XADD`: repeating it could add the event twice.
+    Unsafe,
+}
+
+/// One exchange on `link`; see *Recovery* in the crate docs.
+async fn run<T, F, Fut>(
+    link: &Link,
+    safe_url: &str,
+    what: &str,
+    repeat: Repeat,
+    mut exchange: F,
+) -> Result<T, ProviderError>
+where
+    F: FnMut(MultiplexedConnection) -> Fut,
+    Fut: Future<Output = Result<T, RedisError>>,
+{
+    let first = link.get().await.map_err(|e| connect_error(safe_url, &e))?;
+    let error = match exchange(first.conn.clone()).await {
+        Ok(value) => return Ok(value),
+        Err(error) => error,
+    };
+    if error.is_unrecoverable_error() || error.is_connection_dropped() {
+        // The next call must not try this connection again.
+        link.forget(&first);
+    }
+    if !error.is_connection_dropped() || first.fresh {
+        return Err(map_error(safe_url, &error));
+    }
+    if repeat == Repeat::Unsafe {
+        return Err(unavailable(
+            safe_url,
+            &format!(
+                "the connection dropped while `{what}` was in flight ({error}); Redis may or may \
+                 not have added the event, so it was not sent again. Query the stream before \
+                 writing it again; the next call reconnects"
+            ),
+        ));
+    }
+    // Reconnect within the call: the server probably restarted since the
+    // old connection was last used.
+    let second = link.get().await.map_err(|e| connect_error(safe_url, &e))?;
+    let result = exchange(second.conn.clone()).await;
+    if let Err(error) = &result
+        && error.is_unrecoverable_error()
+    {
+        link.forget(&second);
+    }
+    result.map_err(|e| map_error(safe_url, &e))
 }
 
 impl Delivery {
@@ -327,7 +478,7 @@ impl Delivery {
             None => {
                 let newest = tokio::select! {
                     () = cancel.cancelled() => return SessionEnd::Cancelled,
-                    newest = last_ids(&mut conn, &self.streams) => newest,
+                    newest = last_ids(&mut conn, &self.keys) => newest,
                 };
                 match newest {
                     Ok(ids) => positions.insert(ids),
@@ -346,7 +497,7 @@ impl Delivery {
                 .arg("BLOCK")
                 .arg(u64::try_from(BLOCK.as_millis()).unwrap_or(u64::MAX))
                 .arg("STREAMS")
-                .arg(&self.streams)
+                .arg(&self.keys)
                 .arg(&*ids);
             let read = cmd.query_async::<Option<StreamReadReply>>(&mut conn);
             let reply = tokio::select! {
@@ -357,7 +508,7 @@ impl Delivery {
                 },
             };
             for stream_key in reply.map(|r| r.keys).unwrap_or_default() {
-                let Some(index) = self.streams.iter().position(|s| *s == stream_key.key) else {
+                let Some(index) = self.keys.iter().position(|k| *k == stream_key.key) else {
                     continue;
                 };
                 for entry in stream_key.ids {
@@ -367,7 +518,8 @@ impl Delivery {
                     }
                     ids[index].clone_from(&entry.id);
                     delivered = true;
-                    self.deliver(to_event(&stream_key.key, entry)).await;
+                    // The actor sees the name it subscribed to, not the key.
+                    self.deliver(to_event(&self.streams[index], entry)).await;
                 }
             }
         }
@@ -449,6 +601,21 @@ fn to_event(stream: &str, entry: StreamId) -> Event {
 // two of its mutations.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A failed connection attempt made for the current call (never an earlier
+/// one's): nothing was sent.
+fn connect_error(safe_url: &str, error: &RedisError) -> ProviderError {
+    let reason = match error.kind() {
+        ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig => format!(
+            "cannot connect: {error}; fix the binding's `{CONFIG_URL}` (credentials, database)"
+        ),
+        _ => format!(
+            "cannot connect: {error}; nothing was sent. Check that Redis is running and \
+             reachable there: calls succeed again as soon as it accepts connections"
+        ),
+    };
+    unavailable(safe_url, &reason)
 }
 
 fn unavailable(safe_url: &str, reason: &str) -> ProviderError {
@@ -574,17 +741,23 @@ impl CapabilityProvider for RedisEventStreams {
                 "names no stream; list them comma-separated, e.g. `orders,payments`".into(),
             ));
         }
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(0)
-            .set_connection_timeout(Some(self.connection_timeout))
-            .set_response_timeout(Some(self.response_timeout));
-        let conn =
-            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(|e| {
-                ProviderError::Internal {
-                    capid: CAPABILITY_ID.to_string(),
-                    message: format!("cannot set up the connection to {safe_url}: {e}"),
-                }
-            })?;
+        let namespace = Namespace {
+            prefix: request
+                .values
+                .get(CONFIG_STREAM_PREFIX)
+                .cloned()
+                .unwrap_or_else(|| format!("wxs:es:{}:{}:", request.actor, request.binding)),
+        };
+        for stream in &streams {
+            namespace
+                .key(&request.actor, stream)
+                .map_err(|reason| config_error(CONFIG_STREAMS, reason))?;
+        }
+        let link = Arc::new(Link::new(
+            client.clone(),
+            self.connection_timeout,
+            self.response_timeout,
+        ));
 
         let key = (request.actor.clone(), request.binding.clone());
         let (previous, ready) = {
@@ -592,9 +765,10 @@ impl CapabilityProvider for RedisEventStreams {
             let previous = state.bindings.insert(
                 key.clone(),
                 Binding {
-                    conn,
+                    link,
                     client,
                     safe_url,
+                    namespace,
                     streams,
                     subscription: None,
                 },
@@ -629,7 +803,13 @@ impl CapabilityProvider for RedisEventStreams {
     }
 
     async fn handle_call(&self, call: ProviderCall) -> Result<Vec<u8>, ProviderError> {
-        let (mut conn, safe_url) = self.binding_conn(&call)?;
+        let target = self.binding(&call)?;
+        let stream_key = |stream: &str| {
+            target
+                .namespace
+                .key(&call.actor, stream)
+                .map_err(|reason| ProviderError::backend(CAPABILITY_ID, format!("ERR {reason}")))
+        };
         match call.operation.as_str() {
             OP_WRITE_EVENT => {
                 let event: Event = decode(CAPABILITY_ID, &call)?;
@@ -647,11 +827,13 @@ impl CapabilityProvider for RedisEventStreams {
                 let mut fields: Vec<_> = event.values.iter().collect();
                 fields.sort();
                 let mut cmd = redis::cmd("XADD");
-                cmd.arg(&event.stream).arg("*");
+                cmd.arg(stream_key(&event.stream)?).arg("*");
                 for (field, value) in fields {
                     cmd.arg(field).arg(value);
                 }
-                let event_id: String = self.query(&mut conn, &safe_url, &cmd).await?;
+                let event_id: String = self
+                    .query(&target, OP_WRITE_EVENT, Repeat::Unsafe, &cmd)
+                    .await?;
                 encode(CAPABILITY_ID, &WriteResponse { event_id })
             }
             OP_QUERY_STREAM => {
@@ -664,11 +846,13 @@ impl CapabilityProvider for RedisEventStreams {
                     None => ("-".to_string(), "+".to_string()),
                 };
                 let mut cmd = redis::cmd("XRANGE");
-                cmd.arg(&query.stream_id).arg(start).arg(end);
+                cmd.arg(stream_key(&query.stream_id)?).arg(start).arg(end);
                 if query.count > 0 {
                     cmd.arg("COUNT").arg(query.count);
                 }
-                let reply: StreamRangeReply = self.query(&mut conn, &safe_url, &cmd).await?;
+                let reply: StreamRangeReply = self
+                    .query(&target, OP_QUERY_STREAM, Repeat::Safe, &cmd)
+                    .await?;
                 let events = reply
                     .ids
                     .into_iter()
@@ -680,17 +864,25 @@ impl CapabilityProvider for RedisEventStreams {
         }
     }
 
-    /// `PING`s the server of every binding; healthy when all answer.
+    /// `PING`s the server of every binding (connecting if need be);
+    /// healthy when all answer.
     async fn health(&self) -> Health {
-        let servers: Vec<(String, ConnectionManager)> = lock(&self.state)
+        let targets: Vec<CallTarget> = lock(&self.state)
             .bindings
             .values()
-            .map(|b| (b.safe_url.clone(), b.conn.clone()))
+            .map(|b| CallTarget {
+                link: Arc::clone(&b.link),
+                safe_url: b.safe_url.clone(),
+                namespace: b.namespace.clone(),
+            })
             .collect();
         let mut failures = Vec::new();
-        for (safe_url, mut conn) in servers {
+        for target in targets {
             let cmd = redis::cmd("PING");
-            if let Err(e) = self.query::<String>(&mut conn, &safe_url, &cmd).await {
+            if let Err(e) = self
+                .query::<String>(&target, "PING", Repeat::Safe, &cmd)
+                .await
+            {
                 failures.push(e.to_string());
             }
         }

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use waxosuit_cap_eventstreams_redis::{CONFIG_STREAMS, CONFIG_URL, RedisEventStreams};
+use waxosuit_cap_eventstreams_redis::{
+    CONFIG_STREAM_PREFIX, CONFIG_STREAMS, CONFIG_URL, RedisEventStreams,
+};
 use waxosuit_codec::eventstreams::*;
 use waxosuit_provider::{
     ActorDispatcher, BindRequest, CapabilityProvider, DispatchError, ProviderCall, ProviderError,
@@ -87,17 +89,38 @@ fn bind_request(actor: &str, values: &[(&str, &str)]) -> BindRequest {
     }
 }
 
-/// A server and a started provider with BOB bound (no subscriptions).
+/// A server and a started provider with BOB bound (no subscriptions), in
+/// his own stream namespace.
 async fn setup() -> (RedisServer, RedisEventStreams, Arc<Recorder>) {
+    setup_with(&[]).await
+}
+
+/// The stream prefix of the tests about several actors on one stream: an
+/// explicit opt-out of the per-actor namespaces.
+const SHARED: (&str, &str) = (CONFIG_STREAM_PREFIX, "shared:");
+
+/// [`setup`], BOB's binding also carrying `values`.
+async fn setup_with(values: &[(&str, &str)]) -> (RedisServer, RedisEventStreams, Arc<Recorder>) {
     let redis = RedisServer::start().unwrap();
     let provider = RedisEventStreams::new();
     let recorder = Arc::new(Recorder::default());
     provider.start(recorder.clone()).await.unwrap();
-    provider
-        .bind_actor(bind_request(BOB, &[(CONFIG_URL, &redis.url())]))
-        .await
-        .unwrap();
+    let url = redis.url();
+    let mut bob = vec![(CONFIG_URL, url.as_str())];
+    bob.extend_from_slice(values);
+    provider.bind_actor(bind_request(BOB, &bob)).await.unwrap();
     (redis, provider, recorder)
+}
+
+/// BOB's default namespace, where his streams are stored.
+const BOB_NS: &str = "wxs:es:MBOB:default:";
+
+async fn direct(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
 }
 
 async fn call(
@@ -165,16 +188,12 @@ fn ids(events: &[Event]) -> Vec<&str> {
     events.iter().map(|e| e.event_id.as_str()).collect()
 }
 
-/// Writes entries with chosen ids straight to Redis.
-async fn xadd_with_ids(redis: &RedisServer, stream: &str, entries: &[&str]) {
-    let mut conn = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+/// Writes entries with chosen ids straight to Redis, under `key`.
+async fn xadd_with_ids(redis: &RedisServer, key: &str, entries: &[&str]) {
+    let mut conn = direct(redis).await;
     for id in entries {
         let _: String = redis::cmd("XADD")
-            .arg(stream)
+            .arg(key)
             .arg(*id)
             .arg("id")
             .arg(*id)
@@ -235,7 +254,7 @@ async fn queries_select_by_time_in_milliseconds_and_count() {
     let (redis, provider, _) = setup().await;
     xadd_with_ids(
         &redis,
-        "s",
+        &format!("{BOB_NS}s"),
         &["1000-0", "2000-0", "2000-1", "3000-0", "4000-0"],
     )
     .await;
@@ -272,13 +291,9 @@ async fn bad_writes_and_type_errors_are_backend_errors() {
         matches!(&err, ProviderError::Backend { message, .. } if message.contains("at least one value")),
         "{err:?}"
     );
-    let mut conn = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = direct(&redis).await;
     let () = redis::cmd("SET")
-        .arg("plain")
+        .arg(format!("{BOB_NS}plain"))
         .arg("x")
         .query_async(&mut conn)
         .await
@@ -298,19 +313,19 @@ async fn bad_writes_and_type_errors_are_backend_errors() {
 
 #[tokio::test]
 async fn new_events_of_subscribed_streams_are_delivered_until_removal() {
-    let (redis, provider, recorder) = setup().await;
+    let (redis, provider, recorder) = setup_with(&[SHARED]).await;
     let before = write(&provider, &event("a", &[("n", "0")])).await.unwrap();
     provider
         .bind_actor(bind_request(
             ALICE,
-            &[(CONFIG_URL, &redis.url()), (CONFIG_STREAMS, "a, b")],
+            &[(CONFIG_URL, &redis.url()), (CONFIG_STREAMS, "a, b"), SHARED],
         ))
         .await
         .unwrap();
     provider
         .bind_actor(bind_request(
             CAROL,
-            &[(CONFIG_URL, &redis.url()), (CONFIG_STREAMS, "a")],
+            &[(CONFIG_URL, &redis.url()), (CONFIG_STREAMS, "a"), SHARED],
         ))
         .await
         .unwrap();
@@ -361,38 +376,48 @@ async fn new_events_of_subscribed_streams_are_delivered_until_removal() {
     provider.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_survives_a_redis_restart() {
-    let (mut redis, provider, recorder) = setup().await;
+    let (mut redis, provider, recorder) = setup_with(&[SHARED]).await;
     provider
         .bind_actor(bind_request(
             ALICE,
-            &[(CONFIG_URL, &redis.url()), (CONFIG_STREAMS, "a")],
+            &[(CONFIG_URL, &redis.url()), (CONFIG_STREAMS, "a"), SHARED],
         ))
         .await
         .unwrap();
     let a1 = write(&provider, &event("a", &[("n", "1")])).await.unwrap();
     recorder.wait_for(ALICE, "a", &a1).await;
 
-    redis.stop();
-    let during = write(&provider, &event("a", &[("n", "lost")])).await;
-    assert!(
-        matches!(&during, Err(ProviderError::Unavailable { reason, .. }) if reason.contains(&redis.url())),
-        "{during:?}"
-    );
-    assert!(!provider.health().await.healthy);
-    redis.restart().unwrap();
-
-    // The first call after the restart may still see the old connection.
-    let mut written = None;
-    for _ in 0..40 {
-        if let Ok(id) = write(&provider, &event("a", &[("n", "2")])).await {
-            written = Some(id);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // Blocking the test's thread, not the workers: the provider notices
+    // the connection closing, as it would in a host.
+    tokio::task::block_in_place(|| redis.stop());
+    for round in 0..3 {
+        let started = std::time::Instant::now();
+        let during = write(&provider, &event("a", &[("n", "lost")])).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "a refused call took {:?}",
+            started.elapsed()
+        );
+        // A call made the instant the server died may still meet its
+        // connection (and say so); later ones find none and cannot connect.
+        assert!(
+            matches!(&during, Err(ProviderError::Unavailable { reason, .. })
+                if reason.contains(&redis.url())
+                    && (reason.contains("cannot connect")
+                        || (round == 0 && reason.contains("in flight")))),
+            "round {round}: {during:?}"
+        );
     }
-    let a2 = written.expect("writes work again after the restart");
+    assert!(!provider.health().await.healthy);
+    tokio::task::block_in_place(|| redis.restart()).unwrap();
+
+    // The first call after the restart succeeds: it connects within the
+    // call rather than reporting the outage again.
+    let a2 = write(&provider, &event("a", &[("n", "2")]))
+        .await
+        .expect("the first write after the restart");
     recorder.wait_for(ALICE, "a", &a2).await;
     assert!(provider.health().await.healthy);
     provider.shutdown().await;
@@ -400,11 +425,11 @@ async fn delivery_survives_a_redis_restart() {
 
 #[tokio::test]
 async fn shutdown_stops_delivery_and_drops_bindings() {
-    let (redis, provider, recorder) = setup().await;
+    let (redis, provider, recorder) = setup_with(&[SHARED]).await;
     provider
         .bind_actor(bind_request(
             ALICE,
-            &[(CONFIG_URL, &redis.url()), (CONFIG_STREAMS, "a")],
+            &[(CONFIG_URL, &redis.url()), (CONFIG_STREAMS, "a"), SHARED],
         ))
         .await
         .unwrap();
@@ -420,12 +445,12 @@ async fn shutdown_stops_delivery_and_drops_bindings() {
     witness
         .bind_actor(bind_request(
             CAROL,
-            &[(CONFIG_URL, &redis.url()), (CONFIG_STREAMS, "a")],
+            &[(CONFIG_URL, &redis.url()), (CONFIG_STREAMS, "a"), SHARED],
         ))
         .await
         .unwrap();
     witness
-        .bind_actor(bind_request(BOB, &[(CONFIG_URL, &redis.url())]))
+        .bind_actor(bind_request(BOB, &[(CONFIG_URL, &redis.url()), SHARED]))
         .await
         .unwrap();
     let a1 = write(&witness, &event("a", &[("n", "1")])).await.unwrap();
@@ -468,13 +493,13 @@ async fn an_unreachable_server_at_bind_time_is_not_fatal() {
     let recorder = Arc::new(Recorder::default());
     provider.start(recorder.clone()).await.unwrap();
     provider
-        .bind_actor(bind_request(BOB, &[(CONFIG_URL, &redis.url())]))
+        .bind_actor(bind_request(BOB, &[(CONFIG_URL, &redis.url()), SHARED]))
         .await
         .unwrap();
     provider
         .bind_actor(bind_request(
             ALICE,
-            &[(CONFIG_URL, &redis.url()), (CONFIG_STREAMS, "a")],
+            &[(CONFIG_URL, &redis.url()), (CONFIG_STREAMS, "a"), SHARED],
         ))
         .await
         .unwrap();
@@ -483,11 +508,13 @@ async fn an_unreachable_server_at_bind_time_is_not_fatal() {
         Err(ProviderError::Unavailable { .. })
     ));
     redis.restart().unwrap();
-    // Delivery starts once the task reaches the server; keep writing until
-    // one event arrives, which shows both calls and delivery recovered.
+    // Calls work at once; delivery starts once its task reaches the server
+    // (it retries with a backoff), so keep writing until one event arrives.
+    query(&provider, "a", None, 0)
+        .await
+        .expect("the first call after Redis started");
     for _ in 0..100 {
-        // Writes fail until the provider's connection is back.
-        let _ = write(&provider, &event("a", &[("n", "1")])).await;
+        write(&provider, &event("a", &[("n", "1")])).await.unwrap();
         if !recorder.events_of(ALICE).is_empty() {
             break;
         }
@@ -523,4 +550,227 @@ fn descriptor_names_the_three_operations() {
         .map(|op| op.name.as_str())
         .collect();
     assert_eq!(names, [OP_WRITE_EVENT, OP_QUERY_STREAM, OP_DELIVER_EVENT]);
+}
+
+/// Writes `event` as `actor` (BOB's [`write`] for anyone).
+async fn write_as(
+    provider: &RedisEventStreams,
+    actor: &str,
+    event: &Event,
+) -> Result<String, ProviderError> {
+    let reply = call(
+        provider,
+        actor,
+        OP_WRITE_EVENT,
+        waxosuit_codec::serialize(event).unwrap(),
+    )
+    .await?;
+    let WriteResponse { event_id } = waxosuit_codec::deserialize(&reply).unwrap();
+    Ok(event_id)
+}
+
+async fn query_as(
+    provider: &RedisEventStreams,
+    actor: &str,
+    stream: &str,
+) -> Result<Vec<Event>, ProviderError> {
+    let query = StreamQuery {
+        stream_id: stream.into(),
+        range: None,
+        count: 0,
+    };
+    let reply = call(
+        provider,
+        actor,
+        OP_QUERY_STREAM,
+        waxosuit_codec::serialize(&query).unwrap(),
+    )
+    .await?;
+    let StreamResults { events } = waxosuit_codec::deserialize(&reply).unwrap();
+    Ok(events)
+}
+
+async fn keys_in(redis: &RedisServer) -> Vec<String> {
+    let mut conn = direct(redis).await;
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn two_actors_using_the_same_stream_name_do_not_see_each_others_events() {
+    let (redis, provider, recorder) = setup().await;
+    provider
+        .bind_actor(bind_request(
+            ALICE,
+            &[(CONFIG_URL, &redis.url()), (CONFIG_STREAMS, "orders")],
+        ))
+        .await
+        .unwrap();
+    let bobs = write_as(&provider, BOB, &event("orders", &[("by", "bob")]))
+        .await
+        .unwrap();
+    let alices = write_as(&provider, ALICE, &event("orders", &[("by", "alice")]))
+        .await
+        .unwrap();
+    recorder.wait_for(ALICE, "orders", &alices).await;
+
+    // Each queries only its own stream, under the name it used.
+    let of_bob = query_as(&provider, BOB, "orders").await.unwrap();
+    assert_eq!(ids(&of_bob), [bobs.as_str()]);
+    assert_eq!(of_bob[0].values["by"], "bob");
+    let of_alice = query_as(&provider, ALICE, "orders").await.unwrap();
+    assert_eq!(ids(&of_alice), [alices.as_str()]);
+    assert_eq!(of_alice[0].stream, "orders");
+    // Delivery too: ALICE's subscription never sees BOB's event.
+    let delivered = recorder.events_of(ALICE);
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert_eq!(delivered[0].values["by"], "alice");
+    assert_eq!(delivered[0].stream, "orders");
+    assert_eq!(
+        keys_in(&redis).await,
+        ["wxs:es:MALICE:default:orders", "wxs:es:MBOB:default:orders"]
+    );
+
+    // A stream named like another actor's key-value key stays in the
+    // writer's namespace and leaves that key alone.
+    let mut conn = direct(&redis).await;
+    let () = redis::cmd("SET")
+        .arg("wxs:MBOB:default:counter")
+        .arg("5")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    write_as(
+        &provider,
+        ALICE,
+        &event("wxs:MBOB:default:counter", &[("x", "1")]),
+    )
+    .await
+    .unwrap();
+    let counter: String = redis::cmd("GET")
+        .arg("wxs:MBOB:default:counter")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(counter, "5");
+    assert!(
+        keys_in(&redis)
+            .await
+            .contains(&"wxs:es:MALICE:default:wxs:MBOB:default:counter".to_string())
+    );
+    provider.shutdown().await;
+}
+
+#[tokio::test]
+async fn shared_streams_are_an_explicit_opt_out() {
+    let (redis, provider, recorder) = setup_with(&[(CONFIG_STREAM_PREFIX, "")]).await;
+    provider
+        .bind_actor(bind_request(
+            ALICE,
+            &[
+                (CONFIG_URL, &redis.url()),
+                (CONFIG_STREAMS, "orders"),
+                (CONFIG_STREAM_PREFIX, ""),
+            ],
+        ))
+        .await
+        .unwrap();
+    // CAROL keeps her own namespace and sees nothing of theirs.
+    provider
+        .bind_actor(bind_request(
+            CAROL,
+            &[(CONFIG_URL, &redis.url()), (CONFIG_STREAMS, "orders")],
+        ))
+        .await
+        .unwrap();
+    let id = write_as(&provider, BOB, &event("orders", &[("by", "bob")]))
+        .await
+        .unwrap();
+    recorder.wait_for(ALICE, "orders", &id).await;
+    assert_eq!(
+        ids(&query_as(&provider, ALICE, "orders").await.unwrap()),
+        [id.as_str()]
+    );
+    assert!(
+        query_as(&provider, CAROL, "orders")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // An empty prefix means the raw key, shared with other applications.
+    assert_eq!(keys_in(&redis).await, ["orders"]);
+    assert!(recorder.events_of(CAROL).is_empty());
+
+    // Shared streams cannot reach into the per-actor namespaces.
+    let err = write_as(
+        &provider,
+        BOB,
+        &event("wxs:es:MCAROL:default:orders", &[("x", "1")]),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::Backend { message, .. }
+            if message.contains("per-actor namespaces") && message.contains("MBOB")),
+        "{err:?}"
+    );
+    assert!(
+        query_as(&provider, CAROL, "orders")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let err = provider
+        .bind_actor(bind_request(
+            ALICE,
+            &[
+                (CONFIG_URL, &redis.url()),
+                (CONFIG_STREAMS, "wxs:MBOB:default:k"),
+                (CONFIG_STREAM_PREFIX, ""),
+            ],
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::Config { key, .. } if key == CONFIG_STREAMS),
+        "{err:?}"
+    );
+
+    // A shared prefix groups the actors that name it.
+    for actor in [ALICE, CAROL] {
+        provider
+            .bind_actor(bind_request(
+                actor,
+                &[(CONFIG_URL, &redis.url()), (CONFIG_STREAM_PREFIX, "team:")],
+            ))
+            .await
+            .unwrap();
+    }
+    let id = write_as(&provider, ALICE, &event("tasks", &[("n", "1")]))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&query_as(&provider, CAROL, "tasks").await.unwrap()),
+        [id.as_str()]
+    );
+    assert!(keys_in(&redis).await.contains(&"team:tasks".to_string()));
+    provider.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_call_after_a_restart_between_calls_succeeds() {
+    let (mut redis, provider, _) = setup().await;
+    write(&provider, &event("s", &[("n", "1")])).await.unwrap();
+    // No call during the outage; `WriteEvent` is never sent twice, so its
+    // success shows the dead connection was not used at all.
+    tokio::task::block_in_place(|| redis.restart()).unwrap();
+    write(&provider, &event("s", &[("n", "2")]))
+        .await
+        .expect("the first write after the restart");
+    assert_eq!(query(&provider, "s", None, 0).await.unwrap().len(), 1);
 }

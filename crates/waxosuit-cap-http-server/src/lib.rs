@@ -20,11 +20,29 @@
 //! * Failures never reach the client as actor internals: an actor error or
 //!   trap is `500 Failed to handle request`, a reply that is not a valid
 //!   `Response` is `500 Malformed response from actor`, and the reason is
-//!   logged with `tracing::error!` naming the actor. Limits come from the
-//!   binding values: [`MAX_BODY_BYTES`] (`413`), [`REQUEST_TIMEOUT_MS`]
-//!   (`408` for a slow body, `504` for a slow actor), [`MAX_HEADERS`] and
-//!   [`MAX_HEADER_BYTES`] (`431`), [`HEADER_READ_TIMEOUT_MS`] (slow or idle
-//!   clients are disconnected).
+//!   logged with `tracing::error!` naming the actor.
+//! * Every resource a client or an actor can make the server spend is
+//!   bounded, with a default and a binding value to change it
+//!   (`docs/http-server.md` has the table):
+//!   * per request: [`MAX_BODY_BYTES`] (`413`; no larger than the actor's
+//!     payload limit, [`ACTOR_MAX_PAYLOAD`]), [`REQUEST_TIMEOUT_MS`] (`408`
+//!     for a slow body, `504` for a slow actor), [`MAX_HEADERS`] and
+//!     [`MAX_HEADER_BYTES`] (`431`). The body is read straight into the
+//!     MessagePack request, never held twice;
+//!   * per reply: [`MAX_REPLY_HEADERS`] and [`MAX_REPLY_HEADER_BYTES`]
+//!     (`500` with a short reason, and a log line naming the actor and the
+//!     value to raise), checked before anything is built per header;
+//!   * per listener: [`MAX_CONNECTIONS`] (past it, `503` with
+//!     `Retry-After` and the connection closed) and [`MAX_IN_FLIGHT`]
+//!     (`503` with `Retry-After`);
+//!   * per connection: [`HEADER_READ_TIMEOUT_MS`], [`IDLE_TIMEOUT_MS`] and
+//!     [`WRITE_TIMEOUT_MS`] (the connection is closed).
+//!
+//!   The [`bounded`] module serves other small HTTP endpoints of the host
+//!   with the same connection bounds.
+//! * [`ADDRESS`] defaults to **loopback** (`127.0.0.1`), where waSCC
+//!   listened on `0.0.0.0`; a binding without `ADDRESS` is logged as a
+//!   warning saying so.
 //! * [`HttpServerProvider::bound_address`] tells the host which address a
 //!   binding actually got, which matters with `PORT=0`.
 //! * [`remove_actor`](waxosuit_provider::CapabilityProvider::remove_actor)
@@ -87,11 +105,52 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod bounded;
 mod config;
+mod conn;
+mod inflight;
 mod serve;
 mod threads;
 mod watchdog;
 mod wire;
+
+/// Entry points for the fuzz suite (`fuzz/`, docs/fuzzing.md); not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use bytes::Bytes;
+    use http_body_util::Full;
+
+    use crate::config::ReplyLimits;
+
+    /// What a client would get for `reply` (an actor's `HandleRequest`
+    /// answer) under the given header limits, through the in-place reader
+    /// when it handles the reply.
+    pub fn reply_to_http(
+        reply: Vec<u8>,
+        max_headers: usize,
+        max_header_bytes: usize,
+    ) -> hyper::Response<Full<Bytes>> {
+        let limits = ReplyLimits {
+            max_headers,
+            max_header_bytes,
+        };
+        crate::serve::reply_to_http("fuzz", "fuzz", reply, &limits)
+    }
+
+    /// The same, always through the codec: the reference the in-place reader
+    /// must agree with.
+    pub fn codec_reply_to_http(
+        reply: &[u8],
+        max_headers: usize,
+        max_header_bytes: usize,
+    ) -> hyper::Response<Full<Bytes>> {
+        let limits = ReplyLimits {
+            max_headers,
+            max_header_bytes,
+        };
+        crate::serve::codec_reply_to_http("fuzz", "fuzz", reply, &limits)
+    }
+}
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -107,14 +166,19 @@ use waxosuit_provider::{
 };
 
 pub use config::{
-    ADDRESS, DEFAULT_ADDRESS, DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT,
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_HEADER_BYTES, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT,
-    DRAIN_TIMEOUT_MS, HEADER_READ_TIMEOUT_MS, MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_HEADERS, PORT,
-    REQUEST_TIMEOUT_MS,
+    ACTOR_MAX_PAYLOAD, ADDRESS, DEFAULT_ADDRESS, DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_REPLY_HEADER_BYTES, DEFAULT_MAX_REPLY_HEADERS, DEFAULT_PORT,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_WRITE_TIMEOUT, DRAIN_TIMEOUT_MS, HEADER_READ_TIMEOUT_MS,
+    IDLE_TIMEOUT_MS, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEADER_BYTES, MAX_HEADERS, MAX_IN_FLIGHT,
+    MAX_REPLY_HEADER_BYTES, MAX_REPLY_HEADERS, MAX_REPLY_HEADERS_LIMIT, PORT, REQUEST_TIMEOUT_MS,
+    WRITE_TIMEOUT_MS,
 };
 
 use config::{ListenerConfig, config_error};
-use serve::ActorService;
+use inflight::InFlight;
+use serve::{ActorConnector, ActorService};
 use threads::ConnectionThreads;
 
 /// The binding a listener serves: (actor key, binding name).
@@ -318,15 +382,43 @@ impl CapabilityProvider for HttpServerProvider {
                 self.thread_count
             ),
         })?;
-        let service = Arc::new(ActorService {
+        if config.address_defaulted {
+            tracing::warn!(
+                actor = %request.actor,
+                binding = %request.binding,
+                %addr,
+                "no ADDRESS in the binding values: listening on loopback only, so other \
+                 machines cannot connect. waSCC listened on 0.0.0.0 (all interfaces) by \
+                 default; add `ADDRESS: 0.0.0.0` to the binding's values to serve the network"
+            );
+        }
+        bounded::warn_if_over_file_limit(
+            &format!("actor {} (binding {})", request.actor, request.binding),
+            config.connections.max_connections,
+        );
+        let service = ActorService {
             actor: Arc::from(request.actor.as_str()),
+            name: Arc::from(
+                request
+                    .values
+                    .get(waxosuit_codec::core::CONFIG_WASCC_CLAIMS_NAME)
+                    .map_or("", String::as_str),
+            ),
             dispatcher,
             max_body_bytes: config.max_body_bytes,
+            max_payload: config.max_payload,
             request_timeout: config.request_timeout,
-        });
+            reply: config.reply,
+            in_flight: Arc::new(InFlight::new(
+                config.max_in_flight,
+                threads.as_ref().map_or(1, |t| t.len()),
+            )),
+        };
+        let connector = Arc::new(ActorConnector::new(service, &config, &request.binding));
+        let drain_timeout = config.drain_timeout;
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(async move {
-            serve::run_listener(listener, service, &config, threads, stop_rx).await;
+            serve::run_listener(listener, connector, drain_timeout, threads, stop_rx).await;
         });
         tracing::info!(actor = %request.actor, binding = %request.binding, %addr, "HTTP server listening");
         listeners.insert(key, Listener { addr, stop, task });

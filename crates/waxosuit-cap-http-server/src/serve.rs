@@ -1,7 +1,6 @@
-//! One listener: the accept loop, per-connection serving with graceful
-//! shutdown, and the HTTP ↔ `HandleRequest` mapping.
+//! One listener: its accept loop (see `bounded`) and the HTTP ↔
+//! `HandleRequest` mapping of each request.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
 use std::io;
@@ -12,26 +11,27 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{
-    CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, TRANSFER_ENCODING,
+    CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+    TRANSFER_ENCODING,
 };
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{StatusCode, ext::ReasonPhrase};
-use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{oneshot, watch};
-use tokio::task::{Id, JoinError, JoinSet};
-use tokio::time::{Instant, timeout, timeout_at};
+use tokio::sync::watch;
+use tokio::time::{Instant, timeout_at};
 use waxosuit_codec::http::{OP_HANDLE_REQUEST, Response};
 use waxosuit_provider::ActorDispatcher;
 
-use crate::config::ListenerConfig;
+use crate::bounded::{self, ConnectionLimits, Connector};
+use crate::config::{ListenerConfig, ReplyLimits};
+use crate::conn::{self, Activity};
+use crate::inflight::InFlight;
 use crate::threads::ConnectionThreads;
-use crate::watchdog::{DeadlineTimer, Watchdog};
-use crate::wire;
+use crate::wire::{self, ReplyRefusal};
 
 /// The HTTP response type of every request this provider serves: actor
 /// bodies are already complete in memory, so no streaming body is needed.
@@ -42,10 +42,6 @@ pub(crate) type HttpResponse = hyper::Response<Full<Bytes>>;
 const FAILED: &[u8] = b"Failed to handle request";
 /// Body of the 500 sent when the actor's reply is not a `Response`.
 const MALFORMED: &[u8] = b"Malformed response from actor";
-
-/// How long the accept loop backs off after an error such as `EMFILE`,
-/// which would otherwise repeat immediately and spin a core.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// Listen backlog; larger than std's 128 so a burst of benchmark or
 /// production connections is not refused while the loop catches up.
@@ -68,9 +64,75 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 #[derive(Clone)]
 pub(crate) struct ActorService {
     pub(crate) actor: Arc<str>,
+    /// The actor's name from its claims (`__wascc_name`), for log lines;
+    /// empty when the host did not say.
+    pub(crate) name: Arc<str>,
     pub(crate) dispatcher: Arc<dyn ActorDispatcher>,
     pub(crate) max_body_bytes: usize,
+    /// The actor's payload limit, when the host said.
+    pub(crate) max_payload: Option<usize>,
     pub(crate) request_timeout: Duration,
+    pub(crate) reply: ReplyLimits,
+    pub(crate) in_flight: Arc<InFlight>,
+}
+
+/// An [`ActorService`] as one connection serves it: its own copy, so that
+/// the `Arc` each request clones is not shared by all connections (a count
+/// written from every core on every request), plus what the connection
+/// knows about itself.
+struct ConnService {
+    service: ActorService,
+    activity: Arc<Activity>,
+    /// The connection thread, whose share of the in-flight limit it uses.
+    thread: usize,
+}
+
+/// Serves a binding's connections.
+pub(crate) struct ActorConnector {
+    pub(crate) service: ActorService,
+    pub(crate) http: http1::Builder,
+    pub(crate) limits: ConnectionLimits,
+    /// `actor M… (binding b)`, for log lines about connections.
+    pub(crate) server: String,
+}
+
+impl ActorConnector {
+    pub(crate) fn new(service: ActorService, config: &ListenerConfig, binding: &str) -> Self {
+        ActorConnector {
+            server: format!("actor {} (binding {binding})", service.actor),
+            http: conn::http1_builder(&config.connections, config.max_headers),
+            limits: config.connections.clone(),
+            service,
+        }
+    }
+}
+
+impl Connector for ActorConnector {
+    fn server(&self) -> &str {
+        &self.server
+    }
+
+    async fn serve(self: Arc<Self>, stream: TcpStream, conn: bounded::Conn) {
+        let service = Arc::new(ConnService {
+            service: self.service.clone(),
+            activity: Arc::clone(&conn.activity),
+            thread: conn.thread,
+        });
+        let svc = service_fn(move |req| {
+            let service = Arc::clone(&service);
+            async move { Ok::<_, Infallible>(service.handle(req).await) }
+        });
+        conn::serve(
+            stream,
+            &self.http,
+            svc,
+            &self.limits,
+            conn.activity,
+            conn.stop,
+            &self.server,
+        )
+        .await;
+    }
 }
 
 /// Serves `listener` until `stop` turns true (or its sender is dropped),
@@ -80,82 +142,20 @@ pub(crate) struct ActorService {
 /// without them.
 pub(crate) async fn run_listener(
     listener: TcpListener,
-    service: Arc<ActorService>,
-    config: &ListenerConfig,
+    connector: Arc<ActorConnector>,
+    drain_timeout: Duration,
     threads: Option<Arc<ConnectionThreads>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let http = Arc::new(http1_builder(config));
-    let mut connections = JoinSet::new();
-    // One private stop signal per connection rather than a shared channel:
-    // a connection polls its signal on every wake-up, and a shared `watch`
-    // or `Notify` takes one mutex on each such poll, which all connections
-    // would contend on.
-    let mut stops: HashMap<Id, oneshot::Sender<()>> = HashMap::new();
-    loop {
-        tokio::select! {
-            biased;
-            () = stopped(&mut stop) => break,
-            Some(finished) = connections.join_next_with_id(), if !connections.is_empty() => {
-                stops.remove(&finished_id(&finished));
-                report_connection_panic(&service.actor, finished);
-            }
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    let (stop_connection, stop_rx) = oneshot::channel();
-                    let http = Arc::clone(&http);
-                    let service = Arc::clone(&service);
-                    let timeout = config.header_read_timeout;
-                    let task = match &threads {
-                        Some(threads) => {
-                            let Some(stream) = hand_over(stream, &service.actor) else {
-                                continue;
-                            };
-                            threads.spawn(&mut connections, async move {
-                                if let Some(stream) = take_over(stream, &service.actor) {
-                                    serve_connection(stream, http, service, timeout, stop_rx).await;
-                                }
-                            })
-                        }
-                        None => connections.spawn(serve_connection(stream, http, service, timeout, stop_rx)),
-                    };
-                    stops.insert(task.id(), stop_connection);
-                }
-                Err(e) if is_per_connection(&e) => {
-                    tracing::debug!(actor = %service.actor, error = %e, "accept failed for one connection");
-                }
-                Err(e) => {
-                    tracing::error!(actor = %service.actor, error = %e, "accepting connections failed; retrying");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            }
-        }
-    }
-    // Closing the socket first makes new connections fail fast instead of
-    // queueing in the backlog while the old ones drain.
-    drop(listener);
-    for (_, stop_connection) in stops.drain() {
-        // The connection may have ended on its own meanwhile; nothing to do.
-        let _ = stop_connection.send(());
-    }
-    let open = connections.len();
-    let drained = timeout(config.drain_timeout, async {
-        while let Some(finished) = connections.join_next().await {
-            report_connection_panic(&service.actor, finished);
-        }
-    })
+    let open = bounded::accept_until(
+        listener,
+        &connector,
+        &connector.limits,
+        threads.as_ref(),
+        stopped(&mut stop),
+    )
     .await;
-    if drained.is_err() {
-        tracing::warn!(
-            actor = %service.actor,
-            still_open = connections.len(),
-            of = open,
-            drain_timeout = ?config.drain_timeout,
-            "connections did not finish in time; closing them"
-        );
-        connections.abort_all();
-        while connections.join_next().await.is_some() {}
-    }
+    open.drain(drain_timeout, &connector.server).await;
 }
 
 /// Resolves once the listener is told to stop, or its sender is gone (the
@@ -166,124 +166,38 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stopping| *stopping).await;
 }
 
-fn http1_builder(config: &ListenerConfig) -> http1::Builder {
-    let mut http = http1::Builder::new();
-    http.keep_alive(true)
-        .max_header_size(config.max_header_bytes)
-        // The read buffer must hold the largest accepted head; hyper's
-        // ~400 KB default would let one client pin that much per connection.
-        .max_buf_size(config.max_header_bytes.max(64 * 1024))
-        // Deadlines checked when the connection's watchdog wakes it, not
-        // tokio timers armed per request; see `watchdog`.
-        .timer(DeadlineTimer)
-        .header_read_timeout(config.header_read_timeout);
-    // Only when asked: hyper moves the header array to the heap once this is
-    // set, which costs every request a few percent.
-    if let Some(max) = config.max_headers {
-        http.max_headers(max);
-    }
-    http
+/// Why a request body was not read to the end.
+enum BodyRefusal {
+    TooLarge,
+    /// The client broke the framing or the connection.
+    Unreadable(hyper::Error),
+    /// Its declared length and the bytes sent disagree.
+    LengthMismatch,
+    /// Memory for it could not be had.
+    NoMemory,
 }
 
-/// Errors that concern only the connection being accepted (the peer reset
-/// it before we got it), not the listener.
-fn is_per_connection(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionRefused
-    )
-}
-
-fn finished_id(finished: &Result<(Id, ()), JoinError>) -> Id {
-    match finished {
-        Ok((id, ())) => *id,
-        Err(e) => e.id(),
-    }
-}
-
-fn report_connection_panic<T>(actor: &str, finished: Result<T, JoinError>) {
-    if let Err(e) = finished
-        && e.is_panic()
-    {
-        tracing::error!(actor, error = %e, "an HTTP connection task panicked");
-    }
-}
-
-/// Takes an accepted connection off this runtime's reactor, so that its
-/// readiness wakes the thread that serves it, not this one (which would
-/// then have to hand every wake-up over). `None`, logged, if that fails.
-fn hand_over(stream: TcpStream, actor: &str) -> Option<std::net::TcpStream> {
-    stream
-        .into_std()
-        .inspect_err(|e| tracing::warn!(actor, error = %e, "cannot hand over an accepted connection; it is closed"))
-        .ok()
-}
-
-/// Registers a handed-over connection with the reactor of the runtime
-/// running this; `into_std` left the socket non-blocking, as this requires.
-fn take_over(stream: std::net::TcpStream, actor: &str) -> Option<TcpStream> {
-    TcpStream::from_std(stream)
-        .inspect_err(|e| tracing::warn!(actor, error = %e, "cannot register an accepted connection; it is closed"))
-        .ok()
-}
-
-async fn serve_connection(
-    stream: TcpStream,
-    http: Arc<http1::Builder>,
-    service: Arc<ActorService>,
-    header_read_timeout: Option<Duration>,
-    mut stop: oneshot::Receiver<()>,
-) {
-    // Made here, not by the accept loop: its timer belongs to the runtime
-    // that serves the connection.
-    let mut watchdog = Watchdog::new(header_read_timeout);
-    // Responses are small and written in one go; Nagle would hold them back
-    // waiting for an ACK and add up to 40 ms of latency on keep-alive.
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-    }
-    let actor = Arc::clone(&service.actor);
-    // A copy per connection: each request clones this `Arc`, and a count
-    // shared by all connections would be written from every core on every
-    // request.
-    let service = Arc::new(ActorService::clone(&service));
-    let svc = service_fn(move |req| {
-        let service = Arc::clone(&service);
-        async move { Ok::<_, Infallible>(service.handle(req).await) }
-    });
-    let conn = http.serve_connection(TokioIo::new(stream), svc);
-    tokio::pin!(conn);
-    let mut stopping = false;
-    let result = loop {
-        tokio::select! {
-            // Polling the connection first keeps the common path to one branch.
-            biased;
-            result = conn.as_mut() => break result,
-            // A dropped sender means the listener is gone: stop as well.
-            _ = &mut stop, if !stopping => {
-                // Finishes the request in flight (if any), then closes; an
-                // idle keep-alive connection closes at once.
-                stopping = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            // Nothing to do: being woken makes hyper re-check its header
-            // deadline on the next turn of the loop.
-            () = watchdog.tick() => {}
-        }
-    };
-    if let Err(e) = result {
-        // Clients hanging up mid-request are routine; not worth more.
-        tracing::debug!(actor = %actor, error = %e, "HTTP connection ended with an error");
-    }
-}
-
-impl ActorService {
+impl ConnService {
     /// Maps one HTTP request to `HandleRequest` and the actor's reply back.
     /// Never fails: every problem becomes a status code, and the reason the
     /// client does not see is logged.
-    pub(crate) async fn handle(&self, req: hyper::Request<Incoming>) -> HttpResponse {
+    async fn handle(&self, req: hyper::Request<Incoming>) -> HttpResponse {
+        let _request = self.activity.request();
+        let s = &self.service;
+        let Some(_place) = s.in_flight.try_take(self.thread) else {
+            if let Some(unlogged) = s.in_flight.should_warn(std::time::Instant::now()) {
+                tracing::warn!(
+                    actor = %s.actor,
+                    actor_name = %s.name,
+                    max_in_flight = s.in_flight.limit(),
+                    refused_since_last_warning = unlogged,
+                    "too many HTTP requests in flight: new ones are answered 503; if this is \
+                     legitimate load, raise MAX_IN_FLIGHT in the binding values (or the \
+                     actor's max_instances, if requests queue for it)"
+                );
+            }
+            return busy();
+        };
         let (parts, body) = req.into_parts();
         // Started when something first has to wait, not here: most requests
         // never wait, and reading the clock and arming a timer for them is
@@ -292,45 +206,64 @@ impl ActorService {
 
         // Refusing on the declared length saves reading a body we would
         // throw away.
-        if declared_length(&parts.headers).is_some_and(|len| len > self.max_body_bytes as u64) {
+        let declared = declared_length(&parts.headers);
+        if declared.is_some_and(|len| len > s.max_body_bytes as u64) {
             return plain(StatusCode::PAYLOAD_TOO_LARGE, b"Request body too large");
         }
-        // Most requests (GET, HEAD, …) have no body; skip the collecting.
-        let body = if body.is_end_stream() {
-            Bytes::new()
+        let declared = declared.and_then(|len| usize::try_from(len).ok());
+        // Most requests (GET, HEAD, …) have no body: nothing to stream.
+        let no_body = body.is_end_stream();
+        let body_room = if no_body {
+            2
         } else {
-            match self.read_body(body, &mut deadline).await {
-                Ok(body) => body,
-                Err(refusal) => return *refusal,
-            }
+            declared.unwrap_or(0) + 5
         };
-
-        let Some(payload) = wire::encode_request(
+        let Some(mut payload) = wire::encode_request_head(
             parts.method.as_str(),
             parts.uri.path(),
             parts.uri.query().unwrap_or_default(),
             &parts.headers,
-            &body,
+            body_room,
         ) else {
-            tracing::error!(actor = %self.actor, "HTTP request too large to encode as MessagePack");
+            tracing::error!(actor = %s.actor, "HTTP request too large to encode as MessagePack");
             return plain(StatusCode::PAYLOAD_TOO_LARGE, b"Request too large");
         };
-        // Release hyper's buffers before the actor runs, however long it takes.
-        drop((parts, body));
+        // Release hyper's head before the body and the actor, however long
+        // they take.
+        drop(parts);
+        // Known too large before reading a byte of the body?
+        let at_least = payload.len() + declared.unwrap_or(0);
+        if let Some(max) = s.max_payload
+            && at_least > max
+        {
+            return too_large_for_actor(s, at_least, max);
+        }
+        if no_body {
+            // Cannot fail: an empty `bin` always fits.
+            let _ = wire::put_bin(&mut payload, &[]);
+        } else if let Err(refusal) = self
+            .read_body_into(body, &mut payload, declared, &mut deadline)
+            .await
+        {
+            return refusal;
+        }
+        if let Some(max) = s.max_payload
+            && payload.len() > max
+        {
+            return too_large_for_actor(s, payload.len(), max);
+        }
 
-        let dispatch = self
-            .dispatcher
-            .dispatch(&self.actor, OP_HANDLE_REQUEST, payload);
+        let dispatch = s.dispatcher.dispatch(&s.actor, OP_HANDLE_REQUEST, payload);
         let reply = match self.bounded(&mut deadline, dispatch).await {
             Some(Ok(reply)) => reply,
             Some(Err(e)) => {
-                tracing::error!(actor = %self.actor, error = %e, "actor failed to handle an HTTP request");
+                tracing::error!(actor = %s.actor, error = %e, "actor failed to handle an HTTP request");
                 return plain(StatusCode::INTERNAL_SERVER_ERROR, FAILED);
             }
             None => {
                 tracing::error!(
-                    actor = %self.actor,
-                    timeout = ?self.request_timeout,
+                    actor = %s.actor,
+                    timeout = ?s.request_timeout,
                     "actor did not answer an HTTP request in time"
                 );
                 return plain(
@@ -339,33 +272,70 @@ impl ActorService {
                 );
             }
         };
-        reply_to_http(&self.actor, reply)
+        reply_to_http(&s.actor, &s.name, reply, &s.reply)
     }
 
-    /// The whole body, or the response refusing it.
-    async fn read_body(
+    /// Streams the body straight into `payload` (after its head): the
+    /// body exists once in memory, never also as hyper's chunks or a
+    /// joined copy. `Err` is the response refusing it.
+    async fn read_body_into(
         &self,
         body: Incoming,
+        payload: &mut Vec<u8>,
+        declared: Option<usize>,
         deadline: &mut Option<Instant>,
-    ) -> Result<Bytes, Box<HttpResponse>> {
-        let collect = Limited::new(body, self.max_body_bytes).collect();
-        match self.bounded(deadline, collect).await {
-            Some(Ok(collected)) => Ok(collected.to_bytes()),
-            Some(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(Box::new(plain(
+    ) -> Result<(), HttpResponse> {
+        let s = &self.service;
+        let limit = s.max_body_bytes;
+        let read = async {
+            let mut body = pin!(body);
+            let start = wire::begin_bin(payload, declared).ok_or(BodyRefusal::TooLarge)?;
+            let body_at = payload.len();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(BodyRefusal::Unreadable)?;
+                let Ok(data) = frame.into_data() else {
+                    // Trailers: the codec's `Request` has nowhere to put them.
+                    continue;
+                };
+                let received = payload.len() - body_at + data.len();
+                if received > limit {
+                    return Err(BodyRefusal::TooLarge);
+                }
+                if declared.is_some_and(|len| received > len) {
+                    return Err(BodyRefusal::LengthMismatch);
+                }
+                payload
+                    .try_reserve(data.len())
+                    .map_err(|_| BodyRefusal::NoMemory)?;
+                payload.extend_from_slice(&data);
+            }
+            if declared.is_some_and(|len| payload.len() - body_at != len) {
+                return Err(BodyRefusal::LengthMismatch);
+            }
+            wire::finish_bin(payload, start).ok_or(BodyRefusal::TooLarge)
+        };
+        match self.bounded(deadline, read).await {
+            Some(Ok(())) => Ok(()),
+            Some(Err(BodyRefusal::TooLarge)) => Err(plain(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 b"Request body too large",
-            ))),
-            Some(Err(e)) => {
-                tracing::debug!(actor = %self.actor, error = %e, "cannot read request body");
-                Err(Box::new(plain(
-                    StatusCode::BAD_REQUEST,
-                    b"Cannot read request body",
-                )))
+            )),
+            Some(Err(BodyRefusal::NoMemory)) => {
+                tracing::error!(actor = %s.actor, "out of memory for an HTTP request body");
+                Err(busy())
             }
-            None => Err(Box::new(plain(
+            Some(Err(BodyRefusal::LengthMismatch)) => Err(plain(
+                StatusCode::BAD_REQUEST,
+                b"Request body does not match its Content-Length",
+            )),
+            Some(Err(BodyRefusal::Unreadable(e))) => {
+                tracing::debug!(actor = %s.actor, error = %e, "cannot read request body");
+                Err(plain(StatusCode::BAD_REQUEST, b"Cannot read request body"))
+            }
+            None => Err(plain(
                 StatusCode::REQUEST_TIMEOUT,
                 b"Request body not received in time",
-            ))),
+            )),
         }
     }
 
@@ -381,9 +351,24 @@ impl ActorService {
         if let Poll::Ready(output) = first {
             return Some(output);
         }
-        let deadline = *deadline.get_or_insert_with(|| Instant::now() + self.request_timeout);
+        let deadline =
+            *deadline.get_or_insert_with(|| Instant::now() + self.service.request_timeout);
         timeout_at(deadline, fut).await.ok()
     }
+}
+
+fn too_large_for_actor(s: &ActorService, size: usize, max: usize) -> HttpResponse {
+    tracing::info!(
+        actor = %s.actor,
+        actor_name = %s.name,
+        size,
+        max_payload = max,
+        "HTTP request refused with 413: larger than the actor's payload limit"
+    );
+    plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        b"Request too large for the actor",
+    )
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -398,25 +383,17 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 
 /// Turns the actor's reply into the HTTP response: read in place when it has
 /// the usual layout, through the codec otherwise, so that both accept and
-/// reject exactly what the codec does.
-fn reply_to_http(actor: &str, reply: Vec<u8>) -> HttpResponse {
-    let Some(view) = wire::decode_reply(&reply) else {
-        return match waxosuit_codec::deserialize::<Response>(&reply) {
-            Ok(response) => build_http(
-                actor,
-                response.status_code,
-                &response.status,
-                response
-                    .header
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str())),
-                Bytes::from(response.body),
-            ),
-            Err(e) => {
-                tracing::error!(actor, error = %e, "actor replied to HandleRequest with something that is not a Response");
-                plain(StatusCode::INTERNAL_SERVER_ERROR, MALFORMED)
-            }
-        };
+/// reject exactly what the codec does, and both within `limits`.
+pub(crate) fn reply_to_http(
+    actor: &str,
+    name: &str,
+    reply: Vec<u8>,
+    limits: &ReplyLimits,
+) -> HttpResponse {
+    let view = match wire::decode_reply(&reply, limits) {
+        Ok(Some(view)) => view,
+        Ok(None) => return codec_reply_to_http(actor, name, &reply, limits),
+        Err(refusal) => return refused_reply(actor, name, refusal),
     };
     let body_range = view.body.clone();
     let head = match response_head(
@@ -435,6 +412,47 @@ fn reply_to_http(actor: &str, reply: Vec<u8>) -> HttpResponse {
     body.truncate(body_range.end);
     body.advance(body_range.start);
     head.map(|()| Full::new(body))
+}
+
+/// The codec's verdict on a reply the in-place reader does not handle,
+/// after checking it against `limits` so the codec never builds an
+/// oversized header map.
+pub(crate) fn codec_reply_to_http(
+    actor: &str,
+    name: &str,
+    reply: &[u8],
+    limits: &ReplyLimits,
+) -> HttpResponse {
+    if let Err(refusal) = wire::check_unusual(reply, limits) {
+        return refused_reply(actor, name, refusal);
+    }
+    match waxosuit_codec::deserialize::<Response>(reply) {
+        Ok(response) => build_http(
+            actor,
+            response.status_code,
+            &response.status,
+            response
+                .header
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+            Bytes::from(response.body),
+        ),
+        Err(e) => {
+            tracing::error!(actor, error = %e, "actor replied to HandleRequest with something that is not a Response");
+            plain(StatusCode::INTERNAL_SERVER_ERROR, MALFORMED)
+        }
+    }
+}
+
+/// A reply over the binding's limits: logged with what to change, and a
+/// `500` whose body says briefly why.
+fn refused_reply(actor: &str, name: &str, refusal: ReplyRefusal) -> HttpResponse {
+    tracing::error!(
+        actor,
+        actor_name = name,
+        "actor's HTTP reply refused with 500: {refusal}"
+    );
+    plain(StatusCode::INTERNAL_SERVER_ERROR, refusal.client_reason())
 }
 
 /// The actor's reply cannot be turned into HTTP; already logged.
@@ -457,7 +475,9 @@ fn build_http<'a>(
 /// Applies the actor's status and headers; anything hyper cannot represent
 /// faithfully (bad status, bad header) is the actor's bug and becomes a
 /// logged 500 rather than a silently altered reply; the reason is logged
-/// here, so the error carries nothing.
+/// here, so the error carries nothing. The header count is already within
+/// the binding's limit, itself far below what a `HeaderMap` holds, and the
+/// fallible calls keep it so.
 fn response_head<'a>(
     actor: &str,
     status_code: u32,
@@ -478,7 +498,14 @@ fn response_head<'a>(
     let mut out = hyper::Response::new(());
     *out.status_mut() = status;
     let map = out.headers_mut();
-    map.reserve(headers.len());
+    let too_many = |_| {
+        tracing::error!(
+            actor,
+            "actor replied with more headers than an HTTP response can hold"
+        );
+        MalformedReply
+    };
+    map.try_reserve(headers.len()).map_err(too_many)?;
     for (name, value) in headers {
         let Ok(header_name) = HeaderName::from_bytes(name.as_bytes()) else {
             tracing::error!(actor, header = %name, "actor replied with an invalid header name");
@@ -493,7 +520,8 @@ fn response_head<'a>(
             tracing::error!(actor, header = %name, "actor replied with an invalid header value");
             return Err(MalformedReply);
         };
-        map.append(header_name, header_value);
+        map.try_append(header_name, header_value)
+            .map_err(too_many)?;
     }
     // waSCC actors set `status` to the reason phrase; only a non-standard one
     // needs carrying, and one hyper rejects is left to the canonical phrase.
@@ -516,6 +544,14 @@ fn plain(status: StatusCode, body: &'static [u8]) -> HttpResponse {
     out
 }
 
+/// `503` with `Retry-After: 1`: the server is saturated, not broken.
+fn busy() -> HttpResponse {
+    let mut out = plain(StatusCode::SERVICE_UNAVAILABLE, b"Server busy; retry later");
+    out.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -528,7 +564,7 @@ mod tests {
 
     /// The same response through the in-place reader and through the codec.
     fn both_paths(response: &Response) -> [HttpResponse; 2] {
-        let fast = reply_to_http("MA", reply(response));
+        let fast = reply_to_http("MA", "a", reply(response), &ReplyLimits::default());
         let codec = build_http(
             "MA",
             response.status_code,
@@ -616,12 +652,12 @@ mod tests {
         // `Response::ok()` as a MessagePack array: the codec accepts it, the
         // in-place reader does not.
         let as_array = vec![0x94, 0xcc, 201, 0xa2, b'O', b'K', 0x80, 0xc4, 0x01, b'!'];
-        let out = reply_to_http("MA", as_array);
+        let out = reply_to_http("MA", "a", as_array, &ReplyLimits::default());
         assert_eq!(out.status(), StatusCode::CREATED);
         let mut garbage = reply(&Response::ok());
         garbage.push(0);
         assert_eq!(
-            reply_to_http("MA", garbage).status(),
+            reply_to_http("MA", "a", garbage, &ReplyLimits::default()).status(),
             StatusCode::INTERNAL_SERVER_ERROR
         );
     }
@@ -639,7 +675,7 @@ mod tests {
         reply.extend_from_slice(&[0xa0, 0xa6]);
         reply.extend_from_slice(b"header");
         reply.extend_from_slice(&[0x81, 0xa1, b'k', 0xa1, b'v']);
-        let out = reply_to_http("MA", reply);
+        let out = reply_to_http("MA", "a", reply, &ReplyLimits::default());
         assert_eq!(out.status(), StatusCode::ACCEPTED);
         assert_eq!(out.headers()["k"], "v");
         let body = out.into_body().collect().await.unwrap().to_bytes();

@@ -60,9 +60,12 @@ struct Thread {
     open: Arc<Padded>,
 }
 
+/// A counter on its own cache line (128 bytes: adjacent-line prefetching
+/// pairs lines on x86), so that counters written from different threads do
+/// not invalidate each other.
 #[repr(align(128))]
 #[derive(Default)]
-struct Padded(AtomicUsize);
+pub(crate) struct Padded(pub(crate) AtomicUsize);
 
 impl ConnectionThreads {
     /// Starts `count` runtimes (at least one), named `waxosuit-http-N`.
@@ -103,16 +106,24 @@ impl ConnectionThreads {
     }
 
     /// Spawns a connection's task into `set`, on the thread with the fewest
-    /// open connections (the lowest index on ties).
-    pub(crate) fn spawn<F>(&self, set: &mut JoinSet<()>, connection: F) -> AbortHandle
+    /// open connections (the lowest index on ties). `connection` gets the
+    /// index of that thread, below [`len`](Self::len), so it can use
+    /// per-thread state that no other thread writes.
+    pub(crate) fn spawn<F>(
+        &self,
+        set: &mut JoinSet<()>,
+        connection: impl FnOnce(usize) -> F,
+    ) -> AbortHandle
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let thread = self
+        let (index, thread) = self
             .threads
             .iter()
-            .min_by_key(|t| t.open.0.load(Ordering::Relaxed))
+            .enumerate()
+            .min_by_key(|(_, t)| t.open.0.load(Ordering::Relaxed))
             .expect("at least one thread, by construction");
+        let connection = connection(index);
         // Counted up here and down when the task is dropped, however it
         // ends: aborted before its first poll included.
         let open = OpenGuard::new(Arc::clone(&thread.open));
@@ -167,16 +178,18 @@ mod tests {
     use super::*;
 
     /// Spawns a task that reports the thread it started on and the one it
-    /// ends on, once released.
+    /// ends on, once released, and checks that the index it was given is
+    /// that thread's.
     fn connection(
         threads: &ConnectionThreads,
         set: &mut JoinSet<()>,
     ) -> (oneshot::Sender<()>, oneshot::Receiver<(String, String)>) {
         let (release, released) = oneshot::channel::<()>();
         let (report, reported) = oneshot::channel();
-        threads.spawn(set, async move {
+        threads.spawn(set, |index| async move {
             let name = || std::thread::current().name().unwrap_or("").to_string();
             let before = name();
+            assert_eq!(before, format!("waxosuit-http-{index}"));
             let _ = released.await;
             let _ = report.send((before, name()));
         });
@@ -223,13 +236,13 @@ mod tests {
         let mut set = JoinSet::new();
         let (unblock, blocked) = std::sync::mpsc::channel::<()>();
         let (started, running) = oneshot::channel();
-        threads.spawn(&mut set, async move {
+        threads.spawn(&mut set, |_| async move {
             let _ = started.send(());
             // Holds the only worker, so the next task cannot start.
             let _ = blocked.recv();
         });
         running.await.expect("blocker started");
-        let never_run = threads.spawn(&mut set, async { unreachable!("aborted first") });
+        let never_run = threads.spawn(&mut set, |_| async { unreachable!("aborted first") });
         assert_eq!(threads.open_counts(), [2]);
         never_run.abort();
         unblock.send(()).expect("blocker waiting");
@@ -254,7 +267,7 @@ mod tests {
     async fn dropping_the_threads_inside_async_code_does_not_panic() {
         let threads = ConnectionThreads::start(1).expect("runtime");
         let mut set = JoinSet::new();
-        threads.spawn(&mut set, std::future::pending());
+        threads.spawn(&mut set, |_| std::future::pending());
         drop(threads);
         // The task is dropped with its runtime: it ends as cancelled.
         let ended = tokio::time::timeout(Duration::from_secs(5), set.join_next())

@@ -41,6 +41,22 @@
 //!   canonical decimal integer, or whose result leaves the `i32` of the
 //!   reply, fails without changing the value. Emptied lists and sets
 //!   disappear, as in Redis.
+//! * **Quotas** (binding values), per (actor, binding) keyspace:
+//!
+//!   | Key | Default | Meaning |
+//!   |---|---|---|
+//!   | [`MAX_KEYS`] | `100000` | keys held, of every type |
+//!   | [`MAX_BYTES`] | `67108864` (64 MiB) | bytes held: every key, list item and set member counts its UTF-8 length plus [`ITEM_OVERHEAD_BYTES`], a string value its length |
+//!
+//!   A write that would take the keyspace over a quota fails with a
+//!   [`ProviderError::Backend`] naming the quota, the actor, the binding
+//!   and the value to raise, and changes nothing: the data already stored
+//!   stays as it was. Expired keys that are still held count until they go;
+//!   a write that would fail only because of them sweeps them first.
+//!   Writes that shrink or keep the size (`Del`, `Clear`, removals,
+//!   overwriting with something no bigger) always pass, so a keyspace over
+//!   its quota (after a re-bind lowered it) can always be cleaned up.
+//!   Re-binding applies the new quotas and keeps the data.
 //! * **Expiry** is exact: an expired key is invisible to every operation
 //!   from its deadline on. Expired keys nobody touches are purged by a sweep
 //!   task that [`start`](CapabilityProvider::start) spawns and
@@ -102,10 +118,41 @@ use waxosuit_provider::{
     encode,
 };
 
-use crate::store::{Store, StoreError};
+use crate::store::{Limits, Quota, Store, StoreError};
 
 /// How often [`MemoryKeyValue::new`]'s sweep task purges expired keys.
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Binding value: the most keys the binding's keyspace may hold (at least
+/// 1); default [`DEFAULT_MAX_KEYS`].
+pub const MAX_KEYS: &str = "MAX_KEYS";
+/// Binding value: the most bytes the binding's keyspace may hold, counted
+/// as the [crate docs](crate) say (at least 1); default
+/// [`DEFAULT_MAX_BYTES`].
+pub const MAX_BYTES: &str = "MAX_BYTES";
+/// [`MAX_KEYS`] when the binding does not set it.
+pub const DEFAULT_MAX_KEYS: u64 = 100_000;
+/// [`MAX_BYTES`] when the binding does not set it (64 MiB).
+pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// What each key, list item and set member counts for in [`MAX_BYTES`] on
+/// top of its length (32): an empty string still takes memory, and without
+/// this an actor could hold millions of empty list items in no bytes at
+/// all.
+pub const ITEM_OVERHEAD_BYTES: u64 = store::ITEM_OVERHEAD_BYTES;
+
+/// A write refused by a binding's quota, saying whose and what to raise.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "ERR quota {quota} exceeded for actor {actor} (binding `{binding}`): {source}; delete keys \
+     or let them expire, or raise {quota} in this wascc:keyvalue binding's values"
+)]
+struct QuotaExceeded {
+    quota: &'static str,
+    actor: String,
+    binding: String,
+    #[source]
+    source: StoreError,
+}
 
 /// Keyspaces by actor, then by binding, so a call can be routed from the
 /// borrowed strings it carries.
@@ -158,6 +205,16 @@ impl MemoryKeyValue {
             .values()
             .flat_map(HashMap::values)
             .map(|store| lock(store).len())
+            .sum()
+    }
+
+    /// Bytes held across all keyspaces, as [`MAX_BYTES`] counts them,
+    /// counting expired entries not yet touched or swept.
+    pub fn stored_bytes(&self) -> u64 {
+        read(&self.stores)
+            .values()
+            .flat_map(HashMap::values)
+            .map(|store| lock(store).bytes())
             .sum()
     }
 
@@ -229,8 +286,44 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn backend(error: StoreError) -> ProviderError {
-    ProviderError::backend(CAPABILITY_ID, error)
+/// Turns a store's refusal into the actor's error; a quota error also
+/// names the actor and binding, which the store does not know.
+fn refused(call: &ProviderCall) -> impl Fn(StoreError) -> ProviderError + '_ {
+    |error| match error {
+        StoreError::Quota { quota, .. } => ProviderError::backend(
+            CAPABILITY_ID,
+            QuotaExceeded {
+                quota: match quota {
+                    Quota::Keys => MAX_KEYS,
+                    Quota::Bytes => MAX_BYTES,
+                },
+                actor: call.actor.clone(),
+                binding: call.binding.clone(),
+                source: error,
+            },
+        ),
+        other => ProviderError::backend(CAPABILITY_ID, other),
+    }
+}
+
+/// The binding's quotas from its values.
+fn limits(request: &BindRequest) -> Result<Limits, ProviderError> {
+    let positive = |key: &str, default: u64| match request.values.get(key).map(|v| v.trim()) {
+        None => Ok(default),
+        Some(raw) => match raw.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(ProviderError::Config {
+                capid: CAPABILITY_ID.to_string(),
+                actor: request.actor.clone(),
+                key: key.to_string(),
+                reason: format!("is `{raw}`; give a whole number of at least 1"),
+            }),
+        },
+    };
+    Ok(Limits {
+        max_keys: positive(MAX_KEYS, DEFAULT_MAX_KEYS)?,
+        max_bytes: positive(MAX_BYTES, DEFAULT_MAX_BYTES)?,
+    })
 }
 
 /// Lengths and counts travel as `i32`; a list longer than that is reported
@@ -278,12 +371,18 @@ impl CapabilityProvider for MemoryKeyValue {
         Ok(())
     }
 
+    /// Creates the pair's keyspace with the quotas of the binding's values;
+    /// binding a bound pair again applies the new quotas and keeps its data.
     async fn bind_actor(&self, request: BindRequest) -> Result<(), ProviderError> {
-        write(&self.stores)
-            .entry(request.actor)
-            .or_default()
-            .entry(request.binding)
-            .or_default();
+        let limits = limits(&request)?;
+        let mut stores = write(&self.stores);
+        let bindings = stores.entry(request.actor).or_default();
+        match bindings.get(&request.binding) {
+            Some(store) => lock(store).set_limits(limits),
+            None => {
+                bindings.insert(request.binding, Arc::new(Mutex::new(Store::new(limits))));
+            }
+        }
         Ok(())
     }
 
@@ -306,10 +405,11 @@ impl CapabilityProvider for MemoryKeyValue {
     async fn handle_call(&self, call: ProviderCall) -> Result<Vec<u8>, ProviderError> {
         let store = self.store(&call.actor, &call.binding)?;
         let now = Instant::now();
+        let backend = refused(&call);
         match call.operation.as_str() {
             OP_GET => {
                 let req: GetRequest = decode(CAPABILITY_ID, &call)?;
-                let value = lock(&store).get(&req.key, now).map_err(backend)?;
+                let value = lock(&store).get(&req.key, now).map_err(&backend)?;
                 encode(
                     CAPABILITY_ID,
                     &GetResponse {
@@ -322,14 +422,14 @@ impl CapabilityProvider for MemoryKeyValue {
                 let req: SetRequest = decode(CAPABILITY_ID, &call)?;
                 lock(&store)
                     .set(&req.key, req.value.clone(), req.expires_s, now)
-                    .map_err(backend)?;
+                    .map_err(&backend)?;
                 encode(CAPABILITY_ID, &SetResponse { value: req.value })
             }
             OP_ADD => {
                 let req: AddRequest = decode(CAPABILITY_ID, &call)?;
                 let value = lock(&store)
                     .add(&req.key, req.value, now)
-                    .map_err(backend)?;
+                    .map_err(&backend)?;
                 encode(CAPABILITY_ID, &AddResponse { value })
             }
             OP_DEL => {
@@ -339,21 +439,21 @@ impl CapabilityProvider for MemoryKeyValue {
             }
             OP_CLEAR => {
                 let req: ListClearRequest = decode(CAPABILITY_ID, &call)?;
-                lock(&store).clear_list(&req.key, now).map_err(backend)?;
+                lock(&store).clear_list(&req.key, now).map_err(&backend)?;
                 encode(CAPABILITY_ID, &DelResponse { key: req.key })
             }
             OP_RANGE => {
                 let req: ListRangeRequest = decode(CAPABILITY_ID, &call)?;
                 let values = lock(&store)
                     .range(&req.key, req.start, req.stop, now)
-                    .map_err(backend)?;
+                    .map_err(&backend)?;
                 encode(CAPABILITY_ID, &ListRangeResponse { values })
             }
             OP_PUSH => {
                 let req: ListPushRequest = decode(CAPABILITY_ID, &call)?;
                 let len = lock(&store)
                     .push(&req.key, req.value, now)
-                    .map_err(backend)?;
+                    .map_err(&backend)?;
                 encode(
                     CAPABILITY_ID,
                     &ListResponse {
@@ -365,7 +465,7 @@ impl CapabilityProvider for MemoryKeyValue {
                 let req: ListDelItemRequest = decode(CAPABILITY_ID, &call)?;
                 let len = lock(&store)
                     .list_remove(&req.key, &req.value, now)
-                    .map_err(backend)?;
+                    .map_err(&backend)?;
                 encode(
                     CAPABILITY_ID,
                     &ListResponse {
@@ -377,7 +477,7 @@ impl CapabilityProvider for MemoryKeyValue {
                 let req: SetAddRequest = decode(CAPABILITY_ID, &call)?;
                 let added = lock(&store)
                     .set_add(&req.key, req.value, now)
-                    .map_err(backend)?;
+                    .map_err(&backend)?;
                 encode(
                     CAPABILITY_ID,
                     &SetOperationResponse {
@@ -389,7 +489,7 @@ impl CapabilityProvider for MemoryKeyValue {
                 let req: SetRemoveRequest = decode(CAPABILITY_ID, &call)?;
                 let removed = lock(&store)
                     .set_remove(&req.key, &req.value, now)
-                    .map_err(backend)?;
+                    .map_err(&backend)?;
                 encode(
                     CAPABILITY_ID,
                     &SetOperationResponse {
@@ -399,19 +499,19 @@ impl CapabilityProvider for MemoryKeyValue {
             }
             OP_SET_UNION => {
                 let req: SetUnionRequest = decode(CAPABILITY_ID, &call)?;
-                let values = lock(&store).set_union(&req.keys, now).map_err(backend)?;
+                let values = lock(&store).set_union(&req.keys, now).map_err(&backend)?;
                 encode(CAPABILITY_ID, &SetQueryResponse { values })
             }
             OP_SET_INTERSECT => {
                 let req: SetIntersectionRequest = decode(CAPABILITY_ID, &call)?;
                 let values = lock(&store)
                     .set_intersection(&req.keys, now)
-                    .map_err(backend)?;
+                    .map_err(&backend)?;
                 encode(CAPABILITY_ID, &SetQueryResponse { values })
             }
             OP_SET_QUERY => {
                 let req: SetQueryRequest = decode(CAPABILITY_ID, &call)?;
-                let values = lock(&store).set_members(&req.key, now).map_err(backend)?;
+                let values = lock(&store).set_members(&req.key, now).map_err(&backend)?;
                 encode(CAPABILITY_ID, &SetQueryResponse { values })
             }
             OP_KEY_EXISTS => {

@@ -3,6 +3,11 @@
 //! Everything here is synchronous and takes the current time as an argument:
 //! the provider holds the store's lock for the whole of an operation (which
 //! is what makes `Add` atomic), and tests can move time without sleeping.
+//!
+//! A store also keeps its quotas ([`Limits`]): every operation that would
+//! add a key or bytes checks first and fails, changing nothing, when the
+//! result would be over a limit. The byte count is kept up to date on every
+//! change rather than computed, so the check costs nothing.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
@@ -95,34 +100,199 @@ pub(crate) enum StoreError {
     InvalidExpire { key: String, seconds: i32 },
     #[error("ERR `{operation}` needs at least one key")]
     NoKeys { operation: &'static str },
+    /// The write would take the store over one of its [`Limits`]. The
+    /// provider adds who and what to raise, which the store does not know.
+    #[error(
+        "{in_use} of {limit} {unit} are in use and `{operation}` on key `{key}` needs {needed} \
+         more; nothing was changed"
+    )]
+    Quota {
+        quota: Quota,
+        operation: &'static str,
+        key: String,
+        limit: u64,
+        in_use: u64,
+        needed: u64,
+        unit: &'static str,
+    },
+}
+
+/// Which of a store's [`Limits`] a write would break.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Quota {
+    /// [`Limits::max_keys`].
+    Keys,
+    /// [`Limits::max_bytes`].
+    Bytes,
+}
+
+/// What one keyspace may hold. Bytes are counted as [`entry_bytes`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    pub(crate) max_keys: u64,
+    pub(crate) max_bytes: u64,
+}
+
+/// What one key, list item or set member costs on top of its bytes: an
+/// empty string still takes memory (its `String`, its slot in the map, list
+/// or set), and without this an actor could hold millions of empty list
+/// items inside a byte quota of zero.
+pub(crate) const ITEM_OVERHEAD_BYTES: u64 = 32;
+
+/// The bytes an item (key, string value, list item, set member) counts for.
+fn item_bytes(item: &str) -> u64 {
+    // `usize` is at most 64 bits on every supported target.
+    item.len() as u64 + ITEM_OVERHEAD_BYTES
+}
+
+/// The bytes `key` holding `value` counts for: the key and every item of
+/// the value, each with [`ITEM_OVERHEAD_BYTES`].
+fn entry_bytes(key: &str, value: &Value) -> u64 {
+    item_bytes(key)
+        + match value {
+            Value::Str(s) => s.len() as u64,
+            Value::List(list) => list.iter().map(|item| item_bytes(item)).sum(),
+            Value::Set(set) => set.iter().map(|member| item_bytes(member)).sum(),
+        }
 }
 
 /// One keyspace.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Store {
     entries: HashMap<String, Entry>,
+    limits: Limits,
+    /// [`entry_bytes`] summed over `entries`, expired ones included until
+    /// they are dropped: they still take memory.
+    bytes: u64,
+    /// No entry expires before this; `None` when none has an expiry. May be
+    /// early (the entry was deleted since), never late.
+    next_expiry: Option<Instant>,
 }
 
 impl Store {
+    pub(crate) fn new(limits: Limits) -> Store {
+        Store {
+            entries: HashMap::new(),
+            limits,
+            bytes: 0,
+            next_expiry: None,
+        }
+    }
+
     /// Entries held, including expired ones nobody has touched or swept yet.
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Bytes held, as [`Limits::max_bytes`] counts them.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Applies new limits. Data already held stays even if it is over them;
+    /// only writes that would grow the store further are refused.
+    pub(crate) fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     /// Drops every expired entry; returns how many went.
     pub(crate) fn sweep(&mut self, now: Instant) -> usize {
         let before = self.entries.len();
-        self.entries.retain(|_, entry| !entry.is_expired(now));
+        let mut freed = 0;
+        let mut next = None::<Instant>;
+        self.entries.retain(|key, entry| match entry.expires_at {
+            Some(at) if at <= now => {
+                freed += entry_bytes(key, &entry.value);
+                false
+            }
+            Some(at) => {
+                next = Some(next.map_or(at, |n| n.min(at)));
+                true
+            }
+            None => true,
+        });
+        self.bytes -= freed;
+        self.next_expiry = next;
         before - self.entries.len()
+    }
+
+    /// Inserts or replaces `key`, keeping the byte count.
+    fn put(&mut self, key: &str, entry: Entry) {
+        if let Some(at) = entry.expires_at {
+            self.next_expiry = Some(self.next_expiry.map_or(at, |n| n.min(at)));
+        }
+        self.bytes += entry_bytes(key, &entry.value);
+        if let Some(old) = self.entries.insert(key.to_string(), entry) {
+            self.bytes -= entry_bytes(key, &old.value);
+        }
+    }
+
+    /// Removes `key`, keeping the byte count.
+    fn drop_key(&mut self, key: &str) -> Option<Entry> {
+        let removed = self.entries.remove(key);
+        if let Some(entry) = &removed {
+            self.bytes -= entry_bytes(key, &entry.value);
+        }
+        removed
     }
 
     /// The live entry under `key`, dropping it first if it has expired: this
     /// lazy check is what makes expiry exact between two sweeps.
     fn live(&mut self, key: &str, now: Instant) -> Option<&mut Entry> {
         if self.entries.get(key).is_some_and(|e| e.is_expired(now)) {
-            self.entries.remove(key);
+            self.drop_key(key);
         }
         self.entries.get_mut(key)
+    }
+
+    /// Checks that a write adding `new_keys` keys, and `needed` bytes while
+    /// freeing `freed`, stays within the limits. When it would not, and some
+    /// entry has expired since the last sweep, sweeps once and checks again:
+    /// expired data must not make a store refuse writes. A sweep happens at
+    /// most once per expired entry, so a writer stuck at its quota cannot
+    /// make every call scan the whole store.
+    fn make_room(
+        &mut self,
+        operation: &'static str,
+        key: &str,
+        new_keys: u64,
+        freed: u64,
+        needed: u64,
+        now: Instant,
+    ) -> Result<(), StoreError> {
+        loop {
+            let keys = self.entries.len() as u64;
+            let bytes_after = self.bytes.saturating_sub(freed).saturating_add(needed);
+            let over = if new_keys > 0 && keys + new_keys > self.limits.max_keys {
+                Some((Quota::Keys, self.limits.max_keys, keys, new_keys, "keys"))
+            } else if needed > freed && bytes_after > self.limits.max_bytes {
+                Some((
+                    Quota::Bytes,
+                    self.limits.max_bytes,
+                    self.bytes,
+                    needed - freed,
+                    "bytes",
+                ))
+            } else {
+                None
+            };
+            let Some((quota, limit, in_use, needed, unit)) = over else {
+                return Ok(());
+            };
+            if self.next_expiry.is_some_and(|at| at <= now) {
+                self.sweep(now);
+                continue;
+            }
+            return Err(StoreError::Quota {
+                quota,
+                operation,
+                key: key.to_string(),
+                limit,
+                in_use,
+                needed,
+                unit,
+            });
+        }
     }
 
     fn wrong_type(operation: &'static str, key: &str, held: Kind, wanted: Kind) -> StoreError {
@@ -163,47 +333,69 @@ impl Store {
             // never.
             s => now.checked_add(Duration::from_secs(u64::from(s.unsigned_abs()))),
         };
-        self.entries.insert(
-            key.to_string(),
-            Entry {
-                value: Value::Str(value),
-                expires_at,
-            },
-        );
+        let entry = Entry {
+            value: Value::Str(value),
+            expires_at,
+        };
+        let (new_keys, freed) = match self.live(key, now) {
+            Some(old) => (0, entry_bytes(key, &old.value)),
+            None => (1, 0),
+        };
+        self.make_room(
+            "Set",
+            key,
+            new_keys,
+            freed,
+            entry_bytes(key, &entry.value),
+            now,
+        )?;
+        self.put(key, entry);
         Ok(())
     }
 
     /// `INCRBY`: a missing key counts as 0; the TTL is kept, as in Redis.
     pub(crate) fn add(&mut self, key: &str, delta: i32, now: Instant) -> Result<i32, StoreError> {
         let current = match self.live(key, now).map(|e| &e.value) {
-            None => 0,
+            None => None,
             Some(Value::Str(s)) => {
-                parse_redis_integer(s).ok_or_else(|| StoreError::NotAnInteger {
-                    key: key.to_string(),
-                })?
+                Some(
+                    parse_redis_integer(s).ok_or_else(|| StoreError::NotAnInteger {
+                        key: key.to_string(),
+                    })?,
+                )
             }
             Some(other) => return Err(Self::wrong_type("Add", key, other.kind(), Kind::String)),
         };
         // The reply carries an i32, so a result outside it is refused rather
         // than stored and then misreported.
         let next = current
+            .unwrap_or(0)
             .checked_add(i64::from(delta))
             .and_then(|n| i32::try_from(n).ok())
             .ok_or_else(|| StoreError::Overflow {
                 key: key.to_string(),
-                current,
+                current: current.unwrap_or(0),
                 delta,
             })?;
-        match self.entries.get_mut(key) {
-            Some(entry) => entry.value = Value::Str(next.to_string()),
+        let text = next.to_string();
+        match current {
+            Some(current) => {
+                // The stored text is canonical, so this is its length.
+                let old_len = current.to_string().len() as u64;
+                let new_len = text.len() as u64;
+                self.make_room("Add", key, 0, old_len, new_len, now)?;
+                if let Some(entry) = self.entries.get_mut(key) {
+                    entry.value = Value::Str(text);
+                    self.bytes = self.bytes - old_len + new_len;
+                }
+            }
             None => {
-                self.entries.insert(
-                    key.to_string(),
-                    Entry {
-                        value: Value::Str(next.to_string()),
-                        expires_at: None,
-                    },
-                );
+                let entry = Entry {
+                    value: Value::Str(text),
+                    expires_at: None,
+                };
+                self.make_room("Add", key, 1, 0, entry_bytes(key, &entry.value), now)?;
+                self.put(key, entry);
             }
         }
         Ok(next)
@@ -211,8 +403,7 @@ impl Store {
 
     /// `DEL`: any type; returns whether a live key was deleted.
     pub(crate) fn del(&mut self, key: &str, now: Instant) -> bool {
-        self.entries
-            .remove(key)
+        self.drop_key(key)
             .is_some_and(|entry| !entry.is_expired(now))
     }
 
@@ -222,7 +413,7 @@ impl Store {
         match self.live(key, now).map(|e| &e.value) {
             None => Ok(()),
             Some(Value::List(_)) => {
-                self.entries.remove(key);
+                self.drop_key(key);
                 Ok(())
             }
             Some(other) => Err(Self::wrong_type("Clear", key, other.kind(), Kind::List)),
@@ -271,22 +462,31 @@ impl Store {
         value: String,
         now: Instant,
     ) -> Result<usize, StoreError> {
-        match self.live(key, now).map(|e| &mut e.value) {
-            None => {
-                self.entries.insert(
-                    key.to_string(),
-                    Entry {
-                        value: Value::List(VecDeque::from([value])),
-                        expires_at: None,
-                    },
-                );
-                Ok(1)
-            }
+        let new_key = match self.live(key, now).map(|e| &e.value) {
+            None => true,
+            Some(Value::List(_)) => false,
+            Some(other) => return Err(Self::wrong_type("Push", key, other.kind(), Kind::List)),
+        };
+        let needed = item_bytes(&value) + if new_key { item_bytes(key) } else { 0 };
+        self.make_room("Push", key, u64::from(new_key), 0, needed, now)?;
+        if new_key {
+            self.put(
+                key,
+                Entry {
+                    value: Value::List(VecDeque::from([value])),
+                    expires_at: None,
+                },
+            );
+            return Ok(1);
+        }
+        match self.entries.get_mut(key).map(|e| &mut e.value) {
             Some(Value::List(list)) => {
                 list.push_front(value);
+                self.bytes += needed;
                 Ok(list.len())
             }
-            Some(other) => Err(Self::wrong_type("Push", key, other.kind(), Kind::List)),
+            // Checked above, under the same lock.
+            _ => Ok(0),
         }
     }
 
@@ -299,11 +499,12 @@ impl Store {
         value: &str,
         now: Instant,
     ) -> Result<usize, StoreError> {
-        let left = match self.live(key, now).map(|e| &mut e.value) {
+        let (left, removed) = match self.live(key, now).map(|e| &mut e.value) {
             None => return Ok(0),
             Some(Value::List(list)) => {
+                let before = list.len();
                 list.retain(|item| item != value);
-                list.len()
+                (list.len(), (before - list.len()) as u64)
             }
             Some(other) => {
                 return Err(Self::wrong_type(
@@ -314,8 +515,9 @@ impl Store {
                 ));
             }
         };
+        self.bytes -= removed * item_bytes(value);
         if left == 0 {
-            self.entries.remove(key);
+            self.drop_key(key);
         }
         Ok(left)
     }
@@ -327,19 +529,32 @@ impl Store {
         value: String,
         now: Instant,
     ) -> Result<bool, StoreError> {
-        match self.live(key, now).map(|e| &mut e.value) {
-            None => {
-                self.entries.insert(
-                    key.to_string(),
-                    Entry {
-                        value: Value::Set(BTreeSet::from([value])),
-                        expires_at: None,
-                    },
-                );
+        let new_key = match self.live(key, now).map(|e| &e.value) {
+            None => true,
+            Some(Value::Set(set)) if set.contains(&value) => return Ok(false),
+            Some(Value::Set(_)) => false,
+            Some(other) => return Err(Self::wrong_type("SetAdd", key, other.kind(), Kind::Set)),
+        };
+        let needed = item_bytes(&value) + if new_key { item_bytes(key) } else { 0 };
+        self.make_room("SetAdd", key, u64::from(new_key), 0, needed, now)?;
+        if new_key {
+            self.put(
+                key,
+                Entry {
+                    value: Value::Set(BTreeSet::from([value])),
+                    expires_at: None,
+                },
+            );
+            return Ok(true);
+        }
+        match self.entries.get_mut(key).map(|e| &mut e.value) {
+            Some(Value::Set(set)) => {
+                set.insert(value);
+                self.bytes += needed;
                 Ok(true)
             }
-            Some(Value::Set(set)) => Ok(set.insert(value)),
-            Some(other) => Err(Self::wrong_type("SetAdd", key, other.kind(), Kind::Set)),
+            // Checked above, under the same lock.
+            _ => Ok(false),
         }
     }
 
@@ -356,8 +571,11 @@ impl Store {
             Some(Value::Set(set)) => (set.remove(value), set.is_empty()),
             Some(other) => return Err(Self::wrong_type("SetRemove", key, other.kind(), Kind::Set)),
         };
+        if removed {
+            self.bytes -= item_bytes(value);
+        }
         if empty {
-            self.entries.remove(key);
+            self.drop_key(key);
         }
         Ok(removed)
     }
@@ -454,13 +672,152 @@ fn parse_redis_integer(s: &str) -> Option<i64> {
 mod tests {
     use super::*;
 
+    const UNLIMITED: Limits = Limits {
+        max_keys: u64::MAX,
+        max_bytes: u64::MAX,
+    };
+
+    /// The byte count computed from scratch, to check the running one.
+    fn recount(store: &Store) -> u64 {
+        store
+            .entries
+            .iter()
+            .map(|(key, entry)| entry_bytes(key, &entry.value))
+            .sum()
+    }
+
+    #[test]
+    fn the_running_byte_count_matches_the_data_after_any_sequence_of_writes() {
+        let mut s = Store::new(UNLIMITED);
+        let t0 = Instant::now();
+        // xorshift: a fixed but irregular sequence of operations, keys,
+        // values and clock steps.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut now = t0;
+        for step in 0..20_000 {
+            let key = format!("k{}", next() % 16);
+            let value = "v".repeat((next() % 5) as usize);
+            let _ = match next() % 10 {
+                0 => s.set(&key, value, (next() % 3) as i32, now).map(drop),
+                1 => s.add(&key, (next() % 2000) as i32 - 1000, now).map(drop),
+                2 => s.push(&key, value, now).map(drop),
+                3 => s.list_remove(&key, &value, now).map(drop),
+                4 => s.set_add(&key, value, now).map(drop),
+                5 => s.set_remove(&key, &value, now).map(drop),
+                6 => s.clear_list(&key, now),
+                7 => {
+                    s.del(&key, now);
+                    Ok(())
+                }
+                8 => {
+                    s.sweep(now);
+                    Ok(())
+                }
+                _ => s.get(&key, now).map(drop),
+            };
+            assert_eq!(s.bytes(), recount(&s), "after step {step}");
+            now += Duration::from_millis(next() % 300);
+        }
+    }
+
+    #[test]
+    fn writes_over_a_limit_fail_and_change_nothing() {
+        let now = Instant::now();
+        let mut s = Store::new(Limits {
+            max_keys: 2,
+            max_bytes: 1000,
+        });
+        s.set("a", "1".into(), 0, now).unwrap();
+        s.push("l", "x".into(), now).unwrap();
+        let before = (s.len(), s.bytes());
+        let err = s.set("c", "1".into(), 0, now).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Quota {
+                    quota: Quota::Keys,
+                    limit: 2,
+                    in_use: 2,
+                    needed: 1,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        for result in [
+            s.add("c", 1, now).map(drop),
+            s.push("c", "x".into(), now).map(drop),
+            s.set_add("c", "x".into(), now).map(drop),
+        ] {
+            assert!(
+                matches!(
+                    result,
+                    Err(StoreError::Quota {
+                        quota: Quota::Keys,
+                        ..
+                    })
+                ),
+                "{result:?}"
+            );
+        }
+        assert_eq!((s.len(), s.bytes()), before);
+        // Writes to existing keys need no new key.
+        s.set("a", "22".into(), 0, now).unwrap();
+        assert_eq!(s.add("a", 1, now).unwrap(), 23);
+        s.push("l", "y".into(), now).unwrap();
+
+        let big = "z".repeat(1000);
+        let before = (s.len(), s.bytes(), s.range("l", 0, -1, now).unwrap());
+        for result in [
+            s.set("a", big.clone(), 0, now),
+            s.push("l", big.clone(), now).map(drop),
+        ] {
+            assert!(
+                matches!(
+                    result,
+                    Err(StoreError::Quota {
+                        quota: Quota::Bytes,
+                        ..
+                    })
+                ),
+                "{result:?}"
+            );
+        }
+        assert_eq!(
+            (s.len(), s.bytes(), s.range("l", 0, -1, now).unwrap()),
+            before
+        );
+        assert_eq!(s.get("a", now).unwrap().as_deref(), Some("23"));
+    }
+
+    #[test]
+    fn expired_data_is_swept_to_make_room_instead_of_refusing() {
+        let t0 = Instant::now();
+        let mut s = Store::new(Limits {
+            max_keys: 1,
+            max_bytes: u64::MAX,
+        });
+        s.set("old", "v".into(), 1, t0).unwrap();
+        assert!(s.set("new", "v".into(), 0, t0).is_err(), "still live");
+        let later = t0 + Duration::from_secs(2);
+        s.set("new", "v".into(), 0, later).unwrap();
+        assert_eq!(s.len(), 1);
+        assert!(!s.exists("old", later));
+    }
+
     fn range(store: &mut Store, start: i32, stop: i32) -> Vec<String> {
         store.range("l", start, stop, Instant::now()).unwrap()
     }
 
     /// A list `a b c d e`, head first.
     fn abcde() -> Store {
-        let mut store = Store::default();
+        let mut store = Store::new(UNLIMITED);
         for item in ["e", "d", "c", "b", "a"] {
             store.push("l", item.to_string(), Instant::now()).unwrap();
         }
@@ -505,7 +862,7 @@ mod tests {
 
     #[test]
     fn add_refuses_results_outside_the_reply_range_and_keeps_the_value() {
-        let mut s = Store::default();
+        let mut s = Store::new(UNLIMITED);
         let now = Instant::now();
         assert_eq!(s.add("n", i32::MAX, now).unwrap(), i32::MAX);
         let err = s.add("n", 1, now).unwrap_err();
@@ -518,7 +875,7 @@ mod tests {
 
     #[test]
     fn add_keeps_the_ttl_and_set_replaces_it() {
-        let mut s = Store::default();
+        let mut s = Store::new(UNLIMITED);
         let t0 = Instant::now();
         s.set("n", "1".into(), 10, t0).unwrap();
         s.add("n", 1, t0 + Duration::from_secs(5)).unwrap();
@@ -534,7 +891,7 @@ mod tests {
 
     #[test]
     fn expired_entries_are_invisible_before_the_sweep_and_gone_after_it() {
-        let mut s = Store::default();
+        let mut s = Store::new(UNLIMITED);
         let t0 = Instant::now();
         s.set("a", "1".into(), 1, t0).unwrap();
         s.set("b", "1".into(), 0, t0).unwrap();
@@ -549,7 +906,7 @@ mod tests {
 
     #[test]
     fn an_expired_string_no_longer_blocks_list_operations() {
-        let mut s = Store::default();
+        let mut s = Store::new(UNLIMITED);
         let t0 = Instant::now();
         s.set("k", "x".into(), 1, t0).unwrap();
         assert_eq!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use waxosuit_cap_keyvalue_memory::MemoryKeyValue;
+use waxosuit_cap_keyvalue_memory::{DEFAULT_MAX_BYTES, MemoryKeyValue};
 use waxosuit_codec::capabilities::OperationDirection;
 use waxosuit_codec::keyvalue::*;
 use waxosuit_provider::{
@@ -774,4 +774,233 @@ async fn replies_use_the_original_camel_case_field_names() {
         .unwrap();
     let map: serde_json::Value = waxosuit_codec::deserialize(&reply).unwrap();
     assert_eq!(map, serde_json::json!({"value": "", "exists": true}));
+}
+
+// ---------------------------------------------------------------- quotas --
+
+async fn bind_with(kv: &MemoryKeyValue, actor: &str, values: &[(&str, &str)]) {
+    kv.bind_actor(BindRequest {
+        actor: actor.into(),
+        binding: DEFAULT.into(),
+        values: values
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    })
+    .await
+    .unwrap();
+}
+
+async fn try_set(
+    kv: &MemoryKeyValue,
+    actor: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), ProviderError> {
+    call_as::<_, SetResponse>(
+        kv,
+        actor,
+        DEFAULT,
+        OP_SET,
+        &SetRequest {
+            key: key.into(),
+            value: value.into(),
+            expires_s: 0,
+        },
+    )
+    .await
+    .map(drop)
+}
+
+/// Asserts a quota error naming the quota, the actor, the binding and the
+/// fix.
+#[track_caller]
+fn assert_quota(result: Result<impl std::fmt::Debug, ProviderError>, quota: &str, actor: &str) {
+    match result {
+        Err(ProviderError::Backend { capid, message }) => {
+            assert_eq!(capid, CAPABILITY_ID);
+            for needle in [
+                &format!("quota {quota} exceeded"),
+                actor,
+                "binding `default`",
+                "nothing was changed",
+                &format!("raise {quota} in this wascc:keyvalue binding's values"),
+            ] {
+                assert!(message.contains(needle), "`{needle}` not in: {message}");
+            }
+        }
+        other => panic!("expected a {quota} quota error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn writes_past_the_byte_quota_fail_and_nothing_stored_is_lost() {
+    let kv = MemoryKeyValue::new();
+    bind_with(&kv, ALICE, &[("MAX_BYTES", "10000")]).await;
+    bind(&kv, BOB, DEFAULT).await;
+
+    let value = "v".repeat(100);
+    let mut stored = Vec::new();
+    let refused = loop {
+        let key = format!("key-{}", stored.len());
+        match try_set(&kv, ALICE, &key, &value).await {
+            Ok(()) => stored.push(key),
+            Err(e) => break e,
+        }
+        assert!(stored.len() < 1_000, "the quota never applied");
+    };
+    assert_quota(Err::<(), _>(refused), "MAX_BYTES", ALICE);
+    // Each key costs 100 + 5 or 6 + 32 bytes, so about 72 fit in 10,000.
+    assert!((60..80).contains(&stored.len()), "{}", stored.len());
+    assert!(kv.stored_bytes() <= 10_000, "{}", kv.stored_bytes());
+
+    // Growing an existing value, a list or a set fails the same way ...
+    let held = kv.stored_bytes();
+    assert_quota(
+        try_set(&kv, ALICE, "key-0", &"w".repeat(5_000)).await,
+        "MAX_BYTES",
+        ALICE,
+    );
+    assert_quota(
+        push(&kv, "key-list", &"w".repeat(5_000)).await,
+        "MAX_BYTES",
+        ALICE,
+    );
+    assert_quota(
+        sadd(&kv, "key-set", &"w".repeat(5_000)).await,
+        "MAX_BYTES",
+        ALICE,
+    );
+    assert_eq!(kv.stored_bytes(), held, "refused writes change nothing");
+    // ... and everything stored before is intact.
+    for key in &stored {
+        assert_eq!(get(&kv, ALICE, key).await.value, value, "{key}");
+    }
+    assert!(!exists(&kv, ALICE, "key-list").await);
+
+    // Another binding has its own quota.
+    try_set(&kv, BOB, "big", &"b".repeat(100_000))
+        .await
+        .unwrap();
+    // Writes that do not grow the keyspace still pass, so it can be cleaned
+    // up; then there is room again.
+    try_set(&kv, ALICE, "key-0", "").await.unwrap();
+    for key in &stored[1..20] {
+        call::<_, DelResponse>(&kv, OP_DEL, &DelRequest { key: key.clone() })
+            .await
+            .unwrap();
+    }
+    try_set(&kv, ALICE, "fresh", &"f".repeat(2_000))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_concurrent_new_keys_stop_exactly_at_the_key_quota() {
+    let kv = Arc::new(MemoryKeyValue::new());
+    bind_with(&kv, ALICE, &[("MAX_KEYS", "100")]).await;
+    let tasks: Vec<_> = (0..10_000)
+        .map(|i| {
+            let kv = Arc::clone(&kv);
+            tokio::spawn(async move {
+                // Strings, lists and sets: every type takes a key.
+                match i % 3 {
+                    0 => try_set(&kv, ALICE, &format!("s{i}"), "v").await,
+                    1 => push(&kv, &format!("l{i}"), "v").await.map(drop),
+                    _ => sadd(&kv, &format!("t{i}"), "v").await.map(drop),
+                }
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => accepted += 1,
+            refused => assert_quota(refused, "MAX_KEYS", ALICE),
+        }
+    }
+    assert_eq!(accepted, 100);
+    assert_eq!(kv.stored_keys(), 100);
+}
+
+#[tokio::test]
+async fn the_default_byte_quota_bounds_a_flood_of_large_values() {
+    let kv = provider().await;
+    let value = "x".repeat(64 * 1024);
+    let mut accepted = 0u64;
+    for i in 0..1_100 {
+        match try_set(&kv, ALICE, &format!("{i}"), &value).await {
+            Ok(()) => accepted += 1,
+            refused => assert_quota(refused, "MAX_BYTES", ALICE),
+        }
+    }
+    assert!(kv.stored_bytes() <= DEFAULT_MAX_BYTES);
+    // 64 MiB of 64 KiB values, less the keys' own bytes.
+    assert_eq!(accepted, DEFAULT_MAX_BYTES / (64 * 1024) - 1);
+}
+
+#[tokio::test]
+async fn a_lowered_quota_keeps_the_data_and_refuses_only_growth() {
+    let kv = provider().await;
+    for key in ["a", "b", "c"] {
+        set(&kv, ALICE, key, "1", 0).await;
+    }
+    bind_with(&kv, ALICE, &[("MAX_KEYS", "2")]).await;
+    for key in ["a", "b", "c"] {
+        assert!(exists(&kv, ALICE, key).await, "re-binding keeps {key}");
+    }
+    assert_quota(try_set(&kv, ALICE, "d", "1").await, "MAX_KEYS", ALICE);
+    assert_eq!(add(&kv, "a", 41).await.unwrap(), 42, "no new key needed");
+    for key in ["b", "c"] {
+        call::<_, DelResponse>(&kv, OP_DEL, &DelRequest { key: key.into() })
+            .await
+            .unwrap();
+    }
+    try_set(&kv, ALICE, "d", "1").await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn expired_keys_do_not_hold_the_quota() {
+    let kv = MemoryKeyValue::new();
+    bind_with(&kv, ALICE, &[("MAX_KEYS", "1")]).await;
+    set(&kv, ALICE, "session", "v", 1).await;
+    assert_quota(try_set(&kv, ALICE, "other", "v").await, "MAX_KEYS", ALICE);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Never swept (not started), never touched: still room for a new key.
+    try_set(&kv, ALICE, "other", "v").await.unwrap();
+    assert_eq!(kv.stored_keys(), 1);
+}
+
+#[tokio::test]
+async fn quota_values_must_be_positive_whole_numbers() {
+    let kv = MemoryKeyValue::new();
+    for (key, bad) in [
+        ("MAX_KEYS", "0"),
+        ("MAX_KEYS", "lots"),
+        ("MAX_BYTES", "-5"),
+        ("MAX_BYTES", "64MiB"),
+    ] {
+        let err = kv
+            .bind_actor(BindRequest {
+                actor: ALICE.into(),
+                binding: DEFAULT.into(),
+                values: HashMap::from([(key.to_string(), bad.to_string())]),
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ProviderError::Config { key: k, reason, .. }
+                if k == key && reason.contains(&format!("`{bad}`"))),
+            "{err:?}"
+        );
+    }
+    let refused = raw(
+        &kv,
+        ALICE,
+        DEFAULT,
+        OP_GET,
+        waxosuit_codec::serialize(&GetRequest { key: "k".into() }).unwrap(),
+    )
+    .await;
+    assert!(matches!(refused, Err(ProviderError::NotBound { .. })));
 }

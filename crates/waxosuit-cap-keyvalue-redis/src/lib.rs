@@ -55,16 +55,28 @@
 //!   down, unreachable or slower than the timeouts gives
 //!   [`ProviderError::Unavailable`] naming the URL with any password
 //!   removed.
-//! * **Connections.** Bindings with the same URL share one multiplexed
-//!   connection. Each connection attempt is bounded by the connection
-//!   timeout and each command by the response timeout (both
-//!   [`DEFAULT_TIMEOUT`] unless set), so a call during an outage fails
-//!   within about that time instead of hanging. A lost connection is
-//!   re-established in the background on the next call; the first call
-//!   after the server comes back may still report the outage, the ones
-//!   after it succeed. [`health`](CapabilityProvider::health) `PING`s every
-//!   server in use, and [`shutdown`](CapabilityProvider::shutdown) drops
-//!   every binding and closes the connections.
+//! * **Connections and recovery.** Bindings with the same URL share one
+//!   multiplexed connection, made when a call first needs it. Each
+//!   connection attempt is bounded by the connection timeout and each
+//!   command by the response timeout (both [`DEFAULT_TIMEOUT`] unless set),
+//!   so a call during an outage fails within about that time instead of
+//!   hanging (at once when the server refuses connections), with the error
+//!   of its own attempt. The provider notices at once when the server
+//!   closes the connection (a restart), and a call that finds no open
+//!   connection makes one **within the call**: the first call after the
+//!   server is back succeeds; no call is ever answered with the error of an
+//!   earlier outage. If a connection drops while a command is in flight,
+//!   operations that are safe to repeat (`Get`, `Set`, `Del`, `Clear`,
+//!   `Range`, `ListItemDelete`, `SetQuery`, `SetUnion`, `SetIntersection`,
+//!   `KeyExists`) are retried once on a new connection; `Add`, `Push`,
+//!   `SetAdd` and `SetRemove` are not, since Redis may have applied them
+//!   (their reply or their effect would differ), and fail with
+//!   [`ProviderError::Unavailable`] saying so. A call's whole exchange is
+//!   bounded by twice the connection timeout plus four times the response
+//!   timeout (6 s by default); the host's per-call deadline may end it
+//!   sooner. [`health`](CapabilityProvider::health) `PING`s every server in
+//!   use, and [`shutdown`](CapabilityProvider::shutdown) drops every
+//!   binding and closes the connections.
 //!
 //! ```no_run
 //! use std::collections::HashMap;
@@ -99,11 +111,11 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::MultiplexedConnection;
 use redis::{Client, ErrorKind, FromRedisValue, RedisError, Script};
 use waxosuit_codec::capabilities::{CapabilityDescriptor, OperationDirection};
 use waxosuit_codec::keyvalue::{
@@ -117,6 +129,8 @@ use waxosuit_codec::keyvalue::{
 use waxosuit_provider::{
     BindRequest, CapabilityProvider, Health, ProviderCall, ProviderError, decode, encode,
 };
+
+use waxosuit_redis::Link;
 
 /// Binding value naming the Redis server.
 pub const CONFIG_URL: &str = "URL";
@@ -166,7 +180,7 @@ return redis.call('LLEN', KEYS[1])
 #[derive(Clone)]
 struct Binding {
     /// Shared with every binding of the same URL.
-    conn: ConnectionManager,
+    link: Arc<Link>,
     /// The URL as given, the key of the shared connection.
     url: String,
     /// The URL without credentials, for messages.
@@ -186,7 +200,25 @@ struct State {
     /// borrowed strings it carries.
     bindings: HashMap<String, HashMap<String, Binding>>,
     /// One connection per URL, shared by its bindings.
-    connections: HashMap<String, ConnectionManager>,
+    connections: HashMap<String, Arc<Link>>,
+}
+
+/// Whether an operation may be sent again after its connection dropped
+/// with the command in flight (Redis may or may not have applied it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// Repeating it gives the same state and the same reply.
+    Safe,
+    /// Repeating it could apply it twice (`INCRBY`, `LPUSH`) or change its
+    /// reply (`SADD`, `SREM` report whether they changed the set).
+    Unsafe,
+}
+
+fn repeat(op: &str) -> Repeat {
+    match op {
+        OP_ADD | OP_PUSH | OP_SET_ADD | OP_SET_REMOVE => Repeat::Unsafe,
+        _ => Repeat::Safe,
+    }
 }
 
 /// The Redis `wascc:keyvalue` provider. See the [crate docs](crate).
@@ -244,30 +276,64 @@ impl RedisKeyValue {
             .ok_or_else(|| ProviderError::not_bound(CAPABILITY_ID, actor, binding))
     }
 
-    fn manager_config(&self) -> ConnectionManagerConfig {
-        // No retries inside one call: the caller gets the outage reported
-        // within the connection timeout, and the next call tries afresh.
-        ConnectionManagerConfig::new()
-            .set_number_of_retries(0)
-            .set_connection_timeout(Some(self.connection_timeout))
-            .set_response_timeout(Some(self.response_timeout))
-    }
-
-    /// Runs one Redis exchange under an overall deadline (a script may take
-    /// two round trips when Redis has lost it), mapping errors.
-    async fn run<T>(
+    /// Runs one Redis exchange for operation `what`: on the open
+    /// connection, or on one made now (see the crate docs on recovery).
+    /// `exchange` may run twice: after a connection that dropped with the
+    /// command in flight, operations that are [`Repeat::Safe`] are sent
+    /// again on a new connection. The whole is bounded (a script may take
+    /// two round trips when Redis has lost it, and a retry doubles that).
+    async fn run<T, F, Fut>(
         &self,
         binding: &Binding,
         what: &str,
-        exchange: impl Future<Output = Result<T, RedisError>>,
-    ) -> Result<T, ProviderError> {
-        let deadline = self.connection_timeout + self.response_timeout * 2;
-        match tokio::time::timeout(deadline, exchange).await {
-            Ok(result) => result.map_err(|e| map_error(&binding.safe_url, what, &e)),
-            Err(_) => Err(unavailable(
-                &binding.safe_url,
-                &format!("no reply within {deadline:?}"),
-            )),
+        mut exchange: F,
+    ) -> Result<T, ProviderError>
+    where
+        F: FnMut(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let link = &*binding.link;
+        let url = &binding.safe_url;
+        let attempt = async {
+            let first = link.get().await.map_err(|e| connect_error(url, &e))?;
+            let error = match exchange(first.conn.clone()).await {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            if error.is_unrecoverable_error() || error.is_connection_dropped() {
+                // The next call must not try this connection again.
+                link.forget(&first);
+            }
+            if !error.is_connection_dropped() || first.fresh {
+                // Not a lost connection, or a connection made for this very
+                // call that died at once: no second try.
+                return Err(map_error(url, what, &error));
+            }
+            if repeat(what) == Repeat::Unsafe {
+                return Err(unavailable(
+                    url,
+                    &format!(
+                        "the connection dropped while `{what}` was in flight ({error}); Redis \
+                         may or may not have applied it, so it was not sent again. Check the \
+                         value before repeating the call; the next call reconnects"
+                    ),
+                ));
+            }
+            // Reconnect within the call: the server probably restarted
+            // between the calls that used the old connection and this one.
+            let second = link.get().await.map_err(|e| connect_error(url, &e))?;
+            let result = exchange(second.conn.clone()).await;
+            if let Err(error) = &result
+                && error.is_unrecoverable_error()
+            {
+                link.forget(&second);
+            }
+            result.map_err(|e| map_error(url, what, &e))
+        };
+        let bound = (self.connection_timeout + self.response_timeout * 2) * 2;
+        match tokio::time::timeout(bound, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(unavailable(url, &format!("no reply within {bound:?}"))),
         }
     }
 
@@ -277,8 +343,29 @@ impl RedisKeyValue {
         what: &str,
         cmd: &redis::Cmd,
     ) -> Result<T, ProviderError> {
-        let mut conn = binding.conn.clone();
-        self.run(binding, what, cmd.query_async(&mut conn)).await
+        self.run(binding, what, |mut conn| async move {
+            cmd.query_async(&mut conn).await
+        })
+        .await
+    }
+
+    /// Runs `script` with `keys` and `args` under the [`run`](Self::run) rules.
+    async fn script<T: FromRedisValue>(
+        &self,
+        binding: &Binding,
+        what: &str,
+        script: &Script,
+        key: &str,
+        args: &[&str],
+    ) -> Result<T, ProviderError> {
+        self.run(binding, what, |mut conn| async move {
+            let mut invocation = script.key(key);
+            for arg in args {
+                invocation.arg(*arg);
+            }
+            invocation.invoke_async(&mut conn).await
+        })
+        .await
     }
 
     async fn dispatch(&self, call: &ProviderCall, b: &Binding) -> Result<Vec<u8>, ProviderError> {
@@ -322,10 +409,15 @@ impl RedisKeyValue {
             }
             OP_ADD => {
                 let req: AddRequest = decode(CAPABILITY_ID, call)?;
-                let mut conn = b.conn.clone();
-                let mut invocation = self.add.key(b.key(&req.key));
-                invocation.arg(req.value).arg(&req.key);
-                let value: i32 = self.run(b, op, invocation.invoke_async(&mut conn)).await?;
+                let value: i32 = self
+                    .script(
+                        b,
+                        op,
+                        &self.add,
+                        &b.key(&req.key),
+                        &[&req.value.to_string(), &req.key],
+                    )
+                    .await?;
                 encode(CAPABILITY_ID, &AddResponse { value })
             }
             OP_DEL => {
@@ -337,10 +429,9 @@ impl RedisKeyValue {
             }
             OP_CLEAR => {
                 let req: ListClearRequest = decode(CAPABILITY_ID, call)?;
-                let mut conn = b.conn.clone();
-                let mut invocation = self.clear.key(b.key(&req.key));
-                invocation.arg(&req.key);
-                let _done: i64 = self.run(b, op, invocation.invoke_async(&mut conn)).await?;
+                let _done: i64 = self
+                    .script(b, op, &self.clear, &b.key(&req.key), &[&req.key])
+                    .await?;
                 encode(CAPABILITY_ID, &DelResponse { key: req.key })
             }
             OP_RANGE => {
@@ -375,10 +466,9 @@ impl RedisKeyValue {
             }
             OP_LIST_DEL => {
                 let req: ListDelItemRequest = decode(CAPABILITY_ID, call)?;
-                let mut conn = b.conn.clone();
-                let mut invocation = self.list_del.key(b.key(&req.key));
-                invocation.arg(&req.value);
-                let len: i64 = self.run(b, op, invocation.invoke_async(&mut conn)).await?;
+                let len: i64 = self
+                    .script(b, op, &self.list_del, &b.key(&req.key), &[&req.value])
+                    .await?;
                 encode(
                     CAPABILITY_ID,
                     &ListResponse {
@@ -502,6 +592,22 @@ fn unavailable(safe_url: &str, reason: &str) -> ProviderError {
     }
 }
 
+/// A failed connection attempt made for the current call (never an earlier
+/// one's): nothing was sent.
+fn connect_error(safe_url: &str, error: &RedisError) -> ProviderError {
+    let reason = match error.kind() {
+        // A wrong password or database is the configuration's fault.
+        ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig => format!(
+            "cannot connect: {error}; fix the binding's `{CONFIG_URL}` (credentials, database)"
+        ),
+        _ => format!(
+            "cannot connect: {error}; nothing was sent. Check that Redis is running and \
+             reachable there: calls succeed again as soon as it accepts connections"
+        ),
+    };
+    unavailable(safe_url, &reason)
+}
+
 /// Sorts a Redis failure into the server refusing the request (the actor's
 /// problem: `Backend`) and the server not answering (`Unavailable`).
 fn map_error(safe_url: &str, what: &str, error: &RedisError) -> ProviderError {
@@ -561,8 +667,8 @@ impl CapabilityProvider for RedisKeyValue {
             .unwrap_or_else(|| format!("wxs:{}:{}:", request.actor, request.binding));
 
         let mut state = write(&self.state);
-        let conn = match state.connections.get(&url) {
-            Some(conn) => conn.clone(),
+        let link = match state.connections.get(&url) {
+            Some(link) => Arc::clone(link),
             None => {
                 // The parser's message may quote the URL, password and all.
                 let client = Client::open(url.as_str()).map_err(|e| {
@@ -572,13 +678,13 @@ impl CapabilityProvider for RedisKeyValue {
                         e.detail().unwrap_or("unparsable")
                     ))
                 })?;
-                let conn = ConnectionManager::new_lazy_with_config(client, self.manager_config())
-                    .map_err(|e| ProviderError::Internal {
-                    capid: CAPABILITY_ID.to_string(),
-                    message: format!("cannot set up the connection to {safe_url}: {e}"),
-                })?;
-                state.connections.insert(url.clone(), conn.clone());
-                conn
+                let link = Arc::new(Link::new(
+                    client,
+                    self.connection_timeout,
+                    self.response_timeout,
+                ));
+                state.connections.insert(url.clone(), Arc::clone(&link));
+                link
             }
         };
         tracing::debug!(actor = %request.actor, binding = %request.binding, url = %safe_url,
@@ -586,7 +692,7 @@ impl CapabilityProvider for RedisKeyValue {
         state.bindings.entry(request.actor).or_default().insert(
             request.binding,
             Binding {
-                conn,
+                link,
                 url,
                 safe_url,
                 prefix,
@@ -625,20 +731,30 @@ impl CapabilityProvider for RedisKeyValue {
         self.dispatch(&call, &binding).await
     }
 
-    /// `PING`s every server in use; healthy when all answer.
+    /// `PING`s every server in use (connecting if need be); healthy when
+    /// all answer.
     async fn health(&self) -> Health {
-        let servers: Vec<(String, ConnectionManager)> = {
+        let servers: Vec<(String, Arc<Link>)> = {
             let state = read(&self.state);
             state
                 .connections
                 .iter()
-                .map(|(url, conn)| (waxosuit_provider::redact_url(url), conn.clone()))
+                .map(|(url, link)| (waxosuit_provider::redact_url(url), Arc::clone(link)))
                 .collect()
         };
         let mut failures = Vec::new();
-        for (safe_url, mut conn) in servers.iter().cloned() {
-            let cmd = redis::cmd("PING");
-            let ping = cmd.query_async::<String>(&mut conn);
+        for (safe_url, link) in &servers {
+            let ping = async {
+                let exchange = link.get().await?;
+                let mut conn = exchange.conn.clone();
+                let pong = redis::cmd("PING").query_async::<String>(&mut conn).await;
+                if let Err(e) = &pong
+                    && e.is_unrecoverable_error()
+                {
+                    link.forget(&exchange);
+                }
+                pong
+            };
             let deadline = self.connection_timeout + self.response_timeout;
             match tokio::time::timeout(deadline, ping).await {
                 Ok(Ok(_)) => {}

@@ -9,7 +9,10 @@ use tracing::field::{Field, Visit};
 use tracing::subscriber::DefaultGuard;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
-use waxosuit_cap_logging::{LoggingProvider, TARGET};
+use waxosuit_cap_logging::{
+    DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_LINES_PER_SECOND, DROP_SUMMARY_INTERVAL, LoggingProvider,
+    TARGET,
+};
 use waxosuit_codec::capabilities::OperationDirection;
 use waxosuit_codec::core::CONFIG_WASCC_CLAIMS_NAME;
 use waxosuit_codec::logging::*;
@@ -297,4 +300,234 @@ async fn removal_unbinds_and_rebinding_picks_up_a_new_name() {
     let events = capture.events();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].fields["actor_name"], "Greeter v2");
+}
+
+// ---------------------------------------------------------------- quotas --
+
+async fn bind_with(logging: &LoggingProvider, actor: &str, values: &[(&str, &str)]) {
+    logging
+        .bind_actor(BindRequest {
+            actor: actor.into(),
+            binding: DEFAULT.into(),
+            values: values
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        })
+        .await
+        .unwrap();
+}
+
+#[track_caller]
+fn assert_rate_limited(result: Result<Vec<u8>, ProviderError>, actor: &str, limit: u32) {
+    match result {
+        Err(ProviderError::Backend { capid, message }) => {
+            assert_eq!(capid, CAPABILITY_ID);
+            for needle in [
+                "line dropped",
+                actor,
+                "binding `default`",
+                &format!("more than {limit} lines per second"),
+                "raise MAX_LINES_PER_SECOND",
+            ] {
+                assert!(message.contains(needle), "`{needle}` not in: {message}");
+            }
+        }
+        other => panic!("expected a rate-limit error, got {other:?}"),
+    }
+}
+
+fn summaries(events: &[Captured]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|e| e.fields.get("dropped"))
+        .map(|d| d.parse().unwrap())
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flood_is_cut_to_the_rate_with_an_error_per_line_and_one_summary_per_second() {
+    let (capture, _guard) = Capture::install();
+    let logging = LoggingProvider::new();
+    bind_with(&logging, ACTOR, &[("MAX_LINES_PER_SECOND", "50")]).await;
+    bind_with(&logging, "MQUIET", &[]).await;
+
+    let mut passed = 0;
+    for i in 0..10_000 {
+        match write_log(&logging, ACTOR, LEVEL_INFO, &format!("line {i}")).await {
+            Ok(_) => passed += 1,
+            refused => assert_rate_limited(refused, ACTOR, 50),
+        }
+    }
+    // The clock is paused: exactly one second's worth went through.
+    assert_eq!(passed, 50);
+    let events = capture.events();
+    assert_eq!(
+        events.len(),
+        51,
+        "50 lines and one summary, not 10,000 events"
+    );
+    assert_eq!(
+        summaries(&events),
+        [1],
+        "the first drop is reported at once"
+    );
+    let summary = events
+        .iter()
+        .find(|e| e.fields.contains_key("dropped"))
+        .unwrap();
+    assert_eq!(summary.level, Level::WARN);
+    assert_eq!(summary.target, TARGET);
+    assert_eq!(summary.fields["actor"], ACTOR);
+    assert!(
+        summary.fields["message"].contains("MAX_LINES_PER_SECOND"),
+        "{summary:?}"
+    );
+
+    // Another actor's budget is its own.
+    write_log(&logging, "MQUIET", LEVEL_INFO, "still heard")
+        .await
+        .unwrap();
+
+    // A second later the bucket has refilled and the rest of the drops are
+    // reported in one line.
+    tokio::time::advance(DROP_SUMMARY_INTERVAL).await;
+    write_log(&logging, ACTOR, LEVEL_INFO, "after the pause")
+        .await
+        .unwrap();
+    let events = capture.events();
+    assert_eq!(summaries(&events), [1, 9_949]);
+    let lines: Vec<&str> = events
+        .iter()
+        .filter(|e| !e.fields.contains_key("dropped") && e.fields["actor"] == ACTOR)
+        .map(|e| e.fields["message"].as_str())
+        .collect();
+    assert_eq!(lines.len(), 51);
+    assert_eq!(lines[0], "line 0");
+    assert_eq!(lines[49], "line 49");
+    assert_eq!(lines[50], "after the pause");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_default_rate_is_a_hundred_lines_per_second() {
+    let (_capture, _guard) = Capture::install();
+    let logging = bound(Some("Greeter")).await;
+    let mut passed = 0;
+    for _ in 0..1_000 {
+        if write_log(&logging, ACTOR, LEVEL_DEBUG, "x").await.is_ok() {
+            passed += 1;
+        }
+    }
+    assert_eq!(passed, DEFAULT_MAX_LINES_PER_SECOND);
+    assert_rate_limited(
+        write_log(&logging, ACTOR, LEVEL_DEBUG, "x").await,
+        ACTOR,
+        DEFAULT_MAX_LINES_PER_SECOND,
+    );
+    // Half a second refills half the budget.
+    tokio::time::advance(std::time::Duration::from_millis(500)).await;
+    let mut passed = 0;
+    for _ in 0..1_000 {
+        if write_log(&logging, ACTOR, LEVEL_DEBUG, "x").await.is_ok() {
+            passed += 1;
+        }
+    }
+    assert_eq!(passed, DEFAULT_MAX_LINES_PER_SECOND / 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn removing_a_binding_reports_the_drops_not_yet_reported() {
+    let (capture, _guard) = Capture::install();
+    let logging = LoggingProvider::new();
+    bind_with(&logging, ACTOR, &[("MAX_LINES_PER_SECOND", "1")]).await;
+    write_log(&logging, ACTOR, LEVEL_INFO, "kept")
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        assert_rate_limited(
+            write_log(&logging, ACTOR, LEVEL_INFO, "lost").await,
+            ACTOR,
+            1,
+        );
+    }
+    assert_eq!(
+        summaries(&capture.events()),
+        [1],
+        "the rest wait for the interval"
+    );
+    logging.remove_actor(ACTOR, DEFAULT).await.unwrap();
+    assert_eq!(summaries(&capture.events()), [1, 4], "flushed on removal");
+}
+
+#[tokio::test]
+async fn a_long_line_is_cut_to_max_line_bytes_and_still_logged() {
+    let (capture, _guard) = Capture::install();
+    let logging = bound(Some("Greeter")).await;
+    let huge = "é".repeat(32 * 1024); // 64 KiB of two-byte characters
+    write_log(&logging, ACTOR, LEVEL_INFO, &huge).await.unwrap();
+
+    let logging_small = LoggingProvider::new();
+    bind_with(&logging_small, "MSMALL", &[("MAX_LINE_BYTES", "100")]).await;
+    write_log(&logging_small, "MSMALL", LEVEL_INFO, &"x".repeat(101))
+        .await
+        .unwrap();
+    write_log(&logging_small, "MSMALL", LEVEL_INFO, &"y".repeat(100))
+        .await
+        .unwrap();
+
+    let events = capture.events();
+    let message = &events[0].fields["message"];
+    let (kept, marker) = message.split_once('…').unwrap();
+    assert_eq!(kept.len(), DEFAULT_MAX_LINE_BYTES);
+    assert_eq!(kept, "é".repeat(DEFAULT_MAX_LINE_BYTES / 2));
+    assert!(
+        marker.contains(&format!(
+            "{} more bytes cut",
+            huge.len() - DEFAULT_MAX_LINE_BYTES
+        )),
+        "{marker}"
+    );
+    assert!(marker.contains("MAX_LINE_BYTES (8192)"), "{marker}");
+    assert!(message.len() < DEFAULT_MAX_LINE_BYTES + 200);
+
+    assert!(events[1].fields["message"].starts_with(&format!("{}…", "x".repeat(100))));
+    assert_eq!(
+        events[2].fields["message"],
+        "y".repeat(100),
+        "at the limit: whole"
+    );
+}
+
+#[tokio::test]
+async fn quota_values_must_be_positive_whole_numbers() {
+    let logging = LoggingProvider::new();
+    for (key, bad) in [
+        ("MAX_LINES_PER_SECOND", "0"),
+        ("MAX_LINES_PER_SECOND", "fast"),
+        ("MAX_LINES_PER_SECOND", "-1"),
+        ("MAX_LINE_BYTES", "0"),
+        ("MAX_LINE_BYTES", "1.5"),
+    ] {
+        let err = logging
+            .bind_actor(BindRequest {
+                actor: ACTOR.into(),
+                binding: DEFAULT.into(),
+                values: HashMap::from([(key.to_string(), bad.to_string())]),
+            })
+            .await
+            .unwrap_err();
+        match &err {
+            ProviderError::Config { key: k, reason, .. } => {
+                assert_eq!(k, key);
+                assert!(reason.contains(&format!("`{bad}`")), "{err}");
+                assert!(reason.contains("at least 1"), "{err}");
+            }
+            other => panic!("{key}={bad}: {other:?}"),
+        }
+    }
+    // Nothing was bound by the refused attempts.
+    assert!(matches!(
+        write_log(&logging, ACTOR, LEVEL_INFO, "x").await,
+        Err(ProviderError::NotBound { .. })
+    ));
 }

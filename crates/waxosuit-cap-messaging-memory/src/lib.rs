@@ -9,19 +9,24 @@
 //!
 //! * [`MemoryMessaging::new`] builds the provider (one broker per provider
 //!   instance; actors bound to the same instance share its subjects);
-//!   [`MemoryMessaging::with_queue_capacity`] sizes the per-subscription
-//!   queues. Register it with the host like any [`CapabilityProvider`]: the
-//!   dispatcher it gets in [`start`](CapabilityProvider::start) is how
-//!   messages reach actors.
+//!   [`MemoryMessaging::with_queue_capacity`] changes the default of
+//!   [`MAX_QUEUED_MESSAGES`]. Register it with the host like any
+//!   [`CapabilityProvider`]: the dispatcher it gets in
+//!   [`start`](CapabilityProvider::start) is how messages reach actors.
 //! * **Binding configuration** ([`bind_actor`](CapabilityProvider::bind_actor)):
 //!
-//!   | Key | Meaning |
-//!   |---|---|
-//!   | [`SUBSCRIPTION`] | comma-separated subjects to receive; `*` stands for one token, a final `>` for one or more |
-//!   | [`QUEUEGROUP_NAME`] | optional; subscriptions with the same subject and group name share the messages, each going to one member only |
+//!   | Key | Default | Meaning |
+//!   |---|---|---|
+//!   | [`SUBSCRIPTION`] | none | comma-separated subjects to receive; `*` stands for one token, a final `>` for one or more |
+//!   | [`QUEUEGROUP_NAME`] | none | subscriptions with the same subject and group name share the messages, each going to one member only |
+//!   | [`MAX_SUBSCRIPTIONS`] | `64` | most subjects `SUBSCRIPTION` may list |
+//!   | [`MAX_QUEUED_MESSAGES`] | `1024` | most messages waiting for this binding's actor, over all its subscriptions |
+//!   | [`MAX_QUEUED_BYTES`] | `16777216` (16 MiB) | most bytes (encoded `DeliverMessage` payloads) waiting likewise |
 //!
-//!   Binding again replaces the pair's subscriptions; an invalid subject
-//!   fails with [`ProviderError::Config`].
+//!   Binding again replaces the pair's subscriptions and quotas (messages
+//!   still queued for the old subscriptions are discarded); an invalid
+//!   subject or value, or more subjects than `MAX_SUBSCRIPTIONS`, fails
+//!   with [`ProviderError::Config`].
 //! * **Operations**, from bound actors only (others get
 //!   [`ProviderError::NotBound`]):
 //!   * `Publish` ([`BrokerMessage`]; empty reply) queues a `DeliverMessage`
@@ -43,11 +48,20 @@
 //!     are [`ProviderError::Backend`] errors (see [`MessagingError`]); a
 //!     request still waiting when the broker shuts down fails with
 //!     [`ProviderError::Unavailable`].
-//! * **Back-pressure.** Each subscription has a bounded queue delivered in
-//!   order by one task. When an actor cannot keep up and its queue is full,
-//!   further messages for it are dropped with a `tracing` warning rather
-//!   than held in unbounded memory. A queue group member with a full queue
-//!   is skipped in favour of another member.
+//! * **Back-pressure.** Each subscription has a queue delivered in order by
+//!   one task; the queues of one binding share its `MAX_QUEUED_MESSAGES`
+//!   and `MAX_QUEUED_BYTES` (a message counts from when it is queued until
+//!   its delivery starts). When an actor cannot keep up and its binding's
+//!   quota is full, further messages for it are dropped rather than held in
+//!   unbounded memory, as NATS drops messages for a slow consumer; a
+//!   `tracing` warning, at most one per second per binding, says how many
+//!   and which value to raise. A queue group member whose quota is full is
+//!   skipped in favour of another member. If a `Publish` or `Request`
+//!   matched subscriptions but **every one of them** refused it for its
+//!   quota, the call fails with [`MessagingError::QueueFull`] naming the
+//!   subscribers, their bindings and the quota to raise, so the sender
+//!   knows nothing will arrive (a NATS server would not tell it); when some
+//!   subscriptions took the message, the call succeeds.
 //! * [`remove_actor`](CapabilityProvider::remove_actor) and
 //!   [`shutdown`](CapabilityProvider::shutdown) stop the delivery tasks at
 //!   once; queued messages are discarded. [`MemoryMessaging::subscriber_count`]
@@ -103,6 +117,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use waxosuit_codec::capabilities::{CapabilityDescriptor, OperationDirection};
 use waxosuit_codec::messaging::{
     BrokerMessage, CAPABILITY_ID, OP_DELIVER_MESSAGE, OP_PERFORM_REQUEST, OP_PUBLISH_MESSAGE,
@@ -119,8 +134,25 @@ use crate::subject::{Pattern, SubjectError, check_publish_subject};
 pub const SUBSCRIPTION: &str = "SUBSCRIPTION";
 /// Binding key: queue group shared by the binding's subscriptions.
 pub const QUEUEGROUP_NAME: &str = "QUEUEGROUP_NAME";
-/// Messages each subscription may hold before new ones are dropped.
+/// Binding key: the most subjects [`SUBSCRIPTION`] may list (at least 1);
+/// default [`DEFAULT_MAX_SUBSCRIPTIONS`].
+pub const MAX_SUBSCRIPTIONS: &str = "MAX_SUBSCRIPTIONS";
+/// Binding key: the most messages waiting for the binding's actor, over all
+/// its subscriptions (at least 1); default [`DEFAULT_QUEUE_CAPACITY`] or
+/// what [`MemoryMessaging::with_queue_capacity`] set.
+pub const MAX_QUEUED_MESSAGES: &str = "MAX_QUEUED_MESSAGES";
+/// Binding key: the most bytes of messages waiting for the binding's actor
+/// (at least 1); default [`DEFAULT_MAX_QUEUED_BYTES`].
+pub const MAX_QUEUED_BYTES: &str = "MAX_QUEUED_BYTES";
+/// [`MAX_QUEUED_MESSAGES`] when neither the binding nor
+/// [`MemoryMessaging::with_queue_capacity`] sets it.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+/// [`MAX_SUBSCRIPTIONS`] when the binding does not set it.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 64;
+/// [`MAX_QUEUED_BYTES`] when the binding does not set it (16 MiB).
+pub const DEFAULT_MAX_QUEUED_BYTES: u64 = 16 * 1024 * 1024;
+/// Dropped messages are reported at most once per this interval per binding.
+pub const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a `Request` waits when its `timeout` is `0` or negative.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -152,6 +184,67 @@ pub enum MessagingError {
         /// The request subject.
         subject: String,
     },
+    /// Subscriptions matched, but every one of them refused the message
+    /// because its binding's queue quota is full.
+    #[error(
+        "message on {subject} dropped: every matching subscription is full: {}; the \
+         subscribers must keep up, or raise the named quota in their wascc:messaging binding's \
+         values",
+        Refusals(refused)
+    )]
+    QueueFull {
+        /// The subject published to.
+        subject: String,
+        /// Who refused, and by which quota (the first few).
+        refused: Vec<QueueRefusal>,
+    },
+}
+
+/// One subscriber binding that refused a message for its quota.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueRefusal {
+    /// The subscriber's actor key.
+    pub actor: String,
+    /// Its binding name.
+    pub binding: String,
+    /// The quota that is full: [`MAX_QUEUED_MESSAGES`] or
+    /// [`MAX_QUEUED_BYTES`].
+    pub quota: &'static str,
+    /// The binding's value of that quota.
+    pub limit: u64,
+}
+
+impl std::fmt::Display for QueueRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.quota == MAX_QUEUED_BYTES {
+            "bytes"
+        } else {
+            "messages"
+        };
+        write!(
+            f,
+            "actor {} (binding `{}`) is at its {} quota of {} waiting {what}",
+            self.actor, self.binding, self.quota, self.limit
+        )
+    }
+}
+
+/// How many refusals a [`MessagingError::QueueFull`] keeps and shows.
+const REFUSALS_SHOWN: usize = 3;
+
+/// The refusals of a [`MessagingError::QueueFull`], joined.
+struct Refusals<'a>(&'a [QueueRefusal]);
+
+impl std::fmt::Display for Refusals<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, refusal) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{refusal}")?;
+        }
+        Ok(())
+    }
 }
 
 impl From<MessagingError> for ProviderError {
@@ -178,17 +271,18 @@ impl Default for MemoryMessaging {
 }
 
 impl MemoryMessaging {
-    /// A broker with [`DEFAULT_QUEUE_CAPACITY`] per subscription.
+    /// A broker whose bindings may each have [`DEFAULT_QUEUE_CAPACITY`]
+    /// messages waiting unless they set [`MAX_QUEUED_MESSAGES`].
     pub fn new() -> MemoryMessaging {
         MemoryMessaging::with_queue_capacity(DEFAULT_QUEUE_CAPACITY)
     }
 
-    /// A broker whose subscriptions each hold up to `capacity` undelivered
-    /// messages (at least 1).
+    /// A broker whose bindings may each have up to `capacity` undelivered
+    /// messages (at least 1) unless they set [`MAX_QUEUED_MESSAGES`].
     pub fn with_queue_capacity(capacity: usize) -> MemoryMessaging {
         MemoryMessaging {
             inner: Arc::new(Inner {
-                capacity: capacity.max(1),
+                default_max_queued: capacity.max(1),
                 dispatcher: RwLock::new(None),
                 bindings: Bindings::new(CAPABILITY_ID),
                 inboxes: Mutex::new(HashMap::new()),
@@ -217,10 +311,21 @@ impl MemoryMessaging {
             plain + groups.len()
         })
     }
+
+    /// Messages queued and not yet being delivered, over all bindings.
+    pub fn queued_messages(&self) -> usize {
+        self.inner.bindings.read_all(|bindings| {
+            bindings
+                .values()
+                .map(|pair| lock(&pair.backlog.state).messages)
+                .sum()
+        })
+    }
 }
 
 struct Inner {
-    capacity: usize,
+    /// [`MAX_QUEUED_MESSAGES`] of bindings that do not set it.
+    default_max_queued: usize,
     dispatcher: RwLock<Option<Arc<dyn ActorDispatcher>>>,
     bindings: Bindings<BoundPair>,
     /// Pending requests by inbox subject; the first publish there answers.
@@ -233,6 +338,7 @@ struct Inner {
 struct BoundPair {
     subs: Vec<Arc<Subscription>>,
     tasks: Vec<JoinHandle<()>>,
+    backlog: Arc<Backlog>,
 }
 
 impl BoundPair {
@@ -244,10 +350,12 @@ impl BoundPair {
 }
 
 struct Subscription {
-    actor: String,
     pattern: Pattern,
     queue: Option<String>,
-    tx: mpsc::Sender<Delivery>,
+    /// Unbounded: the binding's [`Backlog`] is the bound, shared by all its
+    /// subscriptions, which a per-channel capacity could not express.
+    tx: mpsc::UnboundedSender<Queued>,
+    backlog: Arc<Backlog>,
 }
 
 /// A message on its way to one subscription: the `DeliverMessage` payload,
@@ -259,18 +367,149 @@ struct Delivery {
     reply_to: String,
 }
 
+/// A delivery in a subscription's queue, holding its room in the backlog.
+struct Queued {
+    delivery: Delivery,
+    slot: Slot,
+}
+
+/// What one binding may have waiting for its actor, and what it has.
+struct Backlog {
+    actor: String,
+    binding: String,
+    max_messages: usize,
+    max_bytes: u64,
+    state: Mutex<BacklogState>,
+}
+
+#[derive(Default)]
+struct BacklogState {
+    messages: usize,
+    bytes: u64,
+    /// Messages dropped since the last warning.
+    dropped: u64,
+    /// When the last warning was written; `None` before the first.
+    warned: Option<Instant>,
+}
+
+impl Backlog {
+    /// Takes room for one message of `bytes`, or says which quota is full.
+    fn reserve(self: &Arc<Self>, bytes: u64) -> Result<Slot, QueueRefusal> {
+        let mut state = lock(&self.state);
+        let full = if state.messages >= self.max_messages {
+            Some((MAX_QUEUED_MESSAGES, self.max_messages as u64))
+        } else if state.bytes.saturating_add(bytes) > self.max_bytes {
+            Some((MAX_QUEUED_BYTES, self.max_bytes))
+        } else {
+            None
+        };
+        if let Some((quota, limit)) = full {
+            return Err(QueueRefusal {
+                actor: self.actor.clone(),
+                binding: self.binding.clone(),
+                quota,
+                limit,
+            });
+        }
+        state.messages += 1;
+        state.bytes += bytes;
+        Ok(Slot {
+            backlog: Arc::clone(self),
+            bytes,
+        })
+    }
+
+    /// Counts a message dropped for this binding and warns, at most once per
+    /// [`DROP_WARNING_INTERVAL`]: a flood must not become a flood of logs.
+    fn dropped(&self, refusal: &QueueRefusal) {
+        let now = Instant::now();
+        let dropped = {
+            let mut state = lock(&self.state);
+            state.dropped += 1;
+            if state
+                .warned
+                .is_some_and(|at| now.saturating_duration_since(at) < DROP_WARNING_INTERVAL)
+            {
+                return;
+            }
+            state.warned = Some(now);
+            std::mem::take(&mut state.dropped)
+        };
+        tracing::warn!(
+            actor = %self.actor,
+            binding = %self.binding,
+            dropped,
+            quota = refusal.quota,
+            limit = refusal.limit,
+            "wascc:messaging: {dropped} message(s) dropped because the actor is not keeping up \
+             with its subscriptions: its {} quota ({}) is full; raise it in the binding's values",
+            refusal.quota,
+            refusal.limit
+        );
+    }
+}
+
+/// Room taken in a [`Backlog`], given back when the message leaves the
+/// queue however it leaves: delivered, or discarded with its subscription.
+struct Slot {
+    backlog: Arc<Backlog>,
+    bytes: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut state = lock(&self.backlog.state);
+        state.messages -= 1;
+        state.bytes -= self.bytes;
+    }
+}
+
+/// What routing one message did.
+#[derive(Debug, Default)]
+struct Routed {
+    /// Subscriptions matched, a queue group counting once.
+    matched: usize,
+    /// Of those, how many took the message (a waiting request's inbox
+    /// counts too).
+    delivered: usize,
+    /// The first few subscriptions that refused it for their quota.
+    refused: Vec<QueueRefusal>,
+}
+
+impl Routed {
+    /// An error when subscriptions matched but all refused for their quota.
+    fn check(self, subject: &str) -> Result<usize, MessagingError> {
+        if self.delivered == 0 && !self.refused.is_empty() {
+            return Err(MessagingError::QueueFull {
+                subject: subject.to_string(),
+                refused: self.refused,
+            });
+        }
+        Ok(self.matched)
+    }
+
+    fn refuse(&mut self, refusal: QueueRefusal) {
+        if self.refused.len() < REFUSALS_SHOWN {
+            self.refused.push(refusal);
+        }
+    }
+}
+
 impl Inner {
     fn dispatcher(&self) -> Option<Arc<dyn ActorDispatcher>> {
         read(&self.dispatcher).clone()
     }
 
-    /// Routes one message; returns how many subscriptions (queue groups
-    /// counted once) it matched. Never blocks and never calls an actor, so
-    /// it is safe on any call stack.
-    fn route(&self, subject: &str, reply_to: &str, body: Vec<u8>) -> Result<usize, ProviderError> {
+    /// Routes one message; says how many subscriptions (queue groups
+    /// counted once) it matched and which took it. Never blocks and never
+    /// calls an actor, so it is safe on any call stack.
+    fn route(&self, subject: &str, reply_to: &str, body: Vec<u8>) -> Result<Routed, ProviderError> {
+        let mut routed = Routed::default();
         if let Some(waiter) = lock(&self.inboxes).remove(subject) {
             // The requester may have given up already; that is not an error.
-            let _ = waiter.send(body.clone());
+            if waiter.send(body.clone()).is_ok() {
+                routed.delivered += 1;
+            }
         }
         let message = BrokerMessage {
             subject: subject.to_string(),
@@ -282,9 +521,8 @@ impl Inner {
             subject: message.subject,
             reply_to: message.reply_to,
         };
-        let matched = self.bindings.read_all(|bindings| {
+        self.bindings.read_all(|bindings| {
             let mut groups: BTreeMap<(&Pattern, &str), Vec<&Subscription>> = BTreeMap::new();
-            let mut matched = 0;
             for sub in bindings.values().flat_map(|b| &b.subs) {
                 if !sub.pattern.matches(subject) {
                     continue;
@@ -292,51 +530,76 @@ impl Inner {
                 match &sub.queue {
                     Some(q) => groups.entry((&sub.pattern, q)).or_default().push(sub),
                     None => {
-                        matched += 1;
-                        offer(sub, delivery.clone());
+                        routed.matched += 1;
+                        match offer(sub, delivery.clone()) {
+                            Offer::Queued => routed.delivered += 1,
+                            Offer::Refused(refusal) => {
+                                sub.backlog.dropped(&refusal);
+                                routed.refuse(refusal);
+                            }
+                            Offer::Closed => {}
+                        }
                     }
                 }
             }
-            for ((pattern, group), members) in groups {
-                matched += 1;
+            for (_, members) in groups {
+                routed.matched += 1;
                 let start = self.next_member.fetch_add(1, Ordering::Relaxed);
+                let mut refusals = Vec::new();
                 let taken = (0..members.len())
                     .map(|i| members[(start + i) % members.len()])
-                    .any(|member| try_offer(member, delivery.clone()));
-                if !taken {
-                    tracing::warn!(
-                        subject,
-                        subscription = %pattern,
-                        queue_group = group,
-                        "every member of the queue group is behind; message dropped"
-                    );
+                    .any(|member| match offer(member, delivery.clone()) {
+                        Offer::Queued => true,
+                        Offer::Refused(refusal) => {
+                            refusals.push((member, refusal));
+                            false
+                        }
+                        Offer::Closed => false,
+                    });
+                if taken {
+                    routed.delivered += 1;
+                } else {
+                    // Dropped for the whole group: each member that was
+                    // full is told, as for a plain subscription.
+                    for (member, refusal) in refusals {
+                        member.backlog.dropped(&refusal);
+                        routed.refuse(refusal);
+                    }
                 }
             }
-            matched
         });
-        Ok(matched)
+        Ok(routed)
     }
 }
 
-/// Queues a delivery for a plain subscription, warning when it is dropped.
-fn offer(sub: &Subscription, delivery: Delivery) {
-    if !try_offer(sub, delivery) {
-        tracing::warn!(
-            actor = %sub.actor,
-            subscription = %sub.pattern,
-            "actor is not keeping up with its subscription; message dropped"
-        );
-    }
+/// What became of a delivery offered to one subscription.
+enum Offer {
+    Queued,
+    /// The binding's quota is full.
+    Refused(QueueRefusal),
+    /// The subscription's task has stopped (its binding is going away).
+    Closed,
 }
 
-fn try_offer(sub: &Subscription, delivery: Delivery) -> bool {
-    sub.tx.try_send(delivery).is_ok()
+fn offer(sub: &Subscription, delivery: Delivery) -> Offer {
+    let slot = match sub.backlog.reserve(delivery.payload.len() as u64) {
+        Ok(slot) => slot,
+        Err(refusal) => return Offer::Refused(refusal),
+    };
+    // On failure the message comes back in the error and is dropped here,
+    // giving its room back.
+    match sub.tx.send(Queued { delivery, slot }) {
+        Ok(()) => Offer::Queued,
+        Err(_) => Offer::Closed,
+    }
 }
 
 /// Delivers one subscription's messages in order. It holds the broker only
 /// weakly, so dropping the provider ends it.
-async fn deliver_loop(inner: Weak<Inner>, actor: String, mut rx: mpsc::Receiver<Delivery>) {
-    while let Some(delivery) = rx.recv().await {
+async fn deliver_loop(inner: Weak<Inner>, actor: String, mut rx: mpsc::UnboundedReceiver<Queued>) {
+    while let Some(Queued { delivery, slot }) = rx.recv().await {
+        // Out of the queue: the room is free again while the actor works.
+        drop(slot);
         let Some(inner) = inner.upgrade() else { break };
         let Some(dispatcher) = inner.dispatcher() else {
             tracing::warn!(%actor, subject = %delivery.subject, "broker not started; message dropped");
@@ -375,18 +638,65 @@ impl Drop for InboxGuard<'_> {
 struct BindConfig {
     patterns: Vec<Pattern>,
     queue: Option<String>,
+    max_queued_messages: usize,
+    max_queued_bytes: u64,
 }
 
-fn parse_config(request: &BindRequest) -> Result<BindConfig, ProviderError> {
+/// A positive whole-number binding value, or `default` when unset.
+fn positive<T: std::str::FromStr + PartialEq + From<u8>>(
+    request: &BindRequest,
+    key: &str,
+    default: T,
+) -> Result<T, ProviderError> {
+    let Some(raw) = request.values.get(key).map(|v| v.trim()) else {
+        return Ok(default);
+    };
+    match raw.parse::<T>() {
+        Ok(value) if value != T::from(0) => Ok(value),
+        _ => Err(ProviderError::Config {
+            capid: CAPABILITY_ID.to_string(),
+            actor: request.actor.clone(),
+            key: key.to_string(),
+            reason: format!("is `{raw}`; give a whole number of at least 1"),
+        }),
+    }
+}
+
+fn parse_config(
+    request: &BindRequest,
+    default_max_queued: usize,
+) -> Result<BindConfig, ProviderError> {
     let config_error = |key: &str, reason: String| ProviderError::Config {
         capid: CAPABILITY_ID.to_string(),
         actor: request.actor.clone(),
         key: key.to_string(),
         reason,
     };
+    let max_subscriptions = positive(request, MAX_SUBSCRIPTIONS, DEFAULT_MAX_SUBSCRIPTIONS)?;
+    let max_queued_messages = positive(request, MAX_QUEUED_MESSAGES, default_max_queued)?;
+    let max_queued_bytes = positive(request, MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_BYTES)?;
     let mut patterns = Vec::new();
     if let Some(list) = request.values.get(SUBSCRIPTION) {
-        for subject in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let subjects: Vec<&str> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        // Each subscription is a task and a queue: the list is bounded
+        // before anything is spawned.
+        if subjects.len() > max_subscriptions {
+            return Err(config_error(
+                SUBSCRIPTION,
+                format!(
+                    "lists {} subjects for binding `{}`, more than its MAX_SUBSCRIPTIONS quota \
+                     ({max_subscriptions}); subscribe with wildcards (`orders.*`, `orders.>`), \
+                     or raise MAX_SUBSCRIPTIONS in this binding's values",
+                    subjects.len(),
+                    request.binding
+                ),
+            ));
+        }
+        for subject in subjects {
             let pattern =
                 Pattern::parse(subject).map_err(|e| config_error(SUBSCRIPTION, e.to_string()))?;
             patterns.push(pattern);
@@ -402,7 +712,12 @@ fn parse_config(request: &BindRequest) -> Result<BindConfig, ProviderError> {
         }
         Some(q) => Some(q.to_string()),
     };
-    Ok(BindConfig { patterns, queue })
+    Ok(BindConfig {
+        patterns,
+        queue,
+        max_queued_messages,
+        max_queued_bytes,
+    })
 }
 
 #[async_trait]
@@ -440,10 +755,18 @@ impl CapabilityProvider for MemoryMessaging {
     }
 
     async fn bind_actor(&self, request: BindRequest) -> Result<(), ProviderError> {
-        let config = parse_config(&request)?;
+        let config = parse_config(&request, self.inner.default_max_queued)?;
+        let backlog = Arc::new(Backlog {
+            actor: request.actor.clone(),
+            binding: request.binding.clone(),
+            max_messages: config.max_queued_messages,
+            max_bytes: config.max_queued_bytes,
+            state: Mutex::new(BacklogState::default()),
+        });
         let mut pair = BoundPair {
             subs: Vec::new(),
             tasks: Vec::new(),
+            backlog: Arc::clone(&backlog),
         };
         if !config.patterns.is_empty() {
             // `tokio::spawn` would panic outside a runtime; say so instead.
@@ -453,17 +776,17 @@ impl CapabilityProvider for MemoryMessaging {
                     message: format!("cannot start the delivery tasks: {e}"),
                 })?;
             for pattern in config.patterns {
-                let (tx, rx) = mpsc::channel(self.inner.capacity);
+                let (tx, rx) = mpsc::unbounded_channel();
                 pair.tasks.push(runtime.spawn(deliver_loop(
                     Arc::downgrade(&self.inner),
                     request.actor.clone(),
                     rx,
                 )));
                 pair.subs.push(Arc::new(Subscription {
-                    actor: request.actor.clone(),
                     pattern,
                     queue: config.queue.clone(),
                     tx,
+                    backlog: Arc::clone(&backlog),
                 }));
             }
         }
@@ -500,7 +823,8 @@ impl CapabilityProvider for MemoryMessaging {
                     check_publish_subject(&message.reply_to).map_err(MessagingError::from)?;
                 }
                 self.inner
-                    .route(&message.subject, &message.reply_to, message.body)?;
+                    .route(&message.subject, &message.reply_to, message.body)?
+                    .check(&message.subject)?;
                 Ok(Vec::new())
             }
             OP_PERFORM_REQUEST => {
@@ -516,9 +840,12 @@ impl CapabilityProvider for MemoryMessaging {
             let subscriptions: usize = bindings.values().map(|b| b.subs.len()).sum();
             (bindings.len(), subscriptions)
         });
+        let queued = self.queued_messages();
         Health {
             healthy: true,
-            message: format!("{count} bindings, {subscriptions} subscriptions"),
+            message: format!(
+                "{count} bindings, {subscriptions} subscriptions, {queued} messages queued"
+            ),
         }
     }
 
@@ -549,7 +876,10 @@ impl MemoryMessaging {
             inner: &self.inner,
             inbox: inbox.clone(),
         };
-        let matched = self.inner.route(&request.subject, &inbox, request.body)?;
+        let matched = self
+            .inner
+            .route(&request.subject, &inbox, request.body)?
+            .check(&request.subject)?;
         if matched == 0 {
             return Err(MessagingError::NoResponders {
                 subject: request.subject,

@@ -529,8 +529,11 @@ async fn a_slow_actor_loses_messages_beyond_its_queue() {
     publish(&f.broker, "MPUB", "work", b"1").await.unwrap();
     // The task has taken "1" and is blocked in the actor: the queue is empty.
     assert_eq!(f.next().await.message.body, b"1");
-    for body in [b"2", b"3", b"4"] {
-        publish(&f.broker, "MPUB", "work", body).await.unwrap();
+    publish(&f.broker, "MPUB", "work", b"2").await.unwrap();
+    // The only subscriber is full, so the publisher learns nothing arrives.
+    for body in [b"3", b"4"] {
+        let err = publish(&f.broker, "MPUB", "work", body).await.unwrap_err();
+        assert!(err.to_string().contains("MAX_QUEUED_MESSAGES"), "{err}");
     }
     gate.add_permits(100);
     assert_eq!(f.next().await.message.body, b"2");
@@ -570,4 +573,324 @@ async fn shutdown_ends_waiting_requests() {
         .unwrap_err();
     assert!(matches!(err, ProviderError::Unavailable { .. }), "{err:?}");
     assert_eq!(f.broker.subscriber_count("svc"), 0);
+}
+
+// ---------------------------------------------------------------- quotas --
+
+async fn bind_values(
+    broker: &MemoryMessaging,
+    actor: &str,
+    values: &[(&str, &str)],
+) -> Result<(), ProviderError> {
+    broker
+        .bind_actor(BindRequest {
+            actor: actor.into(),
+            binding: "default".into(),
+            values: values
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        })
+        .await
+}
+
+/// Asserts the error a sender gets when every matching subscription is
+/// full: it names the quota, the subscriber, its binding and the fix.
+#[track_caller]
+fn assert_queue_full(result: Result<Vec<u8>, ProviderError>, quota: &str, subscriber: &str) {
+    match result {
+        Err(ProviderError::Backend { capid, message }) => {
+            assert_eq!(capid, CAPABILITY_ID);
+            for needle in [
+                "dropped: every matching subscription is full",
+                &format!("actor {subscriber} (binding `default`) is at its {quota} quota"),
+                "raise the named quota",
+            ] {
+                assert!(message.contains(needle), "`{needle}` not in: {message}");
+            }
+        }
+        other => panic!("expected a {quota} error, got {other:?}"),
+    }
+}
+
+/// Counts `tracing` warnings.
+#[derive(Clone, Default)]
+struct Warnings(Arc<Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        if *event.metadata().level() == tracing::Level::WARN {
+            let mut message = Message(String::new());
+            event.record(&mut message);
+            self.0.lock().unwrap().push(message.0);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_flood_to_a_stuck_subscriber_is_bounded_by_its_queue_quota() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let warnings = Warnings::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(warnings.clone()));
+    let mut f = Fixture::new().await;
+    let gate = Arc::new(Semaphore::new(0));
+    bind_values(
+        &f.broker,
+        "MSLOW",
+        &[("SUBSCRIPTION", "work"), ("MAX_QUEUED_MESSAGES", "100")],
+    )
+    .await
+    .unwrap();
+    f.bind("MOTHER", "other", None).await;
+    f.bind("MPUB", "", None).await;
+    f.behave("MSLOW", Behaviour::Block(gate.clone()));
+
+    publish(&f.broker, "MPUB", "work", b"first").await.unwrap();
+    assert_eq!(f.next().await.message.body, b"first", "taken, now stuck");
+
+    let mut accepted = Vec::new();
+    let started = std::time::Instant::now();
+    for i in 0..10_000u32 {
+        let body = i.to_string();
+        match publish(&f.broker, "MPUB", "work", body.as_bytes()).await {
+            Ok(_) => accepted.push(body.into_bytes()),
+            refused => assert_queue_full(refused, "MAX_QUEUED_MESSAGES", "MSLOW"),
+        }
+    }
+    assert_eq!(accepted.len(), 100);
+    assert_eq!(f.broker.queued_messages(), 100, "the quota is the bound");
+    // 9,900 drops: one warning line per second (the first at once), not
+    // one per message.
+    let seconds = started.elapsed().as_secs() as usize;
+    let drops: Vec<String> = warnings.0.lock().unwrap().clone();
+    assert!(
+        (1..=1 + seconds).contains(&drops.len()),
+        "{} warnings in {seconds} s",
+        drops.len()
+    );
+    assert!(drops[0].contains("1 message(s) dropped"), "{drops:?}");
+    assert!(
+        drops[0].contains("MAX_QUEUED_MESSAGES quota (100)"),
+        "{drops:?}"
+    );
+
+    // Other subscriptions are unaffected, and a publish some subscriber
+    // takes succeeds even though the stuck one drops it.
+    publish(&f.broker, "MPUB", "other", b"still flowing")
+        .await
+        .unwrap();
+    let e = f.next().await;
+    assert_eq!(
+        (e.actor.as_str(), &e.message.body[..]),
+        ("MOTHER", &b"still flowing"[..])
+    );
+    f.bind("MFAST", "work", None).await;
+    publish(&f.broker, "MPUB", "work", b"partial")
+        .await
+        .unwrap();
+    let e = f.next().await;
+    assert_eq!(
+        (e.actor.as_str(), &e.message.body[..]),
+        ("MFAST", &b"partial"[..])
+    );
+
+    // Unblocked, the stuck actor gets exactly what was accepted, in order.
+    gate.add_permits(10_000);
+    let mut received = Vec::new();
+    while received.len() < accepted.len() {
+        let e = f.next().await;
+        assert_eq!(e.actor, "MSLOW");
+        received.push(e.message.body);
+    }
+    assert_eq!(received, accepted);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(f.events.try_recv().is_err(), "nothing beyond the quota");
+    assert_eq!(f.broker.queued_messages(), 0);
+    // With room again, publishing to it works.
+    publish(&f.broker, "MPUB", "work", b"again").await.unwrap();
+}
+
+#[tokio::test]
+async fn the_byte_quota_bounds_what_waits_in_bytes() {
+    let mut f = Fixture::new().await;
+    let gate = Arc::new(Semaphore::new(0));
+    bind_values(
+        &f.broker,
+        "MSLOW",
+        &[("SUBSCRIPTION", "blobs"), ("MAX_QUEUED_BYTES", "2000")],
+    )
+    .await
+    .unwrap();
+    f.bind("MPUB", "", None).await;
+    f.behave("MSLOW", Behaviour::Block(gate.clone()));
+    publish(&f.broker, "MPUB", "blobs", b"x").await.unwrap();
+    f.next().await;
+
+    let body = vec![7u8; 500];
+    let mut accepted = 0;
+    for _ in 0..100 {
+        match publish(&f.broker, "MPUB", "blobs", &body).await {
+            Ok(_) => accepted += 1,
+            refused => assert_queue_full(refused, "MAX_QUEUED_BYTES", "MSLOW"),
+        }
+    }
+    // Each waits as ~530 encoded bytes: three fit in 2,000, a fourth not.
+    assert_eq!(accepted, 3);
+    // A message too big for the quota on its own is refused even when the
+    // queue is empty.
+    gate.add_permits(100);
+    for _ in 0..3 {
+        f.next().await;
+    }
+    assert_queue_full(
+        publish(&f.broker, "MPUB", "blobs", &vec![0u8; 2_000]).await,
+        "MAX_QUEUED_BYTES",
+        "MSLOW",
+    );
+}
+
+#[tokio::test]
+async fn a_request_to_full_responders_fails_at_once_naming_the_quota() {
+    let mut f = Fixture::new().await;
+    let gate = Arc::new(Semaphore::new(0));
+    bind_values(
+        &f.broker,
+        "MSVC",
+        &[("SUBSCRIPTION", "svc"), ("MAX_QUEUED_MESSAGES", "1")],
+    )
+    .await
+    .unwrap();
+    f.bind("MCLIENT", "", None).await;
+    f.behave("MSVC", Behaviour::Block(gate.clone()));
+    publish(&f.broker, "MCLIENT", "svc", b"busy").await.unwrap();
+    f.next().await;
+    publish(&f.broker, "MCLIENT", "svc", b"queued")
+        .await
+        .unwrap();
+
+    let result = tokio::time::timeout(WAIT, request(&f.broker, "MCLIENT", "svc", b"?", 60_000))
+        .await
+        .expect("a refused request must not wait for its timeout");
+    assert_queue_full(result, "MAX_QUEUED_MESSAGES", "MSVC");
+    gate.add_permits(10);
+}
+
+#[tokio::test]
+async fn a_queue_group_passes_over_a_full_member() {
+    let mut f = Fixture::new().await;
+    let gate = Arc::new(Semaphore::new(0));
+    for (actor, quota) in [("MW1", "1"), ("MW2", "1000")] {
+        bind_values(
+            &f.broker,
+            actor,
+            &[
+                ("SUBSCRIPTION", "jobs"),
+                ("QUEUEGROUP_NAME", "workers"),
+                ("MAX_QUEUED_MESSAGES", quota),
+            ],
+        )
+        .await
+        .unwrap();
+    }
+    f.bind("MPUB", "", None).await;
+    f.behave("MW1", Behaviour::Block(gate.clone()));
+    for i in 0..200u32 {
+        publish(&f.broker, "MPUB", "jobs", i.to_string().as_bytes())
+            .await
+            .unwrap();
+    }
+    let mut delivered = 0;
+    while delivered < 199 {
+        f.next().await;
+        delivered += 1;
+    }
+    // Every publish succeeded: the stuck member holds one job in its
+    // handler and at most one waiting, the other member took the rest.
+    assert!(f.broker.queued_messages() <= 1);
+    gate.add_permits(1_000);
+}
+
+#[tokio::test]
+async fn subscriptions_per_binding_are_bounded() {
+    let f = Fixture::new().await;
+    let subjects = |n: usize| {
+        (0..n)
+            .map(|i| format!("s{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let err = bind_values(&f.broker, "MA", &[("SUBSCRIPTION", &subjects(65))])
+        .await
+        .unwrap_err();
+    match &err {
+        ProviderError::Config { key, reason, .. } => {
+            assert_eq!(key, "SUBSCRIPTION");
+            for needle in [
+                "65 subjects",
+                "binding `default`",
+                "MAX_SUBSCRIPTIONS quota (64)",
+                "raise MAX_SUBSCRIPTIONS",
+            ] {
+                assert!(reason.contains(needle), "`{needle}` not in: {reason}");
+            }
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        f.broker.subscriber_count("s0"),
+        0,
+        "a refused bind subscribes nothing"
+    );
+    bind_values(&f.broker, "MA", &[("SUBSCRIPTION", &subjects(64))])
+        .await
+        .unwrap();
+    assert_eq!(f.broker.subscriber_count("s63"), 1);
+
+    let err = bind_values(
+        &f.broker,
+        "MB",
+        &[("SUBSCRIPTION", "a, b, c"), ("MAX_SUBSCRIPTIONS", "2")],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("MAX_SUBSCRIPTIONS quota (2)"),
+        "{err}"
+    );
+    bind_values(
+        &f.broker,
+        "MB",
+        &[("SUBSCRIPTION", "a, b, c"), ("MAX_SUBSCRIPTIONS", "3")],
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn quota_values_must_be_positive_whole_numbers() {
+    let f = Fixture::new().await;
+    for (key, bad) in [
+        ("MAX_SUBSCRIPTIONS", "0"),
+        ("MAX_QUEUED_MESSAGES", "many"),
+        ("MAX_QUEUED_BYTES", "-1"),
+    ] {
+        let err = bind_values(&f.broker, "MA", &[("SUBSCRIPTION", "x"), (key, bad)])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ProviderError::Config { key: k, reason, .. }
+                if k == key && reason.contains(&format!("`{bad}`"))),
+            "{err:?}"
+        );
+    }
+    assert_eq!(f.broker.subscriber_count("x"), 0);
 }

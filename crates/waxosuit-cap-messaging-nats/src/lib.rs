@@ -31,9 +31,17 @@
 //!   not parse, a subject that is not valid, or a `CREDSFILE` that cannot
 //!   be read is a [`ProviderError::Config`] naming the key.
 //! * **After the bind**, the connection survives server restarts: the
-//!   client reconnects without limit and re-subscribes, so subscriptions
-//!   come back by themselves. [`health`](CapabilityProvider::health)
-//!   reports bindings whose connection is down.
+//!   client reconnects without limit (backing off from
+//!   [`reconnect::MIN_BACKOFF`] to at most [`reconnect::MAX_BACKOFF`]
+//!   between attempts) and re-subscribes, so subscriptions come back by
+//!   themselves. A `Publish` or `Request` that finds the connection down
+//!   has the client try again **at once** and waits for that attempt (at
+//!   most [`reconnect::RECONNECT_WAIT`]): the first call after the server
+//!   is back succeeds, and a call during an outage fails fast with
+//!   [`ProviderError::Unavailable`] naming the URL and the attempt's error,
+//!   instead of being queued silently (or, once the client's queue is full,
+//!   hanging). [`health`](CapabilityProvider::health) reports bindings
+//!   whose connection is down.
 //! * **Operations**, from bound actors only (others get
 //!   [`ProviderError::NotBound`]):
 //!   * `Publish` ([`BrokerMessage`]; empty reply) publishes, with the reply
@@ -117,7 +125,10 @@ use waxosuit_provider::{
     ProviderError, decode, encode, redact_url,
 };
 
+pub mod reconnect;
 pub mod subject;
+
+use crate::reconnect::Reconnect;
 
 /// Binding key: the NATS server URL.
 pub const URL: &str = "URL";
@@ -398,10 +409,15 @@ impl NatsMessaging {
         &self.reserved.prefixes
     }
 
-    fn client(&self, actor: &str, binding: &str) -> Result<Client, ProviderError> {
+    /// The pair's client and what [`Bound::connected`] needs.
+    fn bound(&self, actor: &str, binding: &str) -> Result<Bound, ProviderError> {
         self.inner.bindings.read_all(|map| {
             map.get(&(actor.to_string(), binding.to_string()))
-                .map(|b| b.client.clone())
+                .map(|b| Bound {
+                    client: b.client.clone(),
+                    url: b.url.clone(),
+                    reconnect: Arc::clone(&b.reconnect),
+                })
                 .ok_or_else(|| ProviderError::not_bound(CAPABILITY_ID, actor, binding))
         })
     }
@@ -410,6 +426,33 @@ impl NatsMessaging {
         for binding in self.inner.bindings.drain() {
             binding.stop();
         }
+    }
+}
+
+/// A bound pair's connection, cloned out of the table for one call.
+struct Bound {
+    client: Client,
+    /// Redacted.
+    url: String,
+    reconnect: Arc<Reconnect>,
+}
+
+impl Bound {
+    /// The client, once it is connected (see [`reconnect`]).
+    async fn connected(&self, call: &ProviderCall) -> Result<&Client, ProviderError> {
+        self.reconnect
+            .ready(&self.client)
+            .await
+            .map_err(|why| ProviderError::Unavailable {
+                capid: CAPABILITY_ID.to_string(),
+                reason: format!(
+                    "NATS at {} is unreachable for actor {} (binding `{}`): {why}. Nothing was \
+                     sent; the connection keeps being re-established in the background, and \
+                     calls succeed again as soon as the server is back",
+                    self.url, call.actor, call.binding
+                ),
+            })?;
+        Ok(&self.client)
     }
 }
 
@@ -431,6 +474,8 @@ struct NatsBinding {
     client: Client,
     /// Redacted: it is shown in health messages.
     url: String,
+    /// How calls wait for the connection after an outage.
+    reconnect: Arc<Reconnect>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -509,21 +554,31 @@ impl NatsMessaging {
         &self,
         request: &BindRequest,
         config: &BindConfig,
+        reconnect: &Arc<Reconnect>,
     ) -> Result<Client, ProviderError> {
         // The URL may carry `user:password@`; nothing shown to actors or
         // written to logs may repeat it.
         let shown = redact_url(&config.url);
         let url = shown.clone();
+        let on_event = Arc::clone(reconnect);
+        let on_attempt = Arc::clone(reconnect);
         let mut options = ConnectOptions::new()
             .name(CONNECTION_NAME)
             .subscription_capacity(SUBSCRIPTION_CAPACITY)
             // Unlimited reconnects: a server restart must not end the binding.
             .max_reconnects(None)
+            // Short backoff, cut short by waiting calls (see `reconnect`).
+            .reconnect_to_server_callback(move |servers, _info| {
+                let reconnect = Arc::clone(&on_attempt);
+                async move { reconnect.next_attempt(servers).await }
+            })
             .event_callback(move |event| {
                 let url = url.clone();
+                let reconnect = Arc::clone(&on_event);
                 async move {
                     match event {
                         async_nats::Event::Connected => {
+                            reconnect.connected();
                             tracing::info!(%url, "NATS connection (re)established");
                         }
                         other => tracing::warn!(%url, event = %other, "NATS connection event"),
@@ -732,7 +787,8 @@ impl CapabilityProvider for NatsMessaging {
 
     async fn bind_actor(&self, request: BindRequest) -> Result<(), ProviderError> {
         let config = parse_config(&request, &self.reserved)?;
-        let client = self.connect(&request, &config).await?;
+        let reconnect = Arc::new(Reconnect::default());
+        let client = self.connect(&request, &config, &reconnect).await?;
         let subscribe_error = |subject: &str, e: &dyn std::fmt::Display| {
             ProviderError::from(MessagingError::Client {
                 operation: "subscribe",
@@ -772,6 +828,7 @@ impl CapabilityProvider for NatsMessaging {
         let binding = NatsBinding {
             client,
             url: redact_url(&config.url),
+            reconnect,
             tasks,
         };
         let previous = self
@@ -792,7 +849,7 @@ impl CapabilityProvider for NatsMessaging {
     }
 
     async fn handle_call(&self, call: ProviderCall) -> Result<Vec<u8>, ProviderError> {
-        let client = self.client(&call.actor, &call.binding)?;
+        let bound = self.bound(&call.actor, &call.binding)?;
         match call.operation.as_str() {
             OP_PUBLISH_MESSAGE => {
                 let message: BrokerMessage = decode(CAPABILITY_ID, &call)?;
@@ -804,6 +861,9 @@ impl CapabilityProvider for NatsMessaging {
                 if !message.reply_to.is_empty() {
                     check(SubjectUse::Reply, &message.reply_to)?;
                 }
+                // Refused subjects are refused before anything waits on
+                // the connection.
+                let client = bound.connected(&call).await?;
                 let subject = message.subject.clone();
                 let sent = if message.reply_to.is_empty() {
                     client.publish(message.subject, message.body.into()).await
@@ -827,7 +887,8 @@ impl CapabilityProvider for NatsMessaging {
                     SubjectUse::Request,
                     &request.subject,
                 )?;
-                self.request(&client, request).await
+                let client = bound.connected(&call).await?;
+                self.request(client, request).await
             }
             other => Err(ProviderError::unknown_operation(CAPABILITY_ID, other)),
         }

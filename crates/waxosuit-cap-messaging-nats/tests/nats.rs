@@ -23,7 +23,8 @@ use waxosuit_test_servers::NatsServer;
 /// Upper bound for anything that should happen "soon".
 const WAIT: Duration = Duration::from_secs(10);
 /// Upper bound for the client to notice a restarted server and resubscribe
-/// (its reconnect backoff is capped at 4 s per attempt).
+/// (the provider's reconnect backoff is capped at 1 s per attempt; the
+/// bound is generous for a loaded machine).
 const RECONNECT_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
@@ -453,6 +454,105 @@ async fn a_nats_restart_recovers_the_subscription() {
     // Requests to the recovered subscription are answered too.
     let reply = client.request("survives", "ask".into()).await.unwrap();
     assert_eq!(reply.payload.as_ref(), b"still here");
+    assert!(f.provider.health().await.healthy);
+}
+
+/// A plain client that reconnects within milliseconds, to watch what the
+/// provider publishes across a server restart.
+async fn quick_client(url: &str) -> async_nats::Client {
+    async_nats::ConnectOptions::new()
+        .max_reconnects(None)
+        .reconnect_delay_callback(|_| Duration::from_millis(10))
+        .connect(url)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_works_again_at_once_after_a_nats_restart() {
+    let mut f = Fixture::new().await;
+    f.bind("MPUB", &[]).await.unwrap();
+    let watcher = quick_client(&f.server.url()).await;
+    let mut seen = watcher.subscribe("out").await.unwrap();
+    settle(&watcher).await;
+    publish(&f.provider, "MPUB", "out", "", b"before")
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(WAIT, seen.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.payload.as_ref(), b"before");
+
+    tokio::task::block_in_place(|| f.server.stop());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while f.provider.health().await.healthy {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "health never reported the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // During the outage a publish fails fast and says why, instead of being
+    // queued silently (or hanging once the client's queue is full).
+    for round in 0..3 {
+        let started = std::time::Instant::now();
+        let err = publish(&f.provider, "MPUB", "out", "", b"lost")
+            .await
+            .expect_err("nothing can be published while the server is down");
+        let took = started.elapsed();
+        assert!(
+            took <= waxosuit_cap_messaging_nats::reconnect::RECONNECT_WAIT + Duration::from_secs(2),
+            "round {round}: the refusal took {took:?}"
+        );
+        match &err {
+            ProviderError::Unavailable { reason, .. } => {
+                for needle in [
+                    f.server.url().as_str(),
+                    "MPUB",
+                    "binding `default`",
+                    "Nothing was sent",
+                ] {
+                    assert!(reason.contains(needle), "{needle:?} missing from: {reason}");
+                }
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+    }
+
+    tokio::task::block_in_place(|| f.server.restart()).unwrap();
+    // The watcher is back (and subscribed again) once a round trip works.
+    let back = tokio::time::Instant::now() + RECONNECT_WAIT;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < back,
+            "the watcher never came back"
+        );
+        let inbox = watcher.new_inbox();
+        if let Ok(mut echo) = watcher.subscribe(inbox.clone()).await
+            && watcher.publish(inbox, "".into()).await.is_ok()
+            && matches!(
+                tokio::time::timeout(Duration::from_millis(200), echo.next()).await,
+                Ok(Some(_))
+            )
+        {
+            break;
+        }
+    }
+    // The provider's first publish after the restart goes through, without
+    // rebinding and without waiting out a reconnect backoff.
+    publish(&f.provider, "MPUB", "out", "", b"after")
+        .await
+        .expect("the first publish after the restart");
+    let after = tokio::time::timeout(WAIT, seen.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        after.payload.as_ref(),
+        b"after",
+        "nothing published during the outage was queued and sent late"
+    );
     assert!(f.provider.health().await.healthy);
 }
 

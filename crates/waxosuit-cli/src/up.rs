@@ -35,8 +35,9 @@ use crate::limits::{self, LimitArgs};
 pub struct UpArgs {
     /// The manifest (YAML or JSON).
     manifest: PathBuf,
-    /// Serve /livez, /readyz and /metrics on this address (e.g. 127.0.0.1:9090).
-    #[arg(long, value_name = "ADDR", env = "WAXOSUIT_ADMIN")]
+    /// Serve /livez, /readyz and /metrics on this address (e.g.
+    /// 127.0.0.1:9090), or on 127.0.0.1 at this port.
+    #[arg(long, value_name = "ADDR|PORT", env = "WAXOSUIT_ADMIN", value_parser = crate::admin::parse_addr)]
     admin: Option<SocketAddr>,
     /// Seconds between health checks of actors and providers.
     #[arg(long, default_value_t = 10, value_name = "SECS")]

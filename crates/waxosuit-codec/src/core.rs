@@ -45,6 +45,10 @@ pub const CONFIG_WASCC_CLAIMS_EXPIRES: &str = "__wascc_expires";
 /// with `,`.
 pub const CONFIG_WASCC_CLAIMS_TAGS: &str = "__wascc_tags";
 
+/// Binding value the host adds (not a waSCC key): the largest payload the
+/// actor accepts, so a provider can refuse bigger requests up front.
+pub const CONFIG_WAXOSUIT_MAX_PAYLOAD: &str = "__waxosuit_max_payload";
+
 /// The replacement module for [`OP_PERFORM_LIVE_UPDATE`].
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

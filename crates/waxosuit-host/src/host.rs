@@ -407,6 +407,12 @@ impl Host {
             provider,
             descriptor,
         });
+        // Host calls of operations the provider does not declare count as
+        // operation="other": a guest cannot grow the metrics by inventing names.
+        self.inner
+            .actors
+            .metrics
+            .declare_operations(&entry.descriptor);
         let inserted = self.inner.providers.update(|providers| {
             if providers.contains_key(&route) {
                 return false;
@@ -501,10 +507,17 @@ impl Host {
         // Without a local provider the binding is recorded only: the
         // provider's own host binds it when the lattice tells it to.
         if let Some(provider) = provider {
+            let mut provider_values = bind_values(&claims, &values);
+            // The HTTP server lowers its body limit to this, and answers 413
+            // above it rather than handing the actor what it would refuse.
+            provider_values.insert(
+                wcore::CONFIG_WAXOSUIT_MAX_PAYLOAD.to_string(),
+                entry.runtime.limits().max_payload.to_string(),
+            );
             let request = BindRequest {
                 actor: key.clone(),
                 binding: route.binding.clone(),
-                values: bind_values(&claims, &values),
+                values: provider_values,
             };
             guard_provider(&route, provider.provider.bind_actor(request)).await?;
         }

@@ -1,6 +1,31 @@
 //! Prometheus metrics: invocations, errors and latency per actor, capability
 //! and operation.
 //!
+//! # Bounded by construction
+//!
+//! Label values come from guests (operation names), from the lattice
+//! (operations of remote calls) and from providers (capability ids), so
+//! nothing here may grow with what they send. Three limits make the size of
+//! `/metrics` a constant of this file, [`MAX_INVOCATION_EXPOSITION_BYTES`]
+//! (15.6 MB at the limits below; a realistic host is far smaller):
+//!
+//! * **Label values** are recorded as given only if they are at most
+//!   [`MAX_LABEL_BYTES`] (64) bytes of printable ASCII other than `"` and
+//!   `\`; anything else is recorded as `other`. Replacing rather than
+//!   truncating keeps distinct long names from posing as one real name, and
+//!   means the text encoder never escapes, so a label's size is its length.
+//!   A longer operation name is mapped to `other` before it is even hashed.
+//! * **Operations** per actor, and per actor and capability, are at most
+//!   [`MAX_OPERATIONS`] (256); later new names count under `other`. Host
+//!   calls to a provider whose descriptor declares its operations
+//!   ([`Metrics::declare_operations`]) count undeclared operations under
+//!   `other` too, so only names the provider knows get series of their own.
+//! * **Label sets** in all are at most [`MAX_SERIES`] (2,048); beyond that,
+//!   invocations are counted in one overflow series per target, whose every
+//!   label but `target` is `other`. Series are never removed (an actor added
+//!   again must find its old series), which is what makes a global bound
+//!   necessary: per-actor bounds alone grow with every actor ever loaded.
+//!
 //! Every invocation records into its series, from whichever core runs it.
 //! A shared atomic counter (or prometheus-client's mutex-guarded histogram)
 //! would move its cache line between cores on every call, which profiling
@@ -17,7 +42,8 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet}
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
+use waxosuit_codec::capabilities::{CapabilityDescriptor, OperationDirection};
 
 use crate::read_mostly::ReadMostly;
 
@@ -46,6 +72,47 @@ fn bucket_bounds_nanos() -> [u64; BUCKETS] {
 
 /// Most cells per series: beyond this many threads, threads share cells.
 const MAX_CELLS: usize = 16;
+
+/// The longest label value recorded as given; longer ones are `other`.
+pub(crate) const MAX_LABEL_BYTES: usize = 64;
+
+/// Label sets (series) of the invocation families in all, not counting
+/// the two overflow series.
+pub(crate) const MAX_SERIES: usize = 2048;
+
+/// Sample lines per label set: two counters, and a histogram's buckets
+/// (with `+Inf`), `_sum` and `_count`.
+const SAMPLES_PER_SERIES: usize = 2 + (BUCKETS + 1) + 2;
+
+/// The longest sample line: the longest family name
+/// (`waxosuit_invocation_duration_seconds_bucket`, 43 bytes), the label
+/// names and quotes (75), three values of [`MAX_LABEL_BYTES`] (192), the
+/// `target` (10), an `le` bound (at most 24), a value (at most 24) and the
+/// separators: 349 bytes, rounded up.
+pub(crate) const MAX_SAMPLE_LINE_BYTES: usize = 400;
+
+/// Bytes of the `# HELP`/`# TYPE` lines of the three families, generously.
+const FAMILY_HEADER_BYTES: usize = 1024;
+
+/// Upper bound of the invocation families' part of `/metrics`, in bytes.
+/// The rest of the exposition is fixed in size: the `actors` and
+/// `bindings` gauges, and the policy and lattice collectors, whose label
+/// values are closed sets.
+pub(crate) const MAX_INVOCATION_EXPOSITION_BYTES: usize =
+    (MAX_SERIES + 2) * SAMPLES_PER_SERIES * MAX_SAMPLE_LINE_BYTES + FAMILY_HEADER_BYTES;
+
+// Checked at compile time, so that a change to the limits that lets the
+// bound drift far from what the module docs state fails the build.
+const _: () = assert!(MAX_INVOCATION_EXPOSITION_BYTES <= 16 * 1000 * 1000);
+
+/// `value` if it may be a label value as it is, else [`OTHER`].
+fn label_value(value: &str) -> &str {
+    let fits = value.len() <= MAX_LABEL_BYTES
+        && value
+            .bytes()
+            .all(|b| (b.is_ascii_graphic() || b == b' ') && b != b'"' && b != b'\\');
+    if fits { value } else { OTHER }
+}
 
 /// One thread slot's counters of one series.
 #[repr(align(128))]
@@ -130,7 +197,8 @@ impl Series {
 /// A counter family of the exposition: name, help, value of a series.
 type CounterFamily = (&'static str, &'static str, fn(&Totals) -> u64);
 
-/// Every series, for the exposition.
+/// Every series, for the exposition; at most [`MAX_SERIES`] plus the
+/// two overflow series.
 #[derive(Default)]
 struct SeriesList(Mutex<Vec<(Labels, Arc<Series>)>>);
 
@@ -189,10 +257,21 @@ impl Collector for SeriesList {
     }
 }
 
+/// The operations host calls to a capability may be counted under.
+#[derive(Debug, Clone)]
+enum Declared {
+    /// Any: some provider of the capability declares none.
+    Any,
+    /// Only these; every other name counts as `other`.
+    Only(FxHashSet<String>),
+}
+
 pub(crate) struct Metrics {
     /// Locked only to scrape, and to register another part's collector.
     registry: Mutex<Registry>,
     series: Arc<SeriesList>,
+    /// Read only when a series is created, never on the hot path.
+    declared: Mutex<FxHashMap<String, Declared>>,
     actors: Gauge,
     bindings: Gauge,
 }
@@ -209,14 +288,55 @@ impl Metrics {
         Metrics {
             registry: Mutex::new(registry),
             series,
+            declared: Mutex::new(FxHashMap::default()),
             actors,
             bindings,
+        }
+    }
+
+    /// Records which operations actors may call on `descriptor`'s
+    /// capability (those towards the provider, or both ways), so that host
+    /// calls of any other name are counted under `other`. Providers of one
+    /// capability id add up; one that declares no operations lifts the
+    /// restriction for its id, since nothing says which names are real.
+    pub(crate) fn declare_operations(&self, descriptor: &CapabilityDescriptor) {
+        let names: FxHashSet<String> = descriptor
+            .supported_operations
+            .iter()
+            .filter(|op| op.direction != OperationDirection::ToActor)
+            .map(|op| op.name.clone())
+            .collect();
+        let mut declared = self.declared.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = declared
+            .entry(descriptor.id.clone())
+            .or_insert_with(|| Declared::Only(FxHashSet::default()));
+        match (entry, names.is_empty()) {
+            (Declared::Any, _) => {}
+            (entry @ Declared::Only(_), true) => *entry = Declared::Any,
+            (Declared::Only(known), false) => known.extend(names),
+        }
+    }
+
+    /// Whether host calls of `operation` on `capability` get a series of
+    /// their own (rather than `other`). Calls into actors (`capability`
+    /// empty) and capabilities no provider here has declared (a provider
+    /// on another host) are not restricted.
+    fn is_declared(&self, capability: &str, operation: &str) -> bool {
+        if capability.is_empty() {
+            return true;
+        }
+        let declared = self.declared.lock().unwrap_or_else(PoisonError::into_inner);
+        match declared.get(capability) {
+            None | Some(Declared::Any) => true,
+            Some(Declared::Only(known)) => known.contains(operation),
         }
     }
 
     /// The series of `labels`, listed in the exposition from its creation
     /// on. An actor that is removed and added again finds its old series:
     /// two series with one label set would make Prometheus reject the scrape.
+    /// Past [`MAX_SERIES`], new label sets share their target's overflow
+    /// series.
     fn series(&self, labels: Labels) -> Arc<Series> {
         let mut list = self.series.0.lock().unwrap_or_else(PoisonError::into_inner);
         // A linear search, but only when a cache misses: series are created
@@ -224,6 +344,24 @@ impl Metrics {
         if let Some((_, series)) = list.iter().find(|(l, _)| *l == labels) {
             return Arc::clone(series);
         }
+        let labels = if list.len() >= MAX_SERIES {
+            let overflow = Labels {
+                target: labels.target,
+                actor: OTHER.to_string(),
+                capability: if labels.capability.is_empty() {
+                    String::new()
+                } else {
+                    OTHER.to_string()
+                },
+                operation: OTHER.to_string(),
+            };
+            if let Some((_, series)) = list.iter().find(|(l, _)| *l == overflow) {
+                return Arc::clone(series);
+            }
+            overflow
+        } else {
+            labels
+        };
         let series = Arc::new(Series::new());
         list.push((labels, Arc::clone(&series)));
         series
@@ -255,7 +393,7 @@ impl Metrics {
 /// Distinct operations tracked per actor and capability; beyond this (a guest
 /// inventing operation names) calls are counted under `operation="other"`,
 /// so a guest cannot grow the host's memory through its metrics.
-const MAX_OPERATIONS: usize = 256;
+pub(crate) const MAX_OPERATIONS: usize = 256;
 
 /// Series by operation name.
 type Operations = FxHashMap<String, Arc<Series>>;
@@ -302,6 +440,13 @@ impl SeriesCache {
         elapsed: Duration,
         ok: bool,
     ) {
+        // Before any lookup: hashing a 64 KiB name on every call would cost
+        // more than the call, and it could never be recorded as given.
+        let operation = if operation.len() > MAX_LABEL_BYTES {
+            OTHER
+        } else {
+            operation
+        };
         // Recorded through the snapshot: cloning the `Arc` would write its
         // count, shared by every core, on each call.
         if capability.is_empty() {
@@ -330,23 +475,39 @@ impl SeriesCache {
         operation: &str,
     ) -> Arc<Series> {
         let make = |ops: &mut Operations| {
-            let operation = if ops.len() >= MAX_OPERATIONS && !ops.contains_key(operation) {
-                OTHER
-            } else {
+            // Another thread may have added it since the lookup missed.
+            if let Some(series) = ops.get(operation) {
+                return Arc::clone(series);
+            }
+            let room = ops.len() < MAX_OPERATIONS;
+            let label = if room
+                && label_value(operation) == operation
+                && metrics.is_declared(capability, operation)
+            {
                 operation
+            } else {
+                OTHER
             };
-            Arc::clone(ops.entry(operation.to_string()).or_insert_with(|| {
+            let series = Arc::clone(ops.entry(label.to_string()).or_insert_with(|| {
                 metrics.series(Labels {
                     target: if capability.is_empty() {
                         "actor"
                     } else {
                         "capability"
                     },
-                    actor: actor.to_string(),
-                    capability: capability.to_string(),
-                    operation: operation.to_string(),
+                    actor: label_value(actor).to_string(),
+                    capability: label_value(capability).to_string(),
+                    operation: label.to_string(),
                 })
-            }))
+            }));
+            // A name counted as `other` is remembered as an alias of it, so
+            // its next call is a cache hit instead of another copy of the
+            // map. Names are at most MAX_LABEL_BYTES here and aliases take
+            // places like any name, so the map stays small.
+            if label != operation && room {
+                ops.insert(operation.to_string(), Arc::clone(&series));
+            }
+            series
         };
         if capability.is_empty() {
             self.own.update(make)
@@ -442,6 +603,203 @@ mod tests {
         cache.record(&metrics, "MA", "", "yet-another", Duration::ZERO, true);
         assert!(Arc::ptr_eq(&full, &cache.own.load_full()));
         assert!(metrics.encode().contains(r#"operation="other"} 51"#));
+    }
+
+    /// The `waxosuit_invocations_total` lines of an exposition.
+    fn invocation_lines(text: &str) -> Vec<&str> {
+        text.lines()
+            .filter(|l| l.starts_with("waxosuit_invocations_total{"))
+            .collect()
+    }
+
+    #[test]
+    fn label_values_are_short_printable_ascii_or_other() {
+        let longest = "x".repeat(MAX_LABEL_BYTES);
+        assert_eq!(label_value(&longest), longest);
+        assert_eq!(label_value("HandleRequest"), "HandleRequest");
+        assert_eq!(label_value("wascc:http_server"), "wascc:http_server");
+        assert_eq!(label_value("with space"), "with space");
+        for bad in [
+            "x".repeat(MAX_LABEL_BYTES + 1),
+            "quo\"te".to_string(),
+            "back\\slash".to_string(),
+            "new\nline".to_string(),
+            "tab\t".to_string(),
+            "nul\0".to_string(),
+            "Grüße".to_string(),
+        ] {
+            assert_eq!(label_value(&bad), OTHER, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ten_thousand_calls_with_64_kib_operation_names_make_one_small_series() {
+        let metrics = Metrics::new();
+        let cache = SeriesCache::default();
+        for i in 0..10_000 {
+            // Each name distinct, as an attacker would make them.
+            let mut name = format!("{i:05}");
+            name.push_str(&"A".repeat(64 * 1024 - name.len()));
+            let capability = if i % 2 == 0 { "" } else { "wascc:logging" };
+            cache.record(&metrics, "MA", capability, &name, Duration::ZERO, true);
+        }
+        let text = metrics.encode();
+        assert_eq!(
+            invocation_lines(&text),
+            [
+                r#"waxosuit_invocations_total{target="actor",actor="MA",capability="",operation="other"} 5000"#,
+                r#"waxosuit_invocations_total{target="capability",actor="MA",capability="wascc:logging",operation="other"} 5000"#,
+            ]
+        );
+        // The 320 MB of the issue, now under 16 KiB; and no name was kept.
+        assert!(text.len() < 16 * 1024, "{} bytes", text.len());
+        assert_eq!(cache.own.load().len(), 1);
+        assert_eq!(cache.by_capability.load()["wascc:logging"].len(), 1);
+    }
+
+    #[test]
+    fn odd_names_count_as_other_and_stay_cached() {
+        let metrics = Metrics::new();
+        let cache = SeriesCache::default();
+        for _ in 0..3 {
+            cache.record(&metrics, "MA", "", "bad\nname", Duration::ZERO, true);
+        }
+        let full = cache.own.load_full();
+        cache.record(&metrics, "MA", "", "bad\nname", Duration::ZERO, true);
+        assert!(
+            Arc::ptr_eq(&full, &cache.own.load_full()),
+            "the alias makes later calls cache hits"
+        );
+        let text = metrics.encode();
+        assert_eq!(
+            invocation_lines(&text),
+            [
+                r#"waxosuit_invocations_total{target="actor",actor="MA",capability="",operation="other"} 4"#
+            ]
+        );
+    }
+
+    #[test]
+    fn operations_a_provider_does_not_declare_count_as_other() {
+        let metrics = Metrics::new();
+        let descriptor = CapabilityDescriptor::builder()
+            .id("wascc:blobstore")
+            .with_operation("StartUpload", OperationDirection::ToProvider, "")
+            .with_operation("Either", OperationDirection::Both, "")
+            .with_operation("ReceiveChunk", OperationDirection::ToActor, "")
+            .build();
+        metrics.declare_operations(&descriptor);
+        let cache = SeriesCache::default();
+        for op in [
+            "StartUpload",
+            "Either",
+            "ReceiveChunk",
+            "Invented",
+            "Invented2",
+        ] {
+            cache.record(&metrics, "MA", "wascc:blobstore", op, Duration::ZERO, true);
+        }
+        // Calls into actors and to capabilities nobody declared are free.
+        cache.record(&metrics, "MA", "", "Invented", Duration::ZERO, true);
+        cache.record(
+            &metrics,
+            "MA",
+            "acme:remote",
+            "Invented",
+            Duration::ZERO,
+            true,
+        );
+        let text = metrics.encode();
+        let lines = invocation_lines(&text);
+        for expected in [
+            r#"capability="wascc:blobstore",operation="StartUpload"} 1"#,
+            r#"capability="wascc:blobstore",operation="Either"} 1"#,
+            r#"capability="wascc:blobstore",operation="other"} 3"#,
+            r#"capability="",operation="Invented"} 1"#,
+            r#"capability="acme:remote",operation="Invented"} 1"#,
+        ] {
+            assert!(
+                lines.iter().any(|l| l.ends_with(expected)),
+                "{expected}: {text}"
+            );
+        }
+        assert_eq!(lines.len(), 5, "{text}");
+
+        // A second provider of the id that declares nothing lifts the
+        // restriction; one declaring more adds to it.
+        let other = Metrics::new();
+        other.declare_operations(&descriptor);
+        other.declare_operations(
+            &CapabilityDescriptor::builder()
+                .id("wascc:blobstore")
+                .with_operation("Extra", OperationDirection::ToProvider, "")
+                .build(),
+        );
+        assert!(other.is_declared("wascc:blobstore", "Extra"));
+        assert!(other.is_declared("wascc:blobstore", "StartUpload"));
+        assert!(!other.is_declared("wascc:blobstore", "Invented"));
+        other.declare_operations(
+            &CapabilityDescriptor::builder()
+                .id("wascc:blobstore")
+                .build(),
+        );
+        assert!(other.is_declared("wascc:blobstore", "Invented"));
+    }
+
+    #[test]
+    fn the_exposition_stays_under_its_bound_when_every_limit_is_reached() {
+        let metrics = Metrics::new();
+        // Every label at its longest, on enough actors and capabilities to
+        // pass the global limit on series.
+        let long = |prefix: &str, i: usize| {
+            let mut s = format!("{prefix}{i}-");
+            s.push_str(&"Z".repeat(MAX_LABEL_BYTES - s.len()));
+            s
+        };
+        let actors = MAX_SERIES / (2 * MAX_OPERATIONS) + 2;
+        for a in 0..actors {
+            let cache = SeriesCache::default();
+            let actor = long("M", a);
+            for o in 0..=MAX_OPERATIONS {
+                let op = long("op", o);
+                for capability in [String::new(), long("cap:", a)] {
+                    // The longest `_sum` the encoder can print, too.
+                    cache.record(&metrics, &actor, &capability, &op, Duration::MAX, false);
+                }
+            }
+        }
+        let text = metrics.encode();
+        let lines = invocation_lines(&text);
+        assert_eq!(
+            lines.len(),
+            MAX_SERIES + 2,
+            "two overflow series past the limit"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with(
+                r#"waxosuit_invocations_total{target="actor",actor="other",capability="",operation="other"}"#
+            )),
+            "{text}"
+        );
+        assert!(lines.iter().any(|l| l.starts_with(
+            r#"waxosuit_invocations_total{target="capability",actor="other",capability="other",operation="other"}"#
+        )));
+        let longest = text.lines().map(str::len).max().unwrap_or(0);
+        assert!(
+            longest <= MAX_SAMPLE_LINE_BYTES,
+            "a line of {longest} bytes"
+        );
+        assert!(
+            text.len() <= MAX_INVOCATION_EXPOSITION_BYTES,
+            "{} bytes over the bound of {MAX_INVOCATION_EXPOSITION_BYTES}",
+            text.len()
+        );
+        println!(
+            "worst case: {} bytes for {} series (bound {MAX_INVOCATION_EXPOSITION_BYTES}), \
+             longest line {longest} bytes",
+            text.len(),
+            lines.len()
+        );
     }
 
     #[test]

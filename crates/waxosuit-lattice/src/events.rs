@@ -235,7 +235,12 @@ impl Inner {
                 let signer = signed.signer.as_str();
                 match event.kind.as_str() {
                     "dev.waxosuit.host_stopped" => {
-                        self.keys.sessions.forget(signer);
+                        // The session is kept: a leaving host still answers
+                        // the calls it holds while it drains, under that
+                        // session's key. New calls stop going to it here; if
+                        // it rejoins with a new session, the first tagged
+                        // call is refused with a `session` answer and falls
+                        // back to a signed one; otherwise the token expires.
                         self.routes.remove_host(signer);
                         self.prune_claims();
                     }

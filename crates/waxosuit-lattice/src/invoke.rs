@@ -480,6 +480,12 @@ impl Inner {
                     self.routes.remove(shared, host);
                 }
                 _ = tokio::time::sleep_until(deadline) => {
+                    // A host that lets a call time out (killed mid-call,
+                    // cut off with its connection still open, hung) leaves
+                    // the rotation too, or every call routed to it would
+                    // time out until NATS drops its connection; discovery,
+                    // its events and inventory bring it back if it serves.
+                    self.routes.remove(shared, host);
                     return Err(if said_nobody {
                         LatticeError::NoResponders { target: describe(&inv.target) }
                     } else {

@@ -279,7 +279,7 @@ pub fn proof_digest(proof: &SessionProof) -> String {
 }
 
 /// A question on a target's shared subject: which host serves it? Calls
-/// themselves go to one host's own subject (see [`Subjects::actor_at`]),
+/// themselves go to one host's own subject (see [`Subjects::at`]),
 /// so a captured call cannot be handed to another replica.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Discover {
@@ -407,12 +407,22 @@ pub fn encode_sized<T: Serialize>(value: &T, payload: usize) -> Result<Vec<u8>, 
     Ok(out)
 }
 
-/// Decodes a bus message.
+/// How deeply arrays and maps may nest in a bus message ([`decode`]).
+pub const MAX_NESTING_DEPTH: usize = 64;
+
+/// Decodes a bus message; arrays and maps nested deeper than
+/// [`MAX_NESTING_DEPTH`] are refused.
 pub fn decode<T: serde::de::DeserializeOwned>(
     what: &'static str,
     bytes: &[u8],
 ) -> Result<T, LatticeError> {
-    rmp_serde::from_slice(bytes).map_err(|e| LatticeError::Malformed {
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    // rmp-serde's own limit (1024 levels) is deeper than a 2 MiB tokio
+    // worker stack survives in a debug build (an internally tagged
+    // `Command` overflows at ~600), and invocations are decoded before
+    // they are authenticated. The deepest message needs 4 levels.
+    de.set_max_depth(MAX_NESTING_DEPTH);
+    T::deserialize(&mut de).map_err(|e| LatticeError::Malformed {
         what,
         reason: e.to_string(),
     })

@@ -84,15 +84,50 @@ fn looks_like_a_credential(value: &str) -> bool {
 /// `scheme://user:password@host/…?token=…` → `scheme://user:<redacted>@host/…?token=<redacted>`;
 /// a user without a password (often a token itself) is redacted too.
 fn redact_url(value: &str) -> String {
-    // Without a scheme, `user:password@host` (which NATS clients accept
-    // as `nats://user:password@host`) is still credentials.
-    let after = match value.find("://") {
-        Some(scheme_end) => scheme_end + 3,
-        None if value.contains('@') && !value.contains(char::is_whitespace) => 0,
-        None => return redact_query(value),
+    // NATS and Redis clients parse URLs the WHATWG way, which drops leading
+    // and trailing controls and spaces, and every tab and newline: redact
+    // what they read, or `alice:pw@nats:4222\n` (free text as written) and
+    // `redis:\t//u:pw@db` (no `://` as written) keep their password.
+    if value.contains('@') {
+        let read: String = value
+            .trim_matches(|c: char| c <= ' ')
+            .chars()
+            .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+            .collect();
+        if read != value && (read.contains("://") || !read.contains(char::is_whitespace)) {
+            return redact_url_as_written(&read);
+        }
+    }
+    redact_url_as_written(value)
+}
+
+fn redact_url_as_written(value: &str) -> String {
+    let parsed = match url_authority(value) {
+        Some((after, special)) => redact_authority(value, after, special),
+        None => match value.find("://") {
+            Some(scheme_end) => redact_authority(value, scheme_end + 3, false),
+            None => redact_query(value),
+        },
+    };
+    // Without `://`, NATS clients read `nats://` + the value, so the start
+    // of `user:password@host` is an authority too (and `https:u:pw@host`
+    // has a user both ways): redact it as well.
+    if !parsed.contains("://") && parsed.contains('@') && !parsed.contains(char::is_whitespace) {
+        return redact_authority(&parsed, 0, false);
+    }
+    parsed
+}
+
+/// `value` with the password (or the lone user) of the authority that
+/// starts at `after` redacted, and its query.
+fn redact_authority(value: &str, after: usize, special: bool) -> String {
+    let delimiters: &[char] = if special {
+        &['/', '?', '#', '\\']
+    } else {
+        &['/', '?', '#']
     };
     let authority_end = value[after..]
-        .find(['/', '?', '#'])
+        .find(delimiters)
         .map_or(value.len(), |i| after + i);
     let authority = &value[after..authority_end];
     let mut out = String::with_capacity(value.len());
@@ -114,6 +149,31 @@ fn redact_url(value: &str) -> String {
     }
     out.push_str(&redact_query(&value[authority_end..]));
     out
+}
+
+/// Where a URL parser finds the authority of `value`, and whether its
+/// scheme is one of the WHATWG "special" ones: after `scheme://`, or, for
+/// `http`, `https`, `ws`, `wss` and `ftp`, after any run of `/` and `\`
+/// (`https:/user:pw@host` has credentials too). `None` when `value` does
+/// not start with a scheme followed by an authority.
+fn url_authority(value: &str) -> Option<(usize, bool)> {
+    let colon = value.find(':')?;
+    let scheme = &value[..colon];
+    let mut chars = scheme.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !valid {
+        return None;
+    }
+    let rest = &value[colon + 1..];
+    if ["http", "https", "ws", "wss", "ftp"]
+        .iter()
+        .any(|s| scheme.eq_ignore_ascii_case(s))
+    {
+        let slashes = rest.len() - rest.trim_start_matches(['/', '\\']).len();
+        return Some((colon + 1 + slashes, true));
+    }
+    rest.starts_with("//").then_some((colon + 3, false))
 }
 
 fn redact_query(rest: &str) -> String {

@@ -460,14 +460,6 @@ impl Sessions {
         hosts
     }
 
-    /// Forgets a host that left: no more tags for it.
-    pub(crate) fn forget(&self, host: &str) {
-        write(&self.current.load().peers).remove(host);
-        if let Some(previous) = self.previous.load().as_ref() {
-            write(&previous.peers).remove(host);
-        }
-    }
-
     /// Tags an invocation for `host`, the one host it is sent to; `None`
     /// without a live session with it (the caller signs a JWT instead).
     pub(crate) fn seal(&self, host: &str, signed: &Signed<'_>) -> Option<(SessionProof, Pair)> {

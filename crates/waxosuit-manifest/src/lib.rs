@@ -21,6 +21,10 @@
 //!   path), [`BindingEntry`] and, when the file has a `policy` section, a
 //!   [`PolicySection`] (embedded Rego files or an OPA server). Whether files
 //!   exist and plugins load is for the host to find out.
+//! * Binding values that name files ([`PATH_VALUES`]: the blob store's
+//!   `ROOT`, NATS messaging's `CREDSFILE`) are resolved against the
+//!   manifest's directory too when relative, never against the host's
+//!   working directory.
 //!
 //! ```
 //! use std::path::Path;
@@ -105,6 +109,34 @@ pub const RESERVED_LABEL_PREFIX: &str = "hostcore.";
 /// Whether bindings to `capability_id` need no `capabilities` entry.
 pub fn is_always_available(capability_id: &str) -> bool {
     ALWAYS_AVAILABLE.contains(&capability_id)
+}
+
+/// Binding values that name a file or directory, as `(capability id, key)`.
+///
+/// A relative value of one of these is resolved against the manifest's
+/// directory, like actor and plugin paths, so that a host started from
+/// another working directory still finds the files next to its manifest:
+/// `ROOT: ./blobs` in `/srv/host/host.yaml` reaches the provider as
+/// `/srv/host/blobs`. Absolute values are kept as written; an empty value is
+/// kept too, for the provider to refuse with its own message. A value
+/// starting with `~` is refused, because nothing would expand it: write
+/// `${HOME}/…` instead.
+///
+/// Only these keys of these capabilities are touched: a key of the same
+/// name elsewhere (a plugin's `ROOT`, say) may mean anything.
+pub const PATH_VALUES: [(&str, &str); 2] = [
+    // waxosuit-cap-blobstore-fs: the directory holding the containers.
+    ("wascc:blobstore", "ROOT"),
+    // waxosuit-cap-messaging-nats: the NATS credentials file.
+    ("wascc:messaging", "CREDSFILE"),
+];
+
+/// Whether `key` of a binding to `capability_id` names a file or directory
+/// (see [`PATH_VALUES`]).
+pub fn is_path_value(capability_id: &str, key: &str) -> bool {
+    PATH_VALUES
+        .iter()
+        .any(|&(capability, path_key)| capability == capability_id && path_key == key)
 }
 
 /// The syntax a manifest is written in.
@@ -232,7 +264,8 @@ pub struct BindingEntry {
     /// The binding name (`default` unless given).
     pub binding: String,
     /// Configuration handed to the provider. Numbers and booleans in the file
-    /// arrive as their text.
+    /// arrive as their text; relative paths in the keys listed in
+    /// [`PATH_VALUES`] arrive resolved against the manifest's directory.
     pub values: BTreeMap<String, String>,
 }
 
@@ -919,19 +952,57 @@ impl Validator<'_> {
                 ));
             }
             seen.insert(key, index);
+            let mut values = BTreeMap::new();
+            for (name, Scalar(value)) in raw.values.unwrap_or_default() {
+                let value = if is_path_value(&raw.capability, &name) {
+                    self.path_value(&format!("{at}.values.{name}"), value)?
+                } else {
+                    value
+                };
+                values.insert(name, value);
+            }
             entries.push(BindingEntry {
                 actor: raw.actor,
                 capability: raw.capability,
                 binding,
-                values: raw
-                    .values
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, Scalar(v))| (k, v))
-                    .collect(),
+                values,
             });
         }
         Ok(entries)
+    }
+}
+
+impl Validator<'_> {
+    /// A binding value naming a file or directory (see [`PATH_VALUES`]),
+    /// resolved against the manifest's directory when relative.
+    fn path_value(&self, field: &str, value: String) -> Result<String, ManifestError> {
+        if value.trim().is_empty() || Path::new(&value).is_absolute() {
+            return Ok(value);
+        }
+        if value.starts_with('~') {
+            return Err(self.error(
+                field,
+                format!(
+                    "`{value}` starts with `~`, which is not expanded here; write the full path, \
+                     or `${{HOME}}{}`",
+                    value.trim_start_matches('~')
+                ),
+            ));
+        }
+        let resolved = resolve(self.base_dir, &value);
+        // A binding value is text: a path that is not UTF-8 cannot be
+        // handed on, and keeping the value as written would silently
+        // resolve it against the working directory instead.
+        resolved.to_str().map(str::to_owned).ok_or_else(|| {
+            self.error(
+                field,
+                format!(
+                    "`{value}` resolved against the manifest's directory gives `{}`, which is \
+                     not valid UTF-8; give an absolute path",
+                    resolved.display()
+                ),
+            )
+        })
     }
 }
 

@@ -1096,3 +1096,103 @@ fn from_path_reads_the_process_environment() {
         .expect("valid");
     assert_eq!(Some(m.labels["p"].clone()), std::env::var("PATH").ok());
 }
+
+// --- path-valued binding values ---------------------------------------------
+
+const PATH_BINDINGS: &str = r#"
+capabilities:
+  - id: wascc:blobstore
+  - id: wascc:messaging
+    provider: nats
+  - path: ./libacme.so
+    binding_name: acme
+bindings:
+  - actor: app
+    capability: wascc:blobstore
+    values: { ROOT: "${ROOT_DIR:./data/blobs}", MAX_OBJECT_BYTES: "./not-a-path" }
+  - actor: app
+    capability: wascc:messaging
+    values: { CREDSFILE: ../secrets/app.creds, URL: "nats://127.0.0.1:4222", SUBSCRIPTION: ./x }
+  - actor: app
+    capability: acme:thing
+    binding: acme
+    values: { ROOT: ./relative-for-the-plugin, CREDSFILE: ./also-untouched }
+"#;
+
+#[test]
+fn relative_path_values_resolve_against_the_manifest_directory() {
+    let m = yaml(PATH_BINDINGS).expect("valid");
+    let blob = &m.bindings[0].values;
+    assert_eq!(blob["ROOT"], "/srv/host/data/blobs");
+    assert_eq!(
+        blob["MAX_OBJECT_BYTES"], "./not-a-path",
+        "only the keys that name paths are touched"
+    );
+    let nats = &m.bindings[1].values;
+    assert_eq!(nats["CREDSFILE"], "/srv/host/../secrets/app.creds");
+    assert_eq!(nats["URL"], "nats://127.0.0.1:4222");
+    assert_eq!(nats["SUBSCRIPTION"], "./x");
+    // The same key names of another capability may mean anything.
+    let plugin = &m.bindings[2].values;
+    assert_eq!(plugin["ROOT"], "./relative-for-the-plugin");
+    assert_eq!(plugin["CREDSFILE"], "./also-untouched");
+
+    // Absolute values (here from the environment) and empty ones stay as
+    // written; the provider refuses an empty ROOT with its own message.
+    let m = yaml_env(PATH_BINDINGS, &env_of(&[("ROOT_DIR", "/var/lib/blobs")])).expect("valid");
+    assert_eq!(m.bindings[0].values["ROOT"], "/var/lib/blobs");
+    let m = yaml_env(PATH_BINDINGS, &env_of(&[("ROOT_DIR", "")])).expect("valid");
+    assert_eq!(m.bindings[0].values["ROOT"], "");
+}
+
+#[test]
+fn path_values_are_listed_and_recognised_by_capability_and_key() {
+    assert_eq!(
+        waxosuit_manifest::PATH_VALUES,
+        [
+            ("wascc:blobstore", "ROOT"),
+            ("wascc:messaging", "CREDSFILE")
+        ]
+    );
+    assert!(waxosuit_manifest::is_path_value("wascc:blobstore", "ROOT"));
+    assert!(waxosuit_manifest::is_path_value(
+        "wascc:messaging",
+        "CREDSFILE"
+    ));
+    assert!(!waxosuit_manifest::is_path_value("wascc:blobstore", "root"));
+    assert!(!waxosuit_manifest::is_path_value("acme:thing", "ROOT"));
+    assert!(!waxosuit_manifest::is_path_value("wascc:keyvalue", "URL"));
+}
+
+#[test]
+fn a_path_value_starting_with_a_tilde_is_refused_with_a_fix() {
+    let text = r#"
+capabilities: [{ id: wascc:blobstore }]
+bindings:
+  - { actor: app, capability: wascc:blobstore, values: { ROOT: ~/blobs } }
+"#;
+    let rendered = assert_field_error(yaml(text), "bindings[0].values.ROOT", "not expanded");
+    assert!(rendered.contains("${HOME}/blobs"), "{rendered}");
+}
+
+#[test]
+fn from_path_resolves_path_values_whatever_the_working_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sub = dir.path().join("conf");
+    std::fs::create_dir(&sub).expect("mkdir");
+    let path = write(
+        &sub,
+        "host.yaml",
+        "capabilities: [{ id: wascc:blobstore }]\n\
+         bindings: [{ actor: app, capability: wascc:blobstore, values: { ROOT: ./blobs } }]\n",
+    );
+    let m = Manifest::from_path_with_env(&path, &no_env).expect("valid");
+    // The manifest's directory, not the test's working directory (the
+    // crate directory under cargo), which the old behaviour would use.
+    assert_eq!(
+        Path::new(&m.bindings[0].values["ROOT"]),
+        sub.join("blobs"),
+        "{m:#?}"
+    );
+    assert!(Path::new(&m.bindings[0].values["ROOT"]).is_absolute());
+}

@@ -383,6 +383,14 @@ impl ProviderArchive {
                 .map_err(io("cannot read an entry name"))?
                 .to_string_lossy()
                 .into_owned();
+            // Only regular files: a GNU sparse entry's holes are filled with
+            // zeros by the reader, so a tiny archive could make this read
+            // allocate gigabytes before any signature was checked (found by
+            // the `par_read` fuzz target). Links and directories are no
+            // claims and no library either.
+            if entry.header().entry_type() != tar::EntryType::Regular {
+                return Err(ParError::UnexpectedEntry { name });
+            }
             let mut content = Vec::new();
             entry
                 .read_to_end(&mut content)

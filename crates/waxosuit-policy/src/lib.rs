@@ -73,7 +73,7 @@
 //!     capability: "wascc:keyvalue",
 //!     binding: "default",
 //!     operation,
-//!     direction: crate::input::Direction::Outbound,
+//!     direction: waxosuit_policy::input::Direction::Outbound,
 //! };
 //!
 //! policy.check_invoke(key("Get"), || json!({ "operation": "Get" })).await.unwrap();

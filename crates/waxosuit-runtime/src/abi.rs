@@ -10,11 +10,16 @@ use std::future::Future;
 use std::ops::Range;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::{Caller, ExternType, FuncType, Linker, Memory, Module, ResourceLimiter, ValType};
 
-use crate::{ActorKey, HostCall, HostCallHandler, Name, RuntimeError};
+use crate::clock::EpochClock;
+use crate::console::{MAX_LINE_BYTES, MAX_LINES_PER_SECOND, Verdict};
+use crate::{
+    ActorKey, HostCall, HostCallHandler, MAX_BINDING_NAME_LEN, MAX_NAMESPACE_LEN,
+    MAX_OPERATION_NAME_LEN, Name, PendingHostCall, RuntimeError,
+};
 
 /// Import module of the waPC host contract.
 pub(crate) const WAPC: &str = "wapc";
@@ -40,9 +45,11 @@ pub(crate) struct Identity<H> {
     /// to wait switches the actor at once, before other calls pick inline
     /// instances and block threads too.
     pub(crate) inline: std::sync::atomic::AtomicBool,
-    /// The engine's epoch tick, to turn the ticks left of a call's deadline
-    /// into the longest an inline host call may block.
-    pub(crate) epoch_tick: Duration,
+    /// The runtime's view of the engine epoch: a call's deadline is the
+    /// tick it ends at, and a host call that has to wait may wait until then.
+    pub(crate) clock: Arc<EpochClock>,
+    /// Shared by every instance, so more instances do not mean more lines.
+    pub(crate) console: crate::console::ConsoleBudget,
 }
 
 impl<H> Identity<H> {
@@ -62,7 +69,19 @@ impl<H> Identity<H> {
 #[derive(Debug, Clone)]
 pub(crate) enum Fault {
     Protocol(String),
-    PayloadTooLarge { what: &'static str, size: usize },
+    PayloadTooLarge {
+        what: &'static str,
+        size: usize,
+    },
+    /// A `__host_call` name longer than the ABI allows.
+    NameTooLong {
+        what: &'static str,
+        size: usize,
+        limit: usize,
+    },
+    /// The call's deadline passed while this host call was pending; the
+    /// host function trapped to stop the guest.
+    HostCallDeadline(PendingHostCall),
 }
 
 /// Denies memory growth past the actor's limit and remembers that it did,
@@ -126,11 +145,13 @@ pub(crate) struct HostState<H> {
     pub(crate) host_error: Vec<u8>,
     pub(crate) fault: Option<Fault>,
     pub(crate) limiter: MemoryLimiter,
-    /// Epoch ticks of the current call's deadline not yet handed out as
-    /// slices (async stores run in slices and yield between them).
-    pub(crate) deadline_left: u64,
-    /// Epoch ticks the current call has been handed so far.
-    pub(crate) inline_ticks: u64,
+    /// Epoch tick at which the guest started running the current call
+    /// (how long an inline call has computed is counted from it).
+    pub(crate) started: u64,
+    /// Epoch tick at which the current call's deadline ends. Guest code is
+    /// stopped there by epoch interruption; a pending host call is
+    /// abandoned there.
+    pub(crate) end: u64,
     /// An inline store had to wait: a host call was pending, or the guest
     /// ran for long. The actor then switches to fiber instances.
     pub(crate) waited: bool,
@@ -138,15 +159,24 @@ pub(crate) struct HostState<H> {
 }
 
 impl<H> HostState<H> {
-    /// Hands out the next slice (at most `max` ticks) of the call's
-    /// deadline; `None` once it is used up.
-    pub(crate) fn next_slice(&mut self, max: u64) -> Option<u64> {
-        if self.deadline_left == 0 {
-            return None;
-        }
-        let slice = self.deadline_left.min(max);
-        self.deadline_left -= slice;
-        Some(slice)
+    /// The next slice (at most `max` ticks) the guest may run before the
+    /// epoch callback runs again; `None` once the deadline has passed.
+    ///
+    /// Measured against the clock, not by adding up slices: time a fiber
+    /// spent suspended in a host call counts against the deadline too.
+    pub(crate) fn next_slice(&self, max: u64) -> Option<u64> {
+        let now = self.ident.clock.now();
+        (now < self.end).then(|| (self.end - now).min(max))
+    }
+
+    /// Records that the deadline passed while a host call was pending
+    /// (the host call whose names the instance saw last) and returns the
+    /// error that makes the host function trap, which stops the guest.
+    fn deadline_in_host_call(&mut self) -> wasmtime::Error {
+        let pending = self.names.pending();
+        let text = format!("the call's deadline passed while waiting on host call {pending}");
+        self.fault(Fault::HostCallDeadline(pending));
+        wasmtime::Error::msg(text)
     }
 
     pub(crate) fn new(ident: Arc<Identity<H>>, max_payload: usize, max_memory: usize) -> Self {
@@ -161,8 +191,8 @@ impl<H> HostState<H> {
             host_response: Vec::new(),
             host_error: Vec::new(),
             fault: None,
-            deadline_left: 0,
-            inline_ticks: 0,
+            started: 0,
+            end: 0,
             waited: false,
             limiter: MemoryLimiter {
                 max_memory,
@@ -395,8 +425,33 @@ pub(crate) fn define<H: HostCallHandler>(
         WAPC,
         "__console_log",
         |mut caller: Caller<'_, HostState<H>>, ptr: i32, len: i32| {
-            if let Some(text) = read_text(&mut caller, ptr, len, "__console_log") {
-                tracing::info!(actor = %caller.data().ident.key, "{text}");
+            let dropped_before = match caller.data().ident.console.take(Instant::now()) {
+                Verdict::Write { dropped_before } => dropped_before,
+                // Not even read: a guest over its budget costs a lock and a
+                // counter per call.
+                Verdict::Drop => return,
+            };
+            let actor = &caller.data().ident.key;
+            if dropped_before > 0 {
+                tracing::warn!(
+                    actor = %actor,
+                    dropped = dropped_before,
+                    "actor wrote more than {MAX_LINES_PER_SECOND} console lines in a second; \
+                     the rest were dropped"
+                );
+            }
+            let size = len.cast_unsigned() as usize;
+            let cut = size > MAX_LINE_BYTES;
+            // Only the part that is written is read (and checked against
+            // memory), so a long line costs no more than a short one.
+            let read = i32::try_from(size.min(MAX_LINE_BYTES)).unwrap_or(0);
+            if let Some(text) = read_text(&mut caller, ptr, read, "__console_log") {
+                let actor = &caller.data().ident.key;
+                if cut {
+                    tracing::info!(actor = %actor, "{text} [cut: {size} bytes in all]");
+                } else {
+                    tracing::info!(actor = %actor, "{text}");
+                }
             }
         },
     )?;
@@ -440,32 +495,40 @@ pub(crate) fn define<H: HostCallHandler>(
                 linker.func_wrap(
                     WAPC,
                     "__host_call",
-                    |mut caller: Caller<'_, HostState<H>>, $($arg: i32),*| -> i32 {
+                    |mut caller: Caller<'_, HostState<H>>, $($arg: i32),*| -> wasmtime::Result<i32> {
                         let args: HostCallArgs = $args;
                         let prepared = read_host_call(&mut caller, &args);
                         // Borrowed, not cloned: the future is driven to
-                        // completion before the state is touched again.
+                        // completion (or dropped) before the state is
+                        // touched again.
                         let state = caller.data();
                         let ident = &state.ident;
-                        // The longest the deadline lets this call block: the
-                        // ticks not yet handed out plus at most one slice.
-                        let patience = ident
-                            .epoch_tick
-                            .saturating_mul(u32::try_from(state.deadline_left + 2).unwrap_or(u32::MAX));
+                        let end = state.end;
                         let mut waited = false;
-                        let outcome = prepared.map(|call| {
-                            let future = ident.handler.host_call(&ident.key, call);
-                            if H::BLOCKING {
-                                block_on(future)
-                            } else {
-                                let (result, had_to_wait) = drive_inline(ident, future, patience);
-                                waited = had_to_wait;
-                                result
+                        let outcome = match prepared {
+                            Ok(call) => {
+                                let future = ident.handler.host_call(&ident.key, call);
+                                let driven = if H::BLOCKING {
+                                    block_on_within(future, &ident.clock, end)
+                                } else {
+                                    let (driven, had_to_wait) = drive_inline(ident, future, end);
+                                    waited = had_to_wait;
+                                    driven
+                                };
+                                match driven {
+                                    Some(result) => Ok(result),
+                                    None => {
+                                        let state = caller.data_mut();
+                                        state.waited |= waited;
+                                        return Err(state.deadline_in_host_call());
+                                    }
+                                }
                             }
-                        });
+                            Err(fault) => Err(fault),
+                        };
                         let state = caller.data_mut();
                         state.waited |= waited;
-                        finish_host_call(state, outcome)
+                        Ok(finish_host_call(state, outcome))
                     },
                 )?
             } else {
@@ -478,8 +541,13 @@ pub(crate) fn define<H: HostCallHandler>(
                         Box::new(async move {
                             let outcome = match prepared {
                                 Ok(call) => {
-                                    let ident = &caller.data().ident;
-                                    Ok(ident.handler.host_call(&ident.key, call).await)
+                                    let state = caller.data();
+                                    let ident = &state.ident;
+                                    let future = ident.handler.host_call(&ident.key, call);
+                                    match within(future, &ident.clock, state.end).await {
+                                        Some(result) => Ok(result),
+                                        None => return Err(caller.data_mut().deadline_in_host_call()),
+                                    }
                                 }
                                 Err(fault) => Err(fault),
                             };
@@ -589,40 +657,51 @@ fn read_host_call<H>(
     let (mem, state) = memory.data_and_store_mut(caller);
     let max_payload = state.max_payload;
     let names = &mut state.names;
-    let bytes = |(ptr, len): (i32, i32), what: &str| -> Result<&[u8], Fault> {
+    let name = |(ptr, len): (i32, i32), what: &'static str, limit: usize| -> Result<&[u8], Fault> {
+        let size = len.cast_unsigned() as usize;
+        // Checked before anything is read: a name is a short label, and a
+        // guest must not make the host copy, compare or hash megabytes of it.
+        if size > limit {
+            return Err(Fault::NameTooLong { what, size, limit });
+        }
         let range = guest_range(mem.len(), ptr, len).ok_or_else(|| {
             Fault::Protocol(format!(
-                "__host_call {what} range {ptr:#x}+{} is outside linear memory",
-                len.cast_unsigned()
+                "__host_call {what} range {ptr:#x}+{size} is outside linear memory"
             ))
         })?;
-        // Names are short; anything longer than the payload limit is an attack.
-        if range.len() > max_payload {
-            return Err(Fault::PayloadTooLarge {
-                what: "host call name",
-                size: range.len(),
-            });
-        }
         Ok(&mem[range])
     };
     let (binding, namespace, operation) = match (args.binding, args.namespace) {
         (Some(bd), Some(ns)) => (
-            names.binding.get(bytes(bd, "binding")?, "binding")?,
-            names.namespace.get(bytes(ns, "namespace")?, "namespace")?,
             names
-                .operation
-                .get(bytes(args.operation, "operation")?, "operation")?,
+                .binding
+                .get(name(bd, "binding", MAX_BINDING_NAME_LEN)?, "binding")?,
+            names
+                .namespace
+                .get(name(ns, "namespace", MAX_NAMESPACE_LEN)?, "namespace")?,
+            names.operation.get(
+                name(args.operation, "operation", MAX_OPERATION_NAME_LEN)?,
+                "operation",
+            )?,
         ),
         (None, Some(ns)) => (
             names.binding.get(b"default", "binding")?,
-            names.namespace.get(bytes(ns, "namespace")?, "namespace")?,
             names
-                .operation
-                .get(bytes(args.operation, "operation")?, "operation")?,
+                .namespace
+                .get(name(ns, "namespace", MAX_NAMESPACE_LEN)?, "namespace")?,
+            names.operation.get(
+                name(args.operation, "operation", MAX_OPERATION_NAME_LEN)?,
+                "operation",
+            )?,
         ),
         (_, None) => {
-            // waPC v0 routes with "capid!Op" in the operation.
-            let route = bytes(args.operation, "operation")?;
+            // waPC v0 routes with "capid!Op" in the operation: bounded as a
+            // whole first, then each part by its own limit.
+            let route = name(
+                args.operation,
+                "operation",
+                MAX_NAMESPACE_LEN + 1 + MAX_OPERATION_NAME_LEN,
+            )?;
             let Some(split) = route.iter().position(|&b| b == b'!') else {
                 return Err(Fault::Protocol(format!(
                     "legacy __host_call operation {:?} is not of the form \"capid!Operation\"",
@@ -630,6 +709,18 @@ fn read_host_call<H>(
                 )));
             };
             let (namespace, op) = (&route[..split], &route[split + 1..]);
+            for (what, part, limit) in [
+                ("namespace", namespace, MAX_NAMESPACE_LEN),
+                ("operation", op, MAX_OPERATION_NAME_LEN),
+            ] {
+                if part.len() > limit {
+                    return Err(Fault::NameTooLong {
+                        what,
+                        size: part.len(),
+                        limit,
+                    });
+                }
+            }
             (
                 names.binding.get(b"default", "binding")?,
                 names.namespace.get(namespace, "namespace")?,
@@ -669,6 +760,18 @@ pub(crate) struct NameCache {
     operation: CachedName,
 }
 
+impl NameCache {
+    /// The names of the host call being made (the last ones read).
+    fn pending(&self) -> PendingHostCall {
+        let name = |cached: &CachedName| cached.0.clone().unwrap_or_else(|| Name::new(""));
+        PendingHostCall {
+            binding: name(&self.binding),
+            namespace: name(&self.namespace),
+            operation: name(&self.operation),
+        }
+    }
+}
+
 #[derive(Default)]
 struct CachedName(Option<Name>);
 
@@ -691,11 +794,20 @@ impl CachedName {
     }
 }
 
+/// The host error a guest sees for a refused host call.
 fn fault_text(fault: &Fault) -> String {
     match fault {
         Fault::Protocol(message) => message.clone(),
         Fault::PayloadTooLarge { what, size } => {
             format!("{what} of {size} bytes exceeds the payload limit")
+        }
+        Fault::NameTooLong { what, size, limit } => format!(
+            "__host_call {what} name of {size} bytes exceeds the {limit}-byte limit for {what} \
+             names (binding {MAX_BINDING_NAME_LEN}, namespace {MAX_NAMESPACE_LEN}, operation \
+             {MAX_OPERATION_NAME_LEN} bytes)"
+        ),
+        Fault::HostCallDeadline(pending) => {
+            format!("the call's deadline passed while waiting on host call {pending}")
         }
     }
 }
@@ -748,17 +860,17 @@ pub(crate) fn current_flavor() -> Option<tokio::runtime::RuntimeFlavor> {
 /// to wait.
 ///
 /// Waiting switches the actor to fiber instances at once, and lasts at most
-/// `patience` (what is left of the call's deadline): a host call that hangs
-/// then fails with a host error, and the guest meets its deadline next.
+/// until tick `end` (the call's deadline): `None` then, and the host call
+/// is abandoned.
 fn drive_inline<H, F: Future<Output = Result<Vec<u8>, String>>>(
     ident: &Identity<H>,
     future: F,
-    patience: Duration,
-) -> (Result<Vec<u8>, String>, bool) {
+    end: u64,
+) -> (Option<Result<Vec<u8>, String>>, bool) {
     let mut future = std::pin::pin!(future);
     let mut cx = Context::from_waker(Waker::noop());
     if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-        return (output, false);
+        return (Some(output), false);
     }
     ident.leave_inline("a host call had to wait");
     if current_flavor() == Some(tokio::runtime::RuntimeFlavor::CurrentThread) {
@@ -766,22 +878,50 @@ fn drive_inline<H, F: Future<Output = Result<Vec<u8>, String>>>(
         // the future waits for. Inline instances are only made on
         // multi-threaded runtimes; this is an actor moved to another one.
         return (
-            Err(
+            Some(Err(
                 "the host call had to wait, but the actor runs inline on a current-thread Tokio \
                  runtime, where waiting would deadlock; load and call it on a multi-threaded \
                  runtime, or turn RuntimeConfig::inline_calls off"
                     .to_owned(),
-            ),
+            )),
             true,
         );
     }
+    // Worked out only now that the call has to wait: the fast path above
+    // reads no clock.
+    let patience = ident.clock.until(end);
     let outcome = tokio::task::block_in_place(|| block_on_until(future, patience));
-    let result = outcome.unwrap_or_else(|| {
-        Err(format!(
-            "the host call did not complete within the {patience:?} left of the actor's deadline"
-        ))
-    });
-    (result, true)
+    (outcome, true)
+}
+
+/// Awaits a host call's future on a fiber for at most until tick `end` (the
+/// call's deadline); `None` if it is still pending then (the future is
+/// dropped, which abandons the host call).
+///
+/// The timer is created only if the future is pending on its first poll:
+/// host calls answered at once (in-memory capabilities) pay for no timer.
+async fn within<F: Future>(future: F, clock: &EpochClock, end: u64) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut timer = std::pin::pin!(None::<tokio::time::Sleep>);
+    std::future::poll_fn(|cx| {
+        // The deadline first: a host call that completes only as the
+        // deadline passes (say, an actor's call to itself that gave up at
+        // the same tick) is abandoned, as it would be a moment later.
+        if let Some(Poll::Ready(())) = timer.as_mut().as_pin_mut().map(|sleep| sleep.poll(cx)) {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(output) = future.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        if timer.is_none() {
+            timer.set(Some(tokio::time::sleep(clock.until(end))));
+            if let Some(Poll::Ready(())) = timer.as_mut().as_pin_mut().map(|sleep| sleep.poll(cx)) {
+                return Poll::Ready(None);
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Longest [`hand_off_worker`] waits for another worker to take over.
@@ -831,6 +971,23 @@ pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
+/// Drives a blocking handler's future to completion on this thread, like
+/// [`block_on`], but for at most until tick `end` (the call's deadline):
+/// `None` if it is still pending then. A handler declared `BLOCKING` that
+/// waits after all cannot hold the call past its deadline either.
+pub(crate) fn block_on_within<F: Future>(
+    future: F,
+    clock: &EpochClock,
+    end: u64,
+) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+        return Some(output);
+    }
+    park_until_ready(future, Some(std::time::Instant::now() + clock.until(end)))
+}
+
 /// [`block_on`] that gives up after `patience` (`None`).
 fn block_on_until<F: Future>(future: F, patience: Duration) -> Option<F::Output> {
     park_until_ready(
@@ -848,18 +1005,17 @@ fn park_until_ready<F: Future>(
     let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
     let mut cx = Context::from_waker(&waker);
     loop {
+        // The deadline before the future, as in `within`.
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        if left.is_some_and(|left| left.is_zero()) {
+            return None;
+        }
         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
             return Some(output);
         }
-        match deadline {
+        match left {
             None => std::thread::park(),
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                if left.is_zero() {
-                    return None;
-                }
-                std::thread::park_timeout(left);
-            }
+            Some(left) => std::thread::park_timeout(left),
         }
     }
 }

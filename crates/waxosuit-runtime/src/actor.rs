@@ -7,10 +7,11 @@ use wasmtime::{InstancePre, Linker, Store, Trap, TypedFunc, UpdateDeadline};
 
 use crate::abi::{self, Fault, HostState, Identity};
 use crate::cache::{self, CacheOutcome};
+use crate::clock::EpochClock;
 use crate::pool::{Busy, Checkout, Pool, Pooled};
 use crate::runtime::RuntimeInner;
 use crate::snapshot::{self, INIT_EXPORTS, InitLimits};
-use crate::{ActorKey, HostCallHandler, Limits, RuntimeError};
+use crate::{ActorKey, HostCallHandler, Limits, RuntimeError, WaitBound};
 
 /// Epoch ticks an async guest runs before it yields to the executor (10 ms
 /// at the default 5 ms tick): long enough that yielding costs nothing
@@ -29,7 +30,8 @@ const INLINE_PATIENCE_TICKS: u64 = 10;
 ///
 /// Cheap to clone; clones share the pool. Each instance serves one call at a
 /// time; up to [`Limits::max_instances`] calls run concurrently and further
-/// calls wait up to [`Limits::queue_timeout`] for a free instance.
+/// calls wait for a free instance, up to the call's deadline or
+/// [`Limits::queue_timeout`], whichever is shorter.
 pub struct Actor<H: HostCallHandler> {
     inner: Arc<ActorInner<H>>,
 }
@@ -85,6 +87,9 @@ struct ActorInner<H: HostCallHandler> {
     ident: Arc<Identity<H>>,
     limits: Limits,
     deadline_ticks: u64,
+    /// The runtime's epoch clock (a copy of `runtime.clock`, one pointer
+    /// closer on the call path).
+    clock: Arc<EpochClock>,
     current: Mutex<Arc<Generation<H>>>,
     /// Copy of `current.id`, readable without the lock on the hot path.
     current_id: AtomicU64,
@@ -188,18 +193,21 @@ impl<H: HostCallHandler> Actor<H> {
             key,
             handler,
             inline: AtomicBool::new(inline),
-            epoch_tick: runtime.config.epoch_tick,
+            clock: Arc::clone(&runtime.clock),
+            console: crate::console::ConsoleBudget::new(),
         });
         let deadline_ticks = runtime.deadline_ticks(limits.deadline);
         let init_limits = init_limits(&runtime, &limits, deadline_ticks);
         let generation =
             Arc::new(prepare(&runtime, &ident.key, module, 1, init_limits, inline).await?);
+        let clock = Arc::clone(&runtime.clock);
         let actor = Self {
             inner: Arc::new(ActorInner {
                 runtime,
                 ident,
                 limits,
                 deadline_ticks,
+                clock,
                 current: Mutex::new(Arc::clone(&generation)),
                 current_id: AtomicU64::new(1),
                 pool: Pool::new(limits.max_instances),
@@ -249,23 +257,29 @@ impl<H: HostCallHandler> Actor<H> {
 
     /// Performs one waPC call: `op` with `payload`, returning the guest's response.
     ///
-    /// Waits for a free instance if all are busy. A trap or exceeded limit
-    /// drops the instance that served the call; the next call gets a fresh
-    /// one. Dropping the returned future cancels the call and drops its
+    /// Waits for a free instance if all are busy. [`Limits::deadline`]
+    /// bounds the whole call from here: the wait for an instance, the
+    /// guest's run and its host calls. A trap or exceeded limit drops the
+    /// instance that served the call; the next call gets a fresh one.
+    /// Dropping the returned future cancels the call and drops its
     /// instance.
     ///
     /// # Errors
     ///
     /// [`RuntimeError::GuestError`] when the guest reports an error or breaks
-    /// the protocol, [`RuntimeError::Trap`], [`RuntimeError::Deadline`],
+    /// the protocol, [`RuntimeError::Trap`], [`RuntimeError::Deadline`] (also
+    /// when a host call is still pending at the deadline),
     /// [`RuntimeError::MemoryLimit`], [`RuntimeError::FuelExhausted`],
-    /// [`RuntimeError::PayloadTooLarge`], [`RuntimeError::QueueTimeout`], or
+    /// [`RuntimeError::PayloadTooLarge`], [`RuntimeError::NameTooLong`],
+    /// [`RuntimeError::QueueTimeout`] when no instance was free in time, or
     /// [`RuntimeError::Instantiate`] when no instance could be created.
     pub async fn call(&self, op: &str, payload: &[u8]) -> Result<Vec<u8>, RuntimeError> {
         let inner = &*self.inner;
+        // The deadline counts from here, as the tick it ends at.
+        let end = inner.clock.now().saturating_add(inner.deadline_ticks);
         inner.check_payload("request payload", payload.len())?;
         inner.check_payload("operation name", op.len())?;
-        let mut slot = inner.checkout().await?;
+        let mut slot = inner.checkout(end).await?;
         if slot.instance.as_ref().is_some_and(|i| i.inline)
             && !inner.ident.inline.load(Ordering::Relaxed)
         {
@@ -278,11 +292,11 @@ impl<H: HostCallHandler> Actor<H> {
             Some(instance) => instance,
             empty => {
                 let generation = Arc::clone(&lock(&inner.current));
-                empty.insert(inner.instantiate(&generation).await?)
+                empty.insert(inner.instantiate(&generation, Some(end)).await?)
             }
         };
         slot.in_call = true;
-        let result = inner.invoke(instance, op, payload).await;
+        let result = inner.invoke(instance, op, payload, end).await;
         slot.in_call = false;
         match result {
             Ok(response) => Ok(response),
@@ -307,7 +321,7 @@ impl<H: HostCallHandler> Actor<H> {
     pub async fn prewarm(&self) -> Result<(), RuntimeError> {
         let inner = &*self.inner;
         let generation = Arc::clone(&lock(&inner.current));
-        let instance = inner.instantiate(&generation).await?;
+        let instance = inner.instantiate(&generation, None).await?;
         inner.pool.add([instance]);
         for old in inner.pool.evict_excess() {
             inner.discard(old);
@@ -479,8 +493,9 @@ impl<H: HostCallHandler> ActorInner<H> {
 
     /// Takes a slot: an idle instance of the current module if there is one,
     /// otherwise an empty slot (the caller creates the instance) if fewer
-    /// than `max_instances` are live, otherwise waits up to `queue_timeout`.
-    async fn checkout(&self) -> Result<Slot<'_, H>, RuntimeError> {
+    /// than `max_instances` are live, otherwise waits, until the call's
+    /// deadline (tick `end`) or for `queue_timeout`, whichever comes first.
+    async fn checkout(&self, end: u64) -> Result<Slot<'_, H>, RuntimeError> {
         let current = || self.current_id.load(Ordering::Acquire);
         let home = self.pool.home();
         // The common case, without building the waiting future.
@@ -492,29 +507,50 @@ impl<H: HostCallHandler> ActorInner<H> {
                 in_call: false,
             });
         }
+        // Waiting spends the call's deadline, so it cannot outlast it: a
+        // call that gets no instance fails when its deadline passes (an
+        // actor calling itself with every instance busy would otherwise
+        // wait out the queue timeout, 30 s by default).
+        let left = self.clock.until(end);
+        let (patience, bound) = if left <= self.limits.queue_timeout {
+            (left, WaitBound::Deadline)
+        } else {
+            (self.limits.queue_timeout, WaitBound::QueueTimeout)
+        };
+        let no_instance = |waited| RuntimeError::QueueTimeout {
+            actor: self.ident.key.clone(),
+            max_instances: self.limits.max_instances,
+            waited,
+            bound,
+        };
         let checkout = self
             .pool
-            .checkout_slow(home, current, self.limits.queue_timeout, &mut |stale| {
+            .checkout_slow(home, current, patience, &mut |stale| {
                 self.discard(stale);
             })
             .await;
         let instance = match checkout {
             Ok(Checkout::Ready(instance)) => Some(instance),
             Ok(Checkout::Create) => None,
-            Err(Busy) => {
-                return Err(RuntimeError::QueueTimeout {
-                    actor: self.ident.key.clone(),
-                    max_instances: self.limits.max_instances,
-                    waited: self.limits.queue_timeout,
-                });
-            }
+            Err(Busy) => return Err(no_instance(patience)),
         };
-        Ok(Slot {
+        let slot = Slot {
             actor: self,
             home,
             instance,
             in_call: false,
-        })
+        };
+        if self.clock.now() >= end {
+            // An instance came, but the deadline (counted in whole ticks)
+            // passed while the call waited for it; the slot goes back.
+            return Err(RuntimeError::QueueTimeout {
+                actor: self.ident.key.clone(),
+                max_instances: self.limits.max_instances,
+                waited: self.limits.deadline,
+                bound: WaitBound::Deadline,
+            });
+        }
+        Ok(slot)
     }
 
     /// Drops an instance that left the pool for good; its live slot is
@@ -531,16 +567,19 @@ impl<H: HostCallHandler> ActorInner<H> {
     ) -> Result<Vec<Box<Instance<H>>>, RuntimeError> {
         let mut instances = Vec::with_capacity(count);
         for _ in 0..count {
-            instances.push(self.instantiate(generation).await?);
+            instances.push(self.instantiate(generation, None).await?);
         }
         Ok(instances)
     }
 
     /// Creates a ready instance: store, instantiation, and `_start`,
-    /// `wapc_init` unless the generation is pre-initialised.
+    /// `wapc_init` unless the generation is pre-initialised. Initialisation
+    /// runs until tick `end` when the instance is made for a call (it
+    /// spends that call's deadline), under a deadline of its own otherwise.
     async fn instantiate(
         &self,
         generation: &Generation<H>,
+        end: Option<u64>,
     ) -> Result<Box<Instance<H>>, RuntimeError> {
         let state = HostState::new(
             Arc::clone(&self.ident),
@@ -565,8 +604,8 @@ impl<H: HostCallHandler> ActorInner<H> {
                 let Some(slice) = state.next_slice(YIELD_TICKS) else {
                     return Ok(UpdateDeadline::Interrupt);
                 };
-                state.inline_ticks += slice;
-                if state.inline_ticks >= INLINE_PATIENCE_TICKS && !state.waited {
+                let ran = state.ident.clock.now().saturating_sub(state.started);
+                if ran >= INLINE_PATIENCE_TICKS && !state.waited {
                     state.waited = true;
                     state.ident.leave_inline("a call computed for long");
                     abi::hand_off_worker();
@@ -578,9 +617,9 @@ impl<H: HostCallHandler> ActorInner<H> {
             // thread for its whole deadline: timers, I/O and other calls
             // queued behind it on that worker would stall (and tokio cannot
             // steal a worker's LIFO task). So it runs in slices of the
-            // deadline and yields between them; the deadline stays the sum.
-            store.epoch_deadline_callback(|mut ctx| {
-                let Some(slice) = ctx.data_mut().next_slice(YIELD_TICKS) else {
+            // deadline and yields between them, until the deadline's tick.
+            store.epoch_deadline_callback(|ctx| {
+                let Some(slice) = ctx.data().next_slice(YIELD_TICKS) else {
                     return Ok(UpdateDeadline::Interrupt);
                 };
                 Ok(UpdateDeadline::YieldCustom(
@@ -589,7 +628,8 @@ impl<H: HostCallHandler> ActorInner<H> {
                 ))
             });
         }
-        self.arm_deadline(&mut store);
+        let end = end.unwrap_or_else(|| self.clock.now().saturating_add(self.deadline_ticks));
+        self.arm_deadline(&mut store, end);
         self.refuel(&mut store)?;
         let instantiated = if let Some(pre) = inline_pre {
             pre.instantiate(&mut store)
@@ -656,18 +696,20 @@ impl<H: HostCallHandler> ActorInner<H> {
         }))
     }
 
-    /// Starts the per-call deadline: all of it at once for a blocking
-    /// store (it traps at the end), the first slice for an async one.
-    fn arm_deadline(&self, store: &mut Store<HostState<H>>) {
-        if H::BLOCKING {
-            store.set_epoch_deadline(self.deadline_ticks);
+    /// Starts the guest's run under the deadline ending at tick `end`: all
+    /// of what is left at once for a blocking store (it traps at the end),
+    /// the first slice for the others. Host calls read `end` from the state.
+    fn arm_deadline(&self, store: &mut Store<HostState<H>>, end: u64) {
+        let now = self.clock.now();
+        let left = end.saturating_sub(now);
+        let state = store.data_mut();
+        state.started = now;
+        state.end = end;
+        store.set_epoch_deadline(if H::BLOCKING {
+            left
         } else {
-            let slice = self.deadline_ticks.min(YIELD_TICKS);
-            let state = store.data_mut();
-            state.deadline_left = self.deadline_ticks - slice;
-            state.inline_ticks = slice;
-            store.set_epoch_deadline(slice);
-        }
+            left.min(YIELD_TICKS)
+        });
     }
 
     fn refuel(&self, store: &mut Store<HostState<H>>) -> Result<(), RuntimeError> {
@@ -679,18 +721,20 @@ impl<H: HostCallHandler> ActorInner<H> {
         Ok(())
     }
 
-    /// Runs one waPC conversation on `instance`. On error, also says whether
-    /// the instance may be reused (only after a clean guest-reported error).
+    /// Runs one waPC conversation on `instance`, under the deadline ending
+    /// at tick `end`. On error, also says whether the instance may be
+    /// reused (only after a clean guest-reported error).
     async fn invoke(
         &self,
         instance: &mut Instance<H>,
         op: &str,
         payload: &[u8],
+        end: u64,
     ) -> Result<Vec<u8>, (RuntimeError, bool)> {
         let store = &mut instance.store;
         store.data_mut().begin_call(op, payload);
         store.data_mut().limiter.denied = false;
-        self.arm_deadline(store);
+        self.arm_deadline(store, end);
         self.refuel(store).map_err(|e| (e, true))?;
         // Both lengths are bounded by `max_payload`, which is below i32::MAX.
         let lengths = (
@@ -750,6 +794,17 @@ impl<H: HostCallHandler> ActorInner<H> {
                 size,
                 limit: self.limits.max_payload,
             },
+            Fault::NameTooLong { what, size, limit } => RuntimeError::NameTooLong {
+                actor: self.ident.key.clone(),
+                what,
+                size,
+                limit,
+            },
+            Fault::HostCallDeadline(pending) => RuntimeError::Deadline {
+                actor: self.ident.key.clone(),
+                limit: self.limits.deadline,
+                waiting_on: Some(pending),
+            },
         }
     }
 
@@ -767,6 +822,7 @@ impl<H: HostCallHandler> ActorInner<H> {
                 return RuntimeError::Deadline {
                     actor,
                     limit: self.limits.deadline,
+                    waiting_on: None,
                 };
             }
             Some(Trap::OutOfFuel) => {

@@ -138,8 +138,14 @@ impl PoolingConfig {
 pub struct Limits {
     /// Maximum size of one instance's linear memory, in bytes.
     pub max_memory: usize,
-    /// Wall-clock budget of one call, host calls included (enforced by epoch
-    /// interruption, so rounded up to [`RuntimeConfig::epoch_tick`]).
+    /// Wall-clock budget of one call, counted from the moment it is made:
+    /// waiting for a free instance, creating one, guest code, and host
+    /// calls. Guest code is stopped by epoch interruption, a host call
+    /// still pending at the deadline is abandoned (both fail the call with
+    /// [`RuntimeError::Deadline`](crate::RuntimeError::Deadline)), and a
+    /// call that gets no instance in time fails with
+    /// [`RuntimeError::QueueTimeout`](crate::RuntimeError::QueueTimeout).
+    /// Rounded up to whole [`RuntimeConfig::epoch_tick`]s (plus one).
     pub deadline: Duration,
     /// Fuel budget of one call; needs [`RuntimeConfig::fuel_metering`].
     pub fuel: Option<u64>,
@@ -151,7 +157,9 @@ pub struct Limits {
     pub min_instances: usize,
     /// Maximum number of instances, i.e. of concurrent calls, for this actor.
     pub max_instances: usize,
-    /// How long a call waits for a free instance when all are busy.
+    /// The longest a call waits for a free instance when all are busy; the
+    /// call's [`deadline`](Limits::deadline) ends the wait too, whichever
+    /// comes first (with the defaults, the deadline).
     pub queue_timeout: Duration,
 }
 

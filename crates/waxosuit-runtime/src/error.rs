@@ -1,8 +1,9 @@
 //! The one error type of the runtime.
 
+use std::fmt;
 use std::time::Duration;
 
-use crate::ActorKey;
+use crate::{ActorKey, MAX_BINDING_NAME_LEN, MAX_NAMESPACE_LEN, MAX_OPERATION_NAME_LEN, Name};
 
 /// Everything that can go wrong while loading or calling an actor.
 ///
@@ -54,16 +55,18 @@ pub enum RuntimeError {
     #[error("invalid runtime configuration: {0}")]
     Config(String),
 
-    /// The guest ran past its per-call deadline and was interrupted.
-    #[error(
-        "actor {actor} ran past its {limit:?} deadline and was stopped; raise \
-         `Limits::deadline` if the work is legitimate, otherwise fix the guest"
-    )]
+    /// The call ran past its deadline ([`Limits::deadline`](crate::Limits::deadline))
+    /// and the guest was stopped: while it was computing (`waiting_on` is
+    /// `None`), or while one of its host calls had not completed, which was
+    /// then abandoned (its future dropped).
+    #[error("{}", deadline_message(actor, *limit, waiting_on.as_ref()))]
     Deadline {
         /// The actor.
         actor: ActorKey,
         /// The configured deadline.
         limit: Duration,
+        /// The host call the guest was waiting on when the deadline passed.
+        waiting_on: Option<PendingHostCall>,
     },
 
     /// The guest tried to grow its linear memory past its limit.
@@ -125,10 +128,15 @@ pub enum RuntimeError {
         message: String,
     },
 
-    /// No instance became free within `Limits::queue_timeout`.
+    /// No instance became free in time: within the call's deadline or
+    /// `Limits::queue_timeout`, whichever is shorter ([`WaitBound`] says
+    /// which).
     #[error(
-        "actor {actor}: all {max_instances} instances stayed busy for {waited:?}; raise \
-         `Limits::max_instances` or `Limits::queue_timeout`, or reduce the load"
+        "actor {actor}: no instance was free within {waited:?} ({bound}): all \
+         {max_instances} instances stayed busy. Raise `Limits::max_instances`{raise}, or \
+         reduce the load; an actor that calls itself holds one instance while its call \
+         to itself waits for another",
+        raise = bound.setting_hint()
     )]
     QueueTimeout {
         /// The actor.
@@ -137,6 +145,30 @@ pub enum RuntimeError {
         max_instances: usize,
         /// How long the call waited.
         waited: Duration,
+        /// Which limit ended the wait.
+        bound: WaitBound,
+    },
+
+    /// A guest's host call named a binding, namespace or operation longer
+    /// than the host-call ABI allows ([`MAX_BINDING_NAME_LEN`],
+    /// [`MAX_NAMESPACE_LEN`], [`MAX_OPERATION_NAME_LEN`]). The guest got a
+    /// host error for that host call; the call fails with this error and
+    /// the instance is retired, as for any protocol violation.
+    #[error(
+        "actor {actor} made a host call whose {what} name is {size} bytes long, over the \
+         {limit}-byte limit of the host-call ABI (binding {MAX_BINDING_NAME_LEN}, namespace \
+         {MAX_NAMESPACE_LEN}, operation {MAX_OPERATION_NAME_LEN} bytes); fix the guest to use \
+         the names its bindings and capabilities actually have"
+    )]
+    NameTooLong {
+        /// The actor.
+        actor: ActorKey,
+        /// Which name: `binding`, `namespace` or `operation`.
+        what: &'static str,
+        /// Its length in bytes.
+        size: usize,
+        /// The limit for that name, in bytes.
+        limit: usize,
     },
 
     /// `replace_module` was given a different actor key than the running actor's.
@@ -188,6 +220,8 @@ pub enum ErrorKind {
     GuestError,
     /// See [`RuntimeError::QueueTimeout`].
     QueueTimeout,
+    /// See [`RuntimeError::NameTooLong`].
+    NameTooLong,
     /// See [`RuntimeError::KeyMismatch`].
     KeyMismatch,
     /// See [`RuntimeError::Instantiate`].
@@ -209,6 +243,7 @@ impl RuntimeError {
             Self::Trap { .. } => ErrorKind::Trap,
             Self::GuestError { .. } => ErrorKind::GuestError,
             Self::QueueTimeout { .. } => ErrorKind::QueueTimeout,
+            Self::NameTooLong { .. } => ErrorKind::NameTooLong,
             Self::KeyMismatch { .. } => ErrorKind::KeyMismatch,
             Self::Instantiate { .. } => ErrorKind::Instantiate,
         }
@@ -226,4 +261,91 @@ impl RuntimeError {
                 | ErrorKind::Trap
         )
     }
+}
+
+/// Which limit ended a call's wait for a free instance
+/// ([`RuntimeError::QueueTimeout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WaitBound {
+    /// The call's deadline ([`Limits::deadline`](crate::Limits::deadline)),
+    /// which counts from the moment the call is made, so waiting for an
+    /// instance spends it too.
+    Deadline,
+    /// [`Limits::queue_timeout`](crate::Limits::queue_timeout), when it is
+    /// shorter than the deadline.
+    QueueTimeout,
+}
+
+impl WaitBound {
+    /// The other setting that would have let the call wait longer.
+    fn setting_hint(self) -> &'static str {
+        match self {
+            WaitBound::Deadline => " or `Limits::deadline`",
+            WaitBound::QueueTimeout => " or `Limits::queue_timeout`",
+        }
+    }
+}
+
+impl fmt::Display for WaitBound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WaitBound::Deadline => "its deadline",
+            WaitBound::QueueTimeout => "its queue timeout",
+        })
+    }
+}
+
+/// The host call a guest was waiting on when its deadline passed
+/// ([`RuntimeError::Deadline`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PendingHostCall {
+    /// The binding it named.
+    pub binding: Name,
+    /// Its namespace: a capability id or an actor key.
+    pub namespace: Name,
+    /// Its operation.
+    pub operation: Name,
+}
+
+impl fmt::Display for PendingHostCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "operation `{}` of `{}`, binding `{}`",
+            self.operation, self.namespace, self.binding
+        )
+    }
+}
+
+/// The text of [`RuntimeError::Deadline`]: what was stopped, and the fix
+/// that fits the case.
+fn deadline_message(
+    actor: &ActorKey,
+    limit: Duration,
+    waiting_on: Option<&PendingHostCall>,
+) -> String {
+    let Some(call) = waiting_on else {
+        return format!(
+            "actor {actor} ran past its {limit:?} deadline and was stopped; raise \
+             `Limits::deadline` if the work is legitimate, otherwise fix the guest"
+        );
+    };
+    let fix = if *call.namespace == *actor.as_str() {
+        "the actor called itself, which needs a second free instance while the first waits: \
+         raise `Limits::max_instances` above the number of calls it makes to itself, or do \
+         the work without calling itself"
+            .to_owned()
+    } else {
+        format!(
+            "make `{}` answer sooner (check its backend, or give it a timeout shorter than the \
+             deadline), or raise `Limits::deadline` if that much waiting is expected",
+            call.namespace
+        )
+    };
+    format!(
+        "actor {actor} hit its {limit:?} deadline while waiting on a host call ({call}) that \
+         had not completed; the host call was abandoned and the guest stopped. To fix: {fix}"
+    )
 }

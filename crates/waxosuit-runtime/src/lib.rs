@@ -95,6 +95,17 @@
 //! single-threaded and pooled: up to `max_instances` calls of one actor run
 //! concurrently, further calls queue for up to `queue_timeout`.
 //!
+//! The deadline bounds the whole call, from the moment it is made: waiting
+//! for a free instance (a call that gets none fails with
+//! [`RuntimeError::QueueTimeout`] at its deadline, or at `queue_timeout` if
+//! that is shorter), guest code (stopped by epoch interruption), and host
+//! calls: one still pending at the deadline is abandoned and the call fails
+//! with [`RuntimeError::Deadline`] naming it, on fiber, inline and
+//! `BLOCKING` instances alike. The names a guest passes to `__host_call`
+//! are bounded too ([`MAX_BINDING_NAME_LEN`], [`MAX_NAMESPACE_LEN`],
+//! [`MAX_OPERATION_NAME_LEN`]); a longer one is a protocol fault
+//! ([`RuntimeError::NameTooLong`]) reported to the guest as a host error.
+//!
 //! A [`HostCallHandler`] may await I/O. How the guest waits meanwhile
 //! depends on the instance:
 //!
@@ -150,7 +161,9 @@
 mod abi;
 mod actor;
 mod cache;
+mod clock;
 mod config;
+pub mod console;
 mod error;
 mod name;
 mod pool;
@@ -164,10 +177,30 @@ use std::sync::Arc;
 pub use actor::{Actor, ActorStats};
 pub use cache::CacheOutcome;
 pub use config::{Limits, PoolingConfig, RuntimeConfig};
-pub use error::{ErrorKind, RuntimeError};
+pub use error::{ErrorKind, PendingHostCall, RuntimeError, WaitBound};
 pub use name::Name;
 pub use pool::thread_slot;
 pub use runtime::{AllocatorKind, Runtime};
+
+/// Longest binding name a guest may pass to `__host_call`, in bytes.
+///
+/// Binding names are short labels from a manifest (`default`, `orders`).
+/// Like the other two name limits it is checked before the name is read,
+/// so a guest cannot make the host copy, hash or log megabytes of "name":
+/// a longer name is refused with a host error to the guest and
+/// [`RuntimeError::NameTooLong`] for the call.
+pub const MAX_BINDING_NAME_LEN: usize = 64;
+
+/// Longest namespace a guest may pass to `__host_call`, in bytes: room for
+/// a capability id (at most 128 characters under the claims rules) and for
+/// a 56-character actor key. In the oldest ABI (`"capid!Operation"`) it
+/// applies to the part before the `!`.
+pub const MAX_NAMESPACE_LEN: usize = 128;
+
+/// Longest operation name a guest may pass to `__host_call`, in bytes
+/// (waSCC operations such as `HandleRequest` or `DeliverMessage` use a
+/// fraction of it).
+pub const MAX_OPERATION_NAME_LEN: usize = 64;
 
 /// An actor's identity: its 56-character module public key (`M…`, nkeys
 /// base32 encoding).

@@ -9,6 +9,7 @@ use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAll
 
 use crate::actor::Actor;
 use crate::cache::ModuleCache;
+use crate::clock::EpochClock;
 use crate::snapshot::FunctionCache;
 use crate::{ActorKey, HostCallHandler, Limits, RuntimeConfig, RuntimeError};
 
@@ -49,6 +50,8 @@ pub(crate) struct RuntimeInner {
     pub(crate) allocator: AllocatorKind,
     /// The engine's per-function compilation cache (see `snapshot`).
     pub(crate) functions: Arc<FunctionCache>,
+    /// The epoch as the runtime sees it, for deadlines outside wasm code.
+    pub(crate) clock: Arc<EpochClock>,
     _ticker: Ticker,
 }
 
@@ -145,7 +148,8 @@ impl Runtime {
         };
         let cache = ModuleCache::new(config.cache_dir.clone(), &engine, config.preinitialize)
             .map_err(RuntimeError::Config)?;
-        let ticker = Ticker::start(engine.clone(), config.epoch_tick)?;
+        let clock = Arc::new(EpochClock::new(config.epoch_tick));
+        let ticker = Ticker::start(engine.clone(), Arc::clone(&clock), config.epoch_tick)?;
         Ok(Self {
             inner: Arc::new(RuntimeInner {
                 engine,
@@ -153,6 +157,7 @@ impl Runtime {
                 config,
                 allocator,
                 functions,
+                clock,
                 _ticker: ticker,
             }),
         })
@@ -251,15 +256,16 @@ impl RuntimeInner {
     }
 }
 
-/// Background thread advancing the engine epoch; one per engine. A thread
-/// rather than a tokio task so deadlines hold even when every worker is busy.
+/// Background thread advancing the engine epoch and the runtime's
+/// [`EpochClock`]; one per engine. A thread rather than a tokio task so
+/// deadlines hold even when every worker is busy.
 struct Ticker {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl Ticker {
-    fn start(engine: Engine, tick: Duration) -> Result<Self, RuntimeError> {
+    fn start(engine: Engine, clock: Arc<EpochClock>, tick: Duration) -> Result<Self, RuntimeError> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let handle = std::thread::Builder::new()
@@ -268,6 +274,7 @@ impl Ticker {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::park_timeout(tick);
                     engine.increment_epoch();
+                    clock.advance();
                 }
             })
             .map_err(|e| RuntimeError::Config(format!("cannot start the epoch ticker: {e}")))?;

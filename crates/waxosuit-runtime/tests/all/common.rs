@@ -119,3 +119,127 @@ pub async fn pending_once() {
     })
     .await;
 }
+
+/// Which `__host_call` generation [`caller_guest`] imports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abi {
+    /// 8 arguments: binding, namespace, operation, payload.
+    Binding,
+    /// 6 arguments: namespace, operation, payload (binding `default`).
+    Namespace,
+    /// 4 arguments: `"capid!Operation"` route and payload.
+    Route,
+}
+
+/// A WAT guest that makes whatever host call its request describes (see
+/// [`host_call_request`]): a misbehaving actor can name anything, of any
+/// length. `echo` returns the payload; any other 4-byte operation makes
+/// the host call and returns the host response, or reports the host error
+/// as its guest error.
+pub fn caller_guest(abi: Abi) -> Vec<u8> {
+    let (params, args) = match abi {
+        Abi::Binding => (
+            8,
+            "(local.get $bd) (i32.load (i32.const 4096)) (local.get $ns) (i32.load (i32.const 4100)) \
+             (local.get $opn) (i32.load (i32.const 4104)) (local.get $pl) (local.get $pl_len)",
+        ),
+        Abi::Namespace => (
+            6,
+            "(local.get $ns) (i32.load (i32.const 4100)) (local.get $opn) (i32.load (i32.const 4104)) \
+             (local.get $pl) (local.get $pl_len)",
+        ),
+        Abi::Route => (
+            4,
+            "(local.get $opn) (i32.load (i32.const 4104)) (local.get $pl) (local.get $pl_len)",
+        ),
+    };
+    let params = vec!["i32"; params].join(" ");
+    let wat = format!(
+        r#"(module
+  (import "wapc" "__guest_request" (func $guest_request (param i32 i32)))
+  (import "wapc" "__guest_response" (func $guest_response (param i32 i32)))
+  (import "wapc" "__guest_error" (func $guest_error (param i32 i32)))
+  (import "wapc" "__host_call" (func $host_call (param {params}) (result i32)))
+  (import "wapc" "__host_response" (func $host_response (param i32)))
+  (import "wapc" "__host_response_len" (func $host_response_len (result i32)))
+  (import "wapc" "__host_error" (func $host_error (param i32)))
+  (import "wapc" "__host_error_len" (func $host_error_len (result i32)))
+  (memory (export "memory") 1)
+
+  ;; Grows memory so that [0, end) is addressable; returns 0 on failure.
+  (func $ensure (param $end i32) (result i32)
+    (local $have i32)
+    (local.set $have (i32.mul (memory.size) (i32.const 65536)))
+    (if (i32.le_u (local.get $end) (local.get $have))
+      (then (return (i32.const 1))))
+    (i32.ne
+      (memory.grow
+        (i32.shr_u
+          (i32.add (i32.sub (local.get $end) (local.get $have)) (i32.const 65535))
+          (i32.const 16)))
+      (i32.const -1)))
+
+  ;; Request: u32 binding length, u32 namespace length, u32 operation
+  ;; length (little-endian), then the three names, then the payload.
+  (func (export "__guest_call") (param $op_len i32) (param $msg_len i32) (result i32)
+    (local $bd i32) (local $ns i32) (local $opn i32) (local $pl i32) (local $pl_len i32)
+    (local $resp i32) (local $len i32)
+    (if (i32.gt_u (local.get $op_len) (i32.const 3000)) (then (unreachable)))
+    (if (i32.eqz (call $ensure (i32.add (i32.const 4096) (local.get $msg_len))))
+      (then (unreachable)))
+    (call $guest_request (i32.const 1024) (i32.const 4096))
+    ;; "echo"
+    (if (i32.eq (i32.load (i32.const 1024)) (i32.const 0x6f686365))
+      (then
+        (call $guest_response (i32.const 4096) (local.get $msg_len))
+        (return (i32.const 1))))
+    (local.set $bd (i32.const 4108))
+    (local.set $ns (i32.add (local.get $bd) (i32.load (i32.const 4096))))
+    (local.set $opn (i32.add (local.get $ns) (i32.load (i32.const 4100))))
+    (local.set $pl (i32.add (local.get $opn) (i32.load (i32.const 4104))))
+    (local.set $pl_len (i32.sub (i32.add (i32.const 4096) (local.get $msg_len)) (local.get $pl)))
+    (local.set $resp (i32.add (i32.const 4096) (local.get $msg_len)))
+    (if (call $host_call {args})
+      (then
+        (local.set $len (call $host_response_len))
+        (if (i32.eqz (call $ensure (i32.add (local.get $resp) (local.get $len))))
+          (then (unreachable)))
+        (call $host_response (local.get $resp))
+        (call $guest_response (local.get $resp) (local.get $len))
+        (return (i32.const 1))))
+    (local.set $len (call $host_error_len))
+    (if (i32.eqz (call $ensure (i32.add (local.get $resp) (local.get $len))))
+      (then (unreachable)))
+    (call $host_error (local.get $resp))
+    (call $guest_error (local.get $resp) (local.get $len))
+    (i32.const 0)))"#
+    );
+    wat::parse_str(wat).expect("caller guest WAT")
+}
+
+/// The request that makes a [`caller_guest`] call `binding`/`namespace`/
+/// `operation` with `payload` (for [`Abi::Route`], `operation` is the
+/// whole `"capid!Operation"` route and `namespace` is ignored; for
+/// [`Abi::Namespace`], `binding` is).
+pub fn host_call_request(
+    binding: &[u8],
+    namespace: &[u8],
+    operation: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    let len = |name: &[u8]| {
+        u32::try_from(name.len())
+            .expect("name length")
+            .to_le_bytes()
+    };
+    [
+        len(binding).as_slice(),
+        &len(namespace),
+        &len(operation),
+        binding,
+        namespace,
+        operation,
+        payload,
+    ]
+    .concat()
+}

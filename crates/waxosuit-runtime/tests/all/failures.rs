@@ -48,13 +48,21 @@ async fn infinite_loop_hits_the_deadline() -> anyhow::Result<()> {
         let started = std::time::Instant::now();
         let err = actor.call("loop", b"").await.expect_err("must time out");
         let took = started.elapsed();
-        // The contract: the error comes within the deadline plus 50 ms.
+        // The contract: the error comes at the deadline, give or take an
+        // epoch tick; the upper margin is generous because the machine
+        // running the tests may be loaded (a descheduled ticker or worker
+        // only ever makes the error later).
         assert!(
-            took >= limits.deadline && took <= limits.deadline + Duration::from_millis(50),
+            took >= limits.deadline && took <= limits.deadline + Duration::from_millis(500),
             "the deadline error took {took:?}"
         );
         match &err {
-            RuntimeError::Deadline { limit, .. } => assert_eq!(*limit, limits.deadline),
+            RuntimeError::Deadline {
+                limit, waiting_on, ..
+            } => {
+                assert_eq!(*limit, limits.deadline);
+                assert_eq!(*waiting_on, None, "the guest was computing");
+            }
             other => panic!("expected Deadline, got {other:?}"),
         }
         assert!(err.to_string().contains("deadline"), "{err}");

@@ -136,7 +136,7 @@ async fn limits_hold_inline_and_a_long_call_moves_the_actor_to_fibers() -> anyho
         assert_eq!(kind(actor.call("loop", b"").await), ErrorKind::Deadline);
         let took = started.elapsed();
         assert!(
-            took >= limits.deadline && took <= limits.deadline + Duration::from_millis(50),
+            took >= limits.deadline && took <= limits.deadline + Duration::from_millis(500),
             "the deadline error took {took:?}"
         );
         assert!(
@@ -259,14 +259,13 @@ async fn a_host_call_that_never_completes_fails_within_the_deadline() -> anyhow:
         .await
         .expect_err("the call cannot succeed");
     let took = started.elapsed();
-    // Either the host call gives up and the guest reports it, or the
-    // deadline stops the guest; both within the deadline and a little.
+    // The host call is abandoned at the deadline and the guest stopped.
     assert!(
-        matches!(err.kind(), ErrorKind::GuestError | ErrorKind::Deadline),
+        matches!(&err, RuntimeError::Deadline { waiting_on: Some(p), .. } if &*p.operation == "Ping"),
         "{err}"
     );
     assert!(
-        took <= limits.deadline + Duration::from_millis(100),
+        took <= limits.deadline + Duration::from_millis(500),
         "the hung host call held the caller for {took:?}"
     );
     assert!(

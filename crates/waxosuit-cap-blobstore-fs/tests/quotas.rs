@@ -1,0 +1,440 @@
+//! Hostile use of `wascc:blobstore` against the per-binding quotas: floods
+//! of concurrent uploads and downloads from one actor, measured in open
+//! file descriptors, while another actor keeps working. A test binary of
+//! its own, so that descriptor counts are not disturbed by other tests.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use tokio::sync::{Semaphore, mpsc};
+use waxosuit_cap_blobstore_fs::{
+    DEFAULT_MAX_CONCURRENT_DOWNLOADS, DEFAULT_MAX_CONCURRENT_UPLOADS, FsBlobstore,
+};
+use waxosuit_codec::blobstore::*;
+use waxosuit_provider::{
+    ActorDispatcher, BindRequest, CapabilityProvider, DispatchError, ProviderCall, ProviderError,
+    encode,
+};
+
+const ALICE: &str = "MALICE";
+const BOB: &str = "MBOB";
+/// Descriptors the runtime, the blocking pool and the test harness may
+/// open or close while a test runs, on top of what the provider holds.
+const FD_SLACK: usize = 32;
+
+/// Held by every test here: tests run in parallel threads of one process,
+/// and one test's files would count against another's descriptor bound.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Stands in for the actors: ALICE's chunks wait at a gate, BOB's pass.
+struct Actors {
+    gate: Semaphore,
+    chunks: mpsc::UnboundedSender<(String, FileChunk)>,
+}
+
+#[async_trait]
+impl ActorDispatcher for Actors {
+    async fn dispatch(
+        &self,
+        actor: &str,
+        operation: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, DispatchError> {
+        assert_eq!(operation, OP_RECEIVE_CHUNK);
+        if actor == ALICE {
+            let _permit = self.gate.acquire().await.unwrap();
+        }
+        let chunk: FileChunk = waxosuit_codec::deserialize(&payload).unwrap();
+        let _ = self.chunks.send((actor.to_string(), chunk));
+        Ok(Vec::new())
+    }
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    store: Arc<FsBlobstore>,
+    actors: Arc<Actors>,
+    chunks: mpsc::UnboundedReceiver<(String, FileChunk)>,
+}
+
+impl Fixture {
+    /// ALICE bound with `values` (plus her ROOT), BOB with the defaults.
+    async fn new(values: &[(&str, &str)]) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, chunks) = mpsc::unbounded_channel();
+        let actors = Arc::new(Actors {
+            gate: Semaphore::new(0),
+            chunks: tx,
+        });
+        let store = Arc::new(FsBlobstore::new());
+        store.start(actors.clone()).await.unwrap();
+        let fx = Fixture {
+            dir,
+            store,
+            actors,
+            chunks,
+        };
+        fx.bind(ALICE, values).await.unwrap();
+        fx.bind(BOB, &[]).await.unwrap();
+        for actor in [ALICE, BOB] {
+            call(
+                &fx.store,
+                actor,
+                OP_CREATE_CONTAINER,
+                &Container { id: "c".into() },
+            )
+            .await
+            .unwrap();
+        }
+        fx
+    }
+
+    fn root(&self, actor: &str) -> PathBuf {
+        self.dir.path().join(actor)
+    }
+
+    async fn bind(&self, actor: &str, values: &[(&str, &str)]) -> Result<(), ProviderError> {
+        let mut map: HashMap<String, String> = values
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        map.insert("ROOT".into(), self.root(actor).display().to_string());
+        self.store
+            .bind_actor(BindRequest {
+                actor: actor.into(),
+                binding: "default".into(),
+                values: map,
+            })
+            .await
+    }
+}
+
+async fn call<T: Serialize>(
+    store: &FsBlobstore,
+    actor: &str,
+    operation: &str,
+    payload: &T,
+) -> Result<Vec<u8>, ProviderError> {
+    store
+        .handle_call(ProviderCall {
+            actor: actor.into(),
+            binding: "default".into(),
+            operation: operation.into(),
+            payload: encode(CAPABILITY_ID, payload).unwrap(),
+        })
+        .await
+}
+
+async fn start_upload(
+    store: &FsBlobstore,
+    actor: &str,
+    id: &str,
+    total: u64,
+) -> Result<Vec<u8>, ProviderError> {
+    let header = FileChunk {
+        container: "c".into(),
+        id: id.into(),
+        total_bytes: total,
+        chunk_size: total.max(1),
+        ..FileChunk::default()
+    };
+    call(store, actor, OP_START_UPLOAD, &header).await
+}
+
+/// Sends the one chunk of an upload started with [`start_upload`].
+async fn finish_upload(
+    store: &FsBlobstore,
+    actor: &str,
+    id: &str,
+    data: &[u8],
+) -> Result<Vec<u8>, ProviderError> {
+    let chunk = FileChunk {
+        container: "c".into(),
+        id: id.into(),
+        total_bytes: data.len() as u64,
+        chunk_size: data.len() as u64,
+        chunk_bytes: data.to_vec(),
+        ..FileChunk::default()
+    };
+    call(store, actor, OP_UPLOAD_CHUNK, &chunk).await
+}
+
+async fn upload(store: &FsBlobstore, actor: &str, id: &str, data: &[u8]) {
+    start_upload(store, actor, id, data.len() as u64)
+        .await
+        .unwrap();
+    finish_upload(store, actor, id, data).await.unwrap();
+}
+
+async fn start_download(
+    store: &FsBlobstore,
+    actor: &str,
+    id: &str,
+) -> Result<Vec<u8>, ProviderError> {
+    let request = StreamRequest {
+        id: id.into(),
+        container: "c".into(),
+        chunk_size: 0,
+        context: None,
+    };
+    call(store, actor, OP_START_DOWNLOAD, &request).await
+}
+
+/// Open descriptors of this process (Linux), or `None` elsewhere.
+fn open_fds() -> Option<usize> {
+    std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count())
+}
+
+fn temp_files(container: &Path) -> usize {
+    std::fs::read_dir(container)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".waxosuit-upload-")
+        })
+        .count()
+}
+
+/// Asserts the error of a quota: it names the quota, the actor, the binding
+/// and the value to raise.
+#[track_caller]
+fn assert_quota(result: Result<Vec<u8>, ProviderError>, quota: &str) {
+    match result {
+        Err(ProviderError::Backend { capid, message }) => {
+            assert_eq!(capid, CAPABILITY_ID);
+            for needle in [
+                &format!("quota {quota} reached for actor {ALICE} (binding `default`)"),
+                &format!("raise {quota} in this wascc:blobstore binding's values"),
+            ] {
+                assert!(message.contains(needle), "`{needle}` not in: {message}");
+            }
+        }
+        other => panic!("expected the {quota} quota error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_concurrent_uploads_stop_at_the_quota_and_hold_no_more_files() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let fx = Fixture::new(&[]).await;
+    upload(&fx.store, ALICE, "kept", b"stored before the flood").await;
+    let baseline = open_fds();
+
+    let tasks: Vec<_> = (0..10_000)
+        .map(|i| {
+            let store = Arc::clone(&fx.store);
+            tokio::spawn(async move { start_upload(&store, ALICE, &format!("obj-{i}"), 10).await })
+        })
+        .collect();
+    let mut started = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await.unwrap() {
+            Ok(_) => started.push(format!("obj-{i}")),
+            refused => assert_quota(refused, "MAX_CONCURRENT_UPLOADS"),
+        }
+    }
+    assert_eq!(started.len(), DEFAULT_MAX_CONCURRENT_UPLOADS);
+    let container = fx.root(ALICE).join("c");
+    assert_eq!(temp_files(&container), DEFAULT_MAX_CONCURRENT_UPLOADS);
+    if let (Some(before), Some(now)) = (baseline, open_fds()) {
+        println!(
+            "10,000 concurrent uploads: {} accepted, {before} -> {now} descriptors open",
+            started.len()
+        );
+        assert!(
+            now <= before + DEFAULT_MAX_CONCURRENT_UPLOADS + FD_SLACK,
+            "{now} descriptors open, {before} before the flood"
+        );
+    }
+
+    // The other actor's binding is not affected.
+    upload(&fx.store, BOB, "bobs", b"bob's data").await;
+    assert_eq!(
+        std::fs::read(fx.root(BOB).join("c/bobs")).unwrap(),
+        b"bob's data"
+    );
+    // At the quota, one more fails; restarting one in progress does not
+    // need a second place.
+    assert_quota(
+        start_upload(&fx.store, ALICE, "one-more", 10).await,
+        "MAX_CONCURRENT_UPLOADS",
+    );
+    start_upload(&fx.store, ALICE, &started[0], 10)
+        .await
+        .unwrap();
+    assert_eq!(temp_files(&container), DEFAULT_MAX_CONCURRENT_UPLOADS);
+    // Completing one frees its place.
+    finish_upload(&fx.store, ALICE, &started[1], b"0123456789")
+        .await
+        .unwrap();
+    start_upload(&fx.store, ALICE, "one-more", 10)
+        .await
+        .unwrap();
+
+    // Nothing stored was lost.
+    assert_eq!(
+        std::fs::read(container.join("kept")).unwrap(),
+        b"stored before the flood"
+    );
+    assert_eq!(
+        std::fs::read(container.join(&started[1])).unwrap(),
+        b"0123456789"
+    );
+    // Removing the binding abandons the rest and frees every place.
+    fx.store.remove_actor(ALICE, "default").await.unwrap();
+    assert_eq!(temp_files(&container), 0);
+    fx.bind(ALICE, &[]).await.unwrap();
+    start_upload(&fx.store, ALICE, "after", 10).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_concurrent_downloads_stop_at_the_quota_and_hold_no_more_files() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let mut fx = Fixture::new(&[]).await;
+    upload(&fx.store, ALICE, "obj", b"abc").await;
+    upload(&fx.store, BOB, "obj", b"bob").await;
+    let baseline = open_fds();
+
+    let tasks: Vec<_> = (0..10_000)
+        .map(|_| {
+            let store = Arc::clone(&fx.store);
+            tokio::spawn(async move { start_download(&store, ALICE, "obj").await })
+        })
+        .collect();
+    let mut sending = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => sending += 1,
+            refused => assert_quota(refused, "MAX_CONCURRENT_DOWNLOADS"),
+        }
+    }
+    assert_eq!(sending, DEFAULT_MAX_CONCURRENT_DOWNLOADS);
+    if let (Some(before), Some(now)) = (baseline, open_fds()) {
+        println!(
+            "10,000 concurrent downloads: {sending} accepted, {before} -> {now} descriptors open"
+        );
+        assert!(
+            now <= before + DEFAULT_MAX_CONCURRENT_DOWNLOADS + FD_SLACK,
+            "{now} descriptors open, {before} before the flood"
+        );
+    }
+
+    // BOB downloads while ALICE's are stuck in her handler.
+    start_download(&fx.store, BOB, "obj").await.unwrap();
+    let (actor, chunk) = tokio::time::timeout(Duration::from_secs(30), fx.chunks.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((actor.as_str(), &chunk.chunk_bytes[..]), (BOB, &b"bob"[..]));
+
+    // Let ALICE's through: every accepted download arrives whole, and the
+    // places come back.
+    fx.actors.gate.add_permits(1_000_000);
+    for _ in 0..sending {
+        let (actor, chunk) = tokio::time::timeout(Duration::from_secs(30), fx.chunks.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (actor.as_str(), &chunk.chunk_bytes[..]),
+            (ALICE, &b"abc"[..])
+        );
+    }
+    let mut again = Err(ProviderError::backend(CAPABILITY_ID, "not tried"));
+    for _ in 0..100 {
+        // A task's place is given back as it ends, just after its last chunk.
+        again = start_download(&fx.store, ALICE, "obj").await;
+        if again.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    again.unwrap();
+}
+
+#[tokio::test]
+async fn a_small_upload_quota_refuses_exactly_the_next_upload() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let fx = Fixture::new(&[("MAX_CONCURRENT_UPLOADS", "3")]).await;
+    for id in ["a", "b", "c"] {
+        start_upload(&fx.store, ALICE, id, 10).await.unwrap();
+    }
+    let err = start_upload(&fx.store, ALICE, "d", 10).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "wascc:blobstore backend error: quota MAX_CONCURRENT_UPLOADS reached for actor MALICE \
+         (binding `default`): 3 uploads are in progress, the most it allows; wait for a transfer \
+         in progress to finish, or raise MAX_CONCURRENT_UPLOADS in this wascc:blobstore \
+         binding's values"
+    );
+    // No file was created for the refused upload.
+    assert_eq!(temp_files(&fx.root(ALICE).join("c")), 3);
+    // Raising the value (re-binding) applies at once.
+    fx.bind(ALICE, &[("MAX_CONCURRENT_UPLOADS", "4")])
+        .await
+        .unwrap();
+    for id in ["a", "b", "c", "d"] {
+        start_upload(&fx.store, ALICE, id, 10).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn bytes_in_flight_count_uploads_and_downloads() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let fx = Fixture::new(&[("MAX_BYTES_IN_FLIGHT", "1000")]).await;
+    upload(&fx.store, ALICE, "small", &[1; 500]).await;
+
+    start_upload(&fx.store, ALICE, "u1", 600).await.unwrap();
+    assert_quota(
+        start_upload(&fx.store, ALICE, "u2", 600).await,
+        "MAX_BYTES_IN_FLIGHT",
+    );
+    let err = start_download(&fx.store, ALICE, "small").await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("600 bytes are in flight and this transfer needs 500 more"),
+        "{err}"
+    );
+    start_upload(&fx.store, ALICE, "u3", 400).await.unwrap();
+    // An object larger than the whole allowance can never be sent.
+    assert_quota(
+        start_upload(&fx.store, ALICE, "huge", 1001).await,
+        "MAX_BYTES_IN_FLIGHT",
+    );
+    // Completing an upload gives its bytes back.
+    finish_upload(&fx.store, ALICE, "u1", &[2; 600])
+        .await
+        .unwrap();
+    start_upload(&fx.store, ALICE, "u2", 600).await.unwrap();
+    assert_eq!(
+        std::fs::read(fx.root(ALICE).join("c/small")).unwrap(),
+        vec![1; 500]
+    );
+}
+
+#[tokio::test]
+async fn quota_values_must_be_positive_whole_numbers() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let fx = Fixture::new(&[]).await;
+    for (key, bad) in [
+        ("MAX_CONCURRENT_UPLOADS", "0"),
+        ("MAX_CONCURRENT_UPLOADS", "lots"),
+        ("MAX_CONCURRENT_DOWNLOADS", "-1"),
+        ("MAX_BYTES_IN_FLIGHT", "4GiB"),
+        ("MAX_BYTES_IN_FLIGHT", "0"),
+    ] {
+        let err = fx.bind("MCAROL", &[(key, bad)]).await.unwrap_err();
+        assert!(
+            matches!(&err, ProviderError::Config { key: k, reason, .. }
+                if k == key && reason.contains(&format!("`{bad}`")) && reason.contains("at least 1")),
+            "{err:?}"
+        );
+    }
+}

@@ -1,0 +1,537 @@
+//! Bounded HTTP/1.1 serving: a cap on open connections and the header-read,
+//! idle and write timeouts, shared by this provider's listeners and usable
+//! for other small servers of the host (`waxosuit up --admin` serves
+//! `/livez`, `/readyz` and `/metrics` with [`serve`]).
+//!
+//! What is bounded, per server:
+//!
+//! * **Open connections**: [`ConnectionLimits::max_connections`]. Past it a
+//!   new connection is accepted only to be answered `503` with
+//!   `Retry-After: 1` in one non-blocking write and closed
+//!   ([`WhenFull::Refuse`]), or, for endpoints that must stay reachable,
+//!   takes the place of the oldest connection that is not serving a request
+//!   ([`WhenFull::EvictIdle`]). Either way the number of sockets, and so of
+//!   file descriptors, stays at the cap, and the listen backlog keeps
+//!   draining.
+//! * **Time**: a request head must arrive within the header-read timeout; a
+//!   connection with no request and no I/O is closed after the idle
+//!   timeout; a response write that makes no progress is abandoned after
+//!   the write timeout. None of them costs a timer or a clock read per
+//!   request (see the `watchdog` and `conn` modules).
+//! * **Memory per connection**: the request head is limited to
+//!   [`ConnectionLimits::max_header_bytes`], which is also the size of
+//!   hyper's read buffer.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::{AbortHandle, Id, JoinError, JoinSet};
+use tokio::time::timeout;
+
+use crate::config::{
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HEADER_BYTES, DEFAULT_WRITE_TIMEOUT,
+};
+use crate::conn::{self, Activity};
+use crate::threads::ConnectionThreads;
+use crate::watchdog::Watchdog;
+
+/// What a server does with a new connection while
+/// [`ConnectionLimits::max_connections`] are open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WhenFull {
+    /// Answer `503 Service Unavailable` with `Retry-After: 1` and close it;
+    /// the open connections are not touched. What the HTTP server provider
+    /// does.
+    Refuse,
+    /// Close the oldest open connection that is neither handling a request
+    /// nor writing a response (an idle keep-alive connection, or one still
+    /// sending its request head) and serve the new one in its place; refuse
+    /// as [`Refuse`](WhenFull::Refuse) does only when every connection is
+    /// busy. Clients holding half-sent requests can then not lock out a
+    /// health probe. What the admin endpoint does.
+    EvictIdle,
+}
+
+/// Bounds on one HTTP/1.1 server's connections; see the
+/// [module docs](self). The defaults are the HTTP server provider's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionLimits {
+    /// Connections open at once (at least one is always allowed).
+    pub max_connections: usize,
+    /// What happens to a connection past [`max_connections`](Self::max_connections).
+    pub when_full: WhenFull,
+    /// How long a request head may take to arrive, counted from when the
+    /// server starts waiting for it (so it also bounds the pause between
+    /// keep-alive requests); `None`: no limit.
+    pub header_read_timeout: Option<Duration>,
+    /// How long a connection may go without a request in progress and
+    /// without any byte read or written; `None`: no limit.
+    pub idle_timeout: Option<Duration>,
+    /// How long a response write may make no progress (the client does not
+    /// read); `None`: no limit.
+    pub write_timeout: Option<Duration>,
+    /// The largest request head accepted, in bytes (at least 8 KiB is
+    /// used); larger heads get `431`.
+    pub max_header_bytes: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            when_full: WhenFull::Refuse,
+            header_read_timeout: Some(DEFAULT_HEADER_READ_TIMEOUT),
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+        }
+    }
+}
+
+impl ConnectionLimits {
+    /// How often a connection's watchdog must tick for these timeouts: a
+    /// quarter of the shortest one, or never without any.
+    pub(crate) fn watchdog_period(&self) -> Option<Duration> {
+        [
+            self.header_read_timeout,
+            self.idle_timeout,
+            self.write_timeout,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(Watchdog::period)
+    }
+}
+
+/// Serves HTTP/1.1 on `listener` within `limits`, answering every request
+/// with `handler` (which gets the request head; the body is discarded).
+/// Connections are served on the current tokio runtime. `server` names
+/// this server in log lines (e.g. `"admin"`).
+///
+/// Never returns: drop the future, or abort the task running it, to stop;
+/// every connection closes with it.
+pub async fn serve<H>(
+    listener: TcpListener,
+    limits: ConnectionLimits,
+    server: impl Into<Arc<str>>,
+    handler: H,
+) where
+    H: Fn(&hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> + Send + Sync + 'static,
+{
+    let server = server.into();
+    warn_if_over_file_limit(&server, limits.max_connections);
+    let connector = Arc::new(PlainConnector {
+        http: conn::http1_builder(&limits, None),
+        handler: Arc::new(handler),
+        limits,
+        server,
+    });
+    let limits = connector.limits.clone();
+    // Without a stop signal this only ends with the future.
+    accept_until(listener, &connector, &limits, None, std::future::pending()).await;
+}
+
+/// Serves one accepted connection; implemented by each kind of server.
+pub(crate) trait Connector: Send + Sync + 'static {
+    /// Names the server in log lines.
+    fn server(&self) -> &str;
+
+    /// Serves `stream` until it closes, `conn.stop` fires or a timeout hits.
+    fn serve(
+        self: Arc<Self>,
+        stream: TcpStream,
+        conn: Conn,
+    ) -> impl Future<Output = ()> + Send + 'static;
+}
+
+/// What the accept loop gives each connection.
+pub(crate) struct Conn {
+    /// Shared with the accept loop, which may evict the connection.
+    pub(crate) activity: Arc<Activity>,
+    /// The connection thread serving it (0 without connection threads).
+    pub(crate) thread: usize,
+    /// Fires (or is dropped) when the server stops: finish and close.
+    pub(crate) stop: oneshot::Receiver<()>,
+}
+
+/// A [`Connector`] answering every request with a synchronous handler.
+struct PlainConnector<H> {
+    http: http1::Builder,
+    handler: Arc<H>,
+    limits: ConnectionLimits,
+    server: Arc<str>,
+}
+
+impl<H> Connector for PlainConnector<H>
+where
+    H: Fn(&hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> + Send + Sync + 'static,
+{
+    fn server(&self) -> &str {
+        &self.server
+    }
+
+    async fn serve(self: Arc<Self>, stream: TcpStream, conn: Conn) {
+        let handler = Arc::clone(&self.handler);
+        let activity = Arc::clone(&conn.activity);
+        let service = service_fn(move |req| {
+            let _request = activity.request();
+            std::future::ready(Ok::<_, Infallible>(handler(&req)))
+        });
+        conn::serve(
+            stream,
+            &self.http,
+            service,
+            &self.limits,
+            conn.activity,
+            conn.stop,
+            &self.server,
+        )
+        .await;
+    }
+}
+
+/// The connections a server has open.
+pub(crate) struct OpenConnections {
+    tasks: JoinSet<()>,
+    /// Every connection not yet finished or evicted, by task.
+    by_task: HashMap<Id, Open>,
+    /// Accept order, to find the oldest.
+    next_seq: u64,
+}
+
+struct Open {
+    stop: oneshot::Sender<()>,
+    activity: Arc<Activity>,
+    abort: AbortHandle,
+    seq: u64,
+}
+
+impl OpenConnections {
+    fn new() -> OpenConnections {
+        OpenConnections {
+            tasks: JoinSet::new(),
+            by_task: HashMap::new(),
+            next_seq: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.by_task.len()
+    }
+
+    fn finished(&mut self, finished: Result<(Id, ()), JoinError>, server: &str) {
+        let id = match &finished {
+            Ok((id, ())) => *id,
+            Err(e) => e.id(),
+        };
+        self.by_task.remove(&id);
+        report_connection_panic(server, finished.map(|_| ()));
+    }
+
+    /// Closes the oldest idle connection; `false` if none is idle.
+    fn evict_idle(&mut self) -> bool {
+        let oldest = self
+            .by_task
+            .iter()
+            .filter(|(_, open)| open.activity.is_idle())
+            .min_by_key(|(_, open)| open.seq)
+            .map(|(id, _)| *id);
+        match oldest.and_then(|id| self.by_task.remove(&id)) {
+            Some(open) => {
+                open.abort.abort();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Asks every connection to finish its request in flight and close,
+    /// then waits up to `drain_timeout` before closing the rest.
+    pub(crate) async fn drain(mut self, drain_timeout: Duration, server: &str) {
+        for (_, open) in self.by_task.drain() {
+            // The connection may have ended on its own meanwhile; nothing to do.
+            let _ = open.stop.send(());
+        }
+        let open = self.tasks.len();
+        let drained = timeout(drain_timeout, async {
+            while let Some(finished) = self.tasks.join_next().await {
+                report_connection_panic(server, finished);
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                server,
+                still_open = self.tasks.len(),
+                of = open,
+                ?drain_timeout,
+                "connections did not finish in time; closing them"
+            );
+            self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
+        }
+    }
+}
+
+fn report_connection_panic(server: &str, finished: Result<(), JoinError>) {
+    if let Err(e) = finished
+        && e.is_panic()
+    {
+        tracing::error!(server, error = %e, "an HTTP connection task panicked");
+    }
+}
+
+/// How long the accept loop backs off after an error such as `EMFILE`,
+/// which would otherwise repeat immediately and spin a core.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How often a full server logs that it refuses connections, at most.
+const FULL_WARNING_EVERY: Duration = Duration::from_secs(10);
+
+/// The whole answer to a connection refused for being over the cap.
+pub(crate) const BUSY_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+    retry-after: 1\r\n\
+    connection: close\r\n\
+    content-type: text/plain; charset=utf-8\r\n\
+    content-length: 26\r\n\
+    \r\n\
+    Too many open connections\n";
+
+/// Accepts connections on `listener` within `limits` and serves each with
+/// `connector`, on `threads` if given, until `stop` resolves. Returns the
+/// connections still open, for the caller to drain; the listening socket is
+/// closed by then, so new connections fail fast.
+pub(crate) async fn accept_until<C: Connector>(
+    listener: TcpListener,
+    connector: &Arc<C>,
+    limits: &ConnectionLimits,
+    threads: Option<&Arc<ConnectionThreads>>,
+    stop: impl Future<Output = ()>,
+) -> OpenConnections {
+    let server = connector.server();
+    let mut open = OpenConnections::new();
+    let mut full_since_warning: Option<(Instant, u64)> = None;
+    let mut stop = pin!(stop);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut stop => break,
+            // Reaped before accepting, so the count is current when a new
+            // connection is weighed against the cap.
+            Some(finished) = open.tasks.join_next_with_id(), if !open.tasks.is_empty() => {
+                open.finished(finished, server);
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let at_cap = open.len() >= limits.max_connections.max(1);
+                    if at_cap && !(limits.when_full == WhenFull::EvictIdle && open.evict_idle()) {
+                        refuse(stream);
+                        note_refusal(&mut full_since_warning, server, limits.max_connections, peer);
+                        continue;
+                    }
+                    admit(&mut open, stream, connector, threads);
+                }
+                Err(e) if is_per_connection(&e) => {
+                    tracing::debug!(server, error = %e, "accept failed for one connection");
+                }
+                Err(e) => {
+                    tracing::error!(server, error = %e, "accepting connections failed; retrying");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            }
+        }
+    }
+    drop(listener);
+    open
+}
+
+/// Starts serving an accepted connection.
+fn admit<C: Connector>(
+    open: &mut OpenConnections,
+    stream: TcpStream,
+    connector: &Arc<C>,
+    threads: Option<&Arc<ConnectionThreads>>,
+) {
+    let activity = Arc::new(Activity::default());
+    let (stop, stop_rx) = oneshot::channel();
+    let task = {
+        let activity = Arc::clone(&activity);
+        let connector = Arc::clone(connector);
+        match threads {
+            Some(threads) => {
+                let Some(stream) = hand_over(stream, connector.server()) else {
+                    return;
+                };
+                threads.spawn(&mut open.tasks, move |thread| async move {
+                    if let Some(stream) = take_over(stream, connector.server()) {
+                        let conn = Conn {
+                            activity,
+                            thread,
+                            stop: stop_rx,
+                        };
+                        connector.serve(stream, conn).await;
+                    }
+                })
+            }
+            None => open.tasks.spawn(async move {
+                let conn = Conn {
+                    activity,
+                    thread: 0,
+                    stop: stop_rx,
+                };
+                connector.serve(stream, conn).await;
+            }),
+        }
+    };
+    let seq = open.next_seq;
+    open.next_seq += 1;
+    open.by_task.insert(
+        task.id(),
+        Open {
+            stop,
+            activity,
+            abort: task,
+            seq,
+        },
+    );
+}
+
+/// Answers a connection over the cap and closes it. One non-blocking
+/// write: a client that does not read it just sees the connection close.
+fn refuse(stream: TcpStream) {
+    let _ = stream.try_write(BUSY_RESPONSE);
+}
+
+/// Logs refusals at most every [`FULL_WARNING_EVERY`], with how many there
+/// were, so that a flood of connections cannot flood the log.
+fn note_refusal(
+    last: &mut Option<(Instant, u64)>,
+    server: &str,
+    max_connections: usize,
+    peer: SocketAddr,
+) {
+    let now = Instant::now();
+    match last {
+        Some((at, count)) if now.saturating_duration_since(*at) < FULL_WARNING_EVERY => {
+            *count += 1;
+        }
+        _ => {
+            let unlogged = last.map_or(0, |(_, count)| count);
+            tracing::warn!(
+                server,
+                max_connections,
+                %peer,
+                refused_since_last_warning = unlogged,
+                "too many open HTTP connections: new ones are answered 503 and closed; \
+                 if this is legitimate load, raise MAX_CONNECTIONS in the binding values \
+                 (and the process's open-file limit, ulimit -n, with it)"
+            );
+            *last = Some((now, 0));
+        }
+    }
+}
+
+/// Errors that concern only the connection being accepted (the peer reset
+/// it before we got it), not the listener.
+fn is_per_connection(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+    )
+}
+
+/// Takes an accepted connection off this runtime's reactor, so that its
+/// readiness wakes the thread that serves it, not this one (which would
+/// then have to hand every wake-up over). `None`, logged, if that fails.
+fn hand_over(stream: TcpStream, server: &str) -> Option<std::net::TcpStream> {
+    stream
+        .into_std()
+        .inspect_err(|e| tracing::warn!(server, error = %e, "cannot hand over an accepted connection; it is closed"))
+        .ok()
+}
+
+/// Registers a handed-over connection with the reactor of the runtime
+/// running this; `into_std` left the socket non-blocking, as this requires.
+fn take_over(stream: std::net::TcpStream, server: &str) -> Option<TcpStream> {
+    TcpStream::from_std(stream)
+        .inspect_err(|e| tracing::warn!(server, error = %e, "cannot register an accepted connection; it is closed"))
+        .ok()
+}
+
+/// The process's soft limit on open files, from `/proc/self/limits`
+/// (`None` where that does not exist or cannot be read).
+pub(crate) fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Warns when one server alone may open more connections than the process
+/// may open files: the cap would then not protect the other listeners.
+pub(crate) fn warn_if_over_file_limit(server: &str, max_connections: usize) {
+    if let Some(files) = open_files_limit()
+        && max_connections as u64 >= files
+    {
+        tracing::warn!(
+            server,
+            max_connections,
+            open_files_limit = files,
+            "the connection cap is not below the process's open-file limit, so connections \
+             can use up every file descriptor; lower MAX_CONNECTIONS or raise the limit (ulimit -n)"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_busy_response_is_well_formed() {
+        let text = std::str::from_utf8(BUSY_RESPONSE).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+        assert!(head.contains("\r\nretry-after: 1"));
+        assert!(head.contains(&format!("\r\ncontent-length: {}", body.len())));
+    }
+
+    #[test]
+    fn the_watchdog_ticks_for_the_shortest_timeout() {
+        let mut limits = ConnectionLimits {
+            header_read_timeout: Some(Duration::from_secs(30)),
+            idle_timeout: Some(Duration::from_secs(2)),
+            write_timeout: None,
+            ..ConnectionLimits::default()
+        };
+        assert_eq!(limits.watchdog_period(), Some(Duration::from_millis(500)));
+        limits.header_read_timeout = None;
+        limits.idle_timeout = None;
+        assert_eq!(limits.watchdog_period(), None);
+    }
+
+    #[test]
+    fn the_open_file_limit_is_read_on_linux() {
+        if cfg!(target_os = "linux") {
+            assert!(open_files_limit().is_some_and(|n| n > 0));
+        }
+    }
+}

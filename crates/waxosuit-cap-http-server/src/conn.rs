@@ -1,0 +1,465 @@
+//! One connection: what it is doing, and the timeouts hyper does not
+//! enforce itself.
+//!
+//! hyper's HTTP/1 server bounds the time to read a request head (see
+//! `watchdog`), but not how long a connection may sit idle once its header
+//! timer is off, nor how long a response write may stall because the client
+//! stopped reading. Both are enforced here without a clock read or a timer
+//! per request: the connection's I/O ([`Tracked`]) and its service
+//! ([`Activity::request`]) bump two counters, one for any progress and one
+//! for progress of the response writes, and the connection's watchdog, which
+//! ticks anyway, compares them with what it saw last time ([`Quiet`]). A
+//! connection is closed when the counter that matters did not move for the
+//! timeout: between the timeout and the timeout plus two watchdog periods
+//! (at most half the shortest timeout) after it stopped.
+
+use std::convert::Infallible;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+use crate::bounded::ConnectionLimits;
+use crate::watchdog::Watchdog;
+
+/// What one connection is doing, shared by its I/O, its service and its
+/// watchdog (all on the connection's task), and read by the accept loop
+/// when it looks for a connection to evict.
+///
+/// Only the connection's task writes it, so the counter is bumped with a
+/// plain load and store (no read-modify-write instruction): a few
+/// nanoseconds on the request path. It is written on every read and write,
+/// and the accept thread allocates one per connection, one after the other:
+/// aligned to its own cache line (128 bytes: x86 prefetches lines in pairs)
+/// so that two connections served on different threads never share one.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub(crate) struct Activity {
+    /// Changes whenever bytes are read or written, and when a request
+    /// starts or ends.
+    progress: AtomicU32,
+    /// Changes whenever bytes are written, and when a request ends (its
+    /// response starts): what the write timeout watches, so that a client
+    /// sending bytes it never reads the answers to cannot hold it off.
+    writes: AtomicU32,
+    /// A request is being handled (from its complete head to its response).
+    in_request: AtomicBool,
+    /// The last write could not complete: the client is not reading.
+    write_blocked: AtomicBool,
+}
+
+impl Activity {
+    fn bump(&self) {
+        bump(&self.progress);
+    }
+
+    fn bump_writes(&self) {
+        bump(&self.progress);
+        bump(&self.writes);
+    }
+
+    /// Marks a request in progress until the returned guard is dropped
+    /// (also when hyper drops the request's future because the client went
+    /// away).
+    pub(crate) fn request(&self) -> InRequest<'_> {
+        self.in_request.store(true, Ordering::Relaxed);
+        self.bump();
+        InRequest(self)
+    }
+
+    /// Neither handling a request nor stuck writing a response: idle
+    /// keep-alive, or still waiting for a request head. Such a connection
+    /// can be closed without losing work.
+    pub(crate) fn is_idle(&self) -> bool {
+        !self.in_request.load(Ordering::Relaxed) && !self.write_blocked.load(Ordering::Relaxed)
+    }
+}
+
+/// A request in progress on a connection; see [`Activity::request`].
+pub(crate) struct InRequest<'a>(&'a Activity);
+
+impl Drop for InRequest<'_> {
+    fn drop(&mut self) {
+        self.0.in_request.store(false, Ordering::Relaxed);
+        self.0.bump_writes();
+    }
+}
+
+/// Advances a counter only the connection's task writes.
+fn bump(counter: &AtomicU32) {
+    let next = counter.load(Ordering::Relaxed).wrapping_add(1);
+    counter.store(next, Ordering::Relaxed);
+}
+
+/// A socket that reports its progress to an [`Activity`].
+pub(crate) struct Tracked<T> {
+    io: T,
+    activity: Arc<Activity>,
+}
+
+impl<T> Tracked<T> {
+    pub(crate) fn new(io: T, activity: Arc<Activity>) -> Tracked<T> {
+        Tracked { io, activity }
+    }
+
+    fn wrote(&self, result: &Poll<io::Result<usize>>) {
+        match result {
+            Poll::Ready(Ok(n)) if *n > 0 => {
+                if self.activity.write_blocked.load(Ordering::Relaxed) {
+                    self.activity.write_blocked.store(false, Ordering::Relaxed);
+                }
+                self.activity.bump_writes();
+            }
+            Poll::Pending => self.activity.write_blocked.store(true, Ordering::Relaxed),
+            // An error ends the connection anyway.
+            Poll::Ready(_) => {}
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.io).poll_read(cx, buf);
+        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.bump();
+        }
+        result
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.wrote(&result);
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.wrote(&result);
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Why a quiet connection is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expired {
+    /// No request and no I/O for the idle timeout.
+    Idle,
+    /// A response write made no progress for the write timeout.
+    Write,
+}
+
+/// How long a connection has been quiet, and its writes stuck, sampled at
+/// watchdog ticks.
+#[derive(Debug)]
+pub(crate) struct Quiet {
+    progress: Since,
+    writes: Since,
+}
+
+/// A counter's value when last sampled, and when it was first seen.
+#[derive(Debug)]
+struct Since {
+    value: u32,
+    since: Instant,
+}
+
+impl Since {
+    /// How long `counter` has kept its value, as far as the samples tell.
+    fn unchanged(&mut self, counter: &AtomicU32, now: Instant) -> Duration {
+        let value = counter.load(Ordering::Relaxed);
+        if value != self.value {
+            *self = Since { value, since: now };
+        }
+        now.saturating_duration_since(self.since)
+    }
+}
+
+impl Quiet {
+    pub(crate) fn new(activity: &Activity, now: Instant) -> Quiet {
+        let since = |counter: &AtomicU32| Since {
+            value: counter.load(Ordering::Relaxed),
+            since: now,
+        };
+        Quiet {
+            progress: since(&activity.progress),
+            writes: since(&activity.writes),
+        }
+    }
+
+    /// Whether the connection has been quiet for longer than one of its
+    /// timeouts allows. A request in progress is never idle (its actor may
+    /// take up to the request timeout), but its response write can stall.
+    pub(crate) fn check(
+        &mut self,
+        activity: &Activity,
+        limits: &ConnectionLimits,
+        now: Instant,
+    ) -> Option<Expired> {
+        let quiet = self.progress.unchanged(&activity.progress, now);
+        let stuck = self.writes.unchanged(&activity.writes, now);
+        let over =
+            |elapsed: Duration, timeout: Option<Duration>| timeout.is_some_and(|t| elapsed >= t);
+        if activity.write_blocked.load(Ordering::Relaxed) {
+            over(stuck, limits.write_timeout).then_some(Expired::Write)
+        } else if !activity.in_request.load(Ordering::Relaxed) {
+            over(quiet, limits.idle_timeout).then_some(Expired::Idle)
+        } else {
+            None
+        }
+    }
+}
+
+/// The HTTP/1 settings every connection of a server shares.
+pub(crate) fn http1_builder(
+    limits: &ConnectionLimits,
+    max_headers: Option<usize>,
+) -> http1::Builder {
+    // hyper panics on a read buffer below 8 KiB.
+    let max_header_bytes = limits.max_header_bytes.max(crate::config::MIN_HEADER_BYTES);
+    let mut http = http1::Builder::new();
+    http.keep_alive(true)
+        .max_header_size(max_header_bytes)
+        // The read buffer must hold the largest accepted head; hyper's
+        // ~400 KB default would let one client pin that much per connection.
+        .max_buf_size(max_header_bytes.max(64 * 1024))
+        // Deadlines checked when the connection's watchdog wakes it, not
+        // tokio timers armed per request; see `watchdog`.
+        .timer(crate::watchdog::DeadlineTimer)
+        .header_read_timeout(limits.header_read_timeout);
+    // Only when asked: hyper moves the header array to the heap once this is
+    // set, which costs every request a few percent.
+    if let Some(max) = max_headers {
+        http.max_headers(max);
+    }
+    http
+}
+
+/// Serves one connection with `service` until it ends, is stopped through
+/// `stop` (graceful: the request in flight finishes), or stays quiet past
+/// one of `limits`' timeouts. `server` names it in logs.
+pub(crate) async fn serve<S>(
+    stream: TcpStream,
+    http: &http1::Builder,
+    service: S,
+    limits: &ConnectionLimits,
+    activity: Arc<Activity>,
+    mut stop: oneshot::Receiver<()>,
+    server: &str,
+) where
+    S: hyper::service::Service<
+            hyper::Request<Incoming>,
+            Response = hyper::Response<Full<Bytes>>,
+            Error = Infallible,
+        >,
+{
+    // Made here, not by the accept loop: its timer belongs to the runtime
+    // that serves the connection.
+    let mut watchdog = Watchdog::new(limits.watchdog_period());
+    let mut quiet = Quiet::new(&activity, Instant::now());
+    // Responses are small and written in one go; Nagle would hold them back
+    // waiting for an ACK and add up to 40 ms of latency on keep-alive.
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
+    let io = TokioIo::new(Tracked::new(stream, Arc::clone(&activity)));
+    let conn = http.serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut stopping = false;
+    let result = loop {
+        tokio::select! {
+            // Polling the connection first keeps the common path to one branch.
+            biased;
+            result = conn.as_mut() => break result,
+            // A dropped sender means the listener is gone: stop as well.
+            _ = &mut stop, if !stopping => {
+                // Finishes the request in flight (if any), then closes; an
+                // idle keep-alive connection closes at once.
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            // Being woken also makes hyper re-check its header deadline on
+            // the next turn of the loop.
+            () = watchdog.tick() => {
+                if let Some(expired) = quiet.check(&activity, limits, Instant::now()) {
+                    // Dropping the connection closes the socket.
+                    tracing::debug!(server, ?expired, "closing a quiet HTTP connection");
+                    return;
+                }
+            }
+        }
+    };
+    if let Err(e) = result {
+        // Clients hanging up mid-request are routine; not worth more.
+        tracing::debug!(server, error = %e, "HTTP connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bounded::ConnectionLimits;
+
+    fn limits(idle_ms: u64, write_ms: u64) -> ConnectionLimits {
+        ConnectionLimits {
+            idle_timeout: Some(Duration::from_millis(idle_ms)),
+            write_timeout: Some(Duration::from_millis(write_ms)),
+            ..ConnectionLimits::default()
+        }
+    }
+
+    #[test]
+    fn an_idle_connection_expires_only_after_the_idle_timeout_without_progress() {
+        let activity = Activity::default();
+        let limits = limits(1000, 5000);
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut quiet = Quiet::new(&activity, t0);
+        assert_eq!(quiet.check(&activity, &limits, ms(999)), None);
+        // Progress restarts the clock.
+        activity.bump();
+        assert_eq!(quiet.check(&activity, &limits, ms(1500)), None);
+        assert_eq!(quiet.check(&activity, &limits, ms(2400)), None);
+        assert_eq!(
+            quiet.check(&activity, &limits, ms(2500)),
+            Some(Expired::Idle)
+        );
+    }
+
+    #[test]
+    fn a_request_in_progress_is_never_idle() {
+        let activity = Activity::default();
+        let limits = limits(10, 10);
+        let t0 = Instant::now();
+        let mut quiet = Quiet::new(&activity, t0);
+        let request = activity.request();
+        assert!(!activity.is_idle());
+        // Starting the request was progress; then an hour of silence.
+        assert_eq!(quiet.check(&activity, &limits, t0), None);
+        let later = t0 + Duration::from_secs(3600);
+        assert_eq!(quiet.check(&activity, &limits, later), None);
+        drop(request);
+        assert!(activity.is_idle());
+        assert_eq!(quiet.check(&activity, &limits, later), None);
+        assert_eq!(
+            quiet.check(&activity, &limits, later + Duration::from_millis(10)),
+            Some(Expired::Idle)
+        );
+    }
+
+    #[test]
+    fn a_stalled_write_expires_even_during_a_request_and_progress_clears_it() {
+        let activity = Arc::new(Activity::default());
+        let limits = limits(60_000, 500);
+        let t0 = Instant::now();
+        let mut quiet = Quiet::new(&activity, t0);
+        let _request = activity.request();
+        let tracked = Tracked::new((), Arc::clone(&activity));
+        tracked.wrote(&Poll::Pending);
+        assert!(!activity.is_idle());
+        assert_eq!(quiet.check(&activity, &limits, t0), None);
+        let stalled = t0 + Duration::from_millis(500);
+        assert_eq!(
+            quiet.check(&activity, &limits, stalled),
+            Some(Expired::Write)
+        );
+        // The client read some: the write moved, the clock restarts.
+        tracked.wrote(&Poll::Ready(Ok(4096)));
+        assert_eq!(quiet.check(&activity, &limits, stalled), None);
+        assert!(!activity.write_blocked.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn bytes_coming_in_do_not_hold_off_the_write_timeout() {
+        let activity = Arc::new(Activity::default());
+        let limits = limits(60_000, 500);
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut quiet = Quiet::new(&activity, t0);
+        let tracked = Tracked::new((), Arc::clone(&activity));
+        tracked.wrote(&Poll::Pending);
+        // The client trickles in a byte every 100 ms and reads nothing.
+        for tick in 1..5 {
+            activity.bump();
+            assert_eq!(quiet.check(&activity, &limits, ms(tick * 100)), None);
+        }
+        activity.bump();
+        assert_eq!(
+            quiet.check(&activity, &limits, ms(500)),
+            Some(Expired::Write)
+        );
+    }
+
+    #[test]
+    fn the_write_clock_starts_when_the_response_does() {
+        let activity = Arc::new(Activity::default());
+        let limits = limits(60_000, 500);
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut quiet = Quiet::new(&activity, t0);
+        // An actor that takes ten write timeouts, then a response that
+        // cannot be written at once.
+        let request = activity.request();
+        assert_eq!(quiet.check(&activity, &limits, ms(5000)), None);
+        drop(request);
+        let tracked = Tracked::new((), Arc::clone(&activity));
+        tracked.wrote(&Poll::Pending);
+        assert_eq!(quiet.check(&activity, &limits, ms(5100)), None);
+        assert_eq!(quiet.check(&activity, &limits, ms(5500)), None);
+        assert_eq!(
+            quiet.check(&activity, &limits, ms(5600)),
+            Some(Expired::Write)
+        );
+    }
+
+    #[test]
+    fn no_timeouts_means_never_expired() {
+        let activity = Activity::default();
+        let limits = ConnectionLimits {
+            idle_timeout: None,
+            write_timeout: None,
+            ..ConnectionLimits::default()
+        };
+        let t0 = Instant::now();
+        let mut quiet = Quiet::new(&activity, t0);
+        let later = t0 + Duration::from_secs(1_000_000);
+        assert_eq!(quiet.check(&activity, &limits, later), None);
+    }
+}
