@@ -389,7 +389,7 @@ where
         Ok(value) => return Ok(value),
         Err(error) => error,
     };
-    if error.is_unrecoverable_error() || error.is_connection_dropped() {
+    if waxosuit_redis::connection_is_dead(&error) {
         // The next call must not try this connection again.
         link.forget(&first);
     }
@@ -411,7 +411,7 @@ where
     let second = link.get().await.map_err(|e| connect_error(safe_url, &e))?;
     let result = exchange(second.conn.clone()).await;
     if let Err(error) = &result
-        && error.is_unrecoverable_error()
+        && waxosuit_redis::connection_is_dead(error)
     {
         link.forget(&second);
     }

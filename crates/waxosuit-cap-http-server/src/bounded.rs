@@ -47,7 +47,6 @@ use crate::config::{
 };
 use crate::conn::{self, Activity};
 use crate::threads::ConnectionThreads;
-use crate::watchdog::Watchdog;
 
 /// What a server does with a new connection while
 /// [`ConnectionLimits::max_connections`] are open.
@@ -105,9 +104,10 @@ impl Default for ConnectionLimits {
 }
 
 impl ConnectionLimits {
-    /// How often a connection's watchdog must tick for these timeouts: a
-    /// quarter of the shortest one, or never without any.
-    pub(crate) fn watchdog_period(&self) -> Option<Duration> {
+    /// The shortest of these timeouts, which a connection's watchdog is
+    /// made for (`Watchdog::new` ticks at a quarter of it), or `None`
+    /// without any.
+    pub(crate) fn shortest_timeout(&self) -> Option<Duration> {
         [
             self.header_read_timeout,
             self.idle_timeout,
@@ -116,7 +116,6 @@ impl ConnectionLimits {
         .into_iter()
         .flatten()
         .min()
-        .map(Watchdog::period)
     }
 }
 
@@ -504,6 +503,7 @@ pub(crate) fn warn_if_over_file_limit(server: &str, max_connections: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::watchdog::Watchdog;
 
     #[test]
     fn the_busy_response_is_well_formed() {
@@ -522,10 +522,15 @@ mod tests {
             write_timeout: None,
             ..ConnectionLimits::default()
         };
-        assert_eq!(limits.watchdog_period(), Some(Duration::from_millis(500)));
+        assert_eq!(limits.shortest_timeout(), Some(Duration::from_secs(2)));
+        assert_eq!(
+            Watchdog::period(Duration::from_secs(2)),
+            Duration::from_millis(500),
+            "a connection wakes at a quarter of its shortest timeout"
+        );
         limits.header_read_timeout = None;
         limits.idle_timeout = None;
-        assert_eq!(limits.watchdog_period(), None);
+        assert_eq!(limits.shortest_timeout(), None);
     }
 
     #[test]

@@ -292,7 +292,7 @@ pub(crate) async fn serve<S>(
 {
     // Made here, not by the accept loop: its timer belongs to the runtime
     // that serves the connection.
-    let mut watchdog = Watchdog::new(limits.watchdog_period());
+    let mut watchdog = Watchdog::new(limits.shortest_timeout());
     let mut quiet = Quiet::new(&activity, Instant::now());
     // Responses are small and written in one go; Nagle would hold them back
     // waiting for an ACK and add up to 40 ms of latency on keep-alive.

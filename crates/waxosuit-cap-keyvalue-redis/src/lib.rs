@@ -300,7 +300,7 @@ impl RedisKeyValue {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
             };
-            if error.is_unrecoverable_error() || error.is_connection_dropped() {
+            if waxosuit_redis::connection_is_dead(&error) {
                 // The next call must not try this connection again.
                 link.forget(&first);
             }
@@ -324,7 +324,7 @@ impl RedisKeyValue {
             let second = link.get().await.map_err(|e| connect_error(url, &e))?;
             let result = exchange(second.conn.clone()).await;
             if let Err(error) = &result
-                && error.is_unrecoverable_error()
+                && waxosuit_redis::connection_is_dead(error)
             {
                 link.forget(&second);
             }
@@ -749,7 +749,7 @@ impl CapabilityProvider for RedisKeyValue {
                 let mut conn = exchange.conn.clone();
                 let pong = redis::cmd("PING").query_async::<String>(&mut conn).await;
                 if let Err(e) = &pong
-                    && e.is_unrecoverable_error()
+                    && waxosuit_redis::connection_is_dead(e)
                 {
                     link.forget(&exchange);
                 }

@@ -979,3 +979,107 @@ fn descriptor_lists_every_operation() {
         assert!(names.contains(&op), "{op} missing from {names:?}");
     }
 }
+
+/// A TCP relay to `target` whose connections can be turned into black
+/// holes: after [`BlackHoleRelay::swallow_existing`], bytes on the
+/// connections open at that moment go nowhere and the sockets stay open
+/// (a server's machine gone without a reset, a partition), while new
+/// connections are relayed normally (the server reachable again, e.g. at
+/// its new address).
+struct BlackHoleRelay {
+    port: u16,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BlackHoleRelay {
+    async fn start(target: u16) -> BlackHoleRelay {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let generation = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let current = std::sync::Arc::clone(&generation);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let born = current.load(Ordering::SeqCst);
+                let current = std::sync::Arc::clone(&current);
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        return;
+                    };
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let alive = move || current.load(Ordering::SeqCst) == born;
+                    let alive2 = alive.clone();
+                    let up = async move {
+                        let mut buf = vec![0; 16 * 1024];
+                        while let Ok(n @ 1..) = cr.read(&mut buf).await {
+                            if alive() {
+                                let _ = sw.write_all(&buf[..n]).await;
+                            }
+                        }
+                    };
+                    let down = async move {
+                        let mut buf = vec![0; 16 * 1024];
+                        while let Ok(n @ 1..) = sr.read(&mut buf).await {
+                            if alive2() {
+                                let _ = cw.write_all(&buf[..n]).await;
+                            }
+                        }
+                    };
+                    tokio::join!(up, down);
+                });
+            }
+        });
+        BlackHoleRelay {
+            port,
+            generation,
+            task,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn swallow_existing(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for BlackHoleRelay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_connection_that_stops_answering_is_replaced_after_one_timeout() {
+    let redis = RedisServer::start().unwrap();
+    let relay = BlackHoleRelay::start(redis.port()).await;
+    let response = Duration::from_millis(300);
+    let kv = RedisKeyValue::with_timeouts(Duration::from_secs(1), response);
+    kv.bind_actor(bind_request(ALICE, DEFAULT, &[(CONFIG_URL, &relay.url())]))
+        .await
+        .unwrap();
+    set_as(&kv, ALICE, "k", "v", 0).await.unwrap();
+
+    // The connection in use turns into a black hole: no reset, no reply.
+    relay.swallow_existing();
+    let started = Instant::now();
+    match get_as_result(&kv, "k").await {
+        Err(ProviderError::Unavailable { .. } | ProviderError::Backend { .. }) => {}
+        other => panic!("expected the call to fail on the silent connection, got {other:?}"),
+    }
+    assert!(started.elapsed() < FAIL_FAST, "{:?}", started.elapsed());
+
+    // The next calls do not wait on the dead connection again: they
+    // connect anew (the relay relays new connections) and succeed.
+    for _ in 0..3 {
+        assert_eq!(get_as(&kv, ALICE, "k").await.value, "v");
+    }
+    assert!(kv.health().await.healthy);
+}

@@ -865,12 +865,38 @@ impl CapabilityProvider for NatsMessaging {
                 // the connection.
                 let client = bound.connected(&call).await?;
                 let subject = message.subject.clone();
-                let sent = if message.reply_to.is_empty() {
-                    client.publish(message.subject, message.body.into()).await
-                } else {
-                    client
-                        .publish_with_reply(message.subject, message.reply_to, message.body.into())
-                        .await
+                let send = async {
+                    if message.reply_to.is_empty() {
+                        client.publish(message.subject, message.body.into()).await
+                    } else {
+                        client
+                            .publish_with_reply(
+                                message.subject,
+                                message.reply_to,
+                                message.body.into(),
+                            )
+                            .await
+                    }
+                };
+                // The connection may drop between the check above and the
+                // send; while it reconnects the client stops draining its
+                // command queue, and a publish behind a full queue would
+                // wait for the server's return. Bounded like the wait for a
+                // connection.
+                let Ok(sent) = tokio::time::timeout(reconnect::RECONNECT_WAIT, send).await else {
+                    return Err(ProviderError::Unavailable {
+                        capid: CAPABILITY_ID.to_string(),
+                        reason: format!(
+                            "NATS at {} did not take the message for `{subject}` from actor {} \
+                             (binding `{}`) within {:?}: the connection dropped as it was sent. \
+                             It may or may not be delivered; calls succeed again as soon as the \
+                             server is back",
+                            bound.url,
+                            call.actor,
+                            call.binding,
+                            reconnect::RECONNECT_WAIT
+                        ),
+                    });
                 };
                 sent.map_err(|e| MessagingError::Client {
                     operation: "publish",

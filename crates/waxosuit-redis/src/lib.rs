@@ -234,3 +234,15 @@ impl Link {
         })
     }
 }
+
+/// Whether `error` means the connection it came from must not be used
+/// again: the server closed it, it failed for good, or a reply did not come
+/// within the response timeout. The last matters when the server's machine
+/// vanishes without resetting the connection (power loss, a partition, a
+/// container given a new address): the socket stays open until TCP gives
+/// up, about 15 minutes by default, and every call would wait out its
+/// timeout on it meanwhile. A forgotten connection is replaced by the next
+/// call's attempt, which fails fast while the server is unreachable.
+pub fn connection_is_dead(error: &RedisError) -> bool {
+    error.is_unrecoverable_error() || error.is_connection_dropped() || error.is_timeout()
+}

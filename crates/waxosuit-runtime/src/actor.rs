@@ -811,6 +811,13 @@ impl<H: HostCallHandler> ActorInner<H> {
     /// Maps an engine error to the limit or trap that caused it.
     fn classify(&self, error: &wasmtime::Error, state: &mut HostState<H>) -> RuntimeError {
         let actor = self.ident.key.clone();
+        // A host call abandoned at the deadline is the cause of the stop,
+        // even if a `memory.grow` was refused (and handled) earlier.
+        if matches!(state.fault, Some(Fault::HostCallDeadline(_)))
+            && let Some(fault) = state.fault.take()
+        {
+            return self.fault_error(fault);
+        }
         if state.limiter.denied {
             return RuntimeError::MemoryLimit {
                 actor,
