@@ -16,8 +16,6 @@
 //! issuer really is trusted; `escape` is bounded and safe.
 #![no_main]
 
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
 use waxosuit_claims::display::{DISPLAY_CHARS, escape, quoted};
 use waxosuit_claims::jwt::TokenKind;
@@ -25,35 +23,10 @@ use waxosuit_claims::{
     Account, Actor, CapabilityProvider, Claims, ClaimsError, Invocation, KeyKind, Operator,
     Verifier, caps, human_date, human_relative,
 };
-use waxosuit_fuzz::{HEADER_JSON, NOW, Signer, account_token, has_unsafe_chars, split_at_byte};
+use waxosuit_fuzz::{HEADER_JSON, NOW, Signer, has_unsafe_chars, split_at_byte, verifiers};
 
 /// Longest message any `ClaimsError` may produce, whatever the input.
 const MAX_MESSAGE_CHARS: usize = 4096;
-
-struct Verifiers {
-    /// Trusts [`Signer::Account`] directly and [`Signer::Operator`], with an
-    /// account token chaining [`Signer::ChainedAccount`] to it.
-    trusting: Verifier,
-    /// Development mode.
-    any: Verifier,
-    /// Trusts no one.
-    none: Verifier,
-}
-
-fn verifiers() -> &'static Verifiers {
-    static V: OnceLock<Verifiers> = OnceLock::new();
-    V.get_or_init(|| Verifiers {
-        trusting: Verifier::new()
-            .at_time(NOW)
-            .trust_issuer(&Signer::Account.public_key())
-            .expect("an account key")
-            .trust_operator(&Signer::Operator.public_key())
-            .expect("an operator key")
-            .with_account_token(account_token()),
-        any: Verifier::new().at_time(NOW).allow_any_issuer(),
-        none: Verifier::new().at_time(NOW),
-    })
-}
 
 fn check_error(e: &ClaimsError) {
     let _ = e.kind();

@@ -25,8 +25,10 @@ use waxosuit_cap_http_server::fuzzing::{codec_reply_to_http, reply_to_http};
 use waxosuit_codec::http::{Request, Response};
 use waxosuit_fuzz::codec::round_trip;
 
-/// Status, sorted headers and body of a response.
-fn parts(response: hyper::Response<Full<Bytes>>) -> (u16, Vec<(String, Vec<u8>)>, Vec<u8>) {
+/// What a client sees of a response: status, sorted headers and body.
+type Seen = (u16, Vec<(String, Vec<u8>)>, Vec<u8>);
+
+fn parts(response: hyper::Response<Full<Bytes>>) -> Seen {
     let status = response.status().as_u16();
     let mut headers: Vec<(String, Vec<u8>)> = response
         .headers()
@@ -55,10 +57,10 @@ fn reply(data: &[u8]) {
     let served = parts(reply_to_http(rest.to_vec(), max_headers, max_header_bytes));
     let reference = parts(codec_reply_to_http(rest, max_headers, max_header_bytes));
     assert_eq!(served, reference, "in-place reader and codec disagree");
-    if let Some(response) = round_trip::<Response>(rest) {
-        if served.0 != 500 {
-            assert_eq!(served.2, response.body, "a served reply lost its body");
-        }
+    if let Some(response) = round_trip::<Response>(rest)
+        && served.0 != 500
+    {
+        assert_eq!(served.2, response.body, "a served reply lost its body");
     }
 }
 

@@ -17,33 +17,9 @@
 //! unchanged; only trusted issuers verify.
 #![no_main]
 
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
-use waxosuit_claims::Verifier;
-use waxosuit_fuzz::{NOW, Signer, account_token};
+use waxosuit_fuzz::{Signer, verifiers};
 use waxosuit_par::ProviderArchive;
-
-struct Verifiers {
-    trusting: Verifier,
-    any: Verifier,
-    none: Verifier,
-}
-
-fn verifiers() -> &'static Verifiers {
-    static V: OnceLock<Verifiers> = OnceLock::new();
-    V.get_or_init(|| Verifiers {
-        trusting: Verifier::new()
-            .at_time(NOW)
-            .trust_issuer(&Signer::Account.public_key())
-            .expect("an account key")
-            .trust_operator(&Signer::Operator.public_key())
-            .expect("an operator key")
-            .with_account_token(account_token()),
-        any: Verifier::new().at_time(NOW).allow_any_issuer(),
-        none: Verifier::new().at_time(NOW),
-    })
-}
 
 fn check(par: &ProviderArchive) {
     let _ = (par.capid(), par.token(), par.claims_unverified());

@@ -45,7 +45,7 @@ fn invocation(payload: &[u8]) -> bool {
 macro_rules! types {
     ($($ty:ty),* $(,)?) => {
         /// One decoder per contract type: `true` when `payload` decodes.
-        pub const CASES: &[(&str, fn(&[u8]) -> bool)] = &[
+        pub const CASES: &[crate::Case] = &[
             $((stringify!($ty), |p| round_trip::<$ty>(p).is_some()),)*
             ("invocation::Invocation", invocation),
         ];

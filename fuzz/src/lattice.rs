@@ -128,7 +128,7 @@ fn sealed_values(p: &[u8]) -> bool {
 }
 
 /// One decoder per message: `true` when `payload` decodes.
-pub const CASES: &[(&str, fn(&[u8]) -> bool)] = &[
+pub const CASES: &[crate::Case] = &[
     ("Probe", |p| protocol::decode::<Probe>("probe", p).is_ok()),
     ("Invocation", invocation),
     ("Response", |p| msgpack::<Response>(p).is_some()),

@@ -9,7 +9,9 @@
 //! claims and get past the signature check, and a fixed clock.
 
 use data_encoding::BASE64URL_NOPAD;
-use waxosuit_claims::{KeyKind, KeyPair};
+use std::sync::OnceLock;
+
+use waxosuit_claims::{KeyKind, KeyPair, Verifier};
 
 /// The time every verifier in the targets runs at (2023-11-14), so that a
 /// crash reproduces whatever day it is replayed.
@@ -130,5 +132,36 @@ pub fn split_at_byte(data: &[u8], sep: u8) -> (&[u8], &[u8]) {
     }
 }
 
+/// One entry of a target's case table: a name, and a decoder that says
+/// whether the payload decoded.
+pub type Case = (&'static str, fn(&[u8]) -> bool);
+
 pub mod codec;
 pub mod lattice;
+
+/// The verifiers the claims and archive targets check against.
+pub struct Verifiers {
+    /// Trusts [`Signer::Account`] directly and [`Signer::Operator`], with an
+    /// account token chaining [`Signer::ChainedAccount`] to it.
+    pub trusting: Verifier,
+    /// Development mode.
+    pub any: Verifier,
+    /// Trusts no one.
+    pub none: Verifier,
+}
+
+/// The [`Verifiers`], built once, at [`NOW`].
+pub fn verifiers() -> &'static Verifiers {
+    static V: OnceLock<Verifiers> = OnceLock::new();
+    V.get_or_init(|| Verifiers {
+        trusting: Verifier::new()
+            .at_time(NOW)
+            .trust_issuer(&Signer::Account.public_key())
+            .expect("an account key")
+            .trust_operator(&Signer::Operator.public_key())
+            .expect("an operator key")
+            .with_account_token(account_token()),
+        any: Verifier::new().at_time(NOW).allow_any_issuer(),
+        none: Verifier::new().at_time(NOW),
+    })
+}

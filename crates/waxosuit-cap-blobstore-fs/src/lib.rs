@@ -1121,24 +1121,16 @@ impl CapabilityProvider for FsBlobstore {
     }
 }
 
-/// A whole-number binding value of at least 1, or `None` when unset.
+/// A whole-number binding value of at least 1, or `None` when unset or
+/// empty.
 fn positive<T: std::str::FromStr + PartialEq + From<u8>>(
     request: &BindRequest,
     key: &str,
 ) -> Result<Option<T>, ProviderError> {
-    let raw = match request.values.get(key).map(|v| v.trim()) {
-        None | Some("") => return Ok(None),
-        Some(raw) => raw,
-    };
-    match raw.parse::<T>() {
-        Ok(value) if value != T::from(0) => Ok(Some(value)),
-        _ => Err(ProviderError::Config {
-            capid: CAPABILITY_ID.to_string(),
-            actor: request.actor.clone(),
-            key: key.to_string(),
-            reason: format!("is `{raw}`; give a whole number of at least 1"),
-        }),
+    if request.values.get(key).is_some_and(|v| v.trim().is_empty()) {
+        return Ok(None);
     }
+    request.positive(CAPABILITY_ID, key)
 }
 
 /// Stops a binding's downloads and drops its uploads (deleting their

@@ -308,17 +308,8 @@ fn refused(call: &ProviderCall) -> impl Fn(StoreError) -> ProviderError + '_ {
 
 /// The binding's quotas from its values.
 fn limits(request: &BindRequest) -> Result<Limits, ProviderError> {
-    let positive = |key: &str, default: u64| match request.values.get(key).map(|v| v.trim()) {
-        None => Ok(default),
-        Some(raw) => match raw.parse::<u64>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(ProviderError::Config {
-                capid: CAPABILITY_ID.to_string(),
-                actor: request.actor.clone(),
-                key: key.to_string(),
-                reason: format!("is `{raw}`; give a whole number of at least 1"),
-            }),
-        },
+    let positive = |key: &str, default: u64| {
+        Ok::<_, ProviderError>(request.positive(CAPABILITY_ID, key)?.unwrap_or(default))
     };
     Ok(Limits {
         max_keys: positive(MAX_KEYS, DEFAULT_MAX_KEYS)?,

@@ -648,18 +648,7 @@ fn positive<T: std::str::FromStr + PartialEq + From<u8>>(
     key: &str,
     default: T,
 ) -> Result<T, ProviderError> {
-    let Some(raw) = request.values.get(key).map(|v| v.trim()) else {
-        return Ok(default);
-    };
-    match raw.parse::<T>() {
-        Ok(value) if value != T::from(0) => Ok(value),
-        _ => Err(ProviderError::Config {
-            capid: CAPABILITY_ID.to_string(),
-            actor: request.actor.clone(),
-            key: key.to_string(),
-            reason: format!("is `{raw}`; give a whole number of at least 1"),
-        }),
-    }
+    Ok(request.positive(CAPABILITY_ID, key)?.unwrap_or(default))
 }
 
 fn parse_config(

@@ -96,6 +96,27 @@ impl BindRequest {
                 reason: format!("missing; add `{key}: …` to this binding's values"),
             })
     }
+
+    /// A whole-number value of at least 1 (a quota or a rate), or `None`
+    /// when the key is unset; anything else is an error naming the key.
+    pub fn positive<T: std::str::FromStr + PartialEq + From<u8>>(
+        &self,
+        capid: &str,
+        key: &str,
+    ) -> Result<Option<T>, ProviderError> {
+        let Some(raw) = self.values.get(key).map(|v| v.trim()) else {
+            return Ok(None);
+        };
+        match raw.parse::<T>() {
+            Ok(value) if value != T::from(0) => Ok(Some(value)),
+            _ => Err(ProviderError::Config {
+                capid: capid.to_string(),
+                actor: self.actor.clone(),
+                key: key.to_string(),
+                reason: format!("is `{raw}`; give a whole number of at least 1"),
+            }),
+        }
+    }
 }
 
 /// One call from an actor to a provider.
