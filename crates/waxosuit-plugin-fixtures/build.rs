@@ -25,6 +25,7 @@ const SOURCES: &[&str] = &[
     "crates/waxosuit-plugin-sdk",
     "crates/waxosuit-provider",
     "crates/waxosuit-codec",
+    "crates/waxosuit-cap-keyvalue",
     "crates/waxosuit-cap-keyvalue-memory",
 ];
 

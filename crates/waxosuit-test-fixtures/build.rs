@@ -21,7 +21,12 @@ const WORKSPACES: &[&str] = &["guests", "guests-legacy", "examples"];
 
 /// Crates of the root workspace the guests build against: a change in them
 /// must rebuild the guests too.
-const SHARED_SOURCES: &[&str] = &["crates/waxosuit-actor", "crates/waxosuit-codec"];
+const SHARED_SOURCES: &[&str] = &[
+    "crates/waxosuit-actor",
+    "crates/waxosuit-codec",
+    "crates/waxosuit-cap-keyvalue",
+    "crates/waxosuit-provider",
+];
 
 fn main() {
     if let Err(message) = run() {

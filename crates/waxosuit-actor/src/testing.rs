@@ -7,7 +7,7 @@
 //!
 //! | Capability | Fake behaviour |
 //! |---|---|
-//! | `wascc:keyvalue` | a working store per binding, with the Redis semantics of the waSCC provider and of `waxosuit-cap-keyvalue-memory` (`Push` prepends, inclusive ranges, one kind of value per key, `Clear` deletes lists only, emptied lists and sets disappear) |
+//! | `wascc:keyvalue` | a working store per binding: the reference keyspace of `waxosuit-cap-keyvalue` behind the same operation table as the host's providers, so replies and error texts are the host's (`Push` prepends, inclusive ranges, one kind of value per key, `Clear` deletes lists only, emptied lists and sets disappear); keys expire when [`FakeHost::advance_time`] passes their deadline |
 //! | `wascc:messaging` | `Publish` is recorded ([`FakeHost::published`]); `Request` answers from [`FakeHost::reply_to_request`] |
 //! | `wascc:logging` | lines are captured ([`FakeHost::logs`]) |
 //! | `wascc:extras` | deterministic GUIDs (`00000000-0000-4000-8000-000000000001`, …), a sequence from 0, and random numbers from [`FakeHost::set_random`] (default: `min`) |
@@ -45,11 +45,15 @@
 //! ```
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use waxosuit_cap_keyvalue::MemoryKeyspace;
+use waxosuit_cap_keyvalue::reference::{Limits, ManualClock};
 use waxosuit_codec::blobstore::{self, Blob, BlobList, Container, FileChunk, StreamRequest};
 use waxosuit_codec::eventstreams::{self, Event, StreamQuery, StreamResults, WriteResponse};
 use waxosuit_codec::extras::{self, GeneratorRequest, GeneratorResult};
@@ -100,27 +104,15 @@ pub struct LogLine {
     pub body: String,
 }
 
-/// What a key holds in the fake store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum KvValue {
-    String(String),
-    List(VecDeque<String>),
-    Set(BTreeSet<String>),
-}
-
-#[derive(Default)]
-struct KvStore {
-    values: HashMap<String, KvValue>,
-    expiries: HashMap<String, u32>,
-}
-
 #[derive(Default)]
 struct State {
     calls: Vec<RecordedCall>,
     console: Vec<String>,
     published: Vec<Published>,
     logs: Vec<LogLine>,
-    kv: HashMap<String, KvStore>,
+    /// Keyspaces by binding, all on `clock`.
+    kv: HashMap<String, Arc<MemoryKeyspace>>,
+    clock: Arc<ManualClock>,
     // BTreeMaps so listings come out in a stable order.
     blobs: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
     downloads: Vec<StreamRequest>,
@@ -234,13 +226,26 @@ impl FakeHost {
     /// Stores the string `value` at `key` in the default key-value binding,
     /// as if the actor had set it.
     pub fn kv_insert(&self, key: &str, value: &str) -> &Self {
-        self.state
-            .borrow_mut()
-            .kv
-            .entry(DEFAULT_BINDING.to_string())
-            .or_default()
-            .values
-            .insert(key.to_string(), KvValue::String(value.to_string()));
+        let request = kv::SetRequest {
+            key: key.to_string(),
+            value: value.to_string(),
+            expires_s: 0,
+        };
+        // An unlimited keyspace takes any `Set`, so there is no error to
+        // report.
+        if let Ok(payload) = waxosuit_codec::serialize(&request) {
+            let _ = self
+                .keyspace(DEFAULT_BINDING)
+                .call_now(kv::OP_SET, &payload);
+        }
+        self
+    }
+
+    /// Moves the fake's clock forward by `by`: keys whose time to live ends
+    /// within it expire, as they would on a host. The clock starts at zero
+    /// and moves only when told to.
+    pub fn advance_time(&self, by: Duration) -> &Self {
+        self.state.borrow().clock.advance(by);
         self
     }
 
@@ -278,39 +283,29 @@ impl FakeHost {
 
     /// The string at `key` in the key-value store of `binding`.
     pub fn kv_string_in(&self, binding: &str, key: &str) -> Option<String> {
-        match self.kv_value(binding, key)? {
-            KvValue::String(value) => Some(value),
-            _ => None,
-        }
+        self.keyspace(binding).string(key)
     }
 
     /// The list at `key` in the default key-value binding, front first
     /// (empty if missing).
     pub fn kv_list(&self, key: &str) -> Vec<String> {
-        match self.kv_value(DEFAULT_BINDING, key) {
-            Some(KvValue::List(items)) => items.into_iter().collect(),
-            _ => Vec::new(),
-        }
+        self.keyspace(DEFAULT_BINDING).list(key)
     }
 
     /// The members of the set at `key` in the default key-value binding,
     /// sorted (empty if missing).
     pub fn kv_set_members(&self, key: &str) -> Vec<String> {
-        match self.kv_value(DEFAULT_BINDING, key) {
-            Some(KvValue::Set(members)) => members.into_iter().collect(),
-            _ => Vec::new(),
-        }
+        self.keyspace(DEFAULT_BINDING).members(key)
     }
 
-    /// The time to live last given for `key` in the default key-value
-    /// binding. The fake has no clock, so nothing ever expires; tests check
-    /// the requested TTL instead.
+    /// The seconds `key` in the default key-value binding has left to live
+    /// (rounded up), `None` when it is missing or never expires. The fake's
+    /// clock moves only with [`advance_time`](Self::advance_time), so until
+    /// then this is the time to live the actor asked for.
     pub fn kv_expiry(&self, key: &str) -> Option<u32> {
-        self.state
-            .borrow()
-            .kv
-            .get(DEFAULT_BINDING)
-            .and_then(|store| store.expiries.get(key).copied())
+        let left = self.keyspace(DEFAULT_BINDING).ttl(key)?;
+        let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        Some(u32::try_from(seconds).unwrap_or(u32::MAX))
     }
 
     /// The bytes of object `id` in `container` of the fake blob store.
@@ -318,14 +313,19 @@ impl FakeHost {
         self.state.borrow().blobs.get(container)?.get(id).cloned()
     }
 
-    fn kv_value(&self, binding: &str, key: &str) -> Option<KvValue> {
-        self.state
-            .borrow()
-            .kv
-            .get(binding)?
-            .values
-            .get(key)
-            .cloned()
+    /// The keyspace of `binding`, made empty and unlimited on first use
+    /// (the fake binds every binding name an actor uses).
+    fn keyspace(&self, binding: &str) -> Arc<MemoryKeyspace> {
+        let mut state = self.state.borrow_mut();
+        let clock = Arc::clone(&state.clock);
+        Arc::clone(state.kv.entry(binding.to_string()).or_insert_with(|| {
+            Arc::new(MemoryKeyspace::new(
+                "MFAKEHOST",
+                binding,
+                Limits::UNLIMITED,
+                clock,
+            ))
+        }))
     }
 
     // --- the fake capabilities -------------------------------------------
@@ -347,12 +347,16 @@ impl FakeHost {
             // The borrow is released first: a responder may use the fake.
             return responder(binding, payload);
         }
+        if namespace == kv::CAPABILITY_ID {
+            // The same operation table as the host's providers, so replies
+            // and error texts are what the actor would get there.
+            return self
+                .keyspace(binding)
+                .call_now(operation, payload)
+                .map_err(|e| e.to_string());
+        }
         let mut state = self.state.borrow_mut();
         match namespace {
-            kv::CAPABILITY_ID => {
-                let store = state.kv.entry(binding.to_string()).or_default();
-                keyvalue(store, operation, payload)
-            }
             messaging::CAPABILITY_ID => messaging(&mut state, binding, operation, payload),
             logging::CAPABILITY_ID if operation == logging::OP_LOG => {
                 let line: WriteLogRequest = decode(payload)?;
@@ -434,241 +438,6 @@ fn unsupported(namespace: &str, operation: &str) -> FakeResult {
     Err(format!(
         "{namespace} does not support operation {operation}"
     ))
-}
-
-const WRONG_TYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
-
-fn keyvalue(store: &mut KvStore, operation: &str, payload: &[u8]) -> FakeResult {
-    let values = &mut store.values;
-    match operation {
-        kv::OP_GET => {
-            let req: kv::GetRequest = decode(payload)?;
-            let (value, exists) = match values.get(&req.key) {
-                None => (String::new(), false),
-                Some(KvValue::String(value)) => (value.clone(), true),
-                Some(_) => return Err(WRONG_TYPE.to_string()),
-            };
-            encode(&kv::GetResponse { value, exists })
-        }
-        kv::OP_SET => {
-            let req: kv::SetRequest = decode(payload)?;
-            let Ok(ttl) = u32::try_from(req.expires_s) else {
-                return Err(format!("ERR invalid expire time {} in Set", req.expires_s));
-            };
-            values.insert(req.key.clone(), KvValue::String(req.value.clone()));
-            if ttl > 0 {
-                store.expiries.insert(req.key, ttl);
-            } else {
-                store.expiries.remove(&req.key);
-            }
-            encode(&kv::SetResponse { value: req.value })
-        }
-        kv::OP_ADD => {
-            let req: kv::AddRequest = decode(payload)?;
-            let current = match values.get(&req.key) {
-                None => 0,
-                // Redis only counts canonical decimals ("7", not "+7" or "07").
-                Some(KvValue::String(value)) => value
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| n.to_string() == *value)
-                    .ok_or("ERR value is not an integer or out of range")?,
-                Some(_) => return Err(WRONG_TYPE.to_string()),
-            };
-            // The reply carries an i32, so a result beyond it is refused
-            // rather than stored and misreported.
-            let value = current
-                .checked_add(i64::from(req.value))
-                .and_then(|n| i32::try_from(n).ok())
-                .ok_or("ERR increment or decrement would overflow")?;
-            values.insert(req.key, KvValue::String(value.to_string()));
-            encode(&kv::AddResponse { value })
-        }
-        kv::OP_DEL => {
-            let req: kv::DelRequest = decode(payload)?;
-            values.remove(&req.key);
-            store.expiries.remove(&req.key);
-            encode(&kv::DelResponse { key: req.key })
-        }
-        kv::OP_KEY_EXISTS => {
-            let req: kv::KeyExistsQuery = decode(payload)?;
-            encode(&kv::GetResponse {
-                value: String::new(),
-                exists: values.contains_key(&req.key),
-            })
-        }
-        kv::OP_PUSH => {
-            let req: kv::ListPushRequest = decode(payload)?;
-            let list = list_mut(values, &req.key)?;
-            list.push_front(req.value);
-            encode(&kv::ListResponse {
-                new_count: count(list.len()),
-            })
-        }
-        kv::OP_RANGE => {
-            let req: kv::ListRangeRequest = decode(payload)?;
-            let values = match values.get(&req.key) {
-                None => Vec::new(),
-                Some(KvValue::List(list)) => lrange(list, req.start, req.stop),
-                Some(_) => return Err(WRONG_TYPE.to_string()),
-            };
-            encode(&kv::ListRangeResponse { values })
-        }
-        kv::OP_LIST_DEL => {
-            let req: kv::ListDelItemRequest = decode(payload)?;
-            let new_count = match values.get_mut(&req.key) {
-                None => 0,
-                Some(KvValue::List(list)) => {
-                    list.retain(|item| *item != req.value);
-                    list.len()
-                }
-                Some(_) => return Err(WRONG_TYPE.to_string()),
-            };
-            if new_count == 0 {
-                // Redis never keeps an empty list around.
-                values.remove(&req.key);
-            }
-            encode(&kv::ListResponse {
-                new_count: count(new_count),
-            })
-        }
-        kv::OP_CLEAR => {
-            let req: kv::ListClearRequest = decode(payload)?;
-            // Unlike `Del`, only lists: a list helper pointed at the wrong
-            // key must not wipe a counter.
-            match values.get(&req.key) {
-                None | Some(KvValue::List(_)) => values.remove(&req.key),
-                Some(_) => return Err(WRONG_TYPE.to_string()),
-            };
-            encode(&kv::DelResponse { key: req.key })
-        }
-        kv::OP_SET_ADD => {
-            let req: kv::SetAddRequest = decode(payload)?;
-            let added = set_mut(values, &req.key)?.insert(req.value);
-            encode(&kv::SetOperationResponse {
-                new_count: i32::from(added),
-            })
-        }
-        kv::OP_SET_REMOVE => {
-            let req: kv::SetRemoveRequest = decode(payload)?;
-            let removed = match values.get_mut(&req.key) {
-                None => false,
-                Some(KvValue::Set(set)) => set.remove(&req.value),
-                Some(_) => return Err(WRONG_TYPE.to_string()),
-            };
-            if matches!(values.get(&req.key), Some(KvValue::Set(set)) if set.is_empty()) {
-                values.remove(&req.key);
-            }
-            encode(&kv::SetOperationResponse {
-                new_count: i32::from(removed),
-            })
-        }
-        kv::OP_SET_QUERY => {
-            let req: kv::SetQueryRequest = decode(payload)?;
-            let members = set_ref(values, &req.key)?;
-            encode(&kv::SetQueryResponse {
-                values: members.into_iter().collect(),
-            })
-        }
-        kv::OP_SET_UNION => {
-            let req: kv::SetUnionRequest = decode(payload)?;
-            no_keys(&req.keys, operation)?;
-            let mut union = BTreeSet::new();
-            for key in &req.keys {
-                union.extend(set_ref(values, key)?);
-            }
-            encode(&kv::SetQueryResponse {
-                values: union.into_iter().collect(),
-            })
-        }
-        kv::OP_SET_INTERSECT => {
-            let req: kv::SetIntersectionRequest = decode(payload)?;
-            no_keys(&req.keys, operation)?;
-            let mut sets = Vec::with_capacity(req.keys.len());
-            for key in &req.keys {
-                sets.push(set_ref(values, key)?);
-            }
-            let mut sets = sets.into_iter();
-            let first = sets.next().unwrap_or_default();
-            let intersection = sets.fold(first, |acc, set| &acc & &set);
-            encode(&kv::SetQueryResponse {
-                values: intersection.into_iter().collect(),
-            })
-        }
-        _ => unsupported(kv::CAPABILITY_ID, operation),
-    }
-}
-
-/// `SUNION`/`SINTER` need at least one key.
-fn no_keys(keys: &[String], operation: &str) -> std::result::Result<(), String> {
-    if keys.is_empty() {
-        Err(format!(
-            "ERR wrong number of arguments for {operation}: no keys"
-        ))
-    } else {
-        Ok(())
-    }
-}
-
-/// List lengths travel as `i32`; a fake list never gets near that.
-fn count(len: usize) -> i32 {
-    i32::try_from(len).unwrap_or(i32::MAX)
-}
-
-fn list_mut<'a>(
-    values: &'a mut HashMap<String, KvValue>,
-    key: &str,
-) -> std::result::Result<&'a mut VecDeque<String>, String> {
-    match values
-        .entry(key.to_string())
-        .or_insert_with(|| KvValue::List(VecDeque::new()))
-    {
-        KvValue::List(list) => Ok(list),
-        _ => Err(WRONG_TYPE.to_string()),
-    }
-}
-
-fn set_mut<'a>(
-    values: &'a mut HashMap<String, KvValue>,
-    key: &str,
-) -> std::result::Result<&'a mut BTreeSet<String>, String> {
-    match values
-        .entry(key.to_string())
-        .or_insert_with(|| KvValue::Set(BTreeSet::new()))
-    {
-        KvValue::Set(set) => Ok(set),
-        _ => Err(WRONG_TYPE.to_string()),
-    }
-}
-
-fn set_ref(
-    values: &HashMap<String, KvValue>,
-    key: &str,
-) -> std::result::Result<BTreeSet<String>, String> {
-    match values.get(key) {
-        None => Ok(BTreeSet::new()),
-        Some(KvValue::Set(set)) => Ok(set.clone()),
-        Some(_) => Err(WRONG_TYPE.to_string()),
-    }
-}
-
-/// `LRANGE` index rules: inclusive bounds, negatives count from the end,
-/// out-of-range bounds are clamped rather than rejected.
-fn lrange(list: &VecDeque<String>, start: i32, stop: i32) -> Vec<String> {
-    let len = i64::try_from(list.len()).unwrap_or(i64::MAX);
-    let resolve = |index: i32| {
-        let index = i64::from(index);
-        if index < 0 { len + index } else { index }
-    };
-    let start = resolve(start).max(0);
-    let stop = resolve(stop).min(len - 1);
-    if start > stop {
-        return Vec::new();
-    }
-    let (Ok(start), Ok(stop)) = (usize::try_from(start), usize::try_from(stop)) else {
-        return Vec::new();
-    };
-    list.range(start..=stop).cloned().collect()
 }
 
 fn messaging(state: &mut State, binding: &str, operation: &str, payload: &[u8]) -> FakeResult {

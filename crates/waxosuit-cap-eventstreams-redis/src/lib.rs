@@ -114,14 +114,13 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
-use redis::{AsyncConnectionConfig, Client, ErrorKind, RedisError};
+use redis::{AsyncConnectionConfig, Client, RedisError};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -135,7 +134,7 @@ use waxosuit_provider::{
     encode,
 };
 
-use waxosuit_redis::Link;
+use waxosuit_redis::{Link, Repeat, Report};
 
 /// Binding value naming the Redis server.
 pub const CONFIG_URL: &str = "URL";
@@ -338,19 +337,18 @@ impl RedisEventStreams {
         cmd: &redis::Cmd,
     ) -> Result<T, ProviderError> {
         let deadline = (self.connection_timeout + self.response_timeout) * 2;
-        let exchange = run(
-            &target.link,
-            &target.safe_url,
-            what,
-            repeat,
-            |mut conn| async move { cmd.query_async(&mut conn).await },
-        );
+        let report = Report {
+            capid: CAPABILITY_ID,
+            safe_url: &target.safe_url,
+        };
+        let exchange = target
+            .link
+            .exchange(&report, what, repeat, |mut conn| async move {
+                cmd.query_async(&mut conn).await
+            });
         match tokio::time::timeout(deadline, exchange).await {
             Ok(result) => result,
-            Err(_) => Err(unavailable(
-                &target.safe_url,
-                &format!("no reply within {deadline:?}"),
-            )),
+            Err(_) => Err(report.unavailable(&format!("no reply within {deadline:?}"))),
         }
     }
 }
@@ -362,61 +360,11 @@ struct CallTarget {
     namespace: Namespace,
 }
 
-/// Whether an operation may be sent again after its connection dropped
-/// with the command in flight (Redis may or may not have run it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Repeat {
-    /// Reading: repeating it changes nothing.
-    Safe,
-    /// `XADD`: repeating it could add the event twice.
-    Unsafe,
-}
-
-/// One exchange on `link`; see *Recovery* in the crate docs.
-async fn run<T, F, Fut>(
-    link: &Link,
-    safe_url: &str,
-    what: &str,
-    repeat: Repeat,
-    mut exchange: F,
-) -> Result<T, ProviderError>
-where
-    F: FnMut(MultiplexedConnection) -> Fut,
-    Fut: Future<Output = Result<T, RedisError>>,
-{
-    let first = link.get().await.map_err(|e| connect_error(safe_url, &e))?;
-    let error = match exchange(first.conn.clone()).await {
-        Ok(value) => return Ok(value),
-        Err(error) => error,
-    };
-    if waxosuit_redis::connection_is_dead(&error) {
-        // The next call must not try this connection again.
-        link.forget(&first);
-    }
-    if !error.is_connection_dropped() || first.fresh {
-        return Err(map_error(safe_url, &error));
-    }
-    if repeat == Repeat::Unsafe {
-        return Err(unavailable(
-            safe_url,
-            &format!(
-                "the connection dropped while `{what}` was in flight ({error}); Redis may or may \
-                 not have added the event, so it was not sent again. Query the stream before \
-                 writing it again; the next call reconnects"
-            ),
-        ));
-    }
-    // Reconnect within the call: the server probably restarted since the
-    // old connection was last used.
-    let second = link.get().await.map_err(|e| connect_error(safe_url, &e))?;
-    let result = exchange(second.conn.clone()).await;
-    if let Err(error) = &result
-        && waxosuit_redis::connection_is_dead(error)
-    {
-        link.forget(&second);
-    }
-    result.map_err(|e| map_error(safe_url, &e))
-}
+/// `XADD` is not sent again after a dropped connection: repeating it could
+/// add the event twice.
+const UNSAFE: Repeat = Repeat::Unsafe {
+    advice: "Query the stream before writing the event again",
+};
 
 impl Delivery {
     /// Delivers until cancelled, reconnecting with backoff. `ready` fires
@@ -605,44 +553,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// A failed connection attempt made for the current call (never an earlier
 /// one's): nothing was sent.
-fn connect_error(safe_url: &str, error: &RedisError) -> ProviderError {
-    let reason = match error.kind() {
-        ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig => format!(
-            "cannot connect: {error}; fix the binding's `{CONFIG_URL}` (credentials, database)"
-        ),
-        _ => format!(
-            "cannot connect: {error}; nothing was sent. Check that Redis is running and \
-             reachable there: calls succeed again as soon as it accepts connections"
-        ),
-    };
-    unavailable(safe_url, &reason)
-}
-
-fn unavailable(safe_url: &str, reason: &str) -> ProviderError {
-    ProviderError::Unavailable {
-        capid: CAPABILITY_ID.to_string(),
-        reason: format!("Redis at {safe_url}: {reason}"),
-    }
-}
-
-fn map_error(safe_url: &str, error: &RedisError) -> ProviderError {
-    match error.kind() {
-        ErrorKind::Server(_) | ErrorKind::Extension => {
-            let message = match (error.code(), error.detail()) {
-                (Some(code), Some(detail)) => format!("{code} {detail}"),
-                (Some(code), None) => code.to_string(),
-                _ => error.to_string(),
-            };
-            ProviderError::backend(CAPABILITY_ID, message)
-        }
-        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => ProviderError::Internal {
-            capid: CAPABILITY_ID.to_string(),
-            message: format!("unexpected reply from Redis at {safe_url}: {error}"),
-        },
-        _ => unavailable(safe_url, &error.to_string()),
-    }
-}
-
 /// Stops a delivery task and waits for it; a task stuck past the bound is
 /// aborted.
 async fn stop(subscription: Subscription) {
@@ -831,9 +741,7 @@ impl CapabilityProvider for RedisEventStreams {
                 for (field, value) in fields {
                     cmd.arg(field).arg(value);
                 }
-                let event_id: String = self
-                    .query(&target, OP_WRITE_EVENT, Repeat::Unsafe, &cmd)
-                    .await?;
+                let event_id: String = self.query(&target, OP_WRITE_EVENT, UNSAFE, &cmd).await?;
                 encode(CAPABILITY_ID, &WriteResponse { event_id })
             }
             OP_QUERY_STREAM => {

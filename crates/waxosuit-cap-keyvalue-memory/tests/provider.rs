@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use waxosuit_cap_keyvalue_memory::{DEFAULT_MAX_BYTES, MemoryKeyValue};
+use waxosuit_cap_keyvalue_memory::{DEFAULT_MAX_BYTES, MemoryBackend, MemoryKeyValue};
 use waxosuit_codec::capabilities::OperationDirection;
 use waxosuit_codec::keyvalue::*;
 use waxosuit_provider::{
@@ -602,28 +602,41 @@ async fn negative_expiry_is_refused() {
 
 #[tokio::test(start_paused = true)]
 async fn the_sweep_task_purges_untouched_expired_keys_until_shutdown() {
-    let kv = MemoryKeyValue::with_sweep_interval(Duration::from_millis(200));
+    let kv = MemoryKeyValue::with_backend(MemoryBackend::with_sweep_interval(
+        Duration::from_millis(200),
+    ));
     bind(&kv, ALICE, DEFAULT).await;
 
     // Not started: expired keys are only dropped when touched.
     set(&kv, ALICE, "a", "v", 1).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(kv.stored_keys(), 1);
+    assert_eq!(kv.backend().stored_keys(), 1);
 
     kv.start(Arc::new(NoDispatch)).await.unwrap();
     set(&kv, ALICE, "keep", "v", 0).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(kv.stored_keys(), 1, "only the key without expiry is left");
+    assert_eq!(
+        kv.backend().stored_keys(),
+        1,
+        "only the key without expiry is left"
+    );
 
     kv.shutdown().await;
+    assert_eq!(
+        kv.backend().stored_keys(),
+        0,
+        "shutdown drops every binding"
+    );
+    bind(&kv, ALICE, DEFAULT).await;
+    set(&kv, ALICE, "keep", "v", 0).await;
     set(&kv, ALICE, "b", "v", 1).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(kv.stored_keys(), 2, "no sweeping after shutdown");
+    assert_eq!(kv.backend().stored_keys(), 2, "no sweeping after shutdown");
     assert!(
         !exists(&kv, ALICE, "b").await,
         "expiry stays exact without the sweeper"
     );
-    assert_eq!(kv.stored_keys(), 1);
+    assert_eq!(kv.backend().stored_keys(), 1);
     // A second shutdown has nothing to stop.
     kv.shutdown().await;
 }
@@ -734,7 +747,7 @@ async fn removing_a_binding_drops_its_data_and_only_its_data() {
     bind(&kv, ALICE, DEFAULT).await;
     assert!(!exists(&kv, ALICE, "k").await, "a new binding starts empty");
     assert!(exists(&kv, BOB, "k").await);
-    assert_eq!(kv.stored_keys(), 1);
+    assert_eq!(kv.backend().stored_keys(), 1);
 }
 
 #[tokio::test]
@@ -852,10 +865,14 @@ async fn writes_past_the_byte_quota_fail_and_nothing_stored_is_lost() {
     assert_quota(Err::<(), _>(refused), "MAX_BYTES", ALICE);
     // Each key costs 100 + 5 or 6 + 32 bytes, so about 72 fit in 10,000.
     assert!((60..80).contains(&stored.len()), "{}", stored.len());
-    assert!(kv.stored_bytes() <= 10_000, "{}", kv.stored_bytes());
+    assert!(
+        kv.backend().stored_bytes() <= 10_000,
+        "{}",
+        kv.backend().stored_bytes()
+    );
 
     // Growing an existing value, a list or a set fails the same way ...
-    let held = kv.stored_bytes();
+    let held = kv.backend().stored_bytes();
     assert_quota(
         try_set(&kv, ALICE, "key-0", &"w".repeat(5_000)).await,
         "MAX_BYTES",
@@ -871,7 +888,11 @@ async fn writes_past_the_byte_quota_fail_and_nothing_stored_is_lost() {
         "MAX_BYTES",
         ALICE,
     );
-    assert_eq!(kv.stored_bytes(), held, "refused writes change nothing");
+    assert_eq!(
+        kv.backend().stored_bytes(),
+        held,
+        "refused writes change nothing"
+    );
     // ... and everything stored before is intact.
     for key in &stored {
         assert_eq!(get(&kv, ALICE, key).await.value, value, "{key}");
@@ -920,7 +941,7 @@ async fn ten_thousand_concurrent_new_keys_stop_exactly_at_the_key_quota() {
         }
     }
     assert_eq!(accepted, 100);
-    assert_eq!(kv.stored_keys(), 100);
+    assert_eq!(kv.backend().stored_keys(), 100);
 }
 
 #[tokio::test]
@@ -934,7 +955,7 @@ async fn the_default_byte_quota_bounds_a_flood_of_large_values() {
             refused => assert_quota(refused, "MAX_BYTES", ALICE),
         }
     }
-    assert!(kv.stored_bytes() <= DEFAULT_MAX_BYTES);
+    assert!(kv.backend().stored_bytes() <= DEFAULT_MAX_BYTES);
     // 64 MiB of 64 KiB values, less the keys' own bytes.
     assert_eq!(accepted, DEFAULT_MAX_BYTES / (64 * 1024) - 1);
 }
@@ -968,7 +989,7 @@ async fn expired_keys_do_not_hold_the_quota() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Never swept (not started), never touched: still room for a new key.
     try_set(&kv, ALICE, "other", "v").await.unwrap();
-    assert_eq!(kv.stored_keys(), 1);
+    assert_eq!(kv.backend().stored_keys(), 1);
 }
 
 #[tokio::test]
@@ -1003,4 +1024,16 @@ async fn quota_values_must_be_positive_whole_numbers() {
     )
     .await;
     assert!(matches!(refused, Err(ProviderError::NotBound { .. })));
+}
+
+/// The contract's conformance suite, on this provider.
+#[tokio::test]
+async fn passes_the_keyvalue_conformance_suite() {
+    let kv = MemoryKeyValue::new();
+    let subject = waxosuit_cap_keyvalue::conformance::ProviderSubject::bind(&kv, ALICE, &[])
+        .await
+        .unwrap();
+    waxosuit_cap_keyvalue::conformance::run(&subject)
+        .await
+        .assert_passed();
 }

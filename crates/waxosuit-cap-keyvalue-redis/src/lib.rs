@@ -7,9 +7,14 @@
 //!
 //! # A guided tour
 //!
-//! * [`RedisKeyValue::new`] builds the provider with the default timeouts;
-//!   [`RedisKeyValue::with_timeouts`] picks others. Register it with the host
-//!   like any [`CapabilityProvider`].
+//! * [`RedisKeyValue`] is the provider: the contract's [`KeyValueProvider`]
+//!   over a [`RedisBackend`]. [`RedisKeyValue::new`] builds it with the
+//!   default timeouts; [`RedisBackend::with_timeouts`] picks others.
+//!   Register it with the host like any
+//!   [`CapabilityProvider`](waxosuit_provider::CapabilityProvider). The
+//!   operation table, the contract's checks and the replies are the
+//!   contract crate's ([`waxosuit_cap_keyvalue::dispatch`]); this crate maps
+//!   each operation to Redis commands.
 //! * **Configuration**, per binding:
 //!
 //!   | Key | Default | Meaning |
@@ -17,7 +22,7 @@
 //!   | [`CONFIG_URL`] (`URL`) | [`DEFAULT_URL`] | the server, `redis://[user:password@]host[:port][/db]` (or `rediss://`, `redis+unix://`) |
 //!   | [`CONFIG_KEY_PREFIX`] (`KEY_PREFIX`) | `wxs:<actor>:<binding>:` | prepended to every key the actor names; may be empty |
 //!
-//!   A URL that does not parse fails [`bind_actor`](CapabilityProvider::bind_actor)
+//!   A URL that does not parse fails [`bind_actor`](waxosuit_provider::CapabilityProvider::bind_actor)
 //!   with [`ProviderError::Config`]. A server that cannot be reached does
 //!   **not**: binding never touches the network, so a host can start before
 //!   its Redis. Calls fail with [`ProviderError::Unavailable`] until the
@@ -29,7 +34,7 @@
 //!   Redis. `KEY_PREFIX` replaces that prefix; an empty one gives the actor
 //!   the raw keyspace, for sharing data with applications that predate it,
 //!   and two bindings with the same prefix share their keys on purpose.
-//!   Unlike the memory provider, [`remove_actor`](CapabilityProvider::remove_actor)
+//!   Unlike the memory provider, [`remove_actor`](waxosuit_provider::CapabilityProvider::remove_actor)
 //!   keeps the data: it lives in Redis, not in the binding.
 //! * **Operations** (all of [`waxosuit_codec::keyvalue`]):
 //!
@@ -74,8 +79,8 @@
 //!   [`ProviderError::Unavailable`] saying so. A call's whole exchange is
 //!   bounded by twice the connection timeout plus four times the response
 //!   timeout (6 s by default); the host's per-call deadline may end it
-//!   sooner. [`health`](CapabilityProvider::health) `PING`s every server in
-//!   use, and [`shutdown`](CapabilityProvider::shutdown) drops every
+//!   sooner. [`health`](waxosuit_provider::CapabilityProvider::health) `PING`s every server in
+//!   use, and [`shutdown`](waxosuit_provider::CapabilityProvider::shutdown) drops every
 //!   binding and closes the connections.
 //!
 //! ```no_run
@@ -111,26 +116,20 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
-use redis::{Client, ErrorKind, FromRedisValue, RedisError, Script};
-use waxosuit_codec::capabilities::{CapabilityDescriptor, OperationDirection};
-use waxosuit_codec::keyvalue::{
-    AddRequest, AddResponse, CAPABILITY_ID, DelRequest, DelResponse, GetRequest, GetResponse,
-    KeyExistsQuery, ListClearRequest, ListDelItemRequest, ListPushRequest, ListRangeRequest,
-    ListRangeResponse, ListResponse, OP_ADD, OP_CLEAR, OP_DEL, OP_GET, OP_KEY_EXISTS, OP_LIST_DEL,
-    OP_PUSH, OP_RANGE, OP_SET, OP_SET_ADD, OP_SET_INTERSECT, OP_SET_QUERY, OP_SET_REMOVE,
-    OP_SET_UNION, SetAddRequest, SetIntersectionRequest, SetOperationResponse, SetQueryRequest,
-    SetQueryResponse, SetRemoveRequest, SetRequest, SetResponse, SetUnionRequest,
-};
-use waxosuit_provider::{
-    BindRequest, CapabilityProvider, Health, ProviderCall, ProviderError, decode, encode,
-};
+use redis::{Client, FromRedisValue, RedisError, Script};
+use waxosuit_cap_keyvalue::{Backend, CAPABILITY_ID, Description, Keyspace};
+use waxosuit_provider::{BindRequest, Health, ProviderError};
+use waxosuit_redis::{Link, Repeat, Report};
 
-use waxosuit_redis::Link;
+pub use waxosuit_cap_keyvalue::KeyValueProvider;
+
+/// The Redis `wascc:keyvalue` provider. See the [crate docs](crate).
+pub type RedisKeyValue = KeyValueProvider<RedisBackend>;
 
 /// Binding value naming the Redis server.
 pub const CONFIG_URL: &str = "URL";
@@ -176,572 +175,378 @@ redis.call('LREM', KEYS[1], 0, ARGV[1])
 return redis.call('LLEN', KEYS[1])
 ";
 
-/// One bound (actor, binding) pair.
-#[derive(Clone)]
-struct Binding {
-    /// Shared with every binding of the same URL.
-    link: Arc<Link>,
-    /// The URL as given, the key of the shared connection.
-    url: String,
-    /// The URL without credentials, for messages.
-    safe_url: String,
-    prefix: String,
-}
-
-impl Binding {
-    fn key(&self, key: &str) -> String {
-        format!("{}{key}", self.prefix)
-    }
-}
-
-#[derive(Default)]
-struct State {
-    /// Bindings by actor, then binding name, so a call is routed from the
-    /// borrowed strings it carries.
-    bindings: HashMap<String, HashMap<String, Binding>>,
-    /// One connection per URL, shared by its bindings.
-    connections: HashMap<String, Arc<Link>>,
-}
-
-/// Whether an operation may be sent again after its connection dropped
-/// with the command in flight (Redis may or may not have applied it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Repeat {
-    /// Repeating it gives the same state and the same reply.
-    Safe,
-    /// Repeating it could apply it twice (`INCRBY`, `LPUSH`) or change its
-    /// reply (`SADD`, `SREM` report whether they changed the set).
-    Unsafe,
-}
-
-fn repeat(op: &str) -> Repeat {
-    match op {
-        OP_ADD | OP_PUSH | OP_SET_ADD | OP_SET_REMOVE => Repeat::Unsafe,
-        _ => Repeat::Safe,
-    }
-}
-
-/// The Redis `wascc:keyvalue` provider. See the [crate docs](crate).
-pub struct RedisKeyValue {
-    state: RwLock<State>,
-    connection_timeout: Duration,
-    response_timeout: Duration,
+/// The scripts, loaded once per provider.
+struct Scripts {
     add: Script,
     clear: Script,
     list_del: Script,
 }
 
-impl std::fmt::Debug for RedisKeyValue {
+/// How long a keyspace waits for Redis.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    connection: Duration,
+    response: Duration,
+}
+
+impl Timeouts {
+    /// The bound on a call's whole exchange: a script may take two round
+    /// trips when Redis has lost it, and a retry doubles that.
+    fn call(self) -> Duration {
+        (self.connection + self.response * 2) * 2
+    }
+}
+
+/// `Add`, `Push`, `SetAdd` and `SetRemove` are not sent again after a
+/// dropped connection: repeating them could apply them twice (`INCRBY`,
+/// `LPUSH`) or change their reply (`SADD`, `SREM` report whether they
+/// changed the set).
+const UNSAFE: Repeat = Repeat::Unsafe {
+    advice: "Check the value before repeating the call",
+};
+
+/// One bound (actor, binding) pair: its prefix and its server's connection.
+pub struct RedisKeyspace {
+    /// Shared with every binding of the same URL.
+    link: Arc<Link>,
+    /// The URL without credentials, for messages.
+    safe_url: String,
+    prefix: String,
+    timeouts: Timeouts,
+    scripts: Arc<Scripts>,
+}
+
+impl std::fmt::Debug for RedisKeyspace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisKeyValue")
-            .field("connection_timeout", &self.connection_timeout)
-            .field("response_timeout", &self.response_timeout)
+        f.debug_struct("RedisKeyspace")
+            .field("url", &self.safe_url)
+            .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
 }
 
-impl Default for RedisKeyValue {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl RedisKeyValue {
-    /// A provider with no bindings and [`DEFAULT_TIMEOUT`] for connecting
-    /// and for each reply.
-    pub fn new() -> Self {
-        Self::with_timeouts(DEFAULT_TIMEOUT, DEFAULT_TIMEOUT)
+impl RedisKeyspace {
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
     }
 
-    /// A provider bounding each connection attempt by `connection` and each
-    /// command's reply by `response`; this is how long a call may take to
-    /// report an unreachable or stalled server.
-    pub fn with_timeouts(connection: Duration, response: Duration) -> Self {
-        RedisKeyValue {
-            state: RwLock::default(),
-            connection_timeout: connection,
-            response_timeout: response,
-            add: Script::new(ADD_SCRIPT),
-            clear: Script::new(CLEAR_SCRIPT),
-            list_del: Script::new(LIST_DEL_SCRIPT),
-        }
-    }
-
-    fn binding(&self, actor: &str, binding: &str) -> Result<Binding, ProviderError> {
-        read(&self.state)
-            .bindings
-            .get(actor)
-            .and_then(|b| b.get(binding))
-            .cloned()
-            .ok_or_else(|| ProviderError::not_bound(CAPABILITY_ID, actor, binding))
-    }
-
-    /// Runs one Redis exchange for operation `what`: on the open
-    /// connection, or on one made now (see the crate docs on recovery).
-    /// `exchange` may run twice: after a connection that dropped with the
-    /// command in flight, operations that are [`Repeat::Safe`] are sent
-    /// again on a new connection. The whole is bounded (a script may take
-    /// two round trips when Redis has lost it, and a retry doubles that).
+    /// Runs one exchange for operation `what` ([`Link::exchange`]: on the
+    /// open connection or one made now, once more after a dropped
+    /// connection when that is safe), bounded by [`Timeouts::call`].
     async fn run<T, F, Fut>(
         &self,
-        binding: &Binding,
         what: &str,
-        mut exchange: F,
+        repeat: Repeat,
+        exchange: F,
     ) -> Result<T, ProviderError>
     where
         F: FnMut(MultiplexedConnection) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        let link = &*binding.link;
-        let url = &binding.safe_url;
-        let attempt = async {
-            let first = link.get().await.map_err(|e| connect_error(url, &e))?;
-            let error = match exchange(first.conn.clone()).await {
-                Ok(value) => return Ok(value),
-                Err(error) => error,
-            };
-            if waxosuit_redis::connection_is_dead(&error) {
-                // The next call must not try this connection again.
-                link.forget(&first);
-            }
-            if !error.is_connection_dropped() || first.fresh {
-                // Not a lost connection, or a connection made for this very
-                // call that died at once: no second try.
-                return Err(map_error(url, what, &error));
-            }
-            if repeat(what) == Repeat::Unsafe {
-                return Err(unavailable(
-                    url,
-                    &format!(
-                        "the connection dropped while `{what}` was in flight ({error}); Redis \
-                         may or may not have applied it, so it was not sent again. Check the \
-                         value before repeating the call; the next call reconnects"
-                    ),
-                ));
-            }
-            // Reconnect within the call: the server probably restarted
-            // between the calls that used the old connection and this one.
-            let second = link.get().await.map_err(|e| connect_error(url, &e))?;
-            let result = exchange(second.conn.clone()).await;
-            if let Err(error) = &result
-                && waxosuit_redis::connection_is_dead(error)
-            {
-                link.forget(&second);
-            }
-            result.map_err(|e| map_error(url, what, &e))
+        let report = Report {
+            capid: CAPABILITY_ID,
+            safe_url: &self.safe_url,
         };
-        let bound = (self.connection_timeout + self.response_timeout * 2) * 2;
-        match tokio::time::timeout(bound, attempt).await {
+        let bound = self.timeouts.call();
+        match tokio::time::timeout(bound, self.link.exchange(&report, what, repeat, exchange)).await
+        {
             Ok(result) => result,
-            Err(_) => Err(unavailable(url, &format!("no reply within {bound:?}"))),
+            Err(_) => Err(report.unavailable(&format!("no reply within {bound:?}"))),
         }
     }
 
     async fn cmd<T: FromRedisValue>(
         &self,
-        binding: &Binding,
         what: &str,
+        repeat: Repeat,
         cmd: &redis::Cmd,
     ) -> Result<T, ProviderError> {
-        self.run(binding, what, |mut conn| async move {
+        self.run(what, repeat, |mut conn| async move {
             cmd.query_async(&mut conn).await
         })
         .await
     }
 
-    /// Runs `script` with `keys` and `args` under the [`run`](Self::run) rules.
+    /// Runs `script` on `key` with `args` under the [`run`](Self::run)
+    /// rules.
     async fn script<T: FromRedisValue>(
         &self,
-        binding: &Binding,
         what: &str,
+        repeat: Repeat,
         script: &Script,
         key: &str,
         args: &[&str],
     ) -> Result<T, ProviderError> {
-        self.run(binding, what, |mut conn| async move {
-            let mut invocation = script.key(key);
+        let key = self.key(key);
+        self.run(what, repeat, |mut conn| {
+            let mut invocation = script.key(&key);
             for arg in args {
                 invocation.arg(*arg);
             }
-            invocation.invoke_async(&mut conn).await
+            async move { invocation.invoke_async(&mut conn).await }
         })
         .await
     }
 
-    async fn dispatch(&self, call: &ProviderCall, b: &Binding) -> Result<Vec<u8>, ProviderError> {
-        let op = call.operation.as_str();
-        match op {
-            OP_GET => {
-                let req: GetRequest = decode(CAPABILITY_ID, call)?;
-                let value: Option<String> = self
-                    .cmd(b, op, redis::cmd("GET").arg(b.key(&req.key)))
-                    .await?;
-                encode(
-                    CAPABILITY_ID,
-                    &GetResponse {
-                        exists: value.is_some(),
-                        value: value.unwrap_or_default(),
-                    },
-                )
-            }
-            OP_SET => {
-                let req: SetRequest = decode(CAPABILITY_ID, call)?;
-                let mut cmd = redis::cmd("SET");
-                cmd.arg(b.key(&req.key)).arg(&req.value);
-                match req.expires_s {
-                    0 => {}
-                    s if s < 0 => {
-                        return Err(ProviderError::backend(
-                            CAPABILITY_ID,
-                            format!(
-                                "ERR invalid expire time {s} for key `{}`; use 0 for none or a \
-                                 positive number of seconds",
-                                req.key
-                            ),
-                        ));
-                    }
-                    s => {
-                        cmd.arg("EX").arg(s);
-                    }
-                }
-                let () = self.cmd(b, op, &cmd).await?;
-                encode(CAPABILITY_ID, &SetResponse { value: req.value })
-            }
-            OP_ADD => {
-                let req: AddRequest = decode(CAPABILITY_ID, call)?;
-                let value: i32 = self
-                    .script(
-                        b,
-                        op,
-                        &self.add,
-                        &b.key(&req.key),
-                        &[&req.value.to_string(), &req.key],
-                    )
-                    .await?;
-                encode(CAPABILITY_ID, &AddResponse { value })
-            }
-            OP_DEL => {
-                let req: DelRequest = decode(CAPABILITY_ID, call)?;
-                let _deleted: i64 = self
-                    .cmd(b, op, redis::cmd("DEL").arg(b.key(&req.key)))
-                    .await?;
-                encode(CAPABILITY_ID, &DelResponse { key: req.key })
-            }
-            OP_CLEAR => {
-                let req: ListClearRequest = decode(CAPABILITY_ID, call)?;
-                let _done: i64 = self
-                    .script(b, op, &self.clear, &b.key(&req.key), &[&req.key])
-                    .await?;
-                encode(CAPABILITY_ID, &DelResponse { key: req.key })
-            }
-            OP_RANGE => {
-                let req: ListRangeRequest = decode(CAPABILITY_ID, call)?;
-                let values: Vec<String> = self
-                    .cmd(
-                        b,
-                        op,
-                        redis::cmd("LRANGE")
-                            .arg(b.key(&req.key))
-                            .arg(req.start)
-                            .arg(req.stop),
-                    )
-                    .await?;
-                encode(CAPABILITY_ID, &ListRangeResponse { values })
-            }
-            OP_PUSH => {
-                let req: ListPushRequest = decode(CAPABILITY_ID, call)?;
-                let len: i64 = self
-                    .cmd(
-                        b,
-                        op,
-                        redis::cmd("LPUSH").arg(b.key(&req.key)).arg(&req.value),
-                    )
-                    .await?;
-                encode(
-                    CAPABILITY_ID,
-                    &ListResponse {
-                        new_count: count(len),
-                    },
-                )
-            }
-            OP_LIST_DEL => {
-                let req: ListDelItemRequest = decode(CAPABILITY_ID, call)?;
-                let len: i64 = self
-                    .script(b, op, &self.list_del, &b.key(&req.key), &[&req.value])
-                    .await?;
-                encode(
-                    CAPABILITY_ID,
-                    &ListResponse {
-                        new_count: count(len),
-                    },
-                )
-            }
-            OP_SET_ADD => {
-                let req: SetAddRequest = decode(CAPABILITY_ID, call)?;
-                let added: i64 = self
-                    .cmd(
-                        b,
-                        op,
-                        redis::cmd("SADD").arg(b.key(&req.key)).arg(&req.value),
-                    )
-                    .await?;
-                encode(
-                    CAPABILITY_ID,
-                    &SetOperationResponse {
-                        new_count: count(added),
-                    },
-                )
-            }
-            OP_SET_REMOVE => {
-                let req: SetRemoveRequest = decode(CAPABILITY_ID, call)?;
-                let removed: i64 = self
-                    .cmd(
-                        b,
-                        op,
-                        redis::cmd("SREM").arg(b.key(&req.key)).arg(&req.value),
-                    )
-                    .await?;
-                encode(
-                    CAPABILITY_ID,
-                    &SetOperationResponse {
-                        new_count: count(removed),
-                    },
-                )
-            }
-            OP_SET_UNION => {
-                let req: SetUnionRequest = decode(CAPABILITY_ID, call)?;
-                let values = self.set_query(b, op, "SUNION", &req.keys).await?;
-                encode(CAPABILITY_ID, &SetQueryResponse { values })
-            }
-            OP_SET_INTERSECT => {
-                let req: SetIntersectionRequest = decode(CAPABILITY_ID, call)?;
-                let values = self.set_query(b, op, "SINTER", &req.keys).await?;
-                encode(CAPABILITY_ID, &SetQueryResponse { values })
-            }
-            OP_SET_QUERY => {
-                let req: SetQueryRequest = decode(CAPABILITY_ID, call)?;
-                let values = self
-                    .set_query(b, op, "SMEMBERS", std::slice::from_ref(&req.key))
-                    .await?;
-                encode(CAPABILITY_ID, &SetQueryResponse { values })
-            }
-            OP_KEY_EXISTS => {
-                let req: KeyExistsQuery = decode(CAPABILITY_ID, call)?;
-                let n: i64 = self
-                    .cmd(b, op, redis::cmd("EXISTS").arg(b.key(&req.key)))
-                    .await?;
-                encode(
-                    CAPABILITY_ID,
-                    &GetResponse {
-                        value: String::new(),
-                        exists: n > 0,
-                    },
-                )
-            }
-            other => Err(ProviderError::unknown_operation(CAPABILITY_ID, other)),
-        }
-    }
-
-    /// `SUNION`, `SINTER` or `SMEMBERS` over the actor's keys, sorted so
-    /// the answer does not depend on Redis' internal order (and matches the
-    /// memory provider's).
-    async fn set_query(
+    /// A command over several of the actor's keys.
+    async fn over_keys(
         &self,
-        b: &Binding,
-        op: &str,
+        what: &str,
         command: &str,
         keys: &[String],
     ) -> Result<Vec<String>, ProviderError> {
-        if keys.is_empty() {
-            // Redis would say "wrong number of arguments"; name the operation.
-            return Err(ProviderError::backend(
-                CAPABILITY_ID,
-                format!("ERR `{op}` needs at least one key"),
-            ));
-        }
         let mut cmd = redis::cmd(command);
         for key in keys {
-            cmd.arg(b.key(key));
+            cmd.arg(self.key(key));
         }
-        let mut values: Vec<String> = self.cmd(b, op, &cmd).await?;
-        values.sort_unstable();
-        Ok(values)
-    }
-}
-
-// A poisoned lock still guards consistent maps: no code panics between two
-// of their mutations.
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Lengths travel as `i32`; a larger one is reported as `i32::MAX` rather
-/// than wrapped to a negative length.
-fn count(n: i64) -> i32 {
-    i32::try_from(n.clamp(0, i64::from(i32::MAX))).unwrap_or(i32::MAX)
-}
-
-fn unavailable(safe_url: &str, reason: &str) -> ProviderError {
-    ProviderError::Unavailable {
-        capid: CAPABILITY_ID.to_string(),
-        reason: format!("Redis at {safe_url}: {reason}"),
-    }
-}
-
-/// A failed connection attempt made for the current call (never an earlier
-/// one's): nothing was sent.
-fn connect_error(safe_url: &str, error: &RedisError) -> ProviderError {
-    let reason = match error.kind() {
-        // A wrong password or database is the configuration's fault.
-        ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig => format!(
-            "cannot connect: {error}; fix the binding's `{CONFIG_URL}` (credentials, database)"
-        ),
-        _ => format!(
-            "cannot connect: {error}; nothing was sent. Check that Redis is running and \
-             reachable there: calls succeed again as soon as it accepts connections"
-        ),
-    };
-    unavailable(safe_url, &reason)
-}
-
-/// Sorts a Redis failure into the server refusing the request (the actor's
-/// problem: `Backend`) and the server not answering (`Unavailable`).
-fn map_error(safe_url: &str, what: &str, error: &RedisError) -> ProviderError {
-    match error.kind() {
-        ErrorKind::Server(_) | ErrorKind::Extension => {
-            let message = match (error.code(), error.detail()) {
-                (Some(code), Some(detail)) => format!("{code} {detail}"),
-                (Some(code), None) => code.to_string(),
-                _ => error.to_string(),
-            };
-            ProviderError::backend(CAPABILITY_ID, message)
-        }
-        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => ProviderError::Internal {
-            capid: CAPABILITY_ID.to_string(),
-            message: format!("unexpected reply from Redis at {safe_url} to `{what}`: {error}"),
-        },
-        _ => unavailable(safe_url, &error.to_string()),
+        self.cmd(what, Repeat::Safe, &cmd).await
     }
 }
 
 #[async_trait]
-impl CapabilityProvider for RedisKeyValue {
-    fn descriptor(&self) -> CapabilityDescriptor {
-        let to_provider = OperationDirection::ToProvider;
-        CapabilityDescriptor::builder()
-            .id(CAPABILITY_ID)
-            .name("Waxosuit Redis key-value store")
-            .version(env!("CARGO_PKG_VERSION"))
-            .revision(1)
-            .long_description(
-                "Key-value store on a Redis server: strings, counters, lists and sets with \
-                 expiry, namespaced per actor binding.",
+impl Keyspace for RedisKeyspace {
+    async fn get(&self, key: &str) -> Result<Option<String>, ProviderError> {
+        self.cmd("Get", Repeat::Safe, redis::cmd("GET").arg(self.key(key)))
+            .await
+    }
+
+    async fn set(&self, key: &str, value: String, expires_s: u32) -> Result<(), ProviderError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(key)).arg(value);
+        if expires_s > 0 {
+            cmd.arg("EX").arg(expires_s);
+        }
+        self.cmd("Set", Repeat::Safe, &cmd).await
+    }
+
+    async fn add(&self, key: &str, delta: i32) -> Result<i32, ProviderError> {
+        let scripts = Arc::clone(&self.scripts);
+        self.script("Add", UNSAFE, &scripts.add, key, &[&delta.to_string(), key])
+            .await
+    }
+
+    async fn del(&self, key: &str) -> Result<(), ProviderError> {
+        let _deleted: i64 = self
+            .cmd("Del", Repeat::Safe, redis::cmd("DEL").arg(self.key(key)))
+            .await?;
+        Ok(())
+    }
+
+    async fn clear_list(&self, key: &str) -> Result<(), ProviderError> {
+        let scripts = Arc::clone(&self.scripts);
+        let _done: i64 = self
+            .script("Clear", Repeat::Safe, &scripts.clear, key, &[key])
+            .await?;
+        Ok(())
+    }
+
+    async fn range(&self, key: &str, start: i32, stop: i32) -> Result<Vec<String>, ProviderError> {
+        self.cmd(
+            "Range",
+            Repeat::Safe,
+            redis::cmd("LRANGE").arg(self.key(key)).arg(start).arg(stop),
+        )
+        .await
+    }
+
+    async fn push(&self, key: &str, value: String) -> Result<u64, ProviderError> {
+        self.cmd(
+            "Push",
+            UNSAFE,
+            redis::cmd("LPUSH").arg(self.key(key)).arg(value),
+        )
+        .await
+    }
+
+    async fn list_remove(&self, key: &str, value: &str) -> Result<u64, ProviderError> {
+        let scripts = Arc::clone(&self.scripts);
+        self.script(
+            "ListItemDelete",
+            Repeat::Safe,
+            &scripts.list_del,
+            key,
+            &[value],
+        )
+        .await
+    }
+
+    async fn set_add(&self, key: &str, member: String) -> Result<bool, ProviderError> {
+        let added: i64 = self
+            .cmd(
+                "SetAdd",
+                UNSAFE,
+                redis::cmd("SADD").arg(self.key(key)).arg(member),
             )
-            .with_operations(to_provider, &waxosuit_codec::keyvalue::OPERATIONS)
-            .build()
+            .await?;
+        Ok(added > 0)
+    }
+
+    async fn set_remove(&self, key: &str, member: &str) -> Result<bool, ProviderError> {
+        let removed: i64 = self
+            .cmd(
+                "SetRemove",
+                UNSAFE,
+                redis::cmd("SREM").arg(self.key(key)).arg(member),
+            )
+            .await?;
+        Ok(removed > 0)
+    }
+
+    async fn set_members(&self, key: &str) -> Result<Vec<String>, ProviderError> {
+        self.over_keys(
+            "SetQuery",
+            "SMEMBERS",
+            std::slice::from_ref(&key.to_string()),
+        )
+        .await
+    }
+
+    async fn set_union(&self, keys: &[String]) -> Result<Vec<String>, ProviderError> {
+        self.over_keys("SetUnion", "SUNION", keys).await
+    }
+
+    async fn set_intersection(&self, keys: &[String]) -> Result<Vec<String>, ProviderError> {
+        self.over_keys("SetIntersection", "SINTER", keys).await
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, ProviderError> {
+        let n: i64 = self
+            .cmd(
+                "KeyExists",
+                Repeat::Safe,
+                redis::cmd("EXISTS").arg(self.key(key)),
+            )
+            .await?;
+        Ok(n > 0)
+    }
+}
+
+/// The Redis key-value backend: one connection per server URL, shared by
+/// the keyspaces of every binding that names it.
+pub struct RedisBackend {
+    /// Connections by URL as given; a connection closes when the last
+    /// keyspace using it is dropped.
+    connections: Mutex<HashMap<String, Weak<Link>>>,
+    timeouts: Timeouts,
+    scripts: Arc<Scripts>,
+}
+
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("timeouts", &self.timeouts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RedisBackend {
+    /// [`DEFAULT_TIMEOUT`] for connecting and for each reply.
+    fn default() -> Self {
+        Self::with_timeouts(DEFAULT_TIMEOUT, DEFAULT_TIMEOUT)
+    }
+}
+
+impl RedisBackend {
+    /// A backend bounding each connection attempt by `connection` and each
+    /// command's reply by `response`; this is how long a call may take to
+    /// report an unreachable or stalled server.
+    pub fn with_timeouts(connection: Duration, response: Duration) -> Self {
+        RedisBackend {
+            connections: Mutex::new(HashMap::new()),
+            timeouts: Timeouts {
+                connection,
+                response,
+            },
+            scripts: Arc::new(Scripts {
+                add: Script::new(ADD_SCRIPT),
+                clear: Script::new(CLEAR_SCRIPT),
+                list_del: Script::new(LIST_DEL_SCRIPT),
+            }),
+        }
+    }
+
+    // Every update is one insert or one `retain`: a poisoned lock still
+    // guards a consistent map.
+    fn connections(&self) -> MutexGuard<'_, HashMap<String, Weak<Link>>> {
+        self.connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl Backend for RedisBackend {
+    type Keyspace = RedisKeyspace;
+
+    fn description(&self) -> Description {
+        Description {
+            name: "Waxosuit Redis key-value store",
+            long_description: "Key-value store on a Redis server: strings, counters, lists and \
+                               sets with expiry, namespaced per actor binding.",
+        }
     }
 
     /// Validates the configuration and prepares the connection without
     /// connecting; re-binding a bound pair replaces its configuration.
-    async fn bind_actor(&self, request: BindRequest) -> Result<(), ProviderError> {
+    fn open(
+        &self,
+        request: &BindRequest,
+        _current: Option<&Arc<RedisKeyspace>>,
+    ) -> Result<Arc<RedisKeyspace>, ProviderError> {
         let url = request
             .values
             .get(CONFIG_URL)
-            .map_or(DEFAULT_URL, String::as_str)
-            .to_string();
-        let safe_url = waxosuit_provider::redact_url(&url);
-        let config_error = |reason: String| ProviderError::Config {
-            capid: CAPABILITY_ID.to_string(),
-            actor: request.actor.clone(),
-            key: CONFIG_URL.to_string(),
-            reason,
-        };
+            .map_or(DEFAULT_URL, String::as_str);
+        let safe_url = waxosuit_provider::redact_url(url);
         let prefix = request
             .values
             .get(CONFIG_KEY_PREFIX)
             .cloned()
             .unwrap_or_else(|| format!("wxs:{}:{}:", request.actor, request.binding));
-
-        let mut state = write(&self.state);
-        let link = match state.connections.get(&url) {
-            Some(link) => Arc::clone(link),
+        let mut connections = self.connections();
+        connections.retain(|_, link| link.strong_count() > 0);
+        let link = match connections.get(url).and_then(Weak::upgrade) {
+            Some(link) => link,
             None => {
                 // The parser's message may quote the URL, password and all.
-                let client = Client::open(url.as_str()).map_err(|e| {
-                    config_error(format!(
+                let client = Client::open(url).map_err(|e| ProviderError::Config {
+                    capid: CAPABILITY_ID.to_string(),
+                    actor: request.actor.clone(),
+                    key: CONFIG_URL.to_string(),
+                    reason: format!(
                         "is not a valid Redis URL ({safe_url}: {}); expected \
                          redis://[user:password@]host[:port][/db]",
                         e.detail().unwrap_or("unparsable")
-                    ))
+                    ),
                 })?;
                 let link = Arc::new(Link::new(
                     client,
-                    self.connection_timeout,
-                    self.response_timeout,
+                    self.timeouts.connection,
+                    self.timeouts.response,
                 ));
-                state.connections.insert(url.clone(), Arc::clone(&link));
+                connections.insert(url.to_string(), Arc::downgrade(&link));
                 link
             }
         };
         tracing::debug!(actor = %request.actor, binding = %request.binding, url = %safe_url,
             "wascc:keyvalue (redis) bound");
-        state.bindings.entry(request.actor).or_default().insert(
-            request.binding,
-            Binding {
-                link,
-                url,
-                safe_url,
-                prefix,
-            },
-        );
-        Ok(())
-    }
-
-    /// Forgets the binding, keeping its data in Redis; the connection is
-    /// closed when no other binding uses it.
-    async fn remove_actor(&self, actor: &str, binding: &str) -> Result<(), ProviderError> {
-        let mut state = write(&self.state);
-        let bindings = state
-            .bindings
-            .get_mut(actor)
-            .ok_or_else(|| ProviderError::not_bound(CAPABILITY_ID, actor, binding))?;
-        let removed = bindings
-            .remove(binding)
-            .ok_or_else(|| ProviderError::not_bound(CAPABILITY_ID, actor, binding))?;
-        if bindings.is_empty() {
-            state.bindings.remove(actor);
-        }
-        let in_use = state
-            .bindings
-            .values()
-            .flat_map(HashMap::values)
-            .any(|b| b.url == removed.url);
-        if !in_use {
-            state.connections.remove(&removed.url);
-        }
-        Ok(())
-    }
-
-    async fn handle_call(&self, call: ProviderCall) -> Result<Vec<u8>, ProviderError> {
-        let binding = self.binding(&call.actor, &call.binding)?;
-        self.dispatch(&call, &binding).await
+        Ok(Arc::new(RedisKeyspace {
+            link,
+            safe_url,
+            prefix,
+            timeouts: self.timeouts,
+            scripts: Arc::clone(&self.scripts),
+        }))
     }
 
     /// `PING`s every server in use (connecting if need be); healthy when
     /// all answer.
     async fn health(&self) -> Health {
-        let servers: Vec<(String, Arc<Link>)> = {
-            let state = read(&self.state);
-            state
-                .connections
-                .iter()
-                .map(|(url, link)| (waxosuit_provider::redact_url(url), Arc::clone(link)))
-                .collect()
-        };
+        let servers: Vec<(String, Arc<Link>)> = self
+            .connections()
+            .iter()
+            .filter_map(|(url, link)| Some((waxosuit_provider::redact_url(url), link.upgrade()?)))
+            .collect();
         let mut failures = Vec::new();
         for (safe_url, link) in &servers {
             let ping = async {
@@ -755,7 +560,7 @@ impl CapabilityProvider for RedisKeyValue {
                 }
                 pong
             };
-            let deadline = self.connection_timeout + self.response_timeout;
+            let deadline = self.timeouts.connection + self.timeouts.response;
             match tokio::time::timeout(deadline, ping).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => failures.push(format!("{safe_url}: {e}")),
@@ -772,23 +577,9 @@ impl CapabilityProvider for RedisKeyValue {
         }
     }
 
-    /// Drops every binding and connection; later calls are
-    /// [`ProviderError::NotBound`].
+    /// Forgets every connection; the provider has dropped the keyspaces
+    /// that held them, which closes them.
     async fn shutdown(&self) {
-        let mut state = write(&self.state);
-        state.bindings.clear();
-        state.connections.clear();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_saturate_instead_of_wrapping() {
-        assert_eq!(count(5), 5);
-        assert_eq!(count(i64::from(i32::MAX) + 1), i32::MAX);
-        assert_eq!(count(-1), 0);
+        self.connections().clear();
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use waxosuit_cap_keyvalue_memory::MemoryKeyValue;
-use waxosuit_cap_keyvalue_redis::{CONFIG_KEY_PREFIX, CONFIG_URL, RedisKeyValue};
+use waxosuit_cap_keyvalue_redis::{CONFIG_KEY_PREFIX, CONFIG_URL, RedisBackend, RedisKeyValue};
 use waxosuit_codec::keyvalue::*;
 use waxosuit_provider::{BindRequest, CapabilityProvider, ProviderCall, ProviderError};
 use waxosuit_test_servers::RedisServer;
@@ -1061,7 +1061,10 @@ async fn a_connection_that_stops_answering_is_replaced_after_one_timeout() {
     let redis = RedisServer::start().unwrap();
     let relay = BlackHoleRelay::start(redis.port()).await;
     let response = Duration::from_millis(300);
-    let kv = RedisKeyValue::with_timeouts(Duration::from_secs(1), response);
+    let kv = RedisKeyValue::with_backend(RedisBackend::with_timeouts(
+        Duration::from_secs(1),
+        response,
+    ));
     kv.bind_actor(bind_request(ALICE, DEFAULT, &[(CONFIG_URL, &relay.url())]))
         .await
         .unwrap();
@@ -1082,4 +1085,23 @@ async fn a_connection_that_stops_answering_is_replaced_after_one_timeout() {
         assert_eq!(get_as(&kv, ALICE, "k").await.value, "v");
     }
     assert!(kv.health().await.healthy);
+}
+
+/// The contract's conformance suite on a real Redis, with the default
+/// per-binding key prefixes (so the two bindings must not see each other).
+#[tokio::test]
+async fn passes_the_keyvalue_conformance_suite() {
+    let redis = RedisServer::start().unwrap();
+    let kv = RedisKeyValue::new();
+    let url = redis.url();
+    let subject = waxosuit_cap_keyvalue::conformance::ProviderSubject::bind(
+        &kv,
+        ALICE,
+        &[(CONFIG_URL, &url)],
+    )
+    .await
+    .unwrap();
+    waxosuit_cap_keyvalue::conformance::run(&subject)
+        .await
+        .assert_passed();
 }

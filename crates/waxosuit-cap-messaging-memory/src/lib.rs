@@ -105,8 +105,6 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
-pub mod subject;
-
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{
@@ -118,146 +116,29 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use waxosuit_codec::capabilities::{CapabilityDescriptor, OperationDirection};
-use waxosuit_codec::messaging::{
-    BrokerMessage, CAPABILITY_ID, OP_DELIVER_MESSAGE, OP_PERFORM_REQUEST, OP_PUBLISH_MESSAGE,
-    RequestMessage,
-};
+use waxosuit_cap_messaging::subject::Pattern;
+use waxosuit_cap_messaging::{Broker, Caller, Subscriptions};
+use waxosuit_codec::capabilities::CapabilityDescriptor;
+use waxosuit_codec::messaging::{BrokerMessage, CAPABILITY_ID, OP_DELIVER_MESSAGE};
 use waxosuit_provider::{
-    ActorDispatcher, BindRequest, Bindings, CapabilityProvider, Health, ProviderCall,
-    ProviderError, decode,
+    ActorDispatcher, BindRequest, Bindings, CapabilityProvider, Health, ProviderCall, ProviderError,
 };
 
-use crate::subject::{Pattern, SubjectError, check_publish_subject};
+pub use waxosuit_cap_messaging::{
+    DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_REQUEST_TIMEOUT, MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES,
+    MAX_SUBSCRIPTIONS, MessagingError, QUEUEGROUP_NAME, QueueRefusal, SUBSCRIPTION, subject,
+};
 
-/// Binding key: comma-separated subjects (patterns) to subscribe to.
-pub const SUBSCRIPTION: &str = "SUBSCRIPTION";
-/// Binding key: queue group shared by the binding's subscriptions.
-pub const QUEUEGROUP_NAME: &str = "QUEUEGROUP_NAME";
-/// Binding key: the most subjects [`SUBSCRIPTION`] may list (at least 1);
-/// default [`DEFAULT_MAX_SUBSCRIPTIONS`].
-pub const MAX_SUBSCRIPTIONS: &str = "MAX_SUBSCRIPTIONS";
-/// Binding key: the most messages waiting for the binding's actor, over all
-/// its subscriptions (at least 1); default [`DEFAULT_QUEUE_CAPACITY`] or
-/// what [`MemoryMessaging::with_queue_capacity`] set.
-pub const MAX_QUEUED_MESSAGES: &str = "MAX_QUEUED_MESSAGES";
-/// Binding key: the most bytes of messages waiting for the binding's actor
-/// (at least 1); default [`DEFAULT_MAX_QUEUED_BYTES`].
-pub const MAX_QUEUED_BYTES: &str = "MAX_QUEUED_BYTES";
 /// [`MAX_QUEUED_MESSAGES`] when neither the binding nor
 /// [`MemoryMessaging::with_queue_capacity`] sets it.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
-/// [`MAX_SUBSCRIPTIONS`] when the binding does not set it.
-pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 64;
 /// [`MAX_QUEUED_BYTES`] when the binding does not set it (16 MiB).
 pub const DEFAULT_MAX_QUEUED_BYTES: u64 = 16 * 1024 * 1024;
 /// Dropped messages are reported at most once per this interval per binding.
 pub const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(1);
-/// How long a `Request` waits when its `timeout` is `0` or negative.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Why a messaging operation failed. Each converts into the
-/// [`ProviderError`] the actor sees.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum MessagingError {
-    /// A request found no subscription for its subject.
-    #[error("no responders for {subject}")]
-    NoResponders {
-        /// The request subject.
-        subject: String,
-    },
-    /// Nobody replied before the request's deadline.
-    #[error("no reply on {subject} within {timeout_ms} ms")]
-    TimedOut {
-        /// The request subject.
-        subject: String,
-        /// The deadline used, in milliseconds.
-        timeout_ms: u128,
-    },
-    /// A subject in a call is not valid.
-    #[error(transparent)]
-    Subject(#[from] SubjectError),
-    /// The provider shut down while the request waited.
-    #[error("the broker shut down before a reply on {subject} arrived")]
-    ShutDown {
-        /// The request subject.
-        subject: String,
-    },
-    /// Subscriptions matched, but every one of them refused the message
-    /// because its binding's queue quota is full.
-    #[error(
-        "message on {subject} dropped: every matching subscription is full: {}; the \
-         subscribers must keep up, or raise the named quota in their wascc:messaging binding's \
-         values",
-        Refusals(refused)
-    )]
-    QueueFull {
-        /// The subject published to.
-        subject: String,
-        /// Who refused, and by which quota (the first few).
-        refused: Vec<QueueRefusal>,
-    },
-}
-
-/// One subscriber binding that refused a message for its quota.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueRefusal {
-    /// The subscriber's actor key.
-    pub actor: String,
-    /// Its binding name.
-    pub binding: String,
-    /// The quota that is full: [`MAX_QUEUED_MESSAGES`] or
-    /// [`MAX_QUEUED_BYTES`].
-    pub quota: &'static str,
-    /// The binding's value of that quota.
-    pub limit: u64,
-}
-
-impl std::fmt::Display for QueueRefusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let what = if self.quota == MAX_QUEUED_BYTES {
-            "bytes"
-        } else {
-            "messages"
-        };
-        write!(
-            f,
-            "actor {} (binding `{}`) is at its {} quota of {} waiting {what}",
-            self.actor, self.binding, self.quota, self.limit
-        )
-    }
-}
 
 /// How many refusals a [`MessagingError::QueueFull`] keeps and shows.
 const REFUSALS_SHOWN: usize = 3;
-
-/// The refusals of a [`MessagingError::QueueFull`], joined.
-struct Refusals<'a>(&'a [QueueRefusal]);
-
-impl std::fmt::Display for Refusals<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, refusal) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            write!(f, "{refusal}")?;
-        }
-        Ok(())
-    }
-}
-
-impl From<MessagingError> for ProviderError {
-    fn from(e: MessagingError) -> ProviderError {
-        match e {
-            MessagingError::ShutDown { .. } => ProviderError::Unavailable {
-                capid: CAPABILITY_ID.to_string(),
-                reason: e.to_string(),
-            },
-            _ => ProviderError::backend(CAPABILITY_ID, e),
-        }
-    }
-}
 
 /// The embedded `wascc:messaging` provider. See the [crate docs](crate).
 pub struct MemoryMessaging {
@@ -636,106 +517,33 @@ impl Drop for InboxGuard<'_> {
 }
 
 struct BindConfig {
-    patterns: Vec<Pattern>,
-    queue: Option<String>,
+    subscriptions: Subscriptions,
     max_queued_messages: usize,
     max_queued_bytes: u64,
-}
-
-/// A positive whole-number binding value, or `default` when unset.
-fn positive<T: std::str::FromStr + PartialEq + From<u8>>(
-    request: &BindRequest,
-    key: &str,
-    default: T,
-) -> Result<T, ProviderError> {
-    Ok(request.positive(CAPABILITY_ID, key)?.unwrap_or(default))
 }
 
 fn parse_config(
     request: &BindRequest,
     default_max_queued: usize,
 ) -> Result<BindConfig, ProviderError> {
-    let config_error = |key: &str, reason: String| ProviderError::Config {
-        capid: CAPABILITY_ID.to_string(),
-        actor: request.actor.clone(),
-        key: key.to_string(),
-        reason,
-    };
-    let max_subscriptions = positive(request, MAX_SUBSCRIPTIONS, DEFAULT_MAX_SUBSCRIPTIONS)?;
-    let max_queued_messages = positive(request, MAX_QUEUED_MESSAGES, default_max_queued)?;
-    let max_queued_bytes = positive(request, MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_BYTES)?;
-    let mut patterns = Vec::new();
-    if let Some(list) = request.values.get(SUBSCRIPTION) {
-        let subjects: Vec<&str> = list
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect();
-        // Each subscription is a task and a queue: the list is bounded
-        // before anything is spawned.
-        if subjects.len() > max_subscriptions {
-            return Err(config_error(
-                SUBSCRIPTION,
-                format!(
-                    "lists {} subjects for binding `{}`, more than its MAX_SUBSCRIPTIONS quota \
-                     ({max_subscriptions}); subscribe with wildcards (`orders.*`, `orders.>`), \
-                     or raise MAX_SUBSCRIPTIONS in this binding's values",
-                    subjects.len(),
-                    request.binding
-                ),
-            ));
-        }
-        for subject in subjects {
-            let pattern =
-                Pattern::parse(subject).map_err(|e| config_error(SUBSCRIPTION, e.to_string()))?;
-            patterns.push(pattern);
-        }
-    }
-    let queue = match request.values.get(QUEUEGROUP_NAME).map(|q| q.trim()) {
-        None | Some("") => None,
-        Some(q) if q.chars().any(char::is_whitespace) => {
-            return Err(config_error(
-                QUEUEGROUP_NAME,
-                format!("`{q}` contains whitespace"),
-            ));
-        }
-        Some(q) => Some(q.to_string()),
-    };
     Ok(BindConfig {
-        patterns,
-        queue,
-        max_queued_messages,
-        max_queued_bytes,
+        subscriptions: Subscriptions::from_binding(request)?,
+        max_queued_messages: request
+            .positive(CAPABILITY_ID, MAX_QUEUED_MESSAGES)?
+            .unwrap_or(default_max_queued),
+        max_queued_bytes: request
+            .positive(CAPABILITY_ID, MAX_QUEUED_BYTES)?
+            .unwrap_or(DEFAULT_MAX_QUEUED_BYTES),
     })
 }
 
 #[async_trait]
 impl CapabilityProvider for MemoryMessaging {
     fn descriptor(&self) -> CapabilityDescriptor {
-        CapabilityDescriptor::builder()
-            .id(CAPABILITY_ID)
-            .name("Waxosuit in-memory message broker")
-            .version(env!("CARGO_PKG_VERSION"))
-            .revision(1)
-            .long_description(
-                "In-process publish/subscribe and request/reply with NATS subject rules",
-            )
-            .with_operation(
-                OP_PUBLISH_MESSAGE,
-                OperationDirection::ToProvider,
-                "Publishes a message to a subject",
-            )
-            .with_operation(
-                OP_PERFORM_REQUEST,
-                OperationDirection::ToProvider,
-                "Sends a request and waits for one reply",
-            )
-            .with_operation(
-                OP_DELIVER_MESSAGE,
-                OperationDirection::ToActor,
-                "Delivers a message on a subscribed subject",
-            )
-            .build()
+        waxosuit_cap_messaging::descriptor(
+            "Waxosuit in-memory message broker",
+            "In-process publish/subscribe and request/reply with NATS subject rules",
+        )
     }
 
     async fn start(&self, dispatcher: Arc<dyn ActorDispatcher>) -> Result<(), ProviderError> {
@@ -757,14 +565,14 @@ impl CapabilityProvider for MemoryMessaging {
             tasks: Vec::new(),
             backlog: Arc::clone(&backlog),
         };
-        if !config.patterns.is_empty() {
+        if !config.subscriptions.patterns.is_empty() {
             // `tokio::spawn` would panic outside a runtime; say so instead.
             let runtime =
                 tokio::runtime::Handle::try_current().map_err(|e| ProviderError::Internal {
                     capid: CAPABILITY_ID.to_string(),
                     message: format!("cannot start the delivery tasks: {e}"),
                 })?;
-            for pattern in config.patterns {
+            for pattern in config.subscriptions.patterns {
                 let (tx, rx) = mpsc::unbounded_channel();
                 pair.tasks.push(runtime.spawn(deliver_loop(
                     Arc::downgrade(&self.inner),
@@ -773,7 +581,7 @@ impl CapabilityProvider for MemoryMessaging {
                 )));
                 pair.subs.push(Arc::new(Subscription {
                     pattern,
-                    queue: config.queue.clone(),
+                    queue: config.subscriptions.queue.clone(),
                     tx,
                     backlog: Arc::clone(&backlog),
                 }));
@@ -804,24 +612,7 @@ impl CapabilityProvider for MemoryMessaging {
                 &call.binding,
             ));
         }
-        match call.operation.as_str() {
-            OP_PUBLISH_MESSAGE => {
-                let message: BrokerMessage = decode(CAPABILITY_ID, &call)?;
-                check_publish_subject(&message.subject).map_err(MessagingError::from)?;
-                if !message.reply_to.is_empty() {
-                    check_publish_subject(&message.reply_to).map_err(MessagingError::from)?;
-                }
-                self.inner
-                    .route(&message.subject, &message.reply_to, message.body)?
-                    .check(&message.subject)?;
-                Ok(Vec::new())
-            }
-            OP_PERFORM_REQUEST => {
-                let request: RequestMessage = decode(CAPABILITY_ID, &call)?;
-                self.request(request).await
-            }
-            other => Err(ProviderError::unknown_operation(CAPABILITY_ID, other)),
-        }
+        waxosuit_cap_messaging::dispatch(self, &call).await
     }
 
     async fn health(&self) -> Health {
@@ -848,13 +639,28 @@ impl CapabilityProvider for MemoryMessaging {
     }
 }
 
-impl MemoryMessaging {
-    async fn request(&self, request: RequestMessage) -> Result<Vec<u8>, ProviderError> {
-        check_publish_subject(&request.subject).map_err(MessagingError::from)?;
-        let timeout = match u64::try_from(request.timeout_ms) {
-            Ok(ms) if ms > 0 => Duration::from_millis(ms),
-            _ => DEFAULT_REQUEST_TIMEOUT,
-        };
+/// The operation table's view of the broker, for a caller already found
+/// bound.
+#[async_trait]
+impl Broker for MemoryMessaging {
+    async fn publish(
+        &self,
+        _caller: &Caller<'_>,
+        message: BrokerMessage,
+    ) -> Result<(), ProviderError> {
+        self.inner
+            .route(&message.subject, &message.reply_to, message.body)?
+            .check(&message.subject)?;
+        Ok(())
+    }
+
+    async fn request(
+        &self,
+        _caller: &Caller<'_>,
+        subject: String,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, ProviderError> {
         let n = self.inner.next_inbox.fetch_add(1, Ordering::Relaxed);
         let inbox = format!("_INBOX.WAXOSUIT.{n}");
         let (tx, rx) = oneshot::channel();
@@ -865,24 +671,15 @@ impl MemoryMessaging {
             inner: &self.inner,
             inbox: inbox.clone(),
         };
-        let matched = self
-            .inner
-            .route(&request.subject, &inbox, request.body)?
-            .check(&request.subject)?;
+        let matched = self.inner.route(&subject, &inbox, body)?.check(&subject)?;
         if matched == 0 {
-            return Err(MessagingError::NoResponders {
-                subject: request.subject,
-            }
-            .into());
+            return Err(MessagingError::NoResponders { subject }.into());
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(_)) => Err(MessagingError::ShutDown {
-                subject: request.subject,
-            }
-            .into()),
+            Ok(Err(_)) => Err(MessagingError::ShutDown { subject }.into()),
             Err(_) => Err(MessagingError::TimedOut {
-                subject: request.subject,
+                subject,
                 timeout_ms: timeout.as_millis(),
             }
             .into()),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::{Semaphore, mpsc};
-use waxosuit_cap_messaging_memory::MemoryMessaging;
+use waxosuit_cap_messaging_memory::{MemoryMessaging, QUEUEGROUP_NAME, SUBSCRIPTION};
 use waxosuit_codec::messaging::{
     BrokerMessage, CAPABILITY_ID, OP_DELIVER_MESSAGE, OP_PERFORM_REQUEST, OP_PUBLISH_MESSAGE,
     RequestMessage,
@@ -447,7 +447,7 @@ async fn bad_payloads_and_operations_are_refused() {
         "{err:?}"
     );
     let err = publish(&f.broker, "MA", "a.*", b"").await.unwrap_err();
-    assert!(err.to_string().contains("wildcards"), "{err}");
+    assert!(err.to_string().contains("wildcard"), "{err}");
 }
 
 #[tokio::test]
@@ -893,4 +893,110 @@ async fn quota_values_must_be_positive_whole_numbers() {
         );
     }
     assert_eq!(f.broker.subscriber_count("x"), 0);
+}
+
+/// The contract's conformance suite, on the embedded broker.
+#[tokio::test]
+async fn passes_the_messaging_conformance_suite() {
+    let broker = MemoryMessaging::new();
+    let recorder = waxosuit_cap_messaging::conformance::Recorder::new();
+    broker.start(recorder.dispatcher()).await.unwrap();
+    waxosuit_cap_messaging::conformance::run(&broker, &recorder, &[])
+        .await
+        .assert_passed();
+}
+
+/// One way a broker can get the contract wrong, put in front of the
+/// embedded broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flaw {
+    /// Queue groups are ignored: every member gets every message.
+    IgnoresQueueGroups,
+    /// `remove_actor` keeps the subscriptions.
+    KeepsRemovedBindings,
+    /// `Publish` loses its `replyTo`.
+    DropsReplyTo,
+    /// An invalid `SUBSCRIPTION` is silently ignored.
+    IgnoresBadSubscriptions,
+}
+
+struct Flawed {
+    broker: MemoryMessaging,
+    flaw: Flaw,
+}
+
+#[async_trait::async_trait]
+impl CapabilityProvider for Flawed {
+    fn descriptor(&self) -> waxosuit_codec::capabilities::CapabilityDescriptor {
+        self.broker.descriptor()
+    }
+    async fn start(&self, dispatcher: Arc<dyn ActorDispatcher>) -> Result<(), ProviderError> {
+        self.broker.start(dispatcher).await
+    }
+    async fn bind_actor(&self, mut request: BindRequest) -> Result<(), ProviderError> {
+        match self.flaw {
+            Flaw::IgnoresQueueGroups => {
+                request.values.remove(QUEUEGROUP_NAME);
+            }
+            Flaw::IgnoresBadSubscriptions => {
+                let valid = request.values.get(SUBSCRIPTION).is_some_and(|list| {
+                    list.split(',')
+                        .all(|s| waxosuit_cap_messaging::subject::validate(s.trim()).is_ok())
+                });
+                if !valid {
+                    request.values.remove(SUBSCRIPTION);
+                }
+            }
+            _ => {}
+        }
+        self.broker.bind_actor(request).await
+    }
+    async fn remove_actor(&self, actor: &str, binding: &str) -> Result<(), ProviderError> {
+        if self.flaw == Flaw::KeepsRemovedBindings {
+            return Ok(());
+        }
+        self.broker.remove_actor(actor, binding).await
+    }
+    async fn handle_call(&self, mut call: ProviderCall) -> Result<Vec<u8>, ProviderError> {
+        if self.flaw == Flaw::DropsReplyTo
+            && call.operation == OP_PUBLISH_MESSAGE
+            && let Ok(mut message) = waxosuit_codec::deserialize::<BrokerMessage>(&call.payload)
+        {
+            message.reply_to.clear();
+            call.payload = waxosuit_codec::serialize(&message).unwrap();
+        }
+        self.broker.handle_call(call).await
+    }
+}
+
+/// The suite can fail: each flaw fails the check that covers it.
+#[tokio::test]
+async fn the_conformance_suite_catches_a_wrong_broker() {
+    for (flaw, check) in [
+        (
+            Flaw::IgnoresQueueGroups,
+            "queue_group_gets_each_message_once",
+        ),
+        (
+            Flaw::KeepsRemovedBindings,
+            "removing_a_binding_stops_delivery",
+        ),
+        (Flaw::DropsReplyTo, "reply_to_is_delivered"),
+        (
+            Flaw::IgnoresBadSubscriptions,
+            "invalid_binding_values_are_refused",
+        ),
+    ] {
+        let flawed = Flawed {
+            broker: MemoryMessaging::new(),
+            flaw,
+        };
+        let recorder = waxosuit_cap_messaging::conformance::Recorder::new();
+        flawed.start(recorder.dispatcher()).await.unwrap();
+        let report = waxosuit_cap_messaging::conformance::run(&flawed, &recorder, &[]).await;
+        assert!(
+            report.failed(check),
+            "{flaw:?} was not caught by {check}:\n{report}"
+        );
+    }
 }

@@ -7,6 +7,11 @@
 //!
 //! # A guided tour
 //!
+//! * What `Publish` and `Request` mean, the subject rules, the binding
+//!   values above and the error texts are the contract crate's
+//!   ([`waxosuit_cap_messaging`]), shared with the embedded broker; this
+//!   crate adds the connection, the reserved lattice subjects and the
+//!   recovery described below.
 //! * [`NatsMessaging::new`] builds the provider. Register it with the host
 //!   like any [`CapabilityProvider`]; the dispatcher it gets in
 //!   [`start`](CapabilityProvider::start) is how messages reach actors.
@@ -17,6 +22,7 @@
 //!   | [`URL`] | server URL, default [`DEFAULT_URL`]; `nats://user:password@host:port` (percent-encoded) or `nats://token@host:port` authenticates |
 //!   | [`SUBSCRIPTION`] | comma-separated subjects to receive (NATS wildcards allowed) |
 //!   | [`QUEUEGROUP_NAME`] | optional; subscribe as a member of this queue group |
+//!   | [`MAX_SUBSCRIPTIONS`] | most subjects `SUBSCRIPTION` may list, default `64` (each is a server subscription and a delivery task) |
 //!   | [`CREDSFILE`] | optional path of a NATS `.creds` file (user JWT and seed); not together with credentials in the `URL` |
 //!
 //!   **Each binding has its own connection**, named [`CONNECTION_NAME`],
@@ -115,33 +121,29 @@ use async_nats::{Client, ConnectErrorKind, ConnectOptions, RequestErrorKind, Sub
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
-use waxosuit_codec::capabilities::{CapabilityDescriptor, OperationDirection};
-use waxosuit_codec::messaging::{
-    BrokerMessage, CAPABILITY_ID, OP_DELIVER_MESSAGE, OP_PERFORM_REQUEST, OP_PUBLISH_MESSAGE,
-    RequestMessage,
-};
+use waxosuit_cap_messaging::{Broker, Caller, Subscriptions};
+use waxosuit_codec::capabilities::CapabilityDescriptor;
+use waxosuit_codec::messaging::{BrokerMessage, CAPABILITY_ID, OP_DELIVER_MESSAGE};
 use waxosuit_provider::{
     ActorDispatcher, BindRequest, Bindings, CapabilityProvider, Health, ProviderCall,
-    ProviderError, decode, encode, redact_url,
+    ProviderError, encode, redact_url,
 };
 
 pub mod reconnect;
-pub mod subject;
+
+pub use waxosuit_cap_messaging::{
+    DEFAULT_REQUEST_TIMEOUT, MAX_SUBSCRIPTIONS, MessagingError, NATS_ACCOUNTS_DOC, QUEUEGROUP_NAME,
+    SUBSCRIPTION, SubjectUse, subject,
+};
 
 use crate::reconnect::Reconnect;
 
 /// Binding key: the NATS server URL.
 pub const URL: &str = "URL";
-/// Binding key: comma-separated subjects to subscribe to.
-pub const SUBSCRIPTION: &str = "SUBSCRIPTION";
-/// Binding key: queue group for the binding's subscriptions.
-pub const QUEUEGROUP_NAME: &str = "QUEUEGROUP_NAME";
 /// Binding key: path of a NATS `.creds` file.
 pub const CREDSFILE: &str = "CREDSFILE";
 /// The server used when a binding has no [`URL`].
 pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
-/// How long a `Request` waits when its `timeout` is `0` or negative.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The connection name servers show for this provider's clients.
 pub const CONNECTION_NAME: &str = "Waxosuit NATS Provider";
 /// How long a bind waits for the server to confirm its subscriptions.
@@ -150,124 +152,8 @@ const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(10);
 /// new ones (the NATS "slow consumer" case).
 pub const SUBSCRIPTION_CAPACITY: usize = 1024;
 
-/// Why a messaging operation failed. Each converts into the
-/// [`ProviderError`] the actor sees.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum MessagingError {
-    /// The server reported no subscription for the request subject.
-    #[error("no responders for {subject}")]
-    NoResponders {
-        /// The request subject.
-        subject: String,
-    },
-    /// Nobody replied before the request's deadline.
-    #[error("no reply on {subject} within {timeout_ms} ms")]
-    TimedOut {
-        /// The request subject.
-        subject: String,
-        /// The deadline used, in milliseconds.
-        timeout_ms: u128,
-    },
-    /// The subject is, or as a wildcard could match, a subject under a
-    /// reserved prefix: the Waxosuit lattice's own control and data planes.
-    #[error(
-        "permission denied: actor {actor} (binding `{binding}`) may not {action} `{subject}`: \
-         {reach}, and those are reserved for the Waxosuit lattice (prefix `{prefix}`). Use a \
-         subject that cannot match `{prefix}.>`, or give actors a NATS account of their own \
-         (see {NATS_ACCOUNTS_DOC})",
-        reach = reach(.subject, .prefix)
-    )]
-    Reserved {
-        /// The actor's key.
-        actor: String,
-        /// The binding the call came through.
-        binding: String,
-        /// What the actor tried.
-        action: SubjectUse,
-        /// The refused subject or pattern.
-        subject: String,
-        /// The reserved prefix it reaches.
-        prefix: String,
-    },
-    /// The subject is not a valid NATS subject for this use.
-    #[error(
-        "actor {actor} (binding `{binding}`) may not {action} `{subject}`: it is not a valid \
-         NATS subject: {reason}"
-    )]
-    InvalidSubject {
-        /// The actor's key.
-        actor: String,
-        /// The binding the call came through.
-        binding: String,
-        /// What the actor tried.
-        action: SubjectUse,
-        /// The subject as given.
-        subject: String,
-        /// What is wrong with it.
-        reason: subject::SubjectError,
-    },
-    /// The client refused or failed the operation.
-    #[error("{operation} on {subject} failed: {reason}")]
-    Client {
-        /// `publish`, `request`, …
-        operation: &'static str,
-        /// The subject.
-        subject: String,
-        /// What the client said.
-        reason: String,
-    },
-}
-
-impl From<MessagingError> for ProviderError {
-    /// Every messaging failure reaches the actor as [`ProviderError::Backend`]
-    /// (the provider API has no permission variant): the text says what was
-    /// refused and why.
-    fn from(e: MessagingError) -> ProviderError {
-        ProviderError::backend(CAPABILITY_ID, e)
-    }
-}
-
 /// The prefix of the Waxosuit lattice's own subjects; always reserved.
 pub const DEFAULT_RESERVED_PREFIX: &str = "waxosuit";
-
-/// Where refusals point operators: the page on separate NATS accounts.
-pub const NATS_ACCOUNTS_DOC: &str = "docs/nats-accounts.md";
-
-/// What an actor tried to do with a subject; the text completes "may not …".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SubjectUse {
-    /// `Publish`'s subject.
-    Publish,
-    /// `Publish`'s `replyTo`, or the reply subject of a message delivered
-    /// to the actor (the provider publishes the actor's answer there).
-    Reply,
-    /// `Request`'s subject.
-    Request,
-    /// A [`SUBSCRIPTION`] subject (plain or with [`QUEUEGROUP_NAME`]).
-    Subscribe,
-}
-
-impl std::fmt::Display for SubjectUse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            SubjectUse::Publish => "publish to",
-            SubjectUse::Reply => "send replies to",
-            SubjectUse::Request => "send requests to",
-            SubjectUse::Subscribe => "subscribe to",
-        })
-    }
-}
-
-/// How a refused subject reaches under a reserved prefix, for the error text.
-fn reach(subject: &str, prefix: &str) -> String {
-    if subject::validate_literal(subject).is_ok() {
-        format!("it is a subject under `{prefix}.`")
-    } else {
-        format!("as a wildcard it could match subjects under `{prefix}.`")
-    }
-}
 
 /// A prefix given to [`NatsMessaging::reserve_prefix`] that cannot be one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -412,7 +298,7 @@ impl NatsMessaging {
     /// The pair's client and what [`Bound::connected`] needs.
     fn bound(&self, actor: &str, binding: &str) -> Result<Bound, ProviderError> {
         self.inner.bindings.read_all(|map| {
-            map.get(&(actor.to_string(), binding.to_string()))
+            map.get(actor, binding)
                 .map(|b| Bound {
                     client: b.client.clone(),
                     url: b.url.clone(),
@@ -439,7 +325,7 @@ struct Bound {
 
 impl Bound {
     /// The client, once it is connected (see [`reconnect`]).
-    async fn connected(&self, call: &ProviderCall) -> Result<&Client, ProviderError> {
+    async fn connected(&self, caller: &Caller<'_>) -> Result<&Client, ProviderError> {
         self.reconnect
             .ready(&self.client)
             .await
@@ -449,7 +335,7 @@ impl Bound {
                     "NATS at {} is unreachable for actor {} (binding `{}`): {why}. Nothing was \
                      sent; the connection keeps being re-established in the background, and \
                      calls succeed again as soon as the server is back",
-                    self.url, call.actor, call.binding
+                    self.url, caller.actor, caller.binding
                 ),
             })?;
         Ok(&self.client)
@@ -491,20 +377,29 @@ impl NatsBinding {
 
 struct BindConfig {
     url: String,
-    subjects: Vec<String>,
-    queue: Option<String>,
+    subscriptions: Subscriptions,
     creds: Option<String>,
 }
 
 /// Reads a binding's values. Subscriptions are checked here, before any
 /// connection is made, so a refused subject leaves nothing subscribed.
 fn parse_config(request: &BindRequest, reserved: &Reserved) -> Result<BindConfig, ProviderError> {
-    let config_error = |key: &str, reason: String| ProviderError::Config {
-        capid: CAPABILITY_ID.to_string(),
-        actor: request.actor.clone(),
-        key: key.to_string(),
-        reason,
-    };
+    let subscriptions = Subscriptions::from_binding(request)?;
+    for pattern in &subscriptions.patterns {
+        reserved
+            .check(
+                &request.actor,
+                &request.binding,
+                SubjectUse::Subscribe,
+                pattern.as_str(),
+            )
+            .map_err(|refused| ProviderError::Config {
+                capid: CAPABILITY_ID.to_string(),
+                actor: request.actor.clone(),
+                key: SUBSCRIPTION.to_string(),
+                reason: format!("is refused: {refused}"),
+            })?;
+    }
     let value = |key: &str| {
         request
             .values
@@ -512,39 +407,9 @@ fn parse_config(request: &BindRequest, reserved: &Reserved) -> Result<BindConfig
             .map(|v| v.trim())
             .filter(|v| !v.is_empty())
     };
-    let mut subjects = Vec::new();
-    if let Some(list) = value(SUBSCRIPTION) {
-        for subject in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            reserved
-                .check(
-                    &request.actor,
-                    &request.binding,
-                    SubjectUse::Subscribe,
-                    subject,
-                )
-                .map_err(|e| match e {
-                    MessagingError::InvalidSubject { reason, .. } => config_error(
-                        SUBSCRIPTION,
-                        format!("has an invalid subject `{subject}`: {reason}"),
-                    ),
-                    refused => config_error(SUBSCRIPTION, format!("is refused: {refused}")),
-                })?;
-            subjects.push(subject.to_string());
-        }
-    }
-    let queue = value(QUEUEGROUP_NAME).map(str::to_string);
-    if let Some(q) = &queue
-        && q.chars().any(char::is_whitespace)
-    {
-        return Err(config_error(
-            QUEUEGROUP_NAME,
-            format!("`{q}` contains whitespace"),
-        ));
-    }
     Ok(BindConfig {
         url: value(URL).unwrap_or(DEFAULT_URL).to_string(),
-        subjects,
-        queue,
+        subscriptions,
         creds: value(CREDSFILE).map(str::to_string),
     })
 }
@@ -636,30 +501,25 @@ impl NatsMessaging {
     }
 
     async fn request(
-        &self,
         client: &Client,
-        request: RequestMessage,
+        subject: String,
+        body: Vec<u8>,
+        timeout: Duration,
     ) -> Result<Vec<u8>, ProviderError> {
-        let timeout = match u64::try_from(request.timeout_ms) {
-            Ok(ms) if ms > 0 => Duration::from_millis(ms),
-            _ => DEFAULT_REQUEST_TIMEOUT,
-        };
         let outgoing = async_nats::Request::new()
-            .payload(request.body.into())
+            .payload(body.into())
             .timeout(Some(timeout));
-        match client.send_request(request.subject.clone(), outgoing).await {
+        match client.send_request(subject.clone(), outgoing).await {
             Ok(reply) => Ok(reply.payload.to_vec()),
             Err(e) => Err(match e.kind() {
-                RequestErrorKind::NoResponders => MessagingError::NoResponders {
-                    subject: request.subject,
-                },
+                RequestErrorKind::NoResponders => MessagingError::NoResponders { subject },
                 RequestErrorKind::TimedOut => MessagingError::TimedOut {
-                    subject: request.subject,
+                    subject,
                     timeout_ms: timeout.as_millis(),
                 },
                 _ => MessagingError::Client {
                     operation: "request",
-                    subject: request.subject,
+                    subject,
                     reason: e.to_string(),
                 },
             }
@@ -752,28 +612,10 @@ async fn deliver_loop(
 #[async_trait]
 impl CapabilityProvider for NatsMessaging {
     fn descriptor(&self) -> CapabilityDescriptor {
-        CapabilityDescriptor::builder()
-            .id(CAPABILITY_ID)
-            .name("Waxosuit NATS messaging provider")
-            .version(env!("CARGO_PKG_VERSION"))
-            .revision(1)
-            .long_description("Publish/subscribe and request/reply through a NATS server")
-            .with_operation(
-                OP_PUBLISH_MESSAGE,
-                OperationDirection::ToProvider,
-                "Publishes a message to a subject",
-            )
-            .with_operation(
-                OP_PERFORM_REQUEST,
-                OperationDirection::ToProvider,
-                "Sends a request and waits for one reply",
-            )
-            .with_operation(
-                OP_DELIVER_MESSAGE,
-                OperationDirection::ToActor,
-                "Delivers a message on a subscribed subject",
-            )
-            .build()
+        waxosuit_cap_messaging::descriptor(
+            "Waxosuit NATS messaging provider",
+            "Publish/subscribe and request/reply through a NATS server",
+        )
     }
 
     async fn start(&self, dispatcher: Arc<dyn ActorDispatcher>) -> Result<(), ProviderError> {
@@ -797,10 +639,16 @@ impl CapabilityProvider for NatsMessaging {
             })
         };
         let mut subscribers = Vec::new();
-        for subject in &config.subjects {
-            let subscriber = match &config.queue {
-                Some(q) => client.queue_subscribe(subject.clone(), q.clone()).await,
-                None => client.subscribe(subject.clone()).await,
+        let subjects: Vec<&str> = config
+            .subscriptions
+            .patterns
+            .iter()
+            .map(|p| p.as_str())
+            .collect();
+        for subject in &subjects {
+            let subscriber = match &config.subscriptions.queue {
+                Some(q) => client.queue_subscribe(subject.to_string(), q.clone()).await,
+                None => client.subscribe(subject.to_string()).await,
             }
             .map_err(|e| subscribe_error(subject, &e))?;
             subscribers.push(subscriber);
@@ -810,7 +658,7 @@ impl CapabilityProvider for NatsMessaging {
             // returns, or messages published right after it would be missed.
             round_trip(&client)
                 .await
-                .map_err(|e| subscribe_error(&config.subjects.join(","), &e))?;
+                .map_err(|e| subscribe_error(&subjects.join(","), &e))?;
         }
         let tasks = subscribers
             .into_iter()
@@ -850,82 +698,19 @@ impl CapabilityProvider for NatsMessaging {
 
     async fn handle_call(&self, call: ProviderCall) -> Result<Vec<u8>, ProviderError> {
         let bound = self.bound(&call.actor, &call.binding)?;
-        match call.operation.as_str() {
-            OP_PUBLISH_MESSAGE => {
-                let message: BrokerMessage = decode(CAPABILITY_ID, &call)?;
-                let check = |action, subject: &str| {
-                    self.reserved
-                        .check(&call.actor, &call.binding, action, subject)
-                };
-                check(SubjectUse::Publish, &message.subject)?;
-                if !message.reply_to.is_empty() {
-                    check(SubjectUse::Reply, &message.reply_to)?;
-                }
-                // Refused subjects are refused before anything waits on
-                // the connection.
-                let client = bound.connected(&call).await?;
-                let subject = message.subject.clone();
-                let send = async {
-                    if message.reply_to.is_empty() {
-                        client.publish(message.subject, message.body.into()).await
-                    } else {
-                        client
-                            .publish_with_reply(
-                                message.subject,
-                                message.reply_to,
-                                message.body.into(),
-                            )
-                            .await
-                    }
-                };
-                // The connection may drop between the check above and the
-                // send; while it reconnects the client stops draining its
-                // command queue, and a publish behind a full queue would
-                // wait for the server's return. Bounded like the wait for a
-                // connection.
-                let Ok(sent) = tokio::time::timeout(reconnect::RECONNECT_WAIT, send).await else {
-                    return Err(ProviderError::Unavailable {
-                        capid: CAPABILITY_ID.to_string(),
-                        reason: format!(
-                            "NATS at {} did not take the message for `{subject}` from actor {} \
-                             (binding `{}`) within {:?}: the connection dropped as it was sent. \
-                             It may or may not be delivered; calls succeed again as soon as the \
-                             server is back",
-                            bound.url,
-                            call.actor,
-                            call.binding,
-                            reconnect::RECONNECT_WAIT
-                        ),
-                    });
-                };
-                sent.map_err(|e| MessagingError::Client {
-                    operation: "publish",
-                    subject,
-                    reason: e.to_string(),
-                })?;
-                Ok(Vec::new())
-            }
-            OP_PERFORM_REQUEST => {
-                let request: RequestMessage = decode(CAPABILITY_ID, &call)?;
-                self.reserved.check(
-                    &call.actor,
-                    &call.binding,
-                    SubjectUse::Request,
-                    &request.subject,
-                )?;
-                let client = bound.connected(&call).await?;
-                self.request(client, request).await
-            }
-            other => Err(ProviderError::unknown_operation(CAPABILITY_ID, other)),
-        }
+        let broker = BoundBroker {
+            reserved: &self.reserved,
+            bound,
+        };
+        waxosuit_cap_messaging::dispatch(&broker, &call).await
     }
 
     async fn health(&self) -> Health {
         let (count, down): (usize, Vec<String>) = self.inner.bindings.read_all(|bindings| {
             let down = bindings
                 .iter()
-                .filter(|(_, b)| b.client.connection_state() != State::Connected)
-                .map(|((actor, binding), b)| format!("{actor} (binding `{binding}`) to {}", b.url))
+                .filter(|(_, _, b)| b.client.connection_state() != State::Connected)
+                .map(|(actor, binding, b)| format!("{actor} (binding `{binding}`) to {}", b.url))
                 .collect();
             (bindings.len(), down)
         });
@@ -949,6 +734,79 @@ impl CapabilityProvider for NatsMessaging {
             .write()
             .unwrap_or_else(PoisonError::into_inner) = None;
         self.stop_all();
+    }
+}
+
+/// The operation table's view of one bound pair's connection.
+struct BoundBroker<'a> {
+    reserved: &'a Reserved,
+    bound: Bound,
+}
+
+#[async_trait]
+impl Broker for BoundBroker<'_> {
+    /// Valid, and not under a reserved prefix.
+    fn check_subject(
+        &self,
+        caller: &Caller<'_>,
+        action: SubjectUse,
+        subject: &str,
+    ) -> Result<(), MessagingError> {
+        self.reserved
+            .check(caller.actor, caller.binding, action, subject)
+    }
+
+    async fn publish(
+        &self,
+        caller: &Caller<'_>,
+        message: BrokerMessage,
+    ) -> Result<(), ProviderError> {
+        // Refused subjects were refused before anything waits on the
+        // connection.
+        let client = self.bound.connected(caller).await?;
+        let subject = message.subject.clone();
+        let send = async {
+            if message.reply_to.is_empty() {
+                client.publish(message.subject, message.body.into()).await
+            } else {
+                client
+                    .publish_with_reply(message.subject, message.reply_to, message.body.into())
+                    .await
+            }
+        };
+        // The connection may drop between the check above and the send;
+        // while it reconnects the client stops draining its command queue,
+        // and a publish behind a full queue would wait for the server's
+        // return. Bounded like the wait for a connection.
+        let Ok(sent) = tokio::time::timeout(reconnect::RECONNECT_WAIT, send).await else {
+            return Err(ProviderError::Unavailable {
+                capid: CAPABILITY_ID.to_string(),
+                reason: format!(
+                    "NATS at {} did not take the message for `{subject}` from actor {}                      (binding `{}`) within {:?}: the connection dropped as it was sent. It may                      or may not be delivered; calls succeed again as soon as the server is back",
+                    self.bound.url,
+                    caller.actor,
+                    caller.binding,
+                    reconnect::RECONNECT_WAIT
+                ),
+            });
+        };
+        sent.map_err(|e| MessagingError::Client {
+            operation: "publish",
+            subject,
+            reason: e.to_string(),
+        })?;
+        Ok(())
+    }
+
+    async fn request(
+        &self,
+        caller: &Caller<'_>,
+        subject: String,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, ProviderError> {
+        let client = self.bound.connected(caller).await?;
+        NatsMessaging::request(client, subject, body, timeout).await
     }
 }
 
@@ -1113,8 +971,14 @@ mod tests {
         };
         let config = parse_config(&request, &Reserved::new()).unwrap();
         assert_eq!(config.url, DEFAULT_URL);
-        assert_eq!(config.subjects, vec!["a", "b.*"]);
-        assert_eq!(config.queue, None);
+        let subjects: Vec<&str> = config
+            .subscriptions
+            .patterns
+            .iter()
+            .map(|p| p.as_str())
+            .collect();
+        assert_eq!(subjects, ["a", "b.*"]);
+        assert_eq!(config.subscriptions.queue, None);
         assert_eq!(config.creds, None);
     }
 }

@@ -1053,3 +1053,16 @@ async fn credentials_in_the_url_never_reach_the_actor() {
         "{text}"
     );
 }
+
+/// The contract's conformance suite on a real nats-server.
+#[tokio::test]
+async fn passes_the_messaging_conformance_suite() {
+    let server = NatsServer::start().unwrap();
+    let nats = NatsMessaging::new();
+    let recorder = waxosuit_cap_messaging::conformance::Recorder::new();
+    nats.start(recorder.dispatcher()).await.unwrap();
+    let url = server.url();
+    waxosuit_cap_messaging::conformance::run(&nats, &recorder, &[("URL", &url)])
+        .await
+        .assert_passed();
+}

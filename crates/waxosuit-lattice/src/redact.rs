@@ -89,11 +89,7 @@ fn redact_url(value: &str) -> String {
     // what they read, or `alice:pw@nats:4222\n` (free text as written) and
     // `redis:\t//u:pw@db` (no `://` as written) keep their password.
     if value.contains('@') {
-        let read: String = value
-            .trim_matches(|c: char| c <= ' ')
-            .chars()
-            .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
-            .collect();
+        let read = as_clients_read_it(value);
         if read != value && (read.contains("://") || !read.contains(char::is_whitespace)) {
             return redact_url_as_written(&read);
         }
@@ -112,10 +108,28 @@ fn redact_url_as_written(value: &str) -> String {
     // Without `://`, NATS clients read `nats://` + the value, so the start
     // of `user:password@host` is an authority too (and `https:u:pw@host`
     // has a user both ways): redact it as well.
-    if !parsed.contains("://") && parsed.contains('@') && !parsed.contains(char::is_whitespace) {
+    // Whether it is free text is decided on what is shown, as a client
+    // would read it: whitespace that was only in a redacted query (a form
+    // feed in a token) must not leave the user part of what is now a
+    // well-formed address.
+    if !parsed.contains("://")
+        && parsed.contains('@')
+        && !as_clients_read_it(&parsed).contains(char::is_whitespace)
+    {
         return redact_authority(&parsed, 0, false);
     }
     parsed
+}
+
+/// `value` as the WHATWG URL parser (the `url` crate, hence Redis and NATS
+/// clients) reads it: leading and trailing controls and spaces dropped,
+/// every tab and newline removed.
+fn as_clients_read_it(value: &str) -> String {
+    value
+        .trim_matches(|c: char| c <= ' ')
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .collect()
 }
 
 /// `value` with the password (or the lone user) of the authority that
@@ -205,6 +219,17 @@ fn redact_query(rest: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fuzz finding (`lattice_redact`, 2026-12-05): whitespace only in a
+    /// redacted query (a form feed in the token) made the value look like
+    /// free text, so the user part of the address before it was shown.
+    #[test]
+    fn whitespace_in_a_redacted_query_does_not_spare_the_user() {
+        let value = "\u{1a}\tsecret-user@host:4222?token=abc\u{c}def";
+        let shown = redact_value("URL", value);
+        assert!(!shown.contains("secret-user"), "{shown:?}");
+        assert!(!shown.contains("abc"), "{shown:?}");
+    }
 
     #[test]
     fn credentials_in_urls_keys_and_queries_are_redacted_and_the_rest_kept() {

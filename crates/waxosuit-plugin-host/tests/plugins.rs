@@ -537,3 +537,25 @@ async fn an_unsigned_library_describes_itself_and_is_not_left_loaded() {
     let err = PluginProvider::from_unsigned_library("/nonexistent/libnothing.so").unwrap_err();
     assert!(matches!(err, PluginError::Open { .. }), "{err}");
 }
+
+/// The memory store built as a native plugin passes the contract's
+/// conformance suite through the C ABI, errors and all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keyvalue_plugin_passes_the_conformance_suite() {
+    let keys = Keys::new();
+    let verified = keys
+        .archive("wascc:keyvalue", plugins::KEYVALUE_MEMORY)
+        .verify(&keys.verifier())
+        .unwrap();
+    let plugin = Arc::new(PluginProvider::from_archive(&verified).unwrap());
+    let host = keys.host();
+    host.add_provider("default", plugin.clone()).await.unwrap();
+    let subject =
+        waxosuit_cap_keyvalue::conformance::ProviderSubject::bind(&*plugin, "MPLUGINKV", &[])
+            .await
+            .unwrap();
+    waxosuit_cap_keyvalue::conformance::run(&subject)
+        .await
+        .assert_passed();
+    host.shutdown().await;
+}

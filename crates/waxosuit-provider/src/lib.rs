@@ -300,11 +300,51 @@ pub fn encode<T: Serialize>(capid: &str, value: &T) -> Result<Vec<u8>, ProviderE
 ///
 /// Every provider keeps one entry per binding and must answer calls from an
 /// unknown pair with [`ProviderError::NotBound`]; this table does both, so
-/// providers differ only in what they keep per binding.
+/// providers differ only in what they keep per binding. Entries are kept by
+/// actor, then by binding name, so a call is routed from the borrowed
+/// strings it carries without allocating.
 #[derive(Debug)]
 pub struct Bindings<T> {
     capid: &'static str,
-    map: RwLock<HashMap<(String, String), T>>,
+    map: RwLock<HashMap<String, HashMap<String, T>>>,
+}
+
+/// Every binding of a [`Bindings`] table, seen under its read lock
+/// ([`Bindings::read_all`]).
+#[derive(Debug)]
+pub struct BindingsView<'a, T> {
+    map: &'a HashMap<String, HashMap<String, T>>,
+}
+
+impl<'a, T> BindingsView<'a, T> {
+    /// The pair's state, if bound.
+    pub fn get(&self, actor: &str, binding: &str) -> Option<&'a T> {
+        self.map.get(actor)?.get(binding)
+    }
+
+    /// Each binding's state, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &'a T> + use<'a, T> {
+        self.map.values().flat_map(HashMap::values)
+    }
+
+    /// `(actor, binding, state)` of each binding, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a str, &'a T)> + use<'a, T> {
+        self.map.iter().flat_map(|(actor, bindings)| {
+            bindings
+                .iter()
+                .map(move |(binding, value)| (actor.as_str(), binding.as_str(), value))
+        })
+    }
+
+    /// How many bindings there are.
+    pub fn len(&self) -> usize {
+        self.map.values().map(HashMap::len).sum()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.map.values().all(HashMap::is_empty)
+    }
 }
 
 impl<T> Bindings<T> {
@@ -318,14 +358,44 @@ impl<T> Bindings<T> {
 
     /// Stores `value` for the pair, returning what it replaces.
     pub fn insert(&self, actor: String, binding: String, value: T) -> Option<T> {
-        self.write().insert((actor, binding), value)
+        self.write()
+            .entry(actor)
+            .or_default()
+            .insert(binding, value)
+    }
+
+    /// Binds the pair to what `make` builds from the pair's current state
+    /// (`None` when unbound), under the table's write lock so that two binds
+    /// of one pair cannot interleave; an error from `make` leaves the table
+    /// as it was.
+    pub fn bind_with<E>(
+        &self,
+        actor: &str,
+        binding: &str,
+        make: impl FnOnce(Option<&T>) -> Result<T, E>,
+    ) -> Result<(), E> {
+        let mut map = self.write();
+        let current = map.get(actor).and_then(|bindings| bindings.get(binding));
+        let value = make(current)?;
+        map.entry(actor.to_string())
+            .or_default()
+            .insert(binding.to_string(), value);
+        Ok(())
     }
 
     /// Removes the pair's state; an unknown pair is [`ProviderError::NotBound`].
     pub fn remove(&self, actor: &str, binding: &str) -> Result<T, ProviderError> {
-        self.write()
-            .remove(&(actor.to_string(), binding.to_string()))
-            .ok_or_else(|| ProviderError::not_bound(self.capid, actor, binding))
+        let mut map = self.write();
+        let bindings = map
+            .get_mut(actor)
+            .ok_or_else(|| ProviderError::not_bound(self.capid, actor, binding))?;
+        let value = bindings
+            .remove(binding)
+            .ok_or_else(|| ProviderError::not_bound(self.capid, actor, binding))?;
+        if bindings.is_empty() {
+            map.remove(actor);
+        }
+        Ok(value)
     }
 
     /// The pair's state; an unknown pair is [`ProviderError::NotBound`].
@@ -333,28 +403,40 @@ impl<T> Bindings<T> {
     where
         T: Clone,
     {
-        self.read_all(|map| map.get(&(actor.to_string(), binding.to_string())).cloned())
+        self.read()
+            .get(actor)
+            .and_then(|bindings| bindings.get(binding))
+            .cloned()
             .ok_or_else(|| ProviderError::not_bound(self.capid, actor, binding))
     }
 
     /// Whether the pair is bound.
     pub fn contains(&self, actor: &str, binding: &str) -> bool {
-        self.read_all(|map| map.contains_key(&(actor.to_string(), binding.to_string())))
+        self.read()
+            .get(actor)
+            .is_some_and(|bindings| bindings.contains_key(binding))
     }
 
     /// Runs `f` over every binding under the read lock (routing, health).
-    pub fn read_all<R>(&self, f: impl FnOnce(&HashMap<(String, String), T>) -> R) -> R {
-        f(&self.map.read().unwrap_or_else(PoisonError::into_inner))
+    pub fn read_all<R>(&self, f: impl FnOnce(BindingsView<'_, T>) -> R) -> R {
+        f(BindingsView { map: &self.read() })
     }
 
     /// Removes and returns every binding (shutdown).
     pub fn drain(&self) -> Vec<T> {
-        self.write().drain().map(|(_, value)| value).collect()
+        self.write()
+            .drain()
+            .flat_map(|(_, bindings)| bindings.into_values())
+            .collect()
     }
 
     // A poisoned lock only means a panic elsewhere; every update is a single
     // insert or remove, so the map is still consistent.
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<(String, String), T>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, HashMap<String, T>>> {
+        self.map.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, HashMap<String, T>>> {
         self.map.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -475,7 +557,23 @@ mod tests {
         assert!(table.remove("MA", "default").is_err());
         table.insert("MB".into(), "default".into(), 3);
         assert_eq!(table.read_all(|m| m.len()), 1);
-        assert_eq!(table.drain(), vec![3]);
+        assert_eq!(
+            table.read_all(|m| m
+                .iter()
+                .map(|(a, b, v)| (a.to_string(), b.to_string(), *v))
+                .collect::<Vec<_>>()),
+            vec![("MB".to_string(), "default".to_string(), 3)]
+        );
+        let refused: Result<(), &str> = table.bind_with("MB", "default", |_| Err("no"));
+        assert_eq!(refused, Err("no"));
+        assert_eq!(table.get("MB", "default"), Ok(3));
+        table
+            .bind_with("MB", "default", |old| {
+                Ok::<_, ()>(old.copied().unwrap_or(0) + 1)
+            })
+            .unwrap();
+        assert_eq!(table.get("MB", "default"), Ok(4));
+        assert_eq!(table.drain(), vec![4]);
         assert!(!table.contains("MB", "default"));
     }
 

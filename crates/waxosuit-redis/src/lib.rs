@@ -20,10 +20,17 @@
 //!   the caller may retry on a fresh one ([`Exchange::fresh`] says whether
 //!   that would be a second attempt on a new connection anyway).
 //!
+//! [`Link::exchange`] runs one call's exchange on it (retrying once on a
+//! new connection when that is safe, [`Repeat`]) and [`Report`] turns
+//! Redis failures into the errors actors see.
 //! `waxosuit-cap-keyvalue-redis` and `waxosuit-cap-eventstreams-redis` both
-//! use it, so the two backends recover the same way.
+//! use them, so the two backends recover and fail the same way.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+mod exchange;
+
+pub use exchange::{Repeat, Report};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

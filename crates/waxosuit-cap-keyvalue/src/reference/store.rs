@@ -1,8 +1,10 @@
 //! One actor binding's keyspace, with Redis semantics.
 //!
-//! Everything here is synchronous and takes the current time as an argument:
-//! the provider holds the store's lock for the whole of an operation (which
-//! is what makes `Add` atomic), and tests can move time without sleeping.
+//! Everything here is synchronous and takes the current time as an argument
+//! (a [`Duration`] since an epoch the caller picks, so the store needs no
+//! clock and builds for `wasm32` inside the SDK's fake host): the keyspace
+//! holds the store's lock for the whole of an operation (which is what makes
+//! `Add` atomic), and tests can move time without sleeping.
 //!
 //! A store also keeps its quotas ([`Limits`]): every operation that would
 //! add a key or bytes checks first and fails, changing nothing, when the
@@ -13,7 +15,10 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
-use tokio::time::Instant;
+use super::Limits;
+
+/// A point in time: how long after the caller's epoch.
+type Instant = Duration;
 
 /// What a key holds. Redis has one keyspace for all types, and so does a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,10 +99,6 @@ pub(crate) enum StoreError {
         current: i64,
         delta: i32,
     },
-    #[error(
-        "ERR invalid expire time {seconds} for key `{key}`; use 0 for none or a positive number of seconds"
-    )]
-    InvalidExpire { key: String, seconds: i32 },
     #[error("ERR `{operation}` needs at least one key")]
     NoKeys { operation: &'static str },
     /// The write would take the store over one of its [`Limits`]. The
@@ -124,13 +125,6 @@ pub(crate) enum Quota {
     Keys,
     /// [`Limits::max_bytes`].
     Bytes,
-}
-
-/// What one keyspace may hold. Bytes are counted as [`entry_bytes`] says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Limits {
-    pub(crate) max_keys: u64,
-    pub(crate) max_bytes: u64,
 }
 
 /// What one key, list item or set member costs on top of its bytes: an
@@ -318,20 +312,14 @@ impl Store {
         &mut self,
         key: &str,
         value: String,
-        expires_s: i32,
+        expires_s: u32,
         now: Instant,
     ) -> Result<(), StoreError> {
         let expires_at = match expires_s {
             0 => None,
-            s if s < 0 => {
-                return Err(StoreError::InvalidExpire {
-                    key: key.to_string(),
-                    seconds: s,
-                });
-            }
-            // A deadline past what `Instant` can represent is, in practice,
-            // never.
-            s => now.checked_add(Duration::from_secs(u64::from(s.unsigned_abs()))),
+            // A deadline past what a `Duration` can represent is, in
+            // practice, never.
+            s => now.checked_add(Duration::from_secs(u64::from(s))),
         };
         let entry = Entry {
             value: Value::Str(value),
@@ -655,6 +643,14 @@ impl Store {
             .unwrap_or_default())
     }
 
+    /// How long the live `key` has left; `None` when missing or without
+    /// expiry.
+    pub(crate) fn ttl(&mut self, key: &str, now: Instant) -> Option<Duration> {
+        self.live(key, now)?
+            .expires_at
+            .map(|at| at.saturating_sub(now))
+    }
+
     /// `EXISTS`.
     pub(crate) fn exists(&mut self, key: &str, now: Instant) -> bool {
         self.live(key, now).is_some()
@@ -689,7 +685,7 @@ mod tests {
     #[test]
     fn the_running_byte_count_matches_the_data_after_any_sequence_of_writes() {
         let mut s = Store::new(UNLIMITED);
-        let t0 = Instant::now();
+        let t0 = Duration::ZERO;
         // xorshift: a fixed but irregular sequence of operations, keys,
         // values and clock steps.
         let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -704,7 +700,7 @@ mod tests {
             let key = format!("k{}", next() % 16);
             let value = "v".repeat((next() % 5) as usize);
             let _ = match next() % 10 {
-                0 => s.set(&key, value, (next() % 3) as i32, now).map(drop),
+                0 => s.set(&key, value, (next() % 3) as u32, now).map(drop),
                 1 => s.add(&key, (next() % 2000) as i32 - 1000, now).map(drop),
                 2 => s.push(&key, value, now).map(drop),
                 3 => s.list_remove(&key, &value, now).map(drop),
@@ -728,7 +724,7 @@ mod tests {
 
     #[test]
     fn writes_over_a_limit_fail_and_change_nothing() {
-        let now = Instant::now();
+        let now = Duration::ZERO;
         let mut s = Store::new(Limits {
             max_keys: 2,
             max_bytes: 1000,
@@ -798,7 +794,7 @@ mod tests {
 
     #[test]
     fn expired_data_is_swept_to_make_room_instead_of_refusing() {
-        let t0 = Instant::now();
+        let t0 = Duration::ZERO;
         let mut s = Store::new(Limits {
             max_keys: 1,
             max_bytes: u64::MAX,
@@ -812,14 +808,14 @@ mod tests {
     }
 
     fn range(store: &mut Store, start: i32, stop: i32) -> Vec<String> {
-        store.range("l", start, stop, Instant::now()).unwrap()
+        store.range("l", start, stop, Duration::ZERO).unwrap()
     }
 
     /// A list `a b c d e`, head first.
     fn abcde() -> Store {
         let mut store = Store::new(UNLIMITED);
         for item in ["e", "d", "c", "b", "a"] {
-            store.push("l", item.to_string(), Instant::now()).unwrap();
+            store.push("l", item.to_string(), Duration::ZERO).unwrap();
         }
         store
     }
@@ -863,7 +859,7 @@ mod tests {
     #[test]
     fn add_refuses_results_outside_the_reply_range_and_keeps_the_value() {
         let mut s = Store::new(UNLIMITED);
-        let now = Instant::now();
+        let now = Duration::ZERO;
         assert_eq!(s.add("n", i32::MAX, now).unwrap(), i32::MAX);
         let err = s.add("n", 1, now).unwrap_err();
         assert!(
@@ -876,7 +872,7 @@ mod tests {
     #[test]
     fn add_keeps_the_ttl_and_set_replaces_it() {
         let mut s = Store::new(UNLIMITED);
-        let t0 = Instant::now();
+        let t0 = Duration::ZERO;
         s.set("n", "1".into(), 10, t0).unwrap();
         s.add("n", 1, t0 + Duration::from_secs(5)).unwrap();
         assert_eq!(s.get("n", t0 + Duration::from_secs(11)).unwrap(), None);
@@ -892,7 +888,7 @@ mod tests {
     #[test]
     fn expired_entries_are_invisible_before_the_sweep_and_gone_after_it() {
         let mut s = Store::new(UNLIMITED);
-        let t0 = Instant::now();
+        let t0 = Duration::ZERO;
         s.set("a", "1".into(), 1, t0).unwrap();
         s.set("b", "1".into(), 0, t0).unwrap();
         let later = t0 + Duration::from_secs(2);
@@ -907,7 +903,7 @@ mod tests {
     #[test]
     fn an_expired_string_no_longer_blocks_list_operations() {
         let mut s = Store::new(UNLIMITED);
-        let t0 = Instant::now();
+        let t0 = Duration::ZERO;
         s.set("k", "x".into(), 1, t0).unwrap();
         assert_eq!(
             s.push("k", "a".into(), t0 + Duration::from_secs(2))

@@ -14,13 +14,14 @@
 //! `waxosuit` and `*` (one token, but `waxosuit.>` needs two) do not.
 //!
 //! ```
-//! use waxosuit_cap_messaging_nats::subject::{overlaps_prefix, validate};
+//! use waxosuit_cap_messaging::subject::{Pattern, overlaps_prefix, validate};
 //!
 //! assert!(validate("*.control.*").is_ok());
 //! assert!(overlaps_prefix("*.control.*", "waxosuit"));
 //! assert!(overlaps_prefix(">", "staging.waxosuit"));
 //! assert!(!overlaps_prefix("staging.*", "staging.waxosuit"));
 //! assert!(validate("a..b").is_err());
+//! assert!(Pattern::parse("orders.*").unwrap().matches("orders.new"));
 //! ```
 
 /// Why a string is not a usable NATS subject. The text completes "… is not
@@ -83,6 +84,54 @@ pub fn validate_literal(subject: &str) -> Result<(), SubjectError> {
         return Err(SubjectError::Wildcard);
     }
     Ok(())
+}
+
+/// A subscription pattern: a subject whose tokens may be `*` (exactly one
+/// token) or, as the last token, `>` (one or more remaining tokens).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pattern {
+    text: String,
+}
+
+impl Pattern {
+    /// Parses a pattern, refusing what [`validate`] refuses.
+    ///
+    /// # Errors
+    ///
+    /// Why `text` is not a valid subject or pattern.
+    pub fn parse(text: &str) -> Result<Pattern, SubjectError> {
+        validate(text)?;
+        Ok(Pattern {
+            text: text.to_string(),
+        })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether a literal subject matches this pattern.
+    pub fn matches(&self, subject: &str) -> bool {
+        let mut tokens = subject.split('.');
+        for wanted in self.text.split('.') {
+            if wanted == ">" {
+                // `>` needs at least one token to stand for.
+                return tokens.next().is_some();
+            }
+            match tokens.next() {
+                Some(token) if wanted == "*" || wanted == token => {}
+                _ => return false,
+            }
+        }
+        tokens.next().is_none()
+    }
+}
+
+impl std::fmt::Display for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 /// Whether some subject under `prefix` (that is, matched by `{prefix}.>`)
@@ -268,6 +317,31 @@ mod tests {
             prop_assert_eq!(validate(&pattern), Ok(()));
             prop_assert_eq!(overlaps_prefix(&pattern, &prefix), expected, "{} against {}", pattern, prefix);
         }
+    }
+
+    proptest! {
+        /// `Pattern::matches` agrees with the definition.
+        #[test]
+        fn pattern_matching_agrees_with_the_definition(
+            pattern in pattern_strategy(),
+            subject in prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]), 1..=5),
+        ) {
+            let compiled = Pattern::parse(&pattern.join(".")).unwrap();
+            prop_assert_eq!(compiled.matches(&subject.join(".")), matches(&pattern, &subject));
+        }
+    }
+
+    #[test]
+    fn patterns_match_like_nats() {
+        let m = |p: &str, s: &str| Pattern::parse(p).unwrap().matches(s);
+        assert!(m("a.b", "a.b"));
+        assert!(!m("a.b", "a.b.c"));
+        assert!(m("a.*.c", "a.b.c"));
+        assert!(!m("a.*.c", "a.c"));
+        assert!(m("a.>", "a.b.c.d"));
+        assert!(!m("a.>", "a"));
+        assert!(m(">", "anything.at.all"));
+        assert!(!m("*", "x.y"));
     }
 
     #[test]

@@ -1,0 +1,136 @@
+//! One call's exchange with Redis, and how its failures reach the actor,
+//! the same for every Redis-backed capability.
+
+use std::future::Future;
+
+use redis::aio::MultiplexedConnection;
+use redis::{ErrorKind, RedisError};
+use waxosuit_provider::ProviderError;
+
+use crate::{Link, connection_is_dead};
+
+/// Whether a command may be sent again after its connection dropped with
+/// the command in flight (Redis may or may not have applied it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repeat {
+    /// Repeating it gives the same state and the same reply.
+    Safe,
+    /// Repeating it could apply it twice or change its reply; `advice`
+    /// tells the actor how to find out ("Check the value before repeating
+    /// the call").
+    Unsafe {
+        /// What to do before trying again.
+        advice: &'static str,
+    },
+}
+
+/// Which capability and server a failure is reported for.
+#[derive(Debug, Clone, Copy)]
+pub struct Report<'a> {
+    /// The capability id, in every error.
+    pub capid: &'static str,
+    /// The server's URL without credentials.
+    pub safe_url: &'a str,
+}
+
+impl Report<'_> {
+    /// [`ProviderError::Unavailable`] for this server.
+    pub fn unavailable(&self, reason: &str) -> ProviderError {
+        ProviderError::Unavailable {
+            capid: self.capid.to_string(),
+            reason: format!("Redis at {}: {reason}", self.safe_url),
+        }
+    }
+
+    /// A failed connection attempt made for the current call (never an
+    /// earlier one's): nothing was sent.
+    pub fn connect_failed(&self, error: &RedisError) -> ProviderError {
+        let reason = match error.kind() {
+            // A wrong password or database is the configuration's fault.
+            ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig => {
+                format!("cannot connect: {error}; fix the binding's `URL` (credentials, database)")
+            }
+            _ => format!(
+                "cannot connect: {error}; nothing was sent. Check that Redis is running and \
+                 reachable there: calls succeed again as soon as it accepts connections"
+            ),
+        };
+        self.unavailable(&reason)
+    }
+
+    /// Sorts a Redis failure of operation `what` into the server refusing
+    /// the request (the actor's problem: [`ProviderError::Backend`] with
+    /// Redis' `CODE message`) and the server not answering
+    /// ([`ProviderError::Unavailable`]).
+    pub fn failed(&self, what: &str, error: &RedisError) -> ProviderError {
+        match error.kind() {
+            ErrorKind::Server(_) | ErrorKind::Extension => {
+                let message = match (error.code(), error.detail()) {
+                    (Some(code), Some(detail)) => format!("{code} {detail}"),
+                    (Some(code), None) => code.to_string(),
+                    _ => error.to_string(),
+                };
+                ProviderError::backend(self.capid, message)
+            }
+            ErrorKind::Parse | ErrorKind::UnexpectedReturnType => ProviderError::Internal {
+                capid: self.capid.to_string(),
+                message: format!(
+                    "unexpected reply from Redis at {} to `{what}`: {error}",
+                    self.safe_url
+                ),
+            },
+            _ => self.unavailable(&error.to_string()),
+        }
+    }
+}
+
+impl Link {
+    /// Runs one exchange for operation `what`: on the open connection, or
+    /// on one made now. `exchange` may run twice: when the connection
+    /// dropped with the command in flight, a [`Repeat::Safe`] operation is
+    /// sent again on a new connection (the server probably restarted since
+    /// the old one was last used); a [`Repeat::Unsafe`] one fails saying so.
+    /// A connection found dead is forgotten either way. Not bounded here:
+    /// the caller bounds the whole call.
+    pub async fn exchange<T, F, Fut>(
+        &self,
+        report: &Report<'_>,
+        what: &str,
+        repeat: Repeat,
+        mut exchange: F,
+    ) -> Result<T, ProviderError>
+    where
+        F: FnMut(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let first = self.get().await.map_err(|e| report.connect_failed(&e))?;
+        let error = match exchange(first.conn.clone()).await {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        if connection_is_dead(&error) {
+            // The next call must not try this connection again.
+            self.forget(&first);
+        }
+        if !error.is_connection_dropped() || first.fresh {
+            // Not a lost connection, or a connection made for this very
+            // call that died at once: no second try.
+            return Err(report.failed(what, &error));
+        }
+        if let Repeat::Unsafe { advice } = repeat {
+            return Err(report.unavailable(&format!(
+                "the connection dropped while `{what}` was in flight ({error}); Redis may or may \
+                 not have applied it, so it was not sent again. {advice}; the next call \
+                 reconnects"
+            )));
+        }
+        let second = self.get().await.map_err(|e| report.connect_failed(&e))?;
+        let result = exchange(second.conn.clone()).await;
+        if let Err(error) = &result
+            && connection_is_dead(error)
+        {
+            self.forget(&second);
+        }
+        result.map_err(|e| report.failed(what, &e))
+    }
+}
