@@ -23,17 +23,6 @@ impl HostCallHandler for Pong {
     }
 }
 
-/// Same handler, declared `BLOCKING`: guests run without a fiber.
-struct PongBlocking;
-
-impl HostCallHandler for PongBlocking {
-    const BLOCKING: bool = true;
-
-    async fn host_call(&self, _actor: &ActorKey, call: HostCall) -> Result<Vec<u8>, String> {
-        Ok(call.payload)
-    }
-}
-
 fn key() -> ActorKey {
     ActorKey::new("MB2ZQB6ROOMAYBO4ZCTFYWN7YIVBWA3MTKZYAQKJMTIHE2ELLRW2E3ZW").expect("valid key")
 }
@@ -102,7 +91,6 @@ fn calls(c: &mut Criterion) {
     );
     let fiber = load(&rt, &runtime);
     assert!(!fiber.stats().inline);
-    let blocking = load_with(&rt, &runtime, PongBlocking);
     let peer_engine = wasmtime::Engine::default();
     let peer = peer_host(&peer_pre(&peer_engine));
 
@@ -121,14 +109,6 @@ fn calls(c: &mut Criterion) {
                 |b, data| {
                     b.to_async(&rt)
                         .iter(|| async { black_box(fiber.call(op, data).await.expect("call")) });
-                },
-            );
-            group.bench_with_input(
-                BenchmarkId::new("waxosuit-blocking", label),
-                &data,
-                |b, data| {
-                    b.to_async(&rt)
-                        .iter(|| async { black_box(blocking.call(op, data).await.expect("call")) });
                 },
             );
             group.bench_with_input(BenchmarkId::new("wapc-peer", label), &data, |b, data| {
@@ -200,36 +180,23 @@ fn instances(c: &mut Criterion) {
             .expect("load")
     };
     let (pooled_actor, on_demand_actor) = (load_one(&pooled), load_one(&on_demand));
-    let blocking_actor = rt
-        .block_on(pooled.load(key(), wapc_echo(), limits, Arc::new(PongBlocking)))
-        .expect("load");
     let per_instance = Runtime::new(pool_config().preinitialize(false)).expect("runtime");
     let per_instance_actor = load_one(&per_instance);
-    let per_instance_blocking = rt
-        .block_on(per_instance.load(key(), wapc_echo(), limits, Arc::new(PongBlocking)))
-        .expect("load");
     for actor in [&pooled_actor, &on_demand_actor] {
         assert!(
             actor.stats().preinitialized,
             "the guest must be pre-initialised"
         );
     }
-    assert!(blocking_actor.stats().preinitialized);
     assert!(!per_instance_actor.stats().preinitialized);
     group.bench_function("waxosuit-pooling", |b| {
         b.iter_custom(|iters| time_prewarm(&rt, &pooled_actor, iters));
-    });
-    group.bench_function("waxosuit-pooling-blocking", |b| {
-        b.iter_custom(|iters| time_prewarm(&rt, &blocking_actor, iters));
     });
     group.bench_function("waxosuit-on-demand", |b| {
         b.iter_custom(|iters| time_prewarm(&rt, &on_demand_actor, iters));
     });
     group.bench_function("waxosuit-pooling-init-per-instance", |b| {
         b.iter_custom(|iters| time_prewarm(&rt, &per_instance_actor, iters));
-    });
-    group.bench_function("waxosuit-pooling-blocking-init-per-instance", |b| {
-        b.iter_custom(|iters| time_prewarm(&rt, &per_instance_blocking, iters));
     });
     let peer_engine = wasmtime::Engine::default();
     let pre = peer_pre(&peer_engine);

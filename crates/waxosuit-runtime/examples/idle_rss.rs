@@ -32,17 +32,6 @@ impl HostCallHandler for Echo {
     }
 }
 
-/// The same handler declared `BLOCKING`: instances never need a fiber stack.
-struct EchoBlocking;
-
-impl HostCallHandler for EchoBlocking {
-    const BLOCKING: bool = true;
-
-    async fn host_call(&self, _actor: &ActorKey, call: HostCall) -> Result<Vec<u8>, String> {
-        Ok(call.payload)
-    }
-}
-
 /// Resident and proportional set size of this process, in bytes.
 ///
 /// RSS counts every mapped page once per mapping; PSS divides a page shared
@@ -100,10 +89,9 @@ async fn waxosuit<H: HostCallHandler>(
     };
     let label = format!("{label}, {init}");
     report(&label, "ready", stats.idle_instances, before, after);
-    if !H::BLOCKING {
+    {
         // The same instances once each has served a call: the pages a call
         // writes (shadow stack, heap, fiber stack) are then theirs too.
-        // Blocking handlers cannot hold 1,000 calls in flight on one thread.
         let calls = (0..INSTANCES)
             .map(|_| {
                 let actor = actor.clone();
@@ -157,15 +145,11 @@ fn peer() -> anyhow::Result<()> {
 }
 
 /// The measurements, by name. Each runs in a fresh process (see `main`).
-const CASES: [&str; 9] = [
+const CASES: [&str; 5] = [
     "pooling",
     "on-demand",
-    "pooling-blocking",
-    "on-demand-blocking",
     "pooling-init-per-instance",
     "on-demand-init-per-instance",
-    "pooling-blocking-init-per-instance",
-    "on-demand-blocking-init-per-instance",
     "peer",
 ];
 
@@ -184,10 +168,6 @@ async fn run(case: &str) -> anyhow::Result<()> {
     match case {
         "pooling" => waxosuit("waxosuit pooling", pooled, Echo).await,
         "on-demand" => waxosuit("waxosuit on-demand", on_demand, Echo).await,
-        "pooling-blocking" => waxosuit("waxosuit pooling, blocking", pooled, EchoBlocking).await,
-        "on-demand-blocking" => {
-            waxosuit("waxosuit on-demand, blocking", on_demand, EchoBlocking).await
-        }
         "peer" => peer(),
         other => anyhow::bail!("unknown case {other:?}; expected one of {CASES:?}"),
     }

@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::ops::Range;
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use wasmtime::{Caller, ExternType, FuncType, Linker, Memory, Module, ResourceLimiter, ValType};
@@ -355,12 +355,11 @@ pub(crate) fn check_module(module: &Module, actor: &ActorKey) -> Result<HostCall
 }
 
 /// Defines the waPC host functions in `linker`, with the `__host_call`
-/// generation the module imports.
-/// Defines the waPC imports. With `inline`, `__host_call` is a plain host
-/// function that drives the handler's future in place (instances need no
-/// fiber; see [`RuntimeConfig::inline_calls`](crate::RuntimeConfig::inline_calls)),
+/// generation the module imports. With `inline`, `__host_call` is a plain
+/// host function that drives the handler's future in place (instances need
+/// no fiber; see
+/// [`RuntimeConfig::inline_calls`](crate::RuntimeConfig::inline_calls)),
 /// otherwise an async one that suspends the guest while the handler waits.
-/// Handlers declared [`HostCallHandler::BLOCKING`] always get the former.
 pub(crate) fn define<H: HostCallHandler>(
     linker: &mut Linker<HostState<H>>,
     abi: HostCallAbi,
@@ -488,10 +487,10 @@ pub(crate) fn define<H: HostCallHandler>(
     // One closure per ABI generation, each in an async flavour (the guest
     // is suspended on a fiber while the handler awaits) and an in-place one
     // (the handler's future is driven on the calling thread; see
-    // `HostCallHandler::BLOCKING` and `RuntimeConfig::inline_calls`).
+    // `RuntimeConfig::inline_calls`).
     macro_rules! host_call_fn {
         ($($arg:ident),* => $args:expr) => {
-            if H::BLOCKING || inline {
+            if inline {
                 linker.func_wrap(
                     WAPC,
                     "__host_call",
@@ -508,13 +507,8 @@ pub(crate) fn define<H: HostCallHandler>(
                         let outcome = match prepared {
                             Ok(call) => {
                                 let future = ident.handler.host_call(&ident.key, call);
-                                let driven = if H::BLOCKING {
-                                    block_on_within(future, &ident.clock, end)
-                                } else {
-                                    let (driven, had_to_wait) = drive_inline(ident, future, end);
-                                    waited = had_to_wait;
-                                    driven
-                                };
+                                let (driven, had_to_wait) = drive_inline(ident, future, end);
+                                waited = had_to_wait;
                                 match driven {
                                     Some(result) => Ok(result),
                                     None => {
@@ -890,7 +884,16 @@ fn drive_inline<H, F: Future<Output = Result<Vec<u8>, String>>>(
     // Worked out only now that the call has to wait: the fast path above
     // reads no clock.
     let patience = ident.clock.until(end);
-    let outcome = tokio::task::block_in_place(|| block_on_until(future, patience));
+    // Tokio's documented way to wait for a future from synchronous code on
+    // a worker: `block_in_place` hands the worker's other tasks to another
+    // thread, and `Handle::block_on` drives the future (its I/O and timers
+    // run on the runtime's drivers as usual).
+    let handle = tokio::runtime::Handle::current();
+    let outcome = tokio::task::block_in_place(|| {
+        handle
+            .block_on(tokio::time::timeout(patience, future))
+            .ok()
+    });
     (outcome, true)
 }
 
@@ -953,85 +956,6 @@ pub(crate) fn hand_off_worker() {
     });
 }
 
-/// Drives a blocking handler's future to completion on this thread.
-///
-/// The first poll uses a no-op waker: handlers declared `BLOCKING` are
-/// expected to be ready immediately, and this keeps the fast path free of
-/// allocations. Should the future still be pending, the thread parks until
-/// the future's waker unparks it.
-pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
-    let mut future = std::pin::pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-        return output;
-    }
-    match park_until_ready(future, None) {
-        Some(output) => output,
-        None => unreachable!("without a deadline, parking ends only when the future is ready"),
-    }
-}
-
-/// Drives a blocking handler's future to completion on this thread, like
-/// [`block_on`], but for at most until tick `end` (the call's deadline):
-/// `None` if it is still pending then. A handler declared `BLOCKING` that
-/// waits after all cannot hold the call past its deadline either.
-pub(crate) fn block_on_within<F: Future>(
-    future: F,
-    clock: &EpochClock,
-    end: u64,
-) -> Option<F::Output> {
-    let mut future = std::pin::pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-        return Some(output);
-    }
-    park_until_ready(future, Some(std::time::Instant::now() + clock.until(end)))
-}
-
-/// [`block_on`] that gives up after `patience` (`None`).
-fn block_on_until<F: Future>(future: F, patience: Duration) -> Option<F::Output> {
-    park_until_ready(
-        std::pin::pin!(future),
-        Some(std::time::Instant::now() + patience),
-    )
-}
-
-/// Polls `future` with a waker that unparks this thread, parking between
-/// polls, until it is ready or `deadline` has passed (`None`).
-fn park_until_ready<F: Future>(
-    mut future: std::pin::Pin<&mut F>,
-    deadline: Option<std::time::Instant>,
-) -> Option<F::Output> {
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    loop {
-        // The deadline before the future, as in `within`.
-        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
-        if left.is_some_and(|left| left.is_zero()) {
-            return None;
-        }
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return Some(output);
-        }
-        match left {
-            None => std::thread::park(),
-            Some(left) => std::thread::park_timeout(left),
-        }
-    }
-}
-
-/// Wakes a thread parked in [`park_until_ready`].
-struct Unpark(std::thread::Thread);
-
-impl Wake for Unpark {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1046,23 +970,6 @@ mod tests {
             guest_range(usize::MAX, -1, -1),
             Some(0xffff_ffff..0x1_ffff_fffe)
         );
-    }
-
-    #[test]
-    fn block_on_completes_ready_and_pending_futures() {
-        assert_eq!(block_on(async { 7 }), 7);
-        // A future that is pending once and wakes itself from another thread.
-        let mut polled = false;
-        let value = block_on(std::future::poll_fn(|cx| {
-            if polled {
-                return Poll::Ready(42);
-            }
-            polled = true;
-            let waker = cx.waker().clone();
-            std::thread::spawn(move || waker.wake());
-            Poll::Pending
-        }));
-        assert_eq!(value, 42);
     }
 
     #[test]

@@ -186,8 +186,7 @@ impl<H: HostCallHandler> Actor<H> {
     ) -> Result<Self, RuntimeError> {
         // Inline instances need a runtime where a waiting host call can hand
         // its worker's tasks elsewhere (`block_in_place`).
-        let inline = !H::BLOCKING
-            && runtime.config.inline_calls
+        let inline = runtime.config.inline_calls
             && abi::current_flavor() == Some(tokio::runtime::RuntimeFlavor::MultiThread);
         let ident = Arc::new(Identity {
             key,
@@ -593,12 +592,11 @@ impl<H: HostCallHandler> ActorInner<H> {
             .as_ref()
             .filter(|_| self.ident.inline.load(Ordering::Relaxed));
         let inline = inline_pre.is_some();
-        if H::BLOCKING {
-            store.epoch_deadline_trap();
-        } else if inline {
+        if inline {
             // Sliced like the fiber store below, but an inline guest cannot
             // yield: it runs on, and its running for long moves the actor to
-            // fiber instances for the following calls.
+            // fiber instances for the following calls (and hands its
+            // worker's queue on, `abi::hand_off_worker`).
             store.epoch_deadline_callback(|mut ctx| {
                 let state = ctx.data_mut();
                 let Some(slice) = state.next_slice(YIELD_TICKS) else {
@@ -633,8 +631,6 @@ impl<H: HostCallHandler> ActorInner<H> {
         self.refuel(&mut store)?;
         let instantiated = if let Some(pre) = inline_pre {
             pre.instantiate(&mut store)
-        } else if H::BLOCKING {
-            generation.pre.instantiate(&mut store)
         } else {
             generation.pre.instantiate_async(&mut store).await
         };
@@ -669,7 +665,7 @@ impl<H: HostCallHandler> ActorInner<H> {
             let Ok(func) = instance.get_typed_func::<(), ()>(&mut store, start) else {
                 continue;
             };
-            let result = if H::BLOCKING || inline {
+            let result = if inline {
                 func.call(&mut store, ())
             } else {
                 func.call_async(&mut store, ()).await
@@ -696,20 +692,15 @@ impl<H: HostCallHandler> ActorInner<H> {
         }))
     }
 
-    /// Starts the guest's run under the deadline ending at tick `end`: all
-    /// of what is left at once for a blocking store (it traps at the end),
-    /// the first slice for the others. Host calls read `end` from the state.
+    /// Starts the guest's run under the deadline ending at tick `end`, with
+    /// its first slice. Host calls read `end` from the state.
     fn arm_deadline(&self, store: &mut Store<HostState<H>>, end: u64) {
         let now = self.clock.now();
         let left = end.saturating_sub(now);
         let state = store.data_mut();
         state.started = now;
         state.end = end;
-        store.set_epoch_deadline(if H::BLOCKING {
-            left
-        } else {
-            left.min(YIELD_TICKS)
-        });
+        store.set_epoch_deadline(left.min(YIELD_TICKS));
     }
 
     fn refuel(&self, store: &mut Store<HostState<H>>) -> Result<(), RuntimeError> {
@@ -742,9 +733,8 @@ impl<H: HostCallHandler> ActorInner<H> {
             i32::try_from(payload.len()).unwrap_or(i32::MAX),
         );
         // Without async host functions the store needs no fiber: a plain
-        // call is markedly cheaper (see `HostCallHandler::BLOCKING` and
-        // `RuntimeConfig::inline_calls`).
-        let result = if H::BLOCKING || instance.inline {
+        // call is markedly cheaper (see `RuntimeConfig::inline_calls`).
+        let result = if instance.inline {
             instance.guest_call.call(&mut *store, lengths)
         } else {
             instance.guest_call.call_async(&mut *store, lengths).await

@@ -100,8 +100,8 @@
 //! [`RuntimeError::QueueTimeout`] at its deadline, or at `queue_timeout` if
 //! that is shorter), guest code (stopped by epoch interruption), and host
 //! calls: one still pending at the deadline is abandoned and the call fails
-//! with [`RuntimeError::Deadline`] naming it, on fiber, inline and
-//! `BLOCKING` instances alike. The names a guest passes to `__host_call`
+//! with [`RuntimeError::Deadline`] naming it, on fiber and inline
+//! instances alike. The names a guest passes to `__host_call`
 //! are bounded too ([`MAX_BINDING_NAME_LEN`], [`MAX_NAMESPACE_LEN`],
 //! [`MAX_OPERATION_NAME_LEN`]); a longer one is a protocol fault
 //! ([`RuntimeError::NameTooLong`]) reported to the guest as a host error.
@@ -112,16 +112,18 @@
 //! * *Inline* instances ([`RuntimeConfig::inline_calls`], the default on a
 //!   multi-threaded Tokio runtime) run the guest on the caller's stack and
 //!   poll the handler's future in place: cheapest by far when it is ready
-//!   at once, as in-memory capabilities are. The first time one is not (or
-//!   a call computes for long), that call blocks its thread through
-//!   `tokio::task::block_in_place`, which first hands the worker's other
-//!   tasks on, and the actor switches to fiber instances for good
-//!   ([`ActorStats::inline`]).
+//!   at once, as in-memory capabilities are. The first time one is not,
+//!   that call waits through Tokio's documented pair
+//!   `tokio::task::block_in_place` (the worker's other tasks move to
+//!   another thread first) and `Handle::block_on`, bounded by the call's
+//!   deadline, and the actor switches to fiber instances for good
+//!   ([`ActorStats::inline`]). A call that computes for long switches the
+//!   actor too; it cannot yield, so its worker's queued tasks are handed to
+//!   another thread.
 //! * *Fiber* instances run the guest on its own wasmtime fiber, which is
 //!   suspended while the handler awaits, so no thread blocks; long guests
-//!   yield to the executor every 10 ms.
-//! * Handlers that promise never to wait set [`HostCallHandler::BLOCKING`]:
-//!   no fiber ever, on any runtime.
+//!   yield to the executor every 10 ms. On a current-thread runtime every
+//!   instance is a fiber instance.
 //!
 //! Idle instances are kept per thread (a call reuses an instance its core
 //! already has in cache), and the bound on live instances is shared. The
@@ -302,21 +304,6 @@ impl HostCall {
 /// future may await I/O: the guest is suspended meanwhile without blocking a
 /// thread. Responses are subject to [`Limits::max_payload`].
 pub trait HostCallHandler: Send + Sync + 'static {
-    /// Declares that [`host_call`](Self::host_call) completes without waiting
-    /// on I/O or timers (in-memory capabilities, test doubles, routers that
-    /// answer from local state).
-    ///
-    /// The runtime then runs this handler's actors without the fiber stack
-    /// that suspending a guest requires, which makes every call cheaper
-    /// (see `docs/runtime-benchmarks.md`): the handler's future is polled in
-    /// place and, should it be pending after all, driven to completion by
-    /// parking the calling thread until it is woken. That blocks a Tokio
-    /// worker, so handlers doing network I/O must keep the default `false`.
-    /// Guests of blocking handlers run on the calling thread's stack, which
-    /// must leave room for the 512 KiB wasm stack limit (Tokio workers and
-    /// the main thread do).
-    const BLOCKING: bool = false;
-
     /// Handles one host call made by `actor`.
     fn host_call(
         &self,

@@ -36,7 +36,7 @@ use std::time::Instant;
 use wasmtime::{CacheStore, Engine, ExternType, Instance, Linker, Module, Store, Val};
 use wasmtime_wizer::{InstanceState, SnapshotVal, ValType, Wizer};
 
-use crate::abi::{MemoryLimiter, block_on};
+use crate::abi::MemoryLimiter;
 
 /// The guest's initialisation exports, in the order waPC runs them.
 pub(crate) const INIT_EXPORTS: [&str; 2] = ["_start", "wapc_init"];
@@ -145,7 +145,7 @@ pub(crate) fn prepare(
         instance,
         mismatch: false,
     };
-    let snapshot = unwind_safe(|| block_on(wizer.snapshot(&cx, &mut state)).ok());
+    let snapshot = unwind_safe(|| ready_now(wizer.snapshot(&cx, &mut state)).and_then(Result::ok));
     let snapshot = match snapshot {
         Some(snapshot) if !state.mismatch && snapshot.len() <= MAX_SNAPSHOT_BYTES => snapshot,
         _ => return Ok(plain(module)),
@@ -354,5 +354,17 @@ impl CacheStore for FunctionCache {
         }
         entries.bytes += size;
         true
+    }
+}
+
+/// The output of `future` if it completes on its first poll. Snapshotting
+/// runs no async host function, so its future is ready at once; one that
+/// is not is treated as a failed snapshot (the module is used as it is).
+fn ready_now<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.poll(&mut cx) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
     }
 }

@@ -1,6 +1,6 @@
 //! Every call keeps its deadline, whatever it is waiting on: a host call
 //! that does not complete (a slow backend, the actor calling itself) on
-//! fiber, inline and `BLOCKING` instances, and a free instance.
+//! fiber and inline instances, and a free instance.
 //!
 //! Margins are generous (the machine running the tests may be loaded): the
 //! error must come within the deadline plus [`MARGIN`], where before these
@@ -196,27 +196,29 @@ async fn a_slow_host_call_is_abandoned_at_the_deadline_inline() -> anyhow::Resul
     Ok(())
 }
 
-/// A handler that promises never to wait, and then does.
-struct LyingBlocking;
+/// A handler whose host calls never complete.
+struct NeverAnswers;
 
-impl HostCallHandler for LyingBlocking {
-    const BLOCKING: bool = true;
-
+impl HostCallHandler for NeverAnswers {
     async fn host_call(&self, _actor: &ActorKey, _call: HostCall) -> Result<Vec<u8>, String> {
         std::future::pending().await
     }
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn a_blocking_handler_that_waits_after_all_is_cut_at_the_deadline() -> anyhow::Result<()> {
+/// An inline instance (multi-threaded runtime) whose host call does not
+/// complete at once waits for it on its thread (`block_in_place` and
+/// `Handle::block_on`), and no longer than the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inline_host_call_that_never_completes_is_cut_at_the_deadline() -> anyhow::Result<()> {
     let actor = runtime()
         .load(
             key(62),
             &caller_guest(Abi::Binding),
             limits(),
-            Arc::new(LyingBlocking),
+            Arc::new(NeverAnswers),
         )
         .await?;
+    assert!(actor.stats().inline, "the first call runs inline");
     let started = Instant::now();
     let err = actor
         .call(

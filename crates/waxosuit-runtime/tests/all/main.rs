@@ -1,6 +1,5 @@
 //! Integration tests of `waxosuit-runtime`, one binary split by topic.
 
-mod blocking;
 mod cache;
 mod common;
 mod concurrency;
