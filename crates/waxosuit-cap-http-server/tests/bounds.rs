@@ -116,8 +116,6 @@ impl ActorDispatcher for Router {
 struct NoHostCalls;
 
 impl HostCallHandler for NoHostCalls {
-    const BLOCKING: bool = true;
-
     fn host_call(
         &self,
         _actor: &ActorKey,

@@ -17,8 +17,8 @@
 //!   its own keyspace, created when bound and dropped, data and all, when
 //!   the binding is removed; [`MAX_KEYS`] and [`MAX_BYTES`] in the binding's
 //!   values bound what it may hold. The operations and the Redis command
-//!   each one behaves like are listed in [`waxosuit_codec::keyvalue`] and
-//!   `docs/capabilities.md`. This crate adds only what needs a runtime:
+//!   each one behaves like are listed in [`waxosuit_cap_keyvalue`]. This
+//!   crate adds only what needs a runtime:
 //! * **Expiry** is exact: an expired key is invisible to every operation
 //!   from its deadline on. Expired keys nobody touches are purged by a sweep
 //!   task that [`start`](waxosuit_provider::CapabilityProvider::start)

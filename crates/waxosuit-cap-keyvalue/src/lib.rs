@@ -21,9 +21,26 @@
 //!   call's borrowed strings, without allocating) and answers every call
 //!   through [`dispatch`], the **operation table**: decode the request,
 //!   check what the contract forbids, call the keyspace, clamp counts to
-//!   the reply's `i32`, sort set results, encode. The table of operations
-//!   and the Redis commands they follow is in [`waxosuit_codec::keyvalue`]
-//!   and in `docs/capabilities.md`.
+//!   the reply's `i32`, sort set results, encode. The operations, with the
+//!   Redis command each one behaves like:
+//!
+//!   | Operation | Redis | Notes |
+//!   |---|---|---|
+//!   | `Get` | `GET` | `exists: false` for a missing key |
+//!   | `Set` | `SET` / `SET … EX` | `expires` seconds, `0` for none, negative refused; replaces any type and TTL |
+//!   | `Add` | `INCRBY` | atomic; a missing key counts as 0; keeps the TTL; a result outside `i32` is refused, the value kept |
+//!   | `Del` | `DEL` | any type |
+//!   | `Clear` | `DEL` | lists only |
+//!   | `Range` | `LRANGE` | inclusive stop, negative indices from the end |
+//!   | `Push` | `LPUSH` | replies the new length |
+//!   | `ListItemDelete` | `LREM key 0 value` | replies the length left |
+//!   | `SetAdd` / `SetRemove` | `SADD` / `SREM` | reply 1 if a member was added / removed, else 0 |
+//!   | `SetUnion` / `SetIntersection` | `SUNION` / `SINTER` | at least one key; members sorted |
+//!   | `SetQuery` | `SMEMBERS` | members sorted |
+//!   | `KeyExists` | `EXISTS` | `value` is empty |
+//!
+//!   A list or set operation on a key of another type fails with a
+//!   `WRONGTYPE` error; emptied lists and sets disappear, as in Redis.
 //! * [`reference`]: the in-memory reference backend
 //!   ([`ReferenceBackend`](reference::ReferenceBackend), one
 //!   [`MemoryKeyspace`] per binding): strings, counters, lists and sets with

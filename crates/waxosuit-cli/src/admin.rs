@@ -31,16 +31,16 @@ use crate::up::Status;
 
 /// Connections the admin endpoint keeps open at once: probes and scrapes
 /// need a handful.
-pub const MAX_CONNECTIONS: usize = 64;
+pub(crate) const MAX_CONNECTIONS: usize = 64;
 
 /// The largest request head accepted, in bytes: the endpoints take no
 /// parameters, so hyper's smallest buffer is plenty.
-pub const MAX_HEADER_BYTES: usize = 8 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 8 * 1024;
 
 /// The admin endpoint's bounds: the HTTP server provider's timeouts, a
 /// connection cap of [`MAX_CONNECTIONS`] that evicts idle connections when
 /// full.
-pub fn limits() -> ConnectionLimits {
+pub(crate) fn limits() -> ConnectionLimits {
     let mut limits = ConnectionLimits::default();
     limits.max_connections = MAX_CONNECTIONS;
     limits.when_full = WhenFull::EvictIdle;
@@ -50,7 +50,10 @@ pub fn limits() -> ConnectionLimits {
 
 /// Binds `addr` and serves the admin endpoints within [`limits`] until the
 /// task is aborted (which closes every admin connection too).
-pub async fn serve(addr: SocketAddr, status: Arc<Status>) -> Result<(SocketAddr, JoinHandle<()>)> {
+pub(crate) async fn serve(
+    addr: SocketAddr,
+    status: Arc<Status>,
+) -> Result<(SocketAddr, JoinHandle<()>)> {
     serve_with(addr, status, limits()).await
 }
 
@@ -143,7 +146,7 @@ fn reply(code: StatusCode, content_type: &'static str, body: String) -> Response
 }
 
 /// `PORT` (on 127.0.0.1) or a full address.
-pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+pub(crate) fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     if let Ok(port) = s.parse::<u16>() {
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }

@@ -14,7 +14,7 @@ use crate::claims::TrustArgs;
 use crate::limits::LimitArgs;
 
 #[derive(Debug, Args)]
-pub struct CallArgs {
+pub(crate) struct CallArgs {
     /// The signed actor module.
     module: PathBuf,
     /// The operation to call.
@@ -31,7 +31,7 @@ pub struct CallArgs {
     trust: TrustArgs,
 }
 
-pub fn run(args: CallArgs) -> Result<ExitCode> {
+pub(crate) fn run(args: CallArgs) -> Result<ExitCode> {
     let module = std::fs::read(&args.module)
         .with_context(|| format!("cannot read module {}", args.module.display()))?;
     let payload = match (&args.data, &args.data_file) {

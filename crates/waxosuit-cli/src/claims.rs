@@ -19,7 +19,7 @@ use crate::keystore;
 const DAY: u64 = 86_400;
 
 #[derive(Debug, Subcommand)]
-pub enum ClaimsCommand {
+pub(crate) enum ClaimsCommand {
     /// Embed signed claims into a wasm module.
     Sign(Box<SignArgs>),
     /// Show and verify the claims of a signed module (or of a token file).
@@ -29,7 +29,7 @@ pub enum ClaimsCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct SignArgs {
+pub(crate) struct SignArgs {
     /// The module to sign.
     input: PathBuf,
     /// Where to write the signed module.
@@ -101,7 +101,7 @@ pub struct SignArgs {
 /// when it is the local keystore's account, named here, or vouched for by a
 /// trusted operator; `--allow-any-issuer` is the explicit, loud exception.
 #[derive(Debug, Args)]
-pub struct TrustArgs {
+pub(crate) struct TrustArgs {
     /// Trust actors and provider archives issued by this account key
     /// (repeatable). The local keystore's account (the keys directory's
     /// account.nk, which `claims sign` uses without --issuer) is trusted
@@ -128,7 +128,7 @@ pub struct TrustArgs {
 
 /// A [`TrustArgs`] turned into a verifier, with what it trusts in words.
 #[derive(Debug)]
-pub struct ResolvedTrust {
+pub(crate) struct ResolvedTrust {
     /// The verifier for actors, provider archives and account tokens.
     pub verifier: Verifier,
     /// One line per trusted party (or the warning that any issuer is
@@ -138,13 +138,13 @@ pub struct ResolvedTrust {
 
 impl TrustArgs {
     /// The verifier these options describe (see [`TrustArgs::resolve`]).
-    pub fn verifier(&self) -> Result<Verifier> {
+    pub(crate) fn verifier(&self) -> Result<Verifier> {
         Ok(self.resolve()?.verifier)
     }
 
     /// The verifier these options describe, trusting the local keystore's
     /// account too, and a summary of whom it trusts.
-    pub fn resolve(&self) -> Result<ResolvedTrust> {
+    pub(crate) fn resolve(&self) -> Result<ResolvedTrust> {
         self.resolve_with(&keystore::local_account(), &keystore::keys_dir())
     }
 
@@ -243,7 +243,7 @@ impl TrustArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct InspectArgs {
+pub(crate) struct InspectArgs {
     /// A signed .wasm module, or a file holding an account/operator token.
     file: PathBuf,
     /// Print JSON.
@@ -262,7 +262,7 @@ enum TokenKindArg {
 }
 
 #[derive(Debug, Args)]
-pub struct TokenArgs {
+pub(crate) struct TokenArgs {
     /// account or operator.
     kind: TokenKindArg,
     /// Friendly name.
@@ -286,7 +286,7 @@ pub struct TokenArgs {
     output: Option<PathBuf>,
 }
 
-pub fn run(cmd: ClaimsCommand) -> Result<ExitCode> {
+pub(crate) fn run(cmd: ClaimsCommand) -> Result<ExitCode> {
     match cmd {
         ClaimsCommand::Sign(args) => sign(*args),
         ClaimsCommand::Inspect(args) => inspect(args),

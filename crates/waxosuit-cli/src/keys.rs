@@ -10,13 +10,13 @@ use waxosuit_claims::{KeyKind, KeyPair};
 use crate::keystore;
 
 #[derive(Debug, Subcommand)]
-pub enum KeysCommand {
+pub(crate) enum KeysCommand {
     /// Generate a key pair and print its public key and seed.
     Gen(GenArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct GenArgs {
+pub(crate) struct GenArgs {
     /// account, module, server, operator, service, user or cluster.
     kind: KeyKind,
     /// Write the seed to `DIR/NAME.nk` (mode 0600) instead of printing it.
@@ -30,7 +30,7 @@ pub struct GenArgs {
     json: bool,
 }
 
-pub fn run(cmd: KeysCommand) -> Result<ExitCode> {
+pub(crate) fn run(cmd: KeysCommand) -> Result<ExitCode> {
     match cmd {
         KeysCommand::Gen(args) => gen_key(args),
     }

@@ -8,15 +8,15 @@ use anyhow::{Context, Result, bail};
 use waxosuit_claims::{KeyKind, KeyPair};
 
 /// Environment variable that overrides the keys directory.
-pub const KEYS_DIR_ENV: &str = "WAXOSUIT_KEYS";
+pub(crate) const KEYS_DIR_ENV: &str = "WAXOSUIT_KEYS";
 
 /// The file (in [`keys_dir`]) holding the account that `claims sign` and
 /// `par create` sign with when `--issuer` is omitted. `up`, `call` and
 /// `inspect` trust it automatically.
-pub const ACCOUNT_FILE: &str = "account.nk";
+pub(crate) const ACCOUNT_FILE: &str = "account.nk";
 
 /// The directory for generated keys: `$WAXOSUIT_KEYS`, else `~/.waxosuit/keys`.
-pub fn keys_dir() -> PathBuf {
+pub(crate) fn keys_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os(KEYS_DIR_ENV) {
         return PathBuf::from(dir);
     }
@@ -32,7 +32,7 @@ pub fn keys_dir() -> PathBuf {
 /// written, and a reader sees the old key or the new one, never half of one.
 /// A `path` that is itself a symbolic link is refused rather than replaced,
 /// since whoever placed it meant the seed to land somewhere else.
-pub fn write_seed(path: &Path, kp: &KeyPair) -> Result<()> {
+pub(crate) fn write_seed(path: &Path, kp: &KeyPair) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -106,7 +106,7 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 /// A literal seed that came from the command line (rather than, say, an
 /// environment variable behind the option) still works, but is reported:
 /// every user of the machine can read a process's arguments.
-pub fn load(arg: &str, role: &str) -> Result<KeyPair> {
+pub(crate) fn load(arg: &str, role: &str) -> Result<KeyPair> {
     // Env files often leave a newline or a space after the value.
     let arg = if Path::new(arg).exists() {
         arg
@@ -155,7 +155,7 @@ fn command_line_seed_warning(role: &str) -> String {
 
 /// Loads `name.nk` from the keys directory, generating it on first use.
 /// Returns the key and a note for the user when a key was generated.
-pub fn load_or_generate(name: &str, kind: KeyKind) -> Result<(KeyPair, Option<PathBuf>)> {
+pub(crate) fn load_or_generate(name: &str, kind: KeyKind) -> Result<(KeyPair, Option<PathBuf>)> {
     let path = keys_dir().join(format!("{name}.nk"));
     if path.exists() {
         let kp = load(&path.to_string_lossy(), kind.name())?;
@@ -176,7 +176,7 @@ pub fn load_or_generate(name: &str, kind: KeyKind) -> Result<(KeyPair, Option<Pa
 
 /// What the keys directory says about the local account ([`ACCOUNT_FILE`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LocalAccount {
+pub(crate) enum LocalAccount {
     /// There is no account file (nothing has been signed here yet).
     Absent(PathBuf),
     /// The account file holds this account's seed.
@@ -196,7 +196,7 @@ pub enum LocalAccount {
 }
 
 /// The local account in [`keys_dir`].
-pub fn local_account() -> LocalAccount {
+pub(crate) fn local_account() -> LocalAccount {
     local_account_in(&keys_dir())
 }
 
@@ -204,7 +204,7 @@ pub fn local_account() -> LocalAccount {
 /// `--issuer`, whose public key hosts trust automatically. A file that is not
 /// an account seed, or that other users could rewrite (and so choose whom
 /// this machine trusts), is reported as unusable instead.
-pub fn local_account_in(dir: &Path) -> LocalAccount {
+pub(crate) fn local_account_in(dir: &Path) -> LocalAccount {
     let path = dir.join(ACCOUNT_FILE);
     let unusable = |reason: String| LocalAccount::Unusable {
         path: path.clone(),
@@ -243,7 +243,7 @@ pub fn local_account_in(dir: &Path) -> LocalAccount {
 }
 
 /// A file-name-safe form of an actor name.
-pub fn slug(name: &str) -> String {
+pub(crate) fn slug(name: &str) -> String {
     let s: String = name
         .chars()
         .map(|c| {

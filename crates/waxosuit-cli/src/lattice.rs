@@ -18,7 +18,7 @@ use crate::keystore;
 
 /// `waxosuit up` options for joining a lattice.
 #[derive(Debug, Args)]
-pub struct JoinArgs {
+pub(crate) struct JoinArgs {
     /// Join the lattice on this NATS server (e.g. nats://127.0.0.1:4222).
     #[arg(long = "lattice", value_name = "URL", env = "WAXOSUIT_LATTICE")]
     pub url: Option<String>,
@@ -76,7 +76,7 @@ pub struct JoinArgs {
 impl JoinArgs {
     /// This host's server key, when it joins a lattice: loaded from
     /// `--host-seed`, or generated for this run.
-    pub fn identity(&self) -> Result<Option<KeyPair>> {
+    pub(crate) fn identity(&self) -> Result<Option<KeyPair>> {
         if self.url.is_none() {
             return Ok(None);
         }
@@ -95,7 +95,7 @@ impl JoinArgs {
     }
 
     /// The lattice configuration for `identity` (from [`JoinArgs::identity`]).
-    pub fn config(
+    pub(crate) fn config(
         &self,
         identity: KeyPair,
         providers: std::sync::Arc<dyn ProviderFactory>,
@@ -119,7 +119,7 @@ impl JoinArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct LatticeArgs {
+pub(crate) struct LatticeArgs {
     /// NATS server of the lattice.
     #[arg(
         long,
@@ -272,7 +272,7 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     }
 }
 
-pub fn run(args: LatticeArgs) -> Result<ExitCode> {
+pub(crate) fn run(args: LatticeArgs) -> Result<ExitCode> {
     crate::init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

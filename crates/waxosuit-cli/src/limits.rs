@@ -7,10 +7,10 @@ use clap::Args;
 use waxosuit_runtime::{Limits, RuntimeConfig};
 
 /// Environment variable naming the compiled-module cache directory.
-pub const CACHE_DIR_ENV: &str = "WAXOSUIT_CACHE";
+pub(crate) const CACHE_DIR_ENV: &str = "WAXOSUIT_CACHE";
 
 #[derive(Debug, Clone, Args)]
-pub struct LimitArgs {
+pub(crate) struct LimitArgs {
     /// Maximum linear memory per actor instance, in MiB.
     #[arg(long, value_name = "MIB")]
     pub max_memory_mib: Option<u32>,
@@ -33,7 +33,7 @@ pub struct LimitArgs {
 
 impl LimitArgs {
     /// Applies the flags on top of `base`.
-    pub fn apply(&self, mut limits: Limits) -> Limits {
+    pub(crate) fn apply(&self, mut limits: Limits) -> Limits {
         if let Some(mib) = self.max_memory_mib {
             limits = limits.max_memory(mib as usize * 1024 * 1024);
         }
@@ -50,7 +50,7 @@ impl LimitArgs {
     }
 
     /// The runtime configuration these flags ask for.
-    pub fn runtime_config(&self, fuel_anywhere: bool) -> RuntimeConfig {
+    pub(crate) fn runtime_config(&self, fuel_anywhere: bool) -> RuntimeConfig {
         let mut config =
             RuntimeConfig::default().fuel_metering(self.fuel.is_some() || fuel_anywhere);
         if !self.no_cache {
@@ -69,7 +69,7 @@ fn default_cache_dir() -> PathBuf {
 }
 
 /// Limits from a manifest entry on top of `base`.
-pub fn from_manifest(base: Limits, l: &waxosuit_manifest::ActorLimits) -> Limits {
+pub(crate) fn from_manifest(base: Limits, l: &waxosuit_manifest::ActorLimits) -> Limits {
     let mut limits = base;
     if let Some(mib) = l.max_memory_mib {
         limits = limits.max_memory(mib as usize * 1024 * 1024);

@@ -15,7 +15,7 @@ use crate::claims::TrustArgs;
 use crate::keystore;
 
 #[derive(Debug, Subcommand)]
-pub enum ParCommand {
+pub(crate) enum ParCommand {
     /// Create a signed provider archive from a plugin library.
     Create(Box<CreateArgs>),
     /// Add or replace a target's library in an archive, and re-sign it.
@@ -25,7 +25,7 @@ pub enum ParCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct CreateArgs {
+pub(crate) struct CreateArgs {
     /// Capability id the plugin implements (`namespace:name`).
     #[arg(long)]
     capid: String,
@@ -61,7 +61,7 @@ pub struct CreateArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct InsertArgs {
+pub(crate) struct InsertArgs {
     /// The archive to change (rewritten in place unless `--output` is given).
     archive: PathBuf,
     /// Target triple of the library.
@@ -83,7 +83,7 @@ pub struct InsertArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct InspectArgs {
+pub(crate) struct InspectArgs {
     /// The archive.
     archive: PathBuf,
     /// Print JSON.
@@ -95,7 +95,7 @@ pub struct InspectArgs {
     trust: TrustArgs,
 }
 
-pub fn run(cmd: ParCommand) -> Result<ExitCode> {
+pub(crate) fn run(cmd: ParCommand) -> Result<ExitCode> {
     match cmd {
         ParCommand::Create(args) => create(*args),
         ParCommand::Insert(args) => insert(args),
@@ -271,7 +271,7 @@ fn inspect(args: InspectArgs) -> Result<ExitCode> {
 /// is verified by `verifier` (signature, fields, the issuer's trust by the
 /// same rules as actors, library hashes) and registered lazily; a bare
 /// library only with `allow_unsigned`, loudly.
-pub fn load_plugin_with(
+pub(crate) fn load_plugin_with(
     path: &Path,
     verifier: &Verifier,
     allow_unsigned: bool,

@@ -18,7 +18,7 @@ use waxosuit_policy_opa::OpaEngine;
 use waxosuit_policy_rego::RegoEngine;
 
 #[derive(Debug, Args)]
-pub struct PolicyArgs {
+pub(crate) struct PolicyArgs {
     /// Evaluate this Rego file in process (repeatable; comma-separated in
     /// WAXOSUIT_POLICY). Decision points: data.waxosuit.{start,invoke,
     /// provider,command}.allow (docs/policy.md).
@@ -73,14 +73,14 @@ pub struct PolicyArgs {
 }
 
 /// The policy to install, and what to print about it at start-up.
-pub struct Configured {
+pub(crate) struct Configured {
     pub policy: Arc<Policy>,
     pub summary: String,
 }
 
 impl PolicyArgs {
     /// The policy these flags and the manifest's section describe, if any.
-    pub fn build(
+    pub(crate) fn build(
         &self,
         section: Option<&PolicySection>,
         manifest: &str,

@@ -32,7 +32,7 @@ use crate::claims::TrustArgs;
 use crate::limits::{self, LimitArgs};
 
 #[derive(Debug, Args)]
-pub struct UpArgs {
+pub(crate) struct UpArgs {
     /// The manifest (YAML or JSON).
     manifest: PathBuf,
     /// Serve /livez, /readyz and /metrics on this address (e.g.
@@ -66,12 +66,12 @@ pub struct UpArgs {
 }
 
 /// Shared with the admin server.
-pub struct Status {
+pub(crate) struct Status {
     pub host: Host,
     pub started: AtomicBool,
 }
 
-pub fn run(args: UpArgs) -> Result<ExitCode> {
+pub(crate) fn run(args: UpArgs) -> Result<ExitCode> {
     crate::init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -256,14 +256,14 @@ mod floor {
     use wasmtime::{Caller, Engine, Linker, Memory, Module, Store, TypedFunc};
 
     #[derive(Default)]
-    pub struct State {
+    pub(crate) struct State {
         memory: Option<Memory>,
         op: Vec<u8>,
         payload: Vec<u8>,
         response: Vec<u8>,
     }
 
-    pub struct Floor {
+    pub(crate) struct Floor {
         store: Store<State>,
         guest_call: TypedFunc<(i32, i32), i32>,
     }
@@ -274,7 +274,7 @@ mod floor {
     }
 
     impl Floor {
-        pub fn new() -> Self {
+        pub(crate) fn new() -> Self {
             let engine = Engine::default();
             let module = Module::new(&engine, super::wapc_echo()).expect("module");
             let mut linker = Linker::<State>::new(&engine);
@@ -329,12 +329,12 @@ mod floor {
             (op.len() as i32, payload.len() as i32)
         }
 
-        pub fn echo(&mut self, op: &[u8], payload: &[u8]) -> i32 {
+        pub(crate) fn echo(&mut self, op: &[u8], payload: &[u8]) -> i32 {
             let args = self.request(op, payload);
             self.guest_call.call(&mut self.store, args).expect("call")
         }
 
-        pub async fn echo_async(&mut self, op: &[u8], payload: &[u8]) -> i32 {
+        pub(crate) async fn echo_async(&mut self, op: &[u8], payload: &[u8]) -> i32 {
             let args = self.request(op, payload);
             self.guest_call
                 .call_async(&mut self.store, args)

@@ -890,9 +890,7 @@ fn drive_inline<H, F: Future<Output = Result<Vec<u8>, String>>>(
     // run on the runtime's drivers as usual).
     let handle = tokio::runtime::Handle::current();
     let outcome = tokio::task::block_in_place(|| {
-        handle
-            .block_on(tokio::time::timeout(patience, future))
-            .ok()
+        handle.block_on(tokio::time::timeout(patience, future)).ok()
     });
     (outcome, true)
 }

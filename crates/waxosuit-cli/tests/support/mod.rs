@@ -13,38 +13,38 @@ use waxosuit_claims::{Actor, Claims, KeyKind, KeyPair, embed_claims};
 
 /// A temporary directory with its own account: [`Dir::actor`] signs with
 /// it, and [`Up::start_with`] starts hosts that trust exactly it.
-pub struct Dir(pub tempfile::TempDir, pub KeyPair);
+pub(crate) struct Dir(pub tempfile::TempDir, pub KeyPair);
 
 impl Dir {
-    pub fn new() -> Dir {
+    pub(crate) fn new() -> Dir {
         Dir(
             tempfile::tempdir().unwrap(),
             KeyPair::generate(KeyKind::Account),
         )
     }
 
-    pub fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.0.path().join(name)
     }
 
     /// The account that signs this directory's actors.
-    pub fn account(&self) -> &KeyPair {
+    pub(crate) fn account(&self) -> &KeyPair {
         &self.1
     }
 
     /// The arguments that make `up` or `call` trust this directory's account.
-    pub fn trust_args(&self) -> Vec<String> {
+    pub(crate) fn trust_args(&self) -> Vec<String> {
         vec!["--trusted-issuer".to_string(), self.1.public_key()]
     }
 
     /// A keys directory of this test's own (empty until something signs
     /// with it), so no test trusts the keystore of whoever runs it.
-    pub fn keys(&self) -> PathBuf {
+    pub(crate) fn keys(&self) -> PathBuf {
         self.path("keys")
     }
 
     /// Signs `module` as `name` with these capabilities into `name.wasm`.
-    pub fn actor(&self, module: &[u8], name: &str, caps: &[&str]) -> String {
+    pub(crate) fn actor(&self, module: &[u8], name: &str, caps: &[&str]) -> String {
         let subject = KeyPair::generate(KeyKind::Module);
         let claims = Claims::<Actor>::builder()
             .issuer(self.1.public_key())
@@ -60,20 +60,20 @@ impl Dir {
     }
 
     /// Writes a manifest under another name (several hosts, one directory).
-    pub fn manifest_named(&self, name: &str, text: &str) -> PathBuf {
+    pub(crate) fn manifest_named(&self, name: &str, text: &str) -> PathBuf {
         let p = self.path(name);
         std::fs::write(&p, text).unwrap();
         p
     }
 
-    pub fn manifest(&self, text: &str) -> PathBuf {
+    pub(crate) fn manifest(&self, text: &str) -> PathBuf {
         let p = self.path("host.yaml");
         std::fs::write(&p, text).unwrap();
         p
     }
 }
 
-pub struct Up {
+pub(crate) struct Up {
     pub child: Child,
     pub lines: mpsc::Receiver<String>,
     /// `None` once [`Up::terminate`] has joined it.
@@ -87,14 +87,14 @@ pub struct Up {
 }
 
 impl Up {
-    pub fn start(dir: &Dir, manifest: &PathBuf) -> Result<Up, String> {
+    pub(crate) fn start(dir: &Dir, manifest: &PathBuf) -> Result<Up, String> {
         Up::start_with(dir, manifest, &[], &[])
     }
 
     /// Like [`Up::start`], with more arguments and environment variables.
     /// The host trusts the directory's account (`--trusted-issuer`), and
     /// its keys directory is the directory's own.
-    pub fn start_with(
+    pub(crate) fn start_with(
         dir: &Dir,
         manifest: &PathBuf,
         args: &[&str],
@@ -108,7 +108,7 @@ impl Up {
 
     /// Like [`Up::start_with`], but trusting only what `args` and `env` say
     /// (and the directory's keys directory, unless `env` names another).
-    pub fn start_trusting(
+    pub(crate) fn start_trusting(
         dir: &Dir,
         manifest: &PathBuf,
         args: &[&str],
@@ -188,7 +188,7 @@ impl Up {
         })
     }
 
-    pub fn addr(&self, actor: &str) -> SocketAddr {
+    pub(crate) fn addr(&self, actor: &str) -> SocketAddr {
         self.listening
             .iter()
             .find(|(n, _)| n == actor)
@@ -197,7 +197,7 @@ impl Up {
     }
 
     /// Waits until the host's stderr holds `needle` at least `count` times.
-    pub fn wait_for_log(&self, needle: &str, count: usize) {
+    pub(crate) fn wait_for_log(&self, needle: &str, count: usize) {
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
         while self.log.lock().unwrap().matches(needle).count() < count {
             assert!(
@@ -209,7 +209,7 @@ impl Up {
     }
 
     /// Sends SIGTERM and waits; returns (exit success, stdout rest, stderr).
-    pub fn terminate(mut self) -> (bool, String, String) {
+    pub(crate) fn terminate(mut self) -> (bool, String, String) {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let status = self.child.wait().unwrap();
@@ -234,14 +234,14 @@ impl Drop for Up {
 }
 
 /// A minimal HTTP/1.1 GET: (status, body). Panics if the request fails.
-pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     try_get(addr, path, Duration::from_secs(60))
         .unwrap_or_else(|| panic!("GET {path} from {addr} failed or timed out"))
 }
 
 /// A minimal HTTP/1.1 GET that waits at most `timeout` for the answer:
 /// `None` when the connection or the request failed.
-pub fn try_get(addr: SocketAddr, path: &str, timeout: Duration) -> Option<(u16, String)> {
+pub(crate) fn try_get(addr: SocketAddr, path: &str, timeout: Duration) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
     stream.set_read_timeout(Some(timeout)).ok()?;
     write!(

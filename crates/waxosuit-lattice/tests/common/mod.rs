@@ -18,18 +18,18 @@ use waxosuit_lattice::{Lattice, LatticeClient, LatticeConfig, TrustPolicy};
 use waxosuit_provider::{BindRequest, CapabilityProvider, ProviderCall, ProviderError};
 use waxosuit_test_servers::NatsServer;
 
-pub const PING: &str = "test:ping";
+pub(crate) const PING: &str = "test:ping";
 
 /// Answers `Ping` with `pong from <name>` for bound actors only, and
 /// remembers the values each actor was bound with.
-pub struct Pinger {
+pub(crate) struct Pinger {
     pub name: &'static str,
     pub bound: Mutex<Vec<String>>,
     pub values: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
 }
 
 impl Pinger {
-    pub fn new(name: &'static str) -> Arc<Pinger> {
+    pub(crate) fn new(name: &'static str) -> Arc<Pinger> {
         Arc::new(Pinger {
             name,
             bound: Mutex::new(Vec::new()),
@@ -71,12 +71,12 @@ impl CapabilityProvider for Pinger {
 }
 
 /// The `wapc-echo` guest signed by `account` with `caps`; returns (module, key).
-pub fn echo_actor_by(account: &KeyPair, caps: &[&str]) -> (Vec<u8>, String) {
+pub(crate) fn echo_actor_by(account: &KeyPair, caps: &[&str]) -> (Vec<u8>, String) {
     echo_actor_aliased(account, caps, None)
 }
 
 /// [`echo_actor_by`] with a `call_alias`.
-pub fn echo_actor_aliased(
+pub(crate) fn echo_actor_aliased(
     account: &KeyPair,
     caps: &[&str],
     alias: Option<&str>,
@@ -95,14 +95,14 @@ pub fn echo_actor_aliased(
     (signed, module.public_key())
 }
 
-pub struct Node {
+pub(crate) struct Node {
     pub host: Host,
     pub lattice: Lattice,
 }
 
 /// A `nats-server`, the hosts' server keys, an admin key the hosts trust,
 /// and the account that signs the test actors (which the hosts trust).
-pub struct Net {
+pub(crate) struct Net {
     pub nats: NatsServer,
     pub keys: Vec<KeyPair>,
     pub admin: KeyPair,
@@ -110,7 +110,7 @@ pub struct Net {
 }
 
 impl Net {
-    pub fn new(hosts: usize) -> Net {
+    pub(crate) fn new(hosts: usize) -> Net {
         Net {
             nats: NatsServer::start().expect("nats-server"),
             keys: (0..hosts)
@@ -121,7 +121,7 @@ impl Net {
         }
     }
 
-    pub fn trust(&self) -> TrustPolicy {
+    pub(crate) fn trust(&self) -> TrustPolicy {
         TrustPolicy::hosts(self.keys.iter().map(|k| k.public_key()))
             .unwrap()
             .with_admins([self.admin.public_key()])
@@ -129,21 +129,21 @@ impl Net {
     }
 
     /// Host `i`'s server key (a copy: `KeyPair` is not `Clone`).
-    pub fn identity(&self, i: usize) -> KeyPair {
+    pub(crate) fn identity(&self, i: usize) -> KeyPair {
         copy(&self.keys[i])
     }
 
-    pub fn echo_actor(&self, caps: &[&str]) -> (Vec<u8>, String) {
+    pub(crate) fn echo_actor(&self, caps: &[&str]) -> (Vec<u8>, String) {
         echo_actor_by(&self.account, caps)
     }
 
-    pub fn config(&self, i: usize, timeout: Duration) -> LatticeConfig {
+    pub(crate) fn config(&self, i: usize, timeout: Duration) -> LatticeConfig {
         let mut config = LatticeConfig::new(self.nats.url(), self.identity(i), self.trust());
         config.timeout = timeout;
         config
     }
 
-    pub fn host(&self, labels: &[(&str, &str)]) -> Host {
+    pub(crate) fn host(&self, labels: &[(&str, &str)]) -> Host {
         // A short deadline, so the `loop` test burns 2 s of CPU, not 10.
         let mut builder = self.builder();
         for (k, v) in labels {
@@ -152,12 +152,12 @@ impl Net {
         builder.build().unwrap()
     }
 
-    pub async fn node(&self, i: usize, labels: &[(&str, &str)]) -> Node {
+    pub(crate) async fn node(&self, i: usize, labels: &[(&str, &str)]) -> Node {
         self.node_with(i, labels, |_| {}).await
     }
 
     /// Joins an already built host as host `i`.
-    pub async fn join(&self, i: usize, host: Host) -> Node {
+    pub(crate) async fn join(&self, i: usize, host: Host) -> Node {
         let lattice = Lattice::join(host.clone(), self.config(i, Duration::from_secs(5)))
             .await
             .unwrap();
@@ -165,7 +165,7 @@ impl Net {
     }
 
     /// A host builder with the test's trust and limits.
-    pub fn builder(&self) -> HostBuilder {
+    pub(crate) fn builder(&self) -> HostBuilder {
         HostBuilder::new()
             .verifier(
                 Verifier::new()
@@ -180,7 +180,7 @@ impl Net {
             )
     }
 
-    pub async fn node_with(
+    pub(crate) async fn node_with(
         &self,
         i: usize,
         labels: &[(&str, &str)],
@@ -194,11 +194,11 @@ impl Net {
     }
 
     /// A tool signing with the admin key and believing the hosts.
-    pub async fn client(&self) -> LatticeClient {
+    pub(crate) async fn client(&self) -> LatticeClient {
         self.client_as(copy(&self.admin)).await
     }
 
-    pub async fn client_as(&self, identity: KeyPair) -> LatticeClient {
+    pub(crate) async fn client_as(&self, identity: KeyPair) -> LatticeClient {
         LatticeClient::connect(
             &self.nats.url(),
             "waxosuit",
@@ -212,16 +212,16 @@ impl Net {
     }
 
     /// A plain NATS client holding no key at all: the attacker.
-    pub async fn attacker(&self) -> async_nats::Client {
+    pub(crate) async fn attacker(&self) -> async_nats::Client {
         async_nats::connect(self.nats.url()).await.unwrap()
     }
 }
 
-pub fn copy(key: &KeyPair) -> KeyPair {
+pub(crate) fn copy(key: &KeyPair) -> KeyPair {
     KeyPair::from_seed(&key.seed().unwrap()).unwrap()
 }
 
-pub async fn eventually<F, Fut>(what: &str, mut f: F)
+pub(crate) async fn eventually<F, Fut>(what: &str, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -240,7 +240,7 @@ where
 /// handles a connection's commands in order, so a message published to a
 /// fresh inbox on the same connection comes back only after the earlier
 /// ones took effect.
-pub async fn synced_with_server(nats: &async_nats::Client) {
+pub(crate) async fn synced_with_server(nats: &async_nats::Client) {
     let inbox = nats.new_inbox();
     let mut probe = nats.subscribe(inbox.clone()).await.unwrap();
     nats.publish(inbox, "sync".into()).await.unwrap();
@@ -251,7 +251,7 @@ pub async fn synced_with_server(nats: &async_nats::Client) {
 }
 
 /// The next message a spy subscriber saw, or a failure naming the wait.
-pub async fn next(spy: &mut async_nats::Subscriber) -> async_nats::Message {
+pub(crate) async fn next(spy: &mut async_nats::Subscriber) -> async_nats::Message {
     tokio::time::timeout(Duration::from_secs(10), spy.next())
         .await
         .expect("the spy saw the message within 10 s")
@@ -259,13 +259,13 @@ pub async fn next(spy: &mut async_nats::Subscriber) -> async_nats::Message {
 }
 
 /// Whether `spy` sees nothing within `wait`.
-pub async fn silent(spy: &mut async_nats::Subscriber, wait: Duration) -> bool {
+pub(crate) async fn silent(spy: &mut async_nats::Subscriber, wait: Duration) -> bool {
     tokio::time::timeout(wait, spy.next()).await.is_err()
 }
 
 /// Publishes `body` (built for the reply inbox it is given) on `subject`
 /// and returns the first answer, decoded, or `None` within `wait`.
-pub async fn send_raw(
+pub(crate) async fn send_raw(
     nats: &async_nats::Client,
     subject: String,
     body: impl FnOnce(&str) -> Vec<u8>,
@@ -283,7 +283,7 @@ pub async fn send_raw(
 
 /// Holds every actor call for a while: answers from the real host then
 /// always come after an attacker's.
-pub struct Delay(pub Duration);
+pub(crate) struct Delay(pub Duration);
 
 #[async_trait]
 impl waxosuit_host::Middleware for Delay {
@@ -298,7 +298,7 @@ impl waxosuit_host::Middleware for Delay {
 
 /// Publishes `body` on `subject` naming `reply` (an inbox the message was
 /// signed for) and returns the first answer there, decoded, or `None`.
-pub async fn send_on(
+pub(crate) async fn send_on(
     nats: &async_nats::Client,
     subject: String,
     reply: String,
@@ -314,13 +314,13 @@ pub async fn send_on(
 }
 
 /// The subject on which `node` takes calls for actor `key`.
-pub fn call_subject(node: &Node, key: &str) -> String {
+pub(crate) fn call_subject(node: &Node, key: &str) -> String {
     let subjects = node.lattice.subjects();
     subjects.at(&subjects.actor(key), node.lattice.host_id())
 }
 
 /// Invocations of `operation` counted in `host`'s metrics.
-pub fn served(host: &Host, operation: &str) -> u64 {
+pub(crate) fn served(host: &Host, operation: &str) -> u64 {
     host.metrics_text()
         .lines()
         .filter(|l| {

@@ -8,7 +8,7 @@ use waxosuit_runtime::{
 };
 
 /// A syntactically valid actor key, distinct per `n`.
-pub fn key(n: u32) -> ActorKey {
+pub(crate) fn key(n: u32) -> ActorKey {
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut s = String::from("M");
     let mut x = n;
@@ -20,25 +20,25 @@ pub fn key(n: u32) -> ActorKey {
 }
 
 /// Small pool so parallel tests do not reserve terabytes of address space.
-pub fn config() -> RuntimeConfig {
+pub(crate) fn config() -> RuntimeConfig {
     RuntimeConfig::default().pooling(Some(PoolingConfig::default().total_instances(64)))
 }
 
-pub fn runtime() -> Runtime {
+pub(crate) fn runtime() -> Runtime {
     Runtime::new(config()).expect("runtime")
 }
 
 /// Answers `default`/`test:ping`/`Ping` with `pong:` + payload, fails the
 /// payload `fail` with "host says no", and records every call.
 #[derive(Default)]
-pub struct TestHandler {
+pub(crate) struct TestHandler {
     pub calls: Mutex<Vec<(ActorKey, HostCall)>>,
     /// When set, replies with this many bytes instead.
     pub big_reply: Option<usize>,
 }
 
 impl TestHandler {
-    pub fn calls(&self) -> Vec<(ActorKey, HostCall)> {
+    pub(crate) fn calls(&self) -> Vec<(ActorKey, HostCall)> {
         self.calls.lock().expect("lock").clone()
     }
 }
@@ -68,7 +68,10 @@ impl HostCallHandler for TestHandler {
     }
 }
 
-pub async fn load(module: &[u8], limits: Limits) -> Result<Actor<TestHandler>, RuntimeError> {
+pub(crate) async fn load(
+    module: &[u8],
+    limits: Limits,
+) -> Result<Actor<TestHandler>, RuntimeError> {
     runtime()
         .load(key(1), module, limits, Arc::new(TestHandler::default()))
         .await
@@ -76,7 +79,7 @@ pub async fn load(module: &[u8], limits: Limits) -> Result<Actor<TestHandler>, R
 
 /// Loads `module` as `key(1)` with a fresh [`TestHandler`] on a runtime
 /// with `config`.
-pub async fn load_on(
+pub(crate) async fn load_on(
     config: RuntimeConfig,
     module: &[u8],
     limits: Limits,
@@ -87,7 +90,7 @@ pub async fn load_on(
         .await
 }
 
-pub async fn load_with(
+pub(crate) async fn load_with(
     module: &[u8],
     limits: Limits,
     handler: Arc<TestHandler>,
@@ -96,14 +99,14 @@ pub async fn load_with(
 }
 
 /// `n` bytes of a recognisable pattern.
-pub fn payload(n: usize) -> Vec<u8> {
+pub(crate) fn payload(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 31 % 251) as u8).collect()
 }
 
 /// A future that is pending exactly once and then woken from another
 /// thread a millisecond later: a host call that really has to wait, with
 /// no timer or runtime involved.
-pub async fn pending_once() {
+pub(crate) async fn pending_once() {
     let mut pending = true;
     std::future::poll_fn(|cx| {
         if !pending {
@@ -122,7 +125,7 @@ pub async fn pending_once() {
 
 /// Which `__host_call` generation [`caller_guest`] imports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Abi {
+pub(crate) enum Abi {
     /// 8 arguments: binding, namespace, operation, payload.
     Binding,
     /// 6 arguments: namespace, operation, payload (binding `default`).
@@ -136,7 +139,7 @@ pub enum Abi {
 /// length. `echo` returns the payload; any other 4-byte operation makes
 /// the host call and returns the host response, or reports the host error
 /// as its guest error.
-pub fn caller_guest(abi: Abi) -> Vec<u8> {
+pub(crate) fn caller_guest(abi: Abi) -> Vec<u8> {
     let (params, args) = match abi {
         Abi::Binding => (
             8,
@@ -221,7 +224,7 @@ pub fn caller_guest(abi: Abi) -> Vec<u8> {
 /// `operation` with `payload` (for [`Abi::Route`], `operation` is the
 /// whole `"capid!Operation"` route and `namespace` is ignored; for
 /// [`Abi::Namespace`], `binding` is).
-pub fn host_call_request(
+pub(crate) fn host_call_request(
     binding: &[u8],
     namespace: &[u8],
     operation: &[u8],

@@ -1,0 +1,379 @@
+//! The conformance suite of `wascc:keyvalue`: what every backend must
+//! answer, checked through encoded calls as an actor makes them.
+//!
+//! [`run`] drives a [`Subject`] (anything that takes an operation and its
+//! MessagePack payload for one of two bindings of one actor) through every
+//! operation of the contract, its edge cases and its refusals, and returns
+//! a [`Report`] naming each check that failed and why. Errors are compared
+//! as the actor reads them: the error's text, whose Redis class (`WRONGTYPE`,
+//! `ERR`) follows `backend error: `.
+//!
+//! ```
+//! use waxosuit_cap_keyvalue::KeyValueProvider;
+//! use waxosuit_cap_keyvalue::conformance::{self, ProviderSubject};
+//! use waxosuit_cap_keyvalue::reference::ReferenceBackend;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let kv = KeyValueProvider::<ReferenceBackend>::new();
+//! let subject = ProviderSubject::bind(&kv, "MCONFORMANCE", &[]).await.unwrap();
+//! conformance::run(&subject).await.assert_passed();
+//! # }
+//! ```
+//!
+//! The subject must start empty: both bindings bound, no keys. Each check
+//! uses keys of its own, so checks do not depend on one another's order.
+//! Expiry is checked only as far as it can be without waiting (a key set
+//! with an expiry is readable at once); each backend's own tests check the
+//! deadline with its clock.
+
+mod checks;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use waxosuit_codec::keyvalue::{
+    AddRequest, AddResponse, GetRequest, GetResponse, KeyExistsQuery, ListPushRequest,
+    ListRangeRequest, ListRangeResponse, ListResponse, OP_ADD, OP_GET, OP_KEY_EXISTS, OP_PUSH,
+    OP_RANGE, OP_SET, OP_SET_ADD, OP_SET_QUERY, OP_SET_REMOVE, SetAddRequest, SetOperationResponse,
+    SetQueryRequest, SetQueryResponse, SetRemoveRequest, SetRequest, SetResponse,
+};
+use waxosuit_provider::{BindRequest, CapabilityProvider, ProviderCall, ProviderError};
+
+/// The binding every check uses.
+pub const BINDING: &str = "default";
+/// A second binding of the same actor, which must not see [`BINDING`]'s keys.
+pub const OTHER_BINDING: &str = "other";
+
+/// What the suite drives: one actor's two bindings ([`BINDING`] and
+/// [`OTHER_BINDING`]), bound and empty.
+pub trait Subject {
+    /// Sends `operation` with `payload` on `binding`; an error is the text
+    /// the actor would read.
+    fn call(
+        &self,
+        binding: &str,
+        operation: &str,
+        payload: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>, String>>;
+}
+
+/// A [`CapabilityProvider`] as a subject: calls go to its
+/// [`handle_call`](CapabilityProvider::handle_call) for one actor.
+#[derive(Clone, Copy)]
+pub struct ProviderSubject<'a> {
+    provider: &'a dyn CapabilityProvider,
+    actor: &'a str,
+}
+
+impl fmt::Debug for ProviderSubject<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderSubject")
+            .field("actor", &self.actor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> ProviderSubject<'a> {
+    /// Binds `actor` to `provider` under [`BINDING`] and [`OTHER_BINDING`],
+    /// each with `values` (a server's URL, say).
+    ///
+    /// # Errors
+    ///
+    /// What the provider's `bind_actor` returns.
+    pub async fn bind(
+        provider: &'a dyn CapabilityProvider,
+        actor: &'a str,
+        values: &[(&str, &str)],
+    ) -> Result<ProviderSubject<'a>, ProviderError> {
+        let values: HashMap<String, String> = values
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        for binding in [BINDING, OTHER_BINDING] {
+            provider
+                .bind_actor(BindRequest {
+                    actor: actor.to_string(),
+                    binding: binding.to_string(),
+                    values: values.clone(),
+                })
+                .await?;
+        }
+        Ok(ProviderSubject { provider, actor })
+    }
+}
+
+impl Subject for ProviderSubject<'_> {
+    async fn call(
+        &self,
+        binding: &str,
+        operation: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
+        self.provider
+            .handle_call(ProviderCall {
+                actor: self.actor.to_string(),
+                binding: binding.to_string(),
+                operation: operation.to_string(),
+                payload,
+            })
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// One check that failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The check's name.
+    pub check: &'static str,
+    /// What was expected and what came.
+    pub message: String,
+}
+
+/// What [`run`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// The checks that passed.
+    pub passed: Vec<&'static str>,
+    /// The checks that failed.
+    pub failures: Vec<Failure>,
+}
+
+impl Report {
+    /// Whether every check passed.
+    pub fn is_pass(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    /// Whether the check named `check` failed.
+    pub fn failed(&self, check: &str) -> bool {
+        self.failures.iter().any(|f| f.check == check)
+    }
+
+    /// Panics, listing every failure, unless every check passed.
+    #[track_caller]
+    pub fn assert_passed(&self) {
+        assert!(self.is_pass(), "wascc:keyvalue conformance failed:\n{self}");
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} checks passed, {} failed",
+            self.passed.len(),
+            self.failures.len()
+        )?;
+        for failure in &self.failures {
+            writeln!(f, "  {}: {}", failure.check, failure.message)?;
+        }
+        Ok(())
+    }
+}
+
+type Outcome = Result<(), String>;
+
+/// Runs every check against `subject`.
+pub async fn run(subject: &impl Subject) -> Report {
+    let s = Client(subject);
+    let mut report = Report::default();
+    let mut record = |check: &'static str, outcome: Outcome| match outcome {
+        Ok(()) => report.passed.push(check),
+        Err(message) => report.failures.push(Failure { check, message }),
+    };
+    record("strings", checks::strings(&s).await);
+    record(
+        "set_replaces_any_type",
+        checks::set_replaces_any_type(&s).await,
+    );
+    record(
+        "negative_expiry_is_refused",
+        checks::negative_expiry(&s).await,
+    );
+    record("counters", checks::counters(&s).await);
+    record(
+        "counter_refusals_keep_the_value",
+        checks::counter_refusals(&s).await,
+    );
+    record("lists_push_and_range", checks::lists(&s).await);
+    record("list_item_delete", checks::list_item_delete(&s).await);
+    record("clear_deletes_lists_only", checks::clear(&s).await);
+    record("sets", checks::sets(&s).await);
+    record("set_union_and_intersection", checks::set_algebra(&s).await);
+    record("delete_and_exists", checks::delete_and_exists(&s).await);
+    record("wrong_type_refusals", checks::wrong_types(&s).await);
+    record("bindings_are_isolated", checks::isolation(&s).await);
+    record("unknown_operation", checks::unknown_operation(&s).await);
+    record("undecodable_request", checks::bad_payload(&s).await);
+    report
+}
+
+/// Typed calls over a subject.
+struct Client<'a, S>(&'a S);
+
+impl<S: Subject> Client<'_, S> {
+    async fn raw<Q: Serialize>(&self, binding: &str, op: &str, req: &Q) -> Result<Vec<u8>, String> {
+        let payload = waxosuit_codec::serialize(req).map_err(|e| format!("encoding {op}: {e}"))?;
+        self.0.call(binding, op, payload).await
+    }
+
+    /// `op` on [`BINDING`], which must succeed with a reply of type `R`.
+    async fn ok<Q: Serialize, R: DeserializeOwned>(&self, op: &str, req: &Q) -> Result<R, String> {
+        self.ok_on(BINDING, op, req).await
+    }
+
+    async fn ok_on<Q: Serialize, R: DeserializeOwned>(
+        &self,
+        binding: &str,
+        op: &str,
+        req: &Q,
+    ) -> Result<R, String> {
+        let reply = self
+            .raw(binding, op, req)
+            .await
+            .map_err(|e| format!("`{op}` failed: {e}"))?;
+        waxosuit_codec::deserialize(&reply).map_err(|e| format!("`{op}` replied undecodably: {e}"))
+    }
+
+    /// `op`, which must fail with a backend error of Redis class `class`.
+    async fn refused<Q: Serialize>(&self, op: &str, req: &Q, class: &str) -> Outcome {
+        match self.raw(BINDING, op, req).await {
+            Ok(_) => Err(format!("`{op}` succeeded; expected a {class} refusal")),
+            Err(text) if has_class(&text, class) => Ok(()),
+            Err(text) => Err(format!(
+                "`{op}` failed with {text:?}; expected a {class} refusal"
+            )),
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<String>, String> {
+        let r: GetResponse = self.ok(OP_GET, &GetRequest { key: key.into() }).await?;
+        if !r.exists && !r.value.is_empty() {
+            return Err(format!(
+                "`Get` of missing `{key}` carried a value {:?}",
+                r.value
+            ));
+        }
+        Ok(r.exists.then_some(r.value))
+    }
+
+    async fn set(&self, key: &str, value: &str, expires_s: i32) -> Outcome {
+        let r: SetResponse = self
+            .ok(
+                OP_SET,
+                &SetRequest {
+                    key: key.into(),
+                    value: value.into(),
+                    expires_s,
+                },
+            )
+            .await?;
+        expect("`Set` reply", r.value.as_str(), value)
+    }
+
+    async fn add(&self, key: &str, value: i32) -> Result<i32, String> {
+        let r: AddResponse = self
+            .ok(
+                OP_ADD,
+                &AddRequest {
+                    key: key.into(),
+                    value,
+                },
+            )
+            .await?;
+        Ok(r.value)
+    }
+
+    async fn push(&self, key: &str, value: &str) -> Result<i32, String> {
+        let r: ListResponse = self
+            .ok(
+                OP_PUSH,
+                &ListPushRequest {
+                    key: key.into(),
+                    value: value.into(),
+                },
+            )
+            .await?;
+        Ok(r.new_count)
+    }
+
+    async fn range(&self, key: &str, start: i32, stop: i32) -> Result<Vec<String>, String> {
+        let r: ListRangeResponse = self
+            .ok(
+                OP_RANGE,
+                &ListRangeRequest {
+                    key: key.into(),
+                    start,
+                    stop,
+                },
+            )
+            .await?;
+        Ok(r.values)
+    }
+
+    async fn sadd(&self, key: &str, value: &str) -> Result<i32, String> {
+        let r: SetOperationResponse = self
+            .ok(
+                OP_SET_ADD,
+                &SetAddRequest {
+                    key: key.into(),
+                    value: value.into(),
+                },
+            )
+            .await?;
+        Ok(r.new_count)
+    }
+
+    async fn srem(&self, key: &str, value: &str) -> Result<i32, String> {
+        let r: SetOperationResponse = self
+            .ok(
+                OP_SET_REMOVE,
+                &SetRemoveRequest {
+                    key: key.into(),
+                    value: value.into(),
+                },
+            )
+            .await?;
+        Ok(r.new_count)
+    }
+
+    async fn members(&self, key: &str) -> Result<Vec<String>, String> {
+        let r: SetQueryResponse = self
+            .ok(OP_SET_QUERY, &SetQueryRequest { key: key.into() })
+            .await?;
+        Ok(r.values)
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, String> {
+        let r: GetResponse = self
+            .ok(OP_KEY_EXISTS, &KeyExistsQuery { key: key.into() })
+            .await?;
+        if !r.value.is_empty() {
+            return Err(format!("`KeyExists` carried a value {:?}", r.value));
+        }
+        Ok(r.exists)
+    }
+}
+
+/// Whether an error text is a backend refusal of Redis class `class`.
+fn has_class(text: &str, class: &str) -> bool {
+    text.split_once("backend error: ")
+        .is_some_and(|(_, message)| message.split_whitespace().next() == Some(class))
+}
+
+fn expect<T: PartialEq + fmt::Debug + ?Sized>(what: &str, got: &T, want: &T) -> Outcome {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("{what}: got {got:?}, expected {want:?}"))
+    }
+}
+
+fn strings_of(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
