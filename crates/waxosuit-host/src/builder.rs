@@ -16,6 +16,7 @@ use crate::health::HealthReport;
 use crate::host::{Host, HostInner};
 use crate::policy::{Authorizer, ClaimsOnly, Middleware};
 use crate::read_mostly::ReadMostly;
+use crate::remote::Remote;
 use crate::table::ActorTable;
 
 /// Configures and builds a [`Host`].
@@ -151,8 +152,7 @@ impl HostBuilder {
                 stopping: AtomicBool::new(false),
                 health: RwLock::new(HealthReport::default()),
                 started: Instant::now(),
-                remote: RwLock::new(None),
-                remote_bindings: RwLock::new(FxHashMap::default()),
+                remote: Remote::default(),
                 events: tokio::sync::broadcast::channel(1024).0,
                 health_state: RwLock::new(FxHashMap::default()),
             }),

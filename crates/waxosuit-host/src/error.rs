@@ -191,6 +191,17 @@ pub enum HostError {
         /// Binding name.
         binding: String,
     },
+    /// Another transport is attached to this host already
+    /// ([`Host::attach_remote`](crate::Host::attach_remote)).
+    #[error(
+        "a transport is attached to this host already; a host joins one lattice at a time: \
+         leave the current one (drop its attachment) first"
+    )]
+    AlreadyAttached,
+    /// The transport detached from this host (it left the lattice); its
+    /// attachment serves nothing any more.
+    #[error("the transport left this host; join the lattice again to serve remote calls")]
+    Detached,
     /// The provider failed.
     #[error(transparent)]
     Provider {

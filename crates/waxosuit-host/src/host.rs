@@ -24,7 +24,7 @@ use crate::health::HealthReport;
 use crate::metrics::SeriesCache;
 use crate::policy::{Authorizer, Entity};
 use crate::read_mostly::ReadMostly;
-use crate::remote::RemoteLink;
+use crate::remote::Remote;
 use crate::router::{ProviderDispatcher, Router};
 use crate::table::ActorTable;
 use crate::{HostError, HostInfo};
@@ -86,12 +86,6 @@ impl ActorEntry {
     }
 }
 
-/// A binding of an actor that runs on another host to a provider here.
-pub(crate) struct RemoteBinding {
-    pub(crate) values: BTreeMap<String, String>,
-    pub(crate) claims: Arc<VerifiedActor>,
-}
-
 pub(crate) struct ProviderEntry {
     pub(crate) provider: Arc<dyn CapabilityProvider>,
     pub(crate) descriptor: CapabilityDescriptor,
@@ -110,11 +104,8 @@ pub(crate) struct HostInner {
     pub(crate) stopping: AtomicBool,
     pub(crate) health: RwLock<HealthReport>,
     pub(crate) started: Instant,
-    /// Where calls go that this host cannot serve (a lattice), if anywhere.
-    pub(crate) remote: RwLock<Option<Arc<dyn RemoteLink>>>,
-    /// Actors running elsewhere bound to providers here: (actor, route) →
-    /// values and the actor's verified claims.
-    pub(crate) remote_bindings: RwLock<FxHashMap<(String, RouteKey), RemoteBinding>>,
+    /// The transport's link and the bindings of actors on other hosts.
+    pub(crate) remote: Remote,
     pub(crate) events: tokio::sync::broadcast::Sender<HostEvent>,
     /// Last known health per actor, so that only changes become events.
     pub(crate) health_state: RwLock<FxHashMap<String, bool>>,
@@ -278,7 +269,7 @@ impl Host {
             name: name.clone(),
             claims: granted.jwt().to_string(),
         });
-        let link = read(&inner.remote).clone();
+        let link = read(&inner.remote.link).clone();
         if let Some(link) = link {
             link.actor_started(&key_text).await;
         }
@@ -432,7 +423,7 @@ impl Host {
             name: descriptor_name,
             version: descriptor_version,
         });
-        let link = read(&self.inner.remote).clone();
+        let link = read(&self.inner.remote.link).clone();
         if let Some(link) = link {
             link.provider_started(&route).await;
         }
@@ -460,7 +451,7 @@ impl Host {
                 }
             }
         }
-        write(&self.inner.remote_bindings).retain(|(_, r), _| *r != route);
+        write(&self.inner.remote.bindings).retain(|(_, r), _| *r != route);
         let _ = AssertUnwindSafe(entry.provider.shutdown())
             .catch_unwind()
             .await;
@@ -494,7 +485,7 @@ impl Host {
             &route.binding,
         )?;
         let provider = self.provider(&route);
-        if provider.is_none() && read(&self.inner.remote).is_none() {
+        if provider.is_none() && read(&self.inner.remote.link).is_none() {
             return Err(provider_not_found(&route));
         }
         if entry.is_bound(&route) {
@@ -693,7 +684,7 @@ impl Host {
             })
             .map(|(k, _)| k.clone());
         let owner = local.or_else(|| {
-            let link = read(&self.inner.remote).clone()?;
+            let link = read(&self.inner.remote.link).clone()?;
             link.alias_owner(alias).filter(|owner| owner != key)
         });
         match owner {

@@ -224,7 +224,7 @@ impl HostInner {
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, HostError> {
         let is_key = actor.len() == 56 && actor.starts_with('M');
-        let link = read(&self.remote).clone();
+        let link = read(&self.remote.link).clone();
         match link {
             Some(link) if is_key => link
                 .call_actor(origin, actor, operation, payload)
@@ -249,7 +249,7 @@ impl HostInner {
         operation: &str,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, HostError> {
-        let link = read(&self.remote).clone();
+        let link = read(&self.remote.link).clone();
         match link {
             Some(link) => link
                 .call_provider(actor, route, operation, payload)

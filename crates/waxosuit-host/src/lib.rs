@@ -25,8 +25,8 @@
 //!   signed `caps`, unless the [`Authorizer`] allows it; the authorizer may
 //!   also deny. Refusals name the actor, capability, binding and operation.
 //! * In a lattice, a [`RemoteLink`] carries calls to actors and providers
-//!   that run on other hosts, and [`Host::invoke_inbound`] /
-//!   [`Host::call_provider_inbound`] serve calls from them;
+//!   that run on other hosts, and the transport's [`RemoteAttachment`]
+//!   ([`Host::attach_remote`], one per host) serves calls from them;
 //!   [`Host::subscribe`] reports every change as a [`HostEvent`].
 //! * [`Middleware`] runs around every actor and provider invocation
 //!   (pre-invoke, invoke with short-circuit, post-invoke).
@@ -78,7 +78,7 @@ pub use host::{ActorInfo, DEFAULT_BINDING, Host, ProviderInfo, RouteKey};
 pub use policy::{
     Authorizer, ClaimsOnly, Decision, Entity, Flow, Invocation, InvocationResult, Middleware,
 };
-pub use remote::{RemoteError, RemoteLink};
+pub use remote::{RemoteAttachment, RemoteError, RemoteLink};
 pub use router::Router;
 pub use waxosuit_runtime::Limits;
 

@@ -3,13 +3,20 @@
 //! A host on its own serves actors and providers registered with it. In a
 //! lattice, an actor may be bound to a provider that runs on another host, and
 //! a provider here may serve an actor that runs elsewhere. The host knows
-//! nothing of the transport: an embedder installs a [`RemoteLink`] (the
-//! `waxosuit-lattice` crate implements one over NATS) and feeds inbound
-//! calls to [`Host::invoke_inbound`] and [`Host::call_provider_inbound`]
-//! after authenticating them.
+//! nothing of the transport: a transport (the `waxosuit-lattice` crate, over
+//! NATS) attaches itself with [`Host::attach_remote`], installs its
+//! [`RemoteLink`] for outbound calls, and feeds the calls it has
+//! authenticated to the inbound entry points of the [`RemoteAttachment`] it
+//! got. Those entry points take the calling host's word for who calls (they
+//! check bindings and policy, not an actor's claims), so only the one
+//! attachment reaches them: a host has at most one, and an embedder that
+//! did not attach cannot call them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rustc_hash::FxHashMap;
 
 use async_trait::async_trait;
 use waxosuit_claims::VerifiedActor;
@@ -21,7 +28,7 @@ use waxosuit_policy::input::Direction;
 use crate::HostError;
 use crate::events::HostEvent;
 use crate::gate::Call;
-use crate::host::{Host, RemoteBinding, RouteKey, bind_values, guard_provider, read, write};
+use crate::host::{Host, RouteKey, bind_values, guard_provider, read, write};
 use crate::policy::Entity;
 
 /// A transport error from a [`RemoteLink`], kept whole so callers can look
@@ -71,16 +78,65 @@ pub trait RemoteLink: Send + Sync + 'static {
     }
 }
 
-impl Host {
-    /// Installs the link for calls this host cannot serve itself. Without
-    /// one, such calls fail with "not running" / "no provider".
-    pub fn set_remote_link(&self, link: Arc<dyn RemoteLink>) {
-        *write(&self.inner.remote) = Some(link);
-    }
+/// What the host keeps for a transport: the link for outbound calls and the
+/// bindings of actors that run elsewhere.
+#[derive(Default)]
+pub(crate) struct Remote {
+    /// Where calls go that this host cannot serve (a lattice), if anywhere.
+    pub(crate) link: std::sync::RwLock<Option<Arc<dyn RemoteLink>>>,
+    /// Actors running elsewhere bound to providers here: (actor, route) →
+    /// values and the actor's verified claims.
+    pub(crate) bindings: std::sync::RwLock<FxHashMap<(String, RouteKey), RemoteBinding>>,
+    /// Whether a [`RemoteAttachment`] exists.
+    attached: AtomicBool,
+}
 
-    /// Removes the remote link (when leaving a lattice).
-    pub fn clear_remote_link(&self) {
-        *write(&self.inner.remote) = None;
+/// A binding of an actor that runs on another host to a provider here.
+pub(crate) struct RemoteBinding {
+    pub(crate) values: BTreeMap<String, String>,
+    pub(crate) claims: Arc<VerifiedActor>,
+}
+
+/// A transport's hold on a host: installs its [`RemoteLink`] and is the
+/// only way to the host's inbound entry points (calls, bindings and claims
+/// of actors on other hosts). Made by [`Host::attach_remote`];
+/// [`detach`](Self::detach) or dropping it removes the link and lets
+/// another transport attach.
+pub struct RemoteAttachment {
+    host: Host,
+    /// Cleared by [`detach`](Self::detach): a detached attachment serves
+    /// nothing, and does not touch a newer attachment's link.
+    live: AtomicBool,
+}
+
+impl std::fmt::Debug for RemoteAttachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteAttachment").finish_non_exhaustive()
+    }
+}
+
+impl Drop for RemoteAttachment {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+impl Host {
+    /// Attaches a transport: the returned [`RemoteAttachment`] installs the
+    /// [`RemoteLink`] and serves inbound calls. A host takes one transport
+    /// at a time.
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::AlreadyAttached`] while another attachment exists.
+    pub fn attach_remote(&self) -> Result<RemoteAttachment, HostError> {
+        if self.inner.remote.attached.swap(true, Ordering::AcqRel) {
+            return Err(HostError::AlreadyAttached);
+        }
+        Ok(RemoteAttachment {
+            host: self.clone(),
+            live: AtomicBool::new(true),
+        })
     }
 
     /// Watches what changes in this host.
@@ -104,14 +160,53 @@ impl Host {
         match self.inner.actor(actor) {
             Some(entry) => entry.is_bound(route),
             None => {
-                read(&self.inner.remote_bindings).contains_key(&(actor.to_string(), route.clone()))
+                read(&self.inner.remote.bindings).contains_key(&(actor.to_string(), route.clone()))
             }
+        }
+    }
+}
+
+impl RemoteAttachment {
+    /// The host attached to.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// Installs the link for calls this host cannot serve itself,
+    /// replacing any earlier one. Without one, such calls fail with "not
+    /// running" / "no provider".
+    pub fn set_link(&self, link: Arc<dyn RemoteLink>) {
+        if self.live.load(Ordering::Acquire) {
+            *write(&self.host.inner.remote.link) = Some(link);
+        }
+    }
+
+    /// Removes the link and gives the host up (when leaving a lattice):
+    /// later inbound calls through this attachment fail with
+    /// [`HostError::Detached`], and another transport may attach. Calling
+    /// it again does nothing.
+    pub fn detach(&self) {
+        if self.live.swap(false, Ordering::AcqRel) {
+            let remote = &self.host.inner.remote;
+            *write(&remote.link) = None;
+            remote.attached.store(false, Ordering::Release);
+        }
+    }
+
+    /// Refuses work once detached.
+    fn check_live(&self) -> Result<(), HostError> {
+        if self.live.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(HostError::Detached)
         }
     }
 
     /// Verifies the claims another host presents for an actor it runs.
     pub fn verify_remote_actor(&self, jwt: &str) -> Result<VerifiedActor, HostError> {
-        self.inner
+        self.check_live()?;
+        self.host
+            .inner
             .verifier
             .verify_remote_actor_token(jwt)
             .map_err(|error| HostError::Claims {
@@ -129,21 +224,22 @@ impl Host {
         route: &RouteKey,
         values: BTreeMap<String, String>,
     ) -> Result<(), HostError> {
+        self.check_live()?;
         let key = claims.public_key().to_string();
         let target = Entity::Capability {
             capid: route.capid.clone(),
             binding: route.binding.clone(),
         };
-        self.inner.authorize(
+        self.host.inner.authorize(
             claims,
             &route.capid,
             &target,
             wcore::OP_BIND_ACTOR,
             &route.binding,
         )?;
-        let provider = self.registered_provider(route)?;
+        let provider = self.host.registered_provider(route)?;
         let slot = (key.clone(), route.clone());
-        if read(&self.inner.remote_bindings).contains_key(&slot) {
+        if read(&self.host.inner.remote.bindings).contains_key(&slot) {
             return Ok(());
         }
         let request = BindRequest {
@@ -152,7 +248,7 @@ impl Host {
             values: bind_values(claims, &values),
         };
         guard_provider(route, provider.provider.bind_actor(request)).await?;
-        write(&self.inner.remote_bindings).insert(
+        write(&self.host.inner.remote.bindings).insert(
             slot,
             RemoteBinding {
                 values,
@@ -160,7 +256,7 @@ impl Host {
             },
         );
         tracing::info!(actor = %key, capability = %route.capid, binding = %route.binding, "binding established for a remote actor");
-        self.emit(HostEvent::BindingSet {
+        self.host.emit(HostEvent::BindingSet {
             actor: key,
             route: route.clone(),
         });
@@ -173,15 +269,19 @@ impl Host {
         actor: &str,
         route: &RouteKey,
     ) -> Result<(), HostError> {
+        self.check_live()?;
         let slot = (actor.to_string(), route.clone());
-        if write(&self.inner.remote_bindings).remove(&slot).is_none() {
+        if write(&self.host.inner.remote.bindings)
+            .remove(&slot)
+            .is_none()
+        {
             return Ok(());
         }
-        let provider = self.inner.providers.load().get(route).cloned();
+        let provider = self.host.inner.providers.load().get(route).cloned();
         if let Some(p) = provider {
             guard_provider(route, p.provider.remove_actor(actor, &route.binding)).await?;
         }
-        self.emit(HostEvent::BindingRemoved {
+        self.host.emit(HostEvent::BindingRemoved {
             actor: actor.to_string(),
             route: route.clone(),
         });
@@ -190,7 +290,7 @@ impl Host {
 
     /// Remote actors bound to local providers: (actor, route, values).
     pub fn remote_bindings(&self) -> Vec<(String, RouteKey, BTreeMap<String, String>)> {
-        let mut out: Vec<_> = read(&self.inner.remote_bindings)
+        let mut out: Vec<_> = read(&self.host.inner.remote.bindings)
             .iter()
             .map(|((a, r), b)| (a.clone(), r.clone(), b.values.clone()))
             .collect();
@@ -208,7 +308,9 @@ impl Host {
         operation: &str,
         payload: &[u8],
     ) -> Result<Vec<u8>, HostError> {
+        self.check_live()?;
         let entry = self
+            .host
             .inner
             .actor(actor)
             .ok_or_else(|| HostError::ActorNotFound {
@@ -227,7 +329,7 @@ impl Host {
         }
         // This host's policy decides for its own actors, whatever the
         // calling host decided.
-        if let Some(gate) = &self.inner.actors.gate {
+        if let Some(gate) = &self.host.inner.actors.gate {
             let claims = entry.claims();
             let (capability, binding) = match &origin {
                 Entity::Capability { capid, binding } => (capid.as_str(), binding.as_str()),
@@ -243,7 +345,8 @@ impl Host {
             })
             .await?;
         }
-        self.inner
+        self.host
+            .inner
             .actors
             .invoke_actor(|| origin, &entry, operation, payload)
             .await
@@ -259,12 +362,13 @@ impl Host {
         operation: &str,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, HostError> {
-        let provider = self.registered_provider(route)?;
+        self.check_live()?;
+        let provider = self.host.registered_provider(route)?;
         // A replica of an actor that also runs here is bound here as a
         // local actor; any other caller must hold a remote binding.
-        let claims = match self.inner.actor(actor) {
+        let claims = match self.host.inner.actor(actor) {
             Some(entry) => entry.is_bound(route).then(|| entry.claims()),
-            None => read(&self.inner.remote_bindings)
+            None => read(&self.host.inner.remote.bindings)
                 .get(&(actor.to_string(), route.clone()))
                 .map(|b| Arc::clone(&b.claims)),
         };
@@ -277,7 +381,7 @@ impl Host {
             });
         };
         // This host's policy decides for its providers too.
-        if let Some(gate) = &self.inner.actors.gate {
+        if let Some(gate) = &self.host.inner.actors.gate {
             gate.invoke(Call {
                 actor: &claims,
                 capability: &route.capid,
@@ -287,11 +391,14 @@ impl Host {
             })
             .await?;
         }
-        self.inner
+        self.host
+            .inner
             .invoke_provider(route, &provider, actor, operation, payload)
             .await
     }
+}
 
+impl Host {
     pub(crate) fn emit(&self, event: HostEvent) {
         // No receiver is the common case on a single host: not an error.
         let _ = self.inner.events.send(event);

@@ -778,3 +778,41 @@ async fn health_and_metrics() {
     let err = host.add_actor(&module, "again", None).await.unwrap_err();
     assert!(matches!(err, HostError::ShuttingDown));
 }
+
+/// The inbound entry points belong to the one transport that attached:
+/// a second one is refused, a detached one serves nothing, and dropping a
+/// detached attachment does not disturb the next one.
+#[tokio::test]
+async fn only_the_attached_transport_reaches_the_inbound_entry_points() {
+    let host = waxosuit_host::Host::new().unwrap();
+    let first = host.attach_remote().unwrap();
+    assert!(matches!(
+        host.attach_remote(),
+        Err(waxosuit_host::HostError::AlreadyAttached)
+    ));
+    let unknown = "MB2ZQB6ROOMAYBO4ZCTFYWN7YIVBWA3MTKZYAQKJMTIHE2ELLRW2E3ZW";
+    let err = first
+        .invoke_inbound(waxosuit_host::Entity::Host, unknown, "echo", b"")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, waxosuit_host::HostError::ActorNotFound { .. }),
+        "{err}"
+    );
+    first.detach();
+    let err = first
+        .invoke_inbound(waxosuit_host::Entity::Host, unknown, "echo", b"")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, waxosuit_host::HostError::Detached), "{err}");
+    let second = host.attach_remote().unwrap();
+    drop(first);
+    let err = second
+        .invoke_inbound(waxosuit_host::Entity::Host, unknown, "echo", b"")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, waxosuit_host::HostError::ActorNotFound { .. }),
+        "dropping a detached attachment must not detach the next: {err}"
+    );
+}

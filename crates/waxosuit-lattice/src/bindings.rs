@@ -221,16 +221,17 @@ impl Inner {
 
     async fn release(&self, actor: &str, route: &RouteKey) {
         let _guard = self.reconcile.lock().await;
-        let result = if self.host.has_actor(actor) {
-            if self.host.is_bound(actor, route) {
-                self.host
+        let result = if self.remote.host().has_actor(actor) {
+            if self.remote.host().is_bound(actor, route) {
+                self.remote
+                    .host()
                     .remove_binding(actor, &route.capid, &route.binding)
                     .await
             } else {
                 Ok(())
             }
         } else {
-            self.host.unbind_remote_actor(actor, route).await
+            self.remote.unbind_remote_actor(actor, route).await
         };
         if let Err(e) = result {
             tracing::warn!(%actor, capability = %route.capid, error = %e, "could not release a binding");
@@ -249,11 +250,11 @@ impl Inner {
             (state.bindings.clone(), state.claims.clone())
         };
         for ((actor, route), record) in bindings {
-            if self.host.is_bound(&actor, &route) {
+            if self.remote.host().is_bound(&actor, &route) {
                 continue;
             }
-            let local_provider = self.host.has_provider(&route);
-            let result = if self.host.has_actor(&actor) {
+            let local_provider = self.remote.host().has_provider(&route);
+            let result = if self.remote.host().has_actor(&actor) {
                 let values = if local_provider {
                     match self.values_for(&actor, &route, &record).await {
                         Some(values) => values,
@@ -264,7 +265,8 @@ impl Inner {
                     // real values it asks the owner for.
                     record.shown.clone()
                 };
-                self.host
+                self.remote
+                    .host()
                     .set_binding(&actor, &route.capid, &route.binding, values)
                     .await
             } else if local_provider {
@@ -272,7 +274,7 @@ impl Inner {
                     tracing::debug!(%actor, "binding waits for the actor to appear in the lattice");
                     continue;
                 };
-                let verified = match self.host.verify_remote_actor(jwt) {
+                let verified = match self.remote.verify_remote_actor(jwt) {
                     Ok(verified) => verified,
                     Err(e) => {
                         tracing::warn!(%actor, error = %e, "refusing to bind an actor whose claims do not verify here");
@@ -282,7 +284,9 @@ impl Inner {
                 let Some(values) = self.values_for(&actor, &route, &record).await else {
                     continue;
                 };
-                self.host.bind_remote_actor(&verified, &route, values).await
+                self.remote
+                    .bind_remote_actor(&verified, &route, values)
+                    .await
             } else {
                 continue;
             };
@@ -296,8 +300,8 @@ impl Inner {
     fn drop_stale_subscriptions(&self) {
         for served in self.serving.targets() {
             let gone = match &served {
-                crate::server::Served::Actor(key) => !self.host.has_actor(key),
-                crate::server::Served::Provider(route) => !self.host.has_provider(route),
+                crate::server::Served::Actor(key) => !self.remote.host().has_actor(key),
+                crate::server::Served::Provider(route) => !self.remote.host().has_provider(route),
             };
             if gone {
                 tracing::debug!(target = ?served, "dropping the subscription of a target that left");

@@ -117,7 +117,7 @@ impl Inner {
                 command: command_document(&command),
                 host: HostFacts {
                     id: Some(self.keys.host_id.clone()),
-                    labels: self.host.info().labels,
+                    labels: self.remote.host().info().labels,
                 },
             };
             let input = serde_json::to_value(&input).map_err(|e| e.to_string())?;
@@ -156,7 +156,8 @@ impl Inner {
                 };
                 let origin = format!("a lattice start command from {}", signed.signer);
                 let info = self
-                    .host
+                    .remote
+                    .host()
                     .add_actor(&module, &origin, None)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -165,7 +166,8 @@ impl Inner {
                 Ok(format!("started actor {} ({})", info.name, info.key))
             }
             Command::StopActor { actor, .. } => {
-                self.host
+                self.remote
+                    .host()
                     .remove_actor(&actor)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -183,7 +185,8 @@ impl Inner {
                     .ok_or_else(|| "this host does not start providers on request".to_string())?;
                 let provider = factory.create(&capid, backend.as_deref())?;
                 let route = self
-                    .host
+                    .remote
+                    .host()
                     .add_provider(&binding, provider)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -193,7 +196,8 @@ impl Inner {
                 ))
             }
             Command::StopProvider { capid, binding, .. } => {
-                self.host
+                self.remote
+                    .host()
                     .remove_provider(&capid, &binding)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -226,11 +230,11 @@ impl Inner {
                 let free = request
                     .actor
                     .as_deref()
-                    .is_none_or(|a| !self.host.has_actor(a));
+                    .is_none_or(|a| !self.remote.host().has_actor(a));
                 if fits && free {
                     let bid = AuctionBid {
                         host: self.keys.host_id.clone(),
-                        actors: self.host.actors().len(),
+                        actors: self.remote.host().actors().len(),
                     };
                     if let Ok(body) = serde_json::to_vec(&bid) {
                         self.answer_signed(&msg, &signed.id, body).await;

@@ -166,15 +166,15 @@ impl Inner {
     /// Serves every actor and provider the host runs now (idempotent) and
     /// records the actors' claims.
     pub(crate) async fn serve_local(self: &Arc<Self>) -> Result<(), LatticeError> {
-        for actor in self.host.actors() {
-            if let Some(jwt) = self.host.actor_claims(&actor.key) {
+        for actor in self.remote.host().actors() {
+            if let Some(jwt) = self.remote.host().actor_claims(&actor.key) {
                 lock(&self.state).claims.insert(actor.key.clone(), jwt);
             }
             self.routes
                 .add(&self.bus.subjects.actor(&actor.key), &self.keys.host_id);
             self.serve(Served::Actor(actor.key)).await?;
         }
-        for provider in self.host.providers() {
+        for provider in self.remote.host().providers() {
             let route = provider.route;
             self.routes.add(
                 &self.bus.subjects.provider(&route.capid, &route.binding),
@@ -191,7 +191,7 @@ impl Inner {
     pub(crate) fn prune_claims(&self) {
         let mut state = lock(&self.state);
         state.claims.retain(|actor, _| {
-            self.host.has_actor(actor)
+            self.remote.host().has_actor(actor)
                 || !self
                     .routes
                     .hosts(&self.bus.subjects.actor(actor))

@@ -77,18 +77,19 @@ impl Inner {
                     Some(InventoryKind::Hosts) => serde_json::to_vec(&[HostEntry {
                         id: self.keys.host_id.clone(),
                         labels: self.labels(),
-                        uptime_ms: self.host.info().uptime.as_millis() as u64,
+                        uptime_ms: self.remote.host().info().uptime.as_millis() as u64,
                         version: PROTOCOL_VERSION,
                     }]),
                     Some(InventoryKind::Actors) => {
                         let actors: Vec<ActorEntry> = self
-                            .host
+                            .remote
+                            .host()
                             .actors()
                             .into_iter()
                             .filter_map(|a| {
                                 Some(ActorEntry {
                                     host: self.keys.host_id.clone(),
-                                    claims: self.host.actor_claims(&a.key)?,
+                                    claims: self.remote.host().actor_claims(&a.key)?,
                                     key: a.key,
                                     name: a.name,
                                 })
@@ -98,7 +99,8 @@ impl Inner {
                     }
                     Some(InventoryKind::Providers) => {
                         let providers: Vec<ProviderEntry> = self
-                            .host
+                            .remote
+                            .host()
                             .providers()
                             .into_iter()
                             .map(|p| ProviderEntry {

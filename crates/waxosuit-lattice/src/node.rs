@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use waxosuit_claims::{KeyKind, KeyPair, Verifier};
-use waxosuit_host::{Host, RouteKey};
+use waxosuit_host::{Host, RemoteAttachment, RouteKey};
 use waxosuit_policy::Policy;
 use waxosuit_provider::CapabilityProvider;
 
@@ -208,7 +208,9 @@ pub(crate) struct State {
 }
 
 pub(crate) struct Inner {
-    pub(crate) host: Host,
+    /// The host, through the attachment that makes this lattice its
+    /// transport (the only way to its inbound entry points).
+    pub(crate) remote: RemoteAttachment,
     pub(crate) bus: Bus,
     pub(crate) keys: Keys,
     pub(crate) metrics: LatticeMetrics,
@@ -279,7 +281,9 @@ impl Lattice {
         let metrics = LatticeMetrics::new();
         host.register_metrics(Box::new(metrics.clone()));
         let inner = Arc::new(Inner {
-            host: host.clone(),
+            remote: host.attach_remote().map_err(|e| LatticeError::Config {
+                reason: e.to_string(),
+            })?,
             bus: Bus {
                 client,
                 subjects,
@@ -323,7 +327,7 @@ impl Lattice {
         inner.spawn_task(Arc::clone(inner).answer_commands().await?);
         inner.spawn_task(Arc::clone(inner).answer_auctions().await?);
         inner.serve_local().await?;
-        host.set_remote_link(Arc::new(crate::invoke::Link {
+        inner.remote.set_link(Arc::new(crate::invoke::Link {
             inner: Arc::downgrade(inner),
         }));
         inner.sync().await;
@@ -516,7 +520,7 @@ impl Lattice {
             // they pick before that still arrive while this host drains.
             tokio::time::sleep(LEAVE_NOTICE.min(inner.bus.timeout)).await;
         }
-        inner.host.clear_remote_link();
+        inner.remote.detach();
         inner.serving.drain_all(inner.bus.timeout).await;
         for task in lock(&inner.tasks).drain(..) {
             task.abort();
@@ -533,7 +537,7 @@ impl Inner {
     }
 
     pub(crate) fn labels(&self) -> BTreeMap<String, String> {
-        let mut labels = self.host.info().labels;
+        let mut labels = self.remote.host().info().labels;
         labels.insert("hostcore.os".into(), std::env::consts::OS.into());
         labels.insert("hostcore.osfamily".into(), std::env::consts::FAMILY.into());
         labels.insert("hostcore.arch".into(), std::env::consts::ARCH.into());

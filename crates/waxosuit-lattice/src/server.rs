@@ -156,8 +156,7 @@ impl Inner {
                                 let inner = Arc::clone(&inner);
                                 let target = target.clone();
                                 tokio::spawn(async move {
-                                    inner.handle_invocation(msg, &target).await;
-                                    drop(permit);
+                                    inner.handle_invocation(msg, &target, permit).await;
                                 });
                             }
                             // Saturated: no new task; answer `busy` here if
@@ -251,7 +250,15 @@ impl Inner {
         }
     }
 
-    async fn handle_invocation(&self, msg: Message, served: &Served) {
+    /// Answers one call holding one of the target's slots, `permit`, which
+    /// is given back before the reply goes out: a caller that has its
+    /// answer may call again at once and find the slot free.
+    async fn handle_invocation(
+        &self,
+        msg: Message,
+        served: &Served,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
         let Some(reply) = msg.reply.as_ref().map(|r| r.to_string()) else {
             return;
         };
@@ -263,6 +270,7 @@ impl Inner {
             Err(Some(response)) => *response,
             Err(None) => return,
         };
+        drop(permit);
         self.send_response(reply, &response).await;
     }
 
@@ -511,13 +519,13 @@ impl Inner {
                     },
                     WireEntity::Host(_) => Entity::Host,
                 };
-                self.host
+                self.remote
                     .invoke_inbound(origin, key, &inv.operation, &msg)
                     .await
             }
             (WireEntity::Capability { capid, binding }, WireEntity::Actor(actor)) => {
                 let route = RouteKey::new(capid.clone(), binding.clone());
-                self.host
+                self.remote
                     .call_provider_inbound(actor, &route, &inv.operation, msg)
                     .await
             }
@@ -547,8 +555,8 @@ impl Inner {
         reference: &crate::protocol::ChunkRef,
     ) -> Result<Vec<u8>, Box<Response>> {
         let limit = match &inv.target {
-            WireEntity::Actor(key) => self.host.payload_limit(Some(key)),
-            _ => self.host.payload_limit(None),
+            WireEntity::Actor(key) => self.remote.host().payload_limit(Some(key)),
+            _ => self.remote.host().payload_limit(None),
         };
         if let Err(reason) = chunk::check(reference, &self.bus.subjects, &inv.host_id, limit) {
             self.metrics.refused(
