@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use waxosuit_claims::{
-    Account, Actor, CapabilityProvider, Claims, Invocation, Operator, embed_claims,
+    Account, Actor, CapabilityProvider, Claims, Operator, WascapInvocation, embed_claims,
 };
 use waxosuit_codec::{capabilities, core, extras, http, invocation, keyvalue, messaging};
 use waxosuit_fuzz::{HEADER_JSON, NOW, Signer, sign_token};
@@ -131,7 +131,7 @@ fn claims_jwt(root: &Path) {
     let invocation = claims(
         Signer::Server,
         "inv-1",
-        Invocation {
+        WascapInvocation {
             target_url: "wasmbus://MABC/Echo".into(),
             origin_url: "wasmbus://host/N".into(),
             invocation_hash: "A".repeat(64),
@@ -435,7 +435,7 @@ fn lattice_decode(root: &Path) {
         chunk: 1_048_576,
         hashes: vec!["A".repeat(64), "B".repeat(64), "C".repeat(64)],
     };
-    let inv = protocol::Invocation {
+    let inv = protocol::WireInvocation {
         v: protocol::PROTOCOL_VERSION,
         id: "inv-1".into(),
         origin: WireEntity::Host(host.clone()),
@@ -453,7 +453,7 @@ fn lattice_decode(root: &Path) {
     add(
         "Invocation",
         "tagged_chunked",
-        mp(&protocol::Invocation {
+        mp(&protocol::WireInvocation {
             target: WireEntity::Capability {
                 capid: "wascc:keyvalue".into(),
                 binding: "default".into(),

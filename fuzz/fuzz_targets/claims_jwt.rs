@@ -20,8 +20,8 @@ use libfuzzer_sys::fuzz_target;
 use waxosuit_claims::display::{DISPLAY_CHARS, escape, quoted};
 use waxosuit_claims::jwt::TokenKind;
 use waxosuit_claims::{
-    Account, Actor, CapabilityProvider, Claims, ClaimsError, Invocation, KeyKind, Operator,
-    Verifier, caps, human_date, human_relative,
+    Account, Actor, CapabilityProvider, Claims, ClaimsError, KeyKind, Operator, Verifier,
+    WascapInvocation, caps, human_date, human_relative,
 };
 use waxosuit_fuzz::{HEADER_JSON, NOW, Signer, has_unsafe_chars, split_at_byte, verifiers};
 
@@ -134,7 +134,7 @@ fn check(token: &str) {
     }
     decode::<Account>(token);
     decode::<Operator>(token);
-    decode::<Invocation>(token);
+    decode::<WascapInvocation>(token);
     decode::<CapabilityProvider>(token);
 
     let v = verifiers();
@@ -197,7 +197,7 @@ fn check(token: &str) {
             assert!(!std::ptr::eq(verifier, &v.none));
         }
         verified(verifier.verify_operator(token));
-        verified(verifier.verify_token::<Invocation>(token, KeyKind::Server, None));
+        verified(verifier.verify_token::<WascapInvocation>(token, KeyKind::Server, None));
         verified(verifier.verify_token::<Actor>(token, KeyKind::Account, Some(KeyKind::Module)));
     }
     if let Some(trusting) = verified(Verifier::new().at_time(NOW).trust_operator_token(token)) {

@@ -1,6 +1,6 @@
 //! Lattice messages as a host reads them off NATS, before and after
 //! authentication: `waxosuit_lattice::protocol::decode` (MessagePack) for
-//! `Probe`, `Invocation`, `Response`, `Command`, `Discover`, `Here` and
+//! `Probe`, `WireInvocation`, `Response`, `Command`, `Discover`, `Here` and
 //! `CommandReply`, and `serde_json` for `BindingChange`, `CloudEvent`,
 //! inventory entries, `ValuesRequest`/`ValuesResponse`, auctions and the
 //! sealed binding values. The first byte picks the message (index into

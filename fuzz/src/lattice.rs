@@ -7,8 +7,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use waxosuit_lattice::protocol::{
     self, ActorEntry, AuctionBid, AuctionRequest, BindingChange, BindingEntry, CloudEvent, Command,
-    CommandReply, Discover, Here, HostEntry, InventoryKind, Invocation, Probe, ProviderEntry,
-    Response, Subjects, ValuesRequest, ValuesResponse,
+    CommandReply, Discover, Here, HostEntry, InventoryKind, Probe, ProviderEntry, Response,
+    Subjects, ValuesRequest, ValuesResponse, WireInvocation,
 };
 use waxosuit_lattice::redact;
 
@@ -79,7 +79,7 @@ fn subjects(text: &[u8]) -> bool {
 }
 
 fn invocation(p: &[u8]) -> bool {
-    let Some(inv) = msgpack::<Invocation>(p) else {
+    let Some(inv) = msgpack::<WireInvocation>(p) else {
         return false;
     };
     let _ = (inv.origin.url(), inv.target.url());
@@ -130,7 +130,7 @@ fn sealed_values(p: &[u8]) -> bool {
 /// One decoder per message: `true` when `payload` decodes.
 pub const CASES: &[crate::Case] = &[
     ("Probe", |p| protocol::decode::<Probe>("probe", p).is_ok()),
-    ("Invocation", invocation),
+    ("WireInvocation", invocation),
     ("Response", |p| msgpack::<Response>(p).is_some()),
     ("Command", |p| msgpack::<Command>(p).is_some()),
     ("Discover", |p| msgpack::<Discover>(p).is_some()),

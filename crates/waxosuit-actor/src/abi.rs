@@ -129,6 +129,9 @@ pub fn init(register: fn(&mut Registry)) {
 
 /// waPC entry point: the host announces the operation and payload sizes,
 /// the guest fetches both, dispatches, and reports the result.
+// An export of the module: the host calls it by name, so it stays `pub`
+// whatever Rust can reach.
+#[allow(unreachable_pub)]
 #[unsafe(no_mangle)]
 pub extern "C" fn __guest_call(op_len: i32, msg_len: i32) -> i32 {
     let op_len = usize::try_from(op_len).unwrap_or(0);

@@ -41,7 +41,7 @@
 //!
 //!   A list or set operation on a key of another type fails with a
 //!   `WRONGTYPE` error; emptied lists and sets disappear, as in Redis.
-//! * [`reference`]: the in-memory reference backend
+//! * [`reference`](mod@reference): the in-memory reference backend
 //!   ([`ReferenceBackend`](reference::ReferenceBackend), one
 //!   [`MemoryKeyspace`] per binding): strings, counters, lists and sets with
 //!   exact expiry and byte and key quotas, Redis semantics, a clock passed

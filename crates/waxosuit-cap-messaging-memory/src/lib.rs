@@ -35,7 +35,7 @@
 //!     the publisher's call stack, so an actor may publish to a subject it
 //!     subscribes to without deadlocking itself. A message nobody
 //!     subscribes to is dropped silently, as in NATS.
-//!   * `Request` ([`RequestMessage`]; the reply is the raw reply body)
+//!   * `Request` ([`RequestMessage`](waxosuit_codec::messaging::RequestMessage); the reply is the raw reply body)
 //!     delivers the body with `replyTo` set to a fresh `_INBOX.…` subject
 //!     and waits for the first message published there. A responder answers
 //!     either by publishing to `replyTo`, or — a convenience of Waxosuit —

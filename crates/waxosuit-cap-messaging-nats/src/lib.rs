@@ -52,7 +52,7 @@
 //!   [`ProviderError::NotBound`]):
 //!   * `Publish` ([`BrokerMessage`]; empty reply) publishes, with the reply
 //!     subject when `replyTo` is not empty.
-//!   * `Request` ([`RequestMessage`]) sends a request and returns the raw
+//!   * `Request` ([`RequestMessage`](waxosuit_codec::messaging::RequestMessage)) sends a request and returns the raw
 //!     reply body. `timeout` is in milliseconds; `0` or less means
 //!     [`DEFAULT_REQUEST_TIMEOUT`]. It fails with "no responders for
 //!     SUBJECT" when the server knows nobody is subscribed, and with "no

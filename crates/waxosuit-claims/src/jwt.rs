@@ -145,9 +145,11 @@ pub struct Operator {
     pub valid_signers: Option<Vec<String>>,
 }
 
-/// Metadata of a lattice invocation token (issued by a host's server key).
+/// The metadata of a wascap invocation token (issued by a host's server
+/// key), as the public `wascap` crate and waSCC's lattice define it. The
+/// Waxosuit lattice signs its own, stricter `InvocationClaims`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Invocation {
+pub struct WascapInvocation {
     /// `wasmbus://…` URL of the target plus `/operation`.
     pub target_url: String,
     /// `wasmbus://…` URL of the origin.
@@ -242,7 +244,7 @@ impl TokenKind for Operator {
     }
 }
 
-impl TokenKind for Invocation {
+impl TokenKind for WascapInvocation {
     const KIND: &'static str = "invocation";
 }
 

@@ -12,7 +12,7 @@
 //!   module, server, operator, service, user or cluster key; public keys are
 //!   56 characters, seeds 58 (`SA…`, `SM…`).
 //! * [`jwt`]: [`Claims<T>`] with a [`ClaimsBuilder`], and the metadata kinds
-//!   [`Actor`], [`Account`], [`Operator`], [`Invocation`] and
+//!   [`Actor`], [`Account`], [`Operator`], [`WascapInvocation`] and
 //!   [`CapabilityProvider`]. Tokens are bytewise the ones the public `wascap`
 //!   crate writes.
 //! * [`wasm`]: [`embed_claims`] signs a module; [`module_hash`] is what the
@@ -79,8 +79,8 @@ pub mod wasm;
 
 pub use error::ClaimsError;
 pub use jwt::{
-    Account, Actor, CapabilityProvider, Claims, ClaimsBuilder, Invocation, Operator, TokenKind,
-    WASCAP_REVISION,
+    Account, Actor, CapabilityProvider, Claims, ClaimsBuilder, Operator, TokenKind,
+    WASCAP_REVISION, WascapInvocation,
 };
 pub use keys::{KeyKind, KeyPair};
 pub use time::{human_date, human_relative, now_secs};

@@ -17,7 +17,7 @@ use support::{Dir, Up, try_get};
 use waxosuit_claims::{KeyKind, KeyPair};
 use waxosuit_host::{HostBuilder, Limits};
 use waxosuit_lattice::antiforgery::{self, Binding};
-use waxosuit_lattice::protocol::{self, ErrorKind, Invocation, PROTOCOL_VERSION, WireEntity};
+use waxosuit_lattice::protocol::{self, ErrorKind, PROTOCOL_VERSION, WireEntity, WireInvocation};
 use waxosuit_lattice::{Lattice, LatticeConfig, TrustPolicy};
 use waxosuit_test_servers::NatsServer;
 
@@ -274,7 +274,7 @@ fn three_hosts_serve_as_one_and_survive_restarts_failures_and_forgeries() {
         let subject = subjects.at(&subjects.actor(&echo), &hosts.keys[1]);
         let inbox = nats_client.new_inbox();
         let mut answers = nats_client.subscribe(inbox.clone()).await.unwrap();
-        let mut inv = Invocation {
+        let mut inv = WireInvocation {
             v: PROTOCOL_VERSION,
             id: "f1".into(),
             origin: WireEntity::Host(stranger.public_key()),

@@ -210,14 +210,15 @@ pub enum HostError {
         source: ProviderError,
     },
     /// A middleware refused the invocation.
-    #[error("middleware refused {operation} on {target}: {message}")]
+    #[error("middleware refused {operation} on {target}: {refusal}")]
     Middleware {
         /// The target.
         target: String,
         /// The operation.
         operation: String,
         /// The middleware's reason.
-        message: String,
+        #[source]
+        refusal: crate::policy::Refusal,
     },
     /// The actor handled the call but returned an error or failed.
     #[error("actor {name} ({actor}) failed to handle `{operation}`: {message}")]

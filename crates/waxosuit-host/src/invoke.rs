@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use waxosuit_claims::VerifiedActor;
 use waxosuit_policy::input::Direction;
-use waxosuit_provider::{ProviderCall, ProviderError};
+use waxosuit_provider::ProviderCall;
 
 use crate::HostError;
 use crate::gate::Call;
@@ -14,7 +14,7 @@ use crate::host::{
     ActorEntry, DEFAULT_BINDING, HostInner, ProviderEntry, RouteKey, guard_provider,
     provider_not_found, read,
 };
-use crate::policy::{Decision, Entity, Flow, Invocation};
+use crate::policy::{Decision, Entity, MiddlewareCall, Side, after, before};
 
 impl HostInner {
     pub(crate) fn actor(&self, key: &str) -> Option<Arc<ActorEntry>> {
@@ -270,7 +270,7 @@ impl HostInner {
         caller_key: &str,
         call: ProviderCall,
     ) -> Result<Vec<u8>, HostError> {
-        let mut inv = Invocation {
+        let inv = MiddlewareCall {
             origin: Entity::Actor(caller_key.to_string()),
             target: Entity::Capability {
                 capid: route.capid.clone(),
@@ -279,24 +279,9 @@ impl HostInner {
             operation: call.operation,
             payload: call.payload,
         };
-        for m in &self.actors.middlewares {
-            inv = m
-                .capability_pre_invoke(inv.clone())
-                .await
-                .map_err(|message| HostError::Middleware {
-                    target: inv.target.to_string(),
-                    operation: inv.operation.clone(),
-                    message,
-                })?;
-        }
-        let mut halted = None;
-        for m in &self.actors.middlewares {
-            if let Flow::Halt(result) = m.capability_invoke(&inv).await {
-                halted = Some(result);
-                break;
-            }
-        }
-        let mut result = match halted {
+        let middlewares = &self.actors.middlewares;
+        let (inv, halted) = before(middlewares, Side::Capability, inv).await?;
+        let result = match halted {
             Some(result) => result,
             None => {
                 let call = ProviderCall {
@@ -307,17 +292,9 @@ impl HostInner {
                 };
                 guard_provider(route, provider.provider.handle_call(call))
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(HostError::from)
             }
         };
-        for m in &self.actors.middlewares {
-            result = m.capability_post_invoke(&inv, result).await;
-        }
-        result.map_err(|message| HostError::Provider {
-            source: ProviderError::Backend {
-                capid: route.capid.clone(),
-                message,
-            },
-        })
+        after(middlewares, Side::Capability, &inv, result).await
     }
 }

@@ -76,7 +76,8 @@ pub use events::HostEvent;
 pub use health::HealthReport;
 pub use host::{ActorInfo, DEFAULT_BINDING, Host, ProviderInfo, RouteKey};
 pub use policy::{
-    Authorizer, ClaimsOnly, Decision, Entity, Flow, Invocation, InvocationResult, Middleware,
+    Authorizer, ClaimsOnly, Decision, Entity, Flow, InvocationResult, Middleware, MiddlewareCall,
+    Refusal,
 };
 pub use remote::{RemoteAttachment, RemoteError, RemoteLink};
 pub use router::Router;

@@ -3,8 +3,12 @@
 
 use std::fmt;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use waxosuit_claims::VerifiedActor;
+
+use crate::HostError;
 
 /// One end of an invocation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -34,7 +38,7 @@ impl fmt::Display for Entity {
 
 /// An invocation as middleware sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invocation {
+pub struct MiddlewareCall {
     /// Who calls.
     pub origin: Entity,
     /// Who is called.
@@ -45,9 +49,39 @@ pub struct Invocation {
     pub payload: Vec<u8>,
 }
 
-/// The result of an invocation: reply bytes, or an error text (which reaches
-/// the calling guest as its host error).
-pub type InvocationResult = Result<Vec<u8>, String>;
+impl MiddlewareCall {
+    /// The error of a middleware that answers this call with a refusal
+    /// ([`Flow::Halt`]`(Err(…))`).
+    pub fn refuse(&self, reason: impl Into<String>) -> HostError {
+        HostError::Middleware {
+            target: self.target.to_string(),
+            operation: self.operation.clone(),
+            refusal: Refusal::new(reason),
+        }
+    }
+}
+
+/// The result of an invocation: reply bytes, or the typed error of the
+/// target (or of a middleware); its text reaches the calling guest as its
+/// host error.
+pub type InvocationResult = Result<Vec<u8>, HostError>;
+
+/// Why a middleware refused an invocation before it ran.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct Refusal {
+    /// The middleware's reason, shown to the caller.
+    pub reason: String,
+}
+
+impl Refusal {
+    /// A refusal for `reason`.
+    pub fn new(reason: impl Into<String>) -> Refusal {
+        Refusal {
+            reason: reason.into(),
+        }
+    }
+}
 
 /// What the authorizer says about a call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +117,7 @@ pub struct ClaimsOnly;
 impl Authorizer for ClaimsOnly {}
 
 /// What a middleware's invoke step decides.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Flow {
     /// Go on to the next middleware, then the target.
     Continue,
@@ -99,39 +133,99 @@ pub enum Flow {
 #[async_trait]
 pub trait Middleware: Send + Sync + 'static {
     /// Before an actor is invoked; may rewrite the invocation or refuse it.
-    async fn actor_pre_invoke(&self, inv: Invocation) -> Result<Invocation, String> {
+    async fn actor_pre_invoke(&self, inv: MiddlewareCall) -> Result<MiddlewareCall, Refusal> {
         Ok(inv)
     }
     /// May answer in place of the actor.
-    async fn actor_invoke(&self, inv: &Invocation) -> Flow {
+    async fn actor_invoke(&self, inv: &MiddlewareCall) -> Flow {
         let _ = inv;
         Flow::Continue
     }
     /// After an actor answered; may rewrite the result.
     async fn actor_post_invoke(
         &self,
-        inv: &Invocation,
+        inv: &MiddlewareCall,
         result: InvocationResult,
     ) -> InvocationResult {
         let _ = inv;
         result
     }
     /// Before a provider is invoked; may rewrite the invocation or refuse it.
-    async fn capability_pre_invoke(&self, inv: Invocation) -> Result<Invocation, String> {
+    async fn capability_pre_invoke(&self, inv: MiddlewareCall) -> Result<MiddlewareCall, Refusal> {
         Ok(inv)
     }
     /// May answer in place of the provider.
-    async fn capability_invoke(&self, inv: &Invocation) -> Flow {
+    async fn capability_invoke(&self, inv: &MiddlewareCall) -> Flow {
         let _ = inv;
         Flow::Continue
     }
     /// After a provider answered; may rewrite the result.
     async fn capability_post_invoke(
         &self,
-        inv: &Invocation,
+        inv: &MiddlewareCall,
         result: InvocationResult,
     ) -> InvocationResult {
         let _ = inv;
         result
     }
+}
+
+/// Which methods of a [`Middleware`] a chain calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// `actor_*`: an actor is invoked.
+    Actor,
+    /// `capability_*`: a provider is invoked.
+    Capability,
+}
+
+/// The first half of the middleware chain, the same for actors and
+/// providers: every pre-invoke step in order (a refusal ends the call),
+/// then the invoke steps until one halts. Returns the call as the steps
+/// left it, and the halting step's result if one halted; the caller then
+/// runs the target unless one did, and hands the result to [`after`].
+pub(crate) async fn before(
+    middlewares: &[Arc<dyn Middleware>],
+    side: Side,
+    mut call: MiddlewareCall,
+) -> Result<(MiddlewareCall, Option<InvocationResult>), HostError> {
+    for m in middlewares {
+        // The call moves into the step; what a refusal names is kept aside.
+        let (target, operation) = (call.target.to_string(), call.operation.clone());
+        let stepped = match side {
+            Side::Actor => m.actor_pre_invoke(call).await,
+            Side::Capability => m.capability_pre_invoke(call).await,
+        };
+        call = stepped.map_err(|refusal| HostError::Middleware {
+            target,
+            operation,
+            refusal,
+        })?;
+    }
+    for m in middlewares {
+        let flow = match side {
+            Side::Actor => m.actor_invoke(&call).await,
+            Side::Capability => m.capability_invoke(&call).await,
+        };
+        if let Flow::Halt(result) = flow {
+            return Ok((call, Some(result)));
+        }
+    }
+    Ok((call, None))
+}
+
+/// The second half of the chain: every post-invoke step over the result.
+pub(crate) async fn after(
+    middlewares: &[Arc<dyn Middleware>],
+    side: Side,
+    call: &MiddlewareCall,
+    mut result: InvocationResult,
+) -> InvocationResult {
+    for m in middlewares {
+        result = match side {
+            Side::Actor => m.actor_post_invoke(call, result).await,
+            Side::Capability => m.capability_post_invoke(call, result).await,
+        };
+    }
+    result
 }

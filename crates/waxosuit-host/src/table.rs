@@ -19,7 +19,7 @@ use crate::HostError;
 use crate::gate::Gate;
 use crate::host::ActorEntry;
 use crate::metrics::Metrics;
-use crate::policy::{Entity, Flow, Invocation, Middleware};
+use crate::policy::{Entity, Middleware, MiddlewareCall, Side, after, before};
 use crate::read_mostly::ReadMostly;
 
 /// The running actors by module key, and what a call into one passes
@@ -63,7 +63,7 @@ impl ActorTable {
         let result = if self.middlewares.is_empty() {
             self.run_actor(entry, operation, payload).await
         } else {
-            let inv = Invocation {
+            let inv = MiddlewareCall {
                 origin: origin(),
                 target: Entity::Actor(key.to_string()),
                 operation: operation.to_string(),
@@ -85,41 +85,14 @@ impl ActorTable {
     async fn actor_chain(
         &self,
         entry: &ActorEntry,
-        mut inv: Invocation,
+        inv: MiddlewareCall,
     ) -> Result<Vec<u8>, HostError> {
-        for m in &self.middlewares {
-            inv =
-                m.actor_pre_invoke(inv.clone())
-                    .await
-                    .map_err(|message| HostError::Middleware {
-                        target: inv.target.to_string(),
-                        operation: inv.operation.clone(),
-                        message,
-                    })?;
-        }
-        let mut halted = None;
-        for m in &self.middlewares {
-            if let Flow::Halt(result) = m.actor_invoke(&inv).await {
-                halted = Some(result);
-                break;
-            }
-        }
-        let mut result = match halted {
+        let (inv, halted) = before(&self.middlewares, Side::Actor, inv).await?;
+        let result = match halted {
             Some(result) => result,
-            None => self
-                .run_actor(entry, &inv.operation, &inv.payload)
-                .await
-                .map_err(|e| e.to_string()),
+            None => self.run_actor(entry, &inv.operation, &inv.payload).await,
         };
-        for m in &self.middlewares {
-            result = m.actor_post_invoke(&inv, result).await;
-        }
-        result.map_err(|message| HostError::ActorFailed {
-            actor: entry.runtime.key().to_string(),
-            name: entry.claims().name().to_string(),
-            operation: inv.operation.clone(),
-            message,
-        })
+        after(&self.middlewares, Side::Actor, &inv, result).await
     }
 
     async fn run_actor(

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use waxosuit_claims::{Actor, Claims, ClaimsError, KeyKind, KeyPair, Verifier, embed_claims};
 use waxosuit_codec::capabilities::CapabilityDescriptor;
 use waxosuit_host::{
-    Authorizer, Decision, Entity, Flow, Host, HostBuilder, HostError, Invocation, InvocationResult,
-    Middleware,
+    Authorizer, Decision, Entity, Flow, Host, HostBuilder, HostError, InvocationResult, Middleware,
+    MiddlewareCall, Refusal,
 };
 use waxosuit_provider::{
     ActorDispatcher, BindRequest, CapabilityProvider, DispatchError, ProviderCall, ProviderError,
@@ -547,18 +547,18 @@ struct Recording(Arc<Recorder>);
 
 #[async_trait]
 impl Middleware for Recording {
-    async fn actor_pre_invoke(&self, inv: Invocation) -> Result<Invocation, String> {
+    async fn actor_pre_invoke(&self, inv: MiddlewareCall) -> Result<MiddlewareCall, Refusal> {
         self.0
             .seen
             .lock()
             .unwrap()
             .push(format!("actor_pre {}", inv.operation));
         if inv.operation == "blocked" {
-            return Err("not today".into());
+            return Err(Refusal::new("not today"));
         }
         Ok(inv)
     }
-    async fn actor_invoke(&self, inv: &Invocation) -> Flow {
+    async fn actor_invoke(&self, inv: &MiddlewareCall) -> Flow {
         self.0
             .seen
             .lock()
@@ -570,7 +570,11 @@ impl Middleware for Recording {
             Flow::Continue
         }
     }
-    async fn actor_post_invoke(&self, inv: &Invocation, r: InvocationResult) -> InvocationResult {
+    async fn actor_post_invoke(
+        &self,
+        inv: &MiddlewareCall,
+        r: InvocationResult,
+    ) -> InvocationResult {
         self.0
             .seen
             .lock()
@@ -578,7 +582,7 @@ impl Middleware for Recording {
             .push(format!("actor_post {}", inv.operation));
         r
     }
-    async fn capability_pre_invoke(&self, inv: Invocation) -> Result<Invocation, String> {
+    async fn capability_pre_invoke(&self, inv: MiddlewareCall) -> Result<MiddlewareCall, Refusal> {
         self.0
             .seen
             .lock()
@@ -586,7 +590,7 @@ impl Middleware for Recording {
             .push(format!("cap_pre {}", inv.operation));
         Ok(inv)
     }
-    async fn capability_invoke(&self, inv: &Invocation) -> Flow {
+    async fn capability_invoke(&self, inv: &MiddlewareCall) -> Flow {
         self.0
             .seen
             .lock()
@@ -596,7 +600,7 @@ impl Middleware for Recording {
     }
     async fn capability_post_invoke(
         &self,
-        inv: &Invocation,
+        inv: &MiddlewareCall,
         r: InvocationResult,
     ) -> InvocationResult {
         self.0
@@ -650,9 +654,25 @@ async fn middleware_runs_around_actor_and_provider_invocations() {
         host.call_actor(&key, "cached", b"").await.unwrap(),
         b"from cache"
     );
-    // A pre-invoke refusal fails the call.
+    // A pre-invoke refusal fails the call, with the refusal as its source.
     let err = host.call_actor(&key, "blocked", b"").await.unwrap_err();
     assert!(err.to_string().contains("not today"), "{err}");
+    assert!(
+        matches!(&err, HostError::Middleware { refusal, .. } if refusal.reason == "not today"),
+        "{err:?}"
+    );
+    // A provider's typed error passes the chain as it is: not re-wrapped as
+    // a backend error.
+    let err = host
+        .call_actor(&key, "forward", &forward("", "test:echo", "Nope", b""))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("does not support the operation `Nope`"),
+        "{text}"
+    );
+    assert!(!text.contains("backend error"), "{text}");
 }
 
 struct Policy;

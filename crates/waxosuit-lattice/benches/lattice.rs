@@ -22,7 +22,7 @@ use futures_util::future::join_all;
 use waxosuit_claims::{Actor, Claims, KeyKind, KeyPair, Verifier, embed_claims};
 use waxosuit_host::HostBuilder;
 use waxosuit_lattice::antiforgery::{self, Binding};
-use waxosuit_lattice::protocol::{Invocation, PROTOCOL_VERSION, WireEntity};
+use waxosuit_lattice::protocol::{PROTOCOL_VERSION, WireEntity, WireInvocation};
 use waxosuit_lattice::{Lattice, LatticeConfig, TrustPolicy};
 use waxosuit_test_servers::NatsServer;
 
@@ -127,7 +127,7 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("antiforgery");
     let identity = KeyPair::generate(KeyKind::Server);
-    let mut inv = Invocation {
+    let mut inv = WireInvocation {
         v: PROTOCOL_VERSION,
         id: "id".into(),
         origin: WireEntity::Host(identity.public_key()),

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use waxosuit_claims::{Claims, ClaimsError, KeyKind, KeyPair, TokenKind, Verifier};
 
 use crate::auth::{Reason, Refusal, TrustPolicy, check_lifetime, shorten};
-use crate::protocol::{ChunkRef, Invocation, Response, digest, invocation_hash};
+use crate::protocol::{ChunkRef, Response, WireInvocation, digest, invocation_hash};
 
 /// How long an invocation token is valid: long enough for clock skew and a
 /// slow hop, short enough that receivers remember its id only briefly.
@@ -90,7 +90,11 @@ pub struct Binding<'a> {
 
 /// Signs an invocation (its `msg` or `chunked` as they will be sent) with
 /// the host's server key.
-pub fn sign(identity: &KeyPair, inv: &Invocation, to: Binding<'_>) -> Result<String, ClaimsError> {
+pub fn sign(
+    identity: &KeyPair,
+    inv: &WireInvocation,
+    to: Binding<'_>,
+) -> Result<String, ClaimsError> {
     let origin_url = inv.origin.url();
     let target_url = format!("{}/{}", inv.target.url(), inv.operation);
     let hash = match &inv.chunked {
@@ -124,7 +128,7 @@ pub fn sign(identity: &KeyPair, inv: &Invocation, to: Binding<'_>) -> Result<Str
 pub fn verify(
     verifier: &Verifier,
     trust: &TrustPolicy,
-    inv: &Invocation,
+    inv: &WireInvocation,
     to: Binding<'_>,
 ) -> Result<u64, String> {
     verify_refusal(verifier, trust, inv, to)
@@ -135,7 +139,7 @@ pub fn verify(
 pub(crate) fn verify_refusal(
     verifier: &Verifier,
     trust: &TrustPolicy,
-    inv: &Invocation,
+    inv: &WireInvocation,
     to: Binding<'_>,
 ) -> Result<(u64, u64), Refusal> {
     let mismatch = |detail: String| Refusal::new(Reason::Mismatch, detail).by(&inv.host_id);
@@ -298,8 +302,8 @@ mod tests {
     use super::*;
     use crate::protocol::{PROTOCOL_VERSION, WireEntity};
 
-    fn invocation(host: &KeyPair, msg: &[u8], to: Binding<'_>) -> Invocation {
-        let mut inv = Invocation {
+    fn invocation(host: &KeyPair, msg: &[u8], to: Binding<'_>) -> WireInvocation {
+        let mut inv = WireInvocation {
             v: PROTOCOL_VERSION,
             id: "id-1".into(),
             origin: WireEntity::Host(host.public_key()),

@@ -28,8 +28,8 @@ use crate::chunk;
 use crate::metrics::Plane;
 use crate::node::{Inner, lock};
 use crate::protocol::{
-    Discover, ErrorKind, Here, Invocation, PROTOCOL_VERSION, Response, WireEntity, decode, encode,
-    encode_sized, proof_digest,
+    Discover, ErrorKind, Here, PROTOCOL_VERSION, Response, WireEntity, WireInvocation, decode,
+    encode, encode_sized, proof_digest,
 };
 use crate::replies::{Verdict, is_no_responders};
 use crate::server::describe;
@@ -182,7 +182,7 @@ impl Inner {
         } else {
             (payload, None)
         };
-        let mut inv = Invocation {
+        let mut inv = WireInvocation {
             v: PROTOCOL_VERSION,
             id: nuid::next().to_string(),
             origin,
@@ -360,7 +360,7 @@ impl Inner {
         shared: &str,
         subject: &str,
         host: &str,
-        inv: &mut Invocation,
+        inv: &mut WireInvocation,
         may_tag: bool,
         timeout: Duration,
     ) -> Result<Response, LatticeError> {

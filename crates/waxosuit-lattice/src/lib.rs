@@ -15,7 +15,7 @@
 //!   covers its subject, a call captured on its way to one replica is
 //!   refused by all others.
 //! * **Nothing unauthenticated has an effect.** Every call is an
-//!   [`protocol::Invocation`] authenticated by the sending host: claims
+//!   [`protocol::WireInvocation`] authenticated by the sending host: claims
 //!   signed by its server key ([`antiforgery`]) on first contact, then a
 //!   keyed-BLAKE3 tag under a key the two hosts agreed on once ([`session`]),
 //!   ~80 µs cheaper per call. Both bind the subject, the reply inbox and the

@@ -125,7 +125,7 @@ pub fn digest(parts: &[&[u8]]) -> String {
 
 /// One call across the lattice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Invocation {
+pub struct WireInvocation {
     /// Protocol version ([`PROTOCOL_VERSION`]).
     pub v: u16,
     /// Unique id (also the `sub` of the claims).
@@ -136,12 +136,12 @@ pub struct Invocation {
     pub target: WireEntity,
     /// Operation name.
     pub operation: String,
-    /// Payload; empty when [`Invocation::chunked`] is set.
+    /// Payload; empty when [`WireInvocation::chunked`] is set.
     #[serde(with = "serde_bytes")]
     pub msg: Vec<u8>,
-    /// Invocation claims signed by the sending host's server key (they bind
+    /// WireInvocation claims signed by the sending host's server key (they bind
     /// the id, origin, target, operation, payload or chunk reference, subject
-    /// and reply inbox); empty when [`Invocation::session`] authenticates the
+    /// and reply inbox); empty when [`WireInvocation::session`] authenticates the
     /// call instead.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub encoded_claims: String,
@@ -216,7 +216,7 @@ pub struct WireError {
     pub message: String,
 }
 
-/// The answer to an [`Invocation`].
+/// The answer to an [`WireInvocation`].
 ///
 /// A caller accepts a response only when it is authenticated by a host on
 /// its trust list: tagged under the pair's session key when the invocation
@@ -386,7 +386,7 @@ pub struct Probe {
     /// Protocol version, if the message has one.
     #[serde(default)]
     pub v: Option<u16>,
-    /// Invocation id, if any.
+    /// WireInvocation id, if any.
     #[serde(default)]
     pub id: Option<String>,
 }
@@ -845,7 +845,7 @@ mod tests {
 
     #[test]
     fn payload_is_binary_not_an_integer_array() {
-        let inv = Invocation {
+        let inv = WireInvocation {
             v: PROTOCOL_VERSION,
             id: "1".into(),
             origin: WireEntity::Host("N".into()),
@@ -862,7 +862,7 @@ mod tests {
         // 1000 bytes as `bin 16` plus field names; an integer array would
         // need two bytes per 0xff.
         assert!(bytes.len() < 1200, "{}", bytes.len());
-        assert_eq!(decode::<Invocation>("invocation", &bytes).unwrap(), inv);
+        assert_eq!(decode::<WireInvocation>("invocation", &bytes).unwrap(), inv);
     }
 
     #[test]

@@ -35,8 +35,8 @@ use crate::chunk;
 use crate::metrics::Plane;
 use crate::node::{Inner, lock};
 use crate::protocol::{
-    Discover, ErrorKind, Here, Invocation, PROTOCOL_VERSION, Probe, Response, WireEntity, decode,
-    encode, encode_sized, proof_digest,
+    Discover, ErrorKind, Here, PROTOCOL_VERSION, Probe, Response, WireEntity, WireInvocation,
+    decode, encode, encode_sized, proof_digest,
 };
 use crate::session::{Opened, Pair, Signed};
 
@@ -88,7 +88,7 @@ impl Serving {
 
 /// A call that passed authentication, ready to run.
 struct Authenticated {
-    inv: Invocation,
+    inv: WireInvocation,
     /// The inbox to answer on.
     reply: String,
     /// The session pair the call was tagged under (the answer is tagged
@@ -366,7 +366,7 @@ impl Inner {
                 ));
             }
         }
-        let inv: Invocation = match decode("invocation", &msg.payload) {
+        let inv: WireInvocation = match decode("invocation", &msg.payload) {
             Ok(inv) => inv,
             Err(e) => {
                 return Err(refuse(
@@ -551,7 +551,7 @@ impl Inner {
     /// [`crate::LatticeLimits::transfers`] at a time.
     async fn fetch_inbound(
         &self,
-        inv: &Invocation,
+        inv: &WireInvocation,
         reference: &crate::protocol::ChunkRef,
     ) -> Result<Vec<u8>, Box<Response>> {
         let limit = match &inv.target {

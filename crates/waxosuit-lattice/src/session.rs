@@ -220,7 +220,7 @@ fn direction_key(shared: &[u8; 32], from: (&str, &str), to: (&str, &str)) -> [u8
 /// What an invocation's tag covers, besides its issue time and sequence
 /// number.
 pub(crate) struct Signed<'a> {
-    /// Invocation id.
+    /// WireInvocation id.
     pub id: &'a str,
     /// `wasmbus://` URL of the origin.
     pub origin_url: &'a str,

@@ -16,8 +16,8 @@ use waxosuit_lattice::LatticeError;
 use waxosuit_lattice::antiforgery;
 use waxosuit_lattice::auth::{AUTH_HEADER, sign_message};
 use waxosuit_lattice::protocol::{
-    self, ActorEntry, BindingChange, BindingEntry, CloudEvent, Command, Invocation,
-    PROTOCOL_VERSION, Response,
+    self, ActorEntry, BindingChange, BindingEntry, CloudEvent, Command, PROTOCOL_VERSION, Response,
+    WireInvocation,
 };
 use waxosuit_lattice::redact::REDACTED;
 
@@ -423,7 +423,7 @@ async fn forged_replies_are_never_accepted() {
     let forging = tokio::spawn(async move {
         while let Some(msg) = spy.next().await {
             let Some(reply) = msg.reply else { continue };
-            let Ok(inv) = protocol::decode::<Invocation>("invocation", &msg.payload) else {
+            let Ok(inv) = protocol::decode::<WireInvocation>("invocation", &msg.payload) else {
                 continue;
             };
             let mut forged = Response::success(&inv.id, b"FORGED".to_vec());
@@ -511,9 +511,9 @@ async fn a_captured_invocation_runs_once_on_one_replica_and_never_on_another() {
     }
     let signed = next(&mut spy_b).await;
     let tagged = next(&mut spy_b).await;
-    let first: Invocation = protocol::decode("invocation", &signed.payload).unwrap();
+    let first: WireInvocation = protocol::decode("invocation", &signed.payload).unwrap();
     assert!(!first.encoded_claims.is_empty(), "first contact is signed");
-    let later: Invocation = protocol::decode("invocation", &tagged.payload).unwrap();
+    let later: WireInvocation = protocol::decode("invocation", &tagged.payload).unwrap();
     assert!(later.session.is_some(), "later calls are tagged");
     while tokio::time::timeout(Duration::from_millis(200), spy_c.next())
         .await

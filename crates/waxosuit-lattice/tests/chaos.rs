@@ -232,8 +232,8 @@ struct Work {
 impl waxosuit_host::Middleware for Work {
     async fn actor_pre_invoke(
         &self,
-        inv: waxosuit_host::Invocation,
-    ) -> Result<waxosuit_host::Invocation, String> {
+        inv: waxosuit_host::MiddlewareCall,
+    ) -> Result<waxosuit_host::MiddlewareCall, waxosuit_host::Refusal> {
         self.inside.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(self.hold).await;
         self.inside.fetch_sub(1, Ordering::SeqCst);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use waxosuit_lattice::antiforgery::{self, Binding};
 use waxosuit_lattice::protocol::{
-    self, ChunkRef, ErrorKind, Invocation, PROTOCOL_VERSION, WireEntity,
+    self, ChunkRef, ErrorKind, PROTOCOL_VERSION, WireEntity, WireInvocation,
 };
 
 const QUIET: Duration = Duration::from_millis(800);
@@ -56,7 +56,7 @@ async fn no_chunk_is_fetched_and_no_session_learned_before_a_call_verifies() {
             &nats,
             subject.clone(),
             move |_| {
-                let inv = Invocation {
+                let inv = WireInvocation {
                     v: PROTOCOL_VERSION,
                     id: "big-1".into(),
                     origin: WireEntity::Host(id.clone()),
@@ -96,7 +96,7 @@ async fn no_chunk_is_fetched_and_no_session_learned_before_a_call_verifies() {
             &nats,
             subject.clone(),
             move |reply| {
-                let mut inv = Invocation {
+                let mut inv = WireInvocation {
                     v: PROTOCOL_VERSION,
                     id: nuid::next().to_string(),
                     origin: WireEntity::Host(a_key.public_key()),
@@ -141,14 +141,15 @@ async fn no_chunk_is_fetched_and_no_session_learned_before_a_call_verifies() {
     let mut spy = nats.subscribe(subject.clone()).await.unwrap();
     synced_with_server(&nats).await;
     let _ = a.lattice.call_actor(&key, "echo", b"hi".to_vec()).await;
-    let first: Invocation = protocol::decode("invocation", &next(&mut spy).await.payload).unwrap();
+    let first: WireInvocation =
+        protocol::decode("invocation", &next(&mut spy).await.payload).unwrap();
     let token = first.session_token.expect("A's token");
     let id = a.lattice.host_id().to_string();
     let r = send_raw(
         &nats,
         call_subject(&c, &other_key),
         move |_| {
-            protocol::encode(&Invocation {
+            protocol::encode(&WireInvocation {
                 v: PROTOCOL_VERSION,
                 id: "x".into(),
                 origin: WireEntity::Host(id.clone()),

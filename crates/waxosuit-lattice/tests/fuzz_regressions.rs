@@ -1,7 +1,7 @@
 //! Inputs found by the fuzz suite (`fuzz/`, docs/fuzzing.md), kept so that
 //! they stay fixed.
 
-use waxosuit_lattice::protocol::{self, Command, Invocation, Probe};
+use waxosuit_lattice::protocol::{self, Command, Probe, WireInvocation};
 use waxosuit_lattice::redact::{REDACTED, redact_value};
 use waxosuit_nats::UrlCredentials;
 
@@ -123,7 +123,7 @@ fn deeply_nested_messages_are_refused_on_a_worker_sized_stack() {
                     "{depth}"
                 );
                 assert!(
-                    protocol::decode::<Invocation>("invocation", &bytes).is_err(),
+                    protocol::decode::<WireInvocation>("invocation", &bytes).is_err(),
                     "{depth}"
                 );
             }

@@ -14,14 +14,14 @@ use waxosuit_claims::{Claims, KeyKind, KeyPair, Verifier};
 use waxosuit_host::Host;
 use waxosuit_lattice::antiforgery::{self, Binding};
 use waxosuit_lattice::protocol::{
-    self, Command, ErrorKind, Invocation, PROTOCOL_VERSION, WireEntity,
+    self, Command, ErrorKind, PROTOCOL_VERSION, WireEntity, WireInvocation,
 };
 use waxosuit_lattice::{Lattice, LatticeConfig, LatticeError, TrustPolicy};
 
 /// An invocation of `echo` on `target` signed by `host` for `subject` and
 /// the reply inbox it will be sent with.
-fn signed(host: &KeyPair, target: &str, msg: &[u8], subject: &str, reply: &str) -> Invocation {
-    let mut inv = Invocation {
+fn signed(host: &KeyPair, target: &str, msg: &[u8], subject: &str, reply: &str) -> WireInvocation {
+    let mut inv = WireInvocation {
         v: PROTOCOL_VERSION,
         id: nuid::next().to_string(),
         origin: WireEntity::Host(host.public_key()),
@@ -274,7 +274,8 @@ async fn after_first_contact_calls_carry_session_tags_that_bind_the_message() {
             .unwrap(),
         b"one"
     );
-    let first: Invocation = protocol::decode("invocation", &next(&mut spy).await.payload).unwrap();
+    let first: WireInvocation =
+        protocol::decode("invocation", &next(&mut spy).await.payload).unwrap();
     assert!(!first.encoded_claims.is_empty());
     assert!(first.session.is_none());
     let token = first.session_token.expect("A introduces its session");
@@ -301,7 +302,7 @@ async fn after_first_contact_calls_carry_session_tags_that_bind_the_message() {
         b"two"
     );
     let msg = next(&mut spy).await;
-    let tagged: Invocation = protocol::decode("invocation", &msg.payload).unwrap();
+    let tagged: WireInvocation = protocol::decode("invocation", &msg.payload).unwrap();
     let reply = msg.reply.unwrap().to_string();
     assert!(
         tagged.encoded_claims.is_empty(),
@@ -315,7 +316,7 @@ async fn after_first_contact_calls_carry_session_tags_that_bind_the_message() {
     // and the reply inbox; the same message again is a replay.
     // Each variant goes to the inbox the original was tagged for (whose
     // answers the attacker can read), so only the change itself differs.
-    let publish = |inv: Invocation, to: String| {
+    let publish = |inv: WireInvocation, to: String| {
         let nats = nats.clone();
         let subject = subject.clone();
         async move { send_on(&nats, subject, to, protocol::encode(&inv).unwrap(), WAIT).await }

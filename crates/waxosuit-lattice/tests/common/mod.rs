@@ -289,8 +289,8 @@ pub(crate) struct Delay(pub Duration);
 impl waxosuit_host::Middleware for Delay {
     async fn actor_pre_invoke(
         &self,
-        inv: waxosuit_host::Invocation,
-    ) -> Result<waxosuit_host::Invocation, String> {
+        inv: waxosuit_host::MiddlewareCall,
+    ) -> Result<waxosuit_host::MiddlewareCall, waxosuit_host::Refusal> {
         tokio::time::sleep(self.0).await;
         Ok(inv)
     }
