@@ -15,6 +15,31 @@ use crate::wire;
 /// URL scheme of [`Entity::url`].
 pub const URL_SCHEME: &str = "wasmbus";
 
+/// `wasmbus://{pk}`: the URL of an actor (see [`Entity::url`]).
+#[must_use]
+pub fn actor_url(pk: &str) -> String {
+    format!("{URL_SCHEME}://{pk}")
+}
+
+/// `wasmbus://{capid}/{binding}` with `:` in the capability id turned into
+/// `/`, spaces into `_`, and both parts lowercased: the URL of a capability
+/// provider (see [`Entity::url`]).
+#[must_use]
+pub fn capability_url(capid: &str, binding: &str) -> String {
+    format!(
+        "{URL_SCHEME}://{}/{}",
+        capid.replace(':', "/").replace(' ', "_").to_lowercase(),
+        binding.replace(' ', "_").to_lowercase(),
+    )
+}
+
+/// `wasmbus://host/{key}`: the URL of a host itself, by server key (calls
+/// from a host's tools and health checks in a lattice).
+#[must_use]
+pub fn host_url(key: &str) -> String {
+    format!("{URL_SCHEME}://host/{key}")
+}
+
 /// One end of an invocation: an actor, or a capability provider reached
 /// through a named binding. (`WasccEntity` in waSCC.)
 ///
@@ -73,12 +98,8 @@ impl Entity {
     #[must_use]
     pub fn url(&self) -> String {
         match self {
-            Self::Actor(pk) => format!("{URL_SCHEME}://{pk}"),
-            Self::Capability { capid, binding } => format!(
-                "{URL_SCHEME}://{}/{}",
-                capid.replace(':', "/").replace(' ', "_").to_lowercase(),
-                binding.replace(' ', "_").to_lowercase(),
-            ),
+            Self::Actor(pk) => actor_url(pk),
+            Self::Capability { capid, binding } => capability_url(capid, binding),
         }
     }
 }

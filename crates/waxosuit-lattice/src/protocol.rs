@@ -48,14 +48,11 @@ pub enum WireEntity {
 impl WireEntity {
     /// The `wasmbus://` URL that invocation claims sign (spec §4.6).
     pub fn url(&self) -> String {
+        use waxosuit_codec::invocation::{actor_url, capability_url, host_url};
         match self {
-            WireEntity::Actor(key) => format!("wasmbus://{key}"),
-            WireEntity::Capability { capid, binding } => format!(
-                "wasmbus://{}/{}",
-                capid.replace(':', "/").replace(' ', "_").to_lowercase(),
-                binding.replace(' ', "_").to_lowercase()
-            ),
-            WireEntity::Host(key) => format!("wasmbus://host/{key}"),
+            WireEntity::Actor(key) => actor_url(key),
+            WireEntity::Capability { capid, binding } => capability_url(capid, binding),
+            WireEntity::Host(key) => host_url(key),
         }
     }
 }

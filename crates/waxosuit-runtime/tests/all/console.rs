@@ -83,9 +83,14 @@ async fn a_console_flood_writes_the_budget_cuts_long_lines_and_reports_the_drops
 
     // 4 MiB lines from a 64 KiB memory: before the cut this was a
     // protocol fault; now the first MAX_LINE_BYTES are written.
-    let flood = 100_000;
+    // 200 times the budget. The budget is per one-second window: a call
+    // that spans more windows (a loaded machine) may write the budget in
+    // each of them, no more.
+    let flood = 20_000;
     let actor = load(901, &flooder(flood, 4 << 20)).await?;
+    let started = std::time::Instant::now();
     let reply = actor.call("go", b"").await?;
+    let windows = started.elapsed().as_secs() as usize + 1;
     assert_eq!(reply, b"ok", "the flooding call itself succeeds");
 
     let text = captured.text();
@@ -93,9 +98,10 @@ async fn a_console_flood_writes_the_budget_cuts_long_lines_and_reports_the_drops
         .lines()
         .filter(|l| l.contains("[cut: ") && l.contains(&flooding))
         .count();
-    assert_eq!(
-        written, MAX_LINES_PER_SECOND as usize,
-        "{flood} lines in one call, {written} written"
+    let budget = MAX_LINES_PER_SECOND as usize;
+    assert!(
+        (budget..=budget * windows).contains(&written),
+        "{flood} lines in one call over {windows} window(s), {written} written"
     );
     assert!(
         text.contains(&format!("[cut: {} bytes in all]", 4 << 20)),
@@ -106,7 +112,7 @@ async fn a_console_flood_writes_the_budget_cuts_long_lines_and_reports_the_drops
         .filter(|l| l.contains(&flooding))
         .map(str::len)
         .sum();
-    let bound = MAX_LINES_PER_SECOND as usize * (MAX_LINE_BYTES + 512);
+    let bound = written * (MAX_LINE_BYTES + 512);
     assert!(
         logged <= bound,
         "{logged} bytes of log for {flood} lines, bound {bound}"
@@ -127,9 +133,22 @@ async fn a_console_flood_writes_the_budget_cuts_long_lines_and_reports_the_drops
             .collect::<Vec<_>>()
     );
     actor.call("go", b"").await?;
-    let dropped = flood as usize - MAX_LINES_PER_SECOND as usize;
+    // Every line not written was counted and reported: in one report when
+    // the flood fit one window (the usual case), else one per window.
+    let dropped = flood as usize - written;
+    let reported: usize = captured
+        .text()
+        .lines()
+        .filter(|l| l.contains(&flooding))
+        .filter_map(|l| l.split("dropped=").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse::<usize>().ok())
+        .sum();
     assert!(
-        captured.text().contains(&format!("dropped={dropped}")),
+        if windows == 1 {
+            captured.text().contains(&format!("dropped={dropped}"))
+        } else {
+            reported >= dropped
+        },
         "the drop count of the closed window is reported: {}",
         captured
             .text()
