@@ -211,7 +211,63 @@ const LATTICE_PROVIDER: &str = "lattice";
 /// before reporting its binding as pending.
 const REMOTE_ACTOR_WAIT: Duration = Duration::from_secs(15);
 
+/// What every step of `serve` reads: the manifest, the flags, and what was
+/// made from them before anything started.
+struct Plan {
+    args: UpArgs,
+    manifest: Manifest,
+    /// The manifest's path as shown in messages.
+    file: String,
+    trust: crate::claims::ResolvedTrust,
+    policy: Option<crate::policy::Configured>,
+    ctx: BackendContext,
+    default_limits: Limits,
+}
+
+/// What `serve` started, in the order it stops them.
+struct Running {
+    host: Host,
+    lattice: Option<Lattice>,
+    /// HTTP servers by binding name, to show where actors listen.
+    http_servers: Vec<(String, Arc<HttpServerProvider>)>,
+}
+
 async fn serve(args: UpArgs) -> Result<ExitCode> {
+    let plan = plan(args)?;
+    let identity = plan.args.lattice.identity()?;
+    let host = build_host(&plan, identity.as_ref())?;
+    let status = Arc::new(Status {
+        host: host.clone(),
+        started: AtomicBool::new(false),
+    });
+    let lattice = join_lattice(&plan, &host, identity).await?;
+    let admin_task = match plan.args.admin {
+        Some(addr) => {
+            let (bound, task) = admin::serve(addr, Arc::clone(&status)).await?;
+            println!("  admin       http://{bound}  (/livez /readyz /metrics)");
+            Some(task)
+        }
+        None => None,
+    };
+    let mut running = Running {
+        host,
+        lattice,
+        http_servers: Vec::new(),
+    };
+    start_providers(&plan, &mut running).await?;
+    start_actors(&plan, &running.host).await?;
+    apply_bindings(&plan, &running).await?;
+    status.started.store(true, Ordering::Release);
+    let stopped = run_until_stopped(&plan, &running).await;
+    if let Some(task) = admin_task {
+        task.abort();
+    }
+    stopped
+}
+
+/// Reads the manifest and the flags into a [`Plan`], printing the trust and
+/// policy in force.
+fn plan(args: UpArgs) -> Result<Plan> {
     let manifest = Manifest::from_path(&args.manifest)?;
     let file = args.manifest.display().to_string();
     println!("Starting Waxosuit host from {file}");
@@ -220,8 +276,6 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
     for line in &trust.summary {
         println!("  trust       {line}");
     }
-    let identity = args.lattice.identity()?;
-    let host_id = identity.as_ref().map(|k| k.public_key());
     let policy = args.policy.build(manifest.policy.as_ref(), &file)?;
     if let Some(policy) = &policy {
         println!("  policy      {}", policy.summary);
@@ -233,102 +287,110 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
             .as_ref()
             .map(|_| args.lattice.prefix.clone()),
     };
-
-    let fuel_anywhere = manifest.actors.iter().any(|a| a.limits.fuel.is_some());
-    let engine = Runtime::new(args.limits.runtime_config(fuel_anywhere))
-        .context("cannot start the wasm runtime")?;
     let default_limits = args.limits.apply(Limits::default());
+    Ok(Plan {
+        args,
+        manifest,
+        file,
+        trust,
+        policy,
+        ctx,
+        default_limits,
+    })
+}
+
+/// The host: runtime, trust, limits, labels, lattice identity and policy.
+fn build_host(plan: &Plan, identity: Option<&waxosuit_claims::KeyPair>) -> Result<Host> {
+    let fuel_anywhere = plan.manifest.actors.iter().any(|a| a.limits.fuel.is_some());
+    let engine = Runtime::new(plan.args.limits.runtime_config(fuel_anywhere))
+        .context("cannot start the wasm runtime")?;
     let mut builder = HostBuilder::new()
         .runtime(engine)
-        .verifier(trust.verifier.clone())
-        .default_limits(default_limits)
+        .verifier(plan.trust.verifier.clone())
+        .default_limits(plan.default_limits)
         .auto_bind(caps::EXTRAS)
         .auto_bind(caps::LOGGING);
-    for (k, v) in &manifest.labels {
+    for (k, v) in &plan.manifest.labels {
         builder = builder.label(k, v);
     }
-    if let Some(id) = &host_id {
-        builder = builder.id(id);
+    if let Some(identity) = identity {
+        builder = builder.id(identity.public_key());
     }
-    if let Some(policy) = &policy {
+    if let Some(policy) = &plan.policy {
         builder = builder.policy(Arc::clone(&policy.policy));
     }
-    let host = builder.build()?;
-    let status = Arc::new(Status {
-        host: host.clone(),
-        started: AtomicBool::new(false),
-    });
+    Ok(builder.build()?)
+}
+
+/// Joins the lattice when `--lattice` is given, printing whom it trusts.
+async fn join_lattice(
+    plan: &Plan,
+    host: &Host,
+    identity: Option<waxosuit_claims::KeyPair>,
+) -> Result<Option<Lattice>> {
     let factory = Arc::new(Backends {
-        http_threads: args.http_threads,
-        ctx: ctx.clone(),
+        http_threads: plan.args.http_threads,
+        ctx: plan.ctx.clone(),
     });
     let config = match identity {
-        Some(identity) => args.lattice.config(identity, factory)?,
+        Some(identity) => plan.args.lattice.config(identity, factory)?,
         None => None,
     };
-    let lattice = match config {
-        Some(mut config) => {
-            config.policy = policy.as_ref().map(|p| Arc::clone(&p.policy));
-            // Shown, not used: a URL may carry a password.
-            let url = waxosuit_lattice::redact::redact_value("URL", &config.url);
-            let prefix = config.prefix.clone();
-            let any = config.trust.trusts_any();
-            let trusted = config.trust.keys().count();
-            let admins = config.trust.admin_keys().count();
-            let lattice = Lattice::join(host.clone(), config).await?;
-            println!(
-                "  lattice     {url} as host {} (prefix `{prefix}`)",
-                lattice.host_id()
-            );
-            if any {
-                println!("              trusting invocations from ANY host (development only)");
-            } else if trusted == 0 {
-                println!(
-                    "              trusting only itself; add --lattice-trust-host for the other hosts"
-                );
-            } else {
-                println!("              trusting {trusted} other host key(s)");
-            }
-            if admins == 0 {
-                println!(
-                    "              no admin key trusted: `waxosuit lattice` commands are refused \
-                     (add --lattice-trust-admin U…)"
-                );
-            } else {
-                println!("              trusting {admins} admin key(s) for commands and inventory");
-            }
-            Some(lattice)
-        }
-        None => None,
+    let Some(mut config) = config else {
+        return Ok(None);
     };
-    let admin_task = match args.admin {
-        Some(addr) => {
-            let (bound, task) = admin::serve(addr, Arc::clone(&status)).await?;
-            println!("  admin       http://{bound}  (/livez /readyz /metrics)");
-            Some(task)
-        }
-        None => None,
-    };
+    config.policy = plan.policy.as_ref().map(|p| Arc::clone(&p.policy));
+    // Shown, not used: a URL may carry a password.
+    let url = waxosuit_lattice::redact::redact_value("URL", &config.url);
+    let prefix = config.prefix.clone();
+    let any = config.trust.trusts_any();
+    let trusted = config.trust.keys().count();
+    let admins = config.trust.admin_keys().count();
+    let lattice = Lattice::join(host.clone(), config).await?;
+    println!(
+        "  lattice     {url} as host {} (prefix `{prefix}`)",
+        lattice.host_id()
+    );
+    if any {
+        println!("              trusting invocations from ANY host (development only)");
+    } else if trusted == 0 {
+        println!(
+            "              trusting only itself; add --lattice-trust-host for the other hosts"
+        );
+    } else {
+        println!("              trusting {trusted} other host key(s)");
+    }
+    if admins == 0 {
+        println!(
+            "              no admin key trusted: `waxosuit lattice` commands are refused \
+             (add --lattice-trust-admin U…)"
+        );
+    } else {
+        println!("              trusting {admins} admin key(s) for commands and inventory");
+    }
+    Ok(Some(lattice))
+}
 
-    // Providers: the manifest's, plus the always-available built-ins.
-    let mut http_servers: Vec<(String, Arc<HttpServerProvider>)> = Vec::new();
+/// The manifest's providers, plus the always-available built-ins.
+async fn start_providers(plan: &Plan, running: &mut Running) -> Result<()> {
+    let (file, host) = (&plan.file, &running.host);
     let mut declared: Vec<(String, String)> = Vec::new();
-    for (i, entry) in manifest.capabilities.iter().enumerate() {
+    for (i, entry) in plan.manifest.capabilities.iter().enumerate() {
         let (id, provider) = match &entry.kind {
             CapabilitySource::Builtin { id, provider } => (id.clone(), provider.clone()),
             CapabilitySource::Plugin {
                 path,
                 declared: shown,
             } => {
-                if let Some(policy) = &policy {
-                    check_archive(path, &trust.verifier, &policy.policy, &host, shown)
+                if let Some(policy) = &plan.policy {
+                    check_archive(path, &plan.trust.verifier, &policy.policy, host, shown)
                         .await
                         .with_context(|| format!("{file}: capabilities[{i}]: `path: {shown}`"))?;
                 }
                 let plugin = crate::par::load_plugin_with(
                     path,
-                    &trust.verifier,
-                    args.allow_unsigned_plugins,
+                    &plan.trust.verifier,
+                    plan.args.allow_unsigned_plugins,
                 )
                 .with_context(|| format!("{file}: capabilities[{i}]: `path: {shown}`"))?;
                 let d = plugin.descriptor();
@@ -345,7 +407,7 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
         };
         if provider.as_deref() == Some(LATTICE_PROVIDER) {
             // Served by another host of the lattice: nothing to start here.
-            if lattice.is_none() {
+            if running.lattice.is_none() {
                 bail!(
                     "{file}: capabilities[{i}]: `provider: {LATTICE_PROVIDER}` means another host \
                      of a lattice provides {id}; start this host with --lattice URL, or pick a \
@@ -359,12 +421,14 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
             declared.push((id, entry.binding_name.clone()));
             continue;
         }
-        let backend = backend(&id, provider.as_deref(), &ctx)
+        let backend = backend(&id, provider.as_deref(), &plan.ctx)
             .with_context(|| format!("{file}: capabilities[{i}]"))?;
         let provider: Arc<dyn CapabilityProvider> = match backend {
             Backend::Http => {
-                let http = Arc::new(http_server(args.http_threads));
-                http_servers.push((entry.binding_name.clone(), Arc::clone(&http)));
+                let http = Arc::new(http_server(plan.args.http_threads));
+                running
+                    .http_servers
+                    .push((entry.binding_name.clone(), Arc::clone(&http)));
                 http
             }
             Backend::Other(p) => p,
@@ -384,22 +448,26 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
             .iter()
             .any(|(d, b)| d == id && b == DEFAULT_BINDING)
         {
-            let Backend::Other(p) = backend(id, None, &ctx)? else {
+            let Backend::Other(p) = backend(id, None, &plan.ctx)? else {
                 continue;
             };
             host.add_provider(DEFAULT_BINDING, p).await?;
         }
     }
+    Ok(())
+}
 
-    // Actors.
-    for (i, entry) in manifest.actors.iter().enumerate() {
+/// The manifest's actors, each with its limits.
+async fn start_actors(plan: &Plan, host: &Host) -> Result<()> {
+    let file = &plan.file;
+    for (i, entry) in plan.manifest.actors.iter().enumerate() {
         let bytes = std::fs::read(&entry.path).with_context(|| {
             format!(
                 "{file}: actors[{i}]: cannot read {} (build and sign the actor first)",
                 entry.path.display()
             )
         })?;
-        let limits = limits::from_manifest(default_limits, &entry.limits);
+        let limits = limits::from_manifest(plan.default_limits, &entry.limits);
         let info = host
             .add_actor(&bytes, &entry.declared, Some(limits))
             .await
@@ -420,10 +488,15 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
             }
         );
     }
+    Ok(())
+}
 
-    // Bindings.
-    for (i, b) in manifest.bindings.iter().enumerate() {
-        let key = match (host.resolve_actor(&b.actor), &lattice) {
+/// The manifest's bindings (lattice-wide when in a lattice), printing
+/// where each HTTP actor listens.
+async fn apply_bindings(plan: &Plan, running: &Running) -> Result<()> {
+    let (file, host, lattice) = (&plan.file, &running.host, &running.lattice);
+    for (i, b) in plan.manifest.bindings.iter().enumerate() {
+        let key = match (host.resolve_actor(&b.actor), lattice) {
             (Ok(key), _) => key,
             // Another host of the lattice may run it: only a key names it there.
             (Err(_), Some(_)) if b.actor.len() == 56 && b.actor.starts_with('M') => b.actor.clone(),
@@ -449,7 +522,7 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
             }
             host.remove_binding(&key, &b.capability, &b.binding).await?;
         }
-        match &lattice {
+        match lattice {
             Some(lattice) => lattice
                 .put_binding(&key, &b.capability, &b.binding, b.values.clone())
                 .await
@@ -463,36 +536,53 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
             Some(a) => a.name.clone(),
             None => format!("{key} (on another host)"),
         };
-        let http: Vec<&Arc<HttpServerProvider>> = http_servers
-            .iter()
-            .filter(|(binding, _)| *binding == b.binding && b.capability == caps::HTTP_SERVER)
-            .map(|(_, http)| http)
-            .collect();
-        let mut address = http.iter().find_map(|h| h.bound_address(&key));
-        if address.is_none() && local.is_none() && !http.is_empty() {
-            // The listener opens once the actor's host has announced it.
-            println!("  waiting     for actor {key} to appear in the lattice…");
-            let deadline = tokio::time::Instant::now() + REMOTE_ACTOR_WAIT;
-            while address.is_none() && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                address = http.iter().find_map(|h| h.bound_address(&key));
-            }
-        }
-        let listening = match address {
-            Some(addr) => format!("  listening on http://{addr}"),
-            None if local.is_none() && !http.is_empty() => {
-                "  (pending: the actor has not appeared in the lattice yet)".to_string()
-            }
-            None => String::new(),
-        };
+        let listening = listening(running, b, &key, local.is_none()).await;
         println!(
             "  binding     {name} → {} (binding `{}`){listening}",
             b.capability, b.binding
         );
     }
+    Ok(())
+}
 
-    status.started.store(true, Ordering::Release);
-    let health = host.spawn_health_checks(Duration::from_secs(args.health_interval.max(1)));
+/// Where `key` listens through an HTTP binding `b`, waiting a while for an
+/// actor that runs on another host of the lattice to appear.
+async fn listening(
+    running: &Running,
+    b: &waxosuit_manifest::BindingEntry,
+    key: &str,
+    remote: bool,
+) -> String {
+    let http: Vec<&Arc<HttpServerProvider>> = running
+        .http_servers
+        .iter()
+        .filter(|(binding, _)| *binding == b.binding && b.capability == caps::HTTP_SERVER)
+        .map(|(_, http)| http)
+        .collect();
+    let mut address = http.iter().find_map(|h| h.bound_address(key));
+    if address.is_none() && remote && !http.is_empty() {
+        // The listener opens once the actor's host has announced it.
+        println!("  waiting     for actor {key} to appear in the lattice…");
+        let deadline = tokio::time::Instant::now() + REMOTE_ACTOR_WAIT;
+        while address.is_none() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            address = http.iter().find_map(|h| h.bound_address(key));
+        }
+    }
+    match address {
+        Some(addr) => format!("  listening on http://{addr}"),
+        None if remote && !http.is_empty() => {
+            "  (pending: the actor has not appeared in the lattice yet)".to_string()
+        }
+        None => String::new(),
+    }
+}
+
+/// Serves until Ctrl-C or SIGTERM, then leaves the lattice and drains.
+async fn run_until_stopped(plan: &Plan, running: &Running) -> Result<ExitCode> {
+    let health = running
+        .host
+        .spawn_health_checks(Duration::from_secs(plan.args.health_interval.max(1)));
     // Handlers first: a supervisor that sends SIGTERM as soon as it reads
     // "Ready." must get a drain, not the default action (death).
     let stop = StopSignals::install()?;
@@ -500,16 +590,16 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
 
     stop.wait().await;
     println!("Stopping: draining in-flight requests…");
-    if let Some(lattice) = &lattice {
+    if let Some(lattice) = &running.lattice {
         // Out of the queue groups first, so no new calls arrive from the lattice.
         lattice.leave().await;
     }
-    let drained =
-        tokio::time::timeout(Duration::from_secs(args.drain_timeout), host.shutdown()).await;
+    let drained = tokio::time::timeout(
+        Duration::from_secs(plan.args.drain_timeout),
+        running.host.shutdown(),
+    )
+    .await;
     health.abort();
-    if let Some(task) = admin_task {
-        task.abort();
-    }
     match drained {
         Ok(()) => {
             println!("Stopped.");
@@ -517,13 +607,11 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
         }
         Err(_) => Err(anyhow!(
             "in-flight work did not finish within {} s; stopped anyway",
-            args.drain_timeout
+            plan.args.drain_timeout
         )),
     }
 }
 
-/// `data.waxosuit.provider.allow` for a provider archive, after its
-/// signature, issuer and library hash verified and before its library loads.
 async fn check_archive(
     path: &std::path::Path,
     verifier: &waxosuit_claims::Verifier,
