@@ -866,33 +866,39 @@ fn drive_inline<H, F: Future<Output = Result<Vec<u8>, String>>>(
     if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
         return (Some(output), false);
     }
+    (wait_inline(ident, future, end), true)
+}
+
+/// The slow path of [`drive_inline`]: the host call has to wait. Kept out
+/// of line so the fast path above stays as small as it is hot.
+#[cold]
+#[inline(never)]
+fn wait_inline<H, F: Future<Output = Result<Vec<u8>, String>>>(
+    ident: &Identity<H>,
+    future: std::pin::Pin<&mut F>,
+    end: u64,
+) -> Option<Result<Vec<u8>, String>> {
     ident.leave_inline("a host call had to wait");
     if current_flavor() == Some(tokio::runtime::RuntimeFlavor::CurrentThread) {
         // Parking the only thread of this runtime would stop the very I/O
         // the future waits for. Inline instances are only made on
         // multi-threaded runtimes; this is an actor moved to another one.
-        return (
-            Some(Err(
-                "the host call had to wait, but the actor runs inline on a current-thread Tokio \
-                 runtime, where waiting would deadlock; load and call it on a multi-threaded \
-                 runtime, or turn RuntimeConfig::inline_calls off"
-                    .to_owned(),
-            )),
-            true,
-        );
+        return Some(Err(
+            "the host call had to wait, but the actor runs inline on a current-thread Tokio \
+             runtime, where waiting would deadlock; load and call it on a multi-threaded \
+             runtime, or turn RuntimeConfig::inline_calls off"
+                .to_owned(),
+        ));
     }
-    // Worked out only now that the call has to wait: the fast path above
-    // reads no clock.
+    // Worked out only now that the call has to wait: the fast path reads
+    // no clock.
     let patience = ident.clock.until(end);
     // Tokio's documented way to wait for a future from synchronous code on
     // a worker: `block_in_place` hands the worker's other tasks to another
     // thread, and `Handle::block_on` drives the future (its I/O and timers
     // run on the runtime's drivers as usual).
     let handle = tokio::runtime::Handle::current();
-    let outcome = tokio::task::block_in_place(|| {
-        handle.block_on(tokio::time::timeout(patience, future)).ok()
-    });
-    (outcome, true)
+    tokio::task::block_in_place(|| handle.block_on(tokio::time::timeout(patience, future)).ok())
 }
 
 /// Awaits a host call's future on a fiber for at most until tick `end` (the
