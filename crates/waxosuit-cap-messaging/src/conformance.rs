@@ -34,6 +34,8 @@ use waxosuit_provider::{
     ActorDispatcher, BindRequest, CapabilityProvider, DispatchError, ProviderCall, ProviderError,
 };
 
+pub use waxosuit_provider::conformance::{Failure, Report};
+
 use crate::{CAPABILITY_ID, MAX_SUBSCRIPTIONS, QUEUEGROUP_NAME, SUBSCRIPTION};
 
 /// How long a check waits for a delivery that must come.
@@ -167,60 +169,6 @@ impl ActorDispatcher for Recorder {
         };
         self.arrived.notify_waiters();
         Ok(reply)
-    }
-}
-
-/// One check that failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// The check's name.
-    pub check: &'static str,
-    /// What was expected and what came.
-    pub message: String,
-}
-
-/// What [`run`] found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Report {
-    /// The checks that passed.
-    pub passed: Vec<&'static str>,
-    /// The checks that failed.
-    pub failures: Vec<Failure>,
-}
-
-impl Report {
-    /// Whether every check passed.
-    pub fn is_pass(&self) -> bool {
-        self.failures.is_empty()
-    }
-
-    /// Whether the check named `check` failed.
-    pub fn failed(&self, check: &str) -> bool {
-        self.failures.iter().any(|f| f.check == check)
-    }
-
-    /// Panics, listing every failure, unless every check passed.
-    #[track_caller]
-    pub fn assert_passed(&self) {
-        assert!(
-            self.is_pass(),
-            "wascc:messaging conformance failed:\n{self}"
-        );
-    }
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "{} checks passed, {} failed",
-            self.passed.len(),
-            self.failures.len()
-        )?;
-        for failure in &self.failures {
-            writeln!(f, "  {}: {}", failure.check, failure.message)?;
-        }
-        Ok(())
     }
 }
 

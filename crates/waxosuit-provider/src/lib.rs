@@ -525,6 +525,64 @@ pub trait CapabilityProvider: Send + Sync + 'static {
     async fn shutdown(&self) {}
 }
 
+/// The outcome of a capability's conformance suite (the contract crates,
+/// `waxosuit-cap-keyvalue` and `waxosuit-cap-messaging`, run theirs and
+/// report with these).
+pub mod conformance {
+    use std::fmt;
+
+    /// One check that failed.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Failure {
+        /// The check's name.
+        pub check: &'static str,
+        /// What was expected and what came.
+        pub message: String,
+    }
+
+    /// What a conformance suite found, check by check.
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct Report {
+        /// The checks that passed.
+        pub passed: Vec<&'static str>,
+        /// The checks that failed.
+        pub failures: Vec<Failure>,
+    }
+
+    impl Report {
+        /// Whether every check passed.
+        pub fn is_pass(&self) -> bool {
+            self.failures.is_empty()
+        }
+
+        /// Whether the check named `check` failed.
+        pub fn failed(&self, check: &str) -> bool {
+            self.failures.iter().any(|f| f.check == check)
+        }
+
+        /// Panics, listing every failure, unless every check passed.
+        #[track_caller]
+        pub fn assert_passed(&self) {
+            assert!(self.is_pass(), "conformance failed:\n{self}");
+        }
+    }
+
+    impl fmt::Display for Report {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            writeln!(
+                f,
+                "{} checks passed, {} failed",
+                self.passed.len(),
+                self.failures.len()
+            )?;
+            for failure in &self.failures {
+                writeln!(f, "  {}: {}", failure.check, failure.message)?;
+            }
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,6 +29,8 @@
 
 mod checks;
 
+pub use waxosuit_provider::conformance::{Failure, Report};
+
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -122,57 +124,6 @@ impl Subject for ProviderSubject<'_> {
             })
             .await
             .map_err(|e| e.to_string())
-    }
-}
-
-/// One check that failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// The check's name.
-    pub check: &'static str,
-    /// What was expected and what came.
-    pub message: String,
-}
-
-/// What [`run`] found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Report {
-    /// The checks that passed.
-    pub passed: Vec<&'static str>,
-    /// The checks that failed.
-    pub failures: Vec<Failure>,
-}
-
-impl Report {
-    /// Whether every check passed.
-    pub fn is_pass(&self) -> bool {
-        self.failures.is_empty()
-    }
-
-    /// Whether the check named `check` failed.
-    pub fn failed(&self, check: &str) -> bool {
-        self.failures.iter().any(|f| f.check == check)
-    }
-
-    /// Panics, listing every failure, unless every check passed.
-    #[track_caller]
-    pub fn assert_passed(&self) {
-        assert!(self.is_pass(), "wascc:keyvalue conformance failed:\n{self}");
-    }
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "{} checks passed, {} failed",
-            self.passed.len(),
-            self.failures.len()
-        )?;
-        for failure in &self.failures {
-            writeln!(f, "  {}: {}", failure.check, failure.message)?;
-        }
-        Ok(())
     }
 }
 
