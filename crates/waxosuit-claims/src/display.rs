@@ -13,8 +13,13 @@ pub const DISPLAY_CHARS: usize = 64;
 /// `value` made safe to print: control characters, bidirectional and other
 /// invisible formatting characters, combining marks and backslashes are
 /// escaped the way Rust's `escape_debug` writes them (`\n`, `\u{202e}`,
-/// `\\`); quotes are kept. When `value` has more than `max_chars` characters,
-/// the first `max_chars` are kept and `…(N characters)` is appended.
+/// `\\`); quotes are kept. The escaped text is at most `max_chars`
+/// characters: when `value` needs more, it is cut at a whole character and
+/// `…(N characters)` is appended, N being the length of `value` itself.
+///
+/// The bound is on what is *shown*, not on what was read: one hostile
+/// character escapes to as many as ten (`\u{10ffff}`), so a bound on the
+/// input alone would let a short value fill ten times the room.
 ///
 /// ```
 /// use waxosuit_claims::display::escape;
@@ -22,19 +27,26 @@ pub const DISPLAY_CHARS: usize = 64;
 /// assert_eq!(escape("counter", 64), "counter");
 /// assert_eq!(escape("evil\u{1b}[2J\u{202e}", 64), "evil\\u{1b}[2J\\u{202e}");
 /// assert_eq!(escape("abcdef", 3), "abc…(6 characters)");
+/// assert_eq!(escape("a\u{1b}b", 4), "a…(3 characters)");
 /// ```
 pub fn escape(value: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(value.len().min(max_chars.saturating_mul(4)));
-    let mut chars = value.chars();
-    for (shown, c) in chars.by_ref().enumerate() {
-        if shown == max_chars {
+    let mut shown_chars = 0usize;
+    let mut one = String::new();
+    for (read, c) in value.chars().enumerate() {
+        one.clear();
+        push_escaped(&mut one, c);
+        // Escapes are ASCII, an unescaped character is one `char`.
+        let width = one.chars().count();
+        if shown_chars + width > max_chars {
             // Count what is left without keeping it; the total is what the
             // reader needs to judge the value.
-            let total = max_chars + 1 + chars.count();
+            let total = read + value.chars().skip(read).count();
             out.push_str(&format!("…({total} characters)"));
             return out;
         }
-        push_escaped(&mut out, c);
+        shown_chars += width;
+        out.push_str(&one);
     }
     out
 }
@@ -114,6 +126,20 @@ mod tests {
         assert_eq!(shown, format!("{}…(100 characters)", "é".repeat(10)));
         assert_eq!(escape("abc", 3), "abc");
         assert_eq!(escape("abcd", 0), "…(4 characters)");
+    }
+
+    #[test]
+    fn escapes_count_against_the_bound() {
+        // 128 characters that each escape to ten: the bound holds on what is
+        // shown, and an escape is never split.
+        let hostile = "\u{10ffff}".repeat(128);
+        let shown = escape(&hostile, 128);
+        assert_eq!(
+            shown,
+            format!("{}…(128 characters)", "\\u{10ffff}".repeat(12))
+        );
+        assert_eq!(escape("a\u{1b}", 5), "a…(2 characters)");
+        assert_eq!(escape("a\u{1b}", 7), "a\\u{1b}");
     }
 
     #[test]
