@@ -1,17 +1,18 @@
-//! The `wascc:http_server` exchange: an actor's `HandleRequest` reply turned
-//! into the HTTP response a client gets (the provider's own
-//! `reply_to_http`, through its `#[doc(hidden)]` `fuzzing` entry point), and
-//! the request as actors decode it (`http::Request`).
+//! The `wascc:http_server` exchange: an actor's `HandleRequest` reply read
+//! by the codec's `http::ResponseView` and turned into the HTTP response a
+//! client gets (the provider's own `reply_to_http`, through its
+//! `#[doc(hidden)]` `fuzzing` entry point), and the request as actors
+//! decode it (`http::Request`).
 //!
 //! Input: a mode byte (even: reply, odd: request), then, for a reply, a
 //! byte choosing the header-count limit and one choosing the header-bytes
 //! limit, then the MessagePack.
 //! Checked, beyond "no panic, no stack overflow, no unbounded allocation":
-//! the in-place reader the provider uses for the usual layout gives the same
-//! response (status, header multiset, body) as the codec-based reference,
-//! so it accepts and refuses exactly what the codec does within the limits;
-//! a reply the codec decodes within the limits is served with its body
-//! intact; what decodes re-encodes and decodes to the same value.
+//! `ResponseView::decode` agrees with `deserialize::<Response>` (the same
+//! value, or the same error, without limits; within them, a subset with
+//! the same values, anything more refused with a limit error); a reply it
+//! accepts is served with its body intact, and one it refuses is a `500`;
+//! what decodes re-encodes and decodes to the same value.
 #![no_main]
 
 use std::pin::pin;
@@ -21,8 +22,9 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Body;
 use libfuzzer_sys::fuzz_target;
-use waxosuit_cap_http_server::fuzzing::{codec_reply_to_http, reply_to_http};
-use waxosuit_codec::http::{Request, Response};
+use waxosuit_cap_http_server::fuzzing::reply_to_http;
+use waxosuit_codec::http::{Request, Response, ResponseLimits, ResponseView};
+use waxosuit_codec::{CodecError, deserialize};
 use waxosuit_fuzz::codec::round_trip;
 
 /// What a client sees of a response: status, sorted headers and body.
@@ -52,16 +54,45 @@ fn reply(data: &[u8]) {
     let [count, bytes, rest @ ..] = data else {
         return;
     };
-    let max_headers = usize::from(*count);
-    let max_header_bytes = usize::from(*bytes) * 64;
-    let served = parts(reply_to_http(rest.to_vec(), max_headers, max_header_bytes));
-    let reference = parts(codec_reply_to_http(rest, max_headers, max_header_bytes));
-    assert_eq!(served, reference, "in-place reader and codec disagree");
-    if let Some(response) = round_trip::<Response>(rest)
-        && served.0 != 500
-    {
-        assert_eq!(served.2, response.body, "a served reply lost its body");
+    let limits = ResponseLimits {
+        max_headers: usize::from(*count),
+        max_header_bytes: usize::from(*bytes) * 64,
+    };
+    let serde = deserialize::<Response>(rest);
+    let unlimited = ResponseView::decode(rest, &ResponseLimits::UNLIMITED);
+    assert_eq!(
+        unlimited.map(ResponseView::into_response),
+        serde,
+        "ResponseView and deserialize disagree"
+    );
+    let view = ResponseView::decode(rest, &limits).map(ResponseView::into_response);
+    match (&view, &serde) {
+        (Ok(view), Ok(serde)) => assert_eq!(view, serde, "ResponseView changed the value"),
+        (Ok(_), Err(e)) => panic!("ResponseView accepted what deserialize refuses: {e}"),
+        (Err(e), _) if is_limit(e) => {}
+        (Err(e), Ok(_)) => panic!("ResponseView refused what deserialize accepts: {e}"),
+        (Err(e), Err(serde)) => assert_eq!(e, serde, "ResponseView and deserialize disagree"),
     }
+    let served = parts(reply_to_http(
+        rest.to_vec(),
+        limits.max_headers,
+        limits.max_header_bytes,
+    ));
+    match view {
+        Ok(response) if served.0 != 500 => {
+            assert_eq!(served.2, response.body, "a served reply lost its body")
+        }
+        Ok(_) => {}
+        Err(_) => assert_eq!(served.0, 500, "a refused reply was served"),
+    }
+    let _ = round_trip::<Response>(rest);
+}
+
+fn is_limit(e: &CodecError) -> bool {
+    matches!(
+        e,
+        CodecError::TooManyHeaders { .. } | CodecError::HeadersTooLarge { .. }
+    )
 }
 
 fn request(data: &[u8]) {

@@ -11,8 +11,8 @@
 //! | `wascc:messaging` | `Publish` is recorded ([`FakeHost::published`]); `Request` answers from [`FakeHost::reply_to_request`] |
 //! | `wascc:logging` | lines are captured ([`FakeHost::logs`]) |
 //! | `wascc:extras` | deterministic GUIDs (`00000000-0000-4000-8000-000000000001`, …), a sequence from 0, and random numbers from [`FakeHost::set_random`] (default: `min`) |
-//! | `wascc:blobstore` | a working store of containers and objects; downloads are recorded ([`FakeHost::downloads`]) since the fake cannot call the actor back |
-//! | `wascc:eventstreams` | working in-memory streams with ids `1`, `2`, … |
+//! | `wascc:blobstore` | a working store per binding: the reference store of `waxosuit-cap-blobstore` behind the same operation table as the host's providers, so chunking, id rules, replies and error texts are the host's (an upload is visible only once complete); the fake cannot call the actor back, so downloads are recorded ([`FakeHost::downloads`]) with the chunks a host would send ([`FakeHost::received_chunks`]) |
+//! | `wascc:eventstreams` | working streams per binding: the reference streams of `waxosuit-cap-eventstreams` behind the same operation table as the host's providers, so ids (`<ms>-<seq>` on the fake's clock: `0-1`, `0-2`, … until [`FakeHost::advance_time`] moves it), order, time ranges, counts and error texts are the host's |
 //! | `wascc:http_client` | answers from [`FakeHost::http_response`] |
 //! | anything else (custom capabilities, actors) | answers scripted with [`FakeHost::reply`], [`FakeHost::fail`] or [`FakeHost::on_call`]; unscripted calls fail |
 //!
@@ -45,17 +45,19 @@
 //! ```
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use waxosuit_cap_blobstore::reference::{Delivered, MemoryStore};
+use waxosuit_cap_eventstreams::MemoryStreams;
 use waxosuit_cap_keyvalue::MemoryKeyspace;
 use waxosuit_cap_keyvalue::reference::{Limits, ManualClock};
-use waxosuit_codec::blobstore::{self, Blob, BlobList, Container, FileChunk, StreamRequest};
-use waxosuit_codec::eventstreams::{self, Event, StreamQuery, StreamResults, WriteResponse};
+use waxosuit_codec::blobstore::{self, FileChunk, StreamRequest};
+use waxosuit_codec::eventstreams;
 use waxosuit_codec::extras::{self, GeneratorRequest, GeneratorResult};
 use waxosuit_codec::http;
 use waxosuit_codec::keyvalue::{self as kv};
@@ -106,24 +108,38 @@ pub struct LogLine {
 
 #[derive(Default)]
 struct State {
+    /// What the actor did that a test inspects.
+    seen: Seen,
+    /// What a test set up for the actor to get.
+    script: Script,
+    /// Keyspaces by binding, all on `clock`.
+    kv: HashMap<String, Arc<MemoryKeyspace>>,
+    clock: Arc<ManualClock>,
+    /// Blob stores by binding: the contract's reference store.
+    blobs: HashMap<String, waxosuit_cap_blobstore::Binding<MemoryStore>>,
+    /// Event streams by binding, their ids on `clock`.
+    streams: HashMap<String, MemoryStreams>,
+    /// `wascc:extras` counters: GUIDs issued, the next sequence number.
+    guids_issued: u64,
+    sequence: u64,
+}
+
+#[derive(Default)]
+struct Seen {
     calls: Vec<RecordedCall>,
     console: Vec<String>,
     published: Vec<Published>,
     logs: Vec<LogLine>,
-    /// Keyspaces by binding, all on `clock`.
-    kv: HashMap<String, Arc<MemoryKeyspace>>,
-    clock: Arc<ManualClock>,
-    // BTreeMaps so listings come out in a stable order.
-    blobs: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
-    downloads: Vec<StreamRequest>,
-    streams: HashMap<String, Vec<Event>>,
-    next_event_id: u64,
-    guids_issued: u64,
-    sequence: u64,
+    /// Every download started, with the chunks a host would send.
+    downloads: Vec<Delivered>,
+}
+
+#[derive(Default)]
+struct Script {
     random: Option<u32>,
     request_replies: HashMap<String, Vec<u8>>,
     http_responses: VecDeque<http::Response>,
-    scripted: HashMap<(String, String), Responder>,
+    replies: HashMap<(String, String), Responder>,
 }
 
 /// An in-memory stand-in for the Waxosuit host; see the [module
@@ -139,7 +155,7 @@ pub struct FakeHost {
 impl std::fmt::Debug for FakeHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FakeHost")
-            .field("calls", &self.state.borrow().calls.len())
+            .field("calls", &self.state.borrow().seen.calls.len())
             .finish_non_exhaustive()
     }
 }
@@ -192,7 +208,7 @@ impl FakeHost {
     where
         F: Fn(&str, &[u8]) -> std::result::Result<Vec<u8>, String> + 'static,
     {
-        self.state.borrow_mut().scripted.insert(
+        self.state.borrow_mut().script.replies.insert(
             (namespace.to_string(), operation.to_string()),
             Rc::new(responder),
         );
@@ -203,7 +219,11 @@ impl FakeHost {
     /// request; queued responses are used in order, and a request with
     /// none queued fails.
     pub fn http_response(&self, response: http::Response) -> &Self {
-        self.state.borrow_mut().http_responses.push_back(response);
+        self.state
+            .borrow_mut()
+            .script
+            .http_responses
+            .push_back(response);
         self
     }
 
@@ -211,6 +231,7 @@ impl FakeHost {
     pub fn reply_to_request(&self, subject: &str, body: impl Into<Vec<u8>>) -> &Self {
         self.state
             .borrow_mut()
+            .script
             .request_replies
             .insert(subject.to_string(), body.into());
         self
@@ -219,7 +240,7 @@ impl FakeHost {
     /// Makes `wascc:extras` random requests return `value` (when it lies in
     /// the requested range; otherwise the range's `min`).
     pub fn set_random(&self, value: u32) -> &Self {
-        self.state.borrow_mut().random = Some(value);
+        self.state.borrow_mut().script.random = Some(value);
         self
     }
 
@@ -243,7 +264,8 @@ impl FakeHost {
 
     /// Moves the fake's clock forward by `by`: keys whose time to live ends
     /// within it expire, as they would on a host. The clock starts at zero
-    /// and moves only when told to.
+    /// and moves only when told to; event stream ids read it as
+    /// milliseconds since the Unix epoch.
     pub fn advance_time(&self, by: Duration) -> &Self {
         self.state.borrow().clock.advance(by);
         self
@@ -253,27 +275,46 @@ impl FakeHost {
 
     /// Every host call so far, in order.
     pub fn calls(&self) -> Vec<RecordedCall> {
-        self.state.borrow().calls.clone()
+        self.state.borrow().seen.calls.clone()
     }
 
     /// Every `__console_log` line so far.
     pub fn console(&self) -> Vec<String> {
-        self.state.borrow().console.clone()
+        self.state.borrow().seen.console.clone()
     }
 
     /// Every message published so far.
     pub fn published(&self) -> Vec<Published> {
-        self.state.borrow().published.clone()
+        self.state.borrow().seen.published.clone()
     }
 
     /// Every `wascc:logging` line so far.
     pub fn logs(&self) -> Vec<LogLine> {
-        self.state.borrow().logs.clone()
+        self.state.borrow().seen.logs.clone()
     }
 
     /// Every download started so far.
     pub fn downloads(&self) -> Vec<StreamRequest> {
-        self.state.borrow().downloads.clone()
+        let state = self.state.borrow();
+        state
+            .seen
+            .downloads
+            .iter()
+            .map(|d| d.request.clone())
+            .collect()
+    }
+
+    /// The `ReceiveChunk` payloads a host would send for every download
+    /// started so far, in order. The fake does not call the actor back: a
+    /// test hands these to the actor's chunk handler itself.
+    pub fn received_chunks(&self) -> Vec<FileChunk> {
+        let state = self.state.borrow();
+        state
+            .seen
+            .downloads
+            .iter()
+            .flat_map(|d| d.chunks.iter().cloned())
+            .collect()
     }
 
     /// The string at `key` in the default key-value binding.
@@ -308,9 +349,15 @@ impl FakeHost {
         Some(u32::try_from(seconds).unwrap_or(u32::MAX))
     }
 
-    /// The bytes of object `id` in `container` of the fake blob store.
+    /// The bytes of object `id` in `container` of the default blob store
+    /// binding, once its upload is complete.
     pub fn blob(&self, container: &str, id: &str) -> Option<Vec<u8>> {
-        self.state.borrow().blobs.get(container)?.get(id).cloned()
+        let state = self.state.borrow();
+        state
+            .blobs
+            .get(DEFAULT_BINDING)?
+            .store()
+            .object(container, id)
     }
 
     /// The keyspace of `binding`, made empty and unlimited on first use
@@ -340,7 +387,8 @@ impl FakeHost {
         let scripted = self
             .state
             .borrow()
-            .scripted
+            .script
+            .replies
             .get(&(namespace.to_string(), operation.to_string()))
             .cloned();
         if let Some(responder) = scripted {
@@ -360,7 +408,7 @@ impl FakeHost {
             messaging::CAPABILITY_ID => messaging(&mut state, binding, operation, payload),
             logging::CAPABILITY_ID if operation == logging::OP_LOG => {
                 let line: WriteLogRequest = decode(payload)?;
-                state.logs.push(LogLine {
+                state.seen.logs.push(LogLine {
                     binding: binding.to_string(),
                     level: line.level,
                     body: line.body,
@@ -368,11 +416,12 @@ impl FakeHost {
                 Ok(Vec::new())
             }
             extras::CAPABILITY_ID => extras(&mut state, operation, payload),
-            blobstore::CAPABILITY_ID => blobstore(&mut state, operation, payload),
-            eventstreams::CAPABILITY_ID => events(&mut state, operation, payload),
+            blobstore::CAPABILITY_ID => blobstore(&mut state, binding, operation, payload),
+            eventstreams::CAPABILITY_ID => events(&mut state, binding, operation, payload),
             http::CLIENT_CAPABILITY_ID if operation == http::OP_PERFORM_REQUEST => {
                 let _: http::Request = decode(payload)?;
                 let response = state
+                    .script
                     .http_responses
                     .pop_front()
                     .ok_or("no HTTP response queued on the FakeHost")?;
@@ -393,7 +442,7 @@ impl HostCalls for FakeHost {
         operation: &str,
         payload: &[u8],
     ) -> Result<Vec<u8>> {
-        self.state.borrow_mut().calls.push(RecordedCall {
+        self.state.borrow_mut().seen.calls.push(RecordedCall {
             binding: binding.to_string(),
             namespace: namespace.to_string(),
             operation: operation.to_string(),
@@ -409,7 +458,11 @@ impl HostCalls for FakeHost {
     }
 
     fn console_log(&self, message: &str) {
-        self.state.borrow_mut().console.push(message.to_string());
+        self.state
+            .borrow_mut()
+            .seen
+            .console
+            .push(message.to_string());
     }
 }
 
@@ -444,7 +497,7 @@ fn messaging(state: &mut State, binding: &str, operation: &str, payload: &[u8]) 
     match operation {
         messaging::OP_PUBLISH_MESSAGE => {
             let message: BrokerMessage = decode(payload)?;
-            state.published.push(Published {
+            state.seen.published.push(Published {
                 binding: binding.to_string(),
                 message,
             });
@@ -453,6 +506,7 @@ fn messaging(state: &mut State, binding: &str, operation: &str, payload: &[u8]) 
         messaging::OP_PERFORM_REQUEST => {
             let request: RequestMessage = decode(payload)?;
             state
+                .script
                 .request_replies
                 .get(&request.subject)
                 .cloned()
@@ -485,6 +539,7 @@ fn extras(state: &mut State, operation: &str, payload: &[u8]) -> FakeResult {
                 ));
             }
             result.random_number = state
+                .script
                 .random
                 .filter(|v| (request.min..request.max).contains(v))
                 .unwrap_or(request.min);
@@ -494,125 +549,43 @@ fn extras(state: &mut State, operation: &str, payload: &[u8]) -> FakeResult {
     encode(&result)
 }
 
-fn blobstore(state: &mut State, operation: &str, payload: &[u8]) -> FakeResult {
-    let no_container = |id: &str| format!("container {id} does not exist");
-    let no_object = |c: &str, id: &str| format!("object {id} does not exist in container {c}");
-    match operation {
-        blobstore::OP_CREATE_CONTAINER => {
-            let container: Container = decode(payload)?;
-            state.blobs.entry(container.id.clone()).or_default();
-            encode(&container)
-        }
-        blobstore::OP_REMOVE_CONTAINER => {
-            let container: Container = decode(payload)?;
-            state
-                .blobs
-                .remove(&container.id)
-                .ok_or_else(|| no_container(&container.id))?;
-            Ok(Vec::new())
-        }
-        blobstore::OP_REMOVE_OBJECT => {
-            let blob: Blob = decode(payload)?;
-            let objects = state
-                .blobs
-                .get_mut(&blob.container)
-                .ok_or_else(|| no_container(&blob.container))?;
-            objects
-                .remove(&blob.id)
-                .ok_or_else(|| no_object(&blob.container, &blob.id))?;
-            Ok(Vec::new())
-        }
-        blobstore::OP_LIST_OBJECTS => {
-            let container: Container = decode(payload)?;
-            let objects = state
-                .blobs
-                .get(&container.id)
-                .ok_or_else(|| no_container(&container.id))?;
-            let blobs = objects
-                .iter()
-                .map(|(id, bytes)| Blob {
-                    id: id.clone(),
-                    container: container.id.clone(),
-                    byte_size: bytes.len() as u64,
-                })
-                .collect();
-            encode(&BlobList { blobs })
-        }
-        blobstore::OP_GET_OBJECT_INFO => {
-            let blob: Blob = decode(payload)?;
-            let bytes = state
-                .blobs
-                .get(&blob.container)
-                .and_then(|objects| objects.get(&blob.id))
-                .ok_or_else(|| no_object(&blob.container, &blob.id))?;
-            encode(&Blob {
-                byte_size: bytes.len() as u64,
-                ..blob
-            })
-        }
-        blobstore::OP_START_UPLOAD => {
-            let chunk: FileChunk = decode(payload)?;
-            let objects = state
-                .blobs
-                .get_mut(&chunk.container)
-                .ok_or_else(|| no_container(&chunk.container))?;
-            objects.insert(chunk.id, Vec::new());
-            Ok(Vec::new())
-        }
-        blobstore::OP_UPLOAD_CHUNK => {
-            let chunk: FileChunk = decode(payload)?;
-            let object = state
-                .blobs
-                .get_mut(&chunk.container)
-                .and_then(|objects| objects.get_mut(&chunk.id))
-                .ok_or_else(|| format!("no upload of {} in progress", chunk.id))?;
-            object.extend_from_slice(&chunk.chunk_bytes);
-            Ok(Vec::new())
-        }
-        blobstore::OP_START_DOWNLOAD => {
-            let request: StreamRequest = decode(payload)?;
-            if !state
-                .blobs
-                .get(&request.container)
-                .is_some_and(|objects| objects.contains_key(&request.id))
-            {
-                return Err(no_object(&request.container, &request.id));
-            }
-            state.downloads.push(request);
-            Ok(Vec::new())
-        }
-        _ => unsupported(blobstore::CAPABILITY_ID, operation),
-    }
+/// The same operation table as the host's providers, over the binding's
+/// reference store (made empty and unlimited on first use), so replies and
+/// error texts are what the actor would get there.
+fn blobstore(state: &mut State, binding: &str, operation: &str, payload: &[u8]) -> FakeResult {
+    let mut delivered = Vec::new();
+    let reply = state
+        .blobs
+        .entry(binding.to_string())
+        .or_insert_with(|| {
+            waxosuit_cap_blobstore::Binding::new(
+                "MFAKEHOST",
+                binding,
+                MemoryStore::new(),
+                // Downloads are never sent, so they would never give a
+                // quota back.
+                waxosuit_cap_blobstore::Limits::UNLIMITED,
+            )
+        })
+        .call_now(operation, payload, &mut delivered)
+        .map_err(|e| e.to_string());
+    state.seen.downloads.extend(delivered);
+    reply
 }
 
-fn events(state: &mut State, operation: &str, payload: &[u8]) -> FakeResult {
-    match operation {
-        eventstreams::OP_WRITE_EVENT => {
-            let mut event: Event = decode(payload)?;
-            state.next_event_id += 1;
-            event.event_id = state.next_event_id.to_string();
-            let event_id = event.event_id.clone();
-            state
-                .streams
-                .entry(event.stream.clone())
-                .or_default()
-                .push(event);
-            encode(&WriteResponse { event_id })
-        }
-        eventstreams::OP_QUERY_STREAM => {
-            let query: StreamQuery = decode(payload)?;
-            let stream = state
-                .streams
-                .get(&query.stream_id)
-                .map_or(&[][..], Vec::as_slice);
-            let limit = match query.count {
-                0 => stream.len(),
-                n => usize::try_from(n).unwrap_or(usize::MAX),
-            };
-            encode(&StreamResults {
-                events: stream.iter().take(limit).cloned().collect(),
-            })
-        }
-        _ => unsupported(eventstreams::CAPABILITY_ID, operation),
-    }
+/// The same operation table as the host's providers, over the binding's
+/// streams (made empty on first use), so replies and error texts are what
+/// the actor would get there.
+fn events(state: &mut State, binding: &str, operation: &str, payload: &[u8]) -> FakeResult {
+    let clock = Arc::clone(&state.clock);
+    state
+        .streams
+        .entry(binding.to_string())
+        .or_insert_with(|| {
+            MemoryStreams::new(Arc::new(move || {
+                waxosuit_cap_keyvalue::reference::Clock::now(&*clock)
+            }))
+        })
+        .call_now(operation, payload)
+        .map_err(|e| e.to_string())
 }

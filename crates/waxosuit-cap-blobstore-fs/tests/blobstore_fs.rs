@@ -744,3 +744,38 @@ async fn configuration_and_binding_errors() {
         "{err}"
     );
 }
+
+/// The contract's suite, each binding on a `ROOT` of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_conformance_suite() {
+    use waxosuit_cap_blobstore::conformance::{self, ProviderSubject};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsBlobstore::new();
+    let subject = ProviderSubject::start(&store, |binding| {
+        let root = dir.path().join(binding);
+        vec![("ROOT".to_string(), root.display().to_string())]
+    })
+    .await
+    .unwrap();
+    let report = conformance::run(&subject).await;
+    report.assert_passed();
+    assert!(report.passed.len() >= 15, "{report}");
+    // Downloads were sent one chunk at a time.
+    assert!(!subject.recorder().chunks().is_empty());
+    assert_eq!(subject.recorder().most_in_progress(), 1);
+    // Removing the bindings deletes the uploads the suite left unfinished.
+    for binding in [conformance::BINDING, conformance::OTHER_BINDING] {
+        store
+            .remove_actor(conformance::ACTOR, binding)
+            .await
+            .unwrap();
+    }
+    assert!(
+        tree(dir.path())
+            .iter()
+            .all(|path| !path.contains(".waxosuit-upload-")),
+        "{:?}",
+        tree(dir.path())
+    );
+}

@@ -35,20 +35,21 @@
 //!   Waxosuit, except names starting with [`RESERVED_PREFIX`] (the
 //!   per-actor namespaces of Waxosuit's Redis providers), which are
 //!   refused.
-//! * **Operations** (actor → provider):
+//! * **Operations** (actor → provider) are the contract's operation table,
+//!   [`waxosuit_cap_eventstreams::dispatch`], over Redis streams: the
+//!   provider implements [`Streams`] for the caller's binding and nothing
+//!   else, so ids, order, ranges, counts and refusals are the contract's:
 //!
-//!   | Operation | Redis | Reply |
-//!   |---|---|---|
-//!   | `WriteEvent` | `XADD stream * field value …` | [`WriteResponse`] with the id Redis assigned |
-//!   | `QueryStream` | `XRANGE stream start end [COUNT n]` | [`StreamResults`], oldest first |
+//!   | Operation | Redis |
+//!   |---|---|
+//!   | `WriteEvent` | `XADD stream * field value …`, fields sorted by name |
+//!   | `QueryStream` | `XRANGE stream start end [COUNT n]` |
 //!
-//!   `WriteEvent` needs at least one value, since a Redis stream entry
-//!   cannot be empty; the event's `eventId` is ignored. `QueryStream`'s
-//!   `range` selects events by the time in their ids: `minTime` and
-//!   `maxTime` are **milliseconds** since the Unix epoch (the unit of Redis
-//!   stream ids; the 2020 provider handed them to Redis unchanged), both
-//!   inclusive, mapping to ids `minTime-0` and `maxTime-18446744073709551615`.
-//!   `count` `0` means every matching event.
+//!   `QueryStream`'s `range` is in **milliseconds** since the Unix epoch
+//!   (the unit of Redis stream ids; the 2020 provider handed them to Redis
+//!   unchanged), mapping to ids `minTime-0` and
+//!   `maxTime-18446744073709551615`. The ids carry the Redis server's
+//!   clock.
 //! * **Delivery** (provider → actor). For a binding with `STREAMS`, a task
 //!   blocks on `XREAD BLOCK` over those streams and calls `DeliverEvent`
 //!   on the actor with each new event as a MessagePack [`Event`], in stream
@@ -114,24 +115,24 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 use redis::{AsyncConnectionConfig, Client, RedisError};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use waxosuit_codec::capabilities::{CapabilityDescriptor, OperationDirection};
+use waxosuit_cap_eventstreams::{Entry, IdRange, Streams};
+use waxosuit_codec::capabilities::CapabilityDescriptor;
 use waxosuit_codec::eventstreams::{
-    CAPABILITY_ID, Event, OP_DELIVER_EVENT, OP_QUERY_STREAM, OP_WRITE_EVENT, StreamQuery,
-    StreamResults, WriteResponse,
+    CAPABILITY_ID, Event, OP_DELIVER_EVENT, OP_QUERY_STREAM, OP_WRITE_EVENT,
 };
 use waxosuit_provider::{
-    ActorDispatcher, BindRequest, CapabilityProvider, Health, ProviderCall, ProviderError, decode,
-    encode,
+    ActorDispatcher, BindRequest, CapabilityProvider, Health, ProviderCall, ProviderError, encode,
 };
 
 use waxosuit_redis::{Link, Repeat, Report};
@@ -187,11 +188,10 @@ struct Namespace {
 }
 
 impl Namespace {
-    /// The Redis key of `stream`, or why the actor may not use that name.
+    /// The Redis key of `stream` (named: the operation table and the
+    /// binding's parser refuse empty names), or why the actor may not use
+    /// that name.
     fn key(&self, actor: &str, stream: &str) -> Result<String, String> {
-        if stream.is_empty() {
-            return Err("a stream needs a name".to_string());
-        }
         if self.prefix.is_empty() && stream.starts_with(RESERVED_PREFIX) {
             return Err(format!(
                 "stream `{stream}` is refused for actor {actor}: names starting with \
@@ -316,7 +316,8 @@ impl RedisEventStreams {
     }
 
     fn binding(&self, call: &ProviderCall) -> Result<CallTarget, ProviderError> {
-        lock(&self.state)
+        self.state
+            .lock()
             .bindings
             .get(&(call.actor.clone(), call.binding.clone()))
             .map(|b| CallTarget {
@@ -358,6 +359,56 @@ struct CallTarget {
     link: Arc<Link>,
     safe_url: String,
     namespace: Namespace,
+}
+
+/// A call's binding, as the operation table drives it.
+struct BoundStreams<'a> {
+    provider: &'a RedisEventStreams,
+    target: CallTarget,
+    actor: &'a str,
+}
+
+impl BoundStreams<'_> {
+    fn key(&self, stream: &str) -> Result<String, ProviderError> {
+        self.target
+            .namespace
+            .key(self.actor, stream)
+            .map_err(|reason| ProviderError::backend(CAPABILITY_ID, format!("ERR {reason}")))
+    }
+}
+
+#[async_trait]
+impl Streams for BoundStreams<'_> {
+    async fn append(&self, stream: &str, fields: &[(&str, &str)]) -> Result<String, ProviderError> {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(self.key(stream)?).arg("*");
+        for (field, value) in fields {
+            cmd.arg(*field).arg(*value);
+        }
+        self.provider
+            .query(&self.target, OP_WRITE_EVENT, UNSAFE, &cmd)
+            .await
+    }
+
+    async fn range(
+        &self,
+        stream: &str,
+        range: IdRange,
+        limit: Option<u64>,
+    ) -> Result<Vec<Entry>, ProviderError> {
+        let mut cmd = redis::cmd("XRANGE");
+        cmd.arg(self.key(stream)?)
+            .arg(range.start.to_string())
+            .arg(range.end.to_string());
+        if let Some(limit) = limit {
+            cmd.arg("COUNT").arg(limit);
+        }
+        let reply: StreamRangeReply = self
+            .provider
+            .query(&self.target, OP_QUERY_STREAM, Repeat::Safe, &cmd)
+            .await?;
+        Ok(reply.ids.into_iter().map(to_entry).collect())
+    }
 }
 
 /// `XADD` is not sent again after a dropped connection: repeating it could
@@ -467,7 +518,8 @@ impl Delivery {
                     ids[index].clone_from(&entry.id);
                     delivered = true;
                     // The actor sees the name it subscribed to, not the key.
-                    self.deliver(to_event(&self.streams[index], entry)).await;
+                    self.deliver(to_entry(entry).into_event(&self.streams[index]))
+                        .await;
                 }
             }
         }
@@ -526,7 +578,8 @@ async fn last_ids(
     Ok(ids)
 }
 
-fn to_event(stream: &str, entry: StreamId) -> Event {
+/// A stream entry as the contract carries it.
+fn to_entry(entry: StreamId) -> Entry {
     let values = entry
         .map
         .into_iter()
@@ -538,21 +591,12 @@ fn to_event(stream: &str, entry: StreamId) -> Event {
             (field, text)
         })
         .collect();
-    Event {
-        event_id: entry.id,
-        stream: stream.to_string(),
+    Entry {
+        id: entry.id,
         values,
     }
 }
 
-// A poisoned lock still guards a consistent map: no code panics between
-// two of its mutations.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A failed connection attempt made for the current call (never an earlier
-/// one's): nothing was sent.
 /// Stops a delivery task and waits for it; a task stuck past the bound is
 /// aborted.
 async fn stop(subscription: Subscription) {
@@ -570,36 +614,16 @@ async fn stop(subscription: Subscription) {
 #[async_trait]
 impl CapabilityProvider for RedisEventStreams {
     fn descriptor(&self) -> CapabilityDescriptor {
-        CapabilityDescriptor::builder()
-            .id(CAPABILITY_ID)
-            .name("Waxosuit Redis event streams")
-            .version(env!("CARGO_PKG_VERSION"))
-            .revision(1)
-            .long_description(
-                "Append-only event streams on Redis streams: write, query by time, and \
-                 delivery of new events to subscribed actors.",
-            )
-            .with_operation(
-                OP_WRITE_EVENT,
-                OperationDirection::ToProvider,
-                "Appends an event to a stream",
-            )
-            .with_operation(
-                OP_QUERY_STREAM,
-                OperationDirection::ToProvider,
-                "Reads a stream's events, optionally within a time range",
-            )
-            .with_operation(
-                OP_DELIVER_EVENT,
-                OperationDirection::ToActor,
-                "Delivers a new event of a subscribed stream",
-            )
-            .build()
+        waxosuit_cap_eventstreams::descriptor(
+            "Waxosuit Redis event streams",
+            "Append-only event streams on Redis streams: write, query by time, and delivery of \
+             new events to subscribed actors.",
+        )
     }
 
     /// Keeps the dispatcher and starts delivery for bindings made before.
     async fn start(&self, dispatcher: Arc<dyn ActorDispatcher>) -> Result<(), ProviderError> {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         state.dispatcher = Some(dispatcher);
         let keys: Vec<_> = state.bindings.keys().cloned().collect();
         for key in keys {
@@ -671,7 +695,7 @@ impl CapabilityProvider for RedisEventStreams {
 
         let key = (request.actor.clone(), request.binding.clone());
         let (previous, ready) = {
-            let mut state = lock(&self.state);
+            let mut state = self.state.lock();
             let previous = state.bindings.insert(
                 key.clone(),
                 Binding {
@@ -702,7 +726,9 @@ impl CapabilityProvider for RedisEventStreams {
 
     /// Forgets the binding and stops its delivery, waiting for the task.
     async fn remove_actor(&self, actor: &str, binding: &str) -> Result<(), ProviderError> {
-        let removed = lock(&self.state)
+        let removed = self
+            .state
+            .lock()
             .bindings
             .remove(&(actor.to_string(), binding.to_string()))
             .ok_or_else(|| ProviderError::not_bound(CAPABILITY_ID, actor, binding))?;
@@ -712,70 +738,23 @@ impl CapabilityProvider for RedisEventStreams {
         Ok(())
     }
 
+    /// Finds the caller's binding and answers through the contract's
+    /// operation table.
     async fn handle_call(&self, call: ProviderCall) -> Result<Vec<u8>, ProviderError> {
-        let target = self.binding(&call)?;
-        let stream_key = |stream: &str| {
-            target
-                .namespace
-                .key(&call.actor, stream)
-                .map_err(|reason| ProviderError::backend(CAPABILITY_ID, format!("ERR {reason}")))
+        let streams = BoundStreams {
+            provider: self,
+            target: self.binding(&call)?,
+            actor: &call.actor,
         };
-        match call.operation.as_str() {
-            OP_WRITE_EVENT => {
-                let event: Event = decode(CAPABILITY_ID, &call)?;
-                if event.values.is_empty() {
-                    return Err(ProviderError::backend(
-                        CAPABILITY_ID,
-                        format!(
-                            "ERR an event needs at least one value; stream `{}` got none",
-                            event.stream
-                        ),
-                    ));
-                }
-                // Sorted so the stored field order does not depend on the
-                // hash map's.
-                let mut fields: Vec<_> = event.values.iter().collect();
-                fields.sort();
-                let mut cmd = redis::cmd("XADD");
-                cmd.arg(stream_key(&event.stream)?).arg("*");
-                for (field, value) in fields {
-                    cmd.arg(field).arg(value);
-                }
-                let event_id: String = self.query(&target, OP_WRITE_EVENT, UNSAFE, &cmd).await?;
-                encode(CAPABILITY_ID, &WriteResponse { event_id })
-            }
-            OP_QUERY_STREAM => {
-                let query: StreamQuery = decode(CAPABILITY_ID, &call)?;
-                let (start, end) = match query.range {
-                    Some(range) => (
-                        format!("{}-0", range.min_time),
-                        format!("{}-{}", range.max_time, u64::MAX),
-                    ),
-                    None => ("-".to_string(), "+".to_string()),
-                };
-                let mut cmd = redis::cmd("XRANGE");
-                cmd.arg(stream_key(&query.stream_id)?).arg(start).arg(end);
-                if query.count > 0 {
-                    cmd.arg("COUNT").arg(query.count);
-                }
-                let reply: StreamRangeReply = self
-                    .query(&target, OP_QUERY_STREAM, Repeat::Safe, &cmd)
-                    .await?;
-                let events = reply
-                    .ids
-                    .into_iter()
-                    .map(|entry| to_event(&query.stream_id, entry))
-                    .collect();
-                encode(CAPABILITY_ID, &StreamResults { events })
-            }
-            other => Err(ProviderError::unknown_operation(CAPABILITY_ID, other)),
-        }
+        waxosuit_cap_eventstreams::dispatch(&streams, &call.operation, &call.payload).await
     }
 
     /// `PING`s the server of every binding (connecting if need be);
     /// healthy when all answer.
     async fn health(&self) -> Health {
-        let targets: Vec<CallTarget> = lock(&self.state)
+        let targets: Vec<CallTarget> = self
+            .state
+            .lock()
             .bindings
             .values()
             .map(|b| CallTarget {
@@ -804,7 +783,7 @@ impl CapabilityProvider for RedisEventStreams {
     /// Stops every delivery task, waiting for them, and drops every binding.
     async fn shutdown(&self) {
         let bindings: Vec<Binding> = {
-            let mut state = lock(&self.state);
+            let mut state = self.state.lock();
             state.dispatcher = None;
             state.bindings.drain().map(|(_, b)| b).collect()
         };
@@ -828,7 +807,7 @@ mod tests {
             ]),
             ..StreamId::default()
         };
-        let event = to_event("st", entry);
+        let event = to_entry(entry).into_event("st");
         assert_eq!(event.event_id, "1-0");
         assert_eq!(event.stream, "st");
         assert_eq!(event.values["s"], "x");

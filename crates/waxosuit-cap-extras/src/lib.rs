@@ -58,9 +58,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{PoisonError, RwLock};
 
 use async_trait::async_trait;
+use parking_lot::RwLock;
 use waxosuit_codec::capabilities::{CapabilityDescriptor, OperationDirection};
 use waxosuit_codec::extras::{
     CAPABILITY_ID, GeneratorRequest, GeneratorResult, OP_REQUEST_GUID, OP_REQUEST_RANDOM,
@@ -96,7 +96,7 @@ impl ExtrasProvider {
         call: &ProviderCall,
         f: impl FnOnce(&ActorState) -> T,
     ) -> Result<T, ProviderError> {
-        let actors = self.actors.read().unwrap_or_else(PoisonError::into_inner);
+        let actors = self.actors.read();
         actors
             .get(&call.actor)
             .filter(|state| state.bindings.contains(&call.binding))
@@ -165,7 +165,6 @@ impl CapabilityProvider for ExtrasProvider {
     async fn bind_actor(&self, request: BindRequest) -> Result<(), ProviderError> {
         self.actors
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
             .entry(request.actor)
             .or_default()
             .bindings
@@ -176,7 +175,7 @@ impl CapabilityProvider for ExtrasProvider {
     /// Forgets the binding, and the actor's sequence with its last binding;
     /// an unknown binding is [`ProviderError::NotBound`].
     async fn remove_actor(&self, actor: &str, binding: &str) -> Result<(), ProviderError> {
-        let mut actors = self.actors.write().unwrap_or_else(PoisonError::into_inner);
+        let mut actors = self.actors.write();
         let state = actors
             .get_mut(actor)
             .filter(|state| state.bindings.contains(binding))

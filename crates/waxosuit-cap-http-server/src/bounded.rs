@@ -368,6 +368,7 @@ fn admit<C: Connector>(
     connector: &Arc<C>,
     threads: Option<&Arc<ConnectionThreads>>,
 ) {
+    let server = connector.server();
     let activity = Arc::new(Activity::default());
     let (stop, stop_rx) = oneshot::channel();
     let task = {
@@ -378,7 +379,7 @@ fn admit<C: Connector>(
                 let Some(stream) = hand_over(stream, connector.server()) else {
                     return;
                 };
-                threads.spawn(&mut open.tasks, move |thread| async move {
+                let spawned = threads.spawn(&mut open.tasks, move |thread| async move {
                     if let Some(stream) = take_over(stream, connector.server()) {
                         let conn = Conn {
                             activity,
@@ -387,7 +388,21 @@ fn admit<C: Connector>(
                         };
                         connector.serve(stream, conn).await;
                     }
-                })
+                });
+                match spawned {
+                    Ok(task) => task,
+                    Err(e) => {
+                        // Its owner stopped the threads under a live
+                        // listener: nothing can serve the connection.
+                        tracing::error!(
+                            server,
+                            error = %e,
+                            "cannot serve an accepted connection; it is closed. Shut the \
+                             HTTP servers down before their connection threads"
+                        );
+                        return;
+                    }
+                }
             }
             None => open.tasks.spawn(async move {
                 let conn = Conn {

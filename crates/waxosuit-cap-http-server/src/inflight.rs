@@ -11,8 +11,8 @@
 //! the threads, no more than the limit are ever in flight, and a request is
 //! refused only when all places are taken.
 
+use parking_lot::Mutex;
 use std::sync::atomic::Ordering;
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::threads::Padded;
@@ -91,7 +91,7 @@ impl InFlight {
     /// Whether a refusal should be logged now (at most every
     /// [`WARN_EVERY`]), and how many were not logged since the last time.
     pub(crate) fn should_warn(&self, now: Instant) -> Option<u64> {
-        let mut warned = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut warned = self.warned.lock();
         let (last, unlogged) = &mut *warned;
         if last.is_some_and(|at| now.saturating_duration_since(at) < WARN_EVERY) {
             *unlogged += 1;

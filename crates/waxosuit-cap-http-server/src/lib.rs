@@ -14,9 +14,11 @@
 //!   [`HandleRequest`](waxosuit_codec::http::OP_HANDLE_REQUEST), and the
 //!   actor's [`Response`](waxosuit_codec::http::Response) becomes the HTTP
 //!   response. On this hot path the MessagePack is written and read in
-//!   place rather than through the codec's structs (same bytes, same
-//!   accepted inputs; the codec decides anything unusual), which measurably
-//!   cuts the provider's overhead; see `docs/http-benchmarks.md`.
+//!   place by the codec
+//!   ([`RequestWriter`](waxosuit_codec::http::RequestWriter),
+//!   [`ResponseView`](waxosuit_codec::http::ResponseView)) rather than
+//!   through its structs: the same bytes and the same accepted inputs,
+//!   without a `HashMap`, a `String` per header or a copy of the body.
 //! * Failures never reach the client as actor internals: an actor error or
 //!   trap is `500 Failed to handle request`, a reply that is not a valid
 //!   `Response` is `500 Malformed response from actor`, and the reason is
@@ -52,13 +54,16 @@
 //!
 //! Connections are served by hyper's HTTP/1.1 server with keep-alive and
 //! `TCP_NODELAY`. Listeners accept on the host's tokio runtime; each
-//! connection is then served, for its whole life, on one of the
-//! *connection threads*: single-worker runtimes, one per core by default
-//! ([`HttpServerProvider::with_connection_threads`]), so that a request and
-//! the actor call it makes stay on one core. The threads are shared by the
-//! process's providers and live as long as the process: actor calls, and the
-//! host calls they make, run on them, so resources other providers open
-//! lazily during a request are registered there too.
+//! connection is then served, for its whole life, on one of a set of
+//! [`ConnectionThreads`]: single-worker runtimes, one per core by default,
+//! so that a request and the actor call it makes stay on one core. Actor
+//! calls, and the host calls they make, run on them, so resources other
+//! providers open lazily during a request are registered there too: the
+//! embedder, which alone knows when every provider is stopped, owns the
+//! set. It creates one, gives it to each HTTP server
+//! ([`HttpServerProvider::with_shared_threads`]) and shuts it down last;
+//! a provider made with [`HttpServerProvider::new`] owns a set of its own
+//! and stops it in its `shutdown`.
 //!
 //! ```no_run
 //! use std::collections::HashMap;
@@ -112,7 +117,6 @@ mod inflight;
 mod serve;
 mod threads;
 mod watchdog;
-mod wire;
 
 /// Entry points for the fuzz suite (`fuzz/`, docs/fuzzing.md); not an API.
 #[doc(hidden)]
@@ -123,8 +127,7 @@ pub mod fuzzing {
     use crate::config::ReplyLimits;
 
     /// What a client would get for `reply` (an actor's `HandleRequest`
-    /// answer) under the given header limits, through the in-place reader
-    /// when it handles the reply.
+    /// answer) under the given header limits.
     pub fn reply_to_http(
         reply: Vec<u8>,
         max_headers: usize,
@@ -136,25 +139,13 @@ pub mod fuzzing {
         };
         crate::serve::reply_to_http("fuzz", "fuzz", reply, &limits)
     }
-
-    /// The same, always through the codec: the reference the in-place reader
-    /// must agree with.
-    pub fn codec_reply_to_http(
-        reply: &[u8],
-        max_headers: usize,
-        max_header_bytes: usize,
-    ) -> hyper::Response<Full<Bytes>> {
-        let limits = ReplyLimits {
-            max_headers,
-            max_header_bytes,
-        };
-        crate::serve::codec_reply_to_http("fuzz", "fuzz", reply, &limits)
-    }
 }
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -179,7 +170,7 @@ pub use config::{
 use config::{ListenerConfig, config_error};
 use inflight::InFlight;
 use serve::{ActorConnector, ActorService};
-use threads::ConnectionThreads;
+pub use threads::ConnectionThreads;
 
 /// The binding a listener serves: (actor key, binding name).
 type ListenerKey = (String, String);
@@ -200,9 +191,21 @@ struct Listener {
 pub struct HttpServerProvider {
     dispatcher: RwLock<Option<Arc<dyn ActorDispatcher>>>,
     listeners: Mutex<HashMap<ListenerKey, Listener>>,
-    /// How many connection threads to serve on; 0 serves connections on
-    /// the runtime that binds.
-    thread_count: usize,
+    threads: Threads,
+}
+
+/// Where a provider serves its connections.
+enum Threads {
+    /// On the tokio runtime that binds the actor.
+    Binder,
+    /// On a set the embedder owns, shares and shuts down.
+    Shared(Arc<ConnectionThreads>),
+    /// On a set of the provider's own, shut down with it; replaced by a
+    /// new one if the provider binds again after its shutdown.
+    Own {
+        count: usize,
+        set: Mutex<Arc<ConnectionThreads>>,
+    },
 }
 
 impl Default for HttpServerProvider {
@@ -214,7 +217,8 @@ impl Default for HttpServerProvider {
 impl std::fmt::Debug for HttpServerProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let listeners: Vec<(ListenerKey, SocketAddr)> = self
-            .lock_listeners()
+            .listeners
+            .lock()
             .iter()
             .map(|(key, l)| (key.clone(), l.addr))
             .collect();
@@ -226,36 +230,88 @@ impl std::fmt::Debug for HttpServerProvider {
 
 impl HttpServerProvider {
     /// A provider with no listeners; they open as actors are bound. Its
-    /// connections are served on one thread per core
-    /// ([`std::thread::available_parallelism`]).
+    /// connections are served on connection threads of its own, one per
+    /// core ([`std::thread::available_parallelism`]), started with its first
+    /// listener and stopped by its
+    /// [`shutdown`](CapabilityProvider::shutdown).
+    ///
+    /// Fine for a provider alone. A host running several providers should
+    /// give them one set it owns instead
+    /// ([`with_shared_threads`](Self::with_shared_threads)): other
+    /// providers' I/O started during actor calls ends up on these threads
+    /// too, and this provider's shutdown would stop it.
     #[must_use]
     pub fn new() -> HttpServerProvider {
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         HttpServerProvider::with_connection_threads(cores)
     }
 
-    /// A provider whose connections are served on `count` connection
-    /// threads, each connection on one of them for its whole life; with 0,
-    /// on the tokio runtime that binds the actor instead (which then has to
-    /// be multi-threaded for the host's inline actor calls to be used).
-    ///
-    /// Providers asking for the same count share one set of threads,
-    /// started with the first listener and kept until the process exits.
+    /// As [`new`](Self::new), on `count` connection threads of its own; with
+    /// 0, on the tokio runtime that binds the actor instead (which then has
+    /// to be multi-threaded for the host's inline actor calls to be used).
     #[must_use]
     pub fn with_connection_threads(count: usize) -> HttpServerProvider {
+        let threads = match count {
+            0 => Threads::Binder,
+            count => Threads::Own {
+                count,
+                set: Mutex::new(Arc::new(ConnectionThreads::new(count))),
+            },
+        };
+        HttpServerProvider::serving_on(threads)
+    }
+
+    /// A provider whose connections are served on `threads`, which the
+    /// caller owns: it may give the same set to other providers, and shuts
+    /// it down ([`ConnectionThreads::shutdown`]) once every provider using
+    /// it has been shut down. This provider's own shutdown leaves it running.
+    #[must_use]
+    pub fn with_shared_threads(threads: Arc<ConnectionThreads>) -> HttpServerProvider {
+        HttpServerProvider::serving_on(Threads::Shared(threads))
+    }
+
+    fn serving_on(threads: Threads) -> HttpServerProvider {
         HttpServerProvider {
             dispatcher: RwLock::new(None),
             listeners: Mutex::new(HashMap::new()),
-            thread_count: count,
+            threads,
         }
     }
 
-    /// The connection threads, started on first use.
-    fn threads(&self) -> std::io::Result<Option<Arc<ConnectionThreads>>> {
-        match self.thread_count {
-            0 => Ok(None),
-            count => ConnectionThreads::shared(count).map(Some),
+    /// The connection threads to serve a new listener on, started if need
+    /// be; `None` to serve on the binding runtime.
+    fn threads(&self) -> Result<Option<Arc<ConnectionThreads>>, ProviderError> {
+        let threads = match &self.threads {
+            Threads::Binder => return Ok(None),
+            Threads::Shared(threads) => Arc::clone(threads),
+            Threads::Own { count, set } => {
+                let mut set = set.lock();
+                if set.is_shut_down() {
+                    *set = Arc::new(ConnectionThreads::new(*count));
+                }
+                Arc::clone(&set)
+            }
+        };
+        let cannot = |reason: String| ProviderError::Internal {
+            capid: SERVER_CAPABILITY_ID.to_string(),
+            message: reason,
+        };
+        if threads.is_shut_down() {
+            return Err(cannot(
+                "the HTTP connection threads this provider was given have been shut down by \
+                 their owner; shut them down only after every HTTP server using them, or give \
+                 the provider a running set"
+                    .to_string(),
+            ));
         }
+        threads.ensure_started().map_err(|e| {
+            cannot(format!(
+                "cannot start {} HTTP connection threads: {e}; lower the thread count, or \
+                 raise the process's thread limit",
+                threads.len()
+            ))
+        })?;
+        Ok(Some(threads))
     }
 
     /// The address `actor` is served on: its `default` binding's, or else
@@ -273,7 +329,8 @@ impl HttpServerProvider {
     /// binding name.
     pub fn bound_addresses(&self, actor: &str) -> Vec<(String, SocketAddr)> {
         let mut found: Vec<(String, SocketAddr)> = self
-            .lock_listeners()
+            .listeners
+            .lock()
             .iter()
             .filter(|((a, _), _)| a == actor)
             .map(|((_, binding), l)| (binding.clone(), l.addr))
@@ -282,19 +339,8 @@ impl HttpServerProvider {
         found
     }
 
-    /// Poisoning is ignored: no code panics while holding the lock, and the
-    /// map is consistent after every single insert or remove anyway.
-    fn lock_listeners(&self) -> MutexGuard<'_, HashMap<ListenerKey, Listener>> {
-        self.listeners
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
     fn dispatcher(&self) -> Option<Arc<dyn ActorDispatcher>> {
-        self.dispatcher
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.dispatcher.read().clone()
     }
 }
 
@@ -327,10 +373,7 @@ impl CapabilityProvider for HttpServerProvider {
     }
 
     async fn start(&self, dispatcher: Arc<dyn ActorDispatcher>) -> Result<(), ProviderError> {
-        *self
-            .dispatcher
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Some(dispatcher);
+        *self.dispatcher.write() = Some(dispatcher);
         Ok(())
     }
 
@@ -344,7 +387,7 @@ impl CapabilityProvider for HttpServerProvider {
         let key = (request.actor.clone(), request.binding.clone());
         // Held across the (non-blocking) bind so two concurrent binds of the
         // same binding cannot both open a listener.
-        let mut listeners = self.lock_listeners();
+        let mut listeners = self.listeners.lock();
         if let Some(existing) = listeners.get(&key) {
             return Err(config_error(
                 &request,
@@ -375,13 +418,7 @@ impl CapabilityProvider for HttpServerProvider {
                 format!("cannot read the address bound for {}: {e}", config.addr),
             )
         })?;
-        let threads = self.threads().map_err(|e| ProviderError::Internal {
-            capid: SERVER_CAPABILITY_ID.to_string(),
-            message: format!(
-                "cannot start {} HTTP connection threads: {e}",
-                self.thread_count
-            ),
-        })?;
+        let threads = self.threads()?;
         if config.address_defaulted {
             tracing::warn!(
                 actor = %request.actor,
@@ -428,7 +465,8 @@ impl CapabilityProvider for HttpServerProvider {
     async fn remove_actor(&self, actor: &str, binding: &str) -> Result<(), ProviderError> {
         let key = (actor.to_string(), binding.to_string());
         let listener = self
-            .lock_listeners()
+            .listeners
+            .lock()
             .remove(&key)
             .ok_or_else(|| ProviderError::not_bound(SERVER_CAPABILITY_ID, actor, binding))?;
         // If this call is cancelled from here on, the listener still drains
@@ -451,7 +489,8 @@ impl CapabilityProvider for HttpServerProvider {
         // A listener is removed from the map before it is told to stop, so a
         // finished task still in the map died on its own.
         let dead: Vec<String> = self
-            .lock_listeners()
+            .listeners
+            .lock()
             .iter()
             .filter(|(_, l)| l.task.is_finished())
             .map(|((actor, binding), l)| {
@@ -469,7 +508,7 @@ impl CapabilityProvider for HttpServerProvider {
     }
 
     async fn shutdown(&self) {
-        let all: Vec<(ListenerKey, Listener)> = self.lock_listeners().drain().collect();
+        let all: Vec<(ListenerKey, Listener)> = self.listeners.lock().drain().collect();
         // Signal every listener before waiting on any, so they drain in
         // parallel and shutdown takes one drain timeout, not the sum.
         for (_, listener) in &all {
@@ -477,6 +516,12 @@ impl CapabilityProvider for HttpServerProvider {
         }
         for (key, listener) in all {
             join_listener(&key, listener.task).await;
+        }
+        if let Threads::Own { set, .. } = &self.threads {
+            // From async code this does not wait: the threads end in the
+            // background, their connections already drained.
+            let set = Arc::clone(&set.lock());
+            set.shutdown(std::time::Duration::ZERO);
         }
     }
 }

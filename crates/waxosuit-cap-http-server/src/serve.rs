@@ -23,7 +23,10 @@ use hyper::{StatusCode, ext::ReasonPhrase};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout_at};
-use waxosuit_codec::http::{OP_HANDLE_REQUEST, Response};
+use waxosuit_codec::CodecError;
+use waxosuit_codec::http::{
+    OP_HANDLE_REQUEST, RequestHead, RequestWriter, ResponseBody, ResponseLimits, ResponseView,
+};
 use waxosuit_provider::ActorDispatcher;
 
 use crate::bounded::{self, ConnectionLimits, Connector};
@@ -31,7 +34,6 @@ use crate::config::{ListenerConfig, ReplyLimits};
 use crate::conn::{self, Activity};
 use crate::inflight::InFlight;
 use crate::threads::ConnectionThreads;
-use crate::wire::{self, ReplyRefusal};
 
 /// The HTTP response type of every request this provider serves: actor
 /// bodies are already complete in memory, so no streaming body is needed.
@@ -168,6 +170,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 
 /// Why a request body was not read to the end.
 enum BodyRefusal {
+    /// Over the binding's limit, or more than MessagePack can describe.
     TooLarge,
     /// The client broke the framing or the connection.
     Unreadable(hyper::Error),
@@ -213,40 +216,41 @@ impl ConnService {
         let declared = declared.and_then(|len| usize::try_from(len).ok());
         // Most requests (GET, HEAD, …) have no body: nothing to stream.
         let no_body = body.is_end_stream();
-        let body_room = if no_body {
-            2
-        } else {
-            declared.unwrap_or(0) + 5
+        let head = RequestHead {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query_string: parts.uri.query().unwrap_or_default(),
+            body_capacity: if no_body { 0 } else { declared.unwrap_or(0) },
         };
-        let Some(mut payload) = wire::encode_request_head(
-            parts.method.as_str(),
-            parts.uri.path(),
-            parts.uri.query().unwrap_or_default(),
-            &parts.headers,
-            body_room,
-        ) else {
-            tracing::error!(actor = %s.actor, "HTTP request too large to encode as MessagePack");
-            return plain(StatusCode::PAYLOAD_TOO_LARGE, b"Request too large");
+        let fields = parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes()));
+        let writer = match RequestWriter::new(&head, parts.headers.keys_len(), fields) {
+            Ok(writer) => writer,
+            Err(e) => return unencodable(s, &e),
         };
         // Release hyper's head before the body and the actor, however long
         // they take.
         drop(parts);
         // Known too large before reading a byte of the body?
-        let at_least = payload.len() + declared.unwrap_or(0);
+        let at_least = writer.len() + declared.unwrap_or(0);
         if let Some(max) = s.max_payload
             && at_least > max
         {
             return too_large_for_actor(s, at_least, max);
         }
-        if no_body {
-            // Cannot fail: an empty `bin` always fits.
-            let _ = wire::put_bin(&mut payload, &[]);
-        } else if let Err(refusal) = self
-            .read_body_into(body, &mut payload, declared, &mut deadline)
-            .await
-        {
-            return refusal;
-        }
+        let payload = if no_body {
+            match writer.finish(&[]) {
+                Ok(payload) => payload,
+                Err(e) => return unencodable(s, &e),
+            }
+        } else {
+            match self.read_body(body, writer, declared, &mut deadline).await {
+                Ok(payload) => payload,
+                Err(refusal) => return refusal,
+            }
+        };
         if let Some(max) = s.max_payload
             && payload.len() > max
         {
@@ -275,47 +279,45 @@ impl ConnService {
         reply_to_http(&s.actor, &s.name, reply, &s.reply)
     }
 
-    /// Streams the body straight into `payload` (after its head): the
+    /// Streams the body straight into the request `writer` is writing: the
     /// body exists once in memory, never also as hyper's chunks or a
     /// joined copy. `Err` is the response refusing it.
-    async fn read_body_into(
+    async fn read_body(
         &self,
         body: Incoming,
-        payload: &mut Vec<u8>,
+        writer: RequestWriter,
         declared: Option<usize>,
         deadline: &mut Option<Instant>,
-    ) -> Result<(), HttpResponse> {
+    ) -> Result<Vec<u8>, HttpResponse> {
         let s = &self.service;
         let limit = s.max_body_bytes;
         let read = async {
             let mut body = pin!(body);
-            let start = wire::begin_bin(payload, declared).ok_or(BodyRefusal::TooLarge)?;
-            let body_at = payload.len();
+            let mut payload = writer
+                .stream_body(declared)
+                .map_err(|_| BodyRefusal::TooLarge)?;
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(BodyRefusal::Unreadable)?;
                 let Ok(data) = frame.into_data() else {
                     // Trailers: the codec's `Request` has nowhere to put them.
                     continue;
                 };
-                let received = payload.len() - body_at + data.len();
+                let received = payload.body_len() + data.len();
                 if received > limit {
                     return Err(BodyRefusal::TooLarge);
                 }
                 if declared.is_some_and(|len| received > len) {
                     return Err(BodyRefusal::LengthMismatch);
                 }
-                payload
-                    .try_reserve(data.len())
-                    .map_err(|_| BodyRefusal::NoMemory)?;
-                payload.extend_from_slice(&data);
+                payload.push(&data).map_err(|_| BodyRefusal::NoMemory)?;
             }
-            if declared.is_some_and(|len| payload.len() - body_at != len) {
+            if declared.is_some_and(|len| payload.body_len() != len) {
                 return Err(BodyRefusal::LengthMismatch);
             }
-            wire::finish_bin(payload, start).ok_or(BodyRefusal::TooLarge)
+            payload.finish().map_err(|_| BodyRefusal::TooLarge)
         };
         match self.bounded(deadline, read).await {
-            Some(Ok(())) => Ok(()),
+            Some(Ok(payload)) => Ok(payload),
             Some(Err(BodyRefusal::TooLarge)) => Err(plain(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 b"Request body too large",
@@ -357,6 +359,12 @@ impl ConnService {
     }
 }
 
+/// A request the codec cannot write (a part past MessagePack's 4 GiB).
+fn unencodable(s: &ActorService, error: &CodecError) -> HttpResponse {
+    tracing::error!(actor = %s.actor, %error, "cannot encode an HTTP request as MessagePack");
+    plain(StatusCode::PAYLOAD_TOO_LARGE, b"Request too large")
+}
+
 fn too_large_for_actor(s: &ActorService, size: usize, max: usize) -> HttpResponse {
     tracing::info!(
         actor = %s.actor,
@@ -381,96 +389,77 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// Turns the actor's reply into the HTTP response: read in place when it has
-/// the usual layout, through the codec otherwise, so that both accept and
-/// reject exactly what the codec does, and both within `limits`.
+/// Turns the actor's reply into the HTTP response, through the codec's
+/// [`ResponseView`]: read in place when it has the usual layout, decoded
+/// otherwise, and refused past `limits` either way.
 pub(crate) fn reply_to_http(
     actor: &str,
     name: &str,
     reply: Vec<u8>,
     limits: &ReplyLimits,
 ) -> HttpResponse {
-    let view = match wire::decode_reply(&reply, limits) {
-        Ok(Some(view)) => view,
-        Ok(None) => return codec_reply_to_http(actor, name, &reply, limits),
-        Err(refusal) => return refused_reply(actor, name, refusal),
+    let limits = ResponseLimits {
+        max_headers: limits.max_headers,
+        max_header_bytes: limits.max_header_bytes,
     };
-    let body_range = view.body.clone();
-    let head = match response_head(
-        actor,
-        view.status_code,
-        view.status,
-        view.headers.into_iter(),
-    ) {
+    let view = match ResponseView::decode(&reply, &limits) {
+        Ok(view) => view,
+        Err(e) => return refused_reply(actor, name, &e),
+    };
+    let head = match response_head(actor, view.status_code(), view.status(), view.headers()) {
         Ok(head) => head,
         Err(MalformedReply) => return plain(StatusCode::INTERNAL_SERVER_ERROR, MALFORMED),
     };
-    // The body stays in the reply buffer. The codec writes it last, so the
-    // truncation is a no-op and neither call copies or allocates (slicing a
-    // `Bytes` made from a `Vec` would allocate its shared header).
-    let mut body = Bytes::from(reply);
-    body.truncate(body_range.end);
-    body.advance(body_range.start);
+    let body = match view.into_body() {
+        // The body stays in the reply buffer. It is usually written last,
+        // so the truncation is a no-op and neither call copies or allocates
+        // (slicing a `Bytes` made from a `Vec` would allocate its shared
+        // header).
+        ResponseBody::InReply(range) => {
+            let mut body = Bytes::from(reply);
+            body.truncate(range.end);
+            body.advance(range.start);
+            body
+        }
+        ResponseBody::Owned(body) => Bytes::from(body),
+    };
     head.map(|()| Full::new(body))
 }
 
-/// The codec's verdict on a reply the in-place reader does not handle,
-/// after checking it against `limits` so the codec never builds an
-/// oversized header map.
-pub(crate) fn codec_reply_to_http(
-    actor: &str,
-    name: &str,
-    reply: &[u8],
-    limits: &ReplyLimits,
-) -> HttpResponse {
-    if let Err(refusal) = wire::check_unusual(reply, limits) {
-        return refused_reply(actor, name, refusal);
-    }
-    match waxosuit_codec::deserialize::<Response>(reply) {
-        Ok(response) => build_http(
-            actor,
-            response.status_code,
-            &response.status,
-            response
-                .header
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-            Bytes::from(response.body),
+/// Why an actor's reply was refused: over a limit of the binding (logged
+/// with the binding value to raise, and a `500` whose body says briefly
+/// why), or not a `Response` at all (`500 Malformed response from actor`).
+fn refused_reply(actor: &str, name: &str, error: &CodecError) -> HttpResponse {
+    let (reason, client): (String, &'static [u8]) = match error {
+        CodecError::TooManyHeaders { count, limit, .. } => (
+            format!(
+                "the reply has {count} headers, more than MAX_REPLY_HEADERS = {limit}; \
+                 fix the actor, or raise MAX_REPLY_HEADERS in the binding's values"
+            ),
+            b"Actor response has too many headers",
         ),
-        Err(e) => {
-            tracing::error!(actor, error = %e, "actor replied to HandleRequest with something that is not a Response");
-            plain(StatusCode::INTERNAL_SERVER_ERROR, MALFORMED)
+        CodecError::HeadersTooLarge { limit, .. } => (
+            format!(
+                "the reply's header names and values exceed MAX_REPLY_HEADER_BYTES = {limit} \
+                 bytes; fix the actor, or raise MAX_REPLY_HEADER_BYTES in the binding's values"
+            ),
+            b"Actor response headers are too large",
+        ),
+        other => {
+            tracing::error!(actor, error = %other, "actor replied to HandleRequest with something that is not a Response");
+            return plain(StatusCode::INTERNAL_SERVER_ERROR, MALFORMED);
         }
-    }
-}
-
-/// A reply over the binding's limits: logged with what to change, and a
-/// `500` whose body says briefly why.
-fn refused_reply(actor: &str, name: &str, refusal: ReplyRefusal) -> HttpResponse {
+    };
     tracing::error!(
         actor,
         actor_name = name,
-        "actor's HTTP reply refused with 500: {refusal}"
+        "actor's HTTP reply refused with 500: {reason}"
     );
-    plain(StatusCode::INTERNAL_SERVER_ERROR, refusal.client_reason())
+    plain(StatusCode::INTERNAL_SERVER_ERROR, client)
 }
 
 /// The actor's reply cannot be turned into HTTP; already logged.
 struct MalformedReply;
-
-/// [`response_head`] with its body, for replies decoded by the codec.
-fn build_http<'a>(
-    actor: &str,
-    status_code: u32,
-    reason: &str,
-    headers: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
-    body: Bytes,
-) -> HttpResponse {
-    match response_head(actor, status_code, reason, headers) {
-        Ok(head) => head.map(|()| Full::new(body)),
-        Err(MalformedReply) => plain(StatusCode::INTERNAL_SERVER_ERROR, MALFORMED),
-    }
-}
 
 /// Applies the actor's status and headers; anything hyper cannot represent
 /// faithfully (bad status, bad header) is the actor's bug and becomes a
@@ -556,26 +545,23 @@ fn busy() -> HttpResponse {
 mod tests {
     use std::collections::HashMap;
 
+    use waxosuit_codec::http::Response;
+
     use super::*;
 
     fn reply(response: &Response) -> Vec<u8> {
         waxosuit_codec::serialize(response).unwrap()
     }
 
-    /// The same response through the in-place reader and through the codec.
+    /// The same response read in place, and decoded apart: with an unknown
+    /// field `z: nil` added, a layout the codec does not read in place.
     fn both_paths(response: &Response) -> [HttpResponse; 2] {
-        let fast = reply_to_http("MA", "a", reply(response), &ReplyLimits::default());
-        let codec = build_http(
-            "MA",
-            response.status_code,
-            &response.status,
-            response
-                .header
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
-            Bytes::from(response.body.clone()),
-        );
-        [fast, codec]
+        let usual = reply(response);
+        assert_eq!(usual[0], 0x84, "a fixmap of the four fields");
+        let mut unusual = usual.clone();
+        unusual[0] = 0x85;
+        unusual.extend_from_slice(&[0xa1, b'z', 0xc0]);
+        [usual, unusual].map(|reply| reply_to_http("MA", "a", reply, &ReplyLimits::default()))
     }
 
     #[test]
@@ -645,6 +631,40 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[tokio::test]
+    async fn replies_over_the_limits_or_malformed_are_500s_saying_which() {
+        let many = Response {
+            header: (0..3)
+                .map(|i| (format!("x-{i}"), "v".to_string()))
+                .collect(),
+            ..Response::ok()
+        };
+        for (limits, body) in [
+            (
+                ReplyLimits {
+                    max_headers: 2,
+                    max_header_bytes: 100,
+                },
+                &b"Actor response has too many headers"[..],
+            ),
+            (
+                ReplyLimits {
+                    max_headers: 3,
+                    max_header_bytes: 11,
+                },
+                b"Actor response headers are too large",
+            ),
+        ] {
+            let out = reply_to_http("MA", "a", reply(&many), &limits);
+            assert_eq!(out.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            let got = out.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(&got[..], body);
+        }
+        let out = reply_to_http("MA", "a", vec![0xc1], &ReplyLimits::default());
+        let got = out.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&got[..], MALFORMED);
     }
 
     #[test]

@@ -22,7 +22,9 @@ use tokio::sync::Semaphore;
 use waxosuit_cap_http_server::HttpServerProvider;
 use waxosuit_codec::http::{OP_HANDLE_REQUEST, Request, Response};
 use waxosuit_provider::{ActorDispatcher, BindRequest, CapabilityProvider, DispatchError};
-use waxosuit_runtime::{ActorKey, HostCall, HostCallHandler, Limits, Runtime, RuntimeConfig};
+use waxosuit_runtime::{
+    ActorKey, HostCall, HostCallError, HostCallHandler, Limits, Runtime, RuntimeConfig,
+};
 
 /// Every wait gives up after this instead of hanging CI.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -116,12 +118,14 @@ impl ActorDispatcher for Router {
 struct NoHostCalls;
 
 impl HostCallHandler for NoHostCalls {
+    type Error = HostCallError;
+
     fn host_call(
         &self,
         _actor: &ActorKey,
         _call: HostCall,
-    ) -> impl std::future::Future<Output = Result<Vec<u8>, String>> + Send {
-        std::future::ready(Err("this actor has no capabilities".to_string()))
+    ) -> impl std::future::Future<Output = Result<Vec<u8>, HostCallError>> + Send {
+        std::future::ready(Err(HostCallError::new("this actor has no capabilities")))
     }
 }
 

@@ -59,10 +59,11 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -144,13 +145,7 @@ impl MemoryBackend {
     }
 
     fn stop_sweeper(&self) -> Option<Sweeper> {
-        self.lock_sweeper().take()
-    }
-
-    // The slot is only ever replaced or taken, so a poisoned lock still
-    // guards a consistent value.
-    fn lock_sweeper(&self) -> MutexGuard<'_, Option<Sweeper>> {
-        self.sweeper.lock().unwrap_or_else(PoisonError::into_inner)
+        self.sweeper.lock().take()
     }
 }
 
@@ -210,7 +205,7 @@ impl Backend for MemoryBackend {
             self.sweep_interval,
             stopped,
         ));
-        let previous = self.lock_sweeper().replace(Sweeper { stop, task });
+        let previous = self.sweeper.lock().replace(Sweeper { stop, task });
         // A second start must not leave the first task running unowned.
         if let Some(previous) = previous {
             previous.task.abort();

@@ -116,10 +116,11 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
 use redis::{Client, FromRedisValue, RedisError, Script};
 use waxosuit_cap_keyvalue::{Backend, CAPABILITY_ID, Description, Keyspace};
@@ -464,14 +465,6 @@ impl RedisBackend {
             }),
         }
     }
-
-    // Every update is one insert or one `retain`: a poisoned lock still
-    // guards a consistent map.
-    fn connections(&self) -> MutexGuard<'_, HashMap<String, Weak<Link>>> {
-        self.connections
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 #[async_trait]
@@ -503,7 +496,7 @@ impl Backend for RedisBackend {
             .get(CONFIG_KEY_PREFIX)
             .cloned()
             .unwrap_or_else(|| format!("wxs:{}:{}:", request.actor, request.binding));
-        let mut connections = self.connections();
+        let mut connections = self.connections.lock();
         connections.retain(|_, link| link.strong_count() > 0);
         let link = match connections.get(url).and_then(Weak::upgrade) {
             Some(link) => link,
@@ -543,7 +536,8 @@ impl Backend for RedisBackend {
     /// all answer.
     async fn health(&self) -> Health {
         let servers: Vec<(String, Arc<Link>)> = self
-            .connections()
+            .connections
+            .lock()
             .iter()
             .filter_map(|(url, link)| Some((waxosuit_provider::redact_url(url), link.upgrade()?)))
             .collect();
@@ -580,6 +574,6 @@ impl Backend for RedisBackend {
     /// Forgets every connection; the provider has dropped the keyspaces
     /// that held them, which closes them.
     async fn shutdown(&self) {
-        self.connections().clear();
+        self.connections.lock().clear();
     }
 }

@@ -83,10 +83,11 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use parking_lot::{Mutex, RwLock};
 use tokio::time::Instant;
 use waxosuit_codec::capabilities::{CapabilityDescriptor, OperationDirection};
 use waxosuit_codec::core::CONFIG_WASCC_CLAIMS_NAME;
@@ -224,21 +225,6 @@ impl LoggingProvider {
     }
 }
 
-// The map is only ever replaced entry by entry, and a bucket update cannot
-// panic half-way, so both are consistent even if a holder panicked; logging
-// must not stop for the rest of the host's life.
-fn read(bindings: &RwLock<Bindings>) -> std::sync::RwLockReadGuard<'_, Bindings> {
-    bindings.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write(bindings: &RwLock<Bindings>) -> std::sync::RwLockWriteGuard<'_, Bindings> {
-    bindings.write().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn lock(bucket: &Mutex<Bucket>) -> MutexGuard<'_, Bucket> {
-    bucket.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// Emits the event. `tracing` needs the level as a constant at each call
 /// site, hence one macro call per level.
 fn emit(level: u32, actor: &str, actor_name: &str, binding: &str, body: &str) -> bool {
@@ -333,7 +319,8 @@ impl CapabilityProvider for LoggingProvider {
             max_line_bytes,
             bucket: Mutex::new(Bucket::new(lines_per_second, Instant::now())),
         };
-        write(&self.bindings)
+        self.bindings
+            .write()
             .entry(request.actor)
             .or_default()
             .insert(request.binding, Arc::new(bound));
@@ -344,7 +331,7 @@ impl CapabilityProvider for LoggingProvider {
     /// one is [`ProviderError::NotBound`].
     async fn remove_actor(&self, actor: &str, binding: &str) -> Result<(), ProviderError> {
         let removed = {
-            let mut bindings = write(&self.bindings);
+            let mut bindings = self.bindings.write();
             let of_actor = bindings
                 .get_mut(actor)
                 .ok_or_else(|| ProviderError::not_bound(CAPABILITY_ID, actor, binding))?;
@@ -356,7 +343,7 @@ impl CapabilityProvider for LoggingProvider {
             }
             removed
         };
-        let dropped = std::mem::take(&mut lock(&removed.bucket).dropped);
+        let dropped = std::mem::take(&mut removed.bucket.lock().dropped);
         if dropped > 0 {
             summarise(actor, &removed, binding, dropped);
         }
@@ -364,7 +351,9 @@ impl CapabilityProvider for LoggingProvider {
     }
 
     async fn handle_call(&self, call: ProviderCall) -> Result<Vec<u8>, ProviderError> {
-        let bound = read(&self.bindings)
+        let bound = self
+            .bindings
+            .read()
             .get(&call.actor)
             .and_then(|bindings| bindings.get(&call.binding))
             .cloned()
@@ -377,7 +366,7 @@ impl CapabilityProvider for LoggingProvider {
         }
         // Before decoding: a flood of lines over the rate should cost as
         // little as possible.
-        let admission = lock(&bound.bucket).admit(Instant::now());
+        let admission = bound.bucket.lock().admit(Instant::now());
         if let Some(dropped) = admission.summary {
             summarise(&call.actor, &bound, &call.binding, dropped);
         }

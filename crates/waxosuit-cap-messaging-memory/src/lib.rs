@@ -107,12 +107,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{
-    Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak,
-};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -198,7 +197,7 @@ impl MemoryMessaging {
         self.inner.bindings.read_all(|bindings| {
             bindings
                 .values()
-                .map(|pair| lock(&pair.backlog.state).messages)
+                .map(|pair| pair.backlog.state.lock().messages)
                 .sum()
         })
     }
@@ -276,7 +275,7 @@ struct BacklogState {
 impl Backlog {
     /// Takes room for one message of `bytes`, or says which quota is full.
     fn reserve(self: &Arc<Self>, bytes: u64) -> Result<Slot, QueueRefusal> {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         let full = if state.messages >= self.max_messages {
             Some((MAX_QUEUED_MESSAGES, self.max_messages as u64))
         } else if state.bytes.saturating_add(bytes) > self.max_bytes {
@@ -305,7 +304,7 @@ impl Backlog {
     fn dropped(&self, refusal: &QueueRefusal) {
         let now = Instant::now();
         let dropped = {
-            let mut state = lock(&self.state);
+            let mut state = self.state.lock();
             state.dropped += 1;
             if state
                 .warned
@@ -339,7 +338,7 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut state = lock(&self.backlog.state);
+        let mut state = self.backlog.state.lock();
         state.messages -= 1;
         state.bytes -= self.bytes;
     }
@@ -378,7 +377,7 @@ impl Routed {
 
 impl Inner {
     fn dispatcher(&self) -> Option<Arc<dyn ActorDispatcher>> {
-        read(&self.dispatcher).clone()
+        self.dispatcher.read().clone()
     }
 
     /// Routes one message; says how many subscriptions (queue groups
@@ -386,7 +385,7 @@ impl Inner {
     /// calls an actor, so it is safe on any call stack.
     fn route(&self, subject: &str, reply_to: &str, body: Vec<u8>) -> Result<Routed, ProviderError> {
         let mut routed = Routed::default();
-        if let Some(waiter) = lock(&self.inboxes).remove(subject) {
+        if let Some(waiter) = self.inboxes.lock().remove(subject) {
             // The requester may have given up already; that is not an error.
             if waiter.send(body.clone()).is_ok() {
                 routed.delivered += 1;
@@ -512,7 +511,7 @@ struct InboxGuard<'a> {
 
 impl Drop for InboxGuard<'_> {
     fn drop(&mut self) {
-        lock(&self.inner.inboxes).remove(&self.inbox);
+        self.inner.inboxes.lock().remove(&self.inbox);
     }
 }
 
@@ -547,7 +546,7 @@ impl CapabilityProvider for MemoryMessaging {
     }
 
     async fn start(&self, dispatcher: Arc<dyn ActorDispatcher>) -> Result<(), ProviderError> {
-        *write(&self.inner.dispatcher) = Some(dispatcher);
+        *self.inner.dispatcher.write() = Some(dispatcher);
         Ok(())
     }
 
@@ -630,12 +629,12 @@ impl CapabilityProvider for MemoryMessaging {
     }
 
     async fn shutdown(&self) {
-        *write(&self.inner.dispatcher) = None;
+        *self.inner.dispatcher.write() = None;
         for pair in self.inner.bindings.drain() {
             pair.stop();
         }
         // Dropping the senders wakes every waiting request with `ShutDown`.
-        lock(&self.inner.inboxes).clear();
+        self.inner.inboxes.lock().clear();
     }
 }
 
@@ -666,7 +665,7 @@ impl Broker for MemoryMessaging {
         let (tx, rx) = oneshot::channel();
         // Registered before routing: a responder may answer before `route`
         // even returns.
-        lock(&self.inner.inboxes).insert(inbox.clone(), tx);
+        self.inner.inboxes.lock().insert(inbox.clone(), tx);
         let _guard = InboxGuard {
             inner: &self.inner,
             inbox: inbox.clone(),
@@ -695,18 +694,4 @@ impl Drop for MemoryMessaging {
             pair.stop();
         }
     }
-}
-
-// A panic while a lock was held cannot leave these maps half-updated (every
-// update is a single insert or remove), so a poisoned lock is still usable.
-fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn lock<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
-    lock.lock().unwrap_or_else(PoisonError::into_inner)
 }

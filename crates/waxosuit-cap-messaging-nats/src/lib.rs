@@ -50,8 +50,9 @@
 //!   whose connection is down.
 //! * **Operations**, from bound actors only (others get
 //!   [`ProviderError::NotBound`]):
-//!   * `Publish` ([`BrokerMessage`]; empty reply) publishes, with the reply
-//!     subject when `replyTo` is not empty.
+//!   * `Publish`
+//!     ([`BrokerMessage`](waxosuit_codec::messaging::BrokerMessage); empty
+//!     reply) publishes, with the reply subject when `replyTo` is not empty.
 //!   * `Request` ([`RequestMessage`](waxosuit_codec::messaging::RequestMessage)) sends a request and returns the raw
 //!     reply body. `timeout` is in milliseconds; `0` or less means
 //!     [`DEFAULT_REQUEST_TIMEOUT`]. It fails with "no responders for
@@ -113,30 +114,38 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
-use std::sync::{Arc, PoisonError, RwLock, Weak};
-use std::time::Duration;
+use std::sync::Arc;
 
+use async_nats::Client;
 use async_nats::connection::State;
-use async_nats::{Client, ConnectErrorKind, ConnectOptions, RequestErrorKind, Subscriber};
 use async_trait::async_trait;
-use futures_util::StreamExt;
+use parking_lot::RwLock;
 use tokio::task::JoinHandle;
-use waxosuit_cap_messaging::{Broker, Caller, Subscriptions};
 use waxosuit_codec::capabilities::CapabilityDescriptor;
-use waxosuit_codec::messaging::{BrokerMessage, CAPABILITY_ID, OP_DELIVER_MESSAGE};
+use waxosuit_codec::messaging::CAPABILITY_ID;
 use waxosuit_provider::{
     ActorDispatcher, BindRequest, Bindings, CapabilityProvider, Health, ProviderCall,
-    ProviderError, encode, redact_url,
+    ProviderError, redact_url,
 };
 
+mod broker;
+mod connect;
+mod deliver;
 pub mod reconnect;
+mod reserved;
 
 pub use waxosuit_cap_messaging::{
     DEFAULT_REQUEST_TIMEOUT, MAX_SUBSCRIPTIONS, MessagingError, NATS_ACCOUNTS_DOC, QUEUEGROUP_NAME,
     SUBSCRIPTION, SubjectUse, subject,
 };
 
+pub use crate::reserved::InvalidPrefix;
+
+use crate::broker::BoundBroker;
+use crate::connect::{parse_config, round_trip};
+use crate::deliver::deliver_loop;
 use crate::reconnect::Reconnect;
+use crate::reserved::Reserved;
 
 /// Binding key: the NATS server URL.
 pub const URL: &str = "URL";
@@ -146,80 +155,12 @@ pub const CREDSFILE: &str = "CREDSFILE";
 pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
 /// The connection name servers show for this provider's clients.
 pub const CONNECTION_NAME: &str = "Waxosuit NATS Provider";
-/// How long a bind waits for the server to confirm its subscriptions.
-const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Undelivered messages one subscription may hold before the client drops
 /// new ones (the NATS "slow consumer" case).
 pub const SUBSCRIPTION_CAPACITY: usize = 1024;
 
 /// The prefix of the Waxosuit lattice's own subjects; always reserved.
 pub const DEFAULT_RESERVED_PREFIX: &str = "waxosuit";
-
-/// A prefix given to [`NatsMessaging::reserve_prefix`] that cannot be one.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "`{prefix}` cannot be reserved: it is not a valid NATS subject without wildcards ({reason}); \
-     pass the lattice prefix itself, e.g. `waxosuit` or `staging.waxosuit`"
-)]
-pub struct InvalidPrefix {
-    /// The prefix as given.
-    pub prefix: String,
-    /// What is wrong with it.
-    pub reason: subject::SubjectError,
-}
-
-/// The reserved prefixes of one provider, the default first.
-#[derive(Debug)]
-struct Reserved {
-    prefixes: Vec<String>,
-}
-
-impl Reserved {
-    fn new() -> Reserved {
-        Reserved {
-            prefixes: vec![DEFAULT_RESERVED_PREFIX.to_string()],
-        }
-    }
-
-    /// Refuses `subject` for `action` by `actor` when it is not a valid
-    /// subject for that use, or is or could match one under a reserved
-    /// prefix. The reservation is checked before the wildcard ban on
-    /// published subjects, so `*.control.x` is reported as the permission
-    /// problem it is, not as a syntax error.
-    fn check(
-        &self,
-        actor: &str,
-        binding: &str,
-        action: SubjectUse,
-        subject: &str,
-    ) -> Result<(), MessagingError> {
-        let invalid = |reason| MessagingError::InvalidSubject {
-            actor: actor.to_string(),
-            binding: binding.to_string(),
-            action,
-            subject: subject.to_string(),
-            reason,
-        };
-        subject::validate(subject).map_err(invalid)?;
-        if let Some(prefix) = self
-            .prefixes
-            .iter()
-            .find(|p| subject::overlaps_prefix(subject, p))
-        {
-            return Err(MessagingError::Reserved {
-                actor: actor.to_string(),
-                binding: binding.to_string(),
-                action,
-                subject: subject.to_string(),
-                prefix: prefix.clone(),
-            });
-        }
-        if action != SubjectUse::Subscribe {
-            subject::validate_literal(subject).map_err(invalid)?;
-        }
-        Ok(())
-    }
-}
 
 /// The NATS `wascc:messaging` provider. See the [crate docs](crate).
 pub struct NatsMessaging {
@@ -295,50 +236,10 @@ impl NatsMessaging {
         &self.reserved.prefixes
     }
 
-    /// The pair's client and what [`Bound::connected`] needs.
-    fn bound(&self, actor: &str, binding: &str) -> Result<Bound, ProviderError> {
-        self.inner.bindings.read_all(|map| {
-            map.get(actor, binding)
-                .map(|b| Bound {
-                    client: b.client.clone(),
-                    url: b.url.clone(),
-                    reconnect: Arc::clone(&b.reconnect),
-                })
-                .ok_or_else(|| ProviderError::not_bound(CAPABILITY_ID, actor, binding))
-        })
-    }
-
     fn stop_all(&self) {
         for binding in self.inner.bindings.drain() {
             binding.stop();
         }
-    }
-}
-
-/// A bound pair's connection, cloned out of the table for one call.
-struct Bound {
-    client: Client,
-    /// Redacted.
-    url: String,
-    reconnect: Arc<Reconnect>,
-}
-
-impl Bound {
-    /// The client, once it is connected (see [`reconnect`]).
-    async fn connected(&self, caller: &Caller<'_>) -> Result<&Client, ProviderError> {
-        self.reconnect
-            .ready(&self.client)
-            .await
-            .map_err(|why| ProviderError::Unavailable {
-                capid: CAPABILITY_ID.to_string(),
-                reason: format!(
-                    "NATS at {} is unreachable for actor {} (binding `{}`): {why}. Nothing was \
-                     sent; the connection keeps being re-established in the background, and \
-                     calls succeed again as soon as the server is back",
-                    self.url, caller.actor, caller.binding
-                ),
-            })?;
-        Ok(&self.client)
     }
 }
 
@@ -349,10 +250,7 @@ struct Inner {
 
 impl Inner {
     fn dispatcher(&self) -> Option<Arc<dyn ActorDispatcher>> {
-        self.dispatcher
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.dispatcher.read().clone()
     }
 }
 
@@ -375,240 +273,6 @@ impl NatsBinding {
     }
 }
 
-struct BindConfig {
-    url: String,
-    subscriptions: Subscriptions,
-    creds: Option<String>,
-}
-
-/// Reads a binding's values. Subscriptions are checked here, before any
-/// connection is made, so a refused subject leaves nothing subscribed.
-fn parse_config(request: &BindRequest, reserved: &Reserved) -> Result<BindConfig, ProviderError> {
-    let subscriptions = Subscriptions::from_binding(request)?;
-    for pattern in &subscriptions.patterns {
-        reserved
-            .check(
-                &request.actor,
-                &request.binding,
-                SubjectUse::Subscribe,
-                pattern.as_str(),
-            )
-            .map_err(|refused| ProviderError::Config {
-                capid: CAPABILITY_ID.to_string(),
-                actor: request.actor.clone(),
-                key: SUBSCRIPTION.to_string(),
-                reason: format!("is refused: {refused}"),
-            })?;
-    }
-    let value = |key: &str| {
-        request
-            .values
-            .get(key)
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
-    };
-    Ok(BindConfig {
-        url: value(URL).unwrap_or(DEFAULT_URL).to_string(),
-        subscriptions,
-        creds: value(CREDSFILE).map(str::to_string),
-    })
-}
-
-impl NatsMessaging {
-    async fn connect(
-        &self,
-        request: &BindRequest,
-        config: &BindConfig,
-        reconnect: &Arc<Reconnect>,
-    ) -> Result<Client, ProviderError> {
-        // The URL may carry `user:password@`; nothing shown to actors or
-        // written to logs may repeat it.
-        let shown = redact_url(&config.url);
-        let url = shown.clone();
-        let on_event = Arc::clone(reconnect);
-        let on_attempt = Arc::clone(reconnect);
-        let mut options = ConnectOptions::new()
-            .name(CONNECTION_NAME)
-            .subscription_capacity(SUBSCRIPTION_CAPACITY)
-            // Unlimited reconnects: a server restart must not end the binding.
-            .max_reconnects(None)
-            // Short backoff, cut short by waiting calls (see `reconnect`).
-            .reconnect_to_server_callback(move |servers, _info| {
-                let reconnect = Arc::clone(&on_attempt);
-                async move { reconnect.next_attempt(servers).await }
-            })
-            .event_callback(move |event| {
-                let url = url.clone();
-                let reconnect = Arc::clone(&on_event);
-                async move {
-                    match event {
-                        async_nats::Event::Connected => {
-                            reconnect.connected();
-                            tracing::info!(%url, "NATS connection (re)established");
-                        }
-                        other => tracing::warn!(%url, event = %other, "NATS connection event"),
-                    }
-                }
-            });
-        match (
-            waxosuit_nats::UrlCredentials::from_url(&config.url),
-            &config.creds,
-        ) {
-            (Some(_), Some(_)) => {
-                return Err(ProviderError::Config {
-                    capid: CAPABILITY_ID.to_string(),
-                    actor: request.actor.clone(),
-                    key: CREDSFILE.to_string(),
-                    reason: format!(
-                        "is set while `URL` ({shown}) carries credentials too; use one of them"
-                    ),
-                });
-            }
-            (Some(waxosuit_nats::UrlCredentials::UserPassword(user, password)), None) => {
-                options = options.user_and_password(user, password);
-            }
-            (Some(waxosuit_nats::UrlCredentials::Token(token)), None) => {
-                options = options.token(token)
-            }
-            (None, _) => {}
-        }
-        if let Some(path) = &config.creds {
-            options = options
-                .credentials_file(path)
-                .await
-                .map_err(|e| ProviderError::Config {
-                    capid: CAPABILITY_ID.to_string(),
-                    actor: request.actor.clone(),
-                    key: CREDSFILE.to_string(),
-                    reason: format!("cannot use the credentials file `{path}`: {e}"),
-                })?;
-        }
-        options
-            .connect(config.url.as_str())
-            .await
-            .map_err(|e| match e.kind() {
-                ConnectErrorKind::ServerParse => ProviderError::Config {
-                    capid: CAPABILITY_ID.to_string(),
-                    actor: request.actor.clone(),
-                    key: URL.to_string(),
-                    reason: format!("`{shown}` is not a NATS server URL: {e}"),
-                },
-                _ => ProviderError::Unavailable {
-                    capid: CAPABILITY_ID.to_string(),
-                    reason: format!("cannot connect to NATS at {shown}: {e}"),
-                },
-            })
-    }
-
-    async fn request(
-        client: &Client,
-        subject: String,
-        body: Vec<u8>,
-        timeout: Duration,
-    ) -> Result<Vec<u8>, ProviderError> {
-        let outgoing = async_nats::Request::new()
-            .payload(body.into())
-            .timeout(Some(timeout));
-        match client.send_request(subject.clone(), outgoing).await {
-            Ok(reply) => Ok(reply.payload.to_vec()),
-            Err(e) => Err(match e.kind() {
-                RequestErrorKind::NoResponders => MessagingError::NoResponders { subject },
-                RequestErrorKind::TimedOut => MessagingError::TimedOut {
-                    subject,
-                    timeout_ms: timeout.as_millis(),
-                },
-                _ => MessagingError::Client {
-                    operation: "request",
-                    subject,
-                    reason: e.to_string(),
-                },
-            }
-            .into()),
-        }
-    }
-}
-
-/// Waits until the server has processed everything this connection sent.
-/// `Client::flush` only empties the socket buffer, so this echoes a message
-/// off the server instead: it processes a connection's commands in order.
-async fn round_trip(client: &Client) -> Result<(), String> {
-    let inbox = client.new_inbox();
-    let mut echo = client
-        .subscribe(inbox.clone())
-        .await
-        .map_err(|e| e.to_string())?;
-    client
-        .publish(inbox, Vec::new().into())
-        .await
-        .map_err(|e| e.to_string())?;
-    match tokio::time::timeout(ROUND_TRIP_TIMEOUT, echo.next()).await {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err("the connection closed".to_string()),
-        Err(_) => Err(format!(
-            "the server did not confirm the subscriptions within {ROUND_TRIP_TIMEOUT:?}"
-        )),
-    }
-}
-
-/// Hands one subscription's messages to the actor, in order. It holds the
-/// provider only weakly, so dropping the provider ends it.
-async fn deliver_loop(
-    inner: Weak<Inner>,
-    reserved: Arc<Reserved>,
-    client: Client,
-    actor: String,
-    binding: String,
-    mut subscriber: Subscriber,
-) {
-    while let Some(message) = subscriber.next().await {
-        let Some(dispatcher) = inner.upgrade().and_then(|i| i.dispatcher()) else {
-            tracing::warn!(%actor, subject = %message.subject, "provider not started; message dropped");
-            continue;
-        };
-        let payload = BrokerMessage {
-            subject: message.subject.to_string(),
-            reply_to: message
-                .reply
-                .as_ref()
-                .map(|r| r.to_string())
-                .unwrap_or_default(),
-            body: message.payload.to_vec(),
-        };
-        let payload = match encode(CAPABILITY_ID, &payload) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(%actor, error = %e, "cannot encode a delivery; message dropped");
-                continue;
-            }
-        };
-        match dispatcher
-            .dispatch(&actor, OP_DELIVER_MESSAGE, payload)
-            .await
-        {
-            Ok(reply) if !reply.is_empty() => {
-                let Some(reply_to) = message.reply else {
-                    continue;
-                };
-                // Whoever sent the message chose the reply subject; answering
-                // blindly would let any client of the server aim an actor's
-                // output at the lattice's planes.
-                if let Err(refused) = reserved.check(&actor, &binding, SubjectUse::Reply, &reply_to)
-                {
-                    tracing::warn!(%actor, subject = %message.subject, error = %refused, "actor's reply not sent");
-                    continue;
-                }
-                if let Err(e) = client.publish(reply_to.clone(), reply.into()).await {
-                    tracing::warn!(%actor, %reply_to, error = %e, "cannot publish the actor's reply");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(%actor, subject = %message.subject, error = %e, "message delivery failed");
-            }
-        }
-    }
-}
-
 #[async_trait]
 impl CapabilityProvider for NatsMessaging {
     fn descriptor(&self) -> CapabilityDescriptor {
@@ -619,11 +283,7 @@ impl CapabilityProvider for NatsMessaging {
     }
 
     async fn start(&self, dispatcher: Arc<dyn ActorDispatcher>) -> Result<(), ProviderError> {
-        *self
-            .inner
-            .dispatcher
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Some(dispatcher);
+        *self.inner.dispatcher.write() = Some(dispatcher);
         Ok(())
     }
 
@@ -728,85 +388,8 @@ impl CapabilityProvider for NatsMessaging {
     }
 
     async fn shutdown(&self) {
-        *self
-            .inner
-            .dispatcher
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = None;
+        *self.inner.dispatcher.write() = None;
         self.stop_all();
-    }
-}
-
-/// The operation table's view of one bound pair's connection.
-struct BoundBroker<'a> {
-    reserved: &'a Reserved,
-    bound: Bound,
-}
-
-#[async_trait]
-impl Broker for BoundBroker<'_> {
-    /// Valid, and not under a reserved prefix.
-    fn check_subject(
-        &self,
-        caller: &Caller<'_>,
-        action: SubjectUse,
-        subject: &str,
-    ) -> Result<(), MessagingError> {
-        self.reserved
-            .check(caller.actor, caller.binding, action, subject)
-    }
-
-    async fn publish(
-        &self,
-        caller: &Caller<'_>,
-        message: BrokerMessage,
-    ) -> Result<(), ProviderError> {
-        // Refused subjects were refused before anything waits on the
-        // connection.
-        let client = self.bound.connected(caller).await?;
-        let subject = message.subject.clone();
-        let send = async {
-            if message.reply_to.is_empty() {
-                client.publish(message.subject, message.body.into()).await
-            } else {
-                client
-                    .publish_with_reply(message.subject, message.reply_to, message.body.into())
-                    .await
-            }
-        };
-        // The connection may drop between the check above and the send;
-        // while it reconnects the client stops draining its command queue,
-        // and a publish behind a full queue would wait for the server's
-        // return. Bounded like the wait for a connection.
-        let Ok(sent) = tokio::time::timeout(reconnect::RECONNECT_WAIT, send).await else {
-            return Err(ProviderError::Unavailable {
-                capid: CAPABILITY_ID.to_string(),
-                reason: format!(
-                    "NATS at {} did not take the message for `{subject}` from actor {}                      (binding `{}`) within {:?}: the connection dropped as it was sent. It may                      or may not be delivered; calls succeed again as soon as the server is back",
-                    self.bound.url,
-                    caller.actor,
-                    caller.binding,
-                    reconnect::RECONNECT_WAIT
-                ),
-            });
-        };
-        sent.map_err(|e| MessagingError::Client {
-            operation: "publish",
-            subject,
-            reason: e.to_string(),
-        })?;
-        Ok(())
-    }
-
-    async fn request(
-        &self,
-        caller: &Caller<'_>,
-        subject: String,
-        body: Vec<u8>,
-        timeout: Duration,
-    ) -> Result<Vec<u8>, ProviderError> {
-        let client = self.bound.connected(caller).await?;
-        NatsMessaging::request(client, subject, body, timeout).await
     }
 }
 
@@ -818,134 +401,7 @@ impl Drop for NatsMessaging {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
-
-    fn bind_request(values: &[(&str, &str)]) -> BindRequest {
-        BindRequest {
-            actor: "MA".into(),
-            binding: "default".into(),
-            values: values
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn subjects_are_checked_like_the_server_does() {
-        let reserved = Reserved::new();
-        for ok in ["a", "a.b", "a.*.c", "a.>", "_INBOX.x", "waxosuit"] {
-            assert!(
-                reserved
-                    .check("MA", "default", SubjectUse::Subscribe, ok)
-                    .is_ok(),
-                "{ok}"
-            );
-        }
-        for bad in ["a..b", ".a", "a.", "a b", "a.>.b", "a*", "b>", ""] {
-            let err = reserved
-                .check("MA", "default", SubjectUse::Subscribe, bad)
-                .unwrap_err();
-            assert!(
-                matches!(err, MessagingError::InvalidSubject { .. }),
-                "{bad}: {err}"
-            );
-        }
-    }
-
-    #[test]
-    fn reservation_wins_over_the_wildcard_ban_but_not_over_syntax() {
-        let reserved = Reserved::new();
-        let check = |action, subject| reserved.check("MA", "b1", action, subject);
-        // A wildcard publish that could reach the lattice is a permission
-        // problem first.
-        let err = check(SubjectUse::Publish, "*.control.x").unwrap_err();
-        assert!(matches!(err, MessagingError::Reserved { .. }), "{err}");
-        // One that cannot is still not a valid publish subject.
-        let err = check(SubjectUse::Publish, "jobs.*").unwrap_err();
-        assert!(
-            matches!(
-                err,
-                MessagingError::InvalidSubject {
-                    reason: subject::SubjectError::Wildcard,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        assert!(check(SubjectUse::Subscribe, "jobs.*").is_ok());
-        // Broken syntax is reported as such, wherever it points.
-        let err = check(SubjectUse::Request, "waxosuit..control").unwrap_err();
-        assert!(
-            matches!(err, MessagingError::InvalidSubject { .. }),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn refusals_say_what_why_and_what_to_do() {
-        let reserved = Reserved::new()
-            .prefixes
-            .into_iter()
-            .chain(["staging.waxosuit".to_string()])
-            .collect();
-        let reserved = Reserved { prefixes: reserved };
-        let literal = reserved
-            .check(
-                "MACTOR",
-                "b1",
-                SubjectUse::Publish,
-                "waxosuit.control.NHOST",
-            )
-            .unwrap_err()
-            .to_string();
-        for needle in [
-            "permission denied",
-            "actor MACTOR (binding `b1`)",
-            "may not publish to `waxosuit.control.NHOST`",
-            "it is a subject under `waxosuit.`",
-            "reserved for the Waxosuit lattice (prefix `waxosuit`)",
-            "cannot match `waxosuit.>`",
-            "docs/nats-accounts.md",
-        ] {
-            assert!(
-                literal.contains(needle),
-                "{needle:?} missing from: {literal}"
-            );
-        }
-        let wildcard = reserved
-            .check("MACTOR", "b1", SubjectUse::Subscribe, "staging.*.events")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            wildcard.contains("may not subscribe to `staging.*.events`: as a wildcard it could match subjects under `staging.waxosuit.`"),
-            "{wildcard}"
-        );
-        assert!(
-            wildcard.contains("(prefix `staging.waxosuit`)"),
-            "{wildcard}"
-        );
-    }
-
-    #[test]
-    fn reserved_subscriptions_fail_the_binding_config() {
-        let reserved = Reserved::new();
-        let err = parse_config(&bind_request(&[(SUBSCRIPTION, "fine.one, *.>")]), &reserved)
-            .err()
-            .unwrap();
-        assert!(
-            matches!(&err, ProviderError::Config { key, .. } if key == SUBSCRIPTION),
-            "{err:?}"
-        );
-        let text = err.to_string();
-        assert!(
-            text.contains("`SUBSCRIPTION` is refused: permission denied"),
-            "{text}"
-        );
-        assert!(text.contains("`*.>`"), "{text}");
-    }
 
     #[test]
     fn prefixes_must_be_literal_subjects() {
@@ -957,28 +413,5 @@ mod tests {
         let nats = NatsMessaging::with_reserved_prefixes(["a.b", "waxosuit", "a.b", "c"]).unwrap();
         assert_eq!(nats.reserved_prefixes(), ["waxosuit", "a.b", "c"]);
         assert_eq!(NatsMessaging::new().reserved_prefixes(), ["waxosuit"]);
-    }
-
-    #[test]
-    fn config_defaults_and_trimming() {
-        let request = BindRequest {
-            actor: "MA".into(),
-            binding: "default".into(),
-            values: HashMap::from([
-                (SUBSCRIPTION.to_string(), " a , b.*, ".to_string()),
-                (QUEUEGROUP_NAME.to_string(), "".to_string()),
-            ]),
-        };
-        let config = parse_config(&request, &Reserved::new()).unwrap();
-        assert_eq!(config.url, DEFAULT_URL);
-        let subjects: Vec<&str> = config
-            .subscriptions
-            .patterns
-            .iter()
-            .map(|p| p.as_str())
-            .collect();
-        assert_eq!(subjects, ["a", "b.*"]);
-        assert_eq!(config.subscriptions.queue, None);
-        assert_eq!(config.creds, None);
     }
 }

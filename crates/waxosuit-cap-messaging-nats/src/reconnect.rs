@@ -18,11 +18,11 @@
 //!   its attempt has (or after [`RECONNECT_WAIT`]), with that attempt's
 //!   error, never an earlier one's.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::{Client, ReconnectToServer, Server, ServerAddr};
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -69,11 +69,6 @@ struct Attempts {
     last_start: Option<Instant>,
 }
 
-fn lock(mutex: &Mutex<Attempts>) -> MutexGuard<'_, Attempts> {
-    // Counters and an error text stay consistent even if a holder panicked.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// The pause before attempt number `failures + 1` of a disconnection.
 fn backoff(failures: usize) -> Duration {
     match failures {
@@ -93,7 +88,7 @@ impl Reconnect {
     pub(crate) async fn next_attempt(&self, servers: Vec<Server>) -> Option<ReconnectToServer> {
         let target = servers.iter().min_by_key(|s| s.failed_attempts)?.clone();
         let last_start = {
-            let mut state = lock(&self.state);
+            let mut state = self.state.lock();
             if let Some((number, addr, before)) = state.pending.take()
                 && let Some(server) = servers.iter().find(|s| s.addr == addr)
                 && server.failed_attempts > before
@@ -115,7 +110,7 @@ impl Reconnect {
                 }
             }
         }
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         state.started += 1;
         state.pending = Some((state.started, target.addr.clone(), target.failed_attempts));
         state.last_start = Some(Instant::now());
@@ -127,7 +122,7 @@ impl Reconnect {
 
     /// Called on the client's `Connected` event: the latest attempt worked.
     pub(crate) fn connected(&self) {
-        lock(&self.state).pending = None;
+        self.state.lock().pending = None;
         self.changed.notify_waiters();
     }
 
@@ -144,7 +139,7 @@ impl Reconnect {
             return Ok(());
         }
         let deadline = Instant::now() + RECONNECT_WAIT;
-        let before = lock(&self.state).started;
+        let before = self.state.lock().started;
         self.wake.notify_one();
         loop {
             let changed = self.changed.notified();
@@ -155,7 +150,7 @@ impl Reconnect {
                 return Ok(());
             }
             {
-                let state = lock(&self.state);
+                let state = self.state.lock();
                 if state.last_failed > before {
                     let error = state.last_error.as_deref().unwrap_or("the attempt failed");
                     return Err(format!("reconnecting failed: {error}"));

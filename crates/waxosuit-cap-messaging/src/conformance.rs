@@ -22,10 +22,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 use waxosuit_codec::messaging::{
     BrokerMessage, OP_DELIVER_MESSAGE, OP_PERFORM_REQUEST, OP_PUBLISH_MESSAGE, RequestMessage,
@@ -89,19 +90,21 @@ impl Recorder {
     /// Makes `actor` answer every delivery with `reply` (an empty reply
     /// means no answer).
     pub fn answer(&self, actor: &str, reply: &[u8]) {
-        self.lock()
+        self.recorded
+            .lock()
             .answers
             .insert(actor.to_string(), reply.to_vec());
     }
 
     /// Every delivery so far, in order.
     pub fn deliveries(&self) -> Vec<Delivery> {
-        self.lock().deliveries.clone()
+        self.recorded.lock().deliveries.clone()
     }
 
     /// The deliveries to `actor` so far.
     pub fn deliveries_to(&self, actor: &str) -> Vec<BrokerMessage> {
-        self.lock()
+        self.recorded
+            .lock()
             .deliveries
             .iter()
             .filter(|d| d.actor == actor)
@@ -129,12 +132,6 @@ impl Recorder {
             }
         }
     }
-
-    // Every update is one push or insert: a poisoned lock still guards
-    // consistent data.
-    fn lock(&self) -> std::sync::MutexGuard<'_, Recorded> {
-        self.recorded.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 #[async_trait]
@@ -146,7 +143,7 @@ impl ActorDispatcher for Recorder {
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, DispatchError> {
         let reply = {
-            let mut recorded = self.lock();
+            let mut recorded = self.recorded.lock();
             if operation != OP_DELIVER_MESSAGE {
                 recorded.other.push(format!("{operation} to {actor}"));
                 return Err(DispatchError::Actor {

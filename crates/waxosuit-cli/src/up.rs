@@ -14,7 +14,7 @@ use waxosuit_cap_blobstore_fs::FsBlobstore;
 use waxosuit_cap_eventstreams_redis::RedisEventStreams;
 use waxosuit_cap_extras::ExtrasProvider;
 use waxosuit_cap_http_client::HttpClientProvider;
-use waxosuit_cap_http_server::HttpServerProvider;
+use waxosuit_cap_http_server::{ConnectionThreads, HttpServerProvider};
 use waxosuit_cap_keyvalue_memory::MemoryKeyValue;
 use waxosuit_cap_keyvalue_redis::RedisKeyValue;
 use waxosuit_cap_logging::LoggingProvider;
@@ -22,7 +22,7 @@ use waxosuit_cap_messaging_memory::MemoryMessaging;
 use waxosuit_cap_messaging_nats::NatsMessaging;
 use waxosuit_claims::caps;
 use waxosuit_host::{DEFAULT_BINDING, Host, HostBuilder};
-use waxosuit_lattice::{Lattice, ProviderFactory};
+use waxosuit_lattice::{FactoryError, Lattice, ProviderFactory};
 use waxosuit_manifest::{CapabilitySource, Manifest};
 use waxosuit_provider::CapabilityProvider;
 use waxosuit_runtime::{Limits, Runtime};
@@ -76,7 +76,33 @@ pub(crate) fn run(args: UpArgs) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(args))
+    // Owned here rather than by a provider: actor calls run on them, so
+    // other providers' I/O started during those calls lives there too.
+    // They stop once `serve` has shut every provider down, outside async
+    // code so that stopping can wait for them.
+    let http = http_threads(args.http_threads);
+    let stopped = runtime.block_on(serve(args, http.clone()));
+    if let Some(threads) = http {
+        threads.shutdown(HTTP_THREADS_STOP);
+    }
+    stopped
+}
+
+/// How long to wait for the HTTP connection threads to exit at the end;
+/// the host has drained its requests by then.
+const HTTP_THREADS_STOP: Duration = Duration::from_secs(2);
+
+/// The connection threads every HTTP server of the host shares; `None`
+/// serves connections on the host's own workers (`--http-threads 0`).
+type HttpThreads = Option<Arc<ConnectionThreads>>;
+
+/// `--http-threads` as a set of threads, started with the first listener.
+fn http_threads(count: Option<usize>) -> HttpThreads {
+    match count {
+        Some(0) => None,
+        Some(count) => Some(Arc::new(ConnectionThreads::new(count))),
+        None => Some(Arc::new(ConnectionThreads::per_core())),
+    }
 }
 
 /// What a backend may need from the host's configuration.
@@ -178,15 +204,15 @@ enum Backend {
 
 /// The built-in backends, for `waxosuit lattice start provider`.
 struct Backends {
-    http_threads: Option<usize>,
+    http_threads: HttpThreads,
     ctx: BackendContext,
 }
 
-/// An HTTP server provider with `--http-threads` applied.
-fn http_server(threads: Option<usize>) -> HttpServerProvider {
+/// An HTTP server provider on the host's connection threads.
+fn http_server(threads: &HttpThreads) -> HttpServerProvider {
     match threads {
-        Some(count) => HttpServerProvider::with_connection_threads(count),
-        None => HttpServerProvider::new(),
+        Some(threads) => HttpServerProvider::with_shared_threads(Arc::clone(threads)),
+        None => HttpServerProvider::with_connection_threads(0),
     }
 }
 
@@ -195,9 +221,9 @@ impl ProviderFactory for Backends {
         &self,
         capid: &str,
         name: Option<&str>,
-    ) -> Result<Arc<dyn CapabilityProvider>, String> {
-        match backend(capid, name, &self.ctx).map_err(|e| format!("{e:#}"))? {
-            Backend::Http => Ok(Arc::new(http_server(self.http_threads))),
+    ) -> Result<Arc<dyn CapabilityProvider>, FactoryError> {
+        match backend(capid, name, &self.ctx).map_err(FactoryError::new)? {
+            Backend::Http => Ok(Arc::new(http_server(&self.http_threads))),
             Backend::Other(p) => Ok(p),
         }
     }
@@ -222,6 +248,8 @@ struct Plan {
     policy: Option<crate::policy::Configured>,
     ctx: BackendContext,
     default_limits: Limits,
+    /// Shared by every HTTP server started; owned by [`run`].
+    http_threads: HttpThreads,
 }
 
 /// What `serve` started, in the order it stops them.
@@ -232,8 +260,8 @@ struct Running {
     http_servers: Vec<(String, Arc<HttpServerProvider>)>,
 }
 
-async fn serve(args: UpArgs) -> Result<ExitCode> {
-    let plan = plan(args)?;
+async fn serve(args: UpArgs, http_threads: HttpThreads) -> Result<ExitCode> {
+    let plan = plan(args, http_threads)?;
     let identity = plan.args.lattice.identity()?;
     let host = build_host(&plan, identity.as_ref())?;
     let status = Arc::new(Status {
@@ -267,7 +295,7 @@ async fn serve(args: UpArgs) -> Result<ExitCode> {
 
 /// Reads the manifest and the flags into a [`Plan`], printing the trust and
 /// policy in force.
-fn plan(args: UpArgs) -> Result<Plan> {
+fn plan(args: UpArgs, http_threads: HttpThreads) -> Result<Plan> {
     let manifest = Manifest::from_path(&args.manifest)?;
     let file = args.manifest.display().to_string();
     println!("Starting Waxosuit host from {file}");
@@ -296,6 +324,7 @@ fn plan(args: UpArgs) -> Result<Plan> {
         policy,
         ctx,
         default_limits,
+        http_threads,
     })
 }
 
@@ -329,7 +358,7 @@ async fn join_lattice(
     identity: Option<waxosuit_claims::KeyPair>,
 ) -> Result<Option<Lattice>> {
     let factory = Arc::new(Backends {
-        http_threads: plan.args.http_threads,
+        http_threads: plan.http_threads.clone(),
         ctx: plan.ctx.clone(),
     });
     let config = match identity {
@@ -425,7 +454,7 @@ async fn start_providers(plan: &Plan, running: &mut Running) -> Result<()> {
             .with_context(|| format!("{file}: capabilities[{i}]"))?;
         let provider: Arc<dyn CapabilityProvider> = match backend {
             Backend::Http => {
-                let http = Arc::new(http_server(plan.args.http_threads));
+                let http = Arc::new(http_server(&plan.http_threads));
                 running
                     .http_servers
                     .push((entry.binding_name.clone(), Arc::clone(&http)));
@@ -499,7 +528,9 @@ async fn apply_bindings(plan: &Plan, running: &Running) -> Result<()> {
         let key = match (host.resolve_actor(&b.actor), lattice) {
             (Ok(key), _) => key,
             // Another host of the lattice may run it: only a key names it there.
-            (Err(_), Some(_)) if b.actor.len() == 56 && b.actor.starts_with('M') => b.actor.clone(),
+            (Err(_), Some(_)) if waxosuit_runtime::ActorKey::is_valid(&b.actor) => {
+                waxosuit_runtime::ActorKey::new(b.actor.clone())?
+            }
             (Err(e), lattice) => {
                 let hint = if lattice.is_some() {
                     "; an actor on another host of the lattice must be named by its module key (M…)"

@@ -47,6 +47,33 @@ pub enum CodecError {
         /// How many bytes were left over.
         trailing: usize,
     },
+    /// A [`ResponseView`](crate::http::ResponseView) refused a reply
+    /// with more headers than its limits allow.
+    #[error(
+        "refused {type_name}: it has {count} headers, more than the limit of {limit}; \
+         fix the sender, or raise the limit"
+    )]
+    TooManyHeaders {
+        /// The Rust type that was being read.
+        type_name: &'static str,
+        /// Headers the reply declares (or counted so far).
+        count: u64,
+        /// The limit.
+        limit: usize,
+    },
+    /// A [`ResponseView`](crate::http::ResponseView) refused a reply
+    /// whose header names and values add up to more bytes than its limits
+    /// allow.
+    #[error(
+        "refused {type_name}: its header names and values add up to more than the limit \
+         of {limit} bytes; fix the sender, or raise the limit"
+    )]
+    HeadersTooLarge {
+        /// The Rust type that was being read.
+        type_name: &'static str,
+        /// The limit.
+        limit: usize,
+    },
     /// A payload could not be rendered as JSON (see
     /// [`http::Response::json`](crate::http::Response::json)).
     #[error("failed to serialize {type_name} to JSON: {reason}")]

@@ -5,12 +5,25 @@
 //! expects a `Response` back; an actor sends a `Request` (whose `path` is the
 //! full URL) to the client provider with [`OP_PERFORM_REQUEST`] and receives a
 //! `Response`.
+//!
+//! A server on the hot path need not build either struct: [`RequestWriter`]
+//! writes a `Request` straight from borrowed parts (its body streamed in
+//! with [`BodyWriter`]), and [`ResponseView::decode`] reads a `Response` in
+//! place within [`ResponseLimits`]. Both produce and accept exactly the
+//! bytes [`serialize`](crate::serialize) and
+//! [`deserialize`](crate::deserialize) do for these types.
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::CodecError;
+
+mod view;
+mod writer;
+
+pub use view::{ResponseBody, ResponseLimits, ResponseView};
+pub use writer::{BodyWriter, RequestHead, RequestWriter};
 
 /// Capability id of the HTTP server provider.
 pub const SERVER_CAPABILITY_ID: &str = "wascc:http_server";

@@ -22,6 +22,10 @@
 //! * [`serialize`] / [`deserialize`]: the only way payloads should be turned
 //!   into bytes and back, and [`wire`] for writing your own enums the way
 //!   the original codec did.
+//! * For an HTTP server's hot path, [`http::RequestWriter`] and
+//!   [`http::ResponseView`] write and read the same bytes in place, without
+//!   the structs in between; `deserialize` stays the authority on what a
+//!   reply may be, and the view bounds what a hostile one can cost.
 //!
 //! This crate is a pure data library: no I/O, no `unsafe`, and it builds for
 //! `wasm32-unknown-unknown` so the guest SDK can share it with the host.
@@ -93,6 +97,7 @@ pub mod invocation;
 pub mod keyvalue;
 pub mod logging;
 pub mod messaging;
+mod msgpack;
 pub mod wire;
 
 pub use error::CodecError;

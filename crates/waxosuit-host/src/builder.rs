@@ -2,18 +2,17 @@
 
 use std::collections::BTreeMap;
 
-use rustc_hash::FxHashMap;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+use parking_lot::RwLock;
 use waxosuit_claims::Verifier;
 use waxosuit_runtime::{Limits, Runtime, RuntimeConfig};
 
 use crate::HostError;
 use crate::gate::Gate;
-use crate::health::HealthReport;
-use crate::host::{Host, HostInner};
+use crate::host::{Defaults, HealthState, Host, HostIdentity, HostInner};
 use crate::policy::{Authorizer, ClaimsOnly, Middleware};
 use crate::read_mostly::ReadMostly;
 use crate::remote::Remote;
@@ -143,18 +142,21 @@ impl HostBuilder {
                 runtime,
                 verifier: self.verifier,
                 authorizer: self.authorizer,
-                labels: self.labels,
-                id: self.id,
-                default_limits: self.default_limits,
-                auto_bind: self.auto_bind,
+                identity: HostIdentity {
+                    id: self.id,
+                    labels: self.labels,
+                    started: Instant::now(),
+                },
+                defaults: Defaults {
+                    limits: self.default_limits,
+                    auto_bind: self.auto_bind,
+                },
                 actors,
                 providers: ReadMostly::default(),
                 stopping: AtomicBool::new(false),
-                health: RwLock::new(HealthReport::default()),
-                started: Instant::now(),
+                health: RwLock::new(HealthState::default()),
                 remote: Remote::default(),
                 events: tokio::sync::broadcast::channel(1024).0,
-                health_state: RwLock::new(FxHashMap::default()),
             }),
         })
     }

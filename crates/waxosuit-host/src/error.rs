@@ -8,7 +8,7 @@ use waxosuit_runtime::RuntimeError;
 /// module key is passed to `--cap` as is; a call alias is not a grant (the
 /// CLI refuses it), the callee's module key is.
 fn grant_hint(capability: &str) -> String {
-    let is_key = capability.len() == 56 && capability.starts_with('M');
+    let is_key = waxosuit_runtime::ActorKey::is_valid(capability);
     if waxosuit_claims::caps::is_valid_capability_id(capability) || is_key {
         format!("re-sign it with `--cap {capability}` if it should have it")
     } else {

@@ -1,6 +1,8 @@
 //! [`HostEvent`]: what changed in a host, for whoever watches it (the
 //! lattice turns these into CloudEvents and re-establishes bindings).
 
+use waxosuit_runtime::ActorKey;
+
 use crate::host::RouteKey;
 
 /// A change in the host's actors, providers, bindings or health.
@@ -14,7 +16,7 @@ pub enum HostEvent {
     /// An actor was verified and started.
     ActorStarted {
         /// Module key.
-        actor: String,
+        actor: ActorKey,
         /// Name from the claims.
         name: String,
         /// The actor's signed claims (compact JWT), so that other hosts can
@@ -24,14 +26,14 @@ pub enum HostEvent {
     /// An actor's module was replaced.
     ActorUpdated {
         /// Module key.
-        actor: String,
+        actor: ActorKey,
         /// The new claims (compact JWT).
         claims: String,
     },
     /// An actor was stopped.
     ActorStopped {
         /// Module key.
-        actor: String,
+        actor: ActorKey,
     },
     /// A provider was registered and started.
     ProviderStarted {
@@ -50,21 +52,21 @@ pub enum HostEvent {
     /// An actor was bound to a capability (locally or for a remote provider).
     BindingSet {
         /// Module key.
-        actor: String,
+        actor: ActorKey,
         /// The binding's route.
         route: RouteKey,
     },
     /// A binding was removed.
     BindingRemoved {
         /// Module key.
-        actor: String,
+        actor: ActorKey,
         /// The binding's route.
         route: RouteKey,
     },
     /// An actor's health changed (sent on changes only, not every round).
     ActorHealth {
         /// Module key.
-        actor: String,
+        actor: ActorKey,
         /// Healthy now?
         healthy: bool,
         /// Why not, if not.

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use waxosuit_codec::core as wcore;
+use waxosuit_runtime::ActorKey;
 
-use crate::host::{ActorEntry, Host, ProviderEntry, RouteKey, read, write};
+use crate::host::{ActorEntry, Host, ProviderEntry, RouteKey};
 use crate::policy::Entity;
 
 /// Result of the last health round.
@@ -18,7 +19,7 @@ pub struct HealthReport {
     /// Whether a round has run at all.
     pub checked: bool,
     /// Actor key, name, healthy, message.
-    pub actors: Vec<(String, String, bool, String)>,
+    pub actors: Vec<(ActorKey, String, bool, String)>,
     /// Provider route, healthy, message.
     pub providers: Vec<(RouteKey, bool, String)>,
 }
@@ -57,7 +58,7 @@ impl Host {
                 }
             };
             report.actors.push((
-                claims.public_key().to_string(),
+                entry.runtime.key().clone(),
                 claims.name().to_string(),
                 ok,
                 message,
@@ -82,27 +83,26 @@ impl Host {
                 .providers
                 .push((route, health.healthy, health.message));
         }
-        {
-            let mut known = write(&self.inner.health_state);
-            for (key, _, ok, message) in &report.actors {
-                if known.insert(key.clone(), *ok) != Some(*ok) {
-                    self.emit(crate::HostEvent::ActorHealth {
-                        actor: key.clone(),
-                        healthy: *ok,
-                        message: message.clone(),
-                    });
-                }
-            }
-        }
         report.actors.sort();
         report.providers.sort();
-        *write(&self.inner.health) = report.clone();
+        let mut health = self.inner.health.write();
+        for (key, _, ok, message) in &report.actors {
+            if health.known.insert(key.clone(), *ok) != Some(*ok) {
+                // A broadcast send never waits, so the lock is held briefly.
+                self.emit(crate::HostEvent::ActorHealth {
+                    actor: key.clone(),
+                    healthy: *ok,
+                    message: message.clone(),
+                });
+            }
+        }
+        health.report = report.clone();
         report
     }
 
     /// The last health report.
     pub fn last_health(&self) -> HealthReport {
-        read(&self.inner.health).clone()
+        self.inner.health.read().report.clone()
     }
 
     /// Runs [`Host::check_health`] every `interval` until the host shuts down.

@@ -8,14 +8,15 @@ use std::collections::{BTreeMap, HashMap};
 use rustc_hash::FxHashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use futures_util::FutureExt;
+use parking_lot::RwLock;
 use waxosuit_claims::{VerifiedActor, Verifier};
 use waxosuit_codec::capabilities::CapabilityDescriptor;
 use waxosuit_codec::core as wcore;
-use waxosuit_provider::{BindRequest, CapabilityProvider, ProviderError};
+use waxosuit_provider::{CapabilityProvider, ProviderError};
 use waxosuit_runtime::{Actor, ActorKey, Limits, Runtime, RuntimeError};
 
 use crate::builder::HostBuilder;
@@ -25,24 +26,12 @@ use crate::metrics::SeriesCache;
 use crate::policy::{Authorizer, Entity};
 use crate::read_mostly::ReadMostly;
 use crate::remote::Remote;
-use crate::router::{ProviderDispatcher, Router};
+use crate::router::Router;
 use crate::table::ActorTable;
 use crate::{HostError, HostInfo};
 
 /// The binding name used when none is given.
 pub const DEFAULT_BINDING: &str = "default";
-
-/// Poisoned locks only mean another thread panicked while holding one; the
-/// maps stay consistent because every update is a single insert or remove.
-pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// A capability id and a binding name: where a provider is registered and
 /// what a binding points to.
@@ -94,21 +83,38 @@ pub(crate) struct HostInner {
     pub(crate) runtime: Runtime,
     pub(crate) verifier: Verifier,
     pub(crate) authorizer: Arc<dyn Authorizer>,
-    pub(crate) labels: BTreeMap<String, String>,
-    pub(crate) id: Option<String>,
-    pub(crate) default_limits: Limits,
-    pub(crate) auto_bind: Vec<String>,
+    pub(crate) identity: HostIdentity,
+    pub(crate) defaults: Defaults,
     /// Shared with every provider's dispatcher (see `table`).
     pub(crate) actors: Arc<ActorTable>,
     pub(crate) providers: ReadMostly<FxHashMap<RouteKey, Arc<ProviderEntry>>>,
     pub(crate) stopping: AtomicBool,
-    pub(crate) health: RwLock<HealthReport>,
-    pub(crate) started: Instant,
+    pub(crate) health: RwLock<HealthState>,
     /// The transport's link and the bindings of actors on other hosts.
     pub(crate) remote: Remote,
     pub(crate) events: tokio::sync::broadcast::Sender<HostEvent>,
-    /// Last known health per actor, so that only changes become events.
-    pub(crate) health_state: RwLock<FxHashMap<String, bool>>,
+}
+
+/// Who this host says it is (`HostInfo`), fixed at build.
+pub(crate) struct HostIdentity {
+    pub(crate) id: Option<String>,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) started: Instant,
+}
+
+/// What actors get when they ask for nothing else.
+pub(crate) struct Defaults {
+    pub(crate) limits: Limits,
+    /// Capabilities every new actor is bound to under `default`.
+    pub(crate) auto_bind: Vec<String>,
+}
+
+/// The last health report, and the last known health per actor, so that
+/// only changes become events; one lock, since a check updates both.
+#[derive(Default)]
+pub(crate) struct HealthState {
+    pub(crate) report: HealthReport,
+    pub(crate) known: FxHashMap<ActorKey, bool>,
 }
 impl Drop for HostInner {
     fn drop(&mut self) {
@@ -134,7 +140,7 @@ pub struct Host {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActorInfo {
     /// Module public key.
-    pub key: String,
+    pub key: ActorKey,
     /// Name from the claims.
     pub name: String,
     /// Issuer account key.
@@ -165,9 +171,9 @@ impl Host {
     /// Static facts about this host.
     pub fn info(&self) -> HostInfo {
         HostInfo {
-            id: self.inner.id.clone(),
-            labels: self.inner.labels.clone(),
-            uptime: self.inner.started.elapsed(),
+            id: self.inner.identity.id.clone(),
+            labels: self.inner.identity.labels.clone(),
+            uptime: self.inner.identity.started.elapsed(),
         }
     }
 
@@ -219,7 +225,7 @@ impl Host {
         let router = Arc::new(Router::new(Arc::downgrade(&self.inner)));
         let runtime = inner
             .runtime
-            .load(key, module, limits.unwrap_or(inner.default_limits), router)
+            .load(key, module, limits.unwrap_or(inner.defaults.limits), router)
             .await
             .map_err(runtime_err)?;
         let entry = Arc::new(ActorEntry {
@@ -265,15 +271,15 @@ impl Host {
         tracing::info!(actor = %key_text, %name, "actor started");
         let granted = entry.claims();
         self.emit(HostEvent::ActorStarted {
-            actor: key_text.clone(),
+            actor: entry.runtime.key().clone(),
             name: name.clone(),
             claims: granted.jwt().to_string(),
         });
-        let link = read(&inner.remote.link).clone();
+        let link = inner.remote.link.read().clone();
         if let Some(link) = link {
             link.actor_started(&key_text).await;
         }
-        for capid in &inner.auto_bind {
+        for capid in &inner.defaults.auto_bind {
             let route = RouteKey::new(capid.clone(), DEFAULT_BINDING);
             if granted.has_capability(capid) && inner.providers.load().contains_key(&route) {
                 self.set_binding(&key_text, capid, DEFAULT_BINDING, BTreeMap::new())
@@ -338,7 +344,7 @@ impl Host {
         entry.claims.store(claims);
         tracing::info!(actor = %key_text, "actor updated");
         self.emit(HostEvent::ActorUpdated {
-            actor: key_text.clone(),
+            actor: entry.runtime.key().clone(),
             claims: jwt,
         });
         self.actor_info(&key_text)
@@ -352,7 +358,7 @@ impl Host {
             .inner
             .actors
             .entries
-            .update(|actors| actors.remove(&key))
+            .update(|actors| actors.remove(key.as_str()))
             .ok_or_else(|| HostError::ActorNotFound {
                 actor: actor.to_string(),
             })?;
@@ -368,180 +374,6 @@ impl Host {
         tracing::info!(actor = %key, "actor removed");
         self.emit(HostEvent::ActorStopped { actor: key.clone() });
         self.refresh_counts();
-        Ok(())
-    }
-
-    /// Registers a provider under its descriptor's capability id and
-    /// `binding` (empty = `default`), and starts it.
-    pub async fn add_provider(
-        &self,
-        binding: &str,
-        provider: Arc<dyn CapabilityProvider>,
-    ) -> Result<RouteKey, HostError> {
-        let descriptor = provider.descriptor();
-        let route = RouteKey::new(descriptor.id.clone(), binding);
-        if self.inner.providers.load().contains_key(&route) {
-            return Err(HostError::DuplicateProvider {
-                capability: route.capid,
-                binding: route.binding,
-            });
-        }
-        let dispatcher = Arc::new(ProviderDispatcher::new(
-            Arc::downgrade(&self.inner),
-            Arc::clone(&self.inner.actors),
-            route.clone(),
-        ));
-        guard_provider(&route, provider.start(dispatcher)).await?;
-        let (descriptor_name, descriptor_version) =
-            (descriptor.name.clone(), descriptor.version.clone());
-        let entry = Arc::new(ProviderEntry {
-            provider,
-            descriptor,
-        });
-        // Host calls of operations the provider does not declare count as
-        // operation="other": a guest cannot grow the metrics by inventing names.
-        self.inner
-            .actors
-            .metrics
-            .declare_operations(&entry.descriptor);
-        let inserted = self.inner.providers.update(|providers| {
-            if providers.contains_key(&route) {
-                return false;
-            }
-            providers.insert(route.clone(), entry);
-            true
-        });
-        if !inserted {
-            return Err(HostError::DuplicateProvider {
-                capability: route.capid,
-                binding: route.binding,
-            });
-        }
-        tracing::info!(capability = %route.capid, binding = %route.binding, "provider registered");
-        self.emit(HostEvent::ProviderStarted {
-            route: route.clone(),
-            name: descriptor_name,
-            version: descriptor_version,
-        });
-        let link = read(&self.inner.remote.link).clone();
-        if let Some(link) = link {
-            link.provider_started(&route).await;
-        }
-        Ok(route)
-    }
-
-    /// Removes a provider: unbinds every actor from it, then shuts it down.
-    pub async fn remove_provider(&self, capid: &str, binding: &str) -> Result<(), HostError> {
-        let route = RouteKey::new(capid, binding);
-        let entry = self
-            .inner
-            .providers
-            .update(|providers| providers.remove(&route))
-            .ok_or_else(|| provider_not_found(&route))?;
-        let actors: Vec<Arc<ActorEntry>> =
-            self.inner.actors.entries.load().values().cloned().collect();
-        for actor in actors {
-            let was_bound = actor.bindings.update(|b| b.remove(&route)).is_some();
-            if was_bound {
-                let key = actor.runtime.key().to_string();
-                if let Err(e) =
-                    guard_provider(&route, entry.provider.remove_actor(&key, &route.binding)).await
-                {
-                    tracing::warn!(actor = %key, error = %e, "provider failed to release the actor");
-                }
-            }
-        }
-        write(&self.inner.remote.bindings).retain(|(_, r), _| *r != route);
-        let _ = AssertUnwindSafe(entry.provider.shutdown())
-            .catch_unwind()
-            .await;
-        self.refresh_counts();
-        self.emit(HostEvent::ProviderStopped { route });
-        Ok(())
-    }
-
-    /// Binds an actor (key or name) to the provider registered under
-    /// (`capid`, `binding`), passing `values` plus the `__wascc_*` claim keys.
-    pub async fn set_binding(
-        &self,
-        actor: &str,
-        capid: &str,
-        binding: &str,
-        values: BTreeMap<String, String>,
-    ) -> Result<(), HostError> {
-        let key = self.resolve_actor(actor)?;
-        let entry = self.entry(&key)?;
-        let claims = entry.claims();
-        let route = RouteKey::new(capid, binding);
-        let target = Entity::Capability {
-            capid: route.capid.clone(),
-            binding: route.binding.clone(),
-        };
-        self.inner.authorize(
-            &claims,
-            &route.capid,
-            &target,
-            wcore::OP_BIND_ACTOR,
-            &route.binding,
-        )?;
-        let provider = self.provider(&route);
-        if provider.is_none() && read(&self.inner.remote.link).is_none() {
-            return Err(provider_not_found(&route));
-        }
-        if entry.is_bound(&route) {
-            return Err(HostError::DuplicateBinding {
-                actor: key,
-                capability: route.capid,
-                binding: route.binding,
-            });
-        }
-        // Without a local provider the binding is recorded only: the
-        // provider's own host binds it when the lattice tells it to.
-        if let Some(provider) = provider {
-            let mut provider_values = bind_values(&claims, &values);
-            // The HTTP server lowers its body limit to this, and answers 413
-            // above it rather than handing the actor what it would refuse.
-            provider_values.insert(
-                wcore::CONFIG_WAXOSUIT_MAX_PAYLOAD.to_string(),
-                entry.runtime.limits().max_payload.to_string(),
-            );
-            let request = BindRequest {
-                actor: key.clone(),
-                binding: route.binding.clone(),
-                values: provider_values,
-            };
-            guard_provider(&route, provider.provider.bind_actor(request)).await?;
-        }
-        entry.bindings.update(|b| b.insert(route.clone(), values));
-        tracing::info!(actor = %key, capability = %route.capid, binding = %route.binding, "binding established");
-        self.refresh_counts();
-        self.emit(HostEvent::BindingSet { actor: key, route });
-        Ok(())
-    }
-
-    /// Removes a binding and tells the provider.
-    pub async fn remove_binding(
-        &self,
-        actor: &str,
-        capid: &str,
-        binding: &str,
-    ) -> Result<(), HostError> {
-        let key = self.resolve_actor(actor)?;
-        let entry = self.entry(&key)?;
-        let route = RouteKey::new(capid, binding);
-        if entry.bindings.update(|b| b.remove(&route)).is_none() {
-            return Err(HostError::MissingBinding {
-                actor: key,
-                name: entry.claims().name().to_string(),
-                capability: route.capid,
-                binding: route.binding,
-            });
-        }
-        if let Some(p) = self.provider(&route) {
-            guard_provider(&route, p.provider.remove_actor(&key, &route.binding)).await?;
-        }
-        self.refresh_counts();
-        self.emit(HostEvent::BindingRemoved { actor: key, route });
         Ok(())
     }
 
@@ -574,9 +406,9 @@ impl Host {
 
     /// A running actor's signed claims (compact JWT), for other hosts to
     /// verify without the module.
-    pub fn actor_claims(&self, actor: &str) -> Option<String> {
+    pub fn actor_claims(&self, actor: &ActorKey) -> Option<String> {
         self.inner
-            .actor(actor)
+            .actor(actor.as_str())
             .map(|e| e.claims().jwt().to_string())
     }
 
@@ -598,26 +430,27 @@ impl Host {
     }
 
     /// Resolves an actor reference: a running actor's key, or a unique name.
-    pub fn resolve_actor(&self, reference: &str) -> Result<String, HostError> {
+    pub fn resolve_actor(&self, reference: &str) -> Result<ActorKey, HostError> {
         let actors = self.inner.actors.entries.load();
-        if actors.contains_key(reference) {
-            return Ok(reference.to_string());
+        if let Some(entry) = actors.get(reference) {
+            return Ok(entry.runtime.key().clone());
         }
-        let mut matches: Vec<String> = actors
-            .iter()
-            .filter(|(_, e)| e.claims().name() == reference)
-            .map(|(k, _)| k.clone())
+        let mut matches: Vec<&ActorKey> = actors
+            .values()
+            .filter(|e| e.claims().name() == reference)
+            .map(|e| e.runtime.key())
             .collect();
         match matches.len() {
             0 => Err(HostError::ActorNotFound {
                 actor: reference.to_string(),
             }),
-            1 => Ok(matches.remove(0)),
+            1 => Ok(matches.remove(0).clone()),
             _ => {
                 matches.sort();
+                let keys: Vec<&str> = matches.iter().map(|k| k.as_str()).collect();
                 Err(HostError::AmbiguousActorName {
                     name: reference.to_string(),
-                    keys: matches.join(", "),
+                    keys: keys.join(", "),
                 })
             }
         }
@@ -637,10 +470,10 @@ impl Host {
     /// The largest payload `actor` accepts (its limits), or the host's
     /// default limit when `actor` is `None` or not running here: what a
     /// transport may deliver to it at most.
-    pub fn payload_limit(&self, actor: Option<&str>) -> usize {
+    pub fn payload_limit(&self, actor: Option<&ActorKey>) -> usize {
         actor
-            .and_then(|key| self.inner.actor(key))
-            .map_or(self.inner.default_limits.max_payload, |entry| {
+            .and_then(|key| self.inner.actor(key.as_str()))
+            .map_or(self.inner.defaults.limits.max_payload, |entry| {
                 entry.runtime.limits().max_payload
             })
     }
@@ -672,7 +505,7 @@ impl Host {
     /// A `call_alias` names one actor: refused when another actor (here,
     /// or elsewhere in the lattice) already has it. Replicas of the same
     /// module key may share it.
-    fn check_alias(&self, alias: &str, key: &str, name: &str) -> Result<(), HostError> {
+    pub(crate) fn check_alias(&self, alias: &str, key: &str, name: &str) -> Result<(), HostError> {
         let local = self
             .inner
             .actors
@@ -684,7 +517,7 @@ impl Host {
             })
             .map(|(k, _)| k.clone());
         let owner = local.or_else(|| {
-            let link = read(&self.inner.remote.link).clone()?;
+            let link = self.inner.remote.link.read().clone()?;
             link.alias_owner(alias).filter(|owner| owner != key)
         });
         match owner {
@@ -698,7 +531,7 @@ impl Host {
         }
     }
 
-    fn entry(&self, key: &str) -> Result<Arc<ActorEntry>, HostError> {
+    pub(crate) fn entry(&self, key: &str) -> Result<Arc<ActorEntry>, HostError> {
         self.inner
             .actor(key)
             .ok_or_else(|| HostError::ActorNotFound {
@@ -706,7 +539,7 @@ impl Host {
             })
     }
 
-    fn provider(&self, route: &RouteKey) -> Option<Arc<ProviderEntry>> {
+    pub(crate) fn provider(&self, route: &RouteKey) -> Option<Arc<ProviderEntry>> {
         self.inner.providers.load().get(route).cloned()
     }
 
@@ -719,13 +552,13 @@ impl Host {
             .ok_or_else(|| provider_not_found(route))
     }
 
-    fn actor_info(&self, key: &str) -> Result<ActorInfo, HostError> {
+    pub(crate) fn actor_info(&self, key: &str) -> Result<ActorInfo, HostError> {
         let entry = self.entry(key)?;
         let claims = entry.claims();
         let mut bindings: Vec<RouteKey> = entry.bindings.load().keys().cloned().collect();
         bindings.sort();
         Ok(ActorInfo {
-            key: key.to_string(),
+            key: entry.runtime.key().clone(),
             name: claims.name().to_string(),
             issuer: claims.issuer().to_string(),
             capabilities: claims.capabilities().to_vec(),
@@ -733,7 +566,7 @@ impl Host {
         })
     }
 
-    fn refresh_counts(&self) {
+    pub(crate) fn refresh_counts(&self) {
         let actors = self.inner.actors.entries.load();
         let bindings: usize = actors.values().map(|e| e.bindings.load().len()).sum();
         self.inner.actors.metrics.set_counts(actors.len(), bindings);

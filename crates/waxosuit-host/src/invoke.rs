@@ -7,12 +7,13 @@ use std::time::Instant;
 use waxosuit_claims::VerifiedActor;
 use waxosuit_policy::input::Direction;
 use waxosuit_provider::ProviderCall;
+use waxosuit_runtime::ActorKey;
 
 use crate::HostError;
 use crate::gate::Call;
 use crate::host::{
     ActorEntry, DEFAULT_BINDING, HostInner, ProviderEntry, RouteKey, guard_provider,
-    provider_not_found, read,
+    provider_not_found,
 };
 use crate::policy::{Decision, Entity, MiddlewareCall, Side, after, before};
 
@@ -89,7 +90,7 @@ impl HostInner {
         } else {
             binding
         };
-        let is_actor_key = namespace.len() == 56 && namespace.starts_with('M');
+        let is_actor_key = ActorKey::is_valid(namespace);
         if is_actor_key || !namespace.contains(':') {
             let target = Entity::Actor(namespace.to_string());
             let callee = self.actor_by_namespace(namespace);
@@ -223,8 +224,8 @@ impl HostInner {
         operation: &str,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, HostError> {
-        let is_key = actor.len() == 56 && actor.starts_with('M');
-        let link = read(&self.remote.link).clone();
+        let is_key = ActorKey::is_valid(actor);
+        let link = self.remote.link.read().clone();
         match link {
             Some(link) if is_key => link
                 .call_actor(origin, actor, operation, payload)
@@ -249,7 +250,7 @@ impl HostInner {
         operation: &str,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, HostError> {
-        let link = read(&self.remote.link).clone();
+        let link = self.remote.link.read().clone();
         match link {
             Some(link) => link
                 .call_provider(actor, route, operation, payload)

@@ -65,6 +65,7 @@ mod host;
 mod invoke;
 mod metrics;
 mod policy;
+mod providers;
 mod read_mostly;
 mod remote;
 mod router;
@@ -81,7 +82,7 @@ pub use policy::{
 };
 pub use remote::{RemoteAttachment, RemoteError, RemoteLink};
 pub use router::Router;
-pub use waxosuit_runtime::Limits;
+pub use waxosuit_runtime::{ActorKey, Limits};
 
 /// Static facts about a host.
 #[derive(Debug, Clone, PartialEq, Eq)]

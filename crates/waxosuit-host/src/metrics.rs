@@ -33,10 +33,11 @@
 //! counters per thread slot, on its own cache lines, and the cells are only
 //! added up when `/metrics` is scraped.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
 use prometheus_client::metrics::MetricType;
@@ -213,7 +214,6 @@ impl Collector for SeriesList {
         let series: Vec<(Labels, Totals)> = self
             .0
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
             .iter()
             .map(|(labels, series)| (labels.clone(), series.totals()))
             .collect();
@@ -306,7 +306,7 @@ impl Metrics {
             .filter(|op| op.direction != OperationDirection::ToActor)
             .map(|op| op.name.clone())
             .collect();
-        let mut declared = self.declared.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut declared = self.declared.lock();
         let entry = declared
             .entry(descriptor.id.clone())
             .or_insert_with(|| Declared::Only(FxHashSet::default()));
@@ -325,7 +325,7 @@ impl Metrics {
         if capability.is_empty() {
             return true;
         }
-        let declared = self.declared.lock().unwrap_or_else(PoisonError::into_inner);
+        let declared = self.declared.lock();
         match declared.get(capability) {
             None | Some(Declared::Any) => true,
             Some(Declared::Only(known)) => known.contains(operation),
@@ -338,7 +338,7 @@ impl Metrics {
     /// Past [`MAX_SERIES`], new label sets share their target's overflow
     /// series.
     fn series(&self, labels: Labels) -> Arc<Series> {
-        let mut list = self.series.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut list = self.series.0.lock();
         // A linear search, but only when a cache misses: series are created
         // once per actor, capability and operation.
         if let Some((_, series)) = list.iter().find(|(l, _)| *l == labels) {
@@ -369,10 +369,7 @@ impl Metrics {
 
     /// Adds a collector whose metrics appear in every later scrape.
     pub(crate) fn register(&self, collector: Box<dyn Collector>) {
-        self.registry
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .register_collector(collector);
+        self.registry.lock().register_collector(collector);
     }
 
     pub(crate) fn set_counts(&self, actors: usize, bindings: usize) {
@@ -384,7 +381,7 @@ impl Metrics {
     pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        let registry = self.registry.lock();
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
         out
     }

@@ -8,9 +8,10 @@
 //! memory of the reading thread; a writer copies the value, changes the
 //! copy and publishes it.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
+use parking_lot::Mutex;
 
 /// A value read far more often than it changes.
 pub(crate) struct ReadMostly<T> {
@@ -47,7 +48,7 @@ impl<T> ReadMostly<T> {
 
     /// Replaces the value outright.
     pub(crate) fn store(&self, value: T) {
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let _writer = self.writer.lock();
         self.value.store(Arc::new(value));
     }
 }
@@ -56,7 +57,7 @@ impl<T: Clone> ReadMostly<T> {
     /// Applies `change` to a copy of the current value and publishes the
     /// copy; readers see the old value or the new one, never a mix.
     pub(crate) fn update<R>(&self, change: impl FnOnce(&mut T) -> R) -> R {
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let _writer = self.writer.lock();
         let mut copy = T::clone(&self.value.load());
         let result = change(&mut copy);
         self.value.store(Arc::new(copy));

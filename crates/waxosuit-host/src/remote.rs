@@ -19,16 +19,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rustc_hash::FxHashMap;
 
 use async_trait::async_trait;
+use parking_lot::RwLock;
 use waxosuit_claims::VerifiedActor;
 use waxosuit_codec::core as wcore;
 use waxosuit_provider::BindRequest;
+use waxosuit_runtime::ActorKey;
 
 use waxosuit_policy::input::Direction;
 
 use crate::HostError;
 use crate::events::HostEvent;
 use crate::gate::Call;
-use crate::host::{Host, RouteKey, bind_values, guard_provider, read, write};
+use crate::host::{Host, RouteKey, bind_values, guard_provider};
 use crate::policy::Entity;
 
 /// A transport error from a [`RemoteLink`], kept whole so callers can look
@@ -83,10 +85,10 @@ pub trait RemoteLink: Send + Sync + 'static {
 #[derive(Default)]
 pub(crate) struct Remote {
     /// Where calls go that this host cannot serve (a lattice), if anywhere.
-    pub(crate) link: std::sync::RwLock<Option<Arc<dyn RemoteLink>>>,
+    pub(crate) link: RwLock<Option<Arc<dyn RemoteLink>>>,
     /// Actors running elsewhere bound to providers here: (actor, route) →
     /// values and the actor's verified claims.
-    pub(crate) bindings: std::sync::RwLock<FxHashMap<(String, RouteKey), RemoteBinding>>,
+    pub(crate) bindings: RwLock<FxHashMap<(String, RouteKey), RemoteBinding>>,
     /// Whether a [`RemoteAttachment`] exists.
     attached: AtomicBool,
 }
@@ -145,8 +147,8 @@ impl Host {
     }
 
     /// Whether an actor with this key runs here.
-    pub fn has_actor(&self, actor: &str) -> bool {
-        self.inner.actor(actor).is_some()
+    pub fn has_actor(&self, actor: &ActorKey) -> bool {
+        self.inner.actor(actor.as_str()).is_some()
     }
 
     /// Whether a provider is registered here under `route`.
@@ -156,12 +158,15 @@ impl Host {
 
     /// Whether `actor` is bound to `route` here: a local actor's binding, or a
     /// remote actor's binding to a local provider.
-    pub fn is_bound(&self, actor: &str, route: &RouteKey) -> bool {
-        match self.inner.actor(actor) {
+    pub fn is_bound(&self, actor: &ActorKey, route: &RouteKey) -> bool {
+        match self.inner.actor(actor.as_str()) {
             Some(entry) => entry.is_bound(route),
-            None => {
-                read(&self.inner.remote.bindings).contains_key(&(actor.to_string(), route.clone()))
-            }
+            None => self
+                .inner
+                .remote
+                .bindings
+                .read()
+                .contains_key(&(actor.to_string(), route.clone())),
         }
     }
 }
@@ -177,7 +182,7 @@ impl RemoteAttachment {
     /// running" / "no provider".
     pub fn set_link(&self, link: Arc<dyn RemoteLink>) {
         if self.live.load(Ordering::Acquire) {
-            *write(&self.host.inner.remote.link) = Some(link);
+            *self.host.inner.remote.link.write() = Some(link);
         }
     }
 
@@ -188,7 +193,7 @@ impl RemoteAttachment {
     pub fn detach(&self) {
         if self.live.swap(false, Ordering::AcqRel) {
             let remote = &self.host.inner.remote;
-            *write(&remote.link) = None;
+            *remote.link.write() = None;
             remote.attached.store(false, Ordering::Release);
         }
     }
@@ -225,7 +230,11 @@ impl RemoteAttachment {
         values: BTreeMap<String, String>,
     ) -> Result<(), HostError> {
         self.check_live()?;
-        let key = claims.public_key().to_string();
+        let key = ActorKey::new(claims.public_key()).map_err(|error| HostError::Runtime {
+            actor: claims.public_key().to_string(),
+            name: claims.name().to_string(),
+            error: Box::new(error),
+        })?;
         let target = Entity::Capability {
             capid: route.capid.clone(),
             binding: route.binding.clone(),
@@ -238,17 +247,17 @@ impl RemoteAttachment {
             &route.binding,
         )?;
         let provider = self.host.registered_provider(route)?;
-        let slot = (key.clone(), route.clone());
-        if read(&self.host.inner.remote.bindings).contains_key(&slot) {
+        let slot = (key.to_string(), route.clone());
+        if self.host.inner.remote.bindings.read().contains_key(&slot) {
             return Ok(());
         }
         let request = BindRequest {
-            actor: key.clone(),
+            actor: key.to_string(),
             binding: route.binding.clone(),
             values: bind_values(claims, &values),
         };
         guard_provider(route, provider.provider.bind_actor(request)).await?;
-        write(&self.host.inner.remote.bindings).insert(
+        self.host.inner.remote.bindings.write().insert(
             slot,
             RemoteBinding {
                 values,
@@ -266,12 +275,17 @@ impl RemoteAttachment {
     /// Releases a remote actor's binding to a local provider.
     pub async fn unbind_remote_actor(
         &self,
-        actor: &str,
+        actor: &ActorKey,
         route: &RouteKey,
     ) -> Result<(), HostError> {
         self.check_live()?;
         let slot = (actor.to_string(), route.clone());
-        if write(&self.host.inner.remote.bindings)
+        if self
+            .host
+            .inner
+            .remote
+            .bindings
+            .write()
             .remove(&slot)
             .is_none()
         {
@@ -282,7 +296,7 @@ impl RemoteAttachment {
             guard_provider(route, p.provider.remove_actor(actor, &route.binding)).await?;
         }
         self.host.emit(HostEvent::BindingRemoved {
-            actor: actor.to_string(),
+            actor: actor.clone(),
             route: route.clone(),
         });
         Ok(())
@@ -290,7 +304,12 @@ impl RemoteAttachment {
 
     /// Remote actors bound to local providers: (actor, route, values).
     pub fn remote_bindings(&self) -> Vec<(String, RouteKey, BTreeMap<String, String>)> {
-        let mut out: Vec<_> = read(&self.host.inner.remote.bindings)
+        let mut out: Vec<_> = self
+            .host
+            .inner
+            .remote
+            .bindings
+            .read()
             .iter()
             .map(|((a, r), b)| (a.clone(), r.clone(), b.values.clone()))
             .collect();
@@ -368,7 +387,12 @@ impl RemoteAttachment {
         // local actor; any other caller must hold a remote binding.
         let claims = match self.host.inner.actor(actor) {
             Some(entry) => entry.is_bound(route).then(|| entry.claims()),
-            None => read(&self.host.inner.remote.bindings)
+            None => self
+                .host
+                .inner
+                .remote
+                .bindings
+                .read()
                 .get(&(actor.to_string(), route.clone()))
                 .map(|b| Arc::clone(&b.claims)),
         };

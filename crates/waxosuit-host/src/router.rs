@@ -29,9 +29,11 @@ impl Router {
 }
 
 impl HostCallHandler for Router {
-    async fn host_call(&self, actor: &ActorKey, call: HostCall) -> Result<Vec<u8>, String> {
+    type Error = HostError;
+
+    async fn host_call(&self, actor: &ActorKey, call: HostCall) -> Result<Vec<u8>, HostError> {
         let Some(host) = self.host.upgrade() else {
-            return Err(HostError::ShuttingDown.to_string());
+            return Err(HostError::ShuttingDown);
         };
         let result = host
             .route_host_call(
@@ -44,7 +46,7 @@ impl HostCallHandler for Router {
             .await;
         result.map_err(|e| {
             tracing::debug!(actor = %actor, namespace = %call.namespace, operation = %call.operation, error = %e, "host call failed");
-            e.to_string()
+            e
         })
     }
 }

@@ -89,7 +89,7 @@ async fn flooder() -> (Host, Arc<Sink>, String) {
     host.set_binding("flooder", "test:sink", "", BTreeMap::new())
         .await
         .unwrap();
-    (host, sink, info.key)
+    (host, sink, info.key.to_string())
 }
 
 /// `(labels, count)` of every `waxosuit_invocations_total` line.

@@ -143,13 +143,20 @@ async fn a_start_the_policy_denies_is_refused_naming_the_point_and_the_policy() 
     let text = err.to_string();
     assert!(text.contains("actor start denied"), "{text}");
     assert!(text.contains("start.rego"), "{text}");
-    assert!(!f.host.has_actor(&key), "a denied actor runs");
+    assert!(
+        !f.host
+            .has_actor(&waxosuit_host::ActorKey::new(key.as_str()).unwrap()),
+        "a denied actor runs"
+    );
     let (module, key) = f.actor(&["approved"], None);
     f.host
         .add_actor(&module, "./approved.wasm", None)
         .await
         .unwrap();
-    assert!(f.host.has_actor(&key));
+    assert!(
+        f.host
+            .has_actor(&waxosuit_host::ActorKey::new(key.as_str()).unwrap())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,9 +231,15 @@ async fn a_second_actor_with_a_taken_call_alias_is_refused() {
         text.contains("payments") && text.contains(&first_key),
         "{text}"
     );
-    assert!(!f.host.has_actor(&second_key));
+    assert!(
+        !f.host
+            .has_actor(&waxosuit_host::ActorKey::new(second_key.as_str()).unwrap())
+    );
     // The first keeps its callers.
-    assert!(f.host.has_actor(&first_key));
+    assert!(
+        f.host
+            .has_actor(&waxosuit_host::ActorKey::new(first_key.as_str()).unwrap())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -125,15 +125,18 @@ pub fn sign(
 /// signature, validity, signer on the trust list and the sender, and every
 /// signed field matching the message. Returns the token's expiry, for the
 /// replay guard.
+///
+/// # Errors
+///
+/// A [`Refusal`] saying why ([`Reason::Untrusted`], [`Reason::BadSignature`],
+/// [`Reason::Expired`], [`Reason::Mismatch`]) and who claimed to sign.
 pub fn verify(
     verifier: &Verifier,
     trust: &TrustPolicy,
     inv: &WireInvocation,
     to: Binding<'_>,
-) -> Result<u64, String> {
-    verify_refusal(verifier, trust, inv, to)
-        .map(|(_, expires)| expires)
-        .map_err(|r| r.detail)
+) -> Result<u64, Refusal> {
+    verify_refusal(verifier, trust, inv, to).map(|(_, expires)| expires)
 }
 
 pub(crate) fn verify_refusal(
@@ -328,6 +331,24 @@ mod tests {
     }
 
     #[test]
+    fn refusals_say_why_and_who_claimed_to_sign() {
+        let host = KeyPair::generate(KeyKind::Server);
+        let stranger = KeyPair::generate(KeyKind::Server);
+        let trust = TrustPolicy::hosts([host.public_key()]).unwrap();
+        let v = Verifier::new();
+        let refused = verify(&v, &trust, &invocation(&stranger, b"x", to()), to()).unwrap_err();
+        assert_eq!(refused.reason(), Reason::Untrusted);
+        assert!(
+            refused.signer().is_some_and(|s| s.starts_with('N')),
+            "{refused:?}"
+        );
+        let mut other = invocation(&host, b"x", to());
+        other.msg = b"y".to_vec();
+        let refused = verify(&v, &trust, &other, to()).unwrap_err();
+        assert_eq!(refused.reason(), Reason::Mismatch, "{refused}");
+    }
+
+    #[test]
     fn a_trusted_host_passes_and_every_tampering_is_caught() {
         let host = KeyPair::generate(KeyKind::Server);
         let trust = TrustPolicy::hosts([host.public_key()]).unwrap();
@@ -340,6 +361,7 @@ mod tests {
         assert!(
             verify(&v, &trust, &other, to())
                 .unwrap_err()
+                .to_string()
                 .contains("hash")
         );
 
@@ -348,6 +370,7 @@ mod tests {
         assert!(
             verify(&v, &trust, &other, to())
                 .unwrap_err()
+                .to_string()
                 .contains("target")
         );
 
@@ -356,12 +379,18 @@ mod tests {
         assert!(
             verify(&v, &trust, &other, to())
                 .unwrap_err()
+                .to_string()
                 .contains("origin")
         );
 
         let mut other = inv.clone();
         other.id = "id-2".into();
-        assert!(verify(&v, &trust, &other, to()).unwrap_err().contains("id"));
+        assert!(
+            verify(&v, &trust, &other, to())
+                .unwrap_err()
+                .to_string()
+                .contains("id")
+        );
 
         let elsewhere = Binding {
             subject: "waxosuit.actor.MOTHER",
@@ -370,6 +399,7 @@ mod tests {
         assert!(
             verify(&v, &trust, &inv, elsewhere)
                 .unwrap_err()
+                .to_string()
                 .contains("subject")
         );
         let stolen_inbox = Binding {
@@ -379,6 +409,7 @@ mod tests {
         assert!(
             verify(&v, &trust, &inv, stolen_inbox)
                 .unwrap_err()
+                .to_string()
                 .contains("inbox")
         );
 
@@ -393,6 +424,7 @@ mod tests {
         assert!(
             verify(&v, &trust, &other, to())
                 .unwrap_err()
+                .to_string()
                 .contains("chunk")
         );
 
@@ -401,6 +433,7 @@ mod tests {
         assert!(
             verify(&v, &trust, &other, to())
                 .unwrap_err()
+                .to_string()
                 .contains("verify")
         );
     }
@@ -434,7 +467,8 @@ mod tests {
         let mut bigger = inv.clone();
         bigger.chunked.as_mut().unwrap().len = 300 << 20;
         let err = verify(&Verifier::new(), &trust, &bigger, to()).unwrap_err();
-        assert!(err.contains("chunk"), "{err}");
+        assert_eq!(err.reason(), Reason::Mismatch, "{err}");
+        assert!(err.to_string().contains("chunk"), "{err}");
     }
 
     #[test]
@@ -470,7 +504,9 @@ mod tests {
     fn an_invocation_signed_by_a_non_server_key_is_refused() {
         let account = KeyPair::generate(KeyKind::Account);
         let inv = invocation(&account, b"x", to());
-        let err = verify(&Verifier::new(), &TrustPolicy::any_host(), &inv, to()).unwrap_err();
+        let err = verify(&Verifier::new(), &TrustPolicy::any_host(), &inv, to())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("trust list") || err.contains("verify"),
             "{err}"

@@ -19,10 +19,10 @@
 //! any effect. A message claiming an untrusted signer costs a header parse.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use async_nats::{HeaderMap, Message};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use waxosuit_claims::{Claims, KeyKind, KeyPair, TokenKind, Verifier, now_secs};
 
@@ -284,7 +284,8 @@ pub(crate) enum Signers<'a> {
 /// Why a message was refused; also the `reason` label of the refusal
 /// counter, so the set is small and fixed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Reason {
+#[non_exhaustive]
+pub enum Reason {
     /// No signature where one is required.
     Unsigned,
     /// The message or its signature could not be decoded.
@@ -306,8 +307,8 @@ pub(crate) enum Reason {
 }
 
 impl Reason {
-    /// The metric label.
-    pub(crate) fn as_str(self) -> &'static str {
+    /// The metric label (`reason` of the refusal counter).
+    pub fn as_str(self) -> &'static str {
         match self {
             Reason::Unsigned => "unsigned",
             Reason::Malformed => "malformed",
@@ -323,8 +324,10 @@ impl Reason {
 }
 
 /// A refused message: why, with the claimed signer when there was one.
+/// Its text is the detail, bounded and on one line (it quotes decoders on
+/// attacker input).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Refusal {
+pub struct Refusal {
     pub(crate) reason: Reason,
     pub(crate) signer: Option<String>,
     pub(crate) detail: String,
@@ -344,7 +347,19 @@ impl Refusal {
         self.signer = Some(shorten(signer));
         self
     }
+
+    /// Why it was refused.
+    pub fn reason(&self) -> Reason {
+        self.reason
+    }
+
+    /// Who the message claimed had signed it (shortened), if anyone.
+    pub fn signer(&self) -> Option<&str> {
+        self.signer.as_deref()
+    }
 }
+
+impl std::error::Error for Refusal {}
 
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -521,10 +536,7 @@ impl ReplayGuard {
             ));
         }
         let now = now_secs();
-        let mut seen = self
-            .seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut seen = self.seen.lock();
         let key = (signer.to_string(), id.to_string());
         if seen.get(&key).is_some_and(|until| *until >= now) {
             return Err(Refusal::new(
@@ -548,10 +560,7 @@ impl ReplayGuard {
     /// Ids remembered now (tests, metrics).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len()
+        self.seen.lock().len()
     }
 }
 

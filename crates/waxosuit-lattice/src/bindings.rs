@@ -19,13 +19,13 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use data_encoding::BASE64URL_NOPAD;
 use futures_util::StreamExt;
 use waxosuit_claims::KeyKind;
-use waxosuit_host::RouteKey;
+use waxosuit_host::{ActorKey, RouteKey};
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use crate::LatticeError;
 use crate::auth::{Reason, Refusal, Signers, shorten};
 use crate::metrics::Plane;
-use crate::node::{BindingRecord, Inner, lock};
+use crate::node::{BindingRecord, Inner};
 use crate::protocol::{BindingChange, ValuesRequest, ValuesResponse};
 use crate::request::{Answerers, Gather};
 
@@ -194,7 +194,9 @@ impl Inner {
                     owner: entry.owner,
                     rev: entry.rev,
                 };
-                let old = lock(&self.state)
+                let old = self
+                    .state
+                    .lock()
                     .bindings
                     .insert((entry.actor.clone(), route.clone()), record.clone());
                 if old.as_ref().is_some_and(|old| old.rev != record.rev) {
@@ -210,7 +212,7 @@ impl Inner {
             } => {
                 let route = RouteKey::new(capid, binding);
                 {
-                    let mut state = lock(&self.state);
+                    let mut state = self.state.lock();
                     state.bindings.remove(&(actor.clone(), route.clone()));
                     state.secrets.remove(&(actor.clone(), route.clone()));
                 }
@@ -221,8 +223,12 @@ impl Inner {
 
     async fn release(&self, actor: &str, route: &RouteKey) {
         let _guard = self.reconcile.lock().await;
-        let result = if self.remote.host().has_actor(actor) {
-            if self.remote.host().is_bound(actor, route) {
+        // Text from the wire until checked; what is not a key was never bound.
+        let Ok(key) = ActorKey::new(actor) else {
+            return;
+        };
+        let result = if self.remote.host().has_actor(&key) {
+            if self.remote.host().is_bound(&key, route) {
                 self.remote
                     .host()
                     .remove_binding(actor, &route.capid, &route.binding)
@@ -231,7 +237,7 @@ impl Inner {
                 Ok(())
             }
         } else {
-            self.remote.unbind_remote_actor(actor, route).await
+            self.remote.unbind_remote_actor(&key, route).await
         };
         if let Err(e) = result {
             tracing::warn!(%actor, capability = %route.capid, error = %e, "could not release a binding");
@@ -246,15 +252,18 @@ impl Inner {
         let _guard = self.reconcile.lock().await;
         self.drop_stale_subscriptions();
         let (bindings, claims) = {
-            let state = lock(&self.state);
+            let state = self.state.lock();
             (state.bindings.clone(), state.claims.clone())
         };
         for ((actor, route), record) in bindings {
-            if self.remote.host().is_bound(&actor, &route) {
+            let Ok(key) = ActorKey::new(actor.as_str()) else {
+                continue;
+            };
+            if self.remote.host().is_bound(&key, &route) {
                 continue;
             }
             let local_provider = self.remote.host().has_provider(&route);
-            let result = if self.remote.host().has_actor(&actor) {
+            let result = if self.remote.host().has_actor(&key) {
                 let values = if local_provider {
                     match self.values_for(&actor, &route, &record).await {
                         Some(values) => values,
@@ -300,7 +309,9 @@ impl Inner {
     fn drop_stale_subscriptions(&self) {
         for served in self.serving.targets() {
             let gone = match &served {
-                crate::server::Served::Actor(key) => !self.remote.host().has_actor(key),
+                crate::server::Served::Actor(key) => {
+                    !crate::node::runs_here(self.remote.host(), key)
+                }
                 crate::server::Served::Provider(route) => !self.remote.host().has_provider(route),
             };
             if gone {
@@ -319,7 +330,7 @@ impl Inner {
         record: &BindingRecord,
     ) -> Option<BTreeMap<String, String>> {
         let slot = (actor.to_string(), route.clone());
-        if let Some((rev, values)) = lock(&self.state).secrets.get(&slot)
+        if let Some((rev, values)) = self.state.lock().secrets.get(&slot)
             && *rev == record.rev
         {
             return Some(values.clone());
@@ -330,7 +341,8 @@ impl Inner {
         }
         match self.fetch_values(actor, route, record).await {
             Ok(values) => {
-                lock(&self.state)
+                self.state
+                    .lock()
                     .secrets
                     .insert(slot, (record.rev.clone(), values.clone()));
                 Some(values)
@@ -432,7 +444,7 @@ impl Inner {
                 };
                 let slot = (req.actor.clone(), RouteKey::new(&req.capid, &req.binding));
                 let held = {
-                    let state = lock(&self.state);
+                    let state = self.state.lock();
                     let owned = state
                         .bindings
                         .get(&slot)

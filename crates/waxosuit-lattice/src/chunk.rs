@@ -17,12 +17,13 @@
 //! asked for once, which anyone reading the subject could do first), so a
 //! payload stays in memory for a bounded time whoever asks.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::Client;
 use bytes::Bytes;
 use futures_util::StreamExt;
+use parking_lot::Mutex;
 
 use crate::LatticeError;
 use crate::protocol::{ChunkRef, Subjects, sha256_hex};
@@ -181,11 +182,7 @@ pub(crate) async fn fetch(
             {
                 return Verdict::Ignore;
             }
-            if let Some(tx) = deliver
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take()
-            {
+            if let Some(tx) = deliver.lock().take() {
                 let _ = tx.send(msg.payload);
             }
             Verdict::Done

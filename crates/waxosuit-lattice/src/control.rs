@@ -183,7 +183,9 @@ impl Inner {
                     .factory
                     .as_ref()
                     .ok_or_else(|| "this host does not start providers on request".to_string())?;
-                let provider = factory.create(&capid, backend.as_deref())?;
+                let provider = factory
+                    .create(&capid, backend.as_deref())
+                    .map_err(|e| crate::error::with_sources(&e))?;
                 let route = self
                     .remote
                     .host()
@@ -230,7 +232,7 @@ impl Inner {
                 let free = request
                     .actor
                     .as_deref()
-                    .is_none_or(|a| !self.remote.host().has_actor(a));
+                    .is_none_or(|a| !crate::node::runs_here(self.remote.host(), a));
                 if fits && free {
                     let bid = AuctionBid {
                         host: self.keys.host_id.clone(),

@@ -98,3 +98,57 @@ pub enum LatticeError {
         reason: String,
     },
 }
+
+/// Why a [`ProviderFactory`](crate::ProviderFactory) could not make the
+/// provider a start command asked for: the embedder's own error, whole.
+///
+/// Shown and chained exactly as the wrapped error (`transparent`); the
+/// command's requester reads it with its sources, joined by `: `.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct FactoryError(Box<dyn std::error::Error + Send + Sync>);
+
+impl FactoryError {
+    /// Wraps the embedder's error (any error type, or a message).
+    pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> FactoryError {
+        FactoryError(error.into())
+    }
+}
+
+/// `error` and each of its sources, joined by `: `: how a failure that
+/// crosses the wire reads, since its sources cannot follow it.
+pub(crate) fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("no such backend")]
+    struct Inner;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot start wascc:keyvalue")]
+    struct Outer(#[source] Inner);
+
+    #[test]
+    fn a_factory_error_keeps_its_sources_and_reads_with_them() {
+        let error = FactoryError::new(Outer(Inner));
+        assert_eq!(error.to_string(), "cannot start wascc:keyvalue");
+        assert!(std::error::Error::source(&error).is_some_and(|s| s.is::<Inner>()));
+        assert_eq!(
+            with_sources(&error),
+            "cannot start wascc:keyvalue: no such backend"
+        );
+        assert_eq!(with_sources(&FactoryError::new("plain")), "plain");
+    }
+}

@@ -10,7 +10,7 @@ use waxosuit_host::HostEvent;
 use crate::LatticeError;
 use crate::auth::{Reason, Refusal, Signers, shorten};
 use crate::metrics::Plane;
-use crate::node::{Inner, lock};
+use crate::node::Inner;
 use crate::protocol::CloudEvent;
 use crate::server::Served;
 
@@ -61,7 +61,9 @@ impl Inner {
                     name,
                     claims,
                 } => {
-                    lock(&self.state)
+                    // Text from here: the lattice keys its tables and subjects by it.
+                    let actor = actor.to_string();
+                    self.state.lock()
                         .claims
                         .insert(actor.clone(), claims.clone());
                     self.routes.add(&self.bus.subjects.actor(&actor), &host);
@@ -76,7 +78,9 @@ impl Inner {
                     self.reconcile_now().await;
                 }
                 HostEvent::ActorUpdated { actor, claims } => {
-                    lock(&self.state)
+                    // Text from here: the lattice keys its tables and subjects by it.
+                    let actor = actor.to_string();
+                    self.state.lock()
                         .claims
                         .insert(actor.clone(), claims.clone());
                     self.publish_event(
@@ -86,6 +90,8 @@ impl Inner {
                     );
                 }
                 HostEvent::ActorStopped { actor } => {
+                    // Text from here: the lattice keys its tables and subjects by it.
+                    let actor = actor.to_string();
                     self.unserve(&Served::Actor(actor.clone()));
                     self.routes.remove(&self.bus.subjects.actor(&actor), &host);
                     self.prune_claims();
@@ -130,12 +136,12 @@ impl Inner {
                     "binding_set",
                     &format!("{actor}/{}/{}", route.capid, route.binding),
                     // Values may hold secrets: events never carry them.
-                    json!({ "actor": actor, "capid": route.capid, "binding": route.binding, "host": host }),
+                    json!({ "actor": actor.as_str(), "capid": route.capid, "binding": route.binding, "host": host }),
                 ),
                 HostEvent::BindingRemoved { actor, route } => self.publish_event(
                     "binding_removed",
                     &format!("{actor}/{}/{}", route.capid, route.binding),
-                    json!({ "actor": actor, "capid": route.capid, "binding": route.binding, "host": host }),
+                    json!({ "actor": actor.as_str(), "capid": route.capid, "binding": route.binding, "host": host }),
                 ),
                 HostEvent::ActorHealth {
                     actor,
@@ -148,7 +154,7 @@ impl Inner {
                         "actor_unhealthy"
                     },
                     &actor,
-                    json!({ "actor": actor, "healthy": healthy, "message": message, "host": host }),
+                    json!({ "actor": actor.as_str(), "healthy": healthy, "message": message, "host": host }),
                 ),
                 _ => {}
             }
@@ -168,11 +174,11 @@ impl Inner {
     pub(crate) async fn serve_local(self: &Arc<Self>) -> Result<(), LatticeError> {
         for actor in self.remote.host().actors() {
             if let Some(jwt) = self.remote.host().actor_claims(&actor.key) {
-                lock(&self.state).claims.insert(actor.key.clone(), jwt);
+                self.state.lock().claims.insert(actor.key.to_string(), jwt);
             }
             self.routes
                 .add(&self.bus.subjects.actor(&actor.key), &self.keys.host_id);
-            self.serve(Served::Actor(actor.key)).await?;
+            self.serve(Served::Actor(actor.key.to_string())).await?;
         }
         for provider in self.remote.host().providers() {
             let route = provider.route;
@@ -189,9 +195,9 @@ impl Inner {
     /// host said so): a stopped actor's alias is free again, and its
     /// bindings wait for it to come back.
     pub(crate) fn prune_claims(&self) {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         state.claims.retain(|actor, _| {
-            self.remote.host().has_actor(actor)
+            crate::node::runs_here(self.remote.host(), actor)
                 || !self
                     .routes
                     .hosts(&self.bus.subjects.actor(actor))
@@ -247,7 +253,8 @@ impl Inner {
                     "dev.waxosuit.actor_started" | "dev.waxosuit.actor_updated" => {
                         if let (Some(actor), Some(claims)) = (text("actor"), text("claims")) {
                             self.routes.add(&self.bus.subjects.actor(actor), signer);
-                            lock(&self.state)
+                            self.state
+                                .lock()
                                 .claims
                                 .insert(actor.to_string(), claims.to_string());
                             self.reconcile_now().await;

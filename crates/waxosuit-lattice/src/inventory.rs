@@ -11,7 +11,7 @@ use waxosuit_host::RouteKey;
 use crate::LatticeError;
 use crate::auth::{Reason, Refusal, Signers};
 use crate::metrics::{LatticeMetrics, Plane};
-use crate::node::{BindingRecord, Inner, lock};
+use crate::node::{BindingRecord, Inner};
 use crate::protocol::{
     ActorEntry, BindingEntry, HostEntry, InventoryKind, PROTOCOL_VERSION, ProviderEntry,
 };
@@ -90,7 +90,7 @@ impl Inner {
                                 Some(ActorEntry {
                                     host: self.keys.host_id.clone(),
                                     claims: self.remote.host().actor_claims(&a.key)?,
-                                    key: a.key,
+                                    key: a.key.to_string(),
                                     name: a.name,
                                 })
                             })
@@ -126,7 +126,8 @@ impl Inner {
 
     /// The binding table as the lattice may see it.
     pub(crate) fn binding_entries(&self) -> Vec<BindingEntry> {
-        lock(&self.state)
+        self.state
+            .lock()
             .bindings
             .iter()
             .map(|((actor, route), r)| BindingEntry {
@@ -173,7 +174,7 @@ impl Inner {
                 let actors: Vec<ActorEntry> = merge(answers, &self.metrics, |a: &ActorEntry| {
                     Some(a.host.as_str())
                 });
-                let mut state = lock(&self.state);
+                let mut state = self.state.lock();
                 for a in actors {
                     self.routes.add(&self.bus.subjects.actor(&a.key), &a.host);
                     state.claims.insert(a.key, a.claims);
@@ -198,7 +199,7 @@ impl Inner {
             Ok(answers) => {
                 let bindings: Vec<BindingEntry> =
                     merge(answers, &self.metrics, |_: &BindingEntry| None);
-                let mut state = lock(&self.state);
+                let mut state = self.state.lock();
                 for b in bindings {
                     let route = RouteKey::new(b.capid, b.binding);
                     state

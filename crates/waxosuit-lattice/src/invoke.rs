@@ -13,11 +13,12 @@
 //! status (which anyone can forge) takes the host out of the rotation but
 //! never makes a call resend: with replicas, a resend could run it twice.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use parking_lot::Mutex;
 use waxosuit_claims::KeyKind;
 use waxosuit_host::{Entity, RemoteError, RemoteLink, RouteKey};
 
@@ -26,7 +27,7 @@ use crate::antiforgery::{self, Binding};
 use crate::auth::{Reason, Refusal, shorten};
 use crate::chunk;
 use crate::metrics::Plane;
-use crate::node::{Inner, lock};
+use crate::node::Inner;
 use crate::protocol::{
     Discover, ErrorKind, Here, PROTOCOL_VERSION, Response, WireEntity, WireInvocation, decode,
     encode, encode_sized, proof_digest,
@@ -381,7 +382,7 @@ impl Inner {
                     nobody.notify_one();
                     return Verdict::More;
                 }
-                let guard = lock(&expected);
+                let guard = expected.lock();
                 let Some(expected) = guard.as_ref() else {
                     return Verdict::Ignore;
                 };
@@ -394,7 +395,7 @@ impl Inner {
                     }
                     Err(note) => {
                         if let Some(note) = note {
-                            *lock(&ignored) = Some(note);
+                            *ignored.lock() = Some(note);
                         }
                         Verdict::Ignore
                     }
@@ -445,7 +446,7 @@ impl Inner {
                 (None, None)
             }
         };
-        *lock(&expected) = Some(Expected {
+        *expected.lock() = Some(Expected {
             id: inv.id.clone(),
             reply: reply.clone(),
             host: host.to_string(),
@@ -492,7 +493,7 @@ impl Inner {
                         LatticeError::Timeout {
                             target: describe(&inv.target),
                             timeout_ms: timeout.as_millis(),
-                            ignored: lock(&ignored).take(),
+                            ignored: ignored.lock().take(),
                         }
                     });
                 }
@@ -618,7 +619,7 @@ impl Inner {
 
     /// The key of an actor elsewhere in the lattice that claims `alias`.
     pub(crate) fn alias_owner(&self, alias: &str) -> Option<String> {
-        let state = lock(&self.state);
+        let state = self.state.lock();
         state.claims.iter().find_map(|(key, jwt)| {
             let claims =
                 waxosuit_claims::Claims::<waxosuit_claims::Actor>::decode_unverified(jwt).ok()?;

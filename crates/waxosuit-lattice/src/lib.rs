@@ -74,7 +74,7 @@ pub mod routes;
 pub mod server;
 pub mod session;
 
-pub use auth::TrustPolicy;
+pub use auth::{Reason as RefusalReason, Refusal, TrustPolicy};
 pub use client::LatticeClient;
-pub use error::LatticeError;
+pub use error::{FactoryError, LatticeError};
 pub use node::{Lattice, LatticeConfig, LatticeLimits, MAX_TIMEOUT, ProviderFactory};

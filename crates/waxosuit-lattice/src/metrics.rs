@@ -2,9 +2,9 @@
 //! letting a flood of forgeries flood the log.
 
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::time::Instant;
 
+use parking_lot::Mutex;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
@@ -120,10 +120,7 @@ impl LatticeMetrics {
 
     /// `Some(lines suppressed since the last one)` when a line may be logged.
     fn may_log(&self) -> Option<u64> {
-        let mut log = self
-            .log
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut log = self.log.lock();
         if log.window.elapsed().as_secs() >= 1 {
             log.window = Instant::now();
             log.used = 0;

@@ -6,30 +6,39 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_nats::Client;
 use async_nats::Message;
 use bytes::Bytes;
+use parking_lot::Mutex;
 use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use waxosuit_claims::{KeyKind, KeyPair, Verifier};
-use waxosuit_host::{Host, RemoteAttachment, RouteKey};
+use waxosuit_host::{ActorKey, Host, RemoteAttachment, RouteKey};
 use waxosuit_policy::Policy;
 use waxosuit_provider::CapabilityProvider;
 
 use crate::LatticeError;
 use crate::auth::{self, ReplayGuard, TrustPolicy};
 use crate::client::connect;
+use crate::error::FactoryError;
 use crate::metrics::{LatticeMetrics, Plane};
 use crate::protocol::{BindingChange, BindingEntry, CloudEvent, Subjects, WireEntity};
 use crate::replies::Replies;
 use crate::routes::Routes;
 use crate::server::Serving;
 use crate::session::{ROTATE_EVERY, Sessions};
+
+/// Whether the actor named by `key` (text from the wire or the lattice's
+/// own tables, unchecked) runs on `host`: what is not an actor key runs
+/// nowhere.
+pub(crate) fn runs_here(host: &Host, key: &str) -> bool {
+    ActorKey::new(key).is_ok_and(|key| host.has_actor(&key))
+}
 
 /// Makes providers on request (`waxosuit lattice start provider`); the
 /// embedder knows which backends exist, the lattice does not.
@@ -39,7 +48,7 @@ pub trait ProviderFactory: Send + Sync + 'static {
         &self,
         capid: &str,
         backend: Option<&str>,
-    ) -> Result<Arc<dyn CapabilityProvider>, String>;
+    ) -> Result<Arc<dyn CapabilityProvider>, FactoryError>;
 }
 
 /// Bounds on what other hosts (and anyone on the bus) can make this host do.
@@ -165,7 +174,7 @@ const REFUSAL_BUDGETS: usize = 4096;
 impl Gates {
     /// Whether one more signed refusal to `sender` may be made now.
     pub(crate) fn may_sign_refusal(&self, sender: &str) -> bool {
-        let mut buckets = lock(&self.signed_refusals);
+        let mut buckets = self.signed_refusals.lock();
         if buckets.len() >= REFUSAL_BUDGETS && !buckets.contains_key(sender) {
             buckets.clear();
         }
@@ -224,10 +233,6 @@ pub(crate) struct Inner {
     /// Which hosts serve which target, for sending each call to one.
     pub(crate) routes: Routes,
     pub(crate) tasks: Mutex<Vec<JoinHandle<()>>>,
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A host's membership of a lattice. Cheap to clone.
@@ -393,7 +398,7 @@ impl Lattice {
     ) -> Result<(), LatticeError> {
         let route = RouteKey::new(capid, binding);
         let rev = nuid::next().to_string();
-        lock(&self.inner.state).secrets.insert(
+        self.inner.state.lock().secrets.insert(
             (actor.to_string(), route.clone()),
             (rev.clone(), values.clone()),
         );
@@ -435,7 +440,7 @@ impl Lattice {
     /// Whether `actor`'s claims are known here (it runs somewhere in the
     /// lattice and a trusted host announced it).
     pub fn knows_actor(&self, actor: &str) -> bool {
-        lock(&self.inner.state).claims.contains_key(actor)
+        self.inner.state.lock().claims.contains_key(actor)
     }
 
     /// Asks the other hosts again for actors and bindings and re-applies
@@ -522,7 +527,7 @@ impl Lattice {
         }
         inner.remote.detach();
         inner.serving.drain_all(inner.bus.timeout).await;
-        for task in lock(&inner.tasks).drain(..) {
+        for task in inner.tasks.lock().drain(..) {
             task.abort();
         }
         // Bounded like the drain above: leaving never hangs on the server.
@@ -533,7 +538,7 @@ impl Lattice {
 
 impl Inner {
     pub(crate) fn spawn_task(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
-        lock(&self.tasks).push(tokio::spawn(fut));
+        self.tasks.lock().push(tokio::spawn(fut));
     }
 
     pub(crate) fn labels(&self) -> BTreeMap<String, String> {

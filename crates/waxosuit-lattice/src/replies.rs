@@ -13,11 +13,12 @@
 //! subscription round trip.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use async_nats::{Client, Message, StatusCode};
 use futures_util::StreamExt;
+use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
 use crate::LatticeError;
@@ -68,11 +69,7 @@ pub(crate) struct Inbox {
 
 impl Drop for Inbox {
     fn drop(&mut self) {
-        self.shared
-            .pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&self.token);
+        self.shared.pending.lock().remove(&self.token);
     }
 }
 
@@ -104,24 +101,11 @@ impl Replies {
                 };
                 // Cloned out of the map so the check runs unlocked: requests
                 // come and go while a message is being verified.
-                let acceptor = dispatch
-                    .pending
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .get(&token)
-                    .cloned();
+                let acceptor = dispatch.pending.lock().get(&token).cloned();
                 let Some(acceptor) = acceptor else { continue };
-                let verdict = (acceptor
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner))(
-                    msg
-                );
+                let verdict = (acceptor.lock())(msg);
                 if let Verdict::Done = verdict {
-                    dispatch
-                        .pending
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .remove(&token);
+                    dispatch.pending.lock().remove(&token);
                 }
             }
         });
@@ -140,7 +124,6 @@ impl Replies {
         self.shared
             .pending
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(token, Arc::new(Mutex::new(Box::new(accept))));
         Inbox {
             subject: format!("{}.{token}", self.prefix),

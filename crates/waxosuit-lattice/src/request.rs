@@ -8,17 +8,17 @@
 //! keep one answer per signer.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::Client;
 use bytes::Bytes;
+use parking_lot::Mutex;
 use waxosuit_claims::{KeyPair, Verifier};
 
 use crate::LatticeError;
 use crate::auth::{self, ReplayGuard, Signers, TrustPolicy};
 use crate::metrics::{LatticeMetrics, Plane};
-use crate::node::lock;
 use crate::replies::{Replies, Verdict, is_no_responders};
 
 /// Whose answers a request accepts.
@@ -120,7 +120,7 @@ impl Requester<'_> {
                         if !seen.insert(ok.signer.clone()) {
                             return Verdict::Ignore;
                         }
-                        lock(&answers).push(Answer {
+                        answers.lock().push(Answer {
                             signer: ok.signer,
                             payload: msg.payload,
                         });
@@ -166,7 +166,7 @@ impl Requester<'_> {
             }
         }
         drop(inbox);
-        let answers = std::mem::take(&mut *lock(&answers));
+        let answers = std::mem::take(&mut *answers.lock());
         if gather == Gather::One && answers.is_empty() {
             return Err(if said_nobody {
                 LatticeError::NoResponders { target: target() }

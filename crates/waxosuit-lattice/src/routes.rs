@@ -10,8 +10,9 @@
 //! leave, or stop answering are dropped; calls rotate over the rest.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::RwLock;
 
 /// At most this many hosts are remembered per target: beyond it, the oldest
 /// is dropped (a trusted host can only add itself, so this bounds nothing
@@ -25,24 +26,18 @@ pub(crate) struct Routes {
     next: AtomicUsize,
 }
 
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl Routes {
     /// `host` serves the target whose shared subject is `subject`.
     pub(crate) fn add(&self, subject: &str, host: &str) {
-        if read(&self.table)
+        if self
+            .table
+            .read()
             .get(subject)
             .is_some_and(|hosts| hosts.iter().any(|h| h == host))
         {
             return;
         }
-        let mut table = write(&self.table);
+        let mut table = self.table.write();
         let hosts = table.entry(subject.to_string()).or_default();
         if !hosts.iter().any(|h| h == host) {
             if hosts.len() == MAX_HOSTS {
@@ -54,7 +49,7 @@ impl Routes {
 
     /// `host` no longer serves the target.
     pub(crate) fn remove(&self, subject: &str, host: &str) {
-        let mut table = write(&self.table);
+        let mut table = self.table.write();
         if let Some(hosts) = table.get_mut(subject) {
             hosts.retain(|h| h != host);
             if hosts.is_empty() {
@@ -65,7 +60,7 @@ impl Routes {
 
     /// `host` left: it serves nothing any more.
     pub(crate) fn remove_host(&self, host: &str) {
-        let mut table = write(&self.table);
+        let mut table = self.table.write();
         table.retain(|_, hosts| {
             hosts.retain(|h| h != host);
             !hosts.is_empty()
@@ -74,7 +69,7 @@ impl Routes {
 
     /// The next host to send a call for `subject` to, in turn.
     pub(crate) fn pick(&self, subject: &str) -> Option<String> {
-        let table = read(&self.table);
+        let table = self.table.read();
         let hosts = table.get(subject)?;
         if hosts.is_empty() {
             return None;
@@ -85,7 +80,7 @@ impl Routes {
 
     /// Hosts known to serve `subject` (tests, inventory).
     pub(crate) fn hosts(&self, subject: &str) -> Vec<String> {
-        read(&self.table).get(subject).cloned().unwrap_or_default()
+        self.table.read().get(subject).cloned().unwrap_or_default()
     }
 }
 

@@ -19,21 +19,22 @@
 //! learned, or the target run.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::Message;
 use futures_util::StreamExt;
+use parking_lot::Mutex;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-use waxosuit_host::{Entity, HostError, RouteKey};
+use waxosuit_host::{ActorKey, Entity, HostError, RouteKey};
 
 use crate::LatticeError;
 use crate::antiforgery::{self, Binding};
 use crate::auth::{Reason, Refusal, shorten};
 use crate::chunk;
 use crate::metrics::Plane;
-use crate::node::{Inner, lock};
+use crate::node::Inner;
 use crate::protocol::{
     Discover, ErrorKind, Here, PROTOCOL_VERSION, Probe, Response, WireEntity, WireInvocation,
     decode, encode, encode_sized, proof_digest,
@@ -66,7 +67,7 @@ pub(crate) struct Serving {
 impl Serving {
     /// Drains every subscription (leaving the lattice), within `timeout`.
     pub(crate) async fn drain_all(&self, timeout: Duration) {
-        let all: Vec<Subscription> = lock(&self.subscriptions).drain().map(|(_, s)| s).collect();
+        let all: Vec<Subscription> = self.subscriptions.lock().drain().map(|(_, s)| s).collect();
         let mut draining = Vec::with_capacity(all.len());
         for s in all {
             let _ = s.stop.send(());
@@ -79,7 +80,8 @@ impl Serving {
 
     /// What is served now.
     pub(crate) fn targets(&self) -> Vec<Served> {
-        lock(&self.subscriptions)
+        self.subscriptions
+            .lock()
             .values()
             .map(|s| s.served.clone())
             .collect()
@@ -115,7 +117,7 @@ impl Inner {
         // at once; a second subscription would be dropped again, losing any
         // call already routed to it.
         let _guard = self.serving.subscribing.lock().await;
-        if lock(&self.serving.subscriptions).contains_key(&shared) {
+        if self.serving.subscriptions.lock().contains_key(&shared) {
             return Ok(());
         }
         let transport = |e: &dyn std::fmt::Display| LatticeError::Transport {
@@ -178,8 +180,11 @@ impl Inner {
                 }
             }
         });
-        if let Some(old) =
-            lock(&self.serving.subscriptions).insert(shared, Subscription { stop, task, served })
+        if let Some(old) = self
+            .serving
+            .subscriptions
+            .lock()
+            .insert(shared, Subscription { stop, task, served })
         {
             old.task.abort();
         }
@@ -245,7 +250,12 @@ impl Inner {
     /// Stops serving a target: the server stops routing calls here, and
     /// calls already on their way are still answered.
     pub(crate) fn unserve(&self, served: &Served) {
-        if let Some(s) = lock(&self.serving.subscriptions).remove(&self.subject_of(served)) {
+        if let Some(s) = self
+            .serving
+            .subscriptions
+            .lock()
+            .remove(&self.subject_of(served))
+        {
             let _ = s.stop.send(());
         }
     }
@@ -555,7 +565,10 @@ impl Inner {
         reference: &crate::protocol::ChunkRef,
     ) -> Result<Vec<u8>, Box<Response>> {
         let limit = match &inv.target {
-            WireEntity::Actor(key) => self.remote.host().payload_limit(Some(key)),
+            WireEntity::Actor(key) => {
+                let key = ActorKey::new(key.as_str()).ok();
+                self.remote.host().payload_limit(key.as_ref())
+            }
             _ => self.remote.host().payload_limit(None),
         };
         if let Err(reason) = chunk::check(reference, &self.bus.subjects, &inv.host_id, limit) {

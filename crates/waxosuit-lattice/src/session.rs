@@ -33,12 +33,13 @@
 //! in memory, so a restart or a rotation starts new sessions.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use data_encoding::BASE64URL_NOPAD;
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use waxosuit_claims::{Claims, ClaimsError, KeyKind, KeyPair, TokenKind, Verifier, now_secs};
 use x25519_dalek::{PublicKey, StaticSecret};
@@ -181,18 +182,6 @@ pub(crate) struct Sessions {
     filing: Mutex<()>,
 }
 
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// Feeds length-prefixed parts, so distinct splits of the same bytes never
 /// produce the same input.
 fn absorb(hasher: &mut blake3::Hasher, parts: &[&[u8]]) {
@@ -306,7 +295,7 @@ impl Sessions {
     /// peers that have not yet heard of the new one keep working.
     pub(crate) fn rotate(&self, identity: &KeyPair) -> Result<(), ClaimsError> {
         let next = Arc::new(generation(identity)?);
-        let _filing = lock(&self.filing);
+        let _filing = self.filing.lock();
         let old = self.current.swap(next);
         self.previous.store(Arc::new(Some(old)));
         Ok(())
@@ -345,7 +334,9 @@ impl Sessions {
     ) -> Result<(), Refusal> {
         let now = now_secs();
         let current = self.current.load_full();
-        if read(&current.peers)
+        if current
+            .peers
+            .read()
             .get(expected)
             .is_some_and(|p| p.token == token && p.live(now))
         {
@@ -410,10 +401,10 @@ impl Sessions {
                 .by(expected)
             })?;
         let sid = verified.subject().to_string();
-        let _filing = lock(&self.filing);
+        let _filing = self.filing.lock();
         // The generation may have rotated while this token was checked.
         let current = self.current.load_full();
-        let mut peers = write(&current.peers);
+        let mut peers = current.peers.write();
         if let Some(known) = peers.get(expected) {
             if known.sid == sid && known.live(now) {
                 // The same session: keep its keys and its replay window.
@@ -451,7 +442,11 @@ impl Sessions {
     /// Hosts with a live session here (current generation), sorted.
     pub(crate) fn peers(&self) -> Vec<String> {
         let now = now_secs();
-        let mut hosts: Vec<String> = read(&self.current.load().peers)
+        let mut hosts: Vec<String> = self
+            .current
+            .load()
+            .peers
+            .read()
             .iter()
             .filter(|(_, p)| p.live(now))
             .map(|(h, _)| h.clone())
@@ -465,7 +460,9 @@ impl Sessions {
     pub(crate) fn seal(&self, host: &str, signed: &Signed<'_>) -> Option<(SessionProof, Pair)> {
         let current = self.current.load();
         let iat = now_secs();
-        let peer = read(&current.peers)
+        let peer = current
+            .peers
+            .read()
             .get(host)
             .filter(|p| p.live(iat))
             .cloned()?;
@@ -507,7 +504,9 @@ impl Sessions {
             return Ok((Opened::Unknown, None));
         };
         let now = now_secs();
-        let Some(peer) = read(&generation.peers)
+        let Some(peer) = generation
+            .peers
+            .read()
             .get(sender)
             .filter(|p| p.sid == proof.sid && p.live(now))
             .cloned()
@@ -536,7 +535,7 @@ impl Sessions {
             )
             .by(sender));
         }
-        if !lock(&peer.window).accept(proof.seq) {
+        if !peer.window.lock().accept(proof.seq) {
             return Err(Refusal::new(
                 Reason::Replayed,
                 format!(
@@ -560,7 +559,7 @@ impl Sessions {
     /// is `peer_sid`.
     fn pair_peer(&self, host: &str, pair: &Pair) -> Option<Arc<Peer>> {
         let generation = self.generation(&pair.own_sid)?;
-        let peers = read(&generation.peers);
+        let peers = generation.peers.read();
         peers
             .get(host)
             .filter(|p| p.sid == pair.peer_sid && p.live(now_secs()))
@@ -847,7 +846,7 @@ mod tests {
         let newer = a.token();
         b.learn(&v, &any, &a.host_id, &newer).unwrap();
         b.learn(&v, &any, &a.host_id, &older).unwrap();
-        let held = read(&b.current.load().peers)[&a.host_id].token.clone();
+        let held = b.current.load().peers.read()[&a.host_id].token.clone();
         assert_eq!(held, newer, "an older token replaced a newer one");
     }
 

@@ -104,7 +104,11 @@ async fn commands_from_anyone_but_a_trusted_key_change_nothing() {
         .await
         .unwrap_err();
     assert!(matches!(err, LatticeError::Timeout { .. }), "{err:?}");
-    assert!(b.host.has_actor(&key), "the actor was stopped");
+    assert!(
+        b.host
+            .has_actor(&waxosuit_host::ActorKey::new(key.as_str()).unwrap()),
+        "the actor was stopped"
+    );
     assert_eq!(
         a.lattice
             .call_actor(&key, "echo", b"still".to_vec())
@@ -131,7 +135,10 @@ async fn commands_from_anyone_but_a_trusted_key_change_nothing() {
         .await
         .unwrap();
     assert!(reply.ok, "{}", reply.message);
-    assert!(!b.host.has_actor(&key));
+    assert!(
+        !b.host
+            .has_actor(&waxosuit_host::ActorKey::new(key.as_str()).unwrap())
+    );
     let captured = next(&mut spy).await;
     b.host.add_actor(&module, "echo", None).await.unwrap();
     nats.publish_with_reply_and_headers(
@@ -146,7 +153,11 @@ async fn commands_from_anyone_but_a_trusted_key_change_nothing() {
         b.lattice.refusals("command", "replayed") >= 1
     })
     .await;
-    assert!(b.host.has_actor(&key), "a replayed command was applied");
+    assert!(
+        b.host
+            .has_actor(&waxosuit_host::ActorKey::new(key.as_str()).unwrap()),
+        "a replayed command was applied"
+    );
     // Re-published with a reply inbox of the attacker's: not what was signed.
     let inbox = nats.new_inbox();
     let mut sub = nats.subscribe(inbox.clone()).await.unwrap();
@@ -159,7 +170,10 @@ async fn commands_from_anyone_but_a_trusted_key_change_nothing() {
     .await
     .unwrap();
     assert!(silent(&mut sub, QUIET).await);
-    assert!(b.host.has_actor(&key));
+    assert!(
+        b.host
+            .has_actor(&waxosuit_host::ActorKey::new(key.as_str()).unwrap())
+    );
     let text = b.host.metrics_text();
     assert!(
         text.contains("waxosuit_lattice_refused_total{plane=\"command\",reason=\"replayed\"}"),

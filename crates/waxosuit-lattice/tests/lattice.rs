@@ -107,8 +107,10 @@ async fn an_actor_uses_a_provider_on_another_host_and_the_binding_survives_its_r
     })
     .await;
     eventually("B records the binding", || async {
-        b.host
-            .is_bound(&key, &waxosuit_host::RouteKey::new(PING, "default"))
+        b.host.is_bound(
+            &waxosuit_host::ActorKey::new(key.as_str()).unwrap(),
+            &waxosuit_host::RouteKey::new(PING, "default"),
+        )
     })
     .await;
     let reply = b.host.call_actor(&key, "ping", b"").await.unwrap();
@@ -632,7 +634,10 @@ async fn inventory_events_and_control_commands() {
         .await
         .unwrap();
     assert!(reply.ok, "{}", reply.message);
-    assert!(b.host.has_actor(&key));
+    assert!(
+        b.host
+            .has_actor(&waxosuit_host::ActorKey::new(key.as_str()).unwrap())
+    );
     let started = tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(event) = events.next().await {
             let event = event.unwrap();
@@ -722,7 +727,10 @@ async fn inventory_events_and_control_commands() {
         .await
         .unwrap();
     assert!(stop.ok, "{}", stop.message);
-    assert!(!b.host.has_actor(&key));
+    assert!(
+        !b.host
+            .has_actor(&waxosuit_host::ActorKey::new(key.as_str()).unwrap())
+    );
 
     // A command in a future protocol version is refused, not misread.
     let future = client
@@ -773,7 +781,10 @@ async fn a_call_alias_names_one_actor_lattice_wide() {
         text.contains("payments") && text.contains(&first_key),
         "{text}"
     );
-    assert!(!a.host.has_actor(&second_key));
+    assert!(
+        !a.host
+            .has_actor(&waxosuit_host::ActorKey::new(second_key.as_str()).unwrap())
+    );
     // A replica of the same actor may share its alias.
     a.host.add_actor(&first, "replica", None).await.unwrap();
 }

@@ -1,6 +1,6 @@
 //! The manifest as written: serde types that accept every spelling the file
-//! format allows. `lib.rs` checks the rules that span fields and turns these
-//! into the public types.
+//! format allows. `validate.rs` checks the rules that span fields and turns
+//! these into the public types.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -110,8 +110,8 @@ pub(crate) struct RawBinding {
     pub(crate) values: Option<BTreeMap<String, Scalar>>,
 }
 
-/// The `policy` section. Which fields go together is checked in `lib.rs`,
-/// so that each mistake gets its own message.
+/// The `policy` section. Which fields go together is checked in
+/// `validate.rs`, so that each mistake gets its own message.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawPolicy {

@@ -49,10 +49,11 @@ mod ffi;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use waxosuit_codec::capabilities::CapabilityDescriptor;
 use waxosuit_par::{ParError, VerifiedArchive};
 use waxosuit_provider::{
@@ -148,11 +149,6 @@ pub struct PluginProvider {
     loads: AtomicUsize,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded values stay consistent across a panic (plain replacements).
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl std::fmt::Debug for PluginProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PluginProvider")
@@ -210,7 +206,7 @@ impl PluginProvider {
 
     /// Whether the library is loaded right now.
     pub fn is_loaded(&self) -> bool {
-        lock(&self.loaded).is_some()
+        self.loaded.lock().is_some()
     }
 
     /// How many times the library has been loaded.
@@ -219,7 +215,7 @@ impl PluginProvider {
     }
 
     fn current(&self) -> Option<Arc<Loaded>> {
-        lock(&self.loaded).clone()
+        self.loaded.lock().clone()
     }
 
     fn unavailable(&self, e: impl std::fmt::Display) -> ProviderError {
@@ -235,7 +231,7 @@ impl PluginProvider {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| PluginError::NoRuntime)?;
         let ctx = HostCtx {
             capid: self.descriptor.id.clone(),
-            dispatcher: lock(&self.dispatcher).clone(),
+            dispatcher: self.dispatcher.lock().clone(),
             handle,
         };
         let source = match &self.source {
@@ -265,7 +261,7 @@ impl PluginProvider {
     }
 
     async fn unload(&self) {
-        let Some(loaded) = lock(&self.loaded).take() else {
+        let Some(loaded) = self.loaded.lock().take() else {
             return;
         };
         // Dropping the last reference shuts the plugin down and closes the
@@ -338,7 +334,7 @@ impl CapabilityProvider for PluginProvider {
 
     async fn start(&self, dispatcher: Arc<dyn ActorDispatcher>) -> Result<(), ProviderError> {
         // Only remembered: the library is loaded at the first binding.
-        *lock(&self.dispatcher) = Some(dispatcher);
+        *self.dispatcher.lock() = Some(dispatcher);
         Ok(())
     }
 
@@ -351,7 +347,7 @@ impl CapabilityProvider for PluginProvider {
                     .load()
                     .await
                     .map_err(|e| self.unavailable(format!("cannot load the plugin: {e}")))?;
-                *lock(&self.loaded) = Some(Arc::clone(&loaded));
+                *self.loaded.lock() = Some(Arc::clone(&loaded));
                 loaded
             }
         };

@@ -304,7 +304,7 @@ async fn the_plugin_calls_actors_back_through_the_host() {
     }
     let reply = plugins[0]
         .handle_call(ProviderCall {
-            actor: key,
+            actor: key.to_string(),
             binding: "default".into(),
             operation: "CallActor".into(),
             payload: msgpack(&CallActor {

@@ -6,10 +6,11 @@
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use waxosuit_plugin_abi::{
     ABI_VERSION, HostTable, OutBuf, PluginTable, STATUS_ERROR, STATUS_OK, STATUS_PANIC, Slice,
 };
@@ -52,11 +53,6 @@ static TABLE: PluginTable = PluginTable {
     free_buffer,
 };
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding these locks leaves plain data behind; keep going.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// The entry point behind [`export_provider!`](crate::export_provider).
 ///
 /// # Safety
@@ -78,7 +74,7 @@ pub unsafe fn entry(
     }
     // SAFETY: same version, so `host` points to a `HostTable` of this layout.
     let table = unsafe { *host };
-    *lock(&HOST) = Some(HostRef(table));
+    *HOST.lock() = Some(HostRef(table));
     let built = catch_unwind(|| -> Result<Plugin, String> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -100,25 +96,25 @@ pub unsafe fn entry(
     });
     match built {
         Ok(Ok(plugin)) => {
-            *lock(&PLUGIN) = Some(Arc::new(plugin));
+            *PLUGIN.lock() = Some(Arc::new(plugin));
             &TABLE
         }
         Ok(Err(message)) => {
             host_log(waxosuit_plugin_abi::level::ERROR, &message);
-            *lock(&HOST) = None;
+            *HOST.lock() = None;
             std::ptr::null()
         }
         Err(panic) => {
             let message = format!("the plugin's constructor panicked: {}", panic_text(&*panic));
             host_log(waxosuit_plugin_abi::level::ERROR, &message);
-            *lock(&HOST) = None;
+            *HOST.lock() = None;
             std::ptr::null()
         }
     }
 }
 
 pub(crate) fn host_log(level: u32, message: &str) {
-    let Some(HostRef(host)) = *lock(&HOST) else {
+    let Some(HostRef(host)) = *HOST.lock() else {
         return;
     };
     // SAFETY: the host table is valid while stored (cleared on shutdown);
@@ -135,7 +131,8 @@ fn panic_text(panic: &(dyn Any + Send)) -> String {
 }
 
 fn current() -> Result<Arc<Plugin>, ProviderError> {
-    lock(&PLUGIN)
+    PLUGIN
+        .lock()
         .clone()
         .ok_or_else(|| ProviderError::Internal {
             capid: String::new(),
@@ -299,7 +296,7 @@ unsafe extern "C" fn shutdown(out: *mut OutBuf) -> i32 {
     // SAFETY: the host passes a valid `out` per the ABI.
     unsafe {
         guard(out, |_| {
-            let Some(plugin) = lock(&PLUGIN).take() else {
+            let Some(plugin) = PLUGIN.lock().take() else {
                 return Ok(Vec::new());
             };
             plugin.runtime.block_on(plugin.provider.shutdown());
@@ -309,7 +306,7 @@ unsafe extern "C" fn shutdown(out: *mut OutBuf) -> i32 {
                 drop(plugin.provider);
                 plugin.runtime.shutdown_timeout(SHUTDOWN_GRACE);
             }
-            *lock(&HOST) = None;
+            *HOST.lock() = None;
             Ok(Vec::new())
         })
     }
@@ -352,7 +349,7 @@ impl ActorDispatcher for HostDispatcher {
 }
 
 fn call_host(actor: &str, operation: &str, payload: &[u8]) -> Result<Vec<u8>, DispatchError> {
-    let Some(HostRef(host)) = *lock(&HOST) else {
+    let Some(HostRef(host)) = *HOST.lock() else {
         return Err(DispatchError::ShuttingDown);
     };
     let mut out = OutBuf::empty();

@@ -25,12 +25,13 @@
 //! names cannot grow the host's memory or evict the decisions of others.
 
 use std::hash::BuildHasher;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hashbrown::{DefaultHashBuilder, HashTable};
+use parking_lot::Mutex;
 
 use crate::InvokeKey;
 
@@ -180,7 +181,7 @@ impl DecisionCache {
             return;
         }
 
-        let _writer = shard.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let _writer = shard.writer.lock();
         let current = shard.table.load_full();
         // Another task may have inserted the key while this one waited.
         if let Some(entry) = current.find(hash, |e| e.matches(key)) {

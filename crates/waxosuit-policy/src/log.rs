@@ -5,10 +5,11 @@ use std::fmt;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
+use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::DecisionPoint;
@@ -123,11 +124,7 @@ impl DecisionLog {
             .map_err(io::Error::other)
             .and_then(|mut bytes| {
                 bytes.push(b'\n');
-                let mut out = self
-                    .inner
-                    .out
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
+                let mut out = self.inner.out.lock();
                 out.write_all(&bytes)?;
                 out.flush()
             });
@@ -169,7 +166,7 @@ mod tests {
 
     impl Write for Shared {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
+            self.0.lock().extend_from_slice(buf);
             Ok(buf.len())
         }
         fn flush(&mut self) -> io::Result<()> {
@@ -178,7 +175,7 @@ mod tests {
     }
 
     fn lines(buffer: &Shared) -> Vec<Value> {
-        String::from_utf8(buffer.0.lock().unwrap().clone())
+        String::from_utf8(buffer.0.lock().clone())
             .unwrap()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())

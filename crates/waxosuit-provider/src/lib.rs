@@ -61,9 +61,10 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use parking_lot::RwLock;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use waxosuit_codec::capabilities::CapabilityDescriptor;
@@ -358,7 +359,8 @@ impl<T> Bindings<T> {
 
     /// Stores `value` for the pair, returning what it replaces.
     pub fn insert(&self, actor: String, binding: String, value: T) -> Option<T> {
-        self.write()
+        self.map
+            .write()
             .entry(actor)
             .or_default()
             .insert(binding, value)
@@ -374,7 +376,7 @@ impl<T> Bindings<T> {
         binding: &str,
         make: impl FnOnce(Option<&T>) -> Result<T, E>,
     ) -> Result<(), E> {
-        let mut map = self.write();
+        let mut map = self.map.write();
         let current = map.get(actor).and_then(|bindings| bindings.get(binding));
         let value = make(current)?;
         map.entry(actor.to_string())
@@ -385,7 +387,7 @@ impl<T> Bindings<T> {
 
     /// Removes the pair's state; an unknown pair is [`ProviderError::NotBound`].
     pub fn remove(&self, actor: &str, binding: &str) -> Result<T, ProviderError> {
-        let mut map = self.write();
+        let mut map = self.map.write();
         let bindings = map
             .get_mut(actor)
             .ok_or_else(|| ProviderError::not_bound(self.capid, actor, binding))?;
@@ -403,7 +405,8 @@ impl<T> Bindings<T> {
     where
         T: Clone,
     {
-        self.read()
+        self.map
+            .read()
             .get(actor)
             .and_then(|bindings| bindings.get(binding))
             .cloned()
@@ -412,32 +415,26 @@ impl<T> Bindings<T> {
 
     /// Whether the pair is bound.
     pub fn contains(&self, actor: &str, binding: &str) -> bool {
-        self.read()
+        self.map
+            .read()
             .get(actor)
             .is_some_and(|bindings| bindings.contains_key(binding))
     }
 
     /// Runs `f` over every binding under the read lock (routing, health).
     pub fn read_all<R>(&self, f: impl FnOnce(BindingsView<'_, T>) -> R) -> R {
-        f(BindingsView { map: &self.read() })
+        f(BindingsView {
+            map: &self.map.read(),
+        })
     }
 
     /// Removes and returns every binding (shutdown).
     pub fn drain(&self) -> Vec<T> {
-        self.write()
+        self.map
+            .write()
             .drain()
             .flat_map(|(_, bindings)| bindings.into_values())
             .collect()
-    }
-
-    // A poisoned lock only means a panic elsewhere; every update is a single
-    // insert or remove, so the map is still consistent.
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, HashMap<String, T>>> {
-        self.map.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, HashMap<String, T>>> {
-        self.map.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -525,63 +522,7 @@ pub trait CapabilityProvider: Send + Sync + 'static {
     async fn shutdown(&self) {}
 }
 
-/// The outcome of a capability's conformance suite (the contract crates,
-/// `waxosuit-cap-keyvalue` and `waxosuit-cap-messaging`, run theirs and
-/// report with these).
-pub mod conformance {
-    use std::fmt;
-
-    /// One check that failed.
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    pub struct Failure {
-        /// The check's name.
-        pub check: &'static str,
-        /// What was expected and what came.
-        pub message: String,
-    }
-
-    /// What a conformance suite found, check by check.
-    #[derive(Debug, Clone, Default, PartialEq, Eq)]
-    pub struct Report {
-        /// The checks that passed.
-        pub passed: Vec<&'static str>,
-        /// The checks that failed.
-        pub failures: Vec<Failure>,
-    }
-
-    impl Report {
-        /// Whether every check passed.
-        pub fn is_pass(&self) -> bool {
-            self.failures.is_empty()
-        }
-
-        /// Whether the check named `check` failed.
-        pub fn failed(&self, check: &str) -> bool {
-            self.failures.iter().any(|f| f.check == check)
-        }
-
-        /// Panics, listing every failure, unless every check passed.
-        #[track_caller]
-        pub fn assert_passed(&self) {
-            assert!(self.is_pass(), "conformance failed:\n{self}");
-        }
-    }
-
-    impl fmt::Display for Report {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            writeln!(
-                f,
-                "{} checks passed, {} failed",
-                self.passed.len(),
-                self.failures.len()
-            )?;
-            for failure in &self.failures {
-                writeln!(f, "  {}: {}", failure.check, failure.message)?;
-            }
-            Ok(())
-        }
-    }
-}
+pub mod conformance;
 
 #[cfg(test)]
 mod tests {

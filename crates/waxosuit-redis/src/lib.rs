@@ -32,10 +32,11 @@ mod exchange;
 
 pub use exchange::{Repeat, Report};
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ErrorKind, RedisError};
 
@@ -85,12 +86,6 @@ pub struct Link {
     next_id: AtomicU64,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // An `Option` of a cloneable handle stays consistent even if a holder
-    // panicked.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl Link {
     /// A link that connects on first use: each attempt bounded by
     /// `connection_timeout`, each reply by `response_timeout`.
@@ -110,7 +105,8 @@ impl Link {
 
     /// The current connection if it is still open.
     fn current(&self) -> Option<Live> {
-        lock(&self.live)
+        self.live
+            .lock()
             .as_ref()
             .filter(|live| !live.closed.load(Ordering::Acquire))
             .cloned()
@@ -160,7 +156,7 @@ impl Link {
                     fresh: true,
                     id: live.id,
                 };
-                *lock(&self.live) = Some(live);
+                *self.live.lock() = Some(live);
                 Ok(exchange)
             }
             Err(error) => {
@@ -173,7 +169,7 @@ impl Link {
     /// Forgets the connection `exchange` used, unless a newer one has
     /// replaced it already: the next call connects anew.
     pub fn forget(&self, exchange: &Exchange) {
-        let mut live = lock(&self.live);
+        let mut live = self.live.lock();
         if live.as_ref().is_some_and(|l| l.id == exchange.id) {
             *live = None;
         }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use waxosuit_runtime::{
-    Actor, ActorKey, HostCall, HostCallHandler, Limits, PoolingConfig, Runtime, RuntimeConfig,
+    Actor, ActorKey, HostCall, HostCallError, HostCallHandler, Limits, PoolingConfig, Runtime,
+    RuntimeConfig,
 };
 use waxosuit_test_fixtures::wapc_echo;
 
@@ -18,7 +19,9 @@ const SIZES: [(usize, &str); 3] = [(0, "0B"), (1024, "1KiB"), (64 * 1024, "64KiB
 struct Pong;
 
 impl HostCallHandler for Pong {
-    async fn host_call(&self, _actor: &ActorKey, call: HostCall) -> Result<Vec<u8>, String> {
+    type Error = HostCallError;
+
+    async fn host_call(&self, _actor: &ActorKey, call: HostCall) -> Result<Vec<u8>, HostCallError> {
         Ok(call.payload)
     }
 }

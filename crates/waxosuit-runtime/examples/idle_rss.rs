@@ -16,7 +16,8 @@
 use std::sync::Arc;
 
 use waxosuit_runtime::{
-    ActorKey, HostCall, HostCallHandler, Limits, PoolingConfig, Runtime, RuntimeConfig,
+    ActorKey, HostCall, HostCallError, HostCallHandler, Limits, PoolingConfig, Runtime,
+    RuntimeConfig,
 };
 use waxosuit_test_fixtures::wapc_echo;
 
@@ -25,7 +26,9 @@ const INSTANCES: usize = 1_000;
 struct Echo;
 
 impl HostCallHandler for Echo {
-    async fn host_call(&self, _actor: &ActorKey, call: HostCall) -> Result<Vec<u8>, String> {
+    type Error = HostCallError;
+
+    async fn host_call(&self, _actor: &ActorKey, call: HostCall) -> Result<Vec<u8>, HostCallError> {
         // Suspends once, so concurrent calls each hold their own instance.
         tokio::task::yield_now().await;
         Ok(call.payload)

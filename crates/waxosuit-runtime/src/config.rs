@@ -35,11 +35,13 @@ pub struct RuntimeConfig {
     /// runtimes; an actor switches to fibers for good the first time a host
     /// call of one of its instances has to wait (that call blocks its
     /// thread through `tokio::task::block_in_place`, for at most what is
-    /// left of its deadline) or a call runs for
-    /// 10 epoch ticks (50 ms by default; inline, it cannot yield to other
-    /// tasks meanwhile). Calls that never
-    /// wait, the common case for in-memory capabilities, skip the fiber's
-    /// cost (see `docs/runtime-benchmarks.md`).
+    /// left of its deadline) or a call runs for 10 epoch ticks (50 ms by
+    /// default). Inline, a guest cannot yield to other tasks, so such a
+    /// call, if it has made no host call yet, is stopped and run again from
+    /// the start on a fiber instance; one that has (and so may have had
+    /// effects) finishes inline. Calls that never wait, the common case for
+    /// in-memory capabilities, skip the fiber's cost (see
+    /// `docs/runtime-benchmarks.md`).
     pub inline_calls: bool,
 }
 

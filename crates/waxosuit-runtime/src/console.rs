@@ -7,8 +7,9 @@
 //! the budget are counted, not written, and the count is reported once the
 //! next window opens, so an operator sees that lines were lost and whose.
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 /// Lines one actor may write per second through `__console_log`.
 pub const MAX_LINES_PER_SECOND: u32 = 100;
@@ -54,10 +55,7 @@ impl ConsoleBudget {
 
     /// Spends one line of the budget at `now`.
     pub(crate) fn take(&self, now: Instant) -> Verdict {
-        let mut window = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut window = self.state.lock();
         let mut dropped_before = 0;
         if now.saturating_duration_since(window.start) >= WINDOW {
             dropped_before = std::mem::take(&mut window.dropped);

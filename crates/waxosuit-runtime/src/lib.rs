@@ -19,13 +19,17 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use waxosuit_runtime::{ActorKey, HostCall, HostCallHandler, Limits, Runtime, RuntimeConfig};
+//! use waxosuit_runtime::{
+//!     ActorKey, HostCall, HostCallError, HostCallHandler, Limits, Runtime, RuntimeConfig,
+//! };
 //!
 //! /// Answers every host call with the payload reversed.
 //! struct Reverse;
 //!
 //! impl HostCallHandler for Reverse {
-//!     async fn host_call(&self, _actor: &ActorKey, call: HostCall) -> Result<Vec<u8>, String> {
+//!     type Error = HostCallError;
+//!
+//!     async fn host_call(&self, _actor: &ActorKey, call: HostCall) -> Result<Vec<u8>, HostCallError> {
 //!         Ok(call.payload.iter().rev().copied().collect())
 //!     }
 //! }
@@ -167,10 +171,12 @@ mod clock;
 mod config;
 pub mod console;
 mod error;
+mod host_call;
 mod name;
 mod pool;
 mod runtime;
 mod snapshot;
+mod state;
 
 use std::fmt;
 use std::future::Future;
@@ -224,20 +230,67 @@ impl ActorKey {
     /// [`RuntimeError::InvalidActorKey`] if the shape is wrong.
     pub fn new(key: impl Into<String>) -> Result<Self, RuntimeError> {
         let key = key.into();
-        let valid = key.len() == Self::LEN
-            && key.starts_with('M')
-            && key
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b));
-        if valid {
+        if Self::is_valid(&key) {
             Ok(Self(key.into()))
         } else {
             Err(RuntimeError::InvalidActorKey { key })
         }
     }
 
+    /// Whether `text` has the shape [`ActorKey::new`] accepts: how callers
+    /// tell an actor key from a capability id or a name without building
+    /// one. Cheap for anything else (the length is checked first).
+    pub fn is_valid(text: &str) -> bool {
+        text.len() == Self::LEN
+            && text.starts_with('M')
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
+    }
+
     /// The key as text.
     pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+// A key is text with a checked shape: wherever text is expected, it is that
+// text (hashing and ordering agree with `str`'s, so maps keyed by `String`
+// can be searched with one).
+impl std::ops::Deref for ActorKey {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for ActorKey {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for ActorKey {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<String> for ActorKey {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl AsRef<str> for ActorKey {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for ActorKey {
+    fn borrow(&self) -> &str {
         &self.0
     }
 }
@@ -300,16 +353,45 @@ impl HostCall {
 /// The embedder's side of `__host_call`.
 ///
 /// `Ok` bytes become the guest's host response (`__host_call` returns 1);
-/// an `Err` message becomes the guest's host error (it returns 0). The
-/// future may await I/O: the guest is suspended meanwhile without blocking a
-/// thread. Responses are subject to [`Limits::max_payload`].
+/// an `Err` becomes the guest's host error (it returns 0): the guest reads
+/// the error's `Display` text, while the embedder keeps the typed value (and
+/// its sources) for its own logs. The future may await I/O: the guest is
+/// suspended meanwhile without blocking a thread. Responses are subject to
+/// [`Limits::max_payload`].
 pub trait HostCallHandler: Send + Sync + 'static {
+    /// What a refused or failed host call carries. Its `Display` text is
+    /// all the guest sees, so it must not hold anything the guest may not
+    /// read. [`HostCallError`] serves handlers with nothing richer.
+    type Error: std::error::Error + Send + Sync + 'static;
+
     /// Handles one host call made by `actor`.
     fn host_call(
         &self,
         actor: &ActorKey,
         call: HostCall,
-    ) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
+    ) -> impl Future<Output = Result<Vec<u8>, Self::Error>> + Send;
+}
+
+/// A host call refused with a message and nothing else: the error type of
+/// handlers (tests, examples, benchmarks) that have no richer one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct HostCallError {
+    message: String,
+}
+
+impl HostCallError {
+    /// A refusal the guest reads as `message`.
+    pub fn new(message: impl Into<String>) -> HostCallError {
+        HostCallError {
+            message: message.into(),
+        }
+    }
+
+    /// The text the guest reads.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 #[cfg(test)]
@@ -346,6 +428,14 @@ mod tests {
         ] {
             let err = ActorKey::new(bad).err().map(|e| e.kind());
             assert_eq!(err, Some(ErrorKind::InvalidActorKey), "{bad:?}");
+            assert!(!ActorKey::is_valid(bad), "{bad:?}");
         }
+        assert!(ActorKey::is_valid(good));
+        // Where text is expected, a key is its text.
+        let key = ActorKey::new(good).unwrap();
+        let text = String::from(good);
+        assert!(key == good && key == text && *key == *good);
+        let by_text: std::collections::HashMap<String, u8> = [(good.to_string(), 1)].into();
+        assert_eq!(by_text.get(key.as_ref()), Some(&1));
     }
 }

@@ -15,7 +15,9 @@ use std::collections::HashSet;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 /// Longest name that is interned.
 const MAX_INTERNED_LEN: usize = 64;
@@ -55,7 +57,7 @@ fn intern(name: &str) -> Option<&'static str> {
     if name.len() > MAX_INTERNED_LEN {
         return None;
     }
-    let mut interned = INTERNED.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut interned = INTERNED.lock();
     let set = interned.get_or_insert_with(HashSet::new);
     if let Some(&existing) = set.get(name) {
         return Some(existing);

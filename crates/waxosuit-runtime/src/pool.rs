@@ -20,9 +20,9 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 /// Most shards a pool has: more threads than this share shards.
@@ -85,11 +85,6 @@ pub(crate) struct Pool<T> {
     /// Signalled when an instance is returned or a live slot freed while
     /// calls wait.
     released: Notify,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A list of instances stays consistent even if a holder panicked.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A small index for the calling thread, assigned round-robin on first use
@@ -165,7 +160,7 @@ impl<T: Pooled> Pool<T> {
     /// future at all, which is measurable at this scale.
     #[inline]
     pub(crate) fn take_newest(&self, home: usize, current: u64) -> Option<T> {
-        let mut idle = lock(&self.shards[home].idle);
+        let mut idle = self.shards[home].idle.lock();
         if idle.last().is_some_and(|i| i.generation() == current) {
             idle.pop()
         } else {
@@ -225,7 +220,7 @@ impl<T: Pooled> Pool<T> {
             let shard = &self.shards[(home + offset) % count];
             let mut stale = Vec::new();
             let found = {
-                let mut idle = lock(&shard.idle);
+                let mut idle = shard.idle.lock();
                 let mut found = None;
                 while let Some(instance) = idle.pop() {
                     if instance.generation() == current {
@@ -267,7 +262,7 @@ impl<T: Pooled> Pool<T> {
     /// checked out for).
     #[inline]
     pub(crate) fn put(&self, home: usize, instance: T) {
-        lock(&self.shards[home].idle).push(instance);
+        self.shards[home].idle.lock().push(instance);
         self.wake();
     }
 
@@ -300,7 +295,7 @@ impl<T: Pooled> Pool<T> {
     pub(crate) fn add(&self, fresh: impl IntoIterator<Item = T>) {
         let mut added = 0;
         {
-            let mut idle = lock(&self.shards[self.home()].idle);
+            let mut idle = self.shards[self.home()].idle.lock();
             for instance in fresh {
                 self.live.fetch_add(1, Ordering::SeqCst);
                 idle.push(instance);
@@ -326,8 +321,8 @@ impl<T: Pooled> Pool<T> {
 
     /// The oldest idle instance of the fullest shard.
     fn pop_oldest(&self) -> Option<T> {
-        let fullest = self.shards.iter().max_by_key(|s| lock(&s.idle).len())?;
-        let mut idle = lock(&fullest.idle);
+        let fullest = self.shards.iter().max_by_key(|s| s.idle.lock().len())?;
+        let mut idle = fullest.idle.lock();
         // Rare (eviction, trimming): shifting the few idle instances is fine.
         (!idle.is_empty()).then(|| idle.remove(0))
     }
@@ -337,7 +332,7 @@ impl<T: Pooled> Pool<T> {
     pub(crate) fn drain(&self) -> Vec<T> {
         let mut drained = Vec::new();
         for shard in self.shards.iter() {
-            drained.extend(lock(&shard.idle).drain(..));
+            drained.extend(shard.idle.lock().drain(..));
         }
         self.live.fetch_sub(drained.len(), Ordering::SeqCst);
         self.wake_up_to(drained.len());
@@ -361,7 +356,7 @@ impl<T: Pooled> Pool<T> {
 
     /// Idle instances across all shards.
     pub(crate) fn idle_len(&self) -> usize {
-        self.shards.iter().map(|s| lock(&s.idle).len()).sum()
+        self.shards.iter().map(|s| s.idle.lock().len()).sum()
     }
 
     /// Live instances (idle, busy or being created).
@@ -530,7 +525,7 @@ mod tests {
         if mine == other {
             return; // both threads landed on the same slot modulo the count
         }
-        assert_eq!(lock(&pool.shards[mine].idle).last(), Some(&item(2, 1)));
-        assert_eq!(lock(&pool.shards[other].idle).last(), Some(&item(1, 1)));
+        assert_eq!(pool.shards[mine].idle.lock().last(), Some(&item(2, 1)));
+        assert_eq!(pool.shards[other].idle.lock().last(), Some(&item(1, 1)));
     }
 }

@@ -30,13 +30,13 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Instant;
 
+use parking_lot::Mutex;
 use wasmtime::{CacheStore, Engine, ExternType, Instance, Linker, Module, Store, Val};
 use wasmtime_wizer::{InstanceState, SnapshotVal, ValType, Wizer};
 
-use crate::abi::MemoryLimiter;
+use crate::state::MemoryLimiter;
 
 /// The guest's initialisation exports, in the order waPC runs them.
 pub(crate) const INIT_EXPORTS: [&str; 2] = ["_start", "wapc_init"];
@@ -327,7 +327,7 @@ const FUNCTION_CACHE_BYTES: usize = 32 << 20;
 
 impl FunctionCache {
     fn clear(&self) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.entries.lock();
         entries.map = HashMap::new();
         entries.bytes = 0;
     }
@@ -335,7 +335,7 @@ impl FunctionCache {
 
 impl CacheStore for FunctionCache {
     fn get(&self, key: &[u8]) -> Option<Cow<'_, [u8]>> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let entries = self.entries.lock();
         entries.map.get(key).map(|v| Cow::Owned(v.clone()))
     }
 
@@ -344,7 +344,7 @@ impl CacheStore for FunctionCache {
         if size > FUNCTION_CACHE_BYTES {
             return false;
         }
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.entries.lock();
         if entries.bytes + size > FUNCTION_CACHE_BYTES {
             entries.map.clear();
             entries.bytes = 0;

@@ -31,9 +31,7 @@ mod checks;
 
 pub use waxosuit_provider::conformance::{Failure, Report};
 
-use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -43,89 +41,8 @@ use waxosuit_codec::keyvalue::{
     OP_RANGE, OP_SET, OP_SET_ADD, OP_SET_QUERY, OP_SET_REMOVE, SetAddRequest, SetOperationResponse,
     SetQueryRequest, SetQueryResponse, SetRemoveRequest, SetRequest, SetResponse,
 };
-use waxosuit_provider::{BindRequest, CapabilityProvider, ProviderCall, ProviderError};
 
-/// The binding every check uses.
-pub const BINDING: &str = "default";
-/// A second binding of the same actor, which must not see [`BINDING`]'s keys.
-pub const OTHER_BINDING: &str = "other";
-
-/// What the suite drives: one actor's two bindings ([`BINDING`] and
-/// [`OTHER_BINDING`]), bound and empty.
-pub trait Subject {
-    /// Sends `operation` with `payload` on `binding`; an error is the text
-    /// the actor would read.
-    fn call(
-        &self,
-        binding: &str,
-        operation: &str,
-        payload: Vec<u8>,
-    ) -> impl Future<Output = Result<Vec<u8>, String>>;
-}
-
-/// A [`CapabilityProvider`] as a subject: calls go to its
-/// [`handle_call`](CapabilityProvider::handle_call) for one actor.
-#[derive(Clone, Copy)]
-pub struct ProviderSubject<'a> {
-    provider: &'a dyn CapabilityProvider,
-    actor: &'a str,
-}
-
-impl fmt::Debug for ProviderSubject<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProviderSubject")
-            .field("actor", &self.actor)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<'a> ProviderSubject<'a> {
-    /// Binds `actor` to `provider` under [`BINDING`] and [`OTHER_BINDING`],
-    /// each with `values` (a server's URL, say).
-    ///
-    /// # Errors
-    ///
-    /// What the provider's `bind_actor` returns.
-    pub async fn bind(
-        provider: &'a dyn CapabilityProvider,
-        actor: &'a str,
-        values: &[(&str, &str)],
-    ) -> Result<ProviderSubject<'a>, ProviderError> {
-        let values: HashMap<String, String> = values
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        for binding in [BINDING, OTHER_BINDING] {
-            provider
-                .bind_actor(BindRequest {
-                    actor: actor.to_string(),
-                    binding: binding.to_string(),
-                    values: values.clone(),
-                })
-                .await?;
-        }
-        Ok(ProviderSubject { provider, actor })
-    }
-}
-
-impl Subject for ProviderSubject<'_> {
-    async fn call(
-        &self,
-        binding: &str,
-        operation: &str,
-        payload: Vec<u8>,
-    ) -> Result<Vec<u8>, String> {
-        self.provider
-            .handle_call(ProviderCall {
-                actor: self.actor.to_string(),
-                binding: binding.to_string(),
-                operation: operation.to_string(),
-                payload,
-            })
-            .await
-            .map_err(|e| e.to_string())
-    }
-}
+pub use waxosuit_provider::conformance::{BINDING, OTHER_BINDING, ProviderSubject, Subject};
 
 type Outcome = Result<(), String>;
 

@@ -32,11 +32,12 @@ mod store;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use waxosuit_provider::{BindRequest, Health, ProviderError};
 
 use crate::CAPABILITY_ID;
@@ -219,18 +220,18 @@ impl MemoryKeyspace {
     /// Applies new quotas. Data already held stays even if it is over them;
     /// only writes that would grow the keyspace further are refused.
     pub fn set_limits(&self, limits: Limits) {
-        self.lock().set_limits(limits);
+        self.store.lock().set_limits(limits);
     }
 
     /// Purges expired keys; returns how many went.
     pub fn sweep(&self) -> usize {
         let now = self.clock.now();
-        self.lock().sweep(now)
+        self.store.lock().sweep(now)
     }
 
     /// Keys held, counting expired ones not yet touched or swept.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.store.lock().len()
     }
 
     /// Whether no key is held.
@@ -240,33 +241,33 @@ impl MemoryKeyspace {
 
     /// Bytes held, as [`MAX_BYTES`] counts them.
     pub fn bytes(&self) -> u64 {
-        self.lock().bytes()
+        self.store.lock().bytes()
     }
 
     /// The string at `key`; `None` when missing, expired or of another type.
     pub fn string(&self, key: &str) -> Option<String> {
         let now = self.clock.now();
-        self.lock().get(key, now).ok().flatten()
+        self.store.lock().get(key, now).ok().flatten()
     }
 
     /// The list at `key`, head first; empty when missing or of another type.
     pub fn list(&self, key: &str) -> Vec<String> {
         let now = self.clock.now();
-        self.lock().range(key, 0, -1, now).unwrap_or_default()
+        self.store.lock().range(key, 0, -1, now).unwrap_or_default()
     }
 
     /// The members of the set at `key`, sorted; empty when missing or of
     /// another type.
     pub fn members(&self, key: &str) -> Vec<String> {
         let now = self.clock.now();
-        self.lock().set_members(key, now).unwrap_or_default()
+        self.store.lock().set_members(key, now).unwrap_or_default()
     }
 
     /// How long `key` has left to live; `None` when it is missing or never
     /// expires.
     pub fn ttl(&self, key: &str) -> Option<Duration> {
         let now = self.clock.now();
-        self.lock().ttl(key, now)
+        self.store.lock().ttl(key, now)
     }
 
     /// Runs one encoded call through the [operation table](crate::dispatch)
@@ -288,13 +289,6 @@ impl MemoryKeyspace {
         }
     }
 
-    // No store operation can panic between two of its mutations, so a
-    // poisoned lock still guards consistent data, and refusing service for
-    // the rest of the host's life would be worse than using it.
-    fn lock(&self) -> MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Runs `op` on the store at the clock's time, turning its refusal into
     /// the actor's error (a quota error also names the actor and binding,
     /// which the store does not know).
@@ -303,7 +297,7 @@ impl MemoryKeyspace {
         op: impl FnOnce(&mut Store, Duration) -> Result<T, StoreError>,
     ) -> Result<T, ProviderError> {
         let now = self.clock.now();
-        op(&mut self.lock(), now).map_err(|error| match error {
+        op(&mut self.store.lock(), now).map_err(|error| match error {
             StoreError::Quota { quota, .. } => ProviderError::backend(
                 CAPABILITY_ID,
                 QuotaExceeded {
@@ -433,7 +427,7 @@ impl ReferenceBackend {
 
     /// The keyspaces still open, forgetting those the provider dropped.
     fn keyspaces(&self) -> Vec<Arc<MemoryKeyspace>> {
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open = self.open.lock();
         let live: Vec<_> = open.iter().filter_map(Weak::upgrade).collect();
         open.retain(|k| k.strong_count() > 0);
         live
@@ -471,7 +465,7 @@ impl Backend for ReferenceBackend {
             limits,
             Arc::clone(&self.clock),
         ));
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open = self.open.lock();
         open.retain(|k| k.strong_count() > 0);
         open.push(Arc::downgrade(&keyspace));
         Ok(keyspace)

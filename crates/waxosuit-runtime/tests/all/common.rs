@@ -3,8 +3,8 @@
 use std::sync::{Arc, Mutex};
 
 use waxosuit_runtime::{
-    Actor, ActorKey, HostCall, HostCallHandler, Limits, PoolingConfig, Runtime, RuntimeConfig,
-    RuntimeError,
+    Actor, ActorKey, HostCall, HostCallError, HostCallHandler, Limits, PoolingConfig, Runtime,
+    RuntimeConfig, RuntimeError,
 };
 
 /// A syntactically valid actor key, distinct per `n`.
@@ -44,7 +44,9 @@ impl TestHandler {
 }
 
 impl HostCallHandler for TestHandler {
-    async fn host_call(&self, actor: &ActorKey, call: HostCall) -> Result<Vec<u8>, String> {
+    type Error = HostCallError;
+
+    async fn host_call(&self, actor: &ActorKey, call: HostCall) -> Result<Vec<u8>, HostCallError> {
         self.calls
             .lock()
             .expect("lock")
@@ -53,7 +55,7 @@ impl HostCallHandler for TestHandler {
             return Ok(vec![7; n]);
         }
         if call.payload == b"fail" {
-            return Err("host says no".into());
+            return Err(HostCallError::new("host says no"));
         }
         match (&*call.binding, &*call.namespace, &*call.operation) {
             ("default", "test:ping", "Ping") => {
@@ -63,7 +65,7 @@ impl HostCallHandler for TestHandler {
                 reply.extend_from_slice(&call.payload);
                 Ok(reply)
             }
-            (b, n, o) => Err(format!("no route for {b}/{n}/{o}")),
+            (b, n, o) => Err(HostCallError::new(format!("no route for {b}/{n}/{o}"))),
         }
     }
 }

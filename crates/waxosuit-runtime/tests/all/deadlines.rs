@@ -11,7 +11,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use waxosuit_runtime::{
-    Actor, ActorKey, ErrorKind, HostCall, HostCallHandler, Limits, RuntimeError, WaitBound,
+    Actor, ActorKey, ErrorKind, HostCall, HostCallError, HostCallHandler, Limits, RuntimeError,
+    WaitBound,
 };
 
 use crate::common::{Abi, caller_guest, host_call_request, key, runtime};
@@ -54,7 +55,9 @@ impl Drop for AbandonGuard<'_> {
 }
 
 impl HostCallHandler for Misbehaving {
-    async fn host_call(&self, actor: &ActorKey, call: HostCall) -> Result<Vec<u8>, String> {
+    type Error = HostCallError;
+
+    async fn host_call(&self, actor: &ActorKey, call: HostCall) -> Result<Vec<u8>, HostCallError> {
         let mut guard = AbandonGuard(&self.abandoned, true);
         let result = match &*call.namespace {
             "slow:backend" => {
@@ -67,10 +70,13 @@ impl HostCallHandler for Misbehaving {
                 Ok(b"unstuck".to_vec())
             }
             ns if ns == actor.as_str() => {
-                let me = self.actor.get().ok_or("the actor is not loaded yet")?;
+                let me = self
+                    .actor
+                    .get()
+                    .ok_or_else(|| HostCallError::new("the actor is not loaded yet"))?;
                 me.call("echo", &call.payload)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| HostCallError::new(e.to_string()))
             }
             _ => Ok(call.payload),
         };
@@ -200,7 +206,13 @@ async fn a_slow_host_call_is_abandoned_at_the_deadline_inline() -> anyhow::Resul
 struct NeverAnswers;
 
 impl HostCallHandler for NeverAnswers {
-    async fn host_call(&self, _actor: &ActorKey, _call: HostCall) -> Result<Vec<u8>, String> {
+    type Error = HostCallError;
+
+    async fn host_call(
+        &self,
+        _actor: &ActorKey,
+        _call: HostCall,
+    ) -> Result<Vec<u8>, HostCallError> {
         std::future::pending().await
     }
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use waxosuit_runtime::{ActorKey, ErrorKind, HostCall, HostCallHandler, Limits, RuntimeError};
+use waxosuit_runtime::{
+    ActorKey, ErrorKind, HostCall, HostCallError, HostCallHandler, Limits, RuntimeError,
+};
 use waxosuit_test_fixtures::{wapc_echo, wat_echo};
 
 use crate::common::{config, key, payload, pending_once, runtime};
@@ -20,13 +22,15 @@ struct Pong {
 }
 
 impl HostCallHandler for Pong {
-    async fn host_call(&self, _actor: &ActorKey, call: HostCall) -> Result<Vec<u8>, String> {
+    type Error = HostCallError;
+
+    async fn host_call(&self, _actor: &ActorKey, call: HostCall) -> Result<Vec<u8>, HostCallError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if self.wait.load(Ordering::SeqCst) {
             pending_once().await;
         }
         if call.payload == b"fail" {
-            return Err("host says no".into());
+            return Err(HostCallError::new("host says no"));
         }
         Ok([b"pong:".as_slice(), &call.payload].concat())
     }
@@ -217,7 +221,8 @@ async fn a_long_inline_call_does_not_hold_up_other_tasks_for_its_deadline() -> a
     assert!(actor.stats().inline);
     let started = std::time::Instant::now();
     // Spawned from this (the only) worker: the loop and the timer task
-    // below share it until the guest's worker hands its queue on.
+    // below share it until the guest gives way to a fiber instance, which
+    // yields between slices.
     let spinning = {
         let actor = actor.clone();
         tokio::spawn(async move { actor.call("loop", b"").await })
@@ -241,7 +246,13 @@ async fn a_long_inline_call_does_not_hold_up_other_tasks_for_its_deadline() -> a
 struct Hang;
 
 impl HostCallHandler for Hang {
-    async fn host_call(&self, _actor: &ActorKey, _call: HostCall) -> Result<Vec<u8>, String> {
+    type Error = HostCallError;
+
+    async fn host_call(
+        &self,
+        _actor: &ActorKey,
+        _call: HostCall,
+    ) -> Result<Vec<u8>, HostCallError> {
         std::future::pending().await
     }
 }
@@ -272,5 +283,83 @@ async fn a_host_call_that_never_completes_fails_within_the_deadline() -> anyhow:
         !actor.stats().inline,
         "a waiting host call switches the actor at once"
     );
+    Ok(())
+}
+
+/// Calls `test:ping` `Ping` once, then spins until stopped.
+const PING_THEN_SPIN: &str = r#"(module
+  (import "wapc" "__host_call"
+    (func $call (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "defaulttest:pingPing")
+  (func (export "__guest_call") (param i32 i32) (result i32)
+    (drop (call $call (i32.const 0) (i32.const 7) (i32.const 7) (i32.const 9)
+                      (i32.const 16) (i32.const 4) (i32.const 0) (i32.const 0)))
+    (loop $spin (br $spin))
+    (i32.const 1)))"#;
+
+/// Counts down from a billion (well past the inline patience on any
+/// machine), then replies `done`. No host call.
+const COUNT_THEN_REPLY: &str = r#"(module
+  (import "wapc" "__guest_response" (func $resp (param i32 i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "done")
+  (func (export "__guest_call") (param i32 i32) (result i32)
+    (local $n i64)
+    (local.set $n (i64.const 1000000000))
+    (loop $count
+      (local.set $n (i64.sub (local.get $n) (i64.const 1)))
+      (br_if $count (i64.ne (local.get $n) (i64.const 0))))
+    (call $resp (i32.const 0) (i32.const 4))
+    (i32.const 1)))"#;
+
+/// A long inline call that made no host call gives way: it is stopped and
+/// runs again from the start on a fiber instance, and its caller gets the
+/// one reply of the second run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_effect_free_inline_call_runs_again_on_a_fiber_and_replies_once()
+-> anyhow::Result<()> {
+    let limits = Limits::default().deadline(Duration::from_secs(60));
+    let actor = runtime()
+        .load(
+            key(49),
+            &wat::parse_str(COUNT_THEN_REPLY)?,
+            limits,
+            Arc::new(Pong::default()),
+        )
+        .await?;
+    assert!(actor.stats().inline);
+    assert_eq!(actor.call("count", b"").await?, b"done");
+    let stats = actor.stats();
+    assert!(!stats.inline, "the actor left inline mode");
+    assert!(
+        stats.instances_discarded >= 1,
+        "the stopped inline instance is dropped: {stats:?}"
+    );
+    // The fiber instance stays: the next call is served by it at once.
+    assert_eq!(actor.call("count", b"").await?, b"done");
+    Ok(())
+}
+
+/// A long inline call that has made a host call is never run twice (the
+/// host call may have had effects): it finishes inline, here at its
+/// deadline, with the host called exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_inline_call_that_called_the_host_is_not_run_twice() -> anyhow::Result<()> {
+    let handler = Arc::new(Pong::default());
+    let limits = Limits::default().deadline(Duration::from_millis(400));
+    let actor = runtime()
+        .load(
+            key(50),
+            &wat::parse_str(PING_THEN_SPIN)?,
+            limits,
+            Arc::clone(&handler),
+        )
+        .await?;
+    assert!(actor.stats().inline);
+    let err = actor.call("spin", b"").await.expect_err("it spins");
+    assert_eq!(err.kind(), ErrorKind::Deadline, "{err}");
+    assert_eq!(handler.calls.load(Ordering::SeqCst), 1);
+    assert!(!actor.stats().inline);
     Ok(())
 }

@@ -1,29 +1,24 @@
 //! [`Actor`]: one loaded module, its instance pool and its hot swap.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use wasmtime::{InstancePre, Linker, Store, Trap, TypedFunc, UpdateDeadline};
+use parking_lot::Mutex;
+use wasmtime::{InstancePre, Linker, Store, TypedFunc};
 
-use crate::abi::{self, Fault, HostState, Identity};
+use crate::abi;
 use crate::cache::{self, CacheOutcome};
 use crate::clock::EpochClock;
+use crate::host_call::current_flavor;
 use crate::pool::{Busy, Checkout, Pool, Pooled};
 use crate::runtime::RuntimeInner;
-use crate::snapshot::{self, INIT_EXPORTS, InitLimits};
+use crate::snapshot::{self, InitLimits};
+use crate::state::{HostState, Identity};
 use crate::{ActorKey, HostCallHandler, Limits, RuntimeError, WaitBound};
 
-/// Epoch ticks an async guest runs before it yields to the executor (10 ms
-/// at the default 5 ms tick): long enough that yielding costs nothing
-/// measurable, short enough that a busy guest delays no timer noticeably.
-const YIELD_TICKS: u64 = 2;
+mod run;
 
-/// Epoch ticks an inline call may run before its actor switches to fiber
-/// instances (50 ms at the default tick). Deadlines count wall time, and a
-/// busy machine can deschedule a thread for a few ticks mid-call; a guest
-/// that is really computing for this long is rare, and the switch is
-/// then worth it.
-const INLINE_PATIENCE_TICKS: u64 = 10;
+use run::Invoked;
 
 /// A loaded actor: a pool of ready instances of one module (one *generation*
 /// per hot swap) serving waPC calls.
@@ -170,12 +165,6 @@ impl<H: HostCallHandler> Pooled for Box<Instance<H>> {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The protected data (an Arc) stays consistent even if a holder
-    // panicked, so poisoning carries no information here.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl<H: HostCallHandler> Actor<H> {
     pub(crate) async fn load(
         runtime: Arc<RuntimeInner>,
@@ -187,7 +176,7 @@ impl<H: HostCallHandler> Actor<H> {
         // Inline instances need a runtime where a waiting host call can hand
         // its worker's tasks elsewhere (`block_in_place`).
         let inline = runtime.config.inline_calls
-            && abi::current_flavor() == Some(tokio::runtime::RuntimeFlavor::MultiThread);
+            && current_flavor() == Some(tokio::runtime::RuntimeFlavor::MultiThread);
         let ident = Arc::new(Identity {
             key,
             handler,
@@ -235,7 +224,7 @@ impl<H: HostCallHandler> Actor<H> {
 
     /// Pool counters and the current module generation.
     pub fn stats(&self) -> ActorStats {
-        let generation = Arc::clone(&lock(&self.inner.current));
+        let generation = Arc::clone(&self.inner.current.lock());
         ActorStats {
             idle_instances: self.inner.pool.idle_len(),
             instances_created: self.inner.created.load(Ordering::Relaxed),
@@ -251,7 +240,7 @@ impl<H: HostCallHandler> Actor<H> {
     /// How the current module was obtained: compiled, or loaded from the
     /// on-disk cache.
     pub fn cache_outcome(&self) -> CacheOutcome {
-        lock(&self.inner.current).cache_outcome
+        self.inner.current.lock().cache_outcome
     }
 
     /// Performs one waPC call: `op` with `payload`, returning the guest's response.
@@ -279,31 +268,41 @@ impl<H: HostCallHandler> Actor<H> {
         inner.check_payload("request payload", payload.len())?;
         inner.check_payload("operation name", op.len())?;
         let mut slot = inner.checkout(end).await?;
-        if slot.instance.as_ref().is_some_and(|i| i.inline)
-            && !inner.ident.inline.load(Ordering::Relaxed)
-        {
-            // The actor switched to fibers since this instance was made.
-            if let Some(stale) = slot.instance.take() {
-                inner.discard(stale);
-            }
-        }
-        let instance = match &mut slot.instance {
-            Some(instance) => instance,
-            empty => {
-                let generation = Arc::clone(&lock(&inner.current));
-                empty.insert(inner.instantiate(&generation, Some(end)).await?)
-            }
-        };
-        slot.in_call = true;
-        let result = inner.invoke(instance, op, payload, end).await;
-        slot.in_call = false;
-        match result {
-            Ok(response) => Ok(response),
-            Err((error, reusable)) => {
-                if !reusable && let Some(broken) = slot.instance.take() {
-                    inner.discard(broken);
+        loop {
+            if slot.instance.as_ref().is_some_and(|i| i.inline)
+                && !inner.ident.inline.load(Ordering::Relaxed)
+            {
+                // The actor switched to fibers since this instance was made.
+                if let Some(stale) = slot.instance.take() {
+                    inner.discard(stale);
                 }
-                Err(error)
+            }
+            let instance = match &mut slot.instance {
+                Some(instance) => instance,
+                empty => {
+                    let generation = Arc::clone(&inner.current.lock());
+                    empty.insert(inner.instantiate(&generation, Some(end)).await?)
+                }
+            };
+            slot.in_call = true;
+            let result = inner.invoke(instance, op, payload, end).await;
+            slot.in_call = false;
+            match result {
+                Invoked::Replied(response) => return Ok(response),
+                Invoked::Failed { error, reusable } => {
+                    if !reusable && let Some(broken) = slot.instance.take() {
+                        inner.discard(broken);
+                    }
+                    return Err(error);
+                }
+                // Runs once more at most: the actor has left inline mode,
+                // so the next instance is a fiber instance, which never
+                // gives way.
+                Invoked::GaveWay => {
+                    if let Some(stopped) = slot.instance.take() {
+                        inner.discard(stopped);
+                    }
+                }
             }
         }
     }
@@ -319,7 +318,7 @@ impl<H: HostCallHandler> Actor<H> {
     /// Any error raised while creating the instance (see [`Actor::call`]).
     pub async fn prewarm(&self) -> Result<(), RuntimeError> {
         let inner = &*self.inner;
-        let generation = Arc::clone(&lock(&inner.current));
+        let generation = Arc::clone(&inner.current.lock());
         let instance = inner.instantiate(&generation, None).await?;
         inner.pool.add([instance]);
         for old in inner.pool.evict_excess() {
@@ -378,7 +377,7 @@ impl<H: HostCallHandler> Actor<H> {
             .instantiate_many(&generation, inner.limits.min_instances)
             .await?;
         let outcome = generation.cache_outcome;
-        *lock(&inner.current) = generation;
+        *inner.current.lock() = generation;
         inner.current_id.store(id, Ordering::Release);
         // Calls that find no idle instance between the two steps create one
         // of the new generation, which is already published.
@@ -557,287 +556,5 @@ impl<H: HostCallHandler> ActorInner<H> {
     fn discard(&self, instance: Box<Instance<H>>) {
         self.discarded.fetch_add(1, Ordering::Relaxed);
         drop(instance);
-    }
-
-    async fn instantiate_many(
-        &self,
-        generation: &Generation<H>,
-        count: usize,
-    ) -> Result<Vec<Box<Instance<H>>>, RuntimeError> {
-        let mut instances = Vec::with_capacity(count);
-        for _ in 0..count {
-            instances.push(self.instantiate(generation, None).await?);
-        }
-        Ok(instances)
-    }
-
-    /// Creates a ready instance: store, instantiation, and `_start`,
-    /// `wapc_init` unless the generation is pre-initialised. Initialisation
-    /// runs until tick `end` when the instance is made for a call (it
-    /// spends that call's deadline), under a deadline of its own otherwise.
-    async fn instantiate(
-        &self,
-        generation: &Generation<H>,
-        end: Option<u64>,
-    ) -> Result<Box<Instance<H>>, RuntimeError> {
-        let state = HostState::new(
-            Arc::clone(&self.ident),
-            self.limits.max_payload,
-            self.limits.max_memory,
-        );
-        let mut store = Store::new(&self.runtime.engine, state);
-        store.limiter(|state| &mut state.limiter);
-        let inline_pre = generation
-            .pre_inline
-            .as_ref()
-            .filter(|_| self.ident.inline.load(Ordering::Relaxed));
-        let inline = inline_pre.is_some();
-        if inline {
-            // Sliced like the fiber store below, but an inline guest cannot
-            // yield: it runs on, and its running for long moves the actor to
-            // fiber instances for the following calls (and hands its
-            // worker's queue on, `abi::hand_off_worker`).
-            store.epoch_deadline_callback(|mut ctx| {
-                let state = ctx.data_mut();
-                let Some(slice) = state.next_slice(YIELD_TICKS) else {
-                    return Ok(UpdateDeadline::Interrupt);
-                };
-                let ran = state.ident.clock.now().saturating_sub(state.started);
-                if ran >= INLINE_PATIENCE_TICKS && !state.waited {
-                    state.waited = true;
-                    state.ident.leave_inline("a call computed for long");
-                    abi::hand_off_worker();
-                }
-                Ok(UpdateDeadline::Continue(slice))
-            });
-        } else {
-            // A guest that computes for long must not hold an executor
-            // thread for its whole deadline: timers, I/O and other calls
-            // queued behind it on that worker would stall (and tokio cannot
-            // steal a worker's LIFO task). So it runs in slices of the
-            // deadline and yields between them, until the deadline's tick.
-            store.epoch_deadline_callback(|ctx| {
-                let Some(slice) = ctx.data().next_slice(YIELD_TICKS) else {
-                    return Ok(UpdateDeadline::Interrupt);
-                };
-                Ok(UpdateDeadline::YieldCustom(
-                    slice,
-                    Box::pin(tokio::task::yield_now()),
-                ))
-            });
-        }
-        let end = end.unwrap_or_else(|| self.clock.now().saturating_add(self.deadline_ticks));
-        self.arm_deadline(&mut store, end);
-        self.refuel(&mut store)?;
-        let instantiated = if let Some(pre) = inline_pre {
-            pre.instantiate(&mut store)
-        } else {
-            generation.pre.instantiate_async(&mut store).await
-        };
-        let instance = match instantiated {
-            Ok(instance) => instance,
-            Err(e) if store.data().limiter.denied => {
-                return Err(self.classify(&e, store.data_mut()));
-            }
-            Err(e) => {
-                return Err(RuntimeError::Instantiate {
-                    actor: self.ident.key.clone(),
-                    message: format!("{e:#}"),
-                });
-            }
-        };
-        let memory = instance.get_memory(&mut store, "memory");
-        let guest_call = instance.get_typed_func::<(i32, i32), i32>(&mut store, "__guest_call");
-        let (Some(memory), Ok(guest_call)) = (memory, guest_call) else {
-            // `abi::check_module` verified both exports before linking.
-            return Err(RuntimeError::Load {
-                actor: self.ident.key.clone(),
-                message: "the instance lacks \"memory\" or \"__guest_call\"".into(),
-            });
-        };
-        store.data_mut().memory = Some(memory);
-        let init = if generation.preinitialized {
-            &[][..]
-        } else {
-            &INIT_EXPORTS[..]
-        };
-        for start in init {
-            let Ok(func) = instance.get_typed_func::<(), ()>(&mut store, start) else {
-                continue;
-            };
-            let result = if inline {
-                func.call(&mut store, ())
-            } else {
-                func.call_async(&mut store, ()).await
-            };
-            let state = store.data_mut();
-            let fault = state.fault.take();
-            match (result, fault) {
-                (Err(e), _) => return Err(self.classify(&e, store.data_mut())),
-                (Ok(()), Some(fault)) => return Err(self.fault_error(fault)),
-                (Ok(()), None) => {}
-            }
-        }
-        let state = store.data_mut();
-        state.end_call();
-        if std::mem::take(&mut state.waited) {
-            self.ident.leave_inline("its initialisation had to wait");
-        }
-        self.created.fetch_add(1, Ordering::Relaxed);
-        Ok(Box::new(Instance {
-            store,
-            guest_call,
-            generation: generation.id,
-            inline,
-        }))
-    }
-
-    /// Starts the guest's run under the deadline ending at tick `end`, with
-    /// its first slice. Host calls read `end` from the state.
-    fn arm_deadline(&self, store: &mut Store<HostState<H>>, end: u64) {
-        let now = self.clock.now();
-        let left = end.saturating_sub(now);
-        let state = store.data_mut();
-        state.started = now;
-        state.end = end;
-        store.set_epoch_deadline(left.min(YIELD_TICKS));
-    }
-
-    fn refuel(&self, store: &mut Store<HostState<H>>) -> Result<(), RuntimeError> {
-        if self.runtime.config.fuel_metering {
-            store
-                .set_fuel(self.limits.fuel.unwrap_or(u64::MAX))
-                .map_err(|e| RuntimeError::Config(format!("cannot set fuel: {e:#}")))?;
-        }
-        Ok(())
-    }
-
-    /// Runs one waPC conversation on `instance`, under the deadline ending
-    /// at tick `end`. On error, also says whether the instance may be
-    /// reused (only after a clean guest-reported error).
-    async fn invoke(
-        &self,
-        instance: &mut Instance<H>,
-        op: &str,
-        payload: &[u8],
-        end: u64,
-    ) -> Result<Vec<u8>, (RuntimeError, bool)> {
-        let store = &mut instance.store;
-        store.data_mut().begin_call(op, payload);
-        store.data_mut().limiter.denied = false;
-        self.arm_deadline(store, end);
-        self.refuel(store).map_err(|e| (e, true))?;
-        // Both lengths are bounded by `max_payload`, which is below i32::MAX.
-        let lengths = (
-            i32::try_from(op.len()).unwrap_or(i32::MAX),
-            i32::try_from(payload.len()).unwrap_or(i32::MAX),
-        );
-        // Without async host functions the store needs no fiber: a plain
-        // call is markedly cheaper (see `RuntimeConfig::inline_calls`).
-        let result = if instance.inline {
-            instance.guest_call.call(&mut *store, lengths)
-        } else {
-            instance.guest_call.call_async(&mut *store, lengths).await
-        };
-        let state = store.data_mut();
-        if std::mem::take(&mut state.waited) {
-            self.ident.leave_inline("a call had to wait");
-        }
-        let outcome = match result {
-            Err(e) => Err((self.classify(&e, state), false)),
-            Ok(code) => {
-                if let Some(fault) = state.fault.take() {
-                    Err((self.fault_error(fault), false))
-                } else if code == 0 {
-                    let message = state
-                        .guest_error
-                        .take()
-                        .unwrap_or_else(|| "No error message set for call failure".to_owned());
-                    Err((self.guest_error(message), true))
-                } else if let Some(response) = state.guest_response.take() {
-                    Ok(response)
-                } else {
-                    let message = state.guest_error.take().unwrap_or_else(|| {
-                        "No error message OR response set for call success".to_owned()
-                    });
-                    Err((self.guest_error(message), true))
-                }
-            }
-        };
-        state.end_call();
-        outcome
-    }
-
-    fn guest_error(&self, message: String) -> RuntimeError {
-        RuntimeError::GuestError {
-            actor: self.ident.key.clone(),
-            message,
-        }
-    }
-
-    fn fault_error(&self, fault: Fault) -> RuntimeError {
-        match fault {
-            Fault::Protocol(message) => self.guest_error(message),
-            Fault::PayloadTooLarge { what, size } => RuntimeError::PayloadTooLarge {
-                actor: self.ident.key.clone(),
-                what,
-                size,
-                limit: self.limits.max_payload,
-            },
-            Fault::NameTooLong { what, size, limit } => RuntimeError::NameTooLong {
-                actor: self.ident.key.clone(),
-                what,
-                size,
-                limit,
-            },
-            Fault::HostCallDeadline(pending) => RuntimeError::Deadline {
-                actor: self.ident.key.clone(),
-                limit: self.limits.deadline,
-                waiting_on: Some(pending),
-            },
-        }
-    }
-
-    /// Maps an engine error to the limit or trap that caused it.
-    fn classify(&self, error: &wasmtime::Error, state: &mut HostState<H>) -> RuntimeError {
-        let actor = self.ident.key.clone();
-        // A host call abandoned at the deadline is the cause of the stop,
-        // even if a `memory.grow` was refused (and handled) earlier.
-        if matches!(state.fault, Some(Fault::HostCallDeadline(_)))
-            && let Some(fault) = state.fault.take()
-        {
-            return self.fault_error(fault);
-        }
-        if state.limiter.denied {
-            return RuntimeError::MemoryLimit {
-                actor,
-                limit: self.limits.max_memory,
-            };
-        }
-        match error.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => {
-                return RuntimeError::Deadline {
-                    actor,
-                    limit: self.limits.deadline,
-                    waiting_on: None,
-                };
-            }
-            Some(Trap::OutOfFuel) => {
-                return RuntimeError::FuelExhausted {
-                    actor,
-                    limit: self.limits.fuel.unwrap_or(u64::MAX),
-                };
-            }
-            _ => {}
-        }
-        if let Some(fault) = state.fault.take() {
-            // The guest trapped after a host-detected violation (e.g. it
-            // aborted on a refused payload): the violation is the cause.
-            return self.fault_error(fault);
-        }
-        RuntimeError::Trap {
-            actor,
-            message: format!("{error:#}"),
-        }
     }
 }

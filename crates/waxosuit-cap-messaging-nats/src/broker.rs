@@ -1,0 +1,164 @@
+//! Calls from actors: `Publish` and `Request` on a bound pair's connection,
+//! through the operation table of [`waxosuit_cap_messaging`], each waiting
+//! (boundedly) for the connection when it is down.
+//!
+//! Separate from the binding life cycle in the crate root: this is the code
+//! every actor call runs, and where an outage becomes the fast, named
+//! [`ProviderError::Unavailable`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::{Client, RequestErrorKind};
+use async_trait::async_trait;
+use waxosuit_cap_messaging::{Broker, Caller};
+use waxosuit_codec::messaging::{BrokerMessage, CAPABILITY_ID};
+use waxosuit_provider::ProviderError;
+
+use crate::reconnect::{self, Reconnect};
+use crate::reserved::Reserved;
+use crate::{MessagingError, NatsMessaging, SubjectUse};
+
+impl NatsMessaging {
+    /// The pair's client and what [`Bound::connected`] needs.
+    pub(crate) fn bound(&self, actor: &str, binding: &str) -> Result<Bound, ProviderError> {
+        self.inner.bindings.read_all(|map| {
+            map.get(actor, binding)
+                .map(|b| Bound {
+                    client: b.client.clone(),
+                    url: b.url.clone(),
+                    reconnect: Arc::clone(&b.reconnect),
+                })
+                .ok_or_else(|| ProviderError::not_bound(CAPABILITY_ID, actor, binding))
+        })
+    }
+
+    async fn request(
+        client: &Client,
+        subject: String,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, ProviderError> {
+        let outgoing = async_nats::Request::new()
+            .payload(body.into())
+            .timeout(Some(timeout));
+        match client.send_request(subject.clone(), outgoing).await {
+            Ok(reply) => Ok(reply.payload.to_vec()),
+            Err(e) => Err(match e.kind() {
+                RequestErrorKind::NoResponders => MessagingError::NoResponders { subject },
+                RequestErrorKind::TimedOut => MessagingError::TimedOut {
+                    subject,
+                    timeout_ms: timeout.as_millis(),
+                },
+                _ => MessagingError::Client {
+                    operation: "request",
+                    subject,
+                    reason: e.to_string(),
+                },
+            }
+            .into()),
+        }
+    }
+}
+
+/// A bound pair's connection, cloned out of the table for one call.
+pub(crate) struct Bound {
+    client: Client,
+    /// Redacted.
+    url: String,
+    reconnect: Arc<Reconnect>,
+}
+
+impl Bound {
+    /// The client, once it is connected (see [`reconnect`](crate::reconnect)).
+    async fn connected(&self, caller: &Caller<'_>) -> Result<&Client, ProviderError> {
+        self.reconnect
+            .ready(&self.client)
+            .await
+            .map_err(|why| ProviderError::Unavailable {
+                capid: CAPABILITY_ID.to_string(),
+                reason: format!(
+                    "NATS at {} is unreachable for actor {} (binding `{}`): {why}. Nothing was \
+                     sent; the connection keeps being re-established in the background, and \
+                     calls succeed again as soon as the server is back",
+                    self.url, caller.actor, caller.binding
+                ),
+            })?;
+        Ok(&self.client)
+    }
+}
+
+/// The operation table's view of one bound pair's connection.
+pub(crate) struct BoundBroker<'a> {
+    pub(crate) reserved: &'a Reserved,
+    pub(crate) bound: Bound,
+}
+
+#[async_trait]
+impl Broker for BoundBroker<'_> {
+    /// Valid, and not under a reserved prefix.
+    fn check_subject(
+        &self,
+        caller: &Caller<'_>,
+        action: SubjectUse,
+        subject: &str,
+    ) -> Result<(), MessagingError> {
+        self.reserved
+            .check(caller.actor, caller.binding, action, subject)
+    }
+
+    async fn publish(
+        &self,
+        caller: &Caller<'_>,
+        message: BrokerMessage,
+    ) -> Result<(), ProviderError> {
+        // Refused subjects were refused before anything waits on the
+        // connection.
+        let client = self.bound.connected(caller).await?;
+        let subject = message.subject.clone();
+        let send = async {
+            if message.reply_to.is_empty() {
+                client.publish(message.subject, message.body.into()).await
+            } else {
+                client
+                    .publish_with_reply(message.subject, message.reply_to, message.body.into())
+                    .await
+            }
+        };
+        // The connection may drop between the check above and the send;
+        // while it reconnects the client stops draining its command queue,
+        // and a publish behind a full queue would wait for the server's
+        // return. Bounded like the wait for a connection.
+        let Ok(sent) = tokio::time::timeout(reconnect::RECONNECT_WAIT, send).await else {
+            return Err(ProviderError::Unavailable {
+                capid: CAPABILITY_ID.to_string(),
+                reason: format!(
+                    "NATS at {} did not take the message for `{subject}` from actor {} \
+                     (binding `{}`) within {:?}: the connection dropped as it was sent. It may \
+                     or may not be delivered; calls succeed again as soon as the server is back",
+                    self.bound.url,
+                    caller.actor,
+                    caller.binding,
+                    reconnect::RECONNECT_WAIT
+                ),
+            });
+        };
+        sent.map_err(|e| MessagingError::Client {
+            operation: "publish",
+            subject,
+            reason: e.to_string(),
+        })?;
+        Ok(())
+    }
+
+    async fn request(
+        &self,
+        caller: &Caller<'_>,
+        subject: String,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, ProviderError> {
+        let client = self.bound.connected(caller).await?;
+        NatsMessaging::request(client, subject, body, timeout).await
+    }
+}

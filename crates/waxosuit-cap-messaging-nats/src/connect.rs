@@ -1,0 +1,237 @@
+//! From a binding's values to a live connection: reading `URL`,
+//! `SUBSCRIPTION`, `QUEUEGROUP_NAME` and `CREDSFILE`, connecting with the
+//! reconnect policy of [`reconnect`](crate::reconnect), and making sure the
+//! server knows the subscriptions before the bind returns.
+//!
+//! Separate because this is where configuration errors and connection
+//! failures become the [`ProviderError`]s the host shows at start-up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::{Client, ConnectErrorKind, ConnectOptions};
+use futures_util::StreamExt;
+use waxosuit_cap_messaging::Subscriptions;
+use waxosuit_codec::messaging::CAPABILITY_ID;
+use waxosuit_provider::{BindRequest, ProviderError, redact_url};
+
+use crate::reconnect::Reconnect;
+use crate::reserved::Reserved;
+use crate::{
+    CONNECTION_NAME, CREDSFILE, DEFAULT_URL, NatsMessaging, SUBSCRIPTION, SUBSCRIPTION_CAPACITY,
+    SubjectUse, URL,
+};
+
+/// How long a bind waits for the server to confirm its subscriptions.
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) struct BindConfig {
+    pub(crate) url: String,
+    pub(crate) subscriptions: Subscriptions,
+    creds: Option<String>,
+}
+
+/// Reads a binding's values. Subscriptions are checked here, before any
+/// connection is made, so a refused subject leaves nothing subscribed.
+pub(crate) fn parse_config(
+    request: &BindRequest,
+    reserved: &Reserved,
+) -> Result<BindConfig, ProviderError> {
+    let subscriptions = Subscriptions::from_binding(request)?;
+    for pattern in &subscriptions.patterns {
+        reserved
+            .check(
+                &request.actor,
+                &request.binding,
+                SubjectUse::Subscribe,
+                pattern.as_str(),
+            )
+            .map_err(|refused| ProviderError::Config {
+                capid: CAPABILITY_ID.to_string(),
+                actor: request.actor.clone(),
+                key: SUBSCRIPTION.to_string(),
+                reason: format!("is refused: {refused}"),
+            })?;
+    }
+    let value = |key: &str| {
+        request
+            .values
+            .get(key)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    };
+    Ok(BindConfig {
+        url: value(URL).unwrap_or(DEFAULT_URL).to_string(),
+        subscriptions,
+        creds: value(CREDSFILE).map(str::to_string),
+    })
+}
+
+impl NatsMessaging {
+    pub(crate) async fn connect(
+        &self,
+        request: &BindRequest,
+        config: &BindConfig,
+        reconnect: &Arc<Reconnect>,
+    ) -> Result<Client, ProviderError> {
+        // The URL may carry `user:password@`; nothing shown to actors or
+        // written to logs may repeat it.
+        let shown = redact_url(&config.url);
+        let url = shown.clone();
+        let on_event = Arc::clone(reconnect);
+        let on_attempt = Arc::clone(reconnect);
+        let mut options = ConnectOptions::new()
+            .name(CONNECTION_NAME)
+            .subscription_capacity(SUBSCRIPTION_CAPACITY)
+            // Unlimited reconnects: a server restart must not end the binding.
+            .max_reconnects(None)
+            // Short backoff, cut short by waiting calls (see `reconnect`).
+            .reconnect_to_server_callback(move |servers, _info| {
+                let reconnect = Arc::clone(&on_attempt);
+                async move { reconnect.next_attempt(servers).await }
+            })
+            .event_callback(move |event| {
+                let url = url.clone();
+                let reconnect = Arc::clone(&on_event);
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            reconnect.connected();
+                            tracing::info!(%url, "NATS connection (re)established");
+                        }
+                        other => tracing::warn!(%url, event = %other, "NATS connection event"),
+                    }
+                }
+            });
+        match (
+            waxosuit_nats::UrlCredentials::from_url(&config.url),
+            &config.creds,
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(ProviderError::Config {
+                    capid: CAPABILITY_ID.to_string(),
+                    actor: request.actor.clone(),
+                    key: CREDSFILE.to_string(),
+                    reason: format!(
+                        "is set while `URL` ({shown}) carries credentials too; use one of them"
+                    ),
+                });
+            }
+            (Some(waxosuit_nats::UrlCredentials::UserPassword(user, password)), None) => {
+                options = options.user_and_password(user, password);
+            }
+            (Some(waxosuit_nats::UrlCredentials::Token(token)), None) => {
+                options = options.token(token)
+            }
+            (None, _) => {}
+        }
+        if let Some(path) = &config.creds {
+            options = options
+                .credentials_file(path)
+                .await
+                .map_err(|e| ProviderError::Config {
+                    capid: CAPABILITY_ID.to_string(),
+                    actor: request.actor.clone(),
+                    key: CREDSFILE.to_string(),
+                    reason: format!("cannot use the credentials file `{path}`: {e}"),
+                })?;
+        }
+        options
+            .connect(config.url.as_str())
+            .await
+            .map_err(|e| match e.kind() {
+                ConnectErrorKind::ServerParse => ProviderError::Config {
+                    capid: CAPABILITY_ID.to_string(),
+                    actor: request.actor.clone(),
+                    key: URL.to_string(),
+                    reason: format!("`{shown}` is not a NATS server URL: {e}"),
+                },
+                _ => ProviderError::Unavailable {
+                    capid: CAPABILITY_ID.to_string(),
+                    reason: format!("cannot connect to NATS at {shown}: {e}"),
+                },
+            })
+    }
+}
+
+/// Waits until the server has processed everything this connection sent.
+/// `Client::flush` only empties the socket buffer, so this echoes a message
+/// off the server instead: it processes a connection's commands in order.
+pub(crate) async fn round_trip(client: &Client) -> Result<(), String> {
+    let inbox = client.new_inbox();
+    let mut echo = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .publish(inbox, Vec::new().into())
+        .await
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(ROUND_TRIP_TIMEOUT, echo.next()).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err("the connection closed".to_string()),
+        Err(_) => Err(format!(
+            "the server did not confirm the subscriptions within {ROUND_TRIP_TIMEOUT:?}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::QUEUEGROUP_NAME;
+
+    fn bind_request(values: &[(&str, &str)]) -> BindRequest {
+        BindRequest {
+            actor: "MA".into(),
+            binding: "default".into(),
+            values: values
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn reserved_subscriptions_fail_the_binding_config() {
+        let reserved = Reserved::new();
+        let err = parse_config(&bind_request(&[(SUBSCRIPTION, "fine.one, *.>")]), &reserved)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, ProviderError::Config { key, .. } if key == SUBSCRIPTION),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("`SUBSCRIPTION` is refused: permission denied"),
+            "{text}"
+        );
+        assert!(text.contains("`*.>`"), "{text}");
+    }
+
+    #[test]
+    fn config_defaults_and_trimming() {
+        let request = BindRequest {
+            actor: "MA".into(),
+            binding: "default".into(),
+            values: HashMap::from([
+                (SUBSCRIPTION.to_string(), " a , b.*, ".to_string()),
+                (QUEUEGROUP_NAME.to_string(), "".to_string()),
+            ]),
+        };
+        let config = parse_config(&request, &Reserved::new()).unwrap();
+        assert_eq!(config.url, DEFAULT_URL);
+        let subjects: Vec<&str> = config
+            .subscriptions
+            .patterns
+            .iter()
+            .map(|p| p.as_str())
+            .collect();
+        assert_eq!(subjects, ["a", "b.*"]);
+        assert_eq!(config.subscriptions.queue, None);
+        assert_eq!(config.creds, None);
+    }
+}

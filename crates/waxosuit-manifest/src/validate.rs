@@ -1,0 +1,564 @@
+//! The rules serde cannot express, and the step from the schema types to
+//! the public ones: which fields go together, ids that are well formed,
+//! duplicates, bindings to undeclared capabilities, limits that could never
+//! work, and relative paths resolved against the manifest's directory.
+//!
+//! Separate from `parse.rs` because every rule lives here and nothing else
+//! does: this is the file to read to learn what a manifest may say.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Component, Path, PathBuf};
+
+use crate::schema::{
+    Count, RawActor, RawBinding, RawCapability, RawLimits, RawManifest, RawPolicy, Scalar,
+};
+use crate::{
+    ActorEntry, ActorLimits, BindingEntry, CapabilityEntry, CapabilitySource, DEFAULT_BINDING,
+    DecisionLogTarget, Manifest, ManifestError, PolicyBackend, PolicySection,
+    RESERVED_LABEL_PREFIX, is_always_available, is_path_value,
+};
+
+/// `declared` resolved against `base`. `.` components are dropped so paths
+/// read cleanly; `..` is kept because collapsing it is wrong across symlinks.
+fn resolve(base: &Path, declared: &str) -> PathBuf {
+    let declared = Path::new(declared);
+    let mut out = if declared.is_absolute() {
+        PathBuf::new()
+    } else {
+        base.to_path_buf()
+    };
+    for component in declared.components() {
+        if component != Component::CurDir {
+            out.push(component);
+        }
+    }
+    out
+}
+
+/// Checks the rules serde cannot express and builds the public types.
+pub(crate) struct Validator<'a> {
+    pub(crate) file: &'a Path,
+    pub(crate) base_dir: &'a Path,
+}
+
+impl Validator<'_> {
+    fn error(&self, field: impl Into<String>, message: impl Into<String>) -> ManifestError {
+        ManifestError::Field {
+            file: self.file.to_path_buf(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn manifest(&self, raw: RawManifest) -> Result<Manifest, ManifestError> {
+        let labels = self.labels(raw.labels.unwrap_or_default())?;
+        let actors = raw
+            .actors
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, actor)| self.actor(i, actor))
+            .collect::<Result<Vec<_>, _>>()?;
+        let capabilities = self.capabilities(raw.capabilities.unwrap_or_default())?;
+        let bindings = self.bindings(raw.bindings.unwrap_or_default(), &capabilities)?;
+        let policy = raw.policy.map(|raw| self.policy(raw)).transpose()?;
+        Ok(Manifest {
+            labels,
+            actors,
+            capabilities,
+            bindings,
+            policy,
+            source: self.file.to_path_buf(),
+        })
+    }
+
+    fn policy(&self, raw: RawPolicy) -> Result<PolicySection, ManifestError> {
+        let backend = match (raw.policies, raw.opa_url) {
+            (Some(_), Some(_)) => {
+                return Err(self.error(
+                    "policy",
+                    "has both `policies` (Rego evaluated in the host) and `opa_url` (an OPA \
+                     server); choose one backend",
+                ));
+            }
+            (None, None) => {
+                return Err(self.error(
+                    "policy",
+                    "needs `policies` (a list of .rego files evaluated in the host) or \
+                     `opa_url` (an OPA server to ask); remove the section for no policy",
+                ));
+            }
+            (Some(policies), None) => {
+                if raw.opa_timeout_ms.is_some() {
+                    return Err(self.error(
+                        "policy.opa_timeout_ms",
+                        "only applies with `opa_url`; embedded policies are evaluated in the \
+                         host",
+                    ));
+                }
+                if policies.is_empty() {
+                    return Err(self.error(
+                        "policy.policies",
+                        "is empty; list at least one .rego file, or remove the `policy` section",
+                    ));
+                }
+                PolicyBackend::Embedded {
+                    policies: self.files("policy.policies", "policy", policies)?,
+                    data: self.files("policy.data", "data", raw.data.unwrap_or_default())?,
+                }
+            }
+            (None, Some(url)) => {
+                if raw.data.is_some() {
+                    return Err(self.error(
+                        "policy.data",
+                        "only applies to embedded `policies`; an OPA server loads its own data",
+                    ));
+                }
+                let url = url.trim().to_owned();
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(self.error(
+                        "policy.opa_url",
+                        format!(
+                            "`{url}` is not an http:// or https:// URL; give OPA's address, e.g. \
+                             `http://127.0.0.1:8181`"
+                        ),
+                    ));
+                }
+                let timeout_ms = raw.opa_timeout_ms.map(|Count(ms)| ms);
+                if timeout_ms == Some(0) {
+                    return Err(self.error(
+                        "policy.opa_timeout_ms",
+                        "must be at least 1 (every decision would time out); leave it out to \
+                         use the host's default",
+                    ));
+                }
+                PolicyBackend::Opa { url, timeout_ms }
+            }
+        };
+        let decision_log = match raw.decision_log {
+            None => None,
+            Some(target) if target.trim().is_empty() => {
+                return Err(self.error(
+                    "policy.decision_log",
+                    "must not be empty; give a file path, or `-` for standard output",
+                ));
+            }
+            Some(target) if target.trim() == "-" => Some(DecisionLogTarget::Stdout),
+            Some(target) => Some(DecisionLogTarget::File(resolve(self.base_dir, &target))),
+        };
+        Ok(PolicySection {
+            backend,
+            cache_ttl_ms: raw.cache_ttl_ms.map(|Count(ms)| ms),
+            decision_log,
+        })
+    }
+
+    /// A list of file paths, each non-empty, resolved against the manifest's
+    /// directory.
+    fn files(
+        &self,
+        at: &str,
+        what: &str,
+        declared: Vec<String>,
+    ) -> Result<Vec<PathBuf>, ManifestError> {
+        declared
+            .iter()
+            .enumerate()
+            .map(|(index, path)| {
+                if path.trim().is_empty() {
+                    Err(self.error(
+                        format!("{at}[{index}]"),
+                        format!("the {what} path is empty"),
+                    ))
+                } else {
+                    Ok(resolve(self.base_dir, path))
+                }
+            })
+            .collect()
+    }
+
+    fn labels(
+        &self,
+        raw: BTreeMap<String, Scalar>,
+    ) -> Result<BTreeMap<String, String>, ManifestError> {
+        let mut labels = BTreeMap::new();
+        for (key, Scalar(value)) in raw {
+            if key.trim().is_empty() {
+                return Err(self.error("labels", "a label key must not be empty"));
+            }
+            if key.starts_with(RESERVED_LABEL_PREFIX) {
+                return Err(self.error(
+                    format!("labels.{key}"),
+                    format!(
+                        "label keys starting with `{RESERVED_LABEL_PREFIX}` are reserved for the \
+                         labels the host sets itself (os, arch, …); choose another key"
+                    ),
+                ));
+            }
+            labels.insert(key, value);
+        }
+        Ok(labels)
+    }
+
+    fn actor(&self, index: usize, raw: RawActor) -> Result<ActorEntry, ManifestError> {
+        let at = format!("actors[{index}]");
+        if raw.path.trim().is_empty() {
+            let field = if raw.object { format!("{at}.path") } else { at };
+            return Err(self.error(field, "the actor path is empty"));
+        }
+        let limits = self.limits(&format!("{at}.limits"), raw.limits.unwrap_or_default())?;
+        Ok(ActorEntry {
+            path: resolve(self.base_dir, &raw.path),
+            declared: raw.path,
+            limits,
+        })
+    }
+
+    fn limits(&self, at: &str, raw: RawLimits) -> Result<ActorLimits, ManifestError> {
+        fn value<T>(count: Option<Count<T>>) -> Option<T> {
+            count.map(|Count(v)| v)
+        }
+        let limits = ActorLimits {
+            max_memory_mib: value(raw.max_memory_mib),
+            deadline_ms: value(raw.deadline_ms),
+            fuel: value(raw.fuel),
+            max_payload_kib: value(raw.max_payload_kib),
+            min_instances: value(raw.min_instances),
+            max_instances: value(raw.max_instances),
+        };
+        let zero_checks = [
+            (
+                "max_memory_mib",
+                limits.max_memory_mib.map(u64::from),
+                "a module cannot run in 0 MiB",
+            ),
+            (
+                "deadline_ms",
+                limits.deadline_ms,
+                "every invocation would time out at once",
+            ),
+            (
+                "fuel",
+                limits.fuel,
+                "the actor could not execute a single instruction",
+            ),
+            (
+                "max_payload_kib",
+                limits.max_payload_kib.map(u64::from),
+                "no invocation would fit",
+            ),
+            (
+                "max_instances",
+                limits.max_instances.map(u64::from),
+                "the actor could never run",
+            ),
+        ];
+        for (name, limit, why) in zero_checks {
+            if limit == Some(0) {
+                return Err(self.error(
+                    format!("{at}.{name}"),
+                    format!("must be at least 1 ({why}); leave it out to use the host's default"),
+                ));
+            }
+        }
+        if let (Some(min), Some(max)) = (limits.min_instances, limits.max_instances)
+            && min > max
+        {
+            return Err(self.error(
+                format!("{at}.min_instances"),
+                format!("min_instances ({min}) is greater than max_instances ({max})"),
+            ));
+        }
+        Ok(limits)
+    }
+
+    fn capabilities(&self, raw: Vec<RawCapability>) -> Result<Vec<CapabilityEntry>, ManifestError> {
+        let mut entries: Vec<CapabilityEntry> = Vec::with_capacity(raw.len());
+        for (index, raw) in raw.into_iter().enumerate() {
+            let at = format!("capabilities[{index}]");
+            let kind = match (raw.id, raw.path) {
+                (Some(_), Some(_)) => {
+                    return Err(self.error(
+                        at,
+                        "has both `id` and `path`; use `id` for a built-in capability or `path` \
+                         for a native plugin, not both",
+                    ));
+                }
+                (None, None) => {
+                    return Err(self.error(
+                        at,
+                        "needs either `id` (a built-in capability such as `wascc:keyvalue`) or \
+                         `path` (a native plugin library)",
+                    ));
+                }
+                (Some(id), None) => {
+                    self.check_capability_id(&format!("{at}.id"), &id)?;
+                    if let Some(provider) = &raw.provider
+                        && provider.trim().is_empty()
+                    {
+                        return Err(self.error(
+                            format!("{at}.provider"),
+                            "must not be empty; leave it out for the embedded default",
+                        ));
+                    }
+                    CapabilitySource::Builtin {
+                        id,
+                        provider: raw.provider,
+                    }
+                }
+                (None, Some(path)) => {
+                    if raw.provider.is_some() {
+                        return Err(self.error(
+                            format!("{at}.provider"),
+                            "only applies to built-in capabilities (`id`); a plugin library is \
+                             its own provider",
+                        ));
+                    }
+                    if path.trim().is_empty() {
+                        return Err(self.error(format!("{at}.path"), "the plugin path is empty"));
+                    }
+                    CapabilitySource::Plugin {
+                        path: resolve(self.base_dir, &path),
+                        declared: path,
+                    }
+                }
+            };
+            let binding_name = match raw.binding_name {
+                None => DEFAULT_BINDING.to_owned(),
+                Some(name) if name.trim().is_empty() => {
+                    return Err(self.error(
+                        format!("{at}.binding_name"),
+                        format!("must not be empty; leave it out for `{DEFAULT_BINDING}`"),
+                    ));
+                }
+                Some(name) => name,
+            };
+            let entry = CapabilityEntry { kind, binding_name };
+            if let Some(first) = entries.iter().position(|e| {
+                e.kind.same_source(&entry.kind) && e.binding_name == entry.binding_name
+            }) {
+                let what = match &entry.kind {
+                    CapabilitySource::Builtin { id, .. } => format!("capability {id}"),
+                    CapabilitySource::Plugin { declared, .. } => format!("plugin `{declared}`"),
+                };
+                return Err(self.error(
+                    at,
+                    format!(
+                        "duplicates capabilities[{first}]: {what} is declared twice with binding \
+                         name `{}`; give one of them another `binding_name`",
+                        entry.binding_name
+                    ),
+                ));
+            }
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+
+    fn check_capability_id(&self, field: &str, id: &str) -> Result<(), ManifestError> {
+        if is_capability_id(id) {
+            Ok(())
+        } else {
+            Err(self.error(
+                field,
+                format!(
+                    "`{id}` is not a capability id; expected `namespace:name` made of letters, \
+                     digits, `_`, `-` and `.` (e.g. `wascc:keyvalue`)"
+                ),
+            ))
+        }
+    }
+
+    fn bindings(
+        &self,
+        raw: Vec<RawBinding>,
+        capabilities: &[CapabilityEntry],
+    ) -> Result<Vec<BindingEntry>, ManifestError> {
+        let mut entries = Vec::with_capacity(raw.len());
+        let mut seen: HashMap<(String, String, String), usize> = HashMap::new();
+        for (index, raw) in raw.into_iter().enumerate() {
+            let at = format!("bindings[{index}]");
+            if raw.actor.trim().is_empty() {
+                return Err(self.error(
+                    format!("{at}.actor"),
+                    "must not be empty; give the actor's public key (`M…`) or its name",
+                ));
+            }
+            self.check_capability_id(&format!("{at}.capability"), &raw.capability)?;
+            let binding = match raw.binding {
+                None => DEFAULT_BINDING.to_owned(),
+                Some(name) if name.trim().is_empty() => {
+                    return Err(self.error(
+                        format!("{at}.binding"),
+                        format!("must not be empty; leave it out for `{DEFAULT_BINDING}`"),
+                    ));
+                }
+                Some(name) => name,
+            };
+            if !is_declared(capabilities, &raw.capability, &binding) {
+                let add = if binding == DEFAULT_BINDING {
+                    format!("- id: {}", raw.capability)
+                } else {
+                    format!("- id: {}\n  binding_name: {binding}", raw.capability)
+                };
+                return Err(self.error(
+                    format!("{at}.capability"),
+                    format!(
+                        "capability {} (binding `{binding}`) is not declared under \
+                         `capabilities`; add `{add}`",
+                        raw.capability
+                    ),
+                ));
+            }
+            let key = (raw.actor.clone(), raw.capability.clone(), binding.clone());
+            if let Some(first) = seen.get(&key) {
+                return Err(self.error(
+                    at,
+                    format!(
+                        "duplicates bindings[{first}]: actor `{}` is already bound to {} \
+                         (binding `{binding}`); merge their `values`",
+                        raw.actor, raw.capability
+                    ),
+                ));
+            }
+            seen.insert(key, index);
+            let mut values = BTreeMap::new();
+            for (name, Scalar(value)) in raw.values.unwrap_or_default() {
+                let value = if is_path_value(&raw.capability, &name) {
+                    self.path_value(&format!("{at}.values.{name}"), value)?
+                } else {
+                    value
+                };
+                values.insert(name, value);
+            }
+            entries.push(BindingEntry {
+                actor: raw.actor,
+                capability: raw.capability,
+                binding,
+                values,
+            });
+        }
+        Ok(entries)
+    }
+}
+
+impl Validator<'_> {
+    /// A binding value naming a file or directory (see [`PATH_VALUES`]),
+    /// resolved against the manifest's directory when relative.
+    fn path_value(&self, field: &str, value: String) -> Result<String, ManifestError> {
+        if value.trim().is_empty() || Path::new(&value).is_absolute() {
+            return Ok(value);
+        }
+        if value.starts_with('~') {
+            return Err(self.error(
+                field,
+                format!(
+                    "`{value}` starts with `~`, which is not expanded here; write the full path, \
+                     or `${{HOME}}{}`",
+                    value.trim_start_matches('~')
+                ),
+            ));
+        }
+        let resolved = resolve(self.base_dir, &value);
+        // A binding value is text: a path that is not UTF-8 cannot be
+        // handed on, and keeping the value as written would silently
+        // resolve it against the working directory instead.
+        resolved.to_str().map(str::to_owned).ok_or_else(|| {
+            self.error(
+                field,
+                format!(
+                    "`{value}` resolved against the manifest's directory gives `{}`, which is \
+                     not valid UTF-8; give an absolute path",
+                    resolved.display()
+                ),
+            )
+        })
+    }
+}
+
+impl CapabilitySource {
+    /// Same capability, ignoring the provider choice: two providers for one
+    /// id under one binding name would still collide at the host.
+    fn same_source(&self, other: &CapabilitySource) -> bool {
+        match (self, other) {
+            (CapabilitySource::Builtin { id: a, .. }, CapabilitySource::Builtin { id: b, .. }) => {
+                a == b
+            }
+            (
+                CapabilitySource::Plugin { path: a, .. },
+                CapabilitySource::Plugin { path: b, .. },
+            ) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// Whether a binding to `capability` under `binding` has something to bind
+/// to. A plugin's capability id is unknown until the host loads it, so any
+/// plugin under the same binding name might provide it (waSCC manifests
+/// declare all capabilities that way); the host checks again once loaded.
+fn is_declared(capabilities: &[CapabilityEntry], capability: &str, binding: &str) -> bool {
+    is_always_available(capability)
+        || capabilities.iter().any(|c| {
+            c.binding_name == binding
+                && match &c.kind {
+                    CapabilitySource::Builtin { id, .. } => id == capability,
+                    CapabilitySource::Plugin { .. } => true,
+                }
+        })
+}
+
+/// `namespace:name`, each part non-empty ASCII letters, digits, `_`, `-`, `.`.
+fn is_capability_id(id: &str) -> bool {
+    let part = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    };
+    id.split_once(':')
+        .is_some_and(|(namespace, name)| part(namespace) && part(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_ids() {
+        for ok in [
+            "wascc:keyvalue",
+            "wascc:http_server",
+            "acme.io:blob-store",
+            "a:b",
+            "A1:B2",
+        ] {
+            assert!(is_capability_id(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "keyvalue",
+            ":kv",
+            "wascc:",
+            "wascc:key value",
+            "a:b:c",
+            "wascc:kv/x",
+            "wäscc:kv",
+        ] {
+            assert!(!is_capability_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn resolution_drops_dot_components_and_keeps_absolute_paths() {
+        let base = Path::new("/srv/host");
+        assert_eq!(
+            resolve(base, "./build/a.wasm"),
+            Path::new("/srv/host/build/a.wasm")
+        );
+        assert_eq!(
+            resolve(base, "../x/./a.wasm"),
+            Path::new("/srv/host/../x/a.wasm")
+        );
+        assert_eq!(resolve(base, "/opt/a.wasm"), Path::new("/opt/a.wasm"));
+    }
+}
