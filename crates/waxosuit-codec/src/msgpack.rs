@@ -111,6 +111,12 @@ impl<'a> Reader<'a> {
         self.pos == self.buf.len()
     }
 
+    /// Bytes not read yet: a bound on how many items can follow, whatever
+    /// count the input announces.
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let end = self.pos.checked_add(n)?;
         let bytes = self.buf.get(self.pos..end)?;

@@ -359,3 +359,26 @@ proptest! {
         prop_assert_eq!(deserialize::<Request>(&bytes).unwrap(), request);
     }
 }
+
+/// A reply that announces four billion headers and holds none costs what
+/// its bytes cost: the count is the input's word, not a size to reserve
+/// (the fuzzer's `http_reply` found `decode` reserving 120 GB for it).
+#[test]
+fn an_announced_header_count_reserves_nothing_it_does_not_hold() {
+    let mut reply = Vec::new();
+    reply.push(0x83); // map of 3
+    for (key, value) in [
+        ("statusCode", &[0xcc, 200][..]),
+        ("status", &[0xa2, b'O', b'K']),
+    ] {
+        reply.push(0xa0 | key.len() as u8);
+        reply.extend_from_slice(key.as_bytes());
+        reply.extend_from_slice(value);
+    }
+    reply.push(0xa6);
+    reply.extend_from_slice(b"header");
+    reply.extend_from_slice(&[0xdf, 0xff, 0xff, 0xff, 0xff, 0xa1, b'a']);
+    let unlimited = ResponseView::decode(&reply, &ResponseLimits::UNLIMITED);
+    let reference = deserialize::<Response>(&reply);
+    assert!(unlimited.is_err() && reference.is_err(), "{unlimited:?}");
+}

@@ -248,7 +248,9 @@ fn read_headers<'a>(
             limits.max_headers,
         ));
     }
-    let mut entries: Vec<Header<'a>> = Vec::with_capacity(count);
+    // The count is the input's word; each entry takes at least two bytes
+    // (two empty strings), so the bytes left bound what can really follow.
+    let mut entries: Vec<Header<'a>> = Vec::with_capacity(count.min(r.remaining() / 2));
     let mut bytes = 0;
     for _ in 0..count {
         let (Some(name), Some(value)) = (r.str(), r.str()) else {
