@@ -93,6 +93,81 @@ impl Subject for ProviderSubject<'_> {
     }
 }
 
+/// Typed calls over a [`Subject`]: each request encoded as an actor's SDK
+/// encodes it, each reply decoded, and failures worded for a [`Report`].
+/// A suite wraps it in its own client with the capability's operations.
+pub struct Calls<'a, S>(pub &'a S);
+
+impl<S> fmt::Debug for Calls<'_, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Calls").finish_non_exhaustive()
+    }
+}
+
+impl<S: Subject> Calls<'_, S> {
+    /// `op` with `req` encoded, on `binding`; the reply as it came.
+    pub async fn raw<Q: serde::Serialize>(
+        &self,
+        binding: &str,
+        op: &str,
+        req: &Q,
+    ) -> Result<Vec<u8>, String> {
+        let payload = waxosuit_codec::serialize(req).map_err(|e| format!("encoding {op}: {e}"))?;
+        self.0.call(binding, op, payload).await
+    }
+
+    /// `op` on `binding`, which must succeed with a reply of type `R`.
+    pub async fn ok_on<Q: serde::Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        binding: &str,
+        op: &str,
+        req: &Q,
+    ) -> Result<R, String> {
+        let reply = self
+            .raw(binding, op, req)
+            .await
+            .map_err(|e| format!("`{op}` failed: {e}"))?;
+        waxosuit_codec::deserialize(&reply).map_err(|e| format!("`{op}` replied undecodably: {e}"))
+    }
+
+    /// `op` on [`BINDING`], which must fail with a backend error of Redis
+    /// class `class` ([`has_class`]).
+    pub async fn refused<Q: serde::Serialize>(
+        &self,
+        op: &str,
+        req: &Q,
+        class: &str,
+    ) -> Result<(), String> {
+        match self.raw(BINDING, op, req).await {
+            Ok(_) => Err(format!("`{op}` succeeded; expected a {class} refusal")),
+            Err(text) if has_class(&text, class) => Ok(()),
+            Err(text) => Err(format!(
+                "`{op}` failed with {text:?}; expected a {class} refusal"
+            )),
+        }
+    }
+}
+
+/// Whether an actor's error text is a backend error whose message starts
+/// with the Redis error class `class` (`WRONGTYPE`, `ERR`).
+pub fn has_class(text: &str, class: &str) -> bool {
+    text.split_once("backend error: ")
+        .is_some_and(|(_, message)| message.split_whitespace().next() == Some(class))
+}
+
+/// `Ok` if `got` is `want`, otherwise a failure naming `what` and both.
+pub fn expect<T: PartialEq + fmt::Debug + ?Sized>(
+    what: &str,
+    got: &T,
+    want: &T,
+) -> Result<(), String> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("{what}: got {got:?}, expected {want:?}"))
+    }
+}
+
 /// One check that failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {

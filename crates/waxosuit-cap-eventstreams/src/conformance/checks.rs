@@ -209,7 +209,7 @@ pub(super) async fn unknown_operation(s: &Client<'_, impl Subject>) -> Outcome {
 
 pub(super) async fn bad_payload(s: &Client<'_, impl Subject>) -> Outcome {
     for op in [OP_WRITE_EVENT, OP_QUERY_STREAM] {
-        match s.0.call(BINDING, op, vec![0xc1]).await {
+        match s.0.0.call(BINDING, op, vec![0xc1]).await {
             Ok(_) => return Err(format!("an undecodable `{op}` succeeded")),
             Err(text) if text.contains("bad payload") && text.contains(&format!("`{op}`")) => {}
             Err(text) => {

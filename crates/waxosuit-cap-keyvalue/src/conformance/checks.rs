@@ -507,7 +507,7 @@ pub(super) async fn unknown_operation(s: &Client<'_, impl Subject>) -> Outcome {
 }
 
 pub(super) async fn bad_payload(s: &Client<'_, impl Subject>) -> Outcome {
-    match s.0.call(BINDING, OP_GET, vec![0xc1]).await {
+    match s.0.0.call(BINDING, OP_GET, vec![0xc1]).await {
         Ok(_) => Err("an undecodable `Get` succeeded".into()),
         Err(text) if text.contains("bad payload") && text.contains("`Get`") => Ok(()),
         Err(text) => Err(format!(

@@ -31,8 +31,6 @@ mod checks;
 
 pub use waxosuit_provider::conformance::{Failure, Report};
 
-use std::fmt;
-
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use waxosuit_codec::keyvalue::{
@@ -43,12 +41,13 @@ use waxosuit_codec::keyvalue::{
 };
 
 pub use waxosuit_provider::conformance::{BINDING, OTHER_BINDING, ProviderSubject, Subject};
+use waxosuit_provider::conformance::{Calls, expect};
 
 type Outcome = Result<(), String>;
 
 /// Runs every check against `subject`.
 pub async fn run(subject: &impl Subject) -> Report {
-    let s = Client(subject);
+    let s = Client(Calls(subject));
     let mut report = Report::default();
     let mut record = |check: &'static str, outcome: Outcome| match outcome {
         Ok(()) => report.passed.push(check),
@@ -82,41 +81,21 @@ pub async fn run(subject: &impl Subject) -> Report {
 }
 
 /// Typed calls over a subject.
-struct Client<'a, S>(&'a S);
+struct Client<'a, S>(Calls<'a, S>);
+
+// The shared calls (`raw`, `ok_on`, `refused`) and this capability's own.
+impl<'a, S> std::ops::Deref for Client<'a, S> {
+    type Target = Calls<'a, S>;
+
+    fn deref(&self) -> &Calls<'a, S> {
+        &self.0
+    }
+}
 
 impl<S: Subject> Client<'_, S> {
-    async fn raw<Q: Serialize>(&self, binding: &str, op: &str, req: &Q) -> Result<Vec<u8>, String> {
-        let payload = waxosuit_codec::serialize(req).map_err(|e| format!("encoding {op}: {e}"))?;
-        self.0.call(binding, op, payload).await
-    }
-
     /// `op` on [`BINDING`], which must succeed with a reply of type `R`.
     async fn ok<Q: Serialize, R: DeserializeOwned>(&self, op: &str, req: &Q) -> Result<R, String> {
         self.ok_on(BINDING, op, req).await
-    }
-
-    async fn ok_on<Q: Serialize, R: DeserializeOwned>(
-        &self,
-        binding: &str,
-        op: &str,
-        req: &Q,
-    ) -> Result<R, String> {
-        let reply = self
-            .raw(binding, op, req)
-            .await
-            .map_err(|e| format!("`{op}` failed: {e}"))?;
-        waxosuit_codec::deserialize(&reply).map_err(|e| format!("`{op}` replied undecodably: {e}"))
-    }
-
-    /// `op`, which must fail with a backend error of Redis class `class`.
-    async fn refused<Q: Serialize>(&self, op: &str, req: &Q, class: &str) -> Outcome {
-        match self.raw(BINDING, op, req).await {
-            Ok(_) => Err(format!("`{op}` succeeded; expected a {class} refusal")),
-            Err(text) if has_class(&text, class) => Ok(()),
-            Err(text) => Err(format!(
-                "`{op}` failed with {text:?}; expected a {class} refusal"
-            )),
-        }
     }
 
     async fn get(&self, key: &str) -> Result<Option<String>, String> {
@@ -225,20 +204,6 @@ impl<S: Subject> Client<'_, S> {
             return Err(format!("`KeyExists` carried a value {:?}", r.value));
         }
         Ok(r.exists)
-    }
-}
-
-/// Whether an error text is a backend refusal of Redis class `class`.
-fn has_class(text: &str, class: &str) -> bool {
-    text.split_once("backend error: ")
-        .is_some_and(|(_, message)| message.split_whitespace().next() == Some(class))
-}
-
-fn expect<T: PartialEq + fmt::Debug + ?Sized>(what: &str, got: &T, want: &T) -> Outcome {
-    if got == want {
-        Ok(())
-    } else {
-        Err(format!("{what}: got {got:?}, expected {want:?}"))
     }
 }
 
