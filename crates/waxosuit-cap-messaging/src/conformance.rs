@@ -187,27 +187,23 @@ pub async fn run(
             .collect(),
     };
     let mut report = Report::default();
-    let mut record = |check: &'static str, outcome: Outcome| match outcome {
-        Ok(()) => report.passed.push(check),
-        Err(message) => report.failures.push(Failure { check, message }),
-    };
-    record("publish_reaches_matching_subscriptions", fan_out(&s).await);
-    record("reply_to_is_delivered", reply_to(&s).await);
-    record("queue_group_gets_each_message_once", queue_group(&s).await);
-    record(
+    report.record("publish_reaches_matching_subscriptions", fan_out(&s).await);
+    report.record("reply_to_is_delivered", reply_to(&s).await);
+    report.record("queue_group_gets_each_message_once", queue_group(&s).await);
+    report.record(
         "request_is_answered_by_the_returned_bytes",
         request_reply(&s).await,
     );
-    record("request_without_responders_fails", no_responders(&s).await);
-    record("request_times_out", timeout(&s).await);
-    record("invalid_subjects_are_refused", invalid_subjects(&s).await);
-    record(
+    report.record("request_without_responders_fails", no_responders(&s).await);
+    report.record("request_times_out", timeout(&s).await);
+    report.record("invalid_subjects_are_refused", invalid_subjects(&s).await);
+    report.record(
         "invalid_binding_values_are_refused",
         invalid_values(&s).await,
     );
-    record("unknown_operation_and_bad_payload", bad_calls(&s).await);
-    record("unbound_callers_are_refused", unbound(&s).await);
-    record("removing_a_binding_stops_delivery", removal(&s).await);
+    report.record("unknown_operation_and_bad_payload", bad_calls(&s).await);
+    report.record("unbound_callers_are_refused", unbound(&s).await);
+    report.record("removing_a_binding_stops_delivery", removal(&s).await);
     report
 }
 

@@ -187,6 +187,14 @@ pub struct Report {
 }
 
 impl Report {
+    /// Adds one check's outcome: passed, or failed with its message.
+    pub fn record(&mut self, check: &'static str, outcome: Result<(), String>) {
+        match outcome {
+            Ok(()) => self.passed.push(check),
+            Err(message) => self.failures.push(Failure { check, message }),
+        }
+    }
+
     /// Whether every check passed.
     pub fn is_pass(&self) -> bool {
         self.failures.is_empty()

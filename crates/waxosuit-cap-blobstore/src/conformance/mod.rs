@@ -234,28 +234,24 @@ type Outcome = Result<(), String>;
 pub async fn run(subject: &impl Subject) -> Report {
     let s = Client(subject);
     let mut report = Report::default();
-    let mut record = |check: &'static str, outcome: Outcome| match outcome {
-        Ok(()) => report.passed.push(check),
-        Err(message) => report.failures.push(Failure { check, message }),
-    };
-    record("containers", checks::containers(&s).await);
-    record("upload_in_chunks", checks::upload_in_chunks(&s).await);
-    record("listing_is_sorted", checks::listing(&s).await);
-    record("remove_object", checks::remove_object(&s).await);
-    record("empty_object", checks::empty_object(&s).await);
-    record("restarted_upload_replaces", checks::restart(&s).await);
-    record("upload_refusals", checks::upload_refusals(&s).await);
-    record(
+    report.record("containers", checks::containers(&s).await);
+    report.record("upload_in_chunks", checks::upload_in_chunks(&s).await);
+    report.record("listing_is_sorted", checks::listing(&s).await);
+    report.record("remove_object", checks::remove_object(&s).await);
+    report.record("empty_object", checks::empty_object(&s).await);
+    report.record("restarted_upload_replaces", checks::restart(&s).await);
+    report.record("upload_refusals", checks::upload_refusals(&s).await);
+    report.record(
         "removing_a_container_abandons_its_uploads",
         checks::remove_abandons(&s).await,
     );
-    record("download_chunks", checks::download_chunks(&s).await);
-    record("download_chunk_sizes", checks::download_sizes(&s).await);
-    record("download_refusals", checks::download_refusals(&s).await);
-    record("names_are_checked", checks::names(&s).await);
-    record("bindings_are_isolated", checks::isolation(&s).await);
-    record("unknown_operation", checks::unknown_operation(&s).await);
-    record("undecodable_request", checks::bad_payload(&s).await);
+    report.record("download_chunks", checks::download_chunks(&s).await);
+    report.record("download_chunk_sizes", checks::download_sizes(&s).await);
+    report.record("download_refusals", checks::download_refusals(&s).await);
+    report.record("names_are_checked", checks::names(&s).await);
+    report.record("bindings_are_isolated", checks::isolation(&s).await);
+    report.record("unknown_operation", checks::unknown_operation(&s).await);
+    report.record("undecodable_request", checks::bad_payload(&s).await);
     report
 }
 

@@ -58,20 +58,16 @@ type Outcome = Result<(), String>;
 pub async fn run(subject: &impl Subject) -> Report {
     let s = Client(Calls(subject));
     let mut report = Report::default();
-    let mut record = |check: &'static str, outcome: Outcome| match outcome {
-        Ok(()) => report.passed.push(check),
-        Err(message) => report.failures.push(Failure { check, message }),
-    };
-    record("events_round_trip", checks::round_trip(&s).await);
-    record("event_ids", checks::event_ids(&s).await);
-    record("streams_are_separate", checks::separate_streams(&s).await);
-    record("count_limits", checks::count_limits(&s).await);
-    record("time_ranges", checks::time_ranges(&s).await);
-    record("events_need_values", checks::events_need_values(&s).await);
-    record("streams_need_names", checks::streams_need_names(&s).await);
-    record("bindings_are_isolated", checks::isolation(&s).await);
-    record("unknown_operation", checks::unknown_operation(&s).await);
-    record("undecodable_request", checks::bad_payload(&s).await);
+    report.record("events_round_trip", checks::round_trip(&s).await);
+    report.record("event_ids", checks::event_ids(&s).await);
+    report.record("streams_are_separate", checks::separate_streams(&s).await);
+    report.record("count_limits", checks::count_limits(&s).await);
+    report.record("time_ranges", checks::time_ranges(&s).await);
+    report.record("events_need_values", checks::events_need_values(&s).await);
+    report.record("streams_need_names", checks::streams_need_names(&s).await);
+    report.record("bindings_are_isolated", checks::isolation(&s).await);
+    report.record("unknown_operation", checks::unknown_operation(&s).await);
+    report.record("undecodable_request", checks::bad_payload(&s).await);
     report
 }
 

@@ -49,34 +49,30 @@ type Outcome = Result<(), String>;
 pub async fn run(subject: &impl Subject) -> Report {
     let s = Client(Calls(subject));
     let mut report = Report::default();
-    let mut record = |check: &'static str, outcome: Outcome| match outcome {
-        Ok(()) => report.passed.push(check),
-        Err(message) => report.failures.push(Failure { check, message }),
-    };
-    record("strings", checks::strings(&s).await);
-    record(
+    report.record("strings", checks::strings(&s).await);
+    report.record(
         "set_replaces_any_type",
         checks::set_replaces_any_type(&s).await,
     );
-    record(
+    report.record(
         "negative_expiry_is_refused",
         checks::negative_expiry(&s).await,
     );
-    record("counters", checks::counters(&s).await);
-    record(
+    report.record("counters", checks::counters(&s).await);
+    report.record(
         "counter_refusals_keep_the_value",
         checks::counter_refusals(&s).await,
     );
-    record("lists_push_and_range", checks::lists(&s).await);
-    record("list_item_delete", checks::list_item_delete(&s).await);
-    record("clear_deletes_lists_only", checks::clear(&s).await);
-    record("sets", checks::sets(&s).await);
-    record("set_union_and_intersection", checks::set_algebra(&s).await);
-    record("delete_and_exists", checks::delete_and_exists(&s).await);
-    record("wrong_type_refusals", checks::wrong_types(&s).await);
-    record("bindings_are_isolated", checks::isolation(&s).await);
-    record("unknown_operation", checks::unknown_operation(&s).await);
-    record("undecodable_request", checks::bad_payload(&s).await);
+    report.record("lists_push_and_range", checks::lists(&s).await);
+    report.record("list_item_delete", checks::list_item_delete(&s).await);
+    report.record("clear_deletes_lists_only", checks::clear(&s).await);
+    report.record("sets", checks::sets(&s).await);
+    report.record("set_union_and_intersection", checks::set_algebra(&s).await);
+    report.record("delete_and_exists", checks::delete_and_exists(&s).await);
+    report.record("wrong_type_refusals", checks::wrong_types(&s).await);
+    report.record("bindings_are_isolated", checks::isolation(&s).await);
+    report.record("unknown_operation", checks::unknown_operation(&s).await);
+    report.record("undecodable_request", checks::bad_payload(&s).await);
     report
 }
 
