@@ -14,7 +14,9 @@
 # there was any error or the RSS grew by 5 % or more.
 #
 # Environment: DURATION (10s), CONNECTIONS (64), THREADS (2), WARMUP (2s, "0"
-# to skip), ROUNDS (1), POLICY (1; "0" skips the policy target),
+# to skip), ROUNDS (1), POLICY (1; "0" skips the policy target), TRACING (1;
+# "0" skips the target with every request traced and exported over OTLP to
+# a local sink, `docs/observability.md`),
 # CARGO_TARGET_DIR (target/). Results are printed as a
 # Markdown table; the ratio column is relative to the first target (the native
 # baseline) of the same round. With ROUNDS > 1 the targets run in turn, round
@@ -317,6 +319,7 @@ main() {
     command -v curl >/dev/null || die "curl is needed to wait for servers to come up"
     log "building release binaries"
     cargo build --release -p waxosuit-cap-http-server --example native_hello --example provider_echo
+    cargo build --release -p waxosuit-test-servers --example otlp_sink
     cargo build --release --locked -p waxosuit-cli
     prepare_host
 
@@ -343,6 +346,20 @@ main() {
             bench_target "waxosuit up + allow policy" \
                 "env BENCH_PORT=$port RUST_LOG=warn WAXOSUIT_KEYS=$LOG_DIR/keys WAXOSUIT_CACHE=$LOG_DIR/cache $TARGET_DIR/release/waxosuit up $LOG_DIR/host.yaml --policy $LOG_DIR/allow.rego" \
                 "http://127.0.0.1:$port/"
+        fi
+        if [[ "${TRACING:-1}" != "0" ]]; then
+            # Every request sampled (always_on) and exported over OTLP/HTTP
+            # to a sink on this machine that answers and counts.
+            local sink_port sink_pid
+            sink_port=$(free_port)
+            "$EXAMPLES/otlp_sink" "$sink_port" 2>"$LOG_DIR/otlp_sink.r$ROUND.log" &
+            sink_pid=$!
+            port=$(free_port)
+            bench_target "waxosuit up + tracing" \
+                "env BENCH_PORT=$port RUST_LOG=warn OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$sink_port OTEL_TRACES_SAMPLER=always_on WAXOSUIT_KEYS=$LOG_DIR/keys WAXOSUIT_CACHE=$LOG_DIR/cache $TARGET_DIR/release/waxosuit up $LOG_DIR/host.yaml" \
+                "http://127.0.0.1:$port/"
+            kill "$sink_pid" 2>/dev/null || true
+            wait "$sink_pid" 2>/dev/null || true
         fi
     done
 

@@ -72,7 +72,9 @@
 //!   answered with an earlier outage's error. If the connection drops with
 //!   a command in flight, `QueryStream` is retried once on a new
 //!   connection; `WriteEvent` is not (Redis may have added the event) and
-//!   fails with [`ProviderError::Unavailable`] saying so.
+//!   fails with [`ProviderError::Unavailable`] saying so. Each call's
+//!   exchange is one client span named after the command (`XADD`,
+//!   `XRANGE`); delivery's blocking `XREAD`s belong to no call and are not.
 //!
 //! ```no_run
 //! use std::collections::HashMap;
@@ -135,7 +137,7 @@ use waxosuit_provider::{
     ActorDispatcher, BindRequest, CapabilityProvider, Health, ProviderCall, ProviderError, encode,
 };
 
-use waxosuit_redis::{Link, Repeat, Report};
+use waxosuit_redis::{Link, Op, Repeat, Report};
 
 /// Binding value naming the Redis server.
 pub const CONFIG_URL: &str = "URL";
@@ -342,15 +344,15 @@ impl RedisEventStreams {
             capid: CAPABILITY_ID,
             safe_url: &target.safe_url,
         };
-        let exchange = target
+        target
             .link
-            .exchange(&report, what, repeat, |mut conn| async move {
-                cmd.query_async(&mut conn).await
-            });
-        match tokio::time::timeout(deadline, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(report.unavailable(&format!("no reply within {deadline:?}"))),
-        }
+            .exchange(
+                &report,
+                Op::of(what, cmd, repeat),
+                deadline,
+                |mut conn| async move { cmd.query_async(&mut conn).await },
+            )
+            .await
     }
 }
 

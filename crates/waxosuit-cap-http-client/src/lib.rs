@@ -63,6 +63,10 @@
 //!   its values joined with `", "`; a value that is not UTF-8 is sent as
 //!   base64, as in 2020) and the body, read incrementally and refused as
 //!   soon as it exceeds `MAX_RESPONSE_BYTES`.
+//! * **Traces.** When a tracing layer is installed, each request sent (each
+//!   redirect hop) is an OpenTelemetry client span, and its W3C
+//!   `traceparent`/`tracestate` replace the actor's, so the server called
+//!   continues the host's trace. Without one the headers are the actor's.
 //!
 //! ```
 //! use std::collections::HashMap;
@@ -103,6 +107,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod policy;
+mod spans;
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
@@ -125,6 +130,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
+use tracing::Instrument;
 use waxosuit_codec::capabilities::{CapabilityDescriptor, OperationDirection};
 use waxosuit_codec::http::{CLIENT_CAPABILITY_ID, OP_PERFORM_REQUEST, Request, Response};
 use waxosuit_provider::{
@@ -132,6 +138,7 @@ use waxosuit_provider::{
 };
 
 use crate::policy::{EgressPolicy, EgressRefusal, Host};
+use crate::spans::Hop;
 
 /// Binding value: comma list of destinations the actor may reach (see the
 /// [crate docs](crate)); empty or absent denies all egress.
@@ -575,13 +582,15 @@ async fn perform(binding: &Binding, prepared: Prepared) -> Result<Response, Call
             .body(Full::new(body.clone()))
             .map_err(|e| CallError::BadRequest(e.to_string()))?;
         *request.headers_mut() = headers.clone();
-        let response = binding
-            .client
-            .request(request)
-            .await
-            .map_err(|e| classify(&uri, &e))?;
+        let mut hop = Hop::start(&method, &uri, request.headers_mut());
+        let sent = binding.client.request(request);
+        let response = sent.instrument(hop.span().clone()).await;
+        let response = response.map_err(|e| classify(&uri, &e));
+        hop.failed(&response);
+        let response = response?;
 
         let status = response.status();
+        hop.status(status);
         let location = response
             .headers()
             .get(header::LOCATION)
@@ -589,8 +598,14 @@ async fn perform(binding: &Binding, prepared: Prepared) -> Result<Response, Call
             .map(str::to_string);
         let location = match location {
             Some(location) if is_redirect(status) => location,
-            _ => return read_response(response, binding.max_response_bytes, &uri).await,
+            _ => {
+                let read = read_response(response, binding.max_response_bytes, &uri).await;
+                hop.failed(&read);
+                hop.complete();
+                return read;
+            }
         };
+        hop.complete();
         if redirects >= binding.max_redirects {
             return Err(CallError::TooManyRedirects {
                 max: binding.max_redirects,

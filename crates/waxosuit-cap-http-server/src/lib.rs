@@ -23,6 +23,11 @@
 //!   trap is `500 Failed to handle request`, a reply that is not a valid
 //!   `Response` is `500 Malformed response from actor`, and the reason is
 //!   logged with `tracing::error!` naming the actor.
+//! * When a tracing layer is installed, each request is an OpenTelemetry
+//!   server span that continues the client's W3C `traceparent` and holds
+//!   the actor call, so the host's actor span is its child; a `5xx` marks
+//!   it as an error, with the reason when the server knows it. Without one
+//!   nothing is looked up or recorded. The headers still reach the actor.
 //! * Every resource a client or an actor can make the server spend is
 //!   bounded, with a default and a binding value to change it
 //!   (`docs/http-server.md` has the table):
@@ -115,6 +120,7 @@ mod config;
 mod conn;
 mod inflight;
 mod serve;
+mod spans;
 mod threads;
 mod watchdog;
 
@@ -441,6 +447,8 @@ impl CapabilityProvider for HttpServerProvider {
                     .get(waxosuit_codec::core::CONFIG_WASCC_CLAIMS_NAME)
                     .map_or("", String::as_str),
             ),
+            binding: Arc::from(request.binding.as_str()),
+            port: addr.port(),
             dispatcher,
             max_body_bytes: config.max_body_bytes,
             max_payload: config.max_payload,

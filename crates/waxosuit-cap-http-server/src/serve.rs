@@ -23,6 +23,7 @@ use hyper::{StatusCode, ext::ReasonPhrase};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout_at};
+use tracing::{Instrument, Span};
 use waxosuit_codec::CodecError;
 use waxosuit_codec::http::{
     OP_HANDLE_REQUEST, RequestHead, RequestWriter, ResponseBody, ResponseLimits, ResponseView,
@@ -33,6 +34,7 @@ use crate::bounded::{self, ConnectionLimits, Connector};
 use crate::config::{ListenerConfig, ReplyLimits};
 use crate::conn::{self, Activity};
 use crate::inflight::InFlight;
+use crate::spans;
 use crate::threads::ConnectionThreads;
 
 /// The HTTP response type of every request this provider serves: actor
@@ -69,6 +71,9 @@ pub(crate) struct ActorService {
     /// The actor's name from its claims (`__wascc_name`), for log lines;
     /// empty when the host did not say.
     pub(crate) name: Arc<str>,
+    /// The binding's name and the port it listens on, for the spans.
+    pub(crate) binding: Arc<str>,
+    pub(crate) port: u16,
     pub(crate) dispatcher: Arc<dyn ActorDispatcher>,
     pub(crate) max_body_bytes: usize,
     /// The actor's payload limit, when the host said.
@@ -181,10 +186,22 @@ enum BodyRefusal {
 }
 
 impl ConnService {
-    /// Maps one HTTP request to `HandleRequest` and the actor's reply back.
-    /// Never fails: every problem becomes a status code, and the reason the
-    /// client does not see is logged.
+    /// Maps one HTTP request to `HandleRequest` and the actor's reply back,
+    /// inside the request's server span when tracing is on ([`spans`]).
     async fn handle(&self, req: hyper::Request<Incoming>) -> HttpResponse {
+        let span = spans::request_span(&self.service, &req);
+        if span.is_disabled() {
+            return self.respond(req, &span).await;
+        }
+        let response = self.respond(req, &span).instrument(span.clone()).await;
+        spans::record_response(&span, &response);
+        response
+    }
+
+    /// [`handle`](Self::handle)'s work. Never fails: every problem becomes
+    /// a status code, and the reason the client does not see is logged (and
+    /// put on `span` for a `5xx`).
+    async fn respond(&self, req: hyper::Request<Incoming>, span: &Span) -> HttpResponse {
         let _request = self.activity.request();
         let s = &self.service;
         let Some(_place) = s.in_flight.try_take(self.thread) else {
@@ -199,6 +216,7 @@ impl ConnService {
                      actor's max_instances, if requests queue for it)"
                 );
             }
+            spans::fail(span, "too many requests in flight (MAX_IN_FLIGHT)");
             return busy();
         };
         let (parts, body) = req.into_parts();
@@ -246,7 +264,10 @@ impl ConnService {
                 Err(e) => return unencodable(s, &e),
             }
         } else {
-            match self.read_body(body, writer, declared, &mut deadline).await {
+            match self
+                .read_body(body, writer, declared, &mut deadline, span)
+                .await
+            {
                 Ok(payload) => payload,
                 Err(refusal) => return refusal,
             }
@@ -262,6 +283,7 @@ impl ConnService {
             Some(Ok(reply)) => reply,
             Some(Err(e)) => {
                 tracing::error!(actor = %s.actor, error = %e, "actor failed to handle an HTTP request");
+                spans::fail(span, &e);
                 return plain(StatusCode::INTERNAL_SERVER_ERROR, FAILED);
             }
             None => {
@@ -270,13 +292,19 @@ impl ConnService {
                     timeout = ?s.request_timeout,
                     "actor did not answer an HTTP request in time"
                 );
+                spans::fail(
+                    span,
+                    format_args!("the actor did not answer within {:?}", s.request_timeout),
+                );
                 return plain(
                     StatusCode::GATEWAY_TIMEOUT,
                     b"Actor did not respond in time",
                 );
             }
         };
-        reply_to_http(&s.actor, &s.name, reply, &s.reply)
+        let response = reply_to_http(&s.actor, &s.name, reply, &s.reply);
+        spans::fail_on_server_error(span, &response);
+        response
     }
 
     /// Streams the body straight into the request `writer` is writing: the
@@ -288,6 +316,7 @@ impl ConnService {
         writer: RequestWriter,
         declared: Option<usize>,
         deadline: &mut Option<Instant>,
+        span: &Span,
     ) -> Result<Vec<u8>, HttpResponse> {
         let s = &self.service;
         let limit = s.max_body_bytes;
@@ -314,6 +343,7 @@ impl ConnService {
             if declared.is_some_and(|len| payload.body_len() != len) {
                 return Err(BodyRefusal::LengthMismatch);
             }
+            spans::record_body_size(span, payload.body_len());
             payload.finish().map_err(|_| BodyRefusal::TooLarge)
         };
         match self.bounded(deadline, read).await {
@@ -324,6 +354,7 @@ impl ConnService {
             )),
             Some(Err(BodyRefusal::NoMemory)) => {
                 tracing::error!(actor = %s.actor, "out of memory for an HTTP request body");
+                spans::fail(span, "out of memory for the request body");
                 Err(busy())
             }
             Some(Err(BodyRefusal::LengthMismatch)) => Err(plain(

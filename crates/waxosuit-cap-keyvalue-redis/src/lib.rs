@@ -82,6 +82,9 @@
 //!   sooner. [`health`](waxosuit_provider::CapabilityProvider::health) `PING`s every server in
 //!   use, and [`shutdown`](waxosuit_provider::CapabilityProvider::shutdown) drops every
 //!   binding and closes the connections.
+//! * **Traces.** Each call's exchange with Redis is one client span named
+//!   after the command (`GET`, `EVALSHA` for the scripts), the child of the
+//!   span the call runs in ([`waxosuit_redis::Link::exchange`]).
 //!
 //! ```no_run
 //! use std::collections::HashMap;
@@ -125,7 +128,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{Client, FromRedisValue, RedisError, Script};
 use waxosuit_cap_keyvalue::{Backend, CAPABILITY_ID, Description, Keyspace};
 use waxosuit_provider::{BindRequest, Health, ProviderError};
-use waxosuit_redis::{Link, Repeat, Report};
+use waxosuit_redis::{Link, Op, Repeat, Report};
 
 pub use waxosuit_cap_keyvalue::KeyValueProvider;
 
@@ -231,15 +234,10 @@ impl RedisKeyspace {
         format!("{}{key}", self.prefix)
     }
 
-    /// Runs one exchange for operation `what` ([`Link::exchange`]: on the
-    /// open connection or one made now, once more after a dropped
-    /// connection when that is safe), bounded by [`Timeouts::call`].
-    async fn run<T, F, Fut>(
-        &self,
-        what: &str,
-        repeat: Repeat,
-        exchange: F,
-    ) -> Result<T, ProviderError>
+    /// Runs one exchange for `op` ([`Link::exchange`]: on the open
+    /// connection or one made now, once more after a dropped connection
+    /// when that is safe), bounded by [`Timeouts::call`].
+    async fn run<T, F, Fut>(&self, op: Op<'_>, exchange: F) -> Result<T, ProviderError>
     where
         F: FnMut(MultiplexedConnection) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
@@ -248,12 +246,9 @@ impl RedisKeyspace {
             capid: CAPABILITY_ID,
             safe_url: &self.safe_url,
         };
-        let bound = self.timeouts.call();
-        match tokio::time::timeout(bound, self.link.exchange(&report, what, repeat, exchange)).await
-        {
-            Ok(result) => result,
-            Err(_) => Err(report.unavailable(&format!("no reply within {bound:?}"))),
-        }
+        self.link
+            .exchange(&report, op, self.timeouts.call(), exchange)
+            .await
     }
 
     async fn cmd<T: FromRedisValue>(
@@ -262,7 +257,7 @@ impl RedisKeyspace {
         repeat: Repeat,
         cmd: &redis::Cmd,
     ) -> Result<T, ProviderError> {
-        self.run(what, repeat, |mut conn| async move {
+        self.run(Op::of(what, cmd, repeat), |mut conn| async move {
             cmd.query_async(&mut conn).await
         })
         .await
@@ -279,7 +274,14 @@ impl RedisKeyspace {
         args: &[&str],
     ) -> Result<T, ProviderError> {
         let key = self.key(key);
-        self.run(what, repeat, |mut conn| {
+        let op = Op {
+            what,
+            // What redis-rs sends first; it loads the script and sends it
+            // again only when Redis has lost it.
+            command: "EVALSHA",
+            repeat,
+        };
+        self.run(op, |mut conn| {
             let mut invocation = script.key(&key);
             for arg in args {
                 invocation.arg(*arg);

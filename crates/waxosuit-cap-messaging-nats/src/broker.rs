@@ -9,14 +9,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::{Client, RequestErrorKind};
+use async_nats::{Client, HeaderMap, RequestErrorKind};
 use async_trait::async_trait;
+use tracing::Instrument;
 use waxosuit_cap_messaging::{Broker, Caller};
 use waxosuit_codec::messaging::{BrokerMessage, CAPABILITY_ID};
 use waxosuit_provider::ProviderError;
 
 use crate::reconnect::{self, Reconnect};
 use crate::reserved::Reserved;
+use crate::spans;
 use crate::{MessagingError, NatsMessaging, SubjectUse};
 
 impl NatsMessaging {
@@ -38,10 +40,14 @@ impl NatsMessaging {
         subject: String,
         body: Vec<u8>,
         timeout: Duration,
+        headers: Option<HeaderMap>,
     ) -> Result<Vec<u8>, ProviderError> {
-        let outgoing = async_nats::Request::new()
+        let mut outgoing = async_nats::Request::new()
             .payload(body.into())
             .timeout(Some(timeout));
+        if let Some(headers) = headers {
+            outgoing = outgoing.headers(headers);
+        }
         match client.send_request(subject.clone(), outgoing).await {
             Ok(reply) => Ok(reply.payload.to_vec()),
             Err(e) => Err(match e.kind() {
@@ -112,17 +118,73 @@ impl Broker for BoundBroker<'_> {
         caller: &Caller<'_>,
         message: BrokerMessage,
     ) -> Result<(), ProviderError> {
+        let span = spans::publish(&message.subject, message.body.len());
+        let published = self
+            .publish_in(caller, message, &span)
+            .instrument(span.clone())
+            .await;
+        spans::outcome(&span, &published);
+        published
+    }
+
+    async fn request(
+        &self,
+        caller: &Caller<'_>,
+        subject: String,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, ProviderError> {
+        let span = spans::send(&subject, body.len());
+        let reply = async {
+            let client = self.bound.connected(caller).await?;
+            let headers = spans::trace_headers(&span);
+            NatsMessaging::request(client, subject, body, timeout, headers).await
+        }
+        .instrument(span.clone())
+        .await;
+        spans::outcome(&span, &reply);
+        reply
+    }
+}
+
+impl BoundBroker<'_> {
+    /// [`Broker::publish`] inside its span, whose trace context the
+    /// message's headers carry.
+    async fn publish_in(
+        &self,
+        caller: &Caller<'_>,
+        message: BrokerMessage,
+        span: &tracing::Span,
+    ) -> Result<(), ProviderError> {
         // Refused subjects were refused before anything waits on the
         // connection.
         let client = self.bound.connected(caller).await?;
         let subject = message.subject.clone();
+        let headers = spans::trace_headers(span);
         let send = async {
-            if message.reply_to.is_empty() {
-                client.publish(message.subject, message.body.into()).await
-            } else {
-                client
-                    .publish_with_reply(message.subject, message.reply_to, message.body.into())
-                    .await
+            let body = message.body.into();
+            match (message.reply_to.is_empty(), headers) {
+                (true, None) => client.publish(message.subject, body).await,
+                (false, None) => {
+                    client
+                        .publish_with_reply(message.subject, message.reply_to, body)
+                        .await
+                }
+                (true, Some(headers)) => {
+                    client
+                        .publish_with_headers(message.subject, headers, body)
+                        .await
+                }
+                (false, Some(headers)) => {
+                    client
+                        .publish_with_reply_and_headers(
+                            message.subject,
+                            message.reply_to,
+                            headers,
+                            body,
+                        )
+                        .await
+                }
             }
         };
         // The connection may drop between the check above and the send;
@@ -149,16 +211,5 @@ impl Broker for BoundBroker<'_> {
             reason: e.to_string(),
         })?;
         Ok(())
-    }
-
-    async fn request(
-        &self,
-        caller: &Caller<'_>,
-        subject: String,
-        body: Vec<u8>,
-        timeout: Duration,
-    ) -> Result<Vec<u8>, ProviderError> {
-        let client = self.bound.connected(caller).await?;
-        NatsMessaging::request(client, subject, body, timeout).await
     }
 }

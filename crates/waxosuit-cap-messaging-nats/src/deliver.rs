@@ -3,16 +3,19 @@
 //! to the message's reply subject, unless that subject is reserved.
 //!
 //! Separate because it runs on its own task for as long as the binding
-//! lives, apart from any call an actor makes.
+//! lives, apart from any call an actor makes. Each message is a consumer
+//! span continuing the trace its headers carry ([`spans`]).
 
 use std::sync::{Arc, Weak};
 
-use async_nats::{Client, Subscriber};
+use async_nats::{Client, Message, Subscriber};
 use futures_util::StreamExt;
+use tracing::{Instrument, Span};
 use waxosuit_codec::messaging::{BrokerMessage, CAPABILITY_ID, OP_DELIVER_MESSAGE};
 use waxosuit_provider::encode;
 
 use crate::reserved::Reserved;
+use crate::spans;
 use crate::{Inner, SubjectUse};
 
 /// Hands one subscription's messages to the actor, in order. It holds the
@@ -25,10 +28,42 @@ pub(crate) async fn deliver_loop(
     binding: String,
     mut subscriber: Subscriber,
 ) {
+    let delivery = Delivery {
+        inner,
+        reserved,
+        client,
+        actor,
+        binding,
+    };
     while let Some(message) = subscriber.next().await {
-        let Some(dispatcher) = inner.upgrade().and_then(|i| i.dispatcher()) else {
+        // One consumer span per message, holding the actor call and the
+        // reply, in the trace the message's headers carry.
+        let span = spans::process(&message, &delivery.actor);
+        delivery
+            .deliver(message, &span)
+            .instrument(span.clone())
+            .await;
+    }
+}
+
+/// What delivering a subscription's messages needs.
+struct Delivery {
+    inner: Weak<Inner>,
+    reserved: Arc<Reserved>,
+    client: Client,
+    actor: String,
+    binding: String,
+}
+
+impl Delivery {
+    /// Hands `message` to the actor and publishes its answer; a failure is
+    /// logged, and put on `span`.
+    async fn deliver(&self, message: Message, span: &Span) {
+        let actor = &self.actor;
+        let Some(dispatcher) = self.inner.upgrade().and_then(|i| i.dispatcher()) else {
             tracing::warn!(%actor, subject = %message.subject, "provider not started; message dropped");
-            continue;
+            spans::fail(span, "the provider is not started; message dropped");
+            return;
         };
         let payload = BrokerMessage {
             subject: message.subject.to_string(),
@@ -43,32 +78,38 @@ pub(crate) async fn deliver_loop(
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(%actor, error = %e, "cannot encode a delivery; message dropped");
-                continue;
+                spans::fail(span, &e);
+                return;
             }
         };
         match dispatcher
-            .dispatch(&actor, OP_DELIVER_MESSAGE, payload)
+            .dispatch(actor, OP_DELIVER_MESSAGE, payload)
             .await
         {
             Ok(reply) if !reply.is_empty() => {
                 let Some(reply_to) = message.reply else {
-                    continue;
+                    return;
                 };
                 // Whoever sent the message chose the reply subject; answering
                 // blindly would let any client of the server aim an actor's
                 // output at the lattice's planes.
-                if let Err(refused) = reserved.check(&actor, &binding, SubjectUse::Reply, &reply_to)
+                if let Err(refused) =
+                    self.reserved
+                        .check(actor, &self.binding, SubjectUse::Reply, &reply_to)
                 {
                     tracing::warn!(%actor, subject = %message.subject, error = %refused, "actor's reply not sent");
-                    continue;
+                    spans::fail(span, &refused);
+                    return;
                 }
-                if let Err(e) = client.publish(reply_to.clone(), reply.into()).await {
+                if let Err(e) = self.client.publish(reply_to.clone(), reply.into()).await {
                     tracing::warn!(%actor, %reply_to, error = %e, "cannot publish the actor's reply");
+                    spans::fail(span, &e);
                 }
             }
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(%actor, subject = %message.subject, error = %e, "message delivery failed");
+                spans::fail(span, &e);
             }
         }
     }

@@ -88,6 +88,12 @@
 //!   logged. [`remove_actor`](CapabilityProvider::remove_actor) and
 //!   [`shutdown`](CapabilityProvider::shutdown) stop the tasks and close
 //!   the connections.
+//! * **Traces.** When a tracing layer is installed, a `Publish` is a
+//!   producer span and a `Request` a client span, each sending its W3C
+//!   `traceparent`/`tracestate` in the message's NATS headers; each
+//!   delivery is a consumer span continuing the trace of the message's
+//!   headers, holding the actor call and its reply. Without one, messages
+//!   are sent without headers, as before.
 //!
 //! ```no_run
 //! use std::collections::HashMap;
@@ -133,6 +139,7 @@ mod connect;
 mod deliver;
 pub mod reconnect;
 mod reserved;
+mod spans;
 
 pub use waxosuit_cap_messaging::{
     DEFAULT_REQUEST_TIMEOUT, MAX_SUBSCRIPTIONS, MessagingError, NATS_ACCOUNTS_DOC, QUEUEGROUP_NAME,

@@ -273,7 +273,6 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 }
 
 pub(crate) fn run(args: LatticeArgs) -> Result<ExitCode> {
-    crate::init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -27,6 +27,7 @@ mod lattice;
 mod limits;
 mod par;
 mod policy;
+mod telemetry;
 mod up;
 
 /// Waxosuit: a secure host for signed WebAssembly actors.
@@ -35,6 +36,8 @@ mod up;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    telemetry: telemetry::TelemetryArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,9 +72,9 @@ fn main() -> ExitCode {
         Command::Keys(cmd) => keys::run(cmd),
         Command::Claims(cmd) => claims::run(cmd),
         Command::Call(args) => call::run(*args),
-        Command::Up(args) => up::run(*args),
+        Command::Up(args) => with_telemetry(&cli.telemetry, || up::run(*args)),
         Command::Par(cmd) => par::run(cmd),
-        Command::Lattice(args) => lattice::run(*args),
+        Command::Lattice(args) => with_telemetry(&cli.telemetry, || lattice::run(*args)),
     };
     match result {
         Ok(code) => code,
@@ -83,15 +86,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr; `RUST_LOG` overrides the default (Waxosuit at info).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,waxosuit=info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+/// Runs a command with logs on stderr and, when configured, trace export;
+/// the spans still queued are exported before the process exits, however
+/// the command ended (Ctrl-C and SIGTERM end `up` by returning here).
+fn with_telemetry(
+    args: &telemetry::TelemetryArgs,
+    command: impl FnOnce() -> anyhow::Result<ExitCode>,
+) -> anyhow::Result<ExitCode> {
+    let mut telemetry = args.install()?;
+    let result = command();
+    telemetry.shutdown();
+    result
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

@@ -72,7 +72,6 @@ pub(crate) struct Status {
 }
 
 pub(crate) fn run(args: UpArgs) -> Result<ExitCode> {
-    crate::init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use tracing::Instrument;
 use waxosuit_claims::VerifiedActor;
 use waxosuit_policy::input::Direction;
 use waxosuit_provider::ProviderCall;
@@ -16,6 +17,7 @@ use crate::host::{
     provider_not_found,
 };
 use crate::policy::{Decision, Entity, MiddlewareCall, Side, after, before};
+use crate::spans;
 
 impl HostInner {
     pub(crate) fn actor(&self, key: &str) -> Option<Arc<ActorEntry>> {
@@ -142,22 +144,52 @@ impl HostInner {
                 .await;
         }
         let route = RouteKey::new(namespace, binding);
+        let span = spans::capability(caller_key, &route, operation);
+        let result = self
+            .call_capability(
+                caller_entry,
+                &caller,
+                caller_key,
+                &route,
+                operation,
+                payload,
+            )
+            .instrument(span.clone())
+            .await;
+        spans::finish(&span, &result);
+        result
+    }
+
+    /// The capability half of [`HostInner::route_host_call`]: authorize,
+    /// check the binding and policy, then call the provider, here or over
+    /// the remote link.
+    async fn call_capability(
+        &self,
+        caller_entry: &ActorEntry,
+        caller: &VerifiedActor,
+        caller_key: &str,
+        route: &RouteKey,
+        operation: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, HostError> {
+        let binding = route.binding.as_str();
+        let namespace = route.capid.as_str();
         let target = Entity::Capability {
             capid: route.capid.clone(),
             binding: route.binding.clone(),
         };
-        self.authorize(&caller, namespace, &target, operation, binding)?;
-        if !caller_entry.is_bound(&route) {
+        self.authorize(caller, namespace, &target, operation, binding)?;
+        if !caller_entry.is_bound(route) {
             return Err(HostError::MissingBinding {
                 actor: caller_key.to_string(),
                 name: caller.name().to_string(),
-                capability: route.capid,
-                binding: route.binding,
+                capability: route.capid.clone(),
+                binding: route.binding.clone(),
             });
         }
         if let Some(gate) = &self.actors.gate {
             gate.invoke(Call {
-                actor: &caller,
+                actor: caller,
                 capability: &route.capid,
                 binding: &route.binding,
                 operation,
@@ -167,13 +199,13 @@ impl HostInner {
         }
         let started = Instant::now();
         let providers = self.providers.load();
-        let result = match providers.get(&route) {
+        let result = match providers.get(route) {
             Some(provider) => {
-                self.invoke_provider(&route, provider, caller_key, operation, payload)
+                self.invoke_provider(route, provider, caller_key, operation, payload)
                     .await
             }
             None => {
-                self.call_remote_provider(caller_key, &route, operation, payload)
+                self.call_remote_provider(caller_key, route, operation, payload)
                     .await
             }
         };

@@ -69,6 +69,7 @@ mod providers;
 mod read_mostly;
 mod remote;
 mod router;
+mod spans;
 mod table;
 
 pub use builder::HostBuilder;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rustc_hash::FxHashMap;
+use tracing::Instrument;
 use waxosuit_runtime::RuntimeError;
 
 use crate::HostError;
@@ -21,6 +22,7 @@ use crate::host::ActorEntry;
 use crate::metrics::Metrics;
 use crate::policy::{Entity, Middleware, MiddlewareCall, Side, after, before};
 use crate::read_mostly::ReadMostly;
+use crate::spans;
 
 /// The running actors by module key, and what a call into one passes
 /// through.
@@ -60,8 +62,11 @@ impl ActorTable {
     ) -> Result<Vec<u8>, HostError> {
         let started = Instant::now();
         let key = entry.runtime.key().as_str();
+        let span = spans::actor(entry, key, operation);
         let result = if self.middlewares.is_empty() {
-            self.run_actor(entry, operation, payload).await
+            self.run_actor(entry, operation, payload)
+                .instrument(span.clone())
+                .await
         } else {
             let inv = MiddlewareCall {
                 origin: origin(),
@@ -69,8 +74,9 @@ impl ActorTable {
                 operation: operation.to_string(),
                 payload: payload.to_vec(),
             };
-            self.actor_chain(entry, inv).await
+            self.actor_chain(entry, inv).instrument(span.clone()).await
         };
+        spans::finish(&span, &result);
         entry.series.record(
             &self.metrics,
             key,

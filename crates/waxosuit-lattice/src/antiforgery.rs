@@ -9,7 +9,9 @@
 //! chunked payload, the chunk reference instead of the payload: the
 //! receiver checks the signature before it fetches a byte. The token's id
 //! is the invocation id, which the receiver remembers until the token
-//! expires, so a captured invocation runs once.
+//! expires, so a captured invocation runs once. When the call carries trace
+//! headers, the claims also bind them ([`InvocationClaims::trace`]), so a
+//! trace context cannot be spliced into a captured call.
 //!
 //! The receiver also requires the signer to be on its trust list (the
 //! original accepted any host that could sign), and a caller accepts a
@@ -50,6 +52,11 @@ pub struct InvocationClaims {
     /// swap in another (older) one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// [`crate::propagation::binding`] of the trace headers sent with the
+    /// call; absent when it carries none (so the claims of a call without
+    /// tracing are what they always were).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 impl TokenKind for InvocationClaims {
@@ -89,11 +96,22 @@ pub struct Binding<'a> {
 }
 
 /// Signs an invocation (its `msg` or `chunked` as they will be sent) with
-/// the host's server key.
+/// the host's server key, for a call sent without trace headers.
 pub fn sign(
     identity: &KeyPair,
     inv: &WireInvocation,
     to: Binding<'_>,
+) -> Result<String, ClaimsError> {
+    sign_traced(identity, inv, to, None)
+}
+
+/// [`sign`] for a call sent with trace headers whose
+/// [`crate::propagation::binding`] is `trace`.
+pub fn sign_traced(
+    identity: &KeyPair,
+    inv: &WireInvocation,
+    to: Binding<'_>,
+    trace: Option<&str>,
 ) -> Result<String, ClaimsError> {
     let origin_url = inv.origin.url();
     let target_url = format!("{}/{}", inv.target.url(), inv.operation);
@@ -116,15 +134,16 @@ pub fn sign(
                 .session_token
                 .as_deref()
                 .map(|t| digest(&[t.as_bytes()])),
+            trace: trace.map(str::to_string),
         })
         .build()
         .encode(identity)
 }
 
-/// Checks a signed invocation as received (before any chunk is fetched):
-/// signature, validity, signer on the trust list and the sender, and every
-/// signed field matching the message. Returns the token's expiry, for the
-/// replay guard.
+/// Checks a signed invocation received without trace headers (before any
+/// chunk is fetched): signature, validity, signer on the trust list and the
+/// sender, and every signed field matching the message. Returns the token's
+/// expiry, for the replay guard.
 ///
 /// # Errors
 ///
@@ -136,14 +155,17 @@ pub fn verify(
     inv: &WireInvocation,
     to: Binding<'_>,
 ) -> Result<u64, Refusal> {
-    verify_refusal(verifier, trust, inv, to).map(|(_, expires)| expires)
+    verify_refusal(verifier, trust, inv, to, None).map(|(_, expires)| expires)
 }
 
+/// [`verify`], for a call received with trace headers whose
+/// [`crate::propagation::binding`] is `trace` (`None`: no trace headers).
 pub(crate) fn verify_refusal(
     verifier: &Verifier,
     trust: &TrustPolicy,
     inv: &WireInvocation,
     to: Binding<'_>,
+    trace: Option<&str>,
 ) -> Result<(u64, u64), Refusal> {
     let mismatch = |detail: String| Refusal::new(Reason::Mismatch, detail).by(&inv.host_id);
     // Who claims to have signed comes first: nothing is verified for a
@@ -217,6 +239,13 @@ pub(crate) fn verify_refusal(
     {
         return Err(mismatch(
             "its session token is not the one signed with it".to_string(),
+        ));
+    }
+    if meta.trace.as_deref() != trace {
+        return Err(mismatch(
+            "its trace headers are not the ones signed with it (added, altered or removed in \
+             transit)"
+                .to_string(),
         ));
     }
     let expected = match &inv.chunked {
@@ -439,12 +468,43 @@ mod tests {
     }
 
     #[test]
+    fn the_claims_bind_the_trace_context_sent_with_the_call() {
+        let host = KeyPair::generate(KeyKind::Server);
+        let trust = TrustPolicy::hosts([host.public_key()]).unwrap();
+        let v = Verifier::new();
+        let plain = invocation(&host, b"x", to());
+        let mut traced = plain.clone();
+        traced.encoded_claims = sign_traced(&host, &traced, to(), Some("T1")).unwrap();
+        verify_refusal(&v, &trust, &traced, to(), Some("T1")).unwrap();
+        verify_refusal(&v, &trust, &plain, to(), None).unwrap();
+        for (inv, received, what) in [
+            (&traced, Some("T2"), "altered"),
+            (&traced, None, "removed"),
+            (&plain, Some("T1"), "added"),
+        ] {
+            let err = verify_refusal(&v, &trust, inv, to(), received).unwrap_err();
+            assert_eq!(err.reason, Reason::Mismatch, "{what}: {err}");
+            assert!(err.detail.contains("trace headers"), "{what}: {err}");
+        }
+        // Without trace headers the claims are what they always were.
+        let claims =
+            waxosuit_claims::Claims::<InvocationClaims>::decode_unverified(&plain.encoded_claims)
+                .unwrap();
+        assert_eq!(claims.metadata.unwrap().trace, None);
+        let payload = plain.encoded_claims.split('.').nth(1).unwrap();
+        let json = data_encoding::BASE64URL_NOPAD
+            .decode(payload.as_bytes())
+            .unwrap();
+        assert!(!String::from_utf8(json).unwrap().contains("trace"));
+    }
+
+    #[test]
     fn an_unknown_host_is_refused_before_its_signature_is_checked() {
         let stranger = KeyPair::generate(KeyKind::Server);
         let trusted = KeyPair::generate(KeyKind::Server);
         let inv = invocation(&stranger, b"x", to());
         let trust = TrustPolicy::hosts([trusted.public_key()]).unwrap();
-        let err = verify_refusal(&Verifier::new(), &trust, &inv, to()).unwrap_err();
+        let err = verify_refusal(&Verifier::new(), &trust, &inv, to(), None).unwrap_err();
         assert_eq!(err.reason, Reason::Untrusted);
         assert!(err.detail.contains("trust list"), "{err}");
         verify(&Verifier::new(), &TrustPolicy::any_host(), &inv, to()).unwrap();

@@ -12,6 +12,11 @@
 //! waiting for the real answer until its timeout. A "no responders"
 //! status (which anyone can forge) takes the host out of the rotation but
 //! never makes a call resend: with replicas, a resend could run it twice.
+//!
+//! Each call runs in a client span ([`crate::propagation`]) whose trace
+//! context, when tracing is on, goes with every attempt in the NATS headers
+//! and is bound into the attempt's tag or claims; a call that fails marks
+//! the span failed with the error.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -19,6 +24,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::Mutex;
+use tracing::{Instrument, Span};
 use waxosuit_claims::KeyKind;
 use waxosuit_host::{Entity, RemoteError, RemoteLink, RouteKey};
 
@@ -28,6 +34,7 @@ use crate::auth::{Reason, Refusal, shorten};
 use crate::chunk;
 use crate::metrics::Plane;
 use crate::node::Inner;
+use crate::propagation::{self, Outgoing};
 use crate::protocol::{
     Discover, ErrorKind, Here, PROTOCOL_VERSION, Response, WireEntity, WireInvocation, decode,
     encode, encode_sized, proof_digest,
@@ -141,6 +148,7 @@ impl Inner {
     /// Sends one invocation to one host serving `target` and waits for its
     /// authenticated response: tagged under that host's session when there
     /// is one, signed otherwise, or when the host asks for signed claims.
+    /// The call runs in a client span, marked failed when the call fails.
     pub(crate) async fn invoke(
         self: &Arc<Self>,
         origin: WireEntity,
@@ -157,11 +165,34 @@ impl Inner {
                 });
             }
         };
+        let span = propagation::client_span(&target, operation);
+        let result = self
+            .invoke_in(&span, shared, origin, target, operation, payload)
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &result {
+            propagation::failed(&span, e);
+        }
+        result
+    }
+
+    /// [`Inner::invoke`] within its client span `span`.
+    async fn invoke_in(
+        self: &Arc<Self>,
+        span: &Span,
+        shared: String,
+        origin: WireEntity,
+        target: WireEntity,
+        operation: &str,
+        payload: Vec<u8>,
+    ) -> Result<Vec<u8>, LatticeError> {
         let host = match self.routes.pick(&shared) {
             Some(host) => host,
             None => self.discover(&shared, &target).await?,
         };
         let subject = self.bus.subjects.at(&shared, &host);
+        span.record("messaging.destination.name", subject.as_str());
+        span.record("waxosuit.lattice.target_host", host.as_str());
         let max_payload = self
             .bus
             .max_payload
@@ -183,6 +214,10 @@ impl Inner {
         } else {
             (payload, None)
         };
+        span.record("waxosuit.lattice.chunked", chunked.is_some());
+        // The same context goes with every attempt: a resend after a
+        // `session` answer is the same hop of the trace.
+        let trace = Outgoing::of(span);
         let mut inv = WireInvocation {
             v: PROTOCOL_VERSION,
             id: nuid::next().to_string(),
@@ -202,7 +237,15 @@ impl Inner {
         let mut may_tag = inv.chunked.is_none();
         let response = loop {
             let response = self
-                .attempt(&shared, &subject, &host, &mut inv, may_tag, timeout)
+                .attempt(
+                    &shared,
+                    &subject,
+                    &host,
+                    &mut inv,
+                    trace.as_ref(),
+                    may_tag,
+                    timeout,
+                )
                 .await?;
             match &response.error {
                 Some(error) if error.kind == ErrorKind::Session && may_tag => {
@@ -356,12 +399,16 @@ impl Inner {
     }
 
     /// One request to one host on the bus and its authenticated response.
+    /// `trace`, when tracing is on, goes in the request's headers and is
+    /// bound into its tag or claims.
+    #[allow(clippy::too_many_arguments)]
     async fn attempt(
         self: &Arc<Self>,
         shared: &str,
         subject: &str,
         host: &str,
         inv: &mut WireInvocation,
+        trace: Option<&Outgoing>,
         may_tag: bool,
         timeout: Duration,
     ) -> Result<Response, LatticeError> {
@@ -415,6 +462,7 @@ impl Inner {
                     subject,
                     reply: &reply,
                     msg: &inv.msg,
+                    trace: trace.map(|t| t.binding.as_str()),
                 },
             )
         } else {
@@ -431,13 +479,14 @@ impl Inner {
             None => {
                 inv.session = None;
                 inv.session_token = Some(self.keys.sessions.token());
-                inv.encoded_claims = antiforgery::sign(
+                inv.encoded_claims = antiforgery::sign_traced(
                     &self.keys.identity,
                     inv,
                     Binding {
                         subject,
                         reply: &reply,
                     },
+                    trace.map(|t| t.binding.as_str()),
                 )
                 .map_err(|e| LatticeError::Transport {
                     operation: "signing an invocation",
@@ -454,14 +503,28 @@ impl Inner {
             proof,
         });
         let body: Bytes = encode_sized(&*inv, inv.msg.len())?.into();
-        self.bus
-            .client
-            .publish_with_reply(subject.to_string(), reply, body)
-            .await
-            .map_err(|e| LatticeError::Transport {
-                operation: "request",
-                reason: e.to_string(),
-            })?;
+        let client = &self.bus.client;
+        let sent = match trace {
+            Some(trace) => {
+                client
+                    .publish_with_reply_and_headers(
+                        subject.to_string(),
+                        reply,
+                        trace.headers.clone(),
+                        body,
+                    )
+                    .await
+            }
+            None => {
+                client
+                    .publish_with_reply(subject.to_string(), reply, body)
+                    .await
+            }
+        };
+        sent.map_err(|e| LatticeError::Transport {
+            operation: "request",
+            reason: e.to_string(),
+        })?;
         let deadline = tokio::time::Instant::now() + timeout;
         let mut said_nobody = false;
         let response = loop {

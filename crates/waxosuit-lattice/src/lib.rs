@@ -29,6 +29,12 @@
 //!   past a per-target bound, for a message that has not verified.
 //!   Refusals are logged (rate-limited) and counted in `/metrics`
 //!   (`waxosuit_lattice_refused_total{plane,reason}`).
+//! * Each call is one hop of a trace ([`propagation`]): a client span on
+//!   the caller, whose W3C context travels in the invocation's
+//!   `traceparent`/`tracestate` headers (only when tracing is on), and a
+//!   server span on the serving host that continues it. The headers are
+//!   covered by the call's claims or session tag like its payload, and a
+//!   trace is continued only from a call that authenticated.
 //! * Bindings are lattice-wide ([`Lattice::put_binding`]): every host keeps
 //!   the table, learns it from trusted hosts when it (re)joins, and the
 //!   hosts running a provider bind it, so bindings survive a provider's
@@ -66,6 +72,7 @@ mod inventory;
 pub mod invoke;
 mod metrics;
 mod node;
+pub mod propagation;
 pub mod protocol;
 pub mod redact;
 mod replies;

@@ -11,12 +11,14 @@
 //! [`crate::LatticeLimits::inbound_per_target`] calls in flight, a call is
 //! authenticated and answered `busy` at once instead of spawning a task.
 //!
-//! The order of checks is the point: decode, version, target, the sender on
-//! the trust list, the signature or session tag (which cover the subject,
-//! reply inbox and payload or chunk reference), the replay guard; only then
-//! is a chunk fetched (from the sender's own chunk subject, no larger than
-//! the target accepts, under the transfer semaphore), a session token
-//! learned, or the target run.
+//! The order of checks is the point: the trace headers' sizes, decode,
+//! version, target, the sender on the trust list, the signature or session
+//! tag (which cover the subject, reply inbox, payload or chunk reference,
+//! and trace headers), the replay guard; only then is a chunk fetched (from
+//! the sender's own chunk subject, no larger than the target accepts, under
+//! the transfer semaphore), a session token learned, a server span opened
+//! that continues the caller's trace ([`crate::propagation`]), or the
+//! target run (inside that span, so the host's own spans are its children).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,6 +29,7 @@ use futures_util::StreamExt;
 use parking_lot::Mutex;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 use waxosuit_host::{ActorKey, Entity, HostError, RouteKey};
 
 use crate::LatticeError;
@@ -35,6 +38,7 @@ use crate::auth::{Reason, Refusal, shorten};
 use crate::chunk;
 use crate::metrics::Plane;
 use crate::node::Inner;
+use crate::propagation::{self, Carried};
 use crate::protocol::{
     Discover, ErrorKind, Here, PROTOCOL_VERSION, Probe, Response, WireEntity, WireInvocation,
     decode, encode, encode_sized, proof_digest,
@@ -97,6 +101,8 @@ struct Authenticated {
     /// under it too), or `None` for signed claims (the answer is signed,
     /// with this host's token).
     pair: Option<Pair>,
+    /// Its trace headers, authenticated with it.
+    trace: Carried,
 }
 
 impl Inner {
@@ -272,16 +278,30 @@ impl Inner {
         let Some(reply) = msg.reply.as_ref().map(|r| r.to_string()) else {
             return;
         };
-        let response = match self.authenticate(&msg, served, &reply) {
-            Ok(call) => {
-                let response = self.run_call(&call).await;
-                self.seal_response(&call, response)
+        let call = match self.authenticate(&msg, served, &reply) {
+            Ok(call) => call,
+            Err(Some(response)) => {
+                drop(permit);
+                self.send_response(reply, &response).await;
+                return;
             }
-            Err(Some(response)) => *response,
             Err(None) => return,
         };
-        drop(permit);
-        self.send_response(reply, &response).await;
+        // Only now, the call authenticated, may its headers name a trace.
+        let span = propagation::server_span(&call.inv, &msg.subject);
+        call.trace.continue_in(&span);
+        let serving = span.clone();
+        async move {
+            let response = self.run_call(&call).await;
+            if let Some(error) = &response.error {
+                propagation::failed(&serving, &error.message);
+            }
+            let response = self.seal_response(&call, response);
+            drop(permit);
+            self.send_response(reply, &response).await;
+        }
+        .instrument(span)
+        .await;
     }
 
     /// A call that arrived while its target was at its limit.
@@ -299,6 +319,9 @@ impl Inner {
                     self.gates.limits.inbound_per_target,
                     describe(&call.inv.target)
                 );
+                let span = propagation::server_span(&call.inv, &msg.subject);
+                call.trace.continue_in(&span);
+                propagation::failed(&span, &message);
                 let busy = Response::failure(&call.inv.id, ErrorKind::Busy, message);
                 if call.pair.is_none() && !self.gates.may_sign_refusal(&call.inv.host_id) {
                     return;
@@ -340,6 +363,11 @@ impl Inner {
         let refuse = |id: &str, kind: ErrorKind, refusal: Refusal| {
             self.metrics.refused(Plane::Invocation, &refusal);
             Some(Box::new(Response::failure(id, kind, refusal.detail)))
+        };
+        // Bounded before anything else is done with the message.
+        let trace = match Carried::read(msg.headers.as_ref()) {
+            Ok(trace) => trace,
+            Err(refusal) => return Err(refuse("", ErrorKind::Malformed, refusal)),
         };
         let probe: Probe = match decode("invocation", &msg.payload) {
             Ok(p) => p,
@@ -418,6 +446,7 @@ impl Inner {
         }
         let origin_url = inv.origin.url();
         let target_url = format!("{}/{}", inv.target.url(), inv.operation);
+        let trace_binding = trace.binding();
         if let Some(proof) = &inv.session {
             if inv.chunked.is_some() {
                 return Err(refuse(
@@ -434,6 +463,7 @@ impl Inner {
                 subject: &msg.subject,
                 reply,
                 msg: &inv.msg,
+                trace: trace_binding.as_deref(),
             };
             match self.keys.sessions.open(&inv.host_id, proof, &signed) {
                 Ok((Opened::Authentic, pair)) => {
@@ -441,6 +471,7 @@ impl Inner {
                         inv,
                         reply: reply.to_string(),
                         pair,
+                        trace,
                     });
                 }
                 Ok((Opened::Unknown, _)) if inv.encoded_claims.is_empty() => {
@@ -480,11 +511,16 @@ impl Inner {
             subject: &msg.subject,
             reply,
         };
-        let (issued, expires) =
-            match antiforgery::verify_refusal(&self.keys.verifier, &self.keys.trust, &inv, to) {
-                Ok(window) => window,
-                Err(refusal) => return Err(refuse(&inv.id, ErrorKind::Forged, refusal)),
-            };
+        let (issued, expires) = match antiforgery::verify_refusal(
+            &self.keys.verifier,
+            &self.keys.trust,
+            &inv,
+            to,
+            trace_binding.as_deref(),
+        ) {
+            Ok(window) => window,
+            Err(refusal) => return Err(refuse(&inv.id, ErrorKind::Forged, refusal)),
+        };
         if let Err(refusal) = self
             .keys
             .replay
@@ -506,6 +542,7 @@ impl Inner {
             inv,
             reply: reply.to_string(),
             pair: None,
+            trace,
         })
     }
 

@@ -8,7 +8,8 @@
 //! that have seen each other's token agree on a shared secret once, derive
 //! one key per direction from it, and from then on every invocation carries
 //! a keyed BLAKE3 tag over what the JWT would sign (id, issue time, sequence
-//! number, origin, target and operation, subject, reply inbox, payload)
+//! number, origin, target and operation, subject, reply inbox, payload,
+//! trace context when there is one)
 //! under the key of the pair (sender → receiver), and every response a tag
 //! under the other direction's key. BLAKE3 rather than HMAC-SHA-256 because
 //! the tag covers the whole payload: at 64 KiB it is ~4× faster, and
@@ -222,6 +223,9 @@ pub(crate) struct Signed<'a> {
     pub reply: &'a str,
     /// The payload.
     pub msg: &'a [u8],
+    /// [`crate::propagation::binding`] of the trace headers sent with it;
+    /// `None` (nothing more tagged) when it carries none.
+    pub trace: Option<&'a str>,
 }
 
 fn tag(key: &[u8; 32], iat: u64, seq: u64, signed: &Signed<'_>) -> blake3::Hash {
@@ -240,6 +244,12 @@ fn tag(key: &[u8; 32], iat: u64, seq: u64, signed: &Signed<'_>) -> blake3::Hash 
             signed.msg,
         ],
     );
+    // A trailing part only when there is a trace context: a call without
+    // one is tagged exactly as before, and the parts being length-prefixed,
+    // no payload can pass for a payload plus a trace context.
+    if let Some(trace) = signed.trace {
+        absorb(&mut hasher, &[trace.as_bytes()]);
+    }
     hasher.finalize()
 }
 
@@ -617,6 +627,7 @@ mod tests {
             subject: "s",
             reply: "inbox.1",
             msg: msg.as_bytes(),
+            trace: None,
         }
     }
 
@@ -709,6 +720,45 @@ mod tests {
             }],
         };
         assert!(a.open(&b.host_id, &reflected, &m("id-1", "HASH")).is_err());
+    }
+
+    #[test]
+    fn the_tag_binds_the_trace_context_and_only_it_differs() {
+        let key = [9u8; 32];
+        let traced = |trace| Signed {
+            trace,
+            ..m("id", "x")
+        };
+        let none = tag(&key, 1, 1, &traced(None));
+        let one = tag(&key, 1, 1, &traced(Some("T1")));
+        let other = tag(&key, 1, 1, &traced(Some("T2")));
+        let empty = tag(&key, 1, 1, &traced(Some("")));
+        assert_ne!(none, one);
+        assert_ne!(one, other);
+        assert_ne!(none, empty, "an empty binding is still a binding");
+        assert_eq!(one, tag(&key, 1, 1, &traced(Some("T1"))));
+
+        // Through a real pair: a call tagged with one trace context opens
+        // only with that one; one added, changed or removed in transit is
+        // refused as a tampered message, and does not use up its number.
+        let (_, _, a, b, trust) = pair();
+        introduce(&a, &b, &trust);
+        let (proof, _) = a.seal(&b.host_id, &traced(Some("T1"))).unwrap();
+        for changed in [None, Some("T2"), Some("")] {
+            let err = b.open(&a.host_id, &proof, &traced(changed)).unwrap_err();
+            assert_eq!(err.reason, Reason::BadSignature, "{changed:?}: {err}");
+        }
+        assert_eq!(
+            b.open(&a.host_id, &proof, &traced(Some("T1"))).unwrap().0,
+            Opened::Authentic
+        );
+        let (proof, _) = a.seal(&b.host_id, &traced(None)).unwrap();
+        let err = b.open(&a.host_id, &proof, &traced(Some("T1"))).unwrap_err();
+        assert_eq!(err.reason, Reason::BadSignature, "added: {err}");
+        assert_eq!(
+            b.open(&a.host_id, &proof, &traced(None)).unwrap().0,
+            Opened::Authentic
+        );
     }
 
     #[test]

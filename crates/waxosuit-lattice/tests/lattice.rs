@@ -436,6 +436,29 @@ async fn after_first_contact_calls_carry_session_tags_that_bind_the_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_tracing_layer_calls_carry_no_trace_headers() {
+    // No subscriber is installed in this test binary (`traces.rs` has one).
+    assert!(tracing::info_span!("probe").is_disabled());
+    let net = Net::new(2);
+    let a = net.node(0, &[]).await;
+    let b = net.node(1, &[]).await;
+    let (module, key) = net.echo_actor(&[]);
+    b.host.add_actor(&module, "echo", None).await.unwrap();
+    let nats = net.attacker().await;
+    let mut spy = nats.subscribe(call_subject(&b, &key)).await.unwrap();
+    synced_with_server(&nats).await;
+    // Signed, then session-tagged: neither carries a header.
+    for payload in [b"one".to_vec(), b"two".to_vec()] {
+        a.lattice
+            .call_actor(&key, "echo", payload.clone())
+            .await
+            .unwrap();
+        let sent = next(&mut spy).await;
+        assert!(sent.headers.is_none(), "{:?}", sent.headers);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_accepts_answers_only_from_hosts_it_trusts() {
     let net = Net::new(2);
     // A trusts no other host; B trusts A.

@@ -1,10 +1,18 @@
 //! One call's exchange with Redis, and how its failures reach the actor,
 //! the same for every Redis-backed capability.
+//!
+//! Each exchange is one OpenTelemetry client span (`otel.name` the Redis
+//! command, `db.system.name` = `redis`), the child of whatever span the call
+//! runs in, so a trace shows what each actor call cost in Redis, retry and
+//! reconnection included.
 
 use std::future::Future;
+use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{ErrorKind, RedisError};
+use tracing::Instrument;
+use tracing::field::{Empty, display};
 use waxosuit_provider::ProviderError;
 
 use crate::{Link, connection_is_dead};
@@ -22,6 +30,34 @@ pub enum Repeat {
         /// What to do before trying again.
         advice: &'static str,
     },
+}
+
+/// One operation of a call: what errors and spans call it, and whether it
+/// may be repeated.
+#[derive(Debug, Clone, Copy)]
+pub struct Op<'a> {
+    /// The operation as the contract names it (`Get`, `WriteEvent`), in
+    /// error messages.
+    pub what: &'a str,
+    /// The Redis command sent (`GET`, `EVALSHA`), the span's name.
+    pub command: &'a str,
+    /// Whether it may be sent again after its connection dropped.
+    pub repeat: Repeat,
+}
+
+impl<'a> Op<'a> {
+    /// `what` sent as `cmd`, whose first word names the command.
+    pub fn of(what: &'a str, cmd: &'a redis::Cmd, repeat: Repeat) -> Self {
+        let command = match cmd.args_iter().next() {
+            Some(redis::Arg::Simple(name)) => std::str::from_utf8(name).unwrap_or("?"),
+            _ => "?",
+        };
+        Op {
+            what,
+            command,
+            repeat,
+        }
+    }
 }
 
 /// Which capability and server a failure is reported for.
@@ -85,24 +121,59 @@ impl Report<'_> {
 }
 
 impl Link {
-    /// Runs one exchange for operation `what`: on the open connection, or
-    /// on one made now. `exchange` may run twice: when the connection
+    /// Runs one exchange for `op` within `bound`: on the open connection,
+    /// or on one made now. `exchange` may run twice: when the connection
     /// dropped with the command in flight, a [`Repeat::Safe`] operation is
     /// sent again on a new connection (the server probably restarted since
     /// the old one was last used); a [`Repeat::Unsafe`] one fails saying so.
-    /// A connection found dead is forgotten either way. Not bounded here:
-    /// the caller bounds the whole call.
+    /// A connection found dead is forgotten either way. The whole of it is
+    /// one client span, marked as an error when the call fails.
     pub async fn exchange<T, F, Fut>(
         &self,
         report: &Report<'_>,
-        what: &str,
-        repeat: Repeat,
+        op: Op<'_>,
+        bound: Duration,
+        exchange: F,
+    ) -> Result<T, ProviderError>
+    where
+        F: FnMut(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let span = tracing::info_span!(
+            "redis",
+            otel.name = op.command,
+            otel.kind = "client",
+            db.system.name = "redis",
+            db.operation.name = op.command,
+            server.address = self.server.address.as_deref(),
+            server.port = self.server.port.map(i64::from),
+            otel.status_code = Empty,
+            otel.status_description = Empty,
+        );
+        let attempt = self.attempt(report, op, exchange);
+        let result = match tokio::time::timeout(bound, attempt.instrument(span.clone())).await {
+            Ok(result) => result,
+            Err(_) => Err(report.unavailable(&format!("no reply within {bound:?}"))),
+        };
+        if let Err(error) = &result {
+            span.record("otel.status_code", "error");
+            span.record("otel.status_description", display(error));
+        }
+        result
+    }
+
+    /// [`exchange`](Self::exchange) without the bound and the span.
+    async fn attempt<T, F, Fut>(
+        &self,
+        report: &Report<'_>,
+        op: Op<'_>,
         mut exchange: F,
     ) -> Result<T, ProviderError>
     where
         F: FnMut(MultiplexedConnection) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
+        let what = op.what;
         let first = self.get().await.map_err(|e| report.connect_failed(&e))?;
         let error = match exchange(first.conn.clone()).await {
             Ok(value) => return Ok(value),
@@ -117,7 +188,7 @@ impl Link {
             // call that died at once: no second try.
             return Err(report.failed(what, &error));
         }
-        if let Repeat::Unsafe { advice } = repeat {
+        if let Repeat::Unsafe { advice } = op.repeat {
             return Err(report.unavailable(&format!(
                 "the connection dropped while `{what}` was in flight ({error}); Redis may or may \
                  not have applied it, so it was not sent again. {advice}; the next call \

@@ -21,7 +21,8 @@
 //!   that would be a second attempt on a new connection anyway).
 //!
 //! [`Link::exchange`] runs one call's exchange on it (retrying once on a
-//! new connection when that is safe, [`Repeat`]) and [`Report`] turns
+//! new connection when that is safe, [`Repeat`]), bounded, inside one
+//! client span named after the Redis command ([`Op`]), and [`Report`] turns
 //! Redis failures into the errors actors see.
 //! `waxosuit-cap-keyvalue-redis` and `waxosuit-cap-eventstreams-redis` both
 //! use them, so the two backends recover and fail the same way.
@@ -30,7 +31,7 @@
 
 mod exchange;
 
-pub use exchange::{Repeat, Report};
+pub use exchange::{Op, Repeat, Report};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -84,6 +85,32 @@ pub struct Link {
     /// Copy of `attempts.finished`, readable without waiting for the lock.
     finished: AtomicU64,
     next_id: AtomicU64,
+    /// Where the server is, as the command spans name it.
+    server: Server,
+}
+
+/// The server's address for the spans' `server.address` and `server.port`:
+/// host and port, or a Unix socket's path and no port.
+#[derive(Debug, Default)]
+struct Server {
+    address: Option<String>,
+    port: Option<u16>,
+}
+
+impl Server {
+    fn of(client: &Client) -> Self {
+        match client.get_connection_info().addr() {
+            ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => Server {
+                address: Some(host.clone()),
+                port: Some(*port),
+            },
+            ConnectionAddr::Unix(path) => Server {
+                address: Some(path.display().to_string()),
+                port: None,
+            },
+            _ => Server::default(),
+        }
+    }
 }
 
 impl Link {
@@ -91,6 +118,7 @@ impl Link {
     /// `connection_timeout`, each reply by `response_timeout`.
     pub fn new(client: Client, connection_timeout: Duration, response_timeout: Duration) -> Self {
         Link {
+            server: Server::of(&client),
             client,
             connection_timeout,
             config: AsyncConnectionConfig::new()

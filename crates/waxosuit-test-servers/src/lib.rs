@@ -7,7 +7,10 @@
 //! done by `.ci/run`); when one is missing, [`RedisServer::start`] and
 //! [`NatsServer::start`] fail with a message saying how to install it.
 //!
-//! Both handles can [`stop`](RedisServer::stop) and
+//! [`OtlpReceiver`] is the other end of trace export: an OTLP/HTTP receiver
+//! in the test process that decodes and keeps every span it is sent.
+//!
+//! Both server handles can [`stop`](RedisServer::stop) and
 //! [`restart`](RedisServer::restart) the server **on the same port**, which is
 //! what reconnect tests need.
 //!
@@ -16,6 +19,10 @@
 //! let url = redis.url(); // redis://127.0.0.1:PORT/
 //! # let _ = url;
 //! ```
+
+mod otlp;
+
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};

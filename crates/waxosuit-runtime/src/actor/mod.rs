@@ -267,7 +267,16 @@ impl<H: HostCallHandler> Actor<H> {
         let end = inner.clock.now().saturating_add(inner.deadline_ticks);
         inner.check_payload("request payload", payload.len())?;
         inner.check_payload("operation name", op.len())?;
+        // The caller's span (the host's actor span) learns how long the
+        // call queued for an instance; nothing is timed when no span is
+        // being recorded.
+        let span = tracing::Span::current();
+        let queued = (!span.is_disabled()).then(std::time::Instant::now);
         let mut slot = inner.checkout(end).await?;
+        if let Some(queued) = queued {
+            let waited = u64::try_from(queued.elapsed().as_micros()).unwrap_or(u64::MAX);
+            span.record("waxosuit.instance.wait_us", waited);
+        }
         loop {
             if slot.instance.as_ref().is_some_and(|i| i.inline)
                 && !inner.ident.inline.load(Ordering::Relaxed)

@@ -1,0 +1,104 @@
+//! `WriteEvent` and `QueryStream` are each one client span named after the
+//! Redis command, the child of the span the call runs in. Spans are
+//! collected by an OpenTelemetry layer over an in-memory exporter on the
+//! test's current thread.
+
+use std::collections::HashMap;
+
+use opentelemetry::Value;
+use opentelemetry::trace::{SpanKind, TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+use waxosuit_cap_eventstreams_redis::{CONFIG_URL, RedisEventStreams};
+use waxosuit_codec::eventstreams::*;
+use waxosuit_provider::{BindRequest, CapabilityProvider, ProviderCall, encode};
+use waxosuit_test_servers::RedisServer;
+
+const ACTOR: &str = "MTRACED";
+
+fn attribute(span: &SpanData, key: &str) -> Option<Value> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| kv.value.clone())
+}
+
+async fn call(provider: &RedisEventStreams, operation: &str, payload: Vec<u8>) {
+    provider
+        .handle_call(ProviderCall {
+            actor: ACTOR.into(),
+            binding: "default".into(),
+            operation: operation.into(),
+            payload,
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn each_call_is_a_client_span_named_after_its_command() {
+    let exporter = InMemorySpanExporter::default();
+    let tracer_provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let layer = tracing_opentelemetry::layer().with_tracer(tracer_provider.tracer("test"));
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+
+    let redis = RedisServer::start().unwrap();
+    let provider = RedisEventStreams::new();
+    provider
+        .bind_actor(BindRequest {
+            actor: ACTOR.into(),
+            binding: "default".into(),
+            values: HashMap::from([(CONFIG_URL.to_string(), redis.url())]),
+        })
+        .await
+        .unwrap();
+
+    let parent = tracing::info_span!("capability call");
+    let parent_id = parent.context().span().span_context().span_id();
+    let event = Event {
+        event_id: String::new(),
+        stream: "orders".into(),
+        values: HashMap::from([("sku".to_string(), "A-1".to_string())]),
+    };
+    let query = StreamQuery {
+        stream_id: "orders".into(),
+        range: None,
+        count: 0,
+    };
+    async {
+        call(
+            &provider,
+            OP_WRITE_EVENT,
+            encode(CAPABILITY_ID, &event).unwrap(),
+        )
+        .await;
+        call(
+            &provider,
+            OP_QUERY_STREAM,
+            encode(CAPABILITY_ID, &query).unwrap(),
+        )
+        .await;
+    }
+    .instrument(parent)
+    .await;
+
+    let spans = exporter.get_finished_spans().unwrap();
+    for command in ["XADD", "XRANGE"] {
+        let span = spans
+            .iter()
+            .find(|s| s.name == command)
+            .unwrap_or_else(|| panic!("no {command} span among {spans:?}"));
+        assert_eq!(span.span_kind, SpanKind::Client);
+        assert_eq!(span.parent_span_id, parent_id);
+        assert_eq!(attribute(span, "db.system.name"), Some("redis".into()));
+        assert_eq!(attribute(span, "db.operation.name"), Some(command.into()));
+        assert_eq!(
+            attribute(span, "server.port"),
+            Some(Value::I64(i64::from(redis.port())))
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! The server span of each request, as Waxosuit's tracing conventions
+//! (issue #18) name it: `otel.name` the method, kind `server`, the
+//! HTTP semantic-convention attributes, and the actor and binding serving
+//! it.
+//!
+//! The span continues the trace of the request's `traceparent` and
+//! `tracestate` headers, and the actor call runs inside it, so the host's
+//! actor span is its child. When no tracing layer is interested the span is
+//! disabled: its fields are never evaluated, no header is looked up and
+//! nothing is recorded, which keeps the request path as it was.
+
+use std::fmt::Display;
+
+use hyper::body::Body as _;
+use hyper::header::HeaderMap;
+use hyper::{Request, Version};
+use tracing::Span;
+use tracing::field::{Empty, display};
+use waxosuit_trace::{TRACEPARENT, TRACESTATE};
+
+use crate::serve::{ActorService, HttpResponse};
+
+/// The span of `request`, continuing the caller's trace when it sent one.
+pub(crate) fn request_span<B>(s: &ActorService, request: &Request<B>) -> Span {
+    let method = request.method().as_str();
+    let span = tracing::info_span!(
+        "http.server",
+        otel.name = method,
+        otel.kind = "server",
+        http.request.method = method,
+        url.path = request.uri().path(),
+        url.scheme = "http",
+        server.port = i64::from(s.port),
+        network.protocol.version = protocol_version(request.version()),
+        http.request.body.size = Empty,
+        http.response.status_code = Empty,
+        http.response.body.size = Empty,
+        waxosuit.actor.key = &*s.actor,
+        waxosuit.binding = &*s.binding,
+        otel.status_code = Empty,
+        otel.status_description = Empty,
+    );
+    if !span.is_disabled() {
+        let headers = request.headers();
+        waxosuit_trace::continue_trace(
+            &span,
+            header(headers, TRACEPARENT),
+            header(headers, TRACESTATE),
+        );
+    }
+    span
+}
+
+/// A header's value when it is text; a binary one cannot be a trace context.
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name)?.to_str().ok()
+}
+
+fn protocol_version(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_11 => "1.1",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "",
+    }
+}
+
+/// The size of the request body read.
+pub(crate) fn record_body_size(span: &Span, size: usize) {
+    span.record(
+        "http.request.body.size",
+        i64::try_from(size).unwrap_or(i64::MAX),
+    );
+}
+
+/// The response's status code and body size.
+pub(crate) fn record_response(span: &Span, response: &HttpResponse) {
+    span.record(
+        "http.response.status_code",
+        i64::from(response.status().as_u16()),
+    );
+    if let Some(size) = response.body().size_hint().exact() {
+        span.record(
+            "http.response.body.size",
+            i64::try_from(size).unwrap_or(i64::MAX),
+        );
+    }
+}
+
+/// Marks the request as failed on the server's side (a `5xx`), with the
+/// reason the client is not told.
+pub(crate) fn fail(span: &Span, reason: impl Display) {
+    span.record("otel.status_code", "error");
+    span.record("otel.status_description", display(reason));
+}
+
+/// Marks the request as failed when its response is a `5xx` whose reason
+/// was logged where it arose (the actor's own `5xx`, a refused reply).
+pub(crate) fn fail_on_server_error(span: &Span, response: &HttpResponse) {
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "error");
+    }
+}

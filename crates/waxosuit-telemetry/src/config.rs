@@ -1,0 +1,386 @@
+//! What the operator asked for, checked: the standard `OTEL_*` settings
+//! (or the CLI flags that mirror them) turned into an export plan, with an
+//! error that names the setting for anything that does not parse.
+
+use std::time::Duration;
+
+use hyper::Uri;
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::trace::Sampler;
+
+use crate::TelemetryError;
+
+/// The service name when neither `OTEL_SERVICE_NAME` nor `service.name` in
+/// `OTEL_RESOURCE_ATTRIBUTES` gives one.
+pub const DEFAULT_SERVICE_NAME: &str = "waxosuit";
+/// How long one export may take (`OTEL_EXPORTER_OTLP_TIMEOUT`'s default).
+pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// More resource attributes than any deployment needs; a longer list is a
+/// mistake worth reporting.
+const MAX_RESOURCE_ATTRIBUTES: usize = 128;
+
+/// Trace settings as given, each the value of a flag or of the standard
+/// environment variable it mirrors; `None` when neither was set.
+#[derive(Debug, Clone, Default)]
+pub struct TraceSettings {
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: the collector's base URL; traces go to
+    /// `{endpoint}/v1/traces`.
+    pub endpoint: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`: the full URL for traces; wins
+    /// over `endpoint`.
+    pub traces_endpoint: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` or `OTEL_EXPORTER_OTLP_PROTOCOL`;
+    /// only `http/protobuf` is built in.
+    pub protocol: Option<String>,
+    /// `OTEL_SERVICE_NAME`.
+    pub service_name: Option<String>,
+    /// `OTEL_RESOURCE_ATTRIBUTES`: `key=value,…`, values percent-encoded.
+    pub resource_attributes: Option<String>,
+    /// `OTEL_TRACES_SAMPLER`.
+    pub sampler: Option<String>,
+    /// `OTEL_TRACES_SAMPLER_ARG`.
+    pub sampler_arg: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT` or `OTEL_EXPORTER_OTLP_TIMEOUT`,
+    /// in milliseconds.
+    pub timeout_ms: Option<String>,
+    /// `OTEL_SDK_DISABLED=true`: no export, whatever else is set.
+    pub disabled: bool,
+}
+
+/// A checked export plan.
+#[derive(Debug, Clone)]
+pub struct TraceExport {
+    /// Where spans are POSTed.
+    pub url: Uri,
+    /// `service.name` and every other resource attribute.
+    pub resource: Vec<KeyValue>,
+    /// Which traces are recorded.
+    pub sampler: Sampler,
+    /// How long one export may take.
+    pub timeout: Duration,
+}
+
+impl TraceSettings {
+    /// Reads the standard variables (the CLI reads them through its flags
+    /// instead, so a flag wins).
+    pub fn from_env() -> TraceSettings {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        TraceSettings {
+            endpoint: var("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            traces_endpoint: var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            protocol: var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+                .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL")),
+            service_name: var("OTEL_SERVICE_NAME"),
+            resource_attributes: var("OTEL_RESOURCE_ATTRIBUTES"),
+            sampler: var("OTEL_TRACES_SAMPLER"),
+            sampler_arg: var("OTEL_TRACES_SAMPLER_ARG"),
+            timeout_ms: var("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")
+                .or_else(|| var("OTEL_EXPORTER_OTLP_TIMEOUT")),
+            disabled: var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        }
+    }
+
+    /// The export plan, or `None` when no endpoint is set (or the SDK is
+    /// disabled): then nothing is exported and no connection is ever made.
+    pub fn resolve(&self) -> Result<Option<TraceExport>, TelemetryError> {
+        if self.disabled {
+            return Ok(None);
+        }
+        let url = match (&self.traces_endpoint, &self.endpoint) {
+            (Some(full), _) => parse_url("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", full)?,
+            (None, Some(base)) => {
+                parse_url("OTEL_EXPORTER_OTLP_ENDPOINT", base)?;
+                let joined = format!("{}/v1/traces", base.trim().trim_end_matches('/'));
+                parse_url("OTEL_EXPORTER_OTLP_ENDPOINT", &joined)?
+            }
+            (None, None) => return Ok(None),
+        };
+        if let Some(protocol) = &self.protocol
+            && protocol.trim() != "http/protobuf"
+        {
+            return Err(TelemetryError::setting(
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                protocol,
+                "only `http/protobuf` is built in; run an OpenTelemetry collector that \
+                 accepts OTLP over HTTP (port 4318) or unset the variable",
+            ));
+        }
+        Ok(Some(TraceExport {
+            url,
+            resource: self.resource()?,
+            sampler: self.parse_sampler()?,
+            timeout: self.timeout()?,
+        }))
+    }
+
+    fn timeout(&self) -> Result<Duration, TelemetryError> {
+        let Some(ms) = &self.timeout_ms else {
+            return Ok(DEFAULT_EXPORT_TIMEOUT);
+        };
+        match ms.trim().parse::<u64>() {
+            Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
+            _ => Err(TelemetryError::setting(
+                "OTEL_EXPORTER_OTLP_TIMEOUT",
+                ms,
+                "give a whole number of milliseconds above 0, such as 10000",
+            )),
+        }
+    }
+
+    fn resource(&self) -> Result<Vec<KeyValue>, TelemetryError> {
+        let mut attributes = match &self.resource_attributes {
+            Some(list) => parse_resource_attributes(list)?,
+            None => Vec::new(),
+        };
+        let named = attributes
+            .iter()
+            .any(|kv| kv.key.as_str() == "service.name");
+        match &self.service_name {
+            Some(name) => {
+                attributes.retain(|kv| kv.key.as_str() != "service.name");
+                attributes.push(KeyValue::new("service.name", name.trim().to_string()));
+            }
+            None if !named => {
+                attributes.push(KeyValue::new("service.name", DEFAULT_SERVICE_NAME));
+            }
+            None => {}
+        }
+        Ok(attributes)
+    }
+
+    fn parse_sampler(&self) -> Result<Sampler, TelemetryError> {
+        let name = self.sampler.as_deref().map(str::trim);
+        let ratio = || -> Result<f64, TelemetryError> {
+            let Some(arg) = &self.sampler_arg else {
+                return Ok(1.0);
+            };
+            match arg.trim().parse::<f64>() {
+                Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+                _ => Err(TelemetryError::setting(
+                    "OTEL_TRACES_SAMPLER_ARG",
+                    arg,
+                    "give the share of traces to keep, from 0.0 to 1.0, such as 0.25",
+                )),
+            }
+        };
+        Ok(match name {
+            None | Some("parentbased_always_on") => {
+                Sampler::ParentBased(Box::new(Sampler::AlwaysOn))
+            }
+            Some("always_on") => Sampler::AlwaysOn,
+            Some("always_off") => Sampler::AlwaysOff,
+            Some("traceidratio") => Sampler::TraceIdRatioBased(ratio()?),
+            Some("parentbased_always_off") => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+            Some("parentbased_traceidratio") => {
+                Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio()?)))
+            }
+            Some(other) => {
+                return Err(TelemetryError::setting(
+                    "OTEL_TRACES_SAMPLER",
+                    other,
+                    "use always_on, always_off, traceidratio, parentbased_always_on (the \
+                     default), parentbased_always_off or parentbased_traceidratio",
+                ));
+            }
+        })
+    }
+}
+
+fn parse_url(setting: &'static str, value: &str) -> Result<Uri, TelemetryError> {
+    let fix = "give an http:// or https:// URL with a host, such as http://127.0.0.1:4318";
+    let uri: Uri = value
+        .trim()
+        .parse()
+        .map_err(|_| TelemetryError::setting(setting, value, fix))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(uri),
+        _ => Err(TelemetryError::setting(setting, value, fix)),
+    }
+}
+
+/// `key=value,…` as the OpenTelemetry specification writes it: values are
+/// percent-encoded, whitespace around entries is ignored.
+fn parse_resource_attributes(list: &str) -> Result<Vec<KeyValue>, TelemetryError> {
+    let fix = "write key=value pairs separated by commas, such as \
+               deployment.environment=prod,service.namespace=shop";
+    let mut out = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (key, value) = entry
+            .split_once('=')
+            .ok_or_else(|| TelemetryError::setting("OTEL_RESOURCE_ATTRIBUTES", list, fix))?;
+        let key = key.trim();
+        let value = percent_decode(value.trim())
+            .ok_or_else(|| TelemetryError::setting("OTEL_RESOURCE_ATTRIBUTES", list, fix))?;
+        if key.is_empty() || out.len() == MAX_RESOURCE_ATTRIBUTES {
+            return Err(TelemetryError::setting(
+                "OTEL_RESOURCE_ATTRIBUTES",
+                list,
+                fix,
+            ));
+        }
+        out.push(KeyValue::new(key.to_string(), value));
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(f: impl FnOnce(&mut TraceSettings)) -> TraceSettings {
+        let mut s = TraceSettings::default();
+        f(&mut s);
+        s
+    }
+
+    fn service_name(plan: &TraceExport) -> String {
+        plan.resource
+            .iter()
+            .find(|kv| kv.key.as_str() == "service.name")
+            .map(|kv| kv.value.to_string())
+            .unwrap()
+    }
+
+    #[test]
+    fn no_endpoint_means_no_export() {
+        assert!(TraceSettings::default().resolve().unwrap().is_none());
+        let disabled = with(|s| {
+            s.endpoint = Some("http://127.0.0.1:4318".into());
+            s.disabled = true;
+        });
+        assert!(disabled.resolve().unwrap().is_none());
+    }
+
+    #[test]
+    fn the_base_endpoint_gets_the_traces_path_and_the_full_one_wins() {
+        let base = with(|s| s.endpoint = Some("http://collector:4318/".into()));
+        let plan = base.resolve().unwrap().unwrap();
+        assert_eq!(plan.url.to_string(), "http://collector:4318/v1/traces");
+        assert_eq!(service_name(&plan), "waxosuit");
+        assert_eq!(plan.timeout, DEFAULT_EXPORT_TIMEOUT);
+        let full = with(|s| {
+            s.endpoint = Some("http://collector:4318".into());
+            s.traces_endpoint = Some("https://traces.example:443/otlp".into());
+        });
+        let plan = full.resolve().unwrap().unwrap();
+        assert_eq!(plan.url.to_string(), "https://traces.example:443/otlp");
+    }
+
+    #[test]
+    fn bad_settings_name_the_variable_and_a_fix() {
+        let cases: [(TraceSettings, &str); 6] = [
+            (
+                with(|s| s.endpoint = Some("collector:4318".into())),
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ),
+            (
+                with(|s| s.traces_endpoint = Some("ftp://x/v1/traces".into())),
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            ),
+            (
+                with(|s| {
+                    s.endpoint = Some("http://c:4318".into());
+                    s.protocol = Some("grpc".into());
+                }),
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+            ),
+            (
+                with(|s| {
+                    s.endpoint = Some("http://c:4318".into());
+                    s.sampler = Some("jaeger_remote".into());
+                }),
+                "OTEL_TRACES_SAMPLER",
+            ),
+            (
+                with(|s| {
+                    s.endpoint = Some("http://c:4318".into());
+                    s.sampler = Some("traceidratio".into());
+                    s.sampler_arg = Some("1.5".into());
+                }),
+                "OTEL_TRACES_SAMPLER_ARG",
+            ),
+            (
+                with(|s| {
+                    s.endpoint = Some("http://c:4318".into());
+                    s.resource_attributes = Some("novalue".into());
+                }),
+                "OTEL_RESOURCE_ATTRIBUTES",
+            ),
+        ];
+        for (settings, variable) in cases {
+            let err = settings.resolve().unwrap_err().to_string();
+            assert!(err.contains(variable), "{err}");
+            // A fix follows the reason.
+            let fix = err.split_once("which is not valid: ").unwrap().1;
+            assert!(fix.len() > 10, "{err}");
+        }
+    }
+
+    #[test]
+    fn samplers_follow_the_specification_names() {
+        let plan = |name: Option<&str>, arg: Option<&str>| {
+            with(|s| {
+                s.endpoint = Some("http://c:4318".into());
+                s.sampler = name.map(str::to_string);
+                s.sampler_arg = arg.map(str::to_string);
+            })
+            .resolve()
+            .unwrap()
+            .unwrap()
+            .sampler
+        };
+        assert!(matches!(plan(None, None), Sampler::ParentBased(_)));
+        assert!(matches!(plan(Some("always_on"), None), Sampler::AlwaysOn));
+        assert!(matches!(plan(Some("always_off"), None), Sampler::AlwaysOff));
+        assert!(matches!(
+            plan(Some("traceidratio"), Some("0.25")),
+            Sampler::TraceIdRatioBased(r) if r == 0.25
+        ));
+    }
+
+    #[test]
+    fn service_name_precedence_and_percent_decoding() {
+        let attrs = "service.name=from-attrs,team=a%2Cb";
+        let plan = with(|s| {
+            s.endpoint = Some("http://c:4318".into());
+            s.resource_attributes = Some(attrs.into());
+        })
+        .resolve()
+        .unwrap()
+        .unwrap();
+        assert_eq!(service_name(&plan), "from-attrs");
+        let team = plan.resource.iter().find(|kv| kv.key.as_str() == "team");
+        assert_eq!(team.unwrap().value.to_string(), "a,b");
+        let plan = with(|s| {
+            s.endpoint = Some("http://c:4318".into());
+            s.resource_attributes = Some(attrs.into());
+            s.service_name = Some("shop".into());
+        })
+        .resolve()
+        .unwrap()
+        .unwrap();
+        assert_eq!(service_name(&plan), "shop");
+        let names = plan
+            .resource
+            .iter()
+            .filter(|kv| kv.key.as_str() == "service.name");
+        assert_eq!(names.count(), 1);
+    }
+}

@@ -1,0 +1,235 @@
+//! Waxosuit's logs and traces: what a process installs once, at start.
+//!
+//! # A guided tour
+//!
+//! * The host's crates only make `tracing` spans and events (the HTTP
+//!   server's request span, the host's actor and capability spans, the
+//!   lattice's client and server spans, …) and hand W3C trace context on
+//!   with `waxosuit-trace`. This crate decides where they go.
+//! * [`install`] sets the process's subscriber from [`LogSettings`]: logs
+//!   on stderr as text (ANSI colours only on a terminal, never with
+//!   `NO_COLOR`) or as JSON lines ([`LogFormat`]), filtered by `RUST_LOG`.
+//!   Text logs show events only; spans cost nothing unless something
+//!   records them.
+//! * With an export plan ([`TraceSettings::resolve`], from the standard
+//!   `OTEL_*` variables or the CLI's flags), it adds an OpenTelemetry layer
+//!   whose spans are batched and POSTed as OTLP protobuf to the collector
+//!   ([`export`](crate) module: hyper and rustls on a runtime of their own).
+//!   Without an endpoint there is no layer, no exporter, no thread and no
+//!   connection: every span callsite stays disabled.
+//! * [`Telemetry::shutdown`] (also on drop) flushes the spans still queued;
+//!   the CLI calls it after the host has drained, on Ctrl-C, SIGTERM or exit.
+#![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+mod config;
+mod export;
+mod json;
+
+use std::io::IsTerminal;
+use std::str::FromStr;
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets, filter_fn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, Registry};
+
+pub use config::{DEFAULT_EXPORT_TIMEOUT, DEFAULT_SERVICE_NAME, TraceExport, TraceSettings};
+
+/// The filter when `RUST_LOG` is not set: Waxosuit at info, the rest at warn.
+pub const DEFAULT_LOG_FILTER: &str = "warn,waxosuit=info";
+/// How long [`Telemetry::shutdown`] waits for the last spans to export.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why telemetry could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TelemetryError {
+    /// A setting does not parse.
+    #[error("{setting} is `{value}`, which is not valid: {fix}")]
+    Setting {
+        /// The variable (or the flag that mirrors it).
+        setting: &'static str,
+        /// What it was set to.
+        value: String,
+        /// What to set instead.
+        fix: &'static str,
+    },
+    /// The exporter could not be built.
+    #[error("cannot start the OTLP trace exporter for {url}: {source}")]
+    Exporter {
+        /// The collector's URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Another subscriber is installed already.
+    #[error("logging is already set up in this process")]
+    AlreadyInstalled,
+}
+
+impl TelemetryError {
+    fn setting(setting: &'static str, value: &str, fix: &'static str) -> TelemetryError {
+        TelemetryError::Setting {
+            setting,
+            value: value.chars().take(200).collect(),
+            fix,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line ([module docs](crate) list the keys).
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = TelemetryError;
+
+    fn from_str(s: &str) -> Result<LogFormat, TelemetryError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(TelemetryError::setting(
+                "--log-format (WAXOSUIT_LOG_FORMAT)",
+                s,
+                "use `text` or `json`",
+            )),
+        }
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Default)]
+pub struct LogSettings {
+    /// Text or JSON lines.
+    pub format: LogFormat,
+    /// A `RUST_LOG`-style filter; `None` reads `RUST_LOG`, then uses
+    /// [`DEFAULT_LOG_FILTER`].
+    pub filter: Option<String>,
+}
+
+/// Installed telemetry; flushes the last spans on [`Telemetry::shutdown`]
+/// or drop.
+#[derive(Debug)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether spans are being exported.
+    pub fn is_exporting(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Exports what is still queued (waiting at most a few seconds) and
+    /// stops the exporter. Later spans are dropped.
+    pub fn shutdown(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(error) = provider.shutdown_with_timeout(FLUSH_TIMEOUT)
+        {
+            tracing::warn!(%error, "not every span could be exported before exit");
+        }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Sets the process's subscriber: logs as `logs` says, and traces exported
+/// as `traces` says when it is `Some`.
+pub fn install(
+    logs: &LogSettings,
+    traces: Option<&TraceExport>,
+) -> Result<Telemetry, TelemetryError> {
+    let provider = traces.map(tracer_provider).transpose()?;
+    let log_filter = || match &logs.filter {
+        Some(directives) => EnvFilter::try_new(directives).map_err(|_| {
+            TelemetryError::setting(
+                "RUST_LOG",
+                directives,
+                "use directives such as warn,waxosuit=info",
+            )
+        }),
+        None => Ok(EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))),
+    };
+    let log_layer: Box<dyn Layer<Registry> + Send + Sync> = match logs.format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .with_ansi(use_colour())
+            // Spans would repeat their fields on every line and cost each
+            // request; events carry what a reader needs.
+            .with_filter(log_filter()?.and(filter_fn(|meta| meta.is_event())))
+            .boxed(),
+        LogFormat::Json => json::JsonLines::stderr().with_filter(log_filter()?).boxed(),
+    };
+    let trace_layer = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("waxosuit"))
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_filter(
+                Targets::new()
+                    .with_default(LevelFilter::WARN)
+                    .with_target("waxosuit", LevelFilter::INFO),
+            )
+    });
+    tracing_subscriber::registry()
+        .with(log_layer)
+        .with(trace_layer)
+        .try_init()
+        .map_err(|_| TelemetryError::AlreadyInstalled)?;
+    Ok(Telemetry { provider })
+}
+
+fn tracer_provider(plan: &TraceExport) -> Result<SdkTracerProvider, TelemetryError> {
+    let failed = |source: Box<dyn std::error::Error + Send + Sync>| TelemetryError::Exporter {
+        url: plan.url.to_string(),
+        source,
+    };
+    let client = export::ExportClient::new(plan.timeout).map_err(|e| failed(Box::new(e)))?;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_http_client(client)
+        .with_endpoint(plan.url.to_string())
+        .with_timeout(plan.timeout)
+        .build()
+        .map_err(|e| failed(Box::new(e)))?;
+    let resource = Resource::builder_empty()
+        .with_attributes(plan.resource.iter().cloned())
+        .with_attributes([
+            opentelemetry::KeyValue::new("telemetry.sdk.name", "opentelemetry"),
+            opentelemetry::KeyValue::new("telemetry.sdk.language", "rust"),
+            opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+        ])
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_sampler(plan.sampler.clone())
+        .with_resource(resource)
+        .build())
+}
+
+/// ANSI colours only for a person at a terminal, and never when `NO_COLOR`
+/// is set (<https://no-color.org>).
+fn use_colour() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}

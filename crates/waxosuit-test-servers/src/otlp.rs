@@ -1,0 +1,325 @@
+//! An OTLP/HTTP trace receiver in the test process: what an OpenTelemetry
+//! collector would get from a host under test.
+//!
+//! It accepts `POST /v1/traces` with a protobuf `ExportTraceServiceRequest`
+//! (decoded with the OpenTelemetry proto types, so a malformed export fails
+//! the test rather than passing unseen), keeps every span, and counts the
+//! connections made to it, so a test can also prove that nothing connected.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use prost::Message;
+
+/// The largest export accepted; the SDK's batches are far smaller.
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// One received span, flattened for assertions: ids in lower-case hex.
+#[derive(Debug, Clone)]
+pub struct ReceivedSpan {
+    /// The exporting resource's attributes (`service.name`, …).
+    pub resource: BTreeMap<String, String>,
+    /// 32 hex digits.
+    pub trace_id: String,
+    /// 16 hex digits.
+    pub span_id: String,
+    /// 16 hex digits, or empty for a root span.
+    pub parent_span_id: String,
+    /// The span's name.
+    pub name: String,
+    /// `server`, `client`, `producer`, `consumer`, `internal` or `unspecified`.
+    pub kind: &'static str,
+    /// Attributes, values as text.
+    pub attributes: BTreeMap<String, String>,
+    /// `unset`, `ok` or `error`.
+    pub status: &'static str,
+    /// The status message (set with `error`).
+    pub status_message: String,
+    /// Events: name and attributes.
+    pub events: Vec<(String, BTreeMap<String, String>)>,
+    /// Start, nanoseconds since the Unix epoch.
+    pub start_unix_nano: u64,
+    /// How long it lasted, in microseconds.
+    pub duration_us: u64,
+}
+
+impl ReceivedSpan {
+    /// An attribute's value, if set.
+    pub fn attr(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).map(String::as_str)
+    }
+
+    /// `service.name` of the resource that exported it.
+    pub fn service(&self) -> &str {
+        self.resource
+            .get("service.name")
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+}
+
+#[derive(Default)]
+struct Received {
+    /// Decode and keep spans, or only count requests (a benchmark's sink,
+    /// which should cost the machine little).
+    keep: bool,
+    spans: Vec<ReceivedSpan>,
+    requests: usize,
+    rejected: usize,
+    bytes: usize,
+}
+
+/// The receiver; stops listening when dropped.
+pub struct OtlpReceiver {
+    addr: SocketAddr,
+    received: Arc<Mutex<Received>>,
+    connections: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl OtlpReceiver {
+    /// Listens on a free loopback port.
+    pub fn start() -> io::Result<OtlpReceiver> {
+        OtlpReceiver::start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+    }
+
+    /// Listens on `addr` (a test that proves nothing connects to the
+    /// standard OTLP port listens there).
+    pub fn start_on(addr: SocketAddr) -> io::Result<OtlpReceiver> {
+        OtlpReceiver::listen(addr, true)
+    }
+
+    /// Listens on `addr` and only counts what it is sent (no decoding, no
+    /// spans kept): the sink for benchmarks of trace export.
+    pub fn start_counting(addr: SocketAddr) -> io::Result<OtlpReceiver> {
+        OtlpReceiver::listen(addr, false)
+    }
+
+    fn listen(addr: SocketAddr, keep: bool) -> io::Result<OtlpReceiver> {
+        let listener = TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let receiver = OtlpReceiver {
+            addr: listener.local_addr()?,
+            received: Arc::new(Mutex::new(Received {
+                keep,
+                ..Received::default()
+            })),
+            connections: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (received, connections, stop) = (
+            Arc::clone(&receiver.received),
+            Arc::clone(&receiver.connections),
+            Arc::clone(&receiver.stop),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        connections.fetch_add(1, Ordering::Relaxed);
+                        let received = Arc::clone(&received);
+                        std::thread::spawn(move || serve(stream, &received));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        Ok(receiver)
+    }
+
+    /// `http://127.0.0.1:PORT`, the value for `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        self.lock().spans.clone()
+    }
+
+    /// Export requests received (decoded or not).
+    pub fn requests(&self) -> usize {
+        self.lock().requests
+    }
+
+    /// Bytes of export requests received.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// Export requests that were not valid OTLP protobuf.
+    pub fn rejected(&self) -> usize {
+        self.lock().rejected
+    }
+
+    /// TCP connections accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `done` holds for the spans received, or `within` passes.
+    pub fn wait_for(
+        &self,
+        within: Duration,
+        done: impl Fn(&[ReceivedSpan]) -> bool,
+    ) -> Vec<ReceivedSpan> {
+        let deadline = Instant::now() + within;
+        loop {
+            let spans = self.spans();
+            if done(&spans) || Instant::now() >= deadline {
+                return spans;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Received> {
+        self.received.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Serves one keep-alive connection.
+fn serve(stream: TcpStream, received: &Mutex<Received>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut length = 0usize;
+        let mut close = false;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+                if name == "content-length" {
+                    length = value.parse().unwrap_or(usize::MAX);
+                } else if name == "connection" && value.eq_ignore_ascii_case("close") {
+                    close = true;
+                }
+            }
+        }
+        if length > MAX_BODY {
+            let _ =
+                writer.write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n");
+            return;
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let ok = request_line.starts_with("POST /v1/traces ") && accept(&body, received);
+        let status = if ok { "200 OK" } else { "400 Bad Request" };
+        let response = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n"
+        );
+        if writer.write_all(response.as_bytes()).is_err() || close {
+            return;
+        }
+    }
+}
+
+fn accept(body: &[u8], received: &Mutex<Received>) -> bool {
+    let mut received = received.lock().unwrap_or_else(|e| e.into_inner());
+    received.requests += 1;
+    received.bytes += body.len();
+    if !received.keep {
+        return true;
+    }
+    let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+        received.rejected += 1;
+        return false;
+    };
+    for resource_spans in request.resource_spans {
+        let resource = attributes(
+            resource_spans
+                .resource
+                .as_ref()
+                .map(|r| r.attributes.as_slice())
+                .unwrap_or_default(),
+        );
+        for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
+            let (status, status_message) = match &span.status {
+                Some(s) if s.code == 2 => ("error", s.message.clone()),
+                Some(s) if s.code == 1 => ("ok", s.message.clone()),
+                _ => ("unset", String::new()),
+            };
+            received.spans.push(ReceivedSpan {
+                resource: resource.clone(),
+                trace_id: hex(&span.trace_id),
+                span_id: hex(&span.span_id),
+                parent_span_id: hex(&span.parent_span_id),
+                name: span.name.clone(),
+                kind: match span.kind {
+                    1 => "internal",
+                    2 => "server",
+                    3 => "client",
+                    4 => "producer",
+                    5 => "consumer",
+                    _ => "unspecified",
+                },
+                attributes: attributes(&span.attributes),
+                status,
+                status_message,
+                events: span
+                    .events
+                    .iter()
+                    .map(|e| (e.name.clone(), attributes(&e.attributes)))
+                    .collect(),
+                start_unix_nano: span.start_time_unix_nano,
+                duration_us: span
+                    .end_time_unix_nano
+                    .saturating_sub(span.start_time_unix_nano)
+                    / 1000,
+            });
+        }
+    }
+    true
+}
+
+fn attributes(list: &[KeyValue]) -> BTreeMap<String, String> {
+    list.iter()
+        .map(|kv| (kv.key.clone(), text(kv.value.as_ref())))
+        .collect()
+}
+
+fn text(value: Option<&AnyValue>) -> String {
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
