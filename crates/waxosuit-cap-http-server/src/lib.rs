@@ -447,8 +447,6 @@ impl CapabilityProvider for HttpServerProvider {
                     .get(waxosuit_codec::core::CONFIG_WASCC_CLAIMS_NAME)
                     .map_or("", String::as_str),
             ),
-            binding: Arc::from(request.binding.as_str()),
-            port: addr.port(),
             dispatcher,
             max_body_bytes: config.max_body_bytes,
             max_payload: config.max_payload,

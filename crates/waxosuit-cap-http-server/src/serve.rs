@@ -71,9 +71,6 @@ pub(crate) struct ActorService {
     /// The actor's name from its claims (`__wascc_name`), for log lines;
     /// empty when the host did not say.
     pub(crate) name: Arc<str>,
-    /// The binding's name and the port it listens on, for the spans.
-    pub(crate) binding: Arc<str>,
-    pub(crate) port: u16,
     pub(crate) dispatcher: Arc<dyn ActorDispatcher>,
     pub(crate) max_body_bytes: usize,
     /// The actor's payload limit, when the host said.
@@ -189,7 +186,7 @@ impl ConnService {
     /// Maps one HTTP request to `HandleRequest` and the actor's reply back,
     /// inside the request's server span when tracing is on ([`spans`]).
     async fn handle(&self, req: hyper::Request<Incoming>) -> HttpResponse {
-        let span = spans::request_span(&self.service, &req);
+        let span = spans::request_span(&req);
         if span.is_disabled() {
             return self.respond(req, &span).await;
         }

@@ -1,7 +1,8 @@
 //! The server span of each request, as Waxosuit's tracing conventions
 //! (issue #18) name it: `otel.name` the method, kind `server`, the
-//! HTTP semantic-convention attributes, and the actor and binding serving
-//! it.
+//! HTTP semantic-convention attributes a reader filters on (the actor is on
+//! the actor span below it; every attribute costs each traced request an
+//! allocation and an encoding).
 //!
 //! The span continues the trace of the request's `traceparent` and
 //! `tracestate` headers, and the actor call runs inside it, so the host's
@@ -11,17 +12,17 @@
 
 use std::fmt::Display;
 
+use hyper::Request;
 use hyper::body::Body as _;
 use hyper::header::HeaderMap;
-use hyper::{Request, Version};
 use tracing::Span;
 use tracing::field::{Empty, display};
 use waxosuit_trace::{TRACEPARENT, TRACESTATE};
 
-use crate::serve::{ActorService, HttpResponse};
+use crate::serve::HttpResponse;
 
 /// The span of `request`, continuing the caller's trace when it sent one.
-pub(crate) fn request_span<B>(s: &ActorService, request: &Request<B>) -> Span {
+pub(crate) fn request_span<B>(request: &Request<B>) -> Span {
     let method = request.method().as_str();
     let span = tracing::info_span!(
         "http.server",
@@ -30,13 +31,9 @@ pub(crate) fn request_span<B>(s: &ActorService, request: &Request<B>) -> Span {
         http.request.method = method,
         url.path = request.uri().path(),
         url.scheme = "http",
-        server.port = i64::from(s.port),
-        network.protocol.version = protocol_version(request.version()),
         http.request.body.size = Empty,
         http.response.status_code = Empty,
         http.response.body.size = Empty,
-        waxosuit.actor.key = &*s.actor,
-        waxosuit.binding = &*s.binding,
         otel.status_code = Empty,
         otel.status_description = Empty,
     );
@@ -54,17 +51,6 @@ pub(crate) fn request_span<B>(s: &ActorService, request: &Request<B>) -> Span {
 /// A header's value when it is text; a binary one cannot be a trace context.
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name)?.to_str().ok()
-}
-
-fn protocol_version(version: Version) -> &'static str {
-    match version {
-        Version::HTTP_09 => "0.9",
-        Version::HTTP_10 => "1.0",
-        Version::HTTP_11 => "1.1",
-        Version::HTTP_2 => "2",
-        Version::HTTP_3 => "3",
-        _ => "",
-    }
 }
 
 /// The size of the request body read.

@@ -836,3 +836,134 @@ async fn only_the_attached_transport_reaches_the_inbound_entry_points() {
         "dropping a detached attachment must not detach the next: {err}"
     );
 }
+
+/// The spans the host makes, recorded by an OpenTelemetry layer over an
+/// in-memory exporter (this thread only: `#[tokio::test]` runs on it).
+mod spans {
+    use super::*;
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+    use std::time::Duration;
+    use tracing_subscriber::layer::SubscriberExt;
+    use waxosuit_host::Limits;
+
+    fn attr(span: &SpanData, key: &str) -> Option<String> {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    }
+
+    #[tokio::test]
+    async fn each_call_is_a_span_with_its_outcome_and_capability_calls_are_children() {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")));
+        let _on = tracing::subscriber::set_default(subscriber);
+
+        let (host, _p) = host_with_provider().await;
+        let (module, key) = Signer::new().sign(echo_guest(), "spanned", &["test:echo"], None);
+        let limits = Limits::default().deadline(Duration::from_millis(300));
+        host.add_actor(&module, "s.wasm", Some(limits))
+            .await
+            .unwrap();
+        host.set_binding("spanned", "test:echo", "", BTreeMap::new())
+            .await
+            .unwrap();
+        host.call_actor(&key, "forward", &forward("", "test:echo", "Echo", b"hi"))
+            .await
+            .unwrap();
+        let _ = host
+            .call_actor(&key, "forward", &forward("", "test:echo", "Fail", b""))
+            .await;
+        host.call_actor(&key, "error", b"boom").await.unwrap_err();
+        host.call_actor(&key, "panic", b"").await.unwrap_err();
+        host.call_actor(&key, "loop", b"").await.unwrap_err();
+
+        let spans = exporter.get_finished_spans().unwrap();
+        let actor_spans: Vec<&SpanData> = spans
+            .iter()
+            .filter(|s| attr(s, "waxosuit.actor.name").as_deref() == Some("spanned"))
+            .collect();
+        let outcomes: Vec<String> = actor_spans
+            .iter()
+            .filter_map(|s| attr(s, "waxosuit.outcome"))
+            .collect();
+        assert_eq!(
+            outcomes,
+            ["ok", "guest_error", "guest_error", "trap", "deadline"],
+            "{actor_spans:#?}"
+        );
+        let first = actor_spans[0];
+        assert_eq!(first.name, "spanned forward");
+        assert_eq!(
+            attr(first, "waxosuit.actor.key").as_deref(),
+            Some(key.as_str())
+        );
+        assert!(attr(first, "waxosuit.instance.wait_us").is_some());
+        assert_eq!(first.status, opentelemetry::trace::Status::Unset);
+        // Failures are errors with the reason the caller gets.
+        let killed = actor_spans[4];
+        match &killed.status {
+            opentelemetry::trace::Status::Error { description } => {
+                assert!(description.contains("deadline"), "{description}")
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let calls: Vec<&SpanData> = spans
+            .iter()
+            .filter(|s| attr(s, "waxosuit.capability").as_deref() == Some("test:echo"))
+            .collect();
+        assert_eq!(calls.len(), 2, "{calls:#?}");
+        assert_eq!(calls[0].name, "test:echo Echo");
+        assert_eq!(calls[0].parent_span_id, first.span_context.span_id());
+        assert_eq!(
+            attr(calls[0], "waxosuit.binding").as_deref(),
+            Some("default")
+        );
+        assert_eq!(attr(calls[0], "waxosuit.outcome").as_deref(), Some("ok"));
+        assert_eq!(
+            attr(calls[1], "waxosuit.outcome").as_deref(),
+            Some("provider_error")
+        );
+        assert_eq!(
+            calls[1].parent_span_id,
+            actor_spans[1].span_context.span_id()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_denied_capability_call_is_a_failed_span_that_says_why() {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")));
+        let _on = tracing::subscriber::set_default(subscriber);
+
+        let (host, _p) = host_with_provider().await;
+        // Not in the claims.
+        let (module, key) = Signer::new().sign(echo_guest(), "nosy", &[], None);
+        host.add_actor(&module, "n.wasm", None).await.unwrap();
+        let _ = host
+            .call_actor(&key, "forward", &forward("", "test:echo", "Echo", b"hi"))
+            .await;
+        let spans = exporter.get_finished_spans().unwrap();
+        let call = spans
+            .iter()
+            .find(|s| attr(s, "waxosuit.capability").as_deref() == Some("test:echo"))
+            .unwrap();
+        assert_eq!(attr(call, "waxosuit.outcome").as_deref(), Some("denied"));
+        match &call.status {
+            opentelemetry::trace::Status::Error { description } => {
+                assert!(description.contains("nosy"), "{description}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

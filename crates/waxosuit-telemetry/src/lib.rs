@@ -35,8 +35,10 @@ use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::level_filters::LevelFilter;
-use tracing_subscriber::filter::{EnvFilter, FilterExt, Targets, filter_fn};
-use tracing_subscriber::layer::SubscriberExt;
+use tracing::subscriber::Interest;
+use tracing::{Metadata, Subscriber};
+use tracing_subscriber::filter::{EnvFilter, Targets};
+use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
@@ -174,9 +176,7 @@ pub fn install(
             .with_writer(std::io::stderr)
             .with_target(false)
             .with_ansi(use_colour())
-            // Spans would repeat their fields on every line and cost each
-            // request; events carry what a reader needs.
-            .with_filter(log_filter()?.and(filter_fn(|meta| meta.is_event())))
+            .with_filter(EventsOnly(log_filter()?))
             .boxed(),
         LogFormat::Json => json::JsonLines::stderr().with_filter(log_filter()?).boxed(),
     };
@@ -186,6 +186,11 @@ pub fn install(
             .with_location(false)
             .with_threads(false)
             .with_tracked_inactivity(false)
+            .with_target(false)
+            // Entering a span makes its context current for OpenTelemetry
+            // code, at a cost on every poll of an instrumented future; only
+            // the JSON lines read it (for `trace_id` and `span_id`).
+            .with_context_activation(logs.format == LogFormat::Json)
             .with_filter(
                 Targets::new()
                     .with_default(LevelFilter::WARN)
@@ -226,6 +231,30 @@ fn tracer_provider(plan: &TraceExport) -> Result<SdkTracerProvider, TelemetryErr
         .with_sampler(plan.sampler.clone())
         .with_resource(resource)
         .build())
+}
+
+/// The text logs' filter: `RUST_LOG`'s events, and no spans at all. Spans
+/// would repeat their fields on every line, and a span callsite some layer
+/// might want is checked on every call; declaring spans never interesting
+/// here keeps them free when nothing exports them.
+struct EventsOnly(EnvFilter);
+
+impl<S: Subscriber> Filter<S> for EventsOnly {
+    fn enabled(&self, meta: &Metadata<'_>, cx: &Context<'_, S>) -> bool {
+        !meta.is_span() && Filter::<S>::enabled(&self.0, meta, cx)
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if meta.is_span() {
+            Interest::never()
+        } else {
+            Filter::<S>::callsite_enabled(&self.0, meta)
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Filter::<S>::max_level_hint(&self.0)
+    }
 }
 
 /// ANSI colours only for a person at a terminal, and never when `NO_COLOR`
