@@ -6,24 +6,15 @@
 use std::collections::HashMap;
 
 use opentelemetry::Value;
-use opentelemetry::trace::{SpanKind, TraceContextExt, TracerProvider as _};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use opentelemetry::trace::{SpanKind, TraceContextExt};
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::layer::SubscriberExt;
 use waxosuit_cap_eventstreams_redis::{CONFIG_URL, RedisEventStreams};
 use waxosuit_codec::eventstreams::*;
 use waxosuit_provider::{BindRequest, CapabilityProvider, ProviderCall, encode};
-use waxosuit_test_servers::RedisServer;
+use waxosuit_test_servers::{RedisServer, collect_spans, span_attribute};
 
 const ACTOR: &str = "MTRACED";
-
-fn attribute(span: &SpanData, key: &str) -> Option<Value> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| kv.value.clone())
-}
 
 async fn call(provider: &RedisEventStreams, operation: &str, payload: Vec<u8>) {
     provider
@@ -39,12 +30,7 @@ async fn call(provider: &RedisEventStreams, operation: &str, payload: Vec<u8>) {
 
 #[tokio::test]
 async fn each_call_is_a_client_span_named_after_its_command() {
-    let exporter = InMemorySpanExporter::default();
-    let tracer_provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let layer = tracing_opentelemetry::layer().with_tracer(tracer_provider.tracer("test"));
-    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+    let (exporter, _guard) = collect_spans();
 
     let redis = RedisServer::start().unwrap();
     let provider = RedisEventStreams::new();
@@ -94,10 +80,13 @@ async fn each_call_is_a_client_span_named_after_its_command() {
             .unwrap_or_else(|| panic!("no {command} span among {spans:?}"));
         assert_eq!(span.span_kind, SpanKind::Client);
         assert_eq!(span.parent_span_id, parent_id);
-        assert_eq!(attribute(span, "db.system.name"), Some("redis".into()));
-        assert_eq!(attribute(span, "db.operation.name"), Some(command.into()));
+        assert_eq!(span_attribute(span, "db.system.name"), Some("redis".into()));
         assert_eq!(
-            attribute(span, "server.port"),
+            span_attribute(span, "db.operation.name"),
+            Some(command.into())
+        );
+        assert_eq!(
+            span_attribute(span, "server.port"),
             Some(Value::I64(i64::from(redis.port())))
         );
     }

@@ -12,28 +12,16 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use opentelemetry::Value;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, TracerProvider as _};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
 use tracing::Instrument;
-use tracing::subscriber::DefaultGuard;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::layer::SubscriberExt;
 use waxosuit_cap_http_client::{ALLOWED_HOSTS, HttpClientProvider};
 use waxosuit_codec::http::{CLIENT_CAPABILITY_ID, OP_PERFORM_REQUEST, Request, Response};
-use waxosuit_provider::{BindRequest, CapabilityProvider, ProviderCall, encode};
+use waxosuit_provider::{BindRequest, CapabilityProvider, ProviderCall, ProviderError, encode};
+use waxosuit_test_servers::{collect_spans, span_attribute};
 
 const ACTOR: &str = "MTRACED";
-
-/// Spans of this thread go to the returned exporter until the guard drops.
-fn collect() -> (InMemorySpanExporter, DefaultGuard) {
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
-    let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
-    (exporter, guard)
-}
 
 /// A server answering every request with the trace headers it received
 /// (`-` for none) and the status the path names (`/status/503`), or `200`.
@@ -92,6 +80,21 @@ async fn provider() -> HttpClientProvider {
     provider
 }
 
+/// The actor's call performing `request`.
+async fn perform(
+    provider: &HttpClientProvider,
+    request: &Request,
+) -> Result<Vec<u8>, ProviderError> {
+    provider
+        .handle_call(ProviderCall {
+            actor: ACTOR.into(),
+            binding: "default".into(),
+            operation: OP_PERFORM_REQUEST.into(),
+            payload: encode(CLIENT_CAPABILITY_ID, request).unwrap(),
+        })
+        .await
+}
+
 /// Performs a GET of `url` with the actor's `headers`; the server's report
 /// of the trace headers it received, as (traceparent, tracestate).
 async fn get(
@@ -108,15 +111,7 @@ async fn get(
             .collect(),
         ..Request::default()
     };
-    let reply = provider
-        .handle_call(ProviderCall {
-            actor: ACTOR.into(),
-            binding: "default".into(),
-            operation: OP_PERFORM_REQUEST.into(),
-            payload: encode(CLIENT_CAPABILITY_ID, &request).unwrap(),
-        })
-        .await
-        .unwrap();
+    let reply = perform(provider, &request).await.unwrap();
     let response: Response = waxosuit_codec::deserialize(&reply).unwrap();
     let body = String::from_utf8(response.body).unwrap();
     let (traceparent, tracestate) = body.split_once('\n').unwrap();
@@ -125,13 +120,6 @@ async fn get(
         traceparent.to_string(),
         tracestate.to_string(),
     )
-}
-
-fn attribute(span: &SpanData, key: &str) -> Option<Value> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| kv.value.clone())
 }
 
 fn client_spans(exporter: &InMemorySpanExporter) -> Vec<SpanData> {
@@ -145,7 +133,7 @@ fn client_spans(exporter: &InMemorySpanExporter) -> Vec<SpanData> {
 
 #[tokio::test]
 async fn the_server_receives_the_trace_of_the_span_the_call_was_made_in() {
-    let (exporter, _guard) = collect();
+    let (exporter, _guard) = collect_spans();
     let addr = server().await;
     let provider = provider().await;
 
@@ -187,14 +175,14 @@ async fn the_server_receives_the_trace_of_the_span_the_call_was_made_in() {
         ("server.port", Value::I64(i64::from(addr.port()))),
         ("http.response.status_code", Value::I64(200)),
     ] {
-        assert_eq!(attribute(span, key), Some(value), "{key}");
+        assert_eq!(span_attribute(span, key), Some(value), "{key}");
     }
     assert_eq!(span.status, Status::Unset);
 }
 
 #[tokio::test]
 async fn a_server_error_marks_the_client_span_as_an_error() {
-    let (exporter, _guard) = collect();
+    let (exporter, _guard) = collect_spans();
     let addr = server().await;
     let provider = provider().await;
 
@@ -204,7 +192,7 @@ async fn a_server_error_marks_the_client_span_as_an_error() {
     assert_eq!(status, 503);
     let spans = client_spans(&exporter);
     assert_eq!(
-        attribute(&spans[0], "http.response.status_code"),
+        span_attribute(&spans[0], "http.response.status_code"),
         Some(Value::I64(503))
     );
     assert!(matches!(spans[0].status, Status::Error { .. }), "{spans:?}");
@@ -212,7 +200,7 @@ async fn a_server_error_marks_the_client_span_as_an_error() {
 
 #[tokio::test]
 async fn an_unreachable_server_marks_the_client_span_with_the_reason() {
-    let (exporter, _guard) = collect();
+    let (exporter, _guard) = collect_spans();
     let provider = provider().await;
     // A port nothing listens on: bound, then released.
     let port = {
@@ -224,15 +212,7 @@ async fn an_unreachable_server_marks_the_client_span_with_the_reason() {
         path: format!("http://127.0.0.1:{port}/"),
         ..Request::default()
     };
-    let error = provider
-        .handle_call(ProviderCall {
-            actor: ACTOR.into(),
-            binding: "default".into(),
-            operation: OP_PERFORM_REQUEST.into(),
-            payload: encode(CLIENT_CAPABILITY_ID, &request).unwrap(),
-        })
-        .await
-        .unwrap_err();
+    let error = perform(&provider, &request).await.unwrap_err();
     let spans = client_spans(&exporter);
     let Status::Error { description } = &spans[0].status else {
         panic!("not an error span: {spans:?}");

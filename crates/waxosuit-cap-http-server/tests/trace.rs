@@ -16,28 +16,16 @@ use hyper::{Method, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use opentelemetry::Value;
-use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId, TracerProvider as _};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use tracing::subscriber::DefaultGuard;
-use tracing_subscriber::layer::SubscriberExt;
+use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
 use waxosuit_cap_http_server::HttpServerProvider;
 use waxosuit_codec::http::Response;
 use waxosuit_provider::{ActorDispatcher, BindRequest, CapabilityProvider, DispatchError};
+use waxosuit_test_servers::{collect_spans, span_attribute};
 
 const PATIENCE: Duration = Duration::from_secs(10);
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00f067aa0ba902b7";
-
-/// Spans of this thread go to the returned exporter until the guard drops.
-fn collect() -> (InMemorySpanExporter, DefaultGuard) {
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
-    let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
-    (exporter, guard)
-}
 
 /// Stands in for the host: opens a span of its own for the actor call, as
 /// the host does, and replies `200 hello` or fails.
@@ -132,16 +120,9 @@ async fn finished(exporter: &InMemorySpanExporter, name: &str, count: usize) -> 
     }
 }
 
-fn attribute(span: &SpanData, key: &str) -> Option<Value> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| kv.value.clone())
-}
-
 #[tokio::test]
 async fn a_request_continues_the_callers_trace_and_the_actor_call_is_its_child() {
-    let (exporter, _guard) = collect();
+    let (exporter, _guard) = collect_spans();
     let (provider, addr) = serve("MTRACED", false).await;
 
     let traceparent = format!("00-{TRACE}-{PARENT}-01");
@@ -171,7 +152,7 @@ async fn a_request_continues_the_callers_trace_and_the_actor_call_is_its_child()
         ("http.response.status_code", Value::I64(200)),
         ("http.response.body.size", Value::I64(5)),
     ] {
-        assert_eq!(attribute(&server, key), Some(value), "{key}");
+        assert_eq!(span_attribute(&server, key), Some(value), "{key}");
     }
     assert_eq!(server.status, Status::Unset);
 
@@ -186,7 +167,7 @@ async fn a_request_continues_the_callers_trace_and_the_actor_call_is_its_child()
 
 #[tokio::test]
 async fn a_malformed_or_missing_traceparent_starts_a_new_trace() {
-    let (exporter, _guard) = collect();
+    let (exporter, _guard) = collect_spans();
     let (provider, addr) = serve("MNEW", false).await;
 
     let upper = format!("00-{}-{PARENT}-01", TRACE.to_uppercase());
@@ -205,14 +186,14 @@ async fn a_malformed_or_missing_traceparent_starts_a_new_trace() {
             server.span_context.trace_id(),
             TraceId::from_hex(TRACE).unwrap()
         );
-        assert_eq!(attribute(server, "http.request.body.size"), None);
+        assert_eq!(span_attribute(server, "http.request.body.size"), None);
     }
     provider.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_failed_actor_call_is_an_error_span_with_the_reason() {
-    let (exporter, _guard) = collect();
+    let (exporter, _guard) = collect_spans();
     let (provider, addr) = serve("MFAIL", true).await;
 
     let status = send(addr, Method::GET, b"", &[]).await;
@@ -220,7 +201,7 @@ async fn a_failed_actor_call_is_an_error_span_with_the_reason() {
 
     let server = finished(&exporter, "GET", 1).await.remove(0);
     assert_eq!(
-        attribute(&server, "http.response.status_code"),
+        span_attribute(&server, "http.response.status_code"),
         Some(Value::I64(500))
     );
     let Status::Error { description } = &server.status else {

@@ -4,37 +4,16 @@
 //! CLI's OTLP layer would export them.
 
 use opentelemetry::Value;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, TracerProvider as _};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
 use tracing::Instrument;
-use tracing::subscriber::DefaultGuard;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::layer::SubscriberExt;
 use waxosuit_cap_keyvalue_redis::{CONFIG_URL, RedisKeyValue};
 use waxosuit_codec::keyvalue::*;
 use waxosuit_provider::{BindRequest, CapabilityProvider, ProviderCall, ProviderError};
-use waxosuit_test_servers::RedisServer;
+use waxosuit_test_servers::{RedisServer, collect_spans, span_attribute};
 
 const ACTOR: &str = "MTRACED";
-
-/// Spans of this thread go to the returned exporter until the guard drops
-/// (the tests run on a current-thread runtime, so the whole call is here).
-fn collect() -> (InMemorySpanExporter, DefaultGuard) {
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
-    let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
-    (exporter, guard)
-}
-
-fn attribute(span: &SpanData, key: &str) -> Option<Value> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| kv.value.clone())
-}
 
 fn finished(exporter: &InMemorySpanExporter, name: &str) -> SpanData {
     let spans = exporter.get_finished_spans().unwrap();
@@ -78,7 +57,7 @@ async fn call(
 async fn a_call_is_a_client_span_named_after_the_command_under_the_callers_span() {
     let redis = RedisServer::start().unwrap();
     let kv = setup(&redis).await;
-    let (exporter, _guard) = collect();
+    let (exporter, _guard) = collect_spans();
 
     let parent = tracing::info_span!("capability call");
     let parent_id = parent.context().span().span_context().span_id();
@@ -103,25 +82,34 @@ async fn a_call_is_a_client_span_named_after_the_command_under_the_callers_span(
     assert_eq!(get.span_kind, SpanKind::Client);
     assert_eq!(get.parent_span_id, parent_id);
     assert_eq!(get.span_context.trace_id(), trace_id);
-    assert_eq!(attribute(&get, "db.system.name"), Some("redis".into()));
-    assert_eq!(attribute(&get, "db.operation.name"), Some("GET".into()));
-    assert_eq!(attribute(&get, "server.address"), Some("127.0.0.1".into()));
+    assert_eq!(span_attribute(&get, "db.system.name"), Some("redis".into()));
     assert_eq!(
-        attribute(&get, "server.port"),
+        span_attribute(&get, "db.operation.name"),
+        Some("GET".into())
+    );
+    assert_eq!(
+        span_attribute(&get, "server.address"),
+        Some("127.0.0.1".into())
+    );
+    assert_eq!(
+        span_attribute(&get, "server.port"),
         Some(Value::I64(i64::from(redis.port())))
     );
     assert_eq!(get.status, Status::Unset);
     // The scripts are named after the command that runs them.
     let add = finished(&exporter, "EVALSHA");
     assert_eq!(add.parent_span_id, parent_id);
-    assert_eq!(attribute(&add, "db.operation.name"), Some("EVALSHA".into()));
+    assert_eq!(
+        span_attribute(&add, "db.operation.name"),
+        Some("EVALSHA".into())
+    );
 }
 
 #[tokio::test]
 async fn a_refused_command_marks_its_span_as_an_error() {
     let redis = RedisServer::start().unwrap();
     let kv = setup(&redis).await;
-    let (exporter, _guard) = collect();
+    let (exporter, _guard) = collect_spans();
 
     call(
         &kv,
@@ -151,7 +139,7 @@ async fn an_unreachable_server_marks_its_span_as_an_error() {
     let mut redis = RedisServer::start().unwrap();
     let kv = setup(&redis).await;
     redis.stop();
-    let (exporter, _guard) = collect();
+    let (exporter, _guard) = collect_spans();
 
     let error = call(&kv, OP_GET, &GetRequest { key: "k".into() })
         .await

@@ -18,7 +18,7 @@ use waxosuit_provider::ProviderError;
 
 use crate::reconnect::{self, Reconnect};
 use crate::reserved::Reserved;
-use crate::spans;
+use crate::spans::{self, Outgoing};
 use crate::{MessagingError, NatsMessaging, SubjectUse};
 
 impl NatsMessaging {
@@ -118,7 +118,7 @@ impl Broker for BoundBroker<'_> {
         caller: &Caller<'_>,
         message: BrokerMessage,
     ) -> Result<(), ProviderError> {
-        let span = spans::publish(&message.subject, message.body.len());
+        let span = spans::outgoing(Outgoing::Publish, &message.subject, message.body.len());
         let published = self
             .publish_in(caller, message, &span)
             .instrument(span.clone())
@@ -134,7 +134,7 @@ impl Broker for BoundBroker<'_> {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Vec<u8>, ProviderError> {
-        let span = spans::send(&subject, body.len());
+        let span = spans::outgoing(Outgoing::Request, &subject, body.len());
         let reply = async {
             let client = self.bound.connected(caller).await?;
             let headers = spans::trace_headers(&span);

@@ -15,29 +15,27 @@ use tracing::Span;
 use tracing::field::{Empty, display};
 use waxosuit_trace::{TRACEPARENT, TRACESTATE, TraceHeaders};
 
-/// The span of a `Publish` of `body_size` bytes to `subject`.
-pub(crate) fn publish(subject: &str, body_size: usize) -> Span {
-    tracing::info_span!(
-        "nats.publish",
-        otel.name = %format_args!("publish {subject}"),
-        otel.kind = "producer",
-        messaging.system = "nats",
-        "messaging.operation.type" = "publish",
-        messaging.destination.name = subject,
-        messaging.message.body.size = size(body_size),
-        otel.status_code = Empty,
-        otel.status_description = Empty,
-    )
+/// What an outgoing message is: a `Publish` (no answer awaited) or a
+/// `Request` (the caller waits for one).
+#[derive(Clone, Copy)]
+pub(crate) enum Outgoing {
+    Publish,
+    Request,
 }
 
-/// The span of a `Request` of `body_size` bytes to `subject`.
-pub(crate) fn send(subject: &str, body_size: usize) -> Span {
+/// The span of an outgoing message of `body_size` bytes to `subject`:
+/// `publish {subject}` (producer) or `send {subject}` (client).
+pub(crate) fn outgoing(kind: Outgoing, subject: &str, body_size: usize) -> Span {
+    let (operation, otel_kind) = match kind {
+        Outgoing::Publish => ("publish", "producer"),
+        Outgoing::Request => ("send", "client"),
+    };
     tracing::info_span!(
-        "nats.send",
-        otel.name = %format_args!("send {subject}"),
-        otel.kind = "client",
+        "nats.outgoing",
+        otel.name = %format_args!("{operation} {subject}"),
+        otel.kind = otel_kind,
         messaging.system = "nats",
-        "messaging.operation.type" = "send",
+        "messaging.operation.type" = operation,
         messaging.destination.name = subject,
         messaging.message.body.size = size(body_size),
         otel.status_code = Empty,

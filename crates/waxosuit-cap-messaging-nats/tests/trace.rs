@@ -12,15 +12,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use opentelemetry::Value;
-use opentelemetry::trace::{
-    SpanId, SpanKind, Status, TraceContextExt, TraceId, TracerProvider as _,
-};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use opentelemetry::trace::{SpanId, SpanKind, Status, TraceContextExt, TraceId};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
 use tokio::sync::mpsc;
 use tracing::Instrument;
-use tracing::subscriber::DefaultGuard;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::layer::SubscriberExt;
 use waxosuit_cap_messaging_nats::NatsMessaging;
 use waxosuit_codec::messaging::{
     BrokerMessage, CAPABILITY_ID, OP_PERFORM_REQUEST, OP_PUBLISH_MESSAGE, RequestMessage,
@@ -28,23 +24,12 @@ use waxosuit_codec::messaging::{
 use waxosuit_provider::{
     ActorDispatcher, BindRequest, CapabilityProvider, DispatchError, ProviderCall, encode,
 };
-use waxosuit_test_servers::NatsServer;
+use waxosuit_test_servers::{NatsServer, collect_spans, span_attribute};
 
 const WAIT: Duration = Duration::from_secs(10);
 const ACTOR: &str = "MTRACED";
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT: &str = "00f067aa0ba902b7";
-
-/// Spans of this thread go to the returned exporter until the guard drops.
-fn collect() -> (InMemorySpanExporter, DefaultGuard) {
-    let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
-    let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
-    let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
-    (exporter, guard)
-}
 
 /// Stands in for the host: opens a span of its own for the actor call, as
 /// the host does, reports the subject, and answers `pong`.
@@ -100,6 +85,15 @@ async fn fixture(subscription: &str) -> Fixture {
         delivered,
         client,
     }
+}
+
+/// A fixture whose actor subscribes to nothing, and a plain client's
+/// subscription to `subject`, in place on the server.
+async fn listening(subject: &'static str) -> (Fixture, async_nats::Subscriber) {
+    let f = fixture("unused").await;
+    let subscriber = f.client.subscribe(subject).await.unwrap();
+    settle(&f.client).await;
+    (f, subscriber)
 }
 
 async fn call(provider: &NatsMessaging, operation: &str, payload: Vec<u8>) -> Vec<u8> {
@@ -161,19 +155,10 @@ fn finished(exporter: &InMemorySpanExporter, name: &str) -> SpanData {
         .clone()
 }
 
-fn attribute(span: &SpanData, key: &str) -> Option<Value> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| kv.value.clone())
-}
-
 #[tokio::test]
 async fn a_publish_carries_the_trace_of_its_producer_span() {
-    let (exporter, _guard) = collect();
-    let f = fixture("unused").await;
-    let mut subscriber = f.client.subscribe("traced.out").await.unwrap();
-    settle(&f.client).await;
+    let (exporter, _guard) = collect_spans();
+    let (f, mut subscriber) = listening("traced.out").await;
 
     let call = tracing::info_span!("capability call");
     let trace_id = call.context().span().span_context().trace_id();
@@ -198,17 +183,15 @@ async fn a_publish_carries_the_trace_of_its_producer_span() {
         ("messaging.destination.name", "traced.out".into()),
         ("messaging.message.body.size", Value::I64(5)),
     ] {
-        assert_eq!(attribute(&producer, key), Some(value), "{key}");
+        assert_eq!(span_attribute(&producer, key), Some(value), "{key}");
     }
 }
 
 #[tokio::test]
 async fn a_request_carries_the_trace_of_its_client_span() {
-    let (exporter, _guard) = collect();
-    let f = fixture("unused").await;
+    let (exporter, _guard) = collect_spans();
     // A plain responder answering with the traceparent it received.
-    let mut requests = f.client.subscribe("traced.service").await.unwrap();
-    settle(&f.client).await;
+    let (f, mut requests) = listening("traced.service").await;
     let responder = f.client.clone();
     tokio::spawn(async move {
         let request = requests.next().await.unwrap();
@@ -237,7 +220,7 @@ async fn a_request_carries_the_trace_of_its_client_span() {
     assert_eq!(client.span_kind, SpanKind::Client);
     assert_eq!(fields[2], client.span_context.span_id().to_string());
     assert_eq!(
-        attribute(&client, "messaging.operation.type"),
+        span_attribute(&client, "messaging.operation.type"),
         Some("send".into())
     );
 }
@@ -248,7 +231,7 @@ async fn call_request(provider: &NatsMessaging, payload: Vec<u8>) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_delivery_continues_the_trace_of_the_message_and_holds_the_actor_call() {
-    let (exporter, _guard) = collect();
+    let (exporter, _guard) = collect_spans();
     let mut f = fixture("traced.in.>").await;
 
     let mut headers = async_nats::HeaderMap::new();
@@ -278,7 +261,7 @@ async fn a_delivery_continues_the_trace_of_the_message_and_holds_the_actor_call(
         ("messaging.message.body.size", Value::I64(4)),
         ("waxosuit.actor.key", ACTOR.into()),
     ] {
-        assert_eq!(attribute(&consumer, key), Some(value), "{key}");
+        assert_eq!(span_attribute(&consumer, key), Some(value), "{key}");
     }
     assert_eq!(consumer.status, Status::Unset);
     let actor = finished(&exporter, "actor call");
@@ -296,9 +279,7 @@ async fn a_delivery_continues_the_trace_of_the_message_and_holds_the_actor_call(
 
 #[tokio::test]
 async fn without_a_tracing_layer_messages_have_no_headers() {
-    let f = fixture("unused").await;
-    let mut subscriber = f.client.subscribe("plain.out").await.unwrap();
-    settle(&f.client).await;
+    let (f, mut subscriber) = listening("plain.out").await;
 
     publish(&f.provider, "plain.out", "")
         .instrument(tracing::info_span!("capability call"))

@@ -86,7 +86,7 @@ impl TelemetryArgs {
             plan.as_ref(),
         )?;
         if let Some(plan) = &plan {
-            tracing::info!(endpoint = %plan.url, "exporting traces over OTLP/HTTP");
+            tracing::info!(endpoint = %plan.shown_url(), "exporting traces over OTLP/HTTP");
         }
         Ok(telemetry)
     }

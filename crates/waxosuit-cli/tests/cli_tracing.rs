@@ -59,6 +59,23 @@ fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
+/// The kv-counter actor signed into `dir`, and a manifest serving it over
+/// HTTP with the in-memory key-value store: (its key, the manifest).
+fn counter_host(dir: &Dir) -> (String, std::path::PathBuf) {
+    let key = dir.actor(
+        waxosuit_test_fixtures::example("kvcounter"),
+        "counter",
+        &["wascc:http_server", "wascc:keyvalue"],
+    );
+    let manifest = dir.manifest(
+        "actors: [ ./counter.wasm ]\n\
+         capabilities:\n  - id: wascc:http_server\n  - id: wascc:keyvalue\n\
+         bindings:\n  - { actor: counter, capability: wascc:http_server, values: { PORT: 0, ADDRESS: 127.0.0.1 } }\n  \
+         - { actor: counter, capability: wascc:keyvalue }\n",
+    );
+    (key, manifest)
+}
+
 /// The spans of trace `trace`, by span id.
 fn trace(spans: &[ReceivedSpan], trace: &str) -> BTreeMap<String, ReceivedSpan> {
     spans
@@ -100,17 +117,7 @@ fn descends(spans: &BTreeMap<String, ReceivedSpan>, child: &ReceivedSpan, ancest
 fn a_request_is_one_trace_from_the_http_server_through_the_actor_to_key_value() {
     let receiver = OtlpReceiver::start().unwrap();
     let dir = Dir::new();
-    let counter = dir.actor(
-        waxosuit_test_fixtures::example("kvcounter"),
-        "counter",
-        &["wascc:http_server", "wascc:keyvalue"],
-    );
-    let manifest = dir.manifest(
-        "actors: [ ./counter.wasm ]\n\
-         capabilities:\n  - id: wascc:http_server\n  - id: wascc:keyvalue\n\
-         bindings:\n  - { actor: counter, capability: wascc:http_server, values: { PORT: 0, ADDRESS: 127.0.0.1 } }\n  \
-         - { actor: counter, capability: wascc:keyvalue }\n",
-    );
+    let (counter, manifest) = counter_host(&dir);
     let env = exporting_to(&receiver, "waxosuit");
     let up = Up::start_with(
         &dir,
@@ -483,17 +490,7 @@ fn without_an_endpoint_nothing_is_exported_and_nothing_connects() {
 
 fn without_an_endpoint(default_port: Option<OtlpReceiver>) {
     let dir = Dir::new();
-    dir.actor(
-        waxosuit_test_fixtures::example("kvcounter"),
-        "counter",
-        &["wascc:http_server", "wascc:keyvalue"],
-    );
-    let manifest = dir.manifest(
-        "actors: [ ./counter.wasm ]\n\
-         capabilities:\n  - id: wascc:http_server\n  - id: wascc:keyvalue\n\
-         bindings:\n  - { actor: counter, capability: wascc:http_server, values: { PORT: 0, ADDRESS: 127.0.0.1 } }\n  \
-         - { actor: counter, capability: wascc:keyvalue }\n",
-    );
+    let (_, manifest) = counter_host(&dir);
     // Every other trace setting present: only the endpoint turns export on.
     let up = Up::start_with(
         &dir,

@@ -841,28 +841,18 @@ async fn only_the_attached_transport_reaches_the_inbound_entry_points() {
 /// in-memory exporter (this thread only: `#[tokio::test]` runs on it).
 mod spans {
     use super::*;
-    use opentelemetry::trace::TracerProvider as _;
-    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+    use opentelemetry_sdk::trace::SpanData;
     use std::time::Duration;
-    use tracing_subscriber::layer::SubscriberExt;
     use waxosuit_host::Limits;
+    use waxosuit_test_servers::{collect_spans, span_attribute};
 
     fn attr(span: &SpanData, key: &str) -> Option<String> {
-        span.attributes
-            .iter()
-            .find(|kv| kv.key.as_str() == key)
-            .map(|kv| kv.value.to_string())
+        span_attribute(span, key).map(|v| v.to_string())
     }
 
     #[tokio::test]
     async fn each_call_is_a_span_with_its_outcome_and_capability_calls_are_children() {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")));
-        let _on = tracing::subscriber::set_default(subscriber);
+        let (exporter, _on) = collect_spans();
 
         let (host, _p) = host_with_provider().await;
         let (module, key) = Signer::new().sign(echo_guest(), "spanned", &["test:echo"], None);
@@ -938,13 +928,7 @@ mod spans {
 
     #[tokio::test]
     async fn a_denied_capability_call_is_a_failed_span_that_says_why() {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("t")));
-        let _on = tracing::subscriber::set_default(subscriber);
+        let (exporter, _on) = collect_spans();
 
         let (host, _p) = host_with_provider().await;
         // Not in the claims.

@@ -28,6 +28,7 @@ use waxosuit_lattice::propagation::{self, MAX_TRACEPARENT_LEN};
 use waxosuit_lattice::protocol::{
     self, ErrorKind, PROTOCOL_VERSION, Response, WireEntity, WireInvocation,
 };
+use waxosuit_test_servers::span_attribute;
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -52,15 +53,8 @@ fn spans() -> Vec<SpanData> {
     exporter().get_finished_spans().unwrap()
 }
 
-fn attr(span: &SpanData, key: &str) -> Option<Value> {
-    span.attributes
-        .iter()
-        .find(|kv| kv.key.as_str() == key)
-        .map(|kv| kv.value.clone())
-}
-
 fn text(span: &SpanData, key: &str) -> Option<String> {
-    attr(span, key).map(|v| v.as_str().into_owned())
+    span_attribute(span, key).map(|v| v.as_str().into_owned())
 }
 
 fn named(name: &str) -> Vec<SpanData> {
@@ -122,6 +116,40 @@ async fn send_with(
     Some(protocol::decode("response", &msg.payload).expect("a decodable response"))
 }
 
+/// With the span exporter installed: two hosts, A and B, the echo actor on
+/// B, and an attacker's client watching the subject A's calls to it use.
+struct EchoOnB {
+    net: Net,
+    a: Node,
+    b: Node,
+    key: String,
+    subject: String,
+    nats: async_nats::Client,
+    spy: async_nats::Subscriber,
+}
+
+async fn echo_on_b() -> EchoOnB {
+    exporter();
+    let net = Net::new(2);
+    let a = net.node(0, &[]).await;
+    let b = net.node(1, &[]).await;
+    let (module, key) = net.echo_actor(&[]);
+    b.host.add_actor(&module, "echo", None).await.unwrap();
+    let subject = call_subject(&b, &key);
+    let nats = net.attacker().await;
+    let spy = nats.subscribe(subject.clone()).await.unwrap();
+    synced_with_server(&nats).await;
+    EchoOnB {
+        net,
+        a,
+        b,
+        key,
+        subject,
+        nats,
+        spy,
+    }
+}
+
 /// A fresh invocation of `echo` on `target`, signed by `host` for `subject`
 /// and `reply`, binding the trace headers `(traceparent, tracestate)`.
 fn signed(
@@ -153,16 +181,15 @@ fn signed(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_to_another_host_is_one_trace_from_client_span_to_server_span() {
-    exporter();
-    let net = Net::new(2);
-    let a = net.node(0, &[]).await;
-    let b = net.node(1, &[]).await;
-    let (module, key) = net.echo_actor(&[]);
-    b.host.add_actor(&module, "echo", None).await.unwrap();
-    let subject = call_subject(&b, &key);
-    let nats = net.attacker().await;
-    let mut spy = nats.subscribe(subject.clone()).await.unwrap();
-    synced_with_server(&nats).await;
+    let EchoOnB {
+        net: _net,
+        a,
+        b,
+        key,
+        subject,
+        nats: _nats,
+        mut spy,
+    } = echo_on_b().await;
 
     // Signed (first contact), then session-tagged, then chunked (1.5 MiB,
     // over the server's 1 MiB), then a guest error: all in one root span.
@@ -221,12 +248,12 @@ async fn a_call_to_another_host_is_one_trace_from_client_span_to_server_span() {
             Some(subject.as_str())
         );
         assert_eq!(
-            attr(server, "waxosuit.operation"),
-            attr(client, "waxosuit.operation")
+            span_attribute(server, "waxosuit.operation"),
+            span_attribute(client, "waxosuit.operation")
         );
         assert_eq!(
-            attr(server, "waxosuit.lattice.chunked"),
-            attr(client, "waxosuit.lattice.chunked")
+            span_attribute(server, "waxosuit.lattice.chunked"),
+            span_attribute(client, "waxosuit.lattice.chunked")
         );
         match text(client, "waxosuit.operation").as_deref() {
             Some("echo") => {
@@ -249,7 +276,7 @@ async fn a_call_to_another_host_is_one_trace_from_client_span_to_server_span() {
     }
     let chunked: Vec<_> = clients
         .iter()
-        .map(|c| attr(c, "waxosuit.lattice.chunked"))
+        .map(|c| span_attribute(c, "waxosuit.lattice.chunked"))
         .collect();
     assert_eq!(
         chunked
@@ -348,16 +375,15 @@ async fn a_provider_call_from_an_actor_is_a_client_span_on_its_host_and_a_server
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trace_header_added_altered_or_removed_in_transit_is_refused_and_opens_no_span() {
-    exporter();
-    let net = Net::new(2);
-    let a = net.node(0, &[]).await;
-    let b = net.node(1, &[]).await;
-    let (module, key) = net.echo_actor(&[]);
-    b.host.add_actor(&module, "echo", None).await.unwrap();
-    let subject = call_subject(&b, &key);
-    let nats = net.attacker().await;
-    let mut spy = nats.subscribe(subject.clone()).await.unwrap();
-    synced_with_server(&nats).await;
+    let EchoOnB {
+        net,
+        a,
+        b,
+        key,
+        subject,
+        nats,
+        mut spy,
+    } = echo_on_b().await;
 
     let root = tracing::info_span!("test root");
     async {

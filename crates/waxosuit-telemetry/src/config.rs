@@ -48,7 +48,7 @@ pub struct TraceSettings {
 }
 
 /// A checked export plan.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TraceExport {
     /// Where spans are POSTed.
     pub url: Uri,
@@ -58,6 +58,24 @@ pub struct TraceExport {
     pub sampler: Sampler,
     /// How long one export may take.
     pub timeout: Duration,
+}
+
+impl TraceExport {
+    /// The collector's URL as logs and errors show it: without credentials.
+    pub fn shown_url(&self) -> String {
+        without_userinfo(&self.url.to_string())
+    }
+}
+
+impl std::fmt::Debug for TraceExport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraceExport")
+            .field("url", &self.shown_url())
+            .field("resource", &self.resource)
+            .field("sampler", &self.sampler)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl TraceSettings {
@@ -188,13 +206,34 @@ impl TraceSettings {
 
 fn parse_url(setting: &'static str, value: &str) -> Result<Uri, TelemetryError> {
     let fix = "give an http:// or https:// URL with a host, such as http://127.0.0.1:4318";
+    // The value is repeated in the error: without any credentials in it.
+    let shown = without_userinfo(value);
     let uri: Uri = value
         .trim()
         .parse()
-        .map_err(|_| TelemetryError::setting(setting, value, fix))?;
+        .map_err(|_| TelemetryError::setting(setting, &shown, fix))?;
     match (uri.scheme_str(), uri.host()) {
         (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(uri),
-        _ => Err(TelemetryError::setting(setting, value, fix)),
+        _ => Err(TelemetryError::setting(setting, &shown, fix)),
+    }
+}
+
+/// `value` with any `user:password@` before the host replaced by `***@`,
+/// for logs and errors: credentials belong in `OTEL_EXPORTER_OTLP_HEADERS`,
+/// and even when someone puts them in the URL they are never printed.
+pub(crate) fn without_userinfo(value: &str) -> String {
+    let (scheme, rest) = match value.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, value),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let rest = match rest[..authority_end].rfind('@') {
+        Some(at) => format!("***{}", &rest[at..]),
+        None => rest.to_string(),
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{rest}"),
+        None => rest,
     }
 }
 
@@ -331,6 +370,26 @@ mod tests {
             let fix = err.split_once("which is not valid: ").unwrap().1;
             assert!(fix.len() > 10, "{err}");
         }
+    }
+
+    #[test]
+    fn credentials_in_an_endpoint_are_never_shown() {
+        assert_eq!(
+            without_userinfo("https://user:s3cret@collector:4318/v1/traces"),
+            "https://***@collector:4318/v1/traces"
+        );
+        assert_eq!(without_userinfo("http://c:4318/a@b"), "http://c:4318/a@b");
+        let bad = with(|s| s.endpoint = Some("ftp://user:s3cret@collector".into()));
+        let err = bad.resolve().unwrap_err().to_string();
+        assert!(
+            !err.contains("s3cret") && err.contains("***@collector"),
+            "{err}"
+        );
+        let plan = with(|s| s.endpoint = Some("http://user:s3cret@collector:4318".into()))
+            .resolve()
+            .unwrap()
+            .unwrap();
+        assert!(!plan.shown_url().contains("s3cret"), "{}", plan.shown_url());
     }
 
     #[test]

@@ -207,7 +207,7 @@ pub fn install(
 
 fn tracer_provider(plan: &TraceExport) -> Result<SdkTracerProvider, TelemetryError> {
     let failed = |source: Box<dyn std::error::Error + Send + Sync>| TelemetryError::Exporter {
-        url: plan.url.to_string(),
+        url: plan.shown_url(),
         source,
     };
     let client = export::ExportClient::new(plan.timeout).map_err(|e| failed(Box::new(e)))?;

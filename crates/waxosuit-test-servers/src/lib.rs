@@ -8,7 +8,8 @@
 //! [`NatsServer::start`] fail with a message saying how to install it.
 //!
 //! [`OtlpReceiver`] is the other end of trace export: an OTLP/HTTP receiver
-//! in the test process that decodes and keeps every span it is sent.
+//! in the test process that decodes and keeps every span it is sent;
+//! [`collect_spans`] records the spans a test makes on its own thread.
 //!
 //! Both server handles can [`stop`](RedisServer::stop) and
 //! [`restart`](RedisServer::restart) the server **on the same port**, which is
@@ -21,8 +22,10 @@
 //! ```
 
 mod otlp;
+mod spans;
 
 pub use otlp::{OtlpReceiver, ReceivedSpan};
+pub use spans::{collect_spans, span_attribute};
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
