@@ -902,6 +902,25 @@ fn par_read(root: &Path) {
     );
 }
 
+fn trace_context(root: &Path) {
+    let c = Corpus::new(root, "trace_context");
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    c.add("spec_example", parent.as_bytes());
+    c.add_with(
+        "with_tracestate",
+        parent.as_bytes(),
+        b"\0congo=t61rcWkgMzE,rojo=00f067aa0ba902b7",
+    );
+    c.add(
+        "later_version",
+        b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03-extra",
+    );
+    c.add(
+        "zero_trace_id",
+        b"00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+    );
+}
+
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     claims_jwt(&root);
@@ -912,5 +931,6 @@ fn main() {
     manifest_parse(&root);
     http_reply(&root);
     par_read(&root);
+    trace_context(&root);
     println!("seed corpora written under {}", root.display());
 }

@@ -530,6 +530,11 @@ fn without_an_endpoint(default_port: Option<OtlpReceiver>) {
     let (ok, _, stderr) = up.terminate();
     assert!(ok, "{stderr}");
     assert!(!stderr.contains("exporting traces"), "{stderr}");
+    // Text logs into a pipe: no colour codes.
+    assert!(
+        stderr.contains("INFO") && !stderr.contains('\u{1b}'),
+        "{stderr}"
+    );
     if let Some(receiver) = default_port {
         assert_eq!(receiver.connections(), 0);
     }

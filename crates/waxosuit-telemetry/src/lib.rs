@@ -260,5 +260,38 @@ impl<S: Subscriber> Filter<S> for EventsOnly {
 /// ANSI colours only for a person at a terminal, and never when `NO_COLOR`
 /// is set (<https://no-color.org>).
 fn use_colour() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+    colour_for(
+        std::env::var_os("NO_COLOR").as_deref(),
+        std::io::stderr().is_terminal(),
+    )
+}
+
+/// `NO_COLOR` set to anything but the empty string turns colour off.
+fn colour_for(no_color: Option<&std::ffi::OsStr>, terminal: bool) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_and_never_with_no_color() {
+        assert!(colour_for(None, true));
+        assert!(colour_for(Some(OsStr::new("")), true));
+        assert!(!colour_for(Some(OsStr::new("1")), true));
+        assert!(!colour_for(None, false));
+    }
+
+    #[test]
+    fn log_formats_parse_and_a_bad_one_says_what_works() {
+        assert_eq!("JSON".parse::<LogFormat>().unwrap(), LogFormat::Json);
+        assert_eq!(" text".parse::<LogFormat>().unwrap(), LogFormat::Text);
+        let err = "yaml".parse::<LogFormat>().unwrap_err().to_string();
+        assert!(
+            err.contains("WAXOSUIT_LOG_FORMAT") && err.contains("`text` or `json`"),
+            "{err}"
+        );
+    }
 }
