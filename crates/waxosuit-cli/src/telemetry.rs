@@ -14,7 +14,7 @@ pub(crate) struct TelemetryArgs {
     /// Log lines as `text` (colours only on a terminal; NO_COLOR honoured)
     /// or `json` (one object per line, with trace_id/span_id inside spans).
     #[arg(long, global = true, env = "WAXOSUIT_LOG_FORMAT", default_value = "text",
-          value_parser = ["text", "json"])]
+          value_parser = ["text", "json"], ignore_case = true)]
     log_format: String,
     /// Export traces over OTLP/HTTP to this collector (spans go to
     /// URL/v1/traces). Unset: no exporter and no connection.

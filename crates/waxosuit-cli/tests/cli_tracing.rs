@@ -569,6 +569,27 @@ fn bad_trace_settings_stop_the_host_before_it_starts_and_say_why() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(named) && err.contains(value), "{err}");
     }
+    // The log format: named with what works; any case is fine.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_waxosuit"))
+        .args(["up", "--log-format", "yaml"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--log-format") && err.contains("json"),
+        "{err}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_waxosuit"))
+        .args(["up", "--log-format", "JSON", "--help"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The trace as an indented tree (printed with `--nocapture`; the sample
