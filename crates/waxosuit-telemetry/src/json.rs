@@ -177,25 +177,22 @@ mod tests {
     use super::*;
     use opentelemetry::trace::TracerProvider as _;
     use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
-    use parking_lot_free::Lines;
+    use std::sync::Mutex;
     use tracing_subscriber::layer::SubscriberExt;
 
-    mod parking_lot_free {
-        use std::sync::{Arc, Mutex};
+    /// What the layer wrote.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
 
-        /// Captured lines, parsed.
-        #[derive(Clone, Default)]
-        pub(super) struct Lines(pub(super) Arc<Mutex<Vec<u8>>>);
-
-        impl Lines {
-            pub(super) fn parsed(&self) -> Vec<serde_json::Value> {
-                let bytes = self.0.lock().unwrap().clone();
-                String::from_utf8(bytes)
-                    .unwrap()
-                    .lines()
-                    .map(|l| serde_json::from_str(l).unwrap())
-                    .collect()
-            }
+    impl Lines {
+        /// Every line, parsed (a line that is not JSON fails the test).
+        fn parsed(&self) -> Vec<serde_json::Value> {
+            let bytes = self.0.lock().unwrap().clone();
+            String::from_utf8(bytes)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
         }
     }
 
