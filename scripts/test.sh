@@ -3,8 +3,9 @@
 # source for wasm32) and the example actors' native handler tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Some tests start real redis-server and nats-server processes on loopback.
-for server in redis-server nats-server; do
+# Some tests start real redis-server, nats-server and docker-registry (the
+# CNCF Distribution registry) processes on loopback.
+for server in redis-server nats-server docker-registry; do
   if ! command -v "$server" >/dev/null; then
     echo "installing $server (Debian package) for the integration tests" >&2
     if [ "$(id -u)" = 0 ]; then

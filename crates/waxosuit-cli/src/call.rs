@@ -12,11 +12,14 @@ use waxosuit_runtime::{Limits, Runtime};
 
 use crate::claims::TrustArgs;
 use crate::limits::LimitArgs;
+use crate::registry::{Fetcher, read_source};
+use waxosuit_registry::ArtifactKind;
 
 #[derive(Debug, Args)]
 pub(crate) struct CallArgs {
-    /// The signed actor module.
-    module: PathBuf,
+    /// The signed actor module: a file, or `oci://REGISTRY/REPOSITORY:TAG`
+    /// (or `…@sha256:DIGEST`).
+    module: String,
     /// The operation to call.
     operation: String,
     /// Payload given as a string.
@@ -29,11 +32,11 @@ pub(crate) struct CallArgs {
     limits: LimitArgs,
     #[command(flatten)]
     trust: TrustArgs,
+    #[command(flatten)]
+    pull: crate::registry::PullArgs,
 }
 
 pub(crate) fn run(args: CallArgs) -> Result<ExitCode> {
-    let module = std::fs::read(&args.module)
-        .with_context(|| format!("cannot read module {}", args.module.display()))?;
     let payload = match (&args.data, &args.data_file) {
         (Some(d), _) => d.clone().into_bytes(),
         (None, Some(f)) if f.as_os_str() == "-" => {
@@ -57,6 +60,18 @@ pub(crate) fn run(args: CallArgs) -> Result<ExitCode> {
         eprintln!("{line}");
     }
     runtime.block_on(async move {
+        let fetcher = if waxosuit_registry::is_reference(&args.module) {
+            Some(Fetcher::new(&args.pull, args.limits.cache_root())?)
+        } else {
+            None
+        };
+        let module = read_source(
+            fetcher.as_ref(),
+            &args.module,
+            ArtifactKind::Actor,
+            |line| eprintln!("pulled {line}"),
+        )
+        .await?;
         let engine = Runtime::new(args.limits.runtime_config(false))
             .context("cannot start the wasm runtime")?;
         let limits = args.limits.apply(Limits::default()).instances(1, 1);
@@ -65,8 +80,7 @@ pub(crate) fn run(args: CallArgs) -> Result<ExitCode> {
             .verifier(trust.verifier)
             .default_limits(limits)
             .build()?;
-        let origin = args.module.display().to_string();
-        let actor = host.add_actor(&module, &origin, None).await?;
+        let actor = host.add_actor(&module, &args.module, None).await?;
         match host.call_actor(&actor.key, &args.operation, &payload).await {
             Ok(reply) => {
                 std::io::stdout().lock().write_all(&reply)?;

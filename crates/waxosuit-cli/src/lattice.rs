@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use futures_util::StreamExt;
@@ -222,10 +222,17 @@ struct Placement {
 enum StartSub {
     /// Start a signed actor module (the host verifies it).
     Actor {
-        /// The signed module.
-        module: PathBuf,
+        /// The signed module: a file, or `oci://REGISTRY/REPOSITORY:TAG`
+        /// (pulled here, through the local cache, then sent to the host).
+        module: String,
         #[command(flatten)]
         placement: Placement,
+        #[command(flatten)]
+        pull: crate::registry::PullArgs,
+        /// Cache directory for pulled artifacts (default: $WAXOSUIT_CACHE,
+        /// else ~/.cache/waxosuit).
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
     },
     /// Start a provider from the host's built-in backends.
     Provider {
@@ -335,9 +342,25 @@ async fn run_async(args: LatticeArgs) -> Result<ExitCode> {
     match args.command {
         LatticeSub::List { what } => list(&client, what, args.json).await,
         LatticeSub::Watch => watch(&client, args.json).await,
-        LatticeSub::Start(StartSub::Actor { module, placement }) => {
-            let bytes = std::fs::read(&module)
-                .with_context(|| format!("cannot read the actor module {}", module.display()))?;
+        LatticeSub::Start(StartSub::Actor {
+            module,
+            placement,
+            pull,
+            cache_dir,
+        }) => {
+            let fetcher = if waxosuit_registry::is_reference(&module) {
+                let cache = cache_dir.unwrap_or_else(crate::limits::default_cache_dir);
+                Some(crate::registry::Fetcher::new(&pull, cache)?)
+            } else {
+                None
+            };
+            let bytes = crate::registry::read_source(
+                fetcher.as_ref(),
+                &module,
+                waxosuit_registry::ArtifactKind::Actor,
+                |line| eprintln!("pulled {line}"),
+            )
+            .await?;
             // Hosts already running this actor do not bid.
             let key = waxosuit_claims::extract(&bytes)
                 .ok()

@@ -23,10 +23,12 @@ pub(crate) struct LimitArgs {
     /// Largest request or response payload, in KiB.
     #[arg(long, value_name = "KIB")]
     pub max_payload_kib: Option<u32>,
-    /// Compiled-module cache directory (default: $WAXOSUIT_CACHE, else ~/.cache/waxosuit).
+    /// Cache directory for compiled modules and pulled artifacts (default:
+    /// $WAXOSUIT_CACHE, else ~/.cache/waxosuit).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Do not use the compiled-module cache.
+    /// Do not use the compiled-module cache (pulled artifacts are still
+    /// kept, by digest).
     #[arg(long)]
     pub no_cache: bool,
 }
@@ -49,6 +51,12 @@ impl LimitArgs {
         limits
     }
 
+    /// The cache directory, used or not for compiled modules: pulled
+    /// artifacts are kept under it either way.
+    pub(crate) fn cache_root(&self) -> PathBuf {
+        self.cache_dir.clone().unwrap_or_else(default_cache_dir)
+    }
+
     /// The runtime configuration these flags ask for.
     pub(crate) fn runtime_config(&self, fuel_anywhere: bool) -> RuntimeConfig {
         let mut config =
@@ -60,7 +68,7 @@ impl LimitArgs {
     }
 }
 
-fn default_cache_dir() -> PathBuf {
+pub(crate) fn default_cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os(CACHE_DIR_ENV) {
         return PathBuf::from(dir);
     }

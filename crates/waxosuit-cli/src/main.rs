@@ -2,7 +2,8 @@
 //!
 //! The subcommands live in their own modules: [`keys`] (`waxosuit keys gen`),
 //! [`claims`] (`waxosuit claims sign|inspect|token`), [`up`] (a host from a
-//! manifest, alone or in a lattice), [`lattice`] (`waxosuit lattice …`). Every error a user sees
+//! manifest, alone or in a lattice), [`lattice`] (`waxosuit lattice …`),
+//! [`registry`] (`waxosuit push|pull`, and `oci://` references everywhere). Every error a user sees
 //! says what failed and what to do; `--json` output is for scripts.
 
 use std::process::ExitCode;
@@ -27,6 +28,7 @@ mod lattice;
 mod limits;
 mod par;
 mod policy;
+mod registry;
 mod telemetry;
 mod up;
 
@@ -57,6 +59,11 @@ enum Command {
     Par(par::ParCommand),
     /// Look at and steer a lattice of hosts over NATS.
     Lattice(Box<lattice::LatticeArgs>),
+    /// Push a signed actor or provider archive to an OCI registry.
+    Push(Box<registry::PushArgs>),
+    /// Pull an actor or provider archive from an OCI registry into the
+    /// local cache (and a file).
+    Pull(Box<registry::PullCmdArgs>),
 }
 
 // The host's request path allocates and frees small buffers on whichever
@@ -75,6 +82,8 @@ fn main() -> ExitCode {
         Command::Up(args) => with_telemetry(&cli.telemetry, || up::run(*args)),
         Command::Par(cmd) => par::run(cmd),
         Command::Lattice(args) => with_telemetry(&cli.telemetry, || lattice::run(*args)),
+        Command::Push(args) => registry::push(*args),
+        Command::Pull(args) => registry::pull(*args),
     };
     match result {
         Ok(code) => code,

@@ -267,6 +267,26 @@ fn inspect(args: InspectArgs) -> Result<ExitCode> {
     })
 }
 
+/// Verifies a provider archive read from `shown` (a path or a registry
+/// reference) and registers it lazily.
+pub(crate) fn load_archive(
+    archive: &ProviderArchive,
+    shown: &str,
+    verifier: &Verifier,
+) -> Result<Arc<PluginProvider>> {
+    let verified = archive
+        .verify(verifier)
+        .with_context(|| format!("refusing the provider archive {shown}"))?;
+    if verifier.allows_any_issuer() {
+        eprintln!(
+            "WARNING: loading the provider archive {shown} signed by {}, trusted only because \
+             --allow-any-issuer accepts ANY issuer (development only)",
+            verified.issuer()
+        );
+    }
+    Ok(Arc::new(PluginProvider::from_archive(&verified)?))
+}
+
 /// Loads a manifest's `path:` capability for `waxosuit up`: a `.par` archive
 /// is verified by `verifier` (signature, fields, the issuer's trust by the
 /// same rules as actors, library hashes) and registered lazily; a bare
@@ -277,18 +297,8 @@ pub(crate) fn load_plugin_with(
     allow_unsigned: bool,
 ) -> Result<Arc<PluginProvider>> {
     if path.extension().is_some_and(|e| e == "par") {
-        let verified = ProviderArchive::read_path(path)?
-            .verify(verifier)
-            .with_context(|| format!("refusing the provider archive {}", path.display()))?;
-        if verifier.allows_any_issuer() {
-            eprintln!(
-                "WARNING: loading the provider archive {} signed by {}, trusted only because \
-                 --allow-any-issuer accepts ANY issuer (development only)",
-                path.display(),
-                verified.issuer()
-            );
-        }
-        return Ok(Arc::new(PluginProvider::from_archive(&verified)?));
+        let archive = ProviderArchive::read_path(path)?;
+        return load_archive(&archive, &path.display().to_string(), verifier);
     }
     if !allow_unsigned {
         bail!(

@@ -23,13 +23,15 @@ use waxosuit_cap_messaging_nats::NatsMessaging;
 use waxosuit_claims::caps;
 use waxosuit_host::{DEFAULT_BINDING, Host, HostBuilder};
 use waxosuit_lattice::{FactoryError, Lattice, ProviderFactory};
-use waxosuit_manifest::{CapabilitySource, Manifest};
+use waxosuit_manifest::{CapabilitySource, Manifest, Source};
 use waxosuit_provider::CapabilityProvider;
+use waxosuit_registry::ArtifactKind;
 use waxosuit_runtime::{Limits, Runtime};
 
 use crate::admin;
 use crate::claims::TrustArgs;
 use crate::limits::{self, LimitArgs};
+use crate::registry::{Fetcher, PullArgs, read_source};
 
 #[derive(Debug, Args)]
 pub(crate) struct UpArgs {
@@ -59,6 +61,8 @@ pub(crate) struct UpArgs {
     policy: crate::policy::PolicyArgs,
     #[command(flatten)]
     lattice: crate::lattice::JoinArgs,
+    #[command(flatten)]
+    pull: PullArgs,
     /// Load manifest `path:` plugins that are bare libraries, not signed
     /// .par archives. Development only: nothing vouches for that code.
     #[arg(long)]
@@ -249,6 +253,8 @@ struct Plan {
     default_limits: Limits,
     /// Shared by every HTTP server started; owned by [`run`].
     http_threads: HttpThreads,
+    /// Pulls the manifest's `oci://` references, when it has any.
+    fetcher: Option<Fetcher>,
 }
 
 /// What `serve` started, in the order it stops them.
@@ -315,7 +321,23 @@ fn plan(args: UpArgs, http_threads: HttpThreads) -> Result<Plan> {
             .map(|_| args.lattice.prefix.clone()),
     };
     let default_limits = args.limits.apply(Limits::default());
+    let references = manifest
+        .actors
+        .iter()
+        .map(|a| &a.source)
+        .chain(manifest.capabilities.iter().filter_map(|c| match &c.kind {
+            CapabilitySource::Plugin { source, .. } => Some(source),
+            CapabilitySource::Builtin { .. } => None,
+        }))
+        .any(|s| matches!(s, Source::Registry(_)));
+    // Credentials and the registry client only when something is pulled.
+    let fetcher = if references {
+        Some(Fetcher::new(&args.pull, args.limits.cache_root())?)
+    } else {
+        None
+    };
     Ok(Plan {
+        fetcher,
         args,
         manifest,
         file,
@@ -407,20 +429,60 @@ async fn start_providers(plan: &Plan, running: &mut Running) -> Result<()> {
         let (id, provider) = match &entry.kind {
             CapabilitySource::Builtin { id, provider } => (id.clone(), provider.clone()),
             CapabilitySource::Plugin {
-                path,
+                source,
                 declared: shown,
             } => {
-                if let Some(policy) = &plan.policy {
-                    check_archive(path, &plan.trust.verifier, &policy.policy, host, shown)
+                let at = || format!("{file}: capabilities[{i}]: `path: {shown}`");
+                let plugin = match source {
+                    Source::File(path) => {
+                        if let Some(policy) = &plan.policy
+                            && path.extension().is_some_and(|e| e == "par")
+                        {
+                            let archive =
+                                waxosuit_par::ProviderArchive::read_path(path).with_context(at)?;
+                            check_archive(
+                                &archive,
+                                &plan.trust.verifier,
+                                &policy.policy,
+                                host,
+                                shown,
+                            )
+                            .await
+                            .with_context(at)?;
+                        }
+                        crate::par::load_plugin_with(
+                            path,
+                            &plan.trust.verifier,
+                            plan.args.allow_unsigned_plugins,
+                        )
+                        .with_context(at)?
+                    }
+                    Source::Registry(reference) => {
+                        let bytes = read_source(
+                            plan.fetcher.as_ref(),
+                            reference,
+                            ArtifactKind::ProviderArchive,
+                            |line| println!("  pulled      {line}"),
+                        )
                         .await
-                        .with_context(|| format!("{file}: capabilities[{i}]: `path: {shown}`"))?;
-                }
-                let plugin = crate::par::load_plugin_with(
-                    path,
-                    &plan.trust.verifier,
-                    plan.args.allow_unsigned_plugins,
-                )
-                .with_context(|| format!("{file}: capabilities[{i}]: `path: {shown}`"))?;
+                        .with_context(at)?;
+                        let archive =
+                            waxosuit_par::ProviderArchive::from_bytes(&bytes).with_context(at)?;
+                        if let Some(policy) = &plan.policy {
+                            check_archive(
+                                &archive,
+                                &plan.trust.verifier,
+                                &policy.policy,
+                                host,
+                                shown,
+                            )
+                            .await
+                            .with_context(at)?;
+                        }
+                        crate::par::load_archive(&archive, shown, &plan.trust.verifier)
+                            .with_context(at)?
+                    }
+                };
                 let d = plugin.descriptor();
                 host.add_provider(&entry.binding_name, plugin)
                     .await
@@ -489,12 +551,22 @@ async fn start_providers(plan: &Plan, running: &mut Running) -> Result<()> {
 async fn start_actors(plan: &Plan, host: &Host) -> Result<()> {
     let file = &plan.file;
     for (i, entry) in plan.manifest.actors.iter().enumerate() {
-        let bytes = std::fs::read(&entry.path).with_context(|| {
-            format!(
-                "{file}: actors[{i}]: cannot read {} (build and sign the actor first)",
-                entry.path.display()
+        let bytes = match &entry.source {
+            Source::File(path) => std::fs::read(path).with_context(|| {
+                format!(
+                    "{file}: actors[{i}]: cannot read {} (build and sign the actor first)",
+                    path.display()
+                )
+            })?,
+            Source::Registry(reference) => read_source(
+                plan.fetcher.as_ref(),
+                reference,
+                ArtifactKind::Actor,
+                |line| println!("  pulled      {line}"),
             )
-        })?;
+            .await
+            .with_context(|| format!("{file}: actors[{i}]"))?,
+        };
         let limits = limits::from_manifest(plan.default_limits, &entry.limits);
         let info = host
             .add_actor(&bytes, &entry.declared, Some(limits))
@@ -643,20 +715,15 @@ async fn run_until_stopped(plan: &Plan, running: &Running) -> Result<ExitCode> {
 }
 
 async fn check_archive(
-    path: &std::path::Path,
+    archive: &waxosuit_par::ProviderArchive,
     verifier: &waxosuit_claims::Verifier,
     policy: &waxosuit_policy::Policy,
     host: &Host,
     shown: &str,
 ) -> Result<()> {
-    if path.extension().is_none_or(|e| e != "par") {
-        // Unsigned libraries have no claims to decide on; loading them at
-        // all takes --allow-unsigned-plugins.
-        return Ok(());
-    }
-    let verified = waxosuit_par::ProviderArchive::read_path(path)?
+    let verified = archive
         .verify(verifier)
-        .with_context(|| format!("refusing the provider archive {}", path.display()))?;
+        .with_context(|| format!("refusing the provider archive {shown}"))?;
     let claims = verified.claims();
     let info = host.info();
     let input = waxosuit_policy::input::ProviderInput {

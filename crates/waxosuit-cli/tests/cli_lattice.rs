@@ -19,7 +19,7 @@ use waxosuit_host::{HostBuilder, Limits};
 use waxosuit_lattice::antiforgery::{self, Binding};
 use waxosuit_lattice::protocol::{self, ErrorKind, PROTOCOL_VERSION, WireEntity, WireInvocation};
 use waxosuit_lattice::{Lattice, LatticeConfig, TrustPolicy};
-use waxosuit_test_servers::NatsServer;
+use waxosuit_test_servers::{NatsServer, RegistryServer};
 
 struct Hosts {
     nats_url: String,
@@ -343,10 +343,39 @@ fn three_hosts_serve_as_one_and_survive_restarts_failures_and_forgeries() {
         "a fresh in-memory store behind the same binding"
     );
 
-    // A replica on C, started by command; then B dies.
+    // A replica on C, started by command from a registry reference (the
+    // command pulls it, the host verifies it); then B dies.
     let c_id = hosts.keys[2].clone();
-    let wasm = dir.path("counter.wasm");
-    let out = hosts.tool(&["start", "actor", wasm.to_str().unwrap(), "--host", &c_id]);
+    let registry = RegistryServer::start().unwrap();
+    let reference = format!("oci://{}/lattice/counter:1.0.0", registry.host());
+    let pushed = Command::new(env!("CARGO_BIN_EXE_waxosuit"))
+        .args([
+            "push",
+            "counter.wasm",
+            &reference,
+            "--insecure-registry",
+            &registry.host(),
+        ])
+        .current_dir(dir.0.path())
+        .output()
+        .unwrap();
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    let cache = dir.path("registry-cache");
+    let out = hosts.tool(&[
+        "start",
+        "actor",
+        &reference,
+        "--host",
+        &c_id,
+        "--insecure-registry",
+        &registry.host(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
     assert!(
         out.status.success(),
         "{}",

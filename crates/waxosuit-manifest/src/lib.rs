@@ -49,7 +49,7 @@
 //! let manifest =
 //!     Manifest::from_str_with_env(yaml, Format::Yaml, "/srv/host", "host.yaml", &env)?;
 //!
-//! assert_eq!(manifest.actors[0].path, Path::new("/srv/host/build/kvcounter_signed.wasm"));
+//! assert_eq!(manifest.actors[0].source.path(), Some(Path::new("/srv/host/build/kvcounter_signed.wasm")));
 //! assert_eq!(manifest.actors[1].limits.deadline_ms, Some(500));
 //! assert!(matches!(
 //!     &manifest.capabilities[1].kind,
@@ -182,11 +182,36 @@ pub struct Manifest {
     pub source: PathBuf,
 }
 
+/// Where a module or a provider archive comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A file, resolved against the manifest's directory.
+    File(PathBuf),
+    /// A registry reference, `oci://registry/repository:tag` or
+    /// `…@sha256:…`, as written. Only its shape is checked here; the host
+    /// parses it, decides whether its tag is acceptable, and pulls it.
+    Registry(String),
+}
+
+impl Source {
+    /// The file, when this is one.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Source::File(path) => Some(path),
+            Source::Registry(_) => None,
+        }
+    }
+}
+
+/// The prefix of a registry reference in place of a path.
+pub const REGISTRY_SCHEME: &str = "oci://";
+
 /// An actor to start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActorEntry {
-    /// The module's path, resolved against the manifest's directory.
-    pub path: PathBuf,
+    /// The module: a path resolved against the manifest's directory, or a
+    /// registry reference.
+    pub source: Source,
     /// The path as written in the manifest (after `${VAR}` expansion).
     pub declared: String,
     /// Per-actor limits; unset ones take the host's defaults.
@@ -246,8 +271,9 @@ pub enum CapabilitySource {
     /// A native plugin library (waSCC's `path:` form). The parser accepts it;
     /// whether the host can load it is the host's call.
     Plugin {
-        /// The library's path, resolved against the manifest's directory.
-        path: PathBuf,
+        /// The library or archive: a path resolved against the manifest's
+        /// directory, or a registry reference (to a signed `.par`).
+        source: Source,
         /// The path as written in the manifest (after `${VAR}` expansion).
         declared: String,
     },

@@ -14,8 +14,8 @@ use crate::schema::{
 };
 use crate::{
     ActorEntry, ActorLimits, BindingEntry, CapabilityEntry, CapabilitySource, DEFAULT_BINDING,
-    DecisionLogTarget, Manifest, ManifestError, PolicyBackend, PolicySection,
-    RESERVED_LABEL_PREFIX, is_always_available, is_path_value,
+    DecisionLogTarget, Manifest, ManifestError, PolicyBackend, PolicySection, REGISTRY_SCHEME,
+    RESERVED_LABEL_PREFIX, Source, is_always_available, is_path_value,
 };
 
 /// `declared` resolved against `base`. `.` components are dropped so paths
@@ -206,12 +206,38 @@ impl Validator<'_> {
             let field = if raw.object { format!("{at}.path") } else { at };
             return Err(self.error(field, "the actor path is empty"));
         }
+        let field = if raw.object {
+            format!("{at}.path")
+        } else {
+            at.clone()
+        };
+        let source = self.source(&field, &raw.path)?;
         let limits = self.limits(&format!("{at}.limits"), raw.limits.unwrap_or_default())?;
         Ok(ActorEntry {
-            path: resolve(self.base_dir, &raw.path),
+            source,
             declared: raw.path,
             limits,
         })
+    }
+
+    /// A path, or a registry reference of a plausible shape.
+    fn source(&self, field: &str, declared: &str) -> Result<Source, ManifestError> {
+        let Some(rest) = declared.strip_prefix(REGISTRY_SCHEME) else {
+            return Ok(Source::File(resolve(self.base_dir, declared)));
+        };
+        if rest.is_empty() || !rest.contains('/') {
+            return Err(self.error(
+                field,
+                "a registry reference is oci://REGISTRY/REPOSITORY:TAG (or …@sha256:DIGEST)",
+            ));
+        }
+        if rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(self.error(
+                field,
+                "a registry reference has no spaces or control characters",
+            ));
+        }
+        Ok(Source::Registry(declared.to_string()))
     }
 
     fn limits(&self, at: &str, raw: RawLimits) -> Result<ActorLimits, ManifestError> {
@@ -318,7 +344,7 @@ impl Validator<'_> {
                         return Err(self.error(format!("{at}.path"), "the plugin path is empty"));
                     }
                     CapabilitySource::Plugin {
-                        path: resolve(self.base_dir, &path),
+                        source: self.source(&format!("{at}.path"), &path)?,
                         declared: path,
                     }
                 }
@@ -485,8 +511,8 @@ impl CapabilitySource {
                 a == b
             }
             (
-                CapabilitySource::Plugin { path: a, .. },
-                CapabilitySource::Plugin { path: b, .. },
+                CapabilitySource::Plugin { source: a, .. },
+                CapabilitySource::Plugin { source: b, .. },
             ) => a == b,
             _ => false,
         }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use waxosuit_manifest::{
     ActorLimits, CapabilitySource, DEFAULT_BINDING, DecisionLogTarget, Format, Manifest,
-    ManifestError, PolicyBackend, PolicySection,
+    ManifestError, PolicyBackend, PolicySection, Source,
 };
 
 const BASE: &str = "/srv/host";
@@ -122,12 +122,12 @@ fn check_example(m: &Manifest) {
     assert_eq!(m.actors.len(), 2);
     assert_eq!(m.actors[0].declared, "./build/kvcounter_signed.wasm");
     assert_eq!(
-        m.actors[0].path,
+        m.actors[0].source.path().unwrap(),
         Path::new("/srv/host/build/kvcounter_signed.wasm")
     );
     assert_eq!(m.actors[0].limits, ActorLimits::default());
     assert_eq!(
-        m.actors[1].path,
+        m.actors[1].source.path().unwrap(),
         Path::new("/srv/host/build/hello_signed.wasm")
     );
     assert_eq!(
@@ -161,7 +161,7 @@ fn check_example(m: &Manifest) {
     assert_eq!(
         m.capabilities[2].kind,
         CapabilitySource::Plugin {
-            path: PathBuf::from("/srv/host/libwascc_redis.so"),
+            source: Source::File(PathBuf::from("/srv/host/libwascc_redis.so")),
             declared: "./libwascc_redis.so".into()
         }
     );
@@ -235,7 +235,7 @@ bindings:
     let m = yaml(text).expect("the waSCC sample is valid");
     assert_eq!(m.labels["sample"], "Key-Value Counter");
     assert_eq!(
-        m.actors[0].path,
+        m.actors[0].source.path().unwrap(),
         Path::new("/srv/host/examples/.assets/kvcounter.wasm")
     );
     assert_eq!(m.capabilities.len(), 2);
@@ -299,7 +299,10 @@ fn env_expansion_uses_variables_then_defaults() {
     assert_eq!(m.labels["zone"], "eu-1");
     assert_eq!(m.labels["${ZONE}"], "key-is-not-expanded");
     assert_eq!(m.actors[0].declared, "./build/hello.wasm");
-    assert_eq!(m.actors[0].path, Path::new("/srv/host/build/hello.wasm"));
+    assert_eq!(
+        m.actors[0].source.path().unwrap(),
+        Path::new("/srv/host/build/hello.wasm")
+    );
     assert_eq!(m.actors[0].limits.fuel, Some(77));
     let values = &m.bindings[0].values;
     assert_eq!(values["PORT"], "9090");
@@ -316,7 +319,10 @@ fn env_expansion_uses_variables_then_defaults() {
         ("HOST", "h"),
     ]);
     let m = yaml_env(ENV_MANIFEST, &env).expect("valid");
-    assert_eq!(m.actors[0].path, Path::new("/opt/actors/hello.wasm"));
+    assert_eq!(
+        m.actors[0].source.path().unwrap(),
+        Path::new("/opt/actors/hello.wasm")
+    );
     assert_eq!(m.actors[0].limits.fuel, Some(1000));
     assert_eq!(m.bindings[0].values["PORT"], "8080");
     assert_eq!(m.bindings[0].values["HOST"], "h");
@@ -1014,13 +1020,19 @@ fn from_path_resolves_relative_paths_against_the_manifest_directory() {
     let m = Manifest::from_path_with_env(&path, &no_env).expect("valid");
     assert_eq!(m.source, path);
     assert_eq!(m.actors[0].declared, "./build/a.wasm");
-    assert_eq!(m.actors[0].path, sub.join("build").join("a.wasm"));
-    assert_eq!(m.actors[1].path, sub.join("..").join("b.wasm"));
-    assert_eq!(m.actors[2].path, Path::new("/opt/c.wasm"));
+    assert_eq!(
+        m.actors[0].source.path().unwrap(),
+        sub.join("build").join("a.wasm")
+    );
+    assert_eq!(
+        m.actors[1].source.path().unwrap(),
+        sub.join("..").join("b.wasm")
+    );
+    assert_eq!(m.actors[2].source.path().unwrap(), Path::new("/opt/c.wasm"));
     assert_eq!(
         m.capabilities[0].kind,
         CapabilitySource::Plugin {
-            path: sub.join("plugins/libkv.so"),
+            source: Source::File(sub.join("plugins/libkv.so")),
             declared: "plugins/libkv.so".into()
         }
     );
@@ -1195,4 +1207,44 @@ fn from_path_resolves_path_values_whatever_the_working_directory() {
         "{m:#?}"
     );
     assert!(Path::new(&m.bindings[0].values["ROOT"]).is_absolute());
+}
+
+#[test]
+fn actors_and_plugins_may_be_registry_references() {
+    let m = yaml(
+        "actors:\n  - oci://127.0.0.1:5000/team/hello:1.0.0\n  - path: oci://ghcr.io/t/kv@sha256:0123\ncapabilities:\n  - path: oci://127.0.0.1:5000/team/inventory:0.1.0\n",
+    )
+    .unwrap();
+    assert_eq!(
+        m.actors[0].source,
+        Source::Registry("oci://127.0.0.1:5000/team/hello:1.0.0".into())
+    );
+    assert_eq!(m.actors[0].source.path(), None);
+    assert_eq!(
+        m.actors[1].source,
+        Source::Registry("oci://ghcr.io/t/kv@sha256:0123".into())
+    );
+    assert!(matches!(
+        &m.capabilities[0].kind,
+        CapabilitySource::Plugin { source: Source::Registry(r), .. } if r == "oci://127.0.0.1:5000/team/inventory:0.1.0"
+    ));
+}
+
+#[test]
+fn malformed_registry_references_are_refused_at_their_field() {
+    assert_field_error(
+        yaml("actors: ['oci://']"),
+        "actors[0]",
+        "oci://REGISTRY/REPOSITORY",
+    );
+    assert_field_error(
+        yaml("actors: [{ path: 'oci://hello' }]"),
+        "actors[0].path",
+        "oci://REGISTRY/REPOSITORY",
+    );
+    assert_field_error(
+        yaml("capabilities: [{ path: 'oci://host/a b:1' }]"),
+        "capabilities[0].path",
+        "no spaces",
+    );
 }

@@ -114,9 +114,10 @@ async fn host_from_manifest(
         .unwrap();
     let mut plugins = Vec::new();
     for entry in &manifest.capabilities {
-        let CapabilitySource::Plugin { path, .. } = &entry.kind else {
+        let CapabilitySource::Plugin { source, .. } = &entry.kind else {
             panic!("this test only declares plugins");
         };
+        let path = source.path().expect("this test declares files");
         let verified = ProviderArchive::read_path(path)
             .unwrap()
             .verify(verifier)
@@ -128,7 +129,7 @@ async fn host_from_manifest(
         plugins.push(plugin);
     }
     for actor in &manifest.actors {
-        let bytes = std::fs::read(&actor.path).unwrap();
+        let bytes = std::fs::read(actor.source.path().unwrap()).unwrap();
         host.add_actor(&bytes, &actor.declared, None).await.unwrap();
     }
     for b in &manifest.bindings {

@@ -1,4 +1,4 @@
-//! Real servers for tests: `redis-server` and `nats-server` started on a
+//! Real servers for tests: `redis-server`, `nats-server` and `docker-registry` started on a
 //! free loopback port, in a private temporary directory, and stopped when
 //! the handle drops.
 //!
@@ -6,6 +6,9 @@
 //! binaries come from Debian (`apt-get install redis-server nats-server`,
 //! done by `.ci/run`); when one is missing, [`RedisServer::start`] and
 //! [`NatsServer::start`] fail with a message saying how to install it.
+//!
+//! [`RegistryServer`] is Debian's `docker-registry` (the CNCF Distribution
+//! registry) the same way, plain HTTP, optionally with basic authentication.
 //!
 //! [`OtlpReceiver`] is the other end of trace export: an OTLP/HTTP receiver
 //! in the test process that decodes and keeps every span it is sent;
@@ -22,9 +25,11 @@
 //! ```
 
 mod otlp;
+mod registry;
 mod spans;
 
 pub use otlp::{OtlpReceiver, ReceivedSpan};
+pub use registry::{REGISTRY_PASSWORD, REGISTRY_USER, RegistryServer};
 pub use spans::{collect_spans, span_attribute};
 
 use std::io;

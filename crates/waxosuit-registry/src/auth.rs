@@ -1,0 +1,341 @@
+//! Where registry credentials come from: the environment first, then the
+//! credentials a Docker `config.json` holds for the registry, else none.
+//!
+//! Credentials are never taken from a command line (they would show in
+//! `ps` and shell history) and never printed; messages name where they came
+//! from, not what they are.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use oci_client::secrets::RegistryAuth;
+
+/// The user name for HTTP basic authentication, for every registry.
+pub const USER_ENV: &str = "WAXOSUIT_REGISTRY_USER";
+/// The password that goes with [`USER_ENV`].
+pub const PASSWORD_ENV: &str = "WAXOSUIT_REGISTRY_PASSWORD";
+/// A bearer token sent as is, for every registry (in place of a user and
+/// password).
+pub const TOKEN_ENV: &str = "WAXOSUIT_REGISTRY_TOKEN";
+
+/// The largest Docker configuration file read.
+const MAX_DOCKER_CONFIG: u64 = 1024 * 1024;
+
+/// Credentials for one registry, and where they came from.
+#[derive(Clone)]
+pub struct Credentials {
+    pub(crate) auth: RegistryAuth,
+    from: String,
+}
+
+impl Credentials {
+    /// Where these came from (`WAXOSUIT_REGISTRY_USER/_PASSWORD`, or the
+    /// Docker configuration file's path), for messages.
+    pub fn source(&self) -> &str {
+        &self.from
+    }
+
+    /// `basic` or `bearer`, for messages.
+    pub fn scheme(&self) -> &'static str {
+        match self.auth {
+            RegistryAuth::Anonymous => "anonymous",
+            RegistryAuth::Basic(..) => "basic",
+            RegistryAuth::Bearer(_) => "bearer",
+        }
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Credentials({} from {})", self.scheme(), self.from)
+    }
+}
+
+/// Everything credentials may be looked up in, read once per command.
+#[derive(Clone, Default)]
+pub struct CredentialStore {
+    env: Option<Credentials>,
+    docker: BTreeMap<String, Credentials>,
+    /// Registries the Docker configuration leaves to a credential helper,
+    /// which this host does not run.
+    helpers: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for CredentialStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialStore")
+            .field("env", &self.env)
+            .field("docker", &self.docker.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Credentials that cannot be used as given.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    /// One of the user and password variables without the other.
+    #[error("{set} is set but {unset} is not; set both (or neither, to use ~/.docker/config.json)")]
+    HalfSet {
+        /// The variable that is set.
+        set: &'static str,
+        /// The one that is missing.
+        unset: &'static str,
+    },
+    /// The Docker configuration file exists but cannot be used.
+    #[error(
+        "cannot use the Docker configuration {path}: {reason} (fix or move it, or set {USER_ENV} and {PASSWORD_ENV})"
+    )]
+    DockerConfig {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl CredentialStore {
+    /// No credentials at all: every registry is asked anonymously.
+    pub fn anonymous() -> CredentialStore {
+        CredentialStore::default()
+    }
+
+    /// Reads the process environment and the Docker configuration file
+    /// (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`).
+    pub fn from_env() -> Result<CredentialStore, CredentialError> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let docker_path = match std::env::var_os("DOCKER_CONFIG") {
+            Some(dir) => Some(PathBuf::from(dir).join("config.json")),
+            None => std::env::var_os("HOME")
+                .map(|home| PathBuf::from(home).join(".docker").join("config.json")),
+        };
+        CredentialStore::from_parts(
+            var(USER_ENV),
+            var(PASSWORD_ENV),
+            var(TOKEN_ENV),
+            docker_path.as_deref(),
+        )
+    }
+
+    /// [`CredentialStore::from_env`] with its inputs given.
+    pub fn from_parts(
+        user: Option<String>,
+        password: Option<String>,
+        token: Option<String>,
+        docker_config: Option<&Path>,
+    ) -> Result<CredentialStore, CredentialError> {
+        let env = match (user, password, token) {
+            (Some(user), Some(password), _) => Some(Credentials {
+                auth: RegistryAuth::Basic(user, password),
+                from: format!("{USER_ENV}/{PASSWORD_ENV}"),
+            }),
+            (Some(_), None, _) => {
+                return Err(CredentialError::HalfSet {
+                    set: USER_ENV,
+                    unset: PASSWORD_ENV,
+                });
+            }
+            (None, Some(_), _) => {
+                return Err(CredentialError::HalfSet {
+                    set: PASSWORD_ENV,
+                    unset: USER_ENV,
+                });
+            }
+            (None, None, Some(token)) => Some(Credentials {
+                auth: RegistryAuth::Bearer(token),
+                from: TOKEN_ENV.to_string(),
+            }),
+            (None, None, None) => None,
+        };
+        let mut store = CredentialStore {
+            env,
+            ..CredentialStore::default()
+        };
+        if store.env.is_none()
+            && let Some(path) = docker_config
+        {
+            store.read_docker_config(path)?;
+        }
+        Ok(store)
+    }
+
+    /// The credentials for `registry` (`host` or `host:port`), if any.
+    pub fn for_registry(&self, registry: &str) -> Option<&Credentials> {
+        if let Some(env) = &self.env {
+            return Some(env);
+        }
+        let key = normalise(registry);
+        self.docker.get(&key)
+    }
+
+    /// The credential helper the Docker configuration names for
+    /// `registry`, which this host does not run, if any.
+    pub fn helper_for(&self, registry: &str) -> Option<&str> {
+        self.helpers.get(&normalise(registry)).map(String::as_str)
+    }
+
+    fn read_docker_config(&mut self, path: &Path) -> Result<(), CredentialError> {
+        let bad = |reason: String| CredentialError::DockerConfig {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let meta = match std::fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(bad(e.to_string())),
+        };
+        if meta.len() > MAX_DOCKER_CONFIG {
+            return Err(bad(format!(
+                "it is {} bytes, over the {MAX_DOCKER_CONFIG} read",
+                meta.len()
+            )));
+        }
+        let text = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let config: DockerConfig =
+            serde_json::from_slice(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        let from = path.display().to_string();
+        for (key, entry) in config.auths {
+            let registry = normalise(&key);
+            let auth = if let Some(token) = entry.registrytoken.filter(|t| !t.is_empty()) {
+                RegistryAuth::Bearer(token)
+            } else if let (Some(user), Some(password)) = (entry.username, entry.password) {
+                RegistryAuth::Basic(user, password)
+            } else if let Some(encoded) = entry.auth.filter(|a| !a.is_empty()) {
+                let decoded = data_encoding::BASE64
+                    .decode(encoded.trim().as_bytes())
+                    .map_err(|_| bad(format!("the `auth` of `{registry}` is not base64")))?;
+                let decoded = String::from_utf8(decoded)
+                    .map_err(|_| bad(format!("the `auth` of `{registry}` is not UTF-8")))?;
+                let Some((user, password)) = decoded.split_once(':') else {
+                    return Err(bad(format!(
+                        "the `auth` of `{registry}` is not `user:password` in base64"
+                    )));
+                };
+                RegistryAuth::Basic(user.to_string(), password.to_string())
+            } else {
+                // An identity token needs an OAuth exchange this client does
+                // not make; the registry is asked anonymously instead.
+                continue;
+            };
+            self.docker.insert(
+                registry,
+                Credentials {
+                    auth,
+                    from: from.clone(),
+                },
+            );
+        }
+        for (key, helper) in config.cred_helpers {
+            self.helpers.insert(normalise(&key), helper);
+        }
+        Ok(())
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct DockerConfig {
+    #[serde(default)]
+    auths: BTreeMap<String, DockerAuth>,
+    #[serde(default, rename = "credHelpers")]
+    cred_helpers: BTreeMap<String, String>,
+}
+
+#[derive(serde::Deserialize)]
+struct DockerAuth {
+    auth: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    registrytoken: Option<String>,
+}
+
+/// A registry as the Docker configuration's keys name it, reduced to
+/// `host[:port]`: `https://index.docker.io/v1/` and `docker.io` are one.
+fn normalise(key: &str) -> String {
+    let key = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
+    let host = key.split('/').next().unwrap_or(key).to_ascii_lowercase();
+    match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" | "docker.io" => "docker.io".to_string(),
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(json: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, json).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn the_environment_wins_and_needs_both_halves() {
+        let store =
+            CredentialStore::from_parts(Some("u".into()), Some("p".into()), None, None).unwrap();
+        let creds = store.for_registry("anything:5000").unwrap();
+        assert_eq!(creds.auth, RegistryAuth::Basic("u".into(), "p".into()));
+        assert!(creds.source().contains(USER_ENV));
+        // Never shown, not even in Debug output.
+        assert!(!format!("{store:?}{creds:?}").contains("\"p\""));
+
+        let err = CredentialStore::from_parts(Some("u".into()), None, None, None).unwrap_err();
+        assert!(err.to_string().contains(PASSWORD_ENV), "{err}");
+        let err = CredentialStore::from_parts(None, Some("p".into()), None, None).unwrap_err();
+        assert!(err.to_string().contains(USER_ENV), "{err}");
+
+        let store = CredentialStore::from_parts(None, None, Some("tok".into()), None).unwrap();
+        assert_eq!(
+            store.for_registry("r").unwrap().auth,
+            RegistryAuth::Bearer("tok".into())
+        );
+    }
+
+    #[test]
+    fn docker_config_credentials_are_found_by_registry() {
+        let (_dir, path) = config(
+            r#"{"auths": {
+                "https://index.docker.io/v1/": {"auth": "aHViOnNlY3JldA=="},
+                "127.0.0.1:5000": {"username": "alice", "password": "pw"},
+                "ghcr.io": {"registrytoken": "tkn"},
+                "quay.io": {"identitytoken": "refresh"}
+            },
+            "credHelpers": {"gcr.io": "gcloud"}}"#,
+        );
+        let store = CredentialStore::from_parts(None, None, None, Some(&path)).unwrap();
+        assert_eq!(
+            store.for_registry("docker.io").unwrap().auth,
+            RegistryAuth::Basic("hub".into(), "secret".into())
+        );
+        assert_eq!(
+            store.for_registry("127.0.0.1:5000").unwrap().auth,
+            RegistryAuth::Basic("alice".into(), "pw".into())
+        );
+        assert_eq!(
+            store.for_registry("ghcr.io").unwrap().auth,
+            RegistryAuth::Bearer("tkn".into())
+        );
+        assert!(store.for_registry("quay.io").is_none());
+        assert!(store.for_registry("127.0.0.1:5001").is_none());
+        assert_eq!(store.helper_for("gcr.io"), Some("gcloud"));
+    }
+
+    #[test]
+    fn a_broken_docker_config_is_refused_naming_the_file() {
+        let (_dir, path) = config("{not json");
+        let err = CredentialStore::from_parts(None, None, None, Some(&path)).unwrap_err();
+        assert!(err.to_string().contains("config.json"), "{err}");
+        let (_dir, path) = config(r#"{"auths": {"r": {"auth": "bm9jb2xvbg=="}}}"#);
+        let err = CredentialStore::from_parts(None, None, None, Some(&path)).unwrap_err();
+        assert!(err.to_string().contains("user:password"), "{err}");
+        // A missing file is simply no credentials.
+        let store =
+            CredentialStore::from_parts(None, None, None, Some(Path::new("/nonexistent/c.json")))
+                .unwrap();
+        assert!(store.for_registry("r").is_none());
+    }
+}

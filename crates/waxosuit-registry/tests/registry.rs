@@ -1,0 +1,340 @@
+//! Push, pull and the cache against a real `docker-registry` on loopback.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use waxosuit_registry::{
+    Artifact, ArtifactKind, ArtifactRef, Cache, ClaimsSummary, CredentialStore, PullPolicy, Puller,
+    Registry, RegistryError, RegistryOptions, Transfer, media, sha256_digest,
+};
+use waxosuit_test_servers::{REGISTRY_PASSWORD, REGISTRY_USER, RegistryServer};
+
+fn options(server: &RegistryServer) -> RegistryOptions {
+    RegistryOptions {
+        insecure: vec![server.host()],
+        ..RegistryOptions::default()
+    }
+}
+
+fn anonymous(server: &RegistryServer) -> Registry {
+    Registry::new(CredentialStore::anonymous(), options(server))
+}
+
+fn reference(server: &RegistryServer, repo_tag: &str) -> ArtifactRef {
+    ArtifactRef::parse(&format!("oci://{}/{repo_tag}", server.host()), false).unwrap()
+}
+
+fn actor(bytes: &[u8]) -> Artifact {
+    Artifact {
+        kind: ArtifactKind::Actor,
+        bytes: Bytes::copy_from_slice(bytes),
+        claims: ClaimsSummary {
+            name: Some("hello".into()),
+            version: Some("1.0.0".into()),
+            issuer: "AISSUER".into(),
+            subject: "MSUBJECT".into(),
+            capability: None,
+        },
+        targets: Vec::new(),
+    }
+}
+
+/// Bytes larger than one upload chunk, so progress has several steps.
+fn module_bytes() -> Vec<u8> {
+    let mut bytes = b"\0asm\x01\0\0\0".to_vec();
+    bytes.extend((0..600_000u32).map(|i| (i % 251) as u8));
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_actor_comes_back_byte_identical_in_the_cncf_layout() {
+    let server = RegistryServer::start().unwrap();
+    let registry = anonymous(&server);
+    let r = reference(&server, "team/hello:1.0.0");
+    let bytes = module_bytes();
+    let steps = Arc::new(Mutex::new(Vec::<Transfer>::new()));
+    let seen = Arc::clone(&steps);
+    let pushed = registry
+        .push(
+            &r,
+            &actor(&bytes),
+            Some(Arc::new(move |t| seen.lock().unwrap().push(t))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pushed.layer_digest, sha256_digest(&bytes));
+    assert_eq!(pushed.size, bytes.len() as u64);
+    assert!(!pushed.layer_existed);
+    let steps = steps.lock().unwrap().clone();
+    assert!(steps.len() > 1, "{steps:?}");
+    assert_eq!(steps.last().unwrap().done, bytes.len() as u64);
+
+    // The manifest as any OCI tool sees it.
+    let (status, raw) = server
+        .get("/v2/team/hello/manifests/1.0.0", media::OCI_MANIFEST)
+        .unwrap();
+    assert_eq!(status, 200);
+    let manifest: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(manifest["mediaType"], media::OCI_MANIFEST);
+    assert_eq!(manifest["config"]["mediaType"], media::WASM_CONFIG);
+    assert_eq!(manifest["layers"][0]["mediaType"], media::WASM_LAYER);
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 1);
+    let annotations = &manifest["annotations"];
+    assert_eq!(annotations[media::ANNOTATION_TITLE], "hello");
+    assert_eq!(annotations[media::ANNOTATION_VERSION], "1.0.0");
+    assert_eq!(annotations[media::ANNOTATION_ISSUER], "AISSUER");
+    assert_eq!(annotations[media::ANNOTATION_SUBJECT], "MSUBJECT");
+    assert_eq!(sha256_digest(&raw), pushed.digest);
+
+    let resolved = registry
+        .resolve(&r, Some(ArtifactKind::Actor))
+        .await
+        .unwrap();
+    assert_eq!(resolved.digest, pushed.digest);
+    assert_eq!(resolved.claims.name.as_deref(), Some("hello"));
+    let pulled = registry.fetch_layer(&r, &resolved, None).await.unwrap();
+    assert_eq!(pulled, bytes);
+
+    // Pushing again sends no layer.
+    let again = registry.push(&r, &actor(&bytes), None).await.unwrap();
+    assert!(again.layer_existed);
+
+    // Asked for as a provider archive, it is refused with what it is.
+    let err = registry
+        .resolve(&r, Some(ArtifactKind::ProviderArchive))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::WrongMediaType { .. }), "{err}");
+    assert!(
+        err.to_string().contains("holds a actor") || err.to_string().contains("an actor"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_with_basic_auth_names_the_variables_when_refusing() {
+    let server = RegistryServer::start_with_basic_auth().unwrap();
+    let r = reference(&server, "team/hello:1.0.0");
+
+    let none = anonymous(&server);
+    let err = none.push(&r, &actor(b"\0asm"), None).await.unwrap_err();
+    assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
+    assert!(err.to_string().contains("WAXOSUIT_REGISTRY_USER"), "{err}");
+    assert!(
+        err.to_string().contains("no credentials were sent"),
+        "{err}"
+    );
+
+    let wrong = Registry::new(
+        CredentialStore::from_parts(Some(REGISTRY_USER.into()), Some("nope".into()), None, None)
+            .unwrap(),
+        options(&server),
+    );
+    let err = wrong.resolve(&r, None).await.unwrap_err();
+    assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
+    assert!(
+        err.to_string().contains("came from WAXOSUIT_REGISTRY_USER"),
+        "{err}"
+    );
+    assert!(
+        !err.to_string().contains("nope"),
+        "the password is never shown: {err}"
+    );
+
+    let right = Registry::new(
+        CredentialStore::from_parts(
+            Some(REGISTRY_USER.into()),
+            Some(REGISTRY_PASSWORD.into()),
+            None,
+            None,
+        )
+        .unwrap(),
+        options(&server),
+    );
+    right.push(&r, &actor(b"\0asm-auth"), None).await.unwrap();
+    let resolved = right.resolve(&r, None).await.unwrap();
+    assert_eq!(
+        right.fetch_layer(&r, &resolved, None).await.unwrap(),
+        b"\0asm-auth"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_serves_a_restart_with_the_registry_down() {
+    let mut server = RegistryServer::start().unwrap();
+    let cache_dir = tempfile::tempdir().unwrap();
+    let r = reference(&server, "team/hello:2.0.0");
+    let bytes = module_bytes();
+    anonymous(&server)
+        .push(&r, &actor(&bytes), None)
+        .await
+        .unwrap();
+
+    let cold = Puller::new(
+        anonymous(&server),
+        Cache::new(cache_dir.path()),
+        PullPolicy::Missing,
+    );
+    let first = cold
+        .fetch(&r, Some(ArtifactKind::Actor), None)
+        .await
+        .unwrap();
+    assert!(first.contacted_registry && first.downloaded);
+    assert_eq!(first.bytes, bytes);
+    assert!(first.path.starts_with(cache_dir.path()));
+    // The same start asks the registry once per reference.
+    let second = cold
+        .fetch(&r, Some(ArtifactKind::Actor), None)
+        .await
+        .unwrap();
+    assert!(!second.contacted_registry);
+
+    server.stop();
+    let warm = Puller::new(
+        anonymous(&server),
+        Cache::new(cache_dir.path()),
+        PullPolicy::Missing,
+    );
+    let served = warm
+        .fetch(&r, Some(ArtifactKind::Actor), None)
+        .await
+        .unwrap();
+    assert!(!served.contacted_registry);
+    assert_eq!(served.bytes, bytes);
+    // The pinned form is found offline too.
+    let pinned = r.pinned(&first.resolved.digest);
+    let by_digest = warm.fetch(&pinned, None, None).await.unwrap();
+    assert_eq!(by_digest.bytes, bytes);
+
+    // `always` must ask the registry, which is down.
+    let always = Puller::new(
+        anonymous(&server),
+        Cache::new(cache_dir.path()),
+        PullPolicy::Always,
+    );
+    let err = always.fetch(&r, None, None).await.unwrap_err();
+    assert!(matches!(err, RegistryError::Transport { .. }), "{err}");
+
+    // `never` with an empty cache says how to fill it.
+    let empty = tempfile::tempdir().unwrap();
+    let never = Puller::new(
+        anonymous(&server),
+        Cache::new(empty.path()),
+        PullPolicy::Never,
+    );
+    let err = never.fetch(&r, None, None).await.unwrap_err();
+    assert!(matches!(err, RegistryError::NotCached { .. }), "{err}");
+    assert!(err.to_string().contains("waxosuit pull"), "{err}");
+
+    // Back up, `always` resolves again but downloads nothing new.
+    server.restart().unwrap();
+    let again = always.fetch(&r, None, None).await.unwrap();
+    assert!(again.contacted_registry && !again.downloaded);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_digests_that_do_not_match_and_foreign_artifacts_are_refused() {
+    let server = RegistryServer::start().unwrap();
+    let registry = anonymous(&server);
+    let r = reference(&server, "team/hello:3.0.0");
+    let pushed = registry
+        .push(&r, &actor(b"\0asm-pinned"), None)
+        .await
+        .unwrap();
+    let good = r.pinned(&pushed.digest);
+    registry.resolve(&good, None).await.unwrap();
+    let wrong = r.pinned(&sha256_digest(b"something else"));
+    let err = registry.resolve(&wrong, None).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RegistryError::NotFound { .. } | RegistryError::DigestMismatch { .. }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains(&sha256_digest(b"something else")),
+        "{err}"
+    );
+
+    // A container image pushed by hand.
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let layer = b"not really a tarball";
+    let config_digest = server.put_blob("team/image", config).unwrap();
+    let layer_digest = server.put_blob("team/image", layer).unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest, "size": layer.len()}],
+    }))
+    .unwrap();
+    server
+        .put_manifest("team/image", "1.0", media::OCI_MANIFEST, &manifest)
+        .unwrap();
+    let image = reference(&server, "team/image:1.0");
+    let err = registry
+        .resolve(&image, Some(ArtifactKind::Actor))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::WrongMediaType { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("application/vnd.oci.image.layer.v1.tar+gzip"),
+        "{err}"
+    );
+
+    // A layer announced smaller than it is: refused before it is all read.
+    let big = vec![7u8; 100_000];
+    let big_digest = server.put_blob("team/liar", &big).unwrap();
+    let cfg = server.put_blob("team/liar", b"{}").unwrap();
+    let liar = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_MANIFEST,
+        "config": {"mediaType": media::WASM_CONFIG, "digest": cfg, "size": 2},
+        "layers": [{"mediaType": media::WASM_LAYER, "digest": big_digest, "size": 10}],
+    }))
+    .unwrap();
+    server
+        .put_manifest("team/liar", "1.0", media::OCI_MANIFEST, &liar)
+        .unwrap();
+    let liar = reference(&server, "team/liar:1.0");
+    let resolved = registry.resolve(&liar, None).await.unwrap();
+    let err = registry
+        .fetch_layer(&liar, &resolved, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RegistryError::TooLarge { .. } | RegistryError::DigestMismatch { .. }
+        ),
+        "{err}"
+    );
+
+    // Over the configured limit: refused before downloading.
+    let small = Registry::new(
+        CredentialStore::anonymous(),
+        RegistryOptions {
+            max_artifact_bytes: 5,
+            ..options(&server)
+        },
+    );
+    let resolved = small.resolve(&r, None).await.unwrap();
+    let err = small.fetch_layer(&r, &resolved, None).await.unwrap_err();
+    assert!(matches!(err, RegistryError::TooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("--max-artifact-mib"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_is_only_spoken_to_registries_named_insecure() {
+    let server = RegistryServer::start().unwrap();
+    let strict = Registry::new(CredentialStore::anonymous(), RegistryOptions::default());
+    let r = reference(&server, "team/hello:1.0.0");
+    let err = strict.resolve(&r, None).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("--insecure-registry {}", server.host())),
+        "{err}"
+    );
+}
