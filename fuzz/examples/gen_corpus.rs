@@ -449,9 +449,9 @@ fn lattice_decode(root: &Path) {
         session_token: Some("tok".into()),
     };
     add("Probe", "probe", mp(&inv));
-    add("Invocation", "signed", mp(&inv));
+    add("WireInvocation", "signed", mp(&inv));
     add(
-        "Invocation",
+        "WireInvocation",
         "tagged_chunked",
         mp(&protocol::WireInvocation {
             target: WireEntity::Capability {
@@ -921,6 +921,63 @@ fn trace_context(root: &Path) {
     );
 }
 
+fn oci_manifest(root: &Path) {
+    let c = Corpus::new(root, "oci_manifest");
+    let digest = "sha256:05939c46047c4bda9cfd79a0dfaa7774210138fc3b9ba15be10fb2ff74202bb8";
+    let manifest = |config: &str, layer: &str| {
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"{config}","digest":"{digest}","size":2}},"layers":[{{"mediaType":"{layer}","digest":"{digest}","size":108450}}],"annotations":{{"org.opencontainers.image.title":"hello"}}}}"#
+        )
+    };
+    let reference = b"oci://127.0.0.1:5000/team/hello:1.0.0";
+    c.add_with(
+        "actor",
+        reference,
+        format!(
+            "\0{}",
+            manifest("application/vnd.wasm.config.v0+json", "application/wasm")
+        )
+        .as_bytes(),
+    );
+    c.add_with(
+        "provider_archive",
+        b"oci://ghcr.io/team/inventory@sha256:05939c46047c4bda9cfd79a0dfaa7774210138fc3b9ba15be10fb2ff74202bb8",
+        format!(
+            "\0{}",
+            manifest(
+                "application/vnd.waxosuit.provider-archive.config.v1+json",
+                "application/vnd.waxosuit.provider-archive.layer.v1+par"
+            )
+        )
+        .as_bytes(),
+    );
+    c.add_with(
+        "container_image",
+        b"hello:1.0",
+        format!(
+            "\0{}",
+            manifest(
+                "application/vnd.oci.image.config.v1+json",
+                "application/vnd.oci.image.layer.v1.tar+gzip"
+            )
+        )
+        .as_bytes(),
+    );
+    c.add_with(
+        "index",
+        b"localhost/a/b:latest",
+        format!(
+            "\0{}",
+            r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#
+        )
+        .as_bytes(),
+    );
+    c.add(
+        "bad_reference",
+        b"oci://Host.example/A__b--c/..:-1@sha256:xyz",
+    );
+}
+
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     claims_jwt(&root);
@@ -932,5 +989,6 @@ fn main() {
     http_reply(&root);
     par_read(&root);
     trace_context(&root);
+    oci_manifest(&root);
     println!("seed corpora written under {}", root.display());
 }

@@ -150,6 +150,39 @@ fn actors_and_archives_round_trip_and_run_by_reference_then_from_the_cache() {
     );
     assert_eq!(par["claims"]["capability"], "acme:inventory");
 
+    // On a terminal, a progress line (bytes, total, rate) on stderr;
+    // `script` gives the command one.
+    let command = format!(
+        "{} push hello.wasm oci://{host}/team/hello:progress --insecure-registry {host}",
+        env!("CARGO_BIN_EXE_waxosuit")
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(dir.0.path())
+        .env("WAXOSUIT_KEYS", dir.keys())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains(&format!("pushing oci://{host}/team/hello:progress"))
+            && shown.contains("/s"),
+        "{shown}"
+    );
+    // Piped, the summary alone.
+    let piped = waxosuit(
+        &dir,
+        &[
+            "push",
+            "hello.wasm",
+            &format!("oci://{host}/team/hello:piped"),
+            "--insecure-registry",
+            &host,
+        ],
+        &[],
+    );
+    assert!(!String::from_utf8_lossy(&piped.stderr).contains("pushing"));
+
     // Pulled back byte-identical, into files and the cache.
     for (reference, file, original) in [
         ("team/hello:1.0.0", "hello.pulled.wasm", "hello.wasm"),

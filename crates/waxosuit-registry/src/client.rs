@@ -531,8 +531,22 @@ struct RawDescriptor {
     size: u64,
 }
 
-/// Accepts a manifest of one Waxosuit artifact, or says what it is instead.
-pub(crate) fn accept_manifest(
+impl Resolved {
+    /// Accepts `body`, the manifest `reference` named (whose SHA-256 is
+    /// `digest`), if it holds one layer of a kind in `want` (either kind
+    /// when `None`); otherwise says what it is instead. The registry sends
+    /// these bytes, so nothing in them is trusted.
+    pub fn from_manifest(
+        reference: &ArtifactRef,
+        body: &[u8],
+        digest: String,
+        want: Option<ArtifactKind>,
+    ) -> Result<Resolved, RegistryError> {
+        accept_manifest(reference, body, digest, want)
+    }
+}
+
+fn accept_manifest(
     reference: &ArtifactRef,
     body: &[u8],
     digest: String,
