@@ -40,6 +40,10 @@ pub(crate) struct RegistryArgs {
     /// The largest artifact pulled, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     max_artifact_mib: u64,
+    /// The longest one push, manifest fetch or layer download may take, in
+    /// seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    registry_timeout: u64,
 }
 
 /// `--pull`, for the commands that run what they pull.
@@ -80,6 +84,7 @@ impl RegistryArgs {
             RegistryOptions {
                 insecure,
                 max_artifact_bytes: self.max_artifact_mib.saturating_mul(1024 * 1024),
+                deadline: std::time::Duration::from_secs(self.registry_timeout.max(1)),
                 ..RegistryOptions::default()
             },
         ))

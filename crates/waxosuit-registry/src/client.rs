@@ -44,6 +44,8 @@ pub struct RegistryOptions {
     pub connect_timeout: Duration,
     /// How long to wait for any read.
     pub read_timeout: Duration,
+    /// The longest one push, manifest fetch or layer download may take.
+    pub deadline: Duration,
 }
 
 impl Default for RegistryOptions {
@@ -53,6 +55,7 @@ impl Default for RegistryOptions {
             max_artifact_bytes: DEFAULT_MAX_ARTIFACT_BYTES,
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
+            deadline: Duration::from_secs(300),
         }
     }
 }
@@ -238,8 +241,22 @@ impl Registry {
 
     /// Pushes `artifact` to `reference` (a tag; a digest reference is
     /// refused, since the registry names what it stores), layer and config
-    /// first, then the manifest.
+    /// first, then the manifest, within [`RegistryOptions::deadline`].
     pub async fn push(
+        &self,
+        reference: &ArtifactRef,
+        artifact: &Artifact,
+        progress: Option<Progress>,
+    ) -> Result<Pushed, RegistryError> {
+        self.within(
+            reference,
+            "pushing",
+            self.push_inner(reference, artifact, progress),
+        )
+        .await
+    }
+
+    async fn push_inner(
         &self,
         reference: &ArtifactRef,
         artifact: &Artifact,
@@ -328,8 +345,22 @@ impl Registry {
     }
 
     /// Reads the manifest `reference` names and accepts it if it holds one
-    /// layer of a kind in `want` (either kind when `None`).
+    /// layer of a kind in `want` (either kind when `None`), within
+    /// [`RegistryOptions::deadline`].
     pub async fn resolve(
+        &self,
+        reference: &ArtifactRef,
+        want: Option<ArtifactKind>,
+    ) -> Result<Resolved, RegistryError> {
+        self.within(
+            reference,
+            "fetching the manifest",
+            self.resolve_inner(reference, want),
+        )
+        .await
+    }
+
+    async fn resolve_inner(
         &self,
         reference: &ArtifactRef,
         want: Option<ArtifactKind>,
@@ -376,8 +407,42 @@ impl Registry {
     }
 
     /// Downloads the layer `resolved` names, bounded by its announced size
-    /// and the configured limit, checking its digest.
+    /// and the configured limit, checking its digest, within
+    /// [`RegistryOptions::deadline`].
     pub async fn fetch_layer(
+        &self,
+        reference: &ArtifactRef,
+        resolved: &Resolved,
+        progress: Option<Progress>,
+    ) -> Result<Vec<u8>, RegistryError> {
+        self.within(
+            reference,
+            "downloading the layer",
+            self.fetch_layer_inner(reference, resolved, progress),
+        )
+        .await
+    }
+
+    /// `operation`, or [`RegistryError::TimedOut`] once the deadline has
+    /// passed: a per-read timeout alone lets a registry that trickles bytes
+    /// hold a start for ever.
+    async fn within<T>(
+        &self,
+        reference: &ArtifactRef,
+        action: &'static str,
+        operation: impl Future<Output = Result<T, RegistryError>>,
+    ) -> Result<T, RegistryError> {
+        match tokio::time::timeout(self.options.deadline, operation).await {
+            Ok(result) => result,
+            Err(_) => Err(RegistryError::TimedOut {
+                reference: reference.to_string(),
+                action,
+                after: self.options.deadline,
+            }),
+        }
+    }
+
+    async fn fetch_layer_inner(
         &self,
         reference: &ArtifactRef,
         resolved: &Resolved,

@@ -90,6 +90,18 @@ pub enum RegistryError {
         /// The limit.
         limit: u64,
     },
+    /// The registry took longer than the deadline.
+    #[error(
+        "{reference}: {action} took longer than {after:?}; check the registry, or raise --registry-timeout for a slow link"
+    )]
+    TimedOut {
+        /// The reference.
+        reference: String,
+        /// What was being done.
+        action: &'static str,
+        /// The deadline.
+        after: std::time::Duration,
+    },
     /// `--pull never` and the reference is not in the cache.
     #[error(
         "{reference} is not in the local cache ({cache}) and --pull never forbids fetching it; run `waxosuit pull {reference}` first or use --pull missing"

@@ -102,6 +102,10 @@ impl ArtifactRef {
         } else {
             repository.to_string()
         };
+        // Counted on the full name (with Docker Hub's `library/`), the one
+        // the registry sees (a fuzzing finding: a 250-character name grew
+        // past the limit and did not parse back).
+        check_repository(&repository).map_err(|reason| invalid(&reason))?;
         let registry = registry.to_string();
         // Built from checked parts: `oci-client`'s own parser compiles a
         // large regular expression on first use (tens of milliseconds that
@@ -382,6 +386,15 @@ mod tests {
             let theirs: oci_client::Reference = text.parse().unwrap();
             assert_eq!(ours.oci().whole(), theirs.whole(), "{text}");
         }
+    }
+
+    #[test]
+    fn the_length_limit_counts_docker_hubs_library_prefix() {
+        let name = "m".repeat(250);
+        let err = ArtifactRef::parse(&format!("oci://{name}:1"), false).unwrap_err();
+        assert!(err.to_string().contains("longer than 255"), "{err}");
+        let r = ArtifactRef::parse(&format!("oci://{}:1", "m".repeat(247)), false).unwrap();
+        assert_eq!(ArtifactRef::parse(&r.to_string(), false).unwrap(), r);
     }
 
     #[test]

@@ -338,3 +338,31 @@ async fn plain_http_is_only_spoken_to_registries_named_insecure() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_that_never_answers_is_given_up_on_at_the_deadline() {
+    // Accepts connections and reads requests, answers nothing.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let registry = Registry::new(
+        CredentialStore::anonymous(),
+        RegistryOptions {
+            insecure: vec![host.clone()],
+            deadline: std::time::Duration::from_secs(1),
+            ..RegistryOptions::default()
+        },
+    );
+    let r = ArtifactRef::parse(&format!("oci://{host}/team/hello:1.0.0"), false).unwrap();
+    let started = std::time::Instant::now();
+    let err = registry.resolve(&r, None).await.unwrap_err();
+    assert!(matches!(err, RegistryError::TimedOut { .. }), "{err}");
+    assert!(err.to_string().contains("--registry-timeout"), "{err}");
+    // Given up on at the deadline, not at the 60 s read timeout.
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
