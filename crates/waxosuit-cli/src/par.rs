@@ -287,19 +287,12 @@ pub(crate) fn load_archive(
     Ok(Arc::new(PluginProvider::from_archive(&verified)?))
 }
 
-/// Loads a manifest's `path:` capability for `waxosuit up`: a `.par` archive
-/// is verified by `verifier` (signature, fields, the issuer's trust by the
-/// same rules as actors, library hashes) and registered lazily; a bare
-/// library only with `allow_unsigned`, loudly.
-pub(crate) fn load_plugin_with(
+/// Loads a manifest's `path:` capability that is a bare library (not a
+/// `.par`): only with `allow_unsigned`, loudly, since nothing vouches for it.
+pub(crate) fn load_unsigned_library(
     path: &Path,
-    verifier: &Verifier,
     allow_unsigned: bool,
 ) -> Result<Arc<PluginProvider>> {
-    if path.extension().is_some_and(|e| e == "par") {
-        let archive = ProviderArchive::read_path(path)?;
-        return load_archive(&archive, &path.display().to_string(), verifier);
-    }
     if !allow_unsigned {
         bail!(
             "{} is an unsigned native library; package it with `waxosuit par create` and \

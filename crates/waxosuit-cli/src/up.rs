@@ -433,56 +433,9 @@ async fn start_providers(plan: &Plan, running: &mut Running) -> Result<()> {
                 declared: shown,
             } => {
                 let at = || format!("{file}: capabilities[{i}]: `path: {shown}`");
-                let plugin = match source {
-                    Source::File(path) => {
-                        if let Some(policy) = &plan.policy
-                            && path.extension().is_some_and(|e| e == "par")
-                        {
-                            let archive =
-                                waxosuit_par::ProviderArchive::read_path(path).with_context(at)?;
-                            check_archive(
-                                &archive,
-                                &plan.trust.verifier,
-                                &policy.policy,
-                                host,
-                                shown,
-                            )
-                            .await
-                            .with_context(at)?;
-                        }
-                        crate::par::load_plugin_with(
-                            path,
-                            &plan.trust.verifier,
-                            plan.args.allow_unsigned_plugins,
-                        )
-                        .with_context(at)?
-                    }
-                    Source::Registry(reference) => {
-                        let bytes = read_source(
-                            plan.fetcher.as_ref(),
-                            reference,
-                            ArtifactKind::ProviderArchive,
-                            |line| println!("  pulled      {line}"),
-                        )
-                        .await
-                        .with_context(at)?;
-                        let archive =
-                            waxosuit_par::ProviderArchive::from_bytes(&bytes).with_context(at)?;
-                        if let Some(policy) = &plan.policy {
-                            check_archive(
-                                &archive,
-                                &plan.trust.verifier,
-                                &policy.policy,
-                                host,
-                                shown,
-                            )
-                            .await
-                            .with_context(at)?;
-                        }
-                        crate::par::load_archive(&archive, shown, &plan.trust.verifier)
-                            .with_context(at)?
-                    }
-                };
+                let plugin = load_plugin(plan, host, source, shown)
+                    .await
+                    .with_context(at)?;
                 let d = plugin.descriptor();
                 host.add_provider(&entry.binding_name, plugin)
                     .await
@@ -712,6 +665,37 @@ async fn run_until_stopped(plan: &Plan, running: &Running) -> Result<ExitCode> {
             plan.args.drain_timeout
         )),
     }
+}
+
+/// A manifest's `path:` capability: a signed archive from a file or a
+/// registry (checked by policy, then verified and registered), or a bare
+/// library (only with `--allow-unsigned-plugins`).
+async fn load_plugin(
+    plan: &Plan,
+    host: &Host,
+    source: &Source,
+    shown: &str,
+) -> Result<Arc<waxosuit_plugin_host::PluginProvider>> {
+    let archive = match source {
+        Source::File(path) if path.extension().is_none_or(|e| e != "par") => {
+            return crate::par::load_unsigned_library(path, plan.args.allow_unsigned_plugins);
+        }
+        Source::File(path) => waxosuit_par::ProviderArchive::read_path(path)?,
+        Source::Registry(reference) => {
+            let bytes = read_source(
+                plan.fetcher.as_ref(),
+                reference,
+                ArtifactKind::ProviderArchive,
+                |line| println!("  pulled      {line}"),
+            )
+            .await?;
+            waxosuit_par::ProviderArchive::from_bytes(&bytes)?
+        }
+    };
+    if let Some(policy) = &plan.policy {
+        check_archive(&archive, &plan.trust.verifier, &policy.policy, host, shown).await?;
+    }
+    crate::par::load_archive(&archive, shown, &plan.trust.verifier)
 }
 
 async fn check_archive(

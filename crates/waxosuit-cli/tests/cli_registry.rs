@@ -67,6 +67,17 @@ fn archive(dir: &Dir) -> PathBuf {
     path
 }
 
+/// A test directory with `hello.wasm`, the HTTP example signed by its account.
+fn hello_dir() -> Dir {
+    let dir = Dir::new();
+    dir.actor(
+        waxosuit_test_fixtures::example("hello"),
+        "hello",
+        &["wascc:http_server"],
+    );
+    dir
+}
+
 fn push_json(dir: &Dir, file: &str, reference: &str, host: &str) -> serde_json::Value {
     let out = ok(waxosuit(
         dir,
@@ -107,12 +118,7 @@ fn by_reference_manifest(dir: &Dir, host: &str) -> PathBuf {
 fn actors_and_archives_round_trip_and_run_by_reference_then_from_the_cache() {
     let mut registry = RegistryServer::start().unwrap();
     let host = registry.host();
-    let dir = Dir::new();
-    dir.actor(
-        waxosuit_test_fixtures::example("hello"),
-        "hello",
-        &["wascc:http_server"],
-    );
+    let dir = hello_dir();
     dir.actor(
         waxosuit_test_fixtures::wapc_echo(),
         "inventory-client",
@@ -290,12 +296,7 @@ fn actors_and_archives_round_trip_and_run_by_reference_then_from_the_cache() {
 fn the_registry_is_untrusted_transport() {
     let registry = RegistryServer::start().unwrap();
     let host = registry.host();
-    let dir = Dir::new();
-    dir.actor(
-        waxosuit_test_fixtures::example("hello"),
-        "hello",
-        &["wascc:http_server"],
-    );
+    let dir = hello_dir();
     push_json(
         &dir,
         "hello.wasm",
@@ -455,12 +456,7 @@ fn the_registry_is_untrusted_transport() {
 fn credentials_come_from_the_environment_or_docker_config() {
     let registry = RegistryServer::start_with_basic_auth().unwrap();
     let host = registry.host();
-    let dir = Dir::new();
-    dir.actor(
-        waxosuit_test_fixtures::example("hello"),
-        "hello",
-        &["wascc:http_server"],
-    );
+    let dir = hello_dir();
     let reference = format!("oci://{host}/team/hello:1.0.0");
     let push = [
         "push",
