@@ -70,7 +70,7 @@ impl RegistryArgs {
         let insecure: Vec<String> = self
             .insecure
             .iter()
-            .map(|h| h.trim().to_string())
+            .map(|h| h.trim().to_ascii_lowercase())
             .filter(|h| !h.is_empty())
             .collect();
         if !insecure.is_empty() {
@@ -128,6 +128,12 @@ impl Fetcher {
         })
     }
 
+    /// Refuses a reference that could never be pulled (malformed, or a
+    /// moving tag without `--allow-latest`), before anything starts.
+    pub(crate) fn check(&self, text: &str) -> Result<()> {
+        self.args.parse(text).map(|_| ())
+    }
+
     /// The artifact `text` names, which must be a `want`; `say` receives
     /// the line to print about it.
     pub(crate) async fn fetch(
@@ -163,7 +169,7 @@ impl Fetcher {
 
 /// `sha256:` and the first 12 hex digits, as image tools show digests.
 fn short(digest: &str) -> &str {
-    &digest[..digest.len().min("sha256:".len() + 12)]
+    digest.get(.."sha256:".len() + 12).unwrap_or(digest)
 }
 
 fn size(bytes: u64) -> String {

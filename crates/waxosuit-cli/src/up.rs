@@ -336,6 +336,32 @@ fn plan(args: UpArgs, http_threads: HttpThreads) -> Result<Plan> {
     } else {
         None
     };
+    if let Some(fetcher) = &fetcher {
+        // Every reference checked before anything starts: a `:latest` in
+        // the last actor must not leave providers half started.
+        let actors = manifest
+            .actors
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (format!("actors[{i}]"), &a.source));
+        let plugins = manifest
+            .capabilities
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| match &c.kind {
+                CapabilitySource::Plugin { source, .. } => {
+                    Some((format!("capabilities[{i}]"), source))
+                }
+                CapabilitySource::Builtin { .. } => None,
+            });
+        for (at, source) in actors.chain(plugins) {
+            if let Source::Registry(reference) = source {
+                fetcher
+                    .check(reference)
+                    .with_context(|| format!("{file}: {at}"))?;
+            }
+        }
+    }
     Ok(Plan {
         fetcher,
         args,

@@ -315,6 +315,11 @@ fn the_registry_is_untrusted_transport() {
         .unwrap_or_else(|| panic!("{reference} was started"))
     };
 
+    // A moving tag is refused before anything starts.
+    let err = start(&format!("oci://{host}/team/hello:latest"));
+    assert!(err.contains("actors[0]") && err.contains("--allow-latest"), "{err}");
+    assert!(!err.contains("provider registered"), "{err}");
+
     // A pinned digest that is not the tag's content.
     let wrong = format!("sha256:{}", "ab".repeat(32));
     let err = start(&format!("oci://{host}/team/hello@{wrong}"));

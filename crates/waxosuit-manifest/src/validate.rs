@@ -225,7 +225,7 @@ impl Validator<'_> {
         let Some(rest) = declared.strip_prefix(REGISTRY_SCHEME) else {
             return Ok(Source::File(resolve(self.base_dir, declared)));
         };
-        if rest.is_empty() || !rest.contains('/') {
+        if rest.is_empty() {
             return Err(self.error(
                 field,
                 "a registry reference is oci://REGISTRY/REPOSITORY:TAG (or …@sha256:DIGEST)",

@@ -1238,9 +1238,15 @@ fn malformed_registry_references_are_refused_at_their_field() {
         "oci://REGISTRY/REPOSITORY",
     );
     assert_field_error(
-        yaml("actors: [{ path: 'oci://hello' }]"),
+        yaml("actors: [{ path: 'oci://' }]"),
         "actors[0].path",
         "oci://REGISTRY/REPOSITORY",
+    );
+    // Docker Hub's short names are the host's to resolve.
+    let m = yaml("actors: ['oci://hello:1.0']").unwrap();
+    assert_eq!(
+        m.actors[0].source,
+        Source::Registry("oci://hello:1.0".into())
     );
     assert_field_error(
         yaml("capabilities: [{ path: 'oci://host/a b:1' }]"),

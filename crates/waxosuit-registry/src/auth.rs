@@ -191,8 +191,15 @@ impl CredentialStore {
             )));
         }
         let text = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-        let config: DockerConfig =
-            serde_json::from_slice(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        let config: DockerConfig = serde_json::from_slice(&text).map_err(|e| {
+            // Line and column only: serde's message can quote a value,
+            // and values here are secrets.
+            bad(format!(
+                "not a Docker configuration (JSON error at line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
         let from = path.display().to_string();
         for (key, entry) in config.auths {
             let registry = normalise(&key);
@@ -329,6 +336,10 @@ mod tests {
         let (_dir, path) = config("{not json");
         let err = CredentialStore::from_parts(None, None, None, Some(&path)).unwrap_err();
         assert!(err.to_string().contains("config.json"), "{err}");
+        // A value in the wrong place is not quoted back.
+        let (_dir, path) = config(r#"{"auths": {"r": "c2VjcmV0OnBhc3N3b3Jk"}}"#);
+        let err = CredentialStore::from_parts(None, None, None, Some(&path)).unwrap_err();
+        assert!(!err.to_string().contains("c2VjcmV0"), "{err}");
         let (_dir, path) = config(r#"{"auths": {"r": {"auth": "bm9jb2xvbg=="}}}"#);
         let err = CredentialStore::from_parts(None, None, None, Some(&path)).unwrap_err();
         assert!(err.to_string().contains("user:password"), "{err}");

@@ -99,7 +99,18 @@ impl Cache {
             Err(source) => return Err(RegistryError::Cache { path, source }),
         };
         match serde_json::from_slice::<CachedRef>(&text) {
-            Ok(entry) if entry.reference == reference.to_string() => Ok(Some(entry)),
+            // The record is a file like any other: its digests must be
+            // well formed, and a pinned reference's must be the pin.
+            Ok(entry)
+                if entry.reference == reference.to_string()
+                    && check_digest(&entry.resolved.digest).is_ok()
+                    && check_digest(&entry.resolved.layer_digest).is_ok()
+                    && reference
+                        .digest()
+                        .is_none_or(|pin| pin == entry.resolved.digest) =>
+            {
+                Ok(Some(entry))
+            }
             // Unreadable or for another reference: treat as absent; the
             // next pull rewrites it.
             _ => Ok(None),
@@ -209,6 +220,25 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o077, 0, "the cache is private: {mode:o}");
         }
+    }
+
+    #[test]
+    fn a_record_that_contradicts_its_pin_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let layer = sha256_digest(b"hello");
+        let pin = sha256_digest(b"manifest");
+        let r = ArtifactRef::parse(&format!("oci://127.0.0.1:5000/a@{pin}"), false).unwrap();
+        let mut entry = resolved(&layer);
+        cache.record(&r, &entry).unwrap();
+        assert!(cache.lookup(&r).unwrap().is_some());
+        entry.digest = sha256_digest(b"another manifest");
+        cache.record(&r, &entry).unwrap();
+        assert_eq!(cache.lookup(&r).unwrap(), None);
+        entry.layer_digest = "sha256:../../x".into();
+        let tag = ArtifactRef::parse("oci://127.0.0.1:5000/a:1", false).unwrap();
+        cache.record(&tag, &entry).unwrap();
+        assert_eq!(cache.lookup(&tag).unwrap(), None);
     }
 
     #[test]

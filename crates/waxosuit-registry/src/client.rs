@@ -21,7 +21,7 @@ use sha2::{Digest as _, Sha256};
 use crate::auth::CredentialStore;
 use crate::error::{RegistryError, classify};
 use crate::media::{self, ArtifactKind, ClaimsSummary};
-use crate::reference::{ArtifactRef, check_digest};
+use crate::reference::{ArtifactRef, check_digest, shown};
 
 /// The largest manifest accepted (the limit the OCI distribution
 /// specification suggests registries enforce).
@@ -129,6 +129,10 @@ pub struct Resolved {
 #[derive(Clone)]
 pub struct Registry {
     client: Arc<std::sync::OnceLock<oci_client::Client>>,
+    /// For the token realm check, made before credentials are handed over.
+    probe: Arc<std::sync::OnceLock<reqwest::Client>>,
+    /// Registries whose token realm was checked during this command.
+    realms_checked: Arc<tokio::sync::Mutex<std::collections::HashSet<String>>>,
     credentials: CredentialStore,
     options: RegistryOptions,
 }
@@ -146,6 +150,8 @@ impl Registry {
     pub fn new(credentials: CredentialStore, options: RegistryOptions) -> Registry {
         Registry {
             client: Arc::new(std::sync::OnceLock::new()),
+            probe: Arc::new(std::sync::OnceLock::new()),
+            realms_checked: Arc::default(),
             credentials,
             options,
         }
@@ -204,6 +210,9 @@ impl Registry {
             Some(creds) => (creds.auth.clone(), Some(creds.source().to_string())),
             None => (RegistryAuth::Anonymous, None),
         };
+        if matches!(auth, RegistryAuth::Basic(..)) {
+            self.check_realm(reference).await?;
+        }
         client
             .store_auth_if_needed(reference.oci().resolve_registry(), &auth)
             .await;
@@ -385,6 +394,7 @@ impl Registry {
                 what: "manifest",
                 size: body.len() as u64,
                 limit: MAX_MANIFEST_BYTES,
+                hint: "; a Waxosuit artifact's manifest is a few hundred bytes",
             });
         }
         // The client checks a pinned digest already; checked here again
@@ -423,6 +433,64 @@ impl Registry {
         .await
     }
 
+    /// Refuses to hand a user and password to a registry whose token
+    /// service is reached over plain HTTP: the client sends them to
+    /// whatever realm the registry's `WWW-Authenticate: Bearer` challenge
+    /// names. HTTPS realms on other hosts are normal (Docker Hub's is
+    /// `auth.docker.io`); a plain-HTTP one only when its host is itself
+    /// named insecure.
+    async fn check_realm(&self, reference: &ArtifactRef) -> Result<(), RegistryError> {
+        let registry = reference.oci().resolve_registry().to_string();
+        let mut checked = self.realms_checked.lock().await;
+        if checked.contains(&registry) {
+            return Ok(());
+        }
+        let probe = match self.probe.get() {
+            Some(probe) => probe,
+            None => {
+                let built = reqwest::Client::builder()
+                    .connect_timeout(self.options.connect_timeout)
+                    .read_timeout(self.options.read_timeout)
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .map_err(|e| {
+                        self.fail(reference, "checking the token service", None, e.into())
+                    })?;
+                self.probe.get_or_init(|| built)
+            }
+        };
+        let scheme = if self.is_insecure(reference.registry()) {
+            "http"
+        } else {
+            "https"
+        };
+        let answer = probe
+            .get(format!("{scheme}://{registry}/v2/"))
+            .send()
+            .await
+            .map_err(|e| self.fail(reference, "checking the token service", None, e.into()))?;
+        let challenge = answer
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if let Some(realm) = bearer_realm(challenge) {
+            let authority = realm
+                .strip_prefix("http://")
+                .map(|rest| rest.split(['/', '?']).next().unwrap_or(rest));
+            if let Some(authority) = authority
+                && !self.is_insecure(&authority.to_ascii_lowercase())
+            {
+                return Err(RegistryError::InsecureRealm {
+                    reference: reference.to_string(),
+                    realm: shown(&realm),
+                });
+            }
+        }
+        checked.insert(registry);
+        Ok(())
+    }
+
     /// `operation`, or [`RegistryError::TimedOut`] once the deadline has
     /// passed: a per-read timeout alone lets a registry that trickles bytes
     /// hold a start for ever.
@@ -454,6 +522,13 @@ impl Registry {
             what: "layer",
             size,
             limit,
+            hint: "; raise --max-artifact-mib if this artifact is right",
+        };
+        let lying = |actual: String| RegistryError::DigestMismatch {
+            reference: reference.to_string(),
+            what: "layer",
+            expected: format!("{} ({} bytes)", resolved.layer_digest, resolved.size),
+            actual,
         };
         if resolved.size > limit {
             return Err(too_large(resolved.size));
@@ -462,7 +537,7 @@ impl Registry {
         let descriptor = OciDescriptor {
             media_type: resolved.media_type.clone(),
             digest: resolved.layer_digest.clone(),
-            size: resolved.size as i64,
+            size: i64::try_from(resolved.size).unwrap_or(i64::MAX),
             ..OciDescriptor::default()
         };
         let mut stream = client
@@ -472,28 +547,34 @@ impl Registry {
         if let Some(length) = stream.content_length
             && length > resolved.size
         {
-            return Err(too_large(length));
+            return Err(lying(format!("a body of {length} bytes")));
         }
         let mut hasher = Sha256::new();
-        let mut bytes = Vec::with_capacity(resolved.size as usize);
+        // Grown as bytes arrive: the size is the registry's word.
+        let mut bytes = Vec::with_capacity(resolved.size.min(1024 * 1024) as usize);
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                self.fail(
-                    reference,
-                    "downloading the layer",
-                    from.as_deref(),
-                    e.into(),
-                )
-            })?;
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                // The client's own digest check, at the end of the stream.
+                Err(e)
+                    if e.get_ref()
+                        .is_some_and(|inner| inner.is::<oci_client::errors::DigestError>()) =>
+                {
+                    return Err(lying(format!("other content ({e})")));
+                }
+                Err(e) => {
+                    return Err(self.fail(
+                        reference,
+                        "downloading the layer",
+                        from.as_deref(),
+                        e.into(),
+                    ));
+                }
+            };
             let done = (bytes.len() + chunk.len()) as u64;
             // More than announced can only be wrong content: stop reading.
             if done > resolved.size {
-                return Err(RegistryError::DigestMismatch {
-                    reference: reference.to_string(),
-                    what: "layer",
-                    expected: format!("{} ({} bytes)", resolved.layer_digest, resolved.size),
-                    actual: format!("more than {} bytes", resolved.size),
-                });
+                return Err(lying(format!("more than {} bytes", resolved.size)));
             }
             hasher.update(&chunk);
             bytes.extend_from_slice(&chunk);
@@ -518,6 +599,20 @@ impl Registry {
         }
         Ok(bytes)
     }
+}
+
+/// The `realm` of a `Bearer` challenge, if the header is one.
+fn bearer_realm(challenge: &str) -> Option<String> {
+    let (scheme, params) = challenge.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    params.split(',').find_map(|param| {
+        let (key, value) = param.trim().split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case("realm")
+            .then(|| value.trim().trim_matches('"').to_string())
+    })
 }
 
 /// `sha256:<hex>` of `bytes`.
@@ -644,12 +739,15 @@ fn accept_manifest(
         || media_type == media::DOCKER_MANIFEST_LIST
     {
         return Err(wrong(format!(
-            "it is an image index (`{media_type}`), which lists platform images; push one \
-             artifact per tag"
+            "it is an image index (`{}`), which lists platform images; push one artifact per tag",
+            shown(media_type)
         )));
     }
     if media_type != media::OCI_MANIFEST && media_type != media::DOCKER_MANIFEST {
-        return Err(wrong(format!("its manifest media type is `{media_type}`")));
+        return Err(wrong(format!(
+            "its manifest media type is `{}`",
+            shown(media_type)
+        )));
     }
     let ours: Vec<(&RawDescriptor, ArtifactKind)> = manifest
         .layers
@@ -657,19 +755,22 @@ fn accept_manifest(
         .filter_map(|l| ArtifactKind::of_layer(&l.media_type).map(|k| (l, k)))
         .collect();
     let describe = || {
-        let config = manifest
-            .config
-            .as_ref()
-            .map_or("none".to_string(), |c| format!("`{}`", c.media_type));
-        let layers: Vec<String> = manifest
+        let config = manifest.config.as_ref().map_or("none".to_string(), |c| {
+            format!("`{}`", shown(&c.media_type))
+        });
+        let mut layers: Vec<String> = manifest
             .layers
             .iter()
-            .map(|l| format!("`{}`", l.media_type))
+            .take(8)
+            .map(|l| format!("`{}`", shown(&l.media_type)))
             .collect();
+        if manifest.layers.len() > 8 {
+            layers.push(format!("and {} more", manifest.layers.len() - 8));
+        }
         let artifact = manifest
             .artifact_type
             .as_ref()
-            .map(|a| format!(", artifact type `{a}`"))
+            .map(|a| format!(", artifact type `{}`", shown(a)))
             .unwrap_or_default();
         format!(
             "its config is {config}{artifact} and its layers are {}",
@@ -733,6 +834,22 @@ mod tests {
             "annotations": {media::ANNOTATION_TITLE: "hello"},
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn bearer_realms_are_read_from_challenges() {
+        assert_eq!(
+            bearer_realm(
+                r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io""#
+            ),
+            Some("https://auth.docker.io/token".to_string())
+        );
+        assert_eq!(
+            bearer_realm(r#"bearer service="x", realm="http://evil:80/t""#),
+            Some("http://evil:80/t".to_string())
+        );
+        assert_eq!(bearer_realm(r#"Basic realm="test""#), None);
+        assert_eq!(bearer_realm(""), None);
     }
 
     #[test]

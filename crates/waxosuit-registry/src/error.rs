@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 
 use crate::auth::{PASSWORD_ENV, USER_ENV};
+use crate::reference::shown;
 
 /// A registry operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +42,17 @@ pub enum RegistryError {
         answer: String,
         /// Where credentials come from, and how to give others.
         hint: String,
+    },
+    /// The registry's token service is plain HTTP: credentials would cross
+    /// the network in clear text to it.
+    #[error(
+        "{reference}: the registry sends credentials to the token service {realm}, which is plain HTTP; not sending them (name its host with --insecure-registry if this is a development setup)"
+    )]
+    InsecureRealm {
+        /// The reference.
+        reference: String,
+        /// The realm URL the registry named.
+        realm: String,
     },
     /// No such repository, tag, digest or blob.
     #[error(
@@ -89,6 +101,8 @@ pub enum RegistryError {
         size: u64,
         /// The limit.
         limit: u64,
+        /// What to do, when something can be done.
+        hint: &'static str,
     },
     /// The registry took longer than the deadline.
     #[error(
@@ -177,21 +191,22 @@ pub(crate) fn classify(
             return unauthorized("401 Unauthorized".to_string());
         }
         OciDistributionError::AuthenticationFailure(answer) => {
-            return unauthorized(answer.clone());
+            return unauthorized(shown(answer));
         }
         OciDistributionError::ImageManifestNotFoundError(answer) => {
-            return not_found(answer.clone());
+            return not_found(shown(answer));
         }
         OciDistributionError::ServerError { code, message, .. } => match code {
-            401 | 403 => return unauthorized(format!("{code}: {}", message.trim())),
-            404 => return not_found(format!("{code}: {}", message.trim())),
+            401 | 403 => return unauthorized(format!("{code}: {}", shown(message.trim()))),
+            404 => return not_found(format!("{code}: {}", shown(message.trim()))),
             _ => {}
         },
         OciDistributionError::RegistryError { envelope, .. } => {
             let answer = envelope
                 .errors
                 .iter()
-                .map(|e| format!("{:?}: {}", e.code, e.message))
+                .take(4)
+                .map(|e| format!("{:?}: {}", e.code, shown(&e.message)))
                 .collect::<Vec<_>>()
                 .join("; ");
             if envelope

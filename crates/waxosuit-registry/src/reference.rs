@@ -71,6 +71,10 @@ impl ArtifactRef {
             _ => (DEFAULT_REGISTRY, name),
         };
         check_registry(registry).map_err(|reason| invalid(&reason))?;
+        // Host names are case-insensitive: one spelling for the cache, the
+        // insecure list and the credentials.
+        let registry = registry.to_ascii_lowercase();
+        let registry = registry.as_str();
         let (repository, tag) = match path.rsplit_once(':') {
             Some((repository, tag)) => (repository, Some(tag)),
             None => (path, None),
@@ -187,12 +191,25 @@ fn check_registry(registry: &str) -> Result<(), String> {
         Some((host, port)) => (host, Some(port)),
         None => (registry, None),
     };
-    let host_ok = !host.is_empty()
-        && host.len() <= 253
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
-    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    // Dot-separated labels of letters, digits and inner dashes (IPv4
+    // addresses included; bracketed IPv6 is not accepted).
+    let label_ok = |label: &str| {
+        let bytes = label.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= 63
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+            && bytes[0] != b'-'
+            && bytes[bytes.len() - 1] != b'-'
+    };
+    let host_ok = host.len() <= 253 && host.split('.').all(label_ok);
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u16>().is_ok_and(|p| p > 0)
+    });
     if host_ok && port_ok {
         Ok(())
     } else {
@@ -264,7 +281,7 @@ fn check_tag(tag: &str) -> Result<(), String> {
 
 /// A reference as a user wrote it, for messages: cut short and stripped of
 /// control characters, since it may come from anywhere.
-fn shown(text: &str) -> String {
+pub(crate) fn shown(text: &str) -> String {
     let cleaned: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
     if cleaned.len() < text.len() {
         format!("{cleaned}…")
@@ -351,6 +368,10 @@ mod tests {
             ("oci://host.example/a:-1", "the tag"),
             ("oci://host.example:99999/a:1", "registry"),
             ("oci://ho$t.example/a:1", "registry"),
+            ("oci://../a:1", "registry"),
+            ("oci://-a-.example/b:1", "registry"),
+            ("oci://host.example:+80/a:1", "registry"),
+            ("oci://host.example:/a:1", "registry"),
         ] {
             let err = ArtifactRef::parse(text, false).unwrap_err();
             assert!(
@@ -386,6 +407,12 @@ mod tests {
             let theirs: oci_client::Reference = text.parse().unwrap();
             assert_eq!(ours.oci().whole(), theirs.whole(), "{text}");
         }
+    }
+
+    #[test]
+    fn registry_hosts_are_compared_in_lower_case() {
+        let r = ArtifactRef::parse("oci://Registry.Example:5000/a:1", false).unwrap();
+        assert_eq!(r.registry(), "registry.example:5000");
     }
 
     #[test]

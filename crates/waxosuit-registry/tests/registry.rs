@@ -304,13 +304,8 @@ async fn pinned_digests_that_do_not_match_and_foreign_artifacts_are_refused() {
         .fetch_layer(&liar, &resolved, None)
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            RegistryError::TooLarge { .. } | RegistryError::DigestMismatch { .. }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, RegistryError::DigestMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("10 bytes"), "{err}");
 
     // Over the configured limit: refused before downloading.
     let small = Registry::new(
@@ -365,4 +360,51 @@ async fn a_registry_that_never_answers_is_given_up_on_at_the_deadline() {
     assert!(err.to_string().contains("--registry-timeout"), "{err}");
     // Given up on at the deadline, not at the 60 s read timeout.
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_not_handed_to_a_plain_http_token_service() {
+    // A "registry" whose challenge names a plain-HTTP token service on
+    // another port; whoever listens there would get the password.
+    let realm = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let realm_addr = realm.local_addr().unwrap();
+    realm.set_nonblocking(true).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{realm_addr}/token\",service=\"x\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    let registry = Registry::new(
+        CredentialStore::from_parts(Some("u".into()), Some("secret".into()), None, None).unwrap(),
+        RegistryOptions {
+            insecure: vec![host.clone()],
+            ..RegistryOptions::default()
+        },
+    );
+    let r = ArtifactRef::parse(&format!("oci://{host}/team/hello:1.0.0"), false).unwrap();
+    let err = registry.resolve(&r, None).await.unwrap_err();
+    assert!(matches!(err, RegistryError::InsecureRealm { .. }), "{err}");
+    assert!(err.to_string().contains(&realm_addr.to_string()), "{err}");
+    // Nobody called the token service.
+    assert!(realm.accept().is_err());
+    drop(realm);
+
+    // Named insecure itself, it is a development setup and allowed.
+    let allowed = Registry::new(
+        CredentialStore::from_parts(Some("u".into()), Some("secret".into()), None, None).unwrap(),
+        RegistryOptions {
+            insecure: vec![host.clone(), realm_addr.to_string()],
+            ..RegistryOptions::default()
+        },
+    );
+    let err = allowed.resolve(&r, None).await.unwrap_err();
+    assert!(!matches!(err, RegistryError::InsecureRealm { .. }), "{err}");
 }
