@@ -317,7 +317,10 @@ fn the_registry_is_untrusted_transport() {
 
     // A moving tag is refused before anything starts.
     let err = start(&format!("oci://{host}/team/hello:latest"));
-    assert!(err.contains("actors[0]") && err.contains("--allow-latest"), "{err}");
+    assert!(
+        err.contains("actors[0]") && err.contains("--allow-latest"),
+        "{err}"
+    );
     assert!(!err.contains("provider registered"), "{err}");
 
     // A pinned digest that is not the tag's content.
