@@ -30,9 +30,18 @@ struct Corpus {
 impl Corpus {
     fn new(root: &Path, target: &str) -> Corpus {
         let dir = root.join(target);
-        // Start clean, so removed seeds do not linger.
-        let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("create corpus dir");
+        // Start clean, so removed seeds do not linger; but the inputs kept
+        // from findings (`regression-*`) are not ours to remove.
+        for entry in fs::read_dir(&dir).expect("read corpus dir").flatten() {
+            let keep = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| name.starts_with("regression-"));
+            if !keep {
+                fs::remove_file(entry.path()).expect("remove old seed");
+            }
+        }
         Corpus { dir }
     }
 

@@ -23,6 +23,7 @@ fn waxosuit(dir: &Dir, args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("WAXOSUIT_REGISTRY_USER")
         .env_remove("WAXOSUIT_REGISTRY_PASSWORD")
         .env_remove("WAXOSUIT_REGISTRY_TOKEN")
+        .env_remove("WAXOSUIT_REGISTRY_HOST")
         .env_remove("WAXOSUIT_INSECURE_REGISTRIES")
         .envs(env.iter().copied())
         .output()
@@ -493,6 +494,11 @@ fn credentials_come_from_the_environment_or_docker_config() {
         ("WAXOSUIT_REGISTRY_USER", REGISTRY_USER),
         ("WAXOSUIT_REGISTRY_PASSWORD", REGISTRY_PASSWORD),
     ];
+    // Scoped to another registry, they are not sent here.
+    let mut scoped = creds.to_vec();
+    scoped.push(("WAXOSUIT_REGISTRY_HOST", "elsewhere.example"));
+    let err = refused(waxosuit(&dir, &push, &scoped));
+    assert!(err.contains("no credentials were sent"), "{err}");
     let out = waxosuit(&dir, &push, &creds);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     ok(out);

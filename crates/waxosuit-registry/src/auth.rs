@@ -18,6 +18,9 @@ pub const PASSWORD_ENV: &str = "WAXOSUIT_REGISTRY_PASSWORD";
 /// A bearer token sent as is, for every registry (in place of a user and
 /// password).
 pub const TOKEN_ENV: &str = "WAXOSUIT_REGISTRY_TOKEN";
+/// When set (`host` or `host:port`), the credentials above go to that
+/// registry only.
+pub const HOST_ENV: &str = "WAXOSUIT_REGISTRY_HOST";
 
 /// The largest Docker configuration file read.
 const MAX_DOCKER_CONFIG: u64 = 1024 * 1024;
@@ -56,6 +59,8 @@ impl fmt::Debug for Credentials {
 #[derive(Clone, Default)]
 pub struct CredentialStore {
     env: Option<Credentials>,
+    /// The one registry the environment's credentials are for, if named.
+    env_host: Option<String>,
     docker: BTreeMap<String, Credentials>,
     /// Registries the Docker configuration leaves to a credential helper,
     /// which this host does not run.
@@ -109,12 +114,31 @@ impl CredentialStore {
             None => std::env::var_os("HOME")
                 .map(|home| PathBuf::from(home).join(".docker").join("config.json")),
         };
-        CredentialStore::from_parts(
+        let store = CredentialStore::from_parts(
             var(USER_ENV),
             var(PASSWORD_ENV),
             var(TOKEN_ENV),
             docker_path.as_deref(),
-        )
+        )?;
+        match var(HOST_ENV) {
+            Some(host) => {
+                let mut store = store.env_only_for(&host);
+                // The other registries may still have credentials there.
+                if store.env.is_some()
+                    && let Some(path) = &docker_path
+                {
+                    store.read_docker_config(path)?;
+                }
+                Ok(store)
+            }
+            None => Ok(store),
+        }
+    }
+
+    /// Gives the environment's credentials to `registry` only.
+    pub fn env_only_for(mut self, registry: &str) -> CredentialStore {
+        self.env_host = Some(normalise(registry));
+        self
     }
 
     /// [`CredentialStore::from_env`] with its inputs given.
@@ -161,10 +185,12 @@ impl CredentialStore {
 
     /// The credentials for `registry` (`host` or `host:port`), if any.
     pub fn for_registry(&self, registry: &str) -> Option<&Credentials> {
-        if let Some(env) = &self.env {
+        let key = normalise(registry);
+        if let Some(env) = &self.env
+            && self.env_host.as_ref().is_none_or(|only| *only == key)
+        {
             return Some(env);
         }
-        let key = normalise(registry);
         self.docker.get(&key)
     }
 
@@ -300,6 +326,10 @@ mod tests {
             store.for_registry("r").unwrap().auth,
             RegistryAuth::Bearer("tok".into())
         );
+        // Named for one registry, they go nowhere else.
+        let store = store.env_only_for("Registry.Example:5000");
+        assert!(store.for_registry("registry.example:5000").is_some());
+        assert!(store.for_registry("other.example").is_none());
     }
 
     #[test]

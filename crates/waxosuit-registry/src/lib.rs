@@ -21,7 +21,9 @@
 //!   against their digests, sizes are bounded before and during download,
 //!   and a manifest of anything else is refused with its media types named.
 //! * [`CredentialStore`] finds credentials: `WAXOSUIT_REGISTRY_USER` and
-//!   `_PASSWORD` (or `_TOKEN`), else a Docker `config.json`, else none.
+//!   `_PASSWORD` (or `_TOKEN`; for one registry only when
+//!   `WAXOSUIT_REGISTRY_HOST` names it), else a Docker `config.json`, else
+//!   none.
 //!   Token exchanges (`WWW-Authenticate: Bearer`) are the client's.
 //!   HTTPS always, except for registries named as insecure.
 //! * [`Cache`] keeps pulled layers by digest under the host's cache
@@ -43,7 +45,9 @@ pub mod media;
 mod puller;
 mod reference;
 
-pub use auth::{CredentialError, CredentialStore, Credentials, PASSWORD_ENV, TOKEN_ENV, USER_ENV};
+pub use auth::{
+    CredentialError, CredentialStore, Credentials, HOST_ENV, PASSWORD_ENV, TOKEN_ENV, USER_ENV,
+};
 pub use cache::{Cache, CachedRef};
 pub use client::{
     Artifact, DEFAULT_MAX_ARTIFACT_BYTES, MAX_MANIFEST_BYTES, Progress, Pushed, Registry,
