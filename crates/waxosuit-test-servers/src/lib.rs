@@ -78,6 +78,24 @@ fn wait_ready(
     }
 }
 
+/// [`wait_ready`], handing back `child` once it answers as itself, or
+/// killing and reaping it.
+fn started(
+    addr: SocketAddr,
+    mut child: Child,
+    what: &str,
+    is_ours: &dyn Fn(&mut TcpStream) -> bool,
+) -> io::Result<Child> {
+    match wait_ready(addr, &mut child, what, is_ours) {
+        Ok(()) => Ok(child),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(e)
+        }
+    }
+}
+
 /// Reads from `stream` until `needle` shows up (true) or the peer stops (false).
 fn read_contains(stream: &mut TcpStream, needle: &str) -> bool {
     use std::io::Read;
@@ -182,27 +200,22 @@ impl RedisServer {
             "--daemonize".to_string(),
             "no".to_string(),
         ];
-        let mut child = spawn(
+        let child = spawn(
             "redis-server",
             &args,
             self.dir.path(),
             "apt-get install redis-server",
         )?;
         let pid = format!("process_id:{}", child.id());
-        let ready = wait_ready(
+        let child = started(
             SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)),
-            &mut child,
+            child,
             "redis-server",
             &|stream| {
                 use std::io::Write;
                 stream.write_all(b"INFO server\r\n").is_ok() && read_contains(stream, &pid)
             },
-        );
-        if let Err(e) = ready {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(e);
-        }
+        )?;
         self.child = Some(child);
         Ok(())
     }
@@ -276,24 +289,19 @@ impl NatsServer {
             self.dir.path().join("jetstream").display().to_string(),
         ];
         args.extend(self.extra.iter().cloned());
-        let mut child = spawn(
+        let child = spawn(
             "nats-server",
             &args,
             self.dir.path(),
             "apt-get install nats-server",
         )?;
         let needle = format!("\"server_name\":\"{name}\"");
-        let ready = wait_ready(
+        let child = started(
             SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)),
-            &mut child,
+            child,
             "nats-server",
             &|stream| read_contains(stream, &needle),
-        );
-        if let Err(e) = ready {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(e);
-        }
+        )?;
         self.child = Some(child);
         Ok(())
     }

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::Child;
 
-use crate::{kill, read_contains, spawn, start_on_free_port, wait_ready};
+use crate::{kill, read_contains, spawn, start_on_free_port, started};
 
 /// The user [`RegistryServer::start_with_basic_auth`] accepts.
 pub const REGISTRY_USER: &str = "waxosuit";
@@ -94,7 +94,7 @@ impl RegistryServer {
         }
         let config_path = self.dir.path().join("config.yml");
         std::fs::write(&config_path, config)?;
-        let mut child = spawn(
+        let child = spawn(
             "docker-registry",
             &["serve".to_string(), config_path.display().to_string()],
             self.dir.path(),
@@ -102,20 +102,15 @@ impl RegistryServer {
         )?;
         // Our own header tells our registry from one another test started
         // on the same port.
-        let ready = wait_ready(
+        let child = started(
             SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)),
-            &mut child,
+            child,
             "docker-registry",
             &|stream: &mut TcpStream| {
                 let request = "GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
                 stream.write_all(request.as_bytes()).is_ok() && read_contains(stream, &marker)
             },
-        );
-        if let Err(e) = ready {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(e);
-        }
+        )?;
         self.child = Some(child);
         Ok(())
     }
