@@ -15,9 +15,13 @@ for server in redis-server nats-server docker-registry; do
     fi
   fi
 done
-if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
-  rustup target add wasm32-unknown-unknown
-fi
+# Guests build for wasm32-unknown-unknown; the Proxy-Wasm filters
+# (filters/, guests-filters/) also for wasm32-wasip1.
+for target in wasm32-unknown-unknown wasm32-wasip1; do
+  if ! rustup target list --installed | grep -qx "$target"; then
+    rustup target add "$target"
+  fi
+done
 cargo test --workspace --locked
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 CARGO_TARGET_DIR="$target_dir/examples-native" cargo test --locked --manifest-path examples/Cargo.toml

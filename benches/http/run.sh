@@ -16,7 +16,9 @@
 # Environment: DURATION (10s), CONNECTIONS (64), THREADS (2), WARMUP (2s, "0"
 # to skip), ROUNDS (1), POLICY (1; "0" skips the policy target), TRACING (1;
 # "0" skips the target with every request traced and exported over OTLP to
-# a local sink, `docs/observability.md`),
+# a local sink, `docs/observability.md`), FILTERS (1; "0" skips the targets
+# with Proxy-Wasm filters in front of the hello actor: one pass-through
+# filter, then the three example filters, `docs/proxy-wasm.md`),
 # CARGO_TARGET_DIR (target/). Results are printed as a
 # Markdown table; the ratio column is relative to the first target (the native
 # baseline) of the same round. With ROUNDS > 1 the targets run in turn, round
@@ -92,7 +94,7 @@ free_port() {
 
 wait_ready() {
     local url=$1 deadline=$((SECONDS + READY_TIMEOUT))
-    until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
+    until curl -fsS -o /dev/null --max-time 2 ${HEADER:+-H "$HEADER"} "$url" 2>/dev/null; do
         kill -0 "$SERVER_PID" 2>/dev/null || die "server exited before answering $url (see $LOG_DIR)"
         ((SECONDS < deadline)) || die "$url did not answer within ${READY_TIMEOUT}s (see $LOG_DIR)"
         sleep 0.2
@@ -123,14 +125,14 @@ bench_target() {
     SERVER_PID=$!
     wait_ready "$url"
     if [[ "$WARMUP" != "0" ]]; then
-        wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$url" >/dev/null
+        wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" ${HEADER:+-H "$HEADER"} "$url" >/dev/null
     fi
     log "$name: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency $url"
     local out="$LOG_DIR/$slug.wrk.txt" ticks_before ticks_after
     # Server CPU time per request is steadier than req/s on a shared
     # machine: it does not depend on how much CPU wrk or others got.
     ticks_before=$(cpu_ticks "$SERVER_PID")
-    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url" | tee "$out" >&2
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency ${HEADER:+-H "$HEADER"} "$url" | tee "$out" >&2
     ticks_after=$(cpu_ticks "$SERVER_PID")
     stop_server
 
@@ -229,6 +231,9 @@ bindings:
     capability: wascc:http_server
     values: { ADDRESS: 127.0.0.1, PORT: "${BENCH_PORT}" }
 YAML
+    if [[ "${FILTERS:-1}" != "0" ]]; then
+        prepare_filters
+    fi
     # A per-invocation policy that allows every request: what consulting
     # policy on each call costs (decisions come from the cache after the
     # first; docs/policy.md).
@@ -243,6 +248,37 @@ allow if {
     input.operation == "HandleRequest"
 }
 REGO
+}
+
+# Proxy-Wasm filters built from source with the public SDK, signed, and two
+# manifests: the hello actor behind one pass-through filter, and behind the
+# three example filters (authorization, a JSON field rewrite that leaves the
+# hello actor's text alone, and a header added host-wide).
+prepare_filters() {
+    rustup target list --installed | grep -qx wasm32-unknown-unknown ||
+        rustup target add wasm32-unknown-unknown
+    CARGO_TARGET_DIR="$TARGET_DIR/filters" cargo build --release --locked \
+        --target wasm32-unknown-unknown --manifest-path guests-filters/Cargo.toml -p pw-passthrough
+    CARGO_TARGET_DIR="$TARGET_DIR/filters" cargo build --release --locked \
+        --target wasm32-unknown-unknown --manifest-path filters/Cargo.toml
+    local f
+    for f in pw_passthrough filter_authz filter_add_header filter_json_rewrite; do
+        WAXOSUIT_KEYS="$LOG_DIR/keys" "$TARGET_DIR/release/waxosuit" claims sign \
+            "$TARGET_DIR/filters/wasm32-unknown-unknown/release/$f.wasm" \
+            -o "$LOG_DIR/${f}_signed.wasm" --name "$f" 2>/dev/null
+    done
+    cat "$LOG_DIR/host.yaml" >"$LOG_DIR/passthrough.yaml"
+    cat >>"$LOG_DIR/passthrough.yaml" <<'YAML'
+    filters: [./pw_passthrough_signed.wasm]
+YAML
+    cat "$LOG_DIR/host.yaml" >"$LOG_DIR/examples.yaml"
+    cat >>"$LOG_DIR/examples.yaml" <<'YAML'
+    filters:
+      - { path: ./filter_authz_signed.wasm, config: { tokens: [bench] } }
+      - { path: ./filter_json_rewrite_signed.wasm, config: { field: greeting, value: bench } }
+http_filters:
+  - { path: ./filter_add_header_signed.wasm, config: { name: x-served-by, value: waxosuit } }
+YAML
 }
 
 # Resident set size of a process, in KiB.
@@ -345,6 +381,16 @@ main() {
             port=$(free_port)
             bench_target "waxosuit up + allow policy" \
                 "env BENCH_PORT=$port RUST_LOG=warn WAXOSUIT_KEYS=$LOG_DIR/keys WAXOSUIT_CACHE=$LOG_DIR/cache $TARGET_DIR/release/waxosuit up $LOG_DIR/host.yaml --policy $LOG_DIR/allow.rego" \
+                "http://127.0.0.1:$port/"
+        fi
+        if [[ "${FILTERS:-1}" != "0" ]]; then
+            port=$(free_port)
+            bench_target "waxosuit up + pass-through filter" \
+                "env BENCH_PORT=$port RUST_LOG=warn WAXOSUIT_KEYS=$LOG_DIR/keys WAXOSUIT_CACHE=$LOG_DIR/cache $TARGET_DIR/release/waxosuit up $LOG_DIR/passthrough.yaml" \
+                "http://127.0.0.1:$port/"
+            port=$(free_port)
+            HEADER="Authorization: Bearer bench" bench_target "waxosuit up + 3 example filters" \
+                "env BENCH_PORT=$port RUST_LOG=warn WAXOSUIT_KEYS=$LOG_DIR/keys WAXOSUIT_CACHE=$LOG_DIR/cache $TARGET_DIR/release/waxosuit up $LOG_DIR/examples.yaml" \
                 "http://127.0.0.1:$port/"
         fi
         if [[ "${TRACING:-1}" != "0" ]]; then

@@ -47,6 +47,11 @@
 //!
 //!   The [`bounded`] module serves other small HTTP endpoints of the host
 //!   with the same connection bounds.
+//! * A binding may have an ordered chain of request filters in front of its
+//!   actor ([`HttpServerProvider::set_host_filters`],
+//!   [`HttpServerProvider::set_filters`]; the [`filter`] module has the
+//!   contract). Such requests are read whole and pass through the filters
+//!   both ways; a binding without filters never takes that path.
 //! * [`ADDRESS`] defaults to **loopback** (`127.0.0.1`), where waSCC
 //!   listened on `0.0.0.0`; a binding without `ADDRESS` is logged as a
 //!   warning saying so.
@@ -118,6 +123,8 @@
 pub mod bounded;
 mod config;
 mod conn;
+pub mod filter;
+mod filtered;
 mod inflight;
 mod serve;
 mod spans;
@@ -174,6 +181,7 @@ pub use config::{
 };
 
 use config::{ListenerConfig, config_error};
+use filter::{FilterChain, HttpFilter};
 use inflight::InFlight;
 use serve::{ActorConnector, ActorService};
 pub use threads::ConnectionThreads;
@@ -198,6 +206,26 @@ pub struct HttpServerProvider {
     dispatcher: RwLock<Option<Arc<dyn ActorDispatcher>>>,
     listeners: Mutex<HashMap<ListenerKey, Listener>>,
     threads: Threads,
+    filters: RwLock<Filters>,
+}
+
+/// The filter chains bindings get when they are bound (see [`filter`]).
+#[derive(Default)]
+struct Filters {
+    /// In front of every binding, first.
+    host: Vec<Arc<dyn HttpFilter>>,
+    /// In front of one binding, after the host's.
+    binding: HashMap<ListenerKey, Vec<Arc<dyn HttpFilter>>>,
+}
+
+impl Filters {
+    fn chain(&self, key: &ListenerKey) -> FilterChain {
+        self.host
+            .iter()
+            .chain(self.binding.get(key).into_iter().flatten())
+            .cloned()
+            .collect()
+    }
 }
 
 /// Where a provider serves its connections.
@@ -281,6 +309,7 @@ impl HttpServerProvider {
             dispatcher: RwLock::new(None),
             listeners: Mutex::new(HashMap::new()),
             threads,
+            filters: RwLock::new(Filters::default()),
         }
     }
 
@@ -343,6 +372,37 @@ impl HttpServerProvider {
             .collect();
         found.sort();
         found
+    }
+
+    /// Puts `chain` in front of every binding bound from now on, before the
+    /// binding's own filters ([`set_filters`](Self::set_filters)). Bindings
+    /// already listening keep the chain they were bound with.
+    pub fn set_host_filters(&self, chain: Vec<Arc<dyn HttpFilter>>) {
+        self.filters.write().host = chain;
+    }
+
+    /// Puts `chain` in front of `actor`'s `binding` when it is bound, after
+    /// the host's filters. An empty chain removes the binding's own.
+    pub fn set_filters(&self, actor: &str, binding: &str, chain: Vec<Arc<dyn HttpFilter>>) {
+        let key = (actor.to_string(), binding.to_string());
+        let mut filters = self.filters.write();
+        if chain.is_empty() {
+            filters.binding.remove(&key);
+        } else {
+            filters.binding.insert(key, chain);
+        }
+    }
+
+    /// The names of the filters `actor`'s `binding` gets (or got), in the
+    /// order requests meet them.
+    pub fn filter_names(&self, actor: &str, binding: &str) -> Vec<String> {
+        let key = (actor.to_string(), binding.to_string());
+        self.filters
+            .read()
+            .chain(&key)
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect()
     }
 
     fn dispatcher(&self) -> Option<Arc<dyn ActorDispatcher>> {
@@ -456,6 +516,8 @@ impl CapabilityProvider for HttpServerProvider {
                 config.max_in_flight,
                 threads.as_ref().map_or(1, |t| t.len()),
             )),
+            binding: Arc::from(request.binding.as_str()),
+            filters: self.filters.read().chain(&key),
         };
         let connector = Arc::new(ActorConnector::new(service, &config, &request.binding));
         let drain_timeout = config.drain_timeout;

@@ -33,6 +33,7 @@ use waxosuit_provider::ActorDispatcher;
 use crate::bounded::{self, ConnectionLimits, Connector};
 use crate::config::{ListenerConfig, ReplyLimits};
 use crate::conn::{self, Activity};
+use crate::filter::FilterChain;
 use crate::inflight::InFlight;
 use crate::spans;
 use crate::threads::ConnectionThreads;
@@ -43,7 +44,7 @@ pub(crate) type HttpResponse = hyper::Response<Full<Bytes>>;
 
 /// Body of the 500 sent when the actor fails; the reason goes to the log
 /// only, so that actor internals do not leak to clients.
-const FAILED: &[u8] = b"Failed to handle request";
+pub(crate) const FAILED: &[u8] = b"Failed to handle request";
 /// Body of the 500 sent when the actor's reply is not a `Response`.
 const MALFORMED: &[u8] = b"Malformed response from actor";
 
@@ -78,17 +79,24 @@ pub(crate) struct ActorService {
     pub(crate) request_timeout: Duration,
     pub(crate) reply: ReplyLimits,
     pub(crate) in_flight: Arc<InFlight>,
+    /// The binding's name.
+    pub(crate) binding: Arc<str>,
+    /// The binding's filters; empty for most, which then take the direct
+    /// path.
+    pub(crate) filters: FilterChain,
 }
 
 /// An [`ActorService`] as one connection serves it: its own copy, so that
 /// the `Arc` each request clones is not shared by all connections (a count
 /// written from every core on every request), plus what the connection
 /// knows about itself.
-struct ConnService {
-    service: ActorService,
+pub(crate) struct ConnService {
+    pub(crate) service: ActorService,
     activity: Arc<Activity>,
     /// The connection thread, whose share of the in-flight limit it uses.
-    thread: usize,
+    pub(crate) thread: usize,
+    /// The client's address, for filters.
+    pub(crate) source: Option<SocketAddr>,
 }
 
 /// Serves a binding's connections.
@@ -121,6 +129,7 @@ impl Connector for ActorConnector {
             service: self.service.clone(),
             activity: Arc::clone(&conn.activity),
             thread: conn.thread,
+            source: stream.peer_addr().ok(),
         });
         let svc = service_fn(move |req| {
             let service = Arc::clone(&service);
@@ -216,6 +225,9 @@ impl ConnService {
             spans::fail(span, "too many requests in flight (MAX_IN_FLIGHT)");
             return busy();
         };
+        if !s.filters.is_empty() {
+            return self.respond_filtered(req, span).await;
+        }
         let (parts, body) = req.into_parts();
         // Started when something first has to wait, not here: most requests
         // never wait, and reading the clock and arming a timer for them is
@@ -388,12 +400,12 @@ impl ConnService {
 }
 
 /// A request the codec cannot write (a part past MessagePack's 4 GiB).
-fn unencodable(s: &ActorService, error: &CodecError) -> HttpResponse {
+pub(crate) fn unencodable(s: &ActorService, error: &CodecError) -> HttpResponse {
     tracing::error!(actor = %s.actor, %error, "cannot encode an HTTP request as MessagePack");
     plain(StatusCode::PAYLOAD_TOO_LARGE, b"Request too large")
 }
 
-fn too_large_for_actor(s: &ActorService, size: usize, max: usize) -> HttpResponse {
+pub(crate) fn too_large_for_actor(s: &ActorService, size: usize, max: usize) -> HttpResponse {
     tracing::info!(
         actor = %s.actor,
         actor_name = %s.name,
@@ -407,7 +419,7 @@ fn too_large_for_actor(s: &ActorService, size: usize, max: usize) -> HttpRespons
     )
 }
 
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
+pub(crate) fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(CONTENT_LENGTH)?
         .to_str()
@@ -551,7 +563,7 @@ fn response_head<'a>(
     Ok(out)
 }
 
-fn plain(status: StatusCode, body: &'static [u8]) -> HttpResponse {
+pub(crate) fn plain(status: StatusCode, body: &'static [u8]) -> HttpResponse {
     let mut out = hyper::Response::new(Full::new(Bytes::from_static(body)));
     *out.status_mut() = status;
     out.headers_mut().insert(

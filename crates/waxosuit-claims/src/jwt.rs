@@ -121,6 +121,14 @@ impl Actor {
     pub fn tag_list(&self) -> &[String] {
         self.tags.as_deref().unwrap_or(&[])
     }
+
+    /// Whether the tags include [`crate::PROXY_WASM_FILTER_TAG`]: the module
+    /// was signed as a Proxy-Wasm HTTP filter, not as an actor.
+    pub fn is_proxy_wasm_filter(&self) -> bool {
+        self.tag_list()
+            .iter()
+            .any(|t| t == crate::PROXY_WASM_FILTER_TAG)
+    }
 }
 
 /// Metadata of an account token (issued by an operator).

@@ -17,6 +17,10 @@
 //!   crate writes.
 //! * [`wasm`]: [`embed_claims`] signs a module; [`module_hash`] is what the
 //!   token's `hash` must equal.
+//! * [`proxy_wasm`]: Proxy-Wasm HTTP filters, signed like actors:
+//!   [`proxy_wasm_abi`] reads a module's ABI marker export, and the
+//!   [`PROXY_WASM_FILTER_TAG`] in the claims says a module was signed as a
+//!   filter ([`VerifiedActor::is_proxy_wasm_filter`]).
 //! * [`Verifier`]: the one door to trust. It fails closed and returns a
 //!   distinct [`ClaimsError`] for each reason: unsigned, malformed, bad
 //!   signature, a field outside the [`rules`] (invalid claim), tampered
@@ -72,6 +76,7 @@ pub mod display;
 mod error;
 pub mod jwt;
 pub mod keys;
+pub mod proxy_wasm;
 pub mod rules;
 mod time;
 mod verify;
@@ -83,6 +88,7 @@ pub use jwt::{
     WASCAP_REVISION, WascapInvocation,
 };
 pub use keys::{KeyKind, KeyPair};
+pub use proxy_wasm::{PROXY_WASM_FILTER_TAG, ProxyWasmAbi, proxy_wasm_abi};
 pub use time::{human_date, human_relative, now_secs};
 pub use verify::{DEFAULT_CLOCK_SKEW, Verified, VerifiedActor, Verifier};
 pub use wasm::{embed_claims, extract, module_hash, strip_signature};

@@ -73,6 +73,15 @@ impl Verified<Actor> {
     pub fn has_capability(&self, capid: &str) -> bool {
         self.capabilities().iter().any(|c| c == capid)
     }
+
+    /// Whether the module was signed as a Proxy-Wasm HTTP filter: its tags
+    /// include [`crate::PROXY_WASM_FILTER_TAG`]. Hosts run such a module
+    /// only as a filter, and any other only as an actor. The tag says what
+    /// the signer meant; whether the module exports a supported ABI marker
+    /// is [`crate::proxy_wasm_abi`]'s to tell.
+    pub fn is_proxy_wasm_filter(&self) -> bool {
+        self.metadata.is_proxy_wasm_filter()
+    }
 }
 
 /// Verification policy: clock skew, clock, and whom to trust.

@@ -39,17 +39,28 @@ struct Split {
     tokens: Vec<String>,
 }
 
-fn split(module: &[u8]) -> Result<Split, ClaimsError> {
+/// Refuses bytes that do not even start like a wasm module.
+pub(crate) fn check_magic(module: &[u8]) -> Result<(), ClaimsError> {
     if module.len() < 8 || module[..4] != WASM_MAGIC[..4] {
         return Err(ClaimsError::NotWasm);
     }
+    Ok(())
+}
+
+/// The parser's complaint as this crate's error.
+pub(crate) fn malformed(e: &wasmparser::BinaryReaderError) -> ClaimsError {
+    ClaimsError::MalformedModule {
+        offset: e.offset(),
+        reason: e.message().to_string(),
+    }
+}
+
+fn split(module: &[u8]) -> Result<Split, ClaimsError> {
+    check_magic(module)?;
     let mut stripped = Vec::with_capacity(module.len());
     let mut tokens = Vec::new();
     for payload in Parser::new(0).parse_all(module) {
-        let payload = payload.map_err(|e| ClaimsError::MalformedModule {
-            offset: e.offset(),
-            reason: e.message().to_string(),
-        })?;
+        let payload = payload.map_err(|e| malformed(&e))?;
         match &payload {
             Payload::Version { encoding, .. } => {
                 if *encoding == Encoding::Component {

@@ -22,6 +22,7 @@ macro_rules! outln {
 mod admin;
 mod call;
 mod claims;
+mod filters;
 mod keys;
 mod keystore;
 mod lattice;

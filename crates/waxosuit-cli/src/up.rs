@@ -23,8 +23,9 @@ use waxosuit_cap_messaging_nats::NatsMessaging;
 use waxosuit_claims::caps;
 use waxosuit_host::{DEFAULT_BINDING, Host, HostBuilder};
 use waxosuit_lattice::{FactoryError, Lattice, ProviderFactory};
-use waxosuit_manifest::{CapabilitySource, Manifest, Source};
+use waxosuit_manifest::{CapabilitySource, FilterEntry, Manifest, Source};
 use waxosuit_provider::CapabilityProvider;
+use waxosuit_proxy_wasm::FilterHost;
 use waxosuit_registry::ArtifactKind;
 use waxosuit_runtime::{Limits, Runtime};
 
@@ -263,12 +264,14 @@ struct Running {
     lattice: Option<Lattice>,
     /// HTTP servers by binding name, to show where actors listen.
     http_servers: Vec<(String, Arc<HttpServerProvider>)>,
+    /// Loads the manifest's Proxy-Wasm filters.
+    filters: FilterHost,
 }
 
 async fn serve(args: UpArgs, http_threads: HttpThreads) -> Result<ExitCode> {
     let plan = plan(args, http_threads)?;
     let identity = plan.args.lattice.identity()?;
-    let host = build_host(&plan, identity.as_ref())?;
+    let (host, filters) = build_host(&plan, identity.as_ref())?;
     let status = Arc::new(Status {
         host: host.clone(),
         started: AtomicBool::new(false),
@@ -286,9 +289,11 @@ async fn serve(args: UpArgs, http_threads: HttpThreads) -> Result<ExitCode> {
         host,
         lattice,
         http_servers: Vec::new(),
+        filters,
     };
     start_providers(&plan, &mut running).await?;
     start_actors(&plan, &running.host).await?;
+    install_host_filters(&plan, &running).await?;
     apply_bindings(&plan, &running).await?;
     status.started.store(true, Ordering::Release);
     let stopped = run_until_stopped(&plan, &running).await;
@@ -329,6 +334,7 @@ fn plan(args: UpArgs, http_threads: HttpThreads) -> Result<Plan> {
             CapabilitySource::Plugin { source, .. } => Some(source),
             CapabilitySource::Builtin { .. } => None,
         }))
+        .chain(filter_entries(&manifest).map(|(_, f)| &f.source))
         .any(|s| matches!(s, Source::Registry(_)));
     // Credentials and the registry client only when something is pulled.
     let fetcher = if references {
@@ -354,7 +360,8 @@ fn plan(args: UpArgs, http_threads: HttpThreads) -> Result<Plan> {
                 }
                 CapabilitySource::Builtin { .. } => None,
             });
-        for (at, source) in actors.chain(plugins) {
+        let filters = filter_entries(&manifest).map(|(at, f)| (at, &f.source));
+        for (at, source) in actors.chain(plugins).chain(filters) {
             if let Source::Registry(reference) = source {
                 fetcher
                     .check(reference)
@@ -375,11 +382,38 @@ fn plan(args: UpArgs, http_threads: HttpThreads) -> Result<Plan> {
     })
 }
 
-/// The host: runtime, trust, limits, labels, lattice identity and policy.
-fn build_host(plan: &Plan, identity: Option<&waxosuit_claims::KeyPair>) -> Result<Host> {
-    let fuel_anywhere = plan.manifest.actors.iter().any(|a| a.limits.fuel.is_some());
+/// Every filter entry of the manifest with where it is written.
+fn filter_entries(manifest: &Manifest) -> impl Iterator<Item = (String, &FilterEntry)> {
+    let host_wide = manifest
+        .http_filters
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (format!("http_filters[{i}]"), f));
+    let per_binding = manifest
+        .bindings
+        .iter()
+        .enumerate()
+        .flat_map(|(b, binding)| {
+            binding
+                .filters
+                .iter()
+                .enumerate()
+                .map(move |(i, f)| (format!("bindings[{b}].filters[{i}]"), f))
+        });
+    host_wide.chain(per_binding)
+}
+
+/// The host (runtime, trust, limits, labels, lattice identity and policy)
+/// and the filter host on the same engine.
+fn build_host(
+    plan: &Plan,
+    identity: Option<&waxosuit_claims::KeyPair>,
+) -> Result<(Host, FilterHost)> {
+    let fuel_anywhere = plan.manifest.actors.iter().any(|a| a.limits.fuel.is_some())
+        || filter_entries(&plan.manifest).any(|(_, f)| f.limits.fuel.is_some());
     let engine = Runtime::new(plan.args.limits.runtime_config(fuel_anywhere))
         .context("cannot start the wasm runtime")?;
+    let filters = FilterHost::new(&engine);
     let mut builder = HostBuilder::new()
         .runtime(engine)
         .verifier(plan.trust.verifier.clone())
@@ -395,7 +429,9 @@ fn build_host(plan: &Plan, identity: Option<&waxosuit_claims::KeyPair>) -> Resul
     if let Some(policy) = &plan.policy {
         builder = builder.policy(Arc::clone(&policy.policy));
     }
-    Ok(builder.build()?)
+    let host = builder.build()?;
+    host.register_metrics(filters.collector());
+    Ok((host, filters))
 }
 
 /// Joins the lattice when `--lattice` is given, printing whom it trusts.
@@ -570,6 +606,53 @@ async fn start_actors(plan: &Plan, host: &Host) -> Result<()> {
     Ok(())
 }
 
+/// `http_filters:`, in front of every HTTP server's bindings.
+async fn install_host_filters(plan: &Plan, running: &Running) -> Result<()> {
+    if plan.manifest.http_filters.is_empty() {
+        return Ok(());
+    }
+    let chain = crate::filters::load_chain(
+        &running.host,
+        &running.filters,
+        plan.fetcher.as_ref(),
+        &plan.manifest.http_filters,
+        &format!("{}: http_filters", plan.file),
+    )
+    .await?;
+    for (_, http) in &running.http_servers {
+        http.set_host_filters(chain.clone());
+    }
+    Ok(())
+}
+
+/// A binding's own `filters:`, set on the HTTP servers of its binding name
+/// before it is bound.
+async fn install_binding_filters(
+    plan: &Plan,
+    running: &Running,
+    i: usize,
+    b: &waxosuit_manifest::BindingEntry,
+    key: &str,
+) -> Result<()> {
+    if b.filters.is_empty() {
+        return Ok(());
+    }
+    let chain = crate::filters::load_chain(
+        &running.host,
+        &running.filters,
+        plan.fetcher.as_ref(),
+        &b.filters,
+        &format!("{}: bindings[{i}].filters", plan.file),
+    )
+    .await?;
+    for (binding, http) in &running.http_servers {
+        if *binding == b.binding {
+            http.set_filters(key, &b.binding, chain.clone());
+        }
+    }
+    Ok(())
+}
+
 /// The manifest's bindings (lattice-wide when in a lattice), printing
 /// where each HTTP actor listens.
 async fn apply_bindings(plan: &Plan, running: &Running) -> Result<()> {
@@ -590,6 +673,7 @@ async fn apply_bindings(plan: &Plan, running: &Running) -> Result<()> {
                 return Err(anyhow!("{file}: bindings[{i}].actor: {e}{hint}"));
             }
         };
+        install_binding_filters(plan, running, i, b, &key).await?;
         let local = host.actors().into_iter().find(|a| a.key == key);
         let already = local.as_ref().is_some_and(|a| {
             a.bindings
@@ -622,6 +706,16 @@ async fn apply_bindings(plan: &Plan, running: &Running) -> Result<()> {
             "  binding     {name} → {} (binding `{}`){listening}",
             b.capability, b.binding
         );
+        if b.capability == caps::HTTP_SERVER
+            && let Some(chain) = running
+                .http_servers
+                .iter()
+                .filter(|(binding, _)| *binding == b.binding)
+                .map(|(_, http)| http.filter_names(&key, &b.binding))
+                .find(|names| !names.is_empty())
+        {
+            println!("  filters     {} → {name}", chain.join(" → "));
+        }
     }
     Ok(())
 }

@@ -19,6 +19,28 @@ fn grant_hint(capability: &str) -> String {
     }
 }
 
+fn filter_abi_message(
+    origin: &str,
+    filter: &str,
+    name: &str,
+    abi: Option<&waxosuit_claims::ProxyWasmAbi>,
+) -> String {
+    let what = match abi {
+        None => "it is signed as a Proxy-Wasm filter but exports no Proxy-Wasm ABI marker \
+                 (`proxy_abi_version_0_2_1` or `proxy_abi_version_0_2_0`), so it is not a \
+                 Proxy-Wasm module"
+            .to_string(),
+        Some(abi) => format!(
+            "it exports `{}`: Proxy-Wasm ABI {abi} is not supported",
+            abi.export_name()
+        ),
+    };
+    format!(
+        "module {origin} was refused as a Proxy-Wasm filter: {name} ({filter}): {what}; rebuild \
+         it with a proxy-wasm SDK for ABI 0.2.x and sign it again with `waxosuit claims sign`"
+    )
+}
+
 /// What went wrong in a host operation. Each message names the actor (by
 /// name and key), the capability and binding involved, and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +53,51 @@ pub enum HostError {
         origin: String,
         /// Why (its text is part of this error's message).
         error: Box<ClaimsError>,
+    },
+    /// A module signed as a Proxy-Wasm filter (its claims carry
+    /// [`waxosuit_claims::PROXY_WASM_FILTER_TAG`]) was given as an actor.
+    #[error(
+        "module {origin} was refused as an actor: {name} ({actor}) is a Proxy-Wasm filter: list \
+         it under `filters:` of a wascc:http_server binding or under `http_filters:` in the \
+         manifest, not under `actors:`"
+    )]
+    FilterAsActor {
+        /// Where the module came from (a path, or "update").
+        origin: String,
+        /// Module key.
+        actor: String,
+        /// Name from the claims.
+        name: String,
+    },
+    /// A module signed as an actor (its claims lack
+    /// [`waxosuit_claims::PROXY_WASM_FILTER_TAG`]) was given as a Proxy-Wasm
+    /// filter.
+    #[error(
+        "module {origin} was refused as a Proxy-Wasm filter: {name} ({filter}) is signed as an \
+         actor, not as a Proxy-Wasm filter: sign the filter module with `waxosuit claims sign` \
+         (which tags Proxy-Wasm modules)"
+    )]
+    NotAFilter {
+        /// Where the module came from.
+        origin: String,
+        /// Module key.
+        filter: String,
+        /// Name from the claims.
+        name: String,
+    },
+    /// A module signed as a Proxy-Wasm filter exports no supported ABI
+    /// marker: none at all (`abi` is `None`), or only an unsupported one
+    /// (0.1.0).
+    #[error("{}", filter_abi_message(.origin, .filter, .name, .abi.as_ref()))]
+    FilterAbi {
+        /// Where the module came from.
+        origin: String,
+        /// Module key.
+        filter: String,
+        /// Name from the claims.
+        name: String,
+        /// The marker the module exports, if any.
+        abi: Option<waxosuit_claims::ProxyWasmAbi>,
     },
     /// The runtime could not load or run the actor.
     #[error("actor `{name}`: {error}")]

@@ -178,7 +178,9 @@ impl Host {
     }
 
     /// Verifies, authorizes and starts an actor. `origin` (a path, a URL)
-    /// appears in error messages.
+    /// appears in error messages. A module signed as a Proxy-Wasm filter
+    /// is refused with [`HostError::FilterAsActor`] (see
+    /// [`Host::admit_filter`]).
     pub async fn add_actor(
         &self,
         module: &[u8],
@@ -196,6 +198,7 @@ impl Host {
                 origin: origin.to_string(),
                 error: Box::new(error),
             })?;
+        refuse_filter(&claims, origin)?;
         let key_text = claims.public_key().to_string();
         let name = claims.name().to_string();
         if !inner.authorizer.can_load(&claims) {
@@ -292,6 +295,8 @@ impl Host {
 
     /// Replaces a running actor's module with a newly verified one signed
     /// with the same module key, without failing in-flight or queued calls.
+    /// A module signed as a Proxy-Wasm filter is refused with
+    /// [`HostError::FilterAsActor`].
     pub async fn update_actor(&self, module: &[u8]) -> Result<ActorInfo, HostError> {
         let inner = &self.inner;
         let claims = inner
@@ -301,6 +306,7 @@ impl Host {
                 origin: "update".to_string(),
                 error: Box::new(error),
             })?;
+        refuse_filter(&claims, "update")?;
         let key_text = claims.public_key().to_string();
         let entry = self.entry(&key_text)?;
         if let Some(alias) = claims.metadata().call_alias.as_deref() {
@@ -602,6 +608,18 @@ pub(crate) fn bind_values(
         meta.tag_list().join(","),
     );
     config
+}
+
+/// A module signed as a Proxy-Wasm filter never runs as an actor.
+fn refuse_filter(claims: &VerifiedActor, origin: &str) -> Result<(), HostError> {
+    if claims.is_proxy_wasm_filter() {
+        return Err(HostError::FilterAsActor {
+            origin: origin.to_string(),
+            actor: claims.public_key().to_string(),
+            name: claims.name().to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// Runs a provider future, turning a panic into [`ProviderError::Internal`]

@@ -8,6 +8,12 @@
 //!   starts it on the `waxosuit-runtime` instance pool.
 //!   [`Host::update_actor`] hot-swaps a module signed with the same module key;
 //!   [`Host::remove_actor`] stops one.
+//! * Proxy-Wasm HTTP filters are signed like actors, with the
+//!   `proxy-wasm-filter` tag. [`Host::admit_filter`] applies the same
+//!   trust, authorizer and start policy to one and returns its claims; the
+//!   caller runs it. A module signed as a filter is never started as an
+//!   actor ([`HostError::FilterAsActor`]), nor an actor admitted as a filter
+//!   ([`HostError::NotAFilter`]).
 //! * Capability providers (anything implementing
 //!   `waxosuit_provider::CapabilityProvider`) are registered with
 //!   [`Host::add_provider`] under their capability id and a binding name. The
@@ -59,6 +65,7 @@ use std::time::Duration;
 mod builder;
 mod error;
 mod events;
+mod filter;
 mod gate;
 mod health;
 mod host;

@@ -21,6 +21,14 @@
 //!   path), [`BindingEntry`] and, when the file has a `policy` section, a
 //!   [`PolicySection`] (embedded Rego files or an OPA server). Whether files
 //!   exist and plugins load is for the host to find out.
+//! * Proxy-Wasm HTTP filters: the top-level `http_filters` chain runs in
+//!   front of every `wascc:http_server` binding, then a binding's own
+//!   `filters` (only HTTP server bindings may have them). Each entry is a
+//!   path or `oci://` reference like an actor, or a mapping with `path`,
+//!   `config` (a string handed to the filter as is; a mapping or list as its
+//!   JSON text), `upstreams` (name → base URL for `proxy_http_call`) and
+//!   `limits`; see [`FilterEntry`]. A chain holds at most
+//!   [`MAX_FILTER_CHAIN`] filters.
 //! * Binding values that name files ([`PATH_VALUES`]: the blob store's
 //!   `ROOT`, NATS messaging's `CREDSFILE`) are resolved against the
 //!   manifest's directory too when relative, never against the host's
@@ -44,6 +52,12 @@
 //!   - actor: kvcounter
 //!     capability: wascc:http_server
 //!     values: { PORT: "${PORT:8080}" }
+//!     filters:
+//!       - path: ./build/authz_signed.wasm
+//!         config: { tokens: [t1], strict: true }
+//!         upstreams: { auth: "http://127.0.0.1:9000" }
+//!         limits: { deadline_ms: 100 }
+//! http_filters: [./build/add_header_signed.wasm]
 //! "#;
 //! let env = |_: &str| None; // an empty environment
 //! let manifest =
@@ -57,6 +71,10 @@
 //! ));
 //! assert_eq!(manifest.bindings[0].binding, "default");
 //! assert_eq!(manifest.bindings[0].values["PORT"], "8080");
+//! let authz = &manifest.bindings[0].filters[0];
+//! assert_eq!(authz.config, br#"{"tokens":["t1"],"strict":true}"#);
+//! assert_eq!(authz.upstreams["auth"], "http://127.0.0.1:9000");
+//! assert_eq!(manifest.http_filters[0].declared, "./build/add_header_signed.wasm");
 //!
 //! // Mistakes are reported with the file and the field:
 //! let err = Manifest::from_str_with_env(
@@ -74,8 +92,9 @@
 //! Every waSCC 0.14 manifest whose actors are files parses: capabilities given
 //! as `path` (+ `binding_name`), bindings with and without `values`. Added are
 //! built-in capabilities by `id` with an optional `provider`, per-actor
-//! `limits`, a `binding_name` alias for `binding`, and numbers or booleans as
-//! binding values. Stricter: an unset `${VAR}` without a default is an error
+//! `limits`, a `binding_name` alias for `binding`, numbers or booleans as
+//! binding values, and Proxy-Wasm HTTP filters (`http_filters`,
+//! `filters`). Stricter: an unset `${VAR}` without a default is an error
 //! (waSCC left the text in place), as are unknown fields and `hostcore.`
 //! labels (waSCC ignored them).
 #![deny(missing_docs)]
@@ -176,6 +195,11 @@ pub struct Manifest {
     pub capabilities: Vec<CapabilityEntry>,
     /// Actor-to-capability bindings, in file order.
     pub bindings: Vec<BindingEntry>,
+    /// `http_filters`: the host-wide Proxy-Wasm filter chain, in file order.
+    /// It runs in front of every `wascc:http_server` binding, before that
+    /// binding's own [`BindingEntry::filters`]. At most [`MAX_FILTER_CHAIN`]
+    /// entries; may be empty.
+    pub http_filters: Vec<FilterEntry>,
     /// The `policy` section, if the file has one.
     pub policy: Option<PolicySection>,
     /// The manifest file, as given (the name errors use).
@@ -292,6 +316,71 @@ pub struct BindingEntry {
     /// arrive as their text; relative paths in the keys listed in
     /// [`PATH_VALUES`] arrive resolved against the manifest's directory.
     pub values: BTreeMap<String, String>,
+    /// `filters`: this binding's Proxy-Wasm filter chain, in file order,
+    /// run after the host-wide [`Manifest::http_filters`]. Only a binding to
+    /// [`HTTP_SERVER_CAPABILITY`] may have one; at most [`MAX_FILTER_CHAIN`]
+    /// entries; usually empty.
+    pub filters: Vec<FilterEntry>,
+}
+
+/// The capability whose bindings may have HTTP filters.
+pub const HTTP_SERVER_CAPABILITY: &str = "wascc:http_server";
+
+/// The most filters one chain may hold: the host-wide `http_filters`, or one
+/// binding's `filters` (so a request passes at most twice this many).
+pub const MAX_FILTER_CHAIN: usize = 16;
+
+/// The largest [`FilterEntry::config`], in bytes (1 MiB), after a mapping or
+/// list is turned into its JSON text.
+pub const MAX_FILTER_CONFIG_BYTES: usize = 1024 * 1024;
+
+/// A Proxy-Wasm filter in an HTTP filter chain: an entry of the top-level
+/// `http_filters` or of a binding's `filters`.
+///
+/// ```yaml
+/// filters:
+///   - ./build/passthrough_signed.wasm          # a bare path, like an actor
+///   - oci://registry.example.com/filters/authz:1.0
+///   - path: ./build/authz_signed.wasm
+///     config: { tokens: [t1] }                 # or a string, handed over as is
+///     upstreams: { auth: "http://127.0.0.1:9000" }
+///     limits: { max_memory_mib: 16, deadline_ms: 100, fuel: 100000000, max_body_kib: 1024 }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterEntry {
+    /// The module: a path resolved against the manifest's directory, or a
+    /// registry reference (as for [`ActorEntry::source`]).
+    pub source: Source,
+    /// The path or reference as written in the manifest (after `${VAR}`
+    /// expansion).
+    pub declared: String,
+    /// What the filter receives in `proxy_on_configure`: a string `config`
+    /// as its UTF-8 bytes; a mapping, list, number or boolean as its JSON
+    /// text (mappings keep the file's key order); empty when `config` is
+    /// absent or null. At most [`MAX_FILTER_CONFIG_BYTES`].
+    pub config: Vec<u8>,
+    /// `upstreams`: cluster name (as the filter passes it to
+    /// `proxy_http_call`) → base URL, `http://` or `https://` with a host and
+    /// no query or fragment. Names are 1 to 255 ASCII letters, digits, `.`,
+    /// `_` and `-`.
+    pub upstreams: BTreeMap<String, String>,
+    /// Per-filter limits; unset ones take the host's defaults.
+    pub limits: FilterLimits,
+}
+
+/// Per-filter resource limits. `None` means "the host's default"; a value
+/// given is at least 1.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FilterLimits {
+    /// Linear memory ceiling of the filter's instance, in MiB.
+    pub max_memory_mib: Option<u32>,
+    /// Wall-clock budget of one callback into the filter (one
+    /// `proxy_on_request_headers`, say), in milliseconds.
+    pub deadline_ms: Option<u64>,
+    /// Fuel (instruction budget) for running the filter.
+    pub fuel: Option<u64>,
+    /// Largest request or response body the filter buffers, in KiB.
+    pub max_body_kib: Option<u32>,
 }
 
 /// The `policy` section: where the host's policy decisions are made (see

@@ -102,7 +102,7 @@ pub(crate) fn build(
             return Err(field_error(
                 ROOT_FIELD.to_owned(),
                 "the manifest is empty; expected a mapping with `actors`, `capabilities`, \
-                 `bindings`, `labels` and/or `policy`"
+                 `bindings`, `http_filters`, `labels` and/or `policy`"
                     .to_owned(),
             ));
         }
@@ -110,8 +110,8 @@ pub(crate) fn build(
             return Err(field_error(
                 ROOT_FIELD.to_owned(),
                 format!(
-                    "expected a mapping with `actors`, `capabilities`, `bindings`, `labels` \
-                     and/or `policy`, found {}",
+                    "expected a mapping with `actors`, `capabilities`, `bindings`, \
+                     `http_filters`, `labels` and/or `policy`, found {}",
                     other.kind()
                 ),
             ));

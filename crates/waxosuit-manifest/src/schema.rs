@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Unexpected, Visitor};
 
-use crate::tree::float_text;
+use crate::tree::{Node, float_text};
 
 /// `null` for a whole section (`actors:` with nothing after it) reads as an
 /// empty section, which is what a YAML author leaving it blank means.
@@ -20,6 +20,7 @@ pub(crate) struct RawManifest {
     pub(crate) actors: Option<Vec<RawActor>>,
     pub(crate) capabilities: Option<Vec<RawCapability>>,
     pub(crate) bindings: Option<Vec<RawBinding>>,
+    pub(crate) http_filters: Option<Vec<RawFilter>>,
     pub(crate) policy: Option<RawPolicy>,
 }
 
@@ -108,6 +109,81 @@ pub(crate) struct RawBinding {
     #[serde(alias = "binding_name")]
     pub(crate) binding: Option<String>,
     pub(crate) values: Option<BTreeMap<String, Scalar>>,
+    pub(crate) filters: Option<Vec<RawFilter>>,
+}
+
+/// A Proxy-Wasm filter entry: a bare path (or registry reference), or an
+/// object with a path and the filter's configuration, upstreams and limits.
+#[derive(Debug)]
+pub(crate) struct RawFilter {
+    pub(crate) path: String,
+    /// Kept as a tree: a string is handed to the filter as is, anything else
+    /// as its JSON text, which `validate.rs` produces. `null` reads as `None`.
+    pub(crate) config: Option<Node>,
+    pub(crate) upstreams: Option<BTreeMap<String, String>>,
+    pub(crate) limits: Option<RawFilterLimits>,
+    /// Written as a mapping, so errors about the path point at `.path`.
+    pub(crate) object: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFilterObject {
+    path: String,
+    config: Option<Node>,
+    upstreams: Option<BTreeMap<String, String>>,
+    limits: Option<RawFilterLimits>,
+}
+
+// Hand-written for the same reason as `RawActor`'s.
+impl<'de> Deserialize<'de> for RawFilter {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FilterVisitor;
+
+        impl<'de> Visitor<'de> for FilterVisitor {
+            type Value = RawFilter;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a path to a signed Proxy-Wasm filter module, or a mapping with `path`, \
+                     `config`, `upstreams` and `limits`",
+                )
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawFilter, E> {
+                Ok(RawFilter {
+                    path: v.to_owned(),
+                    config: None,
+                    upstreams: None,
+                    limits: None,
+                    object: false,
+                })
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawFilter, A::Error> {
+                let object =
+                    RawFilterObject::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawFilter {
+                    path: object.path,
+                    config: object.config,
+                    upstreams: object.upstreams,
+                    limits: object.limits,
+                    object: true,
+                })
+            }
+        }
+
+        deserializer.deserialize_any(FilterVisitor)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFilterLimits {
+    pub(crate) max_memory_mib: Option<Count<u32>>,
+    pub(crate) deadline_ms: Option<Count<u64>>,
+    pub(crate) fuel: Option<Count<u64>>,
+    pub(crate) max_body_kib: Option<Count<u32>>,
 }
 
 /// The `policy` section. Which fields go together is checked in

@@ -13,6 +13,7 @@ use std::fmt;
 
 use serde::de::value::{MapDeserializer, SeqDeserializer};
 use serde::de::{self, Deserialize, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 /// A parsed YAML or JSON value. Mapping keys keep document order so that the
 /// first error reported is the first one a reader meets in the file.
@@ -38,6 +39,55 @@ impl Node {
             Node::Str(_) => "a string",
             Node::Seq(_) => "a list",
             Node::Map(_) => "a mapping",
+        }
+    }
+}
+
+/// Written out as the value it was read as, mappings in document order, so
+/// that a filter's `config` mapping reaches the filter as the JSON an author
+/// would expect: numbers stay numbers, booleans booleans. (A non-finite float
+/// would come out as `null`; [`Node::non_finite`] finds those first.)
+impl Serialize for Node {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Node::Null => serializer.serialize_unit(),
+            Node::Bool(v) => serializer.serialize_bool(*v),
+            Node::Int(v) => serializer.serialize_i64(*v),
+            Node::UInt(v) => serializer.serialize_u64(*v),
+            Node::Float(v) => serializer.serialize_f64(*v),
+            Node::Str(v) => serializer.serialize_str(v),
+            Node::Seq(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Node::Map(entries) => {
+                let mut map = serializer.serialize_map(Some(entries.len()))?;
+                for (key, value) in entries {
+                    map.serialize_entry(key, value)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+impl Node {
+    /// The path of the first NaN or infinite number in the tree (YAML's
+    /// `.nan`, `.inf`), which JSON cannot represent.
+    pub(crate) fn non_finite(&self, path: &FieldPath) -> Option<FieldPath> {
+        match self {
+            Node::Float(v) if !v.is_finite() => Some(path.clone()),
+            Node::Seq(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(index, item)| item.non_finite(&path.index(index))),
+            Node::Map(entries) => entries
+                .iter()
+                .find_map(|(key, value)| value.non_finite(&path.key(key))),
+            _ => None,
         }
     }
 }
@@ -184,6 +234,11 @@ pub(crate) struct FieldPath(String);
 impl FieldPath {
     pub(crate) fn root() -> Self {
         Self::default()
+    }
+
+    /// A path already printed, e.g. `bindings[0].filters[1].config`.
+    pub(crate) fn new(path: impl Into<String>) -> Self {
+        Self(path.into())
     }
 
     pub(crate) fn key(&self, key: &str) -> Self {

@@ -10,12 +10,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
 
 use crate::schema::{
-    Count, RawActor, RawBinding, RawCapability, RawLimits, RawManifest, RawPolicy, Scalar,
+    Count, RawActor, RawBinding, RawCapability, RawFilter, RawFilterLimits, RawLimits, RawManifest,
+    RawPolicy, Scalar,
 };
+use crate::tree::{FieldPath, Node};
 use crate::{
     ActorEntry, ActorLimits, BindingEntry, CapabilityEntry, CapabilitySource, DEFAULT_BINDING,
-    DecisionLogTarget, Manifest, ManifestError, PolicyBackend, PolicySection, REGISTRY_SCHEME,
-    RESERVED_LABEL_PREFIX, Source, is_always_available, is_path_value,
+    DecisionLogTarget, FilterEntry, FilterLimits, HTTP_SERVER_CAPABILITY, MAX_FILTER_CHAIN,
+    MAX_FILTER_CONFIG_BYTES, Manifest, ManifestError, PolicyBackend, PolicySection,
+    REGISTRY_SCHEME, RESERVED_LABEL_PREFIX, Source, is_always_available, is_path_value,
 };
 
 /// `declared` resolved against `base`. `.` components are dropped so paths
@@ -61,12 +64,14 @@ impl Validator<'_> {
             .collect::<Result<Vec<_>, _>>()?;
         let capabilities = self.capabilities(raw.capabilities.unwrap_or_default())?;
         let bindings = self.bindings(raw.bindings.unwrap_or_default(), &capabilities)?;
+        let http_filters = self.filters("http_filters", raw.http_filters.unwrap_or_default())?;
         let policy = raw.policy.map(|raw| self.policy(raw)).transpose()?;
         Ok(Manifest {
             labels,
             actors,
             capabilities,
             bindings,
+            http_filters,
             policy,
             source: self.file.to_path_buf(),
         })
@@ -457,11 +462,30 @@ impl Validator<'_> {
                 };
                 values.insert(name, value);
             }
+            let filters = match raw.filters {
+                Some(filters)
+                    if !filters.is_empty() && raw.capability != HTTP_SERVER_CAPABILITY =>
+                {
+                    return Err(self.error(
+                        format!("{at}.filters"),
+                        format!(
+                            "filters only apply to HTTP server bindings \
+                             (`{HTTP_SERVER_CAPABILITY}`), and this binding is to {}; remove \
+                             `filters` here, or move them to the actor's \
+                             `{HTTP_SERVER_CAPABILITY}` binding",
+                            raw.capability
+                        ),
+                    ));
+                }
+                Some(filters) => self.filters(&format!("{at}.filters"), filters)?,
+                None => Vec::new(),
+            };
             entries.push(BindingEntry {
                 actor: raw.actor,
                 capability: raw.capability,
                 binding,
                 values,
+                filters,
             });
         }
         Ok(entries)
@@ -500,6 +524,247 @@ impl Validator<'_> {
             )
         })
     }
+}
+
+/// The Proxy-Wasm filter chains: the top-level `http_filters` and a
+/// binding's `filters`.
+impl Validator<'_> {
+    /// A chain at `at` (`http_filters`, `bindings[0].filters`).
+    fn filters(&self, at: &str, raw: Vec<RawFilter>) -> Result<Vec<FilterEntry>, ManifestError> {
+        if raw.len() > MAX_FILTER_CHAIN {
+            let fix = if at == "http_filters" {
+                "merge filters that do related work into one module"
+            } else {
+                "merge filters that do related work into one module, or move filters every \
+                 HTTP binding needs into the top-level `http_filters` (a chain of its own)"
+            };
+            return Err(self.error(
+                at,
+                format!(
+                    "has {} filters, more than the {MAX_FILTER_CHAIN} a chain may hold (every \
+                     filter runs on every request); {fix}",
+                    raw.len()
+                ),
+            ));
+        }
+        raw.into_iter()
+            .enumerate()
+            .map(|(index, filter)| self.filter(&format!("{at}[{index}]"), filter))
+            .collect()
+    }
+
+    fn filter(&self, at: &str, raw: RawFilter) -> Result<FilterEntry, ManifestError> {
+        let field = if raw.object {
+            format!("{at}.path")
+        } else {
+            at.to_owned()
+        };
+        if raw.path.trim().is_empty() {
+            return Err(self.error(
+                field,
+                "the filter path is empty; give a signed Proxy-Wasm module's path or an \
+                 oci:// reference",
+            ));
+        }
+        let source = self.source(&field, &raw.path)?;
+        let config = match raw.config {
+            None => Vec::new(),
+            Some(config) => self.filter_config(&format!("{at}.config"), config)?,
+        };
+        let mut upstreams = BTreeMap::new();
+        for (name, url) in raw.upstreams.unwrap_or_default() {
+            self.upstream(&format!("{at}.upstreams"), &name, &url)?;
+            upstreams.insert(name, url);
+        }
+        let limits = self.filter_limits(&format!("{at}.limits"), raw.limits.unwrap_or_default())?;
+        Ok(FilterEntry {
+            source,
+            declared: raw.path,
+            config,
+            upstreams,
+            limits,
+        })
+    }
+
+    /// A string as its bytes, anything else as its JSON text.
+    fn filter_config(&self, at: &str, config: Node) -> Result<Vec<u8>, ManifestError> {
+        let bytes = match config {
+            Node::Str(text) => text.into_bytes(),
+            other => {
+                if let Some(path) = other.non_finite(&FieldPath::new(at)) {
+                    return Err(self.error(
+                        path.into_string(),
+                        "JSON has no NaN or infinity, and a `config` that is not a string is \
+                         handed to the filter as JSON; write a finite number, or quote the \
+                         whole `config` as a string",
+                    ));
+                }
+                serde_json::to_vec(&other).map_err(|e| {
+                    self.error(
+                        at,
+                        format!("cannot be written as JSON ({e}); quote it as a string"),
+                    )
+                })?
+            }
+        };
+        if bytes.len() > MAX_FILTER_CONFIG_BYTES {
+            return Err(self.error(
+                at,
+                format!(
+                    "is {} bytes, more than the {MAX_FILTER_CONFIG_BYTES} (1 MiB) a filter is \
+                     configured with; keep large data out of the manifest and have the filter \
+                     fetch it from one of its `upstreams`",
+                    bytes.len()
+                ),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// An upstream cluster name and its base URL; `at` is the `upstreams`
+    /// mapping.
+    fn upstream(&self, at: &str, name: &str, url: &str) -> Result<(), ManifestError> {
+        if name.is_empty() {
+            return Err(self.error(at, "an upstream name must not be empty"));
+        }
+        let field = format!("{at}.{name}");
+        if name.len() > 255 || !name.bytes().all(is_upstream_name_byte) {
+            return Err(self.error(
+                field,
+                "is not an upstream name: use 1 to 255 ASCII letters, digits, `.`, `_` and `-` \
+                 (the filter names the upstream this way in proxy_http_call)",
+            ));
+        }
+        if let Err(problem) = check_upstream_url(url) {
+            return Err(self.error(
+                field,
+                format!(
+                    "`{url}` {problem}; give the upstream's base URL, e.g. \
+                     `http://127.0.0.1:9000` or `https://auth.example.com/v1`"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn filter_limits(&self, at: &str, raw: RawFilterLimits) -> Result<FilterLimits, ManifestError> {
+        fn value<T>(count: Option<Count<T>>) -> Option<T> {
+            count.map(|Count(v)| v)
+        }
+        let limits = FilterLimits {
+            max_memory_mib: value(raw.max_memory_mib),
+            deadline_ms: value(raw.deadline_ms),
+            fuel: value(raw.fuel),
+            max_body_kib: value(raw.max_body_kib),
+        };
+        let zero_checks = [
+            (
+                "max_memory_mib",
+                limits.max_memory_mib.map(u64::from),
+                "a module cannot run in 0 MiB",
+            ),
+            (
+                "deadline_ms",
+                limits.deadline_ms,
+                "every callback would time out at once",
+            ),
+            (
+                "fuel",
+                limits.fuel,
+                "the filter could not execute a single instruction",
+            ),
+            (
+                "max_body_kib",
+                limits.max_body_kib.map(u64::from),
+                "no body could be buffered",
+            ),
+        ];
+        for (name, limit, why) in zero_checks {
+            if limit == Some(0) {
+                return Err(self.error(
+                    format!("{at}.{name}"),
+                    format!("must be at least 1 ({why}); leave it out to use the host's default"),
+                ));
+            }
+        }
+        Ok(limits)
+    }
+}
+
+fn is_upstream_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')
+}
+
+/// Whether `url` is a usable base URL for an upstream: `http://` or
+/// `https://`, a host (a name, an IPv4 address or a bracketed IPv6 one) with
+/// an optional port, an optional path, and nothing else. On refusal, what is
+/// wrong, phrased to follow the URL in a message.
+fn check_upstream_url(url: &str) -> Result<(), &'static str> {
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains spaces or control characters");
+    }
+    let scheme_end = url.find("://").ok_or("is not an http:// or https:// URL")?;
+    let scheme = &url[..scheme_end];
+    if !(scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")) {
+        return Err("is not an http:// or https:// URL");
+    }
+    if url.contains('?') || url.contains('#') {
+        return Err(
+            "has a query or fragment, which a base URL cannot have (the filter gives the path \
+             and query of each call)",
+        );
+    }
+    let rest = &url[scheme_end + 3..];
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err("has no host");
+    }
+    if authority.contains('@') {
+        return Err(
+            "has credentials in it; pass them to the filter in its `config` instead, for it to \
+             send as headers",
+        );
+    }
+    let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+        let (address, after) = bracketed
+            .split_once(']')
+            .ok_or("has an IPv6 address without its closing `]`")?;
+        if address.is_empty()
+            || !address
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return Err("has a malformed IPv6 address");
+        }
+        match after {
+            "" => (address, None),
+            _ => match after.strip_prefix(':') {
+                Some(port) => (address, Some(port)),
+                None => return Err("has text after its IPv6 address's `]`"),
+            },
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("has no host");
+    }
+    if !authority.starts_with('[')
+        && !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    {
+        return Err("has a host that is not a name or an IP address");
+    }
+    if let Some(port) = port
+        && !(port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p > 0))
+    {
+        return Err("has a port that is not a number from 1 to 65535");
+    }
+    Ok(())
 }
 
 impl CapabilitySource {
@@ -571,6 +836,47 @@ mod tests {
             "wäscc:kv",
         ] {
             assert!(!is_capability_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn upstream_urls() {
+        for ok in [
+            "http://127.0.0.1:9000",
+            "https://auth.example.com",
+            "https://auth.example.com/",
+            "HTTP://Auth.Example.com:443/v1/check",
+            "http://[::1]:9000/x",
+            "http://[fe80::1]",
+            "http://auth_svc.internal",
+        ] {
+            assert_eq!(check_upstream_url(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "127.0.0.1:9000",
+            "ftp://host",
+            "grpc://host:1",
+            "http://",
+            "http:///path",
+            "http://:9000",
+            "http://host:",
+            "http://host:0",
+            "http://host:65536",
+            "http://host:x",
+            "http://host:9000?x=1",
+            "http://host/#frag",
+            "http://user:pw@host",
+            "http://ho st",
+            " http://host",
+            "http://host\t",
+            "http://[::1",
+            "http://[]:80",
+            "http://[::1]x",
+            "http://a:b:c",
+            "http://hôst",
+        ] {
+            assert!(check_upstream_url(bad).is_err(), "{bad:?}");
         }
     }
 

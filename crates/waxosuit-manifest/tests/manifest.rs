@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use waxosuit_manifest::{
-    ActorLimits, CapabilitySource, DEFAULT_BINDING, DecisionLogTarget, Format, Manifest,
-    ManifestError, PolicyBackend, PolicySection, Source,
+    ActorLimits, CapabilitySource, DEFAULT_BINDING, DecisionLogTarget, FilterLimits, Format,
+    MAX_FILTER_CHAIN, MAX_FILTER_CONFIG_BYTES, Manifest, ManifestError, PolicyBackend,
+    PolicySection, Source,
 };
 
 const BASE: &str = "/srv/host";
@@ -1252,5 +1253,526 @@ fn malformed_registry_references_are_refused_at_their_field() {
         yaml("capabilities: [{ path: 'oci://host/a b:1' }]"),
         "capabilities[0].path",
         "no spaces",
+    );
+}
+
+// --- HTTP filters --------------------------------------------------------------
+
+const FILTERS_YAML: &str = r#"
+capabilities:
+  - id: wascc:http_server
+  - id: wascc:keyvalue
+http_filters:
+  - path: ./add_header_signed.wasm
+    config: { name: x-served-by, value: waxosuit }
+bindings:
+  - actor: hello
+    capability: wascc:http_server
+    values: { PORT: "8080" }
+    filters:
+      - path: ./authz_signed.wasm
+        config: '{"tokens": ["t1"]}'
+        upstreams:
+          auth: http://127.0.0.1:9000
+        limits:
+          max_memory_mib: 16
+          deadline_ms: 100
+          fuel: 100000000
+          max_body_kib: 1024
+      - ./passthrough_signed.wasm
+      - oci://registry.example.com/filters/authz:1.0
+  - actor: hello
+    capability: wascc:keyvalue
+"#;
+
+const FILTERS_JSON: &str = r#"{
+  "capabilities": [{ "id": "wascc:http_server" }, { "id": "wascc:keyvalue" }],
+  "http_filters": [
+    { "path": "./add_header_signed.wasm",
+      "config": { "name": "x-served-by", "value": "waxosuit" } }
+  ],
+  "bindings": [
+    { "actor": "hello", "capability": "wascc:http_server", "values": { "PORT": "8080" },
+      "filters": [
+        { "path": "./authz_signed.wasm",
+          "config": "{\"tokens\": [\"t1\"]}",
+          "upstreams": { "auth": "http://127.0.0.1:9000" },
+          "limits": { "max_memory_mib": 16, "deadline_ms": 100, "fuel": 100000000,
+                      "max_body_kib": 1024 } },
+        "./passthrough_signed.wasm",
+        "oci://registry.example.com/filters/authz:1.0"
+      ] },
+    { "actor": "hello", "capability": "wascc:keyvalue" }
+  ]
+}"#;
+
+/// `bytes` parsed as JSON.
+#[track_caller]
+fn json_value(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(bytes)))
+}
+
+fn check_filters_example(m: &Manifest) {
+    assert_eq!(m.http_filters.len(), 1);
+    let header = &m.http_filters[0];
+    assert_eq!(
+        header.source,
+        Source::File(PathBuf::from("/srv/host/add_header_signed.wasm"))
+    );
+    assert_eq!(header.declared, "./add_header_signed.wasm");
+    assert_eq!(
+        json_value(&header.config),
+        serde_json::json!({ "name": "x-served-by", "value": "waxosuit" })
+    );
+    assert!(header.upstreams.is_empty());
+    assert_eq!(header.limits, FilterLimits::default());
+
+    let filters = &m.bindings[0].filters;
+    assert_eq!(filters.len(), 3);
+    let authz = &filters[0];
+    assert_eq!(
+        authz.source.path(),
+        Some(Path::new("/srv/host/authz_signed.wasm"))
+    );
+    assert_eq!(authz.declared, "./authz_signed.wasm");
+    // A string is handed over byte for byte, spacing and all.
+    assert_eq!(authz.config, br#"{"tokens": ["t1"]}"#);
+    assert_eq!(
+        authz.upstreams,
+        BTreeMap::from([("auth".to_owned(), "http://127.0.0.1:9000".to_owned())])
+    );
+    assert_eq!(
+        authz.limits,
+        FilterLimits {
+            max_memory_mib: Some(16),
+            deadline_ms: Some(100),
+            fuel: Some(100_000_000),
+            max_body_kib: Some(1024),
+        }
+    );
+
+    let passthrough = &filters[1];
+    assert_eq!(
+        passthrough.source,
+        Source::File(PathBuf::from("/srv/host/passthrough_signed.wasm"))
+    );
+    assert_eq!(passthrough.declared, "./passthrough_signed.wasm");
+    assert!(passthrough.config.is_empty());
+    assert!(passthrough.upstreams.is_empty());
+    assert_eq!(passthrough.limits, FilterLimits::default());
+
+    assert_eq!(
+        filters[2].source,
+        Source::Registry("oci://registry.example.com/filters/authz:1.0".into())
+    );
+    assert_eq!(
+        filters[2].declared,
+        "oci://registry.example.com/filters/authz:1.0"
+    );
+
+    assert!(m.bindings[1].filters.is_empty());
+}
+
+#[test]
+fn http_filters_parse_with_every_field() {
+    let m = yaml(FILTERS_YAML).expect("the filter example is valid");
+    check_filters_example(&m);
+}
+
+#[test]
+fn http_filters_parse_the_same_from_json() {
+    let json = Manifest::from_str_with_env(FILTERS_JSON, Format::Json, BASE, ORIGIN, &no_env)
+        .expect("the JSON filter example is valid");
+    check_filters_example(&json);
+    assert_eq!(json, yaml(FILTERS_YAML).expect("valid"));
+}
+
+#[test]
+fn manifests_without_filters_have_empty_chains() {
+    let m = yaml(EXAMPLE_YAML).expect("valid");
+    assert!(m.http_filters.is_empty());
+    assert!(m.bindings.iter().all(|b| b.filters.is_empty()));
+    let m = yaml(
+        "http_filters:\nbindings:\n  - { actor: a, capability: wascc:logging, filters: [] }\n",
+    )
+    .expect("blank and empty chains");
+    assert!(m.http_filters.is_empty() && m.bindings[0].filters.is_empty());
+}
+
+/// A manifest whose `http_filters[0]` has `config` written as given.
+fn with_filter_config(config: &str) -> Result<Manifest, ManifestError> {
+    yaml(&format!(
+        "http_filters:\n  - path: f.wasm\n    config: {config}\n"
+    ))
+}
+
+/// The config of `http_filters[0]` written as `config`.
+fn filter_config(config: &str) -> Result<Vec<u8>, ManifestError> {
+    with_filter_config(config).map(|m| m.http_filters[0].config.clone())
+}
+
+#[test]
+fn filter_config_that_is_not_a_string_becomes_json_with_its_types() {
+    let config = filter_config(
+        "{ zeta: 1, alpha: -2, big: 18446744073709551615, ratio: 1.5, whole: 2.0, on: true, \
+         off: false, none: null, text: '42', list: [1, a, { b: [] }], 8080: port }",
+    )
+    .expect("valid");
+    assert_eq!(
+        json_value(&config),
+        serde_json::json!({
+            "zeta": 1, "alpha": -2, "big": u64::MAX, "ratio": 1.5, "whole": 2.0,
+            "on": true, "off": false, "none": null, "text": "42",
+            "list": [1, "a", { "b": [] }], "8080": "port",
+        })
+    );
+    // Keys keep the file's order, and `2.0` stays a float.
+    let text = String::from_utf8(config).expect("UTF-8");
+    assert!(text.starts_with(r#"{"zeta":1,"alpha":-2,"#), "{text}");
+    assert!(text.contains(r#""whole":2.0"#), "{text}");
+
+    assert_eq!(
+        filter_config("[a, 1, true]").expect("a list"),
+        br#"["a",1,true]"#
+    );
+    assert_eq!(filter_config("42").expect("a number"), b"42");
+    assert_eq!(filter_config("-0.25").expect("a float"), b"-0.25");
+    assert_eq!(filter_config("true").expect("a boolean"), b"true");
+    assert_eq!(filter_config("{}").expect("an empty mapping"), b"{}");
+}
+
+#[test]
+fn filter_config_strings_are_kept_as_written_and_null_is_empty() {
+    assert_eq!(filter_config("'plain text'").expect("valid"), b"plain text");
+    assert_eq!(
+        filter_config("\"t\\u00e9\"").expect("valid"),
+        "té".as_bytes()
+    );
+    assert_eq!(filter_config("''").expect("valid"), b"");
+    assert_eq!(
+        filter_config("|\n      a: 1\n      b: 2\n").expect("valid"),
+        b"a: 1\nb: 2\n"
+    );
+    for null in ["", "null", "~"] {
+        assert_eq!(filter_config(null).expect("valid"), b"", "config: {null}");
+    }
+}
+
+#[test]
+fn filter_fields_are_expanded_like_the_rest() {
+    let env = env_of(&[
+        ("FILTER_DIR", "/opt/filters"),
+        ("TOKEN", "se\"cret"),
+        ("AUTH_URL", "https://auth.example.com/v1"),
+        ("RAW", r#"{"k": 1}"#),
+    ]);
+    let m = yaml_env(
+        "http_filters:\n  - path: ${FILTER_DIR}/authz.wasm\n    config: { token: '${TOKEN}', \
+         port: '${PORT:8080}', n: 3 }\n    upstreams: { auth: '${AUTH_URL}' }\n    limits: \
+         { fuel: '${FUEL:500}', max_body_kib: '${BODY:64}' }\n  - path: ./raw.wasm\n    config: \
+         '${RAW}'\n",
+        &env,
+    )
+    .expect("valid");
+    let authz = &m.http_filters[0];
+    assert_eq!(authz.declared, "/opt/filters/authz.wasm");
+    assert_eq!(
+        authz.source.path(),
+        Some(Path::new("/opt/filters/authz.wasm"))
+    );
+    // Expanded text stays a JSON string, however it is quoted.
+    assert_eq!(
+        json_value(&authz.config),
+        serde_json::json!({ "token": "se\"cret", "port": "8080", "n": 3 })
+    );
+    assert_eq!(authz.upstreams["auth"], "https://auth.example.com/v1");
+    assert_eq!(authz.limits.fuel, Some(500));
+    assert_eq!(authz.limits.max_body_kib, Some(64));
+    assert_eq!(m.http_filters[1].config, br#"{"k": 1}"#);
+
+    let err = yaml("http_filters: [{ path: f.wasm, config: { tokens: [ok, '${NOPE}'] } }]")
+        .expect_err("NOPE is unset");
+    assert!(matches!(err, ManifestError::Env { .. }), "{err:?}");
+    assert_eq!(err.field(), Some("http_filters[0].config.tokens[1]"));
+}
+
+#[test]
+fn filters_only_apply_to_http_server_bindings() {
+    let rendered = assert_field_error(
+        yaml(
+            "capabilities: [{ id: wascc:keyvalue }]\nbindings:\n  - actor: a\n    capability: \
+             wascc:keyvalue\n    filters: [f.wasm]\n",
+        ),
+        "bindings[0].filters",
+        "filters only apply to HTTP server bindings",
+    );
+    assert!(rendered.contains("wascc:keyvalue"), "{rendered}");
+    assert!(rendered.contains("remove `filters`"), "{rendered}");
+}
+
+#[test]
+fn an_empty_filter_path_is_refused_at_its_field() {
+    assert_field_error(
+        yaml("http_filters: ['']"),
+        "http_filters[0]",
+        "path is empty",
+    );
+    assert_field_error(
+        yaml(
+            "bindings:\n  - actor: a\n    capability: wascc:http_server\n    filters: [ok.wasm, \
+             { path: ' ' }]\ncapabilities: [{ id: wascc:http_server }]\n",
+        ),
+        "bindings[0].filters[1].path",
+        "path is empty",
+    );
+    assert_field_error(
+        yaml("http_filters: [{ path: 'oci://' }]"),
+        "http_filters[0].path",
+        "oci://REGISTRY/REPOSITORY",
+    );
+}
+
+#[test]
+fn filter_type_errors_carry_the_field_path() {
+    assert_field_error(
+        yaml("http_filters: [42]"),
+        "http_filters[0]",
+        "a path to a signed Proxy-Wasm filter module",
+    );
+    assert_field_error(
+        yaml("http_filters: [{ config: x }]"),
+        "http_filters[0]",
+        "missing field `path`",
+    );
+    assert_field_error(
+        yaml("http_filters: [{ path: f.wasm, upstreams: { auth: 9000 } }]"),
+        "http_filters[0].upstreams.auth",
+        "expected a string",
+    );
+    assert_field_error(
+        yaml("http_filters: [{ path: f.wasm, limits: { deadline_ms: -1 } }]"),
+        "http_filters[0].limits.deadline_ms",
+        "-1",
+    );
+}
+
+#[track_caller]
+fn assert_unknown_field(
+    result: Result<Manifest, ManifestError>,
+    field: &str,
+    suggestion: Option<&str>,
+) {
+    let err = result.expect_err("an unknown field");
+    let rendered = err.to_string();
+    let ManifestError::UnknownField {
+        field: f,
+        suggestion: s,
+        ..
+    } = &err
+    else {
+        panic!("expected UnknownField at {field}, got {err:?}")
+    };
+    assert_eq!(
+        (f.as_str(), s.as_deref()),
+        (field, suggestion),
+        "{rendered}"
+    );
+    assert!(
+        rendered.starts_with(&format!("{ORIGIN}: {field}: unknown field")),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn unknown_filter_fields_are_refused_with_a_suggestion() {
+    assert_unknown_field(
+        yaml(
+            "capabilities: [{ id: wascc:http_server }]\nbindings:\n  - actor: a\n    \
+             capability: wascc:http_server\n    filters:\n      - path: f.wasm\n        \
+             confg: x\n",
+        ),
+        "bindings[0].filters[0].confg",
+        Some("config"),
+    );
+    assert_unknown_field(
+        yaml("http_filters: [{ path: f.wasm, limits: { max_body: 4 } }]"),
+        "http_filters[0].limits.max_body",
+        Some("max_body_kib"),
+    );
+    // Actor-only limits do not apply to filters.
+    let err = yaml("http_filters: [{ path: f.wasm, limits: { max_instances: 4 } }]")
+        .expect_err("an actor limit");
+    assert_eq!(err.field(), Some("http_filters[0].limits.max_instances"));
+    assert_unknown_field(
+        yaml("http_filter: [f.wasm]"),
+        "http_filter",
+        Some("http_filters"),
+    );
+    assert_unknown_field(
+        yaml("bindings: [{ actor: a, capability: wascc:http_server, filter: [f.wasm] }]"),
+        "bindings[0].filter",
+        Some("filters"),
+    );
+}
+
+#[test]
+fn filter_limits_must_be_at_least_one() {
+    for name in ["max_memory_mib", "deadline_ms", "fuel", "max_body_kib"] {
+        assert_field_error(
+            yaml(&format!(
+                "http_filters:\n  - a.wasm\n  - path: b.wasm\n    limits: {{ {name}: 0 }}\n"
+            )),
+            &format!("http_filters[1].limits.{name}"),
+            "at least 1",
+        );
+    }
+}
+
+/// A binding to the HTTP server whose first filter has `upstreams`.
+fn upstreams(body: &str) -> Result<Manifest, ManifestError> {
+    yaml(&format!(
+        "capabilities: [{{ id: wascc:http_server }}]\nbindings:\n  - actor: a\n    capability: \
+         wascc:http_server\n    filters:\n      - ok.wasm\n      - path: f.wasm\n        \
+         upstreams: {{ {body} }}\n"
+    ))
+}
+
+#[test]
+fn upstream_names_are_checked() {
+    let long = "a".repeat(256);
+    let ok = "a".repeat(255);
+    let m = upstreams(&format!("{ok}: http://x, auth.v1_b-2: http://y")).expect("valid names");
+    assert_eq!(m.bindings[0].filters[1].upstreams.len(), 2);
+
+    assert_field_error(
+        upstreams("'': http://x"),
+        "bindings[0].filters[1].upstreams",
+        "must not be empty",
+    );
+    assert_field_error(
+        upstreams(&format!("{long}: http://x")),
+        &format!("bindings[0].filters[1].upstreams.{long}"),
+        "1 to 255",
+    );
+    for bad in ["a b", "auth/x", "auth:1", "ä"] {
+        assert_field_error(
+            upstreams(&format!("'{bad}': http://x")),
+            &format!("bindings[0].filters[1].upstreams.{bad}"),
+            "letters, digits",
+        );
+    }
+}
+
+#[test]
+fn upstream_urls_are_http_base_urls() {
+    let m = upstreams(
+        "a: 'http://127.0.0.1:9000', b: 'https://auth.example.com/v1/', c: 'http://[::1]:80'",
+    )
+    .expect("valid URLs");
+    assert_eq!(
+        m.bindings[0].filters[1].upstreams["b"],
+        "https://auth.example.com/v1/"
+    );
+    for (url, needle) in [
+        ("grpc://auth:9000", "not an http:// or https:// URL"),
+        ("127.0.0.1:9000", "not an http:// or https:// URL"),
+        ("''", "not an http:// or https:// URL"),
+        ("http://", "has no host"),
+        ("'https:///path'", "has no host"),
+        ("'http://:9000'", "has no host"),
+        ("'http://auth:9000/check?x=1'", "query or fragment"),
+        ("'http://auth:9000/#top'", "query or fragment"),
+        ("'http://auth:99999'", "port"),
+        ("'http://user:pw@auth'", "credentials"),
+        ("'http://au th'", "spaces"),
+    ] {
+        let rendered = assert_field_error(
+            upstreams(&format!("auth: {url}")),
+            "bindings[0].filters[1].upstreams.auth",
+            needle,
+        );
+        assert!(
+            rendered.contains("http://127.0.0.1:9000"),
+            "no example in: {rendered}"
+        );
+    }
+}
+
+#[test]
+fn filter_chains_are_bounded() {
+    let chain = |n: usize| format!("[{}]", vec!["f.wasm"; n].join(", "));
+    let binding = |n: usize| {
+        yaml(&format!(
+            "capabilities: [{{ id: wascc:http_server }}]\nbindings:\n  - actor: a\n    \
+             capability: wascc:http_server\n    filters: {}\n",
+            chain(n)
+        ))
+    };
+    assert_eq!(MAX_FILTER_CHAIN, 16);
+    assert_eq!(
+        binding(MAX_FILTER_CHAIN).expect("16 fit").bindings[0]
+            .filters
+            .len(),
+        MAX_FILTER_CHAIN
+    );
+    let rendered = assert_field_error(
+        binding(MAX_FILTER_CHAIN + 1),
+        "bindings[0].filters",
+        "has 17 filters, more than the 16",
+    );
+    assert!(rendered.contains("http_filters"), "no fix in: {rendered}");
+
+    let host = |n: usize| yaml(&format!("http_filters: {}\n", chain(n)));
+    assert_eq!(
+        host(MAX_FILTER_CHAIN).expect("16 fit").http_filters.len(),
+        MAX_FILTER_CHAIN
+    );
+    let rendered = assert_field_error(
+        host(MAX_FILTER_CHAIN + 1),
+        "http_filters",
+        "has 17 filters, more than the 16",
+    );
+    assert!(rendered.contains("merge filters"), "no fix in: {rendered}");
+}
+
+#[test]
+fn filter_config_is_at_most_one_mib() {
+    assert_eq!(MAX_FILTER_CONFIG_BYTES, 1024 * 1024);
+    let fits = "x".repeat(MAX_FILTER_CONFIG_BYTES);
+    assert_eq!(
+        filter_config(&format!("'{fits}'"))
+            .expect("exactly 1 MiB")
+            .len(),
+        MAX_FILTER_CONFIG_BYTES
+    );
+    let rendered = assert_field_error(
+        with_filter_config(&format!("'{fits}x'")),
+        "http_filters[0].config",
+        "1 MiB",
+    );
+    assert!(rendered.contains("1048577 bytes"), "{rendered}");
+    // Measured after conversion: the quotes and braces of the JSON count.
+    let almost = "x".repeat(MAX_FILTER_CONFIG_BYTES - 7); // `{"k":""}` is 8 more
+    assert_field_error(
+        with_filter_config(&format!("{{ k: '{almost}' }}")),
+        "http_filters[0].config",
+        "1 MiB",
+    );
+}
+
+#[test]
+fn filter_config_numbers_json_cannot_hold_are_refused() {
+    for nan in [".nan", ".inf", "-.inf"] {
+        assert_field_error(
+            with_filter_config(&format!("{{ a: [1, {{ ratio: {nan} }}] }}")),
+            "http_filters[0].config.a[1].ratio",
+            "NaN or infinity",
+        );
+    }
+    assert_field_error(
+        with_filter_config(".inf"),
+        "http_filters[0].config",
+        "NaN or infinity",
     );
 }

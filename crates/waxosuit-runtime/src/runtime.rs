@@ -173,6 +173,12 @@ impl Runtime {
         &self.inner.config
     }
 
+    /// The wasmtime engine, for other kinds of modules run under the same
+    /// epoch ticker, allocator and fuel settings (Proxy-Wasm filters).
+    pub fn engine(&self) -> &wasmtime::Engine {
+        &self.inner.engine
+    }
+
     /// Loads an actor: compiles the module (or loads it from the cache),
     /// checks it against the waPC contract, pre-initialises it if
     /// [`RuntimeConfig::preinitialize`] is on and it qualifies (its

@@ -5,6 +5,10 @@
 //!   every member for `wasm32-unknown-unknown` into `<target-dir>/guests` and
 //!   copies each `*.wasm` into `OUT_DIR`, generating one constant per artifact
 //!   in [`guests`].
+//! * Proxy-Wasm HTTP filters, built with the public `proxy-wasm` SDK, live in
+//!   `filters/` (the example filters) and `guests-filters/` (test filters);
+//!   `build.rs` compiles both for `wasm32-wasip1` and
+//!   `wasm32-unknown-unknown`, and [`filter`] returns either build.
 //! * Hand-written `.wat` guests live in `wat/` and are assembled on demand with
 //!   the `wat` crate, which reports a precise parse error if one is broken.
 //!
@@ -52,6 +56,61 @@ pub fn example(name: &str) -> &'static [u8] {
         "blob-notes" => guests::BLOB_NOTES,
         "event-log" => guests::EVENT_LOG,
         other => panic!("no example actor named {other:?} in examples/"),
+    }
+}
+
+/// The target a Proxy-Wasm filter was compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FilterTarget {
+    /// `wasm32-wasip1`: the module also imports `wasi_snapshot_preview1`
+    /// and exports `proxy_on_memory_allocate`.
+    Wasip1,
+    /// `wasm32-unknown-unknown`: only `env` (Proxy-Wasm) imports; the SDK
+    /// exports its allocator as `malloc`.
+    Unknown,
+}
+
+/// A Proxy-Wasm (ABI 0.2.1) HTTP filter by crate name, built for `target`.
+///
+/// Example filters (`filters/`): `"filter-authz"`, `"filter-add-header"`,
+/// `"filter-json-rewrite"`. Test filters (`guests-filters/`, each described
+/// in its crate documentation): `"pw-headers"`, `"pw-config"`, `"pw-body"`,
+/// `"pw-callout"`, `"pw-tick-shared"`, `"pw-metrics"`, `"pw-passthrough"`,
+/// `"pw-misbehave"`, `"pw-props"`.
+///
+/// # Panics
+///
+/// Panics if there is no such filter, which is a bug in the calling test.
+pub fn filter(name: &str, target: FilterTarget) -> &'static [u8] {
+    use FilterTarget::{Unknown, Wasip1};
+    match (name, target) {
+        ("filter-authz", Wasip1) => guests::FILTER_AUTHZ_WASIP1,
+        ("filter-authz", Unknown) => guests::FILTER_AUTHZ_UNKNOWN,
+        ("filter-add-header", Wasip1) => guests::FILTER_ADD_HEADER_WASIP1,
+        ("filter-add-header", Unknown) => guests::FILTER_ADD_HEADER_UNKNOWN,
+        ("filter-json-rewrite", Wasip1) => guests::FILTER_JSON_REWRITE_WASIP1,
+        ("filter-json-rewrite", Unknown) => guests::FILTER_JSON_REWRITE_UNKNOWN,
+        ("pw-headers", Wasip1) => guests::PW_HEADERS_WASIP1,
+        ("pw-headers", Unknown) => guests::PW_HEADERS_UNKNOWN,
+        ("pw-config", Wasip1) => guests::PW_CONFIG_WASIP1,
+        ("pw-config", Unknown) => guests::PW_CONFIG_UNKNOWN,
+        ("pw-body", Wasip1) => guests::PW_BODY_WASIP1,
+        ("pw-body", Unknown) => guests::PW_BODY_UNKNOWN,
+        ("pw-callout", Wasip1) => guests::PW_CALLOUT_WASIP1,
+        ("pw-callout", Unknown) => guests::PW_CALLOUT_UNKNOWN,
+        ("pw-tick-shared", Wasip1) => guests::PW_TICK_SHARED_WASIP1,
+        ("pw-tick-shared", Unknown) => guests::PW_TICK_SHARED_UNKNOWN,
+        ("pw-metrics", Wasip1) => guests::PW_METRICS_WASIP1,
+        ("pw-metrics", Unknown) => guests::PW_METRICS_UNKNOWN,
+        ("pw-passthrough", Wasip1) => guests::PW_PASSTHROUGH_WASIP1,
+        ("pw-passthrough", Unknown) => guests::PW_PASSTHROUGH_UNKNOWN,
+        ("pw-misbehave", Wasip1) => guests::PW_MISBEHAVE_WASIP1,
+        ("pw-misbehave", Unknown) => guests::PW_MISBEHAVE_UNKNOWN,
+        ("pw-props", Wasip1) => guests::PW_PROPS_WASIP1,
+        ("pw-props", Unknown) => guests::PW_PROPS_UNKNOWN,
+        (other, _) => {
+            panic!("no Proxy-Wasm filter named {other:?} in filters/ or guests-filters/")
+        }
     }
 }
 
@@ -127,5 +186,44 @@ mod tests {
         for (name, bytes) in all {
             assert_eq!(&bytes[..4], b"\0asm", "{name} is not a wasm module");
         }
+    }
+
+    #[test]
+    fn every_filter_is_built_for_both_targets() {
+        let names = [
+            "filter-authz",
+            "filter-add-header",
+            "filter-json-rewrite",
+            "pw-headers",
+            "pw-config",
+            "pw-body",
+            "pw-callout",
+            "pw-tick-shared",
+            "pw-metrics",
+            "pw-passthrough",
+            "pw-misbehave",
+            "pw-props",
+        ];
+        for name in names {
+            let wasip1 = filter(name, FilterTarget::Wasip1);
+            let unknown = filter(name, FilterTarget::Unknown);
+            assert_eq!(
+                &wasip1[..4],
+                b"\0asm",
+                "{name} (wasip1) is not a wasm module"
+            );
+            assert_eq!(
+                &unknown[..4],
+                b"\0asm",
+                "{name} (unknown) is not a wasm module"
+            );
+            assert_ne!(wasip1, unknown, "{name}: both targets gave the same module");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "no Proxy-Wasm filter named")]
+    fn an_unknown_filter_panics() {
+        let _ = filter("pw-nope", FilterTarget::Unknown);
     }
 }

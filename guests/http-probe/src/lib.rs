@@ -8,6 +8,10 @@
 //!   iterations, then 200 `done` (a slow request for drain tests; wasm has
 //!   no clock, so slowness is counted in work)
 //! * `/kv`: increments `hits` in `wascc:keyvalue` and returns the count
+//! * `/echo…` (any path starting so): 200 with a JSON object of what the
+//!   actor received (`method`, `path`, `query`, `headers`, `body` as text)
+//!   and `"greeting": "hello"`, `content-type: application/json`; for
+//!   request filters to show what reached the actor
 
 use waxosuit_actor::{Ctx, Error, Registry, Result, actor};
 use waxosuit_codec::http;
@@ -20,6 +24,9 @@ fn on_init(actor: &mut Registry) {
 
 fn handle(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>> {
     let request: http::Request = waxosuit_codec::deserialize(payload)?;
+    if request.path.starts_with("/echo") || request.path == "/rewritten" {
+        return echo(&request);
+    }
     let body = match request.path.as_str() {
         "/" => b"ok".to_vec(),
         "/error" => return Err(Error::msg("the probe was asked to fail")),
@@ -50,4 +57,36 @@ fn handle(ctx: &Ctx, payload: &[u8]) -> Result<Vec<u8>> {
         ..http::Response::ok()
     };
     Ok(waxosuit_codec::serialize(&response)?)
+}
+
+/// `/echo`: what the actor received, as JSON.
+fn echo(request: &http::Request) -> Result<Vec<u8>> {
+    let headers: std::collections::BTreeMap<&str, &str> = request
+        .header
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let seen = Echo {
+        greeting: "hello",
+        method: &request.method,
+        path: &request.path,
+        query: &request.query_string,
+        headers,
+        body: String::from_utf8_lossy(&request.body).into_owned(),
+    };
+    let mut response = http::Response::json(&seen, 200, "OK")?;
+    response
+        .header
+        .insert("content-type".to_string(), "application/json".to_string());
+    Ok(waxosuit_codec::serialize(&response)?)
+}
+
+#[derive(serde::Serialize)]
+struct Echo<'a> {
+    greeting: &'a str,
+    method: &'a str,
+    path: &'a str,
+    query: &'a str,
+    headers: std::collections::BTreeMap<&'a str, &'a str>,
+    body: String,
 }

@@ -15,8 +15,8 @@ use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
 use waxosuit_claims::{
-    Account, Actor, Claims, ClaimsError, Verifier, caps, display, human_date, human_relative,
-    now_secs,
+    Account, Actor, Claims, ClaimsError, ProxyWasmAbi, Verifier, caps, display, human_date,
+    human_relative, now_secs,
 };
 
 use super::TrustArgs;
@@ -103,8 +103,44 @@ fn cell(value: &str) -> String {
 pub(crate) struct ModuleReport {
     file: String,
     claims: Option<Claims<Actor>>,
+    /// The Proxy-Wasm ABI marker the module exports, if any.
+    abi: Option<ProxyWasmAbi>,
     verdict: Result<(), ClaimsError>,
     any_issuer: bool,
+}
+
+impl ModuleReport {
+    /// What the claims say the module is signed as: `actor` or
+    /// `proxy-wasm-filter` (tagged [`waxosuit_claims::PROXY_WASM_FILTER_TAG`]);
+    /// `None` when there are no claims to tell.
+    fn kind(&self) -> Option<&'static str> {
+        let meta = self.claims.as_ref()?.metadata.as_ref();
+        Some(if meta.is_some_and(Actor::is_proxy_wasm_filter) {
+            "proxy-wasm-filter"
+        } else {
+            "actor"
+        })
+    }
+
+    /// The kind as the table shows it, with the ABI and what is amiss.
+    fn kind_text(&self) -> String {
+        match (self.kind(), self.abi) {
+            (Some("proxy-wasm-filter"), Some(abi)) if abi.is_supported() => {
+                format!("Proxy-Wasm filter (ABI {abi})")
+            }
+            (Some("proxy-wasm-filter"), Some(abi)) => {
+                format!("Proxy-Wasm filter (ABI {abi}: not supported)")
+            }
+            (Some("proxy-wasm-filter"), None) => {
+                "Proxy-Wasm filter (but the module exports no ABI marker)".to_string()
+            }
+            (_, Some(abi)) => format!(
+                "Actor (the module exports the Proxy-Wasm ABI {abi} marker; sign it with \
+                 `waxosuit claims sign` to run it as a filter)"
+            ),
+            (_, None) => "Actor".to_string(),
+        }
+    }
 }
 
 /// Verifies `bytes` with `verifier` and keeps whatever can be shown.
@@ -121,15 +157,24 @@ pub(crate) fn module_report(file: &str, bytes: &[u8], verifier: &Verifier) -> Mo
     ModuleReport {
         file: file.to_string(),
         claims,
+        abi: waxosuit_claims::proxy_wasm_abi(bytes).ok().flatten(),
         verdict,
         any_issuer: verifier.allows_any_issuer(),
     }
 }
 
 /// The report as `--json` prints it. Values are the token's own (JSON
-/// escapes them); capability names are the display names.
+/// escapes them); capability names are the display names. `kind` is what
+/// the claims say the module is signed as (`actor`, `proxy-wasm-filter`;
+/// `null` without claims) and `proxy_wasm_abi` the ABI marker the module
+/// exports (`0.2.1`; `null` for none).
 pub(crate) fn module_json(report: &ModuleReport) -> serde_json::Value {
-    let mut out = json!({ "file": report.file, "valid": report.verdict.is_ok() });
+    let mut out = json!({
+        "file": report.file,
+        "valid": report.verdict.is_ok(),
+        "kind": report.kind(),
+        "proxy_wasm_abi": report.abi.map(|abi| abi.to_string()),
+    });
     if let Some(c) = &report.claims {
         let meta = c.metadata.clone().unwrap_or_default();
         out["claims"] = json!({
@@ -177,6 +222,7 @@ pub(crate) fn module_table(report: &ModuleReport, now: u64) -> String {
             format!("{name} - Module (NOT VALID)")
         };
         table.set_header(vec![title, String::new()]);
+        table.add_row(vec!["Kind".to_string(), report.kind_text()]);
         table.add_row(vec!["Account".to_string(), cell(&c.issuer)]);
         table.add_row(vec!["Module".to_string(), cell(&c.subject)]);
         let version = match (meta.ver.as_deref().map(cell), meta.rev) {
@@ -414,6 +460,53 @@ mod tests {
             json["claims"]["capabilities"][1]["id"],
             hostile_cap.as_str()
         );
+    }
+
+    #[test]
+    fn inspect_shows_the_kind_of_module() {
+        let account = KeyPair::generate(KeyKind::Account);
+        let verifier = Verifier::new().trust_issuer(&account.public_key()).unwrap();
+        let filter = wat::parse_str(
+            r#"(module (func (export "proxy_abi_version_0_2_1")) (memory (export "memory") 1))"#,
+        )
+        .unwrap();
+        let sign = |module: &[u8], tags: &[&str]| {
+            let module_key = KeyPair::generate(KeyKind::Module).public_key();
+            let meta = Actor {
+                tags: Some(tags.iter().map(|t| t.to_string()).collect()),
+                ..Actor::named("f")
+            };
+            hostile::signed_module(module, &account, &module_key, meta, None, None)
+        };
+        let cases = [
+            (
+                sign(&filter, &[waxosuit_claims::PROXY_WASM_FILTER_TAG]),
+                "proxy-wasm-filter",
+                "Proxy-Wasm filter (ABI 0.2.1)",
+            ),
+            (sign(MODULE, &[]), "actor", "Actor"),
+            (
+                sign(&filter, &[]),
+                "actor",
+                "the module exports the Proxy-Wasm ABI 0.2.1 marker",
+            ),
+            (
+                sign(MODULE, &[waxosuit_claims::PROXY_WASM_FILTER_TAG]),
+                "proxy-wasm-filter",
+                "exports no ABI marker",
+            ),
+        ];
+        for (bytes, kind, shown) in cases {
+            let report = module_report("f.wasm", &bytes, &verifier);
+            assert!(report.verdict.is_ok(), "{:?}", report.verdict);
+            assert_eq!(module_json(&report)["kind"], kind);
+            let table = module_table(&report, 1_700_000_000);
+            assert!(table.contains(shown), "{shown:?} in {table}");
+        }
+        let report = module_report("f.wasm", &filter, &verifier);
+        let json = module_json(&report);
+        assert_eq!(json["kind"], serde_json::Value::Null, "unsigned: no claims");
+        assert_eq!(json["proxy_wasm_abi"], "0.2.1");
     }
 
     static ACCOUNT: LazyLock<KeyPair> = LazyLock::new(|| KeyPair::generate(KeyKind::Account));

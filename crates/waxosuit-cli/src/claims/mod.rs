@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use waxosuit_claims::{Account, Actor, Claims, KeyKind, KeyPair, Operator, caps};
+use waxosuit_claims::{
+    Account, Actor, Claims, KeyKind, KeyPair, Operator, PROXY_WASM_FILTER_TAG, ProxyWasmAbi, caps,
+};
 
 use crate::keystore;
 
@@ -29,7 +31,9 @@ const DAY: u64 = 86_400;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ClaimsCommand {
-    /// Embed signed claims into a wasm module.
+    /// Embed signed claims into a wasm module: an actor, or a Proxy-Wasm
+    /// filter (a module exporting `proxy_abi_version_0_2_*`, tagged
+    /// `proxy-wasm-filter` automatically).
     Sign(Box<SignArgs>),
     /// Show and verify the claims of a signed module (or of a token file).
     Inspect(InspectArgs),
@@ -58,7 +62,8 @@ pub(crate) struct SignArgs {
     /// Capability id the actor may use (repeatable), e.g. `acme:inventory`.
     #[arg(short, long = "cap", value_name = "CAPID")]
     caps: Vec<String>,
-    /// Tag (repeatable).
+    /// Tag (repeatable). `proxy-wasm-filter` is added to Proxy-Wasm modules
+    /// automatically and refused on any other module.
     #[arg(short, long = "tag")]
     tags: Vec<String>,
     /// Revision number.
@@ -169,9 +174,13 @@ fn key_or_generated(arg: Option<&str>, role: &str, file: &str, kind: KeyKind) ->
     }
 }
 
-fn sign(args: SignArgs) -> Result<ExitCode> {
+fn sign(mut args: SignArgs) -> Result<ExitCode> {
     let module = fs::read(&args.input)
         .with_context(|| format!("cannot read module {}", args.input.display()))?;
+    let filter_abi = filter_abi(&args, &module)?;
+    if filter_abi.is_some() && !args.tags.iter().any(|t| t == PROXY_WASM_FILTER_TAG) {
+        args.tags.push(PROXY_WASM_FILTER_TAG.to_string());
+    }
     let issuer = key_or_generated(
         args.issuer.as_deref(),
         "account",
@@ -246,13 +255,77 @@ fn sign(args: SignArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot sign {}", args.input.display()))?;
     fs::write(&args.output, &signed)
         .with_context(|| format!("cannot write {}", args.output.display()))?;
+    let kind = match filter_abi {
+        Some(abi) => format!("Proxy-Wasm filter {} (ABI {abi})", subject.public_key()),
+        None => format!("actor {}", subject.public_key()),
+    };
     eprintln!(
-        "Signed {} as actor {} → {}",
+        "Signed {} as {kind} → {}",
         args.input.display(),
-        subject.public_key(),
         args.output.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `module` is a Proxy-Wasm filter, and whether `args` fit what it
+/// is: `Some(abi)` for a module exporting a supported ABI marker, which is
+/// signed as a filter (tagged [`PROXY_WASM_FILTER_TAG`]) and may not be
+/// granted anything; `None` for any other module, which may not carry that
+/// tag. A module of the unsupported ABI 0.1.0 is refused.
+fn filter_abi(args: &SignArgs, module: &[u8]) -> Result<Option<ProxyWasmAbi>> {
+    let input = args.input.display();
+    let abi =
+        waxosuit_claims::proxy_wasm_abi(module).with_context(|| format!("cannot sign {input}"))?;
+    let Some(abi) = abi else {
+        if args.tags.iter().any(|t| t == PROXY_WASM_FILTER_TAG) {
+            bail!(
+                "cannot sign {input} with `--tag {PROXY_WASM_FILTER_TAG}`: the tag is reserved \
+                 for modules exporting a Proxy-Wasm ABI marker (`{}` or `{}`), and this module \
+                 exports none; drop the tag to sign it as an actor, or build the filter with a \
+                 proxy-wasm SDK 0.2.x",
+                ProxyWasmAbi::V0_2_1.export_name(),
+                ProxyWasmAbi::V0_2_0.export_name(),
+            );
+        }
+        return Ok(None);
+    };
+    if !abi.is_supported() {
+        bail!(
+            "cannot sign {input}: it is a Proxy-Wasm module for ABI {abi} (it exports `{}`), and \
+             ABI {abi} is not supported; rebuild it with a proxy-wasm SDK 0.2.x (ABI 0.2.0 or \
+             0.2.1)",
+            abi.export_name()
+        );
+    }
+    let flags = [
+        (args.http_server, "--http-server"),
+        (args.http_client, "--http-client"),
+        (args.keyvalue, "--keyvalue"),
+        (args.messaging, "--messaging"),
+        (args.logging, "--logging"),
+        (args.blobstore, "--blobstore"),
+        (args.extras, "--extras"),
+        (args.eventstreams, "--eventstreams"),
+        (args.provider, "--provider"),
+    ];
+    let mut refused: Vec<String> = flags
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, flag)| flag.to_string())
+        .collect();
+    refused.extend(args.caps.iter().map(|cap| format!("--cap {cap}")));
+    if let Some(alias) = &args.call_alias {
+        refused.push(format!("--call-alias {alias}"));
+    }
+    if !refused.is_empty() {
+        bail!(
+            "cannot sign {input} as asked: it is a Proxy-Wasm filter (ABI {abi}), and a filter \
+             calls no capability provider and is called by no actor, so it cannot be granted \
+             capabilities, an alias or the provider mark; drop {}",
+            refused.join(", ")
+        );
+    }
+    Ok(Some(abi))
 }
 
 fn token(args: TokenArgs) -> Result<ExitCode> {

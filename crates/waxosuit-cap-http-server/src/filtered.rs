@@ -1,0 +1,273 @@
+//! The request path of a binding with a filter chain (see [`crate::filter`]):
+//! the request is read whole, passed through the filters, sent to the
+//! actor, and the reply passed back through them.
+
+use std::pin::pin;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::StatusCode;
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, HOST, HeaderName, HeaderValue, TRANSFER_ENCODING};
+use tokio::time::Instant;
+use tracing::Span;
+use waxosuit_codec::http::{OP_HANDLE_REQUEST, RequestHead, RequestWriter};
+
+use crate::filter::{
+    FilterError, FilterRequest, FilterResponse, FilterStream, StreamInfo, Verdict,
+};
+use crate::serve::{self, ConnService, HttpResponse};
+use crate::spans;
+
+/// Body of the 500 sent when a filter fails; the reason goes to the log.
+const FILTER_FAILED: &[u8] = b"Filter failed";
+/// Body of the 504 sent when a filter paused a request for too long.
+const FILTER_STALLED: &[u8] = b"Filter did not resume the request in time";
+
+impl ConnService {
+    /// [`respond`](ConnService::respond) for a binding with filters.
+    pub(crate) async fn respond_filtered(
+        &self,
+        req: hyper::Request<Incoming>,
+        span: &Span,
+    ) -> HttpResponse {
+        let s = &self.service;
+        let deadline = Instant::now() + s.request_timeout;
+        let (parts, body) = req.into_parts();
+        if serve::declared_length(&parts.headers).is_some_and(|len| len > s.max_body_bytes as u64) {
+            return serve::plain(StatusCode::PAYLOAD_TOO_LARGE, b"Request body too large");
+        }
+        let authority = parts
+            .headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+            .unwrap_or_default()
+            .to_string();
+        let mut request = FilterRequest {
+            method: parts.method.as_str().to_string(),
+            path: parts.uri.path_and_query().map_or_else(
+                || parts.uri.path().to_string(),
+                |pq| pq.as_str().to_string(),
+            ),
+            authority,
+            scheme: "http",
+            headers: parts
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
+                .collect(),
+            body: Vec::new(),
+        };
+        drop(parts);
+        request.body =
+            match tokio::time::timeout_at(deadline, read_whole(body, s.max_body_bytes)).await {
+                Ok(Ok(body)) => body,
+                Ok(Err(refusal)) => return refusal,
+                Err(_) => {
+                    return serve::plain(
+                        StatusCode::REQUEST_TIMEOUT,
+                        b"Request body not received in time",
+                    );
+                }
+            };
+        spans::record_body_size(span, request.body.len());
+
+        let info = StreamInfo {
+            actor: s.actor.clone(),
+            actor_name: s.name.clone(),
+            binding: s.binding.clone(),
+            source: self.source,
+            thread: self.thread,
+            deadline,
+        };
+        let mut streams: Vec<Box<dyn FilterStream>> = Vec::with_capacity(s.filters.len());
+        let mut local = None;
+        for filter in s.filters.iter() {
+            let mut stream = filter.open(&info);
+            let verdict = stream.request(&mut request).await;
+            match verdict {
+                Ok(Verdict::Continue) => streams.push(stream),
+                Ok(Verdict::Respond(response)) => {
+                    local = Some(response);
+                    break;
+                }
+                Err(e) => return self.filter_failed(&e, span),
+            }
+        }
+        let mut response = match local {
+            Some(response) => response,
+            None => match self.call_actor(&request, deadline, span).await {
+                Ok(response) => response,
+                Err(response) => return response,
+            },
+        };
+        for stream in streams.iter_mut().rev() {
+            if let Err(e) = stream.response(&mut response).await {
+                return self.filter_failed(&e, span);
+            }
+        }
+        drop(streams);
+        let response = self.to_http(response);
+        spans::fail_on_server_error(span, &response);
+        response
+    }
+
+    /// Sends the filtered request to the actor; its reply, or the response
+    /// that replaces it, in filter form.
+    async fn call_actor(
+        &self,
+        request: &FilterRequest,
+        deadline: Instant,
+        span: &Span,
+    ) -> Result<FilterResponse, HttpResponse> {
+        let s = &self.service;
+        let (path, query) = request
+            .path
+            .split_once('?')
+            .unwrap_or((request.path.as_str(), ""));
+        let head = RequestHead {
+            method: &request.method,
+            path,
+            query_string: query,
+            body_capacity: request.body.len(),
+        };
+        // Headers a filter set may not be valid UTF-8 names; the codec
+        // writes names as strings, so such a header cannot reach the actor.
+        let fields = request
+            .headers
+            .iter()
+            .filter(|(name, _)| !name.starts_with(':'))
+            .map(|(name, value)| (name.as_str(), value.as_slice()));
+        let count = request
+            .headers
+            .iter()
+            .filter(|(name, _)| !name.starts_with(':'))
+            .count();
+        let payload = RequestWriter::new(&head, count, fields)
+            .and_then(|writer| writer.finish(&request.body));
+        let payload = match payload {
+            Ok(payload) => payload,
+            Err(e) => return Err(serve::unencodable(s, &e)),
+        };
+        if let Some(max) = s.max_payload
+            && payload.len() > max
+        {
+            return Err(serve::too_large_for_actor(s, payload.len(), max));
+        }
+        let dispatch = s.dispatcher.dispatch(&s.actor, OP_HANDLE_REQUEST, payload);
+        let reply = match tokio::time::timeout_at(deadline, dispatch).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => {
+                tracing::error!(actor = %s.actor, error = %e, "actor failed to handle an HTTP request");
+                spans::fail(span, &e);
+                return Err(serve::plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    serve::FAILED,
+                ));
+            }
+            Err(_) => {
+                tracing::error!(
+                    actor = %s.actor,
+                    timeout = ?s.request_timeout,
+                    "actor did not answer an HTTP request in time"
+                );
+                spans::fail(span, "the actor did not answer within the request timeout");
+                return Err(serve::plain(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    b"Actor did not respond in time",
+                ));
+            }
+        };
+        let http = serve::reply_to_http(&s.actor, &s.name, reply, &s.reply);
+        let (parts, body) = http.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(http_body_util::Collected::to_bytes)
+            .unwrap_or_default();
+        Ok(FilterResponse {
+            status: parts.status.as_u16(),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
+                .collect(),
+            body: body.to_vec(),
+        })
+    }
+
+    fn filter_failed(&self, error: &FilterError, span: &Span) -> HttpResponse {
+        let s = &self.service;
+        tracing::error!(actor = %s.actor, actor_name = %s.name, %error, "HTTP filter failed a request");
+        spans::fail(span, error);
+        match error {
+            FilterError::Stalled { .. } => {
+                serve::plain(StatusCode::GATEWAY_TIMEOUT, FILTER_STALLED)
+            }
+            FilterError::Failed { .. } => {
+                serve::plain(StatusCode::INTERNAL_SERVER_ERROR, FILTER_FAILED)
+            }
+        }
+    }
+
+    /// The filtered response as hyper's. A header a filter made that HTTP
+    /// cannot carry is dropped with a warning naming it: the rest of the
+    /// answer is still the filter's.
+    fn to_http(&self, response: FilterResponse) -> HttpResponse {
+        let s = &self.service;
+        let Ok(status) = StatusCode::from_u16(response.status) else {
+            tracing::error!(
+                actor = %s.actor,
+                status = response.status,
+                "an HTTP filter set an invalid status code"
+            );
+            return serve::plain(StatusCode::INTERNAL_SERVER_ERROR, FILTER_FAILED);
+        };
+        let mut out = hyper::Response::new(Full::new(Bytes::from(response.body)));
+        *out.status_mut() = status;
+        let map = out.headers_mut();
+        for (name, value) in response.headers {
+            if name.starts_with(':') {
+                continue;
+            }
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_bytes(&value),
+            ) else {
+                tracing::warn!(actor = %s.actor, header = %name, "an HTTP filter set a header HTTP cannot carry; it is dropped");
+                continue;
+            };
+            if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+                continue;
+            }
+            map.append(name, value);
+        }
+        out
+    }
+}
+
+/// Reads a whole request body, up to `limit` bytes.
+async fn read_whole(body: Incoming, limit: usize) -> Result<Vec<u8>, HttpResponse> {
+    let mut body = pin!(body);
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(serve::plain(
+                StatusCode::BAD_REQUEST,
+                b"Cannot read request body",
+            ));
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if out.len() + data.len() > limit {
+            return Err(serve::plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                b"Request body too large",
+            ));
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok(out)
+}

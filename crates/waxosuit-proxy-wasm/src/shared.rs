@@ -1,0 +1,320 @@
+//! What a filter's VMs share: key-value data with compare-and-swap, queues,
+//! and metrics. Each filter (chain entry) has its own; nothing is shared
+//! between different filters, so one cannot read or flood another's.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::abi::{MetricKind, Status};
+
+/// Most keys in a filter's shared data.
+pub const MAX_SHARED_KEYS: usize = 1024;
+/// Longest shared-data key, queue name or metric name, in bytes.
+pub const MAX_NAME_BYTES: usize = 256;
+/// Largest shared-data value or queue item, in bytes.
+pub const MAX_VALUE_BYTES: usize = 64 << 10;
+/// Most bytes of values in a filter's shared data.
+pub const MAX_SHARED_BYTES: usize = 8 << 20;
+/// Most queues a filter may register.
+pub const MAX_QUEUES: usize = 64;
+/// Most items waiting in one queue.
+pub const MAX_QUEUE_ITEMS: usize = 1024;
+/// Most metrics a filter may define.
+pub const MAX_METRICS: usize = 256;
+
+/// The shared state of one filter.
+#[derive(Default)]
+pub(crate) struct Shared {
+    data: Mutex<SharedData>,
+    queues: Mutex<Queues>,
+    pub(crate) metrics: Arc<FilterMetrics>,
+}
+
+#[derive(Default)]
+struct SharedData {
+    entries: HashMap<String, (Vec<u8>, u32)>,
+    bytes: usize,
+}
+
+#[derive(Default)]
+struct Queues {
+    by_name: HashMap<String, u32>,
+    items: Vec<VecDeque<Vec<u8>>>,
+    /// Per queue, the VMs (slot indices) that registered it and hear of new items.
+    listeners: Vec<Vec<usize>>,
+}
+
+impl Shared {
+    pub(crate) fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.data.lock().entries.get(key).cloned()
+    }
+
+    /// Sets `key`; with a non-zero `cas`, only if the value is still at that
+    /// version.
+    pub(crate) fn set(&self, key: &str, value: &[u8], cas: u32) -> Status {
+        if key.len() > MAX_NAME_BYTES || value.len() > MAX_VALUE_BYTES {
+            return Status::BadArgument;
+        }
+        let mut data = self.data.lock();
+        let data = &mut *data;
+        let old = data.entries.get(key);
+        if cas != 0 && old.map(|(_, v)| *v) != Some(cas) {
+            return Status::CasMismatch;
+        }
+        let old_len = old.map_or(0, |(v, _)| v.len());
+        if old.is_none() && data.entries.len() >= MAX_SHARED_KEYS {
+            return Status::BadArgument;
+        }
+        if data.bytes - old_len + value.len() > MAX_SHARED_BYTES {
+            return Status::BadArgument;
+        }
+        let version = old.map_or(1, |(_, v)| v.wrapping_add(1).max(1));
+        data.bytes = data.bytes - old_len + value.len();
+        data.entries
+            .insert(key.to_string(), (value.to_vec(), version));
+        Status::Ok
+    }
+
+    /// Registers (or finds) queue `name`; `vm` hears of its new items.
+    pub(crate) fn register_queue(&self, name: &str, vm: usize) -> Result<u32, Status> {
+        if name.len() > MAX_NAME_BYTES {
+            return Err(Status::BadArgument);
+        }
+        let mut queues = self.queues.lock();
+        let id = match queues.by_name.get(name) {
+            Some(id) => *id,
+            None => {
+                if queues.items.len() >= MAX_QUEUES {
+                    return Err(Status::BadArgument);
+                }
+                let id = u32::try_from(queues.items.len()).map_err(|_| Status::BadArgument)?;
+                queues.by_name.insert(name.to_string(), id);
+                queues.items.push(VecDeque::new());
+                queues.listeners.push(Vec::new());
+                id
+            }
+        };
+        let listeners = &mut queues.listeners[id as usize];
+        if !listeners.contains(&vm) {
+            listeners.push(vm);
+        }
+        Ok(id)
+    }
+
+    pub(crate) fn resolve_queue(&self, name: &str) -> Option<u32> {
+        self.queues.lock().by_name.get(name).copied()
+    }
+
+    /// Adds an item; the VMs to tell, or why not.
+    pub(crate) fn enqueue(&self, id: u32, value: &[u8]) -> Result<Vec<usize>, Status> {
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(Status::BadArgument);
+        }
+        let mut queues = self.queues.lock();
+        let queues = &mut *queues;
+        let queue = queues.items.get_mut(id as usize).ok_or(Status::NotFound)?;
+        if queue.len() >= MAX_QUEUE_ITEMS {
+            return Err(Status::InternalFailure);
+        }
+        queue.push_back(value.to_vec());
+        Ok(queues.listeners[id as usize].clone())
+    }
+
+    pub(crate) fn dequeue(&self, id: u32) -> Result<Vec<u8>, Status> {
+        let mut queues = self.queues.lock();
+        let queue = queues.items.get_mut(id as usize).ok_or(Status::NotFound)?;
+        queue.pop_front().ok_or(Status::Empty)
+    }
+}
+
+/// One filter's metrics, read by the host's `/metrics`.
+#[derive(Default)]
+pub struct FilterMetrics {
+    defined: Mutex<Vec<Arc<Metric>>>,
+}
+
+/// One metric a filter defined.
+pub(crate) struct Metric {
+    pub(crate) name: String,
+    pub(crate) kind: MetricKind,
+    /// Counter or gauge value; for a histogram, the sum of recorded values.
+    pub(crate) value: AtomicI64,
+    /// Histogram: values recorded.
+    pub(crate) count: AtomicU64,
+    /// Histogram: cumulative-free counts per bucket of [`BUCKETS`].
+    pub(crate) buckets: [AtomicU64; BUCKETS.len()],
+}
+
+/// Histogram bucket upper bounds: powers of 4 from 1 to 4^15 (~1e9), which
+/// covers sizes in bytes and durations in µs or ns alike.
+pub(crate) const BUCKETS: [f64; 16] = {
+    let mut out = [0.0; 16];
+    let mut i = 0;
+    let mut bound = 1.0;
+    while i < 16 {
+        out[i] = bound;
+        bound *= 4.0;
+        i += 1;
+    }
+    out
+};
+
+impl FilterMetrics {
+    /// The id of `name` (defining it if new); a name defined with another
+    /// kind is a different metric.
+    pub(crate) fn define(&self, kind: MetricKind, name: &str) -> Result<u32, Status> {
+        if name.is_empty() || name.len() > MAX_NAME_BYTES {
+            return Err(Status::BadArgument);
+        }
+        let mut defined = self.defined.lock();
+        if let Some(at) = defined
+            .iter()
+            .position(|m| m.name == name && m.kind == kind)
+        {
+            return u32::try_from(at).map_err(|_| Status::BadArgument);
+        }
+        if defined.len() >= MAX_METRICS {
+            return Err(Status::BadArgument);
+        }
+        defined.push(Arc::new(Metric {
+            name: name.to_string(),
+            kind,
+            value: AtomicI64::new(0),
+            count: AtomicU64::new(0),
+            buckets: Default::default(),
+        }));
+        u32::try_from(defined.len() - 1).map_err(|_| Status::BadArgument)
+    }
+
+    fn get(&self, id: u32) -> Option<Arc<Metric>> {
+        self.defined.lock().get(id as usize).cloned()
+    }
+
+    pub(crate) fn increment(&self, id: u32, delta: i64) -> Status {
+        let Some(metric) = self.get(id) else {
+            return Status::NotFound;
+        };
+        match metric.kind {
+            MetricKind::Counter if delta < 0 => Status::BadArgument,
+            MetricKind::Counter | MetricKind::Gauge => {
+                metric.value.fetch_add(delta, Ordering::Relaxed);
+                Status::Ok
+            }
+            MetricKind::Histogram => Status::BadArgument,
+        }
+    }
+
+    pub(crate) fn record(&self, id: u32, value: u64) -> Status {
+        let Some(metric) = self.get(id) else {
+            return Status::NotFound;
+        };
+        match metric.kind {
+            MetricKind::Counter | MetricKind::Gauge => {
+                metric
+                    .value
+                    .store(i64::try_from(value).unwrap_or(i64::MAX), Ordering::Relaxed);
+            }
+            MetricKind::Histogram => {
+                metric.count.fetch_add(1, Ordering::Relaxed);
+                metric
+                    .value
+                    .fetch_add(i64::try_from(value).unwrap_or(i64::MAX), Ordering::Relaxed);
+                #[allow(clippy::cast_precision_loss)]
+                let at = BUCKETS
+                    .iter()
+                    .position(|bound| value as f64 <= *bound)
+                    .unwrap_or(BUCKETS.len() - 1);
+                metric.buckets[at].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Status::Ok
+    }
+
+    /// A counter's or gauge's value; a histogram's count.
+    pub(crate) fn value(&self, id: u32) -> Option<u64> {
+        let metric = self.get(id)?;
+        Some(match metric.kind {
+            MetricKind::Histogram => metric.count.load(Ordering::Relaxed),
+            _ => u64::try_from(metric.value.load(Ordering::Relaxed)).unwrap_or(0),
+        })
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<Metric>> {
+        self.defined.lock().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_and_swap_refuses_a_stale_version() {
+        let shared = Shared::default();
+        assert_eq!(shared.set("k", b"1", 0), Status::Ok);
+        let (_, v1) = shared.get("k").unwrap();
+        assert_eq!(shared.set("k", b"2", v1), Status::Ok);
+        assert_eq!(shared.set("k", b"3", v1), Status::CasMismatch);
+        assert_eq!(shared.get("k").unwrap().0, b"2");
+        assert_eq!(shared.set("new", b"x", 7), Status::CasMismatch);
+    }
+
+    #[test]
+    fn a_hostile_filter_cannot_grow_shared_data_or_queues_without_bound() {
+        let shared = Shared::default();
+        for i in 0..MAX_SHARED_KEYS {
+            assert_eq!(shared.set(&i.to_string(), b"", 0), Status::Ok);
+        }
+        assert_eq!(shared.set("one-more", b"", 0), Status::BadArgument);
+        assert_eq!(
+            shared.set("0", &vec![0; MAX_VALUE_BYTES + 1], 0),
+            Status::BadArgument
+        );
+        // Total bytes: 128 values of 64 KiB reach the 8 MiB cap.
+        let big = vec![0; MAX_VALUE_BYTES];
+        let mut refused = 0;
+        for i in 0..200 {
+            if shared.set(&i.to_string(), &big, 0) == Status::BadArgument {
+                refused += 1;
+            }
+        }
+        assert!(refused > 0);
+        let id = shared.register_queue("q", 0).unwrap();
+        for _ in 0..MAX_QUEUE_ITEMS {
+            shared.enqueue(id, b"x").unwrap();
+        }
+        assert_eq!(shared.enqueue(id, b"x"), Err(Status::InternalFailure));
+        assert_eq!(shared.dequeue(id).unwrap(), b"x");
+        for i in 1..MAX_QUEUES {
+            shared.register_queue(&format!("q{i}"), 0).unwrap();
+        }
+        assert_eq!(
+            shared.register_queue("too-many", 0),
+            Err(Status::BadArgument)
+        );
+    }
+
+    #[test]
+    fn metrics_by_kind() {
+        let metrics = FilterMetrics::default();
+        let c = metrics.define(MetricKind::Counter, "requests").unwrap();
+        assert_eq!(metrics.define(MetricKind::Counter, "requests").unwrap(), c);
+        let h = metrics.define(MetricKind::Histogram, "size").unwrap();
+        assert_eq!(metrics.increment(c, 2), Status::Ok);
+        assert_eq!(metrics.increment(c, -1), Status::BadArgument);
+        assert_eq!(metrics.value(c), Some(2));
+        assert_eq!(metrics.record(h, 100), Status::Ok);
+        assert_eq!(metrics.value(h), Some(1));
+        assert_eq!(metrics.increment(99, 1), Status::NotFound);
+        for i in 0..MAX_METRICS {
+            let _ = metrics.define(MetricKind::Gauge, &format!("g{i}"));
+        }
+        assert_eq!(
+            metrics.define(MetricKind::Gauge, "over"),
+            Err(Status::BadArgument)
+        );
+    }
+}

@@ -1,0 +1,136 @@
+//! What a filter VM's store holds: the contexts the filter has open, the
+//! buffers of the callback under way, and what the callback asked the host
+//! to do once it returns.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use wasmtime::{Memory, StoreLimits, TypedFunc};
+use waxosuit_cap_http_server::filter::{FilterResponse, StreamInfo};
+
+use crate::FilterLimits;
+use crate::abi::AbiVersion;
+use crate::shared::Shared;
+
+/// What every VM of one filter shares, read-only but for [`Shared`].
+pub(crate) struct FilterInfo {
+    /// The name from the filter's claims.
+    pub(crate) name: String,
+    /// The filter's `M…` key.
+    pub(crate) key: String,
+    /// `proxy_on_configure`'s bytes.
+    pub(crate) config: Vec<u8>,
+    /// Cluster name → base URL for `proxy_http_call`.
+    pub(crate) upstreams: BTreeMap<String, String>,
+    pub(crate) limits: FilterLimits,
+    pub(crate) abi: AbiVersion,
+    pub(crate) shared: Shared,
+}
+
+/// Where a stream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Request,
+    Response,
+}
+
+/// One HTTP context.
+pub(crate) struct StreamData {
+    pub(crate) info: StreamInfo,
+    pub(crate) phase: Phase,
+    pub(crate) request_headers: Vec<(String, Vec<u8>)>,
+    pub(crate) request_body: Vec<u8>,
+    pub(crate) response_headers: Vec<(String, Vec<u8>)>,
+    pub(crate) response_body: Vec<u8>,
+    /// `proxy_continue_stream` for the current phase.
+    pub(crate) resumed: bool,
+    /// `proxy_send_local_response`.
+    pub(crate) local: Option<FilterResponse>,
+    /// `proxy_close_stream`.
+    pub(crate) closed: bool,
+    /// Wakes the request waiting on this stream when one of the above
+    /// changes from outside its own callback (a callout's answer, a tick).
+    pub(crate) notify: Arc<Notify>,
+    /// `proxy_set_property` values.
+    pub(crate) properties: HashMap<String, Vec<u8>>,
+}
+
+/// An answer to `proxy_http_call`, readable during
+/// `proxy_on_http_call_response`.
+#[derive(Default)]
+pub(crate) struct CalloutReply {
+    pub(crate) headers: Vec<(String, Vec<u8>)>,
+    pub(crate) body: Vec<u8>,
+}
+
+/// A `proxy_http_call` to make once the callback returns.
+pub(crate) struct PendingCall {
+    pub(crate) id: u32,
+    pub(crate) upstream: String,
+    pub(crate) headers: Vec<(String, Vec<u8>)>,
+    pub(crate) body: Vec<u8>,
+    pub(crate) timeout: Duration,
+}
+
+/// The store data of one filter VM.
+pub(crate) struct VmState {
+    pub(crate) limits: StoreLimits,
+    pub(crate) memory: Option<Memory>,
+    /// `proxy_on_memory_allocate` (or `malloc`): how the host hands the
+    /// filter bytes it owns.
+    pub(crate) alloc: Option<TypedFunc<i32, i32>>,
+    pub(crate) filter: Arc<FilterInfo>,
+    /// This VM's index among the filter's VMs.
+    pub(crate) slot: usize,
+    pub(crate) root_id: u32,
+    /// The context host calls act on.
+    pub(crate) effective: u32,
+    pub(crate) streams: HashMap<u32, StreamData>,
+    /// During `proxy_on_http_call_response`.
+    pub(crate) callout: Option<CalloutReply>,
+    pub(crate) pending_calls: Vec<PendingCall>,
+    /// Calls made and not yet answered (pending included).
+    pub(crate) calls_in_flight: usize,
+    pub(crate) next_call_id: u32,
+    /// A new tick period asked for in this callback (`Some(None)`: stop).
+    pub(crate) tick: Option<Option<Duration>>,
+    /// Streams whose state changed in this callback.
+    pub(crate) wake: Vec<u32>,
+    /// Queues with a new item, and the VMs to tell.
+    pub(crate) queue_ready: Vec<(u32, Vec<usize>)>,
+    /// `proxy_set_property` outside any stream.
+    pub(crate) properties: HashMap<String, Vec<u8>>,
+    /// Why the filter stopped: `proc_exit`, or an ABI misuse that fails it.
+    pub(crate) fault: Option<String>,
+}
+
+impl VmState {
+    pub(crate) fn new(filter: Arc<FilterInfo>, slot: usize, limits: StoreLimits) -> VmState {
+        VmState {
+            limits,
+            memory: None,
+            alloc: None,
+            filter,
+            slot,
+            root_id: 0,
+            effective: 0,
+            streams: HashMap::new(),
+            callout: None,
+            pending_calls: Vec::new(),
+            calls_in_flight: 0,
+            next_call_id: 1,
+            tick: None,
+            wake: Vec::new(),
+            queue_ready: Vec::new(),
+            properties: HashMap::new(),
+            fault: None,
+        }
+    }
+
+    /// The stream host calls act on, if the effective context is one.
+    pub(crate) fn stream(&mut self) -> Option<&mut StreamData> {
+        self.streams.get_mut(&self.effective)
+    }
+}
