@@ -61,10 +61,11 @@ impl ConnService {
         };
         drop(parts);
         request.body =
-            match tokio::time::timeout_at(deadline, read_whole(body, s.max_body_bytes)).await {
-                Ok(Ok(body)) => body,
-                Ok(Err(refusal)) => return refusal,
-                Err(_) => {
+            // Only a body that has to be waited for arms a timer.
+            match self.bounded(&mut Some(deadline), read_whole(body, s.max_body_bytes)).await {
+                Some(Ok(body)) => body,
+                Some(Err(refusal)) => return refusal,
+                None => {
                     return serve::plain(
                         StatusCode::REQUEST_TIMEOUT,
                         b"Request body not received in time",
@@ -97,10 +98,14 @@ impl ConnService {
         }
         let mut response = match local {
             Some(response) => response,
-            None => match self.call_actor(&request, deadline, span).await {
-                Ok(response) => response,
-                Err(response) => return response,
-            },
+            // The actor's failures (500, 504, 413) pass back through the
+            // filters like its answers.
+            None => {
+                let http = match self.call_actor(&request, deadline, span).await {
+                    Ok(http) | Err(http) => http,
+                };
+                from_http(http).await
+            }
         };
         for stream in streams.iter_mut().rev() {
             if let Err(e) = stream.response(&mut response).await {
@@ -120,7 +125,7 @@ impl ConnService {
         request: &FilterRequest,
         deadline: Instant,
         span: &Span,
-    ) -> Result<FilterResponse, HttpResponse> {
+    ) -> Result<HttpResponse, HttpResponse> {
         let s = &self.service;
         let (path, query) = request
             .path
@@ -132,17 +137,26 @@ impl ConnService {
             query_string: query,
             body_capacity: request.body.len(),
         };
-        // Headers a filter set may not be valid UTF-8 names; the codec
-        // writes names as strings, so such a header cannot reach the actor.
-        let fields = request
-            .headers
-            .iter()
-            .filter(|(name, _)| !name.starts_with(':'))
-            .map(|(name, value)| (name.as_str(), value.as_slice()));
+        // A filter that changed the body may have left its old length: the
+        // actor sees the length of the body it gets.
+        let length = request.body.len().to_string();
+        let wanted = |name: &str| !name.starts_with(':');
+        let fields =
+            request
+                .headers
+                .iter()
+                .filter(|(name, _)| wanted(name))
+                .map(|(name, value)| {
+                    if name == "content-length" {
+                        (name.as_str(), length.as_bytes())
+                    } else {
+                        (name.as_str(), value.as_slice())
+                    }
+                });
         let count = request
             .headers
             .iter()
-            .filter(|(name, _)| !name.starts_with(':'))
+            .filter(|(name, _)| wanted(name))
             .count();
         let payload = RequestWriter::new(&head, count, fields)
             .and_then(|writer| writer.finish(&request.body));
@@ -156,9 +170,9 @@ impl ConnService {
             return Err(serve::too_large_for_actor(s, payload.len(), max));
         }
         let dispatch = s.dispatcher.dispatch(&s.actor, OP_HANDLE_REQUEST, payload);
-        let reply = match tokio::time::timeout_at(deadline, dispatch).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(e)) => {
+        let reply = match self.bounded(&mut Some(deadline), dispatch).await {
+            Some(Ok(reply)) => reply,
+            Some(Err(e)) => {
                 tracing::error!(actor = %s.actor, error = %e, "actor failed to handle an HTTP request");
                 spans::fail(span, &e);
                 return Err(serve::plain(
@@ -166,7 +180,7 @@ impl ConnService {
                     serve::FAILED,
                 ));
             }
-            Err(_) => {
+            None => {
                 tracing::error!(
                     actor = %s.actor,
                     timeout = ?s.request_timeout,
@@ -179,22 +193,7 @@ impl ConnService {
                 ));
             }
         };
-        let http = serve::reply_to_http(&s.actor, &s.name, reply, &s.reply);
-        let (parts, body) = http.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map(http_body_util::Collected::to_bytes)
-            .unwrap_or_default();
-        Ok(FilterResponse {
-            status: parts.status.as_u16(),
-            headers: parts
-                .headers
-                .iter()
-                .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
-                .collect(),
-            body: body.to_vec(),
-        })
+        Ok(serve::reply_to_http(&s.actor, &s.name, reply, &s.reply))
     }
 
     fn filter_failed(&self, error: &FilterError, span: &Span) -> HttpResponse {
@@ -244,6 +243,27 @@ impl ConnService {
             map.append(name, value);
         }
         out
+    }
+}
+
+/// A response in the form filters see.
+async fn from_http(http: HttpResponse) -> FilterResponse {
+    let (parts, body) = http.into_parts();
+    // A `Full` body is already in memory: this never waits.
+    let body = body
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes)
+        .unwrap_or_default();
+    FilterResponse {
+        status: parts.status.as_u16(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
+            .collect(),
+        // No copy when the reply's buffer is not shared.
+        body: Vec::from(body),
     }
 }
 

@@ -383,7 +383,7 @@ impl ConnService {
 
     /// Runs `fut` to completion, or `None` once the request's deadline has
     /// passed. A future that is ready at once never touches the timer.
-    async fn bounded<F: Future>(
+    pub(crate) async fn bounded<F: Future>(
         &self,
         deadline: &mut Option<Instant>,
         fut: F,

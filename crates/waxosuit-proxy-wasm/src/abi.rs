@@ -143,7 +143,10 @@ pub(crate) const HOST_FUNCTIONS: &[&str] = &[
     "proxy_get_property",
     "proxy_set_property",
     "proxy_call_foreign_function",
-    // ABI 0.1.0 names some SDK builds still import; answered Unimplemented.
+    // ABI 0.1.0 names some SDK builds still import: the two `continue`s
+    // resume the stream, route-cache clearing is a no-op (`Ok`), and
+    // `proxy_get_configuration` answers `Unimplemented` (0.2 reads it as a
+    // buffer).
     "proxy_continue_request",
     "proxy_continue_response",
     "proxy_get_configuration",
@@ -164,9 +167,6 @@ pub(crate) const WASI_SUBSET: &[&str] = &[
     "args_sizes_get",
     "args_get",
     "proc_exit",
-    "sched_yield",
-    "fd_prestat_get",
-    "fd_prestat_dir_name",
 ];
 
 /// Headers, pairs in order: the ABI's serialized map is a `u32` count, a
@@ -208,7 +208,9 @@ pub(crate) fn parse_map(data: &[u8], max_pairs: usize) -> Option<Vec<(String, Ve
         return Some(Vec::new());
     }
     let count = usize::try_from(u32::from_le_bytes(data.get(..4)?.try_into().ok()?)).ok()?;
-    if count > max_pairs {
+    // The count is the guest's word: it must fit the bytes given before
+    // anything is allocated for it.
+    if count > max_pairs || count.checked_mul(8)?.checked_add(4)? > data.len() {
         return None;
     }
     let mut sizes = Vec::with_capacity(count);

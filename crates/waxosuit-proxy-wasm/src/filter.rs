@@ -375,29 +375,16 @@ impl ProxyStream {
         result.map_err(|Failed(reason)| self.failed(reason))
     }
 
-    /// After a callback: continue, answer locally, or wait for the filter to
-    /// decide (a callout, a timer) until the request's deadline.
-    async fn settle(&mut self, continued: bool) -> Result<Option<FilterResponse>, FilterError> {
-        let mut continued = continued;
+    /// After a callback whose verdict is `first`: continue, answer locally,
+    /// or wait for the filter to decide (a callout, a timer) until the
+    /// request's deadline.
+    async fn settle(&mut self, first: Decision) -> Result<Option<FilterResponse>, FilterError> {
+        if let Some(decision) = first {
+            return Ok(decision);
+        }
         loop {
             let notify = Arc::clone(&self.notify);
-            let decided = self.with_vm(|vm, _, id| {
-                let id = id.unwrap_or_default();
-                let Some(stream) = vm.state().streams.get_mut(&id) else {
-                    return Err(Failed("the stream's context is gone".into()));
-                };
-                if stream.closed {
-                    return Err(Failed("the filter closed the stream".into()));
-                }
-                if let Some(local) = stream.local.take() {
-                    return Ok(Some(Some(local)));
-                }
-                if continued || stream.resumed {
-                    stream.resumed = false;
-                    return Ok(Some(None));
-                }
-                Ok(None)
-            })?;
+            let decided = self.with_vm(|vm, _, id| decide(vm, id.unwrap_or_default(), false))?;
             if let Some(decision) = decided {
                 return Ok(decision);
             }
@@ -409,13 +396,39 @@ impl ProxyStream {
                     filter: self.inner.name().to_string(),
                 });
             }
-            continued = false;
         }
     }
 
-    fn phase(&mut self, which: Callback, size: usize, end: bool) -> Result<bool, FilterError> {
-        self.with_vm(|vm, t, id| vm.phase(t, id.unwrap_or_default(), which, size, end))
+    /// Runs a callback and reads what the filter decided in it.
+    fn phase(&mut self, which: Callback, size: usize, end: bool) -> Result<Decision, FilterError> {
+        self.with_vm(|vm, t, id| {
+            let id = id.unwrap_or_default();
+            let continued = vm.phase(t, id, which, size, end)?;
+            decide(vm, id, continued)
+        })
     }
+}
+
+/// What a callback left: `None` to wait, `Some(None)` to go on,
+/// `Some(Some(response))` to answer locally.
+type Decision = Option<Option<FilterResponse>>;
+
+/// Reads the stream's state after a callback that returned `continued`.
+fn decide(vm: &mut Vm, id: u32, continued: bool) -> Result<Decision, Failed> {
+    let Some(stream) = vm.state().streams.get_mut(&id) else {
+        return Err(Failed("the stream's context is gone".into()));
+    };
+    if stream.closed {
+        return Err(Failed("the filter closed the stream".into()));
+    }
+    if let Some(local) = stream.local.take() {
+        return Ok(Some(Some(local)));
+    }
+    if continued || stream.resumed {
+        stream.resumed = false;
+        return Ok(Some(None));
+    }
+    Ok(None)
 }
 
 #[async_trait]
@@ -465,7 +478,8 @@ impl FilterStream for ProxyStream {
             );
             *id = Some(new);
             vm.context_create(t, new)?;
-            vm.phase(t, new, Callback::RequestHeaders, count, !has_body)
+            let continued = vm.phase(t, new, Callback::RequestHeaders, count, !has_body)?;
+            decide(vm, new, continued)
         })?;
         if let Some(local) = self.settle(continued).await? {
             return Ok(Verdict::Respond(local));
@@ -488,16 +502,19 @@ impl FilterStream for ProxyStream {
             ))
         })?;
         let (pseudo, headers) = take_pseudo(headers);
-        let text = |name: &str| {
-            find_pseudo(&pseudo, name).map(|v| String::from_utf8_lossy(v).into_owned())
+        // Only what the filter changed is converted back.
+        let changed = |name: &str, current: &str| {
+            find_pseudo(&pseudo, name)
+                .filter(|v| *v != current.as_bytes())
+                .map(|v| String::from_utf8_lossy(v).into_owned())
         };
-        if let Some(method) = text(":method").filter(|m| !m.is_empty()) {
+        if let Some(method) = changed(":method", &request.method).filter(|m| !m.is_empty()) {
             request.method = method;
         }
-        if let Some(path) = text(":path").filter(|p| p.starts_with('/')) {
+        if let Some(path) = changed(":path", &request.path).filter(|p| p.starts_with('/')) {
             request.path = path;
         }
-        if let Some(authority) = text(":authority") {
+        if let Some(authority) = changed(":authority", &request.authority) {
             request.authority = authority;
         }
         request.headers = headers;
@@ -540,7 +557,8 @@ impl FilterStream for ProxyStream {
             stream.resumed = false;
             stream.response_headers = headers;
             stream.response_body = body;
-            vm.phase(t, id, Callback::ResponseHeaders, count, !has_body)
+            let continued = vm.phase(t, id, Callback::ResponseHeaders, count, !has_body)?;
+            decide(vm, id, continued)
         })?;
         if let Some(local) = self.settle(continued).await? {
             *response = local;

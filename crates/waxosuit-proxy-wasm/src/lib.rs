@@ -317,7 +317,7 @@ impl FilterHost {
         });
         let metrics = Arc::clone(&info.shared.metrics);
         let template = VmTemplate {
-            engine: self.runtime.engine().clone(),
+            runtime: self.runtime.clone(),
             pre,
             deadline_ticks: vm::ticks(limits.deadline, config.epoch_tick),
             fuel: limits.fuel,

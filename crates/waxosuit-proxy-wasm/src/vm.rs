@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::{Engine, InstancePre, Store, StoreLimitsBuilder, Trap, TypedFunc};
+use wasmtime::{InstancePre, Store, StoreLimitsBuilder, Trap, TypedFunc};
+use waxosuit_runtime::Runtime;
 
 use crate::state::{FilterInfo, VmState};
 
@@ -36,7 +37,9 @@ struct Callbacks {
 
 /// Settings every VM of a filter shares.
 pub(crate) struct VmTemplate {
-    pub(crate) engine: Engine,
+    /// Kept so its epoch ticker, which enforces the deadline, lives as long
+    /// as the filter does.
+    pub(crate) runtime: Runtime,
     pub(crate) pre: InstancePre<VmState>,
     pub(crate) info: Arc<FilterInfo>,
     /// Epoch ticks per callback.
@@ -48,7 +51,9 @@ pub(crate) struct VmTemplate {
 /// A running VM.
 pub(crate) struct Vm {
     store: Store<VmState>,
-    cb: Callbacks,
+    /// Shared, not cloned per call: cloning a `TypedFunc` takes a lock in
+    /// the engine's type registry.
+    cb: Arc<Callbacks>,
     next_id: u32,
     /// Set when a callback failed: the instance may be inconsistent.
     pub(crate) poisoned: bool,
@@ -73,14 +78,14 @@ impl Vm {
             .memories(1)
             .build();
         let mut store = Store::new(
-            &template.engine,
+            template.runtime.engine(),
             VmState::new(Arc::clone(info), slot, limits),
         );
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_trap();
         let mut vm = Vm {
             store,
-            cb: Callbacks::none(),
+            cb: Arc::new(Callbacks::none()),
             next_id: ROOT_ID + 1,
             poisoned: false,
         };
@@ -105,7 +110,7 @@ impl Vm {
         vm.store.data_mut().alloc = Some(alloc);
         vm.store.data_mut().root_id = ROOT_ID;
         let store = &mut vm.store;
-        vm.cb = Callbacks {
+        vm.cb = Arc::new(Callbacks {
             context_create: instance
                 .get_typed_func(&mut *store, "proxy_on_context_create")
                 .ok(),
@@ -137,17 +142,17 @@ impl Vm {
             queue_ready: instance
                 .get_typed_func(&mut *store, "proxy_on_queue_ready")
                 .ok(),
-        };
+        });
         if let Ok(init) = instance.get_typed_func::<(), ()>(&mut vm.store, "_initialize") {
             vm.arm(template)?;
             init.call(&mut vm.store, ())
                 .map_err(|e| vm.failed(template, &e))?;
         }
         vm.store.data_mut().effective = ROOT_ID;
-        if let Some(f) = vm.cb.context_create.clone() {
+        if let Some(f) = Arc::clone(&vm.cb).context_create.as_ref() {
             vm.run(template, |s| f.call(s, (ROOT_ID as i32, 0)))?;
         }
-        if let Some(f) = vm.cb.vm_start.clone() {
+        if let Some(f) = Arc::clone(&vm.cb).vm_start.as_ref() {
             // The SDKs expect the root context's id here, not the unused 0
             // the spec describes.
             let ok = vm.run(template, |s| f.call(s, (ROOT_ID as i32, 0)))?;
@@ -155,7 +160,7 @@ impl Vm {
                 return Err(Failed("proxy_on_vm_start returned false".into()));
             }
         }
-        if let Some(f) = vm.cb.configure.clone() {
+        if let Some(f) = Arc::clone(&vm.cb).configure.as_ref() {
             let size = i32::try_from(info.config.len()).unwrap_or(i32::MAX);
             let ok = vm.run(template, |s| f.call(s, (ROOT_ID as i32, size)))?;
             if ok == 0 {
@@ -227,7 +232,8 @@ impl Vm {
 
     pub(crate) fn context_create(&mut self, t: &VmTemplate, id: u32) -> Result<(), Failed> {
         self.store.data_mut().effective = id;
-        match self.cb.context_create.clone() {
+        let cb = Arc::clone(&self.cb);
+        match cb.context_create.as_ref() {
             Some(f) => self.run(t, |s| f.call(s, (id as i32, ROOT_ID as i32))),
             None => Ok(()),
         }
@@ -243,11 +249,12 @@ impl Vm {
         end_of_stream: bool,
     ) -> Result<bool, Failed> {
         self.store.data_mut().effective = id;
+        let cb = Arc::clone(&self.cb);
         let f = match which {
-            Callback::RequestHeaders => self.cb.request_headers.clone(),
-            Callback::RequestBody => self.cb.request_body.clone(),
-            Callback::ResponseHeaders => self.cb.response_headers.clone(),
-            Callback::ResponseBody => self.cb.response_body.clone(),
+            Callback::RequestHeaders => cb.request_headers.as_ref(),
+            Callback::RequestBody => cb.request_body.as_ref(),
+            Callback::ResponseHeaders => cb.response_headers.as_ref(),
+            Callback::ResponseBody => cb.response_body.as_ref(),
         };
         let Some(f) = f else {
             return Ok(true);
@@ -262,14 +269,15 @@ impl Vm {
     /// `on_done`, `on_log`, `on_delete`: the end of a stream.
     pub(crate) fn finish(&mut self, t: &VmTemplate, id: u32) -> Result<(), Failed> {
         self.store.data_mut().effective = id;
+        let cb = Arc::clone(&self.cb);
         let result = (|| {
-            if let Some(f) = self.cb.done.clone() {
+            if let Some(f) = cb.done.as_ref() {
                 self.run(t, |s| f.call(s, id as i32))?;
             }
-            if let Some(f) = self.cb.log.clone() {
+            if let Some(f) = cb.log.as_ref() {
                 self.run(t, |s| f.call(s, id as i32))?;
             }
-            if let Some(f) = self.cb.delete.clone() {
+            if let Some(f) = cb.delete.as_ref() {
                 self.run(t, |s| f.call(s, id as i32))?;
             }
             Ok(())
@@ -280,7 +288,8 @@ impl Vm {
 
     pub(crate) fn tick(&mut self, t: &VmTemplate) -> Result<(), Failed> {
         self.store.data_mut().effective = ROOT_ID;
-        match self.cb.tick.clone() {
+        let cb = Arc::clone(&self.cb);
+        match cb.tick.as_ref() {
             Some(f) => self.run(t, |s| f.call(s, ROOT_ID as i32)),
             None => Ok(()),
         }
@@ -288,7 +297,8 @@ impl Vm {
 
     pub(crate) fn queue_ready(&mut self, t: &VmTemplate, queue: u32) -> Result<(), Failed> {
         self.store.data_mut().effective = ROOT_ID;
-        match self.cb.queue_ready.clone() {
+        let cb = Arc::clone(&self.cb);
+        match cb.queue_ready.as_ref() {
             Some(f) => self.run(t, |s| f.call(s, (ROOT_ID as i32, queue as i32))),
             None => Ok(()),
         }
@@ -302,7 +312,8 @@ impl Vm {
         body: usize,
     ) -> Result<(), Failed> {
         self.store.data_mut().effective = ROOT_ID;
-        let Some(f) = self.cb.http_call_response.clone() else {
+        let cb = Arc::clone(&self.cb);
+        let Some(f) = cb.http_call_response.as_ref() else {
             return Ok(());
         };
         let headers = i32::try_from(headers).unwrap_or(i32::MAX);

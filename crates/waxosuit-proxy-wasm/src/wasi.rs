@@ -82,15 +82,6 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> Result<()> {
         c.data_mut().fault = Some(message.clone());
         Err(wasmtime::Error::msg(message))
     })?;
-    linker.func_wrap(WASI, "sched_yield", |_: C<'_>| Ok(SUCCESS))?;
-    // No preopened directories: the standard library asks at start-up and
-    // is told there are none.
-    linker.func_wrap(WASI, "fd_prestat_get", |_: C<'_>, _: i32, _: i32| Ok(EBADF))?;
-    linker.func_wrap(
-        WASI,
-        "fd_prestat_dir_name",
-        |_: C<'_>, _: i32, _: i32, _: i32| Ok(EBADF),
-    )?;
     Ok(())
 }
 

@@ -1,0 +1,198 @@
+//! Filters written to abuse the ABI: every bad pointer, oversized length
+//! and unknown name is refused with a status, never a host panic, and the
+//! filter's later requests are served.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use waxosuit_cap_http_server::filter::{FilterRequest, HttpFilter, StreamInfo, Verdict};
+use waxosuit_claims::{
+    Actor, Claims, KeyKind, KeyPair, PROXY_WASM_FILTER_TAG, Verifier, embed_claims,
+};
+use waxosuit_proxy_wasm::{FilterHost, FilterLimits, FilterSettings, LoadError, ProxyFilter};
+use waxosuit_runtime::{Runtime, RuntimeConfig};
+
+/// Signs `wat` as a filter (or, without the tag, as an actor) and loads it.
+async fn load(
+    wat: &str,
+    tagged: bool,
+    limits: FilterLimits,
+) -> Result<Arc<ProxyFilter>, LoadError> {
+    let module = wat::parse_str(wat).unwrap();
+    let account = KeyPair::generate(KeyKind::Account);
+    let subject = KeyPair::generate(KeyKind::Module);
+    let claims = Claims::<Actor>::builder()
+        .issuer(account.public_key())
+        .subject(subject.public_key())
+        .metadata(Actor {
+            tags: tagged.then(|| vec![PROXY_WASM_FILTER_TAG.to_string()]),
+            ..Actor::named("hostile")
+        })
+        .build();
+    let signed = embed_claims(&module, &claims, &account).unwrap();
+    let verified = Verifier::new()
+        .trust_issuer(&account.public_key())
+        .unwrap()
+        .verify_actor(&signed)
+        .unwrap();
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let host = FilterHost::new(&runtime);
+    let settings = FilterSettings {
+        limits,
+        ..FilterSettings::default()
+    };
+    host.load(&verified, &signed, settings).await
+}
+
+fn info() -> StreamInfo {
+    StreamInfo {
+        actor: Arc::from("MACTOR"),
+        actor_name: Arc::from("actor"),
+        binding: Arc::from("default"),
+        source: None,
+        thread: 0,
+        deadline: tokio::time::Instant::now() + Duration::from_secs(5),
+    }
+}
+
+fn request() -> FilterRequest {
+    FilterRequest {
+        method: "GET".into(),
+        path: "/".into(),
+        authority: "test".into(),
+        scheme: "http",
+        headers: vec![("accept".into(), b"*/*".to_vec())],
+        body: Vec::new(),
+    }
+}
+
+/// Answers each request locally with status 100 + 100·a + 10·b + c, where
+/// a, b, c are the host's answers to three abusive calls.
+const ABUSER: &str = r#"(module
+  (import "env" "proxy_set_header_map_pairs" (func $set_map (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_http_call" (func $call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_send_local_response" (func $local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (data (i32.const 100) "nowhere")
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 4096))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (local $a i32) (local $b i32) (local $c i32)
+    ;; a map said to be 2 GiB long
+    (local.set $a (call $set_map (i32.const 0) (i32.const 0) (i32.const 0x7fffffff)))
+    ;; a log line that runs off the end of memory
+    (local.set $b (call $log (i32.const 2) (i32.const 130000) (i32.const 100000)))
+    ;; a callout to an upstream the manifest does not name
+    (local.set $c (call $call (i32.const 100) (i32.const 7) (i32.const 0) (i32.const 0)
+      (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 1000) (i32.const 200)))
+    (drop (call $local
+      (i32.add (i32.const 100)
+        (i32.add (i32.mul (local.get $a) (i32.const 100))
+          (i32.add (i32.mul (local.get $b) (i32.const 10)) (local.get $c))))
+      (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1)))
+    (i32.const 1)))"#;
+
+#[tokio::test]
+async fn abusive_host_calls_get_a_status_and_the_filter_serves_on() {
+    let filter = load(ABUSER, true, FilterLimits::default()).await.unwrap();
+    for _ in 0..3 {
+        let mut stream = filter.open(&info());
+        let mut req = request();
+        match stream.request(&mut req).await.unwrap() {
+            // BadArgument (2) for each of the three.
+            Verdict::Respond(reply) => assert_eq!(reply.status, 322),
+            Verdict::Continue => panic!("the filter answers every request"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_filter_that_loops_is_stopped_at_its_deadline_and_rebuilt() {
+    let looping = r#"(module
+      (global $calls (mut i32) (i32.const 0))
+      (memory (export "memory") 1)
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
+      (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+        (loop $forever (br $forever))
+        (i32.const 0)))"#;
+    let limits = FilterLimits {
+        deadline: Duration::from_millis(20),
+        ..FilterLimits::default()
+    };
+    let filter = load(looping, true, limits).await.unwrap();
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let mut stream = filter.open(&info());
+        let error = stream
+            .request(&mut request())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("deadline of 20 ms"), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+}
+
+#[tokio::test]
+async fn memory_growth_past_the_limit_is_refused() {
+    // Grows memory by 64 MiB; the limit is 1 MiB: `memory.grow` fails (-1)
+    // and the filter reports it with a local answer.
+    let grower = r#"(module
+      (import "env" "proxy_send_local_response" (func $local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
+      (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+        (drop (call $local
+          (select (i32.const 507) (i32.const 200) (i32.eq (memory.grow (i32.const 1024)) (i32.const -1)))
+          (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1)))
+        (i32.const 1)))"#;
+    let limits = FilterLimits {
+        max_memory: 1 << 20,
+        ..FilterLimits::default()
+    };
+    let filter = load(grower, true, limits).await.unwrap();
+    let mut stream = filter.open(&info());
+    match stream.request(&mut request()).await.unwrap() {
+        Verdict::Respond(reply) => assert_eq!(reply.status, 507),
+        Verdict::Continue => panic!("expected a local answer"),
+    }
+}
+
+#[tokio::test]
+async fn modules_outside_the_contract_do_not_load() {
+    let untagged = load(ABUSER, false, FilterLimits::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(untagged, LoadError::NotAFilter { .. }),
+        "{untagged}"
+    );
+    let no_marker = r#"(module (memory (export "memory") 1))"#;
+    let e = load(no_marker, true, FilterLimits::default())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("proxy_abi_version_0_2_1"), "{e}");
+    let sockets = r#"(module
+      (import "wasi_snapshot_preview1" "sock_accept" (func (param i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "proxy_abi_version_0_2_1")))"#;
+    let e = load(sockets, true, FilterLimits::default())
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("wasi_snapshot_preview1.sock_accept"),
+        "{e}"
+    );
+    let other = r#"(module
+      (import "env" "proxy_exec" (func))
+      (memory (export "memory") 1)
+      (func (export "proxy_abi_version_0_2_1")))"#;
+    let e = load(other, true, FilterLimits::default())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("env.proxy_exec"), "{e}");
+}
