@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+pub use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::time::Instant;
 
 /// A request as filters see it: complete, body included.
@@ -36,9 +37,9 @@ pub struct FilterRequest {
     pub authority: String,
     /// `http`: this server speaks plain HTTP/1.1.
     pub scheme: &'static str,
-    /// Headers, names in lower case, in the order received; a header sent
-    /// several times appears several times.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// Headers as received (hyper's map: names in lower case, a header sent
+    /// several times keeps every value). Handed over, not copied.
+    pub headers: HeaderMap,
     /// The body.
     pub body: Vec<u8>,
 }
@@ -48,10 +49,9 @@ pub struct FilterRequest {
 pub struct FilterResponse {
     /// The status code.
     pub status: u16,
-    /// Headers, names in lower case. `content-length` and
-    /// `transfer-encoding` are ignored on the way out: the server frames
-    /// the final body itself.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// Headers. `content-length` and `transfer-encoding` are ignored on the
+    /// way out: the server frames the final body itself.
+    pub headers: HeaderMap,
     /// The body.
     pub body: Vec<u8>,
 }

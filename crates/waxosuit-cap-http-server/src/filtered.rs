@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::StatusCode;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, HOST, HeaderName, HeaderValue, TRANSFER_ENCODING};
+use hyper::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use tokio::time::Instant;
 use tracing::Span;
 use waxosuit_codec::http::{OP_HANDLE_REQUEST, RequestHead, RequestWriter};
@@ -52,14 +52,9 @@ impl ConnService {
             ),
             authority,
             scheme: "http",
-            headers: parts
-                .headers
-                .iter()
-                .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
-                .collect(),
+            headers: parts.headers,
             body: Vec::new(),
         };
-        drop(parts);
         request.body =
             // Only a body that has to be waited for arms a timer.
             match self.bounded(&mut Some(deadline), read_whole(body, s.max_body_bytes)).await {
@@ -140,25 +135,14 @@ impl ConnService {
         // A filter that changed the body may have left its old length: the
         // actor sees the length of the body it gets.
         let length = request.body.len().to_string();
-        let wanted = |name: &str| !name.starts_with(':');
-        let fields =
-            request
-                .headers
-                .iter()
-                .filter(|(name, _)| wanted(name))
-                .map(|(name, value)| {
-                    if name == "content-length" {
-                        (name.as_str(), length.as_bytes())
-                    } else {
-                        (name.as_str(), value.as_slice())
-                    }
-                });
-        let count = request
-            .headers
-            .iter()
-            .filter(|(name, _)| wanted(name))
-            .count();
-        let payload = RequestWriter::new(&head, count, fields)
+        let fields = request.headers.iter().map(|(name, value)| {
+            if *name == CONTENT_LENGTH {
+                (name.as_str(), length.as_bytes())
+            } else {
+                (name.as_str(), value.as_bytes())
+            }
+        });
+        let payload = RequestWriter::new(&head, request.headers.keys_len(), fields)
             .and_then(|writer| writer.finish(&request.body));
         let payload = match payload {
             Ok(payload) => payload,
@@ -225,23 +209,10 @@ impl ConnService {
         };
         let mut out = hyper::Response::new(Full::new(Bytes::from(response.body)));
         *out.status_mut() = status;
-        let map = out.headers_mut();
-        for (name, value) in response.headers {
-            if name.starts_with(':') {
-                continue;
-            }
-            let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_bytes(&value),
-            ) else {
-                tracing::warn!(actor = %s.actor, header = %name, "an HTTP filter set a header HTTP cannot carry; it is dropped");
-                continue;
-            };
-            if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
-                continue;
-            }
-            map.append(name, value);
-        }
+        let mut headers = response.headers;
+        headers.remove(CONTENT_LENGTH);
+        headers.remove(TRANSFER_ENCODING);
+        *out.headers_mut() = headers;
         out
     }
 }
@@ -257,11 +228,7 @@ async fn from_http(http: HttpResponse) -> FilterResponse {
         .unwrap_or_default();
     FilterResponse {
         status: parts.status.as_u16(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
-            .collect(),
+        headers: parts.headers,
         // No copy when the reply's buffer is not shared.
         body: Vec::from(body),
     }

@@ -172,15 +172,17 @@ pub(crate) const WASI_SUBSET: &[&str] = &[
 /// Headers, pairs in order: the ABI's serialized map is a `u32` count, a
 /// (`u32` key size, `u32` value size) per pair, then each key and value
 /// followed by a NUL.
-pub(crate) fn serialize_map(pairs: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let size = serialized_map_size(pairs);
-    let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(&u32_len(pairs.len()).to_le_bytes());
-    for (key, value) in pairs {
+pub(crate) fn serialize_pairs<'a, I>(pairs: impl Fn() -> I, count: usize) -> Vec<u8>
+where
+    I: Iterator<Item = (&'a str, &'a [u8])>,
+{
+    let mut out = Vec::with_capacity(pairs_size(pairs()));
+    out.extend_from_slice(&u32_len(count).to_le_bytes());
+    for (key, value) in pairs() {
         out.extend_from_slice(&u32_len(key.len()).to_le_bytes());
         out.extend_from_slice(&u32_len(value.len()).to_le_bytes());
     }
-    for (key, value) in pairs {
+    for (key, value) in pairs() {
         out.extend_from_slice(key.as_bytes());
         out.push(0);
         out.extend_from_slice(value);
@@ -189,12 +191,24 @@ pub(crate) fn serialize_map(pairs: &[(String, Vec<u8>)]) -> Vec<u8> {
     out
 }
 
-/// The length [`serialize_map`] produces.
-pub(crate) fn serialized_map_size(pairs: &[(String, Vec<u8>)]) -> usize {
+/// The length [`serialize_pairs`] produces.
+pub(crate) fn pairs_size<'a>(pairs: impl Iterator<Item = (&'a str, &'a [u8])>) -> usize {
     4 + pairs
-        .iter()
         .map(|(k, v)| 8 + k.len() + 1 + v.len() + 1)
         .sum::<usize>()
+}
+
+/// [`serialize_pairs`] of owned pairs.
+pub(crate) fn serialize_map(pairs: &[(String, Vec<u8>)]) -> Vec<u8> {
+    serialize_pairs(
+        || pairs.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+        pairs.len(),
+    )
+}
+
+/// [`pairs_size`] of owned pairs.
+pub(crate) fn serialized_map_size(pairs: &[(String, Vec<u8>)]) -> usize {
+    pairs_size(pairs.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
 }
 
 fn u32_len(len: usize) -> u32 {

@@ -10,15 +10,14 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use waxosuit_cap_http_server::filter::{
-    FilterError, FilterRequest, FilterResponse, FilterStream, HttpFilter, StreamInfo, Verdict,
+    FilterError, FilterRequest, FilterResponse, FilterStream, HeaderMap, HeaderValue, HttpFilter,
+    StreamInfo, Verdict,
 };
 
 use crate::callout::Callouts;
+use crate::head::Head;
 use crate::state::{PendingCall, Phase, StreamData};
 use crate::vm::{Callback, Failed, Vm, VmTemplate};
-
-/// Header pairs, names in lower case.
-type Headers = Vec<(String, Vec<u8>)>;
 
 /// Most VMs one filter runs (one per connection thread).
 const MAX_SLOTS: usize = 256;
@@ -57,7 +56,7 @@ fn take_effects(vm: &mut Vm) -> Effects {
     let state = vm.state();
     let wake = std::mem::take(&mut state.wake)
         .into_iter()
-        .filter_map(|id| state.streams.get(&id).map(|s| Arc::clone(&s.notify)))
+        .filter_map(|id| state.streams.get(&id).and_then(|s| s.notify.clone()))
         .collect();
     Effects {
         calls: std::mem::take(&mut state.pending_calls),
@@ -72,7 +71,7 @@ fn all_waiters(vm: &mut Vm) -> Vec<Arc<Notify>> {
     vm.state()
         .streams
         .values()
-        .map(|s| Arc::clone(&s.notify))
+        .filter_map(|s| s.notify.clone())
         .collect()
 }
 
@@ -282,7 +281,6 @@ impl HttpFilter for ProxyFilter {
             inner: Arc::clone(&self.inner),
             generation: 0,
             id: None,
-            notify: Arc::new(Notify::new()),
             info: info.clone(),
         })
     }
@@ -296,26 +294,7 @@ struct ProxyStream {
     generation: u64,
     /// The HTTP context, once created.
     id: Option<u32>,
-    notify: Arc<Notify>,
     info: StreamInfo,
-}
-
-fn pseudo_first(pseudo: Headers, headers: Headers) -> Headers {
-    let mut out = pseudo;
-    out.extend(headers);
-    out
-}
-
-/// Splits pseudo-headers off a map.
-fn take_pseudo(map: Headers) -> (Headers, Headers) {
-    map.into_iter().partition(|(k, _)| k.starts_with(':'))
-}
-
-fn find_pseudo<'a>(pairs: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_slice())
 }
 
 impl ProxyStream {
@@ -383,11 +362,25 @@ impl ProxyStream {
             return Ok(decision);
         }
         loop {
-            let notify = Arc::clone(&self.notify);
-            let decided = self.with_vm(|vm, _, id| decide(vm, id.unwrap_or_default(), false))?;
+            // The waker is registered under the VM's lock, in the same
+            // critical section that finds nothing decided yet, so a wake-up
+            // cannot slip in between.
+            let (decided, notify) = self.with_vm(|vm, _, id| {
+                let id = id.unwrap_or_default();
+                let decided = decide(vm, id, false)?;
+                let notify = vm
+                    .state()
+                    .streams
+                    .get_mut(&id)
+                    .map(|s| Arc::clone(s.notify.get_or_insert_with(Default::default)));
+                Ok((decided, notify))
+            })?;
             if let Some(decision) = decided {
                 return Ok(decision);
             }
+            let Some(notify) = notify else {
+                return Err(self.failed("the stream's context is gone"));
+            };
             if tokio::time::timeout_at(self.info.deadline, notify.notified())
                 .await
                 .is_err()
@@ -397,6 +390,28 @@ impl ProxyStream {
                 });
             }
         }
+    }
+
+    /// The head and body of `phase` as the filter left them, moved out of
+    /// its VM.
+    fn take(&mut self, phase: Phase) -> Result<(Head, Vec<u8>), FilterError> {
+        self.with_vm(|vm, _, id| {
+            let stream = vm
+                .state()
+                .streams
+                .get_mut(&id.unwrap_or_default())
+                .ok_or_else(|| Failed("the stream's context is gone".into()))?;
+            Ok(match phase {
+                Phase::Request => (
+                    std::mem::take(&mut stream.request),
+                    std::mem::take(&mut stream.request_body),
+                ),
+                Phase::Response => (
+                    std::mem::take(&mut stream.response),
+                    std::mem::take(&mut stream.response_body),
+                ),
+            })
+        })
     }
 
     /// Runs a callback and reads what the filter decided in it.
@@ -436,43 +451,51 @@ impl FilterStream for ProxyStream {
     async fn request(&mut self, request: &mut FilterRequest) -> Result<Verdict, FilterError> {
         let max_body = self.inner.template.info.limits.max_body;
         if request.body.len() > max_body {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                waxosuit_cap_http_server::filter::HeaderName::from_static("content-type"),
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
             return Ok(Verdict::Respond(FilterResponse {
                 status: 413,
-                headers: vec![("content-type".into(), b"text/plain; charset=utf-8".to_vec())],
+                headers,
                 body: b"Request body too large for a filter".to_vec(),
             }));
         }
-        let pseudo = vec![
-            (":method".to_string(), request.method.clone().into_bytes()),
-            (":path".to_string(), request.path.clone().into_bytes()),
-            (
-                ":authority".to_string(),
-                request.authority.clone().into_bytes(),
-            ),
-            (":scheme".to_string(), request.scheme.as_bytes().to_vec()),
-        ];
-        let headers = pseudo_first(pseudo, std::mem::take(&mut request.headers));
-        let count = headers.len();
+        // Moved in and back out: nothing is copied for a filter that only
+        // looks.
+        let head = Head {
+            pseudo: vec![
+                (":method", std::mem::take(&mut request.method).into_bytes()),
+                (":path", std::mem::take(&mut request.path).into_bytes()),
+                (
+                    ":authority",
+                    std::mem::take(&mut request.authority).into_bytes(),
+                ),
+                (":scheme", request.scheme.as_bytes().to_vec()),
+            ],
+            headers: std::mem::take(&mut request.headers),
+        };
+        let count = head.len();
         let body = std::mem::take(&mut request.body);
         let has_body = !body.is_empty();
         let body_len = body.len();
         let info = self.info.clone();
-        let notify = Arc::clone(&self.notify);
-        let continued = self.with_vm(move |vm, t, id| {
+        let first = self.with_vm(move |vm, t, id| {
             let new = vm.next_context_id();
             vm.state().streams.insert(
                 new,
                 StreamData {
                     info,
                     phase: Phase::Request,
-                    request_headers: headers,
+                    request: head,
                     request_body: body,
-                    response_headers: Vec::new(),
+                    response: Head::default(),
                     response_body: Vec::new(),
                     resumed: false,
                     local: None,
                     closed: false,
-                    notify,
+                    notify: None,
                     properties: Default::default(),
                 },
             );
@@ -481,43 +504,42 @@ impl FilterStream for ProxyStream {
             let continued = vm.phase(t, new, Callback::RequestHeaders, count, !has_body)?;
             decide(vm, new, continued)
         })?;
-        if let Some(local) = self.settle(continued).await? {
+        if let Some(local) = self.settle(first).await? {
             return Ok(Verdict::Respond(local));
         }
         if has_body {
-            let continued = self.phase(Callback::RequestBody, body_len, true)?;
-            if let Some(local) = self.settle(continued).await? {
+            let decision = self.phase(Callback::RequestBody, body_len, true)?;
+            if let Some(local) = self.settle(decision).await? {
                 return Ok(Verdict::Respond(local));
             }
         }
-        let (headers, body) = self.with_vm(|vm, _, id| {
-            let stream = vm
-                .state()
-                .streams
-                .get_mut(&id.unwrap_or_default())
-                .ok_or_else(|| Failed("the stream's context is gone".into()))?;
-            Ok((
-                std::mem::take(&mut stream.request_headers),
-                std::mem::take(&mut stream.request_body),
-            ))
-        })?;
-        let (pseudo, headers) = take_pseudo(headers);
-        // Only what the filter changed is converted back.
-        let changed = |name: &str, current: &str| {
-            find_pseudo(&pseudo, name)
-                .filter(|v| *v != current.as_bytes())
-                .map(|v| String::from_utf8_lossy(v).into_owned())
+        let (mut head, body) = self.take(Phase::Request)?;
+        // The buffers move back into the request: no copy unless a filter
+        // wrote bytes that are not UTF-8.
+        let mut text = |name: &str| {
+            head.pseudo
+                .iter_mut()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| {
+                    String::from_utf8(std::mem::take(v))
+                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+                })
+                .unwrap_or_default()
         };
-        if let Some(method) = changed(":method", &request.method).filter(|m| !m.is_empty()) {
-            request.method = method;
-        }
-        if let Some(path) = changed(":path", &request.path).filter(|p| p.starts_with('/')) {
-            request.path = path;
-        }
-        if let Some(authority) = changed(":authority", &request.authority) {
-            request.authority = authority;
-        }
-        request.headers = headers;
+        let method = text(":method");
+        request.method = if method.is_empty() {
+            "GET".into()
+        } else {
+            method
+        };
+        let path = text(":path");
+        request.path = if path.starts_with('/') {
+            path
+        } else {
+            "/".into()
+        };
+        request.authority = text(":authority");
+        request.headers = head.headers;
         request.body = body;
         Ok(Verdict::Continue)
     }
@@ -535,18 +557,15 @@ impl FilterStream for ProxyStream {
                 max_body >> 10
             )));
         }
-        let headers = pseudo_first(
-            vec![(
-                ":status".to_string(),
-                response.status.to_string().into_bytes(),
-            )],
-            std::mem::take(&mut response.headers),
-        );
-        let count = headers.len();
+        let head = Head {
+            pseudo: vec![(":status", response.status.to_string().into_bytes())],
+            headers: std::mem::take(&mut response.headers),
+        };
+        let count = head.len();
         let body = std::mem::take(&mut response.body);
         let has_body = !body.is_empty();
         let body_len = body.len();
-        let continued = self.with_vm(move |vm, t, id| {
+        let first = self.with_vm(move |vm, t, id| {
             let id = id.unwrap_or_default();
             let stream = vm
                 .state()
@@ -555,42 +574,32 @@ impl FilterStream for ProxyStream {
                 .ok_or_else(|| Failed("the stream's context is gone".into()))?;
             stream.phase = Phase::Response;
             stream.resumed = false;
-            stream.response_headers = headers;
+            stream.response = head;
             stream.response_body = body;
             let continued = vm.phase(t, id, Callback::ResponseHeaders, count, !has_body)?;
             decide(vm, id, continued)
         })?;
-        if let Some(local) = self.settle(continued).await? {
+        if let Some(local) = self.settle(first).await? {
             *response = local;
             return Ok(());
         }
         if has_body {
-            let continued = self.phase(Callback::ResponseBody, body_len, true)?;
-            if let Some(local) = self.settle(continued).await? {
+            let decision = self.phase(Callback::ResponseBody, body_len, true)?;
+            if let Some(local) = self.settle(decision).await? {
                 *response = local;
                 return Ok(());
             }
         }
-        let (headers, body) = self.with_vm(|vm, _, id| {
-            let stream = vm
-                .state()
-                .streams
-                .get_mut(&id.unwrap_or_default())
-                .ok_or_else(|| Failed("the stream's context is gone".into()))?;
-            Ok((
-                std::mem::take(&mut stream.response_headers),
-                std::mem::take(&mut stream.response_body),
-            ))
-        })?;
-        let (pseudo, headers) = take_pseudo(headers);
-        if let Some(status) = find_pseudo(&pseudo, ":status")
+        let (head, body) = self.take(Phase::Response)?;
+        if let Some(status) = head
+            .pseudo(":status")
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|v| v.parse::<u16>().ok())
             .filter(|s| (100..=999).contains(s))
         {
             response.status = status;
         }
-        response.headers = headers;
+        response.headers = head.headers;
         response.body = body;
         Ok(())
     }

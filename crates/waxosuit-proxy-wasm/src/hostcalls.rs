@@ -10,6 +10,7 @@ use wasmtime::{Caller, Linker, Result};
 use waxosuit_cap_http_server::filter::FilterResponse;
 
 use crate::abi::{self, MetricKind, Status, buffer, map, serialize_map, stream};
+use crate::head::Head;
 use crate::state::{PendingCall, Phase, VmState};
 
 /// Longest log line kept; the rest is cut.
@@ -58,6 +59,14 @@ pub(crate) fn write(caller: &mut C<'_>, ptr: i32, bytes: &[u8]) -> Option<()> {
     let end = start.checked_add(bytes.len())?;
     data.get_mut(start..end)?.copy_from_slice(bytes);
     Some(())
+}
+
+/// The status of a write of a result into guest memory.
+fn written(result: Option<()>) -> Status {
+    match result {
+        Some(()) => Status::Ok,
+        None => Status::BadArgument,
+    }
 }
 
 fn write_u32(caller: &mut C<'_>, ptr: i32, value: u32) -> Option<()> {
@@ -111,20 +120,12 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> Result<()> {
     let env = "env";
     linker.func_wrap(env, "proxy_log", proxy_log)?;
     linker.func_wrap(env, "proxy_get_log_level", |mut c: C<'_>, ret: i32| {
-        status(match write_u32(&mut c, ret, current_log_level()) {
-            Some(()) => Status::Ok,
-            None => Status::BadArgument,
-        })
+        status(written(write_u32(&mut c, ret, current_log_level())))
     })?;
     linker.func_wrap(
         env,
         "proxy_get_current_time_nanoseconds",
-        |mut c: C<'_>, ret: i32| {
-            status(match write_u64(&mut c, ret, now_nanos()) {
-                Some(()) => Status::Ok,
-                None => Status::BadArgument,
-            })
-        },
+        |mut c: C<'_>, ret: i32| status(written(write_u64(&mut c, ret, now_nanos()))),
     )?;
     linker.func_wrap(
         env,
@@ -302,10 +303,7 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> Result<()> {
             if given != Status::Ok {
                 return status(given);
             }
-            status(match write_u32(&mut c, rc, cas) {
-                Some(()) => Status::Ok,
-                None => Status::BadArgument,
-            })
+            status(written(write_u32(&mut c, rc, cas)))
         },
     )?;
     linker.func_wrap(
@@ -317,10 +315,7 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> Result<()> {
             };
             let slot = c.data().slot;
             match c.data().filter.shared.register_queue(&name, slot) {
-                Ok(id) => status(match write_u32(&mut c, ret, id) {
-                    Some(()) => Status::Ok,
-                    None => Status::BadArgument,
-                }),
+                Ok(id) => status(written(write_u32(&mut c, ret, id))),
                 Err(s) => status(s),
             }
         },
@@ -334,10 +329,7 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> Result<()> {
                 return status(Status::BadArgument);
             };
             match c.data().filter.shared.resolve_queue(&name) {
-                Some(id) => status(match write_u32(&mut c, ret, id) {
-                    Some(()) => Status::Ok,
-                    None => Status::BadArgument,
-                }),
+                Some(id) => status(written(write_u32(&mut c, ret, id))),
                 None => status(Status::NotFound),
             }
         },
@@ -375,10 +367,7 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> Result<()> {
                 return status(Status::BadArgument);
             };
             match c.data().filter.shared.metrics.define(kind, &name) {
-                Ok(id) => status(match write_u32(&mut c, ret, id) {
-                    Some(()) => Status::Ok,
-                    None => Status::BadArgument,
-                }),
+                Ok(id) => status(written(write_u32(&mut c, ret, id))),
                 Err(s) => status(s),
             }
         },
@@ -410,10 +399,7 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> Result<()> {
             let Some(value) = c.data().filter.shared.metrics.value(id as u32) else {
                 return status(Status::NotFound);
             };
-            status(match write_u64(&mut c, ret, value) {
-                Some(()) => Status::Ok,
-                None => Status::BadArgument,
-            })
+            status(written(write_u64(&mut c, ret, value)))
         },
     )?;
     linker.func_wrap(env, "proxy_get_property", proxy_get_property)?;
@@ -586,48 +572,82 @@ fn proxy_set_buffer_bytes(
     status(Status::Ok)
 }
 
-/// A header map, read-only view, with `:status` and the other
-/// pseudo-headers in place.
-fn map_of(state: &VmState, kind: i32) -> Option<&[(String, Vec<u8>)]> {
+/// A header map, read-only.
+enum MapRef<'a> {
+    Head(&'a Head),
+    Pairs(&'a [(String, Vec<u8>)]),
+}
+
+impl MapRef<'_> {
+    fn serialize(&self) -> Vec<u8> {
+        match self {
+            MapRef::Head(head) => head.serialize(),
+            MapRef::Pairs(pairs) => serialize_map(pairs),
+        }
+    }
+
+    fn size(&self) -> usize {
+        match self {
+            MapRef::Head(head) => head.serialized_size(),
+            MapRef::Pairs(pairs) => abi::serialized_map_size(pairs),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        match self {
+            MapRef::Head(head) => head.get(key).map(<[u8]>::to_vec),
+            MapRef::Pairs(pairs) => pairs
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v.clone()),
+        }
+    }
+}
+
+fn map_of(state: &VmState, kind: i32) -> Option<MapRef<'_>> {
     let stream = state.streams.get(&state.effective);
     match kind {
-        map::HTTP_REQUEST_HEADERS => stream.map(|s| s.request_headers.as_slice()),
-        map::HTTP_RESPONSE_HEADERS => stream.map(|s| s.response_headers.as_slice()),
-        map::HTTP_REQUEST_TRAILERS | map::HTTP_RESPONSE_TRAILERS => stream.map(|_| &[][..]),
-        map::HTTP_CALL_RESPONSE_HEADERS => state.callout.as_ref().map(|c| c.headers.as_slice()),
-        map::HTTP_CALL_RESPONSE_TRAILERS => state.callout.as_ref().map(|_| &[][..]),
+        map::HTTP_REQUEST_HEADERS => stream.map(|s| MapRef::Head(&s.request)),
+        map::HTTP_RESPONSE_HEADERS => stream.map(|s| MapRef::Head(&s.response)),
+        map::HTTP_REQUEST_TRAILERS | map::HTTP_RESPONSE_TRAILERS => {
+            stream.map(|_| MapRef::Pairs(&[]))
+        }
+        map::HTTP_CALL_RESPONSE_HEADERS => state
+            .callout
+            .as_ref()
+            .map(|c| MapRef::Pairs(c.headers.as_slice())),
+        map::HTTP_CALL_RESPONSE_TRAILERS => state.callout.as_ref().map(|_| MapRef::Pairs(&[])),
         _ => None,
     }
 }
 
-fn map_of_mut(state: &mut VmState, kind: i32) -> Option<&mut Vec<(String, Vec<u8>)>> {
+fn map_of_mut(state: &mut VmState, kind: i32) -> Option<&mut Head> {
     let stream = state.streams.get_mut(&state.effective)?;
     match kind {
-        map::HTTP_REQUEST_HEADERS => Some(&mut stream.request_headers),
-        map::HTTP_RESPONSE_HEADERS => Some(&mut stream.response_headers),
+        map::HTTP_REQUEST_HEADERS => Some(&mut stream.request),
+        map::HTTP_RESPONSE_HEADERS => Some(&mut stream.response),
         _ => None,
     }
 }
 
 fn proxy_get_header_map_pairs(mut c: C<'_>, kind: i32, ret_ptr: i32, ret_len: i32) -> Result<i32> {
-    let Some(pairs) = map_of(c.data(), kind) else {
+    let Some(map) = map_of(c.data(), kind) else {
         return status(Status::NotFound);
     };
-    let bytes = serialize_map(pairs);
+    let bytes = map.serialize();
     status(give(&mut c, &bytes, ret_ptr, ret_len)?)
 }
 
 fn proxy_get_header_map_size(mut c: C<'_>, kind: i32, ret: i32) -> Result<i32> {
-    let Some(pairs) = map_of(c.data(), kind) else {
+    let Some(map) = map_of(c.data(), kind) else {
         return status(Status::NotFound);
     };
-    let size = abi::serialized_map_size(pairs);
-    status(
-        match write_u32(&mut c, ret, u32::try_from(size).unwrap_or(u32::MAX)) {
-            Some(()) => Status::Ok,
-            None => Status::BadArgument,
-        },
-    )
+    let size = map.size();
+    status(written(write_u32(
+        &mut c,
+        ret,
+        u32::try_from(size).unwrap_or(u32::MAX),
+    )))
 }
 
 fn proxy_set_header_map_pairs(mut c: C<'_>, kind: i32, ptr: i32, len: i32) -> Result<i32> {
@@ -643,8 +663,7 @@ fn proxy_set_header_map_pairs(mut c: C<'_>, kind: i32, ptr: i32, len: i32) -> Re
     let Some(map) = map_of_mut(c.data_mut(), kind) else {
         return status(Status::NotFound);
     };
-    *map = pairs;
-    status(Status::Ok)
+    status(map.set_all(pairs))
 }
 
 fn proxy_get_header_map_value(
@@ -658,14 +677,10 @@ fn proxy_get_header_map_value(
     let Some(key) = read_str(&c, key_ptr, key_len) else {
         return status(Status::BadArgument);
     };
-    let Some(pairs) = map_of(c.data(), kind) else {
+    let Some(map) = map_of(c.data(), kind) else {
         return status(Status::NotFound);
     };
-    let Some(value) = pairs
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(&key))
-        .map(|(_, v)| v.clone())
-    else {
+    let Some(value) = map.get(&key) else {
         return status(Status::NotFound);
     };
     status(give(&mut c, &value, ret_ptr, ret_len)?)
@@ -695,37 +710,21 @@ fn edit_map(
         },
         None => Vec::new(),
     };
-    let key = key.to_ascii_lowercase();
     let Some(map) = map_of_mut(c.data_mut(), kind) else {
         return status(Status::NotFound);
     };
     let grows = !matches!(edit, Edit::Remove);
     if grows
         && (map.len() >= MAX_MAP_PAIRS
-            || abi::serialized_map_size(map) + key.len() + value.len() + 10 > MAX_MAP_BYTES)
+            || map.serialized_size() + key.len() + value.len() + 10 > MAX_MAP_BYTES)
     {
         return status(Status::BadArgument);
     }
-    match edit {
-        Edit::Add => map.push((key, value)),
-        Edit::Replace => match map.iter().position(|(k, _)| *k == key) {
-            Some(at) => {
-                map[at].1 = value;
-                let mut seen = false;
-                map.retain(|(k, _)| {
-                    if *k != key {
-                        return true;
-                    }
-                    let keep = !seen;
-                    seen = true;
-                    keep
-                });
-            }
-            None => map.push((key, value)),
-        },
-        Edit::Remove => map.retain(|(k, _)| *k != key),
-    }
-    status(Status::Ok)
+    status(match edit {
+        Edit::Add => map.add(&key, value, false),
+        Edit::Replace => map.add(&key, value, true),
+        Edit::Remove => map.remove(&key),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -749,9 +748,14 @@ fn proxy_send_local_response(
     ) else {
         return status(Status::BadArgument);
     };
-    let Some(headers) = abi::parse_map(&headers, MAX_MAP_PAIRS) else {
+    let Some(pairs) = abi::parse_map(&headers, MAX_MAP_PAIRS) else {
         return status(Status::BadArgument);
     };
+    let mut head = Head::default();
+    if head.set_all(pairs) != Status::Ok {
+        return status(Status::BadArgument);
+    }
+    let headers = head.headers;
     let Ok(code) = u16::try_from(code) else {
         return status(Status::BadArgument);
     };
@@ -832,10 +836,7 @@ fn proxy_http_call(
         body,
         timeout,
     });
-    status(match write_u32(&mut c, ret_id, id) {
-        Some(()) => Status::Ok,
-        None => Status::BadArgument,
-    })
+    status(written(write_u32(&mut c, ret_id, id)))
 }
 
 /// `a\0b\0c` → `a.b.c`: the key properties are stored and looked up under.

@@ -48,6 +48,7 @@
 mod abi;
 mod callout;
 mod filter;
+mod head;
 mod hostcalls;
 mod metrics;
 mod properties;

@@ -2,7 +2,6 @@
 //! (segments joined with `.` here, NUL-separated on the wire). Strings are
 //! their UTF-8 bytes; integers are 8 bytes little-endian, as in Envoy.
 
-use crate::abi::serialize_map;
 use crate::state::VmState;
 
 /// Every property path this host answers, for the docs and tests.
@@ -30,13 +29,6 @@ pub const PATHS: &[&str] = &[
     "waxosuit.filter_key",
 ];
 
-fn header<'a>(pairs: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_slice())
-}
-
 fn int(value: u64) -> Vec<u8> {
     value.to_le_bytes().to_vec()
 }
@@ -56,8 +48,8 @@ pub(crate) fn lookup(state: &VmState, path: &str) -> Option<Vec<u8>> {
     if let Some(value) = stream.properties.get(path) {
         return Some(value.clone());
     }
-    let req = &stream.request_headers;
-    let full_path = header(req, ":path").unwrap_or_default();
+    let req = &stream.request;
+    let full_path = req.pseudo(":path").unwrap_or_default();
     let value = match path {
         "request.path" => full_path.to_vec(),
         "request.url_path" => full_path.split(|b| *b == b'?').next()?.to_vec(),
@@ -65,17 +57,17 @@ pub(crate) fn lookup(state: &VmState, path: &str) -> Option<Vec<u8>> {
             Some(at) => full_path[at + 1..].to_vec(),
             None => Vec::new(),
         },
-        "request.host" => header(req, ":authority")?.to_vec(),
-        "request.scheme" => header(req, ":scheme")?.to_vec(),
-        "request.method" => header(req, ":method")?.to_vec(),
+        "request.host" => req.pseudo(":authority")?.to_vec(),
+        "request.scheme" => req.pseudo(":scheme")?.to_vec(),
+        "request.method" => req.pseudo(":method")?.to_vec(),
         "request.protocol" => b"HTTP/1.1".to_vec(),
-        "request.headers" => serialize_map(req),
+        "request.headers" => req.serialize(),
         "request.size" => int(stream.request_body.len() as u64),
         "response.code" => {
-            let code = header(&stream.response_headers, ":status")?;
+            let code = stream.response.pseudo(":status")?;
             int(std::str::from_utf8(code).ok()?.parse().ok()?)
         }
-        "response.headers" => serialize_map(&stream.response_headers),
+        "response.headers" => stream.response.serialize(),
         "response.size" => int(stream.response_body.len() as u64),
         "source.address" => stream.info.source?.to_string().into_bytes(),
         "source.port" => int(u64::from(stream.info.source?.port())),

@@ -12,6 +12,7 @@ use waxosuit_cap_http_server::filter::{FilterResponse, StreamInfo};
 
 use crate::FilterLimits;
 use crate::abi::AbiVersion;
+use crate::head::Head;
 use crate::shared::Shared;
 
 /// What every VM of one filter shares, read-only but for [`Shared`].
@@ -40,9 +41,9 @@ pub(crate) enum Phase {
 pub(crate) struct StreamData {
     pub(crate) info: StreamInfo,
     pub(crate) phase: Phase,
-    pub(crate) request_headers: Vec<(String, Vec<u8>)>,
+    pub(crate) request: Head,
     pub(crate) request_body: Vec<u8>,
-    pub(crate) response_headers: Vec<(String, Vec<u8>)>,
+    pub(crate) response: Head,
     pub(crate) response_body: Vec<u8>,
     /// `proxy_continue_stream` for the current phase.
     pub(crate) resumed: bool,
@@ -51,8 +52,9 @@ pub(crate) struct StreamData {
     /// `proxy_close_stream`.
     pub(crate) closed: bool,
     /// Wakes the request waiting on this stream when one of the above
-    /// changes from outside its own callback (a callout's answer, a tick).
-    pub(crate) notify: Arc<Notify>,
+    /// changes from outside its own callback (a callout's answer, a tick);
+    /// made only when the request has to wait.
+    pub(crate) notify: Option<Arc<Notify>>,
     /// `proxy_set_property` values.
     pub(crate) properties: HashMap<String, Vec<u8>>,
 }
@@ -87,7 +89,8 @@ pub(crate) struct VmState {
     pub(crate) root_id: u32,
     /// The context host calls act on.
     pub(crate) effective: u32,
-    pub(crate) streams: HashMap<u32, StreamData>,
+    /// A few entries at a time: a B-tree needs no hashing.
+    pub(crate) streams: BTreeMap<u32, StreamData>,
     /// During `proxy_on_http_call_response`.
     pub(crate) callout: Option<CalloutReply>,
     pub(crate) pending_calls: Vec<PendingCall>,
@@ -116,7 +119,7 @@ impl VmState {
             slot,
             root_id: 0,
             effective: 0,
-            streams: HashMap::new(),
+            streams: BTreeMap::new(),
             callout: None,
             pending_calls: Vec::new(),
             calls_in_flight: 0,

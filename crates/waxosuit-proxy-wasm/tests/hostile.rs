@@ -5,7 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use waxosuit_cap_http_server::filter::{FilterRequest, HttpFilter, StreamInfo, Verdict};
+use waxosuit_cap_http_server::filter::{
+    FilterRequest, HeaderMap, HeaderName, HeaderValue, HttpFilter, StreamInfo, Verdict,
+};
+
+const ACCEPT: HeaderName = HeaderName::from_static("accept");
 use waxosuit_claims::{
     Actor, Claims, KeyKind, KeyPair, PROXY_WASM_FILTER_TAG, Verifier, embed_claims,
 };
@@ -61,7 +65,7 @@ fn request() -> FilterRequest {
         path: "/".into(),
         authority: "test".into(),
         scheme: "http",
-        headers: vec![("accept".into(), b"*/*".to_vec())],
+        headers: HeaderMap::from_iter([(ACCEPT, HeaderValue::from_static("*/*"))]),
         body: Vec::new(),
     }
 }
