@@ -37,6 +37,18 @@ impl ConnService {
         if serve::declared_length(&parts.headers).is_some_and(|len| len > s.max_body_bytes as u64) {
             return serve::plain(StatusCode::PAYLOAD_TOO_LARGE, b"Request body too large");
         }
+        // Filters read header values as text (the Rust SDK unwraps the
+        // conversion): bytes that are not UTF-8 would make any of them trap.
+        if parts
+            .headers
+            .values()
+            .any(|v| std::str::from_utf8(v.as_bytes()).is_err())
+        {
+            return serve::plain(
+                StatusCode::BAD_REQUEST,
+                b"Request header value is not valid UTF-8",
+            );
+        }
         let authority = parts
             .headers
             .get(HOST)

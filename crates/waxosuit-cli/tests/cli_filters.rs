@@ -407,6 +407,19 @@ bindings:
     let started = std::time::Instant::now();
     assert_eq!(get(up.addr("spin"), "/", &[]).status, 500);
     assert!(started.elapsed() < Duration::from_secs(30));
+    // A header value that is not UTF-8 would make an SDK filter trap on
+    // reading it: such a request is refused before any filter runs.
+    let mut raw = TcpStream::connect(up.addr("fine")).unwrap();
+    raw.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-Bytes: \xff\xfe\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    raw.read_to_end(&mut answer).unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(get(up.addr("fine"), "/", &[]).status, 200);
     let stalled = get(up.addr("stall"), "/", &[]);
     assert_eq!(
         (stalled.status, stalled.body.as_str()),

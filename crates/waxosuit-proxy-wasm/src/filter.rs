@@ -1,7 +1,7 @@
 //! [`ProxyFilter`]: a loaded filter, one VM per connection thread, and the
 //! stream driver that takes a request through the Proxy-Wasm callbacks.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -31,6 +31,8 @@ pub(crate) struct FilterInner {
     pub(crate) template: VmTemplate,
     pub(crate) callouts: Callouts,
     slots: RwLock<Vec<Arc<Slot>>>,
+    /// Set when the last chain holding the filter let go.
+    closed: AtomicBool,
 }
 
 /// One VM's place: rebuilt in place after a failure.
@@ -49,7 +51,7 @@ struct Effects {
     calls: Vec<PendingCall>,
     tick: Option<Option<Duration>>,
     wake: Vec<Arc<Notify>>,
-    queues: Vec<(u32, Vec<usize>)>,
+    queues: Vec<u32>,
 }
 
 fn take_effects(vm: &mut Vm) -> Effects {
@@ -116,6 +118,9 @@ impl ProxyFilter {
 
 impl Drop for ProxyFilter {
     fn drop(&mut self) {
+        // Tasks still holding the filter (a callout under way) start
+        // nothing new from here on.
+        self.inner.closed.store(true, Ordering::Release);
         for slot in self.inner.slots.read().iter() {
             if let Some(ticker) = slot.ticker.lock().take() {
                 ticker.abort();
@@ -130,6 +135,7 @@ impl FilterInner {
             template,
             callouts,
             slots: RwLock::new(Vec::new()),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -171,6 +177,9 @@ impl FilterInner {
         if effects.calls.is_empty() && effects.tick.is_none() && effects.queues.is_empty() {
             return;
         }
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::error!(
                 filter = self.name(),
@@ -185,6 +194,10 @@ impl FilterInner {
         }
         if let Some(period) = effects.tick {
             let mut ticker = slot.ticker.lock();
+            if slot.generation.load(Ordering::Acquire) != generation {
+                // The VM that asked is gone: its successor's ticker stays.
+                return;
+            }
             if let Some(old) = ticker.take() {
                 old.abort();
             }
@@ -194,8 +207,8 @@ impl FilterInner {
                 *ticker = Some(runtime.spawn(tick(weak, slot, generation, period)));
             }
         }
-        for (queue, listeners) in effects.queues {
-            for index in listeners {
+        for queue in effects.queues {
+            for index in self.template.info.shared.listeners(queue) {
                 let weak = Arc::downgrade(self);
                 runtime.spawn(async move {
                     let Some(inner) = weak.upgrade() else { return };
@@ -264,7 +277,9 @@ async fn tick(weak: Weak<FilterInner>, slot: Arc<Slot>, generation: u64, period:
     loop {
         interval.tick().await;
         let Some(inner) = weak.upgrade() else { return };
-        if !inner.on_root(&slot, generation, |vm, t| vm.tick(t)) {
+        if inner.closed.load(Ordering::Acquire)
+            || !inner.on_root(&slot, generation, |vm, t| vm.tick(t))
+        {
             return;
         }
     }
@@ -339,9 +354,12 @@ impl ProxyStream {
         };
         self.generation = generation;
         let result = call(vm, &self.inner.template, &mut self.id);
-        let (effects, waiters) = match &result {
-            Ok(_) => (take_effects(vm), Vec::new()),
-            Err(_) => (Effects::default(), all_waiters(vm)),
+        // A failed decision (a closed stream) is no failed VM: what the
+        // callback asked for still happens.
+        let (effects, waiters) = if vm.poisoned {
+            (Effects::default(), all_waiters(vm))
+        } else {
+            (take_effects(vm), Vec::new())
         };
         drop(guard);
         if !built.calls.is_empty() || built.tick.is_some() || !built.queues.is_empty() {
@@ -402,8 +420,11 @@ impl ProxyStream {
                 .get_mut(&id.unwrap_or_default())
                 .ok_or_else(|| Failed("the stream's context is gone".into()))?;
             Ok(match phase {
+                // The request's head stays readable in the response
+                // phase and `on_log`, as in Envoy; its values are shared,
+                // not copied.
                 Phase::Request => (
-                    std::mem::take(&mut stream.request),
+                    stream.request.clone(),
                     std::mem::take(&mut stream.request_body),
                 ),
                 Phase::Response => (

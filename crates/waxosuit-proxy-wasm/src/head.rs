@@ -8,7 +8,7 @@ use waxosuit_cap_http_server::filter::{HeaderMap, HeaderName, HeaderValue};
 use crate::abi::Status;
 
 /// Pseudo-headers and headers of a request or a response.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Head {
     pub(crate) pseudo: Vec<(&'static str, Vec<u8>)>,
     pub(crate) headers: HeaderMap,

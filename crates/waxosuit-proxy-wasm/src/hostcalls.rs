@@ -39,8 +39,16 @@ fn offset(ptr: i32) -> usize {
     ptr as u32 as usize
 }
 
-/// Copies `len` bytes at `ptr` out of guest memory.
+/// Longest name, key or path a host call reads (header names included).
+const MAX_NAME_READ: usize = 8 << 10;
+
+/// Copies `len` bytes at `ptr` out of guest memory. Nothing is copied past
+/// what any host call accepts (the filter's body limit, or a header map's):
+/// a guest cannot make the host copy its whole memory to be refused.
 pub(crate) fn read(caller: &C<'_>, ptr: i32, len: i32) -> Option<Vec<u8>> {
+    if offset(len) > caller.data().filter.limits.max_body.max(MAX_MAP_BYTES) {
+        return None;
+    }
     let memory = caller.data().memory?;
     let data = memory.data(caller);
     let start = offset(ptr);
@@ -49,6 +57,9 @@ pub(crate) fn read(caller: &C<'_>, ptr: i32, len: i32) -> Option<Vec<u8>> {
 }
 
 fn read_str(caller: &C<'_>, ptr: i32, len: i32) -> Option<String> {
+    if offset(len) > MAX_NAME_READ {
+        return None;
+    }
     String::from_utf8(read(caller, ptr, len)?).ok()
 }
 
@@ -202,13 +213,18 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> Result<()> {
             Phase::Request => stream::HTTP_REQUEST,
             Phase::Response => stream::HTTP_RESPONSE,
         };
-        if kind != wanted {
-            // Resuming the other direction (or a TCP stream) has no effect
-            // here: say so rather than pretend.
+        if kind != stream::HTTP_REQUEST && kind != stream::HTTP_RESPONSE {
+            // TCP streams: there are none here.
             return status(Status::BadArgument);
         }
+        if kind != wanted {
+            // The other direction is not paused: nothing to resume, which
+            // the SDKs expect to be fine (a late callout answer resuming a
+            // request already on its way).
+            return status(Status::Ok);
+        }
         stream.resumed = true;
-        state.wake.push(id);
+        wake(state, id);
         status(Status::Ok)
     })?;
     linker.func_wrap(env, "proxy_close_stream", |mut c: C<'_>, _kind: i32| {
@@ -218,7 +234,7 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> Result<()> {
             return status(Status::NotFound);
         };
         stream.closed = true;
-        state.wake.push(id);
+        wake(state, id);
         status(Status::Ok)
     })?;
     // ABI 0.1.0 spellings: resume the request or the response.
@@ -259,19 +275,19 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> Result<()> {
          _: i32,
          _: i32,
          _: i32,
-         _: i32| { status(Status::Unimplemented) },
+         _: i32| { status(Status::InternalFailure) },
     )?;
     linker.func_wrap(
         env,
         "proxy_grpc_stream",
         |_: C<'_>, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32, _: i32| {
-            status(Status::Unimplemented)
+            status(Status::InternalFailure)
         },
     )?;
     linker.func_wrap(
         env,
         "proxy_grpc_send",
-        |_: C<'_>, _: i32, _: i32, _: i32, _: i32| status(Status::Unimplemented),
+        |_: C<'_>, _: i32, _: i32, _: i32, _: i32| status(Status::NotFound),
     )?;
     linker.func_wrap(env, "proxy_grpc_cancel", |_: C<'_>, _: i32| {
         status(Status::NotFound)
@@ -342,8 +358,11 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> Result<()> {
                 return status(Status::BadArgument);
             };
             match c.data().filter.shared.enqueue(id as u32, &value) {
-                Ok(listeners) => {
-                    c.data_mut().queue_ready.push((id as u32, listeners));
+                Ok(()) => {
+                    let ready = &mut c.data_mut().queue_ready;
+                    if !ready.contains(&(id as u32)) {
+                        ready.push(id as u32);
+                    }
                     status(Status::Ok)
                 }
                 Err(s) => status(s),
@@ -437,16 +456,24 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> Result<()> {
     Ok(())
 }
 
+/// Marks stream `id` to be woken once the callback returns (once, however
+/// often the filter asks).
+fn wake(state: &mut VmState, id: u32) {
+    if !state.wake.contains(&id) {
+        state.wake.push(id);
+    }
+}
+
 fn resume(c: &mut C<'_>, phase: Phase) -> Result<i32> {
     let state = c.data_mut();
     let id = state.effective;
     match state.streams.get_mut(&id) {
         Some(stream) if stream.phase == phase => {
             stream.resumed = true;
-            state.wake.push(id);
+            wake(state, id);
             status(Status::Ok)
         }
-        Some(_) => status(Status::BadArgument),
+        Some(_) => status(Status::Ok),
         None => status(Status::NotFound),
     }
 }
@@ -521,10 +548,8 @@ fn proxy_get_buffer_bytes(
     let Some(bytes) = buffer_of(c.data(), kind) else {
         return status(Status::NotFound);
     };
-    let start = offset(start);
-    if start > bytes.len() {
-        return status(Status::BadArgument);
-    }
+    // Past the end is nothing, which the SDKs read as no bytes.
+    let start = offset(start).min(bytes.len());
     let end = start.saturating_add(offset(max)).min(bytes.len());
     let slice = bytes[start..end].to_vec();
     status(give_or_null(&mut c, &slice, ret_ptr, ret_len)?)
@@ -776,7 +801,7 @@ fn proxy_send_local_response(
         headers,
         body,
     });
-    state.wake.push(id);
+    wake(state, id);
     status(Status::Ok)
 }
 
@@ -817,7 +842,12 @@ fn proxy_http_call(
         return status(Status::BadArgument);
     };
     let has = |name: &str| headers.iter().any(|(k, _)| k == name);
-    if !has(":method") || !has(":path") {
+    // The path is appended to the upstream's URL: anything but an absolute
+    // path (`:1234/…`, `@host/…`) would change where the call goes.
+    let path_ok = headers
+        .iter()
+        .any(|(k, v)| k == ":path" && v.first() == Some(&b'/'));
+    if !has(":method") || !path_ok {
         return status(Status::BadArgument);
     }
     let state = c.data_mut();
@@ -827,8 +857,11 @@ fn proxy_http_call(
     let id = state.next_call_id;
     state.next_call_id = state.next_call_id.wrapping_add(1).max(1);
     state.calls_in_flight += 1;
-    let timeout = Duration::from_millis(u64::from(timeout_ms as u32))
-        .clamp(Duration::from_millis(1), MAX_CALLOUT_TIMEOUT);
+    // 0 means no timeout of its own: the longest allowed.
+    let timeout = match timeout_ms as u32 {
+        0 => MAX_CALLOUT_TIMEOUT,
+        ms => Duration::from_millis(u64::from(ms)).min(MAX_CALLOUT_TIMEOUT),
+    };
     state.pending_calls.push(PendingCall {
         id,
         upstream,

@@ -332,7 +332,9 @@ impl FilterHost {
                 reason,
             },
         )?;
-        self.metrics.lock().push((name.clone(), metrics));
+        self.metrics
+            .lock()
+            .push((name.clone(), Arc::downgrade(&metrics)));
         tracing::info!(filter = %name, filter_key = %key, abi = %abi, "Proxy-Wasm filter loaded");
         Ok(Arc::new(filter))
     }

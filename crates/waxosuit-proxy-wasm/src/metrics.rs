@@ -1,8 +1,9 @@
 //! Filters' metrics in the host's Prometheus exposition: one family per
 //! kind, each series labelled with the filter's name and the metric's.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 use prometheus_client::collector::Collector;
@@ -15,8 +16,8 @@ use crate::shared::{BUCKETS, FilterMetrics};
 /// Every loaded filter's metrics, by filter name.
 pub(crate) struct FiltersCollector(pub(crate) Loaded);
 
-/// Each loaded filter's name and metrics.
-pub(crate) type Loaded = Arc<Mutex<Vec<(String, Arc<FilterMetrics>)>>>;
+/// Each loaded filter's name and metrics, for as long as the filter lives.
+pub(crate) type Loaded = Arc<Mutex<Vec<(String, Weak<FilterMetrics>)>>>;
 
 impl std::fmt::Debug for FiltersCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -24,62 +25,96 @@ impl std::fmt::Debug for FiltersCollector {
     }
 }
 
+/// One series, summed over the filter's instances.
+#[derive(Default)]
+struct Sum {
+    value: i64,
+    count: u64,
+    buckets: [u64; BUCKETS.len()],
+}
+
 impl Collector for FiltersCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let filters = self.0.lock().clone();
-        let all: Vec<(String, Arc<crate::shared::Metric>)> = filters
-            .iter()
-            .flat_map(|(filter, m)| m.all().into_iter().map(move |m| (filter.clone(), m)))
-            .collect();
+        // Filters that are gone leave the list; the same filter loaded
+        // for several bindings is one series, the sum of its instances
+        // (Prometheus refuses a scrape with a series twice).
+        let live: Vec<(String, Arc<FilterMetrics>)> = {
+            let mut loaded = self.0.lock();
+            loaded.retain(|(_, m)| m.strong_count() > 0);
+            loaded
+                .iter()
+                .filter_map(|(name, m)| Some((name.clone(), m.upgrade()?)))
+                .collect()
+        };
+        let mut all: BTreeMap<(u8, String, String), Sum> = BTreeMap::new();
+        for (filter, metrics) in &live {
+            for metric in metrics.all() {
+                let kind = match metric.kind {
+                    MetricKind::Counter => 0,
+                    MetricKind::Gauge => 1,
+                    MetricKind::Histogram => 2,
+                };
+                let sum = all
+                    .entry((kind, filter.clone(), metric.name.clone()))
+                    .or_default();
+                sum.value += metric.value.load(Ordering::Relaxed);
+                sum.count += metric.count.load(Ordering::Relaxed);
+                for (total, bucket) in sum.buckets.iter_mut().zip(&metric.buckets) {
+                    *total += bucket.load(Ordering::Relaxed);
+                }
+            }
+        }
         for (kind, family, help, ty) in [
             (
-                MetricKind::Counter,
+                0,
                 "filter_counter",
                 "Counters defined by Proxy-Wasm filters (proxy_define_metric), by filter and name",
                 MetricType::Counter,
             ),
             (
-                MetricKind::Gauge,
+                1,
                 "filter_gauge",
                 "Gauges defined by Proxy-Wasm filters, by filter and name",
                 MetricType::Gauge,
             ),
             (
-                MetricKind::Histogram,
+                2,
                 "filter_histogram",
                 "Histograms defined by Proxy-Wasm filters, by filter and name",
                 MetricType::Histogram,
             ),
         ] {
-            let series: Vec<_> = all.iter().filter(|(_, m)| m.kind == kind).collect();
-            if series.is_empty() {
+            let mut series = all
+                .range((kind, String::new(), String::new())..)
+                .take_while(|((k, _, _), _)| *k == kind)
+                .peekable();
+            if series.peek().is_none() {
                 continue;
             }
             let mut encoder = encoder.encode_descriptor(family, help, None, ty)?;
-            for (filter, metric) in series {
-                let labels = [("filter", filter.as_str()), ("name", metric.name.as_str())];
-                let value = metric.value.load(Ordering::Relaxed);
+            for ((_, filter, name), sum) in series {
+                let labels = [("filter", filter.as_str()), ("name", name.as_str())];
                 let mut family = encoder.encode_family(&labels)?;
                 match kind {
-                    MetricKind::Counter => family.encode_counter::<NoLabelSet, _, u64>(
-                        &u64::try_from(value).unwrap_or(0),
+                    0 => family.encode_counter::<NoLabelSet, _, u64>(
+                        &u64::try_from(sum.value).unwrap_or(0),
                         None,
                     )?,
-                    MetricKind::Gauge => family.encode_gauge(&value)?,
-                    MetricKind::Histogram => {
+                    1 => family.encode_gauge(&sum.value)?,
+                    _ => {
                         let mut cumulative = 0;
                         let buckets: Vec<(f64, u64)> = BUCKETS
                             .iter()
-                            .zip(&metric.buckets)
+                            .zip(&sum.buckets)
                             .map(|(bound, count)| {
-                                cumulative += count.load(Ordering::Relaxed);
+                                cumulative += count;
                                 (*bound, cumulative)
                             })
                             .collect();
                         #[allow(clippy::cast_precision_loss)]
                         family.encode_histogram::<NoLabelSet>(
-                            value as f64,
-                            metric.count.load(Ordering::Relaxed),
+                            sum.value as f64,
+                            sum.count,
                             &buckets,
                             None,
                         )?;

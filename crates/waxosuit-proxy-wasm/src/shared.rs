@@ -35,8 +35,10 @@ pub(crate) struct Shared {
 
 #[derive(Default)]
 struct SharedData {
-    entries: HashMap<String, (Vec<u8>, u32)>,
+    /// Value, CAS version, and when it was last written.
+    entries: HashMap<String, (Vec<u8>, u32, u64)>,
     bytes: usize,
+    writes: u64,
 }
 
 #[derive(Default)]
@@ -49,11 +51,18 @@ struct Queues {
 
 impl Shared {
     pub(crate) fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        self.data.lock().entries.get(key).cloned()
+        self.data
+            .lock()
+            .entries
+            .get(key)
+            .map(|(v, cas, _)| (v.clone(), *cas))
     }
 
     /// Sets `key`; with a non-zero `cas`, only if the value is still at that
-    /// version.
+    /// version. When the keys or bytes would pass their bounds, the least
+    /// recently written keys make room: the SDKs cannot delete keys, and a
+    /// refusal there is a panic in the filter, so a cache keyed by client
+    /// would otherwise break for good once full.
     pub(crate) fn set(&self, key: &str, value: &[u8], cas: u32) -> Status {
         if key.len() > MAX_NAME_BYTES || value.len() > MAX_VALUE_BYTES {
             return Status::BadArgument;
@@ -61,20 +70,32 @@ impl Shared {
         let mut data = self.data.lock();
         let data = &mut *data;
         let old = data.entries.get(key);
-        if cas != 0 && old.map(|(_, v)| *v) != Some(cas) {
+        if cas != 0 && old.map(|(_, v, _)| *v) != Some(cas) {
             return Status::CasMismatch;
         }
-        let old_len = old.map_or(0, |(v, _)| v.len());
-        if old.is_none() && data.entries.len() >= MAX_SHARED_KEYS {
-            return Status::BadArgument;
+        let version = old.map_or(1, |(_, v, _)| v.wrapping_add(1).max(1));
+        if let Some((old, _, _)) = data.entries.remove(key) {
+            data.bytes -= old.len();
         }
-        if data.bytes - old_len + value.len() > MAX_SHARED_BYTES {
-            return Status::BadArgument;
+        while !data.entries.is_empty()
+            && (data.entries.len() >= MAX_SHARED_KEYS
+                || data.bytes + value.len() > MAX_SHARED_BYTES)
+        {
+            let oldest = data
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, _, at))| *at)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest
+                && let Some((evicted, _, _)) = data.entries.remove(&oldest)
+            {
+                data.bytes -= evicted.len();
+            }
         }
-        let version = old.map_or(1, |(_, v)| v.wrapping_add(1).max(1));
-        data.bytes = data.bytes - old_len + value.len();
+        data.writes += 1;
+        data.bytes += value.len();
         data.entries
-            .insert(key.to_string(), (value.to_vec(), version));
+            .insert(key.to_string(), (value.to_vec(), version, data.writes));
         Status::Ok
     }
 
@@ -108,19 +129,29 @@ impl Shared {
         self.queues.lock().by_name.get(name).copied()
     }
 
-    /// Adds an item; the VMs to tell, or why not.
-    pub(crate) fn enqueue(&self, id: u32, value: &[u8]) -> Result<Vec<usize>, Status> {
+    /// Adds an item; a full queue drops its oldest item to make room (the
+    /// SDKs treat any refusal but `NotFound` as a bug and panic).
+    pub(crate) fn enqueue(&self, id: u32, value: &[u8]) -> Result<(), Status> {
         if value.len() > MAX_VALUE_BYTES {
             return Err(Status::BadArgument);
         }
         let mut queues = self.queues.lock();
-        let queues = &mut *queues;
         let queue = queues.items.get_mut(id as usize).ok_or(Status::NotFound)?;
         if queue.len() >= MAX_QUEUE_ITEMS {
-            return Err(Status::InternalFailure);
+            queue.pop_front();
         }
         queue.push_back(value.to_vec());
-        Ok(queues.listeners[id as usize].clone())
+        Ok(())
+    }
+
+    /// The VMs (slot indices) that registered queue `id`.
+    pub(crate) fn listeners(&self, id: u32) -> Vec<usize> {
+        self.queues
+            .lock()
+            .listeners
+            .get(id as usize)
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub(crate) fn dequeue(&self, id: u32) -> Result<Vec<u8>, Status> {
@@ -265,29 +296,47 @@ mod tests {
     #[test]
     fn a_hostile_filter_cannot_grow_shared_data_or_queues_without_bound() {
         let shared = Shared::default();
-        for i in 0..MAX_SHARED_KEYS {
-            assert_eq!(shared.set(&i.to_string(), b"", 0), Status::Ok);
+        for i in 0..(MAX_SHARED_KEYS * 3) {
+            assert_eq!(shared.set(&i.to_string(), b"x", 0), Status::Ok);
         }
-        assert_eq!(shared.set("one-more", b"", 0), Status::BadArgument);
+        let data = shared.data.lock();
+        assert_eq!(data.entries.len(), MAX_SHARED_KEYS);
+        // The most recent keys stayed; the oldest made room.
+        assert!(
+            data.entries
+                .contains_key(&(MAX_SHARED_KEYS * 3 - 1).to_string())
+        );
+        assert!(!data.entries.contains_key("0"));
+        drop(data);
         assert_eq!(
             shared.set("0", &vec![0; MAX_VALUE_BYTES + 1], 0),
             Status::BadArgument
         );
-        // Total bytes: 128 values of 64 KiB reach the 8 MiB cap.
+        // Total bytes: 64 KiB values, far more than 8 MiB of them.
         let big = vec![0; MAX_VALUE_BYTES];
-        let mut refused = 0;
-        for i in 0..200 {
-            if shared.set(&i.to_string(), &big, 0) == Status::BadArgument {
-                refused += 1;
-            }
+        for i in 0..400 {
+            assert_eq!(shared.set(&format!("big{i}"), &big, 0), Status::Ok);
         }
-        assert!(refused > 0);
+        let data = shared.data.lock();
+        assert!(data.bytes <= MAX_SHARED_BYTES, "{}", data.bytes);
+        assert_eq!(
+            data.bytes,
+            data.entries
+                .values()
+                .map(|(v, _, _)| v.len())
+                .sum::<usize>()
+        );
+        drop(data);
         let id = shared.register_queue("q", 0).unwrap();
-        for _ in 0..MAX_QUEUE_ITEMS {
-            shared.enqueue(id, b"x").unwrap();
+        for i in 0..(MAX_QUEUE_ITEMS + 10) {
+            shared.enqueue(id, i.to_string().as_bytes()).unwrap();
         }
-        assert_eq!(shared.enqueue(id, b"x"), Err(Status::InternalFailure));
-        assert_eq!(shared.dequeue(id).unwrap(), b"x");
+        assert_eq!(shared.queues.lock().items[0].len(), MAX_QUEUE_ITEMS);
+        assert_eq!(
+            shared.dequeue(id).unwrap(),
+            b"10",
+            "the oldest were dropped"
+        );
         for i in 1..MAX_QUEUES {
             shared.register_queue(&format!("q{i}"), 0).unwrap();
         }
@@ -295,6 +344,7 @@ mod tests {
             shared.register_queue("too-many", 0),
             Err(Status::BadArgument)
         );
+        assert_eq!(shared.listeners(id), vec![0]);
     }
 
     #[test]

@@ -101,8 +101,8 @@ pub(crate) struct VmState {
     pub(crate) tick: Option<Option<Duration>>,
     /// Streams whose state changed in this callback.
     pub(crate) wake: Vec<u32>,
-    /// Queues with a new item, and the VMs to tell.
-    pub(crate) queue_ready: Vec<(u32, Vec<usize>)>,
+    /// Queues with a new item (each once).
+    pub(crate) queue_ready: Vec<u32>,
     /// `proxy_set_property` outside any stream.
     pub(crate) properties: HashMap<String, Vec<u8>>,
     /// Why the filter stopped: `proc_exit`, or an ABI misuse that fails it.

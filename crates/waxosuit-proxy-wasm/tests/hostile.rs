@@ -200,3 +200,31 @@ async fn modules_outside_the_contract_do_not_load() {
         .unwrap_err();
     assert!(e.to_string().contains("env.proxy_exec"), "{e}");
 }
+
+#[tokio::test]
+async fn probes_the_sdks_make_get_the_statuses_they_tolerate() {
+    // Resuming the response while the request is filtered (a late callout
+    // answer does that) and reading a body past its end both answer Ok;
+    // the filter reports 200 + 10·a + b.
+    let prober = r#"(module
+      (import "env" "proxy_continue_stream" (func $cont (param i32) (result i32)))
+      (import "env" "proxy_get_buffer_bytes" (func $buf (param i32 i32 i32 i32 i32) (result i32)))
+      (import "env" "proxy_send_local_response" (func $local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
+      (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+        (local $a i32) (local $b i32)
+        (local.set $a (call $cont (i32.const 1)))
+        (local.set $b (call $buf (i32.const 0) (i32.const 1000) (i32.const 10) (i32.const 200) (i32.const 204)))
+        (drop (call $local
+          (i32.add (i32.const 200) (i32.add (i32.mul (local.get $a) (i32.const 10)) (local.get $b)))
+          (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1)))
+        (i32.const 1)))"#;
+    let filter = load(prober, true, FilterLimits::default()).await.unwrap();
+    let mut stream = filter.open(&info());
+    match stream.request(&mut request()).await.unwrap() {
+        Verdict::Respond(reply) => assert_eq!(reply.status, 200),
+        Verdict::Continue => panic!("expected a local answer"),
+    }
+}
