@@ -245,10 +245,24 @@ impl Validator<'_> {
         Ok(Source::Registry(declared.to_string()))
     }
 
-    fn limits(&self, at: &str, raw: RawLimits) -> Result<ActorLimits, ManifestError> {
-        fn value<T>(count: Option<Count<T>>) -> Option<T> {
-            count.map(|Count(v)| v)
+    /// Refuses a limit given as 0, naming it and why 0 cannot work.
+    fn refuse_zeros(
+        &self,
+        at: &str,
+        checks: &[(&str, Option<u64>, &str)],
+    ) -> Result<(), ManifestError> {
+        for (name, limit, why) in checks {
+            if *limit == Some(0) {
+                return Err(self.error(
+                    format!("{at}.{name}"),
+                    format!("must be at least 1 ({why}); leave it out to use the host's default"),
+                ));
+            }
         }
+        Ok(())
+    }
+
+    fn limits(&self, at: &str, raw: RawLimits) -> Result<ActorLimits, ManifestError> {
         let limits = ActorLimits {
             max_memory_mib: value(raw.max_memory_mib),
             deadline_ms: value(raw.deadline_ms),
@@ -284,14 +298,7 @@ impl Validator<'_> {
                 "the actor could never run",
             ),
         ];
-        for (name, limit, why) in zero_checks {
-            if limit == Some(0) {
-                return Err(self.error(
-                    format!("{at}.{name}"),
-                    format!("must be at least 1 ({why}); leave it out to use the host's default"),
-                ));
-            }
-        }
+        self.refuse_zeros(at, &zero_checks)?;
         if let (Some(min), Some(max)) = (limits.min_instances, limits.max_instances)
             && min > max
         {
@@ -648,9 +655,6 @@ impl Validator<'_> {
     }
 
     fn filter_limits(&self, at: &str, raw: RawFilterLimits) -> Result<FilterLimits, ManifestError> {
-        fn value<T>(count: Option<Count<T>>) -> Option<T> {
-            count.map(|Count(v)| v)
-        }
         let limits = FilterLimits {
             max_memory_mib: value(raw.max_memory_mib),
             deadline_ms: value(raw.deadline_ms),
@@ -679,16 +683,14 @@ impl Validator<'_> {
                 "no body could be buffered",
             ),
         ];
-        for (name, limit, why) in zero_checks {
-            if limit == Some(0) {
-                return Err(self.error(
-                    format!("{at}.{name}"),
-                    format!("must be at least 1 ({why}); leave it out to use the host's default"),
-                ));
-            }
-        }
+        self.refuse_zeros(at, &zero_checks)?;
         Ok(limits)
     }
+}
+
+/// A limit as written, without its parsing wrapper.
+fn value<T>(count: Option<Count<T>>) -> Option<T> {
+    count.map(|Count(v)| v)
 }
 
 fn is_upstream_name_byte(b: u8) -> bool {

@@ -1,8 +1,6 @@
 //! The Proxy-Wasm ABI's numbers and wire formats (0.2.0 and 0.2.1), and what
 //! a filter module may import.
 
-use std::fmt;
-
 /// `proxy_status_t`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(i32)]
@@ -69,35 +67,6 @@ impl MetricKind {
             2 => Some(MetricKind::Histogram),
             _ => None,
         }
-    }
-}
-
-/// The Proxy-Wasm ABI a module was built for, from its marker export.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AbiVersion {
-    /// `proxy_abi_version_0_2_0`.
-    V0_2_0,
-    /// `proxy_abi_version_0_2_1`.
-    V0_2_1,
-}
-
-impl AbiVersion {
-    /// Finds the marker among a module's export names.
-    pub(crate) fn from_exports<'a>(mut exports: impl Iterator<Item = &'a str>) -> Option<Self> {
-        exports.find_map(|name| match name {
-            "proxy_abi_version_0_2_1" => Some(AbiVersion::V0_2_1),
-            "proxy_abi_version_0_2_0" => Some(AbiVersion::V0_2_0),
-            _ => None,
-        })
-    }
-}
-
-impl fmt::Display for AbiVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AbiVersion::V0_2_0 => "0.2.0",
-            AbiVersion::V0_2_1 => "0.2.1",
-        })
     }
 }
 

@@ -27,7 +27,6 @@ const BINDING: &str = "proxy-wasm";
 pub(crate) struct Callouts {
     client: HttpClientProvider,
     key: String,
-    upstreams: BTreeMap<String, String>,
 }
 
 /// The client provider never calls anything back.
@@ -109,15 +108,19 @@ impl Callouts {
         Ok(Callouts {
             client,
             key: key.to_string(),
-            upstreams: upstreams.clone(),
         })
     }
 
     /// Makes the call; the answer with `:status` first, or `None` when there
     /// is none (refused, unreachable, timed out: the filter sees a response
     /// without headers, as in Envoy). The reason is logged.
-    pub(crate) async fn perform(&self, filter: &str, call: PendingCall) -> Option<CalloutReply> {
-        let base = self.upstreams.get(&call.upstream)?;
+    /// `base` is the URL of the upstream the call names.
+    pub(crate) async fn perform(
+        &self,
+        filter: &str,
+        base: &str,
+        call: PendingCall,
+    ) -> Option<CalloutReply> {
         let mut method = String::new();
         let mut path = String::new();
         let mut header = HashMap::new();

@@ -111,7 +111,7 @@ impl ProxyFilter {
     }
 
     /// The Proxy-Wasm ABI the module was built for.
-    pub fn abi(&self) -> crate::AbiVersion {
+    pub fn abi(&self) -> waxosuit_claims::ProxyWasmAbi {
         self.inner.template.info.abi
     }
 }
@@ -256,7 +256,11 @@ impl FilterInner {
 
     async fn callout(self: Arc<Self>, slot: Arc<Slot>, generation: u64, call: PendingCall) {
         let id = call.id;
-        let reply = self.callouts.perform(self.name(), call).await;
+        // `proxy_http_call` only queues calls to named upstreams.
+        let reply = match self.template.info.upstreams.get(&call.upstream) {
+            Some(base) => self.callouts.perform(self.name(), base, call).await,
+            None => None,
+        };
         self.on_root(&slot, generation, |vm, t| {
             let reply = reply.unwrap_or_default();
             let (headers, body) = (reply.headers.len(), reply.body.len());
@@ -362,9 +366,7 @@ impl ProxyStream {
             (take_effects(vm), Vec::new())
         };
         drop(guard);
-        if !built.calls.is_empty() || built.tick.is_some() || !built.queues.is_empty() {
-            self.inner.apply(&slot, generation, built);
-        }
+        self.inner.apply(&slot, generation, built);
         self.inner.apply(&slot, generation, effects);
         for notify in waiters {
             notify.notify_one();

@@ -15,7 +15,9 @@
 //!   checks its imports (the `env.proxy_*` functions and the WASI subset,
 //!   nothing else), starts a VM and configures it: a filter that cannot
 //!   start fails its load, not a request.
-//! * A [`ProxyFilter`] is an [`HttpFilter`] for the HTTP server's chains.
+//! * A [`ProxyFilter`] is an
+//!   [`HttpFilter`](waxosuit_cap_http_server::filter::HttpFilter) for the
+//!   HTTP server's chains.
 //!   It keeps **one VM per connection thread**, as Envoy keeps one per
 //!   worker: a request's callbacks run on the thread that serves it, and
 //!   the streams a thread serves share its VM and root context. Each
@@ -62,11 +64,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::{ExternType, Linker, Module};
-use waxosuit_cap_http_server::filter::HttpFilter;
-use waxosuit_claims::VerifiedActor;
+use waxosuit_claims::{ProxyWasmAbi, VerifiedActor};
 use waxosuit_runtime::Runtime;
 
-pub use abi::{AbiVersion, MetricKind};
+pub use abi::MetricKind;
 pub use callout::MAX_CALLOUT_RESPONSE_BYTES;
 pub use filter::ProxyFilter;
 pub use hostcalls::{
@@ -279,7 +280,13 @@ impl FilterHost {
                 name: name.clone(),
                 reason: format!("{e:#}"),
             })?;
-        let Some(abi) = AbiVersion::from_exports(compiled.exports().map(|e| e.name())) else {
+        // The newest marker the module exports, as signing read it.
+        let Some(abi) = compiled
+            .exports()
+            .filter_map(|e| ProxyWasmAbi::from_export_name(e.name()))
+            .max()
+            .filter(|abi| abi.is_supported())
+        else {
             return Err(LoadError::NoAbi { key, name });
         };
         for import in compiled.imports() {
@@ -344,9 +351,4 @@ impl FilterHost {
     pub fn collector(&self) -> Box<dyn prometheus_client::collector::Collector> {
         Box::new(metrics::FiltersCollector(Arc::clone(&self.metrics)))
     }
-}
-
-/// A loaded filter as a chain entry.
-pub fn as_http_filter(filter: &Arc<ProxyFilter>) -> Arc<dyn HttpFilter> {
-    Arc::clone(filter) as Arc<dyn HttpFilter>
 }

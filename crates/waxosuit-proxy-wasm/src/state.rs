@@ -9,9 +9,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use wasmtime::{Memory, StoreLimits, TypedFunc};
 use waxosuit_cap_http_server::filter::{FilterResponse, StreamInfo};
+use waxosuit_claims::ProxyWasmAbi;
 
 use crate::FilterLimits;
-use crate::abi::AbiVersion;
 use crate::head::Head;
 use crate::shared::Shared;
 
@@ -26,7 +26,7 @@ pub(crate) struct FilterInfo {
     /// Cluster name → base URL for `proxy_http_call`.
     pub(crate) upstreams: BTreeMap<String, String>,
     pub(crate) limits: FilterLimits,
-    pub(crate) abi: AbiVersion,
+    pub(crate) abi: ProxyWasmAbi,
     pub(crate) shared: Shared,
 }
 
