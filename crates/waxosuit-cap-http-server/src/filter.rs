@@ -12,17 +12,23 @@
 //! 2. the actor is called with the request as the filters left it;
 //! 3. the filters that saw the request see the [`FilterResponse`] in
 //!    reverse order (the one that answered in the actor's place does not
-//!    see its own answer) and may change it;
-//! 4. the streams are dropped, which ends them.
+//!    see its own answer) and may change it; the request, as the actor got
+//!    it, is lent to them to read;
+//! 4. the streams are dropped, which ends any a phase did not end.
+//!
+//! A phase that decides at once (most do) is a [`Step::Ready`]: the
+//! filtered path then allocates no future per phase. Only a filter that
+//! waits (a callout, a timer) returns a boxed future.
 //!
 //! A filter that fails ([`FilterError`]) fails its request only: `500
 //! Filter failed` (`504` when it did not resume the request in time), the
 //! reason logged. A binding without filters takes none of this path.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 pub use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::time::Instant;
 
@@ -65,15 +71,23 @@ pub enum Verdict {
     Respond(FilterResponse),
 }
 
-/// What every stream of one binding knows about where it runs.
+/// The actor and binding a chain serves.
 #[derive(Debug, Clone)]
-pub struct StreamInfo {
+pub struct FilterTarget {
     /// The actor's `M…` key.
     pub actor: Arc<str>,
     /// The actor's name from its claims, or empty.
     pub actor_name: Arc<str>,
     /// The binding's name.
     pub binding: Arc<str>,
+}
+
+/// What a stream knows about where it runs.
+#[derive(Debug, Clone)]
+pub struct StreamInfo {
+    /// The actor and binding; one per connection, so the count each
+    /// request bumps is not written from every core.
+    pub target: Arc<FilterTarget>,
     /// The client's address, when the socket could tell.
     pub source: Option<SocketAddr>,
     /// The connection thread serving the request (0 without connection
@@ -113,19 +127,59 @@ pub trait HttpFilter: Send + Sync + 'static {
     /// The filter's name, for log lines and `waxosuit up`'s output.
     fn name(&self) -> &str;
 
-    /// Starts a stream for one request.
-    fn open(&self, info: &StreamInfo) -> Box<dyn FilterStream>;
+    /// Starts a stream for one request. The stream may borrow the filter:
+    /// the server holds the chain for as long as the request lasts.
+    fn open<'a>(&'a self, info: &StreamInfo) -> Box<dyn FilterStream + 'a>;
+}
+
+/// What a phase of a [`FilterStream`] came to: decided at once (most
+/// filters decide without waiting), or a future to await (a filter that
+/// paused for a callout, a timer or a queue).
+///
+/// Deciding at once costs no allocation; only a phase that has to wait
+/// boxes its future.
+pub enum Step<'a, T> {
+    /// Decided without waiting.
+    Ready(Result<T, FilterError>),
+    /// Decided once this completes.
+    Wait(Pin<Box<dyn Future<Output = Result<T, FilterError>> + Send + 'a>>),
+}
+
+impl<T> Step<'_, T> {
+    /// The phase's outcome, waiting if it has to.
+    pub async fn outcome(self) -> Result<T, FilterError> {
+        match self {
+            Step::Ready(outcome) => outcome,
+            Step::Wait(future) => future.await,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Step<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::Ready(_) => "Step::Ready",
+            Step::Wait(_) => "Step::Wait",
+        })
+    }
 }
 
 /// One request's passage through one filter. Dropping it ends the stream
-/// (the engine's "done", "log" and "delete" callbacks).
-#[async_trait]
+/// (the engine's "done", "log" and "delete" callbacks) if the response
+/// phase did not already.
 pub trait FilterStream: Send {
     /// The request phase; it may change `request`.
-    async fn request(&mut self, request: &mut FilterRequest) -> Result<Verdict, FilterError>;
+    fn request<'a>(&'a mut self, request: &'a mut FilterRequest) -> Step<'a, Verdict>;
 
-    /// The response phase; it may change `response`.
-    async fn response(&mut self, response: &mut FilterResponse) -> Result<(), FilterError>;
+    /// The response phase; it may change `response`. `request` is the
+    /// request as the actor received it (or as it was when a later filter
+    /// answered in the actor's place), lent so the filter can still read
+    /// it; it must be left as it was found.
+    fn response<'a>(
+        &'a mut self,
+        request: &'a mut FilterRequest,
+        response: &'a mut FilterResponse,
+    ) -> Step<'a, ()>;
 }
 
 /// An ordered chain of filters; cheap to clone.

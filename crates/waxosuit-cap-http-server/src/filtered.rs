@@ -2,11 +2,14 @@
 //! the request is read whole, passed through the filters, sent to the
 //! actor, and the reply passed back through them.
 
-use std::pin::pin;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::StatusCode;
+use hyper::body::Body;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use tokio::time::Instant;
@@ -67,9 +70,15 @@ impl ConnService {
             headers: parts.headers,
             body: Vec::new(),
         };
-        request.body =
+        // Most requests (GET, HEAD, …) have no body: nothing to read.
+        request.body = if body.is_end_stream() {
+            Vec::new()
+        } else {
             // Only a body that has to be waited for arms a timer.
-            match self.bounded(&mut Some(deadline), read_whole(body, s.max_body_bytes)).await {
+            match self
+                .bounded(&mut Some(deadline), read_whole(body, s.max_body_bytes))
+                .await
+            {
                 Some(Ok(body)) => body,
                 Some(Err(refusal)) => return refusal,
                 None => {
@@ -78,23 +87,21 @@ impl ConnService {
                         b"Request body not received in time",
                     );
                 }
-            };
+            }
+        };
         spans::record_body_size(span, request.body.len());
 
         let info = StreamInfo {
-            actor: s.actor.clone(),
-            actor_name: s.name.clone(),
-            binding: s.binding.clone(),
+            target: Arc::clone(&self.target),
             source: self.source,
             thread: self.thread,
             deadline,
         };
-        let mut streams: Vec<Box<dyn FilterStream>> = Vec::with_capacity(s.filters.len());
+        let mut streams: Vec<Box<dyn FilterStream + '_>> = Vec::with_capacity(s.filters.len());
         let mut local = None;
         for filter in s.filters.iter() {
             let mut stream = filter.open(&info);
-            let verdict = stream.request(&mut request).await;
-            match verdict {
+            match stream.request(&mut request).outcome().await {
                 Ok(Verdict::Continue) => streams.push(stream),
                 Ok(Verdict::Respond(response)) => {
                     local = Some(response);
@@ -111,11 +118,11 @@ impl ConnService {
                 let http = match self.call_actor(&request, deadline, span).await {
                     Ok(http) | Err(http) => http,
                 };
-                from_http(http).await
+                from_http(http)
             }
         };
         for stream in streams.iter_mut().rev() {
-            if let Err(e) = stream.response(&mut response).await {
+            if let Err(e) = stream.response(&mut request, &mut response).outcome().await {
                 return self.filter_failed(&e, span);
             }
         }
@@ -230,14 +237,15 @@ impl ConnService {
 }
 
 /// A response in the form filters see.
-async fn from_http(http: HttpResponse) -> FilterResponse {
-    let (parts, body) = http.into_parts();
-    // A `Full` body is already in memory: this never waits.
-    let body = body
-        .collect()
-        .await
-        .map(http_body_util::Collected::to_bytes)
-        .unwrap_or_default();
+fn from_http(http: HttpResponse) -> FilterResponse {
+    let (parts, mut body) = http.into_parts();
+    // A `Full` body is in memory: its one frame is ready at the first poll,
+    // with no waker needed and nothing collected into a list first.
+    let mut cx = Context::from_waker(Waker::noop());
+    let body = match Pin::new(&mut body).poll_frame(&mut cx) {
+        Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+        _ => Bytes::new(),
+    };
     FilterResponse {
         status: parts.status.as_u16(),
         headers: parts.headers,

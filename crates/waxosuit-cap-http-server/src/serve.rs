@@ -33,7 +33,7 @@ use waxosuit_provider::ActorDispatcher;
 use crate::bounded::{self, ConnectionLimits, Connector};
 use crate::config::{ListenerConfig, ReplyLimits};
 use crate::conn::{self, Activity};
-use crate::filter::FilterChain;
+use crate::filter::{FilterChain, FilterTarget};
 use crate::inflight::InFlight;
 use crate::spans;
 use crate::threads::ConnectionThreads;
@@ -97,6 +97,8 @@ pub(crate) struct ConnService {
     pub(crate) thread: usize,
     /// The client's address, for filters.
     pub(crate) source: Option<SocketAddr>,
+    /// The actor and binding, for filters; this connection's own.
+    pub(crate) target: Arc<FilterTarget>,
 }
 
 /// Serves a binding's connections.
@@ -130,6 +132,11 @@ impl Connector for ActorConnector {
             activity: Arc::clone(&conn.activity),
             thread: conn.thread,
             source: stream.peer_addr().ok(),
+            target: Arc::new(FilterTarget {
+                actor: Arc::clone(&self.service.actor),
+                actor_name: Arc::clone(&self.service.name),
+                binding: Arc::clone(&self.service.binding),
+            }),
         });
         let svc = service_fn(move |req| {
             let service = Arc::clone(&service);

@@ -2,21 +2,21 @@
 //! stream driver that takes a request through the Proxy-Wasm callbacks.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use waxosuit_cap_http_server::filter::{
     FilterError, FilterRequest, FilterResponse, FilterStream, HeaderMap, HeaderValue, HttpFilter,
-    StreamInfo, Verdict,
+    Step, StreamInfo, Verdict,
 };
 
 use crate::callout::Callouts;
-use crate::head::Head;
-use crate::state::{PendingCall, Phase, StreamData};
+use crate::head::{self, Head, Value};
+use crate::state::{PendingCall, Phase};
 use crate::vm::{Callback, Failed, Vm, VmTemplate};
 
 /// Most VMs one filter runs (one per connection thread).
@@ -30,7 +30,9 @@ pub struct ProxyFilter {
 pub(crate) struct FilterInner {
     pub(crate) template: VmTemplate,
     pub(crate) callouts: Callouts,
-    slots: RwLock<Vec<Arc<Slot>>>,
+    /// Made on first use; read without a lock, as every request looks its
+    /// thread's slot up.
+    slots: Box<[OnceLock<Arc<Slot>>]>,
     /// Set when the last chain holding the filter let go.
     closed: AtomicBool,
 }
@@ -54,8 +56,25 @@ struct Effects {
     queues: Vec<u32>,
 }
 
+impl Effects {
+    fn is_empty(&self) -> bool {
+        self.wake.is_empty()
+            && self.calls.is_empty()
+            && self.tick.is_none()
+            && self.queues.is_empty()
+    }
+}
+
 fn take_effects(vm: &mut Vm) -> Effects {
     let state = vm.state();
+    if state.wake.is_empty()
+        && state.pending_calls.is_empty()
+        && state.tick.is_none()
+        && state.queue_ready.is_empty()
+    {
+        // What almost every callback leaves: nothing to do afterwards.
+        return Effects::default();
+    }
     let wake = std::mem::take(&mut state.wake)
         .into_iter()
         .filter_map(|id| state.streams.get(&id).and_then(|s| s.notify.clone()))
@@ -90,7 +109,7 @@ impl ProxyFilter {
     /// Builds the first VM, so a filter that cannot start fails its load.
     pub(crate) fn start(inner: FilterInner) -> Result<ProxyFilter, Failed> {
         let inner = Arc::new(inner);
-        let slot = inner.slot(0);
+        let slot = Arc::clone(inner.slot(0));
         let mut guard = slot.vm.lock();
         let (vm, effects) = inner.build(&slot)?;
         let generation = slot.generation.load(Ordering::Acquire);
@@ -121,7 +140,7 @@ impl Drop for ProxyFilter {
         // Tasks still holding the filter (a callout under way) start
         // nothing new from here on.
         self.inner.closed.store(true, Ordering::Release);
-        for slot in self.inner.slots.read().iter() {
+        for slot in self.inner.slots.iter().filter_map(OnceLock::get) {
             if let Some(ticker) = slot.ticker.lock().take() {
                 ticker.abort();
             }
@@ -134,7 +153,7 @@ impl FilterInner {
         FilterInner {
             template,
             callouts,
-            slots: RwLock::new(Vec::new()),
+            slots: (0..MAX_SLOTS).map(|_| OnceLock::new()).collect(),
             closed: AtomicBool::new(false),
         }
     }
@@ -143,22 +162,16 @@ impl FilterInner {
         &self.template.info.name
     }
 
-    fn slot(&self, index: usize) -> Arc<Slot> {
+    fn slot(&self, index: usize) -> &Arc<Slot> {
         let index = index.min(MAX_SLOTS - 1);
-        if let Some(slot) = self.slots.read().get(index) {
-            return Arc::clone(slot);
-        }
-        let mut slots = self.slots.write();
-        while slots.len() <= index {
-            let next = slots.len();
-            slots.push(Arc::new(Slot {
-                index: next,
+        self.slots[index].get_or_init(|| {
+            Arc::new(Slot {
+                index,
                 vm: Mutex::new(None),
                 generation: AtomicU64::new(0),
                 ticker: Mutex::new(None),
-            }));
-        }
-        Arc::clone(&slots[index])
+            })
+        })
     }
 
     /// A new VM for `slot` (the caller holds its lock).
@@ -171,6 +184,9 @@ impl FilterInner {
 
     /// Does what a callback asked for: callouts, timers, wake-ups, queues.
     fn apply(self: &Arc<Self>, slot: &Arc<Slot>, generation: u64, effects: Effects) {
+        if effects.is_empty() {
+            return;
+        }
         for notify in effects.wake {
             notify.notify_one();
         }
@@ -212,7 +228,7 @@ impl FilterInner {
                 let weak = Arc::downgrade(self);
                 runtime.spawn(async move {
                     let Some(inner) = weak.upgrade() else { return };
-                    let slot = inner.slot(index);
+                    let slot = Arc::clone(inner.slot(index));
                     let generation = slot.generation.load(Ordering::Acquire);
                     inner.on_root(&slot, generation, |vm, t| vm.queue_ready(t, queue));
                 });
@@ -294,29 +310,58 @@ impl HttpFilter for ProxyFilter {
         self.inner.name()
     }
 
-    fn open(&self, info: &StreamInfo) -> Box<dyn FilterStream> {
+    fn open<'a>(&'a self, info: &StreamInfo) -> Box<dyn FilterStream + 'a> {
         Box::new(ProxyStream {
             slot: self.inner.slot(info.thread),
-            inner: Arc::clone(&self.inner),
+            inner: &self.inner,
             generation: 0,
             id: None,
-            info: info.clone(),
+            info: Some(info.clone()),
+            deadline: info.deadline,
+            phase: Phase::Request,
+            stage: Stage::Headers,
+            body: None,
+            finished: false,
         })
     }
 }
 
-/// One request through one filter.
-struct ProxyStream {
-    inner: Arc<FilterInner>,
-    slot: Arc<Slot>,
+/// One request through one filter. It borrows the filter: the server
+/// holds the chain while the request lasts, and nothing per request
+/// touches the reference counts every thread shares.
+struct ProxyStream<'a> {
+    inner: &'a Arc<FilterInner>,
+    slot: &'a Arc<Slot>,
     /// The VM generation the context lives in.
     generation: u64,
     /// The HTTP context, once created.
     id: Option<u32>,
-    info: StreamInfo,
+    /// Moved into the context when it is created.
+    info: Option<StreamInfo>,
+    deadline: Instant,
+    /// The phase under way.
+    phase: Phase,
+    /// The callback of the current phase the filter was last given.
+    stage: Stage,
+    /// The current phase's body callback and the body's size, if it has a
+    /// body.
+    body: Option<(Callback, usize)>,
+    /// `on_done`, `on_log` and `on_delete` have run.
+    finished: bool,
 }
 
-impl ProxyStream {
+/// Where a phase is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Headers,
+    Body,
+}
+
+/// What a callback left: `None` to wait, `Some(None)` to go on,
+/// `Some(Some(response))` to answer locally.
+type Decision = Option<Option<FilterResponse>>;
+
+impl ProxyStream<'_> {
     fn failed(&self, reason: impl Into<String>) -> FilterError {
         FilterError::Failed {
             filter: self.inner.name().to_string(),
@@ -330,13 +375,13 @@ impl ProxyStream {
         &mut self,
         call: impl FnOnce(&mut Vm, &VmTemplate, &mut Option<u32>) -> Result<T, Failed>,
     ) -> Result<T, FilterError> {
-        let slot = Arc::clone(&self.slot);
+        let slot = self.slot;
         let mut guard = slot.vm.lock();
         let mut built = Effects::default();
         if self.id.is_none() && guard.as_ref().is_none_or(|vm| vm.poisoned) {
             // The old VM's streams are already failing: it trapped.
             *guard = None;
-            match self.inner.build(&slot) {
+            match self.inner.build(slot) {
                 Ok((vm, effects)) => {
                     *guard = Some(vm);
                     built = effects;
@@ -366,21 +411,17 @@ impl ProxyStream {
             (take_effects(vm), Vec::new())
         };
         drop(guard);
-        self.inner.apply(&slot, generation, built);
-        self.inner.apply(&slot, generation, effects);
+        self.inner.apply(slot, generation, built);
+        self.inner.apply(slot, generation, effects);
         for notify in waiters {
             notify.notify_one();
         }
         result.map_err(|Failed(reason)| self.failed(reason))
     }
 
-    /// After a callback whose verdict is `first`: continue, answer locally,
-    /// or wait for the filter to decide (a callout, a timer) until the
-    /// request's deadline.
-    async fn settle(&mut self, first: Decision) -> Result<Option<FilterResponse>, FilterError> {
-        if let Some(decision) = first {
-            return Ok(decision);
-        }
+    /// Waits until the filter decides about the paused phase (a callout's
+    /// answer, a timer, a queue), at most until the request's deadline.
+    async fn wait_decision(&mut self) -> Result<Option<FilterResponse>, FilterError> {
         loop {
             // The waker is registered under the VM's lock, in the same
             // critical section that finds nothing decided yet, so a wake-up
@@ -401,7 +442,7 @@ impl ProxyStream {
             let Some(notify) = notify else {
                 return Err(self.failed("the stream's context is gone"));
             };
-            if tokio::time::timeout_at(self.info.deadline, notify.notified())
+            if tokio::time::timeout_at(self.deadline, notify.notified())
                 .await
                 .is_err()
             {
@@ -412,44 +453,350 @@ impl ProxyStream {
         }
     }
 
-    /// The head and body of `phase` as the filter left them, moved out of
-    /// its VM.
-    fn take(&mut self, phase: Phase) -> Result<(Head, Vec<u8>), FilterError> {
-        self.with_vm(|vm, _, id| {
-            let stream = vm
-                .state()
-                .streams
-                .get_mut(&id.unwrap_or_default())
-                .ok_or_else(|| Failed("the stream's context is gone".into()))?;
-            Ok(match phase {
-                // The request's head stays readable in the response
-                // phase and `on_log`, as in Envoy; its values are shared,
-                // not copied.
-                Phase::Request => (
-                    stream.request.clone(),
-                    std::mem::take(&mut stream.request_body),
-                ),
-                Phase::Response => (
-                    std::mem::take(&mut stream.response),
-                    std::mem::take(&mut stream.response_body),
-                ),
-            })
-        })
+    /// Runs the current phase on from `decision` after waiting, in one
+    /// critical section.
+    fn settle_after(&mut self, decision: Decision, out: Out<'_>) -> Result<Decision, FilterError> {
+        let (phase, mut stage, body) = (self.phase, self.stage, self.body);
+        let mut finished = false;
+        let settled = self.with_vm(|vm, t, id| {
+            settle(
+                vm,
+                t,
+                id.unwrap_or_default(),
+                (phase, &mut stage, body),
+                decision,
+                &mut finished,
+                out,
+            )
+        });
+        self.stage = stage;
+        self.finished |= finished;
+        settled
     }
 
-    /// Runs a callback and reads what the filter decided in it.
-    fn phase(&mut self, which: Callback, size: usize, end: bool) -> Result<Decision, FilterError> {
-        self.with_vm(|vm, t, id| {
-            let id = id.unwrap_or_default();
-            let continued = vm.phase(t, id, which, size, end)?;
-            decide(vm, id, continued)
-        })
+    /// The current phase as a [`Step`], from what its first critical
+    /// section came to: ended, or paused until the filter decides.
+    fn step<'s>(
+        &'s mut self,
+        first: Result<Decision, FilterError>,
+        mut out: Out<'s>,
+    ) -> Step<'s, Verdict> {
+        match first {
+            Err(e) => Step::Ready(Err(e)),
+            Ok(Some(local)) => Step::Ready(Ok(verdict(local))),
+            Ok(None) => Step::Wait(Box::pin(async move {
+                loop {
+                    let decided = self.wait_decision().await?;
+                    if let Some(local) = self.settle_after(Some(decided), out.reborrow())? {
+                        return Ok(verdict(local));
+                    }
+                }
+            })),
+        }
+    }
+
+    /// Ends a stream its phases did not end (a failure elsewhere, a
+    /// deadline): `on_done`, `on_log` and `on_delete`, once.
+    fn finish(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let Some(id) = self.id else { return };
+        let slot = self.slot;
+        let mut guard = slot.vm.lock();
+        let Some(vm) = guard.as_mut() else { return };
+        if slot.generation.load(Ordering::Acquire) != self.generation {
+            // The context went with the VM that held it.
+            return;
+        }
+        if vm.poisoned {
+            vm.state().close_stream(id);
+            return;
+        }
+        let result = vm.finish(&self.inner.template, id);
+        vm.state().close_stream(id);
+        match result {
+            Ok(()) => {
+                let effects = take_effects(vm);
+                drop(guard);
+                self.inner.apply(slot, self.generation, effects);
+            }
+            Err(Failed(reason)) => {
+                let waiters = all_waiters(vm);
+                drop(guard);
+                tracing::error!(filter = self.inner.name(), %reason, "Proxy-Wasm filter failed ending a stream; its VM is rebuilt for the next request");
+                for notify in waiters {
+                    notify.notify_one();
+                }
+            }
+        }
     }
 }
 
-/// What a callback left: `None` to wait, `Some(None)` to go on,
-/// `Some(Some(response))` to answer locally.
-type Decision = Option<Option<FilterResponse>>;
+/// Where a phase's end goes: the request (the request phase), or the
+/// response and the request lent to it (the response phase).
+enum Out<'r> {
+    Request(&'r mut FilterRequest),
+    Response(&'r mut FilterRequest, &'r mut FilterResponse),
+}
+
+impl Out<'_> {
+    fn reborrow(&mut self) -> Out<'_> {
+        match self {
+            Out::Request(request) => Out::Request(request),
+            Out::Response(request, response) => Out::Response(request, response),
+        }
+    }
+}
+
+/// In the VM's critical section: takes the current phase on from
+/// `decision` as far as it goes without waiting. `None` if the filter
+/// paused; else the phase's end, moved straight into `out` (`Some(local)`
+/// for a local answer in the request phase; a local answer in the response
+/// phase replaces the response). A local answer or the end of the
+/// response phase ends the stream too (`on_done`, `on_log`, `on_delete`,
+/// with the request head still readable), setting `finished`.
+fn settle(
+    vm: &mut Vm,
+    t: &VmTemplate,
+    id: u32,
+    (phase, stage, body): (Phase, &mut Stage, Option<(Callback, usize)>),
+    mut decision: Decision,
+    finished: &mut bool,
+    out: Out<'_>,
+) -> Result<Decision, Failed> {
+    let local = loop {
+        match decision {
+            None => return Ok(None),
+            Some(Some(local)) => break Some(local),
+            Some(None) => match (*stage, body) {
+                (Stage::Headers, Some((which, size))) => {
+                    *stage = Stage::Body;
+                    let continued = vm.phase(t, id, which, size, true)?;
+                    decision = decide(vm, id, continued)?;
+                }
+                _ => break None,
+            },
+        }
+    };
+    let ends = local.is_some() || phase == Phase::Response;
+    if ends {
+        *finished = true;
+        if let Err(Failed(reason)) = vm.finish(t, id) {
+            // The answer stands; the VM is rebuilt for the next request.
+            tracing::error!(filter = %t.info.name, %reason, "Proxy-Wasm filter failed ending a stream; its VM is rebuilt for the next request");
+        }
+    }
+    let stream = vm
+        .state()
+        .streams
+        .get_mut(&id)
+        .ok_or_else(|| Failed("the stream's context is gone".into()))?;
+    let decided = match out {
+        Out::Request(request) => {
+            restore(
+                request,
+                std::mem::take(&mut stream.request),
+                Some(std::mem::take(&mut stream.request_body)),
+            );
+            Some(local)
+        }
+        Out::Response(request, response) => {
+            match local {
+                Some(local) => *response = local,
+                None => {
+                    let head = std::mem::take(&mut stream.response);
+                    if let Some(status) = head
+                        .pseudo(head::STATUS)
+                        .and_then(|v| std::str::from_utf8(v).ok())
+                        .and_then(|v| v.parse::<u16>().ok())
+                        .filter(|s| (100..=999).contains(s))
+                    {
+                        response.status = status;
+                    }
+                    response.headers = head.headers;
+                    response.body = std::mem::take(&mut stream.response_body);
+                }
+            }
+            restore(request, std::mem::take(&mut stream.request), None);
+            Some(None)
+        }
+    };
+    if ends {
+        vm.state().close_stream(id);
+    }
+    Ok(decided)
+}
+
+fn verdict(local: Option<FilterResponse>) -> Verdict {
+    match local {
+        Some(local) => Verdict::Respond(local),
+        None => Verdict::Continue,
+    }
+}
+
+/// A request's head in the ABI's form, its parts moved, not copied.
+fn head_of(request: &mut FilterRequest) -> Head {
+    let mut head = Head {
+        pseudo: Default::default(),
+        headers: std::mem::take(&mut request.headers),
+    };
+    let take = |text: &mut String| Some(Value::Text(std::mem::take(text)));
+    head.pseudo[head::METHOD] = take(&mut request.method);
+    head.pseudo[head::PATH] = take(&mut request.path);
+    head.pseudo[head::AUTHORITY] = take(&mut request.authority);
+    head.pseudo[head::SCHEME] = Some(Value::Static(request.scheme.as_bytes()));
+    head
+}
+
+/// Moves a head (and a body) back into `request`. The method and the
+/// path the server needs are kept valid: an empty method is `GET`, a path
+/// that does not start with `/` is `/`.
+fn restore(request: &mut FilterRequest, mut head: Head, body: Option<Vec<u8>>) {
+    let method = head.take_text(head::METHOD);
+    request.method = if method.is_empty() {
+        "GET".into()
+    } else {
+        method
+    };
+    let path = head.take_text(head::PATH);
+    request.path = if path.starts_with('/') {
+        path
+    } else {
+        "/".into()
+    };
+    request.authority = head.take_text(head::AUTHORITY);
+    request.headers = head.headers;
+    if let Some(body) = body {
+        request.body = body;
+    }
+}
+
+impl FilterStream for ProxyStream<'_> {
+    fn request<'a>(&'a mut self, request: &'a mut FilterRequest) -> Step<'a, Verdict> {
+        let max_body = self.inner.template.info.limits.max_body;
+        if request.body.len() > max_body {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                waxosuit_cap_http_server::filter::HeaderName::from_static("content-type"),
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            return Step::Ready(Ok(Verdict::Respond(FilterResponse {
+                status: 413,
+                headers,
+                body: b"Request body too large for a filter".to_vec(),
+            })));
+        }
+        let Some(info) = self.info.take() else {
+            return Step::Ready(Err(self.failed("the stream was already used")));
+        };
+        // Moved in and back out: nothing is copied for a filter that only
+        // looks.
+        let head = head_of(request);
+        let count = head.len();
+        let body = std::mem::take(&mut request.body);
+        let has_body = !body.is_empty();
+        self.phase = Phase::Request;
+        let mut stage = Stage::Headers;
+        let body_step = has_body.then_some((Callback::RequestBody, body.len()));
+        self.body = body_step;
+        let mut finished = false;
+        // The whole phase in one critical section when the filter decides
+        // without waiting.
+        let first = self.with_vm(|vm, t, id| {
+            let new = vm.next_context_id();
+            vm.state().open_stream(new, info, head, body);
+            *id = Some(new);
+            vm.context_create(t, new)?;
+            let continued = vm.phase(t, new, Callback::RequestHeaders, count, !has_body)?;
+            let decision = decide(vm, new, continued)?;
+            settle(
+                vm,
+                t,
+                new,
+                (Phase::Request, &mut stage, body_step),
+                decision,
+                &mut finished,
+                Out::Request(&mut *request),
+            )
+        });
+        self.stage = stage;
+        self.finished |= finished;
+        self.step(first, Out::Request(request))
+    }
+
+    fn response<'a>(
+        &'a mut self,
+        request: &'a mut FilterRequest,
+        response: &'a mut FilterResponse,
+    ) -> Step<'a, ()> {
+        if self.id.is_none() || self.finished {
+            return Step::Ready(Ok(()));
+        }
+        let max_body = self.inner.template.info.limits.max_body;
+        if response.body.len() > max_body {
+            return Step::Ready(Err(self.failed(format!(
+                "the response body ({} bytes) is larger than the filter may buffer \
+                 (limits.max_body_kib = {} KiB)",
+                response.body.len(),
+                max_body >> 10
+            ))));
+        }
+        // The request as the actor got it is readable again, in the
+        // response phase and `on_log`, as in Envoy; lent, not copied.
+        let request_head = head_of(request);
+        let mut head = Head {
+            pseudo: Default::default(),
+            headers: std::mem::take(&mut response.headers),
+        };
+        head.pseudo[head::STATUS] = Some(head::status_digits(response.status));
+        let count = head.len();
+        let body = std::mem::take(&mut response.body);
+        let has_body = !body.is_empty();
+        self.phase = Phase::Response;
+        let mut stage = Stage::Headers;
+        let body_step = has_body.then_some((Callback::ResponseBody, body.len()));
+        self.body = body_step;
+        let mut finished = false;
+        let first = self.with_vm(|vm, t, id| {
+            let id = id.unwrap_or_default();
+            let stream = vm
+                .state()
+                .streams
+                .get_mut(&id)
+                .ok_or_else(|| Failed("the stream's context is gone".into()))?;
+            stream.phase = Phase::Response;
+            stream.resumed = false;
+            stream.request = request_head;
+            stream.response = head;
+            stream.response_body = body;
+            let continued = vm.phase(t, id, Callback::ResponseHeaders, count, !has_body)?;
+            let decision = decide(vm, id, continued)?;
+            settle(
+                vm,
+                t,
+                id,
+                (Phase::Response, &mut stage, body_step),
+                decision,
+                &mut finished,
+                Out::Response(&mut *request, &mut *response),
+            )
+        });
+        self.stage = stage;
+        self.finished |= finished;
+        match self.step(first, Out::Response(request, response)) {
+            Step::Ready(outcome) => Step::Ready(outcome.map(drop)),
+            Step::Wait(wait) => Step::Wait(Box::pin(async move { wait.await.map(drop) })),
+        }
+    }
+}
+
+impl Drop for ProxyStream<'_> {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
 
 /// Reads the stream's state after a callback that returned `continued`.
 fn decide(vm: &mut Vm, id: u32, continued: bool) -> Result<Decision, Failed> {
@@ -467,190 +814,4 @@ fn decide(vm: &mut Vm, id: u32, continued: bool) -> Result<Decision, Failed> {
         return Ok(Some(None));
     }
     Ok(None)
-}
-
-#[async_trait]
-impl FilterStream for ProxyStream {
-    async fn request(&mut self, request: &mut FilterRequest) -> Result<Verdict, FilterError> {
-        let max_body = self.inner.template.info.limits.max_body;
-        if request.body.len() > max_body {
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                waxosuit_cap_http_server::filter::HeaderName::from_static("content-type"),
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            return Ok(Verdict::Respond(FilterResponse {
-                status: 413,
-                headers,
-                body: b"Request body too large for a filter".to_vec(),
-            }));
-        }
-        // Moved in and back out: nothing is copied for a filter that only
-        // looks.
-        let head = Head {
-            pseudo: vec![
-                (":method", std::mem::take(&mut request.method).into_bytes()),
-                (":path", std::mem::take(&mut request.path).into_bytes()),
-                (
-                    ":authority",
-                    std::mem::take(&mut request.authority).into_bytes(),
-                ),
-                (":scheme", request.scheme.as_bytes().to_vec()),
-            ],
-            headers: std::mem::take(&mut request.headers),
-        };
-        let count = head.len();
-        let body = std::mem::take(&mut request.body);
-        let has_body = !body.is_empty();
-        let body_len = body.len();
-        let info = self.info.clone();
-        let first = self.with_vm(move |vm, t, id| {
-            let new = vm.next_context_id();
-            vm.state().streams.insert(
-                new,
-                StreamData {
-                    info,
-                    phase: Phase::Request,
-                    request: head,
-                    request_body: body,
-                    response: Head::default(),
-                    response_body: Vec::new(),
-                    resumed: false,
-                    local: None,
-                    closed: false,
-                    notify: None,
-                    properties: Default::default(),
-                },
-            );
-            *id = Some(new);
-            vm.context_create(t, new)?;
-            let continued = vm.phase(t, new, Callback::RequestHeaders, count, !has_body)?;
-            decide(vm, new, continued)
-        })?;
-        if let Some(local) = self.settle(first).await? {
-            return Ok(Verdict::Respond(local));
-        }
-        if has_body {
-            let decision = self.phase(Callback::RequestBody, body_len, true)?;
-            if let Some(local) = self.settle(decision).await? {
-                return Ok(Verdict::Respond(local));
-            }
-        }
-        let (mut head, body) = self.take(Phase::Request)?;
-        // The buffers move back into the request: no copy unless a filter
-        // wrote bytes that are not UTF-8.
-        let mut text = |name: &str| {
-            head.pseudo
-                .iter_mut()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| {
-                    String::from_utf8(std::mem::take(v))
-                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-                })
-                .unwrap_or_default()
-        };
-        let method = text(":method");
-        request.method = if method.is_empty() {
-            "GET".into()
-        } else {
-            method
-        };
-        let path = text(":path");
-        request.path = if path.starts_with('/') {
-            path
-        } else {
-            "/".into()
-        };
-        request.authority = text(":authority");
-        request.headers = head.headers;
-        request.body = body;
-        Ok(Verdict::Continue)
-    }
-
-    async fn response(&mut self, response: &mut FilterResponse) -> Result<(), FilterError> {
-        if self.id.is_none() {
-            return Ok(());
-        }
-        let max_body = self.inner.template.info.limits.max_body;
-        if response.body.len() > max_body {
-            return Err(self.failed(format!(
-                "the response body ({} bytes) is larger than the filter may buffer \
-                 (limits.max_body_kib = {} KiB)",
-                response.body.len(),
-                max_body >> 10
-            )));
-        }
-        let head = Head {
-            pseudo: vec![(":status", response.status.to_string().into_bytes())],
-            headers: std::mem::take(&mut response.headers),
-        };
-        let count = head.len();
-        let body = std::mem::take(&mut response.body);
-        let has_body = !body.is_empty();
-        let body_len = body.len();
-        let first = self.with_vm(move |vm, t, id| {
-            let id = id.unwrap_or_default();
-            let stream = vm
-                .state()
-                .streams
-                .get_mut(&id)
-                .ok_or_else(|| Failed("the stream's context is gone".into()))?;
-            stream.phase = Phase::Response;
-            stream.resumed = false;
-            stream.response = head;
-            stream.response_body = body;
-            let continued = vm.phase(t, id, Callback::ResponseHeaders, count, !has_body)?;
-            decide(vm, id, continued)
-        })?;
-        if let Some(local) = self.settle(first).await? {
-            *response = local;
-            return Ok(());
-        }
-        if has_body {
-            let decision = self.phase(Callback::ResponseBody, body_len, true)?;
-            if let Some(local) = self.settle(decision).await? {
-                *response = local;
-                return Ok(());
-            }
-        }
-        let (head, body) = self.take(Phase::Response)?;
-        if let Some(status) = head
-            .pseudo(":status")
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| v.parse::<u16>().ok())
-            .filter(|s| (100..=999).contains(s))
-        {
-            response.status = status;
-        }
-        response.headers = head.headers;
-        response.body = body;
-        Ok(())
-    }
-}
-
-impl Drop for ProxyStream {
-    fn drop(&mut self) {
-        let Some(id) = self.id else { return };
-        let slot = Arc::clone(&self.slot);
-        let mut guard = slot.vm.lock();
-        let Some(vm) = guard.as_mut() else { return };
-        if vm.poisoned || slot.generation.load(Ordering::Acquire) != self.generation {
-            return;
-        }
-        match vm.finish(&self.inner.template, id) {
-            Ok(()) => {
-                let effects = take_effects(vm);
-                drop(guard);
-                self.inner.apply(&slot, self.generation, effects);
-            }
-            Err(Failed(reason)) => {
-                let waiters = all_waiters(vm);
-                drop(guard);
-                tracing::error!(filter = self.inner.name(), %reason, "Proxy-Wasm filter failed ending a stream; its VM is rebuilt for the next request");
-                for notify in waiters {
-                    notify.notify_one();
-                }
-            }
-        }
-    }
 }

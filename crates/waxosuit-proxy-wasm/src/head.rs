@@ -7,58 +7,131 @@ use waxosuit_cap_http_server::filter::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::abi::Status;
 
+/// The pseudo-headers a head can hold, in the order the ABI lists them.
+const PSEUDO: [&str; 5] = [":method", ":path", ":authority", ":scheme", ":status"];
+
+/// Index of `:method` in [`Head::pseudo`].
+pub(crate) const METHOD: usize = 0;
+/// Index of `:path`.
+pub(crate) const PATH: usize = 1;
+/// Index of `:authority`.
+pub(crate) const AUTHORITY: usize = 2;
+/// Index of `:scheme`.
+pub(crate) const SCHEME: usize = 3;
+/// Index of `:status`.
+pub(crate) const STATUS: usize = 4;
+
 /// Pseudo-headers and headers of a request or a response.
+///
+/// The pseudo-headers sit in fixed places, so building, reading and
+/// handing back a head allocates nothing of its own: the values are the
+/// request's own buffers, moved in and out.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Head {
-    pub(crate) pseudo: Vec<(&'static str, Vec<u8>)>,
+    pub(crate) pseudo: [Option<Value>; 5],
     pub(crate) headers: HeaderMap,
 }
 
-/// The pseudo-header named `name`, as the static name the head keeps.
-fn pseudo_name(name: &str) -> Option<&'static str> {
-    [":method", ":path", ":authority", ":scheme", ":status"]
-        .into_iter()
-        .find(|p| *p == name)
+/// A pseudo-header's value: the host's own text, moved in and handed back
+/// without a second UTF-8 check, or bytes a filter wrote.
+#[derive(Debug, Clone)]
+pub(crate) enum Value {
+    Text(String),
+    Static(&'static [u8]),
+    Bytes(Vec<u8>),
+}
+
+impl Value {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            Value::Text(text) => text.as_bytes(),
+            Value::Static(bytes) => bytes,
+            Value::Bytes(bytes) => bytes,
+        }
+    }
+
+    /// As text: lossy only for bytes a filter wrote that are not UTF-8.
+    fn into_text(self) -> String {
+        match self {
+            Value::Text(text) => text,
+            Value::Static(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+            Value::Bytes(bytes) => String::from_utf8(bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        }
+    }
+}
+
+/// The place of the pseudo-header `name`.
+fn pseudo_index(name: &str) -> Option<usize> {
+    PSEUDO.iter().position(|p| *p == name)
+}
+
+/// The three digits of a status code, without allocating for the codes
+/// HTTP allows.
+pub(crate) fn status_digits(status: u16) -> Value {
+    static DIGITS: [u8; 2700] = {
+        let mut digits = [0u8; 2700];
+        let mut i = 0;
+        while i < 900 {
+            let n = i + 100;
+            digits[i * 3] = b'0' + (n / 100) as u8;
+            digits[i * 3 + 1] = b'0' + (n / 10 % 10) as u8;
+            digits[i * 3 + 2] = b'0' + (n % 10) as u8;
+            i += 1;
+        }
+        digits
+    };
+    if (100..=999).contains(&status) {
+        let at = usize::from(status - 100) * 3;
+        Value::Static(&DIGITS[at..at + 3])
+    } else {
+        Value::Text(status.to_string())
+    }
 }
 
 impl Head {
     /// Pairs, pseudo-headers first, as the ABI serializes them.
     pub(crate) fn pairs(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.pseudo
+        PSEUDO
             .iter()
-            .map(|(k, v)| (*k, v.as_slice()))
+            .zip(&self.pseudo)
+            .filter_map(|(k, v)| Some((*k, v.as_ref()?.as_bytes())))
             .chain(self.headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())))
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.pseudo.len() + self.headers.len()
+        self.pseudo.iter().flatten().count() + self.headers.len()
     }
 
-    pub(crate) fn pseudo(&self, name: &str) -> Option<&[u8]> {
+    pub(crate) fn pseudo(&self, index: usize) -> Option<&[u8]> {
+        self.pseudo.get(index)?.as_ref().map(Value::as_bytes)
+    }
+
+    /// Moves a pseudo-header's value out as text (lossy only if a filter
+    /// wrote bytes that are not UTF-8); empty if it has none.
+    pub(crate) fn take_text(&mut self, index: usize) -> String {
         self.pseudo
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_slice())
+            .get_mut(index)
+            .and_then(Option::take)
+            .map(Value::into_text)
+            .unwrap_or_default()
     }
 
     /// The first value of `name` (any case).
     pub(crate) fn get(&self, name: &str) -> Option<&[u8]> {
         let name = name.to_ascii_lowercase();
         if name.starts_with(':') {
-            return self.pseudo(&name);
+            return self.pseudo(pseudo_index(&name)?);
         }
         self.headers.get(name.as_str()).map(HeaderValue::as_bytes)
     }
 
     fn set_pseudo(&mut self, name: &str, value: Vec<u8>) -> Status {
-        let Some(name) = pseudo_name(name) else {
+        let Some(index) = pseudo_index(name) else {
             // A pseudo-header HTTP/1.1 has no place for.
             return Status::BadArgument;
         };
-        match self.pseudo.iter_mut().find(|(k, _)| *k == name) {
-            Some(slot) => slot.1 = value,
-            None => self.pseudo.push((name, value)),
-        }
+        self.pseudo[index] = Some(Value::Bytes(value));
         Status::Ok
     }
 
@@ -91,8 +164,8 @@ impl Head {
         if name.starts_with(':') {
             // Keeps the pseudo-header, empty: the request still has a
             // method and a path, which the host ignores when empty.
-            if let Some(slot) = self.pseudo.iter_mut().find(|(k, _)| *k == name) {
-                slot.1.clear();
+            if let Some(value) = pseudo_index(&name).and_then(|i| self.pseudo[i].as_mut()) {
+                *value = Value::Static(&[]);
             }
             return Status::Ok;
         }
@@ -106,13 +179,13 @@ impl Head {
     /// if a name or value cannot be an HTTP header.
     pub(crate) fn set_all(&mut self, pairs: Vec<(String, Vec<u8>)>) -> Status {
         let mut headers = HeaderMap::with_capacity(pairs.len());
-        let mut pseudo = Vec::new();
+        let mut pseudo: [Option<Vec<u8>>; 5] = Default::default();
         for (name, value) in pairs {
             if name.starts_with(':') {
-                let Some(name) = pseudo_name(&name) else {
+                let Some(index) = pseudo_index(&name) else {
                     return Status::BadArgument;
                 };
-                pseudo.push((name, value));
+                pseudo[index] = Some(value);
                 continue;
             }
             let Some((name, value)) = Head::parse(&name, &value) else {
@@ -121,12 +194,11 @@ impl Head {
             headers.append(name, value);
         }
         // Pseudo-headers the filter left out keep their values.
-        for (name, value) in std::mem::take(&mut self.pseudo) {
-            if !pseudo.iter().any(|(k, _)| *k == name) {
-                pseudo.push((name, value));
+        for (slot, value) in self.pseudo.iter_mut().zip(pseudo) {
+            if let Some(value) = value {
+                *slot = Some(Value::Bytes(value));
             }
         }
-        self.pseudo = pseudo;
         self.headers = headers;
         Status::Ok
     }
@@ -147,10 +219,9 @@ mod tests {
 
     #[test]
     fn pseudo_headers_come_first_and_names_are_case_blind() {
-        let mut head = Head {
-            pseudo: vec![(":method", b"GET".to_vec()), (":path", b"/".to_vec())],
-            headers: HeaderMap::new(),
-        };
+        let mut head = Head::default();
+        head.pseudo[METHOD] = Some(Value::Text("GET".into()));
+        head.pseudo[PATH] = Some(Value::Static(b"/"));
         assert_eq!(
             head.add("Powered-By", b"proxy-wasm".to_vec(), false),
             Status::Ok
@@ -164,6 +235,18 @@ mod tests {
         let names: Vec<&str> = head.pairs().map(|(k, _)| k).collect();
         assert_eq!(names, [":method", ":path", "powered-by", "x-a"]);
         assert_eq!(head.serialize().len(), head.serialized_size());
+        assert_eq!(head.remove(":path"), Status::Ok);
+        assert_eq!(head.get(":path"), Some(&b""[..]));
+        assert_eq!(head.take_text(METHOD), "GET");
+        assert_eq!(head.get(":method"), None);
+    }
+
+    #[test]
+    fn status_codes_are_three_digits() {
+        assert_eq!(status_digits(100).as_bytes(), b"100");
+        assert_eq!(status_digits(204).as_bytes(), b"204");
+        assert_eq!(status_digits(999).as_bytes(), b"999");
+        assert_eq!(status_digits(42).as_bytes(), b"42");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! (segments joined with `.` here, NUL-separated on the wire). Strings are
 //! their UTF-8 bytes; integers are 8 bytes little-endian, as in Envoy.
 
+use crate::head;
 use crate::state::VmState;
 
 /// Every property path this host answers, for the docs and tests.
@@ -49,7 +50,7 @@ pub(crate) fn lookup(state: &VmState, path: &str) -> Option<Vec<u8>> {
         return Some(value.clone());
     }
     let req = &stream.request;
-    let full_path = req.pseudo(":path").unwrap_or_default();
+    let full_path = req.pseudo(head::PATH).unwrap_or_default();
     let value = match path {
         "request.path" => full_path.to_vec(),
         "request.url_path" => full_path.split(|b| *b == b'?').next()?.to_vec(),
@@ -57,23 +58,23 @@ pub(crate) fn lookup(state: &VmState, path: &str) -> Option<Vec<u8>> {
             Some(at) => full_path[at + 1..].to_vec(),
             None => Vec::new(),
         },
-        "request.host" => req.pseudo(":authority")?.to_vec(),
-        "request.scheme" => req.pseudo(":scheme")?.to_vec(),
-        "request.method" => req.pseudo(":method")?.to_vec(),
+        "request.host" => req.pseudo(head::AUTHORITY)?.to_vec(),
+        "request.scheme" => req.pseudo(head::SCHEME)?.to_vec(),
+        "request.method" => req.pseudo(head::METHOD)?.to_vec(),
         "request.protocol" => b"HTTP/1.1".to_vec(),
         "request.headers" => req.serialize(),
         "request.size" => int(stream.request_body.len() as u64),
         "response.code" => {
-            let code = stream.response.pseudo(":status")?;
+            let code = stream.response.pseudo(head::STATUS)?;
             int(std::str::from_utf8(code).ok()?.parse().ok()?)
         }
         "response.headers" => stream.response.serialize(),
         "response.size" => int(stream.response_body.len() as u64),
         "source.address" => stream.info.source?.to_string().into_bytes(),
         "source.port" => int(u64::from(stream.info.source?.port())),
-        "waxosuit.actor" => stream.info.actor.as_bytes().to_vec(),
-        "waxosuit.actor_name" => stream.info.actor_name.as_bytes().to_vec(),
-        "waxosuit.binding" => stream.info.binding.as_bytes().to_vec(),
+        "waxosuit.actor" => stream.info.target.actor.as_bytes().to_vec(),
+        "waxosuit.actor_name" => stream.info.target.actor_name.as_bytes().to_vec(),
+        "waxosuit.binding" => stream.info.target.binding.as_bytes().to_vec(),
         _ => return state.properties.get(path).cloned(),
     };
     Some(value)

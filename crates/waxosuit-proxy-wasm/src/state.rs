@@ -3,6 +3,7 @@
 //! to do once it returns.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,9 @@ use waxosuit_claims::ProxyWasmAbi;
 use crate::FilterLimits;
 use crate::head::Head;
 use crate::shared::Shared;
+
+/// Most ended streams' boxes a VM keeps for reuse.
+const MAX_SPARE_STREAMS: usize = 16;
 
 /// What every VM of one filter shares, read-only but for [`Shared`].
 pub(crate) struct FilterInfo {
@@ -89,8 +93,16 @@ pub(crate) struct VmState {
     pub(crate) root_id: u32,
     /// The context host calls act on.
     pub(crate) effective: u32,
-    /// A few entries at a time: a B-tree needs no hashing.
-    pub(crate) streams: BTreeMap<u32, StreamData>,
+    /// The open HTTP contexts. A hash map keeps its room when emptied:
+    /// a VM serving one request at a time allocates nothing per stream.
+    pub(crate) streams: HashMap<u32, Box<StreamData>, BuildHasherDefault<IdHasher>>,
+    /// Boxes of ended streams, kept for the next ones: opening a stream
+    /// then neither allocates nor copies a whole context.
+    #[expect(
+        clippy::vec_box,
+        reason = "the boxes move into `streams` as they are; unboxed, each would be copied into a new box"
+    )]
+    spare: Vec<Box<StreamData>>,
     /// During `proxy_on_http_call_response`.
     pub(crate) callout: Option<CalloutReply>,
     pub(crate) pending_calls: Vec<PendingCall>,
@@ -119,7 +131,8 @@ impl VmState {
             slot,
             root_id: 0,
             effective: 0,
-            streams: BTreeMap::new(),
+            streams: HashMap::default(),
+            spare: Vec::new(),
             callout: None,
             pending_calls: Vec::new(),
             calls_in_flight: 0,
@@ -132,8 +145,84 @@ impl VmState {
         }
     }
 
+    /// Opens HTTP context `id` for a request.
+    pub(crate) fn open_stream(&mut self, id: u32, info: StreamInfo, request: Head, body: Vec<u8>) {
+        let stream = match self.spare.pop() {
+            Some(mut stream) => {
+                // Cleared when it was put aside: only the request's parts
+                // are set.
+                stream.info = info;
+                stream.phase = Phase::Request;
+                stream.request = request;
+                stream.request_body = body;
+                stream
+            }
+            None => Box::new(StreamData {
+                info,
+                phase: Phase::Request,
+                request,
+                request_body: body,
+                response: Head::default(),
+                response_body: Vec::new(),
+                resumed: false,
+                local: None,
+                closed: false,
+                notify: None,
+                properties: HashMap::new(),
+            }),
+        };
+        self.streams.insert(id, stream);
+    }
+
+    /// Removes HTTP context `id`, keeping its box for a later stream.
+    pub(crate) fn close_stream(&mut self, id: u32) {
+        let Some(mut stream) = self.streams.remove(&id) else {
+            return;
+        };
+        if self.spare.len() < MAX_SPARE_STREAMS {
+            stream.request = Head::default();
+            stream.request_body = Vec::new();
+            stream.response = Head::default();
+            stream.response_body = Vec::new();
+            stream.resumed = false;
+            stream.local = None;
+            stream.closed = false;
+            stream.notify = None;
+            stream.properties.clear();
+            self.spare.push(stream);
+        }
+    }
+
     /// The stream host calls act on, if the effective context is one.
     pub(crate) fn stream(&mut self) -> Option<&mut StreamData> {
-        self.streams.get_mut(&self.effective)
+        self.streams.get_mut(&self.effective).map(|s| &mut **s)
+    }
+}
+
+/// Hashes context ids, which the host hands out in sequence: one
+/// multiplication spreads them over the table (the default hasher's
+/// flood resistance is not needed for keys no peer chooses).
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.write_u64(u64::from(*byte) | (self.0 << 8));
+        }
+    }
+
+    fn write_u32(&mut self, id: u32) {
+        self.write_u64(u64::from(id));
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        // Fibonacci hashing: the high bits, which the table uses, depend
+        // on every bit of the id.
+        self.0 = value.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }

@@ -266,24 +266,22 @@ impl Vm {
         Ok(action == crate::abi::ACTION_CONTINUE)
     }
 
-    /// `on_done`, `on_log`, `on_delete`: the end of a stream.
+    /// `on_done`, `on_log`, `on_delete`: the end of a stream. The context's
+    /// data stays for the caller to read and remove, whatever the
+    /// callbacks did.
     pub(crate) fn finish(&mut self, t: &VmTemplate, id: u32) -> Result<(), Failed> {
         self.store.data_mut().effective = id;
         let cb = Arc::clone(&self.cb);
-        let result = (|| {
-            if let Some(f) = cb.done.as_ref() {
-                self.run(t, |s| f.call(s, id as i32))?;
-            }
-            if let Some(f) = cb.log.as_ref() {
-                self.run(t, |s| f.call(s, id as i32))?;
-            }
-            if let Some(f) = cb.delete.as_ref() {
-                self.run(t, |s| f.call(s, id as i32))?;
-            }
-            Ok(())
-        })();
-        self.store.data_mut().streams.remove(&id);
-        result
+        if let Some(f) = cb.done.as_ref() {
+            self.run(t, |s| f.call(s, id as i32))?;
+        }
+        if let Some(f) = cb.log.as_ref() {
+            self.run(t, |s| f.call(s, id as i32))?;
+        }
+        if let Some(f) = cb.delete.as_ref() {
+            self.run(t, |s| f.call(s, id as i32))?;
+        }
+        Ok(())
     }
 
     pub(crate) fn tick(&mut self, t: &VmTemplate) -> Result<(), Failed> {

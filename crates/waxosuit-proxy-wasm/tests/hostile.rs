@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use waxosuit_cap_http_server::filter::{
-    FilterRequest, HeaderMap, HeaderName, HeaderValue, HttpFilter, StreamInfo, Verdict,
+    FilterRequest, FilterTarget, HeaderMap, HeaderName, HeaderValue, HttpFilter, StreamInfo,
+    Verdict,
 };
 
 const ACCEPT: HeaderName = HeaderName::from_static("accept");
@@ -50,9 +51,11 @@ async fn load(
 
 fn info() -> StreamInfo {
     StreamInfo {
-        actor: Arc::from("MACTOR"),
-        actor_name: Arc::from("actor"),
-        binding: Arc::from("default"),
+        target: Arc::new(FilterTarget {
+            actor: Arc::from("MACTOR"),
+            actor_name: Arc::from("actor"),
+            binding: Arc::from("default"),
+        }),
         source: None,
         thread: 0,
         deadline: tokio::time::Instant::now() + Duration::from_secs(5),
@@ -104,7 +107,7 @@ async fn abusive_host_calls_get_a_status_and_the_filter_serves_on() {
     for _ in 0..3 {
         let mut stream = filter.open(&info());
         let mut req = request();
-        match stream.request(&mut req).await.unwrap() {
+        match stream.request(&mut req).outcome().await.unwrap() {
             // BadArgument (2) for each of the three.
             Verdict::Respond(reply) => assert_eq!(reply.status, 322),
             Verdict::Continue => panic!("the filter answers every request"),
@@ -132,6 +135,7 @@ async fn a_filter_that_loops_is_stopped_at_its_deadline_and_rebuilt() {
         let mut stream = filter.open(&info());
         let error = stream
             .request(&mut request())
+            .outcome()
             .await
             .unwrap_err()
             .to_string();
@@ -160,7 +164,7 @@ async fn memory_growth_past_the_limit_is_refused() {
     };
     let filter = load(grower, true, limits).await.unwrap();
     let mut stream = filter.open(&info());
-    match stream.request(&mut request()).await.unwrap() {
+    match stream.request(&mut request()).outcome().await.unwrap() {
         Verdict::Respond(reply) => assert_eq!(reply.status, 507),
         Verdict::Continue => panic!("expected a local answer"),
     }
@@ -223,8 +227,81 @@ async fn probes_the_sdks_make_get_the_statuses_they_tolerate() {
         (i32.const 1)))"#;
     let filter = load(prober, true, FilterLimits::default()).await.unwrap();
     let mut stream = filter.open(&info());
-    match stream.request(&mut request()).await.unwrap() {
+    match stream.request(&mut request()).outcome().await.unwrap() {
         Verdict::Respond(reply) => assert_eq!(reply.status, 200),
         Verdict::Continue => panic!("expected a local answer"),
     }
+}
+
+#[tokio::test]
+async fn the_request_is_readable_in_the_response_phase_and_handed_back_whole() {
+    // In the response phase the filter copies the request's `:path` and
+    // `accept` into response headers; a local answer in the request phase
+    // (for any 5-byte path, `/deny`) still leaves the server a whole request.
+    let reader = r#"(module
+      (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+      (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+      (import "env" "proxy_send_local_response" (func $local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 100) ":path")
+      (data (i32.const 110) "x-path")
+      (data (i32.const 120) "accept")
+      (data (i32.const 130) "x-accept")
+      (data (i32.const 140) "/deny")
+      (global $next (mut i32) (i32.const 1024))
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "proxy_on_memory_allocate") (param $n i32) (result i32)
+        (local $at i32)
+        (local.set $at (global.get $next))
+        (global.set $next (i32.add (global.get $next) (i32.add (local.get $n) (i32.const 8))))
+        (local.get $at))
+      (func $copy (param $key i32) (param $len i32) (param $to i32) (param $to_len i32)
+        (drop (call $get (i32.const 0) (local.get $key) (local.get $len) (i32.const 200) (i32.const 204)))
+        (drop (call $add (i32.const 2) (local.get $to) (local.get $to_len)
+          (i32.load (i32.const 200)) (i32.load (i32.const 204)))))
+      (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+        (drop (call $get (i32.const 0) (i32.const 100) (i32.const 5) (i32.const 200) (i32.const 204)))
+        (if (i32.eq (i32.load (i32.const 204)) (i32.const 5))
+          (then
+            (drop (call $local (i32.const 403) (i32.const 0) (i32.const 0) (i32.const 0)
+              (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1)))
+            (return (i32.const 1))))
+        (i32.const 0))
+      (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+        (call $copy (i32.const 100) (i32.const 5) (i32.const 110) (i32.const 6))
+        (call $copy (i32.const 120) (i32.const 6) (i32.const 130) (i32.const 8))
+        (i32.const 0)))"#;
+    let filter = load(reader, true, FilterLimits::default()).await.unwrap();
+    for _ in 0..2 {
+        let mut stream = filter.open(&info());
+        let mut req = request();
+        req.path = "/somewhere".into();
+        let verdict = stream.request(&mut req).outcome().await.unwrap();
+        assert_eq!(verdict, Verdict::Continue);
+        let mut expected = request();
+        expected.path = "/somewhere".into();
+        assert_eq!(req, expected, "the request comes back as it went in");
+        let mut response = waxosuit_cap_http_server::filter::FilterResponse {
+            status: 200,
+            ..Default::default()
+        };
+        stream
+            .response(&mut req, &mut response)
+            .outcome()
+            .await
+            .unwrap();
+        assert_eq!(response.headers["x-path"], "/somewhere");
+        assert_eq!(response.headers["x-accept"], "*/*");
+        assert_eq!(req, expected, "the lent request comes back as it was");
+    }
+    let mut stream = filter.open(&info());
+    let mut req = request();
+    req.path = "/deny".into();
+    match stream.request(&mut req).outcome().await.unwrap() {
+        Verdict::Respond(reply) => assert_eq!(reply.status, 403),
+        Verdict::Continue => panic!("expected a local answer"),
+    }
+    let mut expected = request();
+    expected.path = "/deny".into();
+    assert_eq!(req, expected, "a local answer leaves the request whole");
 }
