@@ -453,16 +453,22 @@ impl ProxyStream<'_> {
         }
     }
 
-    /// Runs the current phase on from `decision` after waiting, in one
-    /// critical section.
-    fn settle_after(&mut self, decision: Decision, out: Out<'_>) -> Result<Decision, FilterError> {
+    /// Runs `start` (a callback, giving the context and what the filter
+    /// decided) and the current phase on from there as far as it goes
+    /// without waiting, in one critical section.
+    fn drive(
+        &mut self,
+        out: Out<'_>,
+        start: impl FnOnce(&mut Vm, &VmTemplate, &mut Option<u32>) -> Result<(u32, Decision), Failed>,
+    ) -> Result<Decision, FilterError> {
         let (phase, mut stage, body) = (self.phase, self.stage, self.body);
         let mut finished = false;
         let settled = self.with_vm(|vm, t, id| {
+            let (id, decision) = start(vm, t, id)?;
             settle(
                 vm,
                 t,
-                id.unwrap_or_default(),
+                id,
                 (phase, &mut stage, body),
                 decision,
                 &mut finished,
@@ -475,20 +481,25 @@ impl ProxyStream<'_> {
     }
 
     /// The current phase as a [`Step`], from what its first critical
-    /// section came to: ended, or paused until the filter decides.
-    fn step<'s>(
+    /// section came to: ended (`end` makes the outcome of a local answer
+    /// or none), or paused until the filter decides.
+    fn step<'s, T: 's>(
         &'s mut self,
         first: Result<Decision, FilterError>,
         mut out: Out<'s>,
-    ) -> Step<'s, Verdict> {
+        end: fn(Option<FilterResponse>) -> T,
+    ) -> Step<'s, T> {
         match first {
             Err(e) => Step::Ready(Err(e)),
-            Ok(Some(local)) => Step::Ready(Ok(verdict(local))),
+            Ok(Some(local)) => Step::Ready(Ok(end(local))),
             Ok(None) => Step::Wait(Box::pin(async move {
                 loop {
-                    let decided = self.wait_decision().await?;
-                    if let Some(local) = self.settle_after(Some(decided), out.reborrow())? {
-                        return Ok(verdict(local));
+                    let decided = Some(self.wait_decision().await?);
+                    let settled = self.drive(out.reborrow(), |_, _, id| {
+                        Ok((id.unwrap_or_default(), decided))
+                    })?;
+                    if let Some(local) = settled {
+                        return Ok(end(local));
                     }
                 }
             })),
@@ -698,32 +709,19 @@ impl FilterStream for ProxyStream<'_> {
         let body = std::mem::take(&mut request.body);
         let has_body = !body.is_empty();
         self.phase = Phase::Request;
-        let mut stage = Stage::Headers;
-        let body_step = has_body.then_some((Callback::RequestBody, body.len()));
-        self.body = body_step;
-        let mut finished = false;
+        self.stage = Stage::Headers;
+        self.body = has_body.then_some((Callback::RequestBody, body.len()));
         // The whole phase in one critical section when the filter decides
         // without waiting.
-        let first = self.with_vm(|vm, t, id| {
+        let first = self.drive(Out::Request(&mut *request), |vm, t, id| {
             let new = vm.next_context_id();
             vm.state().open_stream(new, info, head, body);
             *id = Some(new);
             vm.context_create(t, new)?;
             let continued = vm.phase(t, new, Callback::RequestHeaders, count, !has_body)?;
-            let decision = decide(vm, new, continued)?;
-            settle(
-                vm,
-                t,
-                new,
-                (Phase::Request, &mut stage, body_step),
-                decision,
-                &mut finished,
-                Out::Request(&mut *request),
-            )
+            Ok((new, decide(vm, new, continued)?))
         });
-        self.stage = stage;
-        self.finished |= finished;
-        self.step(first, Out::Request(request))
+        self.step(first, Out::Request(request), verdict)
     }
 
     fn response<'a>(
@@ -755,11 +753,9 @@ impl FilterStream for ProxyStream<'_> {
         let body = std::mem::take(&mut response.body);
         let has_body = !body.is_empty();
         self.phase = Phase::Response;
-        let mut stage = Stage::Headers;
-        let body_step = has_body.then_some((Callback::ResponseBody, body.len()));
-        self.body = body_step;
-        let mut finished = false;
-        let first = self.with_vm(|vm, t, id| {
+        self.stage = Stage::Headers;
+        self.body = has_body.then_some((Callback::ResponseBody, body.len()));
+        let first = self.drive(Out::Response(&mut *request, &mut *response), |vm, t, id| {
             let id = id.unwrap_or_default();
             let stream = vm
                 .state()
@@ -772,23 +768,10 @@ impl FilterStream for ProxyStream<'_> {
             stream.response = head;
             stream.response_body = body;
             let continued = vm.phase(t, id, Callback::ResponseHeaders, count, !has_body)?;
-            let decision = decide(vm, id, continued)?;
-            settle(
-                vm,
-                t,
-                id,
-                (Phase::Response, &mut stage, body_step),
-                decision,
-                &mut finished,
-                Out::Response(&mut *request, &mut *response),
-            )
+            Ok((id, decide(vm, id, continued)?))
         });
-        self.stage = stage;
-        self.finished |= finished;
-        match self.step(first, Out::Response(request, response)) {
-            Step::Ready(outcome) => Step::Ready(outcome.map(drop)),
-            Step::Wait(wait) => Step::Wait(Box::pin(async move { wait.await.map(drop) })),
-        }
+        // A local answer in the response phase has replaced the response.
+        self.step(first, Out::Response(request, response), drop)
     }
 }
 
