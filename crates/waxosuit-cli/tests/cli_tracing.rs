@@ -514,10 +514,28 @@ fn without_an_endpoint(default_port: Option<OtlpReceiver>) {
         .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
         .collect();
     assert!(!threads.iter().any(|t| t.contains("otlp")), "{threads:?}");
+    // The table lists every socket of the network namespace (other tests
+    // run beside this one): only the host's own, by inode, count.
+    let own: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .collect();
     let tcp = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap();
     let listener_port = format!("{:04X}", addr.port());
     for line in tcp.lines().skip(1) {
         let fields: Vec<&str> = line.split_whitespace().collect();
+        if !own.contains(fields[9]) {
+            continue;
+        }
         let (local, remote, state) = (fields[1], fields[2], fields[3]);
         // 01 = ESTABLISHED, 02 = SYN_SENT: any outgoing connection.
         if matches!(state, "01" | "02") && !local.ends_with(&listener_port) {
