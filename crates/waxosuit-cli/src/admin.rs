@@ -106,8 +106,15 @@ fn route(status: &Status, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 }
 
 /// Ready once the manifest is fully applied and, after the first health
-/// round, while every actor and provider reports healthy.
+/// round, while every actor and provider reports healthy; unready again
+/// from the stop signal on.
 fn readiness(status: &Status) -> (bool, String) {
+    if status.draining.load(Ordering::Acquire) {
+        return (
+            false,
+            "draining: stopping, finishing the requests in flight\n".to_string(),
+        );
+    }
     if !status.started.load(Ordering::Acquire) {
         return (
             false,
@@ -172,6 +179,7 @@ mod tests {
         let status = Arc::new(Status {
             host: Host::new().unwrap(),
             started: AtomicBool::new(started),
+            draining: AtomicBool::new(false),
         });
         serve_with("127.0.0.1:0".parse().unwrap(), status, limits)
             .await
@@ -241,6 +249,29 @@ mod tests {
         assert_eq!(code, 200);
         assert!(body.ends_with("# EOF\n"), "{body}");
         assert_eq!(get(addr, "/nope").await.0, 404);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn readyz_turns_unready_when_draining_and_livez_stays_up() {
+        let status = Arc::new(Status {
+            host: Host::new().unwrap(),
+            started: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
+        });
+        let (addr, task) = serve_with(
+            "127.0.0.1:0".parse().unwrap(),
+            Arc::clone(&status),
+            limits(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(get(addr, "/readyz").await, (200, "ready\n".to_string()));
+        status.draining.store(true, Ordering::Release);
+        let (code, body) = get(addr, "/readyz").await;
+        assert_eq!(code, 503);
+        assert!(body.starts_with("draining"), "{body}");
+        assert_eq!(get(addr, "/livez").await, (200, "ok\n".to_string()));
         task.abort();
     }
 

@@ -69,7 +69,11 @@ pub(crate) struct JoinArgs {
     pub trust_admins: Vec<String>,
     /// Accept messages from any host that signs them (development only:
     /// anything that can publish on the NATS server can then call actors).
-    #[arg(long = "lattice-trust-any-host")]
+    #[arg(
+        long = "lattice-trust-any-host",
+        env = "WAXOSUIT_LATTICE_TRUST_ANY_HOST",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub trust_any: bool,
 }
 

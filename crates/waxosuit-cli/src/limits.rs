@@ -12,24 +12,24 @@ pub(crate) const CACHE_DIR_ENV: &str = "WAXOSUIT_CACHE";
 #[derive(Debug, Clone, Args)]
 pub(crate) struct LimitArgs {
     /// Maximum linear memory per actor instance, in MiB.
-    #[arg(long, value_name = "MIB")]
+    #[arg(long, value_name = "MIB", env = "WAXOSUIT_MAX_MEMORY_MIB")]
     pub max_memory_mib: Option<u32>,
     /// Per-call deadline, in milliseconds.
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", env = "WAXOSUIT_DEADLINE_MS")]
     pub deadline_ms: Option<u64>,
     /// Fuel (instruction budget) per call; turns on fuel metering.
-    #[arg(long)]
+    #[arg(long, env = "WAXOSUIT_FUEL")]
     pub fuel: Option<u64>,
     /// Largest request or response payload, in KiB.
-    #[arg(long, value_name = "KIB")]
+    #[arg(long, value_name = "KIB", env = "WAXOSUIT_MAX_PAYLOAD_KIB")]
     pub max_payload_kib: Option<u32>,
     /// Cache directory for compiled modules and pulled artifacts (default:
     /// $WAXOSUIT_CACHE, else ~/.cache/waxosuit).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = CACHE_DIR_ENV)]
     pub cache_dir: Option<PathBuf>,
     /// Do not use the compiled-module cache (pulled artifacts are still
     /// kept, by digest).
-    #[arg(long)]
+    #[arg(long, env = "WAXOSUIT_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_cache: bool,
 }
 

@@ -3,7 +3,8 @@
 //! The subcommands live in their own modules: [`keys`] (`waxosuit keys gen`),
 //! [`claims`] (`waxosuit claims sign|inspect|token`), [`up`] (a host from a
 //! manifest, alone or in a lattice), [`lattice`] (`waxosuit lattice …`),
-//! [`registry`] (`waxosuit push|pull`, and `oci://` references everywhere). Every error a user sees
+//! [`registry`] (`waxosuit push|pull`, and `oci://` references everywhere),
+//! [`new`] (`waxosuit new actor`: a project from a template). Every error a user sees
 //! says what failed and what to do; `--json` output is for scripts.
 
 use std::process::ExitCode;
@@ -27,9 +28,11 @@ mod keys;
 mod keystore;
 mod lattice;
 mod limits;
+mod new;
 mod par;
 mod policy;
 mod registry;
+mod run;
 mod telemetry;
 mod up;
 
@@ -55,6 +58,9 @@ enum Command {
     Call(Box<call::CallArgs>),
     /// Start a host from a manifest and serve until Ctrl-C or SIGTERM.
     Up(Box<up::UpArgs>),
+    /// Serve one signed actor over HTTP on $PORT with the embedded
+    /// key-value store, no manifest (the container entry point).
+    Run(Box<run::RunArgs>),
     /// Create, extend and inspect signed native provider archives (.par).
     #[command(subcommand)]
     Par(par::ParCommand),
@@ -65,6 +71,9 @@ enum Command {
     /// Pull an actor or provider archive from an OCI registry into the
     /// local cache (and a file).
     Pull(Box<registry::PullCmdArgs>),
+    /// Create a new project from a built-in template.
+    #[command(subcommand)]
+    New(new::NewCommand),
 }
 
 // The host's request path allocates and frees small buffers on whichever
@@ -81,10 +90,12 @@ fn main() -> ExitCode {
         Command::Claims(cmd) => claims::run(cmd),
         Command::Call(args) => call::run(*args),
         Command::Up(args) => with_telemetry(&cli.telemetry, || up::run(*args)),
+        Command::Run(args) => with_telemetry(&cli.telemetry, || run::run(*args)),
         Command::Par(cmd) => par::run(cmd),
         Command::Lattice(args) => with_telemetry(&cli.telemetry, || lattice::run(*args)),
         Command::Push(args) => registry::push(*args),
         Command::Pull(args) => registry::pull(*args),
+        Command::New(cmd) => new::run(cmd),
     };
     match result {
         Ok(code) => code,
@@ -115,4 +126,28 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// A container is configured through its environment: a flag of a
+    /// running host that only a command line can set is a bug.
+    #[test]
+    fn every_flag_of_a_running_host_can_come_from_the_environment() {
+        let cli = super::Cli::command();
+        let builtin = ["help", "version"];
+        let missing = |cmd: &clap::Command| -> Vec<String> {
+            cmd.get_arguments()
+                .filter(|a| a.get_env().is_none() && !builtin.contains(&a.get_id().as_str()))
+                .map(|a| a.get_id().to_string())
+                .collect()
+        };
+        assert_eq!(missing(&cli), Vec::<String>::new(), "global flags");
+        for name in ["up", "run"] {
+            let cmd = cli.find_subcommand(name).expect(name);
+            assert_eq!(missing(cmd), Vec::<String>::new(), "`waxosuit {name}`");
+        }
+    }
 }

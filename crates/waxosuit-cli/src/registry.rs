@@ -38,11 +38,21 @@ pub(crate) struct RegistryArgs {
     #[arg(long, env = "WAXOSUIT_ALLOW_LATEST", value_parser = clap::builder::BoolishValueParser::new())]
     allow_latest: bool,
     /// The largest artifact pulled, in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    #[arg(
+        long,
+        value_name = "MIB",
+        default_value_t = 256,
+        env = "WAXOSUIT_MAX_ARTIFACT_MIB"
+    )]
     max_artifact_mib: u64,
     /// The longest one push, manifest fetch or layer download may take, in
     /// seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 300,
+        env = "WAXOSUIT_REGISTRY_TIMEOUT"
+    )]
     registry_timeout: u64,
 }
 

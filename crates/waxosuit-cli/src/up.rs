@@ -37,16 +37,36 @@ use crate::registry::{Fetcher, PullArgs, read_source};
 #[derive(Debug, Args)]
 pub(crate) struct UpArgs {
     /// The manifest (YAML or JSON).
+    #[arg(env = "WAXOSUIT_MANIFEST")]
     manifest: PathBuf,
+    #[command(flatten)]
+    host: HostArgs,
+}
+
+/// The flags of a running host, shared by `up` and `run`. Every one can
+/// also be set from its environment variable, so that a container is
+/// configured without a command line.
+#[derive(Debug, Args)]
+pub(crate) struct HostArgs {
     /// Serve /livez, /readyz and /metrics on this address (e.g.
     /// 127.0.0.1:9090), or on 127.0.0.1 at this port.
     #[arg(long, value_name = "ADDR|PORT", env = "WAXOSUIT_ADMIN", value_parser = crate::admin::parse_addr)]
     admin: Option<SocketAddr>,
     /// Seconds between health checks of actors and providers.
-    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    #[arg(
+        long,
+        default_value_t = 10,
+        value_name = "SECS",
+        env = "WAXOSUIT_HEALTH_INTERVAL"
+    )]
     health_interval: u64,
     /// Seconds to wait for in-flight requests when stopping.
-    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    #[arg(
+        long,
+        default_value_t = 10,
+        value_name = "SECS",
+        env = "WAXOSUIT_DRAIN_TIMEOUT"
+    )]
     drain_timeout: u64,
     /// Threads serving HTTP connections, each connection on one of them for
     /// its whole life; all HTTP servers of the host share them (default: one
@@ -54,6 +74,10 @@ pub(crate) struct UpArgs {
     /// threads).
     #[arg(long, value_name = "N", env = "WAXOSUIT_HTTP_THREADS")]
     http_threads: Option<usize>,
+    /// The address HTTP bindings listen on when their values give no
+    /// ADDRESS (default 127.0.0.1; a container needs 0.0.0.0).
+    #[arg(long, value_name = "IP", env = "WAXOSUIT_HTTP_ADDRESS")]
+    http_address: Option<std::net::IpAddr>,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -66,17 +90,41 @@ pub(crate) struct UpArgs {
     pull: PullArgs,
     /// Load manifest `path:` plugins that are bare libraries, not signed
     /// .par archives. Development only: nothing vouches for that code.
-    #[arg(long)]
+    #[arg(
+        long,
+        env = "WAXOSUIT_ALLOW_UNSIGNED_PLUGINS",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     allow_unsigned_plugins: bool,
 }
 
 /// Shared with the admin server.
 pub(crate) struct Status {
     pub host: Host,
+    /// Set once every actor is verified, allowed and bound.
     pub started: AtomicBool,
+    /// Set when a stop signal arrived: the host no longer wants traffic.
+    pub draining: AtomicBool,
+}
+
+/// What a host serves: a manifest's actors, or one actor named on the
+/// command line (`waxosuit run`).
+pub(crate) enum Workload {
+    Manifest(PathBuf),
+    Single {
+        /// A file path or an `oci://` reference.
+        actor: String,
+        /// The port of its HTTP binding.
+        port: u16,
+    },
 }
 
 pub(crate) fn run(args: UpArgs) -> Result<ExitCode> {
+    start(Workload::Manifest(args.manifest), args.host)
+}
+
+/// Starts a host serving `workload` and blocks until it has stopped.
+pub(crate) fn start(workload: Workload, args: HostArgs) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -85,7 +133,7 @@ pub(crate) fn run(args: UpArgs) -> Result<ExitCode> {
     // They stop once `serve` has shut every provider down, outside async
     // code so that stopping can wait for them.
     let http = http_threads(args.http_threads);
-    let stopped = runtime.block_on(serve(args, http.clone()));
+    let stopped = runtime.block_on(serve(workload, args, http.clone()));
     if let Some(threads) = http {
         threads.shutdown(HTTP_THREADS_STOP);
     }
@@ -244,8 +292,11 @@ const REMOTE_ACTOR_WAIT: Duration = Duration::from_secs(15);
 /// What every step of `serve` reads: the manifest, the flags, and what was
 /// made from them before anything started.
 struct Plan {
-    args: UpArgs,
+    args: HostArgs,
     manifest: Manifest,
+    /// `waxosuit run`'s HTTP port: the bindings are made once the actor's
+    /// claims say what it may use.
+    single: Option<u16>,
     /// The manifest's path as shown in messages.
     file: String,
     trust: crate::claims::ResolvedTrust,
@@ -268,13 +319,14 @@ struct Running {
     filters: FilterHost,
 }
 
-async fn serve(args: UpArgs, http_threads: HttpThreads) -> Result<ExitCode> {
-    let plan = plan(args, http_threads)?;
+async fn serve(workload: Workload, args: HostArgs, http_threads: HttpThreads) -> Result<ExitCode> {
+    let mut plan = plan(workload, args, http_threads)?;
     let identity = plan.args.lattice.identity()?;
     let (host, filters) = build_host(&plan, identity.as_ref())?;
     let status = Arc::new(Status {
         host: host.clone(),
         started: AtomicBool::new(false),
+        draining: AtomicBool::new(false),
     });
     let lattice = join_lattice(&plan, &host, identity).await?;
     let admin_task = match plan.args.admin {
@@ -293,10 +345,24 @@ async fn serve(args: UpArgs, http_threads: HttpThreads) -> Result<ExitCode> {
     };
     start_providers(&plan, &mut running).await?;
     start_actors(&plan, &running.host).await?;
+    if let Some(port) = plan.single {
+        plan.manifest.bindings = single_actor_bindings(&running.host)?;
+        let defaults = HttpDefaults {
+            // Said outright: an HTTP binding without one is warned about.
+            address: Some(
+                plan.args
+                    .http_address
+                    .unwrap_or(waxosuit_cap_http_server::DEFAULT_ADDRESS),
+            ),
+            port: Some(port),
+            drain_timeout: Duration::from_secs(plan.args.drain_timeout),
+        };
+        http_defaults(&mut plan.manifest, &defaults)?;
+    }
     install_host_filters(&plan, &running).await?;
     apply_bindings(&plan, &running).await?;
     status.started.store(true, Ordering::Release);
-    let stopped = run_until_stopped(&plan, &running).await;
+    let stopped = run_until_stopped(&plan, &running, &status).await;
     if let Some(task) = admin_task {
         task.abort();
     }
@@ -305,9 +371,21 @@ async fn serve(args: UpArgs, http_threads: HttpThreads) -> Result<ExitCode> {
 
 /// Reads the manifest and the flags into a [`Plan`], printing the trust and
 /// policy in force.
-fn plan(args: UpArgs, http_threads: HttpThreads) -> Result<Plan> {
-    let manifest = Manifest::from_path(&args.manifest)?;
-    let file = args.manifest.display().to_string();
+fn plan(workload: Workload, args: HostArgs, http_threads: HttpThreads) -> Result<Plan> {
+    let (manifest, file, single) = match workload {
+        Workload::Manifest(path) => {
+            let mut manifest = Manifest::from_path(&path)?;
+            let file = path.display().to_string();
+            let defaults = HttpDefaults {
+                address: args.http_address,
+                port: port_from_env()?,
+                drain_timeout: Duration::from_secs(args.drain_timeout),
+            };
+            http_defaults(&mut manifest, &defaults).with_context(|| format!("{file}: bindings"))?;
+            (manifest, file, None)
+        }
+        Workload::Single { actor, port } => (single_actor_manifest(&actor), actor, Some(port)),
+    };
     println!("Starting Waxosuit host from {file}");
 
     let trust = args.trust.resolve()?;
@@ -373,6 +451,7 @@ fn plan(args: UpArgs, http_threads: HttpThreads) -> Result<Plan> {
         fetcher,
         args,
         manifest,
+        single,
         file,
         trust,
         policy,
@@ -754,7 +833,7 @@ async fn listening(
 }
 
 /// Serves until Ctrl-C or SIGTERM, then leaves the lattice and drains.
-async fn run_until_stopped(plan: &Plan, running: &Running) -> Result<ExitCode> {
+async fn run_until_stopped(plan: &Plan, running: &Running, status: &Status) -> Result<ExitCode> {
     let health = running
         .host
         .spawn_health_checks(Duration::from_secs(plan.args.health_interval.max(1)));
@@ -764,6 +843,9 @@ async fn run_until_stopped(plan: &Plan, running: &Running) -> Result<ExitCode> {
     println!("Ready. Press Ctrl-C to stop.");
 
     stop.wait().await;
+    // Unready first, so that a load balancer stops sending new requests
+    // while the ones in flight finish.
+    status.draining.store(true, Ordering::Release);
     println!("Stopping: draining in-flight requests…");
     if let Some(lattice) = &running.lattice {
         // Out of the queue groups first, so no new calls arrive from the lattice.
@@ -785,6 +867,150 @@ async fn run_until_stopped(plan: &Plan, running: &Running) -> Result<ExitCode> {
             plan.args.drain_timeout
         )),
     }
+}
+
+/// The environment variable a platform (Knative, Cloud Run, Heroku) uses
+/// to tell a process which port to serve on.
+const PORT_ENV: &str = "PORT";
+
+/// `$PORT`, when it is set.
+fn port_from_env() -> Result<Option<u16>> {
+    match std::env::var(PORT_ENV) {
+        Ok(text) if text.trim().is_empty() => Ok(None),
+        Ok(text) => text.trim().parse().map(Some).map_err(|_| {
+            anyhow!("{PORT_ENV}=`{text}` is not a TCP port number (0 to 65535); unset it or fix it")
+        }),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            bail!("{PORT_ENV} is not valid text; unset it or set a port number")
+        }
+    }
+}
+
+/// What the host's flags and environment say of HTTP bindings whose
+/// values leave it open.
+struct HttpDefaults {
+    /// `--http-address`.
+    address: Option<std::net::IpAddr>,
+    /// `$PORT`.
+    port: Option<u16>,
+    /// `--drain-timeout`: a binding drains as long as the host waits.
+    drain_timeout: Duration,
+}
+
+/// Fills what the manifest leaves open in its HTTP bindings: `ADDRESS`
+/// from `--http-address`, `DRAIN_TIMEOUT_MS` from `--drain-timeout`, and
+/// `PORT` from `$PORT`, which only one binding can take: with several
+/// bindings open, the manifest must say which one (`PORT: "${PORT}"`).
+/// Nothing changes when it fails.
+fn http_defaults(manifest: &mut Manifest, defaults: &HttpDefaults) -> Result<()> {
+    use waxosuit_cap_http_server::{ADDRESS, DRAIN_TIMEOUT_MS, PORT};
+    let http = |b: &waxosuit_manifest::BindingEntry| b.capability == caps::HTTP_SERVER;
+    let open: Vec<usize> = manifest
+        .bindings
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| http(b) && !b.values.contains_key(PORT))
+        .map(|(i, _)| i)
+        .collect();
+    if let (Some(_), [_, _, ..]) = (defaults.port, open.as_slice()) {
+        let at: Vec<String> = open.iter().map(|i| format!("bindings[{i}]")).collect();
+        bail!(
+            "${PORT_ENV} is set but {} HTTP bindings give no PORT ({}); give each a PORT, \
+             e.g. `PORT: \"${{PORT}}\"` for the one that should take it",
+            open.len(),
+            at.join(", ")
+        );
+    }
+    for binding in manifest.bindings.iter_mut().filter(|b| http(b)) {
+        if let Some(address) = defaults.address {
+            binding
+                .values
+                .entry(ADDRESS.to_string())
+                .or_insert_with(|| address.to_string());
+        }
+        binding
+            .values
+            .entry(DRAIN_TIMEOUT_MS.to_string())
+            .or_insert_with(|| defaults.drain_timeout.as_millis().to_string());
+    }
+    if let (Some(port), [one]) = (defaults.port, open.as_slice()) {
+        manifest.bindings[*one]
+            .values
+            .insert(PORT.to_string(), port.to_string());
+    }
+    Ok(())
+}
+
+/// `waxosuit run`'s manifest: the actor, an HTTP server and the embedded
+/// key-value store; the bindings follow from its claims once it is loaded.
+fn single_actor_manifest(actor: &str) -> Manifest {
+    let source = if actor.starts_with(waxosuit_manifest::REGISTRY_SCHEME) {
+        Source::Registry(actor.to_string())
+    } else {
+        Source::File(PathBuf::from(actor))
+    };
+    let builtin = |id: &str, provider: Option<&str>| waxosuit_manifest::CapabilityEntry {
+        kind: CapabilitySource::Builtin {
+            id: id.to_string(),
+            provider: provider.map(str::to_string),
+        },
+        binding_name: DEFAULT_BINDING.to_string(),
+    };
+    Manifest {
+        actors: vec![waxosuit_manifest::ActorEntry {
+            source,
+            declared: actor.to_string(),
+            limits: Default::default(),
+        }],
+        capabilities: vec![
+            builtin(caps::HTTP_SERVER, None),
+            builtin(caps::KEY_VALUE, Some("memory")),
+        ],
+        source: PathBuf::from(actor),
+        ..Manifest::default()
+    }
+}
+
+/// The bindings `waxosuit run` makes for its one actor: HTTP (its values
+/// are [`http_defaults`]'), and the embedded key-value store when its
+/// claims grant it.
+fn single_actor_bindings(host: &Host) -> Result<Vec<waxosuit_manifest::BindingEntry>> {
+    let actor = host
+        .actors()
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("the actor did not start"))?;
+    let binding = |capability: &str| waxosuit_manifest::BindingEntry {
+        actor: actor.key.to_string(),
+        capability: capability.to_string(),
+        binding: DEFAULT_BINDING.to_string(),
+        values: Default::default(),
+        filters: Vec::new(),
+    };
+    if !actor.capabilities.iter().any(|c| c == caps::HTTP_SERVER) {
+        bail!(
+            "actor {} is not signed for {}: `waxosuit run` serves HTTP actors; sign it with \
+             --cap {} or describe what it uses in a manifest for `waxosuit up`",
+            actor.name,
+            caps::HTTP_SERVER,
+            caps::HTTP_SERVER
+        );
+    }
+    let mut bindings = vec![binding(caps::HTTP_SERVER)];
+    for capability in &actor.capabilities {
+        match capability.as_str() {
+            caps::HTTP_SERVER | caps::LOGGING | caps::EXTRAS => {}
+            caps::KEY_VALUE => bindings.push(binding(caps::KEY_VALUE)),
+            other => println!(
+                "  note        {} is granted {} but `waxosuit run` binds only HTTP and the \
+                 embedded key-value store; use `waxosuit up` with a manifest to bind it",
+                actor.name,
+                caps::display_name(other)
+            ),
+        }
+    }
+    Ok(bindings)
 }
 
 /// A manifest's `path:` capability: a signed archive from a file or a
@@ -883,5 +1109,119 @@ impl StopSignals {
             let _ = &mut self;
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(text: &str) -> Manifest {
+        Manifest::from_str_with_env(
+            text,
+            waxosuit_manifest::Format::Yaml,
+            ".",
+            "test.yaml",
+            &|_| None,
+        )
+        .unwrap()
+    }
+
+    const TWO_OPEN: &str = r#"
+actors: [ ./a.wasm, ./b.wasm ]
+capabilities: [ { id: wascc:http_server }, { id: wascc:keyvalue } ]
+bindings:
+  - { actor: a, capability: wascc:http_server }
+  - { actor: a, capability: wascc:keyvalue }
+  - { actor: b, capability: wascc:http_server }
+"#;
+
+    #[test]
+    fn port_goes_to_the_one_http_binding_that_gives_none() {
+        let mut m = manifest(
+            r#"
+actors: [ ./a.wasm, ./b.wasm ]
+capabilities: [ { id: wascc:http_server }, { id: wascc:keyvalue } ]
+bindings:
+  - { actor: a, capability: wascc:http_server, values: { PORT: 9000, ADDRESS: 127.0.0.1 } }
+  - { actor: a, capability: wascc:keyvalue }
+  - { actor: b, capability: wascc:http_server }
+"#,
+        );
+        http_defaults(
+            &mut m,
+            &HttpDefaults {
+                address: Some("0.0.0.0".parse().unwrap()),
+                port: Some(8080),
+                drain_timeout: Duration::from_secs(7),
+            },
+        )
+        .unwrap();
+        let values = |i: usize| m.bindings[i].values.clone();
+        assert_eq!(values(0)["PORT"], "9000");
+        assert_eq!(values(0)["ADDRESS"], "127.0.0.1");
+        assert_eq!(values(0)["DRAIN_TIMEOUT_MS"], "7000");
+        assert!(values(1).is_empty(), "not an HTTP binding: {:?}", values(1));
+        assert_eq!(values(2)["PORT"], "8080");
+        assert_eq!(values(2)["ADDRESS"], "0.0.0.0");
+    }
+
+    #[test]
+    fn port_with_two_open_http_bindings_is_refused_and_changes_nothing() {
+        let mut m = manifest(TWO_OPEN);
+        let before = m.clone();
+        let err = http_defaults(
+            &mut m,
+            &HttpDefaults {
+                address: Some("0.0.0.0".parse().unwrap()),
+                port: Some(8080),
+                drain_timeout: Duration::from_secs(7),
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("2 HTTP bindings give no PORT (bindings[0], bindings[2])"),
+            "{err}"
+        );
+        assert!(err.contains(r#"PORT: "${PORT}""#), "{err}");
+        assert_eq!(m, before);
+    }
+
+    #[test]
+    fn without_port_or_address_only_the_drain_timeout_is_filled_in() {
+        let mut m = manifest(TWO_OPEN);
+        let defaults = HttpDefaults {
+            address: None,
+            port: None,
+            drain_timeout: Duration::from_secs(7),
+        };
+        http_defaults(&mut m, &defaults).unwrap();
+        for i in [0, 2] {
+            let values: Vec<(&str, &str)> = m.bindings[i]
+                .values
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            assert_eq!(values, [("DRAIN_TIMEOUT_MS", "7000")]);
+        }
+        assert!(m.bindings[1].values.is_empty());
+    }
+
+    #[test]
+    fn the_single_actor_manifest_reads_files_and_references() {
+        let m = single_actor_manifest("./hello_signed.wasm");
+        assert_eq!(
+            m.actors[0].source,
+            Source::File(PathBuf::from("./hello_signed.wasm"))
+        );
+        let ids: Vec<Option<&str>> = m.capabilities.iter().map(|c| c.id()).collect();
+        assert_eq!(ids, [Some(caps::HTTP_SERVER), Some(caps::KEY_VALUE)]);
+        assert!(m.bindings.is_empty());
+        let m = single_actor_manifest("oci://127.0.0.1:5000/hello:1.0");
+        assert_eq!(
+            m.actors[0].source,
+            Source::Registry("oci://127.0.0.1:5000/hello:1.0".to_string())
+        );
     }
 }

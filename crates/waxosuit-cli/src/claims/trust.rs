@@ -25,14 +25,29 @@ pub(crate) struct TrustArgs {
     /// (repeatable). The local keystore's account (the keys directory's
     /// account.nk, which `claims sign` uses without --issuer) is trusted
     /// without being named.
-    #[arg(long = "trusted-issuer", value_name = "ACCOUNT_KEY")]
+    #[arg(
+        long = "trusted-issuer",
+        value_name = "ACCOUNT_KEY",
+        env = "WAXOSUIT_TRUSTED_ISSUERS",
+        value_delimiter = ','
+    )]
     trusted_issuers: Vec<String>,
     /// Trust accounts issued by this operator: an `O…` key, or a file holding
     /// a self-signed operator token (repeatable).
-    #[arg(long = "trusted-operator", value_name = "KEY_OR_FILE")]
+    #[arg(
+        long = "trusted-operator",
+        value_name = "KEY_OR_FILE",
+        env = "WAXOSUIT_TRUSTED_OPERATORS",
+        value_delimiter = ','
+    )]
     trusted_operators: Vec<String>,
     /// A file holding an account token that links an issuer to a trusted operator (repeatable).
-    #[arg(long = "account-token", value_name = "FILE")]
+    #[arg(
+        long = "account-token",
+        value_name = "FILE",
+        env = "WAXOSUIT_ACCOUNT_TOKENS",
+        value_delimiter = ','
+    )]
     account_tokens: Vec<PathBuf>,
     /// Accept actors and provider archives from ANY issuer, as long as they
     /// are correctly signed. Development only: anyone with a key pair can
