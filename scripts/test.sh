@@ -4,17 +4,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Some tests start real redis-server, nats-server and docker-registry (the
-# CNCF Distribution registry) processes on loopback.
-for server in redis-server nats-server docker-registry; do
-  if ! command -v "$server" >/dev/null; then
-    echo "installing $server (Debian package) for the integration tests" >&2
-    if [ "$(id -u)" = 0 ]; then
-      DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get install -y -qq "$server" >/dev/null
-    else
-      sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$server" >/dev/null
-    fi
-  fi
+# CNCF Distribution registry) processes on loopback; the container image is
+# built with umoci and pushed with skopeo; the C example actor builds with
+# clang and wasm-ld (lld); the AssemblyScript actor and the Knative manifest
+# validator need Node.js and npm. Each command, then its Debian package.
+missing=()
+for pair in redis-server:redis-server nats-server:nats-server docker-registry:docker-registry \
+  umoci:umoci skopeo:skopeo clang:clang wasm-ld:lld node:nodejs npm:npm; do
+  command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
+if ((${#missing[@]})); then
+  echo "installing ${missing[*]} (Debian packages) for the integration tests" >&2
+  if [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    sudo DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+fi
 # Guests build for wasm32-unknown-unknown; the Proxy-Wasm filters
 # (filters/, guests-filters/) also for wasm32-wasip1.
 for target in wasm32-unknown-unknown wasm32-wasip1; do
