@@ -13,6 +13,8 @@ for pair in redis-server:redis-server nats-server:nats-server docker-registry:do
   umoci:umoci skopeo:skopeo clang:clang wasm-ld:lld node:nodejs npm:npm; do
   command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
 done
+# The manifest validators run in a Python venv (scripts/validate-deploy.sh).
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3 python3-venv)
 if ((${#missing[@]})); then
   echo "installing ${missing[*]} (Debian packages) for the integration tests" >&2
   if [ "$(id -u)" = 0 ]; then

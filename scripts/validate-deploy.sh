@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Validates the deployment manifests offline:
-#   DIR/kubernetes/*.yaml  with kubernetes-validate (PyPI, pinned in
-#                          deploy/requirements.txt) against the bundled
+#   DIR/kubernetes/*.yaml  with kubernetes-validate (PyPI, pinned and hashed
+#                          in deploy/requirements.txt) against the bundled
 #                          schemas of Kubernetes $KUBERNETES_VERSION, strict
 #                          (unknown fields are errors);
 #   DIR/knative/*.yaml     with deploy/validate/validate-knative.mjs: the
@@ -32,6 +32,11 @@ tools=${WAXOSUIT_VALIDATE_TOOLS:-$repo_root/target/deploy-validate}
 command -v python3 >/dev/null 2>&1 || die "\`python3\` is not installed (Debian: apt-get install python3 python3-venv)"
 command -v node >/dev/null 2>&1 || die "\`node\` is not installed (Debian: apt-get install nodejs npm)"
 command -v npm >/dev/null 2>&1 || die "\`npm\` is not installed (Debian: apt-get install npm)"
+# Debian's python3 leaves venv's pip bootstrap (ensurepip) to python3-venv;
+# without it `python3 -m venv` fails half-way. Checked before anything is
+# installed.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 ||
+  die "python3 cannot create a venv: ensurepip is missing (Debian: apt-get install python3-venv)"
 
 mkdir -p "$tools"
 # Concurrent runs (parallel tests) share the tools: one installs at a time.
@@ -44,8 +49,11 @@ venv=$tools/venv
 if ! cmp -s "$requirements" "$venv/installed-requirements.txt" 2>/dev/null; then
   rm -rf "$venv"
   python3 -m venv "$venv" >&2 || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$requirements" >&2 ||
-    die "pip install -r $requirements failed (is PyPI reachable?)"
+  # Every file is checked against the hashes in the requirements; wheels
+  # only, so no package's build code runs.
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --require-hashes \
+    --only-binary=:all: -r "$requirements" >&2 ||
+    die "pip install --require-hashes -r $requirements failed (is PyPI reachable? a wheel for this Python and platform hashed there?)"
   cp "$requirements" "$venv/installed-requirements.txt"
 fi
 

@@ -10,9 +10,15 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Output of trying a template in place (`npm ci`, `cargo build`), never
-/// template content.
-const SKIPPED_DIRS: &[&str] = &["node_modules", "target"];
+/// Output of trying a template in place (`npm ci`, `cargo build`, `npm run
+/// build`), never template content.
+const SKIPPED_DIRS: &[&str] = &["node_modules", "target", "build"];
+
+/// What trying a template in place leaves that must never be embedded: the
+/// keys its README generates (`keys/`, seeds in `*.nk`). Found, they stop
+/// the build: skipping them quietly would leave seeds in the source tree.
+const SECRET_DIRS: &[&str] = &["keys"];
+const SECRET_SUFFIX: &str = ".nk";
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"));
@@ -75,6 +81,18 @@ fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
     for path in read_dir_sorted(dir) {
         let file_name = path.file_name().unwrap().to_string_lossy().into_owned();
         let file_type = fs::symlink_metadata(&path).unwrap().file_type();
+        let secret = if file_type.is_dir() {
+            SECRET_DIRS.contains(&file_name.as_str())
+        } else {
+            file_name.ends_with(SECRET_SUFFIX)
+        };
+        assert!(
+            !secret,
+            "{} looks like key material (a keys directory or an nkeys seed file) inside the \
+             templates of `waxosuit new`; it would be compiled into the binary and copied into \
+             every new project. Delete it (and any build output) from templates/ and build again.",
+            path.display()
+        );
         if file_type.is_dir() {
             if !SKIPPED_DIRS.contains(&file_name.as_str()) {
                 collect(root, &path, files);

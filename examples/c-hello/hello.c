@@ -6,9 +6,12 @@
  * except `GET /count/<name>`: that adds 1 to the key `c-hello:<name>` of
  * `wascc:keyvalue` (binding `default`) with a host call and answers
  * `200`, `application/json`, `{"count":N}`. When the host call fails (no
- * key-value binding, say) it answers `500`, `text/plain`, naming the
- * key-value store and quoting the host's error (cut to HOST_ERROR_SHOWN_MAX
- * bytes); a name that is empty or longer than NAME_MAX bytes gets a `400`.
+ * key-value binding, say) it answers `500`, `text/plain`,
+ * `key-value store unavailable`, and writes the host's error (cut to
+ * HOST_ERROR_SHOWN_MAX bytes) to the host's log with `__console_log`:
+ * the reason names bindings and capabilities, which are the operator's
+ * business, not the client's. A name that is empty or longer than
+ * NAME_MAX bytes gets a `400`.
  * It also answers `HealthRequest` (healthy, empty reply, as Rust actors
  * do by default) and fails any other operation the way the Rust SDK does.
  *
@@ -41,6 +44,8 @@ static uint8_t host_request[64u + NAME_MAX];
 static uint8_t host_reply[HOST_REPLY_CAPACITY];
 /* A reply body composed before the reply, which announces its length. */
 static uint8_t body_bytes[TEXT_CAPACITY];
+/* A line for the host's log. */
+static uint8_t log_bytes[TEXT_CAPACITY];
 
 static const wxs_header plain_text[] = {{"Content-Type", "text/plain"}};
 static const wxs_header json[] = {{"Content-Type", "application/json"}};
@@ -73,6 +78,21 @@ static int32_t respond(uint32_t status_code, const char *status,
     return wxs_respond(out.ptr, out.len);
 }
 
+/* The answer when the key-value store fails: the details go to the host's
+ * log (`why`, then `detail` cut to HOST_ERROR_SHOWN_MAX bytes), the client
+ * gets a fixed text. */
+static int32_t store_unavailable(const char *why, wxs_slice detail) {
+    wxs_buf line;
+    wxs_buf_init(&line, log_bytes, sizeof log_bytes);
+    wxs_buf_cstr(&line, "c-hello: the key-value store (wascc:keyvalue) ");
+    wxs_buf_cstr(&line, why);
+    append_shown(&line, detail, HOST_ERROR_SHOWN_MAX);
+    /* Bounded well below TEXT_CAPACITY; a cut line is still worth logging. */
+    wxs_log_slice(wxs_buf_slice(&line));
+    return respond(500, "Internal Server Error", plain_text,
+                   wxs_cstr("key-value store unavailable\n"));
+}
+
 /* GET /count/<name>: `Add` 1 to `c-hello:<name>` in wascc:keyvalue. */
 static int32_t handle_count(wxs_slice name) {
     wxs_buf body;
@@ -97,35 +117,26 @@ static int32_t handle_count(wxs_slice name) {
     wxs_slice answer;
     uint32_t needed;
     int32_t count;
+    wxs_slice none = {host_reply, 0};
     switch (wxs_host_call("default", "wascc:keyvalue", "Add", wxs_buf_slice(&add),
                           host_reply, sizeof host_reply, &answer, &needed)) {
     case WXS_HOST_OK:
-        if (!wxs_kv_add_response_parse(answer, &count)) {
-            wxs_buf_cstr(&body, "c-hello: the key-value store (wascc:keyvalue) sent a "
-                                "reply that is not an AddResponse\n");
-            return respond(500, "Internal Server Error", plain_text, wxs_buf_slice(&body));
-        }
+        if (!wxs_kv_add_response_parse(answer, &count))
+            return store_unavailable("sent a reply that is not an AddResponse", none);
         wxs_buf_cstr(&body, "{\"count\":");
         wxs_buf_i32(&body, count);
         wxs_buf_cstr(&body, "}");
         return respond(200, "OK", json, wxs_buf_slice(&body));
     case WXS_HOST_ERROR:
-        wxs_buf_cstr(&body, "c-hello: the key-value store (wascc:keyvalue) failed: ");
-        if (answer.len == needed) {
-            append_shown(&body, answer, HOST_ERROR_SHOWN_MAX);
-        } else {
-            wxs_buf_cstr(&body, "(an error text of ");
-            wxs_buf_i32(&body, (int32_t)(needed > INT32_MAX ? INT32_MAX : needed));
-            wxs_buf_cstr(&body, " bytes, too long to read)");
-        }
-        wxs_buf_cstr(&body, "\n");
-        break;
+        if (answer.len == needed) return store_unavailable("failed: ", answer);
+        /* Too long to read: its size is all there is to say. */
+        wxs_buf_cstr(&body, "(an error text of ");
+        wxs_buf_i32(&body, (int32_t)(needed > INT32_MAX ? INT32_MAX : needed));
+        wxs_buf_cstr(&body, " bytes, too long to read)");
+        return store_unavailable("failed: ", wxs_buf_slice(&body));
     default:
-        wxs_buf_cstr(&body, "c-hello: the key-value store (wascc:keyvalue) sent a "
-                            "reply larger than the actor's buffer\n");
-        break;
+        return store_unavailable("sent a reply larger than the actor's buffer", none);
     }
-    return respond(500, "Internal Server Error", plain_text, wxs_buf_slice(&body));
 }
 
 static int32_t handle_request(wxs_slice payload) {

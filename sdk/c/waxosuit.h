@@ -14,6 +14,9 @@
  *   clang --target=wasm32 -O2 -ffreestanding -nostdlib -I sdk/c \
  *         -Wl,--no-entry -Wl,--export=__guest_call -o actor.wasm actor.c
  *
+ * -ffreestanding is required (a hosted build stops with an #error): see
+ * the memory functions at the end.
+ *
  * The host refuses any import outside module `wapc` and requires the
  * exports `__guest_call` and `memory`; wasm-ld exports `memory` by itself,
  * and only the `wapc` functions an actor actually calls become imports.
@@ -55,6 +58,15 @@
 
 #if !defined(__wasm32__)
 #error "waxosuit.h targets wasm32: compile with --target=wasm32"
+#endif
+
+/* The weak memcpy/memmove/memset/memcmp at the end are plain loops. In a
+ * hosted build the compiler may recognise such a loop as the very function
+ * it sits in and replace it with a call to itself: endless recursion, a
+ * stack overflow at the first struct copy. -ffreestanding (which implies
+ * -fno-builtin) rules that out; WXS_NO_BUILTIN below is a second guard. */
+#if __STDC_HOSTED__
+#error "waxosuit.h needs a freestanding build: add -ffreestanding (and -nostdlib), e.g. clang --target=wasm32 -O2 -ffreestanding -nostdlib"
 #endif
 
 /* ------------------------------------------------------------------ */
@@ -190,9 +202,14 @@ static inline int32_t wxs_fail(const char *message) {
     return wxs_fail_slice(wxs_cstr(message));
 }
 
+/* One line in the host's log, attributed to this actor (for operators:
+ * what a client should not see). The host rate-limits and cuts lines. */
+static inline void wxs_log_slice(wxs_slice line) {
+    wapc_console_log(line.ptr, line.len);
+}
+
 static inline void wxs_log(const char *line) {
-    wxs_slice s = wxs_cstr(line);
-    wapc_console_log(s.ptr, s.len);
+    wxs_log_slice(wxs_cstr(line));
 }
 
 enum {
@@ -585,16 +602,18 @@ typedef struct {
 } wxs_http_request;
 
 /* Decodes a `HandleRequest` payload. False unless it is one map whose
- * `method` and `path` are strings (each at most once), with `queryString`
- * a string and `body` a bin when present, and whose other values are well
- * formed; keys may come in any order. Trailing bytes are ignored, as the
- * Rust codec does. */
+ * `method` and `path` are strings, with `queryString` a string and `body`
+ * a bin when present, none of the four more than once (which one would
+ * win is a guess, and guessing differently from a proxy is how requests
+ * get smuggled), and whose other values are well formed; keys may come in
+ * any order. Trailing bytes are ignored, as the Rust codec does. */
 static inline bool wxs_http_request_parse(wxs_slice payload,
                                           wxs_http_request *out) {
     static const uint8_t empty[1] = {0};
     wxs_mp_reader r;
     uint32_t entries;
     bool have_method = false, have_path = false;
+    bool have_query = false, have_body = false;
     wxs_slice none = {empty, 0};
     out->method = out->path = out->query_string = out->body = none;
     wxs_mp_reader_init(&r, payload);
@@ -617,9 +636,11 @@ static inline bool wxs_http_request_parse(wxs_slice payload,
             if (have_path || !wxs_mp_read_str(&r, &out->path)) return false;
             have_path = true;
         } else if (wxs_slice_eq_cstr(key, "queryString")) {
-            if (!wxs_mp_read_str(&r, &out->query_string)) return false;
+            if (have_query || !wxs_mp_read_str(&r, &out->query_string)) return false;
+            have_query = true;
         } else if (wxs_slice_eq_cstr(key, "body")) {
-            if (!wxs_mp_read_bytes(&r, true, &out->body)) return false;
+            if (have_body || !wxs_mp_read_bytes(&r, true, &out->body)) return false;
+            have_body = true;
         } else if (!wxs_mp_skip(&r, WXS_MP_MAX_DEPTH)) {
             return false;
         }
@@ -673,7 +694,17 @@ static inline bool wxs_kv_add_response_parse(wxs_slice reply, int32_t *value) {
 /* wins and several translation units may include this header.        */
 /* ------------------------------------------------------------------ */
 
-__attribute__((weak)) void *memcpy(void *restrict dst, const void *restrict src,
+#if defined(__has_attribute)
+#if __has_attribute(no_builtin)
+/* No builtin (and no idiom turned into a library call) inside these. */
+#define WXS_NO_BUILTIN __attribute__((no_builtin))
+#endif
+#endif
+#ifndef WXS_NO_BUILTIN
+#define WXS_NO_BUILTIN
+#endif
+
+WXS_NO_BUILTIN __attribute__((weak)) void *memcpy(void *restrict dst, const void *restrict src,
                                    size_t n) {
     uint8_t *d = dst;
     const uint8_t *s = src;
@@ -681,7 +712,7 @@ __attribute__((weak)) void *memcpy(void *restrict dst, const void *restrict src,
     return dst;
 }
 
-__attribute__((weak)) void *memmove(void *dst, const void *src, size_t n) {
+WXS_NO_BUILTIN __attribute__((weak)) void *memmove(void *dst, const void *src, size_t n) {
     uint8_t *d = dst;
     const uint8_t *s = src;
     if (d < s) {
@@ -692,13 +723,13 @@ __attribute__((weak)) void *memmove(void *dst, const void *src, size_t n) {
     return dst;
 }
 
-__attribute__((weak)) void *memset(void *dst, int c, size_t n) {
+WXS_NO_BUILTIN __attribute__((weak)) void *memset(void *dst, int c, size_t n) {
     uint8_t *d = dst;
     while (n--) *d++ = (uint8_t)c;
     return dst;
 }
 
-__attribute__((weak)) int memcmp(const void *a, const void *b, size_t n) {
+WXS_NO_BUILTIN __attribute__((weak)) int memcmp(const void *a, const void *b, size_t n) {
     const uint8_t *x = a, *y = b;
     for (size_t i = 0; i < n; i++)
         if (x[i] != y[i]) return x[i] < y[i] ? -1 : 1;

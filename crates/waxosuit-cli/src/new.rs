@@ -565,27 +565,38 @@ fn next_steps(
         }
         "assemblyscript" => {
             let dir = shell_quote(&project.to_string_lossy());
+            let keys = at("keys");
+            let module_key = format!("{}_module", name.replace('-', "_"));
             vec![
                 (
-                    "Build the module (Node.js 18+, npm 10+)",
+                    "Build the module (Node.js 18+, npm 9+; no install scripts needed)",
                     vec![
-                        format!("npm ci --prefix {dir}"),
+                        format!("npm ci --ignore-scripts --prefix {dir}"),
                         format!("npm run build --prefix {dir}"),
                     ],
                 ),
                 (
-                    "Sign, granting the HTTP server capability (keys: $WAXOSUIT_KEYS, else ~/.waxosuit/keys)",
+                    "Keys, once: seeds go to files in keys/ (mode 0600, git-ignored)",
+                    vec![
+                        format!("{waxosuit} keys gen account --output {keys}"),
+                        format!("{waxosuit} keys gen module --output {keys} --name {module_key}"),
+                    ],
+                ),
+                (
+                    "Sign, granting the HTTP server capability",
                     vec![format!(
                         "{waxosuit} claims sign {} --output {signed} --name {name} \
-                         --cap wascc:http_server",
+                         --cap wascc:http_server --issuer {} --subject {}",
                         at(&format!("build/{name}.wasm")),
+                        at("keys/account.nk"),
+                        at(&format!("keys/{module_key}.nk")),
                     )],
                 ),
                 (
                     "Run it alone on $PORT, or from its manifest; then curl http://127.0.0.1:8080/hello",
                     vec![
-                        format!("PORT=8080 {waxosuit} run {signed}"),
-                        format!("{waxosuit} up {}", at("waxosuit.yaml")),
+                        format!("PORT=8080 WAXOSUIT_KEYS={keys} {waxosuit} run {signed}"),
+                        format!("WAXOSUIT_KEYS={keys} {waxosuit} up {}", at("waxosuit.yaml")),
                     ],
                 ),
             ]
@@ -779,6 +790,51 @@ mod tests {
         left.sort();
         assert_eq!(left, ["p", "q"]);
         assert_eq!(fs::read_dir(&taken).unwrap().count(), 1);
+    }
+
+    /// Every language signs with keys of the project's own and points the
+    /// hosts at them, so a project never leans on the user's keystore.
+    #[test]
+    fn next_steps_keep_the_keys_in_the_project() {
+        for lang in ["rust", "assemblyscript"] {
+            let steps = next_steps(lang, Path::new("p"), "my-actor", "waxosuit");
+            let commands: Vec<&String> = steps.iter().flat_map(|(_, c)| c).collect();
+            let with = |needle: &str| -> Vec<&String> {
+                commands
+                    .iter()
+                    .copied()
+                    .filter(|c| c.contains(needle))
+                    .collect()
+            };
+            assert_eq!(
+                with("keys gen account --output p/keys").len(),
+                1,
+                "{lang}: {commands:#?}"
+            );
+            assert_eq!(
+                with("keys gen module --output p/keys --name my_actor_module").len(),
+                1,
+                "{lang}: {commands:#?}"
+            );
+            let sign = with("claims sign");
+            assert_eq!(sign.len(), 1, "{lang}: {commands:#?}");
+            assert!(
+                sign[0].ends_with("--issuer p/keys/account.nk --subject p/keys/my_actor_module.nk"),
+                "{lang}: {}",
+                sign[0]
+            );
+            for host in [" run ", " up "] {
+                let found = with(&format!("waxosuit{host}"));
+                assert_eq!(found.len(), 1, "{lang}: {commands:#?}");
+                assert!(
+                    found[0].contains("WAXOSUIT_KEYS=p/keys "),
+                    "{lang}: {}",
+                    found[0]
+                );
+            }
+        }
+        let npm = next_steps("assemblyscript", Path::new("p"), "a", "waxosuit");
+        assert_eq!(npm[0].1[0], "npm ci --ignore-scripts --prefix p");
     }
 
     #[test]

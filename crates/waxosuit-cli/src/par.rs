@@ -269,10 +269,12 @@ fn inspect(args: InspectArgs) -> Result<ExitCode> {
 
 /// Verifies a provider archive read from `shown` (a path or a registry
 /// reference) and registers it lazily.
+/// Its library is staged under `staging` when it loads.
 pub(crate) fn load_archive(
     archive: &ProviderArchive,
     shown: &str,
     verifier: &Verifier,
+    staging: &Path,
 ) -> Result<Arc<PluginProvider>> {
     let verified = archive
         .verify(verifier)
@@ -284,7 +286,9 @@ pub(crate) fn load_archive(
             verified.issuer()
         );
     }
-    Ok(Arc::new(PluginProvider::from_archive(&verified)?))
+    Ok(Arc::new(
+        PluginProvider::from_archive(&verified)?.stage_in(staging),
+    ))
 }
 
 /// Loads a manifest's `path:` capability that is a bare library (not a
@@ -292,6 +296,7 @@ pub(crate) fn load_archive(
 pub(crate) fn load_unsigned_library(
     path: &Path,
     allow_unsigned: bool,
+    staging: &Path,
 ) -> Result<Arc<PluginProvider>> {
     if !allow_unsigned {
         bail!(
@@ -306,6 +311,8 @@ pub(crate) fn load_unsigned_library(
         path.display()
     );
     tracing::warn!(path = %path.display(), "loading an unsigned native plugin");
-    let provider = tokio::task::block_in_place(|| PluginProvider::from_unsigned_library(path))?;
+    let provider = tokio::task::block_in_place(|| {
+        PluginProvider::from_unsigned_library_in(path, Some(staging))
+    })?;
     Ok(Arc::new(provider))
 }

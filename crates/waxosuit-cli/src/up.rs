@@ -60,7 +60,8 @@ pub(crate) struct HostArgs {
         env = "WAXOSUIT_HEALTH_INTERVAL"
     )]
     health_interval: u64,
-    /// Seconds to wait for in-flight requests when stopping.
+    /// Seconds to wait for in-flight requests when stopping; exits non-zero
+    /// when they take longer.
     #[arg(
         long,
         default_value_t = 10,
@@ -68,6 +69,16 @@ pub(crate) struct HostArgs {
         env = "WAXOSUIT_DRAIN_TIMEOUT"
     )]
     drain_timeout: u64,
+    /// Seconds between the stop signal and the drain during which /readyz
+    /// is unready but new requests are still served: long enough for a load
+    /// balancer (Kubernetes endpoints) to stop sending any.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "SECS",
+        env = "WAXOSUIT_SHUTDOWN_DELAY"
+    )]
+    shutdown_delay: u64,
     /// Threads serving HTTP connections, each connection on one of them for
     /// its whole life; all HTTP servers of the host share them (default: one
     /// per available core; 0 serves connections on the host's own worker
@@ -321,6 +332,11 @@ struct Running {
 
 async fn serve(workload: Workload, args: HostArgs, http_threads: HttpThreads) -> Result<ExitCode> {
     let mut plan = plan(workload, args, http_threads)?;
+    // Handlers from the start: a SIGTERM while actors are pulled or compiled
+    // is kept for when the host is up (then it drains and exits 0), rather
+    // than the default action (death); and a supervisor that sends SIGTERM
+    // as soon as it reads "Ready." gets a drain.
+    let stop = StopSignals::install()?;
     let identity = plan.args.lattice.identity()?;
     let (host, filters) = build_host(&plan, identity.as_ref())?;
     let status = Arc::new(Status {
@@ -362,7 +378,7 @@ async fn serve(workload: Workload, args: HostArgs, http_threads: HttpThreads) ->
     install_host_filters(&plan, &running).await?;
     apply_bindings(&plan, &running).await?;
     status.started.store(true, Ordering::Release);
-    let stopped = run_until_stopped(&plan, &running, &status).await;
+    let stopped = run_until_stopped(&plan, &running, &status, stop).await;
     if let Some(task) = admin_task {
         task.abort();
     }
@@ -643,12 +659,17 @@ async fn start_providers(plan: &Plan, running: &mut Running) -> Result<()> {
 
 /// The manifest's actors, each with its limits.
 async fn start_actors(plan: &Plan, host: &Host) -> Result<()> {
-    let file = &plan.file;
     for (i, entry) in plan.manifest.actors.iter().enumerate() {
+        // `waxosuit run` has no manifest to point into.
+        let at = if plan.single.is_some() {
+            plan.file.clone()
+        } else {
+            format!("{}: actors[{i}]", plan.file)
+        };
         let bytes = match &entry.source {
             Source::File(path) => std::fs::read(path).with_context(|| {
                 format!(
-                    "{file}: actors[{i}]: cannot read {} (build and sign the actor first)",
+                    "{at}: cannot read {} (build and sign the actor first)",
                     path.display()
                 )
             })?,
@@ -659,13 +680,13 @@ async fn start_actors(plan: &Plan, host: &Host) -> Result<()> {
                 |line| println!("  pulled      {line}"),
             )
             .await
-            .with_context(|| format!("{file}: actors[{i}]"))?,
+            .with_context(|| at.clone())?,
         };
         let limits = limits::from_manifest(plan.default_limits, &entry.limits);
         let info = host
             .add_actor(&bytes, &entry.declared, Some(limits))
             .await
-            .with_context(|| format!("{file}: actors[{i}]"))?;
+            .with_context(|| at.clone())?;
         let granted: Vec<String> = info
             .capabilities
             .iter()
@@ -833,39 +854,58 @@ async fn listening(
 }
 
 /// Serves until Ctrl-C or SIGTERM, then leaves the lattice and drains.
-async fn run_until_stopped(plan: &Plan, running: &Running, status: &Status) -> Result<ExitCode> {
+async fn run_until_stopped(
+    plan: &Plan,
+    running: &Running,
+    status: &Status,
+    mut stop: StopSignals,
+) -> Result<ExitCode> {
     let health = running
         .host
         .spawn_health_checks(Duration::from_secs(plan.args.health_interval.max(1)));
-    // Handlers first: a supervisor that sends SIGTERM as soon as it reads
-    // "Ready." must get a drain, not the default action (death).
-    let stop = StopSignals::install()?;
     println!("Ready. Press Ctrl-C to stop.");
 
     stop.wait().await;
     // Unready first, so that a load balancer stops sending new requests
     // while the ones in flight finish.
     status.draining.store(true, Ordering::Release);
+    let delay = Duration::from_secs(plan.args.shutdown_delay);
+    if !delay.is_zero() {
+        // Endpoints learn of the stop only after it: until they have, new
+        // connections still arrive and are served. A second signal ends the
+        // wait.
+        println!(
+            "Stopping: unready, still serving for {} s (--shutdown-delay)…",
+            delay.as_secs()
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.wait() => {}
+        }
+    }
     println!("Stopping: draining in-flight requests…");
     if let Some(lattice) = &running.lattice {
         // Out of the queue groups first, so no new calls arrive from the lattice.
         lattice.leave().await;
     }
-    let drained = tokio::time::timeout(
-        Duration::from_secs(plan.args.drain_timeout),
-        running.host.shutdown(),
-    )
-    .await;
-    health.abort();
-    match drained {
-        Ok(()) => {
-            println!("Stopped.");
-            Ok(ExitCode::SUCCESS)
+    let limit = Duration::from_secs(plan.args.drain_timeout);
+    let drained = tokio::select! {
+        drained = tokio::time::timeout(limit, running.host.shutdown()) => drained.is_ok(),
+        // Another Ctrl-C or SIGTERM: the operator will not wait.
+        _ = stop.wait() => {
+            health.abort();
+            bail!("stopped by a second signal before in-flight work had finished");
         }
-        Err(_) => Err(anyhow!(
-            "in-flight work did not finish within {} s; stopped anyway",
+    };
+    health.abort();
+    if drained {
+        println!("Stopped.");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(anyhow!(
+            "in-flight work did not finish within {} s (--drain-timeout); stopped anyway",
             plan.args.drain_timeout
-        )),
+        ))
     }
 }
 
@@ -887,6 +927,9 @@ fn port_from_env() -> Result<Option<u16>> {
     }
 }
 
+/// How much longer than `--drain-timeout` an HTTP binding drains by default.
+const BINDING_DRAIN_MARGIN: Duration = Duration::from_secs(1);
+
 /// What the host's flags and environment say of HTTP bindings whose
 /// values leave it open.
 struct HttpDefaults {
@@ -894,7 +937,9 @@ struct HttpDefaults {
     address: Option<std::net::IpAddr>,
     /// `$PORT`.
     port: Option<u16>,
-    /// `--drain-timeout`: a binding drains as long as the host waits.
+    /// `--drain-timeout`: a binding drains a second longer than the host
+    /// waits, so that the host's own limit decides (and says so, exiting
+    /// non-zero) rather than the binding quietly cutting connections.
     drain_timeout: Duration,
 }
 
@@ -932,7 +977,11 @@ fn http_defaults(manifest: &mut Manifest, defaults: &HttpDefaults) -> Result<()>
         binding
             .values
             .entry(DRAIN_TIMEOUT_MS.to_string())
-            .or_insert_with(|| defaults.drain_timeout.as_millis().to_string());
+            .or_insert_with(|| {
+                (defaults.drain_timeout + BINDING_DRAIN_MARGIN)
+                    .as_millis()
+                    .to_string()
+            });
     }
     if let (Some(port), [one]) = (defaults.port, open.as_slice()) {
         manifest.bindings[*one]
@@ -1024,7 +1073,11 @@ async fn load_plugin(
 ) -> Result<Arc<waxosuit_plugin_host::PluginProvider>> {
     let archive = match source {
         Source::File(path) if path.extension().is_none_or(|e| e != "par") => {
-            return crate::par::load_unsigned_library(path, plan.args.allow_unsigned_plugins);
+            return crate::par::load_unsigned_library(
+                path,
+                plan.args.allow_unsigned_plugins,
+                &plugin_staging(plan),
+            );
         }
         Source::File(path) => waxosuit_par::ProviderArchive::read_path(path)?,
         Source::Registry(reference) => {
@@ -1041,7 +1094,13 @@ async fn load_plugin(
     if let Some(policy) = &plan.policy {
         check_archive(&archive, &plan.trust.verifier, &policy.policy, host, shown).await?;
     }
-    crate::par::load_archive(&archive, shown, &plan.trust.verifier)
+    crate::par::load_archive(&archive, shown, &plan.trust.verifier, &plugin_staging(plan))
+}
+
+/// Where plugin libraries are staged for `dlopen`: under the cache
+/// directory, the one place the host writes.
+fn plugin_staging(plan: &Plan) -> PathBuf {
+    plan.args.limits.cache_root().join("plugins")
 }
 
 async fn check_archive(
@@ -1097,8 +1156,9 @@ impl StopSignals {
         Ok(StopSignals {})
     }
 
-    /// Resolves at the first Ctrl-C or SIGTERM.
-    async fn wait(mut self) {
+    /// Resolves at the next Ctrl-C or SIGTERM (one that came before the
+    /// call included).
+    async fn wait(&mut self) {
         #[cfg(unix)]
         tokio::select! {
             _ = self.interrupt.recv() => {}
@@ -1160,7 +1220,7 @@ bindings:
         let values = |i: usize| m.bindings[i].values.clone();
         assert_eq!(values(0)["PORT"], "9000");
         assert_eq!(values(0)["ADDRESS"], "127.0.0.1");
-        assert_eq!(values(0)["DRAIN_TIMEOUT_MS"], "7000");
+        assert_eq!(values(0)["DRAIN_TIMEOUT_MS"], "8000");
         assert!(values(1).is_empty(), "not an HTTP binding: {:?}", values(1));
         assert_eq!(values(2)["PORT"], "8080");
         assert_eq!(values(2)["ADDRESS"], "0.0.0.0");
@@ -1203,7 +1263,7 @@ bindings:
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            assert_eq!(values, [("DRAIN_TIMEOUT_MS", "7000")]);
+            assert_eq!(values, [("DRAIN_TIMEOUT_MS", "8000")]);
         }
         assert!(m.bindings[1].values.is_empty());
     }

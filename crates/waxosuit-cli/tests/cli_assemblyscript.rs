@@ -51,7 +51,7 @@ fn tool(program: &str, args: &[&str], dir: &Path) -> Output {
         .unwrap_or_else(|e| {
             panic!(
                 "cannot run `{program}` ({e}): this test builds examples/as-kvcounter with \
-                 Node.js (18 or later) and npm (10 or later); install both and put them on PATH"
+                 Node.js (18 or later) and npm (9 or later); install both and put them on PATH"
             )
         });
     assert!(
@@ -83,7 +83,12 @@ fn build_and_sign(dir: &Dir) -> PathBuf {
     copy_sources(&example_dir(), &project);
     // `node` first: npm without node fails with a less direct message.
     tool("node", &["--version"], &project);
-    tool("npm", &["ci", "--no-audit", "--no-fund"], &project);
+    // As the README says: none of the pinned packages needs install scripts.
+    tool(
+        "npm",
+        &["ci", "--ignore-scripts", "--no-audit", "--no-fund"],
+        &project,
+    );
     tool("npm", &["run", "build"], &project);
     assert!(
         project.join("build/as_kvcounter.wasm").is_file(),
@@ -142,18 +147,37 @@ fn the_assemblyscript_counter_builds_with_npm_and_counts_per_path_under_up() {
         text(&out.stderr)
     );
 
-    // The example's own manifest, on a port the kernel picks.
+    // The example's own manifest, on a port the kernel picks, through the
+    // variables the host itself reads.
     let up = Up::start_with(
         &dir,
         &project.join("manifest.yaml"),
         &[],
-        &[("PORT", "0"), ("ADDRESS", "127.0.0.1")],
+        &[("PORT", "0"), ("WAXOSUIT_HTTP_ADDRESS", "127.0.0.1")],
     )
     .unwrap();
     let addr = up.addr(NAME);
+    assert!(addr.ip().is_loopback(), "{addr}");
+    assert_ne!(
+        addr.port(),
+        8080,
+        "PORT did not override the manifest's default"
+    );
     assert_eq!(get(addr, "/a"), (200, r#"{"counter":1}"#.to_string()));
     assert_eq!(get(addr, "/a"), (200, r#"{"counter":2}"#.to_string()));
     assert_eq!(get(addr, "/b"), (200, r#"{"counter":1}"#.to_string()));
+
+    // Paths up to 256 bytes count; a longer one is refused before it can
+    // become a key, and does not count.
+    let longest = format!("/{}", "p".repeat(255));
+    assert_eq!(get(addr, &longest), (200, r#"{"counter":1}"#.to_string()));
+    let too_long = format!("{longest}p");
+    let (status, body) = get(addr, &too_long);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body, "as-kvcounter: the path is longer than 256 bytes\n");
+    let (status, body) = get(addr, &format!("/{}", "q".repeat(60 * 1024)));
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(get(addr, &longest), (200, r#"{"counter":2}"#.to_string()));
     let (ok, stdout, stderr) = up.terminate();
     assert!(
         ok,
@@ -161,7 +185,8 @@ fn the_assemblyscript_counter_builds_with_npm_and_counts_per_path_under_up() {
     );
 
     // Without a key-value binding the store call fails: the actor answers
-    // 500 itself, with the reason, instead of trapping.
+    // 500 itself instead of trapping, with a body that keeps the host's
+    // reason from the client; the reason goes to the host's log.
     let manifest = dir.manifest(&format!(
         r#"
 actors: [ ./{NAME}/build/as_kvcounter_signed.wasm ]
@@ -174,12 +199,22 @@ bindings:
     let up = Up::start(&dir, &manifest).unwrap();
     let (status, body) = get(up.addr(NAME), "/a");
     assert_eq!(status, 500, "{body}");
-    assert!(
-        body.starts_with("key-value store: ") && body.contains("wascc:keyvalue"),
-        "{body}"
-    );
+    assert_eq!(body, "key-value store unavailable\n");
+    const LOGGED: &str = "as-kvcounter: the key-value store (wascc:keyvalue) failed: ";
+    up.wait_for_log(LOGGED, 1);
     let (ok, _, stderr) = up.terminate();
     assert!(ok, "{stderr}");
+    // The host's reason, in the log line and nowhere in the answer.
+    let reason = stderr
+        .lines()
+        .find_map(|line| line.split_once(LOGGED))
+        .map(|(_, reason)| reason.trim())
+        .unwrap();
+    assert!(reason.contains("no binding to wascc:keyvalue"), "{stderr}");
+    assert!(
+        !body.contains("wascc:keyvalue") && !body.contains("binding"),
+        "the host's reason reached the client: {body}"
+    );
     assert!(
         !stderr.contains("trapped"),
         "the actor trapped instead of answering 500:\n{stderr}"

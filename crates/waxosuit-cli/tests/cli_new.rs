@@ -1,7 +1,8 @@
 //! `waxosuit new actor`: a project is scaffolded, then the commands the CLI
 //! printed are run as a user would paste them (native test, wasm build,
-//! keys, signing), the signed actor is served with `waxosuit up` on its own
-//! manifest and answers over HTTP. The failure paths write nothing.
+//! keys, signing), the signed actor is served by the printed `waxosuit run`
+//! line and by the printed `waxosuit up` on its own manifest (each on a free
+//! port) and answers over HTTP. The failure paths write nothing.
 //!
 //! The printed commands are run without a shell, split on whitespace (the
 //! temporary paths here need no quoting), with `waxosuit` resolved to the
@@ -12,9 +13,12 @@
 mod support;
 
 use std::ffi::OsString;
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use support::{Dir, Up, get};
 
@@ -167,6 +171,108 @@ fn serve_and_greet(dir: &Dir, commands: &[String], name: &str, keys: &Path) {
     assert!(stopped, "`waxosuit up` did not exit 0 on SIGTERM:\n{log}");
 }
 
+/// A host started by a test, killed if the test fails before stopping it.
+struct Host(Child);
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Serves the project with its printed `waxosuit run` command, `PORT`
+/// overridden to a free port, checks the greeting and stops the host with
+/// SIGTERM, which must end it with status 0.
+fn run_and_greet(root: &Path, commands: &[String], name: &str, keys: &Path) {
+    let command = command_with(commands, "waxosuit run ");
+    let (env, argv) = split(command);
+    assert_eq!(argv.len(), 3, "{argv:?}");
+    assert_eq!(argv[1], "run");
+    assert!(
+        env.iter().any(|(key, _)| key == "PORT"),
+        "the printed `run` sets no PORT: {command}"
+    );
+    let port = free_port();
+    let mut cmd = prepare(root, command, keys);
+    let child = cmd
+        .env("PORT", port.to_string())
+        // Generous: CI runs these tests in parallel on two cores.
+        .env("WAXOSUIT_DRAIN_TIMEOUT", "180")
+        .env("RUST_LOG", "warn,waxosuit=info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run `{command}`: {e}"));
+    let mut host = Host(child);
+    let stdout = host.0.stdout.take().unwrap();
+    let stderr = host.0.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut summary = Vec::new();
+    let mut addr: Option<SocketAddr> = None;
+    loop {
+        match lines.recv_timeout(Duration::from_secs(120)) {
+            Ok(line) if line.starts_with("Ready.") => break,
+            Ok(line) => {
+                if let Some((_, url)) = line.split_once("listening on http://") {
+                    addr = Some(url.trim().parse().unwrap());
+                }
+                summary.push(line);
+            }
+            Err(_) => {
+                let _ = host.0.kill();
+                let status = host.0.wait().unwrap();
+                panic!(
+                    "`{command}` did not start ({status}):\n{}\n{}",
+                    summary.join("\n"),
+                    log.join().unwrap()
+                );
+            }
+        }
+    }
+    let addr = addr.unwrap_or_else(|| panic!("no listening address in {summary:#?}"));
+    assert_eq!(
+        addr.port(),
+        port,
+        "PORT did not override the printed one: {summary:#?}"
+    );
+    let (status, body) = get(addr, "/hello/from-run?x=1");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        format!("Hello from {name}! You asked for /hello/from-run\n")
+    );
+    let pid = host.0.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = host.0.wait().unwrap();
+    let rest: Vec<String> = lines.iter().collect();
+    let log = log.join().unwrap();
+    assert!(
+        status.success(),
+        "`{command}` did not exit 0 on SIGTERM ({status}):\n{}\n{log}",
+        rest.join("\n")
+    );
+    assert!(rest.iter().any(|l| l.starts_with("Stopped.")), "{rest:#?}");
+}
+
 /// Where the generated Rust project builds: beside this test binary's own
 /// build output, shared across runs.
 fn shared_target_dir() -> PathBuf {
@@ -240,6 +346,7 @@ fn a_new_rust_actor_tests_builds_signs_and_serves() {
     );
     assert!(inspected.contains("my-actor"), "{inspected}");
 
+    run_and_greet(root, &commands, "my-actor", &keys);
     serve_and_greet(&dir, &commands, "my-actor", &root.join("my-actor/keys"));
 }
 
@@ -261,12 +368,27 @@ fn a_new_assemblyscript_actor_builds_signs_and_serves() {
 
     let commands = printed_commands(&stdout);
     let keys = dir.keys();
-    for needle in ["npm ci", "npm run build", "claims sign"] {
+    let install = command_with(&commands, "npm ci");
+    assert!(install.contains("--ignore-scripts"), "{install}");
+    for needle in [
+        "npm ci",
+        "npm run build",
+        "keys gen account",
+        "keys gen module",
+        "claims sign",
+    ] {
         run_printed(root, command_with(&commands, needle), &keys);
     }
-    // Signed with the keystore's account, which `up` then trusts.
-    assert!(keys.join("account.nk").is_file());
-    serve_and_greet(&dir, &commands, "as-actor", &keys);
+    // The keys went where the commands said, not to the keystore, and the
+    // project ignores them.
+    assert!(root.join("as-actor/keys/account.nk").is_file());
+    assert!(root.join("as-actor/keys/as_actor_module.nk").is_file());
+    assert!(!keys.exists(), "something used the default keys directory");
+    let ignored = std::fs::read_to_string(root.join("as-actor/.gitignore")).unwrap();
+    assert!(ignored.lines().any(|l| l == "keys/"), "{ignored}");
+
+    run_and_greet(root, &commands, "as-actor", &keys);
+    serve_and_greet(&dir, &commands, "as-actor", &root.join("as-actor/keys"));
 }
 
 /// Every file and directory under `dir`, relative, sorted.

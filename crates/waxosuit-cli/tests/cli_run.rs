@@ -93,6 +93,11 @@ impl Run {
     }
 }
 
+/// How many spins the probe actor has started so far.
+fn spins(run: &Run) -> usize {
+    run.err.lock().unwrap().matches("spin started").count()
+}
+
 impl Drop for Run {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
@@ -114,6 +119,7 @@ fn run_serves_one_actor_on_port_turns_unready_while_draining_and_exits_0() {
     // written there; the compiled-module cache is the only place it writes.
     let cwd = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
     let port = free_port();
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -130,6 +136,7 @@ fn run_serves_one_actor_on_port_turns_unready_while_draining_and_exits_0() {
             ("WAXOSUIT_KEYS", dir.keys().display().to_string()),
             ("WAXOSUIT_CACHE", cache.path().display().to_string()),
             ("HOME", home.path().display().to_string()),
+            ("TMPDIR", tmp.path().display().to_string()),
             ("WAXOSUIT_DEADLINE_MS", "120000".to_string()),
             // Generous: CI runs tests in parallel on two cores.
             ("WAXOSUIT_DRAIN_TIMEOUT", "180".to_string()),
@@ -155,9 +162,12 @@ fn run_serves_one_actor_on_port_turns_unready_while_draining_and_exits_0() {
     assert_eq!(get(app, "/spin?n=50000000").0, 200);
     let per_unit = started.elapsed().as_secs_f64() / 50_000_000.0;
     let n = ((2.0 / per_unit) as u64).clamp(50_000_000, 20_000_000_000);
+    // Counted after the calibration: a call that computes for long is
+    // restarted on another kind of instance and logs its start again.
+    let before = spins(&run);
     let slow = std::thread::spawn(move || get(app, &format!("/spin?n={n}")));
     run.wait_for("the slow request reaching the actor", || {
-        run.err.lock().unwrap().matches("spin started").count() >= 2
+        spins(&run) > before
     });
     let pid = run.child.id().to_string();
     assert!(
@@ -190,6 +200,7 @@ fn run_serves_one_actor_on_port_turns_unready_while_draining_and_exits_0() {
         "{:?}",
         entries(home.path())
     );
+    assert!(entries(tmp.path()).is_empty(), "{:?}", entries(tmp.path()));
     assert!(
         !entries(cache.path()).is_empty(),
         "the compiled module was not cached"
@@ -306,4 +317,170 @@ fn up_with_port_and_two_open_http_bindings_refuses_to_guess() {
         err.contains("PORT=`eighty` is not a TCP port number"),
         "{err}"
     );
+}
+
+#[test]
+fn run_serves_an_actor_pulled_by_reference_and_restarts_from_the_cache() {
+    let registry = waxosuit_test_servers::RegistryServer::start().unwrap();
+    let host = registry.host();
+    let dir = Dir::new();
+    dir.actor(
+        waxosuit_test_fixtures::example("hello"),
+        "hello",
+        &["wascc:http_server"],
+    );
+    let reference = format!("oci://{host}/team/hello:1.0");
+    let pushed = Command::new(env!("CARGO_BIN_EXE_waxosuit"))
+        .args([
+            "push",
+            "hello.wasm",
+            &reference,
+            "--insecure-registry",
+            &host,
+        ])
+        .current_dir(dir.0.path())
+        .env("WAXOSUIT_KEYS", dir.keys())
+        .env("DOCKER_CONFIG", dir.path("docker"))
+        .output()
+        .unwrap();
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    let cwd = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let serve = |pull: &str| {
+        let port = free_port();
+        let run = Run::start(
+            &[
+                ("WAXOSUIT_ACTOR", reference.clone()),
+                ("PORT", port.to_string()),
+                ("WAXOSUIT_INSECURE_REGISTRIES", host.clone()),
+                ("WAXOSUIT_PULL", pull.to_string()),
+                ("WAXOSUIT_TRUSTED_ISSUERS", dir.account().public_key()),
+                ("WAXOSUIT_KEYS", dir.keys().display().to_string()),
+                ("WAXOSUIT_CACHE", cache.path().display().to_string()),
+                ("DOCKER_CONFIG", dir.path("docker").display().to_string()),
+            ],
+            cwd.path(),
+        );
+        let app: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        run.wait_for("the pulled actor answering", || {
+            try_get(app, "/", Duration::from_secs(5))
+                .is_some_and(|r| r == (200, "Hello from Waxosuit!\n".to_string()))
+        });
+        let pid = run.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let mut run = run;
+        let status = run.child.wait().unwrap();
+        assert!(status.success(), "{status}\n{}", run.output());
+        run.output()
+    };
+    let first = serve("missing");
+    assert!(first.contains("pulled"), "{first}");
+    // A restart with the registry gone: `--pull never` serves from the cache.
+    drop(registry);
+    serve("never");
+    assert!(entries(cwd.path()).is_empty(), "{:?}", entries(cwd.path()));
+}
+
+/// `waxosuit run` of the probe actor with extra settings: the process, the
+/// actor's address and the admin address, once `/readyz` says ready.
+fn probe_run(dir: &Dir, cwd: &Path, extra: &[(&str, &str)]) -> (Run, SocketAddr, SocketAddr) {
+    dir.actor(
+        waxosuit_test_fixtures::http_probe(),
+        "probe",
+        &["wascc:http_server"],
+    );
+    let port = free_port();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut env = vec![
+        (
+            "WAXOSUIT_ACTOR",
+            dir.path("probe.wasm").display().to_string(),
+        ),
+        ("PORT", port.to_string()),
+        ("WAXOSUIT_ADMIN", admin.to_string()),
+        ("WAXOSUIT_TRUSTED_ISSUERS", dir.account().public_key()),
+        ("WAXOSUIT_KEYS", dir.keys().display().to_string()),
+        ("WAXOSUIT_NO_CACHE", "true".to_string()),
+        ("WAXOSUIT_DEADLINE_MS", "120000".to_string()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    let run = Run::start(&env, cwd);
+    let app: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    run.wait_for("/readyz answering 200", || {
+        try_get(admin, "/readyz", Duration::from_secs(5)).is_some_and(|(code, _)| code == 200)
+    });
+    (run, app, admin)
+}
+
+fn terminate(run: &Run) {
+    let pid = run.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+#[test]
+fn a_drain_longer_than_the_drain_timeout_exits_non_zero_and_says_so() {
+    let dir = Dir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let (run, app, _) = probe_run(&dir, cwd.path(), &[("WAXOSUIT_DRAIN_TIMEOUT", "1")]);
+    // A request that outlasts the one-second drain by far.
+    let started = Instant::now();
+    assert_eq!(get(app, "/spin?n=50000000").0, 200);
+    let per_unit = started.elapsed().as_secs_f64() / 50_000_000.0;
+    let n = ((8.0 / per_unit) as u64).clamp(50_000_000, 40_000_000_000);
+    let before = spins(&run);
+    let slow = std::thread::spawn(move || try_get(app, &format!("/spin?n={n}"), PATIENCE));
+    run.wait_for("the slow request reaching the actor", || {
+        spins(&run) > before
+    });
+    terminate(&run);
+    let mut run = run;
+    let status = run.child.wait().unwrap();
+    let output = run.output();
+    let slow = slow.join().unwrap();
+    assert!(
+        !status.success(),
+        "exited 0 with a request cut ({slow:?}):\n{output}"
+    );
+    assert!(
+        output.contains("in-flight work did not finish within 1 s (--drain-timeout)"),
+        "{output}"
+    );
+    // Whatever the client saw, it was not a completed answer.
+    assert!(
+        !slow.is_some_and(|(code, body)| code == 200 && body.starts_with("done")),
+        "the slow request completed although the drain was cut"
+    );
+}
+
+#[test]
+fn the_shutdown_delay_keeps_serving_while_unready() {
+    let dir = Dir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let (run, app, admin) = probe_run(&dir, cwd.path(), &[("WAXOSUIT_SHUTDOWN_DELAY", "3")]);
+    terminate(&run);
+    run.wait_for("/readyz answering 503", || {
+        try_get(admin, "/readyz", Duration::from_secs(5)).is_some_and(|(code, _)| code == 503)
+    });
+    // Unready, and still serving new connections, as a load balancer that
+    // has not yet heard of the stop expects.
+    assert_eq!(get(app, "/"), (200, "ok".to_string()));
+    let mut run = run;
+    let status = run.child.wait().unwrap();
+    let output = run.output();
+    assert!(status.success(), "{status}\n{output}");
+    assert!(
+        output.contains("still serving for 3 s (--shutdown-delay)"),
+        "{output}"
+    );
+    assert!(output.contains("Stopped."), "{output}");
 }

@@ -88,6 +88,19 @@ fn a_broken_copy_fails_with_the_validators_reasons() {
         replace_once(&text, "replicas: 2", "replicas: \"two\""),
     )
     .unwrap();
+    // kubernetes-validate reports one error per object: the typo goes in
+    // another one.
+    let service = tmp.path().join("kubernetes/service.yaml");
+    let text = std::fs::read_to_string(&service).unwrap();
+    std::fs::write(
+        &service,
+        replace_once(
+            &text,
+            "      targetPort: http\n",
+            "      tragetPort: http\n",
+        ),
+    )
+    .unwrap();
 
     let knative = tmp.path().join("knative/service.yaml");
     let mut text = std::fs::read_to_string(&knative).unwrap();
@@ -103,27 +116,64 @@ fn a_broken_copy_fails_with_the_validators_reasons() {
     );
     text = replace_once(&text, "timeoutSeconds: 30", "timeoutSeconds: thirty");
     text = replace_once(&text, "value: 0.0.0.0:9901", "value: 0.0.0.0:9090");
+    // Typos, which the schema alone lets through.
+    text = replace_once(
+        &text,
+        "            runAsNonRoot: true\n",
+        "            runAsNonRot: true\n",
+    );
+    text = replace_once(
+        &text,
+        "          readinessProbe:\n",
+        "          readinesProbe:\n",
+    );
+    text = replace_once(
+        &text,
+        "          args: [run]\n",
+        "          args: [run]\n          bogusField: 1\n",
+    );
+    text = replace_once(
+        &text,
+        "autoscaling.knative.dev/min-scale: \"0\"",
+        "autoscaling.knative.dev/min-scale: \"zero\"\n        autoscaling.knative.dev/max-scal: \"3\"",
+    );
+    text = replace_once(
+        &text,
+        "            sizeLimit: 512Mi\n",
+        "            sizeLimit: 512Mi\n            sizeLimt: 1Gi\n",
+    );
     std::fs::write(&knative, text).unwrap();
 
     let (out, text) = validate(tmp.path());
     assert_eq!(out.status.code(), Some(1), "{text}");
     for reason in [
-        // kubernetes-validate, against the Kubernetes schema
+        // kubernetes-validate, against the Kubernetes schema, --strict
         "spec.replicas: 'two' is not of type 'integer'",
+        "spec.ports.0: Additional properties are not allowed ('tragetPort' was unexpected)",
         // the @kubernetes-models/knative schema
         "data/spec/template/spec/timeoutSeconds must be integer",
         // Knative's admission rules
         "more than one container port is set",
         "containers[0].image: missing field(s)",
         "WAXOSUIT_ADMIN=0.0.0.0:9090: port 9090 is taken by Knative's queue-proxy",
+        // unknown fields, everywhere in the Knative Service
+        "spec.template.spec.containers[0].securityContext.runAsNonRot: unknown field",
+        "spec.template.spec.containers[0].readinesProbe: unknown field",
+        "spec.template.spec.containers[0].bogusField: unknown field",
+        "spec.template.spec.volumes[0].emptyDir.sizeLimt: unknown field",
+        // the autoscaling annotations
+        "autoscaling.knative.dev/min-scale: invalid value \"zero\": must be a non-negative integer",
+        "autoscaling.knative.dev/max-scal: not an annotation Knative reads",
     ] {
         assert!(text.contains(reason), "`{reason}` not in:\n{text}");
     }
     // The untouched objects still pass: the failure is the edits, not setup.
     assert!(
-        text.contains("kubernetes/service.yaml passed for resource"),
+        text.contains("kubernetes/configmap.yaml passed for resource"),
         "{text}"
     );
+    // One report per typo: nothing below an unknown field is reported again.
+    assert_eq!(text.matches("readinesProbe").count(), 1, "{text}");
 }
 
 #[test]

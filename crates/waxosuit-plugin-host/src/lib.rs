@@ -147,6 +147,9 @@ pub struct PluginProvider {
     loaded: Mutex<Option<Arc<Loaded>>>,
     dispatcher: Mutex<Option<Arc<dyn ActorDispatcher>>>,
     loads: AtomicUsize,
+    /// Where libraries are staged for loading; `None`: the system's
+    /// temporary directory.
+    staging: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for PluginProvider {
@@ -188,9 +191,32 @@ impl PluginProvider {
     ///
     /// Must be called from within a tokio runtime; it blocks while loading.
     pub fn from_unsigned_library(path: impl AsRef<Path>) -> Result<PluginProvider, PluginError> {
+        Self::from_unsigned_library_in(path, None)
+    }
+
+    /// [`PluginProvider::from_unsigned_library`], staging the library under
+    /// `staging` (see [`PluginProvider::stage_in`]) for the probe too.
+    pub fn from_unsigned_library_in(
+        path: impl AsRef<Path>,
+        staging: Option<&Path>,
+    ) -> Result<PluginProvider, PluginError> {
         let path = path.as_ref().to_path_buf();
-        let descriptor = probe_library(&path)?;
-        Ok(PluginProvider::new(descriptor, Source::Unsigned(path)))
+        let descriptor = probe_library_in(&path, staging)?;
+        let provider = PluginProvider::new(descriptor, Source::Unsigned(path));
+        Ok(match staging {
+            Some(dir) => provider.stage_in(dir),
+            None => provider,
+        })
+    }
+
+    /// Stages the library under `dir` instead of the system's temporary
+    /// directory, for a host that writes only under its own directories.
+    /// `dir` is created (mode 0700) when missing, and refused at load when
+    /// others may write to it: they could swap the staged file between the
+    /// hash check and `dlopen`.
+    pub fn stage_in(mut self, dir: impl Into<PathBuf>) -> PluginProvider {
+        self.staging = Some(dir.into());
+        self
     }
 
     fn new(descriptor: CapabilityDescriptor, source: Source) -> PluginProvider {
@@ -201,6 +227,7 @@ impl PluginProvider {
             loaded: Mutex::new(None),
             dispatcher: Mutex::new(None),
             loads: AtomicUsize::new(0),
+            staging: None,
         }
     }
 
@@ -239,12 +266,13 @@ impl PluginProvider {
             Source::Unsigned(path) => Err(path.clone()),
         };
         let claimed = self.descriptor.id.clone();
+        let staging = self.staging.clone();
         let loaded = blocking(move || -> Result<Loaded, PluginError> {
             let bytes = match source {
                 Ok(bytes) => bytes,
                 Err(path) => Arc::new(read_library(&path)?),
             };
-            let (dir, path) = stage(&claimed, &bytes)?;
+            let (dir, path) = stage(&claimed, &bytes, staging.as_deref())?;
             let loaded = Loaded::open(&path, ctx, dir)?;
             let actual = loaded.describe()?.id;
             if actual != claimed {
@@ -282,11 +310,28 @@ fn read_library(path: &Path) -> Result<Vec<u8>, PluginError> {
 /// else can swap the file between our hash check and `dlopen`. A fresh file
 /// per load also makes every load a distinct library instance with its own
 /// statics, even when two providers use the same plugin file.
-fn stage(capid: &str, bytes: &[u8]) -> Result<(tempfile::TempDir, PathBuf), PluginError> {
-    let dir = tempfile::Builder::new()
-        .prefix("waxosuit-plugin-")
-        .tempdir()
-        .map_err(PluginError::Stage)?;
+fn stage(
+    capid: &str,
+    bytes: &[u8],
+    staging: Option<&Path>,
+) -> Result<(tempfile::TempDir, PathBuf), PluginError> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("waxosuit-plugin-");
+    // tempfile creates directories with the default mode (0777 less the
+    // umask, usually 0755); the staged library must be ours alone.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o700));
+    }
+    let dir = match staging {
+        Some(parent) => {
+            private_dir(parent)?;
+            builder.tempdir_in(parent)
+        }
+        None => builder.tempdir(),
+    }
+    .map_err(PluginError::Stage)?;
     let slug: String = capid
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -303,15 +348,72 @@ fn stage(capid: &str, bytes: &[u8]) -> Result<(tempfile::TempDir, PathBuf), Plug
 ///
 /// Must be called from within a tokio runtime; it blocks while loading.
 pub fn probe_library(path: &Path) -> Result<CapabilityDescriptor, PluginError> {
+    probe_library_in(path, None)
+}
+
+/// [`probe_library`], staging the library under `staging` (see
+/// [`PluginProvider::stage_in`]) rather than the system's temporary
+/// directory.
+pub fn probe_library_in(
+    path: &Path,
+    staging: Option<&Path>,
+) -> Result<CapabilityDescriptor, PluginError> {
     let handle = tokio::runtime::Handle::try_current().map_err(|_| PluginError::NoRuntime)?;
     let ctx = HostCtx {
         capid: path.display().to_string(),
         dispatcher: None,
         handle,
     };
-    let (dir, staged) = stage("probe", &read_library(path)?)?;
+    let (dir, staged) = stage("probe", &read_library(path)?, staging)?;
     let loaded = Loaded::open(&staged, ctx, dir)?;
     Ok(loaded.describe()?)
+}
+
+/// Creates `dir` (mode 0700) when missing; refuses it when anyone but its
+/// owner may write to it, or when it is not ours.
+fn private_dir(dir: &Path) -> Result<(), PluginError> {
+    let refuse = |why: String| {
+        PluginError::Stage(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("{}: {why}", dir.display()),
+        ))
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent).map_err(PluginError::Stage)?;
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(PluginError::Stage(e));
+            }
+            _ => {}
+        }
+        let meta = std::fs::symlink_metadata(dir).map_err(PluginError::Stage)?;
+        if !meta.is_dir() {
+            return Err(refuse("not a directory".to_string()));
+        }
+        let me = rustix::process::geteuid().as_raw();
+        if meta.uid() != me {
+            return Err(refuse(format!(
+                "owned by uid {}, not by this process (uid {me}); use a directory of this user's",
+                meta.uid()
+            )));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(refuse(format!(
+                "others may write to it (mode {:o}); chmod go-w it",
+                meta.mode() & 0o7777
+            )));
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir).map_err(PluginError::Stage)?;
+        let _ = refuse;
+    }
+    Ok(())
 }
 
 /// Runs blocking plugin work off the async workers.

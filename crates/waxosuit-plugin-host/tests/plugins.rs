@@ -560,3 +560,92 @@ async fn the_keyvalue_plugin_passes_the_conformance_suite() {
         .assert_passed();
     host.shutdown().await;
 }
+
+/// The subdirectories of `dir` the provider staged libraries in.
+fn staged(dir: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_is_staged_in_the_directory_given_and_nowhere_else() {
+    let keys = Keys::new();
+    let verified = keys
+        .archive("wascc:keyvalue", plugins::KEYVALUE_MEMORY)
+        .verify(&keys.verifier())
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let staging = root.path().join("cache").join("plugins");
+    let plugin = Arc::new(
+        PluginProvider::from_archive(&verified)
+            .unwrap()
+            .stage_in(&staging),
+    );
+    let host = keys.host();
+    host.add_provider("default", plugin.clone()).await.unwrap();
+    host.add_actor(&keys.actor("kv-client", &["wascc:keyvalue"]), "kv", None)
+        .await
+        .unwrap();
+    assert!(staged(&staging).is_empty(), "staged before any binding");
+    host.set_binding("kv-client", "wascc:keyvalue", "default", BTreeMap::new())
+        .await
+        .unwrap();
+    assert!(plugin.is_loaded());
+    let dirs = staged(&staging);
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&staging), 0o700);
+        assert_eq!(mode(&dirs[0]), 0o700);
+    }
+    host.remove_binding("kv-client", "wascc:keyvalue", "default")
+        .await
+        .unwrap();
+    assert!(!plugin.is_loaded());
+    assert!(
+        staged(&staging).is_empty(),
+        "left behind: {:?}",
+        staged(&staging)
+    );
+    host.shutdown().await;
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staging_directory_others_may_write_to_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let keys = Keys::new();
+    let verified = keys
+        .archive("wascc:keyvalue", plugins::KEYVALUE_MEMORY)
+        .verify(&keys.verifier())
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let staging = root.path().join("shared");
+    std::fs::create_dir(&staging).unwrap();
+    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let plugin = Arc::new(
+        PluginProvider::from_archive(&verified)
+            .unwrap()
+            .stage_in(&staging),
+    );
+    let host = keys.host();
+    host.add_provider("default", plugin.clone()).await.unwrap();
+    host.add_actor(&keys.actor("kv-client", &["wascc:keyvalue"]), "kv", None)
+        .await
+        .unwrap();
+    let err = host
+        .set_binding("kv-client", "wascc:keyvalue", "default", BTreeMap::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("others may write to it (mode 777); chmod go-w it"),
+        "{err}"
+    );
+    assert!(!plugin.is_loaded());
+    assert!(staged(&staging).is_empty(), "{:?}", staged(&staging));
+    host.shutdown().await;
+}

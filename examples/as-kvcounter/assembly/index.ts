@@ -1,7 +1,10 @@
 // The key-value counter (examples/kvcounter) as an AssemblyScript actor:
 // every HTTP request adds 1 to the counter `counter:<path>` in
-// `wascc:keyvalue` and is answered `200 OK` with `{"counter":N}`.
+// `wascc:keyvalue` and is answered `200 OK` with `{"counter":N}`. A path
+// longer than PATH_MAX bytes is answered `400`, so a client cannot make
+// the store keep keys of any size.
 import {
+  consoleLog,
   handleAbort,
   handleCall,
   hostCall,
@@ -9,6 +12,9 @@ import {
   Result,
 } from "@wapc/as-guest";
 import { Decoder, Encoder, Sizer, Writer } from "@wapc/as-msgpack";
+
+// The longest path counted, in bytes (UTF-8), like the C example's limit.
+const PATH_MAX: i32 = 256;
 
 register("HandleRequest", handleRequest);
 // The host probes every actor with `HealthRequest`; an unknown operation
@@ -45,6 +51,15 @@ function handleRequest(payload: ArrayBuffer): Result<ArrayBuffer> {
       Response.serverError("cannot decode the HTTP request: " + decodeError.message),
     );
   }
+  if (String.UTF8.byteLength(request.path) > PATH_MAX) {
+    return Result.ok<ArrayBuffer>(
+      Response.text(
+        400,
+        "Bad Request",
+        "as-kvcounter: the path is longer than " + PATH_MAX.toString() + " bytes\n",
+      ),
+    );
+  }
   const added = hostCall(
     "default",
     "wascc:keyvalue",
@@ -52,10 +67,16 @@ function handleRequest(payload: ArrayBuffer): Result<ArrayBuffer> {
     encodeAddRequest("counter:" + request.path, 1),
   );
   // A store that is missing or refuses the key is the server's fault, not
-  // the client's: answer 500 and keep the actor healthy (no trap).
+  // the client's: answer 500 and keep the actor healthy (no trap). The
+  // host's reason goes to the host's log (`__console_log`), not to the
+  // client: it names bindings and capabilities, which are the operator's
+  // business.
   if (!added.isOk) {
+    consoleLog(
+      "as-kvcounter: the key-value store (wascc:keyvalue) failed: " + added.error()!.message,
+    );
     return Result.ok<ArrayBuffer>(
-      Response.serverError("key-value store: " + added.error()!.message),
+      Response.text(500, "Internal Server Error", "key-value store unavailable\n"),
     );
   }
   const reply = new Decoder(added.get());
@@ -149,9 +170,13 @@ class Response {
   ) {}
 
   static serverError(message: string): ArrayBuffer {
+    return Response.text(500, "Internal Server Error", message);
+  }
+
+  static text(statusCode: u32, status: string, message: string): ArrayBuffer {
     return new Response(
-      500,
-      "Internal Server Error",
+      statusCode,
+      status,
       "text/plain; charset=utf-8",
       String.UTF8.encode(message),
     ).toBuffer();
