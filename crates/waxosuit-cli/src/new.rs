@@ -514,12 +514,11 @@ fn next_steps(
     waxosuit: &str,
 ) -> Vec<(&'static str, Vec<String>)> {
     let at = |relative: &str| shell_quote(&project.join(relative).to_string_lossy());
-    let signed = at(&format!("build/{name}_signed.wasm"));
-    match lang {
-        "rust" => {
-            let snake = name.replace('-', "_");
-            let keys = at("keys");
-            let module_key = format!("{snake}_module");
+    let snake = name.replace('-', "_");
+    // Only building differs between languages; keys, signing and running
+    // are the same for every module.
+    let (mut steps, module) = match lang {
+        "rust" => (
             vec![
                 (
                     "Test the handler natively",
@@ -532,78 +531,59 @@ fn next_steps(
                         at("Cargo.toml")
                     )],
                 ),
-                (
-                    "Keys, once: seeds go to files in keys/ (mode 0600, git-ignored)",
-                    vec![
-                        format!("{waxosuit} keys gen account --output {keys}"),
-                        format!("{waxosuit} keys gen module --output {keys} --name {module_key}"),
-                    ],
-                ),
-                (
-                    "Sign, granting the HTTP server capability",
-                    vec![
-                        format!("mkdir -p {}", at("build")),
-                        format!(
-                            "{waxosuit} claims sign {} --output {signed} --name {name} \
-                             --ver 0.1.0 --http-server --issuer {} --subject {}",
-                            at(&format!(
-                                "target/wasm32-unknown-unknown/release/{snake}.wasm"
-                            )),
-                            at("keys/account.nk"),
-                            at(&format!("keys/{module_key}.nk")),
-                        ),
-                    ],
-                ),
-                (
-                    "Run it alone on $PORT, or from its manifest; then curl http://127.0.0.1:8080/hello",
-                    vec![
-                        format!("PORT=8080 WAXOSUIT_KEYS={keys} {waxosuit} run {signed}"),
-                        format!("WAXOSUIT_KEYS={keys} {waxosuit} up {}", at("waxosuit.yaml")),
-                    ],
-                ),
-            ]
-        }
+            ],
+            at(&format!(
+                "target/wasm32-unknown-unknown/release/{snake}.wasm"
+            )),
+        ),
         "assemblyscript" => {
             let dir = shell_quote(&project.to_string_lossy());
-            let keys = at("keys");
-            let module_key = format!("{}_module", name.replace('-', "_"));
-            vec![
-                (
+            (
+                vec![(
                     "Build the module (Node.js 18+, npm 9+; no install scripts needed)",
                     vec![
                         format!("npm ci --ignore-scripts --prefix {dir}"),
                         format!("npm run build --prefix {dir}"),
                     ],
-                ),
-                (
-                    "Keys, once: seeds go to files in keys/ (mode 0600, git-ignored)",
-                    vec![
-                        format!("{waxosuit} keys gen account --output {keys}"),
-                        format!("{waxosuit} keys gen module --output {keys} --name {module_key}"),
-                    ],
-                ),
-                (
-                    "Sign, granting the HTTP server capability",
-                    vec![format!(
-                        "{waxosuit} claims sign {} --output {signed} --name {name} \
-                         --cap wascc:http_server --issuer {} --subject {}",
-                        at(&format!("build/{name}.wasm")),
-                        at("keys/account.nk"),
-                        at(&format!("keys/{module_key}.nk")),
-                    )],
-                ),
-                (
-                    "Run it alone on $PORT, or from its manifest; then curl http://127.0.0.1:8080/hello",
-                    vec![
-                        format!("PORT=8080 WAXOSUIT_KEYS={keys} {waxosuit} run {signed}"),
-                        format!("WAXOSUIT_KEYS={keys} {waxosuit} up {}", at("waxosuit.yaml")),
-                    ],
-                ),
-            ]
+                )],
+                at(&format!("build/{name}.wasm")),
+            )
         }
         // A template with no commands here: its README has them.
-        _ => Vec::new(),
-    }
+        _ => return Vec::new(),
+    };
+    let keys = at("keys");
+    let module_key = format!("{snake}_module");
+    let signed = at(&format!("build/{name}_signed.wasm"));
+    steps.extend([
+        (
+            "Keys, once: seeds go to files in keys/ (mode 0600, git-ignored)",
+            vec![
+                format!("{waxosuit} keys gen account --output {keys}"),
+                format!("{waxosuit} keys gen module --output {keys} --name {module_key}"),
+            ],
+        ),
+        (
+            "Sign, granting the HTTP server capability",
+            vec![
+                format!("mkdir -p {}", at("build")),
+                format!(
+                    "{waxosuit} claims sign {module} --output {signed} --name {name} \
+                     --ver 0.1.0 --http-server --issuer {} --subject {}",
+                    at("keys/account.nk"),
+                    at(&format!("keys/{module_key}.nk")),
+                ),
+            ],
+        ),
+        (
+            "Run it alone on $PORT, or from its manifest; then curl http://127.0.0.1:8080/hello",
+            vec![
+                format!("PORT=8080 WAXOSUIT_KEYS={keys} {waxosuit} run {signed}"),
+                format!("WAXOSUIT_KEYS={keys} {waxosuit} up {}", at("waxosuit.yaml")),
+            ],
+        ),
+    ]);
+    steps
 }
 
 #[cfg(test)]
