@@ -6,7 +6,8 @@
 # script's.
 #
 #   docker build -t waxosuit:0.1.0 .
-#   docker run --rm -p 8080:8080 -v "$PWD/build:/actors:ro" waxosuit:0.1.0 up /actors/manifest.yaml
+#   docker run --rm -p 8080:8080 -v "$PWD/build:/actors:ro" -e WAXOSUIT_TRUSTED_ISSUERS=A… waxosuit:0.1.0 run /actors/hello_signed.wasm
+#   (A…: the account that signed the actor, as `waxosuit claims inspect` shows it)
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src

@@ -332,11 +332,9 @@ struct Running {
 
 async fn serve(workload: Workload, args: HostArgs, http_threads: HttpThreads) -> Result<ExitCode> {
     let mut plan = plan(workload, args, http_threads)?;
-    // Handlers from the start: a SIGTERM while actors are pulled or compiled
-    // is kept for when the host is up (then it drains and exits 0), rather
-    // than the default action (death); and a supervisor that sends SIGTERM
-    // as soon as it reads "Ready." gets a drain.
-    let stop = StopSignals::install()?;
+    // Handlers from the start: a supervisor that sends SIGTERM as soon as it
+    // reads "Ready." must get a drain, not the default action (death).
+    let mut stop = StopSignals::install()?;
     let identity = plan.args.lattice.identity()?;
     let (host, filters) = build_host(&plan, identity.as_ref())?;
     let status = Arc::new(Status {
@@ -344,23 +342,60 @@ async fn serve(workload: Workload, args: HostArgs, http_threads: HttpThreads) ->
         started: AtomicBool::new(false),
         draining: AtomicBool::new(false),
     });
-    let lattice = join_lattice(&plan, &host, identity).await?;
-    let admin_task = match plan.args.admin {
-        Some(addr) => {
-            let (bound, task) = admin::serve(addr, Arc::clone(&status)).await?;
-            println!("  admin       http://{bound}  (/livez /readyz /metrics)");
-            Some(task)
-        }
-        None => None,
+    let mut admin_task = None;
+    // A pull or a compile can take long, or hang on a registry that never
+    // answers: a stop signal ends the start-up at once.
+    let started = tokio::select! {
+        running = start_up(&mut plan, host.clone(), filters, identity, &status, &mut admin_task) => Some(running),
+        () = stop.wait() => None,
     };
+    let stopped = match started {
+        Some(Ok(running)) => {
+            status.started.store(true, Ordering::Release);
+            run_until_stopped(&plan, &running, &status, stop).await
+        }
+        Some(Err(e)) => Err(e),
+        None => {
+            println!("Stopping before the host was ready: nothing was served yet…");
+            let limit = Duration::from_secs(plan.args.drain_timeout);
+            if tokio::time::timeout(limit, host.shutdown()).await.is_err() {
+                tracing::warn!(?limit, "what had started did not stop in time");
+            }
+            println!("Stopped.");
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    if let Some(task) = admin_task {
+        task.abort();
+    }
+    stopped
+}
+
+/// Everything between the plan and "Ready.": the lattice, the admin
+/// endpoints (into `admin_task` as soon as they listen), providers, actors,
+/// filters and bindings.
+async fn start_up(
+    plan: &mut Plan,
+    host: Host,
+    filters: FilterHost,
+    identity: Option<waxosuit_claims::KeyPair>,
+    status: &Arc<Status>,
+    admin_task: &mut Option<tokio::task::JoinHandle<()>>,
+) -> Result<Running> {
+    let lattice = join_lattice(plan, &host, identity).await?;
+    if let Some(addr) = plan.args.admin {
+        let (bound, task) = admin::serve(addr, Arc::clone(status)).await?;
+        println!("  admin       http://{bound}  (/livez /readyz /metrics)");
+        *admin_task = Some(task);
+    }
     let mut running = Running {
         host,
         lattice,
         http_servers: Vec::new(),
         filters,
     };
-    start_providers(&plan, &mut running).await?;
-    start_actors(&plan, &running.host).await?;
+    start_providers(plan, &mut running).await?;
+    start_actors(plan, &running.host).await?;
     if let Some(port) = plan.single {
         plan.manifest.bindings = single_actor_bindings(&running.host)?;
         let defaults = HttpDefaults {
@@ -375,14 +410,9 @@ async fn serve(workload: Workload, args: HostArgs, http_threads: HttpThreads) ->
         };
         http_defaults(&mut plan.manifest, &defaults)?;
     }
-    install_host_filters(&plan, &running).await?;
-    apply_bindings(&plan, &running).await?;
-    status.started.store(true, Ordering::Release);
-    let stopped = run_until_stopped(&plan, &running, &status, stop).await;
-    if let Some(task) = admin_task {
-        task.abort();
-    }
-    stopped
+    install_host_filters(plan, &running).await?;
+    apply_bindings(plan, &running).await?;
+    Ok(running)
 }
 
 /// Reads the manifest and the flags into a [`Plan`], printing the trust and
@@ -866,6 +896,7 @@ async fn run_until_stopped(
     println!("Ready. Press Ctrl-C to stop.");
 
     stop.wait().await;
+    let first = tokio::time::Instant::now();
     // Unready first, so that a load balancer stops sending new requests
     // while the ones in flight finish.
     status.draining.store(true, Ordering::Release);
@@ -880,7 +911,7 @@ async fn run_until_stopped(
         );
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = stop.wait() => {}
+            _ = stop.again(first) => {}
         }
     }
     println!("Stopping: draining in-flight requests…");
@@ -892,7 +923,7 @@ async fn run_until_stopped(
     let drained = tokio::select! {
         drained = tokio::time::timeout(limit, running.host.shutdown()) => drained.is_ok(),
         // Another Ctrl-C or SIGTERM: the operator will not wait.
-        _ = stop.wait() => {
+        _ = stop.again(first) => {
             health.abort();
             bail!("stopped by a second signal before in-flight work had finished");
         }
@@ -978,7 +1009,9 @@ fn http_defaults(manifest: &mut Manifest, defaults: &HttpDefaults) -> Result<()>
             .values
             .entry(DRAIN_TIMEOUT_MS.to_string())
             .or_insert_with(|| {
-                (defaults.drain_timeout + BINDING_DRAIN_MARGIN)
+                defaults
+                    .drain_timeout
+                    .saturating_add(BINDING_DRAIN_MARGIN)
                     .as_millis()
                     .to_string()
             });
@@ -1134,6 +1167,10 @@ async fn check_archive(
     Ok(())
 }
 
+/// How long after the first stop signal another one still counts as the
+/// same stop.
+const SECOND_SIGNAL_GAP: Duration = Duration::from_millis(500);
+
 /// SIGINT and SIGTERM, listened for from the moment of [`StopSignals::install`].
 struct StopSignals {
     #[cfg(unix)]
@@ -1154,6 +1191,18 @@ impl StopSignals {
         }
         #[cfg(not(unix))]
         Ok(StopSignals {})
+    }
+
+    /// Resolves at the next Ctrl-C or SIGTERM that comes at least
+    /// [`SECOND_SIGNAL_GAP`] after `first`: a supervisor that sends SIGINT
+    /// and SIGTERM together means one stop, not two.
+    async fn again(&mut self, first: tokio::time::Instant) {
+        loop {
+            self.wait().await;
+            if first.elapsed() >= SECOND_SIGNAL_GAP {
+                return;
+            }
+        }
     }
 
     /// Resolves at the next Ctrl-C or SIGTERM (one that came before the

@@ -30,8 +30,13 @@ impl Env {
 
     fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_waxosuit"));
+        // A temporary directory of its own, to see that loading a plugin
+        // writes there nothing (the cache directory is the host's place).
+        std::fs::create_dir_all(self.path("tmp")).unwrap();
         c.current_dir(self.dir.path())
             .env("WAXOSUIT_KEYS", self.path("keys"))
+            .env("WAXOSUIT_CACHE", self.path("cache"))
+            .env("TMPDIR", self.path("tmp"))
             .env_remove("WAXOSUIT_ALLOW_ANY_ISSUER");
         c
     }
@@ -327,6 +332,10 @@ fn up_loads_a_signed_archive_and_refuses_what_it_cannot_trust() {
     assert!(ready, "did not start:\n{out}\n{err}");
     assert!(out.contains("acme:inventory (binding `default`)"), "{out}");
     assert!(out.contains("→ acme:inventory"), "{out}");
+    // Loaded from under the cache directory, and nothing left in $TMPDIR.
+    assert!(env.path("cache/plugins").is_dir(), "{err}");
+    let tmp: Vec<_> = std::fs::read_dir(env.path("tmp")).unwrap().collect();
+    assert!(tmp.is_empty(), "{tmp:?}");
 
     // No trusted issuer configured: refused, saying what to pass.
     let (ready, _, err) = up(&env, &manifest, &[]);

@@ -463,10 +463,11 @@ fn a_drain_longer_than_the_drain_timeout_exits_non_zero_and_says_so() {
 }
 
 #[test]
-fn the_shutdown_delay_keeps_serving_while_unready() {
+fn the_shutdown_delay_keeps_serving_while_unready_until_a_second_signal() {
     let dir = Dir::new();
     let cwd = tempfile::tempdir().unwrap();
-    let (run, app, admin) = probe_run(&dir, cwd.path(), &[("WAXOSUIT_SHUTDOWN_DELAY", "3")]);
+    // Far longer than the test waits: only the second signal ends it.
+    let (run, app, admin) = probe_run(&dir, cwd.path(), &[("WAXOSUIT_SHUTDOWN_DELAY", "600")]);
     terminate(&run);
     run.wait_for("/readyz answering 503", || {
         try_get(admin, "/readyz", Duration::from_secs(5)).is_some_and(|(code, _)| code == 503)
@@ -474,13 +475,108 @@ fn the_shutdown_delay_keeps_serving_while_unready() {
     // Unready, and still serving new connections, as a load balancer that
     // has not yet heard of the stop expects.
     assert_eq!(get(app, "/"), (200, "ok".to_string()));
+    assert_eq!(get(app, "/"), (200, "ok".to_string()));
+    // A second signal, well after the first: no more waiting.
+    std::thread::sleep(Duration::from_secs(1));
+    terminate(&run);
     let mut run = run;
     let status = run.child.wait().unwrap();
     let output = run.output();
     assert!(status.success(), "{status}\n{output}");
     assert!(
-        output.contains("still serving for 3 s (--shutdown-delay)"),
+        output.contains("still serving for 600 s (--shutdown-delay)"),
         "{output}"
     );
     assert!(output.contains("Stopped."), "{output}");
+}
+
+#[test]
+fn a_second_signal_during_the_drain_stops_at_once_and_says_so() {
+    let dir = Dir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let (run, app, _) = probe_run(&dir, cwd.path(), &[("WAXOSUIT_DRAIN_TIMEOUT", "600")]);
+    let started = Instant::now();
+    assert_eq!(get(app, "/spin?n=50000000").0, 200);
+    let per_unit = started.elapsed().as_secs_f64() / 50_000_000.0;
+    let n = ((600.0 / per_unit) as u64).clamp(50_000_000, 4_000_000_000_000);
+    let before = spins(&run);
+    let _slow = std::thread::spawn(move || try_get(app, &format!("/spin?n={n}"), PATIENCE));
+    run.wait_for("the slow request reaching the actor", || {
+        spins(&run) > before
+    });
+    terminate(&run);
+    run.wait_for("the drain to begin", || {
+        run.out
+            .lock()
+            .unwrap()
+            .contains("draining in-flight requests")
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let signalled = Instant::now();
+    terminate(&run);
+    let mut run = run;
+    let status = run.child.wait().unwrap();
+    let output = run.output();
+    assert!(!status.success(), "exited 0 with a request cut:\n{output}");
+    assert!(
+        output.contains("stopped by a second signal before in-flight work had finished"),
+        "{output}"
+    );
+    assert!(
+        signalled.elapsed() < Duration::from_secs(60),
+        "the second signal did not stop it: {:?}",
+        signalled.elapsed()
+    );
+}
+
+#[test]
+fn a_stop_signal_during_start_up_ends_it_at_once() {
+    // A "registry" that accepts connections and never answers: the pull
+    // would wait for its whole timeout (300 s by default).
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = silent.local_addr().unwrap().to_string();
+    let held = std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for conn in silent.incoming().take(8) {
+            open.push(conn);
+        }
+        open
+    });
+    let dir = Dir::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let run = Run::start(
+        &[
+            ("WAXOSUIT_ACTOR", format!("oci://{host}/team/hello:1.0")),
+            ("PORT", free_port().to_string()),
+            ("WAXOSUIT_INSECURE_REGISTRIES", host.clone()),
+            ("WAXOSUIT_TRUSTED_ISSUERS", dir.account().public_key()),
+            ("WAXOSUIT_KEYS", dir.keys().display().to_string()),
+            ("WAXOSUIT_CACHE", cache.path().display().to_string()),
+            ("DOCKER_CONFIG", dir.path("docker").display().to_string()),
+        ],
+        cwd.path(),
+    );
+    run.wait_for("the host to start", || {
+        run.out.lock().unwrap().contains("Starting Waxosuit host")
+    });
+    // Give it time to reach the registry and wait on it.
+    std::thread::sleep(Duration::from_secs(2));
+    let signalled = Instant::now();
+    terminate(&run);
+    let mut run = run;
+    let status = run.child.wait().unwrap();
+    let output = run.output();
+    assert!(
+        signalled.elapsed() < Duration::from_secs(30),
+        "took {:?} to stop",
+        signalled.elapsed()
+    );
+    assert!(status.success(), "{status}\n{output}");
+    assert!(
+        output.contains("Stopping before the host was ready"),
+        "{output}"
+    );
+    assert!(!output.contains("Ready."), "{output}");
+    drop(held);
 }

@@ -212,8 +212,9 @@ impl PluginProvider {
     /// Stages the library under `dir` instead of the system's temporary
     /// directory, for a host that writes only under its own directories.
     /// `dir` is created (mode 0700) when missing, and refused at load when
-    /// others may write to it: they could swap the staged file between the
-    /// hash check and `dlopen`.
+    /// it is a symbolic link, someone else's, or writable by others than
+    /// this user and its group: they could swap the staged file between the
+    /// hash check and `dlopen`. (On Unix; elsewhere it is only created.)
     pub fn stage_in(mut self, dir: impl Into<PathBuf>) -> PluginProvider {
         self.staging = Some(dir.into());
         self
@@ -327,11 +328,15 @@ fn stage(
     let dir = match staging {
         Some(parent) => {
             private_dir(parent)?;
-            builder.tempdir_in(parent)
+            builder.tempdir_in(parent).map_err(|e| {
+                PluginError::Stage(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot stage in {}: {e}", parent.display()),
+                ))
+            })
         }
-        None => builder.tempdir(),
-    }
-    .map_err(PluginError::Stage)?;
+        None => builder.tempdir().map_err(PluginError::Stage),
+    }?;
     let slug: String = capid
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -369,39 +374,50 @@ pub fn probe_library_in(
     Ok(loaded.describe()?)
 }
 
-/// Creates `dir` (mode 0700) when missing; refuses it when anyone but its
-/// owner may write to it, or when it is not ours.
+/// Creates `dir` (mode 0700) when missing; refuses it when it is a symbolic
+/// link, not ours, or writable by others than us and our own group (a
+/// Kubernetes `fsGroup` volume makes directories group-writable for the
+/// pod's group). Every error names `dir`.
 fn private_dir(dir: &Path) -> Result<(), PluginError> {
-    let refuse = |why: String| {
+    let fail = |kind: std::io::ErrorKind, why: String| {
         PluginError::Stage(std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
-            format!("{}: {why}", dir.display()),
+            kind,
+            format!(
+                "{}: {why}; plugin libraries are staged there, so it must be a directory only \
+                 this user can write to (set the cache directory elsewhere otherwise)",
+                dir.display()
+            ),
         ))
     };
+    let io = |e: std::io::Error| fail(e.kind(), e.to_string());
+    let refuse = |why: String| fail(std::io::ErrorKind::PermissionDenied, why);
     #[cfg(unix)]
     {
         use std::os::unix::fs::{DirBuilderExt, MetadataExt};
         if let Some(parent) = dir.parent() {
-            std::fs::create_dir_all(parent).map_err(PluginError::Stage)?;
+            std::fs::create_dir_all(parent).map_err(io)?;
         }
         match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                return Err(PluginError::Stage(e));
-            }
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(io(e)),
             _ => {}
         }
-        let meta = std::fs::symlink_metadata(dir).map_err(PluginError::Stage)?;
+        let meta = std::fs::symlink_metadata(dir).map_err(io)?;
+        if meta.file_type().is_symlink() {
+            return Err(refuse("is a symbolic link".to_string()));
+        }
         if !meta.is_dir() {
-            return Err(refuse("not a directory".to_string()));
+            return Err(refuse("is not a directory".to_string()));
         }
         let me = rustix::process::geteuid().as_raw();
         if meta.uid() != me {
             return Err(refuse(format!(
-                "owned by uid {}, not by this process (uid {me}); use a directory of this user's",
+                "owned by uid {}, not by this process (uid {me})",
                 meta.uid()
             )));
         }
-        if meta.mode() & 0o022 != 0 {
+        let our_group = meta.gid() == rustix::process::getegid().as_raw();
+        let writable_by_others = if our_group { 0o002 } else { 0o022 };
+        if meta.mode() & writable_by_others != 0 {
             return Err(refuse(format!(
                 "others may write to it (mode {:o}); chmod go-w it",
                 meta.mode() & 0o7777
@@ -410,7 +426,8 @@ fn private_dir(dir: &Path) -> Result<(), PluginError> {
     }
     #[cfg(not(unix))]
     {
-        std::fs::create_dir_all(dir).map_err(PluginError::Stage)?;
+        // No ownership or mode check here: Windows ACLs are not read.
+        std::fs::create_dir_all(dir).map_err(io)?;
         let _ = refuse;
     }
     Ok(())

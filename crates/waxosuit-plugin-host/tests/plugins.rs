@@ -649,3 +649,49 @@ async fn a_staging_directory_others_may_write_to_is_refused() {
     assert!(staged(&staging).is_empty(), "{:?}", staged(&staging));
     host.shutdown().await;
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_staging_directory_of_another_user_is_refused() {
+    use std::os::unix::fs::MetadataExt;
+    let keys = Keys::new();
+    let verified = keys
+        .archive("wascc:keyvalue", plugins::KEYVALUE_MEMORY)
+        .verify(&keys.verifier())
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    // Someone else's directory: as root (CI), one handed to `nobody`; as
+    // any other user, the file system's root, which root owns.
+    let staging = if std::fs::metadata(root.path()).unwrap().uid() == 0 {
+        let dir = root.path().join("nobody");
+        std::fs::create_dir(&dir).unwrap();
+        let chown = std::process::Command::new("chown")
+            .args(["65534:65534"])
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(chown.success(), "chown failed");
+        dir
+    } else {
+        std::path::PathBuf::from("/")
+    };
+    let plugin = Arc::new(
+        PluginProvider::from_archive(&verified)
+            .unwrap()
+            .stage_in(&staging),
+    );
+    let host = keys.host();
+    host.add_provider("default", plugin.clone()).await.unwrap();
+    host.add_actor(&keys.actor("kv-client", &["wascc:keyvalue"]), "kv", None)
+        .await
+        .unwrap();
+    let err = host
+        .set_binding("kv-client", "wascc:keyvalue", "default", BTreeMap::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not by this process"), "{err}");
+    assert!(err.contains(&staging.display().to_string()), "{err}");
+    assert!(!plugin.is_loaded());
+    host.shutdown().await;
+}
