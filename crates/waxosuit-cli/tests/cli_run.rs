@@ -93,6 +93,16 @@ impl Run {
     }
 }
 
+/// The `/spin?n=` count that keeps the probe actor busy for about `secs`
+/// seconds on this machine now, measured on a short spin first.
+fn spin_for(app: SocketAddr, secs: u64) -> u64 {
+    const CALIBRATION: u64 = 50_000_000;
+    let started = Instant::now();
+    assert_eq!(get(app, &format!("/spin?n={CALIBRATION}")).0, 200);
+    let per_unit = started.elapsed().as_secs_f64() / CALIBRATION as f64;
+    ((secs as f64 / per_unit) as u64).clamp(CALIBRATION, 1_000 * CALIBRATION * secs)
+}
+
 /// How many spins the probe actor has started so far.
 fn spins(run: &Run) -> usize {
     run.err.lock().unwrap().matches("spin started").count()
@@ -158,10 +168,7 @@ fn run_serves_one_actor_on_port_turns_unready_while_draining_and_exits_0() {
     );
 
     // A request that takes a while, surely in flight at SIGTERM.
-    let started = Instant::now();
-    assert_eq!(get(app, "/spin?n=50000000").0, 200);
-    let per_unit = started.elapsed().as_secs_f64() / 50_000_000.0;
-    let n = ((2.0 / per_unit) as u64).clamp(50_000_000, 20_000_000_000);
+    let n = spin_for(app, 2);
     // Counted after the calibration: a call that computes for long is
     // restarted on another kind of instance and logs its start again.
     let before = spins(&run);
@@ -433,10 +440,7 @@ fn a_drain_longer_than_the_drain_timeout_exits_non_zero_and_says_so() {
     let cwd = tempfile::tempdir().unwrap();
     let (run, app, _) = probe_run(&dir, cwd.path(), &[("WAXOSUIT_DRAIN_TIMEOUT", "1")]);
     // A request that outlasts the one-second drain by far.
-    let started = Instant::now();
-    assert_eq!(get(app, "/spin?n=50000000").0, 200);
-    let per_unit = started.elapsed().as_secs_f64() / 50_000_000.0;
-    let n = ((8.0 / per_unit) as u64).clamp(50_000_000, 40_000_000_000);
+    let n = spin_for(app, 8);
     let before = spins(&run);
     let slow = std::thread::spawn(move || try_get(app, &format!("/spin?n={n}"), PATIENCE));
     run.wait_for("the slow request reaching the actor", || {
@@ -495,10 +499,7 @@ fn a_second_signal_during_the_drain_stops_at_once_and_says_so() {
     let dir = Dir::new();
     let cwd = tempfile::tempdir().unwrap();
     let (run, app, _) = probe_run(&dir, cwd.path(), &[("WAXOSUIT_DRAIN_TIMEOUT", "600")]);
-    let started = Instant::now();
-    assert_eq!(get(app, "/spin?n=50000000").0, 200);
-    let per_unit = started.elapsed().as_secs_f64() / 50_000_000.0;
-    let n = ((600.0 / per_unit) as u64).clamp(50_000_000, 4_000_000_000_000);
+    let n = spin_for(app, 600);
     let before = spins(&run);
     let _slow = std::thread::spawn(move || try_get(app, &format!("/spin?n={n}"), PATIENCE));
     run.wait_for("the slow request reaching the actor", || {

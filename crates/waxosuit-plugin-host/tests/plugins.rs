@@ -561,6 +561,27 @@ async fn the_keyvalue_plugin_passes_the_conformance_suite() {
     host.shutdown().await;
 }
 
+/// A host with the in-memory key-value plugin (from a signed archive) staged
+/// in `staging`, and an actor granted its capability, not yet bound.
+async fn kv_plugin_staged_in(staging: &Path) -> (Host, Arc<PluginProvider>) {
+    let keys = Keys::new();
+    let verified = keys
+        .archive("wascc:keyvalue", plugins::KEYVALUE_MEMORY)
+        .verify(&keys.verifier())
+        .unwrap();
+    let plugin = Arc::new(
+        PluginProvider::from_archive(&verified)
+            .unwrap()
+            .stage_in(staging),
+    );
+    let host = keys.host();
+    host.add_provider("default", plugin.clone()).await.unwrap();
+    host.add_actor(&keys.actor("kv-client", &["wascc:keyvalue"]), "kv", None)
+        .await
+        .unwrap();
+    (host, plugin)
+}
+
 /// The subdirectories of `dir` the provider staged libraries in.
 fn staged(dir: &Path) -> Vec<std::path::PathBuf> {
     std::fs::read_dir(dir)
@@ -570,23 +591,9 @@ fn staged(dir: &Path) -> Vec<std::path::PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_is_staged_in_the_directory_given_and_nowhere_else() {
-    let keys = Keys::new();
-    let verified = keys
-        .archive("wascc:keyvalue", plugins::KEYVALUE_MEMORY)
-        .verify(&keys.verifier())
-        .unwrap();
     let root = tempfile::tempdir().unwrap();
     let staging = root.path().join("cache").join("plugins");
-    let plugin = Arc::new(
-        PluginProvider::from_archive(&verified)
-            .unwrap()
-            .stage_in(&staging),
-    );
-    let host = keys.host();
-    host.add_provider("default", plugin.clone()).await.unwrap();
-    host.add_actor(&keys.actor("kv-client", &["wascc:keyvalue"]), "kv", None)
-        .await
-        .unwrap();
+    let (host, plugin) = kv_plugin_staged_in(&staging).await;
     assert!(staged(&staging).is_empty(), "staged before any binding");
     host.set_binding("kv-client", "wascc:keyvalue", "default", BTreeMap::new())
         .await
@@ -617,25 +624,11 @@ async fn a_plugin_is_staged_in_the_directory_given_and_nowhere_else() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_staging_directory_others_may_write_to_is_refused() {
     use std::os::unix::fs::PermissionsExt;
-    let keys = Keys::new();
-    let verified = keys
-        .archive("wascc:keyvalue", plugins::KEYVALUE_MEMORY)
-        .verify(&keys.verifier())
-        .unwrap();
     let root = tempfile::tempdir().unwrap();
     let staging = root.path().join("shared");
     std::fs::create_dir(&staging).unwrap();
     std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let plugin = Arc::new(
-        PluginProvider::from_archive(&verified)
-            .unwrap()
-            .stage_in(&staging),
-    );
-    let host = keys.host();
-    host.add_provider("default", plugin.clone()).await.unwrap();
-    host.add_actor(&keys.actor("kv-client", &["wascc:keyvalue"]), "kv", None)
-        .await
-        .unwrap();
+    let (host, plugin) = kv_plugin_staged_in(&staging).await;
     let err = host
         .set_binding("kv-client", "wascc:keyvalue", "default", BTreeMap::new())
         .await
@@ -654,11 +647,6 @@ async fn a_staging_directory_others_may_write_to_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_staging_directory_of_another_user_is_refused() {
     use std::os::unix::fs::MetadataExt;
-    let keys = Keys::new();
-    let verified = keys
-        .archive("wascc:keyvalue", plugins::KEYVALUE_MEMORY)
-        .verify(&keys.verifier())
-        .unwrap();
     let root = tempfile::tempdir().unwrap();
     // Someone else's directory: as root (CI), one handed to `nobody`; as
     // any other user, the file system's root, which root owns.
@@ -675,16 +663,7 @@ async fn a_staging_directory_of_another_user_is_refused() {
     } else {
         std::path::PathBuf::from("/")
     };
-    let plugin = Arc::new(
-        PluginProvider::from_archive(&verified)
-            .unwrap()
-            .stage_in(&staging),
-    );
-    let host = keys.host();
-    host.add_provider("default", plugin.clone()).await.unwrap();
-    host.add_actor(&keys.actor("kv-client", &["wascc:keyvalue"]), "kv", None)
-        .await
-        .unwrap();
+    let (host, plugin) = kv_plugin_staged_in(&staging).await;
     let err = host
         .set_binding("kv-client", "wascc:keyvalue", "default", BTreeMap::new())
         .await
