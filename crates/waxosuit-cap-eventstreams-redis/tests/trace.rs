@@ -6,9 +6,8 @@
 use std::collections::HashMap;
 
 use opentelemetry::Value;
-use opentelemetry::trace::{SpanKind, TraceContextExt};
+use opentelemetry::trace::SpanKind;
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use waxosuit_cap_eventstreams_redis::{CONFIG_URL, RedisEventStreams};
 use waxosuit_codec::eventstreams::*;
 use waxosuit_provider::{BindRequest, CapabilityProvider, ProviderCall, encode};
@@ -44,7 +43,7 @@ async fn each_call_is_a_client_span_named_after_its_command() {
         .unwrap();
 
     let parent = tracing::info_span!("capability call");
-    let parent_id = parent.context().span().span_context().span_id();
+    let parent_id = waxosuit_trace::span_context(&parent).unwrap().span_id();
     let event = Event {
         event_id: String::new(),
         stream: "orders".into(),
@@ -72,7 +71,7 @@ async fn each_call_is_a_client_span_named_after_its_command() {
     .instrument(parent)
     .await;
 
-    let spans = exporter.get_finished_spans().unwrap();
+    let spans = exporter.finished();
     for command in ["XADD", "XRANGE"] {
         let span = spans
             .iter()

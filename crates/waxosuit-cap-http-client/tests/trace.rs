@@ -12,14 +12,14 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use opentelemetry::Value;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
+use opentelemetry::trace::{SpanKind, Status};
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use waxosuit_cap_http_client::{ALLOWED_HOSTS, HttpClientProvider};
 use waxosuit_codec::http::{CLIENT_CAPABILITY_ID, OP_PERFORM_REQUEST, Request, Response};
 use waxosuit_provider::{BindRequest, CapabilityProvider, ProviderCall, ProviderError, encode};
+use waxosuit_test_servers::CollectedSpans;
 use waxosuit_test_servers::{collect_spans, span_attribute};
+use waxosuit_trace::FinishedSpan;
 
 const ACTOR: &str = "MTRACED";
 
@@ -122,10 +122,9 @@ async fn get(
     )
 }
 
-fn client_spans(exporter: &InMemorySpanExporter) -> Vec<SpanData> {
+fn client_spans(exporter: &CollectedSpans) -> Vec<FinishedSpan> {
     exporter
-        .get_finished_spans()
-        .unwrap()
+        .finished()
         .into_iter()
         .filter(|s| s.span_kind == SpanKind::Client)
         .collect()
@@ -138,8 +137,8 @@ async fn the_server_receives_the_trace_of_the_span_the_call_was_made_in() {
     let provider = provider().await;
 
     let call = tracing::info_span!("capability call");
-    let trace_id = call.context().span().span_context().trace_id();
-    let call_id = call.context().span().span_context().span_id();
+    let trace_id = waxosuit_trace::span_context(&call).unwrap().trace_id();
+    let call_id = waxosuit_trace::span_context(&call).unwrap().span_id();
     let (status, traceparent, tracestate) = get(
         &provider,
         format!("http://{addr}/things?secret=1"),

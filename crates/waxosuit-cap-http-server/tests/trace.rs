@@ -17,11 +17,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use opentelemetry::Value;
 use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
 use waxosuit_cap_http_server::HttpServerProvider;
 use waxosuit_codec::http::Response;
 use waxosuit_provider::{ActorDispatcher, BindRequest, CapabilityProvider, DispatchError};
+use waxosuit_test_servers::CollectedSpans;
 use waxosuit_test_servers::{collect_spans, span_attribute};
+use waxosuit_trace::FinishedSpan;
 
 const PATIENCE: Duration = Duration::from_secs(10);
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -99,12 +100,11 @@ async fn send(
 }
 
 /// The finished spans named `name`, waiting for them to end.
-async fn finished(exporter: &InMemorySpanExporter, name: &str, count: usize) -> Vec<SpanData> {
+async fn finished(exporter: &CollectedSpans, name: &str, count: usize) -> Vec<FinishedSpan> {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let spans: Vec<_> = exporter
-            .get_finished_spans()
-            .unwrap()
+            .finished()
             .into_iter()
             .filter(|s| s.name == name)
             .collect();
@@ -114,7 +114,7 @@ async fn finished(exporter: &InMemorySpanExporter, name: &str, count: usize) -> 
         assert!(
             tokio::time::Instant::now() < deadline,
             "{count} span(s) {name:?} did not end in time; have {:?}",
-            exporter.get_finished_spans().unwrap()
+            exporter.finished()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

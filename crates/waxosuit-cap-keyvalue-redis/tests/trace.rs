@@ -4,19 +4,19 @@
 //! CLI's OTLP layer would export them.
 
 use opentelemetry::Value;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
+use opentelemetry::trace::{SpanKind, Status};
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use waxosuit_cap_keyvalue_redis::{CONFIG_URL, RedisKeyValue};
 use waxosuit_codec::keyvalue::*;
 use waxosuit_provider::{BindRequest, CapabilityProvider, ProviderCall, ProviderError};
+use waxosuit_test_servers::CollectedSpans;
 use waxosuit_test_servers::{RedisServer, collect_spans, span_attribute};
+use waxosuit_trace::FinishedSpan;
 
 const ACTOR: &str = "MTRACED";
 
-fn finished(exporter: &InMemorySpanExporter, name: &str) -> SpanData {
-    let spans = exporter.get_finished_spans().unwrap();
+fn finished(exporter: &CollectedSpans, name: &str) -> FinishedSpan {
+    let spans = exporter.finished();
     spans
         .iter()
         .find(|s| s.name == name)
@@ -60,8 +60,8 @@ async fn a_call_is_a_client_span_named_after_the_command_under_the_callers_span(
     let (exporter, _guard) = collect_spans();
 
     let parent = tracing::info_span!("capability call");
-    let parent_id = parent.context().span().span_context().span_id();
-    let trace_id = parent.context().span().span_context().trace_id();
+    let parent_id = waxosuit_trace::span_context(&parent).unwrap().span_id();
+    let trace_id = waxosuit_trace::span_context(&parent).unwrap().trace_id();
     call(&kv, OP_GET, &GetRequest { key: "k".into() })
         .instrument(parent.clone())
         .await

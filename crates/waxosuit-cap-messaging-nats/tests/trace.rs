@@ -12,11 +12,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use opentelemetry::Value;
-use opentelemetry::trace::{SpanId, SpanKind, Status, TraceContextExt, TraceId};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SpanData};
+use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
 use tokio::sync::mpsc;
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use waxosuit_cap_messaging_nats::NatsMessaging;
 use waxosuit_codec::messaging::{
     BrokerMessage, CAPABILITY_ID, OP_PERFORM_REQUEST, OP_PUBLISH_MESSAGE, RequestMessage,
@@ -24,7 +22,9 @@ use waxosuit_codec::messaging::{
 use waxosuit_provider::{
     ActorDispatcher, BindRequest, CapabilityProvider, DispatchError, ProviderCall, encode,
 };
+use waxosuit_test_servers::CollectedSpans;
 use waxosuit_test_servers::{NatsServer, collect_spans, span_attribute};
+use waxosuit_trace::FinishedSpan;
 
 const WAIT: Duration = Duration::from_secs(10);
 const ACTOR: &str = "MTRACED";
@@ -146,8 +146,8 @@ fn traceparent(message: &async_nats::Message) -> Option<String> {
     Some(value.as_str().to_string())
 }
 
-fn finished(exporter: &InMemorySpanExporter, name: &str) -> SpanData {
-    let spans = exporter.get_finished_spans().unwrap();
+fn finished(exporter: &CollectedSpans, name: &str) -> FinishedSpan {
+    let spans = exporter.finished();
     spans
         .iter()
         .find(|s| s.name == name)
@@ -161,8 +161,8 @@ async fn a_publish_carries_the_trace_of_its_producer_span() {
     let (f, mut subscriber) = listening("traced.out").await;
 
     let call = tracing::info_span!("capability call");
-    let trace_id = call.context().span().span_context().trace_id();
-    let call_id = call.context().span().span_context().span_id();
+    let trace_id = waxosuit_trace::span_context(&call).unwrap().trace_id();
+    let call_id = waxosuit_trace::span_context(&call).unwrap().span_id();
     publish(&f.provider, "traced.out", "answers.here")
         .instrument(call)
         .await;
@@ -203,7 +203,7 @@ async fn a_request_carries_the_trace_of_its_client_span() {
     });
 
     let call = tracing::info_span!("capability call");
-    let trace_id = call.context().span().span_context().trace_id();
+    let trace_id = waxosuit_trace::span_context(&call).unwrap().trace_id();
     let message = RequestMessage {
         subject: "traced.service".into(),
         body: b"ping".to_vec(),

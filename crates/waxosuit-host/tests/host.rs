@@ -841,12 +841,12 @@ async fn only_the_attached_transport_reaches_the_inbound_entry_points() {
 /// in-memory exporter (this thread only: `#[tokio::test]` runs on it).
 mod spans {
     use super::*;
-    use opentelemetry_sdk::trace::SpanData;
     use std::time::Duration;
     use waxosuit_host::Limits;
     use waxosuit_test_servers::{collect_spans, span_attribute};
+    use waxosuit_trace::FinishedSpan;
 
-    fn attr(span: &SpanData, key: &str) -> Option<String> {
+    fn attr(span: &FinishedSpan, key: &str) -> Option<String> {
         span_attribute(span, key).map(|v| v.to_string())
     }
 
@@ -873,8 +873,8 @@ mod spans {
         host.call_actor(&key, "panic", b"").await.unwrap_err();
         host.call_actor(&key, "loop", b"").await.unwrap_err();
 
-        let spans = exporter.get_finished_spans().unwrap();
-        let actor_spans: Vec<&SpanData> = spans
+        let spans = exporter.finished();
+        let actor_spans: Vec<&FinishedSpan> = spans
             .iter()
             .filter(|s| attr(s, "waxosuit.actor.name").as_deref() == Some("spanned"))
             .collect();
@@ -904,7 +904,7 @@ mod spans {
             other => panic!("{other:?}"),
         }
 
-        let calls: Vec<&SpanData> = spans
+        let calls: Vec<&FinishedSpan> = spans
             .iter()
             .filter(|s| attr(s, "waxosuit.capability").as_deref() == Some("test:echo"))
             .collect();
@@ -937,7 +937,7 @@ mod spans {
         let _ = host
             .call_actor(&key, "forward", &forward("", "test:echo", "Echo", b"hi"))
             .await;
-        let spans = exporter.get_finished_spans().unwrap();
+        let spans = exporter.finished();
         let call = spans
             .iter()
             .find(|s| attr(s, "waxosuit.capability").as_deref() == Some("test:echo"))

@@ -17,10 +17,8 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use common::*;
 use opentelemetry::Value;
-use opentelemetry::trace::{SpanId, SpanKind, Status, TraceContextExt, TraceId, TracerProvider};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
 use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use waxosuit_claims::KeyPair;
 use waxosuit_lattice::antiforgery::{self, Binding};
@@ -28,41 +26,39 @@ use waxosuit_lattice::propagation::{self, MAX_TRACEPARENT_LEN};
 use waxosuit_lattice::protocol::{
     self, ErrorKind, PROTOCOL_VERSION, Response, WireEntity, WireInvocation,
 };
+use waxosuit_test_servers::CollectedSpans;
 use waxosuit_test_servers::span_attribute;
+use waxosuit_trace::FinishedSpan;
 
 const WAIT: Duration = Duration::from_secs(5);
 
-fn exporter() -> InMemorySpanExporter {
-    static EXPORTER: OnceLock<(InMemorySpanExporter, SdkTracerProvider)> = OnceLock::new();
+fn exporter() -> CollectedSpans {
+    static EXPORTER: OnceLock<CollectedSpans> = OnceLock::new();
     EXPORTER
         .get_or_init(|| {
-            let exporter = InMemorySpanExporter::default();
-            let provider = SdkTracerProvider::builder()
-                .with_simple_exporter(exporter.clone())
-                .build();
-            let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("t"));
+            let spans = CollectedSpans::default();
+            let layer = waxosuit_test_servers::span_recorder(&spans);
             tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
                 .expect("no other global subscriber in this test binary");
-            (exporter, provider)
+            spans
         })
-        .0
         .clone()
 }
 
-fn spans() -> Vec<SpanData> {
-    exporter().get_finished_spans().unwrap()
+fn spans() -> Vec<FinishedSpan> {
+    exporter().finished()
 }
 
-fn text(span: &SpanData, key: &str) -> Option<String> {
+fn text(span: &FinishedSpan, key: &str) -> Option<String> {
     span_attribute(span, key).map(|v| v.as_str().into_owned())
 }
 
-fn named(name: &str) -> Vec<SpanData> {
+fn named(name: &str) -> Vec<FinishedSpan> {
     spans().into_iter().filter(|s| s.name == name).collect()
 }
 
 /// The finished spans named `name` in `trace`, once there are `n`.
-async fn wait_for(name: &str, trace: TraceId, n: usize) -> Vec<SpanData> {
+async fn wait_for(name: &str, trace: TraceId, n: usize) -> Vec<FinishedSpan> {
     let found = || {
         named(name)
             .into_iter()
@@ -77,8 +73,7 @@ async fn wait_for(name: &str, trace: TraceId, n: usize) -> Vec<SpanData> {
 }
 
 fn ids(span: &tracing::Span) -> (TraceId, SpanId) {
-    let cx = span.context();
-    let sc = cx.span().span_context().clone();
+    let sc = waxosuit_trace::span_context(span).unwrap();
     (sc.trace_id(), sc.span_id())
 }
 
@@ -494,7 +489,7 @@ async fn a_trace_header_added_altered_or_removed_in_transit_is_refused_and_opens
 }
 
 /// The server spans of calls received on `subject`.
-fn server_spans(subject: &str) -> Vec<SpanData> {
+fn server_spans(subject: &str) -> Vec<FinishedSpan> {
     spans()
         .into_iter()
         .filter(|s| {

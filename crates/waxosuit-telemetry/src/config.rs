@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use hyper::Uri;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::KeyValue;
-use opentelemetry_sdk::trace::Sampler;
+use waxosuit_trace::Sampler;
 
 use crate::TelemetryError;
 
@@ -18,6 +19,18 @@ pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 /// More resource attributes than any deployment needs; a longer list is a
 /// mistake worth reporting.
 const MAX_RESOURCE_ATTRIBUTES: usize = 128;
+/// The same bound for export headers.
+const MAX_HEADERS: usize = 64;
+/// `OTEL_BSP_SCHEDULE_DELAY`'s default: how long a span may wait for a
+/// batch to fill.
+pub const DEFAULT_SCHEDULE_DELAY: Duration = Duration::from_secs(5);
+/// `OTEL_BSP_MAX_QUEUE_SIZE`'s default: spans past it are dropped (and
+/// counted) until the exporter catches up.
+pub const DEFAULT_MAX_QUEUE: usize = 2048;
+/// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`'s default.
+pub const DEFAULT_MAX_BATCH: usize = 512;
+/// The largest queue accepted: a queue holds whole spans in memory.
+const MAX_QUEUE_LIMIT: usize = 1 << 20;
 
 /// Trace settings as given, each the value of a flag or of the standard
 /// environment variable it mirrors; `None` when neither was set.
@@ -43,8 +56,31 @@ pub struct TraceSettings {
     /// `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT` or `OTEL_EXPORTER_OTLP_TIMEOUT`,
     /// in milliseconds.
     pub timeout_ms: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_HEADERS`: `key=value,…` sent with every export
+    /// (often a token). Read from the environment only; never shown.
+    pub headers: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_TRACES_HEADERS`: more headers for traces; a key
+    /// here wins over the same key in `headers`.
+    pub traces_headers: Option<String>,
+    /// `OTEL_BSP_SCHEDULE_DELAY`, in milliseconds.
+    pub schedule_delay_ms: Option<String>,
+    /// `OTEL_BSP_MAX_QUEUE_SIZE`.
+    pub max_queue_size: Option<String>,
+    /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`.
+    pub max_export_batch_size: Option<String>,
     /// `OTEL_SDK_DISABLED=true`: no export, whatever else is set.
     pub disabled: bool,
+}
+
+/// How spans wait for export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchPlan {
+    /// The longest a span waits before its batch is sent.
+    pub delay: Duration,
+    /// Spans queued at most; more are dropped and counted.
+    pub max_queue: usize,
+    /// Spans per export request at most.
+    pub max_batch: usize,
 }
 
 /// A checked export plan.
@@ -58,6 +94,10 @@ pub struct TraceExport {
     pub sampler: Sampler,
     /// How long one export may take.
     pub timeout: Duration,
+    /// Headers sent with every export.
+    pub headers: HeaderMap,
+    /// Batching.
+    pub batch: BatchPlan,
 }
 
 impl TraceExport {
@@ -74,6 +114,9 @@ impl std::fmt::Debug for TraceExport {
             .field("resource", &self.resource)
             .field("sampler", &self.sampler)
             .field("timeout", &self.timeout)
+            // Values can be credentials: only the names are shown.
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("batch", &self.batch)
             .finish()
     }
 }
@@ -94,6 +137,11 @@ impl TraceSettings {
             sampler_arg: var("OTEL_TRACES_SAMPLER_ARG"),
             timeout_ms: var("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")
                 .or_else(|| var("OTEL_EXPORTER_OTLP_TIMEOUT")),
+            headers: var("OTEL_EXPORTER_OTLP_HEADERS"),
+            traces_headers: var("OTEL_EXPORTER_OTLP_TRACES_HEADERS"),
+            schedule_delay_ms: var("OTEL_BSP_SCHEDULE_DELAY"),
+            max_queue_size: var("OTEL_BSP_MAX_QUEUE_SIZE"),
+            max_export_batch_size: var("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"),
             disabled: var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")),
         }
     }
@@ -128,7 +176,64 @@ impl TraceSettings {
             resource: self.resource()?,
             sampler: self.parse_sampler()?,
             timeout: self.timeout()?,
+            headers: self.headers()?,
+            batch: self.batch()?,
         }))
+    }
+
+    fn headers(&self) -> Result<HeaderMap, TelemetryError> {
+        let mut map = HeaderMap::new();
+        for (setting, list) in [
+            ("OTEL_EXPORTER_OTLP_HEADERS", &self.headers),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", &self.traces_headers),
+        ] {
+            if let Some(list) = list {
+                for (name, value) in parse_headers(setting, list)? {
+                    map.insert(name, value);
+                }
+            }
+        }
+        Ok(map)
+    }
+
+    fn batch(&self) -> Result<BatchPlan, TelemetryError> {
+        let number = |setting: &'static str,
+                      value: &Option<String>,
+                      default: usize,
+                      fix: &'static str|
+         -> Result<usize, TelemetryError> {
+            match value {
+                None => Ok(default),
+                Some(v) => match v.trim().parse::<usize>() {
+                    Ok(n) if n > 0 && n <= MAX_QUEUE_LIMIT => Ok(n),
+                    _ => Err(TelemetryError::setting(setting, v, fix)),
+                },
+            }
+        };
+        let delay = number(
+            "OTEL_BSP_SCHEDULE_DELAY",
+            &self.schedule_delay_ms,
+            DEFAULT_SCHEDULE_DELAY.as_millis() as usize,
+            "give a whole number of milliseconds above 0, such as 5000",
+        )?;
+        let max_queue = number(
+            "OTEL_BSP_MAX_QUEUE_SIZE",
+            &self.max_queue_size,
+            DEFAULT_MAX_QUEUE,
+            "give a number of spans from 1 to 1048576, such as 2048",
+        )?;
+        let max_batch = number(
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            &self.max_export_batch_size,
+            DEFAULT_MAX_BATCH,
+            "give a number of spans from 1 to 1048576, such as 512",
+        )?;
+        Ok(BatchPlan {
+            delay: Duration::from_millis(delay as u64),
+            max_queue,
+            // The specification: a batch is never larger than the queue.
+            max_batch: max_batch.min(max_queue),
+        })
     }
 
     fn timeout(&self) -> Result<Duration, TelemetryError> {
@@ -187,10 +292,10 @@ impl TraceSettings {
             }
             Some("always_on") => Sampler::AlwaysOn,
             Some("always_off") => Sampler::AlwaysOff,
-            Some("traceidratio") => Sampler::TraceIdRatioBased(ratio()?),
+            Some("traceidratio") => Sampler::TraceIdRatio(ratio()?),
             Some("parentbased_always_off") => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
             Some("parentbased_traceidratio") => {
-                Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio()?)))
+                Sampler::ParentBased(Box::new(Sampler::TraceIdRatio(ratio()?)))
             }
             Some(other) => {
                 return Err(TelemetryError::setting(
@@ -258,6 +363,32 @@ fn parse_resource_attributes(list: &str) -> Result<Vec<KeyValue>, TelemetryError
             ));
         }
         out.push(KeyValue::new(key.to_string(), value));
+    }
+    Ok(out)
+}
+
+/// `key=value,…` headers, values percent-encoded. An error names the
+/// variable but never repeats its value: it is often a credential.
+fn parse_headers(
+    setting: &'static str,
+    list: &str,
+) -> Result<Vec<(HeaderName, HeaderValue)>, TelemetryError> {
+    let bad = || TelemetryError::Secret {
+        setting,
+        fix: "write name=value pairs separated by commas, values percent-encoded, such as \
+              authorization=Bearer%20TOKEN",
+    };
+    let mut out = Vec::new();
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, value) = entry.split_once('=').ok_or_else(bad)?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| bad())?;
+        let value = percent_decode(value.trim()).ok_or_else(bad)?;
+        let mut value = HeaderValue::from_str(&value).map_err(|_| bad())?;
+        value.set_sensitive(true);
+        if out.len() == MAX_HEADERS {
+            return Err(bad());
+        }
+        out.push((name, value));
     }
     Ok(out)
 }
@@ -410,8 +541,79 @@ mod tests {
         assert!(matches!(plan(Some("always_off"), None), Sampler::AlwaysOff));
         assert!(matches!(
             plan(Some("traceidratio"), Some("0.25")),
-            Sampler::TraceIdRatioBased(r) if r == 0.25
+            Sampler::TraceIdRatio(r) if r == 0.25
         ));
+    }
+
+    #[test]
+    fn headers_merge_and_a_bad_one_is_reported_without_its_value() {
+        let plan = with(|s| {
+            s.endpoint = Some("http://c:4318".into());
+            s.headers = Some("authorization=Bearer%20one, x-team=a".into());
+            s.traces_headers = Some("authorization=Bearer%20two".into());
+        })
+        .resolve()
+        .unwrap()
+        .unwrap();
+        assert_eq!(plan.headers["authorization"], "Bearer two");
+        assert_eq!(plan.headers["x-team"], "a");
+        assert!(!format!("{plan:?}").contains("Bearer"), "{plan:?}");
+        for bad in ["novalue", "bad name=x", "k=line%0Abreak", "k=%zz"] {
+            let err = with(|s| {
+                s.endpoint = Some("http://c:4318".into());
+                s.headers = Some(format!("authorization=s3cret,{bad}"));
+            })
+            .resolve()
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("OTEL_EXPORTER_OTLP_HEADERS"), "{err}");
+            assert!(!err.contains("s3cret") && !err.contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn batch_settings_have_the_sdk_defaults_and_are_checked() {
+        let plan = with(|s| s.endpoint = Some("http://c:4318".into()))
+            .resolve()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            plan.batch,
+            BatchPlan {
+                delay: DEFAULT_SCHEDULE_DELAY,
+                max_queue: 2048,
+                max_batch: 512
+            }
+        );
+        let plan = with(|s| {
+            s.endpoint = Some("http://c:4318".into());
+            s.max_queue_size = Some("100".into());
+            s.schedule_delay_ms = Some("250".into());
+        })
+        .resolve()
+        .unwrap()
+        .unwrap();
+        assert_eq!(plan.batch.max_batch, 100);
+        assert_eq!(plan.batch.delay, Duration::from_millis(250));
+        for (field, variable) in [
+            (0, "OTEL_BSP_SCHEDULE_DELAY"),
+            (1, "OTEL_BSP_MAX_QUEUE_SIZE"),
+            (2, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"),
+        ] {
+            let err = with(|s| {
+                s.endpoint = Some("http://c:4318".into());
+                let slot = match field {
+                    0 => &mut s.schedule_delay_ms,
+                    1 => &mut s.max_queue_size,
+                    _ => &mut s.max_export_batch_size,
+                };
+                *slot = Some("0".into());
+            })
+            .resolve()
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(variable), "{err}");
+        }
     }
 
     #[test]

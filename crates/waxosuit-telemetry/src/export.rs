@@ -1,50 +1,362 @@
-//! The OTLP exporter's HTTP client: hyper and rustls, the stack the
-//! `wascc:http_client` capability already builds, on a runtime of its own.
+//! The span queue and the OTLP/HTTP exporter that empties it.
 //!
-//! The SDK's batch processor exports from its own thread and drives each
-//! export with a plain executor, outside any Tokio runtime. The host's
-//! runtime is no place for it either: an export must still run while the
-//! host drains at shutdown, after the host's runtime stops taking work. So
-//! the client keeps a one-thread runtime and hands each request to it.
+//! Spans close on the host's threads and go into [`SpanQueue`]: a bounded
+//! vector behind a mutex, so closing a span costs a push. The exporter is
+//! one task on a one-thread runtime of its own (an export must still run
+//! while the host drains at shutdown, after the host's runtime stops taking
+//! work): it wakes when a batch is full or the schedule delay has passed,
+//! encodes the batch ([`Encoder`]) and POSTs it with hyper and rustls.
+//! When the collector is slower than the host, the queue fills and later
+//! spans are dropped and counted, never buffered without bound; a collector
+//! that fails is reported at most every [`REPORT_EVERY`].
 
+use std::cell::RefCell;
 use std::fmt;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::Uri;
+use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use opentelemetry_http::{HttpClient, HttpError, Request, Response};
+use tokio::sync::{Notify, oneshot};
+use waxosuit_trace::{SpanRecord, SpanSink};
+
+use crate::config::{BatchPlan, TraceExport};
+use crate::encode::{self, Encoder};
 
 /// A collector's answer is a small protobuf (partial success at most); a
 /// larger one is not read.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// How often a failing collector or dropped spans are reported.
+pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(30);
 
-/// Sends the exporter's requests, each within `timeout`.
-pub(crate) struct ExportClient {
-    runtime: Option<tokio::runtime::Runtime>,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-    timeout: Duration,
+/// The most bytes of encoded spans queued, whatever their number: a span
+/// can carry up to 128 attributes of 4 KiB.
+const MAX_QUEUE_BYTES: usize = 32 << 20;
+
+/// Finished spans waiting for export, already encoded.
+pub(crate) struct SpanQueue {
+    queued: Mutex<Queued>,
+    batch: BatchPlan,
+    /// Spans dropped because the queue was full, since the last report.
+    dropped: AtomicU64,
+    /// Set at shutdown: later spans are dropped.
+    closed: AtomicBool,
+    /// Wakes the exporter when a batch is full.
+    full: Notify,
 }
 
-impl fmt::Debug for ExportClient {
+/// Encoded `ScopeSpans.spans` entries, back to back, and where each ends.
+#[derive(Default)]
+pub(crate) struct Queued {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Queued {
+    fn with_capacity(spans: usize) -> Queued {
+        Queued {
+            // Two spans of a traced request take about 500 bytes.
+            bytes: Vec::with_capacity(spans * 256),
+            ends: Vec::with_capacity(spans),
+        }
+    }
+}
+
+thread_local! {
+    /// Each thread encodes the spans it closes here, outside the lock.
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
+}
+
+impl SpanQueue {
+    fn new(batch: BatchPlan) -> SpanQueue {
+        SpanQueue {
+            queued: Mutex::new(Queued::with_capacity(batch.max_queue)),
+            batch,
+            dropped: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            full: Notify::new(),
+        }
+    }
+
+    /// Swaps everything queued for `spare` (emptied, its buffers kept).
+    fn take(&self, spare: &mut Queued) {
+        spare.bytes.clear();
+        spare.ends.clear();
+        let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::swap(&mut *queued, spare);
+    }
+
+    /// Queues one span whose `Span` message body is `body`.
+    fn push(&self, body: &[u8]) {
+        let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        if queued.ends.len() >= self.batch.max_queue
+            || queued.bytes.len() + body.len() + 11 > MAX_QUEUE_BYTES
+        {
+            drop(queued);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        encode::span_frame(&mut queued.bytes, body.len());
+        queued.bytes.extend_from_slice(body);
+        let end = queued.bytes.len();
+        queued.ends.push(end);
+        let full = queued.ends.len() == self.batch.max_batch;
+        drop(queued);
+        if full {
+            self.full.notify_one();
+        }
+    }
+}
+
+impl SpanSink for SpanQueue {
+    fn finish(&self, span: &SpanRecord<'_>) {
+        if self.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        // Encoding where the span closed keeps the lock short, and the
+        // span's memory is freed by the thread that allocated it.
+        let encoded = SCRATCH.try_with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            scratch.clear();
+            encode::span_body(&mut scratch, span);
+            self.push(&scratch);
+        });
+        if encoded.is_err() {
+            // The thread is exiting and its scratch buffer is gone.
+            let mut body = Vec::new();
+            encode::span_body(&mut body, span);
+            self.push(&body);
+        }
+    }
+}
+
+/// The running exporter.
+pub(crate) struct Exporter {
+    queue: Arc<SpanQueue>,
+    runtime: Option<tokio::runtime::Runtime>,
+    stop: Option<oneshot::Sender<()>>,
+    stopped: mpsc::Receiver<()>,
+}
+
+impl fmt::Debug for Exporter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ExportClient")
-            .field("timeout", &self.timeout)
+        f.debug_struct("Exporter")
+            .field("batch", &self.queue.batch)
             .finish_non_exhaustive()
     }
 }
 
-impl ExportClient {
-    pub(crate) fn new(timeout: Duration) -> Result<ExportClient, std::io::Error> {
+impl Exporter {
+    /// Starts the exporter for `plan`, sending spans of `encoder`'s resource.
+    pub(crate) fn start(plan: &TraceExport, encoder: Encoder) -> Result<Exporter, std::io::Error> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("waxosuit-otlp")
             .enable_all()
             .build()?;
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let client = ExportClient::new(plan)?;
+        let queue = Arc::new(SpanQueue::new(plan.batch));
+        let (stop, stopping) = oneshot::channel();
+        let (done, stopped) = mpsc::channel();
+        let task = ExportTask {
+            queue: queue.clone(),
+            client,
+            encoder,
+            shown_url: plan.shown_url(),
+            buffer: Vec::new(),
+            spare: Queued::with_capacity(plan.batch.max_queue),
+            failures: 0,
+            last_error: None,
+            last_report: None,
+        };
+        runtime.spawn(async move {
+            task.run(stopping).await;
+            let _ = done.send(());
+        });
+        Ok(Exporter {
+            queue,
+            runtime: Some(runtime),
+            stop: Some(stop),
+            stopped,
+        })
+    }
+
+    /// Where the recorder puts finished spans.
+    pub(crate) fn sink(&self) -> Arc<SpanQueue> {
+        self.queue.clone()
+    }
+
+    /// Sends what is queued, waiting at most `wait`; later spans are
+    /// dropped. Returns whether the last export finished in time.
+    pub(crate) fn shutdown(&mut self, wait: Duration) -> bool {
+        let Some(stop) = self.stop.take() else {
+            return true;
+        };
+        self.queue.closed.store(true, Ordering::Relaxed);
+        let _ = stop.send(());
+        let finished = self.stopped.recv_timeout(wait).is_ok();
+        if let Some(runtime) = self.runtime.take() {
+            // Dropping a runtime waits for its tasks, which panics inside
+            // another runtime; the exporter may be shut down from one.
+            runtime.shutdown_background();
+        }
+        finished
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+struct ExportTask {
+    queue: Arc<SpanQueue>,
+    client: ExportClient,
+    encoder: Encoder,
+    shown_url: String,
+    /// The request body being written.
+    buffer: Vec<u8>,
+    /// The queue's other half: filled by the host while this one is sent.
+    spare: Queued,
+    /// Failed exports since the last report, and the last one's reason.
+    failures: u64,
+    last_error: Option<String>,
+    last_report: Option<Instant>,
+}
+
+impl ExportTask {
+    async fn run(mut self, mut stopping: oneshot::Receiver<()>) {
+        loop {
+            let stop = tokio::select! {
+                _ = self.queue.full.notified() => false,
+                _ = tokio::time::sleep(self.queue.batch.delay) => false,
+                _ = &mut stopping => true,
+            };
+            self.export_queued().await;
+            self.report(stop);
+            if stop {
+                return;
+            }
+        }
+    }
+
+    async fn export_queued(&mut self) {
+        self.queue.take(&mut self.spare);
+        let mut start = 0;
+        let ends = std::mem::take(&mut self.spare.ends);
+        for batch in ends.chunks(self.queue.batch.max_batch) {
+            let Some(&end) = batch.last() else {
+                continue;
+            };
+            self.encoder
+                .request_encoded(&self.spare.bytes[start..end], &mut self.buffer);
+            start = end;
+            let body = Bytes::from(std::mem::take(&mut self.buffer));
+            if let Err(error) = self.client.post(body).await {
+                self.failures += 1;
+                self.last_error = Some(with_sources(&error));
+                if self.last_report.is_none() {
+                    // The first failure is reported at once; later ones
+                    // are counted.
+                    tracing::warn!(
+                        collector = %self.shown_url,
+                        error = self.last_error.as_deref().unwrap_or_default(),
+                        "cannot export spans; check that the collector is running and \
+                         accepts OTLP over HTTP at this URL"
+                    );
+                    self.last_report = Some(Instant::now());
+                    self.failures = 0;
+                }
+            }
+        }
+        self.spare.ends = ends;
+    }
+
+    /// Reports dropped spans and failed exports, at most every
+    /// [`REPORT_EVERY`] (and once more at shutdown).
+    fn report(&mut self, last: bool) {
+        let due = self
+            .last_report
+            .is_none_or(|at| at.elapsed() >= REPORT_EVERY);
+        if !due && !last {
+            return;
+        }
+        let dropped = self.queue.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                queue = self.queue.batch.max_queue,
+                "spans were dropped: the collector takes them more slowly than the host \
+                 makes them; sample fewer traces (OTEL_TRACES_SAMPLER_ARG) or raise \
+                 OTEL_BSP_MAX_QUEUE_SIZE"
+            );
+        }
+        if self.failures > 0 {
+            tracing::warn!(
+                collector = %self.shown_url,
+                failed = self.failures,
+                error = self.last_error.as_deref().unwrap_or_default(),
+                "span exports kept failing"
+            );
+            self.failures = 0;
+        }
+        if dropped > 0 || self.last_report.is_some() {
+            self.last_report = Some(Instant::now());
+        }
+    }
+}
+
+/// `error` and its sources, `: `-separated: hyper's own message ("client
+/// error (Connect)") says little without the cause under it.
+fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The OTLP/HTTP client: hyper and rustls, the stack the
+/// `wascc:http_client` capability already builds.
+struct ExportClient {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    url: Uri,
+    headers: HeaderMap,
+    timeout: Duration,
+}
+
+/// Why one export failed.
+#[derive(Debug, thiserror::Error)]
+enum ExportError {
+    #[error(transparent)]
+    Http(#[from] hyper_util::client::legacy::Error),
+    #[error("the collector answered {0}")]
+    Status(hyper::StatusCode),
+    #[error("no answer from the collector within {0:?}")]
+    Timeout(Duration),
+    #[error("cannot build the request: {0}")]
+    Request(#[from] hyper::http::Error),
+}
+
+impl ExportClient {
+    fn new(plan: &TraceExport) -> Result<ExportClient, std::io::Error> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let roots = rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
@@ -56,7 +368,7 @@ impl ExportClient {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
-        http.set_connect_timeout(Some(timeout));
+        http.set_connect_timeout(Some(plan.timeout));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -66,48 +378,124 @@ impl ExportClient {
             .pool_idle_timeout(Duration::from_secs(30))
             .build(https);
         Ok(ExportClient {
-            runtime: Some(runtime),
             client,
-            timeout,
+            url: plan.url.clone(),
+            headers: plan.headers.clone(),
+            timeout: plan.timeout,
         })
     }
-}
 
-#[async_trait::async_trait]
-impl HttpClient for ExportClient {
-    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        let runtime = self.runtime.as_ref().ok_or("the exporter is shut down")?;
-        let (parts, body) = request.into_parts();
-        let request = hyper::Request::from_parts(parts, Full::new(body));
-        let client = self.client.clone();
-        let timeout = self.timeout;
-        let exchange = async move {
-            let response = client.request(request).await?;
-            let (parts, body) = response.into_parts();
-            let body = Limited::new(body, MAX_RESPONSE_BYTES)
+    async fn post(&self, body: Bytes) -> Result<(), ExportError> {
+        let mut request = hyper::Request::post(self.url.clone()).body(Full::new(body))?;
+        let headers = request.headers_mut();
+        headers.extend(self.headers.clone());
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-protobuf"),
+        );
+        let exchange = async {
+            let response = self.client.request(request).await?;
+            let status = response.status();
+            // Read (at most a bounded amount of) the answer so the
+            // connection can be reused.
+            let _ = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
                 .collect()
-                .await?
-                .to_bytes();
-            Ok::<_, HttpError>(Response::from_parts(parts, body))
+                .await;
+            if status.is_success() {
+                Ok(())
+            } else {
+                Err(ExportError::Status(status))
+            }
         };
-        // The timer belongs to the client's runtime: it is made inside the
-        // task, since this thread has no runtime of its own.
-        match runtime
-            .spawn(async move { tokio::time::timeout(timeout, exchange).await })
-            .await?
-        {
+        match tokio::time::timeout(self.timeout, exchange).await {
             Ok(result) => result,
-            Err(_) => Err(format!("no answer from the collector within {timeout:?}").into()),
+            Err(_) => Err(ExportError::Timeout(self.timeout)),
         }
     }
 }
 
-impl Drop for ExportClient {
-    fn drop(&mut self) {
-        // Dropping a runtime waits for its tasks, which panics inside
-        // another runtime; the exporter may be dropped from one.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    use tracing_subscriber::layer::SubscriberExt;
+    use waxosuit_trace::{Recorder, Sampler};
+
+    fn plan(max_queue: usize, max_batch: usize) -> BatchPlan {
+        BatchPlan {
+            delay: Duration::from_secs(5),
+            max_queue,
+            max_batch,
         }
+    }
+
+    /// Makes `count` spans with an attribute of `len` bytes into `queue`.
+    fn spans(queue: &Arc<SpanQueue>, count: usize, len: usize) {
+        let value = "a".repeat(len);
+        let recorder = Recorder::new(Sampler::AlwaysOn, queue.clone());
+        let subscriber = tracing_subscriber::registry().with(recorder);
+        tracing::subscriber::with_default(subscriber, || {
+            for n in 0..count {
+                tracing::info_span!("request", n, big = value.as_str()).in_scope(|| {});
+            }
+        });
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_and_keeps_what_it_has() {
+        let queue = Arc::new(SpanQueue::new(plan(4, 2)));
+        spans(&queue, 10, 1);
+        assert_eq!(queue.dropped.load(Ordering::Relaxed), 6);
+        let mut taken = Queued::default();
+        queue.take(&mut taken);
+        assert_eq!(taken.ends.len(), 4);
+        // The queued bytes frame into a request the proto types read.
+        let encoder = Encoder::new(&[], "waxosuit", "0");
+        let mut out = Vec::new();
+        encoder.request_encoded(&taken.bytes, &mut out);
+        let request = ExportTraceServiceRequest::decode(out.as_slice()).unwrap();
+        let spans_sent = &request.resource_spans[0].scope_spans[0].spans;
+        let n: Vec<_> = spans_sent
+            .iter()
+            .map(|s| s.attributes.iter().find(|kv| kv.key == "n").cloned())
+            .map(|kv| format!("{:?}", kv.unwrap().value.unwrap().value.unwrap()))
+            .collect();
+        assert_eq!(
+            n,
+            ["IntValue(0)", "IntValue(1)", "IntValue(2)", "IntValue(3)"]
+        );
+        // Emptied: new spans are taken again.
+        spans(&queue, 1, 1);
+        queue.take(&mut taken);
+        assert_eq!(taken.ends.len(), 1);
+    }
+
+    #[test]
+    fn queued_bytes_are_bounded_whatever_the_span_count() {
+        let queue = Arc::new(SpanQueue::new(plan(1 << 20, 512)));
+        // Each span keeps at most 4 KiB of its value: 10 000 of them are
+        // ~40 MiB, over the byte bound.
+        spans(&queue, 10_000, 1 << 20);
+        let mut taken = Queued::default();
+        queue.take(&mut taken);
+        assert!(
+            taken.bytes.len() <= MAX_QUEUE_BYTES,
+            "{}",
+            taken.bytes.len()
+        );
+        let dropped = queue.dropped.load(Ordering::Relaxed);
+        assert!(dropped > 0);
+        assert_eq!(taken.ends.len() as u64 + dropped, 10_000);
+    }
+
+    #[test]
+    fn after_shutdown_spans_are_dropped() {
+        let queue = Arc::new(SpanQueue::new(plan(16, 8)));
+        queue.closed.store(true, Ordering::Relaxed);
+        spans(&queue, 1, 1);
+        let mut taken = Queued::default();
+        queue.take(&mut taken);
+        assert!(taken.ends.is_empty());
     }
 }

@@ -9,7 +9,6 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use opentelemetry::trace::TraceContextExt;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -136,11 +135,18 @@ where
         line.insert("message".into(), message);
 
         // The event's own `actor`/`capability` win; otherwise the nearest
-        // span that names one.
+        // span that names one. The ids are the nearest recorded span's.
         let mut context = SpanContext::default();
+        let mut ids = None;
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope {
-                if let Some(found) = span.extensions().get::<SpanContext>() {
+                let extensions = span.extensions();
+                if ids.is_none()
+                    && let Some(recording) = extensions.get::<waxosuit_trace::Recording>()
+                {
+                    ids = Some((recording.trace_id(), recording.span_id()));
+                }
+                if let Some(found) = extensions.get::<SpanContext>() {
                     context.actor = context.actor.or_else(|| found.actor.clone());
                     context.actor_name = context.actor_name.or_else(|| found.actor_name.clone());
                     context.capability = context.capability.or_else(|| found.capability.clone());
@@ -156,12 +162,9 @@ where
                 line.insert(key.into(), value);
             }
         }
-        let cx = opentelemetry::Context::current();
-        let span = cx.span();
-        let sc = span.span_context();
-        if sc.is_valid() {
-            line.insert("trace_id".into(), Value::from(sc.trace_id().to_string()));
-            line.insert("span_id".into(), Value::from(sc.span_id().to_string()));
+        if let Some((trace_id, span_id)) = ids {
+            line.insert("trace_id".into(), Value::from(trace_id.to_string()));
+            line.insert("span_id".into(), Value::from(span_id.to_string()));
         }
         for (key, value) in fields.0 {
             line.entry(key).or_insert(value);
@@ -175,10 +178,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::trace::TracerProvider as _;
-    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
     use std::sync::Mutex;
     use tracing_subscriber::layer::SubscriberExt;
+    use waxosuit_trace::{FinishedSpan, Recorder, Sampler, SpanRecord, SpanSink};
 
     /// What the layer wrote.
     #[derive(Clone, Default)]
@@ -231,11 +233,15 @@ mod tests {
     #[test]
     fn actor_and_capability_come_from_the_spans_and_ids_from_the_trace() {
         let (lines, layer) = capture();
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
-        let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("t"));
+        #[derive(Default)]
+        struct Kept(Mutex<Vec<FinishedSpan>>);
+        impl SpanSink for Kept {
+            fn finish(&self, span: &SpanRecord<'_>) {
+                self.0.lock().unwrap().push(span.to_finished());
+            }
+        }
+        let kept = Arc::new(Kept::default());
+        let otel = Recorder::new(Sampler::AlwaysOn, kept.clone());
         let subscriber = tracing_subscriber::registry().with(layer).with(otel);
         tracing::subscriber::with_default(subscriber, || {
             let actor = tracing::info_span!(
@@ -250,8 +256,7 @@ mod tests {
             // An event's own `actor` wins over the span's.
             tracing::info!(actor = "MOTHER", "names its own");
         });
-        provider.force_flush().unwrap();
-        let spans = exporter.get_finished_spans().unwrap();
+        let spans = kept.0.lock().unwrap();
         let cap = spans.iter().find(|s| s.name == "capability").unwrap();
         let got = lines.parsed();
         assert_eq!(got[0]["actor"], "MACTOR");

@@ -12,28 +12,38 @@
 //!   Text logs show events only; spans cost nothing unless something
 //!   records them.
 //! * With an export plan ([`TraceSettings::resolve`], from the standard
-//!   `OTEL_*` variables or the CLI's flags), it adds an OpenTelemetry layer
-//!   whose spans are batched and POSTed as OTLP protobuf to the collector
-//!   ([`export`](crate) module: hyper and rustls on a runtime of their own).
+//!   `OTEL_*` variables or the CLI's flags), it adds
+//!   [`waxosuit_trace::Recorder`], which gives each span its trace context
+//!   and records it, and an exporter ([`export`](crate) module) that queues
+//!   the finished spans, encodes each batch as an OTLP protobuf request
+//!   ([`encode`](crate) module, written straight from the spans) and POSTs
+//!   it to the collector with hyper and rustls on a runtime of its own.
 //!   Without an endpoint there is no layer, no exporter, no thread and no
 //!   connection: every span callsite stays disabled.
 //! * [`Telemetry::shutdown`] (also on drop) flushes the spans still queued;
 //!   the CLI calls it after the host has drained, on Ctrl-C, SIGTERM or exit.
+//!
+//! Why not the OpenTelemetry SDK's span pipeline: with the
+//! `tracing-opentelemetry` bridge in front of it, every span was built
+//! three times (a builder, the SDK's span data, the exporter's protobuf
+//! types), which cost a traced request more CPU than serving it;
+//! `docs/observability.md` has the figures. The OpenTelemetry types, names
+//! and rules are kept: the API crate's ids, values and statuses, the
+//! specification's samplers and batch settings, OTLP's schema (the tests
+//! decode every request with `opentelemetry-proto`).
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod config;
+mod encode;
 mod export;
 mod json;
+mod text;
 
 use std::io::IsTerminal;
 use std::str::FromStr;
 use std::time::Duration;
 
-use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::level_filters::LevelFilter;
 use tracing::subscriber::Interest;
 use tracing::{Metadata, Subscriber};
@@ -42,7 +52,10 @@ use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
-pub use config::{DEFAULT_EXPORT_TIMEOUT, DEFAULT_SERVICE_NAME, TraceExport, TraceSettings};
+pub use config::{
+    BatchPlan, DEFAULT_EXPORT_TIMEOUT, DEFAULT_MAX_BATCH, DEFAULT_MAX_QUEUE,
+    DEFAULT_SCHEDULE_DELAY, DEFAULT_SERVICE_NAME, TraceExport, TraceSettings,
+};
 
 /// The filter when `RUST_LOG` is not set: Waxosuit at info, the rest at warn.
 pub const DEFAULT_LOG_FILTER: &str = "warn,waxosuit=info";
@@ -60,6 +73,15 @@ pub enum TelemetryError {
         setting: &'static str,
         /// What it was set to.
         value: String,
+        /// What to set instead.
+        fix: &'static str,
+    },
+    /// A setting that may hold a credential does not parse; its value is
+    /// not repeated.
+    #[error("{setting} is not valid (its value is not shown: it may hold a credential): {fix}")]
+    Secret {
+        /// The variable.
+        setting: &'static str,
         /// What to set instead.
         fix: &'static str,
     },
@@ -127,22 +149,25 @@ pub struct LogSettings {
 /// or drop.
 #[derive(Debug)]
 pub struct Telemetry {
-    provider: Option<SdkTracerProvider>,
+    exporter: Option<export::Exporter>,
 }
 
 impl Telemetry {
     /// Whether spans are being exported.
     pub fn is_exporting(&self) -> bool {
-        self.provider.is_some()
+        self.exporter.is_some()
     }
 
     /// Exports what is still queued (waiting at most a few seconds) and
     /// stops the exporter. Later spans are dropped.
     pub fn shutdown(&mut self) {
-        if let Some(provider) = self.provider.take()
-            && let Err(error) = provider.shutdown_with_timeout(FLUSH_TIMEOUT)
+        if let Some(mut exporter) = self.exporter.take()
+            && !exporter.shutdown(FLUSH_TIMEOUT)
         {
-            tracing::warn!(%error, "not every span could be exported before exit");
+            tracing::warn!(
+                "not every span could be exported before exit: the collector did not \
+                 answer within {FLUSH_TIMEOUT:?}"
+            );
         }
     }
 }
@@ -159,7 +184,21 @@ pub fn install(
     logs: &LogSettings,
     traces: Option<&TraceExport>,
 ) -> Result<Telemetry, TelemetryError> {
-    let provider = traces.map(tracer_provider).transpose()?;
+    let (subscriber, telemetry) = subscriber(logs, traces)?;
+    subscriber
+        .try_init()
+        .map_err(|_| TelemetryError::AlreadyInstalled)?;
+    Ok(telemetry)
+}
+
+/// What [`install`] sets, without setting it: for a thread or a scope of
+/// its own (`tracing::subscriber::with_default`), such as a benchmark's.
+/// The exporter runs until the returned [`Telemetry`] shuts down.
+pub fn subscriber(
+    logs: &LogSettings,
+    traces: Option<&TraceExport>,
+) -> Result<(impl Subscriber + Send + Sync + 'static, Telemetry), TelemetryError> {
+    let exporter = traces.map(start_exporter).transpose()?;
     let log_filter = || match &logs.filter {
         Some(directives) => EnvFilter::try_new(directives).map_err(|_| {
             TelemetryError::setting(
@@ -171,7 +210,22 @@ pub fn install(
         None => Ok(EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))),
     };
+    // Span-field directives (`[span{field=value}]=debug`) need the spans'
+    // callbacks, which only the per-layer filter gives them.
+    let span_directives = logs
+        .filter
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .is_some_and(|d| d.contains('['));
     let log_layer: Box<dyn Layer<Registry> + Send + Sync> = match logs.format {
+        LogFormat::Text if exporter.is_some() && !span_directives => text::TextLog {
+            fmt: tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(use_colour())
+                .event_format(text::Line),
+            filter: log_filter()?,
+        }
+        .boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_target(false)
@@ -180,57 +234,39 @@ pub fn install(
             .boxed(),
         LogFormat::Json => json::JsonLines::stderr().with_filter(log_filter()?).boxed(),
     };
-    let trace_layer = provider.as_ref().map(|provider| {
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("waxosuit"))
-            .with_location(false)
-            .with_threads(false)
-            .with_tracked_inactivity(false)
-            .with_target(false)
-            // Entering a span makes its context current for OpenTelemetry
-            // code, at a cost on every poll of an instrumented future; only
-            // the JSON lines read it (for `trace_id` and `span_id`).
-            .with_context_activation(logs.format == LogFormat::Json)
-            .with_filter(
+    let trace_layer = match (traces, &exporter) {
+        (Some(plan), Some(exporter)) => Some(
+            waxosuit_trace::Recorder::new(plan.sampler.clone(), exporter.sink()).with_spans(
                 Targets::new()
                     .with_default(LevelFilter::WARN)
                     .with_target("waxosuit", LevelFilter::INFO),
-            )
-    });
-    tracing_subscriber::registry()
+            ),
+        ),
+        _ => None,
+    };
+    let subscriber = tracing_subscriber::registry()
         .with(log_layer)
-        .with(trace_layer)
-        .try_init()
-        .map_err(|_| TelemetryError::AlreadyInstalled)?;
-    Ok(Telemetry { provider })
+        .with(trace_layer);
+    Ok((subscriber, Telemetry { exporter }))
 }
 
-fn tracer_provider(plan: &TraceExport) -> Result<SdkTracerProvider, TelemetryError> {
-    let failed = |source: Box<dyn std::error::Error + Send + Sync>| TelemetryError::Exporter {
+fn start_exporter(plan: &TraceExport) -> Result<export::Exporter, TelemetryError> {
+    let mut resource = plan.resource.clone();
+    for (key, value) in [
+        ("telemetry.sdk.name", "waxosuit"),
+        ("telemetry.sdk.language", "rust"),
+        ("telemetry.sdk.version", env!("CARGO_PKG_VERSION")),
+        ("service.version", env!("CARGO_PKG_VERSION")),
+    ] {
+        if !resource.iter().any(|kv| kv.key.as_str() == key) {
+            resource.push(opentelemetry::KeyValue::new(key, value));
+        }
+    }
+    let encoder = encode::Encoder::new(&resource, "waxosuit", env!("CARGO_PKG_VERSION"));
+    export::Exporter::start(plan, encoder).map_err(|e| TelemetryError::Exporter {
         url: plan.shown_url(),
-        source,
-    };
-    let client = export::ExportClient::new(plan.timeout).map_err(|e| failed(Box::new(e)))?;
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_http_client(client)
-        .with_endpoint(plan.url.to_string())
-        .with_timeout(plan.timeout)
-        .build()
-        .map_err(|e| failed(Box::new(e)))?;
-    let resource = Resource::builder_empty()
-        .with_attributes(plan.resource.iter().cloned())
-        .with_attributes([
-            opentelemetry::KeyValue::new("telemetry.sdk.name", "opentelemetry"),
-            opentelemetry::KeyValue::new("telemetry.sdk.language", "rust"),
-            opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
-        ])
-        .build();
-    Ok(SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_sampler(plan.sampler.clone())
-        .with_resource(resource)
-        .build())
+        source: Box::new(e),
+    })
 }
 
 /// The text logs' filter: `RUST_LOG`'s events, and no spans at all. Spans

@@ -12,6 +12,8 @@ fn spans_reach_the_collector_and_shutdown_flushes_them() {
         endpoint: Some(receiver.url()),
         resource_attributes: Some("deployment.environment=test".into()),
         sampler: Some("always_on".into()),
+        headers: Some("authorization=Bearer%20t0ken,x-tenant=one".into()),
+        traces_headers: Some("x-tenant=shop".into()),
         ..TraceSettings::default()
     };
     let plan = settings.resolve().unwrap().unwrap();
@@ -65,4 +67,16 @@ fn spans_reach_the_collector_and_shutdown_flushes_them() {
             .any(|(name, _)| name == "inside the child")
     );
     assert_eq!(receiver.rejected(), 0);
+    // The headers of OTEL_EXPORTER_OTLP_HEADERS, the traces' own winning.
+    let headers = receiver.last_headers();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(header("authorization"), ["Bearer t0ken"]);
+    assert_eq!(header("x-tenant"), ["shop"]);
+    assert_eq!(header("content-type"), ["application/x-protobuf"]);
 }

@@ -30,7 +30,7 @@ mod spans;
 
 pub use otlp::{OtlpReceiver, ReceivedSpan};
 pub use registry::{REGISTRY_PASSWORD, REGISTRY_USER, RegistryServer};
-pub use spans::{collect_spans, span_attribute};
+pub use spans::{CollectedSpans, collect_spans, span_attribute, span_recorder};
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};

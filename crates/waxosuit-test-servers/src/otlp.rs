@@ -73,6 +73,8 @@ struct Received {
     requests: usize,
     rejected: usize,
     bytes: usize,
+    /// The last request's headers, names in lower case.
+    headers: Vec<(String, String)>,
 }
 
 /// The receiver; stops listening when dropped.
@@ -161,6 +163,11 @@ impl OtlpReceiver {
         self.lock().rejected
     }
 
+    /// The headers of the last export request, names in lower case.
+    pub fn last_headers(&self) -> Vec<(String, String)> {
+        self.lock().headers.clone()
+    }
+
     /// TCP connections accepted.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::Relaxed)
@@ -207,6 +214,7 @@ fn serve(stream: TcpStream, received: &Mutex<Received>) {
         }
         let mut length = 0usize;
         let mut close = false;
+        let mut headers = Vec::new();
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -218,6 +226,9 @@ fn serve(stream: TcpStream, received: &Mutex<Received>) {
             }
             if let Some((name, value)) = line.split_once(':') {
                 let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+                if headers.len() < 64 {
+                    headers.push((name.clone(), value.to_string()));
+                }
                 if name == "content-length" {
                     length = value.parse().unwrap_or(usize::MAX);
                 } else if name == "connection" && value.eq_ignore_ascii_case("close") {
@@ -234,6 +245,7 @@ fn serve(stream: TcpStream, received: &Mutex<Received>) {
         if reader.read_exact(&mut body).is_err() {
             return;
         }
+        received.lock().unwrap_or_else(|e| e.into_inner()).headers = headers;
         let ok = request_line.starts_with("POST /v1/traces ") && accept(&body, received);
         let status = if ok { "200 OK" } else { "400 Bad Request" };
         let response = format!(

@@ -13,9 +13,16 @@
 //!   (the HTTP client, a NATS publish, a lattice call) puts into its
 //!   request so the receiver can continue the trace.
 //!
-//! Both are plain strings in and out, so each transport keeps its own
-//! header type, and both cost next to nothing when no tracing layer is
-//! installed: a disabled span has no context to read or set.
+//! * [`Recorder`] is the layer that gives spans their OpenTelemetry
+//!   identity and records them ([`record`](crate::Recorder) module): ids,
+//!   sampling, attributes, events and status, handed to a [`SpanSink`]
+//!   when each span closes. `waxosuit-telemetry` installs it with an OTLP
+//!   exporter as the sink; tests install it with a vector.
+//! * [`span_context`] reads a span's trace and span ids back.
+//!
+//! Both directions are plain strings in and out, so each transport keeps
+//! its own header type, and both cost next to nothing when no [`Recorder`]
+//! is installed: a disabled span has no context to read or set.
 //!
 //! The values come from the network, so parsing is strict and bounded:
 //! only version `00` of `traceparent` (or a later version's first four
@@ -25,10 +32,17 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
-use opentelemetry::Context;
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+mod record;
+
+use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
 use tracing::Span;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::Registry;
+use tracing_subscriber::registry::LookupSpan;
+
+pub use record::{
+    AttributeValue, FinishedSpan, MAX_ATTRIBUTES, MAX_EVENTS, MAX_TEXT, MAX_VALUE_LEN, Recorder,
+    Recording, Sampler, SpanRecord, SpanSink, SpanStatus,
+};
 
 /// The W3C `traceparent` header's name (lower case, as HTTP/2 and NATS
 /// headers are compared here).
@@ -52,15 +66,7 @@ impl TraceHeaders {
     /// The context of `span`, or `None` when the span is disabled or no
     /// tracing layer gives it an OpenTelemetry context (tracing off).
     pub fn of(span: &Span) -> Option<Self> {
-        if span.is_disabled() {
-            return None;
-        }
-        let cx = span.context();
-        let span_ref = cx.span();
-        let sc = span_ref.span_context();
-        if !sc.is_valid() {
-            return None;
-        }
+        let sc = span_context(span)?;
         let state = sc.trace_state().header();
         Some(Self {
             traceparent: format!(
@@ -82,9 +88,11 @@ impl TraceHeaders {
 /// Makes `span` the child of the remote span named by `traceparent`.
 ///
 /// Returns whether it did: `false` when there is no header, it does not
-/// parse, the span is disabled, or the span was already entered (a span's
-/// parent is fixed once it starts). A malformed `tracestate` is dropped and
-/// the parent kept.
+/// parse, the span is disabled or not recorded by a [`Recorder`], or a
+/// child span already copied its trace (so the parent is fixed once the
+/// span has children). A malformed `tracestate` is dropped and the parent
+/// kept. The span is sampled again as the recorder's sampler decides for a
+/// span with that parent.
 pub fn continue_trace(span: &Span, traceparent: Option<&str>, tracestate: Option<&str>) -> bool {
     if span.is_disabled() {
         return false;
@@ -92,8 +100,37 @@ pub fn continue_trace(span: &Span, traceparent: Option<&str>, tracestate: Option
     let Some(parent) = traceparent.and_then(|tp| parse_traceparent(tp, tracestate)) else {
         return false;
     };
-    let cx = Context::new().with_remote_span_context(parent);
-    span.set_parent(cx).is_ok()
+    span.with_subscriber(|(id, dispatch)| {
+        let recorder = dispatch.downcast_ref::<Recorder>()?;
+        with_recording(dispatch, id, |r| {
+            r.set_remote_parent(&parent, recorder.sampler())
+        })
+    })
+    .flatten()
+    .unwrap_or(false)
+}
+
+/// The trace context of `span`, when a [`Recorder`] records it.
+pub fn span_context(span: &Span) -> Option<SpanContext> {
+    if span.is_disabled() {
+        return None;
+    }
+    span.with_subscriber(|(id, dispatch)| with_recording(dispatch, id, |r| r.span_context()))
+        .flatten()
+}
+
+/// Runs `f` on the recorder's data for span `id`. The recorder keeps it in
+/// the registry's extensions, so it is found through the registry at the
+/// bottom of the subscriber (whatever layers and filters sit above it).
+fn with_recording<R>(
+    dispatch: &tracing::Dispatch,
+    id: &tracing::span::Id,
+    f: impl FnOnce(&mut Recording) -> R,
+) -> Option<R> {
+    let registry = dispatch.downcast_ref::<Registry>()?;
+    let data = registry.span_data(id)?;
+    let mut extensions = tracing_subscriber::registry::SpanData::extensions_mut(&data);
+    extensions.get_mut::<Recording>().map(f)
 }
 
 /// Parses a `traceparent` value (and its `tracestate`) into the remote
@@ -155,9 +192,23 @@ fn is_lower_hex(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::trace::TracerProvider as _;
-    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use std::sync::{Arc, Mutex};
     use tracing_subscriber::layer::SubscriberExt;
+
+    #[derive(Default)]
+    struct Kept(Mutex<Vec<FinishedSpan>>);
+
+    impl SpanSink for Kept {
+        fn finish(&self, span: &SpanRecord<'_>) {
+            self.0.lock().unwrap().push(span.to_finished());
+        }
+    }
+
+    fn recording(sampler: Sampler) -> (Arc<Kept>, impl tracing::Subscriber) {
+        let kept = Arc::new(Kept::default());
+        let layer = Recorder::new(sampler, kept.clone());
+        (kept, tracing_subscriber::registry().with(layer))
+    }
 
     const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
@@ -222,9 +273,7 @@ mod tests {
 
     #[test]
     fn a_continued_trace_is_handed_on_with_a_new_span_id() {
-        let provider = SdkTracerProvider::builder().build();
-        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
-        let subscriber = tracing_subscriber::registry().with(layer);
+        let (kept, subscriber) = recording(Sampler::ParentBased(Box::new(Sampler::AlwaysOff)));
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("server");
             assert!(continue_trace(
@@ -241,8 +290,110 @@ mod tests {
             assert_ne!(sc.span_id().to_string(), "00f067aa0ba902b7");
             assert!(sc.is_sampled());
             assert_eq!(headers.tracestate.as_deref(), Some("congo=t61rcWkgMzE"));
-            // The parent is fixed once the span has started.
+            // The parent is fixed once a child has copied the trace.
+            span.in_scope(|| tracing::info_span!("child").in_scope(|| {}));
             assert!(!continue_trace(&span, Some(PARENT), None));
         });
+        // Sampled by the remote parent (the root sampler would have
+        // dropped it), with the child.
+        let kept = kept.0.lock().unwrap();
+        let names: Vec<_> = kept.iter().map(|s| s.name.as_ref()).collect();
+        assert_eq!(names, ["child", "server"]);
+        assert!(kept[1].parent_span_is_remote);
+        assert_eq!(kept[0].parent_span_id, kept[1].span_context.span_id());
+    }
+
+    #[test]
+    fn an_unsampled_parent_is_not_recorded_but_its_context_travels() {
+        let (kept, subscriber) = recording(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("server");
+            let unsampled = PARENT.replace("-01", "-00");
+            assert!(continue_trace(&span, Some(&unsampled), None));
+            let headers = span
+                .in_scope(|| tracing::info_span!("child").in_scope(TraceHeaders::current))
+                .unwrap();
+            assert!(
+                headers
+                    .traceparent
+                    .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+            );
+            assert!(
+                headers.traceparent.ends_with("-00"),
+                "{}",
+                headers.traceparent
+            );
+        });
+        assert!(kept.0.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn fields_events_and_status_follow_the_conventions() {
+        let (kept, subscriber) = recording(Sampler::AlwaysOn);
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!(
+                "http.server",
+                otel.name = "GET",
+                otel.kind = "server",
+                otel.status_code = tracing::field::Empty,
+                url.path = "/a",
+                http.response.status_code = tracing::field::Empty,
+                big = u64::MAX,
+            );
+            span.record("http.response.status_code", 503_i64);
+            span.record("url.path", "/b");
+            span.in_scope(|| {
+                tracing::info!(actor = "MX", "hello from the actor");
+                tracing::error!("it broke");
+            });
+            span.record("otel.status_code", "error");
+        });
+        let kept = kept.0.lock().unwrap();
+        let span = &kept[0];
+        assert_eq!(span.name, "GET");
+        assert_eq!(span.span_kind, opentelemetry::trace::SpanKind::Server);
+        let attr = |k: &str| {
+            span.attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == k)
+                .map(|kv| kv.value.clone())
+        };
+        assert_eq!(attr("url.path"), Some("/b".into()));
+        assert_eq!(attr("http.response.status_code"), Some(503_i64.into()));
+        assert_eq!(attr("big"), Some(u64::MAX.to_string().into()));
+        assert!(attr("otel.name").is_none() && attr("otel.kind").is_none());
+        assert_eq!(span.events.len(), 2);
+        assert_eq!(span.events[0].name, "hello from the actor");
+        assert!(
+            span.events[0]
+                .attributes
+                .iter()
+                .any(|kv| kv.key.as_str() == "actor" && kv.value == "MX".into())
+        );
+        // The ERROR event set the status; `otel.status_code = "error"`
+        // later keeps its description.
+        assert_eq!(span.status, opentelemetry::trace::Status::error("it broke"));
+        assert!(span.end_time >= span.start_time);
+    }
+
+    #[test]
+    fn a_hostile_span_is_bounded() {
+        let (kept, subscriber) = recording(Sampler::AlwaysOn);
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("actor", log = tracing::field::Empty);
+            span.record("log", "x".repeat(1 << 20).as_str());
+            span.in_scope(|| {
+                for _ in 0..10_000 {
+                    tracing::info!("{}", "y".repeat(10_000));
+                }
+            });
+        });
+        let kept = kept.0.lock().unwrap();
+        let span = &kept[0];
+        assert_eq!(span.events.len(), MAX_EVENTS);
+        assert_eq!(span.dropped_events_count as usize, 10_000 - MAX_EVENTS);
+        assert!(span.events.iter().all(|e| e.name.len() <= MAX_VALUE_LEN));
+        let log = span.attributes.iter().find(|kv| kv.key.as_str() == "log");
+        assert_eq!(log.unwrap().value.as_str().len(), MAX_VALUE_LEN);
     }
 }
