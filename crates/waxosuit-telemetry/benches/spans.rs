@@ -65,7 +65,7 @@ fn spans(c: &mut Criterion) {
     let receiver = OtlpReceiver::start_counting("127.0.0.1:0".parse().unwrap()).unwrap();
     let mut group = c.benchmark_group("request_spans");
     let logs = LogSettings {
-        filter: Some("warn".into()),
+        filter: Some(waxosuit_telemetry::DEFAULT_LOG_FILTER.into()),
         ..LogSettings::default()
     };
     for sampler in [None, Some("always_off"), Some("always_on")] {
@@ -82,7 +82,7 @@ fn spans(c: &mut Criterion) {
         let (subscriber, mut telemetry) =
             waxosuit_telemetry::subscriber(&logs, plan.as_ref()).unwrap();
         let name = sampler.unwrap_or("off");
-        tracing::subscriber::with_default(subscriber, || {
+        tracing::dispatcher::with_default(&subscriber, || {
             group.bench_function(name, |b| b.iter(request));
         });
         telemetry.shutdown();

@@ -34,7 +34,7 @@ const MAX_QUEUE_LIMIT: usize = 1 << 20;
 
 /// Trace settings as given, each the value of a flag or of the standard
 /// environment variable it mirrors; `None` when neither was set.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct TraceSettings {
     /// `OTEL_EXPORTER_OTLP_ENDPOINT`: the collector's base URL; traces go to
     /// `{endpoint}/v1/traces`.
@@ -70,6 +70,30 @@ pub struct TraceSettings {
     pub max_export_batch_size: Option<String>,
     /// `OTEL_SDK_DISABLED=true`: no export, whatever else is set.
     pub disabled: bool,
+}
+
+impl std::fmt::Debug for TraceSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Header values are often credentials, and URLs may carry some.
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "***");
+        let shown = |v: &Option<String>| v.as_deref().map(without_userinfo);
+        f.debug_struct("TraceSettings")
+            .field("endpoint", &shown(&self.endpoint))
+            .field("traces_endpoint", &shown(&self.traces_endpoint))
+            .field("protocol", &self.protocol)
+            .field("service_name", &self.service_name)
+            .field("resource_attributes", &self.resource_attributes)
+            .field("sampler", &self.sampler)
+            .field("sampler_arg", &self.sampler_arg)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("headers", &hidden(&self.headers))
+            .field("traces_headers", &hidden(&self.traces_headers))
+            .field("schedule_delay_ms", &self.schedule_delay_ms)
+            .field("max_queue_size", &self.max_queue_size)
+            .field("max_export_batch_size", &self.max_export_batch_size)
+            .field("disabled", &self.disabled)
+            .finish()
+    }
 }
 
 /// How spans wait for export.
@@ -165,7 +189,7 @@ impl TraceSettings {
             && protocol.trim() != "http/protobuf"
         {
             return Err(TelemetryError::setting(
-                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL",
                 protocol,
                 "only `http/protobuf` is built in; run an OpenTelemetry collector that \
                  accepts OTLP over HTTP (port 4318) or unset the variable",
@@ -243,7 +267,7 @@ impl TraceSettings {
         match ms.trim().parse::<u64>() {
             Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms)),
             _ => Err(TelemetryError::setting(
-                "OTEL_EXPORTER_OTLP_TIMEOUT",
+                "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT or OTEL_EXPORTER_OTLP_TIMEOUT",
                 ms,
                 "give a whole number of milliseconds above 0, such as 10000",
             )),
@@ -323,19 +347,24 @@ fn parse_url(setting: &'static str, value: &str) -> Result<Uri, TelemetryError> 
     }
 }
 
-/// `value` with any `user:password@` before the host replaced by `***@`,
-/// for logs and errors: credentials belong in `OTEL_EXPORTER_OTLP_HEADERS`,
-/// and even when someone puts them in the URL they are never printed.
+/// `value` with any `user:password@` before the host replaced by `***@`
+/// and any query by `?***`, for logs and errors: credentials belong in
+/// `OTEL_EXPORTER_OTLP_HEADERS`, and even when someone puts them in the URL
+/// (as user info or as an `?api-key=`) they are never printed.
 pub(crate) fn without_userinfo(value: &str) -> String {
     let (scheme, rest) = match value.split_once("://") {
         Some((scheme, rest)) => (Some(scheme), rest),
         None => (None, value),
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let rest = match rest[..authority_end].rfind('@') {
+    let mut rest = match rest[..authority_end].rfind('@') {
         Some(at) => format!("***{}", &rest[at..]),
         None => rest.to_string(),
     };
+    if let Some(query) = rest.find('?') {
+        rest.truncate(query);
+        rest.push_str("?***");
+    }
     match scheme {
         Some(scheme) => format!("{scheme}://{rest}"),
         None => rest,
@@ -510,6 +539,16 @@ mod tests {
             "https://***@collector:4318/v1/traces"
         );
         assert_eq!(without_userinfo("http://c:4318/a@b"), "http://c:4318/a@b");
+        assert_eq!(
+            without_userinfo("https://c:4318/v1/traces?api-key=s3cret#x"),
+            "https://c:4318/v1/traces?***"
+        );
+        let settings = with(|s| {
+            s.endpoint = Some("https://u:s3cret@c:4318/?key=s3cret".into());
+            s.headers = Some("authorization=s3cret".into());
+            s.traces_headers = Some("x-key=s3cret".into());
+        });
+        assert!(!format!("{settings:?}").contains("s3cret"), "{settings:?}");
         let bad = with(|s| s.endpoint = Some("ftp://user:s3cret@collector".into()));
         let err = bad.resolve().unwrap_err().to_string();
         assert!(

@@ -61,8 +61,10 @@ pub(crate) struct Queued {
 
 impl Queued {
     fn with_capacity(spans: usize) -> Queued {
+        // Two spans of a traced request take about 500 bytes. Reserved up
+        // front so no push reallocates under the lock, within the bound.
+        let spans = spans.min(MAX_QUEUE_BYTES / 256);
         Queued {
-            // Two spans of a traced request take about 500 bytes.
             bytes: Vec::with_capacity(spans * 256),
             ends: Vec::with_capacity(spans),
         }
@@ -117,7 +119,7 @@ impl SpanQueue {
 
 impl SpanSink for SpanQueue {
     fn finish(&self, span: &SpanRecord<'_>) {
-        if self.closed.load(Ordering::Relaxed) {
+        if self.closed.load(Ordering::Acquire) {
             return;
         }
         // Encoding where the span closed keeps the lock short, and the
@@ -199,9 +201,16 @@ impl Exporter {
         let Some(stop) = self.stop.take() else {
             return true;
         };
-        self.queue.closed.store(true, Ordering::Relaxed);
+        self.queue.closed.store(true, Ordering::Release);
         let _ = stop.send(());
-        let finished = self.stopped.recv_timeout(wait).is_ok();
+        let finished = match self.stopped.recv_timeout(wait) {
+            Ok(()) => true,
+            Err(mpsc::RecvTimeoutError::Timeout) => false,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                tracing::warn!("the span exporter had stopped: spans still queued are lost");
+                true
+            }
+        };
         if let Some(runtime) = self.runtime.take() {
             // Dropping a runtime waits for its tasks, which panics inside
             // another runtime; the exporter may be shut down from one.

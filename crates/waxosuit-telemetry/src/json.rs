@@ -3,7 +3,7 @@
 //! Every line has `timestamp` (RFC 3339, UTC), `level`, `target` and
 //! `message`; `actor`, `actor_name` and `capability` when the event names
 //! them or happens inside the host's span for an actor or a capability
-//! call; `trace_id` and `span_id` when it happens inside an exported span;
+//! call; `trace_id` and `span_id` when it happens inside a traced span;
 //! and the event's other fields under their own names.
 
 use std::io::Write;

@@ -19,7 +19,8 @@
 //!   ([`encode`](crate) module, written straight from the spans) and POSTs
 //!   it to the collector with hyper and rustls on a runtime of its own.
 //!   Without an endpoint there is no layer, no exporter, no thread and no
-//!   connection: every span callsite stays disabled.
+//!   connection, and with text logs every span callsite stays disabled
+//!   (JSON lines take `actor` and `capability` from the host's spans).
 //! * [`Telemetry::shutdown`] (also on drop) flushes the spans still queued;
 //!   the CLI calls it after the host has drained, on Ctrl-C, SIGTERM or exit.
 //!
@@ -46,7 +47,7 @@ use std::time::Duration;
 
 use tracing::level_filters::LevelFilter;
 use tracing::subscriber::Interest;
-use tracing::{Metadata, Subscriber};
+use tracing::{Dispatch, Metadata, Subscriber};
 use tracing_subscriber::filter::{EnvFilter, Targets};
 use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
@@ -192,12 +193,12 @@ pub fn install(
 }
 
 /// What [`install`] sets, without setting it: for a thread or a scope of
-/// its own (`tracing::subscriber::with_default`), such as a benchmark's.
+/// its own (`tracing::dispatcher::with_default`), such as a benchmark's.
 /// The exporter runs until the returned [`Telemetry`] shuts down.
 pub fn subscriber(
     logs: &LogSettings,
     traces: Option<&TraceExport>,
-) -> Result<(impl Subscriber + Send + Sync + 'static, Telemetry), TelemetryError> {
+) -> Result<(Dispatch, Telemetry), TelemetryError> {
     let exporter = traces.map(start_exporter).transpose()?;
     let log_filter = || match &logs.filter {
         Some(directives) => EnvFilter::try_new(directives).map_err(|_| {
@@ -210,44 +211,45 @@ pub fn subscriber(
         None => Ok(EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))),
     };
-    // Span-field directives (`[span{field=value}]=debug`) need the spans'
-    // callbacks, which only the per-layer filter gives them.
-    let span_directives = logs
-        .filter
-        .clone()
-        .or_else(|| std::env::var("RUST_LOG").ok())
-        .is_some_and(|d| d.contains('['));
-    let log_layer: Box<dyn Layer<Registry> + Send + Sync> = match logs.format {
-        LogFormat::Text if exporter.is_some() && !span_directives => text::TextLog {
-            fmt: tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(use_colour())
-                .event_format(text::Line),
-            filter: log_filter()?,
+    let registry = tracing_subscriber::registry();
+    let dispatch = match (traces, &exporter) {
+        (Some(plan), Some(exporter)) => {
+            let recorder = waxosuit_trace::Recorder::new(plan.sampler.clone(), exporter.sink())
+                .with_spans(
+                    Targets::new()
+                        .with_default(LevelFilter::WARN)
+                        .with_target("waxosuit", LevelFilter::INFO),
+                );
+            let log_layer: Box<dyn Layer<Registry> + Send + Sync> = match logs.format {
+                LogFormat::Text => text::TextLog {
+                    fmt: tracing_subscriber::fmt::layer()
+                        .with_writer(std::io::stderr)
+                        .with_ansi(use_colour())
+                        .event_format(text::Line),
+                    filter: log_filter()?,
+                }
+                .boxed(),
+                LogFormat::Json => json::JsonLines::stderr().with_filter(log_filter()?).boxed(),
+            };
+            Dispatch::new(registry.with(log_layer).with(recorder))
         }
-        .boxed(),
-        LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_target(false)
-            .with_ansi(use_colour())
-            .with_filter(EventsOnly(log_filter()?))
-            .boxed(),
-        LogFormat::Json => json::JsonLines::stderr().with_filter(log_filter()?).boxed(),
+        // No recorder at all, not a `None` layer: an absent layer still
+        // answers "interested", which under a per-layer filter made every
+        // span callsite a per-call check, and the span was made.
+        _ => {
+            let log_layer: Box<dyn Layer<Registry> + Send + Sync> = match logs.format {
+                LogFormat::Text => tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_target(false)
+                    .with_ansi(use_colour())
+                    .with_filter(EventsOnly(log_filter()?))
+                    .boxed(),
+                LogFormat::Json => json::JsonLines::stderr().with_filter(log_filter()?).boxed(),
+            };
+            Dispatch::new(registry.with(log_layer))
+        }
     };
-    let trace_layer = match (traces, &exporter) {
-        (Some(plan), Some(exporter)) => Some(
-            waxosuit_trace::Recorder::new(plan.sampler.clone(), exporter.sink()).with_spans(
-                Targets::new()
-                    .with_default(LevelFilter::WARN)
-                    .with_target("waxosuit", LevelFilter::INFO),
-            ),
-        ),
-        _ => None,
-    };
-    let subscriber = tracing_subscriber::registry()
-        .with(log_layer)
-        .with(trace_layer);
-    Ok((subscriber, Telemetry { exporter }))
+    Ok((dispatch, Telemetry { exporter }))
 }
 
 fn start_exporter(plan: &TraceExport) -> Result<export::Exporter, TelemetryError> {

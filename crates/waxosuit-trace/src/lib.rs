@@ -88,9 +88,9 @@ impl TraceHeaders {
 /// Makes `span` the child of the remote span named by `traceparent`.
 ///
 /// Returns whether it did: `false` when there is no header, it does not
-/// parse, the span is disabled or not recorded by a [`Recorder`], or a
-/// child span already copied its trace (so the parent is fixed once the
-/// span has children). A malformed `tracestate` is dropped and the parent
+/// parse, the span is disabled or not recorded by a [`Recorder`], it has a
+/// local parent, or a child span or [`span_context`] already copied its
+/// trace (so the parent is fixed once the trace was handed on). A malformed `tracestate` is dropped and the parent
 /// kept. The span is sampled again as the recorder's sampler decides for a
 /// span with that parent.
 pub fn continue_trace(span: &Span, traceparent: Option<&str>, tracestate: Option<&str>) -> bool {
@@ -115,8 +115,14 @@ pub fn span_context(span: &Span) -> Option<SpanContext> {
     if span.is_disabled() {
         return None;
     }
-    span.with_subscriber(|(id, dispatch)| with_recording(dispatch, id, |r| r.span_context()))
-        .flatten()
+    span.with_subscriber(|(id, dispatch)| {
+        with_recording(dispatch, id, |r| {
+            // Handed on: a later `continue_trace` would make it a lie.
+            r.has_children = true;
+            r.span_context()
+        })
+    })
+    .flatten()
 }
 
 /// Runs `f` on the recorder's data for span `id`. The recorder keeps it in
@@ -377,6 +383,39 @@ mod tests {
     }
 
     #[test]
+    fn an_error_after_the_event_bound_still_fails_the_span() {
+        let (kept, subscriber) = recording(Sampler::AlwaysOn);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info_span!("actor").in_scope(|| {
+                for n in 0..(MAX_EVENTS + 10) {
+                    tracing::info!(n, "line");
+                }
+                tracing::error!("it broke after all that");
+            });
+        });
+        let kept = kept.0.lock().unwrap();
+        assert_eq!(
+            kept[0].status,
+            opentelemetry::trace::Status::error("it broke after all that")
+        );
+        assert_eq!(kept[0].events.len(), MAX_EVENTS);
+    }
+
+    #[test]
+    fn a_span_with_a_local_parent_or_a_handed_on_context_keeps_its_trace() {
+        let (_kept, subscriber) = recording(Sampler::AlwaysOn);
+        tracing::subscriber::with_default(subscriber, || {
+            let root = tracing::info_span!("root");
+            let child = root.in_scope(|| tracing::info_span!("child"));
+            assert!(!continue_trace(&child, Some(PARENT), None));
+            let edge = tracing::info_span!(parent: None, "edge");
+            let sent = span_context(&edge).unwrap();
+            assert!(!continue_trace(&edge, Some(PARENT), None));
+            assert_eq!(span_context(&edge).unwrap().trace_id(), sent.trace_id());
+        });
+    }
+
+    #[test]
     fn a_hostile_span_is_bounded() {
         let (kept, subscriber) = recording(Sampler::AlwaysOn);
         tracing::subscriber::with_default(subscriber, || {
@@ -390,8 +429,10 @@ mod tests {
         });
         let kept = kept.0.lock().unwrap();
         let span = &kept[0];
-        assert_eq!(span.events.len(), MAX_EVENTS);
-        assert_eq!(span.dropped_events_count as usize, 10_000 - MAX_EVENTS);
+        // Each line is cut to 4 KiB, and the span's events hold 64 KiB.
+        let kept_events = MAX_TEXT / MAX_VALUE_LEN;
+        assert_eq!(span.events.len(), kept_events);
+        assert_eq!(span.dropped_events_count as usize, 10_000 - kept_events);
         assert!(span.events.iter().all(|e| e.name.len() <= MAX_VALUE_LEN));
         let log = span.attributes.iter().find(|kv| kv.key.as_str() == "log");
         assert_eq!(log.unwrap().value.as_str().len(), MAX_VALUE_LEN);

@@ -367,8 +367,8 @@ pub struct Recording {
     pub(crate) parent_is_remote: bool,
     pub(crate) flags: TraceFlags,
     pub(crate) state: TraceState,
-    /// Set once a child copied this span's trace: its parent can no longer
-    /// change.
+    /// Set once a child copied this span's trace, or its context was read
+    /// to be handed on: its parent can no longer change.
     pub(crate) has_children: bool,
     /// `None` when the span will not be exported (not sampled, and its
     /// sampling cannot change any more).
@@ -401,7 +401,10 @@ impl Recording {
     /// its trace yet, and samples it again as `sampler` decides for a span
     /// with that parent.
     pub(crate) fn set_remote_parent(&mut self, parent: &SpanContext, sampler: &Sampler) -> bool {
-        if self.has_children {
+        // A span with a local parent belongs to its trace (and was sampled
+        // with it); one whose context was handed on keeps it.
+        let local_parent = self.parent_span_id != SpanId::INVALID && !self.parent_is_remote;
+        if self.has_children || local_parent {
             return false;
         }
         self.trace_id = parent.trace_id();
@@ -457,6 +460,8 @@ pub(crate) struct Fields {
     dropped_attributes: u32,
     events: Vec<Event>,
     dropped_events: u32,
+    /// Text held by `events`, bounded by [`MAX_TEXT`] like the span's own.
+    event_bytes: usize,
     status: StatusCode,
     status_text: Option<(u32, u32)>,
 }
@@ -474,6 +479,7 @@ impl Fields {
             dropped_attributes: 0,
             events: Vec::new(),
             dropped_events: 0,
+            event_bytes: 0,
             status: StatusCode::Unset,
             status_text: None,
         }
@@ -656,10 +662,15 @@ impl Visit for Fields {
 struct EventFields {
     message: Option<String>,
     attributes: Vec<KeyValue>,
+    /// Bytes of text in `attributes`.
+    bytes: usize,
 }
 
 impl EventFields {
     fn put(&mut self, field: &Field, value: Value) {
+        if let Value::String(text) = &value {
+            self.bytes += text.as_str().len();
+        }
         if self.attributes.len() < MAX_ATTRIBUTES {
             self.attributes
                 .push(KeyValue::new(Key::from_static_str(field.name()), value));
@@ -765,9 +776,9 @@ where
                     Interest::never()
                 }
             }
-            // Events are the log layers' to filter: this layer takes the
-            // ones they let through, inside the spans it records.
-            Some(_) => Interest::sometimes(),
+            // Events are the log layers' to filter (this layer takes every
+            // one they do not disable, inside the spans it records).
+            Some(_) => Interest::always(),
             None => Interest::always(),
         }
     }
@@ -878,30 +889,41 @@ where
         let Some(fields) = recording.fields.as_mut() else {
             return;
         };
-        if fields.events.len() >= MAX_EVENTS {
+        let meta = event.metadata();
+        let error = *meta.level() == Level::ERROR && fields.status == StatusCode::Unset;
+        if !error && fields.events.len() >= MAX_EVENTS {
+            // Counted without being read: an actor that logs without end
+            // costs the span a counter.
             fields.dropped_events = fields.dropped_events.saturating_add(1);
             return;
         }
-        let meta = event.metadata();
         let mut visitor = EventFields {
             message: None,
             attributes: Vec::with_capacity(meta.fields().len() + 2),
+            bytes: 0,
         };
         event.record(&mut visitor);
+        let name: Cow<'static, str> = match visitor.message {
+            Some(message) => Cow::Owned(message),
+            None => Cow::Borrowed(meta.name()),
+        };
+        if error {
+            // The status is kept even when the event itself is not.
+            fields.status = StatusCode::Error;
+            fields.status_text = fields.push_text(&name);
+        }
+        let bytes = visitor.bytes + name.len();
+        if fields.events.len() >= MAX_EVENTS || fields.event_bytes + bytes > MAX_TEXT {
+            fields.dropped_events = fields.dropped_events.saturating_add(1);
+            return;
+        }
+        fields.event_bytes += bytes;
         visitor
             .attributes
             .push(KeyValue::new("level", meta.level().as_str()));
         visitor
             .attributes
             .push(KeyValue::new("target", meta.target()));
-        let name: Cow<'static, str> = match visitor.message {
-            Some(message) => Cow::Owned(message),
-            None => Cow::Borrowed(meta.name()),
-        };
-        if *meta.level() == Level::ERROR && fields.status == StatusCode::Unset {
-            fields.status = StatusCode::Error;
-            fields.status_text = fields.push_text(&name);
-        }
         fields
             .events
             .push(Event::new(name, SystemTime::now(), visitor.attributes, 0));
