@@ -23,7 +23,7 @@ use hyper::{StatusCode, ext::ReasonPhrase};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout_at};
-use tracing::{Instrument, Span};
+use tracing::Span;
 use waxosuit_codec::CodecError;
 use waxosuit_codec::http::{
     OP_HANDLE_REQUEST, RequestHead, RequestWriter, ResponseBody, ResponseLimits, ResponseView,
@@ -203,10 +203,15 @@ impl ConnService {
     /// inside the request's server span when tracing is on ([`spans`]).
     async fn handle(&self, req: hyper::Request<Incoming>) -> HttpResponse {
         let span = spans::request_span(&req);
+        // Pinned where it is made and polled inside the span: `respond`'s
+        // state is large, and `.instrument()` would copy all of it into the
+        // wrapper on every request (`docs/observability.md`, "What it
+        // costs").
+        let mut respond = pin!(self.respond(req, &span));
         if span.is_disabled() {
-            return self.respond(req, &span).await;
+            return respond.await;
         }
-        let response = self.respond(req, &span).instrument(span.clone()).await;
+        let response = poll_fn(|cx| span.in_scope(|| respond.as_mut().poll(cx))).await;
         spans::record_response(&span, &response);
         response
     }

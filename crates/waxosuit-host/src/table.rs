@@ -9,6 +9,8 @@
 //! under load (`docs/http-benchmarks.md`). Nothing in here owns a provider,
 //! so holding it keeps no cycle alive.
 
+use std::future::poll_fn;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -64,9 +66,10 @@ impl ActorTable {
         let key = entry.runtime.key().as_str();
         let span = spans::actor(entry, key, operation);
         let result = if self.middlewares.is_empty() {
-            self.run_actor(entry, operation, payload)
-                .instrument(span.clone())
-                .await
+            // Pinned where it is made and polled inside the span, rather
+            // than moved whole into `.instrument()`'s wrapper on every call.
+            let mut run = pin!(self.run_actor(entry, operation, payload));
+            poll_fn(|cx| span.in_scope(|| run.as_mut().poll(cx))).await
         } else {
             let inv = MiddlewareCall {
                 origin: origin(),
