@@ -180,7 +180,7 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
     use tracing_subscriber::layer::SubscriberExt;
-    use waxosuit_trace::{FinishedSpan, Recorder, Sampler, SpanRecord, SpanSink};
+    use waxosuit_test_servers::{CollectedSpans, span_recorder};
 
     /// What the layer wrote.
     #[derive(Clone, Default)]
@@ -233,15 +233,8 @@ mod tests {
     #[test]
     fn actor_and_capability_come_from_the_spans_and_ids_from_the_trace() {
         let (lines, layer) = capture();
-        #[derive(Default)]
-        struct Kept(Mutex<Vec<FinishedSpan>>);
-        impl SpanSink for Kept {
-            fn finish(&self, span: &SpanRecord<'_>) {
-                self.0.lock().unwrap().push(span.to_finished());
-            }
-        }
-        let kept = Arc::new(Kept::default());
-        let otel = Recorder::new(Sampler::AlwaysOn, kept.clone());
+        let kept = CollectedSpans::default();
+        let otel = span_recorder(&kept);
         let subscriber = tracing_subscriber::registry().with(layer).with(otel);
         tracing::subscriber::with_default(subscriber, || {
             let actor = tracing::info_span!(
@@ -256,7 +249,7 @@ mod tests {
             // An event's own `actor` wins over the span's.
             tracing::info!(actor = "MOTHER", "names its own");
         });
-        let spans = kept.0.lock().unwrap();
+        let spans = kept.finished();
         let cap = spans.iter().find(|s| s.name == "capability").unwrap();
         let got = lines.parsed();
         assert_eq!(got[0]["actor"], "MACTOR");

@@ -211,43 +211,38 @@ pub fn subscriber(
         None => Ok(EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))),
     };
-    let registry = tracing_subscriber::registry();
-    let dispatch = match (traces, &exporter) {
-        (Some(plan), Some(exporter)) => {
-            let recorder = waxosuit_trace::Recorder::new(plan.sampler.clone(), exporter.sink())
-                .with_spans(
-                    Targets::new()
-                        .with_default(LevelFilter::WARN)
-                        .with_target("waxosuit", LevelFilter::INFO),
-                );
-            let log_layer: Box<dyn Layer<Registry> + Send + Sync> = match logs.format {
-                LogFormat::Text => text::TextLog {
-                    fmt: tracing_subscriber::fmt::layer()
-                        .with_writer(std::io::stderr)
-                        .with_ansi(use_colour())
-                        .event_format(text::Line),
-                    filter: log_filter()?,
-                }
-                .boxed(),
-                LogFormat::Json => json::JsonLines::stderr().with_filter(log_filter()?).boxed(),
-            };
-            Dispatch::new(registry.with(log_layer).with(recorder))
+    let recorder = traces.zip(exporter.as_ref()).map(|(plan, exporter)| {
+        waxosuit_trace::Recorder::new(plan.sampler.clone(), exporter.sink()).with_spans(
+            Targets::new()
+                .with_default(LevelFilter::WARN)
+                .with_target("waxosuit", LevelFilter::INFO),
+        )
+    });
+    let log_layer: Box<dyn Layer<Registry> + Send + Sync> = match logs.format {
+        // With a recorder, a plain layer that never sees its spans.
+        LogFormat::Text if recorder.is_some() => text::TextLog {
+            fmt: tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(use_colour())
+                .event_format(text::Line),
+            filter: log_filter()?,
         }
+        .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .with_ansi(use_colour())
+            .with_filter(EventsOnly(log_filter()?))
+            .boxed(),
+        LogFormat::Json => json::JsonLines::stderr().with_filter(log_filter()?).boxed(),
+    };
+    let registry = tracing_subscriber::registry().with(log_layer);
+    let dispatch = match recorder {
+        Some(recorder) => Dispatch::new(registry.with(recorder)),
         // No recorder at all, not a `None` layer: an absent layer still
         // answers "interested", which under a per-layer filter made every
         // span callsite a per-call check, and the span was made.
-        _ => {
-            let log_layer: Box<dyn Layer<Registry> + Send + Sync> = match logs.format {
-                LogFormat::Text => tracing_subscriber::fmt::layer()
-                    .with_writer(std::io::stderr)
-                    .with_target(false)
-                    .with_ansi(use_colour())
-                    .with_filter(EventsOnly(log_filter()?))
-                    .boxed(),
-                LogFormat::Json => json::JsonLines::stderr().with_filter(log_filter()?).boxed(),
-            };
-            Dispatch::new(registry.with(log_layer))
-        }
+        None => Dispatch::new(registry),
     };
     Ok((dispatch, Telemetry { exporter }))
 }

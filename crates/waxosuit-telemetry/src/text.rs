@@ -107,7 +107,8 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use tracing_subscriber::filter::Targets;
     use tracing_subscriber::layer::SubscriberExt;
-    use waxosuit_trace::{FinishedSpan, Recorder, Sampler, SpanRecord, SpanSink};
+    use waxosuit_test_servers::{CollectedSpans, span_recorder};
+    use waxosuit_trace::FinishedSpan;
 
     #[derive(Clone, Default)]
     struct Buffer(Arc<Mutex<Vec<u8>>>);
@@ -122,19 +123,10 @@ mod tests {
         }
     }
 
-    #[derive(Default)]
-    struct Kept(Mutex<Vec<FinishedSpan>>);
-
-    impl SpanSink for Kept {
-        fn finish(&self, span: &SpanRecord<'_>) {
-            self.0.lock().unwrap().push(span.to_finished());
-        }
-    }
-
     fn run(ansi: bool, make: impl FnOnce()) -> (String, Vec<FinishedSpan>) {
         let out = Buffer::default();
         let writer = out.clone();
-        let kept = Arc::new(Kept::default());
+        let kept = CollectedSpans::default();
         let text = TextLog {
             fmt: tracing_subscriber::fmt::layer()
                 .with_writer(move || writer.clone())
@@ -142,7 +134,7 @@ mod tests {
                 .event_format(Line),
             filter: EnvFilter::new("warn"),
         };
-        let recorder = Recorder::new(Sampler::AlwaysOn, kept.clone()).with_spans(
+        let recorder = span_recorder(&kept).with_spans(
             Targets::new()
                 .with_default(LevelFilter::WARN)
                 .with_target("waxosuit", LevelFilter::INFO),
@@ -150,7 +142,7 @@ mod tests {
         let subscriber = tracing_subscriber::registry().with(text).with(recorder);
         tracing::subscriber::with_default(subscriber, make);
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-        let spans = kept.0.lock().unwrap().clone();
+        let spans = kept.finished();
         (text, spans)
     }
 

@@ -90,9 +90,10 @@ impl TraceHeaders {
 /// Returns whether it did: `false` when there is no header, it does not
 /// parse, the span is disabled or not recorded by a [`Recorder`], it has a
 /// local parent, or a child span or [`span_context`] already copied its
-/// trace (so the parent is fixed once the trace was handed on). A malformed `tracestate` is dropped and the parent
-/// kept. The span is sampled again as the recorder's sampler decides for a
-/// span with that parent.
+/// trace (so the parent is fixed once the trace was handed on). A
+/// malformed `tracestate` is dropped and the parent kept. The span is
+/// sampled again as the recorder's sampler decides for a span with that
+/// parent.
 pub fn continue_trace(span: &Span, traceparent: Option<&str>, tracestate: Option<&str>) -> bool {
     if span.is_disabled() {
         return false;

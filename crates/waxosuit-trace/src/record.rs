@@ -3,8 +3,9 @@
 //! [`Recorder`] is a `tracing-subscriber` layer. For each span it keeps a
 //! small [`Recording`] in the registry's extensions (ids, flags, and the
 //! attributes only when the span is sampled) and, when the span closes,
-//! hands a [`FinishedSpan`] to a [`SpanSink`]: the exporter's queue in a
-//! host, a vector in a test. Nothing here formats, batches or sends.
+//! lends it as a [`SpanRecord`] to a [`SpanSink`]: the exporter's queue,
+//! which encodes it there, in a host; a vector of [`FinishedSpan`] copies
+//! in a test. Nothing here formats, batches or sends.
 //!
 //! The field names follow the usual `tracing` conventions for
 //! OpenTelemetry: `otel.name` renames the span, `otel.kind` sets its kind,
