@@ -16,7 +16,7 @@ use hyper::Request;
 use hyper::body::Body as _;
 use hyper::header::HeaderMap;
 use tracing::Span;
-use tracing::field::{Empty, display};
+use tracing::field::{Empty, Value, display};
 use waxosuit_trace::{TRACEPARENT, TRACESTATE};
 
 use crate::serve::HttpResponse;
@@ -61,18 +61,29 @@ pub(crate) fn record_body_size(span: &Span, size: usize) {
     );
 }
 
-/// The response's status code and body size.
+/// The response's status code and body size, recorded together: each
+/// record is a trip through the subscriber and a lookup of the span.
 pub(crate) fn record_response(span: &Span, response: &HttpResponse) {
-    span.record(
-        "http.response.status_code",
-        i64::from(response.status().as_u16()),
-    );
-    if let Some(size) = response.body().size_hint().exact() {
-        span.record(
-            "http.response.body.size",
-            i64::try_from(size).unwrap_or(i64::MAX),
-        );
-    }
+    let Some(meta) = span.metadata() else {
+        return;
+    };
+    let fields = meta.fields();
+    let (Some(status), Some(size)) = (
+        fields.field("http.response.status_code"),
+        fields.field("http.response.body.size"),
+    ) else {
+        return;
+    };
+    let code = i64::from(response.status().as_u16());
+    let body = response
+        .body()
+        .size_hint()
+        .exact()
+        .map(|size| i64::try_from(size).unwrap_or(i64::MAX));
+    span.record_all(&fields.value_set(&[
+        (&status, Some(&code as &dyn Value)),
+        (&size, body.as_ref().map(|size| size as &dyn Value)),
+    ]));
 }
 
 /// Marks the request as failed on the server's side (a `5xx`), with the

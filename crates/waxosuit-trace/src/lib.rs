@@ -417,6 +417,39 @@ mod tests {
     }
 
     #[test]
+    fn a_span_belongs_to_its_explicit_parent_or_to_the_current_span_or_to_none() {
+        let (kept, subscriber) = recording(Sampler::AlwaysOn);
+        tracing::subscriber::with_default(subscriber, || {
+            let other = tracing::info_span!("other");
+            let current = tracing::info_span!("current");
+            current.in_scope(|| {
+                tracing::info_span!(parent: &other, "explicit").in_scope(|| {});
+                tracing::info_span!("contextual").in_scope(|| {});
+                tracing::info_span!(parent: None, "root").in_scope(|| {});
+            });
+        });
+        let kept = kept.0.lock().unwrap();
+        let span = |name: &str| kept.iter().find(|s| s.name == name).unwrap();
+        let (other, current) = (span("other"), span("current"));
+        let in_trace_of = |child: &FinishedSpan, parent: &FinishedSpan| {
+            child.span_context.trace_id() == parent.span_context.trace_id()
+                && child.parent_span_id == parent.span_context.span_id()
+        };
+        assert!(in_trace_of(span("explicit"), other));
+        assert!(in_trace_of(span("contextual"), current));
+        let root = span("root");
+        assert_eq!(root.parent_span_id, SpanId::INVALID);
+        assert_ne!(
+            root.span_context.trace_id(),
+            current.span_context.trace_id()
+        );
+        assert_ne!(
+            other.span_context.trace_id(),
+            current.span_context.trace_id()
+        );
+    }
+
+    #[test]
     fn a_hostile_span_is_bounded() {
         let (kept, subscriber) = recording(Sampler::AlwaysOn);
         tracing::subscriber::with_default(subscriber, || {

@@ -630,7 +630,16 @@ impl Visit for Fields {
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         let name = field.name();
-        if name.starts_with("otel.") {
+        // The name and the status text, the `otel.*` fields given as
+        // `%value`, are formatted in place like any other text.
+        if name == "otel.name" {
+            if let Some(range) = self.push_formatted(value) {
+                self.name = Some(range);
+            }
+        } else if name == "otel.status_description" || name == "otel.status_message" {
+            self.status = StatusCode::Error;
+            self.status_text = self.push_formatted(value);
+        } else if name.starts_with("otel.") {
             self.set_special(name, &formatted(value));
         } else {
             let slot = self.push_formatted(value).map(Slot::Str);
@@ -803,14 +812,10 @@ where
         let Some(span) = ctx.span(id) else {
             return;
         };
-        let parent = if let Some(parent) = attrs.parent() {
-            ctx.span(parent)
-        } else if attrs.is_contextual() {
-            ctx.lookup_current()
-        } else {
-            None
-        };
-        let inherited = parent.and_then(|parent| {
+        // The registry has already found the parent (the explicit one, or
+        // the current span for a contextual span): one lookup by id rather
+        // than finding the current span again.
+        let inherited = span.parent().and_then(|parent| {
             let mut extensions = parent.extensions_mut();
             let parent = extensions.get_mut::<Recording>()?;
             parent.has_children = true;
