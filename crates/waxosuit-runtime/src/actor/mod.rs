@@ -270,7 +270,7 @@ impl<H: HostCallHandler> Actor<H> {
         // The caller's span (the host's actor span) learns how long the
         // call queued for an instance; nothing is timed when no span is
         // being recorded.
-        let queued = current_span().map(|_| std::time::Instant::now());
+        let queued = in_span().then(std::time::Instant::now);
         let mut slot = inner.checkout(end).await?;
         if let Some(queued) = queued {
             record_wait(queued.elapsed());
@@ -398,12 +398,12 @@ impl<H: HostCallHandler> Actor<H> {
     }
 }
 
-/// The span the caller is in, when one is being recorded. Asked of the
+/// Whether the caller is inside a span being recorded. Asked of the
 /// dispatcher rather than through `Span::current()`, which also takes a
 /// reference to the span and gives it back: two more trips through the
 /// subscriber on every traced call.
-fn current_span() -> Option<(tracing::span::Id, &'static tracing::Metadata<'static>)> {
-    tracing::dispatcher::get_default(|dispatch| dispatch.current_span().into_inner())
+fn in_span() -> bool {
+    tracing::dispatcher::get_default(|dispatch| dispatch.current_span().is_known())
 }
 
 /// Records `waited` as `waxosuit.instance.wait_us` on the caller's span,
