@@ -6,7 +6,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use waxosuit_telemetry::{LogFormat, LogSettings, Telemetry, TraceSettings};
+use waxosuit_telemetry::{LogFormat, LogSettings, Protocol, Telemetry, TraceSettings};
 
 /// Logging and tracing flags.
 #[derive(Debug, Args)]
@@ -16,8 +16,9 @@ pub(crate) struct TelemetryArgs {
     #[arg(long, global = true, env = "WAXOSUIT_LOG_FORMAT", default_value = "text",
           value_parser = ["text", "json"], ignore_case = true)]
     log_format: String,
-    /// Export traces over OTLP/HTTP to this collector (spans go to
-    /// URL/v1/traces). Unset: no exporter and no connection.
+    /// Export traces to this collector: spans go to URL/v1/traces over
+    /// OTLP/HTTP, or to the address URL over gRPC (--otlp-protocol).
+    /// Unset: no exporter and no connection.
     #[arg(
         long,
         global = true,
@@ -33,6 +34,11 @@ pub(crate) struct TelemetryArgs {
         value_name = "URL"
     )]
     otlp_traces_endpoint: Option<String>,
+    /// How spans travel: http/protobuf (the default; a collector's port
+    /// 4318) or grpc (port 4317). Wins over
+    /// OTEL_EXPORTER_OTLP_TRACES_PROTOCOL and OTEL_EXPORTER_OTLP_PROTOCOL.
+    #[arg(long, global = true, value_name = "PROTOCOL")]
+    otlp_protocol: Option<String>,
     /// `service.name` of the exported spans [default: waxosuit].
     #[arg(long, global = true, env = "OTEL_SERVICE_NAME")]
     service_name: Option<String>,
@@ -67,6 +73,7 @@ impl TelemetryArgs {
         let flags = [
             (&mut settings.endpoint, &self.otlp_endpoint),
             (&mut settings.traces_endpoint, &self.otlp_traces_endpoint),
+            (&mut settings.protocol, &self.otlp_protocol),
             (&mut settings.service_name, &self.service_name),
             (&mut settings.resource_attributes, &self.resource_attributes),
             (&mut settings.sampler, &self.trace_sampler),
@@ -86,7 +93,11 @@ impl TelemetryArgs {
             plan.as_ref(),
         )?;
         if let Some(plan) = &plan {
-            tracing::info!(endpoint = %plan.shown_url(), "exporting traces over OTLP/HTTP");
+            let over = match plan.protocol {
+                Protocol::HttpProtobuf => "OTLP/HTTP",
+                Protocol::Grpc => "OTLP/gRPC",
+            };
+            tracing::info!(endpoint = %plan.shown_url(), "exporting traces over {over}");
         }
         Ok(telemetry)
     }

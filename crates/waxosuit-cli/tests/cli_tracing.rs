@@ -1,5 +1,5 @@
-//! Traces and logs of `waxosuit up`, seen from outside: an OTLP/HTTP
-//! receiver in this process (decoding the protobuf exports with the
+//! Traces and logs of `waxosuit up`, seen from outside: an OTLP/HTTP (or
+//! gRPC) receiver in this process (decoding the protobuf exports with the
 //! OpenTelemetry proto types) is the collector, real nats-servers carry the
 //! lattice and messages, and each request carries a W3C `traceparent`.
 
@@ -199,6 +199,53 @@ fn a_request_is_one_trace_from_the_http_server_through_the_actor_to_key_value() 
             assert!(v.get(key).is_some(), "{key} missing: {line}");
         }
     }
+}
+
+#[test]
+fn over_grpc_the_same_trace_reaches_the_collector() {
+    let receiver = OtlpReceiver::start_grpc().unwrap();
+    let dir = Dir::new();
+    let (counter, manifest) = counter_host(&dir);
+    // The flag wins over the variable's `http/protobuf`.
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_string()),
+    ];
+    let up = Up::start_with(
+        &dir,
+        &manifest,
+        &["--otlp-protocol", "grpc"],
+        &env_refs(&env),
+    )
+    .unwrap();
+    let (status, _, _) = send(
+        up.addr("counter"),
+        "GET",
+        "/count",
+        &[("traceparent", &traceparent())],
+        b"",
+    );
+    assert_eq!(status, 200);
+    let (ok, _, stderr) = up.terminate();
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("exporting traces over OTLP/gRPC"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("cannot export spans"), "{stderr}");
+    let spans = trace(&receiver.spans(), TRACE);
+    let server = find(&spans, "HTTP server", |s| s.kind == "server");
+    assert_eq!(server.parent_span_id, PARENT);
+    assert_eq!(server.service(), "waxosuit");
+    let actor = find(&spans, "actor", |s| {
+        s.attr("waxosuit.actor.key") == Some(counter.as_str())
+            && s.attr("waxosuit.operation") == Some("HandleRequest")
+    });
+    assert!(descends(&spans, actor, &server.span_id), "{actor:#?}");
+    let kv = find(&spans, "key-value", |s| {
+        s.attr("waxosuit.capability") == Some("wascc:keyvalue")
+    });
+    assert!(descends(&spans, kv, &actor.span_id), "{kv:#?}");
 }
 
 #[test]
@@ -566,7 +613,7 @@ fn bad_trace_settings_stop_the_host_before_it_starts_and_say_why() {
         ("OTEL_TRACES_SAMPLER", "sometimes", "OTEL_TRACES_SAMPLER"),
         (
             "OTEL_EXPORTER_OTLP_PROTOCOL",
-            "grpc",
+            "http/json",
             "OTEL_EXPORTER_OTLP_PROTOCOL",
         ),
         (

@@ -42,9 +42,13 @@ pub struct TraceSettings {
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`: the full URL for traces; wins
     /// over `endpoint`.
     pub traces_endpoint: Option<String>,
-    /// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` or `OTEL_EXPORTER_OTLP_PROTOCOL`;
-    /// only `http/protobuf` is built in.
+    /// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` or `OTEL_EXPORTER_OTLP_PROTOCOL`:
+    /// `http/protobuf` (the default) or `grpc`.
     pub protocol: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_TRACES_INSECURE` or `OTEL_EXPORTER_OTLP_INSECURE`:
+    /// `true` for cleartext HTTP/2 to a gRPC address given without a
+    /// scheme (TLS otherwise).
+    pub insecure: Option<String>,
     /// `OTEL_SERVICE_NAME`.
     pub service_name: Option<String>,
     /// `OTEL_RESOURCE_ATTRIBUTES`: `key=value,…`, values percent-encoded.
@@ -81,6 +85,7 @@ impl std::fmt::Debug for TraceSettings {
             .field("endpoint", &shown(&self.endpoint))
             .field("traces_endpoint", &shown(&self.traces_endpoint))
             .field("protocol", &self.protocol)
+            .field("insecure", &self.insecure)
             .field("service_name", &self.service_name)
             .field("resource_attributes", &self.resource_attributes)
             .field("sampler", &self.sampler)
@@ -107,11 +112,40 @@ pub struct BatchPlan {
     pub max_batch: usize,
 }
 
+/// How spans travel to the collector (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// OTLP/HTTP: one protobuf request per batch, POSTed to `/v1/traces`
+    /// (the collector's port 4318).
+    #[default]
+    HttpProtobuf,
+    /// OTLP/gRPC: the `TraceService/Export` call over HTTP/2 (port 4317);
+    /// cleartext HTTP/2 for an `http://` endpoint, TLS for `https://`.
+    Grpc,
+}
+
+impl Protocol {
+    /// The name `OTEL_EXPORTER_OTLP_PROTOCOL` gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::HttpProtobuf => "http/protobuf",
+            Protocol::Grpc => "grpc",
+        }
+    }
+}
+
+/// The gRPC method every OTLP trace export calls.
+pub(crate) const GRPC_EXPORT_PATH: &str =
+    "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
 /// A checked export plan.
 #[derive(Clone)]
 pub struct TraceExport {
-    /// Where spans are POSTed.
+    /// Where spans are sent: `…/v1/traces` for OTLP/HTTP, the collector's
+    /// address with the export method's path for gRPC.
     pub url: Uri,
+    /// OTLP/HTTP or OTLP/gRPC.
+    pub protocol: Protocol,
     /// `service.name` and every other resource attribute.
     pub resource: Vec<KeyValue>,
     /// Which traces are recorded.
@@ -135,6 +169,7 @@ impl std::fmt::Debug for TraceExport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TraceExport")
             .field("url", &self.shown_url())
+            .field("protocol", &self.protocol)
             .field("resource", &self.resource)
             .field("sampler", &self.sampler)
             .field("timeout", &self.timeout)
@@ -155,6 +190,8 @@ impl TraceSettings {
             traces_endpoint: var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
             protocol: var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
                 .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL")),
+            insecure: var("OTEL_EXPORTER_OTLP_TRACES_INSECURE")
+                .or_else(|| var("OTEL_EXPORTER_OTLP_INSECURE")),
             service_name: var("OTEL_SERVICE_NAME"),
             resource_attributes: var("OTEL_RESOURCE_ATTRIBUTES"),
             sampler: var("OTEL_TRACES_SAMPLER"),
@@ -176,33 +213,68 @@ impl TraceSettings {
         if self.disabled {
             return Ok(None);
         }
-        let url = match (&self.traces_endpoint, &self.endpoint) {
-            (Some(full), _) => parse_url("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", full)?,
-            (None, Some(base)) => {
-                parse_url("OTEL_EXPORTER_OTLP_ENDPOINT", base)?;
-                let joined = format!("{}/v1/traces", base.trim().trim_end_matches('/'));
-                parse_url("OTEL_EXPORTER_OTLP_ENDPOINT", &joined)?
+        let protocol = match self.protocol.as_deref().map(str::trim) {
+            None | Some("http/protobuf") => Protocol::HttpProtobuf,
+            Some("grpc") => Protocol::Grpc,
+            Some(other) => {
+                return Err(TelemetryError::setting(
+                    "--otlp-protocol (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or \
+                     OTEL_EXPORTER_OTLP_PROTOCOL)",
+                    other,
+                    "use `http/protobuf` (the default, a collector's port 4318) or `grpc` \
+                     (port 4317); `http/json` is not built in",
+                ));
             }
-            (None, None) => return Ok(None),
         };
-        if let Some(protocol) = &self.protocol
-            && protocol.trim() != "http/protobuf"
-        {
-            return Err(TelemetryError::setting(
-                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL",
-                protocol,
-                "only `http/protobuf` is built in; run an OpenTelemetry collector that \
-                 accepts OTLP over HTTP (port 4318) or unset the variable",
-            ));
-        }
+        let url = match protocol {
+            Protocol::HttpProtobuf => match (&self.traces_endpoint, &self.endpoint) {
+                (Some(full), _) => parse_url("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", full)?,
+                (None, Some(base)) => {
+                    parse_url("OTEL_EXPORTER_OTLP_ENDPOINT", base)?;
+                    let joined = format!("{}/v1/traces", base.trim().trim_end_matches('/'));
+                    parse_url("OTEL_EXPORTER_OTLP_ENDPOINT", &joined)?
+                }
+                (None, None) => return Ok(None),
+            },
+            // gRPC names the method, not a path under the endpoint: both
+            // variables give the collector's address, as the specification
+            // says, and the signal's endpoint wins.
+            Protocol::Grpc => {
+                let insecure = self.insecure()?;
+                match (&self.traces_endpoint, &self.endpoint) {
+                    (Some(full), _) => {
+                        grpc_url("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", full, insecure)?
+                    }
+                    (None, Some(base)) => grpc_url("OTEL_EXPORTER_OTLP_ENDPOINT", base, insecure)?,
+                    (None, None) => return Ok(None),
+                }
+            }
+        };
         Ok(Some(TraceExport {
             url,
+            protocol,
             resource: self.resource()?,
             sampler: self.parse_sampler()?,
             timeout: self.timeout()?,
             headers: self.headers()?,
             batch: self.batch()?,
         }))
+    }
+
+    /// `OTEL_EXPORTER_OTLP_INSECURE`: only read for a gRPC address given
+    /// without a scheme.
+    fn insecure(&self) -> Result<bool, TelemetryError> {
+        match self.insecure.as_deref().map(str::trim) {
+            None => Ok(false),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(v) => Err(TelemetryError::setting(
+                "OTEL_EXPORTER_OTLP_TRACES_INSECURE or OTEL_EXPORTER_OTLP_INSECURE",
+                v,
+                "use true (cleartext HTTP/2 to a gRPC address given without a scheme) or \
+                 false (TLS, the default)",
+            )),
+        }
     }
 
     fn headers(&self) -> Result<HeaderMap, TelemetryError> {
@@ -347,6 +419,55 @@ fn parse_url(setting: &'static str, value: &str) -> Result<Uri, TelemetryError> 
     }
 }
 
+/// A gRPC collector's address with the export method's path.
+///
+/// As the specification has it, the address may come without a scheme
+/// (`collector:4317`, as Kubernetes manifests write it): then TLS is used
+/// unless `insecure` (`OTEL_EXPORTER_OTLP_INSECURE`) is true. A path is
+/// refused rather than dropped (it is usually an OTLP/HTTP URL given with
+/// the wrong protocol), and so are credentials in the URL: HTTP/2 would
+/// send them in `:authority`, in the clear over `http://`.
+fn grpc_url(setting: &'static str, value: &str, insecure: bool) -> Result<Uri, TelemetryError> {
+    let shown = without_userinfo(value);
+    let refuse = |fix: &'static str| TelemetryError::setting(setting, &shown, fix);
+    let trimmed = value.trim();
+    let given = if trimmed.contains("://") {
+        trimmed.to_string()
+    } else if insecure {
+        format!("http://{trimmed}")
+    } else {
+        format!("https://{trimmed}")
+    };
+    let fix = "give the collector's gRPC address, such as http://127.0.0.1:4317 or \
+               collector:4317 (TLS unless OTEL_EXPORTER_OTLP_INSECURE=true)";
+    let uri: Uri = given.parse().map_err(|_| refuse(fix))?;
+    let (Some(scheme @ ("http" | "https")), Some(authority)) = (uri.scheme_str(), uri.authority())
+    else {
+        return Err(refuse(fix));
+    };
+    if authority.host().is_empty() {
+        return Err(refuse(fix));
+    }
+    if authority.as_str().contains('@') {
+        return Err(refuse(
+            "put credentials in OTEL_EXPORTER_OTLP_HEADERS (such as \
+             authorization=Bearer%20TOKEN), not in the URL: over gRPC the URL's user \
+             and password would be sent as they are",
+        ));
+    }
+    let path_given = uri.path() != "/" && !uri.path().is_empty();
+    if path_given || uri.query().is_some() {
+        return Err(refuse(
+            "with OTEL_EXPORTER_OTLP_PROTOCOL=grpc give the collector's address without a \
+             path, such as http://127.0.0.1:4317 (a URL ending in /v1/traces is for \
+             http/protobuf)",
+        ));
+    }
+    format!("{scheme}://{authority}{GRPC_EXPORT_PATH}")
+        .parse()
+        .map_err(|_| refuse(fix))
+}
+
 /// `value` with any `user:password@` before the host replaced by `***@`
 /// and any query by `?***`, for logs and errors: credentials belong in
 /// `OTEL_EXPORTER_OTLP_HEADERS`, and even when someone puts them in the URL
@@ -483,6 +604,88 @@ mod tests {
     }
 
     #[test]
+    fn grpc_calls_the_export_method_at_the_collectors_address() {
+        let grpc = |s: &mut TraceSettings| s.protocol = Some(" grpc".into());
+        let plan = with(|s| {
+            grpc(s);
+            s.endpoint = Some("http://collector:4317/".into());
+        })
+        .resolve()
+        .unwrap()
+        .unwrap();
+        assert_eq!(plan.protocol, Protocol::Grpc);
+        assert_eq!(
+            plan.url.to_string(),
+            "http://collector:4317/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+        );
+        // The signal's endpoint wins, and is an address too.
+        let plan = with(|s| {
+            grpc(s);
+            s.endpoint = Some("http://collector:4317".into());
+            s.traces_endpoint = Some("https://traces.example".into());
+        })
+        .resolve()
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            plan.url.to_string(),
+            "https://traces.example/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+        );
+        // An OTLP/HTTP URL given with gRPC is refused, naming the variable
+        // and what to give instead.
+        let err = with(|s| {
+            grpc(s);
+            s.traces_endpoint = Some("http://collector:4318/v1/traces".into());
+        })
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") && err.contains("without a path"),
+            "{err}"
+        );
+        // Credentials in the URL would travel in `:authority`: refused.
+        let err = with(|s| {
+            grpc(s);
+            s.endpoint = Some("http://user:secret@collector:4317".into());
+        })
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("OTEL_EXPORTER_OTLP_HEADERS") && !err.contains("secret"),
+            "{err}"
+        );
+        // An address without a scheme: TLS, unless insecure is set.
+        let plan = |insecure: Option<&str>| {
+            with(|s| {
+                grpc(s);
+                s.endpoint = Some("otel-collector.monitoring:4317".into());
+                s.insecure = insecure.map(Into::into);
+            })
+            .resolve()
+        };
+        let url = |p: Result<Option<TraceExport>, TelemetryError>| p.unwrap().unwrap().url;
+        assert_eq!(url(plan(None)).scheme_str(), Some("https"));
+        assert_eq!(url(plan(Some("TRUE"))).scheme_str(), Some("http"));
+        assert_eq!(
+            url(plan(Some("true"))).authority().unwrap().as_str(),
+            "otel-collector.monitoring:4317"
+        );
+        assert_eq!(url(plan(Some("false"))).scheme_str(), Some("https"));
+        let err = plan(Some("yes")).unwrap_err().to_string();
+        assert!(err.contains("OTEL_EXPORTER_OTLP_INSECURE"), "{err}");
+        // No endpoint: no export, whatever the protocol.
+        assert!(with(grpc).resolve().unwrap().is_none());
+        // The default stays OTLP/HTTP.
+        let plan = with(|s| s.endpoint = Some("http://c:4318".into()))
+            .resolve()
+            .unwrap()
+            .unwrap();
+        assert_eq!(plan.protocol, Protocol::HttpProtobuf);
+    }
+
+    #[test]
     fn bad_settings_name_the_variable_and_a_fix() {
         let cases: [(TraceSettings, &str); 6] = [
             (
@@ -496,7 +699,7 @@ mod tests {
             (
                 with(|s| {
                     s.endpoint = Some("http://c:4318".into());
-                    s.protocol = Some("grpc".into());
+                    s.protocol = Some("http/json".into());
                 }),
                 "OTEL_EXPORTER_OTLP_PROTOCOL",
             ),

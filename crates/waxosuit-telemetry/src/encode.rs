@@ -48,13 +48,36 @@ impl Encoder {
     /// One request carrying spans already written by [`span_body`], each
     /// framed by [`span_frame`].
     pub(crate) fn request_encoded(&self, entries: &[u8], out: &mut Vec<u8>) {
+        self.write_request(entries, out, false);
+    }
+
+    /// The same request as a gRPC message: the 5-byte prefix (not
+    /// compressed, then the length, big-endian) before it.
+    pub(crate) fn grpc_message(&self, entries: &[u8], out: &mut Vec<u8>) {
+        self.write_request(entries, out, true);
+    }
+
+    /// The encoded size of a request carrying `entries` bytes of spans.
+    pub(crate) fn request_len(&self, entries: usize) -> usize {
+        let framed = |len: usize| 1 + varint_len(len as u64) + len;
+        let scope_spans = framed(self.scope.len()) + entries;
+        framed(framed(self.resource.len()) + framed(scope_spans))
+    }
+
+    fn write_request(&self, entries: &[u8], out: &mut Vec<u8>, grpc: bool) {
         // Lengths first: a batch is large, and framing it after writing it
         // would move it twice.
         let framed = |len: usize| 1 + varint_len(len as u64) + len;
         let scope_spans = framed(self.scope.len()) + entries.len();
         let resource_spans = framed(self.resource.len()) + framed(scope_spans);
+        let total = framed(resource_spans);
         out.clear();
-        out.reserve(framed(resource_spans));
+        out.reserve(total + 5);
+        if grpc {
+            out.push(0);
+            // A request is bounded far below 4 GiB (`export::MAX_REQUEST_BYTES`).
+            out.extend_from_slice(&(total as u32).to_be_bytes());
+        }
         // ExportTraceServiceRequest.resource_spans
         tag(out, 1, LEN);
         varint(out, resource_spans as u64);

@@ -1,11 +1,15 @@
-//! The span queue and the OTLP/HTTP exporter that empties it.
+//! The span queue and the OTLP exporter that empties it.
 //!
 //! Spans close on the host's threads and go into [`SpanQueue`]: a bounded
 //! vector behind a mutex, so closing a span costs a push. The exporter is
 //! one task on a one-thread runtime of its own (an export must still run
 //! while the host drains at shutdown, after the host's runtime stops taking
 //! work): it wakes when a batch is full or the schedule delay has passed,
-//! encodes the batch ([`Encoder`]) and POSTs it with hyper and rustls.
+//! encodes the batch ([`Encoder`]) and sends it with hyper and rustls: a
+//! POST over HTTP/1.1 for OTLP/HTTP, or the `TraceService/Export` call over
+//! HTTP/2 for OTLP/gRPC (a gRPC call is an HTTP/2 POST with a framed
+//! message and its status in the trailers, which hyper reads as well as a
+//! gRPC library would, without a second HTTP stack).
 //! When the collector is slower than the host, the queue fills and later
 //! spans are dropped and counted, never buffered without bound; a collector
 //! that fails is reported at most every [`REPORT_EVERY`].
@@ -19,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::Uri;
-use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, TE};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -27,12 +31,19 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::{Notify, oneshot};
 use waxosuit_trace::{SpanRecord, SpanSink};
 
-use crate::config::{BatchPlan, TraceExport};
+use crate::config::{BatchPlan, Protocol, TraceExport};
 use crate::encode::{self, Encoder};
 
 /// A collector's answer is a small protobuf (partial success at most); a
 /// larger one is not read.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// The largest export request sent: a batch whose spans would encode
+/// larger is split. gRPC servers refuse messages over 4 MiB unless told
+/// otherwise (the OpenTelemetry collector's receiver among them), and a
+/// span can carry 128 KiB of text.
+pub(crate) const MAX_REQUEST_BYTES: usize = 4 << 20;
+/// The most of a gRPC error message shown in a warning.
+const MAX_GRPC_MESSAGE: usize = 256;
 /// How often a failing collector or dropped spans are reported.
 pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(30);
 
@@ -172,6 +183,7 @@ impl Exporter {
             client,
             encoder,
             shown_url: plan.shown_url(),
+            protocol: plan.protocol,
             buffer: Vec::new(),
             spare: Queued::with_capacity(plan.batch.max_queue),
             failures: 0,
@@ -233,6 +245,7 @@ struct ExportTask {
     client: ExportClient,
     encoder: Encoder,
     shown_url: String,
+    protocol: Protocol,
     /// The request body being written.
     buffer: Vec<u8>,
     /// The queue's other half: filled by the host while this one is sent.
@@ -261,34 +274,55 @@ impl ExportTask {
 
     async fn export_queued(&mut self) {
         self.queue.take(&mut self.spare);
-        let mut start = 0;
         let ends = std::mem::take(&mut self.spare.ends);
-        for batch in ends.chunks(self.queue.batch.max_batch) {
-            let Some(&end) = batch.last() else {
+        let mut start = 0;
+        let mut spans = 0;
+        for (n, &end) in ends.iter().enumerate() {
+            spans += 1;
+            // The batch ends here when it is full, or when the next span
+            // would take the request over its byte bound.
+            let next_end = ends.get(n + 1).copied();
+            let full = spans == self.queue.batch.max_batch
+                || next_end
+                    .is_none_or(|next| self.encoder.request_len(next - start) > MAX_REQUEST_BYTES);
+            if !full {
                 continue;
-            };
-            self.encoder
-                .request_encoded(&self.spare.bytes[start..end], &mut self.buffer);
-            start = end;
-            let body = Bytes::from(std::mem::take(&mut self.buffer));
-            if let Err(error) = self.client.post(body).await {
-                self.failures += 1;
-                self.last_error = Some(with_sources(&error));
-                if self.last_report.is_none() {
-                    // The first failure is reported at once; later ones
-                    // are counted.
-                    tracing::warn!(
-                        collector = %self.shown_url,
-                        error = self.last_error.as_deref().unwrap_or_default(),
-                        "cannot export spans; check that the collector is running and \
-                         accepts OTLP over HTTP at this URL"
-                    );
-                    self.last_report = Some(Instant::now());
-                    self.failures = 0;
-                }
             }
+            self.send(start, end).await;
+            start = end;
+            spans = 0;
         }
         self.spare.ends = ends;
+    }
+
+    /// Sends the queued spans in `start..end` of the taken half.
+    async fn send(&mut self, start: usize, end: usize) {
+        let entries = &self.spare.bytes[start..end];
+        match self.protocol {
+            Protocol::HttpProtobuf => self.encoder.request_encoded(entries, &mut self.buffer),
+            Protocol::Grpc => self.encoder.grpc_message(entries, &mut self.buffer),
+        }
+        let body = Bytes::from(std::mem::take(&mut self.buffer));
+        if let Err(error) = self.client.post(body).await {
+            self.failures += 1;
+            self.last_error = Some(with_sources(&error));
+            if self.last_report.is_none() {
+                // The first failure is reported at once; later ones are
+                // counted.
+                tracing::warn!(
+                    collector = %self.shown_url,
+                    error = self.last_error.as_deref().unwrap_or_default(),
+                    "cannot export spans; check that the collector is running and \
+                     accepts OTLP over {} at this URL",
+                    match self.protocol {
+                        Protocol::HttpProtobuf => "HTTP (port 4318)",
+                        Protocol::Grpc => "gRPC (port 4317)",
+                    }
+                );
+                self.last_report = Some(Instant::now());
+                self.failures = 0;
+            }
+        }
     }
 
     /// Reports dropped spans and failed exports, at most every
@@ -341,11 +375,12 @@ fn with_sources(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// The OTLP/HTTP client: hyper and rustls, the stack the
-/// `wascc:http_client` capability already builds.
+/// The OTLP client: hyper and rustls, the stack the `wascc:http_client`
+/// capability already builds; HTTP/2 only for gRPC.
 struct ExportClient {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     url: Uri,
+    protocol: Protocol,
     headers: HeaderMap,
     timeout: Duration,
 }
@@ -357,6 +392,15 @@ enum ExportError {
     Http(#[from] hyper_util::client::legacy::Error),
     #[error("the collector answered {0}")]
     Status(hyper::StatusCode),
+    #[error("the collector answered gRPC status {code} ({}){}", grpc_code_name(*code),
+        if message.is_empty() { String::new() } else { format!(": {message}") })]
+    Grpc { code: u32, message: String },
+    #[error("the collector's answer has no grpc-status: is it a gRPC server (port 4317)?")]
+    NoGrpcStatus,
+    #[error("the collector's answer has a grpc-status that is not a number: {0:?}")]
+    BadGrpcStatus(String),
+    #[error("cannot read the collector's answer: {0}")]
+    Body(String),
     #[error("no answer from the collector within {0:?}")]
     Timeout(Duration),
     #[error("cannot build the request: {0}")]
@@ -378,17 +422,23 @@ impl ExportClient {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(plan.timeout));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(https);
+            .https_or_http();
+        let mut client = Client::builder(TokioExecutor::new());
+        client.pool_idle_timeout(Duration::from_secs(30));
+        let client = match plan.protocol {
+            Protocol::HttpProtobuf => client.build(builder.enable_http1().wrap_connector(http)),
+            // HTTP/2 from the first byte: ALPN `h2` over TLS, prior
+            // knowledge in cleartext, as gRPC clients do.
+            Protocol::Grpc => client
+                .http2_only(true)
+                .build(builder.enable_http2().wrap_connector(http)),
+        };
         Ok(ExportClient {
             client,
             url: plan.url.clone(),
+            protocol: plan.protocol,
             headers: plan.headers.clone(),
             timeout: plan.timeout,
         })
@@ -398,28 +448,135 @@ impl ExportClient {
         let mut request = hyper::Request::post(self.url.clone()).body(Full::new(body))?;
         let headers = request.headers_mut();
         headers.extend(self.headers.clone());
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/x-protobuf"),
-        );
+        match self.protocol {
+            Protocol::HttpProtobuf => {
+                headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-protobuf"),
+                );
+            }
+            Protocol::Grpc => {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+                headers.insert(TE, HeaderValue::from_static("trailers"));
+                // The server may give up at the same deadline as we do.
+                if let Ok(value) = HeaderValue::from_str(&grpc_timeout(self.timeout)) {
+                    headers.insert(HeaderName::from_static("grpc-timeout"), value);
+                }
+            }
+        }
         let exchange = async {
             let response = self.client.request(request).await?;
-            let status = response.status();
+            let (parts, body) = response.into_parts();
             // Read (at most a bounded amount of) the answer so the
-            // connection can be reused.
-            let _ = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-                .collect()
-                .await;
-            if status.is_success() {
-                Ok(())
-            } else {
-                Err(ExportError::Status(status))
+            // connection can be reused, and, for gRPC, its trailers.
+            let collected = Limited::new(body, MAX_RESPONSE_BYTES).collect().await;
+            match self.protocol {
+                Protocol::HttpProtobuf if parts.status.is_success() => return Ok(()),
+                // gRPC answers every call with 200, its outcome in
+                // `grpc-status`.
+                Protocol::Grpc if parts.status == hyper::StatusCode::OK => {}
+                _ => return Err(ExportError::Status(parts.status)),
             }
+            let collected = collected.map_err(|e| ExportError::Body(e.to_string()))?;
+            // A call that fails at once answers its status in the headers
+            // ("trailers-only"); otherwise it comes in the trailers.
+            let status = match parts.headers.get("grpc-status") {
+                Some(_) => &parts.headers,
+                None => collected.trailers().ok_or(ExportError::NoGrpcStatus)?,
+            };
+            grpc_status(status)
         };
         match tokio::time::timeout(self.timeout, exchange).await {
             Ok(result) => result,
             Err(_) => Err(ExportError::Timeout(self.timeout)),
         }
+    }
+}
+
+/// `grpc-timeout`: at most 8 digits and a unit.
+fn grpc_timeout(timeout: Duration) -> String {
+    let ms = timeout.as_millis();
+    if ms < 100_000_000 {
+        format!("{ms}m")
+    } else {
+        format!("{}S", timeout.as_secs().min(99_999_999))
+    }
+}
+
+/// The call's outcome from `grpc-status` and `grpc-message`.
+fn grpc_status(headers: &HeaderMap) -> Result<(), ExportError> {
+    let raw = headers
+        .get("grpc-status")
+        .ok_or(ExportError::NoGrpcStatus)?;
+    let code = std::str::from_utf8(raw.as_bytes())
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .ok_or_else(|| ExportError::BadGrpcStatus(grpc_message(raw.as_bytes())))?;
+    if code == 0 {
+        return Ok(());
+    }
+    let message = headers
+        .get("grpc-message")
+        .map(|v| grpc_message(v.as_bytes()))
+        .unwrap_or_default();
+    Err(ExportError::Grpc { code, message })
+}
+
+/// A `grpc-message`, percent-decoded as gRPC encodes it, cut to
+/// [`MAX_GRPC_MESSAGE`] characters, control and invisible formatting
+/// characters dropped: it is the collector's text and ends up in the
+/// host's log.
+fn grpc_message(raw: &[u8]) -> String {
+    let mut bytes = Vec::with_capacity(raw.len().min(MAX_GRPC_MESSAGE * 4));
+    let digit = |at: usize| raw.get(at).and_then(|&b| char::from(b).to_digit(16));
+    let mut i = 0;
+    while i < raw.len() && bytes.len() < MAX_GRPC_MESSAGE * 4 {
+        if raw[i] == b'%'
+            && let (Some(high), Some(low)) = (digit(i + 1), digit(i + 2))
+        {
+            bytes.push((high * 16 + low) as u8);
+            i += 3;
+        } else {
+            bytes.push(raw[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&bytes)
+        .chars()
+        .filter(|&c| !c.is_control() && !invisible(c))
+        .take(MAX_GRPC_MESSAGE)
+        .collect()
+}
+
+/// Characters that change how a log line reads without showing: the
+/// bidirectional overrides and isolates, zero-width characters, the soft
+/// hyphen and the byte-order mark.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206F}' | '\u{FEFF}')
+}
+
+/// The names gRPC gives its status codes.
+fn grpc_code_name(code: u32) -> &'static str {
+    match code {
+        1 => "CANCELLED",
+        2 => "UNKNOWN",
+        3 => "INVALID_ARGUMENT",
+        4 => "DEADLINE_EXCEEDED",
+        5 => "NOT_FOUND",
+        6 => "ALREADY_EXISTS",
+        7 => "PERMISSION_DENIED",
+        8 => "RESOURCE_EXHAUSTED",
+        9 => "FAILED_PRECONDITION",
+        10 => "ABORTED",
+        11 => "OUT_OF_RANGE",
+        12 => "UNIMPLEMENTED",
+        13 => "INTERNAL",
+        14 => "UNAVAILABLE",
+        15 => "DATA_LOSS",
+        16 => "UNAUTHENTICATED",
+        _ => "an unknown code",
     }
 }
 
@@ -496,6 +653,110 @@ mod tests {
         let dropped = queue.dropped.load(Ordering::Relaxed);
         assert!(dropped > 0);
         assert_eq!(taken.ends.len() as u64 + dropped, 10_000);
+    }
+
+    #[test]
+    fn a_grpc_error_names_the_status_and_the_collectors_message() {
+        let receiver =
+            waxosuit_test_servers::OtlpReceiver::start_grpc_refusing("queue full, retry later")
+                .unwrap();
+        let plan = crate::TraceSettings {
+            endpoint: Some(receiver.url()),
+            protocol: Some("grpc".into()),
+            ..crate::TraceSettings::default()
+        }
+        .resolve()
+        .unwrap()
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let error = rt.block_on(async {
+            let client = ExportClient::new(&plan).unwrap();
+            let encoder = Encoder::new(&[], "waxosuit", "0");
+            let mut body = Vec::new();
+            encoder.grpc_message(&[], &mut body);
+            client.post(Bytes::from(body)).await.unwrap_err()
+        });
+        let text = with_sources(&error);
+        assert!(
+            text.contains("gRPC status 14 (UNAVAILABLE): queue full, retry later"),
+            "{text}"
+        );
+        assert_eq!(receiver.requests(), 1);
+    }
+
+    #[test]
+    fn a_grpc_export_that_succeeds_is_ok() {
+        let receiver = waxosuit_test_servers::OtlpReceiver::start_grpc().unwrap();
+        let plan = crate::TraceSettings {
+            endpoint: Some(receiver.url()),
+            protocol: Some("grpc".into()),
+            ..crate::TraceSettings::default()
+        }
+        .resolve()
+        .unwrap()
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let client = ExportClient::new(&plan).unwrap();
+            let encoder = Encoder::new(&[], "waxosuit", "0");
+            for _ in 0..2 {
+                let mut body = Vec::new();
+                encoder.grpc_message(&[], &mut body);
+                client.post(Bytes::from(body)).await.unwrap();
+            }
+        });
+        // Both calls on one HTTP/2 connection.
+        assert_eq!((receiver.requests(), receiver.connections()), (2, 1));
+    }
+
+    #[test]
+    fn grpc_status_comes_from_the_trailers_and_a_bad_one_is_shown() {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        assert!(grpc_status(&trailers).is_ok());
+        trailers.insert("grpc-status", HeaderValue::from_static("8"));
+        trailers.insert("grpc-message", HeaderValue::from_static("too%20big"));
+        let text = grpc_status(&trailers).unwrap_err().to_string();
+        assert_eq!(
+            text,
+            "the collector answered gRPC status 8 (RESOURCE_EXHAUSTED): too big"
+        );
+        trailers.insert("grpc-status", HeaderValue::from_static("ok"));
+        let text = grpc_status(&trailers).unwrap_err().to_string();
+        assert!(text.contains("not a number: \"ok\""), "{text}");
+        assert!(matches!(
+            grpc_status(&HeaderMap::new()),
+            Err(ExportError::NoGrpcStatus)
+        ));
+    }
+
+    #[test]
+    fn a_grpc_message_is_decoded_bounded_and_without_control_characters() {
+        assert_eq!(
+            grpc_message(b"no%20collector%3A%20gone"),
+            "no collector: gone"
+        );
+        // A `%` that does not start an escape is kept as it is.
+        assert_eq!(grpc_message(b"100% %zz%4"), "100% %zz%4");
+        // Escapes cannot smuggle a line break or a terminal escape into the log.
+        assert_eq!(grpc_message(b"a%0Ab%1B[31mc\x07"), "ab[31mc");
+        let long = "x".repeat(100_000);
+        assert_eq!(grpc_message(long.as_bytes()).len(), MAX_GRPC_MESSAGE);
+        assert_eq!(grpc_message(b"%FF%FE"), "\u{fffd}\u{fffd}");
+        // Right-to-left override and zero-width space: gone.
+        assert_eq!(grpc_message(b"ok%E2%80%AEgnp.exe%E2%80%8B"), "okgnp.exe");
+    }
+
+    #[test]
+    fn grpc_timeouts_fit_eight_digits() {
+        assert_eq!(grpc_timeout(Duration::from_secs(10)), "10000m");
+        assert_eq!(grpc_timeout(Duration::from_secs(1 << 40)), "99999999S");
     }
 
     #[test]

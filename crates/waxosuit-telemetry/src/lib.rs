@@ -16,8 +16,10 @@
 //!   [`waxosuit_trace::Recorder`], which gives each span its trace context
 //!   and records it, and an exporter ([`export`](crate) module) that queues
 //!   the finished spans, encodes each batch as an OTLP protobuf request
-//!   ([`encode`](crate) module, written straight from the spans) and POSTs
-//!   it to the collector with hyper and rustls on a runtime of its own.
+//!   ([`encode`](crate) module, written straight from the spans) and sends
+//!   it to the collector with hyper and rustls on a runtime of its own: a
+//!   POST to `/v1/traces` (OTLP/HTTP), or the `TraceService/Export` gRPC
+//!   call over HTTP/2 ([`Protocol`]).
 //!   Without an endpoint there is no layer, no exporter, no thread and no
 //!   connection, and with text logs every span callsite stays disabled
 //!   (JSON lines take `actor` and `capability` from the host's spans).
@@ -55,7 +57,7 @@ use tracing_subscriber::{Layer, Registry};
 
 pub use config::{
     BatchPlan, DEFAULT_EXPORT_TIMEOUT, DEFAULT_MAX_BATCH, DEFAULT_MAX_QUEUE,
-    DEFAULT_SCHEDULE_DELAY, DEFAULT_SERVICE_NAME, TraceExport, TraceSettings,
+    DEFAULT_SCHEDULE_DELAY, DEFAULT_SERVICE_NAME, Protocol, TraceExport, TraceSettings,
 };
 
 /// The filter when `RUST_LOG` is not set: Waxosuit at info, the rest at warn.

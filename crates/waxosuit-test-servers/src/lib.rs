@@ -10,9 +10,10 @@
 //! [`RegistryServer`] is Debian's `docker-registry` (the CNCF Distribution
 //! registry) the same way, plain HTTP, optionally with basic authentication.
 //!
-//! [`OtlpReceiver`] is the other end of trace export: an OTLP/HTTP receiver
-//! in the test process that decodes and keeps every span it is sent;
-//! [`collect_spans`] records the spans a test makes on its own thread.
+//! [`OtlpReceiver`] is the other end of trace export: an OTLP/HTTP (or,
+//! with tonic, OTLP/gRPC) receiver in the test process that decodes and
+//! keeps every span it is sent; [`collect_spans`] records the spans a test
+//! makes on its own thread.
 //!
 //! Both server handles can [`stop`](RedisServer::stop) and
 //! [`restart`](RedisServer::restart) the server **on the same port**, which is

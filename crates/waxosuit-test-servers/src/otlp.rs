@@ -1,10 +1,13 @@
-//! An OTLP/HTTP trace receiver in the test process: what an OpenTelemetry
+//! An OTLP trace receiver in the test process: what an OpenTelemetry
 //! collector would get from a host under test.
 //!
-//! It accepts `POST /v1/traces` with a protobuf `ExportTraceServiceRequest`
-//! (decoded with the OpenTelemetry proto types, so a malformed export fails
-//! the test rather than passing unseen), keeps every span, and counts the
-//! connections made to it, so a test can also prove that nothing connected.
+//! Over HTTP it accepts `POST /v1/traces` with a protobuf
+//! `ExportTraceServiceRequest` (decoded with the OpenTelemetry proto types,
+//! so a malformed export fails the test rather than passing unseen). Over
+//! gRPC ([`OtlpReceiver::start_grpc`]) it is tonic's server for the
+//! `TraceService` the proto crate generates. Either way it keeps every
+//! span and counts the connections made to it, so a test can also prove
+//! that nothing connected.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -13,7 +16,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
 
@@ -73,6 +81,8 @@ struct Received {
     requests: usize,
     rejected: usize,
     bytes: usize,
+    /// The largest export request's size, in bytes.
+    largest: usize,
     /// The last request's headers, names in lower case.
     headers: Vec<(String, String)>,
 }
@@ -83,6 +93,8 @@ pub struct OtlpReceiver {
     received: Arc<Mutex<Received>>,
     connections: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
+    /// Stops the gRPC server's runtime.
+    grpc_stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl OtlpReceiver {
@@ -114,6 +126,7 @@ impl OtlpReceiver {
             })),
             connections: Arc::default(),
             stop: Arc::default(),
+            grpc_stop: None,
         };
         let (received, connections, stop) = (
             Arc::clone(&receiver.received),
@@ -138,6 +151,64 @@ impl OtlpReceiver {
         Ok(receiver)
     }
 
+    /// An OTLP/gRPC receiver (tonic's server) on a free loopback port, for
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`.
+    pub fn start_grpc() -> io::Result<OtlpReceiver> {
+        OtlpReceiver::grpc(None)
+    }
+
+    /// An OTLP/gRPC receiver that counts every export and answers it with
+    /// `UNAVAILABLE` and `message`, as a collector that sheds load does.
+    pub fn start_grpc_refusing(message: &str) -> io::Result<OtlpReceiver> {
+        OtlpReceiver::grpc(Some(message.to_string()))
+    }
+
+    fn grpc(refuse: Option<String>) -> io::Result<OtlpReceiver> {
+        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let received = Arc::new(Mutex::new(Received {
+            keep: true,
+            ..Received::default()
+        }));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let service = Collector {
+            received: Arc::clone(&received),
+            refuse,
+        };
+        let counted = Arc::clone(&connections);
+        std::thread::spawn(move || {
+            runtime.block_on(async move {
+                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                    return;
+                };
+                use tokio_stream::StreamExt;
+                let incoming =
+                    tokio_stream::wrappers::TcpListenerStream::new(listener).map(move |stream| {
+                        counted.fetch_add(1, Ordering::Relaxed);
+                        stream
+                    });
+                let _ = tonic::transport::Server::builder()
+                    .add_service(TraceServiceServer::new(service))
+                    .serve_with_incoming_shutdown(incoming, async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+            });
+        });
+        Ok(OtlpReceiver {
+            addr,
+            received,
+            connections,
+            stop: Arc::default(),
+            grpc_stop: Some(stop),
+        })
+    }
+
     /// `http://127.0.0.1:PORT`, the value for `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
@@ -156,6 +227,12 @@ impl OtlpReceiver {
     /// Bytes of export requests received.
     pub fn bytes(&self) -> usize {
         self.lock().bytes
+    }
+
+    /// The largest export request received, in bytes (the protobuf
+    /// message, without HTTP or gRPC framing).
+    pub fn largest_request(&self) -> usize {
+        self.lock().largest
     }
 
     /// Export requests that were not valid OTLP protobuf.
@@ -197,6 +274,50 @@ impl OtlpReceiver {
 impl Drop for OtlpReceiver {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(stop) = self.grpc_stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The gRPC `TraceService`.
+struct Collector {
+    received: Arc<Mutex<Received>>,
+    refuse: Option<String>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let headers = request
+            .metadata()
+            .clone()
+            .into_headers()
+            .iter()
+            .take(64)
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_string(),
+                    value.to_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        let request = request.into_inner();
+        let mut received = self.received.lock().unwrap_or_else(|e| e.into_inner());
+        received.headers = headers;
+        received.requests += 1;
+        received.bytes += request.encoded_len();
+        received.largest = received.largest.max(request.encoded_len());
+        if let Some(message) = &self.refuse {
+            return Err(tonic::Status::unavailable(message.clone()));
+        }
+        keep(request, &mut received);
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
     }
 }
 
@@ -261,6 +382,7 @@ fn accept(body: &[u8], received: &Mutex<Received>) -> bool {
     let mut received = received.lock().unwrap_or_else(|e| e.into_inner());
     received.requests += 1;
     received.bytes += body.len();
+    received.largest = received.largest.max(body.len());
     if !received.keep {
         return true;
     }
@@ -268,6 +390,12 @@ fn accept(body: &[u8], received: &Mutex<Received>) -> bool {
         received.rejected += 1;
         return false;
     };
+    keep(request, &mut received);
+    true
+}
+
+/// Keeps the spans of one export request.
+fn keep(request: ExportTraceServiceRequest, received: &mut Received) {
     for resource_spans in request.resource_spans {
         let resource = attributes(
             resource_spans
@@ -312,7 +440,6 @@ fn accept(body: &[u8], received: &Mutex<Received>) -> bool {
             });
         }
     }
-    true
 }
 
 fn attributes(list: &[KeyValue]) -> BTreeMap<String, String> {
