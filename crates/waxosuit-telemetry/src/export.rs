@@ -44,6 +44,15 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 pub(crate) const MAX_REQUEST_BYTES: usize = 4 << 20;
 /// The most of a gRPC error message shown in a warning.
 const MAX_GRPC_MESSAGE: usize = 256;
+/// Tries per batch: the first, and retries while the collector answers
+/// that it may take the spans later.
+const ATTEMPTS: u32 = 3;
+/// The wait before the first retry; doubled before the next, and drawn
+/// from its upper half so hosts restarting together do not retry together.
+const RETRY_DELAY: Duration = Duration::from_millis(250);
+/// The longest wait between tries, whatever `Retry-After` asks: the queue
+/// fills while the exporter waits.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(2);
 /// How often a failing collector or dropped spans are reported.
 pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(30);
 
@@ -303,7 +312,22 @@ impl ExportTask {
             Protocol::Grpc => self.encoder.grpc_message(entries, &mut self.buffer),
         }
         let body = Bytes::from(std::mem::take(&mut self.buffer));
-        if let Err(error) = self.client.post(body).await {
+        let mut attempt = 1;
+        let outcome = loop {
+            let outcome = self.client.post(body.clone()).await;
+            let retry = match &outcome {
+                Err(error) if attempt < ATTEMPTS => error.retry(),
+                _ => None,
+            };
+            let Some(asked) = retry else {
+                break outcome;
+            };
+            let backoff = RETRY_DELAY * 2u32.pow(attempt - 1);
+            let wait = (backoff / 2 + jitter(backoff / 2)).max(asked);
+            tokio::time::sleep(wait.min(MAX_RETRY_WAIT)).await;
+            attempt += 1;
+        };
+        if let Err(error) = outcome {
             self.failures += 1;
             self.last_error = Some(with_sources(&error));
             if self.last_report.is_none() {
@@ -391,7 +415,7 @@ enum ExportError {
     #[error(transparent)]
     Http(#[from] hyper_util::client::legacy::Error),
     #[error("the collector answered {0}")]
-    Status(hyper::StatusCode),
+    Status(hyper::StatusCode, Option<Duration>),
     #[error("the collector answered gRPC status {code} ({}){}", grpc_code_name(*code),
         if message.is_empty() { String::new() } else { format!(": {message}") })]
     Grpc { code: u32, message: String },
@@ -475,7 +499,12 @@ impl ExportClient {
                 // gRPC answers every call with 200, its outcome in
                 // `grpc-status`.
                 Protocol::Grpc if parts.status == hyper::StatusCode::OK => {}
-                _ => return Err(ExportError::Status(parts.status)),
+                _ => {
+                    return Err(ExportError::Status(
+                        parts.status,
+                        retry_after(&parts.headers),
+                    ));
+                }
             }
             let collected = collected.map_err(|e| ExportError::Body(e.to_string()))?;
             // A call that fails at once answers its status in the headers
@@ -491,6 +520,51 @@ impl ExportClient {
             Err(_) => Err(ExportError::Timeout(self.timeout)),
         }
     }
+}
+
+impl ExportError {
+    /// Whether the export may succeed if tried again, as the OTLP
+    /// specification lists the answers that say so, and how long the
+    /// collector asked to wait (zero when it did not say). A timeout is not
+    /// retried: the collector had its time, and the queue fills meanwhile.
+    fn retry(&self) -> Option<Duration> {
+        match self {
+            // The collector is restarting, or a connection broke.
+            ExportError::Http(_) => Some(Duration::ZERO),
+            ExportError::Status(status, after) => {
+                matches!(status.as_u16(), 429 | 502 | 503 | 504).then(|| after.unwrap_or_default())
+            }
+            // CANCELLED, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED,
+            // OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS.
+            ExportError::Grpc { code, .. } => {
+                matches!(code, 1 | 4 | 8 | 10 | 11 | 14 | 15).then_some(Duration::ZERO)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// `Retry-After` in seconds (a date is not read), capped like any wait.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_WAIT))
+}
+
+/// A random duration up to `max`.
+fn jitter(max: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    // Each `RandomState` is keyed anew: enough randomness to spread retries.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(random % nanos.max(1))
 }
 
 /// `grpc-timeout`: at most 8 digits and a unit.
@@ -657,9 +731,12 @@ mod tests {
 
     #[test]
     fn a_grpc_error_names_the_status_and_the_collectors_message() {
-        let receiver =
-            waxosuit_test_servers::OtlpReceiver::start_grpc_refusing("queue full, retry later")
-                .unwrap();
+        let receiver = waxosuit_test_servers::OtlpReceiver::start_grpc_refusing(
+            usize::MAX,
+            14,
+            "queue full, retry later",
+        )
+        .unwrap();
         let plan = crate::TraceSettings {
             endpoint: Some(receiver.url()),
             protocol: Some("grpc".into()),

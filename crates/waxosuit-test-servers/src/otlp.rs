@@ -83,6 +83,12 @@ struct Received {
     bytes: usize,
     /// The largest export request's size, in bytes.
     largest: usize,
+    /// Exports still to refuse before accepting any.
+    refusals: usize,
+    /// The HTTP status or gRPC code they are refused with.
+    refusal: u16,
+    /// The gRPC message they are refused with.
+    refusal_message: String,
     /// The last request's headers, names in lower case.
     headers: Vec<(String, String)>,
 }
@@ -113,6 +119,18 @@ impl OtlpReceiver {
     /// spans kept): the sink for benchmarks of trace export.
     pub fn start_counting(addr: SocketAddr) -> io::Result<OtlpReceiver> {
         OtlpReceiver::listen(addr, false)
+    }
+
+    /// An OTLP/HTTP receiver that answers the first `first` exports with
+    /// `status` (counted, not kept), then accepts.
+    pub fn start_refusing(first: usize, status: u16) -> io::Result<OtlpReceiver> {
+        let receiver = OtlpReceiver::start()?;
+        {
+            let mut received = receiver.lock();
+            received.refusals = first;
+            received.refusal = status;
+        }
+        Ok(receiver)
     }
 
     fn listen(addr: SocketAddr, keep: bool) -> io::Result<OtlpReceiver> {
@@ -154,16 +172,24 @@ impl OtlpReceiver {
     /// An OTLP/gRPC receiver (tonic's server) on a free loopback port, for
     /// `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`.
     pub fn start_grpc() -> io::Result<OtlpReceiver> {
-        OtlpReceiver::grpc(None)
+        OtlpReceiver::grpc()
     }
 
-    /// An OTLP/gRPC receiver that counts every export and answers it with
-    /// `UNAVAILABLE` and `message`, as a collector that sheds load does.
-    pub fn start_grpc_refusing(message: &str) -> io::Result<OtlpReceiver> {
-        OtlpReceiver::grpc(Some(message.to_string()))
+    /// An OTLP/gRPC receiver that answers the first `first` exports with
+    /// the gRPC status `code` (14 is `UNAVAILABLE`, as a collector that
+    /// sheds load answers) and `message`, counting them, then accepts.
+    pub fn start_grpc_refusing(first: usize, code: u16, message: &str) -> io::Result<OtlpReceiver> {
+        let receiver = OtlpReceiver::grpc()?;
+        {
+            let mut received = receiver.lock();
+            received.refusals = first;
+            received.refusal = code;
+            received.refusal_message = message.to_string();
+        }
+        Ok(receiver)
     }
 
-    fn grpc(refuse: Option<String>) -> io::Result<OtlpReceiver> {
+    fn grpc() -> io::Result<OtlpReceiver> {
         let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -178,7 +204,6 @@ impl OtlpReceiver {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let service = Collector {
             received: Arc::clone(&received),
-            refuse,
         };
         let counted = Arc::clone(&connections);
         std::thread::spawn(move || {
@@ -283,7 +308,6 @@ impl Drop for OtlpReceiver {
 /// The gRPC `TraceService`.
 struct Collector {
     received: Arc<Mutex<Received>>,
-    refuse: Option<String>,
 }
 
 #[tonic::async_trait]
@@ -311,8 +335,12 @@ impl TraceService for Collector {
         received.requests += 1;
         received.bytes += request.encoded_len();
         received.largest = received.largest.max(request.encoded_len());
-        if let Some(message) = &self.refuse {
-            return Err(tonic::Status::unavailable(message.clone()));
+        if received.refusals > 0 {
+            received.refusals -= 1;
+            return Err(tonic::Status::new(
+                tonic::Code::from_i32(i32::from(received.refusal)),
+                received.refusal_message.clone(),
+            ));
         }
         keep(request, &mut received);
         Ok(tonic::Response::new(ExportTraceServiceResponse {
@@ -366,9 +394,25 @@ fn serve(stream: TcpStream, received: &Mutex<Received>) {
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        received.lock().unwrap_or_else(|e| e.into_inner()).headers = headers;
-        let ok = request_line.starts_with("POST /v1/traces ") && accept(&body, received);
-        let status = if ok { "200 OK" } else { "400 Bad Request" };
+        let refused = {
+            let mut received = received.lock().unwrap_or_else(|e| e.into_inner());
+            received.headers = headers;
+            if received.refusals > 0 {
+                received.refusals -= 1;
+                received.requests += 1;
+                Some(received.refusal)
+            } else {
+                None
+            }
+        };
+        let ok = refused.is_none()
+            && request_line.starts_with("POST /v1/traces ")
+            && accept(&body, received);
+        let status = match refused {
+            Some(code) => format!("{code} Refused"),
+            None if ok => "200 OK".to_string(),
+            None => "400 Bad Request".to_string(),
+        };
         let response = format!(
             "HTTP/1.1 {status}\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n"
         );
