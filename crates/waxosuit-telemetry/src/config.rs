@@ -10,6 +10,7 @@ use opentelemetry::KeyValue;
 use waxosuit_trace::Sampler;
 
 use crate::TelemetryError;
+use crate::tls::ExportTls;
 
 /// The service name when neither `OTEL_SERVICE_NAME` nor `service.name` in
 /// `OTEL_RESOURCE_ATTRIBUTES` gives one.
@@ -49,6 +50,17 @@ pub struct TraceSettings {
     /// `true` for cleartext HTTP/2 to a gRPC address given without a
     /// scheme (TLS otherwise).
     pub insecure: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE` or
+    /// `OTEL_EXPORTER_OTLP_CERTIFICATE`: a PEM file of the certificates
+    /// trusted for the collector, instead of the Web PKI roots.
+    pub certificate: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE` or
+    /// `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`: a PEM file of this host's
+    /// certificate chain, for a collector that asks for one.
+    pub client_certificate: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY` or
+    /// `OTEL_EXPORTER_OTLP_CLIENT_KEY`: a PEM file of its private key.
+    pub client_key: Option<String>,
     /// `OTEL_SERVICE_NAME`.
     pub service_name: Option<String>,
     /// `OTEL_RESOURCE_ATTRIBUTES`: `key=value,…`, values percent-encoded.
@@ -86,6 +98,9 @@ impl std::fmt::Debug for TraceSettings {
             .field("traces_endpoint", &shown(&self.traces_endpoint))
             .field("protocol", &self.protocol)
             .field("insecure", &self.insecure)
+            .field("certificate", &self.certificate)
+            .field("client_certificate", &self.client_certificate)
+            .field("client_key", &self.client_key)
             .field("service_name", &self.service_name)
             .field("resource_attributes", &self.resource_attributes)
             .field("sampler", &self.sampler)
@@ -156,6 +171,8 @@ pub struct TraceExport {
     pub headers: HeaderMap,
     /// Batching.
     pub batch: BatchPlan,
+    /// Certificates trusted for the collector, and this host's own.
+    pub(crate) tls: ExportTls,
 }
 
 impl TraceExport {
@@ -176,6 +193,7 @@ impl std::fmt::Debug for TraceExport {
             // Values can be credentials: only the names are shown.
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("batch", &self.batch)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -192,6 +210,12 @@ impl TraceSettings {
                 .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL")),
             insecure: var("OTEL_EXPORTER_OTLP_TRACES_INSECURE")
                 .or_else(|| var("OTEL_EXPORTER_OTLP_INSECURE")),
+            certificate: var("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE")
+                .or_else(|| var("OTEL_EXPORTER_OTLP_CERTIFICATE")),
+            client_certificate: var("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE")
+                .or_else(|| var("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE")),
+            client_key: var("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY")
+                .or_else(|| var("OTEL_EXPORTER_OTLP_CLIENT_KEY")),
             service_name: var("OTEL_SERVICE_NAME"),
             resource_attributes: var("OTEL_RESOURCE_ATTRIBUTES"),
             sampler: var("OTEL_TRACES_SAMPLER"),
@@ -258,6 +282,11 @@ impl TraceSettings {
             timeout: self.timeout()?,
             headers: self.headers()?,
             batch: self.batch()?,
+            tls: ExportTls::load(
+                self.certificate.as_deref().map(str::trim),
+                self.client_certificate.as_deref().map(str::trim),
+                self.client_key.as_deref().map(str::trim),
+            )?,
         }))
     }
 

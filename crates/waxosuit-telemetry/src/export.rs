@@ -50,8 +50,8 @@ const ATTEMPTS: u32 = 3;
 /// The wait before the first retry; doubled before the next, and drawn
 /// from its upper half so hosts restarting together do not retry together.
 const RETRY_DELAY: Duration = Duration::from_millis(250);
-/// The longest wait between tries, whatever `Retry-After` asks: the queue
-/// fills while the exporter waits.
+/// The longest wait between tries: the queue fills while the exporter
+/// waits. A collector whose `Retry-After` asks for longer is not retried.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(2);
 /// How often a failing collector or dropped spans are reported.
 pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(30);
@@ -249,6 +249,15 @@ impl Drop for Exporter {
     }
 }
 
+/// How a batch went, for the retries of the batches after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// Sent (or refused for good) without using up its tries.
+    Once,
+    /// Still "later" after every try, or after a wait longer than allowed.
+    GaveUp,
+}
+
 struct ExportTask {
     queue: Arc<SpanQueue>,
     client: ExportClient,
@@ -286,6 +295,11 @@ impl ExportTask {
         let ends = std::mem::take(&mut self.spare.ends);
         let mut start = 0;
         let mut spans = 0;
+        // Retries stop for the round once a batch has used all its tries:
+        // the collector is down, and later batches would only wait too.
+        // They never happen in the flush at shutdown, which has a few
+        // seconds for every batch.
+        let mut may_retry = !self.queue.closed.load(Ordering::Acquire);
         for (n, &end) in ends.iter().enumerate() {
             spans += 1;
             // The batch ends here when it is full, or when the next span
@@ -297,15 +311,17 @@ impl ExportTask {
             if !full {
                 continue;
             }
-            self.send(start, end).await;
+            let sent = self.send(start, end, may_retry).await;
+            may_retry &= sent != Sent::GaveUp;
             start = end;
             spans = 0;
         }
         self.spare.ends = ends;
     }
 
-    /// Sends the queued spans in `start..end` of the taken half.
-    async fn send(&mut self, start: usize, end: usize) {
+    /// Sends the queued spans in `start..end` of the taken half, trying
+    /// again (when `may_retry`) while the collector answers "later".
+    async fn send(&mut self, start: usize, end: usize, may_retry: bool) -> Sent {
         let entries = &self.spare.bytes[start..end];
         match self.protocol {
             Protocol::HttpProtobuf => self.encoder.request_encoded(entries, &mut self.buffer),
@@ -313,18 +329,27 @@ impl ExportTask {
         }
         let body = Bytes::from(std::mem::take(&mut self.buffer));
         let mut attempt = 1;
+        let mut sent = Sent::Once;
         let outcome = loop {
             let outcome = self.client.post(body.clone()).await;
-            let retry = match &outcome {
-                Err(error) if attempt < ATTEMPTS => error.retry(),
-                _ => None,
-            };
-            let Some(asked) = retry else {
+            let Err(error) = &outcome else {
                 break outcome;
             };
+            let Some(asked) = error.retry() else {
+                break outcome;
+            };
+            if !may_retry {
+                break outcome;
+            }
             let backoff = RETRY_DELAY * 2u32.pow(attempt - 1);
             let wait = (backoff / 2 + jitter(backoff / 2)).max(asked);
-            tokio::time::sleep(wait.min(MAX_RETRY_WAIT)).await;
+            // A collector that asks for a longer wait is not hurried: the
+            // batch is given up, as when the tries run out.
+            if attempt == ATTEMPTS || wait > MAX_RETRY_WAIT {
+                sent = Sent::GaveUp;
+                break outcome;
+            }
+            tokio::time::sleep(wait).await;
             attempt += 1;
         };
         if let Err(error) = outcome {
@@ -347,6 +372,7 @@ impl ExportTask {
                 self.failures = 0;
             }
         }
+        sent
     }
 
     /// Reports dropped spans and failed exports, at most every
@@ -434,14 +460,38 @@ enum ExportError {
 impl ExportClient {
     fn new(plan: &TraceExport) -> Result<ExportClient, std::io::Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        let roots = match &plan.tls.roots {
+            Some(certificates) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for certificate in certificates {
+                    roots.add(certificate.clone()).map_err(|e| {
+                        std::io::Error::other(format!(
+                            "a certificate of OTEL_EXPORTER_OTLP_CERTIFICATE cannot be \
+                             trusted: {e}"
+                        ))
+                    })?;
+                }
+                roots
+            }
+            None => rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            },
         };
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(std::io::Error::other)?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let tls = match &plan.tls.identity {
+            Some(identity) => tls
+                .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
+                .map_err(|e| {
+                    std::io::Error::other(format!(
+                        "the client certificate and key of OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE \
+                         and OTEL_EXPORTER_OTLP_CLIENT_KEY cannot be used together: {e}"
+                    ))
+                })?,
+            None => tls.with_no_client_auth(),
+        };
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -526,25 +576,51 @@ impl ExportError {
     /// Whether the export may succeed if tried again, as the OTLP
     /// specification lists the answers that say so, and how long the
     /// collector asked to wait (zero when it did not say). A timeout is not
-    /// retried: the collector had its time, and the queue fills meanwhile.
+    /// retried (the collector had its time, and the queue fills meanwhile),
+    /// nor is a TLS or protocol error (it would fail again).
     fn retry(&self) -> Option<Duration> {
         match self {
-            // The collector is restarting, or a connection broke.
-            ExportError::Http(_) => Some(Duration::ZERO),
+            // The collector is restarting, or closed a pooled connection.
+            ExportError::Http(error) => transient(error).then_some(Duration::ZERO),
             ExportError::Status(status, after) => {
                 matches!(status.as_u16(), 429 | 502 | 503 | 504).then(|| after.unwrap_or_default())
             }
-            // CANCELLED, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED,
-            // OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS.
+            // CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE,
+            // UNAVAILABLE, DATA_LOSS. RESOURCE_EXHAUSTED is retryable only
+            // with a `RetryInfo`, which is not read: it is final here.
             ExportError::Grpc { code, .. } => {
-                matches!(code, 1 | 4 | 8 | 10 | 11 | 14 | 15).then_some(Duration::ZERO)
+                matches!(code, 1 | 4 | 10 | 11 | 14 | 15).then_some(Duration::ZERO)
             }
             _ => None,
         }
     }
 }
 
-/// `Retry-After` in seconds (a date is not read), capped like any wait.
+/// Whether a client error is a connection refused, reset or closed early:
+/// a collector restarting, or dropping a connection the pool kept.
+fn transient(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        if let Some(hyper) = error.downcast_ref::<hyper::Error>()
+            && hyper.is_incomplete_message()
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
+/// `Retry-After` in seconds (the date form is not read).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let seconds: u64 = headers
         .get("retry-after")?
@@ -553,7 +629,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .trim()
         .parse()
         .ok()?;
-    Some(Duration::from_secs(seconds).min(MAX_RETRY_WAIT))
+    Some(Duration::from_secs(seconds))
 }
 
 /// A random duration up to `max`.
@@ -790,6 +866,36 @@ mod tests {
         });
         // Both calls on one HTTP/2 connection.
         assert_eq!((receiver.requests(), receiver.connections()), (2, 1));
+    }
+
+    #[test]
+    fn a_refused_connection_is_retried_and_a_timeout_is_not() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let plan = crate::TraceSettings {
+            endpoint: Some(url),
+            ..crate::TraceSettings::default()
+        }
+        .resolve()
+        .unwrap()
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let error = rt.block_on(async {
+            let client = ExportClient::new(&plan).unwrap();
+            client.post(Bytes::new()).await.unwrap_err()
+        });
+        assert_eq!(error.retry(), Some(Duration::ZERO), "{error:?}");
+        assert_eq!(ExportError::Timeout(Duration::from_secs(1)).retry(), None);
+        let refused = |status: u16| {
+            ExportError::Status(hyper::StatusCode::from_u16(status).unwrap(), None).retry()
+        };
+        assert_eq!(refused(503), Some(Duration::ZERO));
+        assert_eq!(refused(400), None);
+        assert_eq!(refused(500), None);
     }
 
     #[test]

@@ -19,7 +19,10 @@
 //!   ([`encode`](crate) module, written straight from the spans) and sends
 //!   it to the collector with hyper and rustls on a runtime of its own: a
 //!   POST to `/v1/traces` (OTLP/HTTP), or the `TraceService/Export` gRPC
-//!   call over HTTP/2 ([`Protocol`]).
+//!   call over HTTP/2 ([`Protocol`]). An export the collector answers
+//!   "later" is tried again, a bounded number of times. Over TLS it trusts
+//!   the Web PKI, or only the CA of `OTEL_EXPORTER_OTLP_CERTIFICATE`, and
+//!   shows a client certificate when the collector asks (`tls` module).
 //!   Without an endpoint there is no layer, no exporter, no thread and no
 //!   connection, and with text logs every span callsite stays disabled
 //!   (JSON lines take `actor` and `capability` from the host's spans).
@@ -42,6 +45,7 @@ mod encode;
 mod export;
 mod json;
 mod text;
+mod tls;
 
 use std::io::IsTerminal;
 use std::str::FromStr;
@@ -87,6 +91,16 @@ pub enum TelemetryError {
         setting: &'static str,
         /// What to set instead.
         fix: &'static str,
+    },
+    /// A file a setting names cannot be used.
+    #[error("{setting} names `{path}`, which cannot be used: {problem}")]
+    File {
+        /// The variable.
+        setting: &'static str,
+        /// The file.
+        path: String,
+        /// Why (never the file's content).
+        problem: String,
     },
     /// The exporter could not be built.
     #[error("cannot start the OTLP trace exporter for {url}: {source}")]

@@ -12,8 +12,9 @@
 //!
 //! [`OtlpReceiver`] is the other end of trace export: an OTLP/HTTP (or,
 //! with tonic, OTLP/gRPC) receiver in the test process that decodes and
-//! keeps every span it is sent; [`collect_spans`] records the spans a test
-//! makes on its own thread.
+//! keeps every span it is sent, in the clear or over TLS with the
+//! certificates of a [`TestPki`]; [`collect_spans`] records the spans a
+//! test makes on its own thread.
 //!
 //! Both server handles can [`stop`](RedisServer::stop) and
 //! [`restart`](RedisServer::restart) the server **on the same port**, which is
@@ -26,10 +27,12 @@
 //! ```
 
 mod otlp;
+mod pki;
 mod registry;
 mod spans;
 
 pub use otlp::{OtlpReceiver, ReceivedSpan};
+pub use pki::TestPki;
 pub use registry::{REGISTRY_PASSWORD, REGISTRY_USER, RegistryServer};
 pub use spans::{CollectedSpans, collect_spans, span_attribute, span_recorder};
 

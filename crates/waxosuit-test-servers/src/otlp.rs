@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,6 +24,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::TestPki;
 
 /// The largest export accepted; the SDK's batches are far smaller.
 const MAX_BODY: usize = 16 * 1024 * 1024;
@@ -89,6 +93,10 @@ struct Received {
     refusal: u16,
     /// The gRPC message they are refused with.
     refusal_message: String,
+    /// The `Retry-After` (seconds) of an HTTP refusal.
+    retry_after: Option<u64>,
+    /// When each export request came (the first 10 000).
+    times: Vec<Instant>,
     /// The last request's headers, names in lower case.
     headers: Vec<(String, String)>,
 }
@@ -101,6 +109,8 @@ pub struct OtlpReceiver {
     stop: Arc<AtomicBool>,
     /// Stops the gRPC server's runtime.
     grpc_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Whether it speaks TLS (its URL is `https://`).
+    tls: bool,
 }
 
 impl OtlpReceiver {
@@ -112,28 +122,78 @@ impl OtlpReceiver {
     /// Listens on `addr` (a test that proves nothing connects to the
     /// standard OTLP port listens there).
     pub fn start_on(addr: SocketAddr) -> io::Result<OtlpReceiver> {
-        OtlpReceiver::listen(addr, true)
+        OtlpReceiver::listen(addr, true, None)
+    }
+
+    /// OTLP/HTTP over TLS on a free loopback port, with `pki`'s server
+    /// certificate; with `client_auth`, only clients with a certificate of
+    /// `pki`'s CA get through the handshake.
+    pub fn start_tls(pki: &TestPki, client_auth: bool) -> io::Result<OtlpReceiver> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(io::Error::other)?;
+        let builder = if client_auth {
+            let mut roots = rustls::RootCertStore::empty();
+            for certificate in CertificateDer::pem_file_iter(&pki.ca).map_err(io::Error::other)? {
+                roots
+                    .add(certificate.map_err(io::Error::other)?)
+                    .map_err(io::Error::other)?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(io::Error::other)?;
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let chain = CertificateDer::pem_file_iter(&pki.server_certificate)
+            .map_err(io::Error::other)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(io::Error::other)?;
+        let key = PrivateKeyDer::from_pem_file(&pki.server_key).map_err(io::Error::other)?;
+        let config = builder
+            .with_single_cert(chain, key)
+            .map_err(io::Error::other)?;
+        OtlpReceiver::listen(
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            true,
+            Some(Arc::new(config)),
+        )
     }
 
     /// Listens on `addr` and only counts what it is sent (no decoding, no
     /// spans kept): the sink for benchmarks of trace export.
     pub fn start_counting(addr: SocketAddr) -> io::Result<OtlpReceiver> {
-        OtlpReceiver::listen(addr, false)
+        OtlpReceiver::listen(addr, false, None)
     }
 
     /// An OTLP/HTTP receiver that answers the first `first` exports with
-    /// `status` (counted, not kept), then accepts.
-    pub fn start_refusing(first: usize, status: u16) -> io::Result<OtlpReceiver> {
+    /// `status` and, if given, `Retry-After: retry_after` (counted, not
+    /// kept), then accepts.
+    pub fn start_refusing(
+        first: usize,
+        status: u16,
+        retry_after: Option<u64>,
+    ) -> io::Result<OtlpReceiver> {
         let receiver = OtlpReceiver::start()?;
         {
             let mut received = receiver.lock();
             received.refusals = first;
             received.refusal = status;
+            received.retry_after = retry_after;
         }
         Ok(receiver)
     }
 
-    fn listen(addr: SocketAddr, keep: bool) -> io::Result<OtlpReceiver> {
+    fn listen(
+        addr: SocketAddr,
+        keep: bool,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> io::Result<OtlpReceiver> {
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let receiver = OtlpReceiver {
@@ -145,6 +205,7 @@ impl OtlpReceiver {
             connections: Arc::default(),
             stop: Arc::default(),
             grpc_stop: None,
+            tls: tls.is_some(),
         };
         let (received, connections, stop) = (
             Arc::clone(&receiver.received),
@@ -157,7 +218,18 @@ impl OtlpReceiver {
                     Ok((stream, _)) => {
                         connections.fetch_add(1, Ordering::Relaxed);
                         let received = Arc::clone(&received);
-                        std::thread::spawn(move || serve(stream, &received));
+                        let tls = tls.clone();
+                        std::thread::spawn(move || {
+                            let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+                            match tls {
+                                None => serve(stream, &received),
+                                Some(config) => {
+                                    if let Ok(tls) = rustls::ServerConnection::new(config) {
+                                        serve(rustls::StreamOwned::new(tls, stream), &received);
+                                    }
+                                }
+                            }
+                        });
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         std::thread::sleep(Duration::from_millis(10));
@@ -172,14 +244,31 @@ impl OtlpReceiver {
     /// An OTLP/gRPC receiver (tonic's server) on a free loopback port, for
     /// `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`.
     pub fn start_grpc() -> io::Result<OtlpReceiver> {
-        OtlpReceiver::grpc()
+        OtlpReceiver::grpc(None)
+    }
+
+    /// OTLP/gRPC over TLS (tonic's, ALPN `h2`) with `pki`'s server
+    /// certificate; with `client_auth`, only clients with a certificate of
+    /// `pki`'s CA get through the handshake.
+    pub fn start_grpc_tls(pki: &TestPki, client_auth: bool) -> io::Result<OtlpReceiver> {
+        let identity = tonic::transport::Identity::from_pem(
+            std::fs::read(&pki.server_certificate)?,
+            std::fs::read(&pki.server_key)?,
+        );
+        let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+        if client_auth {
+            tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(std::fs::read(
+                &pki.ca,
+            )?));
+        }
+        OtlpReceiver::grpc(Some(tls))
     }
 
     /// An OTLP/gRPC receiver that answers the first `first` exports with
     /// the gRPC status `code` (14 is `UNAVAILABLE`, as a collector that
     /// sheds load answers) and `message`, counting them, then accepts.
     pub fn start_grpc_refusing(first: usize, code: u16, message: &str) -> io::Result<OtlpReceiver> {
-        let receiver = OtlpReceiver::grpc()?;
+        let receiver = OtlpReceiver::grpc(None)?;
         {
             let mut received = receiver.lock();
             received.refusals = first;
@@ -189,7 +278,8 @@ impl OtlpReceiver {
         Ok(receiver)
     }
 
-    fn grpc() -> io::Result<OtlpReceiver> {
+    fn grpc(tls: Option<tonic::transport::ServerTlsConfig>) -> io::Result<OtlpReceiver> {
+        let tls_on = tls.is_some();
         let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -217,7 +307,14 @@ impl OtlpReceiver {
                         counted.fetch_add(1, Ordering::Relaxed);
                         stream
                     });
-                let _ = tonic::transport::Server::builder()
+                let mut server = tonic::transport::Server::builder();
+                if let Some(tls) = tls {
+                    match server.tls_config(tls) {
+                        Ok(with_tls) => server = with_tls,
+                        Err(_) => return,
+                    }
+                }
+                let _ = server
                     .add_service(TraceServiceServer::new(service))
                     .serve_with_incoming_shutdown(incoming, async {
                         let _ = stopped.await;
@@ -231,12 +328,15 @@ impl OtlpReceiver {
             connections,
             stop: Arc::default(),
             grpc_stop: Some(stop),
+            tls: tls_on,
         })
     }
 
-    /// `http://127.0.0.1:PORT`, the value for `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    /// `http://127.0.0.1:PORT` (`https://` over TLS), the value for
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Every span received so far.
@@ -252,6 +352,11 @@ impl OtlpReceiver {
     /// Bytes of export requests received.
     pub fn bytes(&self) -> usize {
         self.lock().bytes
+    }
+
+    /// When each export request came, refused or not (the first 10 000).
+    pub fn request_times(&self) -> Vec<Instant> {
+        self.lock().times.clone()
     }
 
     /// The largest export request received, in bytes (the protobuf
@@ -333,8 +438,9 @@ impl TraceService for Collector {
         let mut received = self.received.lock().unwrap_or_else(|e| e.into_inner());
         received.headers = headers;
         received.requests += 1;
-        received.bytes += request.encoded_len();
-        received.largest = received.largest.max(request.encoded_len());
+        if received.times.len() < 10_000 {
+            received.times.push(Instant::now());
+        }
         if received.refusals > 0 {
             received.refusals -= 1;
             return Err(tonic::Status::new(
@@ -342,6 +448,8 @@ impl TraceService for Collector {
                 received.refusal_message.clone(),
             ));
         }
+        received.bytes += request.encoded_len();
+        received.largest = received.largest.max(request.encoded_len());
         keep(request, &mut received);
         Ok(tonic::Response::new(ExportTraceServiceResponse {
             partial_success: None,
@@ -350,11 +458,7 @@ impl TraceService for Collector {
 }
 
 /// Serves one keep-alive connection.
-fn serve(stream: TcpStream, received: &Mutex<Received>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let Ok(mut writer) = stream.try_clone() else {
-        return;
-    };
+fn serve(stream: impl Read + Write, received: &Mutex<Received>) {
     let mut reader = BufReader::new(stream);
     loop {
         let mut request_line = String::new();
@@ -386,8 +490,9 @@ fn serve(stream: TcpStream, received: &Mutex<Received>) {
             }
         }
         if length > MAX_BODY {
-            let _ =
-                writer.write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n");
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n");
             return;
         }
         let mut body = vec![0; length];
@@ -400,7 +505,10 @@ fn serve(stream: TcpStream, received: &Mutex<Received>) {
             if received.refusals > 0 {
                 received.refusals -= 1;
                 received.requests += 1;
-                Some(received.refusal)
+                if received.times.len() < 10_000 {
+                    received.times.push(Instant::now());
+                }
+                Some((received.refusal, received.retry_after))
             } else {
                 None
             }
@@ -409,14 +517,16 @@ fn serve(stream: TcpStream, received: &Mutex<Received>) {
             && request_line.starts_with("POST /v1/traces ")
             && accept(&body, received);
         let status = match refused {
-            Some(code) => format!("{code} Refused"),
+            Some((code, Some(seconds))) => format!("{code} Refused\r\nretry-after: {seconds}"),
+            Some((code, None)) => format!("{code} Refused"),
             None if ok => "200 OK".to_string(),
             None => "400 Bad Request".to_string(),
         };
         let response = format!(
             "HTTP/1.1 {status}\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n"
         );
-        if writer.write_all(response.as_bytes()).is_err() || close {
+        let writer = reader.get_mut();
+        if writer.write_all(response.as_bytes()).is_err() || writer.flush().is_err() || close {
             return;
         }
     }
@@ -427,6 +537,9 @@ fn accept(body: &[u8], received: &Mutex<Received>) -> bool {
     received.requests += 1;
     received.bytes += body.len();
     received.largest = received.largest.max(body.len());
+    if received.times.len() < 10_000 {
+        received.times.push(Instant::now());
+    }
     if !received.keep {
         return true;
     }
