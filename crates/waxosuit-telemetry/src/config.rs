@@ -274,6 +274,21 @@ impl TraceSettings {
                 }
             }
         };
+        let tls = ExportTls::load(
+            self.certificate.as_deref().map(str::trim),
+            self.client_certificate.as_deref().map(str::trim),
+            self.client_key.as_deref().map(str::trim),
+        )?;
+        if tls.is_set() && url.scheme_str() != Some("https") {
+            // Certificates were given for TLS: sending in the clear instead
+            // would be a surprise.
+            return Err(TelemetryError::setting(
+                "OTEL_EXPORTER_OTLP_ENDPOINT (or _TRACES_ENDPOINT)",
+                &without_userinfo(&url.to_string()),
+                "certificates are set (OTEL_EXPORTER_OTLP_CERTIFICATE or _CLIENT_CERTIFICATE), \
+                 and they are only used over TLS: give an https:// endpoint, or unset them",
+            ));
+        }
         Ok(Some(TraceExport {
             url,
             protocol,
@@ -282,11 +297,7 @@ impl TraceSettings {
             timeout: self.timeout()?,
             headers: self.headers()?,
             batch: self.batch()?,
-            tls: ExportTls::load(
-                self.certificate.as_deref().map(str::trim),
-                self.client_certificate.as_deref().map(str::trim),
-                self.client_key.as_deref().map(str::trim),
-            )?,
+            tls,
         }))
     }
 

@@ -51,8 +51,11 @@ const ATTEMPTS: u32 = 3;
 /// from its upper half so hosts restarting together do not retry together.
 const RETRY_DELAY: Duration = Duration::from_millis(250);
 /// The longest wait between tries: the queue fills while the exporter
-/// waits. A collector whose `Retry-After` asks for longer is not retried.
+/// waits. A collector whose `Retry-After` asks for longer is not retried:
+/// nothing is sent to it until then, [`MAX_PAUSE`] at most.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(2);
+/// The longest pause a collector's `Retry-After` can impose.
+const MAX_PAUSE: Duration = Duration::from_secs(60);
 /// How often a failing collector or dropped spans are reported.
 pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(30);
 
@@ -70,6 +73,8 @@ pub(crate) struct SpanQueue {
     closed: AtomicBool,
     /// Wakes the exporter when a batch is full.
     full: Notify,
+    /// Wakes the exporter out of a wait between tries at shutdown.
+    closing: Notify,
 }
 
 /// Encoded `ScopeSpans.spans` entries, back to back, and where each ends.
@@ -104,6 +109,7 @@ impl SpanQueue {
             dropped: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             full: Notify::new(),
+            closing: Notify::new(),
         }
     }
 
@@ -198,6 +204,7 @@ impl Exporter {
             failures: 0,
             last_error: None,
             last_report: None,
+            not_before: None,
         };
         runtime.spawn(async move {
             task.run(stopping).await;
@@ -223,6 +230,7 @@ impl Exporter {
             return true;
         };
         self.queue.closed.store(true, Ordering::Release);
+        self.queue.closing.notify_waiters();
         let _ = stop.send(());
         let finished = match self.stopped.recv_timeout(wait) {
             Ok(()) => true,
@@ -272,6 +280,9 @@ struct ExportTask {
     failures: u64,
     last_error: Option<String>,
     last_report: Option<Instant>,
+    /// Set when the collector asked for a longer pause than a retry waits:
+    /// nothing is sent before (but the flush at shutdown).
+    not_before: Option<Instant>,
 }
 
 impl ExportTask {
@@ -291,6 +302,13 @@ impl ExportTask {
     }
 
     async fn export_queued(&mut self) {
+        let closed = self.queue.closed.load(Ordering::Acquire);
+        if !closed && self.not_before.is_some_and(|at| Instant::now() < at) {
+            // The spans wait in the queue, which drops (and counts) past
+            // its bound.
+            return;
+        }
+        self.not_before = None;
         self.queue.take(&mut self.spare);
         let ends = std::mem::take(&mut self.spare.ends);
         let mut start = 0;
@@ -299,7 +317,7 @@ impl ExportTask {
         // the collector is down, and later batches would only wait too.
         // They never happen in the flush at shutdown, which has a few
         // seconds for every batch.
-        let mut may_retry = !self.queue.closed.load(Ordering::Acquire);
+        let mut may_retry = !closed;
         for (n, &end) in ends.iter().enumerate() {
             spans += 1;
             // The batch ends here when it is full, or when the next span
@@ -341,15 +359,34 @@ impl ExportTask {
             if !may_retry {
                 break outcome;
             }
-            let backoff = RETRY_DELAY * 2u32.pow(attempt - 1);
-            let wait = (backoff / 2 + jitter(backoff / 2)).max(asked);
-            // A collector that asks for a longer wait is not hurried: the
-            // batch is given up, as when the tries run out.
-            if attempt == ATTEMPTS || wait > MAX_RETRY_WAIT {
+            if asked > MAX_RETRY_WAIT {
+                // Not hurried: the batch is given up, and nothing more is
+                // sent until the collector said.
+                self.not_before = Some(Instant::now() + asked.min(MAX_PAUSE));
                 sent = Sent::GaveUp;
                 break outcome;
             }
-            tokio::time::sleep(wait).await;
+            if attempt == ATTEMPTS {
+                sent = Sent::GaveUp;
+                break outcome;
+            }
+            let backoff = RETRY_DELAY * 2u32.pow(attempt - 1);
+            let wait = (backoff / 2 + jitter(backoff / 2)).max(asked);
+            // Shutdown ends the wait: its flush needs the time.
+            let closing = self.queue.closing.notified();
+            tokio::pin!(closing);
+            closing.as_mut().enable();
+            if self.queue.closed.load(Ordering::Acquire) {
+                sent = Sent::GaveUp;
+                break outcome;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = &mut closing => {
+                    sent = Sent::GaveUp;
+                    break outcome;
+                }
+            }
             attempt += 1;
         };
         if let Err(error) = outcome {
@@ -466,8 +503,8 @@ impl ExportClient {
                 for certificate in certificates {
                     roots.add(certificate.clone()).map_err(|e| {
                         std::io::Error::other(format!(
-                            "a certificate of OTEL_EXPORTER_OTLP_CERTIFICATE cannot be \
-                             trusted: {e}"
+                            "a certificate of OTEL_EXPORTER_OTLP_(TRACES_)CERTIFICATE \
+                             cannot be trusted: {e}"
                         ))
                     })?;
                 }
@@ -486,8 +523,9 @@ impl ExportClient {
                 .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
                 .map_err(|e| {
                     std::io::Error::other(format!(
-                        "the client certificate and key of OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE \
-                         and OTEL_EXPORTER_OTLP_CLIENT_KEY cannot be used together: {e}"
+                        "the client certificate and key of \
+                         OTEL_EXPORTER_OTLP_(TRACES_)CLIENT_CERTIFICATE and \
+                         OTEL_EXPORTER_OTLP_(TRACES_)CLIENT_KEY cannot be used together: {e}"
                     ))
                 })?,
             None => tls.with_no_client_auth(),
@@ -602,6 +640,14 @@ fn transient(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);
     while let Some(error) = cause {
         if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            // hyper-rustls wraps what went wrong in the handshake (a TLS
+            // error, never retried, or a reset, retried) as `Other`.
+            if io.kind() == std::io::ErrorKind::Other
+                && let Some(inner) = io.get_ref()
+            {
+                cause = Some(inner);
+                continue;
+            }
             return matches!(
                 io.kind(),
                 std::io::ErrorKind::ConnectionRefused

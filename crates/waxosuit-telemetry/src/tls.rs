@@ -45,6 +45,11 @@ impl fmt::Debug for ExportTls {
 }
 
 impl ExportTls {
+    /// Whether any certificate or key is set.
+    pub(crate) fn is_set(&self) -> bool {
+        self.roots.is_some() || self.identity.is_some()
+    }
+
     /// Loads the files named by the settings (paths, each `None` when not
     /// set). A client certificate needs its key, and the other way round.
     pub(crate) fn load(
@@ -89,6 +94,11 @@ fn read(setting: &'static str, path: &str) -> Result<Vec<u8>, TelemetryError> {
         path: path.to_string(),
         problem,
     };
+    // Not a pipe or a device, which could block the start for good.
+    let metadata = std::fs::metadata(path).map_err(|e| problem(e.to_string()))?;
+    if !metadata.is_file() {
+        return Err(problem("it is not a regular file".to_string()));
+    }
     let file = std::fs::File::open(path).map_err(|e| problem(e.to_string()))?;
     let mut bytes = Vec::new();
     file.take(MAX_PEM_BYTES + 1)

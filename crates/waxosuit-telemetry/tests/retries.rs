@@ -2,45 +2,49 @@
 //! codes the OTLP specification lists as retryable) is tried again, three
 //! tries at most, after the collector's `Retry-After`; one it refuses for
 //! good (HTTP 400, gRPC `INVALID_ARGUMENT`, `RESOURCE_EXHAUSTED` without
-//! retry information) is not, and neither is any in the flush at shutdown.
+//! retry information) is not; a longer `Retry-After` pauses the export;
+//! and shutdown is never held by retries.
 
 use std::time::Duration;
 
 use waxosuit_telemetry::{LogSettings, Telemetry, TraceSettings};
 use waxosuit_test_servers::OtlpReceiver;
 
-/// Makes three spans exported to `receiver` every 50 ms; the exporter runs
-/// until the returned handle shuts down.
-fn export_to(receiver: &OtlpReceiver, grpc: bool, delay_ms: &str) -> Telemetry {
+/// An exporter to `receiver` whose batches are three spans, sent as soon
+/// as they are made (the schedule delay never passes in a test).
+fn exporter(receiver: &OtlpReceiver, grpc: bool) -> (tracing::Dispatch, Telemetry) {
     let plan = TraceSettings {
         endpoint: Some(receiver.url()),
         protocol: grpc.then(|| "grpc".into()),
         sampler: Some("always_on".into()),
-        schedule_delay_ms: Some(delay_ms.into()),
+        schedule_delay_ms: Some("600000".into()),
+        max_export_batch_size: Some("3".into()),
         ..TraceSettings::default()
     }
     .resolve()
     .unwrap()
     .unwrap();
-    let (subscriber, telemetry) =
-        waxosuit_telemetry::subscriber(&LogSettings::default(), Some(&plan)).unwrap();
-    tracing::dispatcher::with_default(&subscriber, || {
+    waxosuit_telemetry::subscriber(&LogSettings::default(), Some(&plan)).unwrap()
+}
+
+/// One full batch.
+fn batch(subscriber: &tracing::Dispatch) {
+    tracing::dispatcher::with_default(subscriber, || {
         for n in 0..3 {
             tracing::info_span!(target: "waxosuit::test", "request", n).in_scope(|| {});
         }
     });
-    telemetry
 }
 
-/// Waits until `receiver` has had `requests` export requests, then as long
-/// again as every retry could take (two waits of at most 250 and 500 ms),
+/// Waits until `receiver` has had `requests` export requests, then longer
+/// than the next retry could take (the waits are at most 250 and 500 ms),
 /// so a request too many would have come.
 fn settle(receiver: &OtlpReceiver, requests: usize) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while receiver.requests() < requests && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(1000));
 }
 
 #[test]
@@ -77,7 +81,8 @@ fn a_collector_that_asks_for_later_gets_the_spans_on_a_retry() {
             OtlpReceiver::start_grpc_refusing(1, 4, "slow").unwrap(),
         ),
     ] {
-        let mut telemetry = export_to(&receiver, grpc, "50");
+        let (subscriber, mut telemetry) = exporter(&receiver, grpc);
+        batch(&subscriber);
         settle(&receiver, refused + 1);
         telemetry.shutdown();
         assert_eq!(receiver.spans().len(), 3, "grpc: {grpc}, {refused} refused");
@@ -102,7 +107,8 @@ fn retries_are_bounded_and_final_refusals_are_not_retried() {
             OtlpReceiver::start_grpc_refusing(usize::MAX, 8, "full").unwrap(),
         ),
     ] {
-        let mut telemetry = export_to(&receiver, grpc, "50");
+        let (subscriber, mut telemetry) = exporter(&receiver, grpc);
+        batch(&subscriber);
         settle(&receiver, 1);
         assert_eq!(receiver.requests(), 1, "grpc: {grpc}");
         telemetry.shutdown();
@@ -119,7 +125,8 @@ fn retries_are_bounded_and_final_refusals_are_not_retried() {
             OtlpReceiver::start_grpc_refusing(usize::MAX, 14, "down").unwrap(),
         ),
     ] {
-        let mut telemetry = export_to(&receiver, grpc, "50");
+        let (subscriber, mut telemetry) = exporter(&receiver, grpc);
+        batch(&subscriber);
         settle(&receiver, 3);
         assert_eq!(receiver.requests(), 3, "grpc: {grpc}");
         telemetry.shutdown();
@@ -128,9 +135,10 @@ fn retries_are_bounded_and_final_refusals_are_not_retried() {
 }
 
 #[test]
-fn retry_after_is_waited_for_and_a_longer_one_gives_the_batch_up() {
+fn retry_after_is_waited_for_and_a_longer_one_pauses_the_export() {
     let receiver = OtlpReceiver::start_refusing(1, 503, Some(1)).unwrap();
-    let mut telemetry = export_to(&receiver, false, "50");
+    let (subscriber, mut telemetry) = exporter(&receiver, false);
+    batch(&subscriber);
     settle(&receiver, 2);
     telemetry.shutdown();
     assert_eq!(receiver.spans().len(), 3);
@@ -141,16 +149,22 @@ fn retry_after_is_waited_for_and_a_longer_one_gives_the_batch_up() {
         "retried after {:?}",
         times[1] - times[0]
     );
-    // Longer than the exporter waits (2 s): not hurried, given up.
+    // Longer than a retry waits (2 s): the batch is given up, and the next
+    // one waits in the queue instead of being sent early...
     let receiver = OtlpReceiver::start_refusing(usize::MAX, 503, Some(30)).unwrap();
-    let mut telemetry = export_to(&receiver, false, "50");
+    let (subscriber, mut telemetry) = exporter(&receiver, false);
+    batch(&subscriber);
     settle(&receiver, 1);
+    batch(&subscriber);
+    std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(receiver.requests(), 1);
+    // ... until the flush at shutdown, which tries once.
     telemetry.shutdown();
+    assert_eq!(receiver.requests(), 2);
 }
 
 #[test]
-fn the_flush_at_shutdown_is_not_retried() {
+fn shutdown_is_not_held_by_retries() {
     for (grpc, receiver) in [
         (
             false,
@@ -161,9 +175,34 @@ fn the_flush_at_shutdown_is_not_retried() {
             OtlpReceiver::start_grpc_refusing(usize::MAX, 14, "down").unwrap(),
         ),
     ] {
-        // Nothing is due before shutdown.
-        let mut telemetry = export_to(&receiver, grpc, "600000");
+        // The flush at shutdown is tried once: nothing was due before.
+        let plan = TraceSettings {
+            endpoint: Some(receiver.url()),
+            protocol: grpc.then(|| "grpc".into()),
+            schedule_delay_ms: Some("600000".into()),
+            ..TraceSettings::default()
+        }
+        .resolve()
+        .unwrap()
+        .unwrap();
+        let (subscriber, mut telemetry) =
+            waxosuit_telemetry::subscriber(&LogSettings::default(), Some(&plan)).unwrap();
+        batch(&subscriber);
         telemetry.shutdown();
         assert_eq!(receiver.requests(), 1, "grpc: {grpc}");
     }
+    // Shutdown during the wait between two tries (the collector asked for
+    // 2 s) ends it: the batch is given up, and the flush sends what came
+    // since, once. Without that, the two waits would have taken 4 of the
+    // flush's 5 s and made four requests.
+    let receiver = OtlpReceiver::start_refusing(usize::MAX, 503, Some(2)).unwrap();
+    let (subscriber, mut telemetry) = exporter(&receiver, false);
+    batch(&subscriber);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while receiver.requests() < 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    batch(&subscriber);
+    telemetry.shutdown();
+    assert_eq!(receiver.requests(), 2);
 }

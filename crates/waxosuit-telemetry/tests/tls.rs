@@ -13,18 +13,28 @@ fn path(p: &Path) -> Option<String> {
     Some(p.to_string_lossy().into_owned())
 }
 
-/// Exports three spans to `receiver` with `tls` settings, and shuts down.
+/// Exports three spans to `receiver` with `tls` settings, as one full
+/// batch sent at once (so a failure could be retried), waits as long as
+/// retries could take, and shuts down.
 fn export(receiver: &OtlpReceiver, grpc: bool, tls: impl FnOnce(&mut TraceSettings)) {
     let mut settings = TraceSettings {
         endpoint: Some(receiver.url()),
         protocol: grpc.then(|| "grpc".into()),
         sampler: Some("always_on".into()),
         timeout_ms: Some("5000".into()),
+        schedule_delay_ms: Some("600000".into()),
+        max_export_batch_size: Some("3".into()),
         ..TraceSettings::default()
     };
     tls(&mut settings);
     let plan = settings.resolve().unwrap().unwrap();
-    assert!(!format!("{plan:?}").contains("PRIVATE"));
+    // The key never shows, only whether there is one.
+    let shown = format!("{plan:?}");
+    let client = settings.client_key.is_some();
+    assert!(
+        shown.contains(&format!("client_certificate: {client} }}")),
+        "{shown}"
+    );
     let (subscriber, mut telemetry) =
         waxosuit_telemetry::subscriber(&LogSettings::default(), Some(&plan)).unwrap();
     tracing::dispatcher::with_default(&subscriber, || {
@@ -32,6 +42,11 @@ fn export(receiver: &OtlpReceiver, grpc: bool, tls: impl FnOnce(&mut TraceSettin
             tracing::info_span!(target: "waxosuit::test", "request", n).in_scope(|| {});
         }
     });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while receiver.connections() < 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
     telemetry.shutdown();
 }
 
@@ -50,14 +65,17 @@ fn a_collector_signed_by_the_trusted_ca_gets_the_spans_and_no_other_does() {
         assert!(receiver.url().starts_with("https://"));
         export(&receiver, grpc, |s| s.certificate = path(&pki.ca));
         assert_eq!(receiver.spans().len(), 3, "grpc: {grpc}");
-        // Another CA: the handshake fails, nothing is sent.
+        // Another CA: the handshake fails, nothing is sent, and a TLS
+        // error is not retried (one connection, the batch's only try).
         let receiver = start();
         export(&receiver, grpc, |s| s.certificate = path(&pki.other_ca));
         assert_eq!(receiver.requests(), 0, "grpc: {grpc}");
+        assert_eq!(receiver.connections(), 1, "grpc: {grpc}");
         // No certificate file: the Web PKI roots, which never signed it.
         let receiver = start();
         export(&receiver, grpc, |_| {});
         assert_eq!(receiver.requests(), 0, "grpc: {grpc}");
+        assert_eq!(receiver.connections(), 1, "grpc: {grpc}");
     }
 }
 
@@ -126,6 +144,20 @@ fn unusable_certificate_settings_stop_the_start_and_never_show_a_key() {
         err.contains("garbage.key") && err.contains("no private key") && !err.contains("c2VjcmV0"),
         "{err}"
     );
+    // A directory (or a pipe) is not read.
+    let err = fails(&|s| s.certificate = path(pki.dir()));
+    assert!(err.contains("not a regular file"), "{err}");
+    // Certificates for a cleartext endpoint: refused, not ignored.
+    let err = {
+        let mut settings = TraceSettings {
+            endpoint: Some("http://127.0.0.1:4318".into()),
+            certificate: path(&pki.ca),
+            ..TraceSettings::default()
+        };
+        settings.protocol = None;
+        settings.resolve().unwrap_err().to_string()
+    };
+    assert!(err.contains("https://"), "{err}");
     // Too large to be a certificate.
     let huge = pki.dir().join("huge.pem");
     std::fs::write(&huge, vec![b'a'; 2 << 20]).unwrap();
