@@ -35,9 +35,15 @@ pub(crate) struct TelemetryArgs {
     )]
     otlp_traces_endpoint: Option<String>,
     /// How spans travel: http/protobuf (the default; a collector's port
-    /// 4318) or grpc (port 4317). Wins over
-    /// OTEL_EXPORTER_OTLP_TRACES_PROTOCOL and OTEL_EXPORTER_OTLP_PROTOCOL.
-    #[arg(long, global = true, value_name = "PROTOCOL")]
+    /// 4318) or grpc (port 4317). The signal's variable is read here, so
+    /// it wins over OTEL_EXPORTER_OTLP_PROTOCOL, as the specification
+    /// orders them.
+    #[arg(
+        long,
+        global = true,
+        env = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        value_name = "PROTOCOL"
+    )]
     otlp_protocol: Option<String>,
     /// `service.name` of the exported spans [default: waxosuit].
     #[arg(long, global = true, env = "OTEL_SERVICE_NAME")]
