@@ -851,17 +851,12 @@ mod tests {
         assert_eq!(taken.ends.len() as u64 + dropped, 10_000);
     }
 
-    #[test]
-    fn a_grpc_error_names_the_status_and_the_collectors_message() {
-        let receiver = waxosuit_test_servers::OtlpReceiver::start_grpc_refusing(
-            usize::MAX,
-            14,
-            "queue full, retry later",
-        )
-        .unwrap();
+    /// A client for `endpoint` over `protocol` (OTLP/HTTP when `None`), with
+    /// a runtime to drive it.
+    fn client(endpoint: String, protocol: Option<&str>) -> (tokio::runtime::Runtime, ExportClient) {
         let plan = crate::TraceSettings {
-            endpoint: Some(receiver.url()),
-            protocol: Some("grpc".into()),
+            endpoint: Some(endpoint),
+            protocol: protocol.map(Into::into),
             ..crate::TraceSettings::default()
         }
         .resolve()
@@ -871,8 +866,20 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
+        let client = rt.block_on(async { ExportClient::new(&plan).unwrap() });
+        (rt, client)
+    }
+
+    #[test]
+    fn a_grpc_error_names_the_status_and_the_collectors_message() {
+        let receiver = waxosuit_test_servers::OtlpReceiver::start_grpc_refusing(
+            usize::MAX,
+            14,
+            "queue full, retry later",
+        )
+        .unwrap();
+        let (rt, client) = client(receiver.url(), Some("grpc"));
         let error = rt.block_on(async {
-            let client = ExportClient::new(&plan).unwrap();
             let encoder = Encoder::new(&[], "waxosuit", "0");
             let mut body = Vec::new();
             encoder.grpc_message(&[], &mut body);
@@ -889,20 +896,8 @@ mod tests {
     #[test]
     fn a_grpc_export_that_succeeds_is_ok() {
         let receiver = waxosuit_test_servers::OtlpReceiver::start_grpc().unwrap();
-        let plan = crate::TraceSettings {
-            endpoint: Some(receiver.url()),
-            protocol: Some("grpc".into()),
-            ..crate::TraceSettings::default()
-        }
-        .resolve()
-        .unwrap()
-        .unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let (rt, client) = client(receiver.url(), Some("grpc"));
         rt.block_on(async {
-            let client = ExportClient::new(&plan).unwrap();
             let encoder = Encoder::new(&[], "waxosuit", "0");
             for _ in 0..2 {
                 let mut body = Vec::new();
@@ -919,21 +914,8 @@ mod tests {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", closed.local_addr().unwrap());
         drop(closed);
-        let plan = crate::TraceSettings {
-            endpoint: Some(url),
-            ..crate::TraceSettings::default()
-        }
-        .resolve()
-        .unwrap()
-        .unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let error = rt.block_on(async {
-            let client = ExportClient::new(&plan).unwrap();
-            client.post(Bytes::new()).await.unwrap_err()
-        });
+        let (rt, client) = client(url, None);
+        let error = rt.block_on(client.post(Bytes::new())).unwrap_err();
         assert_eq!(error.retry(), Some(Duration::ZERO), "{error:?}");
         assert_eq!(ExportError::Timeout(Duration::from_secs(1)).retry(), None);
         let refused = |status: u16| {

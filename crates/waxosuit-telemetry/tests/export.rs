@@ -68,14 +68,7 @@ fn spans_reach_the_collector_and_shutdown_flushes_them() {
     );
     assert_eq!(receiver.rejected(), 0);
     // The headers of OTEL_EXPORTER_OTLP_HEADERS, the traces' own winning.
-    let headers = receiver.last_headers();
-    let header = |name: &str| {
-        headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .collect::<Vec<_>>()
-    };
+    let header = |name: &str| receiver.last_header(name);
     assert_eq!(header("authorization"), ["Bearer t0ken"]);
     assert_eq!(header("x-tenant"), ["shop"]);
     assert_eq!(header("content-type"), ["application/x-protobuf"]);

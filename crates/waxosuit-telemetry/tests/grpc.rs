@@ -61,14 +61,7 @@ fn spans_reach_a_grpc_collector_and_shutdown_flushes_them() {
         assert_eq!(children.len(), 1);
         assert_eq!(children[0].name, "child");
     }
-    let headers = receiver.last_headers();
-    let header = |name: &str| {
-        headers
-            .iter()
-            .filter(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .collect::<Vec<_>>()
-    };
+    let header = |name: &str| receiver.last_header(name);
     assert_eq!(header("authorization"), ["Bearer t0ken"]);
     assert_eq!(header("content-type"), ["application/grpc"]);
     // tonic does not insist on these two; grpc-go (the collector) does.

@@ -370,9 +370,15 @@ impl OtlpReceiver {
         self.lock().rejected
     }
 
-    /// The headers of the last export request, names in lower case.
-    pub fn last_headers(&self) -> Vec<(String, String)> {
-        self.lock().headers.clone()
+    /// The values of header `name` (lower case) in the last export
+    /// request, in order.
+    pub fn last_header(&self, name: &str) -> Vec<String> {
+        self.lock()
+            .headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     /// TCP connections accepted.
