@@ -19,9 +19,9 @@ use waxosuit_runtime::ErrorKind;
 use crate::HostError;
 use crate::host::{ActorEntry, RouteKey};
 
-/// The span of one call into `entry`. The runtime records
-/// `waxosuit.instance.wait_us` into it while the call waits for an
-/// instance.
+/// The span of one call into `entry`. `waxosuit.instance.wait_us` starts
+/// at 0, what a call that finds an idle instance waits; the runtime
+/// records the time when the call had to queue for one.
 pub(crate) fn actor(entry: &ActorEntry, key: &str, operation: &str) -> Span {
     tracing::info_span!(
         "actor",
@@ -32,7 +32,7 @@ pub(crate) fn actor(entry: &ActorEntry, key: &str, operation: &str) -> Span {
         waxosuit.actor.name = entry.claims().name(),
         waxosuit.operation = operation,
         waxosuit.outcome = Empty,
-        waxosuit.instance.wait_us = Empty,
+        waxosuit.instance.wait_us = 0_u64,
     )
 }
 

@@ -52,7 +52,7 @@ fn request() {
             waxosuit.actor.name = %name,
             waxosuit.operation = operation,
             waxosuit.outcome = Empty,
-            waxosuit.instance.wait_us = Empty,
+            waxosuit.instance.wait_us = 0_u64,
         );
         actor.in_scope(|| {});
         actor.record("waxosuit.outcome", "ok");

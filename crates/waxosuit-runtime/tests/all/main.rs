@@ -14,3 +14,4 @@ mod names;
 mod pooling;
 mod preinit;
 mod sandbox;
+mod spans;
