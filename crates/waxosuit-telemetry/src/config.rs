@@ -50,6 +50,9 @@ pub struct TraceSettings {
     /// `true` for cleartext HTTP/2 to a gRPC address given without a
     /// scheme (TLS otherwise).
     pub insecure: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_TRACES_COMPRESSION` or
+    /// `OTEL_EXPORTER_OTLP_COMPRESSION`: `gzip`, or `none` (the default).
+    pub compression: Option<String>,
     /// `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE` or
     /// `OTEL_EXPORTER_OTLP_CERTIFICATE`: a PEM file of the certificates
     /// trusted for the collector, instead of the Web PKI roots.
@@ -98,6 +101,7 @@ impl std::fmt::Debug for TraceSettings {
             .field("traces_endpoint", &shown(&self.traces_endpoint))
             .field("protocol", &self.protocol)
             .field("insecure", &self.insecure)
+            .field("compression", &self.compression)
             .field("certificate", &self.certificate)
             .field("client_certificate", &self.client_certificate)
             .field("client_key", &self.client_key)
@@ -153,6 +157,19 @@ impl Protocol {
 pub(crate) const GRPC_EXPORT_PATH: &str =
     "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
+/// How export requests are compressed (`OTEL_EXPORTER_OTLP_COMPRESSION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// Sent as they are.
+    #[default]
+    None,
+    /// gzip: `Content-Encoding: gzip` over OTLP/HTTP, `grpc-encoding: gzip`
+    /// and the compressed flag over gRPC. Spans are mostly repeated names
+    /// and ids, and shrink several times over; it costs the export thread
+    /// the compression.
+    Gzip,
+}
+
 /// A checked export plan.
 #[derive(Clone)]
 pub struct TraceExport {
@@ -161,6 +178,8 @@ pub struct TraceExport {
     pub url: Uri,
     /// OTLP/HTTP or OTLP/gRPC.
     pub protocol: Protocol,
+    /// gzip or none.
+    pub compression: Compression,
     /// `service.name` and every other resource attribute.
     pub resource: Vec<KeyValue>,
     /// Which traces are recorded.
@@ -187,6 +206,7 @@ impl std::fmt::Debug for TraceExport {
         f.debug_struct("TraceExport")
             .field("url", &self.shown_url())
             .field("protocol", &self.protocol)
+            .field("compression", &self.compression)
             .field("resource", &self.resource)
             .field("sampler", &self.sampler)
             .field("timeout", &self.timeout)
@@ -210,6 +230,8 @@ impl TraceSettings {
                 .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL")),
             insecure: var("OTEL_EXPORTER_OTLP_TRACES_INSECURE")
                 .or_else(|| var("OTEL_EXPORTER_OTLP_INSECURE")),
+            compression: var("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION")
+                .or_else(|| var("OTEL_EXPORTER_OTLP_COMPRESSION")),
             certificate: var("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE")
                 .or_else(|| var("OTEL_EXPORTER_OTLP_CERTIFICATE")),
             client_certificate: var("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE")
@@ -292,6 +314,7 @@ impl TraceSettings {
         Ok(Some(TraceExport {
             url,
             protocol,
+            compression: self.compression()?,
             resource: self.resource()?,
             sampler: self.parse_sampler()?,
             timeout: self.timeout()?,
@@ -299,6 +322,22 @@ impl TraceSettings {
             batch: self.batch()?,
             tls,
         }))
+    }
+
+    /// `OTEL_EXPORTER_OTLP_COMPRESSION`: the two values the specification
+    /// names. Anything else is refused rather than sent uncompressed: a
+    /// setting that silently does nothing is worse than an error.
+    fn compression(&self) -> Result<Compression, TelemetryError> {
+        match self.compression.as_deref().map(str::trim) {
+            None => Ok(Compression::None),
+            Some(v) if v.eq_ignore_ascii_case("none") => Ok(Compression::None),
+            Some(v) if v.eq_ignore_ascii_case("gzip") => Ok(Compression::Gzip),
+            Some(v) => Err(TelemetryError::setting(
+                "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION or OTEL_EXPORTER_OTLP_COMPRESSION",
+                v,
+                "use gzip, or none (the default)",
+            )),
+        }
     }
 
     /// `OTEL_EXPORTER_OTLP_INSECURE`: only read for a gRPC address given
@@ -608,6 +647,27 @@ mod tests {
         let mut s = TraceSettings::default();
         f(&mut s);
         s
+    }
+
+    #[test]
+    fn compression_is_gzip_or_none_and_anything_else_is_refused() {
+        let plan = |value: Option<&str>| {
+            with(|s| {
+                s.endpoint = Some("http://c:4318".into());
+                s.compression = value.map(Into::into);
+            })
+            .resolve()
+        };
+        let compression = |value| plan(value).unwrap().unwrap().compression;
+        assert_eq!(compression(None), Compression::None);
+        assert_eq!(compression(Some("none")), Compression::None);
+        assert_eq!(compression(Some(" GZIP ")), Compression::Gzip);
+        for bad in ["zstd", "deflate", "gzip,none"] {
+            let err = plan(Some(bad)).unwrap_err().to_string();
+            assert!(err.contains("OTEL_EXPORTER_OTLP_COMPRESSION"), "{err}");
+            assert!(err.contains(bad), "{err}");
+            assert!(err.contains("use gzip, or none"), "{err}");
+        }
     }
 
     fn service_name(plan: &TraceExport) -> String {

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::Uri;
-use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, TE};
+use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, TE};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -31,7 +31,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::{Notify, oneshot};
 use waxosuit_trace::{SpanRecord, SpanSink};
 
-use crate::config::{BatchPlan, Protocol, TraceExport};
+use crate::config::{BatchPlan, Compression, Protocol, TraceExport};
 use crate::encode::{self, Encoder};
 
 /// A collector's answer is a small protobuf (partial success at most); a
@@ -199,7 +199,9 @@ impl Exporter {
             encoder,
             shown_url: plan.shown_url(),
             protocol: plan.protocol,
+            compression: plan.compression,
             buffer: Vec::new(),
+            plain: Vec::new(),
             spare: Queued::with_capacity(plan.batch.max_queue),
             failures: 0,
             last_error: None,
@@ -272,8 +274,12 @@ struct ExportTask {
     encoder: Encoder,
     shown_url: String,
     protocol: Protocol,
+    /// gzip or none.
+    compression: Compression,
     /// The request body being written.
     buffer: Vec<u8>,
+    /// The request before compression, when it is compressed.
+    plain: Vec<u8>,
     /// The queue's other half: filled by the host while this one is sent.
     spare: Queued,
     /// Failed exports since the last report, and the last one's reason.
@@ -340,12 +346,13 @@ impl ExportTask {
     /// Sends the queued spans in `start..end` of the taken half, trying
     /// again (when `may_retry`) while the collector answers "later".
     async fn send(&mut self, start: usize, end: usize, may_retry: bool) -> Sent {
-        let entries = &self.spare.bytes[start..end];
-        match self.protocol {
-            Protocol::HttpProtobuf => self.encoder.request_encoded(entries, &mut self.buffer),
-            Protocol::Grpc => self.encoder.grpc_message(entries, &mut self.buffer),
-        }
-        let body = Bytes::from(std::mem::take(&mut self.buffer));
+        let body = match self.request_body(start, end) {
+            Ok(body) => body,
+            Err(error) => {
+                self.failed(&error);
+                return Sent::Once;
+            }
+        };
         let mut attempt = 1;
         let mut sent = Sent::Once;
         let outcome = loop {
@@ -390,26 +397,50 @@ impl ExportTask {
             attempt += 1;
         };
         if let Err(error) = outcome {
-            self.failures += 1;
-            self.last_error = Some(with_sources(&error));
-            if self.last_report.is_none() {
-                // The first failure is reported at once; later ones are
-                // counted.
-                tracing::warn!(
-                    collector = %self.shown_url,
-                    error = self.last_error.as_deref().unwrap_or_default(),
-                    "cannot export spans; check that the collector is running and \
-                     accepts OTLP over {} at this URL",
-                    match self.protocol {
-                        Protocol::HttpProtobuf => "HTTP (port 4318)",
-                        Protocol::Grpc => "gRPC (port 4317)",
-                    }
-                );
-                self.last_report = Some(Instant::now());
-                self.failures = 0;
-            }
+            self.failed(&error);
         }
         sent
+    }
+
+    /// Counts a failed export, and reports the first one at once (later
+    /// ones are counted, and reported with the dropped spans).
+    fn failed(&mut self, error: &ExportError) {
+        self.failures += 1;
+        self.last_error = Some(with_sources(error));
+        if self.last_report.is_none() {
+            tracing::warn!(
+                collector = %self.shown_url,
+                error = self.last_error.as_deref().unwrap_or_default(),
+                "cannot export spans; check that the collector is running and \
+                 accepts OTLP over {} at this URL",
+                match self.protocol {
+                    Protocol::HttpProtobuf => "HTTP (port 4318)",
+                    Protocol::Grpc => "gRPC (port 4317)",
+                }
+            );
+            self.last_report = Some(Instant::now());
+            self.failures = 0;
+        }
+    }
+
+    /// The request carrying the queued spans in `start..end` of the taken
+    /// half, compressed if the plan says so.
+    fn request_body(&mut self, start: usize, end: usize) -> Result<Bytes, ExportError> {
+        let entries = &self.spare.bytes[start..end];
+        match (self.compression, self.protocol) {
+            (Compression::None, Protocol::HttpProtobuf) => {
+                self.encoder.request_encoded(entries, &mut self.buffer);
+            }
+            (Compression::None, Protocol::Grpc) => {
+                self.encoder.grpc_message(entries, &mut self.buffer);
+            }
+            (Compression::Gzip, protocol) => {
+                self.encoder.request_encoded(entries, &mut self.plain);
+                encode::gzip(&self.plain, protocol == Protocol::Grpc, &mut self.buffer)
+                    .map_err(ExportError::Compress)?;
+            }
+        }
+        Ok(Bytes::from(std::mem::take(&mut self.buffer)))
     }
 
     /// Reports dropped spans and failed exports, at most every
@@ -468,6 +499,7 @@ struct ExportClient {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     url: Uri,
     protocol: Protocol,
+    compression: Compression,
     headers: HeaderMap,
     timeout: Duration,
 }
@@ -492,6 +524,8 @@ enum ExportError {
     Timeout(Duration),
     #[error("cannot build the request: {0}")]
     Request(#[from] hyper::http::Error),
+    #[error("cannot compress the request: {0}")]
+    Compress(std::io::Error),
 }
 
 impl ExportClient {
@@ -551,6 +585,7 @@ impl ExportClient {
             client,
             url: plan.url.clone(),
             protocol: plan.protocol,
+            compression: plan.compression,
             headers: plan.headers.clone(),
             timeout: plan.timeout,
         })
@@ -566,10 +601,19 @@ impl ExportClient {
                     CONTENT_TYPE,
                     HeaderValue::from_static("application/x-protobuf"),
                 );
+                if self.compression == Compression::Gzip {
+                    headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                }
             }
             Protocol::Grpc => {
                 headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
                 headers.insert(TE, HeaderValue::from_static("trailers"));
+                if self.compression == Compression::Gzip {
+                    headers.insert(
+                        HeaderName::from_static("grpc-encoding"),
+                        HeaderValue::from_static("gzip"),
+                    );
+                }
                 // The server may give up at the same deadline as we do.
                 if let Ok(value) = HeaderValue::from_str(&grpc_timeout(self.timeout)) {
                     headers.insert(HeaderName::from_static("grpc-timeout"), value);

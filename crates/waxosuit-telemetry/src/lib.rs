@@ -60,7 +60,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
 pub use config::{
-    BatchPlan, DEFAULT_EXPORT_TIMEOUT, DEFAULT_MAX_BATCH, DEFAULT_MAX_QUEUE,
+    BatchPlan, Compression, DEFAULT_EXPORT_TIMEOUT, DEFAULT_MAX_BATCH, DEFAULT_MAX_QUEUE,
     DEFAULT_SCHEDULE_DELAY, DEFAULT_SERVICE_NAME, Protocol, TraceExport, TraceSettings,
 };
 

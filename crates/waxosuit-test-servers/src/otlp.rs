@@ -315,7 +315,10 @@ impl OtlpReceiver {
                     }
                 }
                 let _ = server
-                    .add_service(TraceServiceServer::new(service))
+                    .add_service(
+                        TraceServiceServer::new(service)
+                            .accept_compressed(tonic::codec::CompressionEncoding::Gzip),
+                    )
                     .serve_with_incoming_shutdown(incoming, async {
                         let _ = stopped.await;
                     })
@@ -473,6 +476,7 @@ fn serve(stream: impl Read + Write, received: &Mutex<Received>) {
         }
         let mut length = 0usize;
         let mut close = false;
+        let mut encoding = None;
         let mut headers = Vec::new();
         loop {
             let mut line = String::new();
@@ -492,6 +496,8 @@ fn serve(stream: impl Read + Write, received: &Mutex<Received>) {
                     length = value.parse().unwrap_or(usize::MAX);
                 } else if name == "connection" && value.eq_ignore_ascii_case("close") {
                     close = true;
+                } else if name == "content-encoding" {
+                    encoding = Some(value.to_ascii_lowercase());
                 }
             }
         }
@@ -505,6 +511,19 @@ fn serve(stream: impl Read + Write, received: &Mutex<Received>) {
         if reader.read_exact(&mut body).is_err() {
             return;
         }
+        // As a collector does: gzip is taken (and inflated no further than
+        // the bound of a plain body), any other encoding is refused.
+        let body = match encoding.as_deref() {
+            None | Some("identity") => Some(body),
+            Some("gzip") => gunzip(&body),
+            Some(_) => None,
+        };
+        let Some(body) = body else {
+            let writer = reader.get_mut();
+            let _ = writer
+                .write_all(b"HTTP/1.1 415 Unsupported Media Type\r\ncontent-length: 0\r\n\r\n");
+            return;
+        };
         let refused = {
             let mut received = received.lock().unwrap_or_else(|e| e.into_inner());
             received.headers = headers;
@@ -536,6 +555,16 @@ fn serve(stream: impl Read + Write, received: &Mutex<Received>) {
             return;
         }
     }
+}
+
+/// `body` inflated, if it is gzip and inflates to at most [`MAX_BODY`].
+fn gunzip(body: &[u8]) -> Option<Vec<u8>> {
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(MAX_BODY as u64 + 1)
+        .read_to_end(&mut plain)
+        .ok()?;
+    (plain.len() <= MAX_BODY).then_some(plain)
 }
 
 fn accept(body: &[u8], received: &Mutex<Received>) -> bool {
