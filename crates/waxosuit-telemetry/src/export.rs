@@ -203,6 +203,8 @@ impl Exporter {
             buffer: Vec::new(),
             plain: Vec::new(),
             spare: Queued::with_capacity(plan.batch.max_queue),
+            rejected: 0,
+            rejection: None,
             failures: 0,
             last_error: None,
             last_report: None,
@@ -282,6 +284,10 @@ struct ExportTask {
     plain: Vec<u8>,
     /// The queue's other half: filled by the host while this one is sent.
     spare: Queued,
+    /// Spans collectors rejected since the last report, and the last
+    /// reason or warning they gave.
+    rejected: u64,
+    rejection: Option<String>,
     /// Failed exports since the last report, and the last one's reason.
     failures: u64,
     last_error: Option<String>,
@@ -396,10 +402,45 @@ impl ExportTask {
             }
             attempt += 1;
         };
-        if let Err(error) = outcome {
-            self.failed(&error);
+        match outcome {
+            Ok(None) => {}
+            Ok(Some(partial)) => self.partly_rejected(partial),
+            Err(error) => self.failed(&error),
         }
         sent
+    }
+
+    /// Counts what a collector rejected of an export it took in part (not
+    /// retried, as the specification says: it would reject it again), and
+    /// reports the first one at once.
+    fn partly_rejected(&mut self, partial: PartialSuccess) {
+        self.rejected = self
+            .rejected
+            .saturating_add(u64::try_from(partial.rejected).unwrap_or(0));
+        self.rejection = Some(partial.message);
+        if self.last_report.is_none() {
+            self.report_rejections();
+            self.last_report = Some(Instant::now());
+        }
+    }
+
+    fn report_rejections(&mut self) {
+        let reason = self.rejection.take().unwrap_or_default();
+        if self.rejected > 0 {
+            tracing::warn!(
+                collector = %self.shown_url,
+                rejected = self.rejected,
+                reason,
+                "the collector rejected spans it was sent (it says why in `reason`)"
+            );
+        } else {
+            tracing::warn!(
+                collector = %self.shown_url,
+                reason,
+                "the collector took the spans with a warning"
+            );
+        }
+        self.rejected = 0;
     }
 
     /// Counts a failed export, and reports the first one at once (later
@@ -470,6 +511,9 @@ impl ExportTask {
                 "span exports kept failing"
             );
             self.failures = 0;
+        }
+        if self.rejected > 0 || self.rejection.is_some() {
+            self.report_rejections();
         }
         if dropped > 0 || self.last_report.is_some() {
             self.last_report = Some(Instant::now());
@@ -591,7 +635,9 @@ impl ExportClient {
         })
     }
 
-    async fn post(&self, body: Bytes) -> Result<(), ExportError> {
+    /// Sends one export request; `Ok` with what the collector said if it
+    /// took the spans only in part.
+    async fn post(&self, body: Bytes) -> Result<Option<PartialSuccess>, ExportError> {
         let mut request = hyper::Request::post(self.url.clone()).body(Full::new(body))?;
         let headers = request.headers_mut();
         headers.extend(self.headers.clone());
@@ -627,7 +673,11 @@ impl ExportClient {
             // connection can be reused, and, for gRPC, its trailers.
             let collected = Limited::new(body, MAX_RESPONSE_BYTES).collect().await;
             match self.protocol {
-                Protocol::HttpProtobuf if parts.status.is_success() => return Ok(()),
+                Protocol::HttpProtobuf if parts.status.is_success() => {
+                    return Ok(collected
+                        .ok()
+                        .and_then(|body| partial_success(&body.to_bytes())));
+                }
                 // gRPC answers every call with 200, its outcome in
                 // `grpc-status`.
                 Protocol::Grpc if parts.status == hyper::StatusCode::OK => {}
@@ -645,7 +695,8 @@ impl ExportClient {
                 Some(_) => &parts.headers,
                 None => collected.trailers().ok_or(ExportError::NoGrpcStatus)?,
             };
-            grpc_status(status)
+            grpc_status(status)?;
+            Ok(grpc_response(&collected.to_bytes()).and_then(partial_success))
         };
         match tokio::time::timeout(self.timeout, exchange).await {
             Ok(result) => result,
@@ -710,16 +761,19 @@ fn transient(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// `Retry-After` in seconds (the date form is not read).
+/// `Retry-After`, in seconds or as a date.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers
-        .get("retry-after")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(seconds))
+    let value = headers.get("retry-after")?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    // Or a date (`Wed, 21 Oct 2026 07:28:00 GMT`): the wait until then, and
+    // none if it has passed.
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
 }
 
 /// A random duration up to `max`.
@@ -781,11 +835,106 @@ fn grpc_message(raw: &[u8]) -> String {
             i += 1;
         }
     }
-    String::from_utf8_lossy(&bytes)
-        .chars()
+    shown(&String::from_utf8_lossy(&bytes))
+}
+
+/// A collector's text as logs show it: at most [`MAX_GRPC_MESSAGE`]
+/// characters, without control or invisible formatting characters.
+fn shown(text: &str) -> String {
+    text.chars()
         .filter(|&c| !c.is_control() && !invisible(c))
         .take(MAX_GRPC_MESSAGE)
         .collect()
+}
+
+/// What a collector that took an export only in part said (the
+/// response's `partial_success`): spans it rejected, or a warning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PartialSuccess {
+    rejected: i64,
+    message: String,
+}
+
+/// The `partial_success` of an `ExportTraceServiceResponse`, when the
+/// collector filled it in. A response that does not parse says nothing:
+/// the export itself succeeded.
+fn partial_success(response: &[u8]) -> Option<PartialSuccess> {
+    let mut response = Fields(response);
+    let mut partial = None;
+    while let Some((field, value)) = response.next()? {
+        if let (1, Value::Len(bytes)) = (field, value) {
+            partial = Some(bytes);
+        }
+    }
+    let mut partial = Fields(partial?);
+    let (mut rejected, mut message) = (0, String::new());
+    while let Some((field, value)) = partial.next()? {
+        match (field, value) {
+            // int64: two's complement in a varint.
+            (1, Value::Varint(v)) => rejected = v as i64,
+            (2, Value::Len(text)) => message = shown(&String::from_utf8_lossy(text)),
+            _ => {}
+        }
+    }
+    (rejected != 0 || !message.is_empty()).then_some(PartialSuccess { rejected, message })
+}
+
+/// The message of a gRPC answer's body: the 5-byte prefix, then the
+/// message, which is read only uncompressed (no compression was offered).
+fn grpc_response(body: &[u8]) -> Option<&[u8]> {
+    let (&[0, a, b, c, d], message) = body.split_first_chunk::<5>()? else {
+        return None;
+    };
+    message.get(..u32::from_be_bytes([a, b, c, d]) as usize)
+}
+
+/// A protobuf message's fields, one at a time.
+struct Fields<'a>(&'a [u8]);
+
+enum Value<'a> {
+    Varint(u64),
+    Len(&'a [u8]),
+    Fixed,
+}
+
+impl<'a> Fields<'a> {
+    /// The next field, `Ok(None)` at the end; `None` when malformed.
+    fn next(&mut self) -> Option<Option<(u64, Value<'a>)>> {
+        if self.0.is_empty() {
+            return Some(None);
+        }
+        let key = self.varint()?;
+        let value = match key & 7 {
+            0 => Value::Varint(self.varint()?),
+            1 => self.skip(8)?,
+            2 => {
+                let len = usize::try_from(self.varint()?).ok()?;
+                let (bytes, rest) = self.0.split_at_checked(len)?;
+                self.0 = rest;
+                Value::Len(bytes)
+            }
+            5 => self.skip(4)?,
+            _ => return None,
+        };
+        Some(Some((key >> 3, value)))
+    }
+
+    fn skip(&mut self, len: usize) -> Option<Value<'a>> {
+        self.0 = self.0.get(len..)?;
+        Some(Value::Fixed)
+    }
+
+    fn varint(&mut self) -> Option<u64> {
+        let mut value = 0u64;
+        for (i, &byte) in self.0.iter().enumerate().take(10) {
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                self.0 = &self.0[i + 1..];
+                return Some(value);
+            }
+        }
+        None
+    }
 }
 
 /// Characters that change how a log line reads without showing: the
@@ -951,6 +1100,118 @@ mod tests {
         });
         // Both calls on one HTTP/2 connection.
         assert_eq!((receiver.requests(), receiver.connections()), (2, 1));
+    }
+
+    #[test]
+    fn a_partial_success_is_read_from_http_and_grpc_answers() {
+        for grpc in [false, true] {
+            let receiver = if grpc {
+                waxosuit_test_servers::OtlpReceiver::start_grpc().unwrap()
+            } else {
+                waxosuit_test_servers::OtlpReceiver::start().unwrap()
+            };
+            let (rt, client) = client(receiver.url(), grpc.then_some("grpc"));
+            let encoder = Encoder::new(&[], "waxosuit", "0");
+            let post = || {
+                let mut body = Vec::new();
+                if grpc {
+                    encoder.grpc_message(&[], &mut body);
+                } else {
+                    encoder.request_encoded(&[], &mut body);
+                }
+                rt.block_on(client.post(Bytes::from(body))).unwrap()
+            };
+            assert_eq!(post(), None, "grpc: {grpc}");
+            receiver.answer_partial_success(3, "span names\u{1b}[31m too long");
+            assert_eq!(
+                post(),
+                Some(PartialSuccess {
+                    rejected: 3,
+                    message: "span names[31m too long".into()
+                }),
+                "grpc: {grpc}"
+            );
+            receiver.answer_partial_success(0, "slow down");
+            assert_eq!(
+                post(),
+                Some(PartialSuccess {
+                    rejected: 0,
+                    message: "slow down".into()
+                }),
+                "grpc: {grpc}"
+            );
+        }
+    }
+
+    #[test]
+    fn partial_success_is_read_only_from_a_well_formed_answer() {
+        use opentelemetry_proto::tonic::collector::trace::v1::{
+            ExportTracePartialSuccess, ExportTraceServiceResponse,
+        };
+        let answer = |rejected: i64, message: &str| {
+            ExportTraceServiceResponse {
+                partial_success: Some(ExportTracePartialSuccess {
+                    rejected_spans: rejected,
+                    error_message: message.into(),
+                }),
+            }
+            .encode_to_vec()
+        };
+        let read = |rejected, message: &str| partial_success(&answer(rejected, message));
+        // An empty partial success means full success.
+        assert_eq!(partial_success(&[]), None);
+        assert_eq!(read(0, ""), None);
+        assert_eq!(
+            read(7, "x"),
+            Some(PartialSuccess {
+                rejected: 7,
+                message: "x".into()
+            })
+        );
+        let long = read(1, &"m".repeat(10_000)).unwrap();
+        assert_eq!(long.message.len(), MAX_GRPC_MESSAGE);
+        // Unknown fields are skipped; a cut or malformed answer says nothing.
+        let mut extra = vec![0x18, 0x01, 0x25, 1, 2, 3, 4];
+        extra.extend(answer(2, "y"));
+        assert_eq!(partial_success(&extra).unwrap().rejected, 2);
+        let whole = answer(2, "y");
+        for cut in 1..whole.len() {
+            assert_eq!(partial_success(&whole[..cut]), None, "cut at {cut}");
+        }
+        assert_eq!(partial_success(&[0x0a, 0xff]), None);
+        assert_eq!(partial_success(&[0xff; 11]), None);
+        // gRPC: the 5-byte prefix, uncompressed only.
+        let mut framed = vec![0, 0, 0, 0, whole.len() as u8];
+        framed.extend(&whole);
+        assert_eq!(grpc_response(&framed), Some(whole.as_slice()));
+        framed[0] = 1;
+        assert_eq!(grpc_response(&framed), None);
+        assert_eq!(grpc_response(&framed[..3]), None);
+        framed[0] = 0;
+        framed[4] += 1;
+        assert_eq!(grpc_response(&framed), None);
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_or_as_a_date() {
+        let read = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("retry-after", HeaderValue::from_str(value).unwrap());
+            retry_after(&headers)
+        };
+        assert_eq!(read("7"), Some(Duration::from_secs(7)));
+        assert_eq!(read(" 0 "), Some(Duration::ZERO));
+        let soon = std::time::SystemTime::now() + Duration::from_secs(30);
+        let wait = read(&httpdate::fmt_http_date(soon)).unwrap();
+        assert!(
+            (Duration::from_secs(28)..=Duration::from_secs(30)).contains(&wait),
+            "{wait:?}"
+        );
+        // A date in the past: no wait.
+        assert_eq!(read("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(read("soon"), None);
+        assert_eq!(read("-3"), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
@@ -99,6 +99,16 @@ struct Received {
     times: Vec<Instant>,
     /// The last request's headers, names in lower case.
     headers: Vec<(String, String)>,
+    /// The `partial_success` accepted exports are answered with.
+    partial: Option<ExportTracePartialSuccess>,
+}
+
+impl Received {
+    fn response(&self) -> ExportTraceServiceResponse {
+        ExportTraceServiceResponse {
+            partial_success: self.partial.clone(),
+        }
+    }
 }
 
 /// The receiver; stops listening when dropped.
@@ -368,6 +378,15 @@ impl OtlpReceiver {
         self.lock().largest
     }
 
+    /// From now on, answers the exports it accepts as taken only in part:
+    /// `rejected` spans refused, for `message`.
+    pub fn answer_partial_success(&self, rejected: i64, message: &str) {
+        self.lock().partial = Some(ExportTracePartialSuccess {
+            rejected_spans: rejected,
+            error_message: message.to_string(),
+        });
+    }
+
     /// Export requests that were not valid OTLP protobuf.
     pub fn rejected(&self) -> usize {
         self.lock().rejected
@@ -460,9 +479,7 @@ impl TraceService for Collector {
         received.bytes += request.encoded_len();
         received.largest = received.largest.max(request.encoded_len());
         keep(request, &mut received);
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
+        Ok(tonic::Response::new(received.response()))
     }
 }
 
@@ -541,6 +558,15 @@ fn serve(stream: impl Read + Write, received: &Mutex<Received>) {
         let ok = refused.is_none()
             && request_line.starts_with("POST /v1/traces ")
             && accept(&body, received);
+        let answer = if ok {
+            received
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .response()
+                .encode_to_vec()
+        } else {
+            Vec::new()
+        };
         let status = match refused {
             Some((code, Some(seconds))) => format!("{code} Refused\r\nretry-after: {seconds}"),
             Some((code, None)) => format!("{code} Refused"),
@@ -548,10 +574,15 @@ fn serve(stream: impl Read + Write, received: &Mutex<Received>) {
             None => "400 Bad Request".to_string(),
         };
         let response = format!(
-            "HTTP/1.1 {status}\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n"
+            "HTTP/1.1 {status}\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\n\r\n",
+            answer.len()
         );
         let writer = reader.get_mut();
-        if writer.write_all(response.as_bytes()).is_err() || writer.flush().is_err() || close {
+        if writer.write_all(response.as_bytes()).is_err()
+            || writer.write_all(&answer).is_err()
+            || writer.flush().is_err()
+            || close
+        {
             return;
         }
     }
