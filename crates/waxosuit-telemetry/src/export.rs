@@ -557,7 +557,12 @@ enum ExportError {
     Status(hyper::StatusCode, Option<Duration>),
     #[error("the collector answered gRPC status {code} ({}){}", grpc_code_name(*code),
         if message.is_empty() { String::new() } else { format!(": {message}") })]
-    Grpc { code: u32, message: String },
+    Grpc {
+        code: u32,
+        message: String,
+        /// The delay of a `google.rpc.RetryInfo` in the status details.
+        retry_delay: Option<Duration>,
+    },
     #[error("the collector's answer has no grpc-status: is it a gRPC server (port 4317)?")]
     NoGrpcStatus,
     #[error("the collector's answer has a grpc-status that is not a number: {0:?}")]
@@ -719,11 +724,16 @@ impl ExportError {
                 matches!(status.as_u16(), 429 | 502 | 503 | 504).then(|| after.unwrap_or_default())
             }
             // CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE,
-            // UNAVAILABLE, DATA_LOSS. RESOURCE_EXHAUSTED is retryable only
-            // with a `RetryInfo`, which is not read: it is final here.
-            ExportError::Grpc { code, .. } => {
-                matches!(code, 1 | 4 | 10 | 11 | 14 | 15).then_some(Duration::ZERO)
-            }
+            // UNAVAILABLE, DATA_LOSS; RESOURCE_EXHAUSTED only with a
+            // `RetryInfo` (the collector can take more later), as the
+            // specification says. Its delay is the collector's own.
+            ExportError::Grpc {
+                code, retry_delay, ..
+            } => match (code, retry_delay) {
+                (1 | 4 | 10 | 11 | 14 | 15, delay) => Some(delay.unwrap_or_default()),
+                (8, Some(delay)) => Some(*delay),
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -813,7 +823,14 @@ fn grpc_status(headers: &HeaderMap) -> Result<(), ExportError> {
         .get("grpc-message")
         .map(|v| grpc_message(v.as_bytes()))
         .unwrap_or_default();
-    Err(ExportError::Grpc { code, message })
+    let retry_delay = headers
+        .get("grpc-status-details-bin")
+        .and_then(|details| retry_info(details.as_bytes()));
+    Err(ExportError::Grpc {
+        code,
+        message,
+        retry_delay,
+    })
 }
 
 /// A `grpc-message`, percent-decoded as gRPC encodes it, cut to
@@ -845,6 +862,60 @@ fn shown(text: &str) -> String {
         .filter(|&c| !c.is_control() && !invisible(c))
         .take(MAX_GRPC_MESSAGE)
         .collect()
+}
+
+/// The delay of the `google.rpc.RetryInfo` in a gRPC status's details
+/// (`grpc-status-details-bin`: a `google.rpc.Status`, base64, padding
+/// optional), if it has one. Anything malformed is no delay.
+fn retry_info(details: &[u8]) -> Option<Duration> {
+    use base64::Engine;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const BASE64: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let status = BASE64.decode(details).ok()?;
+    let mut status = Fields(&status);
+    while let Some((field, value)) = status.next()? {
+        // google.rpc.Status.details: google.protobuf.Any.
+        let (3, Value::Len(any)) = (field, value) else {
+            continue;
+        };
+        let (mut type_url, mut body) = ("".as_bytes(), None);
+        let mut any = Fields(any);
+        while let Some((field, value)) = any.next()? {
+            match (field, value) {
+                (1, Value::Len(url)) => type_url = url,
+                (2, Value::Len(bytes)) => body = Some(bytes),
+                _ => {}
+            }
+        }
+        if !type_url.ends_with(b"/google.rpc.RetryInfo") {
+            continue;
+        }
+        // RetryInfo.retry_delay: google.protobuf.Duration.
+        let mut retry_info = Fields(body?);
+        let mut duration = None;
+        while let Some((field, value)) = retry_info.next()? {
+            if let (1, Value::Len(bytes)) = (field, value) {
+                duration = Some(bytes);
+            }
+        }
+        let (mut seconds, mut nanos) = (0i64, 0i64);
+        let mut duration = Fields(duration?);
+        while let Some((field, value)) = duration.next()? {
+            match (field, value) {
+                (1, Value::Varint(v)) => seconds = v as i64,
+                (2, Value::Varint(v)) => nanos = v as i64,
+                _ => {}
+            }
+        }
+        // A negative delay is none; nanos beyond a second are not valid.
+        let seconds = u64::try_from(seconds).unwrap_or(0);
+        let nanos = u32::try_from(nanos.clamp(0, 999_999_999)).unwrap_or(0);
+        return Some(Duration::new(seconds, nanos));
+    }
+    None
 }
 
 /// What a collector that took an export only in part said (the
@@ -1212,6 +1283,71 @@ mod tests {
         assert_eq!(read("soon"), None);
         assert_eq!(read("-3"), None);
         assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn retry_info_is_read_from_the_status_details() {
+        use base64::Engine;
+        use prost::encoding::{WireType, encode_key, encode_varint};
+        fn len_field(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
+            encode_key(field, WireType::LengthDelimited, out);
+            encode_varint(bytes.len() as u64, out);
+            out.extend_from_slice(bytes);
+        }
+        let status = |type_url: &str, seconds: i64, nanos: i64| {
+            let mut duration = Vec::new();
+            encode_key(1, WireType::Varint, &mut duration);
+            encode_varint(seconds as u64, &mut duration);
+            encode_key(2, WireType::Varint, &mut duration);
+            encode_varint(nanos as u64, &mut duration);
+            let mut retry_info = Vec::new();
+            len_field(&mut retry_info, 1, &duration);
+            let mut any = Vec::new();
+            len_field(&mut any, 1, type_url.as_bytes());
+            len_field(&mut any, 2, &retry_info);
+            let mut status = Vec::new();
+            encode_key(1, WireType::Varint, &mut status);
+            encode_varint(8, &mut status);
+            len_field(&mut status, 2, b"full");
+            len_field(&mut status, 3, &any);
+            status
+        };
+        let padded = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        let unpadded =
+            |bytes: &[u8]| base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes);
+        let retry_info = "type.googleapis.com/google.rpc.RetryInfo";
+        let delay = status(retry_info, 2, 500_000_000);
+        for encoded in [padded(&delay), unpadded(&delay)] {
+            assert_eq!(
+                super::retry_info(encoded.as_bytes()),
+                Some(Duration::from_millis(2500))
+            );
+        }
+        // A negative delay is none, nanos are clamped to a second.
+        let odd = padded(&status(retry_info, -5, 7_000_000_000));
+        assert_eq!(
+            super::retry_info(odd.as_bytes()),
+            Some(Duration::new(0, 999_999_999))
+        );
+        // Another detail, no details, bad base64, a cut message: no delay.
+        let other = padded(&status("type.googleapis.com/google.rpc.DebugInfo", 2, 0));
+        assert_eq!(super::retry_info(other.as_bytes()), None);
+        assert_eq!(super::retry_info(b""), None);
+        assert_eq!(super::retry_info(b"%%%"), None);
+        let cut = padded(&delay[..delay.len() - 3]);
+        assert_eq!(super::retry_info(cut.as_bytes()), None);
+        // It makes RESOURCE_EXHAUSTED retryable, after its delay.
+        let grpc = |code, retry_delay| ExportError::Grpc {
+            code,
+            message: String::new(),
+            retry_delay,
+        };
+        assert_eq!(grpc(8, None).retry(), None);
+        let asked = Some(Duration::from_secs(1));
+        assert_eq!(grpc(8, asked).retry(), asked);
+        assert_eq!(grpc(14, asked).retry(), asked);
+        assert_eq!(grpc(14, None).retry(), Some(Duration::ZERO));
+        assert_eq!(grpc(3, asked).retry(), None);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! codes the OTLP specification lists as retryable) is tried again, three
 //! tries at most, after the collector's `Retry-After`; one it refuses for
 //! good (HTTP 400, gRPC `INVALID_ARGUMENT`, `RESOURCE_EXHAUSTED` without
-//! retry information) is not; a longer `Retry-After` pauses the export;
-//! and shutdown is never held by retries.
+//! retry information) is not; a longer `Retry-After` or gRPC `RetryInfo`
+//! pauses the export; and shutdown is never held by retries.
 
 use std::time::Duration;
 
@@ -159,6 +159,45 @@ fn retry_after_is_waited_for_and_a_longer_one_pauses_the_export() {
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(receiver.requests(), 1);
     // ... until the flush at shutdown, which tries once.
+    telemetry.shutdown();
+    assert_eq!(receiver.requests(), 2);
+}
+
+#[test]
+fn a_grpc_retry_info_is_waited_for_and_makes_resource_exhausted_retryable() {
+    let receiver = OtlpReceiver::start_grpc_refusing_with_retry_info(
+        1,
+        8,
+        "full",
+        Duration::from_millis(1200),
+    )
+    .unwrap();
+    let (subscriber, mut telemetry) = exporter(&receiver, true);
+    batch(&subscriber);
+    settle(&receiver, 2);
+    telemetry.shutdown();
+    assert_eq!(receiver.spans().len(), 3);
+    let times = receiver.request_times();
+    assert_eq!(times.len(), 2);
+    assert!(
+        times[1] - times[0] >= Duration::from_millis(1200),
+        "retried after {:?}",
+        times[1] - times[0]
+    );
+    // Longer than a retry waits: given up, and the export pauses.
+    let receiver = OtlpReceiver::start_grpc_refusing_with_retry_info(
+        usize::MAX,
+        14,
+        "down",
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let (subscriber, mut telemetry) = exporter(&receiver, true);
+    batch(&subscriber);
+    settle(&receiver, 1);
+    batch(&subscriber);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(receiver.requests(), 1);
     telemetry.shutdown();
     assert_eq!(receiver.requests(), 2);
 }

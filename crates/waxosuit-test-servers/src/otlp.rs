@@ -95,6 +95,8 @@ struct Received {
     refusal_message: String,
     /// The `Retry-After` (seconds) of an HTTP refusal.
     retry_after: Option<u64>,
+    /// The `RetryInfo` delay a gRPC refusal carries in its details.
+    retry_info: Option<Duration>,
     /// When each export request came (the first 10 000).
     times: Vec<Instant>,
     /// The last request's headers, names in lower case.
@@ -288,6 +290,20 @@ impl OtlpReceiver {
         Ok(receiver)
     }
 
+    /// Like [`OtlpReceiver::start_grpc_refusing`], the refusals carrying a
+    /// `google.rpc.RetryInfo` of `delay` in their status details
+    /// (`grpc-status-details-bin`), as a collector asking for a pause does.
+    pub fn start_grpc_refusing_with_retry_info(
+        first: usize,
+        code: u16,
+        message: &str,
+        delay: Duration,
+    ) -> io::Result<OtlpReceiver> {
+        let receiver = OtlpReceiver::start_grpc_refusing(first, code, message)?;
+        receiver.lock().retry_info = Some(delay);
+        Ok(receiver)
+    }
+
     fn grpc(tls: Option<tonic::transport::ServerTlsConfig>) -> io::Result<OtlpReceiver> {
         let tls_on = tls.is_some();
         let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
@@ -471,16 +487,48 @@ impl TraceService for Collector {
         }
         if received.refusals > 0 {
             received.refusals -= 1;
-            return Err(tonic::Status::new(
-                tonic::Code::from_i32(i32::from(received.refusal)),
-                received.refusal_message.clone(),
-            ));
+            let code = tonic::Code::from_i32(i32::from(received.refusal));
+            let message = received.refusal_message.clone();
+            return Err(match received.retry_info {
+                Some(delay) => {
+                    let details = retry_info_status(received.refusal, &message, delay);
+                    tonic::Status::with_details(code, message, details.into())
+                }
+                None => tonic::Status::new(code, message),
+            });
         }
         received.bytes += request.encoded_len();
         received.largest = received.largest.max(request.encoded_len());
         keep(request, &mut received);
         Ok(tonic::Response::new(received.response()))
     }
+}
+
+/// A `google.rpc.Status` of `code` and `message` whose details are one
+/// `google.rpc.RetryInfo` of `delay`, in protobuf.
+fn retry_info_status(code: u16, message: &str, delay: Duration) -> Vec<u8> {
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    fn len_field(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
+        encode_key(field, WireType::LengthDelimited, out);
+        encode_varint(bytes.len() as u64, out);
+        out.extend_from_slice(bytes);
+    }
+    let mut duration = Vec::new();
+    encode_key(1, WireType::Varint, &mut duration);
+    encode_varint(delay.as_secs(), &mut duration);
+    encode_key(2, WireType::Varint, &mut duration);
+    encode_varint(u64::from(delay.subsec_nanos()), &mut duration);
+    let mut retry_info = Vec::new();
+    len_field(&mut retry_info, 1, &duration);
+    let mut any = Vec::new();
+    len_field(&mut any, 1, b"type.googleapis.com/google.rpc.RetryInfo");
+    len_field(&mut any, 2, &retry_info);
+    let mut status = Vec::new();
+    encode_key(1, WireType::Varint, &mut status);
+    encode_varint(u64::from(code), &mut status);
+    len_field(&mut status, 2, message.as_bytes());
+    len_field(&mut status, 3, &any);
+    status
 }
 
 /// Serves one keep-alive connection.
