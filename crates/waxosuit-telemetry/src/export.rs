@@ -205,6 +205,8 @@ impl Exporter {
             spare: Queued::with_capacity(plan.batch.max_queue),
             rejected: 0,
             rejection: None,
+            collector_warning: None,
+            rejections_reported: false,
             failures: 0,
             last_error: None,
             last_report: None,
@@ -284,10 +286,13 @@ struct ExportTask {
     plain: Vec<u8>,
     /// The queue's other half: filled by the host while this one is sent.
     spare: Queued,
-    /// Spans collectors rejected since the last report, and the last
-    /// reason or warning they gave.
+    /// Spans collectors rejected since the last report, the last reason
+    /// they gave, and the last warning of an export taken whole. The first
+    /// is reported at once, later ones every [`REPORT_EVERY`].
     rejected: u64,
     rejection: Option<String>,
+    collector_warning: Option<String>,
+    rejections_reported: bool,
     /// Failed exports since the last report, and the last one's reason.
     failures: u64,
     last_error: Option<String>,
@@ -414,33 +419,37 @@ impl ExportTask {
     /// retried, as the specification says: it would reject it again), and
     /// reports the first one at once.
     fn partly_rejected(&mut self, partial: PartialSuccess) {
-        self.rejected = self
-            .rejected
-            .saturating_add(u64::try_from(partial.rejected).unwrap_or(0));
-        self.rejection = Some(partial.message);
-        if self.last_report.is_none() {
+        if partial.rejected > 0 {
+            self.rejected = self
+                .rejected
+                .saturating_add(u64::try_from(partial.rejected).unwrap_or(0));
+            self.rejection = Some(partial.message);
+        } else {
+            self.collector_warning = Some(partial.message);
+        }
+        if !self.rejections_reported {
             self.report_rejections();
-            self.last_report = Some(Instant::now());
+            self.rejections_reported = true;
         }
     }
 
     fn report_rejections(&mut self) {
-        let reason = self.rejection.take().unwrap_or_default();
         if self.rejected > 0 {
             tracing::warn!(
                 collector = %self.shown_url,
                 rejected = self.rejected,
-                reason,
+                reason = self.rejection.take().unwrap_or_default(),
                 "the collector rejected spans it was sent (it says why in `reason`)"
             );
-        } else {
+            self.rejected = 0;
+        }
+        if let Some(warning) = self.collector_warning.take() {
             tracing::warn!(
                 collector = %self.shown_url,
-                reason,
+                warning,
                 "the collector took the spans with a warning"
             );
         }
-        self.rejected = 0;
     }
 
     /// Counts a failed export, and reports the first one at once (later
@@ -512,9 +521,7 @@ impl ExportTask {
             );
             self.failures = 0;
         }
-        if self.rejected > 0 || self.rejection.is_some() {
-            self.report_rejections();
-        }
+        self.report_rejections();
         if dropped > 0 || self.last_report.is_some() {
             self.last_report = Some(Instant::now());
         }
@@ -664,6 +671,10 @@ impl ExportClient {
                         HeaderName::from_static("grpc-encoding"),
                         HeaderValue::from_static("gzip"),
                     );
+                    headers.insert(
+                        HeaderName::from_static("grpc-accept-encoding"),
+                        HeaderValue::from_static("gzip"),
+                    );
                 }
                 // The server may give up at the same deadline as we do.
                 if let Ok(value) = HeaderValue::from_str(&grpc_timeout(self.timeout)) {
@@ -701,7 +712,13 @@ impl ExportClient {
                 None => collected.trailers().ok_or(ExportError::NoGrpcStatus)?,
             };
             grpc_status(status)?;
-            Ok(grpc_response(&collected.to_bytes()).and_then(partial_success))
+            let gzipped = parts
+                .headers
+                .get("grpc-encoding")
+                .is_some_and(|e| e.as_bytes().eq_ignore_ascii_case(b"gzip"));
+            Ok(grpc_response(&collected.to_bytes(), gzipped)
+                .as_deref()
+                .and_then(partial_success))
         };
         match tokio::time::timeout(self.timeout, exchange).await {
             Ok(result) => result,
@@ -941,8 +958,8 @@ fn partial_success(response: &[u8]) -> Option<PartialSuccess> {
     let (mut rejected, mut message) = (0, String::new());
     while let Some((field, value)) = partial.next()? {
         match (field, value) {
-            // int64: two's complement in a varint.
-            (1, Value::Varint(v)) => rejected = v as i64,
+            // int64: two's complement in a varint; a negative count is none.
+            (1, Value::Varint(v)) => rejected = (v as i64).max(0),
             (2, Value::Len(text)) => message = shown(&String::from_utf8_lossy(text)),
             _ => {}
         }
@@ -951,12 +968,27 @@ fn partial_success(response: &[u8]) -> Option<PartialSuccess> {
 }
 
 /// The message of a gRPC answer's body: the 5-byte prefix, then the
-/// message, which is read only uncompressed (no compression was offered).
-fn grpc_response(body: &[u8]) -> Option<&[u8]> {
-    let (&[0, a, b, c, d], message) = body.split_first_chunk::<5>()? else {
-        return None;
-    };
-    message.get(..u32::from_be_bytes([a, b, c, d]) as usize)
+/// message, compressed if the prefix says so. Only gzip is offered
+/// (`grpc-accept-encoding`), and only when the request is gzipped (a
+/// collector answers in its request's encoding); `gzipped` is whether the
+/// answer's `grpc-encoding` says gzip. Inflated at most to the bound of an
+/// answer.
+fn grpc_response(body: &[u8], gzipped: bool) -> Option<std::borrow::Cow<'_, [u8]>> {
+    use std::io::Read;
+    let (&[flag, a, b, c, d], message) = body.split_first_chunk::<5>()?;
+    let message = message.get(..u32::from_be_bytes([a, b, c, d]) as usize)?;
+    match flag {
+        0 => Some(message.into()),
+        1 if gzipped => {
+            let mut plain = Vec::new();
+            flate2::read::GzDecoder::new(message)
+                .take(MAX_RESPONSE_BYTES as u64)
+                .read_to_end(&mut plain)
+                .ok()?;
+            Some(plain.into())
+        }
+        _ => None,
+    }
 }
 
 /// A protobuf message's fields, one at a time.
@@ -1175,20 +1207,28 @@ mod tests {
 
     #[test]
     fn a_partial_success_is_read_from_http_and_grpc_answers() {
-        for grpc in [false, true] {
+        for (grpc, gzip) in [(false, false), (true, false), (false, true), (true, true)] {
             let receiver = if grpc {
                 waxosuit_test_servers::OtlpReceiver::start_grpc().unwrap()
             } else {
                 waxosuit_test_servers::OtlpReceiver::start().unwrap()
             };
-            let (rt, client) = client(receiver.url(), grpc.then_some("grpc"));
+            let (rt, mut client) = client(receiver.url(), grpc.then_some("grpc"));
+            if gzip {
+                // tonic then answers gzipped too.
+                client.compression = Compression::Gzip;
+            }
             let encoder = Encoder::new(&[], "waxosuit", "0");
             let post = || {
                 let mut body = Vec::new();
-                if grpc {
-                    encoder.grpc_message(&[], &mut body);
-                } else {
-                    encoder.request_encoded(&[], &mut body);
+                match (grpc, gzip) {
+                    (true, false) => encoder.grpc_message(&[], &mut body),
+                    (false, false) => encoder.request_encoded(&[], &mut body),
+                    (grpc, true) => {
+                        let mut plain = Vec::new();
+                        encoder.request_encoded(&[], &mut plain);
+                        encode::gzip(&plain, grpc, &mut body).unwrap();
+                    }
                 }
                 rt.block_on(client.post(Bytes::from(body))).unwrap()
             };
@@ -1232,6 +1272,7 @@ mod tests {
         // An empty partial success means full success.
         assert_eq!(partial_success(&[]), None);
         assert_eq!(read(0, ""), None);
+        assert_eq!(read(-5, ""), None);
         assert_eq!(
             read(7, "x"),
             Some(PartialSuccess {
@@ -1254,13 +1295,30 @@ mod tests {
         // gRPC: the 5-byte prefix, uncompressed only.
         let mut framed = vec![0, 0, 0, 0, whole.len() as u8];
         framed.extend(&whole);
-        assert_eq!(grpc_response(&framed), Some(whole.as_slice()));
+        assert_eq!(
+            grpc_response(&framed, false).as_deref(),
+            Some(whole.as_slice())
+        );
+        // Compressed: only gzip that the answer's grpc-encoding names.
         framed[0] = 1;
-        assert_eq!(grpc_response(&framed), None);
-        assert_eq!(grpc_response(&framed[..3]), None);
+        assert_eq!(grpc_response(&framed, true), None);
+        assert_eq!(grpc_response(&framed, false), None);
+        assert_eq!(grpc_response(&framed[..3], false), None);
         framed[0] = 0;
         framed[4] += 1;
-        assert_eq!(grpc_response(&framed), None);
+        assert_eq!(grpc_response(&framed, false), None);
+        let mut gzipped = Vec::new();
+        encode::gzip(&whole, true, &mut gzipped).unwrap();
+        assert_eq!(
+            grpc_response(&gzipped, true).as_deref(),
+            Some(whole.as_slice())
+        );
+        assert_eq!(grpc_response(&gzipped, false), None);
+        // A bomb inflates no further than an answer's bound.
+        let mut bomb = Vec::new();
+        encode::gzip(&vec![0; 8 * MAX_RESPONSE_BYTES], true, &mut bomb).unwrap();
+        let inflated = grpc_response(&bomb, true).unwrap();
+        assert_eq!(inflated.len(), MAX_RESPONSE_BYTES);
     }
 
     #[test]

@@ -343,7 +343,8 @@ impl OtlpReceiver {
                 let _ = server
                     .add_service(
                         TraceServiceServer::new(service)
-                            .accept_compressed(tonic::codec::CompressionEncoding::Gzip),
+                            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+                            .send_compressed(tonic::codec::CompressionEncoding::Gzip),
                     )
                     .serve_with_incoming_shutdown(incoming, async {
                         let _ = stopped.await;

@@ -268,19 +268,14 @@ impl<H: HostCallHandler> Actor<H> {
         inner.check_payload("request payload", payload.len())?;
         inner.check_payload("operation name", op.len())?;
         // The caller's span (the host's actor span) learns how long the
-        // call queued for an instance. A call that finds one idle did not
-        // queue, and leaves the span's own value (the host's is 0): no
-        // clock read and no trip through the subscriber for most calls.
-        // Nothing is timed when no span is being recorded.
+        // call waited for an instance. A call that finds one idle did not
+        // wait, and leaves the span's own value (the host's is 0): no clock
+        // read and no trip through the subscriber for most calls.
         let mut slot = match inner.checkout_now() {
             Some(slot) => slot,
             None => {
-                let queued = in_span().then(std::time::Instant::now);
-                let slot = inner.checkout(end).await?;
-                if let Some(queued) = queued {
-                    record_wait(queued.elapsed());
-                }
-                slot
+                let _waiting = Waiting::start();
+                inner.checkout(end).await?
             }
         };
         loop {
@@ -406,29 +401,35 @@ impl<H: HostCallHandler> Actor<H> {
     }
 }
 
-/// Whether the caller is inside a span being recorded. Asked of the
-/// dispatcher rather than through `Span::current()`, which also takes a
-/// reference to the span and gives it back: two more trips through the
-/// subscriber on every traced call.
-fn in_span() -> bool {
-    tracing::dispatcher::get_default(|dispatch| dispatch.current_span().is_known())
+/// Times a call's wait for an instance into the caller's span, if it is
+/// being recorded and has `waxosuit.instance.wait_us` (the host's actor
+/// span does). Recorded when dropped, so a wait that ends in a queue
+/// timeout, or a call dropped while it waits, is recorded too; the span is
+/// held until then.
+struct Waiting {
+    span: tracing::Span,
+    since: std::time::Instant,
 }
 
-/// Records `waited` as `waxosuit.instance.wait_us` on the caller's span,
-/// if the current span has that field (the host's actor span does).
-fn record_wait(waited: std::time::Duration) {
-    tracing::dispatcher::get_default(|dispatch| {
-        let Some((id, meta)) = dispatch.current_span().into_inner() else {
-            return;
-        };
-        let fields = meta.fields();
-        let Some(field) = fields.field("waxosuit.instance.wait_us") else {
-            return;
-        };
-        let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
-        let values = [(&field, Some(&micros as &dyn tracing::field::Value))];
-        dispatch.record(&id, &tracing::span::Record::new(&fields.value_set(&values)));
-    });
+impl Waiting {
+    fn start() -> Option<Waiting> {
+        let span = tracing::Span::current();
+        if span.is_disabled() {
+            return None;
+        }
+        Some(Waiting {
+            span,
+            since: std::time::Instant::now(),
+        })
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let micros = u64::try_from(self.since.elapsed().as_micros()).unwrap_or(u64::MAX);
+        // A span without the field ignores it.
+        self.span.record("waxosuit.instance.wait_us", micros);
+    }
 }
 
 fn init_limits(runtime: &RuntimeInner, limits: &Limits, deadline_ticks: u64) -> InitLimits {
@@ -529,10 +530,6 @@ impl<H: HostCallHandler> ActorInner<H> {
         Ok(())
     }
 
-    /// Takes a slot: an idle instance of the current module if there is one,
-    /// otherwise an empty slot (the caller creates the instance) if fewer
-    /// than `max_instances` are live, otherwise waits, until the call's
-    /// deadline (tick `end`) or for `queue_timeout`, whichever comes first.
     /// An idle instance of the current generation, if there is one now:
     /// the common case, without building the waiting future.
     fn checkout_now(&self) -> Option<Slot<'_, H>> {
@@ -548,9 +545,11 @@ impl<H: HostCallHandler> ActorInner<H> {
         })
     }
 
-    /// An instance once [`ActorInner::checkout_now`] found none idle: any
-    /// shard, a new one, or one another call releases, waiting at most
-    /// until the queue timeout or the call's deadline `end`.
+    /// A slot once [`ActorInner::checkout_now`] found no idle instance: an
+    /// idle one of any shard, otherwise an empty slot (the caller creates
+    /// the instance) if fewer than `max_instances` are live, otherwise
+    /// waits, until the call's deadline (tick `end`) or for
+    /// `queue_timeout`, whichever comes first.
     async fn checkout(&self, end: u64) -> Result<Slot<'_, H>, RuntimeError> {
         let current = || self.current_id.load(Ordering::Acquire);
         let home = self.pool.home();

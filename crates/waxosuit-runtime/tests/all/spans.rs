@@ -1,5 +1,6 @@
 //! What a call tells the caller's span: how long it queued for an
-//! instance (`waxosuit.instance.wait_us`), and nothing when it did not.
+//! instance (`waxosuit.instance.wait_us`), also when the wait ends in a
+//! queue timeout or the call is dropped, and nothing when it did not wait.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,7 +11,7 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::{Instrument, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context, SubscriberExt};
-use waxosuit_runtime::{ActorKey, HostCall, HostCallError, HostCallHandler, Limits};
+use waxosuit_runtime::{ActorKey, ErrorKind, HostCall, HostCallError, HostCallHandler, Limits};
 use waxosuit_test_fixtures::wapc_echo;
 
 use crate::common::{key, runtime};
@@ -102,5 +103,54 @@ async fn a_call_that_queues_records_its_wait_and_one_that_does_not_records_nothi
     );
     assert_eq!(&waits[..2], [0, 0]);
     assert!(waits[2] >= 40_000, "queued for about 50 ms: {waits:?} µs");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_wait_that_times_out_or_is_dropped_is_recorded() -> anyhow::Result<()> {
+    let waits = Waits::default();
+    let _default =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(waits.clone()));
+    let gate = Arc::new(Gate::default());
+    let limits = Limits::default()
+        .instances(1, 1)
+        .queue_timeout(Duration::from_millis(60));
+    let actor = runtime()
+        .load(key(1), wapc_echo(), limits, gate.clone())
+        .await?;
+    let holder = tokio::spawn({
+        let actor = actor.clone();
+        async move { actor.call("ping", b"held").await }
+    });
+    tokio::task::yield_now().await;
+
+    let err = actor
+        .call("echo", b"late")
+        .instrument(actor_span())
+        .await
+        .expect_err("queue timeout");
+    assert_eq!(err.kind(), ErrorKind::QueueTimeout, "{err}");
+    // Dropped while it waits, after 30 ms.
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(30),
+        actor.call("echo", b"gone").instrument(actor_span()),
+    )
+    .await;
+    assert!(dropped.is_err(), "the call was still waiting");
+
+    gate.0.notify_one();
+    holder.await??;
+    let waits = waits.0.lock().expect("lock").clone();
+    assert_eq!(
+        waits.len(),
+        4,
+        "made with 0 and one record, twice: {waits:?}"
+    );
+    assert_eq!([waits[0], waits[2]], [0, 0]);
+    assert!(waits[1] >= 50_000, "timed out after 60 ms: {waits:?} µs");
+    assert!(
+        (20_000..2_000_000).contains(&waits[3]),
+        "dropped after 30 ms: {waits:?} µs"
+    );
     Ok(())
 }
