@@ -134,72 +134,68 @@ fn retries_are_bounded_and_final_refusals_are_not_retried() {
     }
 }
 
-#[test]
-fn retry_after_is_waited_for_and_a_longer_one_pauses_the_export() {
-    let receiver = OtlpReceiver::start_refusing(1, 503, Some(1)).unwrap();
-    let (subscriber, mut telemetry) = exporter(&receiver, false);
+/// `receiver` refuses the first export asking for `wait`: the batch is
+/// sent again no sooner, and all of it arrives.
+fn retried_after(receiver: &OtlpReceiver, grpc: bool, wait: Duration) {
+    let (subscriber, mut telemetry) = exporter(receiver, grpc);
     batch(&subscriber);
-    settle(&receiver, 2);
+    settle(receiver, 2);
     telemetry.shutdown();
     assert_eq!(receiver.spans().len(), 3);
     let times = receiver.request_times();
     assert_eq!(times.len(), 2);
     assert!(
-        times[1] - times[0] >= Duration::from_secs(1),
+        times[1] - times[0] >= wait,
         "retried after {:?}",
         times[1] - times[0]
     );
-    // Longer than a retry waits (2 s): the batch is given up, and the next
-    // one waits in the queue instead of being sent early...
-    let receiver = OtlpReceiver::start_refusing(usize::MAX, 503, Some(30)).unwrap();
-    let (subscriber, mut telemetry) = exporter(&receiver, false);
+}
+
+/// `receiver` asks for longer than a retry waits (2 s): the batch is given
+/// up, and the next one waits in the queue instead of being sent early,
+/// until the flush at shutdown, which tries once.
+fn gives_up_and_pauses(receiver: &OtlpReceiver, grpc: bool) {
+    let (subscriber, mut telemetry) = exporter(receiver, grpc);
     batch(&subscriber);
-    settle(&receiver, 1);
+    settle(receiver, 1);
     batch(&subscriber);
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(receiver.requests(), 1);
-    // ... until the flush at shutdown, which tries once.
     telemetry.shutdown();
     assert_eq!(receiver.requests(), 2);
 }
 
 #[test]
-fn a_grpc_retry_info_is_waited_for_and_makes_resource_exhausted_retryable() {
-    let receiver = OtlpReceiver::start_grpc_refusing_with_retry_info(
-        1,
-        8,
-        "full",
-        Duration::from_millis(1200),
-    )
-    .unwrap();
-    let (subscriber, mut telemetry) = exporter(&receiver, true);
-    batch(&subscriber);
-    settle(&receiver, 2);
-    telemetry.shutdown();
-    assert_eq!(receiver.spans().len(), 3);
-    let times = receiver.request_times();
-    assert_eq!(times.len(), 2);
-    assert!(
-        times[1] - times[0] >= Duration::from_millis(1200),
-        "retried after {:?}",
-        times[1] - times[0]
+fn retry_after_is_waited_for_and_a_longer_one_pauses_the_export() {
+    retried_after(
+        &OtlpReceiver::start_refusing(1, 503, Some(1)).unwrap(),
+        false,
+        Duration::from_secs(1),
     );
-    // Longer than a retry waits: given up, and the export pauses.
-    let receiver = OtlpReceiver::start_grpc_refusing_with_retry_info(
-        usize::MAX,
-        14,
-        "down",
-        Duration::from_secs(30),
-    )
-    .unwrap();
-    let (subscriber, mut telemetry) = exporter(&receiver, true);
-    batch(&subscriber);
-    settle(&receiver, 1);
-    batch(&subscriber);
-    std::thread::sleep(Duration::from_millis(1000));
-    assert_eq!(receiver.requests(), 1);
-    telemetry.shutdown();
-    assert_eq!(receiver.requests(), 2);
+    gives_up_and_pauses(
+        &OtlpReceiver::start_refusing(usize::MAX, 503, Some(30)).unwrap(),
+        false,
+    );
+}
+
+#[test]
+fn a_grpc_retry_info_is_waited_for_and_makes_resource_exhausted_retryable() {
+    let wait = Duration::from_millis(1200);
+    retried_after(
+        &OtlpReceiver::start_grpc_refusing_with_retry_info(1, 8, "full", wait).unwrap(),
+        true,
+        wait,
+    );
+    gives_up_and_pauses(
+        &OtlpReceiver::start_grpc_refusing_with_retry_info(
+            usize::MAX,
+            14,
+            "down",
+            Duration::from_secs(30),
+        )
+        .unwrap(),
+        true,
+    );
 }
 
 #[test]
