@@ -19,7 +19,6 @@ use common::*;
 use opentelemetry::Value;
 use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
 use tracing::Instrument;
-use tracing_subscriber::layer::SubscriberExt;
 use waxosuit_claims::KeyPair;
 use waxosuit_lattice::antiforgery::{self, Binding};
 use waxosuit_lattice::propagation::{self, MAX_TRACEPARENT_LEN};
@@ -37,8 +36,7 @@ fn exporter() -> CollectedSpans {
     EXPORTER
         .get_or_init(|| {
             let spans = CollectedSpans::default();
-            let layer = waxosuit_test_servers::span_recorder(&spans);
-            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
+            tracing::subscriber::set_global_default(waxosuit_test_servers::span_recorder(&spans))
                 .expect("no other global subscriber in this test binary");
             spans
         })

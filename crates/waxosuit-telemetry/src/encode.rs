@@ -325,7 +325,6 @@ mod tests {
     use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
     use prost::Message;
     use std::sync::{Arc, Mutex};
-    use tracing_subscriber::layer::SubscriberExt;
     use waxosuit_trace::{FinishedSpan, Recorder, Sampler, SpanSink};
 
     #[test]
@@ -370,8 +369,7 @@ mod tests {
 
     fn record(make: impl FnOnce()) -> (ExportTraceServiceRequest, Vec<FinishedSpan>) {
         let sink = Arc::new(Encoded::default());
-        let subscriber =
-            tracing_subscriber::registry().with(Recorder::new(Sampler::AlwaysOn, sink.clone()));
+        let subscriber = Recorder::new(Sampler::AlwaysOn, sink.clone());
         tracing::subscriber::with_default(subscriber, make);
         let encoder = Encoder::new(
             &[KeyValue::new("service.name", "waxosuit")],

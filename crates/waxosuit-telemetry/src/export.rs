@@ -1077,7 +1077,6 @@ mod tests {
     use super::*;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use prost::Message;
-    use tracing_subscriber::layer::SubscriberExt;
     use waxosuit_trace::{Recorder, Sampler};
 
     fn plan(max_queue: usize, max_batch: usize) -> BatchPlan {
@@ -1091,8 +1090,7 @@ mod tests {
     /// Makes `count` spans with an attribute of `len` bytes into `queue`.
     fn spans(queue: &Arc<SpanQueue>, count: usize, len: usize) {
         let value = "a".repeat(len);
-        let recorder = Recorder::new(Sampler::AlwaysOn, queue.clone());
-        let subscriber = tracing_subscriber::registry().with(recorder);
+        let subscriber = Recorder::new(Sampler::AlwaysOn, queue.clone());
         tracing::subscriber::with_default(subscriber, || {
             for n in 0..count {
                 tracing::info_span!("request", n, big = value.as_str()).in_scope(|| {});

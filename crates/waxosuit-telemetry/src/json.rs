@@ -6,64 +6,24 @@
 //! call; `trace_id` and `span_id` when it happens inside a traced span;
 //! and the event's other fields under their own names.
 
-use std::io::Write;
-use std::sync::Arc;
-
 use serde_json::{Map, Value};
+use tracing::Event;
 use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Subscriber};
-use tracing_subscriber::Layer;
-use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::LookupSpan;
+use tracing::span::Id;
+use waxosuit_trace::SpanStore;
 
-/// Where the lines go (stderr for the CLI; a buffer in tests).
-pub(crate) type Sink = Arc<dyn Fn(&[u8]) + Send + Sync>;
+use crate::text::{Lines, Sink};
 
-/// The JSON lines layer.
+/// The JSON lines writer, under a [`crate::text::Logs`] filter; the span
+/// context comes from the recorder's [`SpanStore`].
 pub(crate) struct JsonLines {
+    spans: SpanStore,
     sink: Sink,
 }
 
 impl JsonLines {
-    pub(crate) fn stderr() -> JsonLines {
-        JsonLines::to(Arc::new(|line: &[u8]| {
-            // A log line that cannot be written has nowhere to be reported.
-            let _ = std::io::stderr().lock().write_all(line);
-        }))
-    }
-
-    pub(crate) fn to(sink: Sink) -> JsonLines {
-        JsonLines { sink }
-    }
-}
-
-/// The context fields a span contributes to the lines inside it.
-#[derive(Default, Clone)]
-struct SpanContext {
-    actor: Option<String>,
-    actor_name: Option<String>,
-    capability: Option<String>,
-}
-
-impl Visit for SpanContext {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        let slot = match field.name() {
-            "waxosuit.actor.key" => &mut self.actor,
-            "waxosuit.actor.name" => &mut self.actor_name,
-            "waxosuit.capability" => &mut self.capability,
-            _ => return,
-        };
-        *slot = Some(value.to_string());
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if matches!(
-            field.name(),
-            "waxosuit.actor.key" | "waxosuit.actor.name" | "waxosuit.capability"
-        ) {
-            self.record_str(field, &format!("{value:?}"));
-        }
+    pub(crate) fn new(spans: SpanStore, sink: Sink) -> JsonLines {
+        JsonLines { spans, sink }
     }
 }
 
@@ -100,27 +60,8 @@ impl Visit for Fields {
     }
 }
 
-impl<S> Layer<S> for JsonLines
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let mut fields = SpanContext::default();
-        attrs.record(&mut fields);
-        if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(fields);
-        }
-    }
-
-    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        if let Some(span) = ctx.span(id)
-            && let Some(fields) = span.extensions_mut().get_mut::<SpanContext>()
-        {
-            values.record(fields);
-        }
-    }
-
-    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+impl Lines for JsonLines {
+    fn line(&self, event: &Event<'_>, current: Option<&Id>) {
         let meta = event.metadata();
         let mut fields = Fields(Map::new());
         event.record(&mut fields);
@@ -135,34 +76,18 @@ where
         line.insert("message".into(), message);
 
         // The event's own `actor`/`capability` win; otherwise the nearest
-        // span that names one. The ids are the nearest recorded span's.
-        let mut context = SpanContext::default();
-        let mut ids = None;
-        if let Some(scope) = ctx.event_scope(event) {
-            for span in scope {
-                let extensions = span.extensions();
-                if ids.is_none()
-                    && let Some(recording) = extensions.get::<waxosuit_trace::Recording>()
-                {
-                    ids = Some((recording.trace_id(), recording.span_id()));
-                }
-                if let Some(found) = extensions.get::<SpanContext>() {
-                    context.actor = context.actor.or_else(|| found.actor.clone());
-                    context.actor_name = context.actor_name.or_else(|| found.actor_name.clone());
-                    context.capability = context.capability.or_else(|| found.capability.clone());
-                }
-            }
-        }
+        // span that names one. The ids are the event's span's, when traced.
+        let span = self.spans.event_span(event, current).unwrap_or_default();
         for (key, value) in [
-            ("actor", context.actor),
-            ("actor_name", context.actor_name),
-            ("capability", context.capability),
+            ("actor", span.actor),
+            ("actor_name", span.actor_name),
+            ("capability", span.capability),
         ] {
-            if let Some(value) = fields.0.remove(key).or(value.map(Value::from)) {
+            if let Some(value) = fields.0.remove(key).or(value.map(|v| Value::from(&*v))) {
                 line.insert(key.into(), value);
             }
         }
-        if let Some((trace_id, span_id)) = ids {
+        if let Some((trace_id, span_id)) = span.ids {
             line.insert("trace_id".into(), Value::from(trace_id.to_string()));
             line.insert("span_id".into(), Value::from(span_id.to_string()));
         }
@@ -178,9 +103,12 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
+    use crate::text::Logs;
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::filter::EnvFilter;
     use tracing_subscriber::layer::SubscriberExt;
     use waxosuit_test_servers::{CollectedSpans, span_recorder};
+    use waxosuit_trace::Recorder;
 
     /// What the layer wrote.
     #[derive(Clone, Default)]
@@ -198,19 +126,21 @@ mod tests {
         }
     }
 
-    fn capture() -> (Lines, JsonLines) {
+    /// `recorder` with JSON lines of every event over it.
+    fn capture(recorder: Recorder) -> (Lines, impl tracing::Subscriber) {
         let lines = Lines::default();
         let sink = lines.clone();
-        let layer = JsonLines::to(Arc::new(move |b: &[u8]| {
-            sink.0.lock().unwrap().extend_from_slice(b)
-        }));
-        (lines, layer)
+        let json = JsonLines::new(
+            recorder.log_context(),
+            Arc::new(move |b: &[u8]| sink.0.lock().unwrap().extend_from_slice(b)),
+        );
+        let logs = Logs::new(EnvFilter::new("trace"), "trace", json);
+        (lines, recorder.with(logs))
     }
 
     #[test]
     fn lines_carry_the_standard_keys_and_the_event_fields() {
-        let (lines, layer) = capture();
-        let subscriber = tracing_subscriber::registry().with(layer);
+        let (lines, subscriber) = capture(Recorder::for_logs());
         tracing::subscriber::with_default(subscriber, || {
             tracing::warn!(target: "waxosuit_test", port = 8080_u64, quoted = "a\"b", "bind \"failed\"");
         });
@@ -232,10 +162,8 @@ mod tests {
 
     #[test]
     fn actor_and_capability_come_from_the_spans_and_ids_from_the_trace() {
-        let (lines, layer) = capture();
         let kept = CollectedSpans::default();
-        let otel = span_recorder(&kept);
-        let subscriber = tracing_subscriber::registry().with(layer).with(otel);
+        let (lines, subscriber) = capture(span_recorder(&kept));
         tracing::subscriber::with_default(subscriber, || {
             let actor = tracing::info_span!(
                 "actor",
@@ -264,5 +192,31 @@ mod tests {
             "{:?}",
             cap.events
         );
+    }
+
+    #[test]
+    fn without_export_lines_name_the_actor_but_carry_no_trace_ids() {
+        let (lines, subscriber) = capture(Recorder::for_logs());
+        tracing::subscriber::with_default(subscriber, || {
+            let actor = tracing::info_span!(
+                "actor",
+                waxosuit.actor.key = "MACTOR",
+                waxosuit.actor.name = tracing::field::Empty
+            );
+            // Named after the span was made, as a record.
+            actor.record("waxosuit.actor.name", "counter");
+            actor.in_scope(|| tracing::warn!("inside"));
+            // Outside the span, nothing of it.
+            tracing::warn!("outside");
+            // An explicit parent wins over the current span.
+            tracing::warn!(parent: &actor, "for the actor");
+        });
+        let got = lines.parsed();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0]["actor"], "MACTOR");
+        assert_eq!(got[0]["actor_name"], "counter");
+        assert!(got[0].get("trace_id").is_none(), "{}", got[0]);
+        assert!(got[1].get("actor").is_none(), "{}", got[1]);
+        assert_eq!(got[2]["actor"], "MACTOR");
     }
 }

@@ -12,9 +12,11 @@
 //!   Text logs show events only; spans cost nothing unless something
 //!   records them.
 //! * With an export plan ([`TraceSettings::resolve`], from the standard
-//!   `OTEL_*` variables or the CLI's flags), it adds
-//!   [`waxosuit_trace::Recorder`], which gives each span its trace context
-//!   and records it, and an exporter ([`export`](crate) module) that queues
+//!   `OTEL_*` variables or the CLI's flags), the subscriber is
+//!   [`waxosuit_trace::Recorder`], which keeps the spans, gives each its
+//!   trace context and records it, with the log lines stacked on it
+//!   (`text` module: the `RUST_LOG` filter every log layer shares), and an
+//!   exporter ([`export`](crate) module) that queues
 //!   the finished spans, encodes each batch as an OTLP protobuf request
 //!   ([`encode`](crate) module, written straight from the spans) and sends
 //!   it to the collector with hyper and rustls on a runtime of its own: a
@@ -23,9 +25,11 @@
 //!   "later" is tried again, a bounded number of times. Over TLS it trusts
 //!   the Web PKI, or only the CA of `OTEL_EXPORTER_OTLP_CERTIFICATE`, and
 //!   shows a client certificate when the collector asks (`tls` module).
-//!   Without an endpoint there is no layer, no exporter, no thread and no
-//!   connection, and with text logs every span callsite stays disabled
-//!   (JSON lines take `actor` and `capability` from the host's spans).
+//! * Without an endpoint there is no exporter, no thread and no
+//!   connection. Text logs are then `tracing-subscriber`'s `fmt` layer on
+//!   its registry, with every span callsite disabled; JSON lines keep the
+//!   recorder, without trace context, for the `actor` and `capability`
+//!   they take from the host's spans.
 //! * [`Telemetry::shutdown`] (also on drop) flushes the spans still queued;
 //!   the CLI calls it after the host has drained, on Ctrl-C, SIGTERM or exit.
 //!
@@ -54,10 +58,10 @@ use std::time::Duration;
 use tracing::level_filters::LevelFilter;
 use tracing::subscriber::Interest;
 use tracing::{Dispatch, Metadata, Subscriber};
+use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{EnvFilter, Targets};
 use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{Layer, Registry};
 
 pub use config::{
     BatchPlan, Compression, DEFAULT_EXPORT_TIMEOUT, DEFAULT_MAX_BATCH, DEFAULT_MAX_QUEUE,
@@ -216,49 +220,58 @@ pub fn subscriber(
     traces: Option<&TraceExport>,
 ) -> Result<(Dispatch, Telemetry), TelemetryError> {
     let exporter = traces.map(start_exporter).transpose()?;
-    let log_filter = || match &logs.filter {
-        Some(directives) => EnvFilter::try_new(directives).map_err(|_| {
-            TelemetryError::setting(
-                "RUST_LOG",
-                directives,
-                "use directives such as warn,waxosuit=info",
-            )
-        }),
-        None => Ok(EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER))),
+    let directives = match &logs.filter {
+        Some(directives) => directives.clone(),
+        None => std::env::var("RUST_LOG")
+            .ok()
+            .filter(|d| EnvFilter::try_new(d).is_ok())
+            .unwrap_or_else(|| DEFAULT_LOG_FILTER.to_string()),
     };
-    let recorder = traces.zip(exporter.as_ref()).map(|(plan, exporter)| {
-        waxosuit_trace::Recorder::new(plan.sampler.clone(), exporter.sink()).with_spans(
-            Targets::new()
-                .with_default(LevelFilter::WARN)
-                .with_target("waxosuit", LevelFilter::INFO),
+    let log_filter = EnvFilter::try_new(&directives).map_err(|_| {
+        TelemetryError::setting(
+            "RUST_LOG",
+            &directives,
+            "use directives such as warn,waxosuit=info",
         )
-    });
-    let log_layer: Box<dyn Layer<Registry> + Send + Sync> = match logs.format {
-        // With a recorder, a plain layer that never sees its spans.
-        LogFormat::Text if recorder.is_some() => text::TextLog {
-            fmt: tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(use_colour())
-                .event_format(text::Line),
-            filter: log_filter()?,
-        }
-        .boxed(),
-        LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_target(false)
-            .with_ansi(use_colour())
-            .with_filter(EventsOnly(log_filter()?))
-            .boxed(),
-        LogFormat::Json => json::JsonLines::stderr().with_filter(log_filter()?).boxed(),
+    })?;
+    // The host's spans: what the trace export records, and what JSON
+    // lines take their context from.
+    let spans = || {
+        Targets::new()
+            .with_default(LevelFilter::WARN)
+            .with_target("waxosuit", LevelFilter::INFO)
     };
-    let registry = tracing_subscriber::registry().with(log_layer);
-    let dispatch = match recorder {
-        Some(recorder) => Dispatch::new(registry.with(recorder)),
-        // No recorder at all, not a `None` layer: an absent layer still
-        // answers "interested", which under a per-layer filter made every
-        // span callsite a per-call check, and the span was made.
-        None => Dispatch::new(registry),
+    let recorder = match (traces.zip(exporter.as_ref()), logs.format) {
+        (Some((plan, exporter)), _) => {
+            waxosuit_trace::Recorder::new(plan.sampler.clone(), exporter.sink())
+        }
+        (None, LogFormat::Json) => waxosuit_trace::Recorder::for_logs(),
+        // Text logs without export: no span is wanted at all, and the
+        // registry with `fmt` and a filter that disables every span
+        // callsite costs nothing per span.
+        (None, LogFormat::Text) => {
+            let fmt = tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .with_ansi(use_colour())
+                .with_filter(EventsOnly(log_filter));
+            let dispatch = Dispatch::new(tracing_subscriber::registry().with(fmt));
+            return Ok((dispatch, Telemetry { exporter }));
+        }
+    }
+    .with_spans(spans());
+    let dispatch = match logs.format {
+        LogFormat::Text => {
+            let text = text::Text {
+                ansi: use_colour(),
+                sink: text::stderr(),
+            };
+            Dispatch::new(recorder.with(text::Logs::new(log_filter, &directives, text)))
+        }
+        LogFormat::Json => {
+            let json = json::JsonLines::new(recorder.log_context(), text::stderr());
+            Dispatch::new(recorder.with(text::Logs::new(log_filter, &directives, json)))
+        }
     };
     Ok((dispatch, Telemetry { exporter }))
 }

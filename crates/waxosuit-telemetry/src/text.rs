@@ -1,42 +1,73 @@
-//! Text log lines when spans are recorded for export.
+//! Log lines over the span recorder: the filter every log layer shares,
+//! and the text lines.
 //!
-//! The text logs show events only. With no trace export, a per-layer
-//! filter in front of the `fmt` layer says so, and every span callsite
-//! stays disabled. With export, the recorder wants the host's spans, and a
-//! per-layer filter would then look each span up again on every callback
-//! (each poll of an instrumented future enters and leaves the request's
-//! span) only to skip it: [`TextLog`] is a plain layer instead, which
-//! never sees spans, takes the events `RUST_LOG` enables, and writes them
-//! with [`Line`], which leaves the span scope out as the filtered layer
-//! did.
+//! With trace export (or JSON lines), the subscriber is
+//! [`waxosuit_trace::Recorder`], not `tracing_subscriber`'s registry, and
+//! `tracing_subscriber`'s per-layer filters and `fmt` layer need the
+//! registry. [`Logs`] is the filter instead: it takes the events
+//! `RUST_LOG` enables and hands each to its [`Lines`]; it never disables
+//! a span (the recorder decides) nor an event (one `RUST_LOG` leaves out
+//! may still be an event of a recorded span). [`Text`] writes the same
+//! lines as the `fmt` layer does without trace export: time, level and
+//! fields, without target and span scope.
+
+use std::sync::Arc;
 
 use tracing::level_filters::LevelFilter;
+use tracing::span::{Attributes, Id, Record};
 use tracing::subscriber::Interest;
 use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::filter::EnvFilter;
-use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::{DefaultFields, Writer};
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::{Context, Filter, Layer};
-use tracing_subscriber::registry::LookupSpan;
 
-/// The `fmt` layer `L`, given only the events `filter` enables.
-pub(crate) struct TextLog<L> {
-    pub(crate) fmt: L,
-    pub(crate) filter: EnvFilter,
+/// Where the lines go (stderr for the CLI; a buffer in tests).
+pub(crate) type Sink = Arc<dyn Fn(&[u8]) + Send + Sync>;
+
+/// A sink writing to stderr.
+pub(crate) fn stderr() -> Sink {
+    Arc::new(|line: &[u8]| {
+        use std::io::Write;
+        // A log line that cannot be written has nowhere to be reported.
+        let _ = std::io::stderr().lock().write_all(line);
+    })
 }
 
-impl<S, L> Layer<S> for TextLog<L>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    L: Layer<S>,
-{
-    fn on_layer(&mut self, subscriber: &mut S) {
-        self.fmt.on_layer(subscriber);
-    }
+/// Writes one event as a line.
+pub(crate) trait Lines: Send + Sync + 'static {
+    /// Writes `event`; `current` is the span current on this thread.
+    fn line(&self, event: &Event<'_>, current: Option<&Id>);
+}
 
+/// The events `filter` enables, handed to `lines`.
+pub(crate) struct Logs<L> {
+    filter: EnvFilter,
+    /// Whether the filter has span directives (`[span{field}]=level`),
+    /// which follow spans as they are made, entered and left.
+    dynamic: bool,
+    lines: L,
+}
+
+impl<L> Logs<L> {
+    /// `directives` is the filter's text, to tell whether it follows spans.
+    pub(crate) fn new(filter: EnvFilter, directives: &str, lines: L) -> Logs<L> {
+        Logs {
+            filter,
+            dynamic: directives.contains('['),
+            lines,
+        }
+    }
+}
+
+impl<S: Subscriber, L: Lines> Layer<S> for Logs<L> {
     fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
         if meta.is_span() {
+            if self.dynamic {
+                // The filter learns the span callsites its directives name.
+                Filter::<S>::callsite_enabled(&self.filter, meta);
+            }
             // Not this layer's to disable: the recorder decides.
             return Interest::always();
         }
@@ -58,47 +89,85 @@ where
         Filter::<S>::max_level_hint(&self.filter)
     }
 
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if self.dynamic {
+            self.filter.on_new_span(attrs, id, ctx);
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if self.dynamic {
+            self.filter.on_record(id, values, ctx);
+        }
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if self.dynamic {
+            self.filter.on_enter(id, ctx);
+        }
+    }
+
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        if self.dynamic {
+            self.filter.on_exit(id, ctx);
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if self.dynamic {
+            self.filter.on_close(id, ctx);
+        }
+    }
+
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         if Filter::<S>::enabled(&self.filter, event.metadata(), &ctx) {
-            self.fmt.on_event(event, ctx);
+            let current = ctx.current_span();
+            self.lines.line(event, current.id());
         }
     }
 }
 
 /// `2026-12-06T05:30:00.123456Z  WARN message key=value`: the default
 /// format of `tracing-subscriber` without target and span scope.
-pub(crate) struct Line;
+pub(crate) struct Text {
+    /// ANSI colours for the time and level.
+    pub(crate) ansi: bool,
+    pub(crate) sink: Sink,
+}
 
-impl<S, N> FormatEvent<S, N> for Line
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> std::fmt::Result {
+impl Lines for Text {
+    fn line(&self, event: &Event<'_>, _current: Option<&Id>) {
+        let mut line = String::with_capacity(160);
+        // The writer escapes ANSI sequences in the values (an actor's log
+        // line cannot drive the terminal); only the level is coloured.
+        let mut writer = Writer::new(&mut line);
         let level = *event.metadata().level();
-        if writer.has_ansi_escapes() {
-            writer.write_str("\x1b[2m")?;
-            SystemTime.format_time(&mut writer)?;
-            let colour = match level {
-                Level::TRACE => "35",
-                Level::DEBUG => "34",
-                Level::INFO => "32",
-                Level::WARN => "33",
-                Level::ERROR => "31",
-            };
-            write!(writer, "\x1b[0m \x1b[{colour}m{level:>5}\x1b[0m ")?;
+        let written = if self.ansi {
+            write_coloured(&mut writer, level)
         } else {
-            SystemTime.format_time(&mut writer)?;
-            write!(writer, " {level:>5} ")?;
+            SystemTime
+                .format_time(&mut writer)
+                .and_then(|()| write!(writer, " {level:>5} "))
         }
-        ctx.format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
+        .and_then(|()| DefaultFields::new().format_fields(writer.by_ref(), event));
+        if written.is_ok() {
+            line.push('\n');
+            (self.sink)(line.as_bytes());
+        }
     }
+}
+
+fn write_coloured(writer: &mut Writer<'_>, level: Level) -> std::fmt::Result {
+    writer.write_str("\x1b[2m")?;
+    SystemTime.format_time(writer)?;
+    let colour = match level {
+        Level::TRACE => "35",
+        Level::DEBUG => "34",
+        Level::INFO => "32",
+        Level::WARN => "33",
+        Level::ERROR => "31",
+    };
+    write!(writer, "\x1b[0m \x1b[{colour}m{level:>5}\x1b[0m ")
 }
 
 #[cfg(test)]
@@ -113,33 +182,28 @@ mod tests {
     #[derive(Clone, Default)]
     struct Buffer(Arc<Mutex<Vec<u8>>>);
 
-    impl std::io::Write for Buffer {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+    fn run(ansi: bool, make: impl FnOnce()) -> (String, Vec<FinishedSpan>) {
+        run_with("warn", ansi, make)
     }
 
-    fn run(ansi: bool, make: impl FnOnce()) -> (String, Vec<FinishedSpan>) {
+    fn run_with(directives: &str, ansi: bool, make: impl FnOnce()) -> (String, Vec<FinishedSpan>) {
         let out = Buffer::default();
         let writer = out.clone();
         let kept = CollectedSpans::default();
-        let text = TextLog {
-            fmt: tracing_subscriber::fmt::layer()
-                .with_writer(move || writer.clone())
-                .with_ansi(ansi)
-                .event_format(Line),
-            filter: EnvFilter::new("warn"),
-        };
+        let text = Logs::new(
+            EnvFilter::new(directives),
+            directives,
+            Text {
+                ansi,
+                sink: Arc::new(move |line: &[u8]| writer.0.lock().unwrap().extend_from_slice(line)),
+            },
+        );
         let recorder = span_recorder(&kept).with_spans(
             Targets::new()
                 .with_default(LevelFilter::WARN)
                 .with_target("waxosuit", LevelFilter::INFO),
         );
-        let subscriber = tracing_subscriber::registry().with(text).with(recorder);
+        let subscriber = recorder.with(text);
         tracing::subscriber::with_default(subscriber, make);
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         let spans = kept.finished();
@@ -181,5 +245,29 @@ mod tests {
             assert!(!ours.is_disabled());
         });
         assert_eq!(spans.len(), 1);
+    }
+
+    #[test]
+    fn escape_sequences_in_values_reach_the_terminal_escaped() {
+        let hostile = "\x1b]0;owned\x07\x1b[2J";
+        let (text, _) = run(true, || tracing::warn!(line = hostile, "{hostile}"));
+        // Only the time and level colours are escape sequences.
+        assert_eq!(text.matches('\x1b').count(), 4, "{text:?}");
+        assert!(text.contains("\\x1b]0;owned"), "{text:?}");
+        let (text, _) = run(false, || tracing::warn!("{hostile}"));
+        assert!(!text.contains('\x1b'), "{text:?}");
+    }
+
+    #[test]
+    fn span_directives_of_rust_log_follow_the_recorded_spans() {
+        let (text, _) = run_with("warn,[request]=debug", false, || {
+            tracing::debug!(target: "waxosuit::host", "outside");
+            tracing::info_span!(target: "waxosuit::host", "request").in_scope(|| {
+                tracing::debug!(target: "waxosuit::host", "inside");
+            });
+        });
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        assert!(lines[0].ends_with("DEBUG inside"), "{text}");
     }
 }

@@ -1,13 +1,12 @@
 //! Spans recorded in memory, for tests of the code that makes them: the
 //! in-process counterpart of [`OtlpReceiver`](crate::OtlpReceiver). The
-//! layer is the one a host installs ([`waxosuit_trace::Recorder`]); only
-//! the sink differs.
+//! subscriber is the one a host installs ([`waxosuit_trace::Recorder`]);
+//! only the sink differs.
 
 use std::sync::{Arc, Mutex};
 
 use opentelemetry::Value;
 use tracing::subscriber::DefaultGuard;
-use tracing_subscriber::layer::SubscriberExt;
 use waxosuit_trace::{FinishedSpan, Recorder, Sampler, SpanRecord, SpanSink};
 
 /// The spans that closed, in the order they closed.
@@ -39,8 +38,7 @@ pub fn span_recorder(spans: &CollectedSpans) -> Recorder {
 /// on a current-thread runtime.)
 pub fn collect_spans() -> (CollectedSpans, DefaultGuard) {
     let spans = CollectedSpans::default();
-    let layer = span_recorder(&spans);
-    let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+    let guard = tracing::subscriber::set_default(span_recorder(&spans));
     (spans, guard)
 }
 

@@ -13,10 +13,10 @@
 //!   (the HTTP client, a NATS publish, a lattice call) puts into its
 //!   request so the receiver can continue the trace.
 //!
-//! * [`Recorder`] is the layer that gives spans their OpenTelemetry
-//!   identity and records them ([`record`](crate::Recorder) module): ids,
-//!   sampling, attributes, events and status, handed to a [`SpanSink`]
-//!   when each span closes. `waxosuit-telemetry` installs it with an OTLP
+//! * [`Recorder`] is the subscriber that keeps the spans (`recorder`
+//!   module), gives them their OpenTelemetry identity and records them
+//!   (`record` module): ids, sampling, attributes, events and status,
+//!   handed to a [`SpanSink`] when each span closes. `waxosuit-telemetry` installs it with an OTLP
 //!   exporter as the sink; tests install it with a vector.
 //! * [`span_context`] reads a span's trace and span ids back.
 //!
@@ -33,16 +33,17 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod record;
+mod recorder;
+mod slots;
 
 use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
 use tracing::Span;
-use tracing_subscriber::Registry;
-use tracing_subscriber::registry::LookupSpan;
 
 pub use record::{
-    AttributeValue, FinishedSpan, MAX_ATTRIBUTES, MAX_EVENTS, MAX_TEXT, MAX_VALUE_LEN, Recorder,
-    Recording, Sampler, SpanRecord, SpanSink, SpanStatus,
+    AttributeValue, FinishedSpan, MAX_ATTRIBUTES, MAX_EVENTS, MAX_TEXT, MAX_VALUE_LEN, Recording,
+    Sampler, SpanRecord, SpanSink, SpanStatus,
 };
+pub use recorder::{EventSpan, Recorder, SpanStore};
 
 /// The W3C `traceparent` header's name (lower case, as HTTP/2 and NATS
 /// headers are compared here).
@@ -103,9 +104,7 @@ pub fn continue_trace(span: &Span, traceparent: Option<&str>, tracestate: Option
     };
     span.with_subscriber(|(id, dispatch)| {
         let recorder = dispatch.downcast_ref::<Recorder>()?;
-        with_recording(dispatch, id, |r| {
-            r.set_remote_parent(&parent, recorder.sampler())
-        })
+        recorder.with_recording(id, |r| r.set_remote_parent(&parent, recorder.sampler()))
     })
     .flatten()
     .unwrap_or(false)
@@ -117,27 +116,15 @@ pub fn span_context(span: &Span) -> Option<SpanContext> {
         return None;
     }
     span.with_subscriber(|(id, dispatch)| {
-        with_recording(dispatch, id, |r| {
-            // Handed on: a later `continue_trace` would make it a lie.
-            r.has_children = true;
-            r.span_context()
-        })
+        dispatch
+            .downcast_ref::<Recorder>()?
+            .with_recording(id, |r| {
+                // Handed on: a later `continue_trace` would make it a lie.
+                r.has_children = true;
+                r.span_context()
+            })
     })
     .flatten()
-}
-
-/// Runs `f` on the recorder's data for span `id`. The recorder keeps it in
-/// the registry's extensions, so it is found through the registry at the
-/// bottom of the subscriber (whatever layers and filters sit above it).
-fn with_recording<R>(
-    dispatch: &tracing::Dispatch,
-    id: &tracing::span::Id,
-    f: impl FnOnce(&mut Recording) -> R,
-) -> Option<R> {
-    let registry = dispatch.downcast_ref::<Registry>()?;
-    let data = registry.span_data(id)?;
-    let mut extensions = tracing_subscriber::registry::SpanData::extensions_mut(&data);
-    extensions.get_mut::<Recording>().map(f)
 }
 
 /// Parses a `traceparent` value (and its `tracestate`) into the remote
@@ -200,7 +187,6 @@ fn is_lower_hex(s: &str) -> bool {
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
-    use tracing_subscriber::layer::SubscriberExt;
 
     #[derive(Default)]
     struct Kept(Mutex<Vec<FinishedSpan>>);
@@ -213,8 +199,8 @@ mod tests {
 
     fn recording(sampler: Sampler) -> (Arc<Kept>, impl tracing::Subscriber) {
         let kept = Arc::new(Kept::default());
-        let layer = Recorder::new(sampler, kept.clone());
-        (kept, tracing_subscriber::registry().with(layer))
+        let recorder = Recorder::new(sampler, kept.clone());
+        (kept, recorder)
     }
 
     const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";

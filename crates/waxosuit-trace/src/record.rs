@@ -1,11 +1,11 @@
 //! Recording `tracing` spans as OpenTelemetry spans, directly.
 //!
-//! [`Recorder`] is a `tracing-subscriber` layer. For each span it keeps a
-//! small [`Recording`] in the registry's extensions (ids, flags, and the
-//! attributes only when the span is sampled) and, when the span closes,
-//! lends it as a [`SpanRecord`] to a [`SpanSink`]: the exporter's queue,
-//! which encodes it there, in a host; a vector of [`FinishedSpan`] copies
-//! in a test. Nothing here formats, batches or sends.
+//! For each span the [`Recorder`](crate::Recorder) keeps a small
+//! [`Recording`] (ids, flags, and the attributes only when the span is
+//! sampled) and, when the span closes, lends it as a [`SpanRecord`] to a
+//! [`SpanSink`]: the exporter's queue, which encodes it there, in a host;
+//! a vector of [`FinishedSpan`] copies in a test. Nothing here formats,
+//! batches or sends.
 //!
 //! The field names follow the usual `tracing` conventions for
 //! OpenTelemetry: `otel.name` renames the span, `otel.kind` sets its kind,
@@ -23,7 +23,6 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use opentelemetry::trace::{
@@ -31,16 +30,10 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Key, KeyValue, StringValue, Value};
 use smallvec::SmallVec;
+use tracing::Level;
 use tracing::Metadata;
 use tracing::field::{Field, Visit};
-use tracing::level_filters::LevelFilter;
-use tracing::span::{Attributes, Id, Record};
-use tracing::subscriber::Interest;
-use tracing::{Level, Subscriber};
-use tracing_subscriber::Layer;
-use tracing_subscriber::filter::Targets;
-use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::LookupSpan;
+use tracing::span::{Attributes, Record};
 
 /// The most attributes an event keeps (the OpenTelemetry default limit).
 /// A span's own attributes are its callsite's fields, bounded by the code.
@@ -313,53 +306,24 @@ fn ratio_keeps(ratio: f64, trace_id: TraceId) -> bool {
     (u64::from_be_bytes(low) >> 1) < bound
 }
 
-/// The layer. Install it on a `tracing_subscriber::Registry` (with any
-/// filter): [`crate::continue_trace`] and [`crate::span_context`] find it
-/// there.
-pub struct Recorder {
-    sampler: Sampler,
-    sink: Arc<dyn SpanSink>,
-    spans: Option<Targets>,
+/// What a child span takes from its parent.
+#[derive(Debug)]
+pub(crate) struct Parent {
+    trace_id: TraceId,
+    span_id: SpanId,
+    flags: TraceFlags,
+    state: TraceState,
 }
 
-impl fmt::Debug for Recorder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Recorder")
-            .field("sampler", &self.sampler)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Recorder {
-    /// Records spans as `sampler` decides and hands them to `sink`.
-    pub fn new(sampler: Sampler, sink: Arc<dyn SpanSink>) -> Recorder {
-        Recorder {
-            sampler,
-            sink,
-            spans: None,
-        }
-    }
-
-    /// Records only the spans `targets` enables (all spans without it).
-    ///
-    /// This is the layer's own filter rather than a per-layer filter in
-    /// front of it: a per-layer filter looks the span up again on every
-    /// callback (each poll of an instrumented future enters and exits),
-    /// and a span no layer records is disabled at its callsite for good.
-    /// Spans outside `targets` are disabled for every layer, so the other
-    /// layers of the subscriber must not need them; events are never
-    /// disabled by it.
-    pub fn with_spans(mut self, targets: Targets) -> Recorder {
-        self.spans = Some(targets);
-        self
-    }
-
-    pub(crate) fn sampler(&self) -> &Sampler {
-        &self.sampler
+fn flags(sampled: bool) -> TraceFlags {
+    if sampled {
+        TraceFlags::SAMPLED
+    } else {
+        TraceFlags::default()
     }
 }
 
-/// What the layer keeps for one span, in the registry's extensions.
+/// What the recorder keeps for one span.
 #[derive(Debug)]
 pub struct Recording {
     pub(crate) trace_id: TraceId,
@@ -373,7 +337,7 @@ pub struct Recording {
     pub(crate) has_children: bool,
     /// `None` when the span will not be exported (not sampled, and its
     /// sampling cannot change any more).
-    pub(crate) fields: Option<Fields>,
+    pub(crate) fields: Option<Box<Fields>>,
 }
 
 impl Recording {
@@ -398,6 +362,130 @@ impl Recording {
         self.span_id
     }
 
+    /// A new span's recording: a child of `parent` (its trace id, span
+    /// id, flags and state), or a root span.
+    /// `spare` is a closed span's fields, whose buffers are reused.
+    pub(crate) fn new(
+        parent: Option<Parent>,
+        sampler: &Sampler,
+        attrs: &Attributes<'_>,
+        spare: &mut Option<Box<Fields>>,
+    ) -> Self {
+        let meta = attrs.metadata();
+        match parent {
+            Some(parent) => {
+                let sampled = sampler.sample(Some(parent.flags), parent.trace_id);
+                Recording {
+                    trace_id: parent.trace_id,
+                    span_id: new_span_id(),
+                    parent_span_id: parent.span_id,
+                    parent_is_remote: false,
+                    flags: flags(sampled),
+                    state: parent.state,
+                    has_children: false,
+                    fields: sampled.then(|| record_fields(meta, attrs, spare)),
+                }
+            }
+            None => {
+                // A root span may still be given a remote parent (and so
+                // another sampling decision) by `continue_trace`: its
+                // fields are kept until it closes.
+                let trace_id = new_trace_id();
+                let sampled = sampler.sample(None, trace_id);
+                Recording {
+                    trace_id,
+                    span_id: new_span_id(),
+                    parent_span_id: SpanId::INVALID,
+                    parent_is_remote: false,
+                    flags: flags(sampled),
+                    state: TraceState::NONE,
+                    has_children: false,
+                    fields: Some(record_fields(meta, attrs, spare)),
+                }
+            }
+        }
+    }
+
+    /// What a child span takes from this one; the parent is then fixed.
+    pub(crate) fn parent_of_child(&mut self) -> Parent {
+        self.has_children = true;
+        Parent {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            flags: self.flags,
+            state: self.state.clone(),
+        }
+    }
+
+    /// Records values given after the span was made.
+    pub(crate) fn record(&mut self, values: &Record<'_>) {
+        if let Some(fields) = self.fields.as_mut() {
+            values.record(&mut **fields);
+        }
+    }
+
+    /// Keeps `event` as an event of this span, when the span is sampled.
+    pub(crate) fn event(&mut self, event: &tracing::Event<'_>) {
+        if !self.flags.is_sampled() {
+            return;
+        }
+        let Some(fields) = self.fields.as_mut() else {
+            return;
+        };
+        let meta = event.metadata();
+        let error = *meta.level() == Level::ERROR && fields.status == StatusCode::Unset;
+        if !error && fields.events.len() >= MAX_EVENTS {
+            // Counted without being read: an actor that logs without end
+            // costs the span a counter.
+            fields.dropped_events = fields.dropped_events.saturating_add(1);
+            return;
+        }
+        let mut visitor = EventFields {
+            message: None,
+            attributes: Vec::with_capacity(meta.fields().len() + 2),
+            bytes: 0,
+        };
+        event.record(&mut visitor);
+        let name: Cow<'static, str> = match visitor.message {
+            Some(message) => Cow::Owned(message),
+            None => Cow::Borrowed(meta.name()),
+        };
+        if error {
+            // The status is kept even when the event itself is not.
+            fields.status = StatusCode::Error;
+            fields.status_text = fields.push_text(&name);
+        }
+        let bytes = visitor.bytes + name.len();
+        if fields.events.len() >= MAX_EVENTS || fields.event_bytes + bytes > MAX_TEXT {
+            fields.dropped_events = fields.dropped_events.saturating_add(1);
+            return;
+        }
+        fields.event_bytes += bytes;
+        visitor
+            .attributes
+            .push(KeyValue::new("level", meta.level().as_str()));
+        visitor
+            .attributes
+            .push(KeyValue::new("target", meta.target()));
+        fields
+            .events
+            .push(Event::new(name, SystemTime::now(), visitor.attributes, 0));
+    }
+
+    /// Hands the span to `sink` as it closes, when it is sampled.
+    pub(crate) fn finish(&self, sink: &dyn SpanSink) {
+        if !self.flags.is_sampled() {
+            return;
+        }
+        if let Some(fields) = &self.fields {
+            sink.finish(&SpanRecord {
+                recording: self,
+                fields,
+                end: SystemTime::now(),
+            });
+        }
+    }
+
     /// Makes the span the child of a remote span, if no child has copied
     /// its trace yet, and samples it again as `sampler` decides for a span
     /// with that parent.
@@ -412,12 +500,7 @@ impl Recording {
         self.parent_span_id = parent.span_id();
         self.parent_is_remote = true;
         self.state = parent.trace_state().clone();
-        let sampled = sampler.sample(Some(parent.trace_flags()), self.trace_id);
-        self.flags = if sampled {
-            TraceFlags::SAMPLED
-        } else {
-            TraceFlags::default()
-        };
+        self.flags = flags(sampler.sample(Some(parent.trace_flags()), self.trace_id));
         true
     }
 }
@@ -426,6 +509,12 @@ impl Recording {
 /// its name and status description; later values are dropped (and
 /// counted). Each value is bounded by [`MAX_VALUE_LEN`] too.
 pub const MAX_TEXT: usize = 64 * 1024;
+
+/// The most text capacity a closed span's fields keep for the next span;
+/// a span that needed more (up to [`MAX_TEXT`]) gives it back.
+const KEPT_TEXT: usize = 1024;
+/// The most event capacity kept the same way.
+const KEPT_EVENTS: usize = 8;
 
 /// A field's value, in the slot of the field's index in its callsite.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -484,6 +573,32 @@ impl Fields {
             status: StatusCode::Unset,
             status_text: None,
         }
+    }
+
+    /// Empties the fields for a new span of `meta`, keeping the buffers
+    /// unless a span made them large.
+    fn reset(&mut self, meta: &'static Metadata<'static>) {
+        self.meta = meta;
+        self.name = None;
+        self.kind = SpanKind::Internal;
+        self.start = SystemTime::now();
+        self.slots.clear();
+        self.slots.resize(meta.fields().len(), Slot::Empty);
+        if self.text.capacity() > KEPT_TEXT {
+            self.text = String::with_capacity(128);
+        } else {
+            self.text.clear();
+        }
+        self.dropped_attributes = 0;
+        if self.events.capacity() > KEPT_EVENTS {
+            self.events = Vec::new();
+        } else {
+            self.events.clear();
+        }
+        self.dropped_events = 0;
+        self.event_bytes = 0;
+        self.status = StatusCode::Unset;
+        self.status_text = None;
     }
 
     fn text(&self, (start, end): (u32, u32)) -> &str {
@@ -585,12 +700,12 @@ fn cut(value: &str, max: usize) -> &str {
 }
 
 /// `value`, cut to [`MAX_VALUE_LEN`] bytes, owned.
-fn bounded(value: &str) -> String {
+pub(crate) fn bounded(value: &str) -> String {
     cut(value, MAX_VALUE_LEN).to_owned()
 }
 
 /// A `Debug`/`Display` value as a bounded string, formatted once.
-fn formatted(value: &dyn fmt::Debug) -> String {
+pub(crate) fn formatted(value: &dyn fmt::Debug) -> String {
     use std::fmt::Write;
     let mut text = String::new();
     let mut out = Capped {
@@ -773,195 +888,19 @@ fn new_trace_id() -> TraceId {
     }
 }
 
-impl<S> Layer<S> for Recorder
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
-        match &self.spans {
-            Some(targets) if meta.is_span() => {
-                if targets.would_enable(meta.target(), meta.level()) {
-                    Interest::always()
-                } else {
-                    Interest::never()
-                }
-            }
-            // Events are the log layers' to filter (this layer takes every
-            // one they do not disable, inside the spans it records).
-            Some(_) => Interest::always(),
-            None => Interest::always(),
+fn record_fields(
+    meta: &'static Metadata<'static>,
+    attrs: &Attributes<'_>,
+    spare: &mut Option<Box<Fields>>,
+) -> Box<Fields> {
+    let mut fields = match spare.take() {
+        Some(mut fields) => {
+            fields.reset(meta);
+            fields
         }
-    }
-
-    fn enabled(&self, meta: &Metadata<'_>, _ctx: Context<'_, S>) -> bool {
-        // Asked when a callsite's interest is `sometimes` (several
-        // subscribers in one process): the same answer as above.
-        match &self.spans {
-            Some(targets) if meta.is_span() => targets.would_enable(meta.target(), meta.level()),
-            _ => true,
-        }
-    }
-
-    fn max_level_hint(&self) -> Option<LevelFilter> {
-        self.spans
-            .as_ref()
-            .and_then(|t| <Targets as Layer<S>>::max_level_hint(t))
-    }
-
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(id) else {
-            return;
-        };
-        // The registry has already found the parent (the explicit one, or
-        // the current span for a contextual span): one lookup by id rather
-        // than finding the current span again.
-        let inherited = span.parent().and_then(|parent| {
-            let mut extensions = parent.extensions_mut();
-            let parent = extensions.get_mut::<Recording>()?;
-            parent.has_children = true;
-            Some((
-                parent.trace_id,
-                parent.span_id,
-                parent.flags,
-                parent.state.clone(),
-            ))
-        });
-        let meta = attrs.metadata();
-        let recording = match inherited {
-            Some((trace_id, parent_span_id, flags, state)) => {
-                let sampled = self.sampler.sample(Some(flags), trace_id);
-                Recording {
-                    trace_id,
-                    span_id: new_span_id(),
-                    parent_span_id,
-                    parent_is_remote: false,
-                    flags: if sampled {
-                        TraceFlags::SAMPLED
-                    } else {
-                        TraceFlags::default()
-                    },
-                    state,
-                    has_children: false,
-                    fields: sampled.then(|| record_fields(meta, attrs)),
-                }
-            }
-            None => {
-                // A root span may still be given a remote parent (and so
-                // another sampling decision) by `continue_trace`: its
-                // fields are kept until it closes.
-                let trace_id = new_trace_id();
-                let sampled = self.sampler.sample(None, trace_id);
-                Recording {
-                    trace_id,
-                    span_id: new_span_id(),
-                    parent_span_id: SpanId::INVALID,
-                    parent_is_remote: false,
-                    flags: if sampled {
-                        TraceFlags::SAMPLED
-                    } else {
-                        TraceFlags::default()
-                    },
-                    state: TraceState::NONE,
-                    has_children: false,
-                    fields: Some(record_fields(meta, attrs)),
-                }
-            }
-        };
-        span.extensions_mut().insert(recording);
-    }
-
-    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        if let Some(span) = ctx.span(id)
-            && let Some(fields) = span
-                .extensions_mut()
-                .get_mut::<Recording>()
-                .and_then(|r| r.fields.as_mut())
-        {
-            values.record(fields);
-        }
-    }
-
-    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
-        let Some(span) = ctx.event_span(event) else {
-            return;
-        };
-        let mut extensions = span.extensions_mut();
-        let Some(recording) = extensions.get_mut::<Recording>() else {
-            return;
-        };
-        if !recording.flags.is_sampled() {
-            return;
-        }
-        let Some(fields) = recording.fields.as_mut() else {
-            return;
-        };
-        let meta = event.metadata();
-        let error = *meta.level() == Level::ERROR && fields.status == StatusCode::Unset;
-        if !error && fields.events.len() >= MAX_EVENTS {
-            // Counted without being read: an actor that logs without end
-            // costs the span a counter.
-            fields.dropped_events = fields.dropped_events.saturating_add(1);
-            return;
-        }
-        let mut visitor = EventFields {
-            message: None,
-            attributes: Vec::with_capacity(meta.fields().len() + 2),
-            bytes: 0,
-        };
-        event.record(&mut visitor);
-        let name: Cow<'static, str> = match visitor.message {
-            Some(message) => Cow::Owned(message),
-            None => Cow::Borrowed(meta.name()),
-        };
-        if error {
-            // The status is kept even when the event itself is not.
-            fields.status = StatusCode::Error;
-            fields.status_text = fields.push_text(&name);
-        }
-        let bytes = visitor.bytes + name.len();
-        if fields.events.len() >= MAX_EVENTS || fields.event_bytes + bytes > MAX_TEXT {
-            fields.dropped_events = fields.dropped_events.saturating_add(1);
-            return;
-        }
-        fields.event_bytes += bytes;
-        visitor
-            .attributes
-            .push(KeyValue::new("level", meta.level().as_str()));
-        visitor
-            .attributes
-            .push(KeyValue::new("target", meta.target()));
-        fields
-            .events
-            .push(Event::new(name, SystemTime::now(), visitor.attributes, 0));
-    }
-
-    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(&id) else {
-            return;
-        };
-        // Borrowed, not taken: the registry drops it with the span's slot,
-        // on this thread.
-        let extensions = span.extensions();
-        let Some(recording) = extensions.get::<Recording>() else {
-            return;
-        };
-        if !recording.flags.is_sampled() {
-            return;
-        }
-        let Some(fields) = &recording.fields else {
-            return;
-        };
-        self.sink.finish(&SpanRecord {
-            recording,
-            fields,
-            end: SystemTime::now(),
-        });
-    }
-}
-
-fn record_fields(meta: &'static Metadata<'static>, attrs: &Attributes<'_>) -> Fields {
-    let mut fields = Fields::new(meta);
-    attrs.record(&mut fields);
+        None => Box::new(Fields::new(meta)),
+    };
+    attrs.record(&mut *fields);
     fields
 }
 
@@ -1011,5 +950,23 @@ mod tests {
         assert!(cut.chars().all(|c| c == 'é'));
         let shown = formatted(&format_args!("{long}"));
         assert!(shown.len() <= MAX_VALUE_LEN);
+    }
+
+    #[test]
+    fn a_closed_span_lends_its_buffers_but_not_a_hostile_size() {
+        // A disabled span still names its callsite.
+        let meta = tracing::info_span!("span", a = 1).metadata().unwrap();
+        let mut fields = Fields::new(meta);
+        fields.text.push_str(&"x".repeat(MAX_TEXT));
+        fields.status = StatusCode::Error;
+        fields.reset(meta);
+        assert!(fields.text.capacity() <= KEPT_TEXT);
+        assert_eq!(fields.status, StatusCode::Unset);
+        assert!(fields.slots.iter().all(|s| *s == Slot::Empty));
+        let small = fields.text.capacity();
+        fields.text.push_str("kept");
+        fields.reset(meta);
+        assert_eq!(fields.text.capacity(), small);
+        assert!(fields.text.is_empty());
     }
 }
