@@ -7,7 +7,7 @@
 //! semantic conventions ask: each is one request on the wire, with its own
 //! status code. The span is the child of the span the call runs in (the
 //! host's capability call), so the server that receives the request
-//! continues the actor's trace. When no tracing layer is interested the
+//! continues the actor's trace. When no subscriber is interested the
 //! span is disabled: no field is evaluated, no header is added, and the
 //! actor's own `traceparent`, if it sent one, goes out unchanged.
 

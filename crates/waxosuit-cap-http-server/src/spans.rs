@@ -6,7 +6,7 @@
 //!
 //! The span continues the trace of the request's `traceparent` and
 //! `tracestate` headers, and the actor call runs inside it, so the host's
-//! actor span is its child. When no tracing layer is interested the span is
+//! actor span is its child. When no subscriber is interested the span is
 //! disabled: its fields are never evaluated, no header is looked up and
 //! nothing is recorded, which keeps the request path as it was.
 

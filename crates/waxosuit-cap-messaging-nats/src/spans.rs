@@ -4,7 +4,7 @@
 //! `traceparent`/`tracestate` headers, and a consumer span per message
 //! delivered to an actor, continuing the trace its headers carry.
 //!
-//! When no tracing layer is interested the spans are disabled: no field is
+//! When no subscriber is interested the spans are disabled: no field is
 //! evaluated, no header is read, and messages go out without headers (`PUB`
 //! rather than `HPUB`), exactly as before.
 

@@ -6,7 +6,7 @@
 //! A call from one host to another is one hop of a trace. The caller opens
 //! a client span, `lattice {target}` (`client_span`), and sends the W3C
 //! context of that span with the invocation in the NATS headers
-//! `traceparent` and `tracestate` (`Outgoing`); when no tracing layer is
+//! `traceparent` and `tracestate` (`Outgoing`); when no subscriber is
 //! installed the span is disabled and nothing is added, so the message is
 //! byte for byte what it was without tracing. The serving host opens a
 //! server span, `lattice serve {target}` (`server_span`), and continues

@@ -148,8 +148,8 @@ impl SpanSink for SpanQueue {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
-        // Encoding where the span closed keeps the lock short, and the
-        // span's memory is freed by the thread that allocated it.
+        // Encoding where the span closed keeps the queue's lock short, and
+        // the span's data is read where it lies, not copied.
         let encoded = SCRATCH.try_with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             scratch.clear();

@@ -110,7 +110,7 @@ mod tests {
     use waxosuit_test_servers::{CollectedSpans, span_recorder};
     use waxosuit_trace::Recorder;
 
-    /// What the layer wrote.
+    /// What the JSON lines wrote.
     #[derive(Clone, Default)]
     struct Lines(Arc<Mutex<Vec<u8>>>);
 
@@ -134,7 +134,7 @@ mod tests {
             recorder.log_context(),
             Arc::new(move |b: &[u8]| sink.0.lock().unwrap().extend_from_slice(b)),
         );
-        let logs = Logs::new(EnvFilter::new("trace"), "trace", json);
+        let logs = Logs::new(EnvFilter::new("trace"), "trace", true, json);
         (lines, recorder.with(logs))
     }
 

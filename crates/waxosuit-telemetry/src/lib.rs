@@ -260,17 +260,18 @@ pub fn subscriber(
         }
     }
     .with_spans(spans());
+    let exporting = exporter.is_some();
     let dispatch = match logs.format {
         LogFormat::Text => {
             let text = text::Text {
                 ansi: use_colour(),
                 sink: text::stderr(),
             };
-            Dispatch::new(recorder.with(text::Logs::new(log_filter, &directives, text)))
+            Dispatch::new(recorder.with(text::Logs::new(log_filter, &directives, exporting, text)))
         }
         LogFormat::Json => {
             let json = json::JsonLines::new(recorder.log_context(), text::stderr());
-            Dispatch::new(recorder.with(text::Logs::new(log_filter, &directives, json)))
+            Dispatch::new(recorder.with(text::Logs::new(log_filter, &directives, exporting, json)))
         }
     };
     Ok((dispatch, Telemetry { exporter }))

@@ -6,10 +6,11 @@
 //! `tracing_subscriber`'s per-layer filters and `fmt` layer need the
 //! registry. [`Logs`] is the filter instead: it takes the events
 //! `RUST_LOG` enables and hands each to its [`Lines`]; it never disables
-//! a span (the recorder decides) nor an event (one `RUST_LOG` leaves out
-//! may still be an event of a recorded span). [`Text`] writes the same
-//! lines as the `fmt` layer does without trace export: time, level and
-//! fields, without target and span scope.
+//! a span (the recorder decides), nor, when spans are exported, an event
+//! (one `RUST_LOG` leaves out may still be an event of a recorded span).
+//! [`Text`] writes the lines of the `fmt` layer used without trace export
+//! (time, level and fields, without target and span scope; on a terminal
+//! only the time and level are styled).
 
 use std::sync::Arc;
 
@@ -47,15 +48,20 @@ pub(crate) struct Logs<L> {
     /// Whether the filter has span directives (`[span{field}]=level`),
     /// which follow spans as they are made, entered and left.
     dynamic: bool,
+    /// Whether the recorder below keeps events as span events (when spans
+    /// are exported), so no event callsite may be disabled here.
+    exported: bool,
     lines: L,
 }
 
 impl<L> Logs<L> {
-    /// `directives` is the filter's text, to tell whether it follows spans.
-    pub(crate) fn new(filter: EnvFilter, directives: &str, lines: L) -> Logs<L> {
+    /// `directives` is the filter's text, to tell whether it follows spans;
+    /// `exported` says whether spans are exported.
+    pub(crate) fn new(filter: EnvFilter, directives: &str, exported: bool, lines: L) -> Logs<L> {
         Logs {
             filter,
             dynamic: directives.contains('['),
+            exported,
             lines,
         }
     }
@@ -74,7 +80,7 @@ impl<S: Subscriber, L: Lines> Layer<S> for Logs<L> {
         // An event `RUST_LOG` leaves out may still be a span event for the
         // recorder, so it is not disabled here, only skipped below.
         let interest = Filter::<S>::callsite_enabled(&self.filter, meta);
-        if interest.is_always() {
+        if interest.is_always() || !self.exported {
             interest
         } else {
             Interest::sometimes()
@@ -193,6 +199,7 @@ mod tests {
         let text = Logs::new(
             EnvFilter::new(directives),
             directives,
+            true,
             Text {
                 ansi,
                 sink: Arc::new(move |line: &[u8]| writer.0.lock().unwrap().extend_from_slice(line)),

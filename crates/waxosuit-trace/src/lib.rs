@@ -65,7 +65,8 @@ pub struct TraceHeaders {
 
 impl TraceHeaders {
     /// The context of `span`, or `None` when the span is disabled or no
-    /// tracing layer gives it an OpenTelemetry context (tracing off).
+    /// [`Recorder`] exporting spans gives it an OpenTelemetry context
+    /// (tracing off).
     pub fn of(span: &Span) -> Option<Self> {
         let sc = span_context(span)?;
         let state = sc.trace_state().header();
@@ -258,7 +259,7 @@ mod tests {
     }
 
     #[test]
-    fn without_a_tracing_layer_nothing_is_read_or_written() {
+    fn without_a_recorder_nothing_is_read_or_written() {
         let span = tracing::info_span!("edge");
         assert!(!continue_trace(&span, Some(PARENT), None));
         assert_eq!(TraceHeaders::of(&span), None);

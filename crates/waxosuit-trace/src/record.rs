@@ -108,7 +108,7 @@ impl AttributeValue<'_> {
     }
 }
 
-/// A span as it closes, borrowed from the layer: what an exporter reads.
+/// A span as it closes, borrowed from the recorder: what an exporter reads.
 #[derive(Debug, Clone, Copy)]
 pub struct SpanRecord<'a> {
     recording: &'a Recording,
@@ -575,8 +575,19 @@ impl Fields {
         }
     }
 
-    /// Empties the fields for a new span of `meta`, keeping the buffers
-    /// unless a span made them large.
+    /// The fields of a closed span, kept for the next span's use of their
+    /// buffers; `None` when a span made them large (up to [`MAX_TEXT`] of
+    /// text and [`MAX_EVENTS`] events), which are not kept.
+    pub(crate) fn recycle(mut self: Box<Self>) -> Option<Box<Self>> {
+        if self.text.capacity() > KEPT_TEXT || self.events.capacity() > KEPT_EVENTS {
+            return None;
+        }
+        self.text.clear();
+        self.events.clear();
+        Some(self)
+    }
+
+    /// Empties recycled fields for a new span of `meta`.
     fn reset(&mut self, meta: &'static Metadata<'static>) {
         self.meta = meta;
         self.name = None;
@@ -584,17 +595,9 @@ impl Fields {
         self.start = SystemTime::now();
         self.slots.clear();
         self.slots.resize(meta.fields().len(), Slot::Empty);
-        if self.text.capacity() > KEPT_TEXT {
-            self.text = String::with_capacity(128);
-        } else {
-            self.text.clear();
-        }
+        self.text.clear();
         self.dropped_attributes = 0;
-        if self.events.capacity() > KEPT_EVENTS {
-            self.events = Vec::new();
-        } else {
-            self.events.clear();
-        }
+        self.events.clear();
         self.dropped_events = 0;
         self.event_bytes = 0;
         self.status = StatusCode::Unset;
@@ -954,19 +957,29 @@ mod tests {
 
     #[test]
     fn a_closed_span_lends_its_buffers_but_not_a_hostile_size() {
-        // A disabled span still names its callsite.
-        let meta = tracing::info_span!("span", a = 1).metadata().unwrap();
-        let mut fields = Fields::new(meta);
+        let span = tracing::subscriber::with_default(crate::Recorder::for_logs(), || {
+            tracing::info_span!("span", a = 1)
+        });
+        let meta = span.metadata().unwrap();
+        let mut fields = Box::new(Fields::new(meta));
         fields.text.push_str(&"x".repeat(MAX_TEXT));
-        fields.status = StatusCode::Error;
-        fields.reset(meta);
-        assert!(fields.text.capacity() <= KEPT_TEXT);
-        assert_eq!(fields.status, StatusCode::Unset);
-        assert!(fields.slots.iter().all(|s| *s == Slot::Empty));
-        let small = fields.text.capacity();
+        assert!(fields.recycle().is_none(), "64 KiB of text kept");
+        let mut fields = Box::new(Fields::new(meta));
+        for n in 0..MAX_EVENTS {
+            fields
+                .events
+                .push(Event::new(format!("{n}"), SystemTime::now(), vec![], 0));
+        }
+        assert!(fields.recycle().is_none(), "128 events kept");
+        let mut fields = Box::new(Fields::new(meta));
         fields.text.push_str("kept");
+        fields.status = StatusCode::Error;
+        let small = fields.text.capacity();
+        let mut fields = fields.recycle().expect("small buffers are kept");
+        assert!(fields.text.is_empty() && fields.events.is_empty());
         fields.reset(meta);
         assert_eq!(fields.text.capacity(), small);
-        assert!(fields.text.is_empty());
+        assert_eq!(fields.status, StatusCode::Unset);
+        assert!(fields.slots.iter().all(|s| *s == Slot::Empty));
     }
 }

@@ -13,15 +13,24 @@
 //!
 //! Log layers stack on top as usual (`SubscriberExt::with`); they see
 //! events, and read the span context they need through a [`SpanStore`]
-//! (JSON lines' `actor`, `capability`, `trace_id` and `span_id`).
+//! (JSON lines' `actor`, `capability`, `trace_id` and `span_id`, copied
+//! from the parent when a span is made).
+//!
+//! Two things differ from the registry, on purpose:
+//! * A span ends when its last handle is dropped, even if a child (a task
+//!   spawned inside it) lives on: its end time is when its own work ended.
+//!   The registry kept a parent open until its children closed.
+//! * A span's slot is locked while its values are recorded. A `Debug` or
+//!   `Display` of a recorded value that itself logs, records to or asks
+//!   for the current span would wait on that lock forever; values are
+//!   plain data in the host's spans.
 
 use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use opentelemetry::trace::{SpanId, TraceId};
-use thread_local::ThreadLocal;
 use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
 use tracing::span::{Attributes, Id, Record};
@@ -117,17 +126,28 @@ impl Recorder {
         }
     }
 
-    fn stack(&self) -> &RefCell<Vec<Id>> {
-        self.store.stacks.get_or_default()
-    }
-
     /// The span an event or a new span belongs to.
     fn parent_of(&self, explicit: Option<&Id>, contextual: bool) -> Option<Id> {
         match explicit {
             Some(id) => Some(id.clone()),
-            None if contextual => self.stack().borrow().last().cloned(),
+            None if contextual => self.current(),
             None => None,
         }
+    }
+
+    /// The span this recorder's caller entered last on this thread.
+    fn current(&self) -> Option<Id> {
+        ENTERED
+            .try_with(|entered| {
+                entered
+                    .borrow()
+                    .iter()
+                    .rev()
+                    .find(|(recorder, _)| *recorder == self.store.instance)
+                    .map(|(_, id)| id.clone())
+            })
+            .ok()
+            .flatten()
     }
 }
 
@@ -174,12 +194,11 @@ impl Subscriber for Recorder {
         let key = self.store.slots.insert(|data| {
             data.refs = 1;
             data.meta = Some(attrs.metadata());
-            data.recording = Some(Recording::new(
-                parent,
-                &self.sampler,
-                attrs,
-                &mut data.spare,
-            ));
+            // Without export, spans only carry the log lines' context.
+            data.recording = self
+                .sink
+                .is_some()
+                .then(|| Recording::new(parent, &self.sampler, attrs, &mut data.spare));
             data.context = context;
         });
         match key {
@@ -208,6 +227,9 @@ impl Subscriber for Recorder {
     }
 
     fn event(&self, event: &Event<'_>) {
+        if self.sink.is_none() {
+            return;
+        }
         let Some(id) = self.parent_of(event.parent(), event.is_contextual()) else {
             return;
         };
@@ -219,16 +241,26 @@ impl Subscriber for Recorder {
     }
 
     fn enter(&self, span: &Id) {
-        self.stack().borrow_mut().push(span.clone());
+        // A thread that is exiting has no current span to keep.
+        let _ = ENTERED.try_with(|entered| {
+            entered
+                .borrow_mut()
+                .push((self.store.instance, span.clone()));
+        });
     }
 
     fn exit(&self, span: &Id) {
-        let mut stack = self.stack().borrow_mut();
-        // Spans are usually left in the order they were entered; a guard
-        // dropped out of order leaves the others where they are.
-        if let Some(at) = stack.iter().rposition(|entered| entered == span) {
-            stack.remove(at);
-        }
+        let _ = ENTERED.try_with(|entered| {
+            let mut entered = entered.borrow_mut();
+            // Spans are usually left in the order they were entered; a
+            // guard dropped out of order leaves the others where they are.
+            let at = entered
+                .iter()
+                .rposition(|(recorder, id)| *recorder == self.store.instance && id == span);
+            if let Some(at) = at {
+                entered.remove(at);
+            }
+        });
     }
 
     fn clone_span(&self, span: &Id) -> Id {
@@ -254,7 +286,7 @@ impl Subscriber for Recorder {
     }
 
     fn current_span(&self) -> Current {
-        let Some(id) = self.stack().borrow().last().cloned() else {
+        let Some(id) = self.current() else {
             return Current::none();
         };
         match self.store.get(&id).and_then(|data| data.meta) {
@@ -322,13 +354,31 @@ impl SpanStore {
     }
 }
 
-/// The live spans, and each thread's stack of entered spans.
-#[derive(Default)]
+thread_local! {
+    /// The spans entered on this thread, oldest first, each with the
+    /// recorder that keeps it (tests nest recorders on one thread).
+    static ENTERED: RefCell<Vec<(u64, Id)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Recorder numbers, to tell their entries in [`ENTERED`] apart.
+static RECORDERS: AtomicU64 = AtomicU64::new(0);
+
+/// The live spans.
 struct Store {
     slots: Slots<SlotData>,
-    stacks: ThreadLocal<RefCell<Vec<Id>>>,
+    instance: u64,
     /// Whether spans keep a [`LogContext`] (a JSON log layer reads it).
     keep_context: AtomicBool,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            slots: Slots::default(),
+            instance: RECORDERS.fetch_add(1, Ordering::Relaxed),
+            keep_context: AtomicBool::new(false),
+        }
+    }
 }
 
 impl Store {
@@ -356,7 +406,7 @@ impl SlotData {
     fn clear(&mut self) {
         self.meta = None;
         if let Some(fields) = self.recording.take().and_then(|r| r.fields) {
-            self.spare = Some(fields);
+            self.spare = fields.recycle();
         }
         self.context = LogContext::default();
     }

@@ -11,14 +11,14 @@
 //! Slots live in pages that double in size and are made when first
 //! needed, so a slot never moves and the memory follows the most spans
 //! ever open at once. Free indexes are cached per thread (a span is
-//! usually made and closed on the same thread) with a shared list behind
-//! the caches, so no thread can hoard them.
+//! usually made and closed on the same thread), at most [`CACHED`] of
+//! them; past that they go to a shared list any thread takes from. A slot
+//! whose generation has run out is retired rather than reused, so a key
+//! never comes back.
 
 use std::cell::RefCell;
 use std::ops::{Deref, DerefMut};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
-
-use thread_local::ThreadLocal;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 /// Slots in the first page; page `k` holds `FIRST_PAGE << k`.
 const FIRST_PAGE: usize = 32;
@@ -35,8 +35,46 @@ type Page<T> = OnceLock<Box<[Mutex<Entry<T>>]>>;
 /// The slots.
 pub(crate) struct Slots<T> {
     pages: [Page<T>; PAGES],
-    free: Mutex<Free>,
-    cache: ThreadLocal<RefCell<Vec<u32>>>,
+    /// Shared with the thread caches holding its indexes, which give them
+    /// back when their thread exits.
+    free: Arc<Mutex<Free>>,
+}
+
+thread_local! {
+    /// This thread's free indexes. One cache per thread: there is one
+    /// recorder in a process, and another one (in a test) uses the shared
+    /// list. Reached with `try_with`, so a span closed while the thread
+    /// exits still frees its slot.
+    static CACHE: RefCell<Cache> = const { RefCell::new(Cache { owner: None, indexes: Vec::new() }) };
+}
+
+/// Free indexes of the slots whose shared list is `owner`.
+struct Cache {
+    owner: Option<Arc<Mutex<Free>>>,
+    indexes: Vec<u32>,
+}
+
+impl Cache {
+    /// Whether the cache holds (or may hold) `free`'s indexes.
+    fn claim(&mut self, free: &Arc<Mutex<Free>>) -> bool {
+        match &self.owner {
+            Some(owner) if Arc::ptr_eq(owner, free) => true,
+            Some(_) if !self.indexes.is_empty() => false,
+            _ => {
+                self.owner = Some(Arc::clone(free));
+                true
+            }
+        }
+    }
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        // The thread exits: its indexes go back to the shared list.
+        if let Some(owner) = &self.owner {
+            lock(owner).indexes.append(&mut self.indexes);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -78,8 +116,7 @@ impl<T: Default> Default for Slots<T> {
     fn default() -> Self {
         Slots {
             pages: [const { OnceLock::new() }; PAGES],
-            free: Mutex::default(),
-            cache: ThreadLocal::new(),
+            free: Arc::default(),
         }
     }
 }
@@ -96,8 +133,9 @@ impl<T: Default> Slots<T> {
                 .collect::<Box<[_]>>()
         });
         let mut entry = lock(&page[offset]);
-        entry.live = true;
         init(&mut entry.value);
+        // Live only once filled: a panic in `init` leaves the slot unused.
+        entry.live = true;
         Some(key(index, entry.generation))
     }
 
@@ -116,25 +154,48 @@ impl<T: Default> Slots<T> {
         clear(&mut slot.entry.value);
         slot.entry.live = false;
         slot.entry.generation = slot.entry.generation.wrapping_add(1);
+        let retired = slot.entry.generation == u32::MAX;
         let index = slot.index;
         drop(slot);
-        let mut cache = self.cache.get_or_default().borrow_mut();
-        cache.push(index);
-        if cache.len() > CACHED {
-            let keep = CACHED / 2;
-            lock(&self.free).indexes.extend(cache.drain(keep..));
+        if retired {
+            // Its keys have all been given once; one more would repeat one.
+            return;
+        }
+        let cached = CACHE.try_with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if !cache.claim(&self.free) {
+                return false;
+            }
+            cache.indexes.push(index);
+            if cache.indexes.len() > CACHED {
+                let spill = cache.indexes.drain(CACHED / 2..);
+                lock(&self.free).indexes.extend(spill);
+            }
+            true
+        });
+        if cached != Ok(true) {
+            lock(&self.free).indexes.push(index);
         }
     }
 
     fn take_index(&self) -> Option<u32> {
-        let mut cache = self.cache.get_or_default().borrow_mut();
-        if let Some(index) = cache.pop() {
+        let cached = CACHE.try_with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if !cache.claim(&self.free) {
+                return None;
+            }
+            if cache.indexes.is_empty() {
+                let mut free = lock(&self.free);
+                let from = free.indexes.len().saturating_sub(REFILL);
+                cache.indexes.extend(free.indexes.drain(from..));
+            }
+            cache.indexes.pop()
+        });
+        if let Ok(Some(index)) = cached {
             return Some(index);
         }
         let mut free = lock(&self.free);
-        let from = free.indexes.len().saturating_sub(REFILL);
-        cache.extend(free.indexes.drain(from..));
-        if let Some(index) = cache.pop() {
+        if let Some(index) = free.indexes.pop() {
             return Some(index);
         }
         // The index is stored plus one in a key, which must not be zero.
@@ -225,9 +286,42 @@ mod tests {
             })
             .join()
             .unwrap();
-            // Never more slots than 200 live ones and the caches hold.
+            // The releasing thread has exited and given its cache back:
+            // never more slots than 200 live ones and this thread's cache.
             let used = lock(&slots.free).next as usize;
-            assert!(used <= 200 + CACHED * 2 + REFILL, "round {round}: {used}");
+            assert!(used <= 200 + CACHED + REFILL, "round {round}: {used}");
         }
+    }
+
+    #[test]
+    fn a_slot_whose_generations_ran_out_is_retired() {
+        let slots = Slots::<u64>::default();
+        let first = slots.insert(|_| {}).unwrap();
+        let (index, _) = split(first).unwrap();
+        let (page, offset) = locate(index);
+        // Fast-forward the slot to its last generation.
+        lock(&slots.pages[page].get().unwrap()[offset]).generation = u32::MAX - 1;
+        let last = key(index, u32::MAX - 1);
+        let slot = slots.get(last).unwrap();
+        slots.release(slot, |_| {});
+        let next = slots.insert(|_| {}).unwrap();
+        assert_ne!(split(next).unwrap().0, index, "a retired slot came back");
+    }
+
+    #[test]
+    fn two_instances_on_one_thread_keep_their_indexes_apart() {
+        let a = Slots::<u64>::default();
+        let b = Slots::<u64>::default();
+        let ka = a.insert(|v| *v = 1).unwrap();
+        let kb = b.insert(|v| *v = 2).unwrap();
+        a.release(a.get(ka).unwrap(), |_| {});
+        // `b` must not take `a`'s cached index as its own.
+        let kb2 = b.insert(|v| *v = 3).unwrap();
+        assert_eq!(*b.get(kb).unwrap(), 2);
+        assert_eq!(*b.get(kb2).unwrap(), 3);
+        b.release(b.get(kb).unwrap(), |_| {});
+        let ka2 = a.insert(|v| *v = 4).unwrap();
+        assert_eq!(*a.get(ka2).unwrap(), 4);
+        assert!(a.get(ka).is_none());
     }
 }
