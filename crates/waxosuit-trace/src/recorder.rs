@@ -99,7 +99,6 @@ impl Recorder {
     pub fn log_context(&self) -> SpanStore {
         SpanStore {
             store: Arc::clone(&self.store),
-            traced: self.sink.is_some(),
         }
         .keeping_context()
     }
@@ -109,13 +108,12 @@ impl Recorder {
     }
 
     /// Runs `f` on span `id`'s recording, if the span exists and trace
-    /// context is in use (an exporter is installed).
+    /// context is in use (only spans that may be exported are recorded).
     pub(crate) fn with_recording<R>(
         &self,
         id: &Id,
         f: impl FnOnce(&mut Recording) -> R,
     ) -> Option<R> {
-        self.sink.as_ref()?;
         self.store.get(id)?.recording.as_mut().map(f)
     }
 
@@ -153,16 +151,17 @@ impl Recorder {
 
 impl Subscriber for Recorder {
     fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
-        if !meta.is_span() || self.wants_span(meta) {
+        if self.enabled(meta) {
             Interest::always()
         } else {
             Interest::never()
         }
     }
 
+    /// Every event, and the spans of `with_spans` (also asked directly
+    /// when a callsite's interest is `sometimes`: several subscribers in
+    /// one process).
     fn enabled(&self, meta: &Metadata<'_>) -> bool {
-        // Asked when a callsite's interest is `sometimes` (several
-        // subscribers in one process): the same answer as above.
         !meta.is_span() || self.wants_span(meta)
     }
 
@@ -183,11 +182,7 @@ impl Subscriber for Recorder {
                     context,
                 )
             });
-        let (parent, inherited) = match parent {
-            Some((parent, context)) => (parent, context),
-            None => (None, LogContext::default()),
-        };
-        let mut context = inherited;
+        let (parent, mut context) = parent.unwrap_or_default();
         if self.store.keeps_context() {
             attrs.record(&mut context);
         }
@@ -221,10 +216,6 @@ impl Subscriber for Recorder {
     }
 
     fn record_follows_from(&self, _span: &Id, _follows: &Id) {}
-
-    fn event_enabled(&self, _event: &Event<'_>) -> bool {
-        true
-    }
 
     fn event(&self, event: &Event<'_>) {
         if self.sink.is_none() {
@@ -301,14 +292,11 @@ impl Subscriber for Recorder {
 #[derive(Clone)]
 pub struct SpanStore {
     store: Arc<Store>,
-    traced: bool,
 }
 
 impl fmt::Debug for SpanStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SpanStore")
-            .field("traced", &self.traced)
-            .finish_non_exhaustive()
+        f.debug_struct("SpanStore").finish_non_exhaustive()
     }
 }
 
@@ -341,10 +329,8 @@ impl SpanStore {
             None => return None,
         };
         let data = self.store.get(id)?;
-        let ids = match (&data.recording, self.traced) {
-            (Some(r), true) => Some((r.trace_id(), r.span_id())),
-            _ => None,
-        };
+        // Only traced spans are recorded, so only they have ids.
+        let ids = data.recording.as_ref().map(|r| (r.trace_id(), r.span_id()));
         Some(EventSpan {
             ids,
             actor: data.context.actor.clone(),
