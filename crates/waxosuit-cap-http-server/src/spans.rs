@@ -14,7 +14,7 @@ use std::fmt::Display;
 
 use hyper::Request;
 use hyper::body::Body as _;
-use hyper::header::HeaderMap;
+use hyper::header::{HeaderMap, HeaderName};
 use tracing::Span;
 use tracing::field::{Empty, Value, display};
 use waxosuit_trace::{TRACEPARENT, TRACESTATE};
@@ -39,17 +39,16 @@ pub(crate) fn request_span<B>(request: &Request<B>) -> Span {
     );
     if !span.is_disabled() {
         let headers = request.headers();
-        waxosuit_trace::continue_trace(
-            &span,
-            header(headers, TRACEPARENT),
-            header(headers, TRACESTATE),
-        );
+        // Names made once: a name given as text is parsed on every lookup.
+        static PARENT: HeaderName = HeaderName::from_static(TRACEPARENT);
+        static STATE: HeaderName = HeaderName::from_static(TRACESTATE);
+        waxosuit_trace::continue_trace(&span, header(headers, &PARENT), header(headers, &STATE));
     }
     span
 }
 
 /// A header's value when it is text; a binary one cannot be a trace context.
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name)?.to_str().ok()
 }
 

@@ -23,13 +23,17 @@ use crate::host::{ActorEntry, RouteKey};
 /// at 0, what a call that finds an idle instance waits; the runtime
 /// records the time when the call had to queue for one.
 pub(crate) fn actor(entry: &ActorEntry, key: &str, operation: &str) -> Span {
+    // The claims are borrowed (twice, as the macro evaluates each field
+    // only when the span is wanted), not cloned: an `Arc`'s count is shared
+    // by every thread calling the actor, and each change moves its cache
+    // line between cores.
     tracing::info_span!(
         "actor",
-        otel.name = %format_args!("{} {operation}", entry.claims().name()),
+        otel.name = %format_args!("{} {operation}", entry.claims.load().name()),
         otel.status_code = Empty,
         otel.status_description = Empty,
         waxosuit.actor.key = key,
-        waxosuit.actor.name = entry.claims().name(),
+        waxosuit.actor.name = entry.claims.load().name(),
         waxosuit.operation = operation,
         waxosuit.outcome = Empty,
         waxosuit.instance.wait_us = 0_u64,

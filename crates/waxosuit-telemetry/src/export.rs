@@ -1,7 +1,9 @@
 //! The span queue and the OTLP exporter that empties it.
 //!
 //! Spans close on the host's threads and go into [`SpanQueue`]: a bounded
-//! vector behind a mutex, so closing a span costs a push. The exporter is
+//! vector behind a mutex, which each thread fills from a small stage of its
+//! own, so closing a span costs an append and the shared lock is taken once
+//! per [`STAGE_SPANS`] spans. The exporter is
 //! one task on a one-thread runtime of its own (an export must still run
 //! while the host drains at shutdown, after the host's runtime stops taking
 //! work): it wakes when a batch is full or the schedule delay has passed,
@@ -63,9 +65,28 @@ pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(30);
 /// can carry up to 128 attributes of 4 KiB.
 const MAX_QUEUE_BYTES: usize = 32 << 20;
 
+/// Spans a thread may hold before it moves them to the queue. Each
+/// thread closing spans stages them in a buffer of its own, so the
+/// queue's lock (whose cache line would otherwise travel between cores on
+/// every span) is taken once per this many spans. Smaller batches stage
+/// fewer ([`SpanQueue::stage_spans`]): a full batch must still wake the
+/// exporter at once.
+const STAGE_SPANS: usize = 16;
+/// Bytes a thread may stage before it moves them, whatever their number.
+const STAGE_BYTES: usize = 16 << 10;
+
 /// Finished spans waiting for export, already encoded.
 pub(crate) struct SpanQueue {
     queued: Mutex<Queued>,
+    /// Every thread's staged spans; the exporter moves them to `queued`
+    /// each time it wakes, so a thread that goes idle holds none for long.
+    stages: Mutex<Vec<Arc<Mutex<Queued>>>>,
+    /// Tells this queue's stages from another's on a thread.
+    instance: u64,
+    /// Spans a thread stages before moving them: [`STAGE_SPANS`], or an
+    /// eighth of a batch when that is less (one, for batches of up to 15
+    /// spans), so staged spans hold back at most a small part of a batch.
+    stage_spans: usize,
     batch: BatchPlan,
     /// Spans dropped because the queue was full, since the last report.
     dropped: AtomicU64,
@@ -87,24 +108,49 @@ pub(crate) struct Queued {
 impl Queued {
     fn with_capacity(spans: usize) -> Queued {
         // Two spans of a traced request take about 500 bytes. Reserved up
-        // front so no push reallocates under the lock, within the bound.
+        // front so no move reallocates under the lock, within the bound.
         let spans = spans.min(MAX_QUEUE_BYTES / 256);
         Queued {
             bytes: Vec::with_capacity(spans * 256),
             ends: Vec::with_capacity(spans),
         }
     }
+
+    /// Appends one span, framed as a `ScopeSpans.spans` entry.
+    fn append(&mut self, span: &SpanRecord<'_>) {
+        let start = self.bytes.len();
+        encode::span_body(&mut self.bytes, span);
+        // The frame holds the body's length, known once it is written: it
+        // is appended, then turned to the front (a move of a few hundred
+        // bytes, where the span's data is read only once).
+        let len = self.bytes.len() - start;
+        encode::span_frame(&mut self.bytes, len);
+        let framed = self.bytes.len() - start - len;
+        self.bytes[start..].rotate_right(framed);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
 }
 
+static QUEUES: AtomicU64 = AtomicU64::new(0);
+
 thread_local! {
-    /// Each thread encodes the spans it closes here, outside the lock.
-    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
+    /// This thread's stage in each queue it closed spans for (one, but in
+    /// tests that run several exporters).
+    static STAGES: RefCell<Vec<(u64, Arc<Mutex<Queued>>)>> = const { RefCell::new(Vec::new()) };
 }
 
 impl SpanQueue {
     fn new(batch: BatchPlan) -> SpanQueue {
         SpanQueue {
             queued: Mutex::new(Queued::with_capacity(batch.max_queue)),
+            stages: Mutex::new(Vec::new()),
+            instance: QUEUES.fetch_add(1, Ordering::Relaxed),
+            stage_spans: (batch.max_batch / 8).clamp(1, STAGE_SPANS),
             batch,
             dropped: AtomicU64::new(0),
             closed: AtomicBool::new(false),
@@ -113,32 +159,88 @@ impl SpanQueue {
         }
     }
 
-    /// Swaps everything queued for `spare` (emptied, its buffers kept).
+    /// Moves every thread's staged spans to the queue, then swaps
+    /// everything queued for `spare` (emptied, its buffers kept).
     fn take(&self, spare: &mut Queued) {
-        spare.bytes.clear();
-        spare.ends.clear();
+        {
+            let mut stages = self.stages.lock().unwrap_or_else(|e| e.into_inner());
+            for stage in stages.iter() {
+                let mut stage = stage.lock().unwrap_or_else(|e| e.into_inner());
+                self.move_staged(&mut stage);
+            }
+            // A thread that has exited left its stage to this list alone;
+            // emptied just now, it goes.
+            stages.retain(|stage| Arc::strong_count(stage) > 1);
+        }
+        spare.clear();
         let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::swap(&mut *queued, spare);
     }
 
-    /// Queues one span whose `Span` message body is `body`.
-    fn push(&self, body: &[u8]) {
-        let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
-        if queued.ends.len() >= self.batch.max_queue
-            || queued.bytes.len() + body.len() + 11 > MAX_QUEUE_BYTES
-        {
-            drop(queued);
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+    /// Moves `stage`'s spans to the queue, as many as its bounds take; the
+    /// others are dropped and counted.
+    fn move_staged(&self, stage: &mut Queued) {
+        if stage.ends.is_empty() {
             return;
         }
-        encode::span_frame(&mut queued.bytes, body.len());
-        queued.bytes.extend_from_slice(body);
-        let end = queued.bytes.len();
-        queued.ends.push(end);
-        let full = queued.ends.len() == self.batch.max_batch;
+        let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+        let room = self.batch.max_queue.saturating_sub(queued.ends.len());
+        let bytes_room = MAX_QUEUE_BYTES.saturating_sub(queued.bytes.len());
+        let fit = stage
+            .ends
+            .iter()
+            .take(room)
+            .take_while(|&&end| end <= bytes_room)
+            .count();
+        let before = queued.ends.len();
+        if fit > 0 {
+            let base = queued.bytes.len();
+            let end = stage.ends[fit - 1];
+            queued.bytes.extend_from_slice(&stage.bytes[..end]);
+            queued
+                .ends
+                .extend(stage.ends[..fit].iter().map(|end| base + end));
+        }
+        let full = before < self.batch.max_batch && queued.ends.len() >= self.batch.max_batch;
         drop(queued);
+        let dropped = stage.ends.len() - fit;
+        if dropped > 0 {
+            self.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        stage.clear();
+        if stage.bytes.capacity() > 2 * STAGE_BYTES {
+            // A large span came through: its room is not kept per thread.
+            stage.bytes.shrink_to(STAGE_BYTES);
+        }
         if full {
             self.full.notify_one();
+        }
+    }
+
+    /// This thread's stage in this queue, made and registered on first use.
+    fn stage(&self, stages: &mut Vec<(u64, Arc<Mutex<Queued>>)>) -> Arc<Mutex<Queued>> {
+        if let Some((_, stage)) = stages.iter().find(|(queue, _)| *queue == self.instance) {
+            return Arc::clone(stage);
+        }
+        // Stages of queues that are gone (only this thread holds them).
+        stages.retain(|(_, stage)| Arc::strong_count(stage) > 1);
+        let stage = Arc::new(Mutex::new(Queued {
+            bytes: Vec::with_capacity(STAGE_BYTES),
+            ends: Vec::with_capacity(STAGE_SPANS),
+        }));
+        self.stages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::clone(&stage));
+        stages.push((self.instance, Arc::clone(&stage)));
+        stage
+    }
+
+    fn stage_span(&self, stage: &Mutex<Queued>, span: &SpanRecord<'_>) {
+        let mut stage = stage.lock().unwrap_or_else(|e| e.into_inner());
+        stage.append(span);
+        if stage.ends.len() >= self.stage_spans || stage.bytes.len() >= STAGE_BYTES {
+            self.move_staged(&mut stage);
         }
     }
 }
@@ -148,19 +250,25 @@ impl SpanSink for SpanQueue {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
-        // Encoding where the span closed keeps the queue's lock short, and
-        // the span's data is read where it lies, not copied.
-        let encoded = SCRATCH.try_with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            scratch.clear();
-            encode::span_body(&mut scratch, span);
-            self.push(&scratch);
+        // Encoding where the span closed reads its data where it lies, not
+        // copied; staging it keeps the queue's lock off the span's path.
+        let staged = STAGES.try_with(|stages| {
+            let stages = stages.borrow();
+            match stages.iter().find(|(queue, _)| *queue == self.instance) {
+                Some((_, stage)) => self.stage_span(stage, span),
+                None => {
+                    drop(stages);
+                    let stage = STAGES.with_borrow_mut(|stages| self.stage(stages));
+                    self.stage_span(&stage, span);
+                }
+            }
         });
-        if encoded.is_err() {
-            // The thread is exiting and its scratch buffer is gone.
-            let mut body = Vec::new();
-            encode::span_body(&mut body, span);
-            self.push(&body);
+        if staged.is_err() {
+            // The thread is exiting and its stage is gone: the span goes
+            // to the queue alone.
+            let mut alone = Queued::default();
+            alone.append(span);
+            self.move_staged(&mut alone);
         }
     }
 }
@@ -1102,10 +1210,10 @@ mod tests {
     fn a_full_queue_drops_and_counts_and_keeps_what_it_has() {
         let queue = Arc::new(SpanQueue::new(plan(4, 2)));
         spans(&queue, 10, 1);
-        assert_eq!(queue.dropped.load(Ordering::Relaxed), 6);
         let mut taken = Queued::default();
         queue.take(&mut taken);
         assert_eq!(taken.ends.len(), 4);
+        assert_eq!(queue.dropped.load(Ordering::Relaxed), 6);
         // The queued bytes frame into a request the proto types read.
         let encoder = Encoder::new(&[], "waxosuit", "0");
         let mut out = Vec::new();
@@ -1465,6 +1573,79 @@ mod tests {
     fn grpc_timeouts_fit_eight_digits() {
         assert_eq!(grpc_timeout(Duration::from_secs(10)), "10000m");
         assert_eq!(grpc_timeout(Duration::from_secs(1 << 40)), "99999999S");
+    }
+
+    #[test]
+    fn spans_staged_by_any_thread_are_taken_even_after_it_exits() {
+        let queue = Arc::new(SpanQueue::new(plan(1 << 16, 512)));
+        // Fewer spans than a stage holds, and more: on threads that then
+        // exit, with the spans still staged.
+        let threads: Vec<_> = [3, STAGE_SPANS + 5, 1]
+            .into_iter()
+            .map(|count| {
+                let queue = queue.clone();
+                std::thread::spawn(move || spans(&queue, count, 10))
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        spans(&queue, 2, 10);
+        let mut taken = Queued::default();
+        queue.take(&mut taken);
+        assert_eq!(taken.ends.len(), 3 + STAGE_SPANS + 5 + 1 + 2);
+        assert_eq!(queue.dropped.load(Ordering::Relaxed), 0);
+        // Every entry frames one whole span.
+        let encoder = Encoder::new(&[], "waxosuit", "0");
+        let mut out = Vec::new();
+        encoder.request_encoded(&taken.bytes, &mut out);
+        let request = ExportTraceServiceRequest::decode(out.as_slice()).unwrap();
+        assert_eq!(
+            request.resource_spans[0].scope_spans[0].spans.len(),
+            taken.ends.len()
+        );
+        // The exited threads' stages are let go once emptied; this one's
+        // stays.
+        assert_eq!(queue.stages.lock().unwrap().len(), 1);
+        // Nothing is taken twice.
+        queue.take(&mut taken);
+        assert!(taken.ends.is_empty() && taken.bytes.is_empty());
+    }
+
+    #[test]
+    fn a_full_batch_wakes_the_exporter_though_its_spans_are_staged() {
+        let woken = |queue: &SpanQueue| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap();
+            // A permit left by `notify_one` is taken on the first poll.
+            runtime.block_on(async {
+                tokio::time::timeout(Duration::ZERO, queue.full.notified())
+                    .await
+                    .is_ok()
+            })
+        };
+        for (max_batch, staged) in [(3, 1), (100, 12), (512, STAGE_SPANS)] {
+            let queue = Arc::new(SpanQueue::new(plan(4 * max_batch, max_batch)));
+            assert_eq!(queue.stage_spans, staged);
+            spans(&queue, max_batch - 1, 1);
+            assert!(!woken(&queue), "woken before a batch of {max_batch}");
+            // A batch is full once this thread's last stage moves: within
+            // one stage of the batch size.
+            spans(&queue, staged, 1);
+            assert!(woken(&queue), "not woken by a batch of {max_batch}");
+        }
+    }
+
+    #[test]
+    fn a_thread_lets_go_of_the_stages_of_queues_that_are_gone() {
+        for _ in 0..10 {
+            let queue = Arc::new(SpanQueue::new(plan(16, 8)));
+            spans(&queue, 1, 1);
+        }
+        let held = STAGES.with_borrow(|stages| stages.len());
+        assert!(held <= 1, "{held} stages of dropped queues held");
     }
 
     #[test]
