@@ -62,7 +62,8 @@ const MAX_PAUSE: Duration = Duration::from_secs(60);
 pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(30);
 
 /// The most bytes of encoded spans queued, whatever their number: a span
-/// can carry up to 128 attributes of 4 KiB.
+/// can carry up to 128 attributes of 4 KiB. Each thread's stage holds
+/// besides at most [`STAGE_BYTES`] and one span more.
 const MAX_QUEUE_BYTES: usize = 32 << 20;
 
 /// Spans a thread may hold before it moves them to the queue. Each
@@ -85,7 +86,7 @@ pub(crate) struct SpanQueue {
     instance: u64,
     /// Spans a thread stages before moving them: [`STAGE_SPANS`], or an
     /// eighth of a batch when that is less (one, for batches of up to 15
-    /// spans), so staged spans hold back at most a small part of a batch.
+    /// spans), so each thread holds back at most a small part of a batch.
     stage_spans: usize,
     batch: BatchPlan,
     /// Spans dropped because the queue was full, since the last report.
@@ -162,24 +163,29 @@ impl SpanQueue {
     /// Moves every thread's staged spans to the queue, then swaps
     /// everything queued for `spare` (emptied, its buffers kept).
     fn take(&self, spare: &mut Queued) {
-        {
-            let mut stages = self.stages.lock().unwrap_or_else(|e| e.into_inner());
-            for stage in stages.iter() {
+        self.stages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|stage| {
+                // A thread that has exited left its stage to this list
+                // alone, and nothing can stage into it any more: emptied
+                // now, it goes. (Counted before it is emptied: a thread
+                // may stage spans and exit in between.)
+                let orphaned = Arc::strong_count(stage) == 1;
                 let mut stage = stage.lock().unwrap_or_else(|e| e.into_inner());
-                self.move_staged(&mut stage);
-            }
-            // A thread that has exited left its stage to this list alone;
-            // emptied just now, it goes.
-            stages.retain(|stage| Arc::strong_count(stage) > 1);
-        }
+                // The exporter is taking the queue: no need to wake it.
+                self.move_staged(&mut stage, false);
+                !orphaned
+            });
         spare.clear();
         let mut queued = self.queued.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::swap(&mut *queued, spare);
     }
 
     /// Moves `stage`'s spans to the queue, as many as its bounds take; the
-    /// others are dropped and counted.
-    fn move_staged(&self, stage: &mut Queued) {
+    /// others are dropped and counted. Wakes the exporter when a batch is
+    /// full, if `wake`.
+    fn move_staged(&self, stage: &mut Queued, wake: bool) {
         if stage.ends.is_empty() {
             return;
         }
@@ -212,7 +218,7 @@ impl SpanQueue {
             // A large span came through: its room is not kept per thread.
             stage.bytes.shrink_to(STAGE_BYTES);
         }
-        if full {
+        if full && wake {
             self.full.notify_one();
         }
     }
@@ -224,9 +230,11 @@ impl SpanQueue {
         }
         // Stages of queues that are gone (only this thread holds them).
         stages.retain(|(_, stage)| Arc::strong_count(stage) > 1);
+        // Room for the stage's spans at their usual size (a few hundred
+        // bytes): a thread pays for no more than it stages.
         let stage = Arc::new(Mutex::new(Queued {
-            bytes: Vec::with_capacity(STAGE_BYTES),
-            ends: Vec::with_capacity(STAGE_SPANS),
+            bytes: Vec::with_capacity((self.stage_spans * 512).min(STAGE_BYTES)),
+            ends: Vec::with_capacity(self.stage_spans),
         }));
         self.stages
             .lock()
@@ -240,7 +248,7 @@ impl SpanQueue {
         let mut stage = stage.lock().unwrap_or_else(|e| e.into_inner());
         stage.append(span);
         if stage.ends.len() >= self.stage_spans || stage.bytes.len() >= STAGE_BYTES {
-            self.move_staged(&mut stage);
+            self.move_staged(&mut stage, true);
         }
     }
 }
@@ -268,7 +276,7 @@ impl SpanSink for SpanQueue {
             // to the queue alone.
             let mut alone = Queued::default();
             alone.append(span);
-            self.move_staged(&mut alone);
+            self.move_staged(&mut alone, true);
         }
     }
 }
