@@ -70,8 +70,8 @@ const MAX_QUEUE_BYTES: usize = 32 << 20;
 /// thread closing spans stages them in a buffer of its own, so the
 /// queue's lock (whose cache line would otherwise travel between cores on
 /// every span) is taken once per this many spans. Smaller batches stage
-/// fewer ([`SpanQueue::stage_spans`]): a full batch must still wake the
-/// exporter at once.
+/// fewer ([`SpanQueue::stage_spans`]): the exporter is woken when a batch
+/// has been queued, and each thread holds back less than a stage.
 const STAGE_SPANS: usize = 16;
 /// Bytes a thread may stage before it moves them, whatever their number.
 const STAGE_BYTES: usize = 16 << 10;
@@ -119,7 +119,11 @@ impl Queued {
 
     /// Appends one span, framed as a `ScopeSpans.spans` entry.
     fn append(&mut self, span: &SpanRecord<'_>) {
-        let start = self.bytes.len();
+        // Whatever an interrupted append (a panic in a `Debug` while
+        // encoding) left after the last whole span goes: a partial span
+        // would make every later request unreadable.
+        let start = self.ends.last().copied().unwrap_or(0);
+        self.bytes.truncate(start);
         encode::span_body(&mut self.bytes, span);
         // The frame holds the body's length, known once it is written: it
         // is appended, then turned to the front (a move of a few hundred
@@ -1644,6 +1648,29 @@ mod tests {
             spans(&queue, staged, 1);
             assert!(woken(&queue), "not woken by a batch of {max_batch}");
         }
+    }
+
+    #[test]
+    fn a_partly_written_span_is_not_kept() {
+        let queue = Arc::new(SpanQueue::new(plan(1 << 16, 512)));
+        spans(&queue, 2, 10);
+        // What an append interrupted half way would leave.
+        STAGES.with_borrow(|stages| {
+            let (_, stage) = stages.iter().find(|(id, _)| *id == queue.instance).unwrap();
+            stage
+                .lock()
+                .unwrap()
+                .bytes
+                .extend_from_slice(&[0x12, 0x7f, 0x0a]);
+        });
+        spans(&queue, 1, 10);
+        let mut taken = Queued::default();
+        queue.take(&mut taken);
+        let encoder = Encoder::new(&[], "waxosuit", "0");
+        let mut out = Vec::new();
+        encoder.request_encoded(&taken.bytes, &mut out);
+        let request = ExportTraceServiceRequest::decode(out.as_slice()).unwrap();
+        assert_eq!(request.resource_spans[0].scope_spans[0].spans.len(), 3);
     }
 
     #[test]
