@@ -119,9 +119,9 @@ impl Queued {
 
     /// Appends one span, framed as a `ScopeSpans.spans` entry.
     fn append(&mut self, span: &SpanRecord<'_>) {
-        // Whatever an interrupted append (a panic in a `Debug` while
-        // encoding) left after the last whole span goes: a partial span
-        // would make every later request unreadable.
+        // Whatever an interrupted append (a panic while encoding) left
+        // after the last whole span goes: a partial span would make every
+        // later request unreadable.
         let start = self.ends.last().copied().unwrap_or(0);
         self.bytes.truncate(start);
         encode::span_body(&mut self.bytes, span);
@@ -227,11 +227,8 @@ impl SpanQueue {
         }
     }
 
-    /// This thread's stage in this queue, made and registered on first use.
-    fn stage(&self, stages: &mut Vec<(u64, Arc<Mutex<Queued>>)>) -> Arc<Mutex<Queued>> {
-        if let Some((_, stage)) = stages.iter().find(|(queue, _)| *queue == self.instance) {
-            return Arc::clone(stage);
-        }
+    /// A new stage for this thread in this queue (it had none), registered.
+    fn new_stage(&self, stages: &mut Vec<(u64, Arc<Mutex<Queued>>)>) -> Arc<Mutex<Queued>> {
         // Stages of queues that are gone (only this thread holds them).
         stages.retain(|(_, stage)| Arc::strong_count(stage) > 1);
         // Room for the stage's spans at their usual size (a few hundred
@@ -270,7 +267,7 @@ impl SpanSink for SpanQueue {
                 Some((_, stage)) => self.stage_span(stage, span),
                 None => {
                     drop(stages);
-                    let stage = STAGES.with_borrow_mut(|stages| self.stage(stages));
+                    let stage = STAGES.with_borrow_mut(|stages| self.new_stage(stages));
                     self.stage_span(&stage, span);
                 }
             }
