@@ -306,17 +306,19 @@ fn wait_inline<H, F: Future>(
         // multi-threaded runtimes; this is an actor moved to another one.
         return Driven::CannotWait;
     }
-    // Worked out only now that the call has to wait: the fast path reads
-    // no clock.
-    let patience = ident.clock.until(end);
     // Tokio's documented way to wait for a future from synchronous code on
     // a worker: `block_in_place` hands the worker's other tasks to another
     // thread, and `Handle::block_on` drives the future (its I/O and timers
-    // run on the runtime's drivers as usual).
+    // run on the runtime's drivers as usual). Bounded as on a fiber, the
+    // deadline checked first: `tokio::time::timeout` polls the future
+    // first, so a host call that ends as the deadline passes (an actor's
+    // call to itself that gave up at the same tick) would hand its error
+    // back to a guest that the epoch then stops, with no word of the host
+    // call that held it.
     let handle = tokio::runtime::Handle::current();
-    match tokio::task::block_in_place(|| handle.block_on(tokio::time::timeout(patience, future))) {
-        Ok(output) => Driven::Done(output),
-        Err(_elapsed) => Driven::Deadline,
+    match tokio::task::block_in_place(|| handle.block_on(within(future, &ident.clock, end))) {
+        Some(output) => Driven::Done(output),
+        None => Driven::Deadline,
     }
 }
 
