@@ -1648,6 +1648,48 @@ mod tests {
     }
 
     #[test]
+    fn a_large_span_is_queued_at_once_and_its_room_not_kept_per_thread() {
+        let queue = Arc::new(SpanQueue::new(plan(1 << 16, 512)));
+        // Twelve values of 4 KiB: one span of about 48 KiB, three stages'
+        // worth of bytes.
+        let v = "v".repeat(1 << 20);
+        let v = v.as_str();
+        let subscriber = Recorder::new(Sampler::AlwaysOn, queue.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info_span!(
+                "big",
+                a = v,
+                b = v,
+                c = v,
+                d = v,
+                e = v,
+                f = v,
+                g = v,
+                h = v,
+                i = v,
+                j = v,
+                k = v,
+                l = v
+            )
+            .in_scope(|| {});
+        });
+        let capacity = STAGES.with_borrow(|stages| {
+            let (_, stage) = stages.iter().find(|(id, _)| *id == queue.instance).unwrap();
+            let stage = stage.lock().unwrap();
+            assert!(stage.ends.is_empty(), "a large span waited in the stage");
+            stage.bytes.capacity()
+        });
+        assert!(
+            capacity <= 2 * STAGE_BYTES,
+            "{capacity} bytes kept by the thread"
+        );
+        let mut taken = Queued::default();
+        queue.take(&mut taken);
+        assert_eq!(taken.ends.len(), 1);
+        assert!(taken.bytes.len() > 12 * 4096, "{}", taken.bytes.len());
+    }
+
+    #[test]
     fn a_partly_written_span_is_not_kept() {
         let queue = Arc::new(SpanQueue::new(plan(1 << 16, 512)));
         spans(&queue, 2, 10);
