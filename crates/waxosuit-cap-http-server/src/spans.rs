@@ -42,7 +42,11 @@ pub(crate) fn request_span<B>(request: &Request<B>) -> Span {
         // Names made once: a name given as text is parsed on every lookup.
         static PARENT: HeaderName = HeaderName::from_static(TRACEPARENT);
         static STATE: HeaderName = HeaderName::from_static(TRACESTATE);
-        waxosuit_trace::continue_trace(&span, header(headers, &PARENT), header(headers, &STATE));
+        // `tracestate` means nothing without a parent: most requests have
+        // neither, and are spared the second lookup.
+        if let Some(parent) = header(headers, &PARENT) {
+            waxosuit_trace::continue_trace(&span, Some(parent), header(headers, &STATE));
+        }
     }
     span
 }

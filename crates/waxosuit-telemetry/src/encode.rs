@@ -261,16 +261,27 @@ fn any_value(w: &mut Vec<u8>, value: &Value) {
 }
 
 fn nanos(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        // In u64 rather than `as_nanos`'s u128: it holds until 2554.
+        Ok(d) => d
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(d.subsec_nanos())),
+        Err(_) => 0,
+    }
 }
 
+#[inline(always)]
 fn tag(w: &mut Vec<u8>, field: u32, wire: u32) {
     varint(w, u64::from((field << 3) | wire));
 }
 
+#[inline(always)]
 fn varint(w: &mut Vec<u8>, mut v: u64) {
+    if v < 0x80 {
+        w.push(v as u8);
+        return;
+    }
     while v >= 0x80 {
         w.push((v as u8) | 0x80);
         v >>= 7;
@@ -279,6 +290,7 @@ fn varint(w: &mut Vec<u8>, mut v: u64) {
 }
 
 /// A scalar field, left out at its default (0) as proto3 does.
+#[inline(always)]
 fn uint(w: &mut Vec<u8>, field: u32, v: u64) {
     if v != 0 {
         tag(w, field, VARINT);
@@ -286,17 +298,20 @@ fn uint(w: &mut Vec<u8>, field: u32, v: u64) {
     }
 }
 
+#[inline(always)]
 fn fixed64(w: &mut Vec<u8>, field: u32, v: u64) {
     tag(w, field, FIXED64);
     w.extend_from_slice(&v.to_le_bytes());
 }
 
+#[inline(always)]
 fn bytes(w: &mut Vec<u8>, field: u32, b: &[u8]) {
     tag(w, field, LEN);
     varint(w, b.len() as u64);
     w.extend_from_slice(b);
 }
 
+#[inline(always)]
 fn string(w: &mut Vec<u8>, field: u32, s: &str) {
     bytes(w, field, s.as_bytes());
 }
@@ -326,6 +341,21 @@ mod tests {
     use prost::Message;
     use std::sync::{Arc, Mutex};
     use waxosuit_trace::{FinishedSpan, Recorder, Sampler, SpanSink};
+
+    #[test]
+    fn timestamps_are_nanoseconds_since_the_epoch_saturated_at_both_ends() {
+        use std::time::Duration;
+        let epoch = SystemTime::UNIX_EPOCH;
+        assert_eq!(
+            nanos(epoch + Duration::new(1_700_000_000, 123_456_789)),
+            1_700_000_000_123_456_789
+        );
+        assert_eq!(nanos(epoch + Duration::new(0, 1)), 1);
+        // Before the epoch (a clock set wrong): zero, not a wrapped value.
+        assert_eq!(nanos(epoch - Duration::from_secs(1)), 0);
+        // Past what u64 nanoseconds hold (the year 2554): the largest.
+        assert_eq!(nanos(epoch + Duration::from_secs(20_000_000_000)), u64::MAX);
+    }
 
     #[test]
     fn gzip_inflates_to_the_request_and_frames_a_grpc_message() {

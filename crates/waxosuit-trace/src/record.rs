@@ -741,7 +741,10 @@ impl fmt::Write for Capped<'_> {
 
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if !self.set_special(field.name(), value) {
+        // Most fields are attributes: one prefix test spares them the
+        // comparisons with each special name.
+        let name = field.name();
+        if !(name.starts_with("otel.") && self.set_special(name, value)) {
             let slot = self.push_text(value).map(Slot::Str);
             self.set(field, slot);
         }
