@@ -278,10 +278,6 @@ fn tag(w: &mut Vec<u8>, field: u32, wire: u32) {
 
 #[inline(always)]
 fn varint(w: &mut Vec<u8>, mut v: u64) {
-    if v < 0x80 {
-        w.push(v as u8);
-        return;
-    }
     while v >= 0x80 {
         w.push((v as u8) | 0x80);
         v >>= 7;
