@@ -655,6 +655,11 @@ impl Fields {
 
     /// The `otel.*` fields; `false` for any other.
     fn set_special(&mut self, name: &str, value: &str) -> bool {
+        // Most fields are attributes: one prefix test spares them the
+        // comparisons with each special name.
+        if !name.starts_with("otel.") {
+            return false;
+        }
         match name {
             "otel.name" => {
                 if let Some(range) = self.push_text(value) {
@@ -741,10 +746,7 @@ impl fmt::Write for Capped<'_> {
 
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        // Most fields are attributes: one prefix test spares them the
-        // comparisons with each special name.
-        let name = field.name();
-        if !(name.starts_with("otel.") && self.set_special(name, value)) {
+        if !self.set_special(field.name(), value) {
             let slot = self.push_text(value).map(Slot::Str);
             self.set(field, slot);
         }
