@@ -92,7 +92,8 @@ pub(crate) fn run(args: CallArgs) -> Result<ExitCode> {
                     HostError::Runtime { .. } => "runtime error",
                     _ => "error",
                 };
-                eprintln!("{what}: {e}");
+                // The actor wrote the message: shown, not obeyed.
+                eprintln!("{what}: {}", crate::shown_error(&e.to_string()));
                 Ok(ExitCode::FAILURE)
             }
         }

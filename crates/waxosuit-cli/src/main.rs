@@ -101,7 +101,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", shown_error(&format!("{err:#}")));
             ExitCode::FAILURE
         }
     }
@@ -120,6 +120,26 @@ fn with_telemetry(
     result
 }
 
+/// An error's text as the terminal is to show it. It can hold what an
+/// actor, a registry, a collector or a peer sent (an actor's error message
+/// is passed on as the actor returned it), so the characters that would
+/// drive the terminal or change what it shows are escaped as Rust writes
+/// them: controls, carriage returns, bidirectional and invisible
+/// characters. Line feeds and tabs are kept: some messages list things on
+/// lines of their own.
+pub(crate) fn shown_error(text: &str) -> String {
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\t' => shown.push(c),
+            '\r' => shown.push_str("\\r"),
+            c if waxosuit_claims::display::is_unsafe_char(c) => shown.extend(c.escape_unicode()),
+            c => shown.push(c),
+        }
+    }
+    shown
+}
+
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
         cause
@@ -131,6 +151,16 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
+
+    #[test]
+    fn an_error_cannot_drive_the_terminal_or_reorder_what_it_shows() {
+        let returned = "actor failed: \x1b]0;owned\x07\x1b[2J\rdone \u{202e}exe.txt\u{9b}";
+        assert_eq!(
+            super::shown_error(&format!("{returned}\n  next:\tkept")),
+            "actor failed: \\u{1b}]0;owned\\u{7}\\u{1b}[2J\\rdone \\u{202e}exe.txt\\u{9b}\n  next:\tkept"
+        );
+        assert_eq!(super::shown_error("plain: text"), "plain: text");
+    }
 
     /// A container is configured through its environment: a flag of a
     /// running host that only a command line can set is a bug.

@@ -125,3 +125,42 @@ fn call_trusts_the_keystore_account_named_issuers_or_explicitly_anyone() {
     assert!(stderr.contains("trusting NO issuer"), "{stderr}");
     assert!(stderr.contains("no issuer is trusted"), "{stderr}");
 }
+
+#[test]
+fn an_actors_error_is_shown_escaped_not_obeyed_by_the_terminal() {
+    let env = Env::new();
+    std::fs::write(env.path("echo.wasm"), waxosuit_test_fixtures::wapc_echo()).unwrap();
+    let out = env.run(
+        &[
+            "claims",
+            "sign",
+            "echo.wasm",
+            "-o",
+            "mine.wasm",
+            "--name",
+            "echo",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Sets the terminal's title, clears the screen, goes back to the start
+    // of the line and reverses what follows.
+    let hostile = "\x1b]0;owned\x07\x1b[2J\rall good \u{202e}txt.exe";
+    let out = env.run(&["call", "mine.wasm", "error", "--data", hostile], &[]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("guest error:"))
+        .unwrap_or_else(|| panic!("no guest error line: {stderr:?}"));
+    assert!(
+        line.ends_with("\\u{1b}]0;owned\\u{7}\\u{1b}[2J\\rall good \\u{202e}txt.exe"),
+        "{stderr:?}"
+    );
+    for raw in ['\x1b', '\x07', '\r', '\u{202e}'] {
+        assert!(
+            !stderr.contains(raw),
+            "{raw:?} reached the terminal: {stderr:?}"
+        );
+    }
+}

@@ -94,7 +94,14 @@ impl Lines for JsonLines {
         for (key, value) in fields.0 {
             line.entry(key).or_insert(value);
         }
-        let mut bytes = Value::Object(line).to_string().into_bytes();
+        let text = Value::Object(line).to_string();
+        // `serde_json` leaves C1 controls, line separators and
+        // bidirectional characters as they are; escaped, they read the same.
+        let escaped = match crate::escape::escape_json(&text) {
+            std::borrow::Cow::Owned(escaped) => Some(escaped),
+            std::borrow::Cow::Borrowed(_) => None,
+        };
+        let mut bytes = escaped.unwrap_or(text).into_bytes();
         bytes.push(b'\n');
         (self.sink)(&bytes);
     }
@@ -136,6 +143,24 @@ mod tests {
         );
         let logs = Logs::new(EnvFilter::new("trace"), "trace", true, json);
         (lines, recorder.with(logs))
+    }
+
+    #[test]
+    fn a_value_cannot_break_its_line_and_reads_back_unchanged() {
+        let (lines, subscriber) = capture(Recorder::for_logs());
+        let hostile = "ok\n{\"level\":\"ERROR\"}\r\u{85}\u{2028}\u{202e}\u{7f}";
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(target: "waxosuit_test", field = hostile, "{hostile}");
+        });
+        let raw = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(raw.matches('\n').count(), 1, "{raw:?}");
+        assert!(
+            raw.is_ascii(),
+            "every such character is a JSON escape: {raw:?}"
+        );
+        let got = lines.parsed();
+        assert_eq!(got[0]["message"], hostile);
+        assert_eq!(got[0]["field"], hostile);
     }
 
     #[test]

@@ -30,6 +30,10 @@
 //!   its registry, with every span callsite disabled; JSON lines keep the
 //!   recorder, without trace context, for the `actor` and `capability`
 //!   they take from the host's spans.
+//! * Every line is one line, whatever its values hold (`escape` module):
+//!   a line feed, a carriage return or a bidirectional override an actor
+//!   logs is escaped, so it cannot forge a line or change what a terminal
+//!   shows.
 //! * [`Telemetry::shutdown`] (also on drop) flushes the spans still queued;
 //!   the CLI calls it after the host has drained, on Ctrl-C, SIGTERM or exit.
 //!
@@ -46,6 +50,7 @@
 
 mod config;
 mod encode;
+mod escape;
 mod export;
 mod json;
 mod text;
@@ -250,12 +255,7 @@ pub fn subscriber(
         // registry with `fmt` and a filter that disables every span
         // callsite costs nothing per span.
         (None, LogFormat::Text) => {
-            let fmt = tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_target(false)
-                .with_ansi(use_colour())
-                .with_filter(EventsOnly(log_filter));
-            let dispatch = Dispatch::new(tracing_subscriber::registry().with(fmt));
+            let dispatch = text_logs(log_filter, text::stderr(), use_colour());
             return Ok((dispatch, Telemetry { exporter }));
         }
     }
@@ -275,6 +275,17 @@ pub fn subscriber(
         }
     };
     Ok((dispatch, Telemetry { exporter }))
+}
+
+/// Text logs without export: `tracing-subscriber`'s `fmt` layer on its
+/// registry, each line escaped on its way to `sink`.
+fn text_logs(filter: EnvFilter, sink: text::Sink, colours: bool) -> Dispatch {
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(escape::EscapingWriter::new(sink, colours))
+        .with_target(false)
+        .with_ansi(colours)
+        .with_filter(EventsOnly(filter));
+    Dispatch::new(tracing_subscriber::registry().with(fmt))
 }
 
 fn start_exporter(plan: &TraceExport) -> Result<export::Exporter, TelemetryError> {
@@ -356,5 +367,39 @@ mod tests {
             err.contains("WAXOSUIT_LOG_FORMAT") && err.contains("`text` or `json`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn text_lines_without_export_cannot_be_broken_by_what_they_show() {
+        use std::sync::{Arc, Mutex};
+        // What an actor may write through `wascc:logging`: a second line
+        // that looks like the host's, a carriage return, an override.
+        let hostile = "ok\n2026-12-07T00:00:00.000000Z ERROR forged\r\u{202e}gnp.exe";
+        for colours in [false, true] {
+            let out = Arc::new(Mutex::new(Vec::new()));
+            let written = Arc::clone(&out);
+            let sink: text::Sink =
+                Arc::new(move |line: &[u8]| written.lock().unwrap().extend_from_slice(line));
+            let dispatch = text_logs(EnvFilter::new("warn"), sink, colours);
+            tracing::dispatcher::with_default(&dispatch, || {
+                tracing::warn!(target: "waxosuit::actor", actor = "MX", "{hostile}");
+                tracing::warn!(target: "waxosuit::actor", "after");
+            });
+            let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+            let lines: Vec<_> = text.lines().collect();
+            assert_eq!(lines.len(), 2, "colours {colours}: {text:?}");
+            assert!(
+                lines[0]
+                    .contains("ok\\n2026-12-07T00:00:00.000000Z ERROR forged\\r\\u{202e}gnp.exe"),
+                "colours {colours}: {text:?}"
+            );
+            assert!(lines[0].ends_with("\"MX\""), "{text:?}");
+            assert!(lines[1].ends_with("after"), "{text:?}");
+            assert!(
+                !text.contains('\r') && !text.contains('\u{202e}'),
+                "{text:?}"
+            );
+            assert_eq!(text.contains('\x1b'), colours, "{text:?}");
+        }
     }
 }

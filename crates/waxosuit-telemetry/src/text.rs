@@ -157,6 +157,9 @@ impl Lines for Text {
         }
         .and_then(|()| DefaultFields::new().format_fields(writer.by_ref(), event));
         if written.is_ok() {
+            // Line breaks and hidden characters in the values are escaped
+            // too (`crate::escape`): one event, one line.
+            let mut line = crate::escape::escape_line(&line, self.ansi).into_owned();
             line.push('\n');
             (self.sink)(line.as_bytes());
         }
@@ -263,6 +266,30 @@ mod tests {
         assert!(text.contains("\\x1b]0;owned"), "{text:?}");
         let (text, _) = run(false, || tracing::warn!("{hostile}"));
         assert!(!text.contains('\x1b'), "{text:?}");
+    }
+
+    #[test]
+    fn a_value_cannot_break_its_line_or_hide_what_it_says() {
+        let hostile = "ok\n2026-12-07T00:00:00.000000Z ERROR forged\r\u{85}\u{2066}";
+        for ansi in [false, true] {
+            let (text, spans) = run(ansi, || {
+                tracing::info_span!(target: "waxosuit::host", "actor").in_scope(|| {
+                    tracing::warn!(target: "waxosuit::actor", "{hostile}");
+                });
+                tracing::warn!(target: "waxosuit::actor", "after");
+            });
+            let lines: Vec<_> = text.lines().collect();
+            assert_eq!(lines.len(), 2, "{text:?}");
+            assert!(
+                lines[0]
+                    .ends_with("ok\\n2026-12-07T00:00:00.000000Z ERROR forged\\r\\u{85}\\u{2066}"),
+                "{text:?}"
+            );
+            assert!(lines[1].ends_with("after"), "{text:?}");
+            // The span event keeps what was said as it was: protobuf text
+            // carries any character, and nothing reads it as lines.
+            assert_eq!(spans[0].events[0].name, hostile);
+        }
     }
 
     #[test]
