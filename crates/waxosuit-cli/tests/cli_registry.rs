@@ -486,19 +486,30 @@ fn credentials_come_from_the_environment_or_docker_config() {
         &[
             ("WAXOSUIT_REGISTRY_USER", REGISTRY_USER),
             ("WAXOSUIT_REGISTRY_PASSWORD", "not-the-password"),
+            ("WAXOSUIT_REGISTRY_HOST", host.as_str()),
         ],
     ));
     assert!(err.contains("refused access"), "{err}");
     assert!(!err.contains("not-the-password"), "{err}");
-    let creds = [
+    let unscoped = [
         ("WAXOSUIT_REGISTRY_USER", REGISTRY_USER),
         ("WAXOSUIT_REGISTRY_PASSWORD", REGISTRY_PASSWORD),
     ];
+    // For no named registry: refused before anything is sent, with the fix.
+    let err = refused(waxosuit(&dir, &push, &unscoped));
+    assert!(
+        err.contains("WAXOSUIT_REGISTRY_HOST is not")
+            && err.contains("e.g. WAXOSUIT_REGISTRY_HOST="),
+        "{err}"
+    );
+    assert!(!err.contains(REGISTRY_PASSWORD), "{err}");
     // Scoped to another registry, they are not sent here.
-    let mut scoped = creds.to_vec();
+    let mut scoped = unscoped.to_vec();
     scoped.push(("WAXOSUIT_REGISTRY_HOST", "elsewhere.example"));
     let err = refused(waxosuit(&dir, &push, &scoped));
     assert!(err.contains("no credentials were sent"), "{err}");
+    let mut creds = unscoped.to_vec();
+    creds.push(("WAXOSUIT_REGISTRY_HOST", host.as_str()));
     let out = waxosuit(&dir, &push, &creds);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     ok(out);

@@ -1,6 +1,12 @@
 //! Where registry credentials come from: the environment first, then the
 //! credentials a Docker `config.json` holds for the registry, else none.
 //!
+//! The environment's credentials are for one registry, which
+//! [`HOST_ENV`] names: a reference only names the registry it is on, and
+//! whoever wrote it (a vendor's manifest, a tag in a README) would
+//! otherwise be handed the password for the asking. Set without it they
+//! are refused, with the fix.
+//!
 //! Credentials are never taken from a command line (they would show in
 //! `ps` and shell history) and never printed; messages name where they came
 //! from, not what they are.
@@ -11,15 +17,16 @@ use std::path::{Path, PathBuf};
 
 use oci_client::secrets::RegistryAuth;
 
-/// The user name for HTTP basic authentication, for every registry.
+/// The user name for HTTP basic authentication, for the registry
+/// [`HOST_ENV`] names.
 pub const USER_ENV: &str = "WAXOSUIT_REGISTRY_USER";
 /// The password that goes with [`USER_ENV`].
 pub const PASSWORD_ENV: &str = "WAXOSUIT_REGISTRY_PASSWORD";
-/// A bearer token sent as is, for every registry (in place of a user and
-/// password).
+/// A bearer token sent as is, for the registry [`HOST_ENV`] names (in place
+/// of a user and password).
 pub const TOKEN_ENV: &str = "WAXOSUIT_REGISTRY_TOKEN";
-/// When set (`host` or `host:port`), the credentials above go to that
-/// registry only.
+/// The one registry (`host` or `host:port`) the credentials above go to;
+/// required with them.
 pub const HOST_ENV: &str = "WAXOSUIT_REGISTRY_HOST";
 
 /// The largest Docker configuration file read.
@@ -59,7 +66,7 @@ impl fmt::Debug for Credentials {
 #[derive(Clone, Default)]
 pub struct CredentialStore {
     env: Option<Credentials>,
-    /// The one registry the environment's credentials are for, if named.
+    /// The one registry the environment's credentials are for.
     env_host: Option<String>,
     docker: BTreeMap<String, Credentials>,
     /// Registries the Docker configuration leaves to a credential helper,
@@ -87,9 +94,17 @@ pub enum CredentialError {
         /// The one that is missing.
         unset: &'static str,
     },
+    /// Credentials in the environment without the registry they are for.
+    #[error(
+        "{set} is set but {HOST_ENV} is not: name the one registry (host or host:port) these credentials are for, e.g. {HOST_ENV}=ghcr.io; they are never sent to whatever registry a reference names"
+    )]
+    Unscoped {
+        /// The variable that is set.
+        set: &'static str,
+    },
     /// The Docker configuration file exists but cannot be used.
     #[error(
-        "cannot use the Docker configuration {path}: {reason} (fix or move it, or set {USER_ENV} and {PASSWORD_ENV})"
+        "cannot use the Docker configuration {path}: {reason} (fix or move it, or point DOCKER_CONFIG at another directory)"
     )]
     DockerConfig {
         /// The file.
@@ -114,38 +129,24 @@ impl CredentialStore {
             None => std::env::var_os("HOME")
                 .map(|home| PathBuf::from(home).join(".docker").join("config.json")),
         };
-        let store = CredentialStore::from_parts(
+        CredentialStore::from_parts(
             var(USER_ENV),
             var(PASSWORD_ENV),
             var(TOKEN_ENV),
+            var(HOST_ENV).as_deref(),
             docker_path.as_deref(),
-        )?;
-        match var(HOST_ENV) {
-            Some(host) => {
-                let mut store = store.env_only_for(&host);
-                // The other registries may still have credentials there.
-                if store.env.is_some()
-                    && let Some(path) = &docker_path
-                {
-                    store.read_docker_config(path)?;
-                }
-                Ok(store)
-            }
-            None => Ok(store),
-        }
+        )
     }
 
-    /// Gives the environment's credentials to `registry` only.
-    pub fn env_only_for(mut self, registry: &str) -> CredentialStore {
-        self.env_host = Some(normalise(registry));
-        self
-    }
-
-    /// [`CredentialStore::from_env`] with its inputs given.
+    /// [`CredentialStore::from_env`] with its inputs given: the user,
+    /// password and token of the environment, the registry they are for
+    /// (`host` or `host:port`, required with them), and the Docker
+    /// configuration file, read for the other registries.
     pub fn from_parts(
         user: Option<String>,
         password: Option<String>,
         token: Option<String>,
+        host: Option<&str>,
         docker_config: Option<&Path>,
     ) -> Result<CredentialStore, CredentialError> {
         let env = match (user, password, token) {
@@ -171,13 +172,22 @@ impl CredentialStore {
             }),
             (None, None, None) => None,
         };
+        let env_host = host.map(str::trim).filter(|h| !h.is_empty()).map(normalise);
+        if let Some(env) = &env
+            && env_host.is_none()
+        {
+            let set = match env.auth {
+                RegistryAuth::Bearer(_) => TOKEN_ENV,
+                _ => USER_ENV,
+            };
+            return Err(CredentialError::Unscoped { set });
+        }
         let mut store = CredentialStore {
             env,
+            env_host,
             ..CredentialStore::default()
         };
-        if store.env.is_none()
-            && let Some(path) = docker_config
-        {
+        if let Some(path) = docker_config {
             store.read_docker_config(path)?;
         }
         Ok(store)
@@ -187,7 +197,7 @@ impl CredentialStore {
     pub fn for_registry(&self, registry: &str) -> Option<&Credentials> {
         let key = normalise(registry);
         if let Some(env) = &self.env
-            && self.env_host.as_ref().is_none_or(|only| *only == key)
+            && self.env_host.as_ref() == Some(&key)
         {
             return Some(env);
         }
@@ -307,29 +317,70 @@ mod tests {
     }
 
     #[test]
-    fn the_environment_wins_and_needs_both_halves() {
-        let store =
-            CredentialStore::from_parts(Some("u".into()), Some("p".into()), None, None).unwrap();
-        let creds = store.for_registry("anything:5000").unwrap();
+    fn the_environment_goes_to_its_one_registry_and_needs_both_halves() {
+        let store = CredentialStore::from_parts(
+            Some("u".into()),
+            Some("p".into()),
+            None,
+            Some("Registry.Example:5000"),
+            None,
+        )
+        .unwrap();
+        let creds = store.for_registry("registry.example:5000").unwrap();
         assert_eq!(creds.auth, RegistryAuth::Basic("u".into(), "p".into()));
         assert!(creds.source().contains(USER_ENV));
+        // Named for one registry, they go nowhere else.
+        assert!(store.for_registry("other.example").is_none());
+        assert!(store.for_registry("registry.example").is_none());
         // Never shown, not even in Debug output.
         assert!(!format!("{store:?}{creds:?}").contains("\"p\""));
 
-        let err = CredentialStore::from_parts(Some("u".into()), None, None, None).unwrap_err();
-        assert!(err.to_string().contains(PASSWORD_ENV), "{err}");
-        let err = CredentialStore::from_parts(None, Some("p".into()), None, None).unwrap_err();
-        assert!(err.to_string().contains(USER_ENV), "{err}");
+        let half = |user: Option<&str>, password: Option<&str>| {
+            CredentialStore::from_parts(
+                user.map(Into::into),
+                password.map(Into::into),
+                None,
+                Some("r"),
+                None,
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(half(Some("u"), None).contains(PASSWORD_ENV));
+        assert!(half(None, Some("p")).contains(USER_ENV));
 
-        let store = CredentialStore::from_parts(None, None, Some("tok".into()), None).unwrap();
+        let store =
+            CredentialStore::from_parts(None, None, Some("tok".into()), Some("r"), None).unwrap();
         assert_eq!(
             store.for_registry("r").unwrap().auth,
             RegistryAuth::Bearer("tok".into())
         );
-        // Named for one registry, they go nowhere else.
-        let store = store.env_only_for("Registry.Example:5000");
-        assert!(store.for_registry("registry.example:5000").is_some());
-        assert!(store.for_registry("other.example").is_none());
+        // The registry alone, without credentials, hands nothing out.
+        let store = CredentialStore::from_parts(None, None, None, Some("r"), None).unwrap();
+        assert!(store.for_registry("r").is_none());
+    }
+
+    #[test]
+    fn credentials_for_no_named_registry_are_refused_with_the_fix() {
+        for (user, password, token, set) in [
+            (Some("u"), Some("p"), None, USER_ENV),
+            (None, None, Some("tok"), TOKEN_ENV),
+        ] {
+            for host in [None, Some(""), Some("  ")] {
+                let err = CredentialStore::from_parts(
+                    user.map(Into::into),
+                    password.map(Into::into),
+                    token.map(Into::into),
+                    host,
+                    None,
+                )
+                .unwrap_err();
+                assert!(matches!(err, CredentialError::Unscoped { .. }), "{err}");
+                let text = err.to_string();
+                assert!(text.contains(set) && text.contains(HOST_ENV), "{text}");
+                assert!(!text.contains("\"p\"") && !text.contains("tok\""), "{text}");
+            }
+        }
     }
 
     #[test]
@@ -343,7 +394,7 @@ mod tests {
             },
             "credHelpers": {"gcr.io": "gcloud"}}"#,
         );
-        let store = CredentialStore::from_parts(None, None, None, Some(&path)).unwrap();
+        let store = CredentialStore::from_parts(None, None, None, None, Some(&path)).unwrap();
         assert_eq!(
             store.for_registry("docker.io").unwrap().auth,
             RegistryAuth::Basic("hub".into(), "secret".into())
@@ -364,19 +415,24 @@ mod tests {
     #[test]
     fn a_broken_docker_config_is_refused_naming_the_file() {
         let (_dir, path) = config("{not json");
-        let err = CredentialStore::from_parts(None, None, None, Some(&path)).unwrap_err();
+        let err = CredentialStore::from_parts(None, None, None, None, Some(&path)).unwrap_err();
         assert!(err.to_string().contains("config.json"), "{err}");
         // A value in the wrong place is not quoted back.
         let (_dir, path) = config(r#"{"auths": {"r": "c2VjcmV0OnBhc3N3b3Jk"}}"#);
-        let err = CredentialStore::from_parts(None, None, None, Some(&path)).unwrap_err();
+        let err = CredentialStore::from_parts(None, None, None, None, Some(&path)).unwrap_err();
         assert!(!err.to_string().contains("c2VjcmV0"), "{err}");
         let (_dir, path) = config(r#"{"auths": {"r": {"auth": "bm9jb2xvbg=="}}}"#);
-        let err = CredentialStore::from_parts(None, None, None, Some(&path)).unwrap_err();
+        let err = CredentialStore::from_parts(None, None, None, None, Some(&path)).unwrap_err();
         assert!(err.to_string().contains("user:password"), "{err}");
         // A missing file is simply no credentials.
-        let store =
-            CredentialStore::from_parts(None, None, None, Some(Path::new("/nonexistent/c.json")))
-                .unwrap();
+        let store = CredentialStore::from_parts(
+            None,
+            None,
+            None,
+            None,
+            Some(Path::new("/nonexistent/c.json")),
+        )
+        .unwrap();
         assert!(store.for_registry("r").is_none());
     }
 }

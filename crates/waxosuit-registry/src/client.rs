@@ -448,10 +448,13 @@ impl Registry {
         let probe = match self.probe.get() {
             Some(probe) => probe,
             None => {
+                // Redirects followed as the client's own first request
+                // follows them: the challenge that counts is the one at the
+                // end. The probe carries no credentials.
                 let built = reqwest::Client::builder()
                     .connect_timeout(self.options.connect_timeout)
                     .read_timeout(self.options.read_timeout)
-                    .redirect(reqwest::redirect::Policy::none())
+                    .redirect(reqwest::redirect::Policy::limited(10))
                     .build()
                     .map_err(|e| {
                         self.fail(reference, "checking the token service", None, e.into())
@@ -469,18 +472,22 @@ impl Registry {
             .send()
             .await
             .map_err(|e| self.fail(reference, "checking the token service", None, e.into()))?;
-        let challenge = answer
+        // Every challenge of every header: the client takes a `Bearer` one
+        // wherever it stands, and the last `realm` of it.
+        let challenges = answer
             .headers()
-            .get(reqwest::header::WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        if let Some(realm) = bearer_realm(challenge) {
-            let authority = realm
-                .strip_prefix("http://")
-                .map(|rest| rest.split(['/', '?']).next().unwrap_or(rest));
-            if let Some(authority) = authority
-                && !self.is_insecure(&authority.to_ascii_lowercase())
-            {
+            .get_all(reqwest::header::WWW_AUTHENTICATE)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect::<Vec<_>>();
+        for realm in challenges.iter().flat_map(|c| bearer_realms(c)) {
+            let insecure = match split_scheme(&realm) {
+                Some(("https", _)) => false,
+                Some(("http", authority)) => !self.is_insecure(&authority),
+                // Not a URL the client may fetch over TLS at all.
+                _ => true,
+            };
+            if insecure {
                 return Err(RegistryError::InsecureRealm {
                     reference: reference.to_string(),
                     realm: shown(&realm),
@@ -601,18 +608,66 @@ impl Registry {
     }
 }
 
-/// The `realm` of a `Bearer` challenge, if the header is one.
-fn bearer_realm(challenge: &str) -> Option<String> {
-    let (scheme, params) = challenge.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
+/// The `realm` of every `Bearer` challenge in a `WWW-Authenticate` value,
+/// which may hold several challenges (`Basic realm="r", Bearer realm=…`),
+/// schemes and names in any case.
+fn bearer_realms(header: &str) -> Vec<String> {
+    let mut realms = Vec::new();
+    let mut bearer = false;
+    for item in split_unquoted(header, ',') {
+        let item = item.trim();
+        // `scheme param=value` starts a challenge; `param=value` goes on one.
+        let param = match item.split_once(' ') {
+            Some((scheme, rest)) if !scheme.contains('=') => {
+                bearer = scheme.eq_ignore_ascii_case("bearer");
+                rest.trim()
+            }
+            _ if !item.contains('=') => {
+                bearer = item.eq_ignore_ascii_case("bearer");
+                continue;
+            }
+            _ => item,
+        };
+        if let Some((key, value)) = param.split_once('=')
+            && bearer
+            && key.trim().eq_ignore_ascii_case("realm")
+        {
+            realms.push(value.trim().trim_matches('"').to_string());
+        }
     }
-    params.split(',').find_map(|param| {
-        let (key, value) = param.trim().split_once('=')?;
-        key.trim()
-            .eq_ignore_ascii_case("realm")
-            .then(|| value.trim().trim_matches('"').to_string())
-    })
+    realms
+}
+
+/// `text` split at `separator`s that are not inside double quotes.
+fn split_unquoted(text: &str, separator: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted) = (0, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            c if c == separator && !quoted => {
+                parts.push(&text[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts
+}
+
+/// A URL's scheme and authority, both lower case (`HTTP://Evil/t` is
+/// `("http", "evil")`); `None` when it has no `scheme://`.
+fn split_scheme(url: &str) -> Option<(&'static str, String)> {
+    let (scheme, rest) = url.trim().split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let scheme = match scheme.to_ascii_lowercase().as_str() {
+        "https" => "https",
+        "http" => "http",
+        _ => "other",
+    };
+    Some((scheme, authority.to_ascii_lowercase()))
 }
 
 /// `sha256:<hex>` of `bytes`.
@@ -837,19 +892,41 @@ mod tests {
     }
 
     #[test]
-    fn bearer_realms_are_read_from_challenges() {
+    fn bearer_realms_are_read_from_every_challenge() {
         assert_eq!(
-            bearer_realm(
+            bearer_realms(
                 r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io""#
             ),
-            Some("https://auth.docker.io/token".to_string())
+            ["https://auth.docker.io/token"]
         );
         assert_eq!(
-            bearer_realm(r#"bearer service="x", realm="http://evil:80/t""#),
-            Some("http://evil:80/t".to_string())
+            bearer_realms(r#"bearer service="x", realm="http://evil:80/t""#),
+            ["http://evil:80/t"]
         );
-        assert_eq!(bearer_realm(r#"Basic realm="test""#), None);
-        assert_eq!(bearer_realm(""), None);
+        // A Bearer challenge after another one, and a comma in a quoted value.
+        assert_eq!(
+            bearer_realms(r#"Basic realm="a, b", BEARER realm="HTTP://evil/t",scope="x""#),
+            ["HTTP://evil/t"]
+        );
+        // Every realm of a challenge that names several.
+        assert_eq!(
+            bearer_realms(r#"Bearer realm="https://ok/t", realm="http://evil/t""#),
+            ["https://ok/t", "http://evil/t"]
+        );
+        assert!(bearer_realms(r#"Basic realm="test""#).is_empty());
+        assert!(bearer_realms("Bearer").is_empty());
+        assert!(bearer_realms("").is_empty());
+    }
+
+    #[test]
+    fn realm_schemes_and_hosts_are_compared_in_lower_case() {
+        assert_eq!(
+            split_scheme("HTTP://User@Evil.Example:80/t?x"),
+            Some(("http", "evil.example:80".to_string()))
+        );
+        assert_eq!(split_scheme("https://a/t").map(|(s, _)| s), Some("https"));
+        assert_eq!(split_scheme("ftp://a/t").map(|(s, _)| s), Some("other"));
+        assert_eq!(split_scheme("/token"), None);
     }
 
     #[test]

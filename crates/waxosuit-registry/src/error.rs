@@ -43,10 +43,10 @@ pub enum RegistryError {
         /// Where credentials come from, and how to give others.
         hint: String,
     },
-    /// The registry's token service is plain HTTP: credentials would cross
+    /// The registry's token service is not HTTPS: credentials would cross
     /// the network in clear text to it.
     #[error(
-        "{reference}: the registry sends credentials to the token service {realm}, which is plain HTTP; not sending them (name its host with --insecure-registry if this is a development setup)"
+        "{reference}: the registry sends credentials to the token service {realm}, which is not HTTPS; not sending them (name its host with --insecure-registry if this is a development setup on plain HTTP)"
     )]
     InsecureRealm {
         /// The reference.

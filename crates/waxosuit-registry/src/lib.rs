@@ -21,9 +21,9 @@
 //!   against their digests, sizes are bounded before and during download,
 //!   and a manifest of anything else is refused with its media types named.
 //! * [`CredentialStore`] finds credentials: `WAXOSUIT_REGISTRY_USER` and
-//!   `_PASSWORD` (or `_TOKEN`; for one registry only when
-//!   `WAXOSUIT_REGISTRY_HOST` names it), else a Docker `config.json`, else
-//!   none.
+//!   `_PASSWORD` (or `_TOKEN`) for the one registry
+//!   `WAXOSUIT_REGISTRY_HOST` names (required with them), else a Docker
+//!   `config.json`, else none.
 //!   Token exchanges (`WWW-Authenticate: Bearer`) are the client's.
 //!   HTTPS always, except for registries named as insecure.
 //! * [`Cache`] keeps pulled layers by digest under the host's cache

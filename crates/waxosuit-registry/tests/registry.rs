@@ -126,8 +126,14 @@ async fn a_registry_with_basic_auth_names_the_variables_when_refusing() {
     );
 
     let wrong = Registry::new(
-        CredentialStore::from_parts(Some(REGISTRY_USER.into()), Some("nope".into()), None, None)
-            .unwrap(),
+        CredentialStore::from_parts(
+            Some(REGISTRY_USER.into()),
+            Some("nope".into()),
+            None,
+            Some(&server.host()),
+            None,
+        )
+        .unwrap(),
         options(&server),
     );
     let err = wrong.resolve(&r, None).await.unwrap_err();
@@ -146,6 +152,7 @@ async fn a_registry_with_basic_auth_names_the_variables_when_refusing() {
             Some(REGISTRY_USER.into()),
             Some(REGISTRY_PASSWORD.into()),
             None,
+            Some(&server.host()),
             None,
         )
         .unwrap(),
@@ -362,15 +369,12 @@ async fn a_registry_that_never_answers_is_given_up_on_at_the_deadline() {
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn credentials_are_not_handed_to_a_plain_http_token_service() {
-    // A "registry" whose challenge names a plain-HTTP token service on
-    // another port; whoever listens there would get the password.
-    let realm = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let realm_addr = realm.local_addr().unwrap();
-    realm.set_nonblocking(true).unwrap();
+/// A "registry" on a free port answering every request with `head` (a
+/// status line and headers), `{realm}` in it replaced by `realm`.
+fn challenging_registry(head: &str, realm: std::net::SocketAddr) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let host = listener.local_addr().unwrap().to_string();
+    let head = head.replace("{realm}", &realm.to_string());
     std::thread::spawn(move || {
         use std::io::{Read, Write};
         for mut stream in listener.incoming().flatten() {
@@ -378,33 +382,109 @@ async fn credentials_are_not_handed_to_a_plain_http_token_service() {
             let _ = stream.read(&mut buf);
             let _ = write!(
                 stream,
-                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{realm_addr}/token\",service=\"x\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                "{head}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
             );
         }
     });
+    host
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_not_handed_to_a_plain_http_token_service() {
+    // Registries whose challenge names a plain-HTTP token service on
+    // another port, however it is written; whoever listens there would get
+    // the password.
+    for head in [
+        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{realm}/token\",service=\"x\"",
+        // After another challenge in the same header.
+        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\", Bearer realm=\"http://{realm}/token\"",
+        // In a header of its own, after a harmless one.
+        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\"\r\nWWW-Authenticate: Bearer realm=\"http://{realm}/token\"",
+        // The scheme in capitals.
+        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"HTTP://{realm}/token\"",
+    ] {
+        let realm = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let realm_addr = realm.local_addr().unwrap();
+        realm.set_nonblocking(true).unwrap();
+        let host = challenging_registry(head, realm_addr);
+        let registry = Registry::new(
+            CredentialStore::from_parts(
+                Some("u".into()),
+                Some("secret".into()),
+                None,
+                Some(&host),
+                None,
+            )
+            .unwrap(),
+            RegistryOptions {
+                insecure: vec![host.clone()],
+                ..RegistryOptions::default()
+            },
+        );
+        let r = ArtifactRef::parse(&format!("oci://{host}/team/hello:1.0.0"), false).unwrap();
+        let err = registry.resolve(&r, None).await.unwrap_err();
+        assert!(
+            matches!(err, RegistryError::InsecureRealm { .. }),
+            "{head}: {err}"
+        );
+        assert!(err.to_string().contains(&realm_addr.to_string()), "{err}");
+        // Nobody called the token service.
+        assert!(realm.accept().is_err(), "{head}");
+    }
+
+    // Reached through a redirect of `/v2/`, the challenge is still read.
+    let realm = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let realm_addr = realm.local_addr().unwrap();
+    realm.set_nonblocking(true).unwrap();
+    let target = challenging_registry(
+        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{realm}/token\"",
+        realm_addr,
+    );
+    let redirect = format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{target}/v2/");
+    let host = challenging_registry(&redirect, realm_addr);
     let registry = Registry::new(
-        CredentialStore::from_parts(Some("u".into()), Some("secret".into()), None, None).unwrap(),
+        CredentialStore::from_parts(
+            Some("u".into()),
+            Some("secret".into()),
+            None,
+            Some(&host),
+            None,
+        )
+        .unwrap(),
         RegistryOptions {
-            insecure: vec![host.clone()],
+            insecure: vec![host.clone(), target.clone()],
             ..RegistryOptions::default()
         },
     );
     let r = ArtifactRef::parse(&format!("oci://{host}/team/hello:1.0.0"), false).unwrap();
     let err = registry.resolve(&r, None).await.unwrap_err();
     assert!(matches!(err, RegistryError::InsecureRealm { .. }), "{err}");
-    assert!(err.to_string().contains(&realm_addr.to_string()), "{err}");
-    // Nobody called the token service.
     assert!(realm.accept().is_err());
     drop(realm);
 
     // Named insecure itself, it is a development setup and allowed.
+    let realm = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let realm_addr = realm.local_addr().unwrap();
+    let host = challenging_registry(
+        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{realm}/token\",service=\"x\"",
+        realm_addr,
+    );
     let allowed = Registry::new(
-        CredentialStore::from_parts(Some("u".into()), Some("secret".into()), None, None).unwrap(),
+        CredentialStore::from_parts(
+            Some("u".into()),
+            Some("secret".into()),
+            None,
+            Some(&host),
+            None,
+        )
+        .unwrap(),
         RegistryOptions {
             insecure: vec![host.clone(), realm_addr.to_string()],
             ..RegistryOptions::default()
         },
     );
+    drop(realm);
+    let r = ArtifactRef::parse(&format!("oci://{host}/team/hello:1.0.0"), false).unwrap();
     let err = allowed.resolve(&r, None).await.unwrap_err();
     assert!(!matches!(err, RegistryError::InsecureRealm { .. }), "{err}");
 }
