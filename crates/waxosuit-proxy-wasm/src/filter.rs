@@ -45,7 +45,16 @@ struct Slot {
     /// VM find out they are orphans.
     generation: AtomicU64,
     ticker: Mutex<Option<JoinHandle<()>>>,
+    /// The queues (a bit each; there are at most `MAX_QUEUES`, 64) whose
+    /// `proxy_on_queue_ready` is scheduled for this slot's VM and has not
+    /// started yet. Items enqueued meanwhile are told of by that one call:
+    /// a filter that enqueues from its own queue callbacks, to several
+    /// queues, would otherwise double the tasks with each round.
+    queues_notified: AtomicU64,
 }
+
+// A filter's queues fit the bits of `Slot::queues_notified`.
+const _: () = assert!(crate::shared::MAX_QUEUES <= 64);
 
 /// What a callback asked for, done once the VM is unlocked.
 #[derive(Default)]
@@ -170,6 +179,7 @@ impl FilterInner {
                 vm: Mutex::new(None),
                 generation: AtomicU64::new(0),
                 ticker: Mutex::new(None),
+                queues_notified: AtomicU64::new(0),
             })
         })
     }
@@ -224,13 +234,26 @@ impl FilterInner {
             }
         }
         for queue in effects.queues {
+            // Queue ids are below `MAX_QUEUES` (64); the check keeps the
+            // shift in range whatever happens to that bound.
+            let Some(bit) = 1_u64.checked_shl(queue) else {
+                continue;
+            };
             for index in self.template.info.shared.listeners(queue) {
+                let listener = self.slot(index);
+                if listener.queues_notified.fetch_or(bit, Ordering::AcqRel) & bit != 0 {
+                    // Already scheduled and not started: it will see this item.
+                    continue;
+                }
                 let weak = Arc::downgrade(self);
+                let listener = Arc::clone(listener);
                 runtime.spawn(async move {
+                    // Cleared before the call, so an item enqueued during it
+                    // schedules the next one.
+                    listener.queues_notified.fetch_and(!bit, Ordering::AcqRel);
                     let Some(inner) = weak.upgrade() else { return };
-                    let slot = Arc::clone(inner.slot(index));
-                    let generation = slot.generation.load(Ordering::Acquire);
-                    inner.on_root(&slot, generation, |vm, t| vm.queue_ready(t, queue));
+                    let generation = listener.generation.load(Ordering::Acquire);
+                    inner.on_root(&listener, generation, |vm, t| vm.queue_ready(t, queue));
                 });
             }
         }

@@ -497,6 +497,10 @@ pub(crate) fn now_nanos() -> u64 {
 }
 
 fn proxy_log(c: C<'_>, level: i32, ptr: i32, len: i32) -> Result<i32> {
+    if !may_log(c.data()) {
+        // Over the budget: not even read. `Ok`, as the line was taken.
+        return status(Status::Ok);
+    }
     let len = offset(len).min(MAX_LOG_BYTES);
     let Some(bytes) = read(&c, ptr, len as i32) else {
         return status(Status::BadArgument);
@@ -506,7 +510,32 @@ fn proxy_log(c: C<'_>, level: i32, ptr: i32, len: i32) -> Result<i32> {
     status(Status::Ok)
 }
 
-/// One line of a filter's log in the host's, at the filter's level.
+/// Whether the filter may write one more log line now: at most
+/// `waxosuit_runtime::console::MAX_LINES_PER_SECOND` a second for all its
+/// VMs (a filter logging in a loop would otherwise fill the host's log,
+/// and disk, at memory speed). The lines dropped in a second are counted
+/// and said once the next second's first line is written.
+pub(crate) fn may_log(state: &VmState) -> bool {
+    use waxosuit_runtime::console::{MAX_LINES_PER_SECOND, Verdict};
+    match state.filter.log_budget.take(std::time::Instant::now()) {
+        Verdict::Drop => false,
+        Verdict::Write { dropped_before } => {
+            if dropped_before > 0 {
+                tracing::warn!(
+                    target: "waxosuit::filter",
+                    filter = state.filter.name.as_str(),
+                    filter_key = state.filter.key.as_str(),
+                    dropped = dropped_before,
+                    "filter wrote more than {MAX_LINES_PER_SECOND} log lines in a second; the rest were dropped"
+                );
+            }
+            true
+        }
+    }
+}
+
+/// One line of a filter's log in the host's, at the filter's level; the
+/// caller asked [`may_log`] first.
 pub(crate) fn log_line(state: &VmState, level: i32, message: &str) {
     let filter = state.filter.name.as_str();
     let key = state.filter.key.as_str();

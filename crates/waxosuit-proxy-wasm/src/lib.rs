@@ -75,8 +75,8 @@ pub use hostcalls::{
 };
 pub use properties::PATHS as PROPERTY_PATHS;
 pub use shared::{
-    FilterMetrics, MAX_METRICS, MAX_NAME_BYTES, MAX_QUEUE_ITEMS, MAX_QUEUES, MAX_SHARED_BYTES,
-    MAX_SHARED_KEYS, MAX_VALUE_BYTES,
+    FilterMetrics, MAX_METRICS, MAX_NAME_BYTES, MAX_QUEUE_ITEMS, MAX_QUEUED_BYTES, MAX_QUEUES,
+    MAX_SHARED_BYTES, MAX_SHARED_KEYS, MAX_VALUE_BYTES,
 };
 pub use wasi::MAX_RANDOM_BYTES;
 
@@ -322,6 +322,7 @@ impl FilterHost {
             limits,
             abi,
             shared: shared::Shared::default(),
+            log_budget: waxosuit_runtime::console::ConsoleBudget::new(),
         });
         let metrics = Arc::clone(&info.shared.metrics);
         let template = VmTemplate {

@@ -22,6 +22,9 @@ pub const MAX_SHARED_BYTES: usize = 8 << 20;
 pub const MAX_QUEUES: usize = 64;
 /// Most items waiting in one queue.
 pub const MAX_QUEUE_ITEMS: usize = 1024;
+/// Most bytes of items waiting in all of a filter's queues together (the
+/// item count alone allows 64 queues × 1024 items × 64 KiB = 4 GiB).
+pub const MAX_QUEUED_BYTES: usize = 8 << 20;
 /// Most metrics a filter may define.
 pub const MAX_METRICS: usize = 256;
 
@@ -47,6 +50,8 @@ struct Queues {
     items: Vec<VecDeque<Vec<u8>>>,
     /// Per queue, the VMs (slot indices) that registered it and hear of new items.
     listeners: Vec<Vec<usize>>,
+    /// Bytes of all items waiting.
+    bytes: usize,
 }
 
 impl Shared {
@@ -129,18 +134,39 @@ impl Shared {
         self.queues.lock().by_name.get(name).copied()
     }
 
-    /// Adds an item; a full queue drops its oldest item to make room (the
+    /// Adds an item; a full queue drops its oldest item to make room, and
+    /// when the filter's queues hold [`MAX_QUEUED_BYTES`], the oldest items
+    /// of this queue go first, then those of the longest other queue (the
     /// SDKs treat any refusal but `NotFound` as a bug and panic).
     pub(crate) fn enqueue(&self, id: u32, value: &[u8]) -> Result<(), Status> {
         if value.len() > MAX_VALUE_BYTES {
             return Err(Status::BadArgument);
         }
-        let mut queues = self.queues.lock();
-        let queue = queues.items.get_mut(id as usize).ok_or(Status::NotFound)?;
-        if queue.len() >= MAX_QUEUE_ITEMS {
-            queue.pop_front();
+        let mut guard = self.queues.lock();
+        let queues = &mut *guard;
+        let at = id as usize;
+        if at >= queues.items.len() {
+            return Err(Status::NotFound);
         }
-        queue.push_back(value.to_vec());
+        if queues.items[at].len() >= MAX_QUEUE_ITEMS
+            && let Some(old) = queues.items[at].pop_front()
+        {
+            queues.bytes -= old.len();
+        }
+        while queues.bytes + value.len() > MAX_QUEUED_BYTES {
+            let from = if queues.items[at].is_empty() {
+                // Another queue holds the bytes: its oldest items go.
+                (0..queues.items.len()).max_by_key(|&q| queues.items[q].len())
+            } else {
+                Some(at)
+            };
+            match from.and_then(|q| queues.items[q].pop_front()) {
+                Some(old) => queues.bytes -= old.len(),
+                None => break,
+            }
+        }
+        queues.bytes += value.len();
+        queues.items[at].push_back(value.to_vec());
         Ok(())
     }
 
@@ -157,7 +183,9 @@ impl Shared {
     pub(crate) fn dequeue(&self, id: u32) -> Result<Vec<u8>, Status> {
         let mut queues = self.queues.lock();
         let queue = queues.items.get_mut(id as usize).ok_or(Status::NotFound)?;
-        queue.pop_front().ok_or(Status::Empty)
+        let item = queue.pop_front().ok_or(Status::Empty)?;
+        queues.bytes -= item.len();
+        Ok(item)
     }
 }
 
@@ -345,6 +373,29 @@ mod tests {
             Err(Status::BadArgument)
         );
         assert_eq!(shared.listeners(id), vec![0]);
+
+        // Every queue filled with the largest items: the bytes stay bounded,
+        // counted exactly, and the newest item is always kept.
+        let big = vec![7; MAX_VALUE_BYTES];
+        for round in 0..4 {
+            for q in 0..MAX_QUEUES as u32 {
+                for _ in 0..40 {
+                    shared.enqueue(q, &big).unwrap();
+                }
+                let mut newest = big.clone();
+                newest[0] = round;
+                shared.enqueue(q, &newest).unwrap();
+                let queues = shared.queues.lock();
+                assert!(queues.bytes <= MAX_QUEUED_BYTES, "{}", queues.bytes);
+                let counted: usize = queues.items.iter().flatten().map(Vec::len).sum();
+                assert_eq!(queues.bytes, counted);
+                assert_eq!(queues.items[q as usize].back().unwrap()[0], round);
+            }
+        }
+        while shared.dequeue(id).is_ok() {}
+        let queues = shared.queues.lock();
+        let counted: usize = queues.items.iter().flatten().map(Vec::len).sum();
+        assert_eq!(queues.bytes, counted, "dequeues are counted too");
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub(crate) struct FilterInfo {
     pub(crate) limits: FilterLimits,
     pub(crate) abi: ProxyWasmAbi,
     pub(crate) shared: Shared,
+    /// Log lines per second, for all of the filter's VMs together.
+    pub(crate) log_budget: waxosuit_runtime::console::ConsoleBudget,
 }
 
 /// Where a stream is.

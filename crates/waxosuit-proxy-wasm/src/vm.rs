@@ -73,6 +73,7 @@ impl Vm {
         let info = &template.info;
         let limits = StoreLimitsBuilder::new()
             .memory_size(info.limits.max_memory)
+            .table_elements(waxosuit_runtime::MAX_TABLE_ELEMENTS)
             .instances(1)
             .tables(4)
             .memories(1)

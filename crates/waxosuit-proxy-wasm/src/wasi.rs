@@ -9,7 +9,7 @@ use std::time::Instant;
 use wasmtime::{Caller, Linker, Result};
 
 use crate::abi::WASI;
-use crate::hostcalls::{MAX_LOG_BYTES, log_line, now_nanos, read, write};
+use crate::hostcalls::{MAX_LOG_BYTES, log_line, may_log, now_nanos, read, write};
 use crate::state::VmState;
 
 type C<'a> = Caller<'a, VmState>;
@@ -101,6 +101,8 @@ fn fd_write(mut c: C<'_>, fd: i32, iovs: i32, count: i32, ret: i32) -> Result<i3
     let Some(table) = read(&c, iovs, (count * 8) as i32) else {
         return Ok(EFAULT);
     };
+    // Over the log budget, the bytes are reported written, not read.
+    let write = may_log(c.data());
     let mut text = Vec::new();
     let mut total: u32 = 0;
     for iov in table.chunks_exact(8) {
@@ -109,7 +111,7 @@ fn fd_write(mut c: C<'_>, fd: i32, iovs: i32, count: i32, ret: i32) -> Result<i3
         total = total.saturating_add(len);
         let room = MAX_LOG_BYTES.saturating_sub(text.len());
         let take = (len as usize).min(room);
-        if take > 0 {
+        if write && take > 0 {
             let Some(bytes) = read(&c, ptr, take as i32) else {
                 return Ok(EFAULT);
             };

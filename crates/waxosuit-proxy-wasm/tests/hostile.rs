@@ -23,6 +23,16 @@ async fn load(
     tagged: bool,
     limits: FilterLimits,
 ) -> Result<Arc<ProxyFilter>, LoadError> {
+    load_on(RuntimeConfig::default(), wat, tagged, limits).await
+}
+
+/// [`load`] on a runtime configured as `config`.
+async fn load_on(
+    config: RuntimeConfig,
+    wat: &str,
+    tagged: bool,
+    limits: FilterLimits,
+) -> Result<Arc<ProxyFilter>, LoadError> {
     let module = wat::parse_str(wat).unwrap();
     let account = KeyPair::generate(KeyKind::Account);
     let subject = KeyPair::generate(KeyKind::Module);
@@ -40,7 +50,7 @@ async fn load(
         .unwrap()
         .verify_actor(&signed)
         .unwrap();
-    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let runtime = Runtime::new(config).unwrap();
     let host = FilterHost::new(&runtime);
     let settings = FilterSettings {
         limits,
@@ -168,6 +178,171 @@ async fn memory_growth_past_the_limit_is_refused() {
         Verdict::Respond(reply) => assert_eq!(reply.status, 507),
         Verdict::Continue => panic!("expected a local answer"),
     }
+}
+
+#[tokio::test]
+async fn table_growth_past_the_bound_is_refused_whatever_the_allocator() {
+    // Grows its table by 1,000 elements on the first request (fine), by 70
+    // million on the next (refused: the pooling allocator has a bound of its
+    // own, the on-demand one none but the store's).
+    let grower = r#"(module
+      (import "env" "proxy_send_local_response" (func $local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (table 0 funcref)
+      (global $by (mut i32) (i32.const 1000))
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
+      (func (export "proxy_on_context_create") (param i32 i32))
+      (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+        (drop (call $local
+          (select (i32.const 507) (i32.const 200)
+            (i32.eq (table.grow (ref.null func) (global.get $by)) (i32.const -1)))
+          (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1)))
+        (global.set $by (i32.const 70000000))
+        (i32.const 1)))"#;
+    for pooling in [true, false] {
+        let config = if pooling {
+            RuntimeConfig::default()
+        } else {
+            RuntimeConfig::default().pooling(None)
+        };
+        let filter = load_on(config, grower, true, FilterLimits::default())
+            .await
+            .unwrap();
+        let mut stream = filter.open(&info());
+        let mut statuses = Vec::new();
+        for _ in 0..2 {
+            match stream.request(&mut request()).outcome().await.unwrap() {
+                Verdict::Respond(reply) => statuses.push(reply.status),
+                Verdict::Continue => panic!("expected a local answer"),
+            }
+            stream = filter.open(&info());
+        }
+        assert_eq!(statuses, [200, 507], "pooling {pooling}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_callbacks_that_enqueue_to_several_queues_do_not_multiply_tasks() {
+    // Registers two queues and, from every queue callback, enqueues to
+    // both: each callback schedules a callback per queue, which doubled the
+    // pending tasks with every round.
+    let breeder = r#"(module
+      (import "env" "proxy_register_shared_queue" (func $reg (param i32 i32 i32) (result i32)))
+      (import "env" "proxy_enqueue_shared_queue" (func $enq (param i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "ab")
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
+      (func (export "proxy_on_context_create") (param i32 i32))
+      (func (export "proxy_on_vm_start") (param i32 i32) (result i32)
+        (drop (call $reg (i32.const 0) (i32.const 1) (i32.const 64)))
+        (drop (call $reg (i32.const 1) (i32.const 1) (i32.const 68)))
+        (drop (call $enq (i32.load (i32.const 64)) (i32.const 0) (i32.const 1)))
+        (i32.const 1))
+      (func (export "proxy_on_queue_ready") (param i32 i32)
+        (drop (call $enq (i32.load (i32.const 64)) (i32.const 0) (i32.const 1)))
+        (drop (call $enq (i32.load (i32.const 68)) (i32.const 1) (i32.const 1)))))"#;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let filter = load(breeder, true, FilterLimits::default()).await.unwrap();
+    let mut most = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        most = most.max(metrics.num_alive_tasks().saturating_sub(before));
+    }
+    // One pending callback per queue of the one VM that listens, and the
+    // filter's own (its ticker, a callout): a handful, not thousands.
+    assert!(most <= 8, "{most} tasks alive");
+    drop(filter);
+}
+
+/// Counts the events of the filters' log target, and those saying lines
+/// were dropped.
+struct FilterLines {
+    lines: Arc<std::sync::atomic::AtomicUsize>,
+    dropped: Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for FilterLines {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Dropped(Option<u64>);
+        impl tracing::field::Visit for Dropped {
+            fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+                if field.name() == "dropped" {
+                    self.0 = Some(value);
+                }
+            }
+            fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+        }
+        if event.metadata().target() != "waxosuit::filter" {
+            return;
+        }
+        let mut dropped = Dropped(None);
+        event.record(&mut dropped);
+        match dropped.0 {
+            Some(count) => self.dropped.lock().unwrap().push(count),
+            None => {
+                self.lines
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_filter_logging_in_a_loop_is_held_to_its_lines_per_second() {
+    use tracing_subscriber::layer::SubscriberExt;
+    // 1,000 log lines through `proxy_log` and 1,000 through standard
+    // output, on every request.
+    let chatty = r#"(module
+      (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+      (import "env" "proxy_send_local_response" (func $local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "chatter")
+      (data (i32.const 16) "\00\00\00\00\07\00\00\00")
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
+      (func (export "proxy_on_context_create") (param i32 i32))
+      (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+        (local $i i32)
+        (loop $more
+          (drop (call $log (i32.const 2) (i32.const 0) (i32.const 7)))
+          (drop (call $write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 32)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $more (i32.lt_u (local.get $i) (i32.const 1000))))
+        ;; Every byte of the last write is reported written, dropped or not.
+        (drop (call $local
+          (select (i32.const 200) (i32.const 500) (i32.eq (i32.load (i32.const 32)) (i32.const 7)))
+          (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1)))
+        (i32.const 1)))"#;
+    let counter = FilterLines {
+        lines: Arc::default(),
+        dropped: Arc::default(),
+    };
+    let (lines, dropped) = (Arc::clone(&counter.lines), Arc::clone(&counter.dropped));
+    let _default = tracing::subscriber::set_default(tracing_subscriber::registry().with(counter));
+    let filter = load(chatty, true, FilterLimits::default()).await.unwrap();
+    let limit = waxosuit_runtime::console::MAX_LINES_PER_SECOND as usize;
+    for round in 0..2 {
+        let mut stream = filter.open(&info());
+        match stream.request(&mut request()).outcome().await.unwrap() {
+            Verdict::Respond(reply) => assert_eq!(reply.status, 200),
+            Verdict::Continue => panic!("expected a local answer"),
+        }
+        let written = lines.swap(0, std::sync::atomic::Ordering::Relaxed);
+        assert!(written <= limit, "round {round}: {written} lines");
+        assert!(written > 0, "round {round}: the budget's lines are written");
+        if round == 0 {
+            assert!(dropped.lock().unwrap().is_empty());
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+    }
+    // The second second opened with the count of the first one's drops.
+    let said = dropped.lock().unwrap().clone();
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(said[0] >= 2000 - limit as u64, "{said:?}");
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
-//! The budget of `__console_log` lines an actor may write.
+//! The budget of `__console_log` lines an actor may write, and of the log
+//! lines a Proxy-Wasm filter writes (`proxy_log`, its standard output).
 //!
 //! The import has no error channel and costs the guest one call, so a loop
 //! calling it could fill the host's log (and disk) at memory speed. Every
@@ -19,9 +20,9 @@ pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
 const WINDOW: Duration = Duration::from_secs(1);
 
-/// One actor's console budget.
+/// One actor's (or filter's) console budget.
 #[derive(Debug)]
-pub(crate) struct ConsoleBudget {
+pub struct ConsoleBudget {
     state: Mutex<Window>,
 }
 
@@ -34,16 +35,25 @@ struct Window {
 
 /// What to do with one line.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// Write it; `dropped_before` lines were dropped in the window that
-    /// just closed.
-    Write { dropped_before: u64 },
+pub enum Verdict {
+    /// Write it.
+    Write {
+        /// Lines dropped in the window that just closed, to be said.
+        dropped_before: u64,
+    },
     /// Over budget: do not read or write it.
     Drop,
 }
 
+impl Default for ConsoleBudget {
+    fn default() -> Self {
+        ConsoleBudget::new()
+    }
+}
+
 impl ConsoleBudget {
-    pub(crate) fn new() -> Self {
+    /// A budget whose first window opens now.
+    pub fn new() -> Self {
         ConsoleBudget {
             state: Mutex::new(Window {
                 start: Instant::now(),
@@ -54,7 +64,7 @@ impl ConsoleBudget {
     }
 
     /// Spends one line of the budget at `now`.
-    pub(crate) fn take(&self, now: Instant) -> Verdict {
+    pub fn take(&self, now: Instant) -> Verdict {
         let mut window = self.state.lock();
         let mut dropped_before = 0;
         if now.saturating_duration_since(window.start) >= WINDOW {

@@ -190,6 +190,12 @@ pub use name::Name;
 pub use pool::thread_slot;
 pub use runtime::{AllocatorKind, Runtime};
 
+/// The most elements a guest's table may hold, created or grown: generous
+/// for funcref tables (Rust guests need a few hundred entries), and a bound
+/// whichever instance allocator is in use (the pooling allocator has its
+/// own, the on-demand one none). Filters use it too.
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
+
 /// Longest binding name a guest may pass to `__host_call`, in bytes.
 ///
 /// Binding names are short labels from a manifest (`default`, `orders`).

@@ -71,9 +71,6 @@ pub(crate) struct MemoryLimiter {
     pub(crate) denied: bool,
 }
 
-/// Generous bound for funcref tables (Rust guests need a few hundred entries).
-const MAX_TABLE_ELEMENTS: usize = 100_000;
-
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
@@ -94,7 +91,7 @@ impl ResourceLimiter for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        Ok(desired <= crate::MAX_TABLE_ELEMENTS)
     }
 
     fn instances(&self) -> usize {
