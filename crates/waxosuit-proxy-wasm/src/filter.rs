@@ -1,7 +1,7 @@
 //! [`ProxyFilter`]: a loaded filter, one VM per connection thread, and the
 //! stream driver that takes a request through the Proxy-Wasm callbacks.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
@@ -45,6 +45,9 @@ struct Slot {
     /// VM find out they are orphans.
     generation: AtomicU64,
     ticker: Mutex<Option<JoinHandle<()>>>,
+    /// Callouts sent from this slot's VMs and not yet answered (see
+    /// `VmState::calls_in_flight`).
+    calls_in_flight: Arc<AtomicUsize>,
     /// The queues (a bit each; there are at most `MAX_QUEUES`, 64) whose
     /// `proxy_on_queue_ready` is scheduled for this slot's VM and has not
     /// started yet. Items enqueued meanwhile are told of by that one call:
@@ -179,6 +182,7 @@ impl FilterInner {
                 vm: Mutex::new(None),
                 generation: AtomicU64::new(0),
                 ticker: Mutex::new(None),
+                calls_in_flight: Arc::default(),
                 queues_notified: AtomicU64::new(0),
             })
         })
@@ -187,7 +191,11 @@ impl FilterInner {
     /// A new VM for `slot` (the caller holds its lock).
     fn build(&self, slot: &Slot) -> Result<(Vm, Effects), Failed> {
         slot.generation.fetch_add(1, Ordering::AcqRel);
-        let mut vm = Vm::start(&self.template, slot.index)?;
+        let mut vm = Vm::start(
+            &self.template,
+            slot.index,
+            Arc::clone(&slot.calls_in_flight),
+        )?;
         let effects = take_effects(&mut vm);
         Ok((vm, effects))
     }
@@ -216,6 +224,8 @@ impl FilterInner {
         for call in effects.calls {
             let inner = Arc::clone(self);
             let slot = Arc::clone(slot);
+            // Counted from now until its answer, whatever happens to the VM.
+            slot.calls_in_flight.fetch_add(1, Ordering::AcqRel);
             runtime.spawn(async move { inner.callout(slot, generation, call).await });
         }
         if let Some(period) = effects.tick {
@@ -300,11 +310,11 @@ impl FilterInner {
             Some(base) => self.callouts.perform(self.name(), base, call).await,
             None => None,
         };
+        slot.calls_in_flight.fetch_sub(1, Ordering::AcqRel);
         self.on_root(&slot, generation, |vm, t| {
             let reply = reply.unwrap_or_default();
             let (headers, body) = (reply.headers.len(), reply.body.len());
             let state = vm.state();
-            state.calls_in_flight = state.calls_in_flight.saturating_sub(1);
             state.callout = Some(reply);
             let result = vm.http_call_response(t, id, headers, body);
             vm.state().callout = None;

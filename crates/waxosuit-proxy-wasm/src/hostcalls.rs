@@ -4,6 +4,7 @@
 //! host panic. Functions with no meaning here answer the status the SDKs
 //! tolerate (the table is in `docs/proxy-wasm.md`).
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use wasmtime::{Caller, Linker, Result};
@@ -19,7 +20,8 @@ pub const MAX_LOG_BYTES: usize = 16 << 10;
 pub const MAX_MAP_PAIRS: usize = 1024;
 /// Most bytes a header map a filter sets may serialize to.
 pub const MAX_MAP_BYTES: usize = 256 << 10;
-/// Most `proxy_http_call`s of one VM waiting for their answer.
+/// Most `proxy_http_call`s of one VM waiting for their answer, counting
+/// those its predecessors in the same slot sent and still wait for.
 pub const MAX_CALLS_IN_FLIGHT: usize = 64;
 /// Longest callout timeout; a filter asking for more gets this.
 pub const MAX_CALLOUT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -880,12 +882,12 @@ fn proxy_http_call(
         return status(Status::BadArgument);
     }
     let state = c.data_mut();
-    if state.calls_in_flight >= MAX_CALLS_IN_FLIGHT {
+    let sent = state.calls_in_flight.load(Ordering::Acquire);
+    if sent + state.pending_calls.len() >= MAX_CALLS_IN_FLIGHT {
         return status(Status::InternalFailure);
     }
     let id = state.next_call_id;
     state.next_call_id = state.next_call_id.wrapping_add(1).max(1);
-    state.calls_in_flight += 1;
     // 0 means no timeout of its own: the longest allowed.
     let timeout = match timeout_ms as u32 {
         0 => MAX_CALLOUT_TIMEOUT,

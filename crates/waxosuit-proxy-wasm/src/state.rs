@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -108,8 +109,11 @@ pub(crate) struct VmState {
     /// During `proxy_on_http_call_response`.
     pub(crate) callout: Option<CalloutReply>,
     pub(crate) pending_calls: Vec<PendingCall>,
-    /// Calls made and not yet answered (pending included).
-    pub(crate) calls_in_flight: usize,
+    /// Calls of this VM's slot sent and not yet answered, shared with the
+    /// VMs that slot had before: a VM rebuilt after a trap does not start
+    /// from zero while its predecessor's calls still run. Calls made in the
+    /// current callback (`pending_calls`) count on top.
+    pub(crate) calls_in_flight: Arc<AtomicUsize>,
     pub(crate) next_call_id: u32,
     /// A new tick period asked for in this callback (`Some(None)`: stop).
     pub(crate) tick: Option<Option<Duration>>,
@@ -124,7 +128,12 @@ pub(crate) struct VmState {
 }
 
 impl VmState {
-    pub(crate) fn new(filter: Arc<FilterInfo>, slot: usize, limits: StoreLimits) -> VmState {
+    pub(crate) fn new(
+        filter: Arc<FilterInfo>,
+        slot: usize,
+        calls_in_flight: Arc<AtomicUsize>,
+        limits: StoreLimits,
+    ) -> VmState {
         VmState {
             limits,
             memory: None,
@@ -137,7 +146,7 @@ impl VmState {
             spare: Vec::new(),
             callout: None,
             pending_calls: Vec::new(),
-            calls_in_flight: 0,
+            calls_in_flight,
             next_call_id: 1,
             tick: None,
             wake: Vec::new(),

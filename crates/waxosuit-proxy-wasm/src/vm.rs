@@ -4,6 +4,7 @@
 //! the VM, which is then rebuilt for the next request.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use wasmtime::{InstancePre, Store, StoreLimitsBuilder, Trap, TypedFunc};
@@ -69,7 +70,11 @@ pub(crate) const ROOT_ID: u32 = 1;
 impl Vm {
     /// Instantiates the module, runs its initialisation, creates the root
     /// context and starts and configures it. `Err` is a failed deploy.
-    pub(crate) fn start(template: &VmTemplate, slot: usize) -> Result<Vm, Failed> {
+    pub(crate) fn start(
+        template: &VmTemplate,
+        slot: usize,
+        calls_in_flight: Arc<AtomicUsize>,
+    ) -> Result<Vm, Failed> {
         let info = &template.info;
         let limits = StoreLimitsBuilder::new()
             .memory_size(info.limits.max_memory)
@@ -80,7 +85,7 @@ impl Vm {
             .build();
         let mut store = Store::new(
             template.runtime.engine(),
-            VmState::new(Arc::clone(info), slot, limits),
+            VmState::new(Arc::clone(info), slot, calls_in_flight, limits),
         );
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_trap();

@@ -23,15 +23,19 @@ async fn load(
     tagged: bool,
     limits: FilterLimits,
 ) -> Result<Arc<ProxyFilter>, LoadError> {
-    load_on(RuntimeConfig::default(), wat, tagged, limits).await
+    let settings = FilterSettings {
+        limits,
+        ..FilterSettings::default()
+    };
+    load_on(RuntimeConfig::default(), wat, tagged, settings).await
 }
 
-/// [`load`] on a runtime configured as `config`.
+/// [`load`] on a runtime configured as `config`, with `settings`.
 async fn load_on(
     config: RuntimeConfig,
     wat: &str,
     tagged: bool,
-    limits: FilterLimits,
+    settings: FilterSettings,
 ) -> Result<Arc<ProxyFilter>, LoadError> {
     let module = wat::parse_str(wat).unwrap();
     let account = KeyPair::generate(KeyKind::Account);
@@ -52,10 +56,6 @@ async fn load_on(
         .unwrap();
     let runtime = Runtime::new(config).unwrap();
     let host = FilterHost::new(&runtime);
-    let settings = FilterSettings {
-        limits,
-        ..FilterSettings::default()
-    };
     host.load(&verified, &signed, settings).await
 }
 
@@ -206,7 +206,7 @@ async fn table_growth_past_the_bound_is_refused_whatever_the_allocator() {
         } else {
             RuntimeConfig::default().pooling(None)
         };
-        let filter = load_on(config, grower, true, FilterLimits::default())
+        let filter = load_on(config, grower, true, FilterSettings::default())
             .await
             .unwrap();
         let mut stream = filter.open(&info());
@@ -343,6 +343,71 @@ async fn a_filter_logging_in_a_loop_is_held_to_its_lines_per_second() {
     let said = dropped.lock().unwrap().clone();
     assert_eq!(said.len(), 1, "{said:?}");
     assert!(said[0] >= 2000 - limit as u64, "{said:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_rebuilt_after_a_trap_cannot_start_more_callouts_than_its_bound() {
+    // Sends as many callouts as it may to an upstream that never answers,
+    // and answers with 200 + how many were taken; when none is, it traps,
+    // and its VM is rebuilt for the next request.
+    let caller = r#"(module
+      (import "env" "proxy_http_call" (func $call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+      (import "env" "proxy_send_local_response" (func $local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "silent")
+      (data (i32.const 16) "\02\00\00\00\07\00\00\00\03\00\00\00\05\00\00\00\01\00\00\00:method\00GET\00:path\00/\00")
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 4096))
+      (func (export "proxy_on_context_create") (param i32 i32))
+      (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+        (local $i i32) (local $taken i32)
+        (loop $more
+          (if (i32.eqz (call $call (i32.const 0) (i32.const 6) (i32.const 16) (i32.const 40)
+                (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 60000) (i32.const 200)))
+            (then (local.set $taken (i32.add (local.get $taken) (i32.const 1)))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $more (i32.lt_u (local.get $i) (i32.const 100))))
+        (if (i32.eqz (local.get $taken)) (then (unreachable)))
+        (drop (call $local (i32.add (i32.const 200) (local.get $taken))
+          (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1)))
+        (i32.const 1))
+      (func (export "proxy_on_http_call_response") (param i32 i32 i32 i32 i32)))"#;
+    // The upstream: accepts, counts, holds every connection, never answers.
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = upstream.local_addr().unwrap();
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in upstream.incoming().flatten() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            held.push(stream);
+        }
+    });
+    let settings = FilterSettings {
+        upstreams: [("silent".to_string(), format!("http://{address}"))].into(),
+        ..FilterSettings::default()
+    };
+    let filter = load_on(RuntimeConfig::default(), caller, true, settings)
+        .await
+        .unwrap();
+    let mut outcomes = Vec::new();
+    for _ in 0..4 {
+        let mut stream = filter.open(&info());
+        outcomes.push(match stream.request(&mut request()).outcome().await {
+            Ok(Verdict::Respond(reply)) => reply.status.to_string(),
+            Ok(Verdict::Continue) => "continue".to_string(),
+            Err(_) => "failed".to_string(),
+        });
+    }
+    // The first VM takes its 64; the rest, that VM and the ones rebuilt
+    // after it trapped, take none while those are out.
+    let bound = waxosuit_proxy_wasm::MAX_CALLS_IN_FLIGHT;
+    assert_eq!(outcomes[0], (200 + bound).to_string(), "{outcomes:?}");
+    assert!(outcomes[1..].iter().all(|o| o == "failed"), "{outcomes:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let opened = connections.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(opened <= bound, "{opened} connections to the upstream");
 }
 
 #[tokio::test]
