@@ -59,9 +59,12 @@ pub enum WhenFull {
     Refuse,
     /// Close the oldest open connection that is neither handling a request
     /// nor writing a response (an idle keep-alive connection, or one still
-    /// sending its request head) and serve the new one in its place; refuse
-    /// as [`Refuse`](WhenFull::Refuse) does only when every connection is
-    /// busy. Clients holding half-sent requests can then not lock out a
+    /// sending its request head), else the oldest whose client does not
+    /// read its answers (a response write blocked, no request in hand), and
+    /// serve the new one in its place; refuse as
+    /// [`Refuse`](WhenFull::Refuse) does only when every connection is
+    /// handling a request. Clients holding half-sent requests, or pipelining
+    /// requests they never read the answers to, can then not lock out a
     /// health probe. What the admin endpoint does.
     EvictIdle,
 }
@@ -244,14 +247,24 @@ impl OpenConnections {
         report_connection_panic(server, finished.map(|_| ()));
     }
 
-    /// Closes the oldest idle connection; `false` if none is idle.
+    /// Closes the oldest idle connection, else the oldest whose client
+    /// does not read its answers; `false` if there is neither (every
+    /// connection is handling a request).
     fn evict_idle(&mut self) -> bool {
-        let oldest = self
-            .by_task
-            .iter()
-            .filter(|(_, open)| open.activity.is_idle())
-            .min_by_key(|(_, open)| open.seq)
-            .map(|(id, _)| *id);
+        let oldest = |unread: bool| {
+            self.by_task
+                .iter()
+                .filter(|(_, open)| {
+                    if unread {
+                        open.activity.is_unread()
+                    } else {
+                        open.activity.is_idle()
+                    }
+                })
+                .min_by_key(|(_, open)| open.seq)
+                .map(|(id, _)| *id)
+        };
+        let oldest = oldest(false).or_else(|| oldest(true));
         match oldest.and_then(|id| self.by_task.remove(&id)) {
             Some(open) => {
                 open.abort.abort();
@@ -519,6 +532,44 @@ pub(crate) fn warn_if_over_file_limit(server: &str, max_connections: usize) {
 mod tests {
     use super::*;
     use crate::watchdog::Watchdog;
+
+    #[tokio::test]
+    async fn eviction_takes_an_idle_connection_then_one_whose_answers_are_not_read() {
+        let mut open = OpenConnections::new();
+        let add = |open: &mut OpenConnections| {
+            let activity = Arc::new(Activity::default());
+            let abort = open.tasks.spawn(std::future::pending::<()>());
+            let id = abort.id();
+            let (stop, _) = oneshot::channel();
+            let seq = open.next_seq;
+            open.next_seq += 1;
+            let kept = Arc::clone(&activity);
+            open.by_task.insert(
+                id,
+                Open {
+                    stop,
+                    activity,
+                    abort,
+                    seq,
+                },
+            );
+            (id, kept)
+        };
+        let (busy, busy_activity) = add(&mut open);
+        let _handling = busy_activity.request();
+        let (unread, unread_activity) = add(&mut open);
+        unread_activity.set_write_blocked(true);
+        let (idle, _) = add(&mut open);
+        // The idle one goes first, though it is the newest.
+        assert!(open.evict_idle());
+        assert!(!open.by_task.contains_key(&idle));
+        // Then the one whose client pipelines requests and reads nothing.
+        assert!(open.evict_idle());
+        assert!(!open.by_task.contains_key(&unread));
+        // Never one handling a request.
+        assert!(!open.evict_idle());
+        assert!(open.by_task.contains_key(&busy));
+    }
 
     #[test]
     fn the_busy_response_is_well_formed() {

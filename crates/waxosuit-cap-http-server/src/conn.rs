@@ -84,6 +84,19 @@ impl Activity {
     pub(crate) fn is_idle(&self) -> bool {
         !self.in_request.load(Ordering::Relaxed) && !self.write_blocked.load(Ordering::Relaxed)
     }
+
+    /// Marks the last write blocked (or not), as [`Tracked`] does.
+    #[cfg(test)]
+    pub(crate) fn set_write_blocked(&self, blocked: bool) {
+        self.write_blocked.store(blocked, Ordering::Relaxed);
+    }
+
+    /// Not handling a request, but with answers its client does not read:
+    /// the work done for it is done, and the client (pipelining requests
+    /// behind a full receive buffer, say) is not taking what was made.
+    pub(crate) fn is_unread(&self) -> bool {
+        !self.in_request.load(Ordering::Relaxed) && self.write_blocked.load(Ordering::Relaxed)
+    }
 }
 
 /// A request in progress on a connection; see [`Activity::request`].
