@@ -27,6 +27,11 @@
 //! a sequence number of the sender's session; the receiver accepts each
 //! number once, within a sliding window of 65 536 numbers, so a
 //! captured call published again is refused without remembering every id.
+//! When a peer starts a new session the receiver keeps the old one's keys
+//! and window while its token lives, and a tag made more than a minute
+//! away from its clock is refused before its session is looked up: a
+//! captured call is never answered `session`, which would have its sender,
+//! if still waiting for it, resend it signed and so run it twice.
 //!
 //! What this keeps: only the two hosts of a pair can compute its tags (a
 //! third party on the bus sees tokens and tags but no secret), and every
@@ -160,6 +165,12 @@ struct Generation {
     token: String,
     seq: AtomicU64,
     peers: RwLock<HashMap<String, Arc<Peer>>>,
+    /// Each peer's session before its current one, while it lives: a call
+    /// tagged under it is still checked against its replay window. Were it
+    /// forgotten, a captured call of that session published again would
+    /// find no session, be answered `session`, and its sender, still
+    /// waiting for it, would resend it signed: the call would run twice.
+    retired: RwLock<HashMap<String, Arc<Peer>>>,
 }
 
 /// What the receiver concluded about an invocation's tag.
@@ -277,6 +288,7 @@ fn generation(identity: &KeyPair) -> Result<Generation, ClaimsError> {
         token,
         seq: AtomicU64::new(1),
         peers: RwLock::new(HashMap::new()),
+        retired: RwLock::new(HashMap::new()),
     })
 }
 
@@ -434,7 +446,7 @@ impl Sessions {
         }
         let me = (self.host_id.as_str(), current.sid.as_str());
         let them = (expected, sid.as_str());
-        peers.insert(
+        let replaced = peers.insert(
             expected.to_string(),
             Arc::new(Peer {
                 send: direction_key(shared.as_bytes(), me, them),
@@ -446,6 +458,9 @@ impl Sessions {
                 window: Mutex::new(Window::new()),
             }),
         );
+        if let Some(old) = replaced.filter(|old| old.live(now)) {
+            current.retired.write().insert(expected.to_string(), old);
+        }
         Ok(())
     }
 
@@ -514,15 +529,8 @@ impl Sessions {
             return Ok((Opened::Unknown, None));
         };
         let now = now_secs();
-        let Some(peer) = generation
-            .peers
-            .read()
-            .get(sender)
-            .filter(|p| p.sid == proof.sid && p.live(now))
-            .cloned()
-        else {
-            return Ok((Opened::Unknown, None));
-        };
+        // Too old or too new, whatever its session: a captured call is
+        // refused, never answered `session` (which invites a resend).
         if proof.iat.abs_diff(now) > MAX_AGE.as_secs() {
             return Err(Refusal::new(
                 Reason::Expired,
@@ -535,6 +543,17 @@ impl Sessions {
             )
             .by(sender));
         }
+        let of_session = |peers: &RwLock<HashMap<String, Arc<Peer>>>| {
+            peers
+                .read()
+                .get(sender)
+                .filter(|p| p.sid == proof.sid && p.live(now))
+                .cloned()
+        };
+        let Some(peer) = of_session(&generation.peers).or_else(|| of_session(&generation.retired))
+        else {
+            return Ok((Opened::Unknown, None));
+        };
         let expected = tag(&peer.recv, proof.iat, proof.seq, signed);
         // `blake3::Hash` compares in constant time.
         let got = <[u8; 32]>::try_from(mine.mac.as_slice()).map(blake3::Hash::from_bytes);
@@ -569,11 +588,15 @@ impl Sessions {
     /// is `peer_sid`.
     fn pair_peer(&self, host: &str, pair: &Pair) -> Option<Arc<Peer>> {
         let generation = self.generation(&pair.own_sid)?;
-        let peers = generation.peers.read();
-        peers
-            .get(host)
-            .filter(|p| p.sid == pair.peer_sid && p.live(now_secs()))
-            .cloned()
+        let now = now_secs();
+        let of_pair = |peers: &RwLock<HashMap<String, Arc<Peer>>>| {
+            peers
+                .read()
+                .get(host)
+                .filter(|p| p.sid == pair.peer_sid && p.live(now))
+                .cloned()
+        };
+        of_pair(&generation.peers).or_else(|| of_pair(&generation.retired))
     }
 
     /// A tag over a response's signed parts for the caller `peer`, under
@@ -635,6 +658,68 @@ mod tests {
         let v = Verifier::new();
         b.learn(&v, trust, &a.host_id, &a.token()).unwrap();
         a.learn(&v, trust, &b.host_id, &b.token()).unwrap();
+    }
+
+    #[test]
+    fn a_call_replayed_after_its_sender_started_a_new_session_is_refused_not_renegotiated() {
+        let (ka, _, a, b, trust) = pair();
+        introduce(&a, &b, &trust);
+        let call = m("id-1", "HASH");
+        let (proof, _) = a.seal(&b.host_id, &call).unwrap();
+        assert_eq!(
+            b.open(&a.host_id, &proof, &call).unwrap().0,
+            Opened::Authentic
+        );
+        // The sender starts a new session and the receiver learns it (from
+        // the sender's next signed call) while the first call still runs.
+        a.rotate(&ka).unwrap();
+        b.learn(&Verifier::new(), &trust, &a.host_id, &a.token())
+            .unwrap();
+        // The captured call, published again: refused as the replay it is.
+        // Answered `session`, it would have had its sender resend it signed.
+        let err = b.open(&a.host_id, &proof, &call).unwrap_err();
+        assert_eq!(err.reason, Reason::Replayed, "{err}");
+        // A call of the old session not seen before still opens (it was in
+        // flight during the rotation), and its answer can be tagged.
+        let (proof_2, _) = {
+            // Sealed under the old session: made before the rotation.
+            let old = a.previous.load();
+            let old = old.as_ref().as_ref().unwrap();
+            let peer = old.peers.read().get(&b.host_id).cloned().unwrap();
+            let seq = old.seq.fetch_add(1, Ordering::Relaxed);
+            let iat = now_secs();
+            let mac = tag(&peer.send, iat, seq, &m("id-2", "HASH"))
+                .as_bytes()
+                .to_vec();
+            (
+                SessionProof {
+                    sid: old.sid.clone(),
+                    iat,
+                    seq,
+                    tags: vec![SessionTag {
+                        to: b.host_id.clone(),
+                        to_sid: peer.sid.clone(),
+                        mac,
+                    }],
+                },
+                (),
+            )
+        };
+        let (opened, used) = b.open(&a.host_id, &proof_2, &m("id-2", "HASH")).unwrap();
+        assert_eq!(opened, Opened::Authentic);
+        assert!(
+            b.tag_response(&a.host_id, &used.unwrap(), &[b"ok".to_vec()])
+                .is_some()
+        );
+        // A captured call older than a tag may be is refused whatever its
+        // session, never answered `session`.
+        let mut stale = proof.clone();
+        stale.sid = "a session nobody knows".into();
+        stale.iat -= 61;
+        assert_eq!(
+            b.open(&a.host_id, &stale, &call).unwrap_err().reason,
+            Reason::Expired
+        );
     }
 
     #[test]
