@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,7 +43,7 @@ use tokio::time::timeout;
 
 use crate::config::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_HEADER_BYTES, DEFAULT_WRITE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS_PER_CLIENT, DEFAULT_MAX_HEADER_BYTES, DEFAULT_WRITE_TIMEOUT,
 };
 use crate::conn::{self, Activity};
 use crate::threads::ConnectionThreads;
@@ -76,6 +76,11 @@ pub enum WhenFull {
 pub struct ConnectionLimits {
     /// Connections open at once (at least one is always allowed).
     pub max_connections: usize,
+    /// Connections one client (an IPv4 address, an IPv6 /64) may hold open
+    /// at once; past it, its new ones are refused as past
+    /// [`max_connections`](Self::max_connections) with [`WhenFull::Refuse`],
+    /// whatever [`when_full`](Self::when_full) says. `None`: no limit.
+    pub max_connections_per_client: Option<usize>,
     /// What happens to a connection past [`max_connections`](Self::max_connections).
     pub when_full: WhenFull,
     /// How long a request head may take to arrive, counted from when the
@@ -97,6 +102,7 @@ impl Default for ConnectionLimits {
     fn default() -> Self {
         ConnectionLimits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_client: Some(DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
             when_full: WhenFull::Refuse,
             header_read_timeout: Some(DEFAULT_HEADER_READ_TIMEOUT),
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
@@ -214,6 +220,8 @@ pub(crate) struct OpenConnections {
     tasks: JoinSet<()>,
     /// Every connection not yet finished or evicted, by task.
     by_task: HashMap<Id, Open>,
+    /// How many of them each client holds (no entry at zero).
+    by_client: HashMap<IpAddr, usize>,
     /// Accept order, to find the oldest.
     next_seq: u64,
 }
@@ -223,6 +231,7 @@ struct Open {
     activity: Arc<Activity>,
     abort: AbortHandle,
     seq: u64,
+    client: IpAddr,
 }
 
 impl OpenConnections {
@@ -230,6 +239,7 @@ impl OpenConnections {
         OpenConnections {
             tasks: JoinSet::new(),
             by_task: HashMap::new(),
+            by_client: HashMap::new(),
             next_seq: 0,
         }
     }
@@ -238,12 +248,35 @@ impl OpenConnections {
         self.by_task.len()
     }
 
+    /// Connections `client` holds.
+    fn of_client(&self, client: &IpAddr) -> usize {
+        self.by_client.get(client).copied().unwrap_or(0)
+    }
+
+    /// Files a new connection.
+    fn insert(&mut self, id: Id, open: Open) {
+        *self.by_client.entry(open.client).or_insert(0) += 1;
+        self.by_task.insert(id, open);
+    }
+
+    /// Takes connection `id` out of the books, if it is there.
+    fn remove(&mut self, id: &Id) -> Option<Open> {
+        let open = self.by_task.remove(id)?;
+        if let Some(count) = self.by_client.get_mut(&open.client) {
+            *count -= 1;
+            if *count == 0 {
+                self.by_client.remove(&open.client);
+            }
+        }
+        Some(open)
+    }
+
     fn finished(&mut self, finished: Result<(Id, ()), JoinError>, server: &str) {
         let id = match &finished {
             Ok((id, ())) => *id,
             Err(e) => e.id(),
         };
-        self.by_task.remove(&id);
+        self.remove(&id);
         report_connection_panic(server, finished.map(|_| ()));
     }
 
@@ -265,7 +298,7 @@ impl OpenConnections {
                 .map(|(id, _)| *id)
         };
         let oldest = oldest(false).or_else(|| oldest(true));
-        match oldest.and_then(|id| self.by_task.remove(&id)) {
+        match oldest.and_then(|id| self.remove(&id)) {
             Some(open) => {
                 open.abort.abort();
                 true
@@ -277,6 +310,7 @@ impl OpenConnections {
     /// Asks every connection to finish its request in flight and close,
     /// then waits up to `drain_timeout` before closing the rest.
     pub(crate) async fn drain(mut self, drain_timeout: Duration, server: &str) {
+        self.by_client.clear();
         for (_, open) in self.by_task.drain() {
             // The connection may have ended on its own meanwhile; nothing to do.
             let _ = open.stop.send(());
@@ -340,6 +374,7 @@ pub(crate) async fn accept_until<C: Connector>(
     let server = connector.server();
     let mut open = OpenConnections::new();
     let mut full_since_warning: Option<(Instant, u64)> = None;
+    let mut client_refused_since_warning: Option<(Instant, u64)> = None;
     let mut stop = pin!(stop);
     loop {
         tokio::select! {
@@ -352,13 +387,22 @@ pub(crate) async fn accept_until<C: Connector>(
             }
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let client = client_of(peer.ip());
+                    if limits
+                        .max_connections_per_client
+                        .is_some_and(|most| open.of_client(&client) >= most.max(1))
+                    {
+                        refuse(stream);
+                        note_client_refusal(&mut client_refused_since_warning, server, limits, client);
+                        continue;
+                    }
                     let at_cap = open.len() >= limits.max_connections.max(1);
                     if at_cap && !(limits.when_full == WhenFull::EvictIdle && open.evict_idle()) {
                         refuse(stream);
                         note_refusal(&mut full_since_warning, server, limits.max_connections, peer);
                         continue;
                     }
-                    admit(&mut open, stream, connector, threads);
+                    admit(&mut open, stream, client, connector, threads);
                 }
                 Err(e) if is_per_connection(&e) => {
                     tracing::debug!(server, error = %e, "accept failed for one connection");
@@ -378,6 +422,7 @@ pub(crate) async fn accept_until<C: Connector>(
 fn admit<C: Connector>(
     open: &mut OpenConnections,
     stream: TcpStream,
+    client: IpAddr,
     connector: &Arc<C>,
     threads: Option<&Arc<ConnectionThreads>>,
 ) {
@@ -429,15 +474,60 @@ fn admit<C: Connector>(
     };
     let seq = open.next_seq;
     open.next_seq += 1;
-    open.by_task.insert(
+    open.insert(
         task.id(),
         Open {
             stop,
             activity,
             abort: task,
             seq,
+            client,
         },
     );
+}
+
+/// The client a peer address counts for: an IPv4 address (also when mapped
+/// into IPv6), or the /64 of an IPv6 one, since one host usually has a
+/// whole /64 to pick addresses from.
+fn client_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1_u128 << 64) - 1),
+            )),
+        },
+    }
+}
+
+/// Logs refusals of clients past their share at most every
+/// [`FULL_WARNING_EVERY`], with how many there were.
+fn note_client_refusal(
+    last: &mut Option<(Instant, u64)>,
+    server: &str,
+    limits: &ConnectionLimits,
+    client: IpAddr,
+) {
+    let now = Instant::now();
+    match last {
+        Some((at, count)) if now.saturating_duration_since(*at) < FULL_WARNING_EVERY => {
+            *count += 1;
+        }
+        _ => {
+            let unlogged = last.map_or(0, |(_, count)| count);
+            tracing::warn!(
+                server,
+                %client,
+                max_connections_per_client = limits.max_connections_per_client,
+                refused_since_last_warning = unlogged,
+                "a client holds as many HTTP connections as one client may: its new ones are \
+                 answered 503 and closed; behind a proxy, where every client has the proxy's \
+                 address, raise MAX_CONNECTIONS_PER_CLIENT in the binding values"
+            );
+            *last = Some((now, 0));
+        }
+    }
 }
 
 /// Answers a connection over the cap and closes it. One non-blocking
@@ -544,13 +634,15 @@ mod tests {
             let seq = open.next_seq;
             open.next_seq += 1;
             let kept = Arc::clone(&activity);
-            open.by_task.insert(
+            let client = IpAddr::from([127, 0, 0, 1]);
+            open.insert(
                 id,
                 Open {
                     stop,
                     activity,
                     abort,
                     seq,
+                    client,
                 },
             );
             (id, kept)
@@ -569,6 +661,25 @@ mod tests {
         // Never one handling a request.
         assert!(!open.evict_idle());
         assert!(open.by_task.contains_key(&busy));
+    }
+
+    #[test]
+    fn a_client_is_an_ipv4_address_or_an_ipv6_slash_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(client_of(ip("203.0.113.7")), ip("203.0.113.7"));
+        assert_eq!(client_of(ip("::ffff:203.0.113.7")), ip("203.0.113.7"));
+        assert_eq!(
+            client_of(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(
+            client_of(ip("2001:db8:1:2::1")),
+            client_of(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(
+            client_of(ip("2001:db8:1:2::1")),
+            client_of(ip("2001:db8:1:3::1"))
+        );
     }
 
     #[test]

@@ -60,6 +60,13 @@ pub const MAX_HEADER_BYTES: &str = "MAX_HEADER_BYTES";
 /// descriptor; keep the sum over all bindings below the process's limit
 /// (`ulimit -n`).
 pub const MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
+/// Binding value: how many of those connections one client may hold (default
+/// [`DEFAULT_MAX_CONNECTIONS_PER_CLIENT`]); past it, that client's new
+/// connections are answered `503` and closed, and other clients' are served.
+/// A client is an IPv4 address, or an IPv6 /64 (what one host is usually
+/// given). Behind a proxy every request comes from the proxy's address:
+/// raise it to `MAX_CONNECTIONS` there.
+pub const MAX_CONNECTIONS_PER_CLIENT: &str = "MAX_CONNECTIONS_PER_CLIENT";
 /// Binding value: how many requests the binding serves at once (default
 /// [`DEFAULT_MAX_IN_FLIGHT`]); past it, requests get `503` with
 /// `Retry-After` without reaching the actor. A request is in flight from its
@@ -106,6 +113,12 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 /// 1024 per binding.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// [`MAX_CONNECTIONS_PER_CLIENT`]'s default: half of the connections, so
+/// one client holding connections open (slowloris' half-sent heads) cannot
+/// take them all from the others, while a proxy in front (whose address
+/// every request has) keeps room for ordinary load. Lower it where clients
+/// reach the host directly.
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 512;
 /// 256 per binding.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 /// 128 headers.
@@ -233,6 +246,13 @@ impl ListenerConfig {
             "is not a positive number of connections",
             |n: &usize| *n > 0,
         )?;
+        let max_connections_per_client = parse(
+            req,
+            MAX_CONNECTIONS_PER_CLIENT,
+            DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+            "is not a positive number of connections",
+            |n: &usize| *n > 0,
+        )?;
         let max_in_flight = parse(
             req,
             MAX_IN_FLIGHT,
@@ -258,6 +278,7 @@ impl ListenerConfig {
         };
         let connections = ConnectionLimits {
             max_connections,
+            max_connections_per_client: Some(max_connections_per_client),
             when_full: WhenFull::Refuse,
             header_read_timeout,
             idle_timeout,
@@ -373,6 +394,10 @@ mod tests {
         assert_eq!(cfg.reply.max_header_bytes, 64 * 1024);
         let c = &cfg.connections;
         assert_eq!(c.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(
+            c.max_connections_per_client,
+            Some(DEFAULT_MAX_CONNECTIONS_PER_CLIENT)
+        );
         assert_eq!(c.when_full, WhenFull::Refuse);
         assert_eq!(c.header_read_timeout, Some(DEFAULT_HEADER_READ_TIMEOUT));
         assert_eq!(c.idle_timeout, Some(DEFAULT_IDLE_TIMEOUT));
@@ -415,6 +440,7 @@ mod tests {
             (IDLE_TIMEOUT_MS, "700"),
             (WRITE_TIMEOUT_MS, "800"),
             (MAX_CONNECTIONS, "3"),
+            (MAX_CONNECTIONS_PER_CLIENT, "2"),
             (MAX_IN_FLIGHT, "2"),
             (MAX_REPLY_HEADERS, "10000"),
             (MAX_REPLY_HEADER_BYTES, "100"),
@@ -436,6 +462,7 @@ mod tests {
         let c = &cfg.connections;
         assert_eq!(c.max_header_bytes, 9000);
         assert_eq!(c.max_connections, 3);
+        assert_eq!(c.max_connections_per_client, Some(2));
         assert_eq!(c.idle_timeout, Some(Duration::from_millis(700)));
         assert_eq!(c.write_timeout, Some(Duration::from_millis(800)));
     }
@@ -479,6 +506,8 @@ mod tests {
             (MAX_HEADERS, "0"),
             (MAX_HEADER_BYTES, "100"),
             (MAX_CONNECTIONS, "0"),
+            (MAX_CONNECTIONS_PER_CLIENT, "0"),
+            (MAX_CONNECTIONS_PER_CLIENT, "many"),
             (MAX_IN_FLIGHT, "0"),
             (MAX_REPLY_HEADERS, "0"),
             (MAX_REPLY_HEADERS, "10001"),

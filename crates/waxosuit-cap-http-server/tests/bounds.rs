@@ -507,6 +507,75 @@ async fn reply_header_limits_are_set_per_binding() {
     provider.shutdown().await;
 }
 
+/// A connection to `addr` from the loopback address `from` (the whole of
+/// 127.0.0.0/8 is this machine's).
+async fn connect_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((from, 0))).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+#[tokio::test]
+async fn one_client_cannot_take_every_connection_from_the_others() {
+    let router = Arc::new(Router::new());
+    let (provider, addr) = serve(
+        HttpServerProvider::with_connection_threads(2),
+        "MPERCLIENT",
+        Arc::clone(&router),
+        &[
+            ("MAX_CONNECTIONS", "10"),
+            ("MAX_CONNECTIONS_PER_CLIENT", "3"),
+        ],
+    )
+    .await;
+    // One client opens connections and sends half a request head on each,
+    // as slowloris does.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut conn = connect_from([127, 0, 0, 1], addr).await;
+        conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .unwrap();
+        held.push(conn);
+    }
+    // Its next ones are refused at once, whatever it sends.
+    for _ in 0..5 {
+        let mut conn = connect_from([127, 0, 0, 1], addr).await;
+        let (rest, took) = until_closed(&mut conn).await;
+        let rest = String::from_utf8_lossy(&rest);
+        assert!(
+            rest.is_empty() || rest.starts_with("HTTP/1.1 503"),
+            "{rest}"
+        );
+        // Closed at once, not after a timeout as a served connection is.
+        assert!(took < Duration::from_secs(2), "closed after {took:?}");
+    }
+    // Another client is served, while the first still holds its three.
+    let mut other = connect_from([127, 0, 0, 2], addr).await;
+    assert_eq!(get(&mut other, "/").await.unwrap().status, 200);
+    // When the first client lets one go, it may open one again.
+    drop(held.pop());
+    let mut again = None;
+    for _ in 0..50 {
+        let mut conn = connect_from([127, 0, 0, 1], addr).await;
+        if let Some(reply) = get(&mut conn, "/").await
+            && reply.status == 200
+        {
+            again = Some(conn);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(again.is_some(), "a freed slot is the client's again");
+    assert_eq!(
+        router.calls(),
+        2,
+        "only the served requests reached the actor"
+    );
+    drop(held);
+    provider.shutdown().await;
+}
+
 #[tokio::test]
 async fn connections_past_the_cap_are_refused_while_open_ones_keep_working() {
     let router = Arc::new(Router::new());
