@@ -66,6 +66,16 @@ pub const CLAIMS_ENTRY: &str = "claims.jwt";
 /// and an archive is read into memory whole.
 pub const MAX_ARCHIVE_BYTES: u64 = 512 * 1024 * 1024;
 
+/// How many times its compressed size a gzip-compressed archive may
+/// inflate to (past [`MIN_INFLATE_LIMIT`]). Libraries compress three to ten
+/// times; a stream of zeros a thousand times, and an archive is read, and
+/// each entry copied, before its signature is checked: without this, half a
+/// megabyte of crafted gzip made the reader allocate a gigabyte.
+pub const MAX_INFLATE_RATIO: u64 = 32;
+
+/// What any gzip-compressed archive may inflate to, whatever its size.
+pub const MIN_INFLATE_LIMIT: u64 = 64 * 1024 * 1024;
+
 /// Why an archive cannot be built, read or trusted.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -144,6 +154,19 @@ pub enum ParError {
     /// The archive is larger than [`MAX_ARCHIVE_BYTES`].
     #[error("the archive exceeds {MAX_ARCHIVE_BYTES} bytes")]
     TooLarge,
+    /// The gzip-compressed archive inflates past [`MAX_INFLATE_RATIO`] times
+    /// its size (and [`MIN_INFLATE_LIMIT`]).
+    #[error(
+        "the archive's {compressed} compressed bytes inflate to more than {limit} bytes \
+         ({MAX_INFLATE_RATIO} times their size): refused before its signature is checked, as a \
+         decompression bomb; a real provider archive compresses far less"
+    )]
+    Inflates {
+        /// The compressed size.
+        compressed: u64,
+        /// What it was allowed to inflate to.
+        limit: u64,
+    },
     /// A signing key has the wrong kind.
     #[error("the {role} key must be {expected} key, got {actual} key")]
     WrongKey {
@@ -355,13 +378,22 @@ impl ProviderArchive {
     /// Parses archive bytes (gzip-compressed or plain tar).
     pub fn from_bytes(bytes: &[u8]) -> Result<ProviderArchive, ParError> {
         if bytes.starts_with(&[0x1f, 0x8b]) {
+            let compressed = bytes.len() as u64;
+            let inflate_limit = compressed
+                .saturating_mul(MAX_INFLATE_RATIO)
+                .max(MIN_INFLATE_LIMIT);
+            let limit = inflate_limit.min(MAX_ARCHIVE_BYTES);
             let mut tar_bytes = Vec::new();
             flate2::read::GzDecoder::new(bytes)
-                .take(MAX_ARCHIVE_BYTES + 1)
+                .take(limit + 1)
                 .read_to_end(&mut tar_bytes)
                 .map_err(io("cannot decompress the archive"))?;
-            if tar_bytes.len() as u64 > MAX_ARCHIVE_BYTES {
-                return Err(ParError::TooLarge);
+            if tar_bytes.len() as u64 > limit {
+                return Err(if limit == MAX_ARCHIVE_BYTES {
+                    ParError::TooLarge
+                } else {
+                    ParError::Inflates { compressed, limit }
+                });
             }
             Self::from_tar(&tar_bytes)
         } else {
@@ -563,6 +595,50 @@ mod tests {
     use super::*;
 
     const T: &str = "x86_64-unknown-linux-gnu";
+
+    /// A gzip-compressed tar whose one library entry is `zeros` zero bytes,
+    /// written as it is compressed (nothing that size is ever in memory).
+    fn gzipped_zeros(zeros: u64) -> Vec<u8> {
+        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let mut builder = tar::Builder::new(gz);
+        let mut header = tar::Header::new_gnu();
+        header.set_size(zeros);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder
+            .append_data(
+                &mut header,
+                library_file_name(T),
+                std::io::repeat(0).take(zeros),
+            )
+            .unwrap();
+        builder.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_refused_before_it_is_inflated() {
+        // 80 MiB of zeros in about 80 KB: a thousand times its size.
+        let bomb = gzipped_zeros(80 << 20);
+        assert!(bomb.len() < 1 << 20, "{}", bomb.len());
+        let err = ProviderArchive::from_bytes(&bomb).unwrap_err();
+        let ParError::Inflates { compressed, limit } = err else {
+            panic!("expected Inflates, got {err}");
+        };
+        assert_eq!(compressed, bomb.len() as u64);
+        assert_eq!(limit, MIN_INFLATE_LIMIT);
+        assert!(err_text(&bomb).contains("decompression bomb"));
+        // Within the floor, an archive inflates as far as it needs: this
+        // one reaches the claims check (it has none), not the bound.
+        let small = gzipped_zeros(8 << 20);
+        assert!(matches!(
+            ProviderArchive::from_bytes(&small),
+            Err(ParError::Unsigned)
+        ));
+    }
+
+    fn err_text(bytes: &[u8]) -> String {
+        ProviderArchive::from_bytes(bytes).unwrap_err().to_string()
+    }
 
     struct Keys {
         account: KeyPair,
