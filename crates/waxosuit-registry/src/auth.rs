@@ -5,7 +5,8 @@
 //! [`HOST_ENV`] names: a reference only names the registry it is on, and
 //! whoever wrote it (a vendor's manifest, a tag in a README) would
 //! otherwise be handed the password for the asking. Set without it they
-//! are refused, with the fix.
+//! are not used, and contacting any registry fails with the fix (a host
+//! whose references are all cached still starts).
 //!
 //! Credentials are never taken from a command line (they would show in
 //! `ps` and shell history) and never printed; messages name where they came
@@ -68,6 +69,9 @@ pub struct CredentialStore {
     env: Option<Credentials>,
     /// The one registry the environment's credentials are for.
     env_host: Option<String>,
+    /// The variable of credentials set for no named registry: none are
+    /// used, and [`check_scoped`](Self::check_scoped) says so.
+    unscoped: Option<&'static str>,
     docker: BTreeMap<String, Credentials>,
     /// Registries the Docker configuration leaves to a credential helper,
     /// which this host does not run.
@@ -173,24 +177,33 @@ impl CredentialStore {
             (None, None, None) => None,
         };
         let env_host = host.map(str::trim).filter(|h| !h.is_empty()).map(normalise);
-        if let Some(env) = &env
-            && env_host.is_none()
-        {
-            let set = match env.auth {
+        let unscoped = match &env {
+            Some(env) if env_host.is_none() => Some(match env.auth {
                 RegistryAuth::Bearer(_) => TOKEN_ENV,
                 _ => USER_ENV,
-            };
-            return Err(CredentialError::Unscoped { set });
-        }
+            }),
+            _ => None,
+        };
         let mut store = CredentialStore {
-            env,
+            env: if unscoped.is_some() { None } else { env },
             env_host,
+            unscoped,
             ..CredentialStore::default()
         };
         if let Some(path) = docker_config {
             store.read_docker_config(path)?;
         }
         Ok(store)
+    }
+
+    /// Fails when the environment holds credentials for no named registry:
+    /// the registry client checks it before contacting any registry, so
+    /// that the user learns why no credentials were sent, and how to fix it.
+    pub fn check_scoped(&self) -> Result<(), CredentialError> {
+        match self.unscoped {
+            Some(set) => Err(CredentialError::Unscoped { set }),
+            None => Ok(()),
+        }
     }
 
     /// The credentials for `registry` (`host` or `host:port`), if any.
@@ -367,14 +380,17 @@ mod tests {
             (None, None, Some("tok"), TOKEN_ENV),
         ] {
             for host in [None, Some(""), Some("  ")] {
-                let err = CredentialStore::from_parts(
+                let store = CredentialStore::from_parts(
                     user.map(Into::into),
                     password.map(Into::into),
                     token.map(Into::into),
                     host,
                     None,
                 )
-                .unwrap_err();
+                .unwrap();
+                // Given to no registry, and said when one is contacted.
+                assert!(store.for_registry("registry.example").is_none());
+                let err = store.check_scoped().unwrap_err();
                 assert!(matches!(err, CredentialError::Unscoped { .. }), "{err}");
                 let text = err.to_string();
                 assert!(text.contains(set) && text.contains(HOST_ENV), "{text}");

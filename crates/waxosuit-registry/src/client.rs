@@ -206,6 +206,12 @@ impl Registry {
         reference: &ArtifactRef,
     ) -> Result<(&oci_client::Client, Option<String>), RegistryError> {
         let client = self.client()?;
+        self.credentials
+            .check_scoped()
+            .map_err(|source| RegistryError::Credentials {
+                reference: reference.to_string(),
+                source,
+            })?;
         let (auth, from) = match self.credentials.for_registry(reference.registry()) {
             Some(creds) => (creds.auth.clone(), Some(creds.source().to_string())),
             None => (RegistryAuth::Anonymous, None),
@@ -480,18 +486,24 @@ impl Registry {
             .iter()
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
             .collect::<Vec<_>>();
-        for realm in challenges.iter().flat_map(|c| bearer_realms(c)) {
-            let insecure = match split_scheme(&realm) {
-                Some(("https", _)) => false,
-                Some(("http", authority)) => !self.is_insecure(&authority),
-                // Not a URL the client may fetch over TLS at all.
-                _ => true,
-            };
-            if insecure {
-                return Err(RegistryError::InsecureRealm {
-                    reference: reference.to_string(),
-                    realm: shown(&realm),
-                });
+        for challenge in &challenges {
+            let realms = bearer_realms(challenge).map_err(|()| RegistryError::InsecureRealm {
+                reference: reference.to_string(),
+                realm: format!("(an unreadable challenge: {})", shown(challenge)),
+            })?;
+            for realm in realms {
+                let insecure = match split_scheme(&realm) {
+                    Some(("https", _)) => false,
+                    Some(("http", authority)) => !self.is_insecure(&authority),
+                    // Not a URL the client may fetch over TLS at all.
+                    _ => true,
+                };
+                if insecure {
+                    return Err(RegistryError::InsecureRealm {
+                        reference: reference.to_string(),
+                        realm: shown(&realm),
+                    });
+                }
             }
         }
         checked.insert(registry);
@@ -609,51 +621,28 @@ impl Registry {
 }
 
 /// The `realm` of every `Bearer` challenge in a `WWW-Authenticate` value,
-/// which may hold several challenges (`Basic realm="r", Bearer realm=…`),
-/// schemes and names in any case.
-fn bearer_realms(header: &str) -> Vec<String> {
+/// unescaped, read with the parser the registry client uses (so quoting,
+/// escapes and spaces are read as it reads them); `Err` when the value
+/// does not parse, which the caller treats as a realm it cannot vouch for.
+fn bearer_realms(header: &str) -> Result<Vec<String>, ()> {
     let mut realms = Vec::new();
-    let mut bearer = false;
-    for item in split_unquoted(header, ',') {
-        let item = item.trim();
-        // `scheme param=value` starts a challenge; `param=value` goes on one.
-        let param = match item.split_once(' ') {
-            Some((scheme, rest)) if !scheme.contains('=') => {
-                bearer = scheme.eq_ignore_ascii_case("bearer");
-                rest.trim()
-            }
-            _ if !item.contains('=') => {
-                bearer = item.eq_ignore_ascii_case("bearer");
-                continue;
-            }
-            _ => item,
-        };
-        if let Some((key, value)) = param.split_once('=')
-            && bearer
-            && key.trim().eq_ignore_ascii_case("realm")
-        {
-            realms.push(value.trim().trim_matches('"').to_string());
+    if header.trim().is_empty() {
+        // No challenge at all (the parser wants one).
+        return Ok(realms);
+    }
+    for challenge in http_auth::parser::ChallengeParser::new(header) {
+        let challenge = challenge.map_err(|_| ())?;
+        if challenge.scheme.eq_ignore_ascii_case("bearer") {
+            realms.extend(
+                challenge
+                    .params
+                    .iter()
+                    .filter(|(key, _)| key.eq_ignore_ascii_case("realm"))
+                    .map(|(_, value)| value.to_unescaped()),
+            );
         }
     }
-    realms
-}
-
-/// `text` split at `separator`s that are not inside double quotes.
-fn split_unquoted(text: &str, separator: char) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let (mut start, mut quoted) = (0, false);
-    for (i, c) in text.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            c if c == separator && !quoted => {
-                parts.push(&text[start..i]);
-                start = i + c.len_utf8();
-            }
-            _ => {}
-        }
-    }
-    parts.push(&text[start..]);
-    parts
+    Ok(realms)
 }
 
 /// A URL's scheme and authority, both lower case (`HTTP://Evil/t` is
@@ -892,30 +881,34 @@ mod tests {
     }
 
     #[test]
-    fn bearer_realms_are_read_from_every_challenge() {
+    fn bearer_realms_are_read_from_every_challenge_as_the_client_reads_them() {
+        let realms = |h: &str| bearer_realms(h).unwrap();
         assert_eq!(
-            bearer_realms(
-                r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io""#
-            ),
+            realms(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io""#),
             ["https://auth.docker.io/token"]
         );
         assert_eq!(
-            bearer_realms(r#"bearer service="x", realm="http://evil:80/t""#),
+            realms(r#"bearer service="x", realm="http://evil:80/t""#),
             ["http://evil:80/t"]
         );
         // A Bearer challenge after another one, and a comma in a quoted value.
         assert_eq!(
-            bearer_realms(r#"Basic realm="a, b", BEARER realm="HTTP://evil/t",scope="x""#),
+            realms(r#"Basic realm="a, b", BEARER realm="HTTP://evil/t",scope="x""#),
             ["HTTP://evil/t"]
         );
-        // Every realm of a challenge that names several.
+        // Every realm of a challenge that names several (the client takes
+        // the last), an escaped quote, and spaces around `=`.
         assert_eq!(
-            bearer_realms(r#"Bearer realm="https://ok/t", realm="http://evil/t""#),
-            ["https://ok/t", "http://evil/t"]
+            realms(r#"Bearer realm="https://ok/\"", realm="http://evil/t""#),
+            ["https://ok/\"", "http://evil/t"]
         );
-        assert!(bearer_realms(r#"Basic realm="test""#).is_empty());
-        assert!(bearer_realms("Bearer").is_empty());
-        assert!(bearer_realms("").is_empty());
+        assert_eq!(
+            realms(r#"Bearer service="x", realm ="http://evil/t""#),
+            ["http://evil/t"]
+        );
+        assert!(realms(r#"Basic realm="test""#).is_empty());
+        assert!(realms("").is_empty());
+        assert!(bearer_realms(r#"Bearer realm="unterminated"#).is_err());
     }
 
     #[test]

@@ -11,6 +11,14 @@ use crate::reference::shown;
 /// A registry operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
+    /// The credentials in the environment cannot be used as given.
+    #[error("{reference}: {source}")]
+    Credentials {
+        /// The reference.
+        reference: String,
+        /// What is wrong with them.
+        source: crate::auth::CredentialError,
+    },
     /// The text is not a reference this host accepts.
     #[error(
         "`{reference}` is not a valid registry reference: {reason} (write oci://REGISTRY/REPOSITORY:TAG or …@sha256:DIGEST)"

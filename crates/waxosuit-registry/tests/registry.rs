@@ -402,6 +402,10 @@ async fn credentials_are_not_handed_to_a_plain_http_token_service() {
         "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\"\r\nWWW-Authenticate: Bearer realm=\"http://{realm}/token\"",
         // The scheme in capitals.
         "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"HTTP://{realm}/token\"",
+        // A space before `=`, and a second realm after an escaped quote (the
+        // client takes the last).
+        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer service=\"x\", realm =\"http://{realm}/token\"",
+        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"https://ok/\\\"\", realm=\"http://{realm}/token\"",
     ] {
         let realm = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let realm_addr = realm.local_addr().unwrap();
