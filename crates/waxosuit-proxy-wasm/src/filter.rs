@@ -1,7 +1,7 @@
 //! [`ProxyFilter`]: a loaded filter, one VM per connection thread, and the
 //! stream driver that takes a request through the Proxy-Wasm callbacks.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use waxosuit_cap_http_server::filter::{
 
 use crate::callout::Callouts;
 use crate::head::{self, Head, Value};
+use crate::shared::MAX_QUEUE_ITEMS;
 use crate::state::{PendingCall, Phase};
 use crate::vm::{Callback, Failed, Vm, VmTemplate};
 
@@ -48,21 +49,62 @@ struct Slot {
     /// Callouts sent from this slot's VMs and not yet answered (see
     /// `VmState::calls_in_flight`).
     calls_in_flight: Arc<AtomicUsize>,
-    /// The queues (a bit each; there are at most `MAX_QUEUES`, 64) whose
-    /// `proxy_on_queue_ready` is scheduled for this slot's VM and has not
-    /// started yet. Items enqueued meanwhile are told of by that one call:
-    /// a filter that enqueues from its own queue callbacks, to several
-    /// queues, would otherwise double the tasks with each round.
-    queues_notified: AtomicU64,
+    /// Per queue (at most `MAX_QUEUES`), the `proxy_on_queue_ready` calls
+    /// owed to this slot's VM: one per callback that enqueued, made by one
+    /// task per queue, which exists while some are owed (`Owed`). A filter
+    /// that enqueues to several queues from its own queue callbacks would
+    /// otherwise multiply the tasks with each round.
+    queues_owed: Box<[AtomicU32]>,
 }
 
-// A filter's queues fit the bits of `Slot::queues_notified`.
-const _: () = assert!(crate::shared::MAX_QUEUES <= 64);
+/// One callout counted in its slot's `calls_in_flight` from the callback
+/// that made it until its answer, or until it is dropped unsent (the filter
+/// closed, a task that panicked or never ran): the count cannot leak.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(count: &Arc<AtomicUsize>) -> InFlight {
+        count.fetch_add(1, Ordering::AcqRel);
+        InFlight(Arc::clone(count))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The task making a queue's owed calls for one slot, which exists exactly
+/// while some are owed. Dropped before it is done (its runtime shut down,
+/// or the VM failed), it clears what is owed, so that the next enqueue
+/// schedules a task again instead of counting on this one.
+struct Owed {
+    slot: Arc<Slot>,
+    queue: usize,
+    armed: bool,
+}
+
+impl Owed {
+    fn counter(&self) -> Option<&AtomicU32> {
+        self.slot.queues_owed.get(self.queue)
+    }
+}
+
+impl Drop for Owed {
+    fn drop(&mut self) {
+        if self.armed
+            && let Some(owed) = self.counter()
+        {
+            owed.store(0, Ordering::Release);
+        }
+    }
+}
 
 /// What a callback asked for, done once the VM is unlocked.
 #[derive(Default)]
 struct Effects {
-    calls: Vec<PendingCall>,
+    calls: Vec<(PendingCall, InFlight)>,
     tick: Option<Option<Duration>>,
     wake: Vec<Arc<Notify>>,
     queues: Vec<u32>,
@@ -91,8 +133,14 @@ fn take_effects(vm: &mut Vm) -> Effects {
         .into_iter()
         .filter_map(|id| state.streams.get(&id).and_then(|s| s.notify.clone()))
         .collect();
+    // Counted while the VM is locked: a callback of this slot on another
+    // thread cannot see them missing and send its own past the bound.
+    let calls = std::mem::take(&mut state.pending_calls)
+        .into_iter()
+        .map(|call| (call, InFlight::new(&state.calls_in_flight)))
+        .collect();
     Effects {
-        calls: std::mem::take(&mut state.pending_calls),
+        calls,
         tick: state.tick.take(),
         wake,
         queues: std::mem::take(&mut state.queue_ready),
@@ -183,7 +231,9 @@ impl FilterInner {
                 generation: AtomicU64::new(0),
                 ticker: Mutex::new(None),
                 calls_in_flight: Arc::default(),
-                queues_notified: AtomicU64::new(0),
+                queues_owed: (0..crate::shared::MAX_QUEUES)
+                    .map(|_| AtomicU32::new(0))
+                    .collect(),
             })
         })
     }
@@ -221,12 +271,10 @@ impl FilterInner {
             );
             return;
         };
-        for call in effects.calls {
+        for (call, in_flight) in effects.calls {
             let inner = Arc::clone(self);
             let slot = Arc::clone(slot);
-            // Counted from now until its answer, whatever happens to the VM.
-            slot.calls_in_flight.fetch_add(1, Ordering::AcqRel);
-            runtime.spawn(async move { inner.callout(slot, generation, call).await });
+            runtime.spawn(async move { inner.callout(slot, generation, call, in_flight).await });
         }
         if let Some(period) = effects.tick {
             let mut ticker = slot.ticker.lock();
@@ -244,26 +292,51 @@ impl FilterInner {
             }
         }
         for queue in effects.queues {
-            // Queue ids are below `MAX_QUEUES` (64); the check keeps the
-            // shift in range whatever happens to that bound.
-            let Some(bit) = 1_u64.checked_shl(queue) else {
-                continue;
-            };
             for index in self.template.info.shared.listeners(queue) {
                 let listener = self.slot(index);
-                if listener.queues_notified.fetch_or(bit, Ordering::AcqRel) & bit != 0 {
-                    // Already scheduled and not started: it will see this item.
+                let Some(owed) = listener.queues_owed.get(queue as usize) else {
+                    continue;
+                };
+                if owed.fetch_add(1, Ordering::AcqRel) != 0 {
+                    // The slot's task for this queue exists: it makes this
+                    // call too.
                     continue;
                 }
                 let weak = Arc::downgrade(self);
                 let listener = Arc::clone(listener);
+                let mut task = Owed {
+                    slot: Arc::clone(&listener),
+                    queue: queue as usize,
+                    armed: true,
+                };
                 runtime.spawn(async move {
-                    // Cleared before the call, so an item enqueued during it
-                    // schedules the next one.
-                    listener.queues_notified.fetch_and(!bit, Ordering::AcqRel);
                     let Some(inner) = weak.upgrade() else { return };
-                    let generation = listener.generation.load(Ordering::Acquire);
-                    inner.on_root(&listener, generation, |vm, t| vm.queue_ready(t, queue));
+                    loop {
+                        let owed = task.counter().map_or(0, |c| c.load(Ordering::Acquire));
+                        for _ in 0..owed.min(MAX_QUEUE_ITEMS as u32) {
+                            let generation = listener.generation.load(Ordering::Acquire);
+                            if !inner
+                                .on_root(&listener, generation, |vm, t| vm.queue_ready(t, queue))
+                            {
+                                // The VM failed or is gone; `task` clears.
+                                return;
+                            }
+                            // One callback at a time: the worker serves
+                            // others (requests among them) between them.
+                            tokio::task::yield_now().await;
+                        }
+                        // Those made (calls past the cap dropped): if none
+                        // came meanwhile, the task ends and the next enqueue
+                        // schedules another; else it goes on with those.
+                        task.armed = false;
+                        let before = task
+                            .counter()
+                            .map_or(owed, |c| c.fetch_sub(owed, Ordering::AcqRel));
+                        if before == owed {
+                            return;
+                        }
+                        task.armed = true;
+                    }
                 });
             }
         }
@@ -303,14 +376,21 @@ impl FilterInner {
         }
     }
 
-    async fn callout(self: Arc<Self>, slot: Arc<Slot>, generation: u64, call: PendingCall) {
+    async fn callout(
+        self: Arc<Self>,
+        slot: Arc<Slot>,
+        generation: u64,
+        call: PendingCall,
+        in_flight: InFlight,
+    ) {
         let id = call.id;
         // `proxy_http_call` only queues calls to named upstreams.
         let reply = match self.template.info.upstreams.get(&call.upstream) {
             Some(base) => self.callouts.perform(self.name(), base, call).await,
             None => None,
         };
-        slot.calls_in_flight.fetch_sub(1, Ordering::AcqRel);
+        // Answered: no longer in flight, also for the VM's own next calls.
+        drop(in_flight);
         self.on_root(&slot, generation, |vm, t| {
             let reply = reply.unwrap_or_default();
             let (headers, body) = (reply.headers.len(), reply.body.len());

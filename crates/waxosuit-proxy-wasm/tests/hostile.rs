@@ -411,6 +411,51 @@ async fn a_filter_rebuilt_after_a_trap_cannot_start_more_callouts_than_its_bound
 }
 
 #[tokio::test]
+async fn each_callback_that_enqueues_is_owed_its_queue_callback() {
+    // Every request enqueues one item and answers 200 + the items its queue
+    // callbacks dequeued so far; each queue callback dequeues one item, as
+    // SDK examples do.
+    let counter = r#"(module
+      (import "env" "proxy_register_shared_queue" (func $reg (param i32 i32 i32) (result i32)))
+      (import "env" "proxy_enqueue_shared_queue" (func $enq (param i32 i32 i32) (result i32)))
+      (import "env" "proxy_dequeue_shared_queue" (func $deq (param i32 i32 i32) (result i32)))
+      (import "env" "proxy_send_local_response" (func $local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+      (global $dequeued (mut i32) (i32.const 0))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "q")
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
+      (func (export "proxy_on_context_create") (param i32 i32))
+      (func (export "proxy_on_vm_start") (param i32 i32) (result i32)
+        (drop (call $reg (i32.const 0) (i32.const 1) (i32.const 64)))
+        (i32.const 1))
+      (func (export "proxy_on_queue_ready") (param i32 i32)
+        (if (i32.eqz (call $deq (local.get 1) (i32.const 128) (i32.const 132)))
+          (then (global.set $dequeued (i32.add (global.get $dequeued) (i32.const 1))))))
+      (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+        (drop (call $enq (i32.load (i32.const 64)) (i32.const 0) (i32.const 1)))
+        (drop (call $local (i32.add (i32.const 200) (global.get $dequeued))
+          (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1)))
+        (i32.const 1)))"#;
+    let filter = load(counter, true, FilterLimits::default()).await.unwrap();
+    let mut answers = Vec::new();
+    // Two requests before the queue callbacks can run (this runtime has one
+    // thread, and nothing here yields to them), then a pause, then one more.
+    for pause in [false, false, true] {
+        if pause {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let mut stream = filter.open(&info());
+        match stream.request(&mut request()).outcome().await.unwrap() {
+            Verdict::Respond(reply) => answers.push(reply.status),
+            Verdict::Continue => panic!("expected a local answer"),
+        }
+    }
+    // Both items were told of, one call each: none stranded.
+    assert_eq!(answers, [200, 200, 202]);
+}
+
+#[tokio::test]
 async fn modules_outside_the_contract_do_not_load() {
     let untagged = load(ABUSER, false, FilterLimits::default())
         .await
