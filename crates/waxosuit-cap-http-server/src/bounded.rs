@@ -43,7 +43,7 @@ use tokio::time::timeout;
 
 use crate::config::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_CONNECTIONS_PER_CLIENT, DEFAULT_MAX_HEADER_BYTES, DEFAULT_WRITE_TIMEOUT,
+    DEFAULT_MAX_HEADER_BYTES, DEFAULT_WRITE_TIMEOUT,
 };
 use crate::conn::{self, Activity};
 use crate::threads::ConnectionThreads;
@@ -102,7 +102,7 @@ impl Default for ConnectionLimits {
     fn default() -> Self {
         ConnectionLimits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
-            max_connections_per_client: Some(DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
+            max_connections_per_client: Some(DEFAULT_MAX_CONNECTIONS / 2),
             when_full: WhenFull::Refuse,
             header_read_timeout: Some(DEFAULT_HEADER_READ_TIMEOUT),
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),

@@ -61,7 +61,7 @@ pub const MAX_HEADER_BYTES: &str = "MAX_HEADER_BYTES";
 /// (`ulimit -n`).
 pub const MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
 /// Binding value: how many of those connections one client may hold (default
-/// [`DEFAULT_MAX_CONNECTIONS_PER_CLIENT`]); past it, that client's new
+/// half of [`MAX_CONNECTIONS`], at least one); past it, that client's new
 /// connections are answered `503` and closed, and other clients' are served.
 /// A client is an IPv4 address, or an IPv6 /64 (what one host is usually
 /// given). Behind a proxy every request comes from the proxy's address:
@@ -113,12 +113,6 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 /// 1024 per binding.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-/// [`MAX_CONNECTIONS_PER_CLIENT`]'s default: half of the connections, so
-/// one client holding connections open (slowloris' half-sent heads) cannot
-/// take them all from the others, while a proxy in front (whose address
-/// every request has) keeps room for ordinary load. Lower it where clients
-/// reach the host directly.
-pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 512;
 /// 256 per binding.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 /// 128 headers.
@@ -246,10 +240,14 @@ impl ListenerConfig {
             "is not a positive number of connections",
             |n: &usize| *n > 0,
         )?;
+        // Half: one client holding connections open (slowloris' half-sent
+        // heads) cannot take them all from the others, while a proxy in
+        // front, whose address every request has, keeps room for ordinary
+        // load. Lower it where clients reach the host directly.
         let max_connections_per_client = parse(
             req,
             MAX_CONNECTIONS_PER_CLIENT,
-            DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+            (max_connections / 2).max(1),
             "is not a positive number of connections",
             |n: &usize| *n > 0,
         )?;
@@ -396,8 +394,13 @@ mod tests {
         assert_eq!(c.max_connections, DEFAULT_MAX_CONNECTIONS);
         assert_eq!(
             c.max_connections_per_client,
-            Some(DEFAULT_MAX_CONNECTIONS_PER_CLIENT)
+            Some(DEFAULT_MAX_CONNECTIONS / 2)
         );
+        // Half of whatever the connections are, at least one.
+        for (connections, share) in [("3", 1), ("1", 1), ("4096", 2048)] {
+            let cfg = ListenerConfig::from_bind(&bind(&[(MAX_CONNECTIONS, connections)])).unwrap();
+            assert_eq!(cfg.connections.max_connections_per_client, Some(share));
+        }
         assert_eq!(c.when_full, WhenFull::Refuse);
         assert_eq!(c.header_read_timeout, Some(DEFAULT_HEADER_READ_TIMEOUT));
         assert_eq!(c.idle_timeout, Some(DEFAULT_IDLE_TIMEOUT));

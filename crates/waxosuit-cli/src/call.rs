@@ -93,7 +93,7 @@ pub(crate) fn run(args: CallArgs) -> Result<ExitCode> {
                     _ => "error",
                 };
                 // The actor wrote the message: shown, not obeyed.
-                eprintln!("{what}: {}", crate::shown_error(&e.to_string()));
+                eprintln!("{what}: {}", crate::shown_text(&e.to_string()));
                 Ok(ExitCode::FAILURE)
             }
         }

@@ -128,10 +128,23 @@ fn with_telemetry(
 /// characters. Line feeds and tabs are kept: some messages list things on
 /// lines of their own.
 pub(crate) fn shown_error(text: &str) -> String {
+    shown(text, true)
+}
+
+/// Text another party wrote, as the terminal is to show it: as
+/// [`shown_error`], line feeds escaped too, so that it cannot add lines
+/// that look like the tool's own.
+pub(crate) fn shown_text(text: &str) -> String {
+    shown(text, false)
+}
+
+fn shown(text: &str, lines: bool) -> String {
     let mut shown = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
-            '\n' | '\t' => shown.push(c),
+            '\n' if lines => shown.push(c),
+            '\n' => shown.push_str("\\n"),
+            '\t' => shown.push(c),
             '\r' => shown.push_str("\\r"),
             c if waxosuit_claims::display::is_unsafe_char(c) => shown.extend(c.escape_unicode()),
             c => shown.push(c),
@@ -160,6 +173,10 @@ mod tests {
             "actor failed: \\u{1b}]0;owned\\u{7}\\u{1b}[2J\\rdone \\u{202e}exe.txt\\u{9b}\n  next:\tkept"
         );
         assert_eq!(super::shown_error("plain: text"), "plain: text");
+        assert_eq!(
+            super::shown_text("oops\nerror: forged\tx"),
+            "oops\\nerror: forged\tx"
+        );
     }
 
     /// A container is configured through its environment: a flag of a

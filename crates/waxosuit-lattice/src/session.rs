@@ -64,6 +64,12 @@ pub(crate) const SESSION_LIFETIME: Duration = Duration::from_secs(3600);
 /// so peers never hold an expired one for long.
 pub(crate) const ROTATE_EVERY: Duration = Duration::from_secs(1800);
 
+/// A peer's sessions before its current one that a receiver keeps checking
+/// tags against while they live: two, so that a peer starting new sessions
+/// twice within a call's lifetime (a restart after a rotation) still finds
+/// its captured calls refused as replays.
+const RETIRED: usize = 2;
+
 /// Sequence numbers a receiver remembers per peer session: a tagged call
 /// whose number is this far behind the newest seen is refused. Calls leave
 /// a host in number order and NATS keeps a connection's order, so only
@@ -165,12 +171,13 @@ struct Generation {
     token: String,
     seq: AtomicU64,
     peers: RwLock<HashMap<String, Arc<Peer>>>,
-    /// Each peer's session before its current one, while it lives: a call
-    /// tagged under it is still checked against its replay window. Were it
-    /// forgotten, a captured call of that session published again would
-    /// find no session, be answered `session`, and its sender, still
-    /// waiting for it, would resend it signed: the call would run twice.
-    retired: RwLock<HashMap<String, Arc<Peer>>>,
+    /// Each peer's sessions before its current one ([`RETIRED`] at most,
+    /// newest first), while they live: a call tagged under one is still
+    /// checked against its replay window. Were it forgotten, a captured
+    /// call of that session published again would find no session, be
+    /// answered `session`, and its sender, still waiting for it, would
+    /// resend it signed: the call would run twice.
+    retired: RwLock<HashMap<String, Vec<Arc<Peer>>>>,
 }
 
 /// What the receiver concluded about an invocation's tag.
@@ -459,7 +466,11 @@ impl Sessions {
             }),
         );
         if let Some(old) = replaced.filter(|old| old.live(now)) {
-            current.retired.write().insert(expected.to_string(), old);
+            let mut retired = current.retired.write();
+            let sessions = retired.entry(expected.to_string()).or_default();
+            sessions.retain(|p| p.live(now));
+            sessions.insert(0, old);
+            sessions.truncate(RETIRED);
         }
         Ok(())
     }
@@ -543,15 +554,18 @@ impl Sessions {
             )
             .by(sender));
         }
-        let of_session = |peers: &RwLock<HashMap<String, Arc<Peer>>>| {
-            peers
-                .read()
-                .get(sender)
-                .filter(|p| p.sid == proof.sid && p.live(now))
-                .cloned()
+        let ours = |p: &Arc<Peer>| p.sid == proof.sid && p.live(now);
+        let current = generation
+            .peers
+            .read()
+            .get(sender)
+            .filter(|p| ours(p))
+            .cloned();
+        let retired = || {
+            let retired = generation.retired.read();
+            retired.get(sender)?.iter().find(|p| ours(p)).cloned()
         };
-        let Some(peer) = of_session(&generation.peers).or_else(|| of_session(&generation.retired))
-        else {
+        let Some(peer) = current.or_else(retired) else {
             return Ok((Opened::Unknown, None));
         };
         let expected = tag(&peer.recv, proof.iat, proof.seq, signed);
@@ -589,14 +603,17 @@ impl Sessions {
     fn pair_peer(&self, host: &str, pair: &Pair) -> Option<Arc<Peer>> {
         let generation = self.generation(&pair.own_sid)?;
         let now = now_secs();
-        let of_pair = |peers: &RwLock<HashMap<String, Arc<Peer>>>| {
-            peers
-                .read()
-                .get(host)
-                .filter(|p| p.sid == pair.peer_sid && p.live(now))
-                .cloned()
-        };
-        of_pair(&generation.peers).or_else(|| of_pair(&generation.retired))
+        let ours = |p: &Arc<Peer>| p.sid == pair.peer_sid && p.live(now);
+        let current = generation
+            .peers
+            .read()
+            .get(host)
+            .filter(|p| ours(p))
+            .cloned();
+        current.or_else(|| {
+            let retired = generation.retired.read();
+            retired.get(host)?.iter().find(|p| ours(p)).cloned()
+        })
     }
 
     /// A tag over a response's signed parts for the caller `peer`, under
@@ -720,6 +737,13 @@ mod tests {
             b.open(&a.host_id, &stale, &call).unwrap_err().reason,
             Reason::Expired
         );
+        // A second new session within the call's lifetime: the first one's
+        // window is still kept.
+        a.rotate(&ka).unwrap();
+        b.learn(&Verifier::new(), &trust, &a.host_id, &a.token())
+            .unwrap();
+        let err = b.open(&a.host_id, &proof, &call).unwrap_err();
+        assert_eq!(err.reason, Reason::Replayed, "{err}");
     }
 
     #[test]

@@ -73,6 +73,9 @@ pub const MAX_ARCHIVE_BYTES: u64 = 512 * 1024 * 1024;
 /// megabyte of crafted gzip made the reader allocate a gigabyte.
 pub const MAX_INFLATE_RATIO: u64 = 32;
 
+/// The largest claims entry read: a signed token with a hash per target.
+const MAX_CLAIMS_BYTES: u64 = 256 * 1024;
+
 /// What any gzip-compressed archive may inflate to, whatever its size.
 pub const MIN_INFLATE_LIMIT: u64 = 64 * 1024 * 1024;
 
@@ -409,7 +412,7 @@ impl ProviderArchive {
             .entries()
             .map_err(io("cannot read the archive entries"))?;
         for entry in entries {
-            let mut entry = entry.map_err(io("cannot read an archive entry"))?;
+            let entry = entry.map_err(io("cannot read an archive entry"))?;
             let name = entry
                 .path()
                 .map_err(io("cannot read an entry name"))?
@@ -423,22 +426,41 @@ impl ProviderArchive {
             if entry.header().entry_type() != tar::EntryType::Regular {
                 return Err(ParError::UnexpectedEntry { name });
             }
+            // What the entry is, from its name, before a byte of it is read.
+            let target = if name == CLAIMS_ENTRY {
+                None
+            } else {
+                let target = [".so", ".dylib", ".dll"]
+                    .iter()
+                    .find_map(|ext| name.strip_suffix(ext))
+                    .filter(|t| check_target(t).is_ok() && library_file_name(t) == name)
+                    .ok_or_else(|| ParError::UnexpectedEntry { name: name.clone() })?;
+                Some(target.to_string())
+            };
+            // Claims are a token of a few KiB, whatever the entry says.
+            let most = if target.is_none() {
+                MAX_CLAIMS_BYTES
+            } else {
+                MAX_ARCHIVE_BYTES
+            };
             let mut content = Vec::new();
             entry
+                .take(most + 1)
                 .read_to_end(&mut content)
                 .map_err(io(format!("cannot read entry `{name}`")))?;
-            if name == CLAIMS_ENTRY {
-                let text = String::from_utf8(content)
-                    .map_err(|_| ParError::UnexpectedEntry { name: name.clone() })?;
-                token = Some(text.trim().to_string());
-                continue;
+            if content.len() as u64 > most {
+                return Err(ParError::UnexpectedEntry { name });
             }
-            let target = [".so", ".dylib", ".dll"]
-                .iter()
-                .find_map(|ext| name.strip_suffix(ext))
-                .filter(|t| check_target(t).is_ok() && library_file_name(t) == name)
-                .ok_or_else(|| ParError::UnexpectedEntry { name: name.clone() })?;
-            libraries.insert(target.to_string(), content);
+            match target {
+                None => {
+                    let text = String::from_utf8(content)
+                        .map_err(|_| ParError::UnexpectedEntry { name: name.clone() })?;
+                    token = Some(text.trim().to_string());
+                }
+                Some(target) => {
+                    libraries.insert(target, content);
+                }
+            }
         }
         let token = token.ok_or(ParError::Unsigned)?;
         let claims = Claims::<CapabilityProvider>::decode_unverified(&token)?;
@@ -634,6 +656,33 @@ mod tests {
             ProviderArchive::from_bytes(&small),
             Err(ParError::Unsigned)
         ));
+    }
+
+    /// A plain tar of one entry `name` holding `len` zero bytes.
+    fn tar_of(name: &str, len: u64) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(len);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder
+            .append_data(&mut header, name, std::io::repeat(0).take(len))
+            .unwrap();
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn entries_are_judged_by_name_and_claims_by_size_before_they_are_kept() {
+        for (name, len) in [("notes.txt", 1 << 20), (CLAIMS_ENTRY, MAX_CLAIMS_BYTES + 1)] {
+            let err = ProviderArchive::from_bytes(&tar_of(name, len)).unwrap_err();
+            assert!(
+                matches!(&err, ParError::UnexpectedEntry { name: n } if n == name),
+                "{name}: {err}"
+            );
+        }
+        // A claims entry of an ordinary size is read (and found not a token).
+        let err = ProviderArchive::from_bytes(&tar_of(CLAIMS_ENTRY, 4096)).unwrap_err();
+        assert!(!matches!(err, ParError::UnexpectedEntry { .. }), "{err}");
     }
 
     fn err_text(bytes: &[u8]) -> String {

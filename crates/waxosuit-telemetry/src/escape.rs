@@ -20,7 +20,9 @@ use std::fmt::Write as _;
 use std::io;
 use std::sync::Arc;
 
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::{DefaultFields, Writer};
+use tracing_subscriber::fmt::{FormatFields, MakeWriter};
 use waxosuit_claims::display::is_unsafe_char;
 
 use crate::text::Sink;
@@ -61,13 +63,36 @@ pub(crate) fn escape_json(json: &str) -> Cow<'_, str> {
         if escaped(c) {
             // Outside strings a JSON text holds only ASCII punctuation,
             // digits and letters, so every such character is in a string.
-            // All of them are in the Basic Multilingual Plane: one `\u`.
-            let _ = write!(out, "\\u{:04x}", u32::from(c));
+            // Past the Basic Multilingual Plane, JSON wants a surrogate pair.
+            let mut units = [0_u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{unit:04x}");
+            }
         } else {
             out.push(c);
         }
     }
     Cow::Owned(out)
+}
+
+/// An event's fields as `tracing-subscriber` writes them (`message`, then
+/// `key=value`), every character of [`escape_line`] escaped, `ESC`
+/// included: `tracing-subscriber` escapes terminal sequences in the message
+/// and in errors, not in values given as `%value`, and with colours on the
+/// line's own styling cannot be told from a value's afterwards. Field names
+/// are not styled.
+pub(crate) struct EscapedFields;
+
+impl<'writer> FormatFields<'writer> for EscapedFields {
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'writer>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut plain = String::new();
+        DefaultFields::new().format_fields(Writer::new(&mut plain), fields)?;
+        writer.write_str(&escape_line(&plain, false))
+    }
 }
 
 /// A `tracing-subscriber` writer that escapes each line ([`escape_line`])

@@ -281,6 +281,7 @@ pub fn subscriber(
 /// registry, each line escaped on its way to `sink`.
 fn text_logs(filter: EnvFilter, sink: text::Sink, colours: bool) -> Dispatch {
     let fmt = tracing_subscriber::fmt::layer()
+        .fmt_fields(escape::EscapedFields)
         .with_writer(escape::EscapingWriter::new(sink, colours))
         .with_target(false)
         .with_ansi(colours)
@@ -383,7 +384,9 @@ mod tests {
             let dispatch = text_logs(EnvFilter::new("warn"), sink, colours);
             tracing::dispatcher::with_default(&dispatch, || {
                 tracing::warn!(target: "waxosuit::actor", actor = "MX", "{hostile}");
-                tracing::warn!(target: "waxosuit::actor", "after");
+                // A value given with `%`, as errors usually are: clears the
+                // screen, hides what follows.
+                tracing::warn!(target: "waxosuit::actor", error = %"\x1b[2J\x1b[8mhidden", "after");
             });
             let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
             let lines: Vec<_> = text.lines().collect();
@@ -394,9 +397,14 @@ mod tests {
                 "colours {colours}: {text:?}"
             );
             assert!(lines[0].ends_with("\"MX\""), "{text:?}");
-            assert!(lines[1].ends_with("after"), "{text:?}");
+            assert!(lines[1].contains("after"), "{text:?}");
+            assert!(lines[1].contains("\\u{1b}[2J\\u{1b}[8mhidden"), "{text:?}");
             assert!(
                 !text.contains('\r') && !text.contains('\u{202e}'),
+                "{text:?}"
+            );
+            assert!(
+                !text.contains("\x1b[2J") && !text.contains("\x1b[8m"),
                 "{text:?}"
             );
             assert_eq!(text.contains('\x1b'), colours, "{text:?}");

@@ -20,7 +20,7 @@ use tracing::subscriber::Interest;
 use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::fmt::FormatFields;
-use tracing_subscriber::fmt::format::{DefaultFields, Writer};
+use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::layer::{Context, Filter, Layer};
 
@@ -155,7 +155,7 @@ impl Lines for Text {
                 .format_time(&mut writer)
                 .and_then(|()| write!(writer, " {level:>5} "))
         }
-        .and_then(|()| DefaultFields::new().format_fields(writer.by_ref(), event));
+        .and_then(|()| crate::escape::EscapedFields.format_fields(writer.by_ref(), event));
         if written.is_ok() {
             // Line breaks and hidden characters in the values are escaped
             // too (`crate::escape`): one event, one line.
@@ -260,9 +260,14 @@ mod tests {
     #[test]
     fn escape_sequences_in_values_reach_the_terminal_escaped() {
         let hostile = "\x1b]0;owned\x07\x1b[2J";
-        let (text, _) = run(true, || tracing::warn!(line = hostile, "{hostile}"));
-        // Only the time and level colours are escape sequences.
+        let (text, _) = run(true, || {
+            tracing::warn!(line = hostile, error = %hostile, "{hostile}");
+        });
+        // Only the time and level colours are escape sequences: not the
+        // message's, nor the `%` value's (`tracing-subscriber` escapes only
+        // the former).
         assert_eq!(text.matches('\x1b').count(), 4, "{text:?}");
+        assert!(text.contains("error=\\u{1b}]0;owned"), "{text:?}");
         assert!(text.contains("\\x1b]0;owned"), "{text:?}");
         let (text, _) = run(false, || tracing::warn!("{hostile}"));
         assert!(!text.contains('\x1b'), "{text:?}");
