@@ -501,30 +501,36 @@ fn client_of(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Logs refusals of clients past their share at most every
-/// [`FULL_WARNING_EVERY`], with how many there were.
+/// Logs refusals of clients past their share, as [`note_refusal`] does.
 fn note_client_refusal(
     last: &mut Option<(Instant, u64)>,
     server: &str,
     limits: &ConnectionLimits,
     client: IpAddr,
 ) {
+    at_most_every_so_often(last, |unlogged| {
+        tracing::warn!(
+            server,
+            %client,
+            max_connections_per_client = limits.max_connections_per_client,
+            refused_since_last_warning = unlogged,
+            "a client holds as many HTTP connections as one client may: its new ones are \
+             answered 503 and closed; behind a proxy, where every client has the proxy's \
+             address, raise MAX_CONNECTIONS_PER_CLIENT in the binding values"
+        );
+    });
+}
+
+/// Runs `log` with the number of calls it skipped, at most every
+/// [`FULL_WARNING_EVERY`]: `last` is when it last ran and the calls since.
+fn at_most_every_so_often(last: &mut Option<(Instant, u64)>, log: impl FnOnce(u64)) {
     let now = Instant::now();
     match last {
         Some((at, count)) if now.saturating_duration_since(*at) < FULL_WARNING_EVERY => {
             *count += 1;
         }
         _ => {
-            let unlogged = last.map_or(0, |(_, count)| count);
-            tracing::warn!(
-                server,
-                %client,
-                max_connections_per_client = limits.max_connections_per_client,
-                refused_since_last_warning = unlogged,
-                "a client holds as many HTTP connections as one client may: its new ones are \
-                 answered 503 and closed; behind a proxy, where every client has the proxy's \
-                 address, raise MAX_CONNECTIONS_PER_CLIENT in the binding values"
-            );
+            log(last.map_or(0, |(_, count)| count));
             *last = Some((now, 0));
         }
     }
@@ -544,25 +550,17 @@ fn note_refusal(
     max_connections: usize,
     peer: SocketAddr,
 ) {
-    let now = Instant::now();
-    match last {
-        Some((at, count)) if now.saturating_duration_since(*at) < FULL_WARNING_EVERY => {
-            *count += 1;
-        }
-        _ => {
-            let unlogged = last.map_or(0, |(_, count)| count);
-            tracing::warn!(
-                server,
-                max_connections,
-                %peer,
-                refused_since_last_warning = unlogged,
-                "too many open HTTP connections: new ones are answered 503 and closed; \
-                 if this is legitimate load, raise MAX_CONNECTIONS in the binding values \
-                 (and the process's open-file limit, ulimit -n, with it)"
-            );
-            *last = Some((now, 0));
-        }
-    }
+    at_most_every_so_often(last, |unlogged| {
+        tracing::warn!(
+            server,
+            max_connections,
+            %peer,
+            refused_since_last_warning = unlogged,
+            "too many open HTTP connections: new ones are answered 503 and closed; \
+             if this is legitimate load, raise MAX_CONNECTIONS in the binding values \
+             (and the process's open-file limit, ulimit -n, with it)"
+        );
+    });
 }
 
 /// Errors that concern only the connection being accepted (the peer reset

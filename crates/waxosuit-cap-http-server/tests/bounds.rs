@@ -583,7 +583,12 @@ async fn connections_past_the_cap_are_refused_while_open_ones_keep_working() {
         HttpServerProvider::with_connection_threads(2),
         "MCONNCAP",
         Arc::clone(&router),
-        &[("MAX_CONNECTIONS", "4")],
+        // Every connection here is one client's: its share is raised out
+        // of the way, so that the cap on all connections is what refuses.
+        &[
+            ("MAX_CONNECTIONS", "4"),
+            ("MAX_CONNECTIONS_PER_CLIENT", "1000"),
+        ],
     )
     .await;
     let port = addr.port();

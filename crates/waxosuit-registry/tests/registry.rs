@@ -9,6 +9,18 @@ use waxosuit_registry::{
 };
 use waxosuit_test_servers::{REGISTRY_PASSWORD, REGISTRY_USER, RegistryServer};
 
+/// A user and password from the environment, for `host`.
+fn basic(user: &str, password: &str, host: &str) -> CredentialStore {
+    CredentialStore::from_parts(
+        Some(user.into()),
+        Some(password.into()),
+        None,
+        Some(host),
+        None,
+    )
+    .unwrap()
+}
+
 fn options(server: &RegistryServer) -> RegistryOptions {
     RegistryOptions {
         insecure: vec![server.host()],
@@ -126,14 +138,7 @@ async fn a_registry_with_basic_auth_names_the_variables_when_refusing() {
     );
 
     let wrong = Registry::new(
-        CredentialStore::from_parts(
-            Some(REGISTRY_USER.into()),
-            Some("nope".into()),
-            None,
-            Some(&server.host()),
-            None,
-        )
-        .unwrap(),
+        basic(REGISTRY_USER, "nope", &server.host()),
         options(&server),
     );
     let err = wrong.resolve(&r, None).await.unwrap_err();
@@ -148,14 +153,7 @@ async fn a_registry_with_basic_auth_names_the_variables_when_refusing() {
     );
 
     let right = Registry::new(
-        CredentialStore::from_parts(
-            Some(REGISTRY_USER.into()),
-            Some(REGISTRY_PASSWORD.into()),
-            None,
-            Some(&server.host()),
-            None,
-        )
-        .unwrap(),
+        basic(REGISTRY_USER, REGISTRY_PASSWORD, &server.host()),
         options(&server),
     );
     right.push(&r, &actor(b"\0asm-auth"), None).await.unwrap();
@@ -412,14 +410,7 @@ async fn credentials_are_not_handed_to_a_plain_http_token_service() {
         realm.set_nonblocking(true).unwrap();
         let host = challenging_registry(head, realm_addr);
         let registry = Registry::new(
-            CredentialStore::from_parts(
-                Some("u".into()),
-                Some("secret".into()),
-                None,
-                Some(&host),
-                None,
-            )
-            .unwrap(),
+            basic("u", "secret", &host),
             RegistryOptions {
                 insecure: vec![host.clone()],
                 ..RegistryOptions::default()
@@ -447,14 +438,7 @@ async fn credentials_are_not_handed_to_a_plain_http_token_service() {
     let redirect = format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{target}/v2/");
     let host = challenging_registry(&redirect, realm_addr);
     let registry = Registry::new(
-        CredentialStore::from_parts(
-            Some("u".into()),
-            Some("secret".into()),
-            None,
-            Some(&host),
-            None,
-        )
-        .unwrap(),
+        basic("u", "secret", &host),
         RegistryOptions {
             insecure: vec![host.clone(), target.clone()],
             ..RegistryOptions::default()
@@ -474,14 +458,7 @@ async fn credentials_are_not_handed_to_a_plain_http_token_service() {
         realm_addr,
     );
     let allowed = Registry::new(
-        CredentialStore::from_parts(
-            Some("u".into()),
-            Some("secret".into()),
-            None,
-            Some(&host),
-            None,
-        )
-        .unwrap(),
+        basic("u", "secret", &host),
         RegistryOptions {
             insecure: vec![host.clone(), realm_addr.to_string()],
             ..RegistryOptions::default()
