@@ -6,9 +6,10 @@
 //! line of its own: a forged one, with any time, level and text. A
 //! carriage return, a bidirectional override or an invisible character
 //! changes what a terminal shows. `tracing-subscriber` escapes terminal
-//! escape sequences in values, not line breaks, so each line is escaped
-//! whole as it is written: the text lines of [`crate::text`] (with or
-//! without trace export) and, without loss, the JSON lines.
+//! escape sequences in the message and in errors only, and no line breaks,
+//! so the fields are formatted escaped ([`EscapedFields`]) and each line is
+//! escaped whole as it is written: the text lines of [`crate::text`] (with
+//! or without trace export) and, without loss, the JSON lines.
 //!
 //! The characters are those claims may not hold and tools escape when they
 //! show them ([`waxosuit_claims::display::is_unsafe_char`]): controls,
@@ -30,8 +31,8 @@ use crate::text::Sink;
 /// `line` (one formatted line, without its final line feed) with every
 /// character that would break it or change how it shows escaped as Rust
 /// writes it: `\n`, `\r`, `\u{202e}`. `ESC` is kept when `colours`: the
-/// writer's own colour sequences, the values' having been escaped by
-/// `tracing-subscriber` before.
+/// writer's own colour sequences, the fields' having been escaped by
+/// [`EscapedFields`] before.
 pub(crate) fn escape_line(line: &str, colours: bool) -> Cow<'_, str> {
     let escaped = |c: char| c != '\t' && !(colours && c == '\x1b') && is_unsafe_char(c);
     if !line.chars().any(escaped) {
