@@ -6,6 +6,10 @@
 //! rewrite the screen, reorder what is shown, or drown the message around it.
 //! [`escape`] makes any string printable and bounded; it never panics,
 //! whatever the input (it works on `char`s, never on byte offsets).
+//! [`escape_unsafe`] escapes only what would act on a terminal or a reader,
+//! unbounded, for whole lines of text (log lines, error messages).
+
+use std::borrow::Cow;
 
 /// How many characters of a value messages show before cutting it short.
 pub const DISPLAY_CHARS: usize = 64;
@@ -73,6 +77,40 @@ fn push_escaped(out: &mut String, c: char) {
             }
         }
     }
+}
+
+/// `text` with every character of [`is_unsafe_char`] escaped as Rust writes
+/// it (`\n`, `\r`, `\u{202e}`), but those `keep` accepts (a tab, say);
+/// borrowed when nothing needs escaping. Unlike [`escape`], backslashes and
+/// quotes stay as they are and nothing is cut: for text that is shown
+/// whole, such as a log line, where only what acts on the terminal (or
+/// starts a line of its own) must not pass.
+///
+/// ```
+/// use waxosuit_claims::display::escape_unsafe;
+///
+/// let line = "ok\n2026-12-07 ERROR forged\t\u{1b}[2J";
+/// assert_eq!(
+///     escape_unsafe(line, |c| c == '\t'),
+///     "ok\\n2026-12-07 ERROR forged\t\\u{1b}[2J"
+/// );
+/// assert!(matches!(escape_unsafe("C:\\plain", |_| false), std::borrow::Cow::Borrowed(_)));
+/// ```
+pub fn escape_unsafe(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
+    let escaped = |c: char| is_unsafe_char(c) && !keep(c);
+    if !text.chars().any(escaped) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            c if !escaped(c) => out.push(c),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.extend(c.escape_unicode()),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Characters that change how surrounding text is shown rather than showing

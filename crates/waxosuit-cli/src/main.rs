@@ -139,18 +139,8 @@ pub(crate) fn shown_text(text: &str) -> String {
 }
 
 fn shown(text: &str, lines: bool) -> String {
-    let mut shown = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\n' if lines => shown.push(c),
-            '\n' => shown.push_str("\\n"),
-            '\t' => shown.push(c),
-            '\r' => shown.push_str("\\r"),
-            c if waxosuit_claims::display::is_unsafe_char(c) => shown.extend(c.escape_unicode()),
-            c => shown.push(c),
-        }
-    }
-    shown
+    waxosuit_claims::display::escape_unsafe(text, |c| c == '\t' || (lines && c == '\n'))
+        .into_owned()
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

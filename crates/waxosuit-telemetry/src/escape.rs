@@ -24,7 +24,7 @@ use std::sync::Arc;
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::{DefaultFields, Writer};
 use tracing_subscriber::fmt::{FormatFields, MakeWriter};
-use waxosuit_claims::display::is_unsafe_char;
+use waxosuit_claims::display::{escape_unsafe, is_unsafe_char};
 
 use crate::text::Sink;
 
@@ -34,20 +34,7 @@ use crate::text::Sink;
 /// writer's own colour sequences, the fields' having been escaped by
 /// [`EscapedFields`] before.
 pub(crate) fn escape_line(line: &str, colours: bool) -> Cow<'_, str> {
-    let escaped = |c: char| c != '\t' && !(colours && c == '\x1b') && is_unsafe_char(c);
-    if !line.chars().any(escaped) {
-        return Cow::Borrowed(line);
-    }
-    let mut out = String::with_capacity(line.len() + 16);
-    for c in line.chars() {
-        match c {
-            c if !escaped(c) => out.push(c),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            c => out.extend(c.escape_unicode()),
-        }
-    }
-    Cow::Owned(out)
+    escape_unsafe(line, |c| c == '\t' || (colours && c == '\x1b'))
 }
 
 /// `json` (one serialized JSON value) with the characters of
