@@ -46,6 +46,7 @@ use crate::config::{
     DEFAULT_MAX_HEADER_BYTES, DEFAULT_WRITE_TIMEOUT,
 };
 use crate::conn::{self, Activity};
+use crate::inflight::InFlight;
 use crate::threads::ConnectionThreads;
 
 /// What a server does with a new connection while
@@ -161,6 +162,14 @@ pub(crate) trait Connector: Send + Sync + 'static {
     /// Names the server in log lines.
     fn server(&self) -> &str;
 
+    /// Places for one client's requests in flight, made when a client
+    /// opens its first connection and shared by all its connections
+    /// ([`Conn::client`]); `None` (the default) when requests are not
+    /// counted per client.
+    fn client_places(&self) -> Option<InFlight> {
+        None
+    }
+
     /// Serves `stream` until it closes, `conn.stop` fires or a timeout hits.
     fn serve(
         self: Arc<Self>,
@@ -177,6 +186,8 @@ pub(crate) struct Conn {
     pub(crate) thread: usize,
     /// Fires (or is dropped) when the server stops: finish and close.
     pub(crate) stop: oneshot::Receiver<()>,
+    /// Its client's places, from [`Connector::client_places`].
+    pub(crate) client: Option<Arc<InFlight>>,
 }
 
 /// A [`Connector`] answering every request with a synchronous handler.
@@ -220,10 +231,17 @@ pub(crate) struct OpenConnections {
     tasks: JoinSet<()>,
     /// Every connection not yet finished or evicted, by task.
     by_task: HashMap<Id, Open>,
-    /// How many of them each client holds (no entry at zero).
-    by_client: HashMap<IpAddr, usize>,
+    /// What each client holds (no entry without a connection).
+    by_client: HashMap<IpAddr, Client>,
     /// Accept order, to find the oldest.
     next_seq: u64,
+}
+
+/// One client's connections.
+struct Client {
+    connections: usize,
+    /// Its requests in flight, over all its connections.
+    places: Option<Arc<InFlight>>,
 }
 
 struct Open {
@@ -250,21 +268,37 @@ impl OpenConnections {
 
     /// Connections `client` holds.
     fn of_client(&self, client: &IpAddr) -> usize {
-        self.by_client.get(client).copied().unwrap_or(0)
+        self.by_client.get(client).map_or(0, |c| c.connections)
     }
 
-    /// Files a new connection.
-    fn insert(&mut self, id: Id, open: Open) {
-        *self.by_client.entry(open.client).or_insert(0) += 1;
+    /// The places `client` has in flight: those its open connections
+    /// share, else new ones from `connector`.
+    fn places_of<C: Connector>(&self, client: &IpAddr, connector: &C) -> Option<Arc<InFlight>> {
+        match self.by_client.get(client) {
+            Some(known) => known.places.clone(),
+            None => connector.client_places().map(Arc::new),
+        }
+    }
+
+    /// Files a new connection, whose client's places are `places` (from
+    /// [`places_of`](Self::places_of)).
+    fn insert(&mut self, id: Id, open: Open, places: Option<Arc<InFlight>>) {
+        self.by_client
+            .entry(open.client)
+            .or_insert(Client {
+                connections: 0,
+                places,
+            })
+            .connections += 1;
         self.by_task.insert(id, open);
     }
 
     /// Takes connection `id` out of the books, if it is there.
     fn remove(&mut self, id: &Id) -> Option<Open> {
         let open = self.by_task.remove(id)?;
-        if let Some(count) = self.by_client.get_mut(&open.client) {
-            *count -= 1;
-            if *count == 0 {
+        if let Some(known) = self.by_client.get_mut(&open.client) {
+            known.connections -= 1;
+            if known.connections == 0 {
                 self.by_client.remove(&open.client);
             }
         }
@@ -429,7 +463,9 @@ fn admit<C: Connector>(
     let server = connector.server();
     let activity = Arc::new(Activity::default());
     let (stop, stop_rx) = oneshot::channel();
+    let places = open.places_of(&client, &**connector);
     let task = {
+        let client = places.clone();
         let activity = Arc::clone(&activity);
         let connector = Arc::clone(connector);
         match threads {
@@ -443,6 +479,7 @@ fn admit<C: Connector>(
                             activity,
                             thread,
                             stop: stop_rx,
+                            client,
                         };
                         connector.serve(stream, conn).await;
                     }
@@ -467,6 +504,7 @@ fn admit<C: Connector>(
                     activity,
                     thread: 0,
                     stop: stop_rx,
+                    client,
                 };
                 connector.serve(stream, conn).await;
             }),
@@ -483,6 +521,7 @@ fn admit<C: Connector>(
             seq,
             client,
         },
+        places,
     );
 }
 
@@ -642,6 +681,7 @@ mod tests {
                     seq,
                     client,
                 },
+                None,
             );
             (id, kept)
         };

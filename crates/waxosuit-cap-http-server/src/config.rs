@@ -73,6 +73,14 @@ pub const MAX_CONNECTIONS_PER_CLIENT: &str = "MAX_CONNECTIONS_PER_CLIENT";
 /// complete head to its response, so this also bounds the request bodies
 /// held in memory: at most `MAX_IN_FLIGHT` × [`MAX_BODY_BYTES`].
 pub const MAX_IN_FLIGHT: &str = "MAX_IN_FLIGHT";
+/// Binding value: how many of those requests one client may have in flight
+/// (default half of [`MAX_IN_FLIGHT`], at least one); past it, that client's
+/// requests get the same `503`, and other clients' are served. A client is
+/// counted as for [`MAX_CONNECTIONS_PER_CLIENT`]. Without it, one address
+/// trickling request bodies (each request is in flight from its head on)
+/// could hold every place until [`REQUEST_TIMEOUT_MS`]. Behind a proxy,
+/// raise it to `MAX_IN_FLIGHT`.
+pub const MAX_IN_FLIGHT_PER_CLIENT: &str = "MAX_IN_FLIGHT_PER_CLIENT";
 /// Binding value: the most headers an actor's reply may carry (default
 /// [`DEFAULT_MAX_REPLY_HEADERS`], at most [`MAX_REPLY_HEADERS_LIMIT`]); a
 /// reply with more is answered `500` and logged.
@@ -140,6 +148,7 @@ pub(crate) struct ListenerConfig {
     pub(crate) drain_timeout: Duration,
     pub(crate) max_headers: Option<usize>,
     pub(crate) max_in_flight: usize,
+    pub(crate) max_in_flight_per_client: usize,
     pub(crate) reply: ReplyLimits,
     pub(crate) connections: ConnectionLimits,
 }
@@ -258,6 +267,15 @@ impl ListenerConfig {
             "is not a positive number of requests",
             |n: &usize| *n > 0,
         )?;
+        // Half, as for connections: a slow-body flood from one address
+        // cannot take every place, and a proxy keeps room for ordinary load.
+        let max_in_flight_per_client = parse(
+            req,
+            MAX_IN_FLIGHT_PER_CLIENT,
+            (max_in_flight / 2).max(1),
+            "is not a positive number of requests",
+            |n: &usize| *n > 0,
+        )?;
         let reply = ReplyLimits {
             max_headers: parse(
                 req,
@@ -292,6 +310,7 @@ impl ListenerConfig {
             drain_timeout,
             max_headers,
             max_in_flight,
+            max_in_flight_per_client,
             reply,
             connections,
         })
@@ -387,6 +406,15 @@ mod tests {
         assert_eq!(cfg.request_timeout, DEFAULT_REQUEST_TIMEOUT);
         assert_eq!(cfg.max_headers, None);
         assert_eq!(cfg.max_in_flight, DEFAULT_MAX_IN_FLIGHT);
+        assert_eq!(cfg.max_in_flight_per_client, DEFAULT_MAX_IN_FLIGHT / 2);
+        // Half of whatever the places are, at least one.
+        for (places, share) in [("3", 1), ("1", 1), ("1000", 500)] {
+            let cfg = ListenerConfig::from_bind(&bind(&[(MAX_IN_FLIGHT, places)])).unwrap();
+            assert_eq!(
+                cfg.max_in_flight_per_client, share,
+                "MAX_IN_FLIGHT={places}"
+            );
+        }
         assert_eq!(cfg.reply, ReplyLimits::default());
         assert_eq!(cfg.reply.max_headers, 128);
         assert_eq!(cfg.reply.max_header_bytes, 64 * 1024);
@@ -445,6 +473,7 @@ mod tests {
             (MAX_CONNECTIONS, "3"),
             (MAX_CONNECTIONS_PER_CLIENT, "2"),
             (MAX_IN_FLIGHT, "2"),
+            (MAX_IN_FLIGHT_PER_CLIENT, "5"),
             (MAX_REPLY_HEADERS, "10000"),
             (MAX_REPLY_HEADER_BYTES, "100"),
         ]))
@@ -455,6 +484,7 @@ mod tests {
         assert_eq!(cfg.drain_timeout, Duration::from_millis(5));
         assert_eq!(cfg.max_headers, Some(7));
         assert_eq!(cfg.max_in_flight, 2);
+        assert_eq!(cfg.max_in_flight_per_client, 5);
         assert_eq!(
             cfg.reply,
             ReplyLimits {
@@ -512,6 +542,8 @@ mod tests {
             (MAX_CONNECTIONS_PER_CLIENT, "0"),
             (MAX_CONNECTIONS_PER_CLIENT, "many"),
             (MAX_IN_FLIGHT, "0"),
+            (MAX_IN_FLIGHT_PER_CLIENT, "0"),
+            (MAX_IN_FLIGHT_PER_CLIENT, "half"),
             (MAX_REPLY_HEADERS, "0"),
             (MAX_REPLY_HEADERS, "10001"),
             (MAX_REPLY_HEADER_BYTES, "0"),

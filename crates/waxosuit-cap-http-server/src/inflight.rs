@@ -24,8 +24,28 @@ pub(crate) struct InFlight {
     /// Places per share; they add up to the limit.
     shares: Box<[usize]>,
     limit: usize,
-    /// When saturation was last logged, and refusals since.
-    warned: Mutex<(Option<Instant>, u64)>,
+    /// Logs saturation.
+    warned: Throttle,
+}
+
+/// Lets a warning through at most every [`WARN_EVERY`], counting the ones
+/// held back, so that a flood of refusals cannot flood the log.
+#[derive(Default)]
+pub(crate) struct Throttle(Mutex<(Option<Instant>, u64)>);
+
+impl Throttle {
+    /// Whether to log now, and how many were not logged since the last
+    /// time.
+    pub(crate) fn should_warn(&self, now: Instant) -> Option<u64> {
+        let mut warned = self.0.lock();
+        let (last, unlogged) = &mut *warned;
+        if last.is_some_and(|at| now.saturating_duration_since(at) < WARN_EVERY) {
+            *unlogged += 1;
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(unlogged))
+    }
 }
 
 /// A taken place, given back when dropped.
@@ -53,8 +73,13 @@ impl InFlight {
             taken: (0..threads).map(|_| Padded::default()).collect(),
             shares,
             limit,
-            warned: Mutex::new((None, 0)),
+            warned: Throttle::default(),
         }
+    }
+
+    /// How many shares the limit is split into.
+    pub(crate) fn shares(&self) -> usize {
+        self.shares.len()
     }
 
     /// The limit this was made with.
@@ -91,14 +116,7 @@ impl InFlight {
     /// Whether a refusal should be logged now (at most every
     /// [`WARN_EVERY`]), and how many were not logged since the last time.
     pub(crate) fn should_warn(&self, now: Instant) -> Option<u64> {
-        let mut warned = self.warned.lock();
-        let (last, unlogged) = &mut *warned;
-        if last.is_some_and(|at| now.saturating_duration_since(at) < WARN_EVERY) {
-            *unlogged += 1;
-            return None;
-        }
-        *last = Some(now);
-        Some(std::mem::take(unlogged))
+        self.warned.should_warn(now)
     }
 
     /// Places taken now, over all shares.

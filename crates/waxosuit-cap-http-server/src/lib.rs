@@ -42,6 +42,10 @@
 //!   * per listener: [`MAX_CONNECTIONS`] (past it, `503` with
 //!     `Retry-After` and the connection closed) and [`MAX_IN_FLIGHT`]
 //!     (`503` with `Retry-After`);
+//!   * per client (an IPv4 address, an IPv6 /64): a share of each,
+//!     [`MAX_CONNECTIONS_PER_CLIENT`] and [`MAX_IN_FLIGHT_PER_CLIENT`]
+//!     (half by default), so one address holding connections or trickling
+//!     bodies leaves room for the others;
 //!   * per connection: [`HEADER_READ_TIMEOUT_MS`], [`IDLE_TIMEOUT_MS`] and
 //!     [`WRITE_TIMEOUT_MS`] (the connection is closed).
 //!
@@ -176,8 +180,8 @@ pub use config::{
     DEFAULT_MAX_REPLY_HEADER_BYTES, DEFAULT_MAX_REPLY_HEADERS, DEFAULT_PORT,
     DEFAULT_REQUEST_TIMEOUT, DEFAULT_WRITE_TIMEOUT, DRAIN_TIMEOUT_MS, HEADER_READ_TIMEOUT_MS,
     IDLE_TIMEOUT_MS, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT, MAX_HEADER_BYTES,
-    MAX_HEADERS, MAX_IN_FLIGHT, MAX_REPLY_HEADER_BYTES, MAX_REPLY_HEADERS, MAX_REPLY_HEADERS_LIMIT,
-    PORT, REQUEST_TIMEOUT_MS, WRITE_TIMEOUT_MS,
+    MAX_HEADERS, MAX_IN_FLIGHT, MAX_IN_FLIGHT_PER_CLIENT, MAX_REPLY_HEADER_BYTES,
+    MAX_REPLY_HEADERS, MAX_REPLY_HEADERS_LIMIT, PORT, REQUEST_TIMEOUT_MS, WRITE_TIMEOUT_MS,
 };
 
 use config::{ListenerConfig, config_error};
@@ -516,6 +520,8 @@ impl CapabilityProvider for HttpServerProvider {
                 config.max_in_flight,
                 threads.as_ref().map_or(1, |t| t.len()),
             )),
+            per_client: config.max_in_flight_per_client,
+            client_refusals: Arc::default(),
             binding: Arc::from(request.binding.as_str()),
             filters: self.filters.read().chain(&key),
         };

@@ -34,7 +34,7 @@ use crate::bounded::{self, ConnectionLimits, Connector};
 use crate::config::{ListenerConfig, ReplyLimits};
 use crate::conn::{self, Activity};
 use crate::filter::{FilterChain, FilterTarget};
-use crate::inflight::InFlight;
+use crate::inflight::{InFlight, Throttle};
 use crate::spans;
 use crate::threads::ConnectionThreads;
 
@@ -79,6 +79,11 @@ pub(crate) struct ActorService {
     pub(crate) request_timeout: Duration,
     pub(crate) reply: ReplyLimits,
     pub(crate) in_flight: Arc<InFlight>,
+    /// Places one client may hold of `in_flight` (`MAX_IN_FLIGHT_PER_CLIENT`).
+    pub(crate) per_client: usize,
+    /// Logs refusals for a client's share, listener-wide, so that many
+    /// clients cannot log one line each.
+    pub(crate) client_refusals: Arc<Throttle>,
     /// The binding's name.
     pub(crate) binding: Arc<str>,
     /// The binding's filters; empty for most, which then take the direct
@@ -95,6 +100,9 @@ pub(crate) struct ConnService {
     activity: Arc<Activity>,
     /// The connection thread, whose share of the in-flight limit it uses.
     pub(crate) thread: usize,
+    /// The places the connection's client has in flight, shared by all its
+    /// connections.
+    client: Option<Arc<InFlight>>,
     /// The client's address, for filters.
     pub(crate) source: Option<SocketAddr>,
     /// The actor and binding, for filters; this connection's own.
@@ -126,11 +134,19 @@ impl Connector for ActorConnector {
         &self.server
     }
 
+    fn client_places(&self) -> Option<InFlight> {
+        Some(InFlight::new(
+            self.service.per_client,
+            self.service.in_flight.shares(),
+        ))
+    }
+
     async fn serve(self: Arc<Self>, stream: TcpStream, conn: bounded::Conn) {
         let service = Arc::new(ConnService {
             service: self.service.clone(),
             activity: Arc::clone(&conn.activity),
             thread: conn.thread,
+            client: conn.client,
             source: stream.peer_addr().ok(),
             target: Arc::new(FilterTarget {
                 actor: Arc::clone(&self.service.actor),
@@ -216,12 +232,44 @@ impl ConnService {
         response
     }
 
+    /// The answer to a request past its client's share of the places.
+    #[cold]
+    fn client_busy(&self, span: &Span) -> HttpResponse {
+        let s = &self.service;
+        if let Some(unlogged) = s.client_refusals.should_warn(std::time::Instant::now()) {
+            tracing::warn!(
+                actor = %s.actor,
+                actor_name = %s.name,
+                client = ?self.source.map(|a| a.ip()),
+                max_in_flight_per_client = s.per_client,
+                refused_since_last_warning = unlogged,
+                "one client has too many HTTP requests in flight: its new ones are answered \
+                 503, and other clients are served; if it is a proxy in front of the host, \
+                 raise MAX_IN_FLIGHT_PER_CLIENT in the binding values (up to MAX_IN_FLIGHT)"
+            );
+        }
+        spans::fail(
+            span,
+            "too many requests in flight from one client (MAX_IN_FLIGHT_PER_CLIENT)",
+        );
+        busy()
+    }
+
     /// [`handle`](Self::handle)'s work. Never fails: every problem becomes
     /// a status code, and the reason the client does not see is logged (and
     /// put on `span` for a `5xx`).
     async fn respond(&self, req: hyper::Request<Incoming>, span: &Span) -> HttpResponse {
         let _request = self.activity.request();
         let s = &self.service;
+        // The client's share first: its requests past it are refused
+        // without touching the listener's places.
+        let _client_place = match &self.client {
+            Some(client) => match client.try_take(self.thread) {
+                Some(place) => Some(place),
+                None => return self.client_busy(span),
+            },
+            None => None,
+        };
         let Some(_place) = s.in_flight.try_take(self.thread) else {
             if let Some(unlogged) = s.in_flight.should_warn(std::time::Instant::now()) {
                 tracing::warn!(

@@ -667,7 +667,9 @@ async fn in_flight_saturation_is_a_503_with_retry_after() {
         HttpServerProvider::with_connection_threads(2),
         "MINFLIGHT",
         Arc::clone(&router),
-        &[("MAX_IN_FLIGHT", "2")],
+        // Every request here is one client's: its share is raised out of
+        // the way, so that the listener's limit is what refuses.
+        &[("MAX_IN_FLIGHT", "2"), ("MAX_IN_FLIGHT_PER_CLIENT", "2")],
     )
     .await;
     let slow: Vec<_> = (0..2)
@@ -717,6 +719,106 @@ async fn in_flight_saturation_is_a_503_with_retry_after() {
     let mut conn = connect(addr).await;
     assert_eq!(get(&mut conn, "/").await.unwrap().status, 200);
     assert_eq!(get(&mut conn, "/").await.unwrap().status, 200);
+    provider.shutdown().await;
+}
+
+/// Sends a request head announcing a 1,000-byte body from `from`, and one
+/// byte of it: the request is in flight from its head on, and the rest of
+/// its body may take `REQUEST_TIMEOUT_MS` to come (R.U.D.Y., slow POST).
+async fn trickle_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
+    let mut conn = connect_from(from, addr).await;
+    conn.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nx")
+        .await
+        .unwrap();
+    conn
+}
+
+/// The reply on `conn` if one comes within half a second.
+async fn reply_soon(conn: &mut TcpStream) -> Option<Reply> {
+    tokio::time::timeout(Duration::from_millis(500), read_reply(conn))
+        .await
+        .ok()
+        .flatten()
+}
+
+#[tokio::test]
+async fn one_client_trickling_bodies_cannot_take_every_place_in_flight() {
+    let router = Arc::new(Router::new());
+    let (provider, addr) = serve(
+        HttpServerProvider::with_connection_threads(2),
+        "MINFLIGHTCLIENT",
+        Arc::clone(&router),
+        &[
+            ("MAX_IN_FLIGHT", "4"),
+            ("MAX_IN_FLIGHT_PER_CLIENT", "2"),
+            ("REQUEST_TIMEOUT_MS", "60000"),
+        ],
+    )
+    .await;
+    // One client tries to hold every place with slow bodies: two are its
+    // share, the others are refused at once.
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..4 {
+        let mut conn = trickle_from([127, 0, 0, 1], addr).await;
+        match reply_soon(&mut conn).await {
+            Some(reply) => {
+                assert_eq!(reply.status, 503, "{}", reply.head);
+                assert!(
+                    reply.head.to_ascii_lowercase().contains("retry-after: 1"),
+                    "{}",
+                    reply.head
+                );
+                assert_eq!(reply.body, b"Server busy; retry later");
+                refused += 1;
+            }
+            None => held.push(conn),
+        }
+    }
+    assert_eq!((held.len(), refused), (2, 2));
+    // Its plain requests are refused too, while its share is held.
+    let mut more = connect_from([127, 0, 0, 1], addr).await;
+    assert_eq!(get(&mut more, "/").await.unwrap().status, 503);
+    assert!(
+        log_lines_with("MINFLIGHTCLIENT")
+            .iter()
+            .any(|l| l.contains("raise MAX_IN_FLIGHT_PER_CLIENT")),
+        "the refusal was not logged"
+    );
+    // Another client is served meanwhile.
+    let mut other = connect_from([127, 0, 0, 2], addr).await;
+    assert_eq!(get(&mut other, "/").await.unwrap().status, 200);
+    assert_eq!(get(&mut other, "/").await.unwrap().status, 200);
+    assert_eq!(router.calls(), 2, "no refused request reached the actor");
+
+    // A body finished gives its place back to its client.
+    let mut done = held.pop().unwrap();
+    done.write_all(&[b'x'; 999]).await.unwrap();
+    let reply = read_reply(&mut done).await.unwrap();
+    assert_eq!((reply.status, &reply.body[..]), (200, &b"ok"[..]));
+    assert_eq!(router.bodies.lock().unwrap().last(), Some(&1000));
+    let mut again = connect_from([127, 0, 0, 1], addr).await;
+    assert_eq!(get(&mut again, "/").await.unwrap().status, 200);
+
+    // The shares never add up past the listener's limit: with 1 + 2 + 1
+    // places held by three clients, a fourth request is refused.
+    let mut second = vec![
+        trickle_from([127, 0, 0, 2], addr).await,
+        trickle_from([127, 0, 0, 2], addr).await,
+    ];
+    let mut third = trickle_from([127, 0, 0, 3], addr).await;
+    for conn in second.iter_mut().chain([&mut third]) {
+        assert!(reply_soon(conn).await.is_none(), "refused within its share");
+    }
+    let mut fourth = connect_from([127, 0, 0, 4], addr).await;
+    assert_eq!(get(&mut fourth, "/").await.unwrap().status, 503);
+    assert!(
+        log_lines_with("MINFLIGHTCLIENT")
+            .iter()
+            .any(|l| l.contains("raise MAX_IN_FLIGHT in")),
+        "the listener's refusal was not logged"
+    );
+    drop((second, third, held));
     provider.shutdown().await;
 }
 
