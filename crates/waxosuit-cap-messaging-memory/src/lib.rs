@@ -130,9 +130,9 @@ pub use waxosuit_cap_messaging::{
 
 /// [`MAX_QUEUED_MESSAGES`] when neither the binding nor
 /// [`MemoryMessaging::with_queue_capacity`] sets it.
-pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+pub const DEFAULT_QUEUE_CAPACITY: usize = waxosuit_cap_messaging::DEFAULT_MAX_QUEUED_MESSAGES;
 /// [`MAX_QUEUED_BYTES`] when the binding does not set it (16 MiB).
-pub const DEFAULT_MAX_QUEUED_BYTES: u64 = 16 * 1024 * 1024;
+pub const DEFAULT_MAX_QUEUED_BYTES: u64 = waxosuit_cap_messaging::DEFAULT_MAX_QUEUED_BYTES;
 /// Dropped messages are reported at most once per this interval per binding.
 pub const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(1);
 

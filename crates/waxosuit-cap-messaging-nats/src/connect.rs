@@ -18,8 +18,9 @@ use waxosuit_provider::{BindRequest, ProviderError, redact_url};
 use crate::reconnect::Reconnect;
 use crate::reserved::Reserved;
 use crate::{
-    CONNECTION_NAME, CREDSFILE, DEFAULT_URL, NatsMessaging, SUBSCRIPTION, SUBSCRIPTION_CAPACITY,
-    SubjectUse, URL,
+    CLIENT_BUFFER, CONNECTION_NAME, CREDSFILE, DEFAULT_MAX_QUEUED_BYTES,
+    DEFAULT_MAX_QUEUED_MESSAGES, DEFAULT_URL, MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES, NatsMessaging,
+    SUBSCRIPTION, SubjectUse, URL,
 };
 
 /// How long a bind waits for the server to confirm its subscriptions.
@@ -28,6 +29,8 @@ const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct BindConfig {
     pub(crate) url: String,
     pub(crate) subscriptions: Subscriptions,
+    pub(crate) max_queued_messages: usize,
+    pub(crate) max_queued_bytes: usize,
     creds: Option<String>,
 }
 
@@ -60,9 +63,18 @@ pub(crate) fn parse_config(
             .map(|v| v.trim())
             .filter(|v| !v.is_empty())
     };
+    let max_queued_messages = request
+        .positive(CAPABILITY_ID, MAX_QUEUED_MESSAGES)?
+        .unwrap_or(DEFAULT_MAX_QUEUED_MESSAGES);
+    let max_queued_bytes = request
+        .positive::<u64>(CAPABILITY_ID, MAX_QUEUED_BYTES)?
+        .unwrap_or(DEFAULT_MAX_QUEUED_BYTES);
     Ok(BindConfig {
         url: value(URL).unwrap_or(DEFAULT_URL).to_string(),
         subscriptions,
+        max_queued_messages,
+        // Past what fits in memory anyway; the budget cuts it further.
+        max_queued_bytes: usize::try_from(max_queued_bytes).unwrap_or(usize::MAX),
         creds: value(CREDSFILE).map(str::to_string),
     })
 }
@@ -82,7 +94,7 @@ impl NatsMessaging {
         let on_attempt = Arc::clone(reconnect);
         let mut options = ConnectOptions::new()
             .name(CONNECTION_NAME)
-            .subscription_capacity(SUBSCRIPTION_CAPACITY)
+            .subscription_capacity(CLIENT_BUFFER)
             // Unlimited reconnects: a server restart must not end the binding.
             .max_reconnects(None)
             // Short backoff, cut short by waiting calls (see `reconnect`).

@@ -4,14 +4,17 @@
 //!
 //! Separate because it runs on its own task for as long as the binding
 //! lives, apart from any call an actor makes. Each message is a consumer
-//! span continuing the trace its headers carry ([`spans`]).
+//! span continuing the trace its headers carry ([`spans`]). Messages wait
+//! for the actor in a queue bounded in number and bytes
+//! ([`PendingSubscriber`]); what does not fit is dropped and logged.
 
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use async_nats::{Client, Message, Subscriber};
-use futures_util::StreamExt;
 use tracing::{Instrument, Span};
 use waxosuit_codec::messaging::{BrokerMessage, CAPABILITY_ID, OP_DELIVER_MESSAGE};
+use waxosuit_nats::{Dropped, PendingBudget, PendingSubscriber};
 use waxosuit_provider::encode;
 
 use crate::reserved::Reserved;
@@ -26,8 +29,10 @@ pub(crate) async fn deliver_loop(
     client: Client,
     actor: String,
     binding: String,
-    mut subscriber: Subscriber,
+    subscriber: Subscriber,
+    budget: PendingBudget,
 ) {
+    let mut subscriber = PendingSubscriber::new(subscriber, budget, slow_consumer(&actor));
     let delivery = Delivery {
         inner,
         reserved,
@@ -43,6 +48,40 @@ pub(crate) async fn deliver_loop(
             .deliver(message, &span)
             .instrument(span.clone())
             .await;
+    }
+}
+
+/// How often one subscription logs dropped messages, at most.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Logs messages dropped for `actor`, at most every [`WARN_EVERY`], with
+/// how many were not logged since.
+fn slow_consumer(actor: &str) -> impl FnMut(&Message, Dropped) + Send + 'static {
+    let actor = actor.to_string();
+    let mut last: Option<Instant> = None;
+    let mut unlogged = 0_u64;
+    move |message, why| {
+        let now = Instant::now();
+        if last.is_some_and(|at| now.saturating_duration_since(at) < WARN_EVERY) {
+            unlogged += 1;
+            return;
+        }
+        let bound = match why {
+            Dropped::TooManyMessages => "MAX_QUEUED_MESSAGES",
+            Dropped::TooManyBytes => "MAX_QUEUED_BYTES",
+        };
+        tracing::warn!(
+            %actor,
+            subject = %message.subject,
+            bytes = message.length,
+            dropped_since_last_warning = unlogged,
+            "messages arrive faster than the actor handles them: one was dropped, the \
+             binding already holding its {bound} quota for it; make the handler faster, \
+             spread the subject over a queue group (QUEUEGROUP_NAME), or raise {bound} in the \
+             binding's values"
+        );
+        last = Some(now);
+        unlogged = 0;
     }
 }
 

@@ -24,6 +24,8 @@
 //!   | [`QUEUEGROUP_NAME`] | optional; subscribe as a member of this queue group |
 //!   | [`MAX_SUBSCRIPTIONS`] | most subjects `SUBSCRIPTION` may list, default `64` (each is a server subscription and a delivery task) |
 //!   | [`CREDSFILE`] | optional path of a NATS `.creds` file (user JWT and seed); not together with credentials in the `URL` |
+//!   | [`MAX_QUEUED_MESSAGES`] | most received messages waiting for the actor, over all the binding's subscriptions, default `1024` |
+//!   | [`MAX_QUEUED_BYTES`] | most bytes (payloads and headers) of those, default `16777216` (16 MiB) |
 //!
 //!   **Each binding has its own connection**, named [`CONNECTION_NAME`],
 //!   as in `wascc-nats`: bindings never share credentials, and removing one
@@ -83,9 +85,14 @@
 //!   subject and the actor's handler **returns non-empty bytes, they are
 //!   published to the reply subject**, so an actor answers NATS requests by
 //!   returning the answer (it may also publish to `replyTo` itself). A
-//!   subscription holds at most [`SUBSCRIPTION_CAPACITY`] undelivered
-//!   messages; beyond that the client drops messages and a warning is
-//!   logged. [`remove_actor`](CapabilityProvider::remove_actor) and
+//!   binding's subscriptions together hold at most [`MAX_QUEUED_MESSAGES`]
+//!   undelivered messages and [`MAX_QUEUED_BYTES`] of them, as the
+//!   embedded broker does: a message may be as large as the server's
+//!   `max_payload`, so a count alone (1,024 per subscription, once) let
+//!   publishers faster than the actor fill gigabytes. Beyond either bound
+//!   messages are dropped as they arrive (what a NATS server does to a
+//!   slow consumer), and a warning naming the actor, the subject and the
+//!   value to raise is logged, at most every ten seconds per subscription. [`remove_actor`](CapabilityProvider::remove_actor) and
 //!   [`shutdown`](CapabilityProvider::shutdown) stop the tasks and close
 //!   the connections.
 //! * **Traces.** When a tracing layer is installed, a `Publish` is a
@@ -142,8 +149,9 @@ mod reserved;
 mod spans;
 
 pub use waxosuit_cap_messaging::{
-    DEFAULT_REQUEST_TIMEOUT, MAX_SUBSCRIPTIONS, MessagingError, NATS_ACCOUNTS_DOC, QUEUEGROUP_NAME,
-    SUBSCRIPTION, SubjectUse, subject,
+    DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_MESSAGES, DEFAULT_REQUEST_TIMEOUT,
+    MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES, MAX_SUBSCRIPTIONS, MessagingError, NATS_ACCOUNTS_DOC,
+    QUEUEGROUP_NAME, SUBSCRIPTION, SubjectUse, subject,
 };
 
 pub use crate::reserved::InvalidPrefix;
@@ -162,9 +170,10 @@ pub const CREDSFILE: &str = "CREDSFILE";
 pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
 /// The connection name servers show for this provider's clients.
 pub const CONNECTION_NAME: &str = "Waxosuit NATS Provider";
-/// Undelivered messages one subscription may hold before the client drops
-/// new ones (the NATS "slow consumer" case).
-pub const SUBSCRIPTION_CAPACITY: usize = 1024;
+/// Messages the client buffers per subscription before the delivery task's
+/// reader moves them into its bounded queue; the reader does nothing else,
+/// so this only absorbs moments when it is not scheduled.
+const CLIENT_BUFFER: usize = 256;
 
 /// The prefix of the Waxosuit lattice's own subjects; always reserved.
 pub const DEFAULT_RESERVED_PREFIX: &str = "waxosuit";
@@ -327,6 +336,9 @@ impl CapabilityProvider for NatsMessaging {
                 .await
                 .map_err(|e| subscribe_error(&subjects.join(","), &e))?;
         }
+        // One budget for the whole binding: more subjects, no more memory.
+        let budget =
+            waxosuit_nats::PendingBudget::new(config.max_queued_messages, config.max_queued_bytes);
         let tasks = subscribers
             .into_iter()
             .map(|subscriber| {
@@ -337,6 +349,7 @@ impl CapabilityProvider for NatsMessaging {
                     request.actor.clone(),
                     request.binding.clone(),
                     subscriber,
+                    budget.clone(),
                 ))
             })
             .collect();

@@ -18,12 +18,19 @@ pub const QUEUEGROUP_NAME: &str = "QUEUEGROUP_NAME";
 pub const MAX_SUBSCRIPTIONS: &str = "MAX_SUBSCRIPTIONS";
 /// [`MAX_SUBSCRIPTIONS`] when the binding does not set it.
 pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 64;
-/// Binding value of brokers that queue deliveries in the host (the embedded
-/// one): the most messages waiting for the binding's actor.
+/// Binding value: the most messages waiting in the host for the binding's
+/// actor, over all its subscriptions; default
+/// [`DEFAULT_MAX_QUEUED_MESSAGES`]. Past it, messages are dropped for that
+/// actor.
 pub const MAX_QUEUED_MESSAGES: &str = "MAX_QUEUED_MESSAGES";
-/// Binding value of brokers that queue deliveries in the host: the most
-/// bytes (encoded `DeliverMessage` payloads) waiting for the binding's actor.
+/// [`MAX_QUEUED_MESSAGES`] when the binding does not set it.
+pub const DEFAULT_MAX_QUEUED_MESSAGES: usize = 1024;
+/// Binding value: the most bytes of messages waiting likewise (as each
+/// broker counts a message: the embedded one its encoded `DeliverMessage`,
+/// NATS its payload and headers); default [`DEFAULT_MAX_QUEUED_BYTES`].
 pub const MAX_QUEUED_BYTES: &str = "MAX_QUEUED_BYTES";
+/// [`MAX_QUEUED_BYTES`] when the binding does not set it (16 MiB).
+pub const DEFAULT_MAX_QUEUED_BYTES: u64 = 16 * 1024 * 1024;
 /// How long a `Request` whose `timeout` is `0` or less waits.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -39,8 +39,9 @@ pub mod subject;
 mod table;
 
 pub use config::{
-    DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_REQUEST_TIMEOUT, MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES,
-    MAX_SUBSCRIPTIONS, QUEUEGROUP_NAME, SUBSCRIPTION, Subscriptions, request_timeout,
+    DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_MESSAGES, DEFAULT_MAX_SUBSCRIPTIONS,
+    DEFAULT_REQUEST_TIMEOUT, MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES, MAX_SUBSCRIPTIONS,
+    QUEUEGROUP_NAME, SUBSCRIPTION, Subscriptions, request_timeout,
 };
 pub use error::{MessagingError, NATS_ACCOUNTS_DOC, QueueRefusal, SubjectUse};
 pub use table::{Broker, Caller, descriptor, dispatch};

@@ -6,10 +6,17 @@
 //!   the credentials, so a connection would silently go anonymous; callers
 //!   hand them to `ConnectOptions` themselves, as `nats.go` does.
 //! * [`with_url_credentials`] does exactly that.
+//! * [`pending`]: subscriptions whose undelivered messages are bounded in
+//!   bytes as well as in number ([`PendingSubscriber`]), since one message
+//!   may be as large as the server allows.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 use async_nats::ConnectOptions;
+
+pub mod pending;
+
+pub use pending::{Dropped, PendingBudget, PendingSubscriber};
 
 /// Credentials found in a server URL.
 #[derive(Debug, PartialEq, Eq)]

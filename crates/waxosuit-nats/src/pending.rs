@@ -1,0 +1,162 @@
+//! Subscriptions whose undelivered messages are bounded in bytes, not only
+//! in number.
+//!
+//! `async-nats` bounds what a subscription holds by a count of messages
+//! (`ConnectOptions::subscription_capacity`), and each message may be as
+//! large as the server's `max_payload`: 1,024 messages of 1 MiB are a GiB
+//! for one subscription whose consumer is slower than its publishers. A
+//! [`PendingSubscriber`] moves every message out of the client's buffer as
+//! it arrives, on a task of its own, into a queue bounded by a
+//! [`PendingBudget`] of messages and bytes; a message past either bound is
+//! dropped at once and handed to the caller's `on_drop` (to log or count),
+//! which is what a NATS server does to a slow consumer too. The caller may
+//! share one budget between several subscriptions, so that one binding's
+//! subscriptions together hold at most that much.
+//!
+//! A message stops counting once the consumer takes it
+//! ([`PendingSubscriber::next`]); the one being handled is the consumer's.
+
+use std::sync::Arc;
+
+use async_nats::{Message, Subscriber};
+use futures_util::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinHandle;
+
+/// What undelivered messages may hold, in number and in bytes (payload
+/// and headers), shared by the subscriptions made with clones of it.
+#[derive(Clone, Debug)]
+pub struct PendingBudget {
+    messages: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+    max_messages: usize,
+    max_bytes: usize,
+}
+
+impl PendingBudget {
+    /// A budget of `max_messages` messages and `max_bytes` bytes (each at
+    /// least one, at most [`Semaphore::MAX_PERMITS`]).
+    pub fn new(max_messages: usize, max_bytes: usize) -> PendingBudget {
+        let max_messages = max_messages.clamp(1, Semaphore::MAX_PERMITS);
+        let max_bytes = max_bytes.clamp(1, Semaphore::MAX_PERMITS);
+        PendingBudget {
+            messages: Arc::new(Semaphore::new(max_messages)),
+            bytes: Arc::new(Semaphore::new(max_bytes)),
+            max_messages,
+            max_bytes,
+        }
+    }
+
+    /// The messages this budget was made with.
+    pub fn max_messages(&self) -> usize {
+        self.max_messages
+    }
+
+    /// The bytes this budget was made with.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// Messages held now, not yet taken by their consumer.
+    pub fn held_messages(&self) -> usize {
+        self.max_messages - self.messages.available_permits()
+    }
+
+    /// Their bytes.
+    pub fn held_bytes(&self) -> usize {
+        self.max_bytes - self.bytes.available_permits()
+    }
+
+    /// Room for one more message of `size` bytes, or why there is none.
+    fn take(&self, size: usize) -> Result<Room, Dropped> {
+        let message = Arc::clone(&self.messages)
+            .try_acquire_owned()
+            .map_err(|_| Dropped::TooManyMessages)?;
+        let size = u32::try_from(size).map_err(|_| Dropped::TooManyBytes)?;
+        let bytes = Arc::clone(&self.bytes)
+            .try_acquire_many_owned(size)
+            .map_err(|_| Dropped::TooManyBytes)?;
+        Ok(Room {
+            _message: message,
+            _bytes: bytes,
+        })
+    }
+}
+
+/// Why a message was dropped before its consumer saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dropped {
+    /// The budget's messages were all held.
+    TooManyMessages,
+    /// Its bytes did not fit in what is left of the budget.
+    TooManyBytes,
+}
+
+/// A message's share of the budget, given back when dropped.
+struct Room {
+    _message: OwnedSemaphorePermit,
+    _bytes: OwnedSemaphorePermit,
+}
+
+/// A message held for its consumer, with its share of the budget.
+struct Held {
+    message: Message,
+    _room: Room,
+}
+
+/// A subscription read by a task of its own into a bounded queue; see the
+/// [module docs](self). Dropping it ends the task, which drops (and so
+/// unsubscribes) the subscriber.
+pub struct PendingSubscriber {
+    queue: mpsc::UnboundedReceiver<Held>,
+    reader: JoinHandle<()>,
+}
+
+impl PendingSubscriber {
+    /// Starts reading `subscriber` on the current tokio runtime. `on_drop`
+    /// is called, on the reading task, for each message dropped; it should
+    /// return quickly (a rate-limited log line, a counter).
+    pub fn new(
+        mut subscriber: Subscriber,
+        budget: PendingBudget,
+        mut on_drop: impl FnMut(&Message, Dropped) + Send + 'static,
+    ) -> PendingSubscriber {
+        // Unbounded as a channel, bounded by the budget's permits.
+        let (sender, queue) = mpsc::unbounded_channel();
+        let reader = tokio::spawn(async move {
+            while let Some(message) = subscriber.next().await {
+                // `length` is what the server counted (payload and
+                // headers); never less than the payload this process keeps.
+                let size = message.length.max(message.payload.len());
+                let room = match budget.take(size) {
+                    Ok(room) => room,
+                    Err(why) => {
+                        on_drop(&message, why);
+                        continue;
+                    }
+                };
+                let held = Held {
+                    message,
+                    _room: room,
+                };
+                if sender.send(held).is_err() {
+                    // The consumer is gone.
+                    break;
+                }
+            }
+        });
+        PendingSubscriber { queue, reader }
+    }
+
+    /// The next message, in the order the server sent them; `None` once
+    /// the subscription has ended and every held message was taken.
+    pub async fn next(&mut self) -> Option<Message> {
+        self.queue.recv().await.map(|held| held.message)
+    }
+}
+
+impl Drop for PendingSubscriber {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
