@@ -12,6 +12,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use async_nats::{Client, Message, Subscriber};
+use futures_util::StreamExt;
 use tracing::{Instrument, Span};
 use waxosuit_codec::messaging::{BrokerMessage, CAPABILITY_ID, OP_DELIVER_MESSAGE};
 use waxosuit_nats::{Dropped, PendingBudget, PendingSubscriber};

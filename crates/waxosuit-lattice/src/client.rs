@@ -232,10 +232,12 @@ impl LatticeClient {
     pub async fn watch(
         &self,
     ) -> Result<impl Stream<Item = Result<CloudEvent, LatticeError>> + use<>, LatticeError> {
+        // Bounded: whoever reads the stream may be slower than the bus.
         let sub = self
             .client
             .subscribe(self.subjects.events())
             .await
+            .map(crate::backlog::bounded)
             .map_err(|e| LatticeError::Transport {
                 operation: "watch",
                 reason: e.to_string(),

@@ -62,6 +62,7 @@
 
 pub mod antiforgery;
 pub mod auth;
+mod backlog;
 pub mod bindings;
 mod chunk;
 mod client;

@@ -24,6 +24,7 @@ use waxosuit_provider::CapabilityProvider;
 
 use crate::LatticeError;
 use crate::auth::{self, ReplayGuard, TrustPolicy};
+use crate::backlog;
 use crate::client::connect;
 use crate::error::FactoryError;
 use crate::metrics::{LatticeMetrics, Plane};
@@ -549,14 +550,16 @@ impl Inner {
         labels
     }
 
+    /// Subscribes to `subject` with a bounded backlog ([`backlog`]).
     pub(crate) async fn subscribe(
         &self,
         subject: String,
-    ) -> Result<async_nats::Subscriber, LatticeError> {
+    ) -> Result<waxosuit_nats::PendingSubscriber, LatticeError> {
         self.bus
             .client
             .subscribe(subject)
             .await
+            .map(backlog::bounded)
             .map_err(|e| LatticeError::Transport {
                 operation: "subscribe",
                 reason: e.to_string(),

@@ -580,3 +580,58 @@ async fn a_captured_invocation_runs_once_on_one_replica_and_never_on_another() {
         "a replayed call ran on C"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_on_the_events_subject_is_held_to_a_bounded_backlog() {
+    let net = Net::new(1);
+    let a = net.node(0, &[]).await;
+    let client = net.client().await;
+    // A watcher that is not reading yet (a `lattice watch` piped into a
+    // pager, say), and the host's own event follower.
+    let mut events = client.watch().await.unwrap();
+    let nats = async_nats::connect(net.nats.url()).await.unwrap();
+
+    // 400 unsigned events of 100 KiB: 40 MB against a 16 MiB backlog.
+    let junk = Bytes::from(vec![b'x'; 100 * 1024]);
+    for _ in 0..400 {
+        nats.publish(a.lattice.subjects().events(), junk.clone())
+            .await
+            .unwrap();
+    }
+    nats.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let mut held = 0;
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_millis(300), events.next()).await
+    {
+        assert!(event.is_err(), "an unsigned event was believed");
+        held += 1;
+    }
+    eprintln!("the watcher held {held} of 400 flooded events of 100 KiB");
+    assert!(
+        held <= 16 * 1024 / 100,
+        "{held} held: the backlog is not bounded"
+    );
+    assert!(held >= 100, "{held} held: the backlog was not used");
+
+    // The host and the watcher still work.
+    assert_eq!(client.hosts().await.unwrap().len(), 1);
+    let (module, _) = net.echo_actor(&[]);
+    let reply = client
+        .start_actor(a.lattice.host_id(), module)
+        .await
+        .unwrap();
+    assert!(reply.ok, "{}", reply.message);
+    let started = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(event) = events.next().await {
+            if let Ok(event) = event {
+                return event;
+            }
+        }
+        panic!("the event stream ended");
+    })
+    .await
+    .expect("no event after the flood");
+    assert_eq!(started.kind, "dev.waxosuit.actor_started");
+}

@@ -13,13 +13,16 @@
 //! share one budget between several subscriptions, so that one binding's
 //! subscriptions together hold at most that much.
 //!
-//! A message stops counting once the consumer takes it
-//! ([`PendingSubscriber::next`]); the one being handled is the consumer's.
+//! A message stops counting once the consumer takes it from the
+//! [`PendingSubscriber`] (a [`Stream`]); the one being handled is the
+//! consumer's.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use async_nats::{Message, Subscriber};
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
@@ -147,11 +150,17 @@ impl PendingSubscriber {
         });
         PendingSubscriber { queue, reader }
     }
+}
 
-    /// The next message, in the order the server sent them; `None` once
-    /// the subscription has ended and every held message was taken.
-    pub async fn next(&mut self) -> Option<Message> {
-        self.queue.recv().await.map(|held| held.message)
+/// The messages in the order the server sent them, ending once the
+/// subscription has ended and every held message was taken.
+impl Stream for PendingSubscriber {
+    type Item = Message;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        self.queue
+            .poll_recv(cx)
+            .map(|held| held.map(|held| held.message))
     }
 }
 

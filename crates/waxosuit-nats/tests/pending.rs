@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use waxosuit_nats::{Dropped, PendingBudget, PendingSubscriber};
 use waxosuit_test_servers::NatsServer;
 

@@ -1,0 +1,52 @@
+//! What a lattice subscription holds for a consumer that is busy.
+//!
+//! `async-nats` lets a subscription hold 65,536 messages by default, each
+//! as large as the server's `max_payload`: anyone who may publish on a
+//! lattice subject could make a host (or a `lattice watch`) buffer tens of
+//! gigabytes while it verifies, reconciles or prints. The subscriptions
+//! whose consumers wait on other work (commands, events, inventory,
+//! auctions, binding values, and a client's event stream) go through a
+//! [`PendingSubscriber`] that holds at most [`MESSAGES`] messages and
+//! [`BYTES`] bytes each and drops the rest as it arrives, logging at most
+//! every [`WARN_EVERY`]. A dropped authentic message is one a sender sees
+//! time out, as when the host is down; nothing half-handled is left.
+//!
+//! The invocation and reply subscriptions are not among them: their
+//! consumers hand each message to a task or check it in place, and one more
+//! hand-off per call would cost every call (`docs/lattice.md`).
+
+use std::time::{Duration, Instant};
+
+use async_nats::{Message, Subscriber};
+use waxosuit_nats::{Dropped, PendingBudget, PendingSubscriber};
+
+/// Messages one subscription holds for its consumer, at most.
+pub(crate) const MESSAGES: usize = 1024;
+/// Their bytes (payloads and headers), at most: 16 MiB.
+pub(crate) const BYTES: usize = 16 * 1024 * 1024;
+/// How often one subscription logs dropped messages, at most.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// `subscriber`, read into a queue of at most [`MESSAGES`] and [`BYTES`].
+pub(crate) fn bounded(subscriber: Subscriber) -> PendingSubscriber {
+    let mut last: Option<Instant> = None;
+    let mut unlogged = 0_u64;
+    let on_drop = move |message: &Message, why: Dropped| {
+        let now = Instant::now();
+        if last.is_some_and(|at| now.saturating_duration_since(at) < WARN_EVERY) {
+            unlogged += 1;
+            return;
+        }
+        tracing::warn!(
+            subject = %message.subject,
+            bytes = message.length,
+            bound = ?why,
+            dropped_since_last_warning = unlogged,
+            "lattice messages arrive faster than they are handled here: one was dropped \
+             unread (a flood on the bus, or a consumer that stopped reading)"
+        );
+        last = Some(now);
+        unlogged = 0;
+    };
+    PendingSubscriber::new(subscriber, PendingBudget::new(MESSAGES, BYTES), on_drop)
+}
