@@ -446,6 +446,13 @@ pub(crate) fn verify_message(
     if meta.re.as_deref() != re {
         return Err(Refusal::new(Reason::Mismatch, "it answers another request").by(signer));
     }
+    // A replay is refused before its payload is hashed: the signature is
+    // authentic, so the id is the sender's, and hashing a captured message
+    // of `max_payload` bytes on every copy would make replays the cheapest
+    // way to keep this host busy.
+    replay
+        .refuse_if_seen(signer, &claims.id)
+        .map_err(|e| e.by(signer))?;
     if meta.hash != digest(&[&msg.payload]) {
         return Err(Refusal::new(
             Reason::Mismatch,
@@ -557,6 +564,25 @@ impl ReplayGuard {
         Ok(())
     }
 
+    /// Refuses `(signer, id)` if it was recorded and has not expired; the
+    /// cheap half of [`check`](Self::check), which still records it.
+    pub(crate) fn refuse_if_seen(&self, signer: &str, id: &str) -> Result<(), Refusal> {
+        let now = now_secs();
+        let key = (signer.to_string(), id.to_string());
+        if self
+            .seen
+            .lock()
+            .get(&key)
+            .is_some_and(|until| *until >= now)
+        {
+            return Err(Refusal::new(
+                Reason::Replayed,
+                format!("message {} was already received (a replay)", shorten(id)),
+            ));
+        }
+        Ok(())
+    }
+
     /// Ids remembered now (tests, metrics).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
@@ -602,6 +628,12 @@ mod tests {
         assert_eq!(ok.signer, host.public_key());
         let again = verify_message(&v, &trust, &replay, &msg, Signers::Hosts, None).unwrap_err();
         assert_eq!(again.reason, Reason::Replayed, "{again}");
+        // A replay is refused before the payload is hashed: with another
+        // payload under the same signature it is still a replay, not a
+        // mismatch found by hashing.
+        let altered = message("p.events", None, &[b'x'; 4096], headers.clone());
+        let err = verify_message(&v, &trust, &replay, &altered, Signers::Hosts, None).unwrap_err();
+        assert_eq!(err.reason, Reason::Replayed, "{err}");
 
         let fresh = || ReplayGuard::new(100);
         for (subject, reply, body, re, what) in [
