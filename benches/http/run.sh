@@ -220,6 +220,9 @@ prepare_host() {
     WAXOSUIT_KEYS="$LOG_DIR/keys" "$TARGET_DIR/release/waxosuit" claims sign \
         "$TARGET_DIR/examples/wasm32-unknown-unknown/release/hello.wasm" \
         -o "$LOG_DIR/hello_signed.wasm" --name hello --http-server 2>/dev/null
+    # wrk is one client standing in for many: its share of the in-flight
+    # places is raised to all of them, or the soak's 256 connections would
+    # get 503s past half (MAX_IN_FLIGHT_PER_CLIENT, docs/http-server.md).
     cat >"$LOG_DIR/host.yaml" <<'YAML'
 actors:
   - path: ./hello_signed.wasm
@@ -229,7 +232,7 @@ capabilities:
 bindings:
   - actor: hello
     capability: wascc:http_server
-    values: { ADDRESS: 127.0.0.1, PORT: "${BENCH_PORT}" }
+    values: { ADDRESS: 127.0.0.1, PORT: "${BENCH_PORT}", MAX_IN_FLIGHT_PER_CLIENT: "256" }
 YAML
     if [[ "${FILTERS:-1}" != "0" ]]; then
         prepare_filters

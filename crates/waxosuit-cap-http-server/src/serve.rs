@@ -135,9 +135,12 @@ impl Connector for ActorConnector {
     }
 
     fn client_places(&self) -> Option<InFlight> {
+        // No more shares than places: a share of zero would send its
+        // thread to another thread's line on every request.
+        let per_client = self.service.per_client;
         Some(InFlight::new(
-            self.service.per_client,
-            self.service.in_flight.shares(),
+            per_client,
+            self.service.in_flight.shares().min(per_client),
         ))
     }
 

@@ -33,7 +33,9 @@ pub(crate) async fn deliver_loop(
     subscriber: Subscriber,
     budget: PendingBudget,
 ) {
-    let mut subscriber = PendingSubscriber::new(subscriber, budget, slow_consumer(&actor));
+    let quota_bytes = budget.max_bytes();
+    let mut subscriber =
+        PendingSubscriber::new(subscriber, budget, slow_consumer(&actor, quota_bytes));
     let delivery = Delivery {
         inner,
         reserved,
@@ -57,7 +59,10 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Logs messages dropped for `actor`, at most every [`WARN_EVERY`], with
 /// how many were not logged since.
-fn slow_consumer(actor: &str) -> impl FnMut(&Message, Dropped) + Send + 'static {
+fn slow_consumer(
+    actor: &str,
+    quota_bytes: usize,
+) -> impl FnMut(&Message, Dropped) + Send + 'static {
     let actor = actor.to_string();
     let mut last: Option<Instant> = None;
     let mut unlogged = 0_u64;
@@ -71,16 +76,30 @@ fn slow_consumer(actor: &str) -> impl FnMut(&Message, Dropped) + Send + 'static 
             Dropped::TooManyMessages => "MAX_QUEUED_MESSAGES",
             Dropped::TooManyBytes => "MAX_QUEUED_BYTES",
         };
-        tracing::warn!(
-            %actor,
-            subject = %message.subject,
-            bytes = message.length,
-            dropped_since_last_warning = unlogged,
-            "messages arrive faster than the actor handles them: one was dropped, the \
-             binding already holding its {bound} quota for it; make the handler faster, \
-             spread the subject over a queue group (QUEUEGROUP_NAME), or raise {bound} in the \
-             binding's values"
-        );
+        if message.length > quota_bytes {
+            // Not a slow actor: this message can never be delivered.
+            tracing::warn!(
+                %actor,
+                subject = %message.subject,
+                bytes = message.length,
+                max_queued_bytes = quota_bytes,
+                dropped_since_last_warning = unlogged,
+                "a message larger than the binding's whole MAX_QUEUED_BYTES quota was \
+                 dropped; raise MAX_QUEUED_BYTES in the binding's values above the largest \
+                 message the subject carries"
+            );
+        } else {
+            tracing::warn!(
+                %actor,
+                subject = %message.subject,
+                bytes = message.length,
+                dropped_since_last_warning = unlogged,
+                "messages arrive faster than the actor handles them: one was dropped, the \
+                 binding already holding its {bound} quota for it; make the handler faster, \
+                 spread the subject over a queue group (QUEUEGROUP_NAME), or raise {bound} in \
+                 the binding's values"
+            );
+        }
         last = Some(now);
         unlogged = 0;
     }

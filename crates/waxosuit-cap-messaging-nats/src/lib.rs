@@ -25,7 +25,7 @@
 //!   | [`MAX_SUBSCRIPTIONS`] | most subjects `SUBSCRIPTION` may list, default `64` (each is a server subscription and a delivery task) |
 //!   | [`CREDSFILE`] | optional path of a NATS `.creds` file (user JWT and seed); not together with credentials in the `URL` |
 //!   | [`MAX_QUEUED_MESSAGES`] | most received messages waiting for the actor, over all the binding's subscriptions, default `1024` |
-//!   | [`MAX_QUEUED_BYTES`] | most bytes (payloads and headers) of those, default `16777216` (16 MiB) |
+//!   | [`MAX_QUEUED_BYTES`] | most bytes (subjects, headers and payloads) of those, default `16777216` (16 MiB) |
 //!
 //!   **Each binding has its own connection**, named [`CONNECTION_NAME`],
 //!   as in `wascc-nats`: bindings never share credentials, and removing one

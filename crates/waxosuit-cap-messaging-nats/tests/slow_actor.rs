@@ -67,13 +67,44 @@ async fn bind(provider: &NatsMessaging, url: String, pending: &str) {
         .unwrap();
 }
 
+/// Routes every test's log lines into [`LOGS`]; tests tell theirs apart by
+/// subject.
+fn capture_logs() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        tracing_subscriber::fmt()
+            .with_writer(|| Capture)
+            .with_ansi(false)
+            .init();
+    });
+}
+
+fn log_lines_with(needle: &str) -> Vec<String> {
+    String::from_utf8_lossy(&LOGS.lock().unwrap())
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits until the server has sent `count` messages in all, then a moment
+/// for the last to be read off the socket.
+async fn until_sent(server: &NatsServer, count: u64) {
+    let started = std::time::Instant::now();
+    while server.messages_sent().unwrap() < count {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "messages never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
 #[tokio::test]
 async fn a_slow_actor_gets_at_most_max_pending_bytes_and_the_rest_is_dropped() {
-    tracing_subscriber::fmt()
-        .with_writer(|| Capture)
-        .with_ansi(false)
-        .init();
-    let server = NatsServer::start().unwrap();
+    capture_logs();
+    let server = NatsServer::start_monitored().unwrap();
     let gate = Arc::new(Semaphore::new(0));
     let (seen, mut delivered) = mpsc::unbounded_channel();
     let provider = NatsMessaging::new();
@@ -90,6 +121,7 @@ async fn a_slow_actor_gets_at_most_max_pending_bytes_and_the_rest_is_dropped() {
     // 200 messages of 100 KiB (20 MB) on two subjects while the actor
     // handles the first.
     let client = async_nats::connect(server.url()).await.unwrap();
+    let before = server.messages_sent().unwrap();
     for i in 0..200_u8 {
         let subject = if i % 2 == 0 { "flood" } else { "trickle" };
         let mut body = vec![b'x'; 100 * 1024];
@@ -104,9 +136,9 @@ async fn a_slow_actor_gets_at_most_max_pending_bytes_and_the_rest_is_dropped() {
         .await
         .expect("nothing delivered")
         .unwrap();
-    // Let the rest reach the host (20 MB over loopback; a loaded machine
-    // takes a few hundred ms).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Until all 200 have reached the provider's connection, which reads
+    // them into its queue (or drops them) as they come.
+    until_sent(&server, before + 200).await;
 
     gate.add_permits(1000);
     let mut got = vec![first];
@@ -128,14 +160,10 @@ async fn a_slow_actor_gets_at_most_max_pending_bytes_and_the_rest_is_dropped() {
             .collect();
         assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
     }
-    let logs = String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned();
     // (Other tests of this binary log too: only this one's subjects.)
-    let warnings: Vec<&str> = logs
-        .lines()
-        .filter(|l| {
-            l.contains("one was dropped")
-                && (l.contains("subject=flood") || l.contains("subject=trickle"))
-        })
+    let warnings: Vec<String> = log_lines_with("one was dropped")
+        .into_iter()
+        .filter(|l| l.contains("subject=flood") || l.contains("subject=trickle"))
         .collect();
     let warning = warnings.first().expect("the drops were not logged");
     assert!(warning.contains(ACTOR), "{warning}");
@@ -163,7 +191,7 @@ async fn a_slow_actor_gets_at_most_max_pending_bytes_and_the_rest_is_dropped() {
 
 #[tokio::test]
 async fn a_slow_actor_gets_at_most_max_queued_messages() {
-    let server = NatsServer::start().unwrap();
+    let server = NatsServer::start_monitored().unwrap();
     let gate = Arc::new(Semaphore::new(0));
     let (seen, mut delivered) = mpsc::unbounded_channel();
     let provider = NatsMessaging::new();
@@ -187,6 +215,7 @@ async fn a_slow_actor_gets_at_most_max_queued_messages() {
         .await
         .unwrap();
     let client = async_nats::connect(server.url()).await.unwrap();
+    let before = server.messages_sent().unwrap();
     for i in 0..100_u8 {
         client
             .publish("many".to_string(), vec![i].into())
@@ -198,7 +227,7 @@ async fn a_slow_actor_gets_at_most_max_queued_messages() {
         .await
         .expect("nothing delivered")
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    until_sent(&server, before + 100).await;
     gate.add_permits(1000);
     let mut got = vec![first.body[0]];
     while let Ok(Some(message)) =
@@ -213,6 +242,56 @@ async fn a_slow_actor_gets_at_most_max_queued_messages() {
         got.iter().enumerate().all(|(i, b)| usize::from(*b) == i),
         "{got:?}"
     );
+    provider.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_message_larger_than_the_whole_quota_is_dropped_and_said_so() {
+    capture_logs();
+    let server = NatsServer::start().unwrap();
+    let (seen, mut delivered) = mpsc::unbounded_channel();
+    let provider = NatsMessaging::new();
+    provider
+        .start(Arc::new(Slow {
+            seen,
+            gate: Arc::new(Semaphore::new(1000)),
+        }))
+        .await
+        .unwrap();
+    provider
+        .bind_actor(BindRequest {
+            actor: ACTOR.into(),
+            binding: "default".into(),
+            values: HashMap::from([
+                ("URL".to_string(), server.url()),
+                ("SUBSCRIPTION".to_string(), "huge".to_string()),
+                (MAX_QUEUED_BYTES.to_string(), "1000".to_string()),
+            ]),
+        })
+        .await
+        .unwrap();
+    let client = async_nats::connect(server.url()).await.unwrap();
+    client
+        .publish("huge".to_string(), vec![b'x'; 2000].into())
+        .await
+        .unwrap();
+    client
+        .publish("huge".to_string(), vec![b'y'; 10].into())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    // The small one arrives; the large one never does.
+    let message = tokio::time::timeout(WAIT, delivered.recv())
+        .await
+        .expect("the small message was not delivered")
+        .unwrap();
+    assert_eq!(message.body, vec![b'y'; 10]);
+    let warning = log_lines_with("larger than the binding's whole MAX_QUEUED_BYTES")
+        .into_iter()
+        .find(|l| l.contains("subject=huge"))
+        .expect("the drop was not logged");
+    assert!(warning.contains(ACTOR), "{warning}");
+    assert!(warning.contains("max_queued_bytes=1000"), "{warning}");
     provider.shutdown().await;
 }
 

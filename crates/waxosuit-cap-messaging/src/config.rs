@@ -27,7 +27,7 @@ pub const MAX_QUEUED_MESSAGES: &str = "MAX_QUEUED_MESSAGES";
 pub const DEFAULT_MAX_QUEUED_MESSAGES: usize = 1024;
 /// Binding value: the most bytes of messages waiting likewise (as each
 /// broker counts a message: the embedded one its encoded `DeliverMessage`,
-/// NATS its payload and headers); default [`DEFAULT_MAX_QUEUED_BYTES`].
+/// NATS its subjects, headers and payload); default [`DEFAULT_MAX_QUEUED_BYTES`].
 pub const MAX_QUEUED_BYTES: &str = "MAX_QUEUED_BYTES";
 /// [`MAX_QUEUED_BYTES`] when the binding does not set it (16 MiB).
 pub const DEFAULT_MAX_QUEUED_BYTES: u64 = 16 * 1024 * 1024;

@@ -14,9 +14,11 @@
 //!
 //! A receiver checks, cheapest first: the header is there and parses, the
 //! claimed signer is one it accepts for that message, the signature, the
-//! expiry, the subject, the reply inbox, the payload hash, and that the id
-//! was not seen before (a bounded replay memory). Only then does the message have
-//! any effect. A message claiming an untrusted signer costs a header parse.
+//! expiry, the subject, the reply inbox, that the id was not seen before
+//! (a bounded replay memory; before hashing, so a replayed copy costs no
+//! more than a forged one), the payload hash, and then records the id. Only
+//! then does the message have any effect. A message claiming an untrusted
+//! signer costs a header parse.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;

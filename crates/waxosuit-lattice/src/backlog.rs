@@ -6,10 +6,14 @@
 //! gigabytes while it verifies, reconciles or prints. The subscriptions
 //! whose consumers wait on other work (commands, events, inventory,
 //! auctions, binding values, and a client's event stream) go through a
-//! [`PendingSubscriber`] that holds at most [`MESSAGES`] messages and
-//! [`BYTES`] bytes each and drops the rest as it arrives, logging at most
-//! every [`WARN_EVERY`]. A dropped authentic message is one a sender sees
-//! time out, as when the host is down; nothing half-handled is left.
+//! [`PendingSubscriber`] whose task moves each message out of the client's
+//! buffer as it arrives, into a queue of at most [`MESSAGES`] messages and
+//! [`BYTES`] bytes each (or two of the server's largest messages, if that
+//! is more: a command may carry a module of up to `max_payload` inline),
+//! and drops the rest, logging at most every [`WARN_EVERY`]. A dropped
+//! authentic message is one a sender sees time out, as when the host is
+//! down; nothing half-handled is left. The client's own buffer (65,536
+//! messages) is then only used while that task waits to be scheduled.
 //!
 //! The invocation and reply subscriptions are not among them: their
 //! consumers hand each message to a task or check it in place, and one more
@@ -20,15 +24,20 @@ use std::time::{Duration, Instant};
 use async_nats::{Message, Subscriber};
 use waxosuit_nats::{Dropped, PendingBudget, PendingSubscriber};
 
+use crate::auth::shorten;
+
 /// Messages one subscription holds for its consumer, at most.
 pub(crate) const MESSAGES: usize = 1024;
-/// Their bytes (payloads and headers), at most: 16 MiB.
+/// Their bytes (subjects, headers and payloads), at most: 16 MiB, unless
+/// two messages of the server's `max_payload` need more.
 pub(crate) const BYTES: usize = 16 * 1024 * 1024;
 /// How often one subscription logs dropped messages, at most.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
-/// `subscriber`, read into a queue of at most [`MESSAGES`] and [`BYTES`].
-pub(crate) fn bounded(subscriber: Subscriber) -> PendingSubscriber {
+/// `subscriber`, read into a queue of at most [`MESSAGES`] and [`BYTES`]
+/// (at least two messages of `max_payload`, the server's).
+pub(crate) fn bounded(subscriber: Subscriber, max_payload: usize) -> PendingSubscriber {
+    let bytes = BYTES.max(max_payload.saturating_mul(2));
     let mut last: Option<Instant> = None;
     let mut unlogged = 0_u64;
     let on_drop = move |message: &Message, why: Dropped| {
@@ -38,7 +47,8 @@ pub(crate) fn bounded(subscriber: Subscriber) -> PendingSubscriber {
             return;
         }
         tracing::warn!(
-            subject = %message.subject,
+            // Anyone may name the subject's last tokens: escaped and cut.
+            subject = %shorten(&message.subject),
             bytes = message.length,
             bound = ?why,
             dropped_since_last_warning = unlogged,
@@ -48,5 +58,5 @@ pub(crate) fn bounded(subscriber: Subscriber) -> PendingSubscriber {
         last = Some(now);
         unlogged = 0;
     };
-    PendingSubscriber::new(subscriber, PendingBudget::new(MESSAGES, BYTES), on_drop)
+    PendingSubscriber::new(subscriber, PendingBudget::new(MESSAGES, bytes), on_drop)
 }

@@ -233,11 +233,12 @@ impl LatticeClient {
         &self,
     ) -> Result<impl Stream<Item = Result<CloudEvent, LatticeError>> + use<>, LatticeError> {
         // Bounded: whoever reads the stream may be slower than the bus.
+        let max_payload = self.client.server_info().max_payload;
         let sub = self
             .client
             .subscribe(self.subjects.events())
             .await
-            .map(crate::backlog::bounded)
+            .map(|subscriber| crate::backlog::bounded(subscriber, max_payload))
             .map_err(|e| LatticeError::Transport {
                 operation: "watch",
                 reason: e.to_string(),

@@ -555,11 +555,12 @@ impl Inner {
         &self,
         subject: String,
     ) -> Result<waxosuit_nats::PendingSubscriber, LatticeError> {
+        let max_payload = self.bus.max_payload.load(Ordering::Relaxed);
         self.bus
             .client
             .subscribe(subject)
             .await
-            .map(backlog::bounded)
+            .map(|subscriber| backlog::bounded(subscriber, max_payload))
             .map_err(|e| LatticeError::Transport {
                 operation: "subscribe",
                 reason: e.to_string(),

@@ -593,13 +593,24 @@ async fn a_flood_on_the_events_subject_is_held_to_a_bounded_backlog() {
 
     // 400 unsigned events of 100 KiB: 40 MB against a 16 MiB backlog.
     let junk = Bytes::from(vec![b'x'; 100 * 1024]);
+    let before = net.nats.messages_sent().unwrap();
     for _ in 0..400 {
         nats.publish(a.lattice.subjects().events(), junk.clone())
             .await
             .unwrap();
     }
     nats.flush().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Until the server has sent them to the watcher and to the host (each
+    // reads what reaches it into its backlog at once).
+    let started = std::time::Instant::now();
+    while net.nats.messages_sent().unwrap() < before + 800 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the flood never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     let mut held = 0;
     while let Ok(Some(event)) =

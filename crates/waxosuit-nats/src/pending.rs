@@ -26,8 +26,9 @@ use futures_util::{Stream, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
-/// What undelivered messages may hold, in number and in bytes (payload
-/// and headers), shared by the subscriptions made with clones of it.
+/// What undelivered messages may hold, in number and in bytes (as the
+/// client counts a message: subject, reply subject, headers and payload),
+/// shared by the subscriptions made with clones of it.
 #[derive(Clone, Debug)]
 pub struct PendingBudget {
     messages: Arc<Semaphore>,
@@ -128,8 +129,8 @@ impl PendingSubscriber {
         let (sender, queue) = mpsc::unbounded_channel();
         let reader = tokio::spawn(async move {
             while let Some(message) = subscriber.next().await {
-                // `length` is what the server counted (payload and
-                // headers); never less than the payload this process keeps.
+                // `length` is what the client counted (subject, reply,
+                // headers and payload); never less than the payload kept.
                 let size = message.length.max(message.payload.len());
                 let room = match budget.take(size) {
                     Ok(room) => room,

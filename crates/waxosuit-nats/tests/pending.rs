@@ -183,8 +183,19 @@ async fn the_message_bound_and_a_shared_budget_both_hold() {
 async fn dropping_the_pending_subscriber_unsubscribes() {
     let server = NatsServer::start().unwrap();
     let client = async_nats::connect(server.url()).await.unwrap();
-    let (pending, _) = subscribe(&client, "gone", PendingBudget::new(10, 1024 * 1024)).await;
+    let (pending, drops) = subscribe(&client, "gone", PendingBudget::new(10, 1024 * 1024)).await;
+    // The reader task holds the `on_drop` closure, which holds `drops`:
+    // once the task has ended, only this test does.
+    assert_eq!(Arc::strong_count(&drops), 2);
     drop(pending);
+    let started = Instant::now();
+    while Arc::strong_count(&drops) > 1 {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the reader task outlived its subscriber"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // With no subscriber left the server knows there is no responder.
     let started = Instant::now();
     loop {

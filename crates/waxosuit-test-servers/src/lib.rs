@@ -237,6 +237,8 @@ pub struct NatsServer {
     dir: tempfile::TempDir,
     extra: Vec<String>,
     child: Option<Child>,
+    /// Its HTTP monitoring port, when started with one.
+    monitor: Option<u16>,
 }
 
 impl NatsServer {
@@ -255,10 +257,49 @@ impl NatsServer {
                 dir: tempfile::tempdir()?,
                 extra: extra.iter().map(|s| (*s).to_string()).collect(),
                 child: None,
+                monitor: None,
             };
             server.restart()?;
             Ok(server)
         })
+    }
+
+    /// Like [`NatsServer::start`], with its HTTP monitoring endpoint on
+    /// another free port, for [`NatsServer::messages_sent`].
+    pub fn start_monitored() -> io::Result<NatsServer> {
+        start_on_free_port(|monitor| {
+            let monitor_arg = monitor.to_string();
+            let mut server = Self::start_with_args(&["--http_port", &monitor_arg])?;
+            server.monitor = Some(monitor);
+            Ok(server)
+        })
+    }
+
+    /// Messages the server has sent to its clients so far (`out_msgs` of
+    /// its `/varz`): a test waits on it to know that what it published
+    /// has reached the subscribers' connections. Needs
+    /// [`NatsServer::start_monitored`].
+    pub fn messages_sent(&self) -> io::Result<u64> {
+        use std::io::{Read, Write};
+        let monitor = self.monitor.ok_or_else(|| {
+            io::Error::other("this nats-server has no monitoring port: use start_monitored")
+        })?;
+        let mut stream = std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, monitor))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.write_all(b"GET /varz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body)?;
+        let value = body
+            .split("\"out_msgs\":")
+            .nth(1)
+            .map(|rest| {
+                rest.trim_start()
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+            })
+            .and_then(|digits| digits.parse().ok());
+        value.ok_or_else(|| io::Error::other(format!("no out_msgs in /varz: {body:.200}")))
     }
 
     /// The port.

@@ -112,7 +112,7 @@ pub(crate) struct Net {
 impl Net {
     pub(crate) fn new(hosts: usize) -> Net {
         Net {
-            nats: NatsServer::start().expect("nats-server"),
+            nats: NatsServer::start_monitored().expect("nats-server"),
             keys: (0..hosts)
                 .map(|_| KeyPair::generate(KeyKind::Server))
                 .collect(),
