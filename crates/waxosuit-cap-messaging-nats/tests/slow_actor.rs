@@ -52,19 +52,97 @@ impl std::io::Write for Capture {
     }
 }
 
-async fn bind(provider: &NatsMessaging, url: String, pending: &str) {
-    provider
-        .bind_actor(BindRequest {
-            actor: ACTOR.into(),
-            binding: "default".into(),
-            values: HashMap::from([
-                ("URL".to_string(), url),
-                ("SUBSCRIPTION".to_string(), "flood,trickle".to_string()),
-                (MAX_QUEUED_BYTES.to_string(), pending.to_string()),
-            ]),
-        })
-        .await
-        .unwrap();
+/// A provider whose actor waits for a permit of its gate per message,
+/// bound as [`ACTOR`] with `values` on a new (monitored) server.
+struct Setup {
+    server: NatsServer,
+    provider: NatsMessaging,
+    gate: Arc<Semaphore>,
+    delivered: mpsc::UnboundedReceiver<BrokerMessage>,
+    client: async_nats::Client,
+}
+
+impl Setup {
+    async fn new(values: &[(&str, &str)], permits: usize) -> Setup {
+        let server = NatsServer::start_monitored().unwrap();
+        let gate = Arc::new(Semaphore::new(permits));
+        let (seen, delivered) = mpsc::unbounded_channel();
+        let provider = NatsMessaging::new();
+        provider
+            .start(Arc::new(Slow {
+                seen,
+                gate: Arc::clone(&gate),
+            }))
+            .await
+            .unwrap();
+        let mut values: HashMap<String, String> = values
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        values.insert("URL".to_string(), server.url());
+        provider
+            .bind_actor(BindRequest {
+                actor: ACTOR.into(),
+                binding: "default".into(),
+                values,
+            })
+            .await
+            .unwrap();
+        let client = async_nats::connect(server.url()).await.unwrap();
+        Setup {
+            server,
+            provider,
+            gate,
+            delivered,
+            client,
+        }
+    }
+
+    /// Publishes each `(subject, body)` and waits until the server has
+    /// sent them all to the provider's connection, which reads them into
+    /// its queue (or drops them) as they come.
+    async fn publish(&self, messages: impl IntoIterator<Item = (&'static str, Vec<u8>)>) {
+        let before = self.server.messages_sent().unwrap();
+        let mut sent = 0;
+        for (subject, body) in messages {
+            self.client
+                .publish(subject.to_string(), body.into())
+                .await
+                .unwrap();
+            sent += 1;
+        }
+        self.client.flush().await.unwrap();
+        let started = std::time::Instant::now();
+        while self.server.messages_sent().unwrap() < before + sent {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "messages never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // A moment for the last to be read off the socket.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    /// The next message the actor gets.
+    async fn next(&mut self) -> BrokerMessage {
+        tokio::time::timeout(WAIT, self.delivered.recv())
+            .await
+            .expect("nothing delivered")
+            .unwrap()
+    }
+
+    /// Lets the actor go, and every message it gets from now on.
+    async fn release(&mut self) -> Vec<BrokerMessage> {
+        self.gate.add_permits(100_000);
+        let mut got = Vec::new();
+        while let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_millis(500), self.delivered.recv()).await
+        {
+            got.push(message);
+        }
+        got
+    }
 }
 
 /// Routes every test's log lines into [`LOGS`]; tests tell theirs apart by
@@ -87,66 +165,29 @@ fn log_lines_with(needle: &str) -> Vec<String> {
         .collect()
 }
 
-/// Waits until the server has sent `count` messages in all, then a moment
-/// for the last to be read off the socket.
-async fn until_sent(server: &NatsServer, count: u64) {
-    let started = std::time::Instant::now();
-    while server.messages_sent().unwrap() < count {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "messages never arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-}
-
 #[tokio::test]
-async fn a_slow_actor_gets_at_most_max_pending_bytes_and_the_rest_is_dropped() {
+async fn a_slow_actor_gets_at_most_max_queued_bytes_and_the_rest_is_dropped() {
     capture_logs();
-    let server = NatsServer::start_monitored().unwrap();
-    let gate = Arc::new(Semaphore::new(0));
-    let (seen, mut delivered) = mpsc::unbounded_channel();
-    let provider = NatsMessaging::new();
-    provider
-        .start(Arc::new(Slow {
-            seen,
-            gate: Arc::clone(&gate),
-        }))
-        .await
-        .unwrap();
     // 1 MiB for the binding's two subjects together.
-    bind(&provider, server.url(), "1048576").await;
-
+    let mut setup = Setup::new(
+        &[
+            ("SUBSCRIPTION", "flood,trickle"),
+            (MAX_QUEUED_BYTES, "1048576"),
+        ],
+        0,
+    )
+    .await;
     // 200 messages of 100 KiB (20 MB) on two subjects while the actor
     // handles the first.
-    let client = async_nats::connect(server.url()).await.unwrap();
-    let before = server.messages_sent().unwrap();
-    for i in 0..200_u8 {
-        let subject = if i % 2 == 0 { "flood" } else { "trickle" };
-        let mut body = vec![b'x'; 100 * 1024];
-        body[0] = i;
-        client
-            .publish(subject.to_string(), body.into())
-            .await
-            .unwrap();
-    }
-    client.flush().await.unwrap();
-    let first = tokio::time::timeout(WAIT, delivered.recv())
-        .await
-        .expect("nothing delivered")
-        .unwrap();
-    // Until all 200 have reached the provider's connection, which reads
-    // them into its queue (or drops them) as they come.
-    until_sent(&server, before + 200).await;
-
-    gate.add_permits(1000);
-    let mut got = vec![first];
-    while let Ok(Some(message)) =
-        tokio::time::timeout(Duration::from_millis(500), delivered.recv()).await
-    {
-        got.push(message);
-    }
+    setup
+        .publish((0..200_u8).map(|i| {
+            let mut body = vec![b'x'; 100 * 1024];
+            body[0] = i;
+            (if i % 2 == 0 { "flood" } else { "trickle" }, body)
+        }))
+        .await;
+    let mut got = vec![setup.next().await];
+    got.extend(setup.release().await);
     eprintln!("{} of 200 messages of 100 KiB delivered", got.len());
     // What fits in 1 MiB (ten), plus one in the actor's hands per subject.
     assert!(got.len() <= 12, "{} delivered", got.len());
@@ -172,141 +213,55 @@ async fn a_slow_actor_gets_at_most_max_pending_bytes_and_the_rest_is_dropped() {
     assert!(warnings.len() <= 2, "the log was flooded: {warnings:?}");
 
     // Once the actor has caught up, messages are delivered again.
+    setup
+        .publish((0..3_u8).map(|i| ("flood", vec![i; 10])))
+        .await;
     for i in 0..3_u8 {
-        client
-            .publish("flood".to_string(), vec![i; 10].into())
-            .await
-            .unwrap();
+        assert_eq!(setup.next().await.body, vec![i; 10]);
     }
-    client.flush().await.unwrap();
-    for i in 0..3_u8 {
-        let message = tokio::time::timeout(WAIT, delivered.recv())
-            .await
-            .expect("a message after the flood was not delivered")
-            .unwrap();
-        assert_eq!(message.body, vec![i; 10]);
-    }
-    provider.shutdown().await;
+    setup.provider.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_slow_actor_gets_at_most_max_queued_messages() {
-    let server = NatsServer::start_monitored().unwrap();
-    let gate = Arc::new(Semaphore::new(0));
-    let (seen, mut delivered) = mpsc::unbounded_channel();
-    let provider = NatsMessaging::new();
-    provider
-        .start(Arc::new(Slow {
-            seen,
-            gate: Arc::clone(&gate),
-        }))
-        .await
-        .unwrap();
-    provider
-        .bind_actor(BindRequest {
-            actor: ACTOR.into(),
-            binding: "default".into(),
-            values: HashMap::from([
-                ("URL".to_string(), server.url()),
-                ("SUBSCRIPTION".to_string(), "many".to_string()),
-                (MAX_QUEUED_MESSAGES.to_string(), "5".to_string()),
-            ]),
-        })
-        .await
-        .unwrap();
-    let client = async_nats::connect(server.url()).await.unwrap();
-    let before = server.messages_sent().unwrap();
-    for i in 0..100_u8 {
-        client
-            .publish("many".to_string(), vec![i].into())
-            .await
-            .unwrap();
-    }
-    client.flush().await.unwrap();
-    let first = tokio::time::timeout(WAIT, delivered.recv())
-        .await
-        .expect("nothing delivered")
-        .unwrap();
-    until_sent(&server, before + 100).await;
-    gate.add_permits(1000);
-    let mut got = vec![first.body[0]];
-    while let Ok(Some(message)) =
-        tokio::time::timeout(Duration::from_millis(500), delivered.recv()).await
-    {
-        got.push(message.body[0]);
-    }
-    // Five waiting, and the one in the actor's hands if it took it before
-    // the fifth arrived: the first ones sent, in order.
+    let mut setup = Setup::new(&[("SUBSCRIPTION", "many"), (MAX_QUEUED_MESSAGES, "5")], 0).await;
+    setup.publish((0..100_u8).map(|i| ("many", vec![i]))).await;
+    let mut got = vec![setup.next().await.body[0]];
+    got.extend(setup.release().await.iter().map(|m| m.body[0]));
+    // The first five sent, and one more if the actor took the first while
+    // the flood was still arriving (there was room again then); in order.
     assert!((5..=6).contains(&got.len()), "{got:?}");
-    assert!(
-        got.iter().enumerate().all(|(i, b)| usize::from(*b) == i),
-        "{got:?}"
-    );
-    provider.shutdown().await;
+    assert_eq!(got[..5], [0, 1, 2, 3, 4]);
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "{got:?}");
+    setup.provider.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_message_larger_than_the_whole_quota_is_dropped_and_said_so() {
     capture_logs();
-    let server = NatsServer::start().unwrap();
-    let (seen, mut delivered) = mpsc::unbounded_channel();
-    let provider = NatsMessaging::new();
-    provider
-        .start(Arc::new(Slow {
-            seen,
-            gate: Arc::new(Semaphore::new(1000)),
-        }))
-        .await
-        .unwrap();
-    provider
-        .bind_actor(BindRequest {
-            actor: ACTOR.into(),
-            binding: "default".into(),
-            values: HashMap::from([
-                ("URL".to_string(), server.url()),
-                ("SUBSCRIPTION".to_string(), "huge".to_string()),
-                (MAX_QUEUED_BYTES.to_string(), "1000".to_string()),
-            ]),
-        })
-        .await
-        .unwrap();
-    let client = async_nats::connect(server.url()).await.unwrap();
-    client
-        .publish("huge".to_string(), vec![b'x'; 2000].into())
-        .await
-        .unwrap();
-    client
-        .publish("huge".to_string(), vec![b'y'; 10].into())
-        .await
-        .unwrap();
-    client.flush().await.unwrap();
+    let mut setup = Setup::new(
+        &[("SUBSCRIPTION", "huge"), (MAX_QUEUED_BYTES, "1000")],
+        1000,
+    )
+    .await;
+    setup
+        .publish([("huge", vec![b'x'; 2000]), ("huge", vec![b'y'; 10])])
+        .await;
     // The small one arrives; the large one never does.
-    let message = tokio::time::timeout(WAIT, delivered.recv())
-        .await
-        .expect("the small message was not delivered")
-        .unwrap();
-    assert_eq!(message.body, vec![b'y'; 10]);
+    assert_eq!(setup.next().await.body, vec![b'y'; 10]);
+    assert!(setup.release().await.is_empty());
     let warning = log_lines_with("larger than the binding's whole MAX_QUEUED_BYTES")
         .into_iter()
         .find(|l| l.contains("subject=huge"))
         .expect("the drop was not logged");
     assert!(warning.contains(ACTOR), "{warning}");
     assert!(warning.contains("max_queued_bytes=1000"), "{warning}");
-    provider.shutdown().await;
+    setup.provider.shutdown().await;
 }
 
 #[tokio::test]
 async fn the_queue_quotas_must_be_whole_numbers_of_at_least_one() {
-    let server = NatsServer::start().unwrap();
-    let provider = NatsMessaging::new();
-    let (seen, _delivered) = mpsc::unbounded_channel();
-    provider
-        .start(Arc::new(Slow {
-            seen,
-            gate: Arc::new(Semaphore::new(0)),
-        }))
-        .await
-        .unwrap();
+    let setup = Setup::new(&[("SUBSCRIPTION", "s")], 0).await;
     for (key, bad) in [
         (MAX_QUEUED_BYTES, "0"),
         (MAX_QUEUED_BYTES, "-1"),
@@ -314,12 +269,13 @@ async fn the_queue_quotas_must_be_whole_numbers_of_at_least_one() {
         (MAX_QUEUED_MESSAGES, "0"),
         (MAX_QUEUED_MESSAGES, "lots"),
     ] {
-        let err = provider
+        let err = setup
+            .provider
             .bind_actor(BindRequest {
                 actor: ACTOR.into(),
                 binding: "default".into(),
                 values: HashMap::from([
-                    ("URL".to_string(), server.url()),
+                    ("URL".to_string(), setup.server.url()),
                     ("SUBSCRIPTION".to_string(), "s".to_string()),
                     (key.to_string(), bad.to_string()),
                 ]),

@@ -1,5 +1,6 @@
-//! NATS connection details that the lattice and the NATS messaging backend
-//! share, so both read a server URL the same way.
+//! What the lattice and the NATS messaging backend share about NATS, so
+//! both read a server URL the same way and bound what a subscription holds
+//! the same way.
 //!
 //! * [`UrlCredentials::from_url`]: `nats://user:password@host` or
 //!   `nats://token@host`. `async-nats` parses such a URL but does not send
