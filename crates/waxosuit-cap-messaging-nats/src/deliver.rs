@@ -9,13 +9,12 @@
 //! ([`PendingSubscriber`]); what does not fit is dropped and logged.
 
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
 
 use async_nats::{Client, Message, Subscriber};
 use futures_util::StreamExt;
 use tracing::{Instrument, Span};
 use waxosuit_codec::messaging::{BrokerMessage, CAPABILITY_ID, OP_DELIVER_MESSAGE};
-use waxosuit_nats::{Dropped, PendingBudget, PendingSubscriber};
+use waxosuit_nats::{DropReport, Dropped, PendingBudget, PendingSubscriber};
 use waxosuit_provider::encode;
 
 use crate::reserved::Reserved;
@@ -54,24 +53,19 @@ pub(crate) async fn deliver_loop(
     }
 }
 
-/// How often one subscription logs dropped messages, at most.
-const WARN_EVERY: Duration = Duration::from_secs(10);
-
-/// Logs messages dropped for `actor`, at most every [`WARN_EVERY`], with
+/// Logs messages dropped for `actor`, at most every
+/// [`waxosuit_nats::pending::REPORT_EVERY`], with
 /// how many were not logged since.
 fn slow_consumer(
     actor: &str,
     quota_bytes: usize,
 ) -> impl FnMut(&Message, Dropped) + Send + 'static {
     let actor = actor.to_string();
-    let mut last: Option<Instant> = None;
-    let mut unlogged = 0_u64;
+    let mut report = DropReport::default();
     move |message, why| {
-        let now = Instant::now();
-        if last.is_some_and(|at| now.saturating_duration_since(at) < WARN_EVERY) {
-            unlogged += 1;
+        let Some(unlogged) = report.due() else {
             return;
-        }
+        };
         let bound = match why {
             Dropped::TooManyMessages => "MAX_QUEUED_MESSAGES",
             Dropped::TooManyBytes => "MAX_QUEUED_BYTES",
@@ -100,8 +94,6 @@ fn slow_consumer(
                  the binding's values"
             );
         }
-        last = Some(now);
-        unlogged = 0;
     }
 }
 

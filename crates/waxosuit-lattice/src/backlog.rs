@@ -10,7 +10,7 @@
 //! buffer as it arrives, into a queue of at most [`MESSAGES`] messages and
 //! [`BYTES`] bytes each (or two of the server's largest messages, if that
 //! is more: a command may carry a module of up to `max_payload` inline),
-//! and drops the rest, logging at most every [`WARN_EVERY`]. A dropped
+//! and drops the rest, logging at most every [`waxosuit_nats::pending::REPORT_EVERY`]. A dropped
 //! authentic message is one a sender sees time out, as when the host is
 //! down; nothing half-handled is left. The client's own buffer (65,536
 //! messages) is then only used while that task waits to be scheduled.
@@ -19,10 +19,8 @@
 //! consumers hand each message to a task or check it in place, and one more
 //! hand-off per call would cost every call (`docs/lattice.md`).
 
-use std::time::{Duration, Instant};
-
 use async_nats::{Message, Subscriber};
-use waxosuit_nats::{Dropped, PendingBudget, PendingSubscriber};
+use waxosuit_nats::{DropReport, Dropped, PendingBudget, PendingSubscriber};
 
 use crate::auth::shorten;
 
@@ -31,21 +29,16 @@ pub(crate) const MESSAGES: usize = 1024;
 /// Their bytes (subjects, headers and payloads), at most: 16 MiB, unless
 /// two messages of the server's `max_payload` need more.
 pub(crate) const BYTES: usize = 16 * 1024 * 1024;
-/// How often one subscription logs dropped messages, at most.
-const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// `subscriber`, read into a queue of at most [`MESSAGES`] and [`BYTES`]
 /// (at least two messages of `max_payload`, the server's).
 pub(crate) fn bounded(subscriber: Subscriber, max_payload: usize) -> PendingSubscriber {
     let bytes = BYTES.max(max_payload.saturating_mul(2));
-    let mut last: Option<Instant> = None;
-    let mut unlogged = 0_u64;
+    let mut report = DropReport::default();
     let on_drop = move |message: &Message, why: Dropped| {
-        let now = Instant::now();
-        if last.is_some_and(|at| now.saturating_duration_since(at) < WARN_EVERY) {
-            unlogged += 1;
+        let Some(unlogged) = report.due() else {
             return;
-        }
+        };
         tracing::warn!(
             // Anyone may name the subject's last tokens: escaped and cut.
             subject = %shorten(&message.subject),
@@ -55,8 +48,6 @@ pub(crate) fn bounded(subscriber: Subscriber, max_payload: usize) -> PendingSubs
             "lattice messages arrive faster than they are handled here: one was dropped \
              unread (a flood on the bus, or a consumer that stopped reading)"
         );
-        last = Some(now);
-        unlogged = 0;
     };
     PendingSubscriber::new(subscriber, PendingBudget::new(MESSAGES, bytes), on_drop)
 }

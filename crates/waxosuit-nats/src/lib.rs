@@ -17,7 +17,7 @@ use async_nats::ConnectOptions;
 
 pub mod pending;
 
-pub use pending::{Dropped, PendingBudget, PendingSubscriber};
+pub use pending::{DropReport, Dropped, PendingBudget, PendingSubscriber};
 
 /// Credentials found in a server URL.
 #[derive(Debug, PartialEq, Eq)]

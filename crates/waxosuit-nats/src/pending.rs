@@ -20,6 +20,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use async_nats::{Message, Subscriber};
 use futures_util::{Stream, StreamExt};
@@ -168,5 +169,50 @@ impl Stream for PendingSubscriber {
 impl Drop for PendingSubscriber {
     fn drop(&mut self) {
         self.reader.abort();
+    }
+}
+
+/// How often an `on_drop` that logs should let a line through, at most
+/// ([`DropReport`]).
+pub const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Rate-limits the log lines of an `on_drop`: a flood of drops makes one
+/// line per [`REPORT_EVERY`], which says how many were not logged.
+#[derive(Debug, Default)]
+pub struct DropReport {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+impl DropReport {
+    /// `Some(drops not logged since the last line)` when a line is due
+    /// now; `None` (and one more unlogged) otherwise.
+    pub fn due(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|at| now.saturating_duration_since(at) < REPORT_EVERY)
+        {
+            self.unlogged += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_is_due_once_per_interval_and_counts_the_rest() {
+        let mut report = DropReport::default();
+        assert_eq!(report.due(), Some(0));
+        assert_eq!(report.due(), None);
+        assert_eq!(report.due(), None);
+        report.last = Some(Instant::now() - REPORT_EVERY);
+        assert_eq!(report.due(), Some(2));
+        assert_eq!(report.due(), None);
     }
 }
