@@ -3,29 +3,39 @@
 //! The sender keeps the bytes and answers requests for them on a fresh
 //! subject under its own key (`{prefix}.chunks.{key}.{nuid}`), one chunk
 //! per request; the receiver pulls the chunks in order and checks the
-//! SHA-256 of the whole. Pulling (rather than pushing chunks at the
-//! receiver) needs no JetStream, keeps at most one chunk in flight per
-//! transfer, and lets the receiver's speed set the pace.
+//! SHA-256 of each against the signed reference. Pulling (rather than
+//! pushing chunks at the receiver) needs no JetStream, keeps at most one
+//! chunk in flight per transfer, and lets the receiver's speed set the pace.
 //!
-//! A receiver fetches only what an authenticated message told it to, from
-//! the sender's own chunk subjects, no more bytes than the target accepts,
-//! and takes a chunk only if it hashes to the signed value: a forged
-//! reference, a subject of someone else's choosing, an oversized transfer
-//! or a forger answering first costs it nothing but a refusal.
+//! Both directions are authenticated, like every lattice message:
+//! * A receiver fetches only what an authenticated message told it to, from
+//!   the sender's own chunk subjects, no more bytes than the target accepts,
+//!   and takes a chunk only if it hashes to the signed value: a forged
+//!   reference, a subject of someone else's choosing, an oversized transfer
+//!   or a forger answering first costs it nothing but a refusal.
+//! * A sender answers only requests signed (`Waxosuit-Auth`) by the one
+//!   host the payload is for, each bound to the transfer's subject and to
+//!   the inbox the chunk goes to, each once, and sends each chunk once.
+//!   Unanswered, a request of a few bytes would make the sender publish up
+//!   to `max_payload` bytes to any subject its author names (a reflector
+//!   with an amplification of 10⁵ or more), and anyone who read a reference
+//!   could have the payload sent again and again until the transfer ended.
 //!
-//! The sender serves its chunks until a fixed deadline (not until each was
-//! asked for once, which anyone reading the subject could do first), so a
-//! payload stays in memory for a bounded time whoever asks.
+//! The offer ends when every chunk was sent or at a fixed deadline,
+//! whichever comes first, so a payload stays in memory for a bounded time
+//! whatever the receiver does.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::Client;
+use async_nats::{Client, Message};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
+use waxosuit_claims::{KeyPair, Verifier};
 
 use crate::LatticeError;
+use crate::auth::{self, Reason, Refusal, ReplayGuard, Signers, TrustPolicy};
 use crate::protocol::{ChunkRef, Subjects, sha256_hex};
 use crate::replies::{Replies, Verdict, is_no_responders};
 
@@ -41,18 +51,33 @@ pub(crate) fn inline_limit(max_payload: usize) -> usize {
     max_payload.saturating_sub(HEADROOM).max(MIN_CHUNK as usize)
 }
 
-/// Offers `data` on a fresh subject of `owner`'s for `ttl`. The
-/// subscription is made before this returns, so a receiver told about the
-/// subject finds it served.
-pub(crate) async fn offer(
-    client: &Client,
-    subjects: &Subjects,
-    owner: &str,
-    data: Vec<u8>,
-    max_payload: usize,
-    ttl: Duration,
-) -> Result<ChunkRef, LatticeError> {
-    let chunk = inline_limit(max_payload);
+/// The longest chunk request body: a chunk index in decimal.
+const MAX_REQUEST: usize = 10;
+
+/// What is told of each refused chunk request (a host counts and logs it).
+pub(crate) type OnRefused = Box<dyn Fn(&Refusal) + Send + Sync>;
+
+/// One offer: where it is served, whose requests are answered, and for how
+/// long.
+pub(crate) struct Offer<'a> {
+    pub(crate) client: &'a Client,
+    pub(crate) subjects: &'a Subjects,
+    /// The sender's key: the chunks are served on its chunk subjects.
+    pub(crate) owner: &'a str,
+    /// The one key whose signed requests are answered: the host the
+    /// payload is for.
+    pub(crate) receiver: &'a str,
+    pub(crate) max_payload: usize,
+    /// How long the chunks are served at most.
+    pub(crate) ttl: Duration,
+    pub(crate) on_refused: OnRefused,
+}
+
+/// Offers `data` to `offer.receiver` on a fresh subject of `offer.owner`'s.
+/// The subscription is made before this returns, so a receiver told about
+/// the subject finds it served.
+pub(crate) async fn offer(offer: Offer<'_>, data: Vec<u8>) -> Result<ChunkRef, LatticeError> {
+    let chunk = inline_limit(offer.max_payload);
     let len = data.len();
     let too_large = || LatticeError::Transport {
         operation: "chunked send",
@@ -60,14 +85,19 @@ pub(crate) async fn offer(
     };
     let chunks = u32::try_from(len.div_ceil(chunk).max(1)).map_err(|_| too_large())?;
     let chunk_size = u32::try_from(chunk).map_err(|_| too_large())?;
-    let subject = subjects.chunks(owner);
-    let mut sub = client
-        .subscribe(subject.clone())
-        .await
-        .map_err(|e| LatticeError::Transport {
-            operation: "chunked send",
-            reason: e.to_string(),
-        })?;
+    let subject = offer.subjects.chunks(offer.owner);
+    let sub =
+        offer
+            .client
+            .subscribe(subject.clone())
+            .await
+            .map_err(|e| LatticeError::Transport {
+                operation: "chunked send",
+                reason: e.to_string(),
+            })?;
+    // Whoever can publish here can send messages of `max_payload` bytes
+    // faster than requests are checked: they wait in a bounded queue.
+    let mut sub = crate::backlog::bounded(sub, offer.max_payload);
     let reference = ChunkRef {
         subject,
         len: len as u64,
@@ -78,27 +108,98 @@ pub(crate) async fn offer(
             .collect(),
     };
     let data = Bytes::from(data);
-    let client = client.clone();
+    let client = offer.client.clone();
+    let mut gate = Gate {
+        receiver: offer.receiver.to_string(),
+        verifier: Verifier::new(),
+        // The receiver asks once per chunk; a few more authentic
+        // requests are refused one by one rather than filling it.
+        replay: ReplayGuard::new(chunks as usize + 16),
+        sent: vec![false; chunks as usize],
+    };
+    let on_refused = offer.on_refused;
+    let ttl = offer.ttl;
     tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + ttl;
-        while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, sub.next()).await {
-            let Some(reply) = msg.reply else { continue };
-            let Some(i) = std::str::from_utf8(&msg.payload)
-                .ok()
-                .and_then(|s| s.parse::<usize>().ok())
-                .filter(|i| *i < chunks as usize)
-            else {
-                continue;
+        let mut left = chunks as usize;
+        while left > 0 {
+            let Ok(Some(msg)) = tokio::time::timeout_at(deadline, sub.next()).await else {
+                break;
+            };
+            let (i, reply) = match gate.admit(&msg) {
+                Ok(admitted) => admitted,
+                Err(refusal) => {
+                    on_refused(&refusal);
+                    continue;
+                }
             };
             let start = i * chunk;
             let body = data.slice(start..(start + chunk).min(len));
             if client.publish(reply, body).await.is_err() {
                 break;
             }
+            left -= 1;
         }
-        let _ = sub.unsubscribe().await;
+        // Dropping the subscriber unsubscribes.
+        drop(sub);
     });
     Ok(reference)
+}
+
+/// Decides which chunk requests of one offer are answered.
+struct Gate {
+    receiver: String,
+    verifier: Verifier,
+    replay: ReplayGuard,
+    /// Which chunks were sent: each is sent once.
+    sent: Vec<bool>,
+}
+
+impl Gate {
+    /// The chunk asked for and the inbox it goes to, if the request is the
+    /// receiver's, for this offer and this inbox, not seen before, and for
+    /// a chunk not sent yet. Cheapest checks first: nothing is decoded or
+    /// verified for a request that could not be answered anyway.
+    fn admit(&mut self, msg: &Message) -> Result<(usize, async_nats::Subject), Refusal> {
+        let Some(reply) = msg.reply.clone() else {
+            return Err(Refusal::new(
+                Reason::Malformed,
+                "a chunk request without a reply inbox",
+            ));
+        };
+        let i = (msg.payload.len() <= MAX_REQUEST)
+            .then(|| std::str::from_utf8(&msg.payload).ok())
+            .flatten()
+            .and_then(|s| s.parse::<usize>().ok())
+            .filter(|i| *i < self.sent.len())
+            .ok_or_else(|| {
+                Refusal::new(
+                    Reason::Malformed,
+                    format!(
+                        "a chunk request of {} bytes that names none of the {} chunks offered",
+                        msg.payload.len(),
+                        self.sent.len()
+                    ),
+                )
+            })?;
+        if self.sent[i] {
+            return Err(Refusal::new(
+                Reason::Replayed,
+                format!("chunk {i} was sent already; each is sent once"),
+            ));
+        }
+        // Only the receiver's key is accepted, so no trust list is read.
+        auth::verify_message(
+            &self.verifier,
+            &TrustPolicy::default(),
+            &self.replay,
+            msg,
+            Signers::Only(&self.receiver),
+            None,
+        )?;
+        self.sent[i] = true;
+        Ok((i, reply))
+    }
 }
 
 /// Checks a reference before anything is fetched: from `owner`'s own chunk
@@ -147,14 +248,17 @@ pub(crate) fn check(
     Ok(())
 }
 
-/// Fetches a payload [`check`]ed before. A reply is taken only if it hashes
-/// to the signed value of the chunk asked for (anything else, a forger's,
-/// is ignored and the wait goes on), so at most `reference.len` bytes are
-/// ever kept, all of them the sender's. A no-responders status, which
-/// anyone can forge, does not end the wait either.
+/// Fetches a payload [`check`]ed before, each request signed by
+/// `identity` (the sender answers only the host the payload is for). A
+/// reply is taken only if it hashes to the signed value of the chunk asked
+/// for (anything else, a forger's, is ignored and the wait goes on), so at
+/// most `reference.len` bytes are ever kept, all of them the sender's. A
+/// no-responders status, which anyone can forge, does not end the wait
+/// either.
 pub(crate) async fn fetch(
     client: &Client,
     replies: &Replies,
+    identity: &KeyPair,
     reference: &ChunkRef,
     timeout: Duration,
 ) -> Result<Vec<u8>, LatticeError> {
@@ -187,11 +291,20 @@ pub(crate) async fn fetch(
             }
             Verdict::Done
         });
+        let body = i.to_string();
+        let headers = auth::sign_message(
+            identity,
+            &reference.subject,
+            Some(&inbox.subject),
+            None,
+            body.as_bytes(),
+        )?;
         client
-            .publish_with_reply(
+            .publish_with_reply_and_headers(
                 reference.subject.clone(),
                 inbox.subject.clone(),
-                Bytes::from(i.to_string()),
+                headers,
+                Bytes::from(body),
             )
             .await
             .map_err(|e| LatticeError::Transport {

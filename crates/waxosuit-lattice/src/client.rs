@@ -327,13 +327,26 @@ impl LatticeClient {
     ) -> Result<CommandReply, LatticeError> {
         let max_payload = self.client.server_info().max_payload;
         let command = if module.len() > chunk::inline_limit(max_payload) {
+            let owner = self.identity.public_key();
             let reference = chunk::offer(
-                &self.client,
-                &self.subjects,
-                &self.identity.public_key(),
+                chunk::Offer {
+                    client: &self.client,
+                    subjects: &self.subjects,
+                    owner: &owner,
+                    // The command goes to that host alone: only it fetches.
+                    receiver: host,
+                    max_payload,
+                    ttl: self.timeout.max(START_TIMEOUT),
+                    on_refused: Box::new(|refusal| {
+                        tracing::debug!(
+                            signer = refusal.signer().unwrap_or("(none)"),
+                            reason = refusal.reason().as_str(),
+                            detail = %refusal,
+                            "refused a request for a module's chunks"
+                        );
+                    }),
+                },
                 module,
-                max_payload,
-                self.timeout.max(START_TIMEOUT),
             )
             .await?;
             Command::StartActor {

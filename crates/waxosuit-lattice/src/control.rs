@@ -146,6 +146,7 @@ impl Inner {
                         chunk::fetch(
                             &self.bus.client,
                             &self.bus.replies,
+                            &self.keys.identity,
                             &reference,
                             self.bus.timeout,
                         )

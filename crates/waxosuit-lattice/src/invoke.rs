@@ -200,12 +200,18 @@ impl Inner {
         let mut timeout = self.bus.timeout;
         let (msg, chunked) = if payload.len() > chunk::inline_limit(max_payload) {
             let reference = chunk::offer(
-                &self.bus.client,
-                &self.bus.subjects,
-                &self.keys.host_id,
+                chunk::Offer {
+                    client: &self.bus.client,
+                    subjects: &self.bus.subjects,
+                    owner: &self.keys.host_id,
+                    // The call goes to this host's own subject: only it
+                    // fetches.
+                    receiver: &host,
+                    max_payload,
+                    ttl: self.bus.timeout * 4,
+                    on_refused: self.chunk_refusals(),
+                },
                 payload,
-                max_payload,
-                self.bus.timeout * 4,
             )
             .await?;
             // The receiver pulls every chunk before it starts the call.
@@ -282,6 +288,7 @@ impl Inner {
                 chunk::fetch(
                     &self.bus.client,
                     &self.bus.replies,
+                    &self.keys.identity,
                     &reference,
                     self.bus.timeout,
                 )

@@ -24,7 +24,8 @@
 //!   and a caller accepts them only from a host it trusts ([`invoke`]).
 //!   Every other message (commands, binding changes, inventory, events,
 //!   auctions) is signed in a NATS header ([`auth`]) by a trusted host or
-//!   admin. The order of checks puts authentication before any work
+//!   admin, and a request for a large payload's chunks by the one host the
+//!   payload is for. The order of checks puts authentication before any work
 //!   ([`server`]): no chunk is fetched, no session learned, no task spawned
 //!   past a per-target bound, for a message that has not verified.
 //!   Refusals are logged (rate-limited) and counted in `/metrics`

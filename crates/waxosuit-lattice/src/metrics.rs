@@ -29,6 +29,8 @@ pub(crate) enum Plane {
     Event,
     /// Auction calls and bids.
     Auction,
+    /// Requests for the chunks of a large payload.
+    Chunk,
 }
 
 impl Plane {
@@ -41,6 +43,7 @@ impl Plane {
             Plane::Inventory => "inventory",
             Plane::Event => "event",
             Plane::Auction => "auction",
+            Plane::Chunk => "chunk",
         }
     }
 }

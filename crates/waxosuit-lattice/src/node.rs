@@ -477,7 +477,7 @@ impl Lattice {
     /// How many lattice messages of `plane` this host refused for `reason`
     /// (the same figures as `waxosuit_lattice_refused_total` in `/metrics`).
     /// Planes: `invocation`, `response`, `command`, `binding`, `inventory`,
-    /// `event`, `auction`; reasons: `unsigned`, `malformed`, `untrusted`,
+    /// `event`, `auction`, `chunk`; reasons: `unsigned`, `malformed`, `untrusted`,
     /// `bad_signature`, `expired`, `replayed`, `mismatch`, `version`,
     /// `saturated`.
     pub fn refusals(&self, plane: &str, reason: &str) -> u64 {
@@ -490,6 +490,7 @@ impl Lattice {
             "inventory" => Plane::Inventory,
             "event" => Plane::Event,
             "auction" => Plane::Auction,
+            "chunk" => Plane::Chunk,
             _ => return 0,
         };
         let reason = match reason {
@@ -548,6 +549,12 @@ impl Inner {
         labels.insert("hostcore.osfamily".into(), std::env::consts::FAMILY.into());
         labels.insert("hostcore.arch".into(), std::env::consts::ARCH.into());
         labels
+    }
+
+    /// Counts and logs the refused requests for this host's chunks.
+    pub(crate) fn chunk_refusals(&self) -> crate::chunk::OnRefused {
+        let metrics = self.metrics.clone();
+        Box::new(move |refusal| metrics.refused(Plane::Chunk, refusal))
     }
 
     /// Subscribes to `subject` with a bounded backlog ([`backlog`]).

@@ -37,8 +37,11 @@ pub use subjects::{InventoryKind, Subjects};
 ///
 /// Version 3 authenticates every message and response, binds each to its
 /// subject and reply inbox, and numbers session-tagged calls for replay
-/// protection; version-2 hosts get a version error.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// protection. Version 4 also authenticates requests for chunks: a sender
+/// answers only the host a payload is for, and a version-3 receiver's
+/// unsigned requests would go unanswered, so older hosts get a version
+/// error instead.
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The default subject prefix.
 pub const DEFAULT_PREFIX: &str = "waxosuit";

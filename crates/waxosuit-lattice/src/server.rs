@@ -585,7 +585,7 @@ impl Inner {
             }
         };
         match result {
-            Ok(reply) => self.reply_payload(&inv.id, reply).await,
+            Ok(reply) => self.reply_payload(&inv.id, &inv.host_id, reply).await,
             Err(e @ HostError::ActorNotFound { .. }) => {
                 Response::failure(&inv.id, ErrorKind::NotFound, e.to_string())
             }
@@ -637,6 +637,7 @@ impl Inner {
         chunk::fetch(
             &self.bus.client,
             &self.bus.replies,
+            &self.keys.identity,
             reference,
             self.bus.timeout,
         )
@@ -650,8 +651,9 @@ impl Inner {
         })
     }
 
-    /// A successful reply, inline or offered in chunks.
-    async fn reply_payload(&self, id: &str, msg: Vec<u8>) -> Response {
+    /// A successful reply, inline or offered in chunks to the caller
+    /// (`caller`, whose call verified).
+    async fn reply_payload(&self, id: &str, caller: &str, msg: Vec<u8>) -> Response {
         let max_payload = self
             .bus
             .max_payload
@@ -660,12 +662,16 @@ impl Inner {
             return Response::success(id, msg);
         }
         match chunk::offer(
-            &self.bus.client,
-            &self.bus.subjects,
-            &self.keys.host_id,
+            chunk::Offer {
+                client: &self.bus.client,
+                subjects: &self.bus.subjects,
+                owner: &self.keys.host_id,
+                receiver: caller,
+                max_payload,
+                ttl: self.bus.timeout * 4,
+                on_refused: self.chunk_refusals(),
+            },
             msg,
-            max_payload,
-            self.bus.timeout * 4,
         )
         .await
         {

@@ -833,3 +833,61 @@ async fn an_unreachable_server_and_a_wrong_identity_are_clear_errors() {
     let err = Lattice::join(host, config).await.err().unwrap();
     assert!(err.to_string().contains("server key"), "{err}");
 }
+
+/// `module` with a custom section of `len` bytes appended (before it is
+/// signed, so the signature covers it).
+fn padded(module: &[u8], len: usize) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"padding";
+    let mut body = Vec::new();
+    leb(name.len(), &mut body);
+    body.extend_from_slice(name);
+    body.extend((0..len).map(|i| (i % 253) as u8));
+    let mut out = module.to_vec();
+    out.push(0);
+    leb(body.len(), &mut out);
+    out.extend_from_slice(&body);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_larger_than_a_message_starts_by_command_in_chunks() {
+    let net = Net::new(1);
+    let b = net.node(0, &[]).await;
+    let client = net.client().await;
+    let account = &net.account;
+    let module_key = KeyPair::generate(KeyKind::Module);
+    let claims = Claims::<waxosuit_claims::Actor>::builder()
+        .issuer(account.public_key())
+        .subject(module_key.public_key())
+        .metadata(waxosuit_claims::Actor::named("big-echo"))
+        .build();
+    // Default nats-server max_payload is 1 MiB: this goes in two chunks,
+    // which the host asks the admin's client for, signed.
+    let module = waxosuit_claims::embed_claims(
+        &padded(waxosuit_test_fixtures::wapc_echo(), 1536 * 1024),
+        &claims,
+        account,
+    )
+    .unwrap();
+    assert!(module.len() > 1 << 20);
+    let reply = client
+        .start_actor(b.lattice.host_id(), module)
+        .await
+        .unwrap();
+    assert!(reply.ok, "{}", reply.message);
+    assert!(
+        b.host
+            .has_actor(&waxosuit_host::ActorKey::new(module_key.public_key().as_str()).unwrap())
+    );
+}
