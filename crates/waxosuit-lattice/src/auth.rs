@@ -524,6 +524,14 @@ impl ReplayGuard {
         }
     }
 
+    /// Refuses only messages signed before `since` (Unix seconds) less the
+    /// clock skew, rather than before this guard was made: for messages
+    /// bound to something that did not exist before `since`.
+    pub(crate) fn since(mut self, since: u64) -> ReplayGuard {
+        self.since = since;
+        self
+    }
+
     /// Records `(signer, id)`, issued at `issued`, valid until `expires`;
     /// refuses it if seen, or if it may have been seen before this guard
     /// started.

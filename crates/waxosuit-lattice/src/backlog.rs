@@ -15,6 +15,10 @@
 //! down; nothing half-handled is left. The client's own buffer (65,536
 //! messages) is then only used while that task waits to be scheduled.
 //!
+//! Requests for a payload's chunks ([`requests`]) are read the same way
+//! into a smaller queue: a real one is under a kilobyte, so anything large
+//! is dropped unread rather than held.
+//!
 //! The invocation and reply subscriptions are not among them: their
 //! consumers hand each message to a task or check it in place, and one more
 //! hand-off per call would cost every call (`docs/lattice.md`).
@@ -30,10 +34,28 @@ pub(crate) const MESSAGES: usize = 1024;
 /// two messages of the server's `max_payload` need more.
 pub(crate) const BYTES: usize = 16 * 1024 * 1024;
 
+/// The largest message a subscription of small requests holds: a chunk
+/// request is a subject, an inbox, a signed header and a number.
+pub(crate) const MAX_REQUEST_BYTES: usize = 4096;
+
+/// Small requests held at most, and their bytes.
+const REQUESTS: usize = 64;
+const REQUEST_BYTES: usize = REQUESTS * MAX_REQUEST_BYTES;
+
 /// `subscriber`, read into a queue of at most [`MESSAGES`] and [`BYTES`]
 /// (at least two messages of `max_payload`, the server's).
 pub(crate) fn bounded(subscriber: Subscriber, max_payload: usize) -> PendingSubscriber {
     let bytes = BYTES.max(max_payload.saturating_mul(2));
+    read_into(subscriber, PendingBudget::new(MESSAGES, bytes))
+}
+
+/// `subscriber`, read into a queue of at most 64 messages and 256 KiB:
+/// for requests no larger than [`MAX_REQUEST_BYTES`].
+pub(crate) fn requests(subscriber: Subscriber) -> PendingSubscriber {
+    read_into(subscriber, PendingBudget::new(REQUESTS, REQUEST_BYTES))
+}
+
+fn read_into(subscriber: Subscriber, budget: PendingBudget) -> PendingSubscriber {
     let mut report = DropReport::default();
     let on_drop = move |message: &Message, why: Dropped| {
         let Some(unlogged) = report.due() else {
@@ -49,5 +71,5 @@ pub(crate) fn bounded(subscriber: Subscriber, max_payload: usize) -> PendingSubs
              unread (a flood on the bus, or a consumer that stopped reading)"
         );
     };
-    PendingSubscriber::new(subscriber, PendingBudget::new(MESSAGES, bytes), on_drop)
+    PendingSubscriber::new(subscriber, budget, on_drop)
 }

@@ -95,9 +95,9 @@ pub(crate) async fn offer(offer: Offer<'_>, data: Vec<u8>) -> Result<ChunkRef, L
                 operation: "chunked send",
                 reason: e.to_string(),
             })?;
-    // Whoever can publish here can send messages of `max_payload` bytes
-    // faster than requests are checked: they wait in a bounded queue.
-    let mut sub = crate::backlog::bounded(sub, offer.max_payload);
+    // Whoever can publish here can send messages faster than requests are
+    // checked: they wait in a small bounded queue, which large ones skip.
+    let mut sub = crate::backlog::requests(sub);
     let reference = ChunkRef {
         subject,
         len: len as u64,
@@ -112,9 +112,13 @@ pub(crate) async fn offer(offer: Offer<'_>, data: Vec<u8>) -> Result<ChunkRef, L
     let mut gate = Gate {
         receiver: offer.receiver.to_string(),
         verifier: Verifier::new(),
-        // The receiver asks once per chunk; a few more authentic
-        // requests are refused one by one rather than filling it.
-        replay: ReplayGuard::new(chunks as usize + 16),
+        // The receiver asks once per chunk, and a chunk already sent is
+        // refused before this is consulted, so it never holds more than
+        // `chunks`. The subject is new and signed into every request, so
+        // nothing signed before the offer can match it: no start time to
+        // refuse from (a receiver's clock behind this one's must not be
+        // taken for a replay).
+        replay: ReplayGuard::new(chunks as usize).since(0),
         sent: vec![false; chunks as usize],
     };
     let on_refused = offer.on_refused;
@@ -161,6 +165,16 @@ impl Gate {
     /// a chunk not sent yet. Cheapest checks first: nothing is decoded or
     /// verified for a request that could not be answered anyway.
     fn admit(&mut self, msg: &Message) -> Result<(usize, async_nats::Subject), Refusal> {
+        if msg.length > crate::backlog::MAX_REQUEST_BYTES {
+            return Err(Refusal::new(
+                Reason::Malformed,
+                format!(
+                    "a chunk request of {} bytes (at most {} with its headers)",
+                    msg.length,
+                    crate::backlog::MAX_REQUEST_BYTES
+                ),
+            ));
+        }
         let Some(reply) = msg.reply.clone() else {
             return Err(Refusal::new(
                 Reason::Malformed,
@@ -182,6 +196,8 @@ impl Gate {
                     ),
                 )
             })?;
+        // Before the signature: a request for a chunk already sent is
+        // refused (as `replayed`) whoever signed it.
         if self.sent[i] {
             return Err(Refusal::new(
                 Reason::Replayed,

@@ -880,7 +880,8 @@ async fn a_module_larger_than_a_message_starts_by_command_in_chunks() {
         account,
     )
     .unwrap();
-    assert!(module.len() > 1 << 20);
+    let max_payload = net.attacker().await.server_info().max_payload;
+    assert!(module.len() > max_payload, "the module travels inline");
     let reply = client
         .start_actor(b.lattice.host_id(), module)
         .await
