@@ -834,32 +834,6 @@ async fn an_unreachable_server_and_a_wrong_identity_are_clear_errors() {
     assert!(err.to_string().contains("server key"), "{err}");
 }
 
-/// `module` with a custom section of `len` bytes appended (before it is
-/// signed, so the signature covers it).
-fn padded(module: &[u8], len: usize) -> Vec<u8> {
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let name = b"padding";
-    let mut body = Vec::new();
-    leb(name.len(), &mut body);
-    body.extend_from_slice(name);
-    body.extend((0..len).map(|i| (i % 253) as u8));
-    let mut out = module.to_vec();
-    out.push(0);
-    leb(body.len(), &mut out);
-    out.extend_from_slice(&body);
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_module_larger_than_a_message_starts_by_command_in_chunks() {
     let net = Net::new(1);
@@ -875,7 +849,11 @@ async fn a_module_larger_than_a_message_starts_by_command_in_chunks() {
     // Default nats-server max_payload is 1 MiB: this goes in two chunks,
     // which the host asks the admin's client for, signed.
     let module = waxosuit_claims::embed_claims(
-        &padded(waxosuit_test_fixtures::wapc_echo(), 1536 * 1024),
+        &waxosuit_test_fixtures::hostile::with_custom_section(
+            waxosuit_test_fixtures::wapc_echo(),
+            "padding",
+            &vec![7; 1536 * 1024],
+        ),
         &claims,
         account,
     )

@@ -265,18 +265,27 @@ impl ProviderError {
 /// A backend URL fit for messages and logs: user name, password and query
 /// (which may carry a password, e.g. `?pass=`) removed. Errors that reach
 /// actors and logs must never echo credentials from a binding's `URL`.
+///
+/// A URL that fails to parse is the one most likely shown, and its password
+/// is often why: raw base64 or a generated secret holding `/`, `?`, `#` or
+/// `@`, none of which ends the user information then. So everything up to
+/// the *last* `@` is hidden (hiding a host that only looked like user
+/// information is the safe mistake), and only then is the query cut.
 pub fn redact_url(url: &str) -> String {
-    let without_query = url.split(['?', '#']).next().unwrap_or_default();
-    let Some((scheme, rest)) = without_query.split_once("://") else {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // No scheme: not a URL any backend takes, and perhaps a bare
+        // `user:password@host`.
         return "<unparsable URL>".to_string();
     };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
+    let (hidden, rest) = match rest.rfind('@') {
+        Some(at) => (true, &rest[at + 1..]),
+        None => (false, rest),
     };
-    match authority.rsplit_once('@') {
-        Some((_, host)) => format!("{scheme}://***@{host}{path}"),
-        None => format!("{scheme}://{authority}{path}"),
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    if hidden {
+        format!("{scheme}://***@{rest}")
+    } else {
+        format!("{scheme}://{rest}")
     }
 }
 
@@ -541,6 +550,30 @@ mod tests {
         );
         assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
         assert_eq!(redact_url("nonsense"), "<unparsable URL>");
+    }
+
+    #[test]
+    fn passwords_holding_url_delimiters_are_hidden_too() {
+        for (url, shown) in [
+            // Raw base64 with `/` and `=`: the URL does not parse, and the
+            // error that says so must not quote it.
+            ("redis://:abc/def==@db:6379", "redis://***@db:6379"),
+            ("redis://:ab#cd@db", "redis://***@db"),
+            ("redis://:ab?cd@db/0", "redis://***@db/0"),
+            ("nats://u:p/w@h:4222", "nats://***@h:4222"),
+            ("rediss://user:a@b@c@db.example", "rediss://***@db.example"),
+            // An `@` after the host hides the host as well: safe.
+            ("redis://db/0?user=a@b", "redis://***@b"),
+            ("user:s3cret@db:6379", "<unparsable URL>"),
+        ] {
+            let redacted = redact_url(url);
+            assert_eq!(redacted, shown, "{url}");
+            for secret in ["abc", "def", "ab", "cd", "p/w", "s3cret", "a@b@c"] {
+                if url.contains(secret) && !shown.contains(secret) {
+                    assert!(!redacted.contains(secret), "{url} → {redacted}");
+                }
+            }
+        }
     }
 
     #[test]

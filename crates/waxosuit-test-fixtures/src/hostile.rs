@@ -145,23 +145,38 @@ pub fn signed_module(
     claims.not_before = not_before;
     let jwt = claims.encode(account).expect("encode");
     let mut out = waxosuit_claims::strip_signature(module).expect("a wasm module");
-    // A custom section: id 0, size, name length, name, payload.
-    let mut body = vec![3u8];
-    body.extend_from_slice(b"jwt");
-    body.extend_from_slice(jwt.as_bytes());
-    out.push(0);
-    let mut size = body.len();
-    loop {
-        let byte = (size & 0x7f) as u8;
-        size >>= 7;
-        if size == 0 {
-            out.push(byte);
-            break;
-        }
-        out.push(byte | 0x80);
-    }
-    out.extend_from_slice(&body);
+    append_custom_section(&mut out, "jwt", jwt.as_bytes());
     out
+}
+
+/// `module` with a custom section `name` holding `data` appended (a large
+/// one pads a module to a size a test needs; sign the result afterwards).
+pub fn with_custom_section(module: &[u8], name: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = module.to_vec();
+    append_custom_section(&mut out, name, data);
+    out
+}
+
+/// A custom section: id 0, its size, the name's length, the name, the data.
+fn append_custom_section(out: &mut Vec<u8>, name: &str, data: &[u8]) {
+    fn leb128(out: &mut Vec<u8>, mut n: usize) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut body = Vec::with_capacity(name.len() + data.len() + 5);
+    leb128(&mut body, name.len());
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(data);
+    out.push(0);
+    leb128(out, body.len());
+    out.extend_from_slice(&body);
 }
 
 #[cfg(test)]
