@@ -137,6 +137,12 @@ impl Callouts {
                 }
             }
         }
+        // `proxy_http_call` let through one `:path`, absolute; checked again
+        // here, where it is joined to the upstream's URL.
+        if !path.starts_with('/') {
+            tracing::warn!(filter, upstream = %call.upstream, "Proxy-Wasm callout without an absolute path refused");
+            return None;
+        }
         let url = format!("{}{}", base.trim_end_matches('/'), path);
         let request = Request {
             method,

@@ -872,13 +872,15 @@ fn proxy_http_call(
     let Some(headers) = abi::parse_map(&headers, MAX_MAP_PAIRS) else {
         return status(Status::BadArgument);
     };
-    let has = |name: &str| headers.iter().any(|(k, _)| k == name);
+    let only = |name: &str| {
+        let mut values = headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
+        values.next().filter(|_| values.next().is_none())
+    };
     // The path is appended to the upstream's URL: anything but an absolute
-    // path (`:1234/…`, `@host/…`) would change where the call goes.
-    let path_ok = headers
-        .iter()
-        .any(|(k, v)| k == ":path" && v.first() == Some(&b'/'));
-    if !has(":method") || !path_ok {
+    // path (`:1234/…`, `@host/…`) would change where the call goes. One of
+    // each: a second `:path` was the one used, unchecked.
+    let path_ok = only(":path").is_some_and(|v| v.first() == Some(&b'/'));
+    if only(":method").is_none() || !path_ok {
         return status(Status::BadArgument);
     }
     let state = c.data_mut();

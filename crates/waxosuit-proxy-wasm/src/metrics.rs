@@ -57,10 +57,17 @@ impl Collector for FiltersCollector {
                 let sum = all
                     .entry((kind, filter.clone(), metric.name.clone()))
                     .or_default();
-                sum.value += metric.value.load(Ordering::Relaxed);
-                sum.count += metric.count.load(Ordering::Relaxed);
+                // The same filter on several bindings is one series: its
+                // copies' values, each as large as a filter likes, add up
+                // without overflowing.
+                sum.value = sum
+                    .value
+                    .saturating_add(metric.value.load(Ordering::Relaxed));
+                sum.count = sum
+                    .count
+                    .saturating_add(metric.count.load(Ordering::Relaxed));
                 for (total, bucket) in sum.buckets.iter_mut().zip(&metric.buckets) {
-                    *total += bucket.load(Ordering::Relaxed);
+                    *total = total.saturating_add(bucket.load(Ordering::Relaxed));
                 }
             }
         }
@@ -123,5 +130,29 @@ impl Collector for FiltersCollector {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::Status;
+
+    #[test]
+    fn copies_of_one_filter_sum_without_overflow() {
+        let copies: Vec<Arc<FilterMetrics>> = (0..2).map(|_| Arc::default()).collect();
+        let loaded: Loaded = Arc::default();
+        for metrics in &copies {
+            let gauge = metrics.define(MetricKind::Gauge, "g").unwrap();
+            assert_eq!(metrics.record(gauge, u64::MAX), Status::Ok);
+            loaded
+                .lock()
+                .push(("twice".to_string(), Arc::downgrade(metrics)));
+        }
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(FiltersCollector(loaded)));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains(&i64::MAX.to_string()), "{text}");
     }
 }

@@ -189,6 +189,14 @@ impl Shared {
     }
 }
 
+/// Adds `delta` to `value`, stopping at the bounds of `i64`: a filter's
+/// additions must not wrap a counter to a negative value.
+fn saturating_add(value: &AtomicI64, delta: i64) {
+    let _ = value.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        Some(v.saturating_add(delta))
+    });
+}
+
 /// One filter's metrics, read by the host's `/metrics`.
 #[derive(Default)]
 pub struct FilterMetrics {
@@ -259,7 +267,7 @@ impl FilterMetrics {
         match metric.kind {
             MetricKind::Counter if delta < 0 => Status::BadArgument,
             MetricKind::Counter | MetricKind::Gauge => {
-                metric.value.fetch_add(delta, Ordering::Relaxed);
+                saturating_add(&metric.value, delta);
                 Status::Ok
             }
             MetricKind::Histogram => Status::BadArgument,
@@ -271,16 +279,21 @@ impl FilterMetrics {
             return Status::NotFound;
         };
         match metric.kind {
-            MetricKind::Counter | MetricKind::Gauge => {
+            // A counter only goes up (Prometheus reads a fall as a
+            // restart): a smaller value leaves it where it is.
+            MetricKind::Counter => {
+                metric
+                    .value
+                    .fetch_max(i64::try_from(value).unwrap_or(i64::MAX), Ordering::Relaxed);
+            }
+            MetricKind::Gauge => {
                 metric
                     .value
                     .store(i64::try_from(value).unwrap_or(i64::MAX), Ordering::Relaxed);
             }
             MetricKind::Histogram => {
                 metric.count.fetch_add(1, Ordering::Relaxed);
-                metric
-                    .value
-                    .fetch_add(i64::try_from(value).unwrap_or(i64::MAX), Ordering::Relaxed);
+                saturating_add(&metric.value, i64::try_from(value).unwrap_or(i64::MAX));
                 #[allow(clippy::cast_precision_loss)]
                 let at = BUCKETS
                     .iter()
@@ -309,6 +322,23 @@ impl FilterMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filter_metrics_saturate_and_counters_never_fall() {
+        let metrics = FilterMetrics::default();
+        let counter = metrics.define(MetricKind::Counter, "c").unwrap();
+        let histogram = metrics.define(MetricKind::Histogram, "h").unwrap();
+        let value = |id: u32| metrics.get(id).unwrap().value.load(Ordering::Relaxed);
+        assert_eq!(metrics.increment(counter, i64::MAX), Status::Ok);
+        assert_eq!(metrics.increment(counter, i64::MAX), Status::Ok);
+        assert_eq!(value(counter), i64::MAX, "wrapped");
+        assert_eq!(metrics.record(counter, 5), Status::Ok);
+        assert_eq!(value(counter), i64::MAX, "a counter fell");
+        for _ in 0..3 {
+            assert_eq!(metrics.record(histogram, u64::MAX), Status::Ok);
+        }
+        assert_eq!(value(histogram), i64::MAX);
+    }
 
     #[test]
     fn compare_and_swap_refuses_a_stale_version() {

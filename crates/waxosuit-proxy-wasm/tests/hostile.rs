@@ -590,3 +590,103 @@ async fn the_request_is_readable_in_the_response_phase_and_handed_back_whole() {
     expected.path = "/deny".into();
     assert_eq!(req, expected, "a local answer leaves the request whole");
 }
+
+/// Bytes as a WAT data string.
+fn wat_bytes(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("\\{b:02x}")).collect()
+}
+
+/// A Proxy-Wasm map of `pairs`, encoded as the ABI has it.
+fn abi_map(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+    for (k, v) in pairs {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    }
+    for (k, v) in pairs {
+        out.extend_from_slice(k.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_path_cannot_steer_a_callout_to_another_port() {
+    // A listener on a port the upstream's URL does not name, counting.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = other.local_addr().unwrap().port();
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    std::thread::spawn(move || {
+        for stream in other.incoming().flatten() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            drop(stream);
+        }
+    });
+    let steer = format!(":{port}/x");
+    let mut outcomes = Vec::new();
+    for pairs in [
+        // A checked `:path` first, the one that was used second.
+        vec![
+            (":method", "GET"),
+            (":path", "/"),
+            (":path", steer.as_str()),
+        ],
+        vec![
+            (":method", "GET"),
+            (":path", steer.as_str()),
+            (":path", "/"),
+        ],
+        vec![(":method", "GET"), (":method", "POST"), (":path", "/")],
+        vec![(":method", "GET"), (":path", steer.as_str())],
+        // The well-formed call, for contrast: taken.
+        vec![(":method", "GET"), (":path", "/")],
+    ] {
+        let map = abi_map(&pairs);
+        // Answers 201 when the call is taken, 400 when it is refused.
+        let filter_wat = format!(
+            r#"(module
+      (import "env" "proxy_http_call" (func $call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+      (import "env" "proxy_send_local_response" (func $local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "up")
+      (data (i32.const 16) "{data}")
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 4096))
+      (func (export "proxy_on_context_create") (param i32 i32))
+      (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+        (drop (call $local
+          (select (i32.const 201) (i32.const 400)
+            (i32.eqz (call $call (i32.const 0) (i32.const 2) (i32.const 16) (i32.const {len})
+              (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 1000) (i32.const 2000))))
+          (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1)))
+        (i32.const 1))
+      (func (export "proxy_on_http_call_response") (param i32 i32 i32 i32 i32)))"#,
+            data = wat_bytes(&map),
+            len = map.len(),
+        );
+        // The upstream names no port: port 80 on this machine, where
+        // nothing is expected to listen.
+        let settings = FilterSettings {
+            upstreams: [("up".to_string(), "http://127.0.0.1".to_string())].into(),
+            ..FilterSettings::default()
+        };
+        let filter = load_on(RuntimeConfig::default(), &filter_wat, true, settings)
+            .await
+            .unwrap();
+        let mut stream = filter.open(&info());
+        outcomes.push(match stream.request(&mut request()).outcome().await {
+            Ok(Verdict::Respond(reply)) => reply.status,
+            other => panic!("{pairs:?}: {:?}", other.map(|_| ())),
+        });
+    }
+    assert_eq!(outcomes, [400, 400, 400, 400, 201]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "a callout reached a port its upstream does not name"
+    );
+}
