@@ -23,6 +23,24 @@ use crate::vm::{Callback, Failed, Vm, VmTemplate};
 /// Most VMs one filter runs (one per connection thread).
 const MAX_SLOTS: usize = 256;
 
+/// Callbacks a filter starts by itself (ticks, queue deliveries) are
+/// followed by a pause this many times as long as they ran, once they run
+/// for [`PACE_FROM`] or more: at most a tenth of a connection thread then
+/// goes to them, whatever period the filter asks for. Without it a tick
+/// that ran longer than its period was due again at once, and the thread
+/// (shared by every binding's connections) served nothing else for as long
+/// as tokio let the task run.
+const PACE_FACTOR: u32 = 9;
+
+/// Shorter callbacks only yield: a pause of microseconds would round up to
+/// the timer's millisecond and slow a busy queue down for nothing.
+const PACE_FROM: Duration = Duration::from_millis(1);
+
+/// The pause owed after a background callback that ran for `spent`.
+fn pause_after(spent: Duration) -> Option<Duration> {
+    (spent >= PACE_FROM).then(|| spent.saturating_mul(PACE_FACTOR))
+}
+
 /// A loaded Proxy-Wasm filter: what a chain holds.
 pub struct ProxyFilter {
     pub(crate) inner: Arc<FilterInner>,
@@ -315,6 +333,7 @@ impl FilterInner {
                         let owed = task.counter().map_or(0, |c| c.load(Ordering::Acquire));
                         for _ in 0..owed.min(MAX_QUEUE_ITEMS as u32) {
                             let generation = listener.generation.load(Ordering::Acquire);
+                            let started = Instant::now();
                             if !inner
                                 .on_root(&listener, generation, |vm, t| vm.queue_ready(t, queue))
                             {
@@ -322,8 +341,12 @@ impl FilterInner {
                                 return;
                             }
                             // One callback at a time: the worker serves
-                            // others (requests among them) between them.
-                            tokio::task::yield_now().await;
+                            // others (requests among them) between them,
+                            // for longer after a long one.
+                            match pause_after(started.elapsed()) {
+                                Some(pause) => tokio::time::sleep(pause).await,
+                                None => tokio::task::yield_now().await,
+                            }
                         }
                         // Those made (calls past the cap dropped): if none
                         // came meanwhile, the task ends and the next enqueue
@@ -403,18 +426,21 @@ impl FilterInner {
     }
 }
 
+/// Calls `proxy_on_tick` every `period` after the last call ended (as
+/// Envoy re-arms its timer), or later after a long one ([`pause_after`]).
+/// Every wait is a real sleep, so the thread serves others between ticks.
 async fn tick(weak: Weak<FilterInner>, slot: Arc<Slot>, generation: u64, period: Duration) {
-    let mut interval = tokio::time::interval(period);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    interval.tick().await;
+    let mut wait = period;
     loop {
-        interval.tick().await;
+        tokio::time::sleep(wait).await;
         let Some(inner) = weak.upgrade() else { return };
+        let started = Instant::now();
         if inner.closed.load(Ordering::Acquire)
             || !inner.on_root(&slot, generation, |vm, t| vm.tick(t))
         {
             return;
         }
+        wait = pause_after(started.elapsed()).map_or(period, |pause| pause.max(period));
     }
 }
 

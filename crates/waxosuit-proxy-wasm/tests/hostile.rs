@@ -690,3 +690,46 @@ async fn a_second_path_cannot_steer_a_callout_to_another_port() {
         "a callout reached a port its upstream does not name"
     );
 }
+
+#[tokio::test]
+async fn a_tick_that_runs_long_leaves_the_thread_to_others() {
+    // Ticks every 10 ms and spins for 40 ms in each tick, under its 100 ms
+    // deadline, so it never traps and its timer never stops.
+    let spinner = r#"(module
+      (import "env" "proxy_set_tick_period_milliseconds" (func $period (param i32) (result i32)))
+      (import "env" "proxy_get_current_time_nanoseconds" (func $now (param i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 4096))
+      (func (export "proxy_on_context_create") (param i32 i32))
+      (func (export "proxy_on_vm_start") (param i32 i32) (result i32)
+        (drop (call $period (i32.const 10)))
+        (i32.const 1))
+      (func (export "proxy_on_tick") (param i32)
+        (local $start i64)
+        (drop (call $now (i32.const 0)))
+        (local.set $start (i64.load (i32.const 0)))
+        (loop $spin
+          (drop (call $now (i32.const 0)))
+          (br_if $spin (i64.lt_u (i64.sub (i64.load (i32.const 0)) (local.get $start))
+            (i64.const 40000000))))))"#;
+    // One thread, as a connection thread has: the ticks and this task
+    // share it.
+    let filter = load(spinner, true, FilterLimits::default()).await.unwrap();
+    let began = tokio::time::Instant::now();
+    let mut worst = Duration::ZERO;
+    while began.elapsed() < Duration::from_secs(2) {
+        let asked = tokio::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        worst = worst.max(asked.elapsed());
+    }
+    drop(filter);
+    // The ticks ran (a 5 ms sleep waited for one)…
+    assert!(worst >= Duration::from_millis(20), "no tick ran: {worst:?}");
+    // …one at a time: without the pause after each, a tick due again at
+    // once kept the thread for up to 128 ticks (seconds).
+    assert!(
+        worst < Duration::from_millis(250),
+        "the thread was held for {worst:?}"
+    );
+}
