@@ -55,6 +55,12 @@
 //!
 //!   `Add`, `Clear` and `ListItemDelete` run as Lua scripts so that their
 //!   checks and writes are one atomic step, as in the memory provider.
+//!   `Range`, `SetQuery`, `SetUnion` and `SetIntersection` run as scripts
+//!   that count the reply's bytes as they gather it (`Range` and `SetQuery`
+//!   256 items at a time) and answer an `ERR` naming the operation, the key
+//!   and the bound instead of a reply larger than the actor accepts (the
+//!   host's `__waxosuit_max_payload`, [`DEFAULT_MAX_REPLY_BYTES`] without
+//!   it): an actor that filled a list cannot make the host hold it all.
 //! * **Errors.** Refusals by Redis (`WRONGTYPE …`, `ERR …`) are
 //!   [`ProviderError::Backend`] carrying Redis' message. A server that is
 //!   down, unreachable or slower than the timeouts gives
@@ -179,11 +185,86 @@ redis.call('LREM', KEYS[1], 0, ARGV[1])
 return redis.call('LLEN', KEYS[1])
 ";
 
+/// Reads whose reply grows with what the actor stored run as scripts that
+/// count the reply's bytes as they gather it (`ARGV[1]` the most the actor
+/// accepts, `ARGV[2]` the operation, `ARGV[3]` the key as the actor named
+/// it): past the bound Redis answers an error of a few bytes instead of,
+/// say, a gigabyte the host would hold and then refuse. Each item counts
+/// with the few bytes of its MessagePack header.
+const BOUND_LUA: &str = r"
+local limit, size = tonumber(ARGV[1]), 0
+local function over()
+  return redis.error_reply('ERR the reply of `' .. ARGV[2] .. '` on key `' .. ARGV[3] ..
+    '` would be more than ' .. ARGV[1] .. ' bytes, more than the actor accepts; read less ' ..
+    'at a time (a smaller window) or raise the actor\'s max_payload_kib limit')
+end
+local function fits(items)
+  for i = 1, #items do
+    size = size + #items[i] + 5
+    if size > limit then return false end
+  end
+  return true
+end
+";
+
+/// `LRANGE` (`ARGV[4]` start, `ARGV[5]` stop, as Redis reads them), read
+/// 256 items at a time so a refused window costs Redis no more than the
+/// bound either.
+const RANGE_SCRIPT: &str = r"
+local n = redis.call('LLEN', KEYS[1])
+local start, stop = tonumber(ARGV[4]), tonumber(ARGV[5])
+if start < 0 then start = math.max(n + start, 0) end
+if stop < 0 then stop = n + stop end
+if stop >= n then stop = n - 1 end
+local out = {}
+while start <= stop do
+  local last = math.min(start + 255, stop)
+  local items = redis.call('LRANGE', KEYS[1], start, last)
+  if not fits(items) then return over() end
+  for i = 1, #items do out[#out + 1] = items[i] end
+  start = last + 1
+end
+return out
+";
+
+/// `SMEMBERS` by `SSCAN`, 256 at a time (a member a rehash hands out twice
+/// is kept once).
+const MEMBERS_SCRIPT: &str = r"
+redis.call('SCARD', KEYS[1])
+local out, seen, cursor = {}, {}, '0'
+repeat
+  local page = redis.call('SSCAN', KEYS[1], cursor, 'COUNT', 256)
+  cursor = page[1]
+  local fresh = {}
+  for i = 1, #page[2] do
+    local m = page[2][i]
+    if not seen[m] then seen[m] = true; fresh[#fresh + 1] = m end
+  end
+  if not fits(fresh) then return over() end
+  for i = 1, #fresh do out[#out + 1] = fresh[i] end
+until cursor == '0'
+return out
+";
+
+/// `SUNION` or `SINTER` (`ARGV[4]`) of `KEYS`, refused past the bound.
+const SET_ALGEBRA_SCRIPT: &str = r"
+local members = redis.call(ARGV[4], unpack(KEYS))
+if not fits(members) then return over() end
+return members
+";
+
+/// The largest reply a read may gather when the host did not say what the
+/// actor accepts (an embedder's own bindings).
+pub const DEFAULT_MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
+
 /// The scripts, loaded once per provider.
 struct Scripts {
     add: Script,
     clear: Script,
     list_del: Script,
+    range: Script,
+    members: Script,
+    set_algebra: Script,
 }
 
 /// How long a keyspace waits for Redis.
@@ -218,6 +299,8 @@ pub struct RedisKeyspace {
     prefix: String,
     timeouts: Timeouts,
     scripts: Arc<Scripts>,
+    /// The most a read may bring back: what the actor accepts.
+    max_reply: usize,
 }
 
 impl std::fmt::Debug for RedisKeyspace {
@@ -291,18 +374,34 @@ impl RedisKeyspace {
         .await
     }
 
-    /// A command over several of the actor's keys.
-    async fn over_keys(
+    /// A bounded read ([`BOUND_LUA`]): `script` over `keys` (the first
+    /// named in its refusal) with `args` after the bound's own.
+    async fn bounded(
         &self,
         what: &str,
-        command: &str,
+        script: &Script,
         keys: &[String],
+        args: &[&str],
     ) -> Result<Vec<String>, ProviderError> {
-        let mut cmd = redis::cmd(command);
-        for key in keys {
-            cmd.arg(self.key(key));
-        }
-        self.cmd(what, Repeat::Safe, &cmd).await
+        let op = Op {
+            what,
+            command: "EVALSHA",
+            repeat: Repeat::Safe,
+        };
+        let limit = self.max_reply.to_string();
+        let named = keys.first().map_or("", String::as_str);
+        self.run(op, |mut conn| {
+            let mut invocation = script.prepare_invoke();
+            for key in keys {
+                invocation.key(self.key(key));
+            }
+            invocation.arg(&limit).arg(what).arg(named);
+            for arg in args {
+                invocation.arg(*arg);
+            }
+            async move { invocation.invoke_async(&mut conn).await }
+        })
+        .await
     }
 }
 
@@ -344,10 +443,13 @@ impl Keyspace for RedisKeyspace {
     }
 
     async fn range(&self, key: &str, start: i32, stop: i32) -> Result<Vec<String>, ProviderError> {
-        self.cmd(
+        let scripts = Arc::clone(&self.scripts);
+        let (start, stop) = (start.to_string(), stop.to_string());
+        self.bounded(
             "Range",
-            Repeat::Safe,
-            redis::cmd("LRANGE").arg(self.key(key)).arg(start).arg(stop),
+            &scripts.range,
+            std::slice::from_ref(&key.to_string()),
+            &[&start, &stop],
         )
         .await
     }
@@ -396,20 +498,26 @@ impl Keyspace for RedisKeyspace {
     }
 
     async fn set_members(&self, key: &str) -> Result<Vec<String>, ProviderError> {
-        self.over_keys(
+        let scripts = Arc::clone(&self.scripts);
+        self.bounded(
             "SetQuery",
-            "SMEMBERS",
+            &scripts.members,
             std::slice::from_ref(&key.to_string()),
+            &[],
         )
         .await
     }
 
     async fn set_union(&self, keys: &[String]) -> Result<Vec<String>, ProviderError> {
-        self.over_keys("SetUnion", "SUNION", keys).await
+        let scripts = Arc::clone(&self.scripts);
+        self.bounded("SetUnion", &scripts.set_algebra, keys, &["SUNION"])
+            .await
     }
 
     async fn set_intersection(&self, keys: &[String]) -> Result<Vec<String>, ProviderError> {
-        self.over_keys("SetIntersection", "SINTER", keys).await
+        let scripts = Arc::clone(&self.scripts);
+        self.bounded("SetIntersection", &scripts.set_algebra, keys, &["SINTER"])
+            .await
     }
 
     async fn exists(&self, key: &str) -> Result<bool, ProviderError> {
@@ -464,6 +572,9 @@ impl RedisBackend {
                 add: Script::new(ADD_SCRIPT),
                 clear: Script::new(CLEAR_SCRIPT),
                 list_del: Script::new(LIST_DEL_SCRIPT),
+                range: Script::new(&format!("{BOUND_LUA}{RANGE_SCRIPT}")),
+                members: Script::new(&format!("{BOUND_LUA}{MEMBERS_SCRIPT}")),
+                set_algebra: Script::new(&format!("{BOUND_LUA}{SET_ALGEBRA_SCRIPT}")),
             }),
         }
     }
@@ -498,6 +609,11 @@ impl Backend for RedisBackend {
             .get(CONFIG_KEY_PREFIX)
             .cloned()
             .unwrap_or_else(|| format!("wxs:{}:{}:", request.actor, request.binding));
+        let max_reply = request
+            .values
+            .get(waxosuit_codec::core::CONFIG_WAXOSUIT_MAX_PAYLOAD)
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(DEFAULT_MAX_REPLY_BYTES);
         let mut connections = self.connections.lock();
         connections.retain(|_, link| link.strong_count() > 0);
         let link = match connections.get(url).and_then(Weak::upgrade) {
@@ -531,6 +647,7 @@ impl Backend for RedisBackend {
             prefix,
             timeouts: self.timeouts,
             scripts: Arc::clone(&self.scripts),
+            max_reply,
         }))
     }
 

@@ -1105,3 +1105,112 @@ async fn passes_the_keyvalue_conformance_suite() {
         .await
         .assert_passed();
 }
+
+#[tokio::test]
+async fn reads_larger_than_the_actor_accepts_are_refused_by_redis() {
+    let redis = RedisServer::start().unwrap();
+    let kv = RedisKeyValue::new();
+    // The actor accepts 64 KiB; it stores 200 items of 1 KiB in a list and
+    // in two sets (200 KiB each).
+    kv.bind_actor(bind_request(
+        ALICE,
+        DEFAULT,
+        &[
+            (CONFIG_URL, &redis.url()),
+            (waxosuit_codec::core::CONFIG_WAXOSUIT_MAX_PAYLOAD, "65536"),
+        ],
+    ))
+    .await
+    .unwrap();
+    for i in 0..200 {
+        let value = format!("{i:04}{}", "x".repeat(1020));
+        let _: ListResponse = call(&kv, OP_PUSH, &kv_req("big", &value)).await.unwrap();
+        for set in ["s1", "s2"] {
+            let _: SetOperationResponse = call(
+                &kv,
+                OP_SET_ADD,
+                &SetAddRequest {
+                    key: set.into(),
+                    value: value.clone(),
+                },
+            )
+            .await
+            .unwrap();
+        }
+    }
+    let range = |start, stop| ListRangeRequest {
+        key: "big".into(),
+        start,
+        stop,
+    };
+    for (start, stop) in [(0, -1), (0, 199), (-100, -1), (10, 1000)] {
+        assert_backend(
+            call::<_, ListRangeResponse>(&kv, OP_RANGE, &range(start, stop)).await,
+            "the reply of `Range` on key `big` would be more than 65536 bytes",
+        );
+    }
+    // A window within the bound, negative indexes as Redis reads them.
+    let window: ListRangeResponse = call(&kv, OP_RANGE, &range(-3, -1)).await.unwrap();
+    assert_eq!(window.values.len(), 3);
+    assert!(
+        window.values[2].starts_with("0000"),
+        "{:?}",
+        &window.values[2][..4]
+    );
+    let empty: ListRangeResponse = call(&kv, OP_RANGE, &range(5, 2)).await.unwrap();
+    assert!(empty.values.is_empty());
+    assert_backend(
+        call::<_, SetQueryResponse>(&kv, OP_SET_QUERY, &SetQueryRequest { key: "s1".into() }).await,
+        "the reply of `SetQuery` on key `s1` would be more than 65536 bytes",
+    );
+    assert_backend(
+        call::<_, SetQueryResponse>(
+            &kv,
+            OP_SET_UNION,
+            &SetUnionRequest {
+                keys: keys(&["s1", "s2"]),
+            },
+        )
+        .await,
+        "the reply of `SetUnion` on key `s1` would be more than 65536 bytes",
+    );
+    assert_backend(
+        call::<_, SetQueryResponse>(
+            &kv,
+            OP_SET_INTERSECT,
+            &SetIntersectionRequest {
+                keys: keys(&["s1", "s2"]),
+            },
+        )
+        .await,
+        "`SetIntersection`",
+    );
+    // Nothing was lost: the data is all there, and small reads work.
+    let mut conn = direct(&redis).await;
+    let len: i64 = redis::cmd("LLEN")
+        .arg(format!("wxs:{ALICE}:{DEFAULT}:big"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 200);
+    let _: SetOperationResponse = call(
+        &kv,
+        OP_SET_ADD,
+        &SetAddRequest {
+            key: "small".into(),
+            value: "a".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let small: SetQueryResponse = call(
+        &kv,
+        OP_SET_QUERY,
+        &SetQueryRequest {
+            key: "small".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(small.values, ["a"]);
+}

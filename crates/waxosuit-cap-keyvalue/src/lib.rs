@@ -92,6 +92,6 @@ mod provider;
 pub mod reference;
 
 pub use keyspace::{Backend, Description, Keyspace};
-pub use provider::{KeyValueProvider, dispatch};
+pub use provider::{KeyValueProvider, MAX_SET_KEYS, dispatch};
 pub use reference::MemoryKeyspace;
 pub use waxosuit_codec::keyvalue::CAPABILITY_ID;

@@ -213,7 +213,7 @@ pub async fn dispatch<K: Keyspace + ?Sized>(
         }
         OP_SET_UNION => {
             let SetUnionRequest { keys } = req.decode()?;
-            at_least_one_key(operation, &keys)?;
+            let keys = set_keys(operation, keys)?;
             let values = keyspace.set_union(&keys).await?;
             encode(&SetQueryResponse {
                 values: sorted(values),
@@ -221,7 +221,7 @@ pub async fn dispatch<K: Keyspace + ?Sized>(
         }
         OP_SET_INTERSECT => {
             let SetIntersectionRequest { keys } = req.decode()?;
-            at_least_one_key(operation, &keys)?;
+            let keys = set_keys(operation, keys)?;
             let values = keyspace.set_intersection(&keys).await?;
             encode(&SetQueryResponse {
                 values: sorted(values),
@@ -266,16 +266,41 @@ fn encode<T: Serialize>(reply: &T) -> Result<Vec<u8>, ProviderError> {
     waxosuit_provider::encode(CAPABILITY_ID, reply)
 }
 
-/// `SUNION` and `SINTER` need a key; Redis would say "wrong number of
-/// arguments", this names the operation.
-fn at_least_one_key(operation: &str, keys: &[String]) -> Result<(), ProviderError> {
-    if keys.is_empty() {
+/// Most distinct keys one `SetUnion` or `SetIntersection` may name.
+pub const MAX_SET_KEYS: usize = 64;
+
+/// The keys of `SUNION` or `SINTER`, each once: naming a key again changes
+/// neither result, and a request of a few megabytes could otherwise name
+/// one key millions of times, each sent to the backend with the binding's
+/// prefix and each walked by it. At least one (Redis would say "wrong
+/// number of arguments"; this names the operation), at most
+/// [`MAX_SET_KEYS`].
+fn set_keys(operation: &str, keys: Vec<String>) -> Result<Vec<String>, ProviderError> {
+    let mut seen = std::collections::HashSet::with_capacity(keys.len().min(MAX_SET_KEYS + 1));
+    let mut distinct = Vec::new();
+    for key in keys {
+        if seen.contains(&key) {
+            continue;
+        }
+        if distinct.len() == MAX_SET_KEYS {
+            return Err(ProviderError::backend(
+                CAPABILITY_ID,
+                format!(
+                    "ERR `{operation}` names more than {MAX_SET_KEYS} distinct keys; split it \
+                     into calls of at most {MAX_SET_KEYS} and combine their results"
+                ),
+            ));
+        }
+        seen.insert(key.clone());
+        distinct.push(key);
+    }
+    if distinct.is_empty() {
         return Err(ProviderError::backend(
             CAPABILITY_ID,
             format!("ERR `{operation}` needs at least one key"),
         ));
     }
-    Ok(())
+    Ok(distinct)
 }
 
 /// Set members in a stable order, which Redis does not promise: an actor's
@@ -294,6 +319,25 @@ fn count(n: u64) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_keys_are_distinct_and_bounded() {
+        let keys = |n: usize| (0..n).map(|i| format!("k{i}")).collect::<Vec<_>>();
+        assert_eq!(
+            set_keys("SetUnion", vec!["a".into(), "b".into(), "a".into()]).unwrap(),
+            ["a", "b"]
+        );
+        assert_eq!(set_keys("SetUnion", keys(MAX_SET_KEYS)).unwrap().len(), 64);
+        let err = set_keys("SetIntersection", keys(MAX_SET_KEYS + 1))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`SetIntersection` names more than 64 distinct keys; split it"),
+            "{err}"
+        );
+        let err = set_keys("SetUnion", Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("needs at least one key"), "{err}");
+    }
 
     #[test]
     fn counts_saturate_instead_of_wrapping() {

@@ -329,6 +329,31 @@ pub(super) async fn set_algebra(s: &Client<'_, impl Subject>) -> Outcome {
     )?;
     s.refused(OP_SET_UNION, &SetUnionRequest { keys: vec![] }, "ERR")
         .await?;
+    // A key named again counts once; past 64 distinct keys, refused.
+    let repeated: SetQueryResponse = s
+        .ok(
+            OP_SET_UNION,
+            &SetUnionRequest {
+                keys: vec!["alg:z".to_string(); 100_000],
+            },
+        )
+        .await?;
+    expect(
+        "`SetUnion` of one key named 100,000 times",
+        &repeated.values,
+        &strings_of(&["b", "m", "x"]),
+    )?;
+    let many: Vec<String> = (0..=crate::MAX_SET_KEYS)
+        .map(|i| format!("alg:k{i}"))
+        .collect();
+    s.refused(OP_SET_UNION, &SetUnionRequest { keys: many.clone() }, "ERR")
+        .await?;
+    s.refused(
+        OP_SET_INTERSECT,
+        &SetIntersectionRequest { keys: many },
+        "ERR",
+    )
+    .await?;
     s.refused(
         OP_SET_INTERSECT,
         &SetIntersectionRequest { keys: vec![] },
