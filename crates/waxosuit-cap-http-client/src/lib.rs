@@ -22,7 +22,7 @@
 //!   | [`ALLOWED_HOSTS`] | *(empty: deny all)* | comma list of destinations the actor may reach |
 //!   | [`TIMEOUT_MS`] | `30000` | total time for a call, redirects and body included |
 //!   | [`MAX_REDIRECTS`] | `5` | redirects followed before the call fails |
-//!   | [`MAX_RESPONSE_BYTES`] | `16777216` | largest response body accepted |
+//!   | [`MAX_RESPONSE_BYTES`] | `16777216` | largest response body accepted (never more than the actor accepts, less 64 KiB for the headers) |
 //!
 //! * **Egress policy.** `ALLOWED_HOSTS` is **deny by default**: a binding
 //!   without it (or with it empty) cannot reach anything. Entries are
@@ -239,6 +239,37 @@ fn config_value<T: FromStr>(
     }
 }
 
+/// Room left in the actor's payload for a response's status, headers and
+/// encoding, at most half of it.
+const HEADER_ROOM: u64 = 64 * 1024;
+
+/// `max` lowered to what the actor accepts (the host's
+/// `__waxosuit_max_payload`) less room for the headers: a larger body would
+/// be read and encoded only for the host to refuse the reply, failing the
+/// actor's whole call instead of answering it with an error it can handle.
+/// An explicit `MAX_RESPONSE_BYTES` above it is lowered with a warning.
+fn within_actor_limit(request: &BindRequest, max: u64) -> u64 {
+    let Some(accepted) = request
+        .values
+        .get(waxosuit_codec::core::CONFIG_WAXOSUIT_MAX_PAYLOAD)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    else {
+        return max;
+    };
+    let room = accepted.saturating_sub(HEADER_ROOM.min(accepted / 2));
+    if max > room && request.values.contains_key(MAX_RESPONSE_BYTES) {
+        tracing::warn!(
+            actor = %request.actor,
+            binding = %request.binding,
+            configured = max,
+            used = room,
+            "wascc:http_client MAX_RESPONSE_BYTES is more than the actor accepts; responses \
+             are refused past {room} bytes (raise the actor's max_payload_kib to accept more)"
+        );
+    }
+    max.min(room)
+}
+
 #[async_trait]
 impl CapabilityProvider for HttpClientProvider {
     fn descriptor(&self) -> CapabilityDescriptor {
@@ -309,6 +340,7 @@ impl CapabilityProvider for HttpClientProvider {
             DEFAULT_MAX_RESPONSE_BYTES,
             "a number of bytes",
         )?;
+        let max_response_bytes = within_actor_limit(&request, max_response_bytes);
 
         let policy = Arc::new(policy);
         let mut http = HttpConnector::new_with_resolver(CheckedResolver {
@@ -388,8 +420,9 @@ enum CallError {
     )]
     Timeout { millis: u128 },
     #[error(
-        "the response body exceeds {max} bytes (MAX_RESPONSE_BYTES for this binding); raise it \
-         to accept larger responses"
+        "the response body exceeds {max} bytes (MAX_RESPONSE_BYTES for this binding, or what \
+         the actor accepts less 64 KiB for the headers if that is less); raise the one that \
+         bounds it (the actor's max_payload_kib) to accept larger responses"
     )]
     TooLarge { max: u64 },
     #[error("cannot reach {url}: {reason}")]

@@ -561,3 +561,35 @@ async fn invalid_configuration_is_rejected_at_bind() {
         );
     }
 }
+
+#[tokio::test]
+async fn responses_are_bounded_by_what_the_actor_accepts() {
+    let server = TestServer::start().await;
+    // The actor accepts 1 MiB; nothing says MAX_RESPONSE_BYTES (16 MiB by
+    // default), or it says more.
+    for values in [
+        vec![
+            ("ALLOWED_HOSTS", "127.0.0.1"),
+            (waxosuit_codec::core::CONFIG_WAXOSUIT_MAX_PAYLOAD, "1048576"),
+        ],
+        vec![
+            ("ALLOWED_HOSTS", "127.0.0.1"),
+            (waxosuit_codec::core::CONFIG_WAXOSUIT_MAX_PAYLOAD, "1048576"),
+            ("MAX_RESPONSE_BYTES", "8000000"),
+        ],
+    ] {
+        let client = provider(&values).await;
+        let err = call(&client, get(&server.url("/unsized/2000000")))
+            .await
+            .unwrap_err();
+        assert!(
+            backend_message(&err).contains("exceeds 983040 bytes (MAX_RESPONSE_BYTES"),
+            "{err}"
+        );
+        // A body that fits with its headers is read whole.
+        let ok = call(&client, get(&server.url("/unsized/983040")))
+            .await
+            .unwrap();
+        assert_eq!(ok.body.len(), 983_040);
+    }
+}
