@@ -43,7 +43,7 @@
 //!   | Operation | Redis |
 //!   |---|---|
 //!   | `WriteEvent` | `XADD stream * field value …`, fields sorted by name |
-//!   | `QueryStream` | `XRANGE stream start end [COUNT n]` |
+//!   | `QueryStream` | `XRANGE stream start end [COUNT n]`, in a script (`EVAL`) that reads 256 entries at a time and answers an `ERR` naming the stream and the bound once the reply passes what the actor accepts (the host's `__waxosuit_max_payload`, [`DEFAULT_MAX_REPLY_BYTES`] without it): a query of a long stream no longer brings it all into the host first |
 //!
 //!   `QueryStream`'s `range` is in **milliseconds** since the Unix epoch
 //!   (the unit of Redis stream ids; the 2020 provider handed them to Redis
@@ -74,7 +74,7 @@
 //!   connection; `WriteEvent` is not (Redis may have added the event) and
 //!   fails with [`ProviderError::Unavailable`] saying so. Each call's
 //!   exchange is one client span named after the command (`XADD`,
-//!   `XRANGE`); delivery's blocking `XREAD`s belong to no call and are not.
+//!   `EVAL`); delivery's blocking `XREAD`s belong to no call and are not.
 //!
 //! ```no_run
 //! use std::collections::HashMap;
@@ -177,6 +177,8 @@ struct Binding {
     client: Client,
     safe_url: String,
     namespace: Namespace,
+    /// The most a query may bring back: what the actor accepts.
+    max_reply: usize,
     /// Subscribed streams, as the actor names them.
     streams: Vec<String>,
     subscription: Option<Subscription>,
@@ -326,6 +328,7 @@ impl RedisEventStreams {
                 link: Arc::clone(&b.link),
                 safe_url: b.safe_url.clone(),
                 namespace: b.namespace.clone(),
+                max_reply: b.max_reply,
             })
             .ok_or_else(|| ProviderError::not_bound(CAPABILITY_ID, &call.actor, &call.binding))
     }
@@ -361,6 +364,7 @@ struct CallTarget {
     link: Arc<Link>,
     safe_url: String,
     namespace: Namespace,
+    max_reply: usize,
 }
 
 /// A call's binding, as the operation table drives it.
@@ -398,13 +402,17 @@ impl Streams for BoundStreams<'_> {
         range: IdRange,
         limit: Option<u64>,
     ) -> Result<Vec<Entry>, ProviderError> {
-        let mut cmd = redis::cmd("XRANGE");
-        cmd.arg(self.key(stream)?)
+        // `XRANGE … [COUNT n]`, read by a script that counts the reply's
+        // bytes as it goes (RANGE_SCRIPT).
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(RANGE_SCRIPT)
+            .arg(1)
+            .arg(self.key(stream)?)
+            .arg(self.target.max_reply)
             .arg(range.start.to_string())
-            .arg(range.end.to_string());
-        if let Some(limit) = limit {
-            cmd.arg("COUNT").arg(limit);
-        }
+            .arg(range.end.to_string())
+            .arg(limit.unwrap_or(0))
+            .arg(stream);
         let reply: StreamRangeReply = self
             .provider
             .query(&self.target, OP_QUERY_STREAM, Repeat::Safe, &cmd)
@@ -412,6 +420,41 @@ impl Streams for BoundStreams<'_> {
         Ok(reply.ids.into_iter().map(to_entry).collect())
     }
 }
+
+/// `XRANGE KEYS[1] ARGV[2] ARGV[3]`, at most `ARGV[4]` entries (`0`: all),
+/// read 256 at a time and refused with an `ERR` naming the stream
+/// (`ARGV[5]`) once the reply passes `ARGV[1]` bytes, what the actor
+/// accepts: a `QueryStream` of a long stream cost the host the whole stream
+/// in memory before the reply was refused as too large. Each entry counts
+/// its id, fields and values and a few bytes of encoding each.
+const RANGE_SCRIPT: &str = r"
+local limit, want, size = tonumber(ARGV[1]), tonumber(ARGV[4]), 0
+local out, from = {}, ARGV[2]
+while true do
+  local page = 256
+  if want > 0 then page = math.min(page, want - #out) end
+  if page <= 0 then break end
+  local entries = redis.call('XRANGE', KEYS[1], from, ARGV[3], 'COUNT', page)
+  for i = 1, #entries do
+    local e = entries[i]
+    size = size + #e[1] + 8
+    for j = 1, #e[2] do size = size + #e[2][j] + 5 end
+    if size > limit then
+      return redis.error_reply('ERR the reply of `QueryStream` on stream `' .. ARGV[5] ..
+        '` would be more than ' .. ARGV[1] .. ' bytes, more than the actor accepts; ask for ' ..
+        'fewer events (`count`) or a shorter time range')
+    end
+    out[#out + 1] = e
+  end
+  if #entries < page then break end
+  from = '(' .. entries[#entries][1]
+end
+return out
+";
+
+/// The largest `QueryStream` reply when the host did not say what the actor
+/// accepts (an embedder's own bindings).
+pub const DEFAULT_MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
 
 /// `XADD` is not sent again after a dropped connection: repeating it could
 /// add the event twice.
@@ -689,6 +732,11 @@ impl CapabilityProvider for RedisEventStreams {
                 .key(&request.actor, stream)
                 .map_err(|reason| config_error(CONFIG_STREAMS, reason))?;
         }
+        let max_reply = request
+            .values
+            .get(waxosuit_codec::core::CONFIG_WAXOSUIT_MAX_PAYLOAD)
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(DEFAULT_MAX_REPLY_BYTES);
         let link = Arc::new(Link::new(
             client.clone(),
             self.connection_timeout,
@@ -705,6 +753,7 @@ impl CapabilityProvider for RedisEventStreams {
                     client,
                     safe_url,
                     namespace,
+                    max_reply,
                     streams,
                     subscription: None,
                 },
@@ -763,6 +812,7 @@ impl CapabilityProvider for RedisEventStreams {
                 link: Arc::clone(&b.link),
                 safe_url: b.safe_url.clone(),
                 namespace: b.namespace.clone(),
+                max_reply: b.max_reply,
             })
             .collect();
         let mut failures = Vec::new();

@@ -774,3 +774,54 @@ async fn the_first_call_after_a_restart_between_calls_succeeds() {
         .expect("the first write after the restart");
     assert_eq!(query(&provider, "s", None, 0).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn queries_larger_than_the_actor_accepts_are_refused_by_redis() {
+    // BOB accepts 64 KiB and writes 200 events of 1 KiB.
+    let (redis, provider, _) =
+        setup_with(&[(waxosuit_codec::core::CONFIG_WAXOSUIT_MAX_PAYLOAD, "65536")]).await;
+    let value = "x".repeat(1024);
+    for _ in 0..200 {
+        write(&provider, &event("log", &[("line", &value)]))
+            .await
+            .unwrap();
+    }
+    for count in [0, 200, 1000] {
+        let err = query(&provider, "log", None, count).await.unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "the reply of `QueryStream` on stream `log` would be more than 65536 bytes"
+            ),
+            "count {count}: {err}"
+        );
+    }
+    // Fewer events are read as before, oldest first, across pages of the
+    // script's reads; nothing was lost.
+    let some = query(&provider, "log", None, 40).await.unwrap();
+    assert_eq!(some.len(), 40);
+    let mut conn = direct(&redis).await;
+    let len: i64 = redis::cmd("XLEN")
+        .arg(format!("{BOB_NS}log"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 200);
+}
+
+#[tokio::test]
+async fn a_query_of_all_reads_past_one_page_of_the_script() {
+    let (_redis, provider, _) = setup().await;
+    for i in 0..600 {
+        write(&provider, &event("many", &[("i", &i.to_string())]))
+            .await
+            .unwrap();
+    }
+    let all = query(&provider, "many", None, 0).await.unwrap();
+    assert_eq!(all.len(), 600);
+    let order: Vec<&str> = all.iter().map(|e| e.values["i"].as_str()).collect();
+    assert_eq!(order[0], "0");
+    assert_eq!(order[599], "599");
+    let counted = query(&provider, "many", None, 300).await.unwrap();
+    assert_eq!(counted.len(), 300);
+    assert_eq!(counted[299].values["i"], "299");
+}
