@@ -394,7 +394,7 @@ impl CapabilityProvider for HttpClientProvider {
         };
         match outcome {
             Ok(response) => encode(CAPID, &response),
-            Err(error) => Err(error.into_provider_error(&call, &request.path)),
+            Err(error) => Err(error.into_provider_error(&call, without_query(&request.path))),
         }
     }
 
@@ -458,6 +458,13 @@ impl CallError {
             e @ CallError::Protocol { .. } => ProviderError::backend(CAPID, e),
         }
     }
+}
+
+/// A URL as errors and logs show it: without its query or fragment, which
+/// may carry secrets (API keys, presigned signatures, OAuth codes). Errors
+/// reach the actor, but also the capability's span and the host's log.
+fn without_query(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or_default()
 }
 
 /// A request checked for shape, not yet for destination.
@@ -645,8 +652,11 @@ async fn perform(binding: &Binding, prepared: Prepared) -> Result<Response, Call
             });
         }
         redirects += 1;
-        let next = resolve_location(&uri, &location).ok_or(CallError::BadRedirect { location })?;
-        tracing::debug!(from = %uri, to = %next, %status, "wascc:http_client following redirect");
+        let next = resolve_location(&uri, &location).ok_or_else(|| CallError::BadRedirect {
+            location: without_query(&location).to_string(),
+        })?;
+        tracing::debug!(from = %spans::FullUrl(&uri), to = %spans::FullUrl(&next), %status,
+            "wascc:http_client following redirect");
         if status == StatusCode::SEE_OTHER
             || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND)
                 && method == Method::POST)
@@ -689,7 +699,7 @@ fn classify(uri: &Uri, error: &hyper_util::client::legacy::Error) -> CallError {
         innermost = e.to_string();
         source = e.source();
     }
-    let url = uri.to_string();
+    let url = spans::FullUrl(uri).to_string();
     if error.is_connect() {
         CallError::Connect {
             url,
@@ -720,7 +730,7 @@ async fn read_response(
     let mut body = Vec::new();
     while let Some(frame) = incoming.frame().await {
         let frame = frame.map_err(|e| CallError::Protocol {
-            url: uri.to_string(),
+            url: spans::FullUrl(uri).to_string(),
             reason: format!("reading the body: {e}"),
         })?;
         if let Ok(data) = frame.into_data() {

@@ -127,7 +127,7 @@ fn port(uri: &Uri) -> Option<u16> {
 
 /// `url.full` without the query, which may carry secrets (user
 /// information is refused before any request is made).
-struct FullUrl<'a>(&'a Uri);
+pub(crate) struct FullUrl<'a>(pub(crate) &'a Uri);
 
 impl fmt::Display for FullUrl<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -593,3 +593,31 @@ async fn responses_are_bounded_by_what_the_actor_accepts() {
         assert_eq!(ok.body.len(), 983_040);
     }
 }
+
+#[tokio::test]
+async fn errors_never_repeat_a_query_string() {
+    let server = TestServer::start().await;
+    let client = provider(&[
+        ("ALLOWED_HOSTS", "127.0.0.1,example.com"),
+        ("MAX_RESPONSE_BYTES", "4096"),
+        ("TIMEOUT_MS", "300"),
+    ])
+    .await;
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for url in [
+        format!("http://127.0.0.1:{closed}/unreachable?api_key=S3CRET"),
+        server.url("/unsized/100000?api_key=S3CRET"),
+        server.url("/sleep/2000?api_key=S3CRET#S3CRET"),
+        "http://10.0.0.1/refused?api_key=S3CRET".to_string(),
+    ] {
+        let err = call(&client, get(&url)).await.unwrap_err().to_string();
+        assert!(!err.contains("S3CRET"), "{url}: {err}");
+        let path = url.split('?').next().unwrap();
+        assert!(err.contains(path), "{url}: the error names {path}: {err}");
+    }
+}
