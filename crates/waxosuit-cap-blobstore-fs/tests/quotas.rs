@@ -438,3 +438,62 @@ async fn quota_values_must_be_positive_whole_numbers() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_upload_in_tiny_chunks_is_refused_before_anything_is_held() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let fx = Fixture::new(&[]).await;
+    // 1 GiB in 1-byte chunks: which chunks arrived was a set growing by an
+    // entry per chunk, outside every quota.
+    let header = |chunk_size: u64| FileChunk {
+        container: "c".into(),
+        id: "tiny".into(),
+        total_bytes: 1 << 30,
+        chunk_size,
+        ..FileChunk::default()
+    };
+    let err = call(&fx.store, ALICE, OP_START_UPLOAD, &header(1))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "1073741824 bytes in chunks of 1 is 1073741824 chunks, more than the 1048576 an \
+             upload may have; use chunks of at least 1024 bytes"
+        ),
+        "{err}"
+    );
+    assert_eq!(temp_files(&fx.root(ALICE).join("c")), 0);
+    // The size it names is accepted, and a small object in small chunks too.
+    call(&fx.store, ALICE, OP_START_UPLOAD, &header(1024))
+        .await
+        .unwrap();
+    let small = FileChunk {
+        container: "c".into(),
+        id: "small".into(),
+        total_bytes: 3,
+        chunk_size: 1,
+        ..FileChunk::default()
+    };
+    call(&fx.store, ALICE, OP_START_UPLOAD, &small)
+        .await
+        .unwrap();
+    for (i, byte) in b"abc".iter().enumerate() {
+        let chunk = FileChunk {
+            sequence_no: i as u64,
+            chunk_bytes: vec![*byte],
+            ..small.clone()
+        };
+        // The first chunk twice: counted once (the upload completes with
+        // the last chunk, not early).
+        for _ in 0..if i == 0 { 2 } else { 1 } {
+            call(&fx.store, ALICE, OP_UPLOAD_CHUNK, &chunk)
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(
+        std::fs::read(fx.root(ALICE).join("c").join("small")).unwrap(),
+        b"abc"
+    );
+}

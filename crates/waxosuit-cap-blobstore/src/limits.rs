@@ -39,6 +39,10 @@ pub const DEFAULT_MAX_BYTES_IN_FLIGHT: u64 = 4 * 1024 * 1024 * 1024;
 /// The largest chunk, in bytes, of an upload or a download (4 MiB): chunks
 /// pass through the actor's linear memory whole.
 pub const MAX_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
+/// The most chunks one upload may have (2^20): which have arrived is kept
+/// in a bitmap of at most 128 KiB, made when the upload starts. A 1 GiB
+/// object then needs chunks of 1 KiB or more.
+pub const MAX_CHUNKS: u64 = 1 << 20;
 /// The chunk size of a download that asks for chunk size 0 (1 MiB).
 pub const DEFAULT_CHUNK_BYTES: u64 = 1024 * 1024;
 

@@ -1,7 +1,7 @@
 //! One binding's contract state and the operation table: what every
 //! operation means, whatever the backend.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -20,7 +20,8 @@ use crate::limits::{Direction, Slot, Transfers};
 use crate::names::{check_container, check_object};
 use crate::store::{Delivery, Staged, Store};
 use crate::{
-    BlobError, CAPABILITY_ID, DEFAULT_CHUNK_BYTES, Download, Limits, MAX_CHUNK_BYTES, Reader,
+    BlobError, CAPABILITY_ID, DEFAULT_CHUNK_BYTES, Download, Limits, MAX_CHUNK_BYTES, MAX_CHUNKS,
+    Reader,
 };
 
 /// One actor binding's blob store: the backend's [`Store`], the binding's
@@ -59,11 +60,34 @@ struct Upload<U> {
     _slot: Slot,
 }
 
-#[derive(Default)]
 struct Progress {
-    received: HashSet<u64>,
+    /// One bit per chunk, sized when the upload starts: at most
+    /// [`MAX_CHUNKS`] / 8 bytes, whatever chunks arrive.
+    received: Vec<u64>,
     received_bytes: u64,
     complete: bool,
+}
+
+impl Progress {
+    fn new(chunks: u64) -> Progress {
+        Progress {
+            received: vec![0; chunks.div_ceil(64) as usize],
+            received_bytes: 0,
+            complete: false,
+        }
+    }
+
+    /// Marks chunk `n`; true the first time.
+    fn mark(&mut self, n: u64) -> bool {
+        let (word, bit) = ((n / 64) as usize, 1u64 << (n % 64));
+        match self.received.get_mut(word) {
+            Some(w) if *w & bit == 0 => {
+                *w |= bit;
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 impl<U> Upload<U> {
@@ -72,7 +96,7 @@ impl<U> Upload<U> {
     /// upload.
     fn record(&self, sequence_no: u64, bytes: u64) -> bool {
         let mut progress = self.progress.lock();
-        if progress.received.insert(sequence_no) {
+        if progress.mark(sequence_no) {
             progress.received_bytes += bytes;
         }
         if progress.received_bytes < self.total_bytes || progress.complete {
@@ -168,6 +192,22 @@ impl<S: Store> Binding<S> {
                 "chunkSize must not be 0 for a non-empty object".to_string(),
             ));
         }
+        // Which chunks arrived is kept per chunk: 1-byte chunks of a 1 GiB
+        // object would be a billion entries, none of them in the quota.
+        let chunks = if chunk.total_bytes == 0 {
+            0
+        } else {
+            chunk.total_bytes.div_ceil(chunk.chunk_size)
+        };
+        if chunks > MAX_CHUNKS {
+            return Err(BlobError::BadRequest(format!(
+                "{} bytes in chunks of {} is {chunks} chunks, more than the {MAX_CHUNKS} an upload \
+                 may have; use chunks of at least {} bytes",
+                chunk.total_bytes,
+                chunk.chunk_size,
+                chunk.total_bytes.div_ceil(MAX_CHUNKS)
+            )));
+        }
         check_container(&chunk.container)?;
         check_object(&chunk.id)?;
         let key = (chunk.container, chunk.id);
@@ -185,7 +225,7 @@ impl<S: Store> Binding<S> {
             staged,
             total_bytes: chunk.total_bytes,
             chunk_size: chunk.chunk_size,
-            progress: Mutex::default(),
+            progress: Mutex::new(Progress::new(chunks)),
             _slot: slot,
         };
         let replaced = if upload.total_bytes == 0 {
