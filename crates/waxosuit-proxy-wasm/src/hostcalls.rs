@@ -29,6 +29,10 @@ pub const MAX_CALLOUT_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MIN_TICK: Duration = Duration::from_millis(10);
 /// Most properties a context may set.
 const MAX_PROPERTIES: usize = 64;
+/// Most bytes (paths and values) of the properties a context sets: held
+/// by the host for each request in flight, outside the VM's memory limit,
+/// so 64 of 64 KiB each (4 MiB per request) was too much.
+pub const MAX_PROPERTY_BYTES: usize = 64 << 10;
 
 type C<'a> = Caller<'a, VmState>;
 
@@ -443,6 +447,14 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> Result<()> {
                 None => &mut state.properties,
             };
             if !properties.contains_key(&path) && properties.len() >= MAX_PROPERTIES {
+                return status(Status::BadArgument);
+            }
+            let held: usize = properties
+                .iter()
+                .filter(|(k, _)| **k != path)
+                .map(|(k, v)| k.len() + v.len())
+                .sum();
+            if held + path.len() + value.len() > MAX_PROPERTY_BYTES {
                 return status(Status::BadArgument);
             }
             properties.insert(path, value);

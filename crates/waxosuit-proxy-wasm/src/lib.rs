@@ -71,7 +71,8 @@ pub use abi::MetricKind;
 pub use callout::MAX_CALLOUT_RESPONSE_BYTES;
 pub use filter::ProxyFilter;
 pub use hostcalls::{
-    MAX_CALLOUT_TIMEOUT, MAX_CALLS_IN_FLIGHT, MAX_LOG_BYTES, MAX_MAP_BYTES, MAX_MAP_PAIRS, MIN_TICK,
+    MAX_CALLOUT_TIMEOUT, MAX_CALLS_IN_FLIGHT, MAX_LOG_BYTES, MAX_MAP_BYTES, MAX_MAP_PAIRS,
+    MAX_PROPERTY_BYTES, MIN_TICK,
 };
 pub use properties::PATHS as PROPERTY_PATHS;
 pub use shared::{

@@ -733,3 +733,39 @@ async fn a_tick_that_runs_long_leaves_the_thread_to_others() {
         "the thread was held for {worst:?}"
     );
 }
+
+#[tokio::test]
+async fn properties_a_request_sets_are_bounded_in_bytes() {
+    // Sets 64 properties of 60 KiB each on the stream, then the first one
+    // again, and answers 200 + how many were taken.
+    let setter = r#"(module
+      (import "env" "proxy_set_property" (func $set (param i32 i32 i32 i32) (result i32)))
+      (import "env" "proxy_send_local_response" (func $local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 2)
+      (data (i32.const 70000) "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/")
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 4096))
+      (func (export "proxy_on_context_create") (param i32 i32))
+      (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+        (local $i i32) (local $taken i32)
+        (loop $more
+          (if (i32.eqz (call $set (i32.add (i32.const 70000) (local.get $i)) (i32.const 1)
+                (i32.const 0) (i32.const 61440)))
+            (then (local.set $taken (i32.add (local.get $taken) (i32.const 1)))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $more (i32.lt_u (local.get $i) (i32.const 64))))
+        (if (i32.eqz (call $set (i32.const 70000) (i32.const 1) (i32.const 0) (i32.const 61440)))
+          (then (local.set $taken (i32.add (local.get $taken) (i32.const 1)))))
+        (drop (call $local (i32.add (i32.const 200) (local.get $taken))
+          (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1)))
+        (i32.const 1)))"#;
+    let filter = load(setter, true, FilterLimits::default()).await.unwrap();
+    let mut stream = filter.open(&info());
+    match stream.request(&mut request()).outcome().await.unwrap() {
+        // The first, and the first again (a replaced value is not counted
+        // twice); before the bound, all 64 and the replacement (3.8 MiB).
+        Verdict::Respond(reply) => assert_eq!(reply.status, 202),
+        Verdict::Continue => panic!("the filter answers every request"),
+    }
+    assert_eq!(waxosuit_proxy_wasm::MAX_PROPERTY_BYTES, 64 << 10);
+}
