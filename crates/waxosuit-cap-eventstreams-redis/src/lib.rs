@@ -162,8 +162,17 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How long one `XREAD` blocks. Bounded, rather than forever, so a
 /// connection that silently died is noticed by the reply timeout.
 const BLOCK: Duration = Duration::from_secs(2);
-/// Events fetched by one `XREAD`.
+/// Events fetched by one `XREAD`, at most.
 const READ_BATCH: usize = 100;
+/// What one `XREAD` may bring back, roughly: it fetches as many events as
+/// this holds if each were as large as the actor accepts (at least one, at
+/// most [`READ_BATCH`]). A hundred events of 4 MiB were 400 MiB per read.
+const READ_BYTES: usize = 16 * 1024 * 1024;
+
+/// Events one `XREAD` fetches for an actor that accepts `max_payload`.
+fn read_batch(max_payload: usize) -> usize {
+    (READ_BYTES / max_payload.max(1)).clamp(1, READ_BATCH)
+}
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 
 /// A delivery task and the way to stop it.
@@ -249,6 +258,8 @@ struct Delivery {
     dispatcher: Arc<dyn ActorDispatcher>,
     connection_timeout: Duration,
     response_timeout: Duration,
+    /// Events per `XREAD` ([`read_batch`]).
+    batch: usize,
 }
 
 impl RedisEventStreams {
@@ -313,6 +324,7 @@ impl RedisEventStreams {
             dispatcher,
             connection_timeout: self.connection_timeout,
             response_timeout: self.response_timeout,
+            batch: read_batch(binding.max_reply),
         };
         let task = runtime.spawn(delivery.run(cancel.clone(), ready));
         binding.subscription = Some(Subscription { cancel, task });
@@ -537,7 +549,7 @@ impl Delivery {
         loop {
             let mut cmd = redis::cmd("XREAD");
             cmd.arg("COUNT")
-                .arg(READ_BATCH)
+                .arg(self.batch)
                 .arg("BLOCK")
                 .arg(u64::try_from(BLOCK.as_millis()).unwrap_or(u64::MAX))
                 .arg("STREAMS")
@@ -848,6 +860,13 @@ impl CapabilityProvider for RedisEventStreams {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_holds_about_sixteen_mebibytes_of_the_largest_events() {
+        assert_eq!(read_batch(4 << 20), 4);
+        assert_eq!(read_batch(64 << 10), READ_BATCH);
+        assert_eq!(read_batch(64 << 20), 1);
+    }
 
     #[test]
     fn non_string_field_values_are_still_delivered() {
