@@ -43,7 +43,7 @@
 //!   | Operation | Redis |
 //!   |---|---|
 //!   | `WriteEvent` | `XADD stream * field value …`, fields sorted by name |
-//!   | `QueryStream` | `XRANGE stream start end [COUNT n]`, in a script (`EVAL`) that reads 256 entries at a time and answers an `ERR` naming the stream and the bound once the reply passes what the actor accepts (the host's `__waxosuit_max_payload`, [`DEFAULT_MAX_REPLY_BYTES`] without it): a query of a long stream no longer brings it all into the host first |
+//!   | `QueryStream` | `XRANGE stream start end [COUNT n]`, in a script (`EVAL`) that reads 256 entries at a time and answers an `ERR` naming the stream and the bound once the reply passes what the actor accepts (the host's `__waxosuit_max_payload`, [`DEFAULT_MAX_REPLY_BYTES`] without it): a query of a long stream no longer brings it all into the host first; it pages with exclusive ids, so Redis 6.2 or later is needed |
 //!
 //!   `QueryStream`'s `range` is in **milliseconds** since the Unix epoch
 //!   (the unit of Redis stream ids; the 2020 provider handed them to Redis
@@ -435,12 +435,19 @@ impl Streams for BoundStreams<'_> {
 
 /// `XRANGE KEYS[1] ARGV[2] ARGV[3]`, at most `ARGV[4]` entries (`0`: all),
 /// read 256 at a time and refused with an `ERR` naming the stream
-/// (`ARGV[5]`) once the reply passes `ARGV[1]` bytes, what the actor
+/// (`ARGV[5]`) once the reply would pass `ARGV[1]` bytes, what the actor
 /// accepts: a `QueryStream` of a long stream cost the host the whole stream
-/// in memory before the reply was refused as too large. Each entry counts
-/// its id, fields and values and a few bytes of encoding each.
+/// in memory before the reply was refused as too large. Each event counts
+/// as it is encoded for the actor: its id, the stream's name (every event
+/// repeats it), each field and value with its MessagePack header, and the
+/// event's own keys; the reply's envelope is set aside first.
 const RANGE_SCRIPT: &str = r"
-local limit, want, size = tonumber(ARGV[1]), tonumber(ARGV[4]), 0
+local limit, want, size = tonumber(ARGV[1]) - 64, tonumber(ARGV[4]), 0
+local function str(n)
+  if n < 32 then return n + 1 elseif n < 256 then return n + 2
+  elseif n < 65536 then return n + 3 else return n + 5 end
+end
+local per_event = str(#ARGV[5]) + 40
 local out, from = {}, ARGV[2]
 while true do
   local page = 256
@@ -449,8 +456,8 @@ while true do
   local entries = redis.call('XRANGE', KEYS[1], from, ARGV[3], 'COUNT', page)
   for i = 1, #entries do
     local e = entries[i]
-    size = size + #e[1] + 8
-    for j = 1, #e[2] do size = size + #e[2][j] + 5 end
+    size = size + per_event + str(#e[1])
+    for j = 1, #e[2] do size = size + str(#e[2][j]) end
     if size > limit then
       return redis.error_reply('ERR the reply of `QueryStream` on stream `' .. ARGV[5] ..
         '` would be more than ' .. ARGV[1] .. ' bytes, more than the actor accepts; ask for ' ..
@@ -458,8 +465,11 @@ while true do
     end
     out[#out + 1] = e
   end
-  if #entries < page then break end
-  from = '(' .. entries[#entries][1]
+  local last = entries[#entries]
+  -- A short page is the end, and so is the largest id there is (nothing
+  -- can follow it, and `(` past it is an error).
+  if #entries < page or last[1] == '18446744073709551615-18446744073709551615' then break end
+  from = '(' .. last[1]
 end
 return out
 ";

@@ -825,3 +825,26 @@ async fn a_query_of_all_reads_past_one_page_of_the_script() {
     assert_eq!(counted.len(), 300);
     assert_eq!(counted[299].values["i"], "299");
 }
+
+#[tokio::test]
+async fn a_long_stream_name_counts_once_per_event() {
+    // Every event of a reply repeats its stream's name: 100 tiny events of
+    // a stream named with 2 KiB are 200 KiB for an actor accepting 64 KiB.
+    let (_redis, provider, _) =
+        setup_with(&[(waxosuit_codec::core::CONFIG_WAXOSUIT_MAX_PAYLOAD, "65536")]).await;
+    let name = "n".repeat(2048);
+    for _ in 0..100 {
+        write(&provider, &event(&name, &[("a", "b")]))
+            .await
+            .unwrap();
+    }
+    let err = query(&provider, &name, None, 0).await.unwrap_err();
+    assert!(
+        err.to_string().contains("would be more than 65536 bytes"),
+        "{err}"
+    );
+    let some = query(&provider, &name, None, 20).await.unwrap();
+    assert_eq!(some.len(), 20);
+    let encoded = waxosuit_codec::serialize(&StreamResults { events: some }).unwrap();
+    assert!(encoded.len() < 65536, "{}", encoded.len());
+}

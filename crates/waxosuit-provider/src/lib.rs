@@ -277,7 +277,19 @@ pub fn redact_url(url: &str) -> String {
         // `user:password@host`.
         return "<unparsable URL>".to_string();
     };
+    let is_scheme = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !is_scheme {
+        // `user:pa://ss@db`: what looks like a scheme holds a secret.
+        return "<unparsable URL>".to_string();
+    }
+    let query = rest.find(['?', '#']);
     let (hidden, rest) = match rest.rfind('@') {
+        // An `@` past a `?` or `#` may be the password's or the query's:
+        // nothing after the scheme can be shown safely.
+        Some(at) if query.is_some_and(|q| q < at) => return format!("{scheme}://***"),
         Some(at) => (true, &rest[at + 1..]),
         None => (false, rest),
     };
@@ -558,17 +570,24 @@ mod tests {
             // Raw base64 with `/` and `=`: the URL does not parse, and the
             // error that says so must not quote it.
             ("redis://:abc/def==@db:6379", "redis://***@db:6379"),
-            ("redis://:ab#cd@db", "redis://***@db"),
-            ("redis://:ab?cd@db/0", "redis://***@db/0"),
+            ("redis://:ab#cd@db", "redis://***"),
+            ("redis://:ab?cd@db/0", "redis://***"),
             ("nats://u:p/w@h:4222", "nats://***@h:4222"),
             ("rediss://user:a@b@c@db.example", "rediss://***@db.example"),
-            // An `@` after the host hides the host as well: safe.
-            ("redis://db/0?user=a@b", "redis://***@b"),
+            // An `@` in the query: whose it is cannot be told.
+            ("redis://db/0?user=a@b", "redis://***"),
+            (
+                "redis+unix:///run/redis.sock?pass=p@ssw0rd",
+                "redis+unix://***",
+            ),
             ("user:s3cret@db:6379", "<unparsable URL>"),
+            ("user:pa://ss@db", "<unparsable URL>"),
         ] {
             let redacted = redact_url(url);
             assert_eq!(redacted, shown, "{url}");
-            for secret in ["abc", "def", "ab", "cd", "p/w", "s3cret", "a@b@c"] {
+            for secret in [
+                "abc", "def", "ab", "cd", "p/w", "s3cret", "a@b@c", "ssw0rd", "pa",
+            ] {
                 if url.contains(secret) && !shown.contains(secret) {
                     assert!(!redacted.contains(secret), "{url} → {redacted}");
                 }
