@@ -23,10 +23,11 @@ use crate::vm::{Callback, Failed, Vm, VmTemplate};
 /// Most VMs one filter runs (one per connection thread).
 const MAX_SLOTS: usize = 256;
 
-/// Callbacks a filter starts by itself (ticks, queue deliveries) are
-/// followed by a pause this many times as long as they ran, once they run
-/// for [`PACE_FROM`] or more: at most a tenth of a connection thread then
-/// goes to them, whatever period the filter asks for. Without it a tick
+/// Callbacks a filter's VM runs by itself (ticks, queue deliveries, callout
+/// answers) are followed, once one runs for [`PACE_FROM`] or more, by a
+/// pause nine times as long in which none of that VM's own callbacks run:
+/// at most a tenth of a connection thread then goes to them, however many
+/// timers, queues and callouts the filter keeps busy. Without it a tick
 /// that ran longer than its period was due again at once, and the thread
 /// (shared by every binding's connections) served nothing else for as long
 /// as tokio let the task run.
@@ -35,11 +36,6 @@ const PACE_FACTOR: u32 = 9;
 /// Shorter callbacks only yield: a pause of microseconds would round up to
 /// the timer's millisecond and slow a busy queue down for nothing.
 const PACE_FROM: Duration = Duration::from_millis(1);
-
-/// The pause owed after a background callback that ran for `spent`.
-fn pause_after(spent: Duration) -> Option<Duration> {
-    (spent >= PACE_FROM).then(|| spent.saturating_mul(PACE_FACTOR))
-}
 
 /// A loaded Proxy-Wasm filter: what a chain holds.
 pub struct ProxyFilter {
@@ -73,6 +69,31 @@ struct Slot {
     /// that enqueues to several queues from its own queue callbacks would
     /// otherwise multiply the tasks with each round.
     queues_owed: Box<[AtomicU32]>,
+    /// Until when this slot's own callbacks wait, after a long one
+    /// ([`PACE_FACTOR`]).
+    paced_until: Mutex<Option<Instant>>,
+}
+
+impl Slot {
+    /// Waits until this slot's VM may run a callback of its own again.
+    async fn wait_turn(&self) {
+        loop {
+            let until = *self.paced_until.lock();
+            match until {
+                Some(until) if until > Instant::now() => tokio::time::sleep_until(until).await,
+                _ => return,
+            }
+        }
+    }
+
+    /// Owes a pause for a callback of its own that ran for `spent`.
+    fn ran(&self, spent: Duration) {
+        if spent >= PACE_FROM {
+            let until = Instant::now() + spent.saturating_mul(PACE_FACTOR);
+            let mut paced = self.paced_until.lock();
+            *paced = Some(paced.map_or(until, |p| p.max(until)));
+        }
+    }
 }
 
 /// One callout counted in its slot's `calls_in_flight` from the callback
@@ -252,6 +273,7 @@ impl FilterInner {
                 queues_owed: (0..crate::shared::MAX_QUEUES)
                     .map(|_| AtomicU32::new(0))
                     .collect(),
+                paced_until: Mutex::new(None),
             })
         })
     }
@@ -333,7 +355,7 @@ impl FilterInner {
                         let owed = task.counter().map_or(0, |c| c.load(Ordering::Acquire));
                         for _ in 0..owed.min(MAX_QUEUE_ITEMS as u32) {
                             let generation = listener.generation.load(Ordering::Acquire);
-                            let started = Instant::now();
+                            listener.wait_turn().await;
                             if !inner
                                 .on_root(&listener, generation, |vm, t| vm.queue_ready(t, queue))
                             {
@@ -341,12 +363,8 @@ impl FilterInner {
                                 return;
                             }
                             // One callback at a time: the worker serves
-                            // others (requests among them) between them,
-                            // for longer after a long one.
-                            match pause_after(started.elapsed()) {
-                                Some(pause) => tokio::time::sleep(pause).await,
-                                None => tokio::task::yield_now().await,
-                            }
+                            // others (requests among them) between them.
+                            tokio::task::yield_now().await;
                         }
                         // Those made (calls past the cap dropped): if none
                         // came meanwhile, the task ends and the next enqueue
@@ -380,7 +398,11 @@ impl FilterInner {
         if vm.poisoned || slot.generation.load(Ordering::Acquire) != generation {
             return false;
         }
-        match call(vm, &self.template) {
+        // Timed once the VM is held: waiting for it is not the filter's.
+        let started = Instant::now();
+        let outcome = call(vm, &self.template);
+        slot.ran(started.elapsed());
+        match outcome {
             Ok(()) => {
                 let effects = take_effects(vm);
                 drop(guard);
@@ -414,6 +436,7 @@ impl FilterInner {
         };
         // Answered: no longer in flight, also for the VM's own next calls.
         drop(in_flight);
+        slot.wait_turn().await;
         self.on_root(&slot, generation, |vm, t| {
             let reply = reply.unwrap_or_default();
             let (headers, body) = (reply.headers.len(), reply.body.len());
@@ -427,20 +450,19 @@ impl FilterInner {
 }
 
 /// Calls `proxy_on_tick` every `period` after the last call ended (as
-/// Envoy re-arms its timer), or later after a long one ([`pause_after`]).
-/// Every wait is a real sleep, so the thread serves others between ticks.
+/// Envoy re-arms its timer), and not while the slot owes a pause after a
+/// long callback ([`PACE_FACTOR`]). Every wait is a real sleep, so the
+/// thread serves others between ticks.
 async fn tick(weak: Weak<FilterInner>, slot: Arc<Slot>, generation: u64, period: Duration) {
-    let mut wait = period;
     loop {
-        tokio::time::sleep(wait).await;
+        tokio::time::sleep(period).await;
+        slot.wait_turn().await;
         let Some(inner) = weak.upgrade() else { return };
-        let started = Instant::now();
         if inner.closed.load(Ordering::Acquire)
             || !inner.on_root(&slot, generation, |vm, t| vm.tick(t))
         {
             return;
         }
-        wait = pause_after(started.elapsed()).map_or(period, |pause| pause.max(period));
     }
 }
 
