@@ -199,6 +199,13 @@ impl<S: Store> Binding<S> {
         } else {
             chunk.total_bytes.div_ceil(chunk.chunk_size)
         };
+        if chunks > MAX_CHUNKS && chunk.total_bytes.div_ceil(MAX_CHUNKS) > MAX_CHUNK_BYTES {
+            return Err(BlobError::BadRequest(format!(
+                "totalBytes {} is more than an upload can carry: at most {MAX_CHUNKS} chunks of \
+                 {MAX_CHUNK_BYTES} bytes",
+                chunk.total_bytes
+            )));
+        }
         if chunks > MAX_CHUNKS {
             return Err(BlobError::BadRequest(format!(
                 "{} bytes in chunks of {} is {chunks} chunks, more than the {MAX_CHUNKS} an upload \

@@ -188,6 +188,9 @@ struct Binding {
     timeout: Duration,
     max_redirects: u32,
     max_response_bytes: u64,
+    /// What the actor accepts (the host's `__waxosuit_max_payload`), which
+    /// the whole reply, headers included, must fit.
+    max_reply: Option<u64>,
     policy: Arc<EgressPolicy>,
     client: HttpsClient,
 }
@@ -239,6 +242,14 @@ fn config_value<T: FromStr>(
     }
 }
 
+/// What the actor accepts, if the host said.
+fn actor_limit(request: &BindRequest) -> Option<u64> {
+    request
+        .values
+        .get(waxosuit_codec::core::CONFIG_WAXOSUIT_MAX_PAYLOAD)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
 /// Room left in the actor's payload for a response's status, headers and
 /// encoding, at most half of it.
 const HEADER_ROOM: u64 = 64 * 1024;
@@ -249,11 +260,7 @@ const HEADER_ROOM: u64 = 64 * 1024;
 /// actor's whole call instead of answering it with an error it can handle.
 /// An explicit `MAX_RESPONSE_BYTES` above it is lowered with a warning.
 fn within_actor_limit(request: &BindRequest, max: u64) -> u64 {
-    let Some(accepted) = request
-        .values
-        .get(waxosuit_codec::core::CONFIG_WAXOSUIT_MAX_PAYLOAD)
-        .and_then(|v| v.trim().parse::<u64>().ok())
-    else {
+    let Some(accepted) = actor_limit(request) else {
         return max;
     };
     let room = accepted.saturating_sub(HEADER_ROOM.min(accepted / 2));
@@ -341,6 +348,7 @@ impl CapabilityProvider for HttpClientProvider {
             "a number of bytes",
         )?;
         let max_response_bytes = within_actor_limit(&request, max_response_bytes);
+        let max_reply = actor_limit(&request);
 
         let policy = Arc::new(policy);
         let mut http = HttpConnector::new_with_resolver(CheckedResolver {
@@ -361,6 +369,7 @@ impl CapabilityProvider for HttpClientProvider {
             timeout: Duration::from_millis(timeout_ms),
             max_redirects,
             max_response_bytes,
+            max_reply,
             policy,
             client,
         };
@@ -421,10 +430,15 @@ enum CallError {
     Timeout { millis: u128 },
     #[error(
         "the response body exceeds {max} bytes (MAX_RESPONSE_BYTES for this binding, or what \
-         the actor accepts less 64 KiB for the headers if that is less); raise the one that \
+         the actor accepts less room for the headers if that is less); raise the one that \
          bounds it (the actor's max_payload_kib) to accept larger responses"
     )]
     TooLarge { max: u64 },
+    #[error(
+        "the response's headers and body come to more than the {limit} bytes the actor accepts; \
+         ask for less, or raise the actor's max_payload_kib"
+    )]
+    ReplyTooLarge { limit: u64 },
     #[error("cannot reach {url}: {reason}")]
     Connect { url: String, reason: String },
     #[error("request to {url} failed: {reason}")]
@@ -454,7 +468,10 @@ impl CallError {
             }
             e @ (CallError::TooManyRedirects { .. }
             | CallError::BadRedirect { .. }
-            | CallError::TooLarge { .. }) => ProviderError::backend(CAPID, format!("{url}: {e}")),
+            | CallError::TooLarge { .. }
+            | CallError::ReplyTooLarge { .. }) => {
+                ProviderError::backend(CAPID, format!("{url}: {e}"))
+            }
             e @ CallError::Protocol { .. } => ProviderError::backend(CAPID, e),
         }
     }
@@ -514,7 +531,14 @@ fn prepare(request: &Request) -> Result<Prepared, CallError> {
         url.push_str(query);
     }
     let uri = parse_url(&url).map_err(|reason| {
-        CallError::BadRequest(format!("`{url}` is not a usable URL: {reason}"))
+        // Shown without its query, and without user information (a
+        // password in the URL is one reason it is refused).
+        let shown = if url.contains("://") || url.contains('@') {
+            waxosuit_provider::redact_url(&url)
+        } else {
+            without_query(&url).to_string()
+        };
+        CallError::BadRequest(format!("`{shown}` is not a usable URL: {reason}"))
     })?;
 
     let mut headers = HeaderMap::new();
@@ -639,7 +663,13 @@ async fn perform(binding: &Binding, prepared: Prepared) -> Result<Response, Call
         let location = match location {
             Some(location) if is_redirect(status) => location,
             _ => {
-                let read = read_response(response, binding.max_response_bytes, &uri).await;
+                let read = read_response(
+                    response,
+                    binding.max_response_bytes,
+                    binding.max_reply,
+                    &uri,
+                )
+                .await;
                 hop.failed(&read);
                 hop.complete();
                 return read;
@@ -716,9 +746,29 @@ fn classify(uri: &Uri, error: &hyper_util::client::legacy::Error) -> CallError {
 async fn read_response(
     response: hyper::Response<hyper::body::Incoming>,
     max: u64,
+    max_reply: Option<u64>,
     uri: &Uri,
 ) -> Result<Response, CallError> {
     let (parts, mut incoming) = response.into_parts();
+    // The headers as they will be encoded (a value that is not UTF-8 goes
+    // as base64, a third larger), with the status and the reply's own
+    // fields: with the body, the reply must fit what the actor accepts.
+    let header_bytes: u64 = parts
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() as u64 + value.len() as u64 * 4 / 3 + 12)
+        .sum::<u64>()
+        + 128;
+    let body_room = match max_reply {
+        Some(limit) if header_bytes > limit => {
+            return Err(CallError::ReplyTooLarge { limit });
+        }
+        Some(limit) => limit - header_bytes,
+        None => u64::MAX,
+    };
+    let reply_too_large = || CallError::ReplyTooLarge {
+        limit: max_reply.unwrap_or_default(),
+    };
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -726,6 +776,9 @@ async fn read_response(
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > max) {
         return Err(CallError::TooLarge { max });
+    }
+    if declared.is_some_and(|len| len > body_room) {
+        return Err(reply_too_large());
     }
     let mut body = Vec::new();
     while let Some(frame) = incoming.frame().await {
@@ -736,6 +789,9 @@ async fn read_response(
         if let Ok(data) = frame.into_data() {
             if body.len() as u64 + data.len() as u64 > max {
                 return Err(CallError::TooLarge { max });
+            }
+            if body.len() as u64 + data.len() as u64 > body_room {
+                return Err(reply_too_large());
             }
             body.extend_from_slice(&data);
         }

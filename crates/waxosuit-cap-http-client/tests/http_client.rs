@@ -151,6 +151,14 @@ async fn handle(
             response.body(full("slept"))
         }
         ["sized", n] => response.body(full(vec![b'x'; n.parse().unwrap()])),
+        // `kib` headers of 1 KiB each, then a body of `n` bytes.
+        ["padded", kib, n] => {
+            let mut response = response;
+            for i in 0..kib.parse::<usize>().unwrap() {
+                response = response.header(format!("x-pad-{i}"), "p".repeat(1000));
+            }
+            response.body(full(vec![b'x'; n.parse().unwrap()]))
+        }
         ["unsized", n] => response.body(
             Unsized {
                 remaining: n.parse().unwrap(),
@@ -614,10 +622,53 @@ async fn errors_never_repeat_a_query_string() {
         server.url("/unsized/100000?api_key=S3CRET"),
         server.url("/sleep/2000?api_key=S3CRET#S3CRET"),
         "http://10.0.0.1/refused?api_key=S3CRET".to_string(),
+        "ftp://127.0.0.1/unusable?api_key=S3CRET".to_string(),
     ] {
         let err = call(&client, get(&url)).await.unwrap_err().to_string();
         assert!(!err.contains("S3CRET"), "{url}: {err}");
         let path = url.split('?').next().unwrap();
         assert!(err.contains(path), "{url}: the error names {path}: {err}");
     }
+}
+
+#[tokio::test]
+async fn a_password_in_a_url_is_refused_without_being_repeated() {
+    let client = provider(&[("ALLOWED_HOSTS", "127.0.0.1")]).await;
+    let err = call(&client, get("http://user:S3CRET@127.0.0.1/x?k=S3CRET"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("S3CRET"), "{err}");
+    assert!(
+        err.contains("user information in URLs is not supported"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn large_headers_count_against_what_the_actor_accepts() {
+    let server = TestServer::start().await;
+    let client = provider(&[
+        ("ALLOWED_HOSTS", "127.0.0.1"),
+        (waxosuit_codec::core::CONFIG_WAXOSUIT_MAX_PAYLOAD, "1048576"),
+    ])
+    .await;
+    // 90 KiB of headers and a body that alone fits (983,040 bytes): the
+    // reply would not, and the actor would get a failed call instead of
+    // this error.
+    let err = call(&client, get(&server.url("/padded/90/983040")))
+        .await
+        .unwrap_err();
+    assert!(
+        backend_message(&err).contains(
+            "the response's headers and body come to more than the 1048576 bytes the actor \
+             accepts"
+        ),
+        "{err}"
+    );
+    let ok = call(&client, get(&server.url("/padded/10/900000")))
+        .await
+        .unwrap();
+    assert_eq!(ok.body.len(), 900_000);
+    assert!(waxosuit_codec::serialize(&ok).unwrap().len() <= 1_048_576);
 }

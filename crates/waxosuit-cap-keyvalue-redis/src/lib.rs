@@ -190,9 +190,10 @@ return redis.call('LLEN', KEYS[1])
 /// accepts, `ARGV[2]` the operation, `ARGV[3]` the key as the actor named
 /// it): past the bound Redis answers an error of a few bytes instead of,
 /// say, a gigabyte the host would hold and then refuse. Each item counts
-/// with the few bytes of its MessagePack header.
+/// as MessagePack encodes it (its header is 1 to 5 bytes), after room for
+/// the reply's envelope.
 const BOUND_LUA: &str = r"
-local limit, size = tonumber(ARGV[1]), 0
+local limit, size = tonumber(ARGV[1]) - 32, 0
 local function over()
   return redis.error_reply('ERR the reply of `' .. ARGV[2] .. '` on key `' .. ARGV[3] ..
     '` would be more than ' .. ARGV[1] .. ' bytes, more than the actor accepts; read less ' ..
@@ -200,7 +201,9 @@ local function over()
 end
 local function fits(items)
   for i = 1, #items do
-    size = size + #items[i] + 5
+    local n = #items[i]
+    if n < 32 then size = size + n + 1 elseif n < 256 then size = size + n + 2
+    elseif n < 65536 then size = size + n + 3 else size = size + n + 5 end
     if size > limit then return false end
   end
   return true
