@@ -358,6 +358,7 @@ impl FilterInner {
                             listener.wait_turn().await;
                             if !inner
                                 .on_root(&listener, generation, |vm, t| vm.queue_ready(t, queue))
+                                .await
                             {
                                 // The VM failed or is gone; `task` clears.
                                 return;
@@ -384,14 +385,23 @@ impl FilterInner {
     }
 
     /// Runs a root-context callback on `slot`'s VM if it is still the one of
-    /// `generation`; false if that VM is gone or failed now.
-    fn on_root(
+    /// `generation`; false if that VM is gone or failed now. While the VM
+    /// serves a request on its own thread this waits asleep, a millisecond
+    /// at a time: a blocking lock would stall whichever runtime this task
+    /// is on (slot 0's first timer runs on `up`'s main runtime) for as long
+    /// as the request's callback runs.
+    async fn on_root(
         self: &Arc<Self>,
         slot: &Arc<Slot>,
         generation: u64,
         call: impl FnOnce(&mut Vm, &VmTemplate) -> Result<(), Failed>,
     ) -> bool {
-        let mut guard = slot.vm.lock();
+        let mut guard = loop {
+            if let Some(guard) = slot.vm.try_lock() {
+                break guard;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
         let Some(vm) = guard.as_mut() else {
             return false;
         };
@@ -445,7 +455,8 @@ impl FilterInner {
             let result = vm.http_call_response(t, id, headers, body);
             vm.state().callout = None;
             result
-        });
+        })
+        .await;
     }
 }
 
@@ -459,7 +470,7 @@ async fn tick(weak: Weak<FilterInner>, slot: Arc<Slot>, generation: u64, period:
         slot.wait_turn().await;
         let Some(inner) = weak.upgrade() else { return };
         if inner.closed.load(Ordering::Acquire)
-            || !inner.on_root(&slot, generation, |vm, t| vm.tick(t))
+            || !inner.on_root(&slot, generation, |vm, t| vm.tick(t)).await
         {
             return;
         }
