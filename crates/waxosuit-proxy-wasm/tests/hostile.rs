@@ -37,6 +37,22 @@ async fn load_on(
     tagged: bool,
     settings: FilterSettings,
 ) -> Result<Arc<ProxyFilter>, LoadError> {
+    load_in(
+        &FilterHost::new(&Runtime::new(config).unwrap()),
+        wat,
+        tagged,
+        settings,
+    )
+    .await
+}
+
+/// [`load`] into `host`, which a test keeps (for its metrics).
+async fn load_in(
+    host: &FilterHost,
+    wat: &str,
+    tagged: bool,
+    settings: FilterSettings,
+) -> Result<Arc<ProxyFilter>, LoadError> {
     let module = wat::parse_str(wat).unwrap();
     let account = KeyPair::generate(KeyKind::Account);
     let subject = KeyPair::generate(KeyKind::Module);
@@ -54,36 +70,7 @@ async fn load_on(
         .unwrap()
         .verify_actor(&signed)
         .unwrap();
-    let runtime = Runtime::new(config).unwrap();
-    let host = FilterHost::new(&runtime);
     host.load(&verified, &signed, settings).await
-}
-
-/// [`load`], keeping the host (for its metrics).
-async fn load_with_host(wat: &str) -> (FilterHost, Arc<ProxyFilter>) {
-    let module = wat::parse_str(wat).unwrap();
-    let account = KeyPair::generate(KeyKind::Account);
-    let subject = KeyPair::generate(KeyKind::Module);
-    let claims = Claims::<Actor>::builder()
-        .issuer(account.public_key())
-        .subject(subject.public_key())
-        .metadata(Actor {
-            tags: Some(vec![PROXY_WASM_FILTER_TAG.to_string()]),
-            ..Actor::named("hostile")
-        })
-        .build();
-    let signed = embed_claims(&module, &claims, &account).unwrap();
-    let verified = Verifier::new()
-        .trust_issuer(&account.public_key())
-        .unwrap()
-        .verify_actor(&signed)
-        .unwrap();
-    let host = FilterHost::new(&Runtime::new(RuntimeConfig::default()).unwrap());
-    let filter = host
-        .load(&verified, &signed, FilterSettings::default())
-        .await
-        .unwrap();
-    (host, filter)
 }
 
 fn info() -> StreamInfo {
@@ -832,7 +819,10 @@ async fn a_filter_keeping_many_queues_busy_gets_a_tenth_of_its_thread() {
           (br_if $spin (i64.lt_u (i64.sub (i64.load (i32.const 128)) (local.get $start))
             (i64.const 20000000))))
         (drop (call $enq (local.get 1) (i32.const 0) (i32.const 1)))))"#;
-    let (host, filter) = load_with_host(spinner).await;
+    let host = FilterHost::new(&Runtime::new(RuntimeConfig::default()).unwrap());
+    let filter = load_in(&host, spinner, true, FilterSettings::default())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut registry = prometheus_client::registry::Registry::default();
     registry.register_collector(host.collector());
