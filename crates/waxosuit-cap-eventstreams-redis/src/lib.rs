@@ -755,9 +755,7 @@ impl CapabilityProvider for RedisEventStreams {
                 .map_err(|reason| config_error(CONFIG_STREAMS, reason))?;
         }
         let max_reply = request
-            .values
-            .get(waxosuit_codec::core::CONFIG_WAXOSUIT_MAX_PAYLOAD)
-            .and_then(|v| v.trim().parse::<usize>().ok())
+            .actor_max_payload()
             .unwrap_or(DEFAULT_MAX_REPLY_BYTES);
         let link = Arc::new(Link::new(
             client.clone(),

@@ -244,10 +244,7 @@ fn config_value<T: FromStr>(
 
 /// What the actor accepts, if the host said.
 fn actor_limit(request: &BindRequest) -> Option<u64> {
-    request
-        .values
-        .get(waxosuit_codec::core::CONFIG_WAXOSUIT_MAX_PAYLOAD)
-        .and_then(|v| v.trim().parse::<u64>().ok())
+    request.actor_max_payload().map(|n| n as u64)
 }
 
 /// Room left in the actor's payload for a response's status, headers and

@@ -613,9 +613,7 @@ impl Backend for RedisBackend {
             .cloned()
             .unwrap_or_else(|| format!("wxs:{}:{}:", request.actor, request.binding));
         let max_reply = request
-            .values
-            .get(waxosuit_codec::core::CONFIG_WAXOSUIT_MAX_PAYLOAD)
-            .and_then(|v| v.parse::<usize>().ok())
+            .actor_max_payload()
             .unwrap_or(DEFAULT_MAX_REPLY_BYTES);
         let mut connections = self.connections.lock();
         connections.retain(|_, link| link.strong_count() > 0);

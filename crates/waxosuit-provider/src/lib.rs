@@ -85,6 +85,16 @@ pub struct BindRequest {
 }
 
 impl BindRequest {
+    /// The largest payload the actor accepts, as the host passes it
+    /// (`__waxosuit_max_payload`); `None` when absent or unreadable (an
+    /// embedder's own bindings). A backend sizes what it reads for the
+    /// actor by it, so a reply is refused before it is gathered, not after.
+    pub fn actor_max_payload(&self) -> Option<usize> {
+        self.values
+            .get(waxosuit_codec::core::CONFIG_WAXOSUIT_MAX_PAYLOAD)
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// A configuration value, or an error naming the missing key.
     pub fn require(&self, capid: &str, key: &str) -> Result<&str, ProviderError> {
         self.values
