@@ -37,7 +37,9 @@
 //!     subscribes to is dropped silently, as in NATS.
 //!   * `Request` ([`RequestMessage`](waxosuit_codec::messaging::RequestMessage); the reply is the raw reply body)
 //!     delivers the body with `replyTo` set to a fresh `_INBOX.…` subject
-//!     and waits for the first message published there. A responder answers
+//!     (128 random bits: an actor that was not handed it cannot guess it
+//!     and answer in the responder's place) and waits for the first message
+//!     published there. A responder answers
 //!     either by publishing to `replyTo`, or — a convenience of Waxosuit —
 //!     simply by **returning non-empty bytes from its `DeliverMessage`
 //!     handler**, which the broker publishes to `replyTo` for it. The first
@@ -106,7 +108,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -166,7 +168,6 @@ impl MemoryMessaging {
                 dispatcher: RwLock::new(None),
                 bindings: Bindings::new(CAPABILITY_ID),
                 inboxes: Mutex::new(HashMap::new()),
-                next_inbox: AtomicU64::new(0),
                 next_member: AtomicUsize::new(0),
             }),
         }
@@ -210,7 +211,6 @@ struct Inner {
     bindings: Bindings<BoundPair>,
     /// Pending requests by inbox subject; the first publish there answers.
     inboxes: Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>,
-    next_inbox: AtomicU64,
     /// Rotates queue group deliveries among members.
     next_member: AtomicUsize,
 }
@@ -502,6 +502,13 @@ async fn deliver_loop(inner: Weak<Inner>, actor: String, mut rx: mpsc::Unbounded
     }
 }
 
+/// A request's reply subject: random, so that only actors it is delivered
+/// to can answer (a counter let any bound actor publish to the next few
+/// inboxes and answer other actors' requests first).
+fn fresh_inbox() -> String {
+    format!("_INBOX.WAXOSUIT.{:032x}", rand::random::<u128>())
+}
+
 /// Removes a request's inbox however the request ends, including when the
 /// caller's future is dropped at its deadline.
 struct InboxGuard<'a> {
@@ -660,8 +667,7 @@ impl Broker for MemoryMessaging {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Vec<u8>, ProviderError> {
-        let n = self.inner.next_inbox.fetch_add(1, Ordering::Relaxed);
-        let inbox = format!("_INBOX.WAXOSUIT.{n}");
+        let inbox = fresh_inbox();
         let (tx, rx) = oneshot::channel();
         // Registered before routing: a responder may answer before `route`
         // even returns.

@@ -361,6 +361,59 @@ async fn a_responder_answers_by_publishing_to_reply_to() {
 }
 
 #[tokio::test]
+async fn an_actor_not_handed_the_inbox_cannot_answer_in_the_responders_place() {
+    // The responder is held until the forger has tried: the forger knows how
+    // inboxes are named and has seen one of its own requests' inboxes.
+    let mut f = Fixture::new().await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    f.bind("MSVC", "svc.slow", None).await;
+    f.bind("MCLIENT", "", None).await;
+    f.bind("MFORGER", "", None).await;
+    f.behave("MSVC", Behaviour::Block(gate.clone()));
+
+    let broker = f.broker.clone();
+    let waiting =
+        tokio::spawn(async move { request(&broker, "MCLIENT", "svc.slow", b"ping", 5_000).await });
+    let seen = f.next().await;
+    let inbox = seen.message.reply_to.clone();
+    assert!(inbox.starts_with("_INBOX.WAXOSUIT."), "{seen:?}");
+    let suffix = inbox.trim_start_matches("_INBOX.WAXOSUIT.");
+    assert_eq!(suffix.len(), 32, "128 random bits: {inbox}");
+
+    // Counters, neighbours of a seen inbox, and the plain prefix.
+    let mut guesses: Vec<String> = (0..256).map(|n| format!("_INBOX.WAXOSUIT.{n}")).collect();
+    if let Ok(n) = u128::from_str_radix(suffix, 16) {
+        for d in 1..64u128 {
+            guesses.push(format!("_INBOX.WAXOSUIT.{:032x}", n.wrapping_add(d)));
+            guesses.push(format!("_INBOX.WAXOSUIT.{:032x}", n.wrapping_sub(d)));
+        }
+    }
+    for guess in &guesses {
+        publish(&f.broker, "MFORGER", guess, b"forged")
+            .await
+            .unwrap();
+    }
+    assert!(
+        !waiting.is_finished(),
+        "a guessed inbox answered the request"
+    );
+
+    // The real responder publishes to the inbox it was handed and wins.
+    publish(&f.broker, "MSVC", &inbox, b"pong").await.unwrap();
+    let reply = waiting.await.unwrap().unwrap();
+    assert_eq!(reply, b"pong");
+    gate.add_permits(1);
+
+    // Two requests never share an inbox.
+    f.behave("MSVC", Behaviour::Return(b"ok".to_vec()));
+    request(&f.broker, "MCLIENT", "svc.slow", b"again", 2_000)
+        .await
+        .unwrap();
+    let again = f.next().await;
+    assert_ne!(again.message.reply_to, inbox);
+}
+
+#[tokio::test]
 async fn an_actor_can_answer_its_own_request() {
     // The request waits on the caller's stack while the answer comes from
     // the subscription's own task, so one actor can be both ends.
