@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use wasmtime::{Caller, ExternType, FuncType, Linker, Module, ValType};
 
+use crate::MAX_GUEST_ERROR_BYTES;
 use crate::console::{MAX_LINE_BYTES, MAX_LINES_PER_SECOND, Verdict};
 use crate::host_call::{
     Driven, HostCallArgs, Unanswered, drive_inline, finish_host_call, read_host_call, within,
@@ -213,7 +214,16 @@ pub(crate) fn define<H: HostCallHandler>(
         WAPC,
         "__guest_error",
         |mut caller: Caller<'_, HostState<H>>, ptr: i32, len: i32| {
-            if let Some(text) = read_text(&mut caller, ptr, len, "__guest_error") {
+            // The message ends up in logs, spans and error answers: only its
+            // start is read and kept, as for console lines.
+            let size = len.cast_unsigned() as usize;
+            let read = i32::try_from(size.min(MAX_GUEST_ERROR_BYTES)).unwrap_or(0);
+            if let Some(mut text) = read_text(&mut caller, ptr, read, "__guest_error") {
+                if size > MAX_GUEST_ERROR_BYTES {
+                    // A character cut in two reads as U+FFFD: not kept.
+                    text.truncate(text.trim_end_matches('\u{fffd}').len());
+                    text.push_str(&format!("… [cut: {size} bytes in all]"));
+                }
                 caller.data_mut().wapc.guest_error = Some(text);
             }
         },

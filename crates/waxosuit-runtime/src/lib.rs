@@ -88,7 +88,8 @@
 //! guest's `__guest_error` message (or "No error message set for call
 //! failure"); otherwise it returns the `__guest_response` bytes, or fails
 //! with the guest error, or "No error message OR response set for call
-//! success".
+//! success". Only the first [`MAX_GUEST_ERROR_BYTES`] of a guest error are
+//! read and kept.
 //!
 //! # Limits, failures and concurrency
 //!
@@ -195,6 +196,12 @@ pub use runtime::{AllocatorKind, Runtime};
 /// whichever instance allocator is in use (the pooling allocator has its
 /// own, the on-demand one none). Filters use it too.
 pub const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// The most of a guest's `__guest_error` message the host reads and keeps,
+/// in bytes; a longer one is cut and says so (`… [cut: N bytes in all]`).
+/// The message travels into log lines, trace spans and error answers, each
+/// of which it would otherwise make as long as the actor's payload limit.
+pub const MAX_GUEST_ERROR_BYTES: usize = 8 * 1024;
 
 /// Longest binding name a guest may pass to `__host_call`, in bytes.
 ///

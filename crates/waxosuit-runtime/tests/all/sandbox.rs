@@ -118,6 +118,31 @@ async fn bad_pointers_and_invalid_utf8_are_guest_errors() -> anyhow::Result<()> 
 }
 
 #[tokio::test]
+async fn a_long_guest_error_is_cut_to_what_the_host_keeps() -> anyhow::Result<()> {
+    // The guest's own words travel into logs, spans and HTTP answers: a
+    // guest must not be able to make each of them 60 KB (or 4 MiB) long.
+    let handler = Arc::new(TestHandler::default());
+    let actor = load_with(&wat_bad_pointers(), Limits::default(), Arc::clone(&handler)).await?;
+    let err = actor.call("long_error", b"").await.expect_err("long_error");
+    match &err {
+        RuntimeError::GuestError { message, .. } => {
+            assert!(
+                message.len() <= waxosuit_runtime::MAX_GUEST_ERROR_BYTES + 64,
+                "{} bytes kept",
+                message.len()
+            );
+            assert!(
+                message.ends_with("[cut: 60000 bytes in all]"),
+                "{message:?}"
+            );
+        }
+        other => panic!("expected GuestError, got {other:?}"),
+    }
+    assert_eq!(actor.call("echo", b"fine").await?, b"fine");
+    Ok(())
+}
+
+#[tokio::test]
 async fn console_log_is_accepted() -> anyhow::Result<()> {
     // wat_echo logs from `wapc_init`; loading must succeed and calls work.
     let actor = load(&wat_echo(), Limits::default()).await?;
