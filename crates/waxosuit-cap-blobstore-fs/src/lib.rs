@@ -21,6 +21,9 @@
 //!   | [`MAX_CONCURRENT_UPLOADS`] | `64` | uploads in progress at once (each holds an open temporary file) |
 //!   | [`MAX_CONCURRENT_DOWNLOADS`] | `64` | downloads being sent at once (each holds an open file) |
 //!   | [`MAX_BYTES_IN_FLIGHT`] | `4294967296` (4 GiB) | announced sizes of the uploads in progress plus sizes of the downloads being sent |
+//!   | [`MAX_CONTAINERS`] | `1000` | containers (directories) the binding may hold |
+//!   | [`MAX_OBJECTS`] | `100000` | objects (files) the binding may hold in all its containers |
+//!   | [`MAX_STORED_BYTES`] | `17179869184` (16 GiB) | bytes its objects may hold in all |
 //!
 //!   A relative `ROOT` is taken as given, i.e. against the host's working
 //!   directory; `waxosuit up` hands the provider `ROOT` already resolved
@@ -28,6 +31,10 @@
 //!   Each (actor, binding) pair sees only its own `ROOT`: a container is a
 //!   subdirectory of it and an object a regular file in a container. Two
 //!   bindings share data only if the operator gives them the same `ROOT`.
+//!   What `ROOT` holds is counted when the binding is made (a walk of its
+//!   containers) and kept up to date by the binding's own operations; two
+//!   bindings sharing a `ROOT` each count the other's changes only at
+//!   their next bind.
 //! * **Operations, quotas and ids** are the contract's (its crate docs have
 //!   the table). The quotas bound what one binding holds at once, so one
 //!   actor cannot exhaust the host's file descriptors, disk or memory for
@@ -103,8 +110,8 @@ use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 use tokio::task::AbortHandle;
 use waxosuit_cap_blobstore::{
-    Binding, BlobError, CAPABILITY_ID, Delivery, Download, Limits, Reader, Staged, Store,
-    check_container, check_object,
+    Binding, BlobError, CAPABILITY_ID, Delivery, Download, Limits, ListBudget, Reader, Staged,
+    Store, Stored, check_container, check_object,
 };
 use waxosuit_codec::capabilities::CapabilityDescriptor;
 use waxosuit_provider::{
@@ -113,8 +120,9 @@ use waxosuit_provider::{
 
 pub use waxosuit_cap_blobstore::{
     DEFAULT_CHUNK_BYTES, DEFAULT_MAX_BYTES_IN_FLIGHT, DEFAULT_MAX_CONCURRENT_DOWNLOADS,
-    DEFAULT_MAX_CONCURRENT_UPLOADS, MAX_BYTES_IN_FLIGHT, MAX_CHUNK_BYTES, MAX_CONCURRENT_DOWNLOADS,
-    MAX_CONCURRENT_UPLOADS, MAX_OBJECT_BYTES,
+    DEFAULT_MAX_CONCURRENT_UPLOADS, DEFAULT_MAX_CONTAINERS, DEFAULT_MAX_OBJECTS,
+    DEFAULT_MAX_STORED_BYTES, MAX_BYTES_IN_FLIGHT, MAX_CHUNK_BYTES, MAX_CONCURRENT_DOWNLOADS,
+    MAX_CONCURRENT_UPLOADS, MAX_CONTAINERS, MAX_OBJECT_BYTES, MAX_OBJECTS, MAX_STORED_BYTES,
 };
 
 /// Binding value: the directory holding the binding's containers
@@ -296,16 +304,25 @@ impl Store for FsStore {
     type Staged = FsStaged;
     type Reader = FsReader;
 
-    async fn create_container(&self, container: &str) -> Result<(), BlobError> {
+    async fn usage(&self) -> Result<Stored, BlobError> {
+        self.run(usage).await
+    }
+
+    async fn create_container(&self, container: &str, may_create: bool) -> Result<bool, BlobError> {
         let id = container.to_string();
         self.run(move |root| {
             check_container(&id)?;
+            if !may_create {
+                // Only an existing one, which must be a directory inside
+                // ROOT; a missing one is the caller's quota error.
+                return container_dir(root, &id).map(|_| false);
+            }
             match std::fs::create_dir(root.join(&id)) {
-                Ok(()) => Ok(()),
+                Ok(()) => Ok(true),
                 // Existing is fine, as long as it is a directory inside
                 // ROOT (not, say, a link to one elsewhere).
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    container_dir(root, &id).map(drop)
+                    container_dir(root, &id).map(|_| false)
                 }
                 Err(e) => Err(io_error(format!("creating container `{id}`"))(e)),
             }
@@ -313,28 +330,46 @@ impl Store for FsStore {
         .await
     }
 
-    async fn remove_container(&self, container: &str) -> Result<(), BlobError> {
+    async fn remove_container(&self, container: &str) -> Result<Stored, BlobError> {
         let id = container.to_string();
         self.run(move |root| {
             let dir = container_dir(root, &id)?;
-            std::fs::remove_dir_all(&dir).map_err(io_error(format!("removing container `{id}`")))
+            // Counted as the binding counted it: its objects, not temporary
+            // files or what else stands there.
+            let (objects, bytes) = count_objects(root, &id, &dir)?;
+            std::fs::remove_dir_all(&dir)
+                .map_err(io_error(format!("removing container `{id}`")))?;
+            Ok(Stored {
+                containers: 1,
+                objects,
+                bytes,
+            })
         })
         .await
     }
 
-    async fn remove_object(&self, container: &str, id: &str) -> Result<(), BlobError> {
+    async fn remove_object(&self, container: &str, id: &str) -> Result<u64, BlobError> {
         let (container, id) = (container.to_string(), id.to_string());
         self.run(move |root| {
             let file = object_file(root, &container, &id)?;
+            let size = std::fs::metadata(&file)
+                .map_err(io_error(format!("reading object `{container}/{id}`")))?
+                .len();
             std::fs::remove_file(&file)
-                .map_err(io_error(format!("removing object `{container}/{id}`")))
+                .map_err(io_error(format!("removing object `{container}/{id}`")))?;
+            Ok(size)
         })
         .await
     }
 
-    async fn list_objects(&self, container: &str) -> Result<Vec<(String, u64)>, BlobError> {
+    async fn list_objects(
+        &self,
+        container: &str,
+        budget: ListBudget,
+    ) -> Result<Vec<(String, u64)>, BlobError> {
         let container = container.to_string();
-        self.run(move |root| list_objects(root, &container)).await
+        self.run(move |root| list_objects(root, &container, budget))
+            .await
     }
 
     async fn object_size(&self, container: &str, id: &str) -> Result<u64, BlobError> {
@@ -388,27 +423,84 @@ impl Store for FsStore {
     }
 }
 
-fn list_objects(root: &Path, container: &str) -> Result<Vec<(String, u64)>, BlobError> {
+fn list_objects(
+    root: &Path,
+    container: &str,
+    mut budget: ListBudget,
+) -> Result<Vec<(String, u64)>, BlobError> {
     let dir = container_dir(root, container)?;
-    let listing = || io_error(format!("listing container `{container}`"));
     let mut objects = Vec::new();
-    for entry in std::fs::read_dir(&dir).map_err(listing())? {
+    each_object(root, container, &dir, |id, size| {
+        budget.admit(&id)?;
+        objects.push((id, size));
+        Ok(())
+    })?;
+    Ok(objects)
+}
+
+/// Calls `found` with the id and size of each object in `container`
+/// (whose directory is `dir`), as the contract sees objects: the same
+/// rules as GetObjectInfo, so temporary files, subdirectories, links
+/// leaving ROOT and names that are not UTF-8 are not objects.
+fn each_object(
+    root: &Path,
+    container: &str,
+    dir: &Path,
+    mut found: impl FnMut(String, u64) -> Result<(), BlobError>,
+) -> Result<(), BlobError> {
+    let listing = || io_error(format!("listing container `{container}`"));
+    for entry in std::fs::read_dir(dir).map_err(listing())? {
         let entry = entry.map_err(listing())?;
         let Some(id) = entry.file_name().to_str().map(str::to_string) else {
-            // Not representable in the contract's strings; skip it.
             continue;
         };
-        // Same rules as GetObjectInfo: temporary files, subdirectories and
-        // links leaving ROOT are not objects.
+        if check_object(&id).is_err() {
+            continue;
+        }
         let Ok(file) = object_file(root, container, &id) else {
             continue;
         };
         let Ok(meta) = std::fs::metadata(&file) else {
             continue;
         };
-        objects.push((id, meta.len()));
+        found(id, meta.len())?;
     }
-    Ok(objects)
+    Ok(())
+}
+
+/// The objects in one container and their bytes.
+fn count_objects(root: &Path, container: &str, dir: &Path) -> Result<(u64, u64), BlobError> {
+    let (mut objects, mut bytes) = (0u64, 0u64);
+    each_object(root, container, dir, |_, size| {
+        objects += 1;
+        bytes = bytes.saturating_add(size);
+        Ok(())
+    })?;
+    Ok((objects, bytes))
+}
+
+/// What `root` holds, as the contract counts it: its containers (the
+/// subdirectories an actor could name), their objects and their bytes.
+fn usage(root: &Path) -> Result<Stored, BlobError> {
+    let mut stored = Stored::default();
+    let listing = || io_error("listing ROOT");
+    for entry in std::fs::read_dir(root).map_err(listing())? {
+        let entry = entry.map_err(listing())?;
+        let Some(container) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if check_container(&container).is_err() {
+            continue;
+        }
+        let Ok(dir) = container_dir(root, &container) else {
+            continue;
+        };
+        let (objects, bytes) = count_objects(root, &container, &dir)?;
+        stored.containers += 1;
+        stored.objects += objects;
+        stored.bytes = stored.bytes.saturating_add(bytes);
+    }
+    Ok(stored)
 }
 
 /// An upload in progress: a hidden temporary file in its container.
@@ -466,18 +558,25 @@ impl Staged for FsStaged {
         .await
     }
 
-    async fn publish(&self) -> Result<(), BlobError> {
+    async fn publish(&self) -> Result<Option<u64>, BlobError> {
         let staged = Arc::clone(&self.0);
         blocking(move || {
             let mut slot = staged.file.lock();
             // Check again: the container may have been replaced meanwhile.
             let dir = replaceable(&staged.root, &staged.container, &staged.id)?;
+            // What is replaced is no longer stored: its size settles the
+            // binding's count.
+            let replaced = match object_file(&staged.root, &staged.container, &staged.id) {
+                Ok(path) => Some(std::fs::metadata(&path).map_or(0, |m| m.len())),
+                Err(_) => None,
+            };
             let file = slot.take().ok_or_else(|| staged.finished())?;
             file.sync_all().map_err(io_error("syncing an upload"))?;
             std::fs::rename(&staged.temp, dir.join(&staged.id)).map_err(io_error(format!(
                 "moving the upload into place at `{}/{}`",
                 staged.container, staged.id
-            )))
+            )))?;
+            Ok(replaced)
         })
         .await
     }
@@ -595,13 +694,18 @@ impl CapabilityProvider for FsBlobstore {
         })
         .await
         .map_err(|e| config_error(ROOT, format!("is `{root}`, which cannot be used: {e}")))?;
+        // What ROOT holds already counts against the binding's quotas.
+        let blobs = Binding::new(
+            request.actor.as_str(),
+            request.binding.as_str(),
+            FsStore { root: canonical },
+            limits,
+        )
+        .counting()
+        .await
+        .map_err(|e| config_error(ROOT, format!("is `{root}`, which cannot be counted: {e}")))?;
         let binding = FsBinding {
-            blobs: Binding::new(
-                request.actor.as_str(),
-                request.binding.as_str(),
-                FsStore { root: canonical },
-                limits,
-            ),
+            blobs,
             downloads: Mutex::new(Vec::new()),
         };
         let replaced = self

@@ -429,6 +429,9 @@ async fn quota_values_must_be_positive_whole_numbers() {
         ("MAX_CONCURRENT_DOWNLOADS", "-1"),
         ("MAX_BYTES_IN_FLIGHT", "4GiB"),
         ("MAX_BYTES_IN_FLIGHT", "0"),
+        ("MAX_CONTAINERS", "0"),
+        ("MAX_OBJECTS", "many"),
+        ("MAX_STORED_BYTES", "-5"),
     ] {
         let err = fx.bind("MCAROL", &[(key, bad)]).await.unwrap_err();
         assert!(
@@ -496,4 +499,220 @@ async fn an_upload_in_tiny_chunks_is_refused_before_anything_is_held() {
         std::fs::read(fx.root(ALICE).join("c").join("small")).unwrap(),
         b"abc"
     );
+}
+
+/// Files in ALICE's container `c` that are objects (not uploads).
+fn objects_on_disk(fx: &Fixture) -> usize {
+    std::fs::read_dir(fx.root(ALICE).join("c"))
+        .unwrap()
+        .filter(|e| {
+            !e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.')
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn a_flood_of_empty_objects_stops_at_max_objects_and_removing_one_frees_its_place() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let fx = Fixture::new(&[("MAX_OBJECTS", "5")]).await;
+    // An empty object is complete at its StartUpload: one call, one file.
+    let mut refused = 0;
+    for n in 0..2_000 {
+        match start_upload(&fx.store, ALICE, &format!("e{n}"), 0).await {
+            Ok(_) => {}
+            Err(err) => {
+                refused += 1;
+                if refused == 1 {
+                    assert_quota(Err(err), "MAX_OBJECTS");
+                }
+            }
+        }
+    }
+    assert_eq!(refused, 2_000 - 5);
+    assert_eq!(objects_on_disk(&fx), 5, "files on disk: the quota, no more");
+    assert_eq!(temp_files(&fx.root(ALICE).join("c")), 0);
+
+    // Replacing an object at the quota works: it frees its own place.
+    upload(&fx.store, ALICE, "e0", b"new bytes").await;
+    assert_eq!(
+        std::fs::read(fx.root(ALICE).join("c/e0")).unwrap(),
+        b"new bytes"
+    );
+    // A sixth object cannot start; a removed object gives its place back,
+    // and an upload in progress holds it from its StartUpload.
+    assert_quota(start_upload(&fx.store, ALICE, "x", 3).await, "MAX_OBJECTS");
+    call(&fx.store, ALICE, OP_REMOVE_OBJECT, &blob("e1"))
+        .await
+        .unwrap();
+    start_upload(&fx.store, ALICE, "x", 3).await.unwrap();
+    assert_quota(start_upload(&fx.store, ALICE, "y", 0).await, "MAX_OBJECTS");
+    // An abandoned upload gives its place back too (restarting it as empty
+    // publishes it, replacing the abandoned one).
+    start_upload(&fx.store, ALICE, "x", 0).await.unwrap();
+    assert_eq!(objects_on_disk(&fx), 5);
+
+    // BOB's binding has its own count, at the default.
+    for n in 0..20 {
+        start_upload(&fx.store, BOB, &format!("b{n}"), 0)
+            .await
+            .unwrap();
+    }
+}
+
+fn blob(id: &str) -> Blob {
+    Blob {
+        id: id.into(),
+        container: "c".into(),
+        byte_size: 0,
+    }
+}
+
+#[tokio::test]
+async fn stored_bytes_stop_at_max_stored_bytes_counting_replacements_and_removals() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let fx = Fixture::new(&[("MAX_STORED_BYTES", "100")]).await;
+    upload(&fx.store, ALICE, "a", &[1; 60]).await;
+    let err = start_upload(&fx.store, ALICE, "b", 50).await.unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "the binding's objects hold 60 bytes and this upload needs 50 more, over the 100 it \
+             allows"
+        ),
+        "{err}"
+    );
+    assert_quota(Err(err), "MAX_STORED_BYTES");
+    // Replacing `a` with 90 bytes fits: its 60 are freed.
+    upload(&fx.store, ALICE, "a", &[2; 90]).await;
+    assert_quota(
+        start_upload(&fx.store, ALICE, "b", 11).await,
+        "MAX_STORED_BYTES",
+    );
+    upload(&fx.store, ALICE, "b", &[3; 10]).await;
+    // Removing the container frees what it held.
+    call(
+        &fx.store,
+        ALICE,
+        OP_REMOVE_CONTAINER,
+        &Container { id: "c".into() },
+    )
+    .await
+    .unwrap();
+    call(
+        &fx.store,
+        ALICE,
+        OP_CREATE_CONTAINER,
+        &Container { id: "c".into() },
+    )
+    .await
+    .unwrap();
+    upload(&fx.store, ALICE, "c", &[4; 100]).await;
+}
+
+#[tokio::test]
+async fn containers_stop_at_max_containers_and_existing_ones_still_answer() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    // The fixture made `c` already.
+    let fx = Fixture::new(&[("MAX_CONTAINERS", "3")]).await;
+    let create = |id: &str| Container { id: id.into() };
+    for id in ["d", "e"] {
+        call(&fx.store, ALICE, OP_CREATE_CONTAINER, &create(id))
+            .await
+            .unwrap();
+    }
+    let mut refused = 0;
+    for n in 0..500 {
+        if let Err(err) = call(
+            &fx.store,
+            ALICE,
+            OP_CREATE_CONTAINER,
+            &create(&format!("f{n}")),
+        )
+        .await
+        {
+            refused += 1;
+            if refused == 1 {
+                assert_quota(Err(err), "MAX_CONTAINERS");
+            }
+        }
+    }
+    assert_eq!(refused, 500);
+    assert_eq!(std::fs::read_dir(fx.root(ALICE)).unwrap().count(), 3);
+    // Creating one that exists is still no error at the quota.
+    call(&fx.store, ALICE, OP_CREATE_CONTAINER, &create("c"))
+        .await
+        .unwrap();
+    call(&fx.store, ALICE, OP_REMOVE_CONTAINER, &create("d"))
+        .await
+        .unwrap();
+    call(&fx.store, ALICE, OP_CREATE_CONTAINER, &create("f"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn what_root_holds_already_counts_when_the_binding_is_made() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let fx = Fixture::new(&[]).await;
+    // Objects left by an earlier run (or put there by the operator).
+    for n in 0..4 {
+        std::fs::write(fx.root(ALICE).join(format!("c/old{n}")), [0; 10]).unwrap();
+    }
+    fx.bind(ALICE, &[("MAX_OBJECTS", "5"), ("MAX_STORED_BYTES", "45")])
+        .await
+        .unwrap();
+    assert_quota(
+        start_upload(&fx.store, ALICE, "new", 6).await,
+        "MAX_STORED_BYTES",
+    );
+    upload(&fx.store, ALICE, "new", &[1; 5]).await;
+    assert_quota(
+        start_upload(&fx.store, ALICE, "more", 0).await,
+        "MAX_OBJECTS",
+    );
+}
+
+#[tokio::test]
+async fn a_listing_longer_than_the_actor_takes_is_refused_while_it_is_read() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let fx = Fixture::new(&[("__waxosuit_max_payload", "4096")]).await;
+    // More objects than a 4 KiB reply can name (the operator's, say).
+    let container = fx.root(ALICE).join("c");
+    for n in 0..5_000 {
+        std::fs::write(container.join(format!("object-{n:05}")), b"").unwrap();
+    }
+    let err = call(
+        &fx.store,
+        ALICE,
+        OP_LIST_OBJECTS,
+        &Container { id: "c".into() },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "wascc:blobstore backend error: the listing of container `c` would be more than 4096 \
+         bytes, the most the actor takes in one reply; it holds more objects than one reply can \
+         carry: spread them over more containers, or raise the actor's max payload"
+    );
+    // A listing that fits is whole, and within the limit once encoded.
+    for n in 0..5_000 {
+        if n >= 20 {
+            std::fs::remove_file(container.join(format!("object-{n:05}"))).unwrap();
+        }
+    }
+    let reply = call(
+        &fx.store,
+        ALICE,
+        OP_LIST_OBJECTS,
+        &Container { id: "c".into() },
+    )
+    .await
+    .unwrap();
+    let list: BlobList = waxosuit_codec::deserialize(&reply).unwrap();
+    assert_eq!(list.blobs.len(), 20);
+    assert!(reply.len() <= 4096);
 }

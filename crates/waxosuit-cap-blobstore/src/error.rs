@@ -67,6 +67,37 @@ pub enum BlobError {
         /// What is held and what was asked for.
         detail: String,
     },
+    /// What the binding stores would pass one of its quotas
+    /// ([`MAX_CONTAINERS`](crate::MAX_CONTAINERS),
+    /// [`MAX_OBJECTS`](crate::MAX_OBJECTS),
+    /// [`MAX_STORED_BYTES`](crate::MAX_STORED_BYTES)).
+    #[error(
+        "quota {quota} reached for actor {actor} (binding `{binding}`): {detail}; remove objects \
+         or containers it no longer needs, or raise {quota} in this wascc:blobstore binding's \
+         values"
+    )]
+    Stored {
+        /// The binding value that limits it.
+        quota: &'static str,
+        /// The actor's key.
+        actor: String,
+        /// The binding name.
+        binding: String,
+        /// What is stored and what was asked for.
+        detail: String,
+    },
+    /// A `ListObjects` reply would be longer than the actor takes.
+    #[error(
+        "the listing of container `{container}` would be more than {limit} bytes, the most the \
+         actor takes in one reply; it holds more objects than one reply can carry: spread them \
+         over more containers, or raise the actor's max payload"
+    )]
+    ListTooLarge {
+        /// The container.
+        container: String,
+        /// The reply's limit in bytes.
+        limit: u64,
+    },
     /// The backend refused or failed the request; its text reaches the
     /// actor as it is.
     #[error(transparent)]

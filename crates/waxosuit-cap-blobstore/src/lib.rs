@@ -54,6 +54,12 @@
 //!   transfer over one fails before the store opens anything, with a
 //!   [`ProviderError::Backend`](waxosuit_provider::ProviderError::Backend)
 //!   naming the quota, the actor, the binding and the value to raise.
+//!   What it stores is bounded as well ([`MAX_CONTAINERS`],
+//!   [`MAX_OBJECTS`], [`MAX_STORED_BYTES`]), counted from the store when
+//!   the binding is made ([`Binding::counting`]); an upload takes its place
+//!   when it starts, and replacing an object at the quota works.
+//!   `ListObjects` stops reading and fails once its reply would be longer
+//!   than the actor takes ([`Limits::max_list_bytes`]).
 //!
 //!   **Ids** are one plain path component each, and never start with
 //!   [`RESERVED_PREFIX`]; anything else is a
@@ -106,11 +112,14 @@ pub use download::Download;
 pub use error::{BlobError, DownloadStopped};
 pub use limits::{
     DEFAULT_CHUNK_BYTES, DEFAULT_MAX_BYTES_IN_FLIGHT, DEFAULT_MAX_CONCURRENT_DOWNLOADS,
-    DEFAULT_MAX_CONCURRENT_UPLOADS, DEFAULT_MAX_OBJECT_BYTES, Limits, MAX_BYTES_IN_FLIGHT,
-    MAX_CHUNK_BYTES, MAX_CHUNKS, MAX_CONCURRENT_DOWNLOADS, MAX_CONCURRENT_UPLOADS,
-    MAX_OBJECT_BYTES,
+    DEFAULT_MAX_CONCURRENT_UPLOADS, DEFAULT_MAX_CONTAINERS, DEFAULT_MAX_LIST_BYTES,
+    DEFAULT_MAX_OBJECT_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_STORED_BYTES, Limits,
+    MAX_BYTES_IN_FLIGHT, MAX_CHUNK_BYTES, MAX_CHUNKS, MAX_CONCURRENT_DOWNLOADS,
+    MAX_CONCURRENT_UPLOADS, MAX_CONTAINERS, MAX_OBJECT_BYTES, MAX_OBJECTS, MAX_STORED_BYTES,
+    Stored,
 };
 pub use names::{MAX_NAME_BYTES, RESERVED_PREFIX, check_container, check_name, check_object};
+pub use store::ListBudget;
 pub use store::{Delivery, Reader, Staged, Store};
 pub use table::{Binding, descriptor, dispatch};
 pub use waxosuit_codec::blobstore::CAPABILITY_ID;

@@ -6,6 +6,13 @@
 //! `StartDownload` until its last chunk is taken or it stops. A transfer
 //! that would exceed a quota is refused before the backend opens anything,
 //! so the quotas bound open files and memory as well as bytes.
+//!
+//! What stays stored is counted too ([`Stored`]): containers, objects and
+//! their bytes, taken from the backend when the binding is made and kept
+//! up to date by every operation that changes them. An upload reserves
+//! its object and bytes when it starts (so concurrent uploads cannot all
+//! pass the last free place) and settles the count when it is published,
+//! against the object it replaced.
 
 use std::sync::Arc;
 
@@ -27,6 +34,26 @@ pub const MAX_CONCURRENT_DOWNLOADS: &str = "MAX_CONCURRENT_DOWNLOADS";
 /// `totalBytes` of uploads, `totalSize` of downloads), at least 1; default
 /// [`DEFAULT_MAX_BYTES_IN_FLIGHT`].
 pub const MAX_BYTES_IN_FLIGHT: &str = "MAX_BYTES_IN_FLIGHT";
+/// Binding value: containers the binding may hold, at least 1; default
+/// [`DEFAULT_MAX_CONTAINERS`].
+pub const MAX_CONTAINERS: &str = "MAX_CONTAINERS";
+/// Binding value: objects the binding may hold in all its containers, at
+/// least 1; default [`DEFAULT_MAX_OBJECTS`].
+pub const MAX_OBJECTS: &str = "MAX_OBJECTS";
+/// Binding value: bytes the binding's objects may hold in all, at least 1;
+/// default [`DEFAULT_MAX_STORED_BYTES`].
+pub const MAX_STORED_BYTES: &str = "MAX_STORED_BYTES";
+/// [`MAX_CONTAINERS`] when the binding does not set it.
+pub const DEFAULT_MAX_CONTAINERS: u64 = 1_000;
+/// [`MAX_OBJECTS`] when the binding does not set it: each is a file (an
+/// inode) on the file-system backend.
+pub const DEFAULT_MAX_OBJECTS: u64 = 100_000;
+/// [`MAX_STORED_BYTES`] when the binding does not set it (16 GiB: sixteen
+/// objects of the largest default size).
+pub const DEFAULT_MAX_STORED_BYTES: u64 = 16 * 1024 * 1024 * 1024;
+/// The longest `ListObjects` reply, in bytes, when the host does not pass
+/// the actor's payload limit (16 MiB).
+pub const DEFAULT_MAX_LIST_BYTES: u64 = 16 * 1024 * 1024;
 /// [`MAX_OBJECT_BYTES`] when the binding does not set it (1 GiB).
 pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 1024 * 1024 * 1024;
 /// [`MAX_CONCURRENT_UPLOADS`] when the binding does not set it.
@@ -57,6 +84,17 @@ pub struct Limits {
     pub max_downloads: usize,
     /// [`MAX_BYTES_IN_FLIGHT`].
     pub max_bytes_in_flight: u64,
+    /// [`MAX_CONTAINERS`].
+    pub max_containers: u64,
+    /// [`MAX_OBJECTS`].
+    pub max_objects: u64,
+    /// [`MAX_STORED_BYTES`].
+    pub max_stored_bytes: u64,
+    /// The longest `ListObjects` reply, in bytes: the actor's payload
+    /// limit, as the host passes it, or [`DEFAULT_MAX_LIST_BYTES`]. A
+    /// listing that would be longer is refused while it is being read, so
+    /// a container of a million objects costs no more than this.
+    pub max_list_bytes: u64,
 }
 
 impl Limits {
@@ -67,6 +105,10 @@ impl Limits {
         max_uploads: usize::MAX,
         max_downloads: usize::MAX,
         max_bytes_in_flight: u64::MAX,
+        max_containers: u64::MAX,
+        max_objects: u64::MAX,
+        max_stored_bytes: u64::MAX,
+        max_list_bytes: u64::MAX,
     };
 
     /// The limits a binding's values set, with the defaults for those it
@@ -76,7 +118,8 @@ impl Limits {
     ///
     /// [`ProviderError::Config`] naming the value: [`MAX_OBJECT_BYTES`]
     /// that is not a number of bytes, or a quota that is not a whole number
-    /// of at least 1.
+    /// of at least 1. [`max_list_bytes`](Self::max_list_bytes) is the
+    /// actor's payload limit the host passes.
     pub fn from_binding(request: &BindRequest) -> Result<Limits, ProviderError> {
         let max_object_bytes = match request.values.get(MAX_OBJECT_BYTES).map(|v| v.trim()) {
             None | Some("") => DEFAULT_MAX_OBJECT_BYTES,
@@ -95,6 +138,13 @@ impl Limits {
                 .unwrap_or(DEFAULT_MAX_CONCURRENT_DOWNLOADS),
             max_bytes_in_flight: positive(request, MAX_BYTES_IN_FLIGHT)?
                 .unwrap_or(DEFAULT_MAX_BYTES_IN_FLIGHT),
+            max_containers: positive(request, MAX_CONTAINERS)?.unwrap_or(DEFAULT_MAX_CONTAINERS),
+            max_objects: positive(request, MAX_OBJECTS)?.unwrap_or(DEFAULT_MAX_OBJECTS),
+            max_stored_bytes: positive(request, MAX_STORED_BYTES)?
+                .unwrap_or(DEFAULT_MAX_STORED_BYTES),
+            max_list_bytes: request
+                .actor_max_payload()
+                .map_or(DEFAULT_MAX_LIST_BYTES, |n| n as u64),
         })
     }
 }
@@ -106,6 +156,10 @@ impl Default for Limits {
             max_uploads: DEFAULT_MAX_CONCURRENT_UPLOADS,
             max_downloads: DEFAULT_MAX_CONCURRENT_DOWNLOADS,
             max_bytes_in_flight: DEFAULT_MAX_BYTES_IN_FLIGHT,
+            max_containers: DEFAULT_MAX_CONTAINERS,
+            max_objects: DEFAULT_MAX_OBJECTS,
+            max_stored_bytes: DEFAULT_MAX_STORED_BYTES,
+            max_list_bytes: DEFAULT_MAX_LIST_BYTES,
         }
     }
 }
@@ -129,6 +183,23 @@ pub(crate) struct Transfers {
     binding: String,
     pub(crate) limits: Limits,
     held: Mutex<Held>,
+    stored: Mutex<Stored>,
+}
+
+/// What a binding's store holds: containers, objects and their bytes.
+/// A backend reports it when the binding is made ([`Store::usage`]) and
+/// what a removed container held ([`Store::remove_container`]).
+///
+/// [`Store::usage`]: crate::Store::usage
+/// [`Store::remove_container`]: crate::Store::remove_container
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// Containers.
+    pub containers: u64,
+    /// Complete objects (uploads in progress are not objects yet).
+    pub objects: u64,
+    /// The objects' bytes.
+    pub bytes: u64,
 }
 
 #[derive(Debug, Default)]
@@ -151,6 +222,100 @@ impl Transfers {
             binding,
             limits,
             held: Mutex::new(Held::default()),
+            stored: Mutex::new(Stored::default()),
+        }
+    }
+
+    /// Starts counting from what the store holds already.
+    pub(crate) fn count_from(&self, stored: Stored) {
+        *self.stored.lock() = stored;
+    }
+
+    /// What is stored now, reservations of uploads in progress included.
+    pub(crate) fn stored(&self) -> Stored {
+        *self.stored.lock()
+    }
+
+    /// Takes a place for a new container: `true` when one is free (the
+    /// caller gives it back with [`release_container`](Self::release_container)
+    /// if the container existed after all), `false` at the quota.
+    pub(crate) fn take_container(&self) -> bool {
+        let mut stored = self.stored.lock();
+        if stored.containers >= self.limits.max_containers {
+            return false;
+        }
+        stored.containers += 1;
+        true
+    }
+
+    pub(crate) fn release_container(&self) {
+        let mut stored = self.stored.lock();
+        stored.containers = stored.containers.saturating_sub(1);
+    }
+
+    pub(crate) fn containers_full(&self) -> BlobError {
+        let max = self.limits.max_containers;
+        self.stored_error(
+            MAX_CONTAINERS,
+            format!("the binding holds {max} containers, the most it allows"),
+        )
+    }
+
+    /// Forgets what a removed container or object held.
+    pub(crate) fn removed(&self, gone: Stored) {
+        let mut stored = self.stored.lock();
+        stored.containers = stored.containers.saturating_sub(gone.containers);
+        stored.objects = stored.objects.saturating_sub(gone.objects);
+        stored.bytes = stored.bytes.saturating_sub(gone.bytes);
+    }
+
+    /// Reserves one object of `bytes` for an upload, counting `replacing`
+    /// (the size of the object it would replace, if there is one) as freed
+    /// for the check only: replacing an object at the quota works.
+    pub(crate) fn reserve_object(
+        self: &Arc<Self>,
+        bytes: u64,
+        replacing: Option<u64>,
+    ) -> Result<ObjectSlot, BlobError> {
+        let mut stored = self.stored.lock();
+        let (freed_objects, freed_bytes) = replacing.map_or((0, 0), |size| (1, size));
+        let objects = stored.objects.saturating_sub(freed_objects);
+        if objects >= self.limits.max_objects {
+            let max = self.limits.max_objects;
+            return Err(self.stored_error(
+                MAX_OBJECTS,
+                format!(
+                    "the binding holds {} objects, the most it allows",
+                    stored.objects.min(max)
+                ),
+            ));
+        }
+        let held = stored.bytes.saturating_sub(freed_bytes);
+        if held.saturating_add(bytes) > self.limits.max_stored_bytes {
+            return Err(self.stored_error(
+                MAX_STORED_BYTES,
+                format!(
+                    "the binding's objects hold {} bytes and this upload needs {bytes} more, over \
+                     the {} it allows",
+                    stored.bytes, self.limits.max_stored_bytes
+                ),
+            ));
+        }
+        stored.objects += 1;
+        stored.bytes += bytes;
+        Ok(ObjectSlot {
+            transfers: Arc::clone(self),
+            bytes,
+            settled: false,
+        })
+    }
+
+    fn stored_error(&self, quota: &'static str, detail: String) -> BlobError {
+        BlobError::Stored {
+            quota,
+            actor: self.actor.clone(),
+            binding: self.binding.clone(),
+            detail,
         }
     }
 
@@ -225,6 +390,42 @@ impl Transfers {
     }
 }
 
+/// An upload's reservation of one object and its bytes in what the binding
+/// stores: given back when dropped unless the upload was published.
+#[derive(Debug)]
+pub(crate) struct ObjectSlot {
+    transfers: Arc<Transfers>,
+    bytes: u64,
+    settled: bool,
+}
+
+impl ObjectSlot {
+    /// The upload is now an object; `replaced` is the size of the object
+    /// it took the place of, which is no longer stored.
+    pub(crate) fn publish(mut self, replaced: Option<u64>) {
+        self.settled = true;
+        if let Some(size) = replaced {
+            self.transfers.removed(Stored {
+                containers: 0,
+                objects: 1,
+                bytes: size,
+            });
+        }
+    }
+}
+
+impl Drop for ObjectSlot {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.transfers.removed(Stored {
+                containers: 0,
+                objects: 1,
+                bytes: self.bytes,
+            });
+        }
+    }
+}
+
 /// One transfer's share of its binding's quotas, given back when dropped.
 /// It holds the quotas, not the binding, so that a transfer never keeps
 /// its binding alive.
@@ -294,6 +495,7 @@ mod tests {
                 max_uploads: 3,
                 max_downloads: DEFAULT_MAX_CONCURRENT_DOWNLOADS,
                 max_bytes_in_flight: 1000,
+                ..Limits::default()
             }
         );
         let err = Limits::from_binding(&request(&[(MAX_OBJECT_BYTES, "huge")])).unwrap_err();

@@ -11,9 +11,9 @@
 //! [`Binding::call_now`], which delivers downloads at once as the chunks
 //! they consist of ([`Delivered`]).
 //!
-//! Objects live as long as the store; the byte quotas of the binding's
-//! [`Limits`](crate::Limits) bound what uploads in progress hold, not what
-//! is stored.
+//! Objects live as long as the store; the binding's
+//! [`Limits`](crate::Limits) bound what uploads in progress hold and what
+//! is stored, as for every backend.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -27,7 +27,10 @@ use parking_lot::Mutex;
 use waxosuit_codec::blobstore::{FileChunk, StreamRequest};
 use waxosuit_provider::ProviderError;
 
-use crate::{Binding, BlobError, CAPABILITY_ID, Delivery, Download, Reader, Staged, Store};
+use crate::{
+    Binding, BlobError, CAPABILITY_ID, Delivery, Download, ListBudget, Reader, Staged, Store,
+    Stored,
+};
 
 /// Containers by id, objects by id: sorted, so nothing depends on a hash
 /// seed.
@@ -85,36 +88,70 @@ impl Store for MemoryStore {
     type Staged = MemoryStaged;
     type Reader = MemoryReader;
 
-    async fn create_container(&self, container: &str) -> Result<(), BlobError> {
-        self.containers
+    async fn usage(&self) -> Result<Stored, BlobError> {
+        let containers = self.containers.lock();
+        Ok(containers.values().fold(
+            Stored {
+                containers: containers.len() as u64,
+                ..Stored::default()
+            },
+            |mut stored, objects| {
+                stored.objects += objects.len() as u64;
+                stored.bytes += objects.values().map(|b| b.len() as u64).sum::<u64>();
+                stored
+            },
+        ))
+    }
+
+    async fn create_container(&self, container: &str, may_create: bool) -> Result<bool, BlobError> {
+        let mut containers = self.containers.lock();
+        if containers.contains_key(container) {
+            return Ok(false);
+        }
+        if !may_create {
+            return Err(BlobError::NoContainer(container.to_string()));
+        }
+        containers.insert(container.to_string(), BTreeMap::new());
+        Ok(true)
+    }
+
+    async fn remove_container(&self, container: &str) -> Result<Stored, BlobError> {
+        let removed = self
+            .containers
             .lock()
-            .entry(container.to_string())
-            .or_default();
-        Ok(())
-    }
-
-    async fn remove_container(&self, container: &str) -> Result<(), BlobError> {
-        let removed = self.containers.lock().remove(container);
+            .remove(container)
+            .ok_or_else(|| BlobError::NoContainer(container.to_string()))?;
+        let gone = Stored {
+            containers: 1,
+            objects: removed.len() as u64,
+            bytes: removed.values().map(|b| b.len() as u64).sum(),
+        };
         // Dropped outside the lock: it may free a lot.
-        removed
-            .map(drop)
-            .ok_or_else(|| BlobError::NoContainer(container.to_string()))
+        drop(removed);
+        Ok(gone)
     }
 
-    async fn remove_object(&self, container: &str, id: &str) -> Result<(), BlobError> {
+    async fn remove_object(&self, container: &str, id: &str) -> Result<u64, BlobError> {
         self.with_object(container, id, |objects| objects.remove(id))
-            .map(drop)
+            .map(|bytes| bytes.len() as u64)
     }
 
-    async fn list_objects(&self, container: &str) -> Result<Vec<(String, u64)>, BlobError> {
+    async fn list_objects(
+        &self,
+        container: &str,
+        mut budget: ListBudget,
+    ) -> Result<Vec<(String, u64)>, BlobError> {
         let containers = self.containers.lock();
         let objects = containers
             .get(container)
             .ok_or_else(|| BlobError::NoContainer(container.to_string()))?;
-        Ok(objects
+        objects
             .iter()
-            .map(|(id, bytes)| (id.clone(), bytes.len() as u64))
-            .collect())
+            .map(|(id, bytes)| {
+                budget.admit(id)?;
+                Ok((id.clone(), bytes.len() as u64))
+            })
+            .collect()
     }
 
     async fn object_size(&self, container: &str, id: &str) -> Result<u64, BlobError> {
@@ -179,15 +216,16 @@ impl Staged for MemoryStaged {
         Ok(())
     }
 
-    async fn publish(&self) -> Result<(), BlobError> {
+    async fn publish(&self) -> Result<Option<u64>, BlobError> {
         let chunks = self.chunks.lock().take().ok_or_else(|| self.finished())?;
         let bytes: Arc<[u8]> = chunks.into_values().flatten().collect();
         let mut containers = self.containers.lock();
         let objects = containers
             .get_mut(&self.container)
             .ok_or_else(|| BlobError::NoContainer(self.container.clone()))?;
-        objects.insert(self.id.clone(), bytes);
-        Ok(())
+        Ok(objects
+            .insert(self.id.clone(), bytes)
+            .map(|old| old.len() as u64))
     }
 }
 
@@ -293,7 +331,7 @@ mod tests {
     #[test]
     fn staged_uploads_refuse_what_comes_after_publishing() {
         let store = MemoryStore::new();
-        ready(store.create_container("c")).unwrap();
+        ready(store.create_container("c", true)).unwrap();
         let staged = ready(store.stage("c", "o")).unwrap();
         ready(staged.write(2, b"cd".to_vec())).unwrap();
         ready(staged.write(0, b"ab".to_vec())).unwrap();
@@ -322,7 +360,7 @@ mod tests {
     #[test]
     fn readers_keep_their_version_and_refuse_reads_outside_it() {
         let store = MemoryStore::new();
-        ready(store.create_container("c")).unwrap();
+        ready(store.create_container("c", true)).unwrap();
         let staged = ready(store.stage("c", "o")).unwrap();
         ready(staged.write(0, b"old".to_vec())).unwrap();
         ready(staged.publish()).unwrap();

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use waxosuit_provider::ProviderError;
 
-use crate::{BlobError, Download};
+use crate::{BlobError, Download, Stored};
 
 /// One binding's containers and objects, as a backend keeps them.
 ///
@@ -23,19 +23,35 @@ pub trait Store: Send + Sync + 'static {
     /// An object opened for a download.
     type Reader: Reader;
 
-    /// Creates `container`; one that exists already is no error.
-    async fn create_container(&self, container: &str) -> Result<(), BlobError>;
+    /// What the store holds now; asked once, when the binding is made
+    /// ([`Binding::counting`](crate::Binding::counting)), and kept up to
+    /// date by the table from then on.
+    async fn usage(&self) -> Result<Stored, BlobError>;
 
-    /// Removes `container` and every object in it.
-    async fn remove_container(&self, container: &str) -> Result<(), BlobError>;
+    /// Creates `container` when `may_create`, and says whether it made it
+    /// now (`false`: it existed already, which is no error). When
+    /// `may_create` is false (the binding holds all the containers it
+    /// may), an existing container is still `Ok(false)` and a missing one
+    /// [`BlobError::NoContainer`].
+    async fn create_container(&self, container: &str, may_create: bool) -> Result<bool, BlobError>;
 
-    /// Removes one object.
-    async fn remove_object(&self, container: &str, id: &str) -> Result<(), BlobError>;
+    /// Removes `container` and every object in it; returns what it held
+    /// (one container, its objects and their bytes).
+    async fn remove_container(&self, container: &str) -> Result<Stored, BlobError>;
+
+    /// Removes one object; returns its size in bytes.
+    async fn remove_object(&self, container: &str, id: &str) -> Result<u64, BlobError>;
 
     /// The complete objects in `container` as `(id, size in bytes)`, in any
     /// order; uploads in progress are not objects yet. The table sorts the
-    /// list and leaves out ids an actor could not use.
-    async fn list_objects(&self, container: &str) -> Result<Vec<(String, u64)>, BlobError>;
+    /// list and leaves out ids an actor could not use. Each entry is
+    /// offered to `budget` ([`ListBudget::admit`]) as it is read, and the
+    /// listing stops with its error once the reply would be too long.
+    async fn list_objects(
+        &self,
+        container: &str,
+        budget: ListBudget,
+    ) -> Result<Vec<(String, u64)>, BlobError>;
 
     /// The size of one object, in bytes.
     async fn object_size(&self, container: &str, id: &str) -> Result<u64, BlobError>;
@@ -66,8 +82,53 @@ pub trait Staged: Send + Sync + 'static {
     /// Makes what was written the object, replacing any object with its id
     /// in one step, so readers see the old object or the whole new one.
     /// Called once, when every byte has been written (at once for an empty
-    /// object).
-    async fn publish(&self) -> Result<(), BlobError>;
+    /// object). Returns the size of the object it replaced, if there was
+    /// one, so the binding's count of what it stores stays exact.
+    async fn publish(&self) -> Result<Option<u64>, BlobError>;
+}
+
+/// What a `ListObjects` reply may still hold, in encoded bytes: the
+/// actor's payload limit ([`Limits::max_list_bytes`](crate::Limits::max_list_bytes))
+/// less what the entries read so far take. A backend offers each entry as
+/// it reads it, so a container too large to list costs no more than one
+/// reply's worth of reading.
+#[derive(Debug, Clone)]
+pub struct ListBudget {
+    container: String,
+    limit: u64,
+    left: u64,
+}
+
+impl ListBudget {
+    /// Bytes one entry takes besides its id and container name: the map
+    /// keys and numbers of a `Blob` in MessagePack, rounded up.
+    pub const ENTRY_BYTES: u64 = 40;
+
+    /// A budget of `limit` bytes for listing `container`.
+    pub fn new(container: &str, limit: u64) -> ListBudget {
+        ListBudget {
+            container: container.to_string(),
+            limit,
+            // The `BlobList` map and array headers.
+            left: limit.saturating_sub(16),
+        }
+    }
+
+    /// Counts one entry with id `id`, or fails with
+    /// [`BlobError::ListTooLarge`] when the reply would pass the limit.
+    pub fn admit(&mut self, id: &str) -> Result<(), BlobError> {
+        let cost = Self::ENTRY_BYTES + (id.len() + self.container.len()) as u64;
+        match self.left.checked_sub(cost) {
+            Some(left) => {
+                self.left = left;
+                Ok(())
+            }
+            None => Err(BlobError::ListTooLarge {
+                container: self.container.clone(),
+                limit: self.limit,
+            }),
+        }
+    }
 }
 
 /// An object opened for a download (see [`Store::open`]).

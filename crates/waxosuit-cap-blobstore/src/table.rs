@@ -16,12 +16,12 @@ use waxosuit_codec::blobstore::{
 use waxosuit_codec::capabilities::{CapabilityDescriptor, OperationDirection};
 use waxosuit_provider::ProviderError;
 
-use crate::limits::{Direction, Slot, Transfers};
+use crate::limits::{Direction, ObjectSlot, Slot, Transfers};
 use crate::names::{check_container, check_object};
-use crate::store::{Delivery, Staged, Store};
+use crate::store::{Delivery, ListBudget, Staged, Store};
 use crate::{
     BlobError, CAPABILITY_ID, DEFAULT_CHUNK_BYTES, Download, Limits, MAX_CHUNK_BYTES, MAX_CHUNKS,
-    Reader,
+    Reader, Stored,
 };
 
 /// One actor binding's blob store: the backend's [`Store`], the binding's
@@ -57,7 +57,21 @@ struct Upload<U> {
     total_bytes: u64,
     chunk_size: u64,
     progress: Mutex<Progress>,
+    /// Its place in what the binding stores; `None` once published.
+    object: Mutex<Option<ObjectSlot>>,
     _slot: Slot,
+}
+
+impl<U: Staged> Upload<U> {
+    /// Publishes the staged data and settles the binding's count against
+    /// the object it replaced.
+    async fn publish(&self) -> Result<(), BlobError> {
+        let replaced = self.staged.publish().await?;
+        if let Some(object) = self.object.lock().take() {
+            object.publish(replaced);
+        }
+        Ok(())
+    }
 }
 
 struct Progress {
@@ -133,6 +147,28 @@ impl<S: Store> Binding<S> {
         self.transfers.limits
     }
 
+    /// Counts what the store holds already ([`Store::usage`]) against the
+    /// binding's [`MAX_CONTAINERS`](crate::MAX_CONTAINERS),
+    /// [`MAX_OBJECTS`](crate::MAX_OBJECTS) and
+    /// [`MAX_STORED_BYTES`](crate::MAX_STORED_BYTES); a binding made over
+    /// a store that is not empty must be counted before its first call,
+    /// or it starts from nothing.
+    ///
+    /// # Errors
+    ///
+    /// What the store's [`usage`](Store::usage) fails with.
+    pub async fn counting(self) -> Result<Binding<S>, BlobError> {
+        let stored = self.store.usage().await?;
+        self.transfers.count_from(stored);
+        Ok(self)
+    }
+
+    /// What the binding stores now, as counted (uploads in progress
+    /// included: each holds its place from its `StartUpload`).
+    pub fn stored(&self) -> Stored {
+        self.transfers.stored()
+    }
+
     /// Drops every upload in progress now, discarding what was written,
     /// even if a call in flight still holds the binding.
     pub fn abandon_uploads(&self) {
@@ -141,11 +177,47 @@ impl<S: Store> Binding<S> {
         drop(uploads);
     }
 
+    async fn create_container(&self, container: &str) -> Result<(), BlobError> {
+        check_container(container)?;
+        // A place is taken before the store is asked, so concurrent creates
+        // cannot all pass the last one; given back if it existed already.
+        let taken = self.transfers.take_container();
+        match self.store.create_container(container, taken).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                if taken {
+                    self.transfers.release_container();
+                }
+                Ok(())
+            }
+            Err(BlobError::NoContainer(_)) if !taken => Err(self.transfers.containers_full()),
+            Err(e) => {
+                if taken {
+                    self.transfers.release_container();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn remove_object(&self, container: &str, id: &str) -> Result<(), BlobError> {
+        check_container(container)?;
+        check_object(id)?;
+        let size = self.store.remove_object(container, id).await?;
+        self.transfers.removed(Stored {
+            containers: 0,
+            objects: 1,
+            bytes: size,
+        });
+        Ok(())
+    }
+
     async fn list_objects(&self, container: &str) -> Result<BlobList, BlobError> {
         check_container(container)?;
+        let budget = ListBudget::new(container, self.transfers.limits.max_list_bytes);
         let mut blobs: Vec<Blob> = self
             .store
-            .list_objects(container)
+            .list_objects(container, budget)
             .await?
             .into_iter()
             // Names an actor could not use (a backend's temporary files,
@@ -170,7 +242,9 @@ impl<S: Store> Binding<S> {
             .extract_if(|(c, _), _| c == container)
             .collect();
         drop(abandoned);
-        self.store.remove_container(container).await
+        let gone = self.store.remove_container(container).await?;
+        self.transfers.removed(gone);
+        Ok(())
     }
 
     async fn start_upload(&self, chunk: FileChunk) -> Result<(), BlobError> {
@@ -227,18 +301,30 @@ impl<S: Store> Binding<S> {
         let slot = self
             .transfers
             .reserve(Direction::Upload, chunk.total_bytes)?;
+        // Its place in what is stored, taken now: uploads that start
+        // together cannot all pass the last one. An object it would replace
+        // frees its own place, so replacing at the quota works.
+        let replacing = match self.store.object_size(&key.0, &key.1).await {
+            Ok(size) => Some(size),
+            Err(BlobError::NoObject { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let object = self
+            .transfers
+            .reserve_object(chunk.total_bytes, replacing)?;
         let staged = self.store.stage(&key.0, &key.1).await?;
         let upload = Upload {
             staged,
             total_bytes: chunk.total_bytes,
             chunk_size: chunk.chunk_size,
             progress: Mutex::new(Progress::new(chunks)),
+            object: Mutex::new(Some(object)),
             _slot: slot,
         };
         let replaced = if upload.total_bytes == 0 {
             // Complete already; a concurrent StartUpload of the same object
             // that got in first is replaced by it, as the last one wins.
-            upload.staged.publish().await?;
+            upload.publish().await?;
             self.uploads.lock().remove(&key)
         } else {
             self.uploads.lock().insert(key, Arc::new(upload))
@@ -293,7 +379,7 @@ impl<S: Store> Binding<S> {
             }
             uploads.remove(&key);
         }
-        upload.staged.publish().await
+        upload.publish().await
     }
 
     async fn start_download<D>(
@@ -356,9 +442,7 @@ where
     match operation {
         OP_CREATE_CONTAINER => {
             let container: Container = req.decode()?;
-            check_container(&container.id).map_err(fail)?;
             binding
-                .store
                 .create_container(&container.id)
                 .await
                 .map_err(fail)?;
@@ -374,10 +458,7 @@ where
         }
         OP_REMOVE_OBJECT => {
             let blob: Blob = req.decode()?;
-            check_container(&blob.container).map_err(fail)?;
-            check_object(&blob.id).map_err(fail)?;
             binding
-                .store
                 .remove_object(&blob.container, &blob.id)
                 .await
                 .map_err(fail)?;
@@ -622,17 +703,28 @@ mod tests {
         type Staged = GatedStaged;
         type Reader = crate::reference::MemoryReader;
 
-        async fn create_container(&self, container: &str) -> Result<(), BlobError> {
-            self.inner.create_container(container).await
+        async fn usage(&self) -> Result<Stored, BlobError> {
+            self.inner.usage().await
         }
-        async fn remove_container(&self, container: &str) -> Result<(), BlobError> {
+        async fn create_container(
+            &self,
+            container: &str,
+            may_create: bool,
+        ) -> Result<bool, BlobError> {
+            self.inner.create_container(container, may_create).await
+        }
+        async fn remove_container(&self, container: &str) -> Result<Stored, BlobError> {
             self.inner.remove_container(container).await
         }
-        async fn remove_object(&self, container: &str, id: &str) -> Result<(), BlobError> {
+        async fn remove_object(&self, container: &str, id: &str) -> Result<u64, BlobError> {
             self.inner.remove_object(container, id).await
         }
-        async fn list_objects(&self, container: &str) -> Result<Vec<(String, u64)>, BlobError> {
-            self.inner.list_objects(container).await
+        async fn list_objects(
+            &self,
+            container: &str,
+            budget: ListBudget,
+        ) -> Result<Vec<(String, u64)>, BlobError> {
+            self.inner.list_objects(container, budget).await
         }
         async fn object_size(&self, container: &str, id: &str) -> Result<u64, BlobError> {
             self.inner.object_size(container, id).await
@@ -658,7 +750,7 @@ mod tests {
             }
             self.0.write(offset, bytes).await
         }
-        async fn publish(&self) -> Result<(), BlobError> {
+        async fn publish(&self) -> Result<Option<u64>, BlobError> {
             self.0.publish().await
         }
     }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use waxosuit_cap_blobstore::conformance::{self, LocalSubject};
 use waxosuit_cap_blobstore::reference::{MemoryReader, MemoryStaged, MemoryStore};
-use waxosuit_cap_blobstore::{Binding, BlobError, Limits, Reader, Staged, Store};
+use waxosuit_cap_blobstore::{
+    Binding, BlobError, Limits, ListBudget, Reader, Staged, Store, Stored,
+};
 
 #[tokio::test]
 async fn the_reference_store_passes() {
@@ -65,25 +67,36 @@ impl Store for Flawed {
     type Staged = FlawedStaged;
     type Reader = FlawedReader;
 
-    async fn create_container(&self, container: &str) -> Result<(), BlobError> {
+    async fn usage(&self) -> Result<Stored, BlobError> {
+        self.inner.usage().await
+    }
+    async fn create_container(&self, container: &str, may_create: bool) -> Result<bool, BlobError> {
         if self.flaw == Flaw::RefusesExistingContainers
-            && self.inner.list_objects(container).await.is_ok()
+            && self
+                .inner
+                .list_objects(container, ListBudget::new(container, u64::MAX))
+                .await
+                .is_ok()
         {
             return Err(BlobError::Internal(format!("`{container}` exists")));
         }
-        self.inner.create_container(container).await
+        self.inner.create_container(container, may_create).await
     }
-    async fn remove_container(&self, container: &str) -> Result<(), BlobError> {
+    async fn remove_container(&self, container: &str) -> Result<Stored, BlobError> {
         self.inner.remove_container(container).await
     }
-    async fn remove_object(&self, container: &str, id: &str) -> Result<(), BlobError> {
+    async fn remove_object(&self, container: &str, id: &str) -> Result<u64, BlobError> {
         if self.flaw == Flaw::KeepsRemovedObjects {
-            return self.inner.object_size(container, id).await.map(drop);
+            return self.inner.object_size(container, id).await;
         }
         self.inner.remove_object(container, id).await
     }
-    async fn list_objects(&self, container: &str) -> Result<Vec<(String, u64)>, BlobError> {
-        let mut list = self.inner.list_objects(container).await?;
+    async fn list_objects(
+        &self,
+        container: &str,
+        budget: ListBudget,
+    ) -> Result<Vec<(String, u64)>, BlobError> {
+        let mut list = self.inner.list_objects(container, budget).await?;
         if self.flaw == Flaw::SizesOffByOne {
             list.iter_mut().for_each(|(_, size)| *size += 1);
         }
@@ -113,13 +126,13 @@ impl Staged for FlawedStaged {
         self.inner.write(offset, bytes).await?;
         if self.flaw == Flaw::PublishesEveryChunk {
             // What a backend writing into the object in place would show.
-            return self.inner.publish().await;
+            return self.inner.publish().await.map(drop);
         }
         Ok(())
     }
-    async fn publish(&self) -> Result<(), BlobError> {
+    async fn publish(&self) -> Result<Option<u64>, BlobError> {
         match self.inner.publish().await {
-            Err(BlobError::NoUpload { .. }) if self.flaw == Flaw::PublishesEveryChunk => Ok(()),
+            Err(BlobError::NoUpload { .. }) if self.flaw == Flaw::PublishesEveryChunk => Ok(None),
             other => other,
         }
     }
