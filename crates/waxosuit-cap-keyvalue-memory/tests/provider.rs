@@ -1037,3 +1037,91 @@ async fn passes_the_keyvalue_conformance_suite() {
         .await
         .assert_passed();
 }
+
+#[tokio::test]
+async fn reads_larger_than_the_actor_accepts_are_refused_with_the_redis_backends_error() {
+    // ALICE accepts 64 KiB and stores 200 items of 1 KiB in a list and two
+    // sets (200 KiB each): what Redis refuses, this backend refuses alike.
+    let kv = MemoryKeyValue::new();
+    kv.bind_actor(BindRequest {
+        actor: ALICE.into(),
+        binding: DEFAULT.into(),
+        values: HashMap::from([(
+            waxosuit_codec::core::CONFIG_WAXOSUIT_MAX_PAYLOAD.to_string(),
+            "65536".to_string(),
+        )]),
+    })
+    .await
+    .unwrap();
+    for i in 0..200 {
+        let value = format!("{i:04}{}", "x".repeat(1020));
+        push(&kv, "big", &value).await.unwrap();
+        sadd(&kv, "s1", &value).await.unwrap();
+        sadd(&kv, "s2", &value).await.unwrap();
+    }
+    let refused = |result: Result<Vec<String>, ProviderError>, needle: &str| match result {
+        Err(ProviderError::Backend { capid, message }) => {
+            assert_eq!(capid, CAPABILITY_ID);
+            assert!(message.contains(needle), "`{needle}` not in {message}");
+            assert!(
+                message.contains("raise the actor's max_payload_kib"),
+                "{message}"
+            );
+        }
+        other => panic!("expected the reply bound, got {other:?}"),
+    };
+    for (start, stop) in [(0, -1), (0, 199), (-100, -1), (10, 1000)] {
+        refused(
+            range(&kv, "big", start, stop).await,
+            "the reply of `Range` on key `big` would be more than 65536 bytes",
+        );
+    }
+    refused(
+        members(&kv, "s1").await,
+        "the reply of `SetQuery` on key `s1` would be more than 65536 bytes",
+    );
+    let algebra = |operation: &'static str| {
+        let kv = &kv;
+        async move {
+            match operation {
+                "union" => {
+                    call::<_, SetQueryResponse>(
+                        kv,
+                        OP_SET_UNION,
+                        &SetUnionRequest {
+                            keys: keys(&["s1", "s2"]),
+                        },
+                    )
+                    .await
+                }
+                _ => {
+                    call::<_, SetQueryResponse>(
+                        kv,
+                        OP_SET_INTERSECT,
+                        &SetIntersectionRequest {
+                            keys: keys(&["s1", "s2"]),
+                        },
+                    )
+                    .await
+                }
+            }
+            .map(|r| r.values)
+        }
+    };
+    refused(
+        algebra("union").await,
+        "the reply of `SetUnion` on key `s1` would be more than 65536 bytes",
+    );
+    refused(
+        algebra("intersection").await,
+        "the reply of `SetIntersection` on key `s1` would be more than 65536 bytes",
+    );
+    // Windows within the bound read normally, and nothing was lost.
+    let window = range(&kv, "big", -3, -1).await.unwrap();
+    assert_eq!(window.len(), 3);
+    assert!(window[2].starts_with("0000"));
+    assert!(range(&kv, "big", 5, 2).await.unwrap().is_empty());
+    assert_eq!(range(&kv, "big", 0, 59).await.unwrap().len(), 60);
+    let len = push(&kv, "big", "one more").await.unwrap();
+    assert_eq!(len, 201);
+}

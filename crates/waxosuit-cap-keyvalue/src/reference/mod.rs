@@ -61,13 +61,24 @@ pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// all.
 pub const ITEM_OVERHEAD_BYTES: u64 = store::ITEM_OVERHEAD_BYTES;
 
-/// What one keyspace may hold.
+/// The longest reply of a read that grows with what is stored (`Range`,
+/// `SetQuery`, `SetUnion`, `SetIntersection`) when the host does not pass
+/// the actor's payload limit (16 MiB), as the Redis backend.
+pub const DEFAULT_MAX_REPLY_BYTES: u64 = 16 * 1024 * 1024;
+
+/// What one keyspace may hold, and the longest reply it gathers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Keys, of every type.
     pub max_keys: u64,
     /// Bytes, counted as the [module docs](self) say.
     pub max_bytes: u64,
+    /// The longest reply of `Range`, `SetQuery`, `SetUnion` or
+    /// `SetIntersection`, as MessagePack encodes it: the actor's payload
+    /// limit, or [`DEFAULT_MAX_REPLY_BYTES`]. A longer one is refused
+    /// while it is gathered, with the Redis backend's error, rather than
+    /// copied whole under the keyspace's lock and refused by the host.
+    pub max_reply_bytes: u64,
 }
 
 impl Limits {
@@ -75,10 +86,12 @@ impl Limits {
     pub const UNLIMITED: Limits = Limits {
         max_keys: u64::MAX,
         max_bytes: u64::MAX,
+        max_reply_bytes: u64::MAX,
     };
 
     /// The quotas a binding's values set ([`MAX_KEYS`], [`MAX_BYTES`]),
-    /// with the defaults for those it leaves out.
+    /// with the defaults for those it leaves out, and the actor's payload
+    /// limit as the host passes it.
     ///
     /// # Errors
     ///
@@ -90,6 +103,9 @@ impl Limits {
         Ok(Limits {
             max_keys: positive(MAX_KEYS, DEFAULT_MAX_KEYS)?,
             max_bytes: positive(MAX_BYTES, DEFAULT_MAX_BYTES)?,
+            max_reply_bytes: request
+                .actor_max_payload()
+                .map_or(DEFAULT_MAX_REPLY_BYTES, |n| n as u64),
         })
     }
 }
@@ -99,6 +115,7 @@ impl Default for Limits {
         Limits {
             max_keys: DEFAULT_MAX_KEYS,
             max_bytes: DEFAULT_MAX_BYTES,
+            max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
         }
     }
 }

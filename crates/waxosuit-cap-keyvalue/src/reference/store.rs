@@ -101,6 +101,17 @@ pub(crate) enum StoreError {
     },
     #[error("ERR `{operation}` needs at least one key")]
     NoKeys { operation: &'static str },
+    /// The same text as the Redis backend's bound.
+    #[error(
+        "ERR the reply of `{operation}` on key `{key}` would be more than {limit} bytes, more \
+         than the actor accepts; read less at a time (a smaller window) or raise the actor's \
+         max_payload_kib limit"
+    )]
+    ReplyTooLarge {
+        operation: &'static str,
+        key: String,
+        limit: u64,
+    },
     /// The write would take the store over one of its [`Limits`]. The
     /// provider adds who and what to raise, which the store does not know.
     #[error(
@@ -132,6 +143,38 @@ pub(crate) enum Quota {
 /// or set), and without this an actor could hold millions of empty list
 /// items inside a byte quota of zero.
 pub(crate) const ITEM_OVERHEAD_BYTES: u64 = 32;
+
+/// Items of a reply, counted as MessagePack encodes them (a header of 1 to
+/// 5 bytes each, after 32 for the reply's envelope) against `limit`, and
+/// copied only once they all fit.
+fn bounded_reply<'a>(
+    operation: &'static str,
+    key: &str,
+    limit: u64,
+    items: impl IntoIterator<Item = &'a String>,
+) -> Result<Vec<String>, StoreError> {
+    let room = limit.saturating_sub(32);
+    let mut size = 0u64;
+    let mut kept: Vec<&String> = Vec::new();
+    for item in items {
+        let n = item.len() as u64;
+        size += n + match n {
+            0..32 => 1,
+            32..256 => 2,
+            256..65_536 => 3,
+            _ => 5,
+        };
+        if size > room {
+            return Err(StoreError::ReplyTooLarge {
+                operation,
+                key: key.to_string(),
+                limit,
+            });
+        }
+        kept.push(item);
+    }
+    Ok(kept.into_iter().cloned().collect())
+}
 
 /// The bytes an item (key, string value, list item, set member) counts for.
 fn item_bytes(item: &str) -> u64 {
@@ -417,6 +460,7 @@ impl Store {
         stop: i32,
         now: Instant,
     ) -> Result<Vec<String>, StoreError> {
+        let limit = self.limits.max_reply_bytes;
         let list = match self.live(key, now).map(|e| &e.value) {
             None => return Ok(Vec::new()),
             Some(Value::List(list)) => list,
@@ -435,12 +479,12 @@ impl Store {
         // Both bounds are now within 0..len, so the conversions cannot fail.
         let first = usize::try_from(first).unwrap_or(usize::MAX);
         let last = usize::try_from(last).unwrap_or(0);
-        Ok(list
-            .iter()
-            .skip(first)
-            .take(last + 1 - first)
-            .cloned()
-            .collect())
+        bounded_reply(
+            "Range",
+            key,
+            limit,
+            list.iter().skip(first).take(last + 1 - first),
+        )
     }
 
     /// `LPUSH`: returns the new length.
@@ -588,10 +632,11 @@ impl Store {
         key: &str,
         now: Instant,
     ) -> Result<Vec<String>, StoreError> {
-        Ok(self
-            .set_of("SetQuery", key, now)?
-            .map(|set| set.iter().cloned().collect())
-            .unwrap_or_default())
+        let limit = self.limits.max_reply_bytes;
+        match self.set_of("SetQuery", key, now)? {
+            Some(set) => bounded_reply("SetQuery", key, limit, set.iter()),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// `SUNION`.
@@ -605,13 +650,23 @@ impl Store {
                 operation: "SetUnion",
             });
         }
-        let mut union = BTreeSet::new();
+        // Every key is looked at (and type-checked) first: `live` may drop
+        // an expired one, which needs the store mutably.
         for key in keys {
-            if let Some(set) = self.set_of("SetUnion", key, now)? {
-                union.extend(set.iter().cloned());
+            self.set_of("SetUnion", key, now)?;
+        }
+        let mut union: BTreeSet<&String> = BTreeSet::new();
+        for key in keys {
+            if let Some(Entry {
+                value: Value::Set(set),
+                ..
+            }) = self.entries.get(key.as_str())
+            {
+                union.extend(set.iter());
             }
         }
-        Ok(union.into_iter().collect())
+        let limit = self.limits.max_reply_bytes;
+        bounded_reply("SetUnion", &keys[0], limit, union)
     }
 
     /// `SINTER`: a missing key is an empty set, so it empties the result;
@@ -626,21 +681,33 @@ impl Store {
                 operation: "SetIntersection",
             });
         };
-        let mut result: Option<BTreeSet<String>> =
-            self.set_of("SetIntersection", first, now)?.cloned();
-        for key in rest {
-            let other = self.set_of("SetIntersection", key, now)?;
-            result = match (result, other) {
-                (Some(mut acc), Some(other)) => {
-                    acc.retain(|member| other.contains(member));
-                    Some(acc)
-                }
-                _ => None,
-            };
+        for key in keys {
+            self.set_of("SetIntersection", key, now)?;
         }
-        Ok(result
-            .map(|set| set.into_iter().collect())
-            .unwrap_or_default())
+        let set = |key: &String| match self.entries.get(key.as_str()) {
+            Some(Entry {
+                value: Value::Set(set),
+                ..
+            }) => Some(set),
+            _ => None,
+        };
+        // Members of the first set found in every other; a missing key is
+        // an empty set.
+        let Some(base) = set(first) else {
+            return Ok(Vec::new());
+        };
+        let others: Option<Vec<_>> = rest.iter().map(set).collect();
+        let Some(others) = others else {
+            return Ok(Vec::new());
+        };
+        let limit = self.limits.max_reply_bytes;
+        bounded_reply(
+            "SetIntersection",
+            first,
+            limit,
+            base.iter()
+                .filter(|member| others.iter().all(|other| other.contains(*member))),
+        )
     }
 
     /// How long the live `key` has left; `None` when missing or without
@@ -668,10 +735,7 @@ fn parse_redis_integer(s: &str) -> Option<i64> {
 mod tests {
     use super::*;
 
-    const UNLIMITED: Limits = Limits {
-        max_keys: u64::MAX,
-        max_bytes: u64::MAX,
-    };
+    const UNLIMITED: Limits = Limits::UNLIMITED;
 
     /// The byte count computed from scratch, to check the running one.
     fn recount(store: &Store) -> u64 {
@@ -728,6 +792,7 @@ mod tests {
         let mut s = Store::new(Limits {
             max_keys: 2,
             max_bytes: 1000,
+            ..UNLIMITED
         });
         s.set("a", "1".into(), 0, now).unwrap();
         s.push("l", "x".into(), now).unwrap();
@@ -797,7 +862,7 @@ mod tests {
         let t0 = Duration::ZERO;
         let mut s = Store::new(Limits {
             max_keys: 1,
-            max_bytes: u64::MAX,
+            ..UNLIMITED
         });
         s.set("old", "v".into(), 1, t0).unwrap();
         assert!(s.set("new", "v".into(), 0, t0).is_err(), "still live");
