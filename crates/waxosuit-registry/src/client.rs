@@ -1,4 +1,5 @@
-//! Push and pull over the OCI Distribution API, on `oci-client`.
+//! Push and pull over the OCI Distribution API: pushes on `oci-client`,
+//! pulls on [`crate::fetch`], which bounds every read.
 //!
 //! The registry is untrusted transport: every manifest and layer is checked
 //! against the digest that names it, sizes are bounded before and while
@@ -14,12 +15,12 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
-use oci_client::manifest::OciDescriptor;
 use oci_client::secrets::RegistryAuth;
 use sha2::{Digest as _, Sha256};
 
 use crate::auth::CredentialStore;
 use crate::error::{RegistryError, classify};
+use crate::fetch::{Bounded, Fetcher, Target, read_bounded};
 use crate::media::{self, ArtifactKind, ClaimsSummary};
 use crate::reference::{ArtifactRef, check_digest, shown};
 
@@ -129,7 +130,11 @@ pub struct Resolved {
 #[derive(Clone)]
 pub struct Registry {
     client: Arc<std::sync::OnceLock<oci_client::Client>>,
-    /// For the token realm check, made before credentials are handed over.
+    /// Pulls: every read bounded, every challenge checked where it is
+    /// answered.
+    fetcher: Arc<std::sync::OnceLock<Fetcher>>,
+    /// For the token realm check of a push, made before credentials are
+    /// handed to `oci-client`.
     probe: Arc<std::sync::OnceLock<reqwest::Client>>,
     /// Registries whose token realm was checked during this command.
     realms_checked: Arc<tokio::sync::Mutex<std::collections::HashSet<String>>>,
@@ -150,6 +155,7 @@ impl Registry {
     pub fn new(credentials: CredentialStore, options: RegistryOptions) -> Registry {
         Registry {
             client: Arc::new(std::sync::OnceLock::new()),
+            fetcher: Arc::new(std::sync::OnceLock::new()),
             probe: Arc::new(std::sync::OnceLock::new()),
             realms_checked: Arc::default(),
             credentials,
@@ -187,6 +193,34 @@ impl Registry {
                 source,
             })?;
         Ok(self.client.get_or_init(|| client))
+    }
+
+    fn fetcher(&self, reference: &ArtifactRef) -> Result<&Fetcher, RegistryError> {
+        if let Some(fetcher) = self.fetcher.get() {
+            return Ok(fetcher);
+        }
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let built = Fetcher::new(&self.options)
+            .map_err(|e| self.fail(reference, "building the HTTP client", None, e.into()))?;
+        Ok(self.fetcher.get_or_init(|| built))
+    }
+
+    /// The credentials for `reference`'s registry, and where they came
+    /// from.
+    fn auth_for(
+        &self,
+        reference: &ArtifactRef,
+    ) -> Result<(RegistryAuth, Option<String>), RegistryError> {
+        self.credentials
+            .check_scoped()
+            .map_err(|source| RegistryError::Credentials {
+                reference: reference.to_string(),
+                source,
+            })?;
+        Ok(match self.credentials.for_registry(reference.registry()) {
+            Some(creds) => (creds.auth.clone(), Some(creds.source().to_string())),
+            None => (RegistryAuth::Anonymous, None),
+        })
     }
 
     /// Whether `registry` is spoken to over plain HTTP.
@@ -380,11 +414,23 @@ impl Registry {
         reference: &ArtifactRef,
         want: Option<ArtifactKind>,
     ) -> Result<Resolved, RegistryError> {
-        let (client, from) = self.client_for(reference).await?;
-        let (body, digest) = client
-            .pull_manifest_raw(
-                reference.oci(),
-                &RegistryAuth::Anonymous,
+        let fetcher = self.fetcher(reference)?;
+        let (auth, from) = self.auth_for(reference)?;
+        let target = Target {
+            reference,
+            auth: &auth,
+            from: from.as_deref(),
+            action: "fetching the manifest",
+        };
+        let name = reference
+            .oci()
+            .digest()
+            .or(reference.oci().tag())
+            .unwrap_or("latest");
+        let answer = fetcher
+            .get(
+                &target,
+                &format!("manifests/{name}"),
                 &[
                     media::OCI_MANIFEST,
                     media::DOCKER_MANIFEST,
@@ -392,17 +438,30 @@ impl Registry {
                     media::DOCKER_MANIFEST_LIST,
                 ],
             )
+            .await?;
+        let digest = answer
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(shown)
+            .unwrap_or_default();
+        let body = read_bounded(answer, MAX_MANIFEST_BYTES)
             .await
-            .map_err(|e| self.fail(reference, "fetching the manifest", from.as_deref(), e))?;
-        if body.len() as u64 > MAX_MANIFEST_BYTES {
-            return Err(RegistryError::TooLarge {
-                reference: reference.to_string(),
-                what: "manifest",
-                size: body.len() as u64,
-                limit: MAX_MANIFEST_BYTES,
-                hint: "; a Waxosuit artifact's manifest is a few hundred bytes",
-            });
-        }
+            .map_err(|e| match e {
+                Bounded::TooLarge(size) => RegistryError::TooLarge {
+                    reference: reference.to_string(),
+                    what: "manifest",
+                    size,
+                    limit: MAX_MANIFEST_BYTES,
+                    hint: "; a Waxosuit artifact's manifest is a few hundred bytes",
+                },
+                Bounded::Transport(e) => self.fail(
+                    reference,
+                    "fetching the manifest",
+                    from.as_deref(),
+                    e.into(),
+                ),
+            })?;
         // The client checks a pinned digest already; checked here again
         // because this is the line the trust in a pinned reference rests on.
         let actual = sha256_digest(&body);
@@ -416,7 +475,7 @@ impl Registry {
                 actual,
             });
         }
-        if digest != actual {
+        if !digest.is_empty() && digest != actual {
             tracing::debug!(%reference, announced = %digest, %actual, "registry announced another manifest digest");
         }
         accept_manifest(reference, &body, actual, want)
@@ -552,18 +611,19 @@ impl Registry {
         if resolved.size > limit {
             return Err(too_large(resolved.size));
         }
-        let (client, from) = self.client_for(reference).await?;
-        let descriptor = OciDescriptor {
-            media_type: resolved.media_type.clone(),
-            digest: resolved.layer_digest.clone(),
-            size: i64::try_from(resolved.size).unwrap_or(i64::MAX),
-            ..OciDescriptor::default()
+        check_digest(&resolved.layer_digest).map_err(&lying)?;
+        let fetcher = self.fetcher(reference)?;
+        let (auth, from) = self.auth_for(reference)?;
+        let target = Target {
+            reference,
+            auth: &auth,
+            from: from.as_deref(),
+            action: "downloading the layer",
         };
-        let mut stream = client
-            .pull_blob_stream(reference.oci(), &descriptor)
-            .await
-            .map_err(|e| self.fail(reference, "downloading the layer", from.as_deref(), e))?;
-        if let Some(length) = stream.content_length
+        let mut answer = fetcher
+            .get(&target, &format!("blobs/{}", resolved.layer_digest), &[])
+            .await?;
+        if let Some(length) = answer.content_length()
             && length > resolved.size
         {
             return Err(lying(format!("a body of {length} bytes")));
@@ -571,16 +631,10 @@ impl Registry {
         let mut hasher = Sha256::new();
         // Grown as bytes arrive: the size is the registry's word.
         let mut bytes = Vec::with_capacity(resolved.size.min(1024 * 1024) as usize);
-        while let Some(chunk) = stream.next().await {
-            let chunk = match chunk {
-                Ok(chunk) => chunk,
-                // The client's own digest check, at the end of the stream.
-                Err(e)
-                    if e.get_ref()
-                        .is_some_and(|inner| inner.is::<oci_client::errors::DigestError>()) =>
-                {
-                    return Err(lying(format!("other content ({e})")));
-                }
+        loop {
+            let chunk = match answer.chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
                 Err(e) => {
                     return Err(self.fail(
                         reference,

@@ -54,7 +54,7 @@ pub enum RegistryError {
     /// The registry's token service is not HTTPS: credentials would cross
     /// the network in clear text to it.
     #[error(
-        "{reference}: the registry sends credentials to the token service {realm}, which is not HTTPS; not sending them (name its host with --insecure-registry if this is a development setup on plain HTTP)"
+        "{reference}: the registry names the token service {realm}, which is not HTTPS; not asking it (credentials and tokens would cross the network in clear text; name its host with --insecure-registry if this is a development setup on plain HTTP)"
     )]
     InsecureRealm {
         /// The reference.

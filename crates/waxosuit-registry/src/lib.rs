@@ -16,15 +16,20 @@
 //!   documented types. A pull also accepts the layer types wasmCloud and
 //!   waSCC pushed. The claims' name, version, issuer and subject are
 //!   annotations, for people and tools; the host never trusts them.
-//! * [`Registry`] pushes and pulls on the `oci-client` crate. It treats the
-//!   registry as untrusted transport: manifests and layers are checked
-//!   against their digests, sizes are bounded before and during download,
-//!   and a manifest of anything else is refused with its media types named.
+//! * [`Registry`] pushes on the `oci-client` crate and pulls on a small
+//!   client of its own that bounds every read (manifests, layers, error
+//!   answers, token answers), checks a token service's scheme on the very
+//!   challenge it answers, and never follows a redirect from HTTPS to plain
+//!   HTTP. It treats the registry as untrusted transport: manifests and
+//!   layers are checked against their digests, sizes are bounded before and
+//!   during download, and a manifest of anything else is refused with its
+//!   media types named.
 //! * [`CredentialStore`] finds credentials: `WAXOSUIT_REGISTRY_USER` and
 //!   `_PASSWORD` (or `_TOKEN`) for the one registry
 //!   `WAXOSUIT_REGISTRY_HOST` names (required with them), else a Docker
 //!   `config.json`, else none.
-//!   Token exchanges (`WWW-Authenticate: Bearer`) are the client's.
+//!   Token exchanges (`WWW-Authenticate: Bearer`) go only to HTTPS token
+//!   services (or plain HTTP ones on hosts named insecure).
 //!   HTTPS always, except for registries named as insecure.
 //! * [`Cache`] keeps pulled layers by digest under the host's cache
 //!   directory, and [`Puller`] applies a [`PullPolicy`] so that a restart
@@ -41,6 +46,7 @@ mod auth;
 mod cache;
 mod client;
 mod error;
+mod fetch;
 pub mod media;
 mod puller;
 mod reference;
@@ -54,6 +60,7 @@ pub use client::{
     RegistryOptions, Resolved, Transfer, sha256_digest,
 };
 pub use error::RegistryError;
+pub use fetch::{MAX_ERROR_BYTES, MAX_TOKEN_ANSWER_BYTES, MAX_TOKEN_BYTES};
 pub use media::{ArtifactKind, ClaimsSummary};
 pub use puller::{Fetched, PullPolicy, Puller};
 pub use reference::{ArtifactRef, MAX_REFERENCE_LEN, SCHEME, is_reference};
