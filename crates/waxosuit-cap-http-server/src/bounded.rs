@@ -43,7 +43,7 @@ use tokio::time::timeout;
 
 use crate::config::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_HEADER_BYTES, DEFAULT_WRITE_TIMEOUT,
+    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MIN_WRITE_RATE, DEFAULT_WRITE_TIMEOUT,
 };
 use crate::conn::{self, Activity};
 use crate::inflight::InFlight;
@@ -94,6 +94,11 @@ pub struct ConnectionLimits {
     /// How long a response write may make no progress (the client does not
     /// read); `None`: no limit.
     pub write_timeout: Option<Duration>,
+    /// The fewest bytes a second a blocked response write must average over
+    /// each [`write_timeout`](Self::write_timeout), so that a client reading
+    /// a segment now and then cannot hold a response in memory for ever;
+    /// `None`: no minimum.
+    pub min_write_rate: Option<u64>,
     /// The largest request head accepted, in bytes (at least 8 KiB is
     /// used); larger heads get `431`.
     pub max_header_bytes: usize,
@@ -108,6 +113,7 @@ impl Default for ConnectionLimits {
             header_read_timeout: Some(DEFAULT_HEADER_READ_TIMEOUT),
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
+            min_write_rate: Some(DEFAULT_MIN_WRITE_RATE),
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
         }
     }

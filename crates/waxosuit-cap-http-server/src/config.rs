@@ -46,6 +46,12 @@ pub const IDLE_TIMEOUT_MS: &str = "IDLE_TIMEOUT_MS";
 /// client that stops reading is disconnected. A slow reader that keeps
 /// reading is not; the clock restarts with every byte the kernel accepts.
 pub const WRITE_TIMEOUT_MS: &str = "WRITE_TIMEOUT_MS";
+/// Binding value: the fewest bytes a second a response the client is slow
+/// to read must average over each [`WRITE_TIMEOUT_MS`] (default
+/// [`DEFAULT_MIN_WRITE_RATE`]; `0` turns it off): a client that reads a
+/// segment now and then, to hold a large response in the host's memory,
+/// is disconnected.
+pub const MIN_WRITE_BYTES_PER_SEC: &str = "MIN_WRITE_BYTES_PER_SEC";
 /// Binding value: the most request headers accepted (hyper's default of 100
 /// when absent); more get `431`.
 pub const MAX_HEADERS: &str = "MAX_HEADERS";
@@ -117,6 +123,9 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// 30 seconds without progress.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// 1 KiB a second: slower than any real client's link, faster than a
+/// reader pacing itself to pin responses.
+pub const DEFAULT_MIN_WRITE_RATE: u64 = 1024;
 /// 64 KiB.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 /// 1024 per binding.
@@ -225,6 +234,13 @@ impl ListenerConfig {
             parse_optional_millis(req, HEADER_READ_TIMEOUT_MS, DEFAULT_HEADER_READ_TIMEOUT)?;
         let idle_timeout = parse_optional_millis(req, IDLE_TIMEOUT_MS, DEFAULT_IDLE_TIMEOUT)?;
         let write_timeout = parse_optional_millis(req, WRITE_TIMEOUT_MS, DEFAULT_WRITE_TIMEOUT)?;
+        let min_write_rate = parse(
+            req,
+            MIN_WRITE_BYTES_PER_SEC,
+            DEFAULT_MIN_WRITE_RATE,
+            "is not a number of bytes per second (0 turns it off)",
+            |_| true,
+        )?;
         let max_headers = match req.values.get(MAX_HEADERS) {
             None => None,
             Some(_) => Some(parse(
@@ -299,6 +315,7 @@ impl ListenerConfig {
             header_read_timeout,
             idle_timeout,
             write_timeout,
+            min_write_rate: (min_write_rate > 0).then_some(min_write_rate),
             max_header_bytes,
         };
         Ok(ListenerConfig {

@@ -12,12 +12,19 @@
 //! connection is closed when the counter that matters did not move for the
 //! timeout: between the timeout and the timeout plus two watchdog periods
 //! (at most half the shortest timeout) after it stopped.
+//!
+//! A client that reads a segment now and then keeps the write counter
+//! moving for ever while its response (up to the actor's payload limit)
+//! stays in memory, so a blocked response must also average a minimum
+//! rate over each write timeout: the bytes the kernel accepted are counted
+//! too, and a window in which fewer than the rate allows arrived closes the
+//! connection like a stalled write.
 
 use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -57,6 +64,10 @@ pub(crate) struct Activity {
     in_request: AtomicBool,
     /// The last write could not complete: the client is not reading.
     write_blocked: AtomicBool,
+    /// Bytes the kernel accepted from response writes.
+    written: AtomicU64,
+    /// Close with a reset: set when the connection is cut for not reading.
+    reset: AtomicBool,
 }
 
 impl Activity {
@@ -115,13 +126,43 @@ fn bump(counter: &AtomicU32) {
     counter.store(next, Ordering::Relaxed);
 }
 
-/// A socket that reports its progress to an [`Activity`].
-pub(crate) struct Tracked<T> {
+/// A socket that can be closed with a reset rather than a FIN. A connection
+/// cut because its client does not read must not leave the kernel sending
+/// that client what its send buffer holds (megabytes, on loopback) at the
+/// client's pace after the host has let go of it.
+pub(crate) trait Reset {
+    /// Makes the coming close a reset.
+    fn reset(&self);
+}
+
+impl Reset for TcpStream {
+    fn reset(&self) {
+        if let Err(e) = self.set_zero_linger() {
+            tracing::debug!(error = %e, "cannot make a closing connection reset");
+        }
+    }
+}
+
+impl Reset for () {
+    fn reset(&self) {}
+}
+
+/// A socket that reports its progress to an [`Activity`], and is reset
+/// when dropped if the activity asks for it.
+pub(crate) struct Tracked<T: Reset> {
     io: T,
     activity: Arc<Activity>,
 }
 
-impl<T> Tracked<T> {
+impl<T: Reset> Drop for Tracked<T> {
+    fn drop(&mut self) {
+        if self.activity.reset.load(Ordering::Relaxed) {
+            self.io.reset();
+        }
+    }
+}
+
+impl<T: Reset> Tracked<T> {
     pub(crate) fn new(io: T, activity: Arc<Activity>) -> Tracked<T> {
         Tracked { io, activity }
     }
@@ -133,6 +174,12 @@ impl<T> Tracked<T> {
                     self.activity.write_blocked.store(false, Ordering::Relaxed);
                 }
                 self.activity.bump_writes();
+                // Only this task writes it: no read-modify-write needed.
+                let written = &self.activity.written;
+                written.store(
+                    written.load(Ordering::Relaxed).wrapping_add(*n as u64),
+                    Ordering::Relaxed,
+                );
             }
             Poll::Pending => self.activity.write_blocked.store(true, Ordering::Relaxed),
             // An error ends the connection anyway.
@@ -141,7 +188,7 @@ impl<T> Tracked<T> {
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
+impl<T: AsyncRead + Unpin + Reset> AsyncRead for Tracked<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -156,7 +203,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
+impl<T: AsyncWrite + Unpin + Reset> AsyncWrite for Tracked<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -197,6 +244,9 @@ pub(crate) enum Expired {
     Idle,
     /// A response write made no progress for the write timeout.
     Write,
+    /// A blocked response went slower than the minimum write rate over a
+    /// write timeout.
+    SlowRead,
 }
 
 /// How long a connection has been quiet, and its writes stuck, sampled at
@@ -205,6 +255,15 @@ pub(crate) enum Expired {
 pub(crate) struct Quiet {
     progress: Since,
     writes: Since,
+    /// Bytes written when the current window of blocked writing began;
+    /// `None` while the response is not blocked.
+    window: Option<Window>,
+}
+
+#[derive(Debug)]
+struct Window {
+    written: u64,
+    since: Instant,
 }
 
 /// A counter's value when last sampled, and when it was first seen.
@@ -234,7 +293,41 @@ impl Quiet {
         Quiet {
             progress: since(&activity.progress),
             writes: since(&activity.writes),
+            window: None,
         }
+    }
+
+    /// Whether the blocked response wrote fewer bytes than the minimum
+    /// rate allows over the last write timeout. A window starts at the
+    /// first sample that finds the response blocked, and the next one when
+    /// it is complete; a sample that finds it not blocked ends it.
+    fn too_slow(&mut self, activity: &Activity, limits: &ConnectionLimits, now: Instant) -> bool {
+        let written = activity.written.load(Ordering::Relaxed);
+        let (Some(length), Some(rate), true) = (
+            limits.write_timeout,
+            limits.min_write_rate,
+            activity.write_blocked.load(Ordering::Relaxed),
+        ) else {
+            self.window = None;
+            return false;
+        };
+        let Some(window) = &self.window else {
+            self.window = Some(Window {
+                written,
+                since: now,
+            });
+            return false;
+        };
+        if now.saturating_duration_since(window.since) < length {
+            return false;
+        }
+        let moved = written.wrapping_sub(window.written);
+        let needed = (rate as f64 * length.as_secs_f64()) as u64;
+        self.window = Some(Window {
+            written,
+            since: now,
+        });
+        moved < needed
     }
 
     /// Whether the connection has been quiet for longer than one of its
@@ -248,10 +341,15 @@ impl Quiet {
     ) -> Option<Expired> {
         let quiet = self.progress.unchanged(&activity.progress, now);
         let stuck = self.writes.unchanged(&activity.writes, now);
+        let slow = self.too_slow(activity, limits, now);
         let over =
             |elapsed: Duration, timeout: Option<Duration>| timeout.is_some_and(|t| elapsed >= t);
         if activity.write_blocked.load(Ordering::Relaxed) {
-            over(stuck, limits.write_timeout).then_some(Expired::Write)
+            if over(stuck, limits.write_timeout) {
+                Some(Expired::Write)
+            } else {
+                slow.then_some(Expired::SlowRead)
+            }
         } else if !activity.in_request.load(Ordering::Relaxed) {
             over(quiet, limits.idle_timeout).then_some(Expired::Idle)
         } else {
@@ -332,7 +430,12 @@ pub(crate) async fn serve<S>(
             // the next turn of the loop.
             () = watchdog.tick() => {
                 if let Some(expired) = quiet.check(&activity, limits, Instant::now()) {
-                    // Dropping the connection closes the socket.
+                    // Dropping the connection closes the socket; one whose
+                    // client does not read with a reset, so that what the
+                    // send buffer holds is dropped too.
+                    if matches!(expired, Expired::Write | Expired::SlowRead) {
+                        activity.reset.store(true, Ordering::Relaxed);
+                    }
                     tracing::debug!(server, ?expired, "closing a quiet HTTP connection");
                     return;
                 }
@@ -460,6 +563,60 @@ mod tests {
             quiet.check(&activity, &limits, ms(5600)),
             Some(Expired::Write)
         );
+    }
+
+    #[test]
+    fn a_reader_that_keeps_a_response_trickling_is_closed_below_the_minimum_rate() {
+        let activity = Arc::new(Activity::default());
+        let limits = ConnectionLimits {
+            min_write_rate: Some(1024),
+            ..limits(60_000, 1000)
+        };
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut quiet = Quiet::new(&activity, t0);
+        let tracked = Tracked::new((), Arc::clone(&activity));
+        // 150 bytes every 250 ms (600 B/s): the writes never stall for the
+        // timeout, but the rate is under 1 KiB/s. The first window starts
+        // at the first sample that finds the response blocked (tick 1) and
+        // ends a write timeout later (tick 5).
+        let mut expired = None;
+        for tick in 1..=12u64 {
+            tracked.wrote(&Poll::Ready(Ok(150)));
+            tracked.wrote(&Poll::Pending);
+            if let Some(why) = quiet.check(&activity, &limits, ms(tick * 250)) {
+                expired = Some((tick, why));
+                break;
+            }
+        }
+        assert_eq!(expired, Some((5, Expired::SlowRead)));
+
+        // At 2 KiB a second it is kept, window after window.
+        let activity = Arc::new(Activity::default());
+        let mut quiet = Quiet::new(&activity, t0);
+        let tracked = Tracked::new((), Arc::clone(&activity));
+        for tick in 1..=20u64 {
+            tracked.wrote(&Poll::Ready(Ok(512)));
+            tracked.wrote(&Poll::Pending);
+            assert_eq!(quiet.check(&activity, &limits, ms(tick * 250)), None);
+        }
+        // Without a minimum rate, the trickle is kept too.
+        let limits = limits_without_rate();
+        let activity = Arc::new(Activity::default());
+        let mut quiet = Quiet::new(&activity, t0);
+        let tracked = Tracked::new((), Arc::clone(&activity));
+        for tick in 1..=20u64 {
+            tracked.wrote(&Poll::Ready(Ok(1)));
+            tracked.wrote(&Poll::Pending);
+            assert_eq!(quiet.check(&activity, &limits, ms(tick * 250)), None);
+        }
+    }
+
+    fn limits_without_rate() -> ConnectionLimits {
+        ConnectionLimits {
+            min_write_rate: None,
+            ..limits(60_000, 1000)
+        }
     }
 
     #[test]

@@ -743,6 +743,9 @@ async fn reply_soon(conn: &mut TcpStream) -> Option<Reply> {
 
 #[tokio::test]
 async fn one_client_trickling_bodies_cannot_take_every_place_in_flight() {
+    // It asserts on a log line: the capture must be installed whichever
+    // test runs first (or alone).
+    capture_logs();
     let router = Arc::new(Router::new());
     let (provider, addr) = serve(
         HttpServerProvider::with_connection_threads(2),
@@ -1023,6 +1026,56 @@ async fn a_slow_but_steady_reader_gets_the_whole_response() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     eprintln!("slow reader: {received} bytes in {:?}", started.elapsed());
+    provider.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_taking_a_few_bytes_now_and_then_is_cut_off_and_reset() {
+    // 128 bytes every 250 ms is 512 B/s, under the 1 KiB/s minimum (and
+    // the kernel wakes the writer only once a good part of its send buffer
+    // is free, so the write also stalls for the write timeout). Cut off,
+    // the connection is reset: closed with a FIN, the kernel kept sending
+    // this client the megabytes in its send buffer at its pace, for over a
+    // minute after the host had let go.
+    let body = 8 * 1024 * 1024;
+    let router = Arc::new(Router {
+        big_body: body,
+        ..Router::new()
+    });
+    let (provider, addr) = serve(
+        HttpServerProvider::with_connection_threads(1),
+        "MTRICKLE",
+        router,
+        &[("WRITE_TIMEOUT_MS", "1000")],
+    )
+    .await;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4 * 1024).unwrap();
+    let mut conn = socket.connect(addr).await.unwrap();
+    conn.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut received = 0usize;
+    let mut chunk = vec![0u8; 128];
+    let closed = loop {
+        match tokio::time::timeout(PATIENCE, conn.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => received += n,
+            Err(_) => break false,
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(closed, "still connected after {:?}", started.elapsed());
+    assert!(received < body, "the whole response arrived");
+    eprintln!(
+        "trickling reader: cut off after {received} bytes in {:?}",
+        started.elapsed()
+    );
+
     provider.shutdown().await;
 }
 
