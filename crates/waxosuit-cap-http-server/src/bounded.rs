@@ -415,6 +415,7 @@ pub(crate) async fn accept_until<C: Connector>(
     let mut open = OpenConnections::new();
     let mut full_since_warning: Option<(Instant, u64)> = None;
     let mut client_refused_since_warning: Option<(Instant, u64)> = None;
+    let mut failed_since_warning: Option<(Instant, u64)> = None;
     let mut stop = pin!(stop);
     loop {
         tokio::select! {
@@ -448,7 +449,17 @@ pub(crate) async fn accept_until<C: Connector>(
                     tracing::debug!(server, error = %e, "accept failed for one connection");
                 }
                 Err(e) => {
-                    tracing::error!(server, error = %e, "accepting connections failed; retrying");
+                    // Out of descriptors, typically: retried every 50 ms,
+                    // logged once in a while, not 20 lines a second.
+                    at_most_every_so_often(&mut failed_since_warning, |unlogged| {
+                        tracing::error!(
+                            server,
+                            error = %e,
+                            failed_since_last_warning = unlogged,
+                            "accepting connections failed; retrying (out of file descriptors? \
+                             raise the limit with ulimit -n, or lower MAX_CONNECTIONS)"
+                        );
+                    });
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             }

@@ -23,6 +23,7 @@ macro_rules! outln {
 mod admin;
 mod call;
 mod claims;
+mod fds;
 mod filters;
 mod keys;
 mod keystore;

@@ -136,6 +136,8 @@ pub(crate) fn run(args: UpArgs) -> Result<ExitCode> {
 
 /// Starts a host serving `workload` and blocks until it has stopped.
 pub(crate) fn start(workload: Workload, args: HostArgs) -> Result<ExitCode> {
+    // Before any socket or file is opened, and before threads are made.
+    crate::fds::raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
