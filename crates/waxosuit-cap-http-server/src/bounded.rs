@@ -56,7 +56,7 @@ use crate::threads::ConnectionThreads;
 pub enum WhenFull {
     /// Answer `503 Service Unavailable` with `Retry-After: 1` and close it;
     /// the open connections are not touched. What the HTTP server provider
-    /// does.
+    /// does with `WHEN_FULL: refuse`.
     Refuse,
     /// Close the oldest open connection that is neither handling a request
     /// nor writing a response (an idle keep-alive connection, or one still
@@ -66,7 +66,8 @@ pub enum WhenFull {
     /// [`Refuse`](WhenFull::Refuse) does only when every connection is
     /// handling a request. Clients holding half-sent requests, or pipelining
     /// requests they never read the answers to, can then not lock out a
-    /// health probe. What the admin endpoint does.
+    /// health probe or other clients. What the admin endpoint does, and
+    /// the HTTP server provider by default.
     EvictIdle,
 }
 

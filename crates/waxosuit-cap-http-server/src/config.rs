@@ -73,6 +73,14 @@ pub const MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
 /// given). Behind a proxy every request comes from the proxy's address:
 /// raise it to `MAX_CONNECTIONS` there.
 pub const MAX_CONNECTIONS_PER_CLIENT: &str = "MAX_CONNECTIONS_PER_CLIENT";
+/// Binding value: what a new connection past [`MAX_CONNECTIONS`] gets:
+/// `evict-idle` (the default) closes the oldest connection that is not
+/// handling a request (a half-sent head, an idle keep-alive, else one whose
+/// client does not read its answers) and serves the new one; `refuse`
+/// answers the new one `503` and leaves the open ones alone. With `refuse`,
+/// two clients (two addresses, two IPv6 /64s) holding half-sent heads at
+/// their share each lock everyone else out.
+pub const WHEN_FULL: &str = "WHEN_FULL";
 /// Binding value: how many requests the binding serves at once (default
 /// [`DEFAULT_MAX_IN_FLIGHT`]); past it, requests get `503` with
 /// `Retry-After` without reaching the actor. A request is in flight from its
@@ -276,6 +284,17 @@ impl ListenerConfig {
             "is not a positive number of connections",
             |n: &usize| *n > 0,
         )?;
+        let when_full = match req.values.get(WHEN_FULL).map(|v| v.trim()) {
+            None | Some("evict-idle") => WhenFull::EvictIdle,
+            Some("refuse") => WhenFull::Refuse,
+            Some(other) => {
+                return Err(config_error(
+                    req,
+                    WHEN_FULL,
+                    format!("= `{other}` is neither `evict-idle` nor `refuse`"),
+                ));
+            }
+        };
         let max_in_flight = parse(
             req,
             MAX_IN_FLIGHT,
@@ -311,7 +330,7 @@ impl ListenerConfig {
         let connections = ConnectionLimits {
             max_connections,
             max_connections_per_client: Some(max_connections_per_client),
-            when_full: WhenFull::Refuse,
+            when_full,
             header_read_timeout,
             idle_timeout,
             write_timeout,
@@ -446,7 +465,7 @@ mod tests {
             let cfg = ListenerConfig::from_bind(&bind(&[(MAX_CONNECTIONS, connections)])).unwrap();
             assert_eq!(cfg.connections.max_connections_per_client, Some(share));
         }
-        assert_eq!(c.when_full, WhenFull::Refuse);
+        assert_eq!(c.when_full, WhenFull::EvictIdle);
         assert_eq!(c.header_read_timeout, Some(DEFAULT_HEADER_READ_TIMEOUT));
         assert_eq!(c.idle_timeout, Some(DEFAULT_IDLE_TIMEOUT));
         assert_eq!(c.write_timeout, Some(DEFAULT_WRITE_TIMEOUT));

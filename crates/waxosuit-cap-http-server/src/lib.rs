@@ -39,9 +39,10 @@
 //!   * per reply: [`MAX_REPLY_HEADERS`] and [`MAX_REPLY_HEADER_BYTES`]
 //!     (`500` with a short reason, and a log line naming the actor and the
 //!     value to raise), checked before anything is built per header;
-//!   * per listener: [`MAX_CONNECTIONS`] (past it, `503` with
-//!     `Retry-After` and the connection closed) and [`MAX_IN_FLIGHT`]
-//!     (`503` with `Retry-After`);
+//!   * per listener: [`MAX_CONNECTIONS`] (past it, the oldest connection
+//!     not handling a request is closed to make room, or with
+//!     [`WHEN_FULL`] `refuse` the new one gets `503` with `Retry-After`)
+//!     and [`MAX_IN_FLIGHT`] (`503` with `Retry-After`);
 //!   * per client (an IPv4 address, an IPv6 /64): a share of each,
 //!     [`MAX_CONNECTIONS_PER_CLIENT`] and [`MAX_IN_FLIGHT_PER_CLIENT`]
 //!     (half by default), so one address holding connections or trickling
@@ -183,7 +184,7 @@ pub use config::{
     HEADER_READ_TIMEOUT_MS, IDLE_TIMEOUT_MS, MAX_BODY_BYTES, MAX_CONNECTIONS,
     MAX_CONNECTIONS_PER_CLIENT, MAX_HEADER_BYTES, MAX_HEADERS, MAX_IN_FLIGHT,
     MAX_IN_FLIGHT_PER_CLIENT, MAX_REPLY_HEADER_BYTES, MAX_REPLY_HEADERS, MAX_REPLY_HEADERS_LIMIT,
-    MIN_WRITE_BYTES_PER_SEC, PORT, REQUEST_TIMEOUT_MS, WRITE_TIMEOUT_MS,
+    MIN_WRITE_BYTES_PER_SEC, PORT, REQUEST_TIMEOUT_MS, WHEN_FULL, WRITE_TIMEOUT_MS,
 };
 
 use config::{ListenerConfig, config_error};

@@ -516,6 +516,80 @@ async fn connect_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
 }
 
 #[tokio::test]
+async fn two_clients_holding_half_sent_heads_at_their_share_do_not_lock_out_a_third() {
+    // Each client's share is half of the cap (the default): two addresses
+    // sending half a request head on every connection hold all 8. By
+    // default the oldest of those is closed to serve a newcomer.
+    let router = Arc::new(Router::new());
+    let (provider, addr) = serve(
+        HttpServerProvider::with_connection_threads(2),
+        "MTWOLORIS",
+        Arc::clone(&router),
+        &[("MAX_CONNECTIONS", "8")],
+    )
+    .await;
+    let mut held = Vec::new();
+    for client in [[127, 0, 0, 1], [127, 0, 0, 2]] {
+        for _ in 0..4 {
+            let mut conn = connect_from(client, addr).await;
+            conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .await
+                .unwrap();
+            held.push(conn);
+        }
+    }
+    // Every place is taken; a third client is served all the same, each
+    // time, and each time one half-sent head gives way.
+    for _ in 0..3 {
+        let mut third = connect_from([127, 0, 0, 3], addr).await;
+        let reply = tokio::time::timeout(PATIENCE, get(&mut third, "/"))
+            .await
+            .expect("the third client was not answered");
+        assert_eq!(reply.unwrap().status, 200);
+    }
+    let mut closed = 0;
+    for conn in &mut held {
+        let mut byte = [0u8; 1];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(200), conn.read(&mut byte)).await
+        {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 1, "no half-sent head was closed");
+    assert_eq!(router.calls(), 3);
+
+    // With WHEN_FULL: refuse, the same two lock the third out.
+    let (refusing, addr) = serve(
+        HttpServerProvider::with_connection_threads(2),
+        "MTWOLORISREFUSE",
+        Arc::clone(&router),
+        &[("MAX_CONNECTIONS", "8"), ("WHEN_FULL", "refuse")],
+    )
+    .await;
+    let mut held = Vec::new();
+    for client in [[127, 0, 0, 1], [127, 0, 0, 2]] {
+        for _ in 0..4 {
+            let mut conn = connect_from(client, addr).await;
+            conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .await
+                .unwrap();
+            held.push(conn);
+        }
+    }
+    let mut third = connect_from([127, 0, 0, 3], addr).await;
+    let (rest, _) = until_closed(&mut third).await;
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.is_empty() || rest.starts_with("HTTP/1.1 503"),
+        "{rest}"
+    );
+    drop(held);
+    provider.shutdown().await;
+    refusing.shutdown().await;
+}
+
+#[tokio::test]
 async fn one_client_cannot_take_every_connection_from_the_others() {
     let router = Arc::new(Router::new());
     let (provider, addr) = serve(
@@ -588,6 +662,7 @@ async fn connections_past_the_cap_are_refused_while_open_ones_keep_working() {
         &[
             ("MAX_CONNECTIONS", "4"),
             ("MAX_CONNECTIONS_PER_CLIENT", "1000"),
+            ("WHEN_FULL", "refuse"),
         ],
     )
     .await;
