@@ -30,7 +30,9 @@
 //!   against the manifest's directory (see `waxosuit_manifest::PATH_VALUES`).
 //!   Each (actor, binding) pair sees only its own `ROOT`: a container is a
 //!   subdirectory of it and an object a regular file in a container. Two
-//!   bindings share data only if the operator gives them the same `ROOT`.
+//!   bindings share data only if the operator gives them the same `ROOT`;
+//!   a `ROOT` inside another binding's, or holding one, is refused at bind
+//!   (one actor's container would be the other's whole store).
 //!   What `ROOT` holds is counted when the binding is made (a walk of its
 //!   containers) and kept up to date by the binding's own operations; two
 //!   bindings sharing a `ROOT` each count the other's changes only at
@@ -694,6 +696,29 @@ impl CapabilityProvider for FsBlobstore {
         })
         .await
         .map_err(|e| config_error(ROOT, format!("is `{root}`, which cannot be used: {e}")))?;
+        // A ROOT inside another binding's (or around it) would make one
+        // actor's container the other's whole store: readable, and removed
+        // with `RemoveContainer`. The same ROOT is sharing, on purpose.
+        let nested = self.bindings.read_all(|bindings| {
+            bindings.iter().find_map(|(actor, binding, other)| {
+                let theirs = &other.blobs.store().root;
+                let same_pair = actor == request.actor && binding == request.binding;
+                let nested = theirs != &canonical
+                    && (theirs.starts_with(&canonical) || canonical.starts_with(theirs));
+                (nested && !same_pair).then(|| (actor.to_string(), theirs.clone()))
+            })
+        });
+        if let Some((actor, theirs)) = nested {
+            return Err(config_error(
+                ROOT,
+                format!(
+                    "is `{root}`, which is inside (or holds) actor {actor}'s ROOT `{}`; one \
+                     actor's container would be the other's whole store. Give each binding a \
+                     directory of its own beside the others (or the very same one, to share)",
+                    theirs.display()
+                ),
+            ));
+        }
         // What ROOT holds already counts against the binding's quotas.
         let blobs = Binding::new(
             request.actor.as_str(),

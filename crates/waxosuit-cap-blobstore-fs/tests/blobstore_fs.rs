@@ -664,6 +664,45 @@ async fn bindings_are_isolated_by_root() {
 }
 
 #[tokio::test]
+async fn a_root_inside_or_around_another_bindings_root_is_refused() {
+    let fx = Fixture::new(&[]).await;
+    fx.create("photos").await.unwrap();
+    fx.upload("photos", "mine", b"data", 4).await;
+    // Inside: ACTOR's container `photos` would be this binding's store.
+    let inside = fx.root().join("photos");
+    // Around: this binding's container `root` would be ACTOR's store.
+    let around = fx.dir.path().to_path_buf();
+    for root in [&inside, &around] {
+        let err = fx
+            .bind("MOTHER", &[("ROOT", root.to_str().unwrap())])
+            .await
+            .unwrap_err();
+        match &err {
+            ProviderError::Config { key, reason, .. } => {
+                assert_eq!(key, "ROOT");
+                assert!(
+                    reason.contains(&format!("actor {ACTOR}'s ROOT")),
+                    "{reason}"
+                );
+                assert!(reason.contains("a directory of its own"), "{reason}");
+            }
+            other => panic!("expected a Config error, got {other:?}"),
+        }
+    }
+    // The very same ROOT is sharing, and allowed.
+    fx.bind("MOTHER", &[("ROOT", fx.root().to_str().unwrap())])
+        .await
+        .unwrap();
+    let shared = fx
+        .call_as("MOTHER", OP_LIST_OBJECTS, &container_("photos"))
+        .await
+        .unwrap();
+    assert!(!shared.is_empty());
+    // Nothing of ACTOR's was touched by the refusals.
+    assert_eq!(fx.list("photos").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn configuration_and_binding_errors() {
     let store = FsBlobstore::new();
     let bind = |values: HashMap<String, String>| {
