@@ -627,6 +627,23 @@ async fn download_chunk_sizes_are_chosen_within_limits() {
     assert_eq!((transfer.total_size, transfer.total_chunks), (0, 0));
     assert!(chunks.is_empty());
 
+    // An actor taking 4 MiB: a 4 MiB chunk with its names and numbers
+    // would not fit in its ReceiveChunk call, so the chunk is lowered until
+    // each call fits.
+    let mut small = Fixture::new(&[("__waxosuit_max_payload", "4194304")]).await;
+    small.create("docs").await.unwrap();
+    let big = random_bytes(5 * 1024 * 1024);
+    small.upload("docs", "big", &big, 1024 * 1024).await;
+    let (transfer, chunks) = small.download("docs", "big", u64::MAX).await;
+    assert!(transfer.chunk_size < MAX_CHUNK_BYTES, "{transfer:?}");
+    assert_eq!(chunks.len() as u64, transfer.total_chunks);
+    for chunk in &chunks {
+        let encoded = waxosuit_codec::serialize(chunk).unwrap();
+        assert!(encoded.len() <= 4 * 1024 * 1024, "{} bytes", encoded.len());
+    }
+    let joined: Vec<u8> = chunks.iter().flat_map(|c| c.chunk_bytes.clone()).collect();
+    assert_eq!(joined, big);
+
     let request = StreamRequest {
         id: "missing".into(),
         container: "docs".into(),

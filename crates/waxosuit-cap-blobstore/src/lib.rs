@@ -43,7 +43,8 @@
 //!
 //!   **Downloads** reply at once with the `Transfer` (a requested chunk
 //!   size of 0 becomes [`DEFAULT_CHUNK_BYTES`], one over
-//!   [`MAX_CHUNK_BYTES`] is lowered to it); the object is opened first, so
+//!   [`MAX_CHUNK_BYTES`] is lowered to it, and one whose `ReceiveChunk`
+//!   call would not fit in the actor's payload limit is lowered to fit); the object is opened first, so
 //!   a concurrent upload does not mix versions. The started [`Download`]
 //!   goes to the backend's [`Delivery`], which sends its chunks as
 //!   `ReceiveChunk` calls with [`Download::send`]: in order, each call
@@ -59,7 +60,7 @@
 //!   the binding is made ([`Binding::counting`]); an upload takes its place
 //!   when it starts, and replacing an object at the quota works.
 //!   `ListObjects` stops reading and fails once its reply would be longer
-//!   than the actor takes ([`Limits::max_list_bytes`]).
+//!   than the actor takes ([`Limits::actor_payload_bytes`]).
 //!
 //!   **Ids** are one plain path component each, and never start with
 //!   [`RESERVED_PREFIX`]; anything else is a
@@ -111,8 +112,8 @@ mod table;
 pub use download::Download;
 pub use error::{BlobError, DownloadStopped};
 pub use limits::{
-    DEFAULT_CHUNK_BYTES, DEFAULT_MAX_BYTES_IN_FLIGHT, DEFAULT_MAX_CONCURRENT_DOWNLOADS,
-    DEFAULT_MAX_CONCURRENT_UPLOADS, DEFAULT_MAX_CONTAINERS, DEFAULT_MAX_LIST_BYTES,
+    DEFAULT_ACTOR_PAYLOAD_BYTES, DEFAULT_CHUNK_BYTES, DEFAULT_MAX_BYTES_IN_FLIGHT,
+    DEFAULT_MAX_CONCURRENT_DOWNLOADS, DEFAULT_MAX_CONCURRENT_UPLOADS, DEFAULT_MAX_CONTAINERS,
     DEFAULT_MAX_OBJECT_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_STORED_BYTES, Limits,
     MAX_BYTES_IN_FLIGHT, MAX_CHUNK_BYTES, MAX_CHUNKS, MAX_CONCURRENT_DOWNLOADS,
     MAX_CONCURRENT_UPLOADS, MAX_CONTAINERS, MAX_OBJECT_BYTES, MAX_OBJECTS, MAX_STORED_BYTES,

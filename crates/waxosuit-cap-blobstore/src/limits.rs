@@ -51,9 +51,9 @@ pub const DEFAULT_MAX_OBJECTS: u64 = 100_000;
 /// [`MAX_STORED_BYTES`] when the binding does not set it (16 GiB: sixteen
 /// objects of the largest default size).
 pub const DEFAULT_MAX_STORED_BYTES: u64 = 16 * 1024 * 1024 * 1024;
-/// The longest `ListObjects` reply, in bytes, when the host does not pass
-/// the actor's payload limit (16 MiB).
-pub const DEFAULT_MAX_LIST_BYTES: u64 = 16 * 1024 * 1024;
+/// [`Limits::actor_payload_bytes`] when the host does not pass the actor's
+/// payload limit (16 MiB).
+pub const DEFAULT_ACTOR_PAYLOAD_BYTES: u64 = 16 * 1024 * 1024;
 /// [`MAX_OBJECT_BYTES`] when the binding does not set it (1 GiB).
 pub const DEFAULT_MAX_OBJECT_BYTES: u64 = 1024 * 1024 * 1024;
 /// [`MAX_CONCURRENT_UPLOADS`] when the binding does not set it.
@@ -90,11 +90,13 @@ pub struct Limits {
     pub max_objects: u64,
     /// [`MAX_STORED_BYTES`].
     pub max_stored_bytes: u64,
-    /// The longest `ListObjects` reply, in bytes: the actor's payload
-    /// limit, as the host passes it, or [`DEFAULT_MAX_LIST_BYTES`]. A
+    /// The actor's payload limit, as the host passes it, or
+    /// [`DEFAULT_ACTOR_PAYLOAD_BYTES`]: the longest `ListObjects` reply (a
     /// listing that would be longer is refused while it is being read, so
-    /// a container of a million objects costs no more than this.
-    pub max_list_bytes: u64,
+    /// a container of a million objects costs no more than this), and what
+    /// a download's `ReceiveChunk` call must fit in (its chunk size is
+    /// lowered to fit).
+    pub actor_payload_bytes: u64,
 }
 
 impl Limits {
@@ -108,7 +110,7 @@ impl Limits {
         max_containers: u64::MAX,
         max_objects: u64::MAX,
         max_stored_bytes: u64::MAX,
-        max_list_bytes: u64::MAX,
+        actor_payload_bytes: u64::MAX,
     };
 
     /// The limits a binding's values set, with the defaults for those it
@@ -118,7 +120,7 @@ impl Limits {
     ///
     /// [`ProviderError::Config`] naming the value: [`MAX_OBJECT_BYTES`]
     /// that is not a number of bytes, or a quota that is not a whole number
-    /// of at least 1. [`max_list_bytes`](Self::max_list_bytes) is the
+    /// of at least 1. [`actor_payload_bytes`](Self::actor_payload_bytes) is the
     /// actor's payload limit the host passes.
     pub fn from_binding(request: &BindRequest) -> Result<Limits, ProviderError> {
         let max_object_bytes = match request.values.get(MAX_OBJECT_BYTES).map(|v| v.trim()) {
@@ -142,9 +144,9 @@ impl Limits {
             max_objects: positive(request, MAX_OBJECTS)?.unwrap_or(DEFAULT_MAX_OBJECTS),
             max_stored_bytes: positive(request, MAX_STORED_BYTES)?
                 .unwrap_or(DEFAULT_MAX_STORED_BYTES),
-            max_list_bytes: request
+            actor_payload_bytes: request
                 .actor_max_payload()
-                .map_or(DEFAULT_MAX_LIST_BYTES, |n| n as u64),
+                .map_or(DEFAULT_ACTOR_PAYLOAD_BYTES, |n| n as u64),
         })
     }
 }
@@ -159,7 +161,7 @@ impl Default for Limits {
             max_containers: DEFAULT_MAX_CONTAINERS,
             max_objects: DEFAULT_MAX_OBJECTS,
             max_stored_bytes: DEFAULT_MAX_STORED_BYTES,
-            max_list_bytes: DEFAULT_MAX_LIST_BYTES,
+            actor_payload_bytes: DEFAULT_ACTOR_PAYLOAD_BYTES,
         }
     }
 }

@@ -88,7 +88,7 @@ pub trait Staged: Send + Sync + 'static {
 }
 
 /// What a `ListObjects` reply may still hold, in encoded bytes: the
-/// actor's payload limit ([`Limits::max_list_bytes`](crate::Limits::max_list_bytes))
+/// actor's payload limit ([`Limits::actor_payload_bytes`](crate::Limits::actor_payload_bytes))
 /// less what the entries read so far take. A backend offers each entry as
 /// it reads it, so a container too large to list costs no more than one
 /// reply's worth of reading.

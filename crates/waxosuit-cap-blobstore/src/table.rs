@@ -214,7 +214,7 @@ impl<S: Store> Binding<S> {
 
     async fn list_objects(&self, container: &str) -> Result<BlobList, BlobError> {
         check_container(container)?;
-        let budget = ListBudget::new(container, self.transfers.limits.max_list_bytes);
+        let budget = ListBudget::new(container, self.transfers.limits.actor_payload_bytes);
         let mut blobs: Vec<Blob> = self
             .store
             .list_objects(container, budget)
@@ -392,10 +392,24 @@ impl<S: Store> Binding<S> {
     {
         check_container(&request.container)?;
         check_object(&request.id)?;
+        // Each chunk reaches the actor as one `ReceiveChunk` call, which
+        // must fit in what it accepts with the chunk's other fields: a
+        // larger chunk would be read, then refused by the host, every time.
+        let envelope = (CHUNK_ENVELOPE_BYTES
+            + request.container.len()
+            + request.id.len()
+            + request.context.as_ref().map_or(0, String::len)) as u64;
+        let fits = self
+            .transfers
+            .limits
+            .actor_payload_bytes
+            .saturating_sub(envelope)
+            .max(1);
         let chunk_size = match request.chunk_size {
             0 => DEFAULT_CHUNK_BYTES,
             n => n.min(MAX_CHUNK_BYTES),
-        };
+        }
+        .min(fits);
         // Taken before the object is opened: the quota bounds open files.
         let mut slot = self.transfers.reserve(Direction::Download, 0)?;
         let reader = self.store.open(&request.container, &request.id).await?;
@@ -501,6 +515,10 @@ where
         other => Err(ProviderError::unknown_operation(CAPABILITY_ID, other)),
     }
 }
+
+/// What a `ReceiveChunk` call's `FileChunk` takes besides its bytes and
+/// names: the field names, three numbers and the headers, rounded up.
+const CHUNK_ENVELOPE_BYTES: usize = 256;
 
 /// A request not yet decoded.
 struct Request<'a> {
