@@ -477,6 +477,11 @@ fn offer(sub: &Subscription, delivery: Delivery) -> Offer {
 /// Delivers one subscription's messages in order. It holds the broker only
 /// weakly, so dropping the provider ends it.
 async fn deliver_loop(inner: Weak<Inner>, actor: String, mut rx: mpsc::UnboundedReceiver<Queued>) {
+    // An actor that fails every delivery (its own error text in each line)
+    // would write a line per message: one per DROP_WARNING_INTERVAL, with
+    // how many failed since.
+    let mut warned: Option<Instant> = None;
+    let mut failed_since = 0u64;
     while let Some(Queued { delivery, slot }) = rx.recv().await {
         // Out of the queue: the room is free again while the actor works.
         drop(slot);
@@ -496,7 +501,22 @@ async fn deliver_loop(inner: Weak<Inner>, actor: String, mut rx: mpsc::Unbounded
             }
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!(%actor, subject = %delivery.subject, error = %e, "message delivery failed");
+                let now = Instant::now();
+                if warned
+                    .is_some_and(|at| now.saturating_duration_since(at) < DROP_WARNING_INTERVAL)
+                {
+                    failed_since += 1;
+                    continue;
+                }
+                warned = Some(now);
+                let unlogged = std::mem::take(&mut failed_since);
+                tracing::warn!(
+                    %actor,
+                    subject = %delivery.subject,
+                    error = %e,
+                    failed_since_last_warning = unlogged,
+                    "message delivery failed"
+                );
             }
         }
     }
