@@ -288,6 +288,19 @@ fn inside_root(
 struct FsStore {
     /// Canonical, so prefix checks compare like with like.
     root: PathBuf,
+    /// Held while an object's size is read and the object replaced or
+    /// removed (and a container counted and removed), so that two changes
+    /// of one object never both report its size gone: the binding's count
+    /// of what it stores would drift down, and its quotas with it.
+    changes: Arc<std::sync::Mutex<()>>,
+}
+
+/// Takes `changes`; a panic while it was held left nothing half-counted
+/// that the lock protects, so a poisoned lock is taken as it is.
+fn serialized(changes: &std::sync::Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
+    changes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl FsStore {
@@ -334,7 +347,9 @@ impl Store for FsStore {
 
     async fn remove_container(&self, container: &str) -> Result<Stored, BlobError> {
         let id = container.to_string();
+        let changes = Arc::clone(&self.changes);
         self.run(move |root| {
+            let _changes = serialized(&changes);
             let dir = container_dir(root, &id)?;
             // Counted as the binding counted it: its objects, not temporary
             // files or what else stands there.
@@ -352,7 +367,9 @@ impl Store for FsStore {
 
     async fn remove_object(&self, container: &str, id: &str) -> Result<u64, BlobError> {
         let (container, id) = (container.to_string(), id.to_string());
+        let changes = Arc::clone(&self.changes);
         self.run(move |root| {
+            let _changes = serialized(&changes);
             let file = object_file(root, &container, &id)?;
             let size = std::fs::metadata(&file)
                 .map_err(io_error(format!("reading object `{container}/{id}`")))?
@@ -387,6 +404,7 @@ impl Store for FsStore {
 
     async fn stage(&self, container: &str, id: &str) -> Result<FsStaged, BlobError> {
         let (container, id) = (container.to_string(), id.to_string());
+        let changes = Arc::clone(&self.changes);
         self.run(move |root| {
             let dir = replaceable(root, &container, &id)?;
             let temp = dir.join(format!("{UPLOAD_PREFIX}{}", nuid::next()));
@@ -396,6 +414,7 @@ impl Store for FsStore {
                 .open(&temp)
                 .map_err(io_error(format!("creating an upload in `{container}`")))?;
             Ok(FsStaged(Arc::new(StagedFile {
+                changes,
                 root: root.to_path_buf(),
                 container,
                 id,
@@ -512,6 +531,8 @@ struct FsStaged(Arc<StagedFile>);
 /// reference deletes the temporary file, which after publishing no longer
 /// exists under that name.
 struct StagedFile {
+    /// The store's (see [`FsStore::changes`]).
+    changes: Arc<std::sync::Mutex<()>>,
     root: PathBuf,
     container: String,
     id: String,
@@ -564,6 +585,10 @@ impl Staged for FsStaged {
         let staged = Arc::clone(&self.0);
         blocking(move || {
             let mut slot = staged.file.lock();
+            let file = slot.take().ok_or_else(|| staged.finished())?;
+            // Synced before the store's lock is taken: it may be slow.
+            file.sync_all().map_err(io_error("syncing an upload"))?;
+            let _changes = serialized(&staged.changes);
             // Check again: the container may have been replaced meanwhile.
             let dir = replaceable(&staged.root, &staged.container, &staged.id)?;
             // What is replaced is no longer stored: its size settles the
@@ -572,8 +597,6 @@ impl Staged for FsStaged {
                 Ok(path) => Some(std::fs::metadata(&path).map_or(0, |m| m.len())),
                 Err(_) => None,
             };
-            let file = slot.take().ok_or_else(|| staged.finished())?;
-            file.sync_all().map_err(io_error("syncing an upload"))?;
             std::fs::rename(&staged.temp, dir.join(&staged.id)).map_err(io_error(format!(
                 "moving the upload into place at `{}/{}`",
                 staged.container, staged.id
@@ -723,7 +746,10 @@ impl CapabilityProvider for FsBlobstore {
         let blobs = Binding::new(
             request.actor.as_str(),
             request.binding.as_str(),
-            FsStore { root: canonical },
+            FsStore {
+                root: canonical,
+                changes: Arc::default(),
+            },
             limits,
         )
         .counting()

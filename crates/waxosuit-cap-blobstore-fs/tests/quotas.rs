@@ -716,3 +716,38 @@ async fn a_listing_longer_than_the_actor_takes_is_refused_while_it_is_read() {
     assert_eq!(list.blobs.len(), 20);
     assert!(reply.len() <= 4096);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_replacements_and_removals_of_one_object_keep_the_count_exact() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let fx = Arc::new(Fixture::new(&[("MAX_OBJECTS", "3"), ("MAX_STORED_BYTES", "100")]).await);
+    // Rounds of four empty uploads of one id and two removals of it, all at
+    // once: each replacement and removal reads the size it frees, and two
+    // of them must never both free the same object.
+    for _ in 0..100 {
+        let mut round = tokio::task::JoinSet::new();
+        for n in 0..6 {
+            let fx = Arc::clone(&fx);
+            round.spawn(async move {
+                if n % 3 == 2 {
+                    let _ = call(&fx.store, ALICE, OP_REMOVE_OBJECT, &blob("same")).await;
+                } else {
+                    let _ = start_upload(&fx.store, ALICE, "same", 0).await;
+                }
+            });
+        }
+        while round.join_next().await.is_some() {}
+    }
+    let _ = call(&fx.store, ALICE, OP_REMOVE_OBJECT, &blob("same")).await;
+    assert_eq!(objects_on_disk(&fx), 0);
+    // Nothing is stored: exactly three objects and 100 bytes fit, no more.
+    for id in ["a", "b"] {
+        upload(&fx.store, ALICE, id, &[1; 30]).await;
+    }
+    upload(&fx.store, ALICE, "c", &[1; 40]).await;
+    assert_quota(start_upload(&fx.store, ALICE, "d", 0).await, "MAX_OBJECTS");
+    assert_quota(
+        start_upload(&fx.store, ALICE, "a", 31).await,
+        "MAX_STORED_BYTES",
+    );
+}

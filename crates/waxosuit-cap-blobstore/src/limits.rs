@@ -9,7 +9,10 @@
 //!
 //! What stays stored is counted too ([`Stored`]): containers, objects and
 //! their bytes, taken from the backend when the binding is made and kept
-//! up to date by every operation that changes them. An upload reserves
+//! up to date by the binding's operations that change them (a backend
+//! serializes measuring and replacing or removing an object, so the count
+//! does not drift; changes made outside the binding count at its next
+//! bind). An upload reserves
 //! its object and bytes when it starts (so concurrent uploads cannot all
 //! pass the last free place) and settles the count when it is published,
 //! against the object it replaced.
@@ -303,8 +306,8 @@ impl Transfers {
                 ),
             ));
         }
-        stored.objects += 1;
-        stored.bytes += bytes;
+        stored.objects = stored.objects.saturating_add(1);
+        stored.bytes = stored.bytes.saturating_add(bytes);
         Ok(ObjectSlot {
             transfers: Arc::clone(self),
             bytes,
