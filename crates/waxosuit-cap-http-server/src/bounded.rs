@@ -61,7 +61,9 @@ pub enum WhenFull {
     /// Close the oldest open connection that is neither handling a request
     /// nor writing a response (an idle keep-alive connection, or one still
     /// sending its request head), else the oldest whose client does not
-    /// read its answers (a response write blocked, no request in hand), and
+    /// read its answers (a response write blocked and making no progress
+    /// for half the write timeout, no request in hand; closed with a
+    /// reset), and
     /// serve the new one in its place; refuse as
     /// [`Refuse`](WhenFull::Refuse) does only when every connection is
     /// handling a request. Clients holding half-sent requests, or pipelining
@@ -338,9 +340,17 @@ impl OpenConnections {
                 .min_by_key(|(_, open)| open.seq)
                 .map(|(id, _)| *id)
         };
-        let oldest = oldest(false).or_else(|| oldest(true));
+        let (oldest, unread) = match oldest(false) {
+            Some(id) => (Some(id), false),
+            None => (oldest(true), true),
+        };
         match oldest.and_then(|id| self.remove(&id)) {
             Some(open) => {
+                // A client not reading would otherwise be sent what the
+                // send buffer holds, at its pace, after the abort.
+                if unread {
+                    open.activity.reset_on_close();
+                }
                 open.abort.abort();
                 true
             }
@@ -706,7 +716,7 @@ mod tests {
         let (busy, busy_activity) = add(&mut open);
         let _handling = busy_activity.request();
         let (unread, unread_activity) = add(&mut open);
-        unread_activity.set_write_blocked(true);
+        unread_activity.set_write_stalled(true);
         let (idle, _) = add(&mut open);
         // The idle one goes first, though it is the newest.
         assert!(open.evict_idle());

@@ -38,6 +38,7 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use crate::bounded::ConnectionLimits;
+use crate::config::DEFAULT_WRITE_TIMEOUT;
 use crate::watchdog::Watchdog;
 
 /// What one connection is doing, shared by its I/O, its service and its
@@ -68,6 +69,10 @@ pub(crate) struct Activity {
     written: AtomicU64,
     /// Close with a reset: set when the connection is cut for not reading.
     reset: AtomicBool,
+    /// The response write has made no progress for half the write timeout
+    /// (as the watchdog last saw): a client not reading, not merely a slow
+    /// download. Only such a connection may be evicted while it writes.
+    stalled: AtomicBool,
 }
 
 impl Activity {
@@ -96,17 +101,28 @@ impl Activity {
         !self.in_request.load(Ordering::Relaxed) && !self.write_blocked.load(Ordering::Relaxed)
     }
 
-    /// Marks the last write blocked (or not), as [`Tracked`] does.
+    /// Marks the last write blocked and stalled (or neither), as
+    /// [`Tracked`] and the watchdog do.
     #[cfg(test)]
-    pub(crate) fn set_write_blocked(&self, blocked: bool) {
-        self.write_blocked.store(blocked, Ordering::Relaxed);
+    pub(crate) fn set_write_stalled(&self, stalled: bool) {
+        self.write_blocked.store(stalled, Ordering::Relaxed);
+        self.stalled.store(stalled, Ordering::Relaxed);
     }
 
     /// Not handling a request, but with answers its client does not read:
     /// the work done for it is done, and the client (pipelining requests
-    /// behind a full receive buffer, say) is not taking what was made.
+    /// behind a full receive buffer, say) is not taking what was made. A
+    /// write that is merely blocked (a large download to a slower client)
+    /// is not this: its writes must also have stalled.
     pub(crate) fn is_unread(&self) -> bool {
-        !self.in_request.load(Ordering::Relaxed) && self.write_blocked.load(Ordering::Relaxed)
+        !self.in_request.load(Ordering::Relaxed)
+            && self.write_blocked.load(Ordering::Relaxed)
+            && self.stalled.load(Ordering::Relaxed)
+    }
+
+    /// Makes the connection's close a reset (see [`Reset`]).
+    pub(crate) fn reset_on_close(&self) {
+        self.reset.store(true, Ordering::Relaxed);
     }
 }
 
@@ -342,6 +358,11 @@ impl Quiet {
         let quiet = self.progress.unchanged(&activity.progress, now);
         let stuck = self.writes.unchanged(&activity.writes, now);
         let slow = self.too_slow(activity, limits, now);
+        let half = limits.write_timeout.unwrap_or(DEFAULT_WRITE_TIMEOUT) / 2;
+        activity.stalled.store(
+            activity.write_blocked.load(Ordering::Relaxed) && stuck >= half,
+            Ordering::Relaxed,
+        );
         let over =
             |elapsed: Duration, timeout: Option<Duration>| timeout.is_some_and(|t| elapsed >= t);
         if activity.write_blocked.load(Ordering::Relaxed) {
@@ -434,7 +455,7 @@ pub(crate) async fn serve<S>(
                     // client does not read with a reset, so that what the
                     // send buffer holds is dropped too.
                     if matches!(expired, Expired::Write | Expired::SlowRead) {
-                        activity.reset.store(true, Ordering::Relaxed);
+                        activity.reset_on_close();
                     }
                     tracing::debug!(server, ?expired, "closing a quiet HTTP connection");
                     return;
@@ -520,6 +541,28 @@ mod tests {
         tracked.wrote(&Poll::Ready(Ok(4096)));
         assert_eq!(quiet.check(&activity, &limits, stalled), None);
         assert!(!activity.write_blocked.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_blocked_download_is_unread_only_once_its_writes_stall() {
+        let activity = Arc::new(Activity::default());
+        let limits = limits(60_000, 1000);
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut quiet = Quiet::new(&activity, t0);
+        let tracked = Tracked::new((), Arc::clone(&activity));
+        // A large response to a slower client: blocked, but moving.
+        for tick in 1..=8u64 {
+            tracked.wrote(&Poll::Ready(Ok(64 * 1024)));
+            tracked.wrote(&Poll::Pending);
+            assert_eq!(quiet.check(&activity, &limits, ms(tick * 250)), None);
+            assert!(!activity.is_unread(), "a moving download at tick {tick}");
+        }
+        // It stops moving: unread (evictable) from half the write timeout.
+        assert_eq!(quiet.check(&activity, &limits, ms(2000 + 250)), None);
+        assert!(!activity.is_unread());
+        assert_eq!(quiet.check(&activity, &limits, ms(2000 + 500)), None);
+        assert!(activity.is_unread());
     }
 
     #[test]
