@@ -15,30 +15,47 @@ use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 /// (Linux refuses more than `fs.nr_open`, 1,048,576 by default).
 const CEILING: u64 = 1 << 20;
 
+/// What is tried when the kernel refuses the hard limit itself (macOS
+/// reports it unlimited and refuses more than `kern.maxfilesperproc`; a
+/// Linux `fs.nr_open` may be set below it).
+const FALLBACK: u64 = 10_240;
+
+/// Below this, after raising, a host warns: one HTTP binding alone may
+/// hold 1,024 connections by default.
+const LOW: u64 = 4_096;
+
 /// Raises the soft open-file limit to the hard one; returns the soft limit
 /// in force afterwards (`None` when unlimited).
 pub(crate) fn raise_open_files_limit() -> Option<u64> {
     let limit = getrlimit(Resource::Nofile);
-    let target = limit.maximum.unwrap_or(CEILING);
-    match limit.current {
-        Some(current) if current < target => {
-            let raised = Rlimit {
-                current: Some(target),
-                maximum: limit.maximum,
-            };
-            match setrlimit(Resource::Nofile, raised) {
-                Ok(()) => {
-                    tracing::debug!(from = current, to = target, "raised the open-file limit");
-                    Some(target)
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, current, "cannot raise the open-file limit");
-                    Some(current)
-                }
-            }
+    let target = limit.maximum.unwrap_or(CEILING).min(CEILING);
+    // `None`: unlimited already.
+    let current = limit.current?;
+    let mut now = current;
+    for to in [target, FALLBACK.min(target)] {
+        if now >= to {
+            break;
         }
-        current => current,
+        let raised = Rlimit {
+            current: Some(to),
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => {
+                tracing::debug!(from = current, to, "raised the open-file limit");
+                now = to;
+            }
+            Err(e) => tracing::debug!(error = %e, to, "cannot raise the open-file limit that far"),
+        }
     }
+    if now < LOW {
+        tracing::warn!(
+            open_files_limit = now,
+            "the open-file limit is low for a host (an HTTP binding alone may hold 1,024 \
+             connections); raise it (ulimit -n, LimitNOFILE=) or lower MAX_CONNECTIONS"
+        );
+    }
+    Some(now)
 }
 
 #[cfg(test)]
@@ -62,8 +79,8 @@ mod tests {
         let after = getrlimit(Resource::Nofile);
         assert_eq!(raised, after.current);
         match (after.current, after.maximum) {
-            (Some(soft), Some(hard)) => assert_eq!(soft, hard),
-            (Some(soft), None) => assert_eq!(soft, CEILING),
+            (Some(soft), Some(hard)) => assert_eq!(soft, hard.min(CEILING)),
+            (Some(soft), None) => assert!(soft == CEILING || soft == FALLBACK, "{soft}"),
             (None, _) => {}
         }
     }
