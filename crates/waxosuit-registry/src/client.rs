@@ -459,7 +459,7 @@ impl Registry {
                     reference,
                     "fetching the manifest",
                     from.as_deref(),
-                    e.into(),
+                    e.without_url().into(),
                 ),
             })?;
         // The client checks a pinned digest already; checked here again
@@ -640,7 +640,7 @@ impl Registry {
                         reference,
                         "downloading the layer",
                         from.as_deref(),
-                        e.into(),
+                        e.without_url().into(),
                     ));
                 }
             };

@@ -181,7 +181,7 @@ impl Fetcher {
             let answer = request
                 .send()
                 .await
-                .map_err(|e| target.fail(insecure, e.into()))?;
+                .map_err(|e| target.fail(insecure, e.without_url().into()))?;
             if answer.status().is_success() {
                 return Ok(answer);
             }
@@ -296,7 +296,7 @@ impl Fetcher {
         let answer = request
             .send()
             .await
-            .map_err(|e| target.fail(insecure, e.into()))?;
+            .map_err(|e| target.fail(insecure, e.without_url().into()))?;
         let status = answer.status();
         let body = read_bounded(answer, MAX_TOKEN_ANSWER_BYTES).await;
         if !status.is_success() {
@@ -310,7 +310,7 @@ impl Fetcher {
             Bounded::TooLarge(size) => target.unauthorized(format!(
                 "the token service's answer is over {MAX_TOKEN_ANSWER_BYTES} bytes ({size})"
             )),
-            Bounded::Transport(e) => target.fail(insecure, e.into()),
+            Bounded::Transport(e) => target.fail(insecure, e.without_url().into()),
         })?;
         #[derive(serde::Deserialize)]
         struct TokenAnswer {
@@ -318,8 +318,12 @@ impl Fetcher {
             access_token: Option<String>,
             expires_in: Option<u64>,
         }
+        // The parser's message quotes the answer: cut and cleaned.
         let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
-            target.unauthorized(format!("the token service's answer is not a token ({e})"))
+            target.unauthorized(format!(
+                "the token service's answer is not a token ({})",
+                shown(&e.to_string())
+            ))
         })?;
         let token = answer
             .token
@@ -359,7 +363,11 @@ impl Fetcher {
         answer: Response,
     ) -> RegistryError {
         let code = answer.status().as_u16();
-        let url = shown(answer.url().as_str());
+        // Without its query: a redirect to a CDN may carry a signature.
+        let mut url = answer.url().clone();
+        url.set_query(None);
+        url.set_fragment(None);
+        let url = shown(url.as_str());
         let body = read_bounded(answer, MAX_ERROR_BYTES)
             .await
             .unwrap_or_default();
