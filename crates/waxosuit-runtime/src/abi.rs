@@ -215,8 +215,13 @@ pub(crate) fn define<H: HostCallHandler>(
         "__guest_error",
         |mut caller: Caller<'_, HostState<H>>, ptr: i32, len: i32| {
             // The message ends up in logs, spans and error answers: only its
-            // start is read and kept, as for console lines.
+            // start is read and kept. The whole range is still checked, as
+            // for every other pointer a guest passes: a length past its
+            // payload limit or its memory is a fault, not a short message.
             let size = len.cast_unsigned() as usize;
+            if !check_range(&mut caller, ptr, len, "__guest_error") {
+                return;
+            }
             let read = i32::try_from(size.min(MAX_GUEST_ERROR_BYTES)).unwrap_or(0);
             if let Some(mut text) = read_text(&mut caller, ptr, read, "__guest_error") {
                 if size > MAX_GUEST_ERROR_BYTES {
@@ -398,6 +403,30 @@ pub(crate) fn define<H: HostCallHandler>(
 }
 
 /// Reads a UTF-8-ish message (lossy: it is only displayed) from the guest.
+/// Whether `ptr..ptr+len` is a payload the guest may pass (within its
+/// payload limit) in its linear memory; records the fault otherwise.
+fn check_range<H>(caller: &mut Caller<'_, HostState<H>>, ptr: i32, len: i32, func: &str) -> bool {
+    let Some(memory) = caller.data().memory else {
+        return false;
+    };
+    let (mem, state) = memory.data_and_store_mut(caller);
+    let size = len.cast_unsigned() as usize;
+    if size > state.max_payload {
+        state.fault(Fault::PayloadTooLarge {
+            what: "guest message",
+            size,
+        });
+        return false;
+    }
+    if guest_range(mem.len(), ptr, len).is_none() {
+        state.protocol_fault(format!(
+            "{func} range {ptr:#x}+{size} is outside linear memory"
+        ));
+        return false;
+    }
+    true
+}
+
 fn read_text<H>(
     caller: &mut Caller<'_, HostState<H>>,
     ptr: i32,

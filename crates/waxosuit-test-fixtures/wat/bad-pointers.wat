@@ -6,6 +6,7 @@
 ;; "oob_host_call": `__host_call` whose payload range is out of bounds.
 ;; "oob_request": a second `__guest_request` with an out-of-bounds payload pointer.
 ;; "long_error": `__guest_error` of 60,000 bytes (more than the host keeps).
+;; "oob_error": `__guest_error` whose first bytes are in memory, the rest not.
 ;; Anything else echoes the payload, to show the host is fine afterwards.
 (module
   (import "wapc" "__guest_request" (func $guest_request (param i32 i32)))
@@ -24,6 +25,7 @@
   (data (i32.const 96) "oob_host_call")      ;; 13 bytes
   (data (i32.const 112) "oob_request")       ;; 11 bytes
   (data (i32.const 128) "long_error")        ;; 10 bytes
+  (data (i32.const 144) "oob_error")         ;; 9 bytes
 
   ;; Compares the operation at 1024 (length $len) with the string at $s.
   (func $op_is (param $len i32) (param $s i32) (param $slen i32) (result i32)
@@ -52,6 +54,10 @@
         (call $guest_request (i32.const 1024) (i32.const 0x7fff0000))
         (call $guest_response (i32.const 0) (i32.const 0))
         (return (i32.const 1))))
+    (if (call $op_is (local.get $op_len) (i32.const 144) (i32.const 9))
+      (then
+        (call $guest_error (i32.const 1000) (i32.const 100000))
+        (return (i32.const 0))))
     (if (call $op_is (local.get $op_len) (i32.const 128) (i32.const 10))
       (then
         (call $guest_error (i32.const 0) (i32.const 60000))
