@@ -515,6 +515,22 @@ async fn connect_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
     socket.connect(addr).await.unwrap()
 }
 
+/// Four connections from each of 127.0.0.1 and 127.0.0.2, each with half
+/// a request head sent, as slowloris holds them.
+async fn half_sent_heads(addr: SocketAddr) -> Vec<TcpStream> {
+    let mut held = Vec::new();
+    for client in [[127, 0, 0, 1], [127, 0, 0, 2]] {
+        for _ in 0..4 {
+            let mut conn = connect_from(client, addr).await;
+            conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .await
+                .unwrap();
+            held.push(conn);
+        }
+    }
+    held
+}
+
 #[tokio::test]
 async fn two_clients_holding_half_sent_heads_at_their_share_do_not_lock_out_a_third() {
     // Each client's share is half of the cap (the default): two addresses
@@ -528,16 +544,7 @@ async fn two_clients_holding_half_sent_heads_at_their_share_do_not_lock_out_a_th
         &[("MAX_CONNECTIONS", "8")],
     )
     .await;
-    let mut held = Vec::new();
-    for client in [[127, 0, 0, 1], [127, 0, 0, 2]] {
-        for _ in 0..4 {
-            let mut conn = connect_from(client, addr).await;
-            conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-                .await
-                .unwrap();
-            held.push(conn);
-        }
-    }
+    let mut held = half_sent_heads(addr).await;
     // Every place is taken; a third client is served all the same, each
     // time, and each time one half-sent head gives way.
     for _ in 0..3 {
@@ -567,16 +574,7 @@ async fn two_clients_holding_half_sent_heads_at_their_share_do_not_lock_out_a_th
         &[("MAX_CONNECTIONS", "8"), ("WHEN_FULL", "refuse")],
     )
     .await;
-    let mut held = Vec::new();
-    for client in [[127, 0, 0, 1], [127, 0, 0, 2]] {
-        for _ in 0..4 {
-            let mut conn = connect_from(client, addr).await;
-            conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-                .await
-                .unwrap();
-            held.push(conn);
-        }
-    }
+    let held = half_sent_heads(addr).await;
     let mut third = connect_from([127, 0, 0, 3], addr).await;
     let (rest, _) = until_closed(&mut third).await;
     let rest = String::from_utf8_lossy(&rest);

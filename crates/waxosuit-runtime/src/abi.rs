@@ -402,7 +402,6 @@ pub(crate) fn define<H: HostCallHandler>(
     Ok(())
 }
 
-/// Reads a UTF-8-ish message (lossy: it is only displayed) from the guest.
 /// Whether `ptr..ptr+len` is a payload the guest may pass (within its
 /// payload limit) in its linear memory; records the fault otherwise.
 fn check_range<H>(caller: &mut Caller<'_, HostState<H>>, ptr: i32, len: i32, func: &str) -> bool {
@@ -427,31 +426,21 @@ fn check_range<H>(caller: &mut Caller<'_, HostState<H>>, ptr: i32, len: i32, fun
     true
 }
 
+/// Reads a UTF-8-ish message (lossy: it is only displayed) from the guest,
+/// once [`check_range`] has accepted its range.
 fn read_text<H>(
     caller: &mut Caller<'_, HostState<H>>,
     ptr: i32,
     len: i32,
     func: &str,
 ) -> Option<String> {
-    let memory = caller.data().memory?;
-    let (mem, state) = memory.data_and_store_mut(caller);
-    let size = len.cast_unsigned() as usize;
-    if size > state.max_payload {
-        state.fault(Fault::PayloadTooLarge {
-            what: "guest message",
-            size,
-        });
+    if !check_range(caller, ptr, len, func) {
         return None;
     }
-    match guest_range(mem.len(), ptr, len) {
-        Some(range) => Some(String::from_utf8_lossy(&mem[range]).into_owned()),
-        None => {
-            state.protocol_fault(format!(
-                "{func} range {ptr:#x}+{size} is outside linear memory"
-            ));
-            None
-        }
-    }
+    let memory = caller.data().memory?;
+    let mem = memory.data(&*caller);
+    let range = guest_range(mem.len(), ptr, len)?;
+    Some(String::from_utf8_lossy(&mem[range]).into_owned())
 }
 
 fn copy_out<H>(
