@@ -1064,26 +1064,39 @@ async fn a_client_that_stops_reading_is_cut_off_by_the_write_timeout() {
     provider.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_slow_but_steady_reader_gets_the_whole_response() {
-    let body = 8 * 1024 * 1024;
+/// A server for `actor` whose `/big` answers `body` bytes, with
+/// `WRITE_TIMEOUT_MS` at `write_timeout_ms`, and a connection to it with a
+/// receive buffer of `recv_buffer` bytes that has asked for `/big`.
+async fn ask_for_big(
+    body: usize,
+    actor: &str,
+    write_timeout_ms: &str,
+    recv_buffer: u32,
+) -> (HttpServerProvider, TcpStream) {
     let router = Arc::new(Router {
         big_body: body,
         ..Router::new()
     });
     let (provider, addr) = serve(
         HttpServerProvider::with_connection_threads(1),
-        "MSLOWREADER",
+        actor,
         router,
-        &[("WRITE_TIMEOUT_MS", "2000")],
+        &[("WRITE_TIMEOUT_MS", write_timeout_ms)],
     )
     .await;
     let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    socket.set_recv_buffer_size(recv_buffer).unwrap();
     let mut conn = socket.connect(addr).await.unwrap();
     conn.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
+    (provider, conn)
+}
+
+#[tokio::test]
+async fn a_slow_but_steady_reader_gets_the_whole_response() {
+    let body = 8 * 1024 * 1024;
+    let (provider, mut conn) = ask_for_big(body, "MSLOWREADER", "2000", 64 * 1024).await;
     let started = Instant::now();
     let mut received = 0;
     let mut chunk = vec![0u8; 256 * 1024];
@@ -1111,23 +1124,7 @@ async fn a_reader_taking_a_few_bytes_now_and_then_is_cut_off_and_reset() {
     // this client the megabytes in its send buffer at its pace, for over a
     // minute after the host had let go.
     let body = 8 * 1024 * 1024;
-    let router = Arc::new(Router {
-        big_body: body,
-        ..Router::new()
-    });
-    let (provider, addr) = serve(
-        HttpServerProvider::with_connection_threads(1),
-        "MTRICKLE",
-        router,
-        &[("WRITE_TIMEOUT_MS", "1000")],
-    )
-    .await;
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4 * 1024).unwrap();
-    let mut conn = socket.connect(addr).await.unwrap();
-    conn.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let (provider, mut conn) = ask_for_big(body, "MTRICKLE", "1000", 4 * 1024).await;
     let started = Instant::now();
     let mut received = 0usize;
     let mut chunk = vec![0u8; 128];

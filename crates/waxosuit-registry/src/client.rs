@@ -205,6 +205,16 @@ impl Registry {
         Ok(self.fetcher.get_or_init(|| built))
     }
 
+    /// The pull client, the credentials for `reference`'s registry and
+    /// where they came from: what every pull starts with.
+    fn puller(
+        &self,
+        reference: &ArtifactRef,
+    ) -> Result<(&Fetcher, RegistryAuth, Option<String>), RegistryError> {
+        let (auth, from) = self.auth_for(reference)?;
+        Ok((self.fetcher(reference)?, auth, from))
+    }
+
     /// The credentials for `reference`'s registry, and where they came
     /// from.
     fn auth_for(
@@ -414,8 +424,7 @@ impl Registry {
         reference: &ArtifactRef,
         want: Option<ArtifactKind>,
     ) -> Result<Resolved, RegistryError> {
-        let fetcher = self.fetcher(reference)?;
-        let (auth, from) = self.auth_for(reference)?;
+        let (fetcher, auth, from) = self.puller(reference)?;
         let target = Target {
             reference,
             auth: &auth,
@@ -612,8 +621,7 @@ impl Registry {
             return Err(too_large(resolved.size));
         }
         check_digest(&resolved.layer_digest).map_err(&lying)?;
-        let fetcher = self.fetcher(reference)?;
-        let (auth, from) = self.auth_for(reference)?;
+        let (fetcher, auth, from) = self.puller(reference)?;
         let target = Target {
             reference,
             auth: &auth,
