@@ -14,8 +14,9 @@ use waxosuit_provider::{
 };
 
 use crate::LoadError;
-use crate::hostcalls::MAX_CALLOUT_TIMEOUT;
-use crate::state::{CalloutReply, PendingCall};
+use crate::clip::{Clipped, ShownUrl};
+use crate::hostcalls::{MAX_CALLOUT_TIMEOUT, may_log};
+use crate::state::{CalloutReply, FilterInfo, PendingCall};
 
 /// Most bytes of a callout's answer body.
 pub const MAX_CALLOUT_RESPONSE_BYTES: usize = 1 << 20;
@@ -113,14 +114,16 @@ impl Callouts {
 
     /// Makes the call; the answer with `:status` first, or `None` when there
     /// is none (refused, unreachable, timed out: the filter sees a response
-    /// without headers, as in Envoy). The reason is logged.
-    /// `base` is the URL of the upstream the call names.
+    /// without headers, as in Envoy). The reason is logged within the
+    /// filter's log budget (a filter can fail callouts in a loop), without
+    /// the URL's query. `base` is the URL of the upstream the call names.
     pub(crate) async fn perform(
         &self,
-        filter: &str,
+        info: &FilterInfo,
         base: &str,
         call: PendingCall,
     ) -> Option<CalloutReply> {
+        let filter = info.name.as_str();
         let mut method = String::new();
         let mut path = String::new();
         let mut header = HashMap::new();
@@ -140,7 +143,9 @@ impl Callouts {
         // `proxy_http_call` let through one `:path`, absolute; checked again
         // here, where it is joined to the upstream's URL.
         if !path.starts_with('/') {
-            tracing::warn!(filter, upstream = %call.upstream, "Proxy-Wasm callout without an absolute path refused");
+            if may_log(info) {
+                tracing::warn!(filter, upstream = %call.upstream, "Proxy-Wasm callout without an absolute path refused");
+            }
             return None;
         }
         let url = format!("{}{}", base.trim_end_matches('/'), path);
@@ -161,18 +166,25 @@ impl Callouts {
         let reply = match tokio::time::timeout(call.timeout, made).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(e)) => {
-                tracing::warn!(filter, upstream = %call.upstream, url, error = %e, "Proxy-Wasm callout failed");
+                if may_log(info) {
+                    let error = e.to_string();
+                    tracing::warn!(filter, upstream = %call.upstream, url = %ShownUrl(&url), error = %Clipped(&error), "Proxy-Wasm callout failed");
+                }
                 return None;
             }
             Err(_) => {
-                tracing::warn!(filter, upstream = %call.upstream, url, timeout = ?call.timeout, "Proxy-Wasm callout timed out");
+                if may_log(info) {
+                    tracing::warn!(filter, upstream = %call.upstream, url = %ShownUrl(&url), timeout = ?call.timeout, "Proxy-Wasm callout timed out");
+                }
                 return None;
             }
         };
         let response: Response = match waxosuit_codec::deserialize(&reply) {
             Ok(response) => response,
             Err(e) => {
-                tracing::warn!(filter, upstream = %call.upstream, error = %e, "Proxy-Wasm callout answer unreadable");
+                if may_log(info) {
+                    tracing::warn!(filter, upstream = %call.upstream, error = %e, "Proxy-Wasm callout answer unreadable");
+                }
                 return None;
             }
         };

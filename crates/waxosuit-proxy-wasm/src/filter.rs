@@ -441,7 +441,7 @@ impl FilterInner {
         let id = call.id;
         // `proxy_http_call` only queues calls to named upstreams.
         let reply = match self.template.info.upstreams.get(&call.upstream) {
-            Some(base) => self.callouts.perform(self.name(), base, call).await,
+            Some(base) => self.callouts.perform(&self.template.info, base, call).await,
             None => None,
         };
         // Answered: no longer in flight, also for the VM's own next calls.

@@ -11,8 +11,9 @@ use wasmtime::{Caller, Linker, Result};
 use waxosuit_cap_http_server::filter::FilterResponse;
 
 use crate::abi::{self, MetricKind, Status, buffer, map, serialize_map, stream};
+use crate::clip::Clipped;
 use crate::head::Head;
-use crate::state::{PendingCall, Phase, VmState};
+use crate::state::{FilterInfo, PendingCall, Phase, VmState};
 
 /// Longest log line kept; the rest is cut.
 pub const MAX_LOG_BYTES: usize = 16 << 10;
@@ -511,7 +512,7 @@ pub(crate) fn now_nanos() -> u64 {
 }
 
 fn proxy_log(c: C<'_>, level: i32, ptr: i32, len: i32) -> Result<i32> {
-    if !may_log(c.data()) {
+    if !may_log(&c.data().filter) {
         // Over the budget: not even read. `Ok`, as the line was taken.
         return status(Status::Ok);
     }
@@ -529,16 +530,19 @@ fn proxy_log(c: C<'_>, level: i32, ptr: i32, len: i32) -> Result<i32> {
 /// VMs (a filter logging in a loop would otherwise fill the host's log,
 /// and disk, at memory speed). The lines dropped in a second are counted
 /// and said once the next second's first line is written.
-pub(crate) fn may_log(state: &VmState) -> bool {
+/// The host's own warnings about what a filter did (a callout refused or
+/// failed, an unknown upstream) draw on the same budget: a filter can
+/// cause them in a loop as easily as it can log.
+pub(crate) fn may_log(filter: &FilterInfo) -> bool {
     use waxosuit_runtime::console::{MAX_LINES_PER_SECOND, Verdict};
-    match state.filter.log_budget.take(std::time::Instant::now()) {
+    match filter.log_budget.take(std::time::Instant::now()) {
         Verdict::Drop => false,
         Verdict::Write { dropped_before } => {
             if dropped_before > 0 {
                 tracing::warn!(
                     target: "waxosuit::filter",
-                    filter = state.filter.name.as_str(),
-                    filter_key = state.filter.key.as_str(),
+                    filter = filter.name.as_str(),
+                    filter_key = filter.key.as_str(),
                     dropped = dropped_before,
                     "filter wrote more than {MAX_LINES_PER_SECOND} log lines in a second; the rest were dropped"
                 );
@@ -873,12 +877,14 @@ fn proxy_http_call(
         return status(Status::BadArgument);
     };
     if !c.data().filter.upstreams.contains_key(&upstream) {
-        tracing::warn!(
-            filter = %c.data().filter.name,
-            upstream,
-            "Proxy-Wasm filter called an upstream its manifest entry does not name; add it \
-             under the filter's `upstreams:`"
-        );
+        if may_log(&c.data().filter) {
+            tracing::warn!(
+                filter = %c.data().filter.name,
+                upstream = %Clipped(&upstream),
+                "Proxy-Wasm filter called an upstream its manifest entry does not name; add it \
+                 under the filter's `upstreams:`"
+            );
+        }
         return status(Status::BadArgument);
     }
     let Some(headers) = abi::parse_map(&headers, MAX_MAP_PAIRS) else {

@@ -49,6 +49,7 @@
 
 mod abi;
 mod callout;
+mod clip;
 mod filter;
 mod head;
 mod hostcalls;

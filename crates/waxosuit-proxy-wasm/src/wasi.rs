@@ -102,7 +102,7 @@ fn fd_write(mut c: C<'_>, fd: i32, iovs: i32, count: i32, ret: i32) -> Result<i3
         return Ok(EFAULT);
     };
     // Over the log budget, the bytes are reported written, not read.
-    let write = may_log(c.data());
+    let write = may_log(&c.data().filter);
     let mut text = Vec::new();
     let mut total: u32 = 0;
     for iov in table.chunks_exact(8) {

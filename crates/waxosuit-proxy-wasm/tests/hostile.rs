@@ -843,3 +843,139 @@ async fn a_filter_keeping_many_queues_busy_gets_a_tenth_of_its_thread() {
         "{calls} callbacks of 20 ms in 2 s"
     );
 }
+
+/// Counts the warnings (and worse) of every target, keeping their text.
+#[derive(Clone, Default)]
+struct Warnings(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Text(String);
+        impl tracing::field::Visit for Text {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!(" {}={value:?}", field.name()));
+            }
+        }
+        if *event.metadata().level() > tracing::Level::WARN {
+            return;
+        }
+        let mut text = Text(String::new());
+        event.record(&mut text);
+        self.0.lock().unwrap().push(text.0);
+    }
+}
+
+#[tokio::test]
+async fn calls_to_an_unnamed_upstream_in_a_loop_are_warned_within_the_log_budget() {
+    use tracing_subscriber::layer::SubscriberExt;
+    // 1,000 callouts to an upstream the manifest does not name, each with
+    // a 2 KiB name, on every request.
+    let name = "n".repeat(2048);
+    let caller = format!(
+        r#"(module
+      (import "env" "proxy_http_call" (func $call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+      (import "env" "proxy_send_local_response" (func $local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "{name}")
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 4096))
+      (func (export "proxy_on_context_create") (param i32 i32))
+      (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+        (local $i i32)
+        (loop $more
+          (drop (call $call (i32.const 0) (i32.const 2048) (i32.const 0) (i32.const 0)
+            (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 1000) (i32.const 8000)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $more (i32.lt_u (local.get $i) (i32.const 1000))))
+        (drop (call $local (i32.const 200)
+          (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1)))
+        (i32.const 1)))"#
+    );
+    let warnings = Warnings::default();
+    let said = Arc::clone(&warnings.0);
+    let _default = tracing::subscriber::set_default(tracing_subscriber::registry().with(warnings));
+    let filter = load(&caller, true, FilterLimits::default()).await.unwrap();
+    let mut stream = filter.open(&info());
+    match stream.request(&mut request()).outcome().await.unwrap() {
+        Verdict::Respond(reply) => assert_eq!(reply.status, 200),
+        Verdict::Continue => panic!("expected a local answer"),
+    }
+    let said = said.lock().unwrap().clone();
+    let limit = waxosuit_runtime::console::MAX_LINES_PER_SECOND as usize;
+    assert!(!said.is_empty(), "the refusal is said");
+    assert!(
+        said.len() <= limit,
+        "{} warnings for one request",
+        said.len()
+    );
+    // The name is shown clipped, with its length.
+    assert!(said[0].contains("(2048 bytes)"), "{}", said[0]);
+    assert!(said.iter().all(|line| line.len() < 1024), "{}", said[0]);
+}
+
+// On one thread: the callouts' tasks run where the test's subscriber is.
+#[tokio::test]
+async fn callouts_failing_in_a_chain_are_warned_within_the_log_budget_without_their_query() {
+    use tracing_subscriber::layer::SubscriberExt;
+    // Each answer to a callout sends the next one; each fails at once (a
+    // method that is no HTTP token), with a secret in its query.
+    let map = abi_map(&[(":method", "A B"), (":path", "/check?secret=hunter2")]);
+    let chain = format!(
+        r#"(module
+      (import "env" "proxy_http_call" (func $call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+      (import "env" "proxy_send_local_response" (func $local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "up")
+      (data (i32.const 16) "{data}")
+      (func $send
+        (drop (call $call (i32.const 0) (i32.const 2) (i32.const 16) (i32.const {len})
+          (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 1000) (i32.const 2000))))
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 4096))
+      (func (export "proxy_on_context_create") (param i32 i32))
+      (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+        (call $send)
+        (drop (call $local (i32.const 200)
+          (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1)))
+        (i32.const 1))
+      (func (export "proxy_on_http_call_response") (param i32 i32 i32 i32 i32)
+        (call $send)))"#,
+        data = wat_bytes(&map),
+        len = map.len(),
+    );
+    let warnings = Warnings::default();
+    let said = Arc::clone(&warnings.0);
+    let _default = tracing::subscriber::set_default(tracing_subscriber::registry().with(warnings));
+    let settings = FilterSettings {
+        upstreams: [("up".to_string(), "http://127.0.0.1:1".to_string())].into(),
+        ..FilterSettings::default()
+    };
+    let filter = load_on(RuntimeConfig::default(), &chain, true, settings)
+        .await
+        .unwrap();
+    let mut stream = filter.open(&info());
+    match stream.request(&mut request()).outcome().await.unwrap() {
+        Verdict::Respond(reply) => assert_eq!(reply.status, 200),
+        Verdict::Continue => panic!("expected a local answer"),
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    drop(stream);
+    drop(filter);
+    let said = said.lock().unwrap().clone();
+    let limit = waxosuit_runtime::console::MAX_LINES_PER_SECOND as usize;
+    assert!(
+        said.iter().any(|line| line.contains("/check")),
+        "the failures are said: {said:?}"
+    );
+    // One second of budget, perhaps two windows of it, and their notices
+    // of what was dropped.
+    assert!(
+        said.len() <= 2 * limit + 2,
+        "{} warnings in a second",
+        said.len()
+    );
+    assert!(
+        said.iter().all(|line| !line.contains("hunter2")),
+        "a callout's query was logged: {said:?}"
+    );
+}
