@@ -1066,3 +1066,54 @@ async fn passes_the_messaging_conformance_suite() {
         .await
         .assert_passed();
 }
+
+/// Publishes a message with `headers` (the block after `NATS/1.0\r\n`,
+/// without its final blank line) as a raw client would, byte for byte.
+async fn publish_raw_headers(url: &str, subject: &str, headers: &str, body: &str) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let address = url.trim_start_matches("nats://");
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut stream = BufReader::new(stream);
+    let mut info = String::new();
+    stream.read_line(&mut info).await.unwrap();
+    assert!(info.starts_with("INFO"), "{info}");
+    let block = format!("NATS/1.0\r\n{headers}\r\n\r\n");
+    let command = format!(
+        "CONNECT {{\"verbose\":false,\"pedantic\":false,\"headers\":true}}\r\n\
+         HPUB {subject} {} {}\r\n{block}{body}\r\nPING\r\n",
+        block.len(),
+        block.len() + body.len()
+    );
+    stream
+        .get_mut()
+        .write_all(command.as_bytes())
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    while !answer.starts_with("PONG") {
+        answer.clear();
+        stream.read_line(&mut answer).await.unwrap();
+        assert!(!answer.starts_with("-ERR"), "{answer}");
+    }
+}
+
+#[tokio::test]
+async fn a_header_value_with_a_lone_carriage_return_does_not_end_delivery() {
+    // A value `str::lines` does not split: the client once panicked on it
+    // in its connection task, which ended every subscription.
+    let mut f = Fixture::new().await;
+    f.bind("MSUB", &[("SUBSCRIPTION", "greet.*")])
+        .await
+        .unwrap();
+    settle(&f.client).await;
+    publish_raw_headers(&f.server.url(), "greet.raw", "tracestate: k=a\rb", "raw").await;
+    f.publish_plain("greet.world", "after").await;
+    let mut seen = Vec::new();
+    while !seen.contains(&"greet.world".to_string()) {
+        seen.push(f.next().await.message.subject);
+    }
+    // And the binding still publishes.
+    publish(&f.provider, "MSUB", "greet.out", "", b"out")
+        .await
+        .unwrap();
+}
