@@ -36,7 +36,10 @@ fn is_jwt_section(name: &str) -> bool {
 /// A module split into the bytes that are hashed and the tokens it carries.
 struct Split {
     stripped: Vec<u8>,
-    tokens: Vec<String>,
+    /// The distinct tokens. A set, not a list searched for each section:
+    /// a module of tiny `jwt` sections made that search quadratic, before
+    /// any signature is checked.
+    tokens: std::collections::HashSet<String>,
 }
 
 /// Refuses bytes that do not even start like a wasm module.
@@ -58,7 +61,7 @@ pub(crate) fn malformed(e: &wasmparser::BinaryReaderError) -> ClaimsError {
 fn split(module: &[u8]) -> Result<Split, ClaimsError> {
     check_magic(module)?;
     let mut stripped = Vec::with_capacity(module.len());
-    let mut tokens = Vec::new();
+    let mut tokens = std::collections::HashSet::new();
     for payload in Parser::new(0).parse_all(module) {
         let payload = payload.map_err(|e| malformed(&e))?;
         match &payload {
@@ -76,7 +79,10 @@ fn split(module: &[u8]) -> Result<Split, ClaimsError> {
                         c.name()
                     ))
                 })?;
-                tokens.push(token.trim().to_string());
+                let token = token.trim();
+                if !tokens.contains(token) {
+                    tokens.insert(token.to_string());
+                }
                 continue;
             }
             _ => {}
@@ -125,15 +131,9 @@ pub struct Extracted {
 /// smuggled in beside the first must not be silently ignored).
 pub fn extract(module: &[u8]) -> Result<Extracted, ClaimsError> {
     let Split { stripped, tokens } = split(module)?;
-    let mut tokens = tokens.into_iter().fold(Vec::new(), |mut unique, t| {
-        if !unique.contains(&t) {
-            unique.push(t);
-        }
-        unique
-    });
     let jwt = match tokens.len() {
         0 => return Err(ClaimsError::Unsigned),
-        1 => tokens.remove(0),
+        1 => tokens.into_iter().next().unwrap_or_default(),
         count => return Err(ClaimsError::AmbiguousSignature { count }),
     };
     Ok(Extracted {
@@ -241,6 +241,28 @@ mod tests {
             extract(&m),
             Err(ClaimsError::AmbiguousSignature { count: 2 })
         ));
+    }
+
+    #[test]
+    fn many_small_signature_sections_cost_linear_time() {
+        // 200,000 distinct tokens in 2 MB: checking each against the ones
+        // before took ~2·10¹⁰ comparisons (minutes); a set takes a moment.
+        let mut m = wat::parse_str("(module)").unwrap();
+        for i in 0..200_000_u32 {
+            wasm_encoder::CustomSection {
+                name: "jwt".into(),
+                data: format!("{i:05x}").as_bytes().into(),
+            }
+            .append_to(&mut m);
+        }
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            extract(&m),
+            Err(ClaimsError::AmbiguousSignature { count: 200_000 })
+        ));
+        // A guard against the hang, not a figure: a debug build on a
+        // loaded machine takes about a second; the list took minutes.
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
     }
 
     #[test]
