@@ -454,7 +454,7 @@ impl Manifest {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Manifest, ManifestError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+        let text = read_bounded(path).map_err(|source| ManifestError::Read {
             file: path.to_path_buf(),
             source,
         })?;
@@ -522,4 +522,28 @@ mod tests {
         );
         assert_eq!(Format::from_path(Path::new("host.conf")), None);
     }
+}
+
+/// The most bytes of a manifest file read: a manifest is a few kilobytes,
+/// and a path given by mistake (a log, a device) must not be read whole.
+pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+
+/// The file's text, refused past [`MAX_MANIFEST_BYTES`].
+fn read_bounded(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_MANIFEST_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "the file is larger than {} MiB, far more than a manifest needs; \
+                 is this the right file?",
+                MAX_MANIFEST_BYTES >> 20
+            ),
+        ));
+    }
+    Ok(text)
 }

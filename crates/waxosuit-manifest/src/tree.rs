@@ -8,11 +8,15 @@
 //! unknown fields come back as data (name + valid names) instead of a message
 //! to pick apart.
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::de::value::{MapDeserializer, SeqDeserializer};
-use serde::de::{self, Deserialize, Deserializer, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, Deserialize, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess,
+    Visitor,
+};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 /// A parsed YAML or JSON value. Mapping keys keep document order so that the
@@ -92,75 +96,125 @@ impl Node {
     }
 }
 
+/// The most memory one document's tree may take, counted as each node's
+/// size plus its text. A YAML alias is expanded each time it is used, so a
+/// few kilobytes of anchors referring to anchors describe billions of
+/// values; the parser's own guard counts alias uses, not what they expand
+/// to. A real manifest takes a few kilobytes.
+pub(crate) const MAX_TREE_BYTES: usize = 64 << 20;
+
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(NodeVisitor)
+        let budget = Cell::new(MAX_TREE_BYTES);
+        Budgeted(&budget).deserialize(deserializer)
     }
 }
 
-struct NodeVisitor;
+/// A node drawing on what is left of its document's [`MAX_TREE_BYTES`].
+struct Budgeted<'a>(&'a Cell<usize>);
 
-impl<'de> Visitor<'de> for NodeVisitor {
+impl<'de> DeserializeSeed<'de> for Budgeted<'_> {
+    type Value = Node;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Node, D::Error> {
+        deserializer.deserialize_any(NodeVisitor { budget: self.0 })
+    }
+}
+
+/// Takes `text` bytes and one node from `budget`.
+fn charge<E: de::Error>(budget: &Cell<usize>, text: usize) -> Result<(), E> {
+    let cost = std::mem::size_of::<Node>().saturating_add(text);
+    match budget.get().checked_sub(cost) {
+        Some(left) => {
+            budget.set(left);
+            Ok(())
+        }
+        None => Err(E::custom(format_args!(
+            "the document expands to more than {} MiB of values (YAML aliases \
+             are copied each time they are used); write the values out, or split \
+             the manifest",
+            MAX_TREE_BYTES >> 20
+        ))),
+    }
+}
+
+struct NodeVisitor<'a> {
+    budget: &'a Cell<usize>,
+}
+
+impl<'de> Visitor<'de> for NodeVisitor<'_> {
     type Value = Node;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a YAML or JSON value")
     }
 
-    fn visit_bool<E>(self, v: bool) -> Result<Node, E> {
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Node, E> {
+        charge(self.budget, 0)?;
         Ok(Node::Bool(v))
     }
 
-    fn visit_i64<E>(self, v: i64) -> Result<Node, E> {
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Node, E> {
+        charge(self.budget, 0)?;
         Ok(Node::Int(v))
     }
 
-    fn visit_u64<E>(self, v: u64) -> Result<Node, E> {
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Node, E> {
+        charge(self.budget, 0)?;
         Ok(Node::UInt(v))
     }
 
-    fn visit_f64<E>(self, v: f64) -> Result<Node, E> {
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Node, E> {
+        charge(self.budget, 0)?;
         Ok(Node::Float(v))
     }
 
-    fn visit_str<E>(self, v: &str) -> Result<Node, E> {
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Node, E> {
+        charge(self.budget, v.len())?;
         Ok(Node::Str(v.to_owned()))
     }
 
-    fn visit_string<E>(self, v: String) -> Result<Node, E> {
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Node, E> {
+        charge(self.budget, v.len())?;
         Ok(Node::Str(v))
     }
 
-    fn visit_unit<E>(self) -> Result<Node, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<Node, E> {
+        charge(self.budget, 0)?;
         Ok(Node::Null)
     }
 
-    fn visit_none<E>(self) -> Result<Node, E> {
+    fn visit_none<E: de::Error>(self) -> Result<Node, E> {
+        charge(self.budget, 0)?;
         Ok(Node::Null)
     }
 
     fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Node, D::Error> {
-        Node::deserialize(deserializer)
+        Budgeted(self.budget).deserialize(deserializer)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+        charge(self.budget, 0)?;
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-        while let Some(item) = seq.next_element()? {
+        while let Some(item) = seq.next_element_seed(Budgeted(self.budget))? {
             items.push(item);
         }
         Ok(Node::Seq(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+        charge(self.budget, 0)?;
         let mut entries = Vec::new();
         // serde_json keeps the last of two equal keys and YAML parsers differ;
         // either way one of the author's values would vanish silently.
         let mut seen = BTreeSet::new();
         while let Some(Key(key)) = map.next_key()? {
+            // The key is kept twice: in the entry and in `seen`.
+            charge(self.budget, key.len().saturating_mul(2))?;
             if !seen.insert(key.clone()) {
                 return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
             }
-            let value = map.next_value()?;
+            let value = map.next_value_seed(Budgeted(self.budget))?;
             entries.push((key, value));
         }
         Ok(Node::Map(entries))

@@ -1776,3 +1776,39 @@ fn filter_config_numbers_json_cannot_hold_are_refused() {
         "NaN or infinity",
     );
 }
+
+#[test]
+fn yaml_aliases_that_expand_past_the_tree_budget_are_refused() {
+    // 6 KB of anchors that expand to 222 million strings (GBs of memory)
+    // when each alias is copied where it is used.
+    let a = vec!["x"; 1000].join(", ");
+    let b = vec!["*a"; 1000].join(", ");
+    let c = vec!["*b"; 221].join(", ");
+    let bomb = format!("a: &a [{a}]\nb: &b [{b}]\nc: [{c}]\n");
+    let err = yaml(&bomb).unwrap_err();
+    let ManifestError::Syntax { message, .. } = &err else {
+        panic!("expected a Syntax error, got {err:?}");
+    };
+    assert!(message.contains("expands to more than 64 MiB"), "{message}");
+    // One long string used many times weighs its length each time.
+    let long = "y".repeat(1 << 20);
+    let uses = vec!["*s"; 100].join(", ");
+    let err = yaml(&format!("s: &s {long}\nl: [{uses}]\n")).unwrap_err();
+    assert!(err.to_string().contains("expands to more than"), "{err}");
+    // Aliases used modestly are still fine: the usual unknown-field error.
+    let err = yaml("a: &a [x, y]\nb: [*a, *a]\n").unwrap_err();
+    assert!(!err.to_string().contains("expands"), "{err}");
+}
+
+#[test]
+fn a_manifest_file_past_the_size_bound_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.yaml");
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(waxosuit_manifest::MAX_MANIFEST_BYTES + 1)
+        .unwrap();
+    let err = Manifest::from_path(&path).unwrap_err();
+    assert!(matches!(err, ManifestError::Read { .. }), "{err:?}");
+    let reason = std::error::Error::source(&err).unwrap().to_string();
+    assert!(reason.contains("larger than 16 MiB"), "{reason}");
+}
