@@ -504,26 +504,6 @@ impl Manifest {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn format_from_extension() {
-        assert_eq!(
-            Format::from_path(Path::new("host.yaml")),
-            Some(Format::Yaml)
-        );
-        assert_eq!(Format::from_path(Path::new("host.YML")), Some(Format::Yaml));
-        assert_eq!(Format::from_path(Path::new("manifest")), Some(Format::Yaml));
-        assert_eq!(
-            Format::from_path(Path::new("host.json")),
-            Some(Format::Json)
-        );
-        assert_eq!(Format::from_path(Path::new("host.conf")), None);
-    }
-}
-
 /// The most bytes of a manifest file read: a manifest is a few kilobytes,
 /// and a path given by mistake (a log, a device) must not be read whole.
 pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
@@ -546,4 +526,24 @@ fn read_bounded(path: &Path) -> std::io::Result<String> {
         ));
     }
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_from_extension() {
+        assert_eq!(
+            Format::from_path(Path::new("host.yaml")),
+            Some(Format::Yaml)
+        );
+        assert_eq!(Format::from_path(Path::new("host.YML")), Some(Format::Yaml));
+        assert_eq!(Format::from_path(Path::new("manifest")), Some(Format::Yaml));
+        assert_eq!(
+            Format::from_path(Path::new("host.json")),
+            Some(Format::Json)
+        );
+        assert_eq!(Format::from_path(Path::new("host.conf")), None);
+    }
 }
