@@ -166,6 +166,18 @@ fn create(args: CreateArgs) -> Result<ExitCode> {
 fn insert(args: InsertArgs) -> Result<ExitCode> {
     let mut par = ProviderArchive::read_path(&args.archive)
         .with_context(|| format!("cannot read {}", args.archive.display()))?;
+    // Re-signing hashes every library anew: an archive whose signature or
+    // hashes no longer hold (a library swapped after signing) would come
+    // out signed by this issuer. Integrity first, whoever signed it.
+    par.verify(&Verifier::new().allow_any_issuer())
+        .with_context(|| {
+            format!(
+                "{} does not verify, so it is not re-signed (that would vouch for \
+                 whatever it now holds); rebuild it from its libraries with \
+                 `waxosuit par create`",
+                args.archive.display()
+            )
+        })?;
     let current = par.claims_unverified()?;
     let issuer = key(
         args.issuer.as_deref(),

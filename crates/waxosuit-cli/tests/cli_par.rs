@@ -408,3 +408,36 @@ fn up_trusts_archives_exactly_as_it_trusts_actors() {
         "{err}"
     );
 }
+
+#[test]
+fn insert_refuses_an_archive_whose_libraries_changed_after_signing() {
+    let env = Env::new();
+    env.create();
+    // A library swapped inside the archive, not re-signed.
+    let mut par = waxosuit_par::ProviderArchive::read_path(env.path("acme.par")).unwrap();
+    par.insert(plugins::TARGET, b"swapped native code".to_vec())
+        .unwrap();
+    par.write_path(env.path("acme.par")).unwrap();
+    let before = std::fs::read(env.path("acme.par")).unwrap();
+    std::fs::write(env.path("mac.dylib"), b"not really a dylib").unwrap();
+    let out = env.run(&[
+        "par",
+        "insert",
+        "acme.par",
+        "--target",
+        "aarch64-apple-darwin",
+        "--library",
+        "mac.dylib",
+        "--issuer",
+        &env.account.seed().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("does not verify, so it is not re-signed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hash mismatch"), "{stderr}");
+    // The archive is left as it was: still refused wherever it goes.
+    assert_eq!(std::fs::read(env.path("acme.par")).unwrap(), before);
+}
