@@ -42,9 +42,14 @@ impl NatsMessaging {
         timeout: Duration,
         headers: Option<HeaderMap>,
     ) -> Result<Vec<u8>, ProviderError> {
+        // An inbox of its own, unsubscribed when the call ends: the client's
+        // shared reply inbox keeps an entry per request until a reply comes,
+        // so requests that time out (an actor's, in a loop) would each leave
+        // one behind for the life of the binding.
         let mut outgoing = async_nats::Request::new()
             .payload(body.into())
-            .timeout(Some(timeout));
+            .timeout(Some(timeout))
+            .inbox(client.new_inbox());
         if let Some(headers) = headers {
             outgoing = outgoing.headers(headers);
         }
