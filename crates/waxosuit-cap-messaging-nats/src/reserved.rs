@@ -51,7 +51,7 @@ impl Reserved {
             actor: actor.to_string(),
             binding: binding.to_string(),
             action,
-            subject: subject.to_string(),
+            subject: subject::shown(subject),
             reason,
         };
         subject::validate(subject).map_err(invalid)?;

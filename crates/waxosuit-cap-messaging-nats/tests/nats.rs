@@ -1117,3 +1117,43 @@ async fn a_header_value_with_a_lone_carriage_return_does_not_end_delivery() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn an_over_long_subject_is_refused_and_the_connection_stays_up() {
+    // Past the server's 4 KiB command line, a publish made the server close
+    // the binding's connection, and publish still said `Ok`.
+    let mut f = Fixture::new().await;
+    f.bind("MSUB", &[("SUBSCRIPTION", "greet.*")])
+        .await
+        .unwrap();
+    settle(&f.client).await;
+    let long = format!("a.{}", "b".repeat(5000));
+    let err = publish(&f.provider, "MSUB", &long, "", b"x")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("5002 bytes long, more than the 1024"), "{err}");
+    assert!(
+        err.len() < 1024,
+        "the error repeats the whole subject: {} bytes",
+        err.len()
+    );
+    let err = request(&f.provider, "MSUB", &long, b"x", 100)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("more than the 1024"), "{err}");
+    // The connection is the one it was: delivery and publishing go on.
+    f.publish_plain("greet.world", "after").await;
+    assert_eq!(f.next().await.message.subject, "greet.world");
+    let mut plain = f.client.subscribe("out.check").await.unwrap();
+    settle(&f.client).await;
+    publish(&f.provider, "MSUB", "out.check", "", b"out")
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(WAIT, plain.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&got.payload[..], b"out");
+}

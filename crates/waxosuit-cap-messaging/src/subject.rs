@@ -48,6 +48,35 @@ pub enum SubjectError {
     /// Wildcards are for subscriptions; a message is sent to one subject.
     #[error("it contains a wildcard (`*` or `>`), which only subscriptions may use")]
     Wildcard,
+    /// Longer than [`MAX_SUBJECT_BYTES`].
+    #[error("it is {length} bytes long, more than the {MAX_SUBJECT_BYTES} allowed")]
+    TooLong {
+        /// The subject's length in bytes.
+        length: usize,
+    },
+}
+
+/// The longest subject (or pattern) an actor may use, in bytes. A NATS
+/// server closes the connection of a client whose command line passes its
+/// `max_control_line` (4 KiB by default), and a publish carries its subject
+/// and its reply subject on that line: one over-long subject would drop the
+/// binding's connection, with everything in flight on it, at every call.
+pub const MAX_SUBJECT_BYTES: usize = 1024;
+
+/// Most bytes of a refused subject an error repeats.
+const SHOWN_SUBJECT_BYTES: usize = 256;
+
+/// A subject as an error shows it: whole when short, else its first bytes
+/// and its length (the caller chose how long it is).
+pub fn shown(subject: &str) -> String {
+    if subject.len() <= SHOWN_SUBJECT_BYTES {
+        return subject.to_string();
+    }
+    let mut end = SHOWN_SUBJECT_BYTES;
+    while !subject.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &subject[..end], subject.len())
 }
 
 /// Checks the syntax of a subject or subscription pattern the way a NATS
@@ -56,6 +85,11 @@ pub enum SubjectError {
 pub fn validate(subject: &str) -> Result<(), SubjectError> {
     if subject.is_empty() {
         return Err(SubjectError::Empty);
+    }
+    if subject.len() > MAX_SUBJECT_BYTES {
+        return Err(SubjectError::TooLong {
+            length: subject.len(),
+        });
     }
     if subject.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(SubjectError::Whitespace);
@@ -164,6 +198,27 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn subjects_past_the_length_bound_are_refused() {
+        let at = format!("a.{}", "b".repeat(MAX_SUBJECT_BYTES - 2));
+        assert!(validate(&at).is_ok());
+        let over = format!("{at}c");
+        assert_eq!(
+            validate(&over),
+            Err(SubjectError::TooLong {
+                length: MAX_SUBJECT_BYTES + 1
+            })
+        );
+        assert!(Pattern::parse(&format!("{over}.>")).is_err());
+        let shown = shown(&over);
+        assert!(
+            shown.ends_with(&format!("… ({} bytes)", over.len())),
+            "{shown}"
+        );
+        assert!(shown.len() < 300);
+        assert_eq!(super::shown("a.b"), "a.b");
+    }
 
     #[test]
     fn syntax_follows_the_server() {

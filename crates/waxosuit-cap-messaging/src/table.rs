@@ -36,7 +36,7 @@ impl Caller<'_> {
             actor: self.actor.to_string(),
             binding: self.binding.to_string(),
             action,
-            subject: subject.to_string(),
+            subject: subject::shown(subject),
             reason,
         }
     }
