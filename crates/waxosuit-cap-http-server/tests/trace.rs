@@ -171,23 +171,56 @@ async fn a_malformed_or_missing_traceparent_starts_a_new_trace() {
     let (provider, addr) = serve("MNEW", false).await;
 
     let upper = format!("00-{}-{PARENT}-01", TRACE.to_uppercase());
-    for headers in [
+    let good = format!("00-{TRACE}-{PARENT}-01");
+    let other = format!("00-{}-{PARENT}-01", "1".repeat(32));
+    let cases = [
         &[("traceparent", "garbage")][..],
         &[("traceparent", upper.as_str())][..],
         &[][..],
-    ] {
+        // Two parents, whatever their order: neither is continued.
+        &[
+            ("traceparent", good.as_str()),
+            ("traceparent", other.as_str()),
+        ][..],
+        &[
+            ("traceparent", other.as_str()),
+            ("traceparent", good.as_str()),
+        ][..],
+    ];
+    for headers in cases {
         assert_eq!(send(addr, Method::GET, b"", headers).await, StatusCode::OK);
     }
 
-    let servers = finished(&exporter, "GET", 3).await;
+    let servers = finished(&exporter, "GET", cases.len()).await;
     for server in &servers {
         assert_eq!(server.parent_span_id, SpanId::INVALID);
-        assert_ne!(
-            server.span_context.trace_id(),
-            TraceId::from_hex(TRACE).unwrap()
-        );
+        for foreign in [TRACE.to_string(), "1".repeat(32)] {
+            assert_ne!(
+                server.span_context.trace_id(),
+                TraceId::from_hex(&foreign).unwrap()
+            );
+        }
         assert_eq!(span_attribute(server, "http.request.body.size"), None);
     }
+    provider.shutdown().await;
+}
+
+#[tokio::test]
+async fn several_tracestate_headers_are_combined_in_order() {
+    let (exporter, _guard) = collect_spans();
+    let (provider, addr) = serve("MSTATE", false).await;
+    let traceparent = format!("00-{TRACE}-{PARENT}-01");
+    let headers = [
+        ("traceparent", traceparent.as_str()),
+        ("tracestate", "congo=t61"),
+        ("tracestate", "rojo=00f067aa0ba902b7"),
+    ];
+    assert_eq!(send(addr, Method::GET, b"", &headers).await, StatusCode::OK);
+    let server = finished(&exporter, "GET", 1).await.remove(0);
+    assert_eq!(
+        server.span_context.trace_state().header(),
+        "congo=t61,rojo=00f067aa0ba902b7"
+    );
     provider.shutdown().await;
 }
 

@@ -278,6 +278,56 @@ async fn a_delivery_continues_the_trace_of_the_message_and_holds_the_actor_call(
 }
 
 #[tokio::test]
+async fn a_delivery_with_two_traceparents_starts_a_trace_and_tracestates_are_combined() {
+    let (exporter, _guard) = collect_spans();
+    let mut f = fixture("traced.dup.>").await;
+    // The same header twice, in two cases of its name: no one parent.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("traceparent", format!("00-{TRACE}-{PARENT}-01").as_str());
+    headers.insert(
+        "Traceparent",
+        format!("00-{}-{PARENT}-01", "1".repeat(32)).as_str(),
+    );
+    f.client
+        .publish_with_headers("traced.dup.a", headers, "x".into())
+        .await
+        .unwrap();
+    assert_eq!(delivered(&mut f).await, "traced.dup.a");
+    let consumer = finished(&exporter, "process traced.dup.a");
+    assert_eq!(consumer.parent_span_id, SpanId::INVALID);
+    for foreign in [TRACE.to_string(), "1".repeat(32)] {
+        assert_ne!(
+            consumer.span_context.trace_id(),
+            TraceId::from_hex(&foreign).unwrap()
+        );
+    }
+    // One parent, its list in two values: one list. A value the grammar
+    // refuses drops the list, not the parent.
+    for (subject, states, expected) in [
+        (
+            "traced.dup.b",
+            &["congo=t61", "rojo=1"][..],
+            "congo=t61,rojo=1",
+        ),
+        ("traced.dup.c", &["congo=t61", "bad key=1"][..], ""),
+    ] {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("traceparent", format!("00-{TRACE}-{PARENT}-01").as_str());
+        for state in states {
+            headers.append("tracestate", *state);
+        }
+        f.client
+            .publish_with_headers(subject, headers, "x".into())
+            .await
+            .unwrap();
+        assert_eq!(delivered(&mut f).await, subject);
+        let consumer = finished(&exporter, &format!("process {subject}"));
+        assert_eq!(consumer.parent_span_id, SpanId::from_hex(PARENT).unwrap());
+        assert_eq!(consumer.span_context.trace_state().header(), expected);
+    }
+}
+
+#[tokio::test]
 async fn without_a_tracing_layer_messages_have_no_headers() {
     let (f, mut subscriber) = listening("plain.out").await;
 

@@ -168,7 +168,7 @@ pub fn parse_traceparent(traceparent: &str, tracestate: Option<&str>) -> Option<
     }
     let flags = u8::from_str_radix(flags, 16).ok()?;
     let state = tracestate
-        .filter(|s| s.len() <= MAX_TRACESTATE_LEN)
+        .filter(|s| valid_tracestate(s))
         .and_then(|s| s.parse::<TraceState>().ok())
         .unwrap_or_default();
     Some(SpanContext::new(
@@ -178,6 +178,84 @@ pub fn parse_traceparent(traceparent: &str, tracestate: Option<&str>) -> Option<
         true,
         state,
     ))
+}
+
+/// The most list members a `tracestate` may have.
+const MAX_TRACESTATE_MEMBERS: usize = 32;
+
+/// Whether `value` is a `tracestate` the W3C grammar allows: at most
+/// [`MAX_TRACESTATE_LEN`] bytes and [`MAX_TRACESTATE_MEMBERS`] members,
+/// each `key=value` with a key of the specification's characters (simple,
+/// or `tenant@system`) found once, and a value of printable ASCII without
+/// `,` or `=` that does not end in a space. Anything else is dropped whole
+/// (the specification's choice for a list it cannot parse), so a value
+/// carried on to the next hop (a NATS header, a lattice call, an OTLP
+/// span) is never one the specification calls invalid: a control
+/// character, a line break, a duplicated key.
+pub fn valid_tracestate(value: &str) -> bool {
+    if value.len() > MAX_TRACESTATE_LEN {
+        return false;
+    }
+    let mut keys: Vec<&str> = Vec::new();
+    for member in value.split(',') {
+        // Optional white space around members; empty members are allowed.
+        let member = member.trim_matches([' ', '\t']);
+        if member.is_empty() {
+            continue;
+        }
+        let Some((key, val)) = member.split_once('=') else {
+            return false;
+        };
+        if !valid_key(key) || !valid_value(val) || keys.contains(&key) {
+            return false;
+        }
+        keys.push(key);
+        if keys.len() > MAX_TRACESTATE_MEMBERS {
+            return false;
+        }
+    }
+    true
+}
+
+/// `lcalpha 0*255(lcalpha / DIGIT / "_" / "-" / "*" / "/")`, or
+/// `tenant@system`: a tenant of up to 241 such characters that may start
+/// with a digit, and a system of up to 14 that starts with a letter.
+fn valid_key(key: &str) -> bool {
+    let rest_ok = |s: &str| {
+        s.bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/'))
+    };
+    match key.split_once('@') {
+        None => {
+            key.len() <= 256
+                && key.as_bytes().first().is_some_and(u8::is_ascii_lowercase)
+                && rest_ok(key)
+        }
+        Some((tenant, system)) => {
+            (1..=241).contains(&tenant.len())
+                && tenant
+                    .as_bytes()
+                    .first()
+                    .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                && rest_ok(tenant)
+                && (1..=14).contains(&system.len())
+                && system
+                    .as_bytes()
+                    .first()
+                    .is_some_and(u8::is_ascii_lowercase)
+                && rest_ok(system)
+        }
+    }
+}
+
+/// `0*255(chr) nblk-chr`: printable ASCII but `,` and `=`, not ending in
+/// a space.
+fn valid_value(value: &str) -> bool {
+    (1..=256).contains(&value.len())
+        && !value.ends_with(' ')
+        && value
+            .bytes()
+            .all(|b| matches!(b, 0x20..=0x2b | 0x2d..=0x3c | 0x3e..=0x7e))
 }
 
 fn is_lower_hex(s: &str) -> bool {
@@ -256,6 +334,50 @@ mod tests {
         assert_eq!(sc.trace_state().header(), "");
         let sc = parse_traceparent(PARENT, Some("not a list member")).unwrap();
         assert_eq!(sc.trace_state().header(), "");
+        let many = (0..33)
+            .map(|i| format!("k{i}=v"))
+            .collect::<Vec<_>>()
+            .join(",");
+        for bad in [
+            "k=a\u{1b}b",
+            "k=a\rb",
+            "k=a\nb",
+            "k=é",
+            "k=\0",
+            "foo=1,foo=2",
+            "k=",
+            "K=v",
+            "1k=v",
+            "foo@=v",
+            "@sys=v",
+            "t@1sys=v",
+            "k==v",
+            many.as_str(),
+        ] {
+            let sc = parse_traceparent(PARENT, Some(bad)).unwrap();
+            assert_eq!(sc.trace_state().header(), "", "{bad:?} was kept");
+        }
+    }
+
+    #[test]
+    fn a_tracestate_the_grammar_allows_is_kept() {
+        let few = (0..32)
+            .map(|i| format!("k{i}=v"))
+            .collect::<Vec<_>>()
+            .join(",");
+        for good in [
+            "congo=t61rcWkgMzE",
+            "rojo=00f067aa0ba902b7, congo=t61rcWkgMzE",
+            "  a=1 ,, b=2\t",
+            "tenant1@vendor=x y",
+            "0t@sys=1",
+            "k*/_-=a!\"#$%&'()*+-./:;<>?@[]^_`{|}~",
+            few.as_str(),
+        ] {
+            assert!(valid_tracestate(good), "{good:?} was refused");
+            let sc = parse_traceparent(PARENT, Some(good)).unwrap();
+            assert_ne!(sc.trace_state().header(), "", "{good:?} was dropped");
+        }
     }
 
     #[test]
