@@ -190,8 +190,10 @@ return redis.call('LLEN', KEYS[1])
 /// accepts, `ARGV[2]` the operation, `ARGV[3]` the key as the actor named
 /// it): past the bound Redis answers an error of a few bytes instead of,
 /// say, a gigabyte the host would hold and then refuse. Each item counts
-/// as MessagePack encodes it (its header is 1 to 5 bytes), after room for
-/// the reply's envelope.
+/// as MessagePack encodes it (its header is 1 to 5 bytes) and at least 32
+/// bytes, what holding an item costs the host whatever its length (a reply
+/// of four million empty items fits 4 MiB encoded, and took hundreds of MB
+/// to read), after room for the reply's envelope.
 const BOUND_LUA: &str = r"
 local limit, size = tonumber(ARGV[1]) - 32, 0
 local function over()
@@ -202,8 +204,11 @@ end
 local function fits(items)
   for i = 1, #items do
     local n = #items[i]
-    if n < 32 then size = size + n + 1 elseif n < 256 then size = size + n + 2
-    elseif n < 65536 then size = size + n + 3 else size = size + n + 5 end
+    local cost
+    if n < 32 then cost = n + 1 elseif n < 256 then cost = n + 2
+    elseif n < 65536 then cost = n + 3 else cost = n + 5 end
+    if cost < 32 then cost = 32 end
+    size = size + cost
     if size > limit then return false end
   end
   return true
@@ -249,6 +254,13 @@ until cursor == '0'
 return out
 ";
 
+/// `GET`, refused past the bound before the value is read: a shared
+/// prefix (or another writer) can hold a string of up to 512 MB.
+const GET_SCRIPT: &str = r"
+if redis.call('STRLEN', KEYS[1]) + 5 > limit then return over() end
+return redis.call('GET', KEYS[1])
+";
+
 /// `SUNION` or `SINTER` (`ARGV[4]`) of `KEYS`, refused past the bound.
 const SET_ALGEBRA_SCRIPT: &str = r"
 local members = redis.call(ARGV[4], unpack(KEYS))
@@ -262,6 +274,7 @@ pub const DEFAULT_MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
 
 /// The scripts, loaded once per provider.
 struct Scripts {
+    get: Script,
     add: Script,
     clear: Script,
     list_del: Script,
@@ -379,13 +392,13 @@ impl RedisKeyspace {
 
     /// A bounded read ([`BOUND_LUA`]): `script` over `keys` (the first
     /// named in its refusal) with `args` after the bound's own.
-    async fn bounded(
+    async fn bounded<T: redis::FromRedisValue + Send>(
         &self,
         what: &str,
         script: &Script,
         keys: &[String],
         args: &[&str],
-    ) -> Result<Vec<String>, ProviderError> {
+    ) -> Result<T, ProviderError> {
         let op = Op {
             what,
             command: "EVALSHA",
@@ -411,8 +424,14 @@ impl RedisKeyspace {
 #[async_trait]
 impl Keyspace for RedisKeyspace {
     async fn get(&self, key: &str) -> Result<Option<String>, ProviderError> {
-        self.cmd("Get", Repeat::Safe, redis::cmd("GET").arg(self.key(key)))
-            .await
+        let scripts = Arc::clone(&self.scripts);
+        self.bounded(
+            "Get",
+            &scripts.get,
+            std::slice::from_ref(&key.to_string()),
+            &[],
+        )
+        .await
     }
 
     async fn set(&self, key: &str, value: String, expires_s: u32) -> Result<(), ProviderError> {
@@ -572,6 +591,7 @@ impl RedisBackend {
                 response,
             },
             scripts: Arc::new(Scripts {
+                get: Script::new(&format!("{BOUND_LUA}{GET_SCRIPT}")),
                 add: Script::new(ADD_SCRIPT),
                 clear: Script::new(CLEAR_SCRIPT),
                 list_del: Script::new(LIST_DEL_SCRIPT),

@@ -1214,3 +1214,85 @@ async fn reads_larger_than_the_actor_accepts_are_refused_by_redis() {
     .unwrap();
     assert_eq!(small.values, ["a"]);
 }
+
+#[tokio::test]
+async fn values_and_tiny_items_past_what_the_actor_accepts_are_refused_in_redis() {
+    let redis = RedisServer::start().unwrap();
+    let kv = RedisKeyValue::new();
+    // A shared namespace (another application writes there too), and an
+    // actor that accepts 1 MiB.
+    kv.bind_actor(bind_request(
+        ALICE,
+        DEFAULT,
+        &[
+            (CONFIG_URL, &redis.url()),
+            (CONFIG_KEY_PREFIX, "shared:"),
+            (waxosuit_codec::core::CONFIG_WAXOSUIT_MAX_PAYLOAD, "1048576"),
+        ],
+    ))
+    .await
+    .unwrap();
+    let mut conn = direct(&redis).await;
+    // A 2 MiB value the other writer stored: refused in Redis, not read
+    // into the host first.
+    let () = redis::cmd("SET")
+        .arg("shared:huge")
+        .arg("v".repeat(2 << 20))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_backend(
+        get_as_result(&kv, "huge").await,
+        "the reply of `Get` on key `huge` would be more than 1048576 bytes",
+    );
+    // 50,000 empty items: 50 KB as MessagePack, and each costs the host
+    // a value to hold. Counted at 32 bytes each, 1.6 MB: refused.
+    for _ in 0..50 {
+        let mut push = redis::cmd("RPUSH");
+        push.arg("shared:tiny");
+        for _ in 0..1000 {
+            push.arg("");
+        }
+        let _: i64 = push.query_async(&mut conn).await.unwrap();
+    }
+    assert_backend(
+        call::<_, ListRangeResponse>(
+            &kv,
+            OP_RANGE,
+            &ListRangeRequest {
+                key: "tiny".into(),
+                start: 0,
+                stop: -1,
+            },
+        )
+        .await,
+        "the reply of `Range` on key `tiny` would be more than 1048576 bytes",
+    );
+    // Within the bound, both still read; nothing was removed.
+    let () = redis::cmd("SET")
+        .arg("shared:small")
+        .arg("fine")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(get_as(&kv, ALICE, "small").await.value, "fine");
+    assert!(!get_as(&kv, ALICE, "absent").await.exists);
+    let window: ListRangeResponse = call(
+        &kv,
+        OP_RANGE,
+        &ListRangeRequest {
+            key: "tiny".into(),
+            start: 0,
+            stop: 999,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(window.values.len(), 1000);
+    let len: i64 = redis::cmd("STRLEN")
+        .arg("shared:huge")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 2 << 20);
+}

@@ -145,8 +145,10 @@ pub(crate) enum Quota {
 pub(crate) const ITEM_OVERHEAD_BYTES: u64 = 32;
 
 /// Items of a reply, counted as MessagePack encodes them (a header of 1 to
-/// 5 bytes each, after 32 for the reply's envelope) against `limit`, and
-/// copied only once they all fit.
+/// 5 bytes each) and at least [`ITEM_OVERHEAD_BYTES`] (what each costs the
+/// host to hold, however short), after 32 for the reply's envelope, against
+/// `limit`, and copied only once they all fit. The Redis backend counts the
+/// same way.
 fn bounded_reply<'a>(
     operation: &'static str,
     key: &str,
@@ -158,12 +160,13 @@ fn bounded_reply<'a>(
     let mut kept: Vec<&String> = Vec::new();
     for item in items {
         let n = item.len() as u64;
-        size += n + match n {
+        size += (n + match n {
             0..32 => 1,
             32..256 => 2,
             256..65_536 => 3,
             _ => 5,
-        };
+        })
+        .max(ITEM_OVERHEAD_BYTES);
         if size > room {
             return Err(StoreError::ReplyTooLarge {
                 operation,
@@ -883,6 +886,24 @@ mod tests {
             store.push("l", item.to_string(), Duration::ZERO).unwrap();
         }
         store
+    }
+
+    #[test]
+    fn tiny_items_count_what_holding_them_costs_in_a_reply() {
+        let mut s = Store::new(Limits {
+            max_reply_bytes: 32 + 100 * ITEM_OVERHEAD_BYTES,
+            ..UNLIMITED
+        });
+        for _ in 0..101 {
+            s.push("l", String::new(), Duration::ZERO).unwrap();
+        }
+        // 101 empty items are 101 bytes as MessagePack, but a reply holds
+        // each as a value: 32 bytes each, one more than the room.
+        assert!(matches!(
+            s.range("l", 0, -1, Duration::ZERO),
+            Err(StoreError::ReplyTooLarge { .. })
+        ));
+        assert_eq!(s.range("l", 0, 99, Duration::ZERO).unwrap().len(), 100);
     }
 
     #[test]
