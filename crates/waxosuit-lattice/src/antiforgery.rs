@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use waxosuit_claims::{Claims, ClaimsError, KeyKind, KeyPair, TokenKind, Verifier};
 
-use crate::auth::{Reason, Refusal, TrustPolicy, check_lifetime, shorten};
+use crate::auth::{Reason, Refusal, ReplayGuard, TrustPolicy, check_lifetime, shorten};
 use crate::protocol::{ChunkRef, Response, WireInvocation, digest, invocation_hash};
 
 /// How long an invocation token is valid: long enough for clock skew and a
@@ -155,7 +155,7 @@ pub fn verify(
     inv: &WireInvocation,
     to: Binding<'_>,
 ) -> Result<u64, Refusal> {
-    verify_refusal(verifier, trust, inv, to, None).map(|(_, expires)| expires)
+    verify_refusal(verifier, trust, inv, to, None, None).map(|(_, expires)| expires)
 }
 
 /// [`verify`], for a call received with trace headers whose
@@ -166,6 +166,7 @@ pub(crate) fn verify_refusal(
     inv: &WireInvocation,
     to: Binding<'_>,
     trace: Option<&str>,
+    replay: Option<&ReplayGuard>,
 ) -> Result<(u64, u64), Refusal> {
     let mismatch = |detail: String| Refusal::new(Reason::Mismatch, detail).by(&inv.host_id);
     // Who claims to have signed comes first: nothing is verified for a
@@ -247,6 +248,15 @@ pub(crate) fn verify_refusal(
              transit)"
                 .to_string(),
         ));
+    }
+    // The signature holds and binds the id (and every field checked
+    // above): a replay is refused now, before the payload (up to
+    // `max_payload`) is hashed, or resending a captured call would cost
+    // this host a hash per copy.
+    if let Some(replay) = replay {
+        replay
+            .refuse_if_seen(&inv.host_id, &inv.id)
+            .map_err(|r| r.by(&inv.host_id))?;
     }
     let expected = match &inv.chunked {
         Some(chunk) => chunk_hash(&origin_url, &target_url, chunk),
@@ -475,14 +485,14 @@ mod tests {
         let plain = invocation(&host, b"x", to());
         let mut traced = plain.clone();
         traced.encoded_claims = sign_traced(&host, &traced, to(), Some("T1")).unwrap();
-        verify_refusal(&v, &trust, &traced, to(), Some("T1")).unwrap();
-        verify_refusal(&v, &trust, &plain, to(), None).unwrap();
+        verify_refusal(&v, &trust, &traced, to(), Some("T1"), None).unwrap();
+        verify_refusal(&v, &trust, &plain, to(), None, None).unwrap();
         for (inv, received, what) in [
             (&traced, Some("T2"), "altered"),
             (&traced, None, "removed"),
             (&plain, Some("T1"), "added"),
         ] {
-            let err = verify_refusal(&v, &trust, inv, to(), received).unwrap_err();
+            let err = verify_refusal(&v, &trust, inv, to(), received, None).unwrap_err();
             assert_eq!(err.reason, Reason::Mismatch, "{what}: {err}");
             assert!(err.detail.contains("trace headers"), "{what}: {err}");
         }
@@ -499,12 +509,34 @@ mod tests {
     }
 
     #[test]
+    fn a_replayed_call_is_refused_before_its_payload_is_hashed() {
+        let host = KeyPair::generate(KeyKind::Server);
+        let trust = TrustPolicy::hosts([host.public_key()]).unwrap();
+        let v = Verifier::new();
+        let replay = ReplayGuard::new(100);
+        let inv = invocation(&host, b"x", to());
+        let (issued, expires) =
+            verify_refusal(&v, &trust, &inv, to(), None, Some(&replay)).unwrap();
+        replay
+            .check(&inv.host_id, &inv.id, issued, expires)
+            .unwrap();
+        // The same signed call with another payload: a replay, found before
+        // hashing (hashing would have called it a mismatch).
+        let mut resent = inv;
+        resent.msg = vec![b'x'; 4096];
+        let err = verify_refusal(&v, &trust, &resent, to(), None, Some(&replay)).unwrap_err();
+        assert_eq!(err.reason, Reason::Replayed, "{err}");
+        let err = verify_refusal(&v, &trust, &resent, to(), None, None).unwrap_err();
+        assert_eq!(err.reason, Reason::Mismatch, "{err}");
+    }
+
+    #[test]
     fn an_unknown_host_is_refused_before_its_signature_is_checked() {
         let stranger = KeyPair::generate(KeyKind::Server);
         let trusted = KeyPair::generate(KeyKind::Server);
         let inv = invocation(&stranger, b"x", to());
         let trust = TrustPolicy::hosts([trusted.public_key()]).unwrap();
-        let err = verify_refusal(&Verifier::new(), &trust, &inv, to(), None).unwrap_err();
+        let err = verify_refusal(&Verifier::new(), &trust, &inv, to(), None, None).unwrap_err();
         assert_eq!(err.reason, Reason::Untrusted);
         assert!(err.detail.contains("trust list"), "{err}");
         verify(&Verifier::new(), &TrustPolicy::any_host(), &inv, to()).unwrap();

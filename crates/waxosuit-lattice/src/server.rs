@@ -200,7 +200,10 @@ impl Inner {
     /// "Which host serves this?": this one, with its session token (signed
     /// by this host, so the answer costs no signature per question).
     async fn answer_discovery(&self, msg: Message) {
-        let Some(reply) = msg.reply.clone() else {
+        // Answered only into the lattice's own inboxes: anyone may ask, and
+        // an answer sent where the asker names would make this host publish,
+        // with its credentials, to any subject at the asker's rate.
+        let Some(reply) = msg.reply.clone().filter(|r| self.bus.subjects.is_inbox(r)) else {
             return;
         };
         let Ok(question) = decode::<Discover>("discovery", &msg.payload) else {
@@ -275,7 +278,15 @@ impl Inner {
         served: &Served,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) {
-        let Some(reply) = msg.reply.as_ref().map(|r| r.to_string()) else {
+        // A call signed for a reply subject names it in its claims, and a
+        // lattice client's inboxes are all under the lattice's prefix: a
+        // reply subject elsewhere gets no answer, not even a refusal.
+        let Some(reply) = msg
+            .reply
+            .as_ref()
+            .map(|r| r.to_string())
+            .filter(|r| self.bus.subjects.is_inbox(r))
+        else {
             return;
         };
         let call = match self.authenticate(&msg, served, &reply) {
@@ -306,7 +317,12 @@ impl Inner {
 
     /// A call that arrived while its target was at its limit.
     async fn turn_away(&self, msg: Message, served: &Served) {
-        let Some(reply) = msg.reply.as_ref().map(|r| r.to_string()) else {
+        let Some(reply) = msg
+            .reply
+            .as_ref()
+            .map(|r| r.to_string())
+            .filter(|r| self.bus.subjects.is_inbox(r))
+        else {
             return;
         };
         self.metrics.busy();
@@ -517,6 +533,7 @@ impl Inner {
             &inv,
             to,
             trace_binding.as_deref(),
+            Some(&self.keys.replay),
         ) {
             Ok(window) => window,
             Err(refusal) => return Err(refuse(&inv.id, ErrorKind::Forged, refusal)),

@@ -646,3 +646,48 @@ async fn a_flood_on_the_events_subject_is_held_to_a_bounded_backlog() {
     .expect("no event after the flood");
     assert_eq!(started.kind, "dev.waxosuit.actor_started");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_go_only_to_the_lattices_own_inboxes() {
+    let net = Net::new(2);
+    let b = net.node(1, &[]).await;
+    let (module, key) = net.echo_actor(&[]);
+    b.host.add_actor(&module, "echo", None).await.unwrap();
+    let nats = net.attacker().await;
+    let question = protocol::encode(&protocol::Discover {
+        v: PROTOCOL_VERSION,
+        discover: true,
+    })
+    .unwrap();
+    // A subject of someone else's the asker wants B to publish to.
+    let mut victim = nats.subscribe("victim.x").await.unwrap();
+    let inbox = format!("{}.asker", b.lattice.subjects().inbox_prefix());
+    let mut asker = nats.subscribe(inbox.clone()).await.unwrap();
+    synced_with_server(&nats).await;
+    let shared = b.lattice.subjects().actor(&key);
+    for _ in 0..3 {
+        nats.publish_with_reply(
+            shared.clone(),
+            "victim.x".to_string(),
+            question.clone().into(),
+        )
+        .await
+        .unwrap();
+        // An unsigned call, which earlier got an unauthenticated refusal.
+        nats.publish_with_reply(
+            call_subject(&b, &key),
+            "victim.x".to_string(),
+            b"{}".to_vec().into(),
+        )
+        .await
+        .unwrap();
+    }
+    assert!(silent(&mut victim, QUIET).await, "B published to victim.x");
+    // The same question from a lattice inbox is answered, by B.
+    nats.publish_with_reply(shared, inbox, question.into())
+        .await
+        .unwrap();
+    let here = next(&mut asker).await;
+    let here: protocol::Here = protocol::decode("discovery answer", &here.payload).unwrap();
+    assert_eq!(here.host, b.lattice.host_id());
+}

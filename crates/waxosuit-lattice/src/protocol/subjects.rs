@@ -103,6 +103,16 @@ impl Subjects {
         format!("{}._INBOX", self.prefix)
     }
 
+    /// Whether `subject` is one of this lattice's reply inboxes: every
+    /// host's and client's connection makes its inboxes there, so an
+    /// answer addressed anywhere else was not asked for by one of them.
+    pub fn is_inbox(&self, subject: &str) -> bool {
+        subject
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|rest| rest.strip_prefix("._INBOX."))
+            .is_some_and(|token| !token.is_empty())
+    }
+
     /// Inventory scatter-gather of one kind.
     pub fn inventory(&self, kind: InventoryKind) -> String {
         format!("{}.inventory.{}", self.prefix, kind.as_str())

@@ -212,8 +212,18 @@ impl Net {
     }
 
     /// A plain NATS client holding no key at all: the attacker.
+    /// A plain client on the same server, with no key anybody trusts. Its
+    /// inboxes are under the lattice's prefix, as an attacker would choose
+    /// them: hosts answer nowhere else.
     pub(crate) async fn attacker(&self) -> async_nats::Client {
-        async_nats::connect(self.nats.url()).await.unwrap()
+        async_nats::ConnectOptions::new()
+            .custom_inbox_prefix(format!(
+                "{}._INBOX",
+                waxosuit_lattice::protocol::DEFAULT_PREFIX
+            ))
+            .connect(self.nats.url())
+            .await
+            .unwrap()
     }
 }
 
