@@ -23,6 +23,11 @@
 //! expired are dropped to make room; if none has, the new key is not cached
 //! (its decision is evaluated every time), so a guest inventing operation
 //! names cannot grow the host's memory or evict the decisions of others.
+//! Nor can it take their room: one actor holds at most a quarter of each
+//! shard's live entries. Without that share, an actor inventing ~1,600
+//! names a second kept every shard full of its own fresh decisions, and
+//! every other actor's decision, once expired, found no room and went to
+//! the engine (an OPA round trip, a decision-log line) on every call.
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -110,6 +115,8 @@ pub(crate) struct DecisionCache {
     /// Zero disables the cache.
     ttl_nanos: u64,
     per_shard: usize,
+    /// The most live entries of one actor in a shard.
+    per_actor: usize,
 }
 
 impl DecisionCache {
@@ -121,6 +128,9 @@ impl DecisionCache {
             // as good as forever.
             ttl_nanos: u64::try_from(ttl.as_nanos()).unwrap_or(u64::MAX >> VERDICT_BITS),
             per_shard: capacity.div_ceil(SHARDS),
+            // A quarter, but never fewer than 8 (or the whole of a shard
+            // smaller than that): a small cache is a test's or a tiny host's.
+            per_actor: (capacity.div_ceil(SHARDS) / 4).max(capacity.div_ceil(SHARDS).min(8)),
         }
     }
 
@@ -188,9 +198,19 @@ impl DecisionCache {
             entry.state.store(state, Ordering::Relaxed);
             return;
         }
+        let now = self.now();
+        let live = |e: &Arc<Entry>| e.state.load(Ordering::Relaxed) >> VERDICT_BITS > now;
+        // A scan of one shard (a few hundred entries) on a miss, which
+        // already costs an evaluation.
+        let held = current
+            .iter()
+            .filter(|e| *e.actor == *key.actor && live(e))
+            .count();
+        if held >= self.per_actor {
+            // This actor's share is full of live decisions: uncached.
+            return;
+        }
         let mut table = if current.len() >= self.per_shard {
-            let now = self.now();
-            let live = |e: &Arc<Entry>| e.state.load(Ordering::Relaxed) >> VERDICT_BITS > now;
             if current.iter().all(live) {
                 // Full of live decisions: this key goes uncached.
                 return;
@@ -310,6 +330,30 @@ mod tests {
         let long_ago = cache.now().saturating_sub(60 * MS);
         cache.insert(&key("Get"), Verdict::Allow, long_ago);
         assert_eq!(cache.get(&key("Get")), None);
+    }
+
+    #[test]
+    fn one_actor_cannot_take_the_room_of_others() {
+        // 64 entries a shard, 16 of them for any one actor.
+        let cache = DecisionCache::new(Duration::from_secs(10), SHARDS * 64);
+        let names: Vec<String> = (0..SHARDS * 128).map(|i| format!("Op{i}")).collect();
+        for name in &names {
+            let hostile = InvokeKey {
+                actor: "MEVIL",
+                ..key(name)
+            };
+            cache.insert(&hostile, Verdict::Allow, cache.now());
+        }
+        assert!(cache.len() <= SHARDS * 16, "{} entries", cache.len());
+        // Every other actor's decisions still find room, in every shard.
+        for name in &names {
+            cache.insert(&key(name), Verdict::Allow, cache.now());
+        }
+        let kept = names
+            .iter()
+            .filter(|name| cache.get(&key(name)).is_some())
+            .count();
+        assert!(kept >= SHARDS * 8, "only {kept} of the other actor's kept");
     }
 
     #[test]
