@@ -20,8 +20,17 @@ pub(crate) fn keys_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os(KEYS_DIR_ENV) {
         return PathBuf::from(dir);
     }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-    home.join(".waxosuit").join("keys")
+    home_dir().join(".waxosuit").join("keys")
+}
+
+/// The user's home: `$HOME`, else the account database's entry, else `/`.
+/// Never the working directory: a checked-out repository holding
+/// `.waxosuit/keys/account.nk` would otherwise become a trusted issuer for
+/// whoever ran the CLI there without `HOME` (a service, a container).
+pub(crate) fn home_dir() -> PathBuf {
+    std::env::home_dir()
+        .filter(|home| home.is_absolute())
+        .unwrap_or_else(|| PathBuf::from("/"))
 }
 
 /// Writes a seed to `path`, readable by the owner only from the first byte.
@@ -217,12 +226,22 @@ pub(crate) fn local_account_in(dir: &Path) -> LocalAccount {
     };
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let mode = meta.permissions().mode();
         if mode & 0o022 != 0 {
             return unusable(format!(
                 "other users may write to it (mode {:o}); `chmod 600` it",
                 mode & 0o777
+            ));
+        }
+        // Trusted because it is this user's own: a file another user owns
+        // (placed in a shared or pre-existing directory) is their key.
+        let me = rustix::process::geteuid().as_raw();
+        if meta.uid() != me && meta.uid() != 0 {
+            return unusable(format!(
+                "it belongs to user {}, not to this user ({me}); only an account file of your \
+                 own is trusted automatically",
+                meta.uid()
             ));
         }
     }
@@ -383,6 +402,17 @@ mod tests {
             assert!(
                 matches!(local_account_in(dir.path()), LocalAccount::Unusable { reason, .. } if reason.contains("chmod 600"))
             );
+            // Another user's file, private to them: their key, not ours.
+            // (Only root may give a file away; elsewhere this part is moot.)
+            write_seed(&dir.path().join(ACCOUNT_FILE), &account).unwrap();
+            if rustix::process::geteuid().is_root()
+                && std::os::unix::fs::chown(dir.path().join(ACCOUNT_FILE), Some(65534), None)
+                    .is_ok()
+            {
+                assert!(
+                    matches!(local_account_in(dir.path()), LocalAccount::Unusable { reason, .. } if reason.contains("belongs to user 65534"))
+                );
+            }
         }
     }
 

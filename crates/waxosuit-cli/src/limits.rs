@@ -72,8 +72,7 @@ pub(crate) fn default_cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os(CACHE_DIR_ENV) {
         return PathBuf::from(dir);
     }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-    home.join(".cache").join("waxosuit")
+    crate::keystore::home_dir().join(".cache").join("waxosuit")
 }
 
 /// Limits from a manifest entry on top of `base`.

@@ -441,3 +441,41 @@ fn insert_refuses_an_archive_whose_libraries_changed_after_signing() {
     // The archive is left as it was: still refused wherever it goes.
     assert_eq!(std::fs::read(env.path("acme.par")).unwrap(), before);
 }
+
+#[test]
+fn an_account_file_in_the_working_directory_is_not_trusted_without_home() {
+    let env = Env::new();
+    env.create();
+    // The archive's signer's seed, where a checked-out repository would put
+    // it: `.waxosuit/keys/account.nk` under the working directory.
+    let keys = env.path(".waxosuit").join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let seed = keys.join("account.nk");
+    std::fs::write(&seed, env.account.seed().unwrap()).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&seed, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let out = env
+        .cmd()
+        .env_remove("HOME")
+        .env_remove("WAXOSUIT_KEYS")
+        .args(["par", "inspect", "acme.par"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(!stdout.contains("trusted issuer)"), "{stdout}");
+    // With the keys directory named, the same file is the user's account.
+    let out = env
+        .cmd()
+        .env("WAXOSUIT_KEYS", &keys)
+        .args(["par", "inspect", "acme.par"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("valid (signature, trusted issuer, hashes)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

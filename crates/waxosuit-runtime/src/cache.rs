@@ -109,6 +109,7 @@ impl ModuleCache {
         if let Some(dir) = &dir {
             fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create cache directory {}: {e}", dir.display()))?;
+            check_private(dir)?;
         }
         let mut fingerprint = engine_fingerprint(engine);
         if !preinitialize {
@@ -157,6 +158,44 @@ impl ModuleCache {
         }
         Ok((prepared, outcome))
     }
+}
+
+/// Refuses a cache directory that belongs to another user, and warns about
+/// one others may write to. An entry is native code run as it is found (its
+/// checksum is a plain hash anyone can compute), so whoever may put a file
+/// there may run code in this host. A writable mode alone is a warning, not
+/// a refusal: a Kubernetes `emptyDir` is mode 0777 yet private to its pod.
+#[cfg(unix)]
+fn check_private(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = fs::metadata(dir)
+        .map_err(|e| format!("cannot read cache directory {}: {e}", dir.display()))?;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(format!(
+            "cache directory {} belongs to user {}, not to this user ({me}): compiled modules \
+             found there would run as native code; choose a directory of your own or turn the \
+             cache off",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o022 != 0 {
+        tracing::warn!(
+            dir = %dir.display(),
+            mode = format_args!("{:o}", mode & 0o777),
+            "the compiled-module cache directory may be written by other users or groups: \
+             whoever can put a file there can run code in this host. Unless the directory is \
+             private to this host (a pod's emptyDir), `chmod go-w` it or choose another"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_dir: &Path) -> Result<(), String> {
+    Ok(())
 }
 
 const CHECKSUM_LEN: usize = 32;
@@ -215,6 +254,23 @@ fn write_entry(path: &Path, prepared: &Prepared) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_cache_directory_of_another_user_is_refused() {
+        let engine = Engine::default();
+        let root = tempfile::tempdir().unwrap();
+        let theirs = root.path().join("theirs");
+        fs::create_dir(&theirs).unwrap();
+        ModuleCache::new(Some(theirs.clone()), &engine, true).unwrap();
+        // Only root may give a directory away; elsewhere this part is moot.
+        if rustix::process::geteuid().is_root()
+            && std::os::unix::fs::chown(&theirs, Some(65534), None).is_ok()
+        {
+            let err = ModuleCache::new(Some(theirs), &engine, true).unwrap_err();
+            assert!(err.contains("belongs to user 65534"), "{err}");
+        }
+    }
 
     #[test]
     fn hex_is_lowercase_and_complete() {
