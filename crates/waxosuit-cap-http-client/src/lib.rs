@@ -348,9 +348,7 @@ impl CapabilityProvider for HttpClientProvider {
         let max_reply = actor_limit(&request);
 
         let policy = Arc::new(policy);
-        let mut http = HttpConnector::new_with_resolver(CheckedResolver {
-            policy: Arc::clone(&policy),
-        });
+        let mut http = HttpConnector::new_with_resolver(CheckedResolver::new(Arc::clone(&policy)));
         // The TLS wrapper handles `https`; the inner connector must let it.
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -822,9 +820,38 @@ async fn read_response(
 /// Resolves host names for one binding's connector and drops every
 /// address its policy refuses, so connections only ever go to checked
 /// addresses.
+///
+/// A lookup runs `getaddrinfo` on a blocking thread, which keeps running
+/// after the call that asked gave up (its deadline passed): a slow
+/// resolver answers in seconds. So each binding has at most
+/// [`MAX_LOOKUPS`] lookups running, the permit held by the blocking thread
+/// itself; an actor asking for name after slow name waits on its own
+/// lookups, instead of taking the runtime's blocking threads from every
+/// other use.
 #[derive(Clone)]
 struct CheckedResolver {
     policy: Arc<EgressPolicy>,
+    lookups: Arc<tokio::sync::Semaphore>,
+    lookup: fn(&str) -> std::io::Result<Vec<SocketAddr>>,
+}
+
+/// Host-name lookups one binding may have running at once.
+const MAX_LOOKUPS: usize = 8;
+
+impl CheckedResolver {
+    fn new(policy: Arc<EgressPolicy>) -> CheckedResolver {
+        CheckedResolver {
+            policy,
+            lookups: Arc::new(tokio::sync::Semaphore::new(MAX_LOOKUPS)),
+            lookup: system_lookup,
+        }
+    }
+}
+
+/// The system resolver (`getaddrinfo`), as `std` calls it.
+fn system_lookup(host: &str) -> std::io::Result<Vec<SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    Ok((host, 0).to_socket_addrs()?.collect())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -846,14 +873,28 @@ impl tower_service::Service<Name> for CheckedResolver {
 
     fn call(&mut self, name: Name) -> Self::Future {
         let policy = Arc::clone(&self.policy);
+        let lookups = Arc::clone(&self.lookups);
+        let lookup = self.lookup;
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let resolved = tokio::net::lookup_host((host.as_str(), 0))
+            let lookup_error = |reason: String| ResolveError::Lookup {
+                host: host.clone(),
+                reason,
+            };
+            // Never closed; an error would only mean no lookup can run.
+            let permit = lookups
+                .acquire_owned()
                 .await
-                .map_err(|e| ResolveError::Lookup {
-                    host: host.clone(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| lookup_error(e.to_string()))?;
+            let name = host.clone();
+            let resolved = tokio::task::spawn_blocking(move || {
+                // Held until `getaddrinfo` returns, whoever still waits.
+                let _permit = permit;
+                lookup(&name)
+            })
+            .await
+            .map_err(|e| lookup_error(e.to_string()))?
+            .map_err(|e| lookup_error(e.to_string()))?;
             let mut accepted = Vec::new();
             let mut refusal = None;
             for addr in resolved {
@@ -880,6 +921,38 @@ impl tower_service::Service<Name> for CheckedResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    static RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    static MOST: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    /// A resolver that takes 300 ms and counts how many run at once.
+    fn slow_lookup(_: &str) -> std::io::Result<Vec<SocketAddr>> {
+        use std::sync::atomic::Ordering;
+        let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+        MOST.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        RUNNING.fetch_sub(1, Ordering::SeqCst);
+        Ok(vec![SocketAddr::from(([127, 0, 0, 1], 0))])
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abandoned_lookups_keep_their_place_until_the_resolver_answers() {
+        use tower_service::Service;
+        let resolver = CheckedResolver {
+            lookup: slow_lookup,
+            ..CheckedResolver::new(Arc::new(EgressPolicy::parse("*").unwrap()))
+        };
+        // 40 calls, each given up after 20 ms, as a call's deadline would.
+        for i in 0..40 {
+            let mut r = resolver.clone();
+            let name: Name = format!("slow{i}.test").parse().unwrap();
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(20), r.call(name)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        let most = MOST.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(most <= MAX_LOOKUPS, "{most} lookups ran at once");
+        assert!(most > 0);
+    }
 
     fn uri(s: &str) -> Uri {
         s.parse().unwrap()
