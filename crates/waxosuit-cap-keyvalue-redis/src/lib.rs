@@ -40,7 +40,7 @@
 //!
 //!   | Operation | Redis | Notes |
 //!   |---|---|---|
-//!   | `Get` | `GET` | `exists: false` for a missing key |
+//!   | `Get` | `GET` (after `STRLEN`, in a script) | `exists: false` for a missing key |
 //!   | `Set` | `SET` / `SET … EX` | `expires` seconds, `0` for none (the 2020 provider ignored it) |
 //!   | `Add` | `INCRBY` | a result outside the reply's `i32` is refused and the value left as it was |
 //!   | `Del` | `DEL` | any type |
@@ -55,8 +55,9 @@
 //!
 //!   `Add`, `Clear` and `ListItemDelete` run as Lua scripts so that their
 //!   checks and writes are one atomic step, as in the memory provider.
-//!   `Range`, `SetQuery`, `SetUnion` and `SetIntersection` run as scripts
-//!   that count the reply's bytes as they gather it (`Range` and `SetQuery`
+//!   `Get`, `Range`, `SetQuery`, `SetUnion` and `SetIntersection` run as
+//!   scripts that count the reply's bytes as they gather it (each item at
+//!   least 32 bytes, what holding it costs the host) (`Range` and `SetQuery`
 //!   256 items at a time) and answer an `ERR` naming the operation, the key
 //!   and the bound instead of a reply larger than the actor accepts (the
 //!   host's `__waxosuit_max_payload`, [`DEFAULT_MAX_REPLY_BYTES`] without

@@ -61,9 +61,10 @@ pub(crate) fn process(message: &async_nats::Message, actor: &str) -> Span {
     );
     if !span.is_disabled()
         && let Some(headers) = &message.headers
+        && let Some(parent) = only(headers, TRACEPARENT)
     {
         let state = combined(headers, TRACESTATE);
-        waxosuit_trace::continue_trace(&span, only(headers, TRACEPARENT), state.as_deref());
+        waxosuit_trace::continue_trace(&span, Some(parent), state.as_deref());
     }
     span
 }

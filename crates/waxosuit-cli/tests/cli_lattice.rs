@@ -267,10 +267,16 @@ fn three_hosts_serve_as_one_and_survive_restarts_failures_and_forgeries() {
     // A forged invocation (unknown host key) is refused and logged by B.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let nats_client = async_nats::connect(nats.url()).await.unwrap();
+        let subjects = waxosuit_lattice::protocol::Subjects::new("waxosuit").unwrap();
+        // Hosts answer only into the lattice's inboxes; an attacker picks
+        // its inboxes there.
+        let nats_client = async_nats::ConnectOptions::new()
+            .custom_inbox_prefix(subjects.inbox_prefix())
+            .connect(nats.url())
+            .await
+            .unwrap();
         let stranger = KeyPair::generate(KeyKind::Server);
         // Calls go to the serving host's own subject: B's for the echo actor.
-        let subjects = waxosuit_lattice::protocol::Subjects::new("waxosuit").unwrap();
         let subject = subjects.at(&subjects.actor(&echo), &hosts.keys[1]);
         let inbox = nats_client.new_inbox();
         let mut answers = nats_client.subscribe(inbox.clone()).await.unwrap();

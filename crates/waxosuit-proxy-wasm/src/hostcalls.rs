@@ -530,6 +530,7 @@ fn proxy_log(c: C<'_>, level: i32, ptr: i32, len: i32) -> Result<i32> {
 /// VMs (a filter logging in a loop would otherwise fill the host's log,
 /// and disk, at memory speed). The lines dropped in a second are counted
 /// and said once the next second's first line is written.
+///
 /// The host's own warnings about what a filter did (a callout refused or
 /// failed, an unknown upstream) draw on the same budget: a filter can
 /// cause them in a loop as easily as it can log.

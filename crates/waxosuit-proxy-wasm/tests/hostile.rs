@@ -903,8 +903,10 @@ async fn calls_to_an_unnamed_upstream_in_a_loop_are_warned_within_the_log_budget
     let said = said.lock().unwrap().clone();
     let limit = waxosuit_runtime::console::MAX_LINES_PER_SECOND as usize;
     assert!(!said.is_empty(), "the refusal is said");
+    // The budget's second may turn during the loop: two of them, and the
+    // notice of what the first dropped.
     assert!(
-        said.len() <= limit,
+        said.len() <= 2 * limit + 1,
         "{} warnings for one request",
         said.len()
     );

@@ -1,6 +1,6 @@
 //! On-disk cache of compiled modules.
 //!
-//! An entry is `<dir>/<sha256(module)>-<engine fingerprint>.cwasm`: the output
+//! An entry is `<dir>/modules/<sha256(module)>-<engine fingerprint>.cwasm`: the output
 //! of [`Module::serialize`], one byte saying whether the module is the
 //! pre-initialised form (see `snapshot`), and the SHA-256 of both. The
 //! fingerprint hashes wasmtime's precompile-compatibility hash (its version
@@ -11,8 +11,12 @@
 //! [`Module::deserialize`] trusts its input to be machine code wasmtime
 //! produced. The trailing checksum guarantees that the bytes are exactly the
 //! ones this process family wrote (a torn or corrupted file is detected and
-//! recompiled); the cache directory itself must be writable only by the host,
-//! like its binaries.
+//! recompiled); the directory entries live in must be writable only by the
+//! host, like its binaries. So they live in `modules`, a directory of the
+//! host's own (made mode 0700, refused when it is someone else's or others
+//! may write to it, checked again before each read), whatever the configured
+//! directory is: a Kubernetes `emptyDir` (root's, mode 0777) or a shared
+//! volume.
 
 #![expect(
     unsafe_code,
@@ -106,11 +110,18 @@ impl ModuleCache {
         engine: &Engine,
         preinitialize: bool,
     ) -> Result<Self, String> {
-        if let Some(dir) = &dir {
-            fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create cache directory {}: {e}", dir.display()))?;
-            check_private(dir)?;
-        }
+        let dir = match dir {
+            Some(parent) => {
+                fs::create_dir_all(&parent).map_err(|e| {
+                    format!("cannot create cache directory {}: {e}", parent.display())
+                })?;
+                let own = parent.join(MODULES_DIR);
+                make_private_dir(&own)?;
+                check_private(&own)?;
+                Some(own)
+            }
+            None => None,
+        };
         let mut fingerprint = engine_fingerprint(engine);
         if !preinitialize {
             fingerprint.push_str(PLAIN_SUFFIX);
@@ -138,6 +149,13 @@ impl ModuleCache {
         let Some(path) = self.path_for(hash) else {
             return build().map(|p| (p, CacheOutcome::Disabled));
         };
+        // Checked again: the directory may have been replaced since start.
+        if let Some(dir) = &self.dir
+            && let Err(reason) = check_private(dir)
+        {
+            tracing::warn!(%reason, "compiled-module cache not used for this load");
+            return build().map(|p| (p, CacheOutcome::Disabled));
+        }
         let outcome = match fs::read(&path) {
             Ok(entry) => match load_entry(engine, &entry) {
                 Some(prepared) => return Ok((prepared, CacheOutcome::Hit)),
@@ -160,35 +178,58 @@ impl ModuleCache {
     }
 }
 
-/// Refuses a cache directory that belongs to another user, and warns about
-/// one others may write to. An entry is native code run as it is found (its
-/// checksum is a plain hash anyone can compute), so whoever may put a file
-/// there may run code in this host. A writable mode alone is a warning, not
-/// a refusal: a Kubernetes `emptyDir` is mode 0777 yet private to its pod.
+/// The directory of the host's own under the configured one.
+const MODULES_DIR: &str = "modules";
+
+/// Makes `dir` (not its parents) readable and writable by this user only,
+/// unless it exists.
+fn make_private_dir(dir: &Path) -> Result<(), String> {
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    match builder.create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(format!(
+            "cannot create cache directory {}: {e}",
+            dir.display()
+        )),
+    }
+}
+
+/// Refuses a directory of entries that is not a directory of this user's
+/// own that only this user may write: an entry is native code run as it is
+/// found (its checksum is a plain hash anyone can compute), so whoever may
+/// put a file there may run code in this host.
 #[cfg(unix)]
 fn check_private(dir: &Path) -> Result<(), String> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let meta = fs::metadata(dir)
+    let fix = "remove it (the host makes it again, its own) or choose another cache directory";
+    let meta = fs::symlink_metadata(dir)
         .map_err(|e| format!("cannot read cache directory {}: {e}", dir.display()))?;
+    if !meta.is_dir() {
+        return Err(format!(
+            "cache directory {} is not a directory (a symbolic link?); {fix}",
+            dir.display()
+        ));
+    }
     let me = rustix::process::geteuid().as_raw();
-    if meta.uid() != me && meta.uid() != 0 {
+    if meta.uid() != me {
         return Err(format!(
             "cache directory {} belongs to user {}, not to this user ({me}): compiled modules \
-             found there would run as native code; choose a directory of your own or turn the \
-             cache off",
+             found there would run as native code; {fix}",
             dir.display(),
             meta.uid()
         ));
     }
     let mode = meta.permissions().mode();
     if mode & 0o022 != 0 {
-        tracing::warn!(
-            dir = %dir.display(),
-            mode = format_args!("{:o}", mode & 0o777),
-            "the compiled-module cache directory may be written by other users or groups: \
-             whoever can put a file there can run code in this host. Unless the directory is \
-             private to this host (a pod's emptyDir), `chmod go-w` it or choose another"
-        );
+        return Err(format!(
+            "cache directory {} may be written by others (mode {:o}): compiled modules found \
+             there would run as native code; `chmod 700` it, or {fix}",
+            dir.display(),
+            mode & 0o777
+        ));
     }
     Ok(())
 }
@@ -257,17 +298,51 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn a_cache_directory_of_another_user_is_refused() {
+    fn entries_live_in_a_private_directory_whatever_the_configured_one() {
+        use std::os::unix::fs::PermissionsExt;
         let engine = Engine::default();
         let root = tempfile::tempdir().unwrap();
-        let theirs = root.path().join("theirs");
-        fs::create_dir(&theirs).unwrap();
-        ModuleCache::new(Some(theirs.clone()), &engine, true).unwrap();
-        // Only root may give a directory away; elsewhere this part is moot.
+        // An emptyDir is mode 0777: the entries go to a directory of our own.
+        let shared = root.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).unwrap();
+        let cache = ModuleCache::new(Some(shared.clone()), &engine, true).unwrap();
+        let own = shared.join(MODULES_DIR);
+        assert_eq!(cache.path_for("h").unwrap().parent(), Some(own.as_path()));
+        let mode = fs::metadata(&own).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        // Opened up (or planted open) by someone: refused, at start and on load.
+        fs::set_permissions(&own, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = ModuleCache::new(Some(shared.clone()), &engine, true).unwrap_err();
+        assert!(err.contains("may be written by others (mode 777)"), "{err}");
+        let (_, outcome) = cache
+            .load_or_build(&engine, "h", || {
+                Ok(Prepared {
+                    module: Module::new(&engine, b"\0asm\x01\0\0\0").unwrap(),
+                    preinitialized: false,
+                    cacheable: true,
+                })
+            })
+            .unwrap();
+        assert_eq!(outcome, CacheOutcome::Disabled);
+        assert_eq!(
+            fs::read_dir(&own).unwrap().count(),
+            0,
+            "an entry was written"
+        );
+        // A link in its place: refused.
+        fs::remove_dir(&own).unwrap();
+        std::os::unix::fs::symlink(root.path(), &own).unwrap();
+        let err = ModuleCache::new(Some(shared.clone()), &engine, true).unwrap_err();
+        assert!(err.contains("not a directory"), "{err}");
+        // Another user's (only root may give a directory away).
+        fs::remove_file(&own).unwrap();
+        fs::create_dir(&own).unwrap();
+        fs::set_permissions(&own, fs::Permissions::from_mode(0o700)).unwrap();
         if rustix::process::geteuid().is_root()
-            && std::os::unix::fs::chown(&theirs, Some(65534), None).is_ok()
+            && std::os::unix::fs::chown(&own, Some(65534), None).is_ok()
         {
-            let err = ModuleCache::new(Some(theirs), &engine, true).unwrap_err();
+            let err = ModuleCache::new(Some(shared), &engine, true).unwrap_err();
             assert!(err.contains("belongs to user 65534"), "{err}");
         }
     }

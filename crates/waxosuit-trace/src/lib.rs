@@ -184,7 +184,7 @@ pub fn parse_traceparent(traceparent: &str, tracestate: Option<&str>) -> Option<
 const MAX_TRACESTATE_MEMBERS: usize = 32;
 
 /// Whether `value` is a `tracestate` the W3C grammar allows: at most
-/// [`MAX_TRACESTATE_LEN`] bytes and [`MAX_TRACESTATE_MEMBERS`] members,
+/// [`MAX_TRACESTATE_LEN`] bytes and 32 members,
 /// each `key=value` with a key of the specification's characters (simple,
 /// or `tenant@system`) found once, and a value of printable ASCII without
 /// `,` or `=` that does not end in a space. Anything else is dropped whole

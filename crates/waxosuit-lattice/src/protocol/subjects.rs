@@ -107,10 +107,14 @@ impl Subjects {
     /// host's and client's connection makes its inboxes there, so an
     /// answer addressed anywhere else was not asked for by one of them.
     pub fn is_inbox(&self, subject: &str) -> bool {
+        // Whole tokens only: `{p}._INBOX.>` would reach every inbox.
         subject
             .strip_prefix(self.prefix.as_str())
             .and_then(|rest| rest.strip_prefix("._INBOX."))
-            .is_some_and(|token| !token.is_empty())
+            .is_some_and(|rest| {
+                rest.split('.')
+                    .all(|t| !t.is_empty() && t != "*" && t != ">")
+            })
     }
 
     /// Inventory scatter-gather of one kind.
@@ -183,6 +187,30 @@ impl InventoryKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_lattices_own_inboxes_are_inboxes() {
+        let s = Subjects::new("waxosuit").unwrap();
+        for yes in ["waxosuit._INBOX.abc", "waxosuit._INBOX.abc.1"] {
+            assert!(s.is_inbox(yes), "{yes}");
+        }
+        for no in [
+            "waxosuit._INBOX.",
+            "waxosuit._INBOX",
+            "_INBOX.abc",
+            "victim.x",
+            "waxosuitx._INBOX.abc",
+            "WAXOSUIT._INBOX.abc",
+            "waxosuit._inbox.abc",
+            "waxosuit._INBOX.>",
+            "waxosuit._INBOX.*",
+            "waxosuit._INBOX.a.>",
+            "waxosuit._INBOX.a..b",
+            "other.waxosuit._INBOX.abc",
+        ] {
+            assert!(!s.is_inbox(no), "{no}");
+        }
+    }
 
     #[test]
     fn subjects_are_sanitized_and_prefixes_validated() {

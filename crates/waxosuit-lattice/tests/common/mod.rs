@@ -211,8 +211,7 @@ impl Net {
         .unwrap()
     }
 
-    /// A plain NATS client holding no key at all: the attacker.
-    /// A plain client on the same server, with no key anybody trusts. Its
+    /// The attacker: a plain client on the same server, with no key anybody trusts. Its
     /// inboxes are under the lattice's prefix, as an attacker would choose
     /// them: hosts answer nowhere else.
     pub(crate) async fn attacker(&self) -> async_nats::Client {

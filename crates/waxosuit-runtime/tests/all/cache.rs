@@ -21,9 +21,10 @@ async fn load_once(dir: &std::path::Path) -> anyhow::Result<CacheOutcome> {
     Ok(actor.cache_outcome())
 }
 
+/// The entries, in the directory of its own the runtime keeps them in.
 fn entries(dir: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
     let mut v = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
+    for entry in std::fs::read_dir(dir.join("modules"))? {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == "cwasm") {
             v.push(path);
