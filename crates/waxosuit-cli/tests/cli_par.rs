@@ -86,6 +86,23 @@ impl Env {
         self.path("acme.par")
     }
 
+    /// `par insert` of a (pretend) macOS library into `acme.par`, signed by
+    /// the account.
+    fn insert_mac(&self) -> Output {
+        std::fs::write(self.path("mac.dylib"), b"not really a dylib").unwrap();
+        self.run(&[
+            "par",
+            "insert",
+            "acme.par",
+            "--target",
+            "aarch64-apple-darwin",
+            "--library",
+            "mac.dylib",
+            "--issuer",
+            &self.account.seed().unwrap(),
+        ])
+    }
+
     fn actor(&self, caps: &[&str]) {
         let module = KeyPair::generate(KeyKind::Module);
         let claims = Claims::<Actor>::builder()
@@ -182,18 +199,12 @@ fn create_inspect_and_insert() {
     assert_eq!(json["issuer_checked"], false);
 
     // Insert a second target; the archive is re-signed and stays valid.
-    std::fs::write(env.path("mac.dylib"), b"not really a dylib").unwrap();
-    env.ok(&[
-        "par",
-        "insert",
-        "acme.par",
-        "--target",
-        "aarch64-apple-darwin",
-        "--library",
-        "mac.dylib",
-        "--issuer",
-        &env.account.seed().unwrap(),
-    ]);
+    let out = env.insert_mac();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_str(&env.ok(&[
         "par",
         "inspect",
@@ -419,18 +430,7 @@ fn insert_refuses_an_archive_whose_libraries_changed_after_signing() {
         .unwrap();
     par.write_path(env.path("acme.par")).unwrap();
     let before = std::fs::read(env.path("acme.par")).unwrap();
-    std::fs::write(env.path("mac.dylib"), b"not really a dylib").unwrap();
-    let out = env.run(&[
-        "par",
-        "insert",
-        "acme.par",
-        "--target",
-        "aarch64-apple-darwin",
-        "--library",
-        "mac.dylib",
-        "--issuer",
-        &env.account.seed().unwrap(),
-    ]);
+    let out = env.insert_mac();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(

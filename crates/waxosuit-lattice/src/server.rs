@@ -197,13 +197,23 @@ impl Inner {
         Ok(())
     }
 
+    /// Where an answer to `msg` (a discovery, a call, a refusal) may go:
+    /// its reply subject when it is one of the lattice's own inboxes, where
+    /// every lattice client asks from. Anyone may ask, and an answer sent
+    /// wherever the asker names would make this host publish, with its
+    /// credentials, to any subject at the asker's rate; a signed call binds
+    /// its reply subject in its claims, so a legitimate one is never lost.
+    fn reply_to(&self, msg: &Message) -> Option<String> {
+        msg.reply
+            .as_ref()
+            .map(|r| r.to_string())
+            .filter(|r| self.bus.subjects.is_inbox(r))
+    }
+
     /// "Which host serves this?": this one, with its session token (signed
     /// by this host, so the answer costs no signature per question).
     async fn answer_discovery(&self, msg: Message) {
-        // Answered only into the lattice's own inboxes: anyone may ask, and
-        // an answer sent where the asker names would make this host publish,
-        // with its credentials, to any subject at the asker's rate.
-        let Some(reply) = msg.reply.clone().filter(|r| self.bus.subjects.is_inbox(r)) else {
+        let Some(reply) = self.reply_to(&msg) else {
             return;
         };
         let Ok(question) = decode::<Discover>("discovery", &msg.payload) else {
@@ -278,15 +288,7 @@ impl Inner {
         served: &Served,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) {
-        // A call signed for a reply subject names it in its claims, and a
-        // lattice client's inboxes are all under the lattice's prefix: a
-        // reply subject elsewhere gets no answer, not even a refusal.
-        let Some(reply) = msg
-            .reply
-            .as_ref()
-            .map(|r| r.to_string())
-            .filter(|r| self.bus.subjects.is_inbox(r))
-        else {
+        let Some(reply) = self.reply_to(&msg) else {
             return;
         };
         let call = match self.authenticate(&msg, served, &reply) {
@@ -317,12 +319,7 @@ impl Inner {
 
     /// A call that arrived while its target was at its limit.
     async fn turn_away(&self, msg: Message, served: &Served) {
-        let Some(reply) = msg
-            .reply
-            .as_ref()
-            .map(|r| r.to_string())
-            .filter(|r| self.bus.subjects.is_inbox(r))
-        else {
+        let Some(reply) = self.reply_to(&msg) else {
             return;
         };
         self.metrics.busy();
