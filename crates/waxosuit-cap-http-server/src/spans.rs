@@ -10,12 +10,11 @@
 //! disabled: its fields are never evaluated, no header is looked up and
 //! nothing is recorded, which keeps the request path as it was.
 
-use std::borrow::Cow;
 use std::fmt::Display;
 
 use hyper::Request;
 use hyper::body::Body as _;
-use hyper::header::{HeaderMap, HeaderName};
+use hyper::header::HeaderName;
 use tracing::Span;
 use tracing::field::{Empty, Value, display};
 use waxosuit_trace::{TRACEPARENT, TRACESTATE};
@@ -45,45 +44,13 @@ pub(crate) fn request_span<B>(request: &Request<B>) -> Span {
         static STATE: HeaderName = HeaderName::from_static(TRACESTATE);
         // `tracestate` means nothing without a parent: most requests have
         // neither, and are spared the second lookup.
-        if let Some(parent) = only(headers, &PARENT) {
-            let state = combined(headers, &STATE);
+        let text = |name| headers.get_all(name).iter().map(|v| v.to_str().ok());
+        if let Some(parent) = waxosuit_trace::single_traceparent(text(&PARENT)) {
+            let state = waxosuit_trace::joined_tracestate(text(&STATE));
             waxosuit_trace::continue_trace(&span, Some(parent), state.as_deref());
         }
     }
     span
-}
-
-/// A header's value when the request has exactly one, as text. Two
-/// `traceparent`s (a client's and a proxy's appended after it) name no
-/// one parent: the specification starts a new trace, rather than let the
-/// first (the client's) win.
-fn only<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
-    let mut values = headers.get_all(name).iter();
-    let first = values.next()?;
-    if values.next().is_some() {
-        return None;
-    }
-    first.to_str().ok()
-}
-
-/// Every value of a list header joined with `,`, as the specification
-/// combines several `tracestate` headers; `None` past the bound a
-/// `tracestate` may have (it is then dropped whole anyway).
-fn combined<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<Cow<'a, str>> {
-    let mut values = headers.get_all(name).iter();
-    let first = values.next()?.to_str().ok()?;
-    let Some(second) = values.next() else {
-        return Some(Cow::Borrowed(first));
-    };
-    let mut joined = first.to_string();
-    for value in std::iter::once(second).chain(values) {
-        joined.push(',');
-        joined.push_str(value.to_str().ok()?);
-        if joined.len() > waxosuit_trace::MAX_TRACESTATE_LEN {
-            return None;
-        }
-    }
-    Some(Cow::Owned(joined))
 }
 
 /// The size of the request body read.

@@ -61,9 +61,9 @@ pub(crate) fn process(message: &async_nats::Message, actor: &str) -> Span {
     );
     if !span.is_disabled()
         && let Some(headers) = &message.headers
-        && let Some(parent) = only(headers, TRACEPARENT)
+        && let Some(parent) = waxosuit_trace::single_traceparent(values(headers, TRACEPARENT))
     {
-        let state = combined(headers, TRACESTATE);
+        let state = waxosuit_trace::joined_tracestate(values(headers, TRACESTATE));
         waxosuit_trace::continue_trace(&span, Some(parent), state.as_deref());
     }
     span
@@ -95,38 +95,11 @@ pub(crate) fn outcome<T, E: Display>(span: &Span, outcome: &Result<T, E>) {
 
 /// Every value of a header, whatever the case of its name: NATS header
 /// names are case-sensitive, and other clients' propagators differ.
-fn values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
+fn values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = Option<&'a str>> {
     headers
         .iter()
         .filter(move |(key, _)| AsRef::<str>::as_ref(*key).eq_ignore_ascii_case(name))
-        .flat_map(|(_, values)| values.iter().map(|value| value.as_str()))
-}
-
-/// A header's value when the message has exactly one (in any case of its
-/// name): two `traceparent`s name no one parent, and which came first is
-/// not even kept (the client's header map is unordered).
-fn only<'a>(headers: &'a HeaderMap, name: &'a str) -> Option<&'a str> {
-    let mut all = values(headers, name);
-    let first = all.next()?;
-    all.next().is_none().then_some(first)
-}
-
-/// Every value of a list header joined with `,`, as the specification
-/// combines several `tracestate` headers; `None` past the bound a
-/// `tracestate` may have.
-fn combined(headers: &HeaderMap, name: &str) -> Option<String> {
-    let mut joined: Option<String> = None;
-    for value in values(headers, name) {
-        let text = joined.get_or_insert_with(String::new);
-        if !text.is_empty() {
-            text.push(',');
-        }
-        text.push_str(value);
-        if text.len() > waxosuit_trace::MAX_TRACESTATE_LEN {
-            return None;
-        }
-    }
-    joined
+        .flat_map(|(_, values)| values.iter().map(|value| Some(value.as_str())))
 }
 
 fn size(bytes: usize) -> i64 {

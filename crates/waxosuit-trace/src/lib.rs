@@ -37,6 +37,7 @@ mod recorder;
 mod slots;
 
 use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+use std::borrow::Cow;
 use tracing::Span;
 
 pub use record::{
@@ -126,6 +127,43 @@ pub fn span_context(span: &Span) -> Option<SpanContext> {
             })
     })
     .flatten()
+}
+
+/// The one `traceparent` among a message's values of that header (`None`
+/// for a value that is not text): `None` when there is none or more than
+/// one. Two (a client's, and a proxy's appended after it) name no one
+/// parent, and the specification starts a new trace rather than let the
+/// first win.
+pub fn single_traceparent<'a>(
+    mut values: impl Iterator<Item = Option<&'a str>>,
+) -> Option<&'a str> {
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    first
+}
+
+/// A message's `tracestate` values joined with `,` into one list, as the
+/// specification combines several headers; `None` when there is none, one
+/// is not text, or the list passes [`MAX_TRACESTATE_LEN`] (it would be
+/// dropped whole anyway).
+pub fn joined_tracestate<'a>(
+    mut values: impl Iterator<Item = Option<&'a str>>,
+) -> Option<Cow<'a, str>> {
+    let first = values.next()??;
+    let Some(second) = values.next() else {
+        return Some(Cow::Borrowed(first));
+    };
+    let mut joined = first.to_string();
+    for value in std::iter::once(second).chain(values) {
+        joined.push(',');
+        joined.push_str(value?);
+        if joined.len() > MAX_TRACESTATE_LEN {
+            return None;
+        }
+    }
+    Some(Cow::Owned(joined))
 }
 
 /// Parses a `traceparent` value (and its `tracestate`) into the remote
@@ -357,6 +395,25 @@ mod tests {
             let sc = parse_traceparent(PARENT, Some(bad)).unwrap();
             assert_eq!(sc.trace_state().header(), "", "{bad:?} was kept");
         }
+    }
+
+    #[test]
+    fn one_traceparent_or_none_and_tracestates_joined() {
+        assert_eq!(single_traceparent([Some("a")].into_iter()), Some("a"));
+        assert_eq!(single_traceparent(std::iter::empty()), None);
+        assert_eq!(single_traceparent([Some("a"), Some("b")].into_iter()), None);
+        assert_eq!(single_traceparent([None].into_iter()), None);
+        let joined =
+            |v: &[Option<&str>]| joined_tracestate(v.iter().copied()).map(|c| c.into_owned());
+        assert_eq!(joined(&[Some("a=1")]).as_deref(), Some("a=1"));
+        assert_eq!(
+            joined(&[Some("a=1"), Some("b=2")]).as_deref(),
+            Some("a=1,b=2")
+        );
+        assert_eq!(joined(&[Some("a=1"), None]), None);
+        assert_eq!(joined(&[]), None);
+        let half = format!("k={}", "v".repeat(MAX_TRACESTATE_LEN / 2));
+        assert_eq!(joined(&[Some(&half), Some(&half)]), None);
     }
 
     #[test]
