@@ -259,10 +259,7 @@ fn cap_line(body: &str, max: usize) -> std::borrow::Cow<'_, str> {
     if body.len() <= max {
         return body.into();
     }
-    let mut end = max;
-    while !body.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = body.floor_char_boundary(max);
     format!(
         "{}… [{} more bytes cut: the line is over MAX_LINE_BYTES ({max}); raise it in the \
          wascc:logging binding's values to keep them]",

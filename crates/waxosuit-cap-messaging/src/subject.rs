@@ -72,10 +72,7 @@ pub fn shown(subject: &str) -> String {
     if subject.len() <= SHOWN_SUBJECT_BYTES {
         return subject.to_string();
     }
-    let mut end = SHOWN_SUBJECT_BYTES;
-    while !subject.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = subject.floor_char_boundary(SHOWN_SUBJECT_BYTES);
     format!("{}… ({} bytes)", &subject[..end], subject.len())
 }
 

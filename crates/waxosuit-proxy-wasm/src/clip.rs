@@ -19,10 +19,7 @@ impl fmt::Display for Clipped<'_> {
         if text.len() <= MAX_SHOWN_BYTES {
             return f.write_str(text);
         }
-        let mut end = MAX_SHOWN_BYTES;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
+        let end = text.floor_char_boundary(MAX_SHOWN_BYTES);
         write!(f, "{}… ({} bytes)", &text[..end], text.len())
     }
 }

@@ -697,14 +697,7 @@ fn kind(value: &str) -> Option<SpanKind> {
 
 /// `value`, cut to `max` bytes at a character boundary.
 fn cut(value: &str, max: usize) -> &str {
-    if value.len() <= max {
-        return value;
-    }
-    let mut end = max;
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    &value[..end]
+    &value[..value.floor_char_boundary(max)]
 }
 
 /// `value`, cut to [`MAX_VALUE_LEN`] bytes, owned.
