@@ -44,7 +44,10 @@
 //!   **Downloads** reply at once with the `Transfer` (a requested chunk
 //!   size of 0 becomes [`DEFAULT_CHUNK_BYTES`], one over
 //!   [`MAX_CHUNK_BYTES`] is lowered to it, and one whose `ReceiveChunk`
-//!   call would not fit in the actor's payload limit is lowered to fit); the object is opened first, so
+//!   call would not fit in the actor's payload limit is lowered to fit;
+//!   one that would make more than [`MAX_CHUNKS`] calls is raised to the
+//!   least that does not, and an object too large for that within the
+//!   payload limit is refused); the object is opened first, so
 //!   a concurrent upload does not mix versions. The started [`Download`]
 //!   goes to the backend's [`Delivery`], which sends its chunks as
 //!   `ReceiveChunk` calls with [`Download::send`]: in order, each call

@@ -414,6 +414,20 @@ impl<S: Store> Binding<S> {
         let mut slot = self.transfers.reserve(Direction::Download, 0)?;
         let reader = self.store.open(&request.container, &request.id).await?;
         let total_size = reader.size();
+        // Each chunk is a `ReceiveChunk` call: 1-byte chunks of a 1 GiB
+        // object would be a billion of them. Chunks grow to keep a download
+        // within MAX_CHUNKS, as an upload must be; the reply names the size.
+        let least = total_size.div_ceil(MAX_CHUNKS);
+        let most = fits.min(MAX_CHUNK_BYTES);
+        if least > most {
+            return Err(BlobError::BadRequest(format!(
+                "object `{}` in container `{}` is {total_size} bytes, more than {MAX_CHUNKS} \
+                 chunks of the {most} bytes a chunk may hold for this actor; raise the \
+                 actor's payload limit or download a smaller object",
+                request.id, request.container,
+            )));
+        }
+        let chunk_size = chunk_size.max(least);
         slot.grow(total_size)?;
         let transfer = Transfer {
             blob_id: request.id.clone(),
@@ -664,6 +678,67 @@ mod tests {
         let err = call(&b, OP_UPLOAD_CHUNK, &whole("c", b"0123456789")).unwrap_err();
         assert!(err.to_string().contains("send StartUpload first"), "{err}");
         assert_eq!(b.store().object("c", "b").unwrap(), b"0123456789");
+    }
+
+    #[tokio::test]
+    async fn a_download_never_has_more_than_max_chunks_chunks() {
+        let size = MAX_CHUNKS + 1;
+        let b = binding(Limits {
+            max_object_bytes: size,
+            ..Limits::default()
+        });
+        let data = vec![7u8; size as usize];
+        call(&b, OP_START_UPLOAD, &start("big", size)).unwrap();
+        call(&b, OP_UPLOAD_CHUNK, &whole("big", &data)).unwrap();
+        let ask = |chunk_size| {
+            waxosuit_codec::serialize(&StreamRequest {
+                chunk_size,
+                ..request("big")
+            })
+            .unwrap()
+        };
+        let pending = Pending::default();
+        // One-byte chunks would be MAX_CHUNKS + 1 calls: they grow to two.
+        let reply = dispatch(&b, OP_START_DOWNLOAD, &ask(1), &pending)
+            .await
+            .unwrap();
+        let transfer: Transfer = waxosuit_codec::deserialize(&reply).unwrap();
+        assert_eq!(
+            (transfer.chunk_size, transfer.total_chunks),
+            (2, size / 2 + 1)
+        );
+        // Larger chunks are kept as asked.
+        let reply = dispatch(&b, OP_START_DOWNLOAD, &ask(1000), &pending)
+            .await
+            .unwrap();
+        let transfer: Transfer = waxosuit_codec::deserialize(&reply).unwrap();
+        assert_eq!(transfer.chunk_size, 1000);
+        drop(std::mem::take(&mut *pending.0.lock()));
+
+        // An actor whose payload limit leaves room for one byte a chunk
+        // cannot take the object in MAX_CHUNKS calls: refused, nothing held.
+        let envelope = CHUNK_ENVELOPE_BYTES + "c".len() + "big".len();
+        let small = binding(Limits {
+            max_object_bytes: size,
+            actor_payload_bytes: envelope as u64 + 1,
+            ..Limits::default()
+        });
+        call(&small, OP_START_UPLOAD, &start("big", size)).unwrap();
+        call(&small, OP_UPLOAD_CHUNK, &whole("big", &data)).unwrap();
+        let err = dispatch(&small, OP_START_DOWNLOAD, &ask(1), &pending)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "bad payload for wascc:blobstore `StartDownload`: object `big` in container \
+                 `c` is {size} bytes, more than {MAX_CHUNKS} chunks of the 1 bytes a chunk \
+                 may hold for this actor; raise the actor's payload limit or download a \
+                 smaller object"
+            )
+        );
+        assert!(pending.0.lock().is_empty());
+        assert_eq!(small.transfers.in_flight(), (0, 0, 0));
     }
 
     #[test]
