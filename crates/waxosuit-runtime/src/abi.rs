@@ -15,7 +15,8 @@ use wasmtime::{Caller, ExternType, FuncType, Linker, Module, ValType};
 use crate::MAX_GUEST_ERROR_BYTES;
 use crate::console::{MAX_LINE_BYTES, MAX_LINES_PER_SECOND, Verdict};
 use crate::host_call::{
-    Driven, HostCallArgs, Unanswered, drive_inline, finish_host_call, read_host_call, within,
+    Driven, HostCallArgs, Unanswered, drive_inline, finish_host_call, on_guest_stack,
+    read_host_call, within,
 };
 use crate::state::{Fault, HostState};
 use crate::{ActorKey, HostCallHandler, RuntimeError};
@@ -354,7 +355,7 @@ pub(crate) fn define<H: HostCallHandler>(
                     |mut caller: Caller<'_, HostState<H>>, ($($arg,)*): ($(host_call_fn!(@i32 $arg),)*)| {
                         let args: HostCallArgs = $args;
                         let prepared = read_host_call(&mut caller, &args);
-                        Box::new(async move {
+                        Box::new(on_guest_stack(async move {
                             let outcome = match prepared {
                                 Ok(call) => {
                                     let state = caller.data();
@@ -368,7 +369,7 @@ pub(crate) fn define<H: HostCallHandler>(
                                 Err(fault) => Err(Unanswered::Fault(fault)),
                             };
                             Ok(finish_host_call(caller.data_mut(), outcome))
-                        })
+                        }))
                     },
                 )?
             }

@@ -8,6 +8,7 @@
 //! documented `block_in_place` and `Handle::block_on`. Fiber instances
 //! await it, suspending the guest.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
 
@@ -259,6 +260,50 @@ pub(crate) fn current_flavor() -> Option<tokio::runtime::RuntimeFlavor> {
         .map(|h| h.runtime_flavor())
 }
 
+thread_local! {
+    /// Host calls this thread is polling for a guest right now. While one
+    /// is, that guest's frames are below on this very stack (the thread's
+    /// own, or the fiber's the guest runs on).
+    static IN_HOST_CALL: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Whether this code runs inside a guest's host call, on that guest's
+/// stack. An actor called from here must not run inline: wasmtime measures
+/// each store's `max_wasm_stack` from where it is entered, so guests nested
+/// on one stack add up, and a chain of them passes the end of the thread's
+/// stack (or a fiber's), which kills the process rather than trapping.
+pub(crate) fn inside_host_call() -> bool {
+    IN_HOST_CALL.with(|n| n.get() > 0)
+}
+
+/// Marks this thread as inside a guest's host call until dropped.
+struct Mark;
+
+impl Mark {
+    fn set() -> Mark {
+        IN_HOST_CALL.with(|n| n.set(n.get() + 1));
+        Mark
+    }
+}
+
+impl Drop for Mark {
+    fn drop(&mut self) {
+        IN_HOST_CALL.with(|n| n.set(n.get() - 1));
+    }
+}
+
+/// A fiber guest's host call, marked (see [`inside_host_call`]) while it
+/// is polled, and only then: between polls the fiber is suspended and the
+/// thread runs other tasks.
+pub(crate) async fn on_guest_stack<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| {
+        let _mark = Mark::set();
+        future.as_mut().poll(cx)
+    })
+    .await
+}
+
 /// How an inline host call ended.
 pub(crate) enum Driven<T> {
     /// The handler answered.
@@ -282,6 +327,9 @@ pub(crate) fn drive_inline<H, F: Future>(
     future: F,
     end: u64,
 ) -> (Driven<F::Output>, bool) {
+    // Marked throughout: the thread polls nothing else meanwhile (waiting
+    // blocks it, see `wait_inline`), and the guest is below on its stack.
+    let _mark = Mark::set();
     let mut future = std::pin::pin!(future);
     let mut cx = Context::from_waker(Waker::noop());
     if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {

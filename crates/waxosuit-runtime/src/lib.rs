@@ -130,6 +130,13 @@
 //!   yield to the executor every 10 ms. On a current-thread runtime every
 //!   instance is a fiber instance.
 //!
+//! A call made from inside a guest's host call (an actor calling another,
+//! or a capability calling an actor while it answers one) always runs on a
+//! fiber instance, whatever the actor's mode: inline, it would run on the
+//! calling guest's stack, and wasmtime gives every store its whole
+//! `max_wasm_stack` from where it is entered, so a chain of deep guests
+//! would pass the end of the thread's stack and abort the process.
+//!
 //! Idle instances are kept per thread (a call reuses an instance its core
 //! already has in cache), and the bound on live instances is shared. The
 //! runtime must be used from within a Tokio runtime (compilation runs on the

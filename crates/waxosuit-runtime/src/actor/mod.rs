@@ -9,7 +9,7 @@ use wasmtime::{InstancePre, Linker, Store, TypedFunc};
 use crate::abi;
 use crate::cache::{self, CacheOutcome};
 use crate::clock::EpochClock;
-use crate::host_call::current_flavor;
+use crate::host_call::{current_flavor, inside_host_call};
 use crate::pool::{Busy, Checkout, Pool, Pooled};
 use crate::runtime::RuntimeInner;
 use crate::snapshot::{self, InitLimits};
@@ -278,11 +278,17 @@ impl<H: HostCallHandler> Actor<H> {
                 inner.checkout(end).await?
             }
         };
+        // Called from a guest's host call (one actor calling another, or a
+        // capability delivering to an actor while it answers): a fiber
+        // instance, with a stack of its own, not an inline one on the
+        // caller's.
+        let nested = inside_host_call();
         loop {
             if slot.instance.as_ref().is_some_and(|i| i.inline)
-                && !inner.ident.inline.load(Ordering::Relaxed)
+                && (nested || !inner.ident.inline.load(Ordering::Relaxed))
             {
-                // The actor switched to fibers since this instance was made.
+                // The actor switched to fibers since this instance was made,
+                // or this call may not run inline.
                 if let Some(stale) = slot.instance.take() {
                     inner.discard(stale);
                 }

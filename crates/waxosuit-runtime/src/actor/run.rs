@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::{ActorInner, Generation, Instance};
+use crate::host_call::inside_host_call;
 use crate::snapshot::INIT_EXPORTS;
 use crate::state::{Fault, HostState};
 use crate::{HostCallHandler, RuntimeError};
@@ -109,10 +110,12 @@ impl<H: HostCallHandler> ActorInner<H> {
         );
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|state| &mut state.limiter);
+        // Never inline inside another guest's host call: it would run on
+        // that guest's stack (see `inside_host_call`).
         let inline_pre = generation
             .pre_inline
             .as_ref()
-            .filter(|_| self.ident.inline.load(Ordering::Relaxed));
+            .filter(|_| self.ident.inline.load(Ordering::Relaxed) && !inside_host_call());
         let inline = inline_pre.is_some();
         if inline {
             // Sliced like the fiber store below, but an inline guest cannot

@@ -11,6 +11,7 @@ mod host_calls;
 mod hot_swap;
 mod inline;
 mod names;
+mod nesting;
 mod pooling;
 mod preinit;
 mod sandbox;
