@@ -349,3 +349,48 @@ fn deadline_message(
          had not completed; the host call was abandoned and the guest stopped. To fix: {fix}"
     )
 }
+
+/// An engine error's text for a [`RuntimeError`]: each of its causes, as
+/// `{:#}` joins them, cut to an equal share of
+/// [`MAX_GUEST_ERROR_BYTES`](crate::MAX_GUEST_ERROR_BYTES) and marked
+/// `… (cut)`. A trap's backtrace names the functions of its frames from
+/// the module's name section, whose names may be of any length: written
+/// whole, twenty frames of a megabyte-long name were twenty megabytes per
+/// trap, copied again into spans, logs and the calling actor's host error.
+/// Each cause keeps its share, so the trap itself is never cut away by the
+/// backtrace before it.
+pub(crate) fn engine_text(error: &wasmtime::Error) -> String {
+    struct Bounded<'a> {
+        text: &'a mut String,
+        room: usize,
+    }
+    impl fmt::Write for Bounded<'_> {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            if s.len() <= self.room {
+                self.text.push_str(s);
+                self.room -= s.len();
+                Ok(())
+            } else {
+                // Failing stops the writer: the rest is never formatted.
+                self.text.push_str(&s[..s.floor_char_boundary(self.room)]);
+                self.room = 0;
+                Err(fmt::Error)
+            }
+        }
+    }
+    let share = crate::MAX_GUEST_ERROR_BYTES / error.chain().count().max(1);
+    let mut text = String::new();
+    for (i, cause) in error.chain().enumerate() {
+        if i > 0 {
+            text.push_str(": ");
+        }
+        let mut bounded = Bounded {
+            text: &mut text,
+            room: share,
+        };
+        if fmt::write(&mut bounded, format_args!("{cause}")).is_err() {
+            text.push_str("… (cut)");
+        }
+    }
+    text
+}

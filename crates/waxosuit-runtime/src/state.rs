@@ -218,6 +218,11 @@ impl<H> HostState<H> {
                 buf.shrink_to(KEEP);
             }
         }
+        // A guest that set a response (up to `max_payload`) and then
+        // reported failure, or an error it never reported, leaves them
+        // here: gone with the call, not pinned by the idle instance.
+        self.wapc.guest_response = None;
+        self.wapc.guest_error = None;
     }
 
     pub(crate) fn fault(&mut self, fault: Fault) {

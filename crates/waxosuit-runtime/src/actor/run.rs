@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::{ActorInner, Generation, Instance};
+use crate::error::engine_text;
 use crate::host_call::inside_host_call;
 use crate::snapshot::INIT_EXPORTS;
 use crate::state::{Fault, HostState};
@@ -174,7 +175,7 @@ impl<H: HostCallHandler> ActorInner<H> {
             Err(e) => {
                 return Err(RuntimeError::Instantiate {
                     actor: self.ident.key.clone(),
-                    message: format!("{e:#}"),
+                    message: engine_text(&e),
                 });
             }
         };
@@ -381,7 +382,7 @@ impl<H: HostCallHandler> ActorInner<H> {
         }
         RuntimeError::Trap {
             actor,
-            message: format!("{error:#}"),
+            message: engine_text(error),
         }
     }
 }

@@ -200,3 +200,49 @@ async fn oversized_guest_response_is_refused() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A module may give its functions names of any length (the name section
+/// is read whole): a trap's text, with its backtrace naming each frame, is
+/// cut to MAX_GUEST_ERROR_BYTES rather than copied megabytes at a time into
+/// errors, spans and logs.
+#[tokio::test]
+async fn a_trap_through_functions_with_huge_names_has_a_bounded_text() -> anyhow::Result<()> {
+    let name = "f".repeat(1 << 20);
+    let wat = format!(
+        r#"(module
+          (memory (export "memory") 1)
+          (func ${name} (param $n i32)
+            (if (i32.eqz (local.get $n)) (then (unreachable)))
+            (call ${name} (i32.sub (local.get $n) (i32.const 1))))
+          (func (export "__guest_call") (param i32 i32) (result i32)
+            (call ${name} (i32.const 30))
+            (i32.const 1)))"#
+    );
+    let runtime = Runtime::new(config().preinitialize(false))?;
+    let actor = runtime
+        .load(
+            key(71),
+            &wat::parse_str(&wat)?,
+            Limits::default(),
+            Arc::new(TestHandler::default()),
+        )
+        .await?;
+    let err = actor.call("trap", b"").await.expect_err("must trap");
+    let RuntimeError::Trap { message, .. } = &err else {
+        panic!("expected Trap, got {err:?}");
+    };
+    assert!(message.contains("unreachable"), "{}", &message[..200]);
+    assert!(
+        message.contains("fff"),
+        "names are shown: {}",
+        &message[..200]
+    );
+    assert!(
+        message.len() <= waxosuit_runtime::MAX_GUEST_ERROR_BYTES + 64,
+        "{} bytes",
+        message.len()
+    );
+    assert!(message.contains("… (cut)"), "{}", &message[..200]);
+    assert!(err.to_string().len() < 10 * 1024);
+    Ok(())
+}
