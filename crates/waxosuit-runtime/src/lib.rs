@@ -122,9 +122,12 @@
 //!   `tokio::task::block_in_place` (the worker's other tasks move to
 //!   another thread first) and `Handle::block_on`, bounded by the call's
 //!   deadline, and the actor switches to fiber instances for good
-//!   ([`ActorStats::inline`]). A call that computes for long switches the
-//!   actor too; it cannot yield, so its worker's queued tasks are handed to
-//!   another thread.
+//!   ([`ActorStats::inline`]). A call that computes for long (50 ms)
+//!   switches the actor too. It cannot yield: one that has made no host
+//!   call yet is stopped and runs again from the start on a fiber instance;
+//!   one that has (its effects may not be repeated) finishes on its thread,
+//!   by its deadline at the latest, while the other workers steal the rest
+//!   of that worker's queue (not the task in its LIFO slot, which waits).
 //! * *Fiber* instances run the guest on its own wasmtime fiber, which is
 //!   suspended while the handler awaits, so no thread blocks; long guests
 //!   yield to the executor every 10 ms. On a current-thread runtime every
