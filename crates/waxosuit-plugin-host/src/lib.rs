@@ -17,7 +17,8 @@
 //!   binding is removed. [`PluginProvider::is_loaded`] and
 //!   [`PluginProvider::load_count`] make that observable.
 //! * Plugin functions block, so every call runs on
-//!   `tokio::task::spawn_blocking`. The plugin's calls back into actors go
+//!   `tokio::task::spawn_blocking`, at most [`MAX_CONCURRENT_CALLS`] at a
+//!   time per plugin (a call its caller gave up on still holds its thread). The plugin's calls back into actors go
 //!   through the host's `ActorDispatcher`, driven from the plugin's thread
 //!   with the host runtime's `Handle`.
 //! * The ABI version is checked before anything else in the plugin's table
@@ -150,7 +151,19 @@ pub struct PluginProvider {
     /// Where libraries are staged for loading; `None`: the system's
     /// temporary directory.
     staging: Option<PathBuf>,
+    /// One permit per call running on a blocking thread, held until the
+    /// plugin returns (see [`MAX_CONCURRENT_CALLS`]).
+    calls: Arc<tokio::sync::Semaphore>,
 }
+
+/// Calls one plugin may be running at once; more wait for one to return.
+///
+/// A plugin function blocks its thread, and a caller that gives up (an
+/// actor's deadline, a dropped request) cannot stop it: the thread runs on.
+/// Without a bound, an actor calling a slow operation over and over left a
+/// thread behind per call, until Tokio's blocking pool (512 threads, shared
+/// with module compilation and file I/O) was full.
+pub const MAX_CONCURRENT_CALLS: usize = 32;
 
 impl std::fmt::Debug for PluginProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -229,6 +242,7 @@ impl PluginProvider {
             dispatcher: Mutex::new(None),
             loads: AtomicUsize::new(0),
             staging: None,
+            calls: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_CALLS)),
         }
     }
 
@@ -510,7 +524,22 @@ impl CapabilityProvider for PluginProvider {
                 &call.binding,
             ));
         };
-        blocking(move || loaded.call(&call)).await.and_then(|r| r)
+        // Waiting is bounded by the caller (its deadline drops this).
+        let permit =
+            Arc::clone(&self.calls)
+                .acquire_owned()
+                .await
+                .map_err(|_| ProviderError::Internal {
+                    capid: self.descriptor.id.clone(),
+                    message: "the plugin's call limit was closed".to_string(),
+                })?;
+        blocking(move || {
+            // Given back when the plugin returns, not when the caller leaves.
+            let _running = permit;
+            loaded.call(&call)
+        })
+        .await
+        .and_then(|r| r)
     }
 
     async fn health(&self) -> Health {
