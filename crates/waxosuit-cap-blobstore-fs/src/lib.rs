@@ -139,6 +139,10 @@ const UPLOAD_PREFIX: &str = ".waxosuit-upload-";
 pub struct FsBlobstore {
     bindings: Bindings<Arc<FsBinding>>,
     dispatcher: RwLock<Option<Arc<dyn ActorDispatcher>>>,
+    /// Held by a binding from the check of its ROOT against the others'
+    /// until it is in place: two bound at once could each pass the check
+    /// before the other was there.
+    binding: tokio::sync::Mutex<()>,
 }
 
 impl Default for FsBlobstore {
@@ -146,6 +150,7 @@ impl Default for FsBlobstore {
         FsBlobstore {
             bindings: Bindings::new(CAPABILITY_ID),
             dispatcher: RwLock::new(None),
+            binding: tokio::sync::Mutex::new(()),
         }
     }
 }
@@ -722,6 +727,7 @@ impl CapabilityProvider for FsBlobstore {
         // A ROOT inside another binding's (or around it) would make one
         // actor's container the other's whole store: readable, and removed
         // with `RemoveContainer`. The same ROOT is sharing, on purpose.
+        let _one_at_a_time = self.binding.lock().await;
         let nested = self.bindings.read_all(|bindings| {
             bindings.iter().find_map(|(actor, binding, other)| {
                 let theirs = &other.blobs.store().root;

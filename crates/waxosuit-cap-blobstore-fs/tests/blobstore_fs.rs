@@ -835,3 +835,37 @@ async fn passes_the_conformance_suite() {
         tree(dir.path())
     );
 }
+
+/// Two bindings made at once, one ROOT inside the other: the check and the
+/// binding it allows are one step, so one of them is refused, whichever
+/// counts its ROOT first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_roots_bound_at_the_same_time_are_refused_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let outer = dir.path().join("data");
+    let inner = outer.join("x");
+    // Something to count, so that binding takes a while.
+    for c in 0..20 {
+        let container = outer.join(format!("c{c}"));
+        std::fs::create_dir_all(&container).unwrap();
+        for o in 0..100 {
+            std::fs::write(container.join(format!("o{o}")), b"x").unwrap();
+        }
+    }
+    std::fs::create_dir_all(&inner).unwrap();
+    for round in 0..5 {
+        let store = FsBlobstore::new();
+        let bind = |actor: &str, root: &Path| {
+            store.bind_actor(BindRequest {
+                actor: actor.into(),
+                binding: "default".into(),
+                values: [("ROOT".to_string(), root.display().to_string())].into(),
+            })
+        };
+        let (a, b) = tokio::join!(bind("MA", &outer), bind("MB", &inner));
+        assert!(
+            a.is_ok() != b.is_ok(),
+            "round {round}: exactly one of the two may be bound: {a:?}, {b:?}"
+        );
+    }
+}
