@@ -199,6 +199,25 @@ pub enum HostError {
         /// The operation.
         operation: String,
     },
+    /// An actor called another with an operation only a capability (or
+    /// the host) delivers to actors.
+    #[error(
+        "actor {name} ({actor}) may not call `{operation}` on actor {target}: only \
+         {capability} delivers `{operation}` to actors, and a call from an actor could forge \
+         what it vouches for; give the callee an operation of its own for actors to call"
+    )]
+    DeliveredByCapability {
+        /// Caller key.
+        actor: String,
+        /// Caller name.
+        name: String,
+        /// The actor called, as the caller named it.
+        target: String,
+        /// The operation.
+        operation: String,
+        /// What delivers it.
+        capability: String,
+    },
     /// The actor has no binding to the capability.
     #[error(
         "actor {name} ({actor}) has no binding to {capability} (binding `{binding}`); add \

@@ -94,6 +94,19 @@ impl HostInner {
         };
         let is_actor_key = ActorKey::is_valid(namespace);
         if is_actor_key || !namespace.contains(':') {
+            // Actors have no bindings to each other: the caller's binding
+            // name would only be a value of its choosing in the policy's
+            // input (and a fresh cache key per name).
+            let binding = DEFAULT_BINDING;
+            if let Some(capability) = delivered_by(operation) {
+                return Err(HostError::DeliveredByCapability {
+                    actor: caller_key.to_string(),
+                    name: caller.name().to_string(),
+                    target: namespace.to_string(),
+                    operation: operation.to_string(),
+                    capability: capability.to_string(),
+                });
+            }
             let target = Entity::Actor(namespace.to_string());
             let callee = self.actor_by_namespace(namespace);
             let target = match &callee {
@@ -329,5 +342,22 @@ impl HostInner {
             }
         };
         after(middlewares, Side::Capability, &inv, result).await
+    }
+}
+
+/// The capability (or the host) that delivers `operation` to actors, when
+/// only it may: an actor calling another with it could forge what that
+/// capability vouches for (an HTTP request that passed the binding's
+/// filters, a message from the broker, a chunk of a stored object), so
+/// actor-to-actor calls, here or from another host, are refused.
+pub(crate) fn delivered_by(operation: &str) -> Option<&'static str> {
+    use waxosuit_codec::{blobstore, core, eventstreams, http, messaging};
+    match operation {
+        http::OP_HANDLE_REQUEST => Some("wascc:http_server"),
+        messaging::OP_DELIVER_MESSAGE => Some("wascc:messaging"),
+        eventstreams::OP_DELIVER_EVENT => Some("wascc:eventstreams"),
+        blobstore::OP_RECEIVE_CHUNK => Some("wascc:blobstore"),
+        core::OP_HEALTH_REQUEST => Some("the host's health checks"),
+        _ => None,
     }
 }

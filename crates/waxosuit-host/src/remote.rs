@@ -335,6 +335,17 @@ impl RemoteAttachment {
             .ok_or_else(|| HostError::ActorNotFound {
                 actor: actor.to_string(),
             })?;
+        if let Entity::Actor(caller) = &origin
+            && let Some(capability) = crate::invoke::delivered_by(operation)
+        {
+            return Err(HostError::DeliveredByCapability {
+                actor: caller.clone(),
+                name: String::from("(remote actor)"),
+                target: actor.to_string(),
+                operation: operation.to_string(),
+                capability: capability.to_string(),
+            });
+        }
         if let Entity::Capability { capid, binding } = &origin {
             let route = RouteKey::new(capid.clone(), binding.clone());
             if !entry.is_bound(&route) {

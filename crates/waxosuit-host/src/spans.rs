@@ -89,6 +89,7 @@ pub(crate) fn outcome(error: &HostError) -> &'static str {
         },
         HostError::ActorFailed { .. } => "guest_error",
         HostError::PermissionDenied { .. }
+        | HostError::DeliveredByCapability { .. }
         | HostError::MissingBinding { .. }
         | HostError::Policy { .. } => "denied",
         HostError::ActorNotFound { .. } | HostError::ProviderNotFound { .. } => "not_found",

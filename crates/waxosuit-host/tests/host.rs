@@ -495,6 +495,38 @@ async fn actor_to_actor_calls_need_the_callee_key_in_caps() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("permission denied"), "{err}");
+
+    // What only a capability delivers cannot come from an actor, even one
+    // allowed to call the callee: it would pass as a request that went
+    // through the HTTP binding's filters, a message from the broker, ...
+    for (operation, by) in [
+        ("HandleRequest", "wascc:http_server"),
+        ("DeliverMessage", "wascc:messaging"),
+        ("DeliverEvent", "wascc:eventstreams"),
+        ("ReceiveChunk", "wascc:blobstore"),
+        ("HealthRequest", "the host's health checks"),
+    ] {
+        let err = host
+            .call_actor(&caller, "forward", &forward("", &callee, operation, b"x"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "actor caller ({caller}) failed to handle `forward`: Host error: actor caller \
+                 ({caller}) may not call \
+                 `{operation}` on actor {callee}: only {by} delivers `{operation}` to actors, \
+                 and a call from an actor could forge what it vouches for; give the callee an \
+                 operation of its own for actors to call"
+            )
+        );
+    }
+    // The callee still answers its own operations.
+    let reply = host
+        .call_actor(&caller, "forward", &forward("", &callee, "echo", b"again"))
+        .await
+        .unwrap();
+    assert_eq!(reply, b"again");
 }
 
 #[tokio::test]
