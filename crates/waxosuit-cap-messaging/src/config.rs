@@ -106,11 +106,18 @@ impl Subscriptions {
     }
 }
 
-/// How long a request with `timeout_ms` waits: that many milliseconds, or
-/// [`DEFAULT_REQUEST_TIMEOUT`] for `0` or less.
+/// The longest a request waits, whatever `timeout_ms` it asks: the actor's
+/// `timeout_ms` is its own choice, and a request waiting for days would
+/// hold its inbox, its task and (called over the lattice) a place among the
+/// provider's concurrent calls for as long.
+pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a request with `timeout_ms` waits: that many milliseconds, at
+/// most [`MAX_REQUEST_TIMEOUT`], or [`DEFAULT_REQUEST_TIMEOUT`] for `0` or
+/// less.
 pub fn request_timeout(timeout_ms: i64) -> Duration {
     match u64::try_from(timeout_ms) {
-        Ok(ms) if ms > 0 => Duration::from_millis(ms),
+        Ok(ms) if ms > 0 => Duration::from_millis(ms).min(MAX_REQUEST_TIMEOUT),
         _ => DEFAULT_REQUEST_TIMEOUT,
     }
 }
@@ -120,6 +127,14 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    #[test]
+    fn a_request_waits_at_most_max_request_timeout() {
+        assert_eq!(request_timeout(0), DEFAULT_REQUEST_TIMEOUT);
+        assert_eq!(request_timeout(-5), DEFAULT_REQUEST_TIMEOUT);
+        assert_eq!(request_timeout(250), Duration::from_millis(250));
+        assert_eq!(request_timeout(i64::MAX), MAX_REQUEST_TIMEOUT);
+    }
 
     fn request(values: &[(&str, &str)]) -> BindRequest {
         BindRequest {

@@ -14,7 +14,8 @@
 //!   reserved prefix.
 //! * [`Subscriptions::from_binding`] reads [`SUBSCRIPTION`] (at most
 //!   [`MAX_SUBSCRIPTIONS`] subjects) and [`QUEUEGROUP_NAME`];
-//!   [`request_timeout`] turns a request's `timeout` into a deadline.
+//!   [`request_timeout`] turns a request's `timeout` into a deadline (at most
+//!   [`MAX_REQUEST_TIMEOUT`]).
 //! * [`dispatch`] is the **operation table**: it decodes `Publish` and
 //!   `Request`, checks every subject through [`Broker::check_subject`]
 //!   (a broker that reserves subjects adds its check there), resolves the
@@ -40,8 +41,8 @@ mod table;
 
 pub use config::{
     DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_MESSAGES, DEFAULT_MAX_SUBSCRIPTIONS,
-    DEFAULT_REQUEST_TIMEOUT, MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES, MAX_SUBSCRIPTIONS,
-    QUEUEGROUP_NAME, SUBSCRIPTION, Subscriptions, request_timeout,
+    DEFAULT_REQUEST_TIMEOUT, MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES, MAX_REQUEST_TIMEOUT,
+    MAX_SUBSCRIPTIONS, QUEUEGROUP_NAME, SUBSCRIPTION, Subscriptions, request_timeout,
 };
 pub use error::{MessagingError, NATS_ACCOUNTS_DOC, QueueRefusal, SubjectUse};
 pub use table::{Broker, Caller, descriptor, dispatch};
