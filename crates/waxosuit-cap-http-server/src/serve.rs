@@ -14,7 +14,7 @@ use bytes::{Buf, Bytes};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{
-    CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+    CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
     TRANSFER_ENCODING,
 };
 use hyper::server::conn::http1;
@@ -288,6 +288,9 @@ impl ConnService {
             spans::fail(span, "too many requests in flight (MAX_IN_FLIGHT)");
             return busy();
         };
+        if let Some(refusal) = host_refusal(&req) {
+            return plain(StatusCode::BAD_REQUEST, refusal);
+        }
         if !s.filters.is_empty() {
             return self.respond_filtered(req, span).await;
         }
@@ -624,6 +627,19 @@ fn response_head<'a>(
         out.extensions_mut().insert(reason);
     }
     Ok(out)
+}
+
+/// Why a request's `Host` headers are refused (RFC 9112 §3.2: more than
+/// one, or none in HTTP/1.1). A filter reads the first as `:authority`
+/// while the actor gets them joined: the two would disagree on where the
+/// request was sent, and a filter deciding by host could be walked past.
+fn host_refusal(req: &hyper::Request<Incoming>) -> Option<&'static [u8]> {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => Some(b"More than one Host header"),
+        (None, _) if req.version() == hyper::Version::HTTP_11 => Some(b"Missing Host header"),
+        _ => None,
+    }
 }
 
 pub(crate) fn plain(status: StatusCode, body: &'static [u8]) -> HttpResponse {

@@ -682,3 +682,42 @@ async fn descriptor_names_the_capability() {
             .any(|op| op.name == OP_HANDLE_REQUEST)
     );
 }
+
+/// RFC 9112 §3.2: two `Host` headers, or an HTTP/1.1 request with none, is
+/// answered 400 and never reaches the actor (a filter reading the first and
+/// the actor reading both would disagree on where it was sent). HTTP/1.0
+/// may go without.
+#[tokio::test]
+async fn requests_with_two_host_headers_or_none_in_http_1_1_are_refused() {
+    let (provider, _d, mut calls, addr) =
+        serve("MHOST", Behaviour::Reply(Response::ok()), &[]).await;
+    for (raw, status) in [
+        (
+            &b"GET / HTTP/1.1\r\nHost: allowed.example\r\nHost: other.example\r\nConnection: close\r\n\r\n"[..],
+            "HTTP/1.1 400",
+        ),
+        (&b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n"[..], "HTTP/1.1 400"),
+        (&b"GET / HTTP/1.0\r\n\r\n"[..], "HTTP/1.0 200"),
+        (&b"GET / HTTP/1.1\r\nHost: one.example\r\nConnection: close\r\n\r\n"[..], "HTTP/1.1 200"),
+    ] {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(raw).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(PATIENCE, conn.read_to_end(&mut answer))
+            .await
+            .expect("no answer")
+            .unwrap();
+        assert!(
+            answer.starts_with(status.as_bytes()),
+            "{}: {}",
+            String::from_utf8_lossy(raw),
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    let mut seen = 0;
+    while calls.try_recv().is_ok() {
+        seen += 1;
+    }
+    assert_eq!(seen, 2, "only the two good requests reach the actor");
+    provider.shutdown().await;
+}
