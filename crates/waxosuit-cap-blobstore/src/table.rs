@@ -421,9 +421,10 @@ impl<S: Store> Binding<S> {
         let most = fits.min(MAX_CHUNK_BYTES);
         if least > most {
             return Err(BlobError::BadRequest(format!(
-                "object `{}` in container `{}` is {total_size} bytes, more than {MAX_CHUNKS} \
-                 chunks of the {most} bytes a chunk may hold for this actor; raise the \
-                 actor's payload limit or download a smaller object",
+                "object `{}` in container `{}` is {total_size} bytes: more than {MAX_CHUNKS} \
+                 chunks of at most {most} bytes, what fits in this actor's payload limit \
+                 beside a chunk's other fields (context included); raise the actor's payload \
+                 limit or download a smaller object",
                 request.id, request.container,
             )));
         }
@@ -732,9 +733,9 @@ mod tests {
             err.to_string(),
             format!(
                 "bad payload for wascc:blobstore `StartDownload`: object `big` in container \
-                 `c` is {size} bytes, more than {MAX_CHUNKS} chunks of the 1 bytes a chunk \
-                 may hold for this actor; raise the actor's payload limit or download a \
-                 smaller object"
+                 `c` is {size} bytes: more than {MAX_CHUNKS} chunks of at most 1 bytes, what \
+                 fits in this actor's payload limit beside a chunk's other fields (context \
+                 included); raise the actor's payload limit or download a smaller object"
             )
         );
         assert!(pending.0.lock().is_empty());

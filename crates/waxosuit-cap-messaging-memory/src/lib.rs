@@ -43,7 +43,8 @@
 //!     either by publishing to `replyTo`, or — a convenience of Waxosuit —
 //!     simply by **returning non-empty bytes from its `DeliverMessage`
 //!     handler**, which the broker publishes to `replyTo` for it. The first
-//!     reply wins. `timeout` is in milliseconds; `0` or less means
+//!     reply wins. `timeout` is in milliseconds, at most
+//!     [`MAX_REQUEST_TIMEOUT`]; `0` or less means
 //!     [`DEFAULT_REQUEST_TIMEOUT`]. With no matching subscription the
 //!     request fails at once with "no responders for SUBJECT"; without a
 //!     reply in time it fails with "no reply on SUBJECT within N ms". Both
@@ -127,7 +128,8 @@ use waxosuit_provider::{
 
 pub use waxosuit_cap_messaging::{
     DEFAULT_MAX_SUBSCRIPTIONS, DEFAULT_REQUEST_TIMEOUT, MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES,
-    MAX_SUBSCRIPTIONS, MessagingError, QUEUEGROUP_NAME, QueueRefusal, SUBSCRIPTION, subject,
+    MAX_REQUEST_TIMEOUT, MAX_SUBSCRIPTIONS, MessagingError, QUEUEGROUP_NAME, QueueRefusal,
+    SUBSCRIPTION, subject,
 };
 
 /// [`MAX_QUEUED_MESSAGES`] when neither the binding nor

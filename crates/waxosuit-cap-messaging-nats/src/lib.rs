@@ -56,7 +56,8 @@
 //!     ([`BrokerMessage`](waxosuit_codec::messaging::BrokerMessage); empty
 //!     reply) publishes, with the reply subject when `replyTo` is not empty.
 //!   * `Request` ([`RequestMessage`](waxosuit_codec::messaging::RequestMessage)) sends a request and returns the raw
-//!     reply body. `timeout` is in milliseconds; `0` or less means
+//!     reply body. `timeout` is in milliseconds, at most
+//!     [`MAX_REQUEST_TIMEOUT`]; `0` or less means
 //!     [`DEFAULT_REQUEST_TIMEOUT`]. It fails with "no responders for
 //!     SUBJECT" when the server knows nobody is subscribed, and with "no
 //!     reply on SUBJECT within N ms" when nobody answered in time; both are
@@ -150,8 +151,8 @@ mod spans;
 
 pub use waxosuit_cap_messaging::{
     DEFAULT_MAX_QUEUED_BYTES, DEFAULT_MAX_QUEUED_MESSAGES, DEFAULT_REQUEST_TIMEOUT,
-    MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES, MAX_SUBSCRIPTIONS, MessagingError, NATS_ACCOUNTS_DOC,
-    QUEUEGROUP_NAME, SUBSCRIPTION, SubjectUse, subject,
+    MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES, MAX_REQUEST_TIMEOUT, MAX_SUBSCRIPTIONS, MessagingError,
+    NATS_ACCOUNTS_DOC, QUEUEGROUP_NAME, SUBSCRIPTION, SubjectUse, subject,
 };
 
 pub use crate::reserved::InvalidPrefix;

@@ -570,52 +570,7 @@ impl Inner {
             },
             None => inv.msg.clone(),
         };
-        // The caller waits for the lattice timeout, no longer: work past it
-        // is wasted, and a call that never ends (a provider waiting as long
-        // as the remote actor asked) would hold its place among the
-        // target's concurrent calls for good.
-        let served = tokio::time::timeout(self.bus.timeout, self.run_on_target(inv, msg)).await;
-        let result = match served {
-            Ok(Some(result)) => result,
-            Ok(None) => {
-                return Response::failure(
-                    &inv.id,
-                    ErrorKind::Failed,
-                    format!("only actors may call {}", describe(&inv.target)),
-                );
-            }
-            Err(_) => {
-                return Response::failure(
-                    &inv.id,
-                    ErrorKind::Failed,
-                    format!(
-                        "the call to {} ({}) ran past the lattice timeout of {} ms on host {} \
-                         and was stopped",
-                        describe(&inv.target),
-                        inv.operation,
-                        self.bus.timeout.as_millis(),
-                        self.keys.host_id
-                    ),
-                );
-            }
-        };
-        match result {
-            Ok(reply) => self.reply_payload(&inv.id, &inv.host_id, reply).await,
-            Err(e @ HostError::ActorNotFound { .. }) => {
-                Response::failure(&inv.id, ErrorKind::NotFound, e.to_string())
-            }
-            Err(e) => Response::failure(&inv.id, ErrorKind::Failed, e.to_string()),
-        }
-    }
-
-    /// Runs a verified call (its payload fetched) on its target here;
-    /// `None` for a target that only actors may call, called by another.
-    async fn run_on_target(
-        &self,
-        inv: &WireInvocation,
-        msg: Vec<u8>,
-    ) -> Option<Result<Vec<u8>, HostError>> {
-        Some(match (&inv.target, &inv.origin) {
+        let result = match (&inv.target, &inv.origin) {
             (WireEntity::Actor(key), origin) => {
                 let origin = match origin {
                     WireEntity::Actor(k) => Entity::Actor(k.clone()),
@@ -635,8 +590,21 @@ impl Inner {
                     .call_provider_inbound(actor, &route, &inv.operation, msg)
                     .await
             }
-            _ => return None,
-        })
+            (target, _) => {
+                return Response::failure(
+                    &inv.id,
+                    ErrorKind::Failed,
+                    format!("only actors may call {}", describe(target)),
+                );
+            }
+        };
+        match result {
+            Ok(reply) => self.reply_payload(&inv.id, &inv.host_id, reply).await,
+            Err(e @ HostError::ActorNotFound { .. }) => {
+                Response::failure(&inv.id, ErrorKind::NotFound, e.to_string())
+            }
+            Err(e) => Response::failure(&inv.id, ErrorKind::Failed, e.to_string()),
+        }
     }
 
     /// The payload of a verified chunked call: from the sender's own chunk

@@ -540,49 +540,6 @@ async fn a_target_at_its_limit_answers_busy_at_once() {
     a.lattice.call_actor(&key, "echo", vec![]).await.unwrap();
 }
 
-/// A served call stops at the serving host's lattice timeout: the caller
-/// has stopped waiting by then, and a call that ran on (an actor with a
-/// long deadline, a provider waiting as long as a remote actor asked)
-/// would hold its place among the target's concurrent calls.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_served_call_stops_at_the_lattice_timeout_and_frees_its_place() {
-    let net = Net::new(2);
-    let a = net.node(0, &[]).await;
-    let b = net
-        .node_with(1, &[], |config| {
-            config.timeout = Duration::from_millis(300);
-            config.limits.inbound_per_target = 1;
-        })
-        .await;
-    let (module, key) = net.echo_actor(&[]);
-    b.host
-        .add_actor(
-            &module,
-            "echo",
-            Some(waxosuit_host::Limits::default().deadline(Duration::from_secs(30))),
-        )
-        .await
-        .unwrap();
-    let err = a
-        .lattice
-        .call_actor(&key, "loop", vec![])
-        .await
-        .unwrap_err();
-    match &err {
-        LatticeError::Remote {
-            kind: ErrorKind::Failed,
-            ..
-        } => assert!(
-            err.to_string()
-                .contains("ran past the lattice timeout of 300 ms"),
-            "{err}"
-        ),
-        other => panic!("expected the serving host's refusal, got {other:?}"),
-    }
-    // The only place is free again: the loop did not run on to its 30 s.
-    a.lattice.call_actor(&key, "echo", vec![1]).await.unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_and_missing_targets_are_typed_errors() {
     let net = Net::new(2);

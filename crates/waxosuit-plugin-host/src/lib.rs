@@ -163,6 +163,10 @@ pub struct PluginProvider {
 /// Without a bound, an actor calling a slow operation over and over left a
 /// thread behind per call, until Tokio's blocking pool (512 threads, shared
 /// with module compilation and file I/O) was full.
+///
+/// A call the plugin makes back into an actor that calls the same plugin
+/// again needs a second place: with every place taken by such outer calls,
+/// the inner ones wait, and fail at their actor's deadline.
 pub const MAX_CONCURRENT_CALLS: usize = 32;
 
 impl std::fmt::Debug for PluginProvider {

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use waxosuit_claims::{Actor, Claims, ClaimsError, KeyKind, KeyPair, Verifier, embed_claims};
+use waxosuit_claims::{ClaimsError, Verifier};
 use waxosuit_host::{Host, HostBuilder};
 use waxosuit_manifest::{CapabilitySource, Format, Manifest};
 use waxosuit_par::{HOST_TARGET, ParError, ProviderArchive};
@@ -15,61 +15,8 @@ use waxosuit_plugin_fixtures::plugins;
 use waxosuit_plugin_host::{PluginError, PluginProvider, probe_library};
 use waxosuit_provider::{CapabilityProvider, ProviderCall};
 
-const INVENTORY: &str = "acme:inventory";
-
-struct Keys {
-    account: KeyPair,
-    service: KeyPair,
-}
-
-impl Keys {
-    fn new() -> Keys {
-        Keys {
-            account: KeyPair::generate(KeyKind::Account),
-            service: KeyPair::generate(KeyKind::Service),
-        }
-    }
-
-    /// A verifier trusting exactly this test's account: it signs both the
-    /// archives and the actors.
-    fn verifier(&self) -> Verifier {
-        Verifier::new()
-            .trust_issuer(&self.account.public_key())
-            .unwrap()
-    }
-
-    /// A host whose verifier trusts this test's account.
-    fn host(&self) -> Host {
-        HostBuilder::new()
-            .verifier(self.verifier())
-            .build()
-            .unwrap()
-    }
-
-    /// The wapc-echo guest signed as `name` with these capabilities.
-    fn actor(&self, name: &str, caps: &[&str]) -> Vec<u8> {
-        let module = KeyPair::generate(KeyKind::Module);
-        let claims = Claims::<Actor>::builder()
-            .issuer(self.account.public_key())
-            .subject(module.public_key())
-            .metadata(Actor {
-                caps: Some(caps.iter().map(|c| c.to_string()).collect()),
-                ..Actor::named(name)
-            })
-            .build();
-        embed_claims(waxosuit_test_fixtures::wapc_echo(), &claims, &self.account).unwrap()
-    }
-
-    /// A signed archive holding `library` for this host's target.
-    fn archive(&self, capid: &str, library: &str) -> ProviderArchive {
-        let bytes = std::fs::read(library).unwrap();
-        let mut par = ProviderArchive::create(capid, "Acme", "Test plugin").unwrap();
-        par.set_version("1.0.0");
-        par.insert(HOST_TARGET, bytes).unwrap();
-        par.sign(&self.account, &self.service.public_key()).unwrap();
-        par
-    }
-}
+mod common;
+use common::{INVENTORY, Keys, msgpack};
 
 fn forward(namespace: &str, operation: &str, body: &[u8]) -> Vec<u8> {
     let mut p = format!("default\n{namespace}\n{operation}\n").into_bytes();
@@ -92,10 +39,6 @@ struct Reserve<'a> {
 struct Stock {
     sku: String,
     count: u32,
-}
-
-fn msgpack<T: Serialize>(v: &T) -> Vec<u8> {
-    waxosuit_codec::serialize(v).unwrap()
 }
 
 /// Starts a host from `yaml` the way `waxosuit up` does: plugin archives
@@ -672,83 +615,5 @@ async fn a_staging_directory_of_another_user_is_refused() {
     assert!(err.contains("not by this process"), "{err}");
     assert!(err.contains(&staging.display().to_string()), "{err}");
     assert!(!plugin.is_loaded());
-    host.shutdown().await;
-}
-
-/// Threads of this process, from `/proc`.
-fn threads() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// A plugin call its caller gives up on keeps its blocking thread until the
-/// plugin returns; a plugin has at most MAX_CONCURRENT_CALLS of them, so
-/// callers that give up over and over do not fill the blocking pool.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn abandoned_plugin_calls_hold_at_most_the_call_limit_in_threads() {
-    use waxosuit_plugin_host::MAX_CONCURRENT_CALLS;
-
-    let keys = Keys::new();
-    let host = keys.host();
-    let plugin = Arc::new(
-        PluginProvider::from_archive(
-            &keys
-                .archive(INVENTORY, plugins::ACME_INVENTORY)
-                .verify(&keys.verifier())
-                .unwrap(),
-        )
-        .unwrap(),
-    );
-    host.add_provider("default", plugin.clone()).await.unwrap();
-    // The plugin's callback spins in this actor until its deadline: each
-    // call holds its plugin thread for a second.
-    let limits = waxosuit_host::Limits::default()
-        .deadline(std::time::Duration::from_secs(1))
-        .instances(1, 256);
-    let info = host
-        .add_actor(&keys.actor("spinner", &[INVENTORY]), "test", Some(limits))
-        .await
-        .unwrap();
-    host.set_binding("spinner", INVENTORY, "default", BTreeMap::new())
-        .await
-        .unwrap();
-    #[derive(Serialize)]
-    struct CallActor<'a> {
-        operation: &'a str,
-        #[serde(with = "serde_bytes")]
-        body: &'a [u8],
-    }
-    let payload = msgpack(&CallActor {
-        operation: "loop",
-        body: b"",
-    });
-    let before = threads();
-    for _ in 0..4 * MAX_CONCURRENT_CALLS {
-        let call = plugin.handle_call(ProviderCall {
-            actor: info.key.to_string(),
-            binding: "default".into(),
-            operation: "CallActor".into(),
-            payload: payload.clone(),
-        });
-        // Given up on at once; the plugin's thread goes on.
-        let gave_up = tokio::time::timeout(std::time::Duration::from_millis(1), call).await;
-        assert!(gave_up.is_err());
-    }
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let during = threads();
-    // Each call running holds two threads: the host's blocking thread in
-    // the plugin, and the one the plugin's SDK calls the host back from
-    // (without the limit: 246 threads for these 128 calls).
-    assert!(
-        during <= before + 2 * MAX_CONCURRENT_CALLS + 8,
-        "{before} threads before, {during} with the abandoned calls running"
-    );
-    assert!(during > before, "the calls were running");
     host.shutdown().await;
 }

@@ -328,8 +328,11 @@ pub(crate) fn define<H: HostCallHandler>(
                         let mut waited = false;
                         let outcome = match prepared {
                             Ok(call) => {
-                                let future = ident.handler.host_call(&ident.key, call);
-                                let (driven, had_to_wait) = drive_inline(ident, future, end);
+                                let (driven, had_to_wait) = drive_inline(
+                                    ident,
+                                    || ident.handler.host_call(&ident.key, call),
+                                    end,
+                                );
                                 waited = had_to_wait;
                                 match driven {
                                     Driven::Done(result) => Ok(result),

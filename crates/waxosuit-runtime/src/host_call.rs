@@ -324,12 +324,14 @@ pub(crate) enum Driven<T> {
 /// until tick `end` (the call's deadline).
 pub(crate) fn drive_inline<H, F: Future>(
     ident: &Identity<H>,
-    future: F,
+    make: impl FnOnce() -> F,
     end: u64,
 ) -> (Driven<F::Output>, bool) {
-    // Marked throughout: the thread polls nothing else meanwhile (waiting
-    // blocks it, see `wait_inline`), and the guest is below on its stack.
+    // Marked throughout, the future's making included: the thread polls
+    // nothing else meanwhile (waiting blocks it, see `wait_inline`), and
+    // the guest is below on its stack.
     let _mark = Mark::set();
+    let future = make();
     let mut future = std::pin::pin!(future);
     let mut cx = Context::from_waker(Waker::noop());
     if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
