@@ -295,6 +295,8 @@ impl Host {
 
     /// Replaces a running actor's module with a newly verified one signed
     /// with the same module key, without failing in-flight or queued calls.
+    /// Bindings of capabilities the new claims do not grant are removed (and
+    /// their providers told), with a warning each.
     /// A module signed as a Proxy-Wasm filter is refused with
     /// [`HostError::FilterAsActor`].
     pub async fn update_actor(&self, module: &[u8]) -> Result<ActorInfo, HostError> {
@@ -337,17 +339,43 @@ impl Host {
                     error: Box::new(error),
                 },
             })?;
-        for route in entry.bindings.load().keys() {
-            if !claims.has_capability(&route.capid) {
-                tracing::warn!(
-                    actor = %key_text,
-                    capability = %route.capid,
-                    "the updated claims no longer grant a bound capability; its calls will be denied"
-                );
+        // A binding the new claims do not grant is dropped before they take
+        // effect: deliveries check the binding, not the claims, so a kept
+        // binding would go on handing the actor requests and messages of a
+        // capability its signature no longer names.
+        let dropped: Vec<RouteKey> = entry.bindings.update(|bindings| {
+            let dropped: Vec<RouteKey> = bindings
+                .keys()
+                .filter(|route| !claims.has_capability(&route.capid))
+                .cloned()
+                .collect();
+            for route in &dropped {
+                bindings.remove(route);
             }
-        }
+            dropped
+        });
         let jwt = claims.jwt().to_string();
         entry.claims.store(claims);
+        for route in dropped {
+            tracing::warn!(
+                actor = %key_text,
+                capability = %route.capid,
+                binding = %route.binding,
+                "the updated claims no longer grant a bound capability: the binding is removed; \
+                 sign the module with the capability again and bind it anew to restore it"
+            );
+            if let Some(p) = self.provider(&route)
+                && let Err(e) =
+                    guard_provider(&route, p.provider.remove_actor(&key, &route.binding)).await
+            {
+                tracing::warn!(actor = %key, capability = %route.capid, error = %e, "provider failed to release the actor");
+            }
+            self.emit(HostEvent::BindingRemoved {
+                actor: key.clone(),
+                route,
+            });
+        }
+        self.refresh_counts();
         tracing::info!(actor = %key_text, "actor updated");
         self.emit(HostEvent::ActorUpdated {
             actor: entry.runtime.key().clone(),

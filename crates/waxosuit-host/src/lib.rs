@@ -6,8 +6,9 @@
 //! * [`Host`] is the facade. [`Host::add_actor`] verifies a module's signed
 //!   claims (fail closed), asks the [`Authorizer`] whether it may load, and
 //!   starts it on the `waxosuit-runtime` instance pool.
-//!   [`Host::update_actor`] hot-swaps a module signed with the same module key;
-//!   [`Host::remove_actor`] stops one.
+//!   [`Host::update_actor`] hot-swaps a module signed with the same module key
+//!   (a binding whose capability the new claims drop is removed, its provider
+//!   told); [`Host::remove_actor`] stops one.
 //! * Proxy-Wasm HTTP filters are signed like actors, with the
 //!   `proxy-wasm-filter` tag. [`Host::admit_filter`] applies the same
 //!   trust, authorizer and start policy to one and returns its claims; the

@@ -792,6 +792,70 @@ async fn live_update_needs_the_same_module_key() {
     assert_eq!(host.call_actor(&pk, "echo", b"a").await.unwrap(), after);
 }
 
+/// Deliveries check the binding, not the claims: an update whose claims
+/// drop a bound capability removes that binding (telling the provider),
+/// so the provider can no longer hand the new module requests of a
+/// capability its signature does not name. A binding still granted stays.
+#[tokio::test]
+async fn an_update_that_drops_a_capability_drops_its_binding() {
+    let host = trusting_host();
+    let echo = TestProvider::new();
+    let kept = Arc::new(TestProvider {
+        id: "test:kept",
+        ..TestProvider::default()
+    });
+    host.add_provider("default", echo.clone()).await.unwrap();
+    host.add_provider("default", kept.clone()).await.unwrap();
+    let signer = Signer::new();
+    let key = KeyPair::generate(KeyKind::Module);
+    let both = ["test:echo", "test:kept"];
+    let (v1, pk) = signer.sign(
+        &waxosuit_test_fixtures::wat_echo(),
+        "narrowed",
+        &both,
+        Some(&key),
+    );
+    host.add_actor(&v1, "v1", None).await.unwrap();
+    for capid in both {
+        host.set_binding(&pk, capid, "default", BTreeMap::new())
+            .await
+            .unwrap();
+    }
+    let d = echo.dispatcher();
+    assert_eq!(d.dispatch(&pk, "echo", b"a".to_vec()).await.unwrap(), b"a");
+
+    let (v2, _) = signer.sign(
+        &waxosuit_test_fixtures::wat_echo_v2(),
+        "narrowed",
+        &["test:kept"],
+        Some(&key),
+    );
+    host.update_actor(&v2).await.unwrap();
+
+    assert_eq!(
+        echo.removed.lock().unwrap().clone(),
+        vec![(pk.clone(), "default".to_string())],
+        "the provider whose capability was dropped is told"
+    );
+    assert!(kept.removed.lock().unwrap().is_empty());
+    let err = d.dispatch(&pk, "echo", b"a".to_vec()).await.unwrap_err();
+    assert!(matches!(err, DispatchError::NotBound { .. }), "{err}");
+    assert_eq!(
+        kept.dispatcher()
+            .dispatch(&pk, "echo", b"a".to_vec())
+            .await
+            .unwrap(),
+        b"v2:a",
+        "the binding still granted serves the new module"
+    );
+    // Binding the dropped capability again is refused by the new claims.
+    let err = host
+        .set_binding(&pk, "test:echo", "default", BTreeMap::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HostError::PermissionDenied { .. }), "{err}");
+}
+
 #[tokio::test]
 async fn health_and_metrics() {
     let (host, _p) = host_with_provider().await;
