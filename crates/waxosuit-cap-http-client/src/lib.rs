@@ -23,6 +23,7 @@
 //!   | [`TIMEOUT_MS`] | `30000` | total time for a call, redirects and body included |
 //!   | [`MAX_REDIRECTS`] | `5` | redirects followed before the call fails |
 //!   | [`MAX_RESPONSE_BYTES`] | `16777216` | largest response body accepted (never more than the actor accepts, less 64 KiB for the headers) |
+//!   | [`MAX_CONNECTIONS`] | `64` | connections the binding holds open, in use or idle in its pool (1 to 4096) |
 //!
 //! * **Egress policy.** `ALLOWED_HOSTS` is **deny by default**: a binding
 //!   without it (or with it empty) cannot reach anything. Entries are
@@ -57,12 +58,21 @@
 //!   each hop checked like the first; 303, and 301/302 after a `POST`,
 //!   continue as a body-less `GET`, as browsers do. `Authorization`,
 //!   `Cookie` and `Proxy-Authorization` are dropped when a redirect leaves
-//!   the original scheme, host and port.
+//!   the original scheme, host and port. A redirect from `https` to plain
+//!   `http` is refused: the request's other headers and its body would
+//!   follow it in clear text.
+//! * **Connections.** Each binding holds at most `MAX_CONNECTIONS` open,
+//!   counting those idle in its pool (closed after 90 s idle); a call that
+//!   needs one more waits up to half its `TIMEOUT_MS` for a place, then
+//!   fails naming the limit. Making a connection (TCP and TLS) takes at most
+//!   `TIMEOUT_MS`, also when hyper finishes it in the background for a
+//!   later request.
 //! * **Replies** carry the numeric status, its canonical reason phrase,
 //!   the headers (lower-case names; a header received several times has
 //!   its values joined with `", "`; a value that is not UTF-8 is sent as
 //!   base64, as in 2020) and the body, read incrementally and refused as
-//!   soon as it exceeds `MAX_RESPONSE_BYTES`.
+//!   soon as it exceeds `MAX_RESPONSE_BYTES`. The answer to a `HEAD`, and
+//!   a `204` or `304`, has no body whatever its `Content-Length` says.
 //! * **Traces.** When a tracing layer is installed, each request sent (each
 //!   redirect hop) is an OpenTelemetry client span, and its W3C
 //!   `traceparent`/`tracestate` replace the actor's, so the server called
@@ -106,6 +116,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+mod connect;
 mod policy;
 mod spans;
 
@@ -137,6 +148,7 @@ use waxosuit_provider::{
     BindRequest, Bindings, CapabilityProvider, ProviderCall, ProviderError, decode, encode,
 };
 
+use crate::connect::{Capped, ConnectError};
 use crate::policy::{EgressPolicy, EgressRefusal, Host};
 use crate::spans::Hop;
 
@@ -152,13 +164,21 @@ pub const MAX_REDIRECTS: &str = "MAX_REDIRECTS";
 /// Binding value: the largest response body accepted, in bytes; default
 /// 16 MiB.
 pub const MAX_RESPONSE_BYTES: &str = "MAX_RESPONSE_BYTES";
+/// Binding value: how many connections the binding holds open, in use or
+/// idle in its pool; default 64, at most 4096.
+pub const MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_REDIRECTS: u32 = 5;
 const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+const DEFAULT_MAX_CONNECTIONS: usize = 64;
+/// The most `MAX_CONNECTIONS` accepts: each is a descriptor of the host's.
+const MAX_CONNECTIONS_LIMIT: usize = 4096;
+/// How long a pooled connection may stay idle.
+const POOL_IDLE: Duration = Duration::from_secs(90);
 const CAPID: &str = CLIENT_CAPABILITY_ID;
 
-type HttpsClient = Client<HttpsConnector<HttpConnector<CheckedResolver>>, Full<Bytes>>;
+type HttpsClient = Client<Capped<HttpsConnector<HttpConnector<CheckedResolver>>>, Full<Bytes>>;
 
 /// The `wascc:http_client` provider. See the [crate docs](crate).
 pub struct HttpClientProvider {
@@ -345,6 +365,22 @@ impl CapabilityProvider for HttpClientProvider {
             "a number of bytes",
         )?;
         let max_response_bytes = within_actor_limit(&request, max_response_bytes);
+        let max_connections = config_value(
+            &request,
+            MAX_CONNECTIONS,
+            DEFAULT_MAX_CONNECTIONS,
+            "a number of connections",
+        )?;
+        if !(1..=MAX_CONNECTIONS_LIMIT).contains(&max_connections) {
+            return Err(ProviderError::Config {
+                capid: CAPID.to_string(),
+                actor: request.actor.clone(),
+                key: MAX_CONNECTIONS.to_string(),
+                reason: format!(
+                    "is {max_connections}; it must be from 1 to {MAX_CONNECTIONS_LIMIT}"
+                ),
+            });
+        }
         let max_reply = actor_limit(&request);
 
         let policy = Arc::new(policy);
@@ -357,11 +393,13 @@ impl CapabilityProvider for HttpClientProvider {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
+        let timeout = Duration::from_millis(timeout_ms);
+        let capped = Capped::new(https, max_connections, timeout / 2, timeout, POOL_IDLE);
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(https);
+            .pool_idle_timeout(POOL_IDLE)
+            .build(capped);
         let binding = Binding {
-            timeout: Duration::from_millis(timeout_ms),
+            timeout,
             max_redirects,
             max_response_bytes,
             max_reply,
@@ -419,6 +457,13 @@ enum CallError {
     #[error("redirect with an unusable Location `{location}`")]
     BadRedirect { location: String },
     #[error(
+        "redirect from https to plain http (`{location}`) refused: the request's headers and \
+         body would follow it in clear text; call the https URL the server should offer"
+    )]
+    InsecureRedirect { location: String },
+    #[error("{0}")]
+    Connections(ConnectError),
+    #[error(
         "no complete response within {millis} ms (TIMEOUT_MS for this binding); raise it or make \
          the server answer sooner"
     )]
@@ -455,14 +500,15 @@ impl CallError {
                     call.actor, call.binding
                 ),
             ),
-            e @ (CallError::Timeout { .. } | CallError::Connect { .. }) => {
-                ProviderError::Unavailable {
-                    capid: CAPID.to_string(),
-                    reason: format!("{url}: {e}"),
-                }
-            }
+            e @ (CallError::Timeout { .. }
+            | CallError::Connect { .. }
+            | CallError::Connections(_)) => ProviderError::Unavailable {
+                capid: CAPID.to_string(),
+                reason: format!("{url}: {e}"),
+            },
             e @ (CallError::TooManyRedirects { .. }
             | CallError::BadRedirect { .. }
+            | CallError::InsecureRedirect { .. }
             | CallError::TooLarge { .. }
             | CallError::ReplyTooLarge { .. }) => {
                 ProviderError::backend(CAPID, format!("{url}: {e}"))
@@ -477,6 +523,16 @@ impl CallError {
 /// reach the actor, but also the capability's span and the host's log.
 fn without_query(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or_default()
+}
+
+/// A URL from the actor or a server as errors show it: without its query,
+/// and without user information where it may have some.
+fn shown_url(url: &str) -> String {
+    if url.contains("://") || url.contains('@') {
+        waxosuit_provider::redact_url(url)
+    } else {
+        without_query(url).to_string()
+    }
 }
 
 /// A request checked for shape, not yet for destination.
@@ -528,11 +584,7 @@ fn prepare(request: &Request) -> Result<Prepared, CallError> {
     let uri = parse_url(&url).map_err(|reason| {
         // Shown without its query, and without user information (a
         // password in the URL is one reason it is refused).
-        let shown = if url.contains("://") || url.contains('@') {
-            waxosuit_provider::redact_url(&url)
-        } else {
-            without_query(&url).to_string()
-        };
+        let shown = shown_url(&url);
         CallError::BadRequest(format!("`{shown}` is not a usable URL: {reason}"))
     })?;
 
@@ -611,6 +663,11 @@ fn has_scheme(reference: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
+/// Whether a redirect from `from` to `to` leaves TLS.
+fn downgrades(from: &Uri, to: &Uri) -> bool {
+    from.scheme() == Some(&Scheme::HTTPS) && to.scheme() != Some(&Scheme::HTTPS)
+}
+
 fn same_origin(a: &Uri, b: &Uri) -> bool {
     a.scheme() == b.scheme()
         && a.host().map(str::to_ascii_lowercase) == b.host().map(str::to_ascii_lowercase)
@@ -658,11 +715,17 @@ async fn perform(binding: &Binding, prepared: Prepared) -> Result<Response, Call
         let location = match location {
             Some(location) if is_redirect(status) => location,
             _ => {
+                // RFC 9110 6.4.1: these have no body, whatever length
+                // their headers give (a HEAD's is the GET's).
+                let bodiless = method == Method::HEAD
+                    || status.is_informational()
+                    || matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED);
                 let read = read_response(
                     response,
                     binding.max_response_bytes,
                     binding.max_reply,
                     &uri,
+                    bodiless,
                 )
                 .await;
                 hop.failed(&read);
@@ -678,8 +741,13 @@ async fn perform(binding: &Binding, prepared: Prepared) -> Result<Response, Call
         }
         redirects += 1;
         let next = resolve_location(&uri, &location).ok_or_else(|| CallError::BadRedirect {
-            location: without_query(&location).to_string(),
+            location: shown_url(&location),
         })?;
+        if downgrades(&uri, &next) {
+            return Err(CallError::InsecureRedirect {
+                location: shown_url(&location),
+            });
+        }
         tracing::debug!(from = %spans::FullUrl(&uri), to = %spans::FullUrl(&next), %status,
             "wascc:http_client following redirect");
         if status == StatusCode::SEE_OTHER
@@ -721,6 +789,9 @@ fn classify(uri: &Uri, error: &hyper_util::client::legacy::Error) -> CallError {
         if let Some(ResolveError::Refused(refusal)) = e.downcast_ref::<ResolveError>() {
             return CallError::Refused(refusal.clone());
         }
+        if let Some(connect) = e.downcast_ref::<ConnectError>() {
+            return CallError::Connections(connect.clone());
+        }
         innermost = e.to_string();
         source = e.source();
     }
@@ -743,6 +814,7 @@ async fn read_response(
     max: u64,
     max_reply: Option<u64>,
     uri: &Uri,
+    bodiless: bool,
 ) -> Result<Response, CallError> {
     let (parts, mut incoming) = response.into_parts();
     // The headers as they will be encoded (a value that is not UTF-8 goes
@@ -768,7 +840,8 @@ async fn read_response(
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|_| !bodiless);
     if declared.is_some_and(|len| len > max) {
         return Err(CallError::TooLarge { max });
     }
@@ -921,6 +994,33 @@ impl tower_service::Service<Name> for CheckedResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An `https` request is never continued over plain `http` (headers and
+    /// body would follow in clear text); other hops are the policy's.
+    #[test]
+    fn a_redirect_may_not_leave_tls() {
+        let base: Uri = "https://api.example.com/a?k=1".parse().unwrap();
+        for (location, refused) in [
+            ("http://api.example.com/b", true),
+            ("HTTP://api.example.com/b", true),
+            ("//other.example.com/b", false),
+            ("/b", false),
+            ("https://other.example.com/b", false),
+        ] {
+            let next = resolve_location(&base, location).unwrap();
+            assert_eq!(downgrades(&base, &next), refused, "{location}");
+        }
+        let plain: Uri = "http://api.example.com/".parse().unwrap();
+        let next = resolve_location(&plain, "https://api.example.com/").unwrap();
+        assert!(!downgrades(&plain, &next));
+        assert!(!downgrades(&plain, &plain));
+        let err = CallError::InsecureRedirect {
+            location: shown_url("http://user:S3CRET@api.example.com/b?token=S3CRET"),
+        }
+        .to_string();
+        assert!(!err.contains("S3CRET"), "{err}");
+        assert!(err.contains("https to plain http"), "{err}");
+    }
 
     static RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     static MOST: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

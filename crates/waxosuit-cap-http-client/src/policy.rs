@@ -34,26 +34,43 @@ impl IpNet {
             Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max)?,
             None => max,
         };
+        // An IPv4-mapped entry names IPv4 hosts: kept as IPv4, with the
+        // prefix counted in IPv4's 32 bits, so that it is compared as one.
+        // (A mapped entry shorter than /96 also covers other IPv6 addresses;
+        // it stays IPv6 and matches no IPv4 host.)
+        if let IpAddr::V6(v6) = addr
+            && let Some(v4) = v6.to_ipv4_mapped()
+            && prefix >= 96
+        {
+            return Some(IpNet {
+                addr: IpAddr::V4(v4),
+                prefix: prefix - 96,
+            });
+        }
         Some(IpNet { addr, prefix })
     }
 
     fn contains(&self, ip: IpAddr) -> bool {
         // An IPv4-mapped IPv6 address is the same host as its IPv4 form, so
         // `::ffff:10.0.0.1` matches `10.0.0.0/8` and vice versa.
+        // `parse` keeps the prefix within the family's bits; a prefix past
+        // them matches nothing rather than everything.
         let ip = canonical(ip);
-        match (canonical(self.addr), ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => match 32u32.checked_sub(self.prefix.into()) {
+                Some(host_bits) => {
+                    let mask = u32::MAX.checked_shl(host_bits).unwrap_or(0);
+                    u32::from(net) & mask == u32::from(ip) & mask
+                }
+                None => false,
+            },
+            (IpAddr::V6(net), IpAddr::V6(ip)) => match 128u32.checked_sub(self.prefix.into()) {
+                Some(host_bits) => {
+                    let mask = u128::MAX.checked_shl(host_bits).unwrap_or(0);
+                    u128::from(net) & mask == u128::from(ip) & mask
+                }
+                None => false,
+            },
             _ => false,
         }
     }
@@ -511,6 +528,40 @@ mod tests {
         }
         let zero = EgressPolicy::parse("0.0.0.0/0").unwrap();
         assert!(zero.check_host(&Host::parse("8.8.8.8")).is_ok());
+    }
+
+    /// An IPv4-mapped entry is one IPv4 host (or a network of them, its
+    /// prefix counted past the 96 mapped bits), never every IPv4 host: its
+    /// IPv6 prefix was once applied to IPv4's 32 bits, which wrapped to an
+    /// empty mask in release builds and matched `169.254.169.254`.
+    #[test]
+    fn an_ipv4_mapped_entry_allows_its_own_hosts_only() {
+        let one = EgressPolicy::parse("::ffff:10.1.2.3").unwrap();
+        for allowed in ["10.1.2.3", "::ffff:10.1.2.3"] {
+            assert_eq!(
+                one.check_host(&Host::parse(allowed)),
+                Ok(HostMatch::Explicit),
+                "{allowed}"
+            );
+        }
+        for refused in ["169.254.169.254", "127.0.0.1", "10.1.2.4", "8.8.8.8"] {
+            assert!(one.check_host(&Host::parse(refused)).is_err(), "{refused}");
+            assert!(
+                one.check_resolved("a.example.com", ip(refused)).is_err(),
+                "{refused}"
+            );
+        }
+        let net = EgressPolicy::parse("[::ffff:10.0.0.0]/104").unwrap();
+        assert_eq!(
+            net.check_host(&Host::parse("10.200.0.1")),
+            Ok(HostMatch::Explicit)
+        );
+        assert!(net.check_host(&Host::parse("11.0.0.1")).is_err());
+        assert!(net.check_host(&Host::parse("127.0.0.1")).is_err());
+        // Shorter than the mapped range: an IPv6 network, no IPv4 host in it.
+        let wide = EgressPolicy::parse("::ffff:0:0/80").unwrap();
+        assert!(wide.check_host(&Host::parse("127.0.0.1")).is_err());
+        assert!(wide.check_host(&Host::parse("8.8.8.8")).is_err());
     }
 
     #[test]

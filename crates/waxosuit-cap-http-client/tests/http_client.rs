@@ -672,3 +672,136 @@ async fn large_headers_count_against_what_the_actor_accepts() {
     assert_eq!(ok.body.len(), 900_000);
     assert!(waxosuit_codec::serialize(&ok).unwrap().len() <= 1_048_576);
 }
+
+/// Every connection a binding holds, idle in its pool or not, takes one of
+/// its `MAX_CONNECTIONS` places: an actor naming a new origin on every call
+/// (a new port, a new subdomain) cannot leave an open descriptor behind
+/// each time. Before the cap, each of the five servers below kept one.
+#[tokio::test]
+async fn a_binding_holds_at_most_max_connections_open() {
+    let mut servers = Vec::new();
+    for _ in 0..5 {
+        servers.push(TestServer::start().await);
+    }
+    let client = provider(&[
+        ("ALLOWED_HOSTS", "127.0.0.1"),
+        ("MAX_CONNECTIONS", "4"),
+        ("TIMEOUT_MS", "1000"),
+    ])
+    .await;
+    for server in &servers[..4] {
+        call(&client, get(&server.url("/status/200")))
+            .await
+            .unwrap();
+    }
+    let err = call(&client, get(&servers[4].url("/status/200")))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, ProviderError::Unavailable { .. }), "{err:?}");
+    assert!(
+        text.contains("all 4 connections") && text.contains("MAX_CONNECTIONS"),
+        "{text}"
+    );
+    let opened: usize = servers
+        .iter()
+        .map(|s| s.connections.load(Ordering::SeqCst))
+        .sum();
+    assert_eq!(opened, 4, "no fifth connection was made");
+    assert_eq!(servers[4].requests(), 0);
+    // The pooled connections still serve their origins.
+    call(&client, get(&servers[0].url("/status/200")))
+        .await
+        .unwrap();
+    assert_eq!(servers[0].connections.load(Ordering::SeqCst), 1);
+
+    for bad in ["0", "4097", "many"] {
+        let err = bind(
+            &client,
+            "bad",
+            &[("ALLOWED_HOSTS", "127.0.0.1"), ("MAX_CONNECTIONS", bad)],
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("MAX_CONNECTIONS"), "{bad}: {err}");
+    }
+}
+
+/// A server that answers each connection's first request with `head`
+/// verbatim, then closes it.
+async fn raw_server(head: &'static str) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// A `HEAD` answer gives the length the `GET` would have, and a `304` may
+/// too; neither has a body, so neither is refused as too large (sizing a
+/// download with `HEAD` was refused whenever the object was large).
+#[tokio::test]
+async fn bodiless_answers_are_not_judged_by_their_length() {
+    let ok = raw_server("HTTP/1.1 200 OK\r\ncontent-length: 100000000\r\n\r\n").await;
+    let not_modified =
+        raw_server("HTTP/1.1 304 Not Modified\r\ncontent-length: 100000000\r\n\r\n").await;
+    let client = provider(&[
+        ("ALLOWED_HOSTS", "127.0.0.1"),
+        ("MAX_RESPONSE_BYTES", "1000"),
+    ])
+    .await;
+    let head = Request {
+        method: "HEAD".into(),
+        path: format!("http://{ok}/big"),
+        ..Request::default()
+    };
+    let response = call(&client, head).await.unwrap();
+    assert_eq!(response.status_code, 200);
+    assert!(response.body.is_empty());
+    assert_eq!(response.header["content-length"], "100000000");
+    let response = call(&client, get(&format!("http://{not_modified}/big")))
+        .await
+        .unwrap();
+    assert_eq!(response.status_code, 304);
+    assert!(response.body.is_empty());
+    // A GET answered 200 with that length is still refused before reading.
+    let err = call(&client, get(&format!("http://{ok}/big")))
+        .await
+        .unwrap_err();
+    assert!(
+        backend_message(&err).contains("exceeds 1000 bytes"),
+        "{err}"
+    );
+}
+
+/// A `Location` carrying user information is refused, and the error (which
+/// reaches the actor, the span and the log) does not repeat its password.
+#[tokio::test]
+async fn a_redirect_to_a_url_with_a_password_does_not_repeat_it() {
+    let server = TestServer::start().await;
+    let client = provider(LOCAL).await;
+    let request = Request {
+        method: "GET".into(),
+        path: server.url("/redirect-to"),
+        query_string: "http://admin:S3CRET@127.0.0.1/x".into(),
+        ..Request::default()
+    };
+    let err = call(&client, request).await.unwrap_err().to_string();
+    assert!(err.contains("unusable Location"), "{err}");
+    assert!(!err.contains("S3CRET"), "{err}");
+}
