@@ -33,8 +33,10 @@ const MAX_SLOTS: usize = 256;
 /// as tokio let the task run.
 const PACE_FACTOR: u32 = 9;
 
-/// Shorter callbacks only yield: a pause of microseconds would round up to
-/// the timer's millisecond and slow a busy queue down for nothing.
+/// Shorter callbacks add up until they reach it: a pause of microseconds
+/// would round up to the timer's millisecond, so many short callbacks owe
+/// one pause together (callbacks of 0.9 ms each once escaped pacing
+/// altogether and kept their thread busy).
 const PACE_FROM: Duration = Duration::from_millis(1);
 
 /// A loaded Proxy-Wasm filter: what a chain holds.
@@ -69,16 +71,22 @@ struct Slot {
     /// that enqueues to several queues from its own queue callbacks would
     /// otherwise multiply the tasks with each round.
     queues_owed: Box<[AtomicU32]>,
-    /// Until when this slot's own callbacks wait, after a long one
-    /// ([`PACE_FACTOR`]).
-    paced_until: Mutex<Option<Instant>>,
+    /// Until when this slot's own callbacks wait ([`PACE_FACTOR`]), and the
+    /// time of its own callbacks not yet paid for by a pause.
+    pace: Mutex<Pace>,
+}
+
+#[derive(Default)]
+struct Pace {
+    until: Option<Instant>,
+    owed: Duration,
 }
 
 impl Slot {
     /// Waits until this slot's VM may run a callback of its own again.
     async fn wait_turn(&self) {
         loop {
-            let until = *self.paced_until.lock();
+            let until = self.pace.lock().until;
             match until {
                 Some(until) if until > Instant::now() => tokio::time::sleep_until(until).await,
                 _ => return,
@@ -86,12 +94,15 @@ impl Slot {
         }
     }
 
-    /// Owes a pause for a callback of its own that ran for `spent`.
+    /// Owes a pause for a callback of its own that ran for `spent`, once
+    /// such callbacks add up to [`PACE_FROM`].
     fn ran(&self, spent: Duration) {
-        if spent >= PACE_FROM {
-            let until = Instant::now() + spent.saturating_mul(PACE_FACTOR);
-            let mut paced = self.paced_until.lock();
-            *paced = Some(paced.map_or(until, |p| p.max(until)));
+        let mut pace = self.pace.lock();
+        pace.owed = pace.owed.saturating_add(spent);
+        if pace.owed >= PACE_FROM {
+            let until = Instant::now() + pace.owed.saturating_mul(PACE_FACTOR);
+            pace.owed = Duration::ZERO;
+            pace.until = Some(pace.until.map_or(until, |p| p.max(until)));
         }
     }
 }
@@ -273,7 +284,7 @@ impl FilterInner {
                 queues_owed: (0..crate::shared::MAX_QUEUES)
                     .map(|_| AtomicU32::new(0))
                     .collect(),
-                paced_until: Mutex::new(None),
+                pace: Mutex::new(Pace::default()),
             })
         })
     }
@@ -444,10 +455,14 @@ impl FilterInner {
             Some(base) => self.callouts.perform(&self.template.info, base, call).await,
             None => None,
         };
-        // Answered: no longer in flight, also for the VM's own next calls.
-        drop(in_flight);
+        // Counted until the filter is handed the answer: an answer waiting
+        // for its turn holds up to a megabyte and a task, and the filter
+        // could otherwise send a new call for each one it has not yet read.
         slot.wait_turn().await;
         self.on_root(&slot, generation, |vm, t| {
+            // Handed over: no longer in flight, also for the calls this
+            // callback makes.
+            drop(in_flight);
             let reply = reply.unwrap_or_default();
             let (headers, body) = (reply.headers.len(), reply.body.len());
             let state = vm.state();

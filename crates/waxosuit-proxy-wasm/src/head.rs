@@ -127,6 +127,9 @@ impl Head {
     }
 
     fn set_pseudo(&mut self, name: &str, value: Vec<u8>) -> Status {
+        if std::str::from_utf8(&value).is_err() {
+            return Status::BadArgument;
+        }
         let Some(index) = pseudo_index(name) else {
             // A pseudo-header HTTP/1.1 has no place for.
             return Status::BadArgument;
@@ -135,7 +138,12 @@ impl Head {
         Status::Ok
     }
 
+    /// A header a filter writes. Its value must be UTF-8, as the server
+    /// requires of clients: the Rust SDK reads every value as a `String` and
+    /// unwraps, so one filter writing other bytes made every later SDK
+    /// filter that reads the headers trap, on every such request.
     fn parse(name: &str, value: &[u8]) -> Option<(HeaderName, HeaderValue)> {
+        std::str::from_utf8(value).ok()?;
         Some((
             HeaderName::from_bytes(name.as_bytes()).ok()?,
             HeaderValue::from_bytes(value).ok()?,
@@ -185,6 +193,9 @@ impl Head {
                 let Some(index) = pseudo_index(&name) else {
                     return Status::BadArgument;
                 };
+                if std::str::from_utf8(&value).is_err() {
+                    return Status::BadArgument;
+                }
                 pseudo[index] = Some(value);
                 continue;
             }
@@ -216,6 +227,43 @@ impl Head {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Values a filter writes are UTF-8, like the ones clients may send:
+    /// the Rust SDK reads each as a `String` and unwraps, so a later filter
+    /// would trap on every such request. The head is left as it was.
+    #[test]
+    fn a_value_that_is_not_utf8_is_refused_and_changes_nothing() {
+        let mut head = Head::default();
+        head.pseudo[PATH] = Some(Value::Static(b"/"));
+        assert_eq!(head.add("x-a", b"1".to_vec(), false), Status::Ok);
+        let before = head.serialize();
+        assert_eq!(
+            head.add("x-a", b"\xe9".to_vec(), false),
+            Status::BadArgument
+        );
+        assert_eq!(
+            head.add("x-b", b"\xff\xfe".to_vec(), true),
+            Status::BadArgument
+        );
+        assert_eq!(
+            head.add(":path", b"/\xe9".to_vec(), true),
+            Status::BadArgument
+        );
+        assert_eq!(
+            head.set_all(vec![
+                ("x-c".into(), b"ok".to_vec()),
+                ("x-d".into(), b"\xe9".to_vec())
+            ]),
+            Status::BadArgument
+        );
+        assert_eq!(
+            head.set_all(vec![(":path".into(), b"/\xe9".to_vec())]),
+            Status::BadArgument
+        );
+        assert_eq!(head.serialize(), before);
+        // Non-ASCII UTF-8 is a value like any other.
+        assert_eq!(head.add("x-a", "é".as_bytes().to_vec(), false), Status::Ok);
+    }
 
     #[test]
     fn pseudo_headers_come_first_and_names_are_case_blind() {

@@ -42,6 +42,9 @@ struct SharedData {
     entries: HashMap<String, (Vec<u8>, u32, u64)>,
     bytes: usize,
     writes: u64,
+    /// The version the last write was given (never 0, which means "no
+    /// check" to `set`).
+    next_cas: u32,
 }
 
 #[derive(Default)]
@@ -78,7 +81,11 @@ impl Shared {
         if cas != 0 && old.map(|(_, v, _)| *v) != Some(cas) {
             return Status::CasMismatch;
         }
-        let version = old.map_or(1, |(_, v, _)| v.wrapping_add(1).max(1));
+        // One counter for all keys, as Envoy's host keeps: a key evicted and
+        // written anew must not come back at a version a VM still holds from
+        // before, or that VM's compare-and-swap would overwrite the new value.
+        data.next_cas = data.next_cas.wrapping_add(1).max(1);
+        let version = data.next_cas;
         if let Some((old, _, _)) = data.entries.remove(key) {
             data.bytes -= old.len();
         }
@@ -349,6 +356,23 @@ mod tests {
         assert_eq!(shared.set("k", b"3", v1), Status::CasMismatch);
         assert_eq!(shared.get("k").unwrap().0, b"2");
         assert_eq!(shared.set("new", b"x", 7), Status::CasMismatch);
+    }
+
+    /// A key evicted and written again gets a version no VM saw before, so
+    /// a compare-and-swap from before the eviction fails (with versions
+    /// counted per key, it restarted at 1 and the stale write won).
+    #[test]
+    fn a_key_written_anew_after_eviction_refuses_an_old_version() {
+        let shared = Shared::default();
+        assert_eq!(shared.set("k", b"a", 0), Status::Ok);
+        let (_, held) = shared.get("k").unwrap();
+        for i in 0..MAX_SHARED_KEYS {
+            assert_eq!(shared.set(&format!("other-{i}"), b"x", 0), Status::Ok);
+        }
+        assert!(shared.get("k").is_none(), "evicted");
+        assert_eq!(shared.set("k", b"b", 0), Status::Ok);
+        assert_eq!(shared.set("k", b"stale", held), Status::CasMismatch);
+        assert_eq!(shared.get("k").unwrap().0, b"b");
     }
 
     #[test]

@@ -232,7 +232,11 @@ impl Vm {
                 limits.deadline.as_millis()
             ),
             Some(Trap::OutOfFuel) => "a callback ran out of fuel (limits.fuel)".to_string(),
-            _ => format!("the filter trapped: {error:#}"),
+            // Bounded: a backtrace names functions of any length.
+            _ => format!(
+                "the filter trapped: {}",
+                waxosuit_runtime::engine_text(error)
+            ),
         })
     }
 

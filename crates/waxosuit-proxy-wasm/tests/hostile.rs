@@ -425,6 +425,135 @@ async fn a_filter_rebuilt_after_a_trap_cannot_start_more_callouts_than_its_bound
 }
 
 #[tokio::test]
+async fn answers_waiting_for_the_filter_count_as_calls_in_flight() {
+    // Each request sends as many callouts as it may (of 100) and answers
+    // 200 + how many were taken; each answer's callback spins 2 ms, so the
+    // VM owes a pause after it and answers wait their turn.
+    let caller = r#"(module
+      (import "env" "proxy_http_call" (func $call (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+      (import "env" "proxy_send_local_response" (func $local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+      (import "env" "proxy_get_current_time_nanoseconds" (func $now (param i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "fast")
+      (data (i32.const 16) "\02\00\00\00\07\00\00\00\03\00\00\00\05\00\00\00\01\00\00\00:method\00GET\00:path\00/\00")
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 4096))
+      (func (export "proxy_on_context_create") (param i32 i32))
+      (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+        (local $i i32) (local $taken i32)
+        (loop $more
+          (if (i32.eqz (call $call (i32.const 0) (i32.const 4) (i32.const 16) (i32.const 40)
+                (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 60000) (i32.const 200)))
+            (then (local.set $taken (i32.add (local.get $taken) (i32.const 1)))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $more (i32.lt_u (local.get $i) (i32.const 100))))
+        (drop (call $local (i32.add (i32.const 200) (local.get $taken))
+          (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1)))
+        (i32.const 1))
+      (func (export "proxy_on_http_call_response") (param i32 i32 i32 i32 i32)
+        (local $start i64)
+        (drop (call $now (i32.const 128)))
+        (local.set $start (i64.load (i32.const 128)))
+        (loop $spin
+          (drop (call $now (i32.const 128)))
+          (br_if $spin (i64.lt_u (i64.sub (i64.load (i32.const 128)) (local.get $start))
+            (i64.const 2000000))))))"#;
+    // The upstream answers every request at once, one per connection.
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = upstream.local_addr().unwrap();
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&served);
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut stream, _)) = upstream.accept().await {
+            let counted = Arc::clone(&counted);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    let settings = FilterSettings {
+        upstreams: [("fast".to_string(), format!("http://{address}"))].into(),
+        ..FilterSettings::default()
+    };
+    let filter = load_on(RuntimeConfig::default(), caller, true, settings)
+        .await
+        .unwrap();
+    let mut taken = 0;
+    for _ in 0..20 {
+        let mut stream = filter.open(&info());
+        match stream.request(&mut request()).outcome().await {
+            Ok(Verdict::Respond(reply)) => taken += usize::from(reply.status) - 200,
+            other => panic!("expected a local answer, got {:?}", other.is_ok()),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let bound = waxosuit_proxy_wasm::MAX_CALLS_IN_FLIGHT;
+    // Answers are handed over at most one per 20 ms (2 ms, then an 18 ms
+    // pause): in the 400 ms about 20 of them, so the VM may send about
+    // 64 + 20. When a place was freed on the answer's arrival, each request
+    // sent up to 64 more while the answers queued (about 1,200).
+    assert!(taken >= bound, "{taken} calls taken");
+    assert!(
+        taken <= bound + 40,
+        "{taken} calls taken, {} served",
+        served.load(std::sync::atomic::Ordering::Relaxed)
+    );
+}
+
+/// A trap's backtrace names each frame's function from the name section:
+/// thirty frames of a 1 MiB name made the reason 30 MiB, logged and put on
+/// the span for every request. It is cut to the runtime's bound, as for
+/// actors.
+#[tokio::test]
+async fn a_trap_through_functions_with_huge_names_has_a_bounded_reason() {
+    let name = "f".repeat(1 << 20);
+    let wat = format!(
+        r#"(module
+      (memory (export "memory") 1)
+      (func ${name} (param $n i32)
+        (if (i32.eqz (local.get $n)) (then (unreachable)))
+        (call ${name} (i32.sub (local.get $n) (i32.const 1))))
+      (func (export "proxy_abi_version_0_2_1"))
+      (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 1024))
+      (func (export "proxy_on_context_create") (param i32 i32))
+      (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+        (call ${name} (i32.const 30))
+        (i32.const 0)))"#
+    );
+    let filter = load(&wat, true, FilterLimits::default()).await.unwrap();
+    let mut stream = filter.open(&info());
+    let Err(error) = stream.request(&mut request()).outcome().await else {
+        panic!("the filter must fail");
+    };
+    let text = error.to_string();
+    assert!(
+        text.contains("unreachable"),
+        "{}",
+        &text[..text.len().min(300)]
+    );
+    assert!(
+        text.len() <= waxosuit_runtime::MAX_GUEST_ERROR_BYTES + 256,
+        "{} bytes",
+        text.len()
+    );
+}
+
+#[tokio::test]
 async fn each_callback_that_enqueues_is_owed_its_queue_callback() {
     // Every request enqueues one item and answers 200 + the items its queue
     // callbacks dequeued so far; each queue callback dequeues one item, as
@@ -786,8 +915,35 @@ async fn properties_a_request_sets_are_bounded_in_bytes() {
 
 #[tokio::test]
 async fn a_filter_keeping_many_queues_busy_gets_a_tenth_of_its_thread() {
-    // Four queues, each callback spinning 20 ms and enqueueing to its own
-    // queue again: four loops that never end, each counted.
+    let calls = spinning_queues(20_000_000).await;
+    // 20 ms, then 180 ms in which none of the VM's own callbacks run: about
+    // 10 in 2 s, however many queues. Paced per queue, it was about 40;
+    // unpaced, about 100 (the thread did nothing else between them).
+    assert!(
+        (3.0..=16.0).contains(&calls),
+        "{calls} callbacks of 20 ms in 2 s"
+    );
+}
+
+/// Callbacks shorter than the pacing's millisecond add up to it: four
+/// queues spinning 0.3 ms each were never paced and took the whole thread
+/// (about 6,000 callbacks in 2 s).
+#[tokio::test]
+async fn short_callbacks_are_paced_together() {
+    let calls = spinning_queues(300_000).await;
+    // A tenth of 2 s in callbacks of 0.3 ms: about 670.
+    assert!(
+        (100.0..=1_100.0).contains(&calls),
+        "{calls} callbacks of 0.3 ms in 2 s"
+    );
+}
+
+/// Runs, for 2 s, a filter whose four queues each spin `spin_ns` in every
+/// `proxy_on_queue_ready` and enqueue to themselves again; how many such
+/// callbacks ran.
+async fn spinning_queues(spin_ns: u64) -> f64 {
+    // Four queues, each callback spinning and enqueueing to its own queue
+    // again: four loops that never end, each counted.
     let spinner = r#"(module
       (import "env" "proxy_register_shared_queue" (func $reg (param i32 i32 i32) (result i32)))
       (import "env" "proxy_enqueue_shared_queue" (func $enq (param i32 i32 i32) (result i32)))
@@ -817,10 +973,11 @@ async fn a_filter_keeping_many_queues_busy_gets_a_tenth_of_its_thread() {
         (loop $spin
           (drop (call $now (i32.const 128)))
           (br_if $spin (i64.lt_u (i64.sub (i64.load (i32.const 128)) (local.get $start))
-            (i64.const 20000000))))
-        (drop (call $enq (local.get 1) (i32.const 0) (i32.const 1)))))"#;
+            (i64.const SPIN_NS))))
+        (drop (call $enq (local.get 1) (i32.const 0) (i32.const 1)))))"#
+        .replace("SPIN_NS", &spin_ns.to_string());
     let host = FilterHost::new(&Runtime::new(RuntimeConfig::default()).unwrap());
-    let filter = load_in(&host, spinner, true, FilterSettings::default())
+    let filter = load_in(&host, &spinner, true, FilterSettings::default())
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -829,19 +986,11 @@ async fn a_filter_keeping_many_queues_busy_gets_a_tenth_of_its_thread() {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     drop(filter);
-    let calls: f64 = text
-        .lines()
+    text.lines()
         .find(|l| l.contains("name=\"calls\""))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no calls counter in {text}"));
-    // 20 ms, then 180 ms in which none of the VM's own callbacks run: about
-    // 10 in 2 s, however many queues. Paced per queue, it was about 40;
-    // unpaced, about 100 (the thread did nothing else between them).
-    assert!(
-        (3.0..=16.0).contains(&calls),
-        "{calls} callbacks of 20 ms in 2 s"
-    );
+        .unwrap_or_else(|| panic!("no calls counter in {text}"))
 }
 
 /// Counts the warnings (and worse) of every target, keeping their text.

@@ -350,7 +350,8 @@ fn deadline_message(
     )
 }
 
-/// An engine error's text for a [`RuntimeError`]: each of its causes, as
+/// An engine error's text, for a [`RuntimeError`] or any other host of
+/// guests on this engine (the Proxy-Wasm filters): each of its causes, as
 /// `{:#}` joins them, cut to an equal share of
 /// [`MAX_GUEST_ERROR_BYTES`](crate::MAX_GUEST_ERROR_BYTES) and marked
 /// `… (cut)`. A trap's backtrace names the functions of its frames from
@@ -359,7 +360,7 @@ fn deadline_message(
 /// trap, copied again into spans, logs and the calling actor's host error.
 /// Each cause keeps its share, so the trap itself is never cut away by the
 /// backtrace before it.
-pub(crate) fn engine_text(error: &wasmtime::Error) -> String {
+pub fn engine_text(error: &wasmtime::Error) -> String {
     struct Bounded<'a> {
         text: &'a mut String,
         room: usize,

@@ -196,7 +196,7 @@ use std::sync::Arc;
 pub use actor::{Actor, ActorStats};
 pub use cache::CacheOutcome;
 pub use config::{Limits, PoolingConfig, RuntimeConfig};
-pub use error::{ErrorKind, PendingHostCall, RuntimeError, WaitBound};
+pub use error::{ErrorKind, PendingHostCall, RuntimeError, WaitBound, engine_text};
 pub use name::Name;
 pub use pool::thread_slot;
 pub use runtime::{AllocatorKind, Runtime};
