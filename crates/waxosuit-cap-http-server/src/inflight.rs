@@ -11,9 +11,10 @@
 //! the threads, no more than the limit are ever in flight, and a request is
 //! refused only when all places are taken.
 
-use parking_lot::Mutex;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+pub(crate) use waxosuit_provider::Throttle;
 
 use crate::threads::Padded;
 
@@ -28,26 +29,6 @@ pub(crate) struct InFlight {
     warned: Throttle,
 }
 
-/// Lets a warning through at most every [`WARN_EVERY`], counting the ones
-/// held back, so that a flood of refusals cannot flood the log.
-#[derive(Default)]
-pub(crate) struct Throttle(Mutex<(Option<Instant>, u64)>);
-
-impl Throttle {
-    /// Whether to log now, and how many were not logged since the last
-    /// time.
-    pub(crate) fn should_warn(&self, now: Instant) -> Option<u64> {
-        let mut warned = self.0.lock();
-        let (last, unlogged) = &mut *warned;
-        if last.is_some_and(|at| now.saturating_duration_since(at) < WARN_EVERY) {
-            *unlogged += 1;
-            return None;
-        }
-        *last = Some(now);
-        Some(std::mem::take(unlogged))
-    }
-}
-
 /// A taken place, given back when dropped.
 pub(crate) struct Place<'a>(&'a Padded);
 
@@ -56,9 +37,6 @@ impl Drop for Place<'_> {
         self.0.0.fetch_sub(1, Ordering::Release);
     }
 }
-
-/// How often saturation is logged at most, so a flood cannot flood the log.
-const WARN_EVERY: Duration = Duration::from_secs(10);
 
 impl InFlight {
     /// `limit` places (at least one) split evenly into `threads` shares
@@ -114,7 +92,7 @@ impl InFlight {
     }
 
     /// Whether a refusal should be logged now (at most every
-    /// [`WARN_EVERY`]), and how many were not logged since the last time.
+    /// [`WARN_EVERY`](waxosuit_provider::WARN_EVERY)), and how many were not logged since the last time.
     pub(crate) fn should_warn(&self, now: Instant) -> Option<u64> {
         self.warned.should_warn(now)
     }
@@ -129,6 +107,8 @@ impl InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+    use waxosuit_provider::WARN_EVERY;
 
     #[test]
     fn shares_add_up_to_the_limit() {

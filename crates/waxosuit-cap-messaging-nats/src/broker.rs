@@ -53,7 +53,20 @@ impl NatsMessaging {
         if let Some(headers) = headers {
             outgoing = outgoing.headers(headers);
         }
-        match client.send_request(subject.clone(), outgoing).await {
+        // The client's own timeout starts once the request is written; the
+        // subscription and the publish before it wait for room in the
+        // client's command channel, which a stalled server never drains.
+        let sent = client.send_request(subject.clone(), outgoing);
+        let Ok(outcome) =
+            tokio::time::timeout(timeout.saturating_add(reconnect::RECONNECT_WAIT), sent).await
+        else {
+            return Err(MessagingError::TimedOut {
+                subject,
+                timeout_ms: timeout.as_millis(),
+            }
+            .into());
+        };
+        match outcome {
             Ok(reply) => Ok(reply.payload.to_vec()),
             Err(e) => Err(match e.kind() {
                 RequestErrorKind::NoResponders => MessagingError::NoResponders { subject },

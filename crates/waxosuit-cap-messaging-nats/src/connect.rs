@@ -92,6 +92,10 @@ impl NatsMessaging {
         let url = shown.clone();
         let on_event = Arc::clone(reconnect);
         let on_attempt = Arc::clone(reconnect);
+        // A server error (a publish the server's permissions refuse, say)
+        // is an event per message an actor sends: at most one line per ten
+        // seconds, with how many were not logged.
+        let events = Arc::new(waxosuit_provider::Throttle::default());
         let mut options = ConnectOptions::new()
             .name(CONNECTION_NAME)
             .subscription_capacity(CLIENT_BUFFER)
@@ -105,13 +109,19 @@ impl NatsMessaging {
             .event_callback(move |event| {
                 let url = url.clone();
                 let reconnect = Arc::clone(&on_event);
+                let events = Arc::clone(&events);
                 async move {
                     match event {
                         async_nats::Event::Connected => {
                             reconnect.connected();
                             tracing::info!(%url, "NATS connection (re)established");
                         }
-                        other => tracing::warn!(%url, event = %other, "NATS connection event"),
+                        other => {
+                            if let Some(unlogged) = events.should_warn(std::time::Instant::now())
+                            {
+                                tracing::warn!(%url, event = %other, not_logged_since = unlogged, "NATS connection event");
+                            }
+                        }
                     }
                 }
             });
@@ -148,8 +158,10 @@ impl NatsMessaging {
                     reason: format!("cannot use the credentials file `{path}`: {e}"),
                 })?;
         }
+        // The credentials went to the options above: the client keeps the
+        // URL and logs it (`Debug`, password included) on failed reconnects.
         options
-            .connect(config.url.as_str())
+            .connect(waxosuit_nats::without_credentials(&config.url))
             .await
             .map_err(|e| match e.kind() {
                 ConnectErrorKind::ServerParse => ProviderError::Config {
@@ -170,18 +182,26 @@ impl NatsMessaging {
 /// `Client::flush` only empties the socket buffer, so this echoes a message
 /// off the server instead: it processes a connection's commands in order.
 pub(crate) async fn round_trip(client: &Client) -> Result<(), String> {
-    let inbox = client.new_inbox();
-    let mut echo = client
-        .subscribe(inbox.clone())
-        .await
-        .map_err(|e| e.to_string())?;
-    client
-        .publish(inbox, Vec::new().into())
-        .await
-        .map_err(|e| e.to_string())?;
-    match tokio::time::timeout(ROUND_TRIP_TIMEOUT, echo.next()).await {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err("the connection closed".to_string()),
+    // The subscription and the publish wait for room in the client's
+    // command channel, which a stalled server never drains: the whole round
+    // trip is timed, not only the wait for the echo.
+    let echo = async {
+        let inbox = client.new_inbox();
+        let mut echo = client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        client
+            .publish(inbox, Vec::new().into())
+            .await
+            .map_err(|e| e.to_string())?;
+        echo.next()
+            .await
+            .map(drop)
+            .ok_or_else(|| "the connection closed".to_string())
+    };
+    match tokio::time::timeout(ROUND_TRIP_TIMEOUT, echo).await {
+        Ok(outcome) => outcome,
         Err(_) => Err(format!(
             "the server did not confirm the subscriptions within {ROUND_TRIP_TIMEOUT:?}"
         )),

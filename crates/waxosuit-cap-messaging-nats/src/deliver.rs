@@ -9,13 +9,14 @@
 //! ([`PendingSubscriber`]); what does not fit is dropped and logged.
 
 use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use async_nats::{Client, Message, Subscriber};
 use futures_util::StreamExt;
 use tracing::{Instrument, Span};
 use waxosuit_codec::messaging::{BrokerMessage, CAPABILITY_ID, OP_DELIVER_MESSAGE};
 use waxosuit_nats::{DropReport, Dropped, PendingBudget, PendingSubscriber};
-use waxosuit_provider::encode;
+use waxosuit_provider::{Throttle, encode};
 
 use crate::reserved::Reserved;
 use crate::spans;
@@ -41,6 +42,7 @@ pub(crate) async fn deliver_loop(
         client,
         actor,
         binding,
+        warned: Throttle::default(),
     };
     while let Some(message) = subscriber.next().await {
         // One consumer span per message, holding the actor call and the
@@ -104,15 +106,27 @@ struct Delivery {
     client: Client,
     actor: String,
     binding: String,
+    /// Failed deliveries, one per message at most, are logged at most every
+    /// ten seconds: whoever publishes to the subject can cause them at will
+    /// (the span of each message still says why it failed).
+    warned: Throttle,
 }
 
 impl Delivery {
+    /// Whether a failed delivery is logged now, and how many were not
+    /// since the last one that was.
+    fn should_warn(&self) -> Option<u64> {
+        self.warned.should_warn(Instant::now())
+    }
+
     /// Hands `message` to the actor and publishes its answer; a failure is
     /// logged, and put on `span`.
     async fn deliver(&self, message: Message, span: &Span) {
         let actor = &self.actor;
         let Some(dispatcher) = self.inner.upgrade().and_then(|i| i.dispatcher()) else {
-            tracing::warn!(%actor, subject = %message.subject, "provider not started; message dropped");
+            if let Some(unlogged) = self.should_warn() {
+                tracing::warn!(%actor, subject = %message.subject, not_logged_since = unlogged, "provider not started; message dropped");
+            }
             spans::fail(span, "the provider is not started; message dropped");
             return;
         };
@@ -128,7 +142,9 @@ impl Delivery {
         let payload = match encode(CAPABILITY_ID, &payload) {
             Ok(p) => p,
             Err(e) => {
-                tracing::warn!(%actor, error = %e, "cannot encode a delivery; message dropped");
+                if let Some(unlogged) = self.should_warn() {
+                    tracing::warn!(%actor, error = %e, not_logged_since = unlogged, "cannot encode a delivery; message dropped");
+                }
                 spans::fail(span, &e);
                 return;
             }
@@ -148,18 +164,24 @@ impl Delivery {
                     self.reserved
                         .check(actor, &self.binding, SubjectUse::Reply, &reply_to)
                 {
-                    tracing::warn!(%actor, subject = %message.subject, error = %refused, "actor's reply not sent");
+                    if let Some(unlogged) = self.should_warn() {
+                        tracing::warn!(%actor, subject = %message.subject, error = %refused, not_logged_since = unlogged, "actor's reply not sent");
+                    }
                     spans::fail(span, &refused);
                     return;
                 }
                 if let Err(e) = self.client.publish(reply_to.clone(), reply.into()).await {
-                    tracing::warn!(%actor, %reply_to, error = %e, "cannot publish the actor's reply");
+                    if let Some(unlogged) = self.should_warn() {
+                        tracing::warn!(%actor, %reply_to, error = %e, not_logged_since = unlogged, "cannot publish the actor's reply");
+                    }
                     spans::fail(span, &e);
                 }
             }
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!(%actor, subject = %message.subject, error = %e, "message delivery failed");
+                if let Some(unlogged) = self.should_warn() {
+                    tracing::warn!(%actor, subject = %message.subject, error = %e, not_logged_since = unlogged, "message delivery failed");
+                }
                 spans::fail(span, &e);
             }
         }

@@ -589,3 +589,91 @@ async fn the_template_rewritten_for_another_prefix_guards_that_prefix() {
         .refused("Permissions Violation for Publish to \"staging.waxosuit.control.NHOST\"")
         .await;
 }
+
+/// Every line `tracing` writes on this thread, debug included.
+#[derive(Clone, Default)]
+struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Lines {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Lines {
+    type Writer = Lines;
+
+    fn make_writer(&'a self) -> Lines {
+        self.clone()
+    }
+}
+
+/// An actor publishing, again and again, to a subject its NATS user may not
+/// use gets a server error per publish: they are logged at most once per
+/// ten seconds (before, one warning line each). When the server goes away,
+/// the client's own debug lines about reconnecting never show the password
+/// of the binding's URL (it went to the client inside the URL, whose
+/// `Debug` prints it).
+#[tokio::test]
+async fn refused_publishes_and_a_lost_server_log_little_and_no_password() {
+    let lines = Lines::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(lines.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .finish();
+    // This test's runtime has one thread: the client's tasks log here too.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let pw = Passwords::fresh();
+    let mut server = TemplateServer::start(&template(), &pw);
+    let provider = NatsMessaging::new();
+    provider
+        .bind_actor(bind("MWORKER", server.url_as(ACTORS_USER, &pw.actors)))
+        .await
+        .unwrap();
+    for _ in 0..2000 {
+        provider_publish(&provider, "MWORKER", "$SYS.REQ.SERVER.PING")
+            .await
+            .unwrap();
+    }
+    let started = Instant::now();
+    while !lines.text().contains("Permissions Violation") && started.elapsed() < WAIT {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let text = lines.text();
+    let warned = text
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("NATS connection event"))
+        .count();
+    assert!(text.contains("Permissions Violation"), "{text}");
+    assert_eq!(warned, 1, "{warned} warnings for 2,000 refused publishes");
+
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let started = Instant::now();
+    while !lines.text().contains("connection failed") && started.elapsed() < WAIT {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let text = lines.text();
+    assert!(
+        text.contains("connection failed"),
+        "no reconnect tried: {text}"
+    );
+    assert!(
+        !text.contains(&pw.actors),
+        "the password was logged: {text}"
+    );
+}

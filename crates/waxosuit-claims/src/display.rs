@@ -55,6 +55,29 @@ pub fn escape(value: &str, max_chars: usize) -> String {
     out
 }
 
+/// A value given where a public key (or a key's file) belongs, as an error
+/// shows it: escaped and cut like any value, except that anything shaped
+/// like an nkeys seed (`S` then the kind, 58 characters) is never echoed.
+/// A seed pasted into the wrong flag or trust list would otherwise land in
+/// the terminal, the container log or CI output.
+///
+/// ```
+/// use waxosuit_claims::display::shown_key;
+///
+/// let seed = "SAAGNW3MSSQ6Z6HGQ64UNG4DXZ7XJIM6WSKQQ7KQSTFKA3LV4AJGW6KQ6Y";
+/// assert!(!shown_key(seed).contains(&seed[2..]));
+/// assert_eq!(shown_key("not a key"), "not a key");
+/// ```
+pub fn shown_key(value: &str) -> String {
+    let trimmed = value.trim();
+    if trimmed.starts_with('S') && trimmed.len() >= 50 {
+        return "(a seed, which is secret and must never be given as a key: give its public \
+                key, the `Public Key:` that `waxosuit keys gen` printed with it)"
+            .to_string();
+    }
+    escape(value, 60)
+}
+
 /// [`escape`] with [`DISPLAY_CHARS`], wrapped in double quotes: how error
 /// messages show an offending value, so that an empty or blank value is
 /// still visible.

@@ -243,7 +243,7 @@ impl fmt::Debug for KeyPair {
 /// A public key as an error shows it: keys come from tokens and arguments,
 /// so a "key" may be any text at all (a valid key is shown unchanged).
 fn shown_key(key: &str) -> String {
-    crate::display::escape(key, 60)
+    crate::display::shown_key(key)
 }
 
 /// Seeds are secrets: errors show only their kind prefix.

@@ -80,7 +80,7 @@ pub(crate) async fn connect(
             })?;
     }
     waxosuit_nats::with_url_credentials(options, url)
-        .connect(url)
+        .connect(waxosuit_nats::without_credentials(url))
         .await
         .map_err(|e| LatticeError::Connect {
             url: crate::redact::redact_value("URL", url),

@@ -6,7 +6,10 @@
 //!   `nats://token@host`. `async-nats` parses such a URL but does not send
 //!   the credentials, so a connection would silently go anonymous; callers
 //!   hand them to `ConnectOptions` themselves, as `nats.go` does.
-//! * [`with_url_credentials`] does exactly that.
+//! * [`with_url_credentials`] does exactly that, and [`without_credentials`]
+//!   is the URL to connect to: `async-nats` keeps the URL it was given and
+//!   writes it, password included, in its own debug lines about failed
+//!   reconnects.
 //! * [`pending`]: subscriptions whose undelivered messages are bounded in
 //!   bytes as well as in number ([`PendingSubscriber`]), since one message
 //!   may be as large as the server allows.
@@ -50,6 +53,28 @@ pub fn with_url_credentials(options: ConnectOptions, url: &str) -> ConnectOption
         Some(UrlCredentials::Token(token)) => options.token(token),
         None => options,
     }
+}
+
+/// `url` (one server or a comma list) without user information, for
+/// `ConnectOptions::connect` once [`with_url_credentials`] has taken it: the
+/// client keeps the address it connects to, and its `Debug` (which
+/// `async-nats` logs at debug level on every failed reconnect) shows the
+/// password of a URL that has one. A part that does not parse is kept as it
+/// is, for the client to refuse.
+pub fn without_credentials(url: &str) -> String {
+    url.split(',')
+        .map(|one| match one.trim().parse::<async_nats::ServerAddr>() {
+            Ok(addr) if addr.username().is_some() => {
+                let mut bare = addr.into_inner();
+                // Neither fails on a URL that had them.
+                let _ = bare.set_password(None);
+                let _ = bare.set_username("");
+                bare.to_string()
+            }
+            _ => one.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// URL userinfo arrives percent-encoded (`p%40ss` for `p@ss`); a `%` not
@@ -100,5 +125,24 @@ mod tests {
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("a%zzb%4"), "a%zzb%4");
         assert_eq!(percent_decode("%C3%BC"), "ü");
+    }
+
+    #[test]
+    fn the_url_connected_to_has_no_credentials() {
+        for (url, bare) in [
+            ("nats://u:S3CRET@nats:4222", "nats://nats:4222"),
+            ("nats://S3CRET@127.0.0.1:4222", "nats://127.0.0.1:4222"),
+            (
+                "nats://u:S3CRET@a:4222,nats://b:4222",
+                "nats://a:4222,nats://b:4222",
+            ),
+            ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(without_credentials(url), bare, "{url}");
+            assert!(!format!("{:?}", without_credentials(url)).contains("S3CRET"));
+        }
+        // The credentials still reach the options.
+        assert!(UrlCredentials::from_url("nats://u:S3CRET@nats:4222").is_some());
     }
 }

@@ -79,7 +79,7 @@ pub enum OpaError {
     /// The URL is not an `http://` or `https://` base URL.
     #[error("`{url}` is not a usable OPA URL: {reason}")]
     InvalidUrl {
-        /// The URL as given.
+        /// The URL as given, without user information or query.
         url: String,
         /// What is wrong with it.
         reason: String,
@@ -254,10 +254,32 @@ impl PolicyEngine for OpaEngine {
     }
 }
 
+/// `url` as an error shows it: without user information (a password is one
+/// reason it is refused) or query.
+fn shown_url(url: &str) -> String {
+    let url = url.split(['?', '#']).next().unwrap_or_default();
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let shown_rest = match rest[..authority_end].rfind('@') {
+        Some(at) => format!("***@{}", &rest[at + 1..]),
+        None if rest[authority_end..].contains('@') || scheme.is_none() && url.contains('@') => {
+            "***".to_string()
+        }
+        None => rest.to_string(),
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{shown_rest}"),
+        None => shown_rest,
+    }
+}
+
 /// `url` checked and without a trailing `/`.
 fn base_url(url: &str) -> Result<String, OpaError> {
     let invalid = |reason: &str| OpaError::InvalidUrl {
-        url: url.to_owned(),
+        url: shown_url(url),
         reason: reason.to_owned(),
     };
     let trimmed = url.trim().trim_end_matches('/');
@@ -373,20 +395,32 @@ mod tests {
             base_url(" https://opa.example/gw/opa/ ").unwrap(),
             "https://opa.example/gw/opa"
         );
-        for (bad, why) in [
-            ("127.0.0.1:8181", "http://HOST"),
-            ("ftp://opa:21", "scheme is `ftp`"),
-            ("http://user:pw@opa:8181", "credentials"),
-            ("http://opa:8181/?x=1", "query"),
-            ("http://opa:8181/#frag", "fragment"),
-            ("http://", ""),
-            ("not a url", ""),
+        for (bad, shown, why) in [
+            ("127.0.0.1:8181", "127.0.0.1:8181", "http://HOST"),
+            ("ftp://opa:21", "ftp://opa:21", "scheme is `ftp`"),
+            (
+                "http://user:pw@opa:8181",
+                "`http://***@opa:8181`",
+                "credentials",
+            ),
+            ("http://opa:8181/?x=1", "`http://opa:8181/`", "query"),
+            ("http://opa:8181/#frag", "`http://opa:8181/`", "fragment"),
+            ("http://", "http://", ""),
+            ("not a url", "not a url", ""),
         ] {
             let err = base_url(bad).unwrap_err().to_string();
-            assert!(
-                err.contains(bad.trim()) && err.contains(why),
-                "{bad}: {err}"
-            );
+            assert!(err.contains(shown) && err.contains(why), "{bad}: {err}");
+        }
+        // A password or a query is never repeated, however the URL is wrong.
+        for secret in [
+            "http://user:S3CRET@opa:8181",
+            "https://:S3CRET@opa/?x=S3CRET",
+            "http://opa:8181/p?token=S3CRET",
+            "user:S3CRET@opa",
+            "ftp://u:S3CRET@opa/x",
+        ] {
+            let err = base_url(secret).unwrap_err().to_string();
+            assert!(!err.contains("S3CRET"), "{secret}: {err}");
         }
         assert!(matches!(
             OpaEngine::new("http://opa:8181", Duration::ZERO),

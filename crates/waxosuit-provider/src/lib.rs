@@ -71,6 +71,9 @@ use waxosuit_codec::capabilities::CapabilityDescriptor;
 
 pub use waxosuit_codec::core::CapabilityConfiguration;
 
+mod throttle;
+pub use throttle::{Throttle, WARN_EVERY};
+
 /// A binding of an actor to a provider, with its configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindRequest {

@@ -116,7 +116,7 @@ impl TrustArgs {
             v = v.trust_issuer(key).with_context(|| {
                 format!(
                     "--trusted-issuer `{}` is not an account key",
-                    display::escape(key, 60)
+                    display::shown_key(key)
                 )
             })?;
             if !matches!(local, keystore::LocalAccount::Found { key: k, .. } if k == key) {
@@ -132,11 +132,15 @@ impl TrustArgs {
                 ));
                 v.trust_operator(op)?
             } else {
-                let jwt = fs::read_to_string(op)
-                    .with_context(|| format!("cannot read operator token file `{op}`"))?;
-                let v = v
-                    .trust_operator_token(jwt.trim())
-                    .with_context(|| format!("operator token `{op}` is not valid"))?;
+                let jwt = fs::read_to_string(op).with_context(|| {
+                    format!(
+                        "cannot read operator token file `{}`",
+                        display::shown_key(op)
+                    )
+                })?;
+                let v = v.trust_operator_token(jwt.trim()).with_context(|| {
+                    format!("operator token `{}` is not valid", display::shown_key(op))
+                })?;
                 let key = Claims::<Operator>::decode_unverified(jwt.trim())
                     .map(|c| c.subject)
                     .unwrap_or_default();
@@ -297,5 +301,28 @@ mod tests {
             format!("{err:#}").contains("--trusted-issuer `AOOPS`"),
             "{err:#}"
         );
+    }
+
+    /// A seed pasted where a public key belongs (the trust list of a
+    /// ConfigMap, say) is refused without being echoed to the log: it was
+    /// shown whole, twice, in the error.
+    #[test]
+    fn a_seed_given_as_a_key_is_never_repeated() {
+        let dir = tempfile::tempdir().unwrap();
+        let absent = LocalAccount::Absent(dir.path().join("account.nk"));
+        let account = KeyPair::generate(KeyKind::Account);
+        let seed = account.seed().unwrap();
+        let operator_seed = KeyPair::generate(KeyKind::Operator).seed().unwrap();
+        for (flag, value) in [
+            ("--trusted-issuer", &seed),
+            ("--trusted-operator", &operator_seed),
+        ] {
+            let err = trust_args(&[flag, value])
+                .resolve_with(&absent, dir.path())
+                .unwrap_err();
+            let text = format!("{err:#} {err:?}");
+            assert!(!text.contains(&value[2..]), "{flag}: {text}");
+            assert!(text.contains("a seed"), "{flag}: {text}");
+        }
     }
 }
