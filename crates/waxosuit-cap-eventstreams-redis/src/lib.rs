@@ -32,9 +32,10 @@
 //!   actors whose bindings set the same `STREAM_PREFIX` (e.g. `orders:`)
 //!   share those streams with each other; an empty one uses the names as
 //!   raw Redis keys, for streams written by applications that predate
-//!   Waxosuit, except names starting with [`RESERVED_PREFIX`] (the
-//!   per-actor namespaces of Waxosuit's Redis providers), which are
-//!   refused.
+//!   Waxosuit. Under a shared prefix, a stream whose key (prefix and name
+//!   together) starts with [`RESERVED_PREFIX`] (the per-actor namespaces of
+//!   Waxosuit's Redis providers) is refused, and so is a prefix that starts
+//!   with it.
 //! * **Operations** (actor → provider) are the contract's operation table,
 //!   [`waxosuit_cap_eventstreams::dispatch`], over Redis streams: the
 //!   provider implements [`Streams`] for the caller's binding and nothing
@@ -198,6 +199,9 @@ struct Binding {
 struct Namespace {
     /// Prepended to every stream name.
     prefix: String,
+    /// Whether `prefix` is the binding's own (`wxs:es:<actor>:<binding>:`),
+    /// not a shared `STREAM_PREFIX`.
+    own: bool,
 }
 
 impl Namespace {
@@ -205,15 +209,19 @@ impl Namespace {
     /// binding's parser refuse empty names), or why the actor may not use
     /// that name.
     fn key(&self, actor: &str, stream: &str) -> Result<String, String> {
-        if self.prefix.is_empty() && stream.starts_with(RESERVED_PREFIX) {
+        let key = format!("{}{stream}", self.prefix);
+        // The key as a whole is judged: a shared prefix that is itself the
+        // start of `wxs:` (`wx`, `wxs:`) joined with the rest of a name
+        // would otherwise reach another actor's streams and key-value keys.
+        if !self.own && key.starts_with(RESERVED_PREFIX) {
             return Err(format!(
-                "stream `{stream}` is refused for actor {actor}: names starting with \
-                 `{RESERVED_PREFIX}` belong to the per-actor namespaces of Waxosuit's Redis \
-                 providers, which shared streams (an empty `{CONFIG_STREAM_PREFIX}`) may not \
-                 reach; use another name"
+                "stream `{stream}` is refused for actor {actor}: with the binding's \
+                 `{CONFIG_STREAM_PREFIX}` its key starts with `{RESERVED_PREFIX}`, and such \
+                 keys belong to the per-actor namespaces of Waxosuit's Redis providers, which \
+                 shared streams may not reach; use another name or prefix"
             ));
         }
-        Ok(format!("{}{stream}", self.prefix))
+        Ok(key)
     }
 }
 
@@ -742,12 +750,27 @@ impl CapabilityProvider for RedisEventStreams {
                 "names no stream; list them comma-separated, e.g. `orders,payments`".into(),
             ));
         }
-        let namespace = Namespace {
-            prefix: request
-                .values
-                .get(CONFIG_STREAM_PREFIX)
-                .cloned()
-                .unwrap_or_else(|| format!("wxs:es:{}:{}:", request.actor, request.binding)),
+        let namespace = match request.values.get(CONFIG_STREAM_PREFIX) {
+            Some(shared) => {
+                if shared.starts_with(RESERVED_PREFIX) {
+                    return Err(config_error(
+                        CONFIG_STREAM_PREFIX,
+                        format!(
+                            "`{shared}` starts with `{RESERVED_PREFIX}`, which the per-actor \
+                             namespaces of Waxosuit's Redis providers use; shared streams may \
+                             not reach them: choose another prefix"
+                        ),
+                    ));
+                }
+                Namespace {
+                    prefix: shared.clone(),
+                    own: false,
+                }
+            }
+            None => Namespace {
+                prefix: format!("wxs:es:{}:{}:", request.actor, request.binding),
+                own: true,
+            },
         };
         for stream in &streams {
             namespace

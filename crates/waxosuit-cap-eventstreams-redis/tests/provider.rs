@@ -762,6 +762,61 @@ async fn shared_streams_are_an_explicit_opt_out() {
     provider.shutdown().await;
 }
 
+/// A shared prefix that is itself the start of `wxs:` (`w`, `wx`), joined
+/// with the rest of a name, made the key of another actor's own stream:
+/// the key as a whole is judged now. A prefix starting with `wxs:` is
+/// refused at the bind.
+#[tokio::test]
+async fn a_shared_prefix_cannot_be_completed_into_another_actors_namespace() {
+    let (redis, provider, _) = setup().await;
+    let bobs = write(&provider, &event("orders", &[("by", "bob")]))
+        .await
+        .unwrap();
+    for prefix in ["w", "wx"] {
+        provider
+            .bind_actor(bind_request(
+                ALICE,
+                &[(CONFIG_URL, &redis.url()), (CONFIG_STREAM_PREFIX, prefix)],
+            ))
+            .await
+            .unwrap();
+        let rest = &"wxs:es:MBOB:default:orders"[prefix.len()..];
+        let err = query_as(&provider, ALICE, rest).await.unwrap_err();
+        assert!(
+            matches!(&err, ProviderError::Backend { message, .. }
+                if message.contains("per-actor namespaces") && message.contains(ALICE)),
+            "{prefix}: {err:?}"
+        );
+        let err = write_as(&provider, ALICE, &event(rest, &[("by", "alice")]))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("per-actor namespaces"), "{err}");
+        // Other names under the prefix are the shared streams they were.
+        write_as(&provider, ALICE, &event("log", &[("n", "1")]))
+            .await
+            .unwrap();
+    }
+    let err = provider
+        .bind_actor(bind_request(
+            ALICE,
+            &[(CONFIG_URL, &redis.url()), (CONFIG_STREAM_PREFIX, "wxs:")],
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::Config { key, .. } if key == CONFIG_STREAM_PREFIX),
+        "{err:?}"
+    );
+    // BOB's stream holds his event alone.
+    let of_bob = query(&provider, "orders", None, 0).await.unwrap();
+    assert_eq!(ids(&of_bob), [bobs.as_str()]);
+    assert_eq!(
+        keys_in(&redis).await,
+        ["wlog", "wxlog", &format!("{BOB_NS}orders")]
+    );
+    provider.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_call_after_a_restart_between_calls_succeeds() {
     let (mut redis, provider, _) = setup().await;
