@@ -152,6 +152,22 @@ fn on_command_line(value: &str) -> bool {
         .any(|a| a.to_string_lossy().ends_with(value))
 }
 
+/// A warning when `url`, the value of `flag`, carries a password or token
+/// and was given on the command line (rather than in the environment
+/// variable the flag also reads), which every user of the machine can read.
+pub(crate) fn url_secret_warning(url: &str, flag: &str, variable: &str) -> Option<String> {
+    let authority = url.split_once("://")?.1.split(['/', '?', '#']).next()?;
+    if !authority.contains('@') || !on_command_line(url) {
+        return None;
+    }
+    Some(format!(
+        "warning: the {flag} URL carries a password or token and was given on the command line, \
+         where every user of this machine can read it in the process list (ps, \
+         /proc/PID/cmdline) and your shell may keep it in its history; set {variable} in the \
+         environment instead, or use a credentials file (--creds)"
+    ))
+}
+
 fn command_line_seed_warning(role: &str) -> String {
     format!(
         "warning: the {role} seed was given on the command line, where every user of this \

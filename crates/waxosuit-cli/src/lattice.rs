@@ -20,7 +20,14 @@ use crate::keystore;
 #[derive(Debug, Args)]
 pub(crate) struct JoinArgs {
     /// Join the lattice on this NATS server (e.g. nats://127.0.0.1:4222).
-    #[arg(long = "lattice", value_name = "URL", env = "WAXOSUIT_LATTICE")]
+    /// A URL with a password belongs in WAXOSUIT_LATTICE, not on the
+    /// command line.
+    #[arg(
+        long = "lattice",
+        value_name = "URL",
+        env = "WAXOSUIT_LATTICE",
+        hide_env_values = true
+    )]
     pub url: Option<String>,
     /// Subject prefix: lattices with different prefixes share a server
     /// without seeing each other.
@@ -107,6 +114,9 @@ impl JoinArgs {
         let Some(url) = &self.url else {
             return Ok(None);
         };
+        if let Some(warning) = keystore::url_secret_warning(url, "--lattice", "WAXOSUIT_LATTICE") {
+            eprintln!("{warning}");
+        }
         let trust = if self.trust_any {
             TrustPolicy::any_host()
         } else {
@@ -124,11 +134,13 @@ impl JoinArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct LatticeArgs {
-    /// NATS server of the lattice.
+    /// NATS server of the lattice. A URL with a password belongs in
+    /// WAXOSUIT_LATTICE, not on the command line.
     #[arg(
         long,
         value_name = "URL",
         env = "WAXOSUIT_LATTICE",
+        hide_env_values = true,
         default_value = "nats://127.0.0.1:4222",
         global = true
     )]
@@ -291,6 +303,9 @@ pub(crate) fn run(args: LatticeArgs) -> Result<ExitCode> {
 }
 
 async fn run_async(args: LatticeArgs) -> Result<ExitCode> {
+    if let Some(warning) = keystore::url_secret_warning(&args.url, "--url", "WAXOSUIT_LATTICE") {
+        eprintln!("{warning}");
+    }
     let Some(seed) = &args.seed else {
         bail!(
             "lattice requests are signed: pass --seed FILE (or set WAXOSUIT_LATTICE_SEED) with \

@@ -11,8 +11,14 @@ pub(crate) const CACHE_DIR_ENV: &str = "WAXOSUIT_CACHE";
 
 #[derive(Debug, Clone, Args)]
 pub(crate) struct LimitArgs {
-    /// Maximum linear memory per actor instance, in MiB.
-    #[arg(long, value_name = "MIB", env = "WAXOSUIT_MAX_MEMORY_MIB")]
+    /// Maximum linear memory per actor instance, in MiB (at most 256, what
+    /// the host's instance slots hold).
+    #[arg(
+        long,
+        value_name = "MIB",
+        env = "WAXOSUIT_MAX_MEMORY_MIB",
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(waxosuit_manifest::MAX_MEMORY_MIB))
+    )]
     pub max_memory_mib: Option<u32>,
     /// Per-call deadline, in milliseconds.
     #[arg(long, value_name = "MS", env = "WAXOSUIT_DEADLINE_MS")]
@@ -20,8 +26,13 @@ pub(crate) struct LimitArgs {
     /// Fuel (instruction budget) per call; turns on fuel metering.
     #[arg(long, env = "WAXOSUIT_FUEL")]
     pub fuel: Option<u64>,
-    /// Largest request or response payload, in KiB.
-    #[arg(long, value_name = "KIB", env = "WAXOSUIT_MAX_PAYLOAD_KIB")]
+    /// Largest request or response payload, in KiB (under 2 GiB).
+    #[arg(
+        long,
+        value_name = "KIB",
+        env = "WAXOSUIT_MAX_PAYLOAD_KIB",
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(waxosuit_manifest::MAX_PAYLOAD_KIB))
+    )]
     pub max_payload_kib: Option<u32>,
     /// Cache directory for compiled modules and pulled artifacts (default:
     /// $WAXOSUIT_CACHE, else ~/.cache/waxosuit).
@@ -93,4 +104,22 @@ pub(crate) fn from_manifest(base: Limits, l: &waxosuit_manifest::ActorLimits) ->
     let min = l.min_instances.map_or(limits.min_instances, |v| v as usize);
     let max = l.max_instances.map_or(limits.max_instances, |v| v as usize);
     limits.instances(min.min(max), max)
+}
+
+#[cfg(test)]
+mod tests {
+    use waxosuit_runtime::PoolingConfig;
+
+    /// The manifest's ceilings are the runtime's pool, which `up` and
+    /// `call` run with: a value within them always loads.
+    #[test]
+    fn the_manifest_ceilings_are_the_runtimes_pool() {
+        let pool = PoolingConfig::default();
+        assert_eq!(
+            waxosuit_manifest::MAX_MEMORY_MIB as usize * 1024 * 1024,
+            pool.max_memory_per_instance
+        );
+        assert_eq!(waxosuit_manifest::MAX_INSTANCES, pool.total_instances);
+        assert!((waxosuit_manifest::MAX_PAYLOAD_KIB as usize * 1024) < i32::MAX as usize);
+    }
 }

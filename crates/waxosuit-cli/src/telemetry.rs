@@ -23,6 +23,7 @@ pub(crate) struct TelemetryArgs {
         long,
         global = true,
         env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        hide_env_values = true,
         value_name = "URL"
     )]
     otlp_endpoint: Option<String>,
@@ -31,6 +32,7 @@ pub(crate) struct TelemetryArgs {
         long,
         global = true,
         env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        hide_env_values = true,
         value_name = "URL"
     )]
     otlp_traces_endpoint: Option<String>,

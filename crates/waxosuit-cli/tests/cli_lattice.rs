@@ -418,3 +418,49 @@ fn three_hosts_serve_as_one_and_survive_restarts_failures_and_forgeries() {
     }
     drop((a, c2));
 }
+
+/// A lattice URL with a password belongs in `WAXOSUIT_LATTICE`: given on
+/// the command line (where the process list shows it) it is warned about,
+/// and `--help` never prints the variable's value.
+#[test]
+fn a_lattice_url_with_a_password_is_kept_off_the_command_line_and_out_of_help() {
+    let url = "nats://waxosuit-admin:S3CRET@127.0.0.1:9";
+    let out = Command::new(env!("CARGO_BIN_EXE_waxosuit"))
+        .args(["lattice", "--url", url, "list", "hosts"])
+        .env_remove("WAXOSUIT_LATTICE")
+        .env_remove("WAXOSUIT_LATTICE_SEED")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("carries a password") && err.contains("WAXOSUIT_LATTICE"),
+        "{err}"
+    );
+    assert!(!err.contains("S3CRET"), "{err}");
+
+    // From the environment: no warning, and help hides the value.
+    let out = Command::new(env!("CARGO_BIN_EXE_waxosuit"))
+        .args(["lattice", "list", "hosts"])
+        .env("WAXOSUIT_LATTICE", url)
+        .env_remove("WAXOSUIT_LATTICE_SEED")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("carries a password"), "{err}");
+    for args in [&["lattice", "--help"][..], &["up", "--help"][..]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_waxosuit"))
+            .args(args)
+            .env("WAXOSUIT_LATTICE", url)
+            .env(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "https://u:S3CRET@collector:4318",
+            )
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("WAXOSUIT_LATTICE"), "{args:?}: {help}");
+        assert!(!help.contains("S3CRET"), "{args:?}: {help}");
+    }
+}

@@ -242,20 +242,33 @@ pub struct ActorEntry {
     pub limits: ActorLimits,
 }
 
+/// The largest `limits.max_memory_mib`: each of the host's instance slots
+/// holds a linear memory of at most 256 MiB.
+pub const MAX_MEMORY_MIB: u32 = 256;
+
+/// The largest `limits.min_instances` and `limits.max_instances`: the
+/// host's instance pool holds 1,000 instances, for all actors together.
+pub const MAX_INSTANCES: u32 = 1_000;
+
+/// The largest `limits.max_payload_kib`: waPC lengths are `i32`, so a
+/// payload stays under 2 GiB.
+pub const MAX_PAYLOAD_KIB: u32 = 2 * 1024 * 1024 - 1;
+
 /// Per-actor resource limits. `None` means "the host's default".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ActorLimits {
-    /// Linear memory ceiling per instance, in MiB (at least 1).
+    /// Linear memory ceiling per instance, in MiB (1 to [`MAX_MEMORY_MIB`]).
     pub max_memory_mib: Option<u32>,
     /// Wall-clock budget per invocation, in milliseconds (at least 1).
     pub deadline_ms: Option<u64>,
     /// Fuel (instruction budget) per invocation (at least 1).
     pub fuel: Option<u64>,
-    /// Largest accepted invocation payload, in KiB (at least 1).
+    /// Largest accepted invocation payload, in KiB (1 to
+    /// [`MAX_PAYLOAD_KIB`]).
     pub max_payload_kib: Option<u32>,
-    /// Instances kept ready; may be 0.
+    /// Instances kept ready; may be 0, at most [`MAX_INSTANCES`].
     pub min_instances: Option<u32>,
-    /// Most instances run at once (at least 1, and not below
+    /// Most instances run at once (1 to [`MAX_INSTANCES`], and not below
     /// `min_instances`).
     pub max_instances: Option<u32>,
 }

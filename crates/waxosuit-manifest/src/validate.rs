@@ -299,6 +299,45 @@ impl Validator<'_> {
             ),
         ];
         self.refuse_zeros(at, &zero_checks)?;
+        // Past these the host could never honour the value: it fails at
+        // load naming a runtime setting, or (min_instances in the billions)
+        // tries to reserve room for that many instances at once.
+        let ceilings = [
+            (
+                "max_memory_mib",
+                limits.max_memory_mib,
+                crate::MAX_MEMORY_MIB,
+                "the host's instance slots hold at most 256 MiB of linear memory",
+            ),
+            (
+                "max_payload_kib",
+                limits.max_payload_kib,
+                crate::MAX_PAYLOAD_KIB,
+                "waPC lengths are 32-bit signed, so a payload stays under 2 GiB",
+            ),
+            (
+                "min_instances",
+                limits.min_instances,
+                crate::MAX_INSTANCES,
+                "the host's instance pool holds 1,000 instances for all actors together",
+            ),
+            (
+                "max_instances",
+                limits.max_instances,
+                crate::MAX_INSTANCES,
+                "the host's instance pool holds 1,000 instances for all actors together",
+            ),
+        ];
+        for (name, value, ceiling, why) in ceilings {
+            if let Some(value) = value
+                && value > ceiling
+            {
+                return Err(self.error(
+                    format!("{at}.{name}"),
+                    format!("is {value}, more than {ceiling} ({why}); lower it"),
+                ));
+            }
+        }
         if let (Some(min), Some(max)) = (limits.min_instances, limits.max_instances)
             && min > max
         {
@@ -684,6 +723,18 @@ impl Validator<'_> {
             ),
         ];
         self.refuse_zeros(at, &zero_checks)?;
+        if let Some(mib) = limits.max_memory_mib
+            && mib > crate::MAX_MEMORY_MIB
+        {
+            return Err(self.error(
+                format!("{at}.max_memory_mib"),
+                format!(
+                    "is {mib}, more than {} (filters run in the host's instance slots, which \
+                     hold at most 256 MiB of linear memory); lower it",
+                    crate::MAX_MEMORY_MIB
+                ),
+            ));
+        }
         Ok(limits)
     }
 }

@@ -581,6 +581,33 @@ fn limits_must_make_sense() {
         "actors[1].limits.min_instances",
         "min_instances (4) is greater than max_instances (2)",
     );
+    // Past what the host can honour: refused naming the field and the
+    // ceiling, not at load (or, for min_instances, by reserving room for
+    // billions of instances).
+    for (body, field, ceiling) in [
+        ("max_memory_mib: 512", "max_memory_mib", "more than 256"),
+        (
+            "max_payload_kib: 4000000",
+            "max_payload_kib",
+            "more than 2097151",
+        ),
+        (
+            "min_instances: 4000000000, max_instances: 4000000000",
+            "min_instances",
+            "more than 1000",
+        ),
+        ("max_instances: 1001", "max_instances", "more than 1000"),
+    ] {
+        assert_field_error(limit(body), &format!("actors[1].limits.{field}"), ceiling);
+    }
+    let top = limit(
+        "max_memory_mib: 256, max_payload_kib: 2097151, min_instances: 1000, max_instances: 1000",
+    )
+    .expect("the ceilings themselves are allowed");
+    assert_eq!(
+        top.actors[1].limits.max_memory_mib,
+        Some(waxosuit_manifest::MAX_MEMORY_MIB)
+    );
     let ok = limit("min_instances: 0, max_instances: 1").expect("scale to zero is allowed");
     assert_eq!(ok.actors[1].limits.min_instances, Some(0));
     assert_eq!(

@@ -208,6 +208,8 @@ impl Runtime {
     }
 
     fn check_limits(&self, limits: &Limits) -> Result<(), RuntimeError> {
+        /// Instances kept ready without a pool to bound them.
+        const MAX_MIN_INSTANCES: usize = 10_000;
         if limits.max_instances == 0 {
             return Err(RuntimeError::Config(
                 "max_instances must be at least 1".into(),
@@ -217,6 +219,19 @@ impl Runtime {
             return Err(RuntimeError::Config(format!(
                 "min_instances ({}) exceeds max_instances ({})",
                 limits.min_instances, limits.max_instances
+            )));
+        }
+        // Instances kept ready are made, and room for them reserved, at
+        // load: more than the pool holds can never be had, and billions
+        // would be an allocation that aborts the process.
+        let most = match (self.inner.allocator, self.inner.config.pooling) {
+            (AllocatorKind::Pooling, Some(pool)) => pool.total_instances as usize,
+            _ => MAX_MIN_INSTANCES,
+        };
+        if limits.min_instances > most {
+            return Err(RuntimeError::Config(format!(
+                "min_instances ({}) exceeds the {most} instances this runtime can hold",
+                limits.min_instances
             )));
         }
         if limits.max_payload >= i32::MAX as usize {

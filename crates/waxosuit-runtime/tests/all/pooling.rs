@@ -44,6 +44,33 @@ async fn pooling_can_be_disabled() -> anyhow::Result<()> {
     echo_works(&runtime).await
 }
 
+/// More instances kept ready than the runtime can ever hold is refused at
+/// load, before room is reserved for them (four billion was an allocation
+/// that aborted the process).
+#[tokio::test]
+async fn more_ready_instances_than_the_runtime_holds_are_refused() -> anyhow::Result<()> {
+    for pooling in [Some(PoolingConfig::default().total_instances(8)), None] {
+        let runtime = Runtime::new(RuntimeConfig::default().pooling(pooling))?;
+        for min in [9, 4_000_000_000] {
+            if pooling.is_none() && min == 9 {
+                continue;
+            }
+            let err = runtime
+                .load(
+                    key(2),
+                    wapc_echo(),
+                    Limits::default().instances(min, min),
+                    Arc::new(TestHandler::default()),
+                )
+                .await
+                .expect_err("refused");
+            assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+            assert!(err.to_string().contains("min_instances"), "{err}");
+        }
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn memory_limit_above_the_slot_size_is_refused() -> anyhow::Result<()> {
     let pool = PoolingConfig::default()
