@@ -1,5 +1,6 @@
 //! The server span of each request, as Waxosuit's tracing conventions
-//! (issue #18) name it: `otel.name` the method, kind `server`, the
+//! (issue #18) name it: `otel.name` the method (`HTTP` for one outside the
+//! standard ones), kind `server`, the
 //! HTTP semantic-convention attributes a reader filters on (the actor is on
 //! the actor span below it; every attribute costs each traced request an
 //! allocation and an encoding).
@@ -12,9 +13,9 @@
 
 use std::fmt::Display;
 
-use hyper::Request;
 use hyper::body::Body as _;
 use hyper::header::HeaderName;
+use hyper::{Method, Request};
 use tracing::Span;
 use tracing::field::{Empty, Value, display};
 use waxosuit_trace::{TRACEPARENT, TRACESTATE};
@@ -23,10 +24,25 @@ use crate::serve::HttpResponse;
 
 /// The span of `request`, continuing the caller's trace when it sent one.
 pub(crate) fn request_span<B>(request: &Request<B>) -> Span {
-    let method = request.method().as_str();
+    // A client may send any token as its method: names and attributes stay
+    // within the known methods, the rest `_OTHER` in a span named `HTTP`
+    // (the semantic conventions' rule), so a client cannot fill a
+    // collector's index with span names of its choosing.
+    let (name, method) = match *request.method() {
+        Method::GET
+        | Method::HEAD
+        | Method::POST
+        | Method::PUT
+        | Method::DELETE
+        | Method::CONNECT
+        | Method::OPTIONS
+        | Method::TRACE
+        | Method::PATCH => (request.method().as_str(), request.method().as_str()),
+        _ => ("HTTP", "_OTHER"),
+    };
     let span = tracing::info_span!(
         "http.server",
-        otel.name = method,
+        otel.name = name,
         otel.kind = "server",
         http.request.method = method,
         url.path = request.uri().path(),

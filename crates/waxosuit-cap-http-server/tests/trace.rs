@@ -165,6 +165,28 @@ async fn a_request_continues_the_callers_trace_and_the_actor_call_is_its_child()
     provider.shutdown().await;
 }
 
+/// A method outside the standard ones names no span: the client's token
+/// would otherwise become a span name (each a new entry in a collector's
+/// index). The span is `HTTP`, its method `_OTHER`, as the semantic
+/// conventions say.
+#[tokio::test]
+async fn a_made_up_method_names_no_span() {
+    let (exporter, _guard) = collect_spans();
+    let (provider, addr) = serve("MMETHOD", false).await;
+    send(addr, Method::from_bytes(b"XYZZY123").unwrap(), b"", &[]).await;
+    let server = finished(&exporter, "HTTP", 1).await.remove(0);
+    assert_eq!(
+        span_attribute(&server, "http.request.method"),
+        Some(Value::from("_OTHER"))
+    );
+    assert!(
+        exporter.finished().iter().all(|s| s.name != "XYZZY123"),
+        "{:?}",
+        exporter.finished()
+    );
+    provider.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_malformed_or_missing_traceparent_starts_a_new_trace() {
     let (exporter, _guard) = collect_spans();

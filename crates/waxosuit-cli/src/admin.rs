@@ -26,6 +26,7 @@ use hyper::{Request, Response, StatusCode};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use waxosuit_cap_http_server::bounded::{self, ConnectionLimits, WhenFull};
+use waxosuit_claims::display;
 
 use crate::up::Status;
 
@@ -33,16 +34,29 @@ use crate::up::Status;
 /// need a handful.
 pub(crate) const MAX_CONNECTIONS: usize = 64;
 
+/// Connections one client (an address, or an IPv6 /64) may hold: the kubelet
+/// and a scraper come from addresses of their own, so one client holding
+/// its share (reading slowly, say) leaves the probes room.
+pub(crate) const MAX_CONNECTIONS_PER_CLIENT: usize = 8;
+
+/// The slowest a client may read an answer, in bytes per second averaged
+/// over the write timeout: probes and scrapers read at once, and a client
+/// trickling through a large `/metrics` holds its memory for as long.
+pub(crate) const MIN_WRITE_BYTES_PER_SEC: u64 = 32 * 1024;
+
 /// The largest request head accepted, in bytes: the endpoints take no
 /// parameters, so hyper's smallest buffer is plenty.
 pub(crate) const MAX_HEADER_BYTES: usize = 8 * 1024;
 
 /// The admin endpoint's bounds: the HTTP server provider's timeouts, a
 /// connection cap of [`MAX_CONNECTIONS`] that evicts idle connections when
-/// full.
+/// full, [`MAX_CONNECTIONS_PER_CLIENT`] of them per client and answers read
+/// at [`MIN_WRITE_BYTES_PER_SEC`] at least.
 pub(crate) fn limits() -> ConnectionLimits {
     let mut limits = ConnectionLimits::default();
     limits.max_connections = MAX_CONNECTIONS;
+    limits.max_connections_per_client = Some(MAX_CONNECTIONS_PER_CLIENT);
+    limits.min_write_rate = Some(MIN_WRITE_BYTES_PER_SEC);
     limits.when_full = WhenFull::EvictIdle;
     limits.max_header_bytes = MAX_HEADER_BYTES;
     limits
@@ -125,21 +139,34 @@ fn readiness(status: &Status) -> (bool, String) {
     if !report.checked || report.all_healthy() {
         return (true, "ready\n".to_string());
     }
+    (false, unready_detail(&report))
+}
+
+/// What `/readyz` says of an unhealthy round.
+fn unready_detail(report: &waxosuit_host::HealthReport) -> String {
     let mut detail = String::from("not ready:\n");
     for (key, name, ok, message) in &report.actors {
         if !ok {
-            detail.push_str(&format!("  actor {name} ({key}): {message}\n"));
+            // The actor wrote it: one escaped line, so it cannot fake the
+            // lines of others or reach the reader's terminal.
+            detail.push_str(&format!(
+                "  actor {} ({key}): {}\n",
+                display::escape(name, 64),
+                display::escape(message, 1024)
+            ));
         }
     }
     for (route, ok, message) in &report.providers {
         if !ok {
             detail.push_str(&format!(
-                "  provider {} (binding `{}`): {message}\n",
-                route.capid, route.binding
+                "  provider {} (binding `{}`): {}\n",
+                route.capid,
+                route.binding,
+                display::escape(message, 1024)
             ));
         }
     }
-    (false, detail)
+    detail
 }
 
 fn reply(code: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
@@ -286,12 +313,103 @@ mod tests {
         assert!(admin.idle_timeout.is_some() && admin.write_timeout.is_some());
         assert_eq!(admin.max_connections, MAX_CONNECTIONS);
         assert_eq!(admin.when_full, WhenFull::EvictIdle);
+        assert_eq!(
+            admin.max_connections_per_client,
+            Some(MAX_CONNECTIONS_PER_CLIENT)
+        );
+        const { assert!(MAX_CONNECTIONS_PER_CLIENT * 4 <= MAX_CONNECTIONS) };
+        assert_eq!(admin.min_write_rate, Some(MIN_WRITE_BYTES_PER_SEC));
+    }
+
+    /// One client holding connections it keeps busy (it reads its answers
+    /// slowly, so none is idle or stalled and none may be evicted) took every
+    /// place, and the kubelet's `/livez` got a 503 until the pod was
+    /// restarted. Now it holds its share; another address is served.
+    #[tokio::test]
+    async fn one_client_cannot_take_every_admin_connection() {
+        let (addr, task) = start(limits(), true).await;
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONNECTIONS_PER_CLIENT {
+            let mut conn = TcpStream::connect(addr).await.unwrap();
+            conn.write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .unwrap();
+            held.push(conn);
+        }
+        // Past its share, the client is answered 503 and closed (the close
+        // may reach it as a reset, its request unread).
+        let mut refused = TcpStream::connect(addr).await.unwrap();
+        let _ = refused
+            .write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(PATIENCE, refused.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 503"),
+            "{answer}"
+        );
+        // Another address (all of 127/8 is loopback) is served at once.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut other = socket.connect(addr).await.unwrap();
+        other
+            .write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(PATIENCE, other.read_to_end(&mut answer))
+            .await
+            .expect("answered in time")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        drop(held);
+        task.abort();
+    }
+
+    /// What an actor says of its health is its own text: `/readyz` shows it
+    /// on one escaped line, so it can neither add lines that pass for
+    /// another actor's nor send escape codes to the terminal reading it.
+    #[test]
+    fn readyz_escapes_what_actors_and_providers_say() {
+        let hostile = format!(
+            "bad\n  actor good (MGOOD): ok\n\x1b]0;pwned\x07{}",
+            "x".repeat(9000)
+        );
+        let report = waxosuit_host::HealthReport {
+            checked: true,
+            actors: vec![(
+                waxosuit_runtime::ActorKey::new(
+                    waxosuit_claims::KeyPair::generate(waxosuit_claims::KeyKind::Module)
+                        .public_key(),
+                )
+                .unwrap(),
+                "bad\nname".to_string(),
+                false,
+                hostile.clone(),
+            )],
+            providers: vec![(
+                waxosuit_host::RouteKey::new("wascc:keyvalue", "default"),
+                false,
+                hostile,
+            )],
+        };
+        let detail = unready_detail(&report);
+        // The heading, one line per actor and provider, nothing else.
+        assert_eq!(detail.lines().count(), 3, "{detail}");
+        assert!(!detail.contains('\x1b'), "{detail}");
+        assert!(detail.len() < 4 * 1024, "{} bytes", detail.len());
+        assert!(detail.contains("actor bad\\nname ("), "{detail}");
     }
 
     #[tokio::test]
     async fn twice_the_connection_cap_of_half_requests_do_not_lock_out_livez() {
         let mut limits = limits();
         limits.max_connections = 8;
+        // Every connection here is one client's (127.0.0.1): the share per
+        // client is another test's.
+        limits.max_connections_per_client = None;
         let (addr, task) = start(limits, true).await;
         let port = addr.port();
 

@@ -106,6 +106,14 @@ impl TelemetryArgs {
                 Protocol::Grpc => "OTLP/gRPC",
             };
             tracing::info!(endpoint = %plan.shown_url(), "exporting traces over {over}");
+            if plan.headers_in_the_clear() {
+                tracing::warn!(
+                    endpoint = %plan.shown_url(),
+                    "the OTLP export headers (OTEL_EXPORTER_OTLP_HEADERS, often a token) go \
+                     unencrypted over http:// to another machine, on every export; give an \
+                     https:// endpoint"
+                );
+            }
         }
         Ok(telemetry)
     }

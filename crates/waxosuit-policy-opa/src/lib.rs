@@ -255,24 +255,23 @@ impl PolicyEngine for OpaEngine {
 }
 
 /// `url` as an error shows it: without user information (a password is one
-/// reason it is refused) or query.
+/// reason it is refused) or query. A password may hold `/`, `?`, `#` or `@`,
+/// so everything up to the last `@` is hidden, and an `@` past a `?` or `#`
+/// (the password's or the query's, it cannot tell) hides all but the scheme.
 fn shown_url(url: &str) -> String {
-    let url = url.split(['?', '#']).next().unwrap_or_default();
-    let (scheme, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => (Some(scheme), rest),
-        None => (None, url),
+    let bare = |text: &str| text.split(['?', '#']).next().unwrap_or_default().to_owned();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return if url.contains('@') {
+            "***".to_owned()
+        } else {
+            bare(url)
+        };
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let shown_rest = match rest[..authority_end].rfind('@') {
-        Some(at) => format!("***@{}", &rest[at + 1..]),
-        None if rest[authority_end..].contains('@') || scheme.is_none() && url.contains('@') => {
-            "***".to_string()
-        }
-        None => rest.to_string(),
-    };
-    match scheme {
-        Some(scheme) => format!("{scheme}://{shown_rest}"),
-        None => shown_rest,
+    let query = rest.find(['?', '#']);
+    match rest.rfind('@') {
+        Some(at) if query.is_some_and(|q| q < at) => format!("{scheme}://***"),
+        Some(at) => format!("{scheme}://***@{}", bare(&rest[at + 1..])),
+        None => format!("{scheme}://{}", bare(rest)),
     }
 }
 
@@ -421,6 +420,19 @@ mod tests {
         ] {
             let err = base_url(secret).unwrap_err().to_string();
             assert!(!err.contains("S3CRET"), "{secret}: {err}");
+        }
+        // A password holding `/`, `?`, `#` or `@` is hidden whole too.
+        for secret in [
+            "http://u:S3/CRET@opa:8181",
+            "http://u:S3?CRET@opa:8181",
+            "http://u:S3#CRET@opa:8181",
+            "http://u:S3@CRET@opa:8181",
+        ] {
+            let shown = shown_url(secret);
+            assert!(
+                !shown.contains("S3") && !shown.contains("CRET"),
+                "{secret}: {shown}"
+            );
         }
         assert!(matches!(
             OpaEngine::new("http://opa:8181", Duration::ZERO),

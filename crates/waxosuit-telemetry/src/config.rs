@@ -195,6 +195,23 @@ pub struct TraceExport {
 }
 
 impl TraceExport {
+    /// Whether the export headers (often a token) would travel unencrypted
+    /// to another machine: a plain `http://` endpoint that is not loopback.
+    /// Not refused (a collector beside the host on a private network is
+    /// common), but worth a warning at start-up.
+    pub fn headers_in_the_clear(&self) -> bool {
+        if self.headers.is_empty() || self.url.scheme_str() == Some("https") {
+            return false;
+        }
+        let host = self.url.host().unwrap_or_default();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        !loopback
+    }
+
     /// The collector's URL as logs and errors show it: without credentials.
     pub fn shown_url(&self) -> String {
         without_userinfo(&self.url.to_string())
@@ -556,8 +573,12 @@ pub(crate) fn without_userinfo(value: &str) -> String {
         Some((scheme, rest)) => (Some(scheme), rest),
         None => (None, value),
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let mut rest = match rest[..authority_end].rfind('@') {
+    // A password may hold `/`, `?`, `#` or `@`: everything up to the last
+    // `@` is hidden, and an `@` past a `?` or `#` (the password's or the
+    // query's, there is no telling) hides all but the scheme.
+    let query = rest.find(['?', '#']);
+    let mut rest = match rest.rfind('@') {
+        Some(at) if query.is_some_and(|q| q < at) => "***".to_string(),
         Some(at) => format!("***{}", &rest[at..]),
         None => rest.to_string(),
     };
@@ -835,13 +856,53 @@ mod tests {
         }
     }
 
+    /// Export headers (a token, usually) over plain `http://` to another
+    /// machine are worth a warning; to loopback, over TLS or without
+    /// headers they are not.
+    #[test]
+    fn headers_in_the_clear_are_told_apart() {
+        let clear = |endpoint: &str, headers: Option<&str>| {
+            with(|s| {
+                s.endpoint = Some(endpoint.into());
+                s.headers = headers.map(Into::into);
+            })
+            .resolve()
+            .unwrap()
+            .unwrap()
+            .headers_in_the_clear()
+        };
+        let token = Some("authorization=Bearer%20t0ken");
+        assert!(clear("http://collector.example:4318", token));
+        assert!(clear("http://10.0.0.7:4318", token));
+        assert!(!clear("https://collector.example:4318", token));
+        assert!(!clear("http://127.0.0.1:4318", token));
+        assert!(!clear("http://localhost:4318", token));
+        assert!(!clear("http://[::1]:4318", token));
+        assert!(!clear("http://collector.example:4318", None));
+    }
+
     #[test]
     fn credentials_in_an_endpoint_are_never_shown() {
         assert_eq!(
             without_userinfo("https://user:s3cret@collector:4318/v1/traces"),
             "https://***@collector:4318/v1/traces"
         );
-        assert_eq!(without_userinfo("http://c:4318/a@b"), "http://c:4318/a@b");
+        // An `@` in the path is hidden with what comes before it: a password
+        // may hold `/`, so which it is cannot be told (hiding a path is the
+        // safe mistake).
+        assert_eq!(without_userinfo("http://c:4318/a@b"), "http://***@b");
+        for secret in [
+            "http://user:s3c/ret@collector:4318",
+            "http://user:s3c?ret@collector:4318",
+            "http://user:s3c#ret@collector:4318/v1/traces",
+            "https://user:s3c@ret@collector:4318",
+        ] {
+            let shown = without_userinfo(secret);
+            assert!(
+                !shown.contains("s3c") && !shown.contains("ret"),
+                "{secret}: {shown}"
+            );
+        }
         assert_eq!(
             without_userinfo("https://c:4318/v1/traces?api-key=s3cret#x"),
             "https://c:4318/v1/traces?***"

@@ -227,10 +227,22 @@ pub fn subscriber(
     let exporter = traces.map(start_exporter).transpose()?;
     let directives = match &logs.filter {
         Some(directives) => directives.clone(),
-        None => std::env::var("RUST_LOG")
-            .ok()
-            .filter(|d| EnvFilter::try_new(d).is_ok())
-            .unwrap_or_else(|| DEFAULT_LOG_FILTER.to_string()),
+        None => match std::env::var("RUST_LOG") {
+            Ok(directives) => match EnvFilter::try_new(&directives) {
+                Ok(_) => directives,
+                Err(e) => {
+                    // Nothing logs yet: said on standard error, once, rather
+                    // than dropped without a word.
+                    eprintln!(
+                        "warning: RUST_LOG ({}) is not a valid filter ({e}); using the default \
+                         `{DEFAULT_LOG_FILTER}`. Use directives such as warn,waxosuit=debug",
+                        waxosuit_claims::display::escape(&directives, 200)
+                    );
+                    DEFAULT_LOG_FILTER.to_string()
+                }
+            },
+            Err(_) => DEFAULT_LOG_FILTER.to_string(),
+        },
     };
     let log_filter = EnvFilter::try_new(&directives).map_err(|_| {
         TelemetryError::setting(
