@@ -121,8 +121,9 @@ impl LatticeMetrics {
             .get()
     }
 
-    /// `Some(lines suppressed since the last one)` when a line may be logged.
-    fn may_log(&self) -> Option<u64> {
+    /// `Some(lines suppressed since the last one)` when a line may be
+    /// logged: refusals and other lines a peer can cause share the budget.
+    pub(crate) fn may_log(&self) -> Option<u64> {
         let mut log = self.log.lock();
         if log.window.elapsed().as_secs() >= 1 {
             log.window = Instant::now();

@@ -45,6 +45,10 @@ use crate::protocol::{
 };
 use crate::session::{Opened, Pair, Signed};
 
+/// The longest invocation id accepted: hosts send 22-character NUIDs
+/// (waSCC sent 36-character UUIDs), and every answer echoes the id.
+const MAX_ID_BYTES: usize = 64;
+
 /// What a local subscription serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Served {
@@ -359,8 +363,10 @@ impl Inner {
                 Err(_) => return,
             },
         };
-        if let Err(e) = self.bus.client.publish(reply, bytes.into()).await {
-            tracing::warn!(error = %e, "could not send a lattice reply");
+        if let Err(e) = self.bus.client.publish(reply, bytes.into()).await
+            && let Some(suppressed) = self.metrics.may_log()
+        {
+            tracing::warn!(error = %e, suppressed_before = suppressed, "could not send a lattice reply");
         }
     }
 
@@ -392,6 +398,19 @@ impl Inner {
                 ));
             }
         };
+        // The id is echoed in every answer, a refusal included: one the
+        // size of the server's largest message made an answer too large to
+        // send, each failing with a log line of its own.
+        if probe.id.as_ref().is_some_and(|id| id.len() > MAX_ID_BYTES) {
+            return Err(refuse(
+                "",
+                ErrorKind::Malformed,
+                Refusal::new(
+                    Reason::Malformed,
+                    format!("its id is longer than {MAX_ID_BYTES} bytes"),
+                ),
+            ));
+        }
         let id = probe.id.unwrap_or_default();
         match probe.v {
             Some(PROTOCOL_VERSION) => {}

@@ -531,17 +531,13 @@ impl Sessions {
         proof: &SessionProof,
         signed: &Signed<'_>,
     ) -> Result<(Opened, Option<Pair>), Refusal> {
-        let Some((mine, generation)) = proof.tags.iter().find_map(|t| {
-            (t.to == self.host_id)
-                .then(|| self.generation(&t.to_sid))
-                .flatten()
-                .map(|g| (t, g))
-        }) else {
-            return Ok((Opened::Unknown, None));
-        };
         let now = now_secs();
-        // Too old or too new, whatever its session: a captured call is
-        // refused, never answered `session` (which invites a resend).
+        // Too old or too new, whatever its session, and before its session
+        // is looked up: a captured call is refused, never answered
+        // `session` (which invites a resend). Judged after the lookup, a
+        // call captured before this host restarted (its session gone) was
+        // answered `session` at any age, and the caller still waiting for
+        // it sent it again to run twice.
         if proof.iat.abs_diff(now) > MAX_AGE.as_secs() {
             return Err(Refusal::new(
                 Reason::Expired,
@@ -554,6 +550,14 @@ impl Sessions {
             )
             .by(sender));
         }
+        let Some((mine, generation)) = proof.tags.iter().find_map(|t| {
+            (t.to == self.host_id)
+                .then(|| self.generation(&t.to_sid))
+                .flatten()
+                .map(|g| (t, g))
+        }) else {
+            return Ok((Opened::Unknown, None));
+        };
         let ours = |p: &Arc<Peer>| p.sid == proof.sid && p.live(now);
         let current = generation
             .peers
@@ -744,6 +748,34 @@ mod tests {
             .unwrap();
         let err = b.open(&a.host_id, &proof, &call).unwrap_err();
         assert_eq!(err.reason, Reason::Replayed, "{err}");
+    }
+
+    /// A host that restarted knows none of its old sessions: a call
+    /// captured before, published again over a minute later, must be
+    /// refused as expired, not answered `session` (the caller, still
+    /// waiting for that call, would send it again signed, and it would run
+    /// twice). The age was judged only once a session was found.
+    #[test]
+    fn a_captured_call_is_refused_by_age_by_a_host_that_forgot_its_session() {
+        let (_, kb, a, b, trust) = pair();
+        introduce(&a, &b, &trust);
+        let call = m("id-1", "HASH");
+        let (proof, _) = a.seal(&b.host_id, &call).unwrap();
+        assert_eq!(
+            b.open(&a.host_id, &proof, &call).unwrap().0,
+            Opened::Authentic
+        );
+        let restarted = Sessions::new(&kb).unwrap();
+        let mut captured = proof.clone();
+        captured.iat -= 120;
+        let err = restarted.open(&a.host_id, &captured, &call).unwrap_err();
+        assert_eq!(err.reason, Reason::Expired, "{err}");
+        // A fresh call under the forgotten session is still told to fall
+        // back: that is how the caller learns the new one.
+        assert_eq!(
+            restarted.open(&a.host_id, &proof, &call).unwrap().0,
+            Opened::Unknown
+        );
     }
 
     #[test]

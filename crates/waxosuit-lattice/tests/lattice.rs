@@ -230,6 +230,20 @@ async fn forged_tampered_versioned_and_malformed_messages_get_typed_refusals() {
     }))
     .await;
     assert_eq!(r.error.expect("refused").kind, ErrorKind::Malformed);
+    // An id longer than any host sends: refused without echoing it (an
+    // id near the server's largest message made every answer too large to
+    // send, each failure a log line of its own).
+    let (t, k, s) = (copy(&trusted), key.clone(), subject.clone());
+    let r = send(Box::new(move |reply| {
+        let mut inv = signed(&t, &k, b"x", &s, reply);
+        inv.id = "A".repeat(64 * 1024);
+        protocol::encode(&inv).unwrap()
+    }))
+    .await;
+    assert!(r.invocation_id.is_empty(), "the id is not echoed");
+    let e = r.error.expect("refused");
+    assert_eq!(e.kind, ErrorKind::Malformed);
+    assert!(e.message.contains("id is longer"), "{}", e.message);
 
     // And the host still serves honest calls, with a signed answer.
     let (t, k, s) = (copy(&trusted), key.clone(), subject.clone());
