@@ -25,6 +25,11 @@ pub(crate) struct GenArgs {
     /// File name (without .nk) for --output; defaults to the kind.
     #[arg(long)]
     name: Option<String>,
+    /// Replace a key already at the --output file. Without it an existing
+    /// key is kept and the command fails: everything signed with that key,
+    /// and every host trusting it, would be cut off from its seed.
+    #[arg(long, requires = "output")]
+    force: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -44,7 +49,16 @@ fn gen_key(args: GenArgs) -> Result<ExitCode> {
         Some(dir) => {
             let name = args.name.as_deref().unwrap_or(args.kind.name());
             let path = dir.join(format!("{}.nk", keystore::slug(name)));
-            keystore::write_seed(&path, &kp)?;
+            if args.force {
+                keystore::write_seed(&path, &kp)?;
+            } else if keystore::create_seed(&path, &kp)? == keystore::Created::Exists {
+                anyhow::bail!(
+                    "{} already holds a key, which is kept: replacing it would cut off \
+                     everything signed with it and every host trusting it; choose another \
+                     --name or --output, or pass --force to replace it",
+                    path.display()
+                );
+            }
             Some(path)
         }
         None => None,

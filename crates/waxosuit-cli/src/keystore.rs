@@ -41,7 +41,41 @@ pub(crate) fn home_dir() -> PathBuf {
 /// written, and a reader sees the old key or the new one, never half of one.
 /// A `path` that is itself a symbolic link is refused rather than replaced,
 /// since whoever placed it meant the seed to land somewhere else.
+///
+/// An existing key at `path` is replaced: only for `keys gen --force`; see
+/// [`create_seed`] for a write that never replaces one.
 pub(crate) fn write_seed(path: &Path, kp: &KeyPair) -> Result<()> {
+    publish_seed(path, kp, Publish::Replace).map(drop)
+}
+
+/// Seeds written by this process, which numbers their temporary files.
+static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Whether [`create_seed`] wrote the key or found one there already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Created {
+    /// The new key is at the path.
+    New,
+    /// A file was there already; it is left as it was.
+    Exists,
+}
+
+/// [`write_seed`], except that a file already at `path` is kept: the new
+/// file is published with a hard link, which fails if the name exists, so
+/// two processes creating the same key at once cannot overwrite each other
+/// (the loser finds the winner's key), and a key nobody asked to replace is
+/// never lost.
+pub(crate) fn create_seed(path: &Path, kp: &KeyPair) -> Result<Created> {
+    publish_seed(path, kp, Publish::Create)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Publish {
+    Replace,
+    Create,
+}
+
+fn publish_seed(path: &Path, kp: &KeyPair, how: Publish) -> Result<Created> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -60,14 +94,30 @@ pub(crate) fn write_seed(path: &Path, kp: &KeyPair) -> Result<()> {
     let file_name = path
         .file_name()
         .with_context(|| format!("{} names no file to write the seed to", path.display()))?;
+    // Unique per process and per write: writers racing for one key each
+    // have a temporary file of their own.
     let temp = dir.join(format!(
-        ".{}.{}.tmp",
+        ".{}.{}.{}.tmp",
         file_name.to_string_lossy(),
-        std::process::id()
+        std::process::id(),
+        WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
-    let written = write_new_private(&temp, seed.as_bytes()).and_then(|()| {
-        fs::rename(&temp, path)
-            .with_context(|| format!("cannot move the new key file into {}", path.display()))
+    let written = write_new_private(&temp, seed.as_bytes()).and_then(|()| match how {
+        Publish::Replace => fs::rename(&temp, path)
+            .map(|()| Created::New)
+            .with_context(|| format!("cannot move the new key file into {}", path.display())),
+        Publish::Create => {
+            let linked = match fs::hard_link(&temp, path) {
+                Ok(()) => Ok(Created::New),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Created::Exists),
+                Err(e) => Err(e).with_context(|| {
+                    format!("cannot move the new key file into {}", path.display())
+                }),
+            };
+            // The name at `path` (or the file that was there) remains.
+            let _ = fs::remove_file(&temp);
+            linked
+        }
     });
     if written.is_err() {
         // Leave no stray copy of the seed behind.
@@ -195,8 +245,11 @@ pub(crate) fn load_or_generate(name: &str, kind: KeyKind) -> Result<(KeyPair, Op
         return Ok((kp, None));
     }
     let kp = KeyPair::generate(kind);
-    write_seed(&path, &kp)?;
-    Ok((kp, Some(path)))
+    match create_seed(&path, &kp)? {
+        Created::New => Ok((kp, Some(path))),
+        // Another process made it first: use that one, as every signer must.
+        Created::Exists => load_or_generate(name, kind),
+    }
 }
 
 /// What the keys directory says about the local account ([`ACCOUNT_FILE`]).
@@ -302,6 +355,47 @@ mod tests {
         fs::metadata(path).unwrap().permissions().mode() & 0o777
     }
 
+    /// `create_seed` never replaces a key: two processes making the same
+    /// key at once both end up with the one that was written first.
+    #[test]
+    fn a_created_seed_never_replaces_an_existing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys").join("account.nk");
+        let first = KeyPair::generate(KeyKind::Account);
+        assert_eq!(create_seed(&path, &first).unwrap(), Created::New);
+        let second = KeyPair::generate(KeyKind::Account);
+        assert_eq!(create_seed(&path, &second).unwrap(), Created::Exists);
+        let kept = KeyPair::from_seed(fs::read_to_string(&path).unwrap().trim()).unwrap();
+        assert_eq!(kept.public_key(), first.public_key());
+        #[cfg(unix)]
+        assert_eq!(mode(&path), 0o600);
+        // No temporary copy of either seed is left behind.
+        let names: Vec<_> = fs::read_dir(dir.path().join("keys"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["account.nk"]);
+
+        // Racing threads: one key wins, all see it.
+        let raced = dir.path().join("keys").join("raced.nk");
+        let made: Vec<Created> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let raced = &raced;
+                    scope.spawn(move || {
+                        create_seed(raced, &KeyPair::generate(KeyKind::Module)).unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(
+            made.iter().filter(|c| **c == Created::New).count(),
+            1,
+            "{made:?}"
+        );
+    }
+
     #[test]
     fn seeds_are_written_private_and_replace_an_existing_file() {
         let dir = tempfile::tempdir().unwrap();
@@ -366,11 +460,15 @@ mod tests {
         assert!(!dir.path().join("not-yet").exists());
 
         // A link planted where the temporary file goes is not followed either.
+        // (Links at every name the next writes of this process may use.)
         let path = dir.path().join("server.nk");
-        let planted = dir
-            .path()
-            .join(format!(".server.nk.{}.tmp", std::process::id()));
-        std::os::unix::fs::symlink(&target, &planted).unwrap();
+        let next = WRITES.load(std::sync::atomic::Ordering::Relaxed);
+        for n in next..next + 1000 {
+            let planted = dir
+                .path()
+                .join(format!(".server.nk.{}.{n}.tmp", std::process::id()));
+            std::os::unix::fs::symlink(&target, &planted).unwrap();
+        }
         assert!(write_seed(&path, &KeyPair::generate(KeyKind::Server)).is_err());
         assert_eq!(fs::read_to_string(&target).unwrap(), "precious\n");
         assert!(!path.exists());

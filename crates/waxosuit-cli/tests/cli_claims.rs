@@ -119,6 +119,26 @@ fn keys_gen_output_writes_a_private_seed_file() {
     }
 }
 
+/// A second `keys gen --output` to the same file keeps the first key and
+/// fails saying how to replace it; `--force` replaces it.
+#[test]
+fn keys_gen_output_never_replaces_a_key_without_force() {
+    let env = Env::new();
+    env.ok(&["keys", "gen", "account", "--output", "k"]);
+    let file = env.path("k/account.nk");
+    let first = std::fs::read_to_string(&file).unwrap();
+    let err = env.fails(&["keys", "gen", "account", "--output", "k"]);
+    assert!(
+        err.contains("already holds a key") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), first);
+    env.ok(&["keys", "gen", "account", "--output", "k", "--force"]);
+    assert_ne!(std::fs::read_to_string(&file).unwrap(), first);
+    // --force means nothing without a file to replace.
+    env.fails(&["keys", "gen", "account", "--force"]);
+}
+
 #[test]
 fn sign_without_keys_generates_and_reuses_them_then_inspect_shows_the_claims() {
     let env = Env::new();
