@@ -63,7 +63,7 @@ fn the_committed_manifests_pass_both_validators() {
     let deploy = repo_root().join("deploy");
     let (out, text) = validate(&deploy);
     assert!(out.status.success(), "{text}");
-    for file in ["configmap", "deployment", "service"] {
+    for file in ["configmap", "deployment", "networkpolicy", "service"] {
         assert!(
             text.contains(&format!("kubernetes/{file}.yaml passed for resource")),
             "{file}: {text}"
