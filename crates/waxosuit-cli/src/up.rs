@@ -345,10 +345,11 @@ async fn serve(workload: Workload, args: HostArgs, http_threads: HttpThreads) ->
         draining: AtomicBool::new(false),
     });
     let mut admin_task = None;
+    let mut joined = None;
     // A pull or a compile can take long, or hang on a registry that never
     // answers: a stop signal ends the start-up at once.
     let started = tokio::select! {
-        running = start_up(&mut plan, host.clone(), filters, identity, &status, &mut admin_task) => Some(running),
+        running = start_up(&mut plan, host.clone(), filters, identity, &status, &mut admin_task, &mut joined) => Some(running),
         () = stop.wait() => None,
     };
     let stopped = match started {
@@ -356,12 +357,34 @@ async fn serve(workload: Workload, args: HostArgs, http_threads: HttpThreads) ->
             status.started.store(true, Ordering::Release);
             run_until_stopped(&plan, &running, &status, stop).await
         }
-        Some(Err(e)) => Err(e),
+        Some(Err(e)) => {
+            // The other hosts are told at once, not left to find out from
+            // calls that time out.
+            if let Some(lattice) = joined {
+                lattice.leave().await;
+            }
+            Err(e)
+        }
         None => {
             println!("Stopping before the host was ready: nothing was served yet…");
+            let first = tokio::time::Instant::now();
             let limit = Duration::from_secs(plan.args.drain_timeout);
-            if tokio::time::timeout(limit, host.shutdown()).await.is_err() {
-                tracing::warn!(?limit, "what had started did not stop in time");
+            let stopping = async {
+                if let Some(lattice) = joined {
+                    lattice.leave().await;
+                }
+                host.shutdown().await;
+            };
+            tokio::select! {
+                finished = tokio::time::timeout(limit, stopping) => {
+                    if finished.is_err() {
+                        tracing::warn!(?limit, "what had started did not stop in time");
+                    }
+                }
+                // Another Ctrl-C or SIGTERM: the operator will not wait.
+                () = stop.again(first) => {
+                    tracing::warn!("stopped by a second signal before what had started had stopped");
+                }
             }
             println!("Stopped.");
             Ok(ExitCode::SUCCESS)
@@ -373,9 +396,9 @@ async fn serve(workload: Workload, args: HostArgs, http_threads: HttpThreads) ->
     stopped
 }
 
-/// Everything between the plan and "Ready.": the lattice, the admin
-/// endpoints (into `admin_task` as soon as they listen), providers, actors,
-/// filters and bindings.
+/// Everything between the plan and "Ready.": the lattice (into `joined` as
+/// soon as it is joined), the admin endpoints (into `admin_task` as soon as
+/// they listen), providers, actors, filters and bindings.
 async fn start_up(
     plan: &mut Plan,
     host: Host,
@@ -383,8 +406,11 @@ async fn start_up(
     identity: Option<waxosuit_claims::KeyPair>,
     status: &Arc<Status>,
     admin_task: &mut Option<tokio::task::JoinHandle<()>>,
+    joined: &mut Option<Lattice>,
 ) -> Result<Running> {
     let lattice = join_lattice(plan, &host, identity).await?;
+    // For the caller to leave, should start-up fail or be stopped.
+    joined.clone_from(&lattice);
     if let Some(addr) = plan.args.admin {
         let (bound, task) = admin::serve(addr, Arc::clone(status)).await?;
         println!("  admin       http://{bound}  (/livez /readyz /metrics)");

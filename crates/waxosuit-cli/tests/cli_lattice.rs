@@ -464,3 +464,94 @@ fn a_lattice_url_with_a_password_is_kept_off_the_command_line_and_out_of_help() 
         assert!(!help.contains("S3CRET"), "{args:?}: {help}");
     }
 }
+
+/// A host stopped before it was ready has joined the lattice already (it
+/// joins first): it leaves, so the other hosts hear `host_stopped` at once
+/// instead of finding out from calls that time out. Here its only actor is
+/// pulled from a registry that accepts and never answers.
+#[test]
+fn a_host_stopped_before_it_was_ready_leaves_the_lattice() {
+    let nats = NatsServer::start().expect("nats-server (apt-get install nats-server)");
+    let dir = Dir::new();
+    let hosts = Hosts::new(nats.url(), &dir);
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_waxosuit"))
+        .args(["lattice", "--url", &nats.url(), "watch"])
+        .env("WAXOSUIT_LATTICE_SEED", &hosts.admin_seed)
+        .env("WAXOSUIT_LATTICE_TRUST_HOSTS", hosts.keys.join(","))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let watched = Arc::new(Mutex::new(String::new()));
+    {
+        let sink = Arc::clone(&watched);
+        let out = watch.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+    }
+    let mut reaper = Reaper(vec![watch.id()]);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let stuck = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let registry = stuck.local_addr().unwrap();
+    let pulling = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let pulling = Arc::clone(&pulling);
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in stuck.incoming().flatten() {
+                pulling.store(true, std::sync::atomic::Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+    }
+    let manifest = dir.manifest_named(
+        "early.yaml",
+        &format!("actors: [ \"oci://{registry}/stuck:1.0\" ]\n"),
+    );
+    let trust = hosts.keys.join(",");
+    let mut up = Command::new(env!("CARGO_BIN_EXE_waxosuit"))
+        .arg("up")
+        .arg(&manifest)
+        .args(dir.trust_args())
+        .args(["--insecure-registry", &registry.to_string(), "--no-cache"])
+        .env("WAXOSUIT_KEYS", dir.keys())
+        .env("WAXOSUIT_LATTICE", nats.url())
+        .env("WAXOSUIT_HOST_SEED", &hosts.seeds[0])
+        .env("WAXOSUIT_LATTICE_TRUST_HOSTS", &trust)
+        .current_dir(dir.0.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    reaper.0.push(up.id());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !pulling.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "the host never started pulling");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        watched.lock().unwrap().contains("host_started"),
+        "{}",
+        watched.lock().unwrap()
+    );
+    Command::new("kill")
+        .args(["-TERM", &up.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !watched.lock().unwrap().contains("host_stopped") {
+        assert!(
+            Instant::now() < deadline,
+            "no host_stopped:\n{}",
+            watched.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(up.wait().unwrap().success());
+    let _ = watch.kill();
+    let _ = watch.wait();
+}
