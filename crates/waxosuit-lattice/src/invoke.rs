@@ -502,6 +502,7 @@ impl Inner {
                 (None, None)
             }
         };
+        let tagged = pair.is_some();
         *expected.lock() = Some(Expected {
             id: inv.id.clone(),
             reply: reply.clone(),
@@ -557,6 +558,12 @@ impl Inner {
                     // time out until NATS drops its connection; discovery,
                     // its events and inventory bring it back if it serves.
                     self.routes.remove(shared, host);
+                    // It may have restarted and forgotten the session, its
+                    // signed refusal spent by forgers: the next call is
+                    // signed, and its answer renews the pair.
+                    if tagged {
+                        self.keys.sessions.suspend(host);
+                    }
                     return Err(if said_nobody {
                         LatticeError::NoResponders { target: describe(&inv.target) }
                     } else {

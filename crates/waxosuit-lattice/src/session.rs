@@ -156,6 +156,9 @@ struct Peer {
     recv: [u8; 32],
     /// Their sequence numbers seen here.
     window: Mutex<Window>,
+    /// Calls to them are signed, not tagged, until their token is seen
+    /// again ([`Sessions::suspend`]); what comes from them is unaffected.
+    suspended: std::sync::atomic::AtomicBool,
 }
 
 impl Peer {
@@ -363,12 +366,15 @@ impl Sessions {
     ) -> Result<(), Refusal> {
         let now = now_secs();
         let current = self.current.load_full();
-        if current
+        if let Some(known) = current
             .peers
             .read()
             .get(expected)
-            .is_some_and(|p| p.token == token && p.live(now))
+            .filter(|p| p.token == token && p.live(now))
         {
+            // Seen before (verified then), with a message that was
+            // authenticated: the pair is in use again.
+            known.suspended.store(false, Ordering::Relaxed);
             return Ok(());
         }
         let unverified = Claims::<HostSession>::decode_unverified(token).map_err(|e| {
@@ -436,7 +442,9 @@ impl Sessions {
         let mut peers = current.peers.write();
         if let Some(known) = peers.get(expected) {
             if known.sid == sid && known.live(now) {
-                // The same session: keep its keys and its replay window.
+                // The same session: keep its keys and its replay window,
+                // and tag calls to it again.
+                known.suspended.store(false, Ordering::Relaxed);
                 return Ok(());
             }
             if known.issued > issued && known.live(now) {
@@ -463,6 +471,7 @@ impl Sessions {
                 issued,
                 expires,
                 window: Mutex::new(Window::new()),
+                suspended: std::sync::atomic::AtomicBool::new(false),
             }),
         );
         if let Some(old) = replaced.filter(|old| old.live(now)) {
@@ -473,6 +482,19 @@ impl Sessions {
             sessions.truncate(RETIRED);
         }
         Ok(())
+    }
+
+    /// Stops tagging calls to `host` until its session token is seen again:
+    /// after a tagged call to it went unanswered. A host that restarted
+    /// knows no session, and tells a tagged caller so only with a signed
+    /// refusal, whose budget anyone can spend by forging calls in the
+    /// caller's name; a signed call, answered with the host's current
+    /// token, gets the pair going again whatever the budget. The pair's
+    /// keys and replay window are kept: calls from `host` still open.
+    pub(crate) fn suspend(&self, host: &str) {
+        if let Some(peer) = self.current.load().peers.read().get(host) {
+            peer.suspended.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Hosts with a live session here (current generation), sorted.
@@ -500,7 +522,7 @@ impl Sessions {
             .peers
             .read()
             .get(host)
-            .filter(|p| p.live(iat))
+            .filter(|p| p.live(iat) && !p.suspended.load(Ordering::Relaxed))
             .cloned()?;
         let seq = current.seq.fetch_add(1, Ordering::Relaxed);
         let mac = tag(&peer.send, iat, seq, signed).as_bytes().to_vec();
@@ -775,6 +797,39 @@ mod tests {
         assert_eq!(
             restarted.open(&a.host_id, &proof, &call).unwrap().0,
             Opened::Unknown
+        );
+    }
+
+    /// A suspended pair is not used for sending until the peer's token is
+    /// seen again, and nothing about receiving changes: its replay window
+    /// is the same one, so a call seen before stays a replay.
+    #[test]
+    fn a_suspended_pair_signs_until_renewed_and_keeps_its_window() {
+        let (_, _, a, b, trust) = pair();
+        introduce(&a, &b, &trust);
+        let call = m("id-1", "HASH");
+        let (from_b, _) = b.seal(&a.host_id, &call).unwrap();
+        assert_eq!(
+            a.open(&b.host_id, &from_b, &call).unwrap().0,
+            Opened::Authentic
+        );
+        a.suspend(&b.host_id);
+        assert!(
+            a.seal(&b.host_id, &call).is_none(),
+            "signed while suspended"
+        );
+        // Still opens B's calls; the one seen before is still a replay.
+        assert_eq!(
+            a.open(&b.host_id, &from_b, &call).unwrap_err().reason,
+            Reason::Replayed
+        );
+        // B's token, seen again (its answer to the signed call), renews it.
+        a.learn(&Verifier::new(), &trust, &b.host_id, &b.token())
+            .unwrap();
+        assert!(a.seal(&b.host_id, &call).is_some());
+        assert_eq!(
+            a.open(&b.host_id, &from_b, &call).unwrap_err().reason,
+            Reason::Replayed
         );
     }
 

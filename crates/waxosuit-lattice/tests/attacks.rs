@@ -691,3 +691,99 @@ async fn answers_go_only_to_the_lattices_own_inboxes() {
     let here: protocol::Here = protocol::decode("discovery answer", &here.payload).unwrap();
     assert_eq!(here.host, b.lattice.host_id());
 }
+
+/// A restarted host knows none of its sessions and tells a tagged caller so
+/// with a signed refusal, whose budget (per claimed sender) a forger spends
+/// by sending calls in the caller's name. The caller then heard nothing,
+/// and its calls failed until its own session rotated (half an hour). Now a
+/// tagged call that goes unanswered makes the next one signed, whose answer
+/// renews the pair: one call fails, the next succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forger_spending_the_refusal_budget_cannot_cut_a_caller_off_a_restarted_host() {
+    use waxosuit_lattice::protocol::{SessionProof, SessionTag, WireEntity};
+    let net = Net::new(2);
+    let a = net
+        .node_with(0, &[], |c| c.timeout = Duration::from_secs(1))
+        .await;
+    let b = net.node(1, &[]).await;
+    let (module, key) = net.echo_actor(&[]);
+    b.host.add_actor(&module, "echo", None).await.unwrap();
+    for msg in [b"one", b"two"] {
+        assert_eq!(
+            a.lattice
+                .call_actor(&key, "echo", msg.to_vec())
+                .await
+                .unwrap(),
+            msg
+        );
+    }
+    // B restarts with the same key: its sessions are gone.
+    b.lattice.leave().await;
+    drop(b);
+    let b = net.node(1, &[]).await;
+    b.host.add_actor(&module, "echo", None).await.unwrap();
+    let subject = call_subject(&b, &key);
+
+    // Forged tagged calls in A's name, for a session B does not know, well
+    // past the budget of signed refusals, for as long as the test runs.
+    let nats = net.attacker().await;
+    let (a_id, b_id, target) = (
+        a.lattice.host_id().to_string(),
+        b.lattice.host_id().to_string(),
+        key.clone(),
+    );
+    let flood = tokio::spawn(async move {
+        let inbox = nats.new_inbox();
+        // One a millisecond: the bucket (64 a second) refills a token in
+        // about 16 ms, so it never holds one when A's call comes.
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        for seq in 0.. {
+            tick.tick().await;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            let forged = WireInvocation {
+                v: PROTOCOL_VERSION,
+                id: nuid::next().to_string(),
+                origin: WireEntity::Host(a_id.clone()),
+                target: WireEntity::Actor(target.clone()),
+                operation: "echo".into(),
+                msg: b"x".to_vec(),
+                encoded_claims: String::new(),
+                host_id: a_id.clone(),
+                chunked: None,
+                session: Some(SessionProof {
+                    sid: "forged".into(),
+                    iat: now,
+                    seq,
+                    tags: vec![SessionTag {
+                        to: b_id.clone(),
+                        to_sid: "unknown".into(),
+                        mac: vec![0; 32],
+                    }],
+                }),
+                session_token: None,
+            };
+            let _ = nats
+                .publish_with_reply(
+                    subject.clone(),
+                    inbox.clone(),
+                    protocol::encode(&forged).unwrap().into(),
+                )
+                .await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut outcomes = Vec::new();
+    for msg in [&b"three"[..], b"four", b"five"] {
+        let result = a.lattice.call_actor(&key, "echo", msg.to_vec()).await;
+        outcomes.push(result.is_ok());
+    }
+    flood.abort();
+    assert!(
+        outcomes[1] && outcomes[2],
+        "calls after the first unanswered one must succeed: {outcomes:?}"
+    );
+}
