@@ -144,6 +144,11 @@ struct Expected {
 /// be repeated, unlike a call.
 const DISCOVERY_GRACE: Duration = Duration::from_millis(310);
 
+/// How long a discovery round still waits for a host's answer after a "no
+/// responders" status, which anyone can send to an inbox before the real
+/// answer arrives.
+const NOBODY_GRACE: Duration = Duration::from_millis(60);
+
 impl Inner {
     /// Sends one invocation to one host serving `target` and waits for its
     /// authenticated response: tagged under that host's session when there
@@ -376,14 +381,25 @@ impl Inner {
                     reason: e.to_string(),
                 })?;
             let deadline = started + self.bus.timeout;
+            let mut rx = rx;
             tokio::select! {
-                host = rx => {
+                host = &mut rx => {
                     if let Ok(host) = host {
                         self.routes.add(shared, &host);
                         return Ok(host);
                     }
                 }
-                _ = nobody.notified() => {}
+                _ = nobody.notified() => {
+                    // Anyone can send "no responders" to an inbox, and be
+                    // first: a host that serves the target answers in a
+                    // moment, so its answer is waited for a little before
+                    // the round counts as unanswered.
+                    let wait = NOBODY_GRACE.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                    if let Ok(Ok(host)) = tokio::time::timeout(wait, &mut rx).await {
+                        self.routes.add(shared, &host);
+                        return Ok(host);
+                    }
+                }
                 _ = tokio::time::sleep_until(deadline) => {
                     return Err(LatticeError::Timeout {
                         target: describe(target),

@@ -787,3 +787,108 @@ async fn a_forger_spending_the_refusal_budget_cannot_cut_a_caller_off_a_restarte
         "calls after the first unanswered one must succeed: {outcomes:?}"
     );
 }
+
+/// On a raw NATS connection (async-nats publishes no status): answers every
+/// message on `subject` (discovery questions) and `subject.*` (calls to one
+/// host) that has a reply subject with a `503` status, as the server does
+/// when nobody listens, and as anyone on the server can.
+async fn forge_no_responders(url: &str, subject: &str) -> tokio::task::JoinHandle<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let addr = url.trim_start_matches("nats://").to_string();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let mut line = String::new();
+    read.read_line(&mut line).await.unwrap();
+    assert!(line.starts_with("INFO"), "{line}");
+    write
+        .write_all(
+            format!(
+                "CONNECT {{\"verbose\":false,\"pedantic\":false,\"headers\":true,\"protocol\":1}}\r\n\
+                 SUB {subject} 1\r\nSUB {subject}.* 2\r\nPING\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let task = tokio::spawn(async move {
+        // Reply inboxes are numbered in order: once one is seen, the next
+        // few are sent a 503 every millisecond, before their question is.
+        let mut predicted: Option<(String, u64)> = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        loop {
+            line.clear();
+            tokio::select! {
+                read_len = read.read_line(&mut line) => {
+                    if read_len.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let words: Vec<&str> = line.split_whitespace().collect();
+                    match words.first().copied() {
+                        Some("PING") => write.write_all(b"PONG\r\n").await.unwrap(),
+                        Some("MSG") | Some("HMSG") => {
+                            // MSG subject sid [reply] bytes; HMSG … [reply] hdr total.
+                            let size: usize = words.last().unwrap().parse().unwrap();
+                            let mut body = vec![0; size + 2];
+                            read.read_exact(&mut body).await.unwrap();
+                            let fields = if words[0] == "MSG" { 5 } else { 6 };
+                            if words.len() == fields {
+                                let reply = words[3].to_string();
+                                if let Some((prefix, n)) = reply.rsplit_once('.')
+                                    && let Ok(n) = n.parse::<u64>()
+                                {
+                                    predicted = Some((prefix.to_string(), n + 1));
+                                }
+                                write
+                                    .write_all(
+                                        format!("HPUB {reply} 16 16\r\nNATS/1.0 503\r\n\r\n\r\n").as_bytes(),
+                                    )
+                                    .await
+                                    .unwrap();
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                _ = tick.tick() => {
+                    if let Some((prefix, next)) = &predicted {
+                        for n in *next..*next + 4 {
+                            write
+                                .write_all(
+                                    format!("HPUB {prefix}.{n} 16 16\r\nNATS/1.0 503\r\n\r\n\r\n").as_bytes(),
+                                )
+                                .await
+                                .unwrap();
+                        }
+                    }
+                }
+            }
+        }
+    });
+    // The subscription is in place once the server answers the PING.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    task
+}
+
+/// A forged "no responders" on a call's inbox takes its host out of the
+/// caller's rotation (the call itself waits for the real answer), so the
+/// next call discovers, and a forged one arrives before the host's answer
+/// there too: the round still waits a moment for that answer, so the
+/// forgery cannot make a served actor look unserved (before, the round
+/// ended at the first 503, and every call after the first failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_no_responders_do_not_hide_a_served_actor() {
+    let net = Net::new(2);
+    let a = net.node(0, &[]).await;
+    let b = net.node(1, &[]).await;
+    let (module, key) = net.echo_actor(&[]);
+    b.host.add_actor(&module, "echo", None).await.unwrap();
+    let shared = b.lattice.subjects().actor(&key);
+    let forger = forge_no_responders(&net.nats.url(), &shared).await;
+    let mut outcomes = Vec::new();
+    for i in 0..5u8 {
+        outcomes.push(a.lattice.call_actor(&key, "echo", vec![i]).await.is_ok());
+    }
+    forger.abort();
+    assert!(outcomes.iter().all(|ok| *ok), "{outcomes:?}");
+}
