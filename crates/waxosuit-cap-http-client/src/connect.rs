@@ -37,10 +37,10 @@ pub(crate) enum ConnectError {
     /// Every place was held for the whole wait.
     #[error(
         "all {limit} connections of this binding are in use or idle in its pool \
-         (MAX_CONNECTIONS; idle ones close after {idle_secs} s); raise MAX_CONNECTIONS or reach \
-         fewer hosts"
+         (MAX_CONNECTIONS; idle ones close after {idle_ms} ms, IDLE_TIMEOUT_MS); raise \
+         MAX_CONNECTIONS, lower IDLE_TIMEOUT_MS, or reach fewer hosts"
     )]
-    Saturated { limit: usize, idle_secs: u64 },
+    Saturated { limit: usize, idle_ms: u128 },
     /// TCP and TLS did not complete in time.
     #[error("no connection within {millis} ms")]
     TimedOut { millis: u128 },
@@ -57,7 +57,7 @@ pub(crate) struct Capped<C> {
     wait: Duration,
     /// How long making one may take, place found.
     connect_timeout: Duration,
-    idle_secs: u64,
+    idle_ms: u128,
 }
 
 impl<C> Capped<C> {
@@ -74,7 +74,7 @@ impl<C> Capped<C> {
             limit,
             wait,
             connect_timeout,
-            idle_secs: idle.as_secs(),
+            idle_ms: idle.as_millis(),
         }
     }
 }
@@ -99,8 +99,8 @@ where
     fn call(&mut self, uri: Uri) -> Self::Future {
         let mut inner = self.inner.clone();
         let places = Arc::clone(&self.places);
-        let (limit, wait, connect_timeout, idle_secs) =
-            (self.limit, self.wait, self.connect_timeout, self.idle_secs);
+        let (limit, wait, connect_timeout, idle_ms) =
+            (self.limit, self.wait, self.connect_timeout, self.idle_ms);
         Box::pin(async move {
             let place = match places.clone().try_acquire_owned() {
                 Ok(place) => place,
@@ -113,7 +113,7 @@ where
                         // Never closed: the semaphore lives as long as the binding.
                         Ok(Ok(place)) => place,
                         Ok(Err(e)) => return Err(e.into()),
-                        Err(_) => return Err(ConnectError::Saturated { limit, idle_secs }.into()),
+                        Err(_) => return Err(ConnectError::Saturated { limit, idle_ms }.into()),
                     }
                 }
             };
@@ -213,7 +213,9 @@ mod tests {
     /// A connection that cannot be made ends at its own deadline and gives
     /// its place back, whoever still waits for it: hyper finishes some in
     /// the background, where no call's `TIMEOUT_MS` bounds them.
-    #[tokio::test]
+    // Paused time: the place's wait (20 ms) ends before the connection's
+    // deadline (50 ms) however slowly the machine runs.
+    #[tokio::test(start_paused = true)]
     async fn a_stalled_connection_ends_at_its_deadline_and_frees_its_place() {
         let mut capped = Capped::new(
             Stalled,

@@ -24,6 +24,7 @@
 //!   | [`MAX_REDIRECTS`] | `5` | redirects followed before the call fails |
 //!   | [`MAX_RESPONSE_BYTES`] | `16777216` | largest response body accepted (never more than the actor accepts, less 64 KiB for the headers) |
 //!   | [`MAX_CONNECTIONS`] | `64` | connections the binding holds open, in use or idle in its pool (1 to 4096) |
+//!   | [`IDLE_TIMEOUT_MS`] | `30000` | how long a pooled connection may stay idle before it is closed |
 //!
 //! * **Egress policy.** `ALLOWED_HOSTS` is **deny by default**: a binding
 //!   without it (or with it empty) cannot reach anything. Entries are
@@ -62,7 +63,7 @@
 //!   `http` is refused: the request's other headers and its body would
 //!   follow it in clear text.
 //! * **Connections.** Each binding holds at most `MAX_CONNECTIONS` open,
-//!   counting those idle in its pool (closed after 90 s idle); a call that
+//!   counting those idle in its pool (closed after `IDLE_TIMEOUT_MS`); a call that
 //!   needs one more waits up to half its `TIMEOUT_MS` for a place, then
 //!   fails naming the limit. Making a connection (TCP and TLS) takes at most
 //!   `TIMEOUT_MS`, also when hyper finishes it in the background for a
@@ -140,7 +141,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::Name;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tracing::Instrument;
 use waxosuit_codec::capabilities::{CapabilityDescriptor, OperationDirection};
 use waxosuit_codec::http::{CLIENT_CAPABILITY_ID, OP_PERFORM_REQUEST, Request, Response};
@@ -167,6 +168,9 @@ pub const MAX_RESPONSE_BYTES: &str = "MAX_RESPONSE_BYTES";
 /// Binding value: how many connections the binding holds open, in use or
 /// idle in its pool; default 64, at most 4096.
 pub const MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
+/// Binding value: how long, in milliseconds, a pooled connection may stay
+/// idle (holding one of the `MAX_CONNECTIONS` places); default 30 000.
+pub const IDLE_TIMEOUT_MS: &str = "IDLE_TIMEOUT_MS";
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_REDIRECTS: u32 = 5;
@@ -174,8 +178,9 @@ const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 const DEFAULT_MAX_CONNECTIONS: usize = 64;
 /// The most `MAX_CONNECTIONS` accepts: each is a descriptor of the host's.
 const MAX_CONNECTIONS_LIMIT: usize = 4096;
-/// How long a pooled connection may stay idle.
-const POOL_IDLE: Duration = Duration::from_secs(90);
+/// How long a pooled connection may stay idle by default: each holds one of
+/// the binding's `MAX_CONNECTIONS` places meanwhile.
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const CAPID: &str = CLIENT_CAPABILITY_ID;
 
 type HttpsClient = Client<Capped<HttpsConnector<HttpConnector<CheckedResolver>>>, Full<Bytes>>;
@@ -393,10 +398,29 @@ impl CapabilityProvider for HttpClientProvider {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
+        let idle_ms: u64 = config_value(
+            &request,
+            IDLE_TIMEOUT_MS,
+            DEFAULT_IDLE_TIMEOUT.as_millis() as u64,
+            "a number of milliseconds",
+        )?;
+        if idle_ms == 0 {
+            return Err(ProviderError::Config {
+                capid: CAPID.to_string(),
+                actor: request.actor.clone(),
+                key: IDLE_TIMEOUT_MS.to_string(),
+                reason: "must be at least 1".to_string(),
+            });
+        }
+        let idle = Duration::from_millis(idle_ms);
         let timeout = Duration::from_millis(timeout_ms);
-        let capped = Capped::new(https, max_connections, timeout / 2, timeout, POOL_IDLE);
+        let capped = Capped::new(https, max_connections, timeout / 2, timeout, idle);
+        // The timer drives the pool's idle reaper: without one, hyper drops
+        // an idle connection only when its origin is used again, and each
+        // idle connection holds one of the binding's places.
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(idle)
             .build(capped);
         let binding = Binding {
             timeout,

@@ -727,6 +727,38 @@ async fn a_binding_holds_at_most_max_connections_open() {
     }
 }
 
+/// An idle pooled connection gives its place back after `IDLE_TIMEOUT_MS`,
+/// whether or not its origin is used again: without the pool's timer it
+/// stayed (the server keeping it open), and with `MAX_CONNECTIONS` taken
+/// by idle connections to origins never used again, no new origin could be
+/// reached at all.
+#[tokio::test]
+async fn idle_connections_close_and_free_their_place() {
+    let first = TestServer::start().await;
+    let second = TestServer::start().await;
+    let client = provider(&[
+        ("ALLOWED_HOSTS", "127.0.0.1"),
+        ("MAX_CONNECTIONS", "1"),
+        ("IDLE_TIMEOUT_MS", "200"),
+        ("TIMEOUT_MS", "1000"),
+    ])
+    .await;
+    call(&client, get(&first.url("/status/200"))).await.unwrap();
+    // Past the idle timeout (the reaper looks every idle timeout).
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    call(&client, get(&second.url("/status/200")))
+        .await
+        .expect("the idle connection's place was freed");
+    let err = bind(
+        &client,
+        "bad",
+        &[("ALLOWED_HOSTS", "127.0.0.1"), ("IDLE_TIMEOUT_MS", "0")],
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("IDLE_TIMEOUT_MS"), "{err}");
+}
+
 /// A server that answers each connection's first request with `head`
 /// verbatim, then closes it.
 async fn raw_server(head: &'static str) -> SocketAddr {

@@ -34,6 +34,9 @@
 //!   Redis. `KEY_PREFIX` replaces that prefix; an empty one gives the actor
 //!   the raw keyspace, for sharing data with applications that predate it,
 //!   and two bindings with the same prefix share their keys on purpose.
+//!   Under a `KEY_PREFIX`, a key that (prefix and key together) starts with
+//!   [`RESERVED_PREFIX`] is refused, and so is a prefix starting with it:
+//!   those are the per-actor namespaces, which sharing may not reach.
 //!   Unlike the memory provider, [`remove_actor`](waxosuit_provider::CapabilityProvider::remove_actor)
 //!   keeps the data: it lives in Redis, not in the binding.
 //! * **Operations** (all of [`waxosuit_codec::keyvalue`]):
@@ -146,6 +149,11 @@ pub type RedisKeyValue = KeyValueProvider<RedisBackend>;
 pub const CONFIG_URL: &str = "URL";
 /// Binding value replacing the per-actor key prefix (may be empty).
 pub const CONFIG_KEY_PREFIX: &str = "KEY_PREFIX";
+
+/// The start of every per-actor key of Waxosuit's Redis providers
+/// (`wxs:<actor>:<binding>:` here, `wxs:es:…` for event streams): a
+/// `KEY_PREFIX` may not start with it, nor a key under one reach it.
+pub const RESERVED_PREFIX: &str = "wxs:";
 /// The server used when a binding has no [`CONFIG_URL`].
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/";
 /// Default bound on one connection attempt and on one command's reply.
@@ -314,6 +322,9 @@ pub struct RedisKeyspace {
     /// The URL without credentials, for messages.
     safe_url: String,
     prefix: String,
+    /// Whether `prefix` is the binding's own (`wxs:<actor>:<binding>:`),
+    /// not one given in `KEY_PREFIX`.
+    own: bool,
     timeouts: Timeouts,
     scripts: Arc<Scripts>,
     /// The most a read may bring back: what the actor accepts.
@@ -330,8 +341,25 @@ impl std::fmt::Debug for RedisKeyspace {
 }
 
 impl RedisKeyspace {
-    fn key(&self, key: &str) -> String {
-        format!("{}{key}", self.prefix)
+    /// The Redis key of `key`. Under a `KEY_PREFIX` of the binding's
+    /// choosing the key as a whole is judged: one starting with `wxs:`
+    /// belongs to the per-actor namespaces of Waxosuit's Redis providers
+    /// (an empty or `w` prefix completed by the actor's key reached another
+    /// actor's keys and event streams).
+    fn key(&self, key: &str) -> Result<String, ProviderError> {
+        let full = format!("{}{key}", self.prefix);
+        if !self.own && full.starts_with(RESERVED_PREFIX) {
+            return Err(ProviderError::backend(
+                CAPABILITY_ID,
+                format!(
+                    "key `{}` is refused: with the binding's KEY_PREFIX it starts with \
+                     `{RESERVED_PREFIX}`, which belongs to the per-actor namespaces of Waxosuit's \
+                     Redis providers; use another key or prefix",
+                    key.chars().take(128).collect::<String>().escape_debug()
+                ),
+            ));
+        }
+        Ok(full)
     }
 
     /// Runs one exchange for `op` ([`Link::exchange`]: on the open
@@ -373,7 +401,7 @@ impl RedisKeyspace {
         key: &str,
         args: &[&str],
     ) -> Result<T, ProviderError> {
-        let key = self.key(key);
+        let key = self.key(key)?;
         let op = Op {
             what,
             // What redis-rs sends first; it loads the script and sends it
@@ -407,10 +435,14 @@ impl RedisKeyspace {
         };
         let limit = self.max_reply.to_string();
         let named = keys.first().map_or("", String::as_str);
+        let full: Vec<String> = keys
+            .iter()
+            .map(|key| self.key(key))
+            .collect::<Result<_, _>>()?;
         self.run(op, |mut conn| {
             let mut invocation = script.prepare_invoke();
-            for key in keys {
-                invocation.key(self.key(key));
+            for key in &full {
+                invocation.key(key);
             }
             invocation.arg(&limit).arg(what).arg(named);
             for arg in args {
@@ -437,7 +469,7 @@ impl Keyspace for RedisKeyspace {
 
     async fn set(&self, key: &str, value: String, expires_s: u32) -> Result<(), ProviderError> {
         let mut cmd = redis::cmd("SET");
-        cmd.arg(self.key(key)).arg(value);
+        cmd.arg(self.key(key)?).arg(value);
         if expires_s > 0 {
             cmd.arg("EX").arg(expires_s);
         }
@@ -452,7 +484,7 @@ impl Keyspace for RedisKeyspace {
 
     async fn del(&self, key: &str) -> Result<(), ProviderError> {
         let _deleted: i64 = self
-            .cmd("Del", Repeat::Safe, redis::cmd("DEL").arg(self.key(key)))
+            .cmd("Del", Repeat::Safe, redis::cmd("DEL").arg(self.key(key)?))
             .await?;
         Ok(())
     }
@@ -481,7 +513,7 @@ impl Keyspace for RedisKeyspace {
         self.cmd(
             "Push",
             UNSAFE,
-            redis::cmd("LPUSH").arg(self.key(key)).arg(value),
+            redis::cmd("LPUSH").arg(self.key(key)?).arg(value),
         )
         .await
     }
@@ -503,7 +535,7 @@ impl Keyspace for RedisKeyspace {
             .cmd(
                 "SetAdd",
                 UNSAFE,
-                redis::cmd("SADD").arg(self.key(key)).arg(member),
+                redis::cmd("SADD").arg(self.key(key)?).arg(member),
             )
             .await?;
         Ok(added > 0)
@@ -514,7 +546,7 @@ impl Keyspace for RedisKeyspace {
             .cmd(
                 "SetRemove",
                 UNSAFE,
-                redis::cmd("SREM").arg(self.key(key)).arg(member),
+                redis::cmd("SREM").arg(self.key(key)?).arg(member),
             )
             .await?;
         Ok(removed > 0)
@@ -548,7 +580,7 @@ impl Keyspace for RedisKeyspace {
             .cmd(
                 "KeyExists",
                 Repeat::Safe,
-                redis::cmd("EXISTS").arg(self.key(key)),
+                redis::cmd("EXISTS").arg(self.key(key)?),
             )
             .await?;
         Ok(n > 0)
@@ -628,11 +660,24 @@ impl Backend for RedisBackend {
             .get(CONFIG_URL)
             .map_or(DEFAULT_URL, String::as_str);
         let safe_url = waxosuit_provider::redact_url(url);
-        let prefix = request
-            .values
-            .get(CONFIG_KEY_PREFIX)
-            .cloned()
-            .unwrap_or_else(|| format!("wxs:{}:{}:", request.actor, request.binding));
+        let (prefix, own) = match request.values.get(CONFIG_KEY_PREFIX) {
+            Some(shared) if shared.starts_with(RESERVED_PREFIX) => {
+                return Err(ProviderError::Config {
+                    capid: CAPABILITY_ID.to_string(),
+                    actor: request.actor.clone(),
+                    key: CONFIG_KEY_PREFIX.to_string(),
+                    reason: format!(
+                        "`{shared}` starts with `{RESERVED_PREFIX}`, which the per-actor \
+                         namespaces of Waxosuit's Redis providers use; choose another prefix"
+                    ),
+                });
+            }
+            Some(shared) => (shared.clone(), false),
+            None => (
+                format!("{RESERVED_PREFIX}{}:{}:", request.actor, request.binding),
+                true,
+            ),
+        };
         let max_reply = request
             .actor_max_payload()
             .unwrap_or(DEFAULT_MAX_REPLY_BYTES);
@@ -667,6 +712,7 @@ impl Backend for RedisBackend {
             link,
             safe_url,
             prefix,
+            own,
             timeouts: self.timeouts,
             scripts: Arc::clone(&self.scripts),
             max_reply,

@@ -709,6 +709,54 @@ async fn key_prefix_overrides_the_namespace_and_may_be_empty() {
     assert_eq!(get_as(&kv, ALICE, "app:x").await.value, "1");
 }
 
+/// The raw keyspace of a shared prefix stops at the per-actor namespaces:
+/// an empty or `w` prefix completed by the actor's key reached another
+/// actor's keys (and event streams); the whole key is judged, and a
+/// prefix starting with `wxs:` is refused at the bind.
+#[tokio::test]
+async fn a_shared_prefix_cannot_reach_the_per_actor_namespaces() {
+    let redis = RedisServer::start().unwrap();
+    let kv = RedisKeyValue::new();
+    kv.bind_actor(bind_request(BOB, DEFAULT, &[(CONFIG_URL, &redis.url())]))
+        .await
+        .unwrap();
+    set_as(&kv, BOB, "balance", "100", 0).await.unwrap();
+    for prefix in ["", "w", "wx"] {
+        kv.bind_actor(bind_request(
+            ALICE,
+            DEFAULT,
+            &[(CONFIG_URL, &redis.url()), (CONFIG_KEY_PREFIX, prefix)],
+        ))
+        .await
+        .unwrap();
+        let rest = &"wxs:MBOB:default:balance"[prefix.len()..];
+        let err = set_as(&kv, ALICE, rest, "0", 0).await.unwrap_err();
+        assert!(
+            err.to_string().contains("per-actor namespaces"),
+            "{prefix:?}: {err}"
+        );
+        let err = call_as::<_, GetResponse>(&kv, ALICE, OP_GET, &GetRequest { key: rest.into() })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("per-actor namespaces"), "{err}");
+        // Other keys under the prefix are the shared ones they were.
+        set_as(&kv, ALICE, "shared-key", "1", 0).await.unwrap();
+    }
+    let err = kv
+        .bind_actor(bind_request(
+            ALICE,
+            DEFAULT,
+            &[(CONFIG_URL, &redis.url()), (CONFIG_KEY_PREFIX, "wxs:")],
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProviderError::Config { key, .. } if key == CONFIG_KEY_PREFIX),
+        "{err:?}"
+    );
+    assert_eq!(get_as(&kv, BOB, "balance").await.value, "100");
+}
+
 /// Generous bound for a call during an outage: the server refuses
 /// connections, so each call fails as soon as its own attempt does.
 const FAIL_FAST: Duration = Duration::from_secs(2);

@@ -93,8 +93,8 @@ impl NatsMessaging {
         let on_event = Arc::clone(reconnect);
         let on_attempt = Arc::clone(reconnect);
         // A server error (a publish the server's permissions refuse, say)
-        // is an event per message an actor sends: at most one line per ten
-        // seconds, with how many were not logged.
+        // is an event per message an actor sends: at most one such line per
+        // ten seconds, with how many were not logged.
         let events = Arc::new(waxosuit_provider::Throttle::default());
         let mut options = ConnectOptions::new()
             .name(CONNECTION_NAME)
@@ -116,12 +116,17 @@ impl NatsMessaging {
                             reconnect.connected();
                             tracing::info!(%url, "NATS connection (re)established");
                         }
-                        other => {
+                        // What an actor can cause once per message it sends.
+                        other @ (async_nats::Event::ServerError(_)
+                        | async_nats::Event::ClientError(_)
+                        | async_nats::Event::SlowConsumer(_)) => {
                             if let Some(unlogged) = events.should_warn(std::time::Instant::now())
                             {
                                 tracing::warn!(%url, event = %other, not_logged_since = unlogged, "NATS connection event");
                             }
                         }
+                        // The connection's own changes, rare: each is said.
+                        other => tracing::warn!(%url, event = %other, "NATS connection event"),
                     }
                 }
             });

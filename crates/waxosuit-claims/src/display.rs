@@ -67,10 +67,19 @@ pub fn escape(value: &str, max_chars: usize) -> String {
 /// let seed = "SAAGNW3MSSQ6Z6HGQ64UNG4DXZ7XJIM6WSKQQ7KQSTFKA3LV4AJGW6KQ6Y";
 /// assert!(!shown_key(seed).contains(&seed[2..]));
 /// assert_eq!(shown_key("not a key"), "not a key");
+/// let path = "Secrets/operators/the-operator-token-of-team-platform";
+/// assert_eq!(shown_key(path), path);
 /// ```
 pub fn shown_key(value: &str) -> String {
+    // Seed-shaped: `S`, then nothing but the base32 alphabet, about as long
+    // as a seed (a mistyped one included); a file path never is.
     let trimmed = value.trim();
-    if trimmed.starts_with('S') && trimmed.len() >= 50 {
+    let seed_like = trimmed.starts_with('S')
+        && (50..=64).contains(&trimmed.len())
+        && trimmed
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b));
+    if seed_like {
         return "(a seed, which is secret and must never be given as a key: give its public \
                 key, the `Public Key:` that `waxosuit keys gen` printed with it)"
             .to_string();

@@ -110,6 +110,22 @@ fn publish_seed(path: &Path, kp: &KeyPair, how: Publish) -> Result<Created> {
             let linked = match fs::hard_link(&temp, path) {
                 Ok(()) => Ok(Created::New),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Created::Exists),
+                // A file system without hard links (vfat, some network and
+                // FUSE mounts): created in place, still never over a file
+                // that is there (`O_EXCL`); a reader may meet it half
+                // written for an instant.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::Unsupported | std::io::ErrorKind::PermissionDenied
+                    ) =>
+                {
+                    match write_new_private(path, seed.as_bytes()) {
+                        Ok(()) => Ok(Created::New),
+                        Err(_) if fs::symlink_metadata(path).is_ok() => Ok(Created::Exists),
+                        Err(e) => Err(e),
+                    }
+                }
                 Err(e) => Err(e).with_context(|| {
                     format!("cannot move the new key file into {}", path.display())
                 }),
@@ -206,8 +222,13 @@ fn on_command_line(value: &str) -> bool {
 /// and was given on the command line (rather than in the environment
 /// variable the flag also reads), which every user of the machine can read.
 pub(crate) fn url_secret_warning(url: &str, flag: &str, variable: &str) -> Option<String> {
-    let authority = url.split_once("://")?.1.split(['/', '?', '#']).next()?;
-    if !authority.contains('@') || !on_command_line(url) {
+    // One server or a comma list of them, any of which may carry it.
+    let carries = url.split(',').any(|one| {
+        one.split_once("://")
+            .and_then(|(_, rest)| rest.split(['/', '?', '#']).next())
+            .is_some_and(|authority| authority.contains('@'))
+    });
+    if !carries || !on_command_line(url) {
         return None;
     }
     Some(format!(

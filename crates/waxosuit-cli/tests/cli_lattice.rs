@@ -479,10 +479,11 @@ fn a_host_stopped_before_it_was_ready_leaves_the_lattice() {
         .env("WAXOSUIT_LATTICE_SEED", &hosts.admin_seed)
         .env("WAXOSUIT_LATTICE_TRUST_HOSTS", hosts.keys.join(","))
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let watched = Arc::new(Mutex::new(String::new()));
+    let (ready_tx, ready) = std::sync::mpsc::channel();
     {
         let sink = Arc::clone(&watched);
         let out = watch.stdout.take().unwrap();
@@ -491,9 +492,20 @@ fn a_host_stopped_before_it_was_ready_leaves_the_lattice() {
                 sink.lock().unwrap().push_str(&(line + "\n"));
             }
         });
+        // It says so once it is subscribed.
+        let err = watch.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if line.contains("watching lattice events") {
+                    let _ = ready_tx.send(());
+                }
+            }
+        });
     }
     let mut reaper = Reaper(vec![watch.id()]);
-    std::thread::sleep(Duration::from_millis(500));
+    ready
+        .recv_timeout(Duration::from_secs(60))
+        .expect("`lattice watch` did not start");
 
     let stuck = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let registry = stuck.local_addr().unwrap();
@@ -533,11 +545,16 @@ fn a_host_stopped_before_it_was_ready_leaves_the_lattice() {
         assert!(Instant::now() < deadline, "the host never started pulling");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(
-        watched.lock().unwrap().contains("host_started"),
-        "{}",
-        watched.lock().unwrap()
-    );
+    // Joined (the host joins before it pulls), as `watch` tells.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !watched.lock().unwrap().contains("host_started") {
+        assert!(
+            Instant::now() < deadline,
+            "no host_started:\n{}",
+            watched.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     Command::new("kill")
         .args(["-TERM", &up.id().to_string()])
         .status()

@@ -339,14 +339,20 @@ impl Host {
                     error: Box::new(error),
                 },
             })?;
-        // A binding the new claims do not grant is dropped before they take
-        // effect: deliveries check the binding, not the claims, so a kept
-        // binding would go on handing the actor requests and messages of a
-        // capability its signature no longer names.
+        let jwt = claims.jwt().to_string();
+        entry.claims.store(claims);
+        // A binding the new claims do not grant (nor the authorizer, which
+        // may grant what claims do not) is dropped: deliveries check the
+        // binding, not the claims, so a kept binding would go on handing
+        // the actor requests and messages of a capability its signature no
+        // longer names. After the claims are stored: a bind finishing
+        // meanwhile judges its insert against the claims in force, in the
+        // same locked step, so it is either refused there or dropped here.
         let dropped: Vec<RouteKey> = entry.bindings.update(|bindings| {
+            let claims = entry.claims();
             let dropped: Vec<RouteKey> = bindings
                 .keys()
-                .filter(|route| !claims.has_capability(&route.capid))
+                .filter(|route| !inner.may_bind(&claims, route))
                 .cloned()
                 .collect();
             for route in &dropped {
@@ -354,15 +360,14 @@ impl Host {
             }
             dropped
         });
-        let jwt = claims.jwt().to_string();
-        entry.claims.store(claims);
         for route in dropped {
             tracing::warn!(
                 actor = %key_text,
                 capability = %route.capid,
                 binding = %route.binding,
-                "the updated claims no longer grant a bound capability: the binding is removed; \
-                 sign the module with the capability again and bind it anew to restore it"
+                "the updated claims (or the authorizer) no longer grant a bound capability: the \
+                 binding is removed; sign the module with the capability again and bind it anew \
+                 to restore it"
             );
             if let Some(p) = self.provider(&route)
                 && let Err(e) =

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use tracing::Instrument;
 use waxosuit_claims::VerifiedActor;
+use waxosuit_codec::core as wcore;
 use waxosuit_policy::input::Direction;
 use waxosuit_provider::ProviderCall;
 use waxosuit_runtime::ActorKey;
@@ -52,6 +53,23 @@ impl HostInner {
                 operation: operation.to_string(),
             })
         }
+    }
+
+    /// Whether `claims` may hold a binding on `route`: what
+    /// [`Host::set_binding`](crate::Host::set_binding) asks before binding.
+    pub(crate) fn may_bind(&self, claims: &VerifiedActor, route: &RouteKey) -> bool {
+        let target = Entity::Capability {
+            capid: route.capid.clone(),
+            binding: route.binding.clone(),
+        };
+        self.authorize(
+            claims,
+            &route.capid,
+            &target,
+            wcore::OP_BIND_ACTOR,
+            &route.binding,
+        )
+        .is_ok()
     }
 
     /// A running actor addressed by key or by `call_alias`.

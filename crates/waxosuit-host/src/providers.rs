@@ -165,7 +165,34 @@ impl Host {
             };
             guard_provider(&route, provider.provider.bind_actor(request)).await?;
         }
-        entry.bindings.update(|b| b.insert(route.clone(), values));
+        // An update may have narrowed the claims while the provider bound:
+        // judged again against the claims in force, in the same step as
+        // the insert (an update takes the table's lock to drop bindings
+        // its claims do not grant).
+        let inserted = entry.bindings.update(|b| {
+            let granted = self.inner.may_bind(&entry.claims(), &route);
+            if granted {
+                b.insert(route.clone(), values);
+            }
+            granted
+        });
+        if !inserted {
+            if let Some(provider) = self.provider(&route)
+                && let Err(e) =
+                    guard_provider(&route, provider.provider.remove_actor(&key, &route.binding))
+                        .await
+            {
+                tracing::warn!(actor = %key, capability = %route.capid, error = %e, "provider failed to release the actor");
+            }
+            let claims = entry.claims();
+            return Err(HostError::PermissionDenied {
+                actor: key.to_string(),
+                name: claims.name().to_string(),
+                capability: route.capid,
+                binding: route.binding,
+                operation: wcore::OP_BIND_ACTOR.to_string(),
+            });
+        }
         tracing::info!(actor = %key, capability = %route.capid, binding = %route.binding, "binding established");
         self.refresh_counts();
         self.emit(HostEvent::BindingSet { actor: key, route });

@@ -856,6 +856,45 @@ async fn an_update_that_drops_a_capability_drops_its_binding() {
     assert!(matches!(err, HostError::PermissionDenied { .. }), "{err}");
 }
 
+/// What the authorizer grants beyond the claims survives an update as it
+/// was granted at the bind: the update asks what the bind asked.
+#[tokio::test]
+async fn an_update_keeps_a_binding_the_authorizer_grants() {
+    let host = builder().authorizer(Policy).build().unwrap();
+    let provider = TestProvider::new();
+    host.add_provider("default", provider.clone())
+        .await
+        .unwrap();
+    let signer = Signer::new();
+    let key = KeyPair::generate(KeyKind::Module);
+    let (v1, pk) = signer.sign(
+        &waxosuit_test_fixtures::wat_echo(),
+        "granted",
+        &[],
+        Some(&key),
+    );
+    host.add_actor(&v1, "v1", None).await.unwrap();
+    host.set_binding(&pk, "test:echo", "default", BTreeMap::new())
+        .await
+        .unwrap();
+    let (v2, _) = signer.sign(
+        &waxosuit_test_fixtures::wat_echo_v2(),
+        "granted",
+        &[],
+        Some(&key),
+    );
+    host.update_actor(&v2).await.unwrap();
+    assert!(provider.removed.lock().unwrap().is_empty());
+    assert_eq!(
+        provider
+            .dispatcher()
+            .dispatch(&pk, "echo", b"a".to_vec())
+            .await
+            .unwrap(),
+        b"v2:a"
+    );
+}
+
 #[tokio::test]
 async fn health_and_metrics() {
     let (host, _p) = host_with_provider().await;

@@ -144,11 +144,6 @@ struct Expected {
 /// be repeated, unlike a call.
 const DISCOVERY_GRACE: Duration = Duration::from_millis(310);
 
-/// How long a discovery round still waits for a host's answer after a "no
-/// responders" status, which anyone can send to an inbox before the real
-/// answer arrives.
-const NOBODY_GRACE: Duration = Duration::from_millis(60);
-
 impl Inner {
     /// Sends one invocation to one host serving `target` and waits for its
     /// authenticated response: tagged under that host's session when there
@@ -316,17 +311,24 @@ impl Inner {
             discover: true,
         })?;
         let started = tokio::time::Instant::now();
+        let deadline = started + self.bus.timeout;
+        let grace = started + DISCOVERY_GRACE.min(self.bus.timeout);
         let mut pause = Duration::from_millis(10);
+        // Every round's inbox stays open until discovery ends, all answering
+        // into one channel: a "no responders" status (which anyone can send
+        // to an inbox, and inboxes are numbered in order) ends nothing, so
+        // a host's answer to any round is taken whenever it comes.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(1);
+        let nobody = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut inboxes = Vec::new();
         loop {
-            let (tx, rx) = tokio::sync::oneshot::channel::<String>();
-            let mut tx = Some(tx);
-            let nobody = Arc::new(tokio::sync::Notify::new());
             let inbox = {
                 let inner = Arc::clone(self);
                 let nobody = Arc::clone(&nobody);
+                let tx = tx.clone();
                 self.bus.replies.open(move |msg| {
                     if is_no_responders(&msg) {
-                        nobody.notify_one();
+                        nobody.store(true, std::sync::atomic::Ordering::Relaxed);
                         return Verdict::More;
                     }
                     let Ok(here) = decode::<Here>("discovery answer", &msg.payload) else {
@@ -362,9 +364,8 @@ impl Inner {
                         );
                         return Verdict::Ignore;
                     }
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(here.host);
-                    }
+                    // One answer is enough; later ones find the channel full.
+                    let _ = tx.try_send(here.host);
                     Verdict::Done
                 })
             };
@@ -380,44 +381,44 @@ impl Inner {
                     operation: "discovery",
                     reason: e.to_string(),
                 })?;
-            let deadline = started + self.bus.timeout;
-            let mut rx = rx;
+            inboxes.push(inbox);
+            // Asked again after a growing pause while within the grace (a
+            // host may be starting); past it, the answers already asked for
+            // are waited for until the deadline.
+            let now = tokio::time::Instant::now();
+            let asking = now < grace;
+            let round_end = if asking {
+                (now + pause).min(deadline)
+            } else {
+                deadline
+            };
             tokio::select! {
-                host = &mut rx => {
-                    if let Ok(host) = host {
+                host = rx.recv() => {
+                    if let Some(host) = host {
                         self.routes.add(shared, &host);
                         return Ok(host);
                     }
                 }
-                _ = nobody.notified() => {
-                    // Anyone can send "no responders" to an inbox, and be
-                    // first: a host that serves the target answers in a
-                    // moment, so its answer is waited for a little before
-                    // the round counts as unanswered.
-                    let wait = NOBODY_GRACE.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-                    if let Ok(Ok(host)) = tokio::time::timeout(wait, &mut rx).await {
-                        self.routes.add(shared, &host);
-                        return Ok(host);
-                    }
-                }
-                _ = tokio::time::sleep_until(deadline) => {
-                    return Err(LatticeError::Timeout {
-                        target: describe(target),
-                        timeout_ms: self.bus.timeout.as_millis(),
-                        ignored: None,
-                    });
-                }
+                _ = tokio::time::sleep_until(round_end) => {}
             }
-            drop(inbox);
-            // Nobody (or a forger) said nobody serves it: ask again for a
-            // moment, in case it is starting.
-            if started.elapsed() + pause > DISCOVERY_GRACE.min(self.bus.timeout) {
+            let now = tokio::time::Instant::now();
+            if now >= grace && nobody.load(std::sync::atomic::Ordering::Relaxed) {
+                // Nobody (or a forger) said nobody serves it, for the whole
+                // grace, and no host answered.
                 return Err(LatticeError::NoResponders {
                     target: describe(target),
                 });
             }
-            tokio::time::sleep(pause).await;
-            pause *= 2;
+            if now >= deadline {
+                return Err(LatticeError::Timeout {
+                    target: describe(target),
+                    timeout_ms: self.bus.timeout.as_millis(),
+                    ignored: None,
+                });
+            }
+            if asking {
+                pause *= 2;
+            }
         }
     }
 

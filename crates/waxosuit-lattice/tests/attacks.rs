@@ -873,9 +873,9 @@ async fn forge_no_responders(url: &str, subject: &str) -> tokio::task::JoinHandl
 /// A forged "no responders" on a call's inbox takes its host out of the
 /// caller's rotation (the call itself waits for the real answer), so the
 /// next call discovers, and a forged one arrives before the host's answer
-/// there too: the round still waits a moment for that answer, so the
-/// forgery cannot make a served actor look unserved (before, the round
-/// ended at the first 503, and every call after the first failed).
+/// there too: the round's inbox stays open for that answer, so the forgery
+/// cannot make a served actor look unserved (before, the round ended at the
+/// first 503, and every call after the first failed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_no_responders_do_not_hide_a_served_actor() {
     let net = Net::new(2);

@@ -64,7 +64,7 @@ pub fn with_url_credentials(options: ConnectOptions, url: &str) -> ConnectOption
 pub fn without_credentials(url: &str) -> String {
     url.split(',')
         .map(|one| match one.trim().parse::<async_nats::ServerAddr>() {
-            Ok(addr) if addr.username().is_some() => {
+            Ok(addr) if addr.username().is_some() || addr.password().is_some() => {
                 let mut bare = addr.into_inner();
                 // Neither fails on a URL that had them.
                 let _ = bare.set_password(None);
@@ -137,6 +137,7 @@ mod tests {
                 "nats://a:4222,nats://b:4222",
             ),
             ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+            ("nats://:S3CRET@nats:4222", "nats://nats:4222"),
             ("not a url", "not a url"),
         ] {
             assert_eq!(without_credentials(url), bare, "{url}");

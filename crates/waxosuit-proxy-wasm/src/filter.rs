@@ -76,6 +76,17 @@ struct Slot {
     pace: Mutex<Pace>,
 }
 
+/// Which of a VM's own callbacks owe pauses ([`PACE_FACTOR`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pacing {
+    /// Every one, short ones adding up (ticks and queue deliveries, which
+    /// the filter can make run again at once).
+    Summed,
+    /// Only one that runs [`PACE_FROM`] or more by itself (callout answers,
+    /// each waiting on a request to its upstream).
+    Long,
+}
+
 #[derive(Default)]
 struct Pace {
     until: Option<Instant>,
@@ -94,9 +105,13 @@ impl Slot {
         }
     }
 
-    /// Owes a pause for a callback of its own that ran for `spent`, once
-    /// such callbacks add up to [`PACE_FROM`].
-    fn ran(&self, spent: Duration) {
+    /// Owes a pause for a callback of its own that ran for `spent`: once
+    /// such callbacks add up to [`PACE_FROM`] (or, for [`Pacing::Long`],
+    /// when this one alone did).
+    fn ran(&self, spent: Duration, pacing: Pacing) {
+        if pacing == Pacing::Long && spent < PACE_FROM {
+            return;
+        }
         let mut pace = self.pace.lock();
         pace.owed = pace.owed.saturating_add(spent);
         if pace.owed >= PACE_FROM {
@@ -368,7 +383,9 @@ impl FilterInner {
                             let generation = listener.generation.load(Ordering::Acquire);
                             listener.wait_turn().await;
                             if !inner
-                                .on_root(&listener, generation, |vm, t| vm.queue_ready(t, queue))
+                                .on_root(&listener, generation, Pacing::Summed, |vm, t| {
+                                    vm.queue_ready(t, queue)
+                                })
                                 .await
                             {
                                 // The VM failed or is gone; `task` clears.
@@ -405,6 +422,7 @@ impl FilterInner {
         self: &Arc<Self>,
         slot: &Arc<Slot>,
         generation: u64,
+        pacing: Pacing,
         call: impl FnOnce(&mut Vm, &VmTemplate) -> Result<(), Failed>,
     ) -> bool {
         let mut guard = loop {
@@ -422,7 +440,7 @@ impl FilterInner {
         // Timed once the VM is held: waiting for it is not the filter's.
         let started = Instant::now();
         let outcome = call(vm, &self.template);
-        slot.ran(started.elapsed());
+        slot.ran(started.elapsed(), pacing);
         match outcome {
             Ok(()) => {
                 let effects = take_effects(vm);
@@ -459,7 +477,11 @@ impl FilterInner {
         // for its turn holds up to a megabyte and a task, and the filter
         // could otherwise send a new call for each one it has not yet read.
         slot.wait_turn().await;
-        self.on_root(&slot, generation, |vm, t| {
+        // An answer's callback is paced only when long by itself: a filter
+        // calling out once per request (an auth check) is kept to the
+        // rate of its requests and its upstream, not to a tenth of the
+        // thread.
+        self.on_root(&slot, generation, Pacing::Long, |vm, t| {
             // Handed over: no longer in flight, also for the calls this
             // callback makes.
             drop(in_flight);
@@ -485,7 +507,9 @@ async fn tick(weak: Weak<FilterInner>, slot: Arc<Slot>, generation: u64, period:
         slot.wait_turn().await;
         let Some(inner) = weak.upgrade() else { return };
         if inner.closed.load(Ordering::Acquire)
-            || !inner.on_root(&slot, generation, |vm, t| vm.tick(t)).await
+            || !inner
+                .on_root(&slot, generation, Pacing::Summed, |vm, t| vm.tick(t))
+                .await
         {
             return;
         }

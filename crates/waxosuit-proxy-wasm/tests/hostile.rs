@@ -504,12 +504,13 @@ async fn answers_waiting_for_the_filter_count_as_calls_in_flight() {
     }
     let bound = waxosuit_proxy_wasm::MAX_CALLS_IN_FLIGHT;
     // Answers are handed over at most one per 20 ms (2 ms, then an 18 ms
-    // pause): in the 400 ms about 20 of them, so the VM may send about
-    // 64 + 20. When a place was freed on the answer's arrival, each request
-    // sent up to 64 more while the answers queued (about 1,200).
+    // pause): in the 400 ms or so about 20 of them, so the VM may send
+    // about 64 + 20 (a slow machine, taking longer, a few more). When a
+    // place was freed on the answer's arrival, each request sent up to 64
+    // more while the answers queued (600 to 1,200 measured).
     assert!(taken >= bound, "{taken} calls taken");
     assert!(
-        taken <= bound + 40,
+        taken < 300,
         "{taken} calls taken, {} served",
         served.load(std::sync::atomic::Ordering::Relaxed)
     );
