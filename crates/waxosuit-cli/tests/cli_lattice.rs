@@ -62,6 +62,42 @@ impl Hosts {
             .unwrap()
     }
 
+    /// `waxosuit lattice watch` as the admin, once it is subscribed, and
+    /// what it prints, as it prints it.
+    fn watch(&self) -> (std::process::Child, Arc<Mutex<String>>) {
+        let mut watch = Command::new(env!("CARGO_BIN_EXE_waxosuit"))
+            .args(["lattice", "--url", &self.nats_url, "watch"])
+            .env("WAXOSUIT_LATTICE_SEED", &self.admin_seed)
+            .env("WAXOSUIT_LATTICE_TRUST_HOSTS", self.keys.join(","))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let watched = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&watched);
+        let out = watch.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        // It says so once it is subscribed.
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let err = watch.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if line.contains("watching lattice events") {
+                    let _ = ready_tx.send(());
+                }
+            }
+        });
+        if ready.recv_timeout(Duration::from_secs(60)).is_err() {
+            let _ = watch.kill();
+            panic!("`lattice watch` did not start");
+        }
+        (watch, watched)
+    }
+
     fn up(&self, dir: &Dir, i: usize, manifest: &str) -> Up {
         let path = dir.manifest_named(&format!("host{i}.yaml"), manifest);
         let trust = self.keys.join(",");
@@ -135,26 +171,8 @@ fn three_hosts_serve_as_one_and_survive_restarts_failures_and_forgeries() {
     let echo = dir.actor(waxosuit_test_fixtures::wapc_echo(), "echo", &[]);
 
     // `lattice watch` sees everything from here on.
-    let mut watch = Command::new(env!("CARGO_BIN_EXE_waxosuit"))
-        .args(["lattice", "--url", &nats.url(), "watch"])
-        .env("WAXOSUIT_LATTICE_SEED", &hosts.admin_seed)
-        .env("WAXOSUIT_LATTICE_TRUST_HOSTS", hosts.keys.join(","))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let watched = Arc::new(Mutex::new(String::new()));
-    {
-        let sink = Arc::clone(&watched);
-        let out = watch.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-    }
+    let (mut watch, watched) = hosts.watch();
     let mut reaper = Reaper(vec![watch.id()]);
-    std::thread::sleep(Duration::from_millis(500));
 
     let c_manifest = "capabilities:\n  - id: wascc:keyvalue\n";
     let mut c = hosts.up(&dir, 2, c_manifest);
@@ -474,38 +492,8 @@ fn a_host_stopped_before_it_was_ready_leaves_the_lattice() {
     let nats = NatsServer::start().expect("nats-server (apt-get install nats-server)");
     let dir = Dir::new();
     let hosts = Hosts::new(nats.url(), &dir);
-    let mut watch = Command::new(env!("CARGO_BIN_EXE_waxosuit"))
-        .args(["lattice", "--url", &nats.url(), "watch"])
-        .env("WAXOSUIT_LATTICE_SEED", &hosts.admin_seed)
-        .env("WAXOSUIT_LATTICE_TRUST_HOSTS", hosts.keys.join(","))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let watched = Arc::new(Mutex::new(String::new()));
-    let (ready_tx, ready) = std::sync::mpsc::channel();
-    {
-        let sink = Arc::clone(&watched);
-        let out = watch.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push_str(&(line + "\n"));
-            }
-        });
-        // It says so once it is subscribed.
-        let err = watch.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if line.contains("watching lattice events") {
-                    let _ = ready_tx.send(());
-                }
-            }
-        });
-    }
+    let (mut watch, watched) = hosts.watch();
     let mut reaper = Reaper(vec![watch.id()]);
-    ready
-        .recv_timeout(Duration::from_secs(60))
-        .expect("`lattice watch` did not start");
 
     let stuck = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let registry = stuck.local_addr().unwrap();

@@ -172,13 +172,10 @@ impl TrustPolicy {
 }
 
 /// A value given where a public key belongs, as an error may show it: a
-/// seed passed there by mistake is never echoed.
+/// seed passed there by mistake is never echoed (the claims crate's rule,
+/// which every trust list shares).
 fn shown_key(key: &str) -> String {
-    if key.starts_with('S') && key.len() >= 50 {
-        "(a seed, which must never be passed as a key: give its public key)".to_string()
-    } else {
-        shorten(key)
-    }
+    waxosuit_claims::display::shown_key(key)
 }
 
 /// A key or id as it may appear in a log line or an error: attacker-chosen
