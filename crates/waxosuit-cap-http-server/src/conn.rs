@@ -29,7 +29,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -407,7 +406,7 @@ pub(crate) fn http1_builder(
 /// Serves one connection with `service` until it ends, is stopped through
 /// `stop` (graceful: the request in flight finishes), or stays quiet past
 /// one of `limits`' timeouts. `server` names it in logs.
-pub(crate) async fn serve<S>(
+pub(crate) async fn serve<S, B>(
     stream: TcpStream,
     http: &http1::Builder,
     service: S,
@@ -418,9 +417,10 @@ pub(crate) async fn serve<S>(
 ) where
     S: hyper::service::Service<
             hyper::Request<Incoming>,
-            Response = hyper::Response<Full<Bytes>>,
+            Response = hyper::Response<B>,
             Error = Infallible,
         >,
+    B: hyper::body::Body<Data = Bytes, Error = Infallible> + 'static,
 {
     // Made here, not by the accept loop: its timer belongs to the runtime
     // that serves the connection.

@@ -2,12 +2,11 @@
 //! the request is read whole, passed through the filters, sent to the
 //! actor, and the reply passed back through them.
 
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::StatusCode;
 use hyper::body::Body;
 use hyper::body::Incoming;
@@ -176,7 +175,9 @@ impl ConnService {
         let reply = match self.bounded(&mut Some(deadline), dispatch).await {
             Some(Ok(reply)) => reply,
             Some(Err(e)) => {
-                tracing::error!(actor = %s.actor, error = %e, "actor failed to handle an HTTP request");
+                if let Some(not_logged) = s.log_failure() {
+                    tracing::error!(actor = %s.actor, error = %e, not_logged, "actor failed to handle an HTTP request");
+                }
                 spans::fail(span, &e);
                 return Err(serve::plain(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -184,11 +185,14 @@ impl ConnService {
                 ));
             }
             None => {
-                tracing::error!(
-                    actor = %s.actor,
-                    timeout = ?s.request_timeout,
-                    "actor did not answer an HTTP request in time"
-                );
+                if let Some(not_logged) = s.log_failure() {
+                    tracing::error!(
+                        actor = %s.actor,
+                        timeout = ?s.request_timeout,
+                        not_logged,
+                        "actor did not answer an HTTP request in time"
+                    );
+                }
                 spans::fail(span, "the actor did not answer within the request timeout");
                 return Err(serve::plain(
                     StatusCode::GATEWAY_TIMEOUT,
@@ -196,12 +200,20 @@ impl ConnService {
                 ));
             }
         };
-        Ok(serve::reply_to_http(&s.actor, &s.name, reply, &s.reply))
+        Ok(serve::reply_to_http(
+            &s.actor,
+            &s.name,
+            reply,
+            &s.reply,
+            &s.failures,
+        ))
     }
 
     fn filter_failed(&self, error: &FilterError, span: &Span) -> HttpResponse {
         let s = &self.service;
-        tracing::error!(actor = %s.actor, actor_name = %s.name, %error, "HTTP filter failed a request");
+        if let Some(not_logged) = s.log_failure() {
+            tracing::error!(actor = %s.actor, actor_name = %s.name, %error, not_logged, "HTTP filter failed a request");
+        }
         spans::fail(span, error);
         match error {
             FilterError::Stalled { .. } => {
@@ -219,14 +231,17 @@ impl ConnService {
     fn to_http(&self, response: FilterResponse) -> HttpResponse {
         let s = &self.service;
         let Ok(status) = StatusCode::from_u16(response.status) else {
-            tracing::error!(
-                actor = %s.actor,
-                status = response.status,
-                "an HTTP filter set an invalid status code"
-            );
+            if let Some(not_logged) = s.log_failure() {
+                tracing::error!(
+                    actor = %s.actor,
+                    status = response.status,
+                    not_logged,
+                    "an HTTP filter set an invalid status code"
+                );
+            }
             return serve::plain(StatusCode::INTERNAL_SERVER_ERROR, FILTER_FAILED);
         };
-        let mut out = hyper::Response::new(Full::new(Bytes::from(response.body)));
+        let mut out = hyper::Response::new(Bytes::from(response.body));
         *out.status_mut() = status;
         let mut headers = response.headers;
         headers.remove(CONTENT_LENGTH);
@@ -238,14 +253,7 @@ impl ConnService {
 
 /// A response in the form filters see.
 fn from_http(http: HttpResponse) -> FilterResponse {
-    let (parts, mut body) = http.into_parts();
-    // A `Full` body is in memory: its one frame is ready at the first poll,
-    // with no waker needed and nothing collected into a list first.
-    let mut cx = Context::from_waker(Waker::noop());
-    let body = match Pin::new(&mut body).poll_frame(&mut cx) {
-        Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
-        _ => Bytes::new(),
-    };
+    let (parts, body) = http.into_parts();
     FilterResponse {
         status: parts.status.as_u16(),
         headers: parts.headers,

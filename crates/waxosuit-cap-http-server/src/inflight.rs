@@ -30,11 +30,24 @@ pub(crate) struct InFlight {
 }
 
 /// A taken place, given back when dropped.
-pub(crate) struct Place<'a>(&'a Padded);
+pub(crate) struct Place<'a> {
+    limit: &'a InFlight,
+    share: usize,
+}
+
+impl Place<'_> {
+    /// Keeps the place past this guard: [`InFlight::give_back`] with the
+    /// returned share must follow, exactly once.
+    pub(crate) fn keep(self) -> usize {
+        let share = self.share;
+        std::mem::forget(self);
+        share
+    }
+}
 
 impl Drop for Place<'_> {
     fn drop(&mut self) {
-        self.0.0.fetch_sub(1, Ordering::Release);
+        self.limit.give_back(self.share);
     }
 }
 
@@ -85,10 +98,20 @@ impl InFlight {
     fn take_from(&self, index: usize) -> Option<Place<'_>> {
         let (taken, share) = (self.taken.get(index)?, *self.shares.get(index)?);
         if taken.0.fetch_add(1, Ordering::Acquire) < share {
-            return Some(Place(taken));
+            return Some(Place {
+                limit: self,
+                share: index,
+            });
         }
         taken.0.fetch_sub(1, Ordering::Release);
         None
+    }
+
+    /// Gives back a place of share `share` that [`Place::keep`] kept.
+    pub(crate) fn give_back(&self, share: usize) {
+        if let Some(taken) = self.taken.get(share) {
+            taken.0.fetch_sub(1, Ordering::Release);
+        }
     }
 
     /// Whether a refusal should be logged now (at most every

@@ -131,6 +131,7 @@ mod config;
 mod conn;
 pub mod filter;
 mod filtered;
+mod held;
 mod inflight;
 mod serve;
 mod spans;
@@ -156,7 +157,8 @@ pub mod fuzzing {
             max_headers,
             max_header_bytes,
         };
-        crate::serve::reply_to_http("fuzz", "fuzz", reply, &limits)
+        let log = crate::inflight::Throttle::default();
+        crate::serve::reply_to_http("fuzz", "fuzz", reply, &limits, &log).map(Full::new)
     }
 }
 
@@ -525,6 +527,7 @@ impl CapabilityProvider for HttpServerProvider {
             )),
             per_client: config.max_in_flight_per_client,
             client_refusals: Arc::default(),
+            failures: Arc::default(),
             binding: Arc::from(request.binding.as_str()),
             filters: self.filters.read().chain(&key),
         };

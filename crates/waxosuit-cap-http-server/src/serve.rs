@@ -11,7 +11,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{
     CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
@@ -34,13 +34,14 @@ use crate::bounded::{self, ConnectionLimits, Connector};
 use crate::config::{ListenerConfig, ReplyLimits};
 use crate::conn::{self, Activity};
 use crate::filter::{FilterChain, FilterTarget};
+use crate::held::{HeldBody, Kept, Places};
 use crate::inflight::{InFlight, Throttle};
 use crate::spans;
 use crate::threads::ConnectionThreads;
 
 /// The HTTP response type of every request this provider serves: actor
 /// bodies are already complete in memory, so no streaming body is needed.
-pub(crate) type HttpResponse = hyper::Response<Full<Bytes>>;
+pub(crate) type HttpResponse = hyper::Response<Bytes>;
 
 /// Body of the 500 sent when the actor fails; the reason goes to the log
 /// only, so that actor internals do not leak to clients.
@@ -84,11 +85,25 @@ pub(crate) struct ActorService {
     /// Logs refusals for a client's share, listener-wide, so that many
     /// clients cannot log one line each.
     pub(crate) client_refusals: Arc<Throttle>,
+    /// Logs requests that failed (the actor failed, timed out or replied
+    /// what HTTP cannot carry; a filter failed; a request too large for
+    /// the actor), listener-wide: an actor with a bug fails every request,
+    /// and a line each would let any client fill the logs.
+    pub(crate) failures: Arc<Throttle>,
     /// The binding's name.
     pub(crate) binding: Arc<str>,
     /// The binding's filters; empty for most, which then take the direct
     /// path.
     pub(crate) filters: FilterChain,
+}
+
+impl ActorService {
+    /// Whether a failed request is logged now (one line per
+    /// [`WARN_EVERY`](waxosuit_provider::WARN_EVERY) a listener), and how
+    /// many were not since the last line.
+    pub(crate) fn log_failure(&self) -> Option<u64> {
+        self.failures.should_warn(std::time::Instant::now())
+    }
 }
 
 /// An [`ActorService`] as one connection serves it: its own copy, so that
@@ -220,19 +235,44 @@ enum BodyRefusal {
 impl ConnService {
     /// Maps one HTTP request to `HandleRequest` and the actor's reply back,
     /// inside the request's server span when tracing is on ([`spans`]).
-    async fn handle(&self, req: hyper::Request<Incoming>) -> HttpResponse {
+    /// The places the request took are given back once its response body
+    /// has been taken by hyper ([`held`](crate::held)).
+    async fn handle(self: Arc<Self>, req: hyper::Request<Incoming>) -> hyper::Response<HeldBody> {
+        let (response, kept) = {
+            let mut places = Places::default();
+            let response = self.traced(req, &mut places).await;
+            (response, places.keep())
+        };
+        response.map(|body| HeldBody::new(body, self, kept))
+    }
+
+    async fn traced<'s>(
+        &'s self,
+        req: hyper::Request<Incoming>,
+        places: &mut Places<'s>,
+    ) -> HttpResponse {
         let span = spans::request_span(&req);
         // Pinned where it is made and polled inside the span: `respond`'s
         // state is large, and `.instrument()` would copy all of it into the
         // wrapper on every request (`docs/observability.md`, "What it
         // costs").
-        let mut respond = pin!(self.respond(req, &span));
+        let mut respond = pin!(self.respond(req, &span, places));
         if span.is_disabled() {
             return respond.await;
         }
         let response = poll_fn(|cx| span.in_scope(|| respond.as_mut().poll(cx))).await;
         spans::record_response(&span, &response);
         response
+    }
+
+    /// Gives back places [`Places::keep`] kept for this connection.
+    pub(crate) fn give_back(&self, kept: Kept) {
+        if let Some(share) = kept.listener {
+            self.service.in_flight.give_back(share);
+        }
+        if let (Some(share), Some(client)) = (kept.client, &self.client) {
+            client.give_back(share);
+        }
     }
 
     /// The answer to a request past its client's share of the places.
@@ -261,19 +301,23 @@ impl ConnService {
     /// [`handle`](Self::handle)'s work. Never fails: every problem becomes
     /// a status code, and the reason the client does not see is logged (and
     /// put on `span` for a `5xx`).
-    async fn respond(&self, req: hyper::Request<Incoming>, span: &Span) -> HttpResponse {
+    async fn respond<'s>(
+        &'s self,
+        req: hyper::Request<Incoming>,
+        span: &Span,
+        places: &mut Places<'s>,
+    ) -> HttpResponse {
         let _request = self.activity.request();
         let s = &self.service;
         // The client's share first: its requests past it are refused
         // without touching the listener's places.
-        let _client_place = match &self.client {
-            Some(client) => match client.try_take(self.thread) {
-                Some(place) => Some(place),
+        if let Some(client) = &self.client {
+            match client.try_take(self.thread) {
+                Some(place) => places.client = Some(place),
                 None => return self.client_busy(span),
-            },
-            None => None,
-        };
-        let Some(_place) = s.in_flight.try_take(self.thread) else {
+            }
+        }
+        let Some(place) = s.in_flight.try_take(self.thread) else {
             if let Some(unlogged) = s.in_flight.should_warn(std::time::Instant::now()) {
                 tracing::warn!(
                     actor = %s.actor,
@@ -288,6 +332,7 @@ impl ConnService {
             spans::fail(span, "too many requests in flight (MAX_IN_FLIGHT)");
             return busy();
         };
+        places.listener = Some(place);
         if let Some(refusal) = host_refusal(&req) {
             return plain(StatusCode::BAD_REQUEST, refusal);
         }
@@ -357,16 +402,21 @@ impl ConnService {
         let reply = match self.bounded(&mut deadline, dispatch).await {
             Some(Ok(reply)) => reply,
             Some(Err(e)) => {
-                tracing::error!(actor = %s.actor, error = %e, "actor failed to handle an HTTP request");
+                if let Some(not_logged) = s.log_failure() {
+                    tracing::error!(actor = %s.actor, error = %e, not_logged, "actor failed to handle an HTTP request");
+                }
                 spans::fail(span, &e);
                 return plain(StatusCode::INTERNAL_SERVER_ERROR, FAILED);
             }
             None => {
-                tracing::error!(
-                    actor = %s.actor,
-                    timeout = ?s.request_timeout,
-                    "actor did not answer an HTTP request in time"
-                );
+                if let Some(not_logged) = s.log_failure() {
+                    tracing::error!(
+                        actor = %s.actor,
+                        timeout = ?s.request_timeout,
+                        not_logged,
+                        "actor did not answer an HTTP request in time"
+                    );
+                }
                 spans::fail(
                     span,
                     format_args!("the actor did not answer within {:?}", s.request_timeout),
@@ -377,7 +427,7 @@ impl ConnService {
                 );
             }
         };
-        let response = reply_to_http(&s.actor, &s.name, reply, &s.reply);
+        let response = reply_to_http(&s.actor, &s.name, reply, &s.reply, &s.failures);
         spans::fail_on_server_error(span, &response);
         response
     }
@@ -467,18 +517,23 @@ impl ConnService {
 
 /// A request the codec cannot write (a part past MessagePack's 4 GiB).
 pub(crate) fn unencodable(s: &ActorService, error: &CodecError) -> HttpResponse {
-    tracing::error!(actor = %s.actor, %error, "cannot encode an HTTP request as MessagePack");
+    if let Some(not_logged) = s.log_failure() {
+        tracing::error!(actor = %s.actor, %error, not_logged, "cannot encode an HTTP request as MessagePack");
+    }
     plain(StatusCode::PAYLOAD_TOO_LARGE, b"Request too large")
 }
 
 pub(crate) fn too_large_for_actor(s: &ActorService, size: usize, max: usize) -> HttpResponse {
-    tracing::info!(
-        actor = %s.actor,
-        actor_name = %s.name,
-        size,
-        max_payload = max,
-        "HTTP request refused with 413: larger than the actor's payload limit"
-    );
+    if let Some(not_logged) = s.log_failure() {
+        tracing::info!(
+            actor = %s.actor,
+            actor_name = %s.name,
+            size,
+            max_payload = max,
+            not_logged,
+            "HTTP request refused with 413: larger than the actor's payload limit"
+        );
+    }
     plain(
         StatusCode::PAYLOAD_TOO_LARGE,
         b"Request too large for the actor",
@@ -503,6 +558,7 @@ pub(crate) fn reply_to_http(
     name: &str,
     reply: Vec<u8>,
     limits: &ReplyLimits,
+    log: &Throttle,
 ) -> HttpResponse {
     let limits = ResponseLimits {
         max_headers: limits.max_headers,
@@ -510,9 +566,15 @@ pub(crate) fn reply_to_http(
     };
     let view = match ResponseView::decode(&reply, &limits) {
         Ok(view) => view,
-        Err(e) => return refused_reply(actor, name, &e),
+        Err(e) => return refused_reply(actor, name, &e, log),
     };
-    let head = match response_head(actor, view.status_code(), view.status(), view.headers()) {
+    let head = match response_head(
+        actor,
+        view.status_code(),
+        view.status(),
+        view.headers(),
+        log,
+    ) {
         Ok(head) => head,
         Err(MalformedReply) => return plain(StatusCode::INTERNAL_SERVER_ERROR, MALFORMED),
     };
@@ -529,13 +591,13 @@ pub(crate) fn reply_to_http(
         }
         ResponseBody::Owned(body) => Bytes::from(body),
     };
-    head.map(|()| Full::new(body))
+    head.map(|()| body)
 }
 
 /// Why an actor's reply was refused: over a limit of the binding (logged
 /// with the binding value to raise, and a `500` whose body says briefly
 /// why), or not a `Response` at all (`500 Malformed response from actor`).
-fn refused_reply(actor: &str, name: &str, error: &CodecError) -> HttpResponse {
+fn refused_reply(actor: &str, name: &str, error: &CodecError, log: &Throttle) -> HttpResponse {
     let (reason, client): (String, &'static [u8]) = match error {
         CodecError::TooManyHeaders { count, limit, .. } => (
             format!(
@@ -552,15 +614,20 @@ fn refused_reply(actor: &str, name: &str, error: &CodecError) -> HttpResponse {
             b"Actor response headers are too large",
         ),
         other => {
-            tracing::error!(actor, error = %other, "actor replied to HandleRequest with something that is not a Response");
+            if let Some(not_logged) = log.should_warn(std::time::Instant::now()) {
+                tracing::error!(actor, error = %other, not_logged, "actor replied to HandleRequest with something that is not a Response");
+            }
             return plain(StatusCode::INTERNAL_SERVER_ERROR, MALFORMED);
         }
     };
-    tracing::error!(
-        actor,
-        actor_name = name,
-        "actor's HTTP reply refused with 500: {reason}"
-    );
+    if let Some(not_logged) = log.should_warn(std::time::Instant::now()) {
+        tracing::error!(
+            actor,
+            actor_name = name,
+            not_logged,
+            "actor's HTTP reply refused with 500: {reason}"
+        );
+    }
     plain(StatusCode::INTERNAL_SERVER_ERROR, client)
 }
 
@@ -570,40 +637,50 @@ struct MalformedReply;
 /// Applies the actor's status and headers; anything hyper cannot represent
 /// faithfully (bad status, bad header) is the actor's bug and becomes a
 /// logged 500 rather than a silently altered reply; the reason is logged
-/// here, so the error carries nothing. The header count is already within
-/// the binding's limit, itself far below what a `HeaderMap` holds, and the
-/// fallible calls keep it so.
+/// here (through `log`), so the error carries nothing. The header count is
+/// already within the binding's limit, itself far below what a `HeaderMap`
+/// holds, and the fallible calls keep it so.
 fn response_head<'a>(
     actor: &str,
     status_code: u32,
     reason: &str,
     headers: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+    log: &Throttle,
 ) -> Result<hyper::Response<()>, MalformedReply> {
+    let logged = || log.should_warn(std::time::Instant::now());
     let Some(status) = u16::try_from(status_code)
         .ok()
         .and_then(|code| StatusCode::from_u16(code).ok())
     else {
-        tracing::error!(
-            actor,
-            status_code,
-            "actor replied with an invalid HTTP status code"
-        );
+        if let Some(not_logged) = logged() {
+            tracing::error!(
+                actor,
+                status_code,
+                not_logged,
+                "actor replied with an invalid HTTP status code"
+            );
+        }
         return Err(MalformedReply);
     };
     let mut out = hyper::Response::new(());
     *out.status_mut() = status;
     let map = out.headers_mut();
     let too_many = |_| {
-        tracing::error!(
-            actor,
-            "actor replied with more headers than an HTTP response can hold"
-        );
+        if let Some(not_logged) = logged() {
+            tracing::error!(
+                actor,
+                not_logged,
+                "actor replied with more headers than an HTTP response can hold"
+            );
+        }
         MalformedReply
     };
     map.try_reserve(headers.len()).map_err(too_many)?;
     for (name, value) in headers {
         let Ok(header_name) = HeaderName::from_bytes(name.as_bytes()) else {
-            tracing::error!(actor, header = %name, "actor replied with an invalid header name");
+            if let Some(not_logged) = logged() {
+                tracing::error!(actor, header = %name, not_logged, "actor replied with an invalid header name");
+            }
             return Err(MalformedReply);
         };
         // The body is complete, so hyper frames it itself; an actor's stale
@@ -612,7 +689,9 @@ fn response_head<'a>(
             continue;
         }
         let Ok(header_value) = HeaderValue::from_str(value) else {
-            tracing::error!(actor, header = %name, "actor replied with an invalid header value");
+            if let Some(not_logged) = logged() {
+                tracing::error!(actor, header = %name, not_logged, "actor replied with an invalid header value");
+            }
             return Err(MalformedReply);
         };
         map.try_append(header_name, header_value)
@@ -643,7 +722,7 @@ fn host_refusal(req: &hyper::Request<Incoming>) -> Option<&'static [u8]> {
 }
 
 pub(crate) fn plain(status: StatusCode, body: &'static [u8]) -> HttpResponse {
-    let mut out = hyper::Response::new(Full::new(Bytes::from_static(body)));
+    let mut out = hyper::Response::new(Bytes::from_static(body));
     *out.status_mut() = status;
     out.headers_mut().insert(
         CONTENT_TYPE,
@@ -680,7 +759,15 @@ mod tests {
         let mut unusual = usual.clone();
         unusual[0] = 0x85;
         unusual.extend_from_slice(&[0xa1, b'z', 0xc0]);
-        [usual, unusual].map(|reply| reply_to_http("MA", "a", reply, &ReplyLimits::default()))
+        [usual, unusual].map(|reply| {
+            reply_to_http(
+                "MA",
+                "a",
+                reply,
+                &ReplyLimits::default(),
+                &Throttle::default(),
+            )
+        })
     }
 
     #[test]
@@ -776,13 +863,19 @@ mod tests {
                 b"Actor response headers are too large",
             ),
         ] {
-            let out = reply_to_http("MA", "a", reply(&many), &limits);
+            let out = reply_to_http("MA", "a", reply(&many), &limits, &Throttle::default());
             assert_eq!(out.status(), StatusCode::INTERNAL_SERVER_ERROR);
-            let got = out.into_body().collect().await.unwrap().to_bytes();
+            let got = out.into_body();
             assert_eq!(&got[..], body);
         }
-        let out = reply_to_http("MA", "a", vec![0xc1], &ReplyLimits::default());
-        let got = out.into_body().collect().await.unwrap().to_bytes();
+        let out = reply_to_http(
+            "MA",
+            "a",
+            vec![0xc1],
+            &ReplyLimits::default(),
+            &Throttle::default(),
+        );
+        let got = out.into_body();
         assert_eq!(&got[..], MALFORMED);
     }
 
@@ -791,12 +884,25 @@ mod tests {
         // `Response::ok()` as a MessagePack array: the codec accepts it, the
         // in-place reader does not.
         let as_array = vec![0x94, 0xcc, 201, 0xa2, b'O', b'K', 0x80, 0xc4, 0x01, b'!'];
-        let out = reply_to_http("MA", "a", as_array, &ReplyLimits::default());
+        let out = reply_to_http(
+            "MA",
+            "a",
+            as_array,
+            &ReplyLimits::default(),
+            &Throttle::default(),
+        );
         assert_eq!(out.status(), StatusCode::CREATED);
         let mut garbage = reply(&Response::ok());
         garbage.push(0);
         assert_eq!(
-            reply_to_http("MA", "a", garbage, &ReplyLimits::default()).status(),
+            reply_to_http(
+                "MA",
+                "a",
+                garbage,
+                &ReplyLimits::default(),
+                &Throttle::default()
+            )
+            .status(),
             StatusCode::INTERNAL_SERVER_ERROR
         );
     }
@@ -814,10 +920,16 @@ mod tests {
         reply.extend_from_slice(&[0xa0, 0xa6]);
         reply.extend_from_slice(b"header");
         reply.extend_from_slice(&[0x81, 0xa1, b'k', 0xa1, b'v']);
-        let out = reply_to_http("MA", "a", reply, &ReplyLimits::default());
+        let out = reply_to_http(
+            "MA",
+            "a",
+            reply,
+            &ReplyLimits::default(),
+            &Throttle::default(),
+        );
         assert_eq!(out.status(), StatusCode::ACCEPTED);
         assert_eq!(out.headers()["k"], "v");
-        let body = out.into_body().collect().await.unwrap().to_bytes();
+        let body = out.into_body();
         assert_eq!(&body[..], b"xyz");
     }
 
@@ -835,8 +947,8 @@ mod tests {
         let [fast, codec] = both_paths(&response);
         assert_eq!(fast.status(), codec.status());
         assert_eq!(fast.headers(), codec.headers());
-        let fast = fast.into_body().collect().await.unwrap().to_bytes();
-        let codec = codec.into_body().collect().await.unwrap().to_bytes();
+        let fast = fast.into_body();
+        let codec = codec.into_body();
         assert_eq!(fast, codec);
         assert_eq!(&fast[..], b"nope");
     }

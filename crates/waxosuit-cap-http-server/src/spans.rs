@@ -13,7 +13,6 @@
 
 use std::fmt::Display;
 
-use hyper::body::Body as _;
 use hyper::header::HeaderName;
 use hyper::{Method, Request};
 use tracing::Span;
@@ -91,11 +90,7 @@ pub(crate) fn record_response(span: &Span, response: &HttpResponse) {
         return;
     };
     let code = i64::from(response.status().as_u16());
-    let body = response
-        .body()
-        .size_hint()
-        .exact()
-        .map(|size| i64::try_from(size).unwrap_or(i64::MAX));
+    let body = Some(i64::try_from(response.body().len()).unwrap_or(i64::MAX));
     span.record_all(&fields.value_set(&[
         (&status, Some(&code as &dyn Value)),
         (&size, body.as_ref().map(|size| size as &dyn Value)),

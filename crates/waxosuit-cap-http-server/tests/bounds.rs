@@ -35,6 +35,7 @@ const PATIENCE: Duration = Duration::from_secs(20);
 /// The host side as the provider sees it, answering by request path:
 /// `/hostile` runs the wasm actor of `fixtures/many-headers.wat`, `/slow`
 /// waits for a permit of `gate`, `/big` replies with `big_body` bytes,
+/// `/fail` fails, `/garbage` replies with bytes that are no `Response`,
 /// `/headers?N` with `N` headers `x-header-<i>: value`, anything else
 /// `200 ok`.
 struct Router {
@@ -99,6 +100,13 @@ impl ActorDispatcher for Router {
                 Ok(ok(b"slow"))
             }
             "/big" => Ok(ok(&vec![b'b'; self.big_body])),
+            "/fail" => Err(DispatchError::Actor {
+                actor: actor.to_string(),
+                operation: operation.to_string(),
+                message: "the actor's bug".to_string(),
+            }),
+            // Not a `Response`: what HTTP cannot carry.
+            "/garbage" => Ok(vec![0xc1]),
             "/headers" => {
                 let count: usize = request.query_string.parse().unwrap();
                 let response = Response {
@@ -1146,6 +1154,130 @@ async fn a_reader_taking_a_few_bytes_now_and_then_is_cut_off_and_reset() {
         started.elapsed()
     );
 
+    provider.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_waiting_for_slow_readers_keep_their_places_in_flight() {
+    // Two 8 MiB answers to a client that does not read them. Their places
+    // used to be given back once the actor had answered, so any number of
+    // such answers could wait in memory on connections that held none.
+    let body = 8 * 1024 * 1024;
+    let router = Arc::new(Router {
+        big_body: body,
+        ..Router::new()
+    });
+    let (provider, addr) = serve(
+        HttpServerProvider::with_connection_threads(2),
+        "MHELDPLACES",
+        Arc::clone(&router),
+        &[
+            ("MAX_IN_FLIGHT", "2"),
+            ("MAX_IN_FLIGHT_PER_CLIENT", "2"),
+            ("WRITE_TIMEOUT_MS", "60000"),
+        ],
+    )
+    .await;
+    let port = addr.port();
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        // A small receive window: the kernel cannot take the answer off
+        // the server's hands.
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut conn = socket.connect(addr).await.unwrap();
+        conn.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        stalled.push(conn);
+    }
+    let started = Instant::now();
+    while router.calls() < 2 {
+        assert!(started.elapsed() < PATIENCE, "the actor never answered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Unread, the answers hold both places: another client is refused
+    // without reaching the actor, however long it waits.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut other = connect_from([127, 0, 0, 3], addr).await;
+        let reply = get(&mut other, "/").await.unwrap();
+        assert_eq!(reply.status, 503, "{}", reply.head);
+    }
+    assert_eq!(router.calls(), 2);
+
+    // Read to the end, an answer gives its places back.
+    let reply = read_reply(&mut stalled[0]).await.unwrap();
+    assert_eq!((reply.status, reply.body.len()), (200, body));
+    let mut other = connect_from([127, 0, 0, 3], addr).await;
+    assert_eq!(get(&mut other, "/").await.unwrap().status, 200);
+    drop(other);
+
+    // A client that goes away leaves nothing held: with both connections
+    // closed, two requests are in flight at once again.
+    drop(stalled);
+    wait_for_server_sockets(port, 1).await;
+    let slow: Vec<_> = [[127, 0, 0, 4], [127, 0, 0, 5]]
+        .into_iter()
+        .map(|from| {
+            tokio::spawn(async move {
+                let mut conn = connect_from(from, addr).await;
+                get(&mut conn, "/slow").await.unwrap()
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    while router.calls() < 5 {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "a place was not given back: {} calls",
+            router.calls()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    router.gate.add_permits(2);
+    for task in slow {
+        let reply = tokio::time::timeout(PATIENCE, task).await.unwrap().unwrap();
+        assert_eq!((reply.status, &reply.body[..]), (200, &b"slow"[..]));
+    }
+    provider.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failing_actor_does_not_log_a_line_per_request() {
+    // An actor with a bug fails every request: any client could fill the
+    // host's logs at its request rate.
+    capture_logs();
+    let router = Arc::new(Router::new());
+    let (provider, addr) = serve(
+        HttpServerProvider::with_connection_threads(1),
+        "MFAILLOG",
+        Arc::clone(&router),
+        &[],
+    )
+    .await;
+    let mut conn = connect(addr).await;
+    for path in ["/fail", "/garbage"] {
+        for _ in 0..200 {
+            let reply = get(&mut conn, path).await.unwrap();
+            assert_eq!(reply.status, 500, "{path}: {}", reply.head);
+        }
+    }
+    assert_eq!(router.calls(), 400);
+    // The first failure is logged, with what failed; the rest of the
+    // window is counted for the next line.
+    let lines: Vec<_> = log_lines_with("MFAILLOG")
+        .into_iter()
+        .filter(|l| l.contains("ERROR"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].contains("actor failed to handle an HTTP request")
+            && lines[0].contains("the actor's bug")
+            && lines[0].contains("not_logged=0"),
+        "{lines:#?}"
+    );
     provider.shutdown().await;
 }
 
