@@ -8,10 +8,12 @@
 //! response per connection waiting in memory without holding a place,
 //! hundreds of connections times the largest reply. Here the places go with
 //! the body, and are given back when hyper has taken the last bytes into
-//! its write buffer (at most `max_buf_size`, 64 KiB, per connection) or
-//! drops the body because the connection ended. What a listener keeps of
-//! its responses is then bounded by its places, plus a write buffer per
-//! open connection.
+//! its write buffer or drops the body because the connection ended. hyper
+//! takes another frame whenever its buffer holds less than `max_buf_size`
+//! (64 KiB unless `MAX_HEADER_BYTES` is larger: `conn::http1_builder`), so
+//! that buffer holds at most about 128 KiB and the head. What a listener
+//! keeps of its responses is then bounded by its places, plus that much
+//! per open connection.
 //!
 //! A body of up to [`CHUNK`] bytes is one frame, not copied: the common
 //! case costs what `Full` did. A larger one is copied out a chunk at a
@@ -30,9 +32,9 @@ use hyper::body::{Body, Frame, SizeHint};
 use crate::inflight::Place;
 use crate::serve::ConnService;
 
-/// The most a frame of a response body holds: as much as hyper's write
-/// buffer for a connection (`conn::http1_builder`), so it takes the next
-/// chunk only once it has written most of the last.
+/// The most a frame of a response body holds: hyper's write buffer limit
+/// (`conn::http1_builder`), so that what it holds after the last frame is
+/// at most about twice that.
 pub(crate) const CHUNK: usize = 64 * 1024;
 
 /// The places a request took, while it is being answered.
@@ -54,8 +56,10 @@ impl Places<'_> {
     }
 }
 
-/// Places kept past their guards, as the shares they came from.
-#[derive(Debug, Clone, Copy, Default)]
+/// Places kept past their guards, as the shares they came from; given
+/// back once, by the [`HeldBody`] holding them (not `Copy`, so no second
+/// copy can give them back again).
+#[derive(Debug, Default)]
 pub(crate) struct Kept {
     pub(crate) listener: Option<usize>,
     pub(crate) client: Option<usize>,
@@ -69,7 +73,7 @@ struct Owned {
 
 impl Drop for Owned {
     fn drop(&mut self) {
-        self.conn.give_back(self.kept);
+        self.conn.give_back(std::mem::take(&mut self.kept));
     }
 }
 

@@ -22,7 +22,8 @@
 //! * Failures never reach the client as actor internals: an actor error or
 //!   trap is `500 Failed to handle request`, a reply that is not a valid
 //!   `Response` is `500 Malformed response from actor`, and the reason is
-//!   logged with `tracing::error!` naming the actor.
+//!   logged with `tracing::error!` naming the actor (ten lines per 10 s a
+//!   listener at most, then a count: `failures` module).
 //! * When a tracing layer is installed, each request is an OpenTelemetry
 //!   server span that continues the client's W3C `traceparent` and holds
 //!   the actor call, so the host's actor span is its child; a `5xx` marks
@@ -129,6 +130,7 @@
 pub mod bounded;
 mod config;
 mod conn;
+mod failures;
 pub mod filter;
 mod filtered;
 mod held;
@@ -157,7 +159,7 @@ pub mod fuzzing {
             max_headers,
             max_header_bytes,
         };
-        let log = crate::inflight::Throttle::default();
+        let log = crate::failures::FailureLog::default();
         crate::serve::reply_to_http("fuzz", "fuzz", reply, &limits, &log).map(Full::new)
     }
 }
@@ -528,6 +530,7 @@ impl CapabilityProvider for HttpServerProvider {
             per_client: config.max_in_flight_per_client,
             client_refusals: Arc::default(),
             failures: Arc::default(),
+            refusals: Arc::default(),
             binding: Arc::from(request.binding.as_str()),
             filters: self.filters.read().chain(&key),
         };

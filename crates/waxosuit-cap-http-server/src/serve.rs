@@ -33,6 +33,7 @@ use waxosuit_provider::ActorDispatcher;
 use crate::bounded::{self, ConnectionLimits, Connector};
 use crate::config::{ListenerConfig, ReplyLimits};
 use crate::conn::{self, Activity};
+use crate::failures::FailureLog;
 use crate::filter::{FilterChain, FilterTarget};
 use crate::held::{HeldBody, Kept, Places};
 use crate::inflight::{InFlight, Throttle};
@@ -86,10 +87,14 @@ pub(crate) struct ActorService {
     /// clients cannot log one line each.
     pub(crate) client_refusals: Arc<Throttle>,
     /// Logs requests that failed (the actor failed, timed out or replied
-    /// what HTTP cannot carry; a filter failed; a request too large for
-    /// the actor), listener-wide: an actor with a bug fails every request,
-    /// and a line each would let any client fill the logs.
-    pub(crate) failures: Arc<Throttle>,
+    /// what HTTP cannot carry; a filter failed), listener-wide: an actor
+    /// with a bug fails every request, and a line each would let any client
+    /// fill the logs.
+    pub(crate) failures: Arc<FailureLog>,
+    /// Logs requests refused for what the client sent (too large for the
+    /// actor, not encodable, no memory for its body), on a budget of their
+    /// own: a client must not use up the lines of the actor's failures.
+    pub(crate) refusals: Arc<FailureLog>,
     /// The binding's name.
     pub(crate) binding: Arc<str>,
     /// The binding's filters; empty for most, which then take the direct
@@ -98,11 +103,16 @@ pub(crate) struct ActorService {
 }
 
 impl ActorService {
-    /// Whether a failed request is logged now (one line per
-    /// [`WARN_EVERY`](waxosuit_provider::WARN_EVERY) a listener), and how
+    /// Whether a failed request is logged now ([`FailureLog`]), and how
     /// many were not since the last line.
     pub(crate) fn log_failure(&self) -> Option<u64> {
-        self.failures.should_warn(std::time::Instant::now())
+        self.failures.should_log(std::time::Instant::now())
+    }
+
+    /// As [`log_failure`](Self::log_failure), for requests refused for
+    /// what the client sent.
+    pub(crate) fn log_refusal(&self) -> Option<u64> {
+        self.refusals.should_log(std::time::Instant::now())
     }
 }
 
@@ -478,7 +488,9 @@ impl ConnService {
                 b"Request body too large",
             )),
             Some(Err(BodyRefusal::NoMemory)) => {
-                tracing::error!(actor = %s.actor, "out of memory for an HTTP request body");
+                if let Some(not_logged) = s.log_refusal() {
+                    tracing::error!(actor = %s.actor, not_logged, "out of memory for an HTTP request body");
+                }
                 spans::fail(span, "out of memory for the request body");
                 Err(busy())
             }
@@ -517,14 +529,14 @@ impl ConnService {
 
 /// A request the codec cannot write (a part past MessagePack's 4 GiB).
 pub(crate) fn unencodable(s: &ActorService, error: &CodecError) -> HttpResponse {
-    if let Some(not_logged) = s.log_failure() {
+    if let Some(not_logged) = s.log_refusal() {
         tracing::error!(actor = %s.actor, %error, not_logged, "cannot encode an HTTP request as MessagePack");
     }
     plain(StatusCode::PAYLOAD_TOO_LARGE, b"Request too large")
 }
 
 pub(crate) fn too_large_for_actor(s: &ActorService, size: usize, max: usize) -> HttpResponse {
-    if let Some(not_logged) = s.log_failure() {
+    if let Some(not_logged) = s.log_refusal() {
         tracing::info!(
             actor = %s.actor,
             actor_name = %s.name,
@@ -558,7 +570,7 @@ pub(crate) fn reply_to_http(
     name: &str,
     reply: Vec<u8>,
     limits: &ReplyLimits,
-    log: &Throttle,
+    log: &FailureLog,
 ) -> HttpResponse {
     let limits = ResponseLimits {
         max_headers: limits.max_headers,
@@ -597,7 +609,7 @@ pub(crate) fn reply_to_http(
 /// Why an actor's reply was refused: over a limit of the binding (logged
 /// with the binding value to raise, and a `500` whose body says briefly
 /// why), or not a `Response` at all (`500 Malformed response from actor`).
-fn refused_reply(actor: &str, name: &str, error: &CodecError, log: &Throttle) -> HttpResponse {
+fn refused_reply(actor: &str, name: &str, error: &CodecError, log: &FailureLog) -> HttpResponse {
     let (reason, client): (String, &'static [u8]) = match error {
         CodecError::TooManyHeaders { count, limit, .. } => (
             format!(
@@ -614,13 +626,13 @@ fn refused_reply(actor: &str, name: &str, error: &CodecError, log: &Throttle) ->
             b"Actor response headers are too large",
         ),
         other => {
-            if let Some(not_logged) = log.should_warn(std::time::Instant::now()) {
+            if let Some(not_logged) = log.should_log(std::time::Instant::now()) {
                 tracing::error!(actor, error = %other, not_logged, "actor replied to HandleRequest with something that is not a Response");
             }
             return plain(StatusCode::INTERNAL_SERVER_ERROR, MALFORMED);
         }
     };
-    if let Some(not_logged) = log.should_warn(std::time::Instant::now()) {
+    if let Some(not_logged) = log.should_log(std::time::Instant::now()) {
         tracing::error!(
             actor,
             actor_name = name,
@@ -645,9 +657,9 @@ fn response_head<'a>(
     status_code: u32,
     reason: &str,
     headers: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
-    log: &Throttle,
+    log: &FailureLog,
 ) -> Result<hyper::Response<()>, MalformedReply> {
-    let logged = || log.should_warn(std::time::Instant::now());
+    let logged = || log.should_log(std::time::Instant::now());
     let Some(status) = u16::try_from(status_code)
         .ok()
         .and_then(|code| StatusCode::from_u16(code).ok())
@@ -765,7 +777,7 @@ mod tests {
                 "a",
                 reply,
                 &ReplyLimits::default(),
-                &Throttle::default(),
+                &FailureLog::default(),
             )
         })
     }
@@ -863,7 +875,7 @@ mod tests {
                 b"Actor response headers are too large",
             ),
         ] {
-            let out = reply_to_http("MA", "a", reply(&many), &limits, &Throttle::default());
+            let out = reply_to_http("MA", "a", reply(&many), &limits, &FailureLog::default());
             assert_eq!(out.status(), StatusCode::INTERNAL_SERVER_ERROR);
             let got = out.into_body();
             assert_eq!(&got[..], body);
@@ -873,7 +885,7 @@ mod tests {
             "a",
             vec![0xc1],
             &ReplyLimits::default(),
-            &Throttle::default(),
+            &FailureLog::default(),
         );
         let got = out.into_body();
         assert_eq!(&got[..], MALFORMED);
@@ -889,7 +901,7 @@ mod tests {
             "a",
             as_array,
             &ReplyLimits::default(),
-            &Throttle::default(),
+            &FailureLog::default(),
         );
         assert_eq!(out.status(), StatusCode::CREATED);
         let mut garbage = reply(&Response::ok());
@@ -900,7 +912,7 @@ mod tests {
                 "a",
                 garbage,
                 &ReplyLimits::default(),
-                &Throttle::default()
+                &FailureLog::default()
             )
             .status(),
             StatusCode::INTERNAL_SERVER_ERROR
@@ -925,7 +937,7 @@ mod tests {
             "a",
             reply,
             &ReplyLimits::default(),
-            &Throttle::default(),
+            &FailureLog::default(),
         );
         assert_eq!(out.status(), StatusCode::ACCEPTED);
         assert_eq!(out.headers()["k"], "v");
